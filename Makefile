@@ -1,0 +1,40 @@
+# perkhub — the two commands (and a few helpers). Everything real lives in CMake
+# and in tools/; this file only strings the steps together.
+BUILD      ?= build
+BUILD_ASAN ?= build-asan
+JOBS       ?= $(shell nproc)
+
+.PHONY: all deps build build-asan demo test test-fast bench format clean
+
+all: build
+
+deps:
+	@tools/deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD) -j$(JOBS)
+
+build-asan: deps
+	@cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DPH_SANITIZE=ON >/dev/null
+	@cmake --build $(BUILD_ASAN) -j$(JOBS)
+
+# Installs, builds, starts perkhubd on the embedded default and prints a first flow.
+demo: build
+	@tools/demo.sh $(BUILD)
+
+# Installs, builds, runs every test: once in the normal build, once under ASan+UBSan.
+test: build build-asan
+	@cd $(BUILD) && ctest --output-on-failure
+	@cd $(BUILD_ASAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure
+
+# Only the normal build, for the edit-compile-test loop.
+test-fast: build
+	@cd $(BUILD) && ctest --output-on-failure
+
+format:
+	@clang-format -i core/*.[ch] sdk/include/perkhub/*.h tools/perkctl/*.c plugins/*/*.c tests/*/*.c
+
+clean:
+	rm -rf $(BUILD) $(BUILD_ASAN)

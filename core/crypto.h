@@ -1,0 +1,87 @@
+/*
+ * crypto.h — the keyring, sealing of secrets at rest, and keyed lookup hashes.
+ *
+ * Rule 3 of DESIGN.md lives here. Card codes (and later recharge accounts) are
+ * stored only as AES-256-GCM ciphertexts that carry the id of the key that
+ * sealed them, so keys can rotate: new data is sealed with the newest key,
+ * old data stays readable while its key stays in the file. Codes are found by
+ * HMAC-SHA256 under a separate index key, never by plaintext, so the lookup
+ * index reveals nothing without the key file.
+ *
+ * Key file (text, mode 0600 or stricter, refused otherwise):
+ *
+ *   # perkhub master keys
+ *   index 64-hex-digits          one HMAC index key (never rotates: it keys the index)
+ *   key 1 64-hex-digits          AES-256 keys by id 1..65535; the highest id seals
+ *   key 2 64-hex-digits
+ *
+ * All functions are thread-safe on a loaded (read-only) keyring. Key material is
+ * wiped (OPENSSL_cleanse) before it is freed.
+ */
+#ifndef PH_CRYPTO_H
+#define PH_CRYPTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "status.h"
+
+#define PH_KEY_LEN 32
+#define PH_HASH_LEN 32
+/* A sealed blob is: key id (2 bytes, big-endian) | nonce (12) | ciphertext | tag (16). */
+#define PH_SEAL_OVERHEAD (2 + 12 + 16)
+
+typedef struct ph_keyring ph_keyring;
+
+/* Loads the key file at path. When it does not exist and `create` is non-zero,
+ * generates a new one (index key and key 1 from the OS RNG), writes it with mode
+ * 0600 and loads it. On success *out is owned by the caller (ph_keyring_free).
+ * Errors: PH_EIO (unreadable, cannot create), PH_EINVAL (syntax: the message
+ * names the line; permissions too open), PH_ECRYPTO (RNG failure). */
+int ph_keyring_load(const char *path, int create, ph_keyring **out, ph_err *err);
+
+/* Builds a keyring from raw keys, for tests and tools: one index key and one
+ * sealing key with id key_id. Caller owns *out. */
+int ph_keyring_from_raw(const uint8_t index_key[PH_KEY_LEN], uint16_t key_id,
+                        const uint8_t key[PH_KEY_LEN], ph_keyring **out, ph_err *err);
+
+/* Wipes and frees. NULL is a no-op. */
+void ph_keyring_free(ph_keyring *kr);
+
+/* The id of the key that seals new data. */
+uint16_t ph_keyring_active_id(const ph_keyring *kr);
+
+/* Seals pt (ptlen bytes) with the active key and a fresh random nonce; aad
+ * (may be NULL/0) is authenticated but not stored. Writes ptlen +
+ * PH_SEAL_OVERHEAD bytes to out (caller-provided, at least that large) and sets
+ * *outlen. Returns PH_OK or PH_ECRYPTO. */
+int ph_crypto_seal(const ph_keyring *kr, const uint8_t *pt, size_t ptlen, const uint8_t *aad,
+                   size_t aadlen, uint8_t *out, size_t *outlen);
+
+/* Opens a sealed blob (inlen bytes) into out (at least inlen - PH_SEAL_OVERHEAD
+ * bytes), setting *outlen. Returns PH_OK, or PH_ECRYPTO when the key id is
+ * unknown, the blob is short, or the tag does not verify (tampered or wrong aad).
+ * The caller wipes out when done with the plaintext. */
+int ph_crypto_open(const ph_keyring *kr, const uint8_t *in, size_t inlen, const uint8_t *aad,
+                   size_t aadlen, uint8_t *out, size_t *outlen);
+
+/* HMAC-SHA256 of data under the index key: the lookup key for a card code. */
+void ph_crypto_index(const ph_keyring *kr, const void *data, size_t len, uint8_t out[PH_HASH_LEN]);
+
+/* Plain SHA-256 (API tokens, request fingerprints). */
+void ph_sha256(const void *data, size_t len, uint8_t out[PH_HASH_LEN]);
+
+/* HMAC-SHA256 under an arbitrary key (webhook signatures, plugin host service). */
+void ph_hmac_sha256(const void *key, size_t keylen, const void *data, size_t len,
+                    uint8_t out[PH_HASH_LEN]);
+
+/* Constant-time equality of n bytes: 1 when equal. */
+int ph_ct_equal(const void *a, const void *b, size_t n);
+
+/* Fills buf with n bytes from the OS CSPRNG. PH_OK or PH_ECRYPTO. */
+int ph_random_bytes(void *buf, size_t n);
+
+/* Zeroes n bytes in a way the compiler cannot drop. */
+void ph_wipe(void *buf, size_t n);
+
+#endif

@@ -1,0 +1,118 @@
+/*
+ * store_int.h — what store.c, store_apply.c and store_check.c share: the
+ * database handles, the binary record layouts and their codecs. Not for use
+ * outside the store. docs/store.md is the prose version of this file.
+ */
+#ifndef PH_STORE_INT_H
+#define PH_STORE_INT_H
+
+#include <lmdb.h>
+#include <pthread.h>
+
+#include "store.h"
+
+#define PH_SCHEMA_VERSION 1
+
+/* Named databases. Integer keys are native uint64_t (MDB_INTEGERKEY), so ids
+ * sort numerically and new ids always append at the right edge of the tree. */
+enum {
+    DB_META,          /* "schema" -> uint32 version */
+    DB_PRODUCTS,      /* sku -> product JSON */
+    DB_BATCHES,       /* batch id -> batch JSON */
+    DB_CODES,         /* code id -> code record (below) */
+    DB_AVAIL,         /* sku -> dup sorted code ids that are available (per-SKU FIFO) */
+    DB_CODE_HASH,     /* HMAC-SHA256(code) -> code id */
+    DB_ORDERS,        /* order id -> order record (below) */
+    DB_ORDER_REF,     /* client "\0" client_order_id -> order id */
+    DB_CLIENT_ORDERS, /* client -> dup sorted order ids */
+    DB_EVENTS,        /* seq -> event JSON */
+    DB_COUNT
+};
+
+struct ph_store {
+    MDB_env *env;
+    MDB_dbi dbi[DB_COUNT];
+    /* Readers hold it shared for the life of a read transaction; the writer takes
+     * it exclusively only to grow the map, which LMDB allows only when no
+     * transaction of this process is open. */
+    pthread_rwlock_t maplock;
+    uint64_t map_size;
+
+    pthread_mutex_t mu; /* guards the queue and `stopping` */
+    pthread_cond_t cv;
+    ph_cmd *head, *tail;
+    int stopping;
+    unsigned max_batch;
+    pthread_t writer;
+    int writer_started;
+};
+
+/* Next ids, derived from the last key of each database when the writer starts
+ * and carried from command to command; a failed command gives its ids back. */
+typedef struct ph_ids {
+    uint64_t code, order, batch, event;
+} ph_ids;
+
+/* The writer's view while applying one command. */
+typedef struct ph_wtxn {
+    ph_store *s;
+    MDB_txn *txn;
+    ph_ids ids;
+} ph_wtxn;
+
+/* Positive, never returned to callers: the map is full, grow it and redo the batch. */
+#define PH_STORE_MAPFULL 1
+
+/* Code record: a fixed header followed by the sealed blob. Native byte order. */
+typedef struct ph_code_rec {
+    uint8_t version; /* 1 */
+    uint8_t state;
+    uint16_t reserved;
+    uint32_t sealed_len;
+    uint64_t batch_id;
+    uint64_t order_id;
+    int64_t expires_at;
+    int64_t changed_at;
+} ph_code_rec;
+
+/* Order record: this header, then client, client order id and sku (no NULs),
+ * then ncodes uint64 code ids. Read with memcpy: values are not aligned. */
+typedef struct ph_order_rec {
+    uint8_t version; /* 1 */
+    uint8_t state;
+    uint8_t delivery;
+    uint8_t client_len;
+    uint32_t quantity;
+    int64_t created_at;
+    int64_t updated_at;
+    int64_t cost;
+    uint8_t fingerprint[32];
+    uint8_t sku_len;
+    uint8_t reserved;
+    uint16_t coid_len;
+    uint32_t ncodes;
+} ph_order_rec;
+
+/* Maps an LMDB return code to PH_STORE_MAPFULL or PH_EIO with a message. */
+int ph_store_lmdb_err(ph_err *err, int mrc, const char *what);
+
+/* Record codecs (store.c). Decoders return PH_OK or PH_EIO on a malformed value. */
+int ph_code_decode(const MDB_val *v, uint64_t id, int copy_sealed, ph_code *out);
+int ph_order_decode(const MDB_val *v, uint64_t id, ph_order *out, const uint8_t **ids);
+int ph_batch_decode(const MDB_val *v, uint64_t id, ph_batch *out);
+
+/* Loads an order inside any transaction (with its codes when asked). */
+int ph_order_load(ph_store *s, MDB_txn *txn, uint64_t id, int with_codes, ph_order **out,
+                  ph_err *err);
+
+/* The order_ref key: client NUL client_order_id; buf >= PH_SKU_MAX + PH_ORDER_ID_MAX + 2. */
+size_t ph_store_ref_key(const char *client, const char *coid, char *buf);
+
+/* Read transactions: shared map lock + MDB_RDONLY txn; always paired. */
+int ph_store_read_begin(ph_store *s, MDB_txn **txn, ph_err *err);
+void ph_store_read_end(ph_store *s, MDB_txn *txn);
+
+/* Applies one command inside w->txn (store_apply.c). */
+int ph_store_apply(ph_wtxn *w, ph_cmd *cmd);
+
+#endif

@@ -1,0 +1,38 @@
+/*
+ * util.h — small pure helpers shared by several modules: money, time, hex and
+ * identifier checks. No allocation except where stated; all thread-safe.
+ */
+#ifndef PH_UTIL_H
+#define PH_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Money is held as an integer number of fen (0.01 CNY) everywhere inside perkhub;
+ * it crosses the API and the config as a decimal string ("19.80", "30", "0.5").
+ * Parses a non-negative decimal with at most two fraction digits into *fen.
+ * Returns 0, or -1 on anything else (sign, exponent, three decimals, > 10^13). */
+int ph_money_parse(const char *s, int64_t *fen);
+/* Formats fen as "19.80" into buf (at least 24 bytes). Returns buf. */
+char *ph_money_format(int64_t fen, char *buf, size_t len);
+
+/* Wall clock in milliseconds since the Unix epoch. Called only outside the
+ * store's write path: commands carry the time they were created at. */
+int64_t ph_now_ms(void);
+/* Formats ms-since-epoch as RFC 3339 UTC ("2026-11-24T19:42:00.123Z"); buf >= 32. */
+char *ph_time_format(int64_t ms, char *buf, size_t len);
+/* Parses "YYYY-MM-DD" (end of that day in China Standard Time, UTC+08:00, the
+ * suppliers' convention) or "YYYY-MM-DDTHH:MM:SS(Z|±HH:MM)" into ms. 0 or -1. */
+int ph_time_parse(const char *s, size_t len, int64_t *ms);
+
+/* Lowercase hex of n bytes into out (2n+1 bytes, NUL-terminated). */
+void ph_hex_encode(const uint8_t *in, size_t n, char *out);
+/* Decodes exactly 2n hex digits into n bytes. Returns 0, or -1. */
+int ph_hex_decode(const char *hex, uint8_t *out, size_t n);
+
+/* True when s is a usable identifier (SKU, supplier id, client name, client
+ * order id): 1..max bytes of [A-Za-z0-9._:-]. Such names can be put in logs,
+ * keys and URLs without escaping. */
+int ph_ident_valid(const char *s, size_t max);
+
+#endif

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The one place that installs perkhub's system packages (Debian 12).
+# Used by `make demo`, `make test` and `make bench`; idempotent and quiet when
+# everything is present. Needs root (or sudo) only when something is missing.
+set -euo pipefail
+
+pkgs=(build-essential cmake pkg-config curl ca-certificates openssl
+      liblmdb-dev lmdb-utils libjansson-dev libyaml-dev libcurl4-openssl-dev
+      libssl-dev libcriterion-dev libmicrohttpd-dev)
+
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "deps: installing ${missing[*]}" >&2
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -q
+$sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
