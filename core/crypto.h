@@ -37,11 +37,20 @@ typedef struct ph_keyring ph_keyring;
  * generates a new one (index key and key 1 from the OS RNG), writes it with mode
  * 0600 and loads it. On success *out is owned by the caller (ph_keyring_free).
  * Errors: PH_EIO (unreadable, cannot create), PH_EINVAL (syntax: the message
- * names the line; permissions too open), PH_ECRYPTO (RNG failure). */
+ * names the line; permissions too open), PH_ECRYPTO (RNG failure).
+ *
+ * The file must have exactly one `index` line and at least one `key` line; key
+ * ids are unique; blank lines and lines starting with `#` are ignored; CRLF is
+ * fine. Messages name the path and line but never quote a line (it may hold a
+ * key). Creation makes missing directories (mode 0700), writes a temp file
+ * (O_EXCL, 0600), fsyncs it and moves it into place without replacing anything:
+ * if another process created the file meanwhile, that file is loaded instead,
+ * so two daemons racing on first start end up with the same keys.
+ * @note Thread-safe; touches no global state. */
 int ph_keyring_load(const char *path, int create, ph_keyring **out, ph_err *err);
 
 /* Builds a keyring from raw keys, for tests and tools: one index key and one
- * sealing key with id key_id. Caller owns *out. */
+ * sealing key with id key_id (1..65535, else PH_EINVAL). Caller owns *out. */
 int ph_keyring_from_raw(const uint8_t index_key[PH_KEY_LEN], uint16_t key_id,
                         const uint8_t key[PH_KEY_LEN], ph_keyring **out, ph_err *err);
 
@@ -61,11 +70,15 @@ int ph_crypto_seal(const ph_keyring *kr, const uint8_t *pt, size_t ptlen, const 
 /* Opens a sealed blob (inlen bytes) into out (at least inlen - PH_SEAL_OVERHEAD
  * bytes), setting *outlen. Returns PH_OK, or PH_ECRYPTO when the key id is
  * unknown, the blob is short, or the tag does not verify (tampered or wrong aad).
+ * On PH_ECRYPTO, out holds zeros, never unauthenticated plaintext.
  * The caller wipes out when done with the plaintext. */
 int ph_crypto_open(const ph_keyring *kr, const uint8_t *in, size_t inlen, const uint8_t *aad,
                    size_t aadlen, uint8_t *out, size_t *outlen);
 
-/* HMAC-SHA256 of data under the index key: the lookup key for a card code. */
+/* HMAC-SHA256 of data under the index key: the lookup key for a card code.
+ * The three hash functions cannot fail short of OpenSSL running out of memory;
+ * then out is filled with random bytes, so it equals no real hash (a failed
+ * hash must never match another row or pass a signature check). */
 void ph_crypto_index(const ph_keyring *kr, const void *data, size_t len, uint8_t out[PH_HASH_LEN]);
 
 /* Plain SHA-256 (API tokens, request fingerprints). */

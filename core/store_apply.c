@@ -376,7 +376,7 @@ static int apply_order(ph_wtxn *w, ph_cmd *c)
     int rc = check_orderable(w, c);
     if (rc)
         return rc;
-    ph_order *o;
+    ph_order *o = NULL;
     if ((rc = new_order(w, c, &o)) != PH_OK)
         return rc;
     MDB_cursor *cur;

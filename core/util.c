@@ -163,3 +163,17 @@ int ph_ident_valid(const char *s, size_t max)
     }
     return n > 0;
 }
+
+int ph_u64_parse(const char *s, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (!s || !*s || strlen(s) > 19)
+        return -1;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return -1;
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    *out = v;
+    return 0;
+}

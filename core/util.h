@@ -35,4 +35,7 @@ int ph_hex_decode(const char *hex, uint8_t *out, size_t n);
  * keys and URLs without escaping. */
 int ph_ident_valid(const char *s, size_t max);
 
+/* Parses a decimal uint64 with no sign, spaces or trailing bytes. 0 or -1. */
+int ph_u64_parse(const char *s, uint64_t *out);
+
 #endif

@@ -1,0 +1,427 @@
+/*
+ * http_api.c — libmicrohttpd server: routing, auth, bodies, responses, logs.
+ *
+ * Threading: a pool of MHD threads, each running its own epoll loop. Reads
+ * are answered on the pool thread. A request that changes state hands its
+ * command to the store and suspends its connection; the writer's completion
+ * callback resumes it after the durable commit, so a few pool threads keep
+ * hundreds of orders in one group commit instead of one per thread.
+ */
+#include "http_api.h"
+
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "util.h"
+
+struct ph_http {
+    struct MHD_Daemon *mhd;
+    ph_daemon *d;
+    atomic_int inflight;
+    MHD_socket listen_fd; /* handed back by quiesce; ours to close after stop */
+};
+
+typedef struct ph_route {
+    const char *method;
+    const char *pattern; /* '*' matches one path segment */
+    unsigned scopes;     /* any of these; 0 = no authentication */
+    ph_handler_fn fn;
+} ph_route;
+
+#define ANY_SCOPE (PH_SCOPE_FULFILL | PH_SCOPE_SUPPORT | PH_SCOPE_OPS)
+
+static const ph_route routes[] = {
+    {"GET", "/v1/health", 0, ph_api_health},
+    {"GET", "/v1/ready", 0, ph_api_ready},
+    {"GET", "/v1/products", ANY_SCOPE, ph_api_products_list},
+    {"GET", "/v1/products/*", ANY_SCOPE, ph_api_product_get},
+    {"POST", "/v1/batches", PH_SCOPE_OPS, ph_api_batch_import},
+    {"GET", "/v1/batches/*", PH_SCOPE_OPS, ph_api_batch_get},
+    {"POST", "/v1/batches/*/void", PH_SCOPE_OPS, ph_api_batch_void},
+    {"POST", "/v1/orders", PH_SCOPE_FULFILL, ph_api_order_create},
+    {"GET", "/v1/orders", ANY_SCOPE, ph_api_order_list},
+    {"GET", "/v1/orders/*", ANY_SCOPE, ph_api_order_get},
+    {"POST", "/v1/codes/lookup", PH_SCOPE_SUPPORT | PH_SCOPE_OPS, ph_api_code_lookup},
+    {"GET", "/v1/events", PH_SCOPE_OPS, ph_api_events},
+    {"GET", "/v1/suppliers", PH_SCOPE_OPS, ph_api_suppliers},
+    {"GET", "/v1/stats", PH_SCOPE_OPS, ph_api_stats},
+};
+
+/* ---- responses ------------------------------------------------------------ */
+
+int ph_req_json(ph_req *r, unsigned status, json_t *body)
+{
+    json_decref(r->resp);
+    r->status = status;
+    r->resp = body;
+    return PH_REQ_DONE;
+}
+
+int ph_req_error(ph_req *r, unsigned status, const char *code, const char *fmt, ...)
+{
+    char msg[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return ph_req_json(r, status,
+                       json_pack("{s:s,s:s,s:s}", "error", code, "message", msg, "request_id",
+                                 r->reqid));
+}
+
+int ph_req_fail(ph_req *r, int rc, const ph_err *err)
+{
+    unsigned status;
+    switch (rc) {
+    case PH_EINVAL: status = 400; break;
+    case PH_EAUTH: status = 401; break;
+    case PH_EFORBIDDEN: status = 403; break;
+    case PH_ENOTFOUND: status = 404; break;
+    case PH_ECONFLICT:
+    case PH_ENOSTOCK:
+    case PH_ESTATE:
+    case PH_EDUP: status = 409; break;
+    case PH_ESKU:
+    case PH_ELIMIT: status = 422; break;
+    case PH_ESHUTDOWN: status = 503; break;
+    default: status = 500; break;
+    }
+    const char *msg = err && err->msg[0] ? err->msg : ph_strerror(rc);
+    if (status == 500)
+        ph_log(&r->d->log, PH_LOG_ERROR, r->reqid, "http.internal_error", "error=\"%s\"", msg);
+    return ph_req_error(r, status, ph_strerror(rc), "%s", msg);
+}
+
+const char *ph_req_query(ph_req *r, const char *key)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+int ph_req_body_json(ph_req *r, json_t **out)
+{
+    json_error_t je;
+    json_t *j = json_loadb(r->body ? r->body : "", r->body_len, JSON_REJECT_DUPLICATES, &je);
+    if (!j) {
+        /* je.text may quote the input; report position only, bodies can hold codes */
+        ph_req_error(r, 400, "invalid_request", "body: malformed JSON at line %d, column %d",
+                     je.line, je.column);
+        return -1;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        ph_req_error(r, 400, "invalid_request", "body: expected a JSON object");
+        return -1;
+    }
+    *out = j;
+    return 0;
+}
+
+int ph_req_has_scope(const ph_req *r, unsigned scope)
+{
+    return r->client && (r->client->scopes & scope);
+}
+
+/* ---- suspend / resume ----------------------------------------------------- */
+
+static void cmd_done(ph_cmd *cmd)
+{
+    ph_req *r = cmd->arg;
+    r->resumed = 1;
+    MHD_resume_connection(r->conn);
+}
+
+int ph_req_submit(ph_req *r, ph_handler_fn resume)
+{
+    r->resume = resume;
+    r->cmd.done = cmd_done;
+    r->cmd.arg = r;
+    MHD_suspend_connection(r->conn);
+    r->pending = 1;
+    int rc = ph_store_submit(r->d->store, &r->cmd);
+    if (rc != PH_OK) {
+        r->pending = 0;
+        MHD_resume_connection(r->conn);
+        return ph_req_fail(r, rc, &r->cmd.err);
+    }
+    return PH_REQ_SUSPENDED;
+}
+
+/* ---- routing -------------------------------------------------------------- */
+
+/* Matches path against pattern, copying '*' segments into r->seg. */
+static int match(const char *pattern, const char *path, ph_req *r)
+{
+    int nseg = 0;
+    while (*pattern && *path) {
+        if (*pattern == '*') {
+            const char *end = strchr(path, '/');
+            size_t n = end ? (size_t)(end - path) : strlen(path);
+            if (n == 0 || n >= sizeof r->seg[0] || nseg == 2)
+                return 0;
+            memcpy(r->seg[nseg], path, n);
+            r->seg[nseg++][n] = 0;
+            path += n;
+            pattern++;
+        } else if (*pattern++ != *path++) {
+            return 0;
+        }
+    }
+    return *pattern == 0 && *path == 0;
+}
+
+static const ph_route *route_find(ph_req *r, int *path_known)
+{
+    *path_known = 0;
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        if (!match(routes[i].pattern, r->path, r))
+            continue;
+        *path_known = 1;
+        if (strcmp(routes[i].method, r->method) == 0)
+            return &routes[i];
+    }
+    return NULL;
+}
+
+/* Bearer authentication against the request's configuration snapshot. */
+static int authenticate(ph_req *r, const ph_route *rt)
+{
+    if (!rt->scopes)
+        return 0;
+    const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0) {
+        ph_req_error(r, 401, "unauthorized", "Authorization: expected 'Bearer <token>'");
+        return -1;
+    }
+    const char *tok = h + 7;
+    r->client = ph_config_client_by_token(r->cfg->cfg, tok, strlen(tok));
+    if (!r->client) {
+        ph_req_error(r, 401, "unauthorized", "Authorization: unknown token");
+        return -1;
+    }
+    if (!(r->client->scopes & rt->scopes)) {
+        ph_req_error(r, 403, "forbidden", "client '%s' lacks the scope %s needs",
+                     r->client->name,
+                     rt->scopes & PH_SCOPE_OPS && !(rt->scopes & PH_SCOPE_SUPPORT) ? "ops"
+                     : rt->scopes & PH_SCOPE_SUPPORT ? "support or ops"
+                                                      : "fulfill");
+        return -1;
+    }
+    return 0;
+}
+
+static int dispatch(ph_req *r)
+{
+    int known;
+    const ph_route *rt = route_find(r, &known);
+    if (!rt && known)
+        return ph_req_error(r, 405, "method_not_allowed", "%s is not allowed on %s", r->method,
+                            r->path);
+    if (!rt)
+        return ph_req_error(r, 404, "not_found", "no such endpoint: %s", r->path);
+    if (r->too_large)
+        return ph_req_error(r, 413, "payload_too_large", "body: larger than %llu bytes",
+                            (unsigned long long)r->cfg->cfg->max_body_bytes);
+    if (authenticate(r, rt))
+        return PH_REQ_DONE;
+    return rt->fn(r);
+}
+
+/* ---- MHD callbacks ------------------------------------------------------ */
+
+static enum MHD_Result send_response(ph_req *r)
+{
+    if (!r->resp)
+        ph_req_error(r, 500, "internal_error", "no response");
+    char *txt = json_dumps(r->resp, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    size_t len = txt ? strlen(txt) : 0;
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, txt ? txt : (char *)"", MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(txt);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    MHD_add_response_header(resp, "X-Request-Id", r->reqid);
+    if (r->replay_header)
+        MHD_add_response_header(resp, "Idempotent-Replay", r->replay_header);
+    enum MHD_Result ret = MHD_queue_response(r->conn, r->status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static void set_reqid(ph_req *r)
+{
+    const char *given = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Request-Id");
+    if (given && ph_ident_valid(given, 40)) {
+        snprintf(r->reqid, sizeof r->reqid, "%s", given);
+        return;
+    }
+    uint64_t n = atomic_fetch_add(&r->d->reqid_next, 1);
+    snprintf(r->reqid, sizeof r->reqid, "%08x%08llx", r->d->reqid_prefix, (unsigned long long)n);
+}
+
+static ph_req *req_new(ph_http *h, struct MHD_Connection *conn, const char *url,
+                       const char *method)
+{
+    ph_req *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->d = h->d;
+    r->conn = conn;
+    r->started_ms = ph_now_ms();
+    r->cfg = ph_daemon_cfg_acquire(h->d);
+    snprintf(r->method, sizeof r->method, "%s", method);
+    snprintf(r->path, sizeof r->path, "%s", url);
+    set_reqid(r);
+    atomic_fetch_add(&h->inflight, 1);
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    if (cl && strtoull(cl, NULL, 10) > r->cfg->cfg->max_body_bytes)
+        r->too_large = 1;
+    return r;
+}
+
+static int body_append(ph_req *r, const char *data, size_t n)
+{
+    if (r->too_large || r->body_len + n > r->cfg->cfg->max_body_bytes) {
+        r->too_large = 1;
+        return 0;
+    }
+    if (r->body_len + n + 1 > r->body_cap) {
+        size_t cap = r->body_cap ? r->body_cap : 4096;
+        while (cap < r->body_len + n + 1)
+            cap *= 2;
+        char *g = realloc(r->body, cap);
+        if (!g)
+            return -1;
+        r->body = g;
+        r->body_cap = cap;
+    }
+    memcpy(r->body + r->body_len, data, n);
+    r->body_len += n;
+    r->body[r->body_len] = 0;
+    return 0;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *data,
+                                  size_t *data_size, void **con_cls)
+{
+    (void)version;
+    ph_http *h = cls;
+    ph_req *r = *con_cls;
+    if (!r) {
+        if (!(r = req_new(h, conn, url, method)))
+            return MHD_NO;
+        *con_cls = r;
+        return MHD_YES;
+    }
+    if (r->resumed) {
+        r->resumed = 0;
+        r->pending = 0;
+        r->resume(r);
+        return send_response(r);
+    }
+    if (*data_size) {
+        if (body_append(r, data, *data_size))
+            return MHD_NO;
+        *data_size = 0;
+        return MHD_YES;
+    }
+    if (dispatch(r) == PH_REQ_SUSPENDED)
+        return MHD_YES;
+    return send_response(r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)conn;
+    ph_http *h = cls;
+    ph_req *r = *con_cls;
+    if (!r)
+        return;
+    ph_log(&h->d->log, PH_LOG_INFO, r->reqid, "http.request",
+           "method=%s path=%s status=%u client=%s ms=%lld%s", r->method, r->path, r->status,
+           r->client ? r->client->name : "-", (long long)(ph_now_ms() - r->started_ms),
+           toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
+    json_decref(r->resp);
+    ph_cmd_clear(&r->cmd);
+    if (r->body) {
+        ph_wipe(r->body, r->body_len); /* bodies may hold codes */
+        free(r->body);
+    }
+    ph_daemon_cfg_release(r->cfg);
+    free(r);
+    *con_cls = NULL;
+    atomic_fetch_sub(&h->inflight, 1);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    ph_http *h = cls;
+    char msg[256];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    for (char *p = msg; *p; p++)
+        if (*p == '"')
+            *p = '\'';
+    ph_log(&h->d->log, PH_LOG_WARN, NULL, "http.server", "detail=\"%s\"", msg);
+}
+
+int ph_http_start(ph_daemon *d, const char *address, uint16_t port, unsigned threads,
+                  ph_http **out, uint16_t *bound, ph_err *err)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    if (inet_pton(AF_INET, address, &sa.sin_addr) != 1)
+        return ph_err_set(err, PH_EINVAL, "listen.address: '%s' is not an IPv4 address", address);
+    ph_http *h = calloc(1, sizeof *h);
+    if (!h)
+        return ph_err_set(err, PH_ENOMEM, "out of memory");
+    h->d = d;
+    h->listen_fd = MHD_INVALID_SOCKET;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG;
+    h->mhd = MHD_start_daemon(
+        flags, port, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+        MHD_OPTION_THREAD_POOL_SIZE, threads ? threads : 4, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, h, MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_CONNECTION_LIMIT, 10000u,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
+    if (!h->mhd) {
+        free(h);
+        return ph_err_set(err, PH_EIO, "listen: cannot listen on %s:%u (in use, or not allowed)",
+                          address, port);
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    *bound = info ? info->port : port;
+    *out = h;
+    return PH_OK;
+}
+
+void ph_http_quiesce(ph_http *h)
+{
+    if (h && h->mhd && h->listen_fd == MHD_INVALID_SOCKET)
+        h->listen_fd = MHD_quiesce_daemon(h->mhd);
+}
+
+int ph_http_inflight(ph_http *h)
+{
+    return h ? atomic_load(&h->inflight) : 0;
+}
+
+void ph_http_stop(ph_http *h)
+{
+    if (!h)
+        return;
+    if (h->mhd)
+        MHD_stop_daemon(h->mhd);
+    /* the pool threads may use the quiesced socket until stop returns */
+    if (h->listen_fd != MHD_INVALID_SOCKET)
+        close(h->listen_fd);
+    free(h);
+}
