@@ -1,0 +1,345 @@
+#include "harness.h"
+
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *h_bin(const char *env_name)
+{
+    const char *p = getenv(env_name);
+    cr_assert(p && *p, "%s is not set (run the tests through ctest)", env_name);
+    return p;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Polls cond until it holds or timeout_ms passes: a wait on a condition. */
+static int wait_until(int (*cond)(void *), void *arg, int timeout_ms)
+{
+    int64_t end = now_ms() + timeout_ms;
+    while (!cond(arg)) {
+        if (now_ms() > end)
+            return -1;
+        usleep(5000);
+    }
+    return 0;
+}
+
+static const char *std_config =
+    "listen:\n  address: 127.0.0.1\n  port: 0\n  port_file: %s/port\n"
+    "data_dir: %s/data\n"
+    "map_size_mb: 16\n"
+    "master_key_file: %s/master.key\n"
+    "master_key_create: true\n"
+    "plugin_dir: %s\n"
+    "log:\n  level: info\n"
+    "clients:\n"
+    "  - name: mall\n    token_sha256: %s\n    scopes: [fulfill, support]\n"
+    "  - name: othermall\n    token_sha256: %s\n    scopes: [fulfill, support]\n"
+    "  - name: ops\n    token_sha256: %s\n    scopes: [ops]\n"
+    "  - name: cs\n    token_sha256: %s\n    scopes: [support]\n"
+    "suppliers:\n"
+    "  - id: acme\n    plugin: example\n    priority: 10\n"
+    "products:\n"
+    "  - sku: test.card\n    name: Test card\n    brand: testbrand\n    category: video\n"
+    "    tags: [video, monthly]\n    delivery: card_code\n    face_value: \"30.00\"\n"
+    "    redemption_guide: Open the app and enter the code.\n"
+    "    offers:\n      - {supplier: acme, supplier_sku: T-1, cost: \"19.80\"}\n"
+    "  - sku: test.card2\n    name: Second test card\n    brand: otherbrand\n    category: music\n"
+    "    delivery: card_code\n    face_value: \"15.00\"\n"
+    "  - sku: test.topup\n    name: Test top-up\n    brand: telco\n    category: telecom\n"
+    "    delivery: recharge\n    face_value: \"50.00\"\n"
+    "  - sku: test.hidden\n    name: Hidden card\n    brand: testbrand\n    category: video\n"
+    "    delivery: card_code\n    face_value: \"10.00\"\n    listed: false\n";
+
+static void sha_hex(const char *s, char out[65])
+{
+    /* sha256sum of the token, computed by the same tool a user would use */
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "printf %%s '%s' | sha256sum", s);
+    FILE *f = popen(cmd, "r");
+    cr_assert(f);
+    cr_assert(fread(out, 1, 64, f) == 64);
+    out[64] = 0;
+    pclose(f);
+}
+
+void h_write_config(h_daemon *d, const char *extra)
+{
+    char mall[65], other[65], ops[65], cs[65];
+    sha_hex("mall-token", mall);
+    sha_hex("other-token", other);
+    sha_hex("ops-token", ops);
+    sha_hex("support-token", cs);
+    char tmp[400];
+    snprintf(tmp, sizeof tmp, "%s.tmp", d->config);
+    FILE *f = fopen(tmp, "w");
+    cr_assert(f, "cannot write %s", tmp);
+    fprintf(f, std_config, d->dir, d->dir, d->dir, h_bin("PH_PLUGIN_DIR"), mall, other, ops, cs);
+    if (extra)
+        fputs(extra, f);
+    fclose(f);
+    cr_assert(rename(tmp, d->config) == 0);
+}
+
+void h_setup(h_daemon *d, const char *extra)
+{
+    memset(d, 0, sizeof *d);
+    snprintf(d->dir, sizeof d->dir, "/tmp/perkhub-e2e-XXXXXX");
+    cr_assert(mkdtemp(d->dir), "mkdtemp: %s", strerror(errno));
+    snprintf(d->config, sizeof d->config, "%s/perkhub.yaml", d->dir);
+    snprintf(d->log, sizeof d->log, "%s/perkhubd.log", d->dir);
+    snprintf(d->data, sizeof d->data, "%s/data", d->dir);
+    snprintf(d->port_file, sizeof d->port_file, "%s/port", d->dir);
+    h_write_config(d, extra);
+}
+
+static int port_known(void *arg)
+{
+    h_daemon *d = arg;
+    FILE *f = fopen(d->port_file, "r");
+    unsigned p = 0;
+    if (f) {
+        if (fscanf(f, "%u", &p) != 1)
+            p = 0;
+        fclose(f);
+    }
+    d->port = (uint16_t)p;
+    return p != 0 || waitpid(d->pid, NULL, WNOHANG) == d->pid;
+}
+
+static int healthy(void *arg)
+{
+    h_resp r;
+    if (h_http(arg, "GET", "/v1/health", NULL, NULL, NULL, 0, &r))
+        return 0;
+    int ok = r.status == 200;
+    h_resp_free(&r);
+    return ok;
+}
+
+int h_start(h_daemon *d)
+{
+    unlink(d->port_file);
+    d->port = 0;
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        dup2(fd, 2);
+        dup2(fd, 1);
+        execl(h_bin("PH_PERKHUBD"), "perkhubd", "-c", d->config, (char *)NULL);
+        _exit(127);
+    }
+    d->pid = pid;
+    if (wait_until(port_known, d, 10000) || d->port == 0 || wait_until(healthy, d, 10000)) {
+        size_t n;
+        char *log = h_read_file(d->log, &n);
+        fprintf(stderr, "perkhubd did not start; its log:\n%s\n", log ? log : "(none)");
+        free(log);
+        return -1;
+    }
+    return 0;
+}
+
+int h_stop(h_daemon *d, int sig)
+{
+    int status = 0;
+    if (d->pid <= 0)
+        return -1;
+    kill(d->pid, sig);
+    while (waitpid(d->pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    d->pid = 0;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+void h_cleanup(h_daemon *d)
+{
+    if (d->pid > 0)
+        h_stop(d, SIGKILL);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", d->dir);
+    if (strncmp(d->dir, "/tmp/perkhub-e2e-", 17) == 0 && system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", d->dir);
+}
+
+/* ---- HTTP ------------------------------------------------------------------ */
+
+typedef struct buf {
+    char *p;
+    size_t n;
+} buf;
+
+static size_t on_data(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+    buf *b = arg;
+    size_t n = size * nmemb;
+    char *g = realloc(b->p, b->n + n + 1);
+    if (!g)
+        return 0;
+    memcpy(g + b->n, ptr, n);
+    b->p = g;
+    b->n += n;
+    b->p[b->n] = 0;
+    return n;
+}
+
+int h_http(const h_daemon *d, const char *method, const char *path, const char *token,
+           const char *content_type, const char *body, size_t len, h_resp *out)
+{
+    memset(out, 0, sizeof *out);
+    CURL *c = curl_easy_init();
+    if (!c)
+        return -1;
+    char url[512], auth[256], ct[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u%s", d->port, path);
+    struct curl_slist *hdr = NULL;
+    if (token) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+        hdr = curl_slist_append(hdr, auth);
+    }
+    snprintf(ct, sizeof ct, "Content-Type: %s", content_type ? content_type : "application/json");
+    hdr = curl_slist_append(hdr, ct);
+    hdr = curl_slist_append(hdr, "Expect:");
+    buf b = {0}, h = {0};
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &h);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 120L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    }
+    CURLcode rc = curl_easy_perform(c);
+    if (rc == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
+    curl_slist_free_all(hdr);
+    curl_easy_cleanup(c);
+    out->body = b.p ? b.p : strdup("");
+    out->len = b.n;
+    out->headers = h.p ? h.p : strdup("");
+    out->json = json_loads(out->body, 0, NULL);
+    return rc == CURLE_OK ? 0 : -1;
+}
+
+void h_resp_free(h_resp *r)
+{
+    free(r->body);
+    free(r->headers);
+    json_decref(r->json);
+    memset(r, 0, sizeof *r);
+}
+
+h_resp h_get(const h_daemon *d, const char *path, const char *token)
+{
+    h_resp r;
+    cr_assert(h_http(d, "GET", path, token, NULL, NULL, 0, &r) == 0, "GET %s: no response", path);
+    return r;
+}
+
+h_resp h_post_json(const h_daemon *d, const char *path, const char *token, const char *json)
+{
+    h_resp r;
+    cr_assert(h_http(d, "POST", path, token, "application/json", json, strlen(json), &r) == 0,
+              "POST %s: no response", path);
+    return r;
+}
+
+h_resp h_order(const h_daemon *d, const char *token, const char *coid, const char *sku, int qty)
+{
+    char body[512];
+    snprintf(body, sizeof body, "{\"client_order_id\":\"%s\",\"sku\":\"%s\",\"quantity\":%d}", coid,
+             sku, qty);
+    return h_post_json(d, "/v1/orders", token, body);
+}
+
+h_resp h_import(const h_daemon *d, const char *sku, const char *csv, long expect_status)
+{
+    char path[256];
+    snprintf(path, sizeof path, "/v1/batches?supplier=acme&sku=%s&unit_cost=19.80&note=e2e", sku);
+    h_resp r;
+    cr_assert(h_http(d, "POST", path, "ops-token", "text/csv", csv, strlen(csv), &r) == 0);
+    cr_assert_eq(r.status, expect_status, "import: status %ld, body %s", r.status, r.body);
+    return r;
+}
+
+char *h_codes_csv(const char *prefix, int n)
+{
+    size_t cap = (size_t)n * (strlen(prefix) + 16) + 32;
+    char *s = malloc(cap);
+    cr_assert(s);
+    size_t off = (size_t)snprintf(s, cap, "code\n");
+    for (int i = 0; i < n; i++)
+        off += (size_t)snprintf(s + off, cap - off, "%s-%07d\n", prefix, i);
+    return s;
+}
+
+char *h_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *p = malloc((size_t)n + 1);
+    if (p && fread(p, 1, (size_t)n, f) != (size_t)n) {
+        free(p);
+        p = NULL;
+    }
+    fclose(f);
+    if (p) {
+        p[n] = 0;
+        *len = (size_t)n;
+    }
+    return p;
+}
+
+long h_file_count(const char *path, const char *needle)
+{
+    size_t n, k = strlen(needle);
+    char *p = h_read_file(path, &n);
+    if (!p)
+        return -1;
+    long count = 0;
+    for (char *at = p; (at = memmem(at, n - (size_t)(at - p), needle, k)); at += k)
+        count++;
+    free(p);
+    return count;
+}
+
+int h_check_store(const h_daemon *d, char **out)
+{
+    char cmd[800];
+    snprintf(cmd, sizeof cmd, "'%s' --check-store '%s' 2>&1", h_bin("PH_PERKHUBD"), d->data);
+    FILE *f = popen(cmd, "r");
+    cr_assert(f);
+    buf b = {0};
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        on_data(chunk, 1, n, &b);
+    int st = pclose(f);
+    *out = b.p ? b.p : strdup("");
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
