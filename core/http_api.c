@@ -319,6 +319,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!(r = req_new(h, conn, url, method)))
             return MHD_NO;
         *con_cls = r;
+        /* refuse an oversize upload before reading it; MHD drops the rest */
+        if (r->too_large)
+            return dispatch(r) == PH_REQ_DONE ? send_response(r) : MHD_NO;
         return MHD_YES;
     }
     if (r->resumed) {

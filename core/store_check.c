@@ -280,7 +280,8 @@ static int run_scan(ph_store *s, ph_store_stats *st, int full, ph_err *err)
         MDB_stat ms;
         mdb_stat(sc.txn, s->dbi[DB_ORDERS], &ms);
         st->orders = ms.ms_entries;
-        check_events(&sc);
+        mdb_stat(sc.txn, s->dbi[DB_EVENTS], &ms);
+        st->last_event = ms.ms_entries; /* events are numbered 1..n without gaps */
     }
     ph_store_read_end(s, sc.txn);
     free(sc.batches);
