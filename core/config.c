@@ -32,16 +32,13 @@
 #define NELEM(a)          (sizeof(a) / sizeof((a)[0]))
 #define MEMBER_SIZE(T, m) sizeof(((T *)0)->m)
 #define MIB               (1024 * 1024)
-#define IDENT_MAX         64  /* sku, supplier id, client name, brand, tag... */
-#define SETTING_KEY_MAX   128 /* plugin config keys */
-#define MAX_FIELDS        16  /* keys in one mapping of the schema */
-#define FILE_MAX                                                                                   \
-    (64 * MIB)       /* a larger "config" is a mistake (or /dev/zero)                              \
-                      */
-#define SHOWN_MAX 48 /* bytes of a bad value quoted back in a message */
+#define IDENT_MAX         64         /* sku, supplier id, client name, brand, tag... */
+#define SETTING_KEY_MAX   128        /* plugin config keys */
+#define MAX_FIELDS        16         /* keys in one mapping of the schema */
+#define FILE_MAX          (64 * MIB) /* a larger "config" is a mistake (or /dev/zero) */
+#define SHOWN_MAX         48         /* bytes of a bad value quoted back in a message */
 
-/* ---- the schema ------------------------------------------------------------
- */
+/* ---- the schema ------------------------------------------------------------ */
 
 enum kind {
     K_STR,     /* char *; non-empty unless F_EMPTY_OK */
@@ -55,8 +52,7 @@ enum kind {
     K_TAGS,    /* char ** at off, size_t count at off2: a list of identifiers */
     K_KV,      /* ph_kv * at off, size_t count at off2: flat mapping of scalars */
     K_SECTION, /* a nested mapping whose keys fill members of the same struct */
-    K_LIST,    /* a list of mappings: array of `size`-byte structs at off, count at
-                  off2 */
+    K_LIST,    /* a list of mappings: `size`-byte structs at off, count at off2 */
 };
 
 enum { F_REQUIRED = 1, F_EMPTY_OK = 2 };
@@ -85,8 +81,7 @@ typedef struct field {
     {                                                                                              \
         .name = (key), .kind = K_IDENT, .flags = F_REQUIRED, .off = offsetof(T, m)                 \
     }
-/* 4-byte members take ranges inside int32: the value is stored through int32_t.
- */
+/* 4-byte members take ranges inside int32: the value is stored via int32_t. */
 #define INT(T, m, key, lo, hi, sc, d)                                                              \
     {                                                                                              \
         .name = (key), .kind = K_INT, .off = offsetof(T, m), .size = MEMBER_SIZE(T, m),            \
@@ -202,8 +197,7 @@ _Static_assert(NELEM(top_fields) <= MAX_FIELDS, "raise MAX_FIELDS");
 _Static_assert(NELEM(product_fields) <= MAX_FIELDS, "raise MAX_FIELDS");
 _Static_assert(NELEM(supplier_fields) <= MAX_FIELDS, "raise MAX_FIELDS");
 
-/* ---- parse context, paths and messages --------------------------------------
- */
+/* ---- parse context, paths and messages ------------------------------------- */
 
 typedef struct ctx {
     yaml_document_t *doc;
@@ -245,8 +239,7 @@ static void path_pop(ctx *c, size_t saved)
     c->path[saved] = 0;
 }
 
-/* "file:line:col: path: what". libyaml counts from 0; editors and humans
- * from 1. */
+/* "file:line:col: path: what". libyaml counts from 0; editors and humans from 1. */
 static int fail(ctx *c, yaml_mark_t m, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(ctx *c, yaml_mark_t m, const char *fmt, ...)
 {
@@ -372,8 +365,7 @@ static const char *expectation(const field *f, char *buf, size_t len)
         break;
     case K_MONEY:
         snprintf(buf, len,
-                 "an amount in CNY like 30 or 19.80 (at most two decimals, not "
-                 "negative)");
+                 "an amount in CNY like 30 or 19.80 (at most two decimals, not negative)");
         break;
     case K_SHA256:
         snprintf(buf, len, "64 hex digits (the SHA-256 of the token, never the token itself)");
@@ -436,8 +428,7 @@ static size_t edit_distance(const char *a, const char *b)
     return prev[lb];
 }
 
-/* Keeps in *best the candidate closest to key, if close enough to be a typo of
- * it. */
+/* Keeps in *best the candidate closest to key, if close enough to be a typo. */
 static void hint_consider(const char *key, const char *cand, const char **best, size_t *bestd)
 {
     size_t d = edit_distance(key, cand);
@@ -448,8 +439,7 @@ static void hint_consider(const char *key, const char *cand, const char **best, 
     }
 }
 
-/* ---- document navigation
- * ----------------------------------------------------- */
+/* ---- document navigation --------------------------------------------------- */
 
 static yaml_node_t *node_at(ctx *c, int index)
 {
@@ -497,8 +487,7 @@ static size_t *count_at(void *obj, size_t off)
     return (size_t *)((char *)obj + off);
 }
 
-/* ---- duplicates
- * -------------------------------------------------------------- */
+/* ---- duplicates ------------------------------------------------------------ */
 
 typedef struct named {
     const char *s;
@@ -530,8 +519,7 @@ static int find_dup(named *v, size_t n, size_t *first, size_t *second)
     return found;
 }
 
-/* ---- scalars
- * ----------------------------------------------------------------- */
+/* ---- scalars --------------------------------------------------------------- */
 
 typedef struct scalar {
     const char *s;
@@ -620,7 +608,7 @@ static int parse_scalar(const field *f, const scalar *v, void *obj)
         memcpy(p, &b, sizeof b);
         return PH_OK;
     case K_ENUM:
-        if (parse_choice(f, v, &b))
+        if (has_nul || parse_choice(f, v, &b))
             return PH_EINVAL;
         memcpy(p, &b, sizeof b);
         return PH_OK;
@@ -649,8 +637,7 @@ static int set_scalar(ctx *c, const field *f, const yaml_node_t *n, void *obj)
     return rc == PH_OK ? PH_OK : oom(c);
 }
 
-/* ---- defaults and freeing
- * ------------------------------------------------------- */
+/* ---- defaults and freeing -------------------------------------------------- */
 
 static int apply_default(ctx *c, const field *f, void *obj)
 {
@@ -677,7 +664,8 @@ static void free_fields(const field *tab, size_t n, void *obj)
     for (size_t i = 0; i < n; i++) {
         const field *f = &tab[i];
         char *p = (char *)obj + f->off;
-        size_t cnt = f->off2 ? *count_at(obj, f->off2) : 0;
+        int counted = f->kind == K_TAGS || f->kind == K_KV || f->kind == K_LIST;
+        size_t cnt = counted ? *count_at(obj, f->off2) : 0;
         switch (f->kind) {
         case K_STR:
         case K_IDENT:
@@ -715,8 +703,7 @@ static void free_fields(const field *tab, size_t n, void *obj)
     }
 }
 
-/* ---- mappings and lists
- * ------------------------------------------------------- */
+/* ---- mappings and lists ---------------------------------------------------- */
 
 static int parse_object(ctx *c, const field *tab, size_t n, const yaml_node_t *node, void *obj);
 
@@ -738,8 +725,7 @@ static int unknown_key(ctx *c, const field *tab, size_t n, const yaml_node_t *k)
         hint_consider(scalar_text(k), tab[i].name, &best, &bestd);
     if (best)
         return fail(c, k->start_mark, "unknown key %s, did you mean \"%s\"?", shown, best);
-    /* a key written one level too high: "port:" at the top instead of under
-     * listen */
+    /* a key one level too high: "port:" at the top instead of under listen: */
     for (size_t i = 0; i < n; i++)
         if (tab[i].kind == K_SECTION && find_field(tab[i].sub, tab[i].nsub, k))
             return fail(c, k->start_mark, "unknown key %s, did you mean \"%s.%s\"?", shown,
@@ -755,8 +741,7 @@ static int unknown_key(ctx *c, const field *tab, size_t n, const yaml_node_t *k)
 static int set_field(ctx *c, const field *f, const yaml_node_t *v, void *obj);
 
 /* Fills obj from a mapping node: every key must be declared in tab and appear
- * once; absent keys take their default or, when required, fail at the mapping.
- */
+ * once; absent keys take their default or, if required, fail at the mapping. */
 static int parse_object(ctx *c, const field *tab, size_t n, const yaml_node_t *node, void *obj)
 {
     yaml_mark_t first[MAX_FIELDS];
@@ -914,8 +899,7 @@ static int parse_setting(ctx *c, const yaml_node_t *k, const yaml_node_t *v, ph_
     char got[SHOWN_MAX * 4 + 8];
     if (!setting_key_valid(k))
         return fail(c, k->start_mark,
-                    "expected a setting name (1-%d characters of A-Z a-z 0-9 _ . "
-                    "-), got %s",
+                    "expected a setting name (1-%d characters of A-Z a-z 0-9 _ . -), got %s",
                     SETTING_KEY_MAX, describe(k, NULL, got, sizeof got));
     size_t saved = path_push_key(c, scalar_text(k));
     int rc = PH_OK;
@@ -989,40 +973,35 @@ static int set_field(ctx *c, const field *f, const yaml_node_t *v, void *obj)
     }
 }
 
-/* ---- checks across the document
- * ------------------------------------------------ */
+/* ---- checks across the document -------------------------------------------- */
+
+/* An offer naming a supplier that is not configured, at its position, with a
+ * hint when the name is a likely typo of a configured one. */
+static int unknown_supplier(ctx *c, const ph_config *cfg, const yaml_node_t *root, size_t i,
+                            size_t j)
+{
+    const char *id = cfg->products[i].offers[j].supplier, *best = NULL;
+    const yaml_node_t *pn = seq_item(c, map_find(c, root, "products"), i);
+    const yaml_node_t *sn = map_find(c, seq_item(c, map_find(c, pn, "offers"), j), "supplier");
+    size_t bestd = SIZE_MAX;
+    char hint[96] = "";
+    for (size_t k = 0; k < cfg->nsuppliers; k++)
+        hint_consider(id, cfg->suppliers[k].id, &best, &bestd);
+    if (!cfg->nsuppliers)
+        snprintf(hint, sizeof hint, " (no suppliers are configured)");
+    else if (best)
+        snprintf(hint, sizeof hint, ", did you mean \"%s\"?", best);
+    path_push(c, "products[%zu].offers[%zu].supplier", i, j);
+    return fail(c, sn->start_mark, "expected the id of a configured supplier, got \"%s\"%s", id,
+                hint);
+}
 
 static int check_offer_suppliers(ctx *c, const ph_config *cfg, const yaml_node_t *root)
 {
-    for (size_t i = 0; i < cfg->nproducts; i++) {
-        const ph_product_conf *p = &cfg->products[i];
-        for (size_t j = 0; j < p->noffers; j++) {
-            const char *id = p->offers[j].supplier;
-            if (ph_config_supplier(cfg, id))
-                continue;
-            const yaml_node_t *pn = seq_item(c, map_find(c, root, "products"), i);
-            const yaml_node_t *on = seq_item(c, map_find(c, pn, "offers"), j);
-            const yaml_node_t *sn = map_find(c, on, "supplier");
-            const char *best = NULL;
-            size_t bestd = SIZE_MAX;
-            for (size_t k = 0; k < cfg->nsuppliers; k++)
-                hint_consider(id, cfg->suppliers[k].id, &best, &bestd);
-            path_push(c, "products[%zu].offers[%zu].supplier", i, j);
-            if (!cfg->nsuppliers)
-                return fail(c, sn->start_mark,
-                            "expected the id of a configured supplier, got \"%s\" "
-                            "(no suppliers are configured)",
-                            id);
-            if (best)
-                return fail(c, sn->start_mark,
-                            "expected the id of a configured supplier, got \"%s\", did "
-                            "you mean "
-                            "\"%s\"?",
-                            id, best);
-            return fail(c, sn->start_mark, "expected the id of a configured supplier, got \"%s\"",
-                        id);
-        }
-    }
+    for (size_t i = 0; i < cfg->nproducts; i++)
+        for (size_t j = 0; j < cfg->products[i].noffers; j++)
+            if (!ph_config_supplier(cfg, cfg->products[i].offers[j].supplier))
+                return unknown_supplier(c, cfg, root, i, j);
     return PH_OK;
 }
 
@@ -1037,16 +1016,14 @@ static int check_tokens(ctx *c, const ph_config *cfg, const yaml_node_t *root)
             const yaml_node_t *tn = map_find(c, cn, "token_sha256");
             path_push(c, "clients[%zu].token_sha256", i);
             return fail(c, tn->start_mark,
-                        "expected a token of its own, got the same token as "
-                        "clients[%zu] (%s)",
-                        j, cfg->clients[j].name);
+                        "expected a token of its own, got the same token as clients[%zu] (%s)", j,
+                        cfg->clients[j].name);
         }
     }
     return PH_OK;
 }
 
-/* ---- loading
- * --------------------------------------------------------------------- */
+/* ---- loading --------------------------------------------------------------- */
 
 /* libyaml reports reader errors (bad UTF-8, control characters) as a byte
  * offset, the others as a mark; both become file:line:column. */
@@ -1070,8 +1047,7 @@ static int syntax_error(ctx *c, const yaml_parser_t *ps, const char *buf, size_t
     return fail(c, ps->problem_mark, "invalid YAML: %s", ps->problem ? ps->problem : "error");
 }
 
-/* A second "---" document would be silently ignored by a plain load: refuse it.
- */
+/* A second "---" document would be silently ignored by a plain load: refuse it. */
 static int check_single_document(ctx *c, yaml_parser_t *ps, const char *buf, size_t len)
 {
     yaml_document_t next;
@@ -1201,8 +1177,7 @@ void ph_config_free(ph_config *cfg)
     free(cfg);
 }
 
-/* ---- lookups
- * ----------------------------------------------------------------------- */
+/* ---- lookups --------------------------------------------------------------- */
 
 const ph_client_conf *ph_config_client_by_token(const ph_config *cfg, const char *token, size_t len)
 {
@@ -1237,8 +1212,7 @@ const ph_supplier_conf *ph_config_supplier(const ph_config *cfg, const char *id)
     return NULL;
 }
 
-/* ---- the embedded default
- * ------------------------------------------------------------ */
+/* ---- the embedded default -------------------------------------------------- */
 
 /* Kept as YAML text rather than built as a struct so that it goes through the
  * same validation as any file (a test loads it) and can be shown verbatim as a
