@@ -1,0 +1,280 @@
+/*
+ * cmd_orders.c — `perkctl order`, `orders` and `order-get`.
+ *
+ * Orders are idempotent on the client's order id, so the one thing this file
+ * must get right is what it tells the operator after a timeout: the order may
+ * exist, and the fix is to repeat the same command, never to invent a new id.
+ */
+#include "perkctl.h"
+
+#include <getopt.h>
+#include <stdint.h>
+#include <string.h>
+
+/* The order as key/value lines, then its codes one per line (stdout only:
+ * they are the customer's goods). */
+static void print_order(const json_t *order, int replayed)
+{
+    char b1[32], b2[32], line[512];
+    pk_kv_field(stdout, "order", order, "id");
+    pk_kv_field(stdout, "client order", order, "client_order_id");
+    snprintf(line, sizeof line, "%s%s", pk_field(order, "state", b1, sizeof b1),
+             replayed ? " (replayed: the order already existed)" : "");
+    pk_kv(stdout, "state", line);
+    if (pk_has(order, "product_name")) {
+        snprintf(line, sizeof line, "%s (%s)", pk_field(order, "sku", b1, sizeof b1),
+                 pk_field(order, "product_name", b2, sizeof b2));
+        pk_kv(stdout, "product", line);
+    } else {
+        pk_kv_field(stdout, "product", order, "sku");
+    }
+    pk_kv_field(stdout, "quantity", order, "quantity");
+    pk_kv_field(stdout, "delivery", order, "delivery");
+    pk_kv_field(stdout, "created", order, "created_at");
+    pk_kv_field(stdout, "updated", order, "updated_at");
+
+    const json_t *codes = json_object_get(order, "codes"), *code;
+    size_t i;
+    if (json_array_size(codes) == 0)
+        return;
+    fputs("codes:\n", stdout);
+    json_array_foreach(codes, i, code)
+    {
+        pk_put_clean(stdout, pk_field(code, "code", b1, sizeof b1), 0);
+        if (pk_has(code, "card_no")) {
+            fputs("  card_no=", stdout);
+            pk_put_clean(stdout, pk_field(code, "card_no", b1, sizeof b1), 0);
+        }
+        if (pk_has(code, "expires_at")) {
+            fputs("  expires_at=", stdout);
+            pk_put_clean(stdout, pk_field(code, "expires_at", b1, sizeof b1), 0);
+        }
+        fputc('\n', stdout);
+    }
+}
+
+/* An order that came back failed is the server saying no (exit 1); one still
+ * in flight is not an error, but the operator must know to look again. */
+static int order_outcome(const json_t *order)
+{
+    char id[32];
+    const char *state = json_string_value(json_object_get(order, "state"));
+    pk_field(order, "id", id, sizeof id);
+    if (!state || strcmp(state, "succeeded") == 0)
+        return PK_EXIT_OK;
+    if (strcmp(state, "failed") == 0) {
+        fprintf(stderr, "perkctl: order %s failed\n", id);
+        return PK_EXIT_REFUSED;
+    }
+    pk_line(stderr, "perkctl: order %s is %s; see its result later with 'perkctl order-get %s'", id,
+            state, id);
+    return PK_EXIT_OK;
+}
+
+int pk_cmd_order(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
+{
+    enum { O_SKU = 256, O_ID, O_QTY };
+    static const struct option opts[] = {
+        {"sku", required_argument, NULL, O_SKU},
+        {"id", required_argument, NULL, O_ID},
+        {"qty", required_argument, NULL, O_QTY},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *sku = NULL, *id = NULL, *qty = NULL;
+    int c;
+
+    optind = 0;
+    while ((c = getopt_long(argc, argv, PK_OPTSTRING, opts, NULL)) != -1) {
+        switch (c) {
+        case 1:
+            return pk_usage_error(cmd, "unexpected argument '%s'", optarg);
+        case O_SKU:
+            sku = optarg;
+            break;
+        case O_ID:
+            id = optarg;
+            break;
+        case O_QTY:
+            qty = optarg;
+            break;
+        case 'h':
+            return pk_help(cmd);
+        default:
+            return pk_getopt_error(cmd, c, argv);
+        }
+    }
+    if (optind < argc)
+        return pk_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    if (!sku || !*sku)
+        return pk_usage_error(cmd, "--sku is required");
+    if (!id || !*id)
+        return pk_usage_error(cmd, "--id is required (your order id: it makes retries safe)");
+    long long quantity = 1;
+    if (qty && pk_parse_int(qty, 1, INT32_MAX, &quantity) != 0)
+        return pk_usage_error(cmd, "--qty: expected a whole number of codes >= 1, got '%s'", qty);
+
+    pkh_response resp;
+    json_t *body = json_pack("{s:s, s:s, s:I}", "client_order_id", id, "sku", sku, "quantity",
+                             (json_int_t)quantity);
+    int rc = pk_call_json(ctx, "POST", "/v1/orders", body, &resp);
+    if (ctx->json)
+        pk_print_raw(&resp);
+    if (rc == PK_EXIT_OK) {
+        const json_t *order = json_object_get(resp.json, "order");
+        if (!ctx->json)
+            print_order(order, resp.replayed);
+        rc = order_outcome(order);
+    } else if (rc == PK_EXIT_UNREACHABLE) {
+        fputs("perkctl: the order may still have been placed: run the same command again, "
+              "with the same --id, to get its result\n",
+              stderr);
+    }
+    pkh_response_free(&resp);
+    return rc;
+}
+
+int pk_cmd_orders(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
+{
+    enum { O_AFTER = 256, O_LIMIT };
+    static const struct option opts[] = {
+        {"after", required_argument, NULL, O_AFTER},
+        {"limit", required_argument, NULL, O_LIMIT},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *after = NULL, *limit = NULL;
+    long long v;
+    int c;
+
+    optind = 0;
+    while ((c = getopt_long(argc, argv, PK_OPTSTRING, opts, NULL)) != -1) {
+        switch (c) {
+        case 1:
+            return pk_usage_error(cmd, "unexpected argument '%s'", optarg);
+        case O_AFTER:
+            if (pk_parse_int(optarg, 0, INT64_MAX, &v) != 0)
+                return pk_usage_error(cmd, "--after: expected an order id, got '%s'", optarg);
+            after = optarg;
+            break;
+        case O_LIMIT:
+            if (pk_parse_int(optarg, 1, INT32_MAX, &v) != 0)
+                return pk_usage_error(cmd, "--limit: expected a number >= 1, got '%s'", optarg);
+            limit = optarg;
+            break;
+        case 'h':
+            return pk_help(cmd);
+        default:
+            return pk_getopt_error(cmd, c, argv);
+        }
+    }
+    if (optind < argc)
+        return pk_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+
+    const pkh_param query[] = {{"after", after}, {"limit", limit}};
+    pkh_request req = {.method = "GET", .path = "/v1/orders", .query = query, .nquery = 2};
+    pkh_response resp;
+    int rc = pk_call(ctx, &req, &resp);
+    if (ctx->json)
+        pk_print_raw(&resp);
+    if (rc != PK_EXIT_OK || ctx->json) {
+        pkh_response_free(&resp);
+        return rc;
+    }
+
+    const json_t *orders = json_object_get(resp.json, "orders"), *o;
+    size_t i;
+    if (json_array_size(orders) == 0) {
+        fputs("no orders\n", stdout);
+    } else {
+        pk_table t;
+        pk_table_init(
+            &t, 6,
+            (const char *const[]){"ID", "CLIENT_ORDER_ID", "SKU", "QTY", "STATE", "CREATED"});
+        json_array_foreach(orders, i, o)
+        {
+            char id[32], qty[32], b[4][32];
+            pk_table_add(&t, (const char *const[]){
+                                 pk_field(o, "id", id, sizeof id),
+                                 pk_field(o, "client_order_id", b[0], sizeof b[0]),
+                                 pk_field(o, "sku", b[1], sizeof b[1]),
+                                 pk_field(o, "quantity", qty, sizeof qty),
+                                 pk_field(o, "state", b[2], sizeof b[2]),
+                                 pk_field(o, "created_at", b[3], sizeof b[3]),
+                             });
+        }
+        if (pk_table_print(&t, stdout) != 0)
+            rc = PK_EXIT_REFUSED;
+        pk_table_free(&t);
+    }
+    const json_t *next = json_object_get(resp.json, "next_after");
+    if (json_is_integer(next))
+        printf("more: --after %" JSON_INTEGER_FORMAT "\n", json_integer_value(next));
+    pkh_response_free(&resp);
+    return rc;
+}
+
+int pk_cmd_order_get(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
+{
+    enum { O_CLIENT_ORDER_ID = 256 };
+    static const struct option opts[] = {
+        {"client-order-id", required_argument, NULL, O_CLIENT_ORDER_ID},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *id = NULL, *client_order_id = NULL;
+    int c;
+
+    optind = 0;
+    while ((c = getopt_long(argc, argv, PK_OPTSTRING, opts, NULL)) != -1) {
+        switch (c) {
+        case 1:
+            if (id)
+                return pk_usage_error(cmd, "unexpected argument '%s': give one ID", optarg);
+            id = optarg;
+            break;
+        case O_CLIENT_ORDER_ID:
+            client_order_id = optarg;
+            break;
+        case 'h':
+            return pk_help(cmd);
+        default:
+            return pk_getopt_error(cmd, c, argv);
+        }
+    }
+    if (optind < argc)
+        return pk_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    if (!id == !client_order_id)
+        return pk_usage_error(cmd, "give either an order ID or --client-order-id");
+
+    char path[64] = "/v1/orders";
+    long long order_id;
+    if (id) {
+        if (pk_parse_int(id, 1, INT64_MAX, &order_id) != 0)
+            return pk_usage_error(cmd, "ID: expected an order number, got '%s'", id);
+        snprintf(path, sizeof path, "/v1/orders/%lld", order_id);
+    } else if (!*client_order_id) {
+        return pk_usage_error(cmd, "--client-order-id: must not be empty");
+    }
+    const pkh_param query[] = {{"client_order_id", client_order_id}};
+    pkh_request req = {.method = "GET", .path = path, .query = query, .nquery = 1};
+    pkh_response resp;
+    int rc = pk_call(ctx, &req, &resp);
+    if (ctx->json)
+        pk_print_raw(&resp);
+    if (rc == PK_EXIT_OK && !ctx->json) {
+        const json_t *order = json_object_get(resp.json, "order");
+        if (!order) /* tolerate a list-shaped answer to ?client_order_id= */
+            order = json_array_get(json_object_get(resp.json, "orders"), 0);
+        if (order) {
+            print_order(order, 0);
+        } else {
+            fputs("perkctl: bad_response: no order in the answer", stderr);
+            pk_print_request_id(stderr, &resp);
+            fputc('\n', stderr);
+            rc = PK_EXIT_REFUSED;
+        }
+    }
+    pkh_response_free(&resp);
+    return rc;
+}

@@ -1,0 +1,340 @@
+/*
+ * main.c — perkctl, the operator's command line over perkhubd's HTTP API.
+ *
+ * This file owns the global options (--url, --token, --timeout, --json) and
+ * the command table; each command is one function in a cmd_*.c file. perkctl
+ * links only libcurl and jansson: it is a client of the API like any other,
+ * and knows nothing of the daemon's internals.
+ */
+#include "perkctl.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+
+#define PK_DEFAULT_URL "http://127.0.0.1:8080"
+
+static const char global_usage[] =
+    "usage: perkctl [--url URL] [--token TOKEN] [--timeout SECONDS] [--json] COMMAND [ARGS]\n"
+    "\n"
+    "perkctl is the operator's command line for perkhubd's HTTP API.\n"
+    "\n"
+    "global options (before the command):\n"
+    "  --url URL          server base URL (env PERKHUB_URL; default " PK_DEFAULT_URL ")\n"
+    "  --token TOKEN      API bearer token (env PERKHUB_TOKEN). Prefer the environment:\n"
+    "                     a token given here lands in your shell history and in the\n"
+    "                     process list. perkctl never prints it.\n"
+    "  --timeout SECONDS  give up on a request after this long (default 60; 0 = never)\n"
+    "  --json             print the server's JSON answers instead of the human format\n"
+    "\n"
+    "commands:\n";
+
+static const char global_usage_tail[] =
+    "\n"
+    "exit status: 0 done; 1 the server said no (printed as 'perkctl: CODE: MESSAGE\n"
+    "(request ID)'); 2 usage error; 3 cannot reach the server (or it timed out).\n"
+    "Run 'perkctl COMMAND --help' for a command's options and an example.\n";
+
+static const pk_cmd commands[] = {
+    {"import", pk_cmd_import, "import card codes from a CSV file as a new batch",
+     "usage: perkctl import FILE --supplier ID --sku SKU --cost PRICE [--note TEXT]\n"
+     "\n"
+     "Imports the card codes in FILE as one new batch (POST /v1/batches). Each line\n"
+     "is \"code[,card_no[,expires_at]]\"; a first line \"code,card_no,expires_at\" is\n"
+     "taken as a header. FILE \"-\" reads standard input. The file is streamed, so\n"
+     "millions of lines are fine; raise --timeout if the server needs over 60 s.\n"
+     "\n"
+     "  --supplier ID   the supplier the codes were bought from\n"
+     "  --sku SKU       the product they are codes for\n"
+     "  --cost PRICE    unit cost in CNY, e.g. 19.80\n"
+     "  --note TEXT     kept with the batch (invoice number, ...)\n"
+     "\n"
+     "A file with any bad line is refused whole: nothing is imported, each bad line\n"
+     "is listed on stderr as \"line N: reason\", and perkctl exits 1.\n"
+     "Needs an ops token.\n"
+     "\n"
+     "example:\n"
+     "  $ perkctl import codes.csv --supplier acme --sku iqiyi.gold.1m --cost 19.80\n"
+     "  imported batch 3: 100000 codes of iqiyi.gold.1m from acme\n"},
+    {"void", pk_cmd_void, "void a batch the supplier voided upstream; lists affected orders",
+     "usage: perkctl void BATCH_ID --reason TEXT\n"
+     "\n"
+     "Voids every code of batch BATCH_ID not yet issued, and lists the orders that\n"
+     "already got one of its codes (POST /v1/batches/ID/void). Needs an ops token.\n"
+     "\n"
+     "  --reason TEXT   why, kept in the batch and its event\n"
+     "\n"
+     "example:\n"
+     "  $ perkctl void 3 --reason \"supplier voided\"\n"
+     "  voided batch 3: 1200 codes voided, 1 affected order\n"
+     "  ORDER  CLIENT  CLIENT_ORDER_ID\n"
+     "  7      mall    A-1\n"},
+    {"order", pk_cmd_order, "order card codes (idempotent on --id)",
+     "usage: perkctl order --sku SKU --id CLIENT_ORDER_ID [--qty N]\n"
+     "\n"
+     "Places an order for card codes (POST /v1/orders) and prints the order, then\n"
+     "its codes, one per line. Codes are printed to stdout only.\n"
+     "\n"
+     "  --sku SKU              the product\n"
+     "  --id CLIENT_ORDER_ID   your id for the order: the same id again returns the\n"
+     "                         same order and codes, never a second fulfillment\n"
+     "  --qty N                how many codes (default 1)\n"
+     "\n"
+     "If the request times out (exit 3) the order may still have been placed: run the\n"
+     "same command again, with the same --id, to get its result. Exit 1 when the\n"
+     "server refuses (out_of_stock, unknown_sku, conflict, ...) or the order failed.\n"
+     "Needs a fulfill token.\n"
+     "\n"
+     "example:\n"
+     "  $ perkctl order --sku iqiyi.gold.1m --id A-1\n"
+     "  order:        7\n"
+     "  state:        succeeded\n"
+     "  ...\n"
+     "  codes:\n"
+     "  IQY-8F2K-77QD\n"},
+    {"orders", pk_cmd_orders, "list your orders, oldest first",
+     "usage: perkctl orders [--after ID] [--limit N]\n"
+     "\n"
+     "Lists the token's own orders in ascending id, without codes (GET /v1/orders).\n"
+     "\n"
+     "  --after ID   only orders with an id above ID (the next page)\n"
+     "  --limit N    at most N orders\n"
+     "\n"
+     "When there are more, the last line says where to continue: \"more: --after ID\".\n"
+     "\n"
+     "example:\n"
+     "  $ perkctl orders --limit 2\n"
+     "  ID  CLIENT_ORDER_ID  SKU            QTY  STATE      CREATED\n"
+     "  7   A-1              iqiyi.gold.1m  1    succeeded  2026-11-24T19:42:00.123Z\n"},
+    {"order-get", pk_cmd_order_get, "show one order (with codes, to its owner)",
+     "usage: perkctl order-get ID\n"
+     "       perkctl order-get --client-order-id CLIENT_ORDER_ID\n"
+     "\n"
+     "Shows one order: GET /v1/orders/ID, or GET /v1/orders?client_order_id=... for\n"
+     "your own id. The client that placed it sees its codes; ops sees it without.\n"
+     "\n"
+     "example:\n"
+     "  $ perkctl order-get 7\n"},
+    {"lookup", pk_cmd_lookup, "customer-service lookup of a code or an order's codes",
+     "usage: perkctl lookup (--code CODE | --code-stdin | --order ID | --client-order-id X)\n"
+     "\n"
+     "What happened to this code, or to this order's codes? (POST /v1/codes/lookup).\n"
+     "Prints per code: diagnosis, state, product, supplier, batch, order, issue time,\n"
+     "expiry, the advice to give the customer and the product's redemption guide.\n"
+     "\n"
+     "  --code CODE            one code; it will show in the process list and your\n"
+     "                         shell history: prefer --code-stdin\n"
+     "  --code-stdin           read the code from the first line of standard input\n"
+     "  --order ID             every code of order ID\n"
+     "  --client-order-id X    every code of your order X\n"
+     "\n"
+     "The code travels in the request body, never in the URL. Needs a support or\n"
+     "ops token; support tokens only see codes of their own orders.\n"
+     "\n"
+     "example:\n"
+     "  $ printf '%s\\n' \"$CODE\" | perkctl lookup --code-stdin\n"
+     "  diagnosis:    issued\n"
+     "  ...\n"},
+    {"events", pk_cmd_events, "print (or --follow) the event feed",
+     "usage: perkctl events [--after SEQ] [--limit N] [--follow]\n"
+     "\n"
+     "Prints events (GET /v1/events), one per line: \"SEQ TIME TYPE key=value...\".\n"
+     "Events never carry a code or an account. Needs an ops token.\n"
+     "\n"
+     "  --after SEQ   only events after sequence number SEQ (default 0)\n"
+     "  --limit N     at most N events per request\n"
+     "  --follow      keep polling for new events, waiting 1 s after an empty poll,\n"
+     "                until interrupted (Ctrl-C); then exits 0\n"
+     "\n"
+     "With --json: the response as received; with --json and --follow, one event\n"
+     "object per line.\n"
+     "\n"
+     "example:\n"
+     "  $ perkctl events --after 0 --limit 2\n"
+     "  1  2026-11-24T19:42:00.123Z  batch.imported  batch_id=1 sku=iqiyi.gold.1m count=100\n"},
+    {"status", pk_cmd_status, "health, readiness, stock and suppliers at a glance",
+     "usage: perkctl status\n"
+     "\n"
+     "Liveness (GET /v1/health) and readiness (GET /v1/ready); with a token, also\n"
+     "stock per SKU and counters (GET /v1/stats) and suppliers (GET /v1/suppliers),\n"
+     "which need an ops token.\n"
+     "Exit 0 when the server is up, ready and answered everything; 1 otherwise.\n"
+     "\n"
+     "example:\n"
+     "  $ perkctl status\n"
+     "  server:       http://127.0.0.1:8080\n"
+     "  health:       ok\n"
+     "  ready:        ready\n"},
+    {"suppliers", pk_cmd_suppliers, "list suppliers with their health",
+     "usage: perkctl suppliers\n"
+     "\n"
+     "Lists the configured suppliers (GET /v1/suppliers). Needs an ops token.\n"
+     "\n"
+     "example:\n"
+     "  $ perkctl suppliers\n"
+     "  ID       PLUGIN   VERSION  ABI  ENABLED  PRIORITY  STATE  ERROR\n"
+     "  sandbox  sandbox  1.0.0    1.0  true     10        ready  -\n"},
+    {"products", pk_cmd_products, "list the catalog with stock",
+     "usage: perkctl products [--brand BRAND] [--tag TAG] [--category CATEGORY]\n"
+     "\n"
+     "Lists products with face value and available stock (GET /v1/products).\n"
+     "\n"
+     "  --brand BRAND        only this brand\n"
+     "  --tag TAG            only products with this tag\n"
+     "  --category CATEGORY  only this category\n"
+     "\n"
+     "example:\n"
+     "  $ perkctl products --brand iqiyi\n"},
+};
+
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+static const pk_cmd *find_command(const char *name)
+{
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    return NULL;
+}
+
+static void print_global_usage(FILE *f)
+{
+    fputs(global_usage, f);
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fputs(global_usage_tail, f);
+}
+
+/* `perkctl help [COMMAND]`. */
+static int run_help(int argc, char **argv)
+{
+    if (argc < 2) {
+        print_global_usage(stdout);
+        return PK_EXIT_OK;
+    }
+    const pk_cmd *cmd = find_command(argv[1]);
+    if (!cmd)
+        return pk_usage_error(NULL, "unknown command '%s'", argv[1]);
+    return pk_help(cmd);
+}
+
+static const char *getenv_set(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : NULL;
+}
+
+/* The base URL as it may be shown: without a "user:password@" part, which
+ * would be a credential. Writes into buf. */
+static const char *url_for_display(const char *url, char *buf, size_t len)
+{
+    const char *host = strstr(url, "://");
+    host = host ? host + 3 : url;
+    size_t authority = strcspn(host, "/?#");
+    const char *at = memrchr(host, '@', authority);
+    if (!at)
+        snprintf(buf, len, "%s", url);
+    else
+        snprintf(buf, len, "%.*s%s", (int)(host - url), url, at + 1);
+    return buf;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"url", required_argument, NULL, 'u'},     {"token", required_argument, NULL, 't'},
+        {"timeout", required_argument, NULL, 'T'}, {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+    };
+    const char *url = getenv_set("PERKHUB_URL"), *token = getenv_set("PERKHUB_TOKEN");
+    const char *timeout = NULL;
+    int json = 0, c;
+
+    /* '+': stop at the command name; its options are the command's business. */
+    while ((c = getopt_long(argc, argv, "+:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'u':
+            url = optarg;
+            break;
+        case 't':
+            token = *optarg ? optarg : NULL;
+            break;
+        case 'T':
+            timeout = optarg;
+            break;
+        case 'j':
+            json = 1;
+            break;
+        case 'h':
+            print_global_usage(stdout);
+            return PK_EXIT_OK;
+        default:
+            return pk_getopt_error(NULL, c, argv);
+        }
+    }
+    if (optind >= argc) {
+        print_global_usage(stderr);
+        return PK_EXIT_USAGE;
+    }
+
+    const char *name = argv[optind];
+    if (strcmp(name, "help") == 0)
+        return run_help(argc - optind, argv + optind);
+    const pk_cmd *cmd = find_command(name);
+    if (!cmd)
+        return pk_usage_error(NULL, "unknown command '%s'", name);
+
+    if (!url)
+        url = PK_DEFAULT_URL;
+    char shown[512];
+    url_for_display(url, shown, sizeof shown);
+    if (strncasecmp(url, "http://", 7) != 0 && strncasecmp(url, "https://", 8) != 0)
+        return pk_usage_error(NULL, "--url: expected http://HOST:PORT or https://..., got '%s'",
+                              shown);
+    long long timeout_s = 60;
+    if (timeout && pk_parse_int(timeout, 0, 7 * 24 * 3600, &timeout_s) != 0)
+        return pk_usage_error(NULL, "--timeout: expected whole seconds (0 = no limit), got '%s'",
+                              timeout);
+    /* A line break in the token would let it inject headers; say so without
+     * showing it. */
+    for (const char *p = token; p && *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return pk_usage_error(NULL, "--token (or PERKHUB_TOKEN): contains a control character");
+
+    /* The base URL without trailing slashes, so paths join cleanly. */
+    char *base = strdup(url);
+    if (!base) {
+        fputs("perkctl: out of memory\n", stderr);
+        return PK_EXIT_REFUSED;
+    }
+    for (size_t n = strlen(base); n > 0 && base[n - 1] == '/'; n--)
+        base[n - 1] = '\0';
+    url_for_display(base, shown, sizeof shown);
+
+    pk_ctx ctx = {
+        .http = {.base_url = base, .token = token, .timeout_s = (long)timeout_s},
+        .url_shown = shown,
+        .json = json,
+    };
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        fputs("perkctl: cannot initialise libcurl\n", stderr);
+        free(base);
+        return PK_EXIT_REFUSED;
+    }
+    /* The command re-initialises getopt (optind = 0) for its own options. */
+    int rc = cmd->run(&ctx, cmd, argc - optind, argv + optind);
+    curl_global_cleanup();
+    free(base);
+
+    /* A full disk or a closed pipe must not pass for success. */
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "perkctl: cannot write output: %s\n", strerror(errno));
+        if (rc == PK_EXIT_OK)
+            rc = PK_EXIT_REFUSED;
+    }
+    return rc;
+}

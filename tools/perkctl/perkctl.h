@@ -1,0 +1,180 @@
+/*
+ * perkctl.h — what perkctl's subcommands share: the run context, the command
+ * descriptor, exit statuses, and the helpers every command uses to parse its
+ * options, call the server and print answers.
+ *
+ * Output rules every command follows:
+ *  - stdout carries the answer (human format, or the server's JSON with
+ *    --json); stderr carries diagnostics, always starting with "perkctl".
+ *  - Card codes are printed to stdout only, and only when the server returned
+ *    them (to the client that owns the order). They never go to stderr.
+ *  - The token is never printed.
+ *  - Text that comes from the server passes through pk_put_clean() so a broken
+ *    or hostile server cannot send escape sequences to the operator's terminal.
+ *
+ * perkctl is single-threaded; none of these functions keeps state between
+ * calls.
+ */
+#ifndef PK_PERKCTL_H
+#define PK_PERKCTL_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include <jansson.h>
+
+#include "http.h"
+
+/* Exit statuses. Scripts and the e2e tests rely on them: keep them stable. */
+enum {
+    PK_EXIT_OK = 0,            /* the server did what was asked */
+    PK_EXIT_REFUSED = 1,       /* the server answered no (or answered nonsense) */
+    PK_EXIT_USAGE = 2,         /* bad command line or unreadable local file; nothing sent */
+    PK_EXIT_UNREACHABLE = 3,   /* no answer: connect failure, timeout, reset */
+    PK_EXIT_INTERRUPTED = 130, /* SIGINT during a request (128 + SIGINT, as shells do) */
+};
+
+/* The run context main.c builds from the global options. Read-only for the
+ * commands. */
+typedef struct pk_ctx {
+    pkh_conf http;         /* server URL, token, timeout */
+    const char *url_shown; /* base URL with any user:password@ removed, for messages */
+    int json;              /* --json: print the server's JSON instead of the human format */
+} pk_ctx;
+
+typedef struct pk_cmd pk_cmd;
+
+/* A subcommand. argv[0] is the command name; options follow. Returns a
+ * PK_EXIT_* status. */
+typedef int pk_cmd_fn(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv);
+
+struct pk_cmd {
+    const char *name;    /* "import" */
+    pk_cmd_fn *run;      /* the handler */
+    const char *summary; /* one line for `perkctl help` */
+    const char *usage;   /* the full text of `perkctl NAME --help` */
+};
+
+/* ---- the subcommands (one function each) -------------------------------- */
+pk_cmd_fn pk_cmd_import;    /* cmd_batches.c */
+pk_cmd_fn pk_cmd_void;      /* cmd_batches.c */
+pk_cmd_fn pk_cmd_order;     /* cmd_orders.c */
+pk_cmd_fn pk_cmd_orders;    /* cmd_orders.c */
+pk_cmd_fn pk_cmd_order_get; /* cmd_orders.c */
+pk_cmd_fn pk_cmd_lookup;    /* cmd_lookup.c */
+pk_cmd_fn pk_cmd_events;    /* cmd_events.c */
+pk_cmd_fn pk_cmd_status;    /* cmd_status.c */
+pk_cmd_fn pk_cmd_suppliers; /* cmd_status.c */
+pk_cmd_fn pk_cmd_products;  /* cmd_products.c */
+
+/* ---- option parsing (common.c) ------------------------------------------- */
+
+/* The getopt_long option string every subcommand uses: '-' returns
+ * positional arguments in order as option 1 (so `import FILE --sku X` and
+ * `import --sku X FILE` both work, whatever POSIXLY_CORRECT says); ':' makes
+ * a missing value come back as ':' so pk_getopt_error() can name the option. */
+#define PK_OPTSTRING "-:h"
+
+/* Prints cmd->usage to stdout; returns PK_EXIT_OK (for `case 'h': return ...`). */
+int pk_help(const pk_cmd *cmd);
+
+/* Prints "perkctl CMD: <message>" and a pointer to --help on stderr;
+ * returns PK_EXIT_USAGE. */
+int pk_usage_error(const pk_cmd *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Turns getopt_long's '?' (unknown option) or ':' (missing value) into a
+ * usage error naming the option; call it right after getopt_long returned c,
+ * with the argv it was given. Returns PK_EXIT_USAGE. */
+int pk_getopt_error(const pk_cmd *cmd, int c, char **argv);
+
+/* Parses a whole decimal integer in [min, max] into *out. Returns 0, or -1
+ * (empty, trailing junk, out of range). */
+int pk_parse_int(const char *s, long long min, long long max, long long *out);
+
+/* True when s is an amount as the API writes money: digits, optionally '.'
+ * and one or two more ("19.80", "30", "0.5"), at most 13 integer digits. */
+int pk_money_valid(const char *s);
+
+/* ---- calling the server (common.c) --------------------------------------- */
+
+/* Sends req and sorts the outcome into an exit status:
+ *  PK_EXIT_OK          2xx with a JSON object body;
+ *  PK_EXIT_REFUSED     any other status: prints "perkctl: CODE: MESSAGE
+ *                      (request ID)" on stderr from the error body; or a 2xx
+ *                      whose body is not a JSON object;
+ *  PK_EXIT_UNREACHABLE no response: prints "perkctl: cannot reach URL: ...";
+ *  PK_EXIT_INTERRUPTED a blocked SIGINT/SIGTERM arrived (prints nothing).
+ * *resp is filled in every case and owned by the caller (pkh_response_free),
+ * so a command can still read an error body, e.g. the bad lines of a CSV. */
+int pk_call(const pk_ctx *ctx, const pkh_request *req, pkh_response *resp);
+
+/* Serializes body (reference stolen, even on failure) and sends it as
+ * application/json through pk_call(). The serialized copy is wiped once sent:
+ * a lookup body carries a card code. Same returns and ownership as pk_call(). */
+int pk_call_json(const pk_ctx *ctx, const char *method, const char *path, json_t *body,
+                 pkh_response *resp);
+
+/* Prints the request id as " (request ID)" when there is one: from the JSON
+ * body's "request_id", else the X-Request-Id header. */
+void pk_print_request_id(FILE *f, const pkh_response *resp);
+
+/* --json output: writes the body exactly as received, plus a newline when it
+ * lacks one. Nothing when there is no body. */
+void pk_print_raw(const pkh_response *resp);
+
+/* ---- printing (common.c) ------------------------------------------------- */
+
+/* Writes s with control characters replaced by '?'; newlines are kept when
+ * keep_newlines is set (redemption guides have several lines). */
+void pk_put_clean(FILE *f, const char *s, int keep_newlines);
+
+/* printf into one line, cleaned as pk_put_clean() does, then '\n'. For lines
+ * that mix our words with strings from the server. */
+void pk_line(FILE *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Renders obj[key] as text: a string as it is (pointer into obj, valid while
+ * obj lives), an integer, real or boolean into buf, an array of scalars as
+ * "a,b,c" into buf. Missing, null or a nested object gives "-". */
+const char *pk_field(const json_t *obj, const char *key, char *buf, size_t len);
+
+/* True when obj[key] exists and is neither null nor "". */
+int pk_has(const json_t *obj, const char *key);
+
+/* Prints "label:" padded to a fixed column, then value cleaned, then '\n'. */
+void pk_kv(FILE *f, const char *label, const char *value);
+
+/* Same, for obj[key]; prints nothing when the field is absent or null. */
+void pk_kv_field(FILE *f, const char *label, const json_t *obj, const char *key);
+
+/* Terminal columns taken by the first len bytes of a UTF-8 string: East
+ * Asian wide characters (the Chinese product names) take two; malformed bytes
+ * one each. */
+size_t pk_display_width(const char *s, size_t len);
+
+/* Prints text word-wrapped to width columns, each line indented, keeping the
+ * text's own line breaks; cleaned as pk_put_clean() does. For redemption
+ * guides, which arrive as one long paragraph. */
+void pk_print_wrapped(FILE *f, const char *text, size_t indent, size_t width);
+
+/* A left-aligned text table. Cells are copied (and cleaned) when added, so the
+ * JSON they came from may be freed before printing. */
+typedef struct pk_table {
+    size_t ncols; /* set by pk_table_init */
+    size_t nrows; /* rows added, the header included */
+    size_t cap;   /* cells allocated */
+    char **cells; /* row-major; owned */
+    int failed;   /* an allocation failed: pk_table_print prints nothing */
+} pk_table;
+
+/* Starts a table whose first row is the header (ncols names). */
+void pk_table_init(pk_table *t, size_t ncols, const char *const *header);
+/* Adds a row of t->ncols cells; NULL cells print as "-". */
+void pk_table_add(pk_table *t, const char *const *cells);
+/* Prints the rows with columns padded to their widest cell; the last column
+ * is not padded, so long names and error texts go there. Returns 0, or -1
+ * when an earlier allocation failed (nothing printed). */
+int pk_table_print(const pk_table *t, FILE *f);
+/* Frees the cells; the table may be reused after pk_table_init. */
+void pk_table_free(pk_table *t);
+
+#endif
