@@ -152,14 +152,16 @@ int ph_api_order_list(ph_req *r)
     int ops = ph_req_has_scope(r, PH_SCOPE_OPS);
     ph_order **list;
     size_t n;
-    int rc = ph_store_order_list(r->d->store, ops ? NULL : r->client->name, after, limit, &list,
-                                 &n, &err);
+    /* one more than asked tells whether another page exists */
+    int rc = ph_store_order_list(r->d->store, ops ? NULL : r->client->name, after, limit + 1,
+                                 &list, &n, &err);
     if (rc)
         return ph_req_fail(r, rc, &err);
     json_t *arr = json_array();
-    for (size_t i = 0; i < n; i++)
+    size_t shown = n > limit ? limit : n;
+    for (size_t i = 0; i < shown; i++)
         json_array_append_new(arr, ph_view_order(list[i], r->cfg->cfg, r->d->keys, 0, ops));
-    json_t *next = n == limit ? json_integer((json_int_t)list[n - 1]->id) : json_null();
+    json_t *next = n > limit ? json_integer((json_int_t)list[shown - 1]->id) : json_null();
     ph_order_list_free(list, n);
     return ph_req_json(r, 200, json_pack("{s:o,s:o}", "orders", arr, "next_after", next));
 }

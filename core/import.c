@@ -140,7 +140,8 @@ static int store_batch(import_job *j, ph_store *s, ph_err *err)
         for (size_t i = 0; i < cmd.ndup; i++)
             if (add_error(j, cmd.dup_lines[i], "code already imported"))
                 break;
-        rc = ph_err_set(err, PH_EINVAL, "%zu bad lines, nothing imported", j->out->error_count);
+        rc = ph_err_set(err, PH_EINVAL, "%zu bad line%s, nothing imported", j->out->error_count,
+                          j->out->error_count == 1 ? "" : "s");
     } else if (err) {
         *err = cmd.err;
     }
@@ -189,7 +190,8 @@ int ph_import_run(ph_store *s, const ph_keyring *kr, const ph_import_req *req,
         goto nomem;
     if (out->error_count) {
         qsort(out->errors, out->nerrors, sizeof *out->errors, cmp_error);
-        rc = ph_err_set(err, PH_EINVAL, "%zu bad lines, nothing imported", out->error_count);
+        rc = ph_err_set(err, PH_EINVAL, "%zu bad line%s, nothing imported", out->error_count,
+                        out->error_count == 1 ? "" : "s");
         goto done;
     }
     rc = store_batch(&j, s, err);
