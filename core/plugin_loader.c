@@ -1,14 +1,12 @@
 /*
  * plugin_loader.c — the one file of perkhub that calls dlopen. See plugin_loader.h.
  *
- * Layout of what a running instance owns:
- *
- *   ph_plugin_instance
- *     struct perkhub_host host    first member: the plugin gets &inst->host and the
- *                                 host functions get the instance back from it
- *     conf                        the resolved config the plugin reads
- *     blocks                      every live mem_alloc block (a list, so that
- *                                 shutdown can reclaim what a plugin forgot)
+ * A running instance owns:
+ *   host    its struct perkhub_host, as the FIRST member: the plugin gets
+ *           &inst->host, and each host function gets the instance back from it;
+ *   conf    the resolved config the plugin reads;
+ *   blocks  every live mem_alloc block, listed, so that the host can reclaim
+ *           what a plugin forgot at shutdown.
  */
 #include "plugin_loader.h"
 
@@ -26,19 +24,21 @@
 #include "crypto.h"
 #include "util.h"
 
-#define NAME_MAX_LEN     64    /* plugin names and schema keys */
-#define SCHEMA_MAX       256   /* more entries means a missing NULL terminator */
-#define SECRET_FILE_MAX  65536 /* a secret file larger than this is a mistake */
-#define INSTANCE_MAGIC   0x50484931u /* "PHI1" */
-#define BLOCK_MAGIC      UINT64_C(0x706b68626c6f636b) /* "pkhblock" */
-#define BLOCK_DEAD       UINT64_C(0x64656164626c6f63) /* freed */
+/* Limits. SCHEMA_MAX entries mean a missing NULL terminator; a secret file
+ * larger than SECRET_FILE_MAX is a mistake. */
+#define NAME_MAX_LEN    64
+#define SCHEMA_MAX      256
+#define SECRET_FILE_MAX 65536
+#define INSTANCE_MAGIC  0x50484931u                  /* "PHI1" */
+#define BLOCK_MAGIC     UINT64_C(0x706b68626c6f636b) /* "pkhblock" */
+#define BLOCK_DEAD      UINT64_C(0x64656164626c6f63) /* freed */
 
 struct ph_plugin {
-    void *handle;              /* dlopen reference */
-    char *name;                /* as requested, equal to desc.name */
-    char *path;                /* "<dir>/<name>.so" */
+    void *handle;               /* dlopen reference */
+    char *name;                 /* as requested, equal to desc.name */
+    char *path;                 /* "<dir>/<name>.so" */
     struct perkhub_plugin desc; /* the plugin's first struct_size bytes, the rest zero */
-    size_t nkeys;              /* schema entries before the NULL key */
+    size_t nkeys;               /* schema entries before the NULL key */
 };
 
 typedef struct conf_value {
@@ -51,7 +51,7 @@ struct perkhub_config {
     conf_value *v;
 };
 
-/* A host allocation: this header, then the plugin's bytes (aligned like malloc's). */
+/* A host allocation: this header, then the plugin's bytes (aligned as malloc's). */
 typedef union block {
     struct {
         uint64_t magic;
@@ -76,7 +76,7 @@ struct ph_plugin_instance {
     size_t nbytes;
 };
 
-/* ---- small helpers --------------------------------------------------------- */
+/* ---- small helpers ----------------------------------------------------------- */
 
 static int name_valid(const char *s)
 {
@@ -118,11 +118,16 @@ static int parse_bool(const char *s, int *out)
 static const char *type_name(int type)
 {
     switch (type) {
-    case PERKHUB_CONF_STRING: return "string";
-    case PERKHUB_CONF_INT: return "int";
-    case PERKHUB_CONF_BOOL: return "bool";
-    case PERKHUB_CONF_SECRET: return "secret";
-    default: return "unknown";
+    case PERKHUB_CONF_STRING:
+        return "string";
+    case PERKHUB_CONF_INT:
+        return "int";
+    case PERKHUB_CONF_BOOL:
+        return "bool";
+    case PERKHUB_CONF_SECRET:
+        return "secret";
+    default:
+        return "unknown";
     }
 }
 
@@ -134,20 +139,30 @@ static int is_secret_ref(const char *s)
 static const char *status_str(int status)
 {
     switch (status) {
-    case PERKHUB_OK: return "ok";
-    case PERKHUB_RETRYABLE: return "retryable";
-    case PERKHUB_DEFINITE_FAILURE: return "definite_failure";
-    case PERKHUB_AMBIGUOUS: return "ambiguous";
-    case PERKHUB_ERR_CONFIG: return "config";
-    case PERKHUB_ERR_NOMEM: return "nomem";
-    case PERKHUB_ERR_NOT_FOUND: return "not_found";
-    case PERKHUB_ERR_UNSUPPORTED: return "unsupported";
-    case PERKHUB_ERR_INTERNAL: return "internal";
-    default: return "unknown";
+    case PERKHUB_OK:
+        return "ok";
+    case PERKHUB_RETRYABLE:
+        return "retryable";
+    case PERKHUB_DEFINITE_FAILURE:
+        return "definite_failure";
+    case PERKHUB_AMBIGUOUS:
+        return "ambiguous";
+    case PERKHUB_ERR_CONFIG:
+        return "config";
+    case PERKHUB_ERR_NOMEM:
+        return "nomem";
+    case PERKHUB_ERR_NOT_FOUND:
+        return "not_found";
+    case PERKHUB_ERR_UNSUPPORTED:
+        return "unsupported";
+    case PERKHUB_ERR_INTERNAL:
+        return "internal";
+    default:
+        return "unknown";
     }
 }
 
-/* ---- opening a plugin ------------------------------------------------------ */
+/* ---- opening a plugin -------------------------------------------------------- */
 
 /* Checks the schema a plugin declares; a bad schema is a bug in the plugin. */
 static int schema_check(ph_plugin *p, ph_err *err)
@@ -175,8 +190,9 @@ static int schema_check(ph_plugin *p, ph_err *err)
                               "plugin '%s' (%s): config key '%s' has unknown type %d", p->name,
                               p->path, e->key, e->type);
         if (!e->description)
-            return ph_err_set(err, PH_EINVAL, "plugin '%s' (%s): config key '%s' has no description",
-                              p->name, p->path, e->key);
+            return ph_err_set(err, PH_EINVAL,
+                              "plugin '%s' (%s): config key '%s' has no description", p->name,
+                              p->path, e->key);
         if (e->required && e->default_value)
             return ph_err_set(err, PH_EINVAL,
                               "plugin '%s' (%s): config key '%s' is required and has a default; "
@@ -203,8 +219,8 @@ static int descriptor_check(ph_plugin *p, const struct perkhub_plugin *d, ph_err
 {
     const char *nm = p->name, *path = p->path;
     if (!d)
-        return ph_err_set(err, PH_EINVAL, "plugin '%s' (%s): %s() returned no descriptor", nm,
-                          path, PERKHUB_ENTRY_SYMBOL);
+        return ph_err_set(err, PH_EINVAL, "plugin '%s' (%s): %s() returned no descriptor", nm, path,
+                          PERKHUB_ENTRY_SYMBOL);
     /* The first three members never move: they are safe to read at any ABI. */
     if (d->struct_size < offsetof(struct perkhub_plugin, name))
         return ph_err_set(err, PH_EINVAL,
@@ -219,15 +235,15 @@ static int descriptor_check(ph_plugin *p, const struct perkhub_plugin *d, ph_err
                           PERKHUB_ABI_MAJOR, PERKHUB_ABI_MINOR,
                           d->abi_major != PERKHUB_ABI_MAJOR
                               ? "another major version: rebuild the plugin against this SDK"
-                              : "newer than this perkhubd: upgrade perkhubd or rebuild the plugin");
+                              : "newer than this perkhubd: upgrade perkhubd or rebuild the "
+                                "plugin");
     if (d->struct_size < PERKHUB_PLUGIN_SIZE_1_0)
         return ph_err_set(err, PH_EVERSION,
                           "plugin '%s' (%s) is built for SDK ABI %u.%u but its descriptor is "
                           "%" PRIu32 " bytes, less than the %zu of ABI 1.0; this perkhubd "
                           "provides %d.%d",
-                          nm, path, (unsigned)d->abi_major, (unsigned)d->abi_minor,
-                          d->struct_size, (size_t)PERKHUB_PLUGIN_SIZE_1_0, PERKHUB_ABI_MAJOR,
-                          PERKHUB_ABI_MINOR);
+                          nm, path, (unsigned)d->abi_major, (unsigned)d->abi_minor, d->struct_size,
+                          (size_t)PERKHUB_PLUGIN_SIZE_1_0, PERKHUB_ABI_MAJOR, PERKHUB_ABI_MINOR);
     /* Never copy by our sizeof: only what the plugin says it has. */
     size_t n = d->struct_size < sizeof p->desc ? d->struct_size : sizeof p->desc;
     memset(&p->desc, 0, sizeof p->desc);
@@ -245,7 +261,8 @@ static int descriptor_check(ph_plugin *p, const struct perkhub_plugin *d, ph_err
     if (!p->desc.init || !p->desc.shutdown)
         return ph_err_set(err, PH_EINVAL, "plugin '%s' (%s): descriptor lacks %s", nm, path,
                           !p->desc.init ? "init" : "shutdown");
-    /* ABI 1.0 has no operations: no capability can be honoured, no ops table read. */
+    /* ABI 1.0 has no operations: no capability can be honoured, no ops table
+     * read. */
     if (p->desc.capabilities != 0)
         return ph_err_set(err, PH_EINVAL,
                           "plugin '%s' (%s) claims capabilities 0x%" PRIx64
@@ -267,7 +284,8 @@ int ph_plugin_open(const char *dir, const char *name, ph_plugin **out, ph_err *e
         return ph_err_set(err, PH_EINVAL, "plugin '%.64s': no plugin directory configured",
                           name ? name : "");
     if (!name_valid(name))
-        return ph_err_set(err, PH_EINVAL, "plugin name '%.64s' is not valid: expected 1..%d of [a-z0-9_]",
+        return ph_err_set(err, PH_EINVAL,
+                          "plugin name '%.64s' is not valid: expected 1..%d of [a-z0-9_]",
                           name ? name : "", NAME_MAX_LEN);
     p = calloc(1, sizeof *p);
     if (!p || !(p->name = strdup(name)) || asprintf(&p->path, "%s/%s.so", dir, name) < 0) {
@@ -294,8 +312,8 @@ int ph_plugin_open(const char *dir, const char *name, ph_plugin **out, ph_err *e
     void *sym = dlsym(p->handle, PERKHUB_ENTRY_SYMBOL);
     if (!sym) {
         rc = ph_err_set(err, PH_EINVAL,
-                        "plugin '%s' (%s) does not export %s(): not a perkhub plugin (define the "
-                        "entry with PERKHUB_EXPORT)",
+                        "plugin '%s' (%s) does not export %s(): not a perkhub plugin "
+                        "(define the entry with PERKHUB_EXPORT)",
                         name, p->path, PERKHUB_ENTRY_SYMBOL);
         goto fail;
     }
@@ -340,11 +358,21 @@ const char *ph_plugin_path(const ph_plugin *p)
 int ph_plugin_describe(const ph_plugin *p, FILE *out)
 {
     const struct perkhub_plugin *d = &p->desc;
-    fprintf(out, "plugin: %s %s (SDK ABI %u.%u, %s)\n", d->name, d->version,
-            (unsigned)d->abi_major, (unsigned)d->abi_minor, p->path);
+    fprintf(out, "plugin: %s %s (SDK ABI %u.%u, %s)\n", d->name, d->version, (unsigned)d->abi_major,
+            (unsigned)d->abi_minor, p->path);
     if (d->description)
         fprintf(out, "description: %s\n", d->description);
-    fprintf(out, "capabilities: %s\n", d->capabilities ? "see bits" : "none");
+    static const char *const caps[] = {"catalog",     "stock_check", "card_order", "recharge",
+                                       "order_query", "callback",    "balance"};
+    fprintf(out, "capabilities:%s", d->capabilities ? "" : " none");
+    for (unsigned i = 0; i < 64; i++)
+        if (d->capabilities & (UINT64_C(1) << i)) {
+            if (i < sizeof caps / sizeof caps[0])
+                fprintf(out, " %s", caps[i]);
+            else
+                fprintf(out, " bit%u", i);
+        }
+    fputc('\n', out);
     fprintf(out, "config:%s\n", p->nkeys ? "" : " none");
     for (size_t i = 0; i < p->nkeys; i++) {
         const struct perkhub_config_key *k = &d->config[i];
@@ -357,15 +385,16 @@ int ph_plugin_describe(const ph_plugin *p, FILE *out)
     return ferror(out) ? PH_EIO : PH_OK;
 }
 
-/* ---- resolving a supplier's config ----------------------------------------- */
+/* ---- resolving a supplier's config ------------------------------------------- */
 
 static int secret_from_file(const char *sid, const char *key, const char *path, char **out,
                             ph_err *err)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
-        return ph_err_set(err, PH_EIO, "supplier '%s': config key '%s': cannot read secret file %s: %s",
-                          sid, key, path, strerror(errno));
+        return ph_err_set(err, PH_EIO,
+                          "supplier '%s': config key '%s': cannot read secret file %s: %s", sid,
+                          key, path, strerror(errno));
     char *buf = malloc(SECRET_FILE_MAX + 1);
     size_t n = buf ? fread(buf, 1, SECRET_FILE_MAX + 1, f) : 0;
     int bad = buf ? ferror(f) : 0;
@@ -378,7 +407,8 @@ static int secret_from_file(const char *sid, const char *key, const char *path, 
                         sid, key, path);
     else if (n > SECRET_FILE_MAX)
         rc = ph_err_set(err, PH_EINVAL,
-                        "supplier '%s': config key '%s': secret file %s is larger than %d bytes",
+                        "supplier '%s': config key '%s': secret file %s is larger "
+                        "than %d bytes",
                         sid, key, path, SECRET_FILE_MAX);
     if (rc == PH_OK) {
         if (n > 0 && buf[n - 1] == '\n')
@@ -387,9 +417,8 @@ static int secret_from_file(const char *sid, const char *key, const char *path, 
             n--;
         buf[n] = '\0';
         if (n == 0 || memchr(buf, '\0', n))
-            rc = ph_err_set(err, PH_EINVAL,
-                            "supplier '%s': config key '%s': secret file %s is %s", sid, key, path,
-                            n == 0 ? "empty" : "not text");
+            rc = ph_err_set(err, PH_EINVAL, "supplier '%s': config key '%s': secret file %s is %s",
+                            sid, key, path, n == 0 ? "empty" : "not text");
     }
     if (rc != PH_OK) {
         ph_wipe(buf, SECRET_FILE_MAX + 1);
@@ -402,7 +431,8 @@ static int secret_from_file(const char *sid, const char *key, const char *path, 
     return *out ? PH_OK : ph_err_set(err, PH_ENOMEM, "supplier '%s': out of memory", sid);
 }
 
-/* Resolves a SECRET reference. Messages name the variable or file, never a value. */
+/* Resolves a SECRET reference. Messages name the variable or file, never a
+ * value. */
 static int secret_resolve(const char *sid, const char *key, const char *ref, char **out,
                           ph_err *err)
 {
@@ -422,7 +452,8 @@ static int secret_resolve(const char *sid, const char *key, const char *ref, cha
     return *out ? PH_OK : ph_err_set(err, PH_ENOMEM, "supplier '%s': out of memory", sid);
 }
 
-/* Checks value against its schema entry and stores the resolved text in *out. */
+/* Checks value against its schema entry and stores the resolved text in *out.
+ */
 static int value_resolve(const char *sid, const struct perkhub_config_key *k, const char *value,
                          char **out, ph_err *err)
 {
@@ -432,17 +463,18 @@ static int value_resolve(const char *sid, const struct perkhub_config_key *k, co
     case PERKHUB_CONF_SECRET:
         return secret_resolve(sid, k->key, value, out, err);
     case PERKHUB_CONF_INT:
+        /* Values are never quoted back: one may be a secret pasted into the wrong key. */
         if (parse_int(value, &iv) != 0)
             return ph_err_set(err, PH_EINVAL,
-                              "supplier '%s': config key '%s': expected an integer, got \"%.40s\"",
-                              sid, k->key, value);
+                              "supplier '%s': config key '%s': expected an integer (int64)", sid,
+                              k->key);
         break;
     case PERKHUB_CONF_BOOL:
         if (parse_bool(value, &bv) != 0)
             return ph_err_set(err, PH_EINVAL,
-                              "supplier '%s': config key '%s': expected true or false, got "
-                              "\"%.40s\"",
-                              sid, k->key, value);
+                              "supplier '%s': config key '%s': expected true or false (also "
+                              "yes/no, on/off)",
+                              sid, k->key);
         break;
     default:
         break;
@@ -464,12 +496,13 @@ static int unknown_key(const ph_plugin *p, const char *sid, const char *key, ph_
                           "takes no config)",
                           sid, key, p->name);
     return ph_err_set(err, PH_EINVAL,
-                      "supplier '%s': config key '%.64s' is not known to plugin '%s' (known: %s)",
+                      "supplier '%s': config key '%.64s' is not known to plugin "
+                      "'%s' (known: %s)",
                       sid, key, p->name, known);
 }
 
-int ph_plugin_conf_resolve(const ph_plugin *p, const char *supplier_id, const ph_kv *kv,
-                           size_t nkv, ph_plugin_conf **out, ph_err *err)
+int ph_plugin_conf_resolve(const ph_plugin *p, const char *supplier_id, const ph_kv *kv, size_t nkv,
+                           ph_plugin_conf **out, ph_err *err)
 {
     const char *sid = supplier_id ? supplier_id : "?";
     int rc = PH_OK;
@@ -496,8 +529,8 @@ int ph_plugin_conf_resolve(const ph_plugin *p, const char *supplier_id, const ph
                                 key);
                 goto fail;
             }
-        rc = value_resolve(sid, c->v[i].schema, kv[j].value ? kv[j].value : "", &c->v[i].value,
-                           err);
+        rc =
+            value_resolve(sid, c->v[i].schema, kv[j].value ? kv[j].value : "", &c->v[i].value, err);
         if (rc != PH_OK)
             goto fail;
     }
@@ -506,8 +539,9 @@ int ph_plugin_conf_resolve(const ph_plugin *p, const char *supplier_id, const ph
         if (c->v[i].value)
             continue;
         if (k->required) {
-            rc = ph_err_set(err, PH_EINVAL, "supplier '%s': config key '%s' is required by plugin '%s'",
-                            sid, k->key, p->name);
+            rc = ph_err_set(err, PH_EINVAL,
+                            "supplier '%s': config key '%s' is required by plugin '%s'", sid,
+                            k->key, p->name);
             goto fail;
         }
         if (k->default_value) {
@@ -557,11 +591,12 @@ static const conf_value *conf_find(const struct perkhub_config *c, const char *k
     return NULL;
 }
 
-/* ---- the host table -------------------------------------------------------- */
+/* ---- the host table ---------------------------------------------------------- */
 
 static ph_plugin_instance *inst_of(const struct perkhub_host *host)
 {
-    /* host is the first member of a mutable instance; the cast only undoes that. */
+    /* host is the first member of a mutable instance; the cast only undoes that.
+     */
     ph_plugin_instance *inst = (ph_plugin_instance *)(uintptr_t)host;
     assert(inst && inst->magic == INSTANCE_MAGIC);
     return inst;
@@ -631,7 +666,7 @@ static block *block_of(ph_plugin_instance *inst, void *ptr, const char *what)
         return b;
     ph_log(inst->lg, PH_LOG_ERROR, NULL, "plugin.bad_free",
            "supplier=%s plugin=%s call=%s reason=%s", inst->supplier_id, inst->plugin->name, what,
-           b->h.magic == BLOCK_MAGIC ? "block_of_another_instance"
+           b->h.magic == BLOCK_MAGIC  ? "block_of_another_instance"
            : b->h.magic == BLOCK_DEAD ? "double_free"
                                       : "not_from_host_allocator");
     return NULL;
@@ -747,7 +782,7 @@ static void host_hmac_sha256(const struct perkhub_host *host, const void *key, s
     ph_hmac_sha256(key, keylen, data, len, out);
 }
 
-/* ---- instances ------------------------------------------------------------- */
+/* ---- instances --------------------------------------------------------------- */
 
 /* Frees every block the plugin left behind, logging them as a leak. */
 static void blocks_reclaim(ph_plugin_instance *inst, const char *when)

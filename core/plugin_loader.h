@@ -83,8 +83,8 @@ int ph_plugin_describe(const ph_plugin *p, FILE *out);
  * ph_plugin_start). Errors: PH_EINVAL (the message names supplier and key, never
  * a secret), PH_EIO (a secret file cannot be read), PH_ENOMEM.
  * @note Main thread (reads the environment). */
-int ph_plugin_conf_resolve(const ph_plugin *p, const char *supplier_id, const ph_kv *kv,
-                           size_t nkv, ph_plugin_conf **out, ph_err *err);
+int ph_plugin_conf_resolve(const ph_plugin *p, const char *supplier_id, const ph_kv *kv, size_t nkv,
+                           ph_plugin_conf **out, ph_err *err);
 
 /* 1 when two resolved configs give the plugin the same values (secrets
  * included, compared after resolution), else 0. @note Thread-safe (read-only). */

@@ -53,7 +53,7 @@ static void copy_str(char *dst, size_t n, const char *src)
     dst[len] = '\0';
 }
 
-/* ---- running suppliers ------------------------------------------------------ */
+/* ---- running suppliers ------------------------------------------------------- */
 
 static void supplier_free(ph_supplier *sup)
 {
@@ -67,6 +67,8 @@ void ph_supplier_release(ph_supplier *sup)
 {
     if (!sup || atomic_fetch_sub(&sup->refs, 1) != 1)
         return;
+    ph_plugin_stop(sup->inst); /* the plugin's shutdown, then the core's line */
+    sup->inst = NULL;
     ph_log(sup->lg, PH_LOG_INFO, NULL, "supplier.stopped", "supplier=%s plugin=%s", sup->id,
            ph_plugin_name(sup->plugin));
     supplier_free(sup);
@@ -127,7 +129,7 @@ static int supplier_unchanged(const ph_supplier *sup, const ph_supplier_conf *sc
     return same;
 }
 
-/* ---- the set ---------------------------------------------------------------- */
+/* ---- the set ----------------------------------------------------------------- */
 
 static void slots_free(slot *v, size_t n)
 {
@@ -177,16 +179,21 @@ int ph_suppliers_apply(ph_suppliers *s, const ph_config *cfg, ph_err *err)
         rc = ph_err_set(err, PH_ENOMEM, "suppliers: out of memory");
         goto fail;
     }
+    /* Cheap checks first, so a typo never costs a dlopen and an init. */
     for (size_t i = 0; i < n; i++) {
         const ph_supplier_conf *sc = &cfg->suppliers[i];
         if (!sc->id || !sc->plugin) {
             rc = ph_err_set(err, PH_EINVAL, "suppliers[%zu]: id and plugin are required", i);
             goto fail;
         }
-        if (slot_find(ns, nn, sc->id)) {
-            rc = ph_err_set(err, PH_EINVAL, "supplier '%s' is configured twice", sc->id);
-            goto fail;
-        }
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(cfg->suppliers[j].id, sc->id) == 0) {
+                rc = ph_err_set(err, PH_EINVAL, "supplier '%s' is configured twice", sc->id);
+                goto fail;
+            }
+    }
+    for (size_t i = 0; i < n; i++) {
+        const ph_supplier_conf *sc = &cfg->suppliers[i];
         slot *sl = &ns[nn];
         *sl = (slot){.enabled = sc->enabled, .priority = sc->priority, .order = i};
         sl->id = strdup(sc->id);
@@ -200,7 +207,8 @@ int ph_suppliers_apply(ph_suppliers *s, const ph_config *cfg, ph_err *err)
             disabled++;
             continue;
         }
-        /* Only apply writes s->slots, and apply_mu is held: reading without mu is safe. */
+        /* Only apply writes s->slots, and apply_mu is held: reading without mu is
+         * safe. */
         slot *old = slot_find(s->slots, s->nslots, sc->id);
         if (old && old->sup && strcmp(old->plugin, sc->plugin) == 0) {
             int same = supplier_unchanged(old->sup, sc, &rc, err);

@@ -34,10 +34,10 @@ typedef struct ph_supplier ph_supplier; /* one running supplier, reference-count
 /* States in ph_supplier_info.state (static strings). */
 #define PH_SUPPLIER_READY    "ready"    /* instance initialized */
 #define PH_SUPPLIER_DISABLED "disabled" /* enabled: false in the config; nothing loaded */
-#define PH_SUPPLIER_FAILED   "failed"   /* reserved: a running supplier the core took out
-                                           of service (health checks, a later issue); error
-                                           says why. ph_suppliers_apply never produces it:
-                                           a supplier that fails to start fails the apply. */
+/* Reserved: a running supplier the core took out of service (health checks, a
+ * later issue); error says why. ph_suppliers_apply never produces it: a supplier
+ * that fails to start fails the whole apply. */
+#define PH_SUPPLIER_FAILED "failed"
 
 /* A snapshot of one supplier for GET /v1/suppliers. Plain data: no pointer into the
  * set, nothing to free. Strings longer than their buffer are truncated. */
@@ -47,11 +47,11 @@ typedef struct ph_supplier_info {
     char plugin_version[64]; /* the plugin's own version; "" when not loaded (disabled) */
     unsigned abi_major;      /* the SDK ABI the plugin was built for; 0.0 when not loaded */
     unsigned abi_minor;
-    uint64_t capabilities;   /* PERKHUB_CAP_* */
+    uint64_t capabilities; /* PERKHUB_CAP_* */
     int enabled;
-    int priority;            /* higher first */
-    const char *state;       /* PH_SUPPLIER_READY / _DISABLED / _FAILED; static */
-    char error[256];         /* why the supplier is failed; "" otherwise */
+    int priority;      /* higher first */
+    const char *state; /* PH_SUPPLIER_READY / _DISABLED / _FAILED; static */
+    char error[256];   /* why the supplier is failed; "" otherwise */
 } ph_supplier_info;
 
 /* Creates an empty set. lg is borrowed: it must outlive the set and every
