@@ -225,14 +225,15 @@ static int check_orderable(ph_wtxn *w, ph_cmd *c)
     const char *delivery = json_string_value(json_object_get(p, "delivery"));
     int listed = json_is_true(json_object_get(p, "listed"));
     int card = delivery && strcmp(delivery, "card_code") == 0;
-    json_decref(p);
+    /* delivery points into p: release p only after the messages are written */
     if (!listed)
-        return ph_err_set(&c->err, PH_ESKU, "sku: '%s' is not listed", c->in.order.sku);
-    if (!card)
-        return ph_err_set(&c->err, PH_ESKU,
-                          "sku: '%s' is delivered by %s, not from card-code stock",
-                          c->in.order.sku, delivery ? delivery : "?");
-    return PH_OK;
+        rc = ph_err_set(&c->err, PH_ESKU, "sku: '%s' is not listed", c->in.order.sku);
+    else if (!card)
+        rc = ph_err_set(&c->err, PH_ESKU,
+                        "sku: '%s' is delivered by %s, not from card-code stock",
+                        c->in.order.sku, delivery ? delivery : "?");
+    json_decref(p);
+    return rc;
 }
 
 /* Cost of one code of batch id, with a one-entry cache: stock is mostly one batch. */
