@@ -437,7 +437,7 @@ static void finish_batch(ph_cmd *batch, int rc, const ph_err *err)
 static void *writer_main(void *arg)
 {
     ph_store *s = arg;
-    ph_ids ids;
+    ph_ids ids = {1, 1, 1, 1};
     MDB_txn *txn;
     if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) == 0) {
         load_ids(s, txn, &ids);
@@ -641,6 +641,8 @@ int ph_store_order_list(ph_store *s, const char *client, uint64_t after, size_t 
     int rc = ph_store_read_begin(s, &txn, err);
     if (rc)
         return rc;
+    if (after == UINT64_MAX)
+        limit = 0;
     ph_order **list = calloc(limit ? limit : 1, sizeof *list);
     size_t cnt = 0;
     if (!list) {
@@ -850,6 +852,8 @@ int ph_store_event_list(ph_store *s, uint64_t after, size_t limit, char ***out, 
     int rc = ph_store_read_begin(s, &txn, err);
     if (rc)
         return rc;
+    if (after == UINT64_MAX)
+        limit = 0;
     char **list = calloc(limit ? limit : 1, sizeof *list);
     size_t cnt = 0;
     if (!list || mdb_cursor_open(txn, s->dbi[DB_EVENTS], &c)) {

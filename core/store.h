@@ -35,6 +35,7 @@
 #define PH_SKU_MAX 64       /* bytes of a SKU, supplier id or client name */
 #define PH_ORDER_ID_MAX 128 /* bytes of a client order id */
 #define PH_NOTE_MAX 256     /* bytes of a batch note or void reason */
+#define PH_ORDER_QUANTITY_MAX 10000000 /* codes in one order, whatever the config says */
 
 enum ph_code_state {
     PH_CODE_AVAILABLE = 1,

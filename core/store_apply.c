@@ -145,6 +145,9 @@ static int apply_import(ph_wtxn *w, ph_cmd *c)
 {
     const char *sku = c->in.import.sku;
     json_t *product;
+    if (!ph_ident_valid(c->in.import.supplier, PH_SKU_MAX) || !ph_ident_valid(sku, PH_SKU_MAX) ||
+        (c->in.import.note && strlen(c->in.import.note) > PH_NOTE_MAX))
+        return ph_err_set(&c->err, PH_EINVAL, "import: supplier, sku or note malformed");
     int rc = get_product(w, sku, &product, &c->err);
     if (rc)
         return rc;
@@ -367,6 +370,12 @@ static int new_order(ph_wtxn *w, ph_cmd *c, ph_order **out)
 
 static int apply_order(ph_wtxn *w, ph_cmd *c)
 {
+    if (!ph_ident_valid(c->in.order.client, PH_SKU_MAX) ||
+        !ph_ident_valid(c->in.order.client_order_id, PH_ORDER_ID_MAX) ||
+        !ph_ident_valid(c->in.order.sku, PH_SKU_MAX))
+        return ph_err_set(&c->err, PH_EINVAL, "order: client, client_order_id or sku malformed");
+    if (c->in.order.quantity < 1 || c->in.order.quantity > PH_ORDER_QUANTITY_MAX)
+        return ph_err_set(&c->err, PH_EINVAL, "quantity: expected 1 to %d", PH_ORDER_QUANTITY_MAX);
     char key[PH_SKU_MAX + PH_ORDER_ID_MAX + 2];
     MDB_val k = {ph_store_ref_key(c->in.order.client, c->in.order.client_order_id, key), key}, v;
     int mrc = mdb_get(w->txn, w->s->dbi[DB_ORDER_REF], &k, &v);
@@ -603,7 +612,7 @@ static int apply_products(ph_wtxn *w, ph_cmd *c)
     for (size_t i = 0; i < n && rc == PH_OK; i++) {
         list[i] = json_loads(c->in.products.json[i], 0, NULL);
         const char *sku = json_string_value(json_object_get(list[i], "sku"));
-        if (!sku || !*sku)
+        if (!sku || !ph_ident_valid(sku, PH_SKU_MAX))
             rc = ph_err_set(&c->err, PH_EINVAL, "products[%zu]: not a product object", i);
         else
             rc = put_product(w, c, sku, list[i], "product.updated");

@@ -25,6 +25,7 @@ typedef struct scan {
     batch_ref *batches;
     size_t nbatches;
     uint64_t issued_to_orders; /* codes whose record names an order */
+    int full;                  /* checking invariants, not just counting */
     ph_err *err;
 } scan;
 
@@ -91,6 +92,19 @@ static const batch_ref *find_batch(const scan *sc, uint64_t id)
     return NULL;
 }
 
+/* Is available code id in the stock list of its batch's SKU? */
+static int in_stock(scan *sc, const batch_ref *b, uint64_t id)
+{
+    const char *sku = sc->st->skus[b->sku].sku;
+    MDB_val k = {strlen(sku), (void *)sku}, v = {8, &id};
+    MDB_cursor *c;
+    if (mdb_cursor_open(sc->txn, sc->s->dbi[DB_AVAIL], &c))
+        return 0;
+    int found = mdb_cursor_get(c, &k, &v, MDB_GET_BOTH) == 0;
+    mdb_cursor_close(c);
+    return found;
+}
+
 static int scan_codes(scan *sc)
 {
     MDB_cursor *c;
@@ -115,6 +129,9 @@ static int scan_codes(scan *sc)
         else if (code.state == PH_CODE_AVAILABLE && code.order_id)
             rc = ph_err_set(sc->err, PH_EIO, "code %llu: available but names order %llu",
                             (unsigned long long)id, (unsigned long long)code.order_id);
+        else if (sc->full && code.state == PH_CODE_AVAILABLE && !in_stock(sc, b, id))
+            rc = ph_err_set(sc->err, PH_EIO, "code %llu: available but not in the stock of %s",
+                            (unsigned long long)id, sc->st->skus[b->sku].sku);
         else {
             sc->st->skus[b->sku].by_state[code.state]++;
             sc->st->codes++;
@@ -268,7 +285,7 @@ static int check_events(scan *sc)
 static int run_scan(ph_store *s, ph_store_stats *st, int full, ph_err *err)
 {
     memset(st, 0, sizeof *st);
-    scan sc = {.s = s, .st = st, .err = err};
+    scan sc = {.s = s, .st = st, .err = err, .full = full};
     int rc = ph_store_read_begin(s, &sc.txn, err);
     if (rc)
         return rc;
