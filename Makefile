@@ -4,7 +4,7 @@ BUILD      ?= build
 BUILD_ASAN ?= build-asan
 JOBS       ?= $(shell nproc)
 
-.PHONY: all deps build build-asan demo test test-fast bench format clean
+.PHONY: all deps build build-asan demo test test-fast valgrind bench format clean
 
 all: build
 
@@ -32,6 +32,10 @@ test: build build-asan
 # Only the normal build, for the edit-compile-test loop.
 test-fast: build
 	@cd $(BUILD) && ctest --output-on-failure
+
+# Unit tests and the smoke e2e test (perkhubd itself included) under valgrind memcheck.
+valgrind: build
+	@tools/valgrind.sh $(BUILD)
 
 format:
 	@clang-format -i core/*.[ch] sdk/include/perkhub/*.h tools/perkctl/*.c plugins/*/*.c tests/*/*.c
