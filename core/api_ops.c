@@ -87,10 +87,14 @@ int ph_api_stats(ph_req *r)
                             (json_int_t)s[PH_CODE_REDEEMED], "voided", (json_int_t)s[PH_CODE_VOIDED],
                             "expired", (json_int_t)s[PH_CODE_EXPIRED]));
     }
-    json_t *body = json_pack("{s:o,s:I,s:I,s:I,s:I}", "skus", skus, "codes", (json_int_t)st.codes,
-                             "orders", (json_int_t)st.orders, "last_event",
+    ph_writer_stats ws;
+    ph_store_writer_stats(r->d->store, &ws);
+    json_t *body = json_pack("{s:o,s:I,s:I,s:I,s:I,s:{s:I,s:I,s:I}}", "skus", skus, "codes",
+                             (json_int_t)st.codes, "orders", (json_int_t)st.orders, "last_event",
                              (json_int_t)st.last_event, "map_size",
-                             (json_int_t)ph_store_map_size(r->d->store));
+                             (json_int_t)ph_store_map_size(r->d->store), "writer", "commits",
+                             (json_int_t)ws.commits, "commands", (json_int_t)ws.commands,
+                             "map_grows", (json_int_t)ws.map_grows);
     ph_store_stats_clear(&st);
     return ph_req_json(r, 200, body);
 }

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -309,6 +310,13 @@ uint64_t ph_store_map_size(ph_store *s)
     return n;
 }
 
+void ph_store_writer_stats(ph_store *s, ph_writer_stats *out)
+{
+    out->commits = atomic_load(&s->commits);
+    out->commands = atomic_load(&s->commands);
+    out->map_grows = atomic_load(&s->map_grows);
+}
+
 /* ---- the writer --------------------------------------------------------- */
 
 static uint64_t last_key(MDB_txn *txn, MDB_dbi dbi)
@@ -450,11 +458,19 @@ static void *writer_main(void *arg)
         ph_err err = {0};
         int rc;
         while ((rc = run_batch(s, batch, &ids, &err)) == PH_STORE_MAPFULL) {
+            atomic_fetch_add(&s->map_grows, 1);
             int mrc = grow_map(s);
             if (mrc) {
                 rc = ph_err_set(&err, PH_EIO, "store: cannot grow the map: %s", mdb_strerror(mrc));
                 break;
             }
+        }
+        if (rc == PH_OK) {
+            uint64_t n = 0;
+            for (ph_cmd *c = batch; c; c = c->next)
+                n++;
+            atomic_fetch_add(&s->commits, 1);
+            atomic_fetch_add(&s->commands, n);
         }
         finish_batch(batch, rc, &err);
     }

@@ -124,6 +124,16 @@ void ph_store_close(ph_store *s);
 /* Current LMDB map size in bytes (it grows by itself). */
 uint64_t ph_store_map_size(ph_store *s);
 
+/* What the writer did since open: durable commits, commands applied in them
+ * (commands / commits is the group-commit factor) and map growths. */
+typedef struct ph_writer_stats {
+    uint64_t commits;
+    uint64_t commands;
+    uint64_t map_grows;
+} ph_writer_stats;
+
+void ph_store_writer_stats(ph_store *s, ph_writer_stats *out);
+
 /* ---- commands: the only way to change state ---------------------------- */
 
 enum ph_cmd_type {

@@ -45,6 +45,7 @@ struct ph_store {
     unsigned max_batch;
     pthread_t writer;
     int writer_started;
+    _Atomic uint64_t commits, commands, map_grows; /* ph_writer_stats */
 };
 
 /* Next ids, derived from the last key of each database when the writer starts

@@ -1130,6 +1130,12 @@ Test(store, concurrent_orders_issue_every_code_exactly_once, .timeout = 300)
     free(all);
 
     cr_assert_eq(stock(IQ), 0);
+    /* rule 6: concurrent commands share durable commits (group commit) */
+    ph_writer_stats ws;
+    ph_store_writer_stats(g_s, &ws);
+    cr_assert_geq(ws.commands, N_THREADS * PER_THREAD);
+    cr_assert_lt(ws.commits, ws.commands / 2, "%llu commits for %llu commands: no group commit",
+                 (unsigned long long)ws.commits, (unsigned long long)ws.commands);
     ph_store_stats st;
     ph_err err = {0};
     cr_assert_eq(ph_store_check(g_s, &st, &err), PH_OK, "%s", err.msg);
