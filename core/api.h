@@ -19,28 +19,29 @@ typedef int (*ph_handler_fn)(ph_req *r);
 struct ph_req {
     ph_daemon *d;
     struct MHD_Connection *conn;
-    ph_cfg_ref *cfg;                /* held for the whole request */
-    const ph_client_conf *client;   /* NULL on unauthenticated routes */
+    ph_cfg_ref *cfg;              /* held for the whole request */
+    const ph_client_conf *client; /* NULL on unauthenticated routes */
     char method[8];
     char path[256];
     char reqid[48];
-    char seg[2][160];               /* the path's '*' segments, URL-decoded by MHD */
-    char arg[2][264];               /* handler scratch that must outlive a suspension */
-    char *body;                     /* the request body, NUL-terminated; owned here */
+    char seg[2][160]; /* the path's '*' segments, URL-decoded by MHD */
+    char arg[2][264]; /* handler scratch that must outlive a suspension */
+    char *body;       /* the request body, NUL-terminated; owned here */
     size_t body_len, body_cap;
     int too_large;
     int64_t started_ms;
 
     /* response */
     unsigned status;
-    json_t *resp;                   /* owned; sent and freed by http_api.c */
-    const char *replay_header;      /* "true" adds Idempotent-Replay */
+    json_t *resp;              /* owned; sent and freed by http_api.c */
+    const char *replay_header; /* "true" adds Idempotent-Replay */
+    int closing;               /* 1 adds Connection: close (the daemon is stopping) */
 
     /* a handler that suspends sets `resume`, called when it is resumed */
     ph_handler_fn resume;
     int resumed;
-    ph_cmd cmd;                     /* the command a suspended request waits for */
-    uint8_t pending;                /* 1 while the command is with the writer */
+    ph_cmd cmd;      /* the command a suspended request waits for */
+    uint8_t pending; /* 1 while the command is with the writer */
 };
 
 /* Sets a JSON error response {"error","message","request_id"}; returns PH_REQ_DONE. */

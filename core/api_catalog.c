@@ -68,7 +68,7 @@ int ph_api_product_get(ph_req *r)
     free(json);
     if (!p || (!ops && !json_is_true(json_object_get(p, "listed")))) {
         json_decref(p);
-        return ph_req_error(r, 404, "not_found", "sku '%s': no such product", r->seg[0]);
+        return ph_req_error(r, 404, "not_found", "sku: no such product");
     }
     return ph_req_json(r, 200, json_pack("{s:o}", "product", p));
 }
@@ -89,7 +89,8 @@ static int import_args(ph_req *r, ph_import_req *q)
     q->note = ph_req_query(r, "note");
     const char *cost = ph_req_query(r, "unit_cost");
     if (!supplier_known(cfg, q->supplier))
-        return ph_req_error(r, 400, "invalid_request", "supplier: expected a configured supplier id"),
+        return ph_req_error(r, 400, "invalid_request",
+                            "supplier: expected a configured supplier id"),
                -1;
     if (!q->sku || !ph_config_product(cfg, q->sku))
         return ph_req_error(r, 422, "unknown_sku", "sku: expected a configured product SKU"), -1;
@@ -118,8 +119,11 @@ static json_t *error_lines(const ph_import_result *res)
 
 int ph_api_batch_import(ph_req *r)
 {
-    ph_import_req q = {.csv = r->body, .csv_len = r->body_len, .max_errors = 1000,
-                       .max_codes = r->cfg->cfg->max_import_codes, .now = ph_now_ms()};
+    ph_import_req q = {.csv = r->body,
+                       .csv_len = r->body_len,
+                       .max_errors = 1000,
+                       .max_codes = r->cfg->cfg->max_import_codes,
+                       .now = ph_now_ms()};
     if (import_args(r, &q))
         return PH_REQ_DONE;
     ph_import_result res;
@@ -167,16 +171,16 @@ static int batch_voided(ph_req *r)
         return ph_req_fail(r, c->rc, &c->err);
     json_t *aff = json_array();
     for (size_t i = 0; i < c->naffected; i++)
-        json_array_append_new(aff, json_pack("{s:I,s:s,s:s,s:I}", "id",
-                                             (json_int_t)c->affected[i].id, "client",
-                                             c->affected[i].client, "client_order_id",
-                                             c->affected[i].client_order_id, "voided_codes",
-                                             (json_int_t)c->affected[i].voided_codes));
+        json_array_append_new(
+            aff, json_pack("{s:I,s:s,s:s,s:I}", "id", (json_int_t)c->affected[i].id, "client",
+                           c->affected[i].client, "client_order_id", c->affected[i].client_order_id,
+                           "voided_codes", (json_int_t)c->affected[i].voided_codes));
     ph_log(&r->d->log, PH_LOG_WARN, r->reqid, "batch.voided", "batch=%llu codes=%u orders=%zu",
            (unsigned long long)c->batch.id, c->voided_codes, c->naffected);
-    return ph_req_json(r, 200, json_pack("{s:o,s:I,s:o}", "batch", ph_view_batch(&c->batch, NULL),
-                                         "voided_codes", (json_int_t)c->voided_codes,
-                                         "affected_orders", aff));
+    return ph_req_json(r, 200,
+                       json_pack("{s:o,s:I,s:o}", "batch", ph_view_batch(&c->batch, NULL),
+                                 "voided_codes", (json_int_t)c->voided_codes, "affected_orders",
+                                 aff));
 }
 
 int ph_api_batch_void(ph_req *r)
@@ -190,8 +194,10 @@ int ph_api_batch_void(ph_req *r)
     json_t *reason = json_object_get(b, "reason");
     if (reason && (!json_is_string(reason) || strlen(json_string_value(reason)) > PH_NOTE_MAX)) {
         json_decref(b);
-        return ph_req_error(r, 400, "invalid_request", "reason: expected a string of at most %d "
-                            "bytes", PH_NOTE_MAX);
+        return ph_req_error(r, 400, "invalid_request",
+                            "reason: expected a string of at most %d "
+                            "bytes",
+                            PH_NOTE_MAX);
     }
     snprintf(r->arg[0], sizeof r->arg[0], "%s", reason ? json_string_value(reason) : "");
     json_decref(b);

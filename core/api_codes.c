@@ -139,8 +139,8 @@ static int lookup_order(ph_req *r, ph_order *o)
         uint64_t counts[7];
         ph_err err = {0};
         char code[PH_CODE_MAX + 1], card[PH_CODE_MAX + 1];
-        int open = owner && ph_code_unseal(r->d->keys, o->codes[i].sealed,
-                                           o->codes[i].sealed_len, code, card) == PH_OK;
+        int open = owner && ph_code_unseal(r->d->keys, o->codes[i].sealed, o->codes[i].sealed_len,
+                                           code, card) == PH_OK;
         if (ph_store_batch_get(r->d->store, o->codes[i].batch_id, &b, counts, &err) == PH_OK)
             json_array_append_new(arr, result(r, &o->codes[i], &b, o, open ? code : NULL));
         ph_wipe(code, sizeof code);
@@ -173,10 +173,10 @@ int ph_api_code_lookup(ph_req *r)
     } else if (coid && !ph_ident_valid(json_string_value(coid), PH_ORDER_ID_MAX)) {
         rc = ph_req_error(r, 400, "invalid_request", "client_order_id: expected a string");
     } else {
-        int found = oid ? ph_store_order_get(r->d->store, (uint64_t)json_integer_value(oid), 1,
-                                             &o, &err)
-                        : ph_store_order_find(r->d->store, r->client->name,
-                                              json_string_value(coid), 1, &o, &err);
+        int found =
+            oid ? ph_store_order_get(r->d->store, (uint64_t)json_integer_value(oid), 1, &o, &err)
+                : ph_store_order_find(r->d->store, r->client->name, json_string_value(coid), 1, &o,
+                                      &err);
         if (found == PH_ENOTFOUND)
             rc = reply(r, json_pack("[o]", not_found()));
         else if (found)

@@ -44,8 +44,8 @@ int ph_api_events(ph_req *r)
         json_array_append_new(arr, ev);
     }
     ph_store_event_list_free(list, n);
-    return ph_req_json(r, 200, json_pack("{s:o,s:I}", "events", arr, "next_after",
-                                         (json_int_t)last));
+    return ph_req_json(r, 200,
+                       json_pack("{s:o,s:I}", "events", arr, "next_after", (json_int_t)last));
 }
 
 int ph_api_suppliers(ph_req *r)
@@ -80,21 +80,20 @@ int ph_api_stats(ph_req *r)
     for (size_t i = 0; i < st.nskus; i++) {
         const uint64_t *s = st.skus[i].by_state;
         json_array_append_new(
-            skus, json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "sku", st.skus[i].sku, "imported",
-                            (json_int_t)st.skus[i].imported, "available",
-                            (json_int_t)s[PH_CODE_AVAILABLE], "issued",
-                            (json_int_t)s[PH_CODE_ISSUED], "redeemed",
-                            (json_int_t)s[PH_CODE_REDEEMED], "voided", (json_int_t)s[PH_CODE_VOIDED],
-                            "expired", (json_int_t)s[PH_CODE_EXPIRED]));
+            skus,
+            json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "sku", st.skus[i].sku, "imported",
+                      (json_int_t)st.skus[i].imported, "available",
+                      (json_int_t)s[PH_CODE_AVAILABLE], "issued", (json_int_t)s[PH_CODE_ISSUED],
+                      "redeemed", (json_int_t)s[PH_CODE_REDEEMED], "voided",
+                      (json_int_t)s[PH_CODE_VOIDED], "expired", (json_int_t)s[PH_CODE_EXPIRED]));
     }
     ph_writer_stats ws;
     ph_store_writer_stats(r->d->store, &ws);
-    json_t *body = json_pack("{s:o,s:I,s:I,s:I,s:I,s:{s:I,s:I,s:I}}", "skus", skus, "codes",
-                             (json_int_t)st.codes, "orders", (json_int_t)st.orders, "last_event",
-                             (json_int_t)st.last_event, "map_size",
-                             (json_int_t)ph_store_map_size(r->d->store), "writer", "commits",
-                             (json_int_t)ws.commits, "commands", (json_int_t)ws.commands,
-                             "map_grows", (json_int_t)ws.map_grows);
+    json_t *body = json_pack(
+        "{s:o,s:I,s:I,s:I,s:I,s:{s:I,s:I,s:I}}", "skus", skus, "codes", (json_int_t)st.codes,
+        "orders", (json_int_t)st.orders, "last_event", (json_int_t)st.last_event, "map_size",
+        (json_int_t)ph_store_map_size(r->d->store), "writer", "commits", (json_int_t)ws.commits,
+        "commands", (json_int_t)ws.commands, "map_grows", (json_int_t)ws.map_grows);
     ph_store_stats_clear(&st);
     return ph_req_json(r, 200, body);
 }

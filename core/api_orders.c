@@ -28,8 +28,8 @@ static int order_created(ph_req *r)
     if (r->cmd.replayed)
         r->replay_header = "true";
     ph_log(&r->d->log, PH_LOG_INFO, r->reqid, r->cmd.replayed ? "order.replayed" : "order.created",
-           "order=%llu sku=%s quantity=%u", (unsigned long long)r->cmd.order->id,
-           r->cmd.order->sku, r->cmd.order->quantity);
+           "order=%llu sku=%s quantity=%u", (unsigned long long)r->cmd.order->id, r->cmd.order->sku,
+           r->cmd.order->quantity);
     return ph_req_json(r, r->cmd.replayed ? 200 : 201, json_pack("{s:o}", "order", o));
 }
 
@@ -61,12 +61,11 @@ static int order_fields(ph_req *r, json_t *b, uint32_t *qty)
     if (n < 1)
         return ph_req_error(r, 400, "invalid_request", "quantity: must be at least 1"), -1;
     if (n > (json_int_t)r->cfg->cfg->max_order_quantity)
-        return ph_req_error(r, 422, "limit_exceeded", "quantity: %lld is over the maximum of %u",
-                            (long long)n, r->cfg->cfg->max_order_quantity),
+        return ph_req_error(r, 422, "limit_exceeded", "quantity: over the maximum of %u",
+                            r->cfg->cfg->max_order_quantity),
                -1;
     if (!ph_config_product(r->cfg->cfg, sku))
-        return ph_req_error(r, 422, "unknown_sku", "sku: no product '%s' in the catalog", sku),
-               -1;
+        return ph_req_error(r, 422, "unknown_sku", "sku: no such product in the catalog"), -1;
     snprintf(r->arg[0], sizeof r->arg[0], "%s", coid);
     snprintf(r->arg[1], sizeof r->arg[1], "%s", sku);
     *qty = (uint32_t)n;
@@ -153,8 +152,8 @@ int ph_api_order_list(ph_req *r)
     ph_order **list;
     size_t n;
     /* one more than asked tells whether another page exists */
-    int rc = ph_store_order_list(r->d->store, ops ? NULL : r->client->name, after, limit + 1,
-                                 &list, &n, &err);
+    int rc = ph_store_order_list(r->d->store, ops ? NULL : r->client->name, after, limit + 1, &list,
+                                 &n, &err);
     if (rc)
         return ph_req_fail(r, rc, &err);
     json_t *arr = json_array();

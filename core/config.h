@@ -64,17 +64,17 @@ typedef struct ph_product_conf {
 } ph_product_conf;
 
 typedef struct ph_config {
-    char *source;          /* file path, or "<embedded>" */
-    char *listen_address;  /* default "127.0.0.1" */
-    uint16_t port;         /* 0 = ephemeral (the bound port goes to port_file) */
-    char *port_file;       /* NULL, or where to write the bound port once listening */
-    char *data_dir;        /* LMDB environment directory; created if missing */
-    uint64_t map_size;     /* initial LMDB map size in bytes (it grows by itself) */
-    char *master_key_file; /* see crypto.h */
-    int master_key_create; /* generate the key file when missing (demo only) */
-    char *plugin_dir;      /* where <plugin>.so files are found */
-    int log_level;         /* PH_LOG_* */
-    unsigned http_threads; /* libmicrohttpd thread pool size */
+    char *source;                /* file path, or "<embedded>" */
+    char *listen_address;        /* default "127.0.0.1" */
+    uint16_t port;               /* 0 = ephemeral (the bound port goes to port_file) */
+    char *port_file;             /* NULL, or where to write the bound port once listening */
+    char *data_dir;              /* LMDB environment directory; created if missing */
+    uint64_t map_size;           /* initial LMDB map size in bytes (it grows by itself) */
+    char *master_key_file;       /* see crypto.h */
+    int master_key_create;       /* generate the key file when missing (demo only) */
+    char *plugin_dir;            /* where <plugin>.so files are found */
+    int log_level;               /* PH_LOG_* */
+    unsigned http_threads;       /* libmicrohttpd thread pool size */
     uint32_t max_order_quantity; /* default 100000 */
     uint64_t max_body_bytes;     /* default 64 MiB */
     uint32_t max_import_codes;   /* codes per import request; default 1000000 */
@@ -105,7 +105,8 @@ void ph_config_free(ph_config *cfg);
 
 /* Finds the client whose token hashes to a configured token_hash, comparing in
  * constant time. Returns a pointer into cfg (valid while cfg lives) or NULL. */
-const ph_client_conf *ph_config_client_by_token(const ph_config *cfg, const char *token, size_t len);
+const ph_client_conf *ph_config_client_by_token(const ph_config *cfg, const char *token,
+                                                size_t len);
 
 /* Lookups by name; pointers into cfg, or NULL. */
 const ph_product_conf *ph_config_product(const ph_config *cfg, const char *sku);

@@ -26,7 +26,7 @@
 
 #include "status.h"
 
-#define PH_KEY_LEN 32
+#define PH_KEY_LEN  32
 #define PH_HASH_LEN 32
 /* A sealed blob is: key id (2 bytes, big-endian) | nonce (12) | ciphertext | tag (16). */
 #define PH_SEAL_OVERHEAD (2 + 12 + 16)

@@ -35,17 +35,18 @@
 #define PH_CODE_MAX 128
 
 typedef struct ph_csv_row {
-    uint32_t line;       /* 1-based line number in the file */
-    const char *code;    /* NUL-terminated, points into the parse's buffer */
+    uint32_t line;    /* 1-based line number in the file */
+    const char *code; /* NUL-terminated, points into the parse's buffer */
     uint16_t code_len;
     const char *card_no; /* NULL when absent or empty */
     uint16_t card_len;
-    int64_t expires_at;  /* ms since epoch; 0 = does not expire */
+    int64_t expires_at; /* ms since epoch; 0 = does not expire */
 } ph_csv_row;
 
 typedef struct ph_csv_error {
     uint32_t line;
-    char reason[96]; /* e.g. "code: empty", "expires_at: not a date", "3 fields, expected at most 2" */
+    char reason[96]; /* e.g. "code: empty", "expires_at: not a date", "3 fields, expected at most 2"
+                      */
 } ph_csv_error;
 
 typedef struct ph_csv {

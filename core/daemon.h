@@ -33,14 +33,14 @@ typedef struct ph_daemon {
     ph_logger log;
     pthread_mutex_t cfg_mu; /* guards `cfg` (the pointer, not the snapshot) */
     ph_cfg_ref *cfg;
-    char *config_path;      /* NULL when running on the embedded default */
+    char *config_path; /* NULL when running on the embedded default */
     ph_store *store;
     ph_keyring *keys;
     struct ph_suppliers *suppliers;
     struct ph_http *http;
-    uint16_t port;          /* the bound port (config port 0 = ephemeral) */
-    atomic_int ready;       /* 1 once serving, 0 again when stopping */
-    uint32_t reqid_prefix;  /* random per process: request ids stay unique across restarts */
+    uint16_t port;         /* the bound port (config port 0 = ephemeral) */
+    atomic_int ready;      /* 1 once serving, 0 again when stopping */
+    uint32_t reqid_prefix; /* random per process: request ids stay unique across restarts */
     atomic_uint_fast64_t reqid_next;
 } ph_daemon;
 

@@ -23,7 +23,10 @@ struct ph_http {
     struct MHD_Daemon *mhd;
     ph_daemon *d;
     atomic_int inflight;
-    MHD_socket listen_fd; /* handed back by quiesce; ours to close after stop */
+    /* Set when the daemon stops: new requests get 503 while those already
+     * received finish. (MHD_quiesce_daemon is not used: with epoll and a thread
+     * pool, libmicrohttpd 0.9.75 can abort removing the listen socket.) */
+    atomic_int stopping;
 };
 
 typedef struct ph_route {
@@ -69,27 +72,43 @@ int ph_req_error(ph_req *r, unsigned status, const char *code, const char *fmt, 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return ph_req_json(r, status,
-                       json_pack("{s:s,s:s,s:s}", "error", code, "message", msg, "request_id",
-                                 r->reqid));
+    return ph_req_json(
+        r, status,
+        json_pack("{s:s,s:s,s:s}", "error", code, "message", msg, "request_id", r->reqid));
 }
 
 int ph_req_fail(ph_req *r, int rc, const ph_err *err)
 {
     unsigned status;
     switch (rc) {
-    case PH_EINVAL: status = 400; break;
-    case PH_EAUTH: status = 401; break;
-    case PH_EFORBIDDEN: status = 403; break;
-    case PH_ENOTFOUND: status = 404; break;
+    case PH_EINVAL:
+        status = 400;
+        break;
+    case PH_EAUTH:
+        status = 401;
+        break;
+    case PH_EFORBIDDEN:
+        status = 403;
+        break;
+    case PH_ENOTFOUND:
+        status = 404;
+        break;
     case PH_ECONFLICT:
     case PH_ENOSTOCK:
     case PH_ESTATE:
-    case PH_EDUP: status = 409; break;
+    case PH_EDUP:
+        status = 409;
+        break;
     case PH_ESKU:
-    case PH_ELIMIT: status = 422; break;
-    case PH_ESHUTDOWN: status = 503; break;
-    default: status = 500; break;
+    case PH_ELIMIT:
+        status = 422;
+        break;
+    case PH_ESHUTDOWN:
+        status = 503;
+        break;
+    default:
+        status = 500;
+        break;
     }
     const char *msg = err && err->msg[0] ? err->msg : ph_strerror(rc);
     if (status == 500)
@@ -204,11 +223,10 @@ static int authenticate(ph_req *r, const ph_route *rt)
         return -1;
     }
     if (!(r->client->scopes & rt->scopes)) {
-        ph_req_error(r, 403, "forbidden", "client '%s' lacks the scope %s needs",
-                     r->client->name,
+        ph_req_error(r, 403, "forbidden", "client '%s' lacks the scope %s needs", r->client->name,
                      rt->scopes & PH_SCOPE_OPS && !(rt->scopes & PH_SCOPE_SUPPORT) ? "ops"
                      : rt->scopes & PH_SCOPE_SUPPORT ? "support or ops"
-                                                      : "fulfill");
+                                                     : "fulfill");
         return -1;
     }
     return 0;
@@ -222,7 +240,7 @@ static int dispatch(ph_req *r)
         return ph_req_error(r, 405, "method_not_allowed", "%s is not allowed on %s", r->method,
                             r->path);
     if (!rt)
-        return ph_req_error(r, 404, "not_found", "no such endpoint: %s", r->path);
+        return ph_req_error(r, 404, "not_found", "no such endpoint (see docs/api.md)");
     if (r->too_large)
         return ph_req_error(r, 413, "payload_too_large", "body: larger than %llu bytes",
                             (unsigned long long)r->cfg->cfg->max_body_bytes);
@@ -250,6 +268,8 @@ static enum MHD_Result send_response(ph_req *r)
     MHD_add_response_header(resp, "X-Request-Id", r->reqid);
     if (r->replay_header)
         MHD_add_response_header(resp, "Idempotent-Replay", r->replay_header);
+    if (r->closing)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ret = MHD_queue_response(r->conn, r->status, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -266,8 +286,7 @@ static void set_reqid(ph_req *r)
     snprintf(r->reqid, sizeof r->reqid, "%08x%08llx", r->d->reqid_prefix, (unsigned long long)n);
 }
 
-static ph_req *req_new(ph_http *h, struct MHD_Connection *conn, const char *url,
-                       const char *method)
+static ph_req *req_new(ph_http *h, struct MHD_Connection *conn, const char *url, const char *method)
 {
     ph_req *r = calloc(1, sizeof *r);
     if (!r)
@@ -319,6 +338,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!(r = req_new(h, conn, url, method)))
             return MHD_NO;
         *con_cls = r;
+        if (atomic_load(&h->stopping)) {
+            r->closing = 1;
+            ph_req_error(r, 503, "shutting_down", "perkhubd is stopping; retry on another node");
+            return send_response(r);
+        }
         /* refuse an oversize upload before reading it; MHD drops the rest */
         if (r->too_large)
             return dispatch(r) == PH_REQ_DONE ? send_response(r) : MHD_NO;
@@ -376,8 +400,8 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     ph_log(&h->d->log, PH_LOG_WARN, NULL, "http.server", "detail=\"%s\"", msg);
 }
 
-int ph_http_start(ph_daemon *d, const char *address, uint16_t port, unsigned threads,
-                  ph_http **out, uint16_t *bound, ph_err *err)
+int ph_http_start(ph_daemon *d, const char *address, uint16_t port, unsigned threads, ph_http **out,
+                  uint16_t *bound, ph_err *err)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
     if (inet_pton(AF_INET, address, &sa.sin_addr) != 1)
@@ -386,15 +410,14 @@ int ph_http_start(ph_daemon *d, const char *address, uint16_t port, unsigned thr
     if (!h)
         return ph_err_set(err, PH_ENOMEM, "out of memory");
     h->d = d;
-    h->listen_fd = MHD_INVALID_SOCKET;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
-    h->mhd = MHD_start_daemon(
-        flags, port, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-        MHD_OPTION_THREAD_POOL_SIZE, threads ? threads : 4, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, h, MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_CONNECTION_LIMIT, 10000u,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
+    h->mhd = MHD_start_daemon(flags, port, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER,
+                              on_mhd_log, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+                              MHD_OPTION_THREAD_POOL_SIZE, threads ? threads : 4,
+                              MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+                              MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_CONNECTION_LIMIT,
+                              10000u, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
     if (!h->mhd) {
         free(h);
         return ph_err_set(err, PH_EIO, "listen: cannot listen on %s:%u (in use, or not allowed)",
@@ -408,8 +431,8 @@ int ph_http_start(ph_daemon *d, const char *address, uint16_t port, unsigned thr
 
 void ph_http_quiesce(ph_http *h)
 {
-    if (h && h->mhd && h->listen_fd == MHD_INVALID_SOCKET)
-        h->listen_fd = MHD_quiesce_daemon(h->mhd);
+    if (h)
+        atomic_store(&h->stopping, 1);
 }
 
 int ph_http_inflight(ph_http *h)
@@ -423,8 +446,5 @@ void ph_http_stop(ph_http *h)
         return;
     if (h->mhd)
         MHD_stop_daemon(h->mhd);
-    /* the pool threads may use the quiesced socket until stop returns */
-    if (h->listen_fd != MHD_INVALID_SOCKET)
-        close(h->listen_fd);
     free(h);
 }

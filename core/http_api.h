@@ -22,7 +22,8 @@ typedef struct ph_http ph_http;
 int ph_http_start(struct ph_daemon *d, const char *address, uint16_t port, unsigned threads,
                   ph_http **out, uint16_t *bound, ph_err *err);
 
-/* Stops accepting new connections; requests already received go on. */
+/* From now on new requests get 503 shutting_down (with Connection: close);
+ * requests already received go on. */
 void ph_http_quiesce(ph_http *h);
 
 /* Requests received and not yet completed. */

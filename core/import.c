@@ -81,9 +81,8 @@ static int seal_rows(import_job *j, const ph_keyring *kr)
         if (r->card_len)
             memcpy(pt + 1 + r->code_len, r->card_no, r->card_len);
         size_t n = 0;
-        int rc = ph_crypto_seal(kr, pt, 1 + r->code_len + r->card_len,
-                                (const uint8_t *)PH_CODE_AAD, strlen(PH_CODE_AAD),
-                                j->blobs + off, &n);
+        int rc = ph_crypto_seal(kr, pt, 1 + r->code_len + r->card_len, (const uint8_t *)PH_CODE_AAD,
+                                strlen(PH_CODE_AAD), j->blobs + off, &n);
         if (rc)
             return rc;
         ic->sealed = j->blobs + off;
@@ -121,6 +120,32 @@ static int check_rows(import_job *j)
     return PH_OK;
 }
 
+/* For a file that is refused anyway: names the codes stored before, read-only,
+ * so one answer lists every bad line (the writer names them only for a file
+ * that is otherwise clean). Rows already reported (expired, or a repeat inside
+ * the file) are skipped: one reason per line. */
+static int find_imported(import_job *j, ph_store *s, ph_err *err)
+{
+    size_t n = j->csv->nrows;
+    for (size_t i = 0; i < n; i++) {
+        const ph_import_code *c = &j->codes[j->by_hash[i]];
+        if (i > 0 && memcmp(j->codes[j->by_hash[i - 1]].hash, c->hash, 32) == 0)
+            continue;
+        if (c->expires_at && c->expires_at <= j->req->now)
+            continue;
+        ph_code_info info;
+        int rc = ph_store_code_find(s, c->hash, &info, err);
+        if (rc == PH_ENOTFOUND)
+            continue;
+        if (rc)
+            return rc;
+        ph_code_info_clear(&info);
+        if (add_error(j, c->line, "code already imported"))
+            return ph_err_set(err, PH_ENOMEM, "out of memory");
+    }
+    return PH_OK;
+}
+
 static int store_batch(import_job *j, ph_store *s, ph_err *err)
 {
     const ph_import_req *req = j->req;
@@ -141,7 +166,7 @@ static int store_batch(import_job *j, ph_store *s, ph_err *err)
             if (add_error(j, cmd.dup_lines[i], "code already imported"))
                 break;
         rc = ph_err_set(err, PH_EINVAL, "%zu bad line%s, nothing imported", j->out->error_count,
-                          j->out->error_count == 1 ? "" : "s");
+                        j->out->error_count == 1 ? "" : "s");
     } else if (err) {
         *err = cmd.err;
     }
@@ -188,6 +213,8 @@ int ph_import_run(ph_store *s, const ph_keyring *kr, const ph_import_req *req,
     }
     if (check_rows(&j))
         goto nomem;
+    if (out->error_count && (rc = find_imported(&j, s, err)) != PH_OK)
+        goto done;
     if (out->error_count) {
         qsort(out->errors, out->nerrors, sizeof *out->errors, cmp_error);
         rc = ph_err_set(err, PH_EINVAL, "%zu bad line%s, nothing imported", out->error_count,
@@ -217,8 +244,8 @@ int ph_code_unseal(const ph_keyring *kr, const uint8_t *sealed, size_t len, char
     size_t n = 0;
     if (len < PH_SEAL_OVERHEAD || len - PH_SEAL_OVERHEAD > sizeof pt)
         return PH_ECRYPTO;
-    int rc = ph_crypto_open(kr, sealed, len, (const uint8_t *)PH_CODE_AAD, strlen(PH_CODE_AAD),
-                            pt, &n);
+    int rc =
+        ph_crypto_open(kr, sealed, len, (const uint8_t *)PH_CODE_AAD, strlen(PH_CODE_AAD), pt, &n);
     if (rc == PH_OK && (n < 1 || pt[0] > n - 1 || n - 1 - pt[0] > PH_CODE_MAX))
         rc = PH_ECRYPTO;
     if (rc == PH_OK) {

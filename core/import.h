@@ -20,21 +20,21 @@
 typedef struct ph_import_req {
     const char *supplier; /* validated by the caller against the configuration */
     const char *sku;
-    const char *note;     /* may be NULL */
-    int64_t unit_cost;    /* fen */
-    const char *csv;      /* the file's bytes; need not be NUL-terminated */
+    const char *note;  /* may be NULL */
+    int64_t unit_cost; /* fen */
+    const char *csv;   /* the file's bytes; need not be NUL-terminated */
     size_t csv_len;
-    size_t max_codes;     /* more rows than this: PH_ELIMIT, nothing imported */
-    size_t max_errors;    /* bad lines listed at most (all are counted) */
-    int64_t now;          /* ms: the batch's creation time and the expiry cut-off */
+    size_t max_codes;  /* more rows than this: PH_ELIMIT, nothing imported */
+    size_t max_errors; /* bad lines listed at most (all are counted) */
+    int64_t now;       /* ms: the batch's creation time and the expiry cut-off */
 } ph_import_req;
 
 typedef struct ph_import_result {
-    uint64_t batch_id;      /* on PH_OK */
-    size_t count;           /* codes stored */
-    ph_csv_error *errors;   /* bad lines in line order, never quoting a code */
-    size_t nerrors;         /* listed */
-    size_t error_count;     /* in all */
+    uint64_t batch_id;    /* on PH_OK */
+    size_t count;         /* codes stored */
+    ph_csv_error *errors; /* bad lines in line order, never quoting a code */
+    size_t nerrors;       /* listed */
+    size_t error_count;   /* in all */
 } ph_import_result;
 
 /* Runs an import. PH_OK: the batch is stored durably. PH_EINVAL: the file has bad
@@ -52,7 +52,6 @@ void ph_import_result_clear(ph_import_result *r);
 
 /* Opens a sealed code into code/card (each PH_CODE_MAX + 1 bytes, NUL-terminated;
  * card is "" when there is none). The caller wipes both when done. */
-int ph_code_unseal(const ph_keyring *kr, const uint8_t *sealed, size_t len, char *code,
-                   char *card);
+int ph_code_unseal(const ph_keyring *kr, const uint8_t *sealed, size_t len, char *code, char *card);
 
 #endif

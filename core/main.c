@@ -58,9 +58,8 @@ static int check_store(const char *dir)
     if (rc != PH_OK) {
         fprintf(stderr, "%s: INCONSISTENT: %s\n", dir, err.msg);
     } else {
-        printf("%s: ok: %llu codes, %llu orders, %llu events\n", dir,
-               (unsigned long long)st.codes, (unsigned long long)st.orders,
-               (unsigned long long)st.last_event);
+        printf("%s: ok: %llu codes, %llu orders, %llu events\n", dir, (unsigned long long)st.codes,
+               (unsigned long long)st.orders, (unsigned long long)st.last_event);
         for (size_t i = 0; i < st.nskus; i++)
             printf("  %s: imported %llu = available %llu + issued %llu + voided %llu + expired "
                    "%llu\n",
@@ -79,10 +78,10 @@ static int run(const char *path)
 {
     ph_config *cfg;
     ph_err err = {0};
-    int rc = path ? ph_config_load_file(path, &cfg, &err)
-                  : ph_config_load_string(ph_config_default_yaml(),
-                                          strlen(ph_config_default_yaml()), "<embedded>", &cfg,
-                                          &err);
+    int rc = path
+                 ? ph_config_load_file(path, &cfg, &err)
+                 : ph_config_load_string(ph_config_default_yaml(), strlen(ph_config_default_yaml()),
+                                         "<embedded>", &cfg, &err);
     if (rc != PH_OK) {
         fprintf(stderr, "perkhubd: %s\n", err.msg);
         return 1;
@@ -134,13 +133,25 @@ int main(int argc, char **argv)
     int c;
     while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
         switch (c) {
-        case 'c': path = optarg; break;
-        case 'C': return check_config(optarg);
-        case 'S': return check_store(optarg);
-        case 'P': fputs(ph_config_default_yaml(), stdout); return 0;
-        case 'V': puts("perkhubd " PH_VERSION); return 0;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'c':
+            path = optarg;
+            break;
+        case 'C':
+            return check_config(optarg);
+        case 'S':
+            return check_store(optarg);
+        case 'P':
+            fputs(ph_config_default_yaml(), stdout);
+            return 0;
+        case 'V':
+            puts("perkhubd " PH_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (optind < argc) {

@@ -14,8 +14,8 @@
 #include <sys/stat.h>
 
 static const char *const db_names[DB_COUNT] = {
-    "meta",   "products", "batches",   "codes",         "avail",
-    "code_hash", "orders", "order_ref", "client_orders", "events",
+    "meta",      "products", "batches",   "codes",         "avail",
+    "code_hash", "orders",   "order_ref", "client_orders", "events",
 };
 
 static const unsigned db_flags[DB_COUNT] = {
@@ -29,8 +29,8 @@ static const unsigned db_flags[DB_COUNT] = {
 
 const char *ph_code_state_name(int state)
 {
-    static const char *const names[] = {"?",      "available", "reserved", "issued",
-                                        "redeemed", "voided",  "expired"};
+    static const char *const names[] = {"?",        "available", "reserved", "issued",
+                                        "redeemed", "voided",    "expired"};
     return state >= 1 && state <= 6 ? names[state] : "?";
 }
 
@@ -625,8 +625,8 @@ void ph_order_list_free(ph_order **list, size_t n)
 }
 
 /* Next order id > after: from the client's index, or from all orders. */
-static int next_order_id(ph_store *s, MDB_cursor *c, const char *client, uint64_t after,
-                         int first, uint64_t *id)
+static int next_order_id(ph_store *s, MDB_cursor *c, const char *client, uint64_t after, int first,
+                         uint64_t *id)
 {
     MDB_val k, v;
     int mrc;
@@ -641,7 +641,8 @@ static int next_order_id(ph_store *s, MDB_cursor *c, const char *client, uint64_
     } else {
         uint64_t want = after + 1;
         k = (MDB_val){8, &want};
-        mrc = first ? mdb_cursor_get(c, &k, &v, MDB_SET_RANGE) : mdb_cursor_get(c, &k, &v, MDB_NEXT);
+        mrc =
+            first ? mdb_cursor_get(c, &k, &v, MDB_SET_RANGE) : mdb_cursor_get(c, &k, &v, MDB_NEXT);
         if (mrc == 0)
             memcpy(id, k.mv_data, 8);
     }
@@ -798,7 +799,7 @@ int ph_store_product_get(ph_store *s, const char *sku, char **json, uint64_t *av
     MDB_val k = {strlen(sku), (void *)sku}, v;
     int mrc = k.mv_size ? mdb_get(txn, s->dbi[DB_PRODUCTS], &k, &v) : MDB_NOTFOUND;
     if (mrc == MDB_NOTFOUND)
-        rc = ph_err_set(err, PH_ENOTFOUND, "sku '%s': no such product", sku);
+        rc = ph_err_set(err, PH_ENOTFOUND, "sku: no such product");
     else if (mrc)
         rc = ph_store_lmdb_err(err, mrc, "read product");
     else if (!(*json = dup_val(&v)))
@@ -878,8 +879,7 @@ int ph_store_event_list(ph_store *s, uint64_t after, size_t limit, char ***out, 
     }
     uint64_t want = after + 1;
     MDB_val k = {8, &want}, v;
-    for (int op = MDB_SET_RANGE; cnt < limit && mdb_cursor_get(c, &k, &v, op) == 0;
-         op = MDB_NEXT) {
+    for (int op = MDB_SET_RANGE; cnt < limit && mdb_cursor_get(c, &k, &v, op) == 0; op = MDB_NEXT) {
         if (!(list[cnt] = dup_val(&v))) {
             rc = ph_err_set(err, PH_ENOMEM, "out of memory");
             break;

@@ -32,9 +32,9 @@
 
 #include "status.h"
 
-#define PH_SKU_MAX 64       /* bytes of a SKU, supplier id or client name */
-#define PH_ORDER_ID_MAX 128 /* bytes of a client order id */
-#define PH_NOTE_MAX 256     /* bytes of a batch note or void reason */
+#define PH_SKU_MAX            64       /* bytes of a SKU, supplier id or client name */
+#define PH_ORDER_ID_MAX       128      /* bytes of a client order id */
+#define PH_NOTE_MAX           256      /* bytes of a batch note or void reason */
 #define PH_ORDER_QUANTITY_MAX 10000000 /* codes in one order, whatever the config says */
 
 enum ph_code_state {
@@ -60,14 +60,14 @@ const char *ph_order_state_name(int state);
 
 /* One card code as stored: the secret itself only as a sealed blob (crypto.h). */
 typedef struct ph_code {
-    uint64_t id;         /* assigned at import, ascending within a batch */
-    int state;           /* PH_CODE_* */
+    uint64_t id; /* assigned at import, ascending within a batch */
+    int state;   /* PH_CODE_* */
     uint64_t batch_id;
-    uint64_t order_id;   /* 0 unless issued (kept when voided after issue) */
-    int64_t expires_at;  /* ms; 0 = never */
-    int64_t changed_at;  /* ms of the last state change (issue, void, expiry) */
+    uint64_t order_id;  /* 0 unless issued (kept when voided after issue) */
+    int64_t expires_at; /* ms; 0 = never */
+    int64_t changed_at; /* ms of the last state change (issue, void, expiry) */
     uint32_t sealed_len;
-    uint8_t *sealed;     /* owned by the object that holds this ph_code */
+    uint8_t *sealed; /* owned by the object that holds this ph_code */
 } ph_code;
 
 typedef struct ph_order {
@@ -76,12 +76,12 @@ typedef struct ph_order {
     char client_order_id[PH_ORDER_ID_MAX + 1];
     char sku[PH_SKU_MAX + 1];
     uint32_t quantity;
-    int state;       /* PH_ORDER_* */
+    int state; /* PH_ORDER_* */
     int64_t created_at, updated_at;
-    int64_t cost;    /* fen: sum of the issued codes' unit costs */
+    int64_t cost;            /* fen: sum of the issued codes' unit costs */
     uint8_t fingerprint[32]; /* SHA-256 of the request's defining fields (idempotency) */
     size_t ncodes;
-    ph_code *codes;  /* the issued codes when loaded with codes, else NULL */
+    ph_code *codes; /* the issued codes when loaded with codes, else NULL */
 } ph_order;
 
 /* Frees an order returned by the store, including its codes. NULL is a no-op. */
@@ -106,9 +106,9 @@ typedef struct ph_batch {
 typedef struct ph_store ph_store;
 
 typedef struct ph_store_opts {
-    const char *dir;     /* LMDB environment directory, created (0700) if missing */
-    uint64_t map_size;   /* initial map size in bytes; grows by doubling when full */
-    unsigned max_batch;  /* most commands per group commit; 0 = 4096 */
+    const char *dir;    /* LMDB environment directory, created (0700) if missing */
+    uint64_t map_size;  /* initial map size in bytes; grows by doubling when full */
+    unsigned max_batch; /* most commands per group commit; 0 = 4096 */
 } ph_store_opts;
 
 /* Opens (creating if needed) the environment and starts the writer thread.
@@ -144,9 +144,9 @@ enum ph_cmd_type {
 };
 
 typedef struct ph_import_code {
-    uint32_t line;        /* line in the source file, for error reports */
-    uint8_t hash[32];     /* ph_crypto_index() of the code */
-    int64_t expires_at;   /* ms; 0 = never */
+    uint32_t line;      /* line in the source file, for error reports */
+    uint8_t hash[32];   /* ph_crypto_index() of the code */
+    int64_t expires_at; /* ms; 0 = never */
     uint32_t sealed_len;
     const uint8_t *sealed; /* ph_crypto_seal() of the code (and card number) */
 } ph_import_code;
@@ -193,22 +193,23 @@ struct ph_cmd {
     } in;
 
     /* ---- results, valid once the command completed ---- */
-    int rc;     /* PH_OK or PH_E*; err holds the message */
+    int rc; /* PH_OK or PH_E*; err holds the message */
     ph_err err;
-    uint64_t batch_id;        /* IMPORT: the new batch */
-    uint32_t *dup_lines;      /* IMPORT with PH_EDUP: lines whose code was already stored */
+    uint64_t batch_id;   /* IMPORT: the new batch */
+    uint32_t *dup_lines; /* IMPORT with PH_EDUP: lines whose code was already stored */
     size_t ndup;
-    ph_order *order;          /* ORDER: the order with its codes (new or replayed) */
-    int replayed;             /* ORDER: 1 when the client order id already existed */
-    ph_batch batch;           /* VOID_BATCH: the batch after voiding */
-    uint32_t voided_codes;    /* VOID_BATCH */
+    ph_order *order;             /* ORDER: the order with its codes (new or replayed) */
+    int replayed;                /* ORDER: 1 when the client order id already existed */
+    ph_batch batch;              /* VOID_BATCH: the batch after voiding */
+    uint32_t voided_codes;       /* VOID_BATCH */
     ph_affected_order *affected; /* VOID_BATCH: orders that had codes of the batch */
     size_t naffected;
 
     /* ---- completion ---- */
-    ph_cmd_done_fn done; /* called once, on the writer thread, after the durable commit; may be NULL */
-    void *arg;           /* for the submitter */
-    ph_cmd *next;        /* private to the store */
+    ph_cmd_done_fn
+        done;     /* called once, on the writer thread, after the durable commit; may be NULL */
+    void *arg;    /* for the submitter */
+    ph_cmd *next; /* private to the store */
 };
 
 /* Queues cmd for the writer; returns at once. cmd->done runs later on the
@@ -241,7 +242,7 @@ void ph_order_list_free(ph_order **list, size_t n);
 
 /* What a customer-service lookup needs about one code. */
 typedef struct ph_code_info {
-    ph_code code;  /* code.sealed is owned by the info: ph_code_info_clear */
+    ph_code code; /* code.sealed is owned by the info: ph_code_info_clear */
     ph_batch batch;
     ph_order *order; /* the order it was issued to, without codes, or NULL */
 } ph_code_info;
@@ -260,8 +261,7 @@ int ph_store_product_get(ph_store *s, const char *sku, char **json, uint64_t *av
 
 /* Every stored product, in SKU order: arrays of n JSON strings and stock counts,
  * the caller's (ph_store_product_list_free). */
-int ph_store_product_list(ph_store *s, char ***json, uint64_t **available, size_t *n,
-                          ph_err *err);
+int ph_store_product_list(ph_store *s, char ***json, uint64_t **available, size_t *n, ph_err *err);
 void ph_store_product_list_free(char **json, uint64_t *available, size_t n);
 
 /* Events with seq > after, ascending, at most limit, as JSON texts (each has
@@ -273,7 +273,7 @@ void ph_store_event_list_free(char **list, size_t n);
 /* Per-SKU code counts by state, and totals. */
 typedef struct ph_sku_stats {
     char sku[PH_SKU_MAX + 1];
-    uint64_t imported;  /* sum of the SKU's batch sizes */
+    uint64_t imported;    /* sum of the SKU's batch sizes */
     uint64_t by_state[7]; /* index PH_CODE_* */
 } ph_sku_stats;
 

@@ -80,7 +80,7 @@ static int get_product(ph_wtxn *w, const char *sku, json_t **out, ph_err *err)
     MDB_val k = {strlen(sku), (void *)sku}, v;
     int mrc = k.mv_size ? mdb_get(w->txn, w->s->dbi[DB_PRODUCTS], &k, &v) : MDB_NOTFOUND;
     if (mrc == MDB_NOTFOUND)
-        return ph_err_set(err, PH_ESKU, "sku: no product '%s' in the catalog", sku);
+        return ph_err_set(err, PH_ESKU, "sku: no such product in the catalog");
     if (mrc)
         return ph_store_lmdb_err(err, mrc, "read product");
     if (!(*out = json_loadb(v.mv_data, v.mv_size, 0, NULL)))
@@ -155,8 +155,10 @@ static int apply_import(ph_wtxn *w, ph_cmd *c)
     if ((rc = find_stored_dups(w, c, &c->err)) != PH_OK)
         return rc;
 
-    ph_batch b = {.id = w->ids.batch++, .unit_cost = c->in.import.unit_cost,
-                  .count = (uint32_t)c->in.import.ncodes, .first_code = w->ids.code,
+    ph_batch b = {.id = w->ids.batch++,
+                  .unit_cost = c->in.import.unit_cost,
+                  .count = (uint32_t)c->in.import.ncodes,
+                  .first_code = w->ids.code,
                   .created_at = c->now};
     snprintf(b.supplier, sizeof b.supplier, "%s", c->in.import.supplier);
     snprintf(b.sku, sizeof b.sku, "%s", sku);
@@ -165,8 +167,12 @@ static int apply_import(ph_wtxn *w, ph_cmd *c)
     for (size_t i = 0; i < c->in.import.ncodes; i++) {
         const ph_import_code *ic = &c->in.import.codes[i];
         uint64_t id = w->ids.code++;
-        ph_code_rec rec = {.version = 1, .state = PH_CODE_AVAILABLE, .sealed_len = ic->sealed_len,
-                           .batch_id = b.id, .expires_at = ic->expires_at, .changed_at = c->now};
+        ph_code_rec rec = {.version = 1,
+                           .state = PH_CODE_AVAILABLE,
+                           .sealed_len = ic->sealed_len,
+                           .batch_id = b.id,
+                           .expires_at = ic->expires_at,
+                           .changed_at = c->now};
         if ((rc = put_code(w, id, &rec, ic->sealed, MDB_APPEND, &c->err)) != PH_OK)
             return rc;
         MDB_val v = {8, &id};
@@ -232,8 +238,7 @@ static int check_orderable(ph_wtxn *w, ph_cmd *c)
     if (!listed)
         rc = ph_err_set(&c->err, PH_ESKU, "sku: '%s' is not listed", c->in.order.sku);
     else if (!card)
-        rc = ph_err_set(&c->err, PH_ESKU,
-                        "sku: '%s' is delivered by %s, not from card-code stock",
+        rc = ph_err_set(&c->err, PH_ESKU, "sku: '%s' is delivered by %s, not from card-code stock",
                         c->in.order.sku, delivery ? delivery : "?");
     json_decref(p);
     return rc;
@@ -251,7 +256,8 @@ static int unit_cost(ph_wtxn *w, uint64_t batch_id, uint64_t *cached_id, int64_t
     if (mrc)
         return ph_store_lmdb_err(err, mrc, "read batch");
     if (ph_batch_decode(&v, batch_id, &b))
-        return ph_err_set(err, PH_EIO, "batch %llu: malformed record", (unsigned long long)batch_id);
+        return ph_err_set(err, PH_EIO, "batch %llu: malformed record",
+                          (unsigned long long)batch_id);
     *cached_id = batch_id;
     *cached = b.unit_cost;
     return PH_OK;
@@ -301,9 +307,13 @@ static int pop_code(ph_wtxn *w, ph_cmd *c, MDB_cursor *cur, uint64_t order_id, p
                 return rc;
             continue;
         }
-        *out = (ph_code){.id = id, .state = rec.state, .batch_id = rec.batch_id,
-                         .order_id = order_id, .expires_at = rec.expires_at,
-                         .changed_at = rec.changed_at, .sealed_len = rec.sealed_len,
+        *out = (ph_code){.id = id,
+                         .state = rec.state,
+                         .batch_id = rec.batch_id,
+                         .order_id = order_id,
+                         .expires_at = rec.expires_at,
+                         .changed_at = rec.changed_at,
+                         .sealed_len = rec.sealed_len,
                          .sealed = blob};
         return PH_OK;
     }
@@ -312,10 +322,16 @@ static int pop_code(ph_wtxn *w, ph_cmd *c, MDB_cursor *cur, uint64_t order_id, p
 static int put_order(ph_wtxn *w, const ph_order *o, ph_err *err)
 {
     size_t cl = strlen(o->client), ol = strlen(o->client_order_id), sl = strlen(o->sku);
-    ph_order_rec r = {.version = 1, .state = (uint8_t)o->state, .delivery = 1 /* card_code */,
-                      .client_len = (uint8_t)cl, .quantity = o->quantity,
-                      .created_at = o->created_at, .updated_at = o->updated_at, .cost = o->cost,
-                      .sku_len = (uint8_t)sl, .coid_len = (uint16_t)ol,
+    ph_order_rec r = {.version = 1,
+                      .state = (uint8_t)o->state,
+                      .delivery = 1 /* card_code */,
+                      .client_len = (uint8_t)cl,
+                      .quantity = o->quantity,
+                      .created_at = o->created_at,
+                      .updated_at = o->updated_at,
+                      .cost = o->cost,
+                      .sku_len = (uint8_t)sl,
+                      .coid_len = (uint16_t)ol,
                       .ncodes = (uint32_t)o->ncodes};
     memcpy(r.fingerprint, o->fingerprint, 32);
     uint64_t id = o->id;

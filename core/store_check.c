@@ -62,7 +62,8 @@ static int load_batches(scan *sc)
         ph_batch b;
         memcpy(&id, k.mv_data, 8);
         if (ph_batch_decode(&v, id, &b)) {
-            rc = ph_err_set(sc->err, PH_EIO, "batch %llu: malformed record", (unsigned long long)id);
+            rc =
+                ph_err_set(sc->err, PH_EIO, "batch %llu: malformed record", (unsigned long long)id);
             break;
         }
         size_t si = sku_index(sc->st, b.sku);

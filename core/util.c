@@ -77,7 +77,7 @@ static int num(const char *s, int n, int *out)
 
 int ph_time_parse(const char *s, size_t len, int64_t *ms)
 {
-    int y, mo, d, h = 23, mi = 59, se = 59, off_min = 8 * 60;
+    int y, mo, d, h = 23, mi = 59, se = 59, off_min = 8 * 60, frac = 999;
     if (len < 10 || num(s, 4, &y) || s[4] != '-' || num(s + 5, 2, &mo) || s[7] != '-' ||
         num(s + 8, 2, &d))
         return -1;
@@ -85,13 +85,23 @@ int ph_time_parse(const char *s, size_t len, int64_t *ms)
         if (len < 20 || (s[10] != 'T' && s[10] != ' ') || num(s + 11, 2, &h) || s[13] != ':' ||
             num(s + 14, 2, &mi) || s[16] != ':' || num(s + 17, 2, &se))
             return -1;
-        if (len == 20 && (s[19] == 'Z' || s[19] == 'z')) {
+        /* RFC 3339 time-secfrac, as ph_time_format writes it: ms kept, finer dropped */
+        size_t i = 19, digits = 0;
+        frac = 0;
+        if (s[i] == '.')
+            for (i++; i < len && s[i] >= '0' && s[i] <= '9'; i++, digits++)
+                frac = digits < 3 ? frac * 10 + (s[i] - '0') : frac;
+        if (i > 19 && digits == 0)
+            return -1;
+        for (; digits < 3; digits++)
+            frac *= 10;
+        if (len == i + 1 && (s[i] == 'Z' || s[i] == 'z')) {
             off_min = 0;
-        } else if (len == 25 && (s[19] == '+' || s[19] == '-') && s[22] == ':') {
+        } else if (len == i + 6 && (s[i] == '+' || s[i] == '-') && s[i + 3] == ':') {
             int oh, om;
-            if (num(s + 20, 2, &oh) || num(s + 23, 2, &om) || oh > 14 || om > 59)
+            if (num(s + i + 1, 2, &oh) || num(s + i + 4, 2, &om) || oh > 14 || om > 59)
                 return -1;
-            off_min = (oh * 60 + om) * (s[19] == '-' ? -1 : 1);
+            off_min = (oh * 60 + om) * (s[i] == '-' ? -1 : 1);
         } else {
             return -1;
         }
@@ -110,7 +120,7 @@ int ph_time_parse(const char *s, size_t len, int64_t *ms)
     int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     int64_t days = (int64_t)era * 146097 + doe - 719468;
     int64_t sec = days * 86400 + h * 3600 + mi * 60 + se - (int64_t)off_min * 60;
-    *ms = sec * 1000 + (len == 10 ? 999 : 0);
+    *ms = sec * 1000 + frac;
     return 0;
 }
 

@@ -22,7 +22,8 @@ int64_t ph_now_ms(void);
 /* Formats ms-since-epoch as RFC 3339 UTC ("2026-11-24T19:42:00.123Z"); buf >= 32. */
 char *ph_time_format(int64_t ms, char *buf, size_t len);
 /* Parses "YYYY-MM-DD" (end of that day in China Standard Time, UTC+08:00, the
- * suppliers' convention) or "YYYY-MM-DDTHH:MM:SS(Z|±HH:MM)" into ms. 0 or -1. */
+ * suppliers' convention) or "YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)" into ms
+ * (digits past milliseconds are dropped). 0 or -1. */
 int ph_time_parse(const char *s, size_t len, int64_t *ms);
 
 /* Lowercase hex of n bytes into out (2n+1 bytes, NUL-terminated). */

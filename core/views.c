@@ -36,8 +36,8 @@ static json_t *view_code(const ph_code *c, const ph_keyring *kr)
     return o;
 }
 
-json_t *ph_view_order(const ph_order *o, const ph_config *cfg, const ph_keyring *kr,
-                      int with_codes, int with_cost)
+json_t *ph_view_order(const ph_order *o, const ph_config *cfg, const ph_keyring *kr, int with_codes,
+                      int with_cost)
 {
     const ph_product_conf *p = ph_config_product(cfg, o->sku);
     json_t *j = json_pack("{s:I,s:s,s:s,s:s,s:s?,s:I,s:s,s:s}", "id", (json_int_t)o->id, "client",
@@ -61,10 +61,10 @@ json_t *ph_view_order(const ph_order *o, const ph_config *cfg, const ph_keyring 
 
 json_t *ph_view_batch(const ph_batch *b, const uint64_t *counts)
 {
-    json_t *j = json_pack("{s:I,s:s,s:s,s:o,s:s,s:I,s:s}", "id", (json_int_t)b->id, "supplier",
-                          b->supplier, "sku", b->sku, "unit_cost", money(b->unit_cost), "note",
-                          b->note, "count", (json_int_t)b->count, "state",
-                          b->voided ? "voided" : "active");
+    json_t *j =
+        json_pack("{s:I,s:s,s:s,s:o,s:s,s:I,s:s}", "id", (json_int_t)b->id, "supplier", b->supplier,
+                  "sku", b->sku, "unit_cost", money(b->unit_cost), "note", b->note, "count",
+                  (json_int_t)b->count, "state", b->voided ? "voided" : "active");
     if (!j)
         return NULL;
     ph_view_time(j, "created_at", b->created_at);
@@ -96,8 +96,8 @@ json_t *ph_view_product_stored(const ph_product_conf *p)
                      "brand", p->brand, "category", p->category, "tags", tags, "delivery",
                      p->delivery == PH_DELIVERY_RECHARGE ? "recharge" : "card_code",
                      "face_value_fen", (json_int_t)p->face_value, "redemption_guide",
-                     p->redemption_guide ? p->redemption_guide : "", "listed", p->listed,
-                     "offers", offers);
+                     p->redemption_guide ? p->redemption_guide : "", "listed", p->listed, "offers",
+                     offers);
 }
 
 json_t *ph_view_product(const char *stored_json, uint64_t available, int with_offers)
@@ -106,14 +106,13 @@ json_t *ph_view_product(const char *stored_json, uint64_t available, int with_of
     if (!s)
         return NULL;
     json_t *fv = json_object_get(s, "face_value_fen");
-    json_t *j = json_pack("{s:O,s:O,s:O,s:O,s:O,s:O,s:o,s:O,s:O,s:{s:I}}", "sku",
-                          json_object_get(s, "sku"), "name", json_object_get(s, "name"), "brand",
-                          json_object_get(s, "brand"), "category", json_object_get(s, "category"),
-                          "tags", json_object_get(s, "tags"), "delivery",
-                          json_object_get(s, "delivery"), "face_value",
-                          money(json_integer_value(fv)), "listed", json_object_get(s, "listed"),
-                          "redemption_guide", json_object_get(s, "redemption_guide"), "stock",
-                          "available", (json_int_t)available);
+    json_t *j = json_pack(
+        "{s:O,s:O,s:O,s:O,s:O,s:O,s:o,s:O,s:O,s:{s:I}}", "sku", json_object_get(s, "sku"), "name",
+        json_object_get(s, "name"), "brand", json_object_get(s, "brand"), "category",
+        json_object_get(s, "category"), "tags", json_object_get(s, "tags"), "delivery",
+        json_object_get(s, "delivery"), "face_value", money(json_integer_value(fv)), "listed",
+        json_object_get(s, "listed"), "redemption_guide", json_object_get(s, "redemption_guide"),
+        "stock", "available", (json_int_t)available);
     if (j && with_offers) {
         json_t *offers = json_array(), *of;
         size_t i;

@@ -16,8 +16,8 @@
 /* An order. with_codes: unseal and include the codes (the owner only);
  * with_cost: include the cost (ops). A code that fails to unseal is rendered
  * as {"error":"unreadable"} and logged by the caller, never guessed. */
-json_t *ph_view_order(const ph_order *o, const ph_config *cfg, const ph_keyring *kr,
-                      int with_codes, int with_cost);
+json_t *ph_view_order(const ph_order *o, const ph_config *cfg, const ph_keyring *kr, int with_codes,
+                      int with_cost);
 
 /* A batch, with per-state counts when counts is non-NULL. */
 json_t *ph_view_batch(const ph_batch *b, const uint64_t *counts);

@@ -142,11 +142,19 @@ int h_start(h_daemon *d)
         int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
         dup2(fd, 2);
         dup2(fd, 1);
+        /* PH_DAEMON_WRAPPER (e.g. "valgrind --error-exitcode=99") runs the daemon under a tool */
+        const char *wrap = getenv("PH_DAEMON_WRAPPER");
+        if (wrap && *wrap) {
+            char cmd[1024];
+            snprintf(cmd, sizeof cmd, "exec %s '%s' -c '%s'", wrap, h_bin("PH_PERKHUBD"),
+                     d->config);
+            execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        }
         execl(h_bin("PH_PERKHUBD"), "perkhubd", "-c", d->config, (char *)NULL);
         _exit(127);
     }
     d->pid = pid;
-    if (wait_until(port_known, d, 10000) || d->port == 0 || wait_until(healthy, d, 10000)) {
+    if (wait_until(port_known, d, 30000) || d->port == 0 || wait_until(healthy, d, 30000)) {
         size_t n;
         char *log = h_read_file(d->log, &n);
         fprintf(stderr, "perkhubd did not start; its log:\n%s\n", log ? log : "(none)");
@@ -342,4 +350,309 @@ int h_check_store(const h_daemon *d, char **out)
     int st = pclose(f);
     *out = b.p ? b.p : strdup("");
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* ---- for the rules tests (concurrency, crash, secrets) ----------------------- */
+
+int64_t h_now_ms(void)
+{
+    return now_ms();
+}
+
+int h_wait_for(int (*cond)(void *), void *arg, int timeout_ms)
+{
+    return wait_until(cond, arg, timeout_ms);
+}
+
+long h_mem_count(const char *hay, size_t n, const char *needle)
+{
+    size_t k = strlen(needle);
+    long count = 0;
+    if (!hay || !k)
+        return 0;
+    for (const char *at = hay; (at = memmem(at, n - (size_t)(at - hay), needle, k)); at += k)
+        count++;
+    return count;
+}
+
+const char *h_header(const h_resp *r, const char *name, char *buf, size_t len)
+{
+    size_t k = strlen(name);
+    for (const char *line = r->headers; line && *line;) {
+        const char *end = strchr(line, '\n');
+        size_t n = end ? (size_t)(end - line) : strlen(line);
+        if (n > k && strncasecmp(line, name, k) == 0 && line[k] == ':') {
+            const char *v = line + k + 1;
+            while (*v == ' ' || *v == '\t')
+                v++;
+            size_t vn = (size_t)(line + n - v);
+            while (vn && (v[vn - 1] == '\r' || v[vn - 1] == ' '))
+                vn--;
+            snprintf(buf, len, "%.*s", (int)vn, v);
+            return buf;
+        }
+        line = end ? end + 1 : line + n;
+    }
+    return NULL;
+}
+
+struct h_conn {
+    CURL *curl;
+    uint16_t port;
+};
+
+h_conn *h_conn_new(const h_daemon *d)
+{
+    h_conn *c = calloc(1, sizeof *c);
+    cr_assert(c);
+    c->curl = curl_easy_init();
+    cr_assert(c->curl);
+    c->port = d->port;
+    return c;
+}
+
+void h_conn_free(h_conn *c)
+{
+    if (!c)
+        return;
+    curl_easy_cleanup(c->curl);
+    free(c);
+}
+
+int h_conn_http(h_conn *c, const char *method, const char *path, const char *token,
+                const char *content_type, const char *body, size_t len, h_resp *out)
+{
+    memset(out, 0, sizeof *out);
+    char url[512], auth[256], ct[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u%s", c->port, path);
+    struct curl_slist *hdr = NULL;
+    if (token) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+        hdr = curl_slist_append(hdr, auth);
+    }
+    snprintf(ct, sizeof ct, "Content-Type: %s", content_type ? content_type : "application/json");
+    hdr = curl_slist_append(hdr, ct);
+    hdr = curl_slist_append(hdr, "Expect:");
+    buf b = {0}, h = {0};
+    curl_easy_reset(c->curl); /* options only: the live connection stays cached */
+    curl_easy_setopt(c->curl, CURLOPT_URL, url);
+    curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, hdr);
+    curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c->curl, CURLOPT_HEADERFUNCTION, on_data);
+    curl_easy_setopt(c->curl, CURLOPT_HEADERDATA, &h);
+    curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT, 10L);
+    curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, 60L);
+    curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
+    if (body) {
+        curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    }
+    CURLcode rc = curl_easy_perform(c->curl);
+    if (rc == CURLE_OK)
+        curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &out->status);
+    curl_slist_free_all(hdr);
+    out->body = b.p ? b.p : strdup("");
+    out->len = b.n;
+    out->headers = h.p ? h.p : strdup("");
+    out->json = rc == CURLE_OK ? json_loads(out->body, 0, NULL) : NULL;
+    return rc == CURLE_OK ? 0 : -1;
+}
+
+int h_conn_order(h_conn *c, const char *token, const char *coid, const char *sku, int qty,
+                 h_resp *out)
+{
+    char body[512];
+    int n = snprintf(body, sizeof body,
+                     "{\"client_order_id\":\"%s\",\"sku\":\"%s\",\"quantity\":%d}", coid, sku, qty);
+    return h_conn_http(c, "POST", "/v1/orders", token, "application/json", body, (size_t)n, out);
+}
+
+/* ---- for the API tests (orders, lookup, bad input, ops, perkctl) ---------------- */
+
+#include <poll.h>
+
+char *h_config_text(const h_daemon *d, const char *extra)
+{
+    char mall[65], other[65], ops[65], cs[65];
+    sha_hex("mall-token", mall);
+    sha_hex("other-token", other);
+    sha_hex("ops-token", ops);
+    sha_hex("support-token", cs);
+    char *text = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&text, &n);
+    cr_assert(f);
+    fprintf(f, std_config, d->dir, d->dir, d->dir, h_bin("PH_PLUGIN_DIR"), mall, other, ops, cs);
+    if (extra)
+        fputs(extra, f);
+    cr_assert(fclose(f) == 0);
+    return text;
+}
+
+void h_write_config_text(h_daemon *d, const char *text)
+{
+    char tmp[400];
+    snprintf(tmp, sizeof tmp, "%s.tmp", d->config);
+    FILE *f = fopen(tmp, "w");
+    cr_assert(f, "cannot write %s", tmp);
+    fputs(text, f);
+    cr_assert(fclose(f) == 0);
+    cr_assert(rename(tmp, d->config) == 0);
+}
+
+char *h_replace(const char *s, const char *from, const char *to)
+{
+    const char *at = strstr(s, from);
+    cr_assert(at, "h_replace: '%s' not found", from);
+    size_t head = (size_t)(at - s), fl = strlen(from), tl = strlen(to);
+    char *out = malloc(strlen(s) - fl + tl + 1);
+    cr_assert(out);
+    memcpy(out, s, head);
+    memcpy(out + head, to, tl);
+    strcpy(out + head + tl, at + fl);
+    return out;
+}
+
+json_t *h_stats(const h_daemon *d)
+{
+    h_resp r = h_get(d, "/v1/stats", "ops-token");
+    cr_assert_eq(r.status, 200, "GET /v1/stats: %ld %s", r.status, r.body);
+    cr_assert(json_is_object(r.json));
+    json_t *st = json_incref(r.json);
+    json_object_del(st, "map_size"); /* grows by itself */
+    json_object_del(st, "writer");   /* the writer's own counters: every command counts */
+    h_resp_free(&r);
+    return st;
+}
+
+long long h_last_event(const h_daemon *d)
+{
+    json_t *st = h_stats(d);
+    json_t *v = json_object_get(st, "last_event");
+    cr_assert(json_is_integer(v), "stats without last_event");
+    long long n = json_integer_value(v);
+    json_decref(st);
+    return n;
+}
+
+struct log_wait {
+    const h_daemon *d;
+    const char *needle;
+    long count;
+};
+
+static int log_has(void *arg)
+{
+    struct log_wait *w = arg;
+    return h_file_count(w->d->log, w->needle) >= w->count;
+}
+
+int h_log_wait(const h_daemon *d, const char *needle, long count, int timeout_ms)
+{
+    struct log_wait w = {d, needle, count};
+    return wait_until(log_has, &w, timeout_ms);
+}
+
+int h_run(const char *const *argv, const char *const *env, const char *in, size_t in_len,
+          char **out, char **err)
+{
+    int pin[2], pout[2], perr[2];
+    cr_assert(pipe(pin) == 0 && pipe(pout) == 0 && pipe(perr) == 0);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        dup2(pin[0], 0);
+        dup2(pout[1], 1);
+        dup2(perr[1], 2);
+        close(pin[0]), close(pin[1]), close(pout[0]), close(pout[1]), close(perr[0]),
+            close(perr[1]);
+        for (size_t i = 0; env && env[i]; i++)
+            if (putenv((char *)env[i]) != 0)
+                _exit(126);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(pin[0]);
+    close(pout[1]);
+    close(perr[1]);
+    /* never block on stdin while stdout fills; a child that does not read its
+     * stdin must not kill us with SIGPIPE */
+    fcntl(pin[1], F_SETFL, O_NONBLOCK);
+    signal(SIGPIPE, SIG_IGN);
+    buf b[2] = {{0}, {0}};
+    struct pollfd fds[3] = {{pout[0], POLLIN, 0}, {perr[0], POLLIN, 0}, {pin[1], POLLOUT, 0}};
+    size_t sent = 0;
+    if (!in || in_len == 0) {
+        close(pin[1]);
+        fds[2].fd = -1;
+    }
+    while (fds[0].fd >= 0 || fds[1].fd >= 0) {
+        if (poll(fds, 3, -1) < 0) {
+            cr_assert(errno == EINTR);
+            continue;
+        }
+        for (int i = 0; i < 2; i++) {
+            if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            char chunk[8192];
+            ssize_t n = read(fds[i].fd, chunk, sizeof chunk);
+            if (n > 0) {
+                on_data(chunk, 1, (size_t)n, &b[i]);
+            } else if (n == 0 || errno != EINTR) {
+                close(fds[i].fd);
+                fds[i].fd = -1;
+            }
+        }
+        if (fds[2].fd >= 0 && (fds[2].revents & (POLLOUT | POLLERR | POLLHUP))) {
+            ssize_t n = write(pin[1], in + sent, in_len - sent);
+            if (n > 0)
+                sent += (size_t)n;
+            if ((n < 0 && errno != EINTR && errno != EAGAIN) || sent == in_len) {
+                close(pin[1]);
+                fds[2].fd = -1;
+            }
+        }
+    }
+    if (fds[2].fd >= 0)
+        close(pin[1]);
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    if (out)
+        *out = b[0].p ? b[0].p : strdup("");
+    else
+        free(b[0].p);
+    if (err)
+        *err = b[1].p ? b[1].p : strdup("");
+    else
+        free(b[1].p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* ---- for the rules tests, continued ---------------------------------------- */
+
+void h_spawn(h_daemon *d)
+{
+    unlink(d->port_file);
+    d->port = 0;
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        dup2(fd, 2);
+        dup2(fd, 1);
+        /* PH_DAEMON_WRAPPER (e.g. "valgrind --error-exitcode=99") runs the daemon under a tool */
+        const char *wrap = getenv("PH_DAEMON_WRAPPER");
+        if (wrap && *wrap) {
+            char cmd[1024];
+            snprintf(cmd, sizeof cmd, "exec %s '%s' -c '%s'", wrap, h_bin("PH_PERKHUBD"),
+                     d->config);
+            execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        }
+        execl(h_bin("PH_PERKHUBD"), "perkhubd", "-c", d->config, (char *)NULL);
+        _exit(127);
+    }
+    d->pid = pid;
 }

@@ -19,20 +19,20 @@
 
 typedef struct h_daemon {
     pid_t pid;
-    char dir[256];      /* temporary directory holding everything below */
-    char config[320];   /* dir/perkhub.yaml */
-    char log[320];      /* dir/perkhubd.log: the daemon's stderr */
-    char data[320];     /* dir/data: the LMDB environment */
+    char dir[256];    /* temporary directory holding everything below */
+    char config[320]; /* dir/perkhub.yaml */
+    char log[320];    /* dir/perkhubd.log: the daemon's stderr */
+    char data[320];   /* dir/data: the LMDB environment */
     char port_file[320];
     uint16_t port;
 } h_daemon;
 
 typedef struct h_resp {
     long status;
-    char *body;       /* NUL-terminated */
+    char *body; /* NUL-terminated */
     size_t len;
-    json_t *json;     /* parsed body or NULL */
-    char *headers;    /* raw response headers */
+    json_t *json;  /* parsed body or NULL */
+    char *headers; /* raw response headers */
 } h_resp;
 
 /* Creates a temporary directory and writes the standard test config into it;
@@ -74,5 +74,65 @@ long h_file_count(const char *path, const char *needle);
 int h_check_store(const h_daemon *d, char **out);
 /* Path of a built binary from the environment (PH_PERKHUBD, PH_PERKCTL). */
 const char *h_bin(const char *env_name);
+
+/* ---- for the rules tests (concurrency, crash, secrets) ----------------------- */
+
+/* Monotonic milliseconds. */
+int64_t h_now_ms(void);
+/* Polls cond(arg) every few ms until it returns non-zero or timeout_ms passes:
+ * 0 when it held, -1 on timeout. */
+int h_wait_for(int (*cond)(void *), void *arg, int timeout_ms);
+/* How many times needle occurs in hay[0..n) (binary-safe). */
+long h_mem_count(const char *hay, size_t n, const char *needle);
+/* Value of response header `name` (case-insensitive) copied into buf, or NULL. */
+const char *h_header(const h_resp *r, const char *name, char *buf, size_t len);
+
+/* A client connection for one thread: one curl handle, kept alive across
+ * requests. Bound to the daemon's port at creation (create it after h_start).
+ * Not thread-safe: one h_conn per thread. */
+typedef struct h_conn h_conn;
+h_conn *h_conn_new(const h_daemon *d);
+void h_conn_free(h_conn *c);
+/* As h_http, on the connection. Never asserts: 0 when a response arrived, -1
+ * on a transport failure (daemon killed, refused, timed out); out is valid
+ * (empty body) either way and must be freed. */
+int h_conn_http(h_conn *c, const char *method, const char *path, const char *token,
+                const char *content_type, const char *body, size_t len, h_resp *out);
+/* POST /v1/orders {"client_order_id","sku","quantity"} on the connection. */
+int h_conn_order(h_conn *c, const char *token, const char *coid, const char *sku, int qty,
+                 h_resp *out);
+
+/* ---- for the API tests (orders, lookup, bad input, ops, perkctl) ---------------- */
+
+/* The whole generated config (standard part + extra) as text, for tests that
+ * edit it before a SIGHUP (h_replace). Caller frees. */
+char *h_config_text(const h_daemon *d, const char *extra);
+/* Writes text as d->config (atomically: a temporary file, then rename). */
+void h_write_config_text(h_daemon *d, const char *text);
+/* A copy of s with the first occurrence of from replaced by to; asserts that
+ * from occurs. Caller frees. */
+char *h_replace(const char *s, const char *from, const char *to);
+/* GET /v1/stats as ops, without what moves by itself ("map_size", the writer's
+ * counters "writer"): equal before and after a request that must change
+ * nothing. Caller json_decref's. */
+json_t *h_stats(const h_daemon *d);
+/* "last_event" of /v1/stats: the sequence number of the newest event. */
+long long h_last_event(const h_daemon *d);
+/* Waits until needle occurs at least count times in the daemon's log:
+ * 0, or -1 after timeout_ms. */
+int h_log_wait(const h_daemon *d, const char *needle, long count, int timeout_ms);
+/* Runs the program argv[0] (a path) with env (NAME=VALUE entries added to this
+ * process's environment, NULL-terminated; may be NULL), standard input from
+ * in[0..in_len) (in NULL: empty), and captures stdout and stderr into *out and
+ * *err (NUL-terminated; caller frees; either pointer may be NULL to discard).
+ * Returns the exit status, or 128 + signal when it was killed. */
+int h_run(const char *const *argv, const char *const *env, const char *in, size_t in_len,
+          char **out, char **err);
+
+/* ---- for the rules tests, continued ---------------------------------------- */
+
+/* Starts perkhubd -c config and returns at once, without waiting for it to
+ * listen (to kill it in the middle of starting). d->port stays 0. */
+void h_spawn(h_daemon *d);
 
 #endif

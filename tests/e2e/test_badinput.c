@@ -1,0 +1,480 @@
+/*
+ * Bad input end to end (DESIGN.md rule 4): every malformed request gets a clear
+ * error naming the field, line or column, and changes nothing: GET /v1/stats
+ * (counts per SKU, orders, last event) is the same before and after. Also the
+ * config checker's file:line:column messages.
+ */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+static h_daemon D;
+
+static void teardown(void)
+{
+    if (D.pid > 0) {
+        h_stop(&D, SIGKILL);
+        fprintf(stderr, "perkhubd's directory kept: %s\n", D.dir);
+    }
+}
+
+TestSuite(badinput, .fini = teardown);
+
+static const char *str_of(json_t *obj, const char *key)
+{
+    const char *s = json_string_value(json_object_get(obj, key));
+    cr_assert(s, "'%s' is not a string", key);
+    return s;
+}
+
+/* A daemon with some state to keep: a batch and an order. */
+static h_daemon *start(const char *extra)
+{
+    h_setup(&D, extra);
+    cr_assert_eq(h_start(&D), 0);
+    h_resp r = h_import(&D, "test.card", "code\nBI-1\nBI-2\nBI-3\n", 201);
+    h_resp_free(&r);
+    r = h_order(&D, "mall-token", "BI-O1", "test.card", 1);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    h_resp_free(&r);
+    return &D;
+}
+
+static void finish(void)
+{
+    cr_assert_eq(h_stop(&D, SIGTERM), 0);
+    h_cleanup(&D);
+}
+
+/* Checks an error answer: status, error code, a message mentioning each of the
+ * needles (NULL-terminated), the request id, and that it does not echo secret
+ * (may be NULL). */
+static void check_error(const h_resp *r, long status, const char *code, const char *secret,
+                        const char *const *needles)
+{
+    cr_assert_eq(r->status, status, "expected %ld %s, got %ld: %s", status, code, r->status,
+                 r->body);
+    cr_assert(json_is_object(r->json), "error bodies are JSON: %s", r->body);
+    cr_assert_str_eq(str_of(r->json, "error"), code, "%s", r->body);
+    const char *msg = str_of(r->json, "message");
+    for (size_t i = 0; needles && needles[i]; i++)
+        cr_assert(strstr(msg, needles[i]), "message '%s' does not mention '%s'", msg, needles[i]);
+    char hv[64];
+    cr_assert(h_header(r, "X-Request-Id", hv, sizeof hv), "no X-Request-Id");
+    cr_assert_str_eq(str_of(r->json, "request_id"), hv);
+    if (secret)
+        cr_assert_null(strstr(r->body, secret), "the error echoes '%s': %s", secret, r->body);
+}
+
+#define NEEDLES(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+/* One request that must fail and change nothing. */
+static void refused(const char *method, const char *path, const char *token, const char *ctype,
+                    const char *body, size_t len, long status, const char *code, const char *secret,
+                    const char *const *needles)
+{
+    json_t *before = h_stats(&D);
+    h_resp r;
+    cr_assert_eq(h_http(&D, method, path, token, ctype, body, len, &r), 0, "%s %s: no answer",
+                 method, path);
+    check_error(&r, status, code, secret, needles);
+    h_resp_free(&r);
+    json_t *after = h_stats(&D);
+    char *a = json_dumps(before, JSON_SORT_KEYS), *b = json_dumps(after, JSON_SORT_KEYS);
+    cr_assert(json_equal(before, after), "%s %s changed the store:\nbefore %s\nafter  %s", method,
+              path, a, b);
+    free(a);
+    free(b);
+    json_decref(before);
+    json_decref(after);
+}
+
+static void bad_order(const char *body, long status, const char *code, const char *secret,
+                      const char *const *needles)
+{
+    refused("POST", "/v1/orders", "mall-token", "application/json", body, strlen(body), status,
+            code, secret, needles);
+}
+
+Test(badinput, malformed_json_names_the_position_and_never_echoes)
+{
+    start(NULL);
+    bad_order("{\"client_order_id\":\"SECRET-XYZ-1\",\"sku\":\"test.card\",", 400,
+              "invalid_request", "SECRET-XYZ-1", NEEDLES("malformed JSON", "line 1", "column"));
+    bad_order("{\n  \"client_order_id\": \"SECRET-XYZ-2\",\n  \"sku\": \"test.card\"\n"
+              "  \"quantity\": 1\n}\n",
+              400, "invalid_request", "SECRET-XYZ-2", NEEDLES("line 4, column"));
+    bad_order(
+        "{\"client_order_id\":\"A\",\"client_order_id\":\"SECRET-XYZ-3\",\"sku\":\"test.card\"}",
+        400, "invalid_request", "SECRET-XYZ-3", NEEDLES("line 1"));
+    bad_order("[\"SECRET-XYZ-4\"]", 400, "invalid_request", "SECRET-XYZ-4",
+              NEEDLES("expected a JSON object"));
+    bad_order("\"SECRET-XYZ-5\"", 400, "invalid_request", "SECRET-XYZ-5", NEEDLES("body"));
+    /* a lookup body holds a code: a syntax error must not give it back */
+    refused("POST", "/v1/codes/lookup", "mall-token", "application/json",
+            "{\"code\": \"BI-1\" \"x\"}", 20, 400, "invalid_request", "BI-1",
+            NEEDLES("line 1, column"));
+    /* nor write it to the log */
+    cr_assert_eq(h_file_count(D.log, "SECRET-XYZ"), 0, "a body reached the log");
+    finish();
+}
+
+Test(badinput, wrong_types_and_values_name_the_field)
+{
+    start(NULL);
+    bad_order("{\"client_order_id\":\"W-1\",\"sku\":\"test.card\",\"quantity\":\"1\"}", 400,
+              "invalid_request", NULL, NEEDLES("quantity"));
+    bad_order("{\"client_order_id\":\"W-1\",\"sku\":5,\"quantity\":1}", 400, "invalid_request",
+              NULL, NEEDLES("sku"));
+    bad_order("{\"client_order_id\":\"W-1\",\"sku\":\"test.card\",\"quantity\":1.5}", 400,
+              "invalid_request", NULL, NEEDLES("quantity"));
+    bad_order("{\"client_order_id\":\"W-1\",\"sku\":\"test.card\",\"quantity\":0}", 400,
+              "invalid_request", NULL, NEEDLES("quantity"));
+    bad_order("{\"client_order_id\":\"W-1\",\"sku\":\"test.card\",\"quantity\":-3}", 400,
+              "invalid_request", NULL, NEEDLES("quantity"));
+    bad_order("{\"client_order_id\":\"W-1\",\"sku\":\"test.card\",\"quantity\":null}", 400,
+              "invalid_request", NULL, NEEDLES("quantity"));
+    bad_order("{\"client_order_id\":7,\"sku\":\"test.card\",\"quantity\":1}", 400,
+              "invalid_request", NULL, NEEDLES("client_order_id"));
+    bad_order("{\"client_order_id\":\"has space\",\"sku\":\"test.card\",\"quantity\":1}", 400,
+              "invalid_request", NULL, NEEDLES("client_order_id"));
+    char body[512], coid[200];
+    memset(coid, 'x', 129);
+    coid[129] = 0;
+    snprintf(body, sizeof body, "{\"client_order_id\":\"%s\",\"sku\":\"test.card\"}", coid);
+    bad_order(body, 400, "invalid_request", NULL, NEEDLES("client_order_id", "128"));
+    finish();
+}
+
+Test(badinput, unknown_and_missing_fields)
+{
+    start(NULL);
+    bad_order(
+        "{\"client_order_id\":\"F-1\",\"sku\":\"test.card\",\"quantity\":1,\"colour\":\"red\"}",
+        400, "invalid_request", NULL, NEEDLES("unknown field", "colour"));
+    bad_order("{\"sku\":\"test.card\",\"quantity\":1}", 400, "invalid_request", NULL,
+              NEEDLES("client_order_id"));
+    bad_order("{\"client_order_id\":\"F-1\",\"quantity\":1}", 400, "invalid_request", NULL,
+              NEEDLES("sku"));
+    bad_order("{}", 400, "invalid_request", NULL, NEEDLES("client_order_id"));
+    refused("POST", "/v1/orders", "mall-token", "application/json", NULL, 0, 400, "invalid_request",
+            NULL, NEEDLES("body"));
+    refused("POST", "/v1/orders", "mall-token", "application/json", "", 0, 400, "invalid_request",
+            NULL, NEEDLES("body"));
+    refused("POST", "/v1/batches/1/void", "ops-token", "application/json", "{\"reason\":5}", 12,
+            400, "invalid_request", NULL, NEEDLES("reason"));
+    finish();
+}
+
+Test(badinput, authentication_and_scopes)
+{
+    start(NULL);
+    const char *order = "{\"client_order_id\":\"AU-1\",\"sku\":\"test.card\",\"quantity\":1}";
+    size_t n = strlen(order);
+    refused("POST", "/v1/orders", NULL, "application/json", order, n, 401, "unauthorized", NULL,
+            NEEDLES("Authorization"));
+    refused("POST", "/v1/orders", "not-a-token", "application/json", order, n, 401, "unauthorized",
+            "not-a-token", NEEDLES("unknown token"));
+    refused("GET", "/v1/products", NULL, NULL, NULL, 0, 401, "unauthorized", NULL,
+            NEEDLES("Authorization"));
+    refused("GET", "/v1/stats", "", NULL, NULL, 0, 401, "unauthorized", NULL, NULL);
+    /* right token, wrong scope */
+    refused("GET", "/v1/events", "mall-token", NULL, NULL, 0, 403, "forbidden", NULL,
+            NEEDLES("mall", "ops"));
+    refused("POST", "/v1/orders", "ops-token", "application/json", order, n, 403, "forbidden", NULL,
+            NEEDLES("ops", "fulfill"));
+    refused("POST", "/v1/orders", "support-token", "application/json", order, n, 403, "forbidden",
+            NULL, NEEDLES("cs"));
+    const char *csv = "code\nSCOPE-1\n";
+    refused("POST", "/v1/batches?supplier=acme&sku=test.card&unit_cost=1.00", "mall-token",
+            "text/csv", csv, strlen(csv), 403, "forbidden", NULL, NEEDLES("ops"));
+    finish();
+}
+
+Test(badinput, unknown_endpoints_and_methods)
+{
+    start(NULL);
+    refused("GET", "/v1/nope", "mall-token", NULL, NULL, 0, 404, "not_found", "/v1/nope",
+            NEEDLES("endpoint"));
+    refused("GET", "/v2/orders", NULL, NULL, NULL, 0, 404, "not_found", NULL, NULL);
+    refused("GET", "/v1/orders/1/extra", "mall-token", NULL, NULL, 0, 404, "not_found", NULL, NULL);
+    refused("DELETE", "/v1/orders", "mall-token", NULL, NULL, 0, 405, "method_not_allowed", NULL,
+            NEEDLES("DELETE", "/v1/orders"));
+    refused("GET", "/v1/codes/lookup", "mall-token", NULL, NULL, 0, 405, "method_not_allowed", NULL,
+            NEEDLES("GET"));
+    refused("PUT", "/v1/batches", "ops-token", "text/csv", "code\nX-1\n", 9, 405,
+            "method_not_allowed", NULL, NULL);
+    refused("POST", "/v1/health", NULL, "application/json", "{}", 2, 405, "method_not_allowed",
+            NULL, NULL);
+    refused("GET", "/v1/orders/abc", "mall-token", NULL, NULL, 0, 400, "invalid_request", NULL,
+            NEEDLES("order id"));
+    refused("GET", "/v1/orders?limit=0", "mall-token", NULL, NULL, 0, 400, "invalid_request", NULL,
+            NEEDLES("limit"));
+    refused("GET", "/v1/orders?after=x", "mall-token", NULL, NULL, 0, 400, "invalid_request", NULL,
+            NEEDLES("after"));
+    refused("GET", "/v1/events?limit=5000", "ops-token", NULL, NULL, 0, 400, "invalid_request",
+            NULL, NEEDLES("limit"));
+    refused("GET", "/v1/batches/x", "ops-token", NULL, NULL, 0, 400, "invalid_request", NULL,
+            NEEDLES("batch id"));
+    refused("GET", "/v1/products/no.such", "mall-token", NULL, NULL, 0, 404, "not_found", "no.such",
+            NEEDLES("sku"));
+    finish();
+}
+
+Test(badinput, oversize_body_is_413)
+{
+    start("limits:\n  max_body_mb: 1\n");
+    size_t n = 2u << 20;
+    char *big = malloc(n + 1);
+    cr_assert(big);
+    /* a CSV of 2 MB of well-formed codes: refused for its size alone */
+    size_t off = (size_t)snprintf(big, n + 1, "code\n");
+    for (int i = 0; off + 16 < n; i++)
+        off += (size_t)snprintf(big + off, n + 1 - off, "BIG-%010d\n", i);
+    while (off < n)
+        big[off++] = '\n';
+    refused("POST", "/v1/batches?supplier=acme&sku=test.card&unit_cost=1.00", "ops-token",
+            "text/csv", big, n, 413, "payload_too_large", NULL, NEEDLES("body"));
+    memset(big, ' ', n);
+    big[0] = '{';
+    big[n - 1] = '}';
+    refused("POST", "/v1/orders", "mall-token", "application/json", big, n, 413,
+            "payload_too_large", NULL, NULL);
+    free(big);
+    /* still serving, and a body under the limit is fine */
+    h_resp r = h_import(&D, "test.card", "code\nSMALL-1\n", 201);
+    h_resp_free(&r);
+    finish();
+}
+
+Test(badinput, import_over_max_import_codes)
+{
+    start("limits:\n  max_import_codes: 5\n");
+    json_t *before = h_stats(&D);
+    h_resp r = h_import(&D, "test.card", "code\nMX-1\nMX-2\nMX-3\nMX-4\nMX-5\nMX-6\n", 422);
+    check_error(&r, 422, "limit_exceeded", "MX-1", NEEDLES("6", "5"));
+    h_resp_free(&r);
+    json_t *after = h_stats(&D);
+    cr_assert(json_equal(before, after), "an import over the limit changed the store");
+    json_decref(before);
+    json_decref(after);
+    r = h_import(&D, "test.card", "code\nMX-1\nMX-2\nMX-3\nMX-4\nMX-5\n", 201);
+    h_resp_free(&r);
+    finish();
+}
+
+/* The lines of an invalid_csv answer, as "line: reason" strings joined by '\n'. */
+static char *bad_lines(const h_resp *r)
+{
+    char *s = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&s, &n);
+    size_t i;
+    json_t *l;
+    json_array_foreach(json_object_get(r->json, "lines"), i, l)
+    {
+        fprintf(f, "%lld: %s\n", (long long)json_integer_value(json_object_get(l, "line")),
+                json_string_value(json_object_get(l, "reason")));
+    }
+    fclose(f);
+    return s;
+}
+
+static void refused_csv(const char *csv, long error_count, const char *want_lines,
+                        const char *const *secrets)
+{
+    json_t *before = h_stats(&D);
+    h_resp r = h_import(&D, "test.card", csv, 422);
+    check_error(&r, 422, "invalid_csv", NULL, NEEDLES("nothing imported"));
+    cr_assert_eq(json_integer_value(json_object_get(r.json, "error_count")), error_count, "%s",
+                 r.body);
+    char *got = bad_lines(&r);
+    cr_assert_str_eq(got, want_lines, "bad lines:\n%s\nexpected:\n%s", got, want_lines);
+    free(got);
+    for (size_t i = 0; secrets && secrets[i]; i++)
+        cr_assert_null(strstr(r.body, secrets[i]), "the answer echoes %s: %s", secrets[i], r.body);
+    h_resp_free(&r);
+    json_t *after = h_stats(&D);
+    cr_assert(json_equal(before, after), "a refused CSV changed the store");
+    json_decref(before);
+    json_decref(after);
+}
+
+Test(badinput, broken_csv_lists_every_bad_line_and_imports_nothing)
+{
+    start(NULL);
+    char long_code[200];
+    memset(long_code, 'L', 150);
+    long_code[150] = 0;
+    char csv[2048];
+    snprintf(csv, sizeof csv,
+             "code,card_no,expires_at\n" /* 1 */
+             "GOOD-1\n"                  /* 2 */
+             ",CARD-NO-CODE\n"           /* 3 */
+             "%s\n"                      /* 4 */
+             "BADEXP-1,,2026-13-45\n"    /* 5 */
+             "F-1,F-2,2030-01-01,F-4\n"  /* 6 */
+             "GOOD-1\n"                  /* 7 */
+             "GOOD-2\n"                  /* 8 */
+             "PAST-1,,2020-01-01\n"      /* 9 */
+             "SP ACE\n",                 /* 10 */
+             long_code);
+    refused_csv(csv, 7,
+                "3: code: empty\n"
+                "4: code: longer than 128 bytes\n"
+                "5: expires_at: not a date (YYYY-MM-DD or RFC 3339)\n"
+                "6: 4 fields, expected at most 3\n"
+                "7: duplicate of line 2\n"
+                "9: expires_at: already expired\n"
+                "10: code: contains a space or non-printable byte\n",
+                NEEDLES("GOOD-1", "LLLLLLLL", "BADEXP", "PAST-1", "SP ACE"));
+
+    /* codes already in the store, alone and among other bad lines */
+    refused_csv("code\nNEW-1\nBI-2\nNEW-2\nBI-3\n", 2,
+                "3: code already imported\n"
+                "5: code already imported\n",
+                NEEDLES("BI-2", "BI-3"));
+    refused_csv("code,card_no\nNEW-1\nBI-2\n,x\nNEW-1\n", 3,
+                "3: code already imported\n"
+                "4: code: empty\n"
+                "5: duplicate of line 2\n",
+                NEEDLES("BI-2", "NEW-1"));
+
+    /* whole-file problems */
+    json_t *before = h_stats(&D);
+    h_resp r = h_import(&D, "test.card", "code\n", 422);
+    check_error(&r, 422, "invalid_csv", NULL, NEEDLES("no codes"));
+    h_resp_free(&r);
+    r = h_import(&D, "test.card", "code,colour\nX-1,red\n", 422);
+    check_error(&r, 422, "invalid_csv", NULL, NEEDLES("line 1", "colour"));
+    h_resp_free(&r);
+    r = h_import(&D, "test.card", "code\n\"UNTERMINATED-1\n", 422);
+    check_error(&r, 422, "invalid_csv", "UNTERMINATED", NEEDLES("line 2", "quote"));
+    h_resp_free(&r);
+    json_t *after = h_stats(&D);
+    cr_assert(json_equal(before, after));
+    json_decref(before);
+    json_decref(after);
+    finish();
+}
+
+static void bad_import(const char *query, long status, const char *code, const char *const *needles)
+{
+    char path[600];
+    snprintf(path, sizeof path, "/v1/batches?%s", query);
+    const char *csv = "code\nARG-1\nARG-2\n";
+    refused("POST", path, "ops-token", "text/csv", csv, strlen(csv), status, code, NULL, needles);
+}
+
+Test(badinput, import_arguments)
+{
+    start(NULL);
+    bad_import("supplier=nobody&sku=test.card&unit_cost=19.80", 400, "invalid_request",
+               NEEDLES("supplier"));
+    bad_import("sku=test.card&unit_cost=19.80", 400, "invalid_request", NEEDLES("supplier"));
+    bad_import("supplier=acme&sku=no.such&unit_cost=19.80", 422, "unknown_sku", NEEDLES("sku"));
+    bad_import("supplier=acme&unit_cost=19.80", 422, "unknown_sku", NEEDLES("sku"));
+    bad_import("supplier=acme&sku=test.topup&unit_cost=19.80", 422, "unknown_sku",
+               NEEDLES("test.topup", "card code"));
+    bad_import("supplier=acme&sku=test.card&unit_cost=abc", 400, "invalid_request",
+               NEEDLES("unit_cost"));
+    bad_import("supplier=acme&sku=test.card&unit_cost=19.999", 400, "invalid_request",
+               NEEDLES("unit_cost"));
+    bad_import("supplier=acme&sku=test.card&unit_cost=-1", 400, "invalid_request",
+               NEEDLES("unit_cost"));
+    bad_import("supplier=acme&sku=test.card", 400, "invalid_request", NEEDLES("unit_cost"));
+    char q[512], note[300];
+    memset(note, 'n', 257);
+    note[257] = 0;
+    snprintf(q, sizeof q, "supplier=acme&sku=test.card&unit_cost=1&note=%s", note);
+    bad_import(q, 400, "invalid_request", NEEDLES("note"));
+    /* the same codes import fine with good arguments */
+    h_resp r = h_import(&D, "test.card", "code\nARG-1\nARG-2\n", 201);
+    h_resp_free(&r);
+    finish();
+}
+
+/* ---- the config checker ----------------------------------------------------- */
+
+/* 1-based line of the first occurrence of needle in text. */
+static int line_of(const char *text, const char *needle)
+{
+    const char *at = strstr(text, needle);
+    cr_assert(at, "'%s' not in the config", needle);
+    int line = 1;
+    for (const char *p = text; p < at; p++)
+        line += *p == '\n';
+    return line;
+}
+
+static int check_config(const char *path, char **out)
+{
+    const char *argv[] = {h_bin("PH_PERKHUBD"), "--check-config", path, NULL};
+    char *o, *e;
+    int rc = h_run(argv, NULL, NULL, 0, &o, &e);
+    size_t n = strlen(o) + strlen(e) + 1;
+    *out = malloc(n);
+    snprintf(*out, n, "%s%s", o, e);
+    free(o);
+    free(e);
+    return rc;
+}
+
+Test(badinput, check_config_points_at_file_line_column)
+{
+    h_setup(&D, NULL); /* no daemon: the checker alone */
+    char *good = h_config_text(&D, NULL);
+    struct {
+        const char *from, *to; /* an edit of the good file */
+        const char *mark;      /* text on the offending line, after the edit */
+        const char *says;
+    } cases[] = {
+        {"  port: 0\n", "  prot: 0\n", "prot:", "prot"},
+        {"delivery: card_code\n", "delivery: cardcode\n", "cardcode", "delivery"},
+        {"map_size_mb: 16\n", "map_size_mb: \"16\"\n", "map_size_mb", "map_size_mb"},
+        {"{supplier: acme,", "{supplier: acem,", "acem", "acme"},
+        {"scopes: [ops]", "scopes: [ops, admin]", "admin", "scopes"},
+        {"face_value: \"15.00\"", "face_value: \"15.001\"", "15.001", "face_value"},
+        {"  - sku: test.card2\n", "  - sku: test.card\n    sku: again\n", "    sku: again",
+         "duplicate"},
+        /* libyaml notices the unclosed flow sequence on the next line */
+        {"clients:\n", "clients:\n  - name: [oops\n", "  - name: mall", "invalid YAML"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *bad = h_replace(good, cases[i].from, cases[i].to);
+        char path[400];
+        snprintf(path, sizeof path, "%s/broken-%zu.yaml", D.dir, i);
+        FILE *f = fopen(path, "w");
+        cr_assert(f);
+        fputs(bad, f);
+        fclose(f);
+        char *out;
+        int rc = check_config(path, &out);
+        cr_assert_eq(rc, 1, "case %zu: exit %d: %s", i, rc, out);
+        char want[480];
+        snprintf(want, sizeof want, "%s:%d:", path, line_of(bad, cases[i].mark));
+        cr_assert(strncmp(out, want, strlen(want)) == 0, "case %zu: '%s' does not start with '%s'",
+                  i, out, want);
+        const char *col = out + strlen(want);
+        cr_assert(*col >= '1' && *col <= '9', "case %zu: no column in '%s'", i, out);
+        cr_assert(strstr(out, cases[i].says), "case %zu: '%s' does not mention '%s'", i, out,
+                  cases[i].says);
+        free(out);
+        free(bad);
+    }
+    char *out;
+    cr_assert_eq(check_config(D.config, &out), 0, "the good file: %s", out);
+    cr_assert(strstr(out, "ok"), "%s", out);
+    free(out);
+    char missing[400];
+    snprintf(missing, sizeof missing, "%s/missing.yaml", D.dir);
+    cr_assert_eq(check_config(missing, &out), 1, "%s", out);
+    cr_assert(strstr(out, "missing.yaml"), "%s", out);
+    free(out);
+    free(good);
+    h_cleanup(&D);
+}

@@ -1,0 +1,424 @@
+/*
+ * Customer-service lookups end to end: by code and by order, what each kind of
+ * client may see (owner, another client, a support-only client, ops), and the
+ * diagnoses a bot acts on: issued, expired, voided_upstream, not_found.
+ */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "harness.h"
+
+/* The test's daemon. A failed assertion skips the rest of the test, so the
+ * suite's fini stops a daemon still running (and keeps its directory, log
+ * included, for a look). */
+static h_daemon D;
+
+static void teardown(void)
+{
+    if (D.pid > 0) {
+        h_stop(&D, SIGKILL);
+        fprintf(stderr, "perkhubd's directory kept: %s\n", D.dir);
+    }
+}
+
+TestSuite(lookup, .fini = teardown);
+
+static const char *str_of(json_t *obj, const char *key)
+{
+    const char *s = json_string_value(json_object_get(obj, key));
+    cr_assert(s, "'%s' is not a string", key);
+    return s;
+}
+
+static long long int_of(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    cr_assert(json_is_integer(v), "'%s' is not an integer", key);
+    return json_integer_value(v);
+}
+
+static void start(h_daemon *d)
+{
+    h_setup(d, NULL);
+    cr_assert_eq(h_start(d), 0);
+}
+
+static void finish(h_daemon *d)
+{
+    cr_assert_eq(h_stop(d, SIGTERM), 0);
+    h_cleanup(d);
+}
+
+/* POST /v1/codes/lookup {"code": code} as token; asserts 200. */
+static h_resp lookup_code(const h_daemon *d, const char *token, const char *code)
+{
+    char body[256];
+    snprintf(body, sizeof body, "{\"code\":\"%s\"}", code);
+    h_resp r = h_post_json(d, "/v1/codes/lookup", token, body);
+    cr_assert_eq(r.status, 200, "lookup as %s: %ld %s", token, r.status, r.body);
+    cr_assert(json_is_array(json_object_get(r.json, "results")), "%s", r.body);
+    return r;
+}
+
+static json_t *result(const h_resp *r, size_t i)
+{
+    json_t *res = json_array_get(json_object_get(r->json, "results"), i);
+    cr_assert(json_is_object(res), "no result %zu in %s", i, r->body);
+    return res;
+}
+
+static const char *diagnosis(const h_resp *r)
+{
+    cr_assert_eq(json_array_size(json_object_get(r->json, "results")), 1, "%s", r->body);
+    return str_of(result(r, 0), "diagnosis");
+}
+
+static h_resp place(const h_daemon *d, const char *token, const char *coid, int qty)
+{
+    h_resp r = h_order(d, token, coid, "test.card", qty);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    return r;
+}
+
+static long long batch_id(const h_resp *r)
+{
+    return int_of(json_object_get(r->json, "batch"), "id");
+}
+
+Test(lookup, issued_code_is_explained_to_its_owner_only)
+{
+    h_daemon *d = &D;
+    start(d);
+    h_resp imp = h_import(d, "test.card", "code\nLK-1\nLK-2\n", 201);
+    long long batch = batch_id(&imp);
+    h_resp_free(&imp);
+    h_resp o = place(d, "mall-token", "LK-O1", 1);
+    json_t *order = json_object_get(o.json, "order");
+
+    h_resp r = lookup_code(d, "mall-token", "LK-1");
+    json_t *res = result(&r, 0);
+    cr_assert_str_eq(diagnosis(&r), "issued");
+    cr_assert_str_eq(str_of(res, "state"), "issued");
+    cr_assert_str_eq(str_of(res, "sku"), "test.card");
+    cr_assert_str_eq(str_of(res, "product_name"), "Test card");
+    cr_assert_eq(int_of(res, "batch_id"), batch);
+    cr_assert_eq(int_of(res, "order_id"), int_of(order, "id"));
+    cr_assert_str_eq(str_of(res, "client_order_id"), "LK-O1");
+    cr_assert_str_eq(str_of(res, "issued_at"), str_of(order, "created_at"));
+    cr_assert_str_eq(str_of(res, "redemption_guide"), "Open the app and enter the code.");
+    cr_assert_gt(strlen(str_of(res, "advice")), 10);
+    cr_assert_null(json_object_get(res, "expires_at"), "no expiry was imported");
+    cr_assert_null(json_object_get(res, "voided_at"));
+    cr_assert_null(json_object_get(res, "supplier"), "the supplier is ops' business");
+    h_resp_free(&r);
+
+    /* another client, a support-only client, a code in stock and a code that
+     * never existed all get the very same answer: nothing to probe */
+    h_resp never = lookup_code(d, "other-token", "NEVER-EXISTED-1");
+    cr_assert_str_eq(diagnosis(&never), "not_found");
+    cr_assert_gt(strlen(str_of(result(&never, 0), "advice")), 10);
+    const char *who[][2] = {
+        {"other-token", "LK-1"},
+        {"support-token", "LK-1"},
+        {"mall-token", "LK-2"}, /* available, issued to nobody */
+        {"mall-token", "NEVER-EXISTED-2"},
+    };
+    for (size_t i = 0; i < sizeof who / sizeof who[0]; i++) {
+        r = lookup_code(d, who[i][0], who[i][1]);
+        cr_assert(json_equal(r.json, never.json), "%s looking up %s: %s, expected %s", who[i][0],
+                  who[i][1], r.body, never.body);
+        cr_assert_null(strstr(r.body, "LK-O1"));
+        h_resp_free(&r);
+    }
+    h_resp_free(&never);
+
+    /* ops sees the state of any code, never the code */
+    r = lookup_code(d, "ops-token", "LK-1");
+    res = result(&r, 0);
+    cr_assert_str_eq(diagnosis(&r), "issued");
+    cr_assert_str_eq(str_of(res, "supplier"), "acme");
+    cr_assert_eq(int_of(res, "order_id"), int_of(order, "id"));
+    cr_assert_null(json_object_get(res, "code"), "%s", r.body);
+    cr_assert_null(strstr(r.body, "LK-1"), "%s", r.body);
+    h_resp_free(&r);
+    r = lookup_code(d, "ops-token", "LK-2");
+    res = result(&r, 0);
+    cr_assert_str_eq(diagnosis(&r), "available");
+    cr_assert_str_eq(str_of(res, "state"), "available");
+    cr_assert_null(json_object_get(res, "code"));
+    cr_assert_null(json_object_get(res, "order_id"));
+    cr_assert_null(strstr(r.body, "LK-2"), "%s", r.body);
+    h_resp_free(&r);
+
+    h_resp_free(&o);
+    finish(d);
+}
+
+Test(lookup, by_order_lists_every_code_with_the_code_for_the_owner)
+{
+    h_daemon *d = &D;
+    start(d);
+    h_resp imp = h_import(d, "test.card", "code\nBO-1\nBO-2\nBO-3\n", 201);
+    h_resp_free(&imp);
+    h_resp o = place(d, "mall-token", "BO-O1", 2);
+    long long id = int_of(json_object_get(o.json, "order"), "id");
+    char by_id[64];
+    snprintf(by_id, sizeof by_id, "{\"order_id\":%lld}", id);
+
+    const char *bodies[] = {by_id, "{\"client_order_id\":\"BO-O1\"}"};
+    for (size_t b = 0; b < 2; b++) {
+        h_resp r = h_post_json(d, "/v1/codes/lookup", "mall-token", bodies[b]);
+        cr_assert_eq(r.status, 200, "%s", r.body);
+        cr_assert_eq(json_array_size(json_object_get(r.json, "results")), 2, "%s", r.body);
+        for (size_t i = 0; i < 2; i++) {
+            json_t *res = result(&r, i);
+            char want[16];
+            snprintf(want, sizeof want, "BO-%zu", i + 1);
+            cr_assert_str_eq(str_of(res, "code"), want, "%s", r.body);
+            cr_assert_str_eq(str_of(res, "diagnosis"), "issued");
+            cr_assert_eq(int_of(res, "order_id"), id);
+            cr_assert_str_eq(str_of(res, "client_order_id"), "BO-O1");
+            cr_assert_str_eq(str_of(res, "product_name"), "Test card");
+        }
+        h_resp_free(&r);
+    }
+
+    /* ops: every code's state, no code */
+    h_resp r = h_post_json(d, "/v1/codes/lookup", "ops-token", by_id);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_eq(json_array_size(json_object_get(r.json, "results")), 2, "%s", r.body);
+    for (size_t i = 0; i < 2; i++) {
+        cr_assert_null(json_object_get(result(&r, i), "code"), "%s", r.body);
+        cr_assert_str_eq(str_of(result(&r, i), "diagnosis"), "issued");
+    }
+    cr_assert_null(strstr(r.body, "BO-1"), "%s", r.body);
+    cr_assert_null(strstr(r.body, "BO-2"), "%s", r.body);
+    h_resp_free(&r);
+
+    /* anyone else: not_found, as for an order that does not exist */
+    h_resp never = h_post_json(d, "/v1/codes/lookup", "other-token", "{\"order_id\":424242}");
+    cr_assert_eq(never.status, 200, "%s", never.body);
+    cr_assert_str_eq(diagnosis(&never), "not_found");
+    const char *who[][2] = {
+        {"other-token", by_id},
+        {"support-token", by_id},
+        {"other-token", "{\"client_order_id\":\"BO-O1\"}"},
+        {"support-token", "{\"client_order_id\":\"BO-O1\"}"},
+    };
+    for (size_t i = 0; i < sizeof who / sizeof who[0]; i++) {
+        r = h_post_json(d, "/v1/codes/lookup", who[i][0], who[i][1]);
+        cr_assert_eq(r.status, 200, "%s", r.body);
+        cr_assert(json_equal(r.json, never.json), "%s %s: %s", who[i][0], who[i][1], r.body);
+        h_resp_free(&r);
+    }
+    h_resp_free(&never);
+    h_resp_free(&o);
+    finish(d);
+}
+
+struct diag_wait {
+    const h_daemon *d;
+    const char *code;
+    const char *want;
+};
+
+static int diagnosis_is(void *arg)
+{
+    struct diag_wait *w = arg;
+    char body[256];
+    snprintf(body, sizeof body, "{\"code\":\"%s\"}", w->code);
+    h_resp r = h_post_json(w->d, "/v1/codes/lookup", "mall-token", body);
+    const char *got = json_string_value(
+        json_object_get(json_array_get(json_object_get(r.json, "results"), 0), "diagnosis"));
+    int ok = r.status == 200 && got && strcmp(got, w->want) == 0;
+    h_resp_free(&r);
+    return ok;
+}
+
+Test(lookup, a_code_past_its_expiry_is_diagnosed_expired, .timeout = 60)
+{
+    h_daemon *d = &D;
+    start(d);
+    /* RFC 3339 UTC, a few seconds ahead: valid at import and order time */
+    char exp[32], csv[160];
+    time_t t = time(NULL) + 4;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(exp, sizeof exp, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    snprintf(csv, sizeof csv, "code,card_no,expires_at\nEXP-1,CARD-1,%s\nEXP-2,CARD-2,%s\n", exp,
+             exp);
+    h_resp imp = h_import(d, "test.card", csv, 201);
+    h_resp_free(&imp);
+    h_resp o = place(d, "mall-token", "EXP-O1", 1);
+    json_t *code = json_array_get(json_object_get(json_object_get(o.json, "order"), "codes"), 0);
+    cr_assert_str_eq(str_of(code, "code"), "EXP-1");
+    cr_assert_str_eq(str_of(code, "card_no"), "CARD-1");
+    cr_assert(strncmp(str_of(code, "expires_at"), exp, 19) == 0, "expires_at %s, imported %s",
+              str_of(code, "expires_at"), exp);
+
+    h_resp r = lookup_code(d, "mall-token", "EXP-1");
+    cr_assert_str_eq(diagnosis(&r), "issued", "not expired yet: %s", r.body);
+    cr_assert(strncmp(str_of(result(&r, 0), "expires_at"), exp, 19) == 0);
+    h_resp_free(&r);
+
+    struct diag_wait w = {d, "EXP-1", "expired"};
+    cr_assert_eq(h_wait_for(diagnosis_is, &w, 20000), 0, "EXP-1 never became expired");
+    r = lookup_code(d, "mall-token", "EXP-1");
+    json_t *res = result(&r, 0);
+    cr_assert(strstr(str_of(res, "advice"), "expired"), "%s", r.body);
+    cr_assert_str_eq(str_of(res, "client_order_id"), "EXP-O1");
+    h_resp_free(&r);
+
+    /* the expired code left in stock is never issued */
+    json_t *before = h_stats(d);
+    r = h_order(d, "mall-token", "EXP-O2", "test.card", 1);
+    cr_assert_eq(r.status, 409, "an expired code must not be issued: %s", r.body);
+    cr_assert_str_eq(str_of(r.json, "error"), "out_of_stock");
+    h_resp_free(&r);
+    json_t *after = h_stats(d);
+    cr_assert(json_equal(before, after), "a refused order changes nothing");
+    json_decref(before);
+    json_decref(after);
+    h_resp_free(&o);
+    finish(d);
+}
+
+static json_t *sku_stats(json_t *stats, const char *sku)
+{
+    size_t i;
+    json_t *s;
+    json_array_foreach(json_object_get(stats, "skus"), i, s)
+    {
+        if (strcmp(str_of(s, "sku"), sku) == 0)
+            return s;
+    }
+    cr_assert_fail("no stats for %s", sku);
+    return NULL;
+}
+
+Test(lookup, voided_batch_finds_affected_orders_and_leaves_stock)
+{
+    h_daemon *d = &D;
+    start(d);
+    h_resp imp = h_import(d, "test.card", "code\nVD-1\nVD-2\nVD-3\n", 201);
+    long long batch = batch_id(&imp);
+    h_resp_free(&imp);
+    imp = h_import(d, "test.card", "code\nKEEP-1\n", 201); /* another batch, untouched */
+    h_resp_free(&imp);
+    h_resp o = place(d, "mall-token", "VD-O1", 1);
+    long long order_id = int_of(json_object_get(o.json, "order"), "id");
+
+    char path[64];
+    snprintf(path, sizeof path, "/v1/batches/%lld/void", batch);
+    json_t *before = h_stats(d);
+    h_resp r = h_post_json(d, path, "mall-token", "{\"reason\":\"supplier voided\"}");
+    cr_assert_eq(r.status, 403, "voiding needs ops: %s", r.body);
+    h_resp_free(&r);
+    json_t *after = h_stats(d);
+    cr_assert(json_equal(before, after));
+    json_decref(before);
+    json_decref(after);
+
+    r = h_post_json(d, path, "ops-token", "{\"reason\":\"supplier voided\"}");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_t *b = json_object_get(r.json, "batch");
+    cr_assert_eq(int_of(b, "id"), batch);
+    cr_assert_str_eq(str_of(b, "state"), "voided");
+    cr_assert_eq(int_of(r.json, "voided_codes"), 3);
+    json_t *aff = json_object_get(r.json, "affected_orders");
+    cr_assert_eq(json_array_size(aff), 1, "%s", r.body);
+    cr_assert_eq(int_of(json_array_get(aff, 0), "id"), order_id);
+    cr_assert_str_eq(str_of(json_array_get(aff, 0), "client"), "mall");
+    cr_assert_str_eq(str_of(json_array_get(aff, 0), "client_order_id"), "VD-O1");
+    cr_assert_null(strstr(r.body, "VD-1"), "no code in the answer: %s", r.body);
+    h_resp_free(&r);
+
+    r = lookup_code(d, "mall-token", "VD-1");
+    json_t *res = result(&r, 0);
+    cr_assert_str_eq(diagnosis(&r), "voided_upstream", "%s", r.body);
+    cr_assert_str_eq(str_of(res, "state"), "voided");
+    cr_assert_gt(strlen(str_of(res, "voided_at")), 10);
+    cr_assert_eq(int_of(res, "order_id"), order_id);
+    cr_assert(strstr(str_of(res, "advice"), "replacement"), "%s", r.body);
+    h_resp_free(&r);
+
+    /* the batch's two available codes left stock; the other batch's stayed */
+    json_t *st = h_stats(d);
+    json_t *s = sku_stats(st, "test.card");
+    cr_assert_eq(int_of(s, "available"), 1, "%s", json_dumps(st, 0));
+    cr_assert_eq(int_of(s, "voided"), 3);
+    cr_assert_eq(int_of(s, "issued"), 0);
+    json_decref(st);
+    snprintf(path, sizeof path, "/v1/batches/%lld", batch);
+    r = h_get(d, path, "ops-token");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_t *counts = json_object_get(json_object_get(r.json, "batch"), "codes");
+    cr_assert_eq(int_of(counts, "voided"), 3);
+    cr_assert_eq(int_of(counts, "available"), 0);
+    h_resp_free(&r);
+    r = h_order(d, "mall-token", "VD-O2", "test.card", 1);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    cr_assert_str_eq(
+        str_of(json_array_get(json_object_get(json_object_get(r.json, "order"), "codes"), 0),
+               "code"),
+        "KEEP-1", "a voided code is never issued");
+    h_resp_free(&r);
+
+    /* voiding twice is refused and changes nothing */
+    snprintf(path, sizeof path, "/v1/batches/%lld/void", batch);
+    before = h_stats(d);
+    r = h_post_json(d, path, "ops-token", "{\"reason\":\"again\"}");
+    cr_assert_eq(r.status, 409, "%s", r.body);
+    cr_assert(strstr(str_of(r.json, "message"), "already voided"), "%s", r.body);
+    h_resp_free(&r);
+    r = h_post_json(d, "/v1/batches/999/void", "ops-token", "{\"reason\":\"x\"}");
+    cr_assert_eq(r.status, 404, "%s", r.body);
+    cr_assert_str_eq(str_of(r.json, "error"), "not_found");
+    h_resp_free(&r);
+    after = h_stats(d);
+    cr_assert(json_equal(before, after));
+    json_decref(before);
+    json_decref(after);
+
+    /* the feed tells the mall which order to make good, without the code */
+    r = h_get(d, "/v1/events?limit=1000", "ops-token");
+    cr_assert_eq(r.status, 200);
+    cr_assert(strstr(r.body, "\"type\":\"order.codes_voided\""), "%s", r.body);
+    cr_assert(strstr(r.body, "\"type\":\"batch.voided\""), "%s", r.body);
+    cr_assert_null(strstr(r.body, "VD-1"), "%s", r.body);
+    cr_assert_null(strstr(r.body, "VD-2"), "%s", r.body);
+    cr_assert_null(strstr(r.body, "VD-3"), "%s", r.body);
+    h_resp_free(&r);
+    h_resp_free(&o);
+    finish(d);
+}
+
+Test(lookup, malformed_lookups_are_refused)
+{
+    h_daemon *d = &D;
+    start(d);
+    const char *bad[] = {
+        "{}",
+        "{\"code\":\"A\",\"order_id\":1}",
+        "{\"code\":5}",
+        "{\"code\":\"\"}",
+        "{\"order_id\":\"7\"}",
+        "{\"order_id\":0}",
+        "{\"client_order_id\":\"has space\"}",
+        "{\"sku\":\"test.card\"}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        h_resp r = h_post_json(d, "/v1/codes/lookup", "mall-token", bad[i]);
+        cr_assert_eq(r.status, 400, "%s: %ld %s", bad[i], r.status, r.body);
+        cr_assert_str_eq(str_of(r.json, "error"), "invalid_request");
+        h_resp_free(&r);
+    }
+    h_resp r = h_post_json(d, "/v1/codes/lookup", NULL, "{\"code\":\"X\"}");
+    cr_assert_eq(r.status, 401, "%s", r.body);
+    h_resp_free(&r);
+    finish(d);
+}

@@ -1,0 +1,469 @@
+/*
+ * perkctl against a real perkhubd: the ops flow (import, order, lookup with the
+ * code on stdin, events, status), --help for every command, and the exit
+ * statuses scripts rely on: 0 done, 1 refused, 2 usage error, 3 unreachable.
+ */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static h_daemon D;
+
+static void teardown(void)
+{
+    if (D.pid > 0) {
+        h_stop(&D, SIGKILL);
+        fprintf(stderr, "perkhubd's directory kept: %s\n", D.dir);
+    }
+}
+
+TestSuite(perkctl, .fini = teardown);
+
+static void start(void)
+{
+    h_setup(&D, NULL);
+    cr_assert_eq(h_start(&D), 0);
+}
+
+static void finish(void)
+{
+    cr_assert_eq(h_stop(&D, SIGTERM), 0);
+    h_cleanup(&D);
+}
+
+/* Runs perkctl with PERKHUB_URL=url (NULL: this daemon) and PERKHUB_TOKEN=token
+ * (NULL: none), stdin from in (may be NULL), arguments up to NULL. */
+static int pk_url(const char *url, const char *token, const char *in, char **out, char **err, ...)
+{
+    const char *argv[32] = {h_bin("PH_PERKCTL")};
+    size_t n = 1;
+    va_list ap;
+    va_start(ap, err);
+    for (const char *a; (a = va_arg(ap, const char *));) {
+        cr_assert_lt(n, 31);
+        argv[n++] = a;
+    }
+    va_end(ap);
+    argv[n] = NULL;
+    char env_url[128], env_token[128];
+    if (url)
+        snprintf(env_url, sizeof env_url, "PERKHUB_URL=%s", url);
+    else
+        snprintf(env_url, sizeof env_url, "PERKHUB_URL=http://127.0.0.1:%u", D.port);
+    snprintf(env_token, sizeof env_token, "PERKHUB_TOKEN=%s", token ? token : "");
+    const char *env[] = {env_url, env_token, NULL};
+    return h_run(argv, env, in, in ? strlen(in) : 0, out, err);
+}
+
+#define PK(token, in, out, err, ...) pk_url(NULL, token, in, out, err, __VA_ARGS__, NULL)
+
+static void has(const char *text, const char *needle)
+{
+    cr_assert(strstr(text, needle), "'%s' not in:\n%s", needle, text);
+}
+
+/* Asserts text has the line "label:" padded as perkctl pads it, then value. */
+static void has_kv(const char *text, const char *label, const char *value)
+{
+    char line[512];
+    size_t n = strlen(label);
+    snprintf(line, sizeof line, "\n%s:%*s%s\n", label, (int)(n < 14 ? 14 - n : 1), "", value);
+    cr_assert(strncmp(text, line + 1, strlen(line + 1)) == 0 || strstr(text, line),
+              "line '%.*s' not in:\n%s", (int)strlen(line) - 2, line + 1, text);
+}
+
+static void lacks(const char *text, const char *needle)
+{
+    cr_assert_null(strstr(text, needle), "'%s' should not be in:\n%s", needle, text);
+}
+
+static char *write_file(const char *name, const char *text)
+{
+    static char path[400];
+    snprintf(path, sizeof path, "%s/%s", D.dir, name);
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+Test(perkctl, ops_flow_import_order_lookup_events_status)
+{
+    start();
+    char *out, *err;
+    const char *file = write_file("codes.csv", "code\nPKC-1\nPKC-2\nPKC-3\n");
+    int rc = PK("ops-token", NULL, &out, &err, "import", file, "--supplier", "acme", "--sku",
+                "test.card", "--cost", "19.80", "--note", "invoice 7");
+    cr_assert_eq(rc, 0, "import: exit %d\n%s%s", rc, out, err);
+    cr_assert_str_eq(out, "imported batch 1: 3 codes of test.card from acme\n");
+    cr_assert_str_eq(err, "");
+    free(out), free(err);
+    h_resp r = h_get(&D, "/v1/batches/1", "ops-token");
+    cr_assert_eq(r.status, 200);
+    json_t *b = json_object_get(r.json, "batch");
+    cr_assert_str_eq(json_string_value(json_object_get(b, "note")), "invoice 7");
+    cr_assert_str_eq(json_string_value(json_object_get(b, "unit_cost")), "19.80");
+    h_resp_free(&r);
+
+    rc = PK("mall-token", NULL, &out, &err, "order", "--sku", "test.card", "--id", "PK-1", "--qty",
+            "2");
+    cr_assert_eq(rc, 0, "order: exit %d\n%s%s", rc, out, err);
+    has_kv(out, "client order", "PK-1");
+    has_kv(out, "state", "succeeded");
+    has_kv(out, "product", "test.card (Test card)");
+    has_kv(out, "quantity", "2");
+    has(out, "\ncodes:\nPKC-1\nPKC-2\n");
+    lacks(err, "PKC-");
+    free(out), free(err);
+
+    /* the same command again: the same order, said to be a replay */
+    rc = PK("mall-token", NULL, &out, &err, "order", "--sku", "test.card", "--id", "PK-1", "--qty",
+            "2");
+    cr_assert_eq(rc, 0, "%s%s", out, err);
+    has_kv(out, "state", "succeeded (replayed: the order already existed)");
+    has(out, "\ncodes:\nPKC-1\nPKC-2\n");
+    free(out), free(err);
+
+    /* --json: exactly the server's answer */
+    rc = pk_url(NULL, "mall-token", NULL, &out, &err, "--json", "order", "--sku", "test.card",
+                "--id", "PK-2", NULL);
+    cr_assert_eq(rc, 0, "%s%s", out, err);
+    json_t *j = json_loads(out, 0, NULL);
+    cr_assert(j, "--json prints JSON: %s", out);
+    json_t *code = json_array_get(json_object_get(json_object_get(j, "order"), "codes"), 0);
+    cr_assert_str_eq(json_string_value(json_object_get(code, "code")), "PKC-3");
+    json_decref(j);
+    free(out), free(err);
+
+    /* the code comes on stdin, never in argv */
+    rc = PK("mall-token", "  PKC-1  \n", &out, &err, "lookup", "--code-stdin");
+    cr_assert_eq(rc, 0, "lookup: exit %d\n%s%s", rc, out, err);
+    has_kv(out, "diagnosis", "issued");
+    has_kv(out, "state", "issued");
+    has_kv(out, "product", "test.card (Test card)");
+    has_kv(out, "batch", "1");
+    has(out, "(client order PK-1)\n");
+    has(out, "\nissued at:");
+    has(out, "\nadvice:");
+    has(out, "\nredemption guide:\n  Open the app and enter the code.\n");
+    cr_assert_str_eq(err, "");
+    free(out), free(err);
+    rc = PK("other-token", "PKC-1\n", &out, &err, "lookup", "--code-stdin");
+    cr_assert_eq(rc, 0, "not_found is an answer, not a refusal: %s%s", out, err);
+    has(out, "diagnosis:     not_found\n");
+    lacks(out, "PK-1");
+    free(out), free(err);
+    rc = PK("mall-token", "", &out, &err, "lookup", "--code-stdin");
+    cr_assert_eq(rc, 2, "no code on stdin: %s%s", out, err);
+    has(err, "--code-stdin");
+    free(out), free(err);
+    rc = PK("mall-token", NULL, &out, &err, "lookup", "--client-order-id", "PK-1");
+    cr_assert_eq(rc, 0, "%s%s", out, err);
+    has(out, "-- 1 of 2\n");
+    has_kv(out, "code", "PKC-1");
+    has_kv(out, "code", "PKC-2");
+    free(out), free(err);
+
+    rc = PK("ops-token", NULL, &out, &err, "events");
+    cr_assert_eq(rc, 0, "events: exit %d\n%s%s", rc, out, err);
+    has(out,
+        "  batch.imported  batch_id=1 supplier=acme sku=test.card count=3 unit_cost_fen=1980\n");
+    has(out, "  order.succeeded  order_id=1 client=mall client_order_id=PK-1 sku=test.card "
+             "quantity=2 cost_fen=3960\n");
+    lacks(out, "PKC-");
+    free(out), free(err);
+    char after[32];
+    snprintf(after, sizeof after, "%lld", h_last_event(&D) - 1);
+    rc = PK("ops-token", NULL, &out, &err, "events", "--after", after, "--limit", "5");
+    cr_assert_eq(rc, 0, "%s%s", out, err);
+    has(out, "  order.succeeded  order_id=2 ");
+    char *nl = strchr(out, '\n');
+    cr_assert(nl && nl[1] == 0, "exactly one event after %s:\n%s", after, out);
+    free(out), free(err);
+
+    rc = PK("ops-token", NULL, &out, &err, "status");
+    cr_assert_eq(rc, 0, "status: exit %d\n%s%s", rc, out, err);
+    has(out, "health:        ok\n");
+    has_kv(out, "ready", "ready");
+    has_kv(out, "orders", "2");
+    has_kv(out, "suppliers", "1 (1 ready)");
+    has(out, "\nSKU        IMPORTED  AVAILABLE  ISSUED  VOIDED  EXPIRED\n"
+             "test.card  3         0          3       0       0\n");
+    has(out, "\nacme  example");
+    free(out), free(err);
+    rc = PK(NULL, NULL, &out, &err, "status");
+    cr_assert_eq(rc, 0, "status without a token: %s%s", out, err);
+    has(out, "skipped: no token");
+    free(out), free(err);
+    finish();
+}
+
+static const char *commands[] = {"import", "void",   "order",  "orders",    "order-get",
+                                 "lookup", "events", "status", "suppliers", "products"};
+
+Test(perkctl, help_for_every_command)
+{
+    /* --help needs no server: point at one that does not exist */
+    char *out, *err;
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        char want[64];
+        snprintf(want, sizeof want, "usage: perkctl %s", commands[i]);
+        int rc = pk_url("http://127.0.0.1:1", NULL, NULL, &out, &err, commands[i], "--help", NULL);
+        cr_assert_eq(rc, 0, "%s --help: exit %d\n%s", commands[i], rc, err);
+        cr_assert(strncmp(out, want, strlen(want)) == 0, "%s --help:\n%s", commands[i], out);
+        cr_assert_str_eq(err, "");
+        char *first = strdup(out);
+        free(out), free(err);
+        rc = pk_url("http://127.0.0.1:1", NULL, NULL, &out, &err, "help", commands[i], NULL);
+        cr_assert_eq(rc, 0);
+        cr_assert_str_eq(out, first, "'help %s' and '%s --help' agree", commands[i], commands[i]);
+        free(first);
+        free(out), free(err);
+    }
+    int rc = pk_url("http://127.0.0.1:1", NULL, NULL, &out, &err, "--help", NULL);
+    cr_assert_eq(rc, 0);
+    has(out, "usage: perkctl");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        char line[32];
+        snprintf(line, sizeof line, "\n  %s ", commands[i]);
+        has(out, line);
+    }
+    free(out), free(err);
+}
+
+/* Log lines of requests to path, e.g. "path=/v1/orders ". */
+static long requests_to(const char *path)
+{
+    char needle[96];
+    snprintf(needle, sizeof needle, "msg=http.request method=%s", path);
+    return h_file_count(D.log, needle);
+}
+
+Test(perkctl, usage_errors_exit_2_and_send_nothing)
+{
+    start();
+    struct {
+        const char *args[12];
+        const char *says;
+    } cases[] = {
+        {{NULL}, "usage: perkctl"},
+        {{"frobnicate"}, "unknown command 'frobnicate'"},
+        {{"help", "frobnicate"}, "unknown command"},
+        {{"order", "--sku", "test.card"}, "--id is required"},
+        {{"order", "--id", "U-1"}, "--sku is required"},
+        {{"order", "--sku", "test.card", "--id", "U-1", "--qty", "zero"}, "--qty"},
+        {{"order", "--sku", "test.card", "--id", "U-1", "--qty", "0"}, "--qty"},
+        {{"order", "--sku", "test.card", "--id", "U-1", "extra"}, "unexpected argument 'extra'"},
+        {{"order", "--sku", "test.card", "--id", "U-1", "--json"}, "global option"},
+        {{"import", "--supplier", "acme", "--sku", "test.card", "--cost", "1"}, "FILE"},
+        {{"import", "/nonexistent/codes.csv", "--supplier", "acme", "--sku", "test.card", "--cost",
+          "1"},
+         "cannot open"},
+        {{"import", "f.csv", "--supplier", "acme", "--sku", "test.card", "--cost", "19.999"},
+         "--cost"},
+        {{"import", "f.csv", "--sku", "test.card", "--cost", "1"}, "--supplier is required"},
+        {{"lookup"}, "exactly one of"},
+        {{"lookup", "--order", "1", "--code-stdin"}, "exactly one of"},
+        {{"lookup", "SECRET-POSITIONAL-CODE"}, "unexpected argument"},
+        {{"lookup", "--order", "x"}, "--order"},
+        {{"events", "--limit", "0"}, "--limit"},
+        {{"events", "--after"}, "--after needs a value"},
+        {{"orders", "--bogus"}, "unknown option --bogus"},
+        {{"void", "1"}, "--reason is required"},
+        {{"void", "abc", "--reason", "x"}, "BATCH_ID"},
+        {{"order-get"}, "either an order ID or --client-order-id"},
+        {{"status", "now"}, "unexpected argument"},
+        {{"--timeout", "soon", "status"}, "--timeout"},
+        {{"--url", "ftp://example", "status"}, "--url"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *argv[16] = {h_bin("PH_PERKCTL")};
+        size_t n = 1;
+        for (size_t k = 0; cases[i].args[k]; k++)
+            argv[n++] = cases[i].args[k];
+        argv[n] = NULL;
+        char env_url[128];
+        snprintf(env_url, sizeof env_url, "PERKHUB_URL=http://127.0.0.1:%u", D.port);
+        const char *env[] = {env_url, "PERKHUB_TOKEN=ops-token", NULL};
+        char *out, *err;
+        int rc = h_run(argv, env, NULL, 0, &out, &err);
+        cr_assert_eq(rc, 2, "case %zu (%s): exit %d\n%s%s", i, cases[i].says, rc, out, err);
+        has(err, cases[i].says);
+        cr_assert(strncmp(err, "perkctl", 7) == 0 || strncmp(err, "usage:", 6) == 0,
+                  "case %zu: diagnostics start with perkctl:\n%s", i, err);
+        lacks(err, "ops-token");
+        lacks(err, "SECRET-POSITIONAL-CODE");
+        free(out), free(err);
+    }
+    /* none of them reached the server: a real request shows up in the log */
+    char *out, *err;
+    int rc = PK("ops-token", NULL, &out, &err, "orders");
+    cr_assert_eq(rc, 0, "%s%s", out, err);
+    free(out), free(err);
+    cr_assert_eq(h_log_wait(&D, "msg=http.request method=GET path=/v1/orders ", 1, 5000), 0);
+    cr_assert_eq(requests_to("POST"), 0, "a usage error sent a POST");
+    cr_assert_eq(requests_to("GET path=/v1/events"), 0);
+    cr_assert_eq(requests_to("GET path=/v1/stats"), 0);
+    finish();
+}
+
+Test(perkctl, server_refusals_exit_1_with_the_error_code)
+{
+    start();
+    char *out, *err;
+    h_resp r = h_import(&D, "test.card", "code\nREF-1\n", 201);
+    h_resp_free(&r);
+    struct {
+        const char *token;
+        const char *args[12];
+        const char *code;
+    } cases[] = {
+        {"mall-token", {"order", "--sku", "no.such", "--id", "R-1"}, "unknown_sku"},
+        {"mall-token",
+         {"order", "--sku", "test.card", "--id", "R-2", "--qty", "5"},
+         "out_of_stock"},
+        {"ops-token", {"order", "--sku", "test.card", "--id", "R-3"}, "forbidden"},
+        {"mall-token", {"events"}, "forbidden"},
+        {"wrong-token", {"orders"}, "unauthorized"},
+        {NULL, {"suppliers"}, "unauthorized"},
+        {"ops-token", {"void", "99", "--reason", "x"}, "not_found"},
+        {"mall-token", {"order-get", "12345"}, "not_found"},
+        {"ops-token",
+         {"import", "-", "--supplier", "nobody", "--sku", "test.card", "--cost", "1"},
+         "invalid_request"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *argv[16] = {h_bin("PH_PERKCTL")};
+        size_t n = 1;
+        for (size_t k = 0; cases[i].args[k]; k++)
+            argv[n++] = cases[i].args[k];
+        argv[n] = NULL;
+        char env_url[128], env_token[128];
+        snprintf(env_url, sizeof env_url, "PERKHUB_URL=http://127.0.0.1:%u", D.port);
+        snprintf(env_token, sizeof env_token, "PERKHUB_TOKEN=%s",
+                 cases[i].token ? cases[i].token : "");
+        const char *env[] = {env_url, env_token, NULL};
+        const char *in = "code\nREF-9\n";
+        int rc = h_run(argv, env, in, strlen(in), &out, &err);
+        cr_assert_eq(rc, 1, "case %zu (%s): exit %d\n%s%s", i, cases[i].code, rc, out, err);
+        char want[64];
+        snprintf(want, sizeof want, "perkctl: %s: ", cases[i].code);
+        cr_assert(strncmp(err, want, strlen(want)) == 0, "case %zu: stderr:\n%s", i, err);
+        has(err, " (request ");
+        if (cases[i].token)
+            lacks(err, cases[i].token);
+        free(out), free(err);
+    }
+
+    /* a replay with other arguments is a conflict */
+    int rc = PK("mall-token", NULL, &out, &err, "order", "--sku", "test.card", "--id", "R-9");
+    cr_assert_eq(rc, 0, "%s%s", out, err);
+    free(out), free(err);
+    rc = PK("mall-token", NULL, &out, &err, "order", "--sku", "test.card2", "--id", "R-9");
+    cr_assert_eq(rc, 1, "%s%s", out, err);
+    has(err, "perkctl: conflict: ");
+    free(out), free(err);
+
+    /* a bad CSV: every bad line on stderr, never a code */
+    const char *file = write_file("bad.csv", "code,card_no\nREF-2\n,NOCODE-CARD\nREF-2\nREF-1\n");
+    json_t *before = h_stats(&D);
+    rc = PK("ops-token", NULL, &out, &err, "import", file, "--supplier", "acme", "--sku",
+            "test.card", "--cost", "19.80");
+    cr_assert_eq(rc, 1, "%s%s", out, err);
+    const char *head = "perkctl: invalid_csv: 3 bad lines, nothing imported (request ";
+    cr_assert(strncmp(err, head, strlen(head)) == 0, "%s", err);
+    has(err, "\nline 3: code: empty\nline 4: duplicate of line 2\nline 5: code already "
+             "imported\n3 bad lines in total\n");
+    lacks(err, "REF-");
+    lacks(err, "NOCODE");
+    cr_assert_str_eq(out, "");
+    free(out), free(err);
+    json_t *after = h_stats(&D);
+    cr_assert(json_equal(before, after), "a refused import changed the store");
+    json_decref(before);
+    json_decref(after);
+    finish();
+}
+
+Test(perkctl, oversize_import_from_stdin_is_refused)
+{
+    h_setup(&D, "limits:\n  max_body_mb: 1\n");
+    cr_assert_eq(h_start(&D), 0);
+    /* stdin goes chunked, without a length: the server must count as it reads */
+    size_t cap = (2u << 20) + 64, off = 0;
+    char *csv = malloc(cap);
+    cr_assert(csv);
+    off += (size_t)snprintf(csv, cap, "code\n");
+    for (int i = 0; off < (2u << 20); i++)
+        off += (size_t)snprintf(csv + off, cap - off, "OVER-%010d\n", i);
+    json_t *before = h_stats(&D);
+    const char *argv[] = {h_bin("PH_PERKCTL"), "import", "-", "--supplier", "acme", "--sku",
+                          "test.card",         "--cost", "1", NULL};
+    char env_url[128];
+    snprintf(env_url, sizeof env_url, "PERKHUB_URL=http://127.0.0.1:%u", D.port);
+    const char *env[] = {env_url, "PERKHUB_TOKEN=ops-token", NULL};
+    char *out, *err;
+    int rc = h_run(argv, env, csv, off, &out, &err);
+    free(csv);
+    cr_assert_eq(rc, 1, "exit %d\n%s%s", rc, out, err);
+    cr_assert(strncmp(err, "perkctl: payload_too_large: ", 28) == 0, "%s", err);
+    lacks(err, "OVER-");
+    free(out), free(err);
+    json_t *after = h_stats(&D);
+    cr_assert(json_equal(before, after), "an oversize import changed the store");
+    json_decref(before);
+    json_decref(after);
+    finish();
+}
+
+static unsigned free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    cr_assert(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+    cr_assert(getsockname(fd, (struct sockaddr *)&sa, &len) == 0);
+    close(fd); /* nobody listens there now */
+    return ntohs(sa.sin_port);
+}
+
+Test(perkctl, unreachable_server_exits_3)
+{
+    char url[64], *out, *err;
+    snprintf(url, sizeof url, "http://127.0.0.1:%u", free_port());
+    int rc = pk_url(url, "mall-token", NULL, &out, &err, "order", "--sku", "test.card", "--id",
+                    "UR-1", NULL);
+    cr_assert_eq(rc, 3, "exit %d\n%s%s", rc, out, err);
+    char want[96];
+    snprintf(want, sizeof want, "perkctl: cannot reach %s: ", url);
+    cr_assert(strncmp(err, want, strlen(want)) == 0, "%s", err);
+    has(err, "run the same command again, with the same --id");
+    lacks(err, "mall-token");
+    free(out), free(err);
+
+    const char *cmds[][2] = {{"status", NULL}, {"events", NULL}, {"lookup", "--code-stdin"}};
+    for (size_t i = 0; i < 3; i++) {
+        rc = pk_url(url, "ops-token", "SOME-CODE\n", &out, &err, cmds[i][0], cmds[i][1], NULL);
+        cr_assert_eq(rc, 3, "%s: exit %d\n%s%s", cmds[i][0], rc, out, err);
+        has(err, "cannot reach");
+        lacks(err, "SOME-CODE");
+        free(out), free(err);
+    }
+    /* a user:password in the URL is never shown */
+    char secret_url[96];
+    snprintf(secret_url, sizeof secret_url, "http://admin:hunter2@%s", url + 7);
+    rc = pk_url(secret_url, NULL, NULL, &out, &err, "status", NULL);
+    cr_assert_eq(rc, 3, "%s", err);
+    lacks(err, "hunter2");
+    free(out), free(err);
+}

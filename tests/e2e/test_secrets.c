@@ -1,0 +1,489 @@
+/*
+ * Rule 3: codes are secrets and recharge accounts are personal data.
+ *
+ * Plants distinctive card codes, card numbers and a phone number, runs every
+ * flow that touches them — import, orders, replays, lookups by owner and
+ * non-owner, bad input of every kind, the events feed, stats, ops views, a
+ * batch void — and then searches everything the daemon produced other than the
+ * owner's own order responses: every response body and header, the log, and
+ * every file under its directory, the raw LMDB data and lock files included.
+ * Any plaintext hit (or a hex or base64 rendering of one) fails the test.
+ */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "harness.h"
+
+/* A daemon a failed assertion left running is killed after the test (its
+ * directory stays, for a look at the log and data). */
+static h_daemon *live;
+
+static void kill_leftover(void)
+{
+    if (live && live->pid > 0) {
+        fprintf(stderr, "killing perkhubd %d left by a failure; its files stay in %s\n",
+                (int)live->pid, live->dir);
+        h_stop(live, SIGKILL);
+    }
+    live = NULL;
+}
+
+/* What must never show up outside the owner's order responses. */
+static const char *const planted_codes[] = {"PLANT-SECRET-7Q2W9", "PLANT-SECRET-8K3X1",
+                                            "PLANT-SECRET-5M6N4", "PLANT-SECRET-2B8V7"};
+static const char *const planted_cards[] = {"PLANTCARD-0001", "PLANTCARD-0002"};
+#define PHONE "13812345678"
+
+#define MAX_NEEDLES 64
+static char needles[MAX_NEEDLES][128];
+static int nneedles;
+
+static void add_needle(const char *s)
+{
+    cr_assert(nneedles < MAX_NEEDLES);
+    snprintf(needles[nneedles++], sizeof needles[0], "%s", s);
+}
+
+static void add_hex(const char *s, int upper)
+{
+    char out[128];
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n && 2 * i + 2 < sizeof out; i++)
+        snprintf(out + 2 * i, 3, upper ? "%02X" : "%02x", (unsigned char)s[i]);
+    add_needle(out);
+}
+
+static void add_base64(const char *s)
+{
+    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char out[128];
+    size_t n = strlen(s), o = 0;
+    for (size_t i = 0; i + 2 < n; i += 3) { /* whole groups only: no padding to match */
+        unsigned v =
+            (unsigned char)s[i] << 16 | (unsigned char)s[i + 1] << 8 | (unsigned char)s[i + 2];
+        out[o++] = tbl[v >> 18 & 63];
+        out[o++] = tbl[v >> 12 & 63];
+        out[o++] = tbl[v >> 6 & 63];
+        out[o++] = tbl[v & 63];
+    }
+    out[o] = 0;
+    add_needle(out);
+}
+
+static void setup_needles(void)
+{
+    nneedles = 0;
+    /* every planted code starts with this; CSV-only plants too */
+    add_needle("PLANT-SECRET");
+    add_needle("PLANTCARD");
+    add_needle(PHONE);
+    add_hex("PLANT-SECRET", 0);
+    add_hex("PLANT-SECRET", 1);
+    add_hex(PHONE, 0);
+    for (size_t i = 0; i < sizeof planted_codes / sizeof *planted_codes; i++)
+        add_base64(planted_codes[i]);
+    add_base64(PHONE "0"); /* 12 bytes: 4 whole groups */
+}
+
+/* Every output that must be clean, kept until the end and searched then (and
+ * as it arrives, so a failure names the request). */
+typedef struct seen {
+    char label[160];
+    char *text; /* headers + body */
+    size_t len;
+} seen;
+
+static seen *outputs;
+static size_t noutputs, outcap;
+
+static const char *hit_in(const char *text, size_t len)
+{
+    for (int i = 0; i < nneedles; i++)
+        if (h_mem_count(text, len, needles[i]))
+            return needles[i];
+    return NULL;
+}
+
+static void keep(const char *label, const h_resp *r)
+{
+    if (noutputs == outcap) {
+        outcap = outcap ? outcap * 2 : 64;
+        outputs = realloc(outputs, outcap * sizeof *outputs);
+        cr_assert(outputs);
+    }
+    seen *s = &outputs[noutputs++];
+    snprintf(s->label, sizeof s->label, "%s", label);
+    size_t hl = strlen(r->headers);
+    s->len = hl + r->len;
+    s->text = malloc(s->len + 1);
+    cr_assert(s->text);
+    memcpy(s->text, r->headers, hl);
+    memcpy(s->text + hl, r->body, r->len);
+    s->text[s->len] = 0;
+    const char *hit = hit_in(s->text, s->len);
+    cr_assert_null(hit, "%s: the response carries '%s':\n%s", label, hit, s->text);
+}
+
+/* A request whose whole response must be clean; returns it (caller frees). */
+static h_resp req(const h_daemon *d, const char *method, const char *path, const char *token,
+                  const char *ct, const char *body, long want_status)
+{
+    h_resp r;
+    cr_assert_eq(h_http(d, method, path, token, ct, body, body ? strlen(body) : 0, &r), 0,
+                 "%s %s: no response", method, path);
+    char label[160];
+    snprintf(label, sizeof label, "%s %s (%s) %.60s", method, path, token ? token : "no token",
+             body ? body : "");
+    if (want_status)
+        cr_assert_eq(r.status, want_status, "%s: status %ld: %s", label, r.status, r.body);
+    keep(label, &r);
+    return r;
+}
+
+static void req_free(const h_daemon *d, const char *method, const char *path, const char *token,
+                     const char *ct, const char *body, long want_status)
+{
+    h_resp r = req(d, method, path, token, ct, body, want_status);
+    h_resp_free(&r);
+}
+
+static const char *diagnosis(const h_resp *r)
+{
+    const char *s = json_string_value(
+        json_object_get(json_array_get(json_object_get(r->json, "results"), 0), "diagnosis"));
+    return s ? s : "";
+}
+
+/* Every file under dir (recursively), searched for every needle. */
+static void search_tree(const char *dir, int *files)
+{
+    DIR *dp = opendir(dir);
+    cr_assert(dp, "cannot open %s", dir);
+    struct dirent *e;
+    while ((e = readdir(dp))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        char path[600];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        struct stat st;
+        cr_assert_eq(lstat(path, &st), 0);
+        if (S_ISDIR(st.st_mode)) {
+            search_tree(path, files);
+            continue;
+        }
+        if (!S_ISREG(st.st_mode))
+            continue;
+        for (int i = 0; i < nneedles; i++) {
+            long n = h_file_count(path, needles[i]);
+            cr_assert_eq(n, 0, "%s holds '%s' %ld times", path, needles[i], n);
+        }
+        (*files)++;
+    }
+    closedir(dp);
+}
+
+Test(secrets, codes_and_accounts_never_leak, .fini = kill_leftover)
+{
+    setup_needles();
+    noutputs = 0;
+    static h_daemon d;
+    h_setup(&d, NULL);
+    live = &d;
+    /* debug logging: the most the daemon ever writes */
+    char *text = h_config_text(&d, NULL);
+    char *dbg = h_replace(text, "level: info", "level: debug");
+    h_write_config_text(&d, dbg);
+    free(text);
+    free(dbg);
+    cr_assert_eq(h_start(&d), 0);
+
+    /* ---- import: the planted batch first, so orders draw from it ---- */
+    char csv[1024];
+    snprintf(csv, sizeof csv, "code,card_no,expires_at\n%s,%s,2099-12-31\n%s,%s,\n%s,,\n%s,,\n",
+             planted_codes[0], planted_cards[0], planted_codes[1], planted_cards[1],
+             planted_codes[2], planted_codes[3]);
+    h_resp r = req(&d, "POST", "/v1/batches?supplier=acme&sku=test.card&unit_cost=19.80&note=p",
+                   "ops-token", "text/csv", csv, 201);
+    json_int_t batch = json_integer_value(json_object_get(json_object_get(r.json, "batch"), "id"));
+    h_resp_free(&r);
+    char *fill = h_codes_csv("FILL", 20);
+    req_free(&d, "POST", "/v1/batches?supplier=acme&sku=test.card&unit_cost=19.80&note=f",
+             "ops-token", "text/csv", fill, 201);
+    free(fill);
+
+    /* ---- orders: the owner's responses are the one place codes appear ---- */
+    r = h_order(&d, "mall-token", "SEC-1", "test.card", 2);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    cr_assert(h_mem_count(r.body, r.len, planted_codes[0]) == 1 &&
+                  h_mem_count(r.body, r.len, planted_codes[1]) == 1 &&
+                  h_mem_count(r.body, r.len, planted_cards[0]) == 1,
+              "the owner did not get the planted codes (test would prove nothing): %s", r.body);
+    json_int_t order1 = json_integer_value(json_object_get(json_object_get(r.json, "order"), "id"));
+    h_resp_free(&r);
+    r = h_order(&d, "mall-token", "SEC-1", "test.card", 2); /* replay, owner */
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_eq(h_mem_count(r.body, r.len, planted_codes[0]), 1);
+    h_resp_free(&r);
+    r = h_order(&d, "other-token", "SEC-2", "test.card", 1); /* othermall gets the third */
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    cr_assert_eq(h_mem_count(r.body, r.len, planted_codes[2]), 1, "%s", r.body);
+    json_int_t order2 = json_integer_value(json_object_get(json_object_get(r.json, "order"), "id"));
+    h_resp_free(&r);
+    /* a conflicting replay is an error response: clean */
+    req_free(&d, "POST", "/v1/orders", "mall-token", NULL,
+             "{\"client_order_id\":\"SEC-1\",\"sku\":\"test.card\",\"quantity\":3}", 409);
+    r = h_get(&d, "/v1/orders?client_order_id=SEC-1", "mall-token"); /* owner */
+    cr_assert_eq(r.status, 200);
+    h_resp_free(&r);
+
+    /* ---- lookups by code ---- */
+    char body[512], path[128];
+    snprintf(body, sizeof body, "{\"code\":\"%s\"}", planted_codes[0]);
+    r = req(&d, "POST", "/v1/codes/lookup", "mall-token", NULL, body, 200); /* owner: no echo */
+    cr_assert_str_eq(diagnosis(&r), "issued", "%s", r.body);
+    h_resp_free(&r);
+    r = req(&d, "POST", "/v1/codes/lookup", "other-token", NULL, body, 200);
+    cr_assert_str_eq(diagnosis(&r), "not_found", "non-owner sees another client's code: %s",
+                     r.body);
+    h_resp_free(&r);
+    r = req(&d, "POST", "/v1/codes/lookup", "support-token", NULL, body, 200);
+    cr_assert_str_eq(diagnosis(&r), "not_found", "%s", r.body);
+    h_resp_free(&r);
+    r = req(&d, "POST", "/v1/codes/lookup", "ops-token", NULL, body, 200);
+    cr_assert_str_eq(diagnosis(&r), "issued", "%s", r.body);
+    h_resp_free(&r);
+    snprintf(body, sizeof body, "{\"code\":\"%s\"}", planted_codes[3]); /* still in stock */
+    r = req(&d, "POST", "/v1/codes/lookup", "mall-token", NULL, body, 200);
+    cr_assert_str_eq(diagnosis(&r), "not_found", "a code in stock is visible: %s", r.body);
+    h_resp_free(&r);
+    r = req(&d, "POST", "/v1/codes/lookup", "ops-token", NULL, body, 200);
+    cr_assert_str_eq(diagnosis(&r), "available", "%s", r.body);
+    h_resp_free(&r);
+    snprintf(body, sizeof body, "{\"code\":\"%s\"}", PHONE);
+    req_free(&d, "POST", "/v1/codes/lookup", "mall-token", NULL, body, 200);
+
+    /* ---- lookups by order: the owner's includes the codes, nobody else's ---- */
+    snprintf(body, sizeof body, "{\"order_id\":%lld}", (long long)order1);
+    r = h_post_json(&d, "/v1/codes/lookup", "mall-token", body);
+    cr_assert_eq(r.status, 200);
+    cr_assert_eq(h_mem_count(r.body, r.len, planted_codes[0]), 1, "owner: %s", r.body);
+    h_resp_free(&r);
+    r = req(&d, "POST", "/v1/codes/lookup", "other-token", NULL, body, 200);
+    cr_assert_str_eq(diagnosis(&r), "not_found", "%s", r.body);
+    h_resp_free(&r);
+    r = req(&d, "POST", "/v1/codes/lookup", "ops-token", NULL, body, 200);
+    cr_assert_str_eq(diagnosis(&r), "issued", "%s", r.body);
+    h_resp_free(&r);
+    req_free(&d, "POST", "/v1/codes/lookup", "other-token", NULL, "{\"client_order_id\":\"SEC-1\"}",
+             200);
+    req_free(&d, "POST", "/v1/codes/lookup", "ops-token", NULL, "{\"client_order_id\":\"SEC-1\"}",
+             200);
+    snprintf(body, sizeof body, "{\"order_id\":%lld}", (long long)order2);
+    req_free(&d, "POST", "/v1/codes/lookup", "mall-token", NULL, body, 200);
+
+    /* ---- reading orders as anyone but the owner ---- */
+    for (int i = 0; i < 2; i++) {
+        json_int_t id = i ? order2 : order1;
+        snprintf(path, sizeof path, "/v1/orders/%lld", (long long)id);
+        req_free(&d, "GET", path, i ? "mall-token" : "other-token", NULL, NULL, 404);
+        req_free(&d, "GET", path, "support-token", NULL, NULL, 404);
+        req_free(&d, "GET", path, "ops-token", NULL, NULL, 200);
+    }
+    req_free(&d, "GET", "/v1/orders?client_order_id=SEC-1", "other-token", NULL, NULL, 404);
+    req_free(&d, "GET", "/v1/orders?client_order_id=SEC-1", "ops-token", NULL, NULL, 404);
+    req_free(&d, "GET", "/v1/orders", "ops-token", NULL, NULL, 200);
+    req_free(&d, "GET", "/v1/orders", "mall-token", NULL, NULL, 200); /* lists carry no codes */
+    req_free(&d, "GET", "/v1/orders", "other-token", NULL, NULL, 200);
+
+    /* ---- bad input carrying a code ---- */
+    const char *c0 = planted_codes[0];
+    const char *bad_lookups[] = {
+        "{\"code\":\"%s\"",                    /* truncated */
+        "{\"code\":%s}",                       /* unquoted */
+        "{\"code\":\"%s\",\"code\":\"%s\"}",   /* duplicate key */
+        "{\"code\":\"%s\",\"order_id\":1}",    /* two selectors */
+        "{\"code\":[\"%s\"]}",                 /* wrong type */
+        "[\"%s\"]",                            /* not an object */
+        "{\"code\":\"%s\\u0000\"}",            /* NUL escape */
+        "{\"code\":\"%s\xff\"}",               /* invalid UTF-8 */
+        "{\"code\":\"%s%s%s%s%s%s%s%s%s%s\"}", /* too long */
+        "{\"cod\":\"%s\"}",                    /* misspelt selector */
+        "{\"code\":\"%s\"} trailing",          /* garbage after */
+        "%s",                                  /* the bare code */
+    };
+    for (size_t i = 0; i < sizeof bad_lookups / sizeof *bad_lookups; i++) {
+        snprintf(body, sizeof body, bad_lookups[i], c0, c0, c0, c0, c0, c0, c0, c0, c0, c0);
+        r = req(&d, "POST", "/v1/codes/lookup", "mall-token", NULL, body, 0);
+        cr_assert_eq(r.status, 400, "bad lookup %zu: %ld %s", i, r.status, r.body);
+        h_resp_free(&r);
+    }
+    snprintf(body, sizeof body, "{\"code\":\"%s\"}", c0);
+    req_free(&d, "POST", "/v1/codes/lookup", NULL, NULL, body, 401);
+    req_free(&d, "POST", "/v1/codes/lookup", "wrong-token", NULL, body, 401);
+    req_free(&d, "PUT", "/v1/codes/lookup", "mall-token", NULL, body, 405);
+    req_free(&d, "POST", "/v1/codes/lookups", "mall-token", NULL, body, 404);
+    snprintf(body, sizeof body,
+             "{\"client_order_id\":\"E-1\",\"sku\":\"test.card\",\"quantity\":1,\"code\":\"%s\"}",
+             c0);
+    req_free(&d, "POST", "/v1/orders", "mall-token", NULL, body, 400);
+    req_free(&d, "POST", "/v1/orders", "support-token", NULL, body, 403);
+    snprintf(body, sizeof body, "{\"client_order_id\":\"E-2\",\"sku\":\"test.card\",\"x\":\"%s",
+             c0);
+    req_free(&d, "POST", "/v1/orders", "mall-token", NULL, body, 400);
+
+    /* ---- the phone number: a recharge order body, and malformed ones ---- */
+    const char *phone_bodies[] = {
+        "{\"client_order_id\":\"R-1\",\"sku\":\"test.topup\",\"quantity\":1,\"account\":\"" PHONE
+        "\"}",
+        "{\"client_order_id\":\"R-2\",\"sku\":\"test.topup\",\"recharge\":{\"account\":\"" PHONE
+        "\"}}",
+        "{\"client_order_id\":\"R-3\",\"sku\":\"test.topup\",\"phone\":\"" PHONE
+        "\",\"quantity\":1}",
+        "{\"client_order_id\":\"R-4\",\"sku\":\"test.topup\",\"account\":\"" PHONE "\"",
+        "{\"client_order_id\":\"R-5\",\"sku\":\"test.topup\",\"account\":" PHONE "x}",
+        "{\"client_order_id\":\"R-6\",\"sku\":\"test.topup\",\"account\":\"" PHONE
+        "\",\"account\":\"" PHONE "\"}",
+        "{\"client_order_id\":\"R-7\",\"sku\":\"test.topup\",\"quantity\":\"" PHONE "\"}",
+        "{\"client_order_id\":\"R-8\",\"sku\":\"test.topup\",\"quantity\":1,\"delivery\":{"
+        "\"kind\":\"recharge\",\"account\":\"" PHONE "\"}}",
+    };
+    for (size_t i = 0; i < sizeof phone_bodies / sizeof *phone_bodies; i++) {
+        r = req(&d, "POST", "/v1/orders", "mall-token", NULL, phone_bodies[i], 0);
+        cr_assert(r.status >= 400 && r.status < 500, "phone body %zu: %ld %s", i, r.status, r.body);
+        h_resp_free(&r);
+    }
+    /* the recharge product without an account is refused too (no account to leak) */
+    req_free(&d, "POST", "/v1/orders", "mall-token", NULL,
+             "{\"client_order_id\":\"R-9\",\"sku\":\"test.topup\",\"quantity\":1}", 422);
+    req_free(&d, "POST", "/v1/codes/lookup", "mall-token", NULL, "{\"account\":\"" PHONE "\"}",
+             400);
+
+    /* ---- CSV: bad lines next to planted codes, duplicates ---- */
+    const char *bad_csv = "code,card_no,expires_at\n"
+                          "PLANT-SECRET-CSV-OK1,PLANTCARD-0101,2099-01-01\n"
+                          "PLANT-SECRET-CSV-BAD1,PLANTCARD-0102,not-a-date\n"
+                          "PLANT-SECRET-CSV-BAD2 WITH SPACE,,\n"
+                          ",PLANTCARD-0103,\n"
+                          "PLANT-SECRET-CSV-BAD3,PLANTCARD-0104,2099-01-01,extra\n"
+                          "PLANT-SECRET-CSV-OK1,,\n"
+                          "PLANT-SECRET-CSV-EXPIRED,,2001-01-01\n"
+                          "\"PLANT-SECRET-CSV-QUOTED\",,\n"
+                          "PLANT-SECRET-CSV-" PHONE ",,2099-13-45\n"
+                          "PLANT-SECRET-CSV-OK2,,\n";
+    const char *imp = "/v1/batches?supplier=acme&sku=test.card&unit_cost=19.80&note=bad";
+    r = req(&d, "POST", imp, "ops-token", "text/csv", bad_csv, 422);
+    cr_assert_str_eq(json_string_value(json_object_get(r.json, "error")), "invalid_csv", "%s",
+                     r.body);
+    cr_assert_geq(json_integer_value(json_object_get(r.json, "error_count")), 6, "%s", r.body);
+    h_resp_free(&r);
+    req_free(&d, "POST", imp, "ops-token", "text/csv",
+             "code\nPLANT-SECRET-Q1\n\"PLANT-SECRET-Q2,\nPLANT-SECRET-Q3\n", 422);
+    req_free(&d, "POST", imp, "ops-token", "text/csv",
+             "code,card_no,code\nPLANT-SECRET-H1,PLANTCARD-0201\n", 422);
+    req_free(&d, "POST", imp, "ops-token", "text/csv",
+             "PLANT-SECRET-NOHEADER-1,PLANTCARD-0301\nPLANT-SECRET-NOHEADER-1,PLANTCARD-0302\n",
+             422);
+    snprintf(csv, sizeof csv, "code\nPLANT-SECRET-NEW-1\n%s\n%s\n", planted_codes[0],
+             planted_codes[3]);
+    r = req(&d, "POST", imp, "ops-token", "text/csv", csv, 422); /* already imported */
+    cr_assert_eq(json_integer_value(json_object_get(r.json, "error_count")), 2, "%s", r.body);
+    h_resp_free(&r);
+    req_free(&d, "POST", "/v1/batches?supplier=acme&sku=test.topup&unit_cost=1.00", "ops-token",
+             "text/csv", "code\nPLANT-SECRET-TOPUP-1\n", 0);
+    req_free(&d, "POST", "/v1/batches?supplier=acme&sku=no.such&unit_cost=1.00", "ops-token",
+             "text/csv", "code\nPLANT-SECRET-NOSKU-1\n", 0);
+    req_free(&d, "POST", "/v1/batches?supplier=acme&sku=test.card&unit_cost=oops", "ops-token",
+             "text/csv", "code\nPLANT-SECRET-COST-1\n", 0);
+    req_free(&d, "POST", "/v1/batches?supplier=acme&sku=test.card&unit_cost=1.00", "mall-token",
+             "text/csv", "code\nPLANT-SECRET-SCOPE-1\n", 403);
+
+    /* ---- ops views ---- */
+    snprintf(path, sizeof path, "/v1/batches/%lld", (long long)batch);
+    req_free(&d, "GET", path, "ops-token", NULL, NULL, 200);
+    req_free(&d, "GET", "/v1/stats", "ops-token", NULL, NULL, 200);
+    req_free(&d, "GET", "/v1/products", "mall-token", NULL, NULL, 200);
+    req_free(&d, "GET", "/v1/products/test.card", "ops-token", NULL, NULL, 200);
+    req_free(&d, "GET", "/v1/suppliers", "ops-token", NULL, NULL, 200);
+
+    /* ---- a void: what ops and the owner are told afterwards ---- */
+    snprintf(path, sizeof path, "/v1/batches/%lld/void", (long long)batch);
+    r = req(&d, "POST", path, "ops-token", NULL, "{\"reason\":\"supplier voided\"}", 200);
+    cr_assert_eq(json_array_size(json_object_get(r.json, "affected_orders")), 2, "%s", r.body);
+    h_resp_free(&r);
+    snprintf(body, sizeof body, "{\"code\":\"%s\"}", planted_codes[0]);
+    r = req(&d, "POST", "/v1/codes/lookup", "mall-token", NULL, body, 200);
+    cr_assert_str_eq(diagnosis(&r), "voided_upstream", "%s", r.body);
+    h_resp_free(&r);
+    snprintf(body, sizeof body, "{\"code\":\"%s\"}", planted_codes[2]);
+    r = req(&d, "POST", "/v1/codes/lookup", "mall-token", NULL, body, 200);
+    cr_assert_str_eq(diagnosis(&r), "not_found", "%s", r.body);
+    h_resp_free(&r);
+
+    /* ---- the events feed, page by page ---- */
+    long long after = 0;
+    int pages = 0, events = 0;
+    for (;;) {
+        snprintf(path, sizeof path, "/v1/events?after=%lld&limit=3", after);
+        r = req(&d, "GET", path, "ops-token", NULL, NULL, 200);
+        size_t n = json_array_size(json_object_get(r.json, "events"));
+        after = json_integer_value(json_object_get(r.json, "next_after"));
+        h_resp_free(&r);
+        if (!n)
+            break;
+        events += (int)n;
+        pages++;
+    }
+    cr_assert_geq(events, 5, "the events feed is nearly empty (%d events)", events);
+    req_free(&d, "GET", "/v1/events?after=0&limit=1000", "ops-token", NULL, NULL, 200);
+
+    /* ---- stopped: the log and every file the daemon wrote ---- */
+    cr_assert_eq(h_stop(&d, SIGTERM), 0);
+    char *out;
+    cr_assert_eq(h_check_store(&d, &out), 0, "%s", out);
+    for (int i = 0; i < nneedles; i++)
+        cr_assert_eq(h_mem_count(out, strlen(out), needles[i]), 0, "--check-store prints '%s'",
+                     needles[i]);
+    free(out);
+
+    /* sanity: the log and the data file are real and do hold what they should */
+    cr_assert_gt(h_file_count(d.log, "order.created"), 0, "the log has no orders in it");
+    char datafile[400], lockfile[400], keyfile[400];
+    snprintf(datafile, sizeof datafile, "%s/data.mdb", d.data);
+    snprintf(lockfile, sizeof lockfile, "%s/lock.mdb", d.data);
+    snprintf(keyfile, sizeof keyfile, "%s/master.key", d.dir);
+    cr_assert_gt(h_file_count(datafile, "SEC-1"), 0, "data.mdb holds no orders at all");
+    for (int i = 0; i < nneedles; i++) {
+        cr_assert_eq(h_file_count(d.log, needles[i]), 0, "the daemon log holds '%s'", needles[i]);
+        cr_assert_eq(h_file_count(datafile, needles[i]), 0, "data.mdb holds '%s' in plaintext",
+                     needles[i]);
+        cr_assert_eq(h_file_count(lockfile, needles[i]), 0, "lock.mdb holds '%s'", needles[i]);
+    }
+    int files = 0;
+    search_tree(d.dir, &files);
+    cr_assert_geq(files, 4, "expected config, log, key and LMDB files under %s", d.dir);
+
+    /* the key file, the data directory and its files are the daemon's alone */
+    struct stat st;
+    cr_assert_eq(stat(keyfile, &st), 0, "no key file at %s", keyfile);
+    cr_assert_eq(st.st_mode & 0777, 0600, "master.key has mode %04o", st.st_mode & 0777);
+    cr_assert_eq(stat(d.data, &st), 0);
+    cr_assert_eq(st.st_mode & 0077, 0, "the data directory has mode %04o", st.st_mode & 0777);
+    cr_assert_eq(stat(datafile, &st), 0);
+    cr_assert_eq(st.st_mode & 0077, 0, "data.mdb has mode %04o", st.st_mode & 0777);
+
+    fprintf(stderr,
+            "secrets: %zu responses, %d event pages (%d events), %d files searched for %d "
+            "needles: clean\n",
+            noutputs, pages, events, files, nneedles);
+    for (size_t i = 0; i < noutputs; i++)
+        free(outputs[i].text);
+    free(outputs);
+    outputs = NULL;
+    noutputs = outcap = 0;
+    h_cleanup(&d);
+}
