@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -134,26 +135,7 @@ static int healthy(void *arg)
 
 int h_start(h_daemon *d)
 {
-    unlink(d->port_file);
-    d->port = 0;
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        dup2(fd, 2);
-        dup2(fd, 1);
-        /* PH_DAEMON_WRAPPER (e.g. "valgrind --error-exitcode=99") runs the daemon under a tool */
-        const char *wrap = getenv("PH_DAEMON_WRAPPER");
-        if (wrap && *wrap) {
-            char cmd[1024];
-            snprintf(cmd, sizeof cmd, "exec %s '%s' -c '%s'", wrap, h_bin("PH_PERKHUBD"),
-                     d->config);
-            execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        }
-        execl(h_bin("PH_PERKHUBD"), "perkhubd", "-c", d->config, (char *)NULL);
-        _exit(127);
-    }
-    d->pid = pid;
+    h_spawn(d);
     if (wait_until(port_known, d, 30000) || d->port == 0 || wait_until(healthy, d, 30000)) {
         size_t n;
         char *log = h_read_file(d->log, &n);
@@ -640,6 +622,7 @@ void h_spawn(h_daemon *d)
     pid_t pid = fork();
     cr_assert(pid >= 0);
     if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a crashed test leaves no orphan daemon */
         int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
         dup2(fd, 2);
         dup2(fd, 1);
