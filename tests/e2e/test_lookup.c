@@ -239,7 +239,7 @@ static int diagnosis_is(void *arg)
     return ok;
 }
 
-Test(lookup, a_code_past_its_expiry_is_diagnosed_expired, .timeout = 60)
+Test(lookup, a_code_past_its_expiry_is_diagnosed_expired)
 {
     h_daemon *d = &D;
     start(d);

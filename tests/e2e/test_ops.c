@@ -564,7 +564,7 @@ static long log_offset(const char *needle)
     return off;
 }
 
-Test(ops, sigterm_lets_an_import_in_flight_finish, .timeout = 120)
+Test(ops, sigterm_lets_an_import_in_flight_finish)
 {
     enum { N = 300000 };
     start(NULL);

@@ -298,7 +298,7 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-Test(orders, employee_welfare_100k_codes_in_one_order, .timeout = 120)
+Test(orders, employee_welfare_100k_codes_in_one_order)
 {
     enum { N = 100000 };
     h_daemon *d = &D;

@@ -393,7 +393,7 @@ Test(csv, not_nul_terminated)
     ph_csv_free(csv);
 }
 
-Test(csv, million_lines, .timeout = 60)
+Test(csv, million_lines)
 {
     const size_t n = 1000000;
     size_t cap = n * 40 + 64;

@@ -1093,7 +1093,7 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-Test(store, concurrent_orders_issue_every_code_exactly_once, .timeout = 300)
+Test(store, concurrent_orders_issue_every_code_exactly_once)
 {
     open_store();
     catalog();
@@ -1631,7 +1631,7 @@ Test(store, check_detects_a_gap_in_the_events)
 /* the map grows by itself                                                            */
 /* ================================================================================= */
 
-Test(store, map_grows_for_a_big_import, .timeout = 120)
+Test(store, map_grows_for_a_big_import)
 {
     g_s = open_at(g_dir, 256 << 10);
     uint64_t initial = ph_store_map_size(g_s);
