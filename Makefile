@@ -40,5 +40,9 @@ valgrind: build
 format:
 	@clang-format -i core/*.[ch] sdk/include/perkhub/*.h tools/perkctl/*.c plugins/*/*.c tests/*/*.c
 
+# Durable issuance over HTTP (wrk) against the machine's LMDB limit: bench/README.md.
+bench: build
+	@bench/run.sh $(BUILD)
+
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN)

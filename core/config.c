@@ -179,7 +179,7 @@ static const field product_fields[] = {
 static const field top_fields[] = {
     SECTION("listen", listen_fields),
     STR(ph_config, data_dir, "data_dir", F_REQUIRED, NULL),
-    INT(ph_config, map_size, "map_size_mb", 1, 16777216, MIB, "64"),
+    INT(ph_config, map_size, "map_size_mb", 1, 16777216, MIB, "1024"),
     STR(ph_config, master_key_file, "master_key_file", F_REQUIRED, NULL),
     BOOL(ph_config, master_key_create, "master_key_create", "false"),
     STR(ph_config, plugin_dir, "plugin_dir", 0, "build/plugins"),
@@ -1226,7 +1226,7 @@ static const char default_yaml[] =
     "  address: 127.0.0.1\n"
     "  port: 8080\n"
     "data_dir: var/data\n"
-    "map_size_mb: 64\n"
+    "map_size_mb: 1024\n"
     "master_key_file: var/master.key\n"
     "master_key_create: true   # demo only: a production key file is "
     "provisioned, never generated\n"

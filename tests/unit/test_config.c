@@ -71,7 +71,7 @@ Test(config, defaults_applied)
     cr_expect_eq(cfg->port, 8080);
     cr_expect_null(cfg->port_file);
     cr_expect_str_eq(cfg->data_dir, "var/data");
-    cr_expect_eq(cfg->map_size, 64ull << 20);
+    cr_expect_eq(cfg->map_size, 1024ull << 20);
     cr_expect_str_eq(cfg->master_key_file, "var/master.key");
     cr_expect_eq(cfg->master_key_create, 0);
     cr_expect_str_eq(cfg->plugin_dir, "build/plugins");
