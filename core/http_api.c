@@ -2,10 +2,11 @@
  * http_api.c — libmicrohttpd server: routing, auth, bodies, responses, logs.
  *
  * Threading: a pool of MHD threads, each running its own epoll loop. Reads
- * are answered on the pool thread. A request that changes state hands its
- * command to the store and suspends its connection; the writer's completion
- * callback resumes it after the durable commit, so a few pool threads keep
- * hundreds of orders in one group commit instead of one per thread.
+ * are answered on the pool thread. Orders and batch voids hand their command
+ * to the store and suspend the connection; the writer's completion callback
+ * resumes it after the durable commit, so a few pool threads keep hundreds of
+ * orders in one group commit instead of one per thread. A CSV import still
+ * parses, seals and waits for its commit on the pool thread (rare, ops only).
  */
 #include "http_api.h"
 
