@@ -459,12 +459,15 @@ static void *writer_main(void *arg)
         int rc;
         while ((rc = run_batch(s, batch, &ids, &err)) == PH_STORE_MAPFULL) {
             atomic_fetch_add(&s->map_grows, 1);
+            memset(&s->memo, 0, sizeof s->memo);
             int mrc = grow_map(s);
             if (mrc) {
                 rc = ph_err_set(&err, PH_EIO, "store: cannot grow the map: %s", mdb_strerror(mrc));
                 break;
             }
         }
+        if (rc != PH_OK)
+            memset(&s->memo, 0, sizeof s->memo); /* it may name rolled-back ids */
         if (rc == PH_OK) {
             uint64_t n = 0;
             for (ph_cmd *c = batch; c; c = c->next)

@@ -225,8 +225,19 @@ static int replay_order(ph_wtxn *w, ph_cmd *c, const MDB_val *ref)
     return PH_OK;
 }
 
+static int memo_orderable(ph_memo *m, const char *sku)
+{
+    for (unsigned i = 0; i < PH_MEMO_SKUS; i++)
+        if (strcmp(m->orderable[i], sku) == 0)
+            return 1;
+    return 0;
+}
+
 static int check_orderable(ph_wtxn *w, ph_cmd *c)
 {
+    ph_memo *m = &w->s->memo;
+    if (memo_orderable(m, c->in.order.sku))
+        return PH_OK;
     json_t *p;
     int rc = get_product(w, c->in.order.sku, &p, &c->err);
     if (rc)
@@ -241,15 +252,22 @@ static int check_orderable(ph_wtxn *w, ph_cmd *c)
         rc = ph_err_set(&c->err, PH_ESKU, "sku: '%s' is delivered by %s, not from card-code stock",
                         c->in.order.sku, delivery ? delivery : "?");
     json_decref(p);
+    if (rc == PH_OK) {
+        snprintf(m->orderable[m->next_sku], sizeof m->orderable[0], "%s", c->in.order.sku);
+        m->next_sku = (m->next_sku + 1) % PH_MEMO_SKUS;
+    }
     return rc;
 }
 
-/* Cost of one code of batch id, with a one-entry cache: stock is mostly one batch. */
-static int unit_cost(ph_wtxn *w, uint64_t batch_id, uint64_t *cached_id, int64_t *cached,
-                     ph_err *err)
+/* Cost of one code of batch id, remembered per batch (a batch's cost never changes). */
+static int unit_cost(ph_wtxn *w, uint64_t batch_id, int64_t *cost, ph_err *err)
 {
-    if (*cached_id == batch_id)
+    ph_memo *m = &w->s->memo;
+    unsigned slot = (unsigned)(batch_id % PH_MEMO_COSTS);
+    if (m->cost_batch[slot] == batch_id) {
+        *cost = m->cost[slot];
         return PH_OK;
+    }
     MDB_val k = {8, &batch_id}, v;
     ph_batch b;
     int mrc = mdb_get(w->txn, w->s->dbi[DB_BATCHES], &k, &v);
@@ -258,8 +276,8 @@ static int unit_cost(ph_wtxn *w, uint64_t batch_id, uint64_t *cached_id, int64_t
     if (ph_batch_decode(&v, batch_id, &b))
         return ph_err_set(err, PH_EIO, "batch %llu: malformed record",
                           (unsigned long long)batch_id);
-    *cached_id = batch_id;
-    *cached = b.unit_cost;
+    m->cost_batch[slot] = batch_id;
+    *cost = m->cost[slot] = b.unit_cost;
     return PH_OK;
 }
 
@@ -410,13 +428,12 @@ static int apply_order(ph_wtxn *w, ph_cmd *c)
         ph_order_free(o);
         return ph_store_lmdb_err(&c->err, mrc, "open stock");
     }
-    uint64_t cost_batch = 0;
     int64_t cost = 0;
     while (o->ncodes < o->quantity) {
         rc = pop_code(w, c, cur, o->id, &o->codes[o->ncodes]);
         if (rc == PH_OK) {
             o->ncodes++;
-            rc = unit_cost(w, o->codes[o->ncodes - 1].batch_id, &cost_batch, &cost, &c->err);
+            rc = unit_cost(w, o->codes[o->ncodes - 1].batch_id, &cost, &c->err);
             o->cost += cost;
         }
         if (rc)
@@ -651,6 +668,7 @@ int ph_store_apply(ph_wtxn *w, ph_cmd *c)
     case PH_CMD_VOID_BATCH:
         return apply_void(w, c);
     case PH_CMD_PUT_PRODUCTS:
+        memset(&w->s->memo, 0, sizeof w->s->memo); /* orderability may change */
         return apply_products(w, c);
     default:
         return ph_err_set(&c->err, PH_EINVAL, "store: unknown command type %d", c->type);

@@ -29,6 +29,20 @@ enum {
     DB_COUNT
 };
 
+/* The writer's memo of facts it would otherwise re-parse from JSON for every
+ * order: which SKUs are orderable from stock and what a batch's codes cost.
+ * Derived only from the database, so applying stays deterministic. Cleared
+ * when the catalog changes (PUT_PRODUCTS) and when a batch fails to commit
+ * (its rolled-back ids may be handed out again). Writer thread only. */
+#define PH_MEMO_SKUS 16
+#define PH_MEMO_COSTS 64
+typedef struct ph_memo {
+    char orderable[PH_MEMO_SKUS][PH_SKU_MAX + 1];
+    unsigned next_sku; /* round-robin replacement */
+    uint64_t cost_batch[PH_MEMO_COSTS]; /* direct-mapped by batch id; 0 = empty */
+    int64_t cost[PH_MEMO_COSTS];
+} ph_memo;
+
 struct ph_store {
     MDB_env *env;
     MDB_dbi dbi[DB_COUNT];
@@ -46,6 +60,7 @@ struct ph_store {
     pthread_t writer;
     int writer_started;
     _Atomic uint64_t commits, commands, map_grows; /* ph_writer_stats */
+    ph_memo memo;
 };
 
 /* Next ids, derived from the last key of each database when the writer starts

@@ -992,6 +992,26 @@ Test(store, order_out_of_stock_behind_expired_codes_changes_nothing)
     assert_check();
 }
 
+/* The writer remembers which SKUs are orderable; a catalog change must be seen at once. */
+Test(store, delisting_a_product_stops_orders_at_once)
+{
+    open_store();
+    catalog();
+    import_range(IQ, 0, 4, 1980, 0);
+    order_ok("mall", "D-1", IQ, 1);
+    const char *const without_iq[] = {P_TX, P_TOPUP, P_OLD};
+    ph_err err = {0};
+    cr_assert_eq(put_products(without_iq, 3, &err), PH_OK, "%s", err.msg);
+    ph_cmd c;
+    cr_assert_eq(order(&c, "mall", "D-2", IQ, 1), PH_ESKU, "%s", c.err.msg);
+    ph_cmd_clear(&c);
+    cr_assert_eq(stock(IQ), 3);
+    catalog(); /* listed again */
+    order_ok("mall", "D-3", IQ, 1);
+    cr_assert_eq(stock(IQ), 2);
+    assert_check();
+}
+
 Test(store, order_cost_is_the_sum_over_batches)
 {
     open_store();
