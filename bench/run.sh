@@ -4,7 +4,7 @@
 # See bench/README.md for what each figure means. Bounded in time; stops its daemon
 # and removes its temp dir on exit, whatever happens.
 #
-# Knobs (environment): BENCH_CODES (600000), BENCH_DURATION (10, seconds per wrk run),
+# Knobs (environment): BENCH_CODES (1600000), BENCH_DURATION (10, seconds per wrk run),
 # BENCH_CONNS ("64 256"), BENCH_THREADS (2), BENCH_LIMIT_CODES (= BENCH_CODES),
 # BENCH_LIMIT_SECONDS (10).
 set -euo pipefail
@@ -12,7 +12,7 @@ set -euo pipefail
 BUILD=${1:?usage: bench/run.sh BUILD_DIR}
 BUILD=$(cd "$BUILD" && pwd)
 SRC=$(cd "$(dirname "$0")/.." && pwd)
-CODES=${BENCH_CODES:-600000}
+CODES=${BENCH_CODES:-1600000}
 DURATION=${BENCH_DURATION:-10}
 CONNS=${BENCH_CONNS:-"64 256"}
 THREADS=${BENCH_THREADS:-2}
