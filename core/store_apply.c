@@ -22,6 +22,18 @@
 #include "util.h"
 
 /* Appends an event: seq, at and type first, then the fields of `fields` (stolen). */
+/* Appends one event's JSON text under the next sequence number. */
+static int append_event(ph_wtxn *w, const char *txt, size_t len, ph_err *err)
+{
+    uint64_t seq = w->ids.event;
+    MDB_val k = {8, &seq}, v = {len, (void *)txt};
+    int mrc = mdb_put(w->txn, w->s->dbi[DB_EVENTS], &k, &v, MDB_APPEND);
+    if (mrc)
+        return ph_store_lmdb_err(err, mrc, "append event");
+    w->ids.event++;
+    return PH_OK;
+}
+
 static int emit(ph_wtxn *w, int64_t now, const char *type, json_t *fields, ph_err *err)
 {
     char at[32];
@@ -38,14 +50,27 @@ static int emit(ph_wtxn *w, int64_t now, const char *type, json_t *fields, ph_er
     json_decref(ev);
     if (!txt)
         return ph_err_set(err, PH_ENOMEM, "out of memory");
-    uint64_t seq = w->ids.event;
-    MDB_val k = {8, &seq}, v = {strlen(txt), txt};
-    int mrc = mdb_put(w->txn, w->s->dbi[DB_EVENTS], &k, &v, MDB_APPEND);
+    int rc = append_event(w, txt, strlen(txt), err);
     free(txt);
-    if (mrc)
-        return ph_store_lmdb_err(err, mrc, "append event");
-    w->ids.event++;
-    return PH_OK;
+    return rc;
+}
+
+/* order.succeeded, the hot path's event, formatted directly: the same text emit()
+ * would produce (its strings are identifiers checked by apply_order, so they
+ * need no escaping), without building a JSON tree per order. */
+static int emit_order_succeeded(ph_wtxn *w, int64_t now, const ph_order *o, ph_err *err)
+{
+    char at[32], txt[512];
+    int n = snprintf(txt, sizeof txt,
+                     "{\"seq\":%llu,\"at\":\"%s\",\"type\":\"order.succeeded\",\"order_id\":%llu,"
+                     "\"client\":\"%s\",\"client_order_id\":\"%s\",\"sku\":\"%s\",\"quantity\":%u,"
+                     "\"cost_fen\":%lld}",
+                     (unsigned long long)w->ids.event, ph_time_format(now, at, sizeof at),
+                     (unsigned long long)o->id, o->client, o->client_order_id, o->sku,
+                     o->quantity, (long long)o->cost);
+    if (n < 0 || (size_t)n >= sizeof txt)
+        return ph_err_set(err, PH_EIO, "order %llu: event too long", (unsigned long long)o->id);
+    return append_event(w, txt, (size_t)n, err);
 }
 
 static int put_code(ph_wtxn *w, uint64_t id, const ph_code_rec *rec, const uint8_t *sealed,
@@ -446,11 +471,7 @@ static int apply_order(ph_wtxn *w, ph_cmd *c)
                         c->in.order.sku, o->ncodes, o->quantity);
     if (rc == PH_OK && (rc = put_order(w, o, &c->err)) == PH_OK &&
         (rc = index_order(w, o, &c->err)) == PH_OK)
-        rc = emit(w, c->now, "order.succeeded",
-                  json_pack("{s:I,s:s,s:s,s:s,s:I,s:I}", "order_id", (json_int_t)o->id, "client",
-                            o->client, "client_order_id", o->client_order_id, "sku", o->sku,
-                            "quantity", (json_int_t)o->quantity, "cost_fen", (json_int_t)o->cost),
-                  &c->err);
+        rc = emit_order_succeeded(w, c->now, o, &c->err);
     if (rc) {
         ph_order_free(o);
         return rc;

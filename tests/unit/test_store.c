@@ -1012,6 +1012,35 @@ Test(store, delisting_a_product_stops_orders_at_once)
     assert_check();
 }
 
+/* order.succeeded is formatted by hand on the hot path: it must be exactly the
+ * canonical compact JSON every other event is (same keys, same order). */
+Test(store, order_event_text_is_canonical_json)
+{
+    open_store();
+    catalog();
+    import_range(IQ, 0, 2, 1980, 0);
+    uint64_t id = order_ok("mall", "EV-1:x_y.z-", IQ, 2);
+    char **list;
+    size_t n;
+    ph_err err = {0};
+    cr_assert_eq(ph_store_event_list(g_s, last_event() - 1, 1, &list, &n, &err), PH_OK, "%s",
+                 err.msg);
+    cr_assert_eq(n, 1);
+    json_error_t je;
+    json_t *ev = json_loads(list[0], 0, &je);
+    cr_assert_not_null(ev, "not JSON: %s (%s)", list[0], je.text);
+    char *canon = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    cr_assert_str_eq(list[0], canon);
+    cr_assert_str_eq(json_string_value(json_object_get(ev, "type")), "order.succeeded");
+    cr_assert_eq(json_integer_value(json_object_get(ev, "order_id")), (json_int_t)id);
+    cr_assert_str_eq(json_string_value(json_object_get(ev, "client_order_id")), "EV-1:x_y.z-");
+    cr_assert_eq(json_integer_value(json_object_get(ev, "cost_fen")), 3960);
+    cr_assert_eq(json_integer_value(json_object_get(ev, "seq")), (json_int_t)last_event());
+    free(canon);
+    json_decref(ev);
+    ph_store_event_list_free(list, n);
+}
+
 Test(store, order_cost_is_the_sum_over_batches)
 {
     open_store();
