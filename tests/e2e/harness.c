@@ -639,3 +639,26 @@ void h_spawn(h_daemon *d)
     }
     d->pid = pid;
 }
+
+const char *h_str(json_t *obj, const char *key)
+{
+    const char *s = json_string_value(json_object_get(obj, key));
+    cr_assert(s, "'%s' is not a string", key);
+    return s;
+}
+
+long long h_int(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    cr_assert(json_is_integer(v), "'%s' is not an integer", key);
+    return json_integer_value(v);
+}
+
+void h_leftover(h_daemon *d)
+{
+    if (d && d->pid > 0) {
+        fprintf(stderr, "killing perkhubd %d left by a failure; its files stay in %s\n",
+                (int)d->pid, d->dir);
+        h_stop(d, SIGKILL);
+    }
+}

@@ -135,4 +135,11 @@ int h_run(const char *const *argv, const char *const *env, const char *in, size_
  * listen (to kill it in the middle of starting). d->port stays 0. */
 void h_spawn(h_daemon *d);
 
+/* Field accessors that fail the test when the field is missing or of another type. */
+const char *h_str(json_t *obj, const char *key);
+long long h_int(json_t *obj, const char *key);
+/* Suite teardown: a failed assertion skips the rest of a test, so SIGKILL a daemon
+ * still running and keep its directory (log included) for a look. NULL is a no-op. */
+void h_leftover(h_daemon *d);
+
 #endif

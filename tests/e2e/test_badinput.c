@@ -16,20 +16,10 @@ static h_daemon D;
 
 static void teardown(void)
 {
-    if (D.pid > 0) {
-        h_stop(&D, SIGKILL);
-        fprintf(stderr, "perkhubd's directory kept: %s\n", D.dir);
-    }
+    h_leftover(&D);
 }
 
 TestSuite(badinput, .fini = teardown);
-
-static const char *str_of(json_t *obj, const char *key)
-{
-    const char *s = json_string_value(json_object_get(obj, key));
-    cr_assert(s, "'%s' is not a string", key);
-    return s;
-}
 
 /* A daemon with some state to keep: a batch and an order. */
 static h_daemon *start(const char *extra)
@@ -59,13 +49,13 @@ static void check_error(const h_resp *r, long status, const char *code, const ch
     cr_assert_eq(r->status, status, "expected %ld %s, got %ld: %s", status, code, r->status,
                  r->body);
     cr_assert(json_is_object(r->json), "error bodies are JSON: %s", r->body);
-    cr_assert_str_eq(str_of(r->json, "error"), code, "%s", r->body);
-    const char *msg = str_of(r->json, "message");
+    cr_assert_str_eq(h_str(r->json, "error"), code, "%s", r->body);
+    const char *msg = h_str(r->json, "message");
     for (size_t i = 0; needles && needles[i]; i++)
         cr_assert(strstr(msg, needles[i]), "message '%s' does not mention '%s'", msg, needles[i]);
     char hv[64];
     cr_assert(h_header(r, "X-Request-Id", hv, sizeof hv), "no X-Request-Id");
-    cr_assert_str_eq(str_of(r->json, "request_id"), hv);
+    cr_assert_str_eq(h_str(r->json, "request_id"), hv);
     if (secret)
         cr_assert_null(strstr(r->body, secret), "the error echoes '%s': %s", secret, r->body);
 }

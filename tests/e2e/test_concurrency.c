@@ -24,11 +24,7 @@ static h_daemon *live;
 
 static void kill_leftover(void)
 {
-    if (live && live->pid > 0) {
-        fprintf(stderr, "killing perkhubd %d left by a failure; its files stay in %s\n",
-                (int)live->pid, live->dir);
-        h_stop(live, SIGKILL);
-    }
+    h_leftover(live);
     live = NULL;
 }
 

@@ -19,27 +19,10 @@ static h_daemon D;
 
 static void teardown(void)
 {
-    if (D.pid > 0) {
-        h_stop(&D, SIGKILL);
-        fprintf(stderr, "perkhubd's directory kept: %s\n", D.dir);
-    }
+    h_leftover(&D);
 }
 
 TestSuite(lookup, .fini = teardown);
-
-static const char *str_of(json_t *obj, const char *key)
-{
-    const char *s = json_string_value(json_object_get(obj, key));
-    cr_assert(s, "'%s' is not a string", key);
-    return s;
-}
-
-static long long int_of(json_t *obj, const char *key)
-{
-    json_t *v = json_object_get(obj, key);
-    cr_assert(json_is_integer(v), "'%s' is not an integer", key);
-    return json_integer_value(v);
-}
 
 static void start(h_daemon *d)
 {
@@ -74,7 +57,7 @@ static json_t *result(const h_resp *r, size_t i)
 static const char *diagnosis(const h_resp *r)
 {
     cr_assert_eq(json_array_size(json_object_get(r->json, "results")), 1, "%s", r->body);
-    return str_of(result(r, 0), "diagnosis");
+    return h_str(result(r, 0), "diagnosis");
 }
 
 static h_resp place(const h_daemon *d, const char *token, const char *coid, int qty)
@@ -86,7 +69,7 @@ static h_resp place(const h_daemon *d, const char *token, const char *coid, int 
 
 static long long batch_id(const h_resp *r)
 {
-    return int_of(json_object_get(r->json, "batch"), "id");
+    return h_int(json_object_get(r->json, "batch"), "id");
 }
 
 Test(lookup, issued_code_is_explained_to_its_owner_only)
@@ -102,15 +85,15 @@ Test(lookup, issued_code_is_explained_to_its_owner_only)
     h_resp r = lookup_code(d, "mall-token", "LK-1");
     json_t *res = result(&r, 0);
     cr_assert_str_eq(diagnosis(&r), "issued");
-    cr_assert_str_eq(str_of(res, "state"), "issued");
-    cr_assert_str_eq(str_of(res, "sku"), "test.card");
-    cr_assert_str_eq(str_of(res, "product_name"), "Test card");
-    cr_assert_eq(int_of(res, "batch_id"), batch);
-    cr_assert_eq(int_of(res, "order_id"), int_of(order, "id"));
-    cr_assert_str_eq(str_of(res, "client_order_id"), "LK-O1");
-    cr_assert_str_eq(str_of(res, "issued_at"), str_of(order, "created_at"));
-    cr_assert_str_eq(str_of(res, "redemption_guide"), "Open the app and enter the code.");
-    cr_assert_gt(strlen(str_of(res, "advice")), 10);
+    cr_assert_str_eq(h_str(res, "state"), "issued");
+    cr_assert_str_eq(h_str(res, "sku"), "test.card");
+    cr_assert_str_eq(h_str(res, "product_name"), "Test card");
+    cr_assert_eq(h_int(res, "batch_id"), batch);
+    cr_assert_eq(h_int(res, "order_id"), h_int(order, "id"));
+    cr_assert_str_eq(h_str(res, "client_order_id"), "LK-O1");
+    cr_assert_str_eq(h_str(res, "issued_at"), h_str(order, "created_at"));
+    cr_assert_str_eq(h_str(res, "redemption_guide"), "Open the app and enter the code.");
+    cr_assert_gt(strlen(h_str(res, "advice")), 10);
     cr_assert_null(json_object_get(res, "expires_at"), "no expiry was imported");
     cr_assert_null(json_object_get(res, "voided_at"));
     cr_assert_null(json_object_get(res, "supplier"), "the supplier is ops' business");
@@ -120,7 +103,7 @@ Test(lookup, issued_code_is_explained_to_its_owner_only)
      * never existed all get the very same answer: nothing to probe */
     h_resp never = lookup_code(d, "other-token", "NEVER-EXISTED-1");
     cr_assert_str_eq(diagnosis(&never), "not_found");
-    cr_assert_gt(strlen(str_of(result(&never, 0), "advice")), 10);
+    cr_assert_gt(strlen(h_str(result(&never, 0), "advice")), 10);
     const char *who[][2] = {
         {"other-token", "LK-1"},
         {"support-token", "LK-1"},
@@ -140,15 +123,15 @@ Test(lookup, issued_code_is_explained_to_its_owner_only)
     r = lookup_code(d, "ops-token", "LK-1");
     res = result(&r, 0);
     cr_assert_str_eq(diagnosis(&r), "issued");
-    cr_assert_str_eq(str_of(res, "supplier"), "acme");
-    cr_assert_eq(int_of(res, "order_id"), int_of(order, "id"));
+    cr_assert_str_eq(h_str(res, "supplier"), "acme");
+    cr_assert_eq(h_int(res, "order_id"), h_int(order, "id"));
     cr_assert_null(json_object_get(res, "code"), "%s", r.body);
     cr_assert_null(strstr(r.body, "LK-1"), "%s", r.body);
     h_resp_free(&r);
     r = lookup_code(d, "ops-token", "LK-2");
     res = result(&r, 0);
     cr_assert_str_eq(diagnosis(&r), "available");
-    cr_assert_str_eq(str_of(res, "state"), "available");
+    cr_assert_str_eq(h_str(res, "state"), "available");
     cr_assert_null(json_object_get(res, "code"));
     cr_assert_null(json_object_get(res, "order_id"));
     cr_assert_null(strstr(r.body, "LK-2"), "%s", r.body);
@@ -165,7 +148,7 @@ Test(lookup, by_order_lists_every_code_with_the_code_for_the_owner)
     h_resp imp = h_import(d, "test.card", "code\nBO-1\nBO-2\nBO-3\n", 201);
     h_resp_free(&imp);
     h_resp o = place(d, "mall-token", "BO-O1", 2);
-    long long id = int_of(json_object_get(o.json, "order"), "id");
+    long long id = h_int(json_object_get(o.json, "order"), "id");
     char by_id[64];
     snprintf(by_id, sizeof by_id, "{\"order_id\":%lld}", id);
 
@@ -178,11 +161,11 @@ Test(lookup, by_order_lists_every_code_with_the_code_for_the_owner)
             json_t *res = result(&r, i);
             char want[16];
             snprintf(want, sizeof want, "BO-%zu", i + 1);
-            cr_assert_str_eq(str_of(res, "code"), want, "%s", r.body);
-            cr_assert_str_eq(str_of(res, "diagnosis"), "issued");
-            cr_assert_eq(int_of(res, "order_id"), id);
-            cr_assert_str_eq(str_of(res, "client_order_id"), "BO-O1");
-            cr_assert_str_eq(str_of(res, "product_name"), "Test card");
+            cr_assert_str_eq(h_str(res, "code"), want, "%s", r.body);
+            cr_assert_str_eq(h_str(res, "diagnosis"), "issued");
+            cr_assert_eq(h_int(res, "order_id"), id);
+            cr_assert_str_eq(h_str(res, "client_order_id"), "BO-O1");
+            cr_assert_str_eq(h_str(res, "product_name"), "Test card");
         }
         h_resp_free(&r);
     }
@@ -193,7 +176,7 @@ Test(lookup, by_order_lists_every_code_with_the_code_for_the_owner)
     cr_assert_eq(json_array_size(json_object_get(r.json, "results")), 2, "%s", r.body);
     for (size_t i = 0; i < 2; i++) {
         cr_assert_null(json_object_get(result(&r, i), "code"), "%s", r.body);
-        cr_assert_str_eq(str_of(result(&r, i), "diagnosis"), "issued");
+        cr_assert_str_eq(h_str(result(&r, i), "diagnosis"), "issued");
     }
     cr_assert_null(strstr(r.body, "BO-1"), "%s", r.body);
     cr_assert_null(strstr(r.body, "BO-2"), "%s", r.body);
@@ -255,29 +238,29 @@ Test(lookup, a_code_past_its_expiry_is_diagnosed_expired)
     h_resp_free(&imp);
     h_resp o = place(d, "mall-token", "EXP-O1", 1);
     json_t *code = json_array_get(json_object_get(json_object_get(o.json, "order"), "codes"), 0);
-    cr_assert_str_eq(str_of(code, "code"), "EXP-1");
-    cr_assert_str_eq(str_of(code, "card_no"), "CARD-1");
-    cr_assert(strncmp(str_of(code, "expires_at"), exp, 19) == 0, "expires_at %s, imported %s",
-              str_of(code, "expires_at"), exp);
+    cr_assert_str_eq(h_str(code, "code"), "EXP-1");
+    cr_assert_str_eq(h_str(code, "card_no"), "CARD-1");
+    cr_assert(strncmp(h_str(code, "expires_at"), exp, 19) == 0, "expires_at %s, imported %s",
+              h_str(code, "expires_at"), exp);
 
     h_resp r = lookup_code(d, "mall-token", "EXP-1");
     cr_assert_str_eq(diagnosis(&r), "issued", "not expired yet: %s", r.body);
-    cr_assert(strncmp(str_of(result(&r, 0), "expires_at"), exp, 19) == 0);
+    cr_assert(strncmp(h_str(result(&r, 0), "expires_at"), exp, 19) == 0);
     h_resp_free(&r);
 
     struct diag_wait w = {d, "EXP-1", "expired"};
     cr_assert_eq(h_wait_for(diagnosis_is, &w, 20000), 0, "EXP-1 never became expired");
     r = lookup_code(d, "mall-token", "EXP-1");
     json_t *res = result(&r, 0);
-    cr_assert(strstr(str_of(res, "advice"), "expired"), "%s", r.body);
-    cr_assert_str_eq(str_of(res, "client_order_id"), "EXP-O1");
+    cr_assert(strstr(h_str(res, "advice"), "expired"), "%s", r.body);
+    cr_assert_str_eq(h_str(res, "client_order_id"), "EXP-O1");
     h_resp_free(&r);
 
     /* the expired code left in stock is never issued */
     json_t *before = h_stats(d);
     r = h_order(d, "mall-token", "EXP-O2", "test.card", 1);
     cr_assert_eq(r.status, 409, "an expired code must not be issued: %s", r.body);
-    cr_assert_str_eq(str_of(r.json, "error"), "out_of_stock");
+    cr_assert_str_eq(h_str(r.json, "error"), "out_of_stock");
     h_resp_free(&r);
     json_t *after = h_stats(d);
     cr_assert(json_equal(before, after), "a refused order changes nothing");
@@ -293,7 +276,7 @@ static json_t *sku_stats(json_t *stats, const char *sku)
     json_t *s;
     json_array_foreach(json_object_get(stats, "skus"), i, s)
     {
-        if (strcmp(str_of(s, "sku"), sku) == 0)
+        if (strcmp(h_str(s, "sku"), sku) == 0)
             return s;
     }
     cr_assert_fail("no stats for %s", sku);
@@ -310,7 +293,7 @@ Test(lookup, voided_batch_finds_affected_orders_and_leaves_stock)
     imp = h_import(d, "test.card", "code\nKEEP-1\n", 201); /* another batch, untouched */
     h_resp_free(&imp);
     h_resp o = place(d, "mall-token", "VD-O1", 1);
-    long long order_id = int_of(json_object_get(o.json, "order"), "id");
+    long long order_id = h_int(json_object_get(o.json, "order"), "id");
 
     char path[64];
     snprintf(path, sizeof path, "/v1/batches/%lld/void", batch);
@@ -326,45 +309,45 @@ Test(lookup, voided_batch_finds_affected_orders_and_leaves_stock)
     r = h_post_json(d, path, "ops-token", "{\"reason\":\"supplier voided\"}");
     cr_assert_eq(r.status, 200, "%s", r.body);
     json_t *b = json_object_get(r.json, "batch");
-    cr_assert_eq(int_of(b, "id"), batch);
-    cr_assert_str_eq(str_of(b, "state"), "voided");
-    cr_assert_eq(int_of(r.json, "voided_codes"), 3);
+    cr_assert_eq(h_int(b, "id"), batch);
+    cr_assert_str_eq(h_str(b, "state"), "voided");
+    cr_assert_eq(h_int(r.json, "voided_codes"), 3);
     json_t *aff = json_object_get(r.json, "affected_orders");
     cr_assert_eq(json_array_size(aff), 1, "%s", r.body);
-    cr_assert_eq(int_of(json_array_get(aff, 0), "id"), order_id);
-    cr_assert_str_eq(str_of(json_array_get(aff, 0), "client"), "mall");
-    cr_assert_str_eq(str_of(json_array_get(aff, 0), "client_order_id"), "VD-O1");
+    cr_assert_eq(h_int(json_array_get(aff, 0), "id"), order_id);
+    cr_assert_str_eq(h_str(json_array_get(aff, 0), "client"), "mall");
+    cr_assert_str_eq(h_str(json_array_get(aff, 0), "client_order_id"), "VD-O1");
     cr_assert_null(strstr(r.body, "VD-1"), "no code in the answer: %s", r.body);
     h_resp_free(&r);
 
     r = lookup_code(d, "mall-token", "VD-1");
     json_t *res = result(&r, 0);
     cr_assert_str_eq(diagnosis(&r), "voided_upstream", "%s", r.body);
-    cr_assert_str_eq(str_of(res, "state"), "voided");
-    cr_assert_gt(strlen(str_of(res, "voided_at")), 10);
-    cr_assert_eq(int_of(res, "order_id"), order_id);
-    cr_assert(strstr(str_of(res, "advice"), "replacement"), "%s", r.body);
+    cr_assert_str_eq(h_str(res, "state"), "voided");
+    cr_assert_gt(strlen(h_str(res, "voided_at")), 10);
+    cr_assert_eq(h_int(res, "order_id"), order_id);
+    cr_assert(strstr(h_str(res, "advice"), "replacement"), "%s", r.body);
     h_resp_free(&r);
 
     /* the batch's two available codes left stock; the other batch's stayed */
     json_t *st = h_stats(d);
     json_t *s = sku_stats(st, "test.card");
-    cr_assert_eq(int_of(s, "available"), 1, "%s", json_dumps(st, 0));
-    cr_assert_eq(int_of(s, "voided"), 3);
-    cr_assert_eq(int_of(s, "issued"), 0);
+    cr_assert_eq(h_int(s, "available"), 1, "%s", json_dumps(st, 0));
+    cr_assert_eq(h_int(s, "voided"), 3);
+    cr_assert_eq(h_int(s, "issued"), 0);
     json_decref(st);
     snprintf(path, sizeof path, "/v1/batches/%lld", batch);
     r = h_get(d, path, "ops-token");
     cr_assert_eq(r.status, 200, "%s", r.body);
     json_t *counts = json_object_get(json_object_get(r.json, "batch"), "codes");
-    cr_assert_eq(int_of(counts, "voided"), 3);
-    cr_assert_eq(int_of(counts, "available"), 0);
+    cr_assert_eq(h_int(counts, "voided"), 3);
+    cr_assert_eq(h_int(counts, "available"), 0);
     h_resp_free(&r);
     r = h_order(d, "mall-token", "VD-O2", "test.card", 1);
     cr_assert_eq(r.status, 201, "%s", r.body);
     cr_assert_str_eq(
-        str_of(json_array_get(json_object_get(json_object_get(r.json, "order"), "codes"), 0),
-               "code"),
+        h_str(json_array_get(json_object_get(json_object_get(r.json, "order"), "codes"), 0),
+              "code"),
         "KEEP-1", "a voided code is never issued");
     h_resp_free(&r);
 
@@ -373,11 +356,11 @@ Test(lookup, voided_batch_finds_affected_orders_and_leaves_stock)
     before = h_stats(d);
     r = h_post_json(d, path, "ops-token", "{\"reason\":\"again\"}");
     cr_assert_eq(r.status, 409, "%s", r.body);
-    cr_assert(strstr(str_of(r.json, "message"), "already voided"), "%s", r.body);
+    cr_assert(strstr(h_str(r.json, "message"), "already voided"), "%s", r.body);
     h_resp_free(&r);
     r = h_post_json(d, "/v1/batches/999/void", "ops-token", "{\"reason\":\"x\"}");
     cr_assert_eq(r.status, 404, "%s", r.body);
-    cr_assert_str_eq(str_of(r.json, "error"), "not_found");
+    cr_assert_str_eq(h_str(r.json, "error"), "not_found");
     h_resp_free(&r);
     after = h_stats(d);
     cr_assert(json_equal(before, after));
@@ -414,7 +397,7 @@ Test(lookup, malformed_lookups_are_refused)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         h_resp r = h_post_json(d, "/v1/codes/lookup", "mall-token", bad[i]);
         cr_assert_eq(r.status, 400, "%s: %ld %s", bad[i], r.status, r.body);
-        cr_assert_str_eq(str_of(r.json, "error"), "invalid_request");
+        cr_assert_str_eq(h_str(r.json, "error"), "invalid_request");
         h_resp_free(&r);
     }
     h_resp r = h_post_json(d, "/v1/codes/lookup", NULL, "{\"code\":\"X\"}");

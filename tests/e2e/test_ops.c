@@ -18,27 +18,10 @@ static h_daemon D;
 
 static void teardown(void)
 {
-    if (D.pid > 0) {
-        h_stop(&D, SIGKILL);
-        fprintf(stderr, "perkhubd's directory kept: %s\n", D.dir);
-    }
+    h_leftover(&D);
 }
 
 TestSuite(ops, .fini = teardown);
-
-static const char *str_of(json_t *obj, const char *key)
-{
-    const char *s = json_string_value(json_object_get(obj, key));
-    cr_assert(s, "'%s' is not a string", key);
-    return s;
-}
-
-static long long int_of(json_t *obj, const char *key)
-{
-    json_t *v = json_object_get(obj, key);
-    cr_assert(json_is_integer(v), "'%s' is not an integer", key);
-    return json_integer_value(v);
-}
 
 static void start(const char *extra)
 {
@@ -104,11 +87,11 @@ Test(ops, health_ready_and_request_ids)
     start(NULL);
     h_resp r = h_get(&D, "/v1/health", NULL);
     cr_assert_eq(r.status, 200);
-    cr_assert_str_eq(str_of(r.json, "status"), "ok");
+    cr_assert_str_eq(h_str(r.json, "status"), "ok");
     h_resp_free(&r);
     r = h_get(&D, "/v1/ready", NULL);
     cr_assert_eq(r.status, 200);
-    cr_assert_str_eq(str_of(r.json, "status"), "ready");
+    cr_assert_str_eq(h_str(r.json, "status"), "ready");
     h_resp_free(&r);
 
     /* every response carries an id; generated ones differ */
@@ -124,7 +107,7 @@ Test(ops, health_ready_and_request_ids)
                   "no X-Request-Id on %s (%ld)", paths[i][0], r.status);
         cr_assert_gt(strlen(seen[i]), 0);
         if (r.status >= 400)
-            cr_assert_str_eq(str_of(r.json, "request_id"), seen[i], "body and header agree");
+            cr_assert_str_eq(h_str(r.json, "request_id"), seen[i], "body and header agree");
         for (size_t k = 0; k < i; k++)
             cr_assert_str_neq(seen[k], seen[i], "request ids repeat");
         h_resp_free(&r);
@@ -170,7 +153,7 @@ static json_t *events(const char *query, long long *next_after)
     cr_assert_eq(r.status, 200, "%s: %s", path, r.body);
     json_t *ev = json_incref(json_object_get(r.json, "events"));
     cr_assert(json_is_array(ev), "%s", r.body);
-    *next_after = int_of(r.json, "next_after");
+    *next_after = h_int(r.json, "next_after");
     h_resp_free(&r);
     return ev;
 }
@@ -202,9 +185,9 @@ Test(ops, events_feed_pages_and_carries_no_code)
         json_t *e;
         json_array_foreach(ev, i, e)
         {
-            cr_assert_eq(int_of(e, "seq"), ++seq, "events are numbered without gaps");
-            cr_assert_str_eq(str_of(e, "type"), types[seq - base - 1]);
-            cr_assert_gt(strlen(str_of(e, "at")), 19);
+            cr_assert_eq(h_int(e, "seq"), ++seq, "events are numbered without gaps");
+            cr_assert_str_eq(h_str(e, "type"), types[seq - base - 1]);
+            cr_assert_gt(strlen(h_str(e, "at")), 19);
             cr_assert_null(json_object_get(e, "code"));
             cr_assert_null(json_object_get(e, "codes_plain"));
             char *txt = json_dumps(e, 0);
@@ -216,7 +199,7 @@ Test(ops, events_feed_pages_and_carries_no_code)
         after = next;
     }
     json_t *ev = events(q, &next); /* the same query again: same page, not consumed */
-    cr_assert_eq(int_of(json_array_get(ev, 0), "seq"), base + 3);
+    cr_assert_eq(h_int(json_array_get(ev, 0), "seq"), base + 3);
     json_decref(ev);
     snprintf(q, sizeof q, "?after=%lld", after);
     ev = events(q, &next);
@@ -228,10 +211,10 @@ Test(ops, events_feed_pages_and_carries_no_code)
     snprintf(q, sizeof q, "?after=%lld&limit=1", base + 1);
     ev = events(q, &next);
     json_t *e = json_array_get(ev, 0);
-    cr_assert_str_eq(str_of(e, "client"), "mall");
-    cr_assert_str_eq(str_of(e, "client_order_id"), "EV-1");
-    cr_assert_str_eq(str_of(e, "sku"), "test.card");
-    cr_assert_eq(int_of(e, "quantity"), 1);
+    cr_assert_str_eq(h_str(e, "client"), "mall");
+    cr_assert_str_eq(h_str(e, "client_order_id"), "EV-1");
+    cr_assert_str_eq(h_str(e, "sku"), "test.card");
+    cr_assert_eq(h_int(e, "quantity"), 1);
     json_decref(ev);
 
     /* the whole feed, every event, no code anywhere */
@@ -254,7 +237,7 @@ static json_t *supplier(const char *id)
     size_t i;
     json_array_foreach(json_object_get(r.json, "suppliers"), i, s)
     {
-        if (strcmp(str_of(s, "id"), id) == 0)
+        if (strcmp(h_str(s, "id"), id) == 0)
             found = json_incref(s);
     }
     h_resp_free(&r);
@@ -266,12 +249,12 @@ Test(ops, suppliers_and_stats)
     start(NULL);
     json_t *s = supplier("acme");
     cr_assert_not_null(s, "acme is listed");
-    cr_assert_str_eq(str_of(s, "plugin"), "example");
-    cr_assert_str_eq(str_of(s, "state"), "ready");
+    cr_assert_str_eq(h_str(s, "plugin"), "example");
+    cr_assert_str_eq(h_str(s, "state"), "ready");
     cr_assert(json_is_true(json_object_get(s, "enabled")));
-    cr_assert_eq(int_of(s, "priority"), 10);
-    cr_assert_gt(strlen(str_of(s, "plugin_version")), 0);
-    cr_assert(strncmp(str_of(s, "abi"), "1.", 2) == 0, "abi %s", str_of(s, "abi"));
+    cr_assert_eq(h_int(s, "priority"), 10);
+    cr_assert_gt(strlen(h_str(s, "plugin_version")), 0);
+    cr_assert(strncmp(h_str(s, "abi"), "1.", 2) == 0, "abi %s", h_str(s, "abi"));
     json_t *err = json_object_get(s, "error");
     cr_assert(!err || json_is_null(err), "a ready supplier has no error");
     json_decref(s);
@@ -287,22 +270,22 @@ Test(ops, suppliers_and_stats)
     cr_assert_eq(r.status, 201);
     h_resp_free(&r);
     json_t *st = h_stats(&D);
-    cr_assert_eq(int_of(st, "orders"), 1);
+    cr_assert_eq(h_int(st, "orders"), 1);
     size_t i;
     json_t *k;
     int seen = 0;
     json_array_foreach(json_object_get(st, "skus"), i, k)
     {
-        if (strcmp(str_of(k, "sku"), "test.card") == 0) {
-            cr_assert_eq(int_of(k, "imported"), 3);
-            cr_assert_eq(int_of(k, "available"), 1);
-            cr_assert_eq(int_of(k, "issued"), 2);
-            cr_assert_eq(int_of(k, "voided"), 0);
-            cr_assert_eq(int_of(k, "expired"), 0);
+        if (strcmp(h_str(k, "sku"), "test.card") == 0) {
+            cr_assert_eq(h_int(k, "imported"), 3);
+            cr_assert_eq(h_int(k, "available"), 1);
+            cr_assert_eq(h_int(k, "issued"), 2);
+            cr_assert_eq(h_int(k, "voided"), 0);
+            cr_assert_eq(h_int(k, "expired"), 0);
             seen++;
-        } else if (strcmp(str_of(k, "sku"), "test.card2") == 0) {
-            cr_assert_eq(int_of(k, "imported"), 1);
-            cr_assert_eq(int_of(k, "available"), 1);
+        } else if (strcmp(h_str(k, "sku"), "test.card2") == 0) {
+            cr_assert_eq(h_int(k, "imported"), 1);
+            cr_assert_eq(h_int(k, "available"), 1);
             seen++;
         }
     }
@@ -313,8 +296,8 @@ Test(ops, suppliers_and_stats)
     r = h_get(&D, "/v1/products/test.card", "mall-token");
     cr_assert_eq(r.status, 200, "%s", r.body);
     json_t *p = json_object_get(r.json, "product");
-    cr_assert_eq(int_of(json_object_get(p, "stock"), "available"), 1);
-    cr_assert_str_eq(str_of(p, "face_value"), "30.00");
+    cr_assert_eq(h_int(json_object_get(p, "stock"), "available"), 1);
+    cr_assert_str_eq(h_str(p, "face_value"), "30.00");
     cr_assert_null(json_object_get(p, "offers"), "offers (costs) are for ops");
     h_resp_free(&r);
     finish();
@@ -376,7 +359,7 @@ Test(ops, sighup_adds_a_product)
 
     r = h_get(&D, "/v1/products/test.new", "mall-token");
     cr_assert_eq(r.status, 200, "%s", r.body);
-    cr_assert_str_eq(str_of(json_object_get(r.json, "product"), "name"), "New card");
+    cr_assert_str_eq(h_str(json_object_get(r.json, "product"), "name"), "New card");
     h_resp_free(&r);
     /* the running daemon now imports and sells it */
     r = h_import(&D, "test.new", "code\nNEWC-1\n", 201);
@@ -427,7 +410,7 @@ Test(ops, sighup_with_an_invalid_file_keeps_the_running_config)
     cr_assert_eq(r.status, 201, "%s", r.body);
     h_resp_free(&r);
     json_t *s = supplier("acme");
-    cr_assert_str_eq(str_of(s, "state"), "ready");
+    cr_assert_str_eq(h_str(s, "state"), "ready");
     json_decref(s);
 
     /* once fixed, the next SIGHUP applies it */
@@ -453,7 +436,7 @@ static int acme_is(void *arg)
 {
     struct sup_wait *w = arg;
     json_t *s = supplier("acme");
-    int ok = s && strcmp(str_of(s, "state"), w->state) == 0 &&
+    int ok = s && strcmp(h_str(s, "state"), w->state) == 0 &&
              json_is_true(json_object_get(s, "enabled")) == w->enabled;
     json_decref(s);
     return ok;
@@ -581,8 +564,8 @@ Test(ops, sigterm_lets_an_import_in_flight_finish)
     cr_assert_eq(u.rc, CURLE_OK, "the import's answer was lost: %s", curl_easy_strerror(u.rc));
     cr_assert_eq(u.status, 201, "import answered %ld: %.300s", u.status, u.resp);
     json_t *j = json_loads(u.resp, 0, NULL);
-    cr_assert_eq(int_of(json_object_get(j, "batch"), "count"), N);
-    long long batch = int_of(json_object_get(j, "batch"), "id");
+    cr_assert_eq(h_int(json_object_get(j, "batch"), "count"), N);
+    long long batch = h_int(json_object_get(j, "batch"), "id");
     json_decref(j);
     free(u.resp);
     free(csv);
@@ -603,8 +586,8 @@ Test(ops, sigterm_lets_an_import_in_flight_finish)
     h_resp r = h_get(&D, path, "ops-token");
     cr_assert_eq(r.status, 200, "%s", r.body);
     json_t *b = json_object_get(r.json, "batch");
-    cr_assert_eq(int_of(b, "count"), N);
-    cr_assert_eq(int_of(json_object_get(b, "codes"), "available"), N);
+    cr_assert_eq(h_int(b, "count"), N);
+    cr_assert_eq(h_int(json_object_get(b, "codes"), "available"), N);
     h_resp_free(&r);
     r = h_order(&D, "mall-token", "AFTER-TERM", "test.card", 2);
     cr_assert_eq(r.status, 201, "%s", r.body);

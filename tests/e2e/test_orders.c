@@ -19,10 +19,7 @@ static h_daemon D;
 
 static void teardown(void)
 {
-    if (D.pid > 0) {
-        h_stop(&D, SIGKILL);
-        fprintf(stderr, "perkhubd's directory kept: %s\n", D.dir);
-    }
+    h_leftover(&D);
 }
 
 TestSuite(orders, .fini = teardown);
@@ -48,26 +45,12 @@ static const char *code_at(json_t *codes, size_t i)
     return s;
 }
 
-static long long int_of(json_t *obj, const char *key)
-{
-    json_t *v = json_object_get(obj, key);
-    cr_assert(json_is_integer(v), "'%s' is not an integer", key);
-    return json_integer_value(v);
-}
-
-static const char *str_of(json_t *obj, const char *key)
-{
-    const char *s = json_string_value(json_object_get(obj, key));
-    cr_assert(s, "'%s' is not a string", key);
-    return s;
-}
-
 static void expect_error(const h_resp *r, long status, const char *code, const char *needle)
 {
     cr_assert_eq(r->status, status, "expected %ld %s, got %ld: %s", status, code, r->status,
                  r->body);
-    cr_assert_str_eq(str_of(r->json, "error"), code, "%s", r->body);
-    const char *msg = str_of(r->json, "message");
+    cr_assert_str_eq(h_str(r->json, "error"), code, "%s", r->body);
+    const char *msg = h_str(r->json, "message");
     if (needle)
         cr_assert(strstr(msg, needle), "message '%s' does not mention '%s'", msg, needle);
     cr_assert(json_is_string(json_object_get(r->json, "request_id")), "%s", r->body);
@@ -91,7 +74,7 @@ static json_t *sku_stats(json_t *stats, const char *sku)
     json_t *s;
     json_array_foreach(json_object_get(stats, "skus"), i, s)
     {
-        if (strcmp(str_of(s, "sku"), sku) == 0)
+        if (strcmp(h_str(s, "sku"), sku) == 0)
             return s;
     }
     return NULL;
@@ -101,7 +84,7 @@ static long long available(const h_daemon *d, const char *sku)
 {
     json_t *st = h_stats(d);
     json_t *s = sku_stats(st, sku);
-    long long n = s ? int_of(s, "available") : 0;
+    long long n = s ? h_int(s, "available") : 0;
     json_decref(st);
     return n;
 }
@@ -131,14 +114,14 @@ Test(orders, create_fifo_then_replay_is_identical)
     cr_assert_null(h_header(&first, "Idempotent-Replay", hv, sizeof hv),
                    "a first order is not a replay");
     json_t *o = order_of(&first);
-    cr_assert_gt(int_of(o, "id"), 0);
-    cr_assert_str_eq(str_of(o, "client_order_id"), "A-1");
-    cr_assert_str_eq(str_of(o, "sku"), "test.card");
-    cr_assert_str_eq(str_of(o, "product_name"), "Test card");
-    cr_assert_eq(int_of(o, "quantity"), 2);
-    cr_assert_str_eq(str_of(o, "delivery"), "card_code");
-    cr_assert_str_eq(str_of(o, "state"), "succeeded");
-    cr_assert(strlen(str_of(o, "created_at")) >= 20 && strlen(str_of(o, "updated_at")) >= 20);
+    cr_assert_gt(h_int(o, "id"), 0);
+    cr_assert_str_eq(h_str(o, "client_order_id"), "A-1");
+    cr_assert_str_eq(h_str(o, "sku"), "test.card");
+    cr_assert_str_eq(h_str(o, "product_name"), "Test card");
+    cr_assert_eq(h_int(o, "quantity"), 2);
+    cr_assert_str_eq(h_str(o, "delivery"), "card_code");
+    cr_assert_str_eq(h_str(o, "state"), "succeeded");
+    cr_assert(strlen(h_str(o, "created_at")) >= 20 && strlen(h_str(o, "updated_at")) >= 20);
     json_t *codes = codes_of(&first);
     cr_assert_eq(json_array_size(codes), 2);
     cr_assert_str_eq(code_at(codes, 0), "ORD-1", "first in, first out");
@@ -152,7 +135,7 @@ Test(orders, create_fifo_then_replay_is_identical)
     cr_assert_eq(again.status, 200, "a replay answers 200: %s", again.body);
     cr_assert_not_null(h_header(&again, "Idempotent-Replay", hv, sizeof hv));
     cr_assert_str_eq(hv, "true");
-    cr_assert_eq(int_of(order_of(&again), "id"), int_of(o, "id"), "the same order");
+    cr_assert_eq(h_int(order_of(&again), "id"), h_int(o, "id"), "the same order");
     cr_assert(json_equal(codes_of(&again), codes), "the same codes: %s vs %s", again.body,
               first.body);
     cr_assert_eq(h_last_event(d), ev, "a replay writes no event");
@@ -198,7 +181,7 @@ Test(orders, same_id_different_request_is_a_conflict)
     r = h_order(d, "other-token", "C-1", "test.card", 2);
     cr_assert_eq(r.status, 201, "%s", r.body);
     cr_assert_str_eq(code_at(codes_of(&r), 0), "CF-2");
-    cr_assert_neq(int_of(order_of(&r), "id"), int_of(order_of(&first), "id"));
+    cr_assert_neq(h_int(order_of(&r), "id"), h_int(order_of(&first), "id"));
     h_resp_free(&r);
     h_resp_free(&first);
     finish(d);
@@ -281,7 +264,7 @@ Test(orders, quantity_over_the_limit)
     json_t *before = h_stats(d);
     r = h_order(d, "mall-token", "L-1", "test.card", 51);
     expect_error(&r, 422, "limit_exceeded", "quantity");
-    cr_assert(strstr(str_of(r.json, "message"), "50"), "names the limit: %s", r.body);
+    cr_assert(strstr(h_str(r.json, "message"), "50"), "names the limit: %s", r.body);
     h_resp_free(&r);
     expect_unchanged(d, before, "an order over the limit");
 
@@ -307,8 +290,8 @@ Test(orders, employee_welfare_100k_codes_in_one_order)
     h_resp r = h_import(d, "test.card", csv, 201);
     free(csv);
     json_t *batch = json_object_get(r.json, "batch");
-    cr_assert_eq(int_of(batch, "count"), N);
-    cr_assert_str_eq(str_of(batch, "state"), "active");
+    cr_assert_eq(h_int(batch, "count"), N);
+    cr_assert_str_eq(h_str(batch, "state"), "active");
     h_resp_free(&r);
     cr_assert_eq(available(d, "test.card"), N);
 
@@ -334,9 +317,9 @@ Test(orders, employee_welfare_100k_codes_in_one_order)
 
     json_t *st = h_stats(d);
     json_t *s = sku_stats(st, "test.card");
-    cr_assert_eq(int_of(s, "available"), 0);
-    cr_assert_eq(int_of(s, "issued"), N);
-    cr_assert_eq(int_of(st, "orders"), 1);
+    cr_assert_eq(h_int(s, "available"), 0);
+    cr_assert_eq(h_int(s, "issued"), N);
+    cr_assert_eq(h_int(st, "orders"), 1);
     json_decref(st);
     finish(d);
 }
@@ -349,13 +332,13 @@ Test(orders, read_back_by_owner_other_client_and_ops)
     h_resp_free(&r);
     h_resp created = h_order(d, "mall-token", "R-1", "test.card", 2);
     cr_assert_eq(created.status, 201, "%s", created.body);
-    long long id = int_of(order_of(&created), "id");
+    long long id = h_int(order_of(&created), "id");
     char path[64];
     snprintf(path, sizeof path, "/v1/orders/%lld", id);
 
     r = h_get(d, path, "mall-token");
     cr_assert_eq(r.status, 200, "%s", r.body);
-    cr_assert_eq(int_of(order_of(&r), "id"), id);
+    cr_assert_eq(h_int(order_of(&r), "id"), id);
     cr_assert(json_equal(codes_of(&r), codes_of(&created)), "the owner sees its codes");
     h_resp_free(&r);
 
@@ -365,7 +348,7 @@ Test(orders, read_back_by_owner_other_client_and_ops)
     /* the same answer as for an order that does not exist at all */
     r = h_get(d, "/v1/orders/999999", "other-token");
     expect_error(&r, 404, "not_found", NULL);
-    cr_assert_str_eq(str_of(r.json, "message"), str_of(other.json, "message"));
+    cr_assert_str_eq(h_str(r.json, "message"), h_str(other.json, "message"));
     h_resp_free(&r);
     h_resp_free(&other);
 
@@ -379,8 +362,8 @@ Test(orders, read_back_by_owner_other_client_and_ops)
     cr_assert_null(json_object_get(o, "codes"), "ops never gets codes: %s", r.body);
     cr_assert_null(strstr(r.body, "RB-1"));
     cr_assert_null(strstr(r.body, "RB-2"));
-    cr_assert_str_eq(str_of(o, "cost"), "39.60", "2 x 19.80");
-    cr_assert_str_eq(str_of(o, "client_order_id"), "R-1");
+    cr_assert_str_eq(h_str(o, "cost"), "39.60", "2 x 19.80");
+    cr_assert_str_eq(h_str(o, "client_order_id"), "R-1");
     h_resp_free(&r);
 
     /* the owner's view carries no cost: that is ops' business */
@@ -404,10 +387,10 @@ static long long list_ids(const h_daemon *d, const char *path, const char *token
     cr_assert_leq(*n, max);
     for (size_t i = 0; i < *n; i++) {
         json_t *o = json_array_get(orders, i);
-        ids[i] = int_of(o, "id");
+        ids[i] = h_int(o, "id");
         cr_assert_null(json_object_get(o, "codes"), "lists carry no codes: %s", r.body);
         if (client)
-            cr_assert_str_eq(str_of(o, "client"), client, "%s", r.body);
+            cr_assert_str_eq(h_str(o, "client"), client, "%s", r.body);
     }
     json_t *next = json_object_get(r.json, "next_after");
     cr_assert(next, "next_after is always present: %s", r.body);
@@ -429,19 +412,19 @@ Test(orders, find_by_client_order_id_and_page_own_orders)
     for (int i = 0; i < 3; i++) {
         r = h_order(d, "mall-token", coids[i], "test.card", 1);
         cr_assert_eq(r.status, 201, "%s", r.body);
-        mall[i] = int_of(order_of(&r), "id");
+        mall[i] = h_int(order_of(&r), "id");
         h_resp_free(&r);
         if (i == 0) { /* interleave another client's order */
             r = h_order(d, "other-token", "Q-1", "test.card", 1);
             cr_assert_eq(r.status, 201, "%s", r.body);
-            other = int_of(order_of(&r), "id");
+            other = h_int(order_of(&r), "id");
             h_resp_free(&r);
         }
     }
 
     r = h_get(d, "/v1/orders?client_order_id=P-2", "mall-token");
     cr_assert_eq(r.status, 200, "%s", r.body);
-    cr_assert_eq(int_of(order_of(&r), "id"), mall[1]);
+    cr_assert_eq(h_int(order_of(&r), "id"), mall[1]);
     cr_assert_str_eq(code_at(codes_of(&r), 0), "PG-0000002");
     h_resp_free(&r);
     r = h_get(d, "/v1/orders?client_order_id=P-2", "other-token");
@@ -499,7 +482,7 @@ Test(orders, csv_expiry_accepts_the_time_format_the_api_writes)
     const char *want[] = {"2030-06-01T08:00:00.250Z", "2030-06-01T08:00:00.000Z",
                           "2030-06-01T15:59:59.999Z", "2030-06-01T08:00:00.500Z"};
     for (size_t i = 0; i < 4; i++)
-        cr_assert_str_eq(str_of(json_array_get(codes, i), "expires_at"), want[i], "FR-%zu", i + 1);
+        cr_assert_str_eq(h_str(json_array_get(codes, i), "expires_at"), want[i], "FR-%zu", i + 1);
     h_resp_free(&r);
     /* a fraction is digits: anything else is still refused */
     r = h_import(d, "test.card", "code,card_no,expires_at\nFR-5,,2030-06-01T08:00:00.Z\n", 422);

@@ -20,10 +20,7 @@ static h_daemon D;
 
 static void teardown(void)
 {
-    if (D.pid > 0) {
-        h_stop(&D, SIGKILL);
-        fprintf(stderr, "perkhubd's directory kept: %s\n", D.dir);
-    }
+    h_leftover(&D);
 }
 
 TestSuite(perkctl, .fini = teardown);
