@@ -27,8 +27,7 @@ fail() { echo "bench: FAIL: $*" >&2; exit 1; }
 note() { echo "bench: $*" >&2; }
 
 [ -x "$PERKHUBD" ] || fail "$PERKHUBD not found (make build first)"
-"$SRC/tools/deps.sh"
-"$SRC/bench/deps.sh"
+"$SRC/tools/deps.sh" wrk
 
 TMP=$(mktemp -d /tmp/perkhub-bench-XXXXXX)
 PID=""

@@ -2,11 +2,12 @@
 # The one place that installs perkhub's system packages (Debian 12).
 # Used by `make demo`, `make test` and `make bench`; idempotent and quiet when
 # everything is present. Needs root (or sudo) only when something is missing.
+# Extra package names as arguments are installed too (bench/run.sh: wrk).
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config curl ca-certificates openssl
       liblmdb-dev lmdb-utils libjansson-dev libyaml-dev libcurl4-openssl-dev
-      libssl-dev libcriterion-dev libmicrohttpd-dev)
+      libssl-dev libcriterion-dev libmicrohttpd-dev "$@")
 
 missing=()
 for p in "${pkgs[@]}"; do
