@@ -70,6 +70,44 @@ typedef struct ph_code {
     uint8_t *sealed; /* owned by the object that holds this ph_code */
 } ph_code;
 
+/* One try at one supplier for a supplier-fulfilled order (DESIGN.md "attempts").
+ * Attempts only move forward: SENDING -> PROCESSING | UNKNOWN | SUCCEEDED |
+ * FAILED, PROCESSING -> UNKNOWN | SUCCEEDED | FAILED (or PROCESSING again, to
+ * record a check), UNKNOWN -> PROCESSING | SUCCEEDED | FAILED (or UNKNOWN
+ * again); SUCCEEDED and FAILED are final. */
+enum ph_attempt_state {
+    PH_ATTEMPT_SENDING = 1,    /* stored before the request leaves: after a crash it
+                                  becomes UNKNOWN, never "not sent" (rule 2) */
+    PH_ATTEMPT_PROCESSING = 2, /* the supplier accepted it and is working on it */
+    PH_ATTEMPT_UNKNOWN = 3,    /* it may or may not have happened: queried until settled */
+    PH_ATTEMPT_SUCCEEDED = 4,
+    PH_ATTEMPT_FAILED = 5,
+};
+
+/* "sending", "processing", ...; "?" otherwise. Static strings. */
+const char *ph_attempt_state_name(int state);
+
+#define PH_REF_MAX    64  /* bytes of an attempt reference */
+#define PH_REASON_MAX 128 /* bytes of a machine reason ("out_of_stock") */
+#define PH_SUPPLIER_ORDER_MAX 128
+
+typedef struct ph_attempt {
+    uint32_t no; /* 1, 2, ...: the order's attempts in the order they were made */
+    char supplier[PH_SKU_MAX + 1];
+    char product_id[PH_SUPPLIER_ORDER_MAX + 1];      /* the supplier's product id (offer) */
+    char ref[PH_REF_MAX + 1];                         /* our reference at the supplier */
+    char supplier_order_id[PH_SUPPLIER_ORDER_MAX + 1];/* the supplier's, once known */
+    int state;                                        /* PH_ATTEMPT_* */
+    char reason[PH_REASON_MAX + 1];                   /* why failed/unknown; "" otherwise */
+    int64_t unit_cost;    /* fen: the offer's cost when the attempt was made */
+    int64_t charged;      /* fen the supplier says it charged; -1 unknown */
+    int64_t created_at, updated_at;
+    int64_t next_check_at;/* ms: when the core queries it next; 0 = not scheduled */
+    uint32_t checks;      /* order queries made so far */
+    char step_state[PH_REASON_MAX + 1]; /* the plugin's next_state for a follow-up step */
+    uint32_t step;        /* the exchange step the attempt is at (0 = the order itself) */
+} ph_attempt;
+
 typedef struct ph_order {
     uint64_t id;
     char client[PH_SKU_MAX + 1];
@@ -82,6 +120,16 @@ typedef struct ph_order {
     uint8_t fingerprint[32]; /* SHA-256 of the request's defining fields (idempotency) */
     size_t ncodes;
     ph_code *codes; /* the issued codes when loaded with codes, else NULL */
+
+    /* Supplier-fulfilled orders (PH_CMD_SUPPLY_CREATE); zero/NULL for orders
+     * fulfilled from local stock. */
+    int delivery;                  /* PH_DELIVERY_* of config.h; 0 = local card codes */
+    char reason[PH_REASON_MAX + 1];/* why failed or unknown; "" otherwise */
+    char account_masked[32];       /* recharge: "138****8000"; "" otherwise */
+    uint32_t account_sealed_len;   /* recharge: the account, ph_crypto_seal()ed */
+    uint8_t *account_sealed;       /* owned by the order */
+    size_t nattempts;
+    ph_attempt *attempts;          /* owned by the order; loaded with every read */
 } ph_order;
 
 /* Frees an order returned by the store, including its codes. NULL is a no-op. */
@@ -141,7 +189,25 @@ enum ph_cmd_type {
     PH_CMD_ORDER,        /* fulfil a card-code order from local stock (idempotent) */
     PH_CMD_VOID_BATCH,   /* the supplier voided a batch upstream */
     PH_CMD_PUT_PRODUCTS, /* make the catalog match the configuration */
+    PH_CMD_SUPPLY_CREATE,/* accept an order to be fulfilled by a supplier (idempotent) */
+    PH_CMD_ATTEMPT,      /* record what an attempt at a supplier came to */
 };
+
+/* A card code a supplier delivered, sealed before submission (ph_crypto_seal,
+ * exactly like an imported code) with its keyed hash. */
+typedef struct ph_supplied_code {
+    uint8_t hash[32];
+    int64_t expires_at; /* ms; 0 = never */
+    uint32_t sealed_len;
+    const uint8_t *sealed;
+} ph_supplied_code;
+
+/* The first or next attempt an order goes to. The store names the attempt's
+ * reference itself: "<store uid>-<order id>-<attempt no>" (ph_store_uid). */
+typedef struct ph_attempt_target {
+    const char *supplier, *product_id;
+    int64_t unit_cost;
+} ph_attempt_target;
 
 typedef struct ph_import_code {
     uint32_t line;      /* line in the source file, for error reports */
@@ -190,6 +256,55 @@ struct ph_cmd {
             const char *const *json; /* one product object each, as docs/store.md */
             size_t n;
         } products;
+        /*
+         * SUPPLY_CREATE: a new order in PROCESSING with attempt 1 in SENDING at
+         * `first` — or, when first.supplier is NULL, directly FAILED with
+         * fail_reason (no offer could take it; nothing was sent). Idempotent like
+         * ORDER: an existing (client, client_order_id) with the same fingerprint
+         * is returned with replayed = 1 and nothing changes; with another
+         * fingerprint PH_ECONFLICT. Events: order.accepted (+ order.failed).
+         */
+        struct {
+            const char *client, *client_order_id, *sku;
+            uint32_t quantity;
+            uint8_t fingerprint[32];
+            int delivery;                 /* PH_DELIVERY_* */
+            const uint8_t *account_sealed;/* recharge, else NULL */
+            uint32_t account_sealed_len;
+            const char *account_masked;   /* recharge, else NULL */
+            ph_attempt_target first;
+            const char *fail_reason;
+        } supply;
+        /*
+         * ATTEMPT: attempt `no` of order `order_id` moves to `state` (a forward
+         * move only; anything else is PH_ESTATE and changes nothing, which is how
+         * a late or duplicate result is ignored). Fields set here overwrite the
+         * attempt's when non-NULL / >= 0. The order follows:
+         *   SUCCEEDED -> order SUCCEEDED; card orders store `codes` (exactly the
+         *     order's quantity, else PH_EINVAL) as a new batch of the supplier
+         *     (note "order <id> attempt <no>") issued to the order at once; a code
+         *     whose hash is already stored fails the command with PH_EDUP;
+         *   FAILED + next.supplier -> attempt no+1 in SENDING at `next`, order
+         *     PROCESSING; FAILED without next -> order FAILED with the reason;
+         *   UNKNOWN -> order UNKNOWN; PROCESSING/SENDING -> order PROCESSING.
+         * Events: order.attempt (supplier, attempt, state, reason) and, when the
+         * order's state changes, order.succeeded / order.failed / order.unknown.
+         */
+        struct {
+            uint64_t order_id;
+            uint32_t no;
+            int state;                     /* PH_ATTEMPT_* */
+            const char *reason;            /* NULL keeps */
+            const char *supplier_order_id; /* NULL keeps */
+            const char *step_state;        /* NULL keeps */
+            int64_t step;                  /* -1 keeps */
+            int64_t charged;               /* -1 keeps */
+            int64_t next_check_at;         /* -1 keeps; 0 clears */
+            int count_check;               /* 1: checks += 1 */
+            const ph_supplied_code *codes;
+            size_t ncodes;
+            ph_attempt_target next;        /* failover target, or supplier NULL */
+        } attempt;
     } in;
 
     /* ---- results, valid once the command completed ---- */
@@ -204,6 +319,8 @@ struct ph_cmd {
     uint32_t voided_codes;       /* VOID_BATCH */
     ph_affected_order *affected; /* VOID_BATCH: orders that had codes of the batch */
     size_t naffected;
+    /* SUPPLY_CREATE and ATTEMPT also set `order` (with its attempts, and its codes
+     * once succeeded) and SUPPLY_CREATE sets `replayed`. */
 
     /* ---- completion ---- */
     ph_cmd_done_fn
@@ -269,6 +386,18 @@ void ph_store_product_list_free(char **json, uint64_t *available, size_t n);
 int ph_store_event_list(ph_store *s, uint64_t after, size_t limit, char ***out, size_t *n,
                         ph_err *err);
 void ph_store_event_list_free(char **list, size_t n);
+
+/* Orders with an attempt not final (SENDING, PROCESSING, UNKNOWN), ascending
+ * by id, with id > after, at most limit, with their attempts (no codes): what
+ * the core must resume after a restart. Kept in the `pending` database, written
+ * in the same transaction as the attempt. Caller frees (ph_order_list_free). */
+int ph_store_pending_list(ph_store *s, uint64_t after, size_t limit, ph_order ***out, size_t *n,
+                          ph_err *err);
+
+/* This data directory's identity: 8 lowercase hex characters generated when
+ * the environment was created and stored in `meta`. Attempt references start
+ * with it, so two perkhub stores never send the same reference to a supplier. */
+const char *ph_store_uid(ph_store *s);
 
 /* Per-SKU code counts by state, and totals. */
 typedef struct ph_sku_stats {

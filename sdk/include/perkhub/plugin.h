@@ -18,6 +18,12 @@
  *   n is at most its own minor; anything else is refused at load with a
  *   message naming the plugin file, the plugin's ABI and perkhubd's.
  *
+ *   2026-11-24  1.1  Supplier operations: struct perkhub_ops (build_request,
+ *                    parse_response, verify_callback, serve_local), the
+ *                    operation/request/response/result structs, capability
+ *                    bits 0..7 usable, descriptor fields processing_window_s
+ *                    and query_delay_ms, host functions md5, cipher,
+ *                    base64_encode/decode, ct_equal, url_encode, random.
  *   2026-11-24  1.0  First version: entry symbol, plugin descriptor, config
  *                    schema, lifecycle (init/shutdown), host table (log,
  *                    memory, clock, config getters, SHA-256/HMAC-SHA256,
@@ -52,7 +58,7 @@ extern "C" {
 #endif
 
 #define PERKHUB_ABI_MAJOR 1
-#define PERKHUB_ABI_MINOR 0
+#define PERKHUB_ABI_MINOR 1
 
 /* Marks the one symbol a plugin exports. Plugins are built with hidden
  * visibility (ph_add_plugin does that), so only this symbol is visible. */
@@ -111,20 +117,25 @@ enum perkhub_log_level {
 /* =========================================================================
  * CAPABILITIES
  *
- * What a plugin can do, as bits in perkhub_plugin.capabilities. The values are
- * fixed now so that they never move; each names the operation of ABI 1.1 that
- * carries it. An ABI 1.0 plugin has no operations table, so it sets
- * capabilities to 0: the core refuses a plugin that claims a capability its ABI
- * version cannot carry, and any bit not defined here (bits 7..63 are reserved).
+ * What a plugin can do, as bits in perkhub_plugin.capabilities. Each bit
+ * names an operation the plugin's ops table handles (ABI 1.1); the core never
+ * asks a plugin for an operation whose bit is clear. An ABI 1.0 plugin has no
+ * operations table and must set 0; the core refuses a plugin that claims a
+ * capability its ABI version cannot carry, or a bit not defined here (bits
+ * 8..63 are reserved).
  * ========================================================================= */
 #define PERKHUB_CAP_CATALOG     (UINT64_C(1) << 0) /* list the supplier's products and prices */
-#define PERKHUB_CAP_STOCK_CHECK (UINT64_C(1) << 1) /* ask the stock of one product */
+#define PERKHUB_CAP_STOCK_CHECK (UINT64_C(1) << 1) /* ask the stock and price of one product */
 #define PERKHUB_CAP_CARD_ORDER  (UINT64_C(1) << 2) /* buy card codes (卡密) */
-#define PERKHUB_CAP_RECHARGE    (UINT64_C(1) << 3) /* recharge an account directly */
+#define PERKHUB_CAP_RECHARGE    (UINT64_C(1) << 3) /* recharge an account directly (直充) */
 #define PERKHUB_CAP_ORDER_QUERY (UINT64_C(1) << 4) /* query an order: settles AMBIGUOUS */
 #define PERKHUB_CAP_CALLBACK    (UINT64_C(1) << 5) /* verify and parse async notifications */
 #define PERKHUB_CAP_BALANCE     (UINT64_C(1) << 6) /* read our prepaid balance */
-#define PERKHUB_CAP_DEFINED     (UINT64_C(0x7f))   /* every bit defined so far */
+#define PERKHUB_CAP_LOCAL       (UINT64_C(1) << 7) /* ABI 1.1: the plugin is its own upstream;
+                                                      the core hands each request to
+                                                      ops->serve_local instead of the
+                                                      network (the built-in sandbox) */
+#define PERKHUB_CAP_DEFINED     (UINT64_C(0xff))   /* every bit defined so far */
 
 /* =========================================================================
  * CONFIG SCHEMA
@@ -236,9 +247,23 @@ struct perkhub_plugin {
      */
     void (*shutdown)(void *instance);
 
-    /* Supplier operations. Must be NULL in ABI 1.0 (the struct is only declared);
-     * ABI 1.1 defines struct perkhub_ops, its own struct_size first. */
+    /* Supplier operations (ABI 1.1; see OPERATIONS). NULL in ABI 1.0, and in a
+     * 1.1 plugin that offers no operation (capabilities 0). */
     const struct perkhub_ops *ops;
+
+    /* ---- ABI 1.1 ---- */
+
+    /* How long, in seconds, the supplier may take before an order it accepted
+     * shows up in its order query. A query answering PERKHUB_STATE_NOT_FOUND
+     * within this window keeps the attempt unknown (the order may still be in
+     * flight inside the supplier); only after it does the core count the
+     * attempt as failed. 0 means 300. */
+    uint32_t processing_window_s;
+
+    /* The delay before the core's first order query of an attempt left
+     * processing or unknown, in milliseconds; later queries back off from it
+     * (doubling, at most 60 s). 0 means 1000. */
+    uint32_t query_delay_ms;
 
     /* New members of later minor versions go here, after a comment naming the
      * version. The core reads them only when struct_size covers them. */
@@ -370,44 +395,301 @@ struct perkhub_host {
      * log lines. Ownership: static storage; do not free. Thread-safe. */
     const char *(*status_str)(int status);
 
+    /* ---- ABI 1.1 ---- */
+
+    /* MD5 of len bytes into out (16 bytes, caller-provided). Only for the
+     * signatures of supplier protocols that require it; never as security of
+     * our own. Ownership: nothing retained. Thread-safe. */
+    void (*md5)(const struct perkhub_host *host, const void *data, size_t len, uint8_t out[16]);
+
+    /* Encrypts (encrypt = 1) or decrypts (0) inlen bytes with an OpenSSL cipher
+     * named as in `openssl enc -list` ("aes-128-ecb", "aes-256-cbc", ...), with
+     * PKCS#7 padding. keylen and ivlen must be the cipher's (ivlen 0 for ECB).
+     * On PERKHUB_OK *out is a new block of *outlen bytes plus a NUL (so
+     * decrypted text is a C string), owned by the caller (mem_free).
+     * Returns PERKHUB_ERR_UNSUPPORTED (unknown cipher), PERKHUB_ERR_CONFIG
+     * (wrong key or iv length), PERKHUB_DEFINITE_FAILURE (the input does not
+     * decrypt: bad padding, wrong key), PERKHUB_ERR_NOMEM. Thread-safe. */
+    int (*cipher)(const struct perkhub_host *host, const char *name, int encrypt,
+                  const uint8_t *key, size_t keylen, const uint8_t *iv, size_t ivlen,
+                  const uint8_t *in, size_t inlen, uint8_t **out, size_t *outlen);
+
+    /* Standard base64 (RFC 4648, padded) of len bytes: a new NUL-terminated
+     * string the caller owns (mem_free); NULL when out of memory. Thread-safe. */
+    char *(*base64_encode)(const struct perkhub_host *host, const void *data, size_t len);
+
+    /* Decodes standard base64 (padding optional, no whitespace). On PERKHUB_OK
+     * *out is a new block of *outlen bytes plus a NUL, the caller's (mem_free).
+     * Returns PERKHUB_DEFINITE_FAILURE for input that is not base64,
+     * PERKHUB_ERR_NOMEM. Thread-safe. */
+    int (*base64_decode)(const struct perkhub_host *host, const char *text, size_t len,
+                         uint8_t **out, size_t *outlen);
+
+    /* 1 when the len bytes at a and b are equal, else 0, in a time that depends
+     * only on len: use it for every signature comparison. Thread-safe. */
+    int (*ct_equal)(const struct perkhub_host *host, const void *a, const void *b, size_t len);
+
+    /* Percent-encodes s for a URL query or a form value (RFC 3986 unreserved
+     * characters stay as they are): a new string the caller owns (mem_free);
+     * NULL when out of memory. Thread-safe. */
+    char *(*url_encode)(const struct perkhub_host *host, const char *s);
+
+    /* Fills len bytes with cryptographically strong random bytes (nonces,
+     * IVs). Returns PERKHUB_OK or PERKHUB_ERR_INTERNAL. Thread-safe. */
+    int (*random)(const struct perkhub_host *host, void *buf, size_t len);
+
     /* New functions of later minor versions go here, after a comment naming
      * the version. Never insert above this line. */
 };
 
 /* =========================================================================
- * OPERATIONS (coming in ABI 1.1 — not part of 1.0)
+ * OPERATIONS (ABI 1.1)
  *
- * The shape, so that 1.0 plugins and the core are ready for it:
+ * A plugin is a translator. For every operation the core
  *
- *   - The descriptor's `ops` points to a constant struct perkhub_ops that starts
- *     with its own struct_size and holds, per operation (catalog, stock check,
- *     card order, recharge, order query, callback, balance), a pair:
+ *   1. fills a struct perkhub_op (what to do, normalized),
+ *   2. calls ops->build_request: the plugin describes ONE HTTP request,
+ *   3. sends it itself (libcurl, one I/O thread, its timeouts, TLS, limits),
+ *   4. calls ops->parse_response with what came back: the plugin fills a
+ *      struct perkhub_result and returns an outcome class.
  *
- *       build_request(instance, const struct perkhub_op *op,
- *                     struct perkhub_request *req)
- *           turns a normalized operation (our order reference, the supplier's
- *           product id, quantity, account, ...) into an HTTP request
- *           description: method, URL, headers, body. No I/O.
+ * When the exchange takes several requests (order, then query for the codes),
+ * parse_response sets result->next: the core persists what it learned, then
+ * calls build_request again with op->step + 1 and op->state = result->next_state.
  *
- *       parse_response(instance, const struct perkhub_op *op,
- *                      const struct perkhub_response *resp,
- *                      struct perkhub_result *res)
- *           turns the HTTP status, headers and body the core received into a
- *           normalized result (codes bought, recharge accepted, stock, ...) and
- *           an outcome class: PERKHUB_OK, PERKHUB_RETRYABLE,
- *           PERKHUB_DEFINITE_FAILURE or PERKHUB_AMBIGUOUS. It may instead ask for
- *           the next request of a multi-step exchange.
+ * The core, never the plugin, handles what the network does: a request that
+ * could not be sent (connection refused, DNS) is a definite failure; a timeout
+ * after sending, a reset, an empty or truncated reply and any 5xx are
+ * AMBIGUOUS and never reach parse_response. The attempt then stays unknown until
+ * an order query (or a verified callback confirmed by a query) settles it; the
+ * order request is never sent again (DESIGN.md rule 2).
  *
- *   - The core owns sockets, timeouts, retries, routing and persistence. A
- *     timeout or a reset after the request was sent never reaches
- *     parse_response as a failure: the core marks the attempt unknown and
- *     settles it with an order query (or the supplier's callback).
- *   - Result memory is allocated with host->mem_alloc and handed to the core.
- *   - A capability bit is honoured only when its pair of callbacks is set.
+ * Every callback is a pure function of (instance, input) -> output: no I/O, no
+ * global state, no clock other than host->now_ms. That is what makes a plugin
+ * testable from recorded request/response pairs alone (sdk/testkit).
  *
- * Because every callback is a pure function of (instance, input) -> output, a
- * plugin is tested from recorded request/response pairs alone.
+ * OWNERSHIP. Structs passed in `const` are the core's and valid only during
+ * the call. Every pointer the plugin stores into a struct perkhub_request or
+ * struct perkhub_result must come from host->mem_alloc / mem_strdup (or, for
+ * perkhub_request.method and perkhub_result.reply_content_type only, be a
+ * string literal); the core frees them with host->mem_free after the call's
+ * result has been used, also when the call failed. Fields left NULL/0 mean
+ * "not given".
+ *
+ * THREADS. Calls on one instance may come from several threads at once (the
+ * I/O thread, HTTP threads for callbacks): treat the instance as read-only
+ * after init, or guard what you change.
  * ========================================================================= */
+
+/* What to do: perkhub_op.kind. */
+enum perkhub_op_kind {
+    PERKHUB_OP_CATALOG = 1,     /* list products: result->items */
+    PERKHUB_OP_STOCK_CHECK = 2, /* one product (op->product_id): result->stock, ->price */
+    PERKHUB_OP_CARD_ORDER = 3,  /* buy op->quantity codes of op->product_id */
+    PERKHUB_OP_RECHARGE = 4,    /* recharge op->account with op->product_id */
+    PERKHUB_OP_ORDER_QUERY = 5, /* the state of the order op->order_ref / ->supplier_order_id */
+    PERKHUB_OP_BALANCE = 6,     /* our prepaid balance: result->balance */
+};
+
+/* The state of an order at the supplier: perkhub_result.state. */
+enum perkhub_order_state {
+    PERKHUB_STATE_NONE = 0,       /* not about an order (catalog, balance, ...) */
+    PERKHUB_STATE_PROCESSING = 1, /* accepted, not finished ("untreated", "pending") */
+    PERKHUB_STATE_SUCCEEDED = 2,  /* delivered: codes in result->codes, or recharged */
+    PERKHUB_STATE_FAILED = 3,     /* finished without delivering; nothing was charged */
+    PERKHUB_STATE_NOT_FOUND = 4,  /* the supplier has no order with this reference */
+};
+
+/* One normalized operation. All strings are the core's, valid during the call. */
+struct perkhub_op {
+    uint32_t struct_size; /* sizeof(struct perkhub_op) as the core was compiled */
+    int kind;             /* enum perkhub_op_kind */
+    int step;             /* 0 for the first request of the exchange; n for the n-th
+                             follow-up asked for by result->next */
+    const char *state;    /* step > 0: the previous step's result->next_state, else NULL */
+
+    /* Our reference for this attempt: [A-Za-z0-9-], at most 64 bytes, unique
+     * forever. Send it as the supplier's "customer order number" / "external
+     * reference": it is how queries and callbacks find the order again. */
+    const char *order_ref;
+    const char *supplier_order_id; /* the supplier's own order id once known, else NULL */
+    int order_kind;                /* ORDER_QUERY: PERKHUB_OP_CARD_ORDER or _RECHARGE */
+
+    const char *product_id;  /* the supplier's product id (the offer), for orders,
+                                stock checks and queries */
+    uint32_t quantity;       /* codes to buy (CARD_ORDER); 1 for RECHARGE */
+    const char *account;     /* RECHARGE: the account to credit (a phone number, a
+                                user id). Personal data: put it in the request
+                                only, never in a log line or a result string. */
+    int64_t unit_price;      /* fen: the offer's cost in our config, for suppliers
+                                that take a price ceiling; 0 unknown */
+    int64_t face_value;      /* fen: the product's face value; 0 unknown */
+    int64_t created_at_ms;   /* when the attempt was created (ms since the epoch) */
+    const char *callback_url;/* where this supplier should send notifications,
+                                or NULL when perkhubd has no public URL configured */
+};
+
+/* The request the plugin describes; zeroed by the core before build_request. */
+#define PERKHUB_MAX_HEADERS 16
+struct perkhub_request {
+    const char *method;                  /* "GET", "POST", ...: a string literal */
+    char *url;                           /* absolute http:// or https:// URL */
+    char *headers[PERKHUB_MAX_HEADERS];  /* "Name: value" lines, without CRLF */
+    size_t nheaders;
+    char *body;                          /* NULL for none */
+    size_t body_len;
+};
+
+/* What came back, as the core received it in full (never truncated: a
+ * truncated reply is AMBIGUOUS and never reaches the plugin). */
+struct perkhub_response {
+    int http_status;                     /* 100..599; never 5xx (the core's case) */
+    const char *body;                    /* body_len bytes, followed by a NUL */
+    size_t body_len;
+    const char *const *headers;          /* "Name: value" lines, as received */
+    size_t nheaders;
+};
+
+/* One card code a supplier delivered. code and card_no are secrets: the core
+ * seals them at once (AES-256-GCM) and wipes the plugin's copies. */
+struct perkhub_code {
+    char *code;            /* the code or card password (卡密); required */
+    char *card_no;         /* the card number (卡号) where the product has one, else NULL */
+    int64_t expires_at_ms; /* 0 = never or unknown */
+};
+
+/* One product of a supplier's catalog. */
+struct perkhub_item {
+    char *product_id; /* the supplier's id; required */
+    char *name;
+    int kind;           /* PERKHUB_OP_CARD_ORDER or PERKHUB_OP_RECHARGE */
+    int64_t face_value; /* fen; -1 unknown */
+    int64_t price;      /* fen, what we pay; -1 unknown */
+    int64_t stock;      /* units; -1 unknown or unlimited */
+    int on_sale;        /* 1 when the supplier sells it now */
+};
+
+/* The normalized result. Zeroed by the core, except the int64 fields that have
+ * an "unknown" value: those start at -1. */
+struct perkhub_result {
+    int state;                 /* enum perkhub_order_state, for order operations,
+                                  queries and callbacks */
+    char *reason;              /* why a failure: short snake_case, no secret
+                                  ("out_of_stock", "invalid_account", "bad_signature") */
+    char *order_ref;           /* callbacks (required) and queries: our reference */
+    char *supplier_order_id;   /* the supplier's order id, as soon as it is known */
+    char *product_id;          /* callbacks and queries: the product the supplier names */
+    int64_t quantity;          /* callbacks and queries: units; -1 unknown */
+    int64_t amount;            /* fen the supplier charged in total; -1 unknown */
+    struct perkhub_code *codes;/* SUCCEEDED card orders: the codes (array from mem_alloc,
+                                  each string too) */
+    size_t ncodes;
+    struct perkhub_item *items;/* CATALOG */
+    size_t nitems;
+    int64_t stock;             /* STOCK_CHECK: units; -1 unknown */
+    int64_t price;             /* STOCK_CHECK: fen; -1 unknown */
+    int64_t balance;           /* BALANCE: fen; -1 unknown */
+    int64_t timestamp_ms;      /* callbacks: when the supplier signed it; -1 unknown */
+
+    int next;                  /* 1: the exchange goes on; build_request is called
+                                  with step + 1 after next_delay_ms */
+    char *next_state;          /* handed back as op->state; no secret (it is stored) */
+    int64_t next_delay_ms;
+
+    int reply_status;          /* callbacks: the HTTP status to answer; 0 = 200 */
+    char *reply_body;          /* callbacks: the body the supplier expects ("success") */
+    const char *reply_content_type; /* callbacks: a string literal; NULL = text/plain */
+};
+
+/* A callback as received on POST /v1/callbacks/{supplier}. */
+struct perkhub_callback {
+    const char *method;        /* "POST" (or "GET" for suppliers that notify so) */
+    const char *query;         /* the raw query string without '?', or "" */
+    const char *content_type;  /* or "" */
+    const char *body;          /* body_len bytes, followed by a NUL */
+    size_t body_len;
+    const char *const *headers;/* "Name: value" lines */
+    size_t nheaders;
+};
+
+/* PERKHUB_CAP_LOCAL only: the in-process answer to a request. Zeroed by the core. */
+struct perkhub_local_reply {
+    int http_status;  /* 0 = no answer at all: the request times out (ambiguous) */
+    char *body;       /* from mem_alloc; the core frees it */
+    size_t body_len;
+    int64_t delay_ms; /* answer after this long; beyond the supplier's timeout the
+                         request times out after being sent (ambiguous) */
+};
+
+struct perkhub_ops {
+    uint32_t struct_size; /* sizeof(struct perkhub_ops) as the plugin was compiled */
+
+    /*
+     * build_request — describe the HTTP request for op.
+     *
+     * RETURN VALUE
+     *     PERKHUB_OK: req is complete and will be sent.
+     *     PERKHUB_DEFINITE_FAILURE: nothing will be sent and nothing can be
+     *         (an account the supplier's format rejects); set nothing in req.
+     *     PERKHUB_ERR_UNSUPPORTED, PERKHUB_ERR_NOMEM, PERKHUB_ERR_INTERNAL: as
+     *         their names; the core counts them as not sent.
+     */
+    int (*build_request)(void *instance, const struct perkhub_op *op,
+                         struct perkhub_request *req);
+
+    /*
+     * parse_response — turn what came back for op into res.
+     *
+     * RETURN VALUE, for CARD_ORDER and RECHARGE
+     *     PERKHUB_OK with res->state SUCCEEDED (codes in res->codes for card
+     *         orders, exactly op->quantity of them) or PROCESSING (accepted;
+     *         the core queries later, or follows res->next).
+     *     PERKHUB_RETRYABLE: refused, not performed, may work later.
+     *     PERKHUB_DEFINITE_FAILURE: refused, not performed; res->reason says why.
+     *     PERKHUB_AMBIGUOUS: anything else — an answer you do not understand,
+     *         a body that does not parse, a bad response signature. When in
+     *         doubt, AMBIGUOUS: it costs a query, never a double recharge.
+     * For ORDER_QUERY: PERKHUB_OK with res->state set (NOT_FOUND included);
+     * anything else means the query itself failed and will be repeated.
+     * For CATALOG, STOCK_CHECK, BALANCE: PERKHUB_OK, or a failure class.
+     */
+    int (*parse_response)(void *instance, const struct perkhub_op *op,
+                          const struct perkhub_response *resp, struct perkhub_result *res);
+
+    /*
+     * verify_callback — check a supplier's notification and say what it claims.
+     *
+     * Check the signature with host->ct_equal before anything else. On
+     * PERKHUB_OK fill res->order_ref (required), ->state, ->supplier_order_id,
+     * ->amount, ->product_id, ->timestamp_ms where the notification has them,
+     * and ->reply_body with what the supplier expects back. The core then
+     * checks that the claim matches our attempt and confirms it with an order
+     * query before changing anything: a callback is a hint, never the truth.
+     *
+     * RETURN VALUE
+     *     PERKHUB_OK; PERKHUB_DEFINITE_FAILURE with res->reason
+     *     ("bad_signature", "malformed", "stale") for a callback to refuse
+     *     (the core answers 401 or 400 and changes nothing).
+     * NULL when the plugin has no PERKHUB_CAP_CALLBACK.
+     */
+    int (*verify_callback)(void *instance, const struct perkhub_callback *cb,
+                           struct perkhub_result *res);
+
+    /*
+     * serve_local — PERKHUB_CAP_LOCAL only: answer req in-process, as the
+     * supplier would. Called by the core's I/O thread instead of sending req;
+     * the reply then goes through exactly the path a network reply takes
+     * (timeouts, classification, parse_response). Must be a pure function of
+     * (instance, req, host->now_ms): the sandbox encodes what it needs to
+     * remember in the references it hands out. NULL otherwise.
+     */
+    int (*serve_local)(void *instance, const struct perkhub_request *req,
+                       struct perkhub_local_reply *reply);
+
+    /* New callbacks of later minor versions go here, after a comment naming
+     * the version. The core reads them only when struct_size covers them. */
+};
+
 
 #ifdef __cplusplus
 }
