@@ -614,7 +614,8 @@ struct perkhub_callback {
 
 /* PERKHUB_CAP_LOCAL only: the in-process answer to a request. Zeroed by the core. */
 struct perkhub_local_reply {
-    int http_status;  /* 0 = no answer at all: the request times out (ambiguous) */
+    int http_status;  /* 0 = no answer: after delay_ms the connection drops without a
+                         reply, as a reset after sending would (ambiguous) */
     char *body;       /* from mem_alloc; the core frees it */
     size_t body_len;
     int64_t delay_ms; /* answer after this long; beyond the supplier's timeout the
