@@ -137,6 +137,7 @@ static const field limits_fields[] = {
     INT(ph_config, max_order_quantity, "max_order_quantity", 1, 10000000, 1, "100000"),
     INT(ph_config, max_body_bytes, "max_body_mb", 1, 4096, MIB, "64"),
     INT(ph_config, max_import_codes, "max_import_codes", 1, 100000000, 1, "1000000"),
+    INT(ph_config, max_order_wait_s, "max_order_wait_s", 0, 3600, 1, "30"),
 };
 static const field client_fields[] = {
     IDENT(ph_client_conf, name, "name"),
@@ -157,6 +158,13 @@ static const field supplier_fields[] = {
     BOOL(ph_supplier_conf, enabled, "enabled", "true"),
     INT(ph_supplier_conf, priority, "priority", -1000000, 1000000, 1, "0"),
     ARRAY(K_KV, ph_supplier_conf, config, nconfig, "config"),
+    INT(ph_supplier_conf, max_in_flight, "max_in_flight", 1, 100000, 1, "256"),
+    INT(ph_supplier_conf, connect_timeout_ms, "connect_timeout_ms", 1, 600000, 1, "3000"),
+    INT(ph_supplier_conf, timeout_ms, "timeout_ms", 1, 3600000, 1, "10000"),
+    BOOL(ph_supplier_conf, tls_verify, "tls_verify", "true"),
+    INT(ph_supplier_conf, breaker_failures, "breaker_failures", 1, 1000000, 1, "5"),
+    INT(ph_supplier_conf, breaker_open_ms, "breaker_open_ms", 1, 86400000, 1, "10000"),
+    INT(ph_supplier_conf, query_max_delay_ms, "query_max_delay_ms", 1, 3600000, 1, "30000"),
 };
 static const field offer_fields[] = {
     IDENT(ph_offer_conf, supplier, "supplier"),
@@ -183,6 +191,7 @@ static const field top_fields[] = {
     STR(ph_config, master_key_file, "master_key_file", F_REQUIRED, NULL),
     BOOL(ph_config, master_key_create, "master_key_create", "false"),
     STR(ph_config, plugin_dir, "plugin_dir", 0, "build/plugins"),
+    STR(ph_config, public_url, "public_url", 0, NULL),
     SECTION("log", log_fields),
     SECTION("http", http_fields),
     SECTION("limits", limits_fields),
@@ -1263,12 +1272,12 @@ static const char default_yaml[] =
     "    scopes: [ops]\n"
     "\n"
     "suppliers:\n"
-    "  - id: acme\n"
-    "    plugin: example\n"
+    "  # The built-in sandbox supplier: no network, magic values in "
+    "docs/sandbox.md.\n"
+    "  - id: sandbox\n"
+    "    plugin: sandbox\n"
     "    enabled: true\n"
     "    priority: 10\n"
-    "    config:\n"
-    "      greeting: hello\n"
     "\n"
     "products:\n"
     "  - sku: iqiyi.gold.1m\n"
@@ -1287,8 +1296,8 @@ static const char default_yaml[] =
     "date; a\n"
     "      redeemed code cannot be refunded or moved to another account.\n"
     "    offers:\n"
-    "      - supplier: acme\n"
-    "        supplier_sku: ACME-IQY-GOLD-1M\n"
+    "      - supplier: sandbox\n"
+    "        supplier_sku: sandbox.card\n"
     "        cost: \"27.60\"\n"
     "  - sku: tencent.video.1m\n"
     "    name: Tencent Video VIP monthly membership\n"
@@ -1305,8 +1314,8 @@ static const char default_yaml[] =
     "      31 days from activation. Codes expire if not redeemed by the date "
     "shown.\n"
     "    offers:\n"
-    "      - supplier: acme\n"
-    "        supplier_sku: ACME-TXV-VIP-1M\n"
+    "      - supplier: sandbox\n"
+    "        supplier_sku: sandbox.card\n"
     "        cost: \"27.30\"\n"
     "  - sku: netease.music.1m\n"
     "    name: NetEase Cloud Music Black Vinyl VIP monthly\n"
@@ -1323,8 +1332,8 @@ static const char default_yaml[] =
     "      (黑胶VIP) lasts 31 days from activation and stacks on an existing "
     "membership.\n"
     "    offers:\n"
-    "      - supplier: acme\n"
-    "        supplier_sku: ACME-NCM-VINYL-1M\n"
+    "      - supplier: sandbox\n"
+    "        supplier_sku: sandbox.card\n"
     "        cost: \"13.20\"\n"
     "  - sku: meituan.voucher.20\n"
     "    name: Meituan 20 CNY voucher\n"
@@ -1340,8 +1349,8 @@ static const char default_yaml[] =
     "food-delivery\n"
     "      order; it must be used within 30 days of redemption.\n"
     "    offers:\n"
-    "      - supplier: acme\n"
-    "        supplier_sku: ACME-MT-CP-20\n"
+    "      - supplier: sandbox\n"
+    "        supplier_sku: sandbox.card\n"
     "        cost: \"18.80\"\n"
     "  - sku: mobile.topup.50\n"
     "    name: Mobile top-up 50 CNY\n"
@@ -1357,8 +1366,8 @@ static const char default_yaml[] =
     "Unicom and\n"
     "      China Telecom numbers are supported.\n"
     "    offers:\n"
-    "      - supplier: acme\n"
-    "        supplier_sku: ACME-TOPUP-50\n"
+    "      - supplier: sandbox\n"
+    "        supplier_sku: sandbox.recharge\n"
     "        cost: \"49.40\"\n";
 
 const char *ph_config_default_yaml(void)

@@ -40,6 +40,14 @@ typedef struct ph_supplier_conf {
     int priority; /* higher first */
     ph_kv *config;
     size_t nconfig;
+    /* Network settings for the supplier I/O engine (supplier_io.h). */
+    unsigned max_in_flight;      /* exchanges on the wire at once; default 256 */
+    unsigned connect_timeout_ms; /* default 3000 */
+    unsigned timeout_ms;         /* whole exchange; default 10000 */
+    int tls_verify;              /* default true */
+    unsigned breaker_failures;   /* consecutive failures that open the breaker; default 5 */
+    unsigned breaker_open_ms;    /* how long it stays open before a probe; default 10000 */
+    unsigned query_max_delay_ms; /* ceiling of the order-query backoff; default 30000 */
 } ph_supplier_conf;
 
 typedef struct ph_offer_conf {
@@ -78,6 +86,10 @@ typedef struct ph_config {
     uint32_t max_order_quantity; /* default 100000 */
     uint64_t max_body_bytes;     /* default 64 MiB */
     uint32_t max_import_codes;   /* codes per import request; default 1000000 */
+    uint32_t max_order_wait_s;   /* longest "wait" a client may ask on POST /v1/orders; 30 */
+    char *public_url;            /* how suppliers reach our callbacks, e.g.
+                                    "https://perkhub.example.com"; NULL = http://<listen
+                                    address>:<bound port> (loopback setups and tests) */
     ph_client_conf *clients;
     size_t nclients;
     ph_supplier_conf *suppliers;

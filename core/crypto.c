@@ -658,3 +658,140 @@ void ph_crypto_index(const ph_keyring *kr, const void *data, size_t len, uint8_t
         hash_failed(out);
     EVP_MAC_CTX_free(ctx);
 }
+
+/* ---- encodings and ciphers for the plugin host table ---------------------------- */
+
+void ph_md5(const void *data, size_t len, uint8_t out[16])
+{
+    unsigned int n = 0;
+    if (EVP_Digest(data, len, out, &n, EVP_md5(), NULL) != 1 || n != 16) {
+        if (ph_random_bytes(out, 16) != PH_OK)
+            memset(out, 0xa5, 16);
+    }
+}
+
+/* Modes whose security depends on what this plain interface does not carry (a
+ * tag, a tweak, a wrapped key): refused rather than run unauthenticated. */
+static int cipher_mode_usable(const EVP_CIPHER *c)
+{
+    int mode = EVP_CIPHER_get_mode(c);
+    return !(EVP_CIPHER_get_flags(c) & EVP_CIPH_FLAG_AEAD_CIPHER) && mode != EVP_CIPH_WRAP_MODE &&
+           mode != EVP_CIPH_XTS_MODE && mode != EVP_CIPH_GCM_MODE && mode != EVP_CIPH_CCM_MODE &&
+           mode != EVP_CIPH_OCB_MODE && mode != EVP_CIPH_SIV_MODE;
+}
+
+int ph_cipher(const char *name, int encrypt, const uint8_t *key, size_t keylen, const uint8_t *iv,
+              size_t ivlen, const uint8_t *in, size_t inlen, uint8_t *out, size_t outcap,
+              size_t *outlen)
+{
+    const EVP_CIPHER *c = name ? EVP_get_cipherbyname(name) : NULL;
+    if (!c || !cipher_mode_usable(c))
+        return PH_ENOTFOUND;
+    if (keylen != (size_t)EVP_CIPHER_get_key_length(c) ||
+        ivlen != (size_t)EVP_CIPHER_get_iv_length(c) || (keylen && !key) || (ivlen && !iv))
+        return PH_EINVAL;
+    if (inlen > INT_MAX - PH_CIPHER_BLOCK_MAX || outcap < inlen + PH_CIPHER_BLOCK_MAX)
+        return PH_ELIMIT;
+    int rc = PH_ENOMEM, n = 0, fin = 0;
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    if (!ctx)
+        goto out;
+    /* An init that fails with the right lengths means the algorithm is not
+     * available here (a legacy-provider cipher such as des-cbc). */
+    rc = PH_ENOTFOUND;
+    if (EVP_CipherInit_ex(ctx, c, NULL, key, ivlen ? iv : NULL, encrypt ? 1 : 0) != 1)
+        goto out;
+    rc = PH_ECRYPTO;
+    if (inlen && EVP_CipherUpdate(ctx, out, &n, in, (int)inlen) != 1)
+        goto out;
+    if (EVP_CipherFinal_ex(ctx, out + n, &fin) != 1)
+        goto out;
+    *outlen = (size_t)n + (size_t)fin;
+    rc = PH_OK;
+out:
+    if (rc != PH_OK)
+        ph_wipe(out, outcap);
+    EVP_CIPHER_CTX_free(ctx); /* cleanses the key schedule */
+    return rc;
+}
+
+size_t ph_base64_encoded_len(size_t len)
+{
+    size_t groups = len / 3 + (len % 3 != 0);
+    return groups > (SIZE_MAX - 1) / 4 ? SIZE_MAX : groups * 4;
+}
+
+size_t ph_base64_encode(const void *data, size_t len, char *out)
+{
+    /* EVP_EncodeBlock takes an int length; chunks of whole 3-byte groups encode
+     * to text that simply concatenates. */
+    const size_t chunk = (size_t)3 << 28;
+    const unsigned char *in = data;
+    size_t w = 0;
+    out[0] = '\0';
+    while (len > 0) {
+        size_t n = len < chunk ? len : chunk;
+        w += (size_t)EVP_EncodeBlock((unsigned char *)out + w, in, (int)n);
+        in += n;
+        len -= n;
+    }
+    return w;
+}
+
+size_t ph_base64_decoded_max(size_t len)
+{
+    return len / 4 * 3 + 3;
+}
+
+static int b64_char(char ch)
+{
+    return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+           ch == '+' || ch == '/';
+}
+
+/* The length of text without its padding, or SIZE_MAX when text is not
+ * well-formed base64. EVP_DecodeBlock skips whitespace and wants padding;
+ * the SDK promises neither, so the shape is checked here first. */
+static size_t b64_body_len(const char *text, size_t len)
+{
+    size_t pad = 0;
+    while (pad < 2 && pad < len && text[len - 1 - pad] == '=')
+        pad++;
+    size_t m = len - pad;
+    for (size_t i = 0; i < m; i++)
+        if (!b64_char(text[i]))
+            return SIZE_MAX;
+    if (m % 4 == 1 || (pad && (len % 4 != 0 || m % 4 + pad != 4)))
+        return SIZE_MAX;
+    return m;
+}
+
+int ph_base64_decode(const char *text, size_t len, uint8_t *out, size_t *outlen)
+{
+    size_t m = b64_body_len(text, len);
+    if (m == SIZE_MAX)
+        return PH_EINVAL;
+    size_t whole = m / 4 * 4, w = 0;
+    const size_t chunk = (size_t)1 << 30; /* whole quads, within EVP_DecodeBlock's int */
+    for (size_t at = 0; at < whole;) {
+        size_t n = whole - at < chunk ? whole - at : chunk;
+        if (EVP_DecodeBlock(out + w, (const unsigned char *)text + at, (int)n) != (int)(n / 4 * 3))
+            goto bad;
+        w += n / 4 * 3;
+        at += n;
+    }
+    if (m > whole) {
+        /* a last group of 2 or 3 characters: pad it, decode, keep its bytes */
+        unsigned char quad[4] = {'=', '=', '=', '='}, bytes[3];
+        memcpy(quad, text + whole, m - whole);
+        if (EVP_DecodeBlock(bytes, quad, 4) != 3)
+            goto bad;
+        memcpy(out + w, bytes, m - whole - 1);
+        w += m - whole - 1;
+    }
+    *outlen = w;
+    return PH_OK;
+bad:
+    ph_wipe(out, ph_base64_decoded_max(len));
+    return PH_EINVAL;
+}

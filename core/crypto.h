@@ -97,4 +97,49 @@ int ph_random_bytes(void *buf, size_t n);
 /* Zeroes n bytes in a way the compiler cannot drop. */
 void ph_wipe(void *buf, size_t n);
 
+/* ---- encodings and ciphers for the plugin host table (SDK ABI 1.1) ----------
+ *
+ * Thin wrappers over OpenSSL: the caller provides the output buffer (sized with
+ * the *_max / *_len helpers), so plugin_loader.c can allocate it from a
+ * plugin's host allocator. All are thread-safe and keep no state. */
+
+/* MD5 of len bytes into out. Only for supplier protocols that sign with it,
+ * never as security of our own. Cannot fail short of OpenSSL running out of
+ * memory; then out is random (as the SHA-256 functions above). */
+void ph_md5(const void *data, size_t len, uint8_t out[16]);
+
+/* The largest block of any cipher: out of ph_cipher needs inlen + this. */
+#define PH_CIPHER_BLOCK_MAX 32
+
+/* Encrypts (encrypt != 0) or decrypts inlen bytes with the OpenSSL cipher
+ * `name` (as `openssl enc -list` names it: "aes-256-cbc", "aes-128-ecb"), PKCS#7
+ * padding for block modes. keylen and ivlen must be exactly the cipher's (ivlen
+ * 0 and iv NULL for ECB). out has room for outcap bytes, at least inlen +
+ * PH_CIPHER_BLOCK_MAX; *outlen is set on PH_OK.
+ * Errors: PH_ENOTFOUND (no such cipher, or an AEAD / key-wrap / XTS mode, which
+ * this plain interface cannot use safely), PH_EINVAL (wrong key or iv length),
+ * PH_ELIMIT (outcap too small, or inlen beyond INT_MAX), PH_ECRYPTO (input does
+ * not decrypt: bad padding, wrong key, a length that is not whole blocks),
+ * PH_ENOMEM. On error out holds zeros. */
+int ph_cipher(const char *name, int encrypt, const uint8_t *key, size_t keylen, const uint8_t *iv,
+              size_t ivlen, const uint8_t *in, size_t inlen, uint8_t *out, size_t outcap,
+              size_t *outlen);
+
+/* The length of standard base64 (RFC 4648, padded) of len bytes, without a
+ * NUL; SIZE_MAX when it would not fit in a size_t. */
+size_t ph_base64_encoded_len(size_t len);
+
+/* Writes standard base64 of len bytes to out (ph_base64_encoded_len(len) + 1
+ * bytes, NUL-terminated). Returns the length written, without the NUL. */
+size_t ph_base64_encode(const void *data, size_t len, char *out);
+
+/* The most bytes that len characters of base64 decode to. */
+size_t ph_base64_decoded_max(size_t len);
+
+/* Decodes standard base64: alphabet A-Z a-z 0-9 + /, padding optional but
+ * correct when present, no whitespace. out has room for
+ * ph_base64_decoded_max(len) bytes; *outlen is set on PH_OK.
+ * Errors: PH_EINVAL (not base64; out holds zeros). */
+int ph_base64_decode(const char *text, size_t len, uint8_t *out, size_t *outlen);
+
 #endif

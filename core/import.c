@@ -68,21 +68,15 @@ static int seal_rows(import_job *j, const ph_keyring *kr)
     j->blobs_len = total;
     if (!j->codes || !j->by_hash || !j->blobs)
         return PH_ENOMEM;
-    uint8_t pt[1 + 2 * PH_CODE_MAX];
     size_t off = 0;
     for (size_t i = 0; i < csv->nrows; i++) {
         const ph_csv_row *r = &csv->rows[i];
         ph_import_code *ic = &j->codes[i];
         ic->line = r->line;
         ic->expires_at = r->expires_at;
-        ph_crypto_index(kr, r->code, r->code_len, ic->hash);
-        pt[0] = (uint8_t)r->code_len;
-        memcpy(pt + 1, r->code, r->code_len);
-        if (r->card_len)
-            memcpy(pt + 1 + r->code_len, r->card_no, r->card_len);
         size_t n = 0;
-        int rc = ph_crypto_seal(kr, pt, 1 + r->code_len + r->card_len, (const uint8_t *)PH_CODE_AAD,
-                                strlen(PH_CODE_AAD), j->blobs + off, &n);
+        int rc = ph_code_seal(kr, r->code, r->code_len, r->card_no, r->card_len, j->blobs + off, &n,
+                              ic->hash);
         if (rc)
             return rc;
         ic->sealed = j->blobs + off;
@@ -90,8 +84,24 @@ static int seal_rows(import_job *j, const ph_keyring *kr)
         off += n;
         j->by_hash[i] = (uint32_t)i;
     }
-    ph_wipe(pt, sizeof pt);
     return PH_OK;
+}
+
+int ph_code_seal(const ph_keyring *kr, const char *code, size_t code_len, const char *card,
+                 size_t card_len, uint8_t *out, size_t *outlen, uint8_t hash[32])
+{
+    if (!code_len || code_len > PH_CODE_MAX || card_len > PH_CODE_MAX)
+        return PH_EINVAL;
+    uint8_t pt[1 + 2 * PH_CODE_MAX];
+    ph_crypto_index(kr, code, code_len, hash);
+    pt[0] = (uint8_t)code_len;
+    memcpy(pt + 1, code, code_len);
+    if (card_len)
+        memcpy(pt + 1 + code_len, card, card_len);
+    int rc = ph_crypto_seal(kr, pt, 1 + code_len + card_len, (const uint8_t *)PH_CODE_AAD,
+                            strlen(PH_CODE_AAD), out, outlen);
+    ph_wipe(pt, sizeof pt);
+    return rc;
 }
 
 /* Expired codes and codes repeated inside the file are bad lines too. */

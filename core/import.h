@@ -50,6 +50,13 @@ void ph_import_result_clear(ph_import_result *r);
  * AAD "perkhub/code/v1". Used by import and by whoever shows a code to its owner. */
 #define PH_CODE_AAD "perkhub/code/v1"
 
+/* Seals one code (and card number; card may be NULL when card_len is 0) the way
+ * every code is stored, into out (at least 1 + code_len + card_len +
+ * PH_SEAL_OVERHEAD bytes), and computes its keyed hash (the lookup key).
+ * code_len and card_len are at most PH_CODE_MAX. PH_OK, PH_EINVAL, PH_ECRYPTO. */
+int ph_code_seal(const ph_keyring *kr, const char *code, size_t code_len, const char *card,
+                 size_t card_len, uint8_t *out, size_t *outlen, uint8_t hash[32]);
+
 /* Opens a sealed code into code/card (each PH_CODE_MAX + 1 bytes, NUL-terminated;
  * card is "" when there is none). The caller wipes both when done. */
 int ph_code_unseal(const ph_keyring *kr, const uint8_t *sealed, size_t len, char *code, char *card);

@@ -14,12 +14,16 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+#include <curl/curl.h>
 
 #include "crypto.h"
 #include "util.h"
@@ -33,11 +37,21 @@
 #define BLOCK_MAGIC     UINT64_C(0x706b68626c6f636b) /* "pkhblock" */
 #define BLOCK_DEAD      UINT64_C(0x64656164626c6f63) /* freed */
 
+/* The size of the 1.1 operations table: the smallest ops->struct_size accepted. */
+#define OPS_SIZE_1_1 (offsetof(struct perkhub_ops, serve_local) + sizeof(void (*)(void)))
+
+/* The capabilities that are answered through build_request/parse_response. */
+#define CAPS_EXCHANGE                                                                              \
+    (PERKHUB_CAP_CATALOG | PERKHUB_CAP_STOCK_CHECK | PERKHUB_CAP_CARD_ORDER |                      \
+     PERKHUB_CAP_RECHARGE | PERKHUB_CAP_ORDER_QUERY | PERKHUB_CAP_BALANCE)
+
 struct ph_plugin {
-    void *handle;               /* dlopen reference */
+    void *handle;               /* dlopen reference; NULL for a linked-in descriptor */
     char *name;                 /* as requested, equal to desc.name */
-    char *path;                 /* "<dir>/<name>.so" */
-    struct perkhub_plugin desc; /* the plugin's first struct_size bytes, the rest zero */
+    char *path;                 /* "<dir>/<name>.so", or "linked in" (ph_plugin_wrap) */
+    struct perkhub_plugin desc; /* the plugin's first struct_size bytes, the rest zero;
+                                   desc.ops points at `ops` below when the plugin has one */
+    struct perkhub_ops ops;     /* the plugin's first ops->struct_size bytes, the rest zero */
     size_t nkeys;               /* schema entries before the NULL key */
 };
 
@@ -74,6 +88,7 @@ struct ph_plugin_instance {
     block *blocks;
     size_t nblocks;
     size_t nbytes;
+    _Atomic int64_t fixed_now_ms; /* 0: now_ms is the real clock (tests set it) */
 };
 
 /* ---- small helpers ----------------------------------------------------------- */
@@ -162,6 +177,19 @@ static const char *status_str(int status)
     }
 }
 
+/* The names of capability bits 0..7, as ops read them in ph_plugin_describe. */
+static const char *const cap_names[] = {"catalog",     "stock_check", "card_order", "recharge",
+                                        "order_query", "callback",    "balance",    "local"};
+
+/* The name of the lowest capability bit set in caps. */
+static const char *cap_first(uint64_t caps)
+{
+    for (unsigned i = 0; i < sizeof cap_names / sizeof cap_names[0]; i++)
+        if (caps & (UINT64_C(1) << i))
+            return cap_names[i];
+    return "?";
+}
+
 /* ---- opening a plugin -------------------------------------------------------- */
 
 /* Checks the schema a plugin declares; a bad schema is a bug in the plugin. */
@@ -214,6 +242,86 @@ static int schema_check(ph_plugin *p, ph_err *err)
     return PH_OK;
 }
 
+/* ABI 1.0 has no operations: no capability can be honoured, no ops table read. */
+static int caps_check_1_0(const ph_plugin *p, ph_err *err)
+{
+    if (p->desc.capabilities != 0)
+        return ph_err_set(err, PH_EINVAL,
+                          "plugin '%s' (%s) claims capabilities 0x%" PRIx64
+                          " that SDK ABI %u.%u cannot carry (operations come in 1.1)",
+                          p->name, p->path, p->desc.capabilities, (unsigned)p->desc.abi_major,
+                          (unsigned)p->desc.abi_minor);
+    if (p->desc.ops)
+        return ph_err_set(err, PH_EINVAL,
+                          "plugin '%s' (%s) sets ops, which SDK ABI %u.%u does not define", p->name,
+                          p->path, (unsigned)p->desc.abi_major, (unsigned)p->desc.abi_minor);
+    return PH_OK;
+}
+
+/* Checks that every capability p claims has the callbacks that serve it. The
+ * core would otherwise find out at the first order, with money at stake. */
+static int ops_callbacks_check(const ph_plugin *p, ph_err *err)
+{
+    const struct perkhub_ops *o = &p->ops;
+    uint64_t caps = p->desc.capabilities;
+    if ((caps & CAPS_EXCHANGE) && (!o->build_request || !o->parse_response))
+        return ph_err_set(err, PH_EINVAL, "plugin '%s' (%s) claims %s but its ops table lacks %s",
+                          p->name, p->path, cap_first(caps & CAPS_EXCHANGE),
+                          !o->build_request && !o->parse_response ? "build_request and "
+                                                                    "parse_response"
+                          : !o->build_request                     ? "build_request"
+                                                                  : "parse_response");
+    if ((caps & PERKHUB_CAP_CALLBACK) && !o->verify_callback)
+        return ph_err_set(err, PH_EINVAL,
+                          "plugin '%s' (%s) claims callback but its ops table lacks "
+                          "verify_callback",
+                          p->name, p->path);
+    if ((caps & PERKHUB_CAP_LOCAL) && !o->serve_local)
+        return ph_err_set(err, PH_EINVAL,
+                          "plugin '%s' (%s) claims local but its ops table lacks serve_local",
+                          p->name, p->path);
+    /* DESIGN.md rule 2: an ambiguous order is settled only by a query. */
+    uint64_t orders = caps & (PERKHUB_CAP_CARD_ORDER | PERKHUB_CAP_RECHARGE);
+    if (orders && !(caps & PERKHUB_CAP_ORDER_QUERY))
+        return ph_err_set(err, PH_EINVAL,
+                          "plugin '%s' (%s) claims %s but not order_query: an ambiguous order "
+                          "could never be settled (DESIGN.md rule 2); add "
+                          "PERKHUB_CAP_ORDER_QUERY",
+                          p->name, p->path, cap_first(orders));
+    return PH_OK;
+}
+
+/* ABI 1.1: capabilities need an ops table large enough for 1.1, copied like the
+ * descriptor (only ops->struct_size bytes) into p->ops. */
+static int ops_check(ph_plugin *p, ph_err *err)
+{
+    const struct perkhub_ops *o = p->desc.ops;
+    uint64_t caps = p->desc.capabilities;
+    p->desc.ops = NULL; /* until the copy below is made: never the plugin's table */
+    if (!caps && o)
+        return ph_err_set(err, PH_EINVAL,
+                          "plugin '%s' (%s) sets ops but claims no capability; set capabilities "
+                          "to the operations ops handles",
+                          p->name, p->path);
+    if (!caps)
+        return PH_OK;
+    if (!o)
+        return ph_err_set(err, PH_EINVAL,
+                          "plugin '%s' (%s) claims capabilities 0x%" PRIx64
+                          " but its descriptor has no ops table",
+                          p->name, p->path, caps);
+    if (o->struct_size < OPS_SIZE_1_1)
+        return ph_err_set(err, PH_EINVAL,
+                          "plugin '%s' (%s): its ops table is %" PRIu32
+                          " bytes, less than the %zu of SDK ABI 1.1",
+                          p->name, p->path, o->struct_size, (size_t)OPS_SIZE_1_1);
+    size_t n = o->struct_size < sizeof p->ops ? o->struct_size : sizeof p->ops;
+    memset(&p->ops, 0, sizeof p->ops);
+    memcpy(&p->ops, o, n);
+    p->desc.ops = &p->ops;
+    return ops_callbacks_check(p, err);
+}
+
 /* Checks a descriptor d returned by the entry function and copies it into p. */
 static int descriptor_check(ph_plugin *p, const struct perkhub_plugin *d, ph_err *err)
 {
@@ -246,6 +354,8 @@ static int descriptor_check(ph_plugin *p, const struct perkhub_plugin *d, ph_err
                           (size_t)PERKHUB_PLUGIN_SIZE_1_0, PERKHUB_ABI_MAJOR, PERKHUB_ABI_MINOR);
     /* Never copy by our sizeof: only what the plugin says it has. */
     size_t n = d->struct_size < sizeof p->desc ? d->struct_size : sizeof p->desc;
+    if (d->abi_minor == 0 && n > PERKHUB_PLUGIN_SIZE_1_0)
+        n = PERKHUB_PLUGIN_SIZE_1_0; /* a 1.0 plugin has nothing beyond; never read it */
     memset(&p->desc, 0, sizeof p->desc);
     memcpy(&p->desc, d, n);
 
@@ -261,19 +371,14 @@ static int descriptor_check(ph_plugin *p, const struct perkhub_plugin *d, ph_err
     if (!p->desc.init || !p->desc.shutdown)
         return ph_err_set(err, PH_EINVAL, "plugin '%s' (%s): descriptor lacks %s", nm, path,
                           !p->desc.init ? "init" : "shutdown");
-    /* ABI 1.0 has no operations: no capability can be honoured, no ops table
-     * read. */
-    if (p->desc.capabilities != 0)
+    if (p->desc.capabilities & ~PERKHUB_CAP_DEFINED)
         return ph_err_set(err, PH_EINVAL,
-                          "plugin '%s' (%s) claims capabilities 0x%" PRIx64
-                          " that SDK ABI %u.%u cannot carry (operations come in 1.1)",
-                          nm, path, p->desc.capabilities, (unsigned)d->abi_major,
-                          (unsigned)d->abi_minor);
-    if (p->desc.ops)
-        return ph_err_set(err, PH_EINVAL,
-                          "plugin '%s' (%s) sets ops, which SDK ABI %u.%u does not define", nm,
-                          path, (unsigned)d->abi_major, (unsigned)d->abi_minor);
-    return schema_check(p, err);
+                          "plugin '%s' (%s) claims capability bits 0x%" PRIx64
+                          " that SDK ABI %d.%d does not define (bits 8..63 are reserved)",
+                          nm, path, p->desc.capabilities & ~PERKHUB_CAP_DEFINED, PERKHUB_ABI_MAJOR,
+                          PERKHUB_ABI_MINOR);
+    int rc = d->abi_minor == 0 ? caps_check_1_0(p, err) : ops_check(p, err);
+    return rc != PH_OK ? rc : schema_check(p, err);
 }
 
 int ph_plugin_open(const char *dir, const char *name, ph_plugin **out, ph_err *err)
@@ -329,6 +434,27 @@ fail:
     return rc;
 }
 
+int ph_plugin_wrap(const struct perkhub_plugin *desc, const char *name, ph_plugin **out,
+                   ph_err *err)
+{
+    if (!name_valid(name))
+        return ph_err_set(err, PH_EINVAL,
+                          "plugin name '%.64s' is not valid: expected 1..%d of [a-z0-9_]",
+                          name ? name : "", NAME_MAX_LEN);
+    ph_plugin *p = calloc(1, sizeof *p);
+    if (!p || !(p->name = strdup(name)) || !(p->path = strdup("linked in"))) {
+        ph_plugin_close(p);
+        return ph_err_set(err, PH_ENOMEM, "plugin '%s': out of memory", name);
+    }
+    int rc = descriptor_check(p, desc, err);
+    if (rc != PH_OK) {
+        ph_plugin_close(p);
+        return rc;
+    }
+    *out = p;
+    return PH_OK;
+}
+
 void ph_plugin_close(ph_plugin *p)
 {
     if (!p)
@@ -343,6 +469,11 @@ void ph_plugin_close(ph_plugin *p)
 const struct perkhub_plugin *ph_plugin_descriptor(const ph_plugin *p)
 {
     return &p->desc;
+}
+
+const struct perkhub_ops *ph_plugin_ops(const ph_plugin *p)
+{
+    return p->desc.ops;
 }
 
 const char *ph_plugin_name(const ph_plugin *p)
@@ -362,17 +493,21 @@ int ph_plugin_describe(const ph_plugin *p, FILE *out)
             (unsigned)d->abi_minor, p->path);
     if (d->description)
         fprintf(out, "description: %s\n", d->description);
-    static const char *const caps[] = {"catalog",     "stock_check", "card_order", "recharge",
-                                       "order_query", "callback",    "balance"};
     fprintf(out, "capabilities:%s", d->capabilities ? "" : " none");
     for (unsigned i = 0; i < 64; i++)
         if (d->capabilities & (UINT64_C(1) << i)) {
-            if (i < sizeof caps / sizeof caps[0])
-                fprintf(out, " %s", caps[i]);
+            if (i < sizeof cap_names / sizeof cap_names[0])
+                fprintf(out, " %s", cap_names[i]);
             else
                 fprintf(out, " bit%u", i);
         }
     fputc('\n', out);
+    if (d->capabilities & PERKHUB_CAP_ORDER_QUERY)
+        fprintf(out,
+                "order queries: first after %" PRIu32 " ms, not_found settles after %" PRIu32
+                " s\n",
+                d->query_delay_ms ? d->query_delay_ms : 1000,
+                d->processing_window_s ? d->processing_window_s : 300);
     fprintf(out, "config:%s\n", p->nkeys ? "" : " none");
     for (size_t i = 0; i < p->nkeys; i++) {
         const struct perkhub_config_key *k = &d->config[i];
@@ -453,15 +588,20 @@ static int secret_resolve(const char *sid, const char *key, const char *ref, cha
 }
 
 /* Checks value against its schema entry and stores the resolved text in *out.
- */
+ * `plain`: a SECRET value is the secret itself (test harnesses only). */
 static int value_resolve(const char *sid, const struct perkhub_config_key *k, const char *value,
-                         char **out, ph_err *err)
+                         int plain, char **out, ph_err *err)
 {
     int64_t iv;
     int bv;
     switch (k->type) {
     case PERKHUB_CONF_SECRET:
-        return secret_resolve(sid, k->key, value, out, err);
+        if (!plain)
+            return secret_resolve(sid, k->key, value, out, err);
+        if (!*value)
+            return ph_err_set(err, PH_EINVAL, "supplier '%s': config key '%s': secret is empty",
+                              sid, k->key);
+        break;
     case PERKHUB_CONF_INT:
         /* Values are never quoted back: one may be a secret pasted into the wrong key. */
         if (parse_int(value, &iv) != 0)
@@ -501,8 +641,8 @@ static int unknown_key(const ph_plugin *p, const char *sid, const char *key, ph_
                       sid, key, p->name, known);
 }
 
-int ph_plugin_conf_resolve(const ph_plugin *p, const char *supplier_id, const ph_kv *kv, size_t nkv,
-                           ph_plugin_conf **out, ph_err *err)
+static int conf_resolve(const ph_plugin *p, const char *supplier_id, const ph_kv *kv, size_t nkv,
+                        int plain, ph_plugin_conf **out, ph_err *err)
 {
     const char *sid = supplier_id ? supplier_id : "?";
     int rc = PH_OK;
@@ -529,8 +669,8 @@ int ph_plugin_conf_resolve(const ph_plugin *p, const char *supplier_id, const ph
                                 key);
                 goto fail;
             }
-        rc =
-            value_resolve(sid, c->v[i].schema, kv[j].value ? kv[j].value : "", &c->v[i].value, err);
+        rc = value_resolve(sid, c->v[i].schema, kv[j].value ? kv[j].value : "", plain,
+                           &c->v[i].value, err);
         if (rc != PH_OK)
             goto fail;
     }
@@ -545,7 +685,7 @@ int ph_plugin_conf_resolve(const ph_plugin *p, const char *supplier_id, const ph
             goto fail;
         }
         if (k->default_value) {
-            rc = value_resolve(sid, k, k->default_value, &c->v[i].value, err);
+            rc = value_resolve(sid, k, k->default_value, 0, &c->v[i].value, err);
             if (rc != PH_OK)
                 goto fail;
         }
@@ -555,6 +695,18 @@ int ph_plugin_conf_resolve(const ph_plugin *p, const char *supplier_id, const ph
 fail:
     ph_plugin_conf_free(c);
     return rc;
+}
+
+int ph_plugin_conf_resolve(const ph_plugin *p, const char *supplier_id, const ph_kv *kv, size_t nkv,
+                           ph_plugin_conf **out, ph_err *err)
+{
+    return conf_resolve(p, supplier_id, kv, nkv, 0, out, err);
+}
+
+int ph_plugin_conf_resolve_plain(const ph_plugin *p, const char *supplier_id, const ph_kv *kv,
+                                 size_t nkv, ph_plugin_conf **out, ph_err *err)
+{
+    return conf_resolve(p, supplier_id, kv, nkv, 1, out, err);
 }
 
 int ph_plugin_conf_equal(const ph_plugin_conf *a, const ph_plugin_conf *b)
@@ -728,8 +880,8 @@ static char *host_mem_strdup(const struct perkhub_host *host, const char *s)
 
 static int64_t host_now_ms(const struct perkhub_host *host)
 {
-    (void)host;
-    return ph_now_ms();
+    int64_t fixed = atomic_load(&inst_of(host)->fixed_now_ms);
+    return fixed ? fixed : ph_now_ms();
 }
 
 static const char *host_config_string(const struct perkhub_host *host,
@@ -780,6 +932,110 @@ static void host_hmac_sha256(const struct perkhub_host *host, const void *key, s
 {
     (void)host;
     ph_hmac_sha256(key, keylen, data, len, out);
+}
+
+/* ---- the host table, ABI 1.1 ------------------------------------------------- */
+
+static void host_md5(const struct perkhub_host *host, const void *data, size_t len, uint8_t out[16])
+{
+    (void)host;
+    ph_md5(data, len, out);
+}
+
+static int host_cipher(const struct perkhub_host *host, const char *name, int encrypt,
+                       const uint8_t *key, size_t keylen, const uint8_t *iv, size_t ivlen,
+                       const uint8_t *in, size_t inlen, uint8_t **out, size_t *outlen)
+{
+    if (!out || !outlen || (inlen && !in))
+        return PERKHUB_ERR_INTERNAL;
+    *out = NULL;
+    *outlen = 0;
+    if (inlen > SIZE_MAX - PH_CIPHER_BLOCK_MAX - 1)
+        return PERKHUB_ERR_NOMEM;
+    /* Room for one more block than the input (padding) and the promised NUL. */
+    size_t cap = inlen + PH_CIPHER_BLOCK_MAX;
+    uint8_t *buf = host_mem_alloc(host, cap + 1);
+    if (!buf)
+        return PERKHUB_ERR_NOMEM;
+    size_t n = 0;
+    int rc = ph_cipher(name, encrypt, key, keylen, iv, ivlen, in, inlen, buf, cap, &n);
+    if (rc != PH_OK) {
+        host_mem_free(host, buf); /* ph_cipher left zeros in it */
+        return rc == PH_ENOTFOUND ? PERKHUB_ERR_UNSUPPORTED
+               : rc == PH_EINVAL  ? PERKHUB_ERR_CONFIG
+               : rc == PH_ECRYPTO ? PERKHUB_DEFINITE_FAILURE
+                                  : PERKHUB_ERR_NOMEM;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *outlen = n;
+    return PERKHUB_OK;
+}
+
+static char *host_base64_encode(const struct perkhub_host *host, const void *data, size_t len)
+{
+    size_t n = ph_base64_encoded_len(len);
+    if (n == SIZE_MAX || (len && !data))
+        return NULL;
+    char *s = host_mem_alloc(host, n + 1);
+    if (s)
+        ph_base64_encode(data, len, s);
+    return s;
+}
+
+static int host_base64_decode(const struct perkhub_host *host, const char *text, size_t len,
+                              uint8_t **out, size_t *outlen)
+{
+    if (!out || !outlen)
+        return PERKHUB_ERR_INTERNAL;
+    *out = NULL;
+    *outlen = 0;
+    if (len && !text)
+        return PERKHUB_DEFINITE_FAILURE;
+    size_t cap = ph_base64_decoded_max(len);
+    uint8_t *buf = host_mem_alloc(host, cap + 1);
+    if (!buf)
+        return PERKHUB_ERR_NOMEM;
+    size_t n = 0;
+    if (ph_base64_decode(text ? text : "", len, buf, &n) != PH_OK) {
+        host_mem_free(host, buf);
+        return PERKHUB_DEFINITE_FAILURE;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *outlen = n;
+    return PERKHUB_OK;
+}
+
+static int host_ct_equal(const struct perkhub_host *host, const void *a, const void *b, size_t len)
+{
+    (void)host;
+    return ph_ct_equal(a, b, len);
+}
+
+static char *host_url_encode(const struct perkhub_host *host, const char *s)
+{
+    size_t len = s ? strlen(s) : 0;
+    if (!s || len > INT_MAX)
+        return NULL;
+    if (len == 0)
+        return host_mem_strdup(host, "");
+    /* Since curl 7.82 the handle argument is unused; libcurl escapes all but
+     * RFC 3986 unreserved characters, which is what suppliers sign over. */
+    char *e = curl_easy_escape(NULL, s, (int)len);
+    if (!e)
+        return NULL;
+    char *copy = host_mem_strdup(host, e);
+    curl_free(e);
+    return copy;
+}
+
+static int host_random(const struct perkhub_host *host, void *buf, size_t len)
+{
+    (void)host;
+    if (len == 0)
+        return PERKHUB_OK;
+    return buf && ph_random_bytes(buf, len) == PH_OK ? PERKHUB_OK : PERKHUB_ERR_INTERNAL;
 }
 
 /* ---- instances --------------------------------------------------------------- */
@@ -836,6 +1092,13 @@ int ph_plugin_start(ph_plugin *p, const char *supplier_id, ph_plugin_conf *conf,
         .sha256 = host_sha256,
         .hmac_sha256 = host_hmac_sha256,
         .status_str = status_str,
+        .md5 = host_md5,
+        .cipher = host_cipher,
+        .base64_encode = host_base64_encode,
+        .base64_decode = host_base64_decode,
+        .ct_equal = host_ct_equal,
+        .url_encode = host_url_encode,
+        .random = host_random,
     };
     inst->magic = INSTANCE_MAGIC;
     inst->lg = lg;
@@ -889,6 +1152,11 @@ const ph_plugin_conf *ph_plugin_instance_conf(const ph_plugin_instance *inst)
 const ph_plugin *ph_plugin_instance_plugin(const ph_plugin_instance *inst)
 {
     return inst->plugin;
+}
+
+void ph_plugin_instance_set_now(ph_plugin_instance *inst, int64_t now_ms)
+{
+    atomic_store(&inst->fixed_now_ms, now_ms);
 }
 
 size_t ph_plugin_instance_blocks(const ph_plugin_instance *inst)

@@ -7,8 +7,9 @@
  * is the core's side. Three objects, each with an explicit owner:
  *
  *   ph_plugin           an opened <dir>/<name>.so whose descriptor passed every
- *                       check (ABI, size, name, schema). Holds one dlopen
- *                       reference; closing it dlcloses.
+ *                       check (ABI, size, name, capabilities and ops, schema).
+ *                       Holds one dlopen reference; closing it dlcloses. Or a
+ *                       descriptor linked into the program (ph_plugin_wrap).
  *   ph_plugin_conf      one supplier's config resolved against a plugin's schema:
  *                       defaults applied, types checked, secrets resolved. This is
  *                       the `struct perkhub_config` the plugin reads.
@@ -20,7 +21,9 @@
  * what was wrong, e.g.
  *
  *   plugin 'wrong_abi' (build/fixture-plugins/wrong_abi.so) is built for SDK ABI 2.0;
- *   this perkhubd provides 1.0
+ *   this perkhubd provides 1.1
+ *   plugin 'acme' (plugins/acme.so) claims recharge but not order_query: an ambiguous
+ *   order could never be settled (DESIGN.md rule 2); add PERKHUB_CAP_ORDER_QUERY
  *   supplier 'acme': config key 'greting' is not known to plugin 'example' (known: greeting)
  *
  * Messages never contain a SECRET value.
@@ -44,25 +47,57 @@ typedef struct ph_plugin_instance ph_plugin_instance;
 /* Opens <dir>/<name>.so with dlopen(RTLD_NOW | RTLD_LOCAL), looks up
  * PERKHUB_ENTRY_SYMBOL, and checks the descriptor: ABI major equal to ours and
  * minor not newer, struct_size at least the 1.0 size, name equal to `name`,
- * version/init/shutdown present, no capability or ops its ABI cannot carry,
- * and a well-formed config schema.
+ * version/init/shutdown present, a well-formed config schema, and the
+ * capability rules:
+ *   - no bit outside PERKHUB_CAP_DEFINED;
+ *   - ABI 1.0: capabilities 0 and ops NULL;
+ *   - ABI 1.1+: capabilities != 0 exactly when ops != NULL, and then
+ *     ops->struct_size at least the 1.1 table; any of CATALOG, STOCK_CHECK,
+ *     CARD_ORDER, RECHARGE, ORDER_QUERY, BALANCE needs build_request and
+ *     parse_response; CALLBACK needs verify_callback; LOCAL needs serve_local;
+ *     CARD_ORDER or RECHARGE needs ORDER_QUERY (DESIGN.md rule 2).
+ * Only the first struct_size bytes of the descriptor and ops->struct_size bytes
+ * of the ops table are read (see ph_plugin_descriptor, ph_plugin_ops).
  * On PH_OK *out is owned by the caller (ph_plugin_close). On error nothing is
  * left open and *out is untouched.
  * Errors: PH_EINVAL (bad name, not a perkhub plugin: no entry symbol, bad
- * descriptor, name mismatch, bad schema, dlopen failure), PH_ENOTFOUND (no such
- * file), PH_EVERSION (another ABI major, a newer minor, a descriptor smaller
- * than 1.0's), PH_ENOMEM.
+ * descriptor, name mismatch, a capability rule broken, an ops table smaller
+ * than 1.1's, bad schema, dlopen failure), PH_ENOTFOUND (no such file),
+ * PH_EVERSION (another ABI major, a newer minor, a descriptor smaller than
+ * 1.0's), PH_ENOMEM. Every message names the plugin, its file and what is
+ * missing.
  * @note Main thread (dlopen runs the library's constructors). */
 int ph_plugin_open(const char *dir, const char *name, ph_plugin **out, ph_err *err);
+
+/* Makes a ph_plugin of a descriptor linked into the running program (a
+ * built-in plugin, or a plugin compiled into its unit test), with exactly the
+ * checks of ph_plugin_open but no file: messages say "plugin '<name>' (linked
+ * in)" and ph_plugin_path returns "linked in". desc is borrowed and must
+ * outlive *out (it normally has static storage). `name` must equal desc->name.
+ * On PH_OK *out is owned by the caller (ph_plugin_close, which dlcloses
+ * nothing). On error *out is untouched.
+ * Errors: as ph_plugin_open, without PH_ENOTFOUND.
+ * @note Thread-safe (touches nothing but its arguments). */
+int ph_plugin_wrap(const struct perkhub_plugin *desc, const char *name, ph_plugin **out,
+                   ph_err *err);
 
 /* Drops the dlopen reference. Every instance started from p must have been
  * stopped first. NULL is a no-op. @note Main thread. */
 void ph_plugin_close(ph_plugin *p);
 
 /* The plugin's descriptor, as read by the core: a copy of the plugin's first
- * struct_size bytes with every later member zero. Valid until ph_plugin_close.
+ * struct_size bytes with every later member zero (members beyond the 1.0
+ * descriptor are zero for an ABI 1.0 plugin), except `ops`, which points at the
+ * core's copy (ph_plugin_ops) or is NULL. Valid until ph_plugin_close.
  * @note Thread-safe (read-only). */
 const struct perkhub_plugin *ph_plugin_descriptor(const ph_plugin *p);
+
+/* The plugin's operations table as the core keeps it: a copy of the plugin's
+ * first ops->struct_size bytes with every later member zero, so callbacks added
+ * by later minors read as NULL. NULL when the plugin has no operations
+ * (capabilities 0). Owned by p, valid until ph_plugin_close.
+ * @note Thread-safe (read-only). */
+const struct perkhub_ops *ph_plugin_ops(const ph_plugin *p);
 
 /* The plugin name and the file it was loaded from ("<dir>/<name>.so"). Owned by
  * p, valid until ph_plugin_close. @note Thread-safe (read-only). */
@@ -85,6 +120,15 @@ int ph_plugin_describe(const ph_plugin *p, FILE *out);
  * @note Main thread (reads the environment). */
 int ph_plugin_conf_resolve(const ph_plugin *p, const char *supplier_id, const ph_kv *kv, size_t nkv,
                            ph_plugin_conf **out, ph_err *err);
+
+/* As ph_plugin_conf_resolve, except that a SECRET value in kv is the secret
+ * itself rather than a reference (it must not be empty). For test harnesses
+ * only (sdk/testkit), where a secret is a literal in the test; perkhubd never
+ * calls it, because an inline secret in YAML is refused. Defaults are still
+ * resolved as references. Ownership and errors as ph_plugin_conf_resolve.
+ * @note Main thread (reads the environment for defaults). */
+int ph_plugin_conf_resolve_plain(const ph_plugin *p, const char *supplier_id, const ph_kv *kv,
+                                 size_t nkv, ph_plugin_conf **out, ph_err *err);
 
 /* 1 when two resolved configs give the plugin the same values (secrets
  * included, compared after resolution), else 0. @note Thread-safe (read-only). */
@@ -117,6 +161,12 @@ void *ph_plugin_instance_data(const ph_plugin_instance *inst); /* what init retu
 const struct perkhub_host *ph_plugin_instance_host(const ph_plugin_instance *inst);
 const ph_plugin_conf *ph_plugin_instance_conf(const ph_plugin_instance *inst);
 const ph_plugin *ph_plugin_instance_plugin(const ph_plugin_instance *inst);
+
+/* Freezes the instance's host->now_ms at now_ms (milliseconds since the
+ * epoch); 0 returns it to the real clock. For tests of time-dependent signing
+ * and expiry (sdk/testkit); the daemon never calls it.
+ * @note Thread-safe (an atomic store). */
+void ph_plugin_instance_set_now(ph_plugin_instance *inst, int64_t now_ms);
 
 /* The number of host allocations the instance currently holds (for tests and
  * metrics). @note Thread-safe. */

@@ -13,9 +13,17 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "crypto.h"
+#include "util.h"
+
+_Static_assert(sizeof(ph_order_rec) == 72, "order record header is 72 bytes");
+_Static_assert(sizeof(ph_supply_rec) == 12, "supply record header is 12 bytes");
+_Static_assert(sizeof(ph_attempt_rec) == 64, "attempt record is 64 bytes without padding");
+
 static const char *const db_names[DB_COUNT] = {
     "meta",      "products", "batches",   "codes",         "avail",
     "code_hash", "orders",   "order_ref", "client_orders", "events",
+    "supply",    "pending",
 };
 
 static const unsigned db_flags[DB_COUNT] = {
@@ -25,6 +33,8 @@ static const unsigned db_flags[DB_COUNT] = {
     [DB_ORDERS] = MDB_INTEGERKEY,
     [DB_CLIENT_ORDERS] = MDB_DUPSORT | MDB_DUPFIXED | MDB_INTEGERDUP,
     [DB_EVENTS] = MDB_INTEGERKEY,
+    [DB_SUPPLY] = MDB_INTEGERKEY,
+    [DB_PENDING] = MDB_INTEGERKEY,
 };
 
 const char *ph_code_state_name(int state)
@@ -39,6 +49,19 @@ const char *ph_order_state_name(int state)
     static const char *const names[] = {"?",         "accepted", "processing",
                                         "succeeded", "failed",   "unknown"};
     return state >= 1 && state <= 5 ? names[state] : "?";
+}
+
+const char *ph_attempt_state_name(int state)
+{
+    static const char *const names[] = {"?",       "sending", "processing",
+                                        "unknown", "succeeded", "failed"};
+    return state >= 1 && state <= 5 ? names[state] : "?";
+}
+
+int ph_attempt_open(int state)
+{
+    return state == PH_ATTEMPT_SENDING || state == PH_ATTEMPT_PROCESSING ||
+           state == PH_ATTEMPT_UNKNOWN;
 }
 
 int ph_store_lmdb_err(ph_err *err, int mrc, const char *what)
@@ -107,6 +130,7 @@ int ph_order_decode(const MDB_val *v, uint64_t id, ph_order *out, const uint8_t 
     out->cost = r.cost;
     memcpy(out->fingerprint, r.fingerprint, 32);
     out->ncodes = r.ncodes;
+    out->delivery = (r.flags & PH_ORDER_F_SUPPLY) ? r.delivery : 0;
     if (ids)
         *ids = p;
     return PH_OK;
@@ -118,7 +142,7 @@ static void json_str(json_t *o, const char *k, char *dst, size_t cap)
     snprintf(dst, cap, "%s", s ? s : "");
 }
 
-int ph_batch_decode(const MDB_val *v, uint64_t id, ph_batch *out)
+int ph_batch_decode(const MDB_val *v, uint64_t id, ph_batch *out, uint64_t *order_id)
 {
     json_t *o = json_loadb(v->mv_data, v->mv_size, 0, NULL);
     if (!o)
@@ -135,8 +159,162 @@ int ph_batch_decode(const MDB_val *v, uint64_t id, ph_batch *out)
     out->created_at = json_integer_value(json_object_get(o, "created_at"));
     out->voided_at = json_integer_value(json_object_get(o, "voided_at"));
     out->voided = out->voided_at != 0;
+    if (order_id)
+        *order_id = (uint64_t)json_integer_value(json_object_get(o, "order_id"));
     json_decref(o);
     return PH_OK;
+}
+
+/* ---- supply records ------------------------------------------------------ */
+
+typedef struct reader {
+    const uint8_t *p;
+    size_t left;
+} reader;
+
+static const uint8_t *take(reader *r, size_t n)
+{
+    if (n > r->left)
+        return NULL;
+    const uint8_t *p = r->p;
+    r->p += n;
+    r->left -= n;
+    return p;
+}
+
+/* Copies n bytes of r into a cap-byte string; fails when they do not fit. */
+static int take_str(reader *r, size_t n, char *dst, size_t cap)
+{
+    const uint8_t *p = take(r, n);
+    if (!p || n >= cap)
+        return PH_EIO;
+    memcpy(dst, p, n);
+    dst[n] = 0;
+    return PH_OK;
+}
+
+static int decode_attempt(reader *r, ph_attempt *a)
+{
+    ph_attempt_rec ar;
+    const uint8_t *p = take(r, sizeof ar);
+    if (!p)
+        return PH_EIO;
+    memcpy(&ar, p, sizeof ar);
+    *a = (ph_attempt){.no = ar.no,
+                      .state = ar.state,
+                      .unit_cost = ar.unit_cost,
+                      .charged = ar.charged,
+                      .created_at = ar.created_at,
+                      .updated_at = ar.updated_at,
+                      .next_check_at = ar.next_check_at,
+                      .checks = ar.checks,
+                      .step = ar.step};
+    if (take_str(r, ar.supplier_len, a->supplier, sizeof a->supplier) ||
+        take_str(r, ar.product_len, a->product_id, sizeof a->product_id) ||
+        take_str(r, ar.ref_len, a->ref, sizeof a->ref) ||
+        take_str(r, ar.sorder_len, a->supplier_order_id, sizeof a->supplier_order_id) ||
+        take_str(r, ar.reason_len, a->reason, sizeof a->reason) ||
+        take_str(r, ar.step_state_len, a->step_state, sizeof a->step_state))
+        return PH_EIO;
+    return PH_OK;
+}
+
+int ph_supply_decode(const MDB_val *v, ph_order *o)
+{
+    reader r = {v->mv_data, v->mv_size};
+    ph_supply_rec h;
+    const uint8_t *p = take(&r, sizeof h), *sealed;
+    if (!p)
+        return PH_EIO;
+    memcpy(&h, p, sizeof h);
+    if (h.version != 1 || take_str(&r, h.reason_len, o->reason, sizeof o->reason) ||
+        take_str(&r, h.masked_len, o->account_masked, sizeof o->account_masked) ||
+        !(sealed = take(&r, h.sealed_len)))
+        return PH_EIO;
+    if (h.sealed_len) {
+        if (!(o->account_sealed = malloc(h.sealed_len)))
+            return PH_ENOMEM;
+        memcpy(o->account_sealed, sealed, h.sealed_len);
+        o->account_sealed_len = h.sealed_len;
+    }
+    if (h.nattempts && !(o->attempts = calloc(h.nattempts, sizeof *o->attempts)))
+        return PH_ENOMEM;
+    for (o->nattempts = 0; o->nattempts < h.nattempts; o->nattempts++)
+        if (decode_attempt(&r, &o->attempts[o->nattempts]))
+            return PH_EIO;
+    return r.left ? PH_EIO : PH_OK;
+}
+
+/* Appends n bytes at *p and advances it. */
+static void put_bytes(uint8_t **p, const void *src, size_t n)
+{
+    memcpy(*p, src, n);
+    *p += n;
+}
+
+static uint8_t slen(const char *s, size_t cap)
+{
+    return (uint8_t)strnlen(s, cap - 1);
+}
+
+static size_t attempt_size(const ph_attempt *a)
+{
+    return sizeof(ph_attempt_rec) + slen(a->supplier, sizeof a->supplier) +
+           slen(a->product_id, sizeof a->product_id) + slen(a->ref, sizeof a->ref) +
+           slen(a->supplier_order_id, sizeof a->supplier_order_id) +
+           slen(a->reason, sizeof a->reason) + slen(a->step_state, sizeof a->step_state);
+}
+
+static void encode_attempt(uint8_t **p, const ph_attempt *a)
+{
+    ph_attempt_rec ar;
+    memset(&ar, 0, sizeof ar);
+    ar.unit_cost = a->unit_cost;
+    ar.charged = a->charged;
+    ar.created_at = a->created_at;
+    ar.updated_at = a->updated_at;
+    ar.next_check_at = a->next_check_at;
+    ar.no = a->no;
+    ar.checks = a->checks;
+    ar.step = a->step;
+    ar.state = (uint8_t)a->state;
+    ar.supplier_len = slen(a->supplier, sizeof a->supplier);
+    ar.product_len = slen(a->product_id, sizeof a->product_id);
+    ar.ref_len = slen(a->ref, sizeof a->ref);
+    ar.sorder_len = slen(a->supplier_order_id, sizeof a->supplier_order_id);
+    ar.reason_len = slen(a->reason, sizeof a->reason);
+    ar.step_state_len = slen(a->step_state, sizeof a->step_state);
+    put_bytes(p, &ar, sizeof ar);
+    put_bytes(p, a->supplier, ar.supplier_len);
+    put_bytes(p, a->product_id, ar.product_len);
+    put_bytes(p, a->ref, ar.ref_len);
+    put_bytes(p, a->supplier_order_id, ar.sorder_len);
+    put_bytes(p, a->reason, ar.reason_len);
+    put_bytes(p, a->step_state, ar.step_state_len);
+}
+
+uint8_t *ph_supply_encode(const ph_order *o, size_t *len)
+{
+    ph_supply_rec h = {.version = 1,
+                       .reason_len = slen(o->reason, sizeof o->reason),
+                       .masked_len = slen(o->account_masked, sizeof o->account_masked),
+                       .nattempts = (uint16_t)o->nattempts,
+                       .sealed_len = o->account_sealed_len};
+    size_t n = sizeof h + h.reason_len + h.masked_len + h.sealed_len;
+    for (size_t i = 0; i < o->nattempts; i++)
+        n += attempt_size(&o->attempts[i]);
+    uint8_t *buf = malloc(n), *p = buf;
+    if (!buf)
+        return NULL;
+    put_bytes(&p, &h, sizeof h);
+    put_bytes(&p, o->reason, h.reason_len);
+    put_bytes(&p, o->account_masked, h.masked_len);
+    if (h.sealed_len)
+        put_bytes(&p, o->account_sealed, h.sealed_len);
+    for (size_t i = 0; i < o->nattempts; i++)
+        encode_attempt(&p, &o->attempts[i]);
+    *len = n;
+    return buf;
 }
 
 void ph_order_free(ph_order *o)
@@ -146,7 +324,30 @@ void ph_order_free(ph_order *o)
     for (size_t i = 0; o->codes && i < o->ncodes; i++)
         free(o->codes[i].sealed);
     free(o->codes);
+    if (o->account_sealed)
+        ph_wipe(o->account_sealed, o->account_sealed_len);
+    free(o->account_sealed);
+    free(o->attempts);
     free(o);
+}
+
+/* A supplier order's reason, account and attempts, from DB_SUPPLY. */
+static int load_supply(ph_store *s, MDB_txn *txn, ph_order *o, ph_err *err)
+{
+    MDB_val k = {sizeof o->id, &o->id}, v;
+    int mrc = mdb_get(txn, s->dbi[DB_SUPPLY], &k, &v);
+    if (mrc == MDB_NOTFOUND)
+        return ph_err_set(err, PH_EIO, "order %llu: supply record missing",
+                          (unsigned long long)o->id);
+    if (mrc)
+        return ph_store_lmdb_err(err, mrc, "read supply record");
+    int rc = ph_supply_decode(&v, o);
+    if (rc == PH_ENOMEM)
+        return ph_err_set(err, PH_ENOMEM, "out of memory");
+    if (rc)
+        return ph_err_set(err, PH_EIO, "order %llu: malformed supply record",
+                          (unsigned long long)o->id);
+    return PH_OK;
 }
 
 int ph_order_load(ph_store *s, MDB_txn *txn, uint64_t id, int with_codes, ph_order **out,
@@ -165,6 +366,13 @@ int ph_order_load(ph_store *s, MDB_txn *txn, uint64_t id, int with_codes, ph_ord
     if (ph_order_decode(&v, id, o, &ids) != PH_OK) {
         free(o);
         return ph_err_set(err, PH_EIO, "order %llu: malformed record", (unsigned long long)id);
+    }
+    if (o->delivery) {
+        int rc = load_supply(s, txn, o, err);
+        if (rc) {
+            ph_order_free(o);
+            return rc;
+        }
     }
     if (with_codes && o->ncodes) {
         o->codes = calloc(o->ncodes, sizeof *o->codes);
@@ -191,16 +399,43 @@ nomem:
 
 /* ---- opening ---------------------------------------------------------- */
 
+/* A new environment: the schema version and this store's identity. The uid is
+ * the one random thing the store writes, and only here, never in a command. */
+static int init_meta(ph_store *s, MDB_txn *txn, ph_err *err)
+{
+    uint32_t ver = PH_SCHEMA_VERSION;
+    uint8_t raw[4];
+    if (ph_random_bytes(raw, sizeof raw) != PH_OK)
+        return ph_err_set(err, PH_ECRYPTO, "store: no randomness for the store uid");
+    ph_hex_encode(raw, sizeof raw, s->uid);
+    MDB_val k = {6, "schema"}, v = {sizeof ver, &ver};
+    int mrc = mdb_put(txn, s->dbi[DB_META], &k, &v, 0);
+    if (mrc == 0) {
+        k = (MDB_val){3, "uid"};
+        v = (MDB_val){8, s->uid};
+        mrc = mdb_put(txn, s->dbi[DB_META], &k, &v, 0);
+    }
+    return mrc ? ph_err_set(err, PH_EIO, "store: write meta: %s", mdb_strerror(mrc)) : PH_OK;
+}
+
+static int uid_valid(const MDB_val *v)
+{
+    if (v->mv_size != 8)
+        return 0;
+    for (size_t i = 0; i < 8; i++) {
+        char c = ((const char *)v->mv_data)[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return 0;
+    }
+    return 1;
+}
+
 static int check_schema(ph_store *s, MDB_txn *txn, const char *dir, ph_err *err)
 {
     MDB_val k = {6, "schema"}, v;
     int mrc = mdb_get(txn, s->dbi[DB_META], &k, &v);
-    if (mrc == MDB_NOTFOUND) {
-        uint32_t ver = PH_SCHEMA_VERSION;
-        v = (MDB_val){sizeof ver, &ver};
-        mrc = mdb_put(txn, s->dbi[DB_META], &k, &v, 0);
-        return mrc ? ph_err_set(err, PH_EIO, "store: write schema: %s", mdb_strerror(mrc)) : PH_OK;
-    }
+    if (mrc == MDB_NOTFOUND)
+        return init_meta(s, txn, err);
     if (mrc)
         return ph_err_set(err, PH_EIO, "store: read schema: %s", mdb_strerror(mrc));
     uint32_t ver = 0;
@@ -210,6 +445,12 @@ static int check_schema(ph_store *s, MDB_txn *txn, const char *dir, ph_err *err)
         return ph_err_set(err, PH_EVERSION,
                           "store: %s holds schema version %u; this perkhubd reads version %d", dir,
                           ver, PH_SCHEMA_VERSION);
+    k = (MDB_val){3, "uid"};
+    mrc = mdb_get(txn, s->dbi[DB_META], &k, &v);
+    if (mrc || !uid_valid(&v))
+        return ph_err_set(err, PH_EIO, "store: %s: the store uid is missing or malformed", dir);
+    memcpy(s->uid, v.mv_data, 8);
+    s->uid[8] = 0;
     return PH_OK;
 }
 
@@ -300,6 +541,11 @@ void ph_store_close(ph_store *s)
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s);
+}
+
+const char *ph_store_uid(ph_store *s)
+{
+    return s->uid;
 }
 
 uint64_t ph_store_map_size(ph_store *s)
@@ -688,6 +934,42 @@ int ph_store_order_list(ph_store *s, const char *client, uint64_t after, size_t 
     return PH_OK;
 }
 
+int ph_store_pending_list(ph_store *s, uint64_t after, size_t limit, ph_order ***out, size_t *n,
+                          ph_err *err)
+{
+    MDB_txn *txn;
+    MDB_cursor *c;
+    int rc = ph_store_read_begin(s, &txn, err);
+    if (rc)
+        return rc;
+    if (after == UINT64_MAX)
+        limit = 0;
+    ph_order **list = calloc(limit ? limit : 1, sizeof *list);
+    size_t cnt = 0;
+    if (!list || mdb_cursor_open(txn, s->dbi[DB_PENDING], &c)) {
+        free(list);
+        ph_store_read_end(s, txn);
+        return ph_err_set(err, PH_ENOMEM, "out of memory");
+    }
+    uint64_t want = after + 1, id;
+    MDB_val k = {8, &want}, v;
+    for (int op = MDB_SET_RANGE; cnt < limit && mdb_cursor_get(c, &k, &v, op) == 0; op = MDB_NEXT) {
+        memcpy(&id, k.mv_data, 8);
+        if ((rc = ph_order_load(s, txn, id, 0, &list[cnt], err)) != PH_OK)
+            break;
+        cnt++;
+    }
+    mdb_cursor_close(c);
+    ph_store_read_end(s, txn);
+    if (rc) {
+        ph_order_list_free(list, cnt);
+        return rc;
+    }
+    *out = list;
+    *n = cnt;
+    return PH_OK;
+}
+
 void ph_code_info_clear(ph_code_info *info)
 {
     free(info->code.sealed);
@@ -704,7 +986,7 @@ static int batch_load(ph_store *s, MDB_txn *txn, uint64_t id, ph_batch *out, ph_
         return ph_err_set(err, PH_ENOTFOUND, "batch %llu: not found", (unsigned long long)id);
     if (mrc)
         return ph_store_lmdb_err(err, mrc, "read batch");
-    if (ph_batch_decode(&v, id, out) != PH_OK)
+    if (ph_batch_decode(&v, id, out, NULL) != PH_OK)
         return ph_err_set(err, PH_EIO, "batch %llu: malformed record", (unsigned long long)id);
     return PH_OK;
 }

@@ -12,10 +12,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
+
 /* What a scan needs to know per batch. Batch ids are dense and ascending. */
 typedef struct batch_ref {
     uint64_t id, first, count;
-    size_t sku; /* index into stats->skus */
+    size_t sku;        /* index into stats->skus */
+    uint64_t order_id; /* a supplier's delivery for this order; 0 = imported */
 } batch_ref;
 
 typedef struct scan {
@@ -25,6 +28,8 @@ typedef struct scan {
     batch_ref *batches;
     size_t nbatches;
     uint64_t issued_to_orders; /* codes whose record names an order */
+    uint64_t supply_orders;    /* orders fulfilled by a supplier */
+    uint64_t open_orders;      /* of those, with an attempt not final */
     int full;                  /* checking invariants, not just counting */
     ph_err *err;
 } scan;
@@ -58,10 +63,10 @@ static int load_batches(scan *sc)
     int rc = PH_OK;
     for (int op = MDB_FIRST; sc->nbatches < ms.ms_entries && mdb_cursor_get(c, &k, &v, op) == 0;
          op = MDB_NEXT) {
-        uint64_t id;
+        uint64_t id, order_id = 0;
         ph_batch b;
         memcpy(&id, k.mv_data, 8);
-        if (ph_batch_decode(&v, id, &b)) {
+        if (ph_batch_decode(&v, id, &b, &order_id)) {
             rc =
                 ph_err_set(sc->err, PH_EIO, "batch %llu: malformed record", (unsigned long long)id);
             break;
@@ -72,7 +77,7 @@ static int load_batches(scan *sc)
             break;
         }
         sc->st->skus[si].imported += b.count;
-        sc->batches[sc->nbatches++] = (batch_ref){id, b.first_code, b.count, si};
+        sc->batches[sc->nbatches++] = (batch_ref){id, b.first_code, b.count, si, order_id};
     }
     mdb_cursor_close(c);
     return rc;
@@ -130,6 +135,14 @@ static int scan_codes(scan *sc)
         else if (code.state == PH_CODE_AVAILABLE && code.order_id)
             rc = ph_err_set(sc->err, PH_EIO, "code %llu: available but names order %llu",
                             (unsigned long long)id, (unsigned long long)code.order_id);
+        else if (b->order_id && (code.state == PH_CODE_AVAILABLE ||
+                                 code.state == PH_CODE_RESERVED || code.order_id != b->order_id))
+            rc = ph_err_set(sc->err, PH_EIO,
+                            "code %llu: %s for order %llu, but its batch %llu was delivered for "
+                            "order %llu",
+                            (unsigned long long)id, ph_code_state_name(code.state),
+                            (unsigned long long)code.order_id, (unsigned long long)b->id,
+                            (unsigned long long)b->order_id);
         else if (sc->full && code.state == PH_CODE_AVAILABLE && !in_stock(sc, b, id))
             rc = ph_err_set(sc->err, PH_EIO, "code %llu: available but not in the stock of %s",
                             (unsigned long long)id, sc->st->skus[b->sku].sku);
@@ -186,9 +199,17 @@ static int check_order(scan *sc, uint64_t id, const MDB_val *v, uint64_t *codes)
     const uint8_t *ids;
     if (ph_order_decode(v, id, &o, &ids))
         return ph_err_set(sc->err, PH_EIO, "order %llu: malformed record", (unsigned long long)id);
-    if (o.state == PH_ORDER_SUCCEEDED && o.ncodes != o.quantity)
-        return ph_err_set(sc->err, PH_EIO, "order %llu: succeeded with %zu of %u codes",
-                          (unsigned long long)id, o.ncodes, o.quantity);
+    size_t want = o.state == PH_ORDER_SUCCEEDED && o.delivery != PH_DELIVERY_RECHARGE
+                      ? o.quantity
+                      : o.delivery ? 0 : o.ncodes;
+    if (o.ncodes != want)
+        return ph_err_set(sc->err, PH_EIO, "order %llu: %s %s order with %zu codes, not %zu",
+                          (unsigned long long)id, ph_order_state_name(o.state),
+                          o.delivery == PH_DELIVERY_RECHARGE ? "recharge" : "card code", o.ncodes,
+                          want);
+    int rc = o.delivery ? check_supply(sc, &o) : PH_OK;
+    if (rc)
+        return rc;
     for (size_t i = 0; i < o.ncodes; i++) {
         uint64_t cid;
         memcpy(&cid, ids + 8 * i, 8);
@@ -212,6 +233,62 @@ static int check_order(scan *sc, uint64_t id, const MDB_val *v, uint64_t *codes)
                           (unsigned long long)id, (unsigned long long)ref);
     *codes += o.ncodes;
     return PH_OK;
+}
+
+/* The order state its attempts imply: every attempt but the last failed (a new
+ * one is made only after a definite failure) and the order follows the last. */
+static int attempts_consistent(const ph_order *o, const char **why)
+{
+    static const int follows[] = {0, PH_ORDER_PROCESSING, PH_ORDER_PROCESSING, PH_ORDER_UNKNOWN,
+                                  PH_ORDER_SUCCEEDED, PH_ORDER_FAILED};
+    for (size_t i = 0; i < o->nattempts; i++) {
+        const ph_attempt *a = &o->attempts[i];
+        if (a->no != i + 1)
+            return *why = "attempt numbers are not 1, 2, 3, ...", 0;
+        if (a->state < PH_ATTEMPT_SENDING || a->state > PH_ATTEMPT_FAILED)
+            return *why = "an attempt has no valid state", 0;
+        if (i + 1 < o->nattempts && a->state != PH_ATTEMPT_FAILED)
+            return *why = "an attempt other than the last is not failed", 0;
+    }
+    int expect = o->nattempts ? follows[o->attempts[o->nattempts - 1].state] : PH_ORDER_FAILED;
+    if (o->state != expect)
+        return *why = "its state does not follow its last attempt", 0;
+    return 1;
+}
+
+static int has_pending(scan *sc, uint64_t id)
+{
+    MDB_val k = {8, &id}, v;
+    return mdb_get(sc->txn, sc->s->dbi[DB_PENDING], &k, &v) == 0;
+}
+
+/* A supplier order: its supply record, its attempts, and `pending` agreeing. */
+static int check_supply(scan *sc, const ph_order *rec)
+{
+    ph_order *o = calloc(1, sizeof *o);
+    const char *why = NULL;
+    MDB_val k = {8, (void *)&rec->id}, v;
+    unsigned long long id = rec->id;
+    if (!o)
+        return ph_err_set(sc->err, PH_ENOMEM, "out of memory");
+    *o = *rec;
+    int rc = PH_OK;
+    if (mdb_get(sc->txn, sc->s->dbi[DB_SUPPLY], &k, &v) || ph_supply_decode(&v, o) != PH_OK)
+        rc = ph_err_set(sc->err, PH_EIO, "order %llu: supply record missing or malformed", id);
+    else if (!attempts_consistent(o, &why))
+        rc = ph_err_set(sc->err, PH_EIO, "order %llu (%s): %s", id, ph_order_state_name(o->state),
+                        why);
+    else {
+        int open = o->nattempts && ph_attempt_open(o->attempts[o->nattempts - 1].state);
+        if (open != has_pending(sc, rec->id))
+            rc = ph_err_set(sc->err, PH_EIO, "order %llu: %s but %s pending", id,
+                            open ? "has an open attempt" : "has no open attempt",
+                            open ? "not" : "still");
+        sc->open_orders += open;
+        sc->supply_orders++;
+    }
+    ph_order_free(o);
+    return rc;
 }
 
 /* Each order's codes name it back, so no code can be in two orders. */
@@ -240,6 +317,14 @@ static int check_orders(scan *sc)
     if (ms.ms_entries != sc->st->orders)
         return ph_err_set(sc->err, PH_EIO, "%llu orders but %zu idempotency keys",
                           (unsigned long long)sc->st->orders, ms.ms_entries);
+    mdb_stat(sc->txn, sc->s->dbi[DB_SUPPLY], &ms);
+    if (ms.ms_entries != sc->supply_orders)
+        return ph_err_set(sc->err, PH_EIO, "%llu supplier orders but %zu supply records",
+                          (unsigned long long)sc->supply_orders, ms.ms_entries);
+    mdb_stat(sc->txn, sc->s->dbi[DB_PENDING], &ms);
+    if (ms.ms_entries != sc->open_orders)
+        return ph_err_set(sc->err, PH_EIO, "%llu orders wait for a supplier but %zu are pending",
+                          (unsigned long long)sc->open_orders, ms.ms_entries);
     mdb_stat(sc->txn, sc->s->dbi[DB_CODE_HASH], &ms);
     if (ms.ms_entries != sc->st->codes)
         return ph_err_set(sc->err, PH_EIO, "%llu codes but %zu entries in the code index",

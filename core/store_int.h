@@ -11,12 +11,12 @@
 
 #include "store.h"
 
-#define PH_SCHEMA_VERSION 1
+#define PH_SCHEMA_VERSION 2
 
 /* Named databases. Integer keys are native uint64_t (MDB_INTEGERKEY), so ids
  * sort numerically and new ids always append at the right edge of the tree. */
 enum {
-    DB_META,          /* "schema" -> uint32 version */
+    DB_META,          /* "schema" -> uint32 version, "uid" -> 8 hex chars */
     DB_PRODUCTS,      /* sku -> product JSON */
     DB_BATCHES,       /* batch id -> batch JSON */
     DB_CODES,         /* code id -> code record (below) */
@@ -26,6 +26,8 @@ enum {
     DB_ORDER_REF,     /* client "\0" client_order_id -> order id */
     DB_CLIENT_ORDERS, /* client -> dup sorted order ids */
     DB_EVENTS,        /* seq -> event JSON */
+    DB_SUPPLY,        /* order id -> supply record (below), supplier orders only */
+    DB_PENDING,       /* order id -> "" while the order has an attempt not final */
     DB_COUNT
 };
 
@@ -61,6 +63,7 @@ struct ph_store {
     int writer_started;
     _Atomic uint64_t commits, commands, map_grows; /* ph_writer_stats */
     ph_memo memo;
+    char uid[9]; /* ph_store_uid: read from `meta` at open, never changes */
 };
 
 /* Next ids, derived from the last key of each database when the writer starts
@@ -104,10 +107,43 @@ typedef struct ph_order_rec {
     int64_t cost;
     uint8_t fingerprint[32];
     uint8_t sku_len;
-    uint8_t reserved;
+    uint8_t flags; /* PH_ORDER_F_* */
     uint16_t coid_len;
     uint32_t ncodes;
 } ph_order_rec;
+
+/* The order is fulfilled by a supplier: `delivery` is PH_DELIVERY_* and the
+ * order has a record in DB_SUPPLY. Without it the order came from local stock
+ * (delivery 1) and nothing else is read. */
+#define PH_ORDER_F_SUPPLY 1
+
+/* Supply record (DB_SUPPLY): this header, then the order's reason, the masked
+ * and the sealed account, then nattempts attempts, each a ph_attempt_rec
+ * followed by its strings in the order of their lengths below. */
+typedef struct ph_supply_rec {
+    uint8_t version; /* 1 */
+    uint8_t reason_len;
+    uint8_t masked_len;
+    uint8_t reserved; /* 0 */
+    uint16_t nattempts;
+    uint16_t reserved2; /* 0 */
+    uint32_t sealed_len;
+} ph_supply_rec;
+
+/* Every byte is a named field, so equal attempts encode to equal bytes. */
+typedef struct ph_attempt_rec {
+    int64_t unit_cost;
+    int64_t charged;
+    int64_t created_at;
+    int64_t updated_at;
+    int64_t next_check_at;
+    uint32_t no;
+    uint32_t checks;
+    uint32_t step;
+    uint8_t state;
+    uint8_t supplier_len, product_len, ref_len, sorder_len, reason_len, step_state_len;
+    uint8_t reserved[5]; /* 0 */
+} ph_attempt_rec;
 
 /* Maps an LMDB return code to PH_STORE_MAPFULL or PH_EIO with a message. */
 int ph_store_lmdb_err(ph_err *err, int mrc, const char *what);
@@ -115,7 +151,17 @@ int ph_store_lmdb_err(ph_err *err, int mrc, const char *what);
 /* Record codecs (store.c). Decoders return PH_OK or PH_EIO on a malformed value. */
 int ph_code_decode(const MDB_val *v, uint64_t id, int copy_sealed, ph_code *out);
 int ph_order_decode(const MDB_val *v, uint64_t id, ph_order *out, const uint8_t **ids);
-int ph_batch_decode(const MDB_val *v, uint64_t id, ph_batch *out);
+/* order_id (may be NULL) gets the order a supplier batch came with, 0 for imports. */
+int ph_batch_decode(const MDB_val *v, uint64_t id, ph_batch *out, uint64_t *order_id);
+
+/* Supply records: *o gets reason, accounts and attempts (owned by o, freed by
+ * ph_order_free). ph_supply_encode returns a malloc'd buffer of *len bytes, or
+ * NULL when out of memory. */
+int ph_supply_decode(const MDB_val *v, ph_order *o);
+uint8_t *ph_supply_encode(const ph_order *o, size_t *len);
+
+/* Is the attempt state one that still waits for the supplier? */
+int ph_attempt_open(int state);
 
 /* Loads an order inside any transaction (with its codes when asked). */
 int ph_order_load(ph_store *s, MDB_txn *txn, uint64_t id, int with_codes, ph_order **out,

@@ -1,0 +1,72 @@
+/*
+ * attempt.h — what one supplier exchange means for an attempt: the money-safety
+ * decisions of DESIGN.md rule 2, as one pure function.
+ *
+ * fulfil.c runs the exchanges; this file decides what each finished exchange
+ * does to the attempt. It reads no clock and does no I/O, so every row of the
+ * table below has a unit test (tests/unit/test_attempt.c).
+ *
+ *   exchange                outcome / answer                 attempt becomes
+ *   ----------------------  -------------------------------  -----------------------------
+ *   the order (step 0)      OK, succeeded                    SUCCEEDED
+ *                           OK, processing                   PROCESSING, query later
+ *                           definite failure, retryable      FAILED, may fail over
+ *                           ambiguous (or not understood)    UNKNOWN, query later
+ *   a query, or a follow-   OK, succeeded                    SUCCEEDED
+ *   up step of the order    OK, failed                       FAILED, no fail-over
+ *                           OK, processing                   stays, query later
+ *                           OK, not found, within window     stays, query later
+ *                           OK, not found, window passed     FAILED ("not_found_at_supplier")
+ *                           anything else                    stays, query later (backing off)
+ *
+ * Fail-over happens only from a definite refusal of the order itself: once the
+ * supplier may have acted, the order ends with that supplier's answer.
+ */
+#ifndef PH_ATTEMPT_H
+#define PH_ATTEMPT_H
+
+#include <stdint.h>
+
+#include <perkhub/plugin.h>
+
+/* The attempt as the decision needs it. */
+typedef struct ph_attempt_ctx {
+    int is_order;          /* 1: the exchange was the order request itself (step 0) */
+    int card;              /* 1: a card-code order (codes expected), 0: a recharge */
+    uint32_t quantity;     /* codes expected on success */
+    int state;             /* the attempt's PH_ATTEMPT_* before the exchange */
+    int64_t created_at;    /* ms */
+    uint32_t checks;       /* queries made before this one */
+    int64_t window_ms;     /* the plugin's processing window */
+    int64_t query_delay_ms;/* first query delay */
+    int64_t query_max_ms;  /* backoff ceiling */
+} ph_attempt_ctx;
+
+/* What the exchange came to (from ph_sio_job). */
+typedef struct ph_exchange {
+    int outcome;   /* PERKHUB_OK / _RETRYABLE / _DEFINITE_FAILURE / _AMBIGUOUS */
+    int parsed;    /* 1 when res is meaningful */
+    const struct perkhub_result *res;
+    const char *detail; /* the engine's description */
+} ph_exchange;
+
+/* The decision. */
+typedef struct ph_attempt_move {
+    int state;              /* the new PH_ATTEMPT_* (may equal the old one) */
+    int failover;           /* 1: the order may go to the next offer */
+    int take_codes;         /* 1: store res->codes with the success */
+    int follow_step;        /* 1: the next exchange is res->next's step, not a query */
+    int count_check;        /* 1: this exchange was a query */
+    int64_t next_check_at;  /* ms; 0 when the attempt is final */
+    char reason[128];       /* "" for none */
+} ph_attempt_move;
+
+/* Decides. `now` is the caller's clock. Never fails. */
+void ph_attempt_decide(const ph_attempt_ctx *a, const ph_exchange *x, int64_t now,
+                       ph_attempt_move *out);
+
+/* The delay before the next query after `checks` queries: query_delay doubled
+ * per check, at most query_max. */
+int64_t ph_attempt_backoff(const ph_attempt_ctx *a, uint32_t checks);
+
+#endif

@@ -1,0 +1,851 @@
+/*
+ * fulfil.c — supplier orders: one small state machine per attempt (fulfil.h).
+ *
+ * A track is an attempt in flight. It is always in exactly one phase:
+ *   T_IDLE  waiting in the timer heap for its next exchange (due);
+ *   T_JOB   an exchange with the supplier is running (t->job, I/O engine);
+ *   T_CMD   a store command recording the result is running (t->cmd, writer).
+ * Only the owner of the current phase touches the track's fields, so the only
+ * shared state is the registry, the heap and the waiters, all under f->mu.
+ */
+#include "fulfil.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attempt.h"
+#include "import.h"
+#include "plugin_ops.h"
+#include "route.h"
+#include "util.h"
+
+#define ACCOUNT_AAD "perkhub/account/v1"
+#define NBUCKETS    4096
+
+enum { T_IDLE = 1, T_JOB, T_CMD };
+
+typedef struct track track;
+struct track {
+    ph_fulfil *f;
+    uint64_t order_id;
+    uint32_t no;
+    int card; /* 1 card codes, 0 recharge */
+    int state; /* PH_ATTEMPT_* as last stored */
+    int phase;
+    int send_order;  /* 1 until the order request itself has been sent */
+    int follow_step; /* 1: the next exchange is the plugin's follow-up step */
+    int confirm;     /* a verified callback asked for a query as soon as possible */
+    uint64_t gen;    /* heap entries with another gen are stale */
+    ph_supplier *sup;
+    ph_sio_limits limits;
+    int64_t window_ms, query_delay_ms, query_max_ms;
+    char supplier[PH_SKU_MAX + 1];
+    char sku[PH_SKU_MAX + 1];
+    char product_id[PH_SUPPLIER_ORDER_MAX + 1];
+    char ref[PH_REF_MAX + 1];
+    char supplier_order_id[PH_SUPPLIER_ORDER_MAX + 1];
+    char step_state[PH_REASON_MAX + 1];
+    char reason[PH_REASON_MAX + 1];
+    char *account; /* plaintext recharge account; wiped */
+    uint32_t quantity, step, checks;
+    int64_t unit_cost, face_value, created_at;
+    char next_supplier[PH_SKU_MAX + 1]; /* a fail-over target, for the command */
+    char next_product[PH_SUPPLIER_ORDER_MAX + 1];
+    char tried[8][PH_SKU_MAX + 1]; /* suppliers this order already went to */
+    size_t ntried;
+    char callback_url[512];
+    ph_sio_job job;
+    ph_cmd cmd;
+    ph_supplied_code *codes; /* sealed codes the command stores */
+    uint8_t *blobs;
+    track *hnext; /* registry chain */
+};
+
+typedef struct heap_ent {
+    int64_t due;
+    uint64_t gen;
+    track *t;
+} heap_ent;
+
+typedef struct waiter {
+    uint64_t id;
+    int64_t deadline;
+    void (*cb)(void *);
+    void *arg;
+    struct waiter *next;
+} waiter;
+
+struct ph_fulfil {
+    ph_fulfil_opts o;
+    char callback_base[256];
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t timer;
+    int stopping;
+    track *buckets[NBUCKETS];
+    size_t active;
+    heap_ent *heap;
+    size_t nheap, capheap;
+    waiter *waiters;
+};
+
+static void on_job_done(ph_sio_job *job);
+static void on_cmd_done(ph_cmd *cmd);
+
+/* ---- registry, heap, waiters (f->mu held) --------------------------------- */
+
+static track **bucket(ph_fulfil *f, uint64_t id)
+{
+    return &f->buckets[id % NBUCKETS];
+}
+
+static void reg_add(ph_fulfil *f, track *t)
+{
+    track **b = bucket(f, t->order_id);
+    t->hnext = *b;
+    *b = t;
+    f->active++;
+}
+
+static void reg_del(ph_fulfil *f, track *t)
+{
+    for (track **p = bucket(f, t->order_id); *p; p = &(*p)->hnext)
+        if (*p == t) {
+            *p = t->hnext;
+            f->active--;
+            return;
+        }
+}
+
+static track *reg_find(ph_fulfil *f, uint64_t id, uint32_t no)
+{
+    for (track *t = *bucket(f, id); t; t = t->hnext)
+        if (t->order_id == id && t->no == no)
+            return t;
+    return NULL;
+}
+
+static void heap_swap(ph_fulfil *f, size_t a, size_t b)
+{
+    heap_ent x = f->heap[a];
+    f->heap[a] = f->heap[b];
+    f->heap[b] = x;
+}
+
+static int heap_push(ph_fulfil *f, track *t, int64_t due)
+{
+    if (f->nheap == f->capheap) {
+        size_t cap = f->capheap ? f->capheap * 2 : 256;
+        heap_ent *h = realloc(f->heap, cap * sizeof *h);
+        if (!h)
+            return PH_ENOMEM;
+        f->heap = h;
+        f->capheap = cap;
+    }
+    size_t i = f->nheap++;
+    f->heap[i] = (heap_ent){due, ++t->gen, t};
+    while (i && f->heap[(i - 1) / 2].due > f->heap[i].due) {
+        heap_swap(f, i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+    t->phase = T_IDLE;
+    pthread_cond_signal(&f->cv);
+    return PH_OK;
+}
+
+static heap_ent heap_pop(ph_fulfil *f)
+{
+    heap_ent top = f->heap[0];
+    f->heap[0] = f->heap[--f->nheap];
+    for (size_t i = 0;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < f->nheap && f->heap[l].due < f->heap[m].due)
+            m = l;
+        if (r < f->nheap && f->heap[r].due < f->heap[m].due)
+            m = r;
+        if (m == i)
+            break;
+        heap_swap(f, i, m);
+        i = m;
+    }
+    return top;
+}
+
+/* Detaches the waiters of order id (every one when id is 0), or with now > 0
+ * those whose deadline passed, into a list the caller fires outside the lock. */
+static waiter *waiters_take(ph_fulfil *f, uint64_t id, int64_t now)
+{
+    waiter *fired = NULL;
+    for (waiter **p = &f->waiters; *p;) {
+        waiter *w = *p;
+        if (now ? w->deadline <= now : (!id || w->id == id)) {
+            *p = w->next;
+            w->next = fired;
+            fired = w;
+        } else {
+            p = &w->next;
+        }
+    }
+    return fired;
+}
+
+static void waiters_fire(waiter *w)
+{
+    while (w) {
+        waiter *n = w->next;
+        w->cb(w->arg);
+        free(w);
+        w = n;
+    }
+}
+
+/* ---- tracks ----------------------------------------------------------------- */
+
+static void track_free(track *t)
+{
+    if (t->account) {
+        ph_wipe(t->account, strlen(t->account));
+        free(t->account);
+    }
+    ph_supplier_release(t->sup);
+    free(t->codes);
+    free(t->blobs);
+    free(t);
+}
+
+typedef struct route_ctx {
+    ph_fulfil *f;
+    uint64_t cap;
+} route_ctx;
+
+static int usable_for(void *ctx, const ph_supplier_conf *sc);
+
+/* The supplier settings of the current config (defaults if it is gone). */
+static void track_limits(ph_fulfil *f, track *t)
+{
+    void *ref;
+    const ph_config *cfg = f->o.cfg.acquire(f->o.cfg.ctx, &ref);
+    const ph_supplier_conf *sc = ph_config_supplier(cfg, t->supplier);
+    t->limits = (ph_sio_limits){.tls_verify = 1};
+    t->query_max_ms = 30000;
+    if (sc) {
+        t->limits = (ph_sio_limits){sc->max_in_flight,    sc->connect_timeout_ms, sc->timeout_ms,
+                                    sc->tls_verify,       sc->breaker_failures,
+                                    sc->breaker_open_ms};
+        t->query_max_ms = sc->query_max_delay_ms;
+    }
+    const ph_product_conf *p = ph_config_product(cfg, t->sku);
+    t->face_value = p ? p->face_value : 0;
+    f->o.cfg.release(ref);
+    if (t->sup) {
+        const struct perkhub_plugin *pl = ph_supplier_plugin(t->sup);
+        t->window_ms = (int64_t)(pl->processing_window_s ? pl->processing_window_s : 300) * 1000;
+        t->query_delay_ms = pl->query_delay_ms ? pl->query_delay_ms : 1000;
+    } else {
+        t->window_ms = 300000;
+        t->query_delay_ms = 1000;
+    }
+    snprintf(t->callback_url, sizeof t->callback_url, "%s/v1/callbacks/%s", f->callback_base,
+             t->supplier);
+}
+
+/* A track for attempt a of order o (which lists the suppliers tried so far). */
+static track *track_new(ph_fulfil *f, const ph_order *o, const ph_attempt *a, ph_err *err)
+{
+    track *t = calloc(1, sizeof *t);
+    if (!t) {
+        ph_err_set(err, PH_ENOMEM, "fulfil: out of memory");
+        return NULL;
+    }
+    t->f = f;
+    t->order_id = o->id;
+    t->no = a->no;
+    t->card = o->delivery != PH_DELIVERY_RECHARGE;
+    t->state = a->state;
+    t->quantity = o->quantity;
+    t->unit_cost = a->unit_cost;
+    t->created_at = a->created_at;
+    t->checks = a->checks;
+    snprintf(t->supplier, sizeof t->supplier, "%s", a->supplier);
+    snprintf(t->sku, sizeof t->sku, "%s", o->sku);
+    snprintf(t->product_id, sizeof t->product_id, "%s", a->product_id);
+    snprintf(t->ref, sizeof t->ref, "%s", a->ref);
+    snprintf(t->supplier_order_id, sizeof t->supplier_order_id, "%s", a->supplier_order_id);
+    for (size_t i = 0; i < o->nattempts && t->ntried < 8; i++)
+        snprintf(t->tried[t->ntried++], sizeof t->tried[0], "%s", o->attempts[i].supplier);
+    if (ph_suppliers_acquire(f->o.suppliers, t->supplier, &t->sup) != PH_OK)
+        t->sup = NULL; /* disabled or gone: retried when due */
+    track_limits(f, t);
+    return t;
+}
+
+/* Unseals the order's recharge account into the track (queries of some
+ * suppliers name it; the sandbox needs it to answer). */
+static void track_account(ph_fulfil *f, track *t, const ph_order *o, const char *plain)
+{
+    if (plain) {
+        t->account = strdup(plain);
+        return;
+    }
+    if (!o->account_sealed_len || o->account_sealed_len <= PH_SEAL_OVERHEAD)
+        return;
+    size_t n = o->account_sealed_len - PH_SEAL_OVERHEAD;
+    char *acc = calloc(1, n + 1);
+    size_t len = 0;
+    if (acc && ph_crypto_open(f->o.keys, o->account_sealed, o->account_sealed_len,
+                              (const uint8_t *)ACCOUNT_AAD, strlen(ACCOUNT_AAD), (uint8_t *)acc,
+                              &len) == PH_OK) {
+        acc[len] = 0;
+        t->account = acc;
+        return;
+    }
+    free(acc);
+}
+
+/* ---- exchanges ---------------------------------------------------------------- */
+
+static void job_setup(track *t)
+{
+    ph_sio_job *j = &t->job;
+    memset(j, 0, sizeof *j);
+    j->sup = t->sup;
+    j->limits = t->limits;
+    j->done = on_job_done;
+    j->arg = t;
+    struct perkhub_op *op = &j->op;
+    op->order_ref = t->ref;
+    op->supplier_order_id = t->supplier_order_id[0] ? t->supplier_order_id : NULL;
+    op->product_id = t->product_id;
+    op->quantity = t->card ? t->quantity : 1;
+    op->account = t->account;
+    op->unit_price = t->unit_cost;
+    op->face_value = t->face_value;
+    op->created_at_ms = t->created_at;
+    op->callback_url = t->callback_url;
+    int kind = t->card ? PERKHUB_OP_CARD_ORDER : PERKHUB_OP_RECHARGE;
+    if (t->send_order || t->follow_step) {
+        op->kind = kind;
+        op->step = t->send_order ? 0 : (int)t->step;
+        op->state = t->send_order ? NULL : t->step_state;
+    } else {
+        op->kind = PERKHUB_OP_ORDER_QUERY;
+        op->order_kind = kind;
+    }
+}
+
+/* Starts the track's next exchange. f->mu held. */
+static void track_run(ph_fulfil *f, track *t)
+{
+    if (!t->sup && ph_suppliers_acquire(f->o.suppliers, t->supplier, &t->sup) != PH_OK) {
+        t->sup = NULL;
+        ph_log(f->o.log, PH_LOG_WARN, NULL, "fulfil.supplier_unavailable",
+               "order=%llu attempt=%u supplier=%s", (unsigned long long)t->order_id, t->no,
+               t->supplier);
+        heap_push(f, t, ph_now_ms() + (t->query_max_ms > 0 ? t->query_max_ms : 30000));
+        return;
+    }
+    job_setup(t);
+    t->phase = T_JOB;
+    if (ph_sio_submit(f->o.sio, &t->job) != PH_OK)
+        t->phase = T_IDLE; /* shutting down: the store keeps the attempt for the restart */
+}
+
+/* ---- from an exchange to a store command --------------------------------------- */
+
+/* Seals the delivered codes exactly like imported ones. */
+static int seal_codes(ph_fulfil *f, track *t, const struct perkhub_result *res)
+{
+    size_t n = res->ncodes, total = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct perkhub_code *c = &res->codes[i];
+        size_t cl = c->code ? strlen(c->code) : 0, kl = c->card_no ? strlen(c->card_no) : 0;
+        if (!cl || cl > PH_CODE_MAX || kl > PH_CODE_MAX)
+            return PH_EINVAL;
+        total += 1 + cl + kl + PH_SEAL_OVERHEAD;
+    }
+    t->codes = calloc(n, sizeof *t->codes);
+    t->blobs = malloc(total ? total : 1);
+    if (!t->codes || !t->blobs)
+        return PH_ENOMEM;
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct perkhub_code *c = &res->codes[i];
+        size_t len = 0;
+        int rc = ph_code_seal(f->o.keys, c->code, strlen(c->code), c->card_no,
+                              c->card_no ? strlen(c->card_no) : 0, t->blobs + off, &len,
+                              t->codes[i].hash);
+        if (rc)
+            return rc;
+        t->codes[i].sealed = t->blobs + off;
+        t->codes[i].sealed_len = (uint32_t)len;
+        t->codes[i].expires_at = c->expires_at_ms > 0 ? c->expires_at_ms : 0;
+        off += len;
+    }
+    return PH_OK;
+}
+
+/* Picks the next offer for a fail-over, skipping every supplier tried. */
+static int failover_target(ph_fulfil *f, track *t, ph_attempt_target *out, void **ref)
+{
+    const ph_config *cfg = f->o.cfg.acquire(f->o.cfg.ctx, ref);
+    const ph_product_conf *p = ph_config_product(cfg, t->sku);
+    const char *tried[8];
+    for (size_t i = 0; i < t->ntried; i++)
+        tried[i] = t->tried[i];
+    route_ctx rc = {f, t->card ? PERKHUB_CAP_CARD_ORDER : PERKHUB_CAP_RECHARGE};
+    const ph_offer_conf *o =
+        p && t->ntried < 8 ? ph_route_pick(cfg, p, tried, t->ntried, usable_for, &rc) : NULL;
+    if (!o)
+        return 0;
+    *out = (ph_attempt_target){o->supplier, o->supplier_sku, o->cost};
+    return 1;
+}
+
+static void fill_cmd(track *t, const ph_attempt_move *m, const struct perkhub_result *res)
+{
+    ph_cmd *c = &t->cmd;
+    memset(c, 0, sizeof *c);
+    c->type = PH_CMD_ATTEMPT;
+    c->now = ph_now_ms();
+    c->done = on_cmd_done;
+    c->arg = t;
+    c->in.attempt.order_id = t->order_id;
+    c->in.attempt.no = t->no;
+    c->in.attempt.state = m->state;
+    snprintf(t->reason, sizeof t->reason, "%s", m->reason);
+    c->in.attempt.reason = t->reason;
+    c->in.attempt.step = -1;
+    c->in.attempt.charged = res && res->amount >= 0 ? res->amount : -1;
+    c->in.attempt.next_check_at = m->next_check_at;
+    c->in.attempt.count_check = m->count_check;
+    if (res && res->supplier_order_id && *res->supplier_order_id) {
+        snprintf(t->supplier_order_id, sizeof t->supplier_order_id, "%s", res->supplier_order_id);
+        c->in.attempt.supplier_order_id = t->supplier_order_id;
+    }
+    if (m->follow_step && res) {
+        snprintf(t->step_state, sizeof t->step_state, "%s", res->next_state ? res->next_state : "");
+        c->in.attempt.step_state = t->step_state;
+        c->in.attempt.step = t->step + 1;
+    }
+}
+
+static void on_job_done(ph_sio_job *job)
+{
+    track *t = job->arg;
+    ph_fulfil *f = t->f;
+    ph_attempt_ctx a = {t->send_order,
+                        t->card,
+                        t->quantity,
+                        t->state,
+                        t->created_at,
+                        t->checks,
+                        t->window_ms,
+                        t->query_delay_ms,
+                        t->query_max_ms};
+    ph_exchange x = {job->outcome, job->parsed, &job->res, job->detail};
+    ph_attempt_move m;
+    ph_attempt_decide(&a, &x, ph_now_ms(), &m);
+    int stopping;
+    pthread_mutex_lock(&f->mu);
+    stopping = f->stopping;
+    pthread_mutex_unlock(&f->mu);
+    if (m.take_codes && seal_codes(f, t, &job->res) != PH_OK) {
+        m.state = PH_ATTEMPT_UNKNOWN;
+        m.take_codes = 0;
+        snprintf(m.reason, sizeof m.reason, "codes_not_storable");
+        m.next_check_at = ph_now_ms() + ph_attempt_backoff(&a, t->checks);
+    }
+    fill_cmd(t, &m, job->parsed ? &job->res : NULL);
+    if (m.take_codes) {
+        t->cmd.in.attempt.codes = t->codes;
+        t->cmd.in.attempt.ncodes = job->res.ncodes;
+    }
+    void *ref = NULL;
+    if (m.failover && !stopping && failover_target(f, t, &t->cmd.in.attempt.next, &ref)) {
+        /* the target's strings live in the config snapshot: copy them */
+        snprintf(t->next_supplier, sizeof t->next_supplier, "%s", t->cmd.in.attempt.next.supplier);
+        snprintf(t->next_product, sizeof t->next_product, "%s",
+                 t->cmd.in.attempt.next.product_id);
+        t->cmd.in.attempt.next.supplier = t->next_supplier;
+        t->cmd.in.attempt.next.product_id = t->next_product;
+    }
+    if (ref)
+        f->o.cfg.release(ref);
+    ph_log(f->o.log, PH_LOG_INFO, NULL, "fulfil.exchange",
+           "order=%llu attempt=%u supplier=%s op=%s outcome=%s state=%s%s%s",
+           (unsigned long long)t->order_id, t->no, t->supplier, ph_op_kind_name(job->op.kind),
+           ph_supplier_host(t->sup)->status_str(job->outcome), ph_attempt_state_name(m.state),
+           m.reason[0] ? " reason=" : "", m.reason);
+    t->send_order = 0;
+    t->follow_step = m.follow_step;
+    if (m.follow_step)
+        t->step++;
+    ph_sio_job_clear(job);
+    t->phase = T_CMD;
+    if (ph_store_submit(f->o.store, &t->cmd) != PH_OK) {
+        pthread_mutex_lock(&f->mu);
+        t->phase = T_IDLE; /* closing: the store keeps the last durable state */
+        pthread_mutex_unlock(&f->mu);
+    }
+}
+
+/* ---- from a durable command to what comes next ---------------------------------- */
+
+static int order_final(int s)
+{
+    return s == PH_ORDER_SUCCEEDED || s == PH_ORDER_FAILED;
+}
+
+/* Moves the track to the failover attempt the command created. f->mu held. */
+static void track_next_attempt(ph_fulfil *f, track *t, const ph_order *o)
+{
+    const ph_attempt *a = &o->attempts[o->nattempts - 1];
+    ph_supplier_release(t->sup);
+    t->sup = NULL;
+    t->no = a->no;
+    t->state = a->state;
+    t->created_at = a->created_at;
+    t->checks = 0;
+    t->unit_cost = a->unit_cost;
+    t->step = 0;
+    t->follow_step = 0;
+    t->supplier_order_id[0] = 0;
+    snprintf(t->supplier, sizeof t->supplier, "%s", a->supplier);
+    snprintf(t->product_id, sizeof t->product_id, "%s", a->product_id);
+    snprintf(t->ref, sizeof t->ref, "%s", a->ref);
+    if (t->ntried < 8)
+        snprintf(t->tried[t->ntried++], sizeof t->tried[0], "%s", a->supplier);
+    if (ph_suppliers_acquire(f->o.suppliers, t->supplier, &t->sup) != PH_OK)
+        t->sup = NULL;
+    track_limits(f, t);
+    t->send_order = 1;
+}
+
+static void on_cmd_done(ph_cmd *cmd)
+{
+    track *t = cmd->arg;
+    ph_fulfil *f = t->f;
+    const ph_order *o = cmd->order;
+    free(t->codes);
+    free(t->blobs);
+    t->codes = NULL;
+    t->blobs = NULL;
+    pthread_mutex_lock(&f->mu);
+    if (cmd->rc != PH_OK || !o) {
+        /* PH_ESTATE: the attempt moved on already (a late duplicate); anything
+         * else: keep the durable state and look again later. */
+        ph_log(f->o.log, PH_LOG_WARN, NULL, "fulfil.record_failed", "order=%llu attempt=%u rc=%s",
+               (unsigned long long)t->order_id, t->no, ph_strerror(cmd->rc));
+        if (cmd->rc == PH_ESTATE || f->stopping) {
+            reg_del(f, t);
+            pthread_mutex_unlock(&f->mu);
+            ph_cmd_clear(cmd);
+            track_free(t);
+            return;
+        }
+        ph_attempt_ctx ac = {.query_delay_ms = t->query_delay_ms, .query_max_ms = t->query_max_ms};
+        heap_push(f, t, ph_now_ms() + ph_attempt_backoff(&ac, t->checks));
+        pthread_mutex_unlock(&f->mu);
+        ph_cmd_clear(cmd);
+        return;
+    }
+    const ph_attempt *a = NULL;
+    for (size_t i = 0; i < o->nattempts; i++)
+        if (o->attempts[i].no == t->no)
+            a = &o->attempts[i];
+    waiter *fired = NULL;
+    if (order_final(o->state)) {
+        reg_del(f, t);
+        fired = waiters_take(f, o->id, 0);
+        pthread_mutex_unlock(&f->mu);
+        waiters_fire(fired);
+        ph_cmd_clear(cmd);
+        track_free(t);
+        return;
+    }
+    if (o->nattempts && o->attempts[o->nattempts - 1].no != t->no) {
+        track_next_attempt(f, t, o); /* fail-over: send the new attempt now */
+        ph_cmd_clear(cmd);
+        if (!f->stopping)
+            track_run(f, t);
+        pthread_mutex_unlock(&f->mu);
+        return;
+    }
+    if (a) {
+        t->state = a->state;
+        t->checks = a->checks;
+    }
+    int64_t due = a && a->next_check_at ? a->next_check_at : ph_now_ms();
+    if (t->confirm) {
+        t->confirm = 0;
+        due = ph_now_ms();
+    }
+    ph_cmd_clear(cmd);
+    heap_push(f, t, due);
+    pthread_mutex_unlock(&f->mu);
+}
+
+/* ---- the timer thread ------------------------------------------------------------- */
+
+static void *timer_main(void *arg)
+{
+    ph_fulfil *f = arg;
+    pthread_mutex_lock(&f->mu);
+    while (!f->stopping) {
+        int64_t now = ph_now_ms(), next = now + 1000;
+        while (f->nheap && f->heap[0].due <= now) {
+            heap_ent e = heap_pop(f);
+            if (e.gen == e.t->gen && e.t->phase == T_IDLE)
+                track_run(f, e.t);
+        }
+        if (f->nheap && f->heap[0].due < next)
+            next = f->heap[0].due;
+        waiter *fired = waiters_take(f, 0, now);
+        for (waiter *w = f->waiters; w; w = w->next)
+            if (w->deadline < next)
+                next = w->deadline;
+        if (fired) {
+            pthread_mutex_unlock(&f->mu);
+            waiters_fire(fired);
+            pthread_mutex_lock(&f->mu);
+            continue;
+        }
+        struct timespec ts = {(time_t)(next / 1000), (long)(next % 1000) * 1000000L};
+        pthread_cond_timedwait(&f->cv, &f->mu, &ts);
+    }
+    pthread_mutex_unlock(&f->mu);
+    return NULL;
+}
+
+/* ---- public ------------------------------------------------------------------------ */
+
+static int usable_for(void *ctx, const ph_supplier_conf *sc)
+{
+    route_ctx *rc = ctx;
+    ph_supplier *sup;
+    if (ph_suppliers_acquire(rc->f->o.suppliers, sc->id, &sup) != PH_OK)
+        return 0;
+    uint64_t caps = ph_supplier_plugin(sup)->capabilities;
+    ph_supplier_release(sup);
+    if (!(caps & PERKHUB_CAP_ORDER_QUERY) || !(caps & rc->cap))
+        return 0;
+    return ph_sio_allow(rc->f->o.sio, sc->id);
+}
+
+int ph_fulfil_route(ph_fulfil *f, const ph_config *cfg, const ph_product_conf *p,
+                    ph_attempt_target *out)
+{
+    route_ctx rc = {f, p->delivery == PH_DELIVERY_RECHARGE ? PERKHUB_CAP_RECHARGE
+                                                           : PERKHUB_CAP_CARD_ORDER};
+    const ph_offer_conf *o = ph_route_pick(cfg, p, NULL, 0, usable_for, &rc);
+    if (!o)
+        return PH_ENOTFOUND;
+    *out = (ph_attempt_target){o->supplier, o->supplier_sku, o->cost};
+    return PH_OK;
+}
+
+int ph_fulfil_seal_account(ph_fulfil *f, const char *account, uint8_t *out, uint32_t *outlen,
+                           char masked[32])
+{
+    size_t n = strlen(account), len = 0;
+    int rc = ph_crypto_seal(f->o.keys, (const uint8_t *)account, n, (const uint8_t *)ACCOUNT_AAD,
+                            strlen(ACCOUNT_AAD), out, &len);
+    *outlen = (uint32_t)len;
+    /* keep the first 3 and the last 4 characters of long accounts, else 1 and 1 */
+    size_t head = n >= 11 ? 3 : 1, tail = n >= 11 ? 4 : (n > 2 ? 1 : 0);
+    if (n <= head + tail)
+        snprintf(masked, 32, "****");
+    else
+        snprintf(masked, 32, "%.*s****%s", (int)head, account, account + n - tail);
+    return rc;
+}
+
+int ph_fulfil_begin(ph_fulfil *f, const ph_order *o, const char *account, ph_err *err)
+{
+    if (!o->nattempts)
+        return PH_OK; /* failed at creation: nothing to send */
+    const ph_attempt *a = &o->attempts[o->nattempts - 1];
+    if (a->state != PH_ATTEMPT_SENDING)
+        return PH_OK;
+    track *t = track_new(f, o, a, err);
+    if (!t)
+        return PH_ENOMEM;
+    track_account(f, t, o, account);
+    t->send_order = 1;
+    pthread_mutex_lock(&f->mu);
+    reg_add(f, t);
+    track_run(f, t);
+    pthread_mutex_unlock(&f->mu);
+    return PH_OK;
+}
+
+/* After a restart a SENDING attempt may have reached the supplier: record it
+ * UNKNOWN first (never resend), then query. */
+static void resume_one(ph_fulfil *f, const ph_order *o, ph_err *err)
+{
+    const ph_attempt *a = NULL;
+    for (size_t i = 0; i < o->nattempts; i++)
+        if (o->attempts[i].state != PH_ATTEMPT_SUCCEEDED &&
+            o->attempts[i].state != PH_ATTEMPT_FAILED)
+            a = &o->attempts[i];
+    if (!a)
+        return;
+    track *t = track_new(f, o, a, err);
+    if (!t)
+        return;
+    track_account(f, t, o, NULL);
+    pthread_mutex_lock(&f->mu);
+    reg_add(f, t);
+    if (a->state == PH_ATTEMPT_SENDING) {
+        ph_attempt_move m = {.state = PH_ATTEMPT_UNKNOWN, .next_check_at = ph_now_ms()};
+        snprintf(m.reason, sizeof m.reason, "interrupted_while_sending");
+        fill_cmd(t, &m, NULL);
+        t->phase = T_CMD;
+        if (ph_store_submit(f->o.store, &t->cmd) != PH_OK)
+            t->phase = T_IDLE;
+    } else {
+        heap_push(f, t, a->next_check_at ? a->next_check_at : ph_now_ms());
+    }
+    pthread_mutex_unlock(&f->mu);
+}
+
+int ph_fulfil_resume(ph_fulfil *f, ph_err *err)
+{
+    uint64_t after = 0;
+    size_t total = 0;
+    for (;;) {
+        ph_order **list;
+        size_t n;
+        int rc = ph_store_pending_list(f->o.store, after, 512, &list, &n, err);
+        if (rc)
+            return rc;
+        for (size_t i = 0; i < n; i++) {
+            resume_one(f, list[i], err);
+            after = list[i]->id;
+        }
+        ph_order_list_free(list, n);
+        total += n;
+        if (n < 512)
+            break;
+    }
+    if (total)
+        ph_log(f->o.log, PH_LOG_INFO, NULL, "fulfil.resumed", "attempts=%zu", total);
+    return PH_OK;
+}
+
+int ph_fulfil_wait(ph_fulfil *f, uint64_t id, int64_t deadline_ms, void (*cb)(void *), void *arg)
+{
+    waiter *w = calloc(1, sizeof *w);
+    if (!w)
+        return PH_ENOMEM;
+    *w = (waiter){id, deadline_ms, cb, arg, NULL};
+    pthread_mutex_lock(&f->mu);
+    /* an order no track holds is final already, or not ours to wait for */
+    track *t = *bucket(f, id);
+    while (t && t->order_id != id)
+        t = t->hnext;
+    int live = !f->stopping && t;
+    if (live) {
+        w->next = f->waiters;
+        f->waiters = w;
+        pthread_cond_signal(&f->cv);
+    }
+    pthread_mutex_unlock(&f->mu);
+    if (!live) {
+        cb(arg);
+        free(w);
+    }
+    return PH_OK;
+}
+
+void ph_fulfil_set_callback_base(ph_fulfil *f, const char *base)
+{
+    pthread_mutex_lock(&f->mu);
+    snprintf(f->callback_base, sizeof f->callback_base, "%s", base ? base : "");
+    pthread_mutex_unlock(&f->mu);
+}
+
+const ph_fulfil_opts *ph_fulfil_options(const ph_fulfil *f)
+{
+    return &f->o;
+}
+
+size_t ph_fulfil_active(ph_fulfil *f)
+{
+    pthread_mutex_lock(&f->mu);
+    size_t n = f->active;
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
+
+/* A verified callback for attempt (id, no): query now, or right after the
+ * exchange or command in progress. */
+void ph_fulfil_confirm(ph_fulfil *f, uint64_t id, uint32_t no)
+{
+    pthread_mutex_lock(&f->mu);
+    track *t = reg_find(f, id, no);
+    if (t && t->phase == T_IDLE && !f->stopping)
+        heap_push(f, t, ph_now_ms());
+    else if (t)
+        t->confirm = 1;
+    pthread_mutex_unlock(&f->mu);
+}
+
+int ph_fulfil_create(const ph_fulfil_opts *opts, ph_fulfil **out, ph_err *err)
+{
+    ph_fulfil *f = calloc(1, sizeof *f);
+    if (!f)
+        return ph_err_set(err, PH_ENOMEM, "fulfil: out of memory");
+    f->o = *opts;
+    snprintf(f->callback_base, sizeof f->callback_base, "%s",
+             opts->callback_base ? opts->callback_base : "");
+    pthread_mutex_init(&f->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_cond_init(&f->cv, &ca); /* CLOCK_REALTIME: deadlines are wall-clock ms */
+    pthread_condattr_destroy(&ca);
+    if (pthread_create(&f->timer, NULL, timer_main, f)) {
+        pthread_cond_destroy(&f->cv);
+        pthread_mutex_destroy(&f->mu);
+        free(f);
+        return ph_err_set(err, PH_EIO, "fulfil: cannot start the timer thread");
+    }
+    *out = f;
+    return PH_OK;
+}
+
+void ph_fulfil_stop(ph_fulfil *f)
+{
+    if (!f)
+        return;
+    pthread_mutex_lock(&f->mu);
+    if (f->stopping) {
+        pthread_mutex_unlock(&f->mu);
+        return;
+    }
+    f->stopping = 1;
+    waiter *fired = waiters_take(f, 0, 0);
+    pthread_cond_signal(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+    waiters_fire(fired);
+    pthread_join(f->timer, NULL);
+}
+
+void ph_fulfil_destroy(ph_fulfil *f)
+{
+    if (!f)
+        return;
+    ph_fulfil_stop(f);
+    for (size_t b = 0; b < NBUCKETS; b++)
+        for (track *t = f->buckets[b], *n; t; t = n) {
+            n = t->hnext;
+            track_free(t);
+        }
+    free(f->heap);
+    pthread_cond_destroy(&f->cv);
+    pthread_mutex_destroy(&f->mu);
+    free(f);
+}
