@@ -36,13 +36,25 @@ struct ph_req {
     json_t *resp;              /* owned; sent and freed by http_api.c */
     const char *replay_header; /* "true" adds Idempotent-Replay */
     int closing;               /* 1 adds Connection: close (the daemon is stopping) */
+    int raw_body;              /* 1: resp is a JSON string sent as is (callback answers) */
+    const char *raw_content_type; /* static; with raw_body */
 
     /* a handler that suspends sets `resume`, called when it is resumed */
     ph_handler_fn resume;
     int resumed;
     ph_cmd cmd;      /* the command a suspended request waits for */
     uint8_t pending; /* 1 while the command is with the writer */
+
+    /* POST /v1/orders to a supplier (api_orders.c); the account is wiped */
+    char account[72];
+    uint8_t account_sealed[128];
+    uint32_t account_sealed_len;
+    char account_masked[32];
+    unsigned wait_s;
+    uint64_t order_id;
 };
+
+#define PH_ACCOUNT_MAX 64 /* bytes of a recharge account */
 
 /* Sets a JSON error response {"error","message","request_id"}; returns PH_REQ_DONE. */
 int ph_req_error(ph_req *r, unsigned status, const char *code, const char *fmt, ...)
@@ -64,6 +76,18 @@ int ph_req_has_scope(const ph_req *r, unsigned scope);
  * PH_REQ_DONE with an error response when the store refuses the command. */
 int ph_req_submit(ph_req *r, ph_handler_fn resume);
 
+/* Suspends the connection until someone calls ph_req_wake(r) (from any
+ * thread); `resume` then builds the response on an HTTP thread. Returns
+ * PH_REQ_SUSPENDED. */
+int ph_req_suspend(ph_req *r, ph_handler_fn resume);
+void ph_req_wake(ph_req *r);
+
+/* The request's header lines as "Name: value", in a NULL-terminated array the
+ * caller frees with ph_req_headers_free; *n gets their number. NULL when out
+ * of memory. */
+char **ph_req_headers(ph_req *r, size_t *n);
+void ph_req_headers_free(char **lines);
+
 /* Handlers (api_*.c). */
 int ph_api_health(ph_req *r);
 int ph_api_ready(ph_req *r);
@@ -79,5 +103,6 @@ int ph_api_code_lookup(ph_req *r);
 int ph_api_events(ph_req *r);
 int ph_api_suppliers(ph_req *r);
 int ph_api_stats(ph_req *r);
+int ph_api_callback(ph_req *r);
 
 #endif

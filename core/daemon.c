@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include "http_api.h"
+#include "fulfil.h"
+#include "supplier_io.h"
 #include "suppliers.h"
 #include "util.h"
 #include "views.h"
@@ -88,6 +90,48 @@ static int write_port_file(const char *path, uint16_t port, ph_err *err)
     return PH_OK;
 }
 
+static const ph_config *fulfil_cfg_acquire(void *ctx, void **ref)
+{
+    ph_cfg_ref *r = ph_daemon_cfg_acquire(ctx);
+    *ref = r;
+    return r->cfg;
+}
+
+static void fulfil_cfg_release(void *ref)
+{
+    ph_daemon_cfg_release(ref);
+}
+
+/* The supplier I/O engine and the fulfilment of supplier orders. */
+static int start_supply(ph_daemon *d, ph_err *err)
+{
+    ph_sio_opts so = {.log = &d->log};
+    int rc = ph_sio_create(&so, &d->sio, err);
+    if (rc)
+        return rc;
+    ph_fulfil_opts fo = {.store = d->store,
+                         .sio = d->sio,
+                         .suppliers = d->suppliers,
+                         .keys = d->keys,
+                         .log = &d->log,
+                         .cfg = {d, fulfil_cfg_acquire, fulfil_cfg_release}};
+    return ph_fulfil_create(&fo, &d->fulfil, err);
+}
+
+/* Where suppliers send callbacks: public_url, else our own listener. */
+static void set_callback_base(ph_daemon *d, const ph_config *cfg)
+{
+    char base[256];
+    if (cfg->public_url)
+        snprintf(base, sizeof base, "%s", cfg->public_url);
+    else
+        snprintf(base, sizeof base, "http://%s:%u", cfg->listen_address, d->port);
+    size_t n = strlen(base);
+    if (n && base[n - 1] == '/')
+        base[n - 1] = 0;
+    ph_fulfil_set_callback_base(d->fulfil, base);
+}
+
 int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_err *err)
 {
     pthread_mutex_init(&d->cfg_mu, NULL);
@@ -106,9 +150,12 @@ int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_er
     if ((rc = ph_keyring_load(cfg->master_key_file, cfg->master_key_create, &d->keys, err)) ||
         (rc = ph_store_open(&so, &d->store, err)) || (rc = ph_daemon_sync_products(d, cfg, err)) ||
         (rc = ph_suppliers_create(&d->log, &d->suppliers, err)) ||
-        (rc = ph_suppliers_apply(d->suppliers, cfg, err)) ||
+        (rc = ph_suppliers_apply(d->suppliers, cfg, err)) || (rc = start_supply(d, err)) ||
         (rc = ph_http_start(d, cfg->listen_address, cfg->port, cfg->http_threads, &d->http,
-                            &d->port, err)) ||
+                            &d->port, err)))
+        goto fail;
+    set_callback_base(d, cfg);
+    if ((rc = ph_fulfil_resume(d->fulfil, err)) ||
         (cfg->port_file && (rc = write_port_file(cfg->port_file, d->port, err))))
         goto fail;
     atomic_store(&d->ready, 1);
@@ -156,6 +203,8 @@ int ph_daemon_reload(ph_daemon *d, ph_err *err)
         goto fail;
     }
     ph_daemon_cfg_release(old);
+    if (neu->public_url)
+        set_callback_base(d, neu);
     if (cfg_install(d, neu) != PH_OK) {
         ph_config_free(neu);
         return ph_err_set(err, PH_ENOMEM, "out of memory");
@@ -173,6 +222,7 @@ void ph_daemon_stop(ph_daemon *d, int grace_ms)
     atomic_store(&d->ready, 0);
     if (d->http) {
         ph_http_quiesce(d->http);
+        ph_fulfil_stop(d->fulfil); /* clients waiting for an order get its state now */
         int64_t deadline = ph_now_ms() + grace_ms;
         while (ph_http_inflight(d->http) > 0 && ph_now_ms() < deadline)
             usleep(10 * 1000); /* a bounded wait for requests to finish, not a test sleep */
@@ -181,8 +231,15 @@ void ph_daemon_stop(ph_daemon *d, int grace_ms)
         ph_http_stop(d->http);
         d->http = NULL;
     }
-    ph_store_close(d->store); /* the writer finishes every queued command first */
+    ph_fulfil_stop(d->fulfil);
+    /* Exchanges on the wire end ambiguous and are recorded unknown (queried
+     * after the restart); then the writer finishes every queued command. */
+    ph_sio_destroy(d->sio);
+    d->sio = NULL;
+    ph_store_close(d->store);
     d->store = NULL;
+    ph_fulfil_destroy(d->fulfil);
+    d->fulfil = NULL;
     ph_suppliers_destroy(d->suppliers);
     d->suppliers = NULL;
     ph_keyring_free(d->keys);

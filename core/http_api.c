@@ -54,6 +54,8 @@ static const ph_route routes[] = {
     {"GET", "/v1/events", PH_SCOPE_OPS, ph_api_events},
     {"GET", "/v1/suppliers", PH_SCOPE_OPS, ph_api_suppliers},
     {"GET", "/v1/stats", PH_SCOPE_OPS, ph_api_stats},
+    /* suppliers authenticate by signature, checked by their plugin */
+    {"POST", "/v1/callbacks/*", 0, ph_api_callback},
 };
 
 /* ---- responses ------------------------------------------------------------ */
@@ -171,6 +173,71 @@ int ph_req_submit(ph_req *r, ph_handler_fn resume)
     return PH_REQ_SUSPENDED;
 }
 
+int ph_req_suspend(ph_req *r, ph_handler_fn resume)
+{
+    r->resume = resume;
+    MHD_suspend_connection(r->conn);
+    return PH_REQ_SUSPENDED;
+}
+
+void ph_req_wake(ph_req *r)
+{
+    r->resumed = 1;
+    MHD_resume_connection(r->conn);
+}
+
+typedef struct hdr_acc {
+    char **lines;
+    size_t n, cap;
+    int oom;
+} hdr_acc;
+
+static enum MHD_Result hdr_collect(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    (void)kind;
+    hdr_acc *a = cls;
+    if (a->n + 2 > a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 16;
+        char **l = realloc(a->lines, cap * sizeof *l);
+        if (!l) {
+            a->oom = 1;
+            return MHD_NO;
+        }
+        a->lines = l;
+        a->cap = cap;
+    }
+    if (asprintf(&a->lines[a->n], "%s: %s", key, value ? value : "") < 0) {
+        a->oom = 1;
+        return MHD_NO;
+    }
+    a->n++;
+    return MHD_YES;
+}
+
+char **ph_req_headers(ph_req *r, size_t *n)
+{
+    hdr_acc a = {0};
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, hdr_collect, &a);
+    if (a.oom || !a.lines) {
+        for (size_t i = 0; i < a.n; i++)
+            free(a.lines[i]);
+        free(a.lines);
+        *n = 0;
+        return a.oom ? NULL : calloc(1, sizeof(char *));
+    }
+    a.lines[a.n] = NULL;
+    *n = a.n;
+    return a.lines;
+}
+
+void ph_req_headers_free(char **lines)
+{
+    for (size_t i = 0; lines && lines[i]; i++)
+        free(lines[i]);
+    free(lines);
+}
+
 /* ---- routing -------------------------------------------------------------- */
 
 /* Matches path against pattern, copying '*' segments into r->seg. */
@@ -256,7 +323,10 @@ static enum MHD_Result send_response(ph_req *r)
 {
     if (!r->resp)
         ph_req_error(r, 500, "internal_error", "no response");
-    char *txt = json_dumps(r->resp, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    /* a raw body (a supplier's expected callback answer) travels as a JSON string */
+    int raw = r->raw_body && json_is_string(r->resp);
+    char *txt = raw ? strdup(json_string_value(r->resp))
+                    : json_dumps(r->resp, JSON_COMPACT | JSON_PRESERVE_ORDER);
     size_t len = txt ? strlen(txt) : 0;
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(len, txt ? txt : (char *)"", MHD_RESPMEM_MUST_FREE);
@@ -264,7 +334,8 @@ static enum MHD_Result send_response(ph_req *r)
         free(txt);
         return MHD_NO;
     }
-    MHD_add_response_header(resp, "Content-Type", "application/json");
+    MHD_add_response_header(resp, "Content-Type",
+                            raw && r->raw_content_type ? r->raw_content_type : "application/json");
     MHD_add_response_header(resp, "Cache-Control", "no-store");
     MHD_add_response_header(resp, "X-Request-Id", r->reqid);
     if (r->replay_header)
@@ -352,7 +423,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (r->resumed) {
         r->resumed = 0;
         r->pending = 0;
-        r->resume(r);
+        if (r->resume(r) == PH_REQ_SUSPENDED)
+            return MHD_YES; /* the handler went on to another command or a wait */
         return send_response(r);
     }
     if (*data_size) {
@@ -384,6 +456,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         ph_wipe(r->body, r->body_len); /* bodies may hold codes */
         free(r->body);
     }
+    ph_wipe(r->account, sizeof r->account);
     ph_daemon_cfg_release(r->cfg);
     free(r);
     *con_cls = NULL;

@@ -406,7 +406,7 @@ static int init_meta(ph_store *s, MDB_txn *txn, ph_err *err)
     uint32_t ver = PH_SCHEMA_VERSION;
     uint8_t raw[4];
     if (ph_random_bytes(raw, sizeof raw) != PH_OK)
-        return ph_err_set(err, PH_ECRYPTO, "store: no randomness for the store uid");
+        return ph_err_set(err, PH_EIO, "store: no randomness for the store uid");
     ph_hex_encode(raw, sizeof raw, s->uid);
     MDB_val k = {6, "schema"}, v = {sizeof ver, &ver};
     int mrc = mdb_put(txn, s->dbi[DB_META], &k, &v, 0);

@@ -72,9 +72,10 @@ typedef struct ph_code {
 
 /* One try at one supplier for a supplier-fulfilled order (DESIGN.md "attempts").
  * Attempts only move forward: SENDING -> PROCESSING | UNKNOWN | SUCCEEDED |
- * FAILED, PROCESSING -> UNKNOWN | SUCCEEDED | FAILED (or PROCESSING again, to
- * record a check), UNKNOWN -> PROCESSING | SUCCEEDED | FAILED (or UNKNOWN
- * again); SUCCEEDED and FAILED are final. */
+ * FAILED (or SENDING again, to record a step), PROCESSING -> UNKNOWN |
+ * SUCCEEDED | FAILED (or PROCESSING again, to record a check), UNKNOWN ->
+ * PROCESSING | SUCCEEDED | FAILED (or UNKNOWN again); SUCCEEDED and FAILED are
+ * final. Nothing ever goes back to SENDING. */
 enum ph_attempt_state {
     PH_ATTEMPT_SENDING = 1,    /* stored before the request leaves: after a crash it
                                   becomes UNKNOWN, never "not sent" (rule 2) */
@@ -287,8 +288,14 @@ struct ph_cmd {
          *   FAILED + next.supplier -> attempt no+1 in SENDING at `next`, order
          *     PROCESSING; FAILED without next -> order FAILED with the reason;
          *   UNKNOWN -> order UNKNOWN; PROCESSING/SENDING -> order PROCESSING.
-         * Events: order.attempt (supplier, attempt, state, reason) and, when the
-         * order's state changes, order.succeeded / order.failed / order.unknown.
+         * Events: order.attempt (supplier, attempt, state, reason) when the
+         * attempt's state changes (and for the new failover attempt) and, when the
+         * order's state changes, order.succeeded / order.failed / order.unknown; a
+         * same-state update (a check) writes no event.
+         * Refusals (nothing changes): PH_ENOTFOUND no such order or attempt;
+         * PH_EINVAL reason or supplier_order_id not printable ASCII within
+         * PH_REASON_MAX / PH_SUPPLIER_ORDER_MAX, step_state over PH_REASON_MAX
+         * bytes, next without FAILED, codes other than as above.
          */
         struct {
             uint64_t order_id;

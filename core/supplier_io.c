@@ -623,8 +623,10 @@ static CURLcode set_options(sio_x *x, const ph_sio_limits *lim)
     long verify = lim->tls_verify ? 1L : 0L;
     CURLcode rc = CURLE_OK;
 #define SET(opt, val)                                                                              \
-    if (rc == CURLE_OK)                                                                            \
-    rc = curl_easy_setopt(e, opt, val)
+    do {                                                                                           \
+        if (rc == CURLE_OK)                                                                        \
+            rc = curl_easy_setopt(e, opt, val);                                                    \
+    } while (0)
     SET(CURLOPT_URL, x->req.url);
     SET(CURLOPT_PRIVATE, (void *)x->job);
     SET(CURLOPT_NOSIGNAL, 1L);
@@ -739,67 +741,77 @@ static void dispatch(ph_sio *io)
 
 /* ---- the I/O thread ---------------------------------------------------------- */
 
+/* Codes after which nothing can have reached the supplier, as long as curl
+ * never got as far as sending (no pre-request call): on a reused connection
+ * a refused reconnect still follows a request that went out. */
+static const char *not_sent_reason(CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_COULDNT_CONNECT:
+        return "connect refused";
+    case CURLE_COULDNT_RESOLVE_HOST:
+        return "dns failure";
+    case CURLE_COULDNT_RESOLVE_PROXY:
+        return "proxy dns failure";
+    case CURLE_SSL_CONNECT_ERROR:
+        return "tls handshake failed";
+    case CURLE_PEER_FAILED_VERIFICATION:
+        return "tls peer verification failed";
+    case CURLE_URL_MALFORMAT:
+        return "malformed url";
+    case CURLE_UNSUPPORTED_PROTOCOL:
+        return "unsupported protocol";
+    default:
+        return NULL;
+    }
+}
+
+static const char *after_sending_reason(CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_GOT_NOTHING:
+        return "empty reply";
+    case CURLE_RECV_ERROR:
+        return "connection reset after sending";
+    case CURLE_SEND_ERROR:
+        return "send failed";
+    case CURLE_PARTIAL_FILE:
+        return "truncated reply";
+    default:
+        return NULL;
+    }
+}
+
 static void on_curl_done(ph_sio *io, ph_sio_job *job, CURLcode rc)
 {
     sio_x *x = job->priv_;
     unsigned tmo = or_default(job->limits.timeout_ms, SIO_DEF_TIMEOUT_MS);
-    unsigned ctmo = or_default(job->limits.connect_timeout_ms, SIO_DEF_CONNECT_MS);
     long status = 0;
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
     if (x->too_large)
         return finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1, "reply too large");
-    const char *not_sent = NULL;
-    switch (rc) {
-    case CURLE_OK:
+    if (rc == CURLE_OK)
         return on_reply(io, job, status);
-    case CURLE_COULDNT_CONNECT:
-        not_sent = "connect refused";
-        break;
-    case CURLE_COULDNT_RESOLVE_HOST:
-        not_sent = "dns failure";
-        break;
-    case CURLE_COULDNT_RESOLVE_PROXY:
-        not_sent = "proxy dns failure";
-        break;
-    case CURLE_SSL_CONNECT_ERROR:
-        not_sent = "tls handshake failed";
-        break;
-    case CURLE_PEER_FAILED_VERIFICATION:
-        not_sent = "tls peer verification failed";
-        break;
-    case CURLE_URL_MALFORMAT:
-        not_sent = "malformed url";
-        break;
-    case CURLE_UNSUPPORTED_PROTOCOL:
-        not_sent = "unsupported protocol";
-        break;
-    case CURLE_OPERATION_TIMEDOUT: {
-        curl_off_t ct = 0;
+    const char *why = not_sent_reason(rc);
+    if (why && x->prereqs == 0)
+        return finish(io, job, CL_FAILURE, PERKHUB_DEFINITE_FAILURE, 0, "%s", why);
+    if (rc == CURLE_OPERATION_TIMEDOUT) {
         long reqsize = 0;
-        curl_easy_getinfo(x->easy, CURLINFO_CONNECT_TIME_T, &ct);
         curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &reqsize);
-        if (x->prereqs == 0 || ct == 0 || reqsize == 0)
+        if (x->prereqs == 0 && reqsize == 0)
             return finish(io, job, CL_FAILURE, PERKHUB_DEFINITE_FAILURE, 0,
-                          "connect timeout (%u ms)", ct == 0 && ctmo < tmo ? ctmo : tmo);
+                          "connect timeout (%u ms)", tmo);
         return finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1, "timeout after sending (%u ms)",
                       tmo);
     }
-    case CURLE_GOT_NOTHING:
-        return finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1, "empty reply");
-    case CURLE_RECV_ERROR:
-        return finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1, "connection reset after sending");
-    case CURLE_SEND_ERROR:
-        return finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1, "send failed");
-    case CURLE_PARTIAL_FILE:
-        return finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1, "truncated reply");
-    default:
-        if (x->prereqs > 1)
-            return finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1,
-                          "connection lost after sending (not resent)");
-        return finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1, "transport error: %s",
-                      curl_easy_strerror(rc));
-    }
-    finish(io, job, CL_FAILURE, PERKHUB_DEFINITE_FAILURE, 0, "%s", not_sent);
+    if (x->prereqs > 1 || why)
+        return finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1,
+                      "connection lost after sending (not resent)");
+    why = after_sending_reason(rc);
+    if (why)
+        return finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1, "%s", why);
+    finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1, "transport error: %s",
+           curl_easy_strerror(rc));
 }
 
 static void read_messages(ph_sio *io)
@@ -809,9 +821,9 @@ static void read_messages(ph_sio *io)
     while ((m = curl_multi_info_read(io->multi, &left))) {
         if (m->msg != CURLMSG_DONE)
             continue;
-        ph_sio_job *job = NULL;
-        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&job);
-        on_curl_done(io, job, m->data.result);
+        char *priv = NULL;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv);
+        on_curl_done(io, (ph_sio_job *)(void *)priv, m->data.result);
     }
 }
 

@@ -36,6 +36,45 @@ static json_t *view_code(const ph_code *c, const ph_keyring *kr)
     return o;
 }
 
+static json_t *view_attempt(const ph_attempt *a)
+{
+    json_t *j = json_pack("{s:I,s:s,s:s,s:s,s:o}", "attempt", (json_int_t)a->no, "supplier",
+                          a->supplier, "supplier_sku", a->product_id, "state",
+                          ph_attempt_state_name(a->state), "unit_cost", money(a->unit_cost));
+    if (!j)
+        return NULL;
+    if (a->supplier_order_id[0])
+        json_object_set_new(j, "supplier_order_id", json_string(a->supplier_order_id));
+    if (a->reason[0])
+        json_object_set_new(j, "reason", json_string(a->reason));
+    if (a->charged >= 0)
+        json_object_set_new(j, "charged", money(a->charged));
+    json_object_set_new(j, "checks", json_integer(a->checks));
+    ph_view_time(j, "created_at", a->created_at);
+    ph_view_time(j, "updated_at", a->updated_at);
+    ph_view_time(j, "next_check_at", a->next_check_at);
+    return j;
+}
+
+/* What a supplier order adds: why it failed or is unknown, when perkhub looks
+ * again, the masked account; the attempts themselves for ops. */
+static void view_supply(json_t *j, const ph_order *o, int with_cost)
+{
+    if (o->reason[0])
+        json_object_set_new(j, "reason", json_string(o->reason));
+    if (o->account_masked[0])
+        json_object_set_new(j, "account", json_string(o->account_masked));
+    const ph_attempt *last = o->nattempts ? &o->attempts[o->nattempts - 1] : NULL;
+    if (last && o->state != PH_ORDER_SUCCEEDED && o->state != PH_ORDER_FAILED)
+        ph_view_time(j, "next_check_at", last->next_check_at);
+    if (!with_cost || !o->nattempts)
+        return;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < o->nattempts; i++)
+        json_array_append_new(arr, view_attempt(&o->attempts[i]));
+    json_object_set_new(j, "attempts", arr);
+}
+
 json_t *ph_view_order(const ph_order *o, const ph_config *cfg, const ph_keyring *kr, int with_codes,
                       int with_cost)
 {
@@ -43,13 +82,17 @@ json_t *ph_view_order(const ph_order *o, const ph_config *cfg, const ph_keyring 
     json_t *j = json_pack("{s:I,s:s,s:s,s:s,s:s?,s:I,s:s,s:s}", "id", (json_int_t)o->id, "client",
                           o->client, "client_order_id", o->client_order_id, "sku", o->sku,
                           "product_name", p ? p->name : NULL, "quantity", (json_int_t)o->quantity,
-                          "delivery", "card_code", "state", ph_order_state_name(o->state));
+                          "delivery",
+                          o->delivery == PH_DELIVERY_RECHARGE ? "recharge" : "card_code", "state",
+                          ph_order_state_name(o->state));
     if (!j)
         return NULL;
+    json_object_set_new(j, "source", json_string(o->nattempts ? "supplier" : "stock"));
     ph_view_time(j, "created_at", o->created_at);
     ph_view_time(j, "updated_at", o->updated_at);
     if (with_cost)
         json_object_set_new(j, "cost", money(o->cost));
+    view_supply(j, o, with_cost);
     if (with_codes && o->codes) {
         json_t *codes = json_array();
         for (size_t i = 0; i < o->ncodes; i++)
