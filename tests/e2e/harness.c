@@ -40,19 +40,22 @@ static int wait_until(int (*cond)(void *), void *arg, int timeout_ms)
     return 0;
 }
 
-static const char *std_config =
-    "listen:\n  address: 127.0.0.1\n  port: 0\n  port_file: %s/port\n"
-    "data_dir: %s/data\n"
-    "map_size_mb: 16\n"
-    "master_key_file: %s/master.key\n"
-    "master_key_create: true\n"
-    "plugin_dir: %s\n"
-    "log:\n  level: info\n"
-    "clients:\n"
-    "  - name: mall\n    token_sha256: %s\n    scopes: [fulfill, support]\n"
-    "  - name: othermall\n    token_sha256: %s\n    scopes: [fulfill, support]\n"
-    "  - name: ops\n    token_sha256: %s\n    scopes: [ops]\n"
+/* The part every config shares: listener, data, key, clients. */
+#define STD_HEAD                                                                                   \
+    "listen:\n  address: 127.0.0.1\n  port: 0\n  port_file: %s/port\n" \
+    "data_dir: %s/data\n" \
+    "map_size_mb: 16\n" \
+    "master_key_file: %s/master.key\n" \
+    "master_key_create: true\n" \
+    "plugin_dir: %s\n" \
+    "log:\n  level: info\n"                                                                     \
+    "clients:\n"                                                                                 \
+    "  - name: mall\n    token_sha256: %s\n    scopes: [fulfill, support]\n"                    \
+    "  - name: othermall\n    token_sha256: %s\n    scopes: [fulfill, support]\n"               \
+    "  - name: ops\n    token_sha256: %s\n    scopes: [ops]\n"                                  \
     "  - name: cs\n    token_sha256: %s\n    scopes: [support]\n"
+
+static const char *std_config = STD_HEAD
     "suppliers:\n"
     "  - id: acme\n    plugin: example\n    priority: 10\n"
     "products:\n"
@@ -90,11 +93,24 @@ void h_write_config(h_daemon *d, const char *extra)
     snprintf(tmp, sizeof tmp, "%s.tmp", d->config);
     FILE *f = fopen(tmp, "w");
     cr_assert(f, "cannot write %s", tmp);
-    fprintf(f, std_config, d->dir, d->dir, d->dir, h_bin("PH_PLUGIN_DIR"), mall, other, ops, cs);
+    if (d->custom) {
+        fprintf(f, STD_HEAD, d->dir, d->dir, d->dir, h_bin("PH_PLUGIN_DIR"), mall, other, ops, cs);
+        fputs(d->custom, f);
+    } else {
+        fprintf(f, std_config, d->dir, d->dir, d->dir, h_bin("PH_PLUGIN_DIR"), mall, other, ops,
+                cs);
+    }
     if (extra)
         fputs(extra, f);
     fclose(f);
     cr_assert(rename(tmp, d->config) == 0);
+}
+
+void h_setup_custom(h_daemon *d, const char *body, const char *extra)
+{
+    h_setup(d, NULL);
+    d->custom = body;
+    h_write_config(d, extra);
 }
 
 void h_setup(h_daemon *d, const char *extra)
@@ -466,7 +482,13 @@ char *h_config_text(const h_daemon *d, const char *extra)
     size_t n = 0;
     FILE *f = open_memstream(&text, &n);
     cr_assert(f);
-    fprintf(f, std_config, d->dir, d->dir, d->dir, h_bin("PH_PLUGIN_DIR"), mall, other, ops, cs);
+    if (d->custom) {
+        fprintf(f, STD_HEAD, d->dir, d->dir, d->dir, h_bin("PH_PLUGIN_DIR"), mall, other, ops, cs);
+        fputs(d->custom, f);
+    } else {
+        fprintf(f, std_config, d->dir, d->dir, d->dir, h_bin("PH_PLUGIN_DIR"), mall, other, ops,
+                cs);
+    }
     if (extra)
         fputs(extra, f);
     cr_assert(fclose(f) == 0);
@@ -661,4 +683,74 @@ void h_leftover(h_daemon *d)
                 (int)d->pid, d->dir);
         h_stop(d, SIGKILL);
     }
+}
+
+/* ---- the supplier simulator -------------------------------------------------- */
+
+static int sim_port_known(void *arg)
+{
+    h_sim *s = arg;
+    FILE *f = fopen(s->port_file, "r");
+    unsigned p = 0;
+    if (f) {
+        if (fscanf(f, "%u", &p) != 1)
+            p = 0;
+        fclose(f);
+    }
+    s->port = (uint16_t)p;
+    return p != 0 || waitpid(s->pid, NULL, WNOHANG) == s->pid;
+}
+
+int h_sim_start(h_sim *s, const char *const *args)
+{
+    memset(s, 0, sizeof *s);
+    snprintf(s->dir, sizeof s->dir, "/tmp/perkhub-sim-XXXXXX");
+    cr_assert(mkdtemp(s->dir), "mkdtemp: %s", strerror(errno));
+    snprintf(s->port_file, sizeof s->port_file, "%s/port", s->dir);
+    snprintf(s->log, sizeof s->log, "%s/supsim.log", s->dir);
+    const char *argv[32] = {"supsim", "--port", "0", "--port-file", s->port_file, "--seed", "42"};
+    size_t n = 7;
+    for (size_t i = 0; args && args[i] && n < 31; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int fd = open(s->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        dup2(fd, 2);
+        dup2(fd, 1);
+        execv(h_bin("PH_SUPSIM"), (char *const *)argv);
+        _exit(127);
+    }
+    s->pid = pid;
+    if (wait_until(sim_port_known, s, 30000) || !s->port) {
+        fprintf(stderr, "supsim did not start (see %s)\n", s->log);
+        return -1;
+    }
+    return 0;
+}
+
+void h_sim_stop(h_sim *s)
+{
+    if (s->pid > 0) {
+        kill(s->pid, SIGTERM);
+        while (waitpid(s->pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        s->pid = 0;
+    }
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", s->dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", s->dir);
+}
+
+h_resp h_sim_req(const h_sim *s, const char *method, const char *path, const char *json)
+{
+    h_daemon fake = {.port = s->port};
+    h_resp r;
+    cr_assert(h_http(&fake, method, path, NULL, json ? "application/json" : NULL, json,
+                     json ? strlen(json) : 0, &r) == 0,
+              "supsim did not answer %s %s", method, path);
+    return r;
 }

@@ -25,6 +25,7 @@ typedef struct h_daemon {
     char data[320];   /* dir/data: the LMDB environment */
     char port_file[320];
     uint16_t port;
+    const char *custom; /* h_setup_custom: the config body after the clients */
 } h_daemon;
 
 typedef struct h_resp {
@@ -38,6 +39,11 @@ typedef struct h_resp {
 /* Creates a temporary directory and writes the standard test config into it;
  * `extra` (may be NULL) is appended to the YAML verbatim (e.g. a limits: block). */
 void h_setup(h_daemon *d, const char *extra);
+/* As h_setup, but the config is the standard head (listener, data, key file,
+ * plugin_dir, the four clients) followed by `body` — your own suppliers: and
+ * products: blocks — and then `extra`. body is borrowed: keep it alive while d
+ * is used (h_write_config reuses it). */
+void h_setup_custom(h_daemon *d, const char *body, const char *extra);
 /* Rewrites the config (for SIGHUP tests), same standard part plus `extra`. */
 void h_write_config(h_daemon *d, const char *extra);
 /* Starts perkhubd -c config and waits until it answers /v1/health (10 s at most).
@@ -141,5 +147,24 @@ long long h_int(json_t *obj, const char *key);
 /* Suite teardown: a failed assertion skips the rest of a test, so SIGKILL a daemon
  * still running and keep its directory (log included) for a look. NULL is a no-op. */
 void h_leftover(h_daemon *d);
+
+/* ---- the supplier simulator (tools/supsim, PH_SUPSIM) ----------------------- */
+
+typedef struct h_sim {
+    pid_t pid;
+    char dir[256];
+    char port_file[320];
+    char log[320];
+    uint16_t port;
+} h_sim;
+
+/* Starts supsim --port 0 --port-file <dir>/port --seed 42 plus args
+ * (NULL-terminated, may be NULL) and waits for its port: 0 or -1. */
+int h_sim_start(h_sim *s, const char *const *args);
+/* SIGTERM, wait, remove its directory. */
+void h_sim_stop(h_sim *s);
+/* One request to the simulator (control API /_sim/..., or its protocols);
+ * asserts that it answered. */
+h_resp h_sim_req(const h_sim *s, const char *method, const char *path, const char *json);
 
 #endif
