@@ -104,9 +104,8 @@ static int supply_submit(ph_req *r, const ph_product_conf *p)
                                      &ferr) == PH_OK;
     ph_order_free(existing);
     if (ph_fulfil_route(r->d->fulfil, r->cfg->cfg, p, &t) != PH_OK && !replay) {
-        if (p->delivery == PH_DELIVERY_CARD_CODE)
-            return ph_req_error(r, 409, "out_of_stock",
-                                "sku: not enough codes in stock and no supplier can deliver now");
+        if (p->delivery == PH_DELIVERY_CARD_CODE) /* the stock's own answer, naming the sku */
+            return ph_req_fail(r, r->cmd.rc, &r->cmd.err);
         return ph_req_error(r, 503, "no_supplier_available",
                             "sku: no enabled, healthy supplier offers this product now");
     }

@@ -58,6 +58,7 @@ static int wait_until(int (*cond)(void *), void *arg, int timeout_ms)
 static const char *std_config = STD_HEAD
     "suppliers:\n"
     "  - id: acme\n    plugin: example\n    priority: 10\n"
+    "  - id: sbx\n    plugin: sandbox\n    priority: 5\n"
     "products:\n"
     "  - sku: test.card\n    name: Test card\n    brand: testbrand\n    category: video\n"
     "    tags: [video, monthly]\n    delivery: card_code\n    face_value: \"30.00\"\n"
@@ -67,6 +68,7 @@ static const char *std_config = STD_HEAD
     "    delivery: card_code\n    face_value: \"15.00\"\n"
     "  - sku: test.topup\n    name: Test top-up\n    brand: telco\n    category: telecom\n"
     "    delivery: recharge\n    face_value: \"50.00\"\n"
+    "    offers:\n      - {supplier: sbx, supplier_sku: sandbox.recharge, cost: \"49.00\"}\n"
     "  - sku: test.hidden\n    name: Hidden card\n    brand: testbrand\n    category: video\n"
     "    delivery: card_code\n    face_value: \"10.00\"\n    listed: false\n";
 

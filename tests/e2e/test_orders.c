@@ -240,9 +240,18 @@ Test(orders, unorderable_skus_are_unknown)
     expect_error(&r, 422, "unknown_sku", "test.hidden");
     h_resp_free(&r);
     r = h_order(d, "mall-token", "U-3", "test.topup", 1);
-    expect_error(&r, 422, "unknown_sku", "test.topup");
+    expect_error(&r, 400, "invalid_request", "account: required for a recharge product");
     h_resp_free(&r);
-    expect_unchanged(d, before, "orders for unknown, delisted and recharge SKUs");
+    r = h_post_json(d, "/v1/orders", "mall-token",
+                    "{\"client_order_id\":\"U-4\",\"sku\":\"test.card\",\"account\":\"13800000001\"}");
+    expect_error(&r, 400, "invalid_request", "account: only for recharge products");
+    h_resp_free(&r);
+    r = h_post_json(d, "/v1/orders", "mall-token",
+                    "{\"client_order_id\":\"U-5\",\"sku\":\"test.topup\",\"quantity\":2,"
+                    "\"account\":\"13800000001\"}");
+    expect_error(&r, 400, "invalid_request", "quantity: a recharge is one unit");
+    h_resp_free(&r);
+    expect_unchanged(d, before, "orders for unknown and delisted SKUs, recharges without account");
     cr_assert_eq(available(d, "test.hidden"), 2);
 
     /* and the same ids stay free for a real order */

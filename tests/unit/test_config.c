@@ -218,14 +218,15 @@ Test(config, embedded_default_loads)
         cr_expect_eq(c->scopes, clients[i].scopes, "%s", clients[i].name);
     }
 
-    const ph_supplier_conf *acme = ph_config_supplier(cfg, "acme");
-    cr_assert_not_null(acme);
-    cr_expect_str_eq(acme->plugin, "example");
-    cr_expect_eq(acme->enabled, 1);
-    cr_expect_eq(acme->priority, 10);
-    cr_assert_eq(acme->nconfig, 1);
-    cr_expect_str_eq(acme->config[0].key, "greeting");
-    cr_expect_str_eq(acme->config[0].value, "hello");
+    const ph_supplier_conf *sbx = ph_config_supplier(cfg, "sandbox");
+    cr_assert_not_null(sbx);
+    cr_expect_str_eq(sbx->plugin, "sandbox");
+    cr_expect_eq(sbx->enabled, 1);
+    cr_expect_eq(sbx->priority, 10);
+    cr_expect_eq(sbx->nconfig, 0);
+    cr_expect_eq(sbx->timeout_ms, 10000, "supplier I/O defaults apply");
+    cr_expect_eq(sbx->max_in_flight, 256);
+    cr_expect_eq(sbx->tls_verify, 1);
 
     static const struct {
         const char *sku, *category;
@@ -248,7 +249,9 @@ Test(config, embedded_default_loads)
         cr_expect_eq(p->listed, 1);
         cr_expect_gt(strlen(p->redemption_guide), 80, "%s has a real guide", p->sku);
         cr_assert_eq(p->noffers, 1);
-        cr_expect_str_eq(p->offers[0].supplier, "acme");
+        cr_expect_str_eq(p->offers[0].supplier, "sandbox");
+        cr_expect_str_eq(p->offers[0].supplier_sku,
+                         p->delivery == PH_DELIVERY_RECHARGE ? "sandbox.recharge" : "sandbox.card");
         cr_expect(p->offers[0].cost > 0 && p->offers[0].cost < p->face_value, "%s", p->sku);
     }
     const ph_product_conf *iq = ph_config_product(cfg, "iqiyi.gold.1m");
@@ -589,7 +592,7 @@ Test(config, unnamed_buffer)
     ph_err err = {0};
     cr_expect_eq(ph_config_load_string("x: 1\n", 5, NULL, &cfg, &err), PH_EINVAL);
     cr_expect_str_eq(err.msg, "<string>:1:1: unknown key \"x\", expected one of listen, data_dir, "
-                              "map_size_mb, master_key_file, master_key_create, plugin_dir, log, "
+                              "map_size_mb, master_key_file, master_key_create, plugin_dir, public_url, log, "
                               "http, limits, clients, suppliers, products");
 }
 

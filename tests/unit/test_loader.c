@@ -19,6 +19,7 @@
 #include "config.h"
 #include "log.h"
 #include "plugin_loader.h"
+#include "plugin_ops.h"
 #include "status.h"
 #include "suppliers.h"
 
@@ -146,13 +147,13 @@ Test(loader, open_refusals)
     } cases[] = {
         {"wrong_major",
          PH_EVERSION,
-         {"plugin 'wrong_major' (", "is built for SDK ABI 2.0", "this perkhubd provides 1.0"}},
+         {"plugin 'wrong_major' (", "is built for SDK ABI 2.0", "this perkhubd provides 1.1"}},
         {"newer_minor",
          PH_EVERSION,
-         {"plugin 'newer_minor' (", "is built for SDK ABI 1.99", "this perkhubd provides 1.0"}},
+         {"plugin 'newer_minor' (", "is built for SDK ABI 1.99", "this perkhubd provides 1.1"}},
         {"too_small",
          PH_EVERSION,
-         {"plugin 'too_small' (", "less than the", "this perkhubd provides 1.0"}},
+         {"plugin 'too_small' (", "less than the", "this perkhubd provides 1.1"}},
         {"missing_symbol",
          PH_EINVAL,
          {"plugin 'missing_symbol' (", "does not export perkhub_plugin_entry()",
@@ -165,7 +166,39 @@ Test(loader, open_refusals)
          {"plugin 'bad_schema' (", "config key 'region'", "required and has a default"}},
         {"claims_caps",
          PH_EINVAL,
-         {"plugin 'claims_caps' (", "capabilities 0x4", "operations come in 1.1"}},
+         {"plugin 'claims_caps' (", "capabilities 0x4 that SDK ABI 1.0 cannot carry",
+          "operations come in 1.1"}},
+        {"old_sets_ops",
+         PH_EINVAL,
+         {"plugin 'old_sets_ops' (", "sets ops, which SDK ABI 1.0 does not define", NULL}},
+        /* ABI 1.1: the capability rules, each naming the missing piece */
+        {"caps_no_ops",
+         PH_EINVAL,
+         {"plugin 'caps_no_ops' (", "claims capabilities 0x1", "has no ops table"}},
+        {"ops_no_caps",
+         PH_EINVAL,
+         {"plugin 'ops_no_caps' (", "sets ops but claims no capability", NULL}},
+        {"ops_too_small",
+         PH_EINVAL,
+         {"plugin 'ops_too_small' (", "its ops table is 8 bytes",
+          "less than the 40 of SDK ABI 1.1"}},
+        {"no_parse",
+         PH_EINVAL,
+         {"plugin 'no_parse' (", "claims stock_check but its ops table lacks parse_response",
+          NULL}},
+        {"no_verify",
+         PH_EINVAL,
+         {"plugin 'no_verify' (", "claims callback but its ops table lacks verify_callback", NULL}},
+        {"no_serve",
+         PH_EINVAL,
+         {"plugin 'no_serve' (", "claims local but its ops table lacks serve_local", NULL}},
+        {"recharge_no_query",
+         PH_EINVAL,
+         {"plugin 'recharge_no_query' (", "claims recharge but not order_query",
+          "an ambiguous order could never be settled (DESIGN.md rule 2)"}},
+        {"undefined_cap",
+         PH_EINVAL,
+         {"plugin 'undefined_cap' (", "claims capability bits 0x200", "bits 8..63 are reserved"}},
         {"no_such_plugin",
          PH_ENOTFOUND,
          {"plugin 'no_such_plugin' (", "no_such_plugin.so): no such file", NULL}},
@@ -182,7 +215,7 @@ Test(loader, open_refusals)
         for (int j = 0; j < 3 && cases[i].says[j]; j++)
             cr_assert(strstr(err.msg, cases[i].says[j]), "%s: message \"%s\" lacks \"%s\"",
                       cases[i].plugin, err.msg, cases[i].says[j]);
-        if (cases[i].code == PH_EVERSION || cases[i].code == PH_ENOTFOUND) {
+        if (cases[i].code != PH_EINVAL || strncmp(cases[i].says[0], "plugin '", 8) == 0) {
             char path[4096];
             snprintf(path, sizeof path, "(%s/%s.so)", fixture_dir(), cases[i].plugin);
             cr_assert(strstr(err.msg, path), "%s: message \"%s\" lacks the file %s",
@@ -195,11 +228,194 @@ Test(loader, open_refusals)
     char want[4096];
     snprintf(want, sizeof want,
              "plugin 'wrong_major' (%s/wrong_major.so) is built for SDK ABI 2.0; this perkhubd "
-             "provides 1.0",
+             "provides 1.1",
              fixture_dir());
     cr_assert_eq(ph_plugin_open(fixture_dir(), "wrong_major", &p, &err), PH_EVERSION);
     cr_assert_eq(strncmp(err.msg, want, strlen(want)), 0, "%s", err.msg);
     cr_assert_eq(ph_plugin_open(NULL, "good", &p, &err), PH_EINVAL);
+}
+
+/* A correct 1.1 plugin: the core keeps its own copy of the ops table, the
+ * tuning fields are read, and the callbacks work through the copy with the 1.1
+ * host functions (url_encode, base64_decode). */
+Test(loader, open_ops_good)
+{
+    ph_plugin *p = NULL;
+    ph_err err = {0};
+    cr_assert_eq(ph_plugin_open(fixture_dir(), "ops_good", &p, &err), PH_OK, "%s", err.msg);
+    const struct perkhub_plugin *d = ph_plugin_descriptor(p);
+    const struct perkhub_ops *ops = ph_plugin_ops(p);
+    cr_assert_eq(d->abi_minor, 1);
+    cr_assert_not_null(ops);
+    cr_assert_eq(d->ops, ops, "the descriptor copy points at the core's ops copy");
+    cr_assert_eq(ops->struct_size, sizeof(struct perkhub_ops));
+    cr_assert_not_null(ops->build_request);
+    cr_assert_not_null(ops->parse_response);
+    cr_assert_not_null(ops->verify_callback);
+    cr_assert_null(ops->serve_local);
+    cr_assert_eq(d->processing_window_s, 120);
+    cr_assert_eq(d->query_delay_ms, 250);
+
+    char *doc = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&doc, &len);
+    cr_assert_eq(ph_plugin_describe(p, f), PH_OK);
+    fclose(f);
+    cr_assert(strstr(doc, "plugin: ops_good 1.1.0 (SDK ABI 1.1"), "%s", doc);
+    cr_assert(strstr(doc, "capabilities: stock_check card_order order_query callback\n"), "%s",
+              doc);
+    cr_assert(strstr(doc, "order queries: first after 250 ms, not_found settles after 120 s"), "%s",
+              doc);
+    free(doc);
+
+    ph_plugin_conf *conf = NULL;
+    ph_plugin_instance *inst = NULL;
+    cr_assert_eq(ph_plugin_conf_resolve(p, "s1", NULL, 0, &conf, &err), PH_OK, "%s", err.msg);
+    cr_assert_eq(ph_plugin_start(p, "s1", conf, &lg, &inst, &err), PH_OK, "%s", err.msg);
+    const struct perkhub_host *h = ph_plugin_instance_host(inst);
+    void *data = ph_plugin_instance_data(inst);
+    size_t base = ph_plugin_instance_blocks(inst);
+
+    struct perkhub_op op = {
+        .struct_size = sizeof op, .kind = PERKHUB_OP_STOCK_CHECK, .product_id = "gold/1m&x"};
+    struct perkhub_request req = {0};
+    cr_assert_eq(ops->build_request(data, &op, &req), PERKHUB_OK);
+    cr_assert_str_eq(req.method, "GET");
+    cr_assert_str_eq(req.url, "https://sup.example/stock?sku=gold%2F1m%26x");
+    ph_op_request_clear(h, &req);
+
+    struct perkhub_result res;
+    ph_op_result_init(&res);
+    struct perkhub_response resp = {.http_status = 200, .body = "NDI=", .body_len = 4};
+    cr_assert_eq(ops->parse_response(data, &op, &resp, &res), PERKHUB_OK);
+    cr_assert_eq(res.stock, 42);
+    ph_op_result_clear(h, &res);
+    resp.body = "NDI";
+    resp.body_len = 3;
+    cr_assert_eq(ops->parse_response(data, &op, &resp, &res), PERKHUB_OK, "padding is optional");
+    ph_op_result_clear(h, &res);
+    resp.body = "N D I";
+    resp.body_len = 5;
+    cr_assert_eq(ops->parse_response(data, &op, &resp, &res), PERKHUB_AMBIGUOUS);
+    ph_op_result_clear(h, &res);
+
+    struct perkhub_callback cb = {.method = "POST", .query = "", .content_type = "", .body = ""};
+    cr_assert_eq(ops->verify_callback(data, &cb, &res), PERKHUB_DEFINITE_FAILURE);
+    cr_assert_str_eq(res.reason, "bad_signature");
+    ph_op_result_clear(h, &res);
+    cr_assert_eq(ph_plugin_instance_blocks(inst), base, "every result block given back");
+
+    ph_plugin_stop(inst);
+    cr_assert_eq(log_count("plugin.leak", NULL, NULL), 0, "%s", log_text());
+    ph_plugin_close(p);
+}
+
+/* The tuning fields beyond a descriptor's struct_size are never read. */
+Test(loader, short_descriptor_reads_no_tuning)
+{
+    ph_plugin *p = NULL;
+    ph_err err = {0};
+    cr_assert_eq(ph_plugin_open(fixture_dir(), "ops_short_desc", &p, &err), PH_OK, "%s", err.msg);
+    const struct perkhub_plugin *d = ph_plugin_descriptor(p);
+    cr_assert_eq(d->processing_window_s, 0, "the fixture's 77 lies beyond its struct_size");
+    cr_assert_eq(d->query_delay_ms, 0);
+    cr_assert_not_null(ph_plugin_ops(p));
+    ph_plugin_close(p);
+
+    /* a 1.0 plugin has no ops copy */
+    cr_assert_eq(ph_plugin_open(fixture_dir(), "good", &p, &err), PH_OK, "%s", err.msg);
+    cr_assert_null(ph_plugin_ops(p));
+    cr_assert_null(ph_plugin_descriptor(p)->ops);
+    ph_plugin_close(p);
+}
+
+/* ---- linked-in descriptors (ph_plugin_wrap) ---------------------------------- */
+
+static int wrap_init(const struct perkhub_host *host, const struct perkhub_config *config,
+                     void **instance, char *errbuf, size_t errlen)
+{
+    (void)errbuf, (void)errlen;
+    host->log_msg(host, PERKHUB_LOG_INFO, "init", "key_len=%zu",
+                  strlen(host->config_string(host, config, "key")));
+    *instance = NULL;
+    return PERKHUB_OK;
+}
+
+static void wrap_shutdown(void *instance)
+{
+    (void)instance;
+}
+
+static int wrap_build(void *instance, const struct perkhub_op *op, struct perkhub_request *req)
+{
+    (void)instance, (void)op, (void)req;
+    return PERKHUB_ERR_UNSUPPORTED;
+}
+
+static int wrap_parse(void *instance, const struct perkhub_op *op,
+                      const struct perkhub_response *resp, struct perkhub_result *res)
+{
+    (void)instance, (void)op, (void)resp, (void)res;
+    return PERKHUB_AMBIGUOUS;
+}
+
+static const struct perkhub_config_key wrap_config[] = {
+    {.key = "key", .type = PERKHUB_CONF_SECRET, .required = 1, .description = "A secret."},
+    {.key = NULL},
+};
+
+Test(loader, wrap_linked_descriptor)
+{
+    struct perkhub_ops ops = {
+        .struct_size = sizeof ops, .build_request = wrap_build, .parse_response = wrap_parse};
+    struct perkhub_plugin d = {.struct_size = sizeof d,
+                               .abi_major = PERKHUB_ABI_MAJOR,
+                               .abi_minor = PERKHUB_ABI_MINOR,
+                               .name = "linked",
+                               .version = "0.0.1",
+                               .capabilities = PERKHUB_CAP_BALANCE,
+                               .config = wrap_config,
+                               .init = wrap_init,
+                               .shutdown = wrap_shutdown,
+                               .ops = &ops};
+    ph_plugin *p = NULL;
+    ph_err err = {0};
+    cr_assert_eq(ph_plugin_wrap(&d, "linked", &p, &err), PH_OK, "%s", err.msg);
+    cr_assert_str_eq(ph_plugin_path(p), "linked in");
+    cr_assert_neq(ph_plugin_ops(p), &ops, "a copy, not the plugin's table");
+    cr_assert_eq(ph_plugin_ops(p)->build_request, wrap_build);
+
+    /* inline secrets only through the test-harness resolver */
+    ph_kv kv[] = {KV("key", "plain-s3cret")};
+    ph_plugin_conf *conf = NULL;
+    cr_assert_eq(ph_plugin_conf_resolve(p, "w", kv, 1, &conf, &err), PH_EINVAL);
+    cr_assert(strstr(err.msg, "is a secret: write it as env:NAME or file:PATH"), "%s", err.msg);
+    cr_assert_eq(ph_plugin_conf_resolve_plain(p, "w", kv, 1, &conf, &err), PH_OK, "%s", err.msg);
+    ph_plugin_instance *inst = NULL;
+    cr_assert_eq(ph_plugin_start(p, "w", conf, &lg, &inst, &err), PH_OK, "%s", err.msg);
+    cr_assert_eq(log_count("msg=plugin.init supplier=w plugin=linked key_len=12", NULL, NULL), 1,
+                 "%s", log_text());
+    cr_assert_null(strstr(log_text(), "plain-s3cret"));
+
+    /* a frozen clock for tests, then the real one */
+    const struct perkhub_host *h = ph_plugin_instance_host(inst);
+    ph_plugin_instance_set_now(inst, 1234);
+    cr_assert_eq(h->now_ms(h), 1234);
+    ph_plugin_instance_set_now(inst, 0);
+    cr_assert_gt(h->now_ms(h), INT64_C(1700000000000));
+    ph_plugin_stop(inst);
+    ph_plugin_close(p);
+
+    /* the same checks as a file: name, capability rules */
+    cr_assert_eq(ph_plugin_wrap(&d, "other", &p, &err), PH_EINVAL);
+    cr_assert(strstr(err.msg, "plugin file 'other' (linked in) declares the name 'linked'"), "%s",
+              err.msg);
+    d.capabilities |= PERKHUB_CAP_RECHARGE;
+    cr_assert_eq(ph_plugin_wrap(&d, "linked", &p, &err), PH_EINVAL);
+    cr_assert(strstr(err.msg, "plugin 'linked' (linked in) claims recharge but not order_query"),
+              "%s", err.msg);
+    cr_assert_eq(ph_plugin_wrap(NULL, "linked", &p, &err), PH_EINVAL);
+    cr_assert(strstr(err.msg, "returned no descriptor"), "%s", err.msg);
 }
 
 /* ---- lifecycle and host services --------------------------------------------- */
@@ -586,7 +802,8 @@ Test(suppliers, apply_is_all_or_nothing)
         const char *says;
     } cases[] = {
         {"wrong_major", 0, PH_EVERSION, "supplier 's4': plugin 'wrong_major' ("},
-        {"newer_minor", 0, PH_EVERSION, "is built for SDK ABI 1.99; this perkhubd provides 1.0"},
+        {"newer_minor", 0, PH_EVERSION, "is built for SDK ABI 1.99; this perkhubd provides 1.1"},
+        {"recharge_no_query", 0, PH_EINVAL, "supplier 's4': plugin 'recharge_no_query' ("},
         {"missing_symbol", 0, PH_EINVAL, "supplier 's4': plugin 'missing_symbol' ("},
         {"init_fails", 0, PH_EINVAL, "supplier 's4': plugin 'init_fails' init failed (config): "},
         {"name_mismatch", 0, PH_EINVAL, "supplier 's4': plugin file 'name_mismatch'"},

@@ -533,7 +533,9 @@ struct perkhub_op {
 #define PERKHUB_MAX_HEADERS 16
 struct perkhub_request {
     const char *method;                  /* "GET", "POST", ...: a string literal */
-    char *url;                           /* absolute http:// or https:// URL */
+    char *url;                           /* absolute http:// or https:// URL (any scheme
+                                            for a PERKHUB_CAP_LOCAL plugin: it never
+                                            leaves the process) */
     char *headers[PERKHUB_MAX_HEADERS];  /* "Name: value" lines, without CRLF */
     size_t nheaders;
     char *body;                          /* NULL for none */

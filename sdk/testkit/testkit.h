@@ -1,0 +1,144 @@
+/*
+ * testkit.h — the perkhub plugin test kit: run a plugin's callbacks in a unit
+ * test against the core's REAL host table, from recorded exchanges.
+ *
+ * A plugin's test compiles the plugin's sources into the test binary and hands
+ * the kit the descriptor. The kit does what perkhubd does at load and start:
+ * the loader's descriptor checks (ph_plugin_wrap: ABI, capabilities, ops,
+ * schema), config validation against the schema (ph_plugin_conf_resolve),
+ * init with the per-instance host table (ph_plugin_start). So the host
+ * functions, the allocator's accounting, the log format and the config
+ * refusals a test sees are exactly those of the daemon. No network, no daemon,
+ * no dlopen.
+ *
+ *     static const char *const kv[] = {"merchant_id", "m1", "api_key", "k3y", NULL};
+ *     char err[256];
+ *     phtk *tk = phtk_open(perkhub_plugin_entry(), kv, err, sizeof err);
+ *     struct perkhub_op op = {.kind = PERKHUB_OP_RECHARGE, .order_ref = "A1", ...};
+ *     struct perkhub_request req;
+ *     cr_assert_eq(phtk_build(tk, &op, &req), PERKHUB_OK);
+ *     size_t len;
+ *     char *body = phtk_fixture(FIXTURE_DIR "/recharge_ok.json", &len);
+ *     struct perkhub_result res;
+ *     cr_assert_eq(phtk_parse(tk, &op, 200, body, len, &res), PERKHUB_OK);
+ *     ...
+ *     phtk_result_clear(tk, &res);
+ *     phtk_request_clear(tk, &req);
+ *     free(body);
+ *     phtk_close(tk);
+ *
+ * OWNERSHIP. A phtk is the caller's until phtk_close. Requests, results and
+ * replies the plugin filled hold blocks of the instance's host allocator: give
+ * them back with phtk_request_clear / phtk_result_clear / phtk_reply_clear
+ * (never free(3)); blocks still held at phtk_close are reclaimed and logged as
+ * plugin.leak, and phtk_blocks counts them for leak assertions. Strings the
+ * kit returns belong to the kit unless the comment says "caller frees".
+ *
+ * THREADS. A phtk is used from one thread at a time; several phtk may live side
+ * by side (one per plugin instance), as suppliers do in the daemon.
+ *
+ * RETURN VALUES. Functions that call the plugin return what the plugin
+ * returned (enum perkhub_status); PERKHUB_ERR_UNSUPPORTED when the plugin has
+ * no such callback.
+ */
+#ifndef PERKHUB_TESTKIT_H
+#define PERKHUB_TESTKIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <perkhub/plugin.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct phtk phtk;
+
+/* Checks desc as the loader does, resolves the config kv against its schema
+ * and calls init. kv is {"key", "value", ..., NULL} (NULL or {NULL} for no
+ * config); values of SECRET keys are given in plain text (test only: the kit
+ * passes them as resolved secrets; perkhubd itself takes only env:/file:
+ * references). The supplier id in log lines is "test".
+ * Returns a new kit the caller owns (phtk_close), or NULL with a one-line
+ * reason in err (errlen bytes, may be NULL/0): a refused descriptor, a config
+ * the schema refuses, init's own error, or out of memory. */
+phtk *phtk_open(const struct perkhub_plugin *desc, const char *const *kv, char *err, size_t errlen);
+
+/* Calls the plugin's shutdown, reclaims what it leaked (logged as
+ * plugin.leak) and frees the kit. NULL is a no-op. */
+void phtk_close(phtk *tk);
+
+/* host->now_ms returns ms from now on (0 = the real clock again). */
+void phtk_set_now(phtk *tk, int64_t ms);
+
+/* The instance's host table, as the plugin received it at init. Owned by tk,
+ * valid until phtk_close. Use it to call host functions directly. */
+const struct perkhub_host *phtk_host(phtk *tk);
+
+/* What init put in *instance (may be NULL). Owned by the plugin. */
+void *phtk_instance(phtk *tk);
+
+/* Zeroes *req, then calls build_request with a copy of *op whose struct_size
+ * is set to sizeof(struct perkhub_op) when the test left it 0. On return req
+ * holds host blocks: the caller gives them back with phtk_request_clear, also
+ * when the plugin failed. */
+int phtk_build(phtk *tk, const struct perkhub_op *op, struct perkhub_request *req);
+
+/* Initializes *res (ph_op_result_init: -1 for the "unknown" int64 fields),
+ * then calls parse_response with http_status and a NUL-terminated private
+ * copy of the len bytes at body (so a plugin reading past len is caught by
+ * ASan), without response headers. body is only read; NULL reads as an
+ * empty body. The caller gives res
+ * back with phtk_result_clear, also when the plugin failed. */
+int phtk_parse(phtk *tk, const struct perkhub_op *op, int http_status, const char *body, size_t len,
+               struct perkhub_result *res);
+
+/* Initializes *res, then calls verify_callback with a copy of *cb whose body
+ * is a NUL-terminated private copy and whose NULL query / content_type /
+ * method read as "", "" and "POST" (as the core passes them). cb is only
+ * read. The caller gives res back with phtk_result_clear. */
+int phtk_verify(phtk *tk, const struct perkhub_callback *cb, struct perkhub_result *res);
+
+/* Zeroes *reply, then calls serve_local. req is only read (typically what
+ * phtk_build produced). The caller gives reply back with phtk_reply_clear. */
+int phtk_serve(phtk *tk, const struct perkhub_request *req, struct perkhub_local_reply *reply);
+
+/* Give back (host->mem_free, wiping bodies and codes) every block the plugin
+ * stored in the struct, and reset it. Safe on an already cleared struct. */
+void phtk_request_clear(phtk *tk, struct perkhub_request *req);
+void phtk_result_clear(phtk *tk, struct perkhub_result *res);
+void phtk_reply_clear(phtk *tk, struct perkhub_local_reply *reply);
+
+/* Every line the instance logged so far (the core's log format, one line per
+ * call: "ts=... level=info msg=plugin.<event> supplier=test plugin=<name> ...",
+ * leak reports included), NUL-terminated; "" when nothing. Owned by tk, valid
+ * until the next phtk_log or phtk_close. Use it to assert that a secret never
+ * reached a log line. */
+const char *phtk_log(phtk *tk);
+
+/* The number of host blocks the instance holds now: compare before and after a
+ * call plus its clear to catch a leak. */
+size_t phtk_blocks(phtk *tk);
+
+/* Reads the whole file at path (a recorded response, a callback body) into a
+ * new NUL-terminated buffer the caller frees (free(3)); *len (may be NULL) gets
+ * its length without the NUL. NULL when the file cannot be read. */
+char *phtk_fixture(const char *path, size_t *len);
+
+/* The value of header `name` (case-insensitive, without ':') in req: the text
+ * after "Name:" and its leading blanks, pointing into req->headers (valid as
+ * long as req is). NULL when req has no such header. */
+const char *phtk_header(const struct perkhub_request *req, const char *name);
+
+/* Runs the loader's checks on desc (ABI, name, init/shutdown, capabilities and
+ * ops rules, schema) without calling anything of the plugin. Returns 0 when
+ * perkhubd would load it, else a negative PH_E* code with the loader's message
+ * in err (errlen bytes, may be NULL/0). */
+int phtk_conformance(const struct perkhub_plugin *desc, char *err, size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PERKHUB_TESTKIT_H */
