@@ -37,7 +37,7 @@ if [ "${stock:-0}" -eq 0 ]; then
         awk 'BEGIN { print "code,card_no,expires_at" }
              { printf "IQY-%s-%s-%s,%s,2027-12-31\n", substr($0,1,4), substr($0,5,4), substr($0,9,4), "88" NR + 1000000 }' \
         > var/sample-codes.csv
-    "$ctl" import var/sample-codes.csv --supplier acme --sku iqiyi.gold.1m --cost 19.80 \
+    "$ctl" import var/sample-codes.csv --supplier sandbox --sku iqiyi.gold.1m --cost 19.80 \
         --note "demo sample batch"
     rm -f var/sample-codes.csv
 fi
@@ -55,7 +55,15 @@ Demo tokens (loopback only): demo-mall-token (fulfill+support), demo-ops-token (
    curl -s -X POST $url/v1/codes/lookup -H 'Authorization: Bearer demo-mall-token' \\
         -d '{"code":"<the code from step 1>"}'
 
-3. Or by order, and the ops view:
+3. A direct recharge (直充) through the built-in sandbox supplier (docs/sandbox.md lists its
+   magic accounts: 13800000003 times out, stays "unknown" and is settled by an order query):
+   curl -s -X POST $url/v1/orders -H 'Authorization: Bearer demo-mall-token' \\
+        -d '{"client_order_id":"demo-t1","sku":"mobile.topup.50","account":"13800000001","wait":5}'
+   curl -s -X POST $url/v1/orders -H 'Authorization: Bearer demo-mall-token' \\
+        -d '{"client_order_id":"demo-t3","sku":"mobile.topup.50","account":"13800000003"}'
+   curl -s $url/v1/orders?client_order_id=demo-t3 -H 'Authorization: Bearer demo-mall-token'
+
+4. Or by order, and the ops view:
    curl -s -X POST $url/v1/codes/lookup -H 'Authorization: Bearer demo-mall-token' -d '{"client_order_id":"demo-1"}'
    PERKHUB_TOKEN=demo-ops-token $ctl status
    PERKHUB_TOKEN=demo-ops-token $ctl events
