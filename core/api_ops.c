@@ -55,12 +55,12 @@ static json_t *supplier_health(ph_req *r, const char *id)
 {
     ph_sio_health h;
     ph_sio_health_get(r->d->sio, id, &h);
-    json_t *j = json_pack(
-        "{s:s,s:i,s:i,s:i,s:{s:I,s:I,s:I,s:I,s:I,s:I}}", "breaker", h.breaker,
-        "consecutive_failures", (int)h.consecutive_failures, "in_flight", (int)h.in_flight,
-        "queued", (int)h.queued, "exchanges", "sent", (json_int_t)h.sent, "ok", (json_int_t)h.ok,
-        "definite_failure", (json_int_t)h.definite, "retryable", (json_int_t)h.retryable,
-        "ambiguous", (json_int_t)h.ambiguous, "not_sent", (json_int_t)h.not_sent);
+    json_t *j = json_pack("{s:s,s:i,s:i,s:i,s:{s:I,s:I,s:I,s:I,s:I,s:I}}", "breaker", h.breaker,
+                          "consecutive_failures", (int)h.consecutive_failures, "in_flight",
+                          (int)h.in_flight, "queued", (int)h.queued, "exchanges", "sent",
+                          (json_int_t)h.sent, "ok", (json_int_t)h.ok, "definite_failure",
+                          (json_int_t)h.definite, "retryable", (json_int_t)h.retryable, "ambiguous",
+                          (json_int_t)h.ambiguous, "not_sent", (json_int_t)h.not_sent);
     ph_view_time(j, "opened_at", h.opened_at);
     return j;
 }
@@ -77,10 +77,9 @@ int ph_api_suppliers(ph_req *r)
         char abi[16];
         snprintf(abi, sizeof abi, "%u.%u", info[i].abi_major, info[i].abi_minor);
         json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:b,s:i,s:s,s:s?}", "id", info[i].id, "plugin",
-                              info[i].plugin, "plugin_version", info[i].plugin_version, "abi",
-                              abi, "enabled", info[i].enabled, "priority", info[i].priority,
-                              "state", info[i].state, "error",
-                              info[i].error[0] ? info[i].error : NULL);
+                              info[i].plugin, "plugin_version", info[i].plugin_version, "abi", abi,
+                              "enabled", info[i].enabled, "priority", info[i].priority, "state",
+                              info[i].state, "error", info[i].error[0] ? info[i].error : NULL);
         json_object_set_new(j, "health", supplier_health(r, info[i].id));
         json_array_append_new(arr, j);
     }

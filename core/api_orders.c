@@ -100,8 +100,8 @@ static int supply_submit(ph_req *r, const ph_product_conf *p)
     ph_order *existing = NULL;
     ph_err ferr = {0};
     /* a replay must get its order back even when no supplier could take a new one */
-    int replay = ph_store_order_find(r->d->store, r->client->name, r->arg[0], 0, &existing,
-                                     &ferr) == PH_OK;
+    int replay =
+        ph_store_order_find(r->d->store, r->client->name, r->arg[0], 0, &existing, &ferr) == PH_OK;
     ph_order_free(existing);
     if (ph_fulfil_route(r->d->fulfil, r->cfg->cfg, p, &t) != PH_OK && !replay) {
         if (p->delivery == PH_DELIVERY_CARD_CODE) /* the stock's own answer, naming the sku */
@@ -154,8 +154,8 @@ static int bad(ph_req *r, unsigned status, const char *code, const char *msg)
 
 static int known_field(const char *key)
 {
-    static const char *const fields[] = {"client_order_id", "sku", "quantity", "account", "wait",
-                                         NULL};
+    static const char *const fields[] = {"client_order_id", "sku",  "quantity",
+                                         "account",         "wait", NULL};
     for (size_t i = 0; fields[i]; i++)
         if (!strcmp(key, fields[i]))
             return 1;

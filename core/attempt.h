@@ -31,34 +31,34 @@
 
 /* The attempt as the decision needs it. */
 typedef struct ph_attempt_ctx {
-    int is_order;          /* 1: the exchange was the order request itself (step 0) */
-    int card;              /* 1: a card-code order (codes expected), 0: a recharge */
-    uint32_t quantity;     /* codes expected on success */
-    int state;             /* the attempt's PH_ATTEMPT_* before the exchange */
-    int64_t created_at;    /* ms */
-    uint32_t checks;       /* queries made before this one */
-    int64_t window_ms;     /* the plugin's processing window */
-    int64_t query_delay_ms;/* first query delay */
-    int64_t query_max_ms;  /* backoff ceiling */
+    int is_order;           /* 1: the exchange was the order request itself (step 0) */
+    int card;               /* 1: a card-code order (codes expected), 0: a recharge */
+    uint32_t quantity;      /* codes expected on success */
+    int state;              /* the attempt's PH_ATTEMPT_* before the exchange */
+    int64_t created_at;     /* ms */
+    uint32_t checks;        /* queries made before this one */
+    int64_t window_ms;      /* the plugin's processing window */
+    int64_t query_delay_ms; /* first query delay */
+    int64_t query_max_ms;   /* backoff ceiling */
 } ph_attempt_ctx;
 
 /* What the exchange came to (from ph_sio_job). */
 typedef struct ph_exchange {
-    int outcome;   /* PERKHUB_OK / _RETRYABLE / _DEFINITE_FAILURE / _AMBIGUOUS */
-    int parsed;    /* 1 when res is meaningful */
+    int outcome; /* PERKHUB_OK / _RETRYABLE / _DEFINITE_FAILURE / _AMBIGUOUS */
+    int parsed;  /* 1 when res is meaningful */
     const struct perkhub_result *res;
     const char *detail; /* the engine's description */
 } ph_exchange;
 
 /* The decision. */
 typedef struct ph_attempt_move {
-    int state;              /* the new PH_ATTEMPT_* (may equal the old one) */
-    int failover;           /* 1: the order may go to the next offer */
-    int take_codes;         /* 1: store res->codes with the success */
-    int follow_step;        /* 1: the next exchange is res->next's step, not a query */
-    int count_check;        /* 1: this exchange was a query */
-    int64_t next_check_at;  /* ms; 0 when the attempt is final */
-    char reason[128];       /* "" for none */
+    int state;             /* the new PH_ATTEMPT_* (may equal the old one) */
+    int failover;          /* 1: the order may go to the next offer */
+    int take_codes;        /* 1: store res->codes with the success */
+    int follow_step;       /* 1: the next exchange is res->next's step, not a query */
+    int count_check;       /* 1: this exchange was a query */
+    int64_t next_check_at; /* ms; 0 when the attempt is final */
+    char reason[128];      /* "" for none */
 } ph_attempt_move;
 
 /* Decides. `now` is the caller's clock. Never fails. */

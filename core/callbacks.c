@@ -52,8 +52,9 @@ static const char *mismatch(const ph_order *o, const ph_attempt *a, const char *
 {
     if (strcmp(a->supplier, supplier))
         return "supplier";
-    if (res->supplier_order_id && *res->supplier_order_id && a->supplier_order_id[0] &&
-        strcmp(res->supplier_order_id, a->supplier_order_id))
+    char soid[PH_SUPPLIER_ORDER_MAX + 1]; /* stored cleaned, so compare cleaned */
+    ph_text_clean(soid, sizeof soid, res->supplier_order_id);
+    if (soid[0] && a->supplier_order_id[0] && strcmp(soid, a->supplier_order_id))
         return "supplier_order_id";
     if (res->product_id && *res->product_id && strcmp(res->product_id, a->product_id))
         return "product";
@@ -91,8 +92,7 @@ static int match_and_confirm(ph_fulfil *f, ph_store *store, const char *supplier
     int final = a && attempt_final(a->state);
     ph_order_free(o);
     if (bad)
-        return refuse(out, 400, "callback_mismatch", "callback does not match our order: %s",
-                      bad);
+        return refuse(out, 400, "callback_mismatch", "callback does not match our order: %s", bad);
     if (!final)
         ph_fulfil_confirm(f, id, no);
     return PH_OK;
@@ -136,8 +136,8 @@ int ph_fulfil_callback(ph_fulfil *f, const char *supplier_id, const struct perkh
             rc = reply_body(out, &res);
     }
     ph_log(log, out->error[0] ? PH_LOG_WARN : PH_LOG_INFO, NULL,
-           out->error[0] ? "callback.refused" : "callback.accepted", "supplier=%s%s%s",
-           supplier_id, out->error[0] ? " reason=" : "", out->error);
+           out->error[0] ? "callback.refused" : "callback.accepted", "supplier=%s%s%s", supplier_id,
+           out->error[0] ? " reason=" : "", out->error);
     ph_op_result_clear(host, &res);
     ph_supplier_release(sup);
     return rc == PH_ENOMEM ? PH_ENOMEM : PH_OK;

@@ -32,7 +32,7 @@ struct track {
     ph_fulfil *f;
     uint64_t order_id;
     uint32_t no;
-    int card; /* 1 card codes, 0 recharge */
+    int card;  /* 1 card codes, 0 recharge */
     int state; /* PH_ATTEMPT_* as last stored */
     int phase;
     int send_order;  /* 1 until the order request itself has been sent */
@@ -232,9 +232,8 @@ static void track_limits(ph_fulfil *f, track *t)
     t->limits = (ph_sio_limits){.tls_verify = 1};
     t->query_max_ms = 30000;
     if (sc) {
-        t->limits = (ph_sio_limits){sc->max_in_flight,    sc->connect_timeout_ms, sc->timeout_ms,
-                                    sc->tls_verify,       sc->breaker_failures,
-                                    sc->breaker_open_ms};
+        t->limits = (ph_sio_limits){sc->max_in_flight, sc->connect_timeout_ms, sc->timeout_ms,
+                                    sc->tls_verify,    sc->breaker_failures,   sc->breaker_open_ms};
         t->query_max_ms = sc->query_max_delay_ms;
     }
     const ph_product_conf *p = ph_config_product(cfg, t->sku);
@@ -415,18 +414,18 @@ static void fill_cmd(track *t, const ph_attempt_move *m, const struct perkhub_re
     c->in.attempt.order_id = t->order_id;
     c->in.attempt.no = t->no;
     c->in.attempt.state = m->state;
-    snprintf(t->reason, sizeof t->reason, "%s", m->reason);
+    ph_text_clean(t->reason, sizeof t->reason, m->reason);
     c->in.attempt.reason = t->reason;
     c->in.attempt.step = -1;
     c->in.attempt.charged = res && res->amount >= 0 ? res->amount : -1;
     c->in.attempt.next_check_at = m->next_check_at;
     c->in.attempt.count_check = m->count_check;
     if (res && res->supplier_order_id && *res->supplier_order_id) {
-        snprintf(t->supplier_order_id, sizeof t->supplier_order_id, "%s", res->supplier_order_id);
+        ph_text_clean(t->supplier_order_id, sizeof t->supplier_order_id, res->supplier_order_id);
         c->in.attempt.supplier_order_id = t->supplier_order_id;
     }
     if (m->follow_step && res) {
-        snprintf(t->step_state, sizeof t->step_state, "%s", res->next_state ? res->next_state : "");
+        ph_text_clean(t->step_state, sizeof t->step_state, res->next_state);
         c->in.attempt.step_state = t->step_state;
         c->in.attempt.step = t->step + 1;
     }
@@ -436,15 +435,9 @@ static void on_job_done(ph_sio_job *job)
 {
     track *t = job->arg;
     ph_fulfil *f = t->f;
-    ph_attempt_ctx a = {t->send_order,
-                        t->card,
-                        t->quantity,
-                        t->state,
-                        t->created_at,
-                        t->checks,
-                        t->window_ms,
-                        t->query_delay_ms,
-                        t->query_max_ms};
+    ph_attempt_ctx a = {t->send_order, t->card,           t->quantity,
+                        t->state,      t->created_at,     t->checks,
+                        t->window_ms,  t->query_delay_ms, t->query_max_ms};
     ph_exchange x = {job->outcome, job->parsed, &job->res, job->detail};
     ph_attempt_move m;
     ph_attempt_decide(&a, &x, ph_now_ms(), &m);
@@ -467,8 +460,7 @@ static void on_job_done(ph_sio_job *job)
     if (m.failover && !stopping && failover_target(f, t, &t->cmd.in.attempt.next, &ref)) {
         /* the target's strings live in the config snapshot: copy them */
         snprintf(t->next_supplier, sizeof t->next_supplier, "%s", t->cmd.in.attempt.next.supplier);
-        snprintf(t->next_product, sizeof t->next_product, "%s",
-                 t->cmd.in.attempt.next.product_id);
+        snprintf(t->next_product, sizeof t->next_product, "%s", t->cmd.in.attempt.next.product_id);
         t->cmd.in.attempt.next.supplier = t->next_supplier;
         t->cmd.in.attempt.next.product_id = t->next_product;
     }

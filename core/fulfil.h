@@ -50,13 +50,13 @@ typedef struct ph_fulfil_cfg_ops {
 } ph_fulfil_cfg_ops;
 
 typedef struct ph_fulfil_opts {
-    ph_store *store;              /* borrowed; outlives fulfil */
-    ph_sio *sio;                  /* borrowed */
-    ph_suppliers *suppliers;      /* borrowed */
-    const ph_keyring *keys;       /* borrowed */
-    const ph_logger *log;         /* borrowed */
+    ph_store *store;         /* borrowed; outlives fulfil */
+    ph_sio *sio;             /* borrowed */
+    ph_suppliers *suppliers; /* borrowed */
+    const ph_keyring *keys;  /* borrowed */
+    const ph_logger *log;    /* borrowed */
     ph_fulfil_cfg_ops cfg;
-    const char *callback_base;    /* e.g. "http://127.0.0.1:8080"; copied */
+    const char *callback_base; /* e.g. "http://127.0.0.1:8080"; copied */
 } ph_fulfil_opts;
 
 /* Starts the timer thread. *out is the caller's (ph_fulfil_destroy).
@@ -95,11 +95,11 @@ int ph_fulfil_wait(ph_fulfil *f, uint64_t id, int64_t deadline_ms, void (*cb)(vo
 
 /* What POST /v1/callbacks/{supplier} answers. */
 typedef struct ph_callback_reply {
-    unsigned status;            /* HTTP status */
-    const char *content_type;   /* static */
-    char *body;                 /* malloc'd; the caller frees */
-    char error[48];             /* set on refusal: "bad_signature", "callback_mismatch", ... */
-    char message[200];          /* on refusal, for the JSON error; never a secret */
+    unsigned status;          /* HTTP status */
+    const char *content_type; /* static */
+    char *body;               /* malloc'd; the caller frees */
+    char error[48];           /* set on refusal: "bad_signature", "callback_mismatch", ... */
+    char message[200];        /* on refusal, for the JSON error; never a secret */
 } ph_callback_reply;
 
 /* Verifies a callback with the supplier's plugin, checks it matches our

@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "daemon.h"
+#include "plugin_loader.h"
 #include "store.h"
 
 #define PH_VERSION "0.1.0"
@@ -23,6 +24,8 @@ static void usage(FILE *f)
           "       perkhubd --check-config FILE    validate a config file and exit\n"
           "       perkhubd --check-store DIR      check every invariant of a data directory\n"
           "       perkhubd --print-default-config print the embedded default config\n"
+          "       perkhubd --describe-plugin NAME [--plugin-dir DIR]\n"
+          "                                       a plugin's capabilities and config keys\n"
           "       perkhubd --version | --help\n"
           "\n"
           "signals: SIGHUP reloads the config file (an invalid file changes nothing),\n"
@@ -71,6 +74,20 @@ static int check_store(const char *dir)
         ph_store_stats_clear(&st);
     }
     ph_store_close(s);
+    return rc == PH_OK ? 0 : 1;
+}
+
+/* For ops writing a supplier's config: what the plugin offers and takes. */
+static int describe_plugin(const char *dir, const char *name)
+{
+    ph_plugin *p;
+    ph_err err = {0};
+    if (ph_plugin_open(dir, name, &p, &err) != PH_OK) {
+        fprintf(stderr, "perkhubd: %s\n", err.msg);
+        return 1;
+    }
+    int rc = ph_plugin_describe(p, stdout);
+    ph_plugin_close(p);
     return rc == PH_OK ? 0 : 1;
 }
 
@@ -125,11 +142,13 @@ int main(int argc, char **argv)
         {"check-config", required_argument, NULL, 'C'},
         {"check-store", required_argument, NULL, 'S'},
         {"print-default-config", no_argument, NULL, 'P'},
+        {"describe-plugin", required_argument, NULL, 'D'},
+        {"plugin-dir", required_argument, NULL, 'L'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *path = NULL;
+    const char *path = NULL, *describe = NULL, *plugin_dir = "build/plugins";
     int c;
     while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
         switch (c) {
@@ -140,6 +159,12 @@ int main(int argc, char **argv)
             return check_config(optarg);
         case 'S':
             return check_store(optarg);
+        case 'D':
+            describe = optarg;
+            break;
+        case 'L':
+            plugin_dir = optarg;
+            break;
         case 'P':
             fputs(ph_config_default_yaml(), stdout);
             return 0;
@@ -159,5 +184,7 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (describe)
+        return describe_plugin(plugin_dir, describe);
     return run(path);
 }

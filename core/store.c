@@ -21,9 +21,8 @@ _Static_assert(sizeof(ph_supply_rec) == 12, "supply record header is 12 bytes");
 _Static_assert(sizeof(ph_attempt_rec) == 64, "attempt record is 64 bytes without padding");
 
 static const char *const db_names[DB_COUNT] = {
-    "meta",      "products", "batches",   "codes",         "avail",
-    "code_hash", "orders",   "order_ref", "client_orders", "events",
-    "supply",    "pending",
+    "meta",   "products",  "batches",       "codes",  "avail",  "code_hash",
+    "orders", "order_ref", "client_orders", "events", "supply", "pending",
 };
 
 static const unsigned db_flags[DB_COUNT] = {
@@ -53,7 +52,7 @@ const char *ph_order_state_name(int state)
 
 const char *ph_attempt_state_name(int state)
 {
-    static const char *const names[] = {"?",       "sending", "processing",
+    static const char *const names[] = {"?",       "sending",   "processing",
                                         "unknown", "succeeded", "failed"};
     return state >= 1 && state <= 5 ? names[state] : "?";
 }

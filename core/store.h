@@ -88,25 +88,25 @@ enum ph_attempt_state {
 /* "sending", "processing", ...; "?" otherwise. Static strings. */
 const char *ph_attempt_state_name(int state);
 
-#define PH_REF_MAX    64  /* bytes of an attempt reference */
-#define PH_REASON_MAX 128 /* bytes of a machine reason ("out_of_stock") */
+#define PH_REF_MAX            64  /* bytes of an attempt reference */
+#define PH_REASON_MAX         128 /* bytes of a machine reason ("out_of_stock") */
 #define PH_SUPPLIER_ORDER_MAX 128
 
 typedef struct ph_attempt {
     uint32_t no; /* 1, 2, ...: the order's attempts in the order they were made */
     char supplier[PH_SKU_MAX + 1];
-    char product_id[PH_SUPPLIER_ORDER_MAX + 1];      /* the supplier's product id (offer) */
-    char ref[PH_REF_MAX + 1];                         /* our reference at the supplier */
-    char supplier_order_id[PH_SUPPLIER_ORDER_MAX + 1];/* the supplier's, once known */
-    int state;                                        /* PH_ATTEMPT_* */
-    char reason[PH_REASON_MAX + 1];                   /* why failed/unknown; "" otherwise */
-    int64_t unit_cost;    /* fen: the offer's cost when the attempt was made */
-    int64_t charged;      /* fen the supplier says it charged; -1 unknown */
+    char product_id[PH_SUPPLIER_ORDER_MAX + 1];        /* the supplier's product id (offer) */
+    char ref[PH_REF_MAX + 1];                          /* our reference at the supplier */
+    char supplier_order_id[PH_SUPPLIER_ORDER_MAX + 1]; /* the supplier's, once known */
+    int state;                                         /* PH_ATTEMPT_* */
+    char reason[PH_REASON_MAX + 1];                    /* why failed/unknown; "" otherwise */
+    int64_t unit_cost; /* fen: the offer's cost when the attempt was made */
+    int64_t charged;   /* fen the supplier says it charged; -1 unknown */
     int64_t created_at, updated_at;
-    int64_t next_check_at;/* ms: when the core queries it next; 0 = not scheduled */
-    uint32_t checks;      /* order queries made so far */
+    int64_t next_check_at;              /* ms: when the core queries it next; 0 = not scheduled */
+    uint32_t checks;                    /* order queries made so far */
     char step_state[PH_REASON_MAX + 1]; /* the plugin's next_state for a follow-up step */
-    uint32_t step;        /* the exchange step the attempt is at (0 = the order itself) */
+    uint32_t step; /* the exchange step the attempt is at (0 = the order itself) */
 } ph_attempt;
 
 typedef struct ph_order {
@@ -117,20 +117,22 @@ typedef struct ph_order {
     uint32_t quantity;
     int state; /* PH_ORDER_* */
     int64_t created_at, updated_at;
-    int64_t cost;            /* fen: sum of the issued codes' unit costs */
+    int64_t cost;            /* fen: sum of the issued codes' unit costs; a supplier
+                                order: what the supplier charged, else unit_cost x
+                                quantity (0 until succeeded) */
     uint8_t fingerprint[32]; /* SHA-256 of the request's defining fields (idempotency) */
     size_t ncodes;
     ph_code *codes; /* the issued codes when loaded with codes, else NULL */
 
     /* Supplier-fulfilled orders (PH_CMD_SUPPLY_CREATE); zero/NULL for orders
      * fulfilled from local stock. */
-    int delivery;                  /* PH_DELIVERY_* of config.h; 0 = local card codes */
-    char reason[PH_REASON_MAX + 1];/* why failed or unknown; "" otherwise */
-    char account_masked[32];       /* recharge: "138****8000"; "" otherwise */
-    uint32_t account_sealed_len;   /* recharge: the account, ph_crypto_seal()ed */
-    uint8_t *account_sealed;       /* owned by the order */
+    int delivery;                   /* PH_DELIVERY_* of config.h; 0 = local card codes */
+    char reason[PH_REASON_MAX + 1]; /* why failed or unknown; "" otherwise */
+    char account_masked[32];        /* recharge: "138****8000"; "" otherwise */
+    uint32_t account_sealed_len;    /* recharge: the account, ph_crypto_seal()ed */
+    uint8_t *account_sealed;        /* owned by the order */
     size_t nattempts;
-    ph_attempt *attempts;          /* owned by the order; loaded with every read */
+    ph_attempt *attempts; /* owned by the order; loaded with every read */
 } ph_order;
 
 /* Frees an order returned by the store, including its codes. NULL is a no-op. */
@@ -186,12 +188,12 @@ void ph_store_writer_stats(ph_store *s, ph_writer_stats *out);
 /* ---- commands: the only way to change state ---------------------------- */
 
 enum ph_cmd_type {
-    PH_CMD_IMPORT = 1,   /* store a batch of sealed codes */
-    PH_CMD_ORDER,        /* fulfil a card-code order from local stock (idempotent) */
-    PH_CMD_VOID_BATCH,   /* the supplier voided a batch upstream */
-    PH_CMD_PUT_PRODUCTS, /* make the catalog match the configuration */
-    PH_CMD_SUPPLY_CREATE,/* accept an order to be fulfilled by a supplier (idempotent) */
-    PH_CMD_ATTEMPT,      /* record what an attempt at a supplier came to */
+    PH_CMD_IMPORT = 1,    /* store a batch of sealed codes */
+    PH_CMD_ORDER,         /* fulfil a card-code order from local stock (idempotent) */
+    PH_CMD_VOID_BATCH,    /* the supplier voided a batch upstream */
+    PH_CMD_PUT_PRODUCTS,  /* make the catalog match the configuration */
+    PH_CMD_SUPPLY_CREATE, /* accept an order to be fulfilled by a supplier (idempotent) */
+    PH_CMD_ATTEMPT,       /* record what an attempt at a supplier came to */
 };
 
 /* A card code a supplier delivered, sealed before submission (ph_crypto_seal,
@@ -269,10 +271,10 @@ struct ph_cmd {
             const char *client, *client_order_id, *sku;
             uint32_t quantity;
             uint8_t fingerprint[32];
-            int delivery;                 /* PH_DELIVERY_* */
-            const uint8_t *account_sealed;/* recharge, else NULL */
+            int delivery;                  /* PH_DELIVERY_* */
+            const uint8_t *account_sealed; /* recharge, else NULL */
             uint32_t account_sealed_len;
-            const char *account_masked;   /* recharge, else NULL */
+            const char *account_masked; /* recharge, else NULL */
             ph_attempt_target first;
             const char *fail_reason;
         } supply;
@@ -310,7 +312,7 @@ struct ph_cmd {
             int count_check;               /* 1: checks += 1 */
             const ph_supplied_code *codes;
             size_t ncodes;
-            ph_attempt_target next;        /* failover target, or supplier NULL */
+            ph_attempt_target next; /* failover target, or supplier NULL */
         } attempt;
     } in;
 

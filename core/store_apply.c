@@ -67,8 +67,8 @@ static int emit_order_succeeded(ph_wtxn *w, int64_t now, const ph_order *o, ph_e
                      "\"client\":\"%s\",\"client_order_id\":\"%s\",\"sku\":\"%s\",\"quantity\":%u,"
                      "\"cost_fen\":%lld}",
                      (unsigned long long)w->ids.event, ph_time_format(now, at, sizeof at),
-                     (unsigned long long)o->id, o->client, o->client_order_id, o->sku,
-                     o->quantity, (long long)o->cost);
+                     (unsigned long long)o->id, o->client, o->client_order_id, o->sku, o->quantity,
+                     (long long)o->cost);
     if (n < 0 || (size_t)n >= sizeof txt)
         return ph_err_set(err, PH_EIO, "order %llu: event too long", (unsigned long long)o->id);
     return append_event(w, txt, (size_t)n, err);
@@ -610,8 +610,7 @@ static int emit_attempt(ph_wtxn *w, int64_t now, const ph_order *o, const ph_att
 }
 
 /* order.succeeded / order.failed / order.unknown for a supplier order. */
-static int emit_outcome(ph_wtxn *w, int64_t now, const ph_order *o, uint64_t batch_id,
-                        ph_err *err)
+static int emit_outcome(ph_wtxn *w, int64_t now, const ph_order *o, uint64_t batch_id, ph_err *err)
 {
     const ph_attempt *a = o->nattempts ? &o->attempts[o->nattempts - 1] : NULL;
     json_t *f = order_fields(o);
@@ -709,8 +708,7 @@ static int apply_supply_create(ph_wtxn *w, ph_cmd *c)
     if (rc)
         return rc;
     char key[PH_SKU_MAX + PH_ORDER_ID_MAX + 2];
-    MDB_val k = {ph_store_ref_key(c->in.supply.client, c->in.supply.client_order_id, key), key},
-            v;
+    MDB_val k = {ph_store_ref_key(c->in.supply.client, c->in.supply.client_order_id, key), key}, v;
     int mrc = mdb_get(w->txn, w->s->dbi[DB_ORDER_REF], &k, &v);
     if (mrc == 0)
         return replay_order(w, c, &v, c->in.supply.fingerprint, c->in.supply.client_order_id);
@@ -759,13 +757,12 @@ static int check_attempt_input(ph_cmd *c)
                           PH_REASON_MAX);
     if (c->in.attempt.supplier_order_id &&
         !text_ok(c->in.attempt.supplier_order_id, PH_SUPPLIER_ORDER_MAX, 1))
-        return ph_err_set(&c->err, PH_EINVAL,
-                          "supplier_order_id: at most %d printable ASCII bytes",
+        return ph_err_set(&c->err, PH_EINVAL, "supplier_order_id: at most %d printable ASCII bytes",
                           PH_SUPPLIER_ORDER_MAX);
     if (c->in.attempt.step_state && strlen(c->in.attempt.step_state) > PH_REASON_MAX)
         return ph_err_set(&c->err, PH_EINVAL, "step_state: at most %d bytes", PH_REASON_MAX);
-    if (c->in.attempt.step < -1 || c->in.attempt.step > UINT32_MAX ||
-        c->in.attempt.charged < -1 || c->in.attempt.next_check_at < -1)
+    if (c->in.attempt.step < -1 || c->in.attempt.step > UINT32_MAX || c->in.attempt.charged < -1 ||
+        c->in.attempt.next_check_at < -1)
         return ph_err_set(&c->err, PH_EINVAL, "attempt: step, charged or next_check_at < -1");
     if (c->in.attempt.next.supplier && c->in.attempt.state != PH_ATTEMPT_FAILED)
         return ph_err_set(&c->err, PH_EINVAL, "next: only a failed attempt fails over");

@@ -193,54 +193,16 @@ static int check_stock(scan *sc)
     return rc;
 }
 
-static int check_order(scan *sc, uint64_t id, const MDB_val *v, uint64_t *codes)
-{
-    ph_order o;
-    const uint8_t *ids;
-    if (ph_order_decode(v, id, &o, &ids))
-        return ph_err_set(sc->err, PH_EIO, "order %llu: malformed record", (unsigned long long)id);
-    size_t want = o.state == PH_ORDER_SUCCEEDED && o.delivery != PH_DELIVERY_RECHARGE
-                      ? o.quantity
-                      : o.delivery ? 0 : o.ncodes;
-    if (o.ncodes != want)
-        return ph_err_set(sc->err, PH_EIO, "order %llu: %s %s order with %zu codes, not %zu",
-                          (unsigned long long)id, ph_order_state_name(o.state),
-                          o.delivery == PH_DELIVERY_RECHARGE ? "recharge" : "card code", o.ncodes,
-                          want);
-    int rc = o.delivery ? check_supply(sc, &o) : PH_OK;
-    if (rc)
-        return rc;
-    for (size_t i = 0; i < o.ncodes; i++) {
-        uint64_t cid;
-        memcpy(&cid, ids + 8 * i, 8);
-        MDB_val ck = {8, &cid}, cv;
-        ph_code code;
-        if (mdb_get(sc->txn, sc->s->dbi[DB_CODES], &ck, &cv) || ph_code_decode(&cv, cid, 0, &code))
-            return ph_err_set(sc->err, PH_EIO, "order %llu: code %llu missing",
-                              (unsigned long long)id, (unsigned long long)cid);
-        if (code.order_id != id)
-            return ph_err_set(sc->err, PH_EIO, "order %llu: code %llu belongs to order %llu",
-                              (unsigned long long)id, (unsigned long long)cid,
-                              (unsigned long long)code.order_id);
-    }
-    char key[PH_SKU_MAX + PH_ORDER_ID_MAX + 2];
-    MDB_val rk = {ph_store_ref_key(o.client, o.client_order_id, key), key}, rv;
-    uint64_t ref = 0;
-    if (mdb_get(sc->txn, sc->s->dbi[DB_ORDER_REF], &rk, &rv) == 0 && rv.mv_size == 8)
-        memcpy(&ref, rv.mv_data, 8);
-    if (ref != id)
-        return ph_err_set(sc->err, PH_EIO, "order %llu: idempotency index points to %llu",
-                          (unsigned long long)id, (unsigned long long)ref);
-    *codes += o.ncodes;
-    return PH_OK;
-}
-
 /* The order state its attempts imply: every attempt but the last failed (a new
  * one is made only after a definite failure) and the order follows the last. */
 static int attempts_consistent(const ph_order *o, const char **why)
 {
-    static const int follows[] = {0, PH_ORDER_PROCESSING, PH_ORDER_PROCESSING, PH_ORDER_UNKNOWN,
-                                  PH_ORDER_SUCCEEDED, PH_ORDER_FAILED};
+    static const int follows[] = {0,
+                                  PH_ORDER_PROCESSING,
+                                  PH_ORDER_PROCESSING,
+                                  PH_ORDER_UNKNOWN,
+                                  PH_ORDER_SUCCEEDED,
+                                  PH_ORDER_FAILED};
     for (size_t i = 0; i < o->nattempts; i++) {
         const ph_attempt *a = &o->attempts[i];
         if (a->no != i + 1)
@@ -273,7 +235,10 @@ static int check_supply(scan *sc, const ph_order *rec)
         return ph_err_set(sc->err, PH_ENOMEM, "out of memory");
     *o = *rec;
     int rc = PH_OK;
-    if (mdb_get(sc->txn, sc->s->dbi[DB_SUPPLY], &k, &v) || ph_supply_decode(&v, o) != PH_OK)
+    if (rec->delivery != PH_DELIVERY_CARD_CODE && rec->delivery != PH_DELIVERY_RECHARGE)
+        rc = ph_err_set(sc->err, PH_EIO, "order %llu: delivery %d is not a delivery kind", id,
+                        rec->delivery);
+    else if (mdb_get(sc->txn, sc->s->dbi[DB_SUPPLY], &k, &v) || ph_supply_decode(&v, o) != PH_OK)
         rc = ph_err_set(sc->err, PH_EIO, "order %llu: supply record missing or malformed", id);
     else if (!attempts_consistent(o, &why))
         rc = ph_err_set(sc->err, PH_EIO, "order %llu (%s): %s", id, ph_order_state_name(o->state),
@@ -289,6 +254,48 @@ static int check_supply(scan *sc, const ph_order *rec)
     }
     ph_order_free(o);
     return rc;
+}
+
+static int check_order(scan *sc, uint64_t id, const MDB_val *v, uint64_t *codes)
+{
+    ph_order o;
+    const uint8_t *ids;
+    if (ph_order_decode(v, id, &o, &ids))
+        return ph_err_set(sc->err, PH_EIO, "order %llu: malformed record", (unsigned long long)id);
+    size_t want = o.state == PH_ORDER_SUCCEEDED && o.delivery != PH_DELIVERY_RECHARGE ? o.quantity
+                  : o.delivery                                                        ? 0
+                                                                                      : o.ncodes;
+    if (o.ncodes != want)
+        return ph_err_set(sc->err, PH_EIO, "order %llu: %s %s order with %zu codes, not %zu",
+                          (unsigned long long)id, ph_order_state_name(o.state),
+                          o.delivery == PH_DELIVERY_RECHARGE ? "recharge" : "card code", o.ncodes,
+                          want);
+    int rc = o.delivery ? check_supply(sc, &o) : PH_OK;
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < o.ncodes; i++) {
+        uint64_t cid;
+        memcpy(&cid, ids + 8 * i, 8);
+        MDB_val ck = {8, &cid}, cv;
+        ph_code code;
+        if (mdb_get(sc->txn, sc->s->dbi[DB_CODES], &ck, &cv) || ph_code_decode(&cv, cid, 0, &code))
+            return ph_err_set(sc->err, PH_EIO, "order %llu: code %llu missing",
+                              (unsigned long long)id, (unsigned long long)cid);
+        if (code.order_id != id)
+            return ph_err_set(sc->err, PH_EIO, "order %llu: code %llu belongs to order %llu",
+                              (unsigned long long)id, (unsigned long long)cid,
+                              (unsigned long long)code.order_id);
+    }
+    char key[PH_SKU_MAX + PH_ORDER_ID_MAX + 2];
+    MDB_val rk = {ph_store_ref_key(o.client, o.client_order_id, key), key}, rv;
+    uint64_t ref = 0;
+    if (mdb_get(sc->txn, sc->s->dbi[DB_ORDER_REF], &rk, &rv) == 0 && rv.mv_size == 8)
+        memcpy(&ref, rv.mv_data, 8);
+    if (ref != id)
+        return ph_err_set(sc->err, PH_EIO, "order %llu: idempotency index points to %llu",
+                          (unsigned long long)id, (unsigned long long)ref);
+    *codes += o.ncodes;
+    return PH_OK;
 }
 
 /* Each order's codes name it back, so no code can be in two orders. */

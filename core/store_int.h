@@ -36,11 +36,11 @@ enum {
  * Derived only from the database, so applying stays deterministic. Cleared
  * when the catalog changes (PUT_PRODUCTS) and when a batch fails to commit
  * (its rolled-back ids may be handed out again). Writer thread only. */
-#define PH_MEMO_SKUS 16
+#define PH_MEMO_SKUS  16
 #define PH_MEMO_COSTS 64
 typedef struct ph_memo {
     char orderable[PH_MEMO_SKUS][PH_SKU_MAX + 1];
-    unsigned next_sku; /* round-robin replacement */
+    unsigned next_sku;                  /* round-robin replacement */
     uint64_t cost_batch[PH_MEMO_COSTS]; /* direct-mapped by batch id; 0 = empty */
     int64_t cost[PH_MEMO_COSTS];
 } ph_memo;

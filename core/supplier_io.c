@@ -572,8 +572,8 @@ static void on_local_timer(ph_sio *io, ph_sio_job *job, int kind)
                       or_default(job->limits.timeout_ms, SIO_DEF_TIMEOUT_MS));
     if (x->reply.http_status == 0)
         return finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1, "dropped after sending");
-    if (x->reply.body_len && !body_append(x, x->reply.body ? x->reply.body : "",
-                                          x->reply.body ? x->reply.body_len : 0))
+    if (x->reply.body_len &&
+        !body_append(x, x->reply.body ? x->reply.body : "", x->reply.body ? x->reply.body_len : 0))
         return finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1,
                       x->too_large ? "reply too large" : "out of memory after sending");
     on_reply(io, job, x->reply.http_status);
@@ -603,8 +603,8 @@ static CURLcode set_method(CURL *e, const struct perkhub_request *req)
 static CURLcode set_headers(sio_x *x)
 {
     for (size_t i = 0; i < x->req.nheaders; i++) {
-        struct curl_slist *l = x->req.headers[i] ? curl_slist_append(x->hdrs, x->req.headers[i])
-                                                 : x->hdrs;
+        struct curl_slist *l =
+            x->req.headers[i] ? curl_slist_append(x->hdrs, x->req.headers[i]) : x->hdrs;
         if (!l)
             return CURLE_OUT_OF_MEMORY;
         x->hdrs = l;
@@ -679,8 +679,7 @@ static void start(ph_sio *io, ph_sio_job *job)
     x->start = mono_ms();
     struct perkhub_ops ops;
     if (!ops_of(job->sup, &ops) || !ops.build_request || !ops.parse_response)
-        return finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0,
-                      "plugin has no operations");
+        return finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "plugin has no operations");
     int rc = ops.build_request(ph_supplier_instance(job->sup), &job->op, &x->req);
     if (rc == PERKHUB_DEFINITE_FAILURE)
         return finish(io, job, CL_NEUTRAL, rc, 0, "refused by plugin");
@@ -688,8 +687,8 @@ static void start(ph_sio *io, ph_sio_job *job)
         return finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "build_request: %s",
                       status_name(job->sup, rc));
     if (!x->req.url || x->req.nheaders > PERKHUB_MAX_HEADERS) {
-        x->req.nheaders = x->req.nheaders > PERKHUB_MAX_HEADERS ? PERKHUB_MAX_HEADERS
-                                                                : x->req.nheaders;
+        x->req.nheaders =
+            x->req.nheaders > PERKHUB_MAX_HEADERS ? PERKHUB_MAX_HEADERS : x->req.nheaders;
         return finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0,
                       "build_request: no url or too many headers");
     }
@@ -770,7 +769,7 @@ static const char *after_sending_reason(CURLcode rc)
 {
     switch (rc) {
     case CURLE_GOT_NOTHING:
-        return "empty reply";
+        return "empty reply after sending";
     case CURLE_RECV_ERROR:
         return "connection reset after sending";
     case CURLE_SEND_ERROR:
@@ -840,8 +839,10 @@ static int take_incoming(ph_sio *io)
     ph_sio_job *job;
     while ((job = list_pop(&in))) {
         int64_t ahead = job->not_before_ms ? job->not_before_ms - wall : 0;
-        if (stopping || ahead <= 0 || timer_push(io, job, T_START, now + ahead) != PH_OK)
+        if (stopping || ahead <= 0)
             list_push(&io->ready, job);
+        else if (timer_push(io, job, T_START, now + ahead) != PH_OK)
+            finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "out of memory");
     }
     return stopping;
 }

@@ -187,3 +187,12 @@ int ph_u64_parse(const char *s, uint64_t *out)
     *out = v;
     return 0;
 }
+
+void ph_text_clean(char *dst, size_t n, const char *src)
+{
+    size_t i = 0;
+    for (; src && src[i] && i + 1 < n; i++)
+        dst[i] = (src[i] >= 0x20 && src[i] < 0x7f) ? src[i] : '_';
+    if (n)
+        dst[i] = 0;
+}

@@ -36,6 +36,11 @@ int ph_hex_decode(const char *hex, uint8_t *out, size_t n);
  * keys and URLs without escaping. */
 int ph_ident_valid(const char *s, size_t max);
 
+/* Copies src (NULL = "") into dst (n bytes, NUL-terminated), replacing every
+ * byte that is not printable ASCII with '_', truncated: for text a supplier
+ * chose (its order ids, its reasons) before it goes into events and JSON. */
+void ph_text_clean(char *dst, size_t n, const char *src);
+
 /* Parses a decimal uint64 with no sign, spaces or trailing bytes. 0 or -1. */
 int ph_u64_parse(const char *s, uint64_t *out);
 

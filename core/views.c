@@ -79,12 +79,12 @@ json_t *ph_view_order(const ph_order *o, const ph_config *cfg, const ph_keyring 
                       int with_cost)
 {
     const ph_product_conf *p = ph_config_product(cfg, o->sku);
-    json_t *j = json_pack("{s:I,s:s,s:s,s:s,s:s?,s:I,s:s,s:s}", "id", (json_int_t)o->id, "client",
-                          o->client, "client_order_id", o->client_order_id, "sku", o->sku,
-                          "product_name", p ? p->name : NULL, "quantity", (json_int_t)o->quantity,
-                          "delivery",
-                          o->delivery == PH_DELIVERY_RECHARGE ? "recharge" : "card_code", "state",
-                          ph_order_state_name(o->state));
+    json_t *j =
+        json_pack("{s:I,s:s,s:s,s:s,s:s?,s:I,s:s,s:s}", "id", (json_int_t)o->id, "client",
+                  o->client, "client_order_id", o->client_order_id, "sku", o->sku, "product_name",
+                  p ? p->name : NULL, "quantity", (json_int_t)o->quantity, "delivery",
+                  o->delivery == PH_DELIVERY_RECHARGE ? "recharge" : "card_code", "state",
+                  ph_order_state_name(o->state));
     if (!j)
         return NULL;
     json_object_set_new(j, "source", json_string(o->nattempts ? "supplier" : "stock"));

@@ -42,17 +42,17 @@ static int wait_until(int (*cond)(void *), void *arg, int timeout_ms)
 
 /* The part every config shares: listener, data, key, clients. */
 #define STD_HEAD                                                                                   \
-    "listen:\n  address: 127.0.0.1\n  port: 0\n  port_file: %s/port\n" \
-    "data_dir: %s/data\n" \
-    "map_size_mb: 16\n" \
-    "master_key_file: %s/master.key\n" \
-    "master_key_create: true\n" \
-    "plugin_dir: %s\n" \
-    "log:\n  level: info\n"                                                                     \
-    "clients:\n"                                                                                 \
-    "  - name: mall\n    token_sha256: %s\n    scopes: [fulfill, support]\n"                    \
-    "  - name: othermall\n    token_sha256: %s\n    scopes: [fulfill, support]\n"               \
-    "  - name: ops\n    token_sha256: %s\n    scopes: [ops]\n"                                  \
+    "listen:\n  address: 127.0.0.1\n  port: 0\n  port_file: %s/port\n"                             \
+    "data_dir: %s/data\n"                                                                          \
+    "map_size_mb: 16\n"                                                                            \
+    "master_key_file: %s/master.key\n"                                                             \
+    "master_key_create: true\n"                                                                    \
+    "plugin_dir: %s\n"                                                                             \
+    "log:\n  level: info\n"                                                                        \
+    "clients:\n"                                                                                   \
+    "  - name: mall\n    token_sha256: %s\n    scopes: [fulfill, support]\n"                       \
+    "  - name: othermall\n    token_sha256: %s\n    scopes: [fulfill, support]\n"                  \
+    "  - name: ops\n    token_sha256: %s\n    scopes: [ops]\n"                                     \
     "  - name: cs\n    token_sha256: %s\n    scopes: [support]\n"
 
 static const char *std_config = STD_HEAD

@@ -242,8 +242,9 @@ Test(orders, unorderable_skus_are_unknown)
     r = h_order(d, "mall-token", "U-3", "test.topup", 1);
     expect_error(&r, 400, "invalid_request", "account: required for a recharge product");
     h_resp_free(&r);
-    r = h_post_json(d, "/v1/orders", "mall-token",
-                    "{\"client_order_id\":\"U-4\",\"sku\":\"test.card\",\"account\":\"13800000001\"}");
+    r = h_post_json(
+        d, "/v1/orders", "mall-token",
+        "{\"client_order_id\":\"U-4\",\"sku\":\"test.card\",\"account\":\"13800000001\"}");
     expect_error(&r, 400, "invalid_request", "account: only for recharge products");
     h_resp_free(&r);
     r = h_post_json(d, "/v1/orders", "mall-token",

@@ -82,7 +82,8 @@ Test(attempt, order_processing_is_queried_after_the_first_delay)
 Test(attempt, order_processing_with_next_step_follows_it)
 {
     ph_attempt_ctx a = order_ctx(1);
-    struct perkhub_result res = {.state = PERKHUB_STATE_PROCESSING, .next = 1, .next_delay_ms = 200};
+    struct perkhub_result res = {
+        .state = PERKHUB_STATE_PROCESSING, .next = 1, .next_delay_ms = 200};
     ph_exchange x = {PERKHUB_OK, 1, &res, ""};
     ph_attempt_move m;
     ph_attempt_decide(&a, &x, NOW, &m);

@@ -272,8 +272,14 @@ Test(config, example_file_loads)
     cr_expect_str_eq(cfg->source, path);
     cr_expect_str_eq(cfg->port_file, "var/perkhub.port");
     cr_expect_eq(cfg->nclients, 3);
-    cr_expect_eq(cfg->nsuppliers, 2);
+    cr_expect_eq(cfg->nsuppliers, 3);
     cr_expect_eq(cfg->nproducts, 3);
+    cr_expect_str_eq(cfg->public_url, "https://perkhub.example.com");
+    const ph_supplier_conf *fulu = ph_config_supplier(cfg, "fulu");
+    cr_assert_not_null(fulu);
+    cr_expect_str_eq(fulu->plugin, "gateway");
+    cr_expect_eq(fulu->breaker_failures, 5);
+    cr_expect_eq(fulu->query_max_delay_ms, 30000);
     cr_expect_eq(ph_config_product(cfg, "meituan.voucher.20")->listed, 0);
     ph_config_free(cfg);
 }

@@ -1,0 +1,1145 @@
+/*
+ * test_store_supply.c — supplier-fulfilled orders in the LMDB store
+ * (core/store.h: PH_CMD_SUPPLY_CREATE, PH_CMD_ATTEMPT, ph_store_pending_list,
+ * ph_store_uid).
+ *
+ * Every command goes through the real writer into a fresh environment under
+ * /tmp; each test ends with ph_store_check, and the corruption tests plant a
+ * violation with raw LMDB to prove the checker sees it.
+ *
+ * Codes are stored as the opaque blobs "sealed-<n>" with keyed hashes
+ * SHA-256("CODE-<n>"); the recharge account as the blob "sealed-account" with
+ * the mask "138****8000". No event may contain any of them.
+ */
+#include <criterion/criterion.h>
+
+#include <ftw.h>
+#include <jansson.h>
+#include <lmdb.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "config.h"
+#include "store.h"
+#include "store_int.h" /* record layouts, for the corruption tests only */
+
+#define NOW 1700000000000LL /* 2023-11-14T22:13:20.000Z */
+
+#define IQ    "iqiyi.gold.1m"
+#define TOPUP "phone.topup.30"
+#define OLD   "old.card"
+
+#define ACCOUNT_SEALED "sealed-account"
+#define ACCOUNT_MASKED "138****8000"
+
+static const char *const P_IQ =
+    "{\"sku\":\"" IQ "\",\"name\":\"iQiyi Gold, 1 month\",\"brand\":\"iqiyi\","
+    "\"delivery\":\"card_code\",\"face_value\":\"30.00\",\"listed\":true}";
+static const char *const P_TOPUP =
+    "{\"sku\":\"" TOPUP "\",\"name\":\"Phone top-up 30\",\"brand\":\"carrier\","
+    "\"delivery\":\"recharge\",\"face_value\":\"30.00\",\"listed\":true}";
+static const char *const P_OLD =
+    "{\"sku\":\"" OLD "\",\"name\":\"Discontinued card\",\"brand\":\"old\","
+    "\"delivery\":\"card_code\",\"face_value\":\"10.00\",\"listed\":false}";
+
+/* ---- fixture ------------------------------------------------------------------ */
+
+static char g_base[64];
+static char g_dir[96];
+static ph_store *g_s;
+
+static void setup(void)
+{
+    snprintf(g_base, sizeof g_base, "/tmp/ph-supply-test-XXXXXX");
+    cr_assert_not_null(mkdtemp(g_base), "mkdtemp");
+    snprintf(g_dir, sizeof g_dir, "%s/db", g_base);
+    g_s = NULL;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static void teardown(void)
+{
+    ph_store_close(g_s);
+    g_s = NULL;
+    nftw(g_base, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+TestSuite(supply, .init = setup, .fini = teardown);
+
+static ph_store *open_at(const char *dir)
+{
+    ph_store_opts o = {.dir = dir};
+    ph_store *s = NULL;
+    ph_err err = {0};
+    cr_assert_eq(ph_store_open(&o, &s, &err), PH_OK, "open %s: %s", dir, err.msg);
+    return s;
+}
+
+static void reopen(void)
+{
+    ph_store_close(g_s);
+    g_s = open_at(g_dir);
+}
+
+static void assert_check(void)
+{
+    ph_err err = {0};
+    ph_store_stats st;
+    cr_assert_eq(ph_store_check(g_s, &st, &err), PH_OK, "ph_store_check: %s", err.msg);
+    ph_store_stats_clear(&st);
+}
+
+/* Opens the store with the catalog: a card SKU, a recharge SKU, a delisted one. */
+static void start(void)
+{
+    g_s = open_at(g_dir);
+    const char *const all[] = {P_IQ, P_TOPUP, P_OLD};
+    ph_cmd c = {.type = PH_CMD_PUT_PRODUCTS, .now = NOW};
+    c.in.products.json = all;
+    c.in.products.n = 3;
+    cr_assert_eq(ph_store_exec(g_s, &c), PH_OK, "put products: %s", c.err.msg);
+    ph_cmd_clear(&c);
+}
+
+static void code_hash(unsigned n, uint8_t out[32])
+{
+    char buf[32];
+    int len = snprintf(buf, sizeof buf, "CODE-%u", n);
+    SHA256((const unsigned char *)buf, (size_t)len, out);
+}
+
+static void fingerprint(const char *sku, uint32_t qty, uint8_t out[32])
+{
+    char buf[128];
+    int len = snprintf(buf, sizeof buf, "%s|%u", sku, qty);
+    SHA256((const unsigned char *)buf, (size_t)len, out);
+}
+
+/* ---- commands ------------------------------------------------------------------- */
+
+/* A SUPPLY_CREATE for a card order (or a recharge one for TOPUP) at supplier
+ * (NULL: no offer). The strings must outlive the command. */
+static void create_cmd(ph_cmd *c, const char *coid, const char *sku, uint32_t qty,
+                       const char *supplier)
+{
+    memset(c, 0, sizeof *c);
+    c->type = PH_CMD_SUPPLY_CREATE;
+    c->now = NOW;
+    c->in.supply.client = "mall";
+    c->in.supply.client_order_id = coid;
+    c->in.supply.sku = sku;
+    c->in.supply.quantity = qty;
+    fingerprint(sku, qty, c->in.supply.fingerprint);
+    int recharge = strcmp(sku, TOPUP) == 0;
+    c->in.supply.delivery = recharge ? PH_DELIVERY_RECHARGE : PH_DELIVERY_CARD_CODE;
+    if (recharge) {
+        c->in.supply.account_sealed = (const uint8_t *)ACCOUNT_SEALED;
+        c->in.supply.account_sealed_len = (uint32_t)strlen(ACCOUNT_SEALED);
+        c->in.supply.account_masked = ACCOUNT_MASKED;
+    }
+    c->in.supply.first = (ph_attempt_target){supplier, supplier ? "P-100" : NULL, 1500};
+    c->in.supply.fail_reason = supplier ? NULL : "no_offer";
+}
+
+/* Creates an order that must be accepted; returns its id. */
+static uint64_t create_ok(const char *coid, const char *sku, uint32_t qty, const char *supplier)
+{
+    ph_cmd c;
+    create_cmd(&c, coid, sku, qty, supplier);
+    cr_assert_eq(ph_store_exec(g_s, &c), PH_OK, "create %s: %s", coid, c.err.msg);
+    cr_assert_not_null(c.order);
+    cr_assert_eq(c.replayed, 0);
+    uint64_t id = c.order->id;
+    ph_cmd_clear(&c);
+    return id;
+}
+
+/* An ATTEMPT that keeps everything but the state. */
+static void attempt_cmd(ph_cmd *c, uint64_t order, uint32_t no, int state)
+{
+    memset(c, 0, sizeof *c);
+    c->type = PH_CMD_ATTEMPT;
+    c->now = NOW + 1000;
+    c->in.attempt.order_id = order;
+    c->in.attempt.no = no;
+    c->in.attempt.state = state;
+    c->in.attempt.step = -1;
+    c->in.attempt.charged = -1;
+    c->in.attempt.next_check_at = -1;
+}
+
+static int attempt(uint64_t order, uint32_t no, int state, const char *reason)
+{
+    ph_cmd c;
+    attempt_cmd(&c, order, no, state);
+    c.in.attempt.reason = reason;
+    int rc = ph_store_exec(g_s, &c);
+    ph_cmd_clear(&c);
+    return rc;
+}
+
+/* Supplied codes numbered nums[0..n): blobs "sealed-<n>", hashes of "CODE-<n>". */
+typedef struct supplied {
+    ph_supplied_code codes[8];
+    char blobs[8][24];
+} supplied;
+
+static void supply_codes(supplied *s, const unsigned *nums, size_t n)
+{
+    cr_assert_leq(n, 8);
+    for (size_t i = 0; i < n; i++) {
+        int len = snprintf(s->blobs[i], sizeof s->blobs[i], "sealed-%u", nums[i]);
+        s->codes[i] =
+            (ph_supplied_code){.sealed_len = (uint32_t)len, .sealed = (const uint8_t *)s->blobs[i]};
+        code_hash(nums[i], s->codes[i].hash);
+    }
+}
+
+static int succeed_with(uint64_t order, uint32_t no, const unsigned *nums, size_t n, ph_cmd *out)
+{
+    supplied s;
+    supply_codes(&s, nums, n);
+    ph_cmd c;
+    attempt_cmd(&c, order, no, PH_ATTEMPT_SUCCEEDED);
+    c.in.attempt.codes = s.codes;
+    c.in.attempt.ncodes = n;
+    c.in.attempt.supplier_order_id = "SUP-77";
+    int rc = ph_store_exec(g_s, &c);
+    if (out)
+        *out = c;
+    else
+        ph_cmd_clear(&c);
+    return rc;
+}
+
+static int import_code(unsigned num)
+{
+    ph_import_code ic = {.line = 1, .sealed_len = 0};
+    char blob[24];
+    ic.sealed_len = (uint32_t)snprintf(blob, sizeof blob, "sealed-%u", num);
+    ic.sealed = (const uint8_t *)blob;
+    code_hash(num, ic.hash);
+    uint32_t by_hash = 0;
+    ph_cmd c = {.type = PH_CMD_IMPORT, .now = NOW};
+    c.in.import.supplier = "sup-a";
+    c.in.import.sku = IQ;
+    c.in.import.note = "stock";
+    c.in.import.unit_cost = 1000;
+    c.in.import.codes = &ic;
+    c.in.import.ncodes = 1;
+    c.in.import.by_hash = &by_hash;
+    int rc = ph_store_exec(g_s, &c);
+    ph_cmd_clear(&c);
+    return rc;
+}
+
+/* ---- reads ------------------------------------------------------------------------ */
+
+static ph_order *get_order(uint64_t id, int with_codes)
+{
+    ph_order *o = NULL;
+    ph_err err = {0};
+    cr_assert_eq(ph_store_order_get(g_s, id, with_codes, &o, &err), PH_OK, "order %llu: %s",
+                 (unsigned long long)id, err.msg);
+    return o;
+}
+
+static uint64_t last_event(void)
+{
+    ph_store_stats st;
+    ph_err err = {0};
+    cr_assert_eq(ph_store_stats_get(g_s, &st, &err), PH_OK, "%s", err.msg);
+    uint64_t n = st.last_event;
+    ph_store_stats_clear(&st);
+    return n;
+}
+
+/* Events after seq, parsed; asserts none holds a code or the account in any form. */
+static json_t *events_after(uint64_t after)
+{
+    char **list = NULL;
+    size_t n = 0;
+    ph_err err = {0};
+    cr_assert_eq(ph_store_event_list(g_s, after, 100000, &list, &n, &err), PH_OK, "%s", err.msg);
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_null(strstr(list[i], "CODE-"), "event leaks a code: %s", list[i]);
+        cr_assert_null(strstr(list[i], "sealed-"), "event leaks a sealed blob: %s", list[i]);
+        cr_assert_null(strstr(list[i], "8000"), "event leaks the account: %s", list[i]);
+        cr_assert_null(strstr(list[i], "account"), "event names the account: %s", list[i]);
+        json_t *ev = json_loads(list[i], 0, NULL);
+        cr_assert_not_null(ev, "event is not JSON: %s", list[i]);
+        json_array_append_new(arr, ev);
+    }
+    ph_store_event_list_free(list, n);
+    return arr;
+}
+
+static const char *ev_str(json_t *ev, const char *key)
+{
+    const char *s = json_string_value(json_object_get(ev, key));
+    cr_assert_not_null(s, "event has no string %s", key);
+    return s;
+}
+
+static json_int_t ev_int(json_t *ev, const char *key)
+{
+    json_t *v = json_object_get(ev, key);
+    cr_assert(json_is_integer(v), "event has no integer %s", key);
+    return json_integer_value(v);
+}
+
+/* The pending order ids, ascending, paged through 2 at a time. */
+static size_t pending_ids(uint64_t *ids, size_t cap)
+{
+    size_t total = 0;
+    uint64_t after = 0;
+    for (;;) {
+        ph_order **list = NULL;
+        size_t n = 0;
+        ph_err err = {0};
+        cr_assert_eq(ph_store_pending_list(g_s, after, 2, &list, &n, &err), PH_OK, "%s", err.msg);
+        cr_assert_leq(n, 2);
+        for (size_t i = 0; i < n; i++) {
+            cr_assert_gt(list[i]->nattempts, 0, "a pending order without attempts");
+            cr_assert_null(list[i]->codes);
+            cr_assert_lt(total, cap);
+            ids[total++] = list[i]->id;
+            after = list[i]->id;
+        }
+        ph_order_list_free(list, n);
+        if (!n)
+            return total;
+    }
+}
+
+static void assert_pending(const uint64_t *want, size_t n)
+{
+    uint64_t got[32];
+    size_t m = pending_ids(got, 32);
+    cr_assert_eq(m, n, "%zu orders pending, expected %zu", m, n);
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq(got[i], want[i], "pending[%zu] = %llu, expected %llu", i,
+                     (unsigned long long)got[i], (unsigned long long)want[i]);
+}
+
+static void expect_ref(const ph_attempt *a, uint64_t order, uint32_t no)
+{
+    char want[PH_REF_MAX + 1];
+    snprintf(want, sizeof want, "%s-%llu-%u", ph_store_uid(g_s), (unsigned long long)order, no);
+    cr_assert_str_eq(a->ref, want);
+}
+
+/* Everything an order's reader sees, as one string, for before/after comparisons. */
+static char *order_text(uint64_t id)
+{
+    ph_order *o = get_order(id, 1);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    fprintf(f, "%s|%s|%s|%u|%d|%lld|%lld|%lld|%zu|%d|%s|%s|%u|", o->client, o->client_order_id,
+            o->sku, o->quantity, o->state, (long long)o->created_at, (long long)o->updated_at,
+            (long long)o->cost, o->ncodes, o->delivery, o->reason, o->account_masked,
+            o->account_sealed_len);
+    for (size_t i = 0; i < o->nattempts; i++) {
+        const ph_attempt *a = &o->attempts[i];
+        fprintf(f, "[%u %s %s %s %s %d %s %lld %lld %lld %lld %lld %u %s %u]", a->no, a->supplier,
+                a->product_id, a->ref, a->supplier_order_id, a->state, a->reason,
+                (long long)a->unit_cost, (long long)a->charged, (long long)a->created_at,
+                (long long)a->updated_at, (long long)a->next_check_at, a->checks, a->step_state,
+                a->step);
+    }
+    for (size_t i = 0; i < o->ncodes; i++)
+        fprintf(f, "{%llu %d}", (unsigned long long)o->codes[i].id, o->codes[i].state);
+    fclose(f);
+    ph_order_free(o);
+    return buf;
+}
+
+/* ---- raw LMDB --------------------------------------------------------------------- */
+
+static MDB_env *raw_open(MDB_txn **txn)
+{
+    MDB_env *env;
+    cr_assert_eq(mdb_env_create(&env), 0);
+    mdb_env_set_maxdbs(env, 16);
+    int mrc = mdb_env_open(env, g_dir, 0, 0600);
+    cr_assert_eq(mrc, 0, "raw open: %s", mdb_strerror(mrc));
+    cr_assert_eq(mdb_txn_begin(env, NULL, 0, txn), 0);
+    return env;
+}
+
+static MDB_dbi raw_dbi(MDB_txn *txn, const char *name, unsigned flags)
+{
+    MDB_dbi dbi;
+    int mrc = mdb_dbi_open(txn, name, flags, &dbi);
+    cr_assert_eq(mrc, 0, "raw dbi %s: %s", name, mdb_strerror(mrc));
+    return dbi;
+}
+
+static void raw_commit(MDB_env *env, MDB_txn *txn)
+{
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+static void assert_check_fails(const char *needle)
+{
+    g_s = open_at(g_dir);
+    ph_err err = {0};
+    ph_store_stats st;
+    cr_assert_eq(ph_store_check(g_s, &st, &err), PH_EIO, "ph_store_check accepted a corruption");
+    cr_assert_not_null(strstr(err.msg, needle), "message lacks '%s': %s", needle, err.msg);
+}
+
+/* ================================================================================= */
+
+Test(supply, create_replay_and_conflict)
+{
+    start();
+    uint64_t seq = last_event();
+    ph_cmd c;
+    create_cmd(&c, "S-1", IQ, 2, "sup-b");
+    cr_assert_eq(ph_store_exec(g_s, &c), PH_OK, "%s", c.err.msg);
+    ph_order *o = c.order;
+    cr_assert_not_null(o);
+    cr_assert_eq(c.replayed, 0);
+    cr_assert_eq(o->id, 1);
+    cr_assert_eq(o->state, PH_ORDER_PROCESSING);
+    cr_assert_eq(o->delivery, PH_DELIVERY_CARD_CODE);
+    cr_assert_eq(o->quantity, 2);
+    cr_assert_eq(o->ncodes, 0);
+    cr_assert_eq(o->nattempts, 1);
+    const ph_attempt *a = &o->attempts[0];
+    cr_assert_eq(a->no, 1);
+    cr_assert_eq(a->state, PH_ATTEMPT_SENDING);
+    cr_assert_str_eq(a->supplier, "sup-b");
+    cr_assert_str_eq(a->product_id, "P-100");
+    cr_assert_eq(a->unit_cost, 1500);
+    cr_assert_eq(a->charged, -1);
+    cr_assert_eq(a->created_at, NOW);
+    expect_ref(a, 1, 1);
+    ph_cmd_clear(&c);
+
+    json_t *evs = events_after(seq);
+    cr_assert_eq(json_array_size(evs), 1);
+    json_t *ev = json_array_get(evs, 0);
+    cr_assert_str_eq(ev_str(ev, "type"), "order.accepted");
+    cr_assert_eq(ev_int(ev, "order_id"), 1);
+    cr_assert_str_eq(ev_str(ev, "client"), "mall");
+    cr_assert_str_eq(ev_str(ev, "sku"), IQ);
+    cr_assert_eq(ev_int(ev, "quantity"), 2);
+    cr_assert_str_eq(ev_str(ev, "state"), "processing");
+    cr_assert_str_eq(ev_str(ev, "supplier"), "sup-b");
+    cr_assert_eq(ev_int(ev, "attempt"), 1);
+    json_decref(evs);
+    seq = last_event();
+
+    /* the same request again: the same order, nothing written */
+    create_cmd(&c, "S-1", IQ, 2, "sup-c");
+    cr_assert_eq(ph_store_exec(g_s, &c), PH_OK, "%s", c.err.msg);
+    cr_assert_eq(c.replayed, 1);
+    cr_assert_eq(c.order->id, 1);
+    cr_assert_eq(c.order->nattempts, 1);
+    cr_assert_str_eq(c.order->attempts[0].supplier, "sup-b");
+    ph_cmd_clear(&c);
+    cr_assert_eq(last_event(), seq);
+
+    /* the same client order id for another quantity: a conflict */
+    create_cmd(&c, "S-1", IQ, 3, "sup-b");
+    cr_assert_eq(ph_store_exec(g_s, &c), PH_ECONFLICT);
+    cr_assert_null(c.order);
+    cr_assert_not_null(strstr(c.err.msg, "S-1"), "%s", c.err.msg);
+    ph_cmd_clear(&c);
+    cr_assert_eq(last_event(), seq);
+    uint64_t pend[] = {1};
+    assert_pending(pend, 1);
+
+    /* the idempotency index is shared with stock orders */
+    ph_order *f = NULL;
+    cr_assert_eq(ph_store_order_find(g_s, "mall", "S-1", 0, &f, NULL), PH_OK);
+    cr_assert_eq(f->id, 1);
+    cr_assert_eq(f->nattempts, 1);
+    ph_order_free(f);
+    assert_check();
+}
+
+Test(supply, unknown_delisted_or_mismatched_sku_is_refused)
+{
+    start();
+    uint64_t seq = last_event();
+    ph_cmd c;
+    create_cmd(&c, "S-1", "no.such.sku", 1, "sup-b");
+    cr_assert_eq(ph_store_exec(g_s, &c), PH_ESKU);
+    ph_cmd_clear(&c);
+    create_cmd(&c, "S-1", OLD, 1, "sup-b");
+    cr_assert_eq(ph_store_exec(g_s, &c), PH_ESKU);
+    cr_assert_not_null(strstr(c.err.msg, "not listed"), "%s", c.err.msg);
+    ph_cmd_clear(&c);
+    /* a card order for a recharge product */
+    create_cmd(&c, "S-1", TOPUP, 1, "sup-b");
+    c.in.supply.delivery = PH_DELIVERY_CARD_CODE;
+    c.in.supply.account_sealed = NULL;
+    c.in.supply.account_masked = NULL;
+    cr_assert_eq(ph_store_exec(g_s, &c), PH_ESKU, "%s", c.err.msg);
+    ph_cmd_clear(&c);
+    /* malformed input */
+    create_cmd(&c, "S-1", TOPUP, 1, "sup-b");
+    c.in.supply.account_sealed = NULL;
+    cr_assert_eq(ph_store_exec(g_s, &c), PH_EINVAL, "a recharge without an account");
+    ph_cmd_clear(&c);
+    create_cmd(&c, "S-1", IQ, 0, "sup-b");
+    cr_assert_eq(ph_store_exec(g_s, &c), PH_EINVAL, "quantity 0");
+    ph_cmd_clear(&c);
+    create_cmd(&c, "S-1", IQ, 1, "bad supplier");
+    cr_assert_eq(ph_store_exec(g_s, &c), PH_EINVAL, "a malformed supplier");
+    ph_cmd_clear(&c);
+    create_cmd(&c, "S-1", IQ, 1, "sup-b");
+    c.in.supply.delivery = 7;
+    cr_assert_eq(ph_store_exec(g_s, &c), PH_EINVAL, "an unknown delivery");
+    ph_cmd_clear(&c);
+    cr_assert_eq(last_event(), seq);
+    ph_order **list;
+    size_t n;
+    cr_assert_eq(ph_store_order_list(g_s, NULL, 0, 10, &list, &n, NULL), PH_OK);
+    cr_assert_eq(n, 0);
+    ph_order_list_free(list, n);
+    /* ids were given back: the next order is 1 */
+    cr_assert_eq(create_ok("S-2", IQ, 1, "sup-b"), 1);
+    assert_check();
+}
+
+Test(supply, without_an_offer_the_order_fails_at_once)
+{
+    start();
+    uint64_t seq = last_event();
+    uint64_t id = create_ok("S-1", IQ, 1, NULL);
+    ph_order *o = get_order(id, 0);
+    cr_assert_eq(o->state, PH_ORDER_FAILED);
+    cr_assert_eq(o->nattempts, 0);
+    cr_assert_str_eq(o->reason, "no_offer");
+    ph_order_free(o);
+    json_t *evs = events_after(seq);
+    cr_assert_eq(json_array_size(evs), 2);
+    cr_assert_str_eq(ev_str(json_array_get(evs, 0), "type"), "order.accepted");
+    cr_assert_str_eq(ev_str(json_array_get(evs, 0), "state"), "failed");
+    cr_assert_null(json_object_get(json_array_get(evs, 0), "supplier"));
+    cr_assert_str_eq(ev_str(json_array_get(evs, 1), "type"), "order.failed");
+    cr_assert_str_eq(ev_str(json_array_get(evs, 1), "reason"), "no_offer");
+    json_decref(evs);
+    assert_pending(NULL, 0);
+    assert_check();
+}
+
+Test(supply, a_failed_attempt_fails_over_then_the_order_fails)
+{
+    start();
+    uint64_t id = create_ok("S-1", IQ, 1, "sup-b");
+    uint64_t seq = last_event();
+    ph_cmd c;
+    attempt_cmd(&c, id, 1, PH_ATTEMPT_FAILED);
+    c.in.attempt.reason = "out_of_stock";
+    c.in.attempt.next = (ph_attempt_target){"sup-c", "C-9", 1600};
+    cr_assert_eq(ph_store_exec(g_s, &c), PH_OK, "%s", c.err.msg);
+    ph_order *o = c.order;
+    cr_assert_eq(o->state, PH_ORDER_PROCESSING);
+    cr_assert_eq(o->nattempts, 2);
+    cr_assert_eq(o->attempts[0].state, PH_ATTEMPT_FAILED);
+    cr_assert_str_eq(o->attempts[0].reason, "out_of_stock");
+    cr_assert_eq(o->attempts[1].no, 2);
+    cr_assert_eq(o->attempts[1].state, PH_ATTEMPT_SENDING);
+    cr_assert_str_eq(o->attempts[1].supplier, "sup-c");
+    cr_assert_str_eq(o->attempts[1].product_id, "C-9");
+    cr_assert_eq(o->attempts[1].unit_cost, 1600);
+    cr_assert_eq(o->attempts[1].created_at, NOW + 1000);
+    expect_ref(&o->attempts[1], id, 2);
+    cr_assert_str_eq(o->reason, "");
+    ph_cmd_clear(&c);
+    uint64_t pend[] = {id};
+    assert_pending(pend, 1);
+
+    json_t *evs = events_after(seq);
+    cr_assert_eq(json_array_size(evs), 2);
+    json_t *e0 = json_array_get(evs, 0), *e1 = json_array_get(evs, 1);
+    cr_assert_str_eq(ev_str(e0, "type"), "order.attempt");
+    cr_assert_eq(ev_int(e0, "attempt"), 1);
+    cr_assert_str_eq(ev_str(e0, "supplier"), "sup-b");
+    cr_assert_str_eq(ev_str(e0, "state"), "failed");
+    cr_assert_str_eq(ev_str(e0, "reason"), "out_of_stock");
+    cr_assert_str_eq(ev_str(e1, "type"), "order.attempt");
+    cr_assert_eq(ev_int(e1, "attempt"), 2);
+    cr_assert_str_eq(ev_str(e1, "supplier"), "sup-c");
+    cr_assert_str_eq(ev_str(e1, "state"), "sending");
+    json_decref(evs);
+    seq = last_event();
+
+    /* attempt 1 is final now: a late answer for it is refused */
+    cr_assert_eq(attempt(id, 1, PH_ATTEMPT_SUCCEEDED, NULL), PH_ESTATE);
+    cr_assert_eq(attempt(id, 2, PH_ATTEMPT_PROCESSING, NULL), PH_OK);
+    cr_assert_eq(attempt(id, 2, PH_ATTEMPT_FAILED, "invalid_product"), PH_OK);
+    o = get_order(id, 0);
+    cr_assert_eq(o->state, PH_ORDER_FAILED);
+    cr_assert_str_eq(o->reason, "invalid_product");
+    cr_assert_eq(o->cost, 0);
+    ph_order_free(o);
+    assert_pending(NULL, 0);
+    evs = events_after(seq);
+    cr_assert_eq(json_array_size(evs), 3);
+    cr_assert_str_eq(ev_str(json_array_get(evs, 0), "state"), "processing");
+    json_t *last = json_array_get(evs, 2);
+    cr_assert_str_eq(ev_str(last, "type"), "order.failed");
+    cr_assert_str_eq(ev_str(last, "reason"), "invalid_product");
+    cr_assert_str_eq(ev_str(last, "supplier"), "sup-c");
+    json_decref(evs);
+    assert_check();
+}
+
+/* Every move not allowed by store.h is PH_ESTATE and changes nothing. */
+Test(supply, forbidden_transitions_change_nothing)
+{
+    start();
+    uint64_t sending = create_ok("S-1", IQ, 1, "sup-b");
+    uint64_t processing = create_ok("S-2", IQ, 1, "sup-b");
+    uint64_t unknown = create_ok("S-3", IQ, 1, "sup-b");
+    uint64_t succeeded = create_ok("S-4", TOPUP, 1, "sup-b");
+    uint64_t failed = create_ok("S-5", IQ, 1, "sup-b");
+    cr_assert_eq(attempt(processing, 1, PH_ATTEMPT_PROCESSING, NULL), PH_OK);
+    cr_assert_eq(attempt(unknown, 1, PH_ATTEMPT_UNKNOWN, "timeout"), PH_OK);
+    cr_assert_eq(attempt(succeeded, 1, PH_ATTEMPT_SUCCEEDED, NULL), PH_OK);
+    cr_assert_eq(attempt(failed, 1, PH_ATTEMPT_FAILED, "refused"), PH_OK);
+
+    struct {
+        uint64_t order;
+        int to;
+    } bad[] = {
+        {processing, PH_ATTEMPT_SENDING},
+        {unknown, PH_ATTEMPT_SENDING},
+        {succeeded, PH_ATTEMPT_SENDING},
+        {succeeded, PH_ATTEMPT_PROCESSING},
+        {succeeded, PH_ATTEMPT_UNKNOWN},
+        {succeeded, PH_ATTEMPT_SUCCEEDED},
+        {succeeded, PH_ATTEMPT_FAILED},
+        {failed, PH_ATTEMPT_SENDING},
+        {failed, PH_ATTEMPT_PROCESSING},
+        {failed, PH_ATTEMPT_UNKNOWN},
+        {failed, PH_ATTEMPT_SUCCEEDED},
+        {failed, PH_ATTEMPT_FAILED},
+        {sending, 0},
+        {sending, 6},
+    };
+    uint64_t all[] = {sending, processing, unknown, succeeded, failed};
+    char *before[5];
+    for (int i = 0; i < 5; i++)
+        before[i] = order_text(all[i]);
+    uint64_t seq = last_event();
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ph_cmd c;
+        attempt_cmd(&c, bad[i].order, 1, bad[i].to);
+        c.in.attempt.reason = "late";
+        c.in.attempt.supplier_order_id = "X";
+        c.in.attempt.count_check = 1;
+        c.in.attempt.next_check_at = NOW + 99;
+        cr_assert_eq(ph_store_exec(g_s, &c), PH_ESTATE, "order %llu -> %d was accepted",
+                     (unsigned long long)bad[i].order, bad[i].to);
+        cr_assert_null(c.order);
+        ph_cmd_clear(&c);
+    }
+    /* no such attempt, no such order, an order from stock */
+    cr_assert_eq(attempt(sending, 2, PH_ATTEMPT_PROCESSING, NULL), PH_ENOTFOUND);
+    cr_assert_eq(attempt(sending, 0, PH_ATTEMPT_PROCESSING, NULL), PH_ENOTFOUND);
+    cr_assert_eq(attempt(999, 1, PH_ATTEMPT_PROCESSING, NULL), PH_ENOTFOUND);
+    cr_assert_eq(import_code(1), PH_OK);
+    ph_cmd oc = {.type = PH_CMD_ORDER, .now = NOW};
+    oc.in.order.client = "mall";
+    oc.in.order.client_order_id = "L-1";
+    oc.in.order.sku = IQ;
+    oc.in.order.quantity = 1;
+    cr_assert_eq(ph_store_exec(g_s, &oc), PH_OK, "%s", oc.err.msg);
+    uint64_t local = oc.order->id;
+    cr_assert_eq(oc.order->delivery, 0);
+    cr_assert_eq(oc.order->nattempts, 0);
+    ph_cmd_clear(&oc);
+    seq = last_event();
+    cr_assert_eq(attempt(local, 1, PH_ATTEMPT_SUCCEEDED, NULL), PH_ENOTFOUND);
+    /* malformed fields are refused too */
+    cr_assert_eq(attempt(sending, 1, PH_ATTEMPT_UNKNOWN, "bad\nreason"), PH_EINVAL);
+    ph_cmd c;
+    attempt_cmd(&c, sending, 1, PH_ATTEMPT_PROCESSING);
+    c.in.attempt.next = (ph_attempt_target){"sup-c", "C-1", 1};
+    cr_assert_eq(ph_store_exec(g_s, &c), PH_EINVAL, "next without a failure");
+    ph_cmd_clear(&c);
+
+    cr_assert_eq(last_event(), seq, "a refused command wrote an event");
+    for (int i = 0; i < 5; i++) {
+        char *after = order_text(all[i]);
+        cr_assert_str_eq(after, before[i], "order %llu changed", (unsigned long long)all[i]);
+        free(after);
+        free(before[i]);
+    }
+    uint64_t pend[] = {sending, processing, unknown};
+    assert_pending(pend, 3);
+    assert_check();
+}
+
+Test(supply, a_succeeded_card_order_gets_the_supplied_codes)
+{
+    start();
+    cr_assert_eq(import_code(900), PH_OK); /* batch 1: local stock, untouched */
+    uint64_t id = create_ok("S-1", IQ, 2, "sup-b");
+    cr_assert_eq(attempt(id, 1, PH_ATTEMPT_PROCESSING, NULL), PH_OK);
+    uint64_t seq = last_event();
+    unsigned nums[] = {7, 3};
+    ph_cmd c;
+    cr_assert_eq(succeed_with(id, 1, nums, 2, &c), PH_OK, "%s", c.err.msg);
+    ph_order *o = c.order;
+    cr_assert_eq(o->state, PH_ORDER_SUCCEEDED);
+    cr_assert_eq(o->cost, 3000, "unit cost x quantity");
+    cr_assert_eq(o->ncodes, 2);
+    cr_assert_not_null(o->codes);
+    cr_assert_eq(o->codes[0].id, 2);
+    cr_assert_eq(o->codes[1].id, 3);
+    cr_assert_eq(o->codes[0].state, PH_CODE_ISSUED);
+    cr_assert(memcmp(o->codes[0].sealed, "sealed-7", 8) == 0);
+    cr_assert_str_eq(o->attempts[0].supplier_order_id, "SUP-77");
+    cr_assert_eq(o->attempts[0].state, PH_ATTEMPT_SUCCEEDED);
+    ph_cmd_clear(&c);
+
+    /* read back with codes */
+    o = get_order(id, 1);
+    cr_assert_eq(o->ncodes, 2);
+    cr_assert(memcmp(o->codes[1].sealed, "sealed-3", 8) == 0);
+    uint64_t batch = o->codes[0].batch_id;
+    ph_order_free(o);
+
+    /* the codes are findable by hash, issued to the order, in a batch of their own */
+    for (int i = 0; i < 2; i++) {
+        uint8_t h[32];
+        ph_code_info info;
+        ph_err err = {0};
+        code_hash(nums[i], h);
+        cr_assert_eq(ph_store_code_find(g_s, h, &info, &err), PH_OK, "%s", err.msg);
+        cr_assert_eq(info.code.state, PH_CODE_ISSUED);
+        cr_assert_eq(info.code.order_id, id);
+        cr_assert_not_null(info.order);
+        cr_assert_str_eq(info.order->client_order_id, "S-1");
+        cr_assert_eq(info.batch.id, batch);
+        cr_assert_str_eq(info.batch.supplier, "sup-b");
+        cr_assert_str_eq(info.batch.sku, IQ);
+        cr_assert_str_eq(info.batch.note, "order 1 attempt 1");
+        cr_assert_eq(info.batch.unit_cost, 1500);
+        cr_assert_eq(info.batch.count, 2);
+        ph_code_info_clear(&info);
+    }
+    ph_batch b;
+    uint64_t counts[7];
+    cr_assert_eq(ph_store_batch_get(g_s, batch, &b, counts, NULL), PH_OK);
+    cr_assert_eq(batch, 2);
+    cr_assert_eq(counts[PH_CODE_ISSUED], 2);
+    cr_assert_eq(counts[PH_CODE_AVAILABLE], 0);
+    char *json;
+    uint64_t avail = 0;
+    cr_assert_eq(ph_store_product_get(g_s, IQ, &json, &avail, NULL), PH_OK);
+    free(json);
+    cr_assert_eq(avail, 1, "the supplier's codes never enter the stock");
+
+    json_t *evs = events_after(seq);
+    cr_assert_eq(json_array_size(evs), 2);
+    cr_assert_str_eq(ev_str(json_array_get(evs, 0), "type"), "order.attempt");
+    cr_assert_str_eq(ev_str(json_array_get(evs, 0), "state"), "succeeded");
+    json_t *ev = json_array_get(evs, 1);
+    cr_assert_str_eq(ev_str(ev, "type"), "order.succeeded");
+    cr_assert_eq(ev_int(ev, "order_id"), (json_int_t)id);
+    cr_assert_str_eq(ev_str(ev, "supplier"), "sup-b");
+    cr_assert_eq(ev_int(ev, "cost_fen"), 3000);
+    cr_assert_eq(ev_int(ev, "batch_id"), (json_int_t)batch);
+    json_decref(evs);
+    assert_pending(NULL, 0);
+    assert_check();
+
+    /* the supplier voids its delivery: the order is named */
+    ph_cmd v = {.type = PH_CMD_VOID_BATCH, .now = NOW + 5000};
+    v.in.void_batch.batch_id = batch;
+    v.in.void_batch.reason = "upstream";
+    cr_assert_eq(ph_store_exec(g_s, &v), PH_OK, "%s", v.err.msg);
+    cr_assert_eq(v.voided_codes, 2);
+    cr_assert_eq(v.naffected, 1);
+    cr_assert_eq(v.affected[0].id, id);
+    ph_cmd_clear(&v);
+    assert_check();
+}
+
+Test(supply, a_code_stored_before_is_refused_and_nothing_changes)
+{
+    start();
+    cr_assert_eq(import_code(5), PH_OK);
+    uint64_t id = create_ok("S-1", IQ, 2, "sup-b");
+    char *before = order_text(id);
+    uint64_t seq = last_event();
+    ph_cmd c;
+    unsigned stored[] = {6, 5};
+    cr_assert_eq(succeed_with(id, 1, stored, 2, &c), PH_EDUP);
+    cr_assert_null(c.order);
+    ph_cmd_clear(&c);
+    unsigned twice[] = {8, 8};
+    cr_assert_eq(succeed_with(id, 1, twice, 2, NULL), PH_EDUP, "the same code twice");
+    cr_assert_eq(last_event(), seq);
+    char *after = order_text(id);
+    cr_assert_str_eq(after, before);
+    free(after);
+    free(before);
+    uint8_t h[32];
+    ph_code_info info;
+    code_hash(6, h);
+    cr_assert_eq(ph_store_code_find(g_s, h, &info, NULL), PH_ENOTFOUND);
+    ph_store_stats st;
+    cr_assert_eq(ph_store_check(g_s, &st, NULL), PH_OK);
+    cr_assert_eq(st.codes, 1);
+    ph_store_stats_clear(&st);
+    /* ids were given back: the retry's codes start at 2 */
+    unsigned good[] = {6, 9};
+    cr_assert_eq(succeed_with(id, 1, good, 2, &c), PH_OK, "%s", c.err.msg);
+    cr_assert_eq(c.order->codes[0].id, 2);
+    ph_cmd_clear(&c);
+    assert_check();
+}
+
+Test(supply, codes_must_match_the_order)
+{
+    start();
+    uint64_t card = create_ok("S-1", IQ, 2, "sup-b");
+    uint64_t topup = create_ok("S-2", TOPUP, 1, "sup-b");
+    uint64_t seq = last_event();
+    unsigned one[] = {1}, three[] = {1, 2, 3};
+    cr_assert_eq(succeed_with(card, 1, one, 1, NULL), PH_EINVAL, "1 code for 2");
+    cr_assert_eq(succeed_with(card, 1, three, 3, NULL), PH_EINVAL, "3 codes for 2");
+    cr_assert_eq(succeed_with(card, 1, NULL, 0, NULL), PH_EINVAL, "no codes for 2");
+    cr_assert_eq(succeed_with(topup, 1, one, 1, NULL), PH_EINVAL, "codes for a recharge");
+    supplied s;
+    supply_codes(&s, one, 1);
+    ph_cmd c;
+    attempt_cmd(&c, card, 1, PH_ATTEMPT_PROCESSING);
+    c.in.attempt.codes = s.codes;
+    c.in.attempt.ncodes = 1;
+    cr_assert_eq(ph_store_exec(g_s, &c), PH_EINVAL, "codes without success");
+    ph_cmd_clear(&c);
+    cr_assert_eq(last_event(), seq);
+    ph_order *o = get_order(card, 0);
+    cr_assert_eq(o->state, PH_ORDER_PROCESSING);
+    cr_assert_eq(o->attempts[0].state, PH_ATTEMPT_SENDING);
+    ph_order_free(o);
+    assert_check();
+}
+
+Test(supply, a_recharge_keeps_its_sealed_account_and_settles_through_unknown)
+{
+    start();
+    uint64_t seq = last_event();
+    uint64_t id = create_ok("T-1", TOPUP, 1, "sup-b");
+    ph_order *o = get_order(id, 1);
+    cr_assert_eq(o->delivery, PH_DELIVERY_RECHARGE);
+    cr_assert_str_eq(o->account_masked, ACCOUNT_MASKED);
+    cr_assert_eq(o->account_sealed_len, strlen(ACCOUNT_SEALED));
+    cr_assert(memcmp(o->account_sealed, ACCOUNT_SEALED, o->account_sealed_len) == 0);
+    ph_order_free(o);
+
+    /* a timeout: the order is unknown until the supplier is asked */
+    ph_cmd c;
+    attempt_cmd(&c, id, 1, PH_ATTEMPT_UNKNOWN);
+    c.in.attempt.reason = "timeout";
+    c.in.attempt.next_check_at = NOW + 30000;
+    cr_assert_eq(ph_store_exec(g_s, &c), PH_OK, "%s", c.err.msg);
+    cr_assert_eq(c.order->state, PH_ORDER_UNKNOWN);
+    cr_assert_str_eq(c.order->reason, "timeout");
+    cr_assert_eq(c.order->attempts[0].next_check_at, NOW + 30000);
+    ph_cmd_clear(&c);
+    uint64_t pend[] = {id};
+    assert_pending(pend, 1);
+
+    /* a query that learns nothing new: recorded, no event */
+    uint64_t mid = last_event();
+    attempt_cmd(&c, id, 1, PH_ATTEMPT_UNKNOWN);
+    c.in.attempt.count_check = 1;
+    c.in.attempt.next_check_at = NOW + 90000;
+    cr_assert_eq(ph_store_exec(g_s, &c), PH_OK, "%s", c.err.msg);
+    cr_assert_eq(c.order->attempts[0].checks, 1);
+    cr_assert_eq(c.order->attempts[0].next_check_at, NOW + 90000);
+    ph_cmd_clear(&c);
+    cr_assert_eq(last_event(), mid);
+
+    attempt_cmd(&c, id, 1, PH_ATTEMPT_SUCCEEDED);
+    c.in.attempt.charged = 2990;
+    c.in.attempt.count_check = 1;
+    cr_assert_eq(ph_store_exec(g_s, &c), PH_OK, "%s", c.err.msg);
+    o = c.order;
+    cr_assert_eq(o->state, PH_ORDER_SUCCEEDED);
+    cr_assert_eq(o->cost, 2990, "what the supplier charged");
+    cr_assert_eq(o->ncodes, 0);
+    cr_assert_str_eq(o->reason, "");
+    cr_assert_eq(o->attempts[0].checks, 2);
+    cr_assert_eq(o->attempts[0].next_check_at, 0, "a settled attempt is not checked");
+    cr_assert_eq(o->attempts[0].charged, 2990);
+    ph_cmd_clear(&c);
+    assert_pending(NULL, 0);
+
+    json_t *evs = events_after(seq); /* asserts no event holds the account */
+    const char *types[] = {"order.accepted", "order.attempt", "order.unknown", "order.attempt",
+                           "order.succeeded"};
+    cr_assert_eq(json_array_size(evs), 5);
+    for (size_t i = 0; i < 5; i++)
+        cr_assert_str_eq(ev_str(json_array_get(evs, i), "type"), types[i]);
+    cr_assert_str_eq(ev_str(json_array_get(evs, 0), "delivery"), "recharge");
+    cr_assert_str_eq(ev_str(json_array_get(evs, 2), "reason"), "timeout");
+    json_decref(evs);
+    assert_check();
+}
+
+Test(supply, pending_follows_the_attempts)
+{
+    start();
+    uint64_t a = create_ok("S-1", IQ, 1, "sup-b");
+    uint64_t b = create_ok("S-2", IQ, 1, NULL); /* failed at once */
+    uint64_t c = create_ok("S-3", TOPUP, 1, "sup-b");
+    uint64_t d = create_ok("S-4", TOPUP, 1, "sup-b");
+    uint64_t e = create_ok("S-5", TOPUP, 1, "sup-b");
+    (void)b;
+    uint64_t p1[] = {a, c, d, e};
+    assert_pending(p1, 4);
+    cr_assert_eq(attempt(c, 1, PH_ATTEMPT_SUCCEEDED, NULL), PH_OK);
+    cr_assert_eq(attempt(d, 1, PH_ATTEMPT_UNKNOWN, "reset"), PH_OK);
+    uint64_t p2[] = {a, d, e};
+    assert_pending(p2, 3);
+    cr_assert_eq(attempt(a, 1, PH_ATTEMPT_FAILED, "no"), PH_OK);
+    cr_assert_eq(attempt(e, 1, PH_ATTEMPT_PROCESSING, NULL), PH_OK);
+    uint64_t p3[] = {d, e};
+    assert_pending(p3, 2);
+    ph_order **list;
+    size_t n;
+    cr_assert_eq(ph_store_pending_list(g_s, d, 10, &list, &n, NULL), PH_OK);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(list[0]->id, e);
+    cr_assert_eq(list[0]->attempts[0].state, PH_ATTEMPT_PROCESSING);
+    ph_order_list_free(list, n);
+    cr_assert_eq(ph_store_pending_list(g_s, 0, 0, &list, &n, NULL), PH_OK);
+    cr_assert_eq(n, 0);
+    ph_order_list_free(list, n);
+    assert_check();
+}
+
+Test(supply, a_step_is_recorded_while_sending)
+{
+    start();
+    uint64_t id = create_ok("S-1", IQ, 1, "sup-b");
+    uint64_t seq = last_event();
+    ph_cmd c;
+    attempt_cmd(&c, id, 1, PH_ATTEMPT_SENDING);
+    c.in.attempt.step = 1;
+    c.in.attempt.step_state = "token:abc";
+    cr_assert_eq(ph_store_exec(g_s, &c), PH_OK, "%s", c.err.msg);
+    cr_assert_eq(c.order->attempts[0].step, 1);
+    cr_assert_str_eq(c.order->attempts[0].step_state, "token:abc");
+    cr_assert_eq(c.order->attempts[0].state, PH_ATTEMPT_SENDING);
+    cr_assert_eq(c.order->updated_at, NOW, "a step does not change the order");
+    ph_cmd_clear(&c);
+    cr_assert_eq(last_event(), seq);
+    assert_check();
+}
+
+Test(supply, close_and_reopen_keep_everything)
+{
+    start();
+    const char *uid = ph_store_uid(g_s);
+    char saved[16];
+    snprintf(saved, sizeof saved, "%s", uid);
+    cr_assert_eq(strlen(saved), 8);
+    cr_assert_eq(strspn(saved, "0123456789abcdef"), 8, "uid '%s' is not lowercase hex", saved);
+
+    uint64_t sending = create_ok("S-1", IQ, 1, "sup-b");
+    uint64_t checked = create_ok("S-2", TOPUP, 1, "sup-b");
+    ph_cmd c;
+    attempt_cmd(&c, checked, 1, PH_ATTEMPT_PROCESSING);
+    c.in.attempt.supplier_order_id = "SUP-1";
+    c.in.attempt.next_check_at = NOW + 60000;
+    c.in.attempt.count_check = 1;
+    c.in.attempt.step = 2;
+    c.in.attempt.step_state = "poll";
+    cr_assert_eq(ph_store_exec(g_s, &c), PH_OK, "%s", c.err.msg);
+    ph_cmd_clear(&c);
+    uint64_t done = create_ok("S-3", IQ, 1, "sup-b");
+    unsigned nums[] = {4};
+    cr_assert_eq(succeed_with(done, 1, nums, 1, NULL), PH_OK);
+    char *before[3] = {order_text(sending), order_text(checked), order_text(done)};
+    uint64_t seq = last_event();
+
+    reopen();
+    cr_assert_str_eq(ph_store_uid(g_s), saved, "the uid changed across a restart");
+    uint64_t ids[] = {sending, checked, done};
+    for (int i = 0; i < 3; i++) {
+        char *after = order_text(ids[i]);
+        cr_assert_str_eq(after, before[i]);
+        free(after);
+        free(before[i]);
+    }
+    ph_order *o = get_order(sending, 0);
+    cr_assert_eq(o->attempts[0].state, PH_ATTEMPT_SENDING, "the store never resolves SENDING");
+    ph_order_free(o);
+    uint64_t pend[] = {sending, checked};
+    assert_pending(pend, 2);
+    cr_assert_eq(last_event(), seq);
+    /* ids carry on */
+    uint64_t next = create_ok("S-4", IQ, 1, "sup-b");
+    cr_assert_eq(next, done + 1);
+    o = get_order(next, 0);
+    expect_ref(&o->attempts[0], next, 1);
+    ph_order_free(o);
+    assert_check();
+
+    /* another store has its own uid */
+    char other[128];
+    snprintf(other, sizeof other, "%s/other", g_base);
+    ph_store *s2 = open_at(other);
+    cr_assert_str_neq(ph_store_uid(s2), saved);
+    ph_store_close(s2);
+}
+
+Test(supply, state_names)
+{
+    cr_assert_str_eq(ph_attempt_state_name(PH_ATTEMPT_SENDING), "sending");
+    cr_assert_str_eq(ph_attempt_state_name(PH_ATTEMPT_PROCESSING), "processing");
+    cr_assert_str_eq(ph_attempt_state_name(PH_ATTEMPT_UNKNOWN), "unknown");
+    cr_assert_str_eq(ph_attempt_state_name(PH_ATTEMPT_SUCCEEDED), "succeeded");
+    cr_assert_str_eq(ph_attempt_state_name(PH_ATTEMPT_FAILED), "failed");
+    cr_assert_str_eq(ph_attempt_state_name(0), "?");
+    cr_assert_str_eq(ph_attempt_state_name(6), "?");
+}
+
+/* ---- the checker sees planted violations ------------------------------------------- */
+
+/* Order 1 SENDING (pending), order 2 a succeeded card order (codes 1, 2 in batch 1). */
+static void damaged_base(void)
+{
+    start();
+    create_ok("S-1", IQ, 1, "sup-b");
+    uint64_t done = create_ok("S-2", IQ, 2, "sup-b");
+    unsigned nums[] = {1, 2};
+    cr_assert_eq(succeed_with(done, 1, nums, 2, NULL), PH_OK);
+    assert_check();
+    ph_store_close(g_s);
+    g_s = NULL;
+}
+
+Test(supply, check_detects_a_lost_pending_entry)
+{
+    damaged_base();
+    MDB_txn *txn;
+    MDB_env *env = raw_open(&txn);
+    MDB_dbi pending = raw_dbi(txn, "pending", MDB_INTEGERKEY);
+    uint64_t id = 1;
+    MDB_val k = {8, &id};
+    cr_assert_eq(mdb_del(txn, pending, &k, NULL), 0);
+    raw_commit(env, txn);
+    assert_check_fails("order 1");
+}
+
+Test(supply, check_detects_a_settled_order_still_pending)
+{
+    damaged_base();
+    MDB_txn *txn;
+    MDB_env *env = raw_open(&txn);
+    MDB_dbi pending = raw_dbi(txn, "pending", MDB_INTEGERKEY);
+    uint64_t id = 2;
+    MDB_val k = {8, &id}, v = {0, ""};
+    cr_assert_eq(mdb_put(txn, pending, &k, &v, 0), 0);
+    raw_commit(env, txn);
+    assert_check_fails("order 2");
+}
+
+Test(supply, check_detects_a_pending_entry_for_no_order)
+{
+    damaged_base();
+    MDB_txn *txn;
+    MDB_env *env = raw_open(&txn);
+    MDB_dbi pending = raw_dbi(txn, "pending", MDB_INTEGERKEY);
+    uint64_t id = 77;
+    MDB_val k = {8, &id}, v = {0, ""};
+    cr_assert_eq(mdb_put(txn, pending, &k, &v, 0), 0);
+    raw_commit(env, txn);
+    assert_check_fails("pending");
+}
+
+/* A supplier's code turned available (and listed in stock) would be sold twice. */
+Test(supply, check_detects_a_supplied_code_made_available)
+{
+    damaged_base();
+    MDB_txn *txn;
+    MDB_env *env = raw_open(&txn);
+    MDB_dbi codes = raw_dbi(txn, "codes", MDB_INTEGERKEY);
+    MDB_dbi avail = raw_dbi(txn, "avail", MDB_DUPSORT | MDB_DUPFIXED | MDB_INTEGERDUP);
+    uint64_t id = 2;
+    MDB_val k = {8, &id}, v;
+    cr_assert_eq(mdb_get(txn, codes, &k, &v), 0);
+    uint8_t *rec = malloc(v.mv_size);
+    memcpy(rec, v.mv_data, v.mv_size);
+    rec[offsetof(ph_code_rec, state)] = PH_CODE_AVAILABLE;
+    memset(rec + offsetof(ph_code_rec, order_id), 0, 8);
+    MDB_val nv = {v.mv_size, rec};
+    cr_assert_eq(mdb_put(txn, codes, &k, &nv, 0), 0);
+    free(rec);
+    MDB_val sk = {strlen(IQ), IQ}, sv = {8, &id};
+    cr_assert_eq(mdb_put(txn, avail, &sk, &sv, 0), 0);
+    raw_commit(env, txn);
+    assert_check_fails("code 2");
+}
+
+/* Attempt numbers must run 1, 2, ...: renumber attempt 1 of order 1 to 3. */
+Test(supply, check_detects_a_renumbered_attempt)
+{
+    damaged_base();
+    MDB_txn *txn;
+    MDB_env *env = raw_open(&txn);
+    MDB_dbi supply = raw_dbi(txn, "supply", MDB_INTEGERKEY);
+    uint64_t id = 1;
+    MDB_val k = {8, &id}, v;
+    cr_assert_eq(mdb_get(txn, supply, &k, &v), 0);
+    uint8_t *rec = malloc(v.mv_size);
+    memcpy(rec, v.mv_data, v.mv_size);
+    ph_supply_rec h;
+    memcpy(&h, rec, sizeof h);
+    cr_assert_eq(h.nattempts, 1);
+    size_t at = sizeof h + h.reason_len + h.masked_len + h.sealed_len;
+    uint32_t no = 3;
+    memcpy(rec + at + offsetof(ph_attempt_rec, no), &no, 4);
+    MDB_val nv = {v.mv_size, rec};
+    cr_assert_eq(mdb_put(txn, supply, &k, &nv, 0), 0);
+    free(rec);
+    raw_commit(env, txn);
+    assert_check_fails("order 1");
+}
+
+/* A succeeded card order that lost one of its codes. */
+Test(supply, check_detects_a_succeeded_order_short_of_codes)
+{
+    damaged_base();
+    MDB_txn *txn;
+    MDB_env *env = raw_open(&txn);
+    MDB_dbi orders = raw_dbi(txn, "orders", MDB_INTEGERKEY);
+    uint64_t id = 2;
+    MDB_val k = {8, &id}, v;
+    cr_assert_eq(mdb_get(txn, orders, &k, &v), 0);
+    uint8_t *rec = malloc(v.mv_size);
+    memcpy(rec, v.mv_data, v.mv_size);
+    uint32_t ncodes = 1;
+    memcpy(rec + offsetof(ph_order_rec, ncodes), &ncodes, 4);
+    MDB_val nv = {v.mv_size - 8, rec};
+    cr_assert_eq(mdb_put(txn, orders, &k, &nv, 0), 0);
+    free(rec);
+    raw_commit(env, txn);
+    assert_check_fails("order 2");
+}
