@@ -1,0 +1,145 @@
+/* sim_control.c — the test-facing control API under /_sim (no auth). */
+#include "supsim.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define CB_MAX_COPIES 64
+
+static void ctl_error(sim_reply *out, unsigned status, const char *msg)
+{
+    sim_reply_json(out, status, json_pack("{s:s}", "error", msg));
+}
+
+static void faults_post(sim *s, const sim_request *rq, sim_reply *out)
+{
+    json_t *d = json_loadb(rq->body ? rq->body : "", rq->len, 0, NULL);
+    char msg[160];
+    int id = 0;
+    if (sim_fault_add(s, d, &id, msg, sizeof msg))
+        ctl_error(out, 400, msg);
+    else
+        sim_reply_json(out, 201, json_pack("{s:i}", "id", id));
+    json_decref(d);
+}
+
+/* A prepared callback: what to send where. Owned strings. */
+typedef struct cb_plan {
+    sim_proto proto;
+    char order_id[32];
+    char *url, *body, *header;
+} cb_plan;
+
+/* Builds the notify of mode for o; 0, or an HTTP status with msg. s->mu held. */
+static unsigned plan_locked(sim *s, sim_order *o, const char *mode, cb_plan *p)
+{
+    int64_t now = (int64_t)time(NULL);
+    int replay = !strcmp(mode, "replay"), stale = !strcmp(mode, "stale");
+    sim_nmode m = !strcmp(mode, "forged")     ? SIM_N_FORGED
+                  : !strcmp(mode, "tampered") ? SIM_N_TAMPERED
+                                              : SIM_N_LEGIT;
+    if (!replay && !stale && m == SIM_N_LEGIT && strcmp(mode, "legit"))
+        return 400;
+    sim_order_settle_locked(s, o);
+    p->proto = o->proto;
+    snprintf(p->order_id, sizeof p->order_id, "%s", o->order_id);
+    if (replay) {
+        if (!o->last_body)
+            return 409;
+        p->body = strdup(o->last_body);
+        p->header = o->last_header ? strdup(o->last_header) : NULL;
+        return 0;
+    }
+    int64_t t = stale ? now - 3600 : now;
+    if (o->proto == SIM_GATEWAY)
+        p->body = sim_gw_notify_locked(s, o, t, m);
+    else
+        sim_rw_notify_locked(s, o, t, m, &p->body, &p->header);
+    if (p->body && !strcmp(mode, "legit")) {
+        free(o->last_body);
+        free(o->last_header);
+        o->last_body = strdup(p->body);
+        o->last_header = p->header ? strdup(p->header) : NULL;
+    }
+    return 0;
+}
+
+/* Finds the order and prepares the callback; 0 or an HTTP status with msg. */
+static unsigned callback_prepare(sim *s, json_t *d, cb_plan *p, const char **msg)
+{
+    const char *ref = json_string_value(json_object_get(d, "ref"));
+    const char *mode = json_string_value(json_object_get(d, "mode"));
+    const char *proto = json_string_value(json_object_get(d, "protocol"));
+    const char *url = json_string_value(json_object_get(d, "url"));
+    if (!ref || !mode)
+        return *msg = "fields ref and mode are required", 400;
+    pthread_mutex_lock(&s->mu);
+    sim_order *o = NULL;
+    if (!proto || !strcmp(proto, "gateway"))
+        o = sim_order_find_locked(s, SIM_GATEWAY, ref);
+    if (!o && (!proto || !strcmp(proto, "rewards")))
+        o = sim_order_find_locked(s, SIM_REWARDS, ref);
+    unsigned st = !o ? 404 : (!url && !o->notify_url) ? 409 : plan_locked(s, o, mode, p);
+    if (!st && !(p->url = strdup(url ? url : o->notify_url)))
+        st = 500;
+    pthread_mutex_unlock(&s->mu);
+    *msg = st == 404   ? "no order with this ref"
+           : st == 409 ? "the order has no notify_url (give url) or no notify to replay"
+           : st == 400 ? "mode: legit, forged, tampered, stale or replay"
+                       : "out of memory";
+    if (!st && !p->body)
+        return *msg = "out of memory", 500;
+    return st;
+}
+
+static void callback_post(sim *s, const sim_request *rq, sim_reply *out)
+{
+    json_t *d = json_loadb(rq->body ? rq->body : "", rq->len, 0, NULL);
+    cb_plan p = {0};
+    const char *msg = "";
+    json_int_t copies = json_integer_value(json_object_get(d, "copies"));
+    copies = copies < 1 ? 1 : copies > CB_MAX_COPIES ? CB_MAX_COPIES : copies;
+    unsigned st = callback_prepare(s, d, &p, &msg);
+    if (st) {
+        ctl_error(out, st, msg);
+    } else {
+        long statuses[CB_MAX_COPIES];
+        char *bodies[CB_MAX_COPIES];
+        int ok = sim_notify_send_now(s, p.proto, p.order_id, p.url, p.body, p.header, (int)copies,
+                                     statuses, bodies);
+        json_t *sa = json_array(), *ba = json_array();
+        for (int i = 0; i < copies; i++) {
+            json_array_append_new(sa, json_integer(statuses[i]));
+            json_array_append_new(ba, json_string(bodies[i] ? bodies[i] : ""));
+            free(bodies[i]);
+        }
+        sim_reply_json(out, 200,
+                       json_pack("{s:o,s:o,s:i}", "statuses", sa, "bodies", ba, "accepted", ok));
+    }
+    free(p.url);
+    free(p.body);
+    free(p.header);
+    json_decref(d);
+}
+
+void sim_control_handle(sim *s, const sim_request *rq, sim_reply *out)
+{
+    const char *m = rq->method, *path = rq->path;
+    if (!strcmp(path, "/_sim/faults") && !strcmp(m, "POST"))
+        faults_post(s, rq, out);
+    else if (!strcmp(path, "/_sim/faults") && !strcmp(m, "DELETE"))
+        sim_reply_json(out, 200, json_pack("{s:i}", "cleared", sim_fault_clear(s)));
+    else if (!strcmp(path, "/_sim/faults") && !strcmp(m, "GET"))
+        sim_reply_json(out, 200, sim_faults_json(s));
+    else if (!strcmp(path, "/_sim/truth") && !strcmp(m, "GET"))
+        sim_reply_json(out, 200, sim_truth(s));
+    else if (!strcmp(path, "/_sim/reset") && !strcmp(m, "POST")) {
+        sim_reset(s);
+        sim_reply_json(out, 200, json_pack("{s:b}", "reset", 1));
+    } else if (!strcmp(path, "/_sim/callback") && !strcmp(m, "POST"))
+        callback_post(s, rq, out);
+    else
+        ctl_error(out, 404, "no such control endpoint");
+}
