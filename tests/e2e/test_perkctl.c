@@ -193,7 +193,7 @@ Test(perkctl, ops_flow_import_order_lookup_events_status)
     has(out, "health:        ok\n");
     has_kv(out, "ready", "ready");
     has_kv(out, "orders", "2");
-    has_kv(out, "suppliers", "1 (1 ready)");
+    has_kv(out, "suppliers", "2 (2 ready)");
     has(out, "\nSKU        IMPORTED  AVAILABLE  ISSUED  VOIDED  EXPIRED\n"
              "test.card  3         0          3       0       0\n");
     has(out, "\nacme  example");
