@@ -165,6 +165,7 @@ static const field supplier_fields[] = {
     INT(ph_supplier_conf, breaker_failures, "breaker_failures", 1, 1000000, 1, "5"),
     INT(ph_supplier_conf, breaker_open_ms, "breaker_open_ms", 1, 86400000, 1, "10000"),
     INT(ph_supplier_conf, query_max_delay_ms, "query_max_delay_ms", 1, 3600000, 1, "30000"),
+    INT(ph_supplier_conf, processing_window_s, "processing_window_s", 0, 604800, 1, "0"),
 };
 static const field offer_fields[] = {
     IDENT(ph_offer_conf, supplier, "supplier"),

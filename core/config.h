@@ -48,6 +48,7 @@ typedef struct ph_supplier_conf {
     unsigned breaker_failures;   /* consecutive failures that open the breaker; default 5 */
     unsigned breaker_open_ms;    /* how long it stays open before a probe; default 10000 */
     unsigned query_max_delay_ms; /* ceiling of the order-query backoff; default 30000 */
+    unsigned processing_window_s;/* overrides the plugin's processing window; 0 = the plugin's */
 } ph_supplier_conf;
 
 typedef struct ph_offer_conf {

@@ -231,24 +231,25 @@ static void track_limits(ph_fulfil *f, track *t)
     const ph_supplier_conf *sc = ph_config_supplier(cfg, t->supplier);
     t->limits = (ph_sio_limits){.tls_verify = 1};
     t->query_max_ms = 30000;
+    unsigned window_s = 0;
     if (sc) {
         t->limits = (ph_sio_limits){sc->max_in_flight, sc->connect_timeout_ms, sc->timeout_ms,
                                     sc->tls_verify,    sc->breaker_failures,   sc->breaker_open_ms};
         t->query_max_ms = sc->query_max_delay_ms;
+        window_s = sc->processing_window_s;
     }
     const ph_product_conf *p = ph_config_product(cfg, t->sku);
     t->face_value = p ? p->face_value : 0;
     f->o.cfg.release(ref);
     if (t->sup) {
         const struct perkhub_plugin *pl = ph_supplier_plugin(t->sup);
-        t->window_ms = (int64_t)(pl->processing_window_s ? pl->processing_window_s : 300) * 1000;
+        if (!window_s)
+            window_s = pl->processing_window_s ? pl->processing_window_s : 300;
         t->query_delay_ms = pl->query_delay_ms ? pl->query_delay_ms : 1000;
     } else {
-        t->window_ms = 300000;
         t->query_delay_ms = 1000;
     }
-    snprintf(t->callback_url, sizeof t->callback_url, "%s/v1/callbacks/%s", f->callback_base,
-             t->supplier);
+    t->window_ms = (int64_t)(window_s ? window_s : 300) * 1000;
 }
 
 /* A track for attempt a of order o (which lists the suppliers tried so far). */
@@ -346,6 +347,9 @@ static void track_run(ph_fulfil *f, track *t)
         heap_push(f, t, ph_now_ms() + (t->query_max_ms > 0 ? t->query_max_ms : 30000));
         return;
     }
+    /* callback_base is guarded by f->mu, held here */
+    snprintf(t->callback_url, sizeof t->callback_url, "%s/v1/callbacks/%s", f->callback_base,
+             t->supplier);
     job_setup(t);
     t->phase = T_JOB;
     if (ph_sio_submit(f->o.sio, &t->job) != PH_OK)
