@@ -33,10 +33,10 @@ struct ph_req {
 
     /* response */
     unsigned status;
-    json_t *resp;              /* owned; sent and freed by http_api.c */
-    const char *replay_header; /* "true" adds Idempotent-Replay */
-    int closing;               /* 1 adds Connection: close (the daemon is stopping) */
-    int raw_body;              /* 1: resp is a JSON string sent as is (callback answers) */
+    json_t *resp;                 /* owned; sent and freed by http_api.c */
+    const char *replay_header;    /* "true" adds Idempotent-Replay */
+    int closing;                  /* 1 adds Connection: close (the daemon is stopping) */
+    int raw_body;                 /* 1: resp is a JSON string sent as is (callback answers) */
     const char *raw_content_type; /* static; with raw_body */
 
     /* a handler that suspends sets `resume`, called when it is resumed */
@@ -52,6 +52,10 @@ struct ph_req {
     char account_masked[32];
     unsigned wait_s;
     uint64_t order_id;
+
+    /* handler state that outlives a suspension; freed with ext_free at the end */
+    void *ext;
+    void (*ext_free)(void *ext);
 };
 
 #define PH_ACCOUNT_MAX 64 /* bytes of a recharge account */
@@ -104,5 +108,7 @@ int ph_api_events(ph_req *r);
 int ph_api_suppliers(ph_req *r);
 int ph_api_stats(ph_req *r);
 int ph_api_callback(ph_req *r);
+int ph_api_supplier_catalog(ph_req *r);
+int ph_api_supplier_balance(ph_req *r);
 
 #endif

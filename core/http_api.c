@@ -53,6 +53,8 @@ static const ph_route routes[] = {
     {"POST", "/v1/codes/lookup", PH_SCOPE_SUPPORT | PH_SCOPE_OPS, ph_api_code_lookup},
     {"GET", "/v1/events", PH_SCOPE_OPS, ph_api_events},
     {"GET", "/v1/suppliers", PH_SCOPE_OPS, ph_api_suppliers},
+    {"GET", "/v1/suppliers/*/catalog", PH_SCOPE_OPS, ph_api_supplier_catalog},
+    {"GET", "/v1/suppliers/*/balance", PH_SCOPE_OPS, ph_api_supplier_balance},
     {"GET", "/v1/stats", PH_SCOPE_OPS, ph_api_stats},
     /* suppliers authenticate by signature, checked by their plugin */
     {"POST", "/v1/callbacks/*", 0, ph_api_callback},
@@ -452,6 +454,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
            toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
     json_decref(r->resp);
     ph_cmd_clear(&r->cmd);
+    if (r->ext_free)
+        r->ext_free(r->ext);
     if (r->body) {
         ph_wipe(r->body, r->body_len); /* bodies may hold codes */
         free(r->body);

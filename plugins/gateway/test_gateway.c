@@ -361,6 +361,9 @@ Test(gateway, every_code_maps_to_its_class)
         {"code_2004.json", PERKHUB_AMBIGUOUS, "duplicate_order"},
         {"code_2005.json", PERKHUB_AMBIGUOUS, "unexpected_code"}, /* not an order.info */
         {"code_2006.json", PERKHUB_DEFINITE_FAILURE, "insufficient_balance"},
+        {"code_2007.json", PERKHUB_DEFINITE_FAILURE, "price_above_max"},
+        {"code_4000.json", PERKHUB_DEFINITE_FAILURE, "bad_request"},
+        {"code_4004.json", PERKHUB_DEFINITE_FAILURE, "unknown_method"},
         {"code_5000.json", PERKHUB_RETRYABLE, "supplier_busy"},
         {"code_9999.json", PERKHUB_AMBIGUOUS, "unexpected_code"},
     };

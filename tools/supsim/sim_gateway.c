@@ -8,7 +8,7 @@
 #include <time.h>
 
 #define GW_WINDOW_S        600
-#define GW_BAD_REQUEST     4000 /* not in the doc's table: "other", ambiguous */
+#define GW_BAD_REQUEST     4000 /* docs/protocols/gateway.md: definite failures */
 #define GW_UNKNOWN_METHOD  4004
 #define GW_PRICE_ABOVE_MAX 2007
 
