@@ -42,12 +42,13 @@ static int print_suppliers(const json_t *answer)
         return 0;
     }
     pk_table t;
-    pk_table_init(&t, 8,
+    pk_table_init(&t, 10,
                   (const char *const[]){"ID", "PLUGIN", "VERSION", "ABI", "ENABLED", "PRIORITY",
-                                        "STATE", "ERROR"});
+                                        "STATE", "BREAKER", "IN_FLIGHT", "ERROR"});
     json_array_foreach(suppliers, i, s)
     {
-        char b[8][64];
+        char b[10][64];
+        const json_t *h = json_object_get(s, "health"); /* the I/O engine's view */
         pk_table_add(&t, (const char *const[]){
                              pk_field(s, "id", b[0], sizeof b[0]),
                              pk_field(s, "plugin", b[1], sizeof b[1]),
@@ -56,7 +57,9 @@ static int print_suppliers(const json_t *answer)
                              pk_field(s, "enabled", b[4], sizeof b[4]),
                              pk_field(s, "priority", b[5], sizeof b[5]),
                              pk_field(s, "state", b[6], sizeof b[6]),
-                             pk_field(s, "error", b[7], sizeof b[7]),
+                             pk_field(h, "breaker", b[7], sizeof b[7]),
+                             pk_field(h, "in_flight", b[8], sizeof b[8]),
+                             pk_field(s, "error", b[9], sizeof b[9]),
                          });
     }
     int rc = pk_table_print(&t, stdout);
