@@ -520,6 +520,25 @@ static void track_next_attempt(ph_fulfil *f, track *t, const ph_order *o)
     t->send_order = 1;
 }
 
+/* The supplier delivered codes we already hold (PH_EDUP): storing them would
+ * issue a code twice (rule 1), and asking again brings the same codes. The
+ * supplier acted and charged, so the attempt fails without fail-over, with a
+ * reason ops reconcile with the supplier. 1 when the command was resubmitted. */
+static int refuse_known_codes(ph_fulfil *f, track *t, ph_cmd *cmd)
+{
+    if (cmd->rc != PH_EDUP || !cmd->in.attempt.ncodes)
+        return 0;
+    ph_log(f->o.log, PH_LOG_ERROR, NULL, "fulfil.known_codes",
+           "order=%llu attempt=%u supplier=%s detail=\"the supplier delivered codes already "
+           "stored; the attempt fails for reconciliation\"",
+           (unsigned long long)t->order_id, t->no, t->supplier);
+    ph_attempt_move m = {.state = PH_ATTEMPT_FAILED};
+    snprintf(m.reason, sizeof m.reason, "supplier_delivered_known_codes");
+    ph_cmd_clear(cmd);
+    fill_cmd(t, &m, NULL);
+    return ph_store_submit(f->o.store, &t->cmd) == PH_OK;
+}
+
 static void on_cmd_done(ph_cmd *cmd)
 {
     track *t = cmd->arg;
@@ -529,6 +548,8 @@ static void on_cmd_done(ph_cmd *cmd)
     free(t->blobs);
     t->codes = NULL;
     t->blobs = NULL;
+    if (refuse_known_codes(f, t, cmd))
+        return;
     pthread_mutex_lock(&f->mu);
     if (cmd->rc != PH_OK || !o) {
         /* PH_ESTATE: the attempt moved on already (a late duplicate); anything

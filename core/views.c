@@ -43,6 +43,7 @@ static json_t *view_attempt(const ph_attempt *a)
                           ph_attempt_state_name(a->state), "unit_cost", money(a->unit_cost));
     if (!j)
         return NULL;
+    json_object_set_new(j, "ref", json_string(a->ref)); /* our order number at the supplier */
     if (a->supplier_order_id[0])
         json_object_set_new(j, "supplier_order_id", json_string(a->supplier_order_id));
     if (a->reason[0])
