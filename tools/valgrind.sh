@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the unit tests, and the smoke end-to-end test with perkhubd itself, under
+# Runs the unit tests, and two end-to-end tests with perkhubd itself, under
 # valgrind memcheck. Usage: tools/valgrind.sh BUILD_DIR (a build without sanitizers).
 # Fails on any invalid access, uninitialised read or definite leak.
 set -euo pipefail
@@ -17,4 +17,8 @@ for t in "$build"/tests/unit_test_* "$build"/plugins/*/plugin_test_* "$build"/pl
 done
 echo "valgrind: e2e smoke with perkhubd under valgrind"
 PH_DAEMON_WRAPPER="${vg[*]}" "$build/tests/e2e_test_smoke" --jobs 1 || fail=1
+# supplier orders: the I/O engine, fulfil's attempts and timers, callbacks of the
+# writer and the I/O thread, a restart that resumes an attempt
+echo "valgrind: e2e supplier edges with perkhubd under valgrind"
+PH_DAEMON_WRAPPER="${vg[*]}" "$build/tests/e2e_test_supply_edges" --jobs 1 || fail=1
 exit $fail
