@@ -23,6 +23,10 @@ for _ in $(seq 1 100); do
     if ! kill -0 "$(cat var/perkhubd.pid)" 2>/dev/null; then
         echo "demo: perkhubd did not start; var/perkhubd.log says:" >&2
         tail -n 20 var/perkhubd.log >&2
+        if tail -n 5 var/perkhubd.log | grep -q "schema version"; then
+            echo "demo: var/data was written by an older perkhubd; it holds only demo data," >&2
+            echo "      so remove it (rm -rf var/data) and run make demo again" >&2
+        fi
         exit 1
     fi
     sleep 0.1
