@@ -64,10 +64,15 @@ struct track {
     track *hnext; /* registry chain */
 };
 
+/* A due time for attempt (order_id, no). It names the attempt rather than
+ * pointing at its track: a track can end (and be freed) while an older entry
+ * for it still waits in the heap, e.g. after a callback asked for an early
+ * query. Entries whose gen is not the track's current one are stale. */
 typedef struct heap_ent {
     int64_t due;
     uint64_t gen;
-    track *t;
+    uint64_t order_id;
+    uint32_t no;
 } heap_ent;
 
 typedef struct waiter {
@@ -146,7 +151,7 @@ static int heap_push(ph_fulfil *f, track *t, int64_t due)
         f->capheap = cap;
     }
     size_t i = f->nheap++;
-    f->heap[i] = (heap_ent){due, ++t->gen, t};
+    f->heap[i] = (heap_ent){due, ++t->gen, t->order_id, t->no};
     while (i && f->heap[(i - 1) / 2].due > f->heap[i].due) {
         heap_swap(f, i, (i - 1) / 2);
         i = (i - 1) / 2;
@@ -615,8 +620,9 @@ static void *timer_main(void *arg)
         int64_t now = ph_now_ms(), next = now + 1000;
         while (f->nheap && f->heap[0].due <= now) {
             heap_ent e = heap_pop(f);
-            if (e.gen == e.t->gen && e.t->phase == T_IDLE)
-                track_run(f, e.t);
+            track *t = reg_find(f, e.order_id, e.no);
+            if (t && e.gen == t->gen && t->phase == T_IDLE)
+                track_run(f, t);
         }
         if (f->nheap && f->heap[0].due < next)
             next = f->heap[0].due;
