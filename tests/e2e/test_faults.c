@@ -203,6 +203,9 @@ static json_t *truth_find(env *e, json_t *t, const char *list, long long id)
 
 /* ---- the daemon --------------------------------------------------------------------- */
 
+/* processing_window_s for the supplier: 0 keeps the plugin's (set before env_start) */
+static int window_s;
+
 static void env_start(env *e, const char *proto, const char *complete_ms)
 {
     memset(e, 0, sizeof *e);
@@ -234,6 +237,7 @@ static void env_start(env *e, const char *proto, const char *complete_ms)
              "suppliers:\n  - id: sup\n%s"
              "    priority: 10\n    timeout_ms: 1500\n    connect_timeout_ms: 1000\n"
              "    query_max_delay_ms: 500\n    breaker_failures: 1000000\n"
+             "    processing_window_s: %d\n"
              "products:\n"
              "  - sku: f.card\n    name: Fault card\n    brand: sim\n    category: video\n"
              "    delivery: card_code\n    face_value: \"30.00\"\n"
@@ -241,7 +245,7 @@ static void env_start(env *e, const char *proto, const char *complete_ms)
              "  - sku: f.topup\n    name: Fault top-up\n    brand: sim\n    category: telecom\n"
              "    delivery: recharge\n    face_value: \"50.00\"\n"
              "    offers:\n      - {supplier: sup, supplier_sku: \"%s20001\", cost: \"49.00\"}\n",
-             plugin, gw ? "" : "U", gw ? "" : "U");
+             plugin, window_s, gw ? "" : "U", gw ? "" : "U");
     h_setup_custom(&e->d, e->body, NULL);
     cr_assert(h_start(&e->d) == 0, "perkhubd did not start");
 }
@@ -617,4 +621,45 @@ Test(faults, rewards_recharge)
 Test(faults, rewards_order_query)
 {
     run_queries("rewards", 0);
+}
+
+/* The other half of the http_500 / reset_before story: once the supplier's
+ * processing window (here shortened to 2 s by the supplier's
+ * processing_window_s) has passed with the order still not found, the attempt
+ * fails — matching the supplier's truth (no order) — and nothing was resent. */
+static void never_taken(const char *proto, const char *fault)
+{
+    window_s = 2;
+    env_start(&E, proto, "0");
+    char label[64];
+    snprintf(label, sizeof label, "%s/recharge/%s/window", proto, fault);
+    sim_fault(&E, "order", fault, 1);
+    long long id = place(&E, label, 0, OK_ACCOUNT);
+    json_t *o = poll_order(&E, id, label, attempt_answered, 0, "the order exchange");
+    cr_assert_str_eq(h_str(o, "state"), "unknown", "%s: ambiguous first", label);
+    json_decref(o);
+    o = poll_order(&E, id, label, is_final, 0, "the window to pass");
+    char b[2048];
+    cr_assert_str_eq(h_str(o, "state"), "failed", "%s: %s", label, dump(o, b, sizeof b));
+    cr_assert_str_eq(h_str(o, "reason"), "not_found_at_supplier", "%s", dump(o, b, sizeof b));
+    cr_assert_eq(json_array_size(json_object_get(o, "attempts")), 1,
+                 "%s: never resent, never "
+                 "sent elsewhere",
+                 label);
+    json_decref(o);
+    json_t *t = truth(&E);
+    cr_assert_null(truth_find(&E, t, "orders", id), "%s: the supplier has no order", label);
+    json_decref(t);
+    env_finish(&E);
+    window_s = 0;
+}
+
+Test(faults, gateway_never_taken_fails_after_the_window)
+{
+    never_taken("gateway", "http_500");
+}
+
+Test(faults, rewards_never_taken_fails_after_the_window)
+{
+    never_taken("rewards", "reset_before");
 }

@@ -1,0 +1,655 @@
+/*
+ * Supplier callbacks end to end, once per protocol (gateway, rewards) with
+ * the same code: perkhubd places a recharge at supsim (which keeps it
+ * processing for 3 s), then the simulator sends perkhubd notifies about it —
+ * forged, tampered, stale (refused 401, nothing changes), legit while the
+ * supplier still says processing (acknowledged; the confirming query keeps
+ * the order processing), 10 concurrent legit copies after completion (all
+ * acknowledged, one order.succeeded), a replay after the final state (200,
+ * nothing changes) — plus callbacks that are verified but not ours (400
+ * callback_mismatch) and callbacks to a supplier that does not exist (404).
+ */
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "harness.h"
+
+static h_daemon D;
+static h_sim S;
+
+static void teardown(void)
+{
+    h_leftover(&D);
+    if (S.pid > 0)
+        h_sim_stop(&S);
+}
+
+TestSuite(callbacks, .fini = teardown);
+
+/* SIGTERM; a clean exit (0) is part of every test: under the sanitizers a
+ * memory error makes perkhubd exit non-zero, and its summary line is shown. */
+static void expect_clean_stop(void)
+{
+    int st = h_stop(&D, SIGTERM);
+    if (st == 0)
+        return;
+    size_t n = 0;
+    char *log = h_read_file(D.log, &n);
+    const char *sum = log ? strstr(log, "SUMMARY:") : NULL;
+    const char *eol = sum ? strchr(sum, '\n') : NULL;
+    cr_assert_fail("perkhubd exited with %d (log %s)%s%.*s", st, D.log, sum ? ": " : "",
+                   sum ? (int)(eol ? eol - sum : (long)strlen(sum)) : 0, sum ? sum : "");
+    free(log);
+}
+
+/* What differs between the two protocols. */
+typedef struct proto {
+    const char *name;     /* supsim's "protocol" and our supplier id */
+    const char *sku;      /* our product offered only by that supplier */
+    const char *other;    /* the other supplier's id */
+    const char *ack_body; /* what the supplier expects back, "" for any */
+} proto;
+
+static const proto GATEWAY = {"gateway", "gw.topup", "rewards", "success"};
+static const proto REWARDS = {"rewards", "rw.topup", "gateway", ""};
+
+#define ACCOUNT "13900000001" /* supsim completes it succeeded */
+
+/* ---- setup ------------------------------------------------------------------ */
+
+static void write_secret(const char *dir, const char *name, const char *value)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    cr_assert(f, "cannot write %s", path);
+    fputs(value, f);
+    fclose(f);
+}
+
+/* Both suppliers at the same simulator; one recharge product per supplier.
+ * query_max_delay_ms 1000 keeps the polling between callbacks short. */
+static char *suppliers_body(const char *dir, unsigned port)
+{
+    static const char fmt[] =
+        "suppliers:\n"
+        "  - id: gateway\n    plugin: gateway\n    priority: 10\n"
+        "    query_max_delay_ms: 1000\n    breaker_failures: 1000\n"
+        "    config:\n"
+        "      gateway_url: http://127.0.0.1:%u/gateway\n"
+        "      app_key: gw-app\n"
+        "      app_secret: file:%s/gw.secret\n"
+        "      callback_stale_s: 600\n"
+        "  - id: rewards\n    plugin: rewards\n    priority: 10\n"
+        "    query_max_delay_ms: 1000\n    breaker_failures: 1000\n"
+        "    config:\n"
+        "      base_url: http://127.0.0.1:%u/rewards\n"
+        "      auth: bearer\n"
+        "      api_key: file:%s/rw.key\n"
+        "      webhook_secret: file:%s/rw.whsec\n"
+        "      webhook_tolerance_s: 300\n"
+        "products:\n"
+        "  - sku: gw.topup\n    name: Top-up via gateway\n    brand: telco\n    category: telecom\n"
+        "    delivery: recharge\n    face_value: \"50.00\"\n"
+        "    offers:\n      - {supplier: gateway, supplier_sku: \"20001\", cost: \"49.00\"}\n"
+        "  - sku: rw.topup\n    name: Top-up via rewards\n    brand: telco\n    category: telecom\n"
+        "    delivery: recharge\n    face_value: \"50.00\"\n"
+        "    offers:\n      - {supplier: rewards, supplier_sku: U20001, cost: \"49.00\"}\n";
+    size_t n = sizeof fmt + 4 * strlen(dir) + 64;
+    char *s = malloc(n);
+    cr_assert(s);
+    snprintf(s, n, fmt, port, dir, port, dir, dir);
+    return s;
+}
+
+static char *start_both(void)
+{
+    const char *args[] = {"--complete-ms", "3000", NULL};
+    cr_assert(h_sim_start(&S, args) == 0, "supsim did not start (log %s)", S.log);
+    h_setup_custom(&D, "", NULL);
+    write_secret(D.dir, "gw.secret", "gw-secret");
+    write_secret(D.dir, "rw.key", "rw-key");
+    write_secret(D.dir, "rw.whsec", "rw-whsec");
+    char *body = suppliers_body(D.dir, S.port);
+    D.custom = body; /* h_write_config reads it; freed after the daemon stops */
+    h_write_config(&D, NULL);
+    cr_assert(h_start(&D) == 0, "perkhubd did not start");
+    return body;
+}
+
+static void stop_both(char *body)
+{
+    expect_clean_stop();
+    h_cleanup(&D);
+    free(body);
+    h_sim_stop(&S);
+}
+
+/* ---- perkhub side -------------------------------------------------------------- */
+
+static json_t *order_of(const h_resp *r)
+{
+    json_t *o = json_object_get(r->json, "order");
+    cr_assert(json_is_object(o), "no order in %ld %s", r->status, r->body);
+    return o;
+}
+
+static h_resp ops_view(long long id)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/v1/orders/%lld", id);
+    h_resp r = h_get(&D, path, "ops-token");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    return r;
+}
+
+/* The ops view without what order queries touch while nothing moves (an
+ * attempt's checks count, its next_check_at and updated_at, the order's
+ * next_check_at): equal before and after a callback that must change nothing.
+ * Caller json_decref's. */
+static json_t *stable_view(long long id)
+{
+    h_resp r = ops_view(id);
+    json_t *o = json_deep_copy(order_of(&r));
+    h_resp_free(&r);
+    json_object_del(o, "next_check_at");
+    size_t i;
+    json_t *a;
+    json_array_foreach(json_object_get(o, "attempts"), i, a)
+    {
+        json_object_del(a, "checks");
+        json_object_del(a, "next_check_at");
+        json_object_del(a, "updated_at");
+    }
+    return o;
+}
+
+static json_t *full_view(long long id)
+{
+    h_resp r = ops_view(id);
+    json_t *o = json_deep_copy(order_of(&r));
+    h_resp_free(&r);
+    return o;
+}
+
+typedef struct snapshot {
+    json_t *view;
+    long long last_event;
+    int full; /* compare the full view (a final order: nothing moves by itself) */
+} snapshot;
+
+static snapshot snap(long long id, int full)
+{
+    snapshot s = {full ? full_view(id) : stable_view(id), h_last_event(&D), full};
+    return s;
+}
+
+static void expect_unchanged(snapshot *s, long long id, const char *what)
+{
+    json_t *now = s->full ? full_view(id) : stable_view(id);
+    char *a = json_dumps(s->view, JSON_SORT_KEYS), *b = json_dumps(now, JSON_SORT_KEYS);
+    cr_assert(json_equal(s->view, now), "%s changed the order:\nbefore %s\nafter  %s", what, a, b);
+    long long ev = h_last_event(&D);
+    cr_assert_eq(ev, s->last_event, "%s appended events: last seq %lld -> %lld", what,
+                 s->last_event, ev);
+    free(a);
+    free(b);
+    json_decref(now);
+    json_decref(s->view);
+}
+
+static const char *order_state(long long id)
+{
+    static char st[32];
+    h_resp r = ops_view(id);
+    snprintf(st, sizeof st, "%s", h_str(order_of(&r), "state"));
+    h_resp_free(&r);
+    return st;
+}
+
+static int count_events(long long id, const char *type)
+{
+    h_resp r = h_get(&D, "/v1/events?after=0&limit=1000", "ops-token");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    size_t i;
+    json_t *e;
+    int n = 0;
+    json_array_foreach(json_object_get(r.json, "events"), i, e)
+    {
+        const char *t = json_string_value(json_object_get(e, "type"));
+        if (t && !strcmp(t, type) && json_integer_value(json_object_get(e, "order_id")) == id)
+            n++;
+    }
+    h_resp_free(&r);
+    return n;
+}
+
+typedef struct attempt_wait {
+    long long id;
+    const char *state;
+    char last[2048];
+} attempt_wait;
+
+/* The first attempt reached `state` and carries the supplier's order id. */
+static int attempt_is(void *arg)
+{
+    attempt_wait *w = arg;
+    h_resp r = ops_view(w->id);
+    json_t *a = json_array_get(json_object_get(order_of(&r), "attempts"), 0);
+    const char *st = json_string_value(json_object_get(a, "state"));
+    int ok = st && !strcmp(st, w->state) && json_is_string(json_object_get(a, "supplier_order_id"));
+    snprintf(w->last, sizeof w->last, "%s", r.body);
+    h_resp_free(&r);
+    return ok;
+}
+
+typedef struct order_wait {
+    long long id;
+    const char *state;
+} order_wait;
+
+static int order_is(void *arg)
+{
+    order_wait *w = arg;
+    return !strcmp(order_state(w->id), w->state);
+}
+
+/* ---- simulator side --------------------------------------------------------------- */
+
+/* The simulator's truth about our order id (its ref is "<uid>-<id>-<no>"):
+ * the ref, the supplier's order id and the state, copied out. */
+typedef struct truth {
+    char ref[128];
+    char supplier_order_id[64];
+    char state[32];
+    long long queries; /* counts.query_requests */
+} truth;
+
+static int ref_names_order(const char *ref, long long id)
+{
+    const char *dash = strchr(ref, '-');
+    char *end;
+    return dash && strtoll(dash + 1, &end, 10) == id && *end == '-';
+}
+
+static int truth_of(const char *protocol, long long id, truth *out)
+{
+    h_resp r = h_sim_req(&S, "GET", "/_sim/truth", NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    int found = 0;
+    size_t i;
+    json_t *o;
+    json_array_foreach(json_object_get(r.json, "orders"), i, o)
+    {
+        const char *ref = json_string_value(json_object_get(o, "ref"));
+        const char *p = json_string_value(json_object_get(o, "protocol"));
+        if (!ref || !p || strcmp(p, protocol) || !ref_names_order(ref, id))
+            continue;
+        snprintf(out->ref, sizeof out->ref, "%s", ref);
+        snprintf(out->supplier_order_id, sizeof out->supplier_order_id, "%s",
+                 h_str(o, "supplier_order_id"));
+        snprintf(out->state, sizeof out->state, "%s", h_str(o, "state"));
+        found++;
+    }
+    out->queries = h_int(json_object_get(r.json, "counts"), "query_requests");
+    h_resp_free(&r);
+    cr_assert_leq(found, 1, "the simulator holds %d orders for order %lld", found, id);
+    return found;
+}
+
+typedef struct truth_wait {
+    const char *protocol;
+    long long id;
+    const char *state;
+    truth t;
+} truth_wait;
+
+static int truth_is(void *arg)
+{
+    truth_wait *w = arg;
+    return truth_of(w->protocol, w->id, &w->t) && !strcmp(w->t.state, w->state);
+}
+
+/* POST /_sim/callback; returns the receiver's statuses (and bodies) as the sim
+ * reports them. Caller frees the response. */
+static h_resp sim_callback(const char *ref, const char *mode, int copies, const char *url)
+{
+    json_t *q = json_pack("{s:s,s:s,s:i}", "ref", ref, "mode", mode, "copies", copies);
+    if (url)
+        json_object_set_new(q, "url", json_string(url));
+    char *body = json_dumps(q, JSON_COMPACT);
+    h_resp r = h_sim_req(&S, "POST", "/_sim/callback", body);
+    free(body);
+    json_decref(q);
+    cr_assert_eq(r.status, 200, "/_sim/callback %s: %ld %s", mode, r.status, r.body);
+    cr_assert_eq(json_array_size(json_object_get(r.json, "statuses")), (size_t)copies, "%s",
+                 r.body);
+    return r;
+}
+
+static long status_at(const h_resp *r, size_t i)
+{
+    return (long)json_integer_value(json_array_get(json_object_get(r->json, "statuses"), i));
+}
+
+static const char *body_at(const h_resp *r, size_t i)
+{
+    const char *b = json_string_value(json_array_get(json_object_get(r->json, "bodies"), i));
+    return b ? b : "";
+}
+
+/* One callback of `mode` that perkhubd must refuse with `status` and `error`,
+ * changing nothing. */
+static void expect_refused(const proto *p, long long id, const char *ref, const char *mode,
+                           long status, const char *error)
+{
+    snapshot s = snap(id, 0);
+    h_resp r = sim_callback(ref, mode, 1, NULL);
+    cr_assert_eq(status_at(&r, 0), status, "%s callback (%s): perkhub answered %ld %s", mode,
+                 p->name, status_at(&r, 0), body_at(&r, 0));
+    json_t *j = json_loads(body_at(&r, 0), 0, NULL);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "error")), error, "%s: %s", mode,
+                     body_at(&r, 0));
+    json_decref(j);
+    h_resp_free(&r);
+    char what[64];
+    snprintf(what, sizeof what, "a %s callback", mode);
+    expect_unchanged(&s, id, what);
+}
+
+/* ---- callbacks crafted here: verified, but not about our order ------------------------ */
+
+/* Runs argv with `in` on stdin; the last whitespace-separated word of its
+ * output (the digest of `openssl dgst`) into out. */
+static void digest(const char *const *argv, const char *in, char *out, size_t n)
+{
+    char *so = NULL, *se = NULL;
+    int st = h_run(argv, NULL, in, strlen(in), &so, &se);
+    cr_assert_eq(st, 0, "%s failed: %s", argv[0], se);
+    size_t len = strlen(so);
+    while (len && (so[len - 1] == '\n' || so[len - 1] == ' '))
+        so[--len] = 0;
+    const char *w = strrchr(so, ' ');
+    snprintf(out, n, "%s", w ? w + 1 : so);
+    free(so);
+    free(se);
+}
+
+/* A gateway notify signed with the right secret (docs/protocols/gateway.md). */
+static char *gw_notify(const char *ref, const char *supplier_order_id)
+{
+    char ts[32], signed_text[1024], sign[80];
+    time_t t = time(NULL) + 8 * 3600;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(ts, sizeof ts, "%Y-%m-%d %H:%M:%S", &tm);
+    /* sorted keys: buy_num customer_order_no order_id order_price order_state product_id timestamp
+     */
+    snprintf(signed_text, sizeof signed_text,
+             "buy_num=1&customer_order_no=%s&order_id=%s&order_price=49.00&order_state=success"
+             "&product_id=20001&timestamp=%sgw-secret",
+             ref, supplier_order_id, ts);
+    const char *argv[] = {"/usr/bin/openssl", "dgst", "-md5", NULL};
+    digest(argv, signed_text, sign, sizeof sign);
+    json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "order_id", supplier_order_id,
+                          "customer_order_no", ref, "order_state", "success", "product_id", "20001",
+                          "buy_num", "1", "order_price", "49.00", "timestamp", ts, "sign", sign);
+    char *s = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    return s;
+}
+
+/* A rewards webhook and its X-Rewards-Signature header line. */
+static char *rw_notify(const char *ref, const char *supplier_order_id, char *header, size_t hn)
+{
+    json_t *j = json_pack("{s:s,s:{s:s,s:s,s:s,s:i,s:s,s:n,s:i,s:s}}", "event", "order.completed",
+                          "order", "order_id", supplier_order_id, "external_ref_id", ref, "utid",
+                          "U20001", "quantity", 1, "status", "completed", "reason",
+                          "amount_charged", 4900, "created_at", "2026-01-01T00:00:00Z");
+    char *body = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    long long t = (long long)time(NULL);
+    size_t n = strlen(body) + 32;
+    char *signed_text = malloc(n), mac[160];
+    snprintf(signed_text, n, "%lld.%s", t, body);
+    const char *argv[] = {"/usr/bin/openssl", "dgst", "-sha256", "-hmac", "rw-whsec", NULL};
+    digest(argv, signed_text, mac, sizeof mac);
+    free(signed_text);
+    snprintf(header, hn, "X-Rewards-Signature: t=%lld,v1=%s", t, mac);
+    return body;
+}
+
+static size_t on_body(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+    h_resp *r = arg;
+    size_t n = size * nmemb;
+    char *g = realloc(r->body, r->len + n + 1);
+    if (!g)
+        return 0;
+    memcpy(g + r->len, ptr, n);
+    r->body = g;
+    r->len += n;
+    g[r->len] = 0;
+    return n;
+}
+
+/* POST body to perkhubd's callback endpoint of supplier, with one extra
+ * header line (or NULL); the harness's client has no custom headers. */
+static h_resp post_callback(const char *supplier, const char *body, const char *header)
+{
+    h_resp r = {0};
+    char url[256];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/v1/callbacks/%s", D.port, supplier);
+    struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
+    hdr = curl_slist_append(hdr, "Expect:");
+    if (header)
+        hdr = curl_slist_append(hdr, header);
+    CURL *c = curl_easy_init();
+    cr_assert(c);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    CURLcode rc = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+    curl_easy_cleanup(c);
+    curl_slist_free_all(hdr);
+    cr_assert_eq(rc, CURLE_OK, "POST %s: %s", url, curl_easy_strerror(rc));
+    if (!r.body)
+        r.body = strdup("");
+    r.headers = strdup("");
+    r.json = json_loads(r.body, 0, NULL);
+    return r;
+}
+
+/* A correctly signed "succeeded" callback naming ref / supplier_order_id. */
+static h_resp crafted(const proto *p, const char *ref, const char *supplier_order_id)
+{
+    char header[256];
+    int gw = !strcmp(p->name, "gateway");
+    char *body = gw ? gw_notify(ref, supplier_order_id)
+                    : rw_notify(ref, supplier_order_id, header, sizeof header);
+    h_resp r = post_callback(p->name, body, gw ? NULL : header);
+    free(body);
+    return r;
+}
+
+static void expect_mismatch(const proto *p, long long id, const char *ref,
+                            const char *supplier_order_id, const char *what)
+{
+    snapshot s = snap(id, 1);
+    h_resp r = crafted(p, ref, supplier_order_id);
+    cr_assert_eq(r.status, 400, "%s (%s): %ld %s", what, p->name, r.status, r.body);
+    cr_assert_str_eq(h_str(r.json, "error"), "callback_mismatch", "%s: %s", what, r.body);
+    h_resp_free(&r);
+    expect_unchanged(&s, id, what);
+}
+
+/* ---- the scenario ---------------------------------------------------------------------- */
+
+/* Places the recharge and waits until the supplier has accepted it
+ * (attempt processing, supplier order id known); returns the order id. */
+static long long place_processing(const proto *p, truth *t)
+{
+    char body[256];
+    snprintf(body, sizeof body,
+             "{\"client_order_id\":\"cb-%s\",\"sku\":\"%s\",\"quantity\":1,\"account\":\"%s\"}",
+             p->name, p->sku, ACCOUNT);
+    h_resp r = h_post_json(&D, "/v1/orders", "mall-token", body);
+    cr_assert_eq(r.status, 202, "%s", r.body);
+    long long id = h_int(order_of(&r), "id");
+    h_resp_free(&r);
+    attempt_wait aw = {.id = id, .state = "processing"};
+    cr_assert(h_wait_for(attempt_is, &aw, 10000) == 0, "the %s attempt never became processing: %s",
+              p->name, aw.last);
+    cr_assert_eq(truth_of(p->name, id, t), 1, "the simulator has no %s order for %lld", p->name,
+                 id);
+    cr_assert_str_eq(t->state, "processing", "the simulator's order is %s already", t->state);
+    return id;
+}
+
+/* A legit notify while the supplier still says processing: acknowledged, and
+ * the confirming query keeps the order processing. */
+static void legit_while_processing(const proto *p, long long id, const truth *t0)
+{
+    h_resp r = sim_callback(t0->ref, "legit", 1, NULL);
+    cr_assert_eq(status_at(&r, 0), 200, "legit (%s): %ld %s", p->name, status_at(&r, 0),
+                 body_at(&r, 0));
+    if (*p->ack_body)
+        cr_assert_str_eq(body_at(&r, 0), p->ack_body, "the supplier's expected answer");
+    h_resp_free(&r);
+    /* a query follows (the callback asks for one now; polling may add more) */
+    truth t;
+    int64_t end = h_now_ms() + 5000;
+    do
+        truth_of(p->name, id, &t);
+    while (t.queries <= t0->queries && h_now_ms() < end);
+    cr_assert_gt(t.queries, t0->queries, "no order query after the legit callback");
+    /* perkhub first, the truth second: if the truth is still processing now,
+     * nothing can have told perkhub otherwise */
+    char st[32];
+    snprintf(st, sizeof st, "%s", order_state(id));
+    truth_of(p->name, id, &t);
+    cr_assert_str_eq(t.state, "processing", "the test was too slow: the simulator completed");
+    cr_assert_str_eq(st, "processing",
+                     "a callback moved the order to %s before the supplier "
+                     "completed it",
+                     st);
+}
+
+static void after_completion(const proto *p, long long id, const char *ref)
+{
+    truth_wait tw = {.protocol = p->name, .id = id, .state = "success"};
+    cr_assert(h_wait_for(truth_is, &tw, 15000) == 0, "the simulator never completed %s", ref);
+    h_resp r = sim_callback(ref, "legit", 10, NULL);
+    for (size_t i = 0; i < 10; i++) {
+        cr_assert_eq(status_at(&r, i), 200, "copy %zu: %ld %s", i, status_at(&r, i),
+                     body_at(&r, i));
+        if (*p->ack_body)
+            cr_assert_str_eq(body_at(&r, i), p->ack_body, "copy %zu", i);
+    }
+    h_resp_free(&r);
+    order_wait ow = {id, "succeeded"};
+    cr_assert(h_wait_for(order_is, &ow, 10000) == 0, "order %lld is %s, not succeeded", id,
+              order_state(id));
+    cr_assert_eq(count_events(id, "order.succeeded"), 1, "order.succeeded events for %lld", id);
+    cr_assert_eq(count_events(id, "order.failed"), 0, "order.failed events for %lld", id);
+    h_resp v = ops_view(id);
+    json_t *a = json_object_get(order_of(&v), "attempts");
+    cr_assert_eq(json_array_size(a), 1, "%s", v.body);
+    cr_assert_str_eq(h_str(json_array_get(a, 0), "state"), "succeeded", "%s", v.body);
+    h_resp_free(&v);
+    truth t;
+    truth_of(p->name, id, &t);
+    h_resp tr = h_sim_req(&S, "GET", "/_sim/truth", NULL);
+    cr_assert_eq(h_int(json_object_get(tr.json, "counts"), "recharges_performed"), 1, "%s",
+                 tr.body);
+    cr_assert_eq(h_int(json_object_get(tr.json, "counts"), "double_creates"), 0, "%s", tr.body);
+    h_resp_free(&tr);
+
+    /* a replay of the last legit notify after the final state */
+    snapshot s = snap(id, 1);
+    r = sim_callback(ref, "replay", 1, NULL);
+    cr_assert_eq(status_at(&r, 0), 200, "replay: %ld %s", status_at(&r, 0), body_at(&r, 0));
+    h_resp_free(&r);
+    expect_unchanged(&s, id, "a replayed callback after the final state");
+    cr_assert_eq(count_events(id, "order.succeeded"), 1);
+}
+
+static void not_ours(const proto *p, long long id, const truth *t)
+{
+    /* the crafting is right: the same signing with our true claims is accepted */
+    snapshot s = snap(id, 1);
+    h_resp r = crafted(p, t->ref, t->supplier_order_id);
+    cr_assert_eq(r.status, 200, "a correctly signed callback of ours (%s): %ld %s", p->name,
+                 r.status, r.body);
+    h_resp_free(&r);
+    expect_unchanged(&s, id, "a crafted callback after the final state");
+
+    char ref[160];
+    expect_mismatch(p, id, "notours-77-1", t->supplier_order_id, "a foreign order reference");
+    /* our store's prefix, an order that does not exist */
+    snprintf(ref, sizeof ref, "%.*s-999999-1", (int)(strchr(t->ref, '-') - t->ref), t->ref);
+    expect_mismatch(p, id, ref, t->supplier_order_id, "a reference to no order");
+    /* our order, another attempt */
+    snprintf(ref, sizeof ref, "%.*s-%lld-2", (int)(strchr(t->ref, '-') - t->ref), t->ref, id);
+    expect_mismatch(p, id, ref, t->supplier_order_id, "a reference to no attempt");
+    /* our reference, another supplier order id */
+    expect_mismatch(p, id, t->ref, "X99999999", "another supplier order id");
+}
+
+static void unknown_supplier(const proto *p, long long id, const truth *t)
+{
+    char url[256];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/v1/callbacks/nosuch", D.port);
+    snapshot s = snap(id, 1);
+    h_resp r = sim_callback(t->ref, "legit", 1, url);
+    cr_assert_eq(status_at(&r, 0), 404, "to an unknown supplier: %ld %s", status_at(&r, 0),
+                 body_at(&r, 0));
+    h_resp_free(&r);
+    expect_unchanged(&s, id, "a callback to an unknown supplier");
+    /* a genuine notify of this supplier sent to the other one does not verify */
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/v1/callbacks/%s", D.port, p->other);
+    s = snap(id, 1);
+    r = sim_callback(t->ref, "legit", 1, url);
+    cr_assert(status_at(&r, 0) == 401 || status_at(&r, 0) == 400,
+              "a %s notify at the %s endpoint: %ld %s", p->name, p->other, status_at(&r, 0),
+              body_at(&r, 0));
+    h_resp_free(&r);
+    expect_unchanged(&s, id, "a callback to the wrong supplier");
+}
+
+static void run_protocol(const proto *p)
+{
+    char *body = start_both();
+    truth t;
+    long long id = place_processing(p, &t);
+    expect_refused(p, id, t.ref, "forged", 401, "bad_signature");
+    expect_refused(p, id, t.ref, "tampered", 401, "bad_signature");
+    expect_refused(p, id, t.ref, "stale", 401, "stale");
+    cr_assert_str_eq(order_state(id), "processing");
+    legit_while_processing(p, id, &t);
+    after_completion(p, id, t.ref);
+    not_ours(p, id, &t);
+    unknown_supplier(p, id, &t);
+    cr_assert_eq(count_events(id, "order.succeeded"), 1, "order.succeeded events at the end");
+    stop_both(body);
+}
+
+Test(callbacks, gateway_notifies)
+{
+    run_protocol(&GATEWAY);
+}
+
+Test(callbacks, rewards_webhooks)
+{
+    run_protocol(&REWARDS);
+}
