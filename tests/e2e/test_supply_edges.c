@@ -88,7 +88,14 @@ Test(supply_edges, stock_first_then_the_supplier)
     cr_assert_str_eq(h_str(o, "source"), "supplier");
     cr_assert_str_eq(h_str(o, "state"), "succeeded");
     cr_assert_eq(json_array_size(json_object_get(o, "codes")), 1, "%s", r.body);
+    /* a code bought from a supplier is sealed at rest exactly like an imported one */
+    char code[64], path[400];
+    snprintf(code, sizeof code, "%s",
+             h_str(json_array_get(json_object_get(o, "codes"), 0), "code"));
     h_resp_free(&r);
+    snprintf(path, sizeof path, "%s/data.mdb", d.data);
+    cr_assert_eq(h_file_count(path, code), 0, "supplier code %s in plain text in data.mdb", code);
+    cr_assert_eq(h_file_count(d.log, code), 0, "supplier code in the log");
     /* a product without offers still answers out_of_stock, naming the sku */
     r = order_json("{\"client_order_id\":\"S-3\",\"sku\":\"card.local\"}");
     cr_assert_eq(r.status, 409, "%s", r.body);
