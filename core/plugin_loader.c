@@ -9,6 +9,7 @@
  *           what a plugin forgot at shutdown.
  */
 #include "plugin_loader.h"
+#include "plugin_ops.h"
 
 #include <assert.h>
 #include <dlfcn.h>
@@ -149,32 +150,6 @@ static const char *type_name(int type)
 static int is_secret_ref(const char *s)
 {
     return s && ((strncmp(s, "env:", 4) == 0 && s[4]) || (strncmp(s, "file:", 5) == 0 && s[5]));
-}
-
-static const char *status_str(int status)
-{
-    switch (status) {
-    case PERKHUB_OK:
-        return "ok";
-    case PERKHUB_RETRYABLE:
-        return "retryable";
-    case PERKHUB_DEFINITE_FAILURE:
-        return "definite_failure";
-    case PERKHUB_AMBIGUOUS:
-        return "ambiguous";
-    case PERKHUB_ERR_CONFIG:
-        return "config";
-    case PERKHUB_ERR_NOMEM:
-        return "nomem";
-    case PERKHUB_ERR_NOT_FOUND:
-        return "not_found";
-    case PERKHUB_ERR_UNSUPPORTED:
-        return "unsupported";
-    case PERKHUB_ERR_INTERNAL:
-        return "internal";
-    default:
-        return "unknown";
-    }
 }
 
 /* The names of capability bits 0..7, as ops read them in ph_plugin_describe. */
@@ -1091,7 +1066,7 @@ int ph_plugin_start(ph_plugin *p, const char *supplier_id, ph_plugin_conf *conf,
         .config_bool = host_config_bool,
         .sha256 = host_sha256,
         .hmac_sha256 = host_hmac_sha256,
-        .status_str = status_str,
+        .status_str = ph_op_status_name,
         .md5 = host_md5,
         .cipher = host_cipher,
         .base64_encode = host_base64_encode,
@@ -1116,7 +1091,7 @@ int ph_plugin_start(ph_plugin *p, const char *supplier_id, ph_plugin_conf *conf,
                 *c = ' ';
         int rc = ph_err_set(err, st == PERKHUB_ERR_NOMEM ? PH_ENOMEM : PH_EINVAL,
                             "supplier '%s': plugin '%s' init failed (%s): %s", sid, p->name,
-                            status_str(st), errbuf[0] ? errbuf : "no reason given");
+                            ph_op_status_name(st), errbuf[0] ? errbuf : "no reason given");
         blocks_reclaim(inst, "failed_init");
         instance_free(inst);
         return rc;

@@ -82,3 +82,29 @@ const char *ph_op_state_name(int state)
     static const char *const names[] = {"none", "processing", "succeeded", "failed", "not_found"};
     return state >= 0 && state <= PERKHUB_STATE_NOT_FOUND ? names[state] : "?";
 }
+
+const char *ph_op_status_name(int status)
+{
+    switch (status) {
+    case PERKHUB_OK:
+        return "ok";
+    case PERKHUB_RETRYABLE:
+        return "retryable";
+    case PERKHUB_DEFINITE_FAILURE:
+        return "definite_failure";
+    case PERKHUB_AMBIGUOUS:
+        return "ambiguous";
+    case PERKHUB_ERR_CONFIG:
+        return "config";
+    case PERKHUB_ERR_NOMEM:
+        return "nomem";
+    case PERKHUB_ERR_NOT_FOUND:
+        return "not_found";
+    case PERKHUB_ERR_UNSUPPORTED:
+        return "unsupported";
+    case PERKHUB_ERR_INTERNAL:
+        return "internal";
+    default:
+        return "unknown";
+    }
+}

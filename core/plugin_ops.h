@@ -32,6 +32,11 @@ void ph_op_reply_clear(const struct perkhub_host *host, struct perkhub_local_rep
  * "?" otherwise. Static strings. */
 const char *ph_op_kind_name(int kind);
 
+/* The name of a perkhub_status ("ok", "retryable", "definite_failure",
+ * "ambiguous", "config", ...; "unknown" otherwise): the host table's
+ * status_str, and the engine's log lines. Static strings. */
+const char *ph_op_status_name(int status);
+
 /* "none", "processing", "succeeded", "failed", "not_found"; "?" otherwise. */
 const char *ph_op_state_name(int state);
 

@@ -173,20 +173,6 @@ static const char *breaker_name(int state)
     return state == BR_OPEN ? "open" : state == BR_HALF_OPEN ? "half_open" : "closed";
 }
 
-static const char *outcome_name(int outcome)
-{
-    switch (outcome) {
-    case PERKHUB_OK:
-        return "ok";
-    case PERKHUB_RETRYABLE:
-        return "retryable";
-    case PERKHUB_DEFINITE_FAILURE:
-        return "definite_failure";
-    default:
-        return "ambiguous";
-    }
-}
-
 static int is_outcome(int rc)
 {
     return rc == PERKHUB_OK || rc == PERKHUB_RETRYABLE || rc == PERKHUB_DEFINITE_FAILURE ||
@@ -425,7 +411,7 @@ static void finish(ph_sio *io, ph_sio_job *job, int cls, int outcome, int sent, 
     ph_log(io->log, PH_LOG_DEBUG, NULL, "sio.exchange",
            "supplier=%s op=%s step=%d outcome=%s sent=%d http=%d elapsed_ms=%" PRId64
            " detail=\"%s\"",
-           ss->id, ph_op_kind_name(job->op.kind), job->op.step, outcome_name(outcome), sent,
+           ss->id, ph_op_kind_name(job->op.kind), job->op.step, ph_op_status_name(outcome), sent,
            job->http_status, elapsed, job->detail);
     x_free(io, job);
     job->next_ = NULL;
