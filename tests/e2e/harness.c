@@ -86,26 +86,9 @@ static void sha_hex(const char *s, char out[65])
 
 void h_write_config(h_daemon *d, const char *extra)
 {
-    char mall[65], other[65], ops[65], cs[65];
-    sha_hex("mall-token", mall);
-    sha_hex("other-token", other);
-    sha_hex("ops-token", ops);
-    sha_hex("support-token", cs);
-    char tmp[400];
-    snprintf(tmp, sizeof tmp, "%s.tmp", d->config);
-    FILE *f = fopen(tmp, "w");
-    cr_assert(f, "cannot write %s", tmp);
-    if (d->custom) {
-        fprintf(f, STD_HEAD, d->dir, d->dir, d->dir, h_bin("PH_PLUGIN_DIR"), mall, other, ops, cs);
-        fputs(d->custom, f);
-    } else {
-        fprintf(f, std_config, d->dir, d->dir, d->dir, h_bin("PH_PLUGIN_DIR"), mall, other, ops,
-                cs);
-    }
-    if (extra)
-        fputs(extra, f);
-    fclose(f);
-    cr_assert(rename(tmp, d->config) == 0);
+    char *text = h_config_text(d, extra);
+    h_write_config_text(d, text);
+    free(text);
 }
 
 void h_setup_custom(h_daemon *d, const char *body, const char *extra)
@@ -127,18 +110,25 @@ void h_setup(h_daemon *d, const char *extra)
     h_write_config(d, extra);
 }
 
-static int port_known(void *arg)
+/* The port in a port file into *port (0 while there is none yet): 1 once it
+ * is known or the process pid has exited (nothing left to wait for). */
+static int port_file_read(const char *file, pid_t pid, uint16_t *port)
 {
-    h_daemon *d = arg;
-    FILE *f = fopen(d->port_file, "r");
+    FILE *f = fopen(file, "r");
     unsigned p = 0;
     if (f) {
         if (fscanf(f, "%u", &p) != 1)
             p = 0;
         fclose(f);
     }
-    d->port = (uint16_t)p;
-    return p != 0 || waitpid(d->pid, NULL, WNOHANG) == d->pid;
+    *port = (uint16_t)p;
+    return p != 0 || waitpid(pid, NULL, WNOHANG) == pid;
+}
+
+static int port_known(void *arg)
+{
+    h_daemon *d = arg;
+    return port_file_read(d->port_file, d->pid, &d->port);
 }
 
 static int healthy(void *arg)
@@ -188,12 +178,9 @@ void h_cleanup(h_daemon *d)
 
 /* ---- HTTP ------------------------------------------------------------------ */
 
-typedef struct buf {
-    char *p;
-    size_t n;
-} buf;
+typedef h_buf buf;
 
-static size_t on_data(char *ptr, size_t size, size_t nmemb, void *arg)
+size_t h_buf_append(char *ptr, size_t size, size_t nmemb, void *arg)
 {
     buf *b = arg;
     size_t n = size * nmemb;
@@ -210,6 +197,13 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *arg)
 int h_http(const h_daemon *d, const char *method, const char *path, const char *token,
            const char *content_type, const char *body, size_t len, h_resp *out)
 {
+    return h_http_hdr(d, method, path, token, content_type, NULL, body, len, out);
+}
+
+int h_http_hdr(const h_daemon *d, const char *method, const char *path, const char *token,
+               const char *content_type, const char *header, const char *body, size_t len,
+               h_resp *out)
+{
     memset(out, 0, sizeof *out);
     CURL *c = curl_easy_init();
     if (!c)
@@ -224,13 +218,15 @@ int h_http(const h_daemon *d, const char *method, const char *path, const char *
     snprintf(ct, sizeof ct, "Content-Type: %s", content_type ? content_type : "application/json");
     hdr = curl_slist_append(hdr, ct);
     hdr = curl_slist_append(hdr, "Expect:");
+    if (header)
+        hdr = curl_slist_append(hdr, header);
     buf b = {0}, h = {0};
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, h_buf_append);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, h_buf_append);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &h);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 120L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
@@ -346,7 +342,7 @@ int h_check_store(const h_daemon *d, char **out)
     char chunk[4096];
     size_t n;
     while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        on_data(chunk, 1, n, &b);
+        h_buf_append(chunk, 1, n, &b);
     int st = pclose(f);
     *out = b.p ? b.p : strdup("");
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
@@ -438,9 +434,9 @@ int h_conn_http(h_conn *c, const char *method, const char *path, const char *tok
     curl_easy_setopt(c->curl, CURLOPT_URL, url);
     curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, hdr);
-    curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, h_buf_append);
     curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c->curl, CURLOPT_HEADERFUNCTION, on_data);
+    curl_easy_setopt(c->curl, CURLOPT_HEADERFUNCTION, h_buf_append);
     curl_easy_setopt(c->curl, CURLOPT_HEADERDATA, &h);
     curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT, 10L);
     curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, 60L);
@@ -605,7 +601,7 @@ int h_run(const char *const *argv, const char *const *env, const char *in, size_
             char chunk[8192];
             ssize_t n = read(fds[i].fd, chunk, sizeof chunk);
             if (n > 0) {
-                on_data(chunk, 1, (size_t)n, &b[i]);
+                h_buf_append(chunk, 1, (size_t)n, &b[i]);
             } else if (n == 0 || errno != EINTR) {
                 close(fds[i].fd);
                 fds[i].fd = -1;
@@ -692,15 +688,7 @@ void h_leftover(h_daemon *d)
 static int sim_port_known(void *arg)
 {
     h_sim *s = arg;
-    FILE *f = fopen(s->port_file, "r");
-    unsigned p = 0;
-    if (f) {
-        if (fscanf(f, "%u", &p) != 1)
-            p = 0;
-        fclose(f);
-    }
-    s->port = (uint16_t)p;
-    return p != 0 || waitpid(s->pid, NULL, WNOHANG) == s->pid;
+    return port_file_read(s->port_file, s->pid, &s->port);
 }
 
 int h_sim_start(h_sim *s, const char *const *args)
@@ -733,18 +721,22 @@ int h_sim_start(h_sim *s, const char *const *args)
     return 0;
 }
 
-void h_sim_stop(h_sim *s)
+int h_sim_stop(h_sim *s)
 {
+    int rc = -1;
     if (s->pid > 0) {
+        int st = 0;
         kill(s->pid, SIGTERM);
-        while (waitpid(s->pid, NULL, 0) < 0 && errno == EINTR)
+        while (waitpid(s->pid, &st, 0) < 0 && errno == EINTR)
             ;
         s->pid = 0;
+        rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
     }
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", s->dir);
     if (system(cmd) != 0)
         fprintf(stderr, "could not remove %s\n", s->dir);
+    return rc;
 }
 
 h_resp h_sim_req(const h_sim *s, const char *method, const char *path, const char *json)
@@ -755,4 +747,152 @@ h_resp h_sim_req(const h_sim *s, const char *method, const char *path, const cha
                      json ? strlen(json) : 0, &r) == 0,
               "supsim did not answer %s %s", method, path);
     return r;
+}
+
+json_t *h_sim_truth(const h_sim *s)
+{
+    h_resp r = h_sim_req(s, "GET", "/_sim/truth", NULL);
+    cr_assert(r.status == 200 && r.json, "GET /_sim/truth: %ld %s", r.status, r.body);
+    json_t *t = json_incref(r.json);
+    h_resp_free(&r);
+    return t;
+}
+
+long long h_ref_order(const char *ref)
+{
+    long long id;
+    unsigned no;
+    char hex[16];
+    if (!ref || sscanf(ref, "%15[0-9a-f]-%lld-%u", hex, &id, &no) != 3)
+        return -1;
+    return id;
+}
+
+json_t *h_sim_truth_find(json_t *t, const char *list, const char *protocol, long long id,
+                         size_t *count)
+{
+    json_t *first = NULL, *o;
+    size_t n = 0, i;
+    json_array_foreach(json_object_get(t, list), i, o)
+    {
+        if ((protocol && strcmp(h_str(o, "protocol"), protocol)) ||
+            (id >= 0 && h_ref_order(h_str(o, "ref")) != id))
+            continue;
+        if (!first)
+            first = o;
+        n++;
+    }
+    if (count)
+        *count = n;
+    return first;
+}
+
+const char *h_sim_supplier_yaml(const h_sim *s, const char *id, const char *protocol,
+                                const char *fields, const char *config_extra, char *out, size_t n)
+{
+    char conf[1024];
+    if (!strcmp(protocol, "gateway")) {
+        h_write_file(s->dir, "gw.secret", "gw-secret");
+        snprintf(conf, sizeof conf,
+                 "      gateway_url: http://127.0.0.1:%u/gateway\n      app_key: gw-app\n"
+                 "      app_secret: file:%s/gw.secret\n",
+                 s->port, s->dir);
+    } else {
+        cr_assert_str_eq(protocol, "rewards", "h_sim_supplier_yaml: no protocol %s", protocol);
+        h_write_file(s->dir, "rw.key", "rw-key");
+        h_write_file(s->dir, "rw.whsec", "rw-whsec");
+        snprintf(conf, sizeof conf,
+                 "      base_url: http://127.0.0.1:%u/rewards\n      api_key: file:%s/rw.key\n"
+                 "      webhook_secret: file:%s/rw.whsec\n",
+                 s->port, s->dir, s->dir);
+    }
+    int k = snprintf(out, n, "  - id: %s\n    plugin: %s\n%s    config:\n%s%s", id, protocol,
+                     fields ? fields : "", conf, config_extra ? config_extra : "");
+    cr_assert(k > 0 && (size_t)k < n, "h_sim_supplier_yaml: %d bytes do not fit in %zu", k, n);
+    return out;
+}
+
+/* ---- small shared pieces of the supplier tests ------------------------------ */
+
+void h_write_file(const char *dir, const char *name, const char *text)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    cr_assert(f, "cannot write %s", path);
+    fputs(text, f);
+    cr_assert(fclose(f) == 0, "cannot write %s", path);
+}
+
+const char *h_dump(const json_t *j, char *buf, size_t n)
+{
+    size_t k = j ? json_dumpb(j, buf, n - 1, JSON_COMPACT) : 0;
+    buf[k < n - 1 ? k : n - 1] = 0;
+    return buf;
+}
+
+void h_stop_clean(h_daemon *d)
+{
+    int st = h_stop(d, SIGTERM);
+    if (st == 0)
+        return;
+    size_t n = 0;
+    char *log = h_read_file(d->log, &n);
+    const char *sum = log ? strstr(log, "SUMMARY:") : NULL;
+    const char *eol = sum ? strchr(sum, '\n') : NULL;
+    int len = sum ? (int)(eol ? eol - sum : (long)strlen(sum)) : 0;
+    char line[512];
+    snprintf(line, sizeof line, "%.*s", len, sum ? sum : "");
+    free(log); /* before the assertion: a failed one ends the test here */
+    cr_assert_fail("perkhubd exited with %d (log %s)%s%s", st, d->log, *line ? ": " : "", line);
+}
+
+json_t *h_order_of(const h_resp *r)
+{
+    json_t *o = json_object_get(r->json, "order");
+    cr_assert(json_is_object(o), "no order in %ld %s", r->status, r->body);
+    return o;
+}
+
+int h_events_count(json_t *feed, long long id, const char *type)
+{
+    size_t i;
+    json_t *e;
+    int n = 0;
+    json_array_foreach(json_object_get(feed, "events"), i, e)
+    {
+        const char *t = json_string_value(json_object_get(e, "type"));
+        if (t && !strcmp(t, type) && json_integer_value(json_object_get(e, "order_id")) == id)
+            n++;
+    }
+    return n;
+}
+
+json_t *h_order_get(const h_daemon *d, long long id, const char *token)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/v1/orders/%lld", id);
+    h_resp r = h_get(d, path, token);
+    cr_assert_eq(r.status, 200, "GET %s: %ld %s", path, r.status, r.body);
+    json_t *o = json_incref(json_object_get(r.json, "order"));
+    cr_assert(json_is_object(o), "GET %s: %s", path, r.body);
+    h_resp_free(&r);
+    return o;
+}
+
+json_t *h_order_poll(const h_daemon *d, long long id, const char *token,
+                     int (*done)(json_t *order, void *arg), void *arg, int timeout_ms,
+                     const char *what)
+{
+    int64_t end = now_ms() + timeout_ms;
+    for (;;) {
+        json_t *o = h_order_get(d, id, token);
+        if (done(o, arg))
+            return o;
+        char b[2048];
+        cr_assert(now_ms() < end, "order %lld: %s did not happen within %d ms: %s", id, what,
+                  timeout_ms, h_dump(o, b, sizeof b));
+        json_decref(o);
+        usleep(10000);
+    }
 }

@@ -55,6 +55,15 @@ int h_stop(h_daemon *d, int sig);
 /* Removes the temporary directory (after the daemon stopped). */
 void h_cleanup(h_daemon *d);
 
+/* A growing NUL-terminated byte buffer (start it {0}; caller frees p), and the
+ * curl write callback that fills it (CURLOPT_WRITEFUNCTION, with
+ * CURLOPT_WRITEDATA an h_buf *). Returns 0 (curl's error) when out of memory. */
+typedef struct h_buf {
+    char *p;
+    size_t n;
+} h_buf;
+size_t h_buf_append(char *ptr, size_t size, size_t nmemb, void *buf);
+
 /* One HTTP request to the daemon. token may be NULL (no Authorization). body may
  * be NULL. Returns 0 when an HTTP response arrived (any status), -1 otherwise. */
 int h_http(const h_daemon *d, const char *method, const char *path, const char *token,
@@ -162,10 +171,63 @@ typedef struct h_sim {
 /* Starts supsim --port 0 --port-file <dir>/port --seed 42 plus args
  * (NULL-terminated, may be NULL) and waits for its port: 0 or -1. */
 int h_sim_start(h_sim *s, const char *const *args);
-/* SIGTERM, wait, remove its directory. */
-void h_sim_stop(h_sim *s);
+/* SIGTERM, wait, remove its directory. Returns supsim's exit status (128 +
+ * signal when killed), -1 when it was not running. */
+int h_sim_stop(h_sim *s);
 /* One request to the simulator (control API /_sim/..., or its protocols);
  * asserts that it answered. */
 h_resp h_sim_req(const h_sim *s, const char *method, const char *path, const char *json);
+/* GET /_sim/truth, parsed (caller json_decref's). Asserts a 200 JSON answer. */
+json_t *h_sim_truth(const h_sim *s);
+/* The first entry of the truth's list `list` ("orders", "refs_without_order")
+ * made by `protocol` (NULL: any) for perkhub order id (-1: any), borrowed from
+ * t, or NULL; *count (may be NULL) gets how many entries match. */
+json_t *h_sim_truth_find(json_t *t, const char *list, const char *protocol, long long id,
+                         size_t *count);
+/* The perkhub order id in an attempt reference "<8 hex>-<order id>-<attempt>",
+ * or -1 when ref has another form. */
+long long h_ref_order(const char *ref);
+/* One entry of a suppliers: list for supplier `id` speaking `protocol`
+ * ("gateway" or "rewards", also its plugin) at the simulator, into out[0..n):
+ * "  - id: <id>\n    plugin: <protocol>\n", then `fields` (supplier lines
+ * such as "    priority: 10\n"; may be NULL), then the config: block (URL, key
+ * and secrets as file: references), then `config_extra` (lines indented six,
+ * inside config:; may be NULL). Writes the protocol's secrets into s->dir
+ * (gw.secret "gw-secret"; rw.key "rw-key", rw.whsec "rw-whsec"), which supsim
+ * also uses. Returns out; asserts that it fits. */
+const char *h_sim_supplier_yaml(const h_sim *s, const char *id, const char *protocol,
+                                const char *fields, const char *config_extra, char *out, size_t n);
+
+/* ---- small shared pieces of the supplier tests ------------------------------ */
+
+/* Writes text to dir/name (replacing it); asserts that it could. */
+void h_write_file(const char *dir, const char *name, const char *text);
+/* The compact JSON text of j (NULL: "") in buf[0..n), cut to fit, for failure
+ * messages. Returns buf. */
+const char *h_dump(const json_t *j, char *buf, size_t n);
+/* SIGTERM and wait: asserts a clean exit (0). Under the sanitizers a memory
+ * error makes perkhubd exit non-zero; the failure then shows the SUMMARY line
+ * of its log. */
+void h_stop_clean(h_daemon *d);
+/* As h_http, with one extra request header line (e.g. "X-Sig: v"; NULL: none). */
+int h_http_hdr(const h_daemon *d, const char *method, const char *path, const char *token,
+               const char *content_type, const char *header, const char *body, size_t len,
+               h_resp *out);
+/* The "order" object of an answer of /v1/orders (borrowed from r); asserts
+ * that there is one. */
+json_t *h_order_of(const h_resp *r);
+/* How many events of a GET /v1/events answer (its parsed body) have type
+ * `type` and name order id. */
+int h_events_count(json_t *feed, long long id, const char *type);
+/* GET /v1/orders/{id} as token: the "order" object (caller json_decref's).
+ * Asserts 200 and an object. */
+json_t *h_order_get(const h_daemon *d, long long id, const char *token);
+/* Polls h_order_get(d, id, token) every 10 ms until done(order, arg) holds and
+ * returns that view (caller json_decref's). done may assert (it runs on the
+ * test's thread). Fails the test after timeout_ms, naming `what` and showing
+ * the last view. */
+json_t *h_order_poll(const h_daemon *d, long long id, const char *token,
+                     int (*done)(json_t *order, void *arg), void *arg, int timeout_ms,
+                     const char *what);
 
 #endif

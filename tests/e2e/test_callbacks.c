@@ -10,7 +10,6 @@
  * callback_mismatch) and callbacks to a supplier that does not exist (404).
  */
 #include <criterion/criterion.h>
-#include <curl/curl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,22 +30,6 @@ static void teardown(void)
 
 TestSuite(callbacks, .fini = teardown);
 
-/* SIGTERM; a clean exit (0) is part of every test: under the sanitizers a
- * memory error makes perkhubd exit non-zero, and its summary line is shown. */
-static void expect_clean_stop(void)
-{
-    int st = h_stop(&D, SIGTERM);
-    if (st == 0)
-        return;
-    size_t n = 0;
-    char *log = h_read_file(D.log, &n);
-    const char *sum = log ? strstr(log, "SUMMARY:") : NULL;
-    const char *eol = sum ? strchr(sum, '\n') : NULL;
-    cr_assert_fail("perkhubd exited with %d (log %s)%s%.*s", st, D.log, sum ? ": " : "",
-                   sum ? (int)(eol ? eol - sum : (long)strlen(sum)) : 0, sum ? sum : "");
-    free(log);
-}
-
 /* What differs between the two protocols. */
 typedef struct proto {
     const char *name;     /* supsim's "protocol" and our supplier id */
@@ -62,82 +45,44 @@ static const proto REWARDS = {"rewards", "rw.topup", "gateway", ""};
 
 /* ---- setup ------------------------------------------------------------------ */
 
-static void write_secret(const char *dir, const char *name, const char *value)
-{
-    char path[400];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    cr_assert(f, "cannot write %s", path);
-    fputs(value, f);
-    fclose(f);
-}
+static char BODY[4096]; /* the config body: h_setup_custom borrows it */
 
 /* Both suppliers at the same simulator; one recharge product per supplier.
  * query_max_delay_ms 1000 keeps the polling between callbacks short. */
-static char *suppliers_body(const char *dir, unsigned port)
+static void start_both(void)
 {
-    static const char fmt[] =
-        "suppliers:\n"
-        "  - id: gateway\n    plugin: gateway\n    priority: 10\n"
-        "    query_max_delay_ms: 1000\n    breaker_failures: 1000\n"
-        "    config:\n"
-        "      gateway_url: http://127.0.0.1:%u/gateway\n"
-        "      app_key: gw-app\n"
-        "      app_secret: file:%s/gw.secret\n"
-        "      callback_stale_s: 600\n"
-        "  - id: rewards\n    plugin: rewards\n    priority: 10\n"
-        "    query_max_delay_ms: 1000\n    breaker_failures: 1000\n"
-        "    config:\n"
-        "      base_url: http://127.0.0.1:%u/rewards\n"
-        "      auth: bearer\n"
-        "      api_key: file:%s/rw.key\n"
-        "      webhook_secret: file:%s/rw.whsec\n"
-        "      webhook_tolerance_s: 300\n"
+    const char *args[] = {"--complete-ms", "3000", NULL};
+    cr_assert(h_sim_start(&S, args) == 0, "supsim did not start (log %s)", S.log);
+    static const char fields[] =
+        "    priority: 10\n    query_max_delay_ms: 1000\n    breaker_failures: 1000\n";
+    char gw[1024], rw[1024];
+    h_sim_supplier_yaml(&S, "gateway", "gateway", fields, "      callback_stale_s: 600\n", gw,
+                        sizeof gw);
+    h_sim_supplier_yaml(&S, "rewards", "rewards", fields,
+                        "      auth: bearer\n      webhook_tolerance_s: 300\n", rw, sizeof rw);
+    snprintf(
+        BODY, sizeof BODY,
+        "suppliers:\n%s%s"
         "products:\n"
         "  - sku: gw.topup\n    name: Top-up via gateway\n    brand: telco\n    category: telecom\n"
         "    delivery: recharge\n    face_value: \"50.00\"\n"
         "    offers:\n      - {supplier: gateway, supplier_sku: \"20001\", cost: \"49.00\"}\n"
         "  - sku: rw.topup\n    name: Top-up via rewards\n    brand: telco\n    category: telecom\n"
         "    delivery: recharge\n    face_value: \"50.00\"\n"
-        "    offers:\n      - {supplier: rewards, supplier_sku: U20001, cost: \"49.00\"}\n";
-    size_t n = sizeof fmt + 4 * strlen(dir) + 64;
-    char *s = malloc(n);
-    cr_assert(s);
-    snprintf(s, n, fmt, port, dir, port, dir, dir);
-    return s;
-}
-
-static char *start_both(void)
-{
-    const char *args[] = {"--complete-ms", "3000", NULL};
-    cr_assert(h_sim_start(&S, args) == 0, "supsim did not start (log %s)", S.log);
-    h_setup_custom(&D, "", NULL);
-    write_secret(D.dir, "gw.secret", "gw-secret");
-    write_secret(D.dir, "rw.key", "rw-key");
-    write_secret(D.dir, "rw.whsec", "rw-whsec");
-    char *body = suppliers_body(D.dir, S.port);
-    D.custom = body; /* h_write_config reads it; freed after the daemon stops */
-    h_write_config(&D, NULL);
+        "    offers:\n      - {supplier: rewards, supplier_sku: U20001, cost: \"49.00\"}\n",
+        gw, rw);
+    h_setup_custom(&D, BODY, NULL);
     cr_assert(h_start(&D) == 0, "perkhubd did not start");
-    return body;
 }
 
-static void stop_both(char *body)
+static void stop_both(void)
 {
-    expect_clean_stop();
+    h_stop_clean(&D); /* a clean exit is part of every test */
     h_cleanup(&D);
-    free(body);
     h_sim_stop(&S);
 }
 
 /* ---- perkhub side -------------------------------------------------------------- */
-
-static json_t *order_of(const h_resp *r)
-{
-    json_t *o = json_object_get(r->json, "order");
-    cr_assert(json_is_object(o), "no order in %ld %s", r->status, r->body);
-    return o;
-}
 
 static h_resp ops_view(long long id)
 {
@@ -155,7 +100,7 @@ static h_resp ops_view(long long id)
 static json_t *stable_view(long long id)
 {
     h_resp r = ops_view(id);
-    json_t *o = json_deep_copy(order_of(&r));
+    json_t *o = json_deep_copy(h_order_of(&r));
     h_resp_free(&r);
     json_object_del(o, "next_check_at");
     size_t i;
@@ -172,7 +117,7 @@ static json_t *stable_view(long long id)
 static json_t *full_view(long long id)
 {
     h_resp r = ops_view(id);
-    json_t *o = json_deep_copy(order_of(&r));
+    json_t *o = json_deep_copy(h_order_of(&r));
     h_resp_free(&r);
     return o;
 }
@@ -207,7 +152,7 @@ static const char *order_state(long long id)
 {
     static char st[32];
     h_resp r = ops_view(id);
-    snprintf(st, sizeof st, "%s", h_str(order_of(&r), "state"));
+    snprintf(st, sizeof st, "%s", h_str(h_order_of(&r), "state"));
     h_resp_free(&r);
     return st;
 }
@@ -216,47 +161,22 @@ static int count_events(long long id, const char *type)
 {
     h_resp r = h_get(&D, "/v1/events?after=0&limit=1000", "ops-token");
     cr_assert_eq(r.status, 200, "%s", r.body);
-    size_t i;
-    json_t *e;
-    int n = 0;
-    json_array_foreach(json_object_get(r.json, "events"), i, e)
-    {
-        const char *t = json_string_value(json_object_get(e, "type"));
-        if (t && !strcmp(t, type) && json_integer_value(json_object_get(e, "order_id")) == id)
-            n++;
-    }
+    int n = h_events_count(r.json, id, type);
     h_resp_free(&r);
     return n;
 }
 
-typedef struct attempt_wait {
-    long long id;
-    const char *state;
-    char last[2048];
-} attempt_wait;
-
-/* The first attempt reached `state` and carries the supplier's order id. */
-static int attempt_is(void *arg)
+/* The first attempt reached state *arg and carries the supplier's order id. */
+static int attempt_is(json_t *o, void *arg)
 {
-    attempt_wait *w = arg;
-    h_resp r = ops_view(w->id);
-    json_t *a = json_array_get(json_object_get(order_of(&r), "attempts"), 0);
+    json_t *a = json_array_get(json_object_get(o, "attempts"), 0);
     const char *st = json_string_value(json_object_get(a, "state"));
-    int ok = st && !strcmp(st, w->state) && json_is_string(json_object_get(a, "supplier_order_id"));
-    snprintf(w->last, sizeof w->last, "%s", r.body);
-    h_resp_free(&r);
-    return ok;
+    return st && !strcmp(st, arg) && json_is_string(json_object_get(a, "supplier_order_id"));
 }
 
-typedef struct order_wait {
-    long long id;
-    const char *state;
-} order_wait;
-
-static int order_is(void *arg)
+static int state_is(json_t *o, void *arg)
 {
-    order_wait *w = arg;
-    return !strcmp(order_state(w->id), w->state);
+    return !strcmp(h_str(o, "state"), arg);
 }
 
 /* ---- simulator side --------------------------------------------------------------- */
@@ -270,36 +190,20 @@ typedef struct truth {
     long long queries; /* counts.query_requests */
 } truth;
 
-static int ref_names_order(const char *ref, long long id)
-{
-    const char *dash = strchr(ref, '-');
-    char *end;
-    return dash && strtoll(dash + 1, &end, 10) == id && *end == '-';
-}
-
 static int truth_of(const char *protocol, long long id, truth *out)
 {
-    h_resp r = h_sim_req(&S, "GET", "/_sim/truth", NULL);
-    cr_assert_eq(r.status, 200, "%s", r.body);
-    int found = 0;
-    size_t i;
-    json_t *o;
-    json_array_foreach(json_object_get(r.json, "orders"), i, o)
-    {
-        const char *ref = json_string_value(json_object_get(o, "ref"));
-        const char *p = json_string_value(json_object_get(o, "protocol"));
-        if (!ref || !p || strcmp(p, protocol) || !ref_names_order(ref, id))
-            continue;
-        snprintf(out->ref, sizeof out->ref, "%s", ref);
+    json_t *t = h_sim_truth(&S);
+    size_t found;
+    json_t *o = h_sim_truth_find(t, "orders", protocol, id, &found);
+    if (o) {
+        snprintf(out->ref, sizeof out->ref, "%s", h_str(o, "ref"));
         snprintf(out->supplier_order_id, sizeof out->supplier_order_id, "%s",
                  h_str(o, "supplier_order_id"));
         snprintf(out->state, sizeof out->state, "%s", h_str(o, "state"));
-        found++;
     }
-    out->queries = h_int(json_object_get(r.json, "counts"), "query_requests");
-    h_resp_free(&r);
-    cr_assert_leq(found, 1, "the simulator holds %d orders for order %lld", found, id);
-    return found;
+    out->queries = h_int(json_object_get(t, "counts"), "query_requests");
+    json_decref(t);
+    return (int)found;
 }
 
 typedef struct truth_wait {
@@ -424,49 +328,16 @@ static char *rw_notify(const char *ref, const char *supplier_order_id, char *hea
     return body;
 }
 
-static size_t on_body(char *ptr, size_t size, size_t nmemb, void *arg)
-{
-    h_resp *r = arg;
-    size_t n = size * nmemb;
-    char *g = realloc(r->body, r->len + n + 1);
-    if (!g)
-        return 0;
-    memcpy(g + r->len, ptr, n);
-    r->body = g;
-    r->len += n;
-    g[r->len] = 0;
-    return n;
-}
-
 /* POST body to perkhubd's callback endpoint of supplier, with one extra
- * header line (or NULL); the harness's client has no custom headers. */
+ * header line (or NULL). */
 static h_resp post_callback(const char *supplier, const char *body, const char *header)
 {
-    h_resp r = {0};
-    char url[256];
-    snprintf(url, sizeof url, "http://127.0.0.1:%u/v1/callbacks/%s", D.port, supplier);
-    struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
-    hdr = curl_slist_append(hdr, "Expect:");
-    if (header)
-        hdr = curl_slist_append(hdr, header);
-    CURL *c = curl_easy_init();
-    cr_assert(c);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    CURLcode rc = curl_easy_perform(c);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
-    curl_easy_cleanup(c);
-    curl_slist_free_all(hdr);
-    cr_assert_eq(rc, CURLE_OK, "POST %s: %s", url, curl_easy_strerror(rc));
-    if (!r.body)
-        r.body = strdup("");
-    r.headers = strdup("");
-    r.json = json_loads(r.body, 0, NULL);
+    char path[128];
+    snprintf(path, sizeof path, "/v1/callbacks/%s", supplier);
+    h_resp r;
+    cr_assert(
+        h_http_hdr(&D, "POST", path, NULL, "application/json", header, body, strlen(body), &r) == 0,
+        "POST %s: no response", path);
     return r;
 }
 
@@ -505,11 +376,11 @@ static long long place_processing(const proto *p, truth *t)
              p->name, p->sku, ACCOUNT);
     h_resp r = h_post_json(&D, "/v1/orders", "mall-token", body);
     cr_assert_eq(r.status, 202, "%s", r.body);
-    long long id = h_int(order_of(&r), "id");
+    long long id = h_int(h_order_of(&r), "id");
     h_resp_free(&r);
-    attempt_wait aw = {.id = id, .state = "processing"};
-    cr_assert(h_wait_for(attempt_is, &aw, 10000) == 0, "the %s attempt never became processing: %s",
-              p->name, aw.last);
+    char what[96];
+    snprintf(what, sizeof what, "the %s attempt becoming processing", p->name);
+    json_decref(h_order_poll(&D, id, "ops-token", attempt_is, "processing", 10000, what));
     cr_assert_eq(truth_of(p->name, id, t), 1, "the simulator has no %s order for %lld", p->name,
                  id);
     cr_assert_str_eq(t->state, "processing", "the simulator's order is %s already", t->state);
@@ -557,23 +428,22 @@ static void after_completion(const proto *p, long long id, const char *ref)
             cr_assert_str_eq(body_at(&r, i), p->ack_body, "copy %zu", i);
     }
     h_resp_free(&r);
-    order_wait ow = {id, "succeeded"};
-    cr_assert(h_wait_for(order_is, &ow, 10000) == 0, "order %lld is %s, not succeeded", id,
-              order_state(id));
+    json_decref(h_order_poll(&D, id, "ops-token", state_is, "succeeded", 10000, "succeeding"));
     cr_assert_eq(count_events(id, "order.succeeded"), 1, "order.succeeded events for %lld", id);
     cr_assert_eq(count_events(id, "order.failed"), 0, "order.failed events for %lld", id);
     h_resp v = ops_view(id);
-    json_t *a = json_object_get(order_of(&v), "attempts");
+    json_t *a = json_object_get(h_order_of(&v), "attempts");
     cr_assert_eq(json_array_size(a), 1, "%s", v.body);
     cr_assert_str_eq(h_str(json_array_get(a, 0), "state"), "succeeded", "%s", v.body);
     h_resp_free(&v);
     truth t;
     truth_of(p->name, id, &t);
-    h_resp tr = h_sim_req(&S, "GET", "/_sim/truth", NULL);
-    cr_assert_eq(h_int(json_object_get(tr.json, "counts"), "recharges_performed"), 1, "%s",
-                 tr.body);
-    cr_assert_eq(h_int(json_object_get(tr.json, "counts"), "double_creates"), 0, "%s", tr.body);
-    h_resp_free(&tr);
+    json_t *tr = h_sim_truth(&S);
+    json_t *counts = json_object_get(tr, "counts");
+    char b[1024];
+    cr_assert_eq(h_int(counts, "recharges_performed"), 1, "%s", h_dump(counts, b, sizeof b));
+    cr_assert_eq(h_int(counts, "double_creates"), 0, "%s", h_dump(counts, b, sizeof b));
+    json_decref(tr);
 
     /* a replay of the last legit notify after the final state */
     snapshot s = snap(id, 1);
@@ -629,7 +499,7 @@ static void unknown_supplier(const proto *p, long long id, const truth *t)
 
 static void run_protocol(const proto *p)
 {
-    char *body = start_both();
+    start_both();
     truth t;
     long long id = place_processing(p, &t);
     expect_refused(p, id, t.ref, "forged", 401, "bad_signature");
@@ -641,7 +511,7 @@ static void run_protocol(const proto *p)
     not_ours(p, id, &t);
     unknown_supplier(p, id, &t);
     cr_assert_eq(count_events(id, "order.succeeded"), 1, "order.succeeded events at the end");
-    stop_both(body);
+    stop_both();
 }
 
 Test(callbacks, gateway_notifies)

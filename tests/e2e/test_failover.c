@@ -20,7 +20,6 @@
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <netinet/in.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,23 +46,6 @@ TestSuite(failover, .fini = teardown);
 
 /* ---- helpers ------------------------------------------------------------------ */
 
-static const char *dump(const json_t *j, char *buf, size_t n)
-{
-    size_t k = j ? json_dumpb(j, buf, n - 1, JSON_COMPACT) : 0;
-    buf[k < n - 1 ? k : n - 1] = 0;
-    return buf;
-}
-
-static void write_secret(const char *dir, const char *name, const char *value)
-{
-    char path[400];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    cr_assert(f, "cannot write %s", path);
-    fputs(value, f);
-    fclose(f);
-}
-
 /* A loopback port nothing listens on: bound, read, closed. */
 static unsigned closed_port(void)
 {
@@ -78,26 +60,25 @@ static unsigned closed_port(void)
     return ntohs(sa.sin_port);
 }
 
+#define TIMEOUTS "    timeout_ms: 1500\n    connect_timeout_ms: 1000\n    query_max_delay_ms: 500\n"
+
 /* Starts supsim and perkhubd: A at the simulator, or at a closed port when
  * a_dead; A's card offer is a_card_sku. */
 static void start(int a_dead, const char *a_card_sku, int a_breaker_failures)
 {
     cr_assert(h_sim_start(&S, NULL) == 0, "supsim did not start");
-    write_secret(S.dir, "gw.secret", "gw-secret");
-    write_secret(S.dir, "rw.key", "rw-key");
-    write_secret(S.dir, "rw.whsec", "rw-whsec");
-    unsigned a_port = a_dead ? closed_port() : S.port;
+    char a_fields[256], a[1024], b[1024];
+    snprintf(a_fields, sizeof a_fields,
+             "    priority: 20\n" TIMEOUTS
+             "    breaker_failures: %d\n    breaker_open_ms: 600000\n",
+             a_breaker_failures);
+    h_sim at = S; /* A's address: the simulator's, or a port nothing listens on */
+    if (a_dead)
+        at.port = (uint16_t)closed_port();
+    h_sim_supplier_yaml(&at, "gwa", "gateway", a_fields, NULL, a, sizeof a);
+    h_sim_supplier_yaml(&S, "rwb", "rewards", "    priority: 10\n" TIMEOUTS, NULL, b, sizeof b);
     snprintf(BODY, sizeof BODY,
-             "suppliers:\n"
-             "  - id: gwa\n    plugin: gateway\n    priority: 20\n"
-             "    timeout_ms: 1500\n    connect_timeout_ms: 1000\n    query_max_delay_ms: 500\n"
-             "    breaker_failures: %d\n    breaker_open_ms: 600000\n"
-             "    config:\n      gateway_url: http://127.0.0.1:%u/gateway\n"
-             "      app_key: gw-app\n      app_secret: file:%s/gw.secret\n"
-             "  - id: rwb\n    plugin: rewards\n    priority: 10\n"
-             "    timeout_ms: 1500\n    connect_timeout_ms: 1000\n    query_max_delay_ms: 500\n"
-             "    config:\n      base_url: http://127.0.0.1:%u/rewards\n"
-             "      api_key: file:%s/rw.key\n      webhook_secret: file:%s/rw.whsec\n"
+             "suppliers:\n%s%s"
              "products:\n"
              "  - sku: fo.card\n    name: Failover card\n    brand: sim\n    category: video\n"
              "    delivery: card_code\n    face_value: \"30.00\"\n    offers:\n"
@@ -107,14 +88,14 @@ static void start(int a_dead, const char *a_card_sku, int a_breaker_failures)
              "    delivery: recharge\n    face_value: \"50.00\"\n    offers:\n"
              "      - {supplier: gwa, supplier_sku: \"20001\", cost: \"49.00\"}\n"
              "      - {supplier: rwb, supplier_sku: \"U20001\", cost: \"49.00\"}\n",
-             a_breaker_failures, a_port, S.dir, S.port, S.dir, S.dir, a_card_sku);
+             a, b, a_card_sku);
     h_setup_custom(&D, BODY, NULL);
     cr_assert(h_start(&D) == 0, "perkhubd did not start");
 }
 
 static void stop(void)
 {
-    cr_assert_eq(h_stop(&D, SIGTERM), 0, "perkhubd did not exit cleanly");
+    h_stop_clean(&D);
     h_cleanup(&D);
     h_sim_stop(&S);
 }
@@ -128,35 +109,18 @@ static void sim_post(const char *path, const char *json)
 
 static json_t *truth(void)
 {
-    h_resp r = h_sim_req(&S, "GET", "/_sim/truth", NULL);
-    cr_assert(r.status == 200 && r.json, "GET /_sim/truth: %ld %s", r.status, r.body);
-    json_t *t = json_incref(r.json);
-    h_resp_free(&r);
-    return t;
+    return h_sim_truth(&S);
 }
 
 /* Entries of truth list `list` made by protocol proto (NULL: any) for perkhub
- * order id (-1: any order). References are "<8 hex>-<order id>-<attempt>". */
+ * order id (-1: any order); the first into *first (may be NULL). */
 static size_t truth_count(json_t *t, const char *list, const char *proto, long long id,
                           json_t **first)
 {
-    size_t n = 0, i;
-    json_t *o;
+    size_t n;
+    json_t *o = h_sim_truth_find(t, list, proto, id, &n);
     if (first)
-        *first = NULL;
-    json_array_foreach(json_object_get(t, list), i, o)
-    {
-        long long oid = -1;
-        unsigned no;
-        char hex[16];
-        if (sscanf(h_str(o, "ref"), "%15[0-9a-f]-%lld-%u", hex, &oid, &no) != 3)
-            oid = -2;
-        if ((proto && strcmp(h_str(o, "protocol"), proto)) || (id >= 0 && oid != id))
-            continue;
-        if (first && !*first)
-            *first = o;
-        n++;
-    }
+        *first = o;
     return n;
 }
 
@@ -182,13 +146,7 @@ static json_t *order_post(const char *coid, const char *sku, int wait, long want
 
 static json_t *order_get(long long id, const char *token)
 {
-    char path[64];
-    snprintf(path, sizeof path, "/v1/orders/%lld", id);
-    h_resp r = h_get(&D, path, token);
-    cr_assert_eq(r.status, 200, "GET %s: %ld %s", path, r.status, r.body);
-    json_t *o = json_incref(json_object_get(r.json, "order"));
-    h_resp_free(&r);
-    return o;
+    return h_order_get(&D, id, token);
 }
 
 /* Attempt i of an ops view: supplier and state as given, a reason when failed. */
@@ -196,12 +154,13 @@ static void check_attempt(json_t *o, size_t i, const char *supplier, const char 
 {
     char b[2048];
     json_t *a = json_array_get(json_object_get(o, "attempts"), i);
-    cr_assert(a, "no attempt %zu: %s", i + 1, dump(o, b, sizeof b));
+    cr_assert(a, "no attempt %zu: %s", i + 1, h_dump(o, b, sizeof b));
     cr_assert(!strcmp(h_str(a, "supplier"), supplier) && !strcmp(h_str(a, "state"), state),
-              "attempt %zu should be %s %s: %s", i + 1, supplier, state, dump(o, b, sizeof b));
+              "attempt %zu should be %s %s: %s", i + 1, supplier, state, h_dump(o, b, sizeof b));
     if (!strcmp(state, "failed")) {
         const char *reason = json_string_value(json_object_get(a, "reason"));
-        cr_assert(reason && *reason, "a failed attempt without a reason: %s", dump(o, b, sizeof b));
+        cr_assert(reason && *reason, "a failed attempt without a reason: %s",
+                  h_dump(o, b, sizeof b));
         fprintf(stderr, "order %lld attempt %zu at %s failed: %s\n", h_int(o, "id"), i + 1,
                 supplier, reason);
     }
@@ -213,34 +172,26 @@ static size_t nattempts(json_t *o)
 }
 
 /* Polls the ops view of order id until done(o, arg), WAIT_MS at most. */
-static json_t *poll_order(long long id, int (*done)(json_t *, long), long arg, const char *what)
+static json_t *poll_order(long long id, int (*done)(json_t *, void *), void *arg, const char *what)
 {
-    int64_t end = h_now_ms() + WAIT_MS;
-    for (;;) {
-        json_t *o = order_get(id, "ops-token");
-        if (done(o, arg))
-            return o;
-        char b[2048];
-        cr_assert(h_now_ms() < end, "%s did not happen: %s", what, dump(o, b, sizeof b));
-        json_decref(o);
-        usleep(10000);
-    }
+    return h_order_poll(&D, id, "ops-token", done, arg, WAIT_MS, what);
 }
 
-static int answered(json_t *o, long arg)
+static int answered(json_t *o, void *arg)
 {
     (void)arg;
     json_t *a = json_array_get(json_object_get(o, "attempts"), 0);
     return a && strcmp(h_str(a, "state"), "sending") != 0;
 }
 
-static int checks_reached(json_t *o, long arg)
+/* *(long *)min queries made, or the order left unknown. */
+static int checks_reached(json_t *o, void *min)
 {
     json_t *a = json_array_get(json_object_get(o, "attempts"), 0);
-    return strcmp(h_str(o, "state"), "unknown") || (a && h_int(a, "checks") >= arg);
+    return strcmp(h_str(o, "state"), "unknown") || (a && h_int(a, "checks") >= *(long *)min);
 }
 
-static int is_final(json_t *o, long arg)
+static int is_final(json_t *o, void *arg)
 {
     (void)arg;
     return !strcmp(h_str(o, "state"), "succeeded") || !strcmp(h_str(o, "state"), "failed");
@@ -268,28 +219,38 @@ static long long health(json_t *s, const char *key)
              : json_integer_value(json_object_get(json_object_get(h, "exchanges"), key));
 }
 
-/* ---- the tests -------------------------------------------------------------- */
-
-Test(failover, definite_refusal_goes_to_b)
+/* Places an order answered at once succeeded, after A failed and B took it:
+ * the ops view shows attempts [A failed, B succeeded]. Returns its id. */
+static long long expect_failed_over(const char *coid, const char *sku)
 {
-    start(0, "10002", 5);
-    json_t *o = order_post("fo-a", "fo.card", 10, 201);
+    json_t *o = order_post(coid, sku, 10, 201);
     cr_assert_str_eq(h_str(o, "state"), "succeeded");
     long long id = h_int(o, "id");
     json_decref(o);
 
     o = order_get(id, "ops-token");
-    cr_assert_eq(nattempts(o), 2);
+    char b[2048];
+    cr_assert_eq(nattempts(o), 2, "order %s: %s", coid, h_dump(o, b, sizeof b));
     check_attempt(o, 0, "gwa", "failed");
     check_attempt(o, 1, "rwb", "succeeded");
     json_decref(o);
+    return id;
+}
+
+/* ---- the tests -------------------------------------------------------------- */
+
+Test(failover, definite_refusal_goes_to_b)
+{
+    start(0, "10002", 5);
+    long long id = expect_failed_over("fo-a", "fo.card");
+    json_t *o;
 
     json_t *t = truth(), *at_b;
     char b[4096];
     cr_assert_eq(truth_count(t, "orders", "gateway", id, NULL), 0, "A has an order: %s",
-                 dump(t, b, sizeof b));
+                 h_dump(t, b, sizeof b));
     cr_assert_eq(truth_count(t, "orders", "rewards", id, &at_b), 1, "B has no order: %s",
-                 dump(t, b, sizeof b));
+                 h_dump(t, b, sizeof b));
     cr_assert_str_eq(h_str(at_b, "state"), "success");
     cr_assert_eq(h_int(at_b, "creates"), 1);
     cr_assert_eq(h_int(json_object_get(t, "counts"), "double_creates"), 0);
@@ -319,43 +280,44 @@ Test(failover, timeout_waits_and_never_calls_b)
     long long id = h_int(o, "id");
     json_decref(o);
 
-    o = poll_order(id, answered, 0, "the order's timeout");
+    o = poll_order(id, answered, NULL, "the order's timeout");
     char b[4096];
-    cr_assert_str_eq(h_str(o, "state"), "unknown", "%s", dump(o, b, sizeof b));
-    cr_assert(json_string_length(json_object_get(o, "reason")) > 0, "%s", dump(o, b, sizeof b));
-    cr_assert(json_is_string(json_object_get(o, "next_check_at")), "%s", dump(o, b, sizeof b));
+    cr_assert_str_eq(h_str(o, "state"), "unknown", "%s", h_dump(o, b, sizeof b));
+    cr_assert(json_string_length(json_object_get(o, "reason")) > 0, "%s", h_dump(o, b, sizeof b));
+    cr_assert(json_is_string(json_object_get(o, "next_check_at")), "%s", h_dump(o, b, sizeof b));
     long checks = (long)h_int(json_array_get(json_object_get(o, "attempts"), 0), "checks");
     json_decref(o);
-    o = poll_order(id, checks_reached, checks + 3, "three more queries");
-    cr_assert_str_eq(h_str(o, "state"), "unknown", "%s", dump(o, b, sizeof b));
-    cr_assert_eq(nattempts(o), 1, "another supplier was tried: %s", dump(o, b, sizeof b));
+    long target = checks + 3;
+    o = poll_order(id, checks_reached, &target, "three more queries");
+    cr_assert_str_eq(h_str(o, "state"), "unknown", "%s", h_dump(o, b, sizeof b));
+    cr_assert_eq(nattempts(o), 1, "another supplier was tried: %s", h_dump(o, b, sizeof b));
     json_decref(o);
 
     json_t *t = truth(), *at_a;
     cr_assert_eq(truth_count(t, "orders", "gateway", id, &at_a), 1, "A did not take it: %s",
-                 dump(t, b, sizeof b));
+                 h_dump(t, b, sizeof b));
     cr_assert_eq(h_int(at_a, "creates"), 1);
     cr_assert_eq(truth_count(t, "orders", "rewards", -1, NULL) +
                      truth_count(t, "refs_without_order", "rewards", -1, NULL),
-                 0, "B was called: %s", dump(t, b, sizeof b));
+                 0, "B was called: %s", h_dump(t, b, sizeof b));
     json_decref(t);
     json_t *s = supplier("rwb");
     cr_assert_eq(health(s, "sent") + health(s, "not_sent"), 0, "B had exchanges: %s",
-                 dump(s, b, sizeof b));
+                 h_dump(s, b, sizeof b));
     json_decref(s);
 
     h_resp r = h_sim_req(&S, "DELETE", "/_sim/faults", NULL);
     h_resp_free(&r);
-    o = poll_order(id, is_final, 0, "the final state");
-    cr_assert_str_eq(h_str(o, "state"), "succeeded", "%s", dump(o, b, sizeof b));
-    cr_assert_eq(nattempts(o), 1, "%s", dump(o, b, sizeof b));
+    o = poll_order(id, is_final, NULL, "the final state");
+    cr_assert_str_eq(h_str(o, "state"), "succeeded", "%s", h_dump(o, b, sizeof b));
+    cr_assert_eq(nattempts(o), 1, "%s", h_dump(o, b, sizeof b));
     check_attempt(o, 0, "gwa", "succeeded");
     json_decref(o);
 
     t = truth();
     cr_assert_eq(truth_count(t, "orders", "rewards", -1, NULL) +
                      truth_count(t, "refs_without_order", "rewards", -1, NULL),
-                 0, "B was called: %s", dump(t, b, sizeof b));
+                 0, "B was called: %s", h_dump(t, b, sizeof b));
     json_t *counts = json_object_get(t, "counts");
     cr_assert_eq(h_int(counts, "recharges_performed"), 1);
     cr_assert_eq(h_int(counts, "double_creates"), 0);
@@ -366,29 +328,20 @@ Test(failover, timeout_waits_and_never_calls_b)
 Test(failover, connection_refused_goes_to_b)
 {
     start(1, "10001", 5);
-    json_t *o = order_post("fo-c", "fo.topup", 10, 201);
-    cr_assert_str_eq(h_str(o, "state"), "succeeded");
-    long long id = h_int(o, "id");
-    json_decref(o);
-
-    o = order_get(id, "ops-token");
-    cr_assert_eq(nattempts(o), 2);
-    check_attempt(o, 0, "gwa", "failed");
-    check_attempt(o, 1, "rwb", "succeeded");
-    json_decref(o);
+    long long id = expect_failed_over("fo-c", "fo.topup");
 
     char b[4096];
     json_t *s = supplier("gwa");
     cr_assert(health(s, "not_sent") == 1 && health(s, "sent") == 0, "A's health: %s",
-              dump(s, b, sizeof b));
+              h_dump(s, b, sizeof b));
     cr_assert_str_eq(h_str(json_object_get(s, "health"), "breaker"), "closed");
     json_decref(s);
 
     json_t *t = truth(), *at_b;
     cr_assert_eq(truth_count(t, "orders", "gateway", -1, NULL) +
                      truth_count(t, "refs_without_order", "gateway", -1, NULL),
-                 0, "the gateway was reached: %s", dump(t, b, sizeof b));
-    cr_assert_eq(truth_count(t, "orders", "rewards", id, &at_b), 1, "%s", dump(t, b, sizeof b));
+                 0, "the gateway was reached: %s", h_dump(t, b, sizeof b));
+    cr_assert_eq(truth_count(t, "orders", "rewards", id, &at_b), 1, "%s", h_dump(t, b, sizeof b));
     cr_assert_str_eq(h_str(at_b, "state"), "success");
     cr_assert_eq(h_int(json_object_get(t, "counts"), "recharges_performed"), 1);
     cr_assert_eq(h_int(json_object_get(t, "counts"), "double_creates"), 0);
@@ -406,16 +359,16 @@ Test(failover, breaker_opens_after_three_not_sent)
         long long id = h_int(o, "id");
         json_decref(o);
         o = order_get(id, "ops-token");
-        cr_assert_eq(nattempts(o), 2, "order %d: %s", i, dump(o, b, sizeof b));
+        cr_assert_eq(nattempts(o), 2, "order %d: %s", i, h_dump(o, b, sizeof b));
         check_attempt(o, 0, "gwa", "failed");
         check_attempt(o, 1, "rwb", "succeeded");
         json_decref(o);
     }
     json_t *s = supplier("gwa");
     json_t *h = json_object_get(s, "health");
-    cr_assert_str_eq(h_str(h, "breaker"), "open", "%s", dump(s, b, sizeof b));
+    cr_assert_str_eq(h_str(h, "breaker"), "open", "%s", h_dump(s, b, sizeof b));
     cr_assert(health(s, "consecutive_failures") >= 3 && health(s, "not_sent") == 3, "%s",
-              dump(s, b, sizeof b));
+              h_dump(s, b, sizeof b));
     json_decref(s);
 
     /* a recharge and a card order now go straight to B */
@@ -428,13 +381,13 @@ Test(failover, breaker_opens_after_three_not_sent)
         json_decref(o);
         o = order_get(id, "ops-token");
         cr_assert_eq(nattempts(o), 1, "%s: A was tried with its breaker open: %s", skus[i],
-                     dump(o, b, sizeof b));
+                     h_dump(o, b, sizeof b));
         check_attempt(o, 0, "rwb", "succeeded");
         json_decref(o);
     }
     s = supplier("gwa");
     cr_assert_eq(health(s, "not_sent"), 3, "A was called with its breaker open: %s",
-                 dump(s, b, sizeof b));
+                 h_dump(s, b, sizeof b));
     json_decref(s);
 
     json_t *t = truth();

@@ -37,7 +37,6 @@
  * the rewards API a recharge the simulator keeps processing for 1 s.
  */
 #include <criterion/criterion.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,35 +105,6 @@ TestSuite(faults, .fini = teardown);
 
 /* ---- small helpers ------------------------------------------------------------ */
 
-/* The JSON text of j in buf (cut to fit), for failure messages. */
-static const char *dump(const json_t *j, char *buf, size_t n)
-{
-    size_t k = j ? json_dumpb(j, buf, n - 1, JSON_COMPACT) : 0;
-    buf[k < n - 1 ? k : n - 1] = 0;
-    return buf;
-}
-
-static void write_secret(const char *dir, const char *name, const char *value)
-{
-    char path[400];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    cr_assert(f, "cannot write %s", path);
-    fputs(value, f);
-    fclose(f);
-}
-
-/* "<8 hex>-<order id>-<attempt>": the order id, or -1. */
-static long long ref_order(const char *ref)
-{
-    long long id;
-    unsigned no;
-    char hex[16];
-    if (sscanf(ref, "%15[0-9a-f]-%lld-%u", hex, &id, &no) != 3)
-        return -1;
-    return id;
-}
-
 /* ---- the simulator -------------------------------------------------------------- */
 
 static void sim_fault(env *e, const char *op, const char *fault, int count)
@@ -176,11 +146,7 @@ static long sim_hits_left(env *e)
 /* The simulator's truth; caller decrefs. */
 static json_t *truth(env *e)
 {
-    h_resp r = h_sim_req(&e->sim, "GET", "/_sim/truth", NULL);
-    cr_assert(r.status == 200 && r.json, "GET /_sim/truth: %ld %s", r.status, r.body);
-    json_t *t = json_incref(r.json);
-    h_resp_free(&r);
-    return t;
+    return h_sim_truth(&e->sim);
 }
 
 /* The entry of perkhub order id in the truth's list ("orders" or
@@ -188,16 +154,10 @@ static json_t *truth(env *e)
  * every order here has one supplier, hence one reference. */
 static json_t *truth_find(env *e, json_t *t, const char *list, long long id)
 {
-    json_t *found = NULL, *o;
-    size_t i;
+    size_t n;
+    json_t *found = h_sim_truth_find(t, list, e->proto, id, &n);
     char b[1024];
-    json_array_foreach(json_object_get(t, list), i, o)
-    {
-        if (strcmp(h_str(o, "protocol"), e->proto) || ref_order(h_str(o, "ref")) != id)
-            continue;
-        cr_assert(!found, "order %lld has two references upstream: %s", id, dump(t, b, sizeof b));
-        found = o;
-    }
+    cr_assert(n <= 1, "order %lld has two references upstream: %s", id, h_dump(t, b, sizeof b));
     return found;
 }
 
@@ -213,31 +173,18 @@ static void env_start(env *e, const char *proto, const char *complete_ms)
     e->codes = json_array();
     const char *args[] = {"--complete-ms", complete_ms, NULL};
     cr_assert(h_sim_start(&e->sim, args) == 0, "supsim did not start");
-    const char *dir = e->sim.dir;
-    write_secret(dir, "gw.secret", "gw-secret");
-    write_secret(dir, "rw.key", "rw-key");
-    write_secret(dir, "rw.whsec", "rw-whsec");
     int gw = !strcmp(proto, "gateway");
-    char plugin[1024];
-    if (gw)
-        snprintf(plugin, sizeof plugin,
-                 "    plugin: gateway\n    config:\n"
-                 "      gateway_url: http://127.0.0.1:%u/gateway\n      app_key: gw-app\n"
-                 "      app_secret: file:%s/gw.secret\n",
-                 e->sim.port, dir);
-    else
-        snprintf(plugin, sizeof plugin,
-                 "    plugin: rewards\n    config:\n"
-                 "      base_url: http://127.0.0.1:%u/rewards\n      api_key: file:%s/rw.key\n"
-                 "      webhook_secret: file:%s/rw.whsec\n",
-                 e->sim.port, dir, dir);
     /* breaker_failures high: the hold fault makes every query a transport
      * failure, and a breaker opened by them would refuse the next case */
-    snprintf(e->body, sizeof e->body,
-             "suppliers:\n  - id: sup\n%s"
+    char fields[256], sup[1024];
+    snprintf(fields, sizeof fields,
              "    priority: 10\n    timeout_ms: 1500\n    connect_timeout_ms: 1000\n"
              "    query_max_delay_ms: 500\n    breaker_failures: 1000000\n"
-             "    processing_window_s: %d\n"
+             "    processing_window_s: %d\n",
+             window_s);
+    h_sim_supplier_yaml(&e->sim, "sup", proto, fields, NULL, sup, sizeof sup);
+    snprintf(e->body, sizeof e->body,
+             "suppliers:\n%s"
              "products:\n"
              "  - sku: f.card\n    name: Fault card\n    brand: sim\n    category: video\n"
              "    delivery: card_code\n    face_value: \"30.00\"\n"
@@ -245,7 +192,7 @@ static void env_start(env *e, const char *proto, const char *complete_ms)
              "  - sku: f.topup\n    name: Fault top-up\n    brand: sim\n    category: telecom\n"
              "    delivery: recharge\n    face_value: \"50.00\"\n"
              "    offers:\n      - {supplier: sup, supplier_sku: \"%s20001\", cost: \"49.00\"}\n",
-             plugin, window_s, gw ? "" : "U", gw ? "" : "U");
+             sup, gw ? "" : "U", gw ? "" : "U");
     h_setup_custom(&e->d, e->body, NULL);
     cr_assert(h_start(&e->d) == 0, "perkhubd did not start");
 }
@@ -253,14 +200,7 @@ static void env_start(env *e, const char *proto, const char *complete_ms)
 /* GET /v1/orders/{id} as token; the order object (caller decrefs). */
 static json_t *order_get(env *e, long long id, const char *token)
 {
-    char path[64];
-    snprintf(path, sizeof path, "/v1/orders/%lld", id);
-    h_resp r = h_get(&e->d, path, token);
-    cr_assert_eq(r.status, 200, "GET %s: %ld %s", path, r.status, r.body);
-    json_t *o = json_incref(json_object_get(r.json, "order"));
-    cr_assert(json_is_object(o), "GET %s: %s", path, r.body);
-    h_resp_free(&r);
-    return o;
+    return h_order_get(&e->d, id, token);
 }
 
 /* The state names an order may show, and what each must carry. */
@@ -270,15 +210,15 @@ static void check_shape(const char *label, json_t *o)
     const char *st = h_str(o, "state");
     cr_assert(!strcmp(st, "processing") || !strcmp(st, "succeeded") || !strcmp(st, "failed") ||
                   !strcmp(st, "unknown"),
-              "%s: state '%s': %s", label, st, dump(o, b, sizeof b));
+              "%s: state '%s': %s", label, st, h_dump(o, b, sizeof b));
     if (!strcmp(st, "unknown") || !strcmp(st, "failed")) {
         const char *reason = json_string_value(json_object_get(o, "reason"));
         cr_assert(reason && *reason, "%s: %s without a reason: %s", label, st,
-                  dump(o, b, sizeof b));
+                  h_dump(o, b, sizeof b));
     }
     if (!strcmp(st, "unknown"))
         cr_assert(json_is_string(json_object_get(o, "next_check_at")),
-                  "%s: unknown without next_check_at: %s", label, dump(o, b, sizeof b));
+                  "%s: unknown without next_check_at: %s", label, h_dump(o, b, sizeof b));
 }
 
 /* Places the case's order (wait 0) and returns its id. */
@@ -340,23 +280,28 @@ static int checks_reached(json_t *o, long arg)
     return strcmp(h_str(o, "state"), "unknown") || (a && h_int(a, "checks") >= arg);
 }
 
+typedef struct shaped_wait {
+    const char *label;
+    order_pred done;
+    long arg;
+} shaped_wait;
+
+static int shaped_done(json_t *o, void *arg)
+{
+    shaped_wait *w = arg;
+    check_shape(w->label, o);
+    return w->done(o, w->arg);
+}
+
 /* Polls the ops view until done holds, checking its shape at every look.
  * Returns the last view (caller decrefs); fails the test after WAIT_MS. */
 static json_t *poll_order(env *e, long long id, const char *label, order_pred done, long arg,
                           const char *what)
 {
-    int64_t end = h_now_ms() + WAIT_MS;
-    for (;;) {
-        json_t *o = order_get(e, id, "ops-token");
-        check_shape(label, o);
-        if (done(o, arg))
-            return o;
-        char b[2048];
-        cr_assert(h_now_ms() < end, "%s: %s did not happen within %d ms: %s", label, what, WAIT_MS,
-                  dump(o, b, sizeof b));
-        json_decref(o);
-        usleep(10000);
-    }
+    shaped_wait w = {label, done, arg};
+    char about[160];
+    snprintf(about, sizeof about, "%s: %s", label, what);
+    return h_order_poll(&e->d, id, "ops-token", shaped_done, &w, WAIT_MS, about);
 }
 
 /* ---- what every case checks ------------------------------------------------------ */
@@ -393,14 +338,14 @@ static void settle(env *e, long long id, const char *label, int card)
     char b[2048], tb[2048];
     if (!to) {
         cr_assert_str_eq(st, "failed", "%s: the supplier has no order, perkhub says %s: %s", label,
-                         st, dump(o, b, sizeof b));
+                         st, h_dump(o, b, sizeof b));
     } else {
         const char *ts = h_str(to, "state");
         const char *want = !strcmp(ts, "success")  ? "succeeded"
                            : !strcmp(ts, "failed") ? "failed"
                                                    : "?";
         cr_assert_str_eq(st, want, "%s: perkhub %s, supplier %s: %s / %s", label, st, ts,
-                         dump(o, b, sizeof b), dump(to, tb, sizeof tb));
+                         h_dump(o, b, sizeof b), h_dump(to, tb, sizeof tb));
         cr_assert_eq(h_int(to, "creates"), 1, "%s: the supplier got the order %lld times", label,
                      h_int(to, "creates"));
     }
@@ -426,7 +371,7 @@ static void stays_unknown(env *e, long long id, const char *label)
     cr_assert_str_eq(h_str(o, "state"), "unknown",
                      "%s: the supplier never took it, yet perkhub decided within the processing "
                      "window: %s",
-                     label, dump(o, b, sizeof b));
+                     label, h_dump(o, b, sizeof b));
     json_decref(o);
     o = order_get(e, id, "mall-token");
     check_shape(label, o);
@@ -464,19 +409,19 @@ static void run_order_case(env *e, const fcase *c, int card, size_t idx)
     switch (c->x) {
     case X_PASS:
         cr_assert(strcmp(st, "unknown") && to, "%s: %s, supplier order %s: %s", label, st,
-                  to ? "present" : "missing", dump(o, b, sizeof b));
+                  to ? "present" : "missing", h_dump(o, b, sizeof b));
         break;
     case X_UNKNOWN:
         cr_assert(!strcmp(st, "unknown") && to, "%s: %s, supplier order %s: %s", label, st,
-                  to ? "present" : "missing", dump(o, b, sizeof b));
+                  to ? "present" : "missing", h_dump(o, b, sizeof b));
         break;
     case X_STUCK:
         cr_assert(!strcmp(st, "unknown") && !to, "%s: %s, supplier order %s: %s", label, st,
-                  to ? "present" : "missing", dump(o, b, sizeof b));
+                  to ? "present" : "missing", h_dump(o, b, sizeof b));
         break;
     default: /* X_FAILED */
         cr_assert(!strcmp(st, "failed") && !to, "%s: %s, supplier order %s: %s", label, st,
-                  to ? "present" : "missing", dump(o, b, sizeof b));
+                  to ? "present" : "missing", h_dump(o, b, sizeof b));
         break;
     }
     json_decref(t);
@@ -517,9 +462,9 @@ static void run_query_case(env *e, const fcase *c, int card, size_t idx)
             break;
         }
         cr_assert(delays_only || !is_final(o, 0), "%s: final before any query was answered: %s",
-                  label, dump(o, b, sizeof b));
+                  label, h_dump(o, b, sizeof b));
         cr_assert(h_now_ms() < end, "%s: the query fault was not used up: %s", label,
-                  dump(o, b, sizeof b));
+                  h_dump(o, b, sizeof b));
         json_decref(o);
         usleep(10000);
     }
@@ -538,23 +483,23 @@ static void env_finish(env *e)
     char b[4096];
     json_t *counts = json_object_get(t, "counts");
     cr_assert_eq(h_int(counts, "double_creates"), 0, "references created twice upstream: %s",
-                 dump(t, b, sizeof b));
+                 h_dump(t, b, sizeof b));
     /* every recharge the supplier performed is one perkhub reports, and back */
     cr_assert_eq(h_int(counts, "recharges_performed"), e->recharged, "%s",
-                 dump(counts, b, sizeof b));
+                 h_dump(counts, b, sizeof b));
     cr_assert_eq(h_int(counts, "codes_issued"), (long long)json_array_size(e->codes), "%s",
-                 dump(counts, b, sizeof b));
+                 h_dump(counts, b, sizeof b));
     const char *lists[] = {"orders", "refs_without_order"};
     for (size_t l = 0; l < 2; l++) {
         size_t i, k;
         json_t *o;
         json_array_foreach(json_object_get(t, lists[l]), i, o)
         {
-            cr_assert_eq(h_int(o, "creates"), 1, "%s: %s", lists[l], dump(o, b, sizeof b));
-            long long id = ref_order(h_str(o, "ref"));
+            cr_assert_eq(h_int(o, "creates"), 1, "%s: %s", lists[l], h_dump(o, b, sizeof b));
+            long long id = h_ref_order(h_str(o, "ref"));
             for (k = 0; k < e->n && e->ids[k] != id; k++)
                 ;
-            cr_assert(k < e->n, "a reference no order of ours made: %s", dump(o, b, sizeof b));
+            cr_assert(k < e->n, "a reference no order of ours made: %s", h_dump(o, b, sizeof b));
         }
     }
     json_decref(t);
@@ -564,7 +509,7 @@ static void env_finish(env *e)
             cr_assert_str_neq(json_string_value(json_array_get(e->codes, i)),
                               json_string_value(json_array_get(e->codes, k)),
                               "codes %zu and %zu of the owner's orders are the same code", i, k);
-    cr_assert_eq(h_stop(&e->d, SIGTERM), 0, "perkhubd did not exit cleanly");
+    h_stop_clean(&e->d);
     char *out = NULL;
     int rc = h_check_store(&e->d, &out);
     cr_assert_eq(rc, 0, "--check-store: %s", out);
@@ -640,8 +585,8 @@ static void never_taken(const char *proto, const char *fault)
     json_decref(o);
     o = poll_order(&E, id, label, is_final, 0, "the window to pass");
     char b[2048];
-    cr_assert_str_eq(h_str(o, "state"), "failed", "%s: %s", label, dump(o, b, sizeof b));
-    cr_assert_str_eq(h_str(o, "reason"), "not_found_at_supplier", "%s", dump(o, b, sizeof b));
+    cr_assert_str_eq(h_str(o, "state"), "failed", "%s: %s", label, h_dump(o, b, sizeof b));
+    cr_assert_str_eq(h_str(o, "reason"), "not_found_at_supplier", "%s", h_dump(o, b, sizeof b));
     cr_assert_eq(json_array_size(json_object_get(o, "attempts")), 1,
                  "%s: never resent, never "
                  "sent elsewhere",

@@ -16,7 +16,6 @@
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,16 +40,6 @@ static void teardown(void)
 }
 
 TestSuite(io_scale, .fini = teardown);
-
-static void write_secret(const char *dir, const char *name, const char *value)
-{
-    char path[400];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    cr_assert(f, "cannot write %s", path);
-    fputs(value, f);
-    fclose(f);
-}
 
 /* One submitting thread: orders first..first+count-1 on its own connection.
  * No assertions off the test's thread: failures are counted and the first kept. */
@@ -161,18 +150,18 @@ static long long run_batch(int latency)
         cr_assert(setrlimit(RLIMIT_NOFILE, &rl) == 0);
     }
     cr_assert(h_sim_start(&S, NULL) == 0, "supsim did not start");
-    write_secret(S.dir, "rw.key", "rw-key");
-    write_secret(S.dir, "rw.whsec", "rw-whsec");
+    char rw[1024];
+    h_sim_supplier_yaml(&S, "rw", "rewards",
+                        "    priority: 10\n    max_in_flight: 4096\n    timeout_ms: 30000\n"
+                        "    query_max_delay_ms: 1000\n",
+                        NULL, rw, sizeof rw);
     snprintf(BODY, sizeof BODY,
-             "suppliers:\n  - id: rw\n    plugin: rewards\n    priority: 10\n"
-             "    max_in_flight: 4096\n    timeout_ms: 30000\n    query_max_delay_ms: 1000\n"
-             "    config:\n      base_url: http://127.0.0.1:%u/rewards\n"
-             "      api_key: file:%s/rw.key\n      webhook_secret: file:%s/rw.whsec\n"
+             "suppliers:\n%s"
              "products:\n"
              "  - sku: io.topup\n    name: Scale top-up\n    brand: sim\n    category: telecom\n"
              "    delivery: recharge\n    face_value: \"50.00\"\n"
              "    offers:\n      - {supplier: rw, supplier_sku: \"U20001\", cost: \"49.00\"}\n",
-             S.port, S.dir, S.dir);
+             rw);
     h_setup_custom(&D, BODY, "limits:\n  max_order_wait_s: 60\n");
     cr_assert(h_start(&D) == 0, "perkhubd did not start");
     char lat[160];
@@ -243,15 +232,14 @@ static long long run_batch(int latency)
               (long long)elapsed, ORDERS * latency);
     cr_assert(peak > 1, "never more than one exchange in flight");
 
-    r = h_sim_req(&S, "GET", "/_sim/truth", NULL);
-    cr_assert(r.status == 200 && r.json);
-    json_t *counts = json_object_get(r.json, "counts");
+    json_t *truth = h_sim_truth(&S);
+    json_t *counts = json_object_get(truth, "counts");
     cr_assert_eq(h_int(counts, "recharges_performed"), ORDERS);
     cr_assert_eq(h_int(counts, "double_creates"), 0);
-    cr_assert_eq(json_array_size(json_object_get(r.json, "orders")), ORDERS);
-    h_resp_free(&r);
+    cr_assert_eq(json_array_size(json_object_get(truth, "orders")), ORDERS);
+    json_decref(truth);
 
-    cr_assert_eq(h_stop(&D, SIGTERM), 0, "perkhubd did not exit cleanly");
+    h_stop_clean(&D);
     h_cleanup(&D);
     h_sim_stop(&S);
     return peak;

@@ -25,22 +25,6 @@ static void teardown(void)
 
 TestSuite(sandbox, .fini = teardown);
 
-/* SIGTERM; a clean exit (0) is part of every test: under the sanitizers a
- * memory error makes perkhubd exit non-zero, and its summary line is shown. */
-static void expect_clean_stop(void)
-{
-    int st = h_stop(&D, SIGTERM);
-    if (st == 0)
-        return;
-    size_t n = 0;
-    char *log = h_read_file(D.log, &n);
-    const char *sum = log ? strstr(log, "SUMMARY:") : NULL;
-    const char *eol = sum ? strchr(sum, '\n') : NULL;
-    cr_assert_fail("perkhubd exited with %d (log %s)%s%.*s", st, D.log, sum ? ": " : "",
-                   sum ? (int)(eol ? eol - sum : (long)strlen(sum)) : 0, sum ? sum : "");
-    free(log);
-}
-
 /* settle_ms 1500: the "later" outcomes settle 1.5 s after the attempt; slow_ms
  * 800: the slow answer and the dropped connection take 0.8 s. The breaker is
  * set out of reach: timeouts are what these tests provoke on purpose. */
@@ -72,7 +56,7 @@ static void start_daemon(void)
 
 static void stop_daemon(void)
 {
-    expect_clean_stop();
+    h_stop_clean(&D); /* a clean exit is part of every test */
     h_cleanup(&D);
 }
 
@@ -92,13 +76,6 @@ static h_resp place(const char *token, const char *coid, const char *sku, int qt
     return h_post_json(&D, "/v1/orders", token, body);
 }
 
-static json_t *order_of(const h_resp *r)
-{
-    json_t *o = json_object_get(r->json, "order");
-    cr_assert(json_is_object(o), "no order in %ld %s", r->status, r->body);
-    return o;
-}
-
 static void expect_status(const h_resp *r, long status)
 {
     cr_assert_eq(r->status, status, "expected %ld, got %ld: %s", status, r->status, r->body);
@@ -106,12 +83,12 @@ static void expect_status(const h_resp *r, long status)
 
 static long long order_id(const h_resp *r)
 {
-    return h_int(order_of(r), "id");
+    return h_int(h_order_of(r), "id");
 }
 
 static const char *state_of(const h_resp *r)
 {
-    return h_str(order_of(r), "state");
+    return h_str(h_order_of(r), "state");
 }
 
 static h_resp get_order(long long id, const char *token)
@@ -154,7 +131,7 @@ static h_resp wait_state(long long id, const char *want, int timeout_ms)
 
 static json_t *attempts_of(const h_resp *ops)
 {
-    json_t *a = json_object_get(order_of(ops), "attempts");
+    json_t *a = json_object_get(h_order_of(ops), "attempts");
     cr_assert(json_is_array(a), "no attempts in the ops view: %s", ops->body);
     return a;
 }
@@ -170,7 +147,7 @@ static void expect_one_attempt(long long id, const char *state)
     json_t *first = json_array_get(a, 0);
     cr_assert_str_eq(h_str(first, "supplier"), "sandbox", "%s", ops.body);
     cr_assert_str_eq(h_str(first, "state"), state, "%s", ops.body);
-    cr_assert(json_object_get(order_of(&ops), "codes") == NULL, "ops sees codes: %s", ops.body);
+    cr_assert(json_object_get(h_order_of(&ops), "codes") == NULL, "ops sees codes: %s", ops.body);
     h_resp_free(&ops);
 }
 
@@ -183,25 +160,9 @@ static h_resp events_all(void)
     return r;
 }
 
-/* How many events of type `type` name order id. */
-static int count_events(const h_resp *ev, long long id, const char *type)
-{
-    size_t i;
-    json_t *e;
-    int n = 0;
-    json_array_foreach(json_object_get(ev->json, "events"), i, e)
-    {
-        const char *t = json_string_value(json_object_get(e, "type"));
-        json_t *oid = json_object_get(e, "order_id");
-        if (t && !strcmp(t, type) && json_integer_value(oid) == id)
-            n++;
-    }
-    return n;
-}
-
 static void expect_masked(const h_resp *r, const char *masked)
 {
-    const char *acc = h_str(order_of(r), "account");
+    const char *acc = h_str(h_order_of(r), "account");
     cr_assert_str_eq(acc, masked, "%s", r->body);
 }
 
@@ -214,10 +175,10 @@ Test(sandbox, recharge_succeeds_at_once_and_slowly)
     h_resp r = place("mall-token", "ok-wait", "sbx.topup", 1, "13800000001", 5);
     expect_status(&r, 201);
     cr_assert_str_eq(state_of(&r), "succeeded", "%s", r.body);
-    cr_assert_str_eq(h_str(order_of(&r), "source"), "supplier", "%s", r.body);
-    cr_assert_str_eq(h_str(order_of(&r), "delivery"), "recharge", "%s", r.body);
+    cr_assert_str_eq(h_str(h_order_of(&r), "source"), "supplier", "%s", r.body);
+    cr_assert_str_eq(h_str(h_order_of(&r), "delivery"), "recharge", "%s", r.body);
     expect_masked(&r, "138****0001");
-    cr_assert(!json_object_get(order_of(&r), "next_check_at"), "final with next_check_at: %s",
+    cr_assert(!json_object_get(h_order_of(&r), "next_check_at"), "final with next_check_at: %s",
               r.body);
     expect_one_attempt(order_id(&r), "succeeded");
     h_resp_free(&r);
@@ -264,7 +225,7 @@ Test(sandbox, recharge_refused_fails_with_reason)
     h_resp r = place("mall-token", "bad-wait", "sbx.topup", 1, "13800000002", 5);
     expect_status(&r, 201);
     cr_assert_str_eq(state_of(&r), "failed", "%s", r.body);
-    cr_assert_str_eq(h_str(order_of(&r), "reason"), "invalid_account", "%s", r.body);
+    cr_assert_str_eq(h_str(h_order_of(&r), "reason"), "invalid_account", "%s", r.body);
     expect_masked(&r, "138****0002");
     long long id = order_id(&r);
     h_resp_free(&r);
@@ -275,11 +236,11 @@ Test(sandbox, recharge_refused_fails_with_reason)
     id = order_id(&r);
     h_resp_free(&r);
     r = wait_state(id, "failed", 5000);
-    cr_assert_str_eq(h_str(order_of(&r), "reason"), "invalid_account", "%s", r.body);
+    cr_assert_str_eq(h_str(h_order_of(&r), "reason"), "invalid_account", "%s", r.body);
     h_resp_free(&r);
     h_resp ev = events_all();
-    cr_assert_eq(count_events(&ev, id, "order.failed"), 1, "%s", ev.body);
-    cr_assert_eq(count_events(&ev, id, "order.succeeded"), 0, "%s", ev.body);
+    cr_assert_eq(h_events_count(ev.json, id, "order.failed"), 1, "%s", ev.body);
+    cr_assert_eq(h_events_count(ev.json, id, "order.succeeded"), 0, "%s", ev.body);
     h_resp_free(&ev);
     stop_daemon();
 }
@@ -364,16 +325,16 @@ Test(sandbox, recharge_unknown_resolved_by_queries_and_account_never_shown)
     h_resp done_bad = wait_state(bad_id, "failed", 10000);
     expect_masked(&done_ok, "138****0003");
     expect_masked(&done_bad, "138****0004");
-    cr_assert_str_eq(h_str(order_of(&done_bad), "reason"), "order_failed", "%s", done_bad.body);
-    cr_assert(!json_object_get(order_of(&done_ok), "reason"), "%s", done_ok.body);
+    cr_assert_str_eq(h_str(h_order_of(&done_bad), "reason"), "order_failed", "%s", done_bad.body);
+    cr_assert(!json_object_get(h_order_of(&done_ok), "reason"), "%s", done_ok.body);
     expect_one_attempt(ok_id, "succeeded");
     expect_one_attempt(bad_id, "failed");
 
     h_resp ev = events_all();
-    cr_assert_eq(count_events(&ev, ok_id, "order.unknown"), 1, "%s", ev.body);
-    cr_assert_eq(count_events(&ev, ok_id, "order.succeeded"), 1, "%s", ev.body);
-    cr_assert_eq(count_events(&ev, bad_id, "order.unknown"), 1, "%s", ev.body);
-    cr_assert_eq(count_events(&ev, bad_id, "order.failed"), 1, "%s", ev.body);
+    cr_assert_eq(h_events_count(ev.json, ok_id, "order.unknown"), 1, "%s", ev.body);
+    cr_assert_eq(h_events_count(ev.json, ok_id, "order.succeeded"), 1, "%s", ev.body);
+    cr_assert_eq(h_events_count(ev.json, bad_id, "order.unknown"), 1, "%s", ev.body);
+    cr_assert_eq(h_events_count(ev.json, bad_id, "order.failed"), 1, "%s", ev.body);
     h_resp_free(&ev);
 
     /* reads of every kind, then the secrecy check over all of it */
@@ -418,9 +379,9 @@ Test(sandbox, card_codes_from_the_supplier_belong_to_their_owner)
     h_resp r = place("mall-token", "cards-3", "sbx.card", 3, NULL, 5);
     expect_status(&r, 201);
     cr_assert_str_eq(state_of(&r), "succeeded", "%s", r.body);
-    cr_assert_str_eq(h_str(order_of(&r), "source"), "supplier", "%s", r.body);
+    cr_assert_str_eq(h_str(h_order_of(&r), "source"), "supplier", "%s", r.body);
     long long id = order_id(&r);
-    json_t *codes = json_object_get(order_of(&r), "codes");
+    json_t *codes = json_object_get(h_order_of(&r), "codes");
     cr_assert_eq(json_array_size(codes), 3, "%s", r.body);
     char code[3][64];
     for (size_t i = 0; i < 3; i++) {
@@ -480,8 +441,8 @@ Test(sandbox, card_refused_by_the_supplier_fails_out_of_stock)
     h_resp r = place("mall-token", "out-wait", "sbx.card.out", 1, NULL, 5);
     expect_status(&r, 201);
     cr_assert_str_eq(state_of(&r), "failed", "%s", r.body);
-    cr_assert_str_eq(h_str(order_of(&r), "reason"), "out_of_stock", "%s", r.body);
-    json_t *codes = json_object_get(order_of(&r), "codes");
+    cr_assert_str_eq(h_str(h_order_of(&r), "reason"), "out_of_stock", "%s", r.body);
+    json_t *codes = json_object_get(h_order_of(&r), "codes");
     cr_assert(!codes || json_array_size(codes) == 0, "a failed order has codes: %s", r.body);
     expect_one_attempt(order_id(&r), "failed");
     h_resp_free(&r);
@@ -491,7 +452,7 @@ Test(sandbox, card_refused_by_the_supplier_fails_out_of_stock)
     long long id = order_id(&r);
     h_resp_free(&r);
     r = wait_state(id, "failed", 5000);
-    cr_assert_str_eq(h_str(order_of(&r), "reason"), "out_of_stock", "%s", r.body);
+    cr_assert_str_eq(h_str(h_order_of(&r), "reason"), "out_of_stock", "%s", r.body);
     h_resp_free(&r);
     /* a replay returns the failed order, not a new try */
     r = place("mall-token", "out-nowait", "sbx.card.out", 1, NULL, -1);
@@ -514,15 +475,15 @@ Test(sandbox, card_timeout_resolved_with_codes_by_queries)
     expect_unknown_seen(&w);
     cr_assert(!strstr(w.seen[0], "SBX-"), "an unknown order shows codes: %s", w.seen[0]);
     r = wait_state(id, "succeeded", 10000);
-    json_t *codes = json_object_get(order_of(&r), "codes");
+    json_t *codes = json_object_get(h_order_of(&r), "codes");
     cr_assert_eq(json_array_size(codes), 2, "%s", r.body);
     for (size_t i = 0; i < 2; i++)
         cr_assert(!strncmp(h_str(json_array_get(codes, i), "code"), "SBX-", 4), "%s", r.body);
     h_resp_free(&r);
     expect_one_attempt(id, "succeeded");
     h_resp ev = events_all();
-    cr_assert_eq(count_events(&ev, id, "order.unknown"), 1, "%s", ev.body);
-    cr_assert_eq(count_events(&ev, id, "order.succeeded"), 1, "%s", ev.body);
+    cr_assert_eq(h_events_count(ev.json, id, "order.unknown"), 1, "%s", ev.body);
+    cr_assert_eq(h_events_count(ev.json, id, "order.succeeded"), 1, "%s", ev.body);
     h_resp_free(&ev);
     stop_daemon();
 }
@@ -586,9 +547,9 @@ Test(sandbox, replay_returns_the_same_order_and_never_a_second_attempt)
     h_resp_free(&other);
 
     h_resp ev = events_all();
-    cr_assert_eq(count_events(&ev, id, "order.succeeded"), 1, "%s", ev.body);
-    cr_assert_eq(count_events(&ev, id, "order.accepted"), 1, "%s", ev.body);
-    cr_assert_eq(count_events(&ev, id2, "order.accepted"), 1, "%s", ev.body);
+    cr_assert_eq(h_events_count(ev.json, id, "order.succeeded"), 1, "%s", ev.body);
+    cr_assert_eq(h_events_count(ev.json, id, "order.accepted"), 1, "%s", ev.body);
+    cr_assert_eq(h_events_count(ev.json, id2, "order.accepted"), 1, "%s", ev.body);
     h_resp_free(&ev);
     stop_daemon();
 }
@@ -620,8 +581,8 @@ Test(sandbox, unknown_recharge_survives_kill9_with_one_attempt)
     cr_assert_geq(h_file_count(D.log, "op=order_query"), 1, "no order query in %s", D.log);
     cr_assert_eq(h_file_count(D.log, "13800000003"), 0, "the log carries the account");
     h_resp ev = events_all();
-    cr_assert_eq(count_events(&ev, id, "order.succeeded"), 1, "%s", ev.body);
-    cr_assert_eq(count_events(&ev, id, "order.failed"), 0, "%s", ev.body);
+    cr_assert_eq(h_events_count(ev.json, id, "order.succeeded"), 1, "%s", ev.body);
+    cr_assert_eq(h_events_count(ev.json, id, "order.failed"), 0, "%s", ev.body);
     h_resp_free(&ev);
     /* a replay after the restart: the same order */
     h_resp again = place("mall-token", "crash-hang", "sbx.topup", 1, "13800000003", -1);

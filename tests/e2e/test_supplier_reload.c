@@ -28,73 +28,36 @@ static void teardown(void)
 
 TestSuite(supplier_reload, .fini = teardown);
 
-/* SIGTERM; a clean exit (0) is part of every test: under the sanitizers a
- * memory error makes perkhubd exit non-zero, and its summary line is shown. */
-static void expect_clean_stop(void)
-{
-    int st = h_stop(&D, SIGTERM);
-    if (st == 0)
-        return;
-    size_t n = 0;
-    char *log = h_read_file(D.log, &n);
-    const char *sum = log ? strstr(log, "SUMMARY:") : NULL;
-    const char *eol = sum ? strchr(sum, '\n') : NULL;
-    cr_assert_fail("perkhubd exited with %d (log %s)%s%.*s", st, D.log, sum ? ": " : "",
-                   sum ? (int)(eol ? eol - sum : (long)strlen(sum)) : 0, sum ? sum : "");
-    free(log);
-}
-
 #define ACCOUNT    "13900000001" /* supsim completes it succeeded */
 #define GW_ENABLED "  - id: gateway\n    plugin: gateway\n    enabled: true\n"
 #define GW_OFF     "  - id: gateway\n    plugin: gateway\n    enabled: false\n"
 #define IN_FLIGHT  4
 
-static void write_secret(const char *name, const char *value)
+/* Both suppliers at the simulator; gateway first by priority, although its
+ * offer is listed second with the same cost. Caller frees. */
+static char *suppliers_body(void)
 {
-    char path[400];
-    snprintf(path, sizeof path, "%s/%s", D.dir, name);
-    FILE *f = fopen(path, "w");
-    cr_assert(f, "cannot write %s", path);
-    fputs(value, f);
-    fclose(f);
-}
-
-static char *suppliers_body(unsigned port)
-{
-    static const char fmt[] =
-        "suppliers:\n" GW_ENABLED "    priority: 20\n"
-        "    query_max_delay_ms: 500\n"
-        "    config:\n"
-        "      gateway_url: http://127.0.0.1:%u/gateway\n"
-        "      app_key: gw-app\n"
-        "      app_secret: file:%s/gw.secret\n"
-        "  - id: rewards\n    plugin: rewards\n    enabled: true\n    priority: 10\n"
-        "    query_max_delay_ms: 500\n"
-        "    config:\n"
-        "      base_url: http://127.0.0.1:%u/rewards\n"
-        "      api_key: file:%s/rw.key\n"
-        "      webhook_secret: file:%s/rw.whsec\n"
-        "products:\n"
-        "  - sku: topup\n    name: Mobile top-up\n    brand: telco\n    category: telecom\n"
-        "    delivery: recharge\n    face_value: \"50.00\"\n"
-        "    offers:\n"
-        "      - {supplier: rewards, supplier_sku: U20001, cost: \"49.00\"}\n"
-        "      - {supplier: gateway, supplier_sku: \"20001\", cost: \"49.00\"}\n";
-    size_t n = sizeof fmt + 3 * strlen(D.dir) + 64;
-    char *s = malloc(n);
-    cr_assert(s);
-    snprintf(s, n, fmt, port, D.dir, port, D.dir, D.dir);
+    char gw[1024], rw[1024], *s = NULL;
+    h_sim_supplier_yaml(&S, "gateway", "gateway",
+                        "    enabled: true\n    priority: 20\n    query_max_delay_ms: 500\n", NULL,
+                        gw, sizeof gw);
+    h_sim_supplier_yaml(&S, "rewards", "rewards",
+                        "    enabled: true\n    priority: 10\n    query_max_delay_ms: 500\n", NULL,
+                        rw, sizeof rw);
+    int n = asprintf(&s,
+                     "suppliers:\n%s%s"
+                     "products:\n"
+                     "  - sku: topup\n    name: Mobile top-up\n    brand: telco\n"
+                     "    category: telecom\n    delivery: recharge\n    face_value: \"50.00\"\n"
+                     "    offers:\n"
+                     "      - {supplier: rewards, supplier_sku: U20001, cost: \"49.00\"}\n"
+                     "      - {supplier: gateway, supplier_sku: \"20001\", cost: \"49.00\"}\n",
+                     gw, rw);
+    cr_assert(n > 0);
     return s;
 }
 
 /* ---- requests -------------------------------------------------------------------- */
-
-static json_t *order_of(const h_resp *r)
-{
-    json_t *o = json_object_get(r->json, "order");
-    cr_assert(json_is_object(o), "no order in %ld %s", r->status, r->body);
-    return o;
-}
 
 static long long place(const char *coid)
 {
@@ -104,7 +67,7 @@ static long long place(const char *coid)
              coid, ACCOUNT);
     h_resp r = h_post_json(&D, "/v1/orders", "mall-token", body);
     cr_assert(r.status == 202 || r.status == 201, "%s: %ld %s", coid, r.status, r.body);
-    long long id = h_int(order_of(&r), "id");
+    long long id = h_int(h_order_of(&r), "id");
     h_resp_free(&r);
     return id;
 }
@@ -120,7 +83,7 @@ static h_resp ops_view(long long id)
 
 static json_t *attempts_of(const h_resp *r)
 {
-    json_t *a = json_object_get(order_of(r), "attempts");
+    json_t *a = json_object_get(h_order_of(r), "attempts");
     cr_assert(json_is_array(a) && json_array_size(a) >= 1, "no attempts: %s", r->body);
     return a;
 }
@@ -136,32 +99,26 @@ static void expect_routed(long long id, const char *supplier)
     h_resp_free(&r);
 }
 
-typedef struct order_wait {
-    long long id;
+typedef struct states {
     const char *order_state, *attempt_state;
-    char last[2048];
-} order_wait;
+} states;
 
-static int order_is(void *arg)
+static int states_are(json_t *o, void *arg)
 {
-    order_wait *w = arg;
-    h_resp r = ops_view(w->id);
-    json_t *o = order_of(&r);
+    states *w = arg;
     json_t *a = json_array_get(json_object_get(o, "attempts"), 0);
     const char *os = json_string_value(json_object_get(o, "state"));
     const char *as = json_string_value(json_object_get(a, "state"));
-    int ok = os && as && !strcmp(os, w->order_state) && !strcmp(as, w->attempt_state);
-    snprintf(w->last, sizeof w->last, "%s", r.body);
-    h_resp_free(&r);
-    return ok;
+    return os && as && !strcmp(os, w->order_state) && !strcmp(as, w->attempt_state);
 }
 
 static void wait_order(long long id, const char *order_state, const char *attempt_state,
                        int timeout_ms)
 {
-    order_wait w = {id, order_state, attempt_state, ""};
-    cr_assert(h_wait_for(order_is, &w, timeout_ms) == 0, "order %lld never became %s/%s: %s", id,
-              order_state, attempt_state, w.last);
+    states w = {order_state, attempt_state};
+    char what[96];
+    snprintf(what, sizeof what, "becoming %s/%s", order_state, attempt_state);
+    json_decref(h_order_poll(&D, id, "ops-token", states_are, &w, timeout_ms, what));
 }
 
 /* ---- suppliers and reloads ------------------------------------------------------- */
@@ -223,26 +180,14 @@ static long log_count_after(const char *marker, const char *needle)
     return c;
 }
 
-static json_t *sim_counts(h_resp *tr)
-{
-    *tr = h_sim_req(&S, "GET", "/_sim/truth", NULL);
-    cr_assert_eq(tr->status, 200, "%s", tr->body);
-    return json_object_get(tr->json, "counts");
-}
-
 /* ---- the scenario ---------------------------------------------------------------------- */
 
 Test(supplier_reload, disable_and_enable_gateway_with_orders_in_flight)
 {
     const char *args[] = {"--complete-ms", "2000", NULL};
     cr_assert(h_sim_start(&S, args) == 0, "supsim did not start (log %s)", S.log);
-    h_setup_custom(&D, "", NULL);
-    write_secret("gw.secret", "gw-secret");
-    write_secret("rw.key", "rw-key");
-    write_secret("rw.whsec", "rw-whsec");
-    Body = suppliers_body(S.port);
-    D.custom = Body;
-    h_write_config(&D, NULL);
+    Body = suppliers_body();
+    h_setup_custom(&D, Body, NULL);
     cr_assert(h_start(&D) == 0, "perkhubd did not start");
     expect_supplier("gateway", 1, "ready");
     expect_supplier("rewards", 1, "ready");
@@ -269,7 +214,7 @@ Test(supplier_reload, disable_and_enable_gateway_with_orders_in_flight)
     /* the reload came while they were still with the supplier */
     for (int i = 0; i < IN_FLIGHT; i++) {
         h_resp r = ops_view(flying[i]);
-        const char *st = h_str(order_of(&r), "state");
+        const char *st = h_str(h_order_of(&r), "state");
         cr_assert_str_eq(st, "processing", "order %lld finished before the reload (too slow?): %s",
                          flying[i], r.body);
         h_resp_free(&r);
@@ -305,13 +250,15 @@ Test(supplier_reload, disable_and_enable_gateway_with_orders_in_flight)
     wait_order(back, "succeeded", "succeeded", 15000);
 
     /* one recharge per order at the simulator, none created twice */
-    h_resp tr;
-    json_t *c = sim_counts(&tr);
-    cr_assert_eq(h_int(c, "recharges_performed"), 1 + IN_FLIGHT + 2 + 1, "%s", tr.body);
-    cr_assert_eq(h_int(c, "double_creates"), 0, "%s", tr.body);
-    h_resp_free(&tr);
+    json_t *t = h_sim_truth(&S);
+    json_t *c = json_object_get(t, "counts");
+    char b[1024];
+    cr_assert_eq(h_int(c, "recharges_performed"), 1 + IN_FLIGHT + 2 + 1, "%s",
+                 h_dump(c, b, sizeof b));
+    cr_assert_eq(h_int(c, "double_creates"), 0, "%s", h_dump(c, b, sizeof b));
+    json_decref(t);
 
-    expect_clean_stop();
+    h_stop_clean(&D); /* a clean exit is part of every test */
     h_cleanup(&D);
     free(Body);
     Body = NULL;

@@ -37,13 +37,6 @@ static void teardown(void)
 
 TestSuite(supply_edges, .fini = teardown);
 
-static json_t *order_of(h_resp *r)
-{
-    json_t *o = json_object_get(r->json, "order");
-    cr_assert(o, "no order in %ld %s", r->status, r->body);
-    return o;
-}
-
 static h_resp order_json(const char *json)
 {
     return h_post_json(&d, "/v1/orders", "mall-token", json);
@@ -69,7 +62,7 @@ static long long place(const char *coid, const char *sku, int wait_s, h_resp *ou
     snprintf(json, sizeof json, "{\"client_order_id\":\"%s\",\"sku\":\"%s\",\"wait\":%d}", coid,
              sku, wait_s);
     *out = order_json(json);
-    return h_int(order_of(out), "id");
+    return h_int(h_order_of(out), "id");
 }
 
 Test(supply_edges, stock_first_then_the_supplier)
@@ -80,11 +73,11 @@ Test(supply_edges, stock_first_then_the_supplier)
     h_resp_free(&r);
     place("S-1", "card.sbx", 0, &r);
     cr_assert_eq(r.status, 201, "%s", r.body);
-    cr_assert_str_eq(h_str(order_of(&r), "source"), "stock", "%s", r.body);
+    cr_assert_str_eq(h_str(h_order_of(&r), "source"), "stock", "%s", r.body);
     h_resp_free(&r);
     place("S-2", "card.sbx", 5, &r);
     cr_assert_eq(r.status, 201, "stock is gone: the supplier delivers within the wait: %s", r.body);
-    json_t *o = order_of(&r);
+    json_t *o = h_order_of(&r);
     cr_assert_str_eq(h_str(o, "source"), "supplier");
     cr_assert_str_eq(h_str(o, "state"), "succeeded");
     cr_assert_eq(json_array_size(json_object_get(o, "codes")), 1, "%s", r.body);
@@ -102,7 +95,7 @@ Test(supply_edges, stock_first_then_the_supplier)
     cr_assert_str_eq(h_str(r.json, "error"), "out_of_stock");
     cr_assert(strstr(h_str(r.json, "message"), "card.local"), "%s", r.body);
     h_resp_free(&r);
-    cr_assert_eq(h_stop(&d, SIGTERM), 0);
+    h_stop_clean(&d);
     h_cleanup(&d);
 }
 
@@ -117,7 +110,7 @@ Test(supply_edges, codes_we_already_hold_are_never_issued_twice)
     char path[64];
     snprintf(path, sizeof path, "/v1/orders/%lld", id);
     r = h_get(&d, path, "ops-token");
-    const char *ref = h_str(json_array_get(json_object_get(order_of(&r), "attempts"), 0), "ref");
+    const char *ref = h_str(json_array_get(json_object_get(h_order_of(&r), "attempts"), 0), "ref");
     char uid[16] = {0};
     cr_assert(strlen(ref) > 9 && ref[8] == '-', "ref %s", ref);
     memcpy(uid, ref, 8);
@@ -134,7 +127,7 @@ Test(supply_edges, codes_we_already_hold_are_never_issued_twice)
 
     long long id2 = place("K-2", "card.sbx", 5, &r);
     cr_assert_eq(id2, id + 1);
-    json_t *o = order_of(&r);
+    json_t *o = h_order_of(&r);
     cr_assert_eq(r.status, 201, "%s", r.body);
     cr_assert_str_eq(h_str(o, "state"), "failed", "%s", r.body);
     cr_assert_str_eq(h_str(o, "reason"), "supplier_delivered_known_codes", "%s", r.body);
@@ -150,8 +143,16 @@ Test(supply_edges, codes_we_already_hold_are_never_issued_twice)
     char *out = NULL;
     cr_assert_eq(h_check_store(&d, &out), 0, "%s", out);
     free(out);
-    cr_assert_eq(h_stop(&d, SIGTERM), 0);
+    h_stop_clean(&d);
     h_cleanup(&d);
+}
+
+/* Succeeded, and at every look one attempt: never resent. */
+static int succeeded_once(json_t *o, void *arg)
+{
+    (void)arg;
+    cr_assert_eq(json_array_size(json_object_get(o, "attempts")), 1, "one attempt, never resent");
+    return !strcmp(h_str(o, "state"), "succeeded");
 }
 
 Test(supply_edges, wait_is_bounded_and_survives_a_sigterm)
@@ -180,33 +181,19 @@ Test(supply_edges, wait_is_bounded_and_survives_a_sigterm)
         h_conn_http(c, "POST", "/v1/orders", "mall-token", "application/json", w, strlen(w), &r),
         0);
     cr_assert_eq(r.status, 202, "%s", r.body);
-    cr_assert_str_eq(h_str(order_of(&r), "state"), "processing", "%s", r.body);
+    cr_assert_str_eq(h_str(h_order_of(&r), "state"), "processing", "%s", r.body);
     cr_assert_lt(h_now_ms() - t0, 10000, "the wait ended with the stop, not its 20 s");
     h_resp_free(&r);
     h_conn_free(c);
-    cr_assert_eq(h_stop(&d, SIGTERM), 0);
+    h_stop_clean(&d);
 
     /* after the restart the attempt is picked up and settles */
     cr_assert_eq(h_start(&d), 0);
     r = h_get(&d, "/v1/orders?client_order_id=W-2", "mall-token");
-    long long id = h_int(order_of(&r), "id");
+    long long id = h_int(h_order_of(&r), "id");
     h_resp_free(&r);
-    char path[64];
-    snprintf(path, sizeof path, "/v1/orders/%lld", id);
-    int64_t deadline = h_now_ms() + 20000;
-    const char *state = "";
-    while (h_now_ms() < deadline) {
-        r = h_get(&d, path, "ops-token");
-        state = strcmp(h_str(order_of(&r), "state"), "succeeded") ? "" : "succeeded";
-        int attempts = (int)json_array_size(json_object_get(order_of(&r), "attempts"));
-        h_resp_free(&r);
-        cr_assert_eq(attempts, 1, "one attempt, never resent");
-        if (*state)
-            break;
-        usleep(100 * 1000); /* polling interval */
-    }
-    cr_assert_str_eq(state, "succeeded");
-    cr_assert_eq(h_stop(&d, SIGTERM), 0);
+    json_decref(h_order_poll(&d, id, "ops-token", succeeded_once, NULL, 20000, "succeeding"));
+    h_stop_clean(&d);
     h_cleanup(&d);
 }
 
@@ -243,6 +230,6 @@ Test(supply_edges, ops_ask_a_supplier_directly)
     r = h_get(&d, "/v1/suppliers/sbx/catalog", "mall-token");
     cr_assert_eq(r.status, 403, "ops only: %s", r.body);
     h_resp_free(&r);
-    cr_assert_eq(h_stop(&d, SIGTERM), 0);
+    h_stop_clean(&d);
     h_cleanup(&d);
 }

@@ -9,70 +9,32 @@
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <curl/curl.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 /* ---- the simulator process -------------------------------------------------- */
 
-typedef struct sim_proc {
-    pid_t pid;
-    char dir[64];
-    char port_file[128];
-    unsigned port;
-} sim_proc;
-
-static int port_ready(void *arg)
+/* Starts supsim (harness: its own directory, port file and log) with this
+ * seed and --complete-ms. */
+static void sim_start(h_sim *p, const char *seed, const char *complete_ms)
 {
-    sim_proc *p = arg;
-    FILE *f = fopen(p->port_file, "r");
-    if (f) {
-        if (fscanf(f, "%u", &p->port) != 1)
-            p->port = 0;
-        fclose(f);
-    }
-    return p->port != 0 || waitpid(p->pid, NULL, WNOHANG) == p->pid;
+    const char *args[] = {"--seed", seed, "--complete-ms", complete_ms, NULL};
+    cr_assert(h_sim_start(p, args) == 0, "supsim did not start");
 }
 
-/* Starts supsim with the standard keys plus extra args (NULL-terminated). */
-static void sim_start(sim_proc *p, const char *seed, const char *complete_ms)
+static void sim_stop(h_sim *p)
 {
-    memset(p, 0, sizeof *p);
-    snprintf(p->dir, sizeof p->dir, "/tmp/supsim-e2e-XXXXXX");
-    cr_assert(mkdtemp(p->dir));
-    snprintf(p->port_file, sizeof p->port_file, "%s/port", p->dir);
-    const char *bin = h_bin("PH_SUPSIM");
-    p->pid = fork();
-    cr_assert(p->pid >= 0);
-    if (p->pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed test leaves no orphan */
-        execl(bin, bin, "--port", "0", "--port-file", p->port_file, "--seed", seed, "--complete-ms",
-              complete_ms, (char *)NULL);
-        _exit(127);
-    }
-    cr_assert(h_wait_for(port_ready, p, 10000) == 0 && p->port, "supsim did not start");
-}
-
-static void sim_stop(sim_proc *p)
-{
-    int st = 0;
-    kill(p->pid, SIGTERM);
-    cr_assert(waitpid(p->pid, &st, 0) == p->pid);
-    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "supsim did not exit cleanly: %d", st);
-    unlink(p->port_file);
-    rmdir(p->dir);
+    int st = h_sim_stop(p);
+    cr_assert_eq(st, 0, "supsim did not exit cleanly: %d", st);
 }
 
 /* ---- HTTP -------------------------------------------------------------------- */
@@ -86,22 +48,8 @@ typedef struct resp {
     int64_t ms;
 } resp;
 
-static size_t on_data(char *ptr, size_t size, size_t nmemb, void *arg)
-{
-    resp *r = arg;
-    size_t n = size * nmemb;
-    char *g = realloc(r->body, r->len + n + 1);
-    if (!g)
-        return 0;
-    memcpy(g + r->len, ptr, n);
-    r->body = g;
-    r->len += n;
-    g[r->len] = 0;
-    return n;
-}
-
 /* One request; never asserts (transport errors are what some tests expect). */
-static resp http(const sim_proc *p, const char *method, const char *path, const char *auth,
+static resp http(const h_sim *p, const char *method, const char *path, const char *auth,
                  const char *body, long timeout_ms)
 {
     resp r = {0};
@@ -117,8 +65,9 @@ static resp http(const sim_proc *p, const char *method, const char *path, const 
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+    h_buf b = {0};
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, h_buf_append);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     if (body)
@@ -129,8 +78,8 @@ static resp http(const sim_proc *p, const char *method, const char *path, const 
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
     curl_slist_free_all(hdr);
     curl_easy_cleanup(c);
-    if (!r.body)
-        r.body = strdup("");
+    r.body = b.p ? b.p : strdup("");
+    r.len = b.n;
     r.json = json_loads(r.body, 0, NULL);
     return r;
 }
@@ -143,12 +92,12 @@ static void resp_free(resp *r)
 
 #define BEARER "Bearer rw-key"
 
-static resp rw_post(const sim_proc *p, const char *body)
+static resp rw_post(const h_sim *p, const char *body)
 {
     return http(p, "POST", "/rewards/v1/orders", BEARER, body, 5000);
 }
 
-static void ctl(const sim_proc *p, const char *method, const char *path, const char *body)
+static void ctl(const h_sim *p, const char *method, const char *path, const char *body)
 {
     resp r = http(p, method, path, NULL, body, 5000);
     cr_assert(r.rc == CURLE_OK && r.status < 300, "%s %s: %d %ld %s", method, path, r.rc, r.status,
@@ -156,7 +105,7 @@ static void ctl(const sim_proc *p, const char *method, const char *path, const c
     resp_free(&r);
 }
 
-static void fault(const sim_proc *p, const char *json)
+static void fault(const h_sim *p, const char *json)
 {
     ctl(p, "POST", "/_sim/faults", json);
 }
@@ -203,7 +152,7 @@ static void beijing_now(char *out, size_t n)
 }
 
 /* A signed gateway request (signed with `secret`). */
-static resp gw_call_with(const sim_proc *p, const char *method, const char *biz, const char *secret,
+static resp gw_call_with(const h_sim *p, const char *method, const char *biz, const char *secret,
                          long timeout_ms)
 {
     char ts[32], sign[33];
@@ -220,7 +169,7 @@ static resp gw_call_with(const sim_proc *p, const char *method, const char *biz,
     return r;
 }
 
-static resp gw_call(const sim_proc *p, const char *method, const char *biz)
+static resp gw_call(const h_sim *p, const char *method, const char *biz)
 {
     return gw_call_with(p, method, biz, "gw-secret", 5000);
 }
@@ -273,15 +222,6 @@ static char *card_decrypt(const char *b64, const char *secret)
 
 /* ---- truth --------------------------------------------------------------------- */
 
-static json_t *truth(const sim_proc *p)
-{
-    resp r = http(p, "GET", "/_sim/truth", NULL, NULL, 5000);
-    cr_assert(r.rc == CURLE_OK && r.status == 200 && r.json);
-    json_t *j = json_incref(r.json);
-    resp_free(&r);
-    return j;
-}
-
 /* The truth entry of ref (borrowed from t), or NULL when it has no order. */
 static json_t *truth_order(json_t *t, const char *ref)
 {
@@ -301,7 +241,7 @@ static long long truth_count(json_t *t, const char *name)
 
 Test(supsim, gateway_card_order_and_errors)
 {
-    sim_proc p;
+    h_sim p;
     sim_start(&p, "42", "0");
     resp r = gw_call(&p, "gw.order.card.add",
                      "{\"customer_order_no\":\"g-1\",\"product_id\":\"10001\",\"buy_num\":2,"
@@ -321,7 +261,7 @@ Test(supsim, gateway_card_order_and_errors)
     cr_assert_str_eq(h_str(res, "order_type"), "card");
     json_t *cards = json_object_get(res, "cards");
     cr_assert_eq(json_array_size(cards), 2);
-    json_t *t = truth(&p);
+    json_t *t = h_sim_truth(&p);
     json_t *codes = json_object_get(truth_order(t, "g-1"), "codes");
     for (size_t i = 0; i < 2; i++) {
         json_t *c = json_array_get(cards, i);
@@ -369,7 +309,7 @@ Test(supsim, gateway_card_order_and_errors)
     json_decref(res);
     resp_free(&r);
 
-    t = truth(&p);
+    t = h_sim_truth(&p);
     cr_assert_eq(json_array_size(json_object_get(t, "orders")), 1);
     cr_assert_eq(h_int(truth_order(t, "g-1"), "creates"), 2);
     cr_assert_eq(truth_count(t, "card_orders"), 1);
@@ -384,7 +324,7 @@ Test(supsim, gateway_card_order_and_errors)
 /* The same seed and the same requests give the same codes; another seed does not. */
 static char *first_code(const char *seed)
 {
-    sim_proc p;
+    h_sim p;
     sim_start(&p, seed, "0");
     resp r = rw_post(&p, "{\"external_ref_id\":\"d-1\",\"utid\":\"U10001\",\"quantity\":1}");
     cr_assert_eq(r.status, 201, "%s", r.body);
@@ -408,7 +348,7 @@ Test(supsim, deterministic_from_seed)
 
 Test(supsim, rewards_orders_idempotent_and_errors)
 {
-    sim_proc p;
+    h_sim p;
     sim_start(&p, "42", "0");
     const char *body = "{\"external_ref_id\":\"r-1\",\"utid\":\"U10001\",\"quantity\":2}";
     resp a = rw_post(&p, body), b = rw_post(&p, body);
@@ -439,7 +379,7 @@ Test(supsim, rewards_orders_idempotent_and_errors)
     resp cat = http(&p, "GET", "/rewards/v1/catalog", BEARER, NULL, 5000);
     cr_assert_eq(json_array_size(json_object_get(cat.json, "items")), 3);
 
-    json_t *t = truth(&p);
+    json_t *t = h_sim_truth(&p);
     cr_assert_eq(h_int(truth_order(t, "r-1"), "creates"), 2);
     cr_assert_eq(json_array_size(json_object_get(t, "orders")), 1);
     cr_assert_eq(truth_count(t, "codes_issued"), 2);
@@ -454,7 +394,7 @@ Test(supsim, rewards_orders_idempotent_and_errors)
 /* ---- faults ------------------------------------------------------------------------------ */
 
 /* Places rewards order ref under a one-shot fault and returns the answer. */
-static resp faulted(const sim_proc *p, const char *kind, const char *ref, long timeout_ms)
+static resp faulted(const h_sim *p, const char *kind, const char *ref, long timeout_ms)
 {
     char f[256], body[256];
     snprintf(f, sizeof f,
@@ -467,7 +407,7 @@ static resp faulted(const sim_proc *p, const char *kind, const char *ref, long t
 
 Test(supsim, faults_each_once)
 {
-    sim_proc p;
+    h_sim p;
     sim_start(&p, "42", "0");
     resp r = faulted(&p, "reset_before", "f-rb", 5000);
     cr_assert_eq(r.rc, CURLE_GOT_NOTHING, "reset_before: %d", r.rc);
@@ -528,7 +468,7 @@ Test(supsim, faults_each_once)
     cr_assert_eq(gw_code(&r), 0);
     resp_free(&r);
 
-    json_t *t = truth(&p);
+    json_t *t = h_sim_truth(&p);
     const char *taken[] = {"f-ra", "f-to", "f-tr", "f-502", "f-mal", "f-sig"};
     const char *refused[] = {"f-rb", "f-500", "f-busy"};
     for (size_t i = 0; i < sizeof taken / sizeof *taken; i++)
@@ -541,7 +481,7 @@ Test(supsim, faults_each_once)
     json_decref(t);
 
     ctl(&p, "POST", "/_sim/reset", NULL);
-    t = truth(&p);
+    t = h_sim_truth(&p);
     cr_assert_eq(json_array_size(json_object_get(t, "orders")), 0);
     cr_assert_eq(truth_count(t, "order_requests"), 0);
     json_decref(t);
@@ -711,7 +651,7 @@ Test(supsim, callbacks_signed_retried_and_forged)
 {
     receiver rv;
     receiver_start(&rv);
-    sim_proc p;
+    h_sim p;
     sim_start(&p, "42", "100");
     char biz[512];
 
@@ -797,7 +737,7 @@ Test(supsim, callbacks_signed_retried_and_forged)
     cr_assert_str_eq(rv.got[8].body, rv.got[9].body);
     cr_assert_eq(rw_sig_ok(&rv.got[9], "rw-whsec"), 1);
 
-    json_t *t = truth(&p);
+    json_t *t = h_sim_truth(&p);
     cr_assert_str_eq(h_str(truth_order(t, "cb-g"), "state"), "success");
     cr_assert_str_eq(h_str(truth_order(t, "cb-r"), "state"), "failed");
     cr_assert_eq(truth_count(t, "recharges_performed"), 1);

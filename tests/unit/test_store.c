@@ -10,102 +10,29 @@
  * their keyed hashes are SHA-256("CODE-<n>"). No test output may ever contain
  * either form of a code except where a code is read back on purpose.
  */
-#include <criterion/criterion.h>
-
-#include <ftw.h>
-#include <jansson.h>
-#include <lmdb.h>
-#include <openssl/sha.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
 
 #include "store.h"
-#include "store_int.h" /* record layouts, for the corruption tests only */
+#include "store_fixture.h" /* criterion, lmdb, jansson, the catalog, setup */
+#include "store_int.h"     /* record layouts, for the corruption tests only */
 
-#define NOW    1700000000000LL /* 2023-11-14T22:13:20.000Z */
 #define DAY_MS 86400000LL
 
-#define IQ    "iqiyi.gold.1m"
-#define TX    "tencent.video.1m"
-#define TOPUP "phone.topup.30"
-#define OLD   "old.card"
+#define TX "tencent.video.1m"
 
-static const char *const P_IQ =
-    "{\"sku\":\"" IQ "\",\"name\":\"iQiyi Gold, 1 month\",\"brand\":\"iqiyi\","
-    "\"delivery\":\"card_code\",\"face_value\":\"30.00\",\"listed\":true}";
 static const char *const P_TX =
     "{\"sku\":\"" TX "\",\"name\":\"Tencent Video VIP, 1 month\",\"brand\":\"tencent\","
     "\"delivery\":\"card_code\",\"face_value\":\"30.00\",\"listed\":true}";
-static const char *const P_TOPUP =
-    "{\"sku\":\"" TOPUP "\",\"name\":\"Phone top-up 30\",\"brand\":\"carrier\","
-    "\"delivery\":\"recharge\",\"face_value\":\"30.00\",\"listed\":true}";
-static const char *const P_OLD =
-    "{\"sku\":\"" OLD "\",\"name\":\"Discontinued card\",\"brand\":\"old\","
-    "\"delivery\":\"card_code\",\"face_value\":\"10.00\",\"listed\":false}";
 
 /* ---- fixture: one temporary directory per test ----------------------------- */
 
-static char g_base[64]; /* mkdtemp directory, removed afterwards */
-static char g_dir[96];  /* the LMDB environment: g_base/db (created by the store) */
-static ph_store *g_s;
-
-static void setup(void)
-{
-    snprintf(g_base, sizeof g_base, "/tmp/ph-store-test-XXXXXX");
-    cr_assert_not_null(mkdtemp(g_base), "mkdtemp");
-    snprintf(g_dir, sizeof g_dir, "%s/db", g_base);
-    g_s = NULL;
-}
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-static void teardown(void)
-{
-    ph_store_close(g_s);
-    g_s = NULL;
-    nftw(g_base, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
-}
-
-TestSuite(store, .init = setup, .fini = teardown);
-
-static ph_store *open_at(const char *dir, uint64_t map_size)
-{
-    ph_store_opts o = {.dir = dir, .map_size = map_size};
-    ph_store *s = NULL;
-    ph_err err = {0};
-    int rc = ph_store_open(&o, &s, &err);
-    cr_assert_eq(rc, PH_OK, "open %s: %s", dir, err.msg);
-    cr_assert_not_null(s);
-    return s;
-}
+TestSuite(store, .init = fixture_setup, .fini = fixture_teardown);
 
 static void open_store(void)
 {
     g_s = open_at(g_dir, 0);
-}
-
-static void reopen(void)
-{
-    ph_store_close(g_s);
-    g_s = open_at(g_dir, 0);
-}
-
-static void assert_check(void)
-{
-    ph_err err = {0};
-    ph_store_stats st;
-    int rc = ph_store_check(g_s, &st, &err);
-    cr_assert_eq(rc, PH_OK, "ph_store_check: %s", err.msg);
-    ph_store_stats_clear(&st);
 }
 
 /* ---- command helpers --------------------------------------------------------- */
@@ -128,13 +55,6 @@ static void catalog(void)
     const char *const all[] = {P_IQ, P_TX, P_TOPUP, P_OLD};
     ph_err err = {0};
     cr_assert_eq(put_products(all, 4, &err), PH_OK, "put products: %s", err.msg);
-}
-
-static void code_hash(unsigned n, uint8_t out[32])
-{
-    char buf[32];
-    int len = snprintf(buf, sizeof buf, "CODE-%u", n);
-    SHA256((const unsigned char *)buf, (size_t)len, out);
 }
 
 static int cmp_by_hash(const void *a, const void *b, void *arg)
@@ -199,13 +119,6 @@ static uint64_t import_range(const char *sku, unsigned first, size_t n, int64_t 
     uint64_t id = c.batch_id;
     ph_cmd_clear(&c);
     return id;
-}
-
-static void fingerprint(const char *sku, uint32_t qty, uint8_t out[32])
-{
-    char buf[128];
-    int len = snprintf(buf, sizeof buf, "%s|%u", sku, qty);
-    SHA256((const unsigned char *)buf, (size_t)len, out);
 }
 
 /* Builds an ORDER command (the strings must outlive it). */
@@ -280,30 +193,7 @@ static json_t *product(const char *sku)
 /* Every event with seq > after, parsed, as a JSON array; asserts none leaks a code. */
 static json_t *events_after(uint64_t after)
 {
-    char **list = NULL;
-    size_t n = 0;
-    ph_err err = {0};
-    cr_assert_eq(ph_store_event_list(g_s, after, 1000000, &list, &n, &err), PH_OK, "%s", err.msg);
-    json_t *arr = json_array();
-    for (size_t i = 0; i < n; i++) {
-        cr_assert_null(strstr(list[i], "CODE-"), "event leaks a code: %s", list[i]);
-        cr_assert_null(strstr(list[i], "sealed-"), "event leaks a sealed code: %s", list[i]);
-        json_t *ev = json_loads(list[i], 0, NULL);
-        cr_assert_not_null(ev, "event is not JSON: %s", list[i]);
-        json_array_append_new(arr, ev);
-    }
-    ph_store_event_list_free(list, n);
-    return arr;
-}
-
-static uint64_t last_event(void)
-{
-    ph_store_stats st;
-    ph_err err = {0};
-    cr_assert_eq(ph_store_stats_get(g_s, &st, &err), PH_OK, "%s", err.msg);
-    uint64_t n = st.last_event;
-    ph_store_stats_clear(&st);
-    return n;
+    return events_after_without(after, NULL);
 }
 
 static size_t count_type(json_t *evs, const char *type)
@@ -316,20 +206,6 @@ static size_t count_type(json_t *evs, const char *type)
         n += t && strcmp(t, type) == 0;
     }
     return n;
-}
-
-static json_int_t ev_int(json_t *ev, const char *key)
-{
-    json_t *v = json_object_get(ev, key);
-    cr_assert(json_is_integer(v), "event has no integer %s", key);
-    return json_integer_value(v);
-}
-
-static const char *ev_str(json_t *ev, const char *key)
-{
-    const char *s = json_string_value(json_object_get(ev, key));
-    cr_assert_not_null(s, "event has no string %s", key);
-    return s;
 }
 
 static ph_sku_stats sku_stats(const char *sku)
@@ -379,32 +255,6 @@ static int find_code(unsigned num, ph_code_info *info, ph_err *err)
 }
 
 /* ---- raw LMDB, for writing what the store never would -------------------------- */
-
-static MDB_env *raw_open(MDB_txn **txn)
-{
-    MDB_env *env;
-    cr_assert_eq(mdb_env_create(&env), 0);
-    mdb_env_set_maxdbs(env, 16);
-    int mrc = mdb_env_open(env, g_dir, 0, 0600);
-    cr_assert_eq(mrc, 0, "raw open: %s", mdb_strerror(mrc));
-    cr_assert_eq(mdb_txn_begin(env, NULL, 0, txn), 0);
-    return env;
-}
-
-static MDB_dbi raw_dbi(MDB_txn *txn, const char *name, unsigned flags)
-{
-    MDB_dbi dbi;
-    int mrc = mdb_dbi_open(txn, name, flags, &dbi);
-    cr_assert_eq(mrc, 0, "raw dbi %s: %s", name, mdb_strerror(mrc));
-    return dbi;
-}
-
-static void raw_commit(MDB_env *env, MDB_txn *txn)
-{
-    int mrc = mdb_txn_commit(txn);
-    cr_assert_eq(mrc, 0, "raw commit: %s", mdb_strerror(mrc));
-    mdb_env_close(env);
-}
 
 /* Runs ph_store_check on the reopened store and returns its failure message. */
 static void assert_check_fails(char *msg, size_t cap)
@@ -1559,15 +1409,11 @@ Test(store, check_detects_a_flipped_code_state)
     MDB_env *env = raw_open(&txn);
     MDB_dbi codes = raw_dbi(txn, "codes", MDB_INTEGERKEY);
     uint64_t id = 5;
-    MDB_val k = {8, &id}, v;
-    cr_assert_eq(mdb_get(txn, codes, &k, &v), 0);
-    uint8_t *rec = malloc(v.mv_size);
-    memcpy(rec, v.mv_data, v.mv_size);
+    size_t len;
+    uint8_t *rec = raw_copy(txn, codes, id, &len);
     cr_assert_eq(rec[offsetof(ph_code_rec, state)], PH_CODE_AVAILABLE);
     rec[offsetof(ph_code_rec, state)] = PH_CODE_VOIDED;
-    MDB_val nv = {v.mv_size, rec};
-    cr_assert_eq(mdb_put(txn, codes, &k, &nv, 0), 0);
-    free(rec);
+    raw_put_free(txn, codes, id, rec, len);
     raw_commit(env, txn);
 
     char msg[512];
@@ -1583,14 +1429,10 @@ Test(store, check_detects_an_issued_code_without_order)
     MDB_dbi codes = raw_dbi(txn, "codes", MDB_INTEGERKEY);
     MDB_dbi avail = raw_dbi(txn, "avail", MDB_DUPSORT | MDB_DUPFIXED | MDB_INTEGERDUP);
     uint64_t id = 4;
-    MDB_val k = {8, &id}, v;
-    cr_assert_eq(mdb_get(txn, codes, &k, &v), 0);
-    uint8_t *rec = malloc(v.mv_size);
-    memcpy(rec, v.mv_data, v.mv_size);
+    size_t len;
+    uint8_t *rec = raw_copy(txn, codes, id, &len);
     rec[offsetof(ph_code_rec, state)] = PH_CODE_ISSUED;
-    MDB_val nv = {v.mv_size, rec};
-    cr_assert_eq(mdb_put(txn, codes, &k, &nv, 0), 0);
-    free(rec);
+    raw_put_free(txn, codes, id, rec, len);
     MDB_val sk = {strlen(IQ), IQ}, sv = {8, &id};
     cr_assert_eq(mdb_del(txn, avail, &sk, &sv), 0);
     raw_commit(env, txn);
@@ -1625,18 +1467,14 @@ Test(store, check_detects_a_code_in_two_orders)
     MDB_env *env = raw_open(&txn);
     MDB_dbi orders = raw_dbi(txn, "orders", MDB_INTEGERKEY);
     uint64_t id = 2;
-    MDB_val k = {8, &id}, v;
-    cr_assert_eq(mdb_get(txn, orders, &k, &v), 0);
-    uint8_t *rec = malloc(v.mv_size);
-    memcpy(rec, v.mv_data, v.mv_size);
+    size_t len;
+    uint8_t *rec = raw_copy(txn, orders, id, &len);
     uint64_t code;
-    memcpy(&code, rec + v.mv_size - 8, 8);
+    memcpy(&code, rec + len - 8, 8);
     cr_assert_eq(code, 3);
     code = 1;
-    memcpy(rec + v.mv_size - 8, &code, 8);
-    MDB_val nv = {v.mv_size, rec};
-    cr_assert_eq(mdb_put(txn, orders, &k, &nv, 0), 0);
-    free(rec);
+    memcpy(rec + len - 8, &code, 8);
+    raw_put_free(txn, orders, id, rec, len);
     raw_commit(env, txn);
 
     char msg[512];

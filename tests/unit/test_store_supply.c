@@ -11,116 +11,29 @@
  * SHA-256("CODE-<n>"); the recharge account as the blob "sealed-account" with
  * the mask "138****8000". No event may contain any of them.
  */
-#include <criterion/criterion.h>
-
-#include <ftw.h>
-#include <jansson.h>
-#include <lmdb.h>
-#include <openssl/sha.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
 
 #include "config.h"
 #include "store.h"
-#include "store_int.h" /* record layouts, for the corruption tests only */
-
-#define NOW 1700000000000LL /* 2023-11-14T22:13:20.000Z */
-
-#define IQ    "iqiyi.gold.1m"
-#define TOPUP "phone.topup.30"
-#define OLD   "old.card"
+#include "store_fixture.h" /* criterion, lmdb, jansson, the catalog, setup */
+#include "store_int.h"     /* record layouts, for the corruption tests only */
 
 #define ACCOUNT_SEALED "sealed-account"
 #define ACCOUNT_MASKED "138****8000"
 
-static const char *const P_IQ =
-    "{\"sku\":\"" IQ "\",\"name\":\"iQiyi Gold, 1 month\",\"brand\":\"iqiyi\","
-    "\"delivery\":\"card_code\",\"face_value\":\"30.00\",\"listed\":true}";
-static const char *const P_TOPUP =
-    "{\"sku\":\"" TOPUP "\",\"name\":\"Phone top-up 30\",\"brand\":\"carrier\","
-    "\"delivery\":\"recharge\",\"face_value\":\"30.00\",\"listed\":true}";
-static const char *const P_OLD =
-    "{\"sku\":\"" OLD "\",\"name\":\"Discontinued card\",\"brand\":\"old\","
-    "\"delivery\":\"card_code\",\"face_value\":\"10.00\",\"listed\":false}";
-
 /* ---- fixture ------------------------------------------------------------------ */
 
-static char g_base[64];
-static char g_dir[96];
-static ph_store *g_s;
-
-static void setup(void)
-{
-    snprintf(g_base, sizeof g_base, "/tmp/ph-supply-test-XXXXXX");
-    cr_assert_not_null(mkdtemp(g_base), "mkdtemp");
-    snprintf(g_dir, sizeof g_dir, "%s/db", g_base);
-    g_s = NULL;
-}
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-static void teardown(void)
-{
-    ph_store_close(g_s);
-    g_s = NULL;
-    nftw(g_base, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
-}
-
-TestSuite(supply, .init = setup, .fini = teardown);
-
-static ph_store *open_at(const char *dir)
-{
-    ph_store_opts o = {.dir = dir};
-    ph_store *s = NULL;
-    ph_err err = {0};
-    cr_assert_eq(ph_store_open(&o, &s, &err), PH_OK, "open %s: %s", dir, err.msg);
-    return s;
-}
-
-static void reopen(void)
-{
-    ph_store_close(g_s);
-    g_s = open_at(g_dir);
-}
-
-static void assert_check(void)
-{
-    ph_err err = {0};
-    ph_store_stats st;
-    cr_assert_eq(ph_store_check(g_s, &st, &err), PH_OK, "ph_store_check: %s", err.msg);
-    ph_store_stats_clear(&st);
-}
+TestSuite(supply, .init = fixture_setup, .fini = fixture_teardown);
 
 /* Opens the store with the catalog: a card SKU, a recharge SKU, a delisted one. */
 static void start(void)
 {
-    g_s = open_at(g_dir);
+    g_s = open_at(g_dir, 0);
     const char *const all[] = {P_IQ, P_TOPUP, P_OLD};
     ph_cmd c = {.type = PH_CMD_PUT_PRODUCTS, .now = NOW};
     c.in.products.json = all;
     c.in.products.n = 3;
     cr_assert_eq(ph_store_exec(g_s, &c), PH_OK, "put products: %s", c.err.msg);
     ph_cmd_clear(&c);
-}
-
-static void code_hash(unsigned n, uint8_t out[32])
-{
-    char buf[32];
-    int len = snprintf(buf, sizeof buf, "CODE-%u", n);
-    SHA256((const unsigned char *)buf, (size_t)len, out);
-}
-
-static void fingerprint(const char *sku, uint32_t qty, uint8_t out[32])
-{
-    char buf[128];
-    int len = snprintf(buf, sizeof buf, "%s|%u", sku, qty);
-    SHA256((const unsigned char *)buf, (size_t)len, out);
 }
 
 /* ---- commands ------------------------------------------------------------------- */
@@ -252,49 +165,12 @@ static ph_order *get_order(uint64_t id, int with_codes)
     return o;
 }
 
-static uint64_t last_event(void)
-{
-    ph_store_stats st;
-    ph_err err = {0};
-    cr_assert_eq(ph_store_stats_get(g_s, &st, &err), PH_OK, "%s", err.msg);
-    uint64_t n = st.last_event;
-    ph_store_stats_clear(&st);
-    return n;
-}
-
-/* Events after seq, parsed; asserts none holds a code or the account in any form. */
+/* Events after seq, parsed; asserts none holds a code or the account in any form
+ * (its mask's digits "8000", the word "account"). */
 static json_t *events_after(uint64_t after)
 {
-    char **list = NULL;
-    size_t n = 0;
-    ph_err err = {0};
-    cr_assert_eq(ph_store_event_list(g_s, after, 100000, &list, &n, &err), PH_OK, "%s", err.msg);
-    json_t *arr = json_array();
-    for (size_t i = 0; i < n; i++) {
-        cr_assert_null(strstr(list[i], "CODE-"), "event leaks a code: %s", list[i]);
-        cr_assert_null(strstr(list[i], "sealed-"), "event leaks a sealed blob: %s", list[i]);
-        cr_assert_null(strstr(list[i], "8000"), "event leaks the account: %s", list[i]);
-        cr_assert_null(strstr(list[i], "account"), "event names the account: %s", list[i]);
-        json_t *ev = json_loads(list[i], 0, NULL);
-        cr_assert_not_null(ev, "event is not JSON: %s", list[i]);
-        json_array_append_new(arr, ev);
-    }
-    ph_store_event_list_free(list, n);
-    return arr;
-}
-
-static const char *ev_str(json_t *ev, const char *key)
-{
-    const char *s = json_string_value(json_object_get(ev, key));
-    cr_assert_not_null(s, "event has no string %s", key);
-    return s;
-}
-
-static json_int_t ev_int(json_t *ev, const char *key)
-{
-    json_t *v = json_object_get(ev, key);
-    cr_assert(json_is_integer(v), "event has no integer %s", key);
-    return json_integer_value(v);
+    static const char *const account[] = {"8000", "account", NULL};
+    return events_after_without(after, account);
 }
 
 /* The pending order ids, ascending, paged through 2 at a time. */
@@ -366,34 +242,9 @@ static char *order_text(uint64_t id)
 
 /* ---- raw LMDB --------------------------------------------------------------------- */
 
-static MDB_env *raw_open(MDB_txn **txn)
-{
-    MDB_env *env;
-    cr_assert_eq(mdb_env_create(&env), 0);
-    mdb_env_set_maxdbs(env, 16);
-    int mrc = mdb_env_open(env, g_dir, 0, 0600);
-    cr_assert_eq(mrc, 0, "raw open: %s", mdb_strerror(mrc));
-    cr_assert_eq(mdb_txn_begin(env, NULL, 0, txn), 0);
-    return env;
-}
-
-static MDB_dbi raw_dbi(MDB_txn *txn, const char *name, unsigned flags)
-{
-    MDB_dbi dbi;
-    int mrc = mdb_dbi_open(txn, name, flags, &dbi);
-    cr_assert_eq(mrc, 0, "raw dbi %s: %s", name, mdb_strerror(mrc));
-    return dbi;
-}
-
-static void raw_commit(MDB_env *env, MDB_txn *txn)
-{
-    cr_assert_eq(mdb_txn_commit(txn), 0);
-    mdb_env_close(env);
-}
-
 static void assert_check_fails(const char *needle)
 {
-    g_s = open_at(g_dir);
+    g_s = open_at(g_dir, 0);
     ph_err err = {0};
     ph_store_stats st;
     cr_assert_eq(ph_store_check(g_s, &st, &err), PH_EIO, "ph_store_check accepted a corruption");
@@ -1004,7 +855,7 @@ Test(supply, close_and_reopen_keep_everything)
     /* another store has its own uid */
     char other[128];
     snprintf(other, sizeof other, "%s/other", g_base);
-    ph_store *s2 = open_at(other);
+    ph_store *s2 = open_at(other, 0);
     cr_assert_str_neq(ph_store_uid(s2), saved);
     ph_store_close(s2);
 }
@@ -1035,43 +886,36 @@ static void damaged_base(void)
     g_s = NULL;
 }
 
-Test(supply, check_detects_a_lost_pending_entry)
+/* Damages the pending index of the damaged_base store: deletes (del) or adds
+ * the entry of order id; the checker must then fail naming `needle`. */
+static void pending_damaged(uint64_t id, int del, const char *needle)
 {
     damaged_base();
     MDB_txn *txn;
     MDB_env *env = raw_open(&txn);
     MDB_dbi pending = raw_dbi(txn, "pending", MDB_INTEGERKEY);
-    uint64_t id = 1;
-    MDB_val k = {8, &id};
-    cr_assert_eq(mdb_del(txn, pending, &k, NULL), 0);
+    MDB_val k = {8, &id}, v = {0, ""};
+    if (del)
+        cr_assert_eq(mdb_del(txn, pending, &k, NULL), 0);
+    else
+        cr_assert_eq(mdb_put(txn, pending, &k, &v, 0), 0);
     raw_commit(env, txn);
-    assert_check_fails("order 1");
+    assert_check_fails(needle);
+}
+
+Test(supply, check_detects_a_lost_pending_entry)
+{
+    pending_damaged(1, 1, "order 1");
 }
 
 Test(supply, check_detects_a_settled_order_still_pending)
 {
-    damaged_base();
-    MDB_txn *txn;
-    MDB_env *env = raw_open(&txn);
-    MDB_dbi pending = raw_dbi(txn, "pending", MDB_INTEGERKEY);
-    uint64_t id = 2;
-    MDB_val k = {8, &id}, v = {0, ""};
-    cr_assert_eq(mdb_put(txn, pending, &k, &v, 0), 0);
-    raw_commit(env, txn);
-    assert_check_fails("order 2");
+    pending_damaged(2, 0, "order 2");
 }
 
 Test(supply, check_detects_a_pending_entry_for_no_order)
 {
-    damaged_base();
-    MDB_txn *txn;
-    MDB_env *env = raw_open(&txn);
-    MDB_dbi pending = raw_dbi(txn, "pending", MDB_INTEGERKEY);
-    uint64_t id = 77;
-    MDB_val k = {8, &id}, v = {0, ""};
-    cr_assert_eq(mdb_put(txn, pending, &k, &v, 0), 0);
-    raw_commit(env, txn);
-    assert_check_fails("pending");
+    pending_damaged(77, 0, "pending");
 }
 
 /* A supplier's code turned available (and listed in stock) would be sold twice. */
@@ -1083,15 +927,11 @@ Test(supply, check_detects_a_supplied_code_made_available)
     MDB_dbi codes = raw_dbi(txn, "codes", MDB_INTEGERKEY);
     MDB_dbi avail = raw_dbi(txn, "avail", MDB_DUPSORT | MDB_DUPFIXED | MDB_INTEGERDUP);
     uint64_t id = 2;
-    MDB_val k = {8, &id}, v;
-    cr_assert_eq(mdb_get(txn, codes, &k, &v), 0);
-    uint8_t *rec = malloc(v.mv_size);
-    memcpy(rec, v.mv_data, v.mv_size);
+    size_t len;
+    uint8_t *rec = raw_copy(txn, codes, id, &len);
     rec[offsetof(ph_code_rec, state)] = PH_CODE_AVAILABLE;
     memset(rec + offsetof(ph_code_rec, order_id), 0, 8);
-    MDB_val nv = {v.mv_size, rec};
-    cr_assert_eq(mdb_put(txn, codes, &k, &nv, 0), 0);
-    free(rec);
+    raw_put_free(txn, codes, id, rec, len);
     MDB_val sk = {strlen(IQ), IQ}, sv = {8, &id};
     cr_assert_eq(mdb_put(txn, avail, &sk, &sv, 0), 0);
     raw_commit(env, txn);
@@ -1106,19 +946,15 @@ Test(supply, check_detects_a_renumbered_attempt)
     MDB_env *env = raw_open(&txn);
     MDB_dbi supply = raw_dbi(txn, "supply", MDB_INTEGERKEY);
     uint64_t id = 1;
-    MDB_val k = {8, &id}, v;
-    cr_assert_eq(mdb_get(txn, supply, &k, &v), 0);
-    uint8_t *rec = malloc(v.mv_size);
-    memcpy(rec, v.mv_data, v.mv_size);
+    size_t len;
+    uint8_t *rec = raw_copy(txn, supply, id, &len);
     ph_supply_rec h;
     memcpy(&h, rec, sizeof h);
     cr_assert_eq(h.nattempts, 1);
     size_t at = sizeof h + h.reason_len + h.masked_len + h.sealed_len;
     uint32_t no = 3;
     memcpy(rec + at + offsetof(ph_attempt_rec, no), &no, 4);
-    MDB_val nv = {v.mv_size, rec};
-    cr_assert_eq(mdb_put(txn, supply, &k, &nv, 0), 0);
-    free(rec);
+    raw_put_free(txn, supply, id, rec, len);
     raw_commit(env, txn);
     assert_check_fails("order 1");
 }
@@ -1131,15 +967,11 @@ Test(supply, check_detects_a_succeeded_order_short_of_codes)
     MDB_env *env = raw_open(&txn);
     MDB_dbi orders = raw_dbi(txn, "orders", MDB_INTEGERKEY);
     uint64_t id = 2;
-    MDB_val k = {8, &id}, v;
-    cr_assert_eq(mdb_get(txn, orders, &k, &v), 0);
-    uint8_t *rec = malloc(v.mv_size);
-    memcpy(rec, v.mv_data, v.mv_size);
+    size_t len;
+    uint8_t *rec = raw_copy(txn, orders, id, &len);
     uint32_t ncodes = 1;
     memcpy(rec + offsetof(ph_order_rec, ncodes), &ncodes, 4);
-    MDB_val nv = {v.mv_size - 8, rec};
-    cr_assert_eq(mdb_put(txn, orders, &k, &nv, 0), 0);
-    free(rec);
+    raw_put_free(txn, orders, id, rec, len - 8);
     raw_commit(env, txn);
     assert_check_fails("order 2");
 }
