@@ -6,11 +6,14 @@
  * request (same order and codes back, 200) or a conflict (409). Codes are
  * rendered only for the client that owns the order.
  */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "api.h"
-#include "util.h"
 #include "fulfil.h"
+#include "import.h"
+#include "util.h"
 #include "views.h"
 
 /* The request's defining fields; a replay must match them exactly. A recharge
@@ -30,18 +33,37 @@ static void order_fingerprint(ph_req *r, const ph_product_conf *p, uint32_t quan
     ph_sha256(buf, (size_t)n, out);
 }
 
+/* The order's view, as text when ph_view_stock_order_text can write it, else as a tree. */
+static json_t *order_body(ph_req *r, const ph_order *o)
+{
+    size_t len = 0;
+    char *txt = ph_view_stock_order_text(o, r->cfg->cfg, r->d->keys, &len);
+    json_t *body;
+    if (txt) {
+        body = json_stringn_nocheck(txt, len);
+        if (body) {
+            r->raw_body = 1; /* sent as is by http_api.c */
+            r->raw_content_type = "application/json";
+        }
+        ph_wipe(txt, len); /* it holds codes */
+        free(txt);
+    } else {
+        body = json_pack("{s:o}", "order", ph_view_order(o, r->cfg->cfg, r->d->keys, 1, 0));
+    }
+    return body;
+}
+
 /* 201 for a new order that is final, 202 for one still with a supplier,
  * 200 (Idempotent-Replay) for a replay whatever its state. */
 static int reply_new_order(ph_req *r, const ph_order *o, int replayed)
 {
-    json_t *j = ph_view_order(o, r->cfg->cfg, r->d->keys, 1, 0);
     int final = o->state == PH_ORDER_SUCCEEDED || o->state == PH_ORDER_FAILED;
     if (replayed)
         r->replay_header = "true";
     ph_log(&r->d->log, PH_LOG_INFO, r->reqid, replayed ? "order.replayed" : "order.created",
            "order=%llu sku=%s quantity=%u state=%s", (unsigned long long)o->id, o->sku, o->quantity,
            ph_order_state_name(o->state));
-    return ph_req_json(r, replayed ? 200 : final ? 201 : 202, json_pack("{s:o}", "order", j));
+    return ph_req_json(r, replayed ? 200 : final ? 201 : 202, order_body(r, o));
 }
 
 /* The wait is over (final state, deadline or shutdown): answer with the order

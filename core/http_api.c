@@ -349,11 +349,19 @@ static enum MHD_Result send_response(ph_req *r)
     return ret;
 }
 
+/* snprintf(dst, cap, "%s", src) without the format machinery (every request). */
+static void str_copy(char *dst, size_t cap, const char *src)
+{
+    size_t n = strnlen(src, cap - 1);
+    memcpy(dst, src, n);
+    dst[n] = 0;
+}
+
 static void set_reqid(ph_req *r)
 {
     const char *given = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Request-Id");
     if (given && ph_ident_valid(given, 40)) {
-        snprintf(r->reqid, sizeof r->reqid, "%s", given);
+        str_copy(r->reqid, sizeof r->reqid, given);
         return;
     }
     uint64_t n = atomic_fetch_add(&r->d->reqid_next, 1);
@@ -369,8 +377,8 @@ static ph_req *req_new(ph_http *h, struct MHD_Connection *conn, const char *url,
     r->conn = conn;
     r->started_ms = ph_now_ms();
     r->cfg = ph_daemon_cfg_acquire(h->d);
-    snprintf(r->method, sizeof r->method, "%s", method);
-    snprintf(r->path, sizeof r->path, "%s", url);
+    str_copy(r->method, sizeof r->method, method);
+    str_copy(r->path, sizeof r->path, url);
     set_reqid(r);
     atomic_fetch_add(&h->inflight, 1);
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");

@@ -610,10 +610,50 @@ static int grow_map(ph_store *s)
     return mrc;
 }
 
-/* Applies every command of the batch in one write transaction, each in a nested
- * one. Returns PH_OK (committed; per-command results set), PH_STORE_MAPFULL (the
- * whole batch must run again after growing the map) or PH_EIO. */
-static int run_batch(ph_store *s, ph_cmd *batch, ph_ids *ids, ph_err *err)
+/* Positive, never returned to callers: a command applied directly failed after
+ * writing; the batch must run again with nested transactions. */
+#define PH_STORE_REDO 2
+
+/* Applies one command inside txn: directly when `direct` (PH_CMD_ORDER only),
+ * else in a nested transaction. Returns the command's rc (its result and ids
+ * kept only on PH_OK), PH_STORE_REDO, or PH_STORE_BEGIN_FAILED with *mrc set
+ * when the nested transaction could not begin. */
+#define PH_STORE_BEGIN_FAILED 3
+static int run_cmd(ph_store *s, MDB_txn *txn, ph_cmd *c, ph_ids *ids, int direct, int *mrc_out)
+{
+    ph_wtxn w = {.s = s, .txn = txn, .ids = *ids};
+    cmd_reset(c);
+    int mrc = direct ? 0 : mdb_txn_begin(s->env, txn, 0, &w.txn);
+    if (mrc) {
+        *mrc_out = mrc;
+        return PH_STORE_BEGIN_FAILED;
+    }
+    c->rc = ph_store_apply(&w, c);
+    if (direct) {
+        /* an LMDB error may have marked the batch's transaction failed even
+         * before the first write: redo that too, where a nested one takes it */
+        if (c->rc != PH_OK && c->rc != PH_STORE_MAPFULL && (w.wrote || c->rc == PH_EIO))
+            return PH_STORE_REDO;
+    } else if (c->rc == PH_OK && (mrc = mdb_txn_commit(w.txn)) != 0) {
+        c->rc = ph_store_lmdb_err(&c->err, mrc, "commit nested");
+    } else if (c->rc != PH_OK) {
+        mdb_txn_abort(w.txn);
+    }
+    if (c->rc == PH_OK)
+        *ids = w.ids;
+    else if (c->rc != PH_STORE_MAPFULL)
+        clear_results(c, 1); /* a failed command reports only rc, err and dup lines */
+    return c->rc;
+}
+
+/* Applies every command of the batch in one write transaction. Orders run
+ * directly in it (they fail before their first write, or the batch is redone
+ * with `nested` set); every other command, and every command of a redone
+ * batch, runs in a nested transaction that is thrown away when it fails.
+ * Returns PH_OK (committed; per-command results set), PH_STORE_MAPFULL (the
+ * whole batch must run again after growing the map), PH_STORE_REDO (run it
+ * again with nested set) or PH_EIO. */
+static int run_batch(ph_store *s, ph_cmd *batch, ph_ids *ids, int nested, ph_err *err)
 {
     MDB_txn *txn;
     int mrc = mdb_txn_begin(s->env, NULL, 0, &txn);
@@ -621,28 +661,12 @@ static int run_batch(ph_store *s, ph_cmd *batch, ph_ids *ids, ph_err *err)
         return ph_store_lmdb_err(err, mrc, "begin");
     ph_ids start = *ids;
     for (ph_cmd *c = batch; c; c = c->next) {
-        ph_wtxn w = {.s = s, .ids = *ids};
-        cmd_reset(c);
-        mrc = mdb_txn_begin(s->env, txn, 0, &w.txn);
-        if (mrc) {
+        int rc = run_cmd(s, txn, c, ids, !nested && c->type == PH_CMD_ORDER, &mrc);
+        if (rc == PH_STORE_MAPFULL || rc == PH_STORE_REDO || rc == PH_STORE_BEGIN_FAILED) {
             mdb_txn_abort(txn);
             *ids = start;
-            return ph_store_lmdb_err(err, mrc, "begin nested");
+            return rc == PH_STORE_BEGIN_FAILED ? ph_store_lmdb_err(err, mrc, "begin nested") : rc;
         }
-        c->rc = ph_store_apply(&w, c);
-        if (c->rc == PH_OK && (mrc = mdb_txn_commit(w.txn)) != 0)
-            c->rc = ph_store_lmdb_err(&c->err, mrc, "commit nested");
-        else if (c->rc != PH_OK)
-            mdb_txn_abort(w.txn);
-        if (c->rc == PH_STORE_MAPFULL) {
-            mdb_txn_abort(txn);
-            *ids = start;
-            return PH_STORE_MAPFULL;
-        }
-        if (c->rc == PH_OK)
-            *ids = w.ids;
-        else
-            clear_results(c, 1); /* a failed command reports only rc, err and dup lines */
     }
     mrc = mdb_txn_commit(txn);
     if (mrc) {
@@ -702,9 +726,15 @@ static void *writer_main(void *arg)
             break; /* stopping and drained */
         ph_err err = {0};
         int rc;
-        while ((rc = run_batch(s, batch, &ids, &err)) == PH_STORE_MAPFULL) {
+        int nested = 0;
+        while ((rc = run_batch(s, batch, &ids, nested, &err)) == PH_STORE_MAPFULL ||
+               rc == PH_STORE_REDO) {
+            memset(&s->memo, 0, sizeof s->memo); /* it may name rolled-back ids */
+            if (rc == PH_STORE_REDO) {
+                nested = 1;
+                continue;
+            }
             atomic_fetch_add(&s->map_grows, 1);
-            memset(&s->memo, 0, sizeof s->memo);
             int mrc = grow_map(s);
             if (mrc) {
                 rc = ph_err_set(&err, PH_EIO, "store: cannot grow the map: %s", mdb_strerror(mrc));

@@ -3,7 +3,11 @@
  *
  * Each apply_* function runs in its own nested transaction: it may fail at
  * any point and the writer throws its changes away, so these functions check
- * as they go instead of validating everything up front. They are
+ * as they go instead of validating everything up front. apply_order, the hot
+ * path, runs directly in the batch's transaction instead (a nested one costs
+ * LMDB a dirty list per command): it sets w->wrote before its first write, so
+ * the writer knows when a failure left changes behind and redoes the batch
+ * with nested transactions (store.c, run_batch). These functions are
  * deterministic (the time is cmd->now; ids come from w->ids) and write their
  * events in the same transaction as the change (transactional outbox).
  *
@@ -56,19 +60,31 @@ static int emit(ph_wtxn *w, int64_t now, const char *type, json_t *fields, ph_er
     return rc;
 }
 
+/* ph_time_format(now), remembered from the previous command (writer only). */
+static const char *event_time(ph_wtxn *w, int64_t now)
+{
+    ph_store *s = w->s;
+    if (!s->at_set || s->at_ms != now) {
+        ph_time_format(now, s->at, sizeof s->at);
+        s->at_ms = now;
+        s->at_set = 1;
+    }
+    return s->at;
+}
+
 /* order.succeeded, the hot path's event, formatted directly: the same text emit()
  * would produce (its strings are identifiers checked by apply_order, so they
  * need no escaping), without building a JSON tree per order. */
 static int emit_order_succeeded(ph_wtxn *w, int64_t now, const ph_order *o, ph_err *err)
 {
-    char at[32], txt[512];
-    int n = snprintf(txt, sizeof txt,
-                     "{\"seq\":%llu,\"at\":\"%s\",\"type\":\"order.succeeded\",\"order_id\":%llu,"
-                     "\"client\":\"%s\",\"client_order_id\":\"%s\",\"sku\":\"%s\",\"quantity\":%u,"
-                     "\"cost_fen\":%lld}",
-                     (unsigned long long)w->ids.event, ph_time_format(now, at, sizeof at),
-                     (unsigned long long)o->id, o->client, o->client_order_id, o->sku, o->quantity,
-                     (long long)o->cost);
+    char txt[512];
+    int n =
+        snprintf(txt, sizeof txt,
+                 "{\"seq\":%llu,\"at\":\"%s\",\"type\":\"order.succeeded\",\"order_id\":%llu,"
+                 "\"client\":\"%s\",\"client_order_id\":\"%s\",\"sku\":\"%s\",\"quantity\":%u,"
+                 "\"cost_fen\":%lld}",
+                 (unsigned long long)w->ids.event, event_time(w, now), (unsigned long long)o->id,
+                 o->client, o->client_order_id, o->sku, o->quantity, (long long)o->cost);
     if (n < 0 || (size_t)n >= sizeof txt)
         return ph_err_set(err, PH_EIO, "order %llu: event too long", (unsigned long long)o->id);
     return append_event(w, txt, (size_t)n, err);
@@ -326,6 +342,7 @@ static int pop_code(ph_wtxn *w, ph_cmd *c, MDB_cursor *cur, uint64_t order_id, p
             return ph_store_lmdb_err(&c->err, mrc, "read stock");
         uint64_t id;
         memcpy(&id, v.mv_data, 8);
+        w->wrote = 1; /* every later write of the order follows a pop */
         if ((mrc = mdb_cursor_del(cur, 0)) != 0)
             return ph_store_lmdb_err(&c->err, mrc, "take stock");
         ph_code_rec rec;

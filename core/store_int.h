@@ -63,6 +63,11 @@ struct ph_store {
     int writer_started;
     _Atomic uint64_t commits, commands, map_grows; /* ph_writer_stats */
     ph_memo memo;
+    /* The writer's last formatted event time: a batch's commands mostly share
+     * their millisecond. Writer thread only. */
+    int64_t at_ms;
+    int at_set;
+    char at[32];
     char uid[9]; /* ph_store_uid: read from `meta` at open, never changes */
 };
 
@@ -72,11 +77,16 @@ typedef struct ph_ids {
     uint64_t code, order, batch, event;
 } ph_ids;
 
-/* The writer's view while applying one command. */
+/* The writer's view while applying one command. `wrote` is set before the
+ * command's first write by the commands the writer applies without a nested
+ * transaction (PH_CMD_ORDER, see run_batch): one that fails with it set has
+ * left changes behind (as may one that fails with PH_EIO), and the whole batch
+ * is redone with nested transactions. */
 typedef struct ph_wtxn {
     ph_store *s;
     MDB_txn *txn;
     ph_ids ids;
+    int wrote;
 } ph_wtxn;
 
 /* Positive, never returned to callers: the map is full, grow it and redo the batch. */

@@ -32,4 +32,12 @@ json_t *ph_view_product_stored(const ph_product_conf *p);
 /* Adds key: RFC 3339 time, unless ms is 0. */
 void ph_view_time(json_t *o, const char *key, int64_t ms);
 
+/* The response of a new stock order, {"order": ph_view_order(o, cfg, kr, 1, 0)},
+ * as compact JSON text, byte for byte what jansson would print, without building
+ * the tree (the hot path). NULL when o is not a plain stock order or a string in
+ * it is not valid UTF-8: render the tree then. The text holds codes: the caller
+ * wipes and frees it (*len bytes, NUL-terminated). */
+char *ph_view_stock_order_text(const ph_order *o, const ph_config *cfg, const ph_keyring *kr,
+                               size_t *len);
+
 #endif

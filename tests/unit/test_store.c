@@ -11,6 +11,8 @@
  * either form of a code except where a code is read back on purpose.
  */
 #include <pthread.h>
+#include <sched.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stddef.h>
 
@@ -1634,4 +1636,96 @@ Test(store, a_sku_longer_than_the_maximum_is_refused_or_works)
     ph_cmd_clear(&c);
     cr_assert_eq(stock(sku), 0);
     assert_check();
+}
+
+/* ---- orders apply without a nested transaction; a failure after writing redoes
+ * the batch with every command nested (docs/store.md, "Orders skip the nested
+ * transaction"). Five orders land in one batch behind a held writer: ok, short of
+ * stock, ok, a replay, short of stock. One commit, the right answers, contiguous
+ * ids, the replay's same code, and the data whole after a reopen. */
+
+typedef struct held_cmd {
+    ph_cmd c; /* first: done gets the command back as the holder */
+    sem_t *gate;
+    sem_t done;
+} held_cmd;
+
+static void held_done(ph_cmd *c)
+{
+    held_cmd *h = (held_cmd *)c;
+    if (h->gate)
+        sem_wait(h->gate); /* holds the writer: the next commands queue into one batch */
+    sem_post(&h->done);
+}
+
+static void submit_held(held_cmd *h, const char *coid, uint32_t qty, sem_t *gate)
+{
+    order_cmd(&h->c, "mall", coid, IQ, qty, NOW);
+    h->c.done = held_done;
+    h->gate = gate;
+    sem_init(&h->done, 0, 0);
+    cr_assert_eq(ph_store_submit(g_s, &h->c), PH_OK);
+}
+
+static int writer_committed(void *arg)
+{
+    const uint64_t *before = arg;
+    ph_writer_stats w;
+    ph_store_writer_stats(g_s, &w);
+    return w.commits > *before;
+}
+
+Test(store, a_batch_with_failed_orders_is_redone_nested_and_stays_whole)
+{
+    open_store();
+    catalog();
+    import_range(IQ, 0, 4, 1980, 0);
+    sem_t gate;
+    sem_init(&gate, 0, 0);
+    static held_cmd blk, a, b, c, d, e;
+    ph_writer_stats w0;
+    ph_store_writer_stats(g_s, &w0);
+    submit_held(&blk, "BLK", 1, &gate);
+    /* the writer has committed blk and now sits in its done, waiting on the gate */
+    uint64_t commits0 = w0.commits;
+    while (!writer_committed(&commits0))
+        sched_yield();
+    ph_store_writer_stats(g_s, &w0);
+    submit_held(&a, "A", 1, NULL);
+    submit_held(&b, "B", 3, NULL); /* 2 left after A: short */
+    submit_held(&c, "C", 1, NULL);
+    submit_held(&d, "A", 1, NULL); /* a replay of A */
+    submit_held(&e, "E", 2, NULL); /* 1 left: short */
+    sem_post(&gate);
+    held_cmd *all[] = {&blk, &a, &b, &c, &d, &e};
+    for (int i = 0; i < 6; i++)
+        sem_wait(&all[i]->done);
+    ph_writer_stats w1;
+    ph_store_writer_stats(g_s, &w1);
+    cr_expect_eq(w1.commits - w0.commits, 1, "one batch");
+    cr_expect_eq(w1.commands - w0.commands, 5);
+    cr_assert_eq(blk.c.rc, PH_OK);
+    cr_assert_eq(a.c.rc, PH_OK, "%s", a.c.err.msg);
+    cr_assert_eq(b.c.rc, PH_ENOSTOCK, "%s", b.c.err.msg);
+    cr_assert_null(b.c.order);
+    cr_assert_eq(c.c.rc, PH_OK);
+    cr_assert_eq(d.c.rc, PH_OK);
+    cr_assert_eq(d.c.replayed, 1);
+    cr_assert_eq(e.c.rc, PH_ENOSTOCK);
+    cr_assert_eq(a.c.order->id, blk.c.order->id + 1, "ids stay contiguous");
+    cr_assert_eq(c.c.order->id, blk.c.order->id + 2);
+    cr_assert_eq(d.c.order->codes[0].id, a.c.order->codes[0].id, "the replay's same code");
+    cr_assert_eq(stock(IQ), 1);
+    cr_assert_eq(sku_stats(IQ).by_state[PH_CODE_ISSUED], 3);
+    uint64_t blk_id = blk.c.order->id;
+    for (int i = 0; i < 6; i++)
+        ph_cmd_clear(&all[i]->c);
+    assert_check();
+    reopen();
+    assert_check();
+    ph_cmd o;
+    cr_assert_eq(order(&o, "mall", "F", IQ, 1), PH_OK);
+    cr_assert_eq(o.order->id, blk_id + 3, "the next id follows on after a reopen");
+    ph_cmd_clear(&o);
+    sem_destroy(&gate);
 }

@@ -1,0 +1,133 @@
+/*
+ * test_views.c — the order view written as text for the hot path
+ * (ph_view_stock_order_text) must be byte for byte what jansson prints of the
+ * tree view (ph_view_order): escapes, control bytes, CJK and emoji, a product
+ * missing from the config, codes that do not unseal, expiry present or not,
+ * updated_at present or not. Where jansson would refuse a string (invalid
+ * UTF-8) and for supplier orders, the text renderer must decline (NULL) so the
+ * caller renders the tree.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "crypto.h"
+#include "import.h"
+#include "views.h"
+
+static ph_config *cfg;
+static ph_keyring *kr;
+
+static void setup(void)
+{
+    const char *yaml =
+        "data_dir: var/data\nmaster_key_file: var/master.key\n"
+        "products:\n"
+        "  - {sku: a.plain, name: Plain card, brand: b, category: video, delivery: card_code, "
+        "face_value: \"30.00\"}\n"
+        "  - {sku: a.esc, name: \"q\\\"uo\\\\te /slash \\t tab \\u0001 ctl \\u007f del\", brand: "
+        "b, category: video, delivery: card_code, face_value: \"30.00\"}\n"
+        "  - {sku: a.cjk, name: \"爱奇艺黄金会员月卡 😀\", brand: b, category: video, delivery: "
+        "card_code, face_value: \"30.00\"}\n";
+    ph_err err = {0};
+    cr_assert_eq(ph_config_load_string(yaml, strlen(yaml), "t.yaml", &cfg, &err), PH_OK, "%s",
+                 err.msg);
+    uint8_t k1[PH_KEY_LEN] = {1}, k2[PH_KEY_LEN] = {2};
+    cr_assert_eq(ph_keyring_from_raw(k1, 7, k2, &kr, &err), PH_OK, "%s", err.msg);
+}
+
+static void teardown(void)
+{
+    ph_config_free(cfg);
+    ph_keyring_free(kr);
+}
+
+TestSuite(views, .init = setup, .fini = teardown);
+
+/* 1 when the text equals the tree's dump; 0 when the text renderer declined. */
+static int same_as_tree(const ph_order *o)
+{
+    json_t *j = json_pack("{s:o}", "order", ph_view_order(o, cfg, kr, 1, 0));
+    char *want = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(j);
+    size_t len = 0;
+    char *got = ph_view_stock_order_text(o, cfg, kr, &len);
+    if (got) {
+        cr_assert_not_null(want);
+        cr_expect_str_eq(got, want, "order %s", o->client_order_id);
+        cr_expect_eq(len, strlen(got));
+    }
+    free(want);
+    free(got);
+    return got != NULL;
+}
+
+static ph_code seal(const char *code, const char *card, int64_t expires, int tamper)
+{
+    uint8_t *sealed = malloc(512), h[32];
+    size_t sl = 0;
+    cr_assert_eq(ph_code_seal(kr, code, strlen(code), card, strlen(card), sealed, &sl, h), PH_OK);
+    if (tamper)
+        sealed[sl - 1] ^= 1; /* does not unseal: rendered {"error":"unreadable"} */
+    return (ph_code){.id = 50,
+                     .state = PH_CODE_ISSUED,
+                     .expires_at = expires,
+                     .sealed_len = (uint32_t)sl,
+                     .sealed = sealed};
+}
+
+Test(views, text_equals_the_tree_byte_for_byte)
+{
+    const char *codes[][2] = {{"ABC-123", ""},
+                              {"q\"b\\s/", "CARD-1"},
+                              {"tab\tnl\nbs\bff\fcr\r", ""},
+                              {"ctl\x01\x1f\x7f", "c\x02"},
+                              {"中文码", "卡号"},
+                              {"emoji😀", ""}};
+    const char *skus[] = {"a.plain", "a.esc", "a.cjk", "no.such"};
+    int compared = 0;
+    for (size_t si = 0; si < 4; si++)
+        for (size_t n = 0; n <= 6; n++) {
+            ph_order o = {0};
+            o.id = 1000 + n;
+            snprintf(o.client, sizeof o.client, "mall");
+            snprintf(o.client_order_id, sizeof o.client_order_id, "x-%zu:%zu", si, n);
+            snprintf(o.sku, sizeof o.sku, "%s", skus[si]);
+            o.quantity = (uint32_t)(n ? n : 1);
+            o.state = n == 3 ? PH_ORDER_FAILED : PH_ORDER_SUCCEEDED;
+            o.created_at = 1795000000123LL;
+            o.updated_at = n == 2 ? 0 : 1795000000456LL;
+            ph_code cs[6];
+            for (size_t i = 0; i < n; i++)
+                cs[i] =
+                    seal(codes[i][0], codes[i][1], i % 2 ? 1800000000000LL : 0, i == 5 && si == 1);
+            o.codes = n == 6 && si == 3 ? NULL : cs;
+            o.ncodes = n;
+            compared += same_as_tree(&o);
+            for (size_t i = 0; i < n; i++)
+                free(cs[i].sealed);
+        }
+    cr_expect_eq(compared, 28, "every plain stock order is rendered as text");
+}
+
+Test(views, text_declines_what_jansson_would_refuse_and_supplier_orders)
+{
+    const char *bad[] = {"\xff",       "\xc0\x80",    "\xed\xa0\x80", "\xf4\x90\x80\x80",
+                         "ab\xe4\xb8", "\xe0\x80\xaf"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        ph_order o = {.id = 1, .quantity = 1, .state = PH_ORDER_SUCCEEDED};
+        snprintf(o.client, sizeof o.client, "mall");
+        snprintf(o.client_order_id, sizeof o.client_order_id, "bad-%zu", i);
+        snprintf(o.sku, sizeof o.sku, "a.plain");
+        ph_code c = seal(bad[i], "", 0, 0);
+        o.codes = &c;
+        o.ncodes = 1;
+        cr_expect_eq(same_as_tree(&o), 0, "invalid UTF-8 %zu must fall back to the tree", i);
+        free(c.sealed);
+    }
+    ph_order s = {.id = 2, .quantity = 1, .delivery = PH_DELIVERY_RECHARGE};
+    snprintf(s.sku, sizeof s.sku, "a.plain");
+    cr_expect_eq(same_as_tree(&s), 0, "a supplier order takes the tree");
+}
