@@ -40,7 +40,8 @@ valgrind: build
 format:
 	@clang-format -i core/*.[ch] sdk/include/perkhub/*.h tools/perkctl/*.c plugins/*/*.c tests/*/*.c
 
-# Durable issuance over HTTP (wrk) against the machine's LMDB limit: bench/README.md.
+# Issue 4's figures in one run (issuance vs the LMDB limit and the peers, lookups, bulk,
+# supplier I/O, footprint), PASS/MISS per target: bench/README.md.
 bench: build
 	@bench/run.sh $(BUILD)
 
