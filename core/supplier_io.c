@@ -1,14 +1,29 @@
 /*
- * supplier_io.c — the supplier I/O engine: one thread, one libcurl multi handle.
+ * supplier_io.c — the supplier I/O engine: one thread, one libcurl multi handle
+ * driven through its socket interface.
  *
  * Life of a job, all on the I/O thread once submitted:
  *   incoming (mutex) -> timer heap while not_before is ahead -> admit: the
  *   supplier's FIFO while max_in_flight exchanges are out -> start: the
  *   plugin's build_request, then curl (or serve_local and a timer) -> finish:
- *   classify, update health and breaker, free the exchange, call done.
+ *   classify, update health and breaker, recycle the exchange, call done.
  * Starting and finishing never call each other: a finished job's successor is
  * put on the launch list and started by the dispatch loop, so a run of jobs
  * that fail at once (build refused) cannot recurse.
+ *
+ * The loop: one epoll set owned by the I/O thread holds curl's sockets
+ * (CURLMOPT_SOCKETFUNCTION keeps it in step) and an eventfd that submitters
+ * and ph_sio_destroy write. epoll_wait sleeps until the earliest of curl's
+ * timer (CURLMOPT_TIMERFUNCTION), the engine's timer heap (not_before, local
+ * reply delays) and a 1 s safety cap; each ready socket gets one
+ * curl_multi_socket_action, so a turn costs O(sockets with events), not
+ * O(connections) as curl_multi_poll + curl_multi_perform did.
+ *
+ * Exchanges are recycled: a finished curl exchange's easy handle (reset, so
+ * no option or pointer of the old job survives) and its reply buffers go on a
+ * bounded free list for the next one, so the hot path allocates little
+ * besides what curl and the plugin allocate per request. Reply buffers
+ * that held a reply are wiped before reuse (replies carry card codes).
  *
  * The one mutex guards the incoming list, the stopping flag and the
  * per-supplier records (health, breaker, FIFO). It is never held while a
@@ -27,14 +42,18 @@
 #include "supplier_io.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "plugin_ops.h"
 
@@ -46,7 +65,15 @@
 #define SIO_MAX_REPLY         (8u << 20) /* bigger replies are AMBIGUOUS, never parsed */
 #define SIO_MAX_HEADER_LINES  100        /* further reply headers are dropped */
 #define SIO_MAX_HEADER_BYTES  (64u << 10)
-#define SIO_MAX_WAIT_MS       1000 /* poll at least this often (timers, stopping) */
+#define SIO_MAX_WAIT_MS       1000 /* wake at least this often (a safety net) */
+#define SIO_EVENTS            512  /* epoll events taken per wait */
+/* curl's receive buffer per easy handle (default 16 KB): replies are small
+ * JSON, so with thousands of handles a smaller one bounds what each can make
+ * resident; larger replies just take more reads. */
+#define SIO_RECV_BUFFER 4096L
+#define SIO_POOL_MAX    4096u       /* idle exchanges kept for reuse */
+#define SIO_KEEP_BODY   (16u << 10) /* bigger reply buffers are freed, not kept */
+#define SIO_KEEP_HDRS   (4u << 10)
 
 enum { T_START = 1, T_LOCAL_REPLY, T_LOCAL_TIMEOUT };
 enum { BR_CLOSED = 0, BR_OPEN, BR_HALF_OPEN };
@@ -73,22 +100,33 @@ typedef struct sio_sup {
     ph_sio_job *wait_head, *wait_tail;
 } sio_sup;
 
+/* What one started exchange needs beyond the job, recycled through the free
+ * list (I/O thread only): the easy handle (NULL until a curl exchange needs
+ * one; reset while idle), the request header list curl reads (nodes point at
+ * the plugin's strings: nothing copied), and the reply. */
+typedef struct sio_ex {
+    struct sio_ex *next_free;
+    CURL *easy;
+    struct curl_slist hdr[PERKHUB_MAX_HEADERS + 1];
+    int too_large; /* the reply passed SIO_MAX_REPLY */
+    char *body;    /* len bytes and a NUL */
+    size_t len, cap;
+    char *hbuf; /* nh "Name: value" lines, each ended by a NUL */
+    size_t hlen, hcap, hbytes, nh;
+} sio_ex;
+
 /* The engine's private state of one job (job->priv_). */
 typedef struct sio_x {
     sio_sup *ss;
     int admitted;  /* counted in ss->in_flight (else in ss->queued) */
     int timer;     /* T_* while in the heap */
+    int on_wire;   /* in the active list: the easy handle is in the multi */
+    int set_easy;  /* options of this job were set on the easy handle */
     int64_t start; /* monotonic ms when the exchange started; 0 before */
     struct perkhub_request req;
     struct perkhub_local_reply reply;
-    CURL *easy;
-    struct curl_slist *hdrs;
-    int prereqs;   /* times curl was about to send the request */
-    int too_large; /* the reply passed SIO_MAX_REPLY */
-    char *body;
-    size_t len, cap;
-    char **hlines;
-    size_t nh, hcap, hbytes;
+    sio_ex *ex;                /* from start to finish */
+    int prereqs;               /* times curl was about to send the request */
     struct sio_x *prev, *next; /* the active list (curl exchanges) */
     ph_sio_job *job;
 } sio_x;
@@ -106,20 +144,25 @@ typedef struct job_list {
 struct ph_sio {
     const ph_logger *log;
     CURLM *multi;
+    int ep;   /* epoll set: curl's sockets and wake */
+    int wake; /* eventfd: incoming jobs, stopping */
     pthread_t thread;
     pthread_mutex_t mu;
     /* guarded by mu */
     int stopping;
     job_list incoming;
     sio_sup *sups;
-    /* I/O thread only */
+    /* I/O thread only (and ph_sio_destroy after the join) */
     int draining;
-    job_list ready;  /* due, not yet admitted */
-    job_list launch; /* admitted (slot taken), not yet started */
+    int64_t curl_due; /* monotonic ms of curl's timer; -1 none */
+    job_list ready;   /* due, not yet admitted */
+    job_list launch;  /* admitted (slot taken), not yet started */
     timer_ent *heap;
     size_t nheap, capheap;
     uint64_t seq;
     sio_x *active;
+    sio_ex *pool; /* idle exchanges */
+    unsigned npool;
 };
 
 /* ---- small helpers ---------------------------------------------------------- */
@@ -337,31 +380,78 @@ static void health_note(sio_sup *ss, const ph_sio_job *job)
     }
 }
 
+/* ---- exchanges: the free list (I/O thread only) ------------------------------- */
+
+static sio_ex *ex_get(ph_sio *io)
+{
+    sio_ex *ex = io->pool;
+    if (ex) {
+        io->pool = ex->next_free;
+        io->npool--;
+        ex->next_free = NULL;
+        return ex;
+    }
+    return calloc(1, sizeof(sio_ex));
+}
+
+static void ex_free(sio_ex *ex)
+{
+    if (ex->easy)
+        curl_easy_cleanup(ex->easy);
+    free(ex->body);
+    free(ex->hbuf);
+    free(ex);
+}
+
+/* Back on the free list, the reply wiped (it may hold card codes) and big
+ * buffers dropped so one large reply does not stay pinned. */
+static void ex_put(ph_sio *io, sio_ex *ex)
+{
+    if (io->draining || io->npool >= SIO_POOL_MAX)
+        return ex_free(ex);
+    if (ex->body && ex->len)
+        explicit_bzero(ex->body, ex->len);
+    if (ex->cap > SIO_KEEP_BODY) {
+        free(ex->body);
+        ex->body = NULL;
+        ex->cap = 0;
+    }
+    if (ex->hcap > SIO_KEEP_HDRS) {
+        free(ex->hbuf);
+        ex->hbuf = NULL;
+        ex->hcap = 0;
+    }
+    ex->len = ex->hlen = ex->hbytes = ex->nh = 0;
+    ex->too_large = 0;
+    ex->next_free = io->pool;
+    io->pool = ex;
+    io->npool++;
+}
+
 /* ---- finishing -------------------------------------------------------------- */
 
 static void x_free(ph_sio *io, ph_sio_job *job)
 {
     sio_x *x = job->priv_;
     const struct perkhub_host *host = ph_supplier_host(job->sup);
-    if (x->easy) {
-        curl_multi_remove_handle(io->multi, x->easy);
-        curl_easy_cleanup(x->easy);
+    if (x->on_wire) {
+        curl_multi_remove_handle(io->multi, x->ex->easy);
         if (x->prev)
             x->prev->next = x->next;
-        else if (io->active == x)
+        else
             io->active = x->next;
         if (x->next)
             x->next->prev = x->prev;
     }
-    curl_slist_free_all(x->hdrs);
+    if (x->set_easy)
+        /* no option of this job (URL, body, header list, callbacks) survives */
+        curl_easy_reset(x->ex->easy);
+    if (x->ex)
+        ex_put(io, x->ex);
     if (host) {
         ph_op_request_clear(host, &x->req);
         ph_op_reply_clear(host, &x->reply);
     }
-    for (size_t i = 0; i < x->nh; i++)
-        free(x->hlines[i]);
-    free(x->hlines);
-    free(x->body);
     free(x);
     job->priv_ = NULL;
 }
@@ -433,11 +523,19 @@ static void on_reply(ph_sio *io, ph_sio_job *job, long status)
     }
     struct perkhub_ops ops;
     ops_of(job->sup, &ops);
+    sio_ex *ex = x->ex;
+    /* the lines were packed into one buffer as they came; point at them now
+     * that it no longer moves */
+    const char *hv[SIO_MAX_HEADER_LINES + 1];
+    size_t nh = 0;
+    for (size_t off = 0; nh < ex->nh && off < ex->hlen; off += strlen(ex->hbuf + off) + 1)
+        hv[nh++] = ex->hbuf + off;
+    hv[nh] = NULL;
     struct perkhub_response resp = {.http_status = (int)status,
-                                    .body = x->body ? x->body : "",
-                                    .body_len = x->len,
-                                    .headers = (const char *const *)x->hlines,
-                                    .nheaders = x->nh};
+                                    .body = ex->body ? ex->body : "",
+                                    .body_len = ex->len,
+                                    .headers = hv,
+                                    .nheaders = nh};
     ph_op_result_init(&job->res);
     int rc = ops.parse_response(ph_supplier_instance(job->sup), &job->op, &resp, &job->res);
     if (!is_outcome(rc)) {
@@ -454,25 +552,25 @@ static void on_reply(ph_sio *io, ph_sio_job *job, long status)
 /* ---- reply buffers ---------------------------------------------------------- */
 
 /* Appends to the reply body, keeping a NUL after it. 0 when over the cap. */
-static int body_append(sio_x *x, const char *p, size_t n)
+static int body_append(sio_ex *ex, const char *p, size_t n)
 {
-    if (x->len + n > SIO_MAX_REPLY) {
-        x->too_large = 1;
+    if (ex->len + n > SIO_MAX_REPLY) {
+        ex->too_large = 1;
         return 0;
     }
-    if (x->len + n + 1 > x->cap) {
-        size_t cap = x->cap ? x->cap : 1024;
-        while (cap < x->len + n + 1)
+    if (ex->len + n + 1 > ex->cap) {
+        size_t cap = ex->cap ? ex->cap : 1024;
+        while (cap < ex->len + n + 1)
             cap *= 2;
-        char *b = realloc(x->body, cap);
+        char *b = realloc(ex->body, cap);
         if (!b)
             return 0;
-        x->body = b;
-        x->cap = cap;
+        ex->body = b;
+        ex->cap = cap;
     }
-    memcpy(x->body + x->len, p, n);
-    x->len += n;
-    x->body[x->len] = '\0';
+    memcpy(ex->body + ex->len, p, n);
+    ex->len += n;
+    ex->body[ex->len] = '\0';
     return 1;
 }
 
@@ -481,43 +579,38 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
     return body_append(ud, p, size * n) ? size * n : 0;
 }
 
-static void headers_reset(sio_x *x)
-{
-    for (size_t i = 0; i < x->nh; i++)
-        free(x->hlines[i]);
-    x->nh = 0;
-    x->hbytes = 0;
-}
-
 /* Keeps "Name: value" lines of the final response (a 100 Continue or other
- * interim status line starts the list again). Excess lines are dropped. */
+ * interim status line starts the list again), packed NUL-ended into one
+ * buffer. Excess lines are dropped. */
 static size_t on_header(char *p, size_t size, size_t n, void *ud)
 {
-    sio_x *x = ud;
+    sio_ex *ex = ud;
     size_t len = size * n;
     size_t l = len;
     while (l > 0 && (p[l - 1] == '\r' || p[l - 1] == '\n'))
         l--;
     if (l >= 5 && memcmp(p, "HTTP/", 5) == 0) {
-        headers_reset(x);
+        ex->nh = ex->hlen = ex->hbytes = 0;
         return len;
     }
-    if (l == 0 || x->nh >= SIO_MAX_HEADER_LINES || x->hbytes + l > SIO_MAX_HEADER_BYTES)
+    if (l == 0 || ex->nh >= SIO_MAX_HEADER_LINES || ex->hbytes + l > SIO_MAX_HEADER_BYTES)
         return len;
-    if (x->nh == x->hcap) {
-        size_t cap = x->hcap ? x->hcap * 2 : 16;
-        char **h = realloc(x->hlines, (cap + 1) * sizeof *h);
-        if (!h)
+    if (ex->hlen + l + 1 > ex->hcap) {
+        size_t cap = ex->hcap ? ex->hcap : 1024;
+        while (cap < ex->hlen + l + 1)
+            cap *= 2;
+        char *b = realloc(ex->hbuf, cap);
+        if (!b)
             return 0;
-        x->hlines = h;
-        x->hcap = cap;
+        ex->hbuf = b;
+        ex->hcap = cap;
     }
-    char *line = strndup(p, l);
-    if (!line)
-        return 0;
-    x->hlines[x->nh++] = line;
-    x->hlines[x->nh] = NULL;
-    x->hbytes += l;
+    size_t kept = strnlen(p, l); /* a NUL inside the line ends it, as before */
+    memcpy(ex->hbuf + ex->hlen, p, kept);
+    ex->hbuf[ex->hlen + kept] = '\0';
+    ex->hlen += kept + 1;
+    ex->hbytes += l;
+    ex->nh++;
     return len;
 }
 
@@ -558,10 +651,10 @@ static void on_local_timer(ph_sio *io, ph_sio_job *job, int kind)
                       or_default(job->limits.timeout_ms, SIO_DEF_TIMEOUT_MS));
     if (x->reply.http_status == 0)
         return finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1, "dropped after sending");
-    if (x->reply.body_len &&
-        !body_append(x, x->reply.body ? x->reply.body : "", x->reply.body ? x->reply.body_len : 0))
+    if (x->reply.body_len && !body_append(x->ex, x->reply.body ? x->reply.body : "",
+                                          x->reply.body ? x->reply.body_len : 0))
         return finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1,
-                      x->too_large ? "reply too large" : "out of memory after sending");
+                      x->ex->too_large ? "reply too large" : "out of memory after sending");
     on_reply(io, job, x->reply.http_status);
 }
 
@@ -586,26 +679,26 @@ static CURLcode set_method(CURL *e, const struct perkhub_request *req)
     return rc;
 }
 
+/* The header list curl reads is the exchange's own array of nodes pointing at
+ * the plugin's strings (alive in x->req until the exchange ends): curl never
+ * copies or frees a CURLOPT_HTTPHEADER list, so none is allocated per request. */
 static CURLcode set_headers(sio_x *x)
 {
-    for (size_t i = 0; i < x->req.nheaders; i++) {
-        struct curl_slist *l =
-            x->req.headers[i] ? curl_slist_append(x->hdrs, x->req.headers[i]) : x->hdrs;
-        if (!l)
-            return CURLE_OUT_OF_MEMORY;
-        x->hdrs = l;
-    }
+    struct curl_slist *h = x->ex->hdr;
+    size_t n = 0;
+    for (size_t i = 0; i < x->req.nheaders; i++)
+        if (x->req.headers[i])
+            h[n++].data = x->req.headers[i];
     /* curl's default Expect: 100-continue would add a round trip per POST */
-    struct curl_slist *l = curl_slist_append(x->hdrs, "Expect:");
-    if (!l)
-        return CURLE_OUT_OF_MEMORY;
-    x->hdrs = l;
-    return curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->hdrs);
+    h[n++].data = "Expect:";
+    for (size_t i = 0; i < n; i++)
+        h[i].next = i + 1 < n ? &h[i + 1] : NULL;
+    return curl_easy_setopt(x->ex->easy, CURLOPT_HTTPHEADER, h);
 }
 
 static CURLcode set_options(sio_x *x, const ph_sio_limits *lim)
 {
-    CURL *e = x->easy;
+    CURL *e = x->ex->easy;
     long verify = lim->tls_verify ? 1L : 0L;
     CURLcode rc = CURLE_OK;
 #define SET(opt, val)                                                                              \
@@ -617,14 +710,15 @@ static CURLcode set_options(sio_x *x, const ph_sio_limits *lim)
     SET(CURLOPT_PRIVATE, (void *)x->job);
     SET(CURLOPT_NOSIGNAL, 1L);
     SET(CURLOPT_PROTOCOLS_STR, "http,https");
+    SET(CURLOPT_BUFFERSIZE, SIO_RECV_BUFFER);
     SET(CURLOPT_CONNECTTIMEOUT_MS, (long)or_default(lim->connect_timeout_ms, SIO_DEF_CONNECT_MS));
     SET(CURLOPT_TIMEOUT_MS, (long)or_default(lim->timeout_ms, SIO_DEF_TIMEOUT_MS));
     SET(CURLOPT_SSL_VERIFYPEER, verify);
     SET(CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L);
     SET(CURLOPT_WRITEFUNCTION, on_body);
-    SET(CURLOPT_WRITEDATA, (void *)x);
+    SET(CURLOPT_WRITEDATA, (void *)x->ex);
     SET(CURLOPT_HEADERFUNCTION, on_header);
-    SET(CURLOPT_HEADERDATA, (void *)x);
+    SET(CURLOPT_HEADERDATA, (void *)x->ex);
     SET(CURLOPT_PREREQFUNCTION, on_prereq);
     SET(CURLOPT_PREREQDATA, (void *)x);
 #undef SET
@@ -635,23 +729,24 @@ static CURLcode set_options(sio_x *x, const ph_sio_limits *lim)
     return rc;
 }
 
+/* A recycled easy handle was reset when its last exchange ended: it carries
+ * no option over, only what curl keeps per handle (buffers). */
 static void start_curl(ph_sio *io, ph_sio_job *job)
 {
     sio_x *x = job->priv_;
-    x->easy = curl_easy_init();
-    if (!x->easy)
+    if (!x->ex->easy && !(x->ex->easy = curl_easy_init()))
         return finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "out of memory");
+    x->set_easy = 1;
     CURLcode rc = set_options(x, &job->limits);
     if (rc != CURLE_OK)
         return finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "curl setup: %s",
                       curl_easy_strerror(rc));
-    CURLMcode mrc = curl_multi_add_handle(io->multi, x->easy);
-    if (mrc != CURLM_OK) {
-        curl_easy_cleanup(x->easy);
-        x->easy = NULL;
+    CURLMcode mrc = curl_multi_add_handle(io->multi, x->ex->easy);
+    if (mrc != CURLM_OK)
         return finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "curl: %s",
                       curl_multi_strerror(mrc));
-    }
+    x->on_wire = 1;
+    x->prev = NULL;
     x->next = io->active;
     if (io->active)
         io->active->prev = x;
@@ -663,6 +758,8 @@ static void start(ph_sio *io, ph_sio_job *job)
 {
     sio_x *x = job->priv_;
     x->start = mono_ms();
+    if (!(x->ex = ex_get(io)))
+        return finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "out of memory");
     struct perkhub_ops ops;
     if (!ops_of(job->sup, &ops) || !ops.build_request || !ops.parse_response)
         return finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "plugin has no operations");
@@ -684,29 +781,32 @@ static void start(ph_sio *io, ph_sio_job *job)
         start_curl(io, job);
 }
 
-/* A due job takes a slot, or waits behind the supplier's FIFO. */
-static void admit(ph_sio *io, ph_sio_job *job)
+/* Due jobs take a slot, or wait behind their supplier's FIFO: the whole
+ * ready list under one lock. */
+static void admit_ready(ph_sio *io)
 {
-    sio_x *x = job->priv_;
-    sio_sup *ss = x->ss;
-    unsigned max = or_default(job->limits.max_in_flight, SIO_DEF_MAX_IN_FLIGHT);
+    job_list r = io->ready;
+    io->ready = (job_list){0};
+    ph_sio_job *job;
     pthread_mutex_lock(&io->mu);
-    int go = !ss->wait_head && ss->in_flight < max;
-    if (go) {
-        ss->in_flight++;
-        ss->queued--;
-        x->admitted = 1;
-    } else {
-        job->next_ = NULL;
-        if (ss->wait_tail)
-            ss->wait_tail->next_ = job;
-        else
-            ss->wait_head = job;
-        ss->wait_tail = job;
+    while ((job = list_pop(&r))) {
+        sio_x *x = job->priv_;
+        sio_sup *ss = x->ss;
+        unsigned max = or_default(job->limits.max_in_flight, SIO_DEF_MAX_IN_FLIGHT);
+        if (!ss->wait_head && ss->in_flight < max) {
+            ss->in_flight++;
+            ss->queued--;
+            x->admitted = 1;
+            list_push(&io->launch, job);
+        } else {
+            if (ss->wait_tail)
+                ss->wait_tail->next_ = job;
+            else
+                ss->wait_head = job;
+            ss->wait_tail = job;
+        }
     }
     pthread_mutex_unlock(&io->mu);
-    if (go)
-        start(io, job);
 }
 
 static void dispatch(ph_sio *io)
@@ -717,10 +817,9 @@ static void dispatch(ph_sio *io)
             start(io, job);
             continue;
         }
-        job = list_pop(&io->ready);
-        if (!job)
+        if (!io->ready.head)
             return;
-        admit(io, job);
+        admit_ready(io);
     }
 }
 
@@ -772,8 +871,8 @@ static void on_curl_done(ph_sio *io, ph_sio_job *job, CURLcode rc)
     sio_x *x = job->priv_;
     unsigned tmo = or_default(job->limits.timeout_ms, SIO_DEF_TIMEOUT_MS);
     long status = 0;
-    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
-    if (x->too_large)
+    curl_easy_getinfo(x->ex->easy, CURLINFO_RESPONSE_CODE, &status);
+    if (x->ex->too_large)
         return finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1, "reply too large");
     if (rc == CURLE_OK)
         return on_reply(io, job, status);
@@ -782,7 +881,7 @@ static void on_curl_done(ph_sio *io, ph_sio_job *job, CURLcode rc)
         return finish(io, job, CL_FAILURE, PERKHUB_DEFINITE_FAILURE, 0, "%s", why);
     if (rc == CURLE_OPERATION_TIMEDOUT) {
         long reqsize = 0;
-        curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &reqsize);
+        curl_easy_getinfo(x->ex->easy, CURLINFO_REQUEST_SIZE, &reqsize);
         if (x->prereqs == 0 && reqsize == 0)
             return finish(io, job, CL_FAILURE, PERKHUB_DEFINITE_FAILURE, 0,
                           "connect timeout (%u ms)", tmo);
@@ -848,14 +947,112 @@ static void fire_timers(ph_sio *io)
     }
 }
 
+/* ---- curl's sockets and timer on the epoll set (I/O thread) --------------------- */
+
+/* CURLMOPT_SOCKETFUNCTION: keeps the epoll set in step with what curl waits
+ * for. curl_multi_assign marks a socket as already in the set (curl forgets
+ * the mark with CURL_POLL_REMOVE); ADD/MOD fall back on each other so a
+ * descriptor number reused after a close without REMOVE still works. A
+ * failure is logged and the transfer left to its own timeout: returning an
+ * error would make curl abort every transfer of the multi handle. */
+static int on_socket(CURL *e, curl_socket_t s, int what, void *ud, void *sockp)
+{
+    (void)e;
+    ph_sio *io = ud;
+    if (what == CURL_POLL_REMOVE) {
+        /* the descriptor may be closed already; nothing to undo then */
+        epoll_ctl(io->ep, EPOLL_CTL_DEL, s, NULL);
+        return 0;
+    }
+    struct epoll_event ev = {.events = (what & CURL_POLL_IN ? EPOLLIN : 0u) |
+                                       (what & CURL_POLL_OUT ? EPOLLOUT : 0u),
+                             .data.fd = s};
+    int op = sockp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    int rc = epoll_ctl(io->ep, op, s, &ev);
+    if (rc != 0 && (errno == EEXIST || errno == ENOENT))
+        rc = epoll_ctl(io->ep, errno == EEXIST ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s, &ev);
+    if (rc != 0) {
+        ph_log(io->log, PH_LOG_ERROR, NULL, "sio.epoll", "fd=%d error=\"%s\"", (int)s,
+               strerror(errno));
+        return 0;
+    }
+    if (!sockp)
+        curl_multi_assign(io->multi, s, io);
+    return 0;
+}
+
+/* CURLMOPT_TIMERFUNCTION: only records the deadline; the loop acts on it
+ * (curl must not be called from inside its callbacks). */
+static int on_timer(CURLM *m, long timeout_ms, void *ud)
+{
+    (void)m;
+    ph_sio *io = ud;
+    io->curl_due = timeout_ms < 0 ? -1 : mono_ms() + timeout_ms;
+    return 0;
+}
+
+/* What epoll saw, as curl's event bits. An error or hang-up counts as both
+ * readable and writable, so curl's own read or write meets the error and
+ * ends the transfer with the code its poll-based path gave (a reset while
+ * waiting for the reply is a receive error); level-triggered epoll would
+ * otherwise report it on every turn. */
+static int curl_bits(uint32_t ev)
+{
+    int bits = 0;
+    if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP))
+        bits |= CURL_CSELECT_IN;
+    if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+        bits |= CURL_CSELECT_OUT;
+    return bits;
+}
+
+/* Runs curl's timer when due. curl calls the timer callback only when its
+ * deadline changes, so after an action that left it unchanged (a deadline
+ * met a moment early) the next one is asked for explicitly. */
+static void curl_timeouts(ph_sio *io)
+{
+    if (io->curl_due < 0 || mono_ms() < io->curl_due)
+        return;
+    io->curl_due = -1;
+    int running = 0;
+    curl_multi_socket_action(io->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    read_messages(io);
+    long ms = -1;
+    if (io->curl_due < 0 && curl_multi_timeout(io->multi, &ms) == CURLM_OK && ms >= 0)
+        io->curl_due = mono_ms() + ms;
+}
+
 static int wait_ms(const ph_sio *io)
 {
     if (io->launch.head || io->ready.head)
         return 0;
-    if (!io->nheap)
-        return SIO_MAX_WAIT_MS;
-    int64_t d = io->heap[0].due - mono_ms();
-    return d < 0 ? 0 : d > SIO_MAX_WAIT_MS ? SIO_MAX_WAIT_MS : (int)d;
+    int64_t now = mono_ms(), due = now + SIO_MAX_WAIT_MS;
+    if (io->nheap && io->heap[0].due < due)
+        due = io->heap[0].due;
+    if (io->curl_due >= 0 && io->curl_due < due)
+        due = io->curl_due;
+    return due <= now ? 0 : (int)(due - now);
+}
+
+/* One wait: curl's ready sockets get their action (and their finished
+ * transfers are read at once), a write on wake only ends the wait. */
+static void wait_events(ph_sio *io)
+{
+    struct epoll_event evs[SIO_EVENTS];
+    int n = epoll_wait(io->ep, evs, SIO_EVENTS, wait_ms(io));
+    for (int i = 0; i < n; i++) {
+        int fd = evs[i].data.fd;
+        if (fd == io->wake) {
+            uint64_t v;
+            if (read(io->wake, &v, sizeof v) < 0 && errno != EAGAIN)
+                ph_log(io->log, PH_LOG_ERROR, NULL, "sio.wake", "error=\"%s\"", strerror(errno));
+            continue;
+        }
+        int running = 0;
+        curl_multi_socket_action(io->multi, fd, curl_bits(evs[i].events), &running);
+        read_messages(io);
+    }
+    curl_timeouts(io);
 }
 
 /* At stop: what is on the wire may have reached the supplier (AMBIGUOUS);
@@ -884,6 +1081,12 @@ static void drain(ph_sio *io)
     }
     while ((job = list_pop(&io->launch)) || (job = list_pop(&io->ready)))
         finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "shutting down");
+    while (io->pool) {
+        sio_ex *ex = io->pool;
+        io->pool = ex->next_free;
+        ex_free(ex);
+    }
+    io->npool = 0;
 }
 
 static void *io_main(void *arg)
@@ -892,11 +1095,7 @@ static void *io_main(void *arg)
     while (!take_incoming(io)) {
         fire_timers(io);
         dispatch(io);
-        int running = 0;
-        curl_multi_perform(io->multi, &running);
-        read_messages(io);
-        dispatch(io);
-        curl_multi_poll(io->multi, NULL, 0, wait_ms(io), NULL);
+        wait_events(io);
     }
     drain(io);
     return NULL;
@@ -923,19 +1122,53 @@ static rlim_t raise_nofile(const ph_logger *log)
     return rl.rlim_cur == RLIM_INFINITY ? (rlim_t)1 << 20 : rl.rlim_cur;
 }
 
+/* The multi handle on the socket interface, the epoll set it reports its
+ * sockets into and the eventfd other threads wake the loop with. */
 static int multi_setup(ph_sio *io)
 {
     rlim_t nofile = raise_nofile(io->log);
     /* idle keep-alive connections kept for reuse: at most half the descriptors */
     long maxconn = nofile / 2 < 16 ? 16 : nofile / 2 > 8192 ? 8192 : (long)(nofile / 2);
+    io->curl_due = -1;
+    io->ep = epoll_create1(EPOLL_CLOEXEC);
+    io->wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (io->ep < 0 || io->wake < 0)
+        return PH_EIO;
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = io->wake};
+    if (epoll_ctl(io->ep, EPOLL_CTL_ADD, io->wake, &ev) != 0)
+        return PH_EIO;
     io->multi = curl_multi_init();
     if (!io->multi)
         return PH_EIO;
     if (curl_multi_setopt(io->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 0L) != CURLM_OK ||
         curl_multi_setopt(io->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, 0L) != CURLM_OK ||
-        curl_multi_setopt(io->multi, CURLMOPT_MAXCONNECTS, maxconn) != CURLM_OK)
+        curl_multi_setopt(io->multi, CURLMOPT_MAXCONNECTS, maxconn) != CURLM_OK ||
+        curl_multi_setopt(io->multi, CURLMOPT_SOCKETFUNCTION, on_socket) != CURLM_OK ||
+        curl_multi_setopt(io->multi, CURLMOPT_SOCKETDATA, (void *)io) != CURLM_OK ||
+        curl_multi_setopt(io->multi, CURLMOPT_TIMERFUNCTION, on_timer) != CURLM_OK ||
+        curl_multi_setopt(io->multi, CURLMOPT_TIMERDATA, (void *)io) != CURLM_OK)
         return PH_EIO;
     return PH_OK;
+}
+
+/* Frees what multi_setup made; the multi first, since its cleanup reports
+ * the sockets of cached connections to on_socket (the epoll set). */
+static void multi_teardown(ph_sio *io)
+{
+    if (io->multi)
+        curl_multi_cleanup(io->multi);
+    if (io->wake >= 0)
+        close(io->wake);
+    if (io->ep >= 0)
+        close(io->ep);
+}
+
+static void wake_up(ph_sio *io)
+{
+    uint64_t one = 1;
+    /* EAGAIN means the counter is already non-zero: the loop wakes anyway */
+    if (write(io->wake, &one, sizeof one) < 0 && errno != EAGAIN)
+        ph_log(io->log, PH_LOG_ERROR, NULL, "sio.wake", "error=\"%s\"", strerror(errno));
 }
 
 int ph_sio_create(const ph_sio_opts *opts, ph_sio **out, ph_err *err)
@@ -950,6 +1183,7 @@ int ph_sio_create(const ph_sio_opts *opts, ph_sio **out, ph_err *err)
         return ph_err_set(err, PH_ENOMEM, "supplier io: out of memory");
     }
     io->log = opts->log;
+    io->ep = io->wake = -1;
     pthread_mutex_init(&io->mu, NULL);
     if (multi_setup(io) != PH_OK) {
         ph_err_set(err, PH_EIO, "supplier io: cannot set up a curl multi handle");
@@ -963,8 +1197,7 @@ int ph_sio_create(const ph_sio_opts *opts, ph_sio **out, ph_err *err)
     *out = io;
     return PH_OK;
 fail:
-    if (io->multi)
-        curl_multi_cleanup(io->multi);
+    multi_teardown(io);
     pthread_mutex_destroy(&io->mu);
     free(io);
     curl_global_cleanup();
@@ -1001,9 +1234,12 @@ int ph_sio_submit(ph_sio *io, ph_sio_job *job)
     ss->queued++;
     x->ss = ss;
     job->priv_ = x;
+    /* one wake per batch: the loop takes the whole list when it wakes */
+    int was_empty = !io->incoming.head;
     list_push(&io->incoming, job);
     pthread_mutex_unlock(&io->mu);
-    curl_multi_wakeup(io->multi);
+    if (was_empty)
+        wake_up(io);
     return PH_OK;
 }
 
@@ -1074,9 +1310,9 @@ void ph_sio_destroy(ph_sio *io)
     pthread_mutex_lock(&io->mu);
     io->stopping = 1;
     pthread_mutex_unlock(&io->mu);
-    curl_multi_wakeup(io->multi);
+    wake_up(io);
     pthread_join(io->thread, NULL);
-    curl_multi_cleanup(io->multi);
+    multi_teardown(io);
     while (io->sups) {
         sio_sup *s = io->sups;
         io->sups = s->next;

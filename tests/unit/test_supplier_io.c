@@ -678,6 +678,56 @@ Test(sio, no_resend_of_orders)
     release(t, 4);
 }
 
+/* Exchanges one after the other reuse one easy handle and its reply buffers:
+ * nothing of the previous exchange (body, headers, timeout, method, the
+ * resend guard's count) may leak into the next. */
+Test(sio, recycled_exchanges)
+{
+    const int R = PERKHUB_OP_RECHARGE, Q = PERKHUB_OP_ORDER_QUERY, C = PERKHUB_OP_CARD_ORDER;
+    const struct {
+        int kind;
+        const char *product;
+        unsigned timeout_ms;
+        int outcome, state;
+        const char *detail;
+    } steps[] = {
+        {R, "big", 5000, PERKHUB_AMBIGUOUS, 0, "reply too large"},
+        {R, "ok", 2000, PERKHUB_OK, PERKHUB_STATE_SUCCEEDED, "http 200"},
+        {Q, "json_processing", 2000, PERKHUB_OK, PERKHUB_STATE_PROCESSING, "http 200"},
+        /* a shorter body after a longer one: a stale tail would read "processing" */
+        {R, "ok", 2000, PERKHUB_OK, PERKHUB_STATE_SUCCEEDED, "http 200"},
+        {R, "hang", 200, PERKHUB_AMBIGUOUS, 0, "timeout after sending (200 ms)"},
+        /* the previous job's 200 ms timeout must not carry over */
+        {R, "d400_ok", 2000, PERKHUB_OK, PERKHUB_STATE_SUCCEEDED, "http 200"},
+        {C, "ok", 2000, PERKHUB_OK, PERKHUB_STATE_SUCCEEDED, "http 200"},
+        {R, "closeonreuse", 2000, PERKHUB_AMBIGUOUS, 0, "not resent"},
+        {R, "ok", 2000, PERKHUB_OK, PERKHUB_STATE_SUCCEEDED, "http 200"},
+        {Q, "closeonreuse", 2000, PERKHUB_OK, PERKHUB_STATE_SUCCEEDED, "http 200"},
+    };
+    enum { N = sizeof steps / sizeof steps[0] };
+    tjob t[N];
+    for (int i = 0; i < N; i++) {
+        submit(&t[i], "web", steps[i].kind, steps[i].product, limits(steps[i].timeout_ms));
+        cr_assert(wait_done(i + 1, 8000), "step %d did not finish", i);
+        const ph_sio_job *j = &t[i].j;
+        cr_assert_eq(j->outcome, steps[i].outcome, "step %d (%s): %s", i, steps[i].product,
+                     j->detail);
+        cr_assert(strstr(j->detail, steps[i].detail), "step %d: \"%s\" lacks \"%s\"", i, j->detail,
+                  steps[i].detail);
+        if (steps[i].state) {
+            cr_assert_eq(j->res.state, steps[i].state, "step %d: state %d", i, j->res.state);
+            cr_assert_str_eq(j->res.supplier_order_id, "so-1", "step %d: headers", i);
+        }
+    }
+    cr_assert_eq(t[6].j.res.ncodes, 3);
+    char want[64];
+    snprintf(want, sizeof want, "C-%s-2", t[6].ref);
+    cr_assert_str_eq(t[6].j.res.codes[2].code, want);
+    /* one request per step, plus the query's one resend on a fresh connection */
+    cr_assert_eq(atomic_load(&E.s.requests), N + 1);
+    release(t, N);
+}
+
 /* ---- limits and timers ------------------------------------------------------- */
 
 Test(sio, max_in_flight)
