@@ -1,25 +1,45 @@
 /* sim_http.c — the libmicrohttpd glue: routes a request, applies the fault it
- * hits, and carries out the reply (send, delay, close, hold, truncate). */
+ * hits, and carries out the reply (send, delay, close, hold, truncate).
+ *
+ * A late answer (latency, timeout_after's hold, a blocking control call) never
+ * keeps a thread: the connection is suspended with its reply prepared and
+ * resumed by sim_sched, and the handler queues the reply on the resumed call. */
 #include "supsim.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
-#include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 
-#define BODY_MAX    (1u << 20)
-#define HOLD_MAX_MS (300 * 1000)
-#define SLICE_MS    20
+#define BODY_MAX     (1u << 20)
+#define HOLD_MAX_MS  (300 * 1000)
+#define POOL_THREADS 2u
 
+struct sim_http {
+    sim *s;
+    struct MHD_Daemon *d;
+    sim_sched *sched;
+};
+
+/* Where a request stands: reading its body, suspended until woken, answered. */
+typedef enum conn_phase { PH_READ, PH_WAIT, PH_DONE } conn_phase;
+
+/* One per request (MHD's con_cls); freed by on_completed. */
 typedef struct conn_ctx {
     char *body;
     size_t len, cap;
     int too_big;
+    conn_phase phase;
+    sim_reply reply; /* prepared before suspending, carried out on resume */
+    sim_request rq;  /* for a spawned control call: borrows MHD's strings */
+    sim_waiter w;    /* while suspended */
+    atomic_int why;  /* sim_wake, set by the waker before it resumes */
+    struct MHD_Connection *conn;
+    sim *s;
 } conn_ctx;
 
 static int body_append(conn_ctx *x, const char *data, size_t n)
@@ -122,39 +142,6 @@ static void route(sim *s, const sim_request *rq, sim_reply *r)
 
 /* ---- carrying out a reply ---------------------------------------------------------- */
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* Sleeps ms in slices so a shutdown is not held up. */
-static void delay(sim *s, long ms)
-{
-    int64_t end = sim_mono_ms() + ms;
-    for (int64_t now; !atomic_load(&s->stopping) && (now = sim_mono_ms()) < end;)
-        sleep_ms(end - now < SLICE_MS ? (long)(end - now) : SLICE_MS);
-}
-
-/* Keeps the connection open, answering nothing, until the client hangs up. */
-static void hold(sim *s, struct MHD_Connection *c)
-{
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-    int64_t end = sim_mono_ms() + HOLD_MAX_MS;
-    while (ci && !atomic_load(&s->stopping) && sim_mono_ms() < end) {
-        struct pollfd pf = {.fd = ci->connect_fd, .events = POLLIN | POLLRDHUP};
-        if (poll(&pf, 1, SLICE_MS) > 0) {
-            char b;
-            if (pf.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))
-                return;
-            if (recv(ci->connect_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0)
-                return;
-            sleep_ms(SLICE_MS); /* pipelined bytes: not a hang-up, keep waiting */
-        }
-    }
-}
-
 typedef struct trunc_ctx {
     char *body;
     size_t sent, cut;
@@ -196,16 +183,11 @@ static struct MHD_Response *make_response(sim_reply *r)
     return resp;
 }
 
-static enum MHD_Result carry_out(sim *s, struct MHD_Connection *c, sim_reply *r)
+/* Answers now: send, truncate, or close (MHD_NO). */
+static enum MHD_Result carry_out(struct MHD_Connection *c, sim_reply *r)
 {
-    if (r->delay_ms > 0)
-        delay(s, r->delay_ms);
-    if (r->action == SIM_ACT_CLOSE)
+    if (r->action == SIM_ACT_CLOSE || r->action == SIM_ACT_HOLD_CLOSE)
         return MHD_NO;
-    if (r->action == SIM_ACT_HOLD_CLOSE) {
-        hold(s, c);
-        return MHD_NO;
-    }
     struct MHD_Response *resp = make_response(r);
     if (!resp)
         return MHD_NO;
@@ -216,16 +198,89 @@ static enum MHD_Result carry_out(sim *s, struct MHD_Connection *c, sim_reply *r)
     return ok;
 }
 
+/* ---- suspending until the answer is due ------------------------------------------- */
+
+/* The scheduler's wake: record why, then hand the connection back to MHD. The
+ * resume is the last touch: MHD may finish and free x right after it. */
+static void on_wake(sim_waiter *w, sim_wake why)
+{
+    conn_ctx *x = (conn_ctx *)((char *)w - offsetof(conn_ctx, w));
+    atomic_store(&x->why, (int)why);
+    MHD_resume_connection(x->conn);
+}
+
+/* Suspends c until x->w is woken: by time, by the peer's hang-up when fd is
+ * watched, or by the spawned fn when given. A refusal (stopping, no memory)
+ * resumes at once as a stop, so the resumed call closes the connection. */
+static enum MHD_Result suspend_until(sim_http *h, conn_ctx *x, void (*fn)(void *))
+{
+    x->phase = PH_WAIT;
+    x->w.wake = on_wake;
+    MHD_suspend_connection(x->conn);
+    int rc = fn ? sim_sched_spawn(h->sched, &x->w, fn, x) : sim_sched_add(h->sched, &x->w);
+    if (rc) {
+        atomic_store(&x->why, (int)SIM_WAKE_STOP);
+        MHD_resume_connection(x->conn);
+    }
+    return MHD_YES;
+}
+
+/* Suspends for the reply's delay, or holds until the client hangs up (at most
+ * HOLD_MAX_MS); returns -1 when the reply is due now. */
+static int defer_reply(sim_http *h, conn_ctx *x)
+{
+    sim_reply *r = &x->reply;
+    x->w.fd = -1;
+    if (r->action == SIM_ACT_HOLD_CLOSE) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(x->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (!ci)
+            return -1; /* cannot watch it: close now rather than hold blind */
+        x->w.fd = ci->connect_fd;
+        x->w.due_ms = sim_mono_ms() + (r->delay_ms > 0 ? r->delay_ms : 0) + HOLD_MAX_MS;
+    } else if (r->delay_ms > 0) {
+        x->w.due_ms = sim_mono_ms() + r->delay_ms;
+    } else {
+        return -1;
+    }
+    suspend_until(h, x, NULL);
+    return 0;
+}
+
+/* A control call that blocks (POST /_sim/callback waits for its receiver):
+ * runs on a spawned thread so no polling thread waits with it. */
+static void control_job(void *arg)
+{
+    conn_ctx *x = arg;
+    sim_control_handle(x->s, &x->rq, &x->reply);
+}
+
+/* The resumed call: answer what was prepared, or close when the wait ended in
+ * a hang-up, a stop, or the end of a hold. */
+static enum MHD_Result on_resumed(conn_ctx *x)
+{
+    x->phase = PH_DONE;
+    if (atomic_load(&x->why) != SIM_WAKE_DUE)
+        return MHD_NO;
+    enum MHD_Result ok = carry_out(x->conn, &x->reply);
+    sim_reply_free(&x->reply);
+    return ok;
+}
+
+/* ---- the MHD callbacks ----------------------------------------------------------- */
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_size, void **con_cls)
 {
-    sim *s = cls;
+    sim_http *h = cls;
     conn_ctx *x = *con_cls;
     (void)version;
     if (!x) {
         if (!(x = calloc(1, sizeof *x)))
             return MHD_NO;
+        x->conn = c;
+        x->s = h->s;
         *con_cls = x;
         return MHD_YES;
     }
@@ -234,11 +289,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *upload_size = 0;
         return rc ? MHD_NO : MHD_YES;
     }
-    sim_reply r = {0};
+    if (x->phase == PH_WAIT)
+        return on_resumed(x);
+    if (x->phase == PH_DONE)
+        return MHD_NO; /* answered already: nothing more to do for this request */
     if (x->too_big) {
-        sim_reply_text(&r, 413, "application/json", "{\"error\":\"body too large\"}");
+        sim_reply_text(&x->reply, 413, "application/json", "{\"error\":\"body too large\"}");
     } else {
-        sim_request rq = {
+        x->rq = (sim_request){
             .method = method,
             .path = url,
             .body = x->body,
@@ -246,10 +304,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             .authorization = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"),
             .arg_ref = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "external_ref_id"),
         };
-        route(s, &rq, &r);
+        if (!strcmp(url, "/_sim/callback"))
+            return suspend_until(h, x, control_job);
+        route(h->s, &x->rq, &x->reply);
+        if (defer_reply(h, x) == 0)
+            return MHD_YES;
     }
-    enum MHD_Result ok = carry_out(s, c, &r);
-    sim_reply_free(&r);
+    x->phase = PH_DONE;
+    enum MHD_Result ok = carry_out(c, &x->reply);
+    sim_reply_free(&x->reply);
     return ok;
 }
 
@@ -259,24 +322,46 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     conn_ctx *x = *con_cls;
     (void)cls, (void)c, (void)toe;
     if (x) {
+        sim_reply_free(&x->reply);
         free(x->body);
         free(x);
         *con_cls = NULL;
     }
 }
 
-struct MHD_Daemon *sim_http_start(sim *s, unsigned port, unsigned *bound)
+sim_http *sim_http_start(sim *s, unsigned port, unsigned *bound)
 {
+    sim_http *h = calloc(1, sizeof *h);
+    if (!h || !(h->sched = sim_sched_start())) {
+        free(h);
+        return NULL;
+    }
+    h->s = s;
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL, 0, NULL,
-        NULL, on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_LIMIT, 4000u,
-        MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_END);
-    if (!d)
+    unsigned limit = s->cfg.max_connections ? s->cfg.max_connections : 1;
+    /* no MHD_OPTION_PER_IP_CONNECTION_LIMIT: every client is 127.0.0.1 */
+    h->d = MHD_start_daemon(
+        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL, on_request, h,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+        MHD_OPTION_THREAD_POOL_SIZE, limit < POOL_THREADS ? 1u : POOL_THREADS,
+        MHD_OPTION_CONNECTION_LIMIT, limit, MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_END);
+    if (!h->d) {
+        sim_sched_stop(h->sched);
+        free(h);
         return NULL;
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
     *bound = di ? di->port : port;
-    return d;
+    return h;
+}
+
+void sim_http_stop(sim_http *h)
+{
+    if (!h)
+        return;
+    /* MHD must not be stopped with suspended connections: wake them all first */
+    sim_sched_stop(h->sched);
+    MHD_stop_daemon(h->d);
+    free(h);
 }

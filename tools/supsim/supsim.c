@@ -7,17 +7,17 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
-#include <microhttpd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 static const char usage[] = "usage: supsim [--port N] [--port-file PATH] [--seed N]\n"
                             "              [--gateway-app-key K] [--gateway-app-secret S]\n"
                             "              [--rewards-api-key K] [--rewards-webhook-secret S]\n"
-                            "              [--complete-ms N] [--threads N]\n";
+                            "              [--complete-ms N] [--threads N] [--max-connections N]\n";
 
 /* Parses a non-negative integer option; -1 when malformed. */
 static long long parse_num(const char *v, const char *name)
@@ -44,6 +44,7 @@ static int parse_args(int argc, char **argv, sim_config *c)
         {"rewards-webhook-secret", required_argument, 0, 'R'},
         {"complete-ms", required_argument, 0, 'c'},
         {"threads", required_argument, 0, 't'},
+        {"max-connections", required_argument, 0, 'm'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -51,7 +52,7 @@ static int parse_args(int argc, char **argv, sim_config *c)
     long long n = 0;
     while ((ch = getopt_long(argc, argv, "", opts, &idx)) != -1) {
         const char *name = ch == '?' || ch == 'h' ? "" : opts[idx].name;
-        if (strchr("psct", ch) && (n = parse_num(optarg, name)) < 0)
+        if (strchr("psctm", ch) && (n = parse_num(optarg, name)) < 0)
             return -1;
         switch (ch) {
         case 'p':
@@ -83,6 +84,11 @@ static int parse_args(int argc, char **argv, sim_config *c)
         case 't':
             c->threads = n > 64 ? 64 : (int)n;
             break;
+        case 'm':
+            if (n < 1 || n > 1000000)
+                return fprintf(stderr, "supsim: --max-connections: 1..1000000\n"), -1;
+            c->max_connections = (unsigned)n;
+            break;
         default:
             fputs(usage, ch == 'h' ? stdout : stderr);
             return ch == 'h' ? 1 : -1;
@@ -110,6 +116,27 @@ static int write_port_file(const char *path, unsigned port)
     return 0;
 }
 
+/* Every request held open is a descriptor: take the soft RLIMIT_NOFILE up to the
+ * hard one (no privilege needed) and say so when it is still below the
+ * connection limit, since accept() then fails with EMFILE before the limit. */
+static void raise_nofile(unsigned max_connections)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl))
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t was = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl)) {
+            rl.rlim_cur = was;
+            fprintf(stderr, "supsim: cannot raise the descriptor limit: %s\n", strerror(errno));
+        }
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)max_connections)
+        fprintf(stderr, "supsim: warning: %llu descriptors for --max-connections %u\n",
+                (unsigned long long)rl.rlim_cur, max_connections);
+}
+
 int main(int argc, char **argv)
 {
     sim_config cfg = {
@@ -119,6 +146,7 @@ int main(int argc, char **argv)
         .rw_key = "rw-key",
         .rw_whsec = "rw-whsec",
         .threads = 2,
+        .max_connections = 20000,
     };
     int rc = parse_args(argc, argv, &cfg);
     if (rc)
@@ -135,7 +163,7 @@ int main(int argc, char **argv)
 
     sim s;
     unsigned port = 0;
-    struct MHD_Daemon *d = NULL;
+    sim_http *h = NULL;
     int status = 1;
     if (sim_init(&s, &cfg)) {
         fprintf(stderr, "supsim: out of memory\n");
@@ -145,7 +173,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "supsim: cannot start the notify threads\n");
         goto out_sim;
     }
-    if (!(d = sim_http_start(&s, cfg.port, &port))) {
+    raise_nofile(cfg.max_connections);
+    if (!(h = sim_http_start(&s, cfg.port, &port))) {
         fprintf(stderr, "supsim: cannot listen on 127.0.0.1:%u\n", cfg.port);
         goto out_notifier;
     }
@@ -162,7 +191,7 @@ int main(int argc, char **argv)
     status = 0;
 out_http:
     atomic_store(&s.stopping, 1);
-    MHD_stop_daemon(d);
+    sim_http_stop(h);
 out_notifier:
     atomic_store(&s.stopping, 1);
     sim_notifier_stop(&s);

@@ -3,10 +3,10 @@
  * keeps, the faults it injects, what it counts, and the replies its protocol
  * handlers hand to the HTTP glue.
  *
- * Threads: every MHD connection thread, the completion ticker and the notify
- * senders share one `sim`. Everything mutable in it is guarded by sim.mu unless
- * a field says otherwise; functions named sim_*_locked expect the caller to
- * hold it, all others take it themselves.
+ * Threads: MHD's polling threads, the scheduler's timer and job threads, the
+ * completion ticker and the notify senders share one `sim`. Everything mutable
+ * in it is guarded by sim.mu unless a field says otherwise; functions named
+ * sim_*_locked expect the caller to hold it, all others take it themselves.
  *
  * Ownership: a sim_reply owns its body (malloc'd, freed by sim_reply_free).
  * Orders belong to the sim and live until sim_reset or sim_free.
@@ -106,7 +106,8 @@ typedef struct sim_config {
     uint64_t seed;
     const char *gw_key, *gw_secret, *rw_key, *rw_whsec;
     long complete_ms;
-    int threads; /* notify sender threads */
+    int threads;              /* notify sender threads */
+    unsigned max_connections; /* MHD's connection limit (held ones included) */
 } sim_config;
 
 typedef struct sim_map sim_map; /* string -> pointer, see sim_core.c */
@@ -288,14 +289,58 @@ int sim_notify_send_now(sim *s, sim_proto p, const char *order_id, const char *u
                         const char *body, const char *header, int copies, long *statuses,
                         char **bodies);
 
+/* ---- sim_sched.c ---------------------------------------------------------- */
+
+/* Why a waiter woke: its time came, the peer hung up (watched fd), or the
+ * scheduler is stopping. */
+typedef enum sim_wake { SIM_WAKE_DUE, SIM_WAKE_HANGUP, SIM_WAKE_STOP } sim_wake;
+
+typedef struct sim_waiter sim_waiter;
+/* Called exactly once per accepted waiter, on a scheduler thread and without
+ * any scheduler lock held; the scheduler never touches w after calling it, so
+ * the callee may free w (or let another thread free it). */
+typedef void (*sim_wake_fn)(sim_waiter *w, sim_wake why);
+
+/* Embedded by the caller, who owns the memory; it must stay valid until wake. */
+struct sim_waiter {
+    int64_t due_ms; /* monotonic (sim_mono_ms) */
+    int fd;         /* >= 0: also woken (HANGUP) when this socket's peer hangs up */
+    sim_wake_fn wake;
+    /* the scheduler's own */
+    size_t slot;
+    uint64_t seq;
+    sim_wake why;
+    sim_waiter *next;
+};
+
+typedef struct sim_sched sim_sched;
+
+/* Starts the timer thread. NULL on failure (out of memory, fds or threads). */
+sim_sched *sim_sched_start(void);
+/* Queues w until w->due_ms (or the hang-up of w->fd). 0, or -1 when stopping
+ * or out of memory: then w is not queued and its wake is never called. */
+int sim_sched_add(sim_sched *q, sim_waiter *w);
+/* Runs fn(arg) on a thread of its own (for work that blocks), then wakes w
+ * with SIM_WAKE_DUE from that thread. 0, or -1 (stopping, no memory or no
+ * thread): then nothing runs and wake is never called. */
+int sim_sched_spawn(sim_sched *q, sim_waiter *w, void (*fn)(void *), void *arg);
+/* Refuses new waiters, wakes every queued one with SIM_WAKE_STOP, joins the
+ * timer and the spawned threads, frees q. NULL is a no-op. */
+void sim_sched_stop(sim_sched *q);
+
 /* ---- sim_http.c ----------------------------------------------------------- */
 
-struct MHD_Daemon;
-/* Listens on 127.0.0.1:port (0 = ephemeral) with one thread per connection,
- * so a delayed or held answer never blocks another request. Returns the
- * daemon with *bound set, or NULL. Stop it with MHD_stop_daemon after setting
- * s->stopping (held connections give up then). */
-struct MHD_Daemon *sim_http_start(sim *s, unsigned port, unsigned *bound);
+typedef struct sim_http sim_http;
+/* Listens on 127.0.0.1:port (0 = ephemeral) with a small pool of epoll
+ * threads; a delayed or held answer suspends its connection (see sim_sched),
+ * so it costs no thread and blocks no other request. At most
+ * s->cfg.max_connections connections at once (no per-IP limit). Returns the
+ * server with *bound set, or NULL. Free it with sim_http_stop. */
+sim_http *sim_http_start(sim *s, unsigned port, unsigned *bound);
+/* Wakes every suspended connection (held ones are closed), then stops the
+ * daemon and frees h. Set s->stopping first so blocking control work gives up.
+ * NULL is a no-op. */
+void sim_http_stop(sim_http *h);
 
 /* ---- replies --------------------------------------------------------------- */
 
