@@ -12,8 +12,8 @@
 #   SIO_HOLD_LATENCY_MS (10000) answer delay of the hold run (all orders on the wire at once)
 #   SIO_CEILING_DURATION (8)  seconds of the ceiling run (steady, answers at once; 2 s warm-up)
 #   SIO_RUNS ("ceiling burst steady hold")  which runs, in that order
-#   SIO_SIMS (4)              simulator instances, one supplier each (supsim takes <= 4000 connections)
-#   SIO_MAX_IN_FLIGHT (3900)  max_in_flight of each supplier (kept under supsim's connection limit)
+#   SIO_SIMS (1)              simulator instances, one supplier each (supsim takes --max-connections 20000)
+#   SIO_MAX_IN_FLIGHT (12000) max_in_flight of each supplier (under supsim's connection limit)
 #   SIO_SIM_NICE (0)          nice value of the simulators (10: they yield the CPU to perkhubd; see README)
 #   SIO_HTTP_THREADS ("")     perkhubd http.threads (empty: the default)
 #   SIO_SETTLE_S (60)         how long orders may take to become final after submission ends
@@ -34,8 +34,8 @@ WARMUP=${SIO_WARMUP:-3}
 HOLD_LATENCY=${SIO_HOLD_LATENCY_MS:-10000}
 CEIL_DURATION=${SIO_CEILING_DURATION:-8}
 RUNS=${SIO_RUNS:-"ceiling burst steady hold"}
-NSIMS=${SIO_SIMS:-4}
-MAX_IN_FLIGHT=${SIO_MAX_IN_FLIGHT:-3900}
+NSIMS=${SIO_SIMS:-1}
+MAX_IN_FLIGHT=${SIO_MAX_IN_FLIGHT:-12000}
 HTTP_THREADS=${SIO_HTTP_THREADS:-}
 SIM_NICE=${SIO_SIM_NICE:-0}
 SETTLE=${SIO_SETTLE_S:-60}
@@ -98,7 +98,7 @@ wait_port_file() { # file pid what
 # ---- the simulators ---------------------------------------------------------------
 declare -a SIM_PORTS
 for i in $(seq 1 "$NSIMS"); do
-    nice -n "$SIM_NICE" "$SUPSIM" --port 0 --port-file "$TMP/sim$i.port" --seed "$i" >"$TMP/sim$i.log" 2>&1 &
+    nice -n "$SIM_NICE" "$SUPSIM" --port 0 --port-file "$TMP/sim$i.port" --seed "$i" --balance 1000000000 >"$TMP/sim$i.log" 2>&1 &
     SIM_PIDS+=($!)
     wait_port_file "$TMP/sim$i.port" "$!" "supsim $i" "$TMP/sim$i.log"
     SIM_PORTS[i]=$(cat "$TMP/sim$i.port")
@@ -117,6 +117,18 @@ sims_prepare() { # latency_ms: reset orders and counts, every order answered tha
             >/dev/null || fail "supsim $i: latency fault"
     done
 }
+# Why orders failed: their reasons, counted (every page of the ops order list).
+failure_reasons() {
+    local after=0 page
+    while :; do
+        page=$(curl -s --max-time 10 "$URL/v1/orders?after=$after&limit=1000" \
+            -H "Authorization: Bearer $OPS_TOKEN") || return 0
+        jq -r '.orders[] | select(.state == "failed") | .reason // "-"' <<<"$page" 2>/dev/null || true
+        after=$(jq -r '.next_after // empty' <<<"$page" 2>/dev/null || true)
+        [ -n "$after" ] || break
+    done | sort | uniq -c | sed 's/^/  failed: /'
+}
+
 sims_truth() { # -> {"recharges_performed":..,"double_creates":..,...} summed over the simulators
     for i in $(seq 1 "$NSIMS"); do
         sim "$i" GET /_sim/truth | jq -c '.counts' || fail "supsim $i: truth"
@@ -259,7 +271,7 @@ run_one() { # name mode latency_ms [duration warmup]
     reqs=$(jq .order_requests <<<"$truth")
     [ "$(jq .errors <<<"$j")" = 0 ] || fail "$name: $(jq .errors <<<"$j") orders not accepted ($(jq -r .first_error <<<"$j"))"
     [ "$(jq .settled <<<"$j")" = true ] || fail "$name: orders still not final ${SETTLE}s after submission ended"
-    [ "$failed" = 0 ] || fail "$name: $failed orders failed"
+    [ "$failed" = 0 ] || { failure_reasons >&2; fail "$name: $failed orders failed"; }
     [ "$ok" = "$acc" ] || fail "$name: $ok orders succeeded, $acc accepted"
     [ "$stored" = "$acc" ] || fail "$name: $stored orders stored, $acc accepted"
     [ "$perf_n" = "$ok" ] || fail "$name: the simulators performed $perf_n recharges, perkhub says $ok succeeded"

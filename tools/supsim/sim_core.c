@@ -199,7 +199,7 @@ static void reset_fields_locked(sim *s)
     s->rng = s->cfg.seed;
     for (int i = 0; i < SIM_NPRODUCTS; i++)
         s->stock[i] = sim_catalog[i].stock0;
-    s->balance_fen = SIM_BALANCE0;
+    s->balance_fen = s->cfg.balance_fen > 0 ? s->cfg.balance_fen : SIM_BALANCE0;
     s->seq[0] = s->seq[1] = 0;
     memset(&s->counts, 0, sizeof s->counts);
 }

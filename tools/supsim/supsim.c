@@ -17,7 +17,8 @@
 static const char usage[] = "usage: supsim [--port N] [--port-file PATH] [--seed N]\n"
                             "              [--gateway-app-key K] [--gateway-app-secret S]\n"
                             "              [--rewards-api-key K] [--rewards-webhook-secret S]\n"
-                            "              [--complete-ms N] [--threads N] [--max-connections N]\n";
+                            "              [--complete-ms N] [--threads N] [--max-connections N]\n"
+                            "              [--balance YUAN]\n";
 
 /* Parses a non-negative integer option; -1 when malformed. */
 static long long parse_num(const char *v, const char *name)
@@ -45,6 +46,7 @@ static int parse_args(int argc, char **argv, sim_config *c)
         {"complete-ms", required_argument, 0, 'c'},
         {"threads", required_argument, 0, 't'},
         {"max-connections", required_argument, 0, 'm'},
+        {"balance", required_argument, 0, 'b'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -52,7 +54,7 @@ static int parse_args(int argc, char **argv, sim_config *c)
     long long n = 0;
     while ((ch = getopt_long(argc, argv, "", opts, &idx)) != -1) {
         const char *name = ch == '?' || ch == 'h' ? "" : opts[idx].name;
-        if (strchr("psctm", ch) && (n = parse_num(optarg, name)) < 0)
+        if (strchr("psctmb", ch) && (n = parse_num(optarg, name)) < 0)
             return -1;
         switch (ch) {
         case 'p':
@@ -88,6 +90,11 @@ static int parse_args(int argc, char **argv, sim_config *c)
             if (n < 1 || n > 1000000)
                 return fprintf(stderr, "supsim: --max-connections: 1..1000000\n"), -1;
             c->max_connections = (unsigned)n;
+            break;
+        case 'b': /* whole yuan: a load run of 100,000 recharges needs more than the default */
+            if (n < 1 || n > 1000000000000LL)
+                return fprintf(stderr, "supsim: --balance: 1..1000000000000 (yuan)\n"), -1;
+            c->balance_fen = n * 100;
             break;
         default:
             fputs(usage, ch == 'h' ? stdout : stderr);

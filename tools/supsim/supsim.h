@@ -108,6 +108,7 @@ typedef struct sim_config {
     long complete_ms;
     int threads;              /* notify sender threads */
     unsigned max_connections; /* MHD's connection limit (held ones included) */
+    long long balance_fen;    /* our prepaid balance at start and after reset; 0 = 1,000,000.00 */
 } sim_config;
 
 typedef struct sim_map sim_map; /* string -> pointer, see sim_core.c */
