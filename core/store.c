@@ -963,8 +963,15 @@ int ph_store_order_list(ph_store *s, const char *client, uint64_t after, size_t 
     return PH_OK;
 }
 
-int ph_store_pending_list(ph_store *s, uint64_t after, size_t limit, ph_order ***out, size_t *n,
-                          ph_err *err)
+/* One page of a database keyed by native uint64 ids: the entries with key > after,
+ * ascending, at most limit, each turned into one list element by take (which
+ * sets *slot or fails). On PH_OK *out (limit or 1 slots) and *n are the
+ * caller's, freed with free_list; on failure nothing is left allocated. */
+typedef int (*page_take_fn)(ph_store *s, MDB_txn *txn, const MDB_val *k, const MDB_val *v,
+                            void **slot, ph_err *err);
+
+static int page_u64(ph_store *s, int db, uint64_t after, size_t limit, page_take_fn take,
+                    void (*free_list)(void **list, size_t n), void ***out, size_t *n, ph_err *err)
 {
     MDB_txn *txn;
     MDB_cursor *c;
@@ -973,30 +980,50 @@ int ph_store_pending_list(ph_store *s, uint64_t after, size_t limit, ph_order **
         return rc;
     if (after == UINT64_MAX)
         limit = 0;
-    ph_order **list = calloc(limit ? limit : 1, sizeof *list);
+    void **list = calloc(limit ? limit : 1, sizeof *list);
     size_t cnt = 0;
-    if (!list || mdb_cursor_open(txn, s->dbi[DB_PENDING], &c)) {
+    if (!list || mdb_cursor_open(txn, s->dbi[db], &c)) {
         free(list);
         ph_store_read_end(s, txn);
         return ph_err_set(err, PH_ENOMEM, "out of memory");
     }
-    uint64_t want = after + 1, id;
+    uint64_t want = after + 1;
     MDB_val k = {8, &want}, v;
     for (int op = MDB_SET_RANGE; cnt < limit && mdb_cursor_get(c, &k, &v, op) == 0; op = MDB_NEXT) {
-        memcpy(&id, k.mv_data, 8);
-        if ((rc = ph_order_load(s, txn, id, 0, &list[cnt], err)) != PH_OK)
+        if ((rc = take(s, txn, &k, &v, &list[cnt], err)) != PH_OK)
             break;
         cnt++;
     }
     mdb_cursor_close(c);
     ph_store_read_end(s, txn);
     if (rc) {
-        ph_order_list_free(list, cnt);
+        free_list(list, cnt);
         return rc;
     }
     *out = list;
     *n = cnt;
     return PH_OK;
+}
+
+/* Pending orders: their ids are the `pending` keys; each is loaded in full. */
+static int take_pending(ph_store *s, MDB_txn *txn, const MDB_val *k, const MDB_val *v, void **slot,
+                        ph_err *err)
+{
+    (void)v;
+    uint64_t id;
+    memcpy(&id, k->mv_data, 8);
+    return ph_order_load(s, txn, id, 0, (ph_order **)slot, err);
+}
+
+static void free_orders(void **list, size_t n)
+{
+    ph_order_list_free((ph_order **)list, n);
+}
+
+int ph_store_pending_list(ph_store *s, uint64_t after, size_t limit, ph_order ***out, size_t *n,
+                          ph_err *err)
+{
+    return page_u64(s, DB_PENDING, after, limit, take_pending, free_orders, (void ***)out, n, err);
 }
 
 void ph_code_info_clear(ph_code_info *info)
@@ -1175,39 +1202,25 @@ void ph_store_event_list_free(char **list, size_t n)
     ph_store_product_list_free(list, NULL, n);
 }
 
+/* Events: each value is the event's JSON text. */
+static int take_event(ph_store *s, MDB_txn *txn, const MDB_val *k, const MDB_val *v, void **slot,
+                      ph_err *err)
+{
+    (void)s;
+    (void)txn;
+    (void)k;
+    if (!(*slot = dup_val(v)))
+        return ph_err_set(err, PH_ENOMEM, "out of memory");
+    return PH_OK;
+}
+
+static void free_events(void **list, size_t n)
+{
+    ph_store_event_list_free((char **)list, n);
+}
+
 int ph_store_event_list(ph_store *s, uint64_t after, size_t limit, char ***out, size_t *n,
                         ph_err *err)
 {
-    MDB_txn *txn;
-    MDB_cursor *c;
-    int rc = ph_store_read_begin(s, &txn, err);
-    if (rc)
-        return rc;
-    if (after == UINT64_MAX)
-        limit = 0;
-    char **list = calloc(limit ? limit : 1, sizeof *list);
-    size_t cnt = 0;
-    if (!list || mdb_cursor_open(txn, s->dbi[DB_EVENTS], &c)) {
-        rc = ph_err_set(err, PH_ENOMEM, "out of memory");
-        goto out;
-    }
-    uint64_t want = after + 1;
-    MDB_val k = {8, &want}, v;
-    for (int op = MDB_SET_RANGE; cnt < limit && mdb_cursor_get(c, &k, &v, op) == 0; op = MDB_NEXT) {
-        if (!(list[cnt] = dup_val(&v))) {
-            rc = ph_err_set(err, PH_ENOMEM, "out of memory");
-            break;
-        }
-        cnt++;
-    }
-    mdb_cursor_close(c);
-out:
-    ph_store_read_end(s, txn);
-    if (rc) {
-        ph_store_event_list_free(list, cnt);
-        return rc;
-    }
-    *out = list;
-    *n = cnt;
-    return PH_OK;
+    return page_u64(s, DB_EVENTS, after, limit, take_event, free_events, (void ***)out, n, err);
 }
