@@ -5,6 +5,8 @@
  */
 #include "testkit.h"
 
+#include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -302,4 +304,110 @@ int phtk_conformance(const struct perkhub_plugin *desc, char *err, size_t errlen
     ph_plugin_close(p);
     err_copy(err, errlen, "");
     return 0;
+}
+
+/* Fills err like snprintf and returns -1: the failure value of the expect_*
+ * functions. */
+__attribute__((format(printf, 3, 4))) static int fail_msg(char *err, size_t errlen, const char *fmt,
+                                                          ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+static int num_compare(const char *what, uint64_t got, uint64_t want, char *err, size_t errlen)
+{
+    if (got == want)
+        return 0;
+    return fail_msg(err, errlen, "%s is %" PRIu64 ", want %" PRIu64, what, got, want);
+}
+
+/* Set or NULL is all a test can ask of a callback pointer. */
+static int ops_compare(const struct perkhub_ops *ops, const struct phtk_descriptor_want *w,
+                       char *err, size_t errlen)
+{
+    const struct {
+        const char *name;
+        int got, want;
+    } cb[] = {
+        {"build_request", ops && ops->build_request, w->build_request},
+        {"parse_response", ops && ops->parse_response, w->parse_response},
+        {"verify_callback", ops && ops->verify_callback, w->verify_callback},
+        {"serve_local", ops && ops->serve_local, w->serve_local},
+    };
+    for (size_t i = 0; i < sizeof cb / sizeof cb[0]; i++)
+        if (cb[i].got != !!cb[i].want)
+            return fail_msg(err, errlen, "ops->%s is %s, want %s", cb[i].name,
+                            cb[i].got ? "set" : "NULL", cb[i].want ? "set" : "NULL");
+    return 0;
+}
+
+/* d is the loader's copy, so this compares what perkhubd would use. */
+static int desc_compare(const struct perkhub_plugin *d, const struct perkhub_ops *ops,
+                        const struct phtk_descriptor_want *w, char *err, size_t errlen)
+{
+    if (!w->name || strcmp(d->name, w->name) != 0)
+        return fail_msg(err, errlen, "name is '%s', want '%s'", d->name,
+                        w->name ? w->name : "(null)");
+    if (num_compare("abi_major", d->abi_major, w->abi_major, err, errlen) ||
+        num_compare("abi_minor", d->abi_minor, w->abi_minor, err, errlen))
+        return -1;
+    if (d->capabilities != w->capabilities)
+        return fail_msg(err, errlen, "capabilities are 0x%" PRIx64 ", want 0x%" PRIx64,
+                        d->capabilities, w->capabilities);
+    if (num_compare("processing_window_s", d->processing_window_s, w->processing_window_s, err,
+                    errlen) ||
+        num_compare("query_delay_ms", d->query_delay_ms, w->query_delay_ms, err, errlen))
+        return -1;
+    return ops_compare(ops, w, err, errlen);
+}
+
+int phtk_expect_descriptor(const struct perkhub_plugin *desc,
+                           const struct phtk_descriptor_want *want, char *err, size_t errlen)
+{
+    if (!desc || !want)
+        return fail_msg(err, errlen, "phtk_expect_descriptor: %s is NULL",
+                        desc ? "want" : "the descriptor");
+    ph_err e = {0};
+    ph_plugin *p = NULL;
+    if (ph_plugin_wrap(desc, desc->name ? desc->name : "", &p, &e) != PH_OK)
+        return fail_msg(err, errlen, "conformance: %s", e.msg);
+    int rc = desc_compare(ph_plugin_descriptor(p), ph_plugin_ops(p), want, err, errlen);
+    ph_plugin_close(p);
+    if (rc == 0)
+        err_copy(err, errlen, "");
+    return rc;
+}
+
+/* Checks secrets before the needle so that no message that quotes a secret is
+ * ever copied into err. */
+static int refusal_check(const char *msg, const char *needle, const char *const *secrets, char *err,
+                         size_t errlen)
+{
+    for (size_t i = 0; secrets && secrets[i]; i++)
+        if (*secrets[i] && strstr(msg, secrets[i]))
+            return fail_msg(err, errlen, "the refusal quotes secret #%zu", i);
+    if (!strstr(msg, needle))
+        return fail_msg(err, errlen, "the refusal \"%s\" does not name %s", msg, needle);
+    err_copy(err, errlen, msg);
+    return 0;
+}
+
+int phtk_expect_refused(const struct perkhub_plugin *desc, const char *const *kv,
+                        const char *needle, const char *const *secrets, char *err, size_t errlen)
+{
+    if (!needle)
+        return fail_msg(err, errlen, "phtk_expect_refused: needle is NULL");
+    char msg[1024] = "";
+    phtk *tk = phtk_open(desc, kv, msg, sizeof msg);
+    if (tk) {
+        phtk_close(tk);
+        return fail_msg(err, errlen, "the config was accepted, want a refusal naming %s", needle);
+    }
+    return refusal_check(msg, needle, secrets, err, errlen);
 }

@@ -137,6 +137,45 @@ const char *phtk_header(const struct perkhub_request *req, const char *name);
  * in err (errlen bytes, may be NULL/0). */
 int phtk_conformance(const struct perkhub_plugin *desc, char *err, size_t errlen);
 
+/* What phtk_expect_descriptor wants of a descriptor. The ops flags say
+ * whether each callback must be set (1) or must be NULL (0). */
+struct phtk_descriptor_want {
+    const char *name;
+    uint16_t abi_major;
+    uint16_t abi_minor;
+    uint64_t capabilities; /* exactly these PERKHUB_CAP_* bits */
+    uint32_t processing_window_s;
+    uint32_t query_delay_ms;
+    int build_request;
+    int parse_response;
+    int verify_callback;
+    int serve_local;
+};
+
+/* Runs phtk_conformance on desc, then compares the descriptor as the core reads
+ * it (the loader's copy: members beyond desc->struct_size read as 0, callbacks
+ * beyond ops->struct_size as NULL) with *want: name, abi_major, abi_minor,
+ * capabilities, processing_window_s, query_delay_ms and whether build_request,
+ * parse_response, verify_callback and serve_local are set. Both are only read.
+ * Returns 0 when everything matches (err gets ""), else -1 with a one-line
+ * message in err (errlen bytes, may be NULL/0) naming the first difference,
+ * or the loader's refusal when desc does not conform (also -1 when desc or
+ * want is NULL). */
+int phtk_expect_descriptor(const struct perkhub_plugin *desc,
+                           const struct phtk_descriptor_want *want, char *err, size_t errlen);
+
+/* Expects phtk_open(desc, kv) to refuse: the refusal must contain needle (the
+ * config key it should name) and none of secrets, a NULL-terminated list of
+ * strings that must never be quoted (NULL for none; "" entries are skipped).
+ * Nothing is kept: an instance that wrongly started is closed at once.
+ * Returns 0 when refused as expected, with the refusal message in err (for
+ * further checks); else -1 with a one-line reason in err (errlen bytes, may be
+ * NULL/0): the config was accepted, the message lacks needle (quoted), or it
+ * quotes secret #i (the secret itself is never copied to err). -1 also when
+ * needle is NULL. */
+int phtk_expect_refused(const struct perkhub_plugin *desc, const char *const *kv,
+                        const char *needle, const char *const *secrets, char *err, size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif

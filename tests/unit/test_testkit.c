@@ -17,6 +17,7 @@
  * is compiled in here; plugin tests get it from perkhub_testkit instead.
  */
 #include <criterion/criterion.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -520,6 +521,98 @@ Test(testkit, conformance)
     d.capabilities |= UINT64_C(1) << 8;
     cr_assert_eq(phtk_conformance(&d, err, sizeof err), PH_EINVAL);
     cr_assert(strstr(err, "claims capability bits 0x100"), "%s", err);
+}
+
+static const struct phtk_descriptor_want tiny_want = {
+    .name = "tiny",
+    .abi_major = PERKHUB_ABI_MAJOR,
+    .abi_minor = PERKHUB_ABI_MINOR,
+    .capabilities =
+        PERKHUB_CAP_CARD_ORDER | PERKHUB_CAP_ORDER_QUERY | PERKHUB_CAP_CALLBACK | PERKHUB_CAP_LOCAL,
+    .processing_window_s = 60,
+    .query_delay_ms = 0,
+    .build_request = 1,
+    .parse_response = 1,
+    .verify_callback = 1,
+    .serve_local = 1,
+};
+
+Test(testkit, expect_descriptor)
+{
+    char err[256] = "x";
+    cr_assert_eq(phtk_expect_descriptor(&tiny_plugin, &tiny_want, err, sizeof err), 0, "%s", err);
+    cr_assert_str_eq(err, "");
+
+    struct phtk_descriptor_want w = tiny_want;
+    w.name = "tinyx";
+    cr_assert_eq(phtk_expect_descriptor(&tiny_plugin, &w, err, sizeof err), -1);
+    cr_assert_str_eq(err, "name is 'tiny', want 'tinyx'");
+    w = tiny_want;
+    w.capabilities &= ~PERKHUB_CAP_LOCAL;
+    cr_assert_eq(phtk_expect_descriptor(&tiny_plugin, &w, err, sizeof err), -1);
+    char want_msg[128];
+    snprintf(want_msg, sizeof want_msg, "capabilities are 0x%" PRIx64 ", want 0x%" PRIx64,
+             tiny_plugin.capabilities, w.capabilities);
+    cr_assert_str_eq(err, want_msg);
+    w = tiny_want;
+    w.query_delay_ms = 1000; /* the core's default for 0 is not what the plugin set */
+    cr_assert_eq(phtk_expect_descriptor(&tiny_plugin, &w, err, sizeof err), -1);
+    cr_assert_str_eq(err, "query_delay_ms is 0, want 1000");
+    w = tiny_want;
+    w.serve_local = 0;
+    w.processing_window_s = 61; /* the first difference is the one named */
+    cr_assert_eq(phtk_expect_descriptor(&tiny_plugin, &w, err, sizeof err), -1);
+    cr_assert_str_eq(err, "processing_window_s is 60, want 61");
+    w.processing_window_s = 60;
+    cr_assert_eq(phtk_expect_descriptor(&tiny_plugin, &w, err, sizeof err), -1);
+    cr_assert_str_eq(err, "ops->serve_local is set, want NULL");
+
+    /* The loader's copy is compared: a descriptor too short for the 1.1
+     * members has none, whatever lies beyond its struct_size. */
+    struct perkhub_plugin d = tiny_plugin;
+    d.struct_size = PERKHUB_PLUGIN_SIZE_1_0;
+    cr_assert_eq(phtk_expect_descriptor(&d, &tiny_want, err, sizeof err), -1);
+    cr_assert_str_eq(err, "processing_window_s is 0, want 60");
+
+    struct perkhub_ops ops = tiny_ops;
+    d = tiny_plugin;
+    d.ops = &ops;
+    ops.verify_callback = NULL;
+    cr_assert_eq(phtk_expect_descriptor(&d, &tiny_want, err, sizeof err), -1);
+    cr_assert(strstr(err, "conformance: ") == err, "%s", err);
+    cr_assert(strstr(err, "claims callback but its ops table lacks verify_callback"), "%s", err);
+    cr_assert_eq(phtk_expect_descriptor(NULL, &tiny_want, err, sizeof err), -1);
+    cr_assert_eq(phtk_expect_descriptor(&tiny_plugin, NULL, NULL, 0), -1, "no error buffer");
+}
+
+Test(testkit, expect_refused)
+{
+    static const char *const secrets[] = {"", "k3y-s3cr3t", NULL};
+    static const char *const bad_url[] = {"base_url", "ftp://x", "api_key", "k3y-s3cr3t", NULL};
+    char err[256] = "";
+    cr_assert_eq(phtk_expect_refused(&tiny_plugin, bad_url, "'base_url'", secrets, err, sizeof err),
+                 0, "%s", err);
+    cr_assert(strstr(err, "config key 'base_url': not an http(s) URL"), "err is the refusal: %s",
+              err);
+    cr_assert_eq(phtk_expect_refused(&tiny_plugin, bad_url, "'base_url'", NULL, err, sizeof err), 0,
+                 "%s", err);
+
+    cr_assert_eq(phtk_expect_refused(&tiny_plugin, tiny_kv, "'base_url'", secrets, err, sizeof err),
+                 -1);
+    cr_assert_str_eq(err, "the config was accepted, want a refusal naming 'base_url'");
+    cr_assert_eq(phtk_expect_refused(&tiny_plugin, bad_url, "'api_key'", secrets, err, sizeof err),
+                 -1);
+    cr_assert(strstr(err, "does not name 'api_key'") && strstr(err, "not an http(s) URL"), "%s",
+              err);
+
+    /* A refusal that quotes a listed string fails without copying it. */
+    static const char *const unknown[] = {"base_url", "https://x", "api_key", "k",
+                                          "apikey",   "Zq9-leak",  NULL};
+    static const char *const quoted[] = {"k3y-s3cr3t", "apikey", NULL};
+    cr_assert_eq(phtk_expect_refused(&tiny_plugin, unknown, "apikey", quoted, err, sizeof err), -1);
+    cr_assert_str_eq(err, "the refusal quotes secret #1");
+    cr_assert_eq(phtk_expect_refused(&tiny_plugin, unknown, NULL, NULL, err, sizeof err), -1);
+    cr_assert_str_eq(err, "phtk_expect_refused: needle is NULL");
 }
 
 /* An order built at a frozen clock: exact body, header lookup, signature checked
