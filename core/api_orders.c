@@ -114,18 +114,23 @@ static int supply_created(ph_req *r)
     return reply_or_wait(r, o, r->cmd.replayed);
 }
 
+static int order_exists(ph_req *r)
+{
+    ph_order *o = NULL;
+    ph_err err = {0};
+    int found = ph_store_order_find(r->d->store, r->client->name, r->arg[0], 0, &o, &err) == PH_OK;
+    ph_order_free(o);
+    return found;
+}
+
 /* Hands the order to the best supplier offer: stored first (the attempt is
  * SENDING before anything leaves), sent by fulfil once durable. */
 static int supply_submit(ph_req *r, const ph_product_conf *p)
 {
     ph_attempt_target t = {0};
-    ph_order *existing = NULL;
-    ph_err ferr = {0};
-    /* a replay must get its order back even when no supplier could take a new one */
-    int replay =
-        ph_store_order_find(r->d->store, r->client->name, r->arg[0], 0, &existing, &ferr) == PH_OK;
-    ph_order_free(existing);
-    if (ph_fulfil_route(r->d->fulfil, r->cfg->cfg, p, &t) != PH_OK && !replay) {
+    /* a replay must get its order back even when no supplier could take a new
+     * one: only then is the id looked up (the store answers replays itself) */
+    if (ph_fulfil_route(r->d->fulfil, r->cfg->cfg, p, &t) != PH_OK && !order_exists(r)) {
         if (p->delivery == PH_DELIVERY_CARD_CODE) /* the stock's own answer, naming the sku */
             return ph_req_fail(r, r->cmd.rc, &r->cmd.err);
         return ph_req_error(r, 503, "no_supplier_available",

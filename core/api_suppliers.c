@@ -118,8 +118,7 @@ static int ask_supplier(ph_req *r, int kind, uint64_t cap, ph_handler_fn resume)
     a->r = r;
     a->job.sup = sup;
     a->job.op.kind = kind;
-    a->job.limits = (ph_sio_limits){sc->max_in_flight, sc->connect_timeout_ms, sc->timeout_ms,
-                                    sc->tls_verify,    sc->breaker_failures,   sc->breaker_open_ms};
+    a->job.limits = ph_sio_limits_of(sc);
     a->job.done = ask_done;
     a->job.arg = a;
     r->ext = a;

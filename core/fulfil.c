@@ -238,8 +238,7 @@ static void track_limits(ph_fulfil *f, track *t)
     t->query_max_ms = 30000;
     unsigned window_s = 0;
     if (sc) {
-        t->limits = (ph_sio_limits){sc->max_in_flight, sc->connect_timeout_ms, sc->timeout_ms,
-                                    sc->tls_verify,    sc->breaker_failures,   sc->breaker_open_ms};
+        t->limits = ph_sio_limits_of(sc);
         t->query_max_ms = sc->query_max_delay_ms;
         window_s = sc->processing_window_s;
     }
@@ -395,7 +394,11 @@ static int seal_codes(ph_fulfil *f, track *t, const struct perkhub_result *res)
     return PH_OK;
 }
 
-/* Picks the next offer for a fail-over, skipping every supplier tried. */
+static int pick_target(ph_fulfil *f, const ph_config *cfg, const ph_product_conf *p,
+                       const char *const *tried, size_t ntried, ph_attempt_target *out);
+
+/* Picks the next offer for a fail-over, skipping every supplier tried (at most
+ * as many as the track remembers). */
 static int failover_target(ph_fulfil *f, track *t, ph_attempt_target *out, void **ref)
 {
     const ph_config *cfg = f->o.cfg.acquire(f->o.cfg.ctx, ref);
@@ -403,13 +406,7 @@ static int failover_target(ph_fulfil *f, track *t, ph_attempt_target *out, void 
     const char *tried[8];
     for (size_t i = 0; i < t->ntried; i++)
         tried[i] = t->tried[i];
-    route_ctx rc = {f, t->card ? PERKHUB_CAP_CARD_ORDER : PERKHUB_CAP_RECHARGE};
-    const ph_offer_conf *o =
-        p && t->ntried < 8 ? ph_route_pick(cfg, p, tried, t->ntried, usable_for, &rc) : NULL;
-    if (!o)
-        return 0;
-    *out = (ph_attempt_target){o->supplier, o->supplier_sku, o->cost};
-    return 1;
+    return p && t->ntried < 8 && pick_target(f, cfg, p, tried, t->ntried, out) == PH_OK;
 }
 
 static void fill_cmd(track *t, const ph_attempt_move *m, const struct perkhub_result *res)
@@ -658,16 +655,24 @@ static int usable_for(void *ctx, const ph_supplier_conf *sc)
     return ph_sio_allow(rc->f->o.sio, sc->id);
 }
 
-int ph_fulfil_route(ph_fulfil *f, const ph_config *cfg, const ph_product_conf *p,
-                    ph_attempt_target *out)
+/* The best usable offer of p for its kind of delivery (route.h), as a target
+ * whose strings point into cfg. */
+static int pick_target(ph_fulfil *f, const ph_config *cfg, const ph_product_conf *p,
+                       const char *const *tried, size_t ntried, ph_attempt_target *out)
 {
     route_ctx rc = {f, p->delivery == PH_DELIVERY_RECHARGE ? PERKHUB_CAP_RECHARGE
                                                            : PERKHUB_CAP_CARD_ORDER};
-    const ph_offer_conf *o = ph_route_pick(cfg, p, NULL, 0, usable_for, &rc);
+    const ph_offer_conf *o = ph_route_pick(cfg, p, tried, ntried, usable_for, &rc);
     if (!o)
         return PH_ENOTFOUND;
     *out = (ph_attempt_target){o->supplier, o->supplier_sku, o->cost};
     return PH_OK;
+}
+
+int ph_fulfil_route(ph_fulfil *f, const ph_config *cfg, const ph_product_conf *p,
+                    ph_attempt_target *out)
+{
+    return pick_target(f, cfg, p, NULL, 0, out);
 }
 
 int ph_fulfil_seal_account(ph_fulfil *f, const char *account, uint8_t *out, uint32_t *outlen,

@@ -152,29 +152,6 @@ int ph_req_has_scope(const ph_req *r, unsigned scope)
 
 /* ---- suspend / resume ----------------------------------------------------- */
 
-static void cmd_done(ph_cmd *cmd)
-{
-    ph_req *r = cmd->arg;
-    r->resumed = 1;
-    MHD_resume_connection(r->conn);
-}
-
-int ph_req_submit(ph_req *r, ph_handler_fn resume)
-{
-    r->resume = resume;
-    r->cmd.done = cmd_done;
-    r->cmd.arg = r;
-    MHD_suspend_connection(r->conn);
-    r->pending = 1;
-    int rc = ph_store_submit(r->d->store, &r->cmd);
-    if (rc != PH_OK) {
-        r->pending = 0;
-        MHD_resume_connection(r->conn);
-        return ph_req_fail(r, rc, &r->cmd.err);
-    }
-    return PH_REQ_SUSPENDED;
-}
-
 int ph_req_suspend(ph_req *r, ph_handler_fn resume)
 {
     r->resume = resume;
@@ -186,6 +163,26 @@ void ph_req_wake(ph_req *r)
 {
     r->resumed = 1;
     MHD_resume_connection(r->conn);
+}
+
+static void cmd_done(ph_cmd *cmd)
+{
+    ph_req_wake(cmd->arg);
+}
+
+int ph_req_submit(ph_req *r, ph_handler_fn resume)
+{
+    r->cmd.done = cmd_done;
+    r->cmd.arg = r;
+    ph_req_suspend(r, resume);
+    r->pending = 1;
+    int rc = ph_store_submit(r->d->store, &r->cmd);
+    if (rc != PH_OK) {
+        r->pending = 0;
+        MHD_resume_connection(r->conn);
+        return ph_req_fail(r, rc, &r->cmd.err);
+    }
+    return PH_REQ_SUSPENDED;
 }
 
 typedef struct hdr_acc {

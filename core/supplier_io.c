@@ -1324,3 +1324,9 @@ void ph_sio_destroy(ph_sio *io)
     free(io);
     curl_global_cleanup();
 }
+
+ph_sio_limits ph_sio_limits_of(const ph_supplier_conf *sc)
+{
+    return (ph_sio_limits){sc->max_in_flight, sc->connect_timeout_ms, sc->timeout_ms,
+                           sc->tls_verify,    sc->breaker_failures,   sc->breaker_open_ms};
+}

@@ -65,6 +65,9 @@ typedef struct ph_sio_limits {
     unsigned breaker_open_ms;    /* 0 = 10000 */
 } ph_sio_limits;
 
+/* The settings of a configured supplier (config.h's suppliers[] keys). */
+ph_sio_limits ph_sio_limits_of(const ph_supplier_conf *sc);
+
 typedef struct ph_sio_opts {
     const ph_logger *log; /* borrowed; outlives the engine */
 } ph_sio_opts;
