@@ -7,6 +7,13 @@
  *   T_CMD   a store command recording the result is running (t->cmd, writer).
  * Only the owner of the current phase touches the track's fields, so the only
  * shared state is the registry, the heap and the waiters, all under f->mu.
+ *
+ * Memory: a track lives as long as its attempt is in flight, so with thousands
+ * of exchanges on the wire its size is the daemon's size. It holds what every
+ * phase needs; the store command and what only it reads (a reason, a fail-over
+ * target, sealed codes) are a track_cmd allocated when an exchange ends and
+ * freed when the command completed, and the strings of variable length (the
+ * callback URL, the suppliers tried) are allocated to their length.
  */
 #include "fulfil.h"
 
@@ -48,21 +55,29 @@ struct track {
     char ref[PH_REF_MAX + 1];
     char supplier_order_id[PH_SUPPLIER_ORDER_MAX + 1];
     char step_state[PH_REASON_MAX + 1];
-    char reason[PH_REASON_MAX + 1];
     char *account; /* plaintext recharge account; wiped */
     uint32_t quantity, step, checks;
     int64_t unit_cost, face_value, created_at;
-    char next_supplier[PH_SKU_MAX + 1]; /* a fail-over target, for the command */
-    char next_product[PH_SUPPLIER_ORDER_MAX + 1];
-    char tried[8][PH_SKU_MAX + 1]; /* suppliers this order already went to */
-    size_t ntried;
-    char callback_url[512];
+    char *tried; /* suppliers this order already went to, each NUL-ended */
+    size_t ntried, tried_len;
+    char *callback_url; /* for the exchange's op; rebuilt when the base changes */
     ph_sio_job job;
-    ph_cmd cmd;
+    struct track_cmd *cmd; /* T_CMD only */
+    track *hnext;          /* registry chain */
+};
+
+/* A track's store command and what only the command reads (T_CMD). */
+typedef struct track_cmd {
+    ph_cmd cmd; /* first: on_cmd_done gets the track_cmd back */
+    track *t;
+    char reason[PH_REASON_MAX + 1];
+    char next_supplier[PH_SKU_MAX + 1]; /* a fail-over target */
+    char next_product[PH_SUPPLIER_ORDER_MAX + 1];
     ph_supplied_code *codes; /* sealed codes the command stores */
     uint8_t *blobs;
-    track *hnext; /* registry chain */
-};
+} track_cmd;
+
+#define TRIED_MAX 8 /* suppliers a track remembers (fail-over skips them) */
 
 /* A due time for attempt (order_id, no). It names the attempt rather than
  * pointing at its track: a track can end (and be freed) while an older entry
@@ -209,6 +224,15 @@ static void waiters_fire(waiter *w)
 
 /* ---- tracks ----------------------------------------------------------------- */
 
+static void cmd_free(track_cmd *b)
+{
+    if (!b)
+        return;
+    free(b->codes);
+    free(b->blobs);
+    free(b);
+}
+
 static void track_free(track *t)
 {
     if (t->account) {
@@ -216,9 +240,23 @@ static void track_free(track *t)
         free(t->account);
     }
     ph_supplier_release(t->sup);
-    free(t->codes);
-    free(t->blobs);
+    cmd_free(t->cmd);
+    free(t->tried);
+    free(t->callback_url);
     free(t);
+}
+
+/* Remembers supplier id as tried (up to TRIED_MAX; beyond, fail-over stops). */
+static void tried_add(track *t, const char *id)
+{
+    size_t n = strlen(id) + 1;
+    char *p = t->ntried < TRIED_MAX ? realloc(t->tried, t->tried_len + n) : NULL;
+    if (!p)
+        return;
+    memcpy(p + t->tried_len, id, n);
+    t->tried = p;
+    t->tried_len += n;
+    t->ntried++;
 }
 
 typedef struct route_ctx {
@@ -278,8 +316,8 @@ static track *track_new(ph_fulfil *f, const ph_order *o, const ph_attempt *a, ph
     snprintf(t->product_id, sizeof t->product_id, "%s", a->product_id);
     snprintf(t->ref, sizeof t->ref, "%s", a->ref);
     snprintf(t->supplier_order_id, sizeof t->supplier_order_id, "%s", a->supplier_order_id);
-    for (size_t i = 0; i < o->nattempts && t->ntried < 8; i++)
-        snprintf(t->tried[t->ntried++], sizeof t->tried[0], "%s", o->attempts[i].supplier);
+    for (size_t i = 0; i < o->nattempts; i++)
+        tried_add(t, o->attempts[i].supplier);
     if (ph_suppliers_acquire(f->o.suppliers, t->supplier, &t->sup) != PH_OK)
         t->sup = NULL; /* disabled or gone: retried when due */
     track_limits(f, t);
@@ -340,6 +378,22 @@ static void job_setup(track *t)
     }
 }
 
+/* The URL suppliers call back for this track, built again only when the base
+ * changed. f->mu held. PH_ENOMEM leaves the track without one. */
+static int track_callback_url(ph_fulfil *f, track *t)
+{
+    char url[sizeof f->callback_base + PH_SKU_MAX + 16];
+    int n = snprintf(url, sizeof url, "%s/v1/callbacks/%s", f->callback_base, t->supplier);
+    if (t->callback_url && strcmp(t->callback_url, url) == 0)
+        return PH_OK;
+    char *p = realloc(t->callback_url, (size_t)n + 1);
+    if (!p)
+        return PH_ENOMEM;
+    memcpy(p, url, (size_t)n + 1);
+    t->callback_url = p;
+    return PH_OK;
+}
+
 /* Starts the track's next exchange. f->mu held. */
 static void track_run(ph_fulfil *f, track *t)
 {
@@ -352,8 +406,10 @@ static void track_run(ph_fulfil *f, track *t)
         return;
     }
     /* callback_base is guarded by f->mu, held here */
-    snprintf(t->callback_url, sizeof t->callback_url, "%s/v1/callbacks/%s", f->callback_base,
-             t->supplier);
+    if (track_callback_url(f, t) != PH_OK) {
+        heap_push(f, t, ph_now_ms() + (t->query_max_ms > 0 ? t->query_max_ms : 30000));
+        return;
+    }
     job_setup(t);
     t->phase = T_JOB;
     if (ph_sio_submit(f->o.sio, &t->job) != PH_OK)
@@ -362,8 +418,8 @@ static void track_run(ph_fulfil *f, track *t)
 
 /* ---- from an exchange to a store command --------------------------------------- */
 
-/* Seals the delivered codes exactly like imported ones. */
-static int seal_codes(ph_fulfil *f, track *t, const struct perkhub_result *res)
+/* Seals the delivered codes exactly like imported ones, into the command. */
+static int seal_codes(ph_fulfil *f, track_cmd *b, const struct perkhub_result *res)
 {
     size_t n = res->ncodes, total = 0;
     for (size_t i = 0; i < n; i++) {
@@ -373,22 +429,22 @@ static int seal_codes(ph_fulfil *f, track *t, const struct perkhub_result *res)
             return PH_EINVAL;
         total += 1 + cl + kl + PH_SEAL_OVERHEAD;
     }
-    t->codes = calloc(n, sizeof *t->codes);
-    t->blobs = malloc(total ? total : 1);
-    if (!t->codes || !t->blobs)
+    b->codes = calloc(n, sizeof *b->codes);
+    b->blobs = malloc(total ? total : 1);
+    if (!b->codes || !b->blobs)
         return PH_ENOMEM;
     size_t off = 0;
     for (size_t i = 0; i < n; i++) {
         const struct perkhub_code *c = &res->codes[i];
         size_t len = 0;
         int rc = ph_code_seal(f->o.keys, c->code, strlen(c->code), c->card_no,
-                              c->card_no ? strlen(c->card_no) : 0, t->blobs + off, &len,
-                              t->codes[i].hash);
+                              c->card_no ? strlen(c->card_no) : 0, b->blobs + off, &len,
+                              b->codes[i].hash);
         if (rc)
             return rc;
-        t->codes[i].sealed = t->blobs + off;
-        t->codes[i].sealed_len = (uint32_t)len;
-        t->codes[i].expires_at = c->expires_at_ms > 0 ? c->expires_at_ms : 0;
+        b->codes[i].sealed = b->blobs + off;
+        b->codes[i].sealed_len = (uint32_t)len;
+        b->codes[i].expires_at = c->expires_at_ms > 0 ? c->expires_at_ms : 0;
         off += len;
     }
     return PH_OK;
@@ -403,25 +459,36 @@ static int failover_target(ph_fulfil *f, track *t, ph_attempt_target *out, void 
 {
     const ph_config *cfg = f->o.cfg.acquire(f->o.cfg.ctx, ref);
     const ph_product_conf *p = ph_config_product(cfg, t->sku);
-    const char *tried[8];
-    for (size_t i = 0; i < t->ntried; i++)
-        tried[i] = t->tried[i];
-    return p && t->ntried < 8 && pick_target(f, cfg, p, tried, t->ntried, out) == PH_OK;
+    const char *tried[TRIED_MAX];
+    const char *name = t->tried;
+    for (size_t i = 0; i < t->ntried; i++, name += strlen(name) + 1)
+        tried[i] = name;
+    return p && t->ntried < TRIED_MAX && pick_target(f, cfg, p, tried, t->ntried, out) == PH_OK;
 }
 
-static void fill_cmd(track *t, const ph_attempt_move *m, const struct perkhub_result *res)
+/* The track's command, zeroed; NULL when out of memory. */
+static track_cmd *cmd_new(track *t)
 {
-    ph_cmd *c = &t->cmd;
+    track_cmd *b = calloc(1, sizeof *b);
+    if (b)
+        b->t = t;
+    return b;
+}
+
+static void fill_cmd(track_cmd *b, const ph_attempt_move *m, const struct perkhub_result *res)
+{
+    track *t = b->t;
+    ph_cmd *c = &b->cmd;
     memset(c, 0, sizeof *c);
     c->type = PH_CMD_ATTEMPT;
     c->now = ph_now_ms();
     c->done = on_cmd_done;
-    c->arg = t;
+    c->arg = b;
     c->in.attempt.order_id = t->order_id;
     c->in.attempt.no = t->no;
     c->in.attempt.state = m->state;
-    ph_text_clean(t->reason, sizeof t->reason, m->reason);
-    c->in.attempt.reason = t->reason;
+    ph_text_clean(b->reason, sizeof b->reason, m->reason);
+    c->in.attempt.reason = b->reason;
     c->in.attempt.step = -1;
     c->in.attempt.charged = res && res->amount >= 0 ? res->amount : -1;
     c->in.attempt.next_check_at = m->next_check_at;
@@ -437,6 +504,37 @@ static void fill_cmd(track *t, const ph_attempt_move *m, const struct perkhub_re
     }
 }
 
+/* No memory for the command that would record the exchange: nothing durable
+ * changed, so the attempt is asked about again later (a query, never the order
+ * again: it may have gone out). */
+static void record_later(ph_fulfil *f, track *t, const ph_attempt_ctx *a)
+{
+    ph_log(f->o.log, PH_LOG_ERROR, NULL, "fulfil.record_failed",
+           "order=%llu attempt=%u rc=out_of_memory", (unsigned long long)t->order_id, t->no);
+    t->send_order = 0;
+    t->follow_step = 0;
+    ph_sio_job_clear(&t->job);
+    pthread_mutex_lock(&f->mu);
+    heap_push(f, t, ph_now_ms() + ph_attempt_backoff(a, t->checks));
+    pthread_mutex_unlock(&f->mu);
+}
+
+/* A fail-over target for the command; its strings are copied out of the
+ * config snapshot they live in. */
+static void set_failover(ph_fulfil *f, track_cmd *b)
+{
+    void *ref = NULL;
+    ph_attempt_target *next = &b->cmd.in.attempt.next;
+    if (failover_target(f, b->t, next, &ref)) {
+        snprintf(b->next_supplier, sizeof b->next_supplier, "%s", next->supplier);
+        snprintf(b->next_product, sizeof b->next_product, "%s", next->product_id);
+        next->supplier = b->next_supplier;
+        next->product_id = b->next_product;
+    }
+    if (ref)
+        f->o.cfg.release(ref);
+}
+
 static void on_job_done(ph_sio_job *job)
 {
     track *t = job->arg;
@@ -447,31 +545,26 @@ static void on_job_done(ph_sio_job *job)
     ph_exchange x = {job->outcome, job->parsed, &job->res, job->detail};
     ph_attempt_move m;
     ph_attempt_decide(&a, &x, ph_now_ms(), &m);
+    track_cmd *b = cmd_new(t);
+    if (!b)
+        return record_later(f, t, &a);
     int stopping;
     pthread_mutex_lock(&f->mu);
     stopping = f->stopping;
     pthread_mutex_unlock(&f->mu);
-    if (m.take_codes && seal_codes(f, t, &job->res) != PH_OK) {
+    if (m.take_codes && seal_codes(f, b, &job->res) != PH_OK) {
         m.state = PH_ATTEMPT_UNKNOWN;
         m.take_codes = 0;
         snprintf(m.reason, sizeof m.reason, "codes_not_storable");
         m.next_check_at = ph_now_ms() + ph_attempt_backoff(&a, t->checks);
     }
-    fill_cmd(t, &m, job->parsed ? &job->res : NULL);
+    fill_cmd(b, &m, job->parsed ? &job->res : NULL);
     if (m.take_codes) {
-        t->cmd.in.attempt.codes = t->codes;
-        t->cmd.in.attempt.ncodes = job->res.ncodes;
+        b->cmd.in.attempt.codes = b->codes;
+        b->cmd.in.attempt.ncodes = job->res.ncodes;
     }
-    void *ref = NULL;
-    if (m.failover && !stopping && failover_target(f, t, &t->cmd.in.attempt.next, &ref)) {
-        /* the target's strings live in the config snapshot: copy them */
-        snprintf(t->next_supplier, sizeof t->next_supplier, "%s", t->cmd.in.attempt.next.supplier);
-        snprintf(t->next_product, sizeof t->next_product, "%s", t->cmd.in.attempt.next.product_id);
-        t->cmd.in.attempt.next.supplier = t->next_supplier;
-        t->cmd.in.attempt.next.product_id = t->next_product;
-    }
-    if (ref)
-        f->o.cfg.release(ref);
+    if (m.failover && !stopping)
+        set_failover(f, b);
     ph_log(f->o.log, PH_LOG_INFO, NULL, "fulfil.exchange",
            "order=%llu attempt=%u supplier=%s op=%s outcome=%s state=%s%s%s",
            (unsigned long long)t->order_id, t->no, t->supplier, ph_op_kind_name(job->op.kind),
@@ -483,10 +576,13 @@ static void on_job_done(ph_sio_job *job)
         t->step++;
     ph_sio_job_clear(job);
     t->phase = T_CMD;
-    if (ph_store_submit(f->o.store, &t->cmd) != PH_OK) {
+    t->cmd = b;
+    if (ph_store_submit(f->o.store, &b->cmd) != PH_OK) {
         pthread_mutex_lock(&f->mu);
         t->phase = T_IDLE; /* closing: the store keeps the last durable state */
+        t->cmd = NULL;
         pthread_mutex_unlock(&f->mu);
+        cmd_free(b);
     }
 }
 
@@ -514,8 +610,7 @@ static void track_next_attempt(ph_fulfil *f, track *t, const ph_order *o)
     snprintf(t->supplier, sizeof t->supplier, "%s", a->supplier);
     snprintf(t->product_id, sizeof t->product_id, "%s", a->product_id);
     snprintf(t->ref, sizeof t->ref, "%s", a->ref);
-    if (t->ntried < 8)
-        snprintf(t->tried[t->ntried++], sizeof t->tried[0], "%s", a->supplier);
+    tried_add(t, a->supplier);
     if (ph_suppliers_acquire(f->o.suppliers, t->supplier, &t->sup) != PH_OK)
         t->sup = NULL;
     track_limits(f, t);
@@ -526,9 +621,10 @@ static void track_next_attempt(ph_fulfil *f, track *t, const ph_order *o)
  * issue a code twice (rule 1), and asking again brings the same codes. The
  * supplier acted and charged, so the attempt fails without fail-over, with a
  * reason ops reconcile with the supplier. 1 when the command was resubmitted. */
-static int refuse_known_codes(ph_fulfil *f, track *t, ph_cmd *cmd)
+static int refuse_known_codes(ph_fulfil *f, track_cmd *b)
 {
-    if (cmd->rc != PH_EDUP || !cmd->in.attempt.ncodes)
+    track *t = b->t;
+    if (b->cmd.rc != PH_EDUP || !b->cmd.in.attempt.ncodes)
         return 0;
     ph_log(f->o.log, PH_LOG_ERROR, NULL, "fulfil.known_codes",
            "order=%llu attempt=%u supplier=%s detail=\"the supplier delivered codes already "
@@ -536,22 +632,31 @@ static int refuse_known_codes(ph_fulfil *f, track *t, ph_cmd *cmd)
            (unsigned long long)t->order_id, t->no, t->supplier);
     ph_attempt_move m = {.state = PH_ATTEMPT_FAILED};
     snprintf(m.reason, sizeof m.reason, "supplier_delivered_known_codes");
-    ph_cmd_clear(cmd);
-    fill_cmd(t, &m, NULL);
-    return ph_store_submit(f->o.store, &t->cmd) == PH_OK;
+    ph_cmd_clear(&b->cmd);
+    fill_cmd(b, &m, NULL);
+    return ph_store_submit(f->o.store, &b->cmd) == PH_OK;
+}
+
+/* The track's command is over: its results and memory go. */
+static void cmd_end(track *t, track_cmd *b)
+{
+    t->cmd = NULL;
+    ph_cmd_clear(&b->cmd);
+    cmd_free(b);
 }
 
 static void on_cmd_done(ph_cmd *cmd)
 {
-    track *t = cmd->arg;
+    track_cmd *b = (track_cmd *)cmd;
+    track *t = b->t;
     ph_fulfil *f = t->f;
-    const ph_order *o = cmd->order;
-    free(t->codes);
-    free(t->blobs);
-    t->codes = NULL;
-    t->blobs = NULL;
-    if (refuse_known_codes(f, t, cmd))
+    free(b->codes);
+    free(b->blobs);
+    b->codes = NULL;
+    b->blobs = NULL;
+    if (refuse_known_codes(f, b))
         return;
+    const ph_order *o = cmd->order;
     pthread_mutex_lock(&f->mu);
     if (cmd->rc != PH_OK || !o) {
         /* PH_ESTATE: the attempt moved on already (a late duplicate); anything
@@ -561,14 +666,14 @@ static void on_cmd_done(ph_cmd *cmd)
         if (cmd->rc == PH_ESTATE || f->stopping) {
             reg_del(f, t);
             pthread_mutex_unlock(&f->mu);
-            ph_cmd_clear(cmd);
+            cmd_end(t, b);
             track_free(t);
             return;
         }
         ph_attempt_ctx ac = {.query_delay_ms = t->query_delay_ms, .query_max_ms = t->query_max_ms};
+        cmd_end(t, b);
         heap_push(f, t, ph_now_ms() + ph_attempt_backoff(&ac, t->checks));
         pthread_mutex_unlock(&f->mu);
-        ph_cmd_clear(cmd);
         return;
     }
     const ph_attempt *a = NULL;
@@ -581,13 +686,13 @@ static void on_cmd_done(ph_cmd *cmd)
         fired = waiters_take(f, o->id, 0);
         pthread_mutex_unlock(&f->mu);
         waiters_fire(fired);
-        ph_cmd_clear(cmd);
+        cmd_end(t, b);
         track_free(t);
         return;
     }
     if (o->nattempts && o->attempts[o->nattempts - 1].no != t->no) {
         track_next_attempt(f, t, o); /* fail-over: send the new attempt now */
-        ph_cmd_clear(cmd);
+        cmd_end(t, b);
         if (!f->stopping)
             track_run(f, t);
         pthread_mutex_unlock(&f->mu);
@@ -602,7 +707,7 @@ static void on_cmd_done(ph_cmd *cmd)
         t->confirm = 0;
         due = ph_now_ms();
     }
-    ph_cmd_clear(cmd);
+    cmd_end(t, b);
     heap_push(f, t, due);
     pthread_mutex_unlock(&f->mu);
 }
@@ -727,14 +832,21 @@ static void resume_one(ph_fulfil *f, const ph_order *o, ph_err *err)
     track_account(f, t, o, NULL);
     pthread_mutex_lock(&f->mu);
     reg_add(f, t);
-    if (a->state == PH_ATTEMPT_SENDING) {
+    track_cmd *b = a->state == PH_ATTEMPT_SENDING ? cmd_new(t) : NULL;
+    if (b) {
         ph_attempt_move m = {.state = PH_ATTEMPT_UNKNOWN, .next_check_at = ph_now_ms()};
         snprintf(m.reason, sizeof m.reason, "interrupted_while_sending");
-        fill_cmd(t, &m, NULL);
+        fill_cmd(b, &m, NULL);
         t->phase = T_CMD;
-        if (ph_store_submit(f->o.store, &t->cmd) != PH_OK)
+        t->cmd = b;
+        if (ph_store_submit(f->o.store, &b->cmd) != PH_OK) {
             t->phase = T_IDLE;
+            t->cmd = NULL;
+            cmd_free(b);
+        }
     } else {
+        /* a SENDING attempt without memory to record it UNKNOWN is queried
+         * all the same: whatever the query says, it was sent */
         heap_push(f, t, a->next_check_at ? a->next_check_at : ph_now_ms());
     }
     pthread_mutex_unlock(&f->mu);

@@ -614,7 +614,14 @@ static int grow_map(ph_store *s)
  * writing; the batch must run again with nested transactions. */
 #define PH_STORE_REDO 2
 
-/* Applies one command inside txn: directly when `direct` (PH_CMD_ORDER only),
+/* The commands that set ph_wtxn.wrote before their first write, so they can
+ * run without a nested transaction (store_apply.c). */
+static int applies_direct(int type)
+{
+    return type == PH_CMD_ORDER || type == PH_CMD_SUPPLY_CREATE || type == PH_CMD_ATTEMPT;
+}
+
+/* Applies one command inside txn: directly when `direct` (applies_direct),
  * else in a nested transaction. Returns the command's rc (its result and ids
  * kept only on PH_OK), PH_STORE_REDO, or PH_STORE_BEGIN_FAILED with *mrc set
  * when the nested transaction could not begin. */
@@ -646,10 +653,11 @@ static int run_cmd(ph_store *s, MDB_txn *txn, ph_cmd *c, ph_ids *ids, int direct
     return c->rc;
 }
 
-/* Applies every command of the batch in one write transaction. Orders run
- * directly in it (they fail before their first write, or the batch is redone
- * with `nested` set); every other command, and every command of a redone
- * batch, runs in a nested transaction that is thrown away when it fails.
+/* Applies every command of the batch in one write transaction. Orders and
+ * supplier commands run directly in it (they fail before their first write,
+ * or the batch is redone with `nested` set); every other command, and every
+ * command of a redone batch, runs in a nested transaction that is thrown away
+ * when it fails.
  * Returns PH_OK (committed; per-command results set), PH_STORE_MAPFULL (the
  * whole batch must run again after growing the map), PH_STORE_REDO (run it
  * again with nested set) or PH_EIO. */
@@ -661,7 +669,7 @@ static int run_batch(ph_store *s, ph_cmd *batch, ph_ids *ids, int nested, ph_err
         return ph_store_lmdb_err(err, mrc, "begin");
     ph_ids start = *ids;
     for (ph_cmd *c = batch; c; c = c->next) {
-        int rc = run_cmd(s, txn, c, ids, !nested && c->type == PH_CMD_ORDER, &mrc);
+        int rc = run_cmd(s, txn, c, ids, !nested && applies_direct(c->type), &mrc);
         if (rc == PH_STORE_MAPFULL || rc == PH_STORE_REDO || rc == PH_STORE_BEGIN_FAILED) {
             mdb_txn_abort(txn);
             *ids = start;

@@ -3,11 +3,12 @@
  *
  * Each apply_* function runs in its own nested transaction: it may fail at
  * any point and the writer throws its changes away, so these functions check
- * as they go instead of validating everything up front. apply_order, the hot
- * path, runs directly in the batch's transaction instead (a nested one costs
- * LMDB a dirty list per command): it sets w->wrote before its first write, so
- * the writer knows when a failure left changes behind and redoes the batch
- * with nested transactions (store.c, run_batch). These functions are
+ * as they go instead of validating everything up front. The hot paths —
+ * apply_order, apply_supply_create and apply_attempt — run directly in the
+ * batch's transaction instead (a nested one costs LMDB a dirty list per
+ * command): each sets w->wrote before its first write, so the writer knows
+ * when a failure left changes behind and redoes the batch with nested
+ * transactions (store.c, run_batch). These functions are
  * deterministic (the time is cmd->now; ids come from w->ids) and write their
  * events in the same transaction as the change (transactional outbox).
  *
@@ -272,37 +273,62 @@ static int replay_order(ph_wtxn *w, ph_cmd *c, const MDB_val *ref, const uint8_t
     return PH_OK;
 }
 
-static int memo_orderable(ph_memo *m, const char *sku)
+/* PH_DELIVERY_* of a listed sku the memo holds, else 0. */
+static int memo_delivery(const ph_memo *m, const char *sku)
 {
     for (unsigned i = 0; i < PH_MEMO_SKUS; i++)
-        if (strcmp(m->orderable[i], sku) == 0)
-            return 1;
+        if (m->delivery[i] && strcmp(m->sku[i], sku) == 0)
+            return m->delivery[i];
     return 0;
+}
+
+static void memo_note(ph_memo *m, const char *sku, int delivery)
+{
+    snprintf(m->sku[m->next_sku], sizeof m->sku[0], "%s", sku);
+    m->delivery[m->next_sku] = delivery;
+    m->next_sku = (m->next_sku + 1) % PH_MEMO_SKUS;
+}
+
+static const char *delivery_name(int delivery)
+{
+    return delivery == PH_DELIVERY_RECHARGE ? "recharge" : "card_code";
+}
+
+/* How a listed product is delivered: *out is PH_DELIVERY_*, or 0 for a kind
+ * neither of ours (whose name `kind` then gets, for the caller's message),
+ * from the memo or the stored product. PH_ESKU (message set) for a product
+ * that is missing or not listed. */
+static int listed_delivery(ph_wtxn *w, ph_cmd *c, const char *sku, int *out, char kind[32])
+{
+    ph_memo *m = &w->s->memo;
+    if ((*out = memo_delivery(m, sku)) != 0)
+        return PH_OK;
+    json_t *p;
+    int rc = get_product(w, sku, &p, &c->err);
+    if (rc)
+        return rc;
+    const char *delivery = json_string_value(json_object_get(p, "delivery"));
+    snprintf(kind, 32, "%s", delivery ? delivery : "?");
+    *out = !delivery                            ? 0
+           : strcmp(delivery, "card_code") == 0 ? PH_DELIVERY_CARD_CODE
+           : strcmp(delivery, "recharge") == 0  ? PH_DELIVERY_RECHARGE
+                                                : 0;
+    if (!json_is_true(json_object_get(p, "listed")))
+        rc = ph_err_set(&c->err, PH_ESKU, "sku: '%s' is not listed", sku);
+    json_decref(p);
+    if (rc == PH_OK && *out)
+        memo_note(m, sku, *out);
+    return rc;
 }
 
 static int check_orderable(ph_wtxn *w, ph_cmd *c)
 {
-    ph_memo *m = &w->s->memo;
-    if (memo_orderable(m, c->in.order.sku))
-        return PH_OK;
-    json_t *p;
-    int rc = get_product(w, c->in.order.sku, &p, &c->err);
-    if (rc)
-        return rc;
-    const char *delivery = json_string_value(json_object_get(p, "delivery"));
-    int listed = json_is_true(json_object_get(p, "listed"));
-    int card = delivery && strcmp(delivery, "card_code") == 0;
-    /* delivery points into p: release p only after the messages are written */
-    if (!listed)
-        rc = ph_err_set(&c->err, PH_ESKU, "sku: '%s' is not listed", c->in.order.sku);
-    else if (!card)
+    char kind[32] = "card_code";
+    int delivery;
+    int rc = listed_delivery(w, c, c->in.order.sku, &delivery, kind);
+    if (rc == PH_OK && delivery != PH_DELIVERY_CARD_CODE)
         rc = ph_err_set(&c->err, PH_ESKU, "sku: '%s' is delivered by %s, not from card-code stock",
-                        c->in.order.sku, delivery ? delivery : "?");
-    json_decref(p);
-    if (rc == PH_OK) {
-        snprintf(m->orderable[m->next_sku], sizeof m->orderable[0], "%s", c->in.order.sku);
-        m->next_sku = (m->next_sku + 1) % PH_MEMO_SKUS;
-    }
+                        c->in.order.sku, delivery ? delivery_name(delivery) : kind);
     return rc;
 }
 
@@ -586,67 +612,139 @@ static int has_open_attempt(const ph_order *o)
     return o->nattempts && ph_attempt_open(o->attempts[o->nattempts - 1].state);
 }
 
-static const char *delivery_name(int delivery)
+/* ---- supplier order events, written as text ------------------------------------
+ * Byte for byte what emit() would write (jansson, compact, keys in this order),
+ * without a JSON tree per event: these are written for every attempt. Strings
+ * are identifiers or printable ASCII (text_ok); they are escaped anyway. */
+
+typedef struct evtext {
+    char buf[1024];
+    size_t len;
+    int overflow;
+} evtext;
+
+static void ev_raw(evtext *e, const char *s, size_t n)
 {
-    return delivery == PH_DELIVERY_RECHARGE ? "recharge" : "card_code";
+    if (e->len + n >= sizeof e->buf) {
+        e->overflow = 1;
+        return;
+    }
+    memcpy(e->buf + e->len, s, n);
+    e->len += n;
 }
 
-/* The fields every order event starts with. Never the account, masked or not. */
-static json_t *order_fields(const ph_order *o)
+static void ev_key(evtext *e, const char *key)
 {
-    return json_pack("{s:I,s:s,s:s,s:s}", "order_id", (json_int_t)o->id, "client", o->client,
-                     "client_order_id", o->client_order_id, "sku", o->sku);
+    ev_raw(e, ",\"", 2);
+    ev_raw(e, key, strlen(key));
+    ev_raw(e, "\":", 2);
+}
+
+/* A JSON string as jansson escapes it: \" \\ and control characters. */
+static void ev_str(evtext *e, const char *key, const char *v)
+{
+    static const char hex[] = "0123456789ABCDEF"; /* jansson writes \\u%04X */
+    ev_key(e, key);
+    ev_raw(e, "\"", 1);
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+        const char *esc = *p == '"'    ? "\\\""
+                          : *p == '\\' ? "\\\\"
+                          : *p == '\b' ? "\\b"
+                          : *p == '\f' ? "\\f"
+                          : *p == '\n' ? "\\n"
+                          : *p == '\r' ? "\\r"
+                          : *p == '\t' ? "\\t"
+                                       : NULL;
+        if (esc) {
+            ev_raw(e, esc, 2);
+        } else if (*p < 0x20) {
+            char u[6] = {'\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15]};
+            ev_raw(e, u, sizeof u);
+        } else {
+            ev_raw(e, (const char *)p, 1);
+        }
+    }
+    ev_raw(e, "\"", 1);
+}
+
+static void ev_int(evtext *e, const char *key, long long v)
+{
+    char n[24];
+    ev_key(e, key);
+    ev_raw(e, n, (size_t)snprintf(n, sizeof n, "%lld", v));
+}
+
+/* seq, at, type, then the fields every order event starts with. Never the
+ * account, masked or not. */
+static void ev_begin(evtext *e, ph_wtxn *w, int64_t now, const char *type, const ph_order *o)
+{
+    e->len = 0;
+    e->overflow = 0;
+    char n[24];
+    ev_raw(e, "{\"seq\":", 7);
+    ev_raw(e, n, (size_t)snprintf(n, sizeof n, "%llu", (unsigned long long)w->ids.event));
+    ev_str(e, "at", event_time(w, now));
+    ev_str(e, "type", type);
+    ev_int(e, "order_id", (long long)o->id);
+    ev_str(e, "client", o->client);
+    ev_str(e, "client_order_id", o->client_order_id);
+    ev_str(e, "sku", o->sku);
+}
+
+static int ev_end(evtext *e, ph_wtxn *w, const ph_order *o, ph_err *err)
+{
+    ev_raw(e, "}", 1);
+    if (e->overflow)
+        return ph_err_set(err, PH_EIO, "order %llu: event too long", (unsigned long long)o->id);
+    return append_event(w, e->buf, e->len, err);
 }
 
 static int emit_accepted(ph_wtxn *w, int64_t now, const ph_order *o, ph_err *err)
 {
-    json_t *f = order_fields(o);
-    if (f) {
-        json_object_set_new(f, "quantity", json_integer(o->quantity));
-        json_object_set_new(f, "delivery", json_string(delivery_name(o->delivery)));
-        json_object_set_new(f, "state", json_string(ph_order_state_name(o->state)));
-        if (o->nattempts) {
-            json_object_set_new(f, "supplier", json_string(o->attempts[0].supplier));
-            json_object_set_new(f, "attempt", json_integer(1));
-        }
+    evtext e;
+    ev_begin(&e, w, now, "order.accepted", o);
+    ev_int(&e, "quantity", o->quantity);
+    ev_str(&e, "delivery", delivery_name(o->delivery));
+    ev_str(&e, "state", ph_order_state_name(o->state));
+    if (o->nattempts) {
+        ev_str(&e, "supplier", o->attempts[0].supplier);
+        ev_int(&e, "attempt", 1);
     }
-    return emit(w, now, "order.accepted", f, err);
+    return ev_end(&e, w, o, err);
 }
 
 static int emit_attempt(ph_wtxn *w, int64_t now, const ph_order *o, const ph_attempt *a,
                         ph_err *err)
 {
-    json_t *f = order_fields(o);
-    if (f) {
-        json_object_set_new(f, "attempt", json_integer(a->no));
-        json_object_set_new(f, "supplier", json_string(a->supplier));
-        json_object_set_new(f, "state", json_string(ph_attempt_state_name(a->state)));
-        json_object_set_new(f, "reason", json_string(a->reason));
-    }
-    return emit(w, now, "order.attempt", f, err);
+    evtext e;
+    ev_begin(&e, w, now, "order.attempt", o);
+    ev_int(&e, "attempt", a->no);
+    ev_str(&e, "supplier", a->supplier);
+    ev_str(&e, "state", ph_attempt_state_name(a->state));
+    ev_str(&e, "reason", a->reason);
+    return ev_end(&e, w, o, err);
 }
 
 /* order.succeeded / order.failed / order.unknown for a supplier order. */
 static int emit_outcome(ph_wtxn *w, int64_t now, const ph_order *o, uint64_t batch_id, ph_err *err)
 {
     const ph_attempt *a = o->nattempts ? &o->attempts[o->nattempts - 1] : NULL;
-    json_t *f = order_fields(o);
-    if (f) {
-        json_object_set_new(f, "quantity", json_integer(o->quantity));
-        if (o->state == PH_ORDER_SUCCEEDED)
-            json_object_set_new(f, "cost_fen", json_integer(o->cost));
-        else
-            json_object_set_new(f, "reason", json_string(o->reason));
-        if (a) {
-            json_object_set_new(f, "supplier", json_string(a->supplier));
-            json_object_set_new(f, "attempt", json_integer(a->no));
-        }
-        if (batch_id)
-            json_object_set_new(f, "batch_id", json_integer((json_int_t)batch_id));
-    }
     char type[32];
     snprintf(type, sizeof type, "order.%s", ph_order_state_name(o->state));
-    return emit(w, now, type, f, err);
+    evtext e;
+    ev_begin(&e, w, now, type, o);
+    ev_int(&e, "quantity", o->quantity);
+    if (o->state == PH_ORDER_SUCCEEDED)
+        ev_int(&e, "cost_fen", o->cost);
+    else
+        ev_str(&e, "reason", o->reason);
+    if (a) {
+        ev_str(&e, "supplier", a->supplier);
+        ev_int(&e, "attempt", a->no);
+    }
+    if (batch_id)
+        ev_int(&e, "batch_id", (long long)batch_id);
+    return ev_end(&e, w, o, err);
 }
 
 static int check_supply_input(ph_cmd *c)
@@ -680,18 +778,13 @@ static int check_supply_input(ph_cmd *c)
 static int check_suppliable(ph_wtxn *w, ph_cmd *c)
 {
     const char *sku = c->in.supply.sku;
-    json_t *p;
-    int rc = get_product(w, sku, &p, &c->err);
-    if (rc)
-        return rc;
-    const char *delivery = json_string_value(json_object_get(p, "delivery"));
-    const char *want = delivery_name(c->in.supply.delivery);
-    if (!json_is_true(json_object_get(p, "listed")))
-        rc = ph_err_set(&c->err, PH_ESKU, "sku: '%s' is not listed", sku);
-    else if (!delivery || strcmp(delivery, want) != 0)
+    char kind[32] = "?";
+    int delivery;
+    int rc = listed_delivery(w, c, sku, &delivery, kind);
+    if (rc == PH_OK && delivery != c->in.supply.delivery)
         rc = ph_err_set(&c->err, PH_ESKU, "sku: '%s' is delivered by %s, not %s", sku,
-                        delivery ? delivery : "?", want);
-    json_decref(p);
+                        delivery ? delivery_name(delivery) : kind,
+                        delivery_name(c->in.supply.delivery));
     return rc;
 }
 
@@ -744,6 +837,8 @@ static int apply_supply_create(ph_wtxn *w, ph_cmd *c)
         snprintf(o->reason, sizeof o->reason, "%s",
                  c->in.supply.fail_reason ? c->in.supply.fail_reason : "");
     }
+    if (rc == PH_OK)
+        w->wrote = 1; /* every failure above left the database untouched */
     if (rc == PH_OK && (rc = put_order(w, o, MDB_APPEND, &c->err)) == PH_OK &&
         (rc = put_supply(w, o, MDB_APPEND, &c->err)) == PH_OK &&
         (rc = index_order(w, o, &c->err)) == PH_OK &&
@@ -880,6 +975,7 @@ static int store_supplied(ph_wtxn *w, ph_cmd *c, ph_order *o, const ph_attempt *
     snprintf(b.note, sizeof b.note, "order %llu attempt %u", (unsigned long long)o->id, a->no);
     if (!(o->codes = calloc(n, sizeof *o->codes)))
         return ph_err_set(&c->err, PH_ENOMEM, "out of memory");
+    w->wrote = 1; /* a duplicate code is found only after the codes are written */
     for (size_t i = 0; i < n; i++, o->ncodes++) {
         const ph_supplied_code *sc = &c->in.attempt.codes[i];
         uint64_t id = w->ids.code++;
@@ -977,6 +1073,7 @@ static int write_attempt(ph_wtxn *w, ph_cmd *c, ph_order *o, const attempt_befor
     int order_moved = b->order_state != o->state;
     int added = o->nattempts != b->nattempts;
     int rc = PH_OK;
+    w->wrote = 1;
     /* a check that changes nothing but the attempt's bookkeeping leaves the order be */
     if (order_moved || added || attempt_moved || strcmp(b->reason, o->reason)) {
         o->updated_at = c->now;

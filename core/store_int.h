@@ -32,16 +32,18 @@ enum {
 };
 
 /* The writer's memo of facts it would otherwise re-parse from JSON for every
- * order: which SKUs are orderable from stock and what a batch's codes cost.
+ * order: how each recently ordered listed SKU is delivered (card codes, orderable
+ * from stock or a supplier, or recharge) and what a batch's codes cost.
  * Derived only from the database, so applying stays deterministic. Cleared
  * when the catalog changes (PUT_PRODUCTS) and when a batch fails to commit
  * (its rolled-back ids may be handed out again). Writer thread only. */
 #define PH_MEMO_SKUS  16
 #define PH_MEMO_COSTS 64
 typedef struct ph_memo {
-    char orderable[PH_MEMO_SKUS][PH_SKU_MAX + 1];
-    unsigned next_sku;                  /* round-robin replacement */
-    uint64_t cost_batch[PH_MEMO_COSTS]; /* direct-mapped by batch id; 0 = empty */
+    char sku[PH_MEMO_SKUS][PH_SKU_MAX + 1]; /* listed products only */
+    int delivery[PH_MEMO_SKUS];             /* PH_DELIVERY_* of sku[i] */
+    unsigned next_sku;                      /* round-robin replacement */
+    uint64_t cost_batch[PH_MEMO_COSTS];     /* direct-mapped by batch id; 0 = empty */
     int64_t cost[PH_MEMO_COSTS];
 } ph_memo;
 
@@ -79,9 +81,10 @@ typedef struct ph_ids {
 
 /* The writer's view while applying one command. `wrote` is set before the
  * command's first write by the commands the writer applies without a nested
- * transaction (PH_CMD_ORDER, see run_batch): one that fails with it set has
- * left changes behind (as may one that fails with PH_EIO), and the whole batch
- * is redone with nested transactions. */
+ * transaction (PH_CMD_ORDER, PH_CMD_SUPPLY_CREATE, PH_CMD_ATTEMPT; see
+ * run_batch): one that fails with it set has left changes behind (as may one
+ * that fails with PH_EIO), and the whole batch is redone with nested
+ * transactions. */
 typedef struct ph_wtxn {
     ph_store *s;
     MDB_txn *txn;

@@ -2,7 +2,7 @@
  * supplier_io.h — the core's supplier I/O engine: every byte perkhub sends to a
  * supplier goes through here (DESIGN.md rule 5).
  *
- * One thread runs a libcurl multi handle: thousands of exchanges in flight, no
+ * One thread runs libcurl multi handles: thousands of exchanges in flight, no
  * thread per request. A job is ONE exchange: the engine asks the supplier's
  * plugin to build the request, sends it (or, for a PERKHUB_CAP_LOCAL plugin,
  * hands it to ops->serve_local), classifies what happened, and lets the

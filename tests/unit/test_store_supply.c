@@ -12,6 +12,9 @@
  * the mask "138****8000". No event may contain any of them.
  */
 
+#include <sched.h>
+#include <semaphore.h>
+
 #include "config.h"
 #include "store.h"
 #include "store_fixture.h" /* criterion, lmdb, jansson, the catalog, setup */
@@ -365,6 +368,36 @@ Test(supply, unknown_delisted_or_mismatched_sku_is_refused)
     ph_order_list_free(list, n);
     /* ids were given back: the next order is 1 */
     cr_assert_eq(create_ok("S-2", IQ, 1, "sup-b"), 1);
+    assert_check();
+}
+
+/* The writer remembers how a SKU is delivered (the memo); a catalog change must be
+ * seen by the next supplier order, and a mismatch refused even when remembered. */
+Test(supply, a_catalog_change_is_seen_at_once)
+{
+    start();
+    create_ok("M-1", TOPUP, 1, "sup-b"); /* TOPUP is remembered as a recharge */
+    ph_cmd c;
+    create_cmd(&c, "M-2", TOPUP, 1, "sup-b");
+    c.in.supply.delivery = PH_DELIVERY_CARD_CODE;
+    c.in.supply.account_sealed = NULL;
+    c.in.supply.account_masked = NULL;
+    cr_assert_eq(ph_store_exec(g_s, &c), PH_ESKU, "a card order for a remembered recharge SKU");
+    cr_assert_not_null(strstr(c.err.msg, "delivered by recharge"), "%s", c.err.msg);
+    ph_cmd_clear(&c);
+    static const char *const delisted =
+        "{\"sku\":\"" TOPUP "\",\"name\":\"Phone top-up 30\",\"brand\":\"carrier\","
+        "\"delivery\":\"recharge\",\"face_value\":\"30.00\",\"listed\":false}";
+    const char *const all[] = {P_IQ, delisted};
+    ph_cmd p = {.type = PH_CMD_PUT_PRODUCTS, .now = NOW};
+    p.in.products.json = all;
+    p.in.products.n = 2;
+    cr_assert_eq(ph_store_exec(g_s, &p), PH_OK, "%s", p.err.msg);
+    ph_cmd_clear(&p);
+    create_cmd(&c, "M-3", TOPUP, 1, "sup-b");
+    cr_assert_eq(ph_store_exec(g_s, &c), PH_ESKU, "a delisted SKU the writer remembered");
+    cr_assert_not_null(strstr(c.err.msg, "not listed"), "%s", c.err.msg);
+    ph_cmd_clear(&c);
     assert_check();
 }
 
@@ -869,6 +902,190 @@ Test(supply, state_names)
     cr_assert_str_eq(ph_attempt_state_name(PH_ATTEMPT_FAILED), "failed");
     cr_assert_str_eq(ph_attempt_state_name(0), "?");
     cr_assert_str_eq(ph_attempt_state_name(6), "?");
+}
+
+/* ---- supplier commands apply without a nested transaction (docs/store.md, "Orders
+ * skip the nested transaction"): a batch mixing commands that succeed, fail before
+ * writing and fail after writing commits whole, the failures change nothing. ---- */
+
+typedef struct held_cmd {
+    ph_cmd c; /* first: done gets the command back as the holder */
+    sem_t *gate;
+    sem_t done;
+} held_cmd;
+
+static void held_done(ph_cmd *c)
+{
+    held_cmd *h = (held_cmd *)c;
+    if (h->gate)
+        sem_wait(h->gate); /* holds the writer: the next commands queue into one batch */
+    sem_post(&h->done);
+}
+
+/* Submits h->c (filled by the caller); with a gate, the writer stops in its done. */
+static void submit_held(held_cmd *h, sem_t *gate)
+{
+    h->c.done = held_done;
+    h->gate = gate;
+    sem_init(&h->done, 0, 0);
+    cr_assert_eq(ph_store_submit(g_s, &h->c), PH_OK);
+}
+
+static uint64_t writer_commits(void)
+{
+    ph_writer_stats w;
+    ph_store_writer_stats(g_s, &w);
+    return w.commits;
+}
+
+Test(supply, a_batch_with_failed_supplier_commands_commits_the_rest_and_nothing_else)
+{
+    start();
+    cr_assert_eq(import_code(5), PH_OK);
+    uint64_t card = create_ok("S-A", IQ, 2, "sup-b");
+    uint64_t topup = create_ok("S-B", TOPUP, 1, "sup-b");
+    uint64_t done = create_ok("S-C", TOPUP, 1, "sup-b");
+    char *card_before = order_text(card);
+    uint64_t seq = last_event();
+
+    sem_t gate;
+    sem_init(&gate, 0, 0);
+    static held_cmd blk, mv, dup, n1, fin, late, clash, n2;
+    create_cmd(&blk.c, "BLK", TOPUP, 1, "sup-b");
+    uint64_t commits = writer_commits();
+    submit_held(&blk, &gate);
+    while (writer_commits() == commits) /* blk committed; the writer waits in its done */
+        sched_yield();
+    ph_writer_stats w0, w1;
+    ph_store_writer_stats(g_s, &w0);
+    attempt_cmd(&mv.c, topup, 1, PH_ATTEMPT_PROCESSING);
+    submit_held(&mv, NULL);
+    supplied s; /* code 5 is in stock already: refused after code 6 was written */
+    supply_codes(&s, (unsigned[]){6, 5}, 2);
+    attempt_cmd(&dup.c, card, 1, PH_ATTEMPT_SUCCEEDED);
+    dup.c.in.attempt.codes = s.codes;
+    dup.c.in.attempt.ncodes = 2;
+    submit_held(&dup, NULL);
+    create_cmd(&n1.c, "N-1", TOPUP, 1, "sup-b");
+    submit_held(&n1, NULL);
+    attempt_cmd(&fin.c, done, 1, PH_ATTEMPT_SUCCEEDED);
+    submit_held(&fin, NULL);
+    attempt_cmd(&late.c, done, 1, PH_ATTEMPT_PROCESSING); /* after fin: not forward */
+    submit_held(&late, NULL);
+    create_cmd(&clash.c, "N-1", IQ, 1, "sup-b"); /* n1's id, another request */
+    submit_held(&clash, NULL);
+    create_cmd(&n2.c, "N-2", TOPUP, 1, "sup-b");
+    submit_held(&n2, NULL);
+    sem_post(&gate);
+    held_cmd *all[] = {&blk, &mv, &dup, &n1, &fin, &late, &clash, &n2};
+    for (size_t i = 0; i < 8; i++)
+        sem_wait(&all[i]->done);
+    ph_store_writer_stats(g_s, &w1);
+    cr_expect_eq(w1.commits - w0.commits, 1, "one batch");
+    cr_expect_eq(w1.commands - w0.commands, 7);
+
+    cr_assert_eq(mv.c.rc, PH_OK, "%s", mv.c.err.msg);
+    cr_assert_eq(dup.c.rc, PH_EDUP, "%s", dup.c.err.msg);
+    cr_assert_null(dup.c.order);
+    cr_assert_eq(n1.c.rc, PH_OK, "%s", n1.c.err.msg);
+    cr_assert_eq(fin.c.rc, PH_OK, "%s", fin.c.err.msg);
+    cr_assert_eq(late.c.rc, PH_ESTATE);
+    cr_assert_eq(clash.c.rc, PH_ECONFLICT);
+    cr_assert_eq(n2.c.rc, PH_OK, "%s", n2.c.err.msg);
+    cr_assert_eq(n1.c.order->id, blk.c.order->id + 1, "ids stay contiguous");
+    cr_assert_eq(n2.c.order->id, blk.c.order->id + 2);
+    uint64_t blk_id = blk.c.order->id;
+    for (size_t i = 0; i < 8; i++)
+        ph_cmd_clear(&all[i]->c);
+    sem_destroy(&gate);
+
+    /* the refused delivery left nothing: not its order, its codes, its ids */
+    char *card_after = order_text(card);
+    cr_assert_str_eq(card_after, card_before);
+    free(card_after);
+    free(card_before);
+    uint8_t h[32];
+    ph_code_info info;
+    code_hash(6, h);
+    cr_assert_eq(ph_store_code_find(g_s, h, &info, NULL), PH_ENOTFOUND);
+    ph_order *o = get_order(topup, 0);
+    cr_assert_eq(o->attempts[0].state, PH_ATTEMPT_PROCESSING);
+    ph_order_free(o);
+    o = get_order(done, 0);
+    cr_assert_eq(o->state, PH_ORDER_SUCCEEDED);
+    ph_order_free(o);
+    /* events of blk, mv, n1, fin (attempt and outcome), n2: numbered without a gap */
+    json_t *evs = events_after(seq);
+    const char *want[] = {"order.accepted", "order.attempt",   "order.accepted",
+                          "order.attempt",  "order.succeeded", "order.accepted"};
+    cr_assert_eq(json_array_size(evs), 6);
+    for (size_t i = 0; i < 6; i++) {
+        json_t *ev = json_array_get(evs, i);
+        cr_assert_str_eq(ev_str(ev, "type"), want[i]);
+        cr_assert_eq(ev_int(ev, "seq"), (json_int_t)(seq + 1 + i));
+    }
+    json_decref(evs);
+    assert_pending((uint64_t[]){card, topup, blk_id, blk_id + 1, blk_id + 2}, 5);
+    assert_check();
+    reopen();
+    assert_check();
+    cr_assert_eq(create_ok("N-3", TOPUP, 1, "sup-b"), blk_id + 3, "ids follow on after a reopen");
+}
+
+/* Supplier order events are formatted as text (store_apply.c): each must be the
+ * canonical compact JSON jansson would write, keys in the documented order, with
+ * quotes and backslashes in a reason escaped. */
+static void expect_keys(const char *text, const char *const *keys)
+{
+    json_t *ev = json_loads(text, 0, NULL);
+    cr_assert_not_null(ev, "not JSON: %s", text);
+    char *again = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    cr_assert_str_eq(again, text, "not canonical");
+    free(again);
+    size_t i = 0;
+    const char *key;
+    json_t *v;
+    json_object_foreach(ev, key, v)
+    {
+        cr_assert_not_null(keys[i], "extra key %s in %s", key, text);
+        cr_assert_str_eq(key, keys[i], "key %zu of %s", i, text);
+        i++;
+    }
+    cr_assert_null(keys[i], "missing key %s in %s", keys[i], text);
+    json_decref(ev);
+}
+
+Test(supply, events_are_canonical_json_with_keys_in_order)
+{
+    start();
+    uint64_t seq = last_event();
+    uint64_t card = create_ok("E-1", IQ, 1, "sup-b");
+    create_ok("E-2", TOPUP, 1, NULL); /* failed at once */
+    cr_assert_eq(attempt(card, 1, PH_ATTEMPT_UNKNOWN, "said \"maybe\" \\ twice"), PH_OK);
+    unsigned one[] = {1};
+    cr_assert_eq(succeed_with(card, 1, one, 1, NULL), PH_OK);
+#define BASE "seq", "at", "type", "order_id", "client", "client_order_id", "sku"
+    static const char *const accepted[] = {BASE,       "quantity", "delivery", "state",
+                                           "supplier", "attempt",  NULL};
+    static const char *const accepted_failed[] = {BASE, "quantity", "delivery", "state", NULL};
+    static const char *const failed[] = {BASE, "quantity", "reason", NULL};
+    static const char *const attempted[] = {BASE, "attempt", "supplier", "state", "reason", NULL};
+    static const char *const unknown[] = {BASE, "quantity", "reason", "supplier", "attempt", NULL};
+    static const char *const succeeded[] = {BASE,      "quantity", "cost_fen", "supplier",
+                                            "attempt", "batch_id", NULL};
+#undef BASE
+    const char *const *want[] = {accepted, accepted_failed, failed,   attempted,
+                                 unknown,  attempted,       succeeded};
+    char **list;
+    size_t n;
+    ph_err err = {0};
+    cr_assert_eq(ph_store_event_list(g_s, seq, 100, &list, &n, &err), PH_OK, "%s", err.msg);
+    cr_assert_eq(n, 7);
+    for (size_t i = 0; i < n; i++)
+        expect_keys(list[i], want[i]);
+    cr_assert_not_null(strstr(list[3], "\"reason\":\"said \\\"maybe\\\" \\\\ twice\""), "%s",
+                       list[3]);
+    ph_store_event_list_free(list, n);
 }
 
 /* ---- the checker sees planted violations ------------------------------------------- */

@@ -77,7 +77,8 @@ typedef struct srv {
     uint16_t port;
     pthread_t th;
     atomic_int requests, cur, max_cur;
-    sconn **c; /* by fd */
+    atomic_int accepts; /* connections accepted */
+    sconn **c;          /* by fd */
 } srv;
 
 static void set_nonblock(int fd)
@@ -251,6 +252,7 @@ static void on_accept(srv *s)
             continue;
         }
         set_nonblock(fd);
+        atomic_fetch_add(&s->accepts, 1);
         sconn *c = calloc(1, sizeof *c);
         c->fd = fd;
         s->c[fd] = c;
@@ -982,6 +984,32 @@ Test(sio, thousand_in_flight_on_one_thread)
     cr_assert_eq(h.ok, N);
     cr_assert_eq(h.in_flight, 0);
     release(t, N);
+    free(t);
+}
+
+/* The engine spreads exchanges over several curl multi handles (each walks only
+ * its own connections); keep-alive reuse must survive that: a second wave as
+ * large as the first goes out on the first wave's connections. */
+Test(sio, waves_reuse_connections_across_multi_handles)
+{
+    enum { N = 600 }; /* more than any multi handle's share would keep with a small limit */
+    tjob *t = calloc(2 * N, sizeof *t);
+    ph_sio_limits lim = limits(15000);
+    lim.max_in_flight = 2 * N;
+    for (int wave = 0; wave < 2; wave++) {
+        for (int i = 0; i < N; i++)
+            submit(&t[wave * N + i], "web", PERKHUB_OP_RECHARGE, "d300_ok", lim);
+        int64_t t0 = now_ms();
+        while (!wait_done((wave + 1) * N, 20))
+            cr_assert_lt(now_ms() - t0, 20000, "wave %d: only %d done", wave, E.done);
+        if (wave == 0)
+            cr_assert_geq(atomic_load(&E.s.max_cur), N / 2, "the first wave was not concurrent");
+    }
+    for (int i = 0; i < 2 * N; i++)
+        cr_assert_eq(t[i].j.outcome, PERKHUB_OK, "%d: %s", i, t[i].j.detail);
+    int accepts = atomic_load(&E.s.accepts);
+    cr_assert_leq(accepts, N + N / 10, "%d connections for two waves of %d", accepts, N);
+    release(t, 2 * N);
     free(t);
 }
 
