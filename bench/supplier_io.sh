@@ -167,6 +167,7 @@ YAML
     priority: 10
     max_in_flight: $MAX_IN_FLIGHT
     timeout_ms: 10000
+    connect_timeout_ms: 10000
     breaker_failures: 1000000
     config:
       base_url: http://127.0.0.1:${SIM_PORTS[i]}/rewards
@@ -307,17 +308,18 @@ get() { jq -r "$2" <<<"${RESULT[$1]}"; }
 fmt() { printf '%.*f' "$2" "$1"; }
 printf '\nperkhub bench — supplier I/O: recharges against %s simulator(s) answering late (%s, nproc %s)\n' \
     "$NSIMS" "$(uname -r)" "$(nproc)"
-printf '%-7s %7s %8s %9s %9s %9s %11s %10s %7s %8s %9s %s\n' run "lat ms" orders "in-flight" "outstand" \
-    "intake/s" "complete/s" "ideal/s" ratio "RSS MB" "HWM MB" verdict
+printf '%-7s %7s %8s %9s %9s %9s %11s %10s %7s %8s %9s %8s %s\n' run "lat ms" orders "in-flight" "outstand" \
+    "intake/s" "complete/s" "ideal/s" ratio "RSS MB" "HWM MB" "anon MB" verdict
 VERDICTS='{}'
 for name in ceiling burst steady hold; do
     [ -n "${RESULT[$name]:-}" ] || continue
     hwm=$(get "$name" .vm_hwm_kb)
+    anon=$(echo "$(get "$name" '.peak_rss_anon_kb // 0') / 1024" | bc -l)
     if [ "$name" = ceiling ]; then
-        printf '%-7s %7s %8s %9.0f %9.0f %9.0f %11.0f %10s %7s %8.1f %9.1f %s\n' ceiling 0 "$(get ceiling .accepted)" \
+        printf '%-7s %7s %8s %9.0f %9.0f %9.0f %11.0f %10s %7s %8.1f %9.1f %8.1f %s\n' ceiling 0 "$(get ceiling .accepted)" \
             "$(get ceiling .mean_in_flight)" "$(get ceiling .mean_outstanding)" "$(get ceiling .intake_per_s)" \
             "$(get ceiling .completion_per_s)" - - "$(echo "$(get ceiling .peak_rss_kb) / 1024" | bc -l)" \
-            "$(echo "$hwm / 1024" | bc -l)" "(answers at once: the path's ceiling)"
+            "$(echo "$hwm / 1024" | bc -l)" "$anon" "(answers at once: the path's ceiling)"
         continue
     fi
     if [ "$name" = steady ]; then
@@ -331,10 +333,10 @@ for name in ceiling burst steady hold; do
     fi
     v_ratio=$(verdict "$ratio >= 0.90"); v_rss=$(verdict "$hwm < $RSS_LIMIT_KB")
     VERDICTS=$(jq -c --arg n "$name" --arg r "$v_ratio" --arg m "$v_rss" '. + {($n): {ratio: $r, rss: $m}}' <<<"$VERDICTS")
-    printf '%-7s %7s %8s %9s %9s %9.0f %11.0f %10.0f %7.3f %8.1f %9.1f ratio %s, RSS %s\n' "$name" \
+    printf '%-7s %7s %8s %9s %9s %9.0f %11.0f %10.0f %7.3f %8.1f %9.1f %8.1f ratio %s, RSS %s\n' "$name" \
         "$(get "$name" .latency_ms)" "$orders" "$inflight" "$outst" "$(get "$name" .intake_per_s)" \
         "$(get "$name" .completion_per_s)" "$ideal" "$ratio" "$(echo "$(get "$name" .peak_rss_kb) / 1024" | bc -l)" \
-        "$(echo "$hwm / 1024" | bc -l)" "$v_ratio" "$v_rss"
+        "$(echo "$hwm / 1024" | bc -l)" "$anon" "$v_ratio" "$v_rss"
 done
 if [ -n "${RESULT[steady]:-}" ]; then
     printf '        steady at the in-flight level it sustained: %.0f/s of ideal %.0f/s (mean in_flight %.0f / %s ms): ratio %.3f\n' \
@@ -354,6 +356,7 @@ done
 printf '  in-flight: burst/hold = peak of health.in_flight summed over the suppliers (sampled every 10 ms), the ideal\n'
 printf '  divides it by the latency; steady = its mean over the window, the ideal divides the target (%s) by the latency.\n' "$INFLIGHT"
 printf '  goal: completion >= 0.90 x ideal at %s in flight, peak RSS (VmHWM) < 256 MB\n' "$INFLIGHT"
+printf '  anon MB: peak RssAnon, the daemon'"'"'s own memory (VmRSS/VmHWM also count LMDB'"'"'s mapped, reclaimable file pages)\n'
 
 mkdir -p "$(dirname "$OUT")"
 runs_json=$(for n in ceiling burst steady hold; do
@@ -378,7 +381,7 @@ jq -n --argjson runs "$runs_json" --argjson verdicts "$VERDICTS" \
         steady: "closed loop: a new order whenever submitted - finished exchanges < target; ratio_target = completion_per_s / (target / latency) (the verdict); ratio_sustained = completion_per_s / (mean_in_flight / latency); completion_per_s counts orders whose order.succeeded commit falls in [warmup, duration]",
         hold: "burst with answers after hold_latency_ms: all orders on the wire together, for the RSS at the full in-flight level",
         ceiling: "steady closed loop with answers at once (latency 0) for ceiling_duration_s: what the whole path (HTTP intake, two durable commands, exchange, callback) completes per second when nothing is held on the wire; ideal and ratios do not apply",
-        rss: "vm_hwm_kb = perkhubd VmHWM at the end of the run (fresh daemon per run); peak_rss_kb = largest VmRSS sampled every 100 ms"},
+        rss: "vm_hwm_kb = perkhubd VmHWM at the end of the run (fresh daemon per run), the judged figure; peak_rss_kb = largest VmRSS sampled every 100 ms; peak_rss_anon_kb = largest RssAnon (heap and stacks, without LMDB file pages) sampled likewise"},
       goal: {min_ratio: 0.90, max_rss_mb: 256, verdicts: $verdicts},
       runs: $runs}' >"$OUT"
 echo "results: ${OUT#"$SRC"/}"
