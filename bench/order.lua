@@ -5,6 +5,9 @@
 --   BENCH_TOKEN       bearer token of a client with the fulfill scope (required)
 --   BENCH_SKU         the SKU to order (required)
 --   BENCH_RUN         prefix that keeps ids unique across runs on one daemon (default "r")
+--   BENCH_EXPECT      the one status every response must have (default: any 2xx); the
+--                     HTTP-ceiling run orders an unknown SKU and expects 422: "ok" then
+--                     counts those, "non2xx" every other status
 --   BENCH_OUT         where done() writes its JSON summary (default: stdout only)
 --   BENCH_UNANSWERED  where done() lists the client_order_ids sent but never answered
 --                     (in flight when wrk stopped): run.sh asks the daemon about each,
@@ -16,6 +19,7 @@
 local token = os.getenv("BENCH_TOKEN") or error("BENCH_TOKEN is not set")
 local sku = os.getenv("BENCH_SKU") or error("BENCH_SKU is not set")
 local run = os.getenv("BENCH_RUN") or "r"
+local expect = tonumber(os.getenv("BENCH_EXPECT") or "")
 
 local threads = {}
 local nthreads = 0
@@ -49,7 +53,7 @@ function request()
 end
 
 function response(status, headers, body)
-    if status >= 200 and status < 300 then
+    if (expect and status == expect) or (not expect and status >= 200 and status < 300) then
         ok = ok + 1
     else
         non2xx = non2xx + 1

@@ -4,7 +4,9 @@
 #   perkhubd (one daemon, loopback, default durable settings):
 #     import (the first request: 1,000,000 codes in ONE request, timed) + footprint there,
 #     one bulk order of 100,000 codes (timed), durable issuance with wrk at 64 and 256
-#     connections, customer-service lookups with wrk at 64 connections;
+#     connections, each followed by the HTTP ceiling at the same connection count (the
+#     same request for an unknown SKU: 422, nothing written), customer-service lookups
+#     with wrk at 64 connections;
 #   the machine's limit: lmdb_limit (raw LMDB, same writes, 512 issuances a commit);
 #   the other parts when their scripts exist: bench/peers.sh (PostgreSQL, Redis) and
 #   bench/supplier_io.sh (10,000 recharges in flight against the simulator).
@@ -19,12 +21,14 @@
 #                                is measured right after it)
 #   BENCH_DURATION (10)          seconds per wrk run (issuance and lookups)
 #   BENCH_CONNS ("64 256")       issuance connection counts; the last one is judged
-#   BENCH_THREADS (2)            wrk threads
+#   BENCH_THREADS (2)            load generator threads (issuance, ceiling, lookups)
 #   BENCH_LOOKUP_CONNS (64)      lookup connections
 #   BENCH_LOOKUP_ISSUED_SHARE (0.5)  share of lookups aimed at issued codes (others: in stock)
 #   BENCH_LIMIT_CODES (= BENCH_CODES), BENCH_LIMIT_SECONDS (10)   lmdb_limit
 #   BENCH_PEERS (1), BENCH_SUPPLIER_IO (1)   0 skips that part (its rows say "not run")
 #   BENCH_PART_TIMEOUT (240)     seconds each of peers.sh / supplier_io.sh may take
+#   BENCH_RESULTS (bench/results/latest.json)   where the JSON goes (the parts' own JSON
+#                                stays in bench/results/)
 set -euo pipefail
 
 BUILD=${1:?usage: bench/run.sh BUILD_DIR}
@@ -50,6 +54,7 @@ MALL_TOKEN=bench-mall-token
 OPS_TOKEN=bench-ops-token
 PERKHUBD=$BUILD/perkhubd
 RESULTS=$SRC/bench/results
+OUT_JSON=${BENCH_RESULTS:-$RESULTS/latest.json}
 
 fail() { echo "bench: FAIL: $*" >&2; exit 1; }
 note() { echo "bench: $*" >&2; }
@@ -227,12 +232,47 @@ declare -A RPS P50 P99 OK NON2XX LATE COMMITS BATCH
 s=$(stats)
 prev_issued=$(stat_issued "$s"); prev_orders=$(stat_orders "$s")
 read -r prev_commits prev_commands <<<"$(stat_writer "$s")"
+
+# The HTTP ceiling at the same connection count, right after each issuance run (so
+# both see the same machine): the same request through the same path (POST
+# /v1/orders, bearer token, body read and parsed, fields checked, a JSON answer with
+# X-Request-Id) for a SKU the catalog does not have, so it stops at 422 unknown_sku
+# before the writer: no durable commit, no suspend/resume. issuance ÷ this is how
+# close the durable order comes to what the HTTP stack alone does on this box.
+CEIL_SKU=bench.no-such-sku
+
+# One order load run: conns sku expect(0 = any 2xx) run-prefix name -> $TMP/<name>.json
+# (the fields bench/order.lua writes) and $TMP/<name>-unanswered.txt. wrk stops at
+# once, leaving up to one request per connection unanswered (looked up afterwards).
+order_load() {
+    local c=$1 sku=$2 expect=$3 run=$4 name=$5
+    BENCH_TOKEN=$MALL_TOKEN BENCH_SKU=$sku BENCH_RUN=$run BENCH_OUT="$TMP/$name.json" \
+        BENCH_UNANSWERED="$TMP/$name-unanswered.txt" \
+        BENCH_EXPECT=$([ "$expect" = 0 ] || echo "$expect") \
+        timeout $((DURATION + 60)) wrk -t "$THREADS" -c "$c" -d "${DURATION}s" --timeout 10s \
+        -s "$SRC/bench/order.lua" "$URL" >"$TMP/$name.out" 2>&1
+}
+
+http_ceiling() { # conns
+    local c=$1 j s
+    note "wrk: HTTP ceiling, $c connections (POST /v1/orders, unknown sku: 422, nothing written)"
+    order_load "$c" "$CEIL_SKU" 422 "h$c" "ceil-$c" \
+        || { cat "$TMP/ceil-$c.out" >&2; fail "wrk failed (HTTP ceiling, $c connections)"; }
+    [ -s "$TMP/ceil-$c.json" ] || { cat "$TMP/ceil-$c.out" >&2; fail "wrk wrote no summary (HTTP ceiling)"; }
+    j=$(cat "$TMP/ceil-$c.json")
+    [ "$(jq '.non2xx == 0 and .unmatched == 0 and .ok > 0' <<<"$j")" = true ] \
+        || fail "HTTP ceiling, $c conns: $(jq .non2xx <<<"$j") answers not 422, $(jq .unmatched <<<"$j") without their X-Request-Id"
+    s=$(stats)
+    [ "$(stat_issued "$s")" = "$prev_issued" ] && [ "$(stat_orders "$s")" = "$prev_orders" ] \
+        || fail "HTTP ceiling, $c conns: the store changed (it must write nothing)"
+    CEIL_RPS[$c]=$(echo "scale=1; $(jq .ok <<<"$j") / $(jq .duration_s <<<"$j")" | bc)
+    note "  ${CEIL_RPS[$c]} answers/s, every one 422; p50 $(jq .latency_ms.p50 <<<"$j") ms, p99 $(jq .latency_ms.p99 <<<"$j") ms"
+}
+
+declare -A CEIL_RPS
 for c in $CONNS; do
     note "wrk: $c connections, $THREADS threads, ${DURATION}s"
-    BENCH_TOKEN=$MALL_TOKEN BENCH_SKU=$SKU BENCH_RUN="c$c" BENCH_OUT="$TMP/wrk-$c.json" \
-        BENCH_UNANSWERED="$TMP/unanswered-$c.txt" \
-        timeout $((DURATION + 60)) wrk -t "$THREADS" -c "$c" -d "${DURATION}s" --timeout 10s \
-        -s "$SRC/bench/order.lua" "$URL" >"$TMP/wrk-$c.out" 2>&1 \
+    order_load "$c" "$SKU" 0 "c$c" "wrk-$c" \
         || { cat "$TMP/wrk-$c.out" >&2; fail "wrk failed at $c connections"; }
     [ -s "$TMP/wrk-$c.json" ] || { cat "$TMP/wrk-$c.out" >&2; fail "wrk wrote no summary"; }
     j=$(cat "$TMP/wrk-$c.json")
@@ -242,7 +282,7 @@ for c in $CONNS; do
     # Correctness: the codes issued during the run are exactly the 2xx responses plus
     # those requests the daemon committed but wrk stopped before reading (asked one by one).
     [ "$(jq .unmatched <<<"$j")" = 0 ] || fail "$c conns: responses without their X-Request-Id"
-    nun=$(wc -l <"$TMP/unanswered-$c.txt")
+    nun=$(wc -l <"$TMP/wrk-$c-unanswered.txt")
     [ "$nun" -le $((2 * c)) ] || fail "$c conns: $nun requests unanswered (more than two per connection)"
     [ "${NON2XX[$c]}" = 0 ] || fail "$c conns: ${NON2XX[$c]} non-2xx responses (out of stock? raise BENCH_CODES); wrk said: $(tail -3 "$TMP/wrk-$c.out")"
     late=0
@@ -251,20 +291,21 @@ for c in $CONNS; do
         r=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 \
             "$URL/v1/orders?client_order_id=$id" -H "Authorization: Bearer $MALL_TOKEN")
         case $r in 200) late=$((late + 1)) ;; 404) ;; *) fail "order lookup $id returned $r" ;; esac
-    done <"$TMP/unanswered-$c.txt"
+    done <"$TMP/wrk-$c-unanswered.txt"
     s=$(stats); issued=$(stat_issued "$s"); orders=$(stat_orders "$s")
     d_issued=$((issued - prev_issued)); d_orders=$((orders - prev_orders))
     [ "$d_issued" -eq $((OK[$c] + late)) ] \
-        || fail "$c conns: $d_issued codes issued, wrk saw ${OK[$c]} 2xx (+$late committed after wrk stopped)"
+        || fail "$c conns: $d_issued codes issued, wrk saw ${OK[$c]} 2xx (+$late committed, never answered)"
     [ "$d_orders" -eq "$d_issued" ] || fail "$c conns: $d_orders orders stored for $d_issued codes"
     LATE[$c]=$late
     read -r commits commands <<<"$(stat_writer "$s")"
     COMMITS[$c]=$((commits - prev_commits))
     BATCH[$c]=$(echo "scale=1; ($commands - $prev_commands) / ${COMMITS[$c]}" | bc | sed "s/^\./0./")
     prev_commits=$commits; prev_commands=$commands
-    note "  ${OK[$c]} 2xx, ${NON2XX[$c]} non-2xx, $late answered after wrk stopped; stats agree; ${COMMITS[$c]} durable commits, ${BATCH[$c]} commands each; p50 ${P50[$c]} ms, p99 ${P99[$c]} ms"
+    note "  ${OK[$c]} 2xx, ${NON2XX[$c]} non-2xx, $late committed unanswered (looked up); stats agree; ${COMMITS[$c]} durable commits, ${BATCH[$c]} commands each; p50 ${P50[$c]} ms, p99 ${P99[$c]} ms"
     check_store "after wrk at $c connections"
     prev_issued=$issued; prev_orders=$orders
+    http_ceiling "$c"
 done
 
 # ---- wrk: customer-service lookups ------------------------------------------------------------
@@ -367,18 +408,33 @@ run_part supplier_io "$RUN_SUPPLIER_IO"
 for c in $CONNS; do
     jq -c --argjson c "$c" --argjson rps "${RPS[$c]}" --argjson late "${LATE[$c]}" \
         --argjson commits "${COMMITS[$c]}" --argjson batch "${BATCH[$c]}" --argjson limit "$LIMIT" \
+        --argjson ceil "${CEIL_RPS[$c]}" \
         '{connections: $c, orders_per_s: $rps, late_commits: $late, durable_commits: $commits,
-          commands_per_commit: $batch, ratio_to_limit: (($rps / $limit) * 1000 | round / 1000), wrk: .}' \
+          commands_per_commit: $batch, ratio_to_limit: (($rps / $limit) * 1000 | round / 1000),
+          http_ceiling_per_s: $ceil, ratio_to_http_ceiling: (($rps / $ceil) * 1000 | round / 1000),
+          wrk: .}' \
         "$TMP/wrk-$c.json"
 done | jq -s . >"$TMP/parts/runs.json"
+for c in $CONNS; do
+    jq -c --argjson c "$c" --argjson rps "${CEIL_RPS[$c]}" \
+        '{connections: $c, answers_per_s: $rps, p50_ms: .latency_ms.p50, p99_ms: .latency_ms.p99, wrk: .}' \
+        "$TMP/ceil-$c.json"
+done | jq -s --arg sku "$CEIL_SKU" --argjson threads "$THREADS" --argjson duration "$DURATION" \
+    --arg loadgen "wrk + bench/order.lua (BENCH_EXPECT=422)" \
+    '{request: "POST /v1/orders {client_order_id, sku: \($sku), quantity: 1}, bearer token of the fulfill client",
+      answer: "422 unknown_sku", writes: "none (stops before the writer: no commit, no suspend/resume)",
+      why: "the same route, authentication, body parse and field checks as an order, minus the durable write",
+      threads: $threads, duration_s: $duration, load_generator: $loadgen,
+      runs: .}' >"$TMP/parts/ceiling.json"
 jq -n --arg at "$(date -u +%FT%TZ)" --arg uname "$(uname -srmo)" --argjson nproc "$(nproc)" \
     --arg cpu "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)" \
     --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" --argjson secs "$(($(date +%s) - T_START))" \
     --argjson codes "$CODES" --argjson bulk "$BULK" --argjson total "$TOTAL" \
     --argjson import_codes "$IMPORT_CODES" --argjson import_s "$import_s" --argjson rest_s "$rest_s" \
     --argjson duration "$DURATION" --argjson threads "$THREADS" --arg sku "$SKU" \
+    --arg loadgen "wrk + bench/order.lua" \
     --argjson store_bytes "$store_bytes" \
-    --slurpfile runs "$TMP/parts/runs.json" --argjson limit "$limit_min" --argjson limit_full "$limit_full" \
+    --slurpfile runs "$TMP/parts/runs.json" --slurpfile ceiling "$TMP/parts/ceiling.json" --argjson limit "$limit_min" --argjson limit_full "$limit_full" \
     --argjson limit_used "$LIMIT" --arg limit_from "$LIMIT_FROM" \
     --argjson lconns "$LOOKUP_CONNS" --argjson lshare "$LOOKUP_SHARE" --argjson issued "$ISSUED" \
     --argjson lrps "$LOOKUP_RPS" --slurpfile lwrk "$TMP/lookup.json" \
@@ -390,8 +446,9 @@ jq -n --arg at "$(date -u +%FT%TZ)" --arg uname "$(uname -srmo)" --argjson nproc
      machine: {uname: $uname, nproc: $nproc, cpu: $cpu, load_avg_at_end: $load},
      settings: {durable: true, sku: $sku, codes_for_issuance: $codes, bulk_quantity: $bulk,
                 codes_imported: $total, wrk_duration_s: $duration, wrk_threads: $threads,
+                issuance_load_generator: $loadgen,
                 lookup_connections: $lconns, lookup_issued_share: $lshare},
-     issuance: {runs: $runs[0], limit: $limit, limit_full: $limit_full,
+     issuance: {runs: $runs[0], http_ceiling: $ceiling[0], limit: $limit, limit_full: $limit_full,
                 limit_used: {issuances_per_s: $limit_used, from: $limit_from},
                 store_bytes_after: $store_bytes},
      lookups: {connections: $lconns, lookups_per_s: $lrps, p50_ms: $lwrk[0].latency_ms.p50,
@@ -459,7 +516,7 @@ jq '
         (target(5; "supplier I/O at 10,000 in flight";
                [crit("completion rate ÷ ideal"; $sio_ratio; ">="; 0.90),
                 crit("peak RSS MB"; $sio_rss; "<"; 256)])
-        | if $sstat == "failed" then .verdict = "failed" else . end)]' "$TMP/latest.json" >"$RESULTS/latest.json"
+        | if $sstat == "failed" then .verdict = "failed" else . end)]' "$TMP/latest.json" >"$OUT_JSON"
 
 # rows: figure, value, compared with, ratio, target, verdict (from the JSON; separated by
 # US, not tabs, which `read` would merge when a cell is empty)
@@ -480,7 +537,9 @@ jq -r '
            ["  p50 / p99 ms", "\(f(.wrk.latency_ms.p50)) / \(f(.wrk.latency_ms.p99))",
             "\(.commands_per_commit) orders/commit", "",
             (if $run == ($j.issuance.runs | last) then "p99 < 10" else "" end),
-            (if $run == ($j.issuance.runs | last) then v($t; 1)[1].verdict else "" end)]),
+            (if $run == ($j.issuance.runs | last) then v($t; 1)[1].verdict else "" end)],
+           ["  HTTP ceiling answers/s", f(.http_ceiling_per_s), "orders/s / it (422, no write)",
+            r(.ratio_to_http_ceiling), "", ""]),
         ["limit (4 writes, 512/commit)", f(.issuance.limit.issuances_per_s), "the limit used: \(.issuance.limit_used.from)", "", "", ""],
         ["limit-full (+ 2 indexes)", f(.issuance.limit_full.issuances_per_s), "limit", r(.issuance.limit_full.issuances_per_s / .issuance.limit.issuances_per_s), "", ""],
         (if $ps == "ran" then
@@ -507,11 +566,11 @@ jq -r '
                                 ["LMDB bytes/code (file, live)", "\(f(.bytes_per_code_file)), \(f(.bytes_per_code_live))", "\(.pages_used - .pages_free) live pages of \(.page_size) B", "", "", ""]),
         (.footprint.at_end | ["RSS MB at the end (peak)", "\(f(.rss_kb / 1024)) (\(f(.rss_peak_kb / 1024)))", "anon \(f(.rss_anon_kb / 1024)), file \(f(.rss_file_kb / 1024)); \(.codes_stored) codes", "", "", ""]),
         ["targets", ([$t[] | "(\(.id)) \(.verdict)"] | join("  ")), "", "", "", ""]
-      ) | map(tostring) | join("\u001f")' "$RESULTS/latest.json" >"$TMP/table.txt"
+      ) | map(tostring) | join("\u001f")' "$OUT_JSON" >"$TMP/table.txt"
 
 printf '\nperkhub bench — %s, nproc %s, load %s\n' "$(uname -srm)" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
 while IFS=$'\x1f' read -r a b c d e f; do
     printf '%-36s %-18s %-38s %-7s %-11s %s\n' "$a" "$b" "$c" "$d" "$e" "$f"
 done <"$TMP/table.txt"
-echo "results: bench/results/latest.json ($(($(date +%s) - T_START)) s)"
+echo "results: ${OUT_JSON#"$SRC"/} ($(($(date +%s) - T_START)) s)"
 [ -z "$PART_FAILED" ] || fail "parts failed:$PART_FAILED"

@@ -37,7 +37,9 @@ struct ph_req {
     const char *replay_header;    /* "true" adds Idempotent-Replay */
     int closing;                  /* 1 adds Connection: close (the daemon is stopping) */
     int raw_body;                 /* 1: resp is a JSON string sent as is (callback answers) */
-    const char *raw_content_type; /* static; with raw_body */
+    const char *raw_content_type; /* static; with raw_body or text */
+    char *text;      /* set by ph_req_text: the body as is, NUL-terminated; owned, wiped */
+    size_t text_len; /* bytes of text, without the NUL */
 
     /* a handler that suspends sets `resume`, called when it is resumed */
     ph_handler_fn resume;
@@ -67,6 +69,11 @@ int ph_req_error(ph_req *r, unsigned status, const char *code, const char *fmt, 
 int ph_req_fail(ph_req *r, int rc, const ph_err *err);
 /* Sets a JSON response (steals body); returns PH_REQ_DONE. */
 int ph_req_json(ph_req *r, unsigned status, json_t *body);
+/* Sets a response whose body is text (len bytes, NUL-terminated, malloc'd),
+ * sent as is with content_type (static). Takes ownership of text in every
+ * case: it is wiped and freed once sent or when the request ends (it may hold
+ * codes). Returns PH_REQ_DONE. */
+int ph_req_text(ph_req *r, unsigned status, char *text, size_t len, const char *content_type);
 /* A query argument, or NULL. Valid for the request's life. */
 const char *ph_req_query(ph_req *r, const char *key);
 /* Parses the body as a JSON object into *out (caller decrefs). On failure sets a

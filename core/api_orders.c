@@ -30,27 +30,19 @@ static void order_fingerprint(ph_req *r, const ph_product_conf *p, uint32_t quan
         return;
     }
     int n = snprintf(buf, sizeof buf, "card_code\n%s\n%u", p->sku, quantity);
-    ph_sha256(buf, (size_t)n, out);
+    ph_crypto_sha256(r->d->keys, buf, (size_t)n, out);
 }
 
-/* The order's view, as text when ph_view_stock_order_text can write it, else as a tree. */
-static json_t *order_body(ph_req *r, const ph_order *o)
+/* Answers with the order's view: as text when ph_view_stock_order_text can
+ * write it (handed to the response without a copy), else as a tree. */
+static int order_reply(ph_req *r, unsigned status, const ph_order *o)
 {
     size_t len = 0;
     char *txt = ph_view_stock_order_text(o, r->cfg->cfg, r->d->keys, &len);
-    json_t *body;
-    if (txt) {
-        body = json_stringn_nocheck(txt, len);
-        if (body) {
-            r->raw_body = 1; /* sent as is by http_api.c */
-            r->raw_content_type = "application/json";
-        }
-        ph_wipe(txt, len); /* it holds codes */
-        free(txt);
-    } else {
-        body = json_pack("{s:o}", "order", ph_view_order(o, r->cfg->cfg, r->d->keys, 1, 0));
-    }
-    return body;
+    if (txt)
+        return ph_req_text(r, status, txt, len, "application/json");
+    return ph_req_json(
+        r, status, json_pack("{s:o}", "order", ph_view_order(o, r->cfg->cfg, r->d->keys, 1, 0)));
 }
 
 /* 201 for a new order that is final, 202 for one still with a supplier,
@@ -63,7 +55,7 @@ static int reply_new_order(ph_req *r, const ph_order *o, int replayed)
     ph_log(&r->d->log, PH_LOG_INFO, r->reqid, replayed ? "order.replayed" : "order.created",
            "order=%llu sku=%s quantity=%u state=%s", (unsigned long long)o->id, o->sku, o->quantity,
            ph_order_state_name(o->state));
-    return ph_req_json(r, replayed ? 200 : final ? 201 : 202, order_body(r, o));
+    return order_reply(r, replayed ? 200 : final ? 201 : 202, o);
 }
 
 /* The wait is over (final state, deadline or shutdown): answer with the order

@@ -1189,20 +1189,29 @@ void ph_config_free(ph_config *cfg)
 
 /* ---- lookups --------------------------------------------------------------- */
 
-const ph_client_conf *ph_config_client_by_token(const ph_config *cfg, const char *token, size_t len)
+const ph_client_conf *ph_config_client_by_hash(const ph_config *cfg, const uint8_t hash[32])
 {
-    uint8_t h[PH_HASH_LEN];
     const ph_client_conf *hit = NULL;
-    if (!cfg || !token || !len)
+    if (!cfg || !hash)
         return NULL;
-    ph_sha256(token, len, h);
     /* every client is compared, so the time taken says nothing about which
      * configured hash shares a prefix with the presented one */
     for (size_t i = 0; i < cfg->nclients; i++) {
-        int eq = ph_ct_equal(h, cfg->clients[i].token_hash, PH_HASH_LEN);
+        int eq = ph_ct_equal(hash, cfg->clients[i].token_hash, PH_HASH_LEN);
         if (eq && !hit)
             hit = &cfg->clients[i];
     }
+    return hit;
+}
+
+const ph_client_conf *ph_config_client_by_token(const ph_config *cfg, const char *token, size_t len)
+{
+    uint8_t h[PH_HASH_LEN];
+    if (!cfg || !token || !len)
+        return NULL;
+    ph_sha256(token, len, h);
+    const ph_client_conf *hit = ph_config_client_by_hash(cfg, h);
+    ph_wipe(h, sizeof h);
     return hit;
 }
 

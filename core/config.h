@@ -41,14 +41,14 @@ typedef struct ph_supplier_conf {
     ph_kv *config;
     size_t nconfig;
     /* Network settings for the supplier I/O engine (supplier_io.h). */
-    unsigned max_in_flight;      /* exchanges on the wire at once; default 256 */
-    unsigned connect_timeout_ms; /* default 3000 */
-    unsigned timeout_ms;         /* whole exchange; default 10000 */
-    int tls_verify;              /* default true */
-    unsigned breaker_failures;   /* consecutive failures that open the breaker; default 5 */
-    unsigned breaker_open_ms;    /* how long it stays open before a probe; default 10000 */
-    unsigned query_max_delay_ms; /* ceiling of the order-query backoff; default 30000 */
-    unsigned processing_window_s;/* overrides the plugin's processing window; 0 = the plugin's */
+    unsigned max_in_flight;       /* exchanges on the wire at once; default 256 */
+    unsigned connect_timeout_ms;  /* default 3000 */
+    unsigned timeout_ms;          /* whole exchange; default 10000 */
+    int tls_verify;               /* default true */
+    unsigned breaker_failures;    /* consecutive failures that open the breaker; default 5 */
+    unsigned breaker_open_ms;     /* how long it stays open before a probe; default 10000 */
+    unsigned query_max_delay_ms;  /* ceiling of the order-query backoff; default 30000 */
+    unsigned processing_window_s; /* overrides the plugin's processing window; 0 = the plugin's */
 } ph_supplier_conf;
 
 typedef struct ph_offer_conf {
@@ -120,6 +120,9 @@ void ph_config_free(ph_config *cfg);
  * constant time. Returns a pointer into cfg (valid while cfg lives) or NULL. */
 const ph_client_conf *ph_config_client_by_token(const ph_config *cfg, const char *token,
                                                 size_t len);
+/* The same, from the token's SHA-256 (the HTTP path hashes with the keyring's
+ * digest, fetched once). */
+const ph_client_conf *ph_config_client_by_hash(const ph_config *cfg, const uint8_t hash[32]);
 
 /* Lookups by name; pointers into cfg, or NULL. */
 const ph_product_conf *ph_config_product(const ph_config *cfg, const char *sku);

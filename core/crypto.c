@@ -43,6 +43,7 @@ struct ph_key {
 struct ph_keyring {
     EVP_CIPHER *gcm;     /* fetched once: AES-256-GCM */
     EVP_MAC *hmac;       /* fetched once: HMAC */
+    EVP_MD *sha256;      /* fetched once: SHA-256 (an order fingerprint per order) */
     EVP_MAC_CTX *index;  /* HMAC-SHA256 keyed with the index key; only ever dup'ed */
     struct ph_key *keys; /* sorted by id, ascending; the last one seals */
     size_t nkeys;
@@ -121,6 +122,7 @@ void ph_keyring_free(ph_keyring *kr)
         return;
     EVP_MAC_CTX_free(kr->index); /* the HMAC provider clears its key copy */
     EVP_MAC_free(kr->hmac);
+    EVP_MD_free(kr->sha256);
     EVP_CIPHER_free(kr->gcm);
     if (kr->keys) {
         ph_wipe(kr->keys, kr->nkeys * sizeof *kr->keys);
@@ -135,8 +137,9 @@ static int keyring_init(ph_keyring *kr, ph_err *err)
 {
     kr->gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
     kr->hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-    if (!kr->gcm || !kr->hmac)
-        return ph_err_set(err, PH_ECRYPTO, "openssl: AES-256-GCM or HMAC not available");
+    kr->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (!kr->gcm || !kr->hmac || !kr->sha256)
+        return ph_err_set(err, PH_ECRYPTO, "openssl: AES-256-GCM, HMAC or SHA-256 not available");
     kr->index = EVP_MAC_CTX_new(kr->hmac);
     OSSL_PARAM params[] = {
         OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
@@ -657,6 +660,13 @@ void ph_crypto_index(const ph_keyring *kr, const void *data, size_t len, uint8_t
         EVP_MAC_final(ctx, out, &n, PH_HASH_LEN) != 1 || n != PH_HASH_LEN)
         hash_failed(out);
     EVP_MAC_CTX_free(ctx);
+}
+
+void ph_crypto_sha256(const ph_keyring *kr, const void *data, size_t len, uint8_t out[PH_HASH_LEN])
+{
+    unsigned int n = 0;
+    if (EVP_Digest(data, len, out, &n, kr->sha256, NULL) != 1 || n != PH_HASH_LEN)
+        hash_failed(out);
 }
 
 /* ---- encodings and ciphers for the plugin host table ---------------------------- */

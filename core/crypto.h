@@ -81,8 +81,15 @@ int ph_crypto_open(const ph_keyring *kr, const uint8_t *in, size_t inlen, const 
  * hash must never match another row or pass a signature check). */
 void ph_crypto_index(const ph_keyring *kr, const void *data, size_t len, uint8_t out[PH_HASH_LEN]);
 
-/* Plain SHA-256 (API tokens, request fingerprints). */
+/* Plain SHA-256 (API tokens, request fingerprints). Fetches the digest from
+ * OpenSSL's provider store on every call (a locked lookup): on a hot path use
+ * ph_crypto_sha256, which uses the keyring's digest fetched once. */
 void ph_sha256(const void *data, size_t len, uint8_t out[PH_HASH_LEN]);
+
+/* The same SHA-256 as ph_sha256 (same output), with the digest the keyring
+ * fetched when it was loaded. Thread-safe on a loaded keyring; fails only as
+ * the hashes above (out random). */
+void ph_crypto_sha256(const ph_keyring *kr, const void *data, size_t len, uint8_t out[PH_HASH_LEN]);
 
 /* HMAC-SHA256 under an arbitrary key (webhook signatures, plugin host service). */
 void ph_hmac_sha256(const void *key, size_t keylen, const void *data, size_t len,

@@ -39,8 +39,8 @@ typedef struct ph_daemon {
     ph_store *store;
     ph_keyring *keys;
     struct ph_suppliers *suppliers;
-    struct ph_sio *sio;        /* the supplier I/O engine */
-    struct ph_fulfil *fulfil;  /* supplier orders in flight */
+    struct ph_sio *sio;       /* the supplier I/O engine */
+    struct ph_fulfil *fulfil; /* supplier orders in flight */
     struct ph_http *http;
     uint16_t port;         /* the bound port (config port 0 = ephemeral) */
     atomic_int ready;      /* 1 once serving, 0 again when stopping */

@@ -499,3 +499,90 @@ Test(orders, csv_expiry_accepts_the_time_format_the_api_writes)
     h_resp_free(&r);
     finish(d);
 }
+
+/* ---- the HTTP layer under an order ----------------------------------------- */
+
+static void token_hash(const char *token, char out[65])
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "printf %%s '%s' | sha256sum", token);
+    FILE *f = popen(cmd, "r");
+    cr_assert(f);
+    cr_assert_eq(fread(out, 1, 64, f), 64);
+    out[64] = 0;
+    pclose(f);
+}
+
+static long order_status_as(const char *token, const char *coid)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/v1/orders?client_order_id=%s", coid);
+    h_resp r = h_get(&D, path, token);
+    long status = r.status;
+    h_resp_free(&r);
+    return status;
+}
+
+/* The daemon remembers which client a token is (so it need not hash it on every
+ * request); a reload that gives the tokens to other clients must be obeyed at
+ * once: the swapped tokens act as their new clients, never as the cached ones. */
+Test(orders, a_reload_that_swaps_tokens_is_obeyed_at_once)
+{
+    start(&D, NULL);
+    h_resp r = h_import(&D, "test.card", "code\nSWAP-1\nSWAP-2\n", 201);
+    h_resp_free(&r);
+    r = h_order(&D, "mall-token", "SWAP-A", "test.card", 1);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    h_resp_free(&r);
+    cr_assert_eq(order_status_as("mall-token", "SWAP-A"), 200); /* mall: its own */
+    cr_assert_eq(order_status_as("other-token", "SWAP-A"), 404);
+
+    char mall[65], other[65];
+    token_hash("mall-token", mall);
+    token_hash("other-token", other);
+    char *base = h_config_text(&D, NULL);
+    char *t1 = h_replace(base, mall, "SWAPPED-HASH");
+    char *t2 = h_replace(t1, other, mall);
+    char *t3 = h_replace(t2, "SWAPPED-HASH", other);
+    h_write_config_text(&D, t3);
+    free(base);
+    free(t1);
+    free(t2);
+    free(t3);
+    cr_assert_eq(kill(D.pid, SIGHUP), 0);
+    cr_assert_eq(h_log_wait(&D, "msg=config.reloaded", 1, 10000), 0);
+
+    /* other-token is the mall now, mall-token the other mall */
+    cr_assert_eq(order_status_as("other-token", "SWAP-A"), 200);
+    cr_assert_eq(order_status_as("mall-token", "SWAP-A"), 404);
+    r = h_order(&D, "mall-token", "SWAP-B", "test.card", 1);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    h_resp_free(&r);
+    cr_assert_eq(order_status_as("mall-token", "SWAP-B"), 200);
+    cr_assert_eq(order_status_as("other-token", "SWAP-B"), 404);
+    r = h_get(&D, "/v1/orders", "bogus-token");
+    cr_assert_eq(r.status, 401, "%s", r.body);
+    h_resp_free(&r);
+    finish(&D);
+}
+
+/* Each connection's memory is kept small (bench/README.md, "Where an order's CPU
+ * goes"), but 8 KB of request headers (a common proxy limit) must still fit. */
+Test(orders, eight_kilobytes_of_request_headers_fit)
+{
+    start(&D, NULL);
+    h_resp r = h_import(&D, "test.card", "code\nHDR-1\n", 201);
+    h_resp_free(&r);
+    static char header[8200];
+    int n = snprintf(header, sizeof header, "X-Padding: ");
+    memset(header + n, 'p', 8 * 1024 - (size_t)n);
+    header[8 * 1024] = 0;
+    const char *body = "{\"client_order_id\":\"HDR-A\",\"sku\":\"test.card\",\"quantity\":1}";
+    cr_assert_eq(h_http_hdr(&D, "POST", "/v1/orders", "mall-token", "application/json", header,
+                            body, strlen(body), &r),
+                 0);
+    cr_assert_eq(r.status, 201, "%ld: %s", r.status, r.body);
+    cr_assert_str_eq(code_at(codes_of(&r), 0), "HDR-1");
+    h_resp_free(&r);
+    finish(&D);
+}

@@ -331,13 +331,20 @@ Test(crypto, sha256_nist)
          "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"},
         {million, 1000000, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"},
     };
+    /* ph_crypto_sha256 (the keyring's digest, fetched once) must give the same
+     * hashes: request fingerprints stored before it existed must still match */
+    ph_keyring *kr = ring(1, 1, 2);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        uint8_t h[PH_HASH_LEN];
+        uint8_t h[PH_HASH_LEN], hk[PH_HASH_LEN];
         char hex[2 * PH_HASH_LEN + 1];
         ph_sha256(cases[i].data, cases[i].len, h);
         ph_hex_encode(h, sizeof h, hex);
         cr_expect_str_eq(hex, cases[i].hash, "case %zu", i);
+        ph_crypto_sha256(kr, cases[i].data, cases[i].len, hk);
+        ph_hex_encode(hk, sizeof hk, hex);
+        cr_expect_str_eq(hex, cases[i].hash, "ph_crypto_sha256, case %zu", i);
     }
+    ph_keyring_free(kr);
     free(million);
 }
 
