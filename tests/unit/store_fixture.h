@@ -15,6 +15,7 @@
 #include <criterion/criterion.h>
 
 #include <ftw.h>
+#include <semaphore.h>
 #include <jansson.h>
 #include <lmdb.h>
 #include <openssl/sha.h>
@@ -218,6 +219,32 @@ static inline void raw_put_free(MDB_txn *txn, MDB_dbi dbi, uint64_t id, uint8_t 
     MDB_val k = {8, &id}, v = {len, rec};
     cr_assert_eq(mdb_put(txn, dbi, &k, &v, 0), 0);
     free(rec);
+}
+
+/* ---- a held writer: commands queue behind one whose done blocks on a gate, so
+ * the next ones land in one batch (the "skip the nested transaction" tests). */
+
+typedef struct held_cmd {
+    ph_cmd c; /* first: done gets the command back as the holder */
+    sem_t *gate;
+    sem_t done;
+} held_cmd;
+
+static inline void held_done(ph_cmd *c)
+{
+    held_cmd *h = (held_cmd *)c;
+    if (h->gate)
+        sem_wait(h->gate); /* holds the writer: the next commands queue into one batch */
+    sem_post(&h->done);
+}
+
+/* Submits h->c (filled by the caller); with a gate, the writer stops in its done. */
+static inline void submit_held(held_cmd *h, sem_t *gate)
+{
+    h->c.done = held_done;
+    h->gate = gate;
+    sem_init(&h->done, 0, 0);
+    cr_assert_eq(ph_store_submit(g_s, &h->c), PH_OK);
 }
 
 #endif

@@ -1644,27 +1644,10 @@ Test(store, a_sku_longer_than_the_maximum_is_refused_or_works)
  * stock, ok, a replay, short of stock. One commit, the right answers, contiguous
  * ids, the replay's same code, and the data whole after a reopen. */
 
-typedef struct held_cmd {
-    ph_cmd c; /* first: done gets the command back as the holder */
-    sem_t *gate;
-    sem_t done;
-} held_cmd;
-
-static void held_done(ph_cmd *c)
-{
-    held_cmd *h = (held_cmd *)c;
-    if (h->gate)
-        sem_wait(h->gate); /* holds the writer: the next commands queue into one batch */
-    sem_post(&h->done);
-}
-
-static void submit_held(held_cmd *h, const char *coid, uint32_t qty, sem_t *gate)
+static void submit_held_order(held_cmd *h, const char *coid, uint32_t qty, sem_t *gate)
 {
     order_cmd(&h->c, "mall", coid, IQ, qty, NOW);
-    h->c.done = held_done;
-    h->gate = gate;
-    sem_init(&h->done, 0, 0);
-    cr_assert_eq(ph_store_submit(g_s, &h->c), PH_OK);
+    submit_held(h, gate);
 }
 
 static int writer_committed(void *arg)
@@ -1685,17 +1668,17 @@ Test(store, a_batch_with_failed_orders_is_redone_nested_and_stays_whole)
     static held_cmd blk, a, b, c, d, e;
     ph_writer_stats w0;
     ph_store_writer_stats(g_s, &w0);
-    submit_held(&blk, "BLK", 1, &gate);
+    submit_held_order(&blk, "BLK", 1, &gate);
     /* the writer has committed blk and now sits in its done, waiting on the gate */
     uint64_t commits0 = w0.commits;
     while (!writer_committed(&commits0))
         sched_yield();
     ph_store_writer_stats(g_s, &w0);
-    submit_held(&a, "A", 1, NULL);
-    submit_held(&b, "B", 3, NULL); /* 2 left after A: short */
-    submit_held(&c, "C", 1, NULL);
-    submit_held(&d, "A", 1, NULL); /* a replay of A */
-    submit_held(&e, "E", 2, NULL); /* 1 left: short */
+    submit_held_order(&a, "A", 1, NULL);
+    submit_held_order(&b, "B", 3, NULL); /* 2 left after A: short */
+    submit_held_order(&c, "C", 1, NULL);
+    submit_held_order(&d, "A", 1, NULL); /* a replay of A */
+    submit_held_order(&e, "E", 2, NULL); /* 1 left: short */
     sem_post(&gate);
     held_cmd *all[] = {&blk, &a, &b, &c, &d, &e};
     for (int i = 0; i < 6; i++)

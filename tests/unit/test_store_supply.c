@@ -908,29 +908,6 @@ Test(supply, state_names)
  * skip the nested transaction"): a batch mixing commands that succeed, fail before
  * writing and fail after writing commits whole, the failures change nothing. ---- */
 
-typedef struct held_cmd {
-    ph_cmd c; /* first: done gets the command back as the holder */
-    sem_t *gate;
-    sem_t done;
-} held_cmd;
-
-static void held_done(ph_cmd *c)
-{
-    held_cmd *h = (held_cmd *)c;
-    if (h->gate)
-        sem_wait(h->gate); /* holds the writer: the next commands queue into one batch */
-    sem_post(&h->done);
-}
-
-/* Submits h->c (filled by the caller); with a gate, the writer stops in its done. */
-static void submit_held(held_cmd *h, sem_t *gate)
-{
-    h->c.done = held_done;
-    h->gate = gate;
-    sem_init(&h->done, 0, 0);
-    cr_assert_eq(ph_store_submit(g_s, &h->c), PH_OK);
-}
-
 static uint64_t writer_commits(void)
 {
     ph_writer_stats w;
