@@ -14,10 +14,12 @@
 #include <openssl/hmac.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -747,4 +749,245 @@ Test(supsim, callbacks_signed_retried_and_forged)
     json_decref(t);
     sim_stop(&p);
     receiver_stop(&rv);
+}
+
+/* ---- callbacks at load: concurrent, on kept-alive connections -------------------------------- */
+
+#define SLOW_CONNS_MAX 512
+#define SLOW_DELAY_MS  100
+
+/* A receiver that serves every connection on a thread of its own, keeps it
+ * alive (HTTP/1.1, no "Connection: close") and answers each notify only after
+ * SLOW_DELAY_MS, as a busy merchant would. */
+typedef struct slow_receiver {
+    int fd;
+    unsigned port;
+    pthread_t th;
+    pthread_t conns[SLOW_CONNS_MAX];
+    atomic_int nconns;   /* connections accepted */
+    atomic_int answered; /* notifies answered */
+    atomic_int stop;
+} slow_receiver;
+
+typedef struct slow_conn {
+    slow_receiver *rv;
+    int fd;
+} slow_conn;
+
+static void *slow_conn_main(void *arg)
+{
+    slow_conn *c = arg;
+    seen s;
+    const char *ans = "HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nsuccess";
+    struct timespec delay = {0, SLOW_DELAY_MS * 1000000L};
+    /* curl sends the next request only after this answer: one request per read */
+    while (!atomic_load(&c->rv->stop) && read_request(c->fd, &s) == 0) {
+        nanosleep(&delay, NULL);
+        if (send(c->fd, ans, strlen(ans), MSG_NOSIGNAL) < 0)
+            break;
+        atomic_fetch_add(&c->rv->answered, 1);
+    }
+    close(c->fd);
+    free(c);
+    return NULL;
+}
+
+static void *slow_accept_main(void *arg)
+{
+    slow_receiver *rv = arg;
+    while (!atomic_load(&rv->stop)) {
+        struct pollfd pf = {.fd = rv->fd, .events = POLLIN};
+        if (poll(&pf, 1, 20) <= 0)
+            continue;
+        int fd = accept(rv->fd, NULL, NULL);
+        slow_conn *c = fd >= 0 ? malloc(sizeof *c) : NULL;
+        int i = atomic_load(&rv->nconns);
+        if (!c || i >= SLOW_CONNS_MAX) {
+            free(c);
+            if (fd >= 0)
+                close(fd);
+            continue;
+        }
+        /* a connection left idle gives up after a second, so stop never hangs */
+        struct timeval tv = {1, 0};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        c->rv = rv;
+        c->fd = fd;
+        if (pthread_create(&rv->conns[i], NULL, slow_conn_main, c)) {
+            close(fd);
+            free(c);
+            continue;
+        }
+        atomic_store(&rv->nconns, i + 1);
+    }
+    return NULL;
+}
+
+static void slow_receiver_start(slow_receiver *rv)
+{
+    memset(rv, 0, sizeof *rv);
+    rv->fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t sl = sizeof sa;
+    cr_assert(bind(rv->fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+    cr_assert(listen(rv->fd, 512) == 0);
+    getsockname(rv->fd, (struct sockaddr *)&sa, &sl);
+    rv->port = ntohs(sa.sin_port);
+    cr_assert(pthread_create(&rv->th, NULL, slow_accept_main, rv) == 0);
+}
+
+static void slow_receiver_stop(slow_receiver *rv)
+{
+    atomic_store(&rv->stop, 1);
+    pthread_join(rv->th, NULL);
+    for (int i = 0; i < atomic_load(&rv->nconns); i++)
+        pthread_join(rv->conns[i], NULL);
+    close(rv->fd);
+}
+
+static int all_answered(void *arg)
+{
+    slow_receiver *rv = arg;
+    return atomic_load(&rv->answered) >= 300;
+}
+
+/* 300 notifies to a receiver that takes 100 ms per answer: sent one at a time
+ * per sender thread (2) they would need 15 s; sent concurrently they all arrive
+ * within a few hundred ms, and on kept-alive connections far fewer than one
+ * connection per notify is opened. */
+Test(supsim, callbacks_concurrent_on_kept_alive_connections)
+{
+    slow_receiver rv;
+    slow_receiver_start(&rv);
+    h_sim p;
+    sim_start(&p, "42", "0");
+    char body[512];
+    for (int i = 0; i < 300; i++) {
+        snprintf(body, sizeof body,
+                 "{\"external_ref_id\":\"cc-%d\",\"utid\":\"U10001\",\"quantity\":1,"
+                 "\"notify_url\":\"http://127.0.0.1:%u/cb\"}",
+                 i, rv.port);
+        resp r = rw_post(&p, body);
+        cr_assert_eq(r.status, 201, "%s", r.body);
+        resp_free(&r);
+    }
+    cr_assert(h_wait_for(all_answered, &rv, 5000) == 0,
+              "only %d of 300 notifies answered in 5 s: not sent concurrently",
+              atomic_load(&rv.answered));
+    int conns = atomic_load(&rv.nconns);
+    cr_assert(conns < 150, "%d connections for 300 notifies: not kept alive", conns);
+    json_t *t = h_sim_truth(&p);
+    cr_assert_eq(truth_count(t, "callbacks_sent"), 300);
+    cr_assert_eq(h_int(truth_order(t, "cc-299"), "callbacks"), 1);
+    json_decref(t);
+    sim_stop(&p);
+    slow_receiver_stop(&rv);
+}
+
+/* utime + stime of process pid, in clock ticks. */
+static long proc_cpu_ticks(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    cr_assert(f, "cannot open %s", path);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    long ut = 0, st = 0;
+    cr_assert(p &&
+              sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %ld %ld", &ut, &st) == 2);
+    return ut + st;
+}
+
+static int answered_one(void *arg)
+{
+    slow_receiver *rv = arg;
+    return atomic_load(&rv->answered) >= 1;
+}
+
+static int answered_two(void *arg)
+{
+    slow_receiver *rv = arg;
+    return atomic_load(&rv->answered) >= 2;
+}
+
+/* A kept-alive connection the receiver closes while it sits idle (the slow
+ * receiver gives up on an idle connection after a second) neither keeps the
+ * sender busy nor delays the next notify: that one goes out at once, on a new
+ * connection, delivered at its first attempt. */
+Test(supsim, callback_after_receiver_closed_idle_connection)
+{
+    slow_receiver rv;
+    slow_receiver_start(&rv);
+    h_sim p;
+    sim_start(&p, "42", "0");
+    char body[512];
+    for (int i = 0; i < 2; i++) {
+        snprintf(body, sizeof body,
+                 "{\"external_ref_id\":\"ic-%d\",\"utid\":\"U10001\",\"quantity\":1,"
+                 "\"notify_url\":\"http://127.0.0.1:%u/cb\"}",
+                 i, rv.port);
+        resp r = rw_post(&p, body);
+        cr_assert_eq(r.status, 201, "%s", r.body);
+        resp_free(&r);
+        if (i == 0) {
+            cr_assert(h_wait_for(answered_one, &rv, 2000) == 0, "first notify not answered");
+            long t0 = proc_cpu_ticks(p.pid);
+            struct timespec idle = {1, 500 * 1000000L}; /* the receiver closes at 1 s */
+            nanosleep(&idle, NULL);
+            long used = proc_cpu_ticks(p.pid) - t0;
+            cr_assert(used < sysconf(_SC_CLK_TCK) / 4,
+                      "supsim used %ld ticks while idle: the closed connection kept it busy", used);
+        }
+    }
+    cr_assert(h_wait_for(answered_two, &rv, 1500) == 0,
+              "the notify after the receiver closed the idle connection did not arrive at once");
+    cr_assert_eq(atomic_load(&rv.nconns), 2);
+    json_t *t = h_sim_truth(&p);
+    cr_assert_eq(h_int(truth_order(t, "ic-1"), "callbacks"), 1);
+    cr_assert_eq(truth_count(t, "callbacks_sent"), 2);
+    json_decref(t);
+    sim_stop(&p);
+    slow_receiver_stop(&rv);
+}
+
+/* ---- the log stays small under load ---------------------------------------------------------- */
+
+static int log_lines_with(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    char line[512];
+    int n = 0;
+    cr_assert(f, "cannot open %s", path);
+    while (fgets(line, sizeof line, f))
+        n += strstr(line, needle) != NULL;
+    fclose(f);
+    return n;
+}
+
+/* A fault that hits every order of a load run logs its first 10 hits, then
+ * only every 1000th: one line per request would cost more than the request. */
+Test(supsim, fault_log_bounded)
+{
+    h_sim p;
+    sim_start(&p, "42", "0");
+    fault(&p, "{\"protocol\":\"rewards\",\"op\":\"order\",\"fault\":\"latency\",\"latency_ms\":0,"
+              "\"count\":-1}");
+    char body[256];
+    for (int i = 0; i < 30; i++) {
+        snprintf(body, sizeof body,
+                 "{\"external_ref_id\":\"fl-%d\",\"utid\":\"U10001\",\"quantity\":1}", i);
+        resp r = rw_post(&p, body);
+        cr_assert_eq(r.status, 201, "%s", r.body);
+        resp_free(&r);
+    }
+    json_t *t = h_sim_truth(&p);
+    cr_assert_eq(truth_count(t, "faults_hit"), 30);
+    json_decref(t);
+    cr_assert_eq(log_lines_with(p.log, "supsim: fault latency hit rewards POST /v1/orders"), 10);
+    cr_assert_eq(log_lines_with(p.log, "every 1000th hit"), 1);
+    sim_stop(&p);
 }

@@ -285,25 +285,21 @@ static sim_refrec *refrec_get_locked(sim *s, sim_proto p, const char *ref, int c
     return r;
 }
 
-void sim_note_create(sim *s, sim_proto p, const char *ref)
+static void note_create_locked(sim *s, sim_proto p, const char *ref)
 {
-    pthread_mutex_lock(&s->mu);
     sim_refrec *r = ref[0] ? refrec_get_locked(s, p, ref, 1) : NULL;
     if (r)
         r->creates++;
-    pthread_mutex_unlock(&s->mu);
 }
 
-void sim_note_request(sim *s, sim_op op)
+static void note_request_locked(sim *s, sim_op op)
 {
-    pthread_mutex_lock(&s->mu);
     if (op == SIM_OP_ORDER)
         s->counts.order_requests++;
     else if (op == SIM_OP_QUERY)
         s->counts.query_requests++;
     else if (op == SIM_OP_CATALOG)
         s->counts.catalog_requests++;
-    pthread_mutex_unlock(&s->mu);
 }
 
 sim_order *sim_order_find_locked(sim *s, sim_proto p, const char *ref)
@@ -456,6 +452,11 @@ static const char *const fault_names[] = {
 };
 static const char *const op_names[] = {"order", "query", "catalog"};
 
+int sim_fault_log_due(const sim_fault *f)
+{
+    return f->hits <= SIM_FAULT_LOG_ALL || f->hits % 1000 == 0;
+}
+
 const char *sim_fault_name(sim_fault_kind k)
 {
     return fault_names[k];
@@ -556,6 +557,7 @@ static void faults_expire_locked(sim *s)
 /* Uses one hit of fault i (removing it when spent) and returns a copy. */
 static sim_fault fault_hit_locked(sim *s, size_t i)
 {
+    s->faults[i].hits++;
     sim_fault f = s->faults[i];
     s->counts.faults_hit++;
     if (s->faults[i].count > 0 && --s->faults[i].count == 0)
@@ -563,10 +565,10 @@ static sim_fault fault_hit_locked(sim *s, size_t i)
     return f;
 }
 
-sim_fault sim_fault_take(sim *s, sim_proto p, sim_op op)
+/* The fault that hits this request now (consumed), or kind NONE. */
+static sim_fault fault_take_locked(sim *s, sim_proto p, sim_op op)
 {
     sim_fault none = {0};
-    pthread_mutex_lock(&s->mu);
     faults_expire_locked(s);
     for (size_t i = 0; i < s->nfaults; i++) {
         const sim_fault *f = &s->faults[i];
@@ -580,11 +582,21 @@ sim_fault sim_fault_take(sim *s, sim_proto p, sim_op op)
             long d = hit.latency_ms - j + (long)(sim_rand_locked(s) % (uint64_t)(2 * j + 1));
             hit.latency_ms = d < 0 ? 0 : d;
         }
-        pthread_mutex_unlock(&s->mu);
         return hit;
     }
-    pthread_mutex_unlock(&s->mu);
     return none;
+}
+
+sim_fault sim_request_begin(sim *s, sim_proto p, const sim_class *cl)
+{
+    /* one hold of the lock, not three: every HTTP thread takes it per request */
+    pthread_mutex_lock(&s->mu);
+    note_request_locked(s, cl->op);
+    if (cl->is_create)
+        note_create_locked(s, p, cl->ref);
+    sim_fault f = fault_take_locked(s, p, cl->op);
+    pthread_mutex_unlock(&s->mu);
+    return f;
 }
 
 int sim_fault_hides_locked(sim *s, const sim_order *o)

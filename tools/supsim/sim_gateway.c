@@ -50,7 +50,7 @@ void sim_gw_classify(const sim_request *rq, sim_class *c)
         snprintf(c->ref, sizeof c->ref, "%s", ref ? ref : "");
         json_decref(biz);
     }
-    json_decref(params);
+    c->body = params;
 }
 
 /* ---- answers ---------------------------------------------------------------- */
@@ -137,7 +137,8 @@ static int is_account(const char *a)
 /* Parses and checks the envelope; 0, or an error code with msg set. */
 static int gw_verify(sim *s, const sim_request *rq, gw_req *g, const char **msg)
 {
-    g->params = json_loadb(rq->body ? rq->body : "", rq->len, 0, NULL);
+    g->params =
+        rq->json ? json_incref(rq->json) : json_loadb(rq->body ? rq->body : "", rq->len, 0, NULL);
     if (!json_is_object(g->params))
         return *msg = "request body is not a JSON object", GW_BAD_REQUEST;
     const char *key = json_string_value(json_object_get(g->params, "app_key"));

@@ -95,20 +95,26 @@ static void fault_after(const sim_fault *f, sim_reply *r)
     }
 }
 
-static void handle_protocol(sim *s, sim_proto p, const sim_request *rq, sim_reply *r)
+/* What a test log needs to explain an odd answer. */
+static void log_fault(const sim_fault *f, sim_proto p, const sim_request *rq)
 {
-    sim_class cl;
-    if (p == SIM_GATEWAY)
-        sim_gw_classify(rq, &cl);
-    else
-        sim_rw_classify(rq, &cl);
-    sim_note_request(s, cl.op);
-    if (cl.is_create)
-        sim_note_create(s, p, cl.ref);
-    sim_fault f = sim_fault_take(s, p, cl.op);
-    if (f.kind != SIM_F_NONE) /* what a test log needs to explain an odd answer */
-        fprintf(stderr, "supsim: fault %s hit %s %s %s\n", sim_fault_name(f.kind),
-                p == SIM_GATEWAY ? "gateway" : "rewards", rq->method, rq->path);
+    char note[64] = "";
+    if (f->hits == SIM_FAULT_LOG_ALL)
+        snprintf(note, sizeof note, " (from now on every 1000th hit of it is logged)");
+    else if (f->hits > SIM_FAULT_LOG_ALL)
+        snprintf(note, sizeof note, " (hit %lld)", f->hits);
+    fprintf(stderr, "supsim: fault %s hit %s %s %s%s\n", sim_fault_name(f->kind),
+            p == SIM_GATEWAY ? "gateway" : "rewards", rq->method, rq->path, note);
+}
+
+/* Answers a protocol request after its fault (if any) acted; cl's parsed body
+ * is handed to the handler so it is parsed once. */
+static void handle_classified(sim *s, sim_proto p, const sim_request *rq, const sim_class *cl,
+                              sim_reply *r)
+{
+    sim_fault f = sim_request_begin(s, p, cl);
+    if (f.kind != SIM_F_NONE && sim_fault_log_due(&f))
+        log_fault(&f, p, rq);
     if (f.kind == SIM_F_HTTP_500) {
         sim_reply_text(r, 500, "text/html",
                        "<html><body>500 Internal Server Error</body></html>\n");
@@ -118,11 +124,24 @@ static void handle_protocol(sim *s, sim_proto p, const sim_request *rq, sim_repl
         r->action = SIM_ACT_CLOSE;
         return;
     }
+    sim_request prq = *rq;
+    prq.json = cl->body;
     if (p == SIM_GATEWAY)
-        sim_gw_handle(s, rq, f.kind, r);
+        sim_gw_handle(s, &prq, f.kind, r);
     else
-        sim_rw_handle(s, rq, f.kind, r);
+        sim_rw_handle(s, &prq, f.kind, r);
     fault_after(&f, r);
+}
+
+static void handle_protocol(sim *s, sim_proto p, const sim_request *rq, sim_reply *r)
+{
+    sim_class cl;
+    if (p == SIM_GATEWAY)
+        sim_gw_classify(rq, &cl);
+    else
+        sim_rw_classify(rq, &cl);
+    handle_classified(s, p, rq, &cl, r);
+    json_decref(cl.body);
 }
 
 static void route(sim *s, const sim_request *rq, sim_reply *r)
@@ -168,8 +187,16 @@ static void trunc_free(void *cls)
 
 static struct MHD_Response *make_response(sim_reply *r)
 {
-    if (r->action != SIM_ACT_TRUNCATE)
-        return MHD_create_response_from_buffer(r->len, r->body, MHD_RESPMEM_MUST_COPY);
+    if (r->action != SIM_ACT_TRUNCATE && (r->len == 0 || !r->body))
+        return MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    if (r->action != SIM_ACT_TRUNCATE) {
+        /* MHD takes the body over (and frees it): no copy per answer */
+        struct MHD_Response *resp =
+            MHD_create_response_from_buffer(r->len, r->body, MHD_RESPMEM_MUST_FREE);
+        if (resp)
+            r->body = NULL;
+        return resp;
+    }
     trunc_ctx *t = calloc(1, sizeof *t);
     if (!t)
         return NULL;

@@ -21,7 +21,7 @@ void sim_rw_classify(const sim_request *rq, sim_class *c)
         json_t *b = json_loadb(rq->body ? rq->body : "", rq->len, 0, NULL);
         const char *ref = json_string_value(json_object_get(b, "external_ref_id"));
         snprintf(c->ref, sizeof c->ref, "%s", ref ? ref : "");
-        json_decref(b);
+        c->body = b;
     }
 }
 
@@ -144,7 +144,8 @@ static unsigned order_check_locked(sim *s, json_t *b, int *prod, const char **er
 
 static void r_order_create(sim *s, const sim_request *rq, sim_reply *out)
 {
-    json_t *b = json_loadb(rq->body ? rq->body : "", rq->len, 0, NULL);
+    json_t *b =
+        rq->json ? json_incref(rq->json) : json_loadb(rq->body ? rq->body : "", rq->len, 0, NULL);
     const char *ref = json_string_value(json_object_get(b, "external_ref_id"));
     if (!json_is_object(b) || !ref || !*ref || strlen(ref) >= 128) {
         json_decref(b);
@@ -233,7 +234,8 @@ int sim_rw_notify_locked(sim *s, const sim_order *o, int64_t t, sim_nmode m, cha
 {
     sim_state flipped = o->state == SIM_SUCCESS ? SIM_FAILED : SIM_SUCCESS;
     char *bodies[2] = {NULL, NULL};
-    for (int k = 0; k < 2; k++) {
+    /* the signed body and the one sent differ only when tampered */
+    for (int k = 0; k < (m == SIM_N_TAMPERED ? 2 : 1); k++) {
         sim_state st = k == 1 && m == SIM_N_TAMPERED ? flipped : o->state;
         json_t *j = json_pack("{s:s,s:o}", "event",
                               st == SIM_SUCCESS  ? "order.completed"
@@ -247,8 +249,12 @@ int sim_rw_notify_locked(sim *s, const sim_order *o, int64_t t, sim_nmode m, cha
     snprintf(secret, sizeof secret, "%s%s", s->cfg.rw_whsec, m == SIM_N_FORGED ? "-forged" : "");
     /* tampered: the signature of the true body over the flipped one */
     *header = bodies[0] ? sim_rw_header(secret, bodies[0], t) : NULL;
-    *body = bodies[1];
-    free(bodies[0]);
+    if (m == SIM_N_TAMPERED) {
+        *body = bodies[1];
+        free(bodies[0]);
+    } else {
+        *body = bodies[0];
+    }
     if (!*body || !*header) {
         free(*body);
         free(*header);

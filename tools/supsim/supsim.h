@@ -93,7 +93,13 @@ typedef struct sim_fault {
     long jitter_ms;
     long duration_ms;
     int64_t expires_ms; /* monotonic; 0 = never */
+    long long hits;     /* requests it hit so far (this one included, in a taken copy) */
 } sim_fault;
+
+/* A fault's first SIM_FAULT_LOG_ALL hits are logged on stderr, then every
+ * 1000th: a latency fault hits every order of a load run, and a line per
+ * request would cost more than the request. */
+#define SIM_FAULT_LOG_ALL 10
 
 typedef struct sim_counts {
     long long recharges_performed, card_orders, codes_issued, order_requests, query_requests,
@@ -161,6 +167,7 @@ typedef struct sim_request {
     size_t len;
     const char *authorization; /* header value or NULL */
     const char *arg_ref;       /* ?external_ref_id= or NULL */
+    json_t *json;              /* the body as classify parsed it, or NULL: parse body */
 } sim_request;
 
 /* Classification of a request before it is acted upon. ref is "" when none. */
@@ -168,6 +175,8 @@ typedef struct sim_class {
     sim_op op;
     int is_create; /* an order-creation request */
     char ref[128];
+    json_t *body; /* the body parsed (owned: json_decref), so the handler parses it
+                     only once; NULL when not parsed */
 } sim_class;
 
 /* ---- sim_core.c ---------------------------------------------------------- */
@@ -196,11 +205,6 @@ void sim_yuan(long long fen, char *out, size_t n);
 /* Index of the product with this id in protocol p, or -1. */
 int sim_product_find(sim_proto p, const char *id);
 
-/* Counts one order-creation request for ref (any outcome). */
-void sim_note_create(sim *s, sim_proto p, const char *ref);
-/* Bumps one request counter by op. */
-void sim_note_request(sim *s, sim_op op);
-
 sim_order *sim_order_find_locked(sim *s, sim_proto p, const char *ref);
 sim_order *sim_order_by_id_locked(sim *s, const char *order_id);
 /* Creates an order (stock, balance, codes, completion) and answers it, or NULL
@@ -220,12 +224,16 @@ int sim_fault_hides_locked(sim *s, const sim_order *o);
 /* Adds a fault from its JSON description; 0 with *id, or -1 with msg. */
 int sim_fault_add(sim *s, json_t *desc, int *id, char *msg, size_t msglen);
 int sim_fault_clear(sim *s);
-/* The fault that hits this request now (consumed), or kind NONE. Never
- * returns not_found or dup_callback (those act elsewhere). */
-sim_fault sim_fault_take(sim *s, sim_proto p, sim_op op);
+/* A classified request arrived: counts it by op and, when it creates an
+ * order, against its ref (any outcome), then returns the fault that hits it
+ * now (consumed), or kind NONE. Never returns not_found or dup_callback (those
+ * act elsewhere). */
+sim_fault sim_request_begin(sim *s, sim_proto p, const sim_class *cl);
 /* Copies for each notify of protocol p: 1, or the dup_callback count. */
 int sim_fault_copies_locked(sim *s, sim_proto p);
 json_t *sim_faults_json(sim *s);
+/* 1 when this hit of f (a copy from sim_request_begin) goes to the log. */
+int sim_fault_log_due(const sim_fault *f);
 /* "latency", "http_500", ...: a static string. */
 const char *sim_fault_name(sim_fault_kind k);
 
