@@ -852,6 +852,19 @@ static int all_answered(void *arg)
     return atomic_load(&rv->answered) >= 300;
 }
 
+/* A rewards card order whose notify goes to the receiver on port. */
+static void post_notified_order(h_sim *p, const char *prefix, int i, unsigned port)
+{
+    char body[512];
+    snprintf(body, sizeof body,
+             "{\"external_ref_id\":\"%s-%d\",\"utid\":\"U10001\",\"quantity\":1,"
+             "\"notify_url\":\"http://127.0.0.1:%u/cb\"}",
+             prefix, i, port);
+    resp r = rw_post(p, body);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    resp_free(&r);
+}
+
 /* 300 notifies to a receiver that takes 100 ms per answer: sent one at a time
  * per sender thread (2) they would need 15 s; sent concurrently they all arrive
  * within a few hundred ms, and on kept-alive connections far fewer than one
@@ -862,16 +875,8 @@ Test(supsim, callbacks_concurrent_on_kept_alive_connections)
     slow_receiver_start(&rv);
     h_sim p;
     sim_start(&p, "42", "0");
-    char body[512];
-    for (int i = 0; i < 300; i++) {
-        snprintf(body, sizeof body,
-                 "{\"external_ref_id\":\"cc-%d\",\"utid\":\"U10001\",\"quantity\":1,"
-                 "\"notify_url\":\"http://127.0.0.1:%u/cb\"}",
-                 i, rv.port);
-        resp r = rw_post(&p, body);
-        cr_assert_eq(r.status, 201, "%s", r.body);
-        resp_free(&r);
-    }
+    for (int i = 0; i < 300; i++)
+        post_notified_order(&p, "cc", i, rv.port);
     cr_assert(h_wait_for(all_answered, &rv, 5000) == 0,
               "only %d of 300 notifies answered in 5 s: not sent concurrently",
               atomic_load(&rv.answered));
@@ -924,15 +929,8 @@ Test(supsim, callback_after_receiver_closed_idle_connection)
     slow_receiver_start(&rv);
     h_sim p;
     sim_start(&p, "42", "0");
-    char body[512];
     for (int i = 0; i < 2; i++) {
-        snprintf(body, sizeof body,
-                 "{\"external_ref_id\":\"ic-%d\",\"utid\":\"U10001\",\"quantity\":1,"
-                 "\"notify_url\":\"http://127.0.0.1:%u/cb\"}",
-                 i, rv.port);
-        resp r = rw_post(&p, body);
-        cr_assert_eq(r.status, 201, "%s", r.body);
-        resp_free(&r);
+        post_notified_order(&p, "ic", i, rv.port);
         if (i == 0) {
             cr_assert(h_wait_for(answered_one, &rv, 2000) == 0, "first notify not answered");
             long t0 = proc_cpu_ticks(p.pid);
