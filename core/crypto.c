@@ -58,6 +58,28 @@ void ph_wipe(void *buf, size_t n)
         OPENSSL_cleanse(buf, n);
 }
 
+int ph_buf_reserve(char **buf, size_t *cap, size_t len, size_t need, size_t first)
+{
+    if (need <= *cap)
+        return 0;
+    if (need > SIZE_MAX / 2 || !first)
+        return -1; /* the doubling would wrap */
+    size_t c = *cap ? *cap : first;
+    while (c < need)
+        c *= 2;
+    char *g = malloc(c);
+    if (!g)
+        return -1;
+    if (*buf) {
+        memcpy(g, *buf, len);
+        ph_wipe(*buf, *cap);
+        free(*buf);
+    }
+    *buf = g;
+    *cap = c;
+    return 0;
+}
+
 int ph_ct_equal(const void *a, const void *b, size_t n)
 {
     return n == 0 || CRYPTO_memcmp(a, b, n) == 0;

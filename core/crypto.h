@@ -104,6 +104,12 @@ int ph_random_bytes(void *buf, size_t n);
 /* Zeroes n bytes in a way the compiler cannot drop. */
 void ph_wipe(void *buf, size_t n);
 
+/* Grows *buf (*cap bytes, the first len in use) to hold at least need bytes,
+ * doubling from first. Unlike realloc, the old block is wiped before it is
+ * freed: request bodies, replies and views may hold codes or accounts.
+ * Returns 0, or -1 out of memory with *buf and *cap unchanged. */
+int ph_buf_reserve(char **buf, size_t *cap, size_t len, size_t need, size_t first);
+
 /* ---- encodings and ciphers for the plugin host table (SDK ABI 1.1) ----------
  *
  * Thin wrappers over OpenSSL: the caller provides the output buffer (sized with

@@ -444,16 +444,8 @@ static int body_append(ph_req *r, const char *data, size_t n)
         r->too_large = 1;
         return 0;
     }
-    if (r->body_len + n + 1 > r->body_cap) {
-        size_t cap = r->body_cap ? r->body_cap : 4096;
-        while (cap < r->body_len + n + 1)
-            cap *= 2;
-        char *g = realloc(r->body, cap);
-        if (!g)
-            return -1;
-        r->body = g;
-        r->body_cap = cap;
-    }
+    if (ph_buf_reserve(&r->body, &r->body_cap, r->body_len, r->body_len + n + 1, 4096))
+        return -1;
     memcpy(r->body + r->body_len, data, n);
     r->body_len += n;
     r->body[r->body_len] = 0;

@@ -62,6 +62,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "crypto.h"
 #include "plugin_ops.h"
 
 #define SIO_DEF_MAX_IN_FLIGHT 64u
@@ -584,16 +585,8 @@ static int body_append(sio_ex *ex, const char *p, size_t n)
         ex->too_large = 1;
         return 0;
     }
-    if (ex->len + n + 1 > ex->cap) {
-        size_t cap = ex->cap ? ex->cap : 1024;
-        while (cap < ex->len + n + 1)
-            cap *= 2;
-        char *b = realloc(ex->body, cap);
-        if (!b)
-            return 0;
-        ex->body = b;
-        ex->cap = cap;
-    }
+    if (ph_buf_reserve(&ex->body, &ex->cap, ex->len, ex->len + n + 1, 1024))
+        return 0;
     memcpy(ex->body + ex->len, p, n);
     ex->len += n;
     ex->body[ex->len] = '\0';
@@ -621,16 +614,8 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     }
     if (l == 0 || ex->nh >= SIO_MAX_HEADER_LINES || ex->hbytes + l > SIO_MAX_HEADER_BYTES)
         return len;
-    if (ex->hlen + l + 1 > ex->hcap) {
-        size_t cap = ex->hcap ? ex->hcap : 512;
-        while (cap < ex->hlen + l + 1)
-            cap *= 2;
-        char *b = realloc(ex->hbuf, cap);
-        if (!b)
-            return 0;
-        ex->hbuf = b;
-        ex->hcap = cap;
-    }
+    if (ph_buf_reserve(&ex->hbuf, &ex->hcap, ex->hlen, ex->hlen + l + 1, 512))
+        return 0;
     size_t kept = strnlen(p, l); /* a NUL inside the line ends it, as before */
     memcpy(ex->hbuf + ex->hlen, p, kept);
     ex->hbuf[ex->hlen + kept] = '\0';

@@ -607,3 +607,26 @@ Test(keyfile, not_a_regular_file)
     cr_assert_null(kr);
     cr_assert_not_null(strstr(err.msg, tmpdir), "%s", err.msg);
 }
+
+/* ph_buf_reserve: the growth every buffer that may hold codes goes through
+ * (request bodies, supplier replies, order views): contents kept, doubling
+ * from the first size, no growth when there is room, and a request the
+ * doubling could not reach refused with the buffer untouched. */
+Test(buf, reserve_keeps_contents_and_doubles)
+{
+    char *b = NULL;
+    size_t cap = 0;
+    cr_assert_eq(ph_buf_reserve(&b, &cap, 0, 10, 16), 0);
+    cr_assert_eq(cap, 16);
+    memcpy(b, "0123456789", 10);
+    char *before = b;
+    cr_assert_eq(ph_buf_reserve(&b, &cap, 10, 16, 16), 0);
+    cr_assert_eq(b, before, "room enough: no new block");
+    cr_assert_eq(ph_buf_reserve(&b, &cap, 10, 100, 16), 0);
+    cr_assert_eq(cap, 128);
+    cr_assert_eq(memcmp(b, "0123456789", 10), 0);
+    cr_assert_eq(ph_buf_reserve(&b, &cap, 10, SIZE_MAX - 8, 16), -1);
+    cr_assert_eq(cap, 128);
+    cr_assert_eq(memcmp(b, "0123456789", 10), 0);
+    free(b);
+}
