@@ -87,7 +87,8 @@ static int emit_order_succeeded(ph_wtxn *w, int64_t now, const ph_order *o, ph_e
                  (unsigned long long)w->ids.event, event_time(w, now), (unsigned long long)o->id,
                  o->client, o->client_order_id, o->sku, o->quantity, (long long)o->cost);
     if (n < 0 || (size_t)n >= sizeof txt)
-        return ph_err_set(err, PH_EIO, "order %llu: event too long", (unsigned long long)o->id);
+        return ph_err_set(err, PH_EIO, "order %llu: event too long or not UTF-8",
+                          (unsigned long long)o->id);
     return append_event(w, txt, (size_t)n, err);
 }
 
@@ -640,31 +641,18 @@ static void ev_key(evtext *e, const char *key)
     ev_raw(e, "\":", 2);
 }
 
-/* A JSON string as jansson escapes it: \" \\ and control characters. */
+static void ev_sink(void *e, const char *s, size_t n)
+{
+    ev_raw(e, s, n);
+}
+
+/* A JSON string as jansson escapes it (one that jansson would refuse, not
+ * UTF-8, makes the event unwritable). */
 static void ev_str(evtext *e, const char *key, const char *v)
 {
-    static const char hex[] = "0123456789ABCDEF"; /* jansson writes \\u%04X */
     ev_key(e, key);
-    ev_raw(e, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
-        const char *esc = *p == '"'    ? "\\\""
-                          : *p == '\\' ? "\\\\"
-                          : *p == '\b' ? "\\b"
-                          : *p == '\f' ? "\\f"
-                          : *p == '\n' ? "\\n"
-                          : *p == '\r' ? "\\r"
-                          : *p == '\t' ? "\\t"
-                                       : NULL;
-        if (esc) {
-            ev_raw(e, esc, 2);
-        } else if (*p < 0x20) {
-            char u[6] = {'\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15]};
-            ev_raw(e, u, sizeof u);
-        } else {
-            ev_raw(e, (const char *)p, 1);
-        }
-    }
-    ev_raw(e, "\"", 1);
+    if (ph_json_str(v, ev_sink, e))
+        e->overflow = 1;
 }
 
 static void ev_int(evtext *e, const char *key, long long v)
@@ -695,7 +683,8 @@ static int ev_end(evtext *e, ph_wtxn *w, const ph_order *o, ph_err *err)
 {
     ev_raw(e, "}", 1);
     if (e->overflow)
-        return ph_err_set(err, PH_EIO, "order %llu: event too long", (unsigned long long)o->id);
+        return ph_err_set(err, PH_EIO, "order %llu: event too long or not UTF-8",
+                          (unsigned long long)o->id);
     return append_event(w, e->buf, e->len, err);
 }
 

@@ -196,3 +196,59 @@ void ph_text_clean(char *dst, size_t n, const char *src)
     if (n)
         dst[i] = 0;
 }
+
+/* Length of the UTF-8 sequence at s that jansson accepts (no overlong form, no
+ * surrogate, nothing above U+10FFFF), or 0. */
+static size_t utf8_seq(const unsigned char *s)
+{
+    unsigned c = s[0], n, cp;
+    if (c < 0x80)
+        return 1;
+    if (c < 0xC2 || c > 0xF4)
+        return 0;
+    n = c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+    cp = c & (0x3F >> (n - 1));
+    for (unsigned i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10FFFF ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return n;
+}
+
+int ph_json_str(const char *s, void (*put)(void *sink, const char *p, size_t n), void *sink)
+{
+    static const char hex[] = "0123456789ABCDEF"; /* jansson writes \u%04X */
+    const unsigned char *p = (const unsigned char *)s, *run = p;
+    put(sink, "\"", 1);
+    while (*p) {
+        size_t n = utf8_seq(p);
+        if (!n)
+            return -1;
+        if (n > 1 || (*p >= 0x20 && *p != '"' && *p != '\\')) {
+            p += n;
+            continue;
+        }
+        put(sink, (const char *)run, (size_t)(p - run));
+        const char *esc = *p == '"'    ? "\\\""
+                          : *p == '\\' ? "\\\\"
+                          : *p == '\b' ? "\\b"
+                          : *p == '\f' ? "\\f"
+                          : *p == '\n' ? "\\n"
+                          : *p == '\r' ? "\\r"
+                          : *p == '\t' ? "\\t"
+                                       : NULL;
+        char u[6] = {'\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15]};
+        if (esc)
+            put(sink, esc, 2);
+        else
+            put(sink, u, sizeof u);
+        run = ++p;
+    }
+    put(sink, (const char *)run, (size_t)(p - run));
+    put(sink, "\"", 1);
+    return 0;
+}

@@ -44,4 +44,13 @@ void ph_text_clean(char *dst, size_t n, const char *src);
 /* Parses a decimal uint64 with no sign, spaces or trailing bytes. 0 or -1. */
 int ph_u64_parse(const char *s, uint64_t *out);
 
+/* Writes s as a JSON string (quotes included) through put, escaped exactly as
+ * jansson's json_dumps does it: '"', '\\' and control bytes (\b \f \n \r \t,
+ * else \u00XX), everything else as is. The hand-written event and view texts
+ * must be byte-equal to what jansson would print (their tests compare). Returns
+ * 0, or -1 when s is not valid UTF-8 as jansson checks it (overlong forms,
+ * surrogates and code points above U+10FFFF refused); part of it may have been
+ * written then. */
+int ph_json_str(const char *s, void (*put)(void *sink, const char *p, size_t n), void *sink);
+
 #endif

@@ -54,74 +54,16 @@ static void txt_int(txt_buf *b, long long v)
     txt_put(b, num, (size_t)n);
 }
 
-/* Length of the UTF-8 sequence at s that jansson accepts (no overlong form, no
- * surrogate, nothing above U+10FFFF), or 0. */
-static size_t utf8_seq(const unsigned char *s)
+static void txt_sink(void *b, const char *s, size_t n)
 {
-    unsigned c = s[0], n, cp;
-    if (c < 0x80)
-        return 1;
-    if (c < 0xC2 || c > 0xF4)
-        return 0;
-    n = c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
-    cp = c & (0x3F >> (n - 1));
-    for (unsigned i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10FFFF ||
-        (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return n;
+    txt_put(b, s, n);
 }
 
-/* A JSON string as jansson dumps it without flags: '"' '\\' and control bytes
- * escaped (\b \f \n \r \t, else \u00XX), everything else as is. Returns -1 when
- * s is not valid UTF-8 (jansson would refuse the string). */
+/* A JSON string as jansson dumps it; -1 when s is not valid UTF-8 (jansson
+ * would refuse the string). */
 static int txt_str(txt_buf *b, const char *s)
 {
-    const unsigned char *p = (const unsigned char *)s, *run = p;
-    txt_put(b, "\"", 1);
-    while (*p) {
-        size_t n = utf8_seq(p);
-        if (!n)
-            return -1;
-        if (n > 1 || (*p >= 0x20 && *p != '"' && *p != '\\')) {
-            p += n;
-            continue;
-        }
-        txt_put(b, (const char *)run, (size_t)(p - run));
-        char esc[8];
-        switch (*p) {
-        case '"':
-        case '\\':
-            snprintf(esc, sizeof esc, "\\%c", *p);
-            break;
-        case '\b':
-            snprintf(esc, sizeof esc, "\\b");
-            break;
-        case '\f':
-            snprintf(esc, sizeof esc, "\\f");
-            break;
-        case '\n':
-            snprintf(esc, sizeof esc, "\\n");
-            break;
-        case '\r':
-            snprintf(esc, sizeof esc, "\\r");
-            break;
-        case '\t':
-            snprintf(esc, sizeof esc, "\\t");
-            break;
-        default:
-            snprintf(esc, sizeof esc, "\\u%04X", *p);
-        }
-        txt_lit(b, esc);
-        run = ++p;
-    }
-    txt_put(b, (const char *)run, (size_t)(p - run));
-    txt_put(b, "\"", 1);
-    return 0;
+    return ph_json_str(s, txt_sink, b);
 }
 
 /* ,"key":"value" (key a literal without escapes). */

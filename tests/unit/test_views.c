@@ -15,6 +15,7 @@
 #include "config.h"
 #include "crypto.h"
 #include "import.h"
+#include "util.h"
 #include "views.h"
 
 static ph_config *cfg;
@@ -130,4 +131,42 @@ Test(views, text_declines_what_jansson_would_refuse_and_supplier_orders)
     ph_order s = {.id = 2, .quantity = 1, .delivery = PH_DELIVERY_RECHARGE};
     snprintf(s.sku, sizeof s.sku, "a.plain");
     cr_expect_eq(same_as_tree(&s), 0, "a supplier order takes the tree");
+}
+
+/* ph_json_str, the escaper both hand-written texts (this view, the store's
+ * supplier events) go through: the same bytes as jansson for every byte class,
+ * and a refusal exactly where jansson refuses the string. */
+typedef struct sbuf {
+    char b[256];
+    size_t n;
+} sbuf;
+
+static void sbuf_put(void *s, const char *p, size_t n)
+{
+    sbuf *sb = s;
+    cr_assert(sb->n + n < sizeof sb->b);
+    memcpy(sb->b + sb->n, p, n);
+    sb->n += n;
+    sb->b[sb->n] = 0;
+}
+
+Test(views, json_str_is_jansson_byte_for_byte)
+{
+    const char *ok[] = {"", "plain", "q\"b\\s/", "\b\f\n\r\t", "\x01\x1f\x7f", "中文 ✓ 😀"};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        sbuf sb = {.n = 0};
+        cr_assert_eq(ph_json_str(ok[i], sbuf_put, &sb), 0, "case %zu", i);
+        json_t *j = json_string(ok[i]);
+        cr_assert_not_null(j);
+        char *want = json_dumps(j, JSON_ENCODE_ANY | JSON_COMPACT);
+        cr_assert_str_eq(sb.b, want, "case %zu", i);
+        free(want);
+        json_decref(j);
+    }
+    const char *bad[] = {"\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "ab\xe4\xb8"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        sbuf sb = {.n = 0};
+        cr_assert_eq(ph_json_str(bad[i], sbuf_put, &sb), -1, "bad case %zu", i);
+        cr_assert_null(json_string(bad[i]), "jansson accepts bad case %zu", i);
+    }
 }
