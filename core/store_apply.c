@@ -73,24 +73,8 @@ static const char *event_time(ph_wtxn *w, int64_t now)
     return s->at;
 }
 
-/* order.succeeded, the hot path's event, formatted directly: the same text emit()
- * would produce (its strings are identifiers checked by apply_order, so they
- * need no escaping), without building a JSON tree per order. */
-static int emit_order_succeeded(ph_wtxn *w, int64_t now, const ph_order *o, ph_err *err)
-{
-    char txt[512];
-    int n =
-        snprintf(txt, sizeof txt,
-                 "{\"seq\":%llu,\"at\":\"%s\",\"type\":\"order.succeeded\",\"order_id\":%llu,"
-                 "\"client\":\"%s\",\"client_order_id\":\"%s\",\"sku\":\"%s\",\"quantity\":%u,"
-                 "\"cost_fen\":%lld}",
-                 (unsigned long long)w->ids.event, event_time(w, now), (unsigned long long)o->id,
-                 o->client, o->client_order_id, o->sku, o->quantity, (long long)o->cost);
-    if (n < 0 || (size_t)n >= sizeof txt)
-        return ph_err_set(err, PH_EIO, "order %llu: event too long or not UTF-8",
-                          (unsigned long long)o->id);
-    return append_event(w, txt, (size_t)n, err);
-}
+/* Order events are written as text (below, with the supplier commands). */
+static int emit_outcome(ph_wtxn *w, int64_t now, const ph_order *o, uint64_t batch_id, ph_err *err);
 
 static int put_code(ph_wtxn *w, uint64_t id, const ph_code_rec *rec, const uint8_t *sealed,
                     unsigned flags, ph_err *err)
@@ -523,7 +507,7 @@ static int apply_order(ph_wtxn *w, ph_cmd *c)
                         c->in.order.sku, o->ncodes, o->quantity);
     if (rc == PH_OK && (rc = put_order(w, o, MDB_APPEND, &c->err)) == PH_OK &&
         (rc = index_order(w, o, &c->err)) == PH_OK)
-        rc = emit_order_succeeded(w, c->now, o, &c->err);
+        rc = emit_outcome(w, c->now, o, 0, &c->err);
     if (rc) {
         ph_order_free(o);
         return rc;
@@ -613,10 +597,11 @@ static int has_open_attempt(const ph_order *o)
     return o->nattempts && ph_attempt_open(o->attempts[o->nattempts - 1].state);
 }
 
-/* ---- supplier order events, written as text ------------------------------------
+/* ---- order events, written as text -------------------------------------------
  * Byte for byte what emit() would write (jansson, compact, keys in this order),
- * without a JSON tree per event: these are written for every attempt. Strings
- * are identifiers or printable ASCII (text_ok); they are escaped anyway. */
+ * without a JSON tree per event: these are written for every order and every
+ * attempt. Strings are identifiers or printable ASCII (text_ok); they are
+ * escaped anyway. */
 
 typedef struct evtext {
     char buf[1024];
@@ -714,7 +699,8 @@ static int emit_attempt(ph_wtxn *w, int64_t now, const ph_order *o, const ph_att
     return ev_end(&e, w, o, err);
 }
 
-/* order.succeeded / order.failed / order.unknown for a supplier order. */
+/* order.succeeded / order.failed / order.unknown: a stock order (no attempt,
+ * no batch) or a supplier order. */
 static int emit_outcome(ph_wtxn *w, int64_t now, const ph_order *o, uint64_t batch_id, ph_err *err)
 {
     const ph_attempt *a = o->nattempts ? &o->attempts[o->nattempts - 1] : NULL;
