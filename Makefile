@@ -38,7 +38,7 @@ valgrind: build
 	@tools/valgrind.sh $(BUILD)
 
 format:
-	@clang-format -i core/*.[ch] sdk/include/perkhub/*.h tools/perkctl/*.c plugins/*/*.c tests/*/*.c
+	@clang-format -i core/*/*.[ch] sdk/include/perkhub/*.h tools/perkctl/*.c plugins/*/*.c tests/*/*.c
 
 # Issue 4's figures in one run (issuance vs the LMDB limit and the peers, lookups, bulk,
 # supplier I/O, footprint), PASS/MISS per target: bench/README.md.

@@ -14,10 +14,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "plugin_loader.h"
-#include "plugin_ops.h"
-#include "status.h"
+#include "base/log.h"
+#include "supply/plugin_loader.h"
+#include "supply/plugin_ops.h"
+#include "base/status.h"
 
 #define PHTK_SUPPLIER "test"
 

@@ -24,7 +24,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "store.h"
+#include "store/store.h"
 
 #define NOW 1700000000000LL /* 2023-11-14T22:13:20.000Z */
 

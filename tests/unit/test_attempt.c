@@ -1,13 +1,13 @@
 /*
- * test_attempt.c — the money-safety decision table of core/attempt.h: one test
+ * test_attempt.c — the money-safety decision table of core/supply/attempt.h: one test
  * per row, so breaking rule 2 (never resend, never fail over after the supplier
  * may have acted) fails a named test.
  */
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "attempt.h"
-#include "store.h"
+#include "supply/attempt.h"
+#include "store/store.h"
 
 #define NOW 1000000
 

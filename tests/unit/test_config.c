@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
-#include "crypto.h"
-#include "log.h"
+#include "config/config.h"
+#include "crypto/crypto.h"
+#include "base/log.h"
 
 /* The two required keys; rows append to it, so their own lines start at 3. */
 #define BASE "data_dir: var/data\nmaster_key_file: var/master.key\n"

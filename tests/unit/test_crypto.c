@@ -1,5 +1,5 @@
 /*
- * test_crypto.c — keyring, sealing, index hashes and the key file (core/crypto.c).
+ * test_crypto.c — keyring, sealing, index hashes and the key file (core/crypto/crypto.c).
  */
 #include <criterion/criterion.h>
 
@@ -11,8 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "crypto.h"
-#include "util.h"
+#include "crypto/crypto.h"
+#include "base/util.h"
 
 /* ---- helpers ------------------------------------------------------------------ */
 

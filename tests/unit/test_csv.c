@@ -1,5 +1,5 @@
 /*
- * test_csv.c — the card-code CSV parser (core/csv.c).
+ * test_csv.c — the card-code CSV parser (core/codes/csv.c).
  */
 #include <criterion/criterion.h>
 
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "csv.h"
+#include "codes/csv.h"
 
 /* 2027-01-31 end of day in UTC+08:00, i.e. 2027-01-31T15:59:59.999Z */
 #define EOD_2027_01_31 1801411199999LL

@@ -16,12 +16,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "log.h"
-#include "plugin_loader.h"
-#include "plugin_ops.h"
-#include "status.h"
-#include "suppliers.h"
+#include "config/config.h"
+#include "base/log.h"
+#include "supply/plugin_loader.h"
+#include "supply/plugin_ops.h"
+#include "base/status.h"
+#include "supply/suppliers.h"
 
 /* ---- harness ---------------------------------------------------------------- */
 

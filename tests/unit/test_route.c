@@ -1,5 +1,5 @@
 /*
- * test_route.c — offer selection (core/route.h): priority, then cost, then
+ * test_route.c — offer selection (core/supply/route.h): priority, then cost, then
  * config order; disabled, unusable and already-tried suppliers skipped; the
  * usable predicate asked in rank order and no further than the first yes.
  */
@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "config.h"
-#include "route.h"
+#include "config/config.h"
+#include "supply/route.h"
 
 static const char *yaml =
     "data_dir: /tmp/x\nmaster_key_file: /tmp/k\n"

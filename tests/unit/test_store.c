@@ -1,5 +1,5 @@
 /*
- * test_store.c — the LMDB store (core/store.h).
+ * test_store.c — the LMDB store (core/store/store.h).
  *
  * Every command goes through the real group-commit writer (ph_store_exec /
  * ph_store_submit) into a fresh environment under /tmp; reads run in their own
@@ -16,9 +16,9 @@
 #include <stdatomic.h>
 #include <stddef.h>
 
-#include "store.h"
+#include "store/store.h"
 #include "store_fixture.h" /* criterion, lmdb, jansson, the catalog, setup */
-#include "store_int.h"     /* record layouts, for the corruption tests only */
+#include "store/store_int.h"     /* record layouts, for the corruption tests only */
 
 #define DAY_MS 86400000LL
 

@@ -1,6 +1,6 @@
 /*
  * test_store_supply.c — supplier-fulfilled orders in the LMDB store
- * (core/store.h: PH_CMD_SUPPLY_CREATE, PH_CMD_ATTEMPT, ph_store_pending_list,
+ * (core/store/store.h: PH_CMD_SUPPLY_CREATE, PH_CMD_ATTEMPT, ph_store_pending_list,
  * ph_store_uid).
  *
  * Every command goes through the real writer into a fresh environment under
@@ -15,10 +15,10 @@
 #include <sched.h>
 #include <semaphore.h>
 
-#include "config.h"
-#include "store.h"
+#include "config/config.h"
+#include "store/store.h"
 #include "store_fixture.h" /* criterion, lmdb, jansson, the catalog, setup */
-#include "store_int.h"     /* record layouts, for the corruption tests only */
+#include "store/store_int.h"     /* record layouts, for the corruption tests only */
 
 #define ACCOUNT_SEALED "sealed-account"
 #define ACCOUNT_MASKED "138****8000"

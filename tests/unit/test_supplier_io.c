@@ -1,5 +1,5 @@
 /*
- * test_supplier_io.c — the supplier I/O engine (core/supplier_io.c) against
+ * test_supplier_io.c — the supplier I/O engine (core/supply/supplier_io.c) against
  * real sockets: a small epoll HTTP server in the test process on 127.0.0.1
  * (behaviour chosen per request by the product id the sio_http fixture puts
  * in the query) and the sio_local fixture for the in-process transport.
@@ -35,11 +35,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "log.h"
-#include "status.h"
-#include "supplier_io.h"
-#include "suppliers.h"
+#include "config/config.h"
+#include "base/log.h"
+#include "base/status.h"
+#include "supply/supplier_io.h"
+#include "supply/suppliers.h"
 
 static int64_t now_ms(void)
 {

@@ -23,7 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "status.h"
+#include "base/status.h"
 #include "testkit.h"
 
 /* ---- the tiny plugin ------------------------------------------------------------ */

@@ -12,11 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
-#include "crypto.h"
-#include "import.h"
-#include "util.h"
-#include "views.h"
+#include "config/config.h"
+#include "crypto/crypto.h"
+#include "codes/import.h"
+#include "base/util.h"
+#include "http/views.h"
 
 static ph_config *cfg;
 static ph_keyring *kr;

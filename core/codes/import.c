@@ -1,0 +1,269 @@
+/*
+ * import.c — CSV → sealed, hashed codes → one IMPORT command.
+ */
+#include "codes/import.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/util.h"
+
+/* Working state of one import; every buffer here is freed (and wiped) at the end. */
+typedef struct import_job {
+    const ph_import_req *req;
+    ph_csv *csv;
+    ph_import_code *codes;
+    uint32_t *by_hash;
+    uint8_t *blobs;
+    size_t blobs_len;
+    ph_import_result *out;
+    size_t cap;
+} import_job;
+
+static int add_error(import_job *j, uint32_t line, const char *reason)
+{
+    ph_import_result *o = j->out;
+    o->error_count++;
+    if (o->nerrors >= j->req->max_errors)
+        return PH_OK;
+    if (o->nerrors == j->cap) {
+        size_t cap = j->cap ? j->cap * 2 : 64;
+        ph_csv_error *g = realloc(o->errors, cap * sizeof *g);
+        if (!g)
+            return PH_ENOMEM;
+        o->errors = g;
+        j->cap = cap;
+    }
+    o->errors[o->nerrors].line = line;
+    snprintf(o->errors[o->nerrors].reason, sizeof o->errors[0].reason, "%s", reason);
+    o->nerrors++;
+    return PH_OK;
+}
+
+static int cmp_error(const void *a, const void *b)
+{
+    const ph_csv_error *x = a, *y = b;
+    return x->line < y->line ? -1 : x->line > y->line;
+}
+
+/* qsort_r comparator: indices by hash, then by line so the first line comes first. */
+static int cmp_hash(const void *a, const void *b, void *arg)
+{
+    const ph_import_code *codes = arg;
+    const ph_import_code *x = &codes[*(const uint32_t *)a], *y = &codes[*(const uint32_t *)b];
+    int c = memcmp(x->hash, y->hash, 32);
+    return c ? c : (x->line < y->line ? -1 : x->line > y->line);
+}
+
+static int seal_rows(import_job *j, const ph_keyring *kr)
+{
+    const ph_csv *csv = j->csv;
+    size_t total = 0;
+    for (size_t i = 0; i < csv->nrows; i++)
+        total += 1 + csv->rows[i].code_len + csv->rows[i].card_len + PH_SEAL_OVERHEAD;
+    j->codes = calloc(csv->nrows, sizeof *j->codes);
+    j->by_hash = malloc(csv->nrows * sizeof *j->by_hash);
+    j->blobs = malloc(total);
+    j->blobs_len = total;
+    if (!j->codes || !j->by_hash || !j->blobs)
+        return PH_ENOMEM;
+    size_t off = 0;
+    for (size_t i = 0; i < csv->nrows; i++) {
+        const ph_csv_row *r = &csv->rows[i];
+        ph_import_code *ic = &j->codes[i];
+        ic->line = r->line;
+        ic->expires_at = r->expires_at;
+        size_t n = 0;
+        int rc = ph_code_seal(kr, r->code, r->code_len, r->card_no, r->card_len, j->blobs + off, &n,
+                              ic->hash);
+        if (rc)
+            return rc;
+        ic->sealed = j->blobs + off;
+        ic->sealed_len = (uint32_t)n;
+        off += n;
+        j->by_hash[i] = (uint32_t)i;
+    }
+    return PH_OK;
+}
+
+int ph_code_seal(const ph_keyring *kr, const char *code, size_t code_len, const char *card,
+                 size_t card_len, uint8_t *out, size_t *outlen, uint8_t hash[32])
+{
+    if (!code_len || code_len > PH_CODE_MAX || card_len > PH_CODE_MAX)
+        return PH_EINVAL;
+    uint8_t pt[1 + 2 * PH_CODE_MAX];
+    ph_crypto_index(kr, code, code_len, hash);
+    pt[0] = (uint8_t)code_len;
+    memcpy(pt + 1, code, code_len);
+    if (card_len)
+        memcpy(pt + 1 + code_len, card, card_len);
+    int rc = ph_crypto_seal(kr, pt, 1 + code_len + card_len, (const uint8_t *)PH_CODE_AAD,
+                            strlen(PH_CODE_AAD), out, outlen);
+    ph_wipe(pt, sizeof pt);
+    return rc;
+}
+
+/* Expired codes and codes repeated inside the file are bad lines too. */
+static int check_rows(import_job *j)
+{
+    size_t n = j->csv->nrows;
+    for (size_t i = 0; i < n; i++)
+        if (j->codes[i].expires_at && j->codes[i].expires_at <= j->req->now &&
+            add_error(j, j->codes[i].line, "expires_at: already expired"))
+            return PH_ENOMEM;
+    qsort_r(j->by_hash, n, sizeof *j->by_hash, cmp_hash, j->codes);
+    for (size_t i = 1; i < n; i++) {
+        const ph_import_code *prev = &j->codes[j->by_hash[i - 1]];
+        const ph_import_code *cur = &j->codes[j->by_hash[i]];
+        if (memcmp(prev->hash, cur->hash, 32) != 0)
+            continue;
+        /* keep the first occurrence as the reference for every later repeat */
+        size_t first = i - 1;
+        while (first > 0 && memcmp(j->codes[j->by_hash[first - 1]].hash, cur->hash, 32) == 0)
+            first--;
+        char reason[64];
+        snprintf(reason, sizeof reason, "duplicate of line %u", j->codes[j->by_hash[first]].line);
+        if (add_error(j, cur->line, reason))
+            return PH_ENOMEM;
+    }
+    return PH_OK;
+}
+
+/* For a file that is refused anyway: names the codes stored before, read-only,
+ * so one answer lists every bad line (the writer names them only for a file
+ * that is otherwise clean). Rows already reported (expired, or a repeat inside
+ * the file) are skipped: one reason per line. */
+static int find_imported(import_job *j, ph_store *s, ph_err *err)
+{
+    size_t n = j->csv->nrows;
+    for (size_t i = 0; i < n; i++) {
+        const ph_import_code *c = &j->codes[j->by_hash[i]];
+        if (i > 0 && memcmp(j->codes[j->by_hash[i - 1]].hash, c->hash, 32) == 0)
+            continue;
+        if (c->expires_at && c->expires_at <= j->req->now)
+            continue;
+        ph_code_info info;
+        int rc = ph_store_code_find(s, c->hash, &info, err);
+        if (rc == PH_ENOTFOUND)
+            continue;
+        if (rc)
+            return rc;
+        ph_code_info_clear(&info);
+        if (add_error(j, c->line, "code already imported"))
+            return ph_err_set(err, PH_ENOMEM, "out of memory");
+    }
+    return PH_OK;
+}
+
+static int store_batch(import_job *j, ph_store *s, ph_err *err)
+{
+    const ph_import_req *req = j->req;
+    ph_cmd cmd = {.type = PH_CMD_IMPORT, .now = req->now};
+    cmd.in.import.supplier = req->supplier;
+    cmd.in.import.sku = req->sku;
+    cmd.in.import.note = req->note;
+    cmd.in.import.unit_cost = req->unit_cost;
+    cmd.in.import.codes = j->codes;
+    cmd.in.import.ncodes = j->csv->nrows;
+    cmd.in.import.by_hash = j->by_hash;
+    int rc = ph_store_exec(s, &cmd);
+    if (rc == PH_OK) {
+        j->out->batch_id = cmd.batch_id;
+        j->out->count = j->csv->nrows;
+    } else if (rc == PH_EDUP) {
+        for (size_t i = 0; i < cmd.ndup; i++)
+            if (add_error(j, cmd.dup_lines[i], "code already imported"))
+                break;
+        rc = ph_err_set(err, PH_EINVAL, "%zu bad line%s, nothing imported", j->out->error_count,
+                        j->out->error_count == 1 ? "" : "s");
+    } else if (err) {
+        *err = cmd.err;
+    }
+    ph_cmd_clear(&cmd);
+    return rc;
+}
+
+static void job_free(import_job *j)
+{
+    if (j->blobs)
+        ph_wipe(j->blobs, j->blobs_len);
+    free(j->blobs);
+    free(j->codes);
+    free(j->by_hash);
+    ph_csv_free(j->csv);
+}
+
+int ph_import_run(ph_store *s, const ph_keyring *kr, const ph_import_req *req,
+                  ph_import_result *out, ph_err *err)
+{
+    memset(out, 0, sizeof *out);
+    import_job j = {.req = req, .out = out};
+    int rc = ph_csv_parse(req->csv, req->csv_len, req->max_errors, &j.csv, err);
+    if (rc)
+        return rc;
+    if (j.csv->nrows + j.csv->error_count > req->max_codes) {
+        rc = ph_err_set(err, PH_ELIMIT, "file has %zu lines; at most %zu codes per import",
+                        j.csv->nrows + j.csv->error_count, req->max_codes);
+        goto done;
+    }
+    for (size_t i = 0; i < j.csv->nerrors; i++)
+        if (add_error(&j, j.csv->errors[i].line, j.csv->errors[i].reason))
+            goto nomem;
+    out->error_count = j.csv->error_count; /* lines beyond the listed ones still count */
+    if (j.csv->nrows == 0 && out->error_count == 0) {
+        rc = ph_err_set(err, PH_EINVAL, "file: no codes in it");
+        goto done;
+    }
+    if ((rc = seal_rows(&j, kr)) == PH_ENOMEM)
+        goto nomem;
+    if (rc) {
+        rc = ph_err_set(err, rc, "import: cannot seal codes");
+        goto done;
+    }
+    if (check_rows(&j))
+        goto nomem;
+    if (out->error_count && (rc = find_imported(&j, s, err)) != PH_OK)
+        goto done;
+    if (out->error_count) {
+        qsort(out->errors, out->nerrors, sizeof *out->errors, cmp_error);
+        rc = ph_err_set(err, PH_EINVAL, "%zu bad line%s, nothing imported", out->error_count,
+                        out->error_count == 1 ? "" : "s");
+        goto done;
+    }
+    rc = store_batch(&j, s, err);
+    if (rc == PH_EINVAL)
+        qsort(out->errors, out->nerrors, sizeof *out->errors, cmp_error);
+    goto done;
+nomem:
+    rc = ph_err_set(err, PH_ENOMEM, "out of memory");
+done:
+    job_free(&j);
+    return rc;
+}
+
+void ph_import_result_clear(ph_import_result *r)
+{
+    free(r->errors);
+    memset(r, 0, sizeof *r);
+}
+
+int ph_code_unseal(const ph_keyring *kr, const uint8_t *sealed, size_t len, char *code, char *card)
+{
+    uint8_t pt[1 + 2 * PH_CODE_MAX + 1];
+    size_t n = 0;
+    if (len < PH_SEAL_OVERHEAD || len - PH_SEAL_OVERHEAD > sizeof pt)
+        return PH_ECRYPTO;
+    int rc =
+        ph_crypto_open(kr, sealed, len, (const uint8_t *)PH_CODE_AAD, strlen(PH_CODE_AAD), pt, &n);
+    if (rc == PH_OK && (n < 1 || pt[0] > n - 1 || n - 1 - pt[0] > PH_CODE_MAX))
+        rc = PH_ECRYPTO;
+    if (rc == PH_OK) {
+        memcpy(code, pt + 1, pt[0]);
+        code[pt[0]] = 0;
+        memcpy(card, pt + 1 + pt[0], n - 1 - pt[0]);
+        card[n - 1 - pt[0]] = 0;
+    }
+    ph_wipe(pt, sizeof pt);
+    return rc;
+}

@@ -1,0 +1,131 @@
+/*
+ * config.h — the daemon's YAML configuration, parsed and validated as a whole.
+ *
+ * A ph_config is immutable once loaded. SIGHUP builds a new one next to the old;
+ * only a new config that validated completely replaces the running one, so a typo
+ * never takes effect halfway. Every error names file:line:column and what was
+ * expected there, e.g.
+ *
+ *   conf/perkhub.yaml:14:12: products[0].delivery: expected card_code or recharge, got "cardcode"
+ *
+ * The full reference is docs/config.md. Relative paths in the file are taken
+ * relative to the working directory of perkhubd.
+ */
+#ifndef PH_CONFIG_H
+#define PH_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/status.h"
+
+enum { PH_SCOPE_FULFILL = 1, PH_SCOPE_SUPPORT = 2, PH_SCOPE_OPS = 4 };
+enum { PH_DELIVERY_CARD_CODE = 1, PH_DELIVERY_RECHARGE = 2 };
+
+typedef struct ph_kv {
+    char *key;   /* plugin config key, [A-Za-z0-9_.-]+ */
+    char *value; /* scalar as written (a secret is a reference like "env:NAME" or "file:PATH") */
+} ph_kv;
+
+typedef struct ph_client_conf {
+    char *name;             /* ident, unique */
+    uint8_t token_hash[32]; /* SHA-256 of the bearer token; the token itself is never stored */
+    unsigned scopes;        /* PH_SCOPE_* bits */
+} ph_client_conf;
+
+typedef struct ph_supplier_conf {
+    char *id;     /* ident, unique */
+    char *plugin; /* plugin name: <plugin_dir>/<plugin>.so */
+    int enabled;
+    int priority; /* higher first */
+    ph_kv *config;
+    size_t nconfig;
+    /* Network settings for the supplier I/O engine (supplier_io.h). */
+    unsigned max_in_flight;       /* exchanges on the wire at once; default 256 */
+    unsigned connect_timeout_ms;  /* default 3000 */
+    unsigned timeout_ms;          /* whole exchange; default 10000 */
+    int tls_verify;               /* default true */
+    unsigned breaker_failures;    /* consecutive failures that open the breaker; default 5 */
+    unsigned breaker_open_ms;     /* how long it stays open before a probe; default 10000 */
+    unsigned query_max_delay_ms;  /* ceiling of the order-query backoff; default 30000 */
+    unsigned processing_window_s; /* overrides the plugin's processing window; 0 = the plugin's */
+} ph_supplier_conf;
+
+typedef struct ph_offer_conf {
+    char *supplier;     /* must name a configured supplier */
+    char *supplier_sku; /* the supplier's own product id */
+    int64_t cost;       /* fen */
+} ph_offer_conf;
+
+typedef struct ph_product_conf {
+    char *sku; /* ident, unique, e.g. "iqiyi.gold.1m" */
+    char *name;
+    char *brand;
+    char *category;
+    char **tags;
+    size_t ntags;
+    int delivery;       /* PH_DELIVERY_* */
+    int64_t face_value; /* fen */
+    char *redemption_guide;
+    int listed;
+    ph_offer_conf *offers;
+    size_t noffers;
+} ph_product_conf;
+
+typedef struct ph_config {
+    char *source;                /* file path, or "<embedded>" */
+    char *listen_address;        /* default "127.0.0.1" */
+    uint16_t port;               /* 0 = ephemeral (the bound port goes to port_file) */
+    char *port_file;             /* NULL, or where to write the bound port once listening */
+    char *data_dir;              /* LMDB environment directory; created if missing */
+    uint64_t map_size;           /* initial LMDB map size in bytes (it grows by itself) */
+    char *master_key_file;       /* see crypto.h */
+    int master_key_create;       /* generate the key file when missing (demo only) */
+    char *plugin_dir;            /* where <plugin>.so files are found */
+    int log_level;               /* PH_LOG_* */
+    unsigned http_threads;       /* libmicrohttpd thread pool size */
+    uint32_t max_order_quantity; /* default 100000 */
+    uint64_t max_body_bytes;     /* default 64 MiB */
+    uint32_t max_import_codes;   /* codes per import request; default 1000000 */
+    uint32_t max_order_wait_s;   /* longest "wait" a client may ask on POST /v1/orders; 30 */
+    char *public_url;            /* how suppliers reach our callbacks, e.g.
+                                    "https://perkhub.example.com"; NULL = http://<listen
+                                    address>:<bound port> (loopback setups and tests) */
+    ph_client_conf *clients;
+    size_t nclients;
+    ph_supplier_conf *suppliers;
+    size_t nsuppliers;
+    ph_product_conf *products;
+    size_t nproducts;
+} ph_config;
+
+/* Parses and validates the YAML file at path. On PH_OK *out is owned by the caller
+ * (ph_config_free). On error *out is untouched and err says file:line:column: what.
+ * Errors: PH_EIO (cannot read), PH_EINVAL (syntax or validation). */
+int ph_config_load_file(const char *path, ph_config **out, ph_err *err);
+
+/* The same from a buffer; `name` stands for the file name in messages. */
+int ph_config_load_string(const char *yaml, size_t len, const char *name, ph_config **out,
+                          ph_err *err);
+
+/* The embedded default used by `perkhubd` without -c and by `make demo`: data
+ * under var/, a generated key file, demo API clients, the sample products.
+ * Static storage; never free it. */
+const char *ph_config_default_yaml(void);
+
+/* Frees a config and everything it owns. NULL is a no-op. */
+void ph_config_free(ph_config *cfg);
+
+/* Finds the client whose token hashes to a configured token_hash, comparing in
+ * constant time. Returns a pointer into cfg (valid while cfg lives) or NULL. */
+const ph_client_conf *ph_config_client_by_token(const ph_config *cfg, const char *token,
+                                                size_t len);
+/* The same, from the token's SHA-256 (the HTTP path hashes with the keyring's
+ * digest, fetched once). */
+const ph_client_conf *ph_config_client_by_hash(const ph_config *cfg, const uint8_t hash[32]);
+
+/* Lookups by name; pointers into cfg, or NULL. */
+const ph_product_conf *ph_config_product(const ph_config *cfg, const char *sku);
+const ph_supplier_conf *ph_config_supplier(const ph_config *cfg, const char *id);
+
+#endif

@@ -1,0 +1,158 @@
+/*
+ * crypto.h — the keyring, sealing of secrets at rest, and keyed lookup hashes.
+ *
+ * Rule 3 of DESIGN.md lives here. Card codes (and later recharge accounts) are
+ * stored only as AES-256-GCM ciphertexts that carry the id of the key that
+ * sealed them, so keys can rotate: new data is sealed with the newest key,
+ * old data stays readable while its key stays in the file. Codes are found by
+ * HMAC-SHA256 under a separate index key, never by plaintext, so the lookup
+ * index reveals nothing without the key file.
+ *
+ * Key file (text, mode 0600 or stricter, refused otherwise):
+ *
+ *   # perkhub master keys
+ *   index 64-hex-digits          one HMAC index key (never rotates: it keys the index)
+ *   key 1 64-hex-digits          AES-256 keys by id 1..65535; the highest id seals
+ *   key 2 64-hex-digits
+ *
+ * All functions are thread-safe on a loaded (read-only) keyring. Key material is
+ * wiped (OPENSSL_cleanse) before it is freed.
+ */
+#ifndef PH_CRYPTO_H
+#define PH_CRYPTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/status.h"
+
+#define PH_KEY_LEN  32
+#define PH_HASH_LEN 32
+/* A sealed blob is: key id (2 bytes, big-endian) | nonce (12) | ciphertext | tag (16). */
+#define PH_SEAL_OVERHEAD (2 + 12 + 16)
+
+typedef struct ph_keyring ph_keyring;
+
+/* Loads the key file at path. When it does not exist and `create` is non-zero,
+ * generates a new one (index key and key 1 from the OS RNG), writes it with mode
+ * 0600 and loads it. On success *out is owned by the caller (ph_keyring_free).
+ * Errors: PH_EIO (unreadable, cannot create), PH_EINVAL (syntax: the message
+ * names the line; permissions too open), PH_ECRYPTO (RNG failure).
+ *
+ * The file must have exactly one `index` line and at least one `key` line; key
+ * ids are unique; blank lines and lines starting with `#` are ignored; CRLF is
+ * fine. Messages name the path and line but never quote a line (it may hold a
+ * key). Creation makes missing directories (mode 0700), writes a temp file
+ * (O_EXCL, 0600), fsyncs it and moves it into place without replacing anything:
+ * if another process created the file meanwhile, that file is loaded instead,
+ * so two daemons racing on first start end up with the same keys.
+ * @note Thread-safe; touches no global state. */
+int ph_keyring_load(const char *path, int create, ph_keyring **out, ph_err *err);
+
+/* Builds a keyring from raw keys, for tests and tools: one index key and one
+ * sealing key with id key_id (1..65535, else PH_EINVAL). Caller owns *out. */
+int ph_keyring_from_raw(const uint8_t index_key[PH_KEY_LEN], uint16_t key_id,
+                        const uint8_t key[PH_KEY_LEN], ph_keyring **out, ph_err *err);
+
+/* Wipes and frees. NULL is a no-op. */
+void ph_keyring_free(ph_keyring *kr);
+
+/* The id of the key that seals new data. */
+uint16_t ph_keyring_active_id(const ph_keyring *kr);
+
+/* Seals pt (ptlen bytes) with the active key and a fresh random nonce; aad
+ * (may be NULL/0) is authenticated but not stored. Writes ptlen +
+ * PH_SEAL_OVERHEAD bytes to out (caller-provided, at least that large) and sets
+ * *outlen. Returns PH_OK or PH_ECRYPTO. */
+int ph_crypto_seal(const ph_keyring *kr, const uint8_t *pt, size_t ptlen, const uint8_t *aad,
+                   size_t aadlen, uint8_t *out, size_t *outlen);
+
+/* Opens a sealed blob (inlen bytes) into out (at least inlen - PH_SEAL_OVERHEAD
+ * bytes), setting *outlen. Returns PH_OK, or PH_ECRYPTO when the key id is
+ * unknown, the blob is short, or the tag does not verify (tampered or wrong aad).
+ * On PH_ECRYPTO, out holds zeros, never unauthenticated plaintext.
+ * The caller wipes out when done with the plaintext. */
+int ph_crypto_open(const ph_keyring *kr, const uint8_t *in, size_t inlen, const uint8_t *aad,
+                   size_t aadlen, uint8_t *out, size_t *outlen);
+
+/* HMAC-SHA256 of data under the index key: the lookup key for a card code.
+ * The three hash functions cannot fail short of OpenSSL running out of memory;
+ * then out is filled with random bytes, so it equals no real hash (a failed
+ * hash must never match another row or pass a signature check). */
+void ph_crypto_index(const ph_keyring *kr, const void *data, size_t len, uint8_t out[PH_HASH_LEN]);
+
+/* Plain SHA-256 (API tokens, request fingerprints). Fetches the digest from
+ * OpenSSL's provider store on every call (a locked lookup): on a hot path use
+ * ph_crypto_sha256, which uses the keyring's digest fetched once. */
+void ph_sha256(const void *data, size_t len, uint8_t out[PH_HASH_LEN]);
+
+/* The same SHA-256 as ph_sha256 (same output), with the digest the keyring
+ * fetched when it was loaded. Thread-safe on a loaded keyring; fails only as
+ * the hashes above (out random). */
+void ph_crypto_sha256(const ph_keyring *kr, const void *data, size_t len, uint8_t out[PH_HASH_LEN]);
+
+/* HMAC-SHA256 under an arbitrary key (webhook signatures, plugin host service). */
+void ph_hmac_sha256(const void *key, size_t keylen, const void *data, size_t len,
+                    uint8_t out[PH_HASH_LEN]);
+
+/* Constant-time equality of n bytes: 1 when equal. */
+int ph_ct_equal(const void *a, const void *b, size_t n);
+
+/* Fills buf with n bytes from the OS CSPRNG. PH_OK or PH_ECRYPTO. */
+int ph_random_bytes(void *buf, size_t n);
+
+/* Zeroes n bytes in a way the compiler cannot drop. */
+void ph_wipe(void *buf, size_t n);
+
+/* Grows *buf (*cap bytes, the first len in use) to hold at least need bytes,
+ * doubling from first. Unlike realloc, the old block is wiped before it is
+ * freed: request bodies, replies and views may hold codes or accounts.
+ * Returns 0, or -1 out of memory with *buf and *cap unchanged. */
+int ph_buf_reserve(char **buf, size_t *cap, size_t len, size_t need, size_t first);
+
+/* ---- encodings and ciphers for the plugin host table (SDK ABI 1.1) ----------
+ *
+ * Thin wrappers over OpenSSL: the caller provides the output buffer (sized with
+ * the *_max / *_len helpers), so plugin_loader.c can allocate it from a
+ * plugin's host allocator. All are thread-safe and keep no state. */
+
+/* MD5 of len bytes into out. Only for supplier protocols that sign with it,
+ * never as security of our own. Cannot fail short of OpenSSL running out of
+ * memory; then out is random (as the SHA-256 functions above). */
+void ph_md5(const void *data, size_t len, uint8_t out[16]);
+
+/* The largest block of any cipher: out of ph_cipher needs inlen + this. */
+#define PH_CIPHER_BLOCK_MAX 32
+
+/* Encrypts (encrypt != 0) or decrypts inlen bytes with the OpenSSL cipher
+ * `name` (as `openssl enc -list` names it: "aes-256-cbc", "aes-128-ecb"), PKCS#7
+ * padding for block modes. keylen and ivlen must be exactly the cipher's (ivlen
+ * 0 and iv NULL for ECB). out has room for outcap bytes, at least inlen +
+ * PH_CIPHER_BLOCK_MAX; *outlen is set on PH_OK.
+ * Errors: PH_ENOTFOUND (no such cipher, or an AEAD / key-wrap / XTS mode, which
+ * this plain interface cannot use safely), PH_EINVAL (wrong key or iv length),
+ * PH_ELIMIT (outcap too small, or inlen beyond INT_MAX), PH_ECRYPTO (input does
+ * not decrypt: bad padding, wrong key, a length that is not whole blocks),
+ * PH_ENOMEM. On error out holds zeros. */
+int ph_cipher(const char *name, int encrypt, const uint8_t *key, size_t keylen, const uint8_t *iv,
+              size_t ivlen, const uint8_t *in, size_t inlen, uint8_t *out, size_t outcap,
+              size_t *outlen);
+
+/* The length of standard base64 (RFC 4648, padded) of len bytes, without a
+ * NUL; SIZE_MAX when it would not fit in a size_t. */
+size_t ph_base64_encoded_len(size_t len);
+
+/* Writes standard base64 of len bytes to out (ph_base64_encoded_len(len) + 1
+ * bytes, NUL-terminated). Returns the length written, without the NUL. */
+size_t ph_base64_encode(const void *data, size_t len, char *out);
+
+/* The most bytes that len characters of base64 decode to. */
+size_t ph_base64_decoded_max(size_t len);
+
+/* Decodes standard base64: alphabet A-Z a-z 0-9 + /, padding optional but
+ * correct when present, no whitespace. out has room for
+ * ph_base64_decoded_max(len) bytes; *outlen is set on PH_OK.
+ * Errors: PH_EINVAL (not base64; out holds zeros). */
+int ph_base64_decode(const char *text, size_t len, uint8_t *out, size_t *outlen);
+
+#endif

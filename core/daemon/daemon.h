@@ -1,0 +1,72 @@
+/*
+ * daemon.h — the daemon's context: the one struct that owns every piece of
+ * running state (no global mutable state lives anywhere else), and its
+ * lifecycle: start, reload on SIGHUP, graceful stop on SIGTERM.
+ *
+ * Data flows one way: HTTP handler (http_api.c, api_*.c) → fulfillment
+ * (fulfill.c, lookup.c, import.c) → store / supplier I/O → events.
+ */
+#ifndef PH_DAEMON_H
+#define PH_DAEMON_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "crypto/crypto.h"
+#include "base/log.h"
+#include "base/status.h"
+#include "store/store.h"
+
+struct ph_suppliers;
+struct ph_http;
+struct ph_sio;
+struct ph_fulfil;
+
+/* A reference-counted configuration snapshot. A request holds one from its
+ * first byte to its last, so a reload never changes the rules mid-request. */
+typedef struct ph_cfg_ref {
+    ph_config *cfg;
+    atomic_int refs;
+} ph_cfg_ref;
+
+typedef struct ph_daemon {
+    ph_logger log;
+    pthread_mutex_t cfg_mu; /* guards `cfg` (the pointer, not the snapshot) */
+    ph_cfg_ref *cfg;
+    char *config_path; /* NULL when running on the embedded default */
+    ph_store *store;
+    ph_keyring *keys;
+    struct ph_suppliers *suppliers;
+    struct ph_sio *sio;       /* the supplier I/O engine */
+    struct ph_fulfil *fulfil; /* supplier orders in flight */
+    struct ph_http *http;
+    uint16_t port;         /* the bound port (config port 0 = ephemeral) */
+    atomic_int ready;      /* 1 once serving, 0 again when stopping */
+    uint32_t reqid_prefix; /* random per process: request ids stay unique across restarts */
+    atomic_uint_fast64_t reqid_next;
+} ph_daemon;
+
+/* Starts everything from cfg (owned by the daemon from now on, also on failure):
+ * key file, store, catalog sync, suppliers, HTTP listener. config_path (may be
+ * NULL) is remembered for reloads. On failure everything started is stopped. */
+int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_err *err);
+
+/* Re-reads the configuration file. A file that does not validate, or whose
+ * suppliers fail to start, changes nothing; err says why. Settings that need a
+ * restart (listen address, data directory, key file) are kept and logged. */
+int ph_daemon_reload(ph_daemon *d, ph_err *err);
+
+/* Stops accepting connections, lets in-flight requests finish (at most
+ * grace_ms), drains the store's writer and frees everything. */
+void ph_daemon_stop(ph_daemon *d, int grace_ms);
+
+/* The current configuration snapshot, with a reference the caller releases. */
+ph_cfg_ref *ph_daemon_cfg_acquire(ph_daemon *d);
+void ph_daemon_cfg_release(ph_cfg_ref *ref);
+
+/* Writes the catalog of cfg into the store (PH_CMD_PUT_PRODUCTS). */
+int ph_daemon_sync_products(ph_daemon *d, const ph_config *cfg, ph_err *err);
+
+#endif

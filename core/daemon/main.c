@@ -1,0 +1,190 @@
+/*
+ * main.c — perkhubd's command line and signal loop. The only file that may end
+ * the process: everything below it returns errors.
+ *
+ * Signals are blocked in every thread and taken synchronously here with
+ * sigwait, so no handler ever runs in the middle of library code.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/config.h"
+#include "daemon/daemon.h"
+#include "supply/plugin_loader.h"
+#include "store/store.h"
+
+#define PH_VERSION "0.1.0"
+
+static void usage(FILE *f)
+{
+    fputs("usage: perkhubd [-c FILE]              run (embedded default config without -c)\n"
+          "       perkhubd --check-config FILE    validate a config file and exit\n"
+          "       perkhubd --check-store DIR      check every invariant of a data directory\n"
+          "       perkhubd --print-default-config print the embedded default config\n"
+          "       perkhubd --describe-plugin NAME [--plugin-dir DIR]\n"
+          "                                       a plugin's capabilities and config keys\n"
+          "       perkhubd --version | --help\n"
+          "\n"
+          "signals: SIGHUP reloads the config file (an invalid file changes nothing),\n"
+          "         SIGTERM/SIGINT stop after in-flight requests finish.\n",
+          f);
+}
+
+static int check_config(const char *path)
+{
+    ph_config *cfg;
+    ph_err err = {0};
+    if (ph_config_load_file(path, &cfg, &err) != PH_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    printf("%s: ok (%zu clients, %zu suppliers, %zu products)\n", path, cfg->nclients,
+           cfg->nsuppliers, cfg->nproducts);
+    ph_config_free(cfg);
+    return 0;
+}
+
+static int check_store(const char *dir)
+{
+    ph_store *s;
+    ph_store_stats st;
+    ph_err err = {0};
+    ph_store_opts o = {.dir = dir};
+    if (ph_store_open(&o, &s, &err) != PH_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    int rc = ph_store_check(s, &st, &err);
+    if (rc != PH_OK) {
+        fprintf(stderr, "%s: INCONSISTENT: %s\n", dir, err.msg);
+    } else {
+        printf("%s: ok: %llu codes, %llu orders, %llu events\n", dir, (unsigned long long)st.codes,
+               (unsigned long long)st.orders, (unsigned long long)st.last_event);
+        for (size_t i = 0; i < st.nskus; i++)
+            printf("  %s: imported %llu = available %llu + issued %llu + voided %llu + expired "
+                   "%llu\n",
+                   st.skus[i].sku, (unsigned long long)st.skus[i].imported,
+                   (unsigned long long)st.skus[i].by_state[PH_CODE_AVAILABLE],
+                   (unsigned long long)st.skus[i].by_state[PH_CODE_ISSUED],
+                   (unsigned long long)st.skus[i].by_state[PH_CODE_VOIDED],
+                   (unsigned long long)st.skus[i].by_state[PH_CODE_EXPIRED]);
+        ph_store_stats_clear(&st);
+    }
+    ph_store_close(s);
+    return rc == PH_OK ? 0 : 1;
+}
+
+/* For ops writing a supplier's config: what the plugin offers and takes. */
+static int describe_plugin(const char *dir, const char *name)
+{
+    ph_plugin *p;
+    ph_err err = {0};
+    if (ph_plugin_open(dir, name, &p, &err) != PH_OK) {
+        fprintf(stderr, "perkhubd: %s\n", err.msg);
+        return 1;
+    }
+    int rc = ph_plugin_describe(p, stdout);
+    ph_plugin_close(p);
+    return rc == PH_OK ? 0 : 1;
+}
+
+static int run(const char *path)
+{
+    ph_config *cfg;
+    ph_err err = {0};
+    int rc = path
+                 ? ph_config_load_file(path, &cfg, &err)
+                 : ph_config_load_string(ph_config_default_yaml(), strlen(ph_config_default_yaml()),
+                                         "<embedded>", &cfg, &err);
+    if (rc != PH_OK) {
+        fprintf(stderr, "perkhubd: %s\n", err.msg);
+        return 1;
+    }
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL); /* before any thread exists: all inherit it */
+    signal(SIGPIPE, SIG_IGN);
+
+    ph_daemon d = {0};
+    if (ph_daemon_start(&d, cfg, path, &err) != PH_OK) {
+        fprintf(stderr, "perkhubd: %s\n", err.msg);
+        return 1;
+    }
+    for (;;) {
+        int sig = 0;
+        sigwait(&set, &sig);
+        if (sig == SIGHUP) {
+            if (ph_daemon_reload(&d, &err) != PH_OK)
+                ph_log(&d.log, PH_LOG_ERROR, NULL, "config.reload_failed",
+                       "detail=\"%s\" effect=\"the running configuration stays in force\"",
+                       err.msg);
+            continue;
+        }
+        ph_log(&d.log, PH_LOG_INFO, NULL, "daemon.signal", "signal=%s",
+               sig == SIGTERM ? "TERM" : "INT");
+        break;
+    }
+    ph_daemon_stop(&d, 30000);
+    fprintf(stderr, "perkhubd: stopped\n");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"check-config", required_argument, NULL, 'C'},
+        {"check-store", required_argument, NULL, 'S'},
+        {"print-default-config", no_argument, NULL, 'P'},
+        {"describe-plugin", required_argument, NULL, 'D'},
+        {"plugin-dir", required_argument, NULL, 'L'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *path = NULL, *describe = NULL, *plugin_dir = "build/plugins";
+    int c;
+    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            path = optarg;
+            break;
+        case 'C':
+            return check_config(optarg);
+        case 'S':
+            return check_store(optarg);
+        case 'D':
+            describe = optarg;
+            break;
+        case 'L':
+            plugin_dir = optarg;
+            break;
+        case 'P':
+            fputs(ph_config_default_yaml(), stdout);
+            return 0;
+        case 'V':
+            puts("perkhubd " PH_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "perkhubd: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    if (describe)
+        return describe_plugin(plugin_dir, describe);
+    return run(path);
+}

@@ -1,0 +1,121 @@
+/*
+ * api.h — what an HTTP handler sees: one request, its authenticated client and
+ * configuration snapshot, its body, and the helpers that set the response.
+ * Shared by http_api.c (which owns ph_req) and the api_*.c handlers.
+ */
+#ifndef PH_API_H
+#define PH_API_H
+
+#include <jansson.h>
+#include <microhttpd.h>
+
+#include "daemon/daemon.h"
+
+enum { PH_REQ_DONE = 0, PH_REQ_SUSPENDED = 1 };
+
+typedef struct ph_req ph_req;
+typedef int (*ph_handler_fn)(ph_req *r);
+
+struct ph_req {
+    ph_daemon *d;
+    struct MHD_Connection *conn;
+    ph_cfg_ref *cfg;              /* held for the whole request */
+    const ph_client_conf *client; /* NULL on unauthenticated routes */
+    char method[8];
+    char path[256];
+    char reqid[48];
+    char seg[2][160]; /* the path's '*' segments, URL-decoded by MHD */
+    char arg[2][264]; /* handler scratch that must outlive a suspension */
+    char *body;       /* the request body, NUL-terminated; owned here */
+    size_t body_len, body_cap;
+    int too_large;
+    int64_t started_ms;
+
+    /* response */
+    unsigned status;
+    json_t *resp;                 /* owned; sent and freed by http_api.c */
+    const char *replay_header;    /* "true" adds Idempotent-Replay */
+    int closing;                  /* 1 adds Connection: close (the daemon is stopping) */
+    int raw_body;                 /* 1: resp is a JSON string sent as is (callback answers) */
+    const char *raw_content_type; /* static; with raw_body or text */
+    char *text;      /* set by ph_req_text: the body as is, NUL-terminated; owned, wiped */
+    size_t text_len; /* bytes of text, without the NUL */
+
+    /* a handler that suspends sets `resume`, called when it is resumed */
+    ph_handler_fn resume;
+    int resumed;
+    ph_cmd cmd;      /* the command a suspended request waits for */
+    uint8_t pending; /* 1 while the command is with the writer */
+
+    /* POST /v1/orders to a supplier (api_orders.c); the account is wiped */
+    char account[72];
+    uint8_t account_sealed[128];
+    uint32_t account_sealed_len;
+    char account_masked[32];
+    unsigned wait_s;
+    uint64_t order_id;
+
+    /* handler state that outlives a suspension; freed with ext_free at the end */
+    void *ext;
+    void (*ext_free)(void *ext);
+};
+
+#define PH_ACCOUNT_MAX 64 /* bytes of a recharge account */
+
+/* Sets a JSON error response {"error","message","request_id"}; returns PH_REQ_DONE. */
+int ph_req_error(ph_req *r, unsigned status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Maps a PH_E* status (and its message) to the HTTP error; returns PH_REQ_DONE. */
+int ph_req_fail(ph_req *r, int rc, const ph_err *err);
+/* Sets a JSON response (steals body); returns PH_REQ_DONE. */
+int ph_req_json(ph_req *r, unsigned status, json_t *body);
+/* Sets a response whose body is text (len bytes, NUL-terminated, malloc'd),
+ * sent as is with content_type (static). Takes ownership of text in every
+ * case: it is wiped and freed once sent or when the request ends (it may hold
+ * codes). Returns PH_REQ_DONE. */
+int ph_req_text(ph_req *r, unsigned status, char *text, size_t len, const char *content_type);
+/* A query argument, or NULL. Valid for the request's life. */
+const char *ph_req_query(ph_req *r, const char *key);
+/* Parses the body as a JSON object into *out (caller decrefs). On failure sets a
+ * 400 naming line and column and returns -1. */
+int ph_req_body_json(ph_req *r, json_t **out);
+/* Has the client this scope (PH_SCOPE_*)? */
+int ph_req_has_scope(const ph_req *r, unsigned scope);
+
+/* Suspends the connection and hands r->cmd to the writer; `resume` builds the
+ * response once the command is durable. Returns PH_REQ_SUSPENDED, or
+ * PH_REQ_DONE with an error response when the store refuses the command. */
+int ph_req_submit(ph_req *r, ph_handler_fn resume);
+
+/* Suspends the connection until someone calls ph_req_wake(r) (from any
+ * thread); `resume` then builds the response on an HTTP thread. Returns
+ * PH_REQ_SUSPENDED. */
+int ph_req_suspend(ph_req *r, ph_handler_fn resume);
+void ph_req_wake(ph_req *r);
+
+/* The request's header lines as "Name: value", in a NULL-terminated array the
+ * caller frees with ph_req_headers_free; *n gets their number. NULL when out
+ * of memory. */
+char **ph_req_headers(ph_req *r, size_t *n);
+void ph_req_headers_free(char **lines);
+
+/* Handlers (api_*.c). */
+int ph_api_health(ph_req *r);
+int ph_api_ready(ph_req *r);
+int ph_api_products_list(ph_req *r);
+int ph_api_product_get(ph_req *r);
+int ph_api_batch_import(ph_req *r);
+int ph_api_batch_get(ph_req *r);
+int ph_api_batch_void(ph_req *r);
+int ph_api_order_create(ph_req *r);
+int ph_api_order_get(ph_req *r);
+int ph_api_order_list(ph_req *r);
+int ph_api_code_lookup(ph_req *r);
+int ph_api_events(ph_req *r);
+int ph_api_suppliers(ph_req *r);
+int ph_api_stats(ph_req *r);
+int ph_api_callback(ph_req *r);
+int ph_api_supplier_catalog(ph_req *r);
+int ph_api_supplier_balance(ph_req *r);
+
+#endif

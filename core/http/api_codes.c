@@ -1,0 +1,189 @@
+/*
+ * api_codes.c — POST /v1/codes/lookup: "what happened to this code / order?"
+ *
+ * The code travels in the body, never in a URL (URLs end up in logs and
+ * proxies). It is hashed with the index key and looked up by hash. A client
+ * sees only codes issued to its own orders; anything else — a code in stock,
+ * another client's code, a code that never existed — is the same `not_found`,
+ * so the endpoint cannot be used to probe for valid codes. Ops sees the state
+ * of every code but never its plaintext.
+ */
+#include <string.h>
+
+#include "http/api.h"
+#include "codes/csv.h"
+#include "codes/import.h"
+#include "base/util.h"
+#include "http/views.h"
+
+typedef struct diagnosis {
+    const char *name;
+    char advice[320];
+} diagnosis;
+
+static void fmt_day(int64_t ms, char *buf, size_t len)
+{
+    char t[32];
+    snprintf(buf, len, "%.10s", ph_time_format(ms, t, sizeof t));
+}
+
+/* Turns a code's state into what a support bot can act on. */
+static void diagnose(const ph_code *c, const ph_batch *b, int64_t now, diagnosis *d)
+{
+    char day[16], exp[16];
+    fmt_day(c->changed_at, day, sizeof day);
+    fmt_day(c->expires_at, exp, sizeof exp);
+    int past = c->expires_at && c->expires_at <= now;
+    if (c->state == PH_CODE_VOIDED) {
+        d->name = "voided_upstream";
+        snprintf(d->advice, sizeof d->advice,
+                 "The supplier voided this code's batch on %s; it cannot be redeemed. Offer the "
+                 "customer a replacement.",
+                 b->voided ? day : "an unknown date");
+    } else if (c->state == PH_CODE_EXPIRED || (past && c->state != PH_CODE_REDEEMED)) {
+        d->name = "expired";
+        snprintf(d->advice, sizeof d->advice,
+                 "The code expired on %s and can no longer be redeemed.", exp);
+    } else if (c->state == PH_CODE_ISSUED) {
+        d->name = "issued";
+        snprintf(d->advice, sizeof d->advice,
+                 "Issued on %s and valid%s%s. Follow the redemption guide; if the platform "
+                 "rejects it, escalate with a screenshot of the error.",
+                 day, c->expires_at ? " until " : "", c->expires_at ? exp : "");
+    } else if (c->state == PH_CODE_REDEEMED) {
+        d->name = "already_redeemed";
+        snprintf(d->advice, sizeof d->advice, "The code was already redeemed on %s.", day);
+    } else if (c->state == PH_CODE_RESERVED) {
+        d->name = "processing";
+        snprintf(d->advice, sizeof d->advice, "The order holding this code is still processing.");
+    } else {
+        d->name = "available";
+        snprintf(d->advice, sizeof d->advice, "In stock; not issued to any order yet.");
+    }
+}
+
+static json_t *not_found(void)
+{
+    return json_pack("{s:s,s:s}", "diagnosis", "not_found", "advice",
+                     "No code issued to your orders matches. Check for typos (0/O, 1/I) and that "
+                     "the code came from this mall.");
+}
+
+/* One result; `owner_code` is the plaintext to include (owner only) or NULL. */
+static json_t *result(ph_req *r, const ph_code *c, const ph_batch *b, const ph_order *o,
+                      const char *owner_code)
+{
+    diagnosis d;
+    diagnose(c, b, ph_now_ms(), &d);
+    const ph_product_conf *p = ph_config_product(r->cfg->cfg, b->sku);
+    json_t *j = json_pack("{s:s,s:s,s:s,s:s?,s:I}", "diagnosis", d.name, "state",
+                          ph_code_state_name(c->state), "sku", b->sku, "product_name",
+                          p ? p->name : NULL, "batch_id", (json_int_t)b->id);
+    if (owner_code)
+        json_object_set_new(j, "code", json_string(owner_code));
+    if (ph_req_has_scope(r, PH_SCOPE_OPS))
+        json_object_set_new(j, "supplier", json_string(b->supplier));
+    if (o) {
+        json_object_set_new(j, "order_id", json_integer((json_int_t)o->id));
+        json_object_set_new(j, "client_order_id", json_string(o->client_order_id));
+        ph_view_time(j, "issued_at", o->created_at);
+    }
+    ph_view_time(j, "expires_at", c->expires_at);
+    if (b->voided)
+        ph_view_time(j, "voided_at", b->voided_at);
+    json_object_set_new(j, "redemption_guide",
+                        json_string(p && p->redemption_guide ? p->redemption_guide : ""));
+    json_object_set_new(j, "advice", json_string(d.advice));
+    return j;
+}
+
+static int reply(ph_req *r, json_t *results)
+{
+    return ph_req_json(r, 200, json_pack("{s:o}", "results", results));
+}
+
+static int lookup_code(ph_req *r, const char *code)
+{
+    size_t len = strlen(code);
+    if (len == 0 || len > PH_CODE_MAX)
+        return ph_req_error(r, 400, "invalid_request", "code: expected 1-%d characters",
+                            PH_CODE_MAX);
+    uint8_t hash[32];
+    ph_crypto_index(r->d->keys, code, len, hash);
+    ph_code_info info;
+    ph_err err = {0};
+    int rc = ph_store_code_find(r->d->store, hash, &info, &err);
+    if (rc == PH_ENOTFOUND)
+        return reply(r, json_pack("[o]", not_found()));
+    if (rc)
+        return ph_req_fail(r, rc, &err);
+    int owner = info.order && strcmp(info.order->client, r->client->name) == 0;
+    json_t *res = owner || ph_req_has_scope(r, PH_SCOPE_OPS)
+                      ? result(r, &info.code, &info.batch, info.order, NULL)
+                      : not_found();
+    ph_code_info_clear(&info);
+    return reply(r, json_pack("[o]", res));
+}
+
+/* Every code of an order the caller may see, the code itself for its owner. */
+static int lookup_order(ph_req *r, ph_order *o)
+{
+    int owner = strcmp(o->client, r->client->name) == 0;
+    if (!owner && !ph_req_has_scope(r, PH_SCOPE_OPS)) {
+        ph_order_free(o);
+        return reply(r, json_pack("[o]", not_found()));
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < o->ncodes; i++) {
+        ph_batch b;
+        uint64_t counts[7];
+        ph_err err = {0};
+        char code[PH_CODE_MAX + 1], card[PH_CODE_MAX + 1];
+        int open = owner && ph_code_unseal(r->d->keys, o->codes[i].sealed, o->codes[i].sealed_len,
+                                           code, card) == PH_OK;
+        if (ph_store_batch_get(r->d->store, o->codes[i].batch_id, &b, counts, &err) == PH_OK)
+            json_array_append_new(arr, result(r, &o->codes[i], &b, o, open ? code : NULL));
+        ph_wipe(code, sizeof code);
+        ph_wipe(card, sizeof card);
+    }
+    ph_order_free(o);
+    return reply(r, arr);
+}
+
+int ph_api_code_lookup(ph_req *r)
+{
+    json_t *b;
+    if (ph_req_body_json(r, &b))
+        return PH_REQ_DONE;
+    json_t *code = json_object_get(b, "code"), *oid = json_object_get(b, "order_id"),
+           *coid = json_object_get(b, "client_order_id");
+    int given = (code != NULL) + (oid != NULL) + (coid != NULL);
+    int rc = PH_REQ_DONE;
+    ph_err err = {0};
+    ph_order *o = NULL;
+    if (given != 1 || json_object_size(b) != 1) {
+        rc = ph_req_error(r, 400, "invalid_request",
+                          "body: expected exactly one of code, order_id, client_order_id");
+    } else if (code) {
+        rc = json_is_string(code)
+                 ? lookup_code(r, json_string_value(code))
+                 : ph_req_error(r, 400, "invalid_request", "code: expected a string");
+    } else if (oid && (!json_is_integer(oid) || json_integer_value(oid) < 1)) {
+        rc = ph_req_error(r, 400, "invalid_request", "order_id: expected a positive integer");
+    } else if (coid && !ph_ident_valid(json_string_value(coid), PH_ORDER_ID_MAX)) {
+        rc = ph_req_error(r, 400, "invalid_request", "client_order_id: expected a string");
+    } else {
+        int found =
+            oid ? ph_store_order_get(r->d->store, (uint64_t)json_integer_value(oid), 1, &o, &err)
+                : ph_store_order_find(r->d->store, r->client->name, json_string_value(coid), 1, &o,
+                                      &err);
+        if (found == PH_ENOTFOUND)
+            rc = reply(r, json_pack("[o]", not_found()));
+        else if (found)
+            rc = ph_req_fail(r, found, &err);
+        else
+            rc = lookup_order(r, o);
+    }
+    json_decref(b);
+    return rc;
+}

@@ -1,0 +1,117 @@
+/*
+ * api_ops.c — health, readiness, the events feed, suppliers and stats.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "http/api.h"
+#include "supply/supplier_io.h"
+#include "supply/suppliers.h"
+#include "base/util.h"
+#include "http/views.h"
+
+int ph_api_health(ph_req *r)
+{
+    return ph_req_json(r, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+int ph_api_ready(ph_req *r)
+{
+    int ready = atomic_load(&r->d->ready);
+    return ph_req_json(r, ready ? 200 : 503,
+                       json_pack("{s:s}", "status", ready ? "ready" : "stopping"));
+}
+
+int ph_api_events(ph_req *r)
+{
+    const char *a = ph_req_query(r, "after"), *l = ph_req_query(r, "limit");
+    uint64_t after = 0, limit = 100;
+    if (a && ph_u64_parse(a, &after))
+        return ph_req_error(r, 400, "invalid_request", "after: expected a number");
+    if (l && (ph_u64_parse(l, &limit) || limit < 1 || limit > 1000))
+        return ph_req_error(r, 400, "invalid_request", "limit: expected 1 to 1000");
+    char **list;
+    size_t n;
+    ph_err err = {0};
+    int rc = ph_store_event_list(r->d->store, after, limit, &list, &n, &err);
+    if (rc)
+        return ph_req_fail(r, rc, &err);
+    json_t *arr = json_array();
+    uint64_t last = after;
+    for (size_t i = 0; i < n; i++) {
+        json_t *ev = json_loads(list[i], JSON_DISABLE_EOF_CHECK, NULL);
+        if (!ev)
+            continue;
+        last = (uint64_t)json_integer_value(json_object_get(ev, "seq"));
+        json_array_append_new(arr, ev);
+    }
+    ph_store_event_list_free(list, n);
+    return ph_req_json(r, 200,
+                       json_pack("{s:o,s:I}", "events", arr, "next_after", (json_int_t)last));
+}
+
+/* The I/O engine's view of a supplier: circuit breaker and exchange counts. */
+static json_t *supplier_health(ph_req *r, const char *id)
+{
+    ph_sio_health h;
+    ph_sio_health_get(r->d->sio, id, &h);
+    json_t *j = json_pack("{s:s,s:i,s:i,s:i,s:{s:I,s:I,s:I,s:I,s:I,s:I}}", "breaker", h.breaker,
+                          "consecutive_failures", (int)h.consecutive_failures, "in_flight",
+                          (int)h.in_flight, "queued", (int)h.queued, "exchanges", "sent",
+                          (json_int_t)h.sent, "ok", (json_int_t)h.ok, "definite_failure",
+                          (json_int_t)h.definite, "retryable", (json_int_t)h.retryable, "ambiguous",
+                          (json_int_t)h.ambiguous, "not_sent", (json_int_t)h.not_sent);
+    ph_view_time(j, "opened_at", h.opened_at);
+    return j;
+}
+
+int ph_api_suppliers(ph_req *r)
+{
+    size_t n = ph_suppliers_list(r->d->suppliers, NULL, 0);
+    ph_supplier_info *info = calloc(n + 1, sizeof *info);
+    if (!info)
+        return ph_req_fail(r, PH_ENOMEM, NULL);
+    n = ph_suppliers_list(r->d->suppliers, info, n);
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        char abi[16];
+        snprintf(abi, sizeof abi, "%u.%u", info[i].abi_major, info[i].abi_minor);
+        json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:b,s:i,s:s,s:s?}", "id", info[i].id, "plugin",
+                              info[i].plugin, "plugin_version", info[i].plugin_version, "abi", abi,
+                              "enabled", info[i].enabled, "priority", info[i].priority, "state",
+                              info[i].state, "error", info[i].error[0] ? info[i].error : NULL);
+        json_object_set_new(j, "health", supplier_health(r, info[i].id));
+        json_array_append_new(arr, j);
+    }
+    free(info);
+    return ph_req_json(r, 200, json_pack("{s:o}", "suppliers", arr));
+}
+
+int ph_api_stats(ph_req *r)
+{
+    ph_store_stats st;
+    ph_err err = {0};
+    int rc = ph_store_stats_get(r->d->store, &st, &err);
+    if (rc)
+        return ph_req_fail(r, rc, &err);
+    json_t *skus = json_array();
+    for (size_t i = 0; i < st.nskus; i++) {
+        const uint64_t *s = st.skus[i].by_state;
+        json_array_append_new(
+            skus,
+            json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "sku", st.skus[i].sku, "imported",
+                      (json_int_t)st.skus[i].imported, "available",
+                      (json_int_t)s[PH_CODE_AVAILABLE], "issued", (json_int_t)s[PH_CODE_ISSUED],
+                      "redeemed", (json_int_t)s[PH_CODE_REDEEMED], "voided",
+                      (json_int_t)s[PH_CODE_VOIDED], "expired", (json_int_t)s[PH_CODE_EXPIRED]));
+    }
+    ph_writer_stats ws;
+    ph_store_writer_stats(r->d->store, &ws);
+    json_t *body = json_pack(
+        "{s:o,s:I,s:I,s:I,s:I,s:{s:I,s:I,s:I}}", "skus", skus, "codes", (json_int_t)st.codes,
+        "orders", (json_int_t)st.orders, "last_event", (json_int_t)st.last_event, "map_size",
+        (json_int_t)ph_store_map_size(r->d->store), "writer", "commits", (json_int_t)ws.commits,
+        "commands", (json_int_t)ws.commands, "map_grows", (json_int_t)ws.map_grows);
+    ph_store_stats_clear(&st);
+    return ph_req_json(r, 200, body);
+}

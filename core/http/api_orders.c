@@ -1,0 +1,348 @@
+/*
+ * api_orders.c — POST /v1/orders, GET /v1/orders/{id}, GET /v1/orders.
+ *
+ * Placing an order is idempotent on (client, client_order_id): the store
+ * decides, inside the writer, whether the id is new, a replay of the same
+ * request (same order and codes back, 200) or a conflict (409). Codes are
+ * rendered only for the client that owns the order.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http/api.h"
+#include "supply/fulfil.h"
+#include "codes/import.h"
+#include "base/util.h"
+#include "http/views.h"
+
+/* The request's defining fields; a replay must match them exactly. A recharge
+ * account is a person's phone number: it goes into the fingerprint through the
+ * keyed index hash, never a plain SHA-256 that a table of numbers would undo. */
+static void order_fingerprint(ph_req *r, const ph_product_conf *p, uint32_t quantity,
+                              uint8_t out[32])
+{
+    char buf[PH_SKU_MAX + PH_ACCOUNT_MAX + 32];
+    if (p->delivery == PH_DELIVERY_RECHARGE) {
+        int n = snprintf(buf, sizeof buf, "recharge\n%s\n%s", p->sku, r->account);
+        ph_crypto_index(r->d->keys, buf, (size_t)n, out);
+        ph_wipe(buf, sizeof buf);
+        return;
+    }
+    int n = snprintf(buf, sizeof buf, "card_code\n%s\n%u", p->sku, quantity);
+    ph_crypto_sha256(r->d->keys, buf, (size_t)n, out);
+}
+
+/* Answers with the order's view: as text when ph_view_stock_order_text can
+ * write it (handed to the response without a copy), else as a tree. */
+static int order_reply(ph_req *r, unsigned status, const ph_order *o)
+{
+    size_t len = 0;
+    char *txt = ph_view_stock_order_text(o, r->cfg->cfg, r->d->keys, &len);
+    if (txt)
+        return ph_req_text(r, status, txt, len, "application/json");
+    return ph_req_json(
+        r, status, json_pack("{s:o}", "order", ph_view_order(o, r->cfg->cfg, r->d->keys, 1, 0)));
+}
+
+/* 201 for a new order that is final, 202 for one still with a supplier,
+ * 200 (Idempotent-Replay) for a replay whatever its state. */
+static int reply_new_order(ph_req *r, const ph_order *o, int replayed)
+{
+    int final = o->state == PH_ORDER_SUCCEEDED || o->state == PH_ORDER_FAILED;
+    if (replayed)
+        r->replay_header = "true";
+    ph_log(&r->d->log, PH_LOG_INFO, r->reqid, replayed ? "order.replayed" : "order.created",
+           "order=%llu sku=%s quantity=%u state=%s", (unsigned long long)o->id, o->sku, o->quantity,
+           ph_order_state_name(o->state));
+    return order_reply(r, replayed ? 200 : final ? 201 : 202, o);
+}
+
+/* The wait is over (final state, deadline or shutdown): answer with the order
+ * as it is now. */
+static int order_waited(ph_req *r)
+{
+    ph_order *o;
+    ph_err err = {0};
+    int rc = ph_store_order_get(r->d->store, r->order_id, 1, &o, &err);
+    if (rc)
+        return ph_req_fail(r, rc, &err);
+    rc = reply_new_order(r, o, r->replay_header != NULL);
+    ph_order_free(o);
+    return rc;
+}
+
+static void wake(void *arg)
+{
+    ph_req_wake(arg);
+}
+
+/* Answers now, or suspends until the order is final or wait_s has passed. */
+static int reply_or_wait(ph_req *r, const ph_order *o, int replayed)
+{
+    int final = o->state == PH_ORDER_SUCCEEDED || o->state == PH_ORDER_FAILED;
+    if (final || !r->wait_s)
+        return reply_new_order(r, o, replayed);
+    r->order_id = o->id;
+    if (replayed)
+        r->replay_header = "true";
+    ph_req_suspend(r, order_waited);
+    ph_fulfil_wait(r->d->fulfil, o->id, ph_now_ms() + (int64_t)r->wait_s * 1000, wake, r);
+    return PH_REQ_SUSPENDED;
+}
+
+static int supply_created(ph_req *r)
+{
+    if (r->cmd.rc != PH_OK)
+        return ph_req_fail(r, r->cmd.rc, &r->cmd.err);
+    const ph_order *o = r->cmd.order;
+    if (!r->cmd.replayed) {
+        ph_err err = {0};
+        int rc = ph_fulfil_begin(r->d->fulfil, o, r->account[0] ? r->account : NULL, &err);
+        if (rc)
+            return ph_req_fail(r, rc, &err);
+    }
+    ph_wipe(r->account, sizeof r->account);
+    return reply_or_wait(r, o, r->cmd.replayed);
+}
+
+static int order_exists(ph_req *r)
+{
+    ph_order *o = NULL;
+    ph_err err = {0};
+    int found = ph_store_order_find(r->d->store, r->client->name, r->arg[0], 0, &o, &err) == PH_OK;
+    ph_order_free(o);
+    return found;
+}
+
+/* Hands the order to the best supplier offer: stored first (the attempt is
+ * SENDING before anything leaves), sent by fulfil once durable. */
+static int supply_submit(ph_req *r, const ph_product_conf *p)
+{
+    ph_attempt_target t = {0};
+    /* a replay must get its order back even when no supplier could take a new
+     * one: only then is the id looked up (the store answers replays itself) */
+    if (ph_fulfil_route(r->d->fulfil, r->cfg->cfg, p, &t) != PH_OK && !order_exists(r)) {
+        if (p->delivery == PH_DELIVERY_CARD_CODE) /* the stock's own answer, naming the sku */
+            return ph_req_fail(r, r->cmd.rc, &r->cmd.err);
+        return ph_req_error(r, 503, "no_supplier_available",
+                            "sku: no enabled, healthy supplier offers this product now");
+    }
+    uint8_t fp[32];
+    memcpy(fp, r->cmd.in.order.fingerprint, sizeof fp);
+    uint32_t qty = r->cmd.in.order.quantity;
+    ph_cmd_clear(&r->cmd);
+    memset(&r->cmd, 0, sizeof r->cmd);
+    r->cmd.type = PH_CMD_SUPPLY_CREATE;
+    r->cmd.now = ph_now_ms();
+    r->cmd.in.supply.client = r->client->name;
+    r->cmd.in.supply.client_order_id = r->arg[0];
+    r->cmd.in.supply.sku = r->arg[1];
+    r->cmd.in.supply.quantity = qty;
+    memcpy(r->cmd.in.supply.fingerprint, fp, sizeof fp);
+    r->cmd.in.supply.delivery = p->delivery;
+    r->cmd.in.supply.first = t;
+    r->cmd.in.supply.fail_reason = t.supplier ? NULL : "no_supplier_available";
+    if (p->delivery == PH_DELIVERY_RECHARGE) {
+        if (ph_fulfil_seal_account(r->d->fulfil, r->account, r->account_sealed,
+                                   &r->account_sealed_len, r->account_masked) != PH_OK)
+            return ph_req_fail(r, PH_ECRYPTO, NULL);
+        r->cmd.in.supply.account_sealed = r->account_sealed;
+        r->cmd.in.supply.account_sealed_len = r->account_sealed_len;
+        r->cmd.in.supply.account_masked = r->account_masked;
+    }
+    return ph_req_submit(r, supply_created);
+}
+
+/* Local stock first; when it is short, a supplier. */
+static int stock_ordered(ph_req *r)
+{
+    const ph_product_conf *p = ph_config_product(r->cfg->cfg, r->arg[1]);
+    if (r->cmd.rc == PH_ENOSTOCK && p && p->noffers)
+        return supply_submit(r, p);
+    if (r->cmd.rc != PH_OK)
+        return ph_req_fail(r, r->cmd.rc, &r->cmd.err);
+    return reply_or_wait(r, r->cmd.order, r->cmd.replayed);
+}
+
+static int bad(ph_req *r, unsigned status, const char *code, const char *msg)
+{
+    ph_req_error(r, status, code, "%s", msg);
+    return -1;
+}
+
+static int known_field(const char *key)
+{
+    static const char *const fields[] = {"client_order_id", "sku",  "quantity",
+                                         "account",         "wait", NULL};
+    for (size_t i = 0; fields[i]; i++)
+        if (!strcmp(key, fields[i]))
+            return 1;
+    return 0;
+}
+
+/* account (recharge only) and wait; r->account / r->wait_s. */
+static int supply_fields(ph_req *r, json_t *b, const ph_product_conf *p, json_int_t qty)
+{
+    json_t *acc = json_object_get(b, "account"), *w = json_object_get(b, "wait");
+    if (w && (!json_is_integer(w) || json_integer_value(w) < 0))
+        return bad(r, 400, "invalid_request", "wait: expected seconds, 0 or more");
+    json_int_t ws = w ? json_integer_value(w) : 0;
+    if (ws > (json_int_t)r->cfg->cfg->max_order_wait_s)
+        return ph_req_error(r, 422, "limit_exceeded", "wait: over the maximum of %u seconds",
+                            r->cfg->cfg->max_order_wait_s),
+               -1;
+    r->wait_s = (unsigned)ws;
+    if (p->delivery == PH_DELIVERY_CARD_CODE) {
+        if (acc)
+            return bad(r, 400, "invalid_request", "account: only for recharge products");
+        return 0;
+    }
+    const char *a = json_string_value(acc);
+    if (!a)
+        return bad(r, 400, "invalid_request", "account: required for a recharge product");
+    if (!ph_ident_valid(a, PH_ACCOUNT_MAX) || strlen(a) < 3)
+        return bad(r, 400, "invalid_request",
+                   "account: expected 3-64 characters [A-Za-z0-9._:-] (a phone number, a user id)");
+    if (qty != 1)
+        return bad(r, 400, "invalid_request", "quantity: a recharge is one unit");
+    snprintf(r->account, sizeof r->account, "%s", a);
+    return 0;
+}
+
+/* Reads and checks the body's fields into r->arg / *qty; sets a 4xx on failure. */
+static int order_fields(ph_req *r, json_t *b, uint32_t *qty, const ph_product_conf **prod)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(b, key, v)
+    {
+        if (!known_field(key)) {
+            ph_req_error(r, 400, "invalid_request", "body: unknown field '%.40s'", key);
+            return -1;
+        }
+    }
+    const char *coid = json_string_value(json_object_get(b, "client_order_id"));
+    const char *sku = json_string_value(json_object_get(b, "sku"));
+    json_t *q = json_object_get(b, "quantity");
+    if (!ph_ident_valid(coid, PH_ORDER_ID_MAX))
+        return bad(r, 400, "invalid_request",
+                   "client_order_id: expected a string of 1-128 characters [A-Za-z0-9._:-]");
+    if (!ph_ident_valid(sku, PH_SKU_MAX))
+        return bad(r, 400, "invalid_request", "sku: expected a product SKU string");
+    if (q && !json_is_integer(q))
+        return bad(r, 400, "invalid_request", "quantity: expected an integer");
+    json_int_t n = q ? json_integer_value(q) : 1;
+    if (n < 1)
+        return bad(r, 400, "invalid_request", "quantity: must be at least 1");
+    if (n > (json_int_t)r->cfg->cfg->max_order_quantity)
+        return ph_req_error(r, 422, "limit_exceeded", "quantity: over the maximum of %u",
+                            r->cfg->cfg->max_order_quantity),
+               -1;
+    const ph_product_conf *p = ph_config_product(r->cfg->cfg, sku);
+    if (!p)
+        return bad(r, 422, "unknown_sku", "sku: no such product in the catalog");
+    if (supply_fields(r, b, p, n))
+        return -1;
+    snprintf(r->arg[0], sizeof r->arg[0], "%s", coid);
+    snprintf(r->arg[1], sizeof r->arg[1], "%s", sku);
+    *qty = (uint32_t)n;
+    *prod = p;
+    return 0;
+}
+
+int ph_api_order_create(ph_req *r)
+{
+    json_t *b;
+    uint32_t qty;
+    const ph_product_conf *p = NULL;
+    if (ph_req_body_json(r, &b))
+        return PH_REQ_DONE;
+    int bad_fields = order_fields(r, b, &qty, &p);
+    json_decref(b);
+    if (bad_fields)
+        return PH_REQ_DONE;
+    r->cmd.type = PH_CMD_ORDER;
+    r->cmd.now = ph_now_ms();
+    r->cmd.in.order.client = r->client->name;
+    r->cmd.in.order.client_order_id = r->arg[0];
+    r->cmd.in.order.sku = r->arg[1];
+    r->cmd.in.order.quantity = qty;
+    order_fingerprint(r, p, qty, r->cmd.in.order.fingerprint);
+    if (p->delivery == PH_DELIVERY_RECHARGE)
+        return supply_submit(r, p);
+    return ph_req_submit(r, stock_ordered);
+}
+
+/* An order the caller may see: its owner sees the codes, ops sees the cost.
+ * Anyone else gets the same 404 as for an order that does not exist. */
+static int reply_order(ph_req *r, ph_order *o)
+{
+    int owner = strcmp(o->client, r->client->name) == 0;
+    int ops = ph_req_has_scope(r, PH_SCOPE_OPS);
+    if (!owner && !ops) {
+        ph_order_free(o);
+        return ph_req_error(r, 404, "not_found", "order: not found");
+    }
+    json_t *j = ph_view_order(o, r->cfg->cfg, r->d->keys, owner, ops);
+    ph_order_free(o);
+    return ph_req_json(r, 200, json_pack("{s:o}", "order", j));
+}
+
+int ph_api_order_get(ph_req *r)
+{
+    uint64_t id;
+    ph_order *o;
+    ph_err err = {0};
+    if (ph_u64_parse(r->seg[0], &id))
+        return ph_req_error(r, 400, "invalid_request", "order id: expected a number");
+    int rc = ph_store_order_get(r->d->store, id, 1, &o, &err);
+    if (rc == PH_ENOTFOUND)
+        return ph_req_error(r, 404, "not_found", "order: not found");
+    if (rc)
+        return ph_req_fail(r, rc, &err);
+    return reply_order(r, o);
+}
+
+static int parse_paging(ph_req *r, uint64_t *after, uint64_t *limit)
+{
+    const char *a = ph_req_query(r, "after"), *l = ph_req_query(r, "limit");
+    *after = 0;
+    *limit = 100;
+    if (a && ph_u64_parse(a, after))
+        return ph_req_error(r, 400, "invalid_request", "after: expected a number"), -1;
+    if (l && (ph_u64_parse(l, limit) || *limit < 1 || *limit > 1000))
+        return ph_req_error(r, 400, "invalid_request", "limit: expected 1 to 1000"), -1;
+    return 0;
+}
+
+int ph_api_order_list(ph_req *r)
+{
+    ph_err err = {0};
+    const char *coid = ph_req_query(r, "client_order_id");
+    if (coid) {
+        ph_order *o;
+        int rc = ph_store_order_find(r->d->store, r->client->name, coid, 1, &o, &err);
+        if (rc == PH_ENOTFOUND)
+            return ph_req_error(r, 404, "not_found", "client_order_id: no such order");
+        return rc ? ph_req_fail(r, rc, &err) : reply_order(r, o);
+    }
+    uint64_t after, limit;
+    if (parse_paging(r, &after, &limit))
+        return PH_REQ_DONE;
+    int ops = ph_req_has_scope(r, PH_SCOPE_OPS);
+    ph_order **list;
+    size_t n;
+    /* one more than asked tells whether another page exists */
+    int rc = ph_store_order_list(r->d->store, ops ? NULL : r->client->name, after, limit + 1, &list,
+                                 &n, &err);
+    if (rc)
+        return ph_req_fail(r, rc, &err);
+    json_t *arr = json_array();
+    size_t shown = n > limit ? limit : n;
+    for (size_t i = 0; i < shown; i++)
+        json_array_append_new(arr, ph_view_order(list[i], r->cfg->cfg, r->d->keys, 0, ops));
+    json_t *next = n > limit ? json_integer((json_int_t)list[shown - 1]->id) : json_null();
+    ph_order_list_free(list, n);
+    return ph_req_json(r, 200, json_pack("{s:o,s:o}", "orders", arr, "next_after", next));
+}

@@ -1,0 +1,174 @@
+#include "http/views.h"
+
+#include <string.h>
+
+#include "codes/import.h"
+#include "base/util.h"
+
+void ph_view_time(json_t *o, const char *key, int64_t ms)
+{
+    char buf[32];
+    if (ms)
+        json_object_set_new(o, key, json_string(ph_time_format(ms, buf, sizeof buf)));
+}
+
+static json_t *money(int64_t fen)
+{
+    char buf[32];
+    return json_string(ph_money_format(fen, buf, sizeof buf));
+}
+
+static json_t *view_code(const ph_code *c, const ph_keyring *kr)
+{
+    char code[PH_CODE_MAX + 1], card[PH_CODE_MAX + 1];
+    json_t *o = json_object();
+    if (ph_code_unseal(kr, c->sealed, c->sealed_len, code, card) != PH_OK) {
+        json_object_set_new(o, "error", json_string("unreadable"));
+        return o;
+    }
+    json_object_set_new(o, "code", json_string(code));
+    if (card[0])
+        json_object_set_new(o, "card_no", json_string(card));
+    ph_view_time(o, "expires_at", c->expires_at);
+    json_object_set_new(o, "state", json_string(ph_code_state_name(c->state)));
+    ph_wipe(code, sizeof code);
+    ph_wipe(card, sizeof card);
+    return o;
+}
+
+static json_t *view_attempt(const ph_attempt *a)
+{
+    json_t *j = json_pack("{s:I,s:s,s:s,s:s,s:o}", "attempt", (json_int_t)a->no, "supplier",
+                          a->supplier, "supplier_sku", a->product_id, "state",
+                          ph_attempt_state_name(a->state), "unit_cost", money(a->unit_cost));
+    if (!j)
+        return NULL;
+    json_object_set_new(j, "ref", json_string(a->ref)); /* our order number at the supplier */
+    if (a->supplier_order_id[0])
+        json_object_set_new(j, "supplier_order_id", json_string(a->supplier_order_id));
+    if (a->reason[0])
+        json_object_set_new(j, "reason", json_string(a->reason));
+    if (a->charged >= 0)
+        json_object_set_new(j, "charged", money(a->charged));
+    json_object_set_new(j, "checks", json_integer(a->checks));
+    ph_view_time(j, "created_at", a->created_at);
+    ph_view_time(j, "updated_at", a->updated_at);
+    ph_view_time(j, "next_check_at", a->next_check_at);
+    return j;
+}
+
+/* What a supplier order adds: why it failed or is unknown, when perkhub looks
+ * again, the masked account; the attempts themselves for ops. */
+static void view_supply(json_t *j, const ph_order *o, int with_cost)
+{
+    if (o->reason[0])
+        json_object_set_new(j, "reason", json_string(o->reason));
+    if (o->account_masked[0])
+        json_object_set_new(j, "account", json_string(o->account_masked));
+    const ph_attempt *last = o->nattempts ? &o->attempts[o->nattempts - 1] : NULL;
+    if (last && o->state != PH_ORDER_SUCCEEDED && o->state != PH_ORDER_FAILED)
+        ph_view_time(j, "next_check_at", last->next_check_at);
+    if (!with_cost || !o->nattempts)
+        return;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < o->nattempts; i++)
+        json_array_append_new(arr, view_attempt(&o->attempts[i]));
+    json_object_set_new(j, "attempts", arr);
+}
+
+json_t *ph_view_order(const ph_order *o, const ph_config *cfg, const ph_keyring *kr, int with_codes,
+                      int with_cost)
+{
+    const ph_product_conf *p = ph_config_product(cfg, o->sku);
+    json_t *j =
+        json_pack("{s:I,s:s,s:s,s:s,s:s?,s:I,s:s,s:s}", "id", (json_int_t)o->id, "client",
+                  o->client, "client_order_id", o->client_order_id, "sku", o->sku, "product_name",
+                  p ? p->name : NULL, "quantity", (json_int_t)o->quantity, "delivery",
+                  o->delivery == PH_DELIVERY_RECHARGE ? "recharge" : "card_code", "state",
+                  ph_order_state_name(o->state));
+    if (!j)
+        return NULL;
+    json_object_set_new(j, "source", json_string(o->nattempts ? "supplier" : "stock"));
+    ph_view_time(j, "created_at", o->created_at);
+    ph_view_time(j, "updated_at", o->updated_at);
+    if (with_cost)
+        json_object_set_new(j, "cost", money(o->cost));
+    view_supply(j, o, with_cost);
+    if (with_codes && o->codes) {
+        json_t *codes = json_array();
+        for (size_t i = 0; i < o->ncodes; i++)
+            json_array_append_new(codes, view_code(&o->codes[i], kr));
+        json_object_set_new(j, "codes", codes);
+    }
+    return j;
+}
+
+json_t *ph_view_batch(const ph_batch *b, const uint64_t *counts)
+{
+    json_t *j =
+        json_pack("{s:I,s:s,s:s,s:o,s:s,s:I,s:s}", "id", (json_int_t)b->id, "supplier", b->supplier,
+                  "sku", b->sku, "unit_cost", money(b->unit_cost), "note", b->note, "count",
+                  (json_int_t)b->count, "state", b->voided ? "voided" : "active");
+    if (!j)
+        return NULL;
+    ph_view_time(j, "created_at", b->created_at);
+    if (b->voided) {
+        ph_view_time(j, "voided_at", b->voided_at);
+        json_object_set_new(j, "void_reason", json_string(b->void_reason));
+    }
+    if (counts)
+        json_object_set_new(j, "codes",
+                            json_pack("{s:I,s:I,s:I,s:I,s:I}", "available",
+                                      (json_int_t)counts[PH_CODE_AVAILABLE], "issued",
+                                      (json_int_t)counts[PH_CODE_ISSUED], "redeemed",
+                                      (json_int_t)counts[PH_CODE_REDEEMED], "voided",
+                                      (json_int_t)counts[PH_CODE_VOIDED], "expired",
+                                      (json_int_t)counts[PH_CODE_EXPIRED]));
+    return j;
+}
+
+json_t *ph_view_product_stored(const ph_product_conf *p)
+{
+    json_t *tags = json_array(), *offers = json_array();
+    for (size_t i = 0; i < p->ntags; i++)
+        json_array_append_new(tags, json_string(p->tags[i]));
+    for (size_t i = 0; i < p->noffers; i++)
+        json_array_append_new(offers, json_pack("{s:s,s:s,s:I}", "supplier", p->offers[i].supplier,
+                                                "supplier_sku", p->offers[i].supplier_sku,
+                                                "cost_fen", (json_int_t)p->offers[i].cost));
+    return json_pack("{s:s,s:s,s:s,s:s,s:o,s:s,s:I,s:s,s:b,s:o}", "sku", p->sku, "name", p->name,
+                     "brand", p->brand, "category", p->category, "tags", tags, "delivery",
+                     p->delivery == PH_DELIVERY_RECHARGE ? "recharge" : "card_code",
+                     "face_value_fen", (json_int_t)p->face_value, "redemption_guide",
+                     p->redemption_guide ? p->redemption_guide : "", "listed", p->listed, "offers",
+                     offers);
+}
+
+json_t *ph_view_product(const char *stored_json, uint64_t available, int with_offers)
+{
+    json_t *s = json_loads(stored_json, 0, NULL);
+    if (!s)
+        return NULL;
+    json_t *fv = json_object_get(s, "face_value_fen");
+    json_t *j = json_pack(
+        "{s:O,s:O,s:O,s:O,s:O,s:O,s:o,s:O,s:O,s:{s:I}}", "sku", json_object_get(s, "sku"), "name",
+        json_object_get(s, "name"), "brand", json_object_get(s, "brand"), "category",
+        json_object_get(s, "category"), "tags", json_object_get(s, "tags"), "delivery",
+        json_object_get(s, "delivery"), "face_value", money(json_integer_value(fv)), "listed",
+        json_object_get(s, "listed"), "redemption_guide", json_object_get(s, "redemption_guide"),
+        "stock", "available", (json_int_t)available);
+    if (j && with_offers) {
+        json_t *offers = json_array(), *of;
+        size_t i;
+        json_array_foreach(json_object_get(s, "offers"), i, of)
+        {
+            json_array_append_new(
+                offers, json_pack("{s:O,s:O,s:o}", "supplier", json_object_get(of, "supplier"),
+                                  "supplier_sku", json_object_get(of, "supplier_sku"), "cost",
+                                  money(json_integer_value(json_object_get(of, "cost_fen")))));
+        }
+        json_object_set_new(j, "offers", offers);
+    }
+    json_decref(s);
+    return j;
+}

@@ -1,0 +1,436 @@
+/*
+ * store.h — perkhub's state in LMDB, and the one writer that changes it.
+ *
+ * Every state change is a *command* (ph_cmd) handed to the store's writer
+ * thread. The writer takes all commands that queued up while the previous
+ * commit was flushing, applies each in a nested transaction (so one failing
+ * command changes nothing and does not disturb its neighbours), appends their
+ * events, and commits the batch durably with one fsync: group commit
+ * (DESIGN.md rule 6). A command completes — its `done` callback runs, or
+ * ph_store_exec() returns — only after that commit, so anything acknowledged
+ * to a client survives kill -9.
+ *
+ * Applying a command is a deterministic function of the database and the
+ * command: the time is the command's `now`, nonces and keyed hashes are
+ * computed before submission. A replica replaying the same commands reaches
+ * the same state.
+ *
+ * Reads (ph_store_*_get/list/find) run on the calling thread in their own
+ * read-only snapshot and never wait for the writer.
+ *
+ * The on-disk layout is documented in docs/store.md; SCHEMA_VERSION in store.c
+ * is checked at open and a mismatch refuses to start.
+ *
+ * Thread safety: every function may be called from any thread, except that
+ * ph_store_close must not race with any other call.
+ */
+#ifndef PH_STORE_H
+#define PH_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/status.h"
+
+#define PH_SKU_MAX            64       /* bytes of a SKU, supplier id or client name */
+#define PH_ORDER_ID_MAX       128      /* bytes of a client order id */
+#define PH_NOTE_MAX           256      /* bytes of a batch note or void reason */
+#define PH_ORDER_QUANTITY_MAX 10000000 /* codes in one order, whatever the config says */
+
+enum ph_code_state {
+    PH_CODE_AVAILABLE = 1,
+    PH_CODE_RESERVED = 2, /* held for an order still at a supplier (next issue) */
+    PH_CODE_ISSUED = 3,
+    PH_CODE_REDEEMED = 4,
+    PH_CODE_VOIDED = 5,
+    PH_CODE_EXPIRED = 6,
+};
+
+enum ph_order_state {
+    PH_ORDER_ACCEPTED = 1,
+    PH_ORDER_PROCESSING = 2,
+    PH_ORDER_SUCCEEDED = 3,
+    PH_ORDER_FAILED = 4,
+    PH_ORDER_UNKNOWN = 5,
+};
+
+/* "available", "issued", ...; "?" for an unknown value. Static strings. */
+const char *ph_code_state_name(int state);
+const char *ph_order_state_name(int state);
+
+/* One card code as stored: the secret itself only as a sealed blob (crypto.h). */
+typedef struct ph_code {
+    uint64_t id; /* assigned at import, ascending within a batch */
+    int state;   /* PH_CODE_* */
+    uint64_t batch_id;
+    uint64_t order_id;  /* 0 unless issued (kept when voided after issue) */
+    int64_t expires_at; /* ms; 0 = never */
+    int64_t changed_at; /* ms of the last state change (issue, void, expiry) */
+    uint32_t sealed_len;
+    uint8_t *sealed; /* owned by the object that holds this ph_code */
+} ph_code;
+
+/* One try at one supplier for a supplier-fulfilled order (DESIGN.md "attempts").
+ * Attempts only move forward: SENDING -> PROCESSING | UNKNOWN | SUCCEEDED |
+ * FAILED (or SENDING again, to record a step), PROCESSING -> UNKNOWN |
+ * SUCCEEDED | FAILED (or PROCESSING again, to record a check), UNKNOWN ->
+ * PROCESSING | SUCCEEDED | FAILED (or UNKNOWN again); SUCCEEDED and FAILED are
+ * final. Nothing ever goes back to SENDING. */
+enum ph_attempt_state {
+    PH_ATTEMPT_SENDING = 1,    /* stored before the request leaves: after a crash it
+                                  becomes UNKNOWN, never "not sent" (rule 2) */
+    PH_ATTEMPT_PROCESSING = 2, /* the supplier accepted it and is working on it */
+    PH_ATTEMPT_UNKNOWN = 3,    /* it may or may not have happened: queried until settled */
+    PH_ATTEMPT_SUCCEEDED = 4,
+    PH_ATTEMPT_FAILED = 5,
+};
+
+/* "sending", "processing", ...; "?" otherwise. Static strings. */
+const char *ph_attempt_state_name(int state);
+
+#define PH_REF_MAX            64  /* bytes of an attempt reference */
+#define PH_REASON_MAX         128 /* bytes of a machine reason ("out_of_stock") */
+#define PH_SUPPLIER_ORDER_MAX 128
+
+typedef struct ph_attempt {
+    uint32_t no; /* 1, 2, ...: the order's attempts in the order they were made */
+    char supplier[PH_SKU_MAX + 1];
+    char product_id[PH_SUPPLIER_ORDER_MAX + 1];        /* the supplier's product id (offer) */
+    char ref[PH_REF_MAX + 1];                          /* our reference at the supplier */
+    char supplier_order_id[PH_SUPPLIER_ORDER_MAX + 1]; /* the supplier's, once known */
+    int state;                                         /* PH_ATTEMPT_* */
+    char reason[PH_REASON_MAX + 1];                    /* why failed/unknown; "" otherwise */
+    int64_t unit_cost; /* fen: the offer's cost when the attempt was made */
+    int64_t charged;   /* fen the supplier says it charged; -1 unknown */
+    int64_t created_at, updated_at;
+    int64_t next_check_at;              /* ms: when the core queries it next; 0 = not scheduled */
+    uint32_t checks;                    /* order queries made so far */
+    char step_state[PH_REASON_MAX + 1]; /* the plugin's next_state for a follow-up step */
+    uint32_t step; /* the exchange step the attempt is at (0 = the order itself) */
+} ph_attempt;
+
+typedef struct ph_order {
+    uint64_t id;
+    char client[PH_SKU_MAX + 1];
+    char client_order_id[PH_ORDER_ID_MAX + 1];
+    char sku[PH_SKU_MAX + 1];
+    uint32_t quantity;
+    int state; /* PH_ORDER_* */
+    int64_t created_at, updated_at;
+    int64_t cost;            /* fen: sum of the issued codes' unit costs; a supplier
+                                order: what the supplier charged, else unit_cost x
+                                quantity (0 until succeeded) */
+    uint8_t fingerprint[32]; /* SHA-256 of the request's defining fields (idempotency) */
+    size_t ncodes;
+    ph_code *codes; /* the issued codes when loaded with codes, else NULL */
+
+    /* Supplier-fulfilled orders (PH_CMD_SUPPLY_CREATE); zero/NULL for orders
+     * fulfilled from local stock. */
+    int delivery;                   /* PH_DELIVERY_* of config.h; 0 = local card codes */
+    char reason[PH_REASON_MAX + 1]; /* why failed or unknown; "" otherwise */
+    char account_masked[32];        /* recharge: "138****8000"; "" otherwise */
+    uint32_t account_sealed_len;    /* recharge: the account, ph_crypto_seal()ed */
+    uint8_t *account_sealed;        /* owned by the order */
+    size_t nattempts;
+    ph_attempt *attempts; /* owned by the order; loaded with every read */
+} ph_order;
+
+/* Frees an order returned by the store, including its codes. NULL is a no-op. */
+void ph_order_free(ph_order *o);
+
+typedef struct ph_batch {
+    uint64_t id;
+    char supplier[PH_SKU_MAX + 1];
+    char sku[PH_SKU_MAX + 1];
+    char note[PH_NOTE_MAX + 1];
+    int64_t unit_cost; /* fen */
+    uint32_t count;
+    uint64_t first_code; /* codes first_code .. first_code+count-1 */
+    int64_t created_at;
+    int voided;
+    int64_t voided_at;
+    char void_reason[PH_NOTE_MAX + 1];
+} ph_batch;
+
+/* ---- opening ---------------------------------------------------------- */
+
+typedef struct ph_store ph_store;
+
+typedef struct ph_store_opts {
+    const char *dir;    /* LMDB environment directory, created (0700) if missing */
+    uint64_t map_size;  /* initial map size in bytes; grows by doubling when full */
+    unsigned max_batch; /* most commands per group commit; 0 = 4096 */
+} ph_store_opts;
+
+/* Opens (creating if needed) the environment and starts the writer thread.
+ * *out is owned by the caller (ph_store_close).
+ * Errors: PH_EIO (directory, LMDB), PH_EVERSION (the data was written by another
+ * schema version: the message names both). */
+int ph_store_open(const ph_store_opts *opts, ph_store **out, ph_err *err);
+
+/* Stops taking commands, lets the writer finish every queued one, joins it and
+ * closes the environment. NULL is a no-op. */
+void ph_store_close(ph_store *s);
+
+/* Current LMDB map size in bytes (it grows by itself). */
+uint64_t ph_store_map_size(ph_store *s);
+
+/* What the writer did since open: durable commits, commands applied in them
+ * (commands / commits is the group-commit factor) and map growths. */
+typedef struct ph_writer_stats {
+    uint64_t commits;
+    uint64_t commands;
+    uint64_t map_grows;
+} ph_writer_stats;
+
+void ph_store_writer_stats(ph_store *s, ph_writer_stats *out);
+
+/* ---- commands: the only way to change state ---------------------------- */
+
+enum ph_cmd_type {
+    PH_CMD_IMPORT = 1,    /* store a batch of sealed codes */
+    PH_CMD_ORDER,         /* fulfil a card-code order from local stock (idempotent) */
+    PH_CMD_VOID_BATCH,    /* the supplier voided a batch upstream */
+    PH_CMD_PUT_PRODUCTS,  /* make the catalog match the configuration */
+    PH_CMD_SUPPLY_CREATE, /* accept an order to be fulfilled by a supplier (idempotent) */
+    PH_CMD_ATTEMPT,       /* record what an attempt at a supplier came to */
+};
+
+/* A card code a supplier delivered, sealed before submission (ph_crypto_seal,
+ * exactly like an imported code) with its keyed hash. */
+typedef struct ph_supplied_code {
+    uint8_t hash[32];
+    int64_t expires_at; /* ms; 0 = never */
+    uint32_t sealed_len;
+    const uint8_t *sealed;
+} ph_supplied_code;
+
+/* The first or next attempt an order goes to. The store names the attempt's
+ * reference itself: "<store uid>-<order id>-<attempt no>" (ph_store_uid). */
+typedef struct ph_attempt_target {
+    const char *supplier, *product_id;
+    int64_t unit_cost;
+} ph_attempt_target;
+
+typedef struct ph_import_code {
+    uint32_t line;      /* line in the source file, for error reports */
+    uint8_t hash[32];   /* ph_crypto_index() of the code */
+    int64_t expires_at; /* ms; 0 = never */
+    uint32_t sealed_len;
+    const uint8_t *sealed; /* ph_crypto_seal() of the code (and card number) */
+} ph_import_code;
+
+typedef struct ph_affected_order {
+    uint64_t id;
+    char client[PH_SKU_MAX + 1];
+    char client_order_id[PH_ORDER_ID_MAX + 1];
+    uint32_t voided_codes;
+} ph_affected_order;
+
+typedef struct ph_cmd ph_cmd;
+typedef void (*ph_cmd_done_fn)(ph_cmd *cmd);
+
+/*
+ * A command and, after completion, its result. The submitter owns the struct
+ * and everything its inputs point to, and keeps them alive until completion;
+ * results are owned by the command and released by ph_cmd_clear().
+ */
+struct ph_cmd {
+    int type;    /* PH_CMD_* */
+    int64_t now; /* ms; the command's time, used for every timestamp it writes */
+    union {
+        struct {
+            const char *supplier, *sku, *note;
+            int64_t unit_cost;
+            const ph_import_code *codes;
+            size_t ncodes;
+            const uint32_t *by_hash; /* indices into codes, sorted by hash, no duplicates */
+        } import;
+        struct {
+            const char *client, *client_order_id, *sku;
+            uint32_t quantity;
+            uint8_t fingerprint[32];
+        } order;
+        struct {
+            uint64_t batch_id;
+            const char *reason;
+        } void_batch;
+        struct {
+            const char *const *json; /* one product object each, as docs/store.md */
+            size_t n;
+        } products;
+        /*
+         * SUPPLY_CREATE: a new order in PROCESSING with attempt 1 in SENDING at
+         * `first` — or, when first.supplier is NULL, directly FAILED with
+         * fail_reason (no offer could take it; nothing was sent). Idempotent like
+         * ORDER: an existing (client, client_order_id) with the same fingerprint
+         * is returned with replayed = 1 and nothing changes; with another
+         * fingerprint PH_ECONFLICT. Events: order.accepted (+ order.failed).
+         */
+        struct {
+            const char *client, *client_order_id, *sku;
+            uint32_t quantity;
+            uint8_t fingerprint[32];
+            int delivery;                  /* PH_DELIVERY_* */
+            const uint8_t *account_sealed; /* recharge, else NULL */
+            uint32_t account_sealed_len;
+            const char *account_masked; /* recharge, else NULL */
+            ph_attempt_target first;
+            const char *fail_reason;
+        } supply;
+        /*
+         * ATTEMPT: attempt `no` of order `order_id` moves to `state` (a forward
+         * move only; anything else is PH_ESTATE and changes nothing, which is how
+         * a late or duplicate result is ignored). Fields set here overwrite the
+         * attempt's when non-NULL / >= 0. The order follows:
+         *   SUCCEEDED -> order SUCCEEDED; card orders store `codes` (exactly the
+         *     order's quantity, else PH_EINVAL) as a new batch of the supplier
+         *     (note "order <id> attempt <no>") issued to the order at once; a code
+         *     whose hash is already stored fails the command with PH_EDUP;
+         *   FAILED + next.supplier -> attempt no+1 in SENDING at `next`, order
+         *     PROCESSING; FAILED without next -> order FAILED with the reason;
+         *   UNKNOWN -> order UNKNOWN; PROCESSING/SENDING -> order PROCESSING.
+         * Events: order.attempt (supplier, attempt, state, reason) when the
+         * attempt's state changes (and for the new failover attempt) and, when the
+         * order's state changes, order.succeeded / order.failed / order.unknown; a
+         * same-state update (a check) writes no event.
+         * Refusals (nothing changes): PH_ENOTFOUND no such order or attempt;
+         * PH_EINVAL reason or supplier_order_id not printable ASCII within
+         * PH_REASON_MAX / PH_SUPPLIER_ORDER_MAX, step_state over PH_REASON_MAX
+         * bytes, next without FAILED, codes other than as above.
+         */
+        struct {
+            uint64_t order_id;
+            uint32_t no;
+            int state;                     /* PH_ATTEMPT_* */
+            const char *reason;            /* NULL keeps */
+            const char *supplier_order_id; /* NULL keeps */
+            const char *step_state;        /* NULL keeps */
+            int64_t step;                  /* -1 keeps */
+            int64_t charged;               /* -1 keeps */
+            int64_t next_check_at;         /* -1 keeps; 0 clears */
+            int count_check;               /* 1: checks += 1 */
+            const ph_supplied_code *codes;
+            size_t ncodes;
+            ph_attempt_target next; /* failover target, or supplier NULL */
+        } attempt;
+    } in;
+
+    /* ---- results, valid once the command completed ---- */
+    int rc; /* PH_OK or PH_E*; err holds the message */
+    ph_err err;
+    uint64_t batch_id;   /* IMPORT: the new batch */
+    uint32_t *dup_lines; /* IMPORT with PH_EDUP: lines whose code was already stored */
+    size_t ndup;
+    ph_order *order;             /* ORDER: the order with its codes (new or replayed) */
+    int replayed;                /* ORDER: 1 when the client order id already existed */
+    ph_batch batch;              /* VOID_BATCH: the batch after voiding */
+    uint32_t voided_codes;       /* VOID_BATCH */
+    ph_affected_order *affected; /* VOID_BATCH: orders that had codes of the batch */
+    size_t naffected;
+    /* SUPPLY_CREATE and ATTEMPT also set `order` (with its attempts, and its codes
+     * once succeeded) and SUPPLY_CREATE sets `replayed`. */
+
+    /* ---- completion ---- */
+    ph_cmd_done_fn
+        done;     /* called once, on the writer thread, after the durable commit; may be NULL */
+    void *arg;    /* for the submitter */
+    ph_cmd *next; /* private to the store */
+};
+
+/* Queues cmd for the writer; returns at once. cmd->done runs later on the
+ * writer thread (keep it short: signal and return). Returns PH_OK, or
+ * PH_ESHUTDOWN when the store is closing (done is then not called). */
+int ph_store_submit(ph_store *s, ph_cmd *cmd);
+
+/* Submits cmd and waits for its completion; returns cmd->rc. cmd->done must be NULL. */
+int ph_store_exec(ph_store *s, ph_cmd *cmd);
+
+/* Frees a completed command's results (not its inputs). */
+void ph_cmd_clear(ph_cmd *cmd);
+
+/* ---- reads: consistent snapshots, any thread ---------------------------- */
+
+/* Loads an order; with_codes also loads its codes. *out is the caller's
+ * (ph_order_free). PH_ENOTFOUND when there is no such order. */
+int ph_store_order_get(ph_store *s, uint64_t id, int with_codes, ph_order **out, ph_err *err);
+
+/* Finds a client's order by the client's own order id. As ph_store_order_get. */
+int ph_store_order_find(ph_store *s, const char *client, const char *client_order_id,
+                        int with_codes, ph_order **out, ph_err *err);
+
+/* Lists orders with id > after, ascending, at most limit, without codes; only
+ * client's when client is non-NULL. *out is an array of *n orders the caller
+ * frees with ph_order_list_free. */
+int ph_store_order_list(ph_store *s, const char *client, uint64_t after, size_t limit,
+                        ph_order ***out, size_t *n, ph_err *err);
+void ph_order_list_free(ph_order **list, size_t n);
+
+/* What a customer-service lookup needs about one code. */
+typedef struct ph_code_info {
+    ph_code code; /* code.sealed is owned by the info: ph_code_info_clear */
+    ph_batch batch;
+    ph_order *order; /* the order it was issued to, without codes, or NULL */
+} ph_code_info;
+
+/* Finds a code by its keyed hash. PH_ENOTFOUND when no such code exists. */
+int ph_store_code_find(ph_store *s, const uint8_t hash[32], ph_code_info *out, ph_err *err);
+void ph_code_info_clear(ph_code_info *info);
+
+/* Loads a batch and counts its codes by state (counts[PH_CODE_*], 7 slots). */
+int ph_store_batch_get(ph_store *s, uint64_t id, ph_batch *out, uint64_t counts[7], ph_err *err);
+
+/* The stored product object (JSON text, as written by PH_CMD_PUT_PRODUCTS) and
+ * its available stock. *json is the caller's (free). PH_ENOTFOUND. */
+int ph_store_product_get(ph_store *s, const char *sku, char **json, uint64_t *available,
+                         ph_err *err);
+
+/* Every stored product, in SKU order: arrays of n JSON strings and stock counts,
+ * the caller's (ph_store_product_list_free). */
+int ph_store_product_list(ph_store *s, char ***json, uint64_t **available, size_t *n, ph_err *err);
+void ph_store_product_list_free(char **json, uint64_t *available, size_t n);
+
+/* Events with seq > after, ascending, at most limit, as JSON texts (each has
+ * "seq"); the caller frees with ph_store_event_list_free. */
+int ph_store_event_list(ph_store *s, uint64_t after, size_t limit, char ***out, size_t *n,
+                        ph_err *err);
+void ph_store_event_list_free(char **list, size_t n);
+
+/* Orders with an attempt not final (SENDING, PROCESSING, UNKNOWN), ascending
+ * by id, with id > after, at most limit, with their attempts (no codes): what
+ * the core must resume after a restart. Kept in the `pending` database, written
+ * in the same transaction as the attempt. Caller frees (ph_order_list_free). */
+int ph_store_pending_list(ph_store *s, uint64_t after, size_t limit, ph_order ***out, size_t *n,
+                          ph_err *err);
+
+/* This data directory's identity: 8 lowercase hex characters generated when
+ * the environment was created and stored in `meta`. Attempt references start
+ * with it, so two perkhub stores never send the same reference to a supplier. */
+const char *ph_store_uid(ph_store *s);
+
+/* Per-SKU code counts by state, and totals. */
+typedef struct ph_sku_stats {
+    char sku[PH_SKU_MAX + 1];
+    uint64_t imported;    /* sum of the SKU's batch sizes */
+    uint64_t by_state[7]; /* index PH_CODE_* */
+} ph_sku_stats;
+
+typedef struct ph_store_stats {
+    ph_sku_stats *skus; /* the caller's: ph_store_stats_clear */
+    size_t nskus;
+    uint64_t orders;
+    uint64_t last_event;
+    uint64_t codes;
+} ph_store_stats;
+
+int ph_store_stats_get(ph_store *s, ph_store_stats *out, ph_err *err);
+void ph_store_stats_clear(ph_store_stats *st);
+
+/* Checks every invariant of the data (docs/store.md, "Invariants"): each code in
+ * exactly one state and indexed accordingly, imported = sum over states, no code
+ * in two orders, every order's codes issued to it, the idempotency index and the
+ * event sequence whole. PH_OK, or PH_EIO with the first violation in err. Reads
+ * one snapshot; safe while the daemon runs. */
+int ph_store_check(ph_store *s, ph_store_stats *stats, ph_err *err);
+
+#endif

@@ -1,0 +1,193 @@
+/*
+ * store_int.h — what store.c, store_apply.c and store_check.c share: the
+ * database handles, the binary record layouts and their codecs. Not for use
+ * outside the store. docs/store.md is the prose version of this file.
+ */
+#ifndef PH_STORE_INT_H
+#define PH_STORE_INT_H
+
+#include <lmdb.h>
+#include <pthread.h>
+
+#include "store/store.h"
+
+#define PH_SCHEMA_VERSION 2
+
+/* Named databases. Integer keys are native uint64_t (MDB_INTEGERKEY), so ids
+ * sort numerically and new ids always append at the right edge of the tree. */
+enum {
+    DB_META,          /* "schema" -> uint32 version, "uid" -> 8 hex chars */
+    DB_PRODUCTS,      /* sku -> product JSON */
+    DB_BATCHES,       /* batch id -> batch JSON */
+    DB_CODES,         /* code id -> code record (below) */
+    DB_AVAIL,         /* sku -> dup sorted code ids that are available (per-SKU FIFO) */
+    DB_CODE_HASH,     /* HMAC-SHA256(code) -> code id */
+    DB_ORDERS,        /* order id -> order record (below) */
+    DB_ORDER_REF,     /* client "\0" client_order_id -> order id */
+    DB_CLIENT_ORDERS, /* client -> dup sorted order ids */
+    DB_EVENTS,        /* seq -> event JSON */
+    DB_SUPPLY,        /* order id -> supply record (below), supplier orders only */
+    DB_PENDING,       /* order id -> "" while the order has an attempt not final */
+    DB_COUNT
+};
+
+/* The writer's memo of facts it would otherwise re-parse from JSON for every
+ * order: how each recently ordered listed SKU is delivered (card codes, orderable
+ * from stock or a supplier, or recharge) and what a batch's codes cost.
+ * Derived only from the database, so applying stays deterministic. Cleared
+ * when the catalog changes (PUT_PRODUCTS) and when a batch fails to commit
+ * (its rolled-back ids may be handed out again). Writer thread only. */
+#define PH_MEMO_SKUS  16
+#define PH_MEMO_COSTS 64
+typedef struct ph_memo {
+    char sku[PH_MEMO_SKUS][PH_SKU_MAX + 1]; /* listed products only */
+    int delivery[PH_MEMO_SKUS];             /* PH_DELIVERY_* of sku[i] */
+    unsigned next_sku;                      /* round-robin replacement */
+    uint64_t cost_batch[PH_MEMO_COSTS];     /* direct-mapped by batch id; 0 = empty */
+    int64_t cost[PH_MEMO_COSTS];
+} ph_memo;
+
+struct ph_store {
+    MDB_env *env;
+    MDB_dbi dbi[DB_COUNT];
+    /* Readers hold it shared for the life of a read transaction; the writer takes
+     * it exclusively only to grow the map, which LMDB allows only when no
+     * transaction of this process is open. */
+    pthread_rwlock_t maplock;
+    uint64_t map_size;
+
+    pthread_mutex_t mu; /* guards the queue and `stopping` */
+    pthread_cond_t cv;
+    ph_cmd *head, *tail;
+    int stopping;
+    unsigned max_batch;
+    pthread_t writer;
+    int writer_started;
+    _Atomic uint64_t commits, commands, map_grows; /* ph_writer_stats */
+    ph_memo memo;
+    /* The writer's last formatted event time: a batch's commands mostly share
+     * their millisecond. Writer thread only. */
+    int64_t at_ms;
+    int at_set;
+    char at[32];
+    char uid[9]; /* ph_store_uid: read from `meta` at open, never changes */
+};
+
+/* Next ids, derived from the last key of each database when the writer starts
+ * and carried from command to command; a failed command gives its ids back. */
+typedef struct ph_ids {
+    uint64_t code, order, batch, event;
+} ph_ids;
+
+/* The writer's view while applying one command. `wrote` is set before the
+ * command's first write by the commands the writer applies without a nested
+ * transaction (PH_CMD_ORDER, PH_CMD_SUPPLY_CREATE, PH_CMD_ATTEMPT; see
+ * run_batch): one that fails with it set has left changes behind (as may one
+ * that fails with PH_EIO), and the whole batch is redone with nested
+ * transactions. */
+typedef struct ph_wtxn {
+    ph_store *s;
+    MDB_txn *txn;
+    ph_ids ids;
+    int wrote;
+} ph_wtxn;
+
+/* Positive, never returned to callers: the map is full, grow it and redo the batch. */
+#define PH_STORE_MAPFULL 1
+
+/* Code record: a fixed header followed by the sealed blob. Native byte order. */
+typedef struct ph_code_rec {
+    uint8_t version; /* 1 */
+    uint8_t state;
+    uint16_t reserved;
+    uint32_t sealed_len;
+    uint64_t batch_id;
+    uint64_t order_id;
+    int64_t expires_at;
+    int64_t changed_at;
+} ph_code_rec;
+
+/* Order record: this header, then client, client order id and sku (no NULs),
+ * then ncodes uint64 code ids. Read with memcpy: values are not aligned. */
+typedef struct ph_order_rec {
+    uint8_t version; /* 1 */
+    uint8_t state;
+    uint8_t delivery;
+    uint8_t client_len;
+    uint32_t quantity;
+    int64_t created_at;
+    int64_t updated_at;
+    int64_t cost;
+    uint8_t fingerprint[32];
+    uint8_t sku_len;
+    uint8_t flags; /* PH_ORDER_F_* */
+    uint16_t coid_len;
+    uint32_t ncodes;
+} ph_order_rec;
+
+/* The order is fulfilled by a supplier: `delivery` is PH_DELIVERY_* and the
+ * order has a record in DB_SUPPLY. Without it the order came from local stock
+ * (delivery 1) and nothing else is read. */
+#define PH_ORDER_F_SUPPLY 1
+
+/* Supply record (DB_SUPPLY): this header, then the order's reason, the masked
+ * and the sealed account, then nattempts attempts, each a ph_attempt_rec
+ * followed by its strings in the order of their lengths below. */
+typedef struct ph_supply_rec {
+    uint8_t version; /* 1 */
+    uint8_t reason_len;
+    uint8_t masked_len;
+    uint8_t reserved; /* 0 */
+    uint16_t nattempts;
+    uint16_t reserved2; /* 0 */
+    uint32_t sealed_len;
+} ph_supply_rec;
+
+/* Every byte is a named field, so equal attempts encode to equal bytes. */
+typedef struct ph_attempt_rec {
+    int64_t unit_cost;
+    int64_t charged;
+    int64_t created_at;
+    int64_t updated_at;
+    int64_t next_check_at;
+    uint32_t no;
+    uint32_t checks;
+    uint32_t step;
+    uint8_t state;
+    uint8_t supplier_len, product_len, ref_len, sorder_len, reason_len, step_state_len;
+    uint8_t reserved[5]; /* 0 */
+} ph_attempt_rec;
+
+/* Maps an LMDB return code to PH_STORE_MAPFULL or PH_EIO with a message. */
+int ph_store_lmdb_err(ph_err *err, int mrc, const char *what);
+
+/* Record codecs (store.c). Decoders return PH_OK or PH_EIO on a malformed value. */
+int ph_code_decode(const MDB_val *v, uint64_t id, int copy_sealed, ph_code *out);
+int ph_order_decode(const MDB_val *v, uint64_t id, ph_order *out, const uint8_t **ids);
+/* order_id (may be NULL) gets the order a supplier batch came with, 0 for imports. */
+int ph_batch_decode(const MDB_val *v, uint64_t id, ph_batch *out, uint64_t *order_id);
+
+/* Supply records: *o gets reason, accounts and attempts (owned by o, freed by
+ * ph_order_free). ph_supply_encode returns a malloc'd buffer of *len bytes, or
+ * NULL when out of memory. */
+int ph_supply_decode(const MDB_val *v, ph_order *o);
+uint8_t *ph_supply_encode(const ph_order *o, size_t *len);
+
+/* Is the attempt state one that still waits for the supplier? */
+int ph_attempt_open(int state);
+
+/* Loads an order inside any transaction (with its codes when asked). */
+int ph_order_load(ph_store *s, MDB_txn *txn, uint64_t id, int with_codes, ph_order **out,
+                  ph_err *err);
+
+/* The order_ref key: client NUL client_order_id; buf >= PH_SKU_MAX + PH_ORDER_ID_MAX + 2. */
+size_t ph_store_ref_key(const char *client, const char *coid, char *buf);
+
+/* Read transactions: shared map lock + MDB_RDONLY txn; always paired. */
+int ph_store_read_begin(ph_store *s, MDB_txn **txn, ph_err *err);
+void ph_store_read_end(ph_store *s, MDB_txn *txn);
+
+/* Applies one command inside w->txn (store_apply.c). */
+int ph_store_apply(ph_wtxn *w, ph_cmd *cmd);
+
+#endif

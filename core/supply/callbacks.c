@@ -1,0 +1,144 @@
+/*
+ * callbacks.c — a supplier's notification, from the HTTP body to a confirming
+ * order query (fulfil.h, ph_fulfil_callback).
+ *
+ * A callback is a hint, never the truth: after the plugin has verified its
+ * signature and we have checked that it describes one of our attempts at this
+ * supplier, the only thing it does is make the attempt's next order query
+ * happen now. The query's answer moves the attempt, through the same path as
+ * every other exchange, so a callback that lies (tampered, replayed, stale)
+ * cannot move an order anywhere the supplier's own query would not.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "supply/fulfil.h"
+#include "supply/plugin_ops.h"
+#include "base/util.h"
+
+static int refuse(ph_callback_reply *out, unsigned status, const char *error, const char *fmt,
+                  const char *arg)
+{
+    out->status = status;
+    snprintf(out->error, sizeof out->error, "%s", error);
+    snprintf(out->message, sizeof out->message, fmt, arg ? arg : "");
+    return PH_OK;
+}
+
+/* "<store uid>-<order id>-<attempt no>" -> id, no. */
+static int parse_ref(const char *ref, const char *uid, uint64_t *id, uint32_t *no)
+{
+    size_t ul = strlen(uid);
+    if (!ref || strncmp(ref, uid, ul) || ref[ul] != '-')
+        return -1;
+    char buf[PH_REF_MAX + 1];
+    snprintf(buf, sizeof buf, "%s", ref + ul + 1);
+    char *dash = strchr(buf, '-');
+    if (!dash)
+        return -1;
+    *dash = 0;
+    uint64_t n;
+    if (ph_u64_parse(buf, id) || ph_u64_parse(dash + 1, &n) || !n || n > UINT32_MAX)
+        return -1;
+    *no = (uint32_t)n;
+    return 0;
+}
+
+/* Does what the callback claims fit attempt a of order o? NULL when it does,
+ * else what differs (a field name, for the refusal). */
+static const char *mismatch(const ph_order *o, const ph_attempt *a, const char *supplier,
+                            const struct perkhub_result *res)
+{
+    if (strcmp(a->supplier, supplier))
+        return "supplier";
+    char soid[PH_SUPPLIER_ORDER_MAX + 1]; /* stored cleaned, so compare cleaned */
+    ph_text_clean(soid, sizeof soid, res->supplier_order_id);
+    if (soid[0] && a->supplier_order_id[0] && strcmp(soid, a->supplier_order_id))
+        return "supplier_order_id";
+    if (res->product_id && *res->product_id && strcmp(res->product_id, a->product_id))
+        return "product";
+    uint32_t qty = o->delivery == PH_DELIVERY_RECHARGE ? 1 : o->quantity;
+    if (res->quantity >= 0 && (uint64_t)res->quantity != qty)
+        return "quantity";
+    /* we never pay more than the offer's price: a higher amount is not ours */
+    if (res->amount >= 0 && a->unit_cost > 0 && res->amount > a->unit_cost * (int64_t)qty)
+        return "amount";
+    return NULL;
+}
+
+static int attempt_final(int s)
+{
+    return s == PH_ATTEMPT_SUCCEEDED || s == PH_ATTEMPT_FAILED;
+}
+
+/* The verified claim against the store; asks for the confirming query. */
+static int match_and_confirm(ph_fulfil *f, ph_store *store, const char *supplier,
+                             const struct perkhub_result *res, ph_callback_reply *out)
+{
+    uint64_t id;
+    uint32_t no;
+    if (parse_ref(res->order_ref, ph_store_uid(store), &id, &no))
+        return refuse(out, 400, "callback_mismatch", "order reference: not one of ours%s", NULL);
+    ph_order *o = NULL;
+    ph_err err = {0};
+    if (ph_store_order_get(store, id, 0, &o, &err) != PH_OK)
+        return refuse(out, 400, "callback_mismatch", "order reference: no such order%s", NULL);
+    const ph_attempt *a = NULL;
+    for (size_t i = 0; i < o->nattempts; i++)
+        if (o->attempts[i].no == no)
+            a = &o->attempts[i];
+    const char *bad = a ? mismatch(o, a, supplier, res) : "attempt";
+    int final = a && attempt_final(a->state);
+    ph_order_free(o);
+    if (bad)
+        return refuse(out, 400, "callback_mismatch", "callback does not match our order: %s", bad);
+    if (!final)
+        ph_fulfil_confirm(f, id, no);
+    return PH_OK;
+}
+
+static int reply_body(ph_callback_reply *out, const struct perkhub_result *res)
+{
+    out->status = res->reply_status ? (unsigned)res->reply_status : 200;
+    out->content_type = res->reply_content_type ? res->reply_content_type : "text/plain";
+    out->body = strdup(res->reply_body ? res->reply_body : "ok");
+    return out->body ? PH_OK : PH_ENOMEM;
+}
+
+int ph_fulfil_callback(ph_fulfil *f, const char *supplier_id, const struct perkhub_callback *cb,
+                       ph_callback_reply *out)
+{
+    const ph_fulfil_opts *o = ph_fulfil_options(f);
+    ph_store *store = o->store;
+    ph_suppliers *sups = o->suppliers;
+    const ph_logger *log = o->log;
+    memset(out, 0, sizeof *out);
+    ph_supplier *sup;
+    if (ph_suppliers_acquire(sups, supplier_id, &sup) != PH_OK)
+        return refuse(out, 404, "not_found", "supplier: no such running supplier%s", NULL);
+    const struct perkhub_plugin *pl = ph_supplier_plugin(sup);
+    const struct perkhub_host *host = ph_supplier_host(sup);
+    if (!(pl->capabilities & PERKHUB_CAP_CALLBACK) || !pl->ops || !pl->ops->verify_callback) {
+        ph_supplier_release(sup);
+        return refuse(out, 404, "not_found", "supplier: takes no callbacks%s", NULL);
+    }
+    struct perkhub_result res;
+    ph_op_result_init(&res);
+    int rc = pl->ops->verify_callback(ph_supplier_instance(sup), cb, &res);
+    if (rc != PERKHUB_OK) {
+        const char *why = res.reason && *res.reason ? res.reason : "bad_signature";
+        refuse(out, strcmp(why, "malformed") ? 401 : 400, why, "callback refused by the plugin%s",
+               NULL);
+    } else {
+        match_and_confirm(f, store, supplier_id, &res, out);
+        if (!out->error[0])
+            rc = reply_body(out, &res);
+    }
+    ph_log(log, out->error[0] ? PH_LOG_WARN : PH_LOG_INFO, NULL,
+           out->error[0] ? "callback.refused" : "callback.accepted", "supplier=%s%s%s", supplier_id,
+           out->error[0] ? " reason=" : "", out->error);
+    ph_op_result_clear(host, &res);
+    ph_supplier_release(sup);
+    return rc == PH_ENOMEM ? PH_ENOMEM : PH_OK;
+}

@@ -1,0 +1,133 @@
+/*
+ * fulfil.h — orders that go to suppliers: attempts, their exchanges, queries,
+ * callbacks, fail-over, and clients waiting for the outcome.
+ *
+ * Data flows one way: the HTTP handler stores the order (PH_CMD_SUPPLY_CREATE),
+ * then hands it here (ph_fulfil_begin). From then on every attempt is a small
+ * state machine driven by three kinds of events, never by a thread of its own:
+ *
+ *     exchange finished (I/O thread) -> decide (attempt.h) -> store command
+ *     store command durable (writer)  -> final? wake waiters : schedule next
+ *     due time reached (timer thread) -> next exchange (a query, or the
+ *                                        follow-up step the plugin asked for)
+ *
+ * An attempt is persisted as SENDING before its order request leaves, and the
+ * request is never sent twice: an ambiguous end makes it UNKNOWN, and only the
+ * supplier's order query (or a verified callback, confirmed by a query) settles
+ * it (DESIGN.md rule 2). After a restart, ph_fulfil_resume picks every
+ * unfinished attempt up from the store: SENDING becomes UNKNOWN, then queried.
+ *
+ * Each attempt holds a reference to its supplier's running instance until it
+ * is final, so disabling a supplier (SIGHUP) stops new orders going to it
+ * without dropping its attempts in flight.
+ *
+ * Threads: every function may be called from any thread.
+ */
+#ifndef PH_FULFIL_H
+#define PH_FULFIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <perkhub/plugin.h>
+
+#include "config/config.h"
+#include "crypto/crypto.h"
+#include "base/log.h"
+#include "base/status.h"
+#include "store/store.h"
+#include "supply/supplier_io.h"
+#include "supply/suppliers.h"
+
+typedef struct ph_fulfil ph_fulfil;
+
+/* How fulfil reads the current configuration: a snapshot with a reference
+ * (the daemon's refcounted config). */
+typedef struct ph_fulfil_cfg_ops {
+    void *ctx;
+    const ph_config *(*acquire)(void *ctx, void **ref);
+    void (*release)(void *ref);
+} ph_fulfil_cfg_ops;
+
+typedef struct ph_fulfil_opts {
+    ph_store *store;         /* borrowed; outlives fulfil */
+    ph_sio *sio;             /* borrowed */
+    ph_suppliers *suppliers; /* borrowed */
+    const ph_keyring *keys;  /* borrowed */
+    const ph_logger *log;    /* borrowed */
+    ph_fulfil_cfg_ops cfg;
+    const char *callback_base; /* e.g. "http://127.0.0.1:8080"; copied */
+} ph_fulfil_opts;
+
+/* Starts the timer thread. *out is the caller's (ph_fulfil_destroy).
+ * Errors: PH_ENOMEM, PH_EIO. */
+int ph_fulfil_create(const ph_fulfil_opts *opts, ph_fulfil **out, ph_err *err);
+
+/* Where suppliers send callbacks; changes when the bound port is known. */
+void ph_fulfil_set_callback_base(ph_fulfil *f, const char *base);
+
+/* The offer a new order of product p goes to, in cfg: see route.h. Fills the
+ * attempt target (pointers into cfg). PH_ENOTFOUND when no supplier can take
+ * it now. */
+int ph_fulfil_route(ph_fulfil *f, const ph_config *cfg, const ph_product_conf *p,
+                    ph_attempt_target *out);
+
+/* Seals a recharge account for the store (ph_crypto_seal, its own AAD) and
+ * masks it for display ("138****8000"). out must hold len + PH_SEAL_OVERHEAD
+ * bytes. PH_OK or PH_ECRYPTO. */
+int ph_fulfil_seal_account(ph_fulfil *f, const char *account, uint8_t *out, uint32_t *outlen,
+                           char masked[32]);
+
+/* Takes over a freshly created supplier order (the result of
+ * PH_CMD_SUPPLY_CREATE, not a replay): its first attempt is SENDING and is sent
+ * now. account is the plaintext recharge account (NULL for card orders); it is
+ * copied and wiped when the attempt ends. o is only read. */
+int ph_fulfil_begin(ph_fulfil *f, const ph_order *o, const char *account, ph_err *err);
+
+/* Picks up every unfinished attempt from the store (start-up). */
+int ph_fulfil_resume(ph_fulfil *f, ph_err *err);
+
+/* Calls cb(arg) once: when order `id` reaches a final state, or at deadline_ms
+ * (wall clock), or at shutdown, whichever is first — possibly before this
+ * returns. cb runs on any thread; keep it short. */
+int ph_fulfil_wait(ph_fulfil *f, uint64_t id, int64_t deadline_ms, void (*cb)(void *arg),
+                   void *arg);
+
+/* What POST /v1/callbacks/{supplier} answers. */
+typedef struct ph_callback_reply {
+    unsigned status;          /* HTTP status */
+    const char *content_type; /* static */
+    char *body;               /* malloc'd; the caller frees */
+    char error[48];           /* set on refusal: "bad_signature", "callback_mismatch", ... */
+    char message[200];        /* on refusal, for the JSON error; never a secret */
+} ph_callback_reply;
+
+/* Verifies a callback with the supplier's plugin, checks it matches our
+ * attempt (supplier, our reference, product, quantity, amount), and asks for a
+ * confirming order query; the query's answer, not the callback, moves the
+ * attempt. Forged, tampered, stale or mismatched callbacks change nothing.
+ * Duplicates are acknowledged and change nothing. Returns PH_OK when a reply
+ * was prepared (success or refusal); out->body is then the caller's. */
+int ph_fulfil_callback(ph_fulfil *f, const char *supplier_id, const struct perkhub_callback *cb,
+                       ph_callback_reply *out);
+
+/* A verified callback for attempt `no` of order `id`: query it now, or right
+ * after the exchange or store command in progress (callbacks.c). */
+void ph_fulfil_confirm(ph_fulfil *f, uint64_t id, uint32_t no);
+
+/* The services fulfil was created with (borrowed, as in opts). */
+const ph_fulfil_opts *ph_fulfil_options(const ph_fulfil *f);
+
+/* Attempts in flight now (for stats and tests). */
+size_t ph_fulfil_active(ph_fulfil *f);
+
+/* Stops scheduling: wakes every waiter, joins the timer thread. Exchanges and
+ * commands still running finish through their callbacks (destroy the I/O
+ * engine, then close the store, then call ph_fulfil_destroy). */
+void ph_fulfil_stop(ph_fulfil *f);
+
+/* Frees everything (after ph_fulfil_stop, ph_sio_destroy and ph_store_close).
+ * NULL is a no-op. */
+void ph_fulfil_destroy(ph_fulfil *f);
+
+#endif

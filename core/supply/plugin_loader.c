@@ -1,0 +1,1144 @@
+/*
+ * plugin_loader.c — the one file of perkhub that calls dlopen. See plugin_loader.h.
+ *
+ * A running instance owns:
+ *   host    its struct perkhub_host, as the FIRST member: the plugin gets
+ *           &inst->host, and each host function gets the instance back from it;
+ *   conf    the resolved config the plugin reads;
+ *   blocks  every live mem_alloc block, listed, so that the host can reclaim
+ *           what a plugin forgot at shutdown.
+ */
+#include "supply/plugin_loader.h"
+#include "supply/plugin_ops.h"
+
+#include <assert.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <curl/curl.h>
+
+#include "crypto/crypto.h"
+#include "base/util.h"
+
+/* Limits. SCHEMA_MAX entries mean a missing NULL terminator; a secret file
+ * larger than SECRET_FILE_MAX is a mistake. */
+#define NAME_MAX_LEN    64
+#define SCHEMA_MAX      256
+#define SECRET_FILE_MAX 65536
+#define INSTANCE_MAGIC  0x50484931u                  /* "PHI1" */
+#define BLOCK_MAGIC     UINT64_C(0x706b68626c6f636b) /* "pkhblock" */
+#define BLOCK_DEAD      UINT64_C(0x64656164626c6f63) /* freed */
+
+/* The size of the 1.1 operations table: the smallest ops->struct_size accepted. */
+#define OPS_SIZE_1_1 (offsetof(struct perkhub_ops, serve_local) + sizeof(void (*)(void)))
+
+/* The capabilities that are answered through build_request/parse_response. */
+#define CAPS_EXCHANGE                                                                              \
+    (PERKHUB_CAP_CATALOG | PERKHUB_CAP_STOCK_CHECK | PERKHUB_CAP_CARD_ORDER |                      \
+     PERKHUB_CAP_RECHARGE | PERKHUB_CAP_ORDER_QUERY | PERKHUB_CAP_BALANCE)
+
+struct ph_plugin {
+    void *handle;               /* dlopen reference; NULL for a linked-in descriptor */
+    char *name;                 /* as requested, equal to desc.name */
+    char *path;                 /* "<dir>/<name>.so", or "linked in" (ph_plugin_wrap) */
+    struct perkhub_plugin desc; /* the plugin's first struct_size bytes, the rest zero;
+                                   desc.ops points at `ops` below when the plugin has one */
+    struct perkhub_ops ops;     /* the plugin's first ops->struct_size bytes, the rest zero */
+    size_t nkeys;               /* schema entries before the NULL key */
+};
+
+typedef struct conf_value {
+    const struct perkhub_config_key *schema; /* points into the plugin */
+    char *value;                             /* resolved; NULL = unset, no default */
+} conf_value;
+
+struct perkhub_config {
+    size_t n; /* one value per schema key, in schema order */
+    conf_value *v;
+};
+
+/* A host allocation: this header, then the plugin's bytes (aligned as malloc's). */
+typedef union block {
+    struct {
+        uint64_t magic;
+        union block *prev, *next;
+        size_t size;
+        struct ph_plugin_instance *owner;
+    } h;
+    max_align_t align;
+} block;
+
+struct ph_plugin_instance {
+    struct perkhub_host host; /* must stay first */
+    uint32_t magic;
+    const ph_logger *lg;
+    char *supplier_id;
+    const ph_plugin *plugin;
+    ph_plugin_conf *conf;
+    void *data;
+    pthread_mutex_t mem_mu; /* guards the block list and the counters */
+    block *blocks;
+    size_t nblocks;
+    size_t nbytes;
+    _Atomic int64_t fixed_now_ms; /* 0: now_ms is the real clock (tests set it) */
+};
+
+/* ---- small helpers ----------------------------------------------------------- */
+
+static int name_valid(const char *s)
+{
+    size_t n = 0;
+    if (!s)
+        return 0;
+    for (; s[n]; n++)
+        if (!((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= '0' && s[n] <= '9') || s[n] == '_'))
+            return 0;
+    return n > 0 && n <= NAME_MAX_LEN;
+}
+
+static int parse_int(const char *s, int64_t *out)
+{
+    if (!s || !*s || *s == ' ' || *s == '\t' || *s == '+')
+        return -1;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_bool(const char *s, int *out)
+{
+    static const char *const yes[] = {"true", "yes", "on"};
+    static const char *const no[] = {"false", "no", "off"};
+    for (size_t i = 0; s && i < 3; i++) {
+        if (strcmp(s, yes[i]) == 0)
+            return *out = 1, 0;
+        if (strcmp(s, no[i]) == 0)
+            return *out = 0, 0;
+    }
+    return -1;
+}
+
+static const char *type_name(int type)
+{
+    switch (type) {
+    case PERKHUB_CONF_STRING:
+        return "string";
+    case PERKHUB_CONF_INT:
+        return "int";
+    case PERKHUB_CONF_BOOL:
+        return "bool";
+    case PERKHUB_CONF_SECRET:
+        return "secret";
+    default:
+        return "unknown";
+    }
+}
+
+static int is_secret_ref(const char *s)
+{
+    return s && ((strncmp(s, "env:", 4) == 0 && s[4]) || (strncmp(s, "file:", 5) == 0 && s[5]));
+}
+
+/* The names of capability bits 0..7, as ops read them in ph_plugin_describe. */
+static const char *const cap_names[] = {"catalog",     "stock_check", "card_order", "recharge",
+                                        "order_query", "callback",    "balance",    "local"};
+
+/* The name of the lowest capability bit set in caps. */
+static const char *cap_first(uint64_t caps)
+{
+    for (unsigned i = 0; i < sizeof cap_names / sizeof cap_names[0]; i++)
+        if (caps & (UINT64_C(1) << i))
+            return cap_names[i];
+    return "?";
+}
+
+/* ---- opening a plugin -------------------------------------------------------- */
+
+/* Checks the schema a plugin declares; a bad schema is a bug in the plugin. */
+static int schema_check(ph_plugin *p, ph_err *err)
+{
+    const struct perkhub_config_key *k = p->desc.config;
+    size_t n = 0;
+    if (!k)
+        return PH_OK;
+    for (; n < SCHEMA_MAX && k[n].key; n++) {
+        const struct perkhub_config_key *e = &k[n];
+        int64_t iv;
+        int bv;
+        if (!name_valid(e->key))
+            return ph_err_set(err, PH_EINVAL,
+                              "plugin '%s' (%s): config schema entry %zu: key '%.64s' is not "
+                              "1..64 of [a-z0-9_]",
+                              p->name, p->path, n, e->key);
+        for (size_t j = 0; j < n; j++)
+            if (strcmp(k[j].key, e->key) == 0)
+                return ph_err_set(err, PH_EINVAL,
+                                  "plugin '%s' (%s): config schema declares key '%s' twice",
+                                  p->name, p->path, e->key);
+        if (e->type < PERKHUB_CONF_STRING || e->type > PERKHUB_CONF_SECRET)
+            return ph_err_set(err, PH_EINVAL,
+                              "plugin '%s' (%s): config key '%s' has unknown type %d", p->name,
+                              p->path, e->key, e->type);
+        if (!e->description)
+            return ph_err_set(err, PH_EINVAL,
+                              "plugin '%s' (%s): config key '%s' has no description", p->name,
+                              p->path, e->key);
+        if (e->required && e->default_value)
+            return ph_err_set(err, PH_EINVAL,
+                              "plugin '%s' (%s): config key '%s' is required and has a default; "
+                              "choose one",
+                              p->name, p->path, e->key);
+        const char *d = e->default_value;
+        if (d && ((e->type == PERKHUB_CONF_INT && parse_int(d, &iv) != 0) ||
+                  (e->type == PERKHUB_CONF_BOOL && parse_bool(d, &bv) != 0) ||
+                  (e->type == PERKHUB_CONF_SECRET && !is_secret_ref(d))))
+            return ph_err_set(err, PH_EINVAL,
+                              "plugin '%s' (%s): config key '%s': default is not a valid %s",
+                              p->name, p->path, e->key, type_name(e->type));
+    }
+    if (n == SCHEMA_MAX)
+        return ph_err_set(err, PH_EINVAL,
+                          "plugin '%s' (%s): config schema has no end (an entry with key NULL)",
+                          p->name, p->path);
+    p->nkeys = n;
+    return PH_OK;
+}
+
+/* ABI 1.0 has no operations: no capability can be honoured, no ops table read. */
+static int caps_check_1_0(const ph_plugin *p, ph_err *err)
+{
+    if (p->desc.capabilities != 0)
+        return ph_err_set(err, PH_EINVAL,
+                          "plugin '%s' (%s) claims capabilities 0x%" PRIx64
+                          " that SDK ABI %u.%u cannot carry (operations come in 1.1)",
+                          p->name, p->path, p->desc.capabilities, (unsigned)p->desc.abi_major,
+                          (unsigned)p->desc.abi_minor);
+    if (p->desc.ops)
+        return ph_err_set(err, PH_EINVAL,
+                          "plugin '%s' (%s) sets ops, which SDK ABI %u.%u does not define", p->name,
+                          p->path, (unsigned)p->desc.abi_major, (unsigned)p->desc.abi_minor);
+    return PH_OK;
+}
+
+/* Checks that every capability p claims has the callbacks that serve it. The
+ * core would otherwise find out at the first order, with money at stake. */
+static int ops_callbacks_check(const ph_plugin *p, ph_err *err)
+{
+    const struct perkhub_ops *o = &p->ops;
+    uint64_t caps = p->desc.capabilities;
+    if ((caps & CAPS_EXCHANGE) && (!o->build_request || !o->parse_response))
+        return ph_err_set(err, PH_EINVAL, "plugin '%s' (%s) claims %s but its ops table lacks %s",
+                          p->name, p->path, cap_first(caps & CAPS_EXCHANGE),
+                          !o->build_request && !o->parse_response ? "build_request and "
+                                                                    "parse_response"
+                          : !o->build_request                     ? "build_request"
+                                                                  : "parse_response");
+    if ((caps & PERKHUB_CAP_CALLBACK) && !o->verify_callback)
+        return ph_err_set(err, PH_EINVAL,
+                          "plugin '%s' (%s) claims callback but its ops table lacks "
+                          "verify_callback",
+                          p->name, p->path);
+    if ((caps & PERKHUB_CAP_LOCAL) && !o->serve_local)
+        return ph_err_set(err, PH_EINVAL,
+                          "plugin '%s' (%s) claims local but its ops table lacks serve_local",
+                          p->name, p->path);
+    /* DESIGN.md rule 2: an ambiguous order is settled only by a query. */
+    uint64_t orders = caps & (PERKHUB_CAP_CARD_ORDER | PERKHUB_CAP_RECHARGE);
+    if (orders && !(caps & PERKHUB_CAP_ORDER_QUERY))
+        return ph_err_set(err, PH_EINVAL,
+                          "plugin '%s' (%s) claims %s but not order_query: an ambiguous order "
+                          "could never be settled (DESIGN.md rule 2); add "
+                          "PERKHUB_CAP_ORDER_QUERY",
+                          p->name, p->path, cap_first(orders));
+    return PH_OK;
+}
+
+/* ABI 1.1: capabilities need an ops table large enough for 1.1, copied like the
+ * descriptor (only ops->struct_size bytes) into p->ops. */
+static int ops_check(ph_plugin *p, ph_err *err)
+{
+    const struct perkhub_ops *o = p->desc.ops;
+    uint64_t caps = p->desc.capabilities;
+    p->desc.ops = NULL; /* until the copy below is made: never the plugin's table */
+    if (!caps && o)
+        return ph_err_set(err, PH_EINVAL,
+                          "plugin '%s' (%s) sets ops but claims no capability; set capabilities "
+                          "to the operations ops handles",
+                          p->name, p->path);
+    if (!caps)
+        return PH_OK;
+    if (!o)
+        return ph_err_set(err, PH_EINVAL,
+                          "plugin '%s' (%s) claims capabilities 0x%" PRIx64
+                          " but its descriptor has no ops table",
+                          p->name, p->path, caps);
+    if (o->struct_size < OPS_SIZE_1_1)
+        return ph_err_set(err, PH_EINVAL,
+                          "plugin '%s' (%s): its ops table is %" PRIu32
+                          " bytes, less than the %zu of SDK ABI 1.1",
+                          p->name, p->path, o->struct_size, (size_t)OPS_SIZE_1_1);
+    size_t n = o->struct_size < sizeof p->ops ? o->struct_size : sizeof p->ops;
+    memset(&p->ops, 0, sizeof p->ops);
+    memcpy(&p->ops, o, n);
+    p->desc.ops = &p->ops;
+    return ops_callbacks_check(p, err);
+}
+
+/* Checks a descriptor d returned by the entry function and copies it into p. */
+static int descriptor_check(ph_plugin *p, const struct perkhub_plugin *d, ph_err *err)
+{
+    const char *nm = p->name, *path = p->path;
+    if (!d)
+        return ph_err_set(err, PH_EINVAL, "plugin '%s' (%s): %s() returned no descriptor", nm, path,
+                          PERKHUB_ENTRY_SYMBOL);
+    /* The first three members never move: they are safe to read at any ABI. */
+    if (d->struct_size < offsetof(struct perkhub_plugin, name))
+        return ph_err_set(err, PH_EINVAL,
+                          "plugin '%s' (%s): descriptor size %" PRIu32
+                          " is too small to be a perkhub descriptor",
+                          nm, path, d->struct_size);
+    if (d->abi_major != PERKHUB_ABI_MAJOR || d->abi_minor > PERKHUB_ABI_MINOR)
+        return ph_err_set(err, PH_EVERSION,
+                          "plugin '%s' (%s) is built for SDK ABI %u.%u; this perkhubd provides "
+                          "%d.%d (%s)",
+                          nm, path, (unsigned)d->abi_major, (unsigned)d->abi_minor,
+                          PERKHUB_ABI_MAJOR, PERKHUB_ABI_MINOR,
+                          d->abi_major != PERKHUB_ABI_MAJOR
+                              ? "another major version: rebuild the plugin against this SDK"
+                              : "newer than this perkhubd: upgrade perkhubd or rebuild the "
+                                "plugin");
+    if (d->struct_size < PERKHUB_PLUGIN_SIZE_1_0)
+        return ph_err_set(err, PH_EVERSION,
+                          "plugin '%s' (%s) is built for SDK ABI %u.%u but its descriptor is "
+                          "%" PRIu32 " bytes, less than the %zu of ABI 1.0; this perkhubd "
+                          "provides %d.%d",
+                          nm, path, (unsigned)d->abi_major, (unsigned)d->abi_minor, d->struct_size,
+                          (size_t)PERKHUB_PLUGIN_SIZE_1_0, PERKHUB_ABI_MAJOR, PERKHUB_ABI_MINOR);
+    /* Never copy by our sizeof: only what the plugin says it has. */
+    size_t n = d->struct_size < sizeof p->desc ? d->struct_size : sizeof p->desc;
+    if (d->abi_minor == 0 && n > PERKHUB_PLUGIN_SIZE_1_0)
+        n = PERKHUB_PLUGIN_SIZE_1_0; /* a 1.0 plugin has nothing beyond; never read it */
+    memset(&p->desc, 0, sizeof p->desc);
+    memcpy(&p->desc, d, n);
+
+    if (!p->desc.name)
+        return ph_err_set(err, PH_EINVAL, "plugin '%s' (%s): descriptor has no name", nm, path);
+    if (strcmp(p->desc.name, nm) != 0)
+        return ph_err_set(err, PH_EINVAL,
+                          "plugin file '%s' (%s) declares the name '%.64s'; a plugin's file must "
+                          "be named <name>.so",
+                          nm, path, p->desc.name);
+    if (!p->desc.version || !*p->desc.version)
+        return ph_err_set(err, PH_EINVAL, "plugin '%s' (%s): descriptor has no version", nm, path);
+    if (!p->desc.init || !p->desc.shutdown)
+        return ph_err_set(err, PH_EINVAL, "plugin '%s' (%s): descriptor lacks %s", nm, path,
+                          !p->desc.init ? "init" : "shutdown");
+    if (p->desc.capabilities & ~PERKHUB_CAP_DEFINED)
+        return ph_err_set(err, PH_EINVAL,
+                          "plugin '%s' (%s) claims capability bits 0x%" PRIx64
+                          " that SDK ABI %d.%d does not define (bits 8..63 are reserved)",
+                          nm, path, p->desc.capabilities & ~PERKHUB_CAP_DEFINED, PERKHUB_ABI_MAJOR,
+                          PERKHUB_ABI_MINOR);
+    int rc = d->abi_minor == 0 ? caps_check_1_0(p, err) : ops_check(p, err);
+    return rc != PH_OK ? rc : schema_check(p, err);
+}
+
+int ph_plugin_open(const char *dir, const char *name, ph_plugin **out, ph_err *err)
+{
+    ph_plugin *p = NULL;
+    int rc;
+    if (!dir || !*dir)
+        return ph_err_set(err, PH_EINVAL, "plugin '%.64s': no plugin directory configured",
+                          name ? name : "");
+    if (!name_valid(name))
+        return ph_err_set(err, PH_EINVAL,
+                          "plugin name '%.64s' is not valid: expected 1..%d of [a-z0-9_]",
+                          name ? name : "", NAME_MAX_LEN);
+    p = calloc(1, sizeof *p);
+    if (!p || !(p->name = strdup(name)) || asprintf(&p->path, "%s/%s.so", dir, name) < 0) {
+        if (p)
+            p->path = NULL;
+        rc = ph_err_set(err, PH_ENOMEM, "plugin '%s': out of memory", name);
+        goto fail;
+    }
+    struct stat st;
+    if (stat(p->path, &st) != 0) {
+        rc = ph_err_set(err, errno == ENOENT ? PH_ENOTFOUND : PH_EIO, "plugin '%s' (%s): %s", name,
+                        p->path, errno == ENOENT ? "no such file" : strerror(errno));
+        goto fail;
+    }
+    dlerror();
+    p->handle = dlopen(p->path, RTLD_NOW | RTLD_LOCAL);
+    if (!p->handle) {
+        const char *why = dlerror();
+        rc = ph_err_set(err, PH_EINVAL, "plugin '%s' (%s): cannot load: %s", name, p->path,
+                        why ? why : "unknown dlopen error");
+        goto fail;
+    }
+    dlerror();
+    void *sym = dlsym(p->handle, PERKHUB_ENTRY_SYMBOL);
+    if (!sym) {
+        rc = ph_err_set(err, PH_EINVAL,
+                        "plugin '%s' (%s) does not export %s(): not a perkhub plugin "
+                        "(define the entry with PERKHUB_EXPORT)",
+                        name, p->path, PERKHUB_ENTRY_SYMBOL);
+        goto fail;
+    }
+    perkhub_plugin_entry_fn entry;
+    memcpy(&entry, &sym, sizeof entry); /* POSIX: object to function pointer */
+    rc = descriptor_check(p, entry(), err);
+    if (rc != PH_OK)
+        goto fail;
+    *out = p;
+    return PH_OK;
+fail:
+    ph_plugin_close(p);
+    return rc;
+}
+
+int ph_plugin_wrap(const struct perkhub_plugin *desc, const char *name, ph_plugin **out,
+                   ph_err *err)
+{
+    if (!name_valid(name))
+        return ph_err_set(err, PH_EINVAL,
+                          "plugin name '%.64s' is not valid: expected 1..%d of [a-z0-9_]",
+                          name ? name : "", NAME_MAX_LEN);
+    ph_plugin *p = calloc(1, sizeof *p);
+    if (!p || !(p->name = strdup(name)) || !(p->path = strdup("linked in"))) {
+        ph_plugin_close(p);
+        return ph_err_set(err, PH_ENOMEM, "plugin '%s': out of memory", name);
+    }
+    int rc = descriptor_check(p, desc, err);
+    if (rc != PH_OK) {
+        ph_plugin_close(p);
+        return rc;
+    }
+    *out = p;
+    return PH_OK;
+}
+
+void ph_plugin_close(ph_plugin *p)
+{
+    if (!p)
+        return;
+    if (p->handle)
+        dlclose(p->handle);
+    free(p->name);
+    free(p->path);
+    free(p);
+}
+
+const struct perkhub_plugin *ph_plugin_descriptor(const ph_plugin *p)
+{
+    return &p->desc;
+}
+
+const struct perkhub_ops *ph_plugin_ops(const ph_plugin *p)
+{
+    return p->desc.ops;
+}
+
+const char *ph_plugin_name(const ph_plugin *p)
+{
+    return p->name;
+}
+
+const char *ph_plugin_path(const ph_plugin *p)
+{
+    return p->path;
+}
+
+int ph_plugin_describe(const ph_plugin *p, FILE *out)
+{
+    const struct perkhub_plugin *d = &p->desc;
+    fprintf(out, "plugin: %s %s (SDK ABI %u.%u, %s)\n", d->name, d->version, (unsigned)d->abi_major,
+            (unsigned)d->abi_minor, p->path);
+    if (d->description)
+        fprintf(out, "description: %s\n", d->description);
+    fprintf(out, "capabilities:%s", d->capabilities ? "" : " none");
+    for (unsigned i = 0; i < 64; i++)
+        if (d->capabilities & (UINT64_C(1) << i)) {
+            if (i < sizeof cap_names / sizeof cap_names[0])
+                fprintf(out, " %s", cap_names[i]);
+            else
+                fprintf(out, " bit%u", i);
+        }
+    fputc('\n', out);
+    if (d->capabilities & PERKHUB_CAP_ORDER_QUERY)
+        fprintf(out,
+                "order queries: first after %" PRIu32 " ms, not_found settles after %" PRIu32
+                " s\n",
+                d->query_delay_ms ? d->query_delay_ms : 1000,
+                d->processing_window_s ? d->processing_window_s : 300);
+    fprintf(out, "config:%s\n", p->nkeys ? "" : " none");
+    for (size_t i = 0; i < p->nkeys; i++) {
+        const struct perkhub_config_key *k = &d->config[i];
+        fprintf(out, "  %s (%s, %s", k->key, type_name(k->type),
+                k->required ? "required" : "optional");
+        if (k->default_value)
+            fprintf(out, ", default \"%s\"", k->default_value);
+        fprintf(out, "): %s\n", k->description);
+    }
+    return ferror(out) ? PH_EIO : PH_OK;
+}
+
+/* ---- resolving a supplier's config ------------------------------------------- */
+
+static int secret_from_file(const char *sid, const char *key, const char *path, char **out,
+                            ph_err *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return ph_err_set(err, PH_EIO,
+                          "supplier '%s': config key '%s': cannot read secret file %s: %s", sid,
+                          key, path, strerror(errno));
+    char *buf = malloc(SECRET_FILE_MAX + 1);
+    size_t n = buf ? fread(buf, 1, SECRET_FILE_MAX + 1, f) : 0;
+    int bad = buf ? ferror(f) : 0;
+    fclose(f);
+    int rc = PH_OK;
+    if (!buf)
+        return ph_err_set(err, PH_ENOMEM, "supplier '%s': out of memory", sid);
+    if (bad)
+        rc = ph_err_set(err, PH_EIO, "supplier '%s': config key '%s': cannot read secret file %s",
+                        sid, key, path);
+    else if (n > SECRET_FILE_MAX)
+        rc = ph_err_set(err, PH_EINVAL,
+                        "supplier '%s': config key '%s': secret file %s is larger "
+                        "than %d bytes",
+                        sid, key, path, SECRET_FILE_MAX);
+    if (rc == PH_OK) {
+        if (n > 0 && buf[n - 1] == '\n')
+            n--;
+        if (n > 0 && buf[n - 1] == '\r')
+            n--;
+        buf[n] = '\0';
+        if (n == 0 || memchr(buf, '\0', n))
+            rc = ph_err_set(err, PH_EINVAL, "supplier '%s': config key '%s': secret file %s is %s",
+                            sid, key, path, n == 0 ? "empty" : "not text");
+    }
+    if (rc != PH_OK) {
+        ph_wipe(buf, SECRET_FILE_MAX + 1);
+        free(buf);
+        return rc;
+    }
+    *out = strdup(buf);
+    ph_wipe(buf, SECRET_FILE_MAX + 1);
+    free(buf);
+    return *out ? PH_OK : ph_err_set(err, PH_ENOMEM, "supplier '%s': out of memory", sid);
+}
+
+/* Resolves a SECRET reference. Messages name the variable or file, never a
+ * value. */
+static int secret_resolve(const char *sid, const char *key, const char *ref, char **out,
+                          ph_err *err)
+{
+    if (!is_secret_ref(ref))
+        return ph_err_set(err, PH_EINVAL,
+                          "supplier '%s': config key '%s' is a secret: write it as env:NAME or "
+                          "file:PATH, not inline",
+                          sid, key);
+    if (ref[0] == 'f')
+        return secret_from_file(sid, key, ref + 5, out, err);
+    const char *v = getenv(ref + 4);
+    if (!v || !*v)
+        return ph_err_set(err, PH_EINVAL,
+                          "supplier '%s': config key '%s': environment variable %.64s is %s", sid,
+                          key, ref + 4, v ? "empty" : "not set");
+    *out = strdup(v);
+    return *out ? PH_OK : ph_err_set(err, PH_ENOMEM, "supplier '%s': out of memory", sid);
+}
+
+/* Checks value against its schema entry and stores the resolved text in *out.
+ * `plain`: a SECRET value is the secret itself (test harnesses only). */
+static int value_resolve(const char *sid, const struct perkhub_config_key *k, const char *value,
+                         int plain, char **out, ph_err *err)
+{
+    int64_t iv;
+    int bv;
+    switch (k->type) {
+    case PERKHUB_CONF_SECRET:
+        if (!plain)
+            return secret_resolve(sid, k->key, value, out, err);
+        if (!*value)
+            return ph_err_set(err, PH_EINVAL, "supplier '%s': config key '%s': secret is empty",
+                              sid, k->key);
+        break;
+    case PERKHUB_CONF_INT:
+        /* Values are never quoted back: one may be a secret pasted into the wrong key. */
+        if (parse_int(value, &iv) != 0)
+            return ph_err_set(err, PH_EINVAL,
+                              "supplier '%s': config key '%s': expected an integer (int64)", sid,
+                              k->key);
+        break;
+    case PERKHUB_CONF_BOOL:
+        if (parse_bool(value, &bv) != 0)
+            return ph_err_set(err, PH_EINVAL,
+                              "supplier '%s': config key '%s': expected true or false (also "
+                              "yes/no, on/off)",
+                              sid, k->key);
+        break;
+    default:
+        break;
+    }
+    *out = strdup(value);
+    return *out ? PH_OK : ph_err_set(err, PH_ENOMEM, "supplier '%s': out of memory", sid);
+}
+
+static int unknown_key(const ph_plugin *p, const char *sid, const char *key, ph_err *err)
+{
+    char known[256] = "";
+    size_t len = 0;
+    for (size_t i = 0; i < p->nkeys && len < sizeof known; i++)
+        len += (size_t)snprintf(known + len, sizeof known - len, "%s%s", i ? ", " : "",
+                                p->desc.config[i].key);
+    if (p->nkeys == 0)
+        return ph_err_set(err, PH_EINVAL,
+                          "supplier '%s': config key '%.64s' is not known to plugin '%s' (it "
+                          "takes no config)",
+                          sid, key, p->name);
+    return ph_err_set(err, PH_EINVAL,
+                      "supplier '%s': config key '%.64s' is not known to plugin "
+                      "'%s' (known: %s)",
+                      sid, key, p->name, known);
+}
+
+static int conf_resolve(const ph_plugin *p, const char *supplier_id, const ph_kv *kv, size_t nkv,
+                        int plain, ph_plugin_conf **out, ph_err *err)
+{
+    const char *sid = supplier_id ? supplier_id : "?";
+    int rc = PH_OK;
+    ph_plugin_conf *c = calloc(1, sizeof *c);
+    if (!c || (p->nkeys && !(c->v = calloc(p->nkeys, sizeof *c->v)))) {
+        rc = ph_err_set(err, PH_ENOMEM, "supplier '%s': out of memory", sid);
+        goto fail;
+    }
+    c->n = p->nkeys;
+    for (size_t i = 0; i < c->n; i++)
+        c->v[i].schema = &p->desc.config[i];
+    for (size_t j = 0; j < nkv; j++) {
+        const char *key = kv[j].key ? kv[j].key : "";
+        size_t i = 0;
+        while (i < c->n && strcmp(c->v[i].schema->key, key) != 0)
+            i++;
+        if (i == c->n) {
+            rc = unknown_key(p, sid, key, err);
+            goto fail;
+        }
+        for (size_t m = 0; m < j; m++)
+            if (kv[m].key && strcmp(kv[m].key, key) == 0) {
+                rc = ph_err_set(err, PH_EINVAL, "supplier '%s': config key '%s' is set twice", sid,
+                                key);
+                goto fail;
+            }
+        rc = value_resolve(sid, c->v[i].schema, kv[j].value ? kv[j].value : "", plain,
+                           &c->v[i].value, err);
+        if (rc != PH_OK)
+            goto fail;
+    }
+    for (size_t i = 0; i < c->n; i++) {
+        const struct perkhub_config_key *k = c->v[i].schema;
+        if (c->v[i].value)
+            continue;
+        if (k->required) {
+            rc = ph_err_set(err, PH_EINVAL,
+                            "supplier '%s': config key '%s' is required by plugin '%s'", sid,
+                            k->key, p->name);
+            goto fail;
+        }
+        if (k->default_value) {
+            rc = value_resolve(sid, k, k->default_value, 0, &c->v[i].value, err);
+            if (rc != PH_OK)
+                goto fail;
+        }
+    }
+    *out = c;
+    return PH_OK;
+fail:
+    ph_plugin_conf_free(c);
+    return rc;
+}
+
+int ph_plugin_conf_resolve(const ph_plugin *p, const char *supplier_id, const ph_kv *kv, size_t nkv,
+                           ph_plugin_conf **out, ph_err *err)
+{
+    return conf_resolve(p, supplier_id, kv, nkv, 0, out, err);
+}
+
+int ph_plugin_conf_resolve_plain(const ph_plugin *p, const char *supplier_id, const ph_kv *kv,
+                                 size_t nkv, ph_plugin_conf **out, ph_err *err)
+{
+    return conf_resolve(p, supplier_id, kv, nkv, 1, out, err);
+}
+
+int ph_plugin_conf_equal(const ph_plugin_conf *a, const ph_plugin_conf *b)
+{
+    if (a->n != b->n)
+        return 0;
+    for (size_t i = 0; i < a->n; i++) {
+        const char *x = a->v[i].value, *y = b->v[i].value;
+        if (strcmp(a->v[i].schema->key, b->v[i].schema->key) != 0 || (!x != !y) ||
+            (x && strcmp(x, y) != 0))
+            return 0;
+    }
+    return 1;
+}
+
+void ph_plugin_conf_free(ph_plugin_conf *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->n; i++)
+        if (c->v[i].value) {
+            ph_wipe(c->v[i].value, strlen(c->v[i].value));
+            free(c->v[i].value);
+        }
+    free(c->v);
+    free(c);
+}
+
+static const conf_value *conf_find(const struct perkhub_config *c, const char *key)
+{
+    for (size_t i = 0; c && key && i < c->n; i++)
+        if (strcmp(c->v[i].schema->key, key) == 0)
+            return &c->v[i];
+    return NULL;
+}
+
+/* ---- the host table ---------------------------------------------------------- */
+
+static ph_plugin_instance *inst_of(const struct perkhub_host *host)
+{
+    /* host is the first member of a mutable instance; the cast only undoes that.
+     */
+    ph_plugin_instance *inst = (ph_plugin_instance *)(uintptr_t)host;
+    assert(inst && inst->magic == INSTANCE_MAGIC);
+    return inst;
+}
+
+static void host_log_msg(const struct perkhub_host *host, int level, const char *event,
+                         const char *fmt, ...)
+{
+    ph_plugin_instance *inst = inst_of(host);
+    if (level < PERKHUB_LOG_DEBUG)
+        level = PERKHUB_LOG_DEBUG;
+    if (level > PERKHUB_LOG_ERROR)
+        level = PERKHUB_LOG_ERROR;
+    if (!inst->lg || level < inst->lg->level)
+        return;
+    char ev[80] = "plugin.";
+    size_t n = strlen(ev);
+    for (const char *e = event ? event : ""; *e && n < sizeof ev - 1; e++) {
+        char ch = *e;
+        int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                 ch == '.' || ch == '_' || ch == '-';
+        ev[n++] = ok ? ch : '_';
+    }
+    if (n == strlen("plugin."))
+        memcpy(ev + n, "log", 4);
+    else
+        ev[n] = '\0';
+    char tail[1536] = "";
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(tail, sizeof tail, fmt, ap);
+        va_end(ap);
+    }
+    ph_log(inst->lg, level, NULL, ev, "supplier=%s plugin=%s%s%s", inst->supplier_id,
+           inst->plugin->name, tail[0] ? " " : "", tail);
+}
+
+static void *host_mem_alloc(const struct perkhub_host *host, size_t size)
+{
+    ph_plugin_instance *inst = inst_of(host);
+    if (size == 0 || size > SIZE_MAX - sizeof(block))
+        return NULL;
+    block *b = calloc(1, sizeof(block) + size);
+    if (!b)
+        return NULL;
+    b->h.magic = BLOCK_MAGIC;
+    b->h.size = size;
+    b->h.owner = inst;
+    pthread_mutex_lock(&inst->mem_mu);
+    b->h.next = inst->blocks;
+    if (inst->blocks)
+        inst->blocks->h.prev = b;
+    inst->blocks = b;
+    inst->nblocks++;
+    inst->nbytes += size;
+    pthread_mutex_unlock(&inst->mem_mu);
+    return b + 1;
+}
+
+/* Returns the block header of ptr when it is a live block of inst, else NULL
+ * (after logging: a foreign pointer is leaked rather than freed). */
+static block *block_of(ph_plugin_instance *inst, void *ptr, const char *what)
+{
+    block *b = (block *)ptr - 1;
+    if (b->h.magic == BLOCK_MAGIC && b->h.owner == inst)
+        return b;
+    ph_log(inst->lg, PH_LOG_ERROR, NULL, "plugin.bad_free",
+           "supplier=%s plugin=%s call=%s reason=%s", inst->supplier_id, inst->plugin->name, what,
+           b->h.magic == BLOCK_MAGIC  ? "block_of_another_instance"
+           : b->h.magic == BLOCK_DEAD ? "double_free"
+                                      : "not_from_host_allocator");
+    return NULL;
+}
+
+static void block_unlink(ph_plugin_instance *inst, block *b)
+{
+    if (b->h.prev)
+        b->h.prev->h.next = b->h.next;
+    else
+        inst->blocks = b->h.next;
+    if (b->h.next)
+        b->h.next->h.prev = b->h.prev;
+    inst->nblocks--;
+    inst->nbytes -= b->h.size;
+    b->h.magic = BLOCK_DEAD;
+}
+
+static void host_mem_free(const struct perkhub_host *host, void *ptr)
+{
+    ph_plugin_instance *inst = inst_of(host);
+    if (!ptr)
+        return;
+    block *b = block_of(inst, ptr, "mem_free");
+    if (!b)
+        return;
+    pthread_mutex_lock(&inst->mem_mu);
+    block_unlink(inst, b);
+    pthread_mutex_unlock(&inst->mem_mu);
+    free(b);
+}
+
+static void *host_mem_realloc(const struct perkhub_host *host, void *ptr, size_t size)
+{
+    ph_plugin_instance *inst = inst_of(host);
+    if (!ptr)
+        return host_mem_alloc(host, size);
+    block *b = block_of(inst, ptr, "mem_realloc");
+    if (!b || size == 0)
+        return NULL;
+    void *n = host_mem_alloc(host, size);
+    if (!n)
+        return NULL;
+    memcpy(n, ptr, b->h.size < size ? b->h.size : size);
+    host_mem_free(host, ptr);
+    return n;
+}
+
+static char *host_mem_strdup(const struct perkhub_host *host, const char *s)
+{
+    if (!s)
+        return NULL;
+    size_t n = strlen(s) + 1;
+    char *d = host_mem_alloc(host, n);
+    if (d)
+        memcpy(d, s, n);
+    return d;
+}
+
+static int64_t host_now_ms(const struct perkhub_host *host)
+{
+    int64_t fixed = atomic_load(&inst_of(host)->fixed_now_ms);
+    return fixed ? fixed : ph_now_ms();
+}
+
+static const char *host_config_string(const struct perkhub_host *host,
+                                      const struct perkhub_config *config, const char *key)
+{
+    (void)host;
+    const conf_value *v = conf_find(config, key);
+    return v ? v->value : NULL;
+}
+
+static int host_config_int(const struct perkhub_host *host, const struct perkhub_config *config,
+                           const char *key, int64_t *out)
+{
+    (void)host;
+    const conf_value *v = conf_find(config, key);
+    if (!v)
+        return PERKHUB_ERR_NOT_FOUND;
+    if (v->schema->type != PERKHUB_CONF_INT)
+        return PERKHUB_ERR_CONFIG;
+    if (!v->value)
+        return PERKHUB_ERR_NOT_FOUND;
+    return parse_int(v->value, out) == 0 ? PERKHUB_OK : PERKHUB_ERR_CONFIG;
+}
+
+static int host_config_bool(const struct perkhub_host *host, const struct perkhub_config *config,
+                            const char *key, int *out)
+{
+    (void)host;
+    const conf_value *v = conf_find(config, key);
+    if (!v)
+        return PERKHUB_ERR_NOT_FOUND;
+    if (v->schema->type != PERKHUB_CONF_BOOL)
+        return PERKHUB_ERR_CONFIG;
+    if (!v->value)
+        return PERKHUB_ERR_NOT_FOUND;
+    return parse_bool(v->value, out) == 0 ? PERKHUB_OK : PERKHUB_ERR_CONFIG;
+}
+
+static void host_sha256(const struct perkhub_host *host, const void *data, size_t len,
+                        uint8_t out[32])
+{
+    (void)host;
+    ph_sha256(data, len, out);
+}
+
+static void host_hmac_sha256(const struct perkhub_host *host, const void *key, size_t keylen,
+                             const void *data, size_t len, uint8_t out[32])
+{
+    (void)host;
+    ph_hmac_sha256(key, keylen, data, len, out);
+}
+
+/* ---- the host table, ABI 1.1 ------------------------------------------------- */
+
+static void host_md5(const struct perkhub_host *host, const void *data, size_t len, uint8_t out[16])
+{
+    (void)host;
+    ph_md5(data, len, out);
+}
+
+static int host_cipher(const struct perkhub_host *host, const char *name, int encrypt,
+                       const uint8_t *key, size_t keylen, const uint8_t *iv, size_t ivlen,
+                       const uint8_t *in, size_t inlen, uint8_t **out, size_t *outlen)
+{
+    if (!out || !outlen || (inlen && !in))
+        return PERKHUB_ERR_INTERNAL;
+    *out = NULL;
+    *outlen = 0;
+    if (inlen > SIZE_MAX - PH_CIPHER_BLOCK_MAX - 1)
+        return PERKHUB_ERR_NOMEM;
+    /* Room for one more block than the input (padding) and the promised NUL. */
+    size_t cap = inlen + PH_CIPHER_BLOCK_MAX;
+    uint8_t *buf = host_mem_alloc(host, cap + 1);
+    if (!buf)
+        return PERKHUB_ERR_NOMEM;
+    size_t n = 0;
+    int rc = ph_cipher(name, encrypt, key, keylen, iv, ivlen, in, inlen, buf, cap, &n);
+    if (rc != PH_OK) {
+        host_mem_free(host, buf); /* ph_cipher left zeros in it */
+        return rc == PH_ENOTFOUND ? PERKHUB_ERR_UNSUPPORTED
+               : rc == PH_EINVAL  ? PERKHUB_ERR_CONFIG
+               : rc == PH_ECRYPTO ? PERKHUB_DEFINITE_FAILURE
+                                  : PERKHUB_ERR_NOMEM;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *outlen = n;
+    return PERKHUB_OK;
+}
+
+static char *host_base64_encode(const struct perkhub_host *host, const void *data, size_t len)
+{
+    size_t n = ph_base64_encoded_len(len);
+    if (n == SIZE_MAX || (len && !data))
+        return NULL;
+    char *s = host_mem_alloc(host, n + 1);
+    if (s)
+        ph_base64_encode(data, len, s);
+    return s;
+}
+
+static int host_base64_decode(const struct perkhub_host *host, const char *text, size_t len,
+                              uint8_t **out, size_t *outlen)
+{
+    if (!out || !outlen)
+        return PERKHUB_ERR_INTERNAL;
+    *out = NULL;
+    *outlen = 0;
+    if (len && !text)
+        return PERKHUB_DEFINITE_FAILURE;
+    size_t cap = ph_base64_decoded_max(len);
+    uint8_t *buf = host_mem_alloc(host, cap + 1);
+    if (!buf)
+        return PERKHUB_ERR_NOMEM;
+    size_t n = 0;
+    if (ph_base64_decode(text ? text : "", len, buf, &n) != PH_OK) {
+        host_mem_free(host, buf);
+        return PERKHUB_DEFINITE_FAILURE;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *outlen = n;
+    return PERKHUB_OK;
+}
+
+static int host_ct_equal(const struct perkhub_host *host, const void *a, const void *b, size_t len)
+{
+    (void)host;
+    return ph_ct_equal(a, b, len);
+}
+
+static char *host_url_encode(const struct perkhub_host *host, const char *s)
+{
+    size_t len = s ? strlen(s) : 0;
+    if (!s || len > INT_MAX)
+        return NULL;
+    if (len == 0)
+        return host_mem_strdup(host, "");
+    /* Since curl 7.82 the handle argument is unused; libcurl escapes all but
+     * RFC 3986 unreserved characters, which is what suppliers sign over. */
+    char *e = curl_easy_escape(NULL, s, (int)len);
+    if (!e)
+        return NULL;
+    char *copy = host_mem_strdup(host, e);
+    curl_free(e);
+    return copy;
+}
+
+static int host_random(const struct perkhub_host *host, void *buf, size_t len)
+{
+    (void)host;
+    if (len == 0)
+        return PERKHUB_OK;
+    return buf && ph_random_bytes(buf, len) == PH_OK ? PERKHUB_OK : PERKHUB_ERR_INTERNAL;
+}
+
+/* ---- instances --------------------------------------------------------------- */
+
+/* Frees every block the plugin left behind, logging them as a leak. */
+static void blocks_reclaim(ph_plugin_instance *inst, const char *when)
+{
+    pthread_mutex_lock(&inst->mem_mu);
+    if (inst->nblocks)
+        ph_log(inst->lg, PH_LOG_WARN, NULL, "plugin.leak",
+               "supplier=%s plugin=%s after=%s blocks=%zu bytes=%zu", inst->supplier_id,
+               inst->plugin->name, when, inst->nblocks, inst->nbytes);
+    while (inst->blocks) {
+        block *b = inst->blocks;
+        block_unlink(inst, b);
+        free(b);
+    }
+    pthread_mutex_unlock(&inst->mem_mu);
+}
+
+static void instance_free(ph_plugin_instance *inst)
+{
+    blocks_reclaim(inst, "shutdown");
+    pthread_mutex_destroy(&inst->mem_mu);
+    ph_plugin_conf_free(inst->conf);
+    free(inst->supplier_id);
+    inst->magic = 0;
+    free(inst);
+}
+
+int ph_plugin_start(ph_plugin *p, const char *supplier_id, ph_plugin_conf *conf,
+                    const ph_logger *lg, ph_plugin_instance **out, ph_err *err)
+{
+    const char *sid = supplier_id ? supplier_id : "?";
+    ph_plugin_instance *inst = calloc(1, sizeof *inst);
+    if (!inst || !(inst->supplier_id = strdup(sid))) {
+        free(inst);
+        ph_plugin_conf_free(conf);
+        return ph_err_set(err, PH_ENOMEM, "supplier '%s': out of memory", sid);
+    }
+    inst->host = (struct perkhub_host){
+        .struct_size = sizeof(struct perkhub_host),
+        .abi_major = PERKHUB_ABI_MAJOR,
+        .abi_minor = PERKHUB_ABI_MINOR,
+        .log_msg = host_log_msg,
+        .mem_alloc = host_mem_alloc,
+        .mem_realloc = host_mem_realloc,
+        .mem_free = host_mem_free,
+        .mem_strdup = host_mem_strdup,
+        .now_ms = host_now_ms,
+        .config_string = host_config_string,
+        .config_int = host_config_int,
+        .config_bool = host_config_bool,
+        .sha256 = host_sha256,
+        .hmac_sha256 = host_hmac_sha256,
+        .status_str = ph_op_status_name,
+        .md5 = host_md5,
+        .cipher = host_cipher,
+        .base64_encode = host_base64_encode,
+        .base64_decode = host_base64_decode,
+        .ct_equal = host_ct_equal,
+        .url_encode = host_url_encode,
+        .random = host_random,
+    };
+    inst->magic = INSTANCE_MAGIC;
+    inst->lg = lg;
+    inst->plugin = p;
+    inst->conf = conf;
+    pthread_mutex_init(&inst->mem_mu, NULL);
+
+    char errbuf[PERKHUB_ERRBUF_SIZE] = "";
+    void *data = NULL;
+    int st = p->desc.init(&inst->host, conf, &data, errbuf, sizeof errbuf);
+    if (st != PERKHUB_OK) {
+        errbuf[sizeof errbuf - 1] = '\0';
+        for (char *c = errbuf; *c; c++)
+            if (*c == '\n' || *c == '\r')
+                *c = ' ';
+        int rc = ph_err_set(err, st == PERKHUB_ERR_NOMEM ? PH_ENOMEM : PH_EINVAL,
+                            "supplier '%s': plugin '%s' init failed (%s): %s", sid, p->name,
+                            ph_op_status_name(st), errbuf[0] ? errbuf : "no reason given");
+        blocks_reclaim(inst, "failed_init");
+        instance_free(inst);
+        return rc;
+    }
+    inst->data = data;
+    *out = inst;
+    return PH_OK;
+}
+
+void ph_plugin_stop(ph_plugin_instance *inst)
+{
+    if (!inst)
+        return;
+    inst->plugin->desc.shutdown(inst->data);
+    instance_free(inst);
+}
+
+void *ph_plugin_instance_data(const ph_plugin_instance *inst)
+{
+    return inst->data;
+}
+
+const struct perkhub_host *ph_plugin_instance_host(const ph_plugin_instance *inst)
+{
+    return &inst->host;
+}
+
+const ph_plugin_conf *ph_plugin_instance_conf(const ph_plugin_instance *inst)
+{
+    return inst->conf;
+}
+
+const ph_plugin *ph_plugin_instance_plugin(const ph_plugin_instance *inst)
+{
+    return inst->plugin;
+}
+
+void ph_plugin_instance_set_now(ph_plugin_instance *inst, int64_t now_ms)
+{
+    atomic_store(&inst->fixed_now_ms, now_ms);
+}
+
+size_t ph_plugin_instance_blocks(const ph_plugin_instance *inst)
+{
+    ph_plugin_instance *m = (ph_plugin_instance *)(uintptr_t)inst;
+    pthread_mutex_lock(&m->mem_mu);
+    size_t n = m->nblocks;
+    pthread_mutex_unlock(&m->mem_mu);
+    return n;
+}

@@ -1,0 +1,110 @@
+/*
+ * plugin_ops.c — setting up and releasing the SDK's operation structs.
+ */
+#include "supply/plugin_ops.h"
+
+#include <string.h>
+
+#include "crypto/crypto.h"
+
+void ph_op_result_init(struct perkhub_result *res)
+{
+    memset(res, 0, sizeof *res);
+    res->quantity = -1;
+    res->amount = -1;
+    res->stock = -1;
+    res->price = -1;
+    res->balance = -1;
+    res->timestamp_ms = -1;
+}
+
+/* A code's plaintext must not linger in freed heap memory. */
+static void free_secret(const struct perkhub_host *host, char *s)
+{
+    if (!s)
+        return;
+    ph_wipe(s, strlen(s));
+    host->mem_free(host, s);
+}
+
+void ph_op_result_clear(const struct perkhub_host *host, struct perkhub_result *res)
+{
+    for (size_t i = 0; res->codes && i < res->ncodes; i++) {
+        free_secret(host, res->codes[i].code);
+        free_secret(host, res->codes[i].card_no);
+    }
+    host->mem_free(host, res->codes);
+    for (size_t i = 0; res->items && i < res->nitems; i++) {
+        host->mem_free(host, res->items[i].product_id);
+        host->mem_free(host, res->items[i].name);
+    }
+    host->mem_free(host, res->items);
+    host->mem_free(host, res->reason);
+    host->mem_free(host, res->order_ref);
+    host->mem_free(host, res->supplier_order_id);
+    host->mem_free(host, res->product_id);
+    host->mem_free(host, res->next_state);
+    host->mem_free(host, res->reply_body);
+    ph_op_result_init(res);
+}
+
+void ph_op_request_clear(const struct perkhub_host *host, struct perkhub_request *req)
+{
+    host->mem_free(host, req->url);
+    for (size_t i = 0; i < req->nheaders && i < PERKHUB_MAX_HEADERS; i++)
+        host->mem_free(host, req->headers[i]);
+    /* A request body may carry an account number (recharge). */
+    if (req->body) {
+        ph_wipe(req->body, req->body_len);
+        host->mem_free(host, req->body);
+    }
+    memset(req, 0, sizeof *req);
+}
+
+void ph_op_reply_clear(const struct perkhub_host *host, struct perkhub_local_reply *reply)
+{
+    if (reply->body) {
+        ph_wipe(reply->body, reply->body_len);
+        host->mem_free(host, reply->body);
+    }
+    memset(reply, 0, sizeof *reply);
+}
+
+const char *ph_op_kind_name(int kind)
+{
+    static const char *const names[] = {"?",        "catalog",     "stock_check", "card_order",
+                                        "recharge", "order_query", "balance"};
+    return kind >= 1 && kind <= PERKHUB_OP_BALANCE ? names[kind] : "?";
+}
+
+const char *ph_op_state_name(int state)
+{
+    static const char *const names[] = {"none", "processing", "succeeded", "failed", "not_found"};
+    return state >= 0 && state <= PERKHUB_STATE_NOT_FOUND ? names[state] : "?";
+}
+
+const char *ph_op_status_name(int status)
+{
+    switch (status) {
+    case PERKHUB_OK:
+        return "ok";
+    case PERKHUB_RETRYABLE:
+        return "retryable";
+    case PERKHUB_DEFINITE_FAILURE:
+        return "definite_failure";
+    case PERKHUB_AMBIGUOUS:
+        return "ambiguous";
+    case PERKHUB_ERR_CONFIG:
+        return "config";
+    case PERKHUB_ERR_NOMEM:
+        return "nomem";
+    case PERKHUB_ERR_NOT_FOUND:
+        return "not_found";
+    case PERKHUB_ERR_UNSUPPORTED:
+        return "unsupported";
+    case PERKHUB_ERR_INTERNAL:
+        return "internal";
+    default:
+        return "unknown";
+    }
+}

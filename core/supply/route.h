@@ -1,0 +1,27 @@
+/*
+ * route.h — which supplier an order goes to.
+ *
+ * The best offer among the product's offers whose supplier is usable now
+ * (enabled, running, able to deliver this kind of product and to be queried,
+ * breaker not open — the caller's predicate says so): highest supplier
+ * priority first, then the lowest cost, then the order of the offers in the
+ * config. Suppliers already tried for this order are skipped, so a fail-over
+ * never returns to a supplier that refused it.
+ */
+#ifndef PH_ROUTE_H
+#define PH_ROUTE_H
+
+#include <stddef.h>
+
+#include "config/config.h"
+
+/* Answers 1 when supplier `id` may take a new order now. */
+typedef int (*ph_route_usable_fn)(void *ctx, const ph_supplier_conf *sup);
+
+/* Returns the chosen offer (a pointer into cfg, valid while cfg lives), or NULL
+ * when no offer is usable. `tried` holds ntried supplier ids to skip. */
+const ph_offer_conf *ph_route_pick(const ph_config *cfg, const ph_product_conf *p,
+                                   const char *const *tried, size_t ntried,
+                                   ph_route_usable_fn usable, void *ctx);
+
+#endif

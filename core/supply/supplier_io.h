@@ -1,0 +1,144 @@
+/*
+ * supplier_io.h — the core's supplier I/O engine: every byte perkhub sends to a
+ * supplier goes through here (DESIGN.md rule 5).
+ *
+ * One thread runs libcurl multi handles: thousands of exchanges in flight, no
+ * thread per request. A job is ONE exchange: the engine asks the supplier's
+ * plugin to build the request, sends it (or, for a PERKHUB_CAP_LOCAL plugin,
+ * hands it to ops->serve_local), classifies what happened, and lets the
+ * plugin parse a complete reply. Multi-step exchanges and everything that
+ * needs persistence (attempt states, routing, failover) belong to the caller
+ * (fulfil.c): the engine remembers nothing across jobs except per-supplier
+ * health.
+ *
+ * Classification (the outcome of a job):
+ *   - not sent: connect refused or timed out, DNS failure, TLS handshake
+ *     failure, build_request refused  -> PERKHUB_DEFINITE_FAILURE, sent = 0;
+ *   - sent, then timeout, reset, empty or truncated reply, HTTP 5xx
+ *                                       -> PERKHUB_AMBIGUOUS, sent = 1;
+ *   - a complete reply with status < 500 -> whatever parse_response returns.
+ * The engine never resends a request, and keeps libcurl from doing so for
+ * CARD_ORDER and RECHARGE: when a reused keep-alive connection dies before
+ * any reply byte, curl would silently send the order again on a fresh one;
+ * the engine aborts that and the job ends AMBIGUOUS, sent = 1.
+ *
+ * Per supplier: a limit on exchanges in flight (more wait in a FIFO queue), a
+ * connect timeout and a total timeout, TLS verification (on unless the
+ * supplier's config turns it off), keep-alive connection reuse, and a circuit
+ * breaker: after `breaker_failures` consecutive transport failures (not sent,
+ * ambiguous, retryable) it opens for `breaker_open_ms`; then it half-opens and
+ * lets one probe through; the probe's success closes it, a failure opens it
+ * again. Business answers (OK, or a parsed DEFINITE_FAILURE: out of stock,
+ * invalid account) are not failures of the supplier: any of them resets the
+ * count and closes the breaker; build_request refusals and shutdown count for
+ * nothing. A probe handed out by ph_sio_allow that has not finished after
+ * timeout_ms + breaker_open_ms expires, and the next caller gets the probe.
+ * The breaker only informs routing (ph_sio_allow); jobs submitted
+ * anyway are still sent (an order query must go out even to a sick supplier).
+ *
+ * Threads: every function may be called from any thread. Job callbacks run on
+ * the I/O thread: keep them short (submit a store command, signal, return).
+ */
+#ifndef PH_SUPPLIER_IO_H
+#define PH_SUPPLIER_IO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <perkhub/plugin.h>
+
+#include "base/log.h"
+#include "base/status.h"
+#include "supply/suppliers.h"
+
+typedef struct ph_sio ph_sio;
+typedef struct ph_sio_job ph_sio_job;
+typedef void (*ph_sio_done_fn)(ph_sio_job *job);
+
+/* Network settings of one supplier (config: suppliers[].io). */
+typedef struct ph_sio_limits {
+    unsigned max_in_flight;      /* 0 = 64 */
+    unsigned connect_timeout_ms; /* 0 = 3000 */
+    unsigned timeout_ms;         /* total, per exchange; 0 = 10000 */
+    int tls_verify;              /* 1 = verify peer and host (the default) */
+    unsigned breaker_failures;   /* 0 = 5 */
+    unsigned breaker_open_ms;    /* 0 = 10000 */
+} ph_sio_limits;
+
+/* The settings of a configured supplier (config.h's suppliers[] keys). */
+ph_sio_limits ph_sio_limits_of(const ph_supplier_conf *sc);
+
+typedef struct ph_sio_opts {
+    const ph_logger *log; /* borrowed; outlives the engine */
+} ph_sio_opts;
+
+/*
+ * One exchange. The submitter fills the inputs, keeps the struct and every
+ * string op points to alive until `done` has run, and then owns the results
+ * (ph_sio_job_clear frees them).
+ */
+struct ph_sio_job {
+    /* ---- inputs ---- */
+    ph_supplier *sup;      /* a reference the submitter holds until done ran */
+    struct perkhub_op op;  /* op.struct_size is set by the engine */
+    ph_sio_limits limits;  /* the supplier's settings at submission */
+    int64_t not_before_ms; /* do not start before this wall-clock time; 0 = now */
+    ph_sio_done_fn done;   /* required; called once, on the I/O thread */
+    void *arg;             /* for the submitter */
+
+    /* ---- results, valid in and after done ---- */
+    int outcome;               /* PERKHUB_OK / _RETRYABLE / _DEFINITE_FAILURE / _AMBIGUOUS */
+    int sent;                  /* 1: the request (or part of it) may have reached the supplier */
+    int http_status;           /* 0 when no complete reply */
+    char detail[256];          /* what happened, for logs and reasons; never a secret:
+                                  "connect refused", "timeout after sending (10000 ms)",
+                                  "http 502", "truncated reply", "plugin: bad signature" */
+    struct perkhub_result res; /* what parse_response said (only when a reply was parsed) */
+    int parsed;                /* 1 when parse_response ran and res is meaningful */
+
+    ph_sio_job *next_; /* private to the engine */
+    void *priv_;       /* private to the engine */
+};
+
+/* Starts the I/O thread. *out is the caller's (ph_sio_destroy).
+ * Process-wide effects: calls curl_global_init (balanced in ph_sio_destroy), and
+ * raises the RLIMIT_NOFILE soft limit to the hard limit, since every exchange in
+ * flight holds a socket (the multi handle keeps at most half that many idle
+ * keep-alive connections).
+ * Errors: PH_EINVAL (no opts or logger), PH_ENOMEM, PH_EIO (curl or thread start). */
+int ph_sio_create(const ph_sio_opts *opts, ph_sio **out, ph_err *err);
+
+/* Queues a job; returns at once. Errors: PH_ESHUTDOWN (stopping; done will not
+ * run), PH_EINVAL (no supplier or no done), PH_ENOMEM; on any error done will
+ * not run. */
+int ph_sio_submit(ph_sio *io, ph_sio_job *job);
+
+/* Routing's question: may a NEW order go to supplier `id` now? 0 while its
+ * breaker is open, 1 otherwise (closed, or half-open with no probe out: the
+ * caller's order becomes the probe). */
+int ph_sio_allow(ph_sio *io, const char *id);
+
+/* A supplier's health, for GET /v1/suppliers. Suppliers never seen are closed
+ * with zero counts. Plain data. */
+typedef struct ph_sio_health {
+    const char *breaker; /* "closed", "open", "half_open"; static */
+    unsigned consecutive_failures;
+    int64_t opened_at;  /* ms; 0 when closed */
+    unsigned in_flight; /* exchanges on the wire now */
+    unsigned queued;    /* waiting for the in-flight limit or not_before */
+    uint64_t sent, ok, definite, retryable, ambiguous, not_sent;
+} ph_sio_health;
+
+void ph_sio_health_get(ph_sio *io, const char *id, ph_sio_health *out);
+
+/* Frees a finished job's results (res and its strings, with the supplier's host
+ * allocator: call it before releasing job->sup); the inputs stay. NULL is a no-op. */
+void ph_sio_job_clear(ph_sio_job *job);
+
+/* Stops: jobs not started complete at once with PERKHUB_DEFINITE_FAILURE,
+ * sent 0, detail "shutting down"; exchanges on the wire are abandoned and
+ * complete with PERKHUB_AMBIGUOUS (sent 1): the caller keeps them unknown and
+ * queries them after the restart. Joins the thread and frees. NULL is a no-op. */
+void ph_sio_destroy(ph_sio *io);
+
+#endif

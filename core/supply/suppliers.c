@@ -1,0 +1,325 @@
+/*
+ * suppliers.c — the supplier set. See suppliers.h.
+ *
+ * The set is an array of slots sorted for listing. A slot of an enabled
+ * supplier points to a reference-counted ph_supplier (plugin + instance). apply
+ * builds a complete new array next to the old one, sharing the ph_supplier of
+ * every unchanged entry (one more reference), and only then swaps it in under
+ * the mutex. Failing halfway means dropping the new array's references: the
+ * shared entries survive through the old array's references, the new ones shut
+ * down. That is the whole all-or-nothing mechanism.
+ */
+#include "supply/suppliers.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "supply/plugin_loader.h"
+
+struct ph_supplier {
+    atomic_uint refs;
+    char *id;
+    ph_plugin *plugin;
+    ph_plugin_instance *inst;
+    const ph_logger *lg;
+};
+
+typedef struct slot {
+    char *id;
+    char *plugin;
+    int enabled;
+    int priority;
+    size_t order;     /* index in the config: ties in priority keep config order */
+    ph_supplier *sup; /* NULL when disabled */
+} slot;
+
+struct ph_suppliers {
+    ph_logger *lg;
+    pthread_mutex_t apply_mu; /* one apply at a time; held for the whole apply */
+    pthread_mutex_t mu;       /* guards slots/nslots; held only to copy or swap */
+    slot *slots;
+    size_t nslots;
+};
+
+static void copy_str(char *dst, size_t n, const char *src)
+{
+    size_t len = src ? strlen(src) : 0;
+    if (len >= n)
+        len = n - 1;
+    if (len)
+        memcpy(dst, src, len);
+    dst[len] = '\0';
+}
+
+/* ---- running suppliers ------------------------------------------------------- */
+
+static void supplier_free(ph_supplier *sup)
+{
+    ph_plugin_stop(sup->inst);
+    ph_plugin_close(sup->plugin);
+    free(sup->id);
+    free(sup);
+}
+
+void ph_supplier_release(ph_supplier *sup)
+{
+    if (!sup || atomic_fetch_sub(&sup->refs, 1) != 1)
+        return;
+    ph_plugin_stop(sup->inst); /* the plugin's shutdown, then the core's line */
+    sup->inst = NULL;
+    ph_log(sup->lg, PH_LOG_INFO, NULL, "supplier.stopped", "supplier=%s plugin=%s", sup->id,
+           ph_plugin_name(sup->plugin));
+    supplier_free(sup);
+}
+
+static ph_supplier *supplier_ref(ph_supplier *sup)
+{
+    atomic_fetch_add(&sup->refs, 1);
+    return sup;
+}
+
+/* Opens the plugin, resolves the config and runs init for one supplier. */
+static int supplier_start(const ph_logger *lg, const char *dir, const ph_supplier_conf *sc,
+                          ph_supplier **out, ph_err *err)
+{
+    ph_err inner = {0};
+    ph_plugin_conf *conf = NULL;
+    int rc;
+    ph_supplier *sup = calloc(1, sizeof *sup);
+    if (!sup || !(sup->id = strdup(sc->id))) {
+        free(sup);
+        return ph_err_set(err, PH_ENOMEM, "supplier '%s': out of memory", sc->id);
+    }
+    sup->lg = lg;
+    atomic_init(&sup->refs, 1);
+    rc = ph_plugin_open(dir, sc->plugin, &sup->plugin, &inner);
+    if (rc != PH_OK) {
+        ph_err_set(err, rc, "supplier '%s': %s", sc->id, inner.msg);
+        goto fail;
+    }
+    rc = ph_plugin_conf_resolve(sup->plugin, sc->id, sc->config, sc->nconfig, &conf, err);
+    if (rc != PH_OK)
+        goto fail;
+    rc = ph_plugin_start(sup->plugin, sc->id, conf, lg, &sup->inst, err); /* consumes conf */
+    if (rc != PH_OK)
+        goto fail;
+    const struct perkhub_plugin *d = ph_plugin_descriptor(sup->plugin);
+    ph_log(lg, PH_LOG_INFO, NULL, "supplier.started", "supplier=%s plugin=%s version=%s abi=%u.%u",
+           sc->id, sc->plugin, d->version, (unsigned)d->abi_major, (unsigned)d->abi_minor);
+    *out = sup;
+    return PH_OK;
+fail:
+    supplier_free(sup);
+    return rc;
+}
+
+/* 1 when the running supplier would get exactly the config sc asks for. On a
+ * config that does not validate, returns the error instead (through rc). */
+static int supplier_unchanged(const ph_supplier *sup, const ph_supplier_conf *sc, int *rc,
+                              ph_err *err)
+{
+    ph_plugin_conf *conf = NULL;
+    *rc = ph_plugin_conf_resolve(sup->plugin, sc->id, sc->config, sc->nconfig, &conf, err);
+    if (*rc != PH_OK)
+        return 0;
+    int same = ph_plugin_conf_equal(conf, ph_plugin_instance_conf(sup->inst));
+    ph_plugin_conf_free(conf);
+    return same;
+}
+
+/* ---- the set ----------------------------------------------------------------- */
+
+static void slots_free(slot *v, size_t n)
+{
+    for (size_t i = n; i-- > 0;) { /* newest first */
+        ph_supplier_release(v[i].sup);
+        free(v[i].id);
+        free(v[i].plugin);
+    }
+    free(v);
+}
+
+static slot *slot_find(slot *v, size_t n, const char *id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(v[i].id, id) == 0)
+            return &v[i];
+    return NULL;
+}
+
+static int slot_cmp(const void *a, const void *b)
+{
+    const slot *x = a, *y = b;
+    if (x->priority != y->priority)
+        return x->priority > y->priority ? -1 : 1;
+    return x->order < y->order ? -1 : x->order > y->order;
+}
+
+int ph_suppliers_create(ph_logger *lg, ph_suppliers **out, ph_err *err)
+{
+    ph_suppliers *s = calloc(1, sizeof *s);
+    if (!s)
+        return ph_err_set(err, PH_ENOMEM, "suppliers: out of memory");
+    s->lg = lg;
+    pthread_mutex_init(&s->apply_mu, NULL);
+    pthread_mutex_init(&s->mu, NULL);
+    *out = s;
+    return PH_OK;
+}
+
+int ph_suppliers_apply(ph_suppliers *s, const ph_config *cfg, ph_err *err)
+{
+    size_t n = cfg->nsuppliers, nn = 0, started = 0, kept = 0, stopped = 0, disabled = 0;
+    int rc = PH_OK;
+    pthread_mutex_lock(&s->apply_mu);
+    slot *ns = calloc(n ? n : 1, sizeof *ns);
+    if (!ns) {
+        rc = ph_err_set(err, PH_ENOMEM, "suppliers: out of memory");
+        goto fail;
+    }
+    /* Cheap checks first, so a typo never costs a dlopen and an init. */
+    for (size_t i = 0; i < n; i++) {
+        const ph_supplier_conf *sc = &cfg->suppliers[i];
+        if (!sc->id || !sc->plugin) {
+            rc = ph_err_set(err, PH_EINVAL, "suppliers[%zu]: id and plugin are required", i);
+            goto fail;
+        }
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(cfg->suppliers[j].id, sc->id) == 0) {
+                rc = ph_err_set(err, PH_EINVAL, "supplier '%s' is configured twice", sc->id);
+                goto fail;
+            }
+    }
+    for (size_t i = 0; i < n; i++) {
+        const ph_supplier_conf *sc = &cfg->suppliers[i];
+        slot *sl = &ns[nn];
+        *sl = (slot){.enabled = sc->enabled, .priority = sc->priority, .order = i};
+        sl->id = strdup(sc->id);
+        sl->plugin = strdup(sc->plugin);
+        nn++;
+        if (!sl->id || !sl->plugin) {
+            rc = ph_err_set(err, PH_ENOMEM, "supplier '%s': out of memory", sc->id);
+            goto fail;
+        }
+        if (!sc->enabled) {
+            disabled++;
+            continue;
+        }
+        /* Only apply writes s->slots, and apply_mu is held: reading without mu is
+         * safe. */
+        slot *old = slot_find(s->slots, s->nslots, sc->id);
+        if (old && old->sup && strcmp(old->plugin, sc->plugin) == 0) {
+            int same = supplier_unchanged(old->sup, sc, &rc, err);
+            if (rc != PH_OK)
+                goto fail;
+            if (same) {
+                sl->sup = supplier_ref(old->sup);
+                kept++;
+                continue;
+            }
+        }
+        rc = supplier_start(s->lg, cfg->plugin_dir, sc, &sl->sup, err);
+        if (rc != PH_OK)
+            goto fail;
+        started++;
+    }
+    qsort(ns, nn, sizeof *ns, slot_cmp);
+
+    pthread_mutex_lock(&s->mu);
+    slot *old = s->slots;
+    size_t nold = s->nslots;
+    s->slots = ns;
+    s->nslots = nn;
+    pthread_mutex_unlock(&s->mu);
+
+    for (size_t i = 0; i < nold; i++) {
+        slot *o = &old[i];
+        slot *now = slot_find(ns, nn, o->id);
+        if (o->sup && (!now || now->sup != o->sup))
+            stopped++;
+    }
+    slots_free(old, nold); /* outside mu: shutdowns may take a while */
+    ph_log(s->lg, PH_LOG_INFO, NULL, "suppliers.applied",
+           "suppliers=%zu started=%zu kept=%zu stopped=%zu disabled=%zu", nn, started, kept,
+           stopped, disabled);
+    pthread_mutex_unlock(&s->apply_mu);
+    return PH_OK;
+fail:
+    slots_free(ns, nn); /* shuts down what this call started; kept entries live on */
+    ph_log(s->lg, PH_LOG_WARN, NULL, "suppliers.apply_failed", "error=%s",
+           err ? ph_strerror(err->code) : ph_strerror(rc));
+    pthread_mutex_unlock(&s->apply_mu);
+    return rc;
+}
+
+size_t ph_suppliers_list(ph_suppliers *s, ph_supplier_info *out, size_t max)
+{
+    pthread_mutex_lock(&s->mu);
+    size_t n = s->nslots;
+    for (size_t i = 0; i < n && i < max; i++) {
+        const slot *sl = &s->slots[i];
+        ph_supplier_info *o = &out[i];
+        memset(o, 0, sizeof *o);
+        copy_str(o->id, sizeof o->id, sl->id);
+        copy_str(o->plugin, sizeof o->plugin, sl->plugin);
+        o->enabled = sl->enabled;
+        o->priority = sl->priority;
+        o->state = sl->sup ? PH_SUPPLIER_READY : PH_SUPPLIER_DISABLED;
+        if (sl->sup) {
+            const struct perkhub_plugin *d = ph_plugin_descriptor(sl->sup->plugin);
+            copy_str(o->plugin_version, sizeof o->plugin_version, d->version);
+            o->abi_major = d->abi_major;
+            o->abi_minor = d->abi_minor;
+            o->capabilities = d->capabilities;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+int ph_suppliers_acquire(ph_suppliers *s, const char *id, ph_supplier **out)
+{
+    int rc = PH_ENOTFOUND;
+    pthread_mutex_lock(&s->mu);
+    slot *sl = id ? slot_find(s->slots, s->nslots, id) : NULL;
+    if (sl && sl->sup) {
+        *out = supplier_ref(sl->sup);
+        rc = PH_OK;
+    } else if (sl) {
+        rc = PH_ESTATE;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+const char *ph_supplier_id(const ph_supplier *sup)
+{
+    return sup->id;
+}
+
+const struct perkhub_plugin *ph_supplier_plugin(const ph_supplier *sup)
+{
+    return ph_plugin_descriptor(sup->plugin);
+}
+
+const struct perkhub_host *ph_supplier_host(const ph_supplier *sup)
+{
+    return ph_plugin_instance_host(sup->inst);
+}
+
+void *ph_supplier_instance(const ph_supplier *sup)
+{
+    return ph_plugin_instance_data(sup->inst);
+}
+
+void ph_suppliers_destroy(ph_suppliers *s)
+{
+    if (!s)
+        return;
+    slots_free(s->slots, s->nslots);
+    pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->apply_mu);
+    free(s);
+}

@@ -1,0 +1,110 @@
+/*
+ * suppliers.h — the set of configured suppliers and their running plugin instances.
+ *
+ * A ph_suppliers owns one entry per configured supplier: for an enabled
+ * supplier, a loaded plugin (ph_plugin) and one initialized instance of it; for a
+ * disabled one, just its listing. ph_suppliers_apply moves the set to a new
+ * configuration all-or-nothing (SIGHUP), and GET /v1/suppliers lists it.
+ *
+ * Running suppliers are reference-counted (ph_supplier): the set holds one
+ * reference per entry, and a caller that needs an instance for a while (the I/O
+ * engine, from ABI 1.1 on) acquires its own. A supplier removed or changed by a
+ * reload is shut down when its last reference goes, so a reload never pulls an
+ * instance from under a request in flight.
+ *
+ * Threads: apply runs on the main thread; list and acquire may run on any thread
+ * at the same time (the set is guarded by a mutex held only to copy or swap, never
+ * during dlopen, init or shutdown).
+ */
+#ifndef PH_SUPPLIERS_H
+#define PH_SUPPLIERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <perkhub/plugin.h>
+
+#include "config/config.h"
+#include "base/log.h"
+#include "base/status.h"
+
+typedef struct ph_suppliers ph_suppliers;
+typedef struct ph_supplier ph_supplier; /* one running supplier, reference-counted */
+
+/* States in ph_supplier_info.state (static strings). */
+#define PH_SUPPLIER_READY    "ready"    /* instance initialized */
+#define PH_SUPPLIER_DISABLED "disabled" /* enabled: false in the config; nothing loaded */
+/* Reserved: a running supplier the core took out of service (health checks, a
+ * later issue); error says why. ph_suppliers_apply never produces it: a supplier
+ * that fails to start fails the whole apply. */
+#define PH_SUPPLIER_FAILED "failed"
+
+/* A snapshot of one supplier for GET /v1/suppliers. Plain data: no pointer into the
+ * set, nothing to free. Strings longer than their buffer are truncated. */
+typedef struct ph_supplier_info {
+    char id[128];
+    char plugin[128];        /* plugin name */
+    char plugin_version[64]; /* the plugin's own version; "" when not loaded (disabled) */
+    unsigned abi_major;      /* the SDK ABI the plugin was built for; 0.0 when not loaded */
+    unsigned abi_minor;
+    uint64_t capabilities; /* PERKHUB_CAP_* */
+    int enabled;
+    int priority;      /* higher first */
+    const char *state; /* PH_SUPPLIER_READY / _DISABLED / _FAILED; static */
+    char error[256];   /* why the supplier is failed; "" otherwise */
+} ph_supplier_info;
+
+/* Creates an empty set. lg is borrowed: it must outlive the set and every
+ * reference acquired from it. On PH_OK *out is owned by the caller
+ * (ph_suppliers_destroy). Errors: PH_ENOMEM. */
+int ph_suppliers_create(ph_logger *lg, ph_suppliers **out, ph_err *err);
+
+/* Moves the set to cfg->suppliers, all-or-nothing. For each configured supplier:
+ *   - disabled: listed with state "disabled"; its plugin is not loaded (so a
+ *     supplier with a broken plugin can be switched off), a running instance is
+ *     shut down;
+ *   - enabled, same id, plugin and resolved config as a running entry: the running
+ *     instance is kept as it is (only the priority is updated);
+ *   - enabled and new or changed: cfg->plugin_dir/<plugin>.so is opened and
+ *     checked, the config validated against its schema and init called.
+ * Running suppliers that are no longer configured are shut down. When anything
+ * fails, every instance started by this call is shut down again, the previous set
+ * stays fully in force, and err names the supplier and what was wrong (ABI,
+ * unknown or missing config key, init's own message). cfg is only read and may be
+ * freed after the call. The listing is ordered by priority, highest first, then
+ * config order.
+ * Errors: PH_EINVAL, PH_ENOTFOUND (no plugin file), PH_EVERSION (plugin ABI),
+ * PH_EIO (secret file), PH_ENOMEM.
+ * @note Main thread only (no two applies at a time); concurrent list and acquire
+ * are safe and see either the old set or the new one, never a mix. */
+int ph_suppliers_apply(ph_suppliers *s, const ph_config *cfg, ph_err *err);
+
+/* Copies up to max entries, in listing order, into out (caller-owned; may be
+ * NULL when max is 0). Returns the number of suppliers in the set, which may be
+ * more than max: call again with a larger array to see them all.
+ * @note Thread-safe. */
+size_t ph_suppliers_list(ph_suppliers *s, ph_supplier_info *out, size_t max);
+
+/* Takes a reference to the running supplier `id`. On PH_OK *out stays valid,
+ * instance included, until ph_supplier_release, across any number of reloads.
+ * Errors: PH_ENOTFOUND (no such supplier), PH_ESTATE (disabled or failed).
+ * @note Thread-safe. */
+int ph_suppliers_acquire(ph_suppliers *s, const char *id, ph_supplier **out);
+
+/* Drops a reference. The last one shuts the instance down (on the calling
+ * thread) and closes the plugin. NULL is a no-op. @note Thread-safe. */
+void ph_supplier_release(ph_supplier *sup);
+
+/* Accessors on an acquired supplier; owned by it, valid until released.
+ * @note Thread-safe (read-only). */
+const char *ph_supplier_id(const ph_supplier *sup);
+const struct perkhub_plugin *ph_supplier_plugin(const ph_supplier *sup); /* the descriptor */
+const struct perkhub_host *ph_supplier_host(const ph_supplier *sup);     /* its host table */
+void *ph_supplier_instance(const ph_supplier *sup); /* what the plugin's init returned */
+
+/* Drops the set's references (shutting down every supplier nobody else holds)
+ * and frees the set. References still held stay valid until released. NULL is a
+ * no-op. @note Main thread, after the last concurrent list/acquire returned. */
+void ph_suppliers_destroy(ph_suppliers *s);
+
+#endif
