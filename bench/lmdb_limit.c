@@ -1,6 +1,6 @@
 /*
  * lmdb_limit.c — the machine's limit for durable issuance: a raw C loop on LMDB
- * doing the writes one perkhub issuance does (core/store_apply.c, apply_order),
+ * doing the writes one perkhub issuance does (core/store/store_apply.c, apply_order),
  * with no HTTP, no JSON parsing, no crypto, no queue and no nested transactions.
  *
  * Per issuance:
