@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "testkit.h"
+#include <perkhub/testkit.h>
 
 #define NOW_MS       INT64_C(1795525200000) /* 2026-11-24 21:00:00 Beijing */
 #define NOTIFY_TS_MS INT64_C(1795525170000) /* notify_good.json's timestamp */

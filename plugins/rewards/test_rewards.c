@@ -1,6 +1,6 @@
 /*
  * test_rewards.c — the rewards plugin tested alone, through the SDK test kit
- * (sdk/testkit/testkit.h): rewards.c is compiled into this binary and runs
+ * (sdk/include/perkhub/testkit.h): rewards.c is compiled into this binary and runs
  * against the core's real host table, from the recorded answers in fixtures/.
  * No daemon, no network.
  *
@@ -19,7 +19,7 @@
 #include <string.h>
 
 #include <perkhub/plugin.h>
-#include <testkit.h>
+#include <perkhub/testkit.h>
 
 /* ======================= SET-UP =========================================== */
 

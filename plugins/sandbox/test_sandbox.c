@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include <perkhub/plugin.h>
-#include <testkit.h>
+#include <perkhub/testkit.h>
 
 #define T0          INT64_C(1795000000000) /* the attempts' creation time */
 #define SETTLE_MS   3000                   /* the defaults, as docs/sandbox.md says */

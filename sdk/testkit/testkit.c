@@ -1,9 +1,9 @@
 /*
- * testkit.c — the plugin test kit (see testkit.h): a thin layer over the
+ * testkit.c — the plugin test kit (see perkhub/testkit.h): a thin layer over the
  * core's loader, so that everything a plugin's test sees comes from the same
  * code perkhubd runs. Log lines go to a memfd the kit reads back.
  */
-#include "testkit.h"
+#include <perkhub/testkit.h>
 
 #include <inttypes.h>
 #include <stdarg.h>

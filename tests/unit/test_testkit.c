@@ -24,7 +24,7 @@
 #include <unistd.h>
 
 #include "base/status.h"
-#include "testkit.h"
+#include <perkhub/testkit.h>
 
 /* ---- the tiny plugin ------------------------------------------------------------ */
 
