@@ -513,7 +513,7 @@ static int gw_code_class(long long code, const char **reason)
         {2004, PERKHUB_AMBIGUOUS, "duplicate_order"}, /* we never resend: it exists */
         {2006, PERKHUB_DEFINITE_FAILURE, "insufficient_balance"},
         {2007, PERKHUB_DEFINITE_FAILURE, "price_above_max"},
-        {4000, PERKHUB_DEFINITE_FAILURE, "bad_request"},   /* envelope refused unread */
+        {4000, PERKHUB_DEFINITE_FAILURE, "bad_request"}, /* envelope refused unread */
         {4004, PERKHUB_DEFINITE_FAILURE, "unknown_method"},
         {5000, PERKHUB_RETRYABLE, "supplier_busy"},
     };
