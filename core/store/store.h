@@ -6,7 +6,7 @@
  * commit was flushing, applies each in a nested transaction (so one failing
  * command changes nothing and does not disturb its neighbours), appends their
  * events, and commits the batch durably with one fsync: group commit
- * (DESIGN.md rule 6). A command completes — its `done` callback runs, or
+ * (docs/design.md rule 6). A command completes — its `done` callback runs, or
  * ph_store_exec() returns — only after that commit, so anything acknowledged
  * to a client survives kill -9.
  *
@@ -70,7 +70,7 @@ typedef struct ph_code {
     uint8_t *sealed; /* owned by the object that holds this ph_code */
 } ph_code;
 
-/* One try at one supplier for a supplier-fulfilled order (DESIGN.md "attempts").
+/* One try at one supplier for a supplier-fulfilled order (docs/design.md, "The model").
  * Attempts only move forward: SENDING -> PROCESSING | UNKNOWN | SUCCEEDED |
  * FAILED (or SENDING again, to record a step), PROCESSING -> UNKNOWN |
  * SUCCEEDED | FAILED (or PROCESSING again, to record a check), UNKNOWN ->

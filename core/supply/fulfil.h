@@ -14,7 +14,7 @@
  * An attempt is persisted as SENDING before its order request leaves, and the
  * request is never sent twice: an ambiguous end makes it UNKNOWN, and only the
  * supplier's order query (or a verified callback, confirmed by a query) settles
- * it (DESIGN.md rule 2). After a restart, ph_fulfil_resume picks every
+ * it (docs/design.md rule 2). After a restart, ph_fulfil_resume picks every
  * unfinished attempt up from the store: SENDING becomes UNKNOWN, then queried.
  *
  * Each attempt holds a reference to its supplier's running instance until it

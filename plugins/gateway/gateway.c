@@ -16,7 +16,7 @@
  *   5. init / shutdown, the descriptor and the entry symbol.
  *
  * Like every plugin it performs no I/O: the core sends what build_request
- * describes and hands back what came (DESIGN.md rule 5).
+ * describes and hands back what came (docs/design.md rule 5).
  *
  * Secrets: the app secret, card codes and recharge accounts are never logged
  * and never put in a reason string. Buffers that held the secret or a code are

@@ -38,7 +38,7 @@
  *   2. The core validates the supplier's configuration against the descriptor's
  *      schema, then calls init once per configured supplier; every piece of state
  *      lives in the instance init returns. No global or static mutable state.
- *   3. Plugins translate; the core does I/O (DESIGN.md rule 5). A plugin opens no
+ *   3. Plugins translate; the core does I/O (docs/design.md rule 5). A plugin opens no
  *      socket and no file, starts no thread, installs no signal handler.
  *   4. Everything the plugin needs from the process comes through the host table
  *      (struct perkhub_host): logging, memory, the clock, hashing.
@@ -96,7 +96,7 @@ enum perkhub_status {
     PERKHUB_AMBIGUOUS = 3,        /* it may or may not have happened (unrecognized answer,
                                      "processing", a body that does not parse). The attempt
                                      stays unknown until an order query settles it; the
-                                     request is never sent again (DESIGN.md rule 2). */
+                                     request is never sent again (docs/design.md rule 2). */
 
     /* Errors of the plugin itself. */
     PERKHUB_ERR_CONFIG = 4,      /* a configuration value is unusable (init) */
@@ -466,7 +466,7 @@ struct perkhub_host {
  * after sending, a reset, an empty or truncated reply and any 5xx are
  * AMBIGUOUS and never reach parse_response. The attempt then stays unknown until
  * an order query (or a verified callback confirmed by a query) settles it; the
- * order request is never sent again (DESIGN.md rule 2).
+ * order request is never sent again (docs/design.md rule 2).
  *
  * Every callback is a pure function of (instance, input) -> output: no I/O, no
  * global state, no clock other than host->now_ms. That is what makes a plugin
