@@ -39,15 +39,17 @@
 
 enum ph_code_state {
     PH_CODE_AVAILABLE = 1,
-    PH_CODE_RESERVED = 2, /* held for an order still at a supplier (next issue) */
+    PH_CODE_RESERVED = 2, /* never written yet: a unit held for a grant arrives with
+                             issue 16; read paths already treat it as taken */
     PH_CODE_ISSUED = 3,
-    PH_CODE_REDEEMED = 4,
+    PH_CODE_REDEEMED = 4, /* never written yet: arrives with redemption status (issue 12) */
     PH_CODE_VOIDED = 5,
     PH_CODE_EXPIRED = 6,
 };
 
+/* The values are stored: never renumber. 1 (accepted) is not used: an order is
+ * stored processing, or final, by the command that accepts it. */
 enum ph_order_state {
-    PH_ORDER_ACCEPTED = 1,
     PH_ORDER_PROCESSING = 2,
     PH_ORDER_SUCCEEDED = 3,
     PH_ORDER_FAILED = 4,

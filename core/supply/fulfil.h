@@ -118,9 +118,6 @@ void ph_fulfil_confirm(ph_fulfil *f, uint64_t id, uint32_t no);
 /* The services fulfil was created with (borrowed, as in opts). */
 const ph_fulfil_opts *ph_fulfil_options(const ph_fulfil *f);
 
-/* Attempts in flight now (for stats and tests). */
-size_t ph_fulfil_active(ph_fulfil *f);
-
 /* Stops scheduling: wakes every waiter, joins the timer thread. Exchanges and
  * commands still running finish through their callbacks (destroy the I/O
  * engine, then close the store, then call ph_fulfil_destroy). */

@@ -1124,11 +1124,6 @@ const ph_plugin_conf *ph_plugin_instance_conf(const ph_plugin_instance *inst)
     return inst->conf;
 }
 
-const ph_plugin *ph_plugin_instance_plugin(const ph_plugin_instance *inst)
-{
-    return inst->plugin;
-}
-
 void ph_plugin_instance_set_now(ph_plugin_instance *inst, int64_t now_ms)
 {
     atomic_store(&inst->fixed_now_ms, now_ms);

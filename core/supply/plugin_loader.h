@@ -160,7 +160,6 @@ void ph_plugin_stop(ph_plugin_instance *inst);
 void *ph_plugin_instance_data(const ph_plugin_instance *inst); /* what init returned */
 const struct perkhub_host *ph_plugin_instance_host(const ph_plugin_instance *inst);
 const ph_plugin_conf *ph_plugin_instance_conf(const ph_plugin_instance *inst);
-const ph_plugin *ph_plugin_instance_plugin(const ph_plugin_instance *inst);
 
 /* Freezes the instance's host->now_ms at now_ms (milliseconds since the
  * epoch); 0 returns it to the real clock. For tests of time-dependent signing
