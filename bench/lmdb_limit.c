@@ -31,7 +31,7 @@
     do {                                                                                           \
         int rc_ = (x);                                                                             \
         if (rc_) {                                                                                 \
-            fprintf(stderr, "lmdb_limit: %s: %s (line %d)\n", #x, mdb_strerror(rc_), __LINE__);   \
+            fprintf(stderr, "lmdb_limit: %s: %s (line %d)\n", #x, mdb_strerror(rc_), __LINE__);    \
             exit(1);                                                                               \
         }                                                                                          \
     } while (0)

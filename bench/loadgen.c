@@ -326,7 +326,8 @@ typedef struct run {
     int took_from, took_to;
     long finished_base; /* exchanges finished before the run (catalog probes...) */
     /* watcher results (read after it is joined) */
-    long peak_in_flight, peak_queued, peak_outstanding, peak_rss_kb, hwm_kb, peak_anon_kb, watch_errors;
+    long peak_in_flight, peak_queued, peak_outstanding, peak_rss_kb, hwm_kb, peak_anon_kb,
+        watch_errors;
     double sum_in_flight, sum_queued, sum_outstanding, sum_dt; /* over the window */
     sample *series;
     size_t nseries, capseries;

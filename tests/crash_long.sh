@@ -1,7 +1,7 @@
 #!/bin/sh
 # crash_long.sh BUILD_DIR [CYCLES] — the crash test (tests/e2e/test_crash.c) for many
 # kill -9 cycles: perkhubd is killed at random moments while clients order and import,
-# restarted on the same data, and checked after every restart (rule 1, DESIGN.md).
+# restarted on the same data, and checked after every restart (docs/design.md rule 1).
 #
 # Builds nothing: BUILD_DIR must already hold perkhubd, the plugins and
 # tests/e2e_test_crash (cmake --build BUILD_DIR). CYCLES defaults to 500.

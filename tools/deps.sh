@@ -3,11 +3,21 @@
 # Used by `make demo`, `make test` and `make bench`; idempotent and quiet when
 # everything is present. Needs root (or sudo) only when something is missing.
 # Extra package names as arguments are installed too (bench/run.sh: wrk).
+# --format adds clang-format, which only the format check needs (tools/format.sh: make
+# format, make format-check, .ci/run), so `make demo` does not pull LLVM in.
 set -euo pipefail
+
+extra=()
+for a in "$@"; do
+    case "$a" in
+    --format) extra+=(clang-format) ;;
+    *) extra+=("$a") ;;
+    esac
+done
 
 pkgs=(build-essential cmake pkg-config curl ca-certificates openssl
       liblmdb-dev lmdb-utils libjansson-dev libyaml-dev libcurl4-openssl-dev
-      libssl-dev libcriterion-dev libmicrohttpd-dev "$@")
+      libssl-dev libcriterion-dev libmicrohttpd-dev ${extra[@]+"${extra[@]}"})
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -3,7 +3,7 @@
  *
  *   ts=2026-11-24T19:42:00.123Z level=info req=7f3a01 msg=order.created order=12 sku=iqiyi.gold.1m
  *
- * Rule 3 of DESIGN.md applies to every caller: never pass a card code, a
+ * Rule 3 of docs/design.md applies to every caller: never pass a card code, a
  * recharge account, a token or a key to these functions. Request bodies are
  * never logged.
  *

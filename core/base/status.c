@@ -28,10 +28,6 @@ const char *ph_strerror(int code)
         return "duplicate_code";
     case PH_ELIMIT:
         return "limit_exceeded";
-    case PH_EAUTH:
-        return "unauthorized";
-    case PH_EFORBIDDEN:
-        return "forbidden";
     case PH_ESTATE:
         return "invalid_state";
     case PH_ESHUTDOWN:

@@ -17,21 +17,21 @@
 
 enum {
     PH_OK = 0,
-    PH_EINVAL = -1,      /* malformed or out-of-range input */
-    PH_ENOTFOUND = -2,   /* no such object (or not visible to this client) */
-    PH_ECONFLICT = -3,   /* same idempotency key with a different request */
-    PH_ENOSTOCK = -4,    /* not enough available codes; nothing was reserved */
-    PH_EIO = -5,         /* file system or LMDB failure */
-    PH_ENOMEM = -6,      /* allocation failed */
-    PH_ECRYPTO = -7,     /* key missing, authentication tag mismatch, RNG failure */
-    PH_EVERSION = -8,    /* on-disk schema or plugin ABI not compatible */
-    PH_EDUP = -9,        /* duplicate card code */
-    PH_ELIMIT = -10,     /* a configured limit was exceeded */
-    PH_EAUTH = -11,      /* missing or unknown credentials */
-    PH_EFORBIDDEN = -12, /* authenticated, but not allowed */
-    PH_ESTATE = -13,     /* operation not allowed in the object's current state */
-    PH_ESHUTDOWN = -14,  /* the component is stopping and takes no new work */
-    PH_ESKU = -15,       /* unknown SKU, or one that cannot be ordered this way */
+    PH_EINVAL = -1,    /* malformed or out-of-range input */
+    PH_ENOTFOUND = -2, /* no such object (or not visible to this client) */
+    PH_ECONFLICT = -3, /* same idempotency key with a different request */
+    PH_ENOSTOCK = -4,  /* not enough available codes; nothing was reserved */
+    PH_EIO = -5,       /* file system or LMDB failure */
+    PH_ENOMEM = -6,    /* allocation failed */
+    PH_ECRYPTO = -7,   /* key missing, authentication tag mismatch, RNG failure */
+    PH_EVERSION = -8,  /* on-disk schema or plugin ABI not compatible */
+    PH_EDUP = -9,      /* duplicate card code */
+    PH_ELIMIT = -10,   /* a configured limit was exceeded */
+    /* -11 and -12 are unused: authentication (401) and scopes (403) are answered
+     * by http_api.c itself, never reported as a status by a module. */
+    PH_ESTATE = -13,    /* operation not allowed in the object's current state */
+    PH_ESHUTDOWN = -14, /* the component is stopping and takes no new work */
+    PH_ESKU = -15,      /* unknown SKU, or one that cannot be ordered this way */
 };
 
 /* Message buffer filled by a failing call. Caller-owned; usually on the stack. */

@@ -1,7 +1,7 @@
 /*
  * crypto.h — the keyring, sealing of secrets at rest, and keyed lookup hashes.
  *
- * Rule 3 of DESIGN.md lives here. Card codes (and later recharge accounts) are
+ * Rule 3 of docs/design.md lives here. Card codes (and later recharge accounts) are
  * stored only as AES-256-GCM ciphertexts that carry the id of the key that
  * sealed them, so keys can rotate: new data is sealed with the newest key,
  * old data stays readable while its key stays in the file. Codes are found by

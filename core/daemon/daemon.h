@@ -3,8 +3,14 @@
  * running state (no global mutable state lives anywhere else), and its
  * lifecycle: start, reload on SIGHUP, graceful stop on SIGTERM.
  *
- * Data flows one way: HTTP handler (http_api.c, api_*.c) → fulfillment
- * (fulfill.c, lookup.c, import.c) → store / supplier I/O → events.
+ * Calls run one way (core/daemon/README.md, docs/design.md "Layout"): HTTP
+ * handlers (http/) → supplier orders and imports (supply/fulfil.c, codes/) →
+ * the store's writer and the supplier I/O engine → events in the store. This
+ * module wires them and is called by none of them; the handlers read this
+ * context (api.h) for the services and the configuration snapshot.
+ *
+ * Threads: ph_daemon_start, _reload and _stop run on the main thread, one at a
+ * time (main.c's signal loop); ph_daemon_cfg_acquire / _release on any thread.
  */
 #ifndef PH_DAEMON_H
 #define PH_DAEMON_H

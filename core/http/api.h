@@ -2,6 +2,22 @@
  * api.h — what an HTTP handler sees: one request, its authenticated client and
  * configuration snapshot, its body, and the helpers that set the response.
  * Shared by http_api.c (which owns ph_req) and the api_*.c handlers.
+ *
+ * Ownership: http_api.c creates a ph_req when a request's first byte arrives
+ * and frees it, with everything it owns (body, resp, text, cmd results, ext),
+ * when libmicrohttpd reports the request completed. A handler borrows it and
+ * keeps no pointer to it past the request; whatever a suspended request hands to
+ * another thread (r itself, r->cmd) must not be touched by that thread after it
+ * called ph_req_wake.
+ *
+ * Threads: a request runs on one libmicrohttpd pool thread at a time — the
+ * handler, and after a wake its `resume`, possibly on another pool thread. Every
+ * function here is for that thread only, except ph_req_wake (any thread).
+ *
+ * A handler returns PH_REQ_DONE with a response set (ph_req_json, _text, _error,
+ * _fail), or PH_REQ_SUSPENDED after ph_req_submit or ph_req_suspend; its
+ * `resume` returns the same way. A request whose handler sets no response is
+ * answered 500 internal_error.
  */
 #ifndef PH_API_H
 #define PH_API_H
@@ -62,44 +78,65 @@ struct ph_req {
 
 #define PH_ACCOUNT_MAX 64 /* bytes of a recharge account */
 
-/* Sets a JSON error response {"error","message","request_id"}; returns PH_REQ_DONE. */
+/* Sets a JSON error response {"error": code, "message": the formatted text,
+ * "request_id"}, replacing any response set before; returns PH_REQ_DONE. The
+ * message is sent to the client as is: never format a code, an account or a
+ * token into it (docs/design.md rule 3). */
 int ph_req_error(ph_req *r, unsigned status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-/* Maps a PH_E* status (and its message) to the HTTP error; returns PH_REQ_DONE. */
+/* Sets the error response for a PH_E* status: "error" is ph_strerror(rc), the
+ * message err->msg (or the name when err is NULL or empty), and the HTTP status
+ * PH_EINVAL 400, PH_ENOTFOUND 404, PH_ECONFLICT / PH_ENOSTOCK / PH_ESTATE /
+ * PH_EDUP 409, PH_ESKU / PH_ELIMIT 422, PH_ESHUTDOWN 503, anything else 500
+ * (also logged as http.internal_error). Returns PH_REQ_DONE. */
 int ph_req_fail(ph_req *r, int rc, const ph_err *err);
-/* Sets a JSON response (steals body); returns PH_REQ_DONE. */
+/* Sets a JSON response, replacing any set before. Takes body in every case; a
+ * NULL body (jansson out of memory) is answered 500. Returns PH_REQ_DONE. */
 int ph_req_json(ph_req *r, unsigned status, json_t *body);
 /* Sets a response whose body is text (len bytes, NUL-terminated, malloc'd),
  * sent as is with content_type (static). Takes ownership of text in every
  * case: it is wiped and freed once sent or when the request ends (it may hold
  * codes). Returns PH_REQ_DONE. */
 int ph_req_text(ph_req *r, unsigned status, char *text, size_t len, const char *content_type);
-/* A query argument, or NULL. Valid for the request's life. */
+/* A query argument, URL-decoded, or NULL when absent. Owned by libmicrohttpd,
+ * valid for the request's life (across a suspension too). */
 const char *ph_req_query(ph_req *r, const char *key);
-/* Parses the body as a JSON object into *out (caller decrefs). On failure sets a
- * 400 naming line and column and returns -1. */
+/* Parses the body as a JSON object (duplicate keys refused) into *out, a new
+ * reference the caller decrefs, and returns 0. On failure sets a 400
+ * invalid_request naming the line and column (never quoting the body, which may
+ * hold a code), leaves *out untouched and returns -1. */
 int ph_req_body_json(ph_req *r, json_t **out);
-/* Has the client this scope (PH_SCOPE_*)? */
+/* 1 when the request's client has any of the scopes (PH_SCOPE_*), else 0 (also on
+ * an unauthenticated route, where r->client is NULL). */
 int ph_req_has_scope(const ph_req *r, unsigned scope);
 
-/* Suspends the connection and hands r->cmd to the writer; `resume` builds the
- * response once the command is durable. Returns PH_REQ_SUSPENDED, or
- * PH_REQ_DONE with an error response when the store refuses the command. */
+/* Suspends the connection and hands r->cmd (type, now and inputs filled by the
+ * handler; its done and arg are set here) to the store's writer. Once the
+ * command's batch is durable the writer wakes the request and `resume` runs on a
+ * pool thread with the results in r->cmd (rc may be an error: resume answers
+ * it). Returns PH_REQ_SUSPENDED, or PH_REQ_DONE with the error response when the
+ * store takes no command (PH_ESHUTDOWN: 503). r->cmd's results are cleared when
+ * the request ends. */
 int ph_req_submit(ph_req *r, ph_handler_fn resume);
 
-/* Suspends the connection until someone calls ph_req_wake(r) (from any
- * thread); `resume` then builds the response on an HTTP thread. Returns
+/* Suspends the connection until ph_req_wake(r); `resume` then builds the
+ * response on a pool thread. Suspend first, then hand r to whoever will wake it:
+ * the wake may come at once, even before the handler returns. Returns
  * PH_REQ_SUSPENDED. */
 int ph_req_suspend(ph_req *r, ph_handler_fn resume);
+
+/* Resumes a suspended request. Exactly once per suspension, from any thread
+ * (the writer, the I/O thread, fulfil's threads); keep no pointer to r after it. */
 void ph_req_wake(ph_req *r);
 
 /* The request's header lines as "Name: value", in a NULL-terminated array the
- * caller frees with ph_req_headers_free; *n gets their number. NULL when out
- * of memory. */
+ * caller owns and frees with ph_req_headers_free (an empty array when there are
+ * none); *n gets their number. NULL (and *n = 0) when out of memory. */
 char **ph_req_headers(ph_req *r, size_t *n);
 void ph_req_headers_free(char **lines);
 
-/* Handlers (api_*.c). */
+/* Handlers (api_*.c), one per route of http_api.c, each on the request's pool
+ * thread: authentication and scopes are checked before the handler runs. */
 int ph_api_health(ph_req *r);
 int ph_api_ready(ph_req *r);
 int ph_api_products_list(ph_req *r);

@@ -109,12 +109,6 @@ int ph_req_fail(ph_req *r, int rc, const ph_err *err)
     case PH_EINVAL:
         status = 400;
         break;
-    case PH_EAUTH:
-        status = 401;
-        break;
-    case PH_EFORBIDDEN:
-        status = 403;
-        break;
     case PH_ENOTFOUND:
         status = 404;
         break;

@@ -5,6 +5,11 @@
  *
  * Handlers live in api_*.c and see only ph_req (api.h); this module never
  * interprets a request body.
+ *
+ * Threads: libmicrohttpd runs a pool of threads, each with its own epoll loop;
+ * every request is read, authenticated, handled and answered on them (api.h).
+ * The functions below are for the main thread (start, stop) or any thread
+ * (quiesce, inflight).
  */
 #ifndef PH_HTTP_API_H
 #define PH_HTTP_API_H
@@ -17,19 +22,32 @@ struct ph_daemon;
 typedef struct ph_http ph_http;
 
 /* Listens on address:port (0 = an ephemeral port, reported in *bound) with a pool
- * of `threads` threads. *out is owned by the caller (ph_http_stop).
- * Errors: PH_EINVAL (address), PH_EIO (cannot bind: the message names address:port). */
+ * of `threads` threads (0 = 4). d is borrowed and must outlive h; requests may
+ * arrive before this returns, so every service a handler reaches through d must
+ * be running already. On PH_OK *out is owned by the caller (ph_http_stop); on
+ * error nothing is left running and *out is untouched.
+ * Errors: PH_EINVAL (address is not an IPv4 address), PH_ENOMEM, PH_EIO (cannot
+ * listen: the message names address:port).
+ * @note Main thread. */
 int ph_http_start(struct ph_daemon *d, const char *address, uint16_t port, unsigned threads,
                   ph_http **out, uint16_t *bound, ph_err *err);
 
 /* From now on new requests get 503 shutting_down (with Connection: close);
- * requests already received go on. */
+ * requests already received go on. NULL is a no-op.
+ * @note Any thread (an atomic flag). */
 void ph_http_quiesce(ph_http *h);
 
-/* Requests received and not yet completed. */
+/* Requests received and not yet completed, suspended ones included; 0 for NULL.
+ * @note Any thread (an atomic counter). */
 int ph_http_inflight(ph_http *h);
 
-/* Closes every connection and frees h. NULL is a no-op. */
+/* Stops the pool (joining its threads), closes every connection, frees each
+ * remaining request and frees h. No request may be suspended then:
+ * libmicrohttpd aborts the process when stopped with a suspended connection,
+ * and a ph_req_wake after this would touch a freed request. So quiesce, let
+ * ph_http_inflight() reach 0 (ph_fulfil_stop first: it wakes every waiting
+ * order), then stop. NULL is a no-op.
+ * @note Main thread; never from a pool thread. */
 void ph_http_stop(ph_http *h);
 
 #endif

@@ -2,7 +2,14 @@
  * views.h — the JSON shapes of the API (docs/api.md), built from store objects.
  * One place decides what each audience sees: an order's codes are rendered only
  * when the caller says the reader owns the order; costs only for ops.
- * Every function returns a new reference (the caller decrefs) or NULL on OOM.
+ *
+ * Ownership: every json_t function returns a new reference the caller decrefs,
+ * or NULL when the object itself cannot be built (out of memory); a member that
+ * cannot be allocated is left out. Inputs are only read and not retained.
+ * Threads: pure functions of their arguments; any thread, given a configuration
+ * snapshot the caller holds and a loaded keyring (both read-only).
+ * Errors: none beyond NULL; a code that cannot be unsealed is rendered, never
+ * guessed (below).
  */
 #ifndef PH_VIEWS_H
 #define PH_VIEWS_H
@@ -13,30 +20,37 @@
 #include "crypto/crypto.h"
 #include "store/store.h"
 
-/* An order. with_codes: unseal and include the codes (the owner only);
- * with_cost: include the cost (ops). A code that fails to unseal is rendered
- * as {"error":"unreadable"} and logged by the caller, never guessed. */
+/* An order. cfg gives the product's name (null when the SKU has left the
+ * configuration). with_codes: unseal and include the codes (the owner only; o
+ * must have been loaded with its codes); with_cost: include the cost and the
+ * attempts (ops). A code that fails to unseal is rendered as
+ * {"error":"unreadable"}; logging that is the caller's. The result holds
+ * plaintext codes when with_codes: never log it. */
 json_t *ph_view_order(const ph_order *o, const ph_config *cfg, const ph_keyring *kr, int with_codes,
                       int with_cost);
 
-/* A batch, with per-state counts when counts is non-NULL. */
+/* A batch, with per-state counts (indexed by PH_CODE_*, 7 slots, as
+ * ph_store_batch_get fills them) when counts is non-NULL. */
 json_t *ph_view_batch(const ph_batch *b, const uint64_t *counts);
 
-/* A stored product object (JSON text from the store) for the API, with stock;
- * offers (with costs) only when with_offers. NULL if the text does not parse. */
+/* A stored product object (JSON text from the store, as ph_view_product_stored
+ * made it) for the API, with its available stock; offers (with costs) only when
+ * with_offers (ops). NULL if the text does not parse. */
 json_t *ph_view_product(const char *stored_json, uint64_t available, int with_offers);
 
-/* The stored form of a configured product (what PH_CMD_PUT_PRODUCTS stores). */
+/* The stored form of a configured product (what PH_CMD_PUT_PRODUCTS stores,
+ * docs/store.md "Product JSON"). */
 json_t *ph_view_product_stored(const ph_product_conf *p);
 
-/* Adds key: RFC 3339 time, unless ms is 0. */
+/* Sets o[key] to ms (since the epoch) as RFC 3339 text, unless ms is 0. */
 void ph_view_time(json_t *o, const char *key, int64_t ms);
 
 /* The response of a new stock order, {"order": ph_view_order(o, cfg, kr, 1, 0)},
  * as compact JSON text, byte for byte what jansson would print, without building
- * the tree (the hot path). NULL when o is not a plain stock order or a string in
- * it is not valid UTF-8: render the tree then. The text holds codes: the caller
- * wipes and frees it (*len bytes, NUL-terminated). */
+ * the tree (the hot path). NULL when o is not a plain stock order, a string in
+ * it is not valid UTF-8, or memory runs out: render the tree then. The text
+ * holds codes: it is the caller's, to wipe and free (*len bytes,
+ * NUL-terminated; ph_req_text does both). */
 char *ph_view_stock_order_text(const ph_order *o, const ph_config *cfg, const ph_keyring *kr,
                                size_t *len);
 

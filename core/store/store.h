@@ -3,12 +3,16 @@
  *
  * Every state change is a *command* (ph_cmd) handed to the store's writer
  * thread. The writer takes all commands that queued up while the previous
- * commit was flushing, applies each in a nested transaction (so one failing
- * command changes nothing and does not disturb its neighbours), appends their
- * events, and commits the batch durably with one fsync: group commit
- * (DESIGN.md rule 6). A command completes — its `done` callback runs, or
- * ph_store_exec() returns — only after that commit, so anything acknowledged
- * to a client survives kill -9.
+ * commit was flushing and applies them in one write transaction, each with its
+ * events, then commits the batch durably with one fsync: group commit
+ * (docs/design.md rule 6). A command that fails changes nothing and does not
+ * disturb its neighbours: most commands run in a nested transaction that is
+ * thrown away on failure; orders and supplier commands (the hot path) skip the
+ * nested transaction, and when one of them fails after its first write the
+ * writer aborts the batch and applies it again with every command nested
+ * (docs/store.md, "The write path"). A command completes — its `done` callback
+ * runs, or ph_store_exec() returns — only after that commit, so anything
+ * acknowledged to a client survives kill -9.
  *
  * Applying a command is a deterministic function of the database and the
  * command: the time is the command's `now`, nonces and keyed hashes are
@@ -22,7 +26,10 @@
  * is checked at open and a mismatch refuses to start.
  *
  * Thread safety: every function may be called from any thread, except that
- * ph_store_close must not race with any other call.
+ * ph_store_open and ph_store_close belong to the thread that owns the store (the
+ * main thread: they start and join the writer), ph_store_close must not race
+ * with any other call, and ph_store_exec must not run on the writer itself (in a
+ * `done` callback it would wait for itself).
  */
 #ifndef PH_STORE_H
 #define PH_STORE_H
@@ -39,15 +46,17 @@
 
 enum ph_code_state {
     PH_CODE_AVAILABLE = 1,
-    PH_CODE_RESERVED = 2, /* held for an order still at a supplier (next issue) */
+    PH_CODE_RESERVED = 2, /* never written yet: a unit held for a grant arrives with
+                             issue 16; read paths already treat it as taken */
     PH_CODE_ISSUED = 3,
-    PH_CODE_REDEEMED = 4,
+    PH_CODE_REDEEMED = 4, /* never written yet: arrives with redemption status (issue 12) */
     PH_CODE_VOIDED = 5,
     PH_CODE_EXPIRED = 6,
 };
 
+/* The values are stored: never renumber. 1 (accepted) is not used: an order is
+ * stored processing, or final, by the command that accepts it. */
 enum ph_order_state {
-    PH_ORDER_ACCEPTED = 1,
     PH_ORDER_PROCESSING = 2,
     PH_ORDER_SUCCEEDED = 3,
     PH_ORDER_FAILED = 4,
@@ -70,7 +79,7 @@ typedef struct ph_code {
     uint8_t *sealed; /* owned by the object that holds this ph_code */
 } ph_code;
 
-/* One try at one supplier for a supplier-fulfilled order (DESIGN.md "attempts").
+/* One try at one supplier for a supplier-fulfilled order (docs/design.md, "The model").
  * Attempts only move forward: SENDING -> PROCESSING | UNKNOWN | SUCCEEDED |
  * FAILED (or SENDING again, to record a step), PROCESSING -> UNKNOWN |
  * SUCCEEDED | FAILED (or PROCESSING again, to record a check), UNKNOWN ->
@@ -349,19 +358,31 @@ int ph_store_exec(ph_store *s, ph_cmd *cmd);
 /* Frees a completed command's results (not its inputs). */
 void ph_cmd_clear(ph_cmd *cmd);
 
-/* ---- reads: consistent snapshots, any thread ---------------------------- */
+/* ---- reads: consistent snapshots, any thread ----------------------------
+ *
+ * Each call opens its own read-only LMDB snapshot on the calling thread, sees
+ * the last durable commit as a whole, and never waits for the writer (except
+ * while the map grows). Two calls are two snapshots: they may see different
+ * commits. Results are copies the caller owns (freed as each call says); on an
+ * error there is nothing to free and out parameters are untouched unless said.
+ * Every read can fail with PH_EIO (LMDB failure, or a malformed record: the
+ * message names it; see --check-store) and PH_ENOMEM; others are listed below.
+ */
 
-/* Loads an order; with_codes also loads its codes. *out is the caller's
- * (ph_order_free). PH_ENOTFOUND when there is no such order. */
+/* Loads an order with its attempts; with_codes also loads its codes (sealed).
+ * On PH_OK *out is the caller's (ph_order_free). Errors: PH_ENOTFOUND (no such
+ * order), PH_EIO, PH_ENOMEM. */
 int ph_store_order_get(ph_store *s, uint64_t id, int with_codes, ph_order **out, ph_err *err);
 
-/* Finds a client's order by the client's own order id. As ph_store_order_get. */
+/* Finds a client's order by the client's own order id. As ph_store_order_get;
+ * PH_ENOTFOUND also for ids longer than the store accepts. */
 int ph_store_order_find(ph_store *s, const char *client, const char *client_order_id,
                         int with_codes, ph_order **out, ph_err *err);
 
 /* Lists orders with id > after, ascending, at most limit, without codes; only
- * client's when client is non-NULL. *out is an array of *n orders the caller
- * frees with ph_order_list_free. */
+ * client's when client is non-NULL. On PH_OK *out is an array of *n orders
+ * (possibly 0) the caller frees with ph_order_list_free. Errors: PH_EIO,
+ * PH_ENOMEM. */
 int ph_store_order_list(ph_store *s, const char *client, uint64_t after, size_t limit,
                         ph_order ***out, size_t *n, ph_err *err);
 void ph_order_list_free(ph_order **list, size_t n);
@@ -373,25 +394,33 @@ typedef struct ph_code_info {
     ph_order *order; /* the order it was issued to, without codes, or NULL */
 } ph_code_info;
 
-/* Finds a code by its keyed hash. PH_ENOTFOUND when no such code exists. */
+/* Finds a code by its keyed hash (ph_crypto_index), with its batch and the
+ * order it was issued to. On PH_OK *out is the caller's (ph_code_info_clear); on
+ * an error there is nothing to clear. Errors: PH_ENOTFOUND (no such code),
+ * PH_EIO, PH_ENOMEM. */
 int ph_store_code_find(ph_store *s, const uint8_t hash[32], ph_code_info *out, ph_err *err);
 void ph_code_info_clear(ph_code_info *info);
 
-/* Loads a batch and counts its codes by state (counts[PH_CODE_*], 7 slots). */
+/* Loads a batch and counts its codes by state (counts[PH_CODE_*], 7 slots).
+ * Plain data: nothing to free. Errors: PH_ENOTFOUND (no such batch; counts all
+ * 0), PH_EIO. */
 int ph_store_batch_get(ph_store *s, uint64_t id, ph_batch *out, uint64_t counts[7], ph_err *err);
 
 /* The stored product object (JSON text, as written by PH_CMD_PUT_PRODUCTS) and
- * its available stock. *json is the caller's (free). PH_ENOTFOUND. */
+ * its available stock. On PH_OK *json is the caller's (free). Errors:
+ * PH_ENOTFOUND (no such product), PH_EIO, PH_ENOMEM. */
 int ph_store_product_get(ph_store *s, const char *sku, char **json, uint64_t *available,
                          ph_err *err);
 
-/* Every stored product, in SKU order: arrays of n JSON strings and stock counts,
- * the caller's (ph_store_product_list_free). */
+/* Every stored product (delisted ones included), in SKU order: on PH_OK arrays
+ * of *n JSON strings and stock counts, the caller's
+ * (ph_store_product_list_free). Errors: PH_EIO, PH_ENOMEM. */
 int ph_store_product_list(ph_store *s, char ***json, uint64_t **available, size_t *n, ph_err *err);
 void ph_store_product_list_free(char **json, uint64_t *available, size_t n);
 
 /* Events with seq > after, ascending, at most limit, as JSON texts (each has
- * "seq"); the caller frees with ph_store_event_list_free. */
+ * "seq"); on PH_OK an array of *n (possibly 0) the caller frees with
+ * ph_store_event_list_free. Errors: PH_EIO, PH_ENOMEM. */
 int ph_store_event_list(ph_store *s, uint64_t after, size_t limit, char ***out, size_t *n,
                         ph_err *err);
 void ph_store_event_list_free(char **list, size_t n);
@@ -399,13 +428,15 @@ void ph_store_event_list_free(char **list, size_t n);
 /* Orders with an attempt not final (SENDING, PROCESSING, UNKNOWN), ascending
  * by id, with id > after, at most limit, with their attempts (no codes): what
  * the core must resume after a restart. Kept in the `pending` database, written
- * in the same transaction as the attempt. Caller frees (ph_order_list_free). */
+ * in the same transaction as the attempt. On PH_OK the caller frees the list
+ * (ph_order_list_free). Errors: PH_EIO, PH_ENOMEM. */
 int ph_store_pending_list(ph_store *s, uint64_t after, size_t limit, ph_order ***out, size_t *n,
                           ph_err *err);
 
 /* This data directory's identity: 8 lowercase hex characters generated when
  * the environment was created and stored in `meta`. Attempt references start
- * with it, so two perkhub stores never send the same reference to a supplier. */
+ * with it, so two perkhub stores never send the same reference to a supplier.
+ * Owned by the store, valid until ph_store_close. */
 const char *ph_store_uid(ph_store *s);
 
 /* Per-SKU code counts by state, and totals. */
@@ -423,14 +454,18 @@ typedef struct ph_store_stats {
     uint64_t codes;
 } ph_store_stats;
 
+/* Fills *out from one snapshot, reading every code (cost grows with the store:
+ * an ops call, not a hot path). On PH_OK the caller clears it
+ * (ph_store_stats_clear). Errors: PH_EIO, PH_ENOMEM. */
 int ph_store_stats_get(ph_store *s, ph_store_stats *out, ph_err *err);
 void ph_store_stats_clear(ph_store_stats *st);
 
 /* Checks every invariant of the data (docs/store.md, "Invariants"): each code in
  * exactly one state and indexed accordingly, imported = sum over states, no code
  * in two orders, every order's codes issued to it, the idempotency index and the
- * event sequence whole. PH_OK, or PH_EIO with the first violation in err. Reads
- * one snapshot; safe while the daemon runs. */
+ * event sequence whole. PH_OK (stats, when non-NULL, filled: the caller clears
+ * it), or PH_EIO with the first violation in err, or PH_ENOMEM. Reads one
+ * snapshot; safe while the daemon runs. */
 int ph_store_check(ph_store *s, ph_store_stats *stats, ph_err *err);
 
 #endif

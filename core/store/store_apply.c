@@ -12,7 +12,7 @@
  * deterministic (the time is cmd->now; ids come from w->ids) and write their
  * events in the same transaction as the change (transactional outbox).
  *
- * Page economy (DESIGN.md rule 6): new codes, orders, batches and events get
+ * Page economy (docs/design.md rule 6): new codes, orders, batches and events get
  * increasing integer keys and are appended at the right edge of their trees;
  * issuing takes the first available code of the SKU (the left edge of its
  * duplicate list) and rewrites a code record next to the previous one.

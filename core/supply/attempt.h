@@ -1,6 +1,6 @@
 /*
  * attempt.h — what one supplier exchange means for an attempt: the money-safety
- * decisions of DESIGN.md rule 2, as one pure function.
+ * decisions of docs/design.md rule 2, as one pure function.
  *
  * fulfil.c runs the exchanges; this file decides what each finished exchange
  * does to the attempt. It reads no clock and does no I/O, so every row of the

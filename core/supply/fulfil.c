@@ -913,14 +913,6 @@ const ph_fulfil_opts *ph_fulfil_options(const ph_fulfil *f)
     return &f->o;
 }
 
-size_t ph_fulfil_active(ph_fulfil *f)
-{
-    pthread_mutex_lock(&f->mu);
-    size_t n = f->active;
-    pthread_mutex_unlock(&f->mu);
-    return n;
-}
-
 /* A verified callback for attempt (id, no): query now, or right after the
  * exchange or command in progress. */
 void ph_fulfil_confirm(ph_fulfil *f, uint64_t id, uint32_t no)

@@ -14,14 +14,25 @@
  * An attempt is persisted as SENDING before its order request leaves, and the
  * request is never sent twice: an ambiguous end makes it UNKNOWN, and only the
  * supplier's order query (or a verified callback, confirmed by a query) settles
- * it (DESIGN.md rule 2). After a restart, ph_fulfil_resume picks every
+ * it (docs/design.md rule 2). After a restart, ph_fulfil_resume picks every
  * unfinished attempt up from the store: SENDING becomes UNKNOWN, then queried.
  *
  * Each attempt holds a reference to its supplier's running instance until it
  * is final, so disabling a supplier (SIGHUP) stops new orders going to it
  * without dropping its attempts in flight.
  *
- * Threads: every function may be called from any thread.
+ * Threads (docs/design.md, "Threads"): fulfil's own timer thread starts due
+ * exchanges and fires waiters' deadlines; today the I/O thread (an exchange
+ * finished) and the store's writer (a command is durable) run fulfil's code on
+ * their own threads, and HTTP threads call the functions below. Every function
+ * here may be called from any thread unless its note says otherwise; the state
+ * they share (attempts in flight, the timer heap, waiters, the callback base) is
+ * under one mutex, the first in the lock order (docs/design.md, "Lock order").
+ * Target of issue 9 part 2.2: those calls and completions only post an event to
+ * fulfil's thread, which alone changes attempts in flight.
+ *
+ * Ownership: fulfil copies what it keeps (accounts, strings of an order); every
+ * service in ph_fulfil_opts is borrowed and must outlive it.
  */
 #ifndef PH_FULFIL_H
 #define PH_FULFIL_H
@@ -42,7 +53,8 @@
 typedef struct ph_fulfil ph_fulfil;
 
 /* How fulfil reads the current configuration: a snapshot with a reference
- * (the daemon's refcounted config). */
+ * (the daemon's refcounted config). acquire and release are called from any
+ * thread, with or without fulfil's mutex held: they take no lock of fulfil's. */
 typedef struct ph_fulfil_cfg_ops {
     void *ctx;
     const ph_config *(*acquire)(void *ctx, void **ref);
@@ -59,37 +71,59 @@ typedef struct ph_fulfil_opts {
     const char *callback_base; /* e.g. "http://127.0.0.1:8080"; copied */
 } ph_fulfil_opts;
 
-/* Starts the timer thread. *out is the caller's (ph_fulfil_destroy).
- * Errors: PH_ENOMEM, PH_EIO. */
+/* Copies opts (callback_base included) and starts the timer thread. On PH_OK
+ * *out is the caller's (ph_fulfil_stop, then ph_fulfil_destroy); on error nothing
+ * is left running and *out is untouched.
+ * Errors: PH_ENOMEM, PH_EIO (the thread cannot start).
+ * @note Main thread. */
 int ph_fulfil_create(const ph_fulfil_opts *opts, ph_fulfil **out, ph_err *err);
 
-/* Where suppliers send callbacks; changes when the bound port is known. */
+/* Where suppliers send callbacks ("http://host:port", no trailing slash); set
+ * once the bound port is known, and again when a reload changes public_url.
+ * Copied (at most 255 bytes); exchanges started afterwards use it. */
 void ph_fulfil_set_callback_base(ph_fulfil *f, const char *base);
 
-/* The offer a new order of product p goes to, in cfg: see route.h. Fills the
- * attempt target (pointers into cfg). PH_ENOTFOUND when no supplier can take
- * it now. */
+/* The offer a new order of product p goes to, in cfg (route.h): a supplier that
+ * is running, can deliver p's kind and be queried, and whose breaker lets a new
+ * order through (asking may claim a half-open breaker's probe). Fills *out with
+ * pointers into cfg, valid while the caller holds that snapshot.
+ * Returns PH_OK, or PH_ENOTFOUND when no supplier can take it now (*out
+ * untouched). */
 int ph_fulfil_route(ph_fulfil *f, const ph_config *cfg, const ph_product_conf *p,
                     ph_attempt_target *out);
 
 /* Seals a recharge account for the store (ph_crypto_seal, its own AAD) and
- * masks it for display ("138****8000"). out must hold len + PH_SEAL_OVERHEAD
- * bytes. PH_OK or PH_ECRYPTO. */
+ * masks it for display ("138****8000"; masked is written in every case). out
+ * must hold strlen(account) + PH_SEAL_OVERHEAD bytes. Returns PH_OK or
+ * PH_ECRYPTO (nothing usable in out). */
 int ph_fulfil_seal_account(ph_fulfil *f, const char *account, uint8_t *out, uint32_t *outlen,
                            char masked[32]);
 
-/* Takes over a freshly created supplier order (the result of
- * PH_CMD_SUPPLY_CREATE, not a replay): its first attempt is SENDING and is sent
- * now. account is the plaintext recharge account (NULL for card orders); it is
- * copied and wiped when the attempt ends. o is only read. */
+/* Takes over a freshly created supplier order (the result of a durable
+ * PH_CMD_SUPPLY_CREATE): its last attempt is SENDING and its request is sent now.
+ * An order failed at creation (no attempt) or whose last attempt is no longer
+ * SENDING (a replay) is left alone. account is the plaintext recharge account
+ * (NULL for card orders): copied, and wiped when the attempt ends. o is only read.
+ * Returns PH_OK, or PH_ENOMEM (err set): nothing was sent and the order stays
+ * SENDING in the store until ph_fulfil_resume after a restart makes it UNKNOWN
+ * and queries it. */
 int ph_fulfil_begin(ph_fulfil *f, const ph_order *o, const char *account, ph_err *err);
 
-/* Picks up every unfinished attempt from the store (start-up). */
+/* Picks up every unfinished attempt from the store: a SENDING one is recorded
+ * UNKNOWN first (it may have left), then every one is queried when due. An
+ * attempt that cannot be taken up for want of memory is skipped until the next
+ * start. Returns PH_OK, or the store's PH_EIO / PH_ENOMEM (err set) from listing
+ * the pending orders.
+ * @note Main thread, once, at start-up. */
 int ph_fulfil_resume(ph_fulfil *f, ph_err *err);
 
 /* Calls cb(arg) once: when order `id` reaches a final state, or at deadline_ms
- * (wall clock), or at shutdown, whichever is first — possibly before this
- * returns. cb runs on any thread; keep it short. */
+ * (wall clock, ms since the epoch), or at shutdown, whichever is first — before
+ * this returns when no attempt of order `id` is in flight (final already, or not
+ * a supplier order) or fulfil is stopping. cb runs on the writer (final), the
+ * timer thread (deadline), the thread calling ph_fulfil_stop, or the caller's;
+ * never with fulfil's mutex held; keep it short (wake and return).
+ * Returns PH_OK, or PH_ENOMEM, and then cb is never called. */
 int ph_fulfil_wait(ph_fulfil *f, uint64_t id, int64_t deadline_ms, void (*cb)(void *arg),
                    void *arg);
 
@@ -102,32 +136,42 @@ typedef struct ph_callback_reply {
     char message[200];        /* on refusal, for the JSON error; never a secret */
 } ph_callback_reply;
 
-/* Verifies a callback with the supplier's plugin, checks it matches our
- * attempt (supplier, our reference, product, quantity, amount), and asks for a
- * confirming order query; the query's answer, not the callback, moves the
- * attempt. Forged, tampered, stale or mismatched callbacks change nothing.
- * Duplicates are acknowledged and change nothing. Returns PH_OK when a reply
- * was prepared (success or refusal); out->body is then the caller's. */
+/* Verifies a callback with the supplier's plugin (its verify_callback runs on
+ * the calling thread), checks it matches our attempt (supplier, our reference,
+ * product, quantity, amount), and asks for a confirming order query; the
+ * query's answer, not the callback, moves the attempt. Forged, tampered, stale
+ * or mismatched callbacks change nothing. Duplicates are acknowledged and change
+ * nothing. cb is only read.
+ * Returns PH_OK when a reply was prepared: on acceptance out->status and
+ * out->body (malloc'd, the caller frees it) are what the plugin says the supplier
+ * expects; on refusal out->error and out->message are set and out->body is NULL:
+ * 404 not_found (no such running supplier, or it takes no callbacks), 401 the
+ * plugin's reason or bad_signature, 400 malformed, 400 callback_mismatch.
+ * PH_ENOMEM when the accepted callback's reply could not be allocated.
+ * @note An HTTP thread. */
 int ph_fulfil_callback(ph_fulfil *f, const char *supplier_id, const struct perkhub_callback *cb,
                        ph_callback_reply *out);
 
 /* A verified callback for attempt `no` of order `id`: query it now, or right
- * after the exchange or store command in progress (callbacks.c). */
+ * after the exchange or store command in progress (callbacks.c). Unknown or
+ * finished attempts, and a stopping fulfil, make it a no-op. */
 void ph_fulfil_confirm(ph_fulfil *f, uint64_t id, uint32_t no);
 
-/* The services fulfil was created with (borrowed, as in opts). */
+/* The services fulfil was created with (borrowed, as in opts); valid until
+ * ph_fulfil_destroy. */
 const ph_fulfil_opts *ph_fulfil_options(const ph_fulfil *f);
 
-/* Attempts in flight now (for stats and tests). */
-size_t ph_fulfil_active(ph_fulfil *f);
-
-/* Stops scheduling: wakes every waiter, joins the timer thread. Exchanges and
- * commands still running finish through their callbacks (destroy the I/O
- * engine, then close the store, then call ph_fulfil_destroy). */
+/* Stops scheduling: wakes every waiter (their cb runs on this thread), joins the
+ * timer thread. Exchanges and commands still running finish through their
+ * callbacks without starting anything new (destroy the I/O engine, then close
+ * the store, then call ph_fulfil_destroy). A second call, or NULL, is a no-op.
+ * @note Main thread. */
 void ph_fulfil_stop(ph_fulfil *f);
 
-/* Frees everything (after ph_fulfil_stop, ph_sio_destroy and ph_store_close).
- * NULL is a no-op. */
+/* Frees everything, releasing each supplier reference attempts still held. Only
+ * after ph_fulfil_stop, ph_sio_destroy and ph_store_close, when no callback can
+ * reach fulfil any more. NULL is a no-op.
+ * @note Main thread. */
 void ph_fulfil_destroy(ph_fulfil *f);
 
 #endif

@@ -255,12 +255,12 @@ static int ops_callbacks_check(const ph_plugin *p, ph_err *err)
         return ph_err_set(err, PH_EINVAL,
                           "plugin '%s' (%s) claims local but its ops table lacks serve_local",
                           p->name, p->path);
-    /* DESIGN.md rule 2: an ambiguous order is settled only by a query. */
+    /* docs/design.md rule 2: an ambiguous order is settled only by a query. */
     uint64_t orders = caps & (PERKHUB_CAP_CARD_ORDER | PERKHUB_CAP_RECHARGE);
     if (orders && !(caps & PERKHUB_CAP_ORDER_QUERY))
         return ph_err_set(err, PH_EINVAL,
                           "plugin '%s' (%s) claims %s but not order_query: an ambiguous order "
-                          "could never be settled (DESIGN.md rule 2); add "
+                          "could never be settled (docs/design.md rule 2); add "
                           "PERKHUB_CAP_ORDER_QUERY",
                           p->name, p->path, cap_first(orders));
     return PH_OK;
@@ -1122,11 +1122,6 @@ const struct perkhub_host *ph_plugin_instance_host(const ph_plugin_instance *ins
 const ph_plugin_conf *ph_plugin_instance_conf(const ph_plugin_instance *inst)
 {
     return inst->conf;
-}
-
-const ph_plugin *ph_plugin_instance_plugin(const ph_plugin_instance *inst)
-{
-    return inst->plugin;
 }
 
 void ph_plugin_instance_set_now(ph_plugin_instance *inst, int64_t now_ms)

@@ -23,7 +23,7 @@
  *   plugin 'wrong_abi' (build/fixture-plugins/wrong_abi.so) is built for SDK ABI 2.0;
  *   this perkhubd provides 1.1
  *   plugin 'acme' (plugins/acme.so) claims recharge but not order_query: an ambiguous
- *   order could never be settled (DESIGN.md rule 2); add PERKHUB_CAP_ORDER_QUERY
+ *   order could never be settled (docs/design.md rule 2); add PERKHUB_CAP_ORDER_QUERY
  *   supplier 'acme': config key 'greting' is not known to plugin 'example' (known: greeting)
  *
  * Messages never contain a SECRET value.
@@ -55,7 +55,7 @@ typedef struct ph_plugin_instance ph_plugin_instance;
  *     ops->struct_size at least the 1.1 table; any of CATALOG, STOCK_CHECK,
  *     CARD_ORDER, RECHARGE, ORDER_QUERY, BALANCE needs build_request and
  *     parse_response; CALLBACK needs verify_callback; LOCAL needs serve_local;
- *     CARD_ORDER or RECHARGE needs ORDER_QUERY (DESIGN.md rule 2).
+ *     CARD_ORDER or RECHARGE needs ORDER_QUERY (docs/design.md rule 2).
  * Only the first struct_size bytes of the descriptor and ops->struct_size bytes
  * of the ops table are read (see ph_plugin_descriptor, ph_plugin_ops).
  * On PH_OK *out is owned by the caller (ph_plugin_close). On error nothing is
@@ -160,7 +160,6 @@ void ph_plugin_stop(ph_plugin_instance *inst);
 void *ph_plugin_instance_data(const ph_plugin_instance *inst); /* what init returned */
 const struct perkhub_host *ph_plugin_instance_host(const ph_plugin_instance *inst);
 const ph_plugin_conf *ph_plugin_instance_conf(const ph_plugin_instance *inst);
-const ph_plugin *ph_plugin_instance_plugin(const ph_plugin_instance *inst);
 
 /* Freezes the instance's host->now_ms at now_ms (milliseconds since the
  * epoch); 0 returns it to the real clock. For tests of time-dependent signing

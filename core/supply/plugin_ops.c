@@ -77,12 +77,6 @@ const char *ph_op_kind_name(int kind)
     return kind >= 1 && kind <= PERKHUB_OP_BALANCE ? names[kind] : "?";
 }
 
-const char *ph_op_state_name(int state)
-{
-    static const char *const names[] = {"none", "processing", "succeeded", "failed", "not_found"};
-    return state >= 0 && state <= PERKHUB_STATE_NOT_FOUND ? names[state] : "?";
-}
-
 const char *ph_op_status_name(int status)
 {
     switch (status) {

@@ -37,7 +37,4 @@ const char *ph_op_kind_name(int kind);
  * status_str, and the engine's log lines. Static strings. */
 const char *ph_op_status_name(int status);
 
-/* "none", "processing", "succeeded", "failed", "not_found"; "?" otherwise. */
-const char *ph_op_state_name(int state);
-
 #endif

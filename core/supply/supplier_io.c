@@ -37,7 +37,7 @@
  * plugin, curl or a done callback runs, so done may submit, allow or read
  * health.
  *
- * DESIGN.md rule 2 and curl: on a reused keep-alive connection that dies
+ * docs/design.md rule 2 and curl: on a reused keep-alive connection that dies
  * before any reply byte, libcurl silently resends the request on a fresh
  * connection. For an order that would be a second recharge when the supplier
  * did receive the first one. The pre-request callback counts how often a

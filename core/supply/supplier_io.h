@@ -1,6 +1,6 @@
 /*
  * supplier_io.h — the core's supplier I/O engine: every byte perkhub sends to a
- * supplier goes through here (DESIGN.md rule 5).
+ * supplier goes through here (docs/design.md rule 5).
  *
  * One thread runs libcurl multi handles: thousands of exchanges in flight, no
  * thread per request. A job is ONE exchange: the engine asks the supplier's

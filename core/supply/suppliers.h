@@ -34,10 +34,9 @@ typedef struct ph_supplier ph_supplier; /* one running supplier, reference-count
 /* States in ph_supplier_info.state (static strings). */
 #define PH_SUPPLIER_READY    "ready"    /* instance initialized */
 #define PH_SUPPLIER_DISABLED "disabled" /* enabled: false in the config; nothing loaded */
-/* Reserved: a running supplier the core took out of service (health checks, a
- * later issue); error says why. ph_suppliers_apply never produces it: a supplier
- * that fails to start fails the whole apply. */
-#define PH_SUPPLIER_FAILED "failed"
+/* A supplier that fails to start fails the whole apply, so there is no failed
+ * state; one taken out of service by health checks (a refused credential,
+ * issue 11) will add its own state, with error saying why. */
 
 /* A snapshot of one supplier for GET /v1/suppliers. Plain data: no pointer into the
  * set, nothing to free. Strings longer than their buffer are truncated. */
@@ -50,8 +49,8 @@ typedef struct ph_supplier_info {
     uint64_t capabilities; /* PERKHUB_CAP_* */
     int enabled;
     int priority;      /* higher first */
-    const char *state; /* PH_SUPPLIER_READY / _DISABLED / _FAILED; static */
-    char error[256];   /* why the supplier is failed; "" otherwise */
+    const char *state; /* PH_SUPPLIER_READY / _DISABLED; static */
+    char error[256];   /* why the supplier is out of service; "" (always, until issue 11) */
 } ph_supplier_info;
 
 /* Creates an empty set. lg is borrowed: it must outlive the set and every

@@ -11,7 +11,7 @@
  *
  * It offers no supplier operation yet (those arrive with SDK ABI 1.1), so its
  * capabilities are 0. It performs no I/O, as no plugin ever does: the core owns
- * sockets, files and threads (DESIGN.md rule 5).
+ * sockets, files and threads (docs/design.md rule 5).
  */
 #include <stdio.h>
 #include <string.h>

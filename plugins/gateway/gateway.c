@@ -16,7 +16,7 @@
  *   5. init / shutdown, the descriptor and the entry symbol.
  *
  * Like every plugin it performs no I/O: the core sends what build_request
- * describes and hands back what came (DESIGN.md rule 5).
+ * describes and hands back what came (docs/design.md rule 5).
  *
  * Secrets: the app secret, card codes and recharge accounts are never logged
  * and never put in a reason string. Buffers that held the secret or a code are
@@ -513,7 +513,7 @@ static int gw_code_class(long long code, const char **reason)
         {2004, PERKHUB_AMBIGUOUS, "duplicate_order"}, /* we never resend: it exists */
         {2006, PERKHUB_DEFINITE_FAILURE, "insufficient_balance"},
         {2007, PERKHUB_DEFINITE_FAILURE, "price_above_max"},
-        {4000, PERKHUB_DEFINITE_FAILURE, "bad_request"},   /* envelope refused unread */
+        {4000, PERKHUB_DEFINITE_FAILURE, "bad_request"}, /* envelope refused unread */
         {4004, PERKHUB_DEFINITE_FAILURE, "unknown_method"},
         {5000, PERKHUB_RETRYABLE, "supplier_busy"},
     };

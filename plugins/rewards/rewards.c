@@ -13,12 +13,12 @@
  *   4. build_request: one normalized operation -> one HTTP request description;
  *   5. parse_response: what came back -> an outcome class and a result. The rule
  *      that shapes it: when in doubt, AMBIGUOUS (it costs an order query; a
- *      wrong DEFINITE_FAILURE can cost a double recharge, DESIGN.md rule 2);
+ *      wrong DEFINITE_FAILURE can cost a double recharge, docs/design.md rule 2);
  *   6. verify_callback: signature first, then freshness, then the claim;
  *   7. the ops table, the descriptor and the one exported entry symbol.
  *
  * Like every plugin it performs no I/O: the core sends what build_request
- * describes and hands back what came back (DESIGN.md rule 5). Codes (卡密),
+ * describes and hands back what came back (docs/design.md rule 5). Codes (卡密),
  * recharge accounts, keys and bodies never reach a log line or a reason string.
  */
 #include <stdarg.h>

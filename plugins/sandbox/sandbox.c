@@ -25,7 +25,7 @@
  *   6. the descriptor and the one exported entry symbol.
  *
  * The account number is personal data: it travels in the request body only,
- * never in a reply, a result, a reason or a log line (DESIGN.md rule 3).
+ * never in a reply, a result, a reason or a log line (docs/design.md rule 3).
  */
 #include <errno.h>
 #include <inttypes.h>

@@ -1,5 +1,5 @@
 /*
- * Bad input end to end (DESIGN.md rule 4): every malformed request gets a clear
+ * Bad input end to end (docs/design.md rule 4): every malformed request gets a clear
  * error naming the field, line or column, and changes nothing: GET /v1/stats
  * (counts per SKU, orders, last event) is the same before and after. Also the
  * config checker's file:line:column messages.

@@ -1,5 +1,5 @@
 /*
- * test_failover.c — routing between two suppliers by DESIGN.md rule 2: fail over
+ * test_failover.c — routing between two suppliers by docs/design.md rule 2: fail over
  * only after a definite failure, never after an ambiguous one.
  *
  * Supplier A ("gwa", the gateway protocol, priority 20) and supplier B ("rwb",

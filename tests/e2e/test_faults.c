@@ -1,5 +1,5 @@
 /*
- * test_faults.c — DESIGN.md rule 2 under every fault the simulator injects:
+ * test_faults.c — docs/design.md rule 2 under every fault the simulator injects:
  *
  *   {latency, http_500, http_502_after, reset_before, reset_after, timeout_after,
  *    truncated, malformed, bad_signature (gateway only), not_found (queries only),

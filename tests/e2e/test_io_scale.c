@@ -1,5 +1,5 @@
 /*
- * test_io_scale.c — DESIGN.md rule 5 at scale: 2,000 recharges in flight at once
+ * test_io_scale.c — docs/design.md rule 5 at scale: 2,000 recharges in flight at once
  * on perkhubd's single supplier I/O thread.
  *
  * supsim answers every order late (fault latency, count -1: 200 ms, and in a

@@ -6,7 +6,7 @@
  * that times out, idempotent replays that never make a second attempt, the
  * recharge account masked everywhere (responses, events, log), and an unknown
  * recharge that survives kill -9 and still resolves with exactly one attempt
- * (DESIGN.md rule 2 across a crash).
+ * (docs/design.md rule 2 across a crash).
  */
 #include <criterion/criterion.h>
 #include <signal.h>

@@ -597,9 +597,10 @@ Test(config, unnamed_buffer)
     ph_config *cfg = NULL;
     ph_err err = {0};
     cr_expect_eq(ph_config_load_string("x: 1\n", 5, NULL, &cfg, &err), PH_EINVAL);
-    cr_expect_str_eq(err.msg, "<string>:1:1: unknown key \"x\", expected one of listen, data_dir, "
-                              "map_size_mb, master_key_file, master_key_create, plugin_dir, public_url, log, "
-                              "http, limits, clients, suppliers, products");
+    cr_expect_str_eq(
+        err.msg, "<string>:1:1: unknown key \"x\", expected one of listen, data_dir, "
+                 "map_size_mb, master_key_file, master_key_create, plugin_dir, public_url, log, "
+                 "http, limits, clients, suppliers, products");
 }
 
 /* ---- lookups ------------------------------------------------------------------------ */

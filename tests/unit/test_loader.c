@@ -195,7 +195,7 @@ Test(loader, open_refusals)
         {"recharge_no_query",
          PH_EINVAL,
          {"plugin 'recharge_no_query' (", "claims recharge but not order_query",
-          "an ambiguous order could never be settled (DESIGN.md rule 2)"}},
+          "an ambiguous order could never be settled (docs/design.md rule 2)"}},
         {"undefined_cap",
          PH_EINVAL,
          {"plugin 'undefined_cap' (", "claims capability bits 0x200", "bits 8..63 are reserved"}},

@@ -1,5 +1,5 @@
 /*
- * test_plugin_rules.c — DESIGN.md rule 5 ("plugins translate; the core does
+ * test_plugin_rules.c — docs/design.md rule 5 ("plugins translate; the core does
  * I/O"), checked on the built plugins themselves: no plugin imports a function
  * that opens a socket or a file, starts a thread or a process, sleeps,
  * installs a signal handler or allocates behind the host's back, and each

@@ -17,8 +17,8 @@
 #include <stddef.h>
 
 #include "store/store.h"
-#include "store_fixture.h" /* criterion, lmdb, jansson, the catalog, setup */
-#include "store/store_int.h"     /* record layouts, for the corruption tests only */
+#include "store_fixture.h"   /* criterion, lmdb, jansson, the catalog, setup */
+#include "store/store_int.h" /* record layouts, for the corruption tests only */
 
 #define DAY_MS 86400000LL
 

@@ -174,16 +174,6 @@ uint64_t sim_rand_locked(sim *s)
     return z ^ (z >> 31);
 }
 
-long sim_rand_range(sim *s, long lo, long hi)
-{
-    if (hi <= lo)
-        return lo;
-    pthread_mutex_lock(&s->mu);
-    uint64_t r = sim_rand_locked(s);
-    pthread_mutex_unlock(&s->mu);
-    return lo + (long)(r % (uint64_t)(hi - lo + 1));
-}
-
 int sim_product_find(sim_proto p, const char *id)
 {
     for (int i = 0; i < SIM_NPRODUCTS; i++)

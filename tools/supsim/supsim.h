@@ -189,8 +189,6 @@ void sim_free(sim *s);
 void sim_reset(sim *s);
 
 uint64_t sim_rand_locked(sim *s);
-/* Uniform in [lo, hi]. */
-long sim_rand_range(sim *s, long lo, long hi);
 
 int64_t sim_mono_ms(void);
 /* "yyyy-MM-dd HH:mm:ss" in UTC+8 for unix time t. out >= 20 bytes. */

@@ -38,7 +38,7 @@
  *   2. The core validates the supplier's configuration against the descriptor's
  *      schema, then calls init once per configured supplier; every piece of state
  *      lives in the instance init returns. No global or static mutable state.
- *   3. Plugins translate; the core does I/O (DESIGN.md rule 5). A plugin opens no
+ *   3. Plugins translate; the core does I/O (docs/design.md rule 5). A plugin opens no
  *      socket and no file, starts no thread, installs no signal handler.
  *   4. Everything the plugin needs from the process comes through the host table
  *      (struct perkhub_host): logging, memory, the clock, hashing.
@@ -96,7 +96,7 @@ enum perkhub_status {
     PERKHUB_AMBIGUOUS = 3,        /* it may or may not have happened (unrecognized answer,
                                      "processing", a body that does not parse). The attempt
                                      stays unknown until an order query settles it; the
-                                     request is never sent again (DESIGN.md rule 2). */
+                                     request is never sent again (docs/design.md rule 2). */
 
     /* Errors of the plugin itself. */
     PERKHUB_ERR_CONFIG = 4,      /* a configuration value is unusable (init) */
@@ -124,6 +124,9 @@ enum perkhub_log_level {
  * capability its ABI version cannot carry, or a bit not defined here (bits
  * 8..63 are reserved).
  * ========================================================================= */
+/* The bits stay one per line with their comments beside them: clang-format would turn
+ * the comment of PERKHUB_CAP_LOCAL into a macro continuation. */
+/* clang-format off */
 #define PERKHUB_CAP_CATALOG     (UINT64_C(1) << 0) /* list the supplier's products and prices */
 #define PERKHUB_CAP_STOCK_CHECK (UINT64_C(1) << 1) /* ask the stock and price of one product */
 #define PERKHUB_CAP_CARD_ORDER  (UINT64_C(1) << 2) /* buy card codes (卡密) */
@@ -136,6 +139,7 @@ enum perkhub_log_level {
                                                       ops->serve_local instead of the
                                                       network (the built-in sandbox) */
 #define PERKHUB_CAP_DEFINED     (UINT64_C(0xff))   /* every bit defined so far */
+/* clang-format on */
 
 /* =========================================================================
  * CONFIG SCHEMA
@@ -462,7 +466,7 @@ struct perkhub_host {
  * after sending, a reset, an empty or truncated reply and any 5xx are
  * AMBIGUOUS and never reach parse_response. The attempt then stays unknown until
  * an order query (or a verified callback confirmed by a query) settles it; the
- * order request is never sent again (DESIGN.md rule 2).
+ * order request is never sent again (docs/design.md rule 2).
  *
  * Every callback is a pure function of (instance, input) -> output: no I/O, no
  * global state, no clock other than host->now_ms. That is what makes a plugin
@@ -515,40 +519,40 @@ struct perkhub_op {
     const char *supplier_order_id; /* the supplier's own order id once known, else NULL */
     int order_kind;                /* ORDER_QUERY: PERKHUB_OP_CARD_ORDER or _RECHARGE */
 
-    const char *product_id;  /* the supplier's product id (the offer), for orders,
-                                stock checks and queries */
-    uint32_t quantity;       /* codes to buy (CARD_ORDER); 1 for RECHARGE */
-    const char *account;     /* RECHARGE: the account to credit (a phone number, a
-                                user id). Personal data: put it in the request
-                                only, never in a log line or a result string. */
-    int64_t unit_price;      /* fen: the offer's cost in our config, for suppliers
-                                that take a price ceiling; 0 unknown */
-    int64_t face_value;      /* fen: the product's face value; 0 unknown */
-    int64_t created_at_ms;   /* when the attempt was created (ms since the epoch) */
-    const char *callback_url;/* where this supplier should send notifications,
-                                or NULL when perkhubd has no public URL configured */
+    const char *product_id;   /* the supplier's product id (the offer), for orders,
+                                 stock checks and queries */
+    uint32_t quantity;        /* codes to buy (CARD_ORDER); 1 for RECHARGE */
+    const char *account;      /* RECHARGE: the account to credit (a phone number, a
+                                 user id). Personal data: put it in the request
+                                 only, never in a log line or a result string. */
+    int64_t unit_price;       /* fen: the offer's cost in our config, for suppliers
+                                 that take a price ceiling; 0 unknown */
+    int64_t face_value;       /* fen: the product's face value; 0 unknown */
+    int64_t created_at_ms;    /* when the attempt was created (ms since the epoch) */
+    const char *callback_url; /* where this supplier should send notifications,
+                                 or NULL when perkhubd has no public URL configured */
 };
 
 /* The request the plugin describes; zeroed by the core before build_request. */
 #define PERKHUB_MAX_HEADERS 16
 struct perkhub_request {
-    const char *method;                  /* "GET", "POST", ...: a string literal */
-    char *url;                           /* absolute http:// or https:// URL (any scheme
-                                            for a PERKHUB_CAP_LOCAL plugin: it never
-                                            leaves the process) */
-    char *headers[PERKHUB_MAX_HEADERS];  /* "Name: value" lines, without CRLF */
+    const char *method;                 /* "GET", "POST", ...: a string literal */
+    char *url;                          /* absolute http:// or https:// URL (any scheme
+                                           for a PERKHUB_CAP_LOCAL plugin: it never
+                                           leaves the process) */
+    char *headers[PERKHUB_MAX_HEADERS]; /* "Name: value" lines, without CRLF */
     size_t nheaders;
-    char *body;                          /* NULL for none */
+    char *body; /* NULL for none */
     size_t body_len;
 };
 
 /* What came back, as the core received it in full (never truncated: a
  * truncated reply is AMBIGUOUS and never reaches the plugin). */
 struct perkhub_response {
-    int http_status;                     /* 100..599; never 5xx (the core's case) */
-    const char *body;                    /* body_len bytes, followed by a NUL */
+    int http_status;  /* 100..599; never 5xx (the core's case) */
+    const char *body; /* body_len bytes, followed by a NUL */
     size_t body_len;
-    const char *const *headers;          /* "Name: value" lines, as received */
+    const char *const *headers; /* "Name: value" lines, as received */
     size_t nheaders;
 };
 
@@ -574,51 +578,51 @@ struct perkhub_item {
 /* The normalized result. Zeroed by the core, except the int64 fields that have
  * an "unknown" value: those start at -1. */
 struct perkhub_result {
-    int state;                 /* enum perkhub_order_state, for order operations,
-                                  queries and callbacks */
-    char *reason;              /* why a failure: short snake_case, no secret
-                                  ("out_of_stock", "invalid_account", "bad_signature") */
-    char *order_ref;           /* callbacks (required) and queries: our reference */
-    char *supplier_order_id;   /* the supplier's order id, as soon as it is known */
-    char *product_id;          /* callbacks and queries: the product the supplier names */
-    int64_t quantity;          /* callbacks and queries: units; -1 unknown */
-    int64_t amount;            /* fen the supplier charged in total; -1 unknown */
-    struct perkhub_code *codes;/* SUCCEEDED card orders: the codes (array from mem_alloc,
-                                  each string too) */
+    int state;                  /* enum perkhub_order_state, for order operations,
+                                   queries and callbacks */
+    char *reason;               /* why a failure: short snake_case, no secret
+                                   ("out_of_stock", "invalid_account", "bad_signature") */
+    char *order_ref;            /* callbacks (required) and queries: our reference */
+    char *supplier_order_id;    /* the supplier's order id, as soon as it is known */
+    char *product_id;           /* callbacks and queries: the product the supplier names */
+    int64_t quantity;           /* callbacks and queries: units; -1 unknown */
+    int64_t amount;             /* fen the supplier charged in total; -1 unknown */
+    struct perkhub_code *codes; /* SUCCEEDED card orders: the codes (array from mem_alloc,
+                                   each string too) */
     size_t ncodes;
-    struct perkhub_item *items;/* CATALOG */
+    struct perkhub_item *items; /* CATALOG */
     size_t nitems;
-    int64_t stock;             /* STOCK_CHECK: units; -1 unknown */
-    int64_t price;             /* STOCK_CHECK: fen; -1 unknown */
-    int64_t balance;           /* BALANCE: fen; -1 unknown */
-    int64_t timestamp_ms;      /* callbacks: when the supplier signed it; -1 unknown */
+    int64_t stock;        /* STOCK_CHECK: units; -1 unknown */
+    int64_t price;        /* STOCK_CHECK: fen; -1 unknown */
+    int64_t balance;      /* BALANCE: fen; -1 unknown */
+    int64_t timestamp_ms; /* callbacks: when the supplier signed it; -1 unknown */
 
-    int next;                  /* 1: the exchange goes on; build_request is called
-                                  with step + 1 after next_delay_ms */
-    char *next_state;          /* handed back as op->state; no secret (it is stored) */
+    int next;         /* 1: the exchange goes on; build_request is called
+                         with step + 1 after next_delay_ms */
+    char *next_state; /* handed back as op->state; no secret (it is stored) */
     int64_t next_delay_ms;
 
-    int reply_status;          /* callbacks: the HTTP status to answer; 0 = 200 */
-    char *reply_body;          /* callbacks: the body the supplier expects ("success") */
+    int reply_status;               /* callbacks: the HTTP status to answer; 0 = 200 */
+    char *reply_body;               /* callbacks: the body the supplier expects ("success") */
     const char *reply_content_type; /* callbacks: a string literal; NULL = text/plain */
 };
 
 /* A callback as received on POST /v1/callbacks/{supplier}. */
 struct perkhub_callback {
-    const char *method;        /* "POST" (or "GET" for suppliers that notify so) */
-    const char *query;         /* the raw query string without '?', or "" */
-    const char *content_type;  /* or "" */
-    const char *body;          /* body_len bytes, followed by a NUL */
+    const char *method;       /* "POST" (or "GET" for suppliers that notify so) */
+    const char *query;        /* the raw query string without '?', or "" */
+    const char *content_type; /* or "" */
+    const char *body;         /* body_len bytes, followed by a NUL */
     size_t body_len;
-    const char *const *headers;/* "Name: value" lines */
+    const char *const *headers; /* "Name: value" lines */
     size_t nheaders;
 };
 
 /* PERKHUB_CAP_LOCAL only: the in-process answer to a request. Zeroed by the core. */
 struct perkhub_local_reply {
-    int http_status;  /* 0 = no answer: after delay_ms the connection drops without a
-                         reply, as a reset after sending would (ambiguous) */
-    char *body;       /* from mem_alloc; the core frees it */
+    int http_status; /* 0 = no answer: after delay_ms the connection drops without a
+                        reply, as a reset after sending would (ambiguous) */
+    char *body;      /* from mem_alloc; the core frees it */
     size_t body_len;
     int64_t delay_ms; /* answer after this long; beyond the supplier's timeout the
                          request times out after being sent (ambiguous) */
@@ -637,8 +641,7 @@ struct perkhub_ops {
      *     PERKHUB_ERR_UNSUPPORTED, PERKHUB_ERR_NOMEM, PERKHUB_ERR_INTERNAL: as
      *         their names; the core counts them as not sent.
      */
-    int (*build_request)(void *instance, const struct perkhub_op *op,
-                         struct perkhub_request *req);
+    int (*build_request)(void *instance, const struct perkhub_op *op, struct perkhub_request *req);
 
     /*
      * parse_response — turn what came back for op into res.
@@ -692,7 +695,6 @@ struct perkhub_ops {
     /* New callbacks of later minor versions go here, after a comment naming
      * the version. The core reads them only when struct_size covers them. */
 };
-
 
 #ifdef __cplusplus
 }
