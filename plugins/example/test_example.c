@@ -67,9 +67,9 @@ Test(example, empty_greeting_refused)
 {
     static const char *const empty[] = {"greeting", "", NULL};
     char err[256];
-    cr_assert_eq(phtk_expect_refused(perkhub_plugin_entry(), empty, "greeting", NULL, err,
-                                     sizeof err),
-                 0, "%s", err);
+    cr_assert_eq(
+        phtk_expect_refused(perkhub_plugin_entry(), empty, "greeting", NULL, err, sizeof err), 0,
+        "%s", err);
 }
 
 /* Two suppliers on one plugin: two independent instances (no global state),
