@@ -14,6 +14,7 @@
 #include "base/status.h"
 
 struct ph_daemon;
+struct sockaddr;
 typedef struct ph_http ph_http;
 
 /* Listens on address:port (0 = an ephemeral port, reported in *bound) with a pool
@@ -28,6 +29,11 @@ void ph_http_quiesce(ph_http *h);
 
 /* Requests received and not yet completed. */
 int ph_http_inflight(ph_http *h);
+
+/* Is sa a loopback address (IPv4 127.0.0.0/8, IPv6 ::1 or ::ffff:127.x.y.z)?
+ * NULL is not. The check behind a client's `loopback_only`: a request with such
+ * a client's token from any other peer gets 403. Pure; any thread. */
+int ph_http_peer_is_loopback(const struct sockaddr *sa);
 
 /* Closes every connection and frees h. NULL is a no-op. */
 void ph_http_stop(ph_http *h);
