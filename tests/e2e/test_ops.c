@@ -17,8 +17,11 @@
 
 static h_daemon D;
 
+static void demo_kill(void);
+
 static void teardown(void)
 {
+    demo_kill();
     h_leftover(&D);
 }
 
@@ -694,6 +697,17 @@ static void demo_stop(const char *dir)
         kill((pid_t)pid, SIGTERM);
         cr_assert_eq(h_wait_for(file_gone, pidf, 60000), 0, "the demo's perkhubd did not stop");
     }
+}
+
+/* After a failed assertion: the demo's daemon is not our child, so nothing
+ * else would stop it. */
+static void demo_kill(void)
+{
+    char pidf[440];
+    snprintf(pidf, sizeof pidf, "%s/demo/var/perkhubd.pid", D.dir);
+    long pid = D.dir[0] ? pid_in(pidf) : 0;
+    if (pid > 0)
+        kill((pid_t)pid, SIGKILL);
 }
 
 /* `make demo` on a port another daemon holds must not claim success (its
