@@ -7,7 +7,8 @@ set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config curl ca-certificates openssl
       liblmdb-dev lmdb-utils libjansson-dev libyaml-dev libcurl4-openssl-dev
-      libssl-dev libcriterion-dev libmicrohttpd-dev "$@")
+      libssl-dev libcriterion-dev libmicrohttpd-dev
+      python3 jq "$@")  # python3: the docs-examples test; jq: used by some examples
 
 missing=()
 for p in "${pkgs[@]}"; do
