@@ -1,7 +1,9 @@
 /*
  * http_api.h — the HTTP/JSON front door (libmicrohttpd): routing, bearer-token
- * authentication and scopes, body limits, request ids, access logs, and
- * suspending a connection while its command waits for the group commit.
+ * authentication and scopes (and loopback_only clients), the query parameters
+ * each route declares (any other is a 400 naming it, checked once in the
+ * router), body limits, request ids, access logs, and suspending a connection
+ * while its command waits for the group commit.
  *
  * Handlers live in api_*.c and see only ph_req (api.h); this module never
  * interprets a request body.
