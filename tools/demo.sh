@@ -36,7 +36,7 @@ if [ -s "$pidf" ]; then
     old=$(cat "$pidf")
     if [ "$(cat "/proc/$old/comm" 2>/dev/null)" = perkhubd ]; then
         echo "demo: stopping the previous perkhubd (pid $old)"
-        kill -TERM "$old"
+        kill -TERM "$old" 2>/dev/null || true
         for _ in $(seq 1 350); do
             kill -0 "$old" 2>/dev/null || break
             sleep 0.1

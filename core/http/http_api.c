@@ -414,8 +414,13 @@ static int check_params(ph_req *r, const ph_route *rt)
         if ((unsigned char)*p < 0x20 || *p == 0x7f || *p == '"' || *p == '\\')
             *p = '?'; /* the message stays one clean line */
     char takes[160], list[96] = "";
-    for (const char *p = rt->params; p && *p; p++) /* "a b c" as "a, b, c" */
-        snprintf(list + strlen(list), sizeof list - strlen(list), *p == ' ' ? ", " : "%c", *p);
+    size_t n = 0;
+    for (const char *p = rt->params; p && *p && n + 3 < sizeof list; p++) { /* "a, b, c" */
+        if (*p == ' ')
+            list[n++] = ',';
+        list[n++] = *p;
+    }
+    list[n] = 0;
     if (!rt->params)
         snprintf(takes, sizeof takes, "%s %s takes no query parameters", rt->method, rt->pattern);
     else
