@@ -55,6 +55,11 @@ fi
         sed -e "s|^  port: 8080\$|  port: $port\n  port_file: $portf|" \
             -e "s|^plugin_dir: build/plugins\$|plugin_dir: $build/plugins|"
 } >var/perkhub.yaml
+if ! grep -qx "  port_file: $portf" var/perkhub.yaml; then
+    echo "demo: could not set listen.port in var/perkhub.yaml (has the embedded default changed" >&2
+    echo "      its listen: block? tools/demo.sh rewrites the line '  port: 8080')" >&2
+    exit 1
+fi
 
 logstart=$(($(stat -c %s "$log" 2>/dev/null || echo 0) + 1))
 rm -f "$portf"
