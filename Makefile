@@ -20,8 +20,11 @@ build-asan: deps
 	@cmake --build $(BUILD_ASAN) -j$(JOBS)
 
 # Installs, builds, starts perkhubd on the embedded default and prints a first flow.
+# `make demo PORT=8090` when 8080 is taken (PORT=0: any free port). Set with =,
+# not ?=, so that a PORT in the environment (set for something else) is not taken.
+PORT = 8080
 demo: build
-	@tools/demo.sh $(BUILD)
+	@PORT=$(PORT) tools/demo.sh $(BUILD)
 
 # Installs, builds, runs every test: once in the normal build, once under ASan+UBSan.
 test: build build-asan

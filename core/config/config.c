@@ -151,6 +151,7 @@ static const field client_fields[] = {
      .off = offsetof(ph_client_conf, scopes),
      .choices = scope_names,
      .values = scope_values},
+    BOOL(ph_client_conf, loopback_only, "loopback_only", "false"),
 };
 static const field supplier_fields[] = {
     IDENT(ph_supplier_conf, id, "id"),
@@ -193,6 +194,7 @@ static const field top_fields[] = {
     BOOL(ph_config, master_key_create, "master_key_create", "false"),
     STR(ph_config, plugin_dir, "plugin_dir", 0, "build/plugins"),
     STR(ph_config, public_url, "public_url", 0, NULL),
+    STR(ph_config, pid_file, "pid_file", 0, NULL),
     SECTION("log", log_fields),
     SECTION("http", http_fields),
     SECTION("limits", limits_fields),
@@ -1250,6 +1252,7 @@ static const char default_yaml[] =
     "master_key_create: true   # demo only: a production key file is "
     "provisioned, never generated\n"
     "plugin_dir: build/plugins\n"
+    "pid_file: var/perkhubd.pid   # kill -HUP $(cat var/perkhubd.pid) reloads\n"
     "log:\n"
     "  level: info\n"
     "http:\n"
@@ -1259,9 +1262,10 @@ static const char default_yaml[] =
     "  max_body_mb: 64\n"
     "  max_import_codes: 1000000\n"
     "\n"
-    "# These are DEMO tokens, for loopback use only: their plaintexts are "
-    "published\n"
-    "# in the README's curl walkthrough.\n"
+    "# These are DEMO tokens: their plaintexts are published in the README's "
+    "curl\n"
+    "# walkthrough, so they are loopback_only: refused (403) from any other "
+    "address.\n"
     "#   mall       demo-mall-token\n"
     "#   othermall  demo-othermall-token\n"
     "#   ops        demo-ops-token\n"
@@ -1272,14 +1276,17 @@ static const char default_yaml[] =
     "    token_sha256: "
     "c8e0aa386ce8862223ef2a674bf01fac0afeb83fcf4738400864098d6b80a0fd\n"
     "    scopes: [fulfill, support]\n"
+    "    loopback_only: true\n"
     "  - name: othermall\n"
     "    token_sha256: "
     "51ea3e5c2e2f4e65850d64341129057991a3e664e2eecf7911e9bd038c595d1f\n"
     "    scopes: [fulfill, support]\n"
+    "    loopback_only: true\n"
     "  - name: ops\n"
     "    token_sha256: "
     "4db91eab0281403a94ae3ed61e1e1baf7528d2dc264eb786f64c43d7697d3177\n"
     "    scopes: [ops]\n"
+    "    loopback_only: true\n"
     "\n"
     "suppliers:\n"
     "  # The built-in sandbox supplier: no network, magic values in "
@@ -1308,7 +1315,7 @@ static const char default_yaml[] =
     "    offers:\n"
     "      - supplier: sandbox\n"
     "        supplier_sku: sandbox.card\n"
-    "        cost: \"27.60\"\n"
+    "        cost: \"28.00\"   # the sandbox's price for sandbox.card\n"
     "  - sku: tencent.video.1m\n"
     "    name: Tencent Video VIP monthly membership\n"
     "    brand: tencent\n"
@@ -1326,7 +1333,7 @@ static const char default_yaml[] =
     "    offers:\n"
     "      - supplier: sandbox\n"
     "        supplier_sku: sandbox.card\n"
-    "        cost: \"27.30\"\n"
+    "        cost: \"28.00\"\n"
     "  - sku: netease.music.1m\n"
     "    name: NetEase Cloud Music Black Vinyl VIP monthly\n"
     "    brand: netease\n"
@@ -1341,10 +1348,7 @@ static const char default_yaml[] =
     "Vinyl VIP\n"
     "      (黑胶VIP) lasts 31 days from activation and stacks on an existing "
     "membership.\n"
-    "    offers:\n"
-    "      - supplier: sandbox\n"
-    "        supplier_sku: sandbox.card\n"
-    "        cost: \"13.20\"\n"
+    "    # no offer: sold from imported stock only\n"
     "  - sku: meituan.voucher.20\n"
     "    name: Meituan 20 CNY voucher\n"
     "    brand: meituan\n"
@@ -1358,10 +1362,7 @@ static const char default_yaml[] =
     "      The 20 CNY voucher is added to the account and applies to one "
     "food-delivery\n"
     "      order; it must be used within 30 days of redemption.\n"
-    "    offers:\n"
-    "      - supplier: sandbox\n"
-    "        supplier_sku: sandbox.card\n"
-    "        cost: \"18.80\"\n"
+    "    # no offer: sold from imported stock only\n"
     "  - sku: mobile.topup.50\n"
     "    name: Mobile top-up 50 CNY\n"
     "    brand: mobile\n"

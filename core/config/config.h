@@ -31,6 +31,8 @@ typedef struct ph_client_conf {
     char *name;             /* ident, unique */
     uint8_t token_hash[32]; /* SHA-256 of the bearer token; the token itself is never stored */
     unsigned scopes;        /* PH_SCOPE_* bits */
+    int loopback_only;      /* 1: requests with this token are refused unless the peer is
+                               a loopback address (the published demo tokens) */
 } ph_client_conf;
 
 typedef struct ph_supplier_conf {
@@ -77,6 +79,8 @@ typedef struct ph_config {
     char *listen_address;        /* default "127.0.0.1" */
     uint16_t port;               /* 0 = ephemeral (the bound port goes to port_file) */
     char *port_file;             /* NULL, or where to write the bound port once listening */
+    char *pid_file;              /* NULL, or where perkhubd writes its pid once listening (locked
+                                    while it runs, removed on a clean stop) */
     char *data_dir;              /* LMDB environment directory; created if missing */
     uint64_t map_size;           /* initial LMDB map size in bytes (it grows by itself) */
     char *master_key_file;       /* see crypto.h */

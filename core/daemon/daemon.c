@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "http/http_api.h"
@@ -90,6 +92,71 @@ static int write_port_file(const char *path, uint16_t port, ph_err *err)
     return PH_OK;
 }
 
+/* pid_file: taken before anything else starts, so that two daemons given the
+ * same file never both run (and never both drive the same supplier orders).
+ * The lock, not the pid written in the file, says whether its owner lives: a
+ * file left by a killed daemon is taken over, one held by a running daemon is
+ * refused naming its pid. Emptied at once, so nobody reads a stale pid as
+ * ours; the pid goes in once the listener is bound (pid_file_write). */
+static int pid_file_lock(ph_daemon *d, const char *path, ph_err *err)
+{
+    for (int tries = 0; tries < 5; tries++) {
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0)
+            return ph_err_set(err, PH_EIO, "pid_file: cannot open %s: %s", path, strerror(errno));
+        if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            int e = errno;
+            char pid[24] = "";
+            ssize_t n = e == EWOULDBLOCK ? pread(fd, pid, sizeof pid - 1, 0) : -1;
+            close(fd);
+            if (e != EWOULDBLOCK)
+                return ph_err_set(err, PH_EIO, "pid_file: cannot lock %s: %s", path, strerror(e));
+            pid[n > 0 ? n : 0] = 0;
+            pid[strcspn(pid, "\n")] = 0;
+            return ph_err_set(err, PH_ESTATE,
+                              "pid_file: %s is held by a running perkhubd (pid %s); stop it "
+                              "first (kill -TERM $(cat %s)) or give this one another pid_file",
+                              path, pid[0] ? pid : "not yet written", path);
+        }
+        /* the owner we waited out may have removed the file: lock the one at path */
+        struct stat a, b;
+        if (fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev &&
+            a.st_ino == b.st_ino) {
+            if (ftruncate(fd, 0) != 0 || !(d->pid_path = strdup(path))) {
+                close(fd);
+                return ph_err_set(err, PH_EIO, "pid_file: cannot write %s", path);
+            }
+            d->pid_fd = fd;
+            return PH_OK;
+        }
+        close(fd);
+    }
+    return ph_err_set(err, PH_EIO, "pid_file: %s keeps changing under us", path);
+}
+
+static int pid_file_write(ph_daemon *d, ph_err *err)
+{
+    char line[24];
+    int n = snprintf(line, sizeof line, "%d\n", (int)getpid());
+    if (pwrite(d->pid_fd, line, (size_t)n, 0) != n || fsync(d->pid_fd) != 0)
+        return ph_err_set(err, PH_EIO, "pid_file: cannot write %s: %s", d->pid_path,
+                          strerror(errno));
+    return PH_OK;
+}
+
+/* Removed before the lock goes, so a file that exists always has an owner or
+ * is a leftover of a daemon that did not stop cleanly. */
+static void pid_file_remove(ph_daemon *d)
+{
+    if (d->pid_fd >= 0) {
+        unlink(d->pid_path);
+        close(d->pid_fd);
+    }
+    d->pid_fd = -1;
+    free(d->pid_path);
+    d->pid_path = NULL;
+}
+
 static const ph_config *fulfil_cfg_acquire(void *ctx, void **ref)
 {
     ph_cfg_ref *r = ph_daemon_cfg_acquire(ctx);
@@ -136,6 +203,7 @@ int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_er
 {
     pthread_mutex_init(&d->cfg_mu, NULL);
     d->log.fd = 2;
+    d->pid_fd = -1;
     if (config_path && !(d->config_path = strdup(config_path))) {
         ph_config_free(cfg);
         return ph_err_set(err, PH_ENOMEM, "out of memory");
@@ -147,7 +215,8 @@ int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_er
     ph_random_bytes(&d->reqid_prefix, sizeof d->reqid_prefix);
     ph_store_opts so = {.dir = cfg->data_dir, .map_size = cfg->map_size};
     int rc;
-    if ((rc = ph_keyring_load(cfg->master_key_file, cfg->master_key_create, &d->keys, err)) ||
+    if ((cfg->pid_file && (rc = pid_file_lock(d, cfg->pid_file, err))) ||
+        (rc = ph_keyring_load(cfg->master_key_file, cfg->master_key_create, &d->keys, err)) ||
         (rc = ph_store_open(&so, &d->store, err)) || (rc = ph_daemon_sync_products(d, cfg, err)) ||
         (rc = ph_suppliers_create(&d->log, &d->suppliers, err)) ||
         (rc = ph_suppliers_apply(d->suppliers, cfg, err)) || (rc = start_supply(d, err)) ||
@@ -156,7 +225,8 @@ int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_er
         goto fail;
     set_callback_base(d, cfg);
     if ((rc = ph_fulfil_resume(d->fulfil, err)) ||
-        (cfg->port_file && (rc = write_port_file(cfg->port_file, d->port, err))))
+        (cfg->port_file && (rc = write_port_file(cfg->port_file, d->port, err))) ||
+        (d->pid_fd >= 0 && (rc = pid_file_write(d, err))))
         goto fail;
     atomic_store(&d->ready, 1);
     ph_log(&d->log, PH_LOG_INFO, NULL, "daemon.started",
@@ -179,6 +249,8 @@ static void warn_restart_needed(ph_daemon *d, const ph_config *old, const ph_con
         what = "data_dir";
     else if (strcmp(old->master_key_file, neu->master_key_file))
         what = "master_key_file";
+    else if (strcmp(old->pid_file ? old->pid_file : "", neu->pid_file ? neu->pid_file : ""))
+        what = "pid_file";
     if (what)
         ph_log(&d->log, PH_LOG_WARN, NULL, "config.restart_needed",
                "setting=%s detail=\"changed in the file; the running value stays until restart\"",
@@ -248,5 +320,6 @@ void ph_daemon_stop(ph_daemon *d, int grace_ms)
     d->cfg = NULL;
     free(d->config_path);
     d->config_path = NULL;
+    pid_file_remove(d);
     pthread_mutex_destroy(&d->cfg_mu);
 }

@@ -49,6 +49,8 @@ typedef struct ph_daemon {
     struct ph_fulfil *fulfil; /* supplier orders in flight */
     struct ph_http *http;
     uint16_t port;         /* the bound port (config port 0 = ephemeral) */
+    int pid_fd;            /* pid_file, locked while we run; -1 = none */
+    char *pid_path;        /* pid_file as at start (a reload does not move it) */
     atomic_int ready;      /* 1 once serving, 0 again when stopping */
     uint32_t reqid_prefix; /* random per process: request ids stay unique across restarts */
     atomic_uint_fast64_t reqid_next;

@@ -35,30 +35,39 @@ typedef struct ph_route {
     const char *pattern; /* '*' matches one path segment */
     unsigned scopes;     /* any of these; 0 = no authentication */
     ph_handler_fn fn;
+    /* The query parameters the route reads, space-separated; NULL = none. Any
+     * other one is refused with a 400 naming it (a misspelt filter such as
+     * ?state=failed must not silently answer "everything"). PARAMS_ANY: the
+     * query belongs to someone else's protocol. */
+    const char *params;
 } ph_route;
 
-#define ANY_SCOPE (PH_SCOPE_FULFILL | PH_SCOPE_SUPPORT | PH_SCOPE_OPS)
+#define ANY_SCOPE  (PH_SCOPE_FULFILL | PH_SCOPE_SUPPORT | PH_SCOPE_OPS)
+#define PARAMS_ANY "*"
 
 static const ph_route routes[] = {
-    {"GET", "/v1/health", 0, ph_api_health},
-    {"GET", "/v1/ready", 0, ph_api_ready},
-    {"GET", "/v1/products", ANY_SCOPE, ph_api_products_list},
-    {"GET", "/v1/products/*", ANY_SCOPE, ph_api_product_get},
-    {"POST", "/v1/batches", PH_SCOPE_OPS, ph_api_batch_import},
-    {"GET", "/v1/batches/*", PH_SCOPE_OPS, ph_api_batch_get},
-    {"POST", "/v1/batches/*/void", PH_SCOPE_OPS, ph_api_batch_void},
-    {"POST", "/v1/orders", PH_SCOPE_FULFILL, ph_api_order_create},
-    {"GET", "/v1/orders", ANY_SCOPE, ph_api_order_list},
-    {"GET", "/v1/orders/*", ANY_SCOPE, ph_api_order_get},
-    {"POST", "/v1/codes/lookup", PH_SCOPE_SUPPORT | PH_SCOPE_OPS, ph_api_code_lookup},
-    {"GET", "/v1/events", PH_SCOPE_OPS, ph_api_events},
-    {"GET", "/v1/suppliers", PH_SCOPE_OPS, ph_api_suppliers},
-    {"GET", "/v1/suppliers/*/catalog", PH_SCOPE_OPS, ph_api_supplier_catalog},
-    {"GET", "/v1/suppliers/*/balance", PH_SCOPE_OPS, ph_api_supplier_balance},
-    {"GET", "/v1/stats", PH_SCOPE_OPS, ph_api_stats},
-    /* suppliers authenticate by signature, checked by their plugin */
-    {"POST", "/v1/callbacks/*", 0, ph_api_callback},
+    {"GET", "/v1/health", 0, ph_api_health, NULL},
+    {"GET", "/v1/ready", 0, ph_api_ready, NULL},
+    {"GET", "/v1/products", ANY_SCOPE, ph_api_products_list, "brand tag category"},
+    {"GET", "/v1/products/*", ANY_SCOPE, ph_api_product_get, NULL},
+    {"POST", "/v1/batches", PH_SCOPE_OPS, ph_api_batch_import, "supplier sku unit_cost note"},
+    {"GET", "/v1/batches/*", PH_SCOPE_OPS, ph_api_batch_get, NULL},
+    {"POST", "/v1/batches/*/void", PH_SCOPE_OPS, ph_api_batch_void, NULL},
+    {"POST", "/v1/orders", PH_SCOPE_FULFILL, ph_api_order_create, NULL},
+    {"GET", "/v1/orders", ANY_SCOPE, ph_api_order_list, "after limit client_order_id"},
+    {"GET", "/v1/orders/*", ANY_SCOPE, ph_api_order_get, NULL},
+    {"POST", "/v1/codes/lookup", PH_SCOPE_SUPPORT | PH_SCOPE_OPS, ph_api_code_lookup, NULL},
+    {"GET", "/v1/events", PH_SCOPE_OPS, ph_api_events, "after limit"},
+    {"GET", "/v1/suppliers", PH_SCOPE_OPS, ph_api_suppliers, NULL},
+    {"GET", "/v1/suppliers/*/catalog", PH_SCOPE_OPS, ph_api_supplier_catalog, NULL},
+    {"GET", "/v1/suppliers/*/balance", PH_SCOPE_OPS, ph_api_supplier_balance, NULL},
+    {"GET", "/v1/stats", PH_SCOPE_OPS, ph_api_stats, NULL},
+    /* suppliers authenticate by signature, checked by their plugin; their
+     * notify URLs may carry the supplier's own parameters */
+    {"POST", "/v1/callbacks/*", 0, ph_api_callback, PARAMS_ANY},
 };
+
+static void str_copy(char *dst, size_t cap, const char *src);
 
 /* ---- responses ------------------------------------------------------------ */
 
@@ -287,6 +296,21 @@ static const ph_route *route_find(ph_req *r, int *path_known)
     return NULL;
 }
 
+int ph_http_peer_is_loopback(const struct sockaddr *sa)
+{
+    if (!sa)
+        return 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127; /* 127.0.0.0/8 */
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+    return 0;
+}
+
 /* Bearer authentication against the request's configuration snapshot. */
 static int authenticate(ph_http *h, ph_req *r, const ph_route *rt)
 {
@@ -308,6 +332,17 @@ static int authenticate(ph_http *h, ph_req *r, const ph_route *rt)
         ph_req_error(r, 401, "unauthorized", "Authorization: unknown token");
         return -1;
     }
+    if (r->client->loopback_only) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        if (!ci || !ph_http_peer_is_loopback(ci->client_addr)) {
+            ph_req_error(r, 403, "forbidden",
+                         "client '%s' is loopback_only (its token is published, e.g. a demo "
+                         "token): refused from a non-loopback address",
+                         r->client->name);
+            return -1;
+        }
+    }
     if (!(r->client->scopes & rt->scopes)) {
         ph_req_error(r, 403, "forbidden", "client '%s' lacks the scope %s needs", r->client->name,
                      rt->scopes & PH_SCOPE_OPS && !(rt->scopes & PH_SCOPE_SUPPORT) ? "ops"
@@ -316,6 +351,81 @@ static int authenticate(ph_http *h, ph_req *r, const ph_route *rt)
         return -1;
     }
     return 0;
+}
+
+/* Is key one of the space-separated names in list? */
+static int param_listed(const char *list, const char *key)
+{
+    size_t n = strlen(key);
+    for (const char *p = list; p && *p;) {
+        const char *end = strchr(p, ' ');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == n && memcmp(p, key, n) == 0)
+            return 1;
+        p = end ? end + 1 : p + len;
+    }
+    return 0;
+}
+
+typedef struct param_check {
+    const char *allowed;
+    char bad[64];     /* the first refused parameter, cut */
+    const char *why;  /* "unknown" or "repeated" */
+    char seen[8][32]; /* allowed parameters met so far (routes take at most four) */
+    size_t nseen;
+} param_check;
+
+static enum MHD_Result param_visit(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    (void)kind;
+    (void)value; /* values may be anything a client typed: never quoted back */
+    param_check *pc = cls;
+    if (!param_listed(pc->allowed, key))
+        pc->why = "unknown";
+    for (size_t i = 0; !pc->why && i < pc->nseen; i++)
+        if (strcmp(pc->seen[i], key) == 0)
+            pc->why = "repeated";
+    if (pc->why) {
+        str_copy(pc->bad, sizeof pc->bad, key);
+        return MHD_NO;
+    }
+    if (pc->nseen < sizeof pc->seen / sizeof pc->seen[0])
+        str_copy(pc->seen[pc->nseen++], sizeof pc->seen[0], key);
+    return MHD_YES;
+}
+
+/* Every query parameter must be one the route declares, each at most once. */
+static int check_params(ph_req *r, const ph_route *rt)
+{
+    if (rt->params && strcmp(rt->params, PARAMS_ANY) == 0)
+        return 0;
+    param_check pc = {.allowed = rt->params};
+    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, param_visit, &pc);
+    if (!pc.why)
+        return 0;
+    for (char *p = pc.bad; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f || *p == '"' || *p == '\\')
+            *p = '?'; /* the message stays one clean line */
+    char takes[160], list[96] = "";
+    size_t n = 0;
+    for (const char *p = rt->params; p && *p && n + 3 < sizeof list; p++) { /* "a, b, c" */
+        if (*p == ' ')
+            list[n++] = ',';
+        list[n++] = *p;
+    }
+    list[n] = 0;
+    if (!rt->params)
+        snprintf(takes, sizeof takes, "%s %s takes no query parameters", rt->method, rt->pattern);
+    else
+        snprintf(takes, sizeof takes, "%s %s takes %s", rt->method, rt->pattern, list);
+    if (strcmp(pc.why, "repeated") == 0)
+        ph_req_error(r, 400, "invalid_request", "query: parameter '%s' given more than once",
+                     pc.bad);
+    else
+        ph_req_error(r, 400, "invalid_request", "query: unknown parameter '%s' (%s)", pc.bad,
+                     takes);
+    return -1;
 }
 
 static int dispatch(ph_http *h, ph_req *r)
@@ -330,7 +440,7 @@ static int dispatch(ph_http *h, ph_req *r)
     if (r->too_large)
         return ph_req_error(r, 413, "payload_too_large", "body: larger than %llu bytes",
                             (unsigned long long)r->cfg->cfg->max_body_bytes);
-    if (authenticate(h, r, rt))
+    if (authenticate(h, r, rt) || check_params(r, rt))
         return PH_REQ_DONE;
     return rt->fn(r);
 }

@@ -1,7 +1,9 @@
 /*
  * http_api.h — the HTTP/JSON front door (libmicrohttpd): routing, bearer-token
- * authentication and scopes, body limits, request ids, access logs, and
- * suspending a connection while its command waits for the group commit.
+ * authentication and scopes (and loopback_only clients), the query parameters
+ * each route declares (any other is a 400 naming it, checked once in the
+ * router), body limits, request ids, access logs, and suspending a connection
+ * while its command waits for the group commit.
  *
  * Handlers live in api_*.c and see only ph_req (api.h); this module never
  * interprets a request body.
@@ -19,6 +21,7 @@
 #include "base/status.h"
 
 struct ph_daemon;
+struct sockaddr;
 typedef struct ph_http ph_http;
 
 /* Listens on address:port (0 = an ephemeral port, reported in *bound) with a pool
@@ -40,6 +43,11 @@ void ph_http_quiesce(ph_http *h);
 /* Requests received and not yet completed, suspended ones included; 0 for NULL.
  * @note Any thread (an atomic counter). */
 int ph_http_inflight(ph_http *h);
+
+/* Is sa a loopback address (IPv4 127.0.0.0/8, IPv6 ::1 or ::ffff:127.x.y.z)?
+ * NULL is not. The check behind a client's `loopback_only`: a request with such
+ * a client's token from any other peer gets 403. Pure; any thread. */
+int ph_http_peer_is_loopback(const struct sockaddr *sa);
 
 /* Stops the pool (joining its threads), closes every connection, frees each
  * remaining request and frees h. No request may be suspended then:

@@ -59,15 +59,23 @@ static json_t *view_attempt(const ph_attempt *a)
 
 /* What a supplier order adds: why it failed or is unknown, when perkhub looks
  * again, the masked account; the attempts themselves for ops. */
-static void view_supply(json_t *j, const ph_order *o, int with_cost)
+static void view_supply(json_t *j, const ph_order *o, const ph_config *cfg, int with_cost)
 {
     if (o->reason[0])
         json_object_set_new(j, "reason", json_string(o->reason));
     if (o->account_masked[0])
         json_object_set_new(j, "account", json_string(o->account_masked));
     const ph_attempt *last = o->nattempts ? &o->attempts[o->nattempts - 1] : NULL;
-    if (last && o->state != PH_ORDER_SUCCEEDED && o->state != PH_ORDER_FAILED)
-        ph_view_time(j, "next_check_at", last->next_check_at);
+    if (last && o->state != PH_ORDER_SUCCEEDED && o->state != PH_ORDER_FAILED) {
+        /* No query is scheduled while the request is on the wire: its answer,
+         * or the supplier's timeout, comes by then, which is when a client
+         * (holding the first 202) should look again. */
+        const ph_supplier_conf *s = ph_config_supplier(cfg, last->supplier);
+        int64_t next = last->next_check_at;
+        if (!next && s)
+            next = last->updated_at + (int64_t)s->timeout_ms;
+        ph_view_time(j, "next_check_at", next);
+    }
     if (!with_cost || !o->nattempts)
         return;
     json_t *arr = json_array();
@@ -93,7 +101,7 @@ json_t *ph_view_order(const ph_order *o, const ph_config *cfg, const ph_keyring 
     ph_view_time(j, "updated_at", o->updated_at);
     if (with_cost)
         json_object_set_new(j, "cost", money(o->cost));
-    view_supply(j, o, with_cost);
+    view_supply(j, o, cfg, with_cost);
     if (with_codes && o->codes) {
         json_t *codes = json_array();
         for (size_t i = 0; i < o->ncodes; i++)

@@ -4,7 +4,11 @@
  * (counts per SKU, orders, last event) is the same before and after. Also the
  * config checker's file:line:column messages.
  */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -213,6 +217,163 @@ Test(badinput, unknown_endpoints_and_methods)
     refused("GET", "/v1/products/no.such", "mall-token", NULL, NULL, 0, 404, "not_found", "no.such",
             NEEDLES("sku"));
     finish();
+}
+
+/* Every route declares the query parameters it reads (http_api.c's route
+ * table); any other one is a 400 naming it, so a misspelt filter cannot
+ * quietly answer "everything". */
+Test(badinput, unknown_query_parameters_are_refused)
+{
+    start(NULL);
+    static const struct {
+        const char *method, *path, *token;
+    } routes[] = {
+        {"GET", "/v1/health", NULL},
+        {"GET", "/v1/ready", NULL},
+        {"GET", "/v1/products", "mall-token"},
+        {"GET", "/v1/products/test.card", "mall-token"},
+        {"POST", "/v1/batches?supplier=acme&sku=test.card&unit_cost=1.00", "ops-token"},
+        {"GET", "/v1/batches/1", "ops-token"},
+        {"POST", "/v1/batches/1/void", "ops-token"},
+        {"POST", "/v1/orders", "mall-token"},
+        {"GET", "/v1/orders", "mall-token"},
+        {"GET", "/v1/orders/1", "mall-token"},
+        {"POST", "/v1/codes/lookup", "mall-token"},
+        {"GET", "/v1/events", "ops-token"},
+        {"GET", "/v1/suppliers", "ops-token"},
+        {"GET", "/v1/suppliers/sbx/catalog", "ops-token"},
+        {"GET", "/v1/suppliers/sbx/balance", "ops-token"},
+        {"GET", "/v1/stats", "ops-token"},
+    };
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        char path[256];
+        snprintf(path, sizeof path, "%s%cbogus=1", routes[i].path,
+                 strchr(routes[i].path, '?') ? '&' : '?');
+        const char *body = routes[i].method[0] == 'P' ? "{}" : NULL;
+        refused(routes[i].method, path, routes[i].token, "application/json", body, body ? 2 : 0,
+                400, "invalid_request", NULL, NEEDLES("unknown parameter 'bogus'"));
+    }
+    /* the case: a filter that does not exist does not list every order */
+    refused("GET", "/v1/orders?state=failed", "mall-token", NULL, NULL, 0, 400, "invalid_request",
+            NULL, NEEDLES("'state'", "after, limit", "client_order_id"));
+    refused("GET", "/v1/products?brand=testbrand&Brand=x", "mall-token", NULL, NULL, 0, 400,
+            "invalid_request", NULL, NEEDLES("'Brand'"));
+    refused("GET", "/v1/orders?limit=1&limit=500", "mall-token", NULL, NULL, 0, 400,
+            "invalid_request", NULL, NEEDLES("'limit'", "more than once"));
+    /* an unknown parameter is refused before anyone's value is read */
+    refused("POST", "/v1/orders?wait=5", "mall-token", "application/json",
+            "{\"client_order_id\":\"QP-1\",\"sku\":\"test.card\"}", 44, 400, "invalid_request",
+            NULL, NEEDLES("'wait'", "takes no query parameters"));
+    /* the declared ones still work */
+    h_resp r = h_get(&D, "/v1/orders?after=0&limit=5", "mall-token");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    h_resp_free(&r);
+    r = h_get(&D, "/v1/orders?client_order_id=BI-O1", "mall-token");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    h_resp_free(&r);
+    r = h_get(&D, "/v1/products?brand=testbrand&tag=video&category=video", "mall-token");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    h_resp_free(&r);
+    r = h_get(&D, "/v1/events?after=0&limit=1", "ops-token");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    h_resp_free(&r);
+    finish();
+}
+
+/* The first IPv4 address of this machine that is not loopback, or 0. */
+static int non_loopback_ipv4(char *out, size_t n)
+{
+    struct ifaddrs *ifs, *i;
+    int found = 0;
+    if (getifaddrs(&ifs) != 0)
+        return 0;
+    for (i = ifs; i && !found; i = i->ifa_next) {
+        if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET)
+            continue;
+        const struct sockaddr_in *in = (const struct sockaddr_in *)i->ifa_addr;
+        if ((ntohl(in->sin_addr.s_addr) >> 24) == 127)
+            continue;
+        found = inet_ntop(AF_INET, &in->sin_addr, out, (socklen_t)n) != NULL;
+    }
+    freeifaddrs(ifs);
+    return found;
+}
+
+/* GET http://host:port/path with a bearer token: the status, the body in *body
+ * (caller frees). The harness always talks to 127.0.0.1; this request must
+ * come from (and go to) another address. */
+static long get_via(const char *host, uint16_t port, const char *path, const char *token,
+                    char **body)
+{
+    CURL *c = curl_easy_init();
+    cr_assert(c);
+    char url[256], auth[128];
+    snprintf(url, sizeof url, "http://%s:%u%s", host, port, path);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+    struct curl_slist *hdr = curl_slist_append(NULL, auth);
+    h_buf b = {0};
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, h_buf_append);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    CURLcode rc = curl_easy_perform(c);
+    cr_assert_eq(rc, CURLE_OK, "GET %s: %s", url, curl_easy_strerror(rc));
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(hdr);
+    curl_easy_cleanup(c);
+    *body = b.p ? b.p : strdup("");
+    return status;
+}
+
+/* A client marked loopback_only (the embedded default marks its published
+ * demo tokens so) is refused from any other address, with a 403 saying why;
+ * other clients are not. Needs an address other than loopback to send from:
+ * without one only the allowed side runs here (the address check itself is
+ * tests/unit/test_http_api.c). */
+Test(badinput, loopback_only_clients_are_refused_from_elsewhere)
+{
+    h_setup(&D, NULL);
+    char *text = h_config_text(&D, NULL);
+    char *wide = h_replace(text, "  address: 127.0.0.1\n", "  address: 0.0.0.0\n");
+    /* SHA-256 of "demo-mall-token", as in the embedded default */
+    char *cfg = h_replace(wide, "clients:\n",
+                          "clients:\n  - name: demo\n    token_sha256: "
+                          "c8e0aa386ce8862223ef2a674bf01fac0afeb83fcf4738400864098d6b80a0fd\n"
+                          "    scopes: [fulfill, support]\n    loopback_only: true\n");
+    h_write_config_text(&D, cfg);
+    free(text);
+    free(wide);
+    free(cfg);
+    cr_assert_eq(h_start(&D), 0);
+
+    h_resp r = h_get(&D, "/v1/products", "demo-mall-token");
+    cr_assert_eq(r.status, 200, "loopback peer: %s", r.body);
+    h_resp_free(&r);
+
+    char addr[INET_ADDRSTRLEN];
+    if (!non_loopback_ipv4(addr, sizeof addr)) {
+        h_stop_clean(&D);
+        h_cleanup(&D);
+        cr_skip_test("no non-loopback IPv4 address on this machine");
+    }
+    char *body;
+    long st = get_via(addr, D.port, "/v1/products", "demo-mall-token", &body);
+    cr_assert_eq(st, 403, "from %s: %ld %s", addr, st, body);
+    json_t *j = json_loads(body, 0, NULL);
+    cr_assert(j, "%s", body);
+    cr_assert_str_eq(h_str(j, "error"), "forbidden");
+    cr_assert(strstr(h_str(j, "message"), "loopback_only"), "%s", body);
+    cr_assert(strstr(h_str(j, "message"), "'demo'"), "%s", body);
+    json_decref(j);
+    free(body);
+    /* the same from there with a token that is not loopback_only */
+    st = get_via(addr, D.port, "/v1/products", "mall-token", &body);
+    cr_assert_eq(st, 200, "from %s: %ld %s", addr, st, body);
+    free(body);
+    h_stop_clean(&D);
+    h_cleanup(&D);
 }
 
 Test(badinput, oversize_body_is_413)

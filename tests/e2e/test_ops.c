@@ -11,13 +11,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 
 static h_daemon D;
 
+static void demo_kill(void);
+
 static void teardown(void)
 {
+    demo_kill();
     h_leftover(&D);
 }
 
@@ -598,4 +602,161 @@ Test(ops, sigterm_lets_an_import_in_flight_finish)
     cr_assert_eq(h_check_store(&D, &out), 0, "%s", out);
     free(out);
     h_cleanup(&D);
+}
+
+/* ---- pid_file ------------------------------------------------------------- */
+
+/* The pid in a pid file, or 0 when it is missing or empty. */
+static long pid_in(const char *path)
+{
+    size_t n;
+    char *t = h_read_file(path, &n);
+    long pid = t ? strtol(t, NULL, 10) : 0;
+    free(t);
+    return pid;
+}
+
+static int file_gone(void *path)
+{
+    return access(path, F_OK) != 0;
+}
+
+/* perkhubd writes its pid once listening, refuses to start while another
+ * perkhubd holds the same pid_file (naming its pid, changing nothing), takes
+ * over a file left by a killed daemon, and removes the file on a clean stop. */
+Test(ops, pid_file_names_the_running_daemon_and_only_it)
+{
+    char extra[400], pidf[340];
+    h_setup(&D, NULL);
+    snprintf(pidf, sizeof pidf, "%s/perkhubd.pid", D.dir);
+    snprintf(extra, sizeof extra, "pid_file: %s\n", pidf);
+    h_write_config(&D, extra);
+    cr_assert_eq(h_start(&D), 0);
+    cr_assert_eq(pid_in(pidf), (long)D.pid, "the pid file names the daemon");
+
+    /* a second daemon with the same file (on another port: the file, not the
+     * port, stops it) refuses before it opens anything */
+    const char *argv[] = {h_bin("PH_PERKHUBD"), "-c", D.config, NULL};
+    char *out, *err;
+    int rc = h_run(argv, NULL, NULL, 0, &out, &err);
+    cr_assert_eq(rc, 1, "a second perkhubd on the same pid_file started (exit %d): %s", rc, err);
+    char want[64];
+    snprintf(want, sizeof want, "pid %ld", (long)D.pid);
+    cr_assert(strstr(err, "pid_file") && strstr(err, pidf) && strstr(err, want),
+              "the refusal names the file and the running pid: %s", err);
+    free(out);
+    free(err);
+    cr_assert_eq(pid_in(pidf), (long)D.pid, "the refused daemon left the file alone");
+    h_resp r = h_get(&D, "/v1/health", NULL);
+    cr_assert_eq(r.status, 200);
+    h_resp_free(&r);
+
+    /* kill -9 leaves the file; the next start takes it over */
+    cr_assert_eq(h_stop(&D, SIGKILL), 128 + SIGKILL);
+    cr_assert_neq(pid_in(pidf), 0, "a killed daemon cannot remove its file");
+    cr_assert_eq(h_start(&D), 0);
+    cr_assert_eq(pid_in(pidf), (long)D.pid, "the stale file names the new daemon");
+
+    /* a clean stop removes it */
+    h_stop_clean(&D);
+    cr_assert(file_gone(pidf), "the pid file outlived a clean stop");
+    h_cleanup(&D);
+}
+
+/* ---- make demo (tools/demo.sh) --------------------------------------------- */
+
+/* tools/demo.sh works in the checkout it lives in (var/ next to tools/): a copy
+ * under dir runs the real script without touching the checkout's var/. */
+static void demo_install(const char *dir)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s/tools' && cp '%s/tools/demo.sh' '%s/tools/'", dir,
+             getenv("PH_SOURCE_DIR"), dir);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+}
+
+/* Runs the demo copy in dir with PORT=port; output in *out and *err. */
+static int demo_run(const char *dir, const char *port, char **out, char **err)
+{
+    char script[400], portv[32];
+    snprintf(script, sizeof script, "%s/tools/demo.sh", dir);
+    snprintf(portv, sizeof portv, "PORT=%s", port);
+    const char *argv[] = {script, getenv("PH_BUILD_DIR"), NULL};
+    const char *env[] = {portv, NULL};
+    return h_run(argv, env, NULL, 0, out, err);
+}
+
+/* The demo's daemon is not our child: stop it through its pid file and wait
+ * for a clean stop (the file goes). */
+static void demo_stop(const char *dir)
+{
+    char pidf[440];
+    snprintf(pidf, sizeof pidf, "%s/var/perkhubd.pid", dir);
+    long pid = pid_in(pidf);
+    if (pid > 0) {
+        kill((pid_t)pid, SIGTERM);
+        cr_assert_eq(h_wait_for(file_gone, pidf, 60000), 0, "the demo's perkhubd did not stop");
+    }
+}
+
+/* After a failed assertion: the demo's daemon is not our child, so nothing
+ * else would stop it. */
+static void demo_kill(void)
+{
+    char pidf[440];
+    snprintf(pidf, sizeof pidf, "%s/demo/var/perkhubd.pid", D.dir);
+    long pid = D.dir[0] ? pid_in(pidf) : 0;
+    if (pid > 0)
+        kill((pid_t)pid, SIGKILL);
+}
+
+/* `make demo` on a port another daemon holds must not claim success (its
+ * health check would reach the other one): it names the port and the PORT=
+ * knob. On a free port it reports the daemon it started: the pid in
+ * var/perkhubd.pid, alive and answering on the port it printed. */
+Test(ops, demo_reports_only_its_own_daemon)
+{
+    start(NULL); /* the other daemon, holding a port */
+    char dir[400], port[16];
+    snprintf(dir, sizeof dir, "%s/demo", D.dir);
+    demo_install(dir);
+    snprintf(port, sizeof port, "%u", D.port);
+    char *out, *err;
+    int rc = demo_run(dir, port, &out, &err);
+    cr_assert_neq(rc, 0, "the demo claimed a port another daemon holds:\n%s%s", out, err);
+    cr_assert_null(strstr(out, "is running"), "%s", out);
+    char want[64];
+    snprintf(want, sizeof want, "port %s is taken", port);
+    cr_assert(strstr(err, want) && strstr(err, "make demo PORT="), "stderr: %s", err);
+    free(out);
+    free(err);
+    h_resp r = h_get(&D, "/v1/health", NULL);
+    cr_assert_eq(r.status, 200, "the other daemon is unharmed");
+    h_resp_free(&r);
+
+    /* a free port (0: the kernel's pick) */
+    rc = demo_run(dir, "0", &out, &err);
+    char pidf[440];
+    snprintf(pidf, sizeof pidf, "%s/var/perkhubd.pid", dir);
+    long pid = pid_in(pidf);
+    cr_assert_eq(rc, 0, "demo failed:\n%s%s", out, err);
+    cr_assert_gt(pid, 0, "no pid file:\n%s", out);
+    cr_assert_eq(kill((pid_t)pid, 0), 0, "pid %ld from the pid file is not alive", pid);
+    char line[128];
+    snprintf(line, sizeof line, "(pid %ld,", pid);
+    const char *at = strstr(out, "perkhubd is running on http://127.0.0.1:");
+    cr_assert(at && strstr(out, line), "the demo names another pid than %ld:\n%s", pid, out);
+    unsigned demo_port =
+        (unsigned)strtoul(at + strlen("perkhubd is running on http://127.0.0.1:"), NULL, 10);
+    cr_assert_neq(demo_port, D.port);
+    h_daemon other = D; /* h_get needs only the port */
+    other.port = (uint16_t)demo_port;
+    r = h_get(&other, "/v1/stats", "demo-ops-token");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert(strstr(r.body, "\"imported\":1000"), "the sample batch: %s", r.body);
+    h_resp_free(&r);
+    free(out);
+    free(err);
+    demo_stop(dir);
+    finish();
 }

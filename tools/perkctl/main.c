@@ -58,13 +58,14 @@ static const pk_cmd commands[] = {
      "Needs an ops token.\n"
      "\n"
      "example:\n"
-     "  $ perkctl import codes.csv --supplier acme --sku iqiyi.gold.1m --cost 19.80\n"
-     "  imported batch 3: 100000 codes of iqiyi.gold.1m from acme\n"},
+     "  $ perkctl import codes.csv --supplier sandbox --sku iqiyi.gold.1m --cost 19.80\n"
+     "  imported batch 2: 2 codes of iqiyi.gold.1m from sandbox\n"},
     {"void", pk_cmd_void, "void a batch the supplier voided upstream; lists affected orders",
      "usage: perkctl void BATCH_ID --reason TEXT\n"
      "\n"
-     "Voids every code of batch BATCH_ID not yet issued, and lists the orders that\n"
-     "already got one of its codes (POST /v1/batches/ID/void). Needs an ops token.\n"
+     "Voids every code of batch BATCH_ID (POST /v1/batches/ID/void): codes not yet\n"
+     "issued leave stock, codes already issued become voided too, and the orders\n"
+     "that got one are listed, so support can replace them. Needs an ops token.\n"
      "\n"
      "  --reason TEXT   why, kept in the batch and its event\n"
      "\n"
@@ -91,11 +92,12 @@ static const pk_cmd commands[] = {
      "\n"
      "example:\n"
      "  $ perkctl order --sku iqiyi.gold.1m --id A-1\n"
-     "  order:        7\n"
-     "  state:        succeeded\n"
+     "  order:         1\n"
+     "  client order:  A-1\n"
+     "  state:         succeeded\n"
      "  ...\n"
      "  codes:\n"
-     "  IQY-8F2K-77QD\n"},
+     "  IQY-FC90-A0B7-3200  card_no=881000001  expires_at=2027-12-31T15:59:59.999Z\n"},
     {"orders", pk_cmd_orders, "list your orders, oldest first",
      "usage: perkctl orders [--after ID] [--limit N]\n"
      "\n"
@@ -109,7 +111,9 @@ static const pk_cmd commands[] = {
      "example:\n"
      "  $ perkctl orders --limit 2\n"
      "  ID  CLIENT_ORDER_ID  SKU            QTY  STATE      CREATED\n"
-     "  7   A-1              iqiyi.gold.1m  1    succeeded  2026-11-24T19:42:00.123Z\n"},
+     "  1   A-1              iqiyi.gold.1m  2    succeeded  2026-11-24T19:42:00.123Z\n"
+     "  2   A-3              iqiyi.gold.1m  1    succeeded  2026-11-24T19:43:10.002Z\n"
+     "  more: --after 2\n"},
     {"order-get", pk_cmd_order_get, "show one order (with codes, to its owner)",
      "usage: perkctl order-get ID\n"
      "       perkctl order-get --client-order-id CLIENT_ORDER_ID\n"
@@ -118,7 +122,7 @@ static const pk_cmd commands[] = {
      "your own id. The client that placed it sees its codes; ops sees it without.\n"
      "\n"
      "example:\n"
-     "  $ perkctl order-get 7\n"},
+     "  $ perkctl order-get 1\n"},
     {"lookup", pk_cmd_lookup, "customer-service lookup of a code or an order's codes",
      "usage: perkctl lookup (--code CODE | --code-stdin | --order ID | --client-order-id X)\n"
      "\n"
@@ -137,7 +141,7 @@ static const pk_cmd commands[] = {
      "\n"
      "example:\n"
      "  $ printf '%s\\n' \"$CODE\" | perkctl lookup --code-stdin\n"
-     "  diagnosis:    issued\n"
+     "  diagnosis:     issued\n"
      "  ...\n"},
     {"events", pk_cmd_events, "print (or --follow) the event feed",
      "usage: perkctl events [--after SEQ] [--limit N] [--follow]\n"
@@ -155,7 +159,8 @@ static const pk_cmd commands[] = {
      "\n"
      "example:\n"
      "  $ perkctl events --after 0 --limit 2\n"
-     "  1  2026-11-24T19:42:00.123Z  batch.imported  batch_id=1 sku=iqiyi.gold.1m count=100\n"},
+     "  1  2026-11-24T19:42:00.123Z  product.updated  sku=iqiyi.gold.1m\n"
+     "  2  2026-11-24T19:42:00.123Z  product.updated  sku=tencent.video.1m\n"},
     {"status", pk_cmd_status, "health, readiness, stock and suppliers at a glance",
      "usage: perkctl status\n"
      "\n"
@@ -166,9 +171,10 @@ static const pk_cmd commands[] = {
      "\n"
      "example:\n"
      "  $ perkctl status\n"
-     "  server:       http://127.0.0.1:8080\n"
-     "  health:       ok\n"
-     "  ready:        ready\n"},
+     "  server:        http://127.0.0.1:8080\n"
+     "  health:        ok\n"
+     "  ready:         ready\n"
+     "  ...\n"},
     {"suppliers", pk_cmd_suppliers, "list suppliers with their health",
      "usage: perkctl suppliers\n"
      "\n"
@@ -176,8 +182,8 @@ static const pk_cmd commands[] = {
      "\n"
      "example:\n"
      "  $ perkctl suppliers\n"
-     "  ID       PLUGIN   VERSION  ABI  ENABLED  PRIORITY  STATE  ERROR\n"
-     "  sandbox  sandbox  1.0.0    1.0  true     10        ready  -\n"},
+     "  ID       PLUGIN   VERSION  ABI  ENABLED  PRIORITY  STATE  BREAKER  IN_FLIGHT  ERROR\n"
+     "  sandbox  sandbox  1.1.0    1.1  true     10        ready  closed   0          -\n"},
     {"products", pk_cmd_products, "list the catalog with stock",
      "usage: perkctl products [--brand BRAND] [--tag TAG] [--category CATEGORY]\n"
      "\n"
