@@ -469,7 +469,8 @@ int ph_store_stats_get(ph_store *s, ph_store_stats *out, ph_err *err);
 void ph_store_stats_clear(ph_store_stats *st);
 
 /* Checks every invariant of the data (docs/store.md, "Invariants"): each code in
- * exactly one state and indexed accordingly, imported = sum over states, no code
+ * exactly one state and indexed accordingly (stock list, expiry index),
+ * imported = sum over states, no code
  * in two orders, every order's codes issued to it, the idempotency index and the
  * event sequence whole. PH_OK, or PH_EIO with the first violation in err. Reads
  * one snapshot; safe while the daemon runs. */
