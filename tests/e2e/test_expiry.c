@@ -181,9 +181,15 @@ Test(expiry, codes_stop_counting_at_expiry_and_are_swept_with_one_event)
 
     int64_t expires = wall_ms() + 2000;
     long long batch = import_expiring("test.card2", "EXPX", expires);
+    /* before the expiry both count (asked and answered before it: a loaded
+     * machine may take longer, and then there is nothing to compare) */
+    long long n = available("test.card2");
     if (wall_ms() < expires)
-        cr_assert_eq(available("test.card2"), 2, "both count until they expire");
-    assert_card2_stats(wall_ms() < expires ? 2 : 0, wall_ms() < expires ? 0 : 2);
+        cr_assert_eq(n, 2, "both count until they expire");
+    json_t *st = h_stats(&D);
+    if (wall_ms() < expires)
+        cr_assert_eq(h_int(sku_row(st, "test.card2"), "available"), 2);
+    json_decref(st);
 
     cr_assert_eq(h_wait_for(card2_empty, NULL, 20000), 0, "available never dropped to 0");
     cr_assert_geq(wall_ms(), expires, "available dropped before the codes expired");
