@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "http/http_api.h"
@@ -185,6 +186,116 @@ static int start_supply(ph_daemon *d, ph_err *err)
     return ph_fulfil_create(&fo, &d->fulfil, err);
 }
 
+/* ---- the expiry sweep's timer ---------------------------------------------
+ * One thread owned by the daemon (a full scheduler comes later): every
+ * PH_SWEEP_INTERVAL_MS, and once at start-up, it asks the store whether any
+ * expiry is due (a read) and, if so, submits PH_CMD_EXPIRE steps with the
+ * same `now` until none is left. The clock is read here, never in the
+ * writer. Started by ph_daemon_start, stopped by ph_daemon_stop before the
+ * store closes. */
+
+#define PH_SWEEP_INTERVAL_MS 1000
+
+typedef struct ph_sweeper {
+    ph_daemon *d;
+    pthread_t thread;
+    pthread_mutex_t mu; /* guards stop */
+    pthread_cond_t cv;  /* signalled to stop; on CLOCK_MONOTONIC */
+    int stop;
+} ph_sweeper;
+
+static int sweeper_stopping(ph_sweeper *sw)
+{
+    pthread_mutex_lock(&sw->mu);
+    int stop = sw->stop;
+    pthread_mutex_unlock(&sw->mu);
+    return stop;
+}
+
+/* Retires every code due now, in bounded steps (each its own commit and event). */
+static void sweep_once(ph_sweeper *sw)
+{
+    ph_daemon *d = sw->d;
+    int64_t now = ph_now_ms();
+    uint64_t total = 0;
+    int more = ph_store_expiry_due(d->store, now);
+    while (more && !sweeper_stopping(sw)) {
+        ph_cmd cmd = {.type = PH_CMD_EXPIRE, .now = now};
+        cmd.in.expire.limit = PH_EXPIRE_LIMIT;
+        int rc = ph_store_exec(d->store, &cmd);
+        if (rc != PH_OK)
+            ph_log(&d->log, PH_LOG_ERROR, NULL, "codes.expiry_failed",
+                   "detail=\"%s\" effect=\"retried at the next sweep\"", cmd.err.msg);
+        total += cmd.expired_codes;
+        more = rc == PH_OK && cmd.more;
+        ph_cmd_clear(&cmd);
+    }
+    if (total)
+        ph_log(&d->log, PH_LOG_INFO, NULL, "codes.expired", "codes=%llu",
+               (unsigned long long)total);
+}
+
+static void *sweeper_main(void *arg)
+{
+    ph_sweeper *sw = arg;
+    pthread_mutex_lock(&sw->mu);
+    while (!sw->stop) {
+        pthread_mutex_unlock(&sw->mu);
+        sweep_once(sw);
+        pthread_mutex_lock(&sw->mu);
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += PH_SWEEP_INTERVAL_MS / 1000;
+        ts.tv_nsec += (long)(PH_SWEEP_INTERVAL_MS % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        while (!sw->stop && pthread_cond_timedwait(&sw->cv, &sw->mu, &ts) != ETIMEDOUT)
+            ;
+    }
+    pthread_mutex_unlock(&sw->mu);
+    return NULL;
+}
+
+static int sweeper_start(ph_daemon *d, ph_err *err)
+{
+    ph_sweeper *sw = calloc(1, sizeof *sw);
+    if (!sw)
+        return ph_err_set(err, PH_ENOMEM, "out of memory");
+    sw->d = d;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&sw->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&sw->mu, NULL);
+    if (pthread_create(&sw->thread, NULL, sweeper_main, sw)) {
+        pthread_cond_destroy(&sw->cv);
+        pthread_mutex_destroy(&sw->mu);
+        free(sw);
+        return ph_err_set(err, PH_EIO, "daemon: cannot start the expiry sweep thread");
+    }
+    d->sweeper = sw;
+    return PH_OK;
+}
+
+static void sweeper_stop(ph_daemon *d)
+{
+    ph_sweeper *sw = d->sweeper;
+    if (!sw)
+        return;
+    pthread_mutex_lock(&sw->mu);
+    sw->stop = 1;
+    pthread_cond_signal(&sw->cv);
+    pthread_mutex_unlock(&sw->mu);
+    pthread_join(sw->thread, NULL);
+    pthread_cond_destroy(&sw->cv);
+    pthread_mutex_destroy(&sw->mu);
+    free(sw);
+    d->sweeper = NULL;
+}
+
 /* Where suppliers send callbacks: public_url, else our own listener. */
 static void set_callback_base(ph_daemon *d, const ph_config *cfg)
 {
@@ -224,7 +335,7 @@ int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_er
                             &d->port, err)))
         goto fail;
     set_callback_base(d, cfg);
-    if ((rc = ph_fulfil_resume(d->fulfil, err)) ||
+    if ((rc = ph_fulfil_resume(d->fulfil, err)) || (rc = sweeper_start(d, err)) ||
         (cfg->port_file && (rc = write_port_file(cfg->port_file, d->port, err))) ||
         (d->pid_fd >= 0 && (rc = pid_file_write(d, err))))
         goto fail;
@@ -304,6 +415,7 @@ void ph_daemon_stop(ph_daemon *d, int grace_ms)
         d->http = NULL;
     }
     ph_fulfil_stop(d->fulfil);
+    sweeper_stop(d); /* its last command completes before the store closes */
     /* Exchanges on the wire end ambiguous and are recorded unknown (queried
      * after the restart); then the writer finishes every queued command. */
     ph_sio_destroy(d->sio);

@@ -11,6 +11,10 @@
  *
  * Threads: ph_daemon_start, _reload and _stop run on the main thread, one at a
  * time (main.c's signal loop); ph_daemon_cfg_acquire / _release on any thread.
+ *
+ * Besides the threads of the modules it starts, the daemon owns one: the
+ * expiry sweep's timer (daemon.c), which every second submits PH_CMD_EXPIRE
+ * when codes are due. A full scheduler replaces it later.
  */
 #ifndef PH_DAEMON_H
 #define PH_DAEMON_H
@@ -29,6 +33,7 @@ struct ph_suppliers;
 struct ph_http;
 struct ph_sio;
 struct ph_fulfil;
+struct ph_sweeper;
 
 /* A reference-counted configuration snapshot. A request holds one from its
  * first byte to its last, so a reload never changes the rules mid-request. */
@@ -54,6 +59,8 @@ typedef struct ph_daemon {
     atomic_int ready;      /* 1 once serving, 0 again when stopping */
     uint32_t reqid_prefix; /* random per process: request ids stay unique across restarts */
     atomic_uint_fast64_t reqid_next;
+    /* the expiry sweep's timer thread (daemon.c) */
+    struct ph_sweeper *sweeper;
 } ph_daemon;
 
 /* Starts everything from cfg (owned by the daemon from now on, also on failure):

@@ -152,6 +152,20 @@ json_t *ph_view_product_stored(const ph_product_conf *p)
                      offers);
 }
 
+/* What perkhub knows of a product's stock: the local count, or null when it
+ * does not know (docs/api.md, "stock"). A recharge has no local stock; a
+ * card-code product with supplier offers and nothing issuable locally may
+ * still be delivered by a supplier, whose stock is not known here. */
+static json_t *stock_available(json_t *stored, uint64_t available)
+{
+    const char *delivery = json_string_value(json_object_get(stored, "delivery"));
+    int card = delivery && strcmp(delivery, "card_code") == 0;
+    int offers = json_array_size(json_object_get(stored, "offers")) > 0;
+    if (!card || (offers && available == 0))
+        return json_null();
+    return json_integer((json_int_t)available);
+}
+
 json_t *ph_view_product(const char *stored_json, uint64_t available, int with_offers)
 {
     json_t *s = json_loads(stored_json, 0, NULL);
@@ -159,12 +173,12 @@ json_t *ph_view_product(const char *stored_json, uint64_t available, int with_of
         return NULL;
     json_t *fv = json_object_get(s, "face_value_fen");
     json_t *j = json_pack(
-        "{s:O,s:O,s:O,s:O,s:O,s:O,s:o,s:O,s:O,s:{s:I}}", "sku", json_object_get(s, "sku"), "name",
+        "{s:O,s:O,s:O,s:O,s:O,s:O,s:o,s:O,s:O,s:{s:o}}", "sku", json_object_get(s, "sku"), "name",
         json_object_get(s, "name"), "brand", json_object_get(s, "brand"), "category",
         json_object_get(s, "category"), "tags", json_object_get(s, "tags"), "delivery",
         json_object_get(s, "delivery"), "face_value", money(json_integer_value(fv)), "listed",
         json_object_get(s, "listed"), "redemption_guide", json_object_get(s, "redemption_guide"),
-        "stock", "available", (json_int_t)available);
+        "stock", "available", stock_available(s, available));
     if (j && with_offers) {
         json_t *offers = json_array(), *of;
         size_t i;

@@ -33,9 +33,12 @@ json_t *ph_view_order(const ph_order *o, const ph_config *cfg, const ph_keyring 
  * ph_store_batch_get fills them) when counts is non-NULL. */
 json_t *ph_view_batch(const ph_batch *b, const uint64_t *counts);
 
-/* A stored product object (JSON text from the store, as ph_view_product_stored
- * made it) for the API, with its available stock; offers (with costs) only when
- * with_offers (ops). NULL if the text does not parse. */
+/* A stored product object (JSON text from the store) for the API, with stock;
+ * offers (with costs) only when with_offers. NULL if the text does not parse.
+ * available is the local count of codes issuable now (ph_store_product_get);
+ * stock.available shows it, or null where perkhub does not know the stock: a
+ * recharge product, or a card-code product with supplier offers and no code
+ * issuable locally. */
 json_t *ph_view_product(const char *stored_json, uint64_t available, int with_offers);
 
 /* The stored form of a configured product (what PH_CMD_PUT_PRODUCTS stores,

@@ -21,8 +21,8 @@ _Static_assert(sizeof(ph_supply_rec) == 12, "supply record header is 12 bytes");
 _Static_assert(sizeof(ph_attempt_rec) == 64, "attempt record is 64 bytes without padding");
 
 static const char *const db_names[DB_COUNT] = {
-    "meta",   "products",  "batches",       "codes",  "avail",  "code_hash",
-    "orders", "order_ref", "client_orders", "events", "supply", "pending",
+    "meta",      "products",      "batches", "codes",  "avail",   "code_hash", "orders",
+    "order_ref", "client_orders", "events",  "supply", "pending", "expiry",
 };
 
 static const unsigned db_flags[DB_COUNT] = {
@@ -34,6 +34,7 @@ static const unsigned db_flags[DB_COUNT] = {
     [DB_EVENTS] = MDB_INTEGERKEY,
     [DB_SUPPLY] = MDB_INTEGERKEY,
     [DB_PENDING] = MDB_INTEGERKEY,
+    [DB_EXPIRY] = MDB_DUPSORT | MDB_DUPFIXED | MDB_INTEGERDUP,
 };
 
 const char *ph_code_state_name(int state)
@@ -440,6 +441,15 @@ static int check_schema(ph_store *s, MDB_txn *txn, const char *dir, ph_err *err)
     uint32_t ver = 0;
     if (v.mv_size == sizeof ver)
         memcpy(&ver, v.mv_data, sizeof ver);
+    if (ver == 2) { /* version 3 added the expiry index: build it, in this transaction */
+        int rc = ph_expiry_rebuild(s, txn, err);
+        if (rc)
+            return rc;
+        ver = PH_SCHEMA_VERSION;
+        v = (MDB_val){sizeof ver, &ver};
+        if ((mrc = mdb_put(txn, s->dbi[DB_META], &k, &v, 0)) != 0)
+            return ph_err_set(err, PH_EIO, "store: %s: write schema: %s", dir, mdb_strerror(mrc));
+    }
     if (ver != PH_SCHEMA_VERSION)
         return ph_err_set(err, PH_EVERSION,
                           "store: %s holds schema version %u; this perkhubd reads version %d", dir,
@@ -1138,8 +1148,24 @@ static char *dup_val(const MDB_val *v)
     return s;
 }
 
+/* Codes of the SKU that can be issued at now: the stock list's count (kept by
+ * LMDB in the duplicate tree's header) less those past their expiry that the
+ * sweep has not retired yet. */
+static uint64_t issuable_count(ph_store *s, MDB_txn *txn, const char *sku, size_t len, int64_t now)
+{
+    uint64_t n = avail_count(s, txn, sku, len),
+             due = ph_expiry_due_available(s, txn, sku, len, now);
+    return n > due ? n - due : 0;
+}
+
 int ph_store_product_get(ph_store *s, const char *sku, char **json, uint64_t *available,
                          ph_err *err)
+{
+    return ph_store_product_get_at(s, sku, ph_now_ms(), json, available, err);
+}
+
+int ph_store_product_get_at(ph_store *s, const char *sku, int64_t now, char **json,
+                            uint64_t *available, ph_err *err)
 {
     MDB_txn *txn;
     int rc = ph_store_read_begin(s, &txn, err);
@@ -1154,7 +1180,7 @@ int ph_store_product_get(ph_store *s, const char *sku, char **json, uint64_t *av
     else if (!(*json = dup_val(&v)))
         rc = ph_err_set(err, PH_ENOMEM, "out of memory");
     else
-        *available = avail_count(s, txn, sku, k.mv_size);
+        *available = issuable_count(s, txn, sku, k.mv_size, now);
     ph_store_read_end(s, txn);
     return rc;
 }
@@ -1168,6 +1194,12 @@ void ph_store_product_list_free(char **json, uint64_t *available, size_t n)
 }
 
 int ph_store_product_list(ph_store *s, char ***json, uint64_t **available, size_t *n, ph_err *err)
+{
+    return ph_store_product_list_at(s, ph_now_ms(), json, available, n, err);
+}
+
+int ph_store_product_list_at(ph_store *s, int64_t now, char ***json, uint64_t **available,
+                             size_t *n, ph_err *err)
 {
     MDB_txn *txn;
     MDB_cursor *c;
@@ -1190,7 +1222,7 @@ int ph_store_product_list(ph_store *s, char ***json, uint64_t **available, size_
             rc = ph_err_set(err, PH_ENOMEM, "out of memory");
             break;
         }
-        av[cnt++] = avail_count(s, txn, k.mv_data, k.mv_size);
+        av[cnt++] = issuable_count(s, txn, k.mv_data, k.mv_size, now);
     }
     mdb_cursor_close(c);
 out:

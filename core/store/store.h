@@ -203,7 +203,10 @@ enum ph_cmd_type {
     PH_CMD_PUT_PRODUCTS,  /* make the catalog match the configuration */
     PH_CMD_SUPPLY_CREATE, /* accept an order to be fulfilled by a supplier (idempotent) */
     PH_CMD_ATTEMPT,       /* record what an attempt at a supplier came to */
+    PH_CMD_EXPIRE,        /* the expiry sweep: retire available codes that are due */
 };
+
+#define PH_EXPIRE_LIMIT 1024 /* expiry index entries one PH_CMD_EXPIRE visits by default */
 
 /* A card code a supplier delivered, sealed before submission (ph_crypto_seal,
  * exactly like an imported code) with its keyed hash. */
@@ -323,6 +326,22 @@ struct ph_cmd {
             size_t ncodes;
             ph_attempt_target next; /* failover target, or supplier NULL */
         } attempt;
+        /*
+         * EXPIRE: the expiry sweep, one bounded step of it. Visits at most
+         * `limit` entries of the expiry index that are due at cmd->now
+         * (expires_at <= now; 0 = PH_EXPIRE_LIMIT), oldest first within each
+         * SKU, SKUs in byte order, and removes each. A due code still
+         * available becomes expired (changed_at = now) and leaves the stock;
+         * an entry whose code was issued, voided or already expired is only
+         * removed. One `code.expired` event for the whole command (counts per
+         * batch, never a code or a code id), none when no code expired.
+         * Results: expired_codes, and more = 1 when due entries remain (submit
+         * another EXPIRE with the same now). The time is the command's: the
+         * writer reads no clock. Never refused (only PH_EIO, PH_ENOMEM).
+         */
+        struct {
+            uint32_t limit;
+        } expire;
     } in;
 
     /* ---- results, valid once the command completed ---- */
@@ -339,6 +358,8 @@ struct ph_cmd {
     size_t naffected;
     /* SUPPLY_CREATE and ATTEMPT also set `order` (with its attempts, and its codes
      * once succeeded) and SUPPLY_CREATE sets `replayed`. */
+    uint64_t expired_codes; /* EXPIRE: codes that became expired */
+    int more;               /* EXPIRE: due entries remain after this step */
 
     /* ---- completion ---- */
     ph_cmd_done_fn
@@ -407,16 +428,31 @@ void ph_code_info_clear(ph_code_info *info);
 int ph_store_batch_get(ph_store *s, uint64_t id, ph_batch *out, uint64_t counts[7], ph_err *err);
 
 /* The stored product object (JSON text, as written by PH_CMD_PUT_PRODUCTS) and
- * its available stock. On PH_OK *json is the caller's (free). Errors:
- * PH_ENOTFOUND (no such product), PH_EIO, PH_ENOMEM. */
+ * its available stock: the codes in the SKU's stock that can be issued at
+ * `now` (ms), i.e. not counting available codes whose expiry has passed but
+ * that the expiry sweep has not retired yet. On PH_OK *json is the caller's
+ * (free). Errors: PH_ENOTFOUND (no such product), PH_EIO, PH_ENOMEM. The count
+ * is O(log n) plus the due entries of the SKU's expiry index (those the sweep
+ * has not reached: few while it runs). */
+int ph_store_product_get_at(ph_store *s, const char *sku, int64_t now, char **json,
+                            uint64_t *available, ph_err *err);
+/* ph_store_product_get_at at the wall clock. */
 int ph_store_product_get(ph_store *s, const char *sku, char **json, uint64_t *available,
                          ph_err *err);
 
 /* Every stored product (delisted ones included), in SKU order: on PH_OK arrays
- * of *n JSON strings and stock counts, the caller's
- * (ph_store_product_list_free). Errors: PH_EIO, PH_ENOMEM. */
+ * of *n JSON strings and stock counts (as ph_store_product_get_at), the
+ * caller's (ph_store_product_list_free). Errors: PH_EIO, PH_ENOMEM. */
+int ph_store_product_list_at(ph_store *s, int64_t now, char ***json, uint64_t **available,
+                             size_t *n, ph_err *err);
+/* ph_store_product_list_at at the wall clock. */
 int ph_store_product_list(ph_store *s, char ***json, uint64_t **available, size_t *n, ph_err *err);
 void ph_store_product_list_free(char **json, uint64_t *available, size_t n);
+
+/* 1 when the expiry index holds an entry due at `now` (a PH_CMD_EXPIRE would
+ * do something), 0 when not or on a read error. One index seek per SKU that
+ * has entries: the daemon's sweep timer asks this before it bothers the writer. */
+int ph_store_expiry_due(ph_store *s, int64_t now);
 
 /* Events with seq > after, ascending, at most limit, as JSON texts (each has
  * "seq"); on PH_OK an array of *n (possibly 0) the caller frees with
@@ -454,14 +490,20 @@ typedef struct ph_store_stats {
     uint64_t codes;
 } ph_store_stats;
 
-/* Fills *out from one snapshot, reading every code (cost grows with the store:
- * an ops call, not a hot path). On PH_OK the caller clears it
- * (ph_store_stats_clear). Errors: PH_EIO, PH_ENOMEM. */
+/* Counts by SKU and state as of `now` (ms), from one snapshot: an available
+ * code whose expiry has passed counts as expired even before the sweep retires
+ * it, so `available` is what can be issued now and imported = the sum over
+ * states still holds. Reads every code (cost grows with the store: an ops call,
+ * not a hot path). On PH_OK the caller clears *out (ph_store_stats_clear).
+ * Errors: PH_EIO, PH_ENOMEM. */
+int ph_store_stats_at(ph_store *s, int64_t now, ph_store_stats *out, ph_err *err);
+/* ph_store_stats_at at the wall clock. */
 int ph_store_stats_get(ph_store *s, ph_store_stats *out, ph_err *err);
 void ph_store_stats_clear(ph_store_stats *st);
 
 /* Checks every invariant of the data (docs/store.md, "Invariants"): each code in
- * exactly one state and indexed accordingly, imported = sum over states, no code
+ * exactly one state and indexed accordingly (stock list, expiry index),
+ * imported = sum over states, no code
  * in two orders, every order's codes issued to it, the idempotency index and the
  * event sequence whole. PH_OK (stats, when non-NULL, filled: the caller clears
  * it), or PH_EIO with the first violation in err, or PH_ENOMEM. Reads one

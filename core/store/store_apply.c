@@ -211,6 +211,9 @@ static int apply_import(ph_wtxn *w, ph_cmd *c)
         int mrc = mdb_put(w->txn, w->s->dbi[DB_AVAIL], &sk, &v, MDB_APPENDDUP);
         if (mrc)
             return ph_store_lmdb_err(&c->err, mrc, "write stock");
+        if (ic->expires_at > 0 &&
+            (rc = ph_expiry_add(w->txn, w->s->dbi[DB_EXPIRY], sku, id, ic->expires_at, &c->err)))
+            return rc;
     }
     /* the hash index is random by nature: insert in hash order to touch each page once */
     for (size_t i = 0; i < c->in.import.ncodes; i++) {
@@ -339,9 +342,93 @@ static int unit_cost(ph_wtxn *w, uint64_t batch_id, int64_t *cost, ph_err *err)
     return PH_OK;
 }
 
-/* Takes the SKU's first available code, marking expired ones on the way.
- * On PH_OK the code is issued to order_id and copied into out. */
-static int pop_code(ph_wtxn *w, ph_cmd *c, MDB_cursor *cur, uint64_t order_id, ph_code *out)
+/* ---- expiry tallies: what one code.expired event reports ------------------ */
+
+/* Codes a command retired as expired, counted per batch in the order met. */
+typedef struct expiry_tally {
+    struct tally_row {
+        uint64_t batch_id;
+        char sku[PH_SKU_MAX + 1];
+        uint64_t count;
+    } * rows;
+    size_t n;
+    uint64_t total;
+} expiry_tally;
+
+static int tally_add(expiry_tally *t, uint64_t batch_id, const char *sku, ph_err *err)
+{
+    for (size_t i = t->n; i > 0; i--) /* consecutive codes share their batch: look back */
+        if (t->rows[i - 1].batch_id == batch_id) {
+            t->rows[i - 1].count++;
+            t->total++;
+            return PH_OK;
+        }
+    if (t->n % 16 == 0) {
+        struct tally_row *g = realloc(t->rows, (t->n + 16) * sizeof *g);
+        if (!g)
+            return ph_err_set(err, PH_ENOMEM, "out of memory");
+        t->rows = g;
+    }
+    struct tally_row *r = &t->rows[t->n++];
+    r->batch_id = batch_id;
+    snprintf(r->sku, sizeof r->sku, "%s", sku);
+    r->count = 1;
+    t->total++;
+    return PH_OK;
+}
+
+static int cmp_tally_row(const void *a, const void *b)
+{
+    uint64_t x = ((const struct tally_row *)a)->batch_id,
+             y = ((const struct tally_row *)b)->batch_id;
+    return x < y ? -1 : x > y;
+}
+
+/* One code.expired event for everything the command retired (none when it
+ * retired nothing): counts per batch, never a code or a code id (rule 3). */
+static int emit_expired(ph_wtxn *w, int64_t now, expiry_tally *t, ph_err *err)
+{
+    if (!t->total)
+        return PH_OK;
+    qsort(t->rows, t->n, sizeof *t->rows, cmp_tally_row);
+    json_t *batches = json_array();
+    for (size_t i = 0; batches && i < t->n; i++) {
+        const struct tally_row *r = &t->rows[i];
+        if (json_array_append_new(batches,
+                                  json_pack("{s:I,s:s,s:I}", "batch_id", (json_int_t)r->batch_id,
+                                            "sku", r->sku, "count", (json_int_t)r->count))) {
+            json_decref(batches);
+            batches = NULL;
+        }
+    }
+    json_t *fields =
+        batches ? json_pack("{s:I,s:o}", "count", (json_int_t)t->total, "batches", batches) : NULL;
+    return emit(w, now, "code.expired", fields, err); /* NULL fields: out of memory */
+}
+
+/* Rewrites code id as expired at now (its record keeps its size); rec and
+ * sealed as get_code gave them. */
+static int retire_code(ph_wtxn *w, uint64_t id, ph_code_rec *rec, const uint8_t *sealed,
+                       int64_t now, ph_err *err)
+{
+    rec->state = PH_CODE_EXPIRED;
+    rec->order_id = 0;
+    rec->changed_at = now;
+    /* put_code may move the record: copy the blob out of the old one first */
+    uint8_t *blob = malloc(rec->sealed_len ? rec->sealed_len : 1);
+    if (!blob)
+        return ph_err_set(err, PH_ENOMEM, "out of memory");
+    memcpy(blob, sealed, rec->sealed_len);
+    int rc = put_code(w, id, rec, blob, 0, err);
+    free(blob);
+    return rc;
+}
+
+/* Takes the SKU's first available code, retiring expired ones on the way (into
+ * t: the caller reports them in one event). On PH_OK the code is issued to
+ * order_id and copied into out. An expired code is never issued. */
+static int pop_code(ph_wtxn *w, ph_cmd *c, MDB_cursor *cur, uint64_t order_id, ph_code *out,
+                    expiry_tally *t)
 {
     const char *sku = c->in.order.sku;
     for (;;) {
@@ -361,9 +448,15 @@ static int pop_code(ph_wtxn *w, ph_cmd *c, MDB_cursor *cur, uint64_t order_id, p
         int rc = get_code(w, id, &rec, &sealed, &c->err);
         if (rc)
             return rc;
-        int expired = rec.expires_at && rec.expires_at <= c->now;
-        rec.state = expired ? PH_CODE_EXPIRED : PH_CODE_ISSUED;
-        rec.order_id = expired ? 0 : order_id;
+        if (rec.expires_at && rec.expires_at <= c->now) {
+            /* its expiry index entry stays: the sweep removes it when it gets there */
+            if ((rc = retire_code(w, id, &rec, sealed, c->now, &c->err)) != PH_OK ||
+                (rc = tally_add(t, rec.batch_id, sku, &c->err)) != PH_OK)
+                return rc;
+            continue;
+        }
+        rec.state = PH_CODE_ISSUED;
+        rec.order_id = order_id;
         rec.changed_at = c->now;
         /* put_code may move the record: copy the blob out of the old one first */
         uint8_t *blob = malloc(rec.sealed_len ? rec.sealed_len : 1);
@@ -373,16 +466,6 @@ static int pop_code(ph_wtxn *w, ph_cmd *c, MDB_cursor *cur, uint64_t order_id, p
         if ((rc = put_code(w, id, &rec, blob, 0, &c->err)) != PH_OK) {
             free(blob);
             return rc;
-        }
-        if (expired) {
-            free(blob);
-            rc = emit(w, c->now, "code.expired",
-                      json_pack("{s:I,s:I,s:s}", "code_id", (json_int_t)id, "batch_id",
-                                (json_int_t)rec.batch_id, "sku", sku),
-                      &c->err);
-            if (rc)
-                return rc;
-            continue;
         }
         *out = (ph_code){.id = id,
                          .state = rec.state,
@@ -490,8 +573,9 @@ static int apply_order(ph_wtxn *w, ph_cmd *c)
         return ph_store_lmdb_err(&c->err, mrc, "open stock");
     }
     int64_t cost = 0;
+    expiry_tally expired = {0};
     while (o->ncodes < o->quantity) {
-        rc = pop_code(w, c, cur, o->id, &o->codes[o->ncodes]);
+        rc = pop_code(w, c, cur, o->id, &o->codes[o->ncodes], &expired);
         if (rc == PH_OK) {
             o->ncodes++;
             rc = unit_cost(w, o->codes[o->ncodes - 1].batch_id, &cost, &c->err);
@@ -505,9 +589,11 @@ static int apply_order(ph_wtxn *w, ph_cmd *c)
         rc = ph_err_set(&c->err, PH_ENOSTOCK,
                         "sku: '%s' has %zu codes available, %u requested; nothing was reserved",
                         c->in.order.sku, o->ncodes, o->quantity);
-    if (rc == PH_OK && (rc = put_order(w, o, MDB_APPEND, &c->err)) == PH_OK &&
+    if (rc == PH_OK && (rc = emit_expired(w, c->now, &expired, &c->err)) == PH_OK &&
+        (rc = put_order(w, o, MDB_APPEND, &c->err)) == PH_OK &&
         (rc = index_order(w, o, &c->err)) == PH_OK)
         rc = emit_outcome(w, c->now, o, 0, &c->err);
+    free(expired.rows);
     if (rc) {
         ph_order_free(o);
         return rc;
@@ -1204,6 +1290,62 @@ static int apply_void(ph_wtxn *w, ph_cmd *c)
                 &c->err);
 }
 
+/* ---- the expiry sweep ------------------------------------------------------ */
+
+/* One bounded step of the sweep (store.h, PH_CMD_EXPIRE): the due entries of
+ * the expiry index, SKU by SKU, each removed; a code still available is
+ * retired. Reads no clock: "due" is relative to cmd->now. */
+static int apply_expire(ph_wtxn *w, ph_cmd *c)
+{
+    uint32_t limit = c->in.expire.limit ? c->in.expire.limit : PH_EXPIRE_LIMIT;
+    expiry_tally t = {0};
+    MDB_cursor *cur;
+    MDB_val k, v;
+    char sku[PH_SKU_MAX + 1] = "";
+    size_t len = 0;
+    int rc = PH_OK, mrc = mdb_cursor_open(w->txn, w->s->dbi[DB_EXPIRY], &cur);
+    if (mrc)
+        return ph_store_lmdb_err(&c->err, mrc, "open expiry index");
+    c->expired_codes = 0;
+    c->more = 0;
+    for (uint32_t n = 0; rc == PH_OK; n++) {
+        /* the SKU's first entry is the oldest: after a delete, seek again */
+        if ((mrc = ph_expiry_seek_due(cur, sku, len, c->now, &k, &v)) != 0)
+            break;
+        if (n == limit) {
+            c->more = 1;
+            break;
+        }
+        uint64_t id;
+        int64_t at;
+        ph_expiry_key_decode(&k, &len, &at); /* seek_due decoded it already */
+        memcpy(sku, k.mv_data, len);
+        sku[len] = 0;
+        memcpy(&id, v.mv_data, 8);
+        if ((mrc = mdb_cursor_del(cur, 0)) != 0)
+            break;
+        ph_code_rec rec;
+        const uint8_t *sealed;
+        if ((rc = get_code(w, id, &rec, &sealed, &c->err)) != PH_OK ||
+            rec.state != PH_CODE_AVAILABLE || !rec.expires_at || rec.expires_at > c->now)
+            continue; /* issued or voided since: the entry was all that was left */
+        MDB_val sk = {len, sku}, sv = {8, &id};
+        if ((mrc = mdb_del(w->txn, w->s->dbi[DB_AVAIL], &sk, &sv)) != 0)
+            break;
+        if ((rc = retire_code(w, id, &rec, sealed, c->now, &c->err)) == PH_OK)
+            rc = tally_add(&t, rec.batch_id, sku, &c->err);
+    }
+    mdb_cursor_close(cur);
+    if (rc == PH_OK && mrc && mrc != MDB_NOTFOUND)
+        rc = ph_store_lmdb_err(&c->err, mrc, "expiry sweep");
+    if (rc == PH_OK) {
+        c->expired_codes = t.total;
+        rc = emit_expired(w, c->now, &t, &c->err);
+    }
+    free(t.rows);
+    return rc;
+}
+
 /* ---- catalog -------------------------------------------------------------- */
 
 static int put_product(ph_wtxn *w, ph_cmd *c, const char *sku, json_t *p, const char *event)
@@ -1311,6 +1453,8 @@ int ph_store_apply(ph_wtxn *w, ph_cmd *c)
         return apply_supply_create(w, c);
     case PH_CMD_ATTEMPT:
         return apply_attempt(w, c);
+    case PH_CMD_EXPIRE:
+        return apply_expire(w, c);
     case PH_CMD_PUT_PRODUCTS:
         memset(&w->s->memo, 0, sizeof w->s->memo); /* orderability may change */
         return apply_products(w, c);

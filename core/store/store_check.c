@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/util.h"
 #include "config/config.h"
 
 /* What a scan needs to know per batch. Batch ids are dense and ascending. */
@@ -31,6 +32,7 @@ typedef struct scan {
     uint64_t supply_orders;    /* orders fulfilled by a supplier */
     uint64_t open_orders;      /* of those, with an attempt not final */
     int full;                  /* checking invariants, not just counting */
+    int64_t now;               /* counting: available codes due at now count as expired */
     ph_err *err;
 } scan;
 
@@ -111,6 +113,25 @@ static int in_stock(scan *sc, const batch_ref *b, uint64_t id)
     return found;
 }
 
+/* An available code that expires is in the expiry index under its SKU and
+ * time (else the sweep would never retire it); an expired code had an expiry
+ * that had passed when it was retired. */
+static int check_code_expiry(scan *sc, const batch_ref *b, uint64_t id, const ph_code *code)
+{
+    const char *sku = sc->st->skus[b->sku].sku;
+    if (code->state == PH_CODE_EXPIRED &&
+        (!code->expires_at || code->expires_at > code->changed_at))
+        return ph_err_set(sc->err, PH_EIO, "code %llu: expired but its expiry had not passed",
+                          (unsigned long long)id);
+    if (code->state != PH_CODE_AVAILABLE || !code->expires_at)
+        return PH_OK;
+    int found = ph_expiry_has(sc->txn, sc->s->dbi[DB_EXPIRY], sku, id, code->expires_at);
+    return found ? PH_OK
+                 : ph_err_set(sc->err, PH_EIO,
+                              "code %llu: available and expiring but not in the expiry index of %s",
+                              (unsigned long long)id, sku);
+}
+
 static int scan_codes(scan *sc)
 {
     MDB_cursor *c;
@@ -146,8 +167,12 @@ static int scan_codes(scan *sc)
         else if (sc->full && code.state == PH_CODE_AVAILABLE && !in_stock(sc, b, id))
             rc = ph_err_set(sc->err, PH_EIO, "code %llu: available but not in the stock of %s",
                             (unsigned long long)id, sc->st->skus[b->sku].sku);
+        else if (sc->full && (rc = check_code_expiry(sc, b, id, &code)) != PH_OK)
+            break;
         else {
-            sc->st->skus[b->sku].by_state[code.state]++;
+            int due = sc->now && code.state == PH_CODE_AVAILABLE && code.expires_at &&
+                      code.expires_at <= sc->now;
+            sc->st->skus[b->sku].by_state[due ? PH_CODE_EXPIRED : code.state]++;
             sc->st->codes++;
             sc->issued_to_orders += code.order_id != 0;
         }
@@ -190,6 +215,41 @@ static int check_stock(scan *sc)
     if (rc == PH_OK && listed != available)
         rc = ph_err_set(sc->err, PH_EIO, "%llu codes are available but stock lists %llu",
                         (unsigned long long)available, (unsigned long long)listed);
+    return rc;
+}
+
+/* Every entry of the expiry index names a code of its SKU with that expiry.
+ * Entries of codes no longer available are allowed: the sweep removes them
+ * when they are due (the order path does not write to the index). */
+static int check_expiry_index(scan *sc)
+{
+    MDB_cursor *c;
+    MDB_val k, v;
+    int rc = PH_OK;
+    if (mdb_cursor_open(sc->txn, sc->s->dbi[DB_EXPIRY], &c))
+        return ph_err_set(sc->err, PH_EIO, "store: cannot open the expiry index");
+    for (int op = MDB_FIRST; rc == PH_OK && mdb_cursor_get(c, &k, &v, op) == 0; op = MDB_NEXT) {
+        size_t n;
+        int64_t at;
+        uint64_t id;
+        memcpy(&id, v.mv_data, 8);
+        MDB_val ck = {8, &id}, cv;
+        ph_code code;
+        const batch_ref *b;
+        if (ph_expiry_key_decode(&k, &n, &at))
+            rc = ph_err_set(sc->err, PH_EIO, "expiry index: malformed key for code %llu",
+                            (unsigned long long)id);
+        else if (mdb_get(sc->txn, sc->s->dbi[DB_CODES], &ck, &cv) ||
+                 ph_code_decode(&cv, id, 0, &code) || !(b = find_batch(sc, code.batch_id)))
+            rc = ph_err_set(sc->err, PH_EIO, "expiry index lists missing code %llu",
+                            (unsigned long long)id);
+        else if (strlen(sc->st->skus[b->sku].sku) != n ||
+                 memcmp(sc->st->skus[b->sku].sku, k.mv_data, n) || code.expires_at != at)
+            rc = ph_err_set(sc->err, PH_EIO,
+                            "expiry index lists code %llu under another sku or time than its own",
+                            (unsigned long long)id);
+    }
+    mdb_cursor_close(c);
     return rc;
 }
 
@@ -375,16 +435,16 @@ static int check_events(scan *sc)
     return rc;
 }
 
-static int run_scan(ph_store *s, ph_store_stats *st, int full, ph_err *err)
+static int run_scan(ph_store *s, ph_store_stats *st, int full, int64_t now, ph_err *err)
 {
     memset(st, 0, sizeof *st);
-    scan sc = {.s = s, .st = st, .err = err, .full = full};
+    scan sc = {.s = s, .st = st, .err = err, .full = full, .now = full ? 0 : now};
     int rc = ph_store_read_begin(s, &sc.txn, err);
     if (rc)
         return rc;
     if ((rc = load_batches(&sc)) == PH_OK && (rc = scan_codes(&sc)) == PH_OK && full &&
-        (rc = check_stock(&sc)) == PH_OK && (rc = check_orders(&sc)) == PH_OK &&
-        (rc = check_totals(&sc)) == PH_OK)
+        (rc = check_stock(&sc)) == PH_OK && (rc = check_expiry_index(&sc)) == PH_OK &&
+        (rc = check_orders(&sc)) == PH_OK && (rc = check_totals(&sc)) == PH_OK)
         rc = check_events(&sc);
     if (rc == PH_OK && !full) {
         MDB_stat ms;
@@ -400,15 +460,20 @@ static int run_scan(ph_store *s, ph_store_stats *st, int full, ph_err *err)
     return rc;
 }
 
+int ph_store_stats_at(ph_store *s, int64_t now, ph_store_stats *out, ph_err *err)
+{
+    return run_scan(s, out, 0, now, err);
+}
+
 int ph_store_stats_get(ph_store *s, ph_store_stats *out, ph_err *err)
 {
-    return run_scan(s, out, 0, err);
+    return run_scan(s, out, 0, ph_now_ms(), err);
 }
 
 int ph_store_check(ph_store *s, ph_store_stats *stats, ph_err *err)
 {
     ph_store_stats local;
-    int rc = run_scan(s, stats ? stats : &local, 1, err);
+    int rc = run_scan(s, stats ? stats : &local, 1, 0, err);
     if (rc == PH_OK && !stats)
         ph_store_stats_clear(&local);
     return rc;

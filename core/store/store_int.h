@@ -11,7 +11,7 @@
 
 #include "store/store.h"
 
-#define PH_SCHEMA_VERSION 2
+#define PH_SCHEMA_VERSION 3
 
 /* Named databases. Integer keys are native uint64_t (MDB_INTEGERKEY), so ids
  * sort numerically and new ids always append at the right edge of the tree. */
@@ -28,6 +28,7 @@ enum {
     DB_EVENTS,        /* seq -> event JSON */
     DB_SUPPLY,        /* order id -> supply record (below), supplier orders only */
     DB_PENDING,       /* order id -> "" while the order has an attempt not final */
+    DB_EXPIRY,        /* sku NUL be64(expires_at) -> dup sorted code ids (store_expiry.c) */
     DB_COUNT
 };
 
@@ -186,6 +187,31 @@ size_t ph_store_ref_key(const char *client, const char *coid, char *buf);
 /* Read transactions: shared map lock + MDB_RDONLY txn; always paired. */
 int ph_store_read_begin(ph_store *s, MDB_txn **txn, ph_err *err);
 void ph_store_read_end(ph_store *s, MDB_txn *txn);
+
+/* ---- the expiry index (store_expiry.c) ----
+ * DB_EXPIRY: every available code that expires has an entry under its SKU and
+ * expiry time; entries of codes that left the stock otherwise (issued, voided)
+ * stay until they are due and the sweep removes them, so the order path never
+ * writes to this index. */
+
+/* Adds code id of sku expiring at expires_at (> 0); writer only. */
+int ph_expiry_add(MDB_txn *txn, MDB_dbi dbi, const char *sku, uint64_t id, int64_t expires_at,
+                  ph_err *err);
+/* 1 when the index lists code id of sku at expires_at. */
+int ph_expiry_has(MDB_txn *txn, MDB_dbi dbi, const char *sku, uint64_t id, int64_t expires_at);
+/* Positions cur at the first entry due at now (expires_at <= now) of the first
+ * SKU >= sku[0..len) (len 0: from the start), filling k and v: 0, MDB_NOTFOUND
+ * or an LMDB error. */
+int ph_expiry_seek_due(MDB_cursor *cur, const char *sku, size_t len, int64_t now, MDB_val *k,
+                       MDB_val *v);
+/* Splits a key: *sku_len bytes of SKU at k->mv_data, *at the expiry. 0, or -1
+ * for a malformed key. */
+int ph_expiry_key_decode(const MDB_val *k, size_t *sku_len, int64_t *at);
+/* Available codes of sku whose expiry has passed at now (the sweep will retire them). */
+uint64_t ph_expiry_due_available(ph_store *s, MDB_txn *txn, const char *sku, size_t len,
+                                 int64_t now);
+/* Rebuilds the index from the codes (the migration from schema version 2). */
+int ph_expiry_rebuild(ph_store *s, MDB_txn *txn, ph_err *err);
 
 /* Applies one command inside w->txn (store_apply.c). */
 int ph_store_apply(ph_wtxn *w, ph_cmd *cmd);

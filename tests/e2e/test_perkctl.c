@@ -464,3 +464,47 @@ Test(perkctl, unreachable_server_exits_3)
     lacks(err, "hunter2");
     free(out), free(err);
 }
+
+/* The cell of table text under header `col` in the row starting with `row `
+ * (copied into buf). Columns are left-aligned under their headers. */
+static const char *table_cell(const char *text, const char *row, const char *col, char *buf,
+                              size_t n)
+{
+    const char *hdr_end = strchr(text, '\n');
+    cr_assert_not_null(hdr_end, "no table:\n%s", text);
+    const char *h = strstr(text, col);
+    cr_assert(h && h < hdr_end, "no column %s:\n%s", col, text);
+    size_t off = (size_t)(h - text);
+    char start[96];
+    snprintf(start, sizeof start, "\n%s ", row);
+    const char *line = strstr(text, start);
+    cr_assert_not_null(line, "no row %s:\n%s", row, text);
+    line++;
+    const char *c = line + off, *e = c;
+    while (*e && *e != ' ' && *e != '\n')
+        e++;
+    snprintf(buf, n, "%.*s", (int)(e - c), c);
+    return buf;
+}
+
+/* Unknown stock is null in the API and `-` in the table, never 0 (issue 9, defect 6). */
+Test(perkctl, products_show_unknown_stock_as_a_dash)
+{
+    start();
+    char *out, *err, cell[32];
+    const char *file = write_file("codes.csv", "code\nPKD-1\n");
+    int rc = PK("ops-token", NULL, &out, &err, "import", file, "--supplier", "acme", "--sku",
+                "test.card2", "--cost", "5.00");
+    cr_assert_eq(rc, 0, "import: exit %d\n%s%s", rc, out, err);
+    free(out), free(err);
+    rc = PK("mall-token", NULL, &out, &err, "products");
+    cr_assert_eq(rc, 0, "products: exit %d\n%s%s", rc, out, err);
+    cr_assert_str_eq(table_cell(out, "test.topup", "AVAILABLE", cell, sizeof cell), "-",
+                     "a recharge's stock is unknown:\n%s", out);
+    cr_assert_str_eq(table_cell(out, "test.card", "AVAILABLE", cell, sizeof cell), "-",
+                     "served by a supplier, no local code:\n%s", out);
+    cr_assert_str_eq(table_cell(out, "test.card2", "AVAILABLE", cell, sizeof cell), "1",
+                     "local stock is counted:\n%s", out);
+    free(out), free(err);
+    finish();
+}

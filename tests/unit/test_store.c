@@ -173,7 +173,7 @@ static uint64_t stock(const char *sku)
     char *json = NULL;
     uint64_t n = 0;
     ph_err err = {0};
-    int rc = ph_store_product_get(g_s, sku, &json, &n, &err);
+    int rc = ph_store_product_get_at(g_s, sku, NOW, &json, &n, &err);
     cr_assert_eq(rc, PH_OK, "product %s: %s", sku, err.msg);
     free(json);
     return n;
@@ -215,7 +215,7 @@ static ph_sku_stats sku_stats(const char *sku)
     ph_store_stats st;
     ph_err err = {0};
     ph_sku_stats out = {0};
-    cr_assert_eq(ph_store_stats_get(g_s, &st, &err), PH_OK, "%s", err.msg);
+    cr_assert_eq(ph_store_stats_at(g_s, NOW, &st, &err), PH_OK, "%s", err.msg);
     for (size_t i = 0; i < st.nskus; i++)
         if (strcmp(st.skus[i].sku, sku) == 0)
             out = st.skus[i];
@@ -788,7 +788,7 @@ Test(store, order_skips_and_marks_expired_codes)
     import_range(IQ, 0, 3, 1000, NOW - 1);           /* codes 1..3: expired */
     import_range(IQ, 3, 1, 1000, NOW);               /* code 4: expires this instant */
     import_range(IQ, 4, 3, 1200, NOW + 30 * DAY_MS); /* codes 5..7: good */
-    cr_assert_eq(stock(IQ), 7, "expired codes count until an order meets them");
+    cr_assert_eq(stock(IQ), 3, "codes past their expiry are not available");
     uint64_t seq = last_event();
 
     ph_cmd c;
@@ -801,16 +801,21 @@ Test(store, order_skips_and_marks_expired_codes)
     ph_cmd_clear(&c);
     cr_assert_eq(stock(IQ), 1);
 
+    /* one event for the codes the order retired, with counts per batch and no code ids */
     json_t *evs = events_after(seq);
-    cr_assert_eq(count_type(evs, "code.expired"), 4);
-    cr_assert_eq(count_type(evs, "order.succeeded"), 1);
-    cr_assert_eq(json_array_size(evs), 5);
-    for (size_t i = 0; i < 4; i++) {
-        json_t *ev = json_array_get(evs, i);
-        cr_assert_str_eq(ev_str(ev, "type"), "code.expired");
-        cr_assert_eq(ev_int(ev, "code_id"), (json_int_t)(i + 1));
-        cr_assert_eq(ev_int(ev, "batch_id"), i < 3 ? 1 : 2);
-    }
+    cr_assert_eq(json_array_size(evs), 2);
+    json_t *ev = json_array_get(evs, 0);
+    cr_assert_str_eq(ev_str(ev, "type"), "code.expired");
+    cr_assert_eq(ev_int(ev, "count"), 4);
+    cr_assert_null(json_object_get(ev, "code_id"));
+    json_t *bs = json_object_get(ev, "batches");
+    cr_assert_eq(json_array_size(bs), 2);
+    cr_assert_eq(ev_int(json_array_get(bs, 0), "batch_id"), 1);
+    cr_assert_eq(ev_int(json_array_get(bs, 0), "count"), 3);
+    cr_assert_str_eq(ev_str(json_array_get(bs, 0), "sku"), IQ);
+    cr_assert_eq(ev_int(json_array_get(bs, 1), "batch_id"), 2);
+    cr_assert_eq(ev_int(json_array_get(bs, 1), "count"), 1);
+    cr_assert_str_eq(ev_str(json_array_get(evs, 1), "type"), "order.succeeded");
     json_decref(evs);
 
     ph_code_info info;
@@ -834,13 +839,19 @@ Test(store, order_out_of_stock_behind_expired_codes_changes_nothing)
     import_range(TX, 0, 2, 1000, NOW - 1);
     import_range(TX, 2, 1, 1000, 0);
     uint64_t seq = last_event();
+    cr_assert_eq(stock(TX), 1, "the two codes past their expiry are not available");
     ph_cmd c;
     cr_assert_eq(order(&c, "mall", "T-1", TX, 2), PH_ENOSTOCK);
     ph_cmd_clear(&c);
-    cr_assert_eq(stock(TX), 3);
+    cr_assert_eq(stock(TX), 1);
     cr_assert_eq(last_event(), seq);
     ph_sku_stats st = sku_stats(TX);
-    cr_assert_eq(st.by_state[PH_CODE_EXPIRED], 0);
+    cr_assert_eq(st.by_state[PH_CODE_AVAILABLE], 1);
+    cr_assert_eq(st.by_state[PH_CODE_EXPIRED], 2, "stats count due codes as expired");
+    ph_batch b;
+    uint64_t counts[7];
+    cr_assert_eq(ph_store_batch_get(g_s, 1, &b, counts, NULL), PH_OK);
+    cr_assert_eq(counts[PH_CODE_AVAILABLE], 2, "the refused order retired nothing");
     assert_check();
 }
 
@@ -1711,4 +1722,294 @@ Test(store, a_batch_with_failed_orders_is_redone_nested_and_stays_whole)
     cr_assert_eq(o.order->id, blk_id + 3, "the next id follows on after a reopen");
     ph_cmd_clear(&o);
     sem_destroy(&gate);
+}
+
+/* ================================================================================= */
+/* expiry: the sweep (PH_CMD_EXPIRE), counts as of a time, the expiry index           */
+/* ================================================================================= */
+
+/* One sweep step at now visiting at most limit index entries; asserts success. */
+static ph_cmd expire_step(int64_t now, uint32_t limit)
+{
+    ph_cmd c = {.type = PH_CMD_EXPIRE, .now = now};
+    c.in.expire.limit = limit;
+    cr_assert_eq(ph_store_exec(g_s, &c), PH_OK, "expire: %s", c.err.msg);
+    return c;
+}
+
+static uint64_t stock_at(const char *sku, int64_t now)
+{
+    char *json = NULL;
+    uint64_t n = 0;
+    ph_err err = {0};
+    cr_assert_eq(ph_store_product_get_at(g_s, sku, now, &json, &n, &err), PH_OK, "%s", err.msg);
+    free(json);
+    return n;
+}
+
+/* Codes 1..5 of IQ expire at NOW+1000 (code 1 is issued first), 6..8 of TX at
+ * NOW+500, 9..10 of IQ at NOW+5000, 11..12 of IQ never. */
+static void expiring_store(void)
+{
+    catalog();
+    import_range(IQ, 0, 5, 1000, NOW + 1000);
+    import_range(TX, 5, 3, 1000, NOW + 500);
+    import_range(IQ, 8, 2, 1000, NOW + 5000);
+    import_range(IQ, 10, 2, 1000, 0);
+    order_ok("mall", "E-1", IQ, 1); /* code 1: its index entry stays until due */
+}
+
+Test(store, available_counts_only_codes_issuable_at_the_time_asked)
+{
+    open_store();
+    expiring_store();
+    cr_assert_eq(stock_at(IQ, NOW), 8);
+    cr_assert_eq(stock_at(IQ, NOW + 999), 8);
+    cr_assert_eq(stock_at(IQ, NOW + 1000), 4, "due at its expiry: not issuable");
+    cr_assert_eq(stock_at(TX, NOW + 500), 0);
+    cr_assert_eq(stock_at(IQ, NOW + 5000), 2);
+    char **json;
+    uint64_t *avail;
+    size_t n;
+    cr_assert_eq(ph_store_product_list_at(g_s, NOW + 2000, &json, &avail, &n, NULL), PH_OK);
+    for (size_t i = 0; i < n; i++) {
+        json_t *p = json_loads(json[i], 0, NULL);
+        const char *sku = json_string_value(json_object_get(p, "sku"));
+        if (strcmp(sku, IQ) == 0)
+            cr_assert_eq(avail[i], 4);
+        if (strcmp(sku, TX) == 0)
+            cr_assert_eq(avail[i], 0);
+        json_decref(p);
+    }
+    ph_store_product_list_free(json, avail, n);
+    ph_store_stats st;
+    cr_assert_eq(ph_store_stats_at(g_s, NOW + 2000, &st, NULL), PH_OK);
+    for (size_t i = 0; i < st.nskus; i++) {
+        uint64_t *b = st.skus[i].by_state, sum = 0;
+        for (int k = 1; k <= 6; k++)
+            sum += b[k];
+        cr_assert_eq(sum, st.skus[i].imported, "%s: the states add up", st.skus[i].sku);
+        if (strcmp(st.skus[i].sku, IQ) == 0) {
+            cr_assert_eq(b[PH_CODE_AVAILABLE], 4);
+            cr_assert_eq(b[PH_CODE_EXPIRED], 4);
+            cr_assert_eq(b[PH_CODE_ISSUED], 1);
+        }
+    }
+    ph_store_stats_clear(&st);
+    cr_assert_eq(ph_store_expiry_due(g_s, NOW + 499), 0);
+    cr_assert_eq(ph_store_expiry_due(g_s, NOW + 500), 1);
+
+    /* an order at a time when the head of the stock has expired skips it: never issued */
+    ph_cmd c;
+    order_cmd(&c, "mall", "E-2", IQ, 5, NOW + 1000);
+    cr_assert_eq(ph_store_exec(g_s, &c), PH_ENOSTOCK, "only 4 issuable: %s", c.err.msg);
+    ph_cmd_clear(&c);
+    order_cmd(&c, "mall", "E-3", IQ, 4, NOW + 1000);
+    cr_assert_eq(ph_store_exec(g_s, &c), PH_OK, "%s", c.err.msg);
+    for (size_t i = 0; i < 4; i++)
+        cr_assert(c.order->codes[i].expires_at == 0 || c.order->codes[i].expires_at > NOW + 1000,
+                  "code %llu issued past its expiry", (unsigned long long)c.order->codes[i].id);
+    ph_cmd_clear(&c);
+    cr_assert_eq(stock_at(IQ, NOW + 1000), 0);
+    assert_check();
+}
+
+Test(store, expire_retires_due_codes_in_bounded_steps_with_one_event_each)
+{
+    open_store();
+    expiring_store();
+    uint64_t seq = last_event();
+
+    /* IQ first (SKUs in byte order), oldest first: codes 1 (issued: only its
+     * entry goes), 2, 3 */
+    ph_cmd c = expire_step(NOW + 2000, 3);
+    cr_assert_eq(c.expired_codes, 2);
+    cr_assert_eq(c.more, 1);
+    ph_cmd_clear(&c);
+    c = expire_step(NOW + 2000, 3); /* codes 4, 5 of IQ, then 6 of TX */
+    cr_assert_eq(c.expired_codes, 3);
+    cr_assert_eq(c.more, 1);
+    ph_cmd_clear(&c);
+    c = expire_step(NOW + 2000, 3); /* 7, 8; codes 9, 10 are not due */
+    cr_assert_eq(c.expired_codes, 2);
+    cr_assert_eq(c.more, 0);
+    ph_cmd_clear(&c);
+    c = expire_step(NOW + 2000, 3); /* nothing left: no change, no event */
+    cr_assert_eq(c.expired_codes, 0);
+    cr_assert_eq(c.more, 0);
+    ph_cmd_clear(&c);
+    cr_assert_eq(ph_store_expiry_due(g_s, NOW + 2000), 0);
+
+    const char *const no_ids[] = {"code_id", NULL};
+    json_t *evs = events_after_without(seq, no_ids);
+    cr_assert_eq(json_array_size(evs), 3, "one event per step that expired codes");
+    const json_int_t counts[] = {2, 3, 2};
+    for (size_t i = 0; i < 3; i++) {
+        json_t *ev = json_array_get(evs, i);
+        cr_assert_str_eq(ev_str(ev, "type"), "code.expired");
+        cr_assert_eq(ev_int(ev, "count"), counts[i]);
+        cr_assert_str_eq(ev_str(ev, "at"), "2023-11-14T22:13:22.000Z", "the command's time");
+    }
+    json_t *bs = json_object_get(json_array_get(evs, 1), "batches");
+    cr_assert_eq(json_array_size(bs), 2);
+    cr_assert_eq(ev_int(json_array_get(bs, 0), "batch_id"), 1);
+    cr_assert_eq(ev_int(json_array_get(bs, 0), "count"), 2);
+    cr_assert_eq(ev_int(json_array_get(bs, 1), "batch_id"), 2);
+    cr_assert_str_eq(ev_str(json_array_get(bs, 1), "sku"), TX);
+    cr_assert_eq(ev_int(json_array_get(bs, 1), "count"), 1);
+    json_decref(evs);
+
+    ph_code_info info;
+    cr_assert_eq(find_code(1, &info, NULL), PH_OK); /* code id 2 */
+    cr_assert_eq(info.code.state, PH_CODE_EXPIRED);
+    cr_assert_eq(info.code.changed_at, NOW + 2000);
+    ph_code_info_clear(&info);
+    cr_assert_eq(find_code(0, &info, NULL), PH_OK); /* code id 1 stays issued */
+    cr_assert_eq(info.code.state, PH_CODE_ISSUED);
+    ph_code_info_clear(&info);
+    /* the stored states now say it, whatever the time */
+    ph_sku_stats st = sku_stats(IQ);
+    cr_assert_eq(st.by_state[PH_CODE_EXPIRED], 4);
+    cr_assert_eq(st.by_state[PH_CODE_AVAILABLE], 4);
+    cr_assert_eq(sku_stats(TX).by_state[PH_CODE_EXPIRED], 3);
+    cr_assert_eq(stock_at(IQ, NOW), 4);
+    assert_check();
+    reopen();
+    assert_check();
+    c = expire_step(NOW + 5000, 0); /* the default limit: all of what is left */
+    cr_assert_eq(c.expired_codes, 2);
+    cr_assert_eq(c.more, 0);
+    ph_cmd_clear(&c);
+    cr_assert_eq(stock_at(IQ, NOW + 5000), 2);
+    assert_check();
+}
+
+/* Every key and value of every database but `meta` (whose uid is random), in
+ * order, as one buffer (*len bytes; caller frees). */
+static char *dump_store(const char *dir, size_t *len)
+{
+    static const char *const dbs[] = {"products",  "batches", "codes",     "avail",
+                                      "code_hash", "orders",  "order_ref", "client_orders",
+                                      "events",    "supply",  "pending",   "expiry"};
+    MDB_env *env;
+    MDB_txn *txn;
+    cr_assert_eq(mdb_env_create(&env), 0);
+    mdb_env_set_maxdbs(env, 32);
+    cr_assert_eq(mdb_env_open(env, dir, MDB_RDONLY, 0600), 0);
+    cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    char *buf = NULL;
+    FILE *h = open_memstream(&buf, len);
+    cr_assert_not_null(h);
+    for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
+        MDB_dbi dbi;
+        MDB_cursor *c;
+        MDB_val k, v;
+        cr_assert_eq(mdb_dbi_open(txn, dbs[i], 0, &dbi), 0, "database %s", dbs[i]);
+        cr_assert_eq(mdb_cursor_open(txn, dbi, &c), 0);
+        fwrite(dbs[i], 1, strlen(dbs[i]) + 1, h);
+        for (int op = MDB_FIRST; mdb_cursor_get(c, &k, &v, op) == 0; op = MDB_NEXT) {
+            fwrite(&k.mv_size, sizeof k.mv_size, 1, h);
+            fwrite(k.mv_data, 1, k.mv_size, h);
+            fwrite(&v.mv_size, sizeof v.mv_size, 1, h);
+            fwrite(v.mv_data, 1, v.mv_size, h);
+        }
+        mdb_cursor_close(c);
+    }
+    cr_assert_eq(fclose(h), 0);
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    return buf;
+}
+
+/* The sweep is a deterministic function of (store, command): the same commands
+ * on two copies give the same bytes. */
+Test(store, expire_gives_the_same_data_on_two_copies)
+{
+    char dir2[128];
+    snprintf(dir2, sizeof dir2, "%s/db2", g_base);
+    char *d[2];
+    size_t n[2];
+    for (int r = 0; r < 2; r++) {
+        g_s = open_at(r ? dir2 : g_dir, 0);
+        expiring_store();
+        ph_cmd c = expire_step(NOW + 2000, 2);
+        ph_cmd_clear(&c);
+        order_ok("mall", "E-2", IQ, 1);
+        c = expire_step(NOW + 6000, 0);
+        cr_assert_eq(c.expired_codes, 7); /* 3 + 2 of IQ's first two batches, 2 of TX */
+        ph_cmd_clear(&c);
+        assert_check();
+        ph_store_close(g_s);
+        g_s = NULL;
+        d[r] = dump_store(r ? dir2 : g_dir, &n[r]);
+    }
+    cr_assert_eq(n[0], n[1], "the two copies differ in size");
+    cr_assert(memcmp(d[0], d[1], n[0]) == 0, "the two copies differ");
+    free(d[0]);
+    free(d[1]);
+}
+
+Test(store, check_detects_an_expiring_code_missing_from_the_expiry_index)
+{
+    open_store();
+    catalog();
+    import_range(IQ, 0, 3, 1000, NOW + 1000);
+    assert_check();
+    ph_store_close(g_s);
+    g_s = NULL;
+    MDB_txn *txn;
+    MDB_env *env = raw_open(&txn);
+    MDB_dbi ex = raw_dbi(txn, "expiry", MDB_DUPSORT | MDB_DUPFIXED | MDB_INTEGERDUP);
+    MDB_cursor *c;
+    MDB_val k, v;
+    cr_assert_eq(mdb_cursor_open(txn, ex, &c), 0);
+    cr_assert_eq(mdb_cursor_get(c, &k, &v, MDB_FIRST), 0);
+    cr_assert_eq(mdb_cursor_get(c, &k, &v, MDB_NEXT), 0); /* code 2 */
+    cr_assert_eq(mdb_cursor_del(c, 0), 0);
+    mdb_cursor_close(c);
+    raw_commit(env, txn);
+
+    char msg[512];
+    assert_check_fails(msg, sizeof msg);
+    cr_assert_not_null(strstr(msg, "code 2"), "message does not name the code: %s", msg);
+    cr_assert_not_null(strstr(msg, "expiry index"), "%s", msg);
+}
+
+/* A store of schema version 2 has no expiry index: opening it builds one. */
+Test(store, open_migrates_version_2_by_building_the_expiry_index)
+{
+    open_store();
+    catalog();
+    import_range(IQ, 0, 3, 1000, NOW + 1000);
+    import_range(IQ, 3, 1, 1000, 0);
+    order_ok("mall", "M-1", IQ, 1); /* code 1 is issued: not indexed again */
+    ph_store_close(g_s);
+    g_s = NULL;
+    MDB_txn *txn;
+    MDB_env *env = raw_open(&txn);
+    MDB_dbi meta = raw_dbi(txn, "meta", 0);
+    MDB_dbi ex = raw_dbi(txn, "expiry", MDB_DUPSORT | MDB_DUPFIXED | MDB_INTEGERDUP);
+    cr_assert_eq(mdb_drop(txn, ex, 0), 0);
+    uint32_t ver = 2;
+    MDB_val k = {6, "schema"}, v = {sizeof ver, &ver};
+    cr_assert_eq(mdb_put(txn, meta, &k, &v, 0), 0);
+    raw_commit(env, txn);
+
+    open_store();
+    assert_check();
+    cr_assert_eq(ph_store_expiry_due(g_s, NOW + 1000), 1);
+    ph_cmd c = expire_step(NOW + 1000, 0);
+    cr_assert_eq(c.expired_codes, 2);
+    ph_cmd_clear(&c);
+    cr_assert_eq(stock_at(IQ, NOW), 1);
+    assert_check();
+    ph_store_close(g_s);
+    g_s = NULL;
+    env = raw_open(&txn);
+    meta = raw_dbi(txn, "meta", 0);
+    cr_assert_eq(mdb_get(txn, meta, &k, &v), 0);
+    memcpy(&ver, v.mv_data, sizeof ver);
+    cr_assert_eq(ver, PH_SCHEMA_VERSION);
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
 }

@@ -170,3 +170,55 @@ Test(views, json_str_is_jansson_byte_for_byte)
         cr_assert_null(json_string(bad[i]), "jansson accepts bad case %zu", i);
     }
 }
+
+/* stock.available of ph_view_product for a stored product and a local count. */
+static json_t *stock_available(const char *stored, uint64_t available)
+{
+    json_t *p = ph_view_product(stored, available, 0);
+    cr_assert_not_null(p);
+    json_t *a = json_object_get(json_object_get(p, "stock"), "available");
+    cr_assert_not_null(a, "stock.available missing");
+    json_incref(a);
+    json_decref(p);
+    return a;
+}
+
+/* Unknown stock is null, never 0 (issue 9, defect 6); a known count is a number. */
+Test(views, product_stock_is_null_where_perkhub_does_not_know_it)
+{
+#define P_COMMON                                                                                   \
+    "\"name\":\"n\",\"brand\":\"b\",\"category\":\"c\",\"tags\":[],\"redemption_guide\":\"\","
+    static const char *const recharge =
+        "{" P_COMMON
+        "\"sku\":\"t.r\",\"delivery\":\"recharge\",\"listed\":true,\"face_value_fen\":5000,"
+        "\"offers\":[{\"supplier\":\"s\",\"supplier_sku\":\"x\",\"cost_fen\":4900}]}";
+    static const char *const card_offer =
+        "{" P_COMMON
+        "\"sku\":\"t.c\",\"delivery\":\"card_code\",\"listed\":true,\"face_value_fen\":3000,"
+        "\"offers\":[{\"supplier\":\"s\",\"supplier_sku\":\"y\",\"cost_fen\":1900}]}";
+    static const char *const card_stock =
+        "{" P_COMMON
+        "\"sku\":\"t.s\",\"delivery\":\"card_code\",\"listed\":true,\"face_value_fen\":3000,"
+        "\"offers\":[]}";
+    struct {
+        const char *stored;
+        uint64_t available;
+        json_int_t want; /* -1: null */
+    } cases[] = {
+        {recharge, 0, -1},   /* no local stock at all */
+        {recharge, 3, -1},   /* whatever the store says: recharges have no codes */
+        {card_offer, 0, -1}, /* nothing local; the supplier's stock is not known here */
+        {card_offer, 4, 4},  /* local codes: known, what stock can issue now */
+        {card_stock, 0, 0},  /* stock only: sold out is a known 0 */
+        {card_stock, 7, 7},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_t *a = stock_available(cases[i].stored, cases[i].available);
+        if (cases[i].want < 0)
+            cr_expect(json_is_null(a), "case %zu: want null", i);
+        else
+            cr_expect(json_is_integer(a) && json_integer_value(a) == cases[i].want,
+                      "case %zu: want %lld", i, (long long)cases[i].want);
+        json_decref(a);
+    }
+}
