@@ -1217,6 +1217,22 @@ const ph_client_conf *ph_config_client_by_token(const ph_config *cfg, const char
     return hit;
 }
 
+const char *ph_delivery_name(int delivery)
+{
+    for (size_t i = 0; delivery_names[i]; i++)
+        if (delivery_values[i] == delivery)
+            return delivery_names[i];
+    return NULL;
+}
+
+int ph_delivery_parse(const char *name)
+{
+    for (size_t i = 0; name && delivery_names[i]; i++)
+        if (strcmp(delivery_names[i], name) == 0)
+            return delivery_values[i];
+    return 0;
+}
+
 const ph_product_conf *ph_config_product(const ph_config *cfg, const char *sku)
 {
     for (size_t i = 0; cfg && sku && i < cfg->nproducts; i++)

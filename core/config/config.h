@@ -22,6 +22,13 @@
 enum { PH_SCOPE_FULFILL = 1, PH_SCOPE_SUPPORT = 2, PH_SCOPE_OPS = 4 };
 enum { PH_DELIVERY_CARD_CODE = 1, PH_DELIVERY_RECHARGE = 2 };
 
+/* The one spelling of a delivery kind, in config, the store's product JSON,
+ * events and views: "card_code" or "recharge"; NULL for any other value.
+ * Static strings; any thread. */
+const char *ph_delivery_name(int delivery);
+/* PH_DELIVERY_* for its name; 0 for any other text (NULL included). */
+int ph_delivery_parse(const char *name);
+
 typedef struct ph_kv {
     char *key;   /* plugin config key, [A-Za-z0-9_.-]+ */
     char *value; /* scalar as written (a secret is a reference like "env:NAME" or "file:PATH") */

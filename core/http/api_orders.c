@@ -49,7 +49,7 @@ static int order_reply(ph_req *r, unsigned status, const ph_order *o)
  * 200 (Idempotent-Replay) for a replay whatever its state. */
 static int reply_new_order(ph_req *r, const ph_order *o, int replayed)
 {
-    int final = o->state == PH_ORDER_SUCCEEDED || o->state == PH_ORDER_FAILED;
+    int final = ph_order_state_final(o->state);
     if (replayed)
         r->replay_header = "true";
     ph_log(&r->d->log, PH_LOG_INFO, r->reqid, replayed ? "order.replayed" : "order.created",
@@ -80,7 +80,7 @@ static void wake(void *arg)
 /* Answers now, or suspends until the order is final or wait_s has passed. */
 static int reply_or_wait(ph_req *r, const ph_order *o, int replayed)
 {
-    int final = o->state == PH_ORDER_SUCCEEDED || o->state == PH_ORDER_FAILED;
+    int final = ph_order_state_final(o->state);
     if (final || !r->wait_s)
         return reply_new_order(r, o, replayed);
     r->order_id = o->id;

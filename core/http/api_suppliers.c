@@ -80,8 +80,10 @@ static int catalog_done(ph_req *r)
         const struct perkhub_item *it = &res->items[i];
         json_t *j = json_pack(
             "{s:s,s:s?,s:s,s:o,s:o,s:o,s:b}", "supplier_sku", it->product_id, "name", it->name,
-            "delivery", it->kind == PERKHUB_OP_RECHARGE ? "recharge" : "card_code", "face_value",
-            money_or_null(it->face_value), "price", money_or_null(it->price), "stock",
+            "delivery",
+            ph_delivery_name(it->kind == PERKHUB_OP_RECHARGE ? PH_DELIVERY_RECHARGE
+                                                             : PH_DELIVERY_CARD_CODE),
+            "face_value", money_or_null(it->face_value), "price", money_or_null(it->price), "stock",
             it->stock < 0 ? json_null() : json_integer(it->stock), "on_sale", it->on_sale);
         json_object_set_new(j, "offers", our_offers(r->cfg->cfg, r->seg[0], it));
         json_array_append_new(items, j);

@@ -133,7 +133,7 @@ static int txt_codes(txt_buf *b, const ph_order *o, const ph_keyring *kr)
 static int txt_stock_order(txt_buf *b, const ph_order *o, const ph_config *cfg,
                            const ph_keyring *kr)
 {
-    if (o->delivery || o->nattempts || o->reason[0] || o->account_masked[0])
+    if (ph_order_via_supplier(o))
         return -1;
     const ph_product_conf *p = ph_config_product(cfg, o->sku);
     txt_lit(b, "{\"order\":{\"id\":");
@@ -147,7 +147,7 @@ static int txt_stock_order(txt_buf *b, const ph_order *o, const ph_config *cfg,
         return -1;
     txt_lit(b, ",\"quantity\":");
     txt_int(b, (long long)o->quantity);
-    if (txt_field(b, "delivery", "card_code") ||
+    if (txt_field(b, "delivery", ph_delivery_name(PH_DELIVERY_CARD_CODE)) ||
         txt_field(b, "state", ph_order_state_name(o->state)) || txt_field(b, "source", "stock"))
         return -1;
     if (txt_times(b, o) || txt_codes(b, o, kr))

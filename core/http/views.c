@@ -66,7 +66,7 @@ static void view_supply(json_t *j, const ph_order *o, const ph_config *cfg, int 
     if (o->account_masked[0])
         json_object_set_new(j, "account", json_string(o->account_masked));
     const ph_attempt *last = o->nattempts ? &o->attempts[o->nattempts - 1] : NULL;
-    if (last && o->state != PH_ORDER_SUCCEEDED && o->state != PH_ORDER_FAILED) {
+    if (last && !ph_order_state_final(o->state)) {
         /* No query is scheduled while the request is on the wire: its answer,
          * or the supplier's timeout, comes by then, which is when a client
          * (holding the first 202) should look again. */
@@ -92,11 +92,11 @@ json_t *ph_view_order(const ph_order *o, const ph_config *cfg, const ph_keyring 
         json_pack("{s:I,s:s,s:s,s:s,s:s?,s:I,s:s,s:s}", "id", (json_int_t)o->id, "client",
                   o->client, "client_order_id", o->client_order_id, "sku", o->sku, "product_name",
                   p ? p->name : NULL, "quantity", (json_int_t)o->quantity, "delivery",
-                  o->delivery == PH_DELIVERY_RECHARGE ? "recharge" : "card_code", "state",
-                  ph_order_state_name(o->state));
+                  ph_delivery_name(ph_order_via_supplier(o) ? o->delivery : PH_DELIVERY_CARD_CODE),
+                  "state", ph_order_state_name(o->state));
     if (!j)
         return NULL;
-    json_object_set_new(j, "source", json_string(o->nattempts ? "supplier" : "stock"));
+    json_object_set_new(j, "source", json_string(ph_order_via_supplier(o) ? "supplier" : "stock"));
     ph_view_time(j, "created_at", o->created_at);
     ph_view_time(j, "updated_at", o->updated_at);
     if (with_cost)
@@ -146,10 +146,9 @@ json_t *ph_view_product_stored(const ph_product_conf *p)
                                                 "cost_fen", (json_int_t)p->offers[i].cost));
     return json_pack("{s:s,s:s,s:s,s:s,s:o,s:s,s:I,s:s,s:b,s:o}", "sku", p->sku, "name", p->name,
                      "brand", p->brand, "category", p->category, "tags", tags, "delivery",
-                     p->delivery == PH_DELIVERY_RECHARGE ? "recharge" : "card_code",
-                     "face_value_fen", (json_int_t)p->face_value, "redemption_guide",
-                     p->redemption_guide ? p->redemption_guide : "", "listed", p->listed, "offers",
-                     offers);
+                     ph_delivery_name(p->delivery), "face_value_fen", (json_int_t)p->face_value,
+                     "redemption_guide", p->redemption_guide ? p->redemption_guide : "", "listed",
+                     p->listed, "offers", offers);
 }
 
 /* What perkhub knows of a product's stock: the local count, or null when it
@@ -159,7 +158,7 @@ json_t *ph_view_product_stored(const ph_product_conf *p)
 static json_t *stock_available(json_t *stored, uint64_t available)
 {
     const char *delivery = json_string_value(json_object_get(stored, "delivery"));
-    int card = delivery && strcmp(delivery, "card_code") == 0;
+    int card = ph_delivery_parse(delivery) == PH_DELIVERY_CARD_CODE;
     int offers = json_array_size(json_object_get(stored, "offers")) > 0;
     if (!card || (offers && available == 0))
         return json_null();

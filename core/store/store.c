@@ -58,10 +58,20 @@ const char *ph_attempt_state_name(int state)
     return state >= 1 && state <= 5 ? names[state] : "?";
 }
 
-int ph_attempt_open(int state)
+int ph_attempt_state_open(int state)
 {
     return state == PH_ATTEMPT_SENDING || state == PH_ATTEMPT_PROCESSING ||
            state == PH_ATTEMPT_UNKNOWN;
+}
+
+int ph_order_state_final(int state)
+{
+    return state == PH_ORDER_SUCCEEDED || state == PH_ORDER_FAILED;
+}
+
+int ph_order_via_supplier(const ph_order *o)
+{
+    return o->delivery != 0;
 }
 
 int ph_store_lmdb_err(ph_err *err, int mrc, const char *what)
@@ -367,7 +377,7 @@ int ph_order_load(ph_store *s, MDB_txn *txn, uint64_t id, int with_codes, ph_ord
         free(o);
         return ph_err_set(err, PH_EIO, "order %llu: malformed record", (unsigned long long)id);
     }
-    if (o->delivery) {
+    if (ph_order_via_supplier(o)) {
         int rc = load_supply(s, txn, o, err);
         if (rc) {
             ph_order_free(o);

@@ -67,6 +67,10 @@ enum ph_order_state {
 const char *ph_code_state_name(int state);
 const char *ph_order_state_name(int state);
 
+/* Is an order in this state final (succeeded or failed: nothing will change
+ * it again)? The one answer for views, waiters, fulfilment and the checker. */
+int ph_order_state_final(int state);
+
 /* One card code as stored: the secret itself only as a sealed blob (crypto.h). */
 typedef struct ph_code {
     uint64_t id; /* assigned at import, ascending within a batch */
@@ -96,6 +100,10 @@ enum ph_attempt_state {
 
 /* "sending", "processing", ...; "?" otherwise. Static strings. */
 const char *ph_attempt_state_name(int state);
+
+/* Does an attempt in this state still wait for the supplier (sending,
+ * processing, unknown)? Not open means final: succeeded or failed. */
+int ph_attempt_state_open(int state);
 
 #define PH_REF_MAX            64  /* bytes of an attempt reference */
 #define PH_REASON_MAX         128 /* bytes of a machine reason ("out_of_stock") */
@@ -143,6 +151,11 @@ typedef struct ph_order {
     size_t nattempts;
     ph_attempt *attempts; /* owned by the order; loaded with every read */
 } ph_order;
+
+/* Was o stored for a supplier (PH_CMD_SUPPLY_CREATE: a recharge, or card codes
+ * bought upstream), whether or not an attempt began? The one answer behind a
+ * view's "source": an order no supplier could take is still a supplier order. */
+int ph_order_via_supplier(const ph_order *o);
 
 /* Frees an order returned by the store, including its codes. NULL is a no-op. */
 void ph_order_free(ph_order *o);

@@ -277,11 +277,6 @@ static void memo_note(ph_memo *m, const char *sku, int delivery)
     m->next_sku = (m->next_sku + 1) % PH_MEMO_SKUS;
 }
 
-static const char *delivery_name(int delivery)
-{
-    return delivery == PH_DELIVERY_RECHARGE ? "recharge" : "card_code";
-}
-
 /* How a listed product is delivered: *out is PH_DELIVERY_*, or 0 for a kind
  * neither of ours (whose name `kind` then gets, for the caller's message),
  * from the memo or the stored product. PH_ESKU (message set) for a product
@@ -297,10 +292,7 @@ static int listed_delivery(ph_wtxn *w, ph_cmd *c, const char *sku, int *out, cha
         return rc;
     const char *delivery = json_string_value(json_object_get(p, "delivery"));
     snprintf(kind, 32, "%s", delivery ? delivery : "?");
-    *out = !delivery                            ? 0
-           : strcmp(delivery, "card_code") == 0 ? PH_DELIVERY_CARD_CODE
-           : strcmp(delivery, "recharge") == 0  ? PH_DELIVERY_RECHARGE
-                                                : 0;
+    *out = ph_delivery_parse(delivery);
     if (!json_is_true(json_object_get(p, "listed")))
         rc = ph_err_set(&c->err, PH_ESKU, "sku: '%s' is not listed", sku);
     json_decref(p);
@@ -316,7 +308,7 @@ static int check_orderable(ph_wtxn *w, ph_cmd *c)
     int rc = listed_delivery(w, c, c->in.order.sku, &delivery, kind);
     if (rc == PH_OK && delivery != PH_DELIVERY_CARD_CODE)
         rc = ph_err_set(&c->err, PH_ESKU, "sku: '%s' is delivered by %s, not from card-code stock",
-                        c->in.order.sku, delivery ? delivery_name(delivery) : kind);
+                        c->in.order.sku, delivery ? ph_delivery_name(delivery) : kind);
     return rc;
 }
 
@@ -486,7 +478,7 @@ static int put_order(ph_wtxn *w, const ph_order *o, unsigned put_flags, ph_err *
     ph_order_rec r = {.version = 1,
                       .state = (uint8_t)o->state,
                       .delivery = o->delivery ? (uint8_t)o->delivery : 1 /* card_code */,
-                      .flags = o->delivery ? PH_ORDER_F_SUPPLY : 0,
+                      .flags = ph_order_via_supplier(o) ? PH_ORDER_F_SUPPLY : 0,
                       .client_len = (uint8_t)cl,
                       .quantity = o->quantity,
                       .created_at = o->created_at,
@@ -680,7 +672,7 @@ static int set_pending(ph_wtxn *w, uint64_t id, int was, int is, unsigned put_fl
 
 static int has_open_attempt(const ph_order *o)
 {
-    return o->nattempts && ph_attempt_open(o->attempts[o->nattempts - 1].state);
+    return o->nattempts && ph_attempt_state_open(o->attempts[o->nattempts - 1].state);
 }
 
 /* ---- order events, written as text -------------------------------------------
@@ -764,7 +756,7 @@ static int emit_accepted(ph_wtxn *w, int64_t now, const ph_order *o, ph_err *err
     evtext e;
     ev_begin(&e, w, now, "order.accepted", o);
     ev_int(&e, "quantity", o->quantity);
-    ev_str(&e, "delivery", delivery_name(o->delivery));
+    ev_str(&e, "delivery", ph_delivery_name(o->delivery));
     ev_str(&e, "state", ph_order_state_name(o->state));
     if (o->nattempts) {
         ev_str(&e, "supplier", o->attempts[0].supplier);
@@ -844,8 +836,8 @@ static int check_suppliable(ph_wtxn *w, ph_cmd *c)
     int rc = listed_delivery(w, c, sku, &delivery, kind);
     if (rc == PH_OK && delivery != c->in.supply.delivery)
         rc = ph_err_set(&c->err, PH_ESKU, "sku: '%s' is delivered by %s, not %s", sku,
-                        delivery ? delivery_name(delivery) : kind,
-                        delivery_name(c->in.supply.delivery));
+                        delivery ? ph_delivery_name(delivery) : kind,
+                        ph_delivery_name(c->in.supply.delivery));
     return rc;
 }
 
@@ -918,7 +910,7 @@ static int apply_supply_create(ph_wtxn *w, ph_cmd *c)
  * re-entered, and the same state again only records a check. */
 static int transition_ok(int from, int to)
 {
-    if (!ph_attempt_open(from) || to < PH_ATTEMPT_SENDING || to > PH_ATTEMPT_FAILED)
+    if (!ph_attempt_state_open(from) || to < PH_ATTEMPT_SENDING || to > PH_ATTEMPT_FAILED)
         return 0;
     return to != PH_ATTEMPT_SENDING || from == PH_ATTEMPT_SENDING;
 }
@@ -978,7 +970,7 @@ static void update_attempt(ph_attempt *a, const ph_cmd *c)
     a->checks += c->in.attempt.count_check ? 1 : 0;
     a->state = c->in.attempt.state;
     a->updated_at = c->now;
-    if (!ph_attempt_open(a->state))
+    if (!ph_attempt_state_open(a->state))
         a->next_check_at = 0; /* settled: nothing left to ask */
 }
 

@@ -304,7 +304,7 @@ static int check_supply(scan *sc, const ph_order *rec)
         rc = ph_err_set(sc->err, PH_EIO, "order %llu (%s): %s", id, ph_order_state_name(o->state),
                         why);
     else {
-        int open = o->nattempts && ph_attempt_open(o->attempts[o->nattempts - 1].state);
+        int open = o->nattempts && ph_attempt_state_open(o->attempts[o->nattempts - 1].state);
         if (open != has_pending(sc, rec->id))
             rc = ph_err_set(sc->err, PH_EIO, "order %llu: %s but %s pending", id,
                             open ? "has an open attempt" : "has no open attempt",
@@ -322,15 +322,16 @@ static int check_order(scan *sc, uint64_t id, const MDB_val *v, uint64_t *codes)
     const uint8_t *ids;
     if (ph_order_decode(v, id, &o, &ids))
         return ph_err_set(sc->err, PH_EIO, "order %llu: malformed record", (unsigned long long)id);
-    size_t want = o.state == PH_ORDER_SUCCEEDED && o.delivery != PH_DELIVERY_RECHARGE ? o.quantity
-                  : o.delivery                                                        ? 0
-                                                                                      : o.ncodes;
+    int via_supplier = ph_order_via_supplier(&o);
+    int delivery = via_supplier ? o.delivery : PH_DELIVERY_CARD_CODE;
+    size_t want = o.state == PH_ORDER_SUCCEEDED && delivery == PH_DELIVERY_CARD_CODE ? o.quantity
+                  : via_supplier                                                     ? 0
+                                                                                     : o.ncodes;
     if (o.ncodes != want)
         return ph_err_set(sc->err, PH_EIO, "order %llu: %s %s order with %zu codes, not %zu",
                           (unsigned long long)id, ph_order_state_name(o.state),
-                          o.delivery == PH_DELIVERY_RECHARGE ? "recharge" : "card code", o.ncodes,
-                          want);
-    int rc = o.delivery ? check_supply(sc, &o) : PH_OK;
+                          ph_delivery_name(delivery), o.ncodes, want);
+    int rc = via_supplier ? check_supply(sc, &o) : PH_OK;
     if (rc)
         return rc;
     for (size_t i = 0; i < o.ncodes; i++) {

@@ -222,3 +222,39 @@ Test(views, product_stock_is_null_where_perkhub_does_not_know_it)
         json_decref(a);
     }
 }
+
+/* "Is this a supplier order?" has one answer (ph_order_via_supplier): a supplier
+ * order that no supplier could take (failed at creation, no attempt) is still
+ * a supplier order, and a stock order is never one. */
+Test(views, source_is_supplier_for_every_supplier_order)
+{
+    static const struct {
+        int delivery;
+        size_t nattempts;
+        int state;
+        const char *source, *delivery_name;
+    } cases[] = {
+        {0, 0, PH_ORDER_SUCCEEDED, "stock", "card_code"},
+        {PH_DELIVERY_CARD_CODE, 0, PH_ORDER_FAILED, "supplier", "card_code"},
+        {PH_DELIVERY_RECHARGE, 0, PH_ORDER_FAILED, "supplier", "recharge"},
+        {PH_DELIVERY_RECHARGE, 1, PH_ORDER_SUCCEEDED, "supplier", "recharge"},
+    };
+    ph_attempt a = {.no = 1, .state = PH_ATTEMPT_SUCCEEDED};
+    snprintf(a.supplier, sizeof a.supplier, "sbx");
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        ph_order o = {.id = 9,
+                      .quantity = 1,
+                      .state = cases[i].state,
+                      .delivery = cases[i].delivery,
+                      .nattempts = cases[i].nattempts,
+                      .attempts = cases[i].nattempts ? &a : NULL};
+        snprintf(o.sku, sizeof o.sku, "a.plain");
+        json_t *j = ph_view_order(&o, cfg, kr, 0, 0);
+        cr_assert_not_null(j);
+        cr_expect_str_eq(json_string_value(json_object_get(j, "source")), cases[i].source,
+                         "case %zu", i);
+        cr_expect_str_eq(json_string_value(json_object_get(j, "delivery")), cases[i].delivery_name,
+                         "case %zu", i);
+        json_decref(j);
+    }
+}
