@@ -147,8 +147,11 @@ int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_er
     ph_random_bytes(&d->reqid_prefix, sizeof d->reqid_prefix);
     ph_store_opts so = {.dir = cfg->data_dir, .map_size = cfg->map_size};
     int rc;
+    /* The store checks the keys against the data (store.h, "Keys"): a wrong key
+     * file stops the start here, naming the key id and the file. */
     if ((rc = ph_keyring_load(cfg->master_key_file, cfg->master_key_create, &d->keys, err)) ||
-        (rc = ph_store_open(&so, &d->store, err)) || (rc = ph_daemon_sync_products(d, cfg, err)) ||
+        (so.keys = d->keys, rc = ph_store_open(&so, &d->store, err)) ||
+        (rc = ph_daemon_sync_products(d, cfg, err)) ||
         (rc = ph_suppliers_create(&d->log, &d->suppliers, err)) ||
         (rc = ph_suppliers_apply(d->suppliers, cfg, err)) || (rc = start_supply(d, err)) ||
         (rc = ph_http_start(d, cfg->listen_address, cfg->port, cfg->http_threads, &d->http,

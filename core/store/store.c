@@ -152,6 +152,7 @@ int ph_batch_decode(const MDB_val *v, uint64_t id, ph_batch *out, uint64_t *orde
     json_str(o, "sku", out->sku, sizeof out->sku);
     json_str(o, "note", out->note, sizeof out->note);
     json_str(o, "void_reason", out->void_reason, sizeof out->void_reason);
+    json_str(o, "code_lookalikes", out->lookalikes, sizeof out->lookalikes);
     out->unit_cost = json_integer_value(json_object_get(o, "unit_cost_fen"));
     out->count = (uint32_t)json_integer_value(json_object_get(o, "count"));
     out->first_code = (uint64_t)json_integer_value(json_object_get(o, "first_code"));
@@ -433,13 +434,29 @@ static int check_schema(ph_store *s, MDB_txn *txn, const char *dir, ph_err *err)
 {
     MDB_val k = {6, "schema"}, v;
     int mrc = mdb_get(txn, s->dbi[DB_META], &k, &v);
-    if (mrc == MDB_NOTFOUND)
-        return init_meta(s, txn, err);
+    if (mrc == MDB_NOTFOUND && s->read_only)
+        return ph_err_set(err, PH_EIO, "store: %s is not a perkhub store (no schema version)", dir);
+    if (mrc == MDB_NOTFOUND) {
+        int rc = init_meta(s, txn, err);
+        return rc ? rc : ph_store_keys_open(s, txn, dir, err);
+    }
     if (mrc)
         return ph_err_set(err, PH_EIO, "store: read schema: %s", mdb_strerror(mrc));
     uint32_t ver = 0;
     if (v.mv_size == sizeof ver)
         memcpy(&ver, v.mv_data, sizeof ver);
+    if (ver == PH_SCHEMA_VERSION - 1 && (s->read_only || !s->keys))
+        return ph_err_set(err, PH_EVERSION,
+                          "store: %s holds schema version %u; this perkhubd reads version %d and "
+                          "migrates it when it starts on it with its key file%s",
+                          dir, ver, PH_SCHEMA_VERSION,
+                          s->read_only ? " (--check-store only reads)" : "");
+    if (ver == PH_SCHEMA_VERSION - 1) {
+        int rc = ph_store_migrate(s, txn, dir, err);
+        if (rc)
+            return rc;
+        ver = PH_SCHEMA_VERSION;
+    }
     if (ver != PH_SCHEMA_VERSION)
         return ph_err_set(err, PH_EVERSION,
                           "store: %s holds schema version %u; this perkhubd reads version %d", dir,
@@ -450,19 +467,23 @@ static int check_schema(ph_store *s, MDB_txn *txn, const char *dir, ph_err *err)
         return ph_err_set(err, PH_EIO, "store: %s: the store uid is missing or malformed", dir);
     memcpy(s->uid, v.mv_data, 8);
     s->uid[8] = 0;
-    return PH_OK;
+    return ph_store_keys_open(s, txn, dir, err);
 }
 
 static int open_dbs(ph_store *s, const char *dir, ph_err *err)
 {
     MDB_txn *txn;
-    int mrc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    int mrc = mdb_txn_begin(s->env, NULL, s->read_only ? MDB_RDONLY : 0, &txn);
     if (mrc)
         return ph_err_set(err, PH_EIO, "store: %s: %s", dir, mdb_strerror(mrc));
     for (int i = 0; i < DB_COUNT; i++) {
-        mrc = mdb_dbi_open(txn, db_names[i], MDB_CREATE | db_flags[i], &s->dbi[i]);
+        mrc = mdb_dbi_open(txn, db_names[i], (s->read_only ? 0 : MDB_CREATE) | db_flags[i],
+                           &s->dbi[i]);
         if (mrc) {
             mdb_txn_abort(txn);
+            if (mrc == MDB_NOTFOUND)
+                return ph_err_set(err, PH_EIO, "store: %s is not a perkhub store (no database %s)",
+                                  dir, db_names[i]);
             return ph_err_set(err, PH_EIO, "store: open database %s: %s", db_names[i],
                               mdb_strerror(mrc));
         }
@@ -478,13 +499,31 @@ static int open_dbs(ph_store *s, const char *dir, ph_err *err)
 
 static void *writer_main(void *arg);
 
+/* A read-only open must not make a store where there is none (a mistyped
+ * path would otherwise check an empty store and pass). */
+static int store_exists(const char *dir, ph_err *err)
+{
+    char path[4096];
+    struct stat st;
+    if (snprintf(path, sizeof path, "%s/data.mdb", dir) >= (int)sizeof path)
+        return ph_err_set(err, PH_EINVAL, "store: path too long");
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+        return ph_err_set(err, PH_ENOTFOUND, "no store at %s", dir);
+    return PH_OK;
+}
+
 int ph_store_open(const ph_store_opts *opts, ph_store **out, ph_err *err)
 {
-    if (mkdir(opts->dir, 0700) && errno != EEXIST)
+    int rc;
+    if (opts->read_only && (rc = store_exists(opts->dir, err)) != PH_OK)
+        return rc;
+    if (!opts->read_only && mkdir(opts->dir, 0700) && errno != EEXIST)
         return ph_err_set(err, PH_EIO, "store: cannot create %s: %s", opts->dir, strerror(errno));
     ph_store *s = calloc(1, sizeof *s);
     if (!s)
         return ph_err_set(err, PH_ENOMEM, "out of memory");
+    s->keys = opts->keys;
+    s->read_only = opts->read_only;
     pthread_rwlockattr_t ra;
     pthread_rwlockattr_init(&ra);
     /* a growing map must not starve behind a stream of readers */
@@ -494,7 +533,7 @@ int ph_store_open(const ph_store_opts *opts, ph_store **out, ph_err *err)
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     s->max_batch = opts->max_batch ? opts->max_batch : 4096;
-    int rc, mrc = mdb_env_create(&s->env);
+    int mrc = mdb_env_create(&s->env);
     if (mrc)
         goto lmdb_fail;
     mdb_env_set_maxdbs(s->env, DB_COUNT);
@@ -502,7 +541,7 @@ int ph_store_open(const ph_store_opts *opts, ph_store **out, ph_err *err)
     mdb_env_set_mapsize(s->env, opts->map_size ? opts->map_size : (64u << 20));
     /* NOTLS: read transactions are not tied to a thread's slot. No NOSYNC, no
      * NOMETASYNC: a commit is durable when it returns (rule 1). */
-    mrc = mdb_env_open(s->env, opts->dir, MDB_NOTLS, 0600);
+    mrc = mdb_env_open(s->env, opts->dir, MDB_NOTLS | (s->read_only ? MDB_RDONLY : 0), 0600);
     if (mrc)
         goto lmdb_fail;
     MDB_envinfo info;
@@ -510,6 +549,11 @@ int ph_store_open(const ph_store_opts *opts, ph_store **out, ph_err *err)
     s->map_size = info.me_mapsize;
     if ((rc = open_dbs(s, opts->dir, err)) != PH_OK)
         goto fail;
+    if (s->read_only) {
+        s->stopping = 1; /* no writer: ph_store_submit refuses */
+        *out = s;
+        return PH_OK;
+    }
     if (pthread_create(&s->writer, NULL, writer_main, s)) {
         rc = ph_err_set(err, PH_EIO, "store: cannot start the writer thread");
         goto fail;
@@ -766,6 +810,8 @@ static void *writer_main(void *arg)
 int ph_store_submit(ph_store *s, ph_cmd *cmd)
 {
     cmd->next = NULL;
+    if (s->read_only)
+        return ph_err_set(&cmd->err, PH_EINVAL, "store: opened read-only");
     pthread_mutex_lock(&s->mu);
     if (s->stopping) {
         pthread_mutex_unlock(&s->mu);

@@ -18,8 +18,20 @@
  * Reads (ph_store_*_get/list/find) run on the calling thread in their own
  * read-only snapshot and never wait for the writer.
  *
- * The on-disk layout is documented in docs/store.md; SCHEMA_VERSION in store.c
- * is checked at open and a mismatch refuses to start.
+ * The on-disk layout is documented in docs/store.md; PH_SCHEMA_VERSION
+ * (store_int.h) is checked at open: the previous version is migrated when the
+ * keys are given (below), any other refuses to start.
+ *
+ * Keys. The store depends on the key file: its codes and accounts are sealed
+ * under its keys and its code index is keyed with its index key. So the store
+ * keeps, in `meta`, a check value (ph_keyring_check_value) for the index key
+ * and for every key id its data was sealed with, and an open with keys refuses
+ * a key file that lacks one of those keys or holds another key under the same
+ * id — naming the key id and the file — before anything is issued. A store
+ * without check values (written by an older perkhubd, or opened without keys)
+ * gets them at its first open with keys, derived from the data itself: one
+ * stored item per key id is unsealed to prove the key right first. Opening
+ * with keys also lets the writer refuse to issue a code it cannot unseal.
  *
  * Thread safety: every function may be called from any thread, except that
  * ph_store_close must not race with any other call.
@@ -31,6 +43,8 @@
 #include <stdint.h>
 
 #include "base/status.h"
+#include "codes/code.h"
+#include "crypto/crypto.h"
 
 #define PH_SKU_MAX            64       /* bytes of a SKU, supplier id or client name */
 #define PH_ORDER_ID_MAX       128      /* bytes of a client order id */
@@ -150,6 +164,7 @@ typedef struct ph_batch {
     int voided;
     int64_t voided_at;
     char void_reason[PH_NOTE_MAX + 1];
+    char lookalikes[PH_LOOKALIKES_MAX + 1]; /* the rule its codes were hashed with (code.h) */
 } ph_batch;
 
 /* ---- opening ---------------------------------------------------------- */
@@ -160,12 +175,29 @@ typedef struct ph_store_opts {
     const char *dir;    /* LMDB environment directory, created (0700) if missing */
     uint64_t map_size;  /* initial map size in bytes; grows by doubling when full */
     unsigned max_batch; /* most commands per group commit; 0 = 4096 */
+    /* The daemon's keyring (borrowed: it must outlive the store), or NULL for
+     * tests and tools that treat sealed blobs as opaque: then no key is
+     * checked, no migration needing keys runs, nothing is unsealed, and a
+     * writable open forgets that the key checks were complete. */
+    const ph_keyring *keys;
+    /* 1: open an existing store for reading only (perkhubd --check-store):
+     * nothing is created or written, no writer runs (commands get PH_EINVAL),
+     * and a missing store is PH_ENOTFOUND "no store at DIR". */
+    int read_only;
 } ph_store_opts;
 
-/* Opens (creating if needed) the environment and starts the writer thread.
+/* Opens (creating if needed, unless read_only) the environment, migrates a
+ * store of the previous schema version (needs keys), checks or records the key
+ * checks (with keys) and starts the writer thread.
  * *out is owned by the caller (ph_store_close).
- * Errors: PH_EIO (directory, LMDB), PH_EVERSION (the data was written by another
- * schema version: the message names both). */
+ * Errors: PH_ENOTFOUND (read_only, and no store at dir), PH_EIO (directory,
+ * LMDB, not a perkhub store), PH_EVERSION (the data was written by another
+ * schema version, or needs a migration this open cannot do: the message names
+ * both versions), PH_ECRYPTO (the key file lacks a key the data needs or holds
+ * another one under its id: the message names the key id and the file; or
+ * a migration found a code it cannot unseal), PH_EDUP (a migration found two
+ * stored codes that are equal once normalized: it names both ids). On error
+ * nothing was changed. */
 int ph_store_open(const ph_store_opts *opts, ph_store **out, ph_err *err);
 
 /* Stops taking commands, lets the writer finish every queued one, joins it and
@@ -189,7 +221,9 @@ void ph_store_writer_stats(ph_store *s, ph_writer_stats *out);
 
 enum ph_cmd_type {
     PH_CMD_IMPORT = 1,    /* store a batch of sealed codes */
-    PH_CMD_ORDER,         /* fulfil a card-code order from local stock (idempotent) */
+    PH_CMD_ORDER,         /* fulfil a card-code order from local stock (idempotent); with
+                             keys, a code that does not unseal is never issued: PH_ECRYPTO,
+                             nothing changes, the code stays available */
     PH_CMD_VOID_BATCH,    /* the supplier voided a batch upstream */
     PH_CMD_PUT_PRODUCTS,  /* make the catalog match the configuration */
     PH_CMD_SUPPLY_CREATE, /* accept an order to be fulfilled by a supplier (idempotent) */
@@ -245,6 +279,7 @@ struct ph_cmd {
             const ph_import_code *codes;
             size_t ncodes;
             const uint32_t *by_hash; /* indices into codes, sorted by hash, no duplicates */
+            const char *lookalikes;  /* the rule the hashes were made with (code.h); NULL = none */
         } import;
         struct {
             const char *client, *client_order_id, *sku;
@@ -429,8 +464,11 @@ void ph_store_stats_clear(ph_store_stats *st);
 /* Checks every invariant of the data (docs/store.md, "Invariants"): each code in
  * exactly one state and indexed accordingly, imported = sum over states, no code
  * in two orders, every order's codes issued to it, the idempotency index and the
- * event sequence whole. PH_OK, or PH_EIO with the first violation in err. Reads
- * one snapshot; safe while the daemon runs. */
+ * event sequence whole, a key check for every key id the data is sealed with.
+ * When the store was opened with keys, also: every code unseals and its index
+ * entry is the hash of its normalized form under its batch's rule. PH_OK, or
+ * PH_EIO with the first violation in err. Reads one snapshot; safe while the
+ * daemon runs. */
 int ph_store_check(ph_store *s, ph_store_stats *stats, ph_err *err);
 
 #endif
