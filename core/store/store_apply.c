@@ -370,12 +370,13 @@ static int check_unseals(ph_wtxn *w, ph_cmd *c, uint64_t id, const uint8_t *seal
     ph_wipe(card, sizeof card);
     if (rc == PH_OK)
         return PH_OK;
+    /* no path in it: the message reaches the client (the key file is named at start) */
     return ph_err_set(&c->err, PH_ECRYPTO,
-                      "sku '%s': code %llu (key %u) does not unseal with key file %s; nothing was "
-                      "issued and the code stays available: check the store (perkhubd "
-                      "--check-store) and the key file",
+                      "sku '%s': code %llu (key %u) does not unseal with the key file; nothing "
+                      "was issued and the code stays available: check the store (perkhubd "
+                      "--check-store DIR --key-file FILE)",
                       c->in.order.sku, (unsigned long long)id,
-                      (unsigned)ph_sealed_key_id(sealed, len), ph_keyring_path(kr));
+                      (unsigned)ph_sealed_key_id(sealed, len));
 }
 
 /* Takes the SKU's first available code, marking expired ones on the way.
