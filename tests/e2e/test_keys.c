@@ -331,3 +331,45 @@ Test(keys, a_recharge_or_undelivered_order_gets_a_diagnosis)
     h_resp_free(&r);
     finish(d);
 }
+
+/* A sandbox whose "later" never comes within the test: orders stay with it. */
+static const char *slow_body =
+    "suppliers:\n"
+    "  - id: sbx\n    plugin: sandbox\n    timeout_ms: 600000\n"
+    "    config:\n      settle_ms: 600000\n      slow_ms: 600000\n"
+    "products:\n"
+    "  - sku: test.topup\n    name: Test top-up\n    brand: telco\n    category: telecom\n"
+    "    delivery: recharge\n    face_value: \"50.00\"\n"
+    "    offers:\n      - {supplier: sbx, supplier_sku: sandbox.recharge, cost: \"49.00\"}\n"
+    "  - sku: test.slowcard\n    name: Slow card\n    brand: testbrand\n    category: video\n"
+    "    delivery: card_code\n    face_value: \"30.00\"\n"
+    "    offers:\n      - {supplier: sbx, supplier_sku: sandbox.card.timeout, cost: \"28.00\"}\n";
+
+Test(keys, an_order_still_with_its_supplier_gets_a_processing_diagnosis)
+{
+    h_daemon *d = &D;
+    h_setup_custom(d, slow_body, NULL);
+    cr_assert_eq(h_start(d), 0);
+    h_resp r = h_post_json(
+        d, "/v1/orders", "mall-token",
+        "{\"client_order_id\":\"rc-slow\",\"sku\":\"test.topup\",\"account\":\"13800000006\"}");
+    cr_assert_eq(r.status, 202, "%s", r.body);
+    h_resp_free(&r);
+    r = h_order(d, "mall-token", "card-slow", "test.slowcard", 1);
+    cr_assert_eq(r.status, 202, "%s", r.body);
+    h_resp_free(&r);
+
+    r = lookup(d, "mall-token", "{\"client_order_id\":\"rc-slow\"}");
+    cr_assert_str_eq(diagnosis(&r), "recharge_processing", "%s", r.body);
+    cr_assert_str_eq(h_str(first(&r), "account"), "138****0006", "%s", r.body);
+    h_resp_free(&r);
+    r = lookup(d, "mall-token", "{\"client_order_id\":\"card-slow\"}");
+    cr_assert_str_eq(diagnosis(&r), "order_processing", "%s", r.body);
+    cr_assert_str_eq(h_str(first(&r), "delivery"), "card_code", "%s", r.body);
+    h_resp_free(&r);
+    /* ops sees which supplier has it */
+    r = lookup(d, "ops-token", "{\"order_id\":1}");
+    cr_assert_str_eq(h_str(first(&r), "supplier"), "sbx", "%s", r.body);
+    h_resp_free(&r);
+    finish(d);
+}
