@@ -301,10 +301,11 @@ static int verify_recorded(ph_store *s, MDB_txn *txn, const char *dir, key_uses 
             break;
         char name[24];
         snprintf(name, sizeof name, "%.*s", (int)(k.mv_size - 9), (const char *)k.mv_data + 9);
-        unsigned long id = strcmp(name, "index") == 0 ? PH_KEYCHECK_INDEX : strtoul(name, NULL, 10);
+        int index = strcmp(name, "index") == 0;
+        unsigned long id = index ? PH_KEYCHECK_INDEX : strtoul(name, NULL, 10);
         int gone = 0;
-        if (id > 65535)
-            continue;
+        if ((!index && id == 0) || id > 65535)
+            continue; /* not a name this store writes */
         if ((rc = check_recorded(s, txn, (uint16_t)id, dir, &gone, err)) < 0)
             break;
         rc = PH_OK;

@@ -330,3 +330,53 @@ Test(store_keys, check_store_opens_read_only_and_creates_nothing)
     ph_cmd_clear(&c);
     ph_keyring_free(a);
 }
+
+/* Invariants 14 and 15 of docs/store.md, as --check-store sees them. */
+Test(store_keys, check_finds_a_missing_key_check_and_an_unnormalized_index_entry)
+{
+    ph_keyring *a = ring(1, 2);
+    ph_err err = {0};
+    cr_assert_eq(open_keyed(a, &err), PH_OK, "%s", err.msg);
+    products();
+    import(a, a, 0, CODES, 2);
+    ph_store_close(g_s);
+    g_s = NULL;
+
+    /* the code index entry of code 1 made from the code as typed, not normalized */
+    MDB_txn *txn;
+    MDB_env *env = raw_open(&txn);
+    MDB_dbi hashes = raw_dbi(txn, "code_hash", 0);
+    uint8_t norm[32], raw[32];
+    uint64_t id = 1;
+    cr_assert_eq(ph_code_hash(a, CODES[0], strlen(CODES[0]), NULL, norm), PH_OK);
+    ph_crypto_index(a, CODES[0], strlen(CODES[0]), raw);
+    MDB_val k = {32, norm}, v = {8, &id};
+    cr_assert_eq(mdb_del(txn, hashes, &k, NULL), 0);
+    k.mv_data = raw;
+    cr_assert_eq(mdb_put(txn, hashes, &k, &v, 0), 0);
+    raw_commit(env, txn);
+    ph_store_opts ro = {.dir = g_dir, .read_only = 1};
+    cr_assert_eq(ph_store_open(&ro, &g_s, &err), PH_OK, "%s", err.msg);
+    assert_check(); /* without keys the entry cannot be recomputed */
+    ph_store_close(g_s);
+    g_s = NULL;
+    ro.keys = a;
+    cr_assert_eq(ph_store_open(&ro, &g_s, &err), PH_OK, "%s", err.msg);
+    ph_store_stats st;
+    cr_assert_eq(ph_store_check(g_s, &st, &err), PH_EIO, "an unnormalized entry passed");
+    cr_assert(strstr(err.msg, "code 1") && strstr(err.msg, "normalized"), "%s", err.msg);
+    ph_store_close(g_s);
+    g_s = NULL;
+
+    /* a key check lost while the store says its checks are complete */
+    env = raw_open(&txn);
+    MDB_dbi meta = raw_dbi(txn, "meta", 0);
+    k = (MDB_val){10, "keycheck:1"};
+    cr_assert_eq(mdb_del(txn, meta, &k, NULL), 0);
+    raw_commit(env, txn);
+    ro.keys = NULL;
+    cr_assert_eq(ph_store_open(&ro, &g_s, &err), PH_OK, "%s", err.msg);
+    cr_assert_eq(ph_store_check(g_s, &st, &err), PH_EIO, "a missing key check passed");
+    cr_assert(strstr(err.msg, "key 1") && strstr(err.msg, "no check value"), "%s", err.msg);
+    ph_keyring_free(a);
+}
