@@ -9,11 +9,10 @@
  * of every code but never its plaintext.
  *
  * A code is matched the way it was imported: normalized (codes/code.h: case,
- * spaces, dashes, and a product's look-alikes) before it is hashed. The
- * lookup tries the plain normalization and each look-alike rule a product is
- * configured with, and keeps a hit only when the code's batch was hashed with
- * that same rule, so a look-alike never matches a product that does not
- * declare it.
+ * spaces, dashes, and a product's look-alikes) before it is hashed; the
+ * store tries each rule its batches were hashed with
+ * (ph_store_code_find_typed), so a look-alike never matches a product that
+ * does not declare it.
  *
  * An order without codes — a recharge, or a supplier order not delivered yet —
  * is answered with a diagnosis of the order itself (recharge_*, order_*),
@@ -113,33 +112,16 @@ static int reply(ph_req *r, json_t *results)
     return ph_req_json(r, 200, json_pack("{s:o}", "results", results));
 }
 
-/* Finds the code under one rule (NULL: none): 1 with *info set when found and
- * its batch was hashed with that rule, 0 when not, or a PH_E* error. */
-static int find_as(ph_req *r, const char *code, size_t len, const char *rule, ph_code_info *info,
-                   ph_err *err)
-{
-    uint8_t hash[32];
-    if (ph_code_hash(r->d->keys, code, len, rule, hash) != PH_OK)
-        return 0; /* nothing left once normalized: matches no code */
-    int rc = ph_store_code_find(r->d->store, hash, info, err);
-    if (rc == PH_ENOTFOUND)
-        return 0;
-    if (rc)
-        return rc;
-    if (strcmp(info->batch.lookalikes, rule ? rule : "") != 0) {
-        ph_code_info_clear(info);
-        return 0;
-    }
-    return 1;
-}
+typedef struct typed {
+    const ph_keyring *kr;
+    const char *code;
+    size_t len;
+} typed;
 
-/* Is rule (non-empty) the rule of a product before products[i]? Each is tried once. */
-static int rule_seen(const ph_config *cfg, size_t i, const char *rule)
+static int hash_typed(void *arg, const char *rule, uint8_t hash[32])
 {
-    for (size_t k = 0; k < i; k++)
-        if (cfg->products[k].code_lookalikes && !strcmp(cfg->products[k].code_lookalikes, rule))
-            return 1;
-    return 0;
+    const typed *t = arg;
+    return ph_code_hash(t->kr, t->code, t->len, rule, hash) == PH_OK ? 0 : -1;
 }
 
 static int lookup_code(ph_req *r, const char *code)
@@ -148,18 +130,13 @@ static int lookup_code(ph_req *r, const char *code)
     if (len == 0 || len > PH_CODE_MAX)
         return ph_req_error(r, 400, "invalid_request", "code: expected 1-%d characters",
                             PH_CODE_MAX);
-    const ph_config *cfg = r->cfg->cfg;
+    typed t = {r->d->keys, code, len};
     ph_code_info info;
     ph_err err = {0};
-    int rc = find_as(r, code, len, NULL, &info, &err);
-    for (size_t i = 0; rc == 0 && i < cfg->nproducts; i++) {
-        const char *rule = cfg->products[i].code_lookalikes;
-        if (rule && rule[0] && !rule_seen(cfg, i, rule))
-            rc = find_as(r, code, len, rule, &info, &err);
-    }
-    if (rc == 0)
+    int rc = ph_store_code_find_typed(r->d->store, hash_typed, &t, &info, &err);
+    if (rc == PH_ENOTFOUND)
         return reply(r, json_pack("[o]", not_found()));
-    if (rc < 0)
+    if (rc)
         return ph_req_fail(r, rc, &err);
     int owner = info.order && strcmp(info.order->client, r->client->name) == 0;
     json_t *res = owner || ph_req_has_scope(r, PH_SCOPE_OPS)

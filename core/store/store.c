@@ -1101,6 +1101,28 @@ static int batch_load(ph_store *s, MDB_txn *txn, uint64_t id, ph_batch *out, ph_
     return PH_OK;
 }
 
+/* The code with this hash, its batch and its order, inside txn. On failure out
+ * may hold parts: the caller clears it. */
+static int code_find_in(ph_store *s, MDB_txn *txn, const uint8_t hash[32], ph_code_info *out,
+                        ph_err *err)
+{
+    MDB_val k = {32, (void *)hash}, v;
+    int mrc = mdb_get(txn, s->dbi[DB_CODE_HASH], &k, &v);
+    uint64_t id = 0;
+    if (mrc == MDB_NOTFOUND || (mrc == 0 && v.mv_size != 8))
+        return ph_err_set(err, PH_ENOTFOUND, "code: not found");
+    if (mrc)
+        return ph_store_lmdb_err(err, mrc, "read code index");
+    memcpy(&id, v.mv_data, 8);
+    k = (MDB_val){8, &id};
+    if (mdb_get(txn, s->dbi[DB_CODES], &k, &v) || ph_code_decode(&v, id, 1, &out->code))
+        return ph_err_set(err, PH_EIO, "code %llu: unreadable", (unsigned long long)id);
+    int rc = batch_load(s, txn, out->code.batch_id, &out->batch, err);
+    if (rc == PH_OK && out->code.order_id)
+        rc = ph_order_load(s, txn, out->code.order_id, 0, &out->order, err);
+    return rc;
+}
+
 int ph_store_code_find(ph_store *s, const uint8_t hash[32], ph_code_info *out, ph_err *err)
 {
     memset(out, 0, sizeof *out);
@@ -1108,31 +1130,56 @@ int ph_store_code_find(ph_store *s, const uint8_t hash[32], ph_code_info *out, p
     int rc = ph_store_read_begin(s, &txn, err);
     if (rc)
         return rc;
-    MDB_val k = {32, (void *)hash}, v;
-    int mrc = mdb_get(txn, s->dbi[DB_CODE_HASH], &k, &v);
-    uint64_t id = 0;
-    if (mrc == MDB_NOTFOUND || (mrc == 0 && v.mv_size != 8)) {
-        rc = ph_err_set(err, PH_ENOTFOUND, "code: not found");
-        goto out;
-    }
-    if (mrc) {
-        rc = ph_store_lmdb_err(err, mrc, "read code index");
-        goto out;
-    }
-    memcpy(&id, v.mv_data, 8);
-    k = (MDB_val){8, &id};
-    if (mdb_get(txn, s->dbi[DB_CODES], &k, &v) || ph_code_decode(&v, id, 1, &out->code)) {
-        rc = ph_err_set(err, PH_EIO, "code %llu: unreadable", (unsigned long long)id);
-        goto out;
-    }
-    if ((rc = batch_load(s, txn, out->code.batch_id, &out->batch, err)) != PH_OK)
-        goto out;
-    if (out->code.order_id)
-        rc = ph_order_load(s, txn, out->code.order_id, 0, &out->order, err);
-out:
+    rc = code_find_in(s, txn, hash, out, err);
     ph_store_read_end(s, txn);
     if (rc)
         ph_code_info_clear(out);
+    return rc;
+}
+
+/* One try of ph_store_code_find_typed: PH_OK found (under this rule),
+ * PH_ENOTFOUND not, or an error. */
+static int find_under(ph_store *s, MDB_txn *txn, const char *rule, ph_code_hash_fn hash_fn,
+                      void *arg, ph_code_info *out, ph_err *err)
+{
+    uint8_t hash[32];
+    if (hash_fn(arg, rule, hash) != 0)
+        return ph_err_set(err, PH_ENOTFOUND, "code: not found");
+    int rc = code_find_in(s, txn, hash, out, err);
+    if (rc == PH_OK && strcmp(out->batch.lookalikes, rule) != 0)
+        rc = ph_err_set(err, PH_ENOTFOUND, "code: not found"); /* the rule is not its product's */
+    if (rc)
+        ph_code_info_clear(out);
+    return rc;
+}
+
+int ph_store_code_find_typed(ph_store *s, ph_code_hash_fn hash_fn, void *arg, ph_code_info *out,
+                             ph_err *err)
+{
+    memset(out, 0, sizeof *out);
+    MDB_txn *txn;
+    MDB_cursor *c;
+    int rc = ph_store_read_begin(s, &txn, err);
+    if (rc)
+        return rc;
+    rc = find_under(s, txn, "", hash_fn, arg, out, err);
+    /* then every rule a batch was hashed with (meta "rule:<rule>", a handful) */
+    if (rc == PH_ENOTFOUND && mdb_cursor_open(txn, s->dbi[DB_META], &c) == 0) {
+        MDB_val k = {5, "rule:"}, v;
+        for (int op = MDB_SET_RANGE; rc == PH_ENOTFOUND && mdb_cursor_get(c, &k, &v, op) == 0;
+             op = MDB_NEXT) {
+            char rule[PH_LOOKALIKES_MAX + 1];
+            if (k.mv_size < 5 || memcmp(k.mv_data, "rule:", 5) != 0)
+                break;
+            if (k.mv_size - 5 > PH_LOOKALIKES_MAX)
+                continue;
+            memcpy(rule, (const char *)k.mv_data + 5, k.mv_size - 5);
+            rule[k.mv_size - 5] = 0;
+            rc = find_under(s, txn, rule, hash_fn, arg, out, err);
+        }
+        mdb_cursor_close(c);
+    }
+    ph_store_read_end(s, txn);
     return rc;
 }
 

@@ -410,6 +410,19 @@ typedef struct ph_code_info {
 
 /* Finds a code by its keyed hash. PH_ENOTFOUND when no such code exists. */
 int ph_store_code_find(ph_store *s, const uint8_t hash[32], ph_code_info *out, ph_err *err);
+
+/* The lookup hash of what a person typed, under a look-alike rule ("" = none;
+ * codes/code.h, ph_code_hash): 0, or non-zero when nothing is left to hash. */
+typedef int (*ph_code_hash_fn)(void *arg, const char *rule, uint8_t hash[32]);
+
+/* Finds a code as customer service types it, in one snapshot: hashed without
+ * look-alikes, then under each look-alike rule a stored batch was hashed with
+ * (listed in `meta`, so a rule a product no longer has still finds its codes),
+ * keeping a hit only when the code's own batch has that rule: look-alikes never
+ * match a product that does not declare them. hash_fn runs on the calling
+ * thread inside the read. As ph_store_code_find. */
+int ph_store_code_find_typed(ph_store *s, ph_code_hash_fn hash_fn, void *arg, ph_code_info *out,
+                             ph_err *err);
 void ph_code_info_clear(ph_code_info *info);
 
 /* Loads a batch and counts its codes by state (counts[PH_CODE_*], 7 slots). */

@@ -175,6 +175,17 @@ static int put_batch(ph_wtxn *w, const ph_batch *b, uint64_t order_id, ph_err *e
     return mrc ? ph_store_lmdb_err(err, mrc, "write batch") : PH_OK;
 }
 
+/* Lists a batch's look-alike rule in `meta` (a lookup tries each listed rule). */
+static int note_rule(ph_wtxn *w, const char *rule, ph_err *err)
+{
+    char key[5 + PH_LOOKALIKES_MAX + 1];
+    if (!rule[0])
+        return PH_OK;
+    MDB_val k = {(size_t)snprintf(key, sizeof key, "rule:%s", rule), key}, v = {0, ""};
+    int mrc = mdb_put(w->txn, w->s->dbi[DB_META], &k, &v, 0);
+    return mrc ? ph_store_lmdb_err(err, mrc, "write meta") : PH_OK;
+}
+
 static int apply_import(ph_wtxn *w, ph_cmd *c)
 {
     const char *sku = c->in.import.sku;
@@ -229,7 +240,7 @@ static int apply_import(ph_wtxn *w, ph_cmd *c)
         if (mrc)
             return ph_store_lmdb_err(&c->err, mrc, "write code index");
     }
-    if ((rc = put_batch(w, &b, 0, &c->err)) != PH_OK)
+    if ((rc = put_batch(w, &b, 0, &c->err)) != PH_OK || (rc = note_rule(w, rule, &c->err)))
         return rc;
     c->batch_id = b.id;
     c->batch = b;

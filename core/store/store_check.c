@@ -52,6 +52,13 @@ static size_t sku_index(ph_store_stats *st, const char *sku)
     return st->nskus++;
 }
 
+static int rule_listed(scan *sc, const char *rule)
+{
+    char key[5 + PH_LOOKALIKES_MAX + 1];
+    MDB_val k = {(size_t)snprintf(key, sizeof key, "rule:%s", rule), key}, v;
+    return mdb_get(sc->txn, sc->s->dbi[DB_META], &k, &v) == 0;
+}
+
 static int load_batches(scan *sc)
 {
     MDB_cursor *c;
@@ -70,6 +77,13 @@ static int load_batches(scan *sc)
         if (ph_batch_decode(&v, id, &b, &order_id)) {
             rc =
                 ph_err_set(sc->err, PH_EIO, "batch %llu: malformed record", (unsigned long long)id);
+            break;
+        }
+        if (b.lookalikes[0] && !rule_listed(sc, b.lookalikes)) {
+            rc = ph_err_set(sc->err, PH_EIO,
+                            "batch %llu: its look-alike rule is not listed in meta (lookups would "
+                            "not find its codes by it)",
+                            (unsigned long long)id);
             break;
         }
         size_t si = sku_index(sc->st, b.sku);

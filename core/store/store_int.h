@@ -22,7 +22,8 @@ enum {
     DB_META,          /* "schema" -> uint32 version, "uid" -> 8 hex chars,
                          "keycheck:index", "keycheck:<key id>" -> 32-byte check value,
                          "keychecks" -> "complete" once every key id the data uses
-                         has one (store_keys.c) */
+                         has one (store_keys.c), "rule:<look-alike rule>" -> "" for
+                         every rule a batch was hashed with */
     DB_PRODUCTS,      /* sku -> product JSON */
     DB_BATCHES,       /* batch id -> batch JSON */
     DB_CODES,         /* code id -> code record (below) */

@@ -274,6 +274,17 @@ Test(keys, lookalikes_match_only_for_the_product_that_declares_them)
     h_resp dup = h_import(d, "test.look", "code\nQQ-O1\nQQ-0I\n", 422);
     cr_assert(strstr(dup.body, "duplicate of line 2"), "%s", dup.body);
     h_resp_free(&dup);
+
+    /* the product drops its look-alikes: codes imported under them are still found */
+    char *cfg = h_config_text(d, NULL);
+    char *plain = h_replace(cfg, "    code_lookalikes: \"O=0 I=1 L=1\"\n", "");
+    h_write_config_text(d, plain);
+    kill(d->pid, SIGHUP);
+    cr_assert_eq(h_log_wait(d, "msg=config.reloaded", 1, 10000), 0);
+    lookup_code_is(d, "LK0-11", "issued");
+    lookup_code_is(d, "lko-il", "issued");
+    free(plain);
+    free(cfg);
     finish(d);
 }
 
