@@ -455,6 +455,7 @@ static int check_schema(ph_store *s, MDB_txn *txn, const char *dir, ph_err *err)
         int rc = ph_store_migrate(s, txn, dir, err);
         if (rc)
             return rc;
+        s->migrated_from = ver;
         ver = PH_SCHEMA_VERSION;
     }
     if (ver != PH_SCHEMA_VERSION)
@@ -584,6 +585,11 @@ void ph_store_close(ph_store *s)
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s);
+}
+
+uint32_t ph_store_migrated_from(ph_store *s)
+{
+    return s->migrated_from;
 }
 
 const char *ph_store_uid(ph_store *s)

@@ -200,6 +200,9 @@ typedef struct ph_store_opts {
  * nothing was changed. */
 int ph_store_open(const ph_store_opts *opts, ph_store **out, ph_err *err);
 
+/* The schema version this open migrated the store from, 0 when it did not. */
+uint32_t ph_store_migrated_from(ph_store *s);
+
 /* Stops taking commands, lets the writer finish every queued one, joins it and
  * closes the environment. NULL is a no-op. */
 void ph_store_close(ph_store *s);

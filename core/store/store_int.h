@@ -80,6 +80,7 @@ struct ph_store {
     char uid[9];            /* ph_store_uid: read from `meta` at open, never changes */
     const ph_keyring *keys; /* borrowed; NULL: sealed blobs are opaque */
     int read_only;
+    uint32_t migrated_from; /* ph_store_migrated_from: set at open */
 };
 
 /* Next ids, derived from the last key of each database when the writer starts

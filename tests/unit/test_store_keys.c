@@ -272,6 +272,7 @@ Test(store_keys, a_version_2_store_is_migrated_and_found_normalized)
     cr_assert_eq(schema_of(), 2, "a refused migration changed the store");
 
     cr_assert_eq(open_keyed(a, &err), PH_OK, "%s", err.msg);
+    cr_assert_eq(ph_store_migrated_from(g_s), 2);
     ph_code_info info;
     cr_assert_eq(find(a, "iqy-15d7-2d61-c76f", &info), PH_OK, "not found in lower case");
     char code[PH_CODE_MAX + 1], card[PH_CODE_MAX + 1];
@@ -285,6 +286,8 @@ Test(store_keys, a_version_2_store_is_migrated_and_found_normalized)
     g_s = NULL;
     cr_assert_eq(schema_of(), PH_SCHEMA_VERSION);
     cr_assert_eq(open_keyed(b, &err), PH_ECRYPTO, "the migration recorded no key check");
+    cr_assert_eq(open_keyed(a, &err), PH_OK, "%s", err.msg);
+    cr_assert_eq(ph_store_migrated_from(g_s), 0, "migrated twice");
     ph_keyring_free(a);
     ph_keyring_free(b);
 }
