@@ -384,3 +384,62 @@ Test(keys, an_order_still_with_its_supplier_gets_a_processing_diagnosis)
     h_resp_free(&r);
     finish(d);
 }
+
+/* Copies tests/fixtures/store-v2/<name> to dst (mode 0600). */
+static void copy_fixture(const char *name, const char *dst)
+{
+    char src[1024];
+    snprintf(src, sizeof src, "%s/tests/fixtures/store-v2/%s", getenv("PH_SOURCE_DIR"), name);
+    size_t n;
+    char *bytes = h_read_file(src, &n);
+    cr_assert(bytes, "no fixture %s", src);
+    FILE *f = fopen(dst, "wb");
+    cr_assert(f, "%s", dst);
+    cr_assert_eq(fwrite(bytes, 1, n, f), n);
+    cr_assert_eq(fclose(f), 0);
+    cr_assert_eq(chmod(dst, 0600), 0);
+    free(bytes);
+}
+
+Test(keys, a_store_of_version_2_is_migrated_at_start)
+{
+    h_daemon *d = &D;
+    h_setup(d, NULL);
+    char path[2048];
+    cr_assert_eq(mkdir(d->data, 0700), 0);
+    snprintf(path, sizeof path, "%s/data.mdb", d->data);
+    copy_fixture("data.mdb", path);
+    snprintf(path, sizeof path, "%s/master.key", d->dir);
+    copy_fixture("master.key", path);
+    cr_assert_eq(h_start(d), 0);
+    cr_assert_eq(h_log_wait(d, "msg=store.migrated", 1, 10000), 0, "no store.migrated line");
+    cr_assert_gt(h_file_count(d->log, "from_schema=2"), 0);
+
+    /* found as typed, and shown as imported */
+    lookup_code_is(d, "iqy-15d7-2d61-c76f", "issued");
+    lookup_code_is(d, "IQY15D72D61C76F", "issued");
+    h_resp r = lookup(d, "ops-token", "{\"code\":\"iqy 0000 0002\"}");
+    cr_assert_str_eq(diagnosis(&r), "available", "%s", r.body);
+    h_resp_free(&r);
+    r = lookup(d, "mall-token", "{\"client_order_id\":\"v2-1\"}");
+    cr_assert_str_eq(h_str(first(&r), "code"), "IQY-15D7-2D61-C76F", "%s", r.body);
+    h_resp_free(&r);
+    h_resp o = h_order(d, "mall-token", "v3-1", "test.card", 1);
+    cr_assert_eq(o.status, 201, "%s", o.body);
+    json_t *code = json_array_get(json_object_get(h_order_of(&o), "codes"), 0);
+    cr_assert_str_eq(h_str(code, "code"), "IQY-0000-0002", "%s", o.body);
+    h_resp_free(&o);
+    /* the rebuilt index sees a stored code typed otherwise as a duplicate */
+    h_resp dup = h_import(d, "test.card", "code\nABC0003\n", 422);
+    cr_assert(strstr(dup.body, "already imported"), "%s", dup.body);
+    h_resp_free(&dup);
+
+    cr_assert_eq(h_stop(d, SIGTERM), 0);
+    char *out = NULL;
+    cr_assert_eq(h_check_store(d, &out), 0, "%s", out);
+    free(out);
+    cr_assert_eq(h_start(d), 0);
+    lookup_code_is(d, "iqy-15d7-2d61-c76f", "issued");
+    cr_assert_eq(h_file_count(d->log, "msg=store.migrated"), 1, "migrated twice");
+    finish(d);
+}
