@@ -383,3 +383,57 @@ Test(store_keys, check_finds_a_missing_key_check_and_an_unnormalized_index_entry
     cr_assert(strstr(err.msg, "key 1") && strstr(err.msg, "no check value"), "%s", err.msg);
     ph_keyring_free(a);
 }
+
+/* Rotation: a new key appended to the file is recorded at the next start and
+ * then held to; the old key stays required while data is sealed with it. */
+static ph_keyring *file_ring(const char *name, const char *key1, const char *key2)
+{
+    char path[160];
+    snprintf(path, sizeof path, "%s/%s", g_base, name);
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    fprintf(f, "index %s\n", "0101010101010101010101010101010101010101010101010101010101010101");
+    if (key1)
+        fprintf(f, "key 1 %s\n", key1);
+    if (key2)
+        fprintf(f, "key 2 %s\n", key2);
+    fclose(f);
+    chmod(path, 0600);
+    ph_keyring *kr = NULL;
+    ph_err err = {0};
+    cr_assert_eq(ph_keyring_load(path, 0, &kr, &err), PH_OK, "%s", err.msg);
+    return kr;
+}
+
+#define K_ONE  "0202020202020202020202020202020202020202020202020202020202020202"
+#define K_TWO  "0303030303030303030303030303030303030303030303030303030303030303"
+#define K_TWO2 "0404040404040404040404040404040404040404040404040404040404040404"
+
+Test(store_keys, a_rotated_key_is_recorded_and_then_held_to)
+{
+    ph_keyring *one = ring(1, 2), *both = file_ring("both.key", K_ONE, K_TWO),
+               *other2 = file_ring("other2.key", K_ONE, K_TWO2),
+               *only2 = file_ring("only2.key", NULL, K_TWO);
+    ph_err err = {0};
+    cr_assert_eq(open_keyed(one, &err), PH_OK, "%s", err.msg);
+    products();
+    import(one, one, 0, CODES, 1);
+    cr_assert_eq(open_keyed(both, &err), PH_OK, "%s", err.msg);
+    const char *later[] = {"LATER-1"};
+    import(both, both, 0, later, 1); /* sealed with key 2 */
+    assert_check();
+    cr_assert_eq(open_keyed(other2, &err), PH_ECRYPTO, "another key 2 was accepted");
+    cr_assert(strstr(err.msg, "key 2") && strstr(err.msg, "other2.key"), "%s", err.msg);
+    cr_assert_eq(open_keyed(only2, &err), PH_ECRYPTO, "key 1 removed while code 1 needs it");
+    cr_assert(strstr(err.msg, "no key 1") && strstr(err.msg, "only2.key"), "%s", err.msg);
+    cr_assert_eq(open_keyed(both, &err), PH_OK, "%s", err.msg);
+    ph_cmd c;
+    cr_assert_eq(order("rot-1", &c), PH_OK, "%s", c.err.msg);
+    ph_cmd_clear(&c);
+    cr_assert_eq(order("rot-2", &c), PH_OK, "%s", c.err.msg);
+    ph_cmd_clear(&c);
+    ph_keyring_free(one);
+    ph_keyring_free(both);
+    ph_keyring_free(other2);
+    ph_keyring_free(only2);
+}
