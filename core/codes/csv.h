@@ -31,8 +31,7 @@
 #include <stdint.h>
 
 #include "base/status.h"
-
-#define PH_CODE_MAX 128
+#include "codes/code.h" /* PH_CODE_MAX */
 
 typedef struct ph_csv_row {
     uint32_t line;    /* 1-based line number in the file */

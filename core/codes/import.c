@@ -75,8 +75,17 @@ static int seal_rows(import_job *j, const ph_keyring *kr)
         ic->line = r->line;
         ic->expires_at = r->expires_at;
         size_t n = 0;
-        int rc = ph_code_seal(kr, r->code, r->code_len, r->card_no, r->card_len, j->blobs + off, &n,
-                              ic->hash);
+        int rc = ph_code_seal_rule(kr, j->req->lookalikes, r->code, r->code_len, r->card_no,
+                                   r->card_len, j->blobs + off, &n, ic->hash);
+        if (rc == PH_EINVAL) {
+            /* only dashes: a bad line; a hash no other line has keeps it out of
+             * the duplicate search (the file is refused anyway) */
+            if (add_error(j, r->line, "code: nothing left once dashes are removed"))
+                return PH_ENOMEM;
+            memset(ic->hash, 0xff, sizeof ic->hash);
+            memcpy(ic->hash, &i, sizeof i);
+            rc = PH_OK;
+        }
         if (rc)
             return rc;
         ic->sealed = j->blobs + off;
@@ -85,23 +94,6 @@ static int seal_rows(import_job *j, const ph_keyring *kr)
         j->by_hash[i] = (uint32_t)i;
     }
     return PH_OK;
-}
-
-int ph_code_seal(const ph_keyring *kr, const char *code, size_t code_len, const char *card,
-                 size_t card_len, uint8_t *out, size_t *outlen, uint8_t hash[32])
-{
-    if (!code_len || code_len > PH_CODE_MAX || card_len > PH_CODE_MAX)
-        return PH_EINVAL;
-    uint8_t pt[1 + 2 * PH_CODE_MAX];
-    ph_crypto_index(kr, code, code_len, hash);
-    pt[0] = (uint8_t)code_len;
-    memcpy(pt + 1, code, code_len);
-    if (card_len)
-        memcpy(pt + 1 + code_len, card, card_len);
-    int rc = ph_crypto_seal(kr, pt, 1 + code_len + card_len, (const uint8_t *)PH_CODE_AAD,
-                            strlen(PH_CODE_AAD), out, outlen);
-    ph_wipe(pt, sizeof pt);
-    return rc;
 }
 
 /* Expired codes and codes repeated inside the file are bad lines too. */
@@ -167,6 +159,7 @@ static int store_batch(import_job *j, ph_store *s, ph_err *err)
     cmd.in.import.codes = j->codes;
     cmd.in.import.ncodes = j->csv->nrows;
     cmd.in.import.by_hash = j->by_hash;
+    cmd.in.import.lookalikes = req->lookalikes;
     int rc = ph_store_exec(s, &cmd);
     if (rc == PH_OK) {
         j->out->batch_id = cmd.batch_id;
@@ -246,24 +239,4 @@ void ph_import_result_clear(ph_import_result *r)
 {
     free(r->errors);
     memset(r, 0, sizeof *r);
-}
-
-int ph_code_unseal(const ph_keyring *kr, const uint8_t *sealed, size_t len, char *code, char *card)
-{
-    uint8_t pt[1 + 2 * PH_CODE_MAX + 1];
-    size_t n = 0;
-    if (len < PH_SEAL_OVERHEAD || len - PH_SEAL_OVERHEAD > sizeof pt)
-        return PH_ECRYPTO;
-    int rc =
-        ph_crypto_open(kr, sealed, len, (const uint8_t *)PH_CODE_AAD, strlen(PH_CODE_AAD), pt, &n);
-    if (rc == PH_OK && (n < 1 || pt[0] > n - 1 || n - 1 - pt[0] > PH_CODE_MAX))
-        rc = PH_ECRYPTO;
-    if (rc == PH_OK) {
-        memcpy(code, pt + 1, pt[0]);
-        code[pt[0]] = 0;
-        memcpy(card, pt + 1 + pt[0], n - 1 - pt[0]);
-        card[n - 1 - pt[0]] = 0;
-    }
-    ph_wipe(pt, sizeof pt);
-    return rc;
 }

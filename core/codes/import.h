@@ -2,7 +2,8 @@
  * import.h — a CSV file of card codes in, one stored batch out (or nothing).
  *
  * The whole file is checked before anything is written: every bad line, every
- * code that appears twice in the file and every code stored before is reported
+ * code that appears twice in the file (compared normalized, code.h: "abc-1" and
+ * "ABC1" are the same code) and every code stored before is reported
  * by line number, and a file with any such line imports nothing. Codes are
  * sealed (AES-256-GCM) and hashed (HMAC-SHA256) here, on the caller's thread,
  * so the store's writer only appends.
@@ -13,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "codes/code.h"
 #include "crypto/crypto.h"
 #include "codes/csv.h"
 #include "store/store.h"
@@ -24,9 +26,10 @@ typedef struct ph_import_req {
     int64_t unit_cost; /* fen */
     const char *csv;   /* the file's bytes; need not be NUL-terminated */
     size_t csv_len;
-    size_t max_codes;  /* more rows than this: PH_ELIMIT, nothing imported */
-    size_t max_errors; /* bad lines listed at most (all are counted) */
-    int64_t now;       /* ms: the batch's creation time and the expiry cut-off */
+    size_t max_codes;       /* more rows than this: PH_ELIMIT, nothing imported */
+    size_t max_errors;      /* bad lines listed at most (all are counted) */
+    int64_t now;            /* ms: the batch's creation time and the expiry cut-off */
+    const char *lookalikes; /* the product's look-alike rule (code.h, canonical), or NULL */
 } ph_import_req;
 
 typedef struct ph_import_result {
@@ -45,20 +48,5 @@ int ph_import_run(ph_store *s, const ph_keyring *kr, const ph_import_req *req,
                   ph_import_result *out, ph_err *err);
 
 void ph_import_result_clear(ph_import_result *r);
-
-/* The plaintext a code is sealed as: code length (1 byte), code, card number.
- * AAD "perkhub/code/v1". Used by import and by whoever shows a code to its owner. */
-#define PH_CODE_AAD "perkhub/code/v1"
-
-/* Seals one code (and card number; card may be NULL when card_len is 0) the way
- * every code is stored, into out (at least 1 + code_len + card_len +
- * PH_SEAL_OVERHEAD bytes), and computes its keyed hash (the lookup key).
- * code_len and card_len are at most PH_CODE_MAX. PH_OK, PH_EINVAL, PH_ECRYPTO. */
-int ph_code_seal(const ph_keyring *kr, const char *code, size_t code_len, const char *card,
-                 size_t card_len, uint8_t *out, size_t *outlen, uint8_t hash[32]);
-
-/* Opens a sealed code into code/card (each PH_CODE_MAX + 1 bytes, NUL-terminated;
- * card is "" when there is none). The caller wipes both when done. */
-int ph_code_unseal(const ph_keyring *kr, const uint8_t *sealed, size_t len, char *code, char *card);
 
 #endif

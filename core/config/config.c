@@ -25,6 +25,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "codes/code.h"
 #include "crypto/crypto.h"
 #include "base/log.h"
 #include "base/util.h"
@@ -53,6 +54,7 @@ enum kind {
     K_KV,      /* ph_kv * at off, size_t count at off2: flat mapping of scalars */
     K_SECTION, /* a nested mapping whose keys fill members of the same struct */
     K_LIST,    /* a list of mappings: `size`-byte structs at off, count at off2 */
+    K_RULE,    /* char *: a look-alike rule, kept canonical (codes/code.h) */
 };
 
 enum { F_REQUIRED = 1, F_EMPTY_OK = 2 };
@@ -182,6 +184,10 @@ static const field product_fields[] = {
     ENUM(ph_product_conf, delivery, "delivery", F_REQUIRED, delivery_names, delivery_values, NULL),
     MONEY(ph_product_conf, face_value, "face_value"),
     STR(ph_product_conf, redemption_guide, "redemption_guide", F_EMPTY_OK, ""),
+    {.name = "code_lookalikes",
+     .kind = K_RULE,
+     .off = offsetof(ph_product_conf, code_lookalikes),
+     .def = ""},
     BOOL(ph_product_conf, listed, "listed", "true"),
     LIST(ph_product_conf, offers, noffers, "offers", ph_offer_conf, offer_fields, "supplier",
          "offer from supplier"),
@@ -397,6 +403,11 @@ static const char *expectation(const field *f, char *buf, size_t len)
         break;
     case K_LIST:
         snprintf(buf, len, "a list of mappings");
+        break;
+    case K_RULE:
+        snprintf(buf, len,
+                 "look-alike pairs FROM=TO of letters or digits like \"O=0 I=1 L=1\" (each FROM "
+                 "once, no TO that is also a FROM)");
         break;
     }
     return buf;
@@ -631,6 +642,13 @@ static int parse_scalar(const field *f, const scalar *v, void *obj)
         return PH_OK;
     case K_SHA256:
         return has_nul || ph_hex_decode(v->s, (uint8_t *)p, 32) ? PH_EINVAL : PH_OK;
+    case K_RULE: {
+        char rule[PH_LOOKALIKES_MAX + 1];
+        const char *why;
+        if (has_nul || ph_code_lookalikes_parse(v->s, v->len, rule, &why) != PH_OK)
+            return PH_EINVAL;
+        return (*(char **)p = strdup(rule)) ? PH_OK : PH_ENOMEM;
+    }
     default:
         return PH_EINVAL;
     }
@@ -681,6 +699,7 @@ static void free_fields(const field *tab, size_t n, void *obj)
         switch (f->kind) {
         case K_STR:
         case K_IDENT:
+        case K_RULE:
             free(*(char **)p);
             break;
         case K_TAGS: {

@@ -48,6 +48,7 @@ struct ph_keyring {
     struct ph_key *keys; /* sorted by id, ascending; the last one seals */
     size_t nkeys;
     uint8_t index_key[PH_KEY_LEN]; /* only until keyring_init has keyed `index` */
+    char *path;                    /* the key file, for messages; "<raw keys>" */
 };
 
 /* ---- primitives ------------------------------------------------------------ */
@@ -150,6 +151,7 @@ void ph_keyring_free(ph_keyring *kr)
         ph_wipe(kr->keys, kr->nkeys * sizeof *kr->keys);
         free(kr->keys);
     }
+    free(kr->path);
     ph_wipe(kr, sizeof *kr);
     free(kr);
 }
@@ -186,6 +188,10 @@ int ph_keyring_from_raw(const uint8_t index_key[PH_KEY_LEN], uint16_t key_id,
         return ph_err_set(err, PH_ENOMEM, "out of memory loading keys");
     }
     kr->nkeys = 1;
+    if (!(kr->path = strdup("<raw keys>"))) {
+        ph_keyring_free(kr);
+        return ph_err_set(err, PH_ENOMEM, "out of memory loading keys");
+    }
     kr->keys[0].id = key_id;
     memcpy(kr->keys[0].key, key, PH_KEY_LEN);
     memcpy(kr->index_key, index_key, PH_KEY_LEN);
@@ -201,6 +207,42 @@ int ph_keyring_from_raw(const uint8_t index_key[PH_KEY_LEN], uint16_t key_id,
 uint16_t ph_keyring_active_id(const ph_keyring *kr)
 {
     return kr->keys[kr->nkeys - 1].id;
+}
+
+static const struct ph_key *key_find(const ph_keyring *kr, uint16_t id);
+
+const char *ph_keyring_path(const ph_keyring *kr)
+{
+    return kr->path;
+}
+
+int ph_keyring_has(const ph_keyring *kr, uint16_t id)
+{
+    return key_find(kr, id) != NULL;
+}
+
+/* A fixed text MACed under the key: equal check values mean equal keys, and
+ * the value says nothing about the key (HMAC is a PRF). The key id is part of
+ * the text so a key moved to another id does not pass as the old one. */
+int ph_keyring_check_value(const ph_keyring *kr, uint16_t id, uint8_t out[PH_HASH_LEN])
+{
+    char text[48];
+    if (id == PH_KEYCHECK_INDEX) {
+        int n = snprintf(text, sizeof text, "perkhub key check v1 index");
+        ph_crypto_index(kr, text, (size_t)n, out);
+        return PH_OK;
+    }
+    const struct ph_key *k = key_find(kr, id);
+    if (!k)
+        return PH_ENOTFOUND;
+    int n = snprintf(text, sizeof text, "perkhub key check v1 key %u", (unsigned)id);
+    ph_hmac_sha256(k->key, PH_KEY_LEN, text, (size_t)n, out);
+    return PH_OK;
+}
+
+uint16_t ph_sealed_key_id(const uint8_t *sealed, size_t len)
+{
+    return len < PH_SEAL_OVERHEAD ? 0 : (uint16_t)(sealed[0] << 8 | sealed[1]);
 }
 
 static const struct ph_key *key_find(const ph_keyring *kr, uint16_t id)
@@ -591,6 +633,11 @@ int ph_keyring_load(const char *path, int create, ph_keyring **out, ph_err *err)
 
     ph_keyring *kr = calloc(1, sizeof *kr);
     if (!kr) {
+        rc = ph_err_set(err, PH_ENOMEM, "out of memory loading keys");
+        goto out;
+    }
+    if (!(kr->path = strdup(path))) {
+        ph_keyring_free(kr);
         rc = ph_err_set(err, PH_ENOMEM, "out of memory loading keys");
         goto out;
     }

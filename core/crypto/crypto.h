@@ -60,6 +60,25 @@ void ph_keyring_free(ph_keyring *kr);
 /* The id of the key that seals new data. */
 uint16_t ph_keyring_active_id(const ph_keyring *kr);
 
+/* The key file this keyring was loaded from ("<raw keys>" for
+ * ph_keyring_from_raw), for messages. Valid while kr lives. */
+const char *ph_keyring_path(const ph_keyring *kr);
+
+/* 1 when the keyring holds a sealing key with this id. */
+int ph_keyring_has(const ph_keyring *kr, uint16_t id);
+
+/* A key's check value: HMAC-SHA256 under the key of a fixed text naming its id
+ * (for id PH_KEYCHECK_INDEX, under the index key). The store keeps one per key
+ * it depends on, so a wrong key file is refused at start instead of turning
+ * codes unreadable (store.h, "keys"). Deterministic; reveals nothing about the
+ * key. PH_OK, or PH_ENOTFOUND when the keyring has no key with that id. */
+#define PH_KEYCHECK_INDEX 0
+int ph_keyring_check_value(const ph_keyring *kr, uint16_t id, uint8_t out[PH_HASH_LEN]);
+
+/* The key id a sealed blob names (its first two bytes); 0 for a blob too short
+ * to be one. Key ids are never 0. */
+uint16_t ph_sealed_key_id(const uint8_t *sealed, size_t len);
+
 /* Seals pt (ptlen bytes) with the active key and a fresh random nonce; aad
  * (may be NULL/0) is authenticated but not stored. Writes ptlen +
  * PH_SEAL_OVERHEAD bytes to out (caller-provided, at least that large) and sets

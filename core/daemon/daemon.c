@@ -310,6 +310,18 @@ static void set_callback_base(ph_daemon *d, const ph_config *cfg)
     ph_fulfil_set_callback_base(d->fulfil, base);
 }
 
+/* A store of the previous schema was migrated at open (store.h): say so once. */
+static int log_migration(ph_daemon *d, const ph_config *cfg)
+{
+    uint32_t from = ph_store_migrated_from(d->store);
+    if (from)
+        ph_log(&d->log, PH_LOG_INFO, NULL, "store.migrated",
+               "data_dir=%s from_schema=%u detail=\"code index rebuilt from normalized codes, key "
+               "checks recorded\"",
+               cfg->data_dir, (unsigned)from);
+    return PH_OK;
+}
+
 int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_err *err)
 {
     pthread_mutex_init(&d->cfg_mu, NULL);
@@ -326,9 +338,12 @@ int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_er
     ph_random_bytes(&d->reqid_prefix, sizeof d->reqid_prefix);
     ph_store_opts so = {.dir = cfg->data_dir, .map_size = cfg->map_size};
     int rc;
+    /* The store checks the keys against the data (store.h, "Keys"): a wrong key
+     * file stops the start here, naming the key id and the file. */
     if ((cfg->pid_file && (rc = pid_file_lock(d, cfg->pid_file, err))) ||
         (rc = ph_keyring_load(cfg->master_key_file, cfg->master_key_create, &d->keys, err)) ||
-        (rc = ph_store_open(&so, &d->store, err)) || (rc = ph_daemon_sync_products(d, cfg, err)) ||
+        (so.keys = d->keys, rc = ph_store_open(&so, &d->store, err)) ||
+        (rc = log_migration(d, cfg)) || (rc = ph_daemon_sync_products(d, cfg, err)) ||
         (rc = ph_suppliers_create(&d->log, &d->suppliers, err)) ||
         (rc = ph_suppliers_apply(d->suppliers, cfg, err)) || (rc = start_supply(d, err)) ||
         (rc = ph_http_start(d, cfg->listen_address, cfg->port, cfg->http_threads, &d->http,

@@ -98,6 +98,7 @@ static int import_args(ph_req *r, ph_import_req *q)
         return ph_req_error(r, 422, "unknown_sku", "sku: '%s' is not delivered by card code",
                             q->sku),
                -1;
+    q->lookalikes = ph_config_product(cfg, q->sku)->code_lookalikes;
     if (!cost || ph_money_parse(cost, &q->unit_cost))
         return ph_req_error(r, 400, "invalid_request",
                             "unit_cost: expected a decimal amount such as 19.80"),

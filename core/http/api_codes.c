@@ -7,6 +7,16 @@
  * another client's code, a code that never existed — is the same `not_found`,
  * so the endpoint cannot be used to probe for valid codes. Ops sees the state
  * of every code but never its plaintext.
+ *
+ * A code is matched the way it was imported: normalized (codes/code.h: case,
+ * spaces, dashes, and a product's look-alikes) before it is hashed; the
+ * store tries each rule its batches were hashed with
+ * (ph_store_code_find_typed), so a look-alike never matches a product that
+ * does not declare it.
+ *
+ * An order without codes — a recharge, or a supplier order not delivered yet —
+ * is answered with a diagnosis of the order itself (recharge_*, order_*),
+ * never with an empty list.
  */
 #include <string.h>
 
@@ -102,17 +112,28 @@ static int reply(ph_req *r, json_t *results)
     return ph_req_json(r, 200, json_pack("{s:o}", "results", results));
 }
 
+typedef struct typed {
+    const ph_keyring *kr;
+    const char *code;
+    size_t len;
+} typed;
+
+static int hash_typed(void *arg, const char *rule, uint8_t hash[32])
+{
+    const typed *t = arg;
+    return ph_code_hash(t->kr, t->code, t->len, rule, hash) == PH_OK ? 0 : -1;
+}
+
 static int lookup_code(ph_req *r, const char *code)
 {
     size_t len = strlen(code);
     if (len == 0 || len > PH_CODE_MAX)
         return ph_req_error(r, 400, "invalid_request", "code: expected 1-%d characters",
                             PH_CODE_MAX);
-    uint8_t hash[32];
-    ph_crypto_index(r->d->keys, code, len, hash);
+    typed t = {r->d->keys, code, len};
     ph_code_info info;
     ph_err err = {0};
-    int rc = ph_store_code_find(r->d->store, hash, &info, &err);
+    int rc = ph_store_code_find_typed(r->d->store, hash_typed, &t, &info, &err);
     if (rc == PH_ENOTFOUND)
         return reply(r, json_pack("[o]", not_found()));
     if (rc)
@@ -125,6 +146,69 @@ static int lookup_code(ph_req *r, const char *code)
     return reply(r, json_pack("[o]", res));
 }
 
+/* An order that has no codes to diagnose: a recharge, or a supplier order
+ * that has not delivered (yet). The order's own state is the answer. */
+static json_t *order_result(ph_req *r, const ph_order *o)
+{
+    int recharge = o->delivery == PH_DELIVERY_RECHARGE;
+    const char *acc = o->account_masked[0] ? o->account_masked : "the account";
+    const char *why = o->reason[0] ? o->reason : "no reason given";
+    char name[32], advice[320];
+    const char *kind = recharge ? "recharge" : "order";
+    switch (o->state) {
+    case PH_ORDER_SUCCEEDED:
+        snprintf(name, sizeof name, "%s_succeeded", kind);
+        snprintf(advice, sizeof advice,
+                 "The recharge of %s succeeded. It can take a few minutes to show on the "
+                 "platform; if it does not, escalate with the order id.",
+                 acc);
+        break;
+    case PH_ORDER_FAILED:
+        snprintf(name, sizeof name, "%s_failed", kind);
+        snprintf(advice, sizeof advice,
+                 recharge ? "The recharge of %s failed (%s); the account was not topped up. A "
+                            "new order may be placed."
+                          : "The order failed (%.0s%s); no code was issued. A new order may be "
+                            "placed.",
+                 recharge ? acc : "", why);
+        break;
+    case PH_ORDER_UNKNOWN:
+        snprintf(name, sizeof name, "%s_unknown", kind);
+        snprintf(advice, sizeof advice,
+                 "The supplier's answer about this %s was ambiguous; perkhub asks the supplier "
+                 "until it knows and never sends it twice. Check again later; do not place a "
+                 "new order.",
+                 recharge ? "recharge" : "order");
+        break;
+    default:
+        snprintf(name, sizeof name, "%s_processing", kind);
+        snprintf(advice, sizeof advice,
+                 recharge ? "The recharge of %s is still with the supplier; check again in a few "
+                            "minutes."
+                          : "The order is still with the supplier%.0s; its codes show here once "
+                            "delivered.",
+                 recharge ? acc : "");
+    }
+    const ph_product_conf *p = ph_config_product(r->cfg->cfg, o->sku);
+    json_t *j = json_pack("{s:s,s:s,s:s,s:s?,s:s,s:I,s:s}", "diagnosis", name, "state",
+                          ph_order_state_name(o->state), "sku", o->sku, "product_name",
+                          p ? p->name : NULL, "delivery", recharge ? "recharge" : "card_code",
+                          "order_id", (json_int_t)o->id, "client_order_id", o->client_order_id);
+    if (o->account_masked[0])
+        json_object_set_new(j, "account", json_string(o->account_masked));
+    if (o->reason[0])
+        json_object_set_new(j, "reason", json_string(o->reason));
+    if (ph_req_has_scope(r, PH_SCOPE_OPS) && o->nattempts)
+        json_object_set_new(j, "supplier", json_string(o->attempts[o->nattempts - 1].supplier));
+    ph_view_time(j, "created_at", o->created_at);
+    ph_view_time(j, "updated_at", o->updated_at);
+    if (!recharge)
+        json_object_set_new(j, "redemption_guide",
+                            json_string(p && p->redemption_guide ? p->redemption_guide : ""));
+    json_object_set_new(j, "advice", json_string(advice));
+    return j;
+}
+
 /* Every code of an order the caller may see, the code itself for its owner. */
 static int lookup_order(ph_req *r, ph_order *o)
 {
@@ -134,6 +218,8 @@ static int lookup_order(ph_req *r, ph_order *o)
         return reply(r, json_pack("[o]", not_found()));
     }
     json_t *arr = json_array();
+    if (!o->ncodes)
+        json_array_append_new(arr, order_result(r, o));
     for (size_t i = 0; i < o->ncodes; i++) {
         ph_batch b;
         uint64_t counts[7];

@@ -163,6 +163,7 @@ int ph_batch_decode(const MDB_val *v, uint64_t id, ph_batch *out, uint64_t *orde
     json_str(o, "sku", out->sku, sizeof out->sku);
     json_str(o, "note", out->note, sizeof out->note);
     json_str(o, "void_reason", out->void_reason, sizeof out->void_reason);
+    json_str(o, "code_lookalikes", out->lookalikes, sizeof out->lookalikes);
     out->unit_cost = json_integer_value(json_object_get(o, "unit_cost_fen"));
     out->count = (uint32_t)json_integer_value(json_object_get(o, "count"));
     out->first_code = (uint64_t)json_integer_value(json_object_get(o, "first_code"));
@@ -444,21 +445,34 @@ static int check_schema(ph_store *s, MDB_txn *txn, const char *dir, ph_err *err)
 {
     MDB_val k = {6, "schema"}, v;
     int mrc = mdb_get(txn, s->dbi[DB_META], &k, &v);
-    if (mrc == MDB_NOTFOUND)
-        return init_meta(s, txn, err);
+    if (mrc == MDB_NOTFOUND && s->read_only)
+        return ph_err_set(err, PH_EIO, "store: %s is not a perkhub store (no schema version)", dir);
+    if (mrc == MDB_NOTFOUND) {
+        int rc = init_meta(s, txn, err);
+        return rc ? rc : ph_store_keys_open(s, txn, dir, err);
+    }
     if (mrc)
         return ph_err_set(err, PH_EIO, "store: read schema: %s", mdb_strerror(mrc));
     uint32_t ver = 0;
     if (v.mv_size == sizeof ver)
         memcpy(&ver, v.mv_data, sizeof ver);
-    if (ver == 2) { /* version 3 added the expiry index: build it, in this transaction */
+    if (ver == PH_SCHEMA_VERSION - 1 && (s->read_only || !s->keys))
+        return ph_err_set(err, PH_EVERSION,
+                          "store: %s holds schema version %u; this perkhubd reads version %d and "
+                          "migrates it when it starts on it with its key file%s",
+                          dir, ver, PH_SCHEMA_VERSION,
+                          s->read_only ? " (--check-store only reads)" : "");
+    if (ver == PH_SCHEMA_VERSION - 1) {
+        /* version 3 added the expiry index (store_expiry.c), and indexes codes
+         * normalized with key checks in meta (store_keys.c): both here, in the
+         * open's transaction, so a failure leaves version 2 as it was */
         int rc = ph_expiry_rebuild(s, txn, err);
+        if (rc == PH_OK)
+            rc = ph_store_migrate(s, txn, dir, err);
         if (rc)
             return rc;
+        s->migrated_from = ver;
         ver = PH_SCHEMA_VERSION;
-        v = (MDB_val){sizeof ver, &ver};
-        if ((mrc = mdb_put(txn, s->dbi[DB_META], &k, &v, 0)) != 0)
-            return ph_err_set(err, PH_EIO, "store: %s: write schema: %s", dir, mdb_strerror(mrc));
     }
     if (ver != PH_SCHEMA_VERSION)
         return ph_err_set(err, PH_EVERSION,
@@ -470,19 +484,23 @@ static int check_schema(ph_store *s, MDB_txn *txn, const char *dir, ph_err *err)
         return ph_err_set(err, PH_EIO, "store: %s: the store uid is missing or malformed", dir);
     memcpy(s->uid, v.mv_data, 8);
     s->uid[8] = 0;
-    return PH_OK;
+    return ph_store_keys_open(s, txn, dir, err);
 }
 
 static int open_dbs(ph_store *s, const char *dir, ph_err *err)
 {
     MDB_txn *txn;
-    int mrc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    int mrc = mdb_txn_begin(s->env, NULL, s->read_only ? MDB_RDONLY : 0, &txn);
     if (mrc)
         return ph_err_set(err, PH_EIO, "store: %s: %s", dir, mdb_strerror(mrc));
     for (int i = 0; i < DB_COUNT; i++) {
-        mrc = mdb_dbi_open(txn, db_names[i], MDB_CREATE | db_flags[i], &s->dbi[i]);
+        mrc = mdb_dbi_open(txn, db_names[i], (s->read_only ? 0 : MDB_CREATE) | db_flags[i],
+                           &s->dbi[i]);
         if (mrc) {
             mdb_txn_abort(txn);
+            if (mrc == MDB_NOTFOUND)
+                return ph_err_set(err, PH_EIO, "store: %s is not a perkhub store (no database %s)",
+                                  dir, db_names[i]);
             return ph_err_set(err, PH_EIO, "store: open database %s: %s", db_names[i],
                               mdb_strerror(mrc));
         }
@@ -498,13 +516,31 @@ static int open_dbs(ph_store *s, const char *dir, ph_err *err)
 
 static void *writer_main(void *arg);
 
+/* A read-only open must not make a store where there is none (a mistyped
+ * path would otherwise check an empty store and pass). */
+static int store_exists(const char *dir, ph_err *err)
+{
+    char path[4096];
+    struct stat st;
+    if (snprintf(path, sizeof path, "%s/data.mdb", dir) >= (int)sizeof path)
+        return ph_err_set(err, PH_EINVAL, "store: path too long");
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+        return ph_err_set(err, PH_ENOTFOUND, "no store at %s", dir);
+    return PH_OK;
+}
+
 int ph_store_open(const ph_store_opts *opts, ph_store **out, ph_err *err)
 {
-    if (mkdir(opts->dir, 0700) && errno != EEXIST)
+    int rc;
+    if (opts->read_only && (rc = store_exists(opts->dir, err)) != PH_OK)
+        return rc;
+    if (!opts->read_only && mkdir(opts->dir, 0700) && errno != EEXIST)
         return ph_err_set(err, PH_EIO, "store: cannot create %s: %s", opts->dir, strerror(errno));
     ph_store *s = calloc(1, sizeof *s);
     if (!s)
         return ph_err_set(err, PH_ENOMEM, "out of memory");
+    s->keys = opts->keys;
+    s->read_only = opts->read_only;
     pthread_rwlockattr_t ra;
     pthread_rwlockattr_init(&ra);
     /* a growing map must not starve behind a stream of readers */
@@ -514,7 +550,7 @@ int ph_store_open(const ph_store_opts *opts, ph_store **out, ph_err *err)
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     s->max_batch = opts->max_batch ? opts->max_batch : 4096;
-    int rc, mrc = mdb_env_create(&s->env);
+    int mrc = mdb_env_create(&s->env);
     if (mrc)
         goto lmdb_fail;
     mdb_env_set_maxdbs(s->env, DB_COUNT);
@@ -522,7 +558,7 @@ int ph_store_open(const ph_store_opts *opts, ph_store **out, ph_err *err)
     mdb_env_set_mapsize(s->env, opts->map_size ? opts->map_size : (64u << 20));
     /* NOTLS: read transactions are not tied to a thread's slot. No NOSYNC, no
      * NOMETASYNC: a commit is durable when it returns (rule 1). */
-    mrc = mdb_env_open(s->env, opts->dir, MDB_NOTLS, 0600);
+    mrc = mdb_env_open(s->env, opts->dir, MDB_NOTLS | (s->read_only ? MDB_RDONLY : 0), 0600);
     if (mrc)
         goto lmdb_fail;
     MDB_envinfo info;
@@ -530,6 +566,11 @@ int ph_store_open(const ph_store_opts *opts, ph_store **out, ph_err *err)
     s->map_size = info.me_mapsize;
     if ((rc = open_dbs(s, opts->dir, err)) != PH_OK)
         goto fail;
+    if (s->read_only) {
+        s->stopping = 1; /* no writer: ph_store_submit refuses */
+        *out = s;
+        return PH_OK;
+    }
     if (pthread_create(&s->writer, NULL, writer_main, s)) {
         rc = ph_err_set(err, PH_EIO, "store: cannot start the writer thread");
         goto fail;
@@ -560,6 +601,11 @@ void ph_store_close(ph_store *s)
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s);
+}
+
+uint32_t ph_store_migrated_from(ph_store *s)
+{
+    return s->migrated_from;
 }
 
 const char *ph_store_uid(ph_store *s)
@@ -786,6 +832,8 @@ static void *writer_main(void *arg)
 int ph_store_submit(ph_store *s, ph_cmd *cmd)
 {
     cmd->next = NULL;
+    if (s->read_only)
+        return ph_err_set(&cmd->err, PH_EINVAL, "store: opened read-only");
     pthread_mutex_lock(&s->mu);
     if (s->stopping) {
         pthread_mutex_unlock(&s->mu);
@@ -1075,6 +1123,28 @@ static int batch_load(ph_store *s, MDB_txn *txn, uint64_t id, ph_batch *out, ph_
     return PH_OK;
 }
 
+/* The code with this hash, its batch and its order, inside txn. On failure out
+ * may hold parts: the caller clears it. */
+static int code_find_in(ph_store *s, MDB_txn *txn, const uint8_t hash[32], ph_code_info *out,
+                        ph_err *err)
+{
+    MDB_val k = {32, (void *)hash}, v;
+    int mrc = mdb_get(txn, s->dbi[DB_CODE_HASH], &k, &v);
+    uint64_t id = 0;
+    if (mrc == MDB_NOTFOUND || (mrc == 0 && v.mv_size != 8))
+        return ph_err_set(err, PH_ENOTFOUND, "code: not found");
+    if (mrc)
+        return ph_store_lmdb_err(err, mrc, "read code index");
+    memcpy(&id, v.mv_data, 8);
+    k = (MDB_val){8, &id};
+    if (mdb_get(txn, s->dbi[DB_CODES], &k, &v) || ph_code_decode(&v, id, 1, &out->code))
+        return ph_err_set(err, PH_EIO, "code %llu: unreadable", (unsigned long long)id);
+    int rc = batch_load(s, txn, out->code.batch_id, &out->batch, err);
+    if (rc == PH_OK && out->code.order_id)
+        rc = ph_order_load(s, txn, out->code.order_id, 0, &out->order, err);
+    return rc;
+}
+
 int ph_store_code_find(ph_store *s, const uint8_t hash[32], ph_code_info *out, ph_err *err)
 {
     memset(out, 0, sizeof *out);
@@ -1082,31 +1152,56 @@ int ph_store_code_find(ph_store *s, const uint8_t hash[32], ph_code_info *out, p
     int rc = ph_store_read_begin(s, &txn, err);
     if (rc)
         return rc;
-    MDB_val k = {32, (void *)hash}, v;
-    int mrc = mdb_get(txn, s->dbi[DB_CODE_HASH], &k, &v);
-    uint64_t id = 0;
-    if (mrc == MDB_NOTFOUND || (mrc == 0 && v.mv_size != 8)) {
-        rc = ph_err_set(err, PH_ENOTFOUND, "code: not found");
-        goto out;
-    }
-    if (mrc) {
-        rc = ph_store_lmdb_err(err, mrc, "read code index");
-        goto out;
-    }
-    memcpy(&id, v.mv_data, 8);
-    k = (MDB_val){8, &id};
-    if (mdb_get(txn, s->dbi[DB_CODES], &k, &v) || ph_code_decode(&v, id, 1, &out->code)) {
-        rc = ph_err_set(err, PH_EIO, "code %llu: unreadable", (unsigned long long)id);
-        goto out;
-    }
-    if ((rc = batch_load(s, txn, out->code.batch_id, &out->batch, err)) != PH_OK)
-        goto out;
-    if (out->code.order_id)
-        rc = ph_order_load(s, txn, out->code.order_id, 0, &out->order, err);
-out:
+    rc = code_find_in(s, txn, hash, out, err);
     ph_store_read_end(s, txn);
     if (rc)
         ph_code_info_clear(out);
+    return rc;
+}
+
+/* One try of ph_store_code_find_typed: PH_OK found (under this rule),
+ * PH_ENOTFOUND not, or an error. */
+static int find_under(ph_store *s, MDB_txn *txn, const char *rule, ph_code_hash_fn hash_fn,
+                      void *arg, ph_code_info *out, ph_err *err)
+{
+    uint8_t hash[32];
+    if (hash_fn(arg, rule, hash) != 0)
+        return ph_err_set(err, PH_ENOTFOUND, "code: not found");
+    int rc = code_find_in(s, txn, hash, out, err);
+    if (rc == PH_OK && strcmp(out->batch.lookalikes, rule) != 0)
+        rc = ph_err_set(err, PH_ENOTFOUND, "code: not found"); /* the rule is not its product's */
+    if (rc)
+        ph_code_info_clear(out);
+    return rc;
+}
+
+int ph_store_code_find_typed(ph_store *s, ph_code_hash_fn hash_fn, void *arg, ph_code_info *out,
+                             ph_err *err)
+{
+    memset(out, 0, sizeof *out);
+    MDB_txn *txn;
+    MDB_cursor *c;
+    int rc = ph_store_read_begin(s, &txn, err);
+    if (rc)
+        return rc;
+    rc = find_under(s, txn, "", hash_fn, arg, out, err);
+    /* then every rule a batch was hashed with (meta "rule:<rule>", a handful) */
+    if (rc == PH_ENOTFOUND && mdb_cursor_open(txn, s->dbi[DB_META], &c) == 0) {
+        MDB_val k = {5, "rule:"}, v;
+        for (int op = MDB_SET_RANGE; rc == PH_ENOTFOUND && mdb_cursor_get(c, &k, &v, op) == 0;
+             op = MDB_NEXT) {
+            char rule[PH_LOOKALIKES_MAX + 1];
+            if (k.mv_size < 5 || memcmp(k.mv_data, "rule:", 5) != 0)
+                break;
+            if (k.mv_size - 5 > PH_LOOKALIKES_MAX)
+                continue;
+            memcpy(rule, (const char *)k.mv_data + 5, k.mv_size - 5);
+            rule[k.mv_size - 5] = 0;
+            rc = find_under(s, txn, rule, hash_fn, arg, out, err);
+        }
+        mdb_cursor_close(c);
+    }
+    ph_store_read_end(s, txn);
     return rc;
 }
 

@@ -22,8 +22,20 @@
  * Reads (ph_store_*_get/list/find) run on the calling thread in their own
  * read-only snapshot and never wait for the writer.
  *
- * The on-disk layout is documented in docs/store.md; SCHEMA_VERSION in store.c
- * is checked at open and a mismatch refuses to start.
+ * The on-disk layout is documented in docs/store.md; PH_SCHEMA_VERSION
+ * (store_int.h) is checked at open: the previous version is migrated when the
+ * keys are given (below), any other refuses to start.
+ *
+ * Keys. The store depends on the key file: its codes and accounts are sealed
+ * under its keys and its code index is keyed with its index key. So the store
+ * keeps, in `meta`, a check value (ph_keyring_check_value) for the index key
+ * and for every key id its data was sealed with, and an open with keys refuses
+ * a key file that lacks one of those keys or holds another key under the same
+ * id — naming the key id and the file — before anything is issued. A store
+ * without check values (written by an older perkhubd, or opened without keys)
+ * gets them at its first open with keys, derived from the data itself: one
+ * stored item per key id is unsealed to prove the key right first. Opening
+ * with keys also lets the writer refuse to issue a code it cannot unseal.
  *
  * Thread safety: every function may be called from any thread, except that
  * ph_store_open and ph_store_close belong to the thread that owns the store (the
@@ -38,6 +50,8 @@
 #include <stdint.h>
 
 #include "base/status.h"
+#include "codes/code.h"
+#include "crypto/crypto.h"
 
 #define PH_SKU_MAX            64       /* bytes of a SKU, supplier id or client name */
 #define PH_ORDER_ID_MAX       128      /* bytes of a client order id */
@@ -172,6 +186,7 @@ typedef struct ph_batch {
     int voided;
     int64_t voided_at;
     char void_reason[PH_NOTE_MAX + 1];
+    char lookalikes[PH_LOOKALIKES_MAX + 1]; /* the rule its codes were hashed with (code.h) */
 } ph_batch;
 
 /* ---- opening ---------------------------------------------------------- */
@@ -182,13 +197,33 @@ typedef struct ph_store_opts {
     const char *dir;    /* LMDB environment directory, created (0700) if missing */
     uint64_t map_size;  /* initial map size in bytes; grows by doubling when full */
     unsigned max_batch; /* most commands per group commit; 0 = 4096 */
+    /* The daemon's keyring (borrowed: it must outlive the store), or NULL for
+     * tests and tools that treat sealed blobs as opaque: then no key is
+     * checked, no migration needing keys runs, nothing is unsealed, and a
+     * writable open forgets that the key checks were complete. */
+    const ph_keyring *keys;
+    /* 1: open an existing store for reading only (perkhubd --check-store):
+     * nothing is created or written, no writer runs (commands get PH_EINVAL),
+     * and a missing store is PH_ENOTFOUND "no store at DIR". */
+    int read_only;
 } ph_store_opts;
 
-/* Opens (creating if needed) the environment and starts the writer thread.
+/* Opens (creating if needed, unless read_only) the environment, migrates a
+ * store of the previous schema version (needs keys), checks or records the key
+ * checks (with keys) and starts the writer thread.
  * *out is owned by the caller (ph_store_close).
- * Errors: PH_EIO (directory, LMDB), PH_EVERSION (the data was written by another
- * schema version: the message names both). */
+ * Errors: PH_ENOTFOUND (read_only, and no store at dir), PH_EIO (directory,
+ * LMDB, not a perkhub store), PH_EVERSION (the data was written by another
+ * schema version, or needs a migration this open cannot do: the message names
+ * both versions), PH_ECRYPTO (the key file lacks a key the data needs or holds
+ * another one under its id: the message names the key id and the file; or
+ * a migration found a code it cannot unseal), PH_EDUP (a migration found two
+ * stored codes that are equal once normalized: it names both ids). On error
+ * nothing was changed. */
 int ph_store_open(const ph_store_opts *opts, ph_store **out, ph_err *err);
+
+/* The schema version this open migrated the store from, 0 when it did not. */
+uint32_t ph_store_migrated_from(ph_store *s);
 
 /* Stops taking commands, lets the writer finish every queued one, joins it and
  * closes the environment. NULL is a no-op. */
@@ -211,7 +246,9 @@ void ph_store_writer_stats(ph_store *s, ph_writer_stats *out);
 
 enum ph_cmd_type {
     PH_CMD_IMPORT = 1,    /* store a batch of sealed codes */
-    PH_CMD_ORDER,         /* fulfil a card-code order from local stock (idempotent) */
+    PH_CMD_ORDER,         /* fulfil a card-code order from local stock (idempotent); with
+                             keys, a code that does not unseal is never issued: PH_ECRYPTO,
+                             nothing changes, the code stays available */
     PH_CMD_VOID_BATCH,    /* the supplier voided a batch upstream */
     PH_CMD_PUT_PRODUCTS,  /* make the catalog match the configuration */
     PH_CMD_SUPPLY_CREATE, /* accept an order to be fulfilled by a supplier (idempotent) */
@@ -270,6 +307,7 @@ struct ph_cmd {
             const ph_import_code *codes;
             size_t ncodes;
             const uint32_t *by_hash; /* indices into codes, sorted by hash, no duplicates */
+            const char *lookalikes;  /* the rule the hashes were made with (code.h); NULL = none */
         } import;
         struct {
             const char *client, *client_order_id, *sku;
@@ -433,6 +471,19 @@ typedef struct ph_code_info {
  * an error there is nothing to clear. Errors: PH_ENOTFOUND (no such code),
  * PH_EIO, PH_ENOMEM. */
 int ph_store_code_find(ph_store *s, const uint8_t hash[32], ph_code_info *out, ph_err *err);
+
+/* The lookup hash of what a person typed, under a look-alike rule ("" = none;
+ * codes/code.h, ph_code_hash): 0, or non-zero when nothing is left to hash. */
+typedef int (*ph_code_hash_fn)(void *arg, const char *rule, uint8_t hash[32]);
+
+/* Finds a code as customer service types it, in one snapshot: hashed without
+ * look-alikes, then under each look-alike rule a stored batch was hashed with
+ * (listed in `meta`, so a rule a product no longer has still finds its codes),
+ * keeping a hit only when the code's own batch has that rule: look-alikes never
+ * match a product that does not declare them. hash_fn runs on the calling
+ * thread inside the read. As ph_store_code_find. */
+int ph_store_code_find_typed(ph_store *s, ph_code_hash_fn hash_fn, void *arg, ph_code_info *out,
+                             ph_err *err);
 void ph_code_info_clear(ph_code_info *info);
 
 /* Loads a batch and counts its codes by state (counts[PH_CODE_*], 7 slots).
@@ -518,9 +569,12 @@ void ph_store_stats_clear(ph_store_stats *st);
  * exactly one state and indexed accordingly (stock list, expiry index),
  * imported = sum over states, no code
  * in two orders, every order's codes issued to it, the idempotency index and the
- * event sequence whole. PH_OK (stats, when non-NULL, filled: the caller clears
- * it), or PH_EIO with the first violation in err, or PH_ENOMEM. Reads one
- * snapshot; safe while the daemon runs. */
+ * event sequence whole, a key check for every key id the data is sealed with.
+ * When the store was opened with keys, also: every code unseals and its index
+ * entry is the hash of its normalized form under its batch's rule. PH_OK (stats,
+ * when non-NULL, filled: the caller clears it), or PH_EIO with the first
+ * violation in err, or PH_ENOMEM. Reads one snapshot; safe while the
+ * daemon runs. */
 int ph_store_check(ph_store *s, ph_store_stats *stats, ph_err *err);
 
 #endif

@@ -162,6 +162,8 @@ static int put_batch(ph_wtxn *w, const ph_batch *b, uint64_t order_id, ph_err *e
                           (json_int_t)b->voided_at, "void_reason", b->void_reason);
     if (o && order_id)
         json_object_set_new(o, "order_id", json_integer((json_int_t)order_id));
+    if (o && b->lookalikes[0]) /* left out when empty: batches without a rule keep their bytes */
+        json_object_set_new(o, "code_lookalikes", json_string(b->lookalikes));
     char *txt = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(o);
     if (!txt)
@@ -173,13 +175,26 @@ static int put_batch(ph_wtxn *w, const ph_batch *b, uint64_t order_id, ph_err *e
     return mrc ? ph_store_lmdb_err(err, mrc, "write batch") : PH_OK;
 }
 
+/* Lists a batch's look-alike rule in `meta` (a lookup tries each listed rule). */
+static int note_rule(ph_wtxn *w, const char *rule, ph_err *err)
+{
+    char key[5 + PH_LOOKALIKES_MAX + 1];
+    if (!rule[0])
+        return PH_OK;
+    MDB_val k = {(size_t)snprintf(key, sizeof key, "rule:%s", rule), key}, v = {0, ""};
+    int mrc = mdb_put(w->txn, w->s->dbi[DB_META], &k, &v, 0);
+    return mrc ? ph_store_lmdb_err(err, mrc, "write meta") : PH_OK;
+}
+
 static int apply_import(ph_wtxn *w, ph_cmd *c)
 {
     const char *sku = c->in.import.sku;
     json_t *product;
+    const char *rule = c->in.import.lookalikes ? c->in.import.lookalikes : "";
     if (!ph_ident_valid(c->in.import.supplier, PH_SKU_MAX) || !ph_ident_valid(sku, PH_SKU_MAX) ||
-        (c->in.import.note && strlen(c->in.import.note) > PH_NOTE_MAX))
-        return ph_err_set(&c->err, PH_EINVAL, "import: supplier, sku or note malformed");
+        (c->in.import.note && strlen(c->in.import.note) > PH_NOTE_MAX) ||
+        strlen(rule) > PH_LOOKALIKES_MAX)
+        return ph_err_set(&c->err, PH_EINVAL, "import: supplier, sku, note or rule malformed");
     int rc = get_product(w, sku, &product, &c->err);
     if (rc)
         return rc;
@@ -195,6 +210,7 @@ static int apply_import(ph_wtxn *w, ph_cmd *c)
     snprintf(b.supplier, sizeof b.supplier, "%s", c->in.import.supplier);
     snprintf(b.sku, sizeof b.sku, "%s", sku);
     snprintf(b.note, sizeof b.note, "%s", c->in.import.note ? c->in.import.note : "");
+    snprintf(b.lookalikes, sizeof b.lookalikes, "%s", rule);
     MDB_val sk = {strlen(sku), (void *)sku};
     for (size_t i = 0; i < c->in.import.ncodes; i++) {
         const ph_import_code *ic = &c->in.import.codes[i];
@@ -227,7 +243,7 @@ static int apply_import(ph_wtxn *w, ph_cmd *c)
         if (mrc)
             return ph_store_lmdb_err(&c->err, mrc, "write code index");
     }
-    if ((rc = put_batch(w, &b, 0, &c->err)) != PH_OK)
+    if ((rc = put_batch(w, &b, 0, &c->err)) != PH_OK || (rc = note_rule(w, rule, &c->err)))
         return rc;
     c->batch_id = b.id;
     c->batch = b;
@@ -416,9 +432,45 @@ static int retire_code(ph_wtxn *w, uint64_t id, ph_code_rec *rec, const uint8_t 
     return rc;
 }
 
+/*
+ * The second line of defence behind the key checks at open (store_keys.c): a
+ * code that does not unseal is never issued. The check belongs here, inside
+ * the apply, and not before submission: only the writer knows which code an
+ * order takes (the first of the SKU's stock at the moment the command runs),
+ * and a check before would race with every other order. It keeps the write
+ * path deterministic: opening a sealed blob with the keyring is a pure
+ * function of the stored blob and the keys, which every replica holds (the
+ * key checks refuse a node with other keys), and it reads no clock and draws
+ * no random number. The order then fails as a whole (PH_ECRYPTO, nothing
+ * written: the check runs before this code's first write, and a failure after
+ * an earlier pop of the same order is rolled back by the writer's redo), so
+ * the code stays available for ops to look at. Without keys (tests and tools
+ * that keep blobs opaque) there is nothing to open with.
+ */
+static int check_unseals(ph_wtxn *w, ph_cmd *c, uint64_t id, const uint8_t *sealed, uint32_t len)
+{
+    const ph_keyring *kr = w->s->keys;
+    if (!kr)
+        return PH_OK;
+    char code[PH_CODE_MAX + 1], card[PH_CODE_MAX + 1];
+    int rc = ph_code_unseal(kr, sealed, len, code, card);
+    ph_wipe(code, sizeof code);
+    ph_wipe(card, sizeof card);
+    if (rc == PH_OK)
+        return PH_OK;
+    /* no path in it: the message reaches the client (the key file is named at start) */
+    return ph_err_set(&c->err, PH_ECRYPTO,
+                      "sku '%s': code %llu (key %u) does not unseal with the key file; nothing "
+                      "was issued and the code stays available: check the store (perkhubd "
+                      "--check-store DIR --key-file FILE)",
+                      c->in.order.sku, (unsigned long long)id,
+                      (unsigned)ph_sealed_key_id(sealed, len));
+}
+
 /* Takes the SKU's first available code, retiring expired ones on the way (into
  * t: the caller reports them in one event). On PH_OK the code is issued to
- * order_id and copied into out. An expired code is never issued. */
+ * order_id and copied into out. An expired code is never issued, nor one that
+ * does not unseal (check_unseals). */
 static int pop_code(ph_wtxn *w, ph_cmd *c, MDB_cursor *cur, uint64_t order_id, ph_code *out,
                     expiry_tally *t)
 {
@@ -432,32 +484,37 @@ static int pop_code(ph_wtxn *w, ph_cmd *c, MDB_cursor *cur, uint64_t order_id, p
             return ph_store_lmdb_err(&c->err, mrc, "read stock");
         uint64_t id;
         memcpy(&id, v.mv_data, 8);
-        w->wrote = 1; /* every later write of the order follows a pop */
-        if ((mrc = mdb_cursor_del(cur, 0)) != 0)
-            return ph_store_lmdb_err(&c->err, mrc, "take stock");
         ph_code_rec rec;
         const uint8_t *sealed;
         int rc = get_code(w, id, &rec, &sealed, &c->err);
         if (rc)
             return rc;
-        if (rec.expires_at && rec.expires_at <= c->now) {
-            /* its expiry index entry stays: the sweep removes it when it gets there */
-            if ((rc = retire_code(w, id, &rec, sealed, c->now, &c->err)) != PH_OK ||
-                (rc = tally_add(t, rec.batch_id, sku, &c->err)) != PH_OK)
-                return rc;
-            continue;
-        }
-        rec.state = PH_CODE_ISSUED;
-        rec.order_id = order_id;
-        rec.changed_at = c->now;
-        /* put_code may move the record: copy the blob out of the old one first */
+        int expired = rec.expires_at && rec.expires_at <= c->now;
+        if (!expired && (rc = check_unseals(w, c, id, sealed, rec.sealed_len)) != PH_OK)
+            return rc;
+        /* the writes below may move records: copy the blob out first */
         uint8_t *blob = malloc(rec.sealed_len ? rec.sealed_len : 1);
         if (!blob)
             return ph_err_set(&c->err, PH_ENOMEM, "out of memory");
         memcpy(blob, sealed, rec.sealed_len);
+        w->wrote = 1; /* every later write of the order follows a pop */
+        if ((mrc = mdb_cursor_del(cur, 0)) != 0) {
+            free(blob);
+            return ph_store_lmdb_err(&c->err, mrc, "take stock");
+        }
+        rec.state = expired ? PH_CODE_EXPIRED : PH_CODE_ISSUED;
+        rec.order_id = expired ? 0 : order_id;
+        rec.changed_at = c->now;
         if ((rc = put_code(w, id, &rec, blob, 0, &c->err)) != PH_OK) {
             free(blob);
             return rc;
+        }
+        if (expired) {
+            /* its expiry index entry stays: the sweep removes it when it gets there */
+            free(blob);
+            if ((rc = tally_add(t, rec.batch_id, sku, &c->err)) != PH_OK)
+                return rc;
+            continue;
         }
         *out = (ph_code){.id = id,
                          .state = rec.state,

@@ -18,8 +18,9 @@
 /* What a scan needs to know per batch. Batch ids are dense and ascending. */
 typedef struct batch_ref {
     uint64_t id, first, count;
-    size_t sku;        /* index into stats->skus */
-    uint64_t order_id; /* a supplier's delivery for this order; 0 = imported */
+    size_t sku;                       /* index into stats->skus */
+    uint64_t order_id;                /* a supplier's delivery for this order; 0 = imported */
+    char rule[PH_LOOKALIKES_MAX + 1]; /* the look-alike rule its codes were hashed with */
 } batch_ref;
 
 typedef struct scan {
@@ -53,6 +54,13 @@ static size_t sku_index(ph_store_stats *st, const char *sku)
     return st->nskus++;
 }
 
+static int rule_listed(scan *sc, const char *rule)
+{
+    char key[5 + PH_LOOKALIKES_MAX + 1];
+    MDB_val k = {(size_t)snprintf(key, sizeof key, "rule:%s", rule), key}, v;
+    return mdb_get(sc->txn, sc->s->dbi[DB_META], &k, &v) == 0;
+}
+
 static int load_batches(scan *sc)
 {
     MDB_cursor *c;
@@ -73,13 +81,22 @@ static int load_batches(scan *sc)
                 ph_err_set(sc->err, PH_EIO, "batch %llu: malformed record", (unsigned long long)id);
             break;
         }
+        if (b.lookalikes[0] && !rule_listed(sc, b.lookalikes)) {
+            rc = ph_err_set(sc->err, PH_EIO,
+                            "batch %llu: its look-alike rule is not listed in meta (lookups would "
+                            "not find its codes by it)",
+                            (unsigned long long)id);
+            break;
+        }
         size_t si = sku_index(sc->st, b.sku);
         if (si == (size_t)-1) {
             rc = ph_err_set(sc->err, PH_ENOMEM, "out of memory");
             break;
         }
         sc->st->skus[si].imported += b.count;
-        sc->batches[sc->nbatches++] = (batch_ref){id, b.first_code, b.count, si, order_id};
+        batch_ref *r = &sc->batches[sc->nbatches++];
+        *r = (batch_ref){id, b.first_code, b.count, si, order_id, ""};
+        memcpy(r->rule, b.lookalikes, sizeof r->rule);
     }
     mdb_cursor_close(c);
     return rc;
@@ -132,6 +149,37 @@ static int check_code_expiry(scan *sc, const batch_ref *b, uint64_t id, const ph
                               (unsigned long long)id, sku);
 }
 
+/* With keys: the code unseals and the index finds it by the hash of its
+ * normalized form (with the count check in check_orders: the index holds
+ * exactly these hashes). */
+static int check_indexed(scan *sc, uint64_t id, const MDB_val *v, const batch_ref *b)
+{
+    ph_code_rec r;
+    char code[PH_CODE_MAX + 1], card[PH_CODE_MAX + 1];
+    uint8_t hash[32];
+    uint64_t found = 0;
+    memcpy(&r, v->mv_data, sizeof r);
+    int rc = ph_code_unseal(sc->s->keys, (const uint8_t *)v->mv_data + sizeof r, r.sealed_len, code,
+                            card);
+    if (rc == PH_OK)
+        rc = ph_code_hash(sc->s->keys, code, strlen(code), b->rule, hash);
+    ph_wipe(code, sizeof code);
+    ph_wipe(card, sizeof card);
+    if (rc)
+        return ph_err_set(
+            sc->err, PH_EIO, "code %llu: does not unseal with key %u of the key file",
+            (unsigned long long)id,
+            (unsigned)ph_sealed_key_id((const uint8_t *)v->mv_data + sizeof r, r.sealed_len));
+    MDB_val k = {32, hash}, hv;
+    if (mdb_get(sc->txn, sc->s->dbi[DB_CODE_HASH], &k, &hv) == 0 && hv.mv_size == 8)
+        memcpy(&found, hv.mv_data, 8);
+    if (found != id)
+        return ph_err_set(sc->err, PH_EIO,
+                          "code %llu: the code index does not find it by its normalized form",
+                          (unsigned long long)id);
+    return PH_OK;
+}
+
 static int scan_codes(scan *sc)
 {
     MDB_cursor *c;
@@ -168,6 +216,8 @@ static int scan_codes(scan *sc)
             rc = ph_err_set(sc->err, PH_EIO, "code %llu: available but not in the stock of %s",
                             (unsigned long long)id, sc->st->skus[b->sku].sku);
         else if (sc->full && (rc = check_code_expiry(sc, b, id, &code)) != PH_OK)
+            break;
+        else if (sc->full && sc->s->keys && (rc = check_indexed(sc, id, &v, b)) != PH_OK)
             break;
         else {
             int due = sc->now && code.state == PH_CODE_AVAILABLE && code.expires_at &&
@@ -445,8 +495,9 @@ static int run_scan(ph_store *s, ph_store_stats *st, int full, int64_t now, ph_e
         return rc;
     if ((rc = load_batches(&sc)) == PH_OK && (rc = scan_codes(&sc)) == PH_OK && full &&
         (rc = check_stock(&sc)) == PH_OK && (rc = check_expiry_index(&sc)) == PH_OK &&
-        (rc = check_orders(&sc)) == PH_OK && (rc = check_totals(&sc)) == PH_OK)
-        rc = check_events(&sc);
+        (rc = check_orders(&sc)) == PH_OK && (rc = check_totals(&sc)) == PH_OK &&
+        (rc = check_events(&sc)) == PH_OK)
+        rc = ph_store_keys_complete(s, sc.txn, err);
     if (rc == PH_OK && !full) {
         MDB_stat ms;
         mdb_stat(sc.txn, s->dbi[DB_ORDERS], &ms);

@@ -11,12 +11,19 @@
 
 #include "store/store.h"
 
+/* 3: the expiry index (store_expiry.c); the code index hashes normalized codes
+ * (codes/code.h) and `meta` holds key checks (store_keys.c). A store of version
+ * 2 is migrated at its first open with keys (store.c, check_schema). */
 #define PH_SCHEMA_VERSION 3
 
 /* Named databases. Integer keys are native uint64_t (MDB_INTEGERKEY), so ids
  * sort numerically and new ids always append at the right edge of the tree. */
 enum {
-    DB_META,          /* "schema" -> uint32 version, "uid" -> 8 hex chars */
+    DB_META,          /* "schema" -> uint32 version, "uid" -> 8 hex chars,
+                         "keycheck:index", "keycheck:<key id>" -> 32-byte check value,
+                         "keychecks" -> "complete" once every key id the data uses
+                         has one (store_keys.c), "rule:<look-alike rule>" -> "" for
+                         every rule a batch was hashed with */
     DB_PRODUCTS,      /* sku -> product JSON */
     DB_BATCHES,       /* batch id -> batch JSON */
     DB_CODES,         /* code id -> code record (below) */
@@ -71,7 +78,10 @@ struct ph_store {
     int64_t at_ms;
     int at_set;
     char at[32];
-    char uid[9]; /* ph_store_uid: read from `meta` at open, never changes */
+    char uid[9];            /* ph_store_uid: read from `meta` at open, never changes */
+    const ph_keyring *keys; /* borrowed; NULL: sealed blobs are opaque */
+    int read_only;
+    uint32_t migrated_from; /* ph_store_migrated_from: set at open */
 };
 
 /* Next ids, derived from the last key of each database when the writer starts
@@ -209,6 +219,26 @@ uint64_t ph_expiry_due_available(ph_store *s, MDB_txn *txn, const char *sku, siz
                                  int64_t now);
 /* Rebuilds the index from the codes (the migration from schema version 2). */
 int ph_expiry_rebuild(ph_store *s, MDB_txn *txn, ph_err *err);
+
+/* Open-time work with the keys (store_keys.c), inside the open's transaction
+ * (read-only when s->read_only). ph_store_migrate turns a version 2 store into
+ * version 3: every code unsealed, the index rebuilt from normalized codes.
+ * ph_store_keys_open verifies the recorded key checks and, unless read-only,
+ * records the missing ones (deriving them from the data first). Both name the
+ * key id and the key file on a mismatch (PH_ECRYPTO). */
+int ph_store_migrate(ph_store *s, MDB_txn *txn, const char *dir, ph_err *err);
+int ph_store_keys_open(ph_store *s, MDB_txn *txn, const char *dir, ph_err *err);
+
+/* For ph_store_check: PH_OK when every key id the data in txn is sealed with
+ * (and the index key, once there are codes) has a recorded check, else PH_EIO
+ * naming the first that has none. Needs no keys. Applies to a store whose
+ * `meta` says its checks are complete (every store a keyed open has seen and no
+ * keyless open wrote to since). */
+int ph_store_keys_complete(ph_store *s, MDB_txn *txn, ph_err *err);
+
+/* Meta key of a key id's check value ("keycheck:index" for PH_KEYCHECK_INDEX);
+ * buf >= 24 bytes. Returns its length. */
+size_t ph_store_keycheck_name(uint16_t id, char *buf);
 
 /* Applies one command inside w->txn (store_apply.c). */
 int ph_store_apply(ph_wtxn *w, ph_cmd *cmd);

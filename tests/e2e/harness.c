@@ -334,8 +334,13 @@ long h_file_count(const char *path, const char *needle)
 
 int h_check_store(const h_daemon *d, char **out)
 {
-    char cmd[800];
-    snprintf(cmd, sizeof cmd, "'%s' --check-store '%s' 2>&1", h_bin("PH_PERKHUBD"), d->data);
+    char cmd[1200], keys[400];
+    struct stat st_keys;
+    /* with the key file, every code is unsealed and its index entry checked too */
+    snprintf(keys, sizeof keys, "%s/master.key", d->dir);
+    int keyed = stat(keys, &st_keys) == 0;
+    snprintf(cmd, sizeof cmd, "'%s' --check-store '%s'%s%s%s 2>&1", h_bin("PH_PERKHUBD"), d->data,
+             keyed ? " --key-file '" : "", keyed ? keys : "", keyed ? "'" : "");
     FILE *f = popen(cmd, "r");
     cr_assert(f);
     buf b = {0};

@@ -86,7 +86,8 @@ char *h_read_file(const char *path, size_t *len);
 /* How many times needle occurs in the file (binary-safe); -1 if unreadable. */
 long h_file_count(const char *path, const char *needle);
 
-/* Runs `perkhubd --check-store data`; returns its exit status, output in out (caller frees). */
+/* Runs `perkhubd --check-store data` (with `--key-file dir/master.key` when that file
+ * exists); returns its exit status, output in out (caller frees). */
 int h_check_store(const h_daemon *d, char **out);
 /* Path of a built binary from the environment (PH_PERKHUBD, PH_PERKCTL). */
 const char *h_bin(const char *env_name);

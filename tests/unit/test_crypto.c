@@ -630,3 +630,37 @@ Test(buf, reserve_keeps_contents_and_doubles)
     cr_assert_eq(memcmp(b, "0123456789", 10), 0);
     free(b);
 }
+
+/* Key checks (store.h, "Keys"): equal for equal keys, different for another key
+ * under the same id or another index key; an absent id is PH_ENOTFOUND. */
+Test(crypto, key_check_values_tell_keys_apart)
+{
+    uint8_t ik[PH_KEY_LEN], k1[PH_KEY_LEN], a[32], b[32];
+    ph_keyring *x, *y, *z;
+    ph_err err = {0};
+    memset(ik, 1, sizeof ik);
+    memset(k1, 2, sizeof k1);
+    cr_assert_eq(ph_keyring_from_raw(ik, 1, k1, &x, &err), PH_OK);
+    cr_assert_eq(ph_keyring_from_raw(ik, 1, k1, &y, &err), PH_OK);
+    k1[0] ^= 1;
+    cr_assert_eq(ph_keyring_from_raw(ik, 1, k1, &z, &err), PH_OK);
+    cr_assert_eq(ph_keyring_check_value(x, 1, a), PH_OK);
+    cr_assert_eq(ph_keyring_check_value(y, 1, b), PH_OK);
+    cr_assert(memcmp(a, b, 32) == 0);
+    cr_assert_eq(ph_keyring_check_value(z, 1, b), PH_OK);
+    cr_assert(memcmp(a, b, 32) != 0, "another key 1 has the same check value");
+    cr_assert_eq(ph_keyring_check_value(x, PH_KEYCHECK_INDEX, a), PH_OK);
+    cr_assert_eq(ph_keyring_check_value(z, PH_KEYCHECK_INDEX, b), PH_OK);
+    cr_assert(memcmp(a, b, 32) == 0, "same index key, same check");
+    cr_assert_eq(ph_keyring_check_value(x, 2, a), PH_ENOTFOUND);
+    cr_assert(ph_keyring_has(x, 1) && !ph_keyring_has(x, 2));
+    cr_assert_str_eq(ph_keyring_path(x), "<raw keys>");
+    uint8_t blob[64];
+    size_t len;
+    cr_assert_eq(ph_crypto_seal(x, (const uint8_t *)"p", 1, NULL, 0, blob, &len), PH_OK);
+    cr_assert_eq(ph_sealed_key_id(blob, len), 1);
+    cr_assert_eq(ph_sealed_key_id(blob, 3), 0);
+    ph_keyring_free(x);
+    ph_keyring_free(y);
+    ph_keyring_free(z);
+}
