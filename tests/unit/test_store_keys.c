@@ -48,8 +48,8 @@ static void products(void)
 /* Imports codes sealed with `seal_with`, hashed under `hash_with` — normalized
  * (as this version does) or, with raw set, hashed as imported (as version 2
  * did). */
-static void import(const ph_keyring *seal_with, const ph_keyring *hash_with, int raw,
-                   const char *const *codes, size_t n)
+static void import_until(const ph_keyring *seal_with, const ph_keyring *hash_with, int raw,
+                         const char *const *codes, size_t n, int64_t expires_at)
 {
     ph_import_code ic[8];
     uint8_t blobs[8][256];
@@ -61,8 +61,10 @@ static void import(const ph_keyring *seal_with, const ph_keyring *hash_with, int
         cr_assert_eq(
             ph_code_seal(seal_with, codes[i], strlen(codes[i]), NULL, 0, blobs[i], &len, unused),
             PH_OK);
-        ic[i] = (ph_import_code){
-            .line = (uint32_t)i + 2, .sealed_len = (uint32_t)len, .sealed = blobs[i]};
+        ic[i] = (ph_import_code){.line = (uint32_t)i + 2,
+                                 .expires_at = expires_at,
+                                 .sealed_len = (uint32_t)len,
+                                 .sealed = blobs[i]};
         if (raw)
             ph_crypto_index(hash_with, codes[i], strlen(codes[i]), ic[i].hash);
         else
@@ -86,6 +88,12 @@ static void import(const ph_keyring *seal_with, const ph_keyring *hash_with, int
     c.in.import.by_hash = by_hash;
     cr_assert_eq(ph_store_exec(g_s, &c), PH_OK, "%s", c.err.msg);
     ph_cmd_clear(&c);
+}
+
+static void import(const ph_keyring *seal_with, const ph_keyring *hash_with, int raw,
+                   const char *const *codes, size_t n)
+{
+    import_until(seal_with, hash_with, raw, codes, n, 0);
 }
 
 static int order(const char *coid, ph_cmd *c)
@@ -290,6 +298,36 @@ Test(store_keys, a_version_2_store_is_migrated_and_found_normalized)
     cr_assert_eq(ph_store_migrated_from(g_s), 0, "migrated twice");
     ph_keyring_free(a);
     ph_keyring_free(b);
+}
+
+/* Version 3 also added the expiry index: the same migration builds it from the
+ * codes, so codes that expire are retired by the sweep and not counted as
+ * issuable once past their expiry. */
+Test(store_keys, a_version_2_store_gets_its_expiry_index_at_migration)
+{
+    ph_keyring *a = ring(1, 2);
+    ph_err err = {0};
+    g_s = open_at(g_dir, 0);
+    products();
+    import_until(a, a, 1, CODES, 2, NOW + 1000);
+    make_version_2();
+    MDB_txn *txn;
+    MDB_env *env = raw_open(&txn);
+    MDB_dbi ex = raw_dbi(txn, "expiry", MDB_DUPSORT | MDB_DUPFIXED | MDB_INTEGERDUP);
+    cr_assert_eq(mdb_drop(txn, ex, 0), 0); /* version 2 had no expiry index */
+    raw_commit(env, txn);
+
+    cr_assert_eq(open_keyed(a, &err), PH_OK, "%s", err.msg);
+    cr_assert_eq(ph_store_migrated_from(g_s), 2);
+    assert_check();
+    cr_assert_eq(ph_store_expiry_due(g_s, NOW + 999), 0);
+    cr_assert_eq(ph_store_expiry_due(g_s, NOW + 1000), 1, "the index was not rebuilt");
+    char *json = NULL;
+    uint64_t avail = 9;
+    cr_assert_eq(ph_store_product_get_at(g_s, IQ, NOW + 1000, &json, &avail, &err), PH_OK);
+    free(json);
+    cr_assert_eq(avail, 0, "expired codes counted as issuable after the migration");
+    ph_keyring_free(a);
 }
 
 Test(store_keys, a_migration_refuses_two_codes_equal_once_normalized)
