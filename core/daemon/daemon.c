@@ -145,7 +145,8 @@ int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_er
         return ph_err_set(err, PH_ENOMEM, "out of memory");
     }
     ph_random_bytes(&d->reqid_prefix, sizeof d->reqid_prefix);
-    ph_store_opts so = {.dir = cfg->data_dir, .map_size = cfg->map_size};
+    ph_store_opts so = {
+        .dir = cfg->data_dir, .map_size = cfg->map_size, .journal_file = d->journal_file};
     int rc;
     if ((rc = ph_keyring_load(cfg->master_key_file, cfg->master_key_create, &d->keys, err)) ||
         (rc = ph_store_open(&so, &d->store, err)) || (rc = ph_daemon_sync_products(d, cfg, err)) ||

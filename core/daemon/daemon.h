@@ -46,6 +46,7 @@ typedef struct ph_daemon {
     atomic_int ready;      /* 1 once serving, 0 again when stopping */
     uint32_t reqid_prefix; /* random per process: request ids stay unique across restarts */
     atomic_uint_fast64_t reqid_next;
+    const char *journal_file; /* set before ph_daemon_start: ph_store_opts.journal_file */
 } ph_daemon;
 
 /* Starts everything from cfg (owned by the daemon from now on, also on failure):

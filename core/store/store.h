@@ -160,12 +160,22 @@ typedef struct ph_store_opts {
     const char *dir;    /* LMDB environment directory, created (0700) if missing */
     uint64_t map_size;  /* initial map size in bytes; grows by doubling when full */
     unsigned max_batch; /* most commands per group commit; 0 = 4096 */
+    /* Test and debugging hook, NULL = off (no cost): every committed batch is
+     * appended to this file (cmd_codec.h) before its commands complete, so
+     * ph_journal_replay can apply the same batches to an empty store. */
+    const char *journal_file;
+    /* The store uid (8 lowercase hex) a new environment gets instead of a
+     * random one, and an existing one must have: a replay (or, later, a
+     * standby) takes its origin's, so attempt references come out the same.
+     * NULL = random at creation, anything at open. */
+    const char *uid;
 } ph_store_opts;
 
 /* Opens (creating if needed) the environment and starts the writer thread.
  * *out is owned by the caller (ph_store_close).
  * Errors: PH_EIO (directory, LMDB), PH_EVERSION (the data was written by another
- * schema version: the message names both). */
+ * schema version: the message names both), PH_EINVAL (opts.uid malformed or not
+ * the store's; a journal_file ph_journal_open refuses). */
 int ph_store_open(const ph_store_opts *opts, ph_store **out, ph_err *err);
 
 /* Stops taking commands, lets the writer finish every queued one, joins it and
@@ -342,6 +352,11 @@ struct ph_cmd {
  * writer thread (keep it short: signal and return). Returns PH_OK, or
  * PH_ESHUTDOWN when the store is closing (done is then not called). */
 int ph_store_submit(ph_store *s, ph_cmd *cmd);
+
+/* Queues cmd, cmd->next, ... (a list the caller linked) at once, so the writer
+ * takes them together (up to max_batch): how a replay applies a journal's
+ * batch as one. As ph_store_submit for each; on PH_ESHUTDOWN none is queued. */
+int ph_store_submit_list(ph_store *s, ph_cmd *first);
 
 /* Submits cmd and waits for its completion; returns cmd->rc. cmd->done must be NULL. */
 int ph_store_exec(ph_store *s, ph_cmd *cmd);

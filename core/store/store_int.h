@@ -71,6 +71,8 @@ struct ph_store {
     int at_set;
     char at[32];
     char uid[9]; /* ph_store_uid: read from `meta` at open, never changes */
+    /* opts.journal_file; the writer's only, opened and closed around it */
+    struct ph_journal *journal;
 };
 
 /* Next ids, derived from the last key of each database when the writer starts
