@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -370,7 +371,16 @@ static uint16_t blackhole(int fds[3])
         fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
         connect(fds[i], (struct sockaddr *)&a, sizeof a);
     }
-    usleep(20000); /* let the handshakes land in the queue */
+    /* wait until the kernel holds a handshake in the accept queue: for a
+     * listener tcpi_unacked is the queue's length, tcpi_sacked its backlog, and
+     * Linux drops further SYNs once the length exceeds the backlog */
+    struct tcp_info ti;
+    socklen_t tl = sizeof ti;
+    int64_t deadline = now_ms() + 10000;
+    while (getsockopt(fds[0], IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0 &&
+           ti.tcpi_unacked <= ti.tcpi_sacked && now_ms() < deadline)
+        usleep(1000); /* polling a condition, not pacing */
+    cr_assert_gt(ti.tcpi_unacked, ti.tcpi_sacked, "the listener's accept queue never filled");
     return ntohs(a.sin_port);
 }
 
