@@ -13,6 +13,7 @@
  * recharge left unknown by a timeout that a query settles once the faults clear.
  */
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,6 +97,53 @@ static int is_final(json_t *o, void *arg)
     return !strcmp(h_str(o, "state"), "succeeded") || !strcmp(h_str(o, "state"), "failed");
 }
 
+/* One client of the burst, on its own connection: 11 orders of one code, then
+ * one of three (which may find fewer: a failure after writing, which makes
+ * the writer redo its batch with nested transactions). */
+typedef struct burst {
+    int no, ok, refused;
+    h_conn *c;
+} burst;
+
+static void *burst_main(void *arg)
+{
+    burst *b = arg;
+    for (int i = 0; i < 12; i++) {
+        char coid[32];
+        snprintf(coid, sizeof coid, "burst-%d-%d", b->no, i);
+        h_resp r;
+        if (h_conn_order(b->c, "mall-token", coid, "rp.card", i == 11 ? 3 : 1, &r) == 0)
+            r.status == 201 ? b->ok++ : r.status == 409 ? b->refused++ : 0;
+        h_resp_free(&r);
+    }
+    return NULL;
+}
+
+/* 4 clients order 56 codes of 40 at once: group commits with several orders,
+ * and out-of-stock refusals in the middle of a batch. */
+static void concurrent_burst(void)
+{
+    char *csv = h_codes_csv("RB", 40);
+    h_resp r = h_import(&D, "rp.card", csv, 201);
+    free(csv);
+    h_resp_free(&r);
+    burst b[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        b[i] = (burst){.no = i, .c = h_conn_new(&D)};
+        cr_assert_eq(pthread_create(&th[i], NULL, burst_main, &b[i]), 0);
+    }
+    int ok = 0, refused = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        h_conn_free(b[i].c);
+        ok += b[i].ok;
+        refused += b[i].refused;
+    }
+    cr_assert(ok + refused == 48 && ok >= 14 && refused >= 2,
+              "%d orders succeeded, %d refused (out of stock), of 48", ok, refused);
+}
+
 /* The run itself: every kind of command, refusals included. */
 static void realistic_run(void)
 {
@@ -122,6 +170,7 @@ static void realistic_run(void)
     r = h_post_json(&D, path, "ops-token", "{\"reason\":\"recalled upstream\"}");
     cr_assert_eq(r.status, 200, "%s", r.body);
     h_resp_free(&r);
+    concurrent_burst();
 
     /* a card order: A is out of stock (definite), B delivers */
     long long id = order_expect(
