@@ -47,9 +47,10 @@ static ph_import_code IMPORT_CODES[3];
 static const uint32_t BY_HASH[3] = {2, 0, 1};
 static ph_supplied_code SUPPLIED[2];
 
+/* Fills c[0..5], one command of each kind, linked when n > 1. */
 static void fill(ph_cmd *c, size_t n)
 {
-    memset(c, 0, n * sizeof *c);
+    memset(c, 0, 6 * sizeof *c);
     for (int i = 0; i < 3; i++) {
         IMPORT_CODES[i] = (ph_import_code){.line = 10u + (uint32_t)i,
                                            .expires_at = i ? 1800000000000LL : 0,
@@ -269,9 +270,8 @@ Test(codec, garbage_and_inconsistent_input_is_refused)
     expect_refused(q, len, "command 0 (import): supplier: holds a NUL byte");
 
     /* by_hash out of hash order */
-    ph_cmd one[1];
+    ph_cmd one[6];
     fill(one, 1);
-    one[0].next = NULL;
     static const uint32_t unsorted[3] = {0, 1, 2};
     one[0].in.import.by_hash = unsorted;
     size_t l1;
