@@ -1058,3 +1058,23 @@ Test(sio, log_lines)
     cr_assert_null(strstr(log, "127.0.0.1"), "a URL reached the log");
     release(t, 2);
 }
+
+/* A handle recycled from an exchange that failed on the way (refused, wrong
+ * protocol) serves the next one: curl refuses CURLOPT_BUFFERSIZE on a handle
+ * that kept its receive buffer, which made the next exchange a "curl setup"
+ * failure that never left. One at a time, so each reuses the last handle. */
+Test(sio, a_handle_recycled_after_a_failure_serves_the_next_exchange)
+{
+    const int R = PERKHUB_OP_RECHARGE;
+    static const char *const sups[] = {"refused", "ftp", "malformed", "refused", "web", "web"};
+    static const char *const want[] = {
+        "connect refused", "unsupported protocol", "malformed url", "connect refused", "", ""};
+    for (int i = 0; i < 6; i++) {
+        tjob t = {0};
+        submit(&t, sups[i], R, "ok", limits(2000));
+        cr_assert(wait_done(i + 1, 15000), "exchange %d did not finish", i);
+        cr_expect(strstr(t.j.detail, want[i]) && !strstr(t.j.detail, "curl setup"),
+                  "exchange %d at %s: detail \"%s\", want \"%s\"", i, sups[i], t.j.detail, want[i]);
+        release(&t, 1);
+    }
+}
