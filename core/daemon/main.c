@@ -223,5 +223,9 @@ int main(int argc, char **argv)
         return describe_plugin(plugin_dir, describe);
     if (replay)
         return replay_journal(replay, data);
+    if (data) {
+        fprintf(stderr, "perkhubd: --data goes with --replay-journal\n");
+        return 2;
+    }
     return run(path);
 }
