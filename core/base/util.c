@@ -12,7 +12,7 @@ int ph_money_parse(const char *s, int64_t *fen)
     const char *p = s;
     int digits = 0;
     for (; *p >= '0' && *p <= '9'; p++, digits++) {
-        if (whole > 100000000000LL)
+        if (whole > PH_MONEY_MAX_YUAN) /* stays far from overflow; the bound is below */
             return -1;
         whole = whole * 10 + (*p - '0');
     }
@@ -32,7 +32,7 @@ int ph_money_parse(const char *s, int64_t *fen)
         if (fd == 1)
             frac *= 10;
     }
-    if (*p)
+    if (*p || whole * 100 + frac > PH_MONEY_MAX_YUAN * 100)
         return -1;
     *fen = whole * 100 + frac;
     return 0;

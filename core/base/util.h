@@ -11,7 +11,9 @@
 /* Money is held as an integer number of fen (0.01 CNY) everywhere inside perkhub;
  * it crosses the API and the config as a decimal string ("19.80", "30", "0.5").
  * Parses a non-negative decimal with at most two fraction digits into *fen.
- * Returns 0, or -1 on anything else (sign, exponent, three decimals, > 10^13). */
+ * Returns 0, or -1 on anything else (sign, exponent, three decimals, more than
+ * PH_MONEY_MAX_YUAN); *fen is then untouched. */
+#define PH_MONEY_MAX_YUAN 10000000000000LL /* 10^13 */
 int ph_money_parse(const char *s, int64_t *fen);
 /* Formats fen as "19.80" into buf (at least 24 bytes). Returns buf. */
 char *ph_money_format(int64_t fen, char *buf, size_t len);
@@ -23,7 +25,9 @@ int64_t ph_now_ms(void);
 char *ph_time_format(int64_t ms, char *buf, size_t len);
 /* Parses "YYYY-MM-DD" (end of that day in China Standard Time, UTC+08:00, the
  * suppliers' convention) or "YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)" into ms
- * (digits past milliseconds are dropped). 0 or -1. */
+ * (digits past milliseconds are dropped). Reads exactly len bytes. An offset
+ * can put the result at or before the epoch (0 or negative): callers for whom
+ * 0 means "never" refuse it (csv.c). 0, or -1 (*ms untouched). */
 int ph_time_parse(const char *s, size_t len, int64_t *ms);
 
 /* Lowercase hex of n bytes into out (2n+1 bytes, NUL-terminated). */

@@ -336,7 +336,8 @@ int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_er
         return ph_err_set(err, PH_ENOMEM, "out of memory");
     }
     ph_random_bytes(&d->reqid_prefix, sizeof d->reqid_prefix);
-    ph_store_opts so = {.dir = cfg->data_dir, .map_size = cfg->map_size};
+    ph_store_opts so = {
+        .dir = cfg->data_dir, .map_size = cfg->map_size, .journal_file = d->journal_file};
     int rc;
     /* The store checks the keys against the data (store.h, "Keys"): a wrong key
      * file stops the start here, naming the key id and the file. */

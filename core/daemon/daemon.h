@@ -61,6 +61,7 @@ typedef struct ph_daemon {
     atomic_uint_fast64_t reqid_next;
     /* the expiry sweep's timer thread (daemon.c) */
     struct ph_sweeper *sweeper;
+    const char *journal_file; /* set before ph_daemon_start: ph_store_opts.journal_file */
 } ph_daemon;
 
 /* Starts everything from cfg (owned by the daemon from now on, also on failure):

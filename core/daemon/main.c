@@ -14,6 +14,7 @@
 #include "config/config.h"
 #include "daemon/daemon.h"
 #include "supply/plugin_loader.h"
+#include "store/cmd_codec.h"
 #include "store/store.h"
 
 #define PH_VERSION "0.1.0"
@@ -29,6 +30,8 @@ static void usage(FILE *f)
           "       perkhubd --print-default-config print the embedded default config\n"
           "       perkhubd --describe-plugin NAME [--plugin-dir DIR]\n"
           "                                       a plugin's capabilities and config keys\n"
+          "       perkhubd --replay-journal FILE --data DIR\n"
+          "                                       apply a PERKHUB_JOURNAL file to a new store\n"
           "       perkhubd --version | --help\n"
           "\n"
           "signals: SIGHUP reloads the config file (an invalid file changes nothing),\n"
@@ -91,6 +94,25 @@ static int check_store(const char *dir, const char *key_file)
     return rc == PH_OK ? 0 : 1;
 }
 
+/* Applies a journal recorded with PERKHUB_JOURNAL=FILE to a new store in dir
+ * (docs/store.md, "Journal and replay"). */
+static int replay_journal(const char *file, const char *dir)
+{
+    if (!dir) {
+        fprintf(stderr, "perkhubd: --replay-journal needs --data DIR\n");
+        return 2;
+    }
+    ph_replay_stats st;
+    ph_err err = {0};
+    if (ph_journal_replay(file, dir, &st, &err) != PH_OK) {
+        fprintf(stderr, "perkhubd: %s\n", err.msg);
+        return 1;
+    }
+    printf("%s: replayed %llu batches, %llu commands into %s\n", file,
+           (unsigned long long)st.batches, (unsigned long long)st.commands, dir);
+    return 0;
+}
+
 /* For ops writing a supplier's config: what the plugin offers and takes. */
 static int describe_plugin(const char *dir, const char *name)
 {
@@ -126,6 +148,10 @@ static int run(const char *path)
     signal(SIGPIPE, SIG_IGN);
 
     ph_daemon d = {0};
+    /* a test and debugging hook, not a setting: every committed batch to a file */
+    d.journal_file = getenv("PERKHUB_JOURNAL");
+    if (d.journal_file && !*d.journal_file)
+        d.journal_file = NULL;
     if (ph_daemon_start(&d, cfg, path, &err) != PH_OK) {
         fprintf(stderr, "perkhubd: %s\n", err.msg);
         return 1;
@@ -159,12 +185,15 @@ int main(int argc, char **argv)
         {"print-default-config", no_argument, NULL, 'P'},
         {"describe-plugin", required_argument, NULL, 'D'},
         {"plugin-dir", required_argument, NULL, 'L'},
+        {"replay-journal", required_argument, NULL, 'R'},
+        {"data", required_argument, NULL, 'd'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *path = NULL, *describe = NULL, *plugin_dir = "build/plugins";
     const char *store_dir = NULL, *key_file = NULL;
+    const char *replay = NULL, *data = NULL;
     int c;
     while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
         switch (c) {
@@ -184,6 +213,12 @@ int main(int argc, char **argv)
             break;
         case 'L':
             plugin_dir = optarg;
+            break;
+        case 'R':
+            replay = optarg;
+            break;
+        case 'd':
+            data = optarg;
             break;
         case 'P':
             fputs(ph_config_default_yaml(), stdout);
@@ -212,5 +247,11 @@ int main(int argc, char **argv)
         return check_store(store_dir, key_file);
     if (describe)
         return describe_plugin(plugin_dir, describe);
+    if (replay)
+        return replay_journal(replay, data);
+    if (data) {
+        fprintf(stderr, "perkhubd: --data goes with --replay-journal\n");
+        return 2;
+    }
     return run(path);
 }

@@ -15,6 +15,7 @@
 
 #include "crypto/crypto.h"
 #include "base/util.h"
+#include "store/cmd_codec.h"
 
 _Static_assert(sizeof(ph_order_rec) == 72, "order record header is 72 bytes");
 _Static_assert(sizeof(ph_supply_rec) == 12, "supply record header is 12 bytes");
@@ -411,14 +412,16 @@ nomem:
 /* ---- opening ---------------------------------------------------------- */
 
 /* A new environment: the schema version and this store's identity. The uid is
- * the one random thing the store writes, and only here, never in a command. */
+ * the one random thing the store writes, and only here, never in a command;
+ * a replay brings its origin's (opts.uid, already in s->uid). */
 static int init_meta(ph_store *s, MDB_txn *txn, ph_err *err)
 {
     uint32_t ver = PH_SCHEMA_VERSION;
     uint8_t raw[4];
-    if (ph_random_bytes(raw, sizeof raw) != PH_OK)
+    if (!s->uid[0] && ph_random_bytes(raw, sizeof raw) != PH_OK)
         return ph_err_set(err, PH_EIO, "store: no randomness for the store uid");
-    ph_hex_encode(raw, sizeof raw, s->uid);
+    if (!s->uid[0])
+        ph_hex_encode(raw, sizeof raw, s->uid);
     MDB_val k = {6, "schema"}, v = {sizeof ver, &ver};
     int mrc = mdb_put(txn, s->dbi[DB_META], &k, &v, 0);
     if (mrc == 0) {
@@ -482,6 +485,9 @@ static int check_schema(ph_store *s, MDB_txn *txn, const char *dir, ph_err *err)
     mrc = mdb_get(txn, s->dbi[DB_META], &k, &v);
     if (mrc || !uid_valid(&v))
         return ph_err_set(err, PH_EIO, "store: %s: the store uid is missing or malformed", dir);
+    if (s->uid[0] && memcmp(s->uid, v.mv_data, 8))
+        return ph_err_set(err, PH_EINVAL, "store: %s has uid %.8s, not the %s asked for", dir,
+                          (const char *)v.mv_data, s->uid);
     memcpy(s->uid, v.mv_data, 8);
     s->uid[8] = 0;
     return ph_store_keys_open(s, txn, dir, err);
@@ -529,9 +535,26 @@ static int store_exists(const char *dir, ph_err *err)
     return PH_OK;
 }
 
+/* Nothing but `meta`: what a journal must start from. */
+static int store_empty(ph_store *s)
+{
+    MDB_txn *txn;
+    MDB_stat st;
+    int empty = 1;
+    if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn))
+        return 0;
+    for (int i = 0; i < DB_COUNT && empty; i++)
+        if (i != DB_META && (mdb_stat(txn, s->dbi[i], &st) || st.ms_entries))
+            empty = 0;
+    mdb_txn_abort(txn);
+    return empty;
+}
+
 int ph_store_open(const ph_store_opts *opts, ph_store **out, ph_err *err)
 {
     int rc;
+    if (opts->uid && !uid_valid(&(MDB_val){strlen(opts->uid), (void *)opts->uid}))
+        return ph_err_set(err, PH_EINVAL, "store: uid '%s' is not 8 lowercase hex", opts->uid);
     if (opts->read_only && (rc = store_exists(opts->dir, err)) != PH_OK)
         return rc;
     if (!opts->read_only && mkdir(opts->dir, 0700) && errno != EEXIST)
@@ -550,6 +573,8 @@ int ph_store_open(const ph_store_opts *opts, ph_store **out, ph_err *err)
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     s->max_batch = opts->max_batch ? opts->max_batch : 4096;
+    if (opts->uid)
+        memcpy(s->uid, opts->uid, 9); /* checked above */
     int mrc = mdb_env_create(&s->env);
     if (mrc)
         goto lmdb_fail;
@@ -571,6 +596,9 @@ int ph_store_open(const ph_store_opts *opts, ph_store **out, ph_err *err)
         *out = s;
         return PH_OK;
     }
+    if (opts->journal_file &&
+        (rc = ph_journal_open(opts->journal_file, s->uid, store_empty(s), &s->journal, err)))
+        goto fail;
     if (pthread_create(&s->writer, NULL, writer_main, s)) {
         rc = ph_err_set(err, PH_EIO, "store: cannot start the writer thread");
         goto fail;
@@ -595,6 +623,7 @@ void ph_store_close(ph_store *s)
     pthread_mutex_unlock(&s->mu);
     if (s->writer_started)
         pthread_join(s->writer, NULL);
+    ph_journal_close(s->journal);
     if (s->env)
         mdb_env_close(s->env);
     pthread_rwlock_destroy(&s->maplock);
@@ -824,6 +853,10 @@ static void *writer_main(void *arg)
             atomic_fetch_add(&s->commits, 1);
             atomic_fetch_add(&s->commands, n);
         }
+        /* committed, not yet acknowledged: where replication will publish it. A
+         * failure stops the journal, which a replay then refuses as unclosed. */
+        if (rc == PH_OK && s->journal)
+            ph_journal_append(s->journal, batch, &(ph_err){0});
         finish_batch(batch, rc, &err);
     }
     return NULL;
@@ -844,6 +877,26 @@ int ph_store_submit(ph_store *s, ph_cmd *cmd)
     else
         s->head = cmd;
     s->tail = cmd;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return PH_OK;
+}
+
+int ph_store_submit_list(ph_store *s, ph_cmd *first)
+{
+    ph_cmd *last = first;
+    while (last->next)
+        last = last->next;
+    pthread_mutex_lock(&s->mu);
+    if (s->stopping) {
+        pthread_mutex_unlock(&s->mu);
+        return ph_err_set(&first->err, PH_ESHUTDOWN, "store: shutting down");
+    }
+    if (s->tail)
+        s->tail->next = first;
+    else
+        s->head = first;
+    s->tail = last;
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
     return PH_OK;

@@ -206,6 +206,15 @@ typedef struct ph_store_opts {
      * nothing is created or written, no writer runs (commands get PH_EINVAL),
      * and a missing store is PH_ENOTFOUND "no store at DIR". */
     int read_only;
+    /* Test and debugging hook, NULL = off (no cost): every committed batch is
+     * appended to this file (cmd_codec.h) before its commands complete, so
+     * ph_journal_replay can apply the same batches to an empty store. */
+    const char *journal_file;
+    /* The store uid (8 lowercase hex) a new environment gets instead of a
+     * random one, and an existing one must have: a replay (or, later, a
+     * standby) takes its origin's, so attempt references come out the same.
+     * NULL = random at creation, anything at open. */
+    const char *uid;
 } ph_store_opts;
 
 /* Opens (creating if needed, unless read_only) the environment, migrates a
@@ -218,8 +227,9 @@ typedef struct ph_store_opts {
  * both versions), PH_ECRYPTO (the key file lacks a key the data needs or holds
  * another one under its id: the message names the key id and the file; or
  * a migration found a code it cannot unseal), PH_EDUP (a migration found two
- * stored codes that are equal once normalized: it names both ids). On error
- * nothing was changed. */
+ * stored codes that are equal once normalized: it names both ids), PH_EINVAL
+ * (opts.uid malformed or not the store's; a journal_file ph_journal_open
+ * refuses). On error nothing was changed. */
 int ph_store_open(const ph_store_opts *opts, ph_store **out, ph_err *err);
 
 /* The schema version this open migrated the store from, 0 when it did not. */
@@ -423,6 +433,11 @@ struct ph_cmd {
  * writer thread (keep it short: signal and return). Returns PH_OK, or
  * PH_ESHUTDOWN when the store is closing (done is then not called). */
 int ph_store_submit(ph_store *s, ph_cmd *cmd);
+
+/* Queues cmd, cmd->next, ... (a list the caller linked) at once, so the writer
+ * takes them together (up to max_batch): how a replay applies a journal's
+ * batch as one. As ph_store_submit for each; on PH_ESHUTDOWN none is queued. */
+int ph_store_submit_list(ph_store *s, ph_cmd *first);
 
 /* Submits cmd and waits for its completion; returns cmd->rc. cmd->done must be NULL. */
 int ph_store_exec(ph_store *s, ph_cmd *cmd);

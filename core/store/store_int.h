@@ -82,6 +82,8 @@ struct ph_store {
     const ph_keyring *keys; /* borrowed; NULL: sealed blobs are opaque */
     int read_only;
     uint32_t migrated_from; /* ph_store_migrated_from: set at open */
+    /* opts.journal_file; the writer's only, opened and closed around it */
+    struct ph_journal *journal;
 };
 
 /* Next ids, derived from the last key of each database when the writer starts

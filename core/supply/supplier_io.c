@@ -762,6 +762,15 @@ static void start_curl(ph_sio *io, ph_sio_job *job)
         return finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "out of memory");
     x->set_easy = 1;
     CURLcode rc = set_options(x, &job->limits, io->share);
+    if (rc != CURLE_OK) {
+        /* a handle recycled from some failed transfers (an unsupported
+         * protocol) keeps its receive buffer, and curl then refuses
+         * CURLOPT_BUFFERSIZE on it for good: set up a fresh one instead */
+        curl_easy_cleanup(x->ex->easy);
+        if (!(x->ex->easy = curl_easy_init()))
+            return finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "out of memory");
+        rc = set_options(x, &job->limits, io->share);
+    }
     if (rc != CURLE_OK)
         return finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "curl setup: %s",
                       curl_easy_strerror(rc));

@@ -6,6 +6,7 @@
  */
 #include <criterion/criterion.h>
 #include <openssl/hmac.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -155,6 +156,34 @@ static int succeeded_once(json_t *o, void *arg)
     return !strcmp(h_str(o, "state"), "succeeded");
 }
 
+/* POST of W-2 with a 20 s wait, on its own thread and connection. */
+typedef struct waiting_post {
+    h_conn *c;
+    h_resp r;
+    int rc;
+} waiting_post;
+
+static void *post_waiting(void *arg)
+{
+    waiting_post *wp = arg;
+    const char *w = "{\"client_order_id\":\"W-2\",\"sku\":\"topup\","
+                    "\"account\":\"13800000006\",\"wait\":20}";
+    wp->rc = h_conn_http(wp->c, "POST", "/v1/orders", "mall-token", "application/json", w,
+                         strlen(w), &wp->r);
+    return NULL;
+}
+
+/* The order with client order id coid exists (never asserts: h_wait_for's). */
+static int order_stored(void *coid)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/v1/orders?client_order_id=%s", (const char *)coid);
+    h_resp r;
+    int found = h_http(&d, "GET", path, "mall-token", NULL, NULL, 0, &r) == 0 && r.status == 200;
+    h_resp_free(&r);
+    return found;
+}
+
 Test(supply_edges, wait_is_bounded_and_survives_a_sigterm)
 {
     h_setup_custom(&d, body, "limits:\n  max_order_wait_s: 20\n");
@@ -166,25 +195,23 @@ Test(supply_edges, wait_is_bounded_and_survives_a_sigterm)
     h_resp_free(&r);
 
     /* 13800000006 stays processing for settle_ms: a client waiting 20 s gets
-     * its answer at once when the daemon is told to stop */
-    h_conn *c = h_conn_new(&d);
-    pid_t pid = d.pid;
+     * its answer at once when the daemon is told to stop. The request runs on
+     * its own thread; the stop comes once the order is stored (the handler
+     * then registers its wait, or finds the daemon stopping and answers). */
+    waiting_post wp = {.c = h_conn_new(&d)};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, post_waiting, &wp), 0);
+    cr_assert_eq(h_wait_for(order_stored, "W-2", 15000), 0, "order W-2 was never stored");
     int64_t t0 = h_now_ms();
-    if (fork() == 0) {
-        usleep(300 * 1000); /* let the request reach its wait: the test's own pacing */
-        kill(pid, SIGTERM);
-        _exit(0);
-    }
-    const char *w = "{\"client_order_id\":\"W-2\",\"sku\":\"topup\","
-                    "\"account\":\"13800000006\",\"wait\":20}";
-    cr_assert_eq(
-        h_conn_http(c, "POST", "/v1/orders", "mall-token", "application/json", w, strlen(w), &r),
-        0);
+    kill(d.pid, SIGTERM);
+    pthread_join(th, NULL);
+    r = wp.r;
+    cr_assert_eq(wp.rc, 0, "no answer to the waiting request");
     cr_assert_eq(r.status, 202, "%s", r.body);
     cr_assert_str_eq(h_str(h_order_of(&r), "state"), "processing", "%s", r.body);
     cr_assert_lt(h_now_ms() - t0, 10000, "the wait ended with the stop, not its 20 s");
     h_resp_free(&r);
-    h_conn_free(c);
+    h_conn_free(wp.c);
     h_stop_clean(&d);
 
     /* after the restart the attempt is picked up and settles */

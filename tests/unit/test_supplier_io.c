@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -370,7 +371,16 @@ static uint16_t blackhole(int fds[3])
         fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
         connect(fds[i], (struct sockaddr *)&a, sizeof a);
     }
-    usleep(20000); /* let the handshakes land in the queue */
+    /* wait until the kernel holds a handshake in the accept queue: for a
+     * listener tcpi_unacked is the queue's length, tcpi_sacked its backlog, and
+     * Linux drops further SYNs once the length exceeds the backlog */
+    struct tcp_info ti;
+    socklen_t tl = sizeof ti;
+    int64_t deadline = now_ms() + 10000;
+    while (getsockopt(fds[0], IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0 &&
+           ti.tcpi_unacked <= ti.tcpi_sacked && now_ms() < deadline)
+        usleep(1000); /* polling a condition, not pacing */
+    cr_assert_gt(ti.tcpi_unacked, ti.tcpi_sacked, "the listener's accept queue never filled");
     return ntohs(a.sin_port);
 }
 
@@ -1047,4 +1057,24 @@ Test(sio, log_lines)
     cr_assert_null(strstr(log, "product="), "a URL reached the log");
     cr_assert_null(strstr(log, "127.0.0.1"), "a URL reached the log");
     release(t, 2);
+}
+
+/* A handle recycled from an exchange that failed on the way (refused, wrong
+ * protocol) serves the next one: curl refuses CURLOPT_BUFFERSIZE on a handle
+ * that kept its receive buffer, which made the next exchange a "curl setup"
+ * failure that never left. One at a time, so each reuses the last handle. */
+Test(sio, a_handle_recycled_after_a_failure_serves_the_next_exchange)
+{
+    const int R = PERKHUB_OP_RECHARGE;
+    static const char *const sups[] = {"refused", "ftp", "malformed", "refused", "web", "web"};
+    static const char *const want[] = {
+        "connect refused", "unsupported protocol", "malformed url", "connect refused", "", ""};
+    for (int i = 0; i < 6; i++) {
+        tjob t = {0};
+        submit(&t, sups[i], R, "ok", limits(2000));
+        cr_assert(wait_done(i + 1, 15000), "exchange %d did not finish", i);
+        cr_expect(strstr(t.j.detail, want[i]) && !strstr(t.j.detail, "curl setup"),
+                  "exchange %d at %s: detail \"%s\", want \"%s\"", i, sups[i], t.j.detail, want[i]);
+        release(&t, 1);
+    }
 }

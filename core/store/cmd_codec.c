@@ -1,0 +1,912 @@
+/*
+ * cmd_codec.c — store commands as bytes, the journal file, and its replay
+ * (cmd_codec.h). Owns nothing shared: the store's writer calls the journal,
+ * perkhubd --replay-journal calls the replay; neither touches LMDB here.
+ */
+#include "store/cmd_codec.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define NIL UINT32_MAX /* the length of a NULL string or blob */
+
+static const char JOURNAL_MAGIC[12] = "PHJOURNAL1\n";
+
+static const char *type_name(int type)
+{
+    switch (type) {
+    case PH_CMD_IMPORT:
+        return "import";
+    case PH_CMD_ORDER:
+        return "order";
+    case PH_CMD_VOID_BATCH:
+        return "void_batch";
+    case PH_CMD_PUT_PRODUCTS:
+        return "put_products";
+    case PH_CMD_SUPPLY_CREATE:
+        return "supply_create";
+    case PH_CMD_ATTEMPT:
+        return "attempt";
+    default:
+        return "?";
+    }
+}
+
+/* ---- encoding -------------------------------------------------------------- */
+
+typedef struct wbuf {
+    uint8_t *p;
+    size_t len, cap;
+    int oom;
+} wbuf;
+
+static void w_bytes(wbuf *b, const void *src, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n)
+            cap *= 2;
+        uint8_t *g = realloc(b->p, cap);
+        if (!g) {
+            b->oom = 1;
+            return;
+        }
+        b->p = g;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, src, n);
+    b->len += n;
+}
+
+static void w_u8(wbuf *b, uint8_t v)
+{
+    w_bytes(b, &v, 1);
+}
+
+static void w_u32(wbuf *b, uint32_t v)
+{
+    uint8_t x[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+    w_bytes(b, x, 4);
+}
+
+static void w_u64(wbuf *b, uint64_t v)
+{
+    w_u32(b, (uint32_t)v);
+    w_u32(b, (uint32_t)(v >> 32));
+}
+
+static void w_i64(wbuf *b, int64_t v)
+{
+    w_u64(b, (uint64_t)v);
+}
+
+static void w_i32(wbuf *b, int32_t v)
+{
+    w_u32(b, (uint32_t)v);
+}
+
+static void w_blob(wbuf *b, const void *p, size_t n)
+{
+    if (!p) {
+        w_u32(b, NIL);
+        return;
+    }
+    w_u32(b, (uint32_t)n);
+    w_bytes(b, p, n);
+}
+
+static void w_str(wbuf *b, const char *s)
+{
+    w_blob(b, s, s ? strlen(s) : 0);
+}
+
+static void w_target(wbuf *b, const ph_attempt_target *t)
+{
+    /* without a supplier the rest means nothing and may point anywhere */
+    w_str(b, t->supplier);
+    w_str(b, t->supplier ? t->product_id : NULL);
+    w_i64(b, t->supplier ? t->unit_cost : 0);
+}
+
+static int encode_cmd(wbuf *b, const ph_cmd *c, size_t idx, ph_err *err)
+{
+    w_u8(b, (uint8_t)c->type);
+    w_i64(b, c->now);
+    w_i32(b, c->rc);
+    switch (c->type) {
+    case PH_CMD_IMPORT: {
+        size_t n = c->in.import.ncodes;
+        if (n > UINT32_MAX)
+            return ph_err_set(err, PH_EINVAL, "command %zu (import): codes: too many", idx);
+        w_str(b, c->in.import.supplier);
+        w_str(b, c->in.import.sku);
+        w_str(b, c->in.import.note);
+        w_i64(b, c->in.import.unit_cost);
+        w_u32(b, (uint32_t)n);
+        for (size_t i = 0; i < n; i++) {
+            const ph_import_code *ic = &c->in.import.codes[i];
+            w_u32(b, ic->line);
+            w_bytes(b, ic->hash, 32);
+            w_i64(b, ic->expires_at);
+            w_blob(b, ic->sealed, ic->sealed_len);
+        }
+        for (size_t i = 0; i < n; i++)
+            w_u32(b, c->in.import.by_hash[i]);
+        break;
+    }
+    case PH_CMD_ORDER:
+        w_str(b, c->in.order.client);
+        w_str(b, c->in.order.client_order_id);
+        w_str(b, c->in.order.sku);
+        w_u32(b, c->in.order.quantity);
+        w_bytes(b, c->in.order.fingerprint, 32);
+        break;
+    case PH_CMD_VOID_BATCH:
+        w_u64(b, c->in.void_batch.batch_id);
+        w_str(b, c->in.void_batch.reason);
+        break;
+    case PH_CMD_PUT_PRODUCTS:
+        if (c->in.products.n > UINT32_MAX)
+            return ph_err_set(err, PH_EINVAL, "command %zu (put_products): json: too many", idx);
+        w_u32(b, (uint32_t)c->in.products.n);
+        for (size_t i = 0; i < c->in.products.n; i++)
+            w_str(b, c->in.products.json[i]);
+        break;
+    case PH_CMD_SUPPLY_CREATE:
+        w_str(b, c->in.supply.client);
+        w_str(b, c->in.supply.client_order_id);
+        w_str(b, c->in.supply.sku);
+        w_u32(b, c->in.supply.quantity);
+        w_bytes(b, c->in.supply.fingerprint, 32);
+        w_i32(b, c->in.supply.delivery);
+        w_blob(b, c->in.supply.account_sealed, c->in.supply.account_sealed_len);
+        w_str(b, c->in.supply.account_masked);
+        w_target(b, &c->in.supply.first);
+        w_str(b, c->in.supply.fail_reason);
+        break;
+    case PH_CMD_ATTEMPT:
+        if (c->in.attempt.ncodes > UINT32_MAX)
+            return ph_err_set(err, PH_EINVAL, "command %zu (attempt): codes: too many", idx);
+        w_u64(b, c->in.attempt.order_id);
+        w_u32(b, c->in.attempt.no);
+        w_i32(b, c->in.attempt.state);
+        w_str(b, c->in.attempt.reason);
+        w_str(b, c->in.attempt.supplier_order_id);
+        w_str(b, c->in.attempt.step_state);
+        w_i64(b, c->in.attempt.step);
+        w_i64(b, c->in.attempt.charged);
+        w_i64(b, c->in.attempt.next_check_at);
+        w_i32(b, c->in.attempt.count_check);
+        w_u32(b, (uint32_t)c->in.attempt.ncodes);
+        for (size_t i = 0; i < c->in.attempt.ncodes; i++) {
+            const ph_supplied_code *sc = &c->in.attempt.codes[i];
+            w_bytes(b, sc->hash, 32);
+            w_i64(b, sc->expires_at);
+            w_blob(b, sc->sealed, sc->sealed_len);
+        }
+        w_target(b, &c->in.attempt.next);
+        break;
+    default:
+        /* a new command kind must be given an encoding here, or replication
+         * would silently drop it */
+        return ph_err_set(err, PH_EINVAL, "command %zu: type %d has no encoding", idx, c->type);
+    }
+    return PH_OK;
+}
+
+int ph_cmd_batch_encode(const ph_cmd *first, uint8_t **out, size_t *len, ph_err *err)
+{
+    wbuf b = {0};
+    size_t n = 0;
+    for (const ph_cmd *c = first; c; c = c->next)
+        n++;
+    if (n > UINT32_MAX)
+        return ph_err_set(err, PH_EINVAL, "batch: too many commands");
+    w_u8(&b, PH_CMD_CODEC_VERSION);
+    w_u32(&b, (uint32_t)n);
+    size_t idx = 0;
+    for (const ph_cmd *c = first; c; c = c->next, idx++) {
+        size_t at = b.len;
+        w_u32(&b, 0); /* the command's length, patched below */
+        int rc = encode_cmd(&b, c, idx, err);
+        if (rc) {
+            free(b.p);
+            return rc;
+        }
+        if (!b.oom) {
+            size_t clen = b.len - at - 4;
+            if (clen > UINT32_MAX - 1) {
+                free(b.p);
+                return ph_err_set(err, PH_EINVAL, "command %zu (%s): over 4 GiB", idx,
+                                  type_name(c->type));
+            }
+            for (int k = 0; k < 4; k++)
+                b.p[at + (size_t)k] = (uint8_t)(clen >> (8 * k));
+        }
+    }
+    if (b.oom) {
+        free(b.p);
+        return ph_err_set(err, PH_ENOMEM, "out of memory");
+    }
+    *out = b.p;
+    *len = b.len;
+    return PH_OK;
+}
+
+/* ---- decoding -------------------------------------------------------------- */
+
+/* Every allocation of a decoded batch, freed together. */
+typedef struct arena {
+    void **ptrs;
+    size_t n, cap;
+} arena;
+
+static void *a_alloc(arena *a, size_t n)
+{
+    if (a->n == a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 64;
+        void **g = realloc(a->ptrs, cap * sizeof *g);
+        if (!g)
+            return NULL;
+        a->ptrs = g;
+        a->cap = cap;
+    }
+    void *p = calloc(1, n ? n : 1);
+    if (p)
+        a->ptrs[a->n++] = p;
+    return p;
+}
+
+static void a_free(arena *a)
+{
+    if (!a)
+        return;
+    for (size_t i = 0; i < a->n; i++)
+        free(a->ptrs[i]);
+    free(a->ptrs);
+    free(a);
+}
+
+/* The bytes of one command being read, and where to say what was wrong. */
+typedef struct rd {
+    const uint8_t *p;
+    size_t left;
+    arena *a;
+    ph_err *err;
+    size_t idx;
+    const char *kind;
+    int rc; /* first failure, sticky */
+} rd;
+
+static int r_fail(rd *r, const char *field, const char *what)
+{
+    if (r->rc == PH_OK && !r->kind) /* the batch's own fields */
+        r->rc = ph_err_set(r->err, what ? PH_EINVAL : PH_ENOMEM, "batch: %s: %s", field,
+                           what ? what : "out of memory");
+    else if (r->rc == PH_OK)
+        r->rc = ph_err_set(r->err, what ? PH_EINVAL : PH_ENOMEM, "command %zu (%s): %s: %s", r->idx,
+                           r->kind, field, what ? what : "out of memory");
+    return r->rc;
+}
+
+static const uint8_t *r_take(rd *r, size_t n, const char *field)
+{
+    if (r->rc)
+        return NULL;
+    if (n > r->left) {
+        r_fail(r, field, "truncated");
+        return NULL;
+    }
+    const uint8_t *p = r->p;
+    r->p += n;
+    r->left -= n;
+    return p;
+}
+
+static uint32_t r_u32(rd *r, const char *field)
+{
+    const uint8_t *x = r_take(r, 4, field);
+    return x ? (uint32_t)x[0] | (uint32_t)x[1] << 8 | (uint32_t)x[2] << 16 | (uint32_t)x[3] << 24
+             : 0;
+}
+
+static uint64_t r_u64(rd *r, const char *field)
+{
+    uint64_t lo = r_u32(r, field);
+    return lo | (uint64_t)r_u32(r, field) << 32;
+}
+
+static int64_t r_i64(rd *r, const char *field)
+{
+    return (int64_t)r_u64(r, field);
+}
+
+static int32_t r_i32(rd *r, const char *field)
+{
+    return (int32_t)r_u32(r, field);
+}
+
+static void r_bytes32(rd *r, uint8_t out[32], const char *field)
+{
+    const uint8_t *x = r_take(r, 32, field);
+    if (x)
+        memcpy(out, x, 32);
+}
+
+/* A copy of a blob (NULL for NIL); *len its size. */
+static const uint8_t *r_blob(rd *r, uint32_t *len, const char *field)
+{
+    uint32_t n = r_u32(r, field);
+    *len = 0;
+    if (r->rc || n == NIL)
+        return NULL;
+    const uint8_t *x = r_take(r, n, field);
+    uint8_t *p = x ? a_alloc(r->a, n) : NULL;
+    if (x && !p)
+        r_fail(r, field, NULL);
+    if (!p)
+        return NULL;
+    memcpy(p, x, n);
+    *len = n;
+    return p;
+}
+
+/* A NUL-terminated copy of a string (NULL for NIL); one holding a NUL is refused. */
+static const char *r_str(rd *r, const char *field)
+{
+    uint32_t n;
+    const uint8_t *b = r_blob(r, &n, field);
+    if (!b)
+        return NULL;
+    if (memchr(b, 0, n)) {
+        r_fail(r, field, "holds a NUL byte");
+        return NULL;
+    }
+    char *s = a_alloc(r->a, (size_t)n + 1);
+    if (!s) {
+        r_fail(r, field, NULL);
+        return NULL;
+    }
+    memcpy(s, b, n);
+    return s;
+}
+
+/* A count of elements of at least min_size bytes each: never more than the
+ * bytes left could hold, so garbage cannot ask for a huge allocation. */
+static size_t r_count(rd *r, size_t min_size, const char *field)
+{
+    uint32_t n = r_u32(r, field);
+    if (r->rc)
+        return 0;
+    if ((uint64_t)n * min_size > r->left) {
+        r_fail(r, field, "count larger than the bytes that follow");
+        return 0;
+    }
+    return n;
+}
+
+static void r_target(rd *r, ph_attempt_target *t, const char *supplier, const char *product,
+                     const char *cost)
+{
+    t->supplier = r_str(r, supplier);
+    t->product_id = r_str(r, product);
+    t->unit_cost = r_i64(r, cost);
+}
+
+static int cmp_hash(const uint8_t *a, const uint8_t *b)
+{
+    return memcmp(a, b, 32);
+}
+
+static void decode_import(rd *r, ph_cmd *c)
+{
+    c->in.import.supplier = r_str(r, "supplier");
+    c->in.import.sku = r_str(r, "sku");
+    c->in.import.note = r_str(r, "note");
+    c->in.import.unit_cost = r_i64(r, "unit_cost");
+    size_t n = r_count(r, 4 + 32 + 8 + 4 + 4, "codes");
+    ph_import_code *codes = a_alloc(r->a, n * sizeof *codes);
+    uint32_t *by_hash = a_alloc(r->a, n * sizeof *by_hash);
+    uint8_t *seen = a_alloc(r->a, n);
+    if (!codes || !by_hash || !seen) {
+        r_fail(r, "codes", NULL);
+        return;
+    }
+    for (size_t i = 0; i < n && !r->rc; i++) {
+        codes[i].line = r_u32(r, "codes.line");
+        r_bytes32(r, codes[i].hash, "codes.hash");
+        codes[i].expires_at = r_i64(r, "codes.expires_at");
+        codes[i].sealed = r_blob(r, &codes[i].sealed_len, "codes.sealed");
+    }
+    for (size_t i = 0; i < n && !r->rc; i++) {
+        by_hash[i] = r_u32(r, "by_hash");
+        if (r->rc)
+            break;
+        if (by_hash[i] >= n || seen[by_hash[i]] ||
+            (i && cmp_hash(codes[by_hash[i - 1]].hash, codes[by_hash[i]].hash) > 0))
+            r_fail(r, "by_hash", "not the codes' indices in hash order");
+        else
+            seen[by_hash[i]] = 1;
+    }
+    c->in.import.codes = codes;
+    c->in.import.ncodes = n;
+    c->in.import.by_hash = by_hash;
+}
+
+static void decode_supply(rd *r, ph_cmd *c)
+{
+    c->in.supply.client = r_str(r, "client");
+    c->in.supply.client_order_id = r_str(r, "client_order_id");
+    c->in.supply.sku = r_str(r, "sku");
+    c->in.supply.quantity = r_u32(r, "quantity");
+    r_bytes32(r, c->in.supply.fingerprint, "fingerprint");
+    c->in.supply.delivery = r_i32(r, "delivery");
+    c->in.supply.account_sealed = r_blob(r, &c->in.supply.account_sealed_len, "account_sealed");
+    c->in.supply.account_masked = r_str(r, "account_masked");
+    r_target(r, &c->in.supply.first, "first.supplier", "first.product_id", "first.unit_cost");
+    c->in.supply.fail_reason = r_str(r, "fail_reason");
+}
+
+static void decode_attempt(rd *r, ph_cmd *c)
+{
+    c->in.attempt.order_id = r_u64(r, "order_id");
+    c->in.attempt.no = r_u32(r, "no");
+    c->in.attempt.state = r_i32(r, "state");
+    c->in.attempt.reason = r_str(r, "reason");
+    c->in.attempt.supplier_order_id = r_str(r, "supplier_order_id");
+    c->in.attempt.step_state = r_str(r, "step_state");
+    c->in.attempt.step = r_i64(r, "step");
+    c->in.attempt.charged = r_i64(r, "charged");
+    c->in.attempt.next_check_at = r_i64(r, "next_check_at");
+    c->in.attempt.count_check = r_i32(r, "count_check");
+    size_t n = r_count(r, 32 + 8 + 4, "codes");
+    ph_supplied_code *codes = a_alloc(r->a, n * sizeof *codes);
+    if (!codes) {
+        r_fail(r, "codes", NULL);
+        return;
+    }
+    for (size_t i = 0; i < n && !r->rc; i++) {
+        r_bytes32(r, codes[i].hash, "codes.hash");
+        codes[i].expires_at = r_i64(r, "codes.expires_at");
+        codes[i].sealed = r_blob(r, &codes[i].sealed_len, "codes.sealed");
+    }
+    c->in.attempt.codes = n ? codes : NULL;
+    c->in.attempt.ncodes = n;
+    r_target(r, &c->in.attempt.next, "next.supplier", "next.product_id", "next.unit_cost");
+}
+
+static int decode_cmd(rd *r, ph_cmd *c, int *rc_out)
+{
+    const uint8_t *t = r_take(r, 1, "type");
+    if (!t)
+        return r->rc;
+    c->type = *t;
+    r->kind = type_name(c->type);
+    c->now = r_i64(r, "now");
+    *rc_out = r_i32(r, "rc");
+    switch (c->type) {
+    case PH_CMD_IMPORT:
+        decode_import(r, c);
+        break;
+    case PH_CMD_ORDER:
+        c->in.order.client = r_str(r, "client");
+        c->in.order.client_order_id = r_str(r, "client_order_id");
+        c->in.order.sku = r_str(r, "sku");
+        c->in.order.quantity = r_u32(r, "quantity");
+        r_bytes32(r, c->in.order.fingerprint, "fingerprint");
+        break;
+    case PH_CMD_VOID_BATCH:
+        c->in.void_batch.batch_id = r_u64(r, "batch_id");
+        c->in.void_batch.reason = r_str(r, "reason");
+        break;
+    case PH_CMD_PUT_PRODUCTS: {
+        size_t n = r_count(r, 4, "json");
+        const char **json = a_alloc(r->a, n * sizeof *json);
+        if (!json)
+            return r_fail(r, "json", NULL);
+        for (size_t i = 0; i < n && !r->rc; i++)
+            if (!(json[i] = r_str(r, "json")) && !r->rc)
+                r_fail(r, "json", "NULL product");
+        c->in.products.json = json;
+        c->in.products.n = n;
+        break;
+    }
+    case PH_CMD_SUPPLY_CREATE:
+        decode_supply(r, c);
+        break;
+    case PH_CMD_ATTEMPT:
+        decode_attempt(r, c);
+        break;
+    default:
+        r->kind = "?";
+        return r_fail(r, "type", "unknown command type");
+    }
+    if (!r->rc && r->left)
+        r_fail(r, "length", "bytes left after the last field");
+    return r->rc;
+}
+
+void ph_cmd_batch_free(ph_cmd_batch *b)
+{
+    if (!b)
+        return;
+    for (size_t i = 0; b->cmds && i < b->n; i++)
+        ph_cmd_clear(&b->cmds[i]);
+    a_free(b->arena);
+    memset(b, 0, sizeof *b);
+}
+
+int ph_cmd_batch_decode(const uint8_t *p, size_t len, ph_cmd_batch *out, ph_err *err)
+{
+    memset(out, 0, sizeof *out);
+    arena *a = calloc(1, sizeof *a);
+    if (!a)
+        return ph_err_set(err, PH_ENOMEM, "out of memory");
+    out->arena = a;
+    rd top = {.p = p, .left = len, .a = a, .err = err, .kind = NULL};
+    const uint8_t *ver = r_take(&top, 1, "version");
+    if (ver && *ver != PH_CMD_CODEC_VERSION) {
+        ph_err_set(err, PH_EINVAL, "batch: version %u, this perkhubd reads version %d", *ver,
+                   PH_CMD_CODEC_VERSION);
+        ph_cmd_batch_free(out);
+        return PH_EINVAL;
+    }
+    size_t n = r_count(&top, 4 + 13, "ncmds");
+    if (top.rc) {
+        ph_cmd_batch_free(out);
+        return top.rc;
+    }
+    out->cmds = a_alloc(a, n * sizeof *out->cmds);
+    out->rcs = a_alloc(a, n * sizeof *out->rcs);
+    if (!out->cmds || !out->rcs) {
+        ph_cmd_batch_free(out);
+        return ph_err_set(err, PH_ENOMEM, "out of memory");
+    }
+    int rc = PH_OK;
+    for (size_t i = 0; i < n && rc == PH_OK; i++) {
+        rd r = {.a = a, .err = err, .idx = i, .kind = "?"};
+        uint32_t clen = r_u32(&top, "length");
+        r.p = r_take(&top, clen, "length");
+        r.left = clen;
+        if (top.rc) {
+            rc = ph_err_set(err, PH_EINVAL, "command %zu: length: truncated", i);
+            break;
+        }
+        rc = decode_cmd(&r, &out->cmds[i], &out->rcs[i]);
+        out->n = i + 1;
+    }
+    if (rc == PH_OK && top.left)
+        rc = ph_err_set(err, PH_EINVAL, "batch: %zu bytes after the last command", top.left);
+    if (rc) {
+        out->n = n; /* every slot is zeroed or decoded: clear them all */
+        ph_cmd_batch_free(out);
+        return rc;
+    }
+    out->n = n;
+    for (size_t i = 0; i + 1 < n; i++)
+        out->cmds[i].next = &out->cmds[i + 1];
+    return PH_OK;
+}
+
+/* ---- the journal file -------------------------------------------------------- */
+
+struct ph_journal {
+    int fd;
+    char path[256];
+    uint64_t seq;
+    int broken; /* an append failed: never closed cleanly */
+};
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    for (int k = 0; k < 4; k++)
+        p[k] = (uint8_t)(v >> (8 * k));
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+    return get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* The whole file into *buf (malloc'd); *len 0 with *buf NULL when missing. */
+static int read_file(const char *path, uint8_t **buf, size_t *len, int missing_ok, ph_err *err)
+{
+    *buf = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        if (missing_ok && errno == ENOENT)
+            return PH_OK;
+        return ph_err_set(err, PH_EIO, "journal %s: %s", path, strerror(errno));
+    }
+    size_t cap = 0;
+    uint8_t *p = NULL;
+    for (;;) {
+        if (*len == cap) {
+            cap = cap ? cap * 2 : 65536;
+            uint8_t *g = realloc(p, cap);
+            if (!g) {
+                free(p);
+                fclose(f);
+                return ph_err_set(err, PH_ENOMEM, "out of memory");
+            }
+            p = g;
+        }
+        size_t n = fread(p + *len, 1, cap - *len, f);
+        *len += n;
+        if (n == 0)
+            break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(p);
+        return ph_err_set(err, PH_EIO, "journal %s: read error", path);
+    }
+    *buf = p;
+    return PH_OK;
+}
+
+/* One pass over a journal's records: the header's uid, then each record. */
+typedef struct jwalk {
+    const uint8_t *p;
+    size_t len, off;
+    uint64_t seq; /* of the last batch record */
+    int closed;   /* the last record was a close record */
+    const char *path;
+} jwalk;
+
+static int walk_header(jwalk *w, char uid[9], ph_err *err)
+{
+    if (w->len < sizeof JOURNAL_MAGIC + 8 || memcmp(w->p, JOURNAL_MAGIC, sizeof JOURNAL_MAGIC))
+        return ph_err_set(err, PH_EINVAL, "journal %s: not a perkhub journal (version 1)", w->path);
+    memcpy(uid, w->p + sizeof JOURNAL_MAGIC, 8);
+    uid[8] = 0;
+    w->off = sizeof JOURNAL_MAGIC + 8;
+    w->closed = 1; /* an empty journal is complete */
+    return PH_OK;
+}
+
+/* The next batch record into *batch and *blen; PH_ENOTFOUND at the end. */
+static int walk_next(jwalk *w, const uint8_t **batch, size_t *blen, ph_err *err)
+{
+    while (w->off < w->len) {
+        if (w->len - w->off < 12)
+            return ph_err_set(err, PH_EINVAL, "journal %s: torn record at byte %zu", w->path,
+                              w->off);
+        uint32_t n = get_u32(w->p + w->off);
+        uint64_t seq = get_u64(w->p + w->off + 4);
+        if (n > w->len - w->off - 12)
+            return ph_err_set(err, PH_EINVAL, "journal %s: torn record at byte %zu", w->path,
+                              w->off);
+        if (seq != w->seq + (n ? 1 : 0))
+            return ph_err_set(err, PH_EINVAL,
+                              "journal %s: record at byte %zu has seq %llu after %llu", w->path,
+                              w->off, (unsigned long long)seq, (unsigned long long)w->seq);
+        *batch = w->p + w->off + 12;
+        *blen = n;
+        w->off += 12 + (size_t)n;
+        w->closed = n == 0;
+        if (n == 0)
+            continue; /* a clean close (and maybe a restart after it) */
+        w->seq = seq;
+        return PH_OK;
+    }
+    return PH_ENOTFOUND;
+}
+
+int ph_journal_open(const char *path, const char *uid, int store_empty, ph_journal **out,
+                    ph_err *err)
+{
+    uint8_t *buf;
+    size_t len;
+    int rc = read_file(path, &buf, &len, 1, err);
+    if (rc)
+        return rc;
+    jwalk w = {.p = buf, .len = len, .path = path};
+    char juid[9];
+    if (len && (rc = walk_header(&w, juid, err)) == PH_OK && strcmp(juid, uid))
+        rc = ph_err_set(err, PH_EINVAL, "journal %s: belongs to store %s, this store is %s", path,
+                        juid, uid);
+    const uint8_t *b;
+    size_t bl;
+    while (len && rc == PH_OK && (rc = walk_next(&w, &b, &bl, err)) == PH_OK)
+        ;
+    if (rc == PH_ENOTFOUND)
+        rc = PH_OK;
+    if (rc == PH_OK && len && !w.closed)
+        rc = ph_err_set(err, PH_EINVAL,
+                        "journal %s: the last run did not close it, so it may lack batches; "
+                        "move it away",
+                        path);
+    if (rc == PH_OK && !len && !store_empty)
+        rc = ph_err_set(err, PH_EINVAL,
+                        "journal %s: new, but the store already holds data: a journal must start "
+                        "with its store",
+                        path);
+    free(buf);
+    if (rc)
+        return rc;
+    ph_journal *j = calloc(1, sizeof *j);
+    if (!j)
+        return ph_err_set(err, PH_ENOMEM, "out of memory");
+    snprintf(j->path, sizeof j->path, "%s", path);
+    j->seq = w.seq;
+    j->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (j->fd < 0) {
+        free(j);
+        return ph_err_set(err, PH_EIO, "journal %s: %s", path, strerror(errno));
+    }
+    if (!len) {
+        uint8_t hdr[sizeof JOURNAL_MAGIC + 8];
+        memcpy(hdr, JOURNAL_MAGIC, sizeof JOURNAL_MAGIC);
+        memcpy(hdr + sizeof JOURNAL_MAGIC, uid, 8);
+        if (write_all(j->fd, hdr, sizeof hdr)) {
+            rc = ph_err_set(err, PH_EIO, "journal %s: %s", path, strerror(errno));
+            close(j->fd);
+            free(j);
+            return rc;
+        }
+    }
+    *out = j;
+    return PH_OK;
+}
+
+static int append_record(ph_journal *j, uint64_t seq, const uint8_t *p, size_t n)
+{
+    uint8_t hdr[12];
+    put_u32(hdr, (uint32_t)n);
+    put_u32(hdr + 4, (uint32_t)seq);
+    put_u32(hdr + 8, (uint32_t)(seq >> 32));
+    return write_all(j->fd, hdr, sizeof hdr) || (n && write_all(j->fd, p, n)) ? -1 : 0;
+}
+
+int ph_journal_append(ph_journal *j, const ph_cmd *first, ph_err *err)
+{
+    if (j->broken)
+        return ph_err_set(err, PH_EIO, "journal %s: stopped after an earlier failure", j->path);
+    uint8_t *p = NULL;
+    size_t n = 0;
+    int rc = ph_cmd_batch_encode(first, &p, &n, err);
+    if (rc == PH_OK && n > UINT32_MAX)
+        rc = ph_err_set(err, PH_EINVAL, "journal %s: a batch over 4 GiB", j->path);
+    if (rc == PH_OK && append_record(j, j->seq + 1, p, n))
+        rc = ph_err_set(err, PH_EIO, "journal %s: %s", j->path, strerror(errno));
+    if (rc == PH_OK)
+        j->seq++;
+    else
+        j->broken = 1;
+    free(p);
+    return rc;
+}
+
+void ph_journal_close(ph_journal *j)
+{
+    if (!j)
+        return;
+    if (!j->broken)
+        append_record(j, j->seq, NULL, 0);
+    close(j->fd);
+    free(j);
+}
+
+/* ---- replay -------------------------------------------------------------------- */
+
+typedef struct replay_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    size_t left;
+} replay_wait;
+
+static void replay_done(ph_cmd *c)
+{
+    replay_wait *w = c->arg;
+    pthread_mutex_lock(&w->mu);
+    if (--w->left == 0)
+        pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Submits the batch as one list, so the writer takes it as one batch, and
+ * waits for every command; then compares each rc with the recorded one. */
+static int replay_batch(ph_store *s, ph_cmd_batch *b, uint64_t seq, const char *path, ph_err *err)
+{
+    replay_wait w = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .left = b->n};
+    for (size_t i = 0; i < b->n; i++) {
+        b->cmds[i].done = replay_done;
+        b->cmds[i].arg = &w;
+    }
+    int rc = b->n ? ph_store_submit_list(s, &b->cmds[0]) : PH_OK;
+    if (rc)
+        return ph_err_set(err, rc, "journal %s: batch %llu: %s", path, (unsigned long long)seq,
+                          b->cmds[0].err.msg);
+    pthread_mutex_lock(&w.mu);
+    while (w.left)
+        pthread_cond_wait(&w.cv, &w.mu);
+    pthread_mutex_unlock(&w.mu);
+    pthread_mutex_destroy(&w.mu);
+    pthread_cond_destroy(&w.cv);
+    for (size_t i = 0; i < b->n; i++)
+        if (b->cmds[i].rc != b->rcs[i])
+            return ph_err_set(err, PH_EINVAL,
+                              "journal %s: batch %llu command %zu (%s): recorded %s, replay gave "
+                              "%s%s%s",
+                              path, (unsigned long long)seq, i, type_name(b->cmds[i].type),
+                              ph_strerror(b->rcs[i]), ph_strerror(b->cmds[i].rc),
+                              b->cmds[i].rc ? ": " : "", b->cmds[i].err.msg);
+    return PH_OK;
+}
+
+int ph_journal_replay(const char *path, const char *dir, ph_replay_stats *stats, ph_err *err)
+{
+    memset(stats, 0, sizeof *stats);
+    char mdb[1024];
+    struct stat st;
+    snprintf(mdb, sizeof mdb, "%s/data.mdb", dir);
+    if (stat(mdb, &st) == 0)
+        return ph_err_set(err, PH_EINVAL,
+                          "replay: %s holds a store already; replay needs an empty directory", dir);
+    uint8_t *buf;
+    size_t len;
+    int rc = read_file(path, &buf, &len, 0, err);
+    if (rc)
+        return rc;
+    jwalk w = {.p = buf, .len = len, .path = path};
+    char uid[9];
+    ph_store *s = NULL;
+    if ((rc = walk_header(&w, uid, err)) == PH_OK) {
+        ph_store_opts o = {.dir = dir, .uid = uid};
+        rc = ph_store_open(&o, &s, err);
+    }
+    const uint8_t *b;
+    size_t bl;
+    while (rc == PH_OK && (rc = walk_next(&w, &b, &bl, err)) == PH_OK) {
+        ph_cmd_batch batch;
+        if ((rc = ph_cmd_batch_decode(b, bl, &batch, err)) != PH_OK) {
+            char msg[sizeof err->msg];
+            snprintf(msg, sizeof msg, "%s", err->msg);
+            ph_err_set(err, rc, "journal %s: batch %llu: %s", path, (unsigned long long)w.seq, msg);
+            break;
+        }
+        rc = replay_batch(s, &batch, w.seq, path, err);
+        stats->batches++;
+        stats->commands += batch.n;
+        ph_cmd_batch_free(&batch);
+    }
+    if (rc == PH_ENOTFOUND)
+        rc = w.closed ? PH_OK
+                      : ph_err_set(err, PH_EINVAL,
+                                   "journal %s: ends without a close record after batch %llu: "
+                                   "the daemon did not stop cleanly or a write failed",
+                                   path, (unsigned long long)w.seq);
+    ph_store_close(s);
+    free(buf);
+    return rc;
+}

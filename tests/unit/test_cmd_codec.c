@@ -1,0 +1,385 @@
+/*
+ * test_cmd_codec.c — store commands as bytes (core/store/cmd_codec.c): every
+ * command kind survives a round trip with every input that decides its
+ * outcome; truncated, garbage and inconsistent input is refused naming the
+ * command and the field; the journal file opens, continues and refuses what
+ * it must; and a store's uid can be given (the determinism fix a replay needs).
+ */
+#include <criterion/criterion.h>
+
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store/cmd_codec.h"
+#include "store/store.h"
+
+static char g_base[64];
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static void setup(void)
+{
+    snprintf(g_base, sizeof g_base, "/tmp/ph-codec-test-XXXXXX");
+    cr_assert_not_null(mkdtemp(g_base));
+}
+
+static void teardown(void)
+{
+    nftw(g_base, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+TestSuite(codec, .init = setup, .fini = teardown);
+
+/* ---- one command of each kind, every field set to something telling -------- */
+
+static const uint8_t SEALED_A[] = {1, 2, 3, 4, 5, 0, 7};
+static const uint8_t SEALED_B[] = {9, 9, 0, 9};
+static const char *const PRODUCTS[] = {"{\"sku\":\"a\",\"listed\":true}", "{\"sku\":\"b\"}"};
+static ph_import_code IMPORT_CODES[3];
+static const uint32_t BY_HASH[3] = {2, 0, 1};
+static ph_supplied_code SUPPLIED[2];
+
+/* Fills c[0..5], one command of each kind, linked when n > 1. */
+static void fill(ph_cmd *c, size_t n)
+{
+    memset(c, 0, 6 * sizeof *c);
+    for (int i = 0; i < 3; i++) {
+        IMPORT_CODES[i] = (ph_import_code){.line = 10u + (uint32_t)i,
+                                           .expires_at = i ? 1800000000000LL : 0,
+                                           .sealed_len = sizeof SEALED_A,
+                                           .sealed = SEALED_A};
+        memset(IMPORT_CODES[i].hash, 0x10 * (i + 1), 32); /* hash order: 2 < 0 < 1 below */
+    }
+    IMPORT_CODES[2].hash[0] = 0x01;
+    for (int i = 0; i < 2; i++) {
+        SUPPLIED[i] = (ph_supplied_code){
+            .expires_at = -1 - i, .sealed_len = sizeof SEALED_B, .sealed = SEALED_B};
+        memset(SUPPLIED[i].hash, 0xA0 + i, 32);
+    }
+    c[0].type = PH_CMD_IMPORT;
+    c[0].now = 1700000000001LL;
+    c[0].in.import.supplier = "acme";
+    c[0].in.import.sku = "iqiyi.gold.1m";
+    c[0].in.import.note = NULL; /* NULL, not "": must stay NULL */
+    c[0].in.import.unit_cost = 1980;
+    c[0].in.import.codes = IMPORT_CODES;
+    c[0].in.import.ncodes = 3;
+    c[0].in.import.by_hash = BY_HASH;
+    c[0].rc = PH_EDUP;
+
+    c[1].type = PH_CMD_ORDER;
+    c[1].now = 1700000000002LL;
+    c[1].in.order.client = "mall";
+    c[1].in.order.client_order_id = "A-1";
+    c[1].in.order.sku = "iqiyi.gold.1m";
+    c[1].in.order.quantity = 7;
+    memset(c[1].in.order.fingerprint, 0x5A, 32);
+
+    c[2].type = PH_CMD_VOID_BATCH;
+    c[2].now = -5;
+    c[2].in.void_batch.batch_id = UINT64_MAX;
+    c[2].in.void_batch.reason = "";
+
+    c[3].type = PH_CMD_PUT_PRODUCTS;
+    c[3].now = 3;
+    c[3].in.products.json = PRODUCTS;
+    c[3].in.products.n = 2;
+
+    c[4].type = PH_CMD_SUPPLY_CREATE;
+    c[4].now = 4;
+    c[4].in.supply.client = "mall";
+    c[4].in.supply.client_order_id = "T-1";
+    c[4].in.supply.sku = "topup";
+    c[4].in.supply.quantity = 1;
+    memset(c[4].in.supply.fingerprint, 0x33, 32);
+    c[4].in.supply.delivery = 2;
+    c[4].in.supply.account_sealed = SEALED_B;
+    c[4].in.supply.account_sealed_len = sizeof SEALED_B;
+    c[4].in.supply.account_masked = "138****0001";
+    c[4].in.supply.first =
+        (ph_attempt_target){.supplier = "gwa", .product_id = "20001", .unit_cost = 4900};
+    c[4].in.supply.fail_reason = NULL;
+
+    c[5].type = PH_CMD_ATTEMPT;
+    c[5].now = 5;
+    c[5].in.attempt.order_id = 42;
+    c[5].in.attempt.no = 2;
+    c[5].in.attempt.state = PH_ATTEMPT_SUCCEEDED;
+    c[5].in.attempt.reason = "";
+    c[5].in.attempt.supplier_order_id = "S-9";
+    c[5].in.attempt.step_state = NULL;
+    c[5].in.attempt.step = -1;
+    c[5].in.attempt.charged = 2850;
+    c[5].in.attempt.next_check_at = 0;
+    c[5].in.attempt.count_check = 1;
+    c[5].in.attempt.codes = SUPPLIED;
+    c[5].in.attempt.ncodes = 2;
+    c[5].in.attempt.next = (ph_attempt_target){.supplier = NULL, .product_id = "ignored"};
+    c[5].rc = PH_ESTATE;
+
+    for (size_t i = 0; i + 1 < n; i++)
+        c[i].next = &c[i + 1];
+}
+
+static uint8_t *encode(const ph_cmd *first, size_t *len)
+{
+    uint8_t *p = NULL;
+    ph_err err = {0};
+    cr_assert_eq(ph_cmd_batch_encode(first, &p, len, &err), PH_OK, "%s", err.msg);
+    return p;
+}
+
+static void str_eq(const char *a, const char *b, const char *what)
+{
+    if (!a || !b)
+        cr_assert(a == b, "%s: NULL on one side only", what);
+    else
+        cr_assert_str_eq(a, b, "%s", what);
+}
+
+Test(codec, every_command_kind_survives_a_round_trip)
+{
+    ph_cmd c[6];
+    fill(c, 6);
+    size_t len;
+    uint8_t *p = encode(&c[0], &len);
+    ph_cmd_batch b;
+    ph_err err = {0};
+    cr_assert_eq(ph_cmd_batch_decode(p, len, &b, &err), PH_OK, "%s", err.msg);
+    cr_assert_eq(b.n, 6);
+    for (size_t i = 0; i < 6; i++) {
+        cr_assert_eq(b.cmds[i].type, c[i].type);
+        cr_assert_eq(b.cmds[i].now, c[i].now);
+        cr_assert_eq(b.rcs[i], c[i].rc);
+        cr_assert_eq(b.cmds[i].rc, PH_OK, "results start clear");
+        cr_assert(b.cmds[i].next == (i < 5 ? &b.cmds[i + 1] : NULL), "linked in order");
+        cr_assert_null(b.cmds[i].done);
+    }
+    const ph_cmd *d = b.cmds;
+    str_eq(d[0].in.import.supplier, "acme", "import.supplier");
+    str_eq(d[0].in.import.note, NULL, "import.note");
+    cr_assert_eq(d[0].in.import.unit_cost, 1980);
+    cr_assert_eq(d[0].in.import.ncodes, 3);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(d[0].in.import.codes[i].line, 10u + (uint32_t)i);
+        cr_assert_eq(d[0].in.import.codes[i].expires_at, IMPORT_CODES[i].expires_at);
+        cr_assert_eq(memcmp(d[0].in.import.codes[i].hash, IMPORT_CODES[i].hash, 32), 0);
+        cr_assert_eq(d[0].in.import.codes[i].sealed_len, sizeof SEALED_A);
+        cr_assert_eq(memcmp(d[0].in.import.codes[i].sealed, SEALED_A, sizeof SEALED_A), 0);
+        cr_assert_eq(d[0].in.import.by_hash[i], BY_HASH[i]);
+    }
+    str_eq(d[1].in.order.client_order_id, "A-1", "order.client_order_id");
+    cr_assert_eq(d[1].in.order.quantity, 7);
+    cr_assert_eq(memcmp(d[1].in.order.fingerprint, c[1].in.order.fingerprint, 32), 0);
+    cr_assert_eq(d[2].in.void_batch.batch_id, UINT64_MAX);
+    str_eq(d[2].in.void_batch.reason, "", "void.reason (empty, not NULL)");
+    cr_assert_eq(d[3].in.products.n, 2);
+    str_eq(d[3].in.products.json[1], PRODUCTS[1], "products.json[1]");
+    cr_assert_eq(d[4].in.supply.delivery, 2);
+    cr_assert_eq(d[4].in.supply.account_sealed_len, sizeof SEALED_B);
+    cr_assert_eq(memcmp(d[4].in.supply.account_sealed, SEALED_B, sizeof SEALED_B), 0);
+    str_eq(d[4].in.supply.account_masked, "138****0001", "supply.account_masked");
+    str_eq(d[4].in.supply.first.supplier, "gwa", "supply.first.supplier");
+    str_eq(d[4].in.supply.first.product_id, "20001", "supply.first.product_id");
+    cr_assert_eq(d[4].in.supply.first.unit_cost, 4900);
+    str_eq(d[4].in.supply.fail_reason, NULL, "supply.fail_reason");
+    cr_assert_eq(d[5].in.attempt.order_id, 42);
+    cr_assert_eq(d[5].in.attempt.no, 2);
+    str_eq(d[5].in.attempt.reason, "", "attempt.reason");
+    str_eq(d[5].in.attempt.step_state, NULL, "attempt.step_state (keeps)");
+    cr_assert_eq(d[5].in.attempt.step, -1);
+    cr_assert_eq(d[5].in.attempt.charged, 2850);
+    cr_assert_eq(d[5].in.attempt.count_check, 1);
+    cr_assert_eq(d[5].in.attempt.ncodes, 2);
+    cr_assert_eq(d[5].in.attempt.codes[1].expires_at, -2);
+    cr_assert_eq(memcmp(d[5].in.attempt.codes[1].hash, SUPPLIED[1].hash, 32), 0);
+    str_eq(d[5].in.attempt.next.supplier, NULL, "attempt.next.supplier");
+    str_eq(d[5].in.attempt.next.product_id, NULL, "no supplier, nothing else");
+
+    /* encoding the decoded batch gives the same bytes */
+    size_t len2;
+    for (size_t i = 0; i < 6; i++)
+        b.cmds[i].rc = b.rcs[i]; /* as the writer leaves them after applying */
+    uint8_t *p2 = encode(&b.cmds[0], &len2);
+    cr_assert_eq(len2, len);
+    cr_assert_eq(memcmp(p, p2, len), 0, "decode then encode changed the bytes");
+    free(p2);
+    ph_cmd_batch_free(&b);
+    free(p);
+}
+
+Test(codec, every_truncation_is_refused_naming_a_field)
+{
+    ph_cmd c[6];
+    fill(c, 6);
+    size_t len;
+    uint8_t *p = encode(&c[0], &len);
+    for (size_t cut = 0; cut < len; cut++) {
+        ph_cmd_batch b;
+        ph_err err = {0};
+        int rc = ph_cmd_batch_decode(p, cut, &b, &err);
+        cr_assert_eq(rc, PH_EINVAL, "%zu of %zu bytes decoded", cut, len);
+        cr_assert(strstr(err.msg, "truncated") || strstr(err.msg, "count larger"), "cut at %zu: %s",
+                  cut, err.msg);
+        cr_assert(!strncmp(err.msg, "batch: ", 7) || !strncmp(err.msg, "command ", 8),
+                  "cut at %zu: %s", cut, err.msg);
+    }
+    free(p);
+}
+
+static void expect_refused(const uint8_t *p, size_t len, const char *needle)
+{
+    ph_cmd_batch b;
+    ph_err err = {0};
+    cr_assert_eq(ph_cmd_batch_decode(p, len, &b, &err), PH_EINVAL, "decoded; wanted '%s'", needle);
+    cr_assert(strstr(err.msg, needle), "'%s' not in: %s", needle, err.msg);
+}
+
+Test(codec, garbage_and_inconsistent_input_is_refused)
+{
+    ph_cmd c[6];
+    fill(c, 6);
+    size_t len;
+    uint8_t *p = encode(&c[0], &len);
+    uint8_t *q = malloc(len + 1);
+
+    memcpy(q, p, len);
+    q[0] = 2;
+    expect_refused(q, len, "version 2");
+
+    memcpy(q, p, len);
+    q[len] = 0;
+    expect_refused(q, len + 1, "after the last command");
+
+    /* the first command: version (1) + ncmds (4) + its length (4), then its type */
+    memcpy(q, p, len);
+    q[9] = 99;
+    expect_refused(q, len, "command 0 (?): type: unknown command type");
+
+    /* a NUL inside the import's supplier "acme": type 1, now 8, rc 4, len 4 */
+    memcpy(q, p, len);
+    q[9 + 1 + 8 + 4 + 4 + 1] = 0;
+    expect_refused(q, len, "command 0 (import): supplier: holds a NUL byte");
+
+    /* by_hash out of hash order */
+    ph_cmd one[6];
+    fill(one, 1);
+    static const uint32_t unsorted[3] = {0, 1, 2};
+    one[0].in.import.by_hash = unsorted;
+    size_t l1;
+    uint8_t *p1 = encode(&one[0], &l1);
+    expect_refused(p1, l1, "command 0 (import): by_hash");
+    free(p1);
+
+    /* a count that the bytes cannot hold */
+    memcpy(q, p, len);
+    q[1] = 0xff, q[2] = 0xff, q[3] = 0xff, q[4] = 0x7f;
+    expect_refused(q, len, "batch: ncmds: count larger");
+
+    /* fixed-seed noise behind a valid version byte never decodes */
+    unsigned seed = 7;
+    for (int round = 0; round < 2000; round++) {
+        size_t n = 1 + (size_t)(rand_r(&seed) % 200);
+        uint8_t noise[200];
+        for (size_t i = 0; i < n; i++)
+            noise[i] = (uint8_t)rand_r(&seed);
+        noise[0] = 1;
+        ph_cmd_batch b;
+        ph_err err = {0};
+        int rc = ph_cmd_batch_decode(noise, n, &b, &err);
+        if (rc == PH_OK)
+            ph_cmd_batch_free(&b); /* an empty batch ("1, 0 commands") is valid */
+        else
+            cr_assert(err.msg[0], "a refusal without a message");
+    }
+    free(q);
+    free(p);
+}
+
+Test(codec, a_command_without_an_encoding_is_refused_at_encoding)
+{
+    ph_cmd c = {.type = 99};
+    uint8_t *p = NULL;
+    size_t len;
+    ph_err err = {0};
+    cr_assert_eq(ph_cmd_batch_encode(&c, &p, &len, &err), PH_EINVAL);
+    cr_assert(strstr(err.msg, "type 99 has no encoding"), "%s", err.msg);
+    cr_assert_null(p);
+}
+
+/* ---- the journal file ----------------------------------------------------------- */
+
+Test(codec, a_journal_continues_after_a_clean_close_and_refuses_otherwise)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/j", g_base);
+    ph_journal *j;
+    ph_err err = {0};
+    cr_assert_eq(ph_journal_open(path, "0123abcd", 0, &j, &err), PH_EINVAL,
+                 "a new journal on a store with data");
+    cr_assert(strstr(err.msg, "already holds data"), "%s", err.msg);
+    cr_assert_eq(access(path, F_OK), -1, "nothing created");
+
+    cr_assert_eq(ph_journal_open(path, "0123abcd", 1, &j, &err), PH_OK, "%s", err.msg);
+    ph_cmd c[6];
+    fill(c, 6);
+    cr_assert_eq(ph_journal_append(j, &c[0], &err), PH_OK, "%s", err.msg);
+    ph_journal_close(j);
+
+    cr_assert_eq(ph_journal_open(path, "ffffffff", 0, &j, &err), PH_EINVAL);
+    cr_assert(strstr(err.msg, "belongs to store 0123abcd"), "%s", err.msg);
+    cr_assert_eq(ph_journal_open(path, "0123abcd", 0, &j, &err), PH_OK, "%s", err.msg);
+    cr_assert_eq(ph_journal_append(j, &c[1], &err), PH_OK, "%s", err.msg);
+    ph_journal_close(j);
+
+    /* cut the close record off: what a crash leaves */
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    cr_assert_eq(truncate(path, st.st_size - 12), 0);
+    cr_assert_eq(ph_journal_open(path, "0123abcd", 0, &j, &err), PH_EINVAL);
+    cr_assert(strstr(err.msg, "did not close it"), "%s", err.msg);
+    cr_assert_eq(truncate(path, st.st_size - 20), 0);
+    cr_assert_eq(ph_journal_open(path, "0123abcd", 0, &j, &err), PH_EINVAL);
+    cr_assert(strstr(err.msg, "torn record"), "%s", err.msg);
+}
+
+/* ---- the store uid, given --------------------------------------------------------- */
+
+static ph_store *open_uid(const char *name, const char *uid, int want)
+{
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/%s", g_base, name);
+    ph_store_opts o = {.dir = dir, .uid = uid};
+    ph_store *s = NULL;
+    ph_err err = {0};
+    int rc = ph_store_open(&o, &s, &err);
+    cr_assert_eq(rc, want, "open %s uid %s: %s", name, uid ? uid : "(random)", err.msg);
+    return s;
+}
+
+/* A replay creates its store with the journal's uid: attempt references
+ * ("<uid>-<order>-<no>") come out the same, where a random uid made them (and
+ * every byte of `meta` and `supply` holding them) differ. */
+Test(codec, a_store_takes_the_uid_it_is_given_and_keeps_it)
+{
+    ph_store *s = open_uid("a", "0badcafe", PH_OK);
+    cr_assert_str_eq(ph_store_uid(s), "0badcafe");
+    ph_store_close(s);
+    s = open_uid("a", NULL, PH_OK);
+    cr_assert_str_eq(ph_store_uid(s), "0badcafe", "the stored uid wins when none is asked");
+    ph_store_close(s);
+    cr_assert_null(open_uid("a", "12345678", PH_EINVAL), "another uid for an existing store");
+    cr_assert_null(open_uid("b", "0BADCAFE", PH_EINVAL), "not lowercase hex");
+    cr_assert_null(open_uid("b", "0bad", PH_EINVAL), "not 8 characters");
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/b", g_base);
+    cr_assert_eq(access(dir, F_OK), -1, "a refused uid created nothing");
+}

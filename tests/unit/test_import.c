@@ -1,0 +1,253 @@
+/*
+ * test_import.c — a CSV file of codes into one stored batch or nothing
+ * (core/codes/import.c), against a real store: codes sealed and findable by
+ * their keyed hash; duplicates inside the file and against stock, bad lines,
+ * expired codes and limits reported by line and field, never quoting a code;
+ * and after any refusal the store unchanged.
+ */
+#include "store_fixture.h"
+
+#include "codes/import.h"
+#include "crypto/crypto.h"
+
+static ph_keyring *g_kr;
+
+static void setup(void)
+{
+    fixture_setup();
+    g_s = open_at(g_dir, 0);
+    uint8_t ik[PH_KEY_LEN], k[PH_KEY_LEN];
+    memset(ik, 7, sizeof ik);
+    memset(k, 9, sizeof k);
+    ph_err err = {0};
+    cr_assert_eq(ph_keyring_from_raw(ik, 1, k, &g_kr, &err), PH_OK, "%s", err.msg);
+    const char *const products[] = {P_IQ, P_TOPUP};
+    ph_cmd c = {.type = PH_CMD_PUT_PRODUCTS, .now = NOW};
+    c.in.products.json = products;
+    c.in.products.n = 2;
+    cr_assert_eq(ph_store_exec(g_s, &c), PH_OK, "%s", c.err.msg);
+    ph_cmd_clear(&c);
+}
+
+static void teardown(void)
+{
+    ph_keyring_free(g_kr);
+    g_kr = NULL;
+    fixture_teardown();
+}
+
+TestSuite(import, .init = setup, .fini = teardown);
+
+/* Runs an import of csv into IQ (or sku) with generous limits. */
+static int run_sku(const char *sku, const char *csv, size_t max_codes, size_t max_errors,
+                   ph_import_result *out, ph_err *err)
+{
+    ph_import_req req = {.supplier = "acme",
+                         .sku = sku,
+                         .note = "test",
+                         .unit_cost = 1980,
+                         .csv = csv,
+                         .csv_len = strlen(csv),
+                         .max_codes = max_codes,
+                         .max_errors = max_errors,
+                         .now = NOW};
+    return ph_import_run(g_s, g_kr, &req, out, err);
+}
+
+static int run(const char *csv, ph_import_result *out, ph_err *err)
+{
+    return run_sku(IQ, csv, 1000, 100, out, err);
+}
+
+/* What a refused import must leave as it was. */
+typedef struct snapshot {
+    uint64_t codes, last_event;
+    size_t nskus;
+} snapshot;
+
+static snapshot snap(void)
+{
+    ph_store_stats st;
+    ph_err err = {0};
+    cr_assert_eq(ph_store_stats_get(g_s, &st, &err), PH_OK, "%s", err.msg);
+    snapshot s = {st.codes, st.last_event, st.nskus};
+    ph_store_stats_clear(&st);
+    return s;
+}
+
+static void assert_unchanged(snapshot before)
+{
+    snapshot now = snap();
+    cr_assert_eq(now.codes, before.codes, "codes: %llu, were %llu", (unsigned long long)now.codes,
+                 (unsigned long long)before.codes);
+    cr_assert_eq(now.last_event, before.last_event, "an event was written");
+    cr_assert_eq(now.nskus, before.nskus);
+    assert_check();
+}
+
+/* The listed errors are exactly lines[i] with reasons[i], in line order, and
+ * none quotes a code of the file (each starts "CODE-"). */
+static void expect_errors(const ph_import_result *r, size_t n, const uint32_t *lines,
+                          const char *const *reasons)
+{
+    cr_assert_eq(r->nerrors, n, "%zu errors listed, want %zu (first: line %u %s)", r->nerrors, n,
+                 r->nerrors ? r->errors[0].line : 0, r->nerrors ? r->errors[0].reason : "");
+    for (size_t i = 0; i < n; i++) {
+        cr_expect_eq(r->errors[i].line, lines[i], "error %zu: line %u, want %u (%s)", i,
+                     r->errors[i].line, lines[i], r->errors[i].reason);
+        cr_expect_str_eq(r->errors[i].reason, reasons[i], "error %zu (line %u)", i, lines[i]);
+        cr_expect_null(strstr(r->errors[i].reason, "CODE-"), "a reason quotes a code: %s",
+                       r->errors[i].reason);
+    }
+}
+
+/* The stored code with this text, unsealed: its batch and plaintext card number. */
+static void expect_stored(const char *code, uint64_t batch, const char *card, int64_t expires)
+{
+    uint8_t h[32];
+    ph_crypto_index(g_kr, code, strlen(code), h);
+    ph_code_info info;
+    ph_err err = {0};
+    cr_assert_eq(ph_store_code_find(g_s, h, &info, &err), PH_OK, "%s: %s", code, err.msg);
+    cr_expect_eq(info.code.batch_id, batch);
+    cr_expect_eq(info.code.state, PH_CODE_AVAILABLE);
+    cr_expect_eq(info.code.expires_at, expires, "%s", code);
+    char plain[PH_CODE_MAX + 1], cardno[PH_CODE_MAX + 1];
+    cr_assert_eq(ph_code_unseal(g_kr, info.code.sealed, info.code.sealed_len, plain, cardno),
+                 PH_OK);
+    cr_expect_str_eq(plain, code);
+    cr_expect_str_eq(cardno, card);
+    ph_code_info_clear(&info);
+}
+
+Test(import, a_clean_file_is_one_batch_of_sealed_findable_codes)
+{
+    ph_import_result r;
+    ph_err err = {0};
+    int rc = run("code,card_no,expires_at\n"
+                 "CODE-1,8801,2027-01-31\n"
+                 "CODE-2,,\n"
+                 "\"CODE-3\",8803,2027-01-31T00:00:00Z\n",
+                 &r, &err);
+    cr_assert_eq(rc, PH_OK, "%s", err.msg);
+    cr_assert_eq(r.count, 3);
+    cr_assert_eq(r.error_count, 0);
+    expect_stored("CODE-1", r.batch_id, "8801", 1801411199999LL);
+    expect_stored("CODE-2", r.batch_id, "", 0);
+    expect_stored("CODE-3", r.batch_id, "8803", 1801353600000LL);
+    /* the file's bytes never reach data.mdb in the clear */
+    ph_import_result_clear(&r);
+    ph_store_close(g_s);
+    g_s = NULL;
+    char path[128];
+    snprintf(path, sizeof path, "%s/data.mdb", g_dir);
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f);
+    static char data[1 << 22];
+    size_t n = fread(data, 1, sizeof data, f);
+    fclose(f);
+    for (size_t i = 0; i + 6 <= n; i++)
+        cr_assert(memcmp(data + i, "CODE-", 5) != 0, "a code in plain text at byte %zu", i);
+    g_s = open_at(g_dir, 0);
+}
+
+Test(import, duplicates_inside_the_file_name_their_first_line_and_store_nothing)
+{
+    snapshot before = snap();
+    ph_import_result r;
+    ph_err err = {0};
+    int rc = run("code\n"
+                 "CODE-1\n"  /* line 2 */
+                 "CODE-2\n"  /* line 3 */
+                 "CODE-1\n"  /* line 4: a repeat of line 2 */
+                 "CODE-3\n"  /* line 5 */
+                 "CODE-1\n"  /* line 6: again */
+                 "CODE-3\n", /* line 7 */
+                 &r, &err);
+    cr_assert_eq(rc, PH_EINVAL);
+    cr_assert_str_eq(err.msg, "3 bad lines, nothing imported");
+    cr_assert_eq(r.error_count, 3);
+    static const uint32_t lines[] = {4, 6, 7};
+    static const char *const reasons[] = {"duplicate of line 2", "duplicate of line 2",
+                                          "duplicate of line 5"};
+    expect_errors(&r, 3, lines, reasons);
+    ph_import_result_clear(&r);
+    assert_unchanged(before);
+}
+
+Test(import, codes_already_in_stock_are_bad_lines_and_nothing_is_stored)
+{
+    ph_import_result r;
+    ph_err err = {0};
+    cr_assert_eq(run("code\nCODE-1\nCODE-2\n", &r, &err), PH_OK, "%s", err.msg);
+    ph_import_result_clear(&r);
+    snapshot before = snap();
+
+    /* a file otherwise clean: the writer finds the stored code */
+    int rc = run("code\nCODE-9\nCODE-2\nCODE-8\n", &r, &err);
+    cr_assert_eq(rc, PH_EINVAL);
+    cr_assert_str_eq(err.msg, "1 bad line, nothing imported");
+    static const uint32_t lines1[] = {3};
+    static const char *const reasons1[] = {"code already imported"};
+    expect_errors(&r, 1, lines1, reasons1);
+    ph_import_result_clear(&r);
+    assert_unchanged(before);
+
+    /* a file refused anyway: the stored code is named beside the other bad lines */
+    rc = run("code,card_no,expires_at\n"
+             "CODE-1\n"                   /* line 2: stored before */
+             ",8801\n"                    /* line 3: no code */
+             "CODE-7,,2020-01-01\n"       /* line 4: expired */
+             "CODE-6,,someday\n"          /* line 5: not a date */
+             "CODE-5,8805,2027-01-31,x\n" /* line 6: too many fields */
+             "CODE-9\n"                   /* line 7: fine */
+             "CODE-9\n",                  /* line 8: repeat of 7 */
+             &r, &err);
+    cr_assert_eq(rc, PH_EINVAL);
+    cr_assert_str_eq(err.msg, "6 bad lines, nothing imported");
+    static const uint32_t lines2[] = {2, 3, 4, 5, 6, 8};
+    static const char *const reasons2[] = {
+        "code already imported",        "code: empty",
+        "expires_at: already expired",  "expires_at: not a date (YYYY-MM-DD or RFC 3339)",
+        "4 fields, expected at most 3", "duplicate of line 7"};
+    expect_errors(&r, 6, lines2, reasons2);
+    ph_import_result_clear(&r);
+    assert_unchanged(before);
+}
+
+Test(import, errors_are_listed_up_to_max_errors_and_all_counted)
+{
+    snapshot before = snap();
+    ph_import_result r;
+    ph_err err = {0};
+    int rc = run_sku(IQ, "code,card_no\n,1\n,2\n,3\n,4\nCODE-1\n", 1000, 2, &r, &err);
+    cr_assert_eq(rc, PH_EINVAL);
+    cr_assert_eq(r.error_count, 4);
+    static const uint32_t lines[] = {2, 3};
+    static const char *const reasons[] = {"code: empty", "code: empty"};
+    expect_errors(&r, 2, lines, reasons);
+    cr_assert_str_eq(err.msg, "4 bad lines, nothing imported");
+    ph_import_result_clear(&r);
+    assert_unchanged(before);
+}
+
+Test(import, limits_empty_files_and_unknown_products_store_nothing)
+{
+    snapshot before = snap();
+    ph_import_result r;
+    ph_err err = {0};
+    cr_assert_eq(run_sku(IQ, "code\nCODE-1\nCODE-2\nCODE-3\n", 2, 100, &r, &err), PH_ELIMIT);
+    cr_assert(strstr(err.msg, "at most 2 codes"), "%s", err.msg);
+    ph_import_result_clear(&r);
+    cr_assert_eq(run("code\n", &r, &err), PH_EINVAL);
+    cr_assert_str_eq(err.msg, "file: no codes in it");
+    ph_import_result_clear(&r);
+    cr_assert_eq(run("", &r, &err), PH_EINVAL);
+    ph_import_result_clear(&r);
+    cr_assert_eq(run_sku("no.such.sku", "code\nCODE-1\n", 1000, 100, &r, &err), PH_ESKU);
+    cr_assert(strstr(err.msg, "sku"), "%s", err.msg);
+    ph_import_result_clear(&r);
+    cr_assert_eq(run("code,extra\nCODE-1,x\n", &r, &err), PH_EINVAL, "an unknown column");
+    ph_import_result_clear(&r);
+    assert_unchanged(before);
+}
