@@ -30,7 +30,7 @@ static void usage(FILE *f)
           "       perkhubd --print-default-config print the embedded default config\n"
           "       perkhubd --describe-plugin NAME [--plugin-dir DIR]\n"
           "                                       a plugin's capabilities and config keys\n"
-          "       perkhubd --replay-journal FILE --data DIR\n"
+          "       perkhubd --replay-journal FILE --data DIR [--key-file FILE]\n"
           "                                       apply a PERKHUB_JOURNAL file to a new store\n"
           "       perkhubd --version | --help\n"
           "\n"
@@ -96,7 +96,7 @@ static int check_store(const char *dir, const char *key_file)
 
 /* Applies a journal recorded with PERKHUB_JOURNAL=FILE to a new store in dir
  * (docs/store.md, "Journal and replay"). */
-static int replay_journal(const char *file, const char *dir)
+static int replay_journal(const char *file, const char *dir, const char *key_file)
 {
     if (!dir) {
         fprintf(stderr, "perkhubd: --replay-journal needs --data DIR\n");
@@ -104,7 +104,14 @@ static int replay_journal(const char *file, const char *dir)
     }
     ph_replay_stats st;
     ph_err err = {0};
-    if (ph_journal_replay(file, dir, &st, &err) != PH_OK) {
+    ph_keyring *kr = NULL;
+    if (key_file && ph_keyring_load(key_file, 0, &kr, &err) != PH_OK) {
+        fprintf(stderr, "perkhubd: %s\n", err.msg);
+        return 1;
+    }
+    int rc = ph_journal_replay(file, dir, kr, &st, &err);
+    ph_keyring_free(kr);
+    if (rc != PH_OK) {
         fprintf(stderr, "perkhubd: %s\n", err.msg);
         return 1;
     }
@@ -239,8 +246,8 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (key_file && !store_dir) {
-        fprintf(stderr, "perkhubd: --key-file goes with --check-store\n");
+    if (key_file && !store_dir && !replay) {
+        fprintf(stderr, "perkhubd: --key-file goes with --check-store or --replay-journal\n");
         return 2;
     }
     if (store_dir)
@@ -248,7 +255,7 @@ int main(int argc, char **argv)
     if (describe)
         return describe_plugin(plugin_dir, describe);
     if (replay)
-        return replay_journal(replay, data);
+        return replay_journal(replay, data, key_file);
     if (data) {
         fprintf(stderr, "perkhubd: --data goes with --replay-journal\n");
         return 2;

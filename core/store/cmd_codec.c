@@ -33,6 +33,8 @@ static const char *type_name(int type)
         return "supply_create";
     case PH_CMD_ATTEMPT:
         return "attempt";
+    case PH_CMD_EXPIRE:
+        return "expire";
     default:
         return "?";
     }
@@ -140,6 +142,7 @@ static int encode_cmd(wbuf *b, const ph_cmd *c, size_t idx, ph_err *err)
         }
         for (size_t i = 0; i < n; i++)
             w_u32(b, c->in.import.by_hash[i]);
+        w_str(b, c->in.import.lookalikes);
         break;
     }
     case PH_CMD_ORDER:
@@ -193,6 +196,9 @@ static int encode_cmd(wbuf *b, const ph_cmd *c, size_t idx, ph_err *err)
             w_blob(b, sc->sealed, sc->sealed_len);
         }
         w_target(b, &c->in.attempt.next);
+        break;
+    case PH_CMD_EXPIRE:
+        w_u32(b, c->in.expire.limit);
         break;
     default:
         /* a new command kind must be given an encoding here, or replication
@@ -439,6 +445,7 @@ static void decode_import(rd *r, ph_cmd *c)
     c->in.import.codes = codes;
     c->in.import.ncodes = n;
     c->in.import.by_hash = by_hash;
+    c->in.import.lookalikes = r_str(r, "lookalikes");
 }
 
 static void decode_supply(rd *r, ph_cmd *c)
@@ -524,6 +531,9 @@ static int decode_cmd(rd *r, ph_cmd *c, int *rc_out)
         break;
     case PH_CMD_ATTEMPT:
         decode_attempt(r, c);
+        break;
+    case PH_CMD_EXPIRE:
+        c->in.expire.limit = r_u32(r, "limit");
         break;
     default:
         r->kind = "?";
@@ -864,7 +874,8 @@ static int replay_batch(ph_store *s, ph_cmd_batch *b, uint64_t seq, const char *
     return PH_OK;
 }
 
-int ph_journal_replay(const char *path, const char *dir, ph_replay_stats *stats, ph_err *err)
+int ph_journal_replay(const char *path, const char *dir, const ph_keyring *keys,
+                      ph_replay_stats *stats, ph_err *err)
 {
     memset(stats, 0, sizeof *stats);
     char mdb[1024];
@@ -882,7 +893,7 @@ int ph_journal_replay(const char *path, const char *dir, ph_replay_stats *stats,
     char uid[9];
     ph_store *s = NULL;
     if ((rc = walk_header(&w, uid, err)) == PH_OK) {
-        ph_store_opts o = {.dir = dir, .uid = uid};
+        ph_store_opts o = {.dir = dir, .uid = uid, .keys = keys};
         rc = ph_store_open(&o, &s, err);
     }
     const uint8_t *b;

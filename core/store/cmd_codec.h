@@ -100,11 +100,15 @@ typedef struct ph_replay_stats {
 } ph_replay_stats;
 
 /* Applies the journal at path to a new store in dir (which must not hold one),
- * created with the journal's uid, batch by batch through the store's own
+ * created with the journal's uid and opened with keys (borrowed; the key file
+ * of the store that wrote the journal, as every node holds it: the key checks
+ * the store records at open are then the same; NULL opens without), batch by
+ * batch through the store's own
  * writer (ph_store_submit_list), and checks that every command ends with the
  * rc it was recorded with. PH_OK, or PH_EINVAL / PH_EIO with err naming the
  * file and the batch (and command) where it stopped; the store is then left
  * as far as it got. */
-int ph_journal_replay(const char *path, const char *dir, ph_replay_stats *stats, ph_err *err);
+int ph_journal_replay(const char *path, const char *dir, const ph_keyring *keys,
+                      ph_replay_stats *stats, ph_err *err);
 
 #endif

@@ -360,6 +360,22 @@ int64_t h_now_ms(void)
     return now_ms();
 }
 
+int64_t h_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void h_rfc3339(int64_t ms, char *buf, size_t n)
+{
+    time_t s = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    size_t len = strftime(buf, n, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + len, n - len, ".%03dZ", (int)(ms % 1000));
+}
+
 int h_wait_for(int (*cond)(void *), void *arg, int timeout_ms)
 {
     return wait_until(cond, arg, timeout_ms);

@@ -96,6 +96,11 @@ const char *h_bin(const char *env_name);
 
 /* Monotonic milliseconds. */
 int64_t h_now_ms(void);
+/* Wall-clock milliseconds since the epoch (what perkhubd stamps and expires by). */
+int64_t h_wall_ms(void);
+/* ms since the epoch as RFC 3339 UTC with milliseconds, as a CSV's expires_at
+ * takes it ("2026-12-06T18:40:00.123Z"); buf holds at least 32 bytes. */
+void h_rfc3339(int64_t ms, char *buf, size_t n);
 /* Polls cond(arg) every few ms until it returns non-zero or timeout_ms passes:
  * 0 when it held, -1 on timeout. */
 int h_wait_for(int (*cond)(void *), void *arg, int timeout_ms);

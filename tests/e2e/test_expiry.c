@@ -28,28 +28,11 @@ static void teardown(void)
 
 TestSuite(expiry, .fini = teardown);
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* RFC 3339 UTC with milliseconds, as the CSV's expires_at takes it. */
-static void rfc3339(int64_t ms, char *buf, size_t n)
-{
-    time_t s = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&s, &tm);
-    size_t len = strftime(buf, n, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + len, n - len, ".%03dZ", (int)(ms % 1000));
-}
-
 /* Imports two codes of sku expiring at expires_at; returns the batch id. */
 static long long import_expiring(const char *sku, const char *prefix, int64_t expires_at)
 {
     char when[40], csv[256];
-    rfc3339(expires_at, when, sizeof when);
+    h_rfc3339(expires_at, when, sizeof when);
     snprintf(csv, sizeof csv, "code,expires_at\n%s-1,%s\n%s-2,%s\n", prefix, when, prefix, when);
     h_resp r = h_import(&D, sku, csv, 201);
     long long id = h_int(json_object_get(r.json, "batch"), "id");
@@ -179,20 +162,20 @@ Test(expiry, codes_stop_counting_at_expiry_and_are_swept_with_one_event)
     cr_assert_eq(h_start(&D), 0);
     cr_assert_eq(available("test.card2"), 0, "no codes, no supplier offer: a known 0");
 
-    int64_t expires = wall_ms() + 2000;
+    int64_t expires = h_wall_ms() + 2000;
     long long batch = import_expiring("test.card2", "EXPX", expires);
     /* before the expiry both count (asked and answered before it: a loaded
      * machine may take longer, and then there is nothing to compare) */
     long long n = available("test.card2");
-    if (wall_ms() < expires)
+    if (h_wall_ms() < expires)
         cr_assert_eq(n, 2, "both count until they expire");
     json_t *st = h_stats(&D);
-    if (wall_ms() < expires)
+    if (h_wall_ms() < expires)
         cr_assert_eq(h_int(sku_row(st, "test.card2"), "available"), 2);
     json_decref(st);
 
     cr_assert_eq(h_wait_for(card2_empty, NULL, 20000), 0, "available never dropped to 0");
-    cr_assert_geq(wall_ms(), expires, "available dropped before the codes expired");
+    cr_assert_geq(h_wall_ms(), expires, "available dropped before the codes expired");
 
     /* the last two codes have expired: out of stock, never an expired code */
     h_resp r = h_order(&D, "mall-token", "EXP-O1", "test.card2", 1);
@@ -217,20 +200,20 @@ Test(expiry, codes_stop_counting_at_expiry_and_are_swept_with_one_event)
 
 static int past(void *arg)
 {
-    return wall_ms() > *(int64_t *)arg;
+    return h_wall_ms() > *(int64_t *)arg;
 }
 
 Test(expiry, codes_that_expire_while_stopped_are_retired_after_start)
 {
     h_setup(&D, NULL);
     cr_assert_eq(h_start(&D), 0);
-    int64_t expires = wall_ms() + 3000;
+    int64_t expires = h_wall_ms() + 3000;
     long long batch = import_expiring("test.card2", "EXPR", expires);
     h_resp r = feed();
     int before = count_expired_events(&r);
     h_resp_free(&r);
     cr_assert_eq(h_stop(&D, SIGTERM), 0);
-    if (before || wall_ms() >= expires)
+    if (before || h_wall_ms() >= expires)
         cr_skip_test("the machine took over 3 s to import and stop: nothing left to test");
     cr_assert_eq(h_wait_for(past, &expires, 20000), 0);
 

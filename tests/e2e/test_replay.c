@@ -197,6 +197,14 @@ static void realistic_run(void)
     o = h_order_poll(&D, id, "ops-token", is_final, NULL, WAIT_MS, "the settlement");
     cr_assert_str_eq(h_str(o, "state"), "succeeded", "%s", h_dump(o, b, sizeof b));
     json_decref(o);
+
+    /* codes that expire: the daemon's sweep retires them (PH_CMD_EXPIRE) */
+    char when[40], exp_csv[160];
+    h_rfc3339(h_wall_ms() + 1200, when, sizeof when);
+    snprintf(exp_csv, sizeof exp_csv, "code,expires_at\nRP-EXP-1,%s\nRP-EXP-2,%s\n", when, when);
+    r = h_import(&D, "rp.card", exp_csv, 201);
+    h_resp_free(&r);
+    cr_assert_eq(h_log_wait(&D, "msg=codes.expired", 1, WAIT_MS), 0, "the sweep did not run");
 }
 
 /* mdb_dump -a of dir without the lines that describe the map, not the data. */
@@ -237,9 +245,14 @@ static void assert_same(const char *a, const char *b)
                    line, a + s, b + s);
 }
 
+/* A replay holds the key file of the store that wrote the journal, as every
+ * node does: the key checks it records at open are then the same. */
 static int replay(const char *journal, const char *dir, char **out, char **err)
 {
-    const char *argv[] = {h_bin("PH_PERKHUBD"), "--replay-journal", journal, "--data", dir, NULL};
+    char keys[320];
+    snprintf(keys, sizeof keys, "%s/master.key", D.dir);
+    const char *argv[] = {
+        h_bin("PH_PERKHUBD"), "--replay-journal", journal, "--data", dir, "--key-file", keys, NULL};
     return h_run(argv, NULL, NULL, 0, out, err);
 }
 

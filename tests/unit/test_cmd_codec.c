@@ -47,10 +47,12 @@ static ph_import_code IMPORT_CODES[3];
 static const uint32_t BY_HASH[3] = {2, 0, 1};
 static ph_supplied_code SUPPLIED[2];
 
-/* Fills c[0..5], one command of each kind, linked when n > 1. */
+#define NKINDS 7 /* command kinds: fill() makes one of each */
+
+/* Fills c[0..NKINDS-1], one command of each kind, linked when n > 1. */
 static void fill(ph_cmd *c, size_t n)
 {
-    memset(c, 0, 6 * sizeof *c);
+    memset(c, 0, NKINDS * sizeof *c);
     for (int i = 0; i < 3; i++) {
         IMPORT_CODES[i] = (ph_import_code){.line = 10u + (uint32_t)i,
                                            .expires_at = i ? 1800000000000LL : 0,
@@ -73,6 +75,7 @@ static void fill(ph_cmd *c, size_t n)
     c[0].in.import.codes = IMPORT_CODES;
     c[0].in.import.ncodes = 3;
     c[0].in.import.by_hash = BY_HASH;
+    c[0].in.import.lookalikes = "O=0 I=1";
     c[0].rc = PH_EDUP;
 
     c[1].type = PH_CMD_ORDER;
@@ -125,6 +128,10 @@ static void fill(ph_cmd *c, size_t n)
     c[5].in.attempt.next = (ph_attempt_target){.supplier = NULL, .product_id = "ignored"};
     c[5].rc = PH_ESTATE;
 
+    c[6].type = PH_CMD_EXPIRE;
+    c[6].now = 1800000000000LL;
+    c[6].in.expire.limit = 17;
+
     for (size_t i = 0; i + 1 < n; i++)
         c[i].next = &c[i + 1];
 }
@@ -147,25 +154,26 @@ static void str_eq(const char *a, const char *b, const char *what)
 
 Test(codec, every_command_kind_survives_a_round_trip)
 {
-    ph_cmd c[6];
-    fill(c, 6);
+    ph_cmd c[NKINDS];
+    fill(c, NKINDS);
     size_t len;
     uint8_t *p = encode(&c[0], &len);
     ph_cmd_batch b;
     ph_err err = {0};
     cr_assert_eq(ph_cmd_batch_decode(p, len, &b, &err), PH_OK, "%s", err.msg);
-    cr_assert_eq(b.n, 6);
-    for (size_t i = 0; i < 6; i++) {
+    cr_assert_eq(b.n, NKINDS);
+    for (size_t i = 0; i < NKINDS; i++) {
         cr_assert_eq(b.cmds[i].type, c[i].type);
         cr_assert_eq(b.cmds[i].now, c[i].now);
         cr_assert_eq(b.rcs[i], c[i].rc);
         cr_assert_eq(b.cmds[i].rc, PH_OK, "results start clear");
-        cr_assert(b.cmds[i].next == (i < 5 ? &b.cmds[i + 1] : NULL), "linked in order");
+        cr_assert(b.cmds[i].next == (i + 1 < NKINDS ? &b.cmds[i + 1] : NULL), "linked in order");
         cr_assert_null(b.cmds[i].done);
     }
     const ph_cmd *d = b.cmds;
     str_eq(d[0].in.import.supplier, "acme", "import.supplier");
     str_eq(d[0].in.import.note, NULL, "import.note");
+    str_eq(d[0].in.import.lookalikes, "O=0 I=1", "import.lookalikes");
     cr_assert_eq(d[0].in.import.unit_cost, 1980);
     cr_assert_eq(d[0].in.import.ncodes, 3);
     for (int i = 0; i < 3; i++) {
@@ -203,10 +211,11 @@ Test(codec, every_command_kind_survives_a_round_trip)
     cr_assert_eq(memcmp(d[5].in.attempt.codes[1].hash, SUPPLIED[1].hash, 32), 0);
     str_eq(d[5].in.attempt.next.supplier, NULL, "attempt.next.supplier");
     str_eq(d[5].in.attempt.next.product_id, NULL, "no supplier, nothing else");
+    cr_assert_eq(d[6].in.expire.limit, 17);
 
     /* encoding the decoded batch gives the same bytes */
     size_t len2;
-    for (size_t i = 0; i < 6; i++)
+    for (size_t i = 0; i < NKINDS; i++)
         b.cmds[i].rc = b.rcs[i]; /* as the writer leaves them after applying */
     uint8_t *p2 = encode(&b.cmds[0], &len2);
     cr_assert_eq(len2, len);
@@ -218,8 +227,8 @@ Test(codec, every_command_kind_survives_a_round_trip)
 
 Test(codec, every_truncation_is_refused_naming_a_field)
 {
-    ph_cmd c[6];
-    fill(c, 6);
+    ph_cmd c[NKINDS];
+    fill(c, NKINDS);
     size_t len;
     uint8_t *p = encode(&c[0], &len);
     for (size_t cut = 0; cut < len; cut++) {
@@ -245,8 +254,8 @@ static void expect_refused(const uint8_t *p, size_t len, const char *needle)
 
 Test(codec, garbage_and_inconsistent_input_is_refused)
 {
-    ph_cmd c[6];
-    fill(c, 6);
+    ph_cmd c[NKINDS];
+    fill(c, NKINDS);
     size_t len;
     uint8_t *p = encode(&c[0], &len);
     uint8_t *q = malloc(len + 1);
@@ -270,7 +279,7 @@ Test(codec, garbage_and_inconsistent_input_is_refused)
     expect_refused(q, len, "command 0 (import): supplier: holds a NUL byte");
 
     /* by_hash out of hash order */
-    ph_cmd one[6];
+    ph_cmd one[NKINDS];
     fill(one, 1);
     static const uint32_t unsorted[3] = {0, 1, 2};
     one[0].in.import.by_hash = unsorted;
@@ -329,8 +338,8 @@ Test(codec, a_journal_continues_after_a_clean_close_and_refuses_otherwise)
     cr_assert_eq(access(path, F_OK), -1, "nothing created");
 
     cr_assert_eq(ph_journal_open(path, "0123abcd", 1, &j, &err), PH_OK, "%s", err.msg);
-    ph_cmd c[6];
-    fill(c, 6);
+    ph_cmd c[NKINDS];
+    fill(c, NKINDS);
     cr_assert_eq(ph_journal_append(j, &c[0], &err), PH_OK, "%s", err.msg);
     ph_journal_close(j);
 
