@@ -47,7 +47,7 @@ static int cfg_install(ph_daemon *d, ph_config *cfg)
     d->cfg = ref;
     pthread_mutex_unlock(&d->cfg_mu);
     ph_daemon_cfg_release(old);
-    d->log.level = cfg->log_level;
+    ph_log_set_level(&d->log, cfg->log_level); /* read by every thread */
     return PH_OK;
 }
 
