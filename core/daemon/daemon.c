@@ -236,6 +236,7 @@ void ph_daemon_stop(ph_daemon *d, int grace_ms)
      * after the restart); then the writer finishes every queued command. */
     ph_sio_destroy(d->sio);
     d->sio = NULL;
+    ph_fulfil_flush(d->fulfil); /* those ends become store commands before the store closes */
     ph_store_close(d->store);
     d->store = NULL;
     ph_fulfil_destroy(d->fulfil);
