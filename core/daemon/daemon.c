@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,6 +119,20 @@ static int start_supply(ph_daemon *d, ph_err *err)
     return ph_fulfil_create(&fo, &d->fulfil, err);
 }
 
+/* A supplier's last reference went on another thread: the main thread
+ * (sigwait in main.c) stops it. Any thread, no lock held. */
+static void wake_main(void *arg)
+{
+    ph_daemon *d = arg;
+    pthread_kill(d->main_thread, SIGUSR1);
+}
+
+void ph_daemon_reap(ph_daemon *d)
+{
+    if (d->suppliers)
+        ph_suppliers_reap(d->suppliers);
+}
+
 /* Where suppliers send callbacks: public_url, else our own listener. */
 static void set_callback_base(ph_daemon *d, const ph_config *cfg)
 {
@@ -135,6 +150,7 @@ static void set_callback_base(ph_daemon *d, const ph_config *cfg)
 int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_err *err)
 {
     pthread_mutex_init(&d->cfg_mu, NULL);
+    d->main_thread = pthread_self();
     d->log.fd = 2;
     if (config_path && !(d->config_path = strdup(config_path))) {
         ph_config_free(cfg);
@@ -154,6 +170,7 @@ int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_er
         (rc = ph_http_start(d, cfg->listen_address, cfg->port, cfg->http_threads, &d->http,
                             &d->port, err)))
         goto fail;
+    ph_suppliers_set_wake(d->suppliers, wake_main, d); /* earlier releases: the next wake */
     set_callback_base(d, cfg);
     if ((rc = ph_fulfil_resume(d->fulfil, err)) ||
         (cfg->port_file && (rc = write_port_file(cfg->port_file, d->port, err))))
