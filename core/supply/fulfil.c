@@ -410,6 +410,11 @@ static void track_account(ph_fulfil *f, track *t, const ph_order *o, const char 
 
 /* ---- exchanges ---------------------------------------------------------------- */
 
+static int io_submit(ph_fulfil *f, ph_sio_job *job)
+{
+    return f->o.io.submit ? f->o.io.submit(f->o.io.ctx, job) : ph_sio_submit(f->o.sio, job);
+}
+
 static void job_setup(track *t)
 {
     ph_sio_job *j = &t->job;
@@ -477,7 +482,7 @@ static void track_run(ph_fulfil *f, track *t)
     }
     job_setup(t);
     t->phase = T_JOB;
-    if (ph_sio_submit(f->o.sio, &t->job) != PH_OK)
+    if (io_submit(f, &t->job) != PH_OK)
         t->phase = T_IDLE; /* shutting down: the store keeps the attempt for the restart */
 }
 
@@ -949,7 +954,8 @@ static int usable_for(void *ctx, const ph_supplier_conf *sc)
     ph_supplier_release(sup);
     if (!(caps & PERKHUB_CAP_ORDER_QUERY) || !(caps & rc->cap))
         return 0;
-    return ph_sio_allow(rc->f->o.sio, sc->id);
+    return rc->f->o.io.allow ? rc->f->o.io.allow(rc->f->o.io.ctx, sc->id)
+                             : ph_sio_allow(rc->f->o.sio, sc->id);
 }
 
 /* The best usable offer of p for its kind of delivery (route.h), as a target

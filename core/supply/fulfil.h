@@ -69,9 +69,20 @@ typedef struct ph_fulfil_cfg_ops {
     void (*release)(void *ref);
 } ph_fulfil_cfg_ops;
 
+/* The I/O engine as fulfil uses it: zeroed, ph_sio_submit and ph_sio_allow on
+ * opts.sio; a test gives a fake engine instead (tests/unit/test_fulfil.c),
+ * which must keep ph_sio_submit's contract (done called exactly once unless
+ * submit failed; any thread, fulfil's own included). */
+typedef struct ph_fulfil_io_ops {
+    void *ctx;
+    int (*submit)(void *ctx, ph_sio_job *job);        /* as ph_sio_submit */
+    int (*allow)(void *ctx, const char *supplier_id); /* as ph_sio_allow */
+} ph_fulfil_io_ops;
+
 typedef struct ph_fulfil_opts {
     ph_store *store;         /* borrowed; outlives fulfil */
-    ph_sio *sio;             /* borrowed */
+    ph_sio *sio;             /* borrowed; unused when io is set */
+    ph_fulfil_io_ops io;     /* zeroed: the real engine, sio */
     ph_suppliers *suppliers; /* borrowed */
     const ph_keyring *keys;  /* borrowed */
     const ph_logger *log;    /* borrowed */
