@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -370,7 +371,15 @@ static uint16_t blackhole(int fds[3])
         fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
         connect(fds[i], (struct sockaddr *)&a, sizeof a);
     }
-    usleep(20000); /* let the handshakes land in the queue */
+    /* the first filler's handshake completes into the queue (backlog 0 holds
+     * one): wait for it rather than for a fixed time, so the engine's own
+     * connect always finds the queue full */
+    struct pollfd pf = {.fd = fds[1], .events = POLLOUT};
+    cr_assert_eq(poll(&pf, 1, 10000), 1, "the filler never connected");
+    int soerr = -1;
+    socklen_t sl = sizeof soerr;
+    getsockopt(fds[1], SOL_SOCKET, SO_ERROR, &soerr, &sl);
+    cr_assert_eq(soerr, 0, "the filler's connect failed: %s", strerror(soerr));
     return ntohs(a.sin_port);
 }
 
