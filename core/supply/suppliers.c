@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/lockcheck.h"
 #include "supply/plugin_loader.h"
 
 /* Where released suppliers wait for the main thread (suppliers.h: the
@@ -53,8 +54,8 @@ typedef struct slot {
 struct ph_suppliers {
     ph_logger *lg;
     reaper *rp;
-    pthread_mutex_t apply_mu; /* one apply at a time; held for the whole apply */
-    pthread_mutex_t mu;       /* guards slots/nslots; held only to copy or swap */
+    ph_mutex apply_mu; /* one apply at a time; held for the whole apply */
+    ph_mutex mu;       /* guards slots/nslots; held only to copy or swap */
     slot *slots;
     size_t nslots;
 };
@@ -255,8 +256,8 @@ int ph_suppliers_create(ph_logger *lg, ph_suppliers **out, ph_err *err)
     rp->main = pthread_self();
     s->rp = rp;
     s->lg = lg;
-    pthread_mutex_init(&s->apply_mu, NULL);
-    pthread_mutex_init(&s->mu, NULL);
+    ph_mutex_init(&s->apply_mu);
+    ph_mutex_init(&s->mu);
     *out = s;
     return PH_OK;
 }
@@ -265,7 +266,7 @@ int ph_suppliers_apply(ph_suppliers *s, const ph_config *cfg, ph_err *err)
 {
     size_t n = cfg->nsuppliers, nn = 0, started = 0, kept = 0, stopped = 0, disabled = 0;
     int rc = PH_OK;
-    pthread_mutex_lock(&s->apply_mu);
+    ph_mutex_lock(&s->apply_mu);
     slot *ns = calloc(n ? n : 1, sizeof *ns);
     if (!ns) {
         rc = ph_err_set(err, PH_ENOMEM, "suppliers: out of memory");
@@ -301,6 +302,7 @@ int ph_suppliers_apply(ph_suppliers *s, const ph_config *cfg, ph_err *err)
         }
         /* Only apply writes s->slots, and apply_mu is held: reading without mu is
          * safe. */
+        PH_ASSERT_HELD(&s->apply_mu);
         slot *old = slot_find(s->slots, s->nslots, sc->id);
         if (old && old->sup && strcmp(old->plugin, sc->plugin) == 0) {
             int same = supplier_unchanged(old->sup, sc, &rc, err);
@@ -319,12 +321,12 @@ int ph_suppliers_apply(ph_suppliers *s, const ph_config *cfg, ph_err *err)
     }
     qsort(ns, nn, sizeof *ns, slot_cmp);
 
-    pthread_mutex_lock(&s->mu);
+    ph_mutex_lock(&s->mu);
     slot *old = s->slots;
     size_t nold = s->nslots;
     s->slots = ns;
     s->nslots = nn;
-    pthread_mutex_unlock(&s->mu);
+    ph_mutex_unlock(&s->mu);
 
     for (size_t i = 0; i < nold; i++) {
         slot *o = &old[i];
@@ -337,19 +339,19 @@ int ph_suppliers_apply(ph_suppliers *s, const ph_config *cfg, ph_err *err)
     ph_log(s->lg, PH_LOG_INFO, NULL, "suppliers.applied",
            "suppliers=%zu started=%zu kept=%zu stopped=%zu disabled=%zu", nn, started, kept,
            stopped, disabled);
-    pthread_mutex_unlock(&s->apply_mu);
+    ph_mutex_unlock(&s->apply_mu);
     return PH_OK;
 fail:
     slots_free(ns, nn); /* shuts down what this call started; kept entries live on */
     ph_log(s->lg, PH_LOG_WARN, NULL, "suppliers.apply_failed", "error=%s",
            err ? ph_strerror(err->code) : ph_strerror(rc));
-    pthread_mutex_unlock(&s->apply_mu);
+    ph_mutex_unlock(&s->apply_mu);
     return rc;
 }
 
 size_t ph_suppliers_list(ph_suppliers *s, ph_supplier_info *out, size_t max)
 {
-    pthread_mutex_lock(&s->mu);
+    ph_mutex_lock(&s->mu);
     size_t n = s->nslots;
     for (size_t i = 0; i < n && i < max; i++) {
         const slot *sl = &s->slots[i];
@@ -368,14 +370,14 @@ size_t ph_suppliers_list(ph_suppliers *s, ph_supplier_info *out, size_t max)
             o->capabilities = d->capabilities;
         }
     }
-    pthread_mutex_unlock(&s->mu);
+    ph_mutex_unlock(&s->mu);
     return n;
 }
 
 int ph_suppliers_acquire(ph_suppliers *s, const char *id, ph_supplier **out)
 {
     int rc = PH_ENOTFOUND;
-    pthread_mutex_lock(&s->mu);
+    ph_mutex_lock(&s->mu);
     slot *sl = id ? slot_find(s->slots, s->nslots, id) : NULL;
     if (sl && sl->sup) {
         *out = supplier_ref(sl->sup);
@@ -383,7 +385,7 @@ int ph_suppliers_acquire(ph_suppliers *s, const char *id, ph_supplier **out)
     } else if (sl) {
         rc = PH_ESTATE;
     }
-    pthread_mutex_unlock(&s->mu);
+    ph_mutex_unlock(&s->mu);
     return rc;
 }
 
@@ -414,7 +416,7 @@ void ph_suppliers_destroy(ph_suppliers *s)
     slots_free(s->slots, s->nslots);
     reap_list(reaper_take(s->rp, 1));
     reaper_unref(s->rp);
-    pthread_mutex_destroy(&s->mu);
-    pthread_mutex_destroy(&s->apply_mu);
+    ph_mutex_destroy(&s->mu);
+    ph_mutex_destroy(&s->apply_mu);
     free(s);
 }
