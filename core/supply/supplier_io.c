@@ -761,10 +761,21 @@ static sio_shard *least_busy(ph_sio *io)
 static void start_curl(ph_sio *io, ph_sio_job *job)
 {
     sio_x *x = job->priv_;
+    int recycled = x->ex->easy != NULL;
     if (!x->ex->easy && !(x->ex->easy = curl_easy_init()))
         return finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "out of memory");
     x->set_easy = 1;
     CURLcode rc = set_options(x, &job->limits, io->share);
+    if (rc == CURLE_BAD_FUNCTION_ARGUMENT && recycled) {
+        /* libcurl 7.88 keeps the receive buffer of a handle whose exchange
+         * ended before connecting (refused, unsupported protocol) across
+         * curl_easy_reset, and then refuses CURLOPT_BUFFERSIZE on it: that
+         * handle is replaced by a fresh one, nothing was sent on it */
+        curl_easy_cleanup(x->ex->easy);
+        if (!(x->ex->easy = curl_easy_init()))
+            return finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "out of memory");
+        rc = set_options(x, &job->limits, io->share);
+    }
     if (rc != CURLE_OK)
         return finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "curl setup: %s",
                       curl_easy_strerror(rc));

@@ -646,6 +646,27 @@ Test(sio, classify_not_sent)
     cr_assert_eq(h.consecutive_failures, 1, "not sent is a transport failure");
 }
 
+/* Exchanges end before connecting (refused, unsupported protocol): their easy
+ * handles go back to the pool and the next exchanges reuse them. libcurl 7.88
+ * keeps such a handle's receive buffer across curl_easy_reset and then refuses
+ * CURLOPT_BUFFERSIZE on it; the next exchange must still go out, not end
+ * "curl setup: A libcurl function was given a bad argument". */
+Test(sio, recycled_handle_after_not_sent_still_sends)
+{
+    const int R = PERKHUB_OP_RECHARGE;
+    for (int round = 0; round < 3; round++) {
+        tjob t[2];
+        submit(&t[0], round % 2 ? "ftp" : "refused", R, "ok", limits(2000));
+        cr_assert(wait_done(2 * round + 1, 15000), "the not-sent job never finished");
+        cr_assert_eq(t[0].j.sent, 0, "%s", t[0].j.detail);
+        submit(&t[1], "web", R, "ok", limits(2000)); /* takes the pool's last handle */
+        cr_assert(wait_done(2 * round + 2, 15000), "the exchange never finished");
+        cr_assert_eq(t[1].j.outcome, PERKHUB_OK, "round %d: %s", round, t[1].j.detail);
+        cr_assert_eq(t[1].j.http_status, 200, "round %d: %s", round, t[1].j.detail);
+        release(t, 2);
+    }
+}
+
 /* A card order's result (codes included) belongs to the job until cleared. */
 Test(sio, card_order_result)
 {
