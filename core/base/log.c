@@ -16,9 +16,19 @@ int ph_log_level_parse(const char *name)
     return -1;
 }
 
+void ph_log_set_level(ph_logger *lg, int level)
+{
+    atomic_store_explicit(&lg->level, level, memory_order_relaxed);
+}
+
+int ph_log_enabled(const ph_logger *lg, int level)
+{
+    return lg && level >= atomic_load_explicit(&lg->level, memory_order_relaxed);
+}
+
 void ph_log(const ph_logger *lg, int level, const char *req, const char *msg, const char *fmt, ...)
 {
-    if (!lg || level < lg->level || level < 0 || level > PH_LOG_ERROR)
+    if (!ph_log_enabled(lg, level) || level < 0 || level > PH_LOG_ERROR)
         return;
     char line[2048];
     struct timespec ts;

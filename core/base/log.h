@@ -14,12 +14,25 @@
 #ifndef PH_LOG_H
 #define PH_LOG_H
 
+#include <stdatomic.h>
+
 enum ph_log_level { PH_LOG_DEBUG = 0, PH_LOG_INFO, PH_LOG_WARN, PH_LOG_ERROR };
 
+/* level is atomic because a reload (main thread) changes it while every other
+ * thread reads it; plain assignment and reads stay correct (seq_cst), the
+ * helpers below say what the daemon needs (relaxed: a line logged just before
+ * or after the change is fine either way). fd is set once before any thread
+ * starts and only read afterwards. */
 typedef struct ph_logger {
-    int level; /* lines below this level are dropped */
-    int fd;    /* where lines go; 2 (stderr) by default */
+    atomic_int level; /* lines below this level are dropped */
+    int fd;           /* where lines go; 2 (stderr) by default */
 } ph_logger;
+
+/* Changes the level; any thread. */
+void ph_log_set_level(ph_logger *lg, int level);
+
+/* 1 when a line of this level would be written; any thread. */
+int ph_log_enabled(const ph_logger *lg, int level);
 
 /* Parses "debug", "info", "warn" or "error"; returns the level or -1. */
 int ph_log_level_parse(const char *name);

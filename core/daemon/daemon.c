@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +51,7 @@ static int cfg_install(ph_daemon *d, ph_config *cfg)
     d->cfg = ref;
     pthread_mutex_unlock(&d->cfg_mu);
     ph_daemon_cfg_release(old);
-    d->log.level = cfg->log_level;
+    ph_log_set_level(&d->log, cfg->log_level); /* read by every thread */
     return PH_OK;
 }
 
@@ -296,6 +297,20 @@ static void sweeper_stop(ph_daemon *d)
     d->sweeper = NULL;
 }
 
+/* A supplier's last reference went on another thread: the main thread
+ * (sigwait in main.c) stops it. Any thread, no lock held. */
+static void wake_main(void *arg)
+{
+    ph_daemon *d = arg;
+    pthread_kill(d->main_thread, SIGUSR1);
+}
+
+void ph_daemon_reap(ph_daemon *d)
+{
+    if (d->suppliers)
+        ph_suppliers_reap(d->suppliers);
+}
+
 /* Where suppliers send callbacks: public_url, else our own listener. */
 static void set_callback_base(ph_daemon *d, const ph_config *cfg)
 {
@@ -325,6 +340,7 @@ static int log_migration(ph_daemon *d, const ph_config *cfg)
 int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_err *err)
 {
     pthread_mutex_init(&d->cfg_mu, NULL);
+    d->main_thread = pthread_self();
     d->log.fd = 2;
     d->pid_fd = -1;
     if (config_path && !(d->config_path = strdup(config_path))) {
@@ -350,6 +366,7 @@ int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_er
         (rc = ph_http_start(d, cfg->listen_address, cfg->port, cfg->http_threads, &d->http,
                             &d->port, err)))
         goto fail;
+    ph_suppliers_set_wake(d->suppliers, wake_main, d); /* earlier releases: the next wake */
     set_callback_base(d, cfg);
     if ((rc = ph_fulfil_resume(d->fulfil, err)) || (rc = sweeper_start(d, err)) ||
         (cfg->port_file && (rc = write_port_file(cfg->port_file, d->port, err))) ||
@@ -436,6 +453,7 @@ void ph_daemon_stop(ph_daemon *d, int grace_ms)
      * after the restart); then the writer finishes every queued command. */
     ph_sio_destroy(d->sio);
     d->sio = NULL;
+    ph_fulfil_flush(d->fulfil); /* those ends become store commands before the store closes */
     ph_store_close(d->store);
     d->store = NULL;
     ph_fulfil_destroy(d->fulfil);

@@ -58,6 +58,7 @@ typedef struct ph_daemon {
     char *pid_path;        /* pid_file as at start (a reload does not move it) */
     atomic_int ready;      /* 1 once serving, 0 again when stopping */
     uint32_t reqid_prefix; /* random per process: request ids stay unique across restarts */
+    pthread_t main_thread; /* ph_daemon_start's caller: reloads, plugin shutdowns and dlclose */
     atomic_uint_fast64_t reqid_next;
     /* the expiry sweep's timer thread (daemon.c) */
     struct ph_sweeper *sweeper;
@@ -68,6 +69,12 @@ typedef struct ph_daemon {
  * key file, store, catalog sync, suppliers, HTTP listener. config_path (may be
  * NULL) is remembered for reloads. On failure everything started is stopped. */
 int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_err *err);
+
+/* Shuts down and closes the plugins of suppliers whose last reference went on
+ * another thread (suppliers.h, the reaper). The daemon asks for it by sending
+ * SIGUSR1 to main_thread, so the caller of ph_daemon_start must keep SIGUSR1
+ * blocked and call this when sigwait returns it (main.c). Main thread. */
+void ph_daemon_reap(ph_daemon *d);
 
 /* Re-reads the configuration file. A file that does not validate, or whose
  * suppliers fail to start, changes nothing; err says why. Settings that need a

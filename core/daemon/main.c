@@ -35,7 +35,8 @@ static void usage(FILE *f)
           "       perkhubd --version | --help\n"
           "\n"
           "signals: SIGHUP reloads the config file (an invalid file changes nothing),\n"
-          "         SIGTERM/SIGINT stop after in-flight requests finish.\n",
+          "         SIGTERM/SIGINT stop after in-flight requests finish,\n"
+          "         SIGUSR1 is the daemon's own (harmless if sent from outside).\n",
           f);
 }
 
@@ -151,6 +152,7 @@ static int run(const char *path)
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGUSR1); /* the daemon's own wake: a plugin to stop here (reaper) */
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* before any thread exists: all inherit it */
     signal(SIGPIPE, SIG_IGN);
 
@@ -166,6 +168,10 @@ static int run(const char *path)
     for (;;) {
         int sig = 0;
         sigwait(&set, &sig);
+        if (sig == SIGUSR1) {
+            ph_daemon_reap(&d); /* plugins' shutdown and dlclose run on this thread only */
+            continue;
+        }
         if (sig == SIGHUP) {
             if (ph_daemon_reload(&d, &err) != PH_OK)
                 ph_log(&d.log, PH_LOG_ERROR, NULL, "config.reload_failed",

@@ -5,8 +5,15 @@
  *   T_IDLE  waiting in the timer heap for its next exchange (due);
  *   T_JOB   an exchange with the supplier is running (t->job, I/O engine);
  *   T_CMD   a store command recording the result is running (t->cmd, writer).
- * Only the owner of the current phase touches the track's fields, so the only
- * shared state is the registry, the heap and the waiters, all under f->mu.
+ *
+ * One owner: fulfil's own thread (fulfil_main) is the only thread that reads
+ * or writes a track once it is registered, the registry, the heap and the
+ * waiters. Other threads only post events to its queue (f->mu, a leaf lock
+ * held for a few pointer moves): the I/O thread "exchange finished", the
+ * writer "command durable", HTTP threads "begin", "wait" and "confirm", the
+ * main thread "resume". The I/O engine and the store only hold the job and
+ * the command between submission and their done callback, which touches
+ * nothing but the queue. PH_ASSERT_OWNER checks the rule where it matters.
  *
  * Memory: a track lives as long as its attempt is in flight, so with thousands
  * of exchanges on the wire its size is the daemon's size. It holds what every
@@ -19,6 +26,8 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,12 +36,23 @@
 #include "codes/import.h"
 #include "supply/plugin_ops.h"
 #include "supply/route.h"
+#include "base/lockcheck.h"
 #include "base/util.h"
 
 #define ACCOUNT_AAD "perkhub/account/v1"
 #define NBUCKETS    4096
 
 enum { T_IDLE = 1, T_JOB, T_CMD };
+
+/* What other threads tell fulfil's thread (the queue). A node is embedded in
+ * what it carries, so posting never allocates, except a confirm's. */
+enum { EV_BEGIN = 1, EV_RESUME, EV_JOB_DONE, EV_CMD_DONE, EV_WAIT, EV_CONFIRM };
+typedef struct fev {
+    int kind;
+    struct fev *next;
+} fev;
+
+#define EV_OF(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 typedef struct track track;
 struct track {
@@ -64,6 +84,8 @@ struct track {
     ph_sio_job job;
     struct track_cmd *cmd; /* T_CMD only */
     track *hnext;          /* registry chain */
+    int64_t resume_due;    /* EV_RESUME: when to query */
+    fev ev;                /* EV_BEGIN, EV_RESUME, then EV_JOB_DONE: one at a time */
 };
 
 /* A track's store command and what only the command reads (T_CMD). */
@@ -75,6 +97,7 @@ typedef struct track_cmd {
     char next_product[PH_SUPPLIER_ORDER_MAX + 1];
     ph_supplied_code *codes; /* sealed codes the command stores */
     uint8_t *blobs;
+    fev ev; /* EV_CMD_DONE */
 } track_cmd;
 
 #define TRIED_MAX 8 /* suppliers a track remembers (fail-over skips them) */
@@ -96,29 +119,65 @@ typedef struct waiter {
     void (*cb)(void *);
     void *arg;
     struct waiter *next;
+    fev ev; /* EV_WAIT */
 } waiter;
+
+typedef struct confirm_ev {
+    fev ev; /* EV_CONFIRM */
+    uint64_t id;
+    uint32_t no;
+} confirm_ev;
 
 struct ph_fulfil {
     ph_fulfil_opts o;
+    pthread_t thread;
+
+    /* shared, under mu (a leaf: nothing is called with it held) */
+    ph_mutex mu;
+    pthread_cond_t cv;      /* fulfil's thread sleeps on it: an event, stop, exit */
+    pthread_cond_t idle_cv; /* ph_fulfil_flush and ph_fulfil_stop wait on it */
+    fev *qhead, *qtail;
+    uint64_t posted, handled; /* events queued / handled so far (flush) */
+    int stopping;             /* ph_fulfil_stop: no new exchanges */
+    int stop_seen;            /* the thread has seen stopping: it calls the I/O engine no more */
+    int exiting;              /* ph_fulfil_destroy: drain the queue and end */
     char callback_base[256];
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    pthread_t timer;
-    int stopping;
+
+    /* fulfil's thread only (owner) */
+    ph_owner owner;
     track *buckets[NBUCKETS];
-    size_t active;
     heap_ent *heap;
     size_t nheap, capheap;
     waiter *waiters;
+    atomic_size_t active; /* written by the owner, read by anyone (stats) */
 };
 
 static void on_job_done(ph_sio_job *job);
 static void on_cmd_done(ph_cmd *cmd);
 
-/* ---- registry, heap, waiters (f->mu held) --------------------------------- */
+/* ---- the queue (any thread) ------------------------------------------------ */
+
+/* Hands an event to fulfil's thread. Never fails: the node is the caller's. */
+static void post(ph_fulfil *f, fev *e, int kind)
+{
+    e->kind = kind;
+    e->next = NULL;
+    ph_mutex_lock(&f->mu);
+    if (f->qtail)
+        f->qtail->next = e;
+    else
+        f->qhead = e;
+    f->qtail = e;
+    f->posted++;
+    pthread_cond_signal(&f->cv);
+    ph_mutex_unlock(&f->mu);
+}
+
+/* ---- registry, heap, waiters (fulfil's thread) -------------------------------- */
 
 static track **bucket(ph_fulfil *f, uint64_t id)
 {
+    PH_ASSERT_OWNER(&f->owner);
     return &f->buckets[id % NBUCKETS];
 }
 
@@ -127,7 +186,7 @@ static void reg_add(ph_fulfil *f, track *t)
     track **b = bucket(f, t->order_id);
     t->hnext = *b;
     *b = t;
-    f->active++;
+    atomic_fetch_add_explicit(&f->active, 1, memory_order_relaxed);
 }
 
 static void reg_del(ph_fulfil *f, track *t)
@@ -135,7 +194,7 @@ static void reg_del(ph_fulfil *f, track *t)
     for (track **p = bucket(f, t->order_id); *p; p = &(*p)->hnext)
         if (*p == t) {
             *p = t->hnext;
-            f->active--;
+            atomic_fetch_sub_explicit(&f->active, 1, memory_order_relaxed);
             return;
         }
 }
@@ -157,6 +216,7 @@ static void heap_swap(ph_fulfil *f, size_t a, size_t b)
 
 static int heap_push(ph_fulfil *f, track *t, int64_t due)
 {
+    PH_ASSERT_OWNER(&f->owner);
     if (f->nheap == f->capheap) {
         size_t cap = f->capheap ? f->capheap * 2 : 256;
         heap_ent *h = realloc(f->heap, cap * sizeof *h);
@@ -172,12 +232,12 @@ static int heap_push(ph_fulfil *f, track *t, int64_t due)
         i = (i - 1) / 2;
     }
     t->phase = T_IDLE;
-    pthread_cond_signal(&f->cv);
     return PH_OK;
 }
 
 static heap_ent heap_pop(ph_fulfil *f)
 {
+    PH_ASSERT_OWNER(&f->owner);
     heap_ent top = f->heap[0];
     f->heap[0] = f->heap[--f->nheap];
     for (size_t i = 0;;) {
@@ -195,9 +255,10 @@ static heap_ent heap_pop(ph_fulfil *f)
 }
 
 /* Detaches the waiters of order id (every one when id is 0), or with now > 0
- * those whose deadline passed, into a list the caller fires outside the lock. */
+ * those whose deadline passed, into a list the caller fires. */
 static waiter *waiters_take(ph_fulfil *f, uint64_t id, int64_t now)
 {
+    PH_ASSERT_OWNER(&f->owner);
     waiter *fired = NULL;
     for (waiter **p = &f->waiters; *p;) {
         waiter *w = *p;
@@ -349,6 +410,11 @@ static void track_account(ph_fulfil *f, track *t, const ph_order *o, const char 
 
 /* ---- exchanges ---------------------------------------------------------------- */
 
+static int io_submit(ph_fulfil *f, ph_sio_job *job)
+{
+    return f->o.io.submit ? f->o.io.submit(f->o.io.ctx, job) : ph_sio_submit(f->o.sio, job);
+}
+
 static void job_setup(track *t)
 {
     ph_sio_job *j = &t->job;
@@ -379,11 +445,15 @@ static void job_setup(track *t)
 }
 
 /* The URL suppliers call back for this track, built again only when the base
- * changed. f->mu held. PH_ENOMEM leaves the track without one. */
+ * changed. Fulfil's thread. PH_ENOMEM leaves the track without one. */
 static int track_callback_url(ph_fulfil *f, track *t)
 {
-    char url[sizeof f->callback_base + PH_SKU_MAX + 16];
-    int n = snprintf(url, sizeof url, "%s/v1/callbacks/%s", f->callback_base, t->supplier);
+    char base[sizeof f->callback_base];
+    ph_mutex_lock(&f->mu); /* the base changes on the main thread (reload) */
+    memcpy(base, f->callback_base, sizeof base);
+    ph_mutex_unlock(&f->mu);
+    char url[sizeof base + PH_SKU_MAX + 16];
+    int n = snprintf(url, sizeof url, "%s/v1/callbacks/%s", base, t->supplier);
     if (t->callback_url && strcmp(t->callback_url, url) == 0)
         return PH_OK;
     char *p = realloc(t->callback_url, (size_t)n + 1);
@@ -394,9 +464,10 @@ static int track_callback_url(ph_fulfil *f, track *t)
     return PH_OK;
 }
 
-/* Starts the track's next exchange. f->mu held. */
+/* Starts the track's next exchange. Fulfil's thread. */
 static void track_run(ph_fulfil *f, track *t)
 {
+    PH_ASSERT_OWNER(&f->owner);
     if (!t->sup && ph_suppliers_acquire(f->o.suppliers, t->supplier, &t->sup) != PH_OK) {
         t->sup = NULL;
         ph_log(f->o.log, PH_LOG_WARN, NULL, "fulfil.supplier_unavailable",
@@ -405,14 +476,13 @@ static void track_run(ph_fulfil *f, track *t)
         heap_push(f, t, ph_now_ms() + (t->query_max_ms > 0 ? t->query_max_ms : 30000));
         return;
     }
-    /* callback_base is guarded by f->mu, held here */
     if (track_callback_url(f, t) != PH_OK) {
         heap_push(f, t, ph_now_ms() + (t->query_max_ms > 0 ? t->query_max_ms : 30000));
         return;
     }
     job_setup(t);
     t->phase = T_JOB;
-    if (ph_sio_submit(f->o.sio, &t->job) != PH_OK)
+    if (io_submit(f, &t->job) != PH_OK)
         t->phase = T_IDLE; /* shutting down: the store keeps the attempt for the restart */
 }
 
@@ -514,9 +584,7 @@ static void record_later(ph_fulfil *f, track *t, const ph_attempt_ctx *a)
     t->send_order = 0;
     t->follow_step = 0;
     ph_sio_job_clear(&t->job);
-    pthread_mutex_lock(&f->mu);
     heap_push(f, t, ph_now_ms() + ph_attempt_backoff(a, t->checks));
-    pthread_mutex_unlock(&f->mu);
 }
 
 /* A fail-over target for the command; its strings are copied out of the
@@ -535,10 +603,18 @@ static void set_failover(ph_fulfil *f, track_cmd *b)
         f->o.cfg.release(ref);
 }
 
+/* I/O thread: the exchange is over; everything else happens on fulfil's. */
 static void on_job_done(ph_sio_job *job)
 {
     track *t = job->arg;
-    ph_fulfil *f = t->f;
+    post(t->f, &t->ev, EV_JOB_DONE);
+}
+
+/* An exchange ended: decide (attempt.h) and record the move in the store. */
+static void job_done(ph_fulfil *f, track *t, int stopping)
+{
+    PH_ASSERT_OWNER(&f->owner);
+    ph_sio_job *job = &t->job;
     ph_attempt_ctx a = {t->send_order, t->card,           t->quantity,
                         t->state,      t->created_at,     t->checks,
                         t->window_ms,  t->query_delay_ms, t->query_max_ms};
@@ -548,10 +624,6 @@ static void on_job_done(ph_sio_job *job)
     track_cmd *b = cmd_new(t);
     if (!b)
         return record_later(f, t, &a);
-    int stopping;
-    pthread_mutex_lock(&f->mu);
-    stopping = f->stopping;
-    pthread_mutex_unlock(&f->mu);
     if (m.take_codes && seal_codes(f, b, &job->res) != PH_OK) {
         m.state = PH_ATTEMPT_UNKNOWN;
         m.take_codes = 0;
@@ -578,10 +650,8 @@ static void on_job_done(ph_sio_job *job)
     t->phase = T_CMD;
     t->cmd = b;
     if (ph_store_submit(f->o.store, &b->cmd) != PH_OK) {
-        pthread_mutex_lock(&f->mu);
         t->phase = T_IDLE; /* closing: the store keeps the last durable state */
         t->cmd = NULL;
-        pthread_mutex_unlock(&f->mu);
         cmd_free(b);
     }
 }
@@ -593,9 +663,11 @@ static int order_final(int s)
     return s == PH_ORDER_SUCCEEDED || s == PH_ORDER_FAILED;
 }
 
-/* Moves the track to the failover attempt the command created. f->mu held. */
+/* Moves the track to the failover attempt the command created. Fulfil's
+ * thread. */
 static void track_next_attempt(ph_fulfil *f, track *t, const ph_order *o)
 {
+    PH_ASSERT_OWNER(&f->owner);
     const ph_attempt *a = &o->attempts[o->nattempts - 1];
     ph_supplier_release(t->sup);
     t->sup = NULL;
@@ -645,27 +717,35 @@ static void cmd_end(track *t, track_cmd *b)
     cmd_free(b);
 }
 
+/* Writer thread: the command is durable (or refused); fulfil's thread goes on. */
 static void on_cmd_done(ph_cmd *cmd)
 {
     track_cmd *b = (track_cmd *)cmd;
+    post(b->t->f, &b->ev, EV_CMD_DONE);
+}
+
+/* A track's command completed: the track follows the stored order (final,
+ * fail-over, next check). When stopping, nothing new goes to the store or the
+ * I/O engine: the store may be closing. */
+static void cmd_done(ph_fulfil *f, track_cmd *b, int stopping)
+{
+    PH_ASSERT_OWNER(&f->owner);
+    ph_cmd *cmd = &b->cmd;
     track *t = b->t;
-    ph_fulfil *f = t->f;
     free(b->codes);
     free(b->blobs);
     b->codes = NULL;
     b->blobs = NULL;
-    if (refuse_known_codes(f, b))
+    if (!stopping && refuse_known_codes(f, b))
         return;
     const ph_order *o = cmd->order;
-    pthread_mutex_lock(&f->mu);
     if (cmd->rc != PH_OK || !o) {
         /* PH_ESTATE: the attempt moved on already (a late duplicate); anything
          * else: keep the durable state and look again later. */
         ph_log(f->o.log, PH_LOG_WARN, NULL, "fulfil.record_failed", "order=%llu attempt=%u rc=%s",
                (unsigned long long)t->order_id, t->no, ph_strerror(cmd->rc));
-        if (cmd->rc == PH_ESTATE || f->stopping) {
+        if (cmd->rc == PH_ESTATE || stopping) {
             reg_del(f, t);
-            pthread_mutex_unlock(&f->mu);
             cmd_end(t, b);
             track_free(t);
             return;
@@ -673,19 +753,15 @@ static void on_cmd_done(ph_cmd *cmd)
         ph_attempt_ctx ac = {.query_delay_ms = t->query_delay_ms, .query_max_ms = t->query_max_ms};
         cmd_end(t, b);
         heap_push(f, t, ph_now_ms() + ph_attempt_backoff(&ac, t->checks));
-        pthread_mutex_unlock(&f->mu);
         return;
     }
     const ph_attempt *a = NULL;
     for (size_t i = 0; i < o->nattempts; i++)
         if (o->attempts[i].no == t->no)
             a = &o->attempts[i];
-    waiter *fired = NULL;
     if (order_final(o->state)) {
         reg_del(f, t);
-        fired = waiters_take(f, o->id, 0);
-        pthread_mutex_unlock(&f->mu);
-        waiters_fire(fired);
+        waiters_fire(waiters_take(f, o->id, 0));
         cmd_end(t, b);
         track_free(t);
         return;
@@ -693,9 +769,10 @@ static void on_cmd_done(ph_cmd *cmd)
     if (o->nattempts && o->attempts[o->nattempts - 1].no != t->no) {
         track_next_attempt(f, t, o); /* fail-over: send the new attempt now */
         cmd_end(t, b);
-        if (!f->stopping)
+        if (!stopping)
             track_run(f, t);
-        pthread_mutex_unlock(&f->mu);
+        else
+            t->phase = T_IDLE; /* the store has it SENDING: resumed after the restart */
         return;
     }
     if (a) {
@@ -709,39 +786,159 @@ static void on_cmd_done(ph_cmd *cmd)
     }
     cmd_end(t, b);
     heap_push(f, t, due);
-    pthread_mutex_unlock(&f->mu);
 }
 
-/* ---- the timer thread ------------------------------------------------------------- */
+/* ---- fulfil's thread ------------------------------------------------------------- */
 
-static void *timer_main(void *arg)
+/* A new order's first attempt (EV_BEGIN) or an unfinished one found at start
+ * (EV_RESUME). After a restart a SENDING attempt may have reached the
+ * supplier: it is recorded UNKNOWN first (never resent), then queried. */
+static void track_start(ph_fulfil *f, track *t, int resume, int stopping)
+{
+    if (stopping) { /* the store keeps the attempt; the restart resumes it */
+        track_free(t);
+        return;
+    }
+    reg_add(f, t);
+    if (!resume) {
+        track_run(f, t);
+        return;
+    }
+    track_cmd *b = t->state == PH_ATTEMPT_SENDING ? cmd_new(t) : NULL;
+    if (!b) {
+        /* a SENDING attempt without memory to record it UNKNOWN is queried
+         * all the same: whatever the query says, it was sent */
+        heap_push(f, t, t->resume_due);
+        return;
+    }
+    ph_attempt_move m = {.state = PH_ATTEMPT_UNKNOWN, .next_check_at = ph_now_ms()};
+    snprintf(m.reason, sizeof m.reason, "interrupted_while_sending");
+    fill_cmd(b, &m, NULL);
+    t->phase = T_CMD;
+    t->cmd = b;
+    if (ph_store_submit(f->o.store, &b->cmd) != PH_OK) {
+        t->phase = T_IDLE;
+        t->cmd = NULL;
+        cmd_free(b);
+    }
+}
+
+/* A client waits for order w->id: fired now when no track holds the order (it
+ * is final already, or not ours to wait for), else when it ends. */
+static void wait_add(ph_fulfil *f, waiter *w, int stopping)
+{
+    track *t = *bucket(f, w->id);
+    while (t && t->order_id != w->id)
+        t = t->hnext;
+    if (stopping || !t) {
+        w->next = NULL;
+        waiters_fire(w);
+        return;
+    }
+    w->next = f->waiters;
+    f->waiters = w;
+}
+
+/* A verified callback for attempt (id, no): query now, or right after the
+ * exchange or command in progress. */
+static void confirm(ph_fulfil *f, uint64_t id, uint32_t no, int stopping)
+{
+    track *t = reg_find(f, id, no);
+    if (t && t->phase == T_IDLE && !stopping)
+        heap_push(f, t, ph_now_ms());
+    else if (t)
+        t->confirm = 1;
+}
+
+static void handle(ph_fulfil *f, fev *e, int stopping)
+{
+    switch (e->kind) {
+    case EV_BEGIN:
+    case EV_RESUME:
+        track_start(f, EV_OF(e, track, ev), e->kind == EV_RESUME, stopping);
+        break;
+    case EV_JOB_DONE:
+        job_done(f, EV_OF(e, track, ev), stopping);
+        break;
+    case EV_CMD_DONE:
+        cmd_done(f, EV_OF(e, track_cmd, ev), stopping);
+        break;
+    case EV_WAIT:
+        wait_add(f, EV_OF(e, waiter, ev), stopping);
+        break;
+    case EV_CONFIRM: {
+        confirm_ev *c = EV_OF(e, confirm_ev, ev);
+        confirm(f, c->id, c->no, stopping);
+        free(c);
+        break;
+    }
+    }
+}
+
+/* Due exchanges and expired waiters; returns when to look again. */
+static int64_t run_due(ph_fulfil *f)
+{
+    int64_t now = ph_now_ms(), next = now + 1000;
+    while (f->nheap && f->heap[0].due <= now) {
+        heap_ent e = heap_pop(f);
+        track *t = reg_find(f, e.order_id, e.no);
+        if (t && e.gen == t->gen && t->phase == T_IDLE)
+            track_run(f, t);
+    }
+    if (f->nheap && f->heap[0].due < next)
+        next = f->heap[0].due;
+    waiters_fire(waiters_take(f, 0, now));
+    for (waiter *w = f->waiters; w; w = w->next)
+        if (w->deadline < next)
+            next = w->deadline;
+    return next;
+}
+
+static void *fulfil_main(void *arg)
 {
     ph_fulfil *f = arg;
-    pthread_mutex_lock(&f->mu);
-    while (!f->stopping) {
-        int64_t now = ph_now_ms(), next = now + 1000;
-        while (f->nheap && f->heap[0].due <= now) {
-            heap_ent e = heap_pop(f);
-            track *t = reg_find(f, e.order_id, e.no);
-            if (t && e.gen == t->gen && t->phase == T_IDLE)
-                track_run(f, t);
+    ph_owner_set(&f->owner);
+    int waiters_done = 0;
+    ph_mutex_lock(&f->mu);
+    for (;;) {
+        fev *q = f->qhead;
+        f->qhead = f->qtail = NULL;
+        int stopping = f->stopping;
+        if (stopping && !f->stop_seen) {
+            f->stop_seen = 1; /* from here on, no call to the I/O engine */
+            pthread_cond_broadcast(&f->idle_cv);
         }
-        if (f->nheap && f->heap[0].due < next)
-            next = f->heap[0].due;
-        waiter *fired = waiters_take(f, 0, now);
-        for (waiter *w = f->waiters; w; w = w->next)
-            if (w->deadline < next)
-                next = w->deadline;
-        if (fired) {
-            pthread_mutex_unlock(&f->mu);
-            waiters_fire(fired);
-            pthread_mutex_lock(&f->mu);
+        ph_mutex_unlock(&f->mu);
+
+        uint64_t n = 0;
+        for (fev *next; q; q = next, n++) {
+            next = q->next;
+            handle(f, q, stopping);
+        }
+        int64_t wake = 0;
+        if (!stopping) {
+            wake = run_due(f);
+        } else if (!waiters_done) {
+            waiters_fire(waiters_take(f, 0, 0)); /* clients get the order as it is now */
+            waiters_done = 1;
+        }
+
+        ph_mutex_lock(&f->mu);
+        f->handled += n;
+        if (n)
+            pthread_cond_broadcast(&f->idle_cv);
+        if (f->qhead || f->stopping != stopping)
             continue;
+        if (f->exiting)
+            break;
+        if (stopping) {
+            ph_mutex_wait(&f->mu, &f->cv, NULL);
+        } else {
+            struct timespec ts = {(time_t)(wake / 1000), (long)(wake % 1000) * 1000000L};
+            ph_mutex_wait(&f->mu, &f->cv, &ts);
         }
-        struct timespec ts = {(time_t)(next / 1000), (long)(next % 1000) * 1000000L};
-        pthread_cond_timedwait(&f->cv, &f->mu, &ts);
     }
-    pthread_mutex_unlock(&f->mu);
+    ph_mutex_unlock(&f->mu);
     return NULL;
 }
 
@@ -757,7 +954,8 @@ static int usable_for(void *ctx, const ph_supplier_conf *sc)
     ph_supplier_release(sup);
     if (!(caps & PERKHUB_CAP_ORDER_QUERY) || !(caps & rc->cap))
         return 0;
-    return ph_sio_allow(rc->f->o.sio, sc->id);
+    return rc->f->o.io.allow ? rc->f->o.io.allow(rc->f->o.io.ctx, sc->id)
+                             : ph_sio_allow(rc->f->o.sio, sc->id);
 }
 
 /* The best usable offer of p for its kind of delivery (route.h), as a target
@@ -808,15 +1006,11 @@ int ph_fulfil_begin(ph_fulfil *f, const ph_order *o, const char *account, ph_err
         return PH_ENOMEM;
     track_account(f, t, o, account);
     t->send_order = 1;
-    pthread_mutex_lock(&f->mu);
-    reg_add(f, t);
-    track_run(f, t);
-    pthread_mutex_unlock(&f->mu);
+    post(f, &t->ev, EV_BEGIN); /* from here on the track is fulfil's thread's */
     return PH_OK;
 }
 
-/* After a restart a SENDING attempt may have reached the supplier: record it
- * UNKNOWN first (never resend), then query. */
+/* The last unfinished attempt of o, handed to fulfil's thread. */
 static void resume_one(ph_fulfil *f, const ph_order *o, ph_err *err)
 {
     const ph_attempt *a = NULL;
@@ -830,26 +1024,8 @@ static void resume_one(ph_fulfil *f, const ph_order *o, ph_err *err)
     if (!t)
         return;
     track_account(f, t, o, NULL);
-    pthread_mutex_lock(&f->mu);
-    reg_add(f, t);
-    track_cmd *b = a->state == PH_ATTEMPT_SENDING ? cmd_new(t) : NULL;
-    if (b) {
-        ph_attempt_move m = {.state = PH_ATTEMPT_UNKNOWN, .next_check_at = ph_now_ms()};
-        snprintf(m.reason, sizeof m.reason, "interrupted_while_sending");
-        fill_cmd(b, &m, NULL);
-        t->phase = T_CMD;
-        t->cmd = b;
-        if (ph_store_submit(f->o.store, &b->cmd) != PH_OK) {
-            t->phase = T_IDLE;
-            t->cmd = NULL;
-            cmd_free(b);
-        }
-    } else {
-        /* a SENDING attempt without memory to record it UNKNOWN is queried
-         * all the same: whatever the query says, it was sent */
-        heap_push(f, t, a->next_check_at ? a->next_check_at : ph_now_ms());
-    }
-    pthread_mutex_unlock(&f->mu);
+    t->resume_due = a->next_check_at ? a->next_check_at : ph_now_ms();
+    post(f, &t->ev, EV_RESUME);
 }
 
 int ph_fulfil_resume(ph_fulfil *f, ph_err *err)
@@ -881,31 +1057,21 @@ int ph_fulfil_wait(ph_fulfil *f, uint64_t id, int64_t deadline_ms, void (*cb)(vo
     waiter *w = calloc(1, sizeof *w);
     if (!w)
         return PH_ENOMEM;
-    *w = (waiter){id, deadline_ms, cb, arg, NULL};
-    pthread_mutex_lock(&f->mu);
-    /* an order no track holds is final already, or not ours to wait for */
-    track *t = *bucket(f, id);
-    while (t && t->order_id != id)
-        t = t->hnext;
-    int live = !f->stopping && t;
-    if (live) {
-        w->next = f->waiters;
-        f->waiters = w;
-        pthread_cond_signal(&f->cv);
-    }
-    pthread_mutex_unlock(&f->mu);
-    if (!live) {
-        cb(arg);
-        free(w);
-    }
+    w->id = id;
+    w->deadline = deadline_ms;
+    w->cb = cb;
+    w->arg = arg;
+    /* queued behind this order's EV_BEGIN when the same thread just posted it,
+     * so the track is registered by the time the wait is looked at */
+    post(f, &w->ev, EV_WAIT);
     return PH_OK;
 }
 
 void ph_fulfil_set_callback_base(ph_fulfil *f, const char *base)
 {
-    pthread_mutex_lock(&f->mu);
+    ph_mutex_lock(&f->mu);
     snprintf(f->callback_base, sizeof f->callback_base, "%s", base ? base : "");
-    pthread_mutex_unlock(&f->mu);
+    ph_mutex_unlock(&f->mu);
 }
 
 const ph_fulfil_opts *ph_fulfil_options(const ph_fulfil *f)
@@ -913,17 +1079,22 @@ const ph_fulfil_opts *ph_fulfil_options(const ph_fulfil *f)
     return &f->o;
 }
 
-/* A verified callback for attempt (id, no): query now, or right after the
- * exchange or command in progress. */
+size_t ph_fulfil_active(ph_fulfil *f)
+{
+    return atomic_load_explicit(&f->active, memory_order_relaxed);
+}
+
 void ph_fulfil_confirm(ph_fulfil *f, uint64_t id, uint32_t no)
 {
-    pthread_mutex_lock(&f->mu);
-    track *t = reg_find(f, id, no);
-    if (t && t->phase == T_IDLE && !f->stopping)
-        heap_push(f, t, ph_now_ms());
-    else if (t)
-        t->confirm = 1;
-    pthread_mutex_unlock(&f->mu);
+    confirm_ev *c = calloc(1, sizeof *c);
+    if (!c) { /* a hint lost: the attempt's scheduled query still settles it */
+        ph_log(f->o.log, PH_LOG_WARN, NULL, "fulfil.confirm_dropped",
+               "order=%llu attempt=%u rc=out_of_memory", (unsigned long long)id, no);
+        return;
+    }
+    c->id = id;
+    c->no = no;
+    post(f, &c->ev, EV_CONFIRM);
 }
 
 int ph_fulfil_create(const ph_fulfil_opts *opts, ph_fulfil **out, ph_err *err)
@@ -934,16 +1105,19 @@ int ph_fulfil_create(const ph_fulfil_opts *opts, ph_fulfil **out, ph_err *err)
     f->o = *opts;
     snprintf(f->callback_base, sizeof f->callback_base, "%s",
              opts->callback_base ? opts->callback_base : "");
-    pthread_mutex_init(&f->mu, NULL);
+    ph_mutex_init(&f->mu);
+    atomic_init(&f->active, 0);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_cond_init(&f->cv, &ca); /* CLOCK_REALTIME: deadlines are wall-clock ms */
     pthread_condattr_destroy(&ca);
-    if (pthread_create(&f->timer, NULL, timer_main, f)) {
+    pthread_cond_init(&f->idle_cv, NULL);
+    if (pthread_create(&f->thread, NULL, fulfil_main, f)) {
+        pthread_cond_destroy(&f->idle_cv);
         pthread_cond_destroy(&f->cv);
-        pthread_mutex_destroy(&f->mu);
+        ph_mutex_destroy(&f->mu);
         free(f);
-        return ph_err_set(err, PH_EIO, "fulfil: cannot start the timer thread");
+        return ph_err_set(err, PH_EIO, "fulfil: cannot start its thread");
     }
     *out = f;
     return PH_OK;
@@ -953,17 +1127,23 @@ void ph_fulfil_stop(ph_fulfil *f)
 {
     if (!f)
         return;
-    pthread_mutex_lock(&f->mu);
-    if (f->stopping) {
-        pthread_mutex_unlock(&f->mu);
-        return;
-    }
+    ph_mutex_lock(&f->mu);
     f->stopping = 1;
-    waiter *fired = waiters_take(f, 0, 0);
     pthread_cond_signal(&f->cv);
-    pthread_mutex_unlock(&f->mu);
-    waiters_fire(fired);
-    pthread_join(f->timer, NULL);
+    while (!f->stop_seen)
+        ph_mutex_wait(&f->mu, &f->idle_cv, NULL);
+    ph_mutex_unlock(&f->mu);
+}
+
+void ph_fulfil_flush(ph_fulfil *f)
+{
+    if (!f)
+        return;
+    ph_mutex_lock(&f->mu);
+    uint64_t target = f->posted;
+    while (f->handled < target)
+        ph_mutex_wait(&f->mu, &f->idle_cv, NULL);
+    ph_mutex_unlock(&f->mu);
 }
 
 void ph_fulfil_destroy(ph_fulfil *f)
@@ -971,13 +1151,20 @@ void ph_fulfil_destroy(ph_fulfil *f)
     if (!f)
         return;
     ph_fulfil_stop(f);
+    ph_mutex_lock(&f->mu);
+    f->exiting = 1;
+    pthread_cond_signal(&f->cv);
+    ph_mutex_unlock(&f->mu);
+    pthread_join(f->thread, NULL); /* it drains the queue first */
+    ph_owner_set(&f->owner);       /* what it owned is ours to free now */
     for (size_t b = 0; b < NBUCKETS; b++)
         for (track *t = f->buckets[b], *n; t; t = n) {
             n = t->hnext;
             track_free(t);
         }
     free(f->heap);
+    pthread_cond_destroy(&f->idle_cv);
     pthread_cond_destroy(&f->cv);
-    pthread_mutex_destroy(&f->mu);
+    ph_mutex_destroy(&f->mu);
     free(f);
 }

@@ -4,12 +4,15 @@
  *
  * Data flows one way: the HTTP handler stores the order (PH_CMD_SUPPLY_CREATE),
  * then hands it here (ph_fulfil_begin). From then on every attempt is a small
- * state machine driven by three kinds of events, never by a thread of its own:
+ * state machine driven by events, all handled on fulfil's own thread:
  *
- *     exchange finished (I/O thread) -> decide (attempt.h) -> store command
- *     store command durable (writer)  -> final? wake waiters : schedule next
- *     due time reached (timer thread) -> next exchange (a query, or the
- *                                        follow-up step the plugin asked for)
+ *     exchange finished (posted by the I/O thread) -> decide (attempt.h) ->
+ *                                                     store command
+ *     store command durable (posted by the writer) -> final? wake waiters :
+ *                                                     schedule next
+ *     due time reached (fulfil's thread)           -> next exchange (a query, or
+ *                                        the follow-up step the plugin asked for)
+ *     begin, wait, confirm (posted by HTTP threads), resume (main thread)
  *
  * An attempt is persisted as SENDING before its order request leaves, and the
  * request is never sent twice: an ambiguous end makes it UNKNOWN, and only the
@@ -21,18 +24,24 @@
  * is final, so disabling a supplier (SIGHUP) stops new orders going to it
  * without dropping its attempts in flight.
  *
- * Threads (docs/design.md, "Threads"): fulfil's own timer thread starts due
- * exchanges and fires waiters' deadlines; today the I/O thread (an exchange
- * finished) and the store's writer (a command is durable) run fulfil's code on
- * their own threads, and HTTP threads call the functions below. Every function
- * here may be called from any thread unless its note says otherwise; the state
- * they share (attempts in flight, the timer heap, waiters, the callback base) is
- * under one mutex, the first in the lock order (docs/design.md, "Lock order").
- * Target of issue 9 part 2.2: those calls and completions only post an event to
- * fulfil's thread, which alone changes attempts in flight.
- *
- * Ownership: fulfil copies what it keeps (accounts, strings of an order); every
- * service in ph_fulfil_opts is borrowed and must outlive it.
+ * Threads, and who owns what:
+ *   - fulfil's thread (started by ph_fulfil_create) is the only one that
+ *     touches the attempts in flight (tracks), their registry, the timer heap
+ *     and the waiters. It decides, seals delivered codes, submits store
+ *     commands and I/O jobs, and fires waiters' callbacks.
+ *   - every other thread only posts an event to its queue: the I/O thread
+ *     (an exchange finished), the store's writer (a command is durable), HTTP
+ *     threads (begin, wait, confirm), the main thread (resume, the callback
+ *     base on reload). Posting takes fulfil's mutex for a few pointer moves.
+ *   - fulfil's mutex guards the queue, the stop flags and the callback base,
+ *     and is a leaf: nothing is called while it is held, so there is no lock
+ *     order to keep with the daemon's config lock, the supplier set, the I/O
+ *     engine or the store (whose locks fulfil's thread takes, one at a time,
+ *     through their own calls).
+ *   - a supplier reference a track drops may be the last one: the plugin's
+ *     shutdown and dlclose then wait for the main thread (suppliers.h).
+ * Every function below may be called from any thread unless it says
+ * otherwise.
  */
 #ifndef PH_FULFIL_H
 #define PH_FULFIL_H
@@ -61,9 +70,20 @@ typedef struct ph_fulfil_cfg_ops {
     void (*release)(void *ref);
 } ph_fulfil_cfg_ops;
 
+/* The I/O engine as fulfil uses it: zeroed, ph_sio_submit and ph_sio_allow on
+ * opts.sio; a test gives a fake engine instead (tests/unit/test_fulfil.c),
+ * which must keep ph_sio_submit's contract (done called exactly once unless
+ * submit failed; any thread, fulfil's own included). */
+typedef struct ph_fulfil_io_ops {
+    void *ctx;
+    int (*submit)(void *ctx, ph_sio_job *job);        /* as ph_sio_submit */
+    int (*allow)(void *ctx, const char *supplier_id); /* as ph_sio_allow */
+} ph_fulfil_io_ops;
+
 typedef struct ph_fulfil_opts {
     ph_store *store;         /* borrowed; outlives fulfil */
-    ph_sio *sio;             /* borrowed */
+    ph_sio *sio;             /* borrowed; unused when io is set */
+    ph_fulfil_io_ops io;     /* zeroed: the real engine, sio */
     ph_suppliers *suppliers; /* borrowed */
     const ph_keyring *keys;  /* borrowed */
     const ph_logger *log;    /* borrowed */
@@ -118,12 +138,10 @@ int ph_fulfil_begin(ph_fulfil *f, const ph_order *o, const char *account, ph_err
 int ph_fulfil_resume(ph_fulfil *f, ph_err *err);
 
 /* Calls cb(arg) once: when order `id` reaches a final state, or at deadline_ms
- * (wall clock, ms since the epoch), or at shutdown, whichever is first — before
- * this returns when no attempt of order `id` is in flight (final already, or not
- * a supplier order) or fulfil is stopping. cb runs on the writer (final), the
- * timer thread (deadline), the thread calling ph_fulfil_stop, or the caller's;
- * never with fulfil's mutex held; keep it short (wake and return).
- * Returns PH_OK, or PH_ENOMEM, and then cb is never called. */
+ * (wall clock), or at shutdown, whichever is first; at once when no attempt of
+ * the order is in flight. cb runs on fulfil's thread (possibly before this
+ * returns, when the caller is that thread); keep it short. Waits posted after
+ * ph_fulfil_begin on the same thread see that order's attempt. PH_ENOMEM. */
 int ph_fulfil_wait(ph_fulfil *f, uint64_t id, int64_t deadline_ms, void (*cb)(void *arg),
                    void *arg);
 
@@ -161,17 +179,26 @@ void ph_fulfil_confirm(ph_fulfil *f, uint64_t id, uint32_t no);
  * ph_fulfil_destroy. */
 const ph_fulfil_opts *ph_fulfil_options(const ph_fulfil *f);
 
-/* Stops scheduling: wakes every waiter (their cb runs on this thread), joins the
- * timer thread. Exchanges and commands still running finish through their
- * callbacks without starting anything new (destroy the I/O engine, then close
- * the store, then call ph_fulfil_destroy). A second call, or NULL, is a no-op.
- * @note Main thread. */
+/* Attempts in flight now (for stats and tests). */
+size_t ph_fulfil_active(ph_fulfil *f);
+
+/* Stops scheduling: returns once fulfil's thread has seen it, so it submits
+ * no further I/O job; waiters are woken (on that thread) right after.
+ * Exchanges and commands still running finish through their events: destroy
+ * the I/O engine, ph_fulfil_flush, close the store, then ph_fulfil_destroy.
+ * Main thread. */
 void ph_fulfil_stop(ph_fulfil *f);
 
-/* Frees everything, releasing each supplier reference attempts still held. Only
- * after ph_fulfil_stop, ph_sio_destroy and ph_store_close, when no callback can
- * reach fulfil any more. NULL is a no-op.
- * @note Main thread. */
+/* Returns when fulfil's thread has handled every event posted before the
+ * call. After ph_sio_destroy, it turns the last exchange ends into store
+ * commands before the store closes (after ph_fulfil_stop, handling a command's
+ * end submits nothing, so closing the store is then safe). Not on fulfil's
+ * thread. NULL is a no-op. */
+void ph_fulfil_flush(ph_fulfil *f);
+
+/* Drains the queue, ends fulfil's thread and frees everything (after
+ * ph_fulfil_stop, ph_sio_destroy, ph_fulfil_flush and ph_store_close). NULL is
+ * a no-op. Main thread. */
 void ph_fulfil_destroy(ph_fulfil *f);
 
 #endif

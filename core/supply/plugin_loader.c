@@ -737,7 +737,7 @@ static void host_log_msg(const struct perkhub_host *host, int level, const char 
         level = PERKHUB_LOG_DEBUG;
     if (level > PERKHUB_LOG_ERROR)
         level = PERKHUB_LOG_ERROR;
-    if (!inst->lg || level < inst->lg->level)
+    if (!ph_log_enabled(inst->lg, level))
         return;
     char ev[80] = "plugin.";
     size_t n = strlen(ev);

@@ -62,6 +62,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/lockcheck.h"
 #include "crypto/crypto.h"
 #include "supply/plugin_ops.h"
 
@@ -172,7 +173,7 @@ struct ph_sio {
     int ep;        /* epoll set: curl's sockets and wake */
     int wake;      /* eventfd: incoming jobs, stopping */
     pthread_t thread;
-    pthread_mutex_t mu;
+    ph_mutex mu;
     /* guarded by mu */
     int stopping;
     job_list incoming;
@@ -322,6 +323,7 @@ static ph_sio_job *timer_pop(ph_sio *io)
 
 static sio_sup *sup_find(ph_sio *io, const char *id)
 {
+    PH_ASSERT_HELD(&io->mu);
     for (sio_sup *s = io->sups; s; s = s->next)
         if (strcmp(s->id, id) == 0)
             return s;
@@ -345,6 +347,7 @@ static sio_sup *sup_get(ph_sio *io, const char *id)
 
 static void breaker_set(ph_sio *io, sio_sup *ss, int state, int64_t now)
 {
+    PH_ASSERT_HELD(&io->mu);
     ph_log(io->log, PH_LOG_WARN, NULL, "sio.breaker", "supplier=%s from=%s to=%s failures=%u",
            ss->id, breaker_name(ss->state), breaker_name(state), ss->failures);
     ss->state = state;
@@ -502,7 +505,7 @@ static void finish(ph_sio *io, ph_sio_job *job, int cls, int outcome, int sent, 
     int64_t now = mono_ms();
     int64_t elapsed = x->start ? now - x->start : 0;
 
-    pthread_mutex_lock(&io->mu);
+    ph_mutex_lock(&io->mu);
     if (x->admitted)
         ss->in_flight--;
     else
@@ -520,7 +523,7 @@ static void finish(ph_sio *io, ph_sio_job *job, int cls, int outcome, int sent, 
         ss->queued--;
         ((sio_x *)nx->priv_)->admitted = 1;
     }
-    pthread_mutex_unlock(&io->mu);
+    ph_mutex_unlock(&io->mu);
     if (nx)
         list_push(&io->launch, nx);
 
@@ -758,14 +761,16 @@ static sio_shard *least_busy(ph_sio *io)
 static void start_curl(ph_sio *io, ph_sio_job *job)
 {
     sio_x *x = job->priv_;
+    int recycled = x->ex->easy != NULL;
     if (!x->ex->easy && !(x->ex->easy = curl_easy_init()))
         return finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "out of memory");
     x->set_easy = 1;
     CURLcode rc = set_options(x, &job->limits, io->share);
-    if (rc != CURLE_OK) {
-        /* a handle recycled from some failed transfers (an unsupported
-         * protocol) keeps its receive buffer, and curl then refuses
-         * CURLOPT_BUFFERSIZE on it for good: set up a fresh one instead */
+    if (rc == CURLE_BAD_FUNCTION_ARGUMENT && recycled) {
+        /* libcurl 7.88 keeps the receive buffer of a handle whose exchange
+         * ended before connecting (refused, unsupported protocol) across
+         * curl_easy_reset, and then refuses CURLOPT_BUFFERSIZE on it: that
+         * handle is replaced by a fresh one, nothing was sent on it */
         curl_easy_cleanup(x->ex->easy);
         if (!(x->ex->easy = curl_easy_init()))
             return finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "out of memory");
@@ -824,7 +829,7 @@ static void admit_ready(ph_sio *io)
     job_list r = io->ready;
     io->ready = (job_list){0};
     ph_sio_job *job;
-    pthread_mutex_lock(&io->mu);
+    ph_mutex_lock(&io->mu);
     while ((job = list_pop(&r))) {
         sio_x *x = job->priv_;
         sio_sup *ss = x->ss;
@@ -842,7 +847,7 @@ static void admit_ready(ph_sio *io)
             ss->wait_tail = job;
         }
     }
-    pthread_mutex_unlock(&io->mu);
+    ph_mutex_unlock(&io->mu);
 }
 
 static void dispatch(ph_sio *io)
@@ -951,11 +956,11 @@ static void read_messages(ph_sio *io, sio_shard *sh)
  * timer heap. Returns 1 when stopping. */
 static int take_incoming(ph_sio *io)
 {
-    pthread_mutex_lock(&io->mu);
+    ph_mutex_lock(&io->mu);
     job_list in = io->incoming;
     io->incoming = (job_list){0};
     int stopping = io->stopping;
-    pthread_mutex_unlock(&io->mu);
+    ph_mutex_unlock(&io->mu);
     int64_t wall = wall_ms(), now = mono_ms();
     ph_sio_job *job;
     while ((job = list_pop(&in))) {
@@ -1116,10 +1121,10 @@ static void drain(ph_sio *io)
     }
     take_incoming(io);
     for (sio_sup *ss = io->sups; ss; ss = ss->next) {
-        pthread_mutex_lock(&io->mu);
+        ph_mutex_lock(&io->mu);
         job_list w = {ss->wait_head, ss->wait_tail};
         ss->wait_head = ss->wait_tail = NULL;
-        pthread_mutex_unlock(&io->mu);
+        ph_mutex_unlock(&io->mu);
         while ((job = list_pop(&w)))
             list_push(&io->ready, job);
     }
@@ -1257,7 +1262,7 @@ int ph_sio_create(const ph_sio_opts *opts, ph_sio **out, ph_err *err)
     }
     io->log = opts->log;
     io->ep = io->wake = -1;
-    pthread_mutex_init(&io->mu, NULL);
+    ph_mutex_init(&io->mu);
     if (multi_setup(io) != PH_OK) {
         ph_err_set(err, PH_EIO, "supplier io: cannot set up a curl multi handle");
         goto fail;
@@ -1271,7 +1276,7 @@ int ph_sio_create(const ph_sio_opts *opts, ph_sio **out, ph_err *err)
     return PH_OK;
 fail:
     multi_teardown(io);
-    pthread_mutex_destroy(&io->mu);
+    ph_mutex_destroy(&io->mu);
     free(io);
     curl_global_cleanup();
     return err ? err->code : PH_EIO;
@@ -1293,11 +1298,11 @@ int ph_sio_submit(ph_sio *io, ph_sio_job *job)
     job->parsed = 0;
     ph_op_result_init(&job->res);
 
-    pthread_mutex_lock(&io->mu);
+    ph_mutex_lock(&io->mu);
     sio_sup *ss = io->stopping ? NULL : sup_get(io, ph_supplier_id(job->sup));
     if (!ss) {
         int rc = io->stopping ? PH_ESHUTDOWN : PH_ENOMEM;
-        pthread_mutex_unlock(&io->mu);
+        ph_mutex_unlock(&io->mu);
         free(x);
         return rc;
     }
@@ -1310,7 +1315,7 @@ int ph_sio_submit(ph_sio *io, ph_sio_job *job)
     /* one wake per batch: the loop takes the whole list when it wakes */
     int was_empty = !io->incoming.head;
     list_push(&io->incoming, job);
-    pthread_mutex_unlock(&io->mu);
+    ph_mutex_unlock(&io->mu);
     if (was_empty)
         wake_up(io);
     return PH_OK;
@@ -1322,7 +1327,7 @@ int ph_sio_allow(ph_sio *io, const char *id)
         return 1;
     int64_t now = mono_ms();
     int r = 1;
-    pthread_mutex_lock(&io->mu);
+    ph_mutex_lock(&io->mu);
     sio_sup *ss = sup_find(io, id);
     if (ss) {
         breaker_tick(io, ss, now);
@@ -1338,7 +1343,7 @@ int ph_sio_allow(ph_sio *io, const char *id)
             }
         }
     }
-    pthread_mutex_unlock(&io->mu);
+    ph_mutex_unlock(&io->mu);
     return r;
 }
 
@@ -1348,7 +1353,7 @@ void ph_sio_health_get(ph_sio *io, const char *id, ph_sio_health *out)
     out->breaker = breaker_name(BR_CLOSED);
     if (!io || !id)
         return;
-    pthread_mutex_lock(&io->mu);
+    ph_mutex_lock(&io->mu);
     sio_sup *ss = sup_find(io, id);
     if (ss) {
         breaker_tick(io, ss, mono_ms());
@@ -1364,7 +1369,7 @@ void ph_sio_health_get(ph_sio *io, const char *id, ph_sio_health *out)
         out->ambiguous = ss->ambiguous;
         out->not_sent = ss->not_sent;
     }
-    pthread_mutex_unlock(&io->mu);
+    ph_mutex_unlock(&io->mu);
 }
 
 void ph_sio_job_clear(ph_sio_job *job)
@@ -1380,9 +1385,9 @@ void ph_sio_destroy(ph_sio *io)
 {
     if (!io)
         return;
-    pthread_mutex_lock(&io->mu);
+    ph_mutex_lock(&io->mu);
     io->stopping = 1;
-    pthread_mutex_unlock(&io->mu);
+    ph_mutex_unlock(&io->mu);
     wake_up(io);
     pthread_join(io->thread, NULL);
     multi_teardown(io);
@@ -1393,7 +1398,7 @@ void ph_sio_destroy(ph_sio *io)
         free(s);
     }
     free(io->heap);
-    pthread_mutex_destroy(&io->mu);
+    ph_mutex_destroy(&io->mu);
     free(io);
     curl_global_cleanup();
 }

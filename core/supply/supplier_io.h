@@ -36,8 +36,23 @@
  * The breaker only informs routing (ph_sio_allow); jobs submitted
  * anyway are still sent (an order query must go out even to a sick supplier).
  *
- * Threads: every function may be called from any thread. Job callbacks run on
- * the I/O thread: keep them short (submit a store command, signal, return).
+ * Threads, and who owns what:
+ *   - the I/O thread (started by ph_sio_create) owns the curl handles, the
+ *     exchanges on the wire, their timers and reply buffers, and a job from
+ *     the moment it leaves the incoming list until its done callback returns;
+ *   - the engine's one mutex guards what other threads reach: the incoming
+ *     list, the stopping flag and the per-supplier records (health, breaker,
+ *     the FIFO of jobs over the in-flight limit). It is a leaf: never held
+ *     while a plugin, curl or a done callback runs;
+ *   - a job belongs to its submitter until ph_sio_submit and again once done
+ *     has been called; in between the submitter must not touch it (fulfil
+ *     posts the end to its own thread and reads the results there).
+ * Every function may be called from any thread. Job callbacks run on the I/O
+ * thread with no engine lock held: keep them short (post an event, signal,
+ * return); they may call ph_sio_submit, ph_sio_allow and ph_sio_health_get.
+ * Lock order across the core: a caller never holds one of its own locks when
+ * it calls into the engine (fulfil.h), so the engine's mutex nests under
+ * nothing.
  */
 #ifndef PH_SUPPLIER_IO_H
 #define PH_SUPPLIER_IO_H

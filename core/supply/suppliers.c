@@ -16,7 +16,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/lockcheck.h"
 #include "supply/plugin_loader.h"
+
+/* Where released suppliers wait for the main thread (suppliers.h: the
+ * reaper). Shared by the set and every supplier it started, so a reference
+ * released after ph_suppliers_destroy still finds it. */
+typedef struct reaper {
+    pthread_mutex_t mu; /* guards dead, closed, wake; a leaf: nothing is called under it */
+    atomic_uint refs;   /* the set's, plus one per supplier alive */
+    pthread_t main;     /* the thread that created the set: plugins stop and close there */
+    int closed;         /* the set is destroyed: the last release stops where it runs */
+    struct ph_supplier *dead;
+    void (*wake)(void *arg);
+    void *wake_arg;
+} reaper;
 
 struct ph_supplier {
     atomic_uint refs;
@@ -24,6 +38,8 @@ struct ph_supplier {
     ph_plugin *plugin;
     ph_plugin_instance *inst;
     const ph_logger *lg;
+    reaper *rp;               /* NULL until started */
+    struct ph_supplier *next; /* in rp->dead */
 };
 
 typedef struct slot {
@@ -37,8 +53,9 @@ typedef struct slot {
 
 struct ph_suppliers {
     ph_logger *lg;
-    pthread_mutex_t apply_mu; /* one apply at a time; held for the whole apply */
-    pthread_mutex_t mu;       /* guards slots/nslots; held only to copy or swap */
+    reaper *rp;
+    ph_mutex apply_mu; /* one apply at a time; held for the whole apply */
+    ph_mutex mu;       /* guards slots/nslots; held only to copy or swap */
     slot *slots;
     size_t nslots;
 };
@@ -55,23 +72,89 @@ static void copy_str(char *dst, size_t n, const char *src)
 
 /* ---- running suppliers ------------------------------------------------------- */
 
+static void reaper_unref(reaper *rp)
+{
+    if (rp && atomic_fetch_sub(&rp->refs, 1) == 1) {
+        pthread_mutex_destroy(&rp->mu);
+        free(rp);
+    }
+}
+
 static void supplier_free(ph_supplier *sup)
 {
     ph_plugin_stop(sup->inst);
     ph_plugin_close(sup->plugin);
+    reaper_unref(sup->rp);
     free(sup->id);
     free(sup);
+}
+
+/* The plugin's shutdown, the core's line, dlclose: main thread (or after the
+ * set is gone). */
+static void supplier_stop(ph_supplier *sup)
+{
+    ph_plugin_stop(sup->inst);
+    sup->inst = NULL;
+    ph_log(sup->lg, PH_LOG_INFO, NULL, "supplier.stopped", "supplier=%s plugin=%s", sup->id,
+           ph_plugin_name(sup->plugin));
+    supplier_free(sup);
 }
 
 void ph_supplier_release(ph_supplier *sup)
 {
     if (!sup || atomic_fetch_sub(&sup->refs, 1) != 1)
         return;
-    ph_plugin_stop(sup->inst); /* the plugin's shutdown, then the core's line */
-    sup->inst = NULL;
-    ph_log(sup->lg, PH_LOG_INFO, NULL, "supplier.stopped", "supplier=%s plugin=%s", sup->id,
-           ph_plugin_name(sup->plugin));
-    supplier_free(sup);
+    reaper *rp = sup->rp;
+    pthread_mutex_lock(&rp->mu);
+    int here = rp->closed || pthread_equal(pthread_self(), rp->main);
+    void (*wake)(void *) = here ? NULL : rp->wake;
+    void *wake_arg = rp->wake_arg;
+    if (!here) {
+        sup->next = rp->dead;
+        rp->dead = sup;
+    }
+    pthread_mutex_unlock(&rp->mu);
+    if (here)
+        supplier_stop(sup);
+    else if (wake)
+        wake(wake_arg);
+}
+
+/* Detaches the suppliers waiting for the main thread; closes the reaper to
+ * later ones when close is set (in the same critical section, so none is
+ * left behind). */
+static ph_supplier *reaper_take(reaper *rp, int close)
+{
+    pthread_mutex_lock(&rp->mu);
+    ph_supplier *dead = rp->dead;
+    rp->dead = NULL;
+    if (close)
+        rp->closed = 1;
+    pthread_mutex_unlock(&rp->mu);
+    return dead;
+}
+
+static size_t reap_list(ph_supplier *dead)
+{
+    size_t n = 0;
+    for (ph_supplier *next; dead; dead = next, n++) {
+        next = dead->next;
+        supplier_stop(dead);
+    }
+    return n;
+}
+
+size_t ph_suppliers_reap(ph_suppliers *s)
+{
+    return reap_list(reaper_take(s->rp, 0));
+}
+
+void ph_suppliers_set_wake(ph_suppliers *s, void (*wake)(void *arg), void *arg)
+{
+    pthread_mutex_lock(&s->rp->mu);
+    s->rp->wake = wake;
+    s->rp->wake_arg = arg;
+    pthread_mutex_unlock(&s->rp->mu);
 }
 
 static ph_supplier *supplier_ref(ph_supplier *sup)
@@ -81,8 +164,8 @@ static ph_supplier *supplier_ref(ph_supplier *sup)
 }
 
 /* Opens the plugin, resolves the config and runs init for one supplier. */
-static int supplier_start(const ph_logger *lg, const char *dir, const ph_supplier_conf *sc,
-                          ph_supplier **out, ph_err *err)
+static int supplier_start(const ph_logger *lg, reaper *rp, const char *dir,
+                          const ph_supplier_conf *sc, ph_supplier **out, ph_err *err)
 {
     ph_err inner = {0};
     ph_plugin_conf *conf = NULL;
@@ -108,6 +191,8 @@ static int supplier_start(const ph_logger *lg, const char *dir, const ph_supplie
     const struct perkhub_plugin *d = ph_plugin_descriptor(sup->plugin);
     ph_log(lg, PH_LOG_INFO, NULL, "supplier.started", "supplier=%s plugin=%s version=%s abi=%u.%u",
            sc->id, sc->plugin, d->version, (unsigned)d->abi_major, (unsigned)d->abi_minor);
+    atomic_fetch_add(&rp->refs, 1);
+    sup->rp = rp;
     *out = sup;
     return PH_OK;
 fail:
@@ -160,11 +245,19 @@ static int slot_cmp(const void *a, const void *b)
 int ph_suppliers_create(ph_logger *lg, ph_suppliers **out, ph_err *err)
 {
     ph_suppliers *s = calloc(1, sizeof *s);
-    if (!s)
+    reaper *rp = calloc(1, sizeof *rp);
+    if (!s || !rp) {
+        free(s);
+        free(rp);
         return ph_err_set(err, PH_ENOMEM, "suppliers: out of memory");
+    }
+    pthread_mutex_init(&rp->mu, NULL);
+    atomic_init(&rp->refs, 1);
+    rp->main = pthread_self();
+    s->rp = rp;
     s->lg = lg;
-    pthread_mutex_init(&s->apply_mu, NULL);
-    pthread_mutex_init(&s->mu, NULL);
+    ph_mutex_init(&s->apply_mu);
+    ph_mutex_init(&s->mu);
     *out = s;
     return PH_OK;
 }
@@ -173,7 +266,7 @@ int ph_suppliers_apply(ph_suppliers *s, const ph_config *cfg, ph_err *err)
 {
     size_t n = cfg->nsuppliers, nn = 0, started = 0, kept = 0, stopped = 0, disabled = 0;
     int rc = PH_OK;
-    pthread_mutex_lock(&s->apply_mu);
+    ph_mutex_lock(&s->apply_mu);
     slot *ns = calloc(n ? n : 1, sizeof *ns);
     if (!ns) {
         rc = ph_err_set(err, PH_ENOMEM, "suppliers: out of memory");
@@ -209,6 +302,7 @@ int ph_suppliers_apply(ph_suppliers *s, const ph_config *cfg, ph_err *err)
         }
         /* Only apply writes s->slots, and apply_mu is held: reading without mu is
          * safe. */
+        PH_ASSERT_HELD(&s->apply_mu);
         slot *old = slot_find(s->slots, s->nslots, sc->id);
         if (old && old->sup && strcmp(old->plugin, sc->plugin) == 0) {
             int same = supplier_unchanged(old->sup, sc, &rc, err);
@@ -220,19 +314,19 @@ int ph_suppliers_apply(ph_suppliers *s, const ph_config *cfg, ph_err *err)
                 continue;
             }
         }
-        rc = supplier_start(s->lg, cfg->plugin_dir, sc, &sl->sup, err);
+        rc = supplier_start(s->lg, s->rp, cfg->plugin_dir, sc, &sl->sup, err);
         if (rc != PH_OK)
             goto fail;
         started++;
     }
     qsort(ns, nn, sizeof *ns, slot_cmp);
 
-    pthread_mutex_lock(&s->mu);
+    ph_mutex_lock(&s->mu);
     slot *old = s->slots;
     size_t nold = s->nslots;
     s->slots = ns;
     s->nslots = nn;
-    pthread_mutex_unlock(&s->mu);
+    ph_mutex_unlock(&s->mu);
 
     for (size_t i = 0; i < nold; i++) {
         slot *o = &old[i];
@@ -241,22 +335,23 @@ int ph_suppliers_apply(ph_suppliers *s, const ph_config *cfg, ph_err *err)
             stopped++;
     }
     slots_free(old, nold); /* outside mu: shutdowns may take a while */
+    ph_suppliers_reap(s);  /* and those other threads released meanwhile */
     ph_log(s->lg, PH_LOG_INFO, NULL, "suppliers.applied",
            "suppliers=%zu started=%zu kept=%zu stopped=%zu disabled=%zu", nn, started, kept,
            stopped, disabled);
-    pthread_mutex_unlock(&s->apply_mu);
+    ph_mutex_unlock(&s->apply_mu);
     return PH_OK;
 fail:
     slots_free(ns, nn); /* shuts down what this call started; kept entries live on */
     ph_log(s->lg, PH_LOG_WARN, NULL, "suppliers.apply_failed", "error=%s",
            err ? ph_strerror(err->code) : ph_strerror(rc));
-    pthread_mutex_unlock(&s->apply_mu);
+    ph_mutex_unlock(&s->apply_mu);
     return rc;
 }
 
 size_t ph_suppliers_list(ph_suppliers *s, ph_supplier_info *out, size_t max)
 {
-    pthread_mutex_lock(&s->mu);
+    ph_mutex_lock(&s->mu);
     size_t n = s->nslots;
     for (size_t i = 0; i < n && i < max; i++) {
         const slot *sl = &s->slots[i];
@@ -275,14 +370,14 @@ size_t ph_suppliers_list(ph_suppliers *s, ph_supplier_info *out, size_t max)
             o->capabilities = d->capabilities;
         }
     }
-    pthread_mutex_unlock(&s->mu);
+    ph_mutex_unlock(&s->mu);
     return n;
 }
 
 int ph_suppliers_acquire(ph_suppliers *s, const char *id, ph_supplier **out)
 {
     int rc = PH_ENOTFOUND;
-    pthread_mutex_lock(&s->mu);
+    ph_mutex_lock(&s->mu);
     slot *sl = id ? slot_find(s->slots, s->nslots, id) : NULL;
     if (sl && sl->sup) {
         *out = supplier_ref(sl->sup);
@@ -290,7 +385,7 @@ int ph_suppliers_acquire(ph_suppliers *s, const char *id, ph_supplier **out)
     } else if (sl) {
         rc = PH_ESTATE;
     }
-    pthread_mutex_unlock(&s->mu);
+    ph_mutex_unlock(&s->mu);
     return rc;
 }
 
@@ -319,7 +414,9 @@ void ph_suppliers_destroy(ph_suppliers *s)
     if (!s)
         return;
     slots_free(s->slots, s->nslots);
-    pthread_mutex_destroy(&s->mu);
-    pthread_mutex_destroy(&s->apply_mu);
+    reap_list(reaper_take(s->rp, 1));
+    reaper_unref(s->rp);
+    ph_mutex_destroy(&s->mu);
+    ph_mutex_destroy(&s->apply_mu);
     free(s);
 }

@@ -12,9 +12,22 @@
  * reload is shut down when its last reference goes, so a reload never pulls an
  * instance from under a request in flight.
  *
- * Threads: apply runs on the main thread; list and acquire may run on any thread
- * at the same time (the set is guarded by a mutex held only to copy or swap, never
- * during dlopen, init or shutdown).
+ * Threads and state (who owns what):
+ *   - the slots (the listing and which instance each id maps to): written only
+ *     by apply on the main thread, under `mu` only to swap; list and acquire
+ *     read them under `mu` from any thread;
+ *   - a supplier's reference count: atomic, any thread;
+ *   - a plugin's shutdown and dlclose: the main thread only (plugin_loader.h).
+ *     The thread that created the set is "the main thread". When the last
+ *     reference goes on another thread (the writer finishing an attempt, the
+ *     I/O thread, an HTTP thread), the supplier is handed to the reaper: a list
+ *     under its own mutex, and a wake function (ph_suppliers_set_wake) that
+ *     tells the main thread to call ph_suppliers_reap. apply and destroy reap
+ *     too, so nothing waits longer than the next of them.
+ * Lock order: apply_mu -> mu; the reaper's mutex is a leaf (no call is made
+ * under it, the wake function included). No lock of this module is held while
+ * calling a plugin, dlopen or dlclose; callers (fulfil, the I/O engine, the
+ * HTTP handlers) call in holding no lock of their own.
  */
 #ifndef PH_SUPPLIERS_H
 #define PH_SUPPLIERS_H
@@ -90,9 +103,22 @@ size_t ph_suppliers_list(ph_suppliers *s, ph_supplier_info *out, size_t max);
  * @note Thread-safe. */
 int ph_suppliers_acquire(ph_suppliers *s, const char *id, ph_supplier **out);
 
-/* Drops a reference. The last one shuts the instance down (on the calling
- * thread) and closes the plugin. NULL is a no-op. @note Thread-safe. */
+/* Drops a reference. The last one shuts the instance down and closes the
+ * plugin: at once when called on the main thread (or after
+ * ph_suppliers_destroy), else on the main thread at its next
+ * ph_suppliers_reap (the wake function says when). NULL is a no-op.
+ * @note Thread-safe. */
 void ph_supplier_release(ph_supplier *sup);
+
+/* Shuts down and closes every supplier whose last reference went on another
+ * thread; returns how many. @note Main thread (the set's creator). */
+size_t ph_suppliers_reap(ph_suppliers *s);
+
+/* wake(arg) is called, on the releasing thread and with no lock held, each
+ * time a supplier starts waiting for ph_suppliers_reap; it must only signal
+ * the main thread (the daemon sends itself SIGUSR1, main.c). NULL (the
+ * default) relies on the next apply or destroy. @note Thread-safe. */
+void ph_suppliers_set_wake(ph_suppliers *s, void (*wake)(void *arg), void *arg);
 
 /* Accessors on an acquired supplier; owned by it, valid until released.
  * @note Thread-safe (read-only). */
@@ -101,9 +127,11 @@ const struct perkhub_plugin *ph_supplier_plugin(const ph_supplier *sup); /* the 
 const struct perkhub_host *ph_supplier_host(const ph_supplier *sup);     /* its host table */
 void *ph_supplier_instance(const ph_supplier *sup); /* what the plugin's init returned */
 
-/* Drops the set's references (shutting down every supplier nobody else holds)
- * and frees the set. References still held stay valid until released. NULL is a
- * no-op. @note Main thread, after the last concurrent list/acquire returned. */
+/* Drops the set's references (shutting down every supplier nobody else holds,
+ * and every one waiting for the reaper) and frees the set. References still
+ * held stay valid until released; the last release then shuts down on the
+ * thread it runs on. NULL is a no-op. @note Main thread, after the last
+ * concurrent list/acquire returned. */
 void ph_suppliers_destroy(ph_suppliers *s);
 
 #endif

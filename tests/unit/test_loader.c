@@ -960,3 +960,70 @@ Test(suppliers, concurrent_list_during_apply)
     cr_assert_eq(atomic_load(&reader_anomalies), 0);
     ph_suppliers_destroy(s);
 }
+
+/* The last reference dropped on another thread (the writer finishing an
+ * attempt, the I/O thread, an HTTP thread) must not run the plugin's shutdown
+ * and dlclose there: the plugin waits for the main thread's reap, and the wake
+ * function says so. */
+static atomic_int wakes;
+
+static void count_wake(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&wakes, 1);
+}
+
+static void *release_elsewhere(void *sup)
+{
+    ph_supplier_release(sup);
+    return NULL;
+}
+
+/* s1 running, referenced only by the returned reference (the set dropped it). */
+static ph_supplier *orphan_s1(ph_suppliers **s)
+{
+    ph_err err = {0};
+    cr_assert_eq(ph_suppliers_create(&lg, s, &err), PH_OK);
+    ph_supplier_conf v[] = {supplier("s1", "good", 1, 0, NULL, 0)};
+    ph_config c = config_of(v, NKV(v));
+    cr_assert_eq(ph_suppliers_apply(*s, &c, &err), PH_OK, "%s", err.msg);
+    ph_supplier *sup = NULL;
+    cr_assert_eq(ph_suppliers_acquire(*s, "s1", &sup), PH_OK);
+    c.nsuppliers = 0;
+    cr_assert_eq(ph_suppliers_apply(*s, &c, &err), PH_OK, "%s", err.msg);
+    return sup;
+}
+
+Test(suppliers, last_release_off_main_thread_waits_for_reap)
+{
+    ph_suppliers *s = NULL;
+    ph_supplier *sup = orphan_s1(&s);
+    atomic_store(&wakes, 0);
+    ph_suppliers_set_wake(s, count_wake, NULL);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, release_elsewhere, sup), 0);
+    pthread_join(t, NULL);
+    cr_assert_eq(log_count("msg=plugin.shutdown supplier=s1", NULL, NULL), 0,
+                 "the plugin was shut down on the releasing thread");
+    cr_assert_eq(atomic_load(&wakes), 1, "the main thread was not told");
+    cr_assert_eq(ph_suppliers_reap(s), 1);
+    cr_assert_eq(log_count("msg=plugin.shutdown supplier=s1", NULL, NULL), 1);
+    cr_assert_eq(log_count("msg=supplier.stopped supplier=s1", NULL, NULL), 1);
+    cr_assert_eq(ph_suppliers_reap(s), 0, "reaped twice");
+    ph_suppliers_destroy(s);
+    cr_assert_eq(log_count("msg=plugin.shutdown supplier=s1", NULL, NULL), 1);
+}
+
+/* Without a wake function, destroy still stops what waits for the reaper. */
+Test(suppliers, destroy_reaps_what_waits)
+{
+    ph_suppliers *s = NULL;
+    ph_supplier *sup = orphan_s1(&s);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, release_elsewhere, sup), 0);
+    pthread_join(t, NULL);
+    cr_assert_eq(log_count("msg=plugin.shutdown supplier=s1", NULL, NULL), 0);
+    ph_suppliers_destroy(s);
+    cr_assert_eq(log_count("msg=plugin.shutdown supplier=s1", NULL, NULL), 1);
+    cr_assert_eq(log_count("msg=supplier.stopped supplier=s1", NULL, NULL), 1);
+}

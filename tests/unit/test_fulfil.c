@@ -1,0 +1,452 @@
+/*
+ * test_fulfil.c — fulfil's state machine without a network: the real store (a
+ * fresh LMDB environment per test, store_fixture.h), real suppliers (two
+ * sandbox instances, sb1 before sb2), and a fake I/O engine given through
+ * ph_fulfil_opts.io. The test thread plays the I/O thread: it takes each
+ * exchange fulfil submits, checks what it is (an order, never sent twice; a
+ * query; which supplier) and answers it by calling the job's done callback,
+ * as the engine would.
+ *
+ * Waits are on conditions (a semaphore posted by ph_fulfil_wait, a condition
+ * variable for submitted jobs), with generous deadlines.
+ */
+#include "store_fixture.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "base/util.h"
+#include "config/config.h"
+#include "crypto/crypto.h"
+#include "supply/fulfil.h"
+#include "supply/plugin_ops.h"
+#include "supply/suppliers.h"
+
+#define ACCOUNT  "13800000001"
+#define DEADLINE 20000 /* ms: generous, the machine may be loaded */
+#define MAX_JOBS 16
+
+/* ---- the fake I/O engine ----------------------------------------------------- */
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    ph_sio_job *jobs[MAX_JOBS];
+    size_t n;
+    unsigned submitted;
+} io = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, {0}, 0, 0};
+
+static int fake_submit(void *ctx, ph_sio_job *job)
+{
+    (void)ctx;
+    pthread_mutex_lock(&io.mu);
+    int rc = io.n < MAX_JOBS ? PH_OK : PH_ENOMEM;
+    if (rc == PH_OK) {
+        ph_op_result_init(&job->res);
+        io.jobs[io.n++] = job;
+        io.submitted++;
+        pthread_cond_signal(&io.cv);
+    }
+    pthread_mutex_unlock(&io.mu);
+    return rc;
+}
+
+static int fake_allow(void *ctx, const char *supplier_id)
+{
+    (void)ctx, (void)supplier_id;
+    return 1;
+}
+
+/* The next exchange fulfil submitted (FIFO). */
+static ph_sio_job *take_job(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += DEADLINE / 1000;
+    pthread_mutex_lock(&io.mu);
+    int rc = 0;
+    while (!io.n && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&io.cv, &io.mu, &ts);
+    ph_sio_job *job = NULL;
+    if (io.n) {
+        job = io.jobs[0];
+        memmove(io.jobs, io.jobs + 1, --io.n * sizeof io.jobs[0]);
+    }
+    pthread_mutex_unlock(&io.mu);
+    cr_assert_not_null(job, "fulfil submitted no exchange within %d ms", DEADLINE);
+    return job;
+}
+
+static unsigned jobs_submitted(void)
+{
+    pthread_mutex_lock(&io.mu);
+    unsigned n = io.submitted;
+    pthread_mutex_unlock(&io.mu);
+    return n;
+}
+
+static size_t jobs_waiting(void)
+{
+    pthread_mutex_lock(&io.mu);
+    size_t n = io.n;
+    pthread_mutex_unlock(&io.mu);
+    return n;
+}
+
+/* Ends an exchange as the engine would: outcome, and for a parsed reply the
+ * order state the supplier reported (strings from the supplier's allocator,
+ * since ph_sio_job_clear frees them with it). */
+static void answer(ph_sio_job *job, int outcome, int parsed, int state, const char *soid)
+{
+    job->outcome = outcome;
+    job->sent = outcome != PERKHUB_DEFINITE_FAILURE || parsed;
+    job->parsed = parsed;
+    job->http_status = parsed ? 200 : 0;
+    snprintf(job->detail, sizeof job->detail, "%s", parsed ? "http 200" : "timeout after sending");
+    if (parsed) {
+        job->res.state = state;
+        if (soid) {
+            const struct perkhub_host *h = ph_supplier_host(job->sup);
+            job->res.supplier_order_id = h->mem_alloc(h, strlen(soid) + 1);
+            cr_assert_not_null(job->res.supplier_order_id);
+            memcpy(job->res.supplier_order_id, soid, strlen(soid) + 1);
+        }
+    }
+    job->done(job);
+}
+
+static const char *job_supplier(const ph_sio_job *job)
+{
+    return ph_supplier_id(job->sup);
+}
+
+/* ---- the world: config, keys, store, suppliers, fulfil ------------------------- */
+
+static ph_config *g_cfg;
+static ph_keyring *g_keys;
+static ph_suppliers *g_sups;
+static ph_fulfil *g_f;
+static ph_logger g_log;
+
+static const ph_config *cfg_acquire(void *ctx, void **ref)
+{
+    (void)ctx;
+    *ref = NULL;
+    return g_cfg;
+}
+
+static void cfg_release(void *ref)
+{
+    (void)ref;
+}
+
+static void load_config(void)
+{
+    const char *plugins = getenv("PH_PLUGIN_DIR");
+    cr_assert_not_null(plugins, "PH_PLUGIN_DIR is not set (run through ctest)");
+    char yaml[2048];
+    int n = snprintf(yaml, sizeof yaml,
+                     "data_dir: %s\n"
+                     "master_key_file: %s/master.key\n"
+                     "master_key_create: true\n"
+                     "plugin_dir: %s\n"
+                     "suppliers:\n"
+                     "  - id: sb1\n    plugin: sandbox\n    priority: 20\n"
+                     "  - id: sb2\n    plugin: sandbox\n    priority: 10\n"
+                     "products:\n"
+                     "  - sku: " TOPUP "\n"
+                     "    name: Phone top-up 30\n"
+                     "    brand: carrier\n"
+                     "    category: mobile\n"
+                     "    delivery: recharge\n"
+                     "    face_value: \"30.00\"\n"
+                     "    offers:\n"
+                     "      - supplier: sb1\n        supplier_sku: topup.30\n"
+                     "        cost: \"29.40\"\n"
+                     "      - supplier: sb2\n        supplier_sku: topup.30\n"
+                     "        cost: \"29.40\"\n",
+                     g_dir, g_base, plugins);
+    cr_assert_lt(n, (int)sizeof yaml);
+    ph_err err = {0};
+    cr_assert_eq(ph_config_load_string(yaml, (size_t)n, "test_fulfil.yaml", &g_cfg, &err), PH_OK,
+                 "%s", err.msg);
+}
+
+static void start_fulfil(void)
+{
+    ph_err err = {0};
+    ph_fulfil_opts o = {.store = g_s,
+                        .io = {NULL, fake_submit, fake_allow},
+                        .suppliers = g_sups,
+                        .keys = g_keys,
+                        .log = &g_log,
+                        .cfg = {NULL, cfg_acquire, cfg_release},
+                        .callback_base = "http://127.0.0.1:1"};
+    cr_assert_eq(ph_fulfil_create(&o, &g_f, &err), PH_OK, "%s", err.msg);
+}
+
+/* The daemon's shutdown order, with the fake engine holding nothing. */
+static void stop_fulfil(void)
+{
+    ph_fulfil_stop(g_f);
+    ph_fulfil_flush(g_f);
+    ph_store_close(g_s);
+    g_s = NULL;
+    ph_fulfil_destroy(g_f);
+    g_f = NULL;
+}
+
+static void setup(void)
+{
+    fixture_setup();
+    g_log.fd = 2;
+    ph_log_set_level(&g_log, PH_LOG_WARN);
+    io.n = 0;
+    io.submitted = 0;
+    load_config();
+    ph_err err = {0};
+    char key[128];
+    snprintf(key, sizeof key, "%s/master.key", g_base);
+    cr_assert_eq(ph_keyring_load(key, 1, &g_keys, &err), PH_OK, "%s", err.msg);
+    g_s = open_at(g_dir, 0);
+    ph_cmd put = {.type = PH_CMD_PUT_PRODUCTS, .now = NOW};
+    const char *products[] = {P_TOPUP};
+    put.in.products.json = products;
+    put.in.products.n = 1;
+    cr_assert_eq(ph_store_exec(g_s, &put), PH_OK, "%s", put.err.msg);
+    ph_cmd_clear(&put);
+    cr_assert_eq(ph_suppliers_create(&g_log, &g_sups, &err), PH_OK);
+    cr_assert_eq(ph_suppliers_apply(g_sups, g_cfg, &err), PH_OK, "%s", err.msg);
+    start_fulfil();
+}
+
+static void teardown(void)
+{
+    if (g_f)
+        stop_fulfil();
+    ph_suppliers_destroy(g_sups);
+    g_sups = NULL;
+    ph_keyring_free(g_keys);
+    g_keys = NULL;
+    ph_config_free(g_cfg);
+    g_cfg = NULL;
+    fixture_teardown();
+}
+
+TestSuite(fulfil, .init = setup, .fini = teardown);
+
+/* ---- orders --------------------------------------------------------------------- */
+
+/* Stores a new recharge order routed as fulfil routes it (attempt 1 SENDING);
+ * with begin, hands it to fulfil as the HTTP handler does. Returns its id. */
+static uint64_t place(const char *coid, int begin)
+{
+    const ph_product_conf *p = ph_config_product(g_cfg, TOPUP);
+    cr_assert_not_null(p);
+    ph_attempt_target t = {0};
+    cr_assert_eq(ph_fulfil_route(g_f, g_cfg, p, &t), PH_OK, "no route");
+    uint8_t sealed[64 + PH_SEAL_OVERHEAD];
+    uint32_t sealed_len = 0;
+    char masked[32];
+    cr_assert_eq(ph_fulfil_seal_account(g_f, ACCOUNT, sealed, &sealed_len, masked), PH_OK);
+    ph_cmd c = {.type = PH_CMD_SUPPLY_CREATE, .now = ph_now_ms()};
+    c.in.supply.client = "mall";
+    c.in.supply.client_order_id = coid;
+    c.in.supply.sku = TOPUP;
+    c.in.supply.quantity = 1;
+    fingerprint(coid, 1, c.in.supply.fingerprint);
+    c.in.supply.delivery = PH_DELIVERY_RECHARGE;
+    c.in.supply.account_sealed = sealed;
+    c.in.supply.account_sealed_len = sealed_len;
+    c.in.supply.account_masked = masked;
+    c.in.supply.first = t;
+    cr_assert_eq(ph_store_exec(g_s, &c), PH_OK, "%s", c.err.msg);
+    cr_assert_not_null(c.order);
+    uint64_t id = c.order->id;
+    cr_assert_eq(c.order->nattempts, 1);
+    cr_assert_eq(c.order->attempts[0].state, PH_ATTEMPT_SENDING);
+    ph_err err = {0};
+    if (begin)
+        cr_assert_eq(ph_fulfil_begin(g_f, c.order, ACCOUNT, &err), PH_OK, "%s", err.msg);
+    ph_cmd_clear(&c);
+    return id;
+}
+
+static void post_sem(void *arg)
+{
+    sem_post(arg);
+}
+
+/* Waits (ph_fulfil_wait) until order id is final; returns it as stored. */
+static ph_order *wait_final(uint64_t id)
+{
+    sem_t sem;
+    sem_init(&sem, 0, 0);
+    cr_assert_eq(ph_fulfil_wait(g_f, id, ph_now_ms() + DEADLINE, post_sem, &sem), PH_OK);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += DEADLINE / 1000 + 5;
+    int rc;
+    while ((rc = sem_timedwait(&sem, &ts)) != 0 && errno == EINTR)
+        ;
+    sem_destroy(&sem);
+    cr_assert_eq(rc, 0, "the wait for order %llu never ended", (unsigned long long)id);
+    ph_order *o = NULL;
+    ph_err err = {0};
+    cr_assert_eq(ph_store_order_get(g_s, id, 0, &o, &err), PH_OK, "%s", err.msg);
+    return o;
+}
+
+static ph_order *stored(uint64_t id)
+{
+    ph_order *o = NULL;
+    ph_err err = {0};
+    cr_assert_eq(ph_store_order_get(g_s, id, 0, &o, &err), PH_OK, "%s", err.msg);
+    return o;
+}
+
+/* ---- tests ------------------------------------------------------------------------- */
+
+Test(fulfil, begin_exchange_ok_succeeds)
+{
+    uint64_t id = place("ok-1", 1);
+    ph_sio_job *j = take_job();
+    cr_assert_eq(j->op.kind, PERKHUB_OP_RECHARGE);
+    cr_assert_str_eq(job_supplier(j), "sb1", "routed by priority");
+    cr_assert_str_eq(j->op.account, ACCOUNT, "the plaintext account reaches the supplier request");
+    cr_assert_not_null(strstr(j->op.callback_url, "/v1/callbacks/sb1"));
+    answer(j, PERKHUB_OK, 1, PERKHUB_STATE_SUCCEEDED, "SUP-1");
+
+    ph_order *o = wait_final(id);
+    cr_assert_eq(o->state, PH_ORDER_SUCCEEDED);
+    cr_assert_eq(o->nattempts, 1);
+    cr_assert_eq(o->attempts[0].state, PH_ATTEMPT_SUCCEEDED);
+    cr_assert_str_eq(o->attempts[0].supplier_order_id, "SUP-1");
+    ph_order_free(o);
+    cr_assert_eq(ph_fulfil_active(g_f), 0, "the track outlived its final order");
+    cr_assert_eq(jobs_waiting(), 0);
+    cr_assert_eq(jobs_submitted(), 1, "one exchange in all");
+}
+
+Test(fulfil, ambiguous_becomes_unknown_and_a_query_settles_it)
+{
+    uint64_t id = place("amb-1", 1);
+    ph_sio_job *j = take_job();
+    cr_assert_eq(j->op.kind, PERKHUB_OP_RECHARGE);
+    answer(j, PERKHUB_AMBIGUOUS, 0, 0, NULL);
+
+    /* the next exchange is a query, never the recharge again (rule 2); it is
+     * submitted only once the UNKNOWN state is durable */
+    j = take_job();
+    cr_assert_eq(j->op.kind, PERKHUB_OP_ORDER_QUERY, "the order was sent again");
+    cr_assert_eq(j->op.order_kind, PERKHUB_OP_RECHARGE);
+    cr_assert_str_eq(job_supplier(j), "sb1", "an ambiguous order went to another supplier");
+    ph_order *o = stored(id);
+    cr_assert_eq(o->state, PH_ORDER_UNKNOWN);
+    cr_assert_eq(o->attempts[0].state, PH_ATTEMPT_UNKNOWN);
+    ph_order_free(o);
+
+    /* still processing at the supplier: another query later */
+    answer(j, PERKHUB_OK, 1, PERKHUB_STATE_PROCESSING, NULL);
+    j = take_job();
+    cr_assert_eq(j->op.kind, PERKHUB_OP_ORDER_QUERY);
+    answer(j, PERKHUB_OK, 1, PERKHUB_STATE_SUCCEEDED, "SUP-2");
+
+    o = wait_final(id);
+    cr_assert_eq(o->state, PH_ORDER_SUCCEEDED);
+    cr_assert_eq(o->nattempts, 1, "an ambiguous attempt failed over");
+    cr_assert_eq(o->attempts[0].state, PH_ATTEMPT_SUCCEEDED);
+    ph_order_free(o);
+    cr_assert_eq(jobs_submitted(), 3);
+}
+
+Test(fulfil, definite_failure_fails_over_to_the_next_offer)
+{
+    uint64_t id = place("fo-1", 1);
+    ph_sio_job *j = take_job();
+    cr_assert_str_eq(job_supplier(j), "sb1");
+    answer(j, PERKHUB_DEFINITE_FAILURE, 1, PERKHUB_STATE_FAILED, NULL);
+
+    j = take_job();
+    cr_assert_eq(j->op.kind, PERKHUB_OP_RECHARGE);
+    cr_assert_str_eq(job_supplier(j), "sb2", "no fail-over to the next offer");
+    answer(j, PERKHUB_OK, 1, PERKHUB_STATE_SUCCEEDED, "SUP-3");
+
+    ph_order *o = wait_final(id);
+    cr_assert_eq(o->state, PH_ORDER_SUCCEEDED);
+    cr_assert_eq(o->nattempts, 2);
+    cr_assert_str_eq(o->attempts[0].supplier, "sb1");
+    cr_assert_eq(o->attempts[0].state, PH_ATTEMPT_FAILED);
+    cr_assert_str_eq(o->attempts[1].supplier, "sb2");
+    cr_assert_eq(o->attempts[1].state, PH_ATTEMPT_SUCCEEDED);
+    ph_order_free(o);
+    cr_assert_eq(jobs_submitted(), 2);
+}
+
+Test(fulfil, both_offers_refuse_and_the_order_fails)
+{
+    uint64_t id = place("fo-2", 1);
+    answer(take_job(), PERKHUB_DEFINITE_FAILURE, 1, PERKHUB_STATE_FAILED, NULL);
+    ph_sio_job *j = take_job();
+    cr_assert_str_eq(job_supplier(j), "sb2");
+    answer(j, PERKHUB_DEFINITE_FAILURE, 1, PERKHUB_STATE_FAILED, NULL);
+
+    ph_order *o = wait_final(id);
+    cr_assert_eq(o->state, PH_ORDER_FAILED);
+    cr_assert_eq(o->nattempts, 2, "a supplier was tried twice");
+    ph_order_free(o);
+    cr_assert_eq(jobs_waiting(), 0);
+}
+
+/* A crash after the order was stored SENDING, before anything was known of the
+ * request: the restart records it UNKNOWN and queries it, never resends. */
+Test(fulfil, restart_resumes_sending_as_unknown_then_queries)
+{
+    uint64_t id = place("rs-1", 0); /* stored, never begun: the process died */
+    stop_fulfil();
+    g_s = open_at(g_dir, 0); /* the restart */
+    start_fulfil();
+    ph_err err = {0};
+    cr_assert_eq(ph_fulfil_resume(g_f, &err), PH_OK, "%s", err.msg);
+
+    ph_sio_job *j = take_job();
+    cr_assert_eq(j->op.kind, PERKHUB_OP_ORDER_QUERY, "a SENDING attempt was sent again");
+    cr_assert_str_eq(j->op.account, ACCOUNT, "the account was not unsealed for the query");
+    ph_order *o = stored(id);
+    cr_assert_eq(o->attempts[0].state, PH_ATTEMPT_UNKNOWN);
+    cr_assert_str_eq(o->attempts[0].reason, "interrupted_while_sending");
+    ph_order_free(o);
+    answer(j, PERKHUB_OK, 1, PERKHUB_STATE_SUCCEEDED, "SUP-4");
+
+    o = wait_final(id);
+    cr_assert_eq(o->state, PH_ORDER_SUCCEEDED);
+    cr_assert_eq(o->nattempts, 1);
+    ph_order_free(o);
+    cr_assert_eq(jobs_submitted(), 1);
+}
+
+/* A wait posted right after begin, on the same thread, sees the order in
+ * flight (it is not answered before the order is final). */
+Test(fulfil, wait_after_begin_waits_for_the_outcome)
+{
+    uint64_t id = place("w-1", 1);
+    sem_t sem;
+    sem_init(&sem, 0, 0);
+    cr_assert_eq(ph_fulfil_wait(g_f, id, ph_now_ms() + DEADLINE, post_sem, &sem), PH_OK);
+    ph_sio_job *j = take_job(); /* fulfil has handled begin and the wait by now */
+    ph_fulfil_flush(g_f);
+    cr_assert_eq(sem_trywait(&sem), -1, "the waiter fired before the order was final");
+    answer(j, PERKHUB_OK, 1, PERKHUB_STATE_SUCCEEDED, NULL);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += DEADLINE / 1000;
+    int rc;
+    while ((rc = sem_timedwait(&sem, &ts)) != 0 && errno == EINTR)
+        ;
+    cr_assert_eq(rc, 0, "the waiter never fired");
+    sem_destroy(&sem);
+}
