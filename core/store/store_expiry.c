@@ -9,7 +9,7 @@
  * SKU's entries sort by time and "due at now" is a prefix of the SKU's range.
  * Values: the code ids (native uint64, sorted duplicates). Import adds an entry
  * per expiring code, in the same transaction; issuing and voiding leave the
- * entry (no write to this random-by-time index on the hot path, DESIGN.md rule
+ * entry (no write to this random-by-time index on the hot path, docs/design.md rule
  * 6) and the sweep removes it once it is due, retiring the code only if it is
  * still available.
  */
