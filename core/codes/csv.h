@@ -31,7 +31,7 @@
 #include <stdint.h>
 
 #include "base/status.h"
-#include "codes/code.h" /* PH_CODE_MAX */
+#include "crypto/code.h" /* PH_CODE_MAX */
 
 typedef struct ph_csv_row {
     uint32_t line;    /* 1-based line number in the file */

@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "codes/code.h"
+#include "crypto/code.h"
 #include "crypto/crypto.h"
 #include "codes/csv.h"
 #include "store/store.h"

@@ -25,7 +25,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
-#include "codes/code.h"
+#include "crypto/code.h"
 #include "crypto/crypto.h"
 #include "base/log.h"
 #include "base/util.h"
@@ -54,7 +54,7 @@ enum kind {
     K_KV,      /* ph_kv * at off, size_t count at off2: flat mapping of scalars */
     K_SECTION, /* a nested mapping whose keys fill members of the same struct */
     K_LIST,    /* a list of mappings: `size`-byte structs at off, count at off2 */
-    K_RULE,    /* char *: a look-alike rule, kept canonical (codes/code.h) */
+    K_RULE,    /* char *: a look-alike rule, kept canonical (crypto/code.h) */
 };
 
 enum { F_REQUIRED = 1, F_EMPTY_OK = 2 };

@@ -77,7 +77,7 @@ typedef struct ph_product_conf {
     int64_t face_value; /* fen */
     char *redemption_guide;
     char *code_lookalikes; /* look-alike rule of its codes, canonical ("I1L1O0"; "" none):
-                              codes/code.h */
+                              crypto/code.h */
     int listed;
     ph_offer_conf *offers;
     size_t noffers;

@@ -21,38 +21,15 @@
 #include "base/util.h"
 #include "http/views.h"
 
-ph_cfg_ref *ph_daemon_cfg_acquire(ph_daemon *d)
+/* Replaces the current snapshot (taking cfg, also on failure); requests
+ * holding the old one finish with it. */
+static int cfg_install(ph_daemon *d, ph_config *cfg, ph_err *err)
 {
-    pthread_mutex_lock(&d->cfg_mu);
-    ph_cfg_ref *ref = d->cfg;
-    atomic_fetch_add(&ref->refs, 1);
-    pthread_mutex_unlock(&d->cfg_mu);
-    return ref;
-}
-
-void ph_daemon_cfg_release(ph_cfg_ref *ref)
-{
-    if (ref && atomic_fetch_sub(&ref->refs, 1) == 1) {
-        ph_config_free(ref->cfg);
-        free(ref);
-    }
-}
-
-/* Replaces the current snapshot; requests holding the old one finish with it. */
-static int cfg_install(ph_daemon *d, ph_config *cfg)
-{
-    ph_cfg_ref *ref = calloc(1, sizeof *ref);
-    if (!ref)
-        return PH_ENOMEM;
-    ref->cfg = cfg;
-    atomic_init(&ref->refs, 1);
-    pthread_mutex_lock(&d->cfg_mu);
-    ph_cfg_ref *old = d->cfg;
-    d->cfg = ref;
-    pthread_mutex_unlock(&d->cfg_mu);
-    ph_daemon_cfg_release(old);
-    ph_log_set_level(&d->log, cfg->log_level); /* read by every thread */
-    return PH_OK;
+    int level = cfg->log_level;
+    int rc = ph_cfg_install(&d->cfg, cfg, err);
+    if (rc == PH_OK)
+        ph_log_set_level(&d->log, level); /* read by every thread */
+    return rc;
 }
 
 int ph_daemon_sync_products(ph_daemon *d, const ph_config *cfg, ph_err *err)
@@ -161,14 +138,14 @@ static void pid_file_remove(ph_daemon *d)
 
 static const ph_config *fulfil_cfg_acquire(void *ctx, void **ref)
 {
-    ph_cfg_ref *r = ph_daemon_cfg_acquire(ctx);
+    ph_cfg_ref *r = ph_cfg_acquire(ctx);
     *ref = r;
     return r->cfg;
 }
 
 static void fulfil_cfg_release(void *ref)
 {
-    ph_daemon_cfg_release(ref);
+    ph_cfg_release(ref);
 }
 
 /* The supplier I/O engine and the fulfilment of supplier orders. */
@@ -183,7 +160,7 @@ static int start_supply(ph_daemon *d, ph_err *err)
                          .suppliers = d->suppliers,
                          .keys = d->keys,
                          .log = &d->log,
-                         .cfg = {d, fulfil_cfg_acquire, fulfil_cfg_release}};
+                         .cfg = {&d->cfg, fulfil_cfg_acquire, fulfil_cfg_release}};
     return ph_fulfil_create(&fo, &d->fulfil, err);
 }
 
@@ -311,6 +288,21 @@ void ph_daemon_reap(ph_daemon *d)
         ph_suppliers_reap(d->suppliers);
 }
 
+/* The listener, handed exactly the services its handlers may call. */
+static int start_http(ph_daemon *d, const ph_config *cfg, ph_err *err)
+{
+    ph_http_env env = {.log = &d->log,
+                       .cfg = &d->cfg,
+                       .store = d->store,
+                       .keys = d->keys,
+                       .fulfil = d->fulfil,
+                       .suppliers = d->suppliers,
+                       .sio = d->sio,
+                       .ready = &d->ready};
+    return ph_http_start(&env, cfg->listen_address, cfg->port, cfg->http_threads, &d->http,
+                         &d->port, err);
+}
+
 /* Where suppliers send callbacks: public_url, else our own listener. */
 static void set_callback_base(ph_daemon *d, const ph_config *cfg)
 {
@@ -339,7 +331,6 @@ static int log_migration(ph_daemon *d, const ph_config *cfg)
 
 int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_err *err)
 {
-    pthread_mutex_init(&d->cfg_mu, NULL);
     d->main_thread = pthread_self();
     d->log.fd = 2;
     d->pid_fd = -1;
@@ -347,11 +338,13 @@ int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_er
         ph_config_free(cfg);
         return ph_err_set(err, PH_ENOMEM, "out of memory");
     }
-    if (cfg_install(d, cfg) != PH_OK) {
-        ph_config_free(cfg);
-        return ph_err_set(err, PH_ENOMEM, "out of memory");
+    int level = cfg->log_level;
+    if (ph_cfg_current_init(&d->cfg, cfg, err) != PH_OK) {
+        free(d->config_path);
+        d->config_path = NULL;
+        return PH_ENOMEM;
     }
-    ph_random_bytes(&d->reqid_prefix, sizeof d->reqid_prefix);
+    ph_log_set_level(&d->log, level);
     ph_store_opts so = {
         .dir = cfg->data_dir, .map_size = cfg->map_size, .journal_file = d->journal_file};
     int rc;
@@ -363,8 +356,7 @@ int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_er
         (rc = log_migration(d, cfg)) || (rc = ph_daemon_sync_products(d, cfg, err)) ||
         (rc = ph_suppliers_create(&d->log, &d->suppliers, err)) ||
         (rc = ph_suppliers_apply(d->suppliers, cfg, err)) || (rc = start_supply(d, err)) ||
-        (rc = ph_http_start(d, cfg->listen_address, cfg->port, cfg->http_threads, &d->http,
-                            &d->port, err)))
+        (rc = start_http(d, cfg, err)))
         goto fail;
     ph_suppliers_set_wake(d->suppliers, wake_main, d); /* earlier releases: the next wake */
     set_callback_base(d, cfg);
@@ -409,7 +401,7 @@ int ph_daemon_reload(ph_daemon *d, ph_err *err)
     int rc = ph_config_load_file(d->config_path, &neu, err);
     if (rc)
         return rc;
-    ph_cfg_ref *old = ph_daemon_cfg_acquire(d);
+    ph_cfg_ref *old = ph_cfg_acquire(&d->cfg);
     warn_restart_needed(d, old->cfg, neu);
     if ((rc = ph_suppliers_apply(d->suppliers, neu, err)) != PH_OK)
         goto fail;
@@ -418,17 +410,15 @@ int ph_daemon_reload(ph_daemon *d, ph_err *err)
         ph_suppliers_apply(d->suppliers, old->cfg, &ignored); /* back to the running set */
         goto fail;
     }
-    ph_daemon_cfg_release(old);
+    ph_cfg_release(old);
     if (neu->public_url)
         set_callback_base(d, neu);
-    if (cfg_install(d, neu) != PH_OK) {
-        ph_config_free(neu);
-        return ph_err_set(err, PH_ENOMEM, "out of memory");
-    }
+    if ((rc = cfg_install(d, neu, err)) != PH_OK)
+        return rc;
     ph_log(&d->log, PH_LOG_INFO, NULL, "config.reloaded", "config=%s", d->config_path);
     return PH_OK;
 fail:
-    ph_daemon_cfg_release(old);
+    ph_cfg_release(old);
     ph_config_free(neu);
     return rc;
 }
@@ -462,10 +452,8 @@ void ph_daemon_stop(ph_daemon *d, int grace_ms)
     d->suppliers = NULL;
     ph_keyring_free(d->keys);
     d->keys = NULL;
-    ph_daemon_cfg_release(d->cfg);
-    d->cfg = NULL;
+    ph_cfg_current_destroy(&d->cfg);
     free(d->config_path);
     d->config_path = NULL;
     pid_file_remove(d);
-    pthread_mutex_destroy(&d->cfg_mu);
 }

@@ -6,11 +6,12 @@
  * Calls run one way (core/daemon/README.md, docs/design.md "Layout"): HTTP
  * handlers (http/) → supplier orders and imports (supply/fulfil.c, codes/) →
  * the store's writer and the supplier I/O engine → events in the store. This
- * module wires them and is called by none of them; the handlers read this
- * context (api.h) for the services and the configuration snapshot.
+ * module wires them and is called by none of them: it hands the HTTP layer
+ * the services it may use (ph_http_env) and fulfilment its own, so nothing
+ * below includes this header.
  *
- * Threads: ph_daemon_start, _reload and _stop run on the main thread, one at a
- * time (main.c's signal loop); ph_daemon_cfg_acquire / _release on any thread.
+ * Threads: ph_daemon_start, _reap, _reload and _stop run on the main thread,
+ * one at a time (main.c's signal loop).
  *
  * Besides the threads of the modules it starts, the daemon owns one: the
  * expiry sweep's timer (daemon.c), which every second submits PH_CMD_EXPIRE
@@ -24,6 +25,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "config/current.h"
 #include "crypto/crypto.h"
 #include "base/log.h"
 #include "base/status.h"
@@ -35,18 +37,10 @@ struct ph_sio;
 struct ph_fulfil;
 struct ph_sweeper;
 
-/* A reference-counted configuration snapshot. A request holds one from its
- * first byte to its last, so a reload never changes the rules mid-request. */
-typedef struct ph_cfg_ref {
-    ph_config *cfg;
-    atomic_int refs;
-} ph_cfg_ref;
-
 typedef struct ph_daemon {
     ph_logger log;
-    pthread_mutex_t cfg_mu; /* guards `cfg` (the pointer, not the snapshot) */
-    ph_cfg_ref *cfg;
-    char *config_path; /* NULL when running on the embedded default */
+    ph_cfg_current cfg; /* the running configuration; a reload swaps it whole */
+    char *config_path;  /* NULL when running on the embedded default */
     ph_store *store;
     ph_keyring *keys;
     struct ph_suppliers *suppliers;
@@ -57,9 +51,7 @@ typedef struct ph_daemon {
     int pid_fd;            /* pid_file, locked while we run; -1 = none */
     char *pid_path;        /* pid_file as at start (a reload does not move it) */
     atomic_int ready;      /* 1 once serving, 0 again when stopping */
-    uint32_t reqid_prefix; /* random per process: request ids stay unique across restarts */
     pthread_t main_thread; /* ph_daemon_start's caller: reloads, plugin shutdowns and dlclose */
-    atomic_uint_fast64_t reqid_next;
     /* the expiry sweep's timer thread (daemon.c) */
     struct ph_sweeper *sweeper;
     const char *journal_file; /* set before ph_daemon_start: ph_store_opts.journal_file */
@@ -84,10 +76,6 @@ int ph_daemon_reload(ph_daemon *d, ph_err *err);
 /* Stops accepting connections, lets in-flight requests finish (at most
  * grace_ms), drains the store's writer and frees everything. */
 void ph_daemon_stop(ph_daemon *d, int grace_ms);
-
-/* The current configuration snapshot, with a reference the caller releases. */
-ph_cfg_ref *ph_daemon_cfg_acquire(ph_daemon *d);
-void ph_daemon_cfg_release(ph_cfg_ref *ref);
 
 /* Writes the catalog of cfg into the store (PH_CMD_PUT_PRODUCTS). */
 int ph_daemon_sync_products(ph_daemon *d, const ph_config *cfg, ph_err *err);

@@ -25,7 +25,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 
-#include "daemon/daemon.h"
+#include "http/http_api.h"
 
 enum { PH_REQ_DONE = 0, PH_REQ_SUSPENDED = 1 };
 
@@ -33,7 +33,7 @@ typedef struct ph_req ph_req;
 typedef int (*ph_handler_fn)(ph_req *r);
 
 struct ph_req {
-    ph_daemon *d;
+    const ph_http_env *env; /* the services a handler may call (the listener's copy) */
     struct MHD_Connection *conn;
     ph_cfg_ref *cfg;              /* held for the whole request */
     const ph_client_conf *client; /* NULL on unauthenticated routes */

@@ -42,7 +42,7 @@ int ph_api_callback(ph_req *r)
                                   .headers = (const char *const *)headers,
                                   .nheaders = nh};
     ph_callback_reply cr;
-    int rc = ph_fulfil_callback(r->d->fulfil, r->seg[0], &cb, &cr);
+    int rc = ph_fulfil_callback(r->env->fulfil, r->seg[0], &cb, &cr);
     ph_req_headers_free(headers);
     if (rc != PH_OK)
         return ph_req_fail(r, rc, NULL);

@@ -38,7 +38,7 @@ int ph_api_products_list(ph_req *r)
     uint64_t *avail;
     size_t n;
     ph_err err = {0};
-    int rc = ph_store_product_list(r->d->store, &json, &avail, &n, &err);
+    int rc = ph_store_product_list(r->env->store, &json, &avail, &n, &err);
     if (rc)
         return ph_req_fail(r, rc, &err);
     json_t *arr = json_array();
@@ -60,7 +60,7 @@ int ph_api_product_get(ph_req *r)
     char *json;
     uint64_t avail;
     ph_err err = {0};
-    int rc = ph_store_product_get(r->d->store, r->seg[0], &json, &avail, &err);
+    int rc = ph_store_product_get(r->env->store, r->seg[0], &json, &avail, &err);
     if (rc)
         return ph_req_fail(r, rc, &err);
     int ops = ph_req_has_scope(r, PH_SCOPE_OPS);
@@ -129,7 +129,7 @@ int ph_api_batch_import(ph_req *r)
         return PH_REQ_DONE;
     ph_import_result res;
     ph_err err = {0};
-    int rc = ph_import_run(r->d->store, r->d->keys, &q, &res, &err);
+    int rc = ph_import_run(r->env->store, r->env->keys, &q, &res, &err);
     if (rc == PH_EINVAL && res.error_count) {
         json_t *body = json_pack("{s:s,s:s,s:I,s:o,s:s}", "error", "invalid_csv", "message",
                                  err.msg, "error_count", (json_int_t)res.error_count, "lines",
@@ -145,9 +145,9 @@ int ph_api_batch_import(ph_req *r)
         return ph_req_fail(r, rc, &err);
     ph_batch b;
     uint64_t counts[7];
-    if ((rc = ph_store_batch_get(r->d->store, batch_id, &b, counts, &err)) != PH_OK)
+    if ((rc = ph_store_batch_get(r->env->store, batch_id, &b, counts, &err)) != PH_OK)
         return ph_req_fail(r, rc, &err);
-    ph_log(&r->d->log, PH_LOG_INFO, r->reqid, "batch.imported", "batch=%llu sku=%s codes=%u",
+    ph_log(r->env->log, PH_LOG_INFO, r->reqid, "batch.imported", "batch=%llu sku=%s codes=%u",
            (unsigned long long)b.id, b.sku, b.count);
     return ph_req_json(r, 201, json_pack("{s:o}", "batch", ph_view_batch(&b, NULL)));
 }
@@ -159,7 +159,7 @@ int ph_api_batch_get(ph_req *r)
     ph_err err = {0};
     if (ph_u64_parse(r->seg[0], &id))
         return ph_req_error(r, 400, "invalid_request", "batch id: expected a number");
-    int rc = ph_store_batch_get(r->d->store, id, &b, counts, &err);
+    int rc = ph_store_batch_get(r->env->store, id, &b, counts, &err);
     if (rc)
         return ph_req_fail(r, rc, &err);
     return ph_req_json(r, 200, json_pack("{s:o}", "batch", ph_view_batch(&b, counts)));
@@ -176,7 +176,7 @@ static int batch_voided(ph_req *r)
             aff, json_pack("{s:I,s:s,s:s,s:I}", "id", (json_int_t)c->affected[i].id, "client",
                            c->affected[i].client, "client_order_id", c->affected[i].client_order_id,
                            "voided_codes", (json_int_t)c->affected[i].voided_codes));
-    ph_log(&r->d->log, PH_LOG_WARN, r->reqid, "batch.voided", "batch=%llu codes=%u orders=%zu",
+    ph_log(r->env->log, PH_LOG_WARN, r->reqid, "batch.voided", "batch=%llu codes=%u orders=%zu",
            (unsigned long long)c->batch.id, c->voided_codes, c->naffected);
     return ph_req_json(r, 200,
                        json_pack("{s:o,s:I,s:o}", "batch", ph_view_batch(&c->batch, NULL),

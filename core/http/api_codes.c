@@ -8,7 +8,7 @@
  * so the endpoint cannot be used to probe for valid codes. Ops sees the state
  * of every code but never its plaintext.
  *
- * A code is matched the way it was imported: normalized (codes/code.h: case,
+ * A code is matched the way it was imported: normalized (crypto/code.h: case,
  * spaces, dashes, and a product's look-alikes) before it is hashed; the
  * store tries each rule its batches were hashed with
  * (ph_store_code_find_typed), so a look-alike never matches a product that
@@ -130,10 +130,10 @@ static int lookup_code(ph_req *r, const char *code)
     if (len == 0 || len > PH_CODE_MAX)
         return ph_req_error(r, 400, "invalid_request", "code: expected 1-%d characters",
                             PH_CODE_MAX);
-    typed t = {r->d->keys, code, len};
+    typed t = {r->env->keys, code, len};
     ph_code_info info;
     ph_err err = {0};
-    int rc = ph_store_code_find_typed(r->d->store, hash_typed, &t, &info, &err);
+    int rc = ph_store_code_find_typed(r->env->store, hash_typed, &t, &info, &err);
     if (rc == PH_ENOTFOUND)
         return reply(r, json_pack("[o]", not_found()));
     if (rc)
@@ -225,9 +225,9 @@ static int lookup_order(ph_req *r, ph_order *o)
         uint64_t counts[7];
         ph_err err = {0};
         char code[PH_CODE_MAX + 1], card[PH_CODE_MAX + 1];
-        int open = owner && ph_code_unseal(r->d->keys, o->codes[i].sealed, o->codes[i].sealed_len,
+        int open = owner && ph_code_unseal(r->env->keys, o->codes[i].sealed, o->codes[i].sealed_len,
                                            code, card) == PH_OK;
-        if (ph_store_batch_get(r->d->store, o->codes[i].batch_id, &b, counts, &err) == PH_OK)
+        if (ph_store_batch_get(r->env->store, o->codes[i].batch_id, &b, counts, &err) == PH_OK)
             json_array_append_new(arr, result(r, &o->codes[i], &b, o, open ? code : NULL));
         ph_wipe(code, sizeof code);
         ph_wipe(card, sizeof card);
@@ -260,9 +260,9 @@ int ph_api_code_lookup(ph_req *r)
         rc = ph_req_error(r, 400, "invalid_request", "client_order_id: expected a string");
     } else {
         int found =
-            oid ? ph_store_order_get(r->d->store, (uint64_t)json_integer_value(oid), 1, &o, &err)
-                : ph_store_order_find(r->d->store, r->client->name, json_string_value(coid), 1, &o,
-                                      &err);
+            oid ? ph_store_order_get(r->env->store, (uint64_t)json_integer_value(oid), 1, &o, &err)
+                : ph_store_order_find(r->env->store, r->client->name, json_string_value(coid), 1,
+                                      &o, &err);
         if (found == PH_ENOTFOUND)
             rc = reply(r, json_pack("[o]", not_found()));
         else if (found)

@@ -17,7 +17,7 @@ int ph_api_health(ph_req *r)
 
 int ph_api_ready(ph_req *r)
 {
-    int ready = atomic_load(&r->d->ready);
+    int ready = atomic_load(r->env->ready);
     return ph_req_json(r, ready ? 200 : 503,
                        json_pack("{s:s}", "status", ready ? "ready" : "stopping"));
 }
@@ -33,7 +33,7 @@ int ph_api_events(ph_req *r)
     char **list;
     size_t n;
     ph_err err = {0};
-    int rc = ph_store_event_list(r->d->store, after, limit, &list, &n, &err);
+    int rc = ph_store_event_list(r->env->store, after, limit, &list, &n, &err);
     if (rc)
         return ph_req_fail(r, rc, &err);
     json_t *arr = json_array();
@@ -54,7 +54,7 @@ int ph_api_events(ph_req *r)
 static json_t *supplier_health(ph_req *r, const char *id)
 {
     ph_sio_health h;
-    ph_sio_health_get(r->d->sio, id, &h);
+    ph_sio_health_get(r->env->sio, id, &h);
     json_t *j = json_pack("{s:s,s:i,s:i,s:i,s:{s:I,s:I,s:I,s:I,s:I,s:I}}", "breaker", h.breaker,
                           "consecutive_failures", (int)h.consecutive_failures, "in_flight",
                           (int)h.in_flight, "queued", (int)h.queued, "exchanges", "sent",
@@ -67,11 +67,11 @@ static json_t *supplier_health(ph_req *r, const char *id)
 
 int ph_api_suppliers(ph_req *r)
 {
-    size_t n = ph_suppliers_list(r->d->suppliers, NULL, 0);
+    size_t n = ph_suppliers_list(r->env->suppliers, NULL, 0);
     ph_supplier_info *info = calloc(n + 1, sizeof *info);
     if (!info)
         return ph_req_fail(r, PH_ENOMEM, NULL);
-    n = ph_suppliers_list(r->d->suppliers, info, n);
+    n = ph_suppliers_list(r->env->suppliers, info, n);
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++) {
         char abi[16];
@@ -91,7 +91,7 @@ int ph_api_stats(ph_req *r)
 {
     ph_store_stats st;
     ph_err err = {0};
-    int rc = ph_store_stats_get(r->d->store, &st, &err);
+    int rc = ph_store_stats_get(r->env->store, &st, &err);
     if (rc)
         return ph_req_fail(r, rc, &err);
     json_t *skus = json_array();
@@ -106,11 +106,11 @@ int ph_api_stats(ph_req *r)
                       (json_int_t)s[PH_CODE_VOIDED], "expired", (json_int_t)s[PH_CODE_EXPIRED]));
     }
     ph_writer_stats ws;
-    ph_store_writer_stats(r->d->store, &ws);
+    ph_store_writer_stats(r->env->store, &ws);
     json_t *body = json_pack(
         "{s:o,s:I,s:I,s:I,s:I,s:{s:I,s:I,s:I}}", "skus", skus, "codes", (json_int_t)st.codes,
         "orders", (json_int_t)st.orders, "last_event", (json_int_t)st.last_event, "map_size",
-        (json_int_t)ph_store_map_size(r->d->store), "writer", "commits", (json_int_t)ws.commits,
+        (json_int_t)ph_store_map_size(r->env->store), "writer", "commits", (json_int_t)ws.commits,
         "commands", (json_int_t)ws.commands, "map_grows", (json_int_t)ws.map_grows);
     ph_store_stats_clear(&st);
     return ph_req_json(r, 200, body);

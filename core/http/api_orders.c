@@ -25,12 +25,12 @@ static void order_fingerprint(ph_req *r, const ph_product_conf *p, uint32_t quan
     char buf[PH_SKU_MAX + PH_ACCOUNT_MAX + 32];
     if (p->delivery == PH_DELIVERY_RECHARGE) {
         int n = snprintf(buf, sizeof buf, "recharge\n%s\n%s", p->sku, r->account);
-        ph_crypto_index(r->d->keys, buf, (size_t)n, out);
+        ph_crypto_index(r->env->keys, buf, (size_t)n, out);
         ph_wipe(buf, sizeof buf);
         return;
     }
     int n = snprintf(buf, sizeof buf, "card_code\n%s\n%u", p->sku, quantity);
-    ph_crypto_sha256(r->d->keys, buf, (size_t)n, out);
+    ph_crypto_sha256(r->env->keys, buf, (size_t)n, out);
 }
 
 /* Answers with the order's view: as text when ph_view_stock_order_text can
@@ -38,11 +38,11 @@ static void order_fingerprint(ph_req *r, const ph_product_conf *p, uint32_t quan
 static int order_reply(ph_req *r, unsigned status, const ph_order *o)
 {
     size_t len = 0;
-    char *txt = ph_view_stock_order_text(o, r->cfg->cfg, r->d->keys, &len);
+    char *txt = ph_view_stock_order_text(o, r->cfg->cfg, r->env->keys, &len);
     if (txt)
         return ph_req_text(r, status, txt, len, "application/json");
     return ph_req_json(
-        r, status, json_pack("{s:o}", "order", ph_view_order(o, r->cfg->cfg, r->d->keys, 1, 0)));
+        r, status, json_pack("{s:o}", "order", ph_view_order(o, r->cfg->cfg, r->env->keys, 1, 0)));
 }
 
 /* 201 for a new order that is final, 202 for one still with a supplier,
@@ -52,7 +52,7 @@ static int reply_new_order(ph_req *r, const ph_order *o, int replayed)
     int final = ph_order_state_final(o->state);
     if (replayed)
         r->replay_header = "true";
-    ph_log(&r->d->log, PH_LOG_INFO, r->reqid, replayed ? "order.replayed" : "order.created",
+    ph_log(r->env->log, PH_LOG_INFO, r->reqid, replayed ? "order.replayed" : "order.created",
            "order=%llu sku=%s quantity=%u state=%s", (unsigned long long)o->id, o->sku, o->quantity,
            ph_order_state_name(o->state));
     return order_reply(r, replayed ? 200 : final ? 201 : 202, o);
@@ -64,7 +64,7 @@ static int order_waited(ph_req *r)
 {
     ph_order *o;
     ph_err err = {0};
-    int rc = ph_store_order_get(r->d->store, r->order_id, 1, &o, &err);
+    int rc = ph_store_order_get(r->env->store, r->order_id, 1, &o, &err);
     if (rc)
         return ph_req_fail(r, rc, &err);
     rc = reply_new_order(r, o, r->replay_header != NULL);
@@ -87,7 +87,7 @@ static int reply_or_wait(ph_req *r, const ph_order *o, int replayed)
     if (replayed)
         r->replay_header = "true";
     ph_req_suspend(r, order_waited);
-    ph_fulfil_wait(r->d->fulfil, o->id, ph_now_ms() + (int64_t)r->wait_s * 1000, wake, r);
+    ph_fulfil_wait(r->env->fulfil, o->id, ph_now_ms() + (int64_t)r->wait_s * 1000, wake, r);
     return PH_REQ_SUSPENDED;
 }
 
@@ -98,7 +98,7 @@ static int supply_created(ph_req *r)
     const ph_order *o = r->cmd.order;
     if (!r->cmd.replayed) {
         ph_err err = {0};
-        int rc = ph_fulfil_begin(r->d->fulfil, o, r->account[0] ? r->account : NULL, &err);
+        int rc = ph_fulfil_begin(r->env->fulfil, o, r->account[0] ? r->account : NULL, &err);
         if (rc)
             return ph_req_fail(r, rc, &err);
     }
@@ -110,7 +110,8 @@ static int order_exists(ph_req *r)
 {
     ph_order *o = NULL;
     ph_err err = {0};
-    int found = ph_store_order_find(r->d->store, r->client->name, r->arg[0], 0, &o, &err) == PH_OK;
+    int found =
+        ph_store_order_find(r->env->store, r->client->name, r->arg[0], 0, &o, &err) == PH_OK;
     ph_order_free(o);
     return found;
 }
@@ -122,7 +123,7 @@ static int supply_submit(ph_req *r, const ph_product_conf *p)
     ph_attempt_target t = {0};
     /* a replay must get its order back even when no supplier could take a new
      * one: only then is the id looked up (the store answers replays itself) */
-    if (ph_fulfil_route(r->d->fulfil, r->cfg->cfg, p, &t) != PH_OK && !order_exists(r)) {
+    if (ph_fulfil_route(r->env->fulfil, r->cfg->cfg, p, &t) != PH_OK && !order_exists(r)) {
         if (p->delivery == PH_DELIVERY_CARD_CODE) /* the stock's own answer, naming the sku */
             return ph_req_fail(r, r->cmd.rc, &r->cmd.err);
         return ph_req_error(r, 503, "no_supplier_available",
@@ -144,7 +145,7 @@ static int supply_submit(ph_req *r, const ph_product_conf *p)
     r->cmd.in.supply.first = t;
     r->cmd.in.supply.fail_reason = t.supplier ? NULL : "no_supplier_available";
     if (p->delivery == PH_DELIVERY_RECHARGE) {
-        if (ph_fulfil_seal_account(r->d->fulfil, r->account, r->account_sealed,
+        if (ph_fulfil_seal_account(r->env->fulfil, r->account, r->account_sealed,
                                    &r->account_sealed_len, r->account_masked) != PH_OK)
             return ph_req_fail(r, PH_ECRYPTO, NULL);
         r->cmd.in.supply.account_sealed = r->account_sealed;
@@ -284,7 +285,7 @@ static int reply_order(ph_req *r, ph_order *o)
         ph_order_free(o);
         return ph_req_error(r, 404, "not_found", "order: not found");
     }
-    json_t *j = ph_view_order(o, r->cfg->cfg, r->d->keys, owner, ops);
+    json_t *j = ph_view_order(o, r->cfg->cfg, r->env->keys, owner, ops);
     ph_order_free(o);
     return ph_req_json(r, 200, json_pack("{s:o}", "order", j));
 }
@@ -296,7 +297,7 @@ int ph_api_order_get(ph_req *r)
     ph_err err = {0};
     if (ph_u64_parse(r->seg[0], &id))
         return ph_req_error(r, 400, "invalid_request", "order id: expected a number");
-    int rc = ph_store_order_get(r->d->store, id, 1, &o, &err);
+    int rc = ph_store_order_get(r->env->store, id, 1, &o, &err);
     if (rc == PH_ENOTFOUND)
         return ph_req_error(r, 404, "not_found", "order: not found");
     if (rc)
@@ -322,7 +323,7 @@ int ph_api_order_list(ph_req *r)
     const char *coid = ph_req_query(r, "client_order_id");
     if (coid) {
         ph_order *o;
-        int rc = ph_store_order_find(r->d->store, r->client->name, coid, 1, &o, &err);
+        int rc = ph_store_order_find(r->env->store, r->client->name, coid, 1, &o, &err);
         if (rc == PH_ENOTFOUND)
             return ph_req_error(r, 404, "not_found", "client_order_id: no such order");
         return rc ? ph_req_fail(r, rc, &err) : reply_order(r, o);
@@ -334,14 +335,14 @@ int ph_api_order_list(ph_req *r)
     ph_order **list;
     size_t n;
     /* one more than asked tells whether another page exists */
-    int rc = ph_store_order_list(r->d->store, ops ? NULL : r->client->name, after, limit + 1, &list,
-                                 &n, &err);
+    int rc = ph_store_order_list(r->env->store, ops ? NULL : r->client->name, after, limit + 1,
+                                 &list, &n, &err);
     if (rc)
         return ph_req_fail(r, rc, &err);
     json_t *arr = json_array();
     size_t shown = n > limit ? limit : n;
     for (size_t i = 0; i < shown; i++)
-        json_array_append_new(arr, ph_view_order(list[i], r->cfg->cfg, r->d->keys, 0, ops));
+        json_array_append_new(arr, ph_view_order(list[i], r->cfg->cfg, r->env->keys, 0, ops));
     json_t *next = n > limit ? json_integer((json_int_t)list[shown - 1]->id) : json_null();
     ph_order_list_free(list, n);
     return ph_req_json(r, 200, json_pack("{s:o,s:o}", "orders", arr, "next_after", next));

@@ -106,7 +106,7 @@ static int ask_supplier(ph_req *r, int kind, uint64_t cap, ph_handler_fn resume)
 {
     const ph_supplier_conf *sc = ph_config_supplier(r->cfg->cfg, r->seg[0]);
     ph_supplier *sup;
-    if (!sc || ph_suppliers_acquire(r->d->suppliers, r->seg[0], &sup) != PH_OK)
+    if (!sc || ph_suppliers_acquire(r->env->suppliers, r->seg[0], &sup) != PH_OK)
         return ph_req_error(r, 404, "not_found", "supplier: no such running supplier");
     if (!(ph_supplier_plugin(sup)->capabilities & cap)) {
         ph_supplier_release(sup);
@@ -126,7 +126,7 @@ static int ask_supplier(ph_req *r, int kind, uint64_t cap, ph_handler_fn resume)
     r->ext = a;
     r->ext_free = ask_free;
     ph_req_suspend(r, resume);
-    if (ph_sio_submit(r->d->sio, &a->job) != PH_OK) {
+    if (ph_sio_submit(r->env->sio, &a->job) != PH_OK) {
         a->job.outcome = PERKHUB_DEFINITE_FAILURE;
         snprintf(a->job.detail, sizeof a->job.detail, "shutting down");
         ph_req_wake(r);

@@ -22,7 +22,9 @@
 
 struct ph_http {
     struct MHD_Daemon *mhd;
-    ph_daemon *d;
+    ph_http_env env;       /* the services handlers may call, borrowed from the starter */
+    uint32_t reqid_prefix; /* random per listener: request ids stay unique across restarts */
+    atomic_uint_fast64_t reqid_next;
     atomic_int inflight;
     /* Set when the daemon stops: new requests get 503 while those already
      * received finish. (MHD_quiesce_daemon is not used: with epoll and a thread
@@ -140,7 +142,7 @@ int ph_req_fail(ph_req *r, int rc, const ph_err *err)
     }
     const char *msg = err && err->msg[0] ? err->msg : ph_strerror(rc);
     if (status == 500)
-        ph_log(&r->d->log, PH_LOG_ERROR, r->reqid, "http.internal_error", "error=\"%s\"", msg);
+        ph_log(r->env->log, PH_LOG_ERROR, r->reqid, "http.internal_error", "error=\"%s\"", msg);
     return ph_req_error(r, status, ph_strerror(rc), "%s", msg);
 }
 
@@ -199,7 +201,7 @@ int ph_req_submit(ph_req *r, ph_handler_fn resume)
     r->cmd.arg = r;
     ph_req_suspend(r, resume);
     r->pending = 1;
-    int rc = ph_store_submit(r->d->store, &r->cmd);
+    int rc = ph_store_submit(r->env->store, &r->cmd);
     if (rc != PH_OK) {
         r->pending = 0;
         MHD_resume_connection(r->conn);
@@ -325,7 +327,7 @@ static int authenticate(ph_http *h, ph_req *r, const ph_route *rt)
      * of an order's CPU */
     const char *tok = hv + 7;
     uint8_t hash[PH_HASH_LEN];
-    ph_crypto_sha256(h->d->keys, tok, strlen(tok), hash);
+    ph_crypto_sha256(h->env.keys, tok, strlen(tok), hash);
     r->client = *tok ? ph_config_client_by_hash(r->cfg->cfg, hash) : NULL;
     ph_wipe(hash, sizeof hash);
     if (!r->client) {
@@ -512,15 +514,15 @@ static void str_copy(char *dst, size_t cap, const char *src)
     dst[n] = 0;
 }
 
-static void set_reqid(ph_req *r)
+static void set_reqid(ph_http *h, ph_req *r)
 {
     const char *given = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Request-Id");
     if (given && ph_ident_valid(given, 40)) {
         str_copy(r->reqid, sizeof r->reqid, given);
         return;
     }
-    uint64_t n = atomic_fetch_add(&r->d->reqid_next, 1);
-    snprintf(r->reqid, sizeof r->reqid, "%08x%08llx", r->d->reqid_prefix, (unsigned long long)n);
+    uint64_t n = atomic_fetch_add(&h->reqid_next, 1);
+    snprintf(r->reqid, sizeof r->reqid, "%08x%08llx", h->reqid_prefix, (unsigned long long)n);
 }
 
 static ph_req *req_new(ph_http *h, struct MHD_Connection *conn, const char *url, const char *method)
@@ -528,13 +530,13 @@ static ph_req *req_new(ph_http *h, struct MHD_Connection *conn, const char *url,
     ph_req *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
-    r->d = h->d;
+    r->env = &h->env;
     r->conn = conn;
     r->started_ms = ph_now_ms();
-    r->cfg = ph_daemon_cfg_acquire(h->d);
+    r->cfg = ph_cfg_acquire(h->env.cfg);
     str_copy(r->method, sizeof r->method, method);
     str_copy(r->path, sizeof r->path, url);
-    set_reqid(r);
+    set_reqid(h, r);
     atomic_fetch_add(&h->inflight, 1);
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
     if (cl && strtoull(cl, NULL, 10) > r->cfg->cfg->max_body_bytes)
@@ -603,7 +605,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     ph_req *r = *con_cls;
     if (!r)
         return;
-    ph_log(&h->d->log, PH_LOG_INFO, r->reqid, "http.request",
+    ph_log(h->env.log, PH_LOG_INFO, r->reqid, "http.request",
            "method=%s path=%s status=%u client=%s ms=%lld%s", r->method, r->path, r->status,
            r->client ? r->client->name : "-", (long long)(ph_now_ms() - r->started_ms),
            toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
@@ -617,7 +619,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         free(r->body);
     }
     ph_wipe(r->account, sizeof r->account);
-    ph_daemon_cfg_release(r->cfg);
+    ph_cfg_release(r->cfg);
     free(r);
     *con_cls = NULL;
     atomic_fetch_sub(&h->inflight, 1);
@@ -631,7 +633,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     for (char *p = msg; *p; p++)
         if (*p == '"')
             *p = '\'';
-    ph_log(&h->d->log, PH_LOG_WARN, NULL, "http.server", "detail=\"%s\"", msg);
+    ph_log(h->env.log, PH_LOG_WARN, NULL, "http.server", "detail=\"%s\"", msg);
 }
 
 /* Each connection's memory pool: its request line and headers, the read buffer
@@ -641,8 +643,8 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
  * tests/e2e/test_orders.c); bodies stream through the read buffer. */
 #define CONN_MEMORY (16u * 1024u)
 
-int ph_http_start(ph_daemon *d, const char *address, uint16_t port, unsigned threads, ph_http **out,
-                  uint16_t *bound, ph_err *err)
+int ph_http_start(const ph_http_env *env, const char *address, uint16_t port, unsigned threads,
+                  ph_http **out, uint16_t *bound, ph_err *err)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
     if (inet_pton(AF_INET, address, &sa.sin_addr) != 1)
@@ -650,7 +652,8 @@ int ph_http_start(ph_daemon *d, const char *address, uint16_t port, unsigned thr
     ph_http *h = calloc(1, sizeof *h);
     if (!h)
         return ph_err_set(err, PH_ENOMEM, "out of memory");
-    h->d = d;
+    h->env = *env;
+    ph_random_bytes(&h->reqid_prefix, sizeof h->reqid_prefix);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
 

@@ -16,23 +16,45 @@
 #ifndef PH_HTTP_API_H
 #define PH_HTTP_API_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
+#include "base/log.h"
 #include "base/status.h"
+#include "config/current.h"
+#include "crypto/crypto.h"
+#include "store/store.h"
 
-struct ph_daemon;
+struct ph_fulfil;
+struct ph_suppliers;
+struct ph_sio;
 struct sockaddr;
 typedef struct ph_http ph_http;
 
+/* The services the HTTP layer and its handlers may call: handed down by
+ * whoever starts the listener (the daemon), so this layer never reaches up into
+ * its owner. Every pointer is borrowed and must outlive the listener. */
+typedef struct ph_http_env {
+    const ph_logger *log;
+    ph_cfg_current *cfg; /* a request holds one snapshot from first byte to last */
+    ph_store *store;
+    const ph_keyring *keys;
+    struct ph_fulfil *fulfil;       /* supplier orders */
+    struct ph_suppliers *suppliers; /* the running supplier set */
+    struct ph_sio *sio;             /* the supplier I/O engine (ops asking a supplier) */
+    const atomic_int *ready;        /* 1 while serving: GET /v1/ready */
+} ph_http_env;
+
 /* Listens on address:port (0 = an ephemeral port, reported in *bound) with a pool
- * of `threads` threads (0 = 4). d is borrowed and must outlive h; requests may
- * arrive before this returns, so every service a handler reaches through d must
- * be running already. On PH_OK *out is owned by the caller (ph_http_stop); on
- * error nothing is left running and *out is untouched.
+ * of `threads` threads (0 = 4). env is copied; what it points to is borrowed and
+ * must outlive h. Requests may arrive before this returns, so every service in
+ * env must be running already. Request ids are unique across restarts: they
+ * start with a random per-listener prefix. On PH_OK *out is owned by the caller
+ * (ph_http_stop); on error nothing is left running and *out is untouched.
  * Errors: PH_EINVAL (address is not an IPv4 address), PH_ENOMEM, PH_EIO (cannot
  * listen: the message names address:port).
  * @note Main thread. */
-int ph_http_start(struct ph_daemon *d, const char *address, uint16_t port, unsigned threads,
+int ph_http_start(const ph_http_env *env, const char *address, uint16_t port, unsigned threads,
                   ph_http **out, uint16_t *bound, ph_err *err);
 
 /* From now on new requests get 503 shutting_down (with Connection: close);

@@ -50,7 +50,7 @@
 #include <stdint.h>
 
 #include "base/status.h"
-#include "codes/code.h"
+#include "crypto/code.h"
 #include "crypto/crypto.h"
 
 #define PH_SKU_MAX            64       /* bytes of a SKU, supplier id or client name */
@@ -488,7 +488,7 @@ typedef struct ph_code_info {
 int ph_store_code_find(ph_store *s, const uint8_t hash[32], ph_code_info *out, ph_err *err);
 
 /* The lookup hash of what a person typed, under a look-alike rule ("" = none;
- * codes/code.h, ph_code_hash): 0, or non-zero when nothing is left to hash. */
+ * crypto/code.h, ph_code_hash): 0, or non-zero when nothing is left to hash. */
 typedef int (*ph_code_hash_fn)(void *arg, const char *rule, uint8_t hash[32]);
 
 /* Finds a code as customer service types it, in one snapshot: hashed without

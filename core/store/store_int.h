@@ -12,7 +12,7 @@
 #include "store/store.h"
 
 /* 3: the expiry index (store_expiry.c); the code index hashes normalized codes
- * (codes/code.h) and `meta` holds key checks (store_keys.c). A store of version
+ * (crypto/code.h) and `meta` holds key checks (store_keys.c). A store of version
  * 2 is migrated at its first open with keys (store.c, check_schema). */
 #define PH_SCHEMA_VERSION 3
 

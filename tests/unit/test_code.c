@@ -1,12 +1,12 @@
 /*
- * codes/code.h: the normalized form a code's lookup hash is made from, the
+ * crypto/code.h: the normalized form a code's lookup hash is made from, the
  * look-alike rules ops write in the config, and sealing that keeps the code as
  * it was imported.
  */
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "codes/code.h"
+#include "crypto/code.h"
 
 static const char *norm(const char *code, const char *rule)
 {

@@ -163,7 +163,7 @@ Test(import, duplicates_inside_the_file_name_their_first_line_and_store_nothing)
                  "CODE-3\n" /* line 5 */
                  "CODE-1\n" /* line 6: again */
                  "CODE-3\n" /* line 7 */
-                 "code2\n", /* line 8: line 3 in other case, without its dash (codes/code.h) */
+                 "code2\n", /* line 8: line 3 in other case, without its dash (crypto/code.h) */
                  &r, &err);
     cr_assert_eq(rc, PH_EINVAL);
     cr_assert_str_eq(err.msg, "4 bad lines, nothing imported");

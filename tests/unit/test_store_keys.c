@@ -5,12 +5,12 @@
  * from normalized codes), the writer refusing to issue a code it cannot
  * unseal, and the read-only open of `perkhubd --check-store`.
  *
- * Unlike test_store.c these tests seal real codes (codes/code.h) with real
+ * Unlike test_store.c these tests seal real codes (crypto/code.h) with real
  * keyrings, because what is tested is what the keys open.
  */
 #include "store_fixture.h"
 
-#include "codes/code.h"
+#include "crypto/code.h"
 #include "store/store_int.h"
 
 TestSuite(store_keys, .init = fixture_setup, .fini = fixture_teardown);

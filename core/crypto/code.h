@@ -2,7 +2,7 @@
  * code.h — one card code: the plaintext it is sealed as, and the normalized
  * form its lookup hash is made from.
  *
- * A leaf of the core: it calls crypto only, so the store (which verifies and
+ * Beside the keyring (crypto.h), which is all it calls: the store (which verifies and
  * re-indexes codes at open and never issues one it cannot unseal), import and
  * the HTTP handlers can all use it. Thread-safe: no state.
  *

@@ -1,7 +1,7 @@
 /*
  * code.c — sealing, unsealing and normalizing one card code (code.h).
  */
-#include "codes/code.h"
+#include "crypto/code.h"
 
 #include <string.h>
 
