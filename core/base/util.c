@@ -1,7 +1,10 @@
 #include "base/util.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 int ph_money_parse(const char *s, int64_t *fen)
@@ -251,4 +254,30 @@ int ph_json_str(const char *s, void (*put)(void *sink, const char *p, size_t n),
     put(sink, (const char *)run, (size_t)(p - run));
     put(sink, "\"", 1);
     return 0;
+}
+
+int ph_mkdir_parents(const char *path, ph_err *err)
+{
+    char *dir = strdup(path);
+    if (!dir)
+        return ph_err_set(err, PH_ENOMEM, "out of memory");
+    char *slash = strrchr(dir, '/');
+    int rc = PH_OK;
+    if (slash && slash != dir) {
+        *slash = 0;
+        for (char *p = dir + 1; rc == PH_OK; p++) {
+            if (*p != '/' && *p != 0)
+                continue;
+            char c = *p;
+            *p = 0;
+            if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+                rc = ph_err_set(err, PH_EIO, "%s: cannot create directory: %s", dir,
+                                strerror(errno));
+            *p = c;
+            if (!c)
+                break;
+        }
+    }
+    free(dir);
+    return rc;
 }

@@ -1,12 +1,16 @@
 /*
  * util.h — small pure helpers shared by several modules: money, time, hex and
- * identifier checks. No allocation except where stated; all thread-safe.
+ * identifier checks, and the one file-system helper the key file and the pid
+ * file share (ph_mkdir_parents). No allocation except where stated; all
+ * thread-safe.
  */
 #ifndef PH_UTIL_H
 #define PH_UTIL_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "base/status.h"
 
 /* Money is held as an integer number of fen (0.01 CNY) everywhere inside perkhub;
  * it crosses the API and the config as a decimal string ("19.80", "30", "0.5").
@@ -56,5 +60,10 @@ int ph_u64_parse(const char *s, uint64_t *out);
  * surrogates and code points above U+10FFFF refused); part of it may have been
  * written then. */
 int ph_json_str(const char *s, void (*put)(void *sink, const char *p, size_t n), void *sink);
+
+/* mkdir -p for the directory part of path (a file about to be created there:
+ * the key file, the pid file); new directories get mode 0700. PH_OK, or PH_EIO
+ * naming the directory, PH_ENOMEM. */
+int ph_mkdir_parents(const char *path, ph_err *err);
 
 #endif

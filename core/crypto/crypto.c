@@ -483,33 +483,6 @@ out:
     return rc;
 }
 
-/* mkdir -p for the directory part of path, new directories mode 0700. */
-static int mkdir_parents(const char *path, ph_err *err)
-{
-    char *dir = strdup(path);
-    if (!dir)
-        return ph_err_set(err, PH_ENOMEM, "out of memory creating key file");
-    char *slash = strrchr(dir, '/');
-    int rc = PH_OK;
-    if (slash && slash != dir) {
-        *slash = 0;
-        for (char *p = dir + 1; rc == PH_OK; p++) {
-            if (*p != '/' && *p != 0)
-                continue;
-            char c = *p;
-            *p = 0;
-            if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-                rc = ph_err_set(err, PH_EIO, "%s: cannot create directory: %s", dir,
-                                strerror(errno));
-            *p = c;
-            if (!c)
-                break;
-        }
-    }
-    free(dir);
-    return rc;
-}
-
 static int write_all(int fd, const char *p, size_t n)
 {
     while (n > 0) {
@@ -550,7 +523,7 @@ static int fsync_dir(const char *path, ph_err *err)
  * same keys, or codes sealed by the loser would become unreadable. */
 static int keyfile_create(const char *path, ph_err *err)
 {
-    int rc = mkdir_parents(path, err);
+    int rc = ph_mkdir_parents(path, err);
     if (rc != PH_OK)
         return rc;
 

@@ -79,6 +79,9 @@ static int write_port_file(const char *path, uint16_t port, ph_err *err)
  * ours; the pid goes in once the listener is bound (pid_file_write). */
 static int pid_file_lock(ph_daemon *d, const char *path, ph_err *err)
 {
+    int rc = ph_mkdir_parents(path, err); /* var/ of a fresh directory, as the key file's */
+    if (rc)
+        return rc;
     for (int tries = 0; tries < 5; tries++) {
         int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
         if (fd < 0)

@@ -628,10 +628,12 @@ Test(ops, pid_file_names_the_running_daemon_and_only_it)
 {
     char extra[400], pidf[340];
     h_setup(&D, NULL);
-    snprintf(pidf, sizeof pidf, "%s/perkhubd.pid", D.dir);
+    /* in directories that do not exist yet (a fresh checkout's var/): made as
+     * the key file's are */
+    snprintf(pidf, sizeof pidf, "%s/run/perkhub/perkhubd.pid", D.dir);
     snprintf(extra, sizeof extra, "pid_file: %s\n", pidf);
     h_write_config(&D, extra);
-    cr_assert_eq(h_start(&D), 0);
+    cr_assert_eq(h_start(&D), 0, "perkhubd did not start with its pid file's directory missing");
     cr_assert_eq(pid_in(pidf), (long)D.pid, "the pid file names the daemon");
 
     /* a second daemon with the same file (on another port: the file, not the
