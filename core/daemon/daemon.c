@@ -291,6 +291,24 @@ void ph_daemon_reap(ph_daemon *d)
         ph_suppliers_reap(d->suppliers);
 }
 
+/* The key file. master_key_create makes one only for a store that does not
+ * exist yet: a store with data was sealed with keys a new file cannot hold, so
+ * a missing file there is a mistake to report (restore it), not a key to make —
+ * making it would leave a useless key file behind a refused start. */
+static int load_keys(ph_daemon *d, const ph_config *cfg, ph_err *err)
+{
+    char mdb[4096];
+    int create = cfg->master_key_create;
+    snprintf(mdb, sizeof mdb, "%s/data.mdb", cfg->data_dir);
+    if (create && access(cfg->master_key_file, F_OK) != 0 && access(mdb, F_OK) == 0)
+        return ph_err_set(err, PH_ECRYPTO,
+                          "master_key_file: %s does not exist, and the store at %s holds data "
+                          "sealed with the keys of another file: restore that key file "
+                          "(master_key_create makes a key only for a new store)",
+                          cfg->master_key_file, cfg->data_dir);
+    return ph_keyring_load(cfg->master_key_file, create, &d->keys, err);
+}
+
 /* The listener, handed exactly the services its handlers may call. */
 static int start_http(ph_daemon *d, const ph_config *cfg, ph_err *err)
 {
@@ -354,7 +372,7 @@ int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_er
     /* The store checks the keys against the data (store.h, "Keys"): a wrong key
      * file stops the start here, naming the key id and the file. */
     if ((cfg->pid_file && (rc = pid_file_lock(d, cfg->pid_file, err))) ||
-        (rc = ph_keyring_load(cfg->master_key_file, cfg->master_key_create, &d->keys, err)) ||
+        (rc = load_keys(d, cfg, err)) ||
         (so.keys = d->keys, rc = ph_store_open(&so, &d->store, err)) ||
         (rc = log_migration(d, cfg)) || (rc = ph_daemon_sync_products(d, cfg, err)) ||
         (rc = ph_suppliers_create(&d->log, &d->suppliers, err)) ||

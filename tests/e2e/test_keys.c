@@ -137,6 +137,18 @@ Test(keys, a_wrong_key_file_is_refused_at_start_naming_key_and_file)
     cr_assert(strstr(log, "other.key"), "the refusal does not name the key file:\n%s", log);
     free(log);
 
+    /* a key file that does not exist, with master_key_create on (the harness's
+     * config): a new key cannot read this store, so none is made */
+    char *missing = h_replace(cfg, "/master.key", "/new.key"), newkey[2048];
+    snprintf(newkey, sizeof newkey, "%s/new.key", d->dir);
+    h_write_config_text(d, missing);
+    log = start_refused(d);
+    cr_assert(strstr(log, "new.key") && strstr(log, "does not exist"),
+              "the refusal does not name the missing key file:\n%s", log);
+    cr_assert_neq(access(newkey, F_OK), 0, "a refused start left a new key file behind");
+    free(log);
+    free(missing);
+
     /* back to the right file: the codes were never touched */
     h_write_config_text(d, cfg);
     cr_assert_eq(h_start(d), 0);
