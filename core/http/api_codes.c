@@ -192,7 +192,8 @@ static json_t *order_result(ph_req *r, const ph_order *o)
     const ph_product_conf *p = ph_config_product(r->cfg->cfg, o->sku);
     json_t *j = json_pack("{s:s,s:s,s:s,s:s?,s:s,s:I,s:s}", "diagnosis", name, "state",
                           ph_order_state_name(o->state), "sku", o->sku, "product_name",
-                          p ? p->name : NULL, "delivery", recharge ? "recharge" : "card_code",
+                          p ? p->name : NULL, "delivery",
+                          ph_delivery_name(recharge ? PH_DELIVERY_RECHARGE : PH_DELIVERY_CARD_CODE),
                           "order_id", (json_int_t)o->id, "client_order_id", o->client_order_id);
     if (o->account_masked[0])
         json_object_set_new(j, "account", json_string(o->account_masked));
