@@ -62,8 +62,8 @@
 typedef struct ph_fulfil ph_fulfil;
 
 /* How fulfil reads the current configuration: a snapshot with a reference
- * (the daemon's refcounted config). acquire and release are called from any
- * thread, with or without fulfil's mutex held: they take no lock of fulfil's. */
+ * (config/current.h). acquire and release are called from fulfil's thread
+ * and from the threads that call in (never with fulfil's mutex held). */
 typedef struct ph_fulfil_cfg_ops {
     void *ctx;
     const ph_config *(*acquire)(void *ctx, void **ref);
@@ -91,7 +91,7 @@ typedef struct ph_fulfil_opts {
     const char *callback_base; /* e.g. "http://127.0.0.1:8080"; copied */
 } ph_fulfil_opts;
 
-/* Copies opts (callback_base included) and starts the timer thread. On PH_OK
+/* Copies opts (callback_base included) and starts fulfil's thread. On PH_OK
  * *out is the caller's (ph_fulfil_stop, then ph_fulfil_destroy); on error nothing
  * is left running and *out is untouched.
  * Errors: PH_ENOMEM, PH_EIO (the thread cannot start).

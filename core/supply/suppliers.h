@@ -19,8 +19,8 @@
  *   - a supplier's reference count: atomic, any thread;
  *   - a plugin's shutdown and dlclose: the main thread only (plugin_loader.h).
  *     The thread that created the set is "the main thread". When the last
- *     reference goes on another thread (the writer finishing an attempt, the
- *     I/O thread, an HTTP thread), the supplier is handed to the reaper: a list
+ *     reference goes on another thread (fulfil's thread finishing an attempt,
+ *     the I/O thread, an HTTP thread), the supplier is handed to the reaper: a list
  *     under its own mutex, and a wake function (ph_suppliers_set_wake) that
  *     tells the main thread to call ph_suppliers_reap. apply and destroy reap
  *     too, so nothing waits longer than the next of them.
