@@ -1,6 +1,7 @@
 #include "base/util.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -172,6 +173,15 @@ int ph_ident_valid(const char *s, size_t max)
             return 0;
     }
     return n > 0;
+}
+
+void *ph_grow(void *v, size_t *cap, size_t elem, size_t first)
+{
+    size_t n = *cap ? *cap * 2 : first;
+    void *g = realloc(v, n * elem);
+    if (g)
+        *cap = n;
+    return g;
 }
 
 int ph_u64_parse(const char *s, uint64_t *out)

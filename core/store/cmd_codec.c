@@ -5,6 +5,8 @@
  */
 #include "store/cmd_codec.h"
 
+#include "base/util.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -258,12 +260,10 @@ typedef struct arena {
 static void *a_alloc(arena *a, size_t n)
 {
     if (a->n == a->cap) {
-        size_t cap = a->cap ? a->cap * 2 : 64;
-        void **g = realloc(a->ptrs, cap * sizeof *g);
+        void **g = ph_grow(a->ptrs, &a->cap, sizeof *g, 64);
         if (!g)
             return NULL;
         a->ptrs = g;
-        a->cap = cap;
     }
     void *p = calloc(1, n ? n : 1);
     if (p)

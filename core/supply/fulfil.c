@@ -218,12 +218,10 @@ static int heap_push(ph_fulfil *f, track *t, int64_t due)
 {
     PH_ASSERT_OWNER(&f->owner);
     if (f->nheap == f->capheap) {
-        size_t cap = f->capheap ? f->capheap * 2 : 256;
-        heap_ent *h = realloc(f->heap, cap * sizeof *h);
+        heap_ent *h = ph_grow(f->heap, &f->capheap, sizeof *h, 256);
         if (!h)
             return PH_ENOMEM;
         f->heap = h;
-        f->capheap = cap;
     }
     size_t i = f->nheap++;
     f->heap[i] = (heap_ent){due, ++t->gen, t->order_id, t->no};

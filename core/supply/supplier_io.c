@@ -63,6 +63,7 @@
 #include <unistd.h>
 
 #include "base/lockcheck.h"
+#include "base/util.h"
 #include "crypto/crypto.h"
 #include "supply/plugin_ops.h"
 
@@ -277,12 +278,10 @@ static int timer_less(const timer_ent *a, const timer_ent *b)
 static int timer_push(ph_sio *io, ph_sio_job *job, int kind, int64_t due)
 {
     if (io->nheap == io->capheap) {
-        size_t cap = io->capheap ? io->capheap * 2 : 64;
-        timer_ent *h = realloc(io->heap, cap * sizeof *h);
+        timer_ent *h = ph_grow(io->heap, &io->capheap, sizeof *h, 64);
         if (!h)
             return PH_ENOMEM;
         io->heap = h;
-        io->capheap = cap;
     }
     ((sio_x *)job->priv_)->timer = kind;
     size_t i = io->nheap++;
