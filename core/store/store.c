@@ -867,19 +867,7 @@ int ph_store_submit(ph_store *s, ph_cmd *cmd)
     cmd->next = NULL;
     if (s->read_only)
         return ph_err_set(&cmd->err, PH_EINVAL, "store: opened read-only");
-    pthread_mutex_lock(&s->mu);
-    if (s->stopping) {
-        pthread_mutex_unlock(&s->mu);
-        return ph_err_set(&cmd->err, PH_ESHUTDOWN, "store: shutting down");
-    }
-    if (s->tail)
-        s->tail->next = cmd;
-    else
-        s->head = cmd;
-    s->tail = cmd;
-    pthread_cond_signal(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-    return PH_OK;
+    return ph_store_submit_list(s, cmd);
 }
 
 int ph_store_submit_list(ph_store *s, ph_cmd *first)
