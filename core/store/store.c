@@ -890,38 +890,60 @@ int ph_store_submit_list(ph_store *s, ph_cmd *first)
     return PH_OK;
 }
 
+/* The commands a submitter waits for: each one's done counts it off. */
 typedef struct exec_wait {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int done;
+    size_t left;
 } exec_wait;
 
 static void exec_done(ph_cmd *cmd)
 {
     exec_wait *w = cmd->arg;
     pthread_mutex_lock(&w->mu);
-    w->done = 1;
-    pthread_cond_signal(&w->cv);
+    if (--w->left == 0)
+        pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void exec_wait_all(exec_wait *w)
+{
+    pthread_mutex_lock(&w->mu);
+    while (w->left)
+        pthread_cond_wait(&w->cv, &w->mu);
     pthread_mutex_unlock(&w->mu);
 }
 
 int ph_store_exec(ph_store *s, ph_cmd *cmd)
 {
-    exec_wait w = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    exec_wait w = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .left = 1};
     cmd->done = exec_done;
     cmd->arg = &w;
     int rc = ph_store_submit(s, cmd);
     if (rc == PH_OK) {
-        pthread_mutex_lock(&w.mu);
-        while (!w.done)
-            pthread_cond_wait(&w.cv, &w.mu);
-        pthread_mutex_unlock(&w.mu);
+        exec_wait_all(&w);
         rc = cmd->rc;
     } else {
         cmd->rc = rc;
     }
     cmd->done = NULL;
     cmd->arg = NULL;
+    pthread_mutex_destroy(&w.mu);
+    pthread_cond_destroy(&w.cv);
+    return rc;
+}
+
+int ph_store_exec_list(ph_store *s, ph_cmd *first)
+{
+    exec_wait w = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    for (ph_cmd *c = first; c; c = c->next) {
+        c->done = exec_done;
+        c->arg = &w;
+        w.left++;
+    }
+    int rc = ph_store_submit_list(s, first);
+    if (rc == PH_OK)
+        exec_wait_all(&w);
     pthread_mutex_destroy(&w.mu);
     pthread_cond_destroy(&w.cv);
     return rc;
