@@ -1041,76 +1041,17 @@ void ph_order_list_free(ph_order **list, size_t n)
     free(list);
 }
 
-/* Next order id > after: from the client's index, or from all orders. */
-static int next_order_id(ph_store *s, MDB_cursor *c, const char *client, uint64_t after, int first,
-                         uint64_t *id)
-{
-    MDB_val k, v;
-    int mrc;
-    if (client) {
-        k = (MDB_val){strlen(client), (void *)client};
-        uint64_t want = after + 1;
-        v = (MDB_val){8, &want};
-        mrc = first ? mdb_cursor_get(c, &k, &v, MDB_GET_BOTH_RANGE)
-                    : mdb_cursor_get(c, &k, &v, MDB_NEXT_DUP);
-        if (mrc == 0)
-            memcpy(id, v.mv_data, 8);
-    } else {
-        uint64_t want = after + 1;
-        k = (MDB_val){8, &want};
-        mrc =
-            first ? mdb_cursor_get(c, &k, &v, MDB_SET_RANGE) : mdb_cursor_get(c, &k, &v, MDB_NEXT);
-        if (mrc == 0)
-            memcpy(id, k.mv_data, 8);
-    }
-    (void)s;
-    return mrc;
-}
-
-int ph_store_order_list(ph_store *s, const char *client, uint64_t after, size_t limit,
-                        ph_order ***out, size_t *n, ph_err *err)
-{
-    MDB_txn *txn;
-    MDB_cursor *c;
-    int rc = ph_store_read_begin(s, &txn, err);
-    if (rc)
-        return rc;
-    if (after == UINT64_MAX)
-        limit = 0;
-    ph_order **list = calloc(limit ? limit : 1, sizeof *list);
-    size_t cnt = 0;
-    if (!list) {
-        ph_store_read_end(s, txn);
-        return ph_err_set(err, PH_ENOMEM, "out of memory");
-    }
-    mdb_cursor_open(txn, s->dbi[client ? DB_CLIENT_ORDERS : DB_ORDERS], &c);
-    uint64_t id;
-    for (int first = 1; cnt < limit && next_order_id(s, c, client, after, first, &id) == 0;
-         first = 0) {
-        if ((rc = ph_order_load(s, txn, id, 0, &list[cnt], err)) != PH_OK)
-            break;
-        cnt++;
-    }
-    mdb_cursor_close(c);
-    ph_store_read_end(s, txn);
-    if (rc) {
-        ph_order_list_free(list, cnt);
-        return rc;
-    }
-    *out = list;
-    *n = cnt;
-    return PH_OK;
-}
-
-/* One page of a database keyed by native uint64 ids: the entries with key > after,
- * ascending, at most limit, each turned into one list element by take (which
- * sets *slot or fails). On PH_OK *out (limit or 1 slots) and *n are the
+/* One page of a database keyed by native uint64 ids (dup NULL), or of the
+ * duplicates of key dup, sorted native uint64 values: the entries with that id
+ * > after, ascending, at most limit, each turned into one list element by take
+ * (which sets *slot or fails). On PH_OK *out (limit or 1 slots) and *n are the
  * caller's, freed with free_list; on failure nothing is left allocated. */
 typedef int (*page_take_fn)(ph_store *s, MDB_txn *txn, const MDB_val *k, const MDB_val *v,
                             void **slot, ph_err *err);
 
-static int page_u64(ph_store *s, int db, uint64_t after, size_t limit, page_take_fn take,
-                    void (*free_list)(void **list, size_t n), void ***out, size_t *n, ph_err *err)
+static int page_u64(ph_store *s, int db, const char *dup, uint64_t after, size_t limit,
+                    page_take_fn take, void (*free_list)(void **list, size_t n), void ***out,
+                    size_t *n, ph_err *err)
 {
     MDB_txn *txn;
     MDB_cursor *c;
@@ -1128,7 +1069,14 @@ static int page_u64(ph_store *s, int db, uint64_t after, size_t limit, page_take
     }
     uint64_t want = after + 1;
     MDB_val k = {8, &want}, v;
-    for (int op = MDB_SET_RANGE; cnt < limit && mdb_cursor_get(c, &k, &v, op) == 0; op = MDB_NEXT) {
+    MDB_cursor_op seek = MDB_SET_RANGE, step = MDB_NEXT;
+    if (dup) {
+        k = (MDB_val){strlen(dup), (void *)dup};
+        v = (MDB_val){8, &want};
+        seek = MDB_GET_BOTH_RANGE;
+        step = MDB_NEXT_DUP;
+    }
+    for (MDB_cursor_op op = seek; cnt < limit && mdb_cursor_get(c, &k, &v, op) == 0; op = step) {
         if ((rc = take(s, txn, &k, &v, &list[cnt], err)) != PH_OK)
             break;
         cnt++;
@@ -1144,13 +1092,23 @@ static int page_u64(ph_store *s, int db, uint64_t after, size_t limit, page_take
     return PH_OK;
 }
 
-/* Pending orders: their ids are the `pending` keys; each is loaded in full. */
-static int take_pending(ph_store *s, MDB_txn *txn, const MDB_val *k, const MDB_val *v, void **slot,
-                        ph_err *err)
+/* Orders keyed by their id (`orders`, `pending`); each is loaded in full. */
+static int take_order_key(ph_store *s, MDB_txn *txn, const MDB_val *k, const MDB_val *v,
+                          void **slot, ph_err *err)
 {
     (void)v;
     uint64_t id;
     memcpy(&id, k->mv_data, 8);
+    return ph_order_load(s, txn, id, 0, (ph_order **)slot, err);
+}
+
+/* A client's orders: their ids are the values under the client's name. */
+static int take_order_value(ph_store *s, MDB_txn *txn, const MDB_val *k, const MDB_val *v,
+                            void **slot, ph_err *err)
+{
+    (void)k;
+    uint64_t id;
+    memcpy(&id, v->mv_data, 8);
     return ph_order_load(s, txn, id, 0, (ph_order **)slot, err);
 }
 
@@ -1159,10 +1117,21 @@ static void free_orders(void **list, size_t n)
     ph_order_list_free((ph_order **)list, n);
 }
 
+int ph_store_order_list(ph_store *s, const char *client, uint64_t after, size_t limit,
+                        ph_order ***out, size_t *n, ph_err *err)
+{
+    if (client)
+        return page_u64(s, DB_CLIENT_ORDERS, client, after, limit, take_order_value, free_orders,
+                        (void ***)out, n, err);
+    return page_u64(s, DB_ORDERS, NULL, after, limit, take_order_key, free_orders, (void ***)out, n,
+                    err);
+}
+
 int ph_store_pending_list(ph_store *s, uint64_t after, size_t limit, ph_order ***out, size_t *n,
                           ph_err *err)
 {
-    return page_u64(s, DB_PENDING, after, limit, take_pending, free_orders, (void ***)out, n, err);
+    return page_u64(s, DB_PENDING, NULL, after, limit, take_order_key, free_orders, (void ***)out,
+                    n, err);
 }
 
 void ph_code_info_clear(ph_code_info *info)
@@ -1430,5 +1399,6 @@ static void free_events(void **list, size_t n)
 int ph_store_event_list(ph_store *s, uint64_t after, size_t limit, char ***out, size_t *n,
                         ph_err *err)
 {
-    return page_u64(s, DB_EVENTS, after, limit, take_event, free_events, (void ***)out, n, err);
+    return page_u64(s, DB_EVENTS, NULL, after, limit, take_event, free_events, (void ***)out, n,
+                    err);
 }
