@@ -174,7 +174,7 @@ typedef struct ph_attempt_rec {
 /* Maps an LMDB return code to PH_STORE_MAPFULL or PH_EIO with a message. */
 int ph_store_lmdb_err(ph_err *err, int mrc, const char *what);
 
-/* Record codecs (store.c). Decoders return PH_OK or PH_EIO on a malformed value. */
+/* Record codecs (store_records.c). Decoders return PH_OK or PH_EIO on a malformed value. */
 int ph_code_decode(const MDB_val *v, uint64_t id, int copy_sealed, ph_code *out);
 int ph_order_decode(const MDB_val *v, uint64_t id, ph_order *out, const uint8_t **ids);
 /* order_id (may be NULL) gets the order a supplier batch came with, 0 for imports. */
