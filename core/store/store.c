@@ -383,7 +383,7 @@ static int grow_map(ph_store *s)
 #define PH_STORE_REDO 2
 
 /* The commands that set ph_wtxn.wrote before their first write, so they can
- * run without a nested transaction (store_apply.c). */
+ * run without a nested transaction (store_apply_order.c, store_apply_supply.c). */
 static int applies_direct(int type)
 {
     return type == PH_CMD_ORDER || type == PH_CMD_SUPPLY_CREATE || type == PH_CMD_ATTEMPT;

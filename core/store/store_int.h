@@ -1,6 +1,6 @@
 /*
- * store_int.h — what store.c, store_apply.c and store_check.c share: the
- * database handles, the binary record layouts and their codecs. Not for use
+ * store_int.h — what the files of core/store share: the database handles,
+ * the binary record layouts and their codecs, the apply helpers. Not for use
  * outside the store. docs/store.md is the prose version of this file.
  */
 #ifndef PH_STORE_INT_H
