@@ -177,6 +177,15 @@ int ph_ident_valid(const char *s, size_t max)
     return n > 0;
 }
 
+void *ph_grow(void *v, size_t *cap, size_t elem, size_t first)
+{
+    size_t n = *cap ? *cap * 2 : first;
+    void *g = realloc(v, n * elem);
+    if (g)
+        *cap = n;
+    return g;
+}
+
 int ph_u64_parse(const char *s, uint64_t *out)
 {
     uint64_t v = 0;

@@ -49,6 +49,12 @@ int ph_ident_valid(const char *s, size_t max);
  * chose (its order ids, its reasons) before it goes into events and JSON. */
 void ph_text_clean(char *dst, size_t n, const char *src);
 
+/* Grows a full array of elem-byte items: to twice *cap items, or to first
+ * items when *cap is 0. Returns the array (realloc'd; *cap updated), or NULL
+ * when out of memory, with v still valid and *cap unchanged. The caller
+ * stores the result; allocation with malloc, so free() releases it. */
+void *ph_grow(void *v, size_t *cap, size_t elem, size_t first);
+
 /* Parses a decimal uint64 with no sign, spaces or trailing bytes. 0 or -1. */
 int ph_u64_parse(const char *s, uint64_t *out);
 

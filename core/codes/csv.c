@@ -341,12 +341,10 @@ static int take_record(struct parser *ps, ph_err *err)
 
     ph_csv *csv = ps->csv;
     if (csv->nrows == ps->rowcap) {
-        size_t cap = ps->rowcap ? ps->rowcap * 2 : 256;
-        ph_csv_row *r = realloc(csv->rows, cap * sizeof *r);
+        ph_csv_row *r = ph_grow(csv->rows, &ps->rowcap, sizeof *r, 256);
         if (!r)
             return ph_err_set(err, PH_ENOMEM, "out of memory parsing CSV");
         csv->rows = r;
-        ps->rowcap = cap;
     }
     ph_csv_row *row = &csv->rows[csv->nrows++];
     row->line = ps->rec_line;

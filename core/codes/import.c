@@ -28,12 +28,10 @@ static int add_error(import_job *j, uint32_t line, const char *reason)
     if (o->nerrors >= j->req->max_errors)
         return PH_OK;
     if (o->nerrors == j->cap) {
-        size_t cap = j->cap ? j->cap * 2 : 64;
-        ph_csv_error *g = realloc(o->errors, cap * sizeof *g);
+        ph_csv_error *g = ph_grow(o->errors, &j->cap, sizeof *g, 64);
         if (!g)
             return PH_ENOMEM;
         o->errors = g;
-        j->cap = cap;
     }
     o->errors[o->nerrors].line = line;
     snprintf(o->errors[o->nerrors].reason, sizeof o->errors[0].reason, "%s", reason);

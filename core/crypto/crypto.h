@@ -132,7 +132,7 @@ int ph_buf_reserve(char **buf, size_t *cap, size_t len, size_t need, size_t firs
 /* ---- encodings and ciphers for the plugin host table (SDK ABI 1.1) ----------
  *
  * Thin wrappers over OpenSSL: the caller provides the output buffer (sized with
- * the *_max / *_len helpers), so plugin_loader.c can allocate it from a
+ * the *_max / *_len helpers), so plugin_host.c can allocate it from a
  * plugin's host allocator. All are thread-safe and keep no state. */
 
 /* MD5 of len bytes into out. Only for supplier protocols that sign with it,

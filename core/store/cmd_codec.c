@@ -5,9 +5,10 @@
  */
 #include "store/cmd_codec.h"
 
+#include "base/util.h"
+
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -258,12 +259,10 @@ typedef struct arena {
 static void *a_alloc(arena *a, size_t n)
 {
     if (a->n == a->cap) {
-        size_t cap = a->cap ? a->cap * 2 : 64;
-        void **g = realloc(a->ptrs, cap * sizeof *g);
+        void **g = ph_grow(a->ptrs, &a->cap, sizeof *g, 64);
         if (!g)
             return NULL;
         a->ptrs = g;
-        a->cap = cap;
     }
     void *p = calloc(1, n ? n : 1);
     if (p)
@@ -829,40 +828,14 @@ void ph_journal_close(ph_journal *j)
 
 /* ---- replay -------------------------------------------------------------------- */
 
-typedef struct replay_wait {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    size_t left;
-} replay_wait;
-
-static void replay_done(ph_cmd *c)
-{
-    replay_wait *w = c->arg;
-    pthread_mutex_lock(&w->mu);
-    if (--w->left == 0)
-        pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-}
-
 /* Submits the batch as one list, so the writer takes it as one batch, and
  * waits for every command; then compares each rc with the recorded one. */
 static int replay_batch(ph_store *s, ph_cmd_batch *b, uint64_t seq, const char *path, ph_err *err)
 {
-    replay_wait w = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .left = b->n};
-    for (size_t i = 0; i < b->n; i++) {
-        b->cmds[i].done = replay_done;
-        b->cmds[i].arg = &w;
-    }
-    int rc = b->n ? ph_store_submit_list(s, &b->cmds[0]) : PH_OK;
+    int rc = b->n ? ph_store_exec_list(s, &b->cmds[0]) : PH_OK;
     if (rc)
         return ph_err_set(err, rc, "journal %s: batch %llu: %s", path, (unsigned long long)seq,
                           b->cmds[0].err.msg);
-    pthread_mutex_lock(&w.mu);
-    while (w.left)
-        pthread_cond_wait(&w.cv, &w.mu);
-    pthread_mutex_unlock(&w.mu);
-    pthread_mutex_destroy(&w.mu);
-    pthread_cond_destroy(&w.cv);
     for (size_t i = 0; i < b->n; i++)
         if (b->cmds[i].rc != b->rcs[i])
             return ph_err_set(err, PH_EINVAL,

@@ -1,7 +1,7 @@
 /*
- * store.c — opening the LMDB environment, the group-commit writer, the record
- * codecs and the read side. Commands are applied in store_apply.c; the
- * invariants are checked in store_check.c.
+ * store.c — opening the LMDB environment and the group-commit writer. The
+ * record codecs are in store_records.c, the reads in store_read.c; commands
+ * are applied in store_apply.c; the invariants are checked in store_check.c.
  */
 #include "store/store_int.h"
 
@@ -80,333 +80,6 @@ int ph_store_lmdb_err(ph_err *err, int mrc, const char *what)
     if (mrc == MDB_MAP_FULL)
         return PH_STORE_MAPFULL;
     return ph_err_set(err, PH_EIO, "store: %s: %s", what, mdb_strerror(mrc));
-}
-
-/* ---- record codecs ---------------------------------------------------- */
-
-int ph_code_decode(const MDB_val *v, uint64_t id, int copy_sealed, ph_code *out)
-{
-    ph_code_rec r;
-    if (v->mv_size < sizeof r)
-        return PH_EIO;
-    memcpy(&r, v->mv_data, sizeof r);
-    if (r.version != 1 || v->mv_size != sizeof r + r.sealed_len)
-        return PH_EIO;
-    *out = (ph_code){.id = id,
-                     .state = r.state,
-                     .batch_id = r.batch_id,
-                     .order_id = r.order_id,
-                     .expires_at = r.expires_at,
-                     .changed_at = r.changed_at,
-                     .sealed_len = r.sealed_len};
-    if (copy_sealed) {
-        out->sealed = malloc(r.sealed_len ? r.sealed_len : 1);
-        if (!out->sealed)
-            return PH_ENOMEM;
-        memcpy(out->sealed, (const uint8_t *)v->mv_data + sizeof r, r.sealed_len);
-    }
-    return PH_OK;
-}
-
-static void copy_str(char *dst, size_t cap, const uint8_t *src, size_t n)
-{
-    if (n >= cap)
-        n = cap - 1;
-    memcpy(dst, src, n);
-    dst[n] = 0;
-}
-
-int ph_order_decode(const MDB_val *v, uint64_t id, ph_order *out, const uint8_t **ids)
-{
-    ph_order_rec r;
-    if (v->mv_size < sizeof r)
-        return PH_EIO;
-    memcpy(&r, v->mv_data, sizeof r);
-    size_t strs = (size_t)r.client_len + r.coid_len + r.sku_len;
-    if (r.version != 1 || v->mv_size != sizeof r + strs + (size_t)r.ncodes * 8)
-        return PH_EIO;
-    const uint8_t *p = (const uint8_t *)v->mv_data + sizeof r;
-    memset(out, 0, sizeof *out);
-    out->id = id;
-    copy_str(out->client, sizeof out->client, p, r.client_len);
-    p += r.client_len;
-    copy_str(out->client_order_id, sizeof out->client_order_id, p, r.coid_len);
-    p += r.coid_len;
-    copy_str(out->sku, sizeof out->sku, p, r.sku_len);
-    p += r.sku_len;
-    out->quantity = r.quantity;
-    out->state = r.state;
-    out->created_at = r.created_at;
-    out->updated_at = r.updated_at;
-    out->cost = r.cost;
-    memcpy(out->fingerprint, r.fingerprint, 32);
-    out->ncodes = r.ncodes;
-    out->delivery = (r.flags & PH_ORDER_F_SUPPLY) ? r.delivery : 0;
-    if (ids)
-        *ids = p;
-    return PH_OK;
-}
-
-static void json_str(json_t *o, const char *k, char *dst, size_t cap)
-{
-    const char *s = json_string_value(json_object_get(o, k));
-    snprintf(dst, cap, "%s", s ? s : "");
-}
-
-int ph_batch_decode(const MDB_val *v, uint64_t id, ph_batch *out, uint64_t *order_id)
-{
-    json_t *o = json_loadb(v->mv_data, v->mv_size, 0, NULL);
-    if (!o)
-        return PH_EIO;
-    memset(out, 0, sizeof *out);
-    out->id = id;
-    json_str(o, "supplier", out->supplier, sizeof out->supplier);
-    json_str(o, "sku", out->sku, sizeof out->sku);
-    json_str(o, "note", out->note, sizeof out->note);
-    json_str(o, "void_reason", out->void_reason, sizeof out->void_reason);
-    json_str(o, "code_lookalikes", out->lookalikes, sizeof out->lookalikes);
-    out->unit_cost = json_integer_value(json_object_get(o, "unit_cost_fen"));
-    out->count = (uint32_t)json_integer_value(json_object_get(o, "count"));
-    out->first_code = (uint64_t)json_integer_value(json_object_get(o, "first_code"));
-    out->created_at = json_integer_value(json_object_get(o, "created_at"));
-    out->voided_at = json_integer_value(json_object_get(o, "voided_at"));
-    out->voided = out->voided_at != 0;
-    if (order_id)
-        *order_id = (uint64_t)json_integer_value(json_object_get(o, "order_id"));
-    json_decref(o);
-    return PH_OK;
-}
-
-/* ---- supply records ------------------------------------------------------ */
-
-typedef struct reader {
-    const uint8_t *p;
-    size_t left;
-} reader;
-
-static const uint8_t *take(reader *r, size_t n)
-{
-    if (n > r->left)
-        return NULL;
-    const uint8_t *p = r->p;
-    r->p += n;
-    r->left -= n;
-    return p;
-}
-
-/* Copies n bytes of r into a cap-byte string; fails when they do not fit. */
-static int take_str(reader *r, size_t n, char *dst, size_t cap)
-{
-    const uint8_t *p = take(r, n);
-    if (!p || n >= cap)
-        return PH_EIO;
-    memcpy(dst, p, n);
-    dst[n] = 0;
-    return PH_OK;
-}
-
-static int decode_attempt(reader *r, ph_attempt *a)
-{
-    ph_attempt_rec ar;
-    const uint8_t *p = take(r, sizeof ar);
-    if (!p)
-        return PH_EIO;
-    memcpy(&ar, p, sizeof ar);
-    *a = (ph_attempt){.no = ar.no,
-                      .state = ar.state,
-                      .unit_cost = ar.unit_cost,
-                      .charged = ar.charged,
-                      .created_at = ar.created_at,
-                      .updated_at = ar.updated_at,
-                      .next_check_at = ar.next_check_at,
-                      .checks = ar.checks,
-                      .step = ar.step};
-    if (take_str(r, ar.supplier_len, a->supplier, sizeof a->supplier) ||
-        take_str(r, ar.product_len, a->product_id, sizeof a->product_id) ||
-        take_str(r, ar.ref_len, a->ref, sizeof a->ref) ||
-        take_str(r, ar.sorder_len, a->supplier_order_id, sizeof a->supplier_order_id) ||
-        take_str(r, ar.reason_len, a->reason, sizeof a->reason) ||
-        take_str(r, ar.step_state_len, a->step_state, sizeof a->step_state))
-        return PH_EIO;
-    return PH_OK;
-}
-
-int ph_supply_decode(const MDB_val *v, ph_order *o)
-{
-    reader r = {v->mv_data, v->mv_size};
-    ph_supply_rec h;
-    const uint8_t *p = take(&r, sizeof h), *sealed;
-    if (!p)
-        return PH_EIO;
-    memcpy(&h, p, sizeof h);
-    if (h.version != 1 || take_str(&r, h.reason_len, o->reason, sizeof o->reason) ||
-        take_str(&r, h.masked_len, o->account_masked, sizeof o->account_masked) ||
-        !(sealed = take(&r, h.sealed_len)))
-        return PH_EIO;
-    if (h.sealed_len) {
-        if (!(o->account_sealed = malloc(h.sealed_len)))
-            return PH_ENOMEM;
-        memcpy(o->account_sealed, sealed, h.sealed_len);
-        o->account_sealed_len = h.sealed_len;
-    }
-    if (h.nattempts && !(o->attempts = calloc(h.nattempts, sizeof *o->attempts)))
-        return PH_ENOMEM;
-    for (o->nattempts = 0; o->nattempts < h.nattempts; o->nattempts++)
-        if (decode_attempt(&r, &o->attempts[o->nattempts]))
-            return PH_EIO;
-    return r.left ? PH_EIO : PH_OK;
-}
-
-/* Appends n bytes at *p and advances it. */
-static void put_bytes(uint8_t **p, const void *src, size_t n)
-{
-    memcpy(*p, src, n);
-    *p += n;
-}
-
-static uint8_t slen(const char *s, size_t cap)
-{
-    return (uint8_t)strnlen(s, cap - 1);
-}
-
-static size_t attempt_size(const ph_attempt *a)
-{
-    return sizeof(ph_attempt_rec) + slen(a->supplier, sizeof a->supplier) +
-           slen(a->product_id, sizeof a->product_id) + slen(a->ref, sizeof a->ref) +
-           slen(a->supplier_order_id, sizeof a->supplier_order_id) +
-           slen(a->reason, sizeof a->reason) + slen(a->step_state, sizeof a->step_state);
-}
-
-static void encode_attempt(uint8_t **p, const ph_attempt *a)
-{
-    ph_attempt_rec ar;
-    memset(&ar, 0, sizeof ar);
-    ar.unit_cost = a->unit_cost;
-    ar.charged = a->charged;
-    ar.created_at = a->created_at;
-    ar.updated_at = a->updated_at;
-    ar.next_check_at = a->next_check_at;
-    ar.no = a->no;
-    ar.checks = a->checks;
-    ar.step = a->step;
-    ar.state = (uint8_t)a->state;
-    ar.supplier_len = slen(a->supplier, sizeof a->supplier);
-    ar.product_len = slen(a->product_id, sizeof a->product_id);
-    ar.ref_len = slen(a->ref, sizeof a->ref);
-    ar.sorder_len = slen(a->supplier_order_id, sizeof a->supplier_order_id);
-    ar.reason_len = slen(a->reason, sizeof a->reason);
-    ar.step_state_len = slen(a->step_state, sizeof a->step_state);
-    put_bytes(p, &ar, sizeof ar);
-    put_bytes(p, a->supplier, ar.supplier_len);
-    put_bytes(p, a->product_id, ar.product_len);
-    put_bytes(p, a->ref, ar.ref_len);
-    put_bytes(p, a->supplier_order_id, ar.sorder_len);
-    put_bytes(p, a->reason, ar.reason_len);
-    put_bytes(p, a->step_state, ar.step_state_len);
-}
-
-uint8_t *ph_supply_encode(const ph_order *o, size_t *len)
-{
-    ph_supply_rec h = {.version = 1,
-                       .reason_len = slen(o->reason, sizeof o->reason),
-                       .masked_len = slen(o->account_masked, sizeof o->account_masked),
-                       .nattempts = (uint16_t)o->nattempts,
-                       .sealed_len = o->account_sealed_len};
-    size_t n = sizeof h + h.reason_len + h.masked_len + h.sealed_len;
-    for (size_t i = 0; i < o->nattempts; i++)
-        n += attempt_size(&o->attempts[i]);
-    uint8_t *buf = malloc(n), *p = buf;
-    if (!buf)
-        return NULL;
-    put_bytes(&p, &h, sizeof h);
-    put_bytes(&p, o->reason, h.reason_len);
-    put_bytes(&p, o->account_masked, h.masked_len);
-    if (h.sealed_len)
-        put_bytes(&p, o->account_sealed, h.sealed_len);
-    for (size_t i = 0; i < o->nattempts; i++)
-        encode_attempt(&p, &o->attempts[i]);
-    *len = n;
-    return buf;
-}
-
-void ph_order_free(ph_order *o)
-{
-    if (!o)
-        return;
-    for (size_t i = 0; o->codes && i < o->ncodes; i++)
-        free(o->codes[i].sealed);
-    free(o->codes);
-    if (o->account_sealed)
-        ph_wipe(o->account_sealed, o->account_sealed_len);
-    free(o->account_sealed);
-    free(o->attempts);
-    free(o);
-}
-
-/* A supplier order's reason, account and attempts, from DB_SUPPLY. */
-static int load_supply(ph_store *s, MDB_txn *txn, ph_order *o, ph_err *err)
-{
-    MDB_val k = {sizeof o->id, &o->id}, v;
-    int mrc = mdb_get(txn, s->dbi[DB_SUPPLY], &k, &v);
-    if (mrc == MDB_NOTFOUND)
-        return ph_err_set(err, PH_EIO, "order %llu: supply record missing",
-                          (unsigned long long)o->id);
-    if (mrc)
-        return ph_store_lmdb_err(err, mrc, "read supply record");
-    int rc = ph_supply_decode(&v, o);
-    if (rc == PH_ENOMEM)
-        return ph_err_set(err, PH_ENOMEM, "out of memory");
-    if (rc)
-        return ph_err_set(err, PH_EIO, "order %llu: malformed supply record",
-                          (unsigned long long)o->id);
-    return PH_OK;
-}
-
-int ph_order_load(ph_store *s, MDB_txn *txn, uint64_t id, int with_codes, ph_order **out,
-                  ph_err *err)
-{
-    MDB_val k = {sizeof id, &id}, v;
-    int mrc = mdb_get(txn, s->dbi[DB_ORDERS], &k, &v);
-    if (mrc == MDB_NOTFOUND)
-        return ph_err_set(err, PH_ENOTFOUND, "order %llu: not found", (unsigned long long)id);
-    if (mrc)
-        return ph_store_lmdb_err(err, mrc, "read order");
-    ph_order *o = calloc(1, sizeof *o);
-    const uint8_t *ids;
-    if (!o)
-        return ph_err_set(err, PH_ENOMEM, "out of memory");
-    if (ph_order_decode(&v, id, o, &ids) != PH_OK) {
-        free(o);
-        return ph_err_set(err, PH_EIO, "order %llu: malformed record", (unsigned long long)id);
-    }
-    if (ph_order_via_supplier(o)) {
-        int rc = load_supply(s, txn, o, err);
-        if (rc) {
-            ph_order_free(o);
-            return rc;
-        }
-    }
-    if (with_codes && o->ncodes) {
-        o->codes = calloc(o->ncodes, sizeof *o->codes);
-        if (!o->codes)
-            goto nomem;
-        for (size_t i = 0; i < o->ncodes; i++) {
-            uint64_t cid;
-            memcpy(&cid, ids + 8 * i, 8);
-            MDB_val ck = {sizeof cid, &cid}, cv;
-            if (mdb_get(txn, s->dbi[DB_CODES], &ck, &cv) ||
-                ph_code_decode(&cv, cid, 1, &o->codes[i]) != PH_OK) {
-                ph_order_free(o);
-                return ph_err_set(err, PH_EIO, "order %llu: code %llu unreadable",
-                                  (unsigned long long)id, (unsigned long long)cid);
-            }
-        }
-    }
-    *out = o;
-    return PH_OK;
-nomem:
-    ph_order_free(o);
-    return ph_err_set(err, PH_ENOMEM, "out of memory");
 }
 
 /* ---- opening ---------------------------------------------------------- */
@@ -710,7 +383,7 @@ static int grow_map(ph_store *s)
 #define PH_STORE_REDO 2
 
 /* The commands that set ph_wtxn.wrote before their first write, so they can
- * run without a nested transaction (store_apply.c). */
+ * run without a nested transaction (store_apply_order.c, store_apply_supply.c). */
 static int applies_direct(int type)
 {
     return type == PH_CMD_ORDER || type == PH_CMD_SUPPLY_CREATE || type == PH_CMD_ATTEMPT;
@@ -867,19 +540,7 @@ int ph_store_submit(ph_store *s, ph_cmd *cmd)
     cmd->next = NULL;
     if (s->read_only)
         return ph_err_set(&cmd->err, PH_EINVAL, "store: opened read-only");
-    pthread_mutex_lock(&s->mu);
-    if (s->stopping) {
-        pthread_mutex_unlock(&s->mu);
-        return ph_err_set(&cmd->err, PH_ESHUTDOWN, "store: shutting down");
-    }
-    if (s->tail)
-        s->tail->next = cmd;
-    else
-        s->head = cmd;
-    s->tail = cmd;
-    pthread_cond_signal(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-    return PH_OK;
+    return ph_store_submit_list(s, cmd);
 }
 
 int ph_store_submit_list(ph_store *s, ph_cmd *first)
@@ -902,38 +563,60 @@ int ph_store_submit_list(ph_store *s, ph_cmd *first)
     return PH_OK;
 }
 
+/* The commands a submitter waits for: each one's done counts it off. */
 typedef struct exec_wait {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int done;
+    size_t left;
 } exec_wait;
 
 static void exec_done(ph_cmd *cmd)
 {
     exec_wait *w = cmd->arg;
     pthread_mutex_lock(&w->mu);
-    w->done = 1;
-    pthread_cond_signal(&w->cv);
+    if (--w->left == 0)
+        pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void exec_wait_all(exec_wait *w)
+{
+    pthread_mutex_lock(&w->mu);
+    while (w->left)
+        pthread_cond_wait(&w->cv, &w->mu);
     pthread_mutex_unlock(&w->mu);
 }
 
 int ph_store_exec(ph_store *s, ph_cmd *cmd)
 {
-    exec_wait w = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    exec_wait w = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .left = 1};
     cmd->done = exec_done;
     cmd->arg = &w;
     int rc = ph_store_submit(s, cmd);
     if (rc == PH_OK) {
-        pthread_mutex_lock(&w.mu);
-        while (!w.done)
-            pthread_cond_wait(&w.cv, &w.mu);
-        pthread_mutex_unlock(&w.mu);
+        exec_wait_all(&w);
         rc = cmd->rc;
     } else {
         cmd->rc = rc;
     }
     cmd->done = NULL;
     cmd->arg = NULL;
+    pthread_mutex_destroy(&w.mu);
+    pthread_cond_destroy(&w.cv);
+    return rc;
+}
+
+int ph_store_exec_list(ph_store *s, ph_cmd *first)
+{
+    exec_wait w = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    for (ph_cmd *c = first; c; c = c->next) {
+        c->done = exec_done;
+        c->arg = &w;
+        w.left++;
+    }
+    int rc = ph_store_submit_list(s, first);
+    if (rc == PH_OK)
+        exec_wait_all(&w);
     pthread_mutex_destroy(&w.mu);
     pthread_cond_destroy(&w.cv);
     return rc;
@@ -957,468 +640,4 @@ static void clear_results(ph_cmd *cmd, int keep_dups)
 void ph_cmd_clear(ph_cmd *cmd)
 {
     clear_results(cmd, 0);
-}
-
-/* ---- reads ---------------------------------------------------------------- */
-
-int ph_store_read_begin(ph_store *s, MDB_txn **txn, ph_err *err)
-{
-    pthread_rwlock_rdlock(&s->maplock);
-    int mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
-    if (mrc) {
-        pthread_rwlock_unlock(&s->maplock);
-        return ph_err_set(err, PH_EIO, "store: begin read: %s", mdb_strerror(mrc));
-    }
-    return PH_OK;
-}
-
-void ph_store_read_end(ph_store *s, MDB_txn *txn)
-{
-    mdb_txn_abort(txn);
-    pthread_rwlock_unlock(&s->maplock);
-}
-
-int ph_store_order_get(ph_store *s, uint64_t id, int with_codes, ph_order **out, ph_err *err)
-{
-    MDB_txn *txn;
-    int rc = ph_store_read_begin(s, &txn, err);
-    if (rc)
-        return rc;
-    rc = ph_order_load(s, txn, id, with_codes, out, err);
-    ph_store_read_end(s, txn);
-    return rc;
-}
-
-/* Builds the order_ref key: client NUL client_order_id. buf >= 2 + both maxima. */
-size_t ph_store_ref_key(const char *client, const char *coid, char *buf)
-{
-    size_t a = strlen(client), b = strlen(coid);
-    memcpy(buf, client, a);
-    buf[a] = 0;
-    memcpy(buf + a + 1, coid, b);
-    return a + 1 + b;
-}
-
-int ph_store_order_find(ph_store *s, const char *client, const char *client_order_id,
-                        int with_codes, ph_order **out, ph_err *err)
-{
-    if (strlen(client) > PH_SKU_MAX || strlen(client_order_id) > PH_ORDER_ID_MAX)
-        return ph_err_set(err, PH_ENOTFOUND, "client_order_id: not found");
-    char key[PH_SKU_MAX + PH_ORDER_ID_MAX + 2];
-    MDB_val k = {ph_store_ref_key(client, client_order_id, key), key}, v;
-    MDB_txn *txn;
-    int rc = ph_store_read_begin(s, &txn, err);
-    if (rc)
-        return rc;
-    int mrc = mdb_get(txn, s->dbi[DB_ORDER_REF], &k, &v);
-    if (mrc == MDB_NOTFOUND || (mrc == 0 && v.mv_size != 8)) {
-        rc = ph_err_set(err, PH_ENOTFOUND, "client_order_id '%s': not found", client_order_id);
-    } else if (mrc) {
-        rc = ph_store_lmdb_err(err, mrc, "read order ref");
-    } else {
-        uint64_t id;
-        memcpy(&id, v.mv_data, 8);
-        rc = ph_order_load(s, txn, id, with_codes, out, err);
-    }
-    ph_store_read_end(s, txn);
-    return rc;
-}
-
-void ph_order_list_free(ph_order **list, size_t n)
-{
-    for (size_t i = 0; list && i < n; i++)
-        ph_order_free(list[i]);
-    free(list);
-}
-
-/* Next order id > after: from the client's index, or from all orders. */
-static int next_order_id(ph_store *s, MDB_cursor *c, const char *client, uint64_t after, int first,
-                         uint64_t *id)
-{
-    MDB_val k, v;
-    int mrc;
-    if (client) {
-        k = (MDB_val){strlen(client), (void *)client};
-        uint64_t want = after + 1;
-        v = (MDB_val){8, &want};
-        mrc = first ? mdb_cursor_get(c, &k, &v, MDB_GET_BOTH_RANGE)
-                    : mdb_cursor_get(c, &k, &v, MDB_NEXT_DUP);
-        if (mrc == 0)
-            memcpy(id, v.mv_data, 8);
-    } else {
-        uint64_t want = after + 1;
-        k = (MDB_val){8, &want};
-        mrc =
-            first ? mdb_cursor_get(c, &k, &v, MDB_SET_RANGE) : mdb_cursor_get(c, &k, &v, MDB_NEXT);
-        if (mrc == 0)
-            memcpy(id, k.mv_data, 8);
-    }
-    (void)s;
-    return mrc;
-}
-
-int ph_store_order_list(ph_store *s, const char *client, uint64_t after, size_t limit,
-                        ph_order ***out, size_t *n, ph_err *err)
-{
-    MDB_txn *txn;
-    MDB_cursor *c;
-    int rc = ph_store_read_begin(s, &txn, err);
-    if (rc)
-        return rc;
-    if (after == UINT64_MAX)
-        limit = 0;
-    ph_order **list = calloc(limit ? limit : 1, sizeof *list);
-    size_t cnt = 0;
-    if (!list) {
-        ph_store_read_end(s, txn);
-        return ph_err_set(err, PH_ENOMEM, "out of memory");
-    }
-    mdb_cursor_open(txn, s->dbi[client ? DB_CLIENT_ORDERS : DB_ORDERS], &c);
-    uint64_t id;
-    for (int first = 1; cnt < limit && next_order_id(s, c, client, after, first, &id) == 0;
-         first = 0) {
-        if ((rc = ph_order_load(s, txn, id, 0, &list[cnt], err)) != PH_OK)
-            break;
-        cnt++;
-    }
-    mdb_cursor_close(c);
-    ph_store_read_end(s, txn);
-    if (rc) {
-        ph_order_list_free(list, cnt);
-        return rc;
-    }
-    *out = list;
-    *n = cnt;
-    return PH_OK;
-}
-
-/* One page of a database keyed by native uint64 ids: the entries with key > after,
- * ascending, at most limit, each turned into one list element by take (which
- * sets *slot or fails). On PH_OK *out (limit or 1 slots) and *n are the
- * caller's, freed with free_list; on failure nothing is left allocated. */
-typedef int (*page_take_fn)(ph_store *s, MDB_txn *txn, const MDB_val *k, const MDB_val *v,
-                            void **slot, ph_err *err);
-
-static int page_u64(ph_store *s, int db, uint64_t after, size_t limit, page_take_fn take,
-                    void (*free_list)(void **list, size_t n), void ***out, size_t *n, ph_err *err)
-{
-    MDB_txn *txn;
-    MDB_cursor *c;
-    int rc = ph_store_read_begin(s, &txn, err);
-    if (rc)
-        return rc;
-    if (after == UINT64_MAX)
-        limit = 0;
-    void **list = calloc(limit ? limit : 1, sizeof *list);
-    size_t cnt = 0;
-    if (!list || mdb_cursor_open(txn, s->dbi[db], &c)) {
-        free(list);
-        ph_store_read_end(s, txn);
-        return ph_err_set(err, PH_ENOMEM, "out of memory");
-    }
-    uint64_t want = after + 1;
-    MDB_val k = {8, &want}, v;
-    for (int op = MDB_SET_RANGE; cnt < limit && mdb_cursor_get(c, &k, &v, op) == 0; op = MDB_NEXT) {
-        if ((rc = take(s, txn, &k, &v, &list[cnt], err)) != PH_OK)
-            break;
-        cnt++;
-    }
-    mdb_cursor_close(c);
-    ph_store_read_end(s, txn);
-    if (rc) {
-        free_list(list, cnt);
-        return rc;
-    }
-    *out = list;
-    *n = cnt;
-    return PH_OK;
-}
-
-/* Pending orders: their ids are the `pending` keys; each is loaded in full. */
-static int take_pending(ph_store *s, MDB_txn *txn, const MDB_val *k, const MDB_val *v, void **slot,
-                        ph_err *err)
-{
-    (void)v;
-    uint64_t id;
-    memcpy(&id, k->mv_data, 8);
-    return ph_order_load(s, txn, id, 0, (ph_order **)slot, err);
-}
-
-static void free_orders(void **list, size_t n)
-{
-    ph_order_list_free((ph_order **)list, n);
-}
-
-int ph_store_pending_list(ph_store *s, uint64_t after, size_t limit, ph_order ***out, size_t *n,
-                          ph_err *err)
-{
-    return page_u64(s, DB_PENDING, after, limit, take_pending, free_orders, (void ***)out, n, err);
-}
-
-void ph_code_info_clear(ph_code_info *info)
-{
-    free(info->code.sealed);
-    info->code.sealed = NULL;
-    ph_order_free(info->order);
-    info->order = NULL;
-}
-
-static int batch_load(ph_store *s, MDB_txn *txn, uint64_t id, ph_batch *out, ph_err *err)
-{
-    MDB_val k = {sizeof id, &id}, v;
-    int mrc = mdb_get(txn, s->dbi[DB_BATCHES], &k, &v);
-    if (mrc == MDB_NOTFOUND)
-        return ph_err_set(err, PH_ENOTFOUND, "batch %llu: not found", (unsigned long long)id);
-    if (mrc)
-        return ph_store_lmdb_err(err, mrc, "read batch");
-    if (ph_batch_decode(&v, id, out, NULL) != PH_OK)
-        return ph_err_set(err, PH_EIO, "batch %llu: malformed record", (unsigned long long)id);
-    return PH_OK;
-}
-
-/* The code with this hash, its batch and its order, inside txn. On failure out
- * may hold parts: the caller clears it. */
-static int code_find_in(ph_store *s, MDB_txn *txn, const uint8_t hash[32], ph_code_info *out,
-                        ph_err *err)
-{
-    MDB_val k = {32, (void *)hash}, v;
-    int mrc = mdb_get(txn, s->dbi[DB_CODE_HASH], &k, &v);
-    uint64_t id = 0;
-    if (mrc == MDB_NOTFOUND || (mrc == 0 && v.mv_size != 8))
-        return ph_err_set(err, PH_ENOTFOUND, "code: not found");
-    if (mrc)
-        return ph_store_lmdb_err(err, mrc, "read code index");
-    memcpy(&id, v.mv_data, 8);
-    k = (MDB_val){8, &id};
-    if (mdb_get(txn, s->dbi[DB_CODES], &k, &v) || ph_code_decode(&v, id, 1, &out->code))
-        return ph_err_set(err, PH_EIO, "code %llu: unreadable", (unsigned long long)id);
-    int rc = batch_load(s, txn, out->code.batch_id, &out->batch, err);
-    if (rc == PH_OK && out->code.order_id)
-        rc = ph_order_load(s, txn, out->code.order_id, 0, &out->order, err);
-    return rc;
-}
-
-int ph_store_code_find(ph_store *s, const uint8_t hash[32], ph_code_info *out, ph_err *err)
-{
-    memset(out, 0, sizeof *out);
-    MDB_txn *txn;
-    int rc = ph_store_read_begin(s, &txn, err);
-    if (rc)
-        return rc;
-    rc = code_find_in(s, txn, hash, out, err);
-    ph_store_read_end(s, txn);
-    if (rc)
-        ph_code_info_clear(out);
-    return rc;
-}
-
-/* One try of ph_store_code_find_typed: PH_OK found (under this rule),
- * PH_ENOTFOUND not, or an error. */
-static int find_under(ph_store *s, MDB_txn *txn, const char *rule, ph_code_hash_fn hash_fn,
-                      void *arg, ph_code_info *out, ph_err *err)
-{
-    uint8_t hash[32];
-    if (hash_fn(arg, rule, hash) != 0)
-        return ph_err_set(err, PH_ENOTFOUND, "code: not found");
-    int rc = code_find_in(s, txn, hash, out, err);
-    if (rc == PH_OK && strcmp(out->batch.lookalikes, rule) != 0)
-        rc = ph_err_set(err, PH_ENOTFOUND, "code: not found"); /* the rule is not its product's */
-    if (rc)
-        ph_code_info_clear(out);
-    return rc;
-}
-
-int ph_store_code_find_typed(ph_store *s, ph_code_hash_fn hash_fn, void *arg, ph_code_info *out,
-                             ph_err *err)
-{
-    memset(out, 0, sizeof *out);
-    MDB_txn *txn;
-    MDB_cursor *c;
-    int rc = ph_store_read_begin(s, &txn, err);
-    if (rc)
-        return rc;
-    rc = find_under(s, txn, "", hash_fn, arg, out, err);
-    /* then every rule a batch was hashed with (meta "rule:<rule>", a handful) */
-    if (rc == PH_ENOTFOUND && mdb_cursor_open(txn, s->dbi[DB_META], &c) == 0) {
-        MDB_val k = {5, "rule:"}, v;
-        for (int op = MDB_SET_RANGE; rc == PH_ENOTFOUND && mdb_cursor_get(c, &k, &v, op) == 0;
-             op = MDB_NEXT) {
-            char rule[PH_LOOKALIKES_MAX + 1];
-            if (k.mv_size < 5 || memcmp(k.mv_data, "rule:", 5) != 0)
-                break;
-            if (k.mv_size - 5 > PH_LOOKALIKES_MAX)
-                continue;
-            memcpy(rule, (const char *)k.mv_data + 5, k.mv_size - 5);
-            rule[k.mv_size - 5] = 0;
-            rc = find_under(s, txn, rule, hash_fn, arg, out, err);
-        }
-        mdb_cursor_close(c);
-    }
-    ph_store_read_end(s, txn);
-    return rc;
-}
-
-int ph_store_batch_get(ph_store *s, uint64_t id, ph_batch *out, uint64_t counts[7], ph_err *err)
-{
-    MDB_txn *txn;
-    int rc = ph_store_read_begin(s, &txn, err);
-    if (rc)
-        return rc;
-    rc = batch_load(s, txn, id, out, err);
-    memset(counts, 0, 7 * sizeof counts[0]);
-    MDB_cursor *c;
-    if (rc == PH_OK && mdb_cursor_open(txn, s->dbi[DB_CODES], &c) == 0) {
-        uint64_t cid = out->first_code;
-        MDB_val k = {8, &cid}, v;
-        int op = MDB_SET_KEY;
-        for (uint32_t i = 0; i < out->count && mdb_cursor_get(c, &k, &v, op) == 0; i++) {
-            ph_code code;
-            if (ph_code_decode(&v, 0, 0, &code) == PH_OK && code.state >= 1 && code.state <= 6)
-                counts[code.state]++;
-            op = MDB_NEXT;
-        }
-        mdb_cursor_close(c);
-    }
-    ph_store_read_end(s, txn);
-    return rc;
-}
-
-static uint64_t avail_count(ph_store *s, MDB_txn *txn, const char *sku, size_t len)
-{
-    MDB_cursor *c;
-    MDB_val k = {len, (void *)sku}, v;
-    size_t n = 0;
-    if (mdb_cursor_open(txn, s->dbi[DB_AVAIL], &c))
-        return 0;
-    if (mdb_cursor_get(c, &k, &v, MDB_SET_KEY) == 0)
-        mdb_cursor_count(c, &n);
-    mdb_cursor_close(c);
-    return n;
-}
-
-static char *dup_val(const MDB_val *v)
-{
-    char *s = malloc(v->mv_size + 1);
-    if (s) {
-        memcpy(s, v->mv_data, v->mv_size);
-        s[v->mv_size] = 0;
-    }
-    return s;
-}
-
-/* Codes of the SKU that can be issued at now: the stock list's count (kept by
- * LMDB in the duplicate tree's header) less those past their expiry that the
- * sweep has not retired yet. */
-static uint64_t issuable_count(ph_store *s, MDB_txn *txn, const char *sku, size_t len, int64_t now)
-{
-    uint64_t n = avail_count(s, txn, sku, len),
-             due = ph_expiry_due_available(s, txn, sku, len, now);
-    return n > due ? n - due : 0;
-}
-
-int ph_store_product_get(ph_store *s, const char *sku, char **json, uint64_t *available,
-                         ph_err *err)
-{
-    return ph_store_product_get_at(s, sku, ph_now_ms(), json, available, err);
-}
-
-int ph_store_product_get_at(ph_store *s, const char *sku, int64_t now, char **json,
-                            uint64_t *available, ph_err *err)
-{
-    MDB_txn *txn;
-    int rc = ph_store_read_begin(s, &txn, err);
-    if (rc)
-        return rc;
-    MDB_val k = {strlen(sku), (void *)sku}, v;
-    int mrc = k.mv_size ? mdb_get(txn, s->dbi[DB_PRODUCTS], &k, &v) : MDB_NOTFOUND;
-    if (mrc == MDB_NOTFOUND)
-        rc = ph_err_set(err, PH_ENOTFOUND, "sku: no such product");
-    else if (mrc)
-        rc = ph_store_lmdb_err(err, mrc, "read product");
-    else if (!(*json = dup_val(&v)))
-        rc = ph_err_set(err, PH_ENOMEM, "out of memory");
-    else
-        *available = issuable_count(s, txn, sku, k.mv_size, now);
-    ph_store_read_end(s, txn);
-    return rc;
-}
-
-void ph_store_product_list_free(char **json, uint64_t *available, size_t n)
-{
-    for (size_t i = 0; json && i < n; i++)
-        free(json[i]);
-    free(json);
-    free(available);
-}
-
-int ph_store_product_list(ph_store *s, char ***json, uint64_t **available, size_t *n, ph_err *err)
-{
-    return ph_store_product_list_at(s, ph_now_ms(), json, available, n, err);
-}
-
-int ph_store_product_list_at(ph_store *s, int64_t now, char ***json, uint64_t **available,
-                             size_t *n, ph_err *err)
-{
-    MDB_txn *txn;
-    MDB_cursor *c;
-    MDB_stat st;
-    int rc = ph_store_read_begin(s, &txn, err);
-    if (rc)
-        return rc;
-    mdb_stat(txn, s->dbi[DB_PRODUCTS], &st);
-    char **js = calloc(st.ms_entries + 1, sizeof *js);
-    uint64_t *av = calloc(st.ms_entries + 1, sizeof *av);
-    size_t cnt = 0;
-    MDB_val k, v;
-    if (!js || !av || mdb_cursor_open(txn, s->dbi[DB_PRODUCTS], &c)) {
-        rc = ph_err_set(err, PH_ENOMEM, "out of memory");
-        goto out;
-    }
-    for (int op = MDB_FIRST; cnt < st.ms_entries && mdb_cursor_get(c, &k, &v, op) == 0;
-         op = MDB_NEXT) {
-        if (!(js[cnt] = dup_val(&v))) {
-            rc = ph_err_set(err, PH_ENOMEM, "out of memory");
-            break;
-        }
-        av[cnt++] = issuable_count(s, txn, k.mv_data, k.mv_size, now);
-    }
-    mdb_cursor_close(c);
-out:
-    ph_store_read_end(s, txn);
-    if (rc) {
-        ph_store_product_list_free(js, av, cnt);
-        return rc;
-    }
-    *json = js;
-    *available = av;
-    *n = cnt;
-    return PH_OK;
-}
-
-void ph_store_event_list_free(char **list, size_t n)
-{
-    ph_store_product_list_free(list, NULL, n);
-}
-
-/* Events: each value is the event's JSON text. */
-static int take_event(ph_store *s, MDB_txn *txn, const MDB_val *k, const MDB_val *v, void **slot,
-                      ph_err *err)
-{
-    (void)s;
-    (void)txn;
-    (void)k;
-    if (!(*slot = dup_val(v)))
-        return ph_err_set(err, PH_ENOMEM, "out of memory");
-    return PH_OK;
-}
-
-static void free_events(void **list, size_t n)
-{
-    ph_store_event_list_free((char **)list, n);
-}
-
-int ph_store_event_list(ph_store *s, uint64_t after, size_t limit, char ***out, size_t *n,
-                        ph_err *err)
-{
-    return page_u64(s, DB_EVENTS, after, limit, take_event, free_events, (void ***)out, n, err);
 }

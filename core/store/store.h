@@ -442,6 +442,12 @@ int ph_store_submit_list(ph_store *s, ph_cmd *first);
 /* Submits cmd and waits for its completion; returns cmd->rc. cmd->done must be NULL. */
 int ph_store_exec(ph_store *s, ph_cmd *cmd);
 
+/* Submits the list first, first->next, ... as ph_store_submit_list does and
+ * waits until the writer has completed every command (each one's rc, err and
+ * results are then set); sets each command's done and arg. Returns PH_OK, or
+ * PH_ESHUTDOWN (in first->err) when none was queued. Not from the writer. */
+int ph_store_exec_list(ph_store *s, ph_cmd *first);
+
 /* Frees a completed command's results (not its inputs). */
 void ph_cmd_clear(ph_cmd *cmd);
 

@@ -9,6 +9,8 @@
  */
 #include "store/store_int.h"
 
+#include "base/util.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,12 +74,10 @@ static key_use *use_of(key_uses *u, uint16_t id)
         if (u->v[i].id == id)
             return &u->v[i];
     if (u->n == u->cap) {
-        size_t cap = u->cap ? u->cap * 2 : 8;
-        key_use *g = realloc(u->v, cap * sizeof *g);
+        key_use *g = ph_grow(u->v, &u->cap, sizeof *g, 8);
         if (!g)
             return NULL;
         u->v = g;
-        u->cap = cap;
     }
     u->v[u->n] = (key_use){.id = id};
     return &u->v[u->n++];

@@ -1,6 +1,8 @@
 /*
  * supplier_io.c — the supplier I/O engine: one thread, libcurl multi handles
- * driven through their socket interface.
+ * driven through their socket interface. This file: the loop, the timer heap
+ * and the API; one exchange's start and finish are in supplier_io_exchange.c,
+ * the per-supplier records (health, breaker) in supplier_io_breaker.c.
  *
  * Life of a job, all on the I/O thread once submitted:
  *   incoming (mutex) -> timer heap while not_before is ahead -> admit: the
@@ -47,6 +49,7 @@
  * retry.
  */
 #include "supply/supplier_io.h"
+#include "supply/sio_int.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -63,132 +66,9 @@
 #include <unistd.h>
 
 #include "base/lockcheck.h"
+#include "base/util.h"
 #include "crypto/crypto.h"
 #include "supply/plugin_ops.h"
-
-#define SIO_DEF_MAX_IN_FLIGHT 64u
-#define SIO_DEF_CONNECT_MS    3000u
-#define SIO_DEF_TIMEOUT_MS    10000u
-#define SIO_DEF_BREAKER_FAILS 5u
-#define SIO_DEF_BREAKER_MS    10000u
-#define SIO_MAX_REPLY         (8u << 20) /* bigger replies are AMBIGUOUS, never parsed */
-#define SIO_MAX_HEADER_LINES  100        /* further reply headers are dropped */
-#define SIO_MAX_HEADER_BYTES  (64u << 10)
-#define SIO_MAX_WAIT_MS       1000 /* wake at least this often (a safety net) */
-#define SIO_EVENTS            512  /* epoll events taken per wait */
-/* curl's receive buffer per easy handle (default 16 KB), allocated from the
- * heap once the transfer starts, so resident for every exchange on the wire
- * (heaptrack: 4 KB of the ~21 KB each at 4096). Replies are small JSON; a
- * larger one just takes more reads. 1024 is curl's minimum. */
-#define SIO_RECV_BUFFER 1024L
-#define SIO_POOL_MAX    4096u /* idle exchanges kept for reuse */
-/* Multi handles the exchanges are spread over (the least busy takes the next
- * one). libcurl 7.88 walks every connection of its multi handle's cache twice
- * per transfer (looking for an idle connection to reuse, and again in
- * curl_multi_remove_handle), so one multi with N connections costs O(N) per
- * exchange; each shard has its own cache, which divides the walks by SIO_SHARDS. */
-#define SIO_SHARDS   16
-#define SIO_WAKE_TAG UINT64_MAX /* epoll data of the eventfd */
-
-enum { T_START = 1, T_LOCAL_REPLY, T_LOCAL_TIMEOUT };
-enum { BR_CLOSED = 0, BR_OPEN, BR_HALF_OPEN };
-/* How a finished job counts for the breaker. */
-enum { CL_NEUTRAL = 0, CL_BUSINESS, CL_FAILURE };
-
-/* One supplier id's record. Created at its first submission, freed with the
- * engine (so health survives a reload that re-creates the supplier). */
-typedef struct sio_sup {
-    struct sio_sup *next;
-    char *id;
-    /* latest limits seen at submission (defaults applied) */
-    unsigned breaker_failures, breaker_open_ms, timeout_ms;
-    /* breaker */
-    int state;
-    unsigned failures;
-    int64_t opened_mono, opened_wall;
-    int probe_out;
-    int64_t probe_mono;
-    /* health */
-    unsigned in_flight, queued;
-    uint64_t sent, ok, definite, retryable, ambiguous, not_sent;
-    /* jobs waiting for room under max_in_flight, in submission order */
-    ph_sio_job *wait_head, *wait_tail;
-} sio_sup;
-
-/* What one started exchange needs beyond the job, recycled through the free
- * list (I/O thread only): the easy handle (NULL until a curl exchange needs
- * one; reset while idle), the request header list curl reads (nodes point at
- * the plugin's strings: nothing copied), and the reply. */
-typedef struct sio_ex {
-    struct sio_ex *next_free;
-    CURL *easy;
-    struct curl_slist hdr[PERKHUB_MAX_HEADERS + 1];
-    int too_large; /* the reply passed SIO_MAX_REPLY */
-    char *body;    /* len bytes and a NUL */
-    size_t len, cap;
-    char *hbuf; /* nh "Name: value" lines, each ended by a NUL */
-    size_t hlen, hcap, hbytes, nh;
-} sio_ex;
-
-/* One multi handle and what the loop keeps for it (I/O thread only). */
-typedef struct sio_shard {
-    struct ph_sio *io;
-    CURLM *multi;
-    unsigned index;   /* in io->shard, for the epoll data of its sockets */
-    int64_t curl_due; /* monotonic ms of its curl timer; -1 none */
-    unsigned running; /* easy handles added to it */
-} sio_shard;
-
-/* The engine's private state of one job (job->priv_). */
-typedef struct sio_x {
-    sio_sup *ss;
-    int admitted;  /* counted in ss->in_flight (else in ss->queued) */
-    int timer;     /* T_* while in the heap */
-    int on_wire;   /* in the active list: the easy handle is in the multi */
-    int set_easy;  /* options of this job were set on the easy handle */
-    int64_t start; /* monotonic ms when the exchange started; 0 before */
-    struct perkhub_request req;
-    struct perkhub_local_reply reply;
-    sio_ex *ex;                /* from start to finish */
-    sio_shard *sh;             /* while on_wire: the multi handle holding ex->easy */
-    int prereqs;               /* times curl was about to send the request */
-    struct sio_x *prev, *next; /* the active list (curl exchanges) */
-    ph_sio_job *job;
-} sio_x;
-
-typedef struct timer_ent {
-    int64_t due; /* monotonic ms */
-    uint64_t seq;
-    ph_sio_job *job;
-} timer_ent;
-
-typedef struct job_list {
-    ph_sio_job *head, *tail;
-} job_list;
-
-struct ph_sio {
-    const ph_logger *log;
-    sio_shard shard[SIO_SHARDS];
-    CURLSH *share; /* DNS and TLS sessions, shared by every shard */
-    int ep;        /* epoll set: curl's sockets and wake */
-    int wake;      /* eventfd: incoming jobs, stopping */
-    pthread_t thread;
-    ph_mutex mu;
-    /* guarded by mu */
-    int stopping;
-    job_list incoming;
-    sio_sup *sups;
-    /* I/O thread only (and ph_sio_destroy after the join) */
-    int draining;
-    job_list ready;  /* due, not yet admitted */
-    job_list launch; /* admitted (slot taken), not yet started */
-    timer_ent *heap;
-    size_t nheap, capheap;
-    uint64_t seq;
-    sio_x *active;
-    sio_ex *pool; /* idle exchanges */
-    unsigned npool;
-};
 
 /* ---- small helpers ---------------------------------------------------------- */
 
@@ -199,22 +79,22 @@ static int64_t clock_ms(clockid_t c)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int64_t mono_ms(void)
+int64_t mono_ms(void)
 {
     return clock_ms(CLOCK_MONOTONIC);
 }
 
-static int64_t wall_ms(void)
+int64_t wall_ms(void)
 {
     return clock_ms(CLOCK_REALTIME);
 }
 
-static unsigned or_default(unsigned v, unsigned d)
+unsigned or_default(unsigned v, unsigned d)
 {
     return v ? v : d;
 }
 
-static void list_push(job_list *l, ph_sio_job *job)
+void list_push(job_list *l, ph_sio_job *job)
 {
     job->next_ = NULL;
     if (l->tail)
@@ -224,7 +104,7 @@ static void list_push(job_list *l, ph_sio_job *job)
     l->tail = job;
 }
 
-static ph_sio_job *list_pop(job_list *l)
+ph_sio_job *list_pop(job_list *l)
 {
     ph_sio_job *job = l->head;
     if (job) {
@@ -236,35 +116,9 @@ static ph_sio_job *list_pop(job_list *l)
     return job;
 }
 
-static const char *breaker_name(int state)
+const char *breaker_name(int state)
 {
     return state == BR_OPEN ? "open" : state == BR_HALF_OPEN ? "half_open" : "closed";
-}
-
-static int is_outcome(int rc)
-{
-    return rc == PERKHUB_OK || rc == PERKHUB_RETRYABLE || rc == PERKHUB_DEFINITE_FAILURE ||
-           rc == PERKHUB_AMBIGUOUS;
-}
-
-/* The plugin's ops table, read up to its own struct_size so a plugin built
- * against an older 1.x never has members read past its end. 0: no table. */
-static int ops_of(const ph_supplier *sup, struct perkhub_ops *out)
-{
-    const struct perkhub_plugin *d = ph_supplier_plugin(sup);
-    memset(out, 0, sizeof *out);
-    if (!d || !d->ops)
-        return 0;
-    size_t n = d->ops->struct_size < sizeof *out ? d->ops->struct_size : sizeof *out;
-    memcpy(out, d->ops, n);
-    out->struct_size = (uint32_t)n;
-    return 1;
-}
-
-static const char *status_name(const ph_supplier *sup, int rc)
-{
-    const struct perkhub_host *h = ph_supplier_host(sup);
-    return h && h->status_str ? h->status_str(rc) : "error";
 }
 
 /* ---- the timer heap (I/O thread only) -------------------------------------- */
@@ -274,15 +128,13 @@ static int timer_less(const timer_ent *a, const timer_ent *b)
     return a->due < b->due || (a->due == b->due && a->seq < b->seq);
 }
 
-static int timer_push(ph_sio *io, ph_sio_job *job, int kind, int64_t due)
+int timer_push(ph_sio *io, ph_sio_job *job, int kind, int64_t due)
 {
     if (io->nheap == io->capheap) {
-        size_t cap = io->capheap ? io->capheap * 2 : 64;
-        timer_ent *h = realloc(io->heap, cap * sizeof *h);
+        timer_ent *h = ph_grow(io->heap, &io->capheap, sizeof *h, 64);
         if (!h)
             return PH_ENOMEM;
         io->heap = h;
-        io->capheap = cap;
     }
     ((sio_x *)job->priv_)->timer = kind;
     size_t i = io->nheap++;
@@ -317,551 +169,6 @@ static ph_sio_job *timer_pop(ph_sio *io)
         i = m;
     }
     return job;
-}
-
-/* ---- per-supplier records (mu held) ---------------------------------------- */
-
-static sio_sup *sup_find(ph_sio *io, const char *id)
-{
-    PH_ASSERT_HELD(&io->mu);
-    for (sio_sup *s = io->sups; s; s = s->next)
-        if (strcmp(s->id, id) == 0)
-            return s;
-    return NULL;
-}
-
-static sio_sup *sup_get(ph_sio *io, const char *id)
-{
-    sio_sup *s = sup_find(io, id);
-    if (s)
-        return s;
-    s = calloc(1, sizeof *s);
-    if (!s || !(s->id = strdup(id))) {
-        free(s);
-        return NULL;
-    }
-    s->next = io->sups;
-    io->sups = s;
-    return s;
-}
-
-static void breaker_set(ph_sio *io, sio_sup *ss, int state, int64_t now)
-{
-    PH_ASSERT_HELD(&io->mu);
-    ph_log(io->log, PH_LOG_WARN, NULL, "sio.breaker", "supplier=%s from=%s to=%s failures=%u",
-           ss->id, breaker_name(ss->state), breaker_name(state), ss->failures);
-    ss->state = state;
-    ss->probe_out = 0;
-    if (state == BR_OPEN) {
-        ss->opened_mono = now;
-        ss->opened_wall = wall_ms();
-    } else if (state == BR_CLOSED) {
-        ss->opened_mono = ss->opened_wall = 0;
-    }
-}
-
-/* An open breaker half-opens once breaker_open_ms have passed. */
-static void breaker_tick(ph_sio *io, sio_sup *ss, int64_t now)
-{
-    if (ss->state == BR_OPEN && now - ss->opened_mono >= (int64_t)ss->breaker_open_ms)
-        breaker_set(io, ss, BR_HALF_OPEN, now);
-}
-
-/* Any business answer closes the breaker: the supplier demonstrably answers,
- * whether the job was the probe or an order query submitted while open. */
-static void breaker_note(ph_sio *io, sio_sup *ss, int cls, int64_t now)
-{
-    if (cls == CL_NEUTRAL)
-        return;
-    breaker_tick(io, ss, now);
-    if (cls == CL_BUSINESS) {
-        if (ss->state != BR_CLOSED)
-            breaker_set(io, ss, BR_CLOSED, now);
-        ss->failures = 0;
-        return;
-    }
-    ss->failures++;
-    if (ss->state == BR_HALF_OPEN ||
-        (ss->state == BR_CLOSED && ss->failures >= ss->breaker_failures))
-        breaker_set(io, ss, BR_OPEN, now);
-}
-
-static void health_note(sio_sup *ss, const ph_sio_job *job)
-{
-    if (job->sent)
-        ss->sent++;
-    else
-        ss->not_sent++;
-    switch (job->outcome) {
-    case PERKHUB_OK:
-        ss->ok++;
-        break;
-    case PERKHUB_RETRYABLE:
-        ss->retryable++;
-        break;
-    case PERKHUB_DEFINITE_FAILURE:
-        ss->definite++;
-        break;
-    default:
-        ss->ambiguous++;
-    }
-}
-
-/* ---- exchanges: the free list (I/O thread only) ------------------------------- */
-
-static sio_ex *ex_get(ph_sio *io)
-{
-    sio_ex *ex = io->pool;
-    if (ex) {
-        io->pool = ex->next_free;
-        io->npool--;
-        ex->next_free = NULL;
-        return ex;
-    }
-    return calloc(1, sizeof(sio_ex));
-}
-
-/* The reply's buffers go as the exchange ends, wiped (a reply may hold card
- * codes): an exchange on the wire holds none until its reply arrives, which
- * with thousands waiting on slow suppliers is ~2 KB each not kept resident. */
-static void ex_drop_reply(sio_ex *ex)
-{
-    if (ex->body)
-        explicit_bzero(ex->body, ex->len);
-    if (ex->hbuf)
-        explicit_bzero(ex->hbuf, ex->hlen);
-    free(ex->body);
-    free(ex->hbuf);
-    ex->body = ex->hbuf = NULL;
-    ex->cap = ex->hcap = 0;
-    ex->len = ex->hlen = ex->hbytes = ex->nh = 0;
-    ex->too_large = 0;
-}
-
-static void ex_free(sio_ex *ex)
-{
-    if (ex->easy)
-        curl_easy_cleanup(ex->easy);
-    ex_drop_reply(ex);
-    free(ex);
-}
-
-/* Back on the free list with its easy handle, its reply dropped. */
-static void ex_put(ph_sio *io, sio_ex *ex)
-{
-    if (io->draining || io->npool >= SIO_POOL_MAX)
-        return ex_free(ex);
-    ex_drop_reply(ex);
-    ex->next_free = io->pool;
-    io->pool = ex;
-    io->npool++;
-}
-
-/* ---- finishing -------------------------------------------------------------- */
-
-static void x_free(ph_sio *io, ph_sio_job *job)
-{
-    sio_x *x = job->priv_;
-    const struct perkhub_host *host = ph_supplier_host(job->sup);
-    if (x->on_wire) {
-        curl_multi_remove_handle(x->sh->multi, x->ex->easy);
-        x->sh->running--;
-        if (x->prev)
-            x->prev->next = x->next;
-        else
-            io->active = x->next;
-        if (x->next)
-            x->next->prev = x->prev;
-    }
-    if (x->set_easy)
-        /* no option of this job (URL, body, header list, callbacks) survives */
-        curl_easy_reset(x->ex->easy);
-    if (x->ex)
-        ex_put(io, x->ex);
-    if (host) {
-        ph_op_request_clear(host, &x->req);
-        ph_op_reply_clear(host, &x->reply);
-    }
-    free(x);
-    job->priv_ = NULL;
-}
-
-/* Records the outcome, updates the supplier's record, frees the exchange and
- * runs done. The job must not be touched afterwards: done may free it. */
-static void finish(ph_sio *io, ph_sio_job *job, int cls, int outcome, int sent, const char *fmt,
-                   ...) __attribute__((format(printf, 6, 7)));
-
-static void finish(ph_sio *io, ph_sio_job *job, int cls, int outcome, int sent, const char *fmt,
-                   ...)
-{
-    sio_x *x = job->priv_;
-    sio_sup *ss = x->ss;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(job->detail, sizeof job->detail, fmt, ap);
-    va_end(ap);
-    job->outcome = outcome;
-    job->sent = sent;
-    int64_t now = mono_ms();
-    int64_t elapsed = x->start ? now - x->start : 0;
-
-    ph_mutex_lock(&io->mu);
-    if (x->admitted)
-        ss->in_flight--;
-    else
-        ss->queued--;
-    health_note(ss, job);
-    breaker_note(io, ss, cls, now);
-    unsigned max = or_default(job->limits.max_in_flight, SIO_DEF_MAX_IN_FLIGHT);
-    ph_sio_job *nx = NULL;
-    if (!io->draining && ss->wait_head && ss->in_flight < max) {
-        nx = ss->wait_head;
-        ss->wait_head = nx->next_;
-        if (!ss->wait_head)
-            ss->wait_tail = NULL;
-        ss->in_flight++;
-        ss->queued--;
-        ((sio_x *)nx->priv_)->admitted = 1;
-    }
-    ph_mutex_unlock(&io->mu);
-    if (nx)
-        list_push(&io->launch, nx);
-
-    /* detail never holds a secret; the URL, headers and bodies are not logged */
-    ph_log(io->log, PH_LOG_DEBUG, NULL, "sio.exchange",
-           "supplier=%s op=%s step=%d outcome=%s sent=%d http=%d elapsed_ms=%" PRId64
-           " detail=\"%s\"",
-           ss->id, ph_op_kind_name(job->op.kind), job->op.step, ph_op_status_name(outcome), sent,
-           job->http_status, elapsed, job->detail);
-    x_free(io, job);
-    job->next_ = NULL;
-    job->done(job);
-}
-
-/* A complete reply (network or local): 5xx and nonsense statuses are the
- * core's AMBIGUOUS; anything else is the plugin's to classify. */
-static void on_reply(ph_sio *io, ph_sio_job *job, long status)
-{
-    sio_x *x = job->priv_;
-    job->http_status = (int)status;
-    if (status >= 500)
-        return finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1, "http %ld", status);
-    if (status < 100) {
-        job->http_status = 0;
-        return finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1, "no valid http status (%ld)",
-                      status);
-    }
-    struct perkhub_ops ops;
-    ops_of(job->sup, &ops);
-    sio_ex *ex = x->ex;
-    /* the lines were packed into one buffer as they came; point at them now
-     * that it no longer moves */
-    const char *hv[SIO_MAX_HEADER_LINES + 1];
-    size_t nh = 0;
-    for (size_t off = 0; nh < ex->nh && off < ex->hlen; off += strlen(ex->hbuf + off) + 1)
-        hv[nh++] = ex->hbuf + off;
-    hv[nh] = NULL;
-    struct perkhub_response resp = {.http_status = (int)status,
-                                    .body = ex->body ? ex->body : "",
-                                    .body_len = ex->len,
-                                    .headers = hv,
-                                    .nheaders = nh};
-    ph_op_result_init(&job->res);
-    int rc = ops.parse_response(ph_supplier_instance(job->sup), &job->op, &resp, &job->res);
-    if (!is_outcome(rc)) {
-        ph_op_result_clear(ph_supplier_host(job->sup), &job->res);
-        return finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1, "plugin: %s",
-                      status_name(job->sup, rc));
-    }
-    job->parsed = 1;
-    int cls = rc == PERKHUB_OK || rc == PERKHUB_DEFINITE_FAILURE ? CL_BUSINESS : CL_FAILURE;
-    const char *why = job->res.reason;
-    finish(io, job, cls, rc, 1, "http %ld%s%s", status, why ? ": " : "", why ? why : "");
-}
-
-/* ---- reply buffers ---------------------------------------------------------- */
-
-/* Appends to the reply body, keeping a NUL after it. 0 when over the cap. */
-static int body_append(sio_ex *ex, const char *p, size_t n)
-{
-    if (ex->len + n > SIO_MAX_REPLY) {
-        ex->too_large = 1;
-        return 0;
-    }
-    if (ph_buf_reserve(&ex->body, &ex->cap, ex->len, ex->len + n + 1, 1024))
-        return 0;
-    memcpy(ex->body + ex->len, p, n);
-    ex->len += n;
-    ex->body[ex->len] = '\0';
-    return 1;
-}
-
-static size_t on_body(char *p, size_t size, size_t n, void *ud)
-{
-    return body_append(ud, p, size * n) ? size * n : 0;
-}
-
-/* Keeps "Name: value" lines of the final response (a 100 Continue or other
- * interim status line starts the list again), packed NUL-ended into one
- * buffer. Excess lines are dropped. */
-static size_t on_header(char *p, size_t size, size_t n, void *ud)
-{
-    sio_ex *ex = ud;
-    size_t len = size * n;
-    size_t l = len;
-    while (l > 0 && (p[l - 1] == '\r' || p[l - 1] == '\n'))
-        l--;
-    if (l >= 5 && memcmp(p, "HTTP/", 5) == 0) {
-        ex->nh = ex->hlen = ex->hbytes = 0;
-        return len;
-    }
-    if (l == 0 || ex->nh >= SIO_MAX_HEADER_LINES || ex->hbytes + l > SIO_MAX_HEADER_BYTES)
-        return len;
-    if (ph_buf_reserve(&ex->hbuf, &ex->hcap, ex->hlen, ex->hlen + l + 1, 512))
-        return 0;
-    size_t kept = strnlen(p, l); /* a NUL inside the line ends it, as before */
-    memcpy(ex->hbuf + ex->hlen, p, kept);
-    ex->hbuf[ex->hlen + kept] = '\0';
-    ex->hlen += kept + 1;
-    ex->hbytes += l;
-    ex->nh++;
-    return len;
-}
-
-/* See the top of the file: an order request goes out at most once. */
-static int on_prereq(void *ud, char *ip, char *local_ip, int port, int local_port)
-{
-    (void)ip, (void)local_ip, (void)port, (void)local_port;
-    sio_x *x = ud;
-    int kind = x->job->op.kind;
-    int once = kind == PERKHUB_OP_CARD_ORDER || kind == PERKHUB_OP_RECHARGE;
-    return ++x->prereqs > 1 && once ? CURL_PREREQFUNC_ABORT : CURL_PREREQFUNC_OK;
-}
-
-/* ---- starting --------------------------------------------------------------- */
-
-static void start_local(ph_sio *io, ph_sio_job *job, const struct perkhub_ops *ops)
-{
-    sio_x *x = job->priv_;
-    if (!ops->serve_local)
-        return finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0,
-                      "plugin is local but has no serve_local");
-    int rc = ops->serve_local(ph_supplier_instance(job->sup), &x->req, &x->reply);
-    if (rc != PERKHUB_OK)
-        return finish(io, job, CL_FAILURE, PERKHUB_DEFINITE_FAILURE, 0, "serve_local: %s",
-                      status_name(job->sup, rc));
-    int64_t delay = x->reply.delay_ms > 0 ? x->reply.delay_ms : 0;
-    int64_t timeout = or_default(job->limits.timeout_ms, SIO_DEF_TIMEOUT_MS);
-    int kind = delay > timeout ? T_LOCAL_TIMEOUT : T_LOCAL_REPLY;
-    if (timer_push(io, job, kind, x->start + (delay > timeout ? timeout : delay)) != PH_OK)
-        return finish(io, job, CL_NEUTRAL, PERKHUB_AMBIGUOUS, 1, "out of memory after sending");
-}
-
-static void on_local_timer(ph_sio *io, ph_sio_job *job, int kind)
-{
-    sio_x *x = job->priv_;
-    if (kind == T_LOCAL_TIMEOUT)
-        return finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1, "timeout after sending (%u ms)",
-                      or_default(job->limits.timeout_ms, SIO_DEF_TIMEOUT_MS));
-    if (x->reply.http_status == 0)
-        return finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1, "dropped after sending");
-    if (x->reply.body_len && !body_append(x->ex, x->reply.body ? x->reply.body : "",
-                                          x->reply.body ? x->reply.body_len : 0))
-        return finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1,
-                      x->ex->too_large ? "reply too large" : "out of memory after sending");
-    on_reply(io, job, x->reply.http_status);
-}
-
-/* Sets the method and body; the body stays in x->req until the exchange ends
- * (no copy inside curl, and ph_op_request_clear wipes it). */
-static CURLcode set_method(CURL *e, const struct perkhub_request *req)
-{
-    const char *m = req->method ? req->method : req->body ? "POST" : "GET";
-    CURLcode rc = CURLE_OK;
-    if (strcmp(m, "GET") == 0 && !req->body)
-        return curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-    if (strcmp(m, "HEAD") == 0 && !req->body)
-        return curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-    if (strcmp(m, "POST") != 0)
-        rc = curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, m);
-    if (rc == CURLE_OK && (req->body || strcmp(m, "POST") == 0)) {
-        rc = curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
-                              (curl_off_t)(req->body ? req->body_len : 0));
-        if (rc == CURLE_OK)
-            rc = curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body ? req->body : "");
-    }
-    return rc;
-}
-
-/* The header list curl reads is the exchange's own array of nodes pointing at
- * the plugin's strings (alive in x->req until the exchange ends): curl never
- * copies or frees a CURLOPT_HTTPHEADER list, so none is allocated per request. */
-static CURLcode set_headers(sio_x *x)
-{
-    struct curl_slist *h = x->ex->hdr;
-    size_t n = 0;
-    for (size_t i = 0; i < x->req.nheaders; i++)
-        if (x->req.headers[i])
-            h[n++].data = x->req.headers[i];
-    /* curl's default Expect: 100-continue would add a round trip per POST */
-    h[n++].data = "Expect:";
-    for (size_t i = 0; i < n; i++)
-        h[i].next = i + 1 < n ? &h[i + 1] : NULL;
-    return curl_easy_setopt(x->ex->easy, CURLOPT_HTTPHEADER, h);
-}
-
-static CURLcode set_options(sio_x *x, const ph_sio_limits *lim, CURLSH *share)
-{
-    CURL *e = x->ex->easy;
-    long verify = lim->tls_verify ? 1L : 0L;
-    CURLcode rc = CURLE_OK;
-#define SET(opt, val)                                                                              \
-    do {                                                                                           \
-        if (rc == CURLE_OK)                                                                        \
-            rc = curl_easy_setopt(e, opt, val);                                                    \
-    } while (0)
-    SET(CURLOPT_URL, x->req.url);
-    SET(CURLOPT_PRIVATE, (void *)x->job);
-    SET(CURLOPT_NOSIGNAL, 1L);
-    SET(CURLOPT_PROTOCOLS_STR, "http,https");
-    SET(CURLOPT_BUFFERSIZE, SIO_RECV_BUFFER);
-    SET(CURLOPT_CONNECTTIMEOUT_MS, (long)or_default(lim->connect_timeout_ms, SIO_DEF_CONNECT_MS));
-    SET(CURLOPT_TIMEOUT_MS, (long)or_default(lim->timeout_ms, SIO_DEF_TIMEOUT_MS));
-    SET(CURLOPT_SSL_VERIFYPEER, verify);
-    SET(CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L);
-    SET(CURLOPT_WRITEFUNCTION, on_body);
-    SET(CURLOPT_WRITEDATA, (void *)x->ex);
-    SET(CURLOPT_HEADERFUNCTION, on_header);
-    SET(CURLOPT_HEADERDATA, (void *)x->ex);
-    SET(CURLOPT_PREREQFUNCTION, on_prereq);
-    SET(CURLOPT_PREREQDATA, (void *)x);
-    if (share)
-        SET(CURLOPT_SHARE, share);
-#undef SET
-    if (rc == CURLE_OK)
-        rc = set_method(e, &x->req);
-    if (rc == CURLE_OK)
-        rc = set_headers(x);
-    return rc;
-}
-
-/* The shard with the fewest exchanges (the lowest index on a tie, so a
- * light load keeps reusing the first shard's connections). */
-static sio_shard *least_busy(ph_sio *io)
-{
-    sio_shard *best = &io->shard[0];
-    for (unsigned i = 1; i < SIO_SHARDS && best->running; i++)
-        if (io->shard[i].running < best->running)
-            best = &io->shard[i];
-    return best;
-}
-
-/* A recycled easy handle was reset when its last exchange ended: it carries
- * no option over, only what curl keeps per handle (buffers). */
-static void start_curl(ph_sio *io, ph_sio_job *job)
-{
-    sio_x *x = job->priv_;
-    int recycled = x->ex->easy != NULL;
-    if (!x->ex->easy && !(x->ex->easy = curl_easy_init()))
-        return finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "out of memory");
-    x->set_easy = 1;
-    CURLcode rc = set_options(x, &job->limits, io->share);
-    if (rc == CURLE_BAD_FUNCTION_ARGUMENT && recycled) {
-        /* libcurl 7.88 keeps the receive buffer of a handle whose exchange
-         * ended before connecting (refused, unsupported protocol) across
-         * curl_easy_reset, and then refuses CURLOPT_BUFFERSIZE on it: that
-         * handle is replaced by a fresh one, nothing was sent on it */
-        curl_easy_cleanup(x->ex->easy);
-        if (!(x->ex->easy = curl_easy_init()))
-            return finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "out of memory");
-        rc = set_options(x, &job->limits, io->share);
-    }
-    if (rc != CURLE_OK)
-        return finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "curl setup: %s",
-                      curl_easy_strerror(rc));
-    sio_shard *sh = least_busy(io);
-    CURLMcode mrc = curl_multi_add_handle(sh->multi, x->ex->easy);
-    if (mrc != CURLM_OK)
-        return finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "curl: %s",
-                      curl_multi_strerror(mrc));
-    sh->running++;
-    x->sh = sh;
-    x->on_wire = 1;
-    x->prev = NULL;
-    x->next = io->active;
-    if (io->active)
-        io->active->prev = x;
-    io->active = x;
-}
-
-/* An admitted job: build the request, then hand it to curl or serve_local. */
-static void start(ph_sio *io, ph_sio_job *job)
-{
-    sio_x *x = job->priv_;
-    x->start = mono_ms();
-    if (!(x->ex = ex_get(io)))
-        return finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "out of memory");
-    struct perkhub_ops ops;
-    if (!ops_of(job->sup, &ops) || !ops.build_request || !ops.parse_response)
-        return finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "plugin has no operations");
-    int rc = ops.build_request(ph_supplier_instance(job->sup), &job->op, &x->req);
-    if (rc == PERKHUB_DEFINITE_FAILURE)
-        return finish(io, job, CL_NEUTRAL, rc, 0, "refused by plugin");
-    if (rc != PERKHUB_OK)
-        return finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "build_request: %s",
-                      status_name(job->sup, rc));
-    if (!x->req.url || x->req.nheaders > PERKHUB_MAX_HEADERS) {
-        x->req.nheaders =
-            x->req.nheaders > PERKHUB_MAX_HEADERS ? PERKHUB_MAX_HEADERS : x->req.nheaders;
-        return finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0,
-                      "build_request: no url or too many headers");
-    }
-    if (ph_supplier_plugin(job->sup)->capabilities & PERKHUB_CAP_LOCAL)
-        start_local(io, job, &ops);
-    else
-        start_curl(io, job);
-}
-
-/* Due jobs take a slot, or wait behind their supplier's FIFO: the whole
- * ready list under one lock. */
-static void admit_ready(ph_sio *io)
-{
-    job_list r = io->ready;
-    io->ready = (job_list){0};
-    ph_sio_job *job;
-    ph_mutex_lock(&io->mu);
-    while ((job = list_pop(&r))) {
-        sio_x *x = job->priv_;
-        sio_sup *ss = x->ss;
-        unsigned max = or_default(job->limits.max_in_flight, SIO_DEF_MAX_IN_FLIGHT);
-        if (!ss->wait_head && ss->in_flight < max) {
-            ss->in_flight++;
-            ss->queued--;
-            x->admitted = 1;
-            list_push(&io->launch, job);
-        } else {
-            if (ss->wait_tail)
-                ss->wait_tail->next_ = job;
-            else
-                ss->wait_head = job;
-            ss->wait_tail = job;
-        }
-    }
-    ph_mutex_unlock(&io->mu);
-}
-
-static void dispatch(ph_sio *io)
-{
-    for (;;) {
-        ph_sio_job *job = list_pop(&io->launch);
-        if (job) {
-            start(io, job);
-            continue;
-        }
-        if (!io->ready.head)
-            return;
-        admit_ready(io);
-    }
 }
 
 /* ---- the I/O thread ---------------------------------------------------------- */

@@ -688,6 +688,18 @@ const char *h_str(json_t *obj, const char *key)
     return s;
 }
 
+json_t *h_stats_sku(json_t *stats, const char *sku)
+{
+    size_t i;
+    json_t *row;
+    json_array_foreach(json_object_get(stats, "skus"), i, row)
+    {
+        if (strcmp(h_str(row, "sku"), sku) == 0)
+            return row;
+    }
+    return NULL;
+}
+
 long long h_int(json_t *obj, const char *key)
 {
     json_t *v = json_object_get(obj, key);

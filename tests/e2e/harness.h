@@ -138,6 +138,9 @@ char *h_replace(const char *s, const char *from, const char *to);
  * counters "writer"): equal before and after a request that must change
  * nothing. Caller json_decref's. */
 json_t *h_stats(const h_daemon *d);
+/* The row of sku in the "skus" array of a /v1/stats body, or NULL when there
+ * is none. Borrowed from stats. */
+json_t *h_stats_sku(json_t *stats, const char *sku);
 /* "last_event" of /v1/stats: the sequence number of the newest event. */
 long long h_last_event(const h_daemon *d);
 /* Waits until needle occurs at least count times in the daemon's log:

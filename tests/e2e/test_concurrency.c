@@ -90,19 +90,6 @@ static size_t codes_joined(json_t *order, char *buf, size_t len)
     return json_array_size(codes);
 }
 
-/* One SKU's row of GET /v1/stats. */
-static json_t *stats_sku(json_t *stats, const char *sku)
-{
-    json_t *row;
-    size_t i;
-    json_array_foreach(json_object_get(stats, "skus"), i, row)
-    {
-        if (strcmp(json_string_value(json_object_get(row, "sku")), sku) == 0)
-            return row;
-    }
-    return NULL;
-}
-
 static json_int_t jint(json_t *o, const char *key)
 {
     json_t *v = json_object_get(o, key);
@@ -229,7 +216,7 @@ Test(concurrency, drain_10000_codes_with_32_clients, .fini = kill_leftover)
 
     r = h_get(&d, "/v1/stats", "ops-token");
     cr_assert_eq(r.status, 200, "%s", r.body);
-    json_t *row = stats_sku(r.json, "test.card");
+    json_t *row = h_stats_sku(r.json, "test.card");
     cr_assert(row, "stats: no test.card row: %s", r.body);
     cr_assert_eq(jint(row, "imported"), DRAIN_CODES);
     cr_assert_eq(jint(row, "available"), 0, "%s", r.body);
@@ -362,7 +349,7 @@ Test(concurrency, same_client_order_id_16_at_once, .fini = kill_leftover)
     cr_assert_eq(json_array_size(json_object_get(r.json, "orders")), SAME_ROUNDS, "%s", r.body);
     h_resp_free(&r);
     r = h_get(&d, "/v1/stats", "ops-token");
-    json_t *row = stats_sku(r.json, "test.card");
+    json_t *row = h_stats_sku(r.json, "test.card");
     cr_assert(row);
     cr_assert_eq(jint(row, "issued"), SAME_ROUNDS * SAME_QTY, "%s", r.body);
     cr_assert_eq(jint(row, "available"), 100 - SAME_ROUNDS * SAME_QTY, "%s", r.body);
@@ -655,7 +642,7 @@ Test(concurrency, multi_code_orders_with_lookups, .fini = kill_leftover)
 
     h_resp r = h_get(&d, "/v1/stats", "ops-token");
     for (int k = 0; k < 2; k++) {
-        json_t *row = stats_sku(r.json, mix_skus[k]);
+        json_t *row = h_stats_sku(r.json, mix_skus[k]);
         cr_assert(row, "%s", r.body);
         cr_assert_eq(jint(row, "available"), 0, "%s", r.body);
         cr_assert_eq(jint(row, "issued"), MIX_CODES, "%s", r.body);

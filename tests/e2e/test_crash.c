@@ -360,13 +360,7 @@ static void check_stats(h_conn *c, const char *when)
     h_resp r;
     cr_assert_eq(h_conn_http(c, "GET", "/v1/stats", "ops-token", NULL, NULL, 0, &r), 0);
     cr_assert_eq(r.status, 200, "%s", r.body);
-    json_t *row = NULL, *s;
-    size_t i;
-    json_array_foreach(json_object_get(r.json, "skus"), i, s)
-    {
-        if (strcmp(json_string_value(json_object_get(s, "sku")), "test.card") == 0)
-            row = s;
-    }
+    json_t *row = h_stats_sku(r.json, "test.card");
     cr_assert(row, "%s", r.body);
     json_int_t imported = jget(row, "imported"), available = jget(row, "available"),
                issued = jget(row, "issued");

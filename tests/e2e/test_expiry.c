@@ -127,15 +127,9 @@ static void assert_one_expired_event(long long batch, int count, const char *pre
 
 static json_t *sku_row(json_t *stats, const char *sku)
 {
-    size_t i;
-    json_t *row;
-    json_array_foreach(json_object_get(stats, "skus"), i, row)
-    {
-        if (strcmp(h_str(row, "sku"), sku) == 0)
-            return row;
-    }
-    cr_assert_fail("no stats row for %s", sku);
-    return NULL;
+    json_t *row = h_stats_sku(stats, sku);
+    cr_assert(row, "no stats row for %s", sku);
+    return row;
 }
 
 static void assert_card2_stats(int available_now, int expired)

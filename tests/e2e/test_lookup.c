@@ -270,19 +270,6 @@ Test(lookup, a_code_past_its_expiry_is_diagnosed_expired)
     finish(d);
 }
 
-static json_t *sku_stats(json_t *stats, const char *sku)
-{
-    size_t i;
-    json_t *s;
-    json_array_foreach(json_object_get(stats, "skus"), i, s)
-    {
-        if (strcmp(h_str(s, "sku"), sku) == 0)
-            return s;
-    }
-    cr_assert_fail("no stats for %s", sku);
-    return NULL;
-}
-
 Test(lookup, voided_batch_finds_affected_orders_and_leaves_stock)
 {
     h_daemon *d = &D;
@@ -331,7 +318,8 @@ Test(lookup, voided_batch_finds_affected_orders_and_leaves_stock)
 
     /* the batch's two available codes left stock; the other batch's stayed */
     json_t *st = h_stats(d);
-    json_t *s = sku_stats(st, "test.card");
+    json_t *s = h_stats_sku(st, "test.card");
+    cr_assert(s, "no stats for test.card");
     cr_assert_eq(h_int(s, "available"), 1, "%s", json_dumps(st, 0));
     cr_assert_eq(h_int(s, "voided"), 3);
     cr_assert_eq(h_int(s, "issued"), 0);

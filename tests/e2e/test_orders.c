@@ -68,22 +68,10 @@ static void expect_unchanged(const h_daemon *d, json_t *before, const char *what
     json_decref(after);
 }
 
-static json_t *sku_stats(json_t *stats, const char *sku)
-{
-    size_t i;
-    json_t *s;
-    json_array_foreach(json_object_get(stats, "skus"), i, s)
-    {
-        if (strcmp(h_str(s, "sku"), sku) == 0)
-            return s;
-    }
-    return NULL;
-}
-
 static long long available(const h_daemon *d, const char *sku)
 {
     json_t *st = h_stats(d);
-    json_t *s = sku_stats(st, sku);
+    json_t *s = h_stats_sku(st, sku);
     long long n = s ? h_int(s, "available") : 0;
     json_decref(st);
     return n;
@@ -326,7 +314,7 @@ Test(orders, employee_welfare_100k_codes_in_one_order)
     h_resp_free(&r);
 
     json_t *st = h_stats(d);
-    json_t *s = sku_stats(st, "test.card");
+    json_t *s = h_stats_sku(st, "test.card");
     cr_assert_eq(h_int(s, "available"), 0);
     cr_assert_eq(h_int(s, "issued"), N);
     cr_assert_eq(h_int(st, "orders"), 1);

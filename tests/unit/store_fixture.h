@@ -102,6 +102,20 @@ static inline void assert_check(void)
     ph_store_stats_clear(&st);
 }
 
+/* PUT_PRODUCTS of json[0..n) on g_s at NOW: its rc, and its error in *err
+ * (err may be NULL). */
+static inline int put_products(const char *const *json, size_t n, ph_err *err)
+{
+    ph_cmd c = {.type = PH_CMD_PUT_PRODUCTS, .now = NOW};
+    c.in.products.json = json;
+    c.in.products.n = n;
+    int rc = ph_store_exec(g_s, &c);
+    if (err)
+        *err = c.err;
+    ph_cmd_clear(&c);
+    return rc;
+}
+
 /* ---- the test codes and requests --------------------------------------------------- */
 
 /* Test code n is "CODE-<n>"; its keyed hash here is SHA-256 of that text. */

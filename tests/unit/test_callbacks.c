@@ -88,11 +88,8 @@ static void setup(void)
     fixture_setup();
     g_s = open_at(g_dir, 0);
     const char *const products[] = {P_IQ, P_TOPUP};
-    ph_cmd c = {.type = PH_CMD_PUT_PRODUCTS, .now = NOW};
-    c.in.products.json = products;
-    c.in.products.n = 2;
-    cr_assert_eq(ph_store_exec(g_s, &c), PH_OK, "%s", c.err.msg);
-    ph_cmd_clear(&c);
+    ph_err err = {0};
+    cr_assert_eq(put_products(products, 2, &err), PH_OK, "%s", err.msg);
 
     const char *dir = getenv("PH_FIXTURE_PLUGIN_DIR");
     cr_assert_not_null(dir, "PH_FIXTURE_PLUGIN_DIR is not set (run through ctest)");
@@ -101,7 +98,6 @@ static void setup(void)
     sc[1] = (ph_supplier_conf){.id = "cb2", .plugin = "cb_echo", .enabled = 1};
     sc[2] = (ph_supplier_conf){.id = "plain", .plugin = "good", .enabled = 1};
     g_cfg = (ph_config){.plugin_dir = (char *)dir, .suppliers = sc, .nsuppliers = 3};
-    ph_err err = {0};
     cr_assert_eq(ph_suppliers_create(&g_log, &g_sups, &err), PH_OK, "%s", err.msg);
     cr_assert_eq(ph_suppliers_apply(g_sups, &g_cfg, &err), PH_OK, "%s", err.msg);
     ph_fulfil_opts fo = {.store = g_s,

@@ -213,12 +213,8 @@ static void setup(void)
     snprintf(key, sizeof key, "%s/master.key", g_base);
     cr_assert_eq(ph_keyring_load(key, 1, &g_keys, &err), PH_OK, "%s", err.msg);
     g_s = open_at(g_dir, 0);
-    ph_cmd put = {.type = PH_CMD_PUT_PRODUCTS, .now = NOW};
     const char *products[] = {P_TOPUP};
-    put.in.products.json = products;
-    put.in.products.n = 1;
-    cr_assert_eq(ph_store_exec(g_s, &put), PH_OK, "%s", put.err.msg);
-    ph_cmd_clear(&put);
+    cr_assert_eq(put_products(products, 1, &err), PH_OK, "%s", err.msg);
     cr_assert_eq(ph_suppliers_create(&g_log, &g_sups, &err), PH_OK);
     cr_assert_eq(ph_suppliers_apply(g_sups, g_cfg, &err), PH_OK, "%s", err.msg);
     start_fulfil();

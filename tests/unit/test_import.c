@@ -22,11 +22,7 @@ static void setup(void)
     ph_err err = {0};
     cr_assert_eq(ph_keyring_from_raw(ik, 1, k, &g_kr, &err), PH_OK, "%s", err.msg);
     const char *const products[] = {P_IQ, P_TOPUP};
-    ph_cmd c = {.type = PH_CMD_PUT_PRODUCTS, .now = NOW};
-    c.in.products.json = products;
-    c.in.products.n = 2;
-    cr_assert_eq(ph_store_exec(g_s, &c), PH_OK, "%s", c.err.msg);
-    ph_cmd_clear(&c);
+    cr_assert_eq(put_products(products, 2, &err), PH_OK, "%s", err.msg);
 }
 
 static void teardown(void)

@@ -39,18 +39,6 @@ static void open_store(void)
 
 /* ---- command helpers --------------------------------------------------------- */
 
-static int put_products(const char *const *json, size_t n, ph_err *err)
-{
-    ph_cmd c = {.type = PH_CMD_PUT_PRODUCTS, .now = NOW};
-    c.in.products.json = json;
-    c.in.products.n = n;
-    int rc = ph_store_exec(g_s, &c);
-    if (err)
-        *err = c.err;
-    ph_cmd_clear(&c);
-    return rc;
-}
-
 /* The four test products: two card-code SKUs, a recharge SKU and a delisted one. */
 static void catalog(void)
 {

@@ -38,11 +38,8 @@ static int open_keyed(const ph_keyring *kr, ph_err *err)
 static void products(void)
 {
     const char *json[] = {P_IQ};
-    ph_cmd c = {.type = PH_CMD_PUT_PRODUCTS, .now = NOW};
-    c.in.products.json = json;
-    c.in.products.n = 1;
-    cr_assert_eq(ph_store_exec(g_s, &c), PH_OK, "%s", c.err.msg);
-    ph_cmd_clear(&c);
+    ph_err err = {0};
+    cr_assert_eq(put_products(json, 1, &err), PH_OK, "%s", err.msg);
 }
 
 /* Imports codes sealed with `seal_with`, hashed under `hash_with` — normalized

@@ -32,11 +32,8 @@ static void start(void)
 {
     g_s = open_at(g_dir, 0);
     const char *const all[] = {P_IQ, P_TOPUP, P_OLD};
-    ph_cmd c = {.type = PH_CMD_PUT_PRODUCTS, .now = NOW};
-    c.in.products.json = all;
-    c.in.products.n = 3;
-    cr_assert_eq(ph_store_exec(g_s, &c), PH_OK, "put products: %s", c.err.msg);
-    ph_cmd_clear(&c);
+    ph_err err = {0};
+    cr_assert_eq(put_products(all, 3, &err), PH_OK, "put products: %s", err.msg);
 }
 
 /* ---- commands ------------------------------------------------------------------- */
@@ -389,11 +386,8 @@ Test(supply, a_catalog_change_is_seen_at_once)
         "{\"sku\":\"" TOPUP "\",\"name\":\"Phone top-up 30\",\"brand\":\"carrier\","
         "\"delivery\":\"recharge\",\"face_value\":\"30.00\",\"listed\":false}";
     const char *const all[] = {P_IQ, delisted};
-    ph_cmd p = {.type = PH_CMD_PUT_PRODUCTS, .now = NOW};
-    p.in.products.json = all;
-    p.in.products.n = 2;
-    cr_assert_eq(ph_store_exec(g_s, &p), PH_OK, "%s", p.err.msg);
-    ph_cmd_clear(&p);
+    ph_err perr = {0};
+    cr_assert_eq(put_products(all, 2, &perr), PH_OK, "%s", perr.msg);
     create_cmd(&c, "M-3", TOPUP, 1, "sup-b");
     cr_assert_eq(ph_store_exec(g_s, &c), PH_ESKU, "a delisted SKU the writer remembered");
     cr_assert_not_null(strstr(c.err.msg, "not listed"), "%s", c.err.msg);

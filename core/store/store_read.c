@@ -1,0 +1,452 @@
+/*
+ * store_read.c — the read side of store.h: read transactions, and orders,
+ * codes, batches, products and events looked up or paged, each call in its own
+ * snapshot. Any thread.
+ */
+#include "store/store_int.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "crypto/crypto.h"
+#include "base/util.h"
+#include "store/cmd_codec.h"
+
+/* ---- reads ---------------------------------------------------------------- */
+
+int ph_store_read_begin(ph_store *s, MDB_txn **txn, ph_err *err)
+{
+    pthread_rwlock_rdlock(&s->maplock);
+    int mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
+    if (mrc) {
+        pthread_rwlock_unlock(&s->maplock);
+        return ph_err_set(err, PH_EIO, "store: begin read: %s", mdb_strerror(mrc));
+    }
+    return PH_OK;
+}
+
+void ph_store_read_end(ph_store *s, MDB_txn *txn)
+{
+    mdb_txn_abort(txn);
+    pthread_rwlock_unlock(&s->maplock);
+}
+
+int ph_store_order_get(ph_store *s, uint64_t id, int with_codes, ph_order **out, ph_err *err)
+{
+    MDB_txn *txn;
+    int rc = ph_store_read_begin(s, &txn, err);
+    if (rc)
+        return rc;
+    rc = ph_order_load(s, txn, id, with_codes, out, err);
+    ph_store_read_end(s, txn);
+    return rc;
+}
+
+/* Builds the order_ref key: client NUL client_order_id. buf >= 2 + both maxima. */
+size_t ph_store_ref_key(const char *client, const char *coid, char *buf)
+{
+    size_t a = strlen(client), b = strlen(coid);
+    memcpy(buf, client, a);
+    buf[a] = 0;
+    memcpy(buf + a + 1, coid, b);
+    return a + 1 + b;
+}
+
+int ph_store_order_find(ph_store *s, const char *client, const char *client_order_id,
+                        int with_codes, ph_order **out, ph_err *err)
+{
+    if (strlen(client) > PH_SKU_MAX || strlen(client_order_id) > PH_ORDER_ID_MAX)
+        return ph_err_set(err, PH_ENOTFOUND, "client_order_id: not found");
+    char key[PH_SKU_MAX + PH_ORDER_ID_MAX + 2];
+    MDB_val k = {ph_store_ref_key(client, client_order_id, key), key}, v;
+    MDB_txn *txn;
+    int rc = ph_store_read_begin(s, &txn, err);
+    if (rc)
+        return rc;
+    int mrc = mdb_get(txn, s->dbi[DB_ORDER_REF], &k, &v);
+    if (mrc == MDB_NOTFOUND || (mrc == 0 && v.mv_size != 8)) {
+        rc = ph_err_set(err, PH_ENOTFOUND, "client_order_id '%s': not found", client_order_id);
+    } else if (mrc) {
+        rc = ph_store_lmdb_err(err, mrc, "read order ref");
+    } else {
+        uint64_t id;
+        memcpy(&id, v.mv_data, 8);
+        rc = ph_order_load(s, txn, id, with_codes, out, err);
+    }
+    ph_store_read_end(s, txn);
+    return rc;
+}
+
+void ph_order_list_free(ph_order **list, size_t n)
+{
+    for (size_t i = 0; list && i < n; i++)
+        ph_order_free(list[i]);
+    free(list);
+}
+
+/* One page of a database keyed by native uint64 ids (dup NULL), or of the
+ * duplicates of key dup, sorted native uint64 values: the entries with that id
+ * > after, ascending, at most limit, each turned into one list element by take
+ * (which sets *slot or fails). On PH_OK *out (limit or 1 slots) and *n are the
+ * caller's, freed with free_list; on failure nothing is left allocated. */
+typedef int (*page_take_fn)(ph_store *s, MDB_txn *txn, const MDB_val *k, const MDB_val *v,
+                            void **slot, ph_err *err);
+
+static int page_u64(ph_store *s, int db, const char *dup, uint64_t after, size_t limit,
+                    page_take_fn take, void (*free_list)(void **list, size_t n), void ***out,
+                    size_t *n, ph_err *err)
+{
+    MDB_txn *txn;
+    MDB_cursor *c;
+    int rc = ph_store_read_begin(s, &txn, err);
+    if (rc)
+        return rc;
+    if (after == UINT64_MAX)
+        limit = 0;
+    void **list = calloc(limit ? limit : 1, sizeof *list);
+    size_t cnt = 0;
+    if (!list || mdb_cursor_open(txn, s->dbi[db], &c)) {
+        free(list);
+        ph_store_read_end(s, txn);
+        return ph_err_set(err, PH_ENOMEM, "out of memory");
+    }
+    uint64_t want = after + 1;
+    MDB_val k = {8, &want}, v;
+    MDB_cursor_op seek = MDB_SET_RANGE, step = MDB_NEXT;
+    if (dup) {
+        k = (MDB_val){strlen(dup), (void *)dup};
+        v = (MDB_val){8, &want};
+        seek = MDB_GET_BOTH_RANGE;
+        step = MDB_NEXT_DUP;
+    }
+    for (MDB_cursor_op op = seek; cnt < limit && mdb_cursor_get(c, &k, &v, op) == 0; op = step) {
+        if ((rc = take(s, txn, &k, &v, &list[cnt], err)) != PH_OK)
+            break;
+        cnt++;
+    }
+    mdb_cursor_close(c);
+    ph_store_read_end(s, txn);
+    if (rc) {
+        free_list(list, cnt);
+        return rc;
+    }
+    *out = list;
+    *n = cnt;
+    return PH_OK;
+}
+
+/* Orders keyed by their id (`orders`, `pending`); each is loaded in full. */
+static int take_order_key(ph_store *s, MDB_txn *txn, const MDB_val *k, const MDB_val *v,
+                          void **slot, ph_err *err)
+{
+    (void)v;
+    uint64_t id;
+    memcpy(&id, k->mv_data, 8);
+    return ph_order_load(s, txn, id, 0, (ph_order **)slot, err);
+}
+
+/* A client's orders: their ids are the values under the client's name. */
+static int take_order_value(ph_store *s, MDB_txn *txn, const MDB_val *k, const MDB_val *v,
+                            void **slot, ph_err *err)
+{
+    (void)k;
+    uint64_t id;
+    memcpy(&id, v->mv_data, 8);
+    return ph_order_load(s, txn, id, 0, (ph_order **)slot, err);
+}
+
+static void free_orders(void **list, size_t n)
+{
+    ph_order_list_free((ph_order **)list, n);
+}
+
+int ph_store_order_list(ph_store *s, const char *client, uint64_t after, size_t limit,
+                        ph_order ***out, size_t *n, ph_err *err)
+{
+    if (client)
+        return page_u64(s, DB_CLIENT_ORDERS, client, after, limit, take_order_value, free_orders,
+                        (void ***)out, n, err);
+    return page_u64(s, DB_ORDERS, NULL, after, limit, take_order_key, free_orders, (void ***)out, n,
+                    err);
+}
+
+int ph_store_pending_list(ph_store *s, uint64_t after, size_t limit, ph_order ***out, size_t *n,
+                          ph_err *err)
+{
+    return page_u64(s, DB_PENDING, NULL, after, limit, take_order_key, free_orders, (void ***)out,
+                    n, err);
+}
+
+void ph_code_info_clear(ph_code_info *info)
+{
+    free(info->code.sealed);
+    info->code.sealed = NULL;
+    ph_order_free(info->order);
+    info->order = NULL;
+}
+
+static int batch_load(ph_store *s, MDB_txn *txn, uint64_t id, ph_batch *out, ph_err *err)
+{
+    MDB_val k = {sizeof id, &id}, v;
+    int mrc = mdb_get(txn, s->dbi[DB_BATCHES], &k, &v);
+    if (mrc == MDB_NOTFOUND)
+        return ph_err_set(err, PH_ENOTFOUND, "batch %llu: not found", (unsigned long long)id);
+    if (mrc)
+        return ph_store_lmdb_err(err, mrc, "read batch");
+    if (ph_batch_decode(&v, id, out, NULL) != PH_OK)
+        return ph_err_set(err, PH_EIO, "batch %llu: malformed record", (unsigned long long)id);
+    return PH_OK;
+}
+
+/* The code with this hash, its batch and its order, inside txn. On failure out
+ * may hold parts: the caller clears it. */
+static int code_find_in(ph_store *s, MDB_txn *txn, const uint8_t hash[32], ph_code_info *out,
+                        ph_err *err)
+{
+    MDB_val k = {32, (void *)hash}, v;
+    int mrc = mdb_get(txn, s->dbi[DB_CODE_HASH], &k, &v);
+    uint64_t id = 0;
+    if (mrc == MDB_NOTFOUND || (mrc == 0 && v.mv_size != 8))
+        return ph_err_set(err, PH_ENOTFOUND, "code: not found");
+    if (mrc)
+        return ph_store_lmdb_err(err, mrc, "read code index");
+    memcpy(&id, v.mv_data, 8);
+    k = (MDB_val){8, &id};
+    if (mdb_get(txn, s->dbi[DB_CODES], &k, &v) || ph_code_decode(&v, id, 1, &out->code))
+        return ph_err_set(err, PH_EIO, "code %llu: unreadable", (unsigned long long)id);
+    int rc = batch_load(s, txn, out->code.batch_id, &out->batch, err);
+    if (rc == PH_OK && out->code.order_id)
+        rc = ph_order_load(s, txn, out->code.order_id, 0, &out->order, err);
+    return rc;
+}
+
+int ph_store_code_find(ph_store *s, const uint8_t hash[32], ph_code_info *out, ph_err *err)
+{
+    memset(out, 0, sizeof *out);
+    MDB_txn *txn;
+    int rc = ph_store_read_begin(s, &txn, err);
+    if (rc)
+        return rc;
+    rc = code_find_in(s, txn, hash, out, err);
+    ph_store_read_end(s, txn);
+    if (rc)
+        ph_code_info_clear(out);
+    return rc;
+}
+
+/* One try of ph_store_code_find_typed: PH_OK found (under this rule),
+ * PH_ENOTFOUND not, or an error. */
+static int find_under(ph_store *s, MDB_txn *txn, const char *rule, ph_code_hash_fn hash_fn,
+                      void *arg, ph_code_info *out, ph_err *err)
+{
+    uint8_t hash[32];
+    if (hash_fn(arg, rule, hash) != 0)
+        return ph_err_set(err, PH_ENOTFOUND, "code: not found");
+    int rc = code_find_in(s, txn, hash, out, err);
+    if (rc == PH_OK && strcmp(out->batch.lookalikes, rule) != 0)
+        rc = ph_err_set(err, PH_ENOTFOUND, "code: not found"); /* the rule is not its product's */
+    if (rc)
+        ph_code_info_clear(out);
+    return rc;
+}
+
+int ph_store_code_find_typed(ph_store *s, ph_code_hash_fn hash_fn, void *arg, ph_code_info *out,
+                             ph_err *err)
+{
+    memset(out, 0, sizeof *out);
+    MDB_txn *txn;
+    MDB_cursor *c;
+    int rc = ph_store_read_begin(s, &txn, err);
+    if (rc)
+        return rc;
+    rc = find_under(s, txn, "", hash_fn, arg, out, err);
+    /* then every rule a batch was hashed with (meta "rule:<rule>", a handful) */
+    if (rc == PH_ENOTFOUND && mdb_cursor_open(txn, s->dbi[DB_META], &c) == 0) {
+        MDB_val k = {5, "rule:"}, v;
+        for (int op = MDB_SET_RANGE; rc == PH_ENOTFOUND && mdb_cursor_get(c, &k, &v, op) == 0;
+             op = MDB_NEXT) {
+            char rule[PH_LOOKALIKES_MAX + 1];
+            if (k.mv_size < 5 || memcmp(k.mv_data, "rule:", 5) != 0)
+                break;
+            if (k.mv_size - 5 > PH_LOOKALIKES_MAX)
+                continue;
+            memcpy(rule, (const char *)k.mv_data + 5, k.mv_size - 5);
+            rule[k.mv_size - 5] = 0;
+            rc = find_under(s, txn, rule, hash_fn, arg, out, err);
+        }
+        mdb_cursor_close(c);
+    }
+    ph_store_read_end(s, txn);
+    return rc;
+}
+
+int ph_store_batch_get(ph_store *s, uint64_t id, ph_batch *out, uint64_t counts[7], ph_err *err)
+{
+    MDB_txn *txn;
+    int rc = ph_store_read_begin(s, &txn, err);
+    if (rc)
+        return rc;
+    rc = batch_load(s, txn, id, out, err);
+    memset(counts, 0, 7 * sizeof counts[0]);
+    MDB_cursor *c;
+    if (rc == PH_OK && mdb_cursor_open(txn, s->dbi[DB_CODES], &c) == 0) {
+        uint64_t cid = out->first_code;
+        MDB_val k = {8, &cid}, v;
+        int op = MDB_SET_KEY;
+        for (uint32_t i = 0; i < out->count && mdb_cursor_get(c, &k, &v, op) == 0; i++) {
+            ph_code code;
+            if (ph_code_decode(&v, 0, 0, &code) == PH_OK && code.state >= 1 && code.state <= 6)
+                counts[code.state]++;
+            op = MDB_NEXT;
+        }
+        mdb_cursor_close(c);
+    }
+    ph_store_read_end(s, txn);
+    return rc;
+}
+
+static uint64_t avail_count(ph_store *s, MDB_txn *txn, const char *sku, size_t len)
+{
+    MDB_cursor *c;
+    MDB_val k = {len, (void *)sku}, v;
+    size_t n = 0;
+    if (mdb_cursor_open(txn, s->dbi[DB_AVAIL], &c))
+        return 0;
+    if (mdb_cursor_get(c, &k, &v, MDB_SET_KEY) == 0)
+        mdb_cursor_count(c, &n);
+    mdb_cursor_close(c);
+    return n;
+}
+
+static char *dup_val(const MDB_val *v)
+{
+    char *s = malloc(v->mv_size + 1);
+    if (s) {
+        memcpy(s, v->mv_data, v->mv_size);
+        s[v->mv_size] = 0;
+    }
+    return s;
+}
+
+/* Codes of the SKU that can be issued at now: the stock list's count (kept by
+ * LMDB in the duplicate tree's header) less those past their expiry that the
+ * sweep has not retired yet. */
+static uint64_t issuable_count(ph_store *s, MDB_txn *txn, const char *sku, size_t len, int64_t now)
+{
+    uint64_t n = avail_count(s, txn, sku, len),
+             due = ph_expiry_due_available(s, txn, sku, len, now);
+    return n > due ? n - due : 0;
+}
+
+int ph_store_product_get(ph_store *s, const char *sku, char **json, uint64_t *available,
+                         ph_err *err)
+{
+    return ph_store_product_get_at(s, sku, ph_now_ms(), json, available, err);
+}
+
+int ph_store_product_get_at(ph_store *s, const char *sku, int64_t now, char **json,
+                            uint64_t *available, ph_err *err)
+{
+    MDB_txn *txn;
+    int rc = ph_store_read_begin(s, &txn, err);
+    if (rc)
+        return rc;
+    MDB_val k = {strlen(sku), (void *)sku}, v;
+    int mrc = k.mv_size ? mdb_get(txn, s->dbi[DB_PRODUCTS], &k, &v) : MDB_NOTFOUND;
+    if (mrc == MDB_NOTFOUND)
+        rc = ph_err_set(err, PH_ENOTFOUND, "sku: no such product");
+    else if (mrc)
+        rc = ph_store_lmdb_err(err, mrc, "read product");
+    else if (!(*json = dup_val(&v)))
+        rc = ph_err_set(err, PH_ENOMEM, "out of memory");
+    else
+        *available = issuable_count(s, txn, sku, k.mv_size, now);
+    ph_store_read_end(s, txn);
+    return rc;
+}
+
+void ph_store_product_list_free(char **json, uint64_t *available, size_t n)
+{
+    for (size_t i = 0; json && i < n; i++)
+        free(json[i]);
+    free(json);
+    free(available);
+}
+
+int ph_store_product_list(ph_store *s, char ***json, uint64_t **available, size_t *n, ph_err *err)
+{
+    return ph_store_product_list_at(s, ph_now_ms(), json, available, n, err);
+}
+
+int ph_store_product_list_at(ph_store *s, int64_t now, char ***json, uint64_t **available,
+                             size_t *n, ph_err *err)
+{
+    MDB_txn *txn;
+    MDB_cursor *c;
+    MDB_stat st;
+    int rc = ph_store_read_begin(s, &txn, err);
+    if (rc)
+        return rc;
+    mdb_stat(txn, s->dbi[DB_PRODUCTS], &st);
+    char **js = calloc(st.ms_entries + 1, sizeof *js);
+    uint64_t *av = calloc(st.ms_entries + 1, sizeof *av);
+    size_t cnt = 0;
+    MDB_val k, v;
+    if (!js || !av || mdb_cursor_open(txn, s->dbi[DB_PRODUCTS], &c)) {
+        rc = ph_err_set(err, PH_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (int op = MDB_FIRST; cnt < st.ms_entries && mdb_cursor_get(c, &k, &v, op) == 0;
+         op = MDB_NEXT) {
+        if (!(js[cnt] = dup_val(&v))) {
+            rc = ph_err_set(err, PH_ENOMEM, "out of memory");
+            break;
+        }
+        av[cnt++] = issuable_count(s, txn, k.mv_data, k.mv_size, now);
+    }
+    mdb_cursor_close(c);
+out:
+    ph_store_read_end(s, txn);
+    if (rc) {
+        ph_store_product_list_free(js, av, cnt);
+        return rc;
+    }
+    *json = js;
+    *available = av;
+    *n = cnt;
+    return PH_OK;
+}
+
+void ph_store_event_list_free(char **list, size_t n)
+{
+    ph_store_product_list_free(list, NULL, n);
+}
+
+/* Events: each value is the event's JSON text. */
+static int take_event(ph_store *s, MDB_txn *txn, const MDB_val *k, const MDB_val *v, void **slot,
+                      ph_err *err)
+{
+    (void)s;
+    (void)txn;
+    (void)k;
+    if (!(*slot = dup_val(v)))
+        return ph_err_set(err, PH_ENOMEM, "out of memory");
+    return PH_OK;
+}
+
+static void free_events(void **list, size_t n)
+{
+    ph_store_event_list_free((char **)list, n);
+}
+
+int ph_store_event_list(ph_store *s, uint64_t after, size_t limit, char ***out, size_t *n,
+                        ph_err *err)
+{
+    return page_u64(s, DB_EVENTS, NULL, after, limit, take_event, free_events, (void ***)out, n,
+                    err);
+}

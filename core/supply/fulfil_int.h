@@ -1,0 +1,168 @@
+/*
+ * fulfil_int.h — what fulfil.c and fulfil_decide.c share and nobody else sees:
+ * the track, its command, the event queue's nodes, the fulfil struct, and the
+ * functions one file calls in the other. Not for outside supply/.
+ */
+#ifndef PH_FULFIL_INT_H
+#define PH_FULFIL_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/lockcheck.h"
+#include "supply/attempt.h"
+#include "supply/fulfil.h"
+
+#define ACCOUNT_AAD "perkhub/account/v1"
+#define NBUCKETS    4096
+
+enum { T_IDLE = 1, T_JOB, T_CMD };
+
+/* What other threads tell fulfil's thread (the queue). A node is embedded in
+ * what it carries, so posting never allocates, except a confirm's. */
+enum { EV_BEGIN = 1, EV_RESUME, EV_JOB_DONE, EV_CMD_DONE, EV_WAIT, EV_CONFIRM };
+typedef struct fev {
+    int kind;
+    struct fev *next;
+} fev;
+
+#define EV_OF(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+
+typedef struct track track;
+struct track {
+    ph_fulfil *f;
+    uint64_t order_id;
+    uint32_t no;
+    int card;  /* 1 card codes, 0 recharge */
+    int state; /* PH_ATTEMPT_* as last stored */
+    int phase;
+    int send_order;  /* 1 until the order request itself has been sent */
+    int follow_step; /* 1: the next exchange is the plugin's follow-up step */
+    int confirm;     /* a verified callback asked for a query as soon as possible */
+    uint64_t gen;    /* heap entries with another gen are stale */
+    ph_supplier *sup;
+    ph_sio_limits limits;
+    int64_t window_ms, query_delay_ms, query_max_ms;
+    char supplier[PH_SKU_MAX + 1];
+    char sku[PH_SKU_MAX + 1];
+    char product_id[PH_SUPPLIER_ORDER_MAX + 1];
+    char ref[PH_REF_MAX + 1];
+    char supplier_order_id[PH_SUPPLIER_ORDER_MAX + 1];
+    char step_state[PH_REASON_MAX + 1];
+    char *account; /* plaintext recharge account; wiped */
+    uint32_t quantity, step, checks;
+    int64_t unit_cost, face_value, created_at;
+    char *tried; /* suppliers this order already went to, each NUL-ended */
+    size_t ntried, tried_len;
+    char *callback_url; /* for the exchange's op; rebuilt when the base changes */
+    ph_sio_job job;
+    struct track_cmd *cmd; /* T_CMD only */
+    track *hnext;          /* registry chain */
+    int64_t resume_due;    /* EV_RESUME: when to query */
+    fev ev;                /* EV_BEGIN, EV_RESUME, then EV_JOB_DONE: one at a time */
+};
+
+/* A track's store command and what only the command reads (T_CMD). */
+typedef struct track_cmd {
+    ph_cmd cmd; /* first: on_cmd_done gets the track_cmd back */
+    track *t;
+    char reason[PH_REASON_MAX + 1];
+    char next_supplier[PH_SKU_MAX + 1]; /* a fail-over target */
+    char next_product[PH_SUPPLIER_ORDER_MAX + 1];
+    ph_supplied_code *codes; /* sealed codes the command stores */
+    uint8_t *blobs;
+    fev ev; /* EV_CMD_DONE */
+} track_cmd;
+
+#define TRIED_MAX 8 /* suppliers a track remembers (fail-over skips them) */
+
+/* A due time for attempt (order_id, no). It names the attempt rather than
+ * pointing at its track: a track can end (and be freed) while an older entry
+ * for it still waits in the heap, e.g. after a callback asked for an early
+ * query. Entries whose gen is not the track's current one are stale. */
+typedef struct heap_ent {
+    int64_t due;
+    uint64_t gen;
+    uint64_t order_id;
+    uint32_t no;
+} heap_ent;
+
+typedef struct waiter {
+    uint64_t id;
+    int64_t deadline;
+    void (*cb)(void *);
+    void *arg;
+    struct waiter *next;
+    fev ev; /* EV_WAIT */
+} waiter;
+
+typedef struct confirm_ev {
+    fev ev; /* EV_CONFIRM */
+    uint64_t id;
+    uint32_t no;
+} confirm_ev;
+
+struct ph_fulfil {
+    ph_fulfil_opts o;
+    pthread_t thread;
+
+    /* shared, under mu (a leaf: nothing is called with it held) */
+    ph_mutex mu;
+    pthread_cond_t cv;      /* fulfil's thread sleeps on it: an event, stop, exit */
+    pthread_cond_t idle_cv; /* ph_fulfil_flush and ph_fulfil_stop wait on it */
+    fev *qhead, *qtail;
+    uint64_t posted, handled; /* events queued / handled so far (flush) */
+    int stopping;             /* ph_fulfil_stop: no new exchanges */
+    int stop_seen;            /* the thread has seen stopping: it calls the I/O engine no more */
+    int exiting;              /* ph_fulfil_destroy: drain the queue and end */
+    char callback_base[256];
+
+    /* fulfil's thread only (owner) */
+    ph_owner owner;
+    track *buckets[NBUCKETS];
+    heap_ent *heap;
+    size_t nheap, capheap;
+    waiter *waiters;
+    atomic_size_t active; /* written by the owner, read by anyone (stats) */
+};
+
+/* fulfil_decide.c (fulfil's thread, but where said) */
+/* I/O thread: the exchange is over; everything else happens on fulfil's. */
+void on_job_done(ph_sio_job *job);
+/* An exchange ended: decide (attempt.h) and record the move in the store. */
+void job_done(ph_fulfil *f, track *t, int stopping);
+/* The track's command, zeroed; NULL when out of memory. */
+track_cmd *cmd_new(track *t);
+void fill_cmd(track_cmd *b, const ph_attempt_move *m, const struct perkhub_result *res);
+/* Writer thread: the command is durable (or refused); fulfil's thread goes on. */
+void on_cmd_done(ph_cmd *cmd);
+/* A track's command completed: the track follows the stored order (final,
+ * fail-over, next check). When stopping, nothing new goes to the store or the
+ * I/O engine: the store may be closing. */
+void cmd_done(ph_fulfil *f, track_cmd *b, int stopping);
+
+/* fulfil.c: the queue, registry, heap, waiters and tracks (fulfil's thread, but post) */
+/* Hands an event to fulfil's thread. Never fails: the node is the caller's. */
+void post(ph_fulfil *f, fev *e, int kind);
+void reg_del(ph_fulfil *f, track *t);
+int heap_push(ph_fulfil *f, track *t, int64_t due);
+/* Detaches the waiters of order id (every one when id is 0), or with now > 0
+ * those whose deadline passed, into a list the caller fires. */
+waiter *waiters_take(ph_fulfil *f, uint64_t id, int64_t now);
+void waiters_fire(waiter *w);
+void cmd_free(track_cmd *b);
+void track_free(track *t);
+/* Remembers supplier id as tried (up to TRIED_MAX; beyond, fail-over stops). */
+void tried_add(track *t, const char *id);
+/* The supplier settings of the current config (defaults if it is gone). */
+void track_limits(ph_fulfil *f, track *t);
+/* Starts the track's next exchange. Fulfil's thread. */
+void track_run(ph_fulfil *f, track *t);
+/* The best usable offer of p for its kind of delivery (route.h), as a target
+ * whose strings point into cfg. */
+int pick_target(ph_fulfil *f, const ph_config *cfg, const ph_product_conf *p,
+                const char *const *tried, size_t ntried, ph_attempt_target *out);
+
+#endif

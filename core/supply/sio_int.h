@@ -1,0 +1,170 @@
+/*
+ * sio_int.h — what the files of the I/O engine share and nobody else sees:
+ * its limits, the per-supplier record, the exchange, the engine struct, and
+ * the functions one file calls in another (supplier_io.c, the loop and the
+ * API; supplier_io_exchange.c; supplier_io_breaker.c). Not for outside supply/.
+ */
+#ifndef PH_SIO_INT_H
+#define PH_SIO_INT_H
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#include "base/lockcheck.h"
+#include "supply/supplier_io.h"
+
+#define SIO_DEF_MAX_IN_FLIGHT 64u
+#define SIO_DEF_CONNECT_MS    3000u
+#define SIO_DEF_TIMEOUT_MS    10000u
+#define SIO_DEF_BREAKER_FAILS 5u
+#define SIO_DEF_BREAKER_MS    10000u
+#define SIO_MAX_REPLY         (8u << 20) /* bigger replies are AMBIGUOUS, never parsed */
+#define SIO_MAX_HEADER_LINES  100        /* further reply headers are dropped */
+#define SIO_MAX_HEADER_BYTES  (64u << 10)
+#define SIO_MAX_WAIT_MS       1000 /* wake at least this often (a safety net) */
+#define SIO_EVENTS            512  /* epoll events taken per wait */
+/* curl's receive buffer per easy handle (default 16 KB), allocated from the
+ * heap once the transfer starts, so resident for every exchange on the wire
+ * (heaptrack: 4 KB of the ~21 KB each at 4096). Replies are small JSON; a
+ * larger one just takes more reads. 1024 is curl's minimum. */
+#define SIO_RECV_BUFFER 1024L
+#define SIO_POOL_MAX    4096u /* idle exchanges kept for reuse */
+/* Multi handles the exchanges are spread over (the least busy takes the next
+ * one). libcurl 7.88 walks every connection of its multi handle's cache twice
+ * per transfer (looking for an idle connection to reuse, and again in
+ * curl_multi_remove_handle), so one multi with N connections costs O(N) per
+ * exchange; each shard has its own cache, which divides the walks by SIO_SHARDS. */
+#define SIO_SHARDS   16
+#define SIO_WAKE_TAG UINT64_MAX /* epoll data of the eventfd */
+
+enum { T_START = 1, T_LOCAL_REPLY, T_LOCAL_TIMEOUT };
+enum { BR_CLOSED = 0, BR_OPEN, BR_HALF_OPEN };
+/* How a finished job counts for the breaker. */
+enum { CL_NEUTRAL = 0, CL_BUSINESS, CL_FAILURE };
+
+/* One supplier id's record. Created at its first submission, freed with the
+ * engine (so health survives a reload that re-creates the supplier). */
+typedef struct sio_sup {
+    struct sio_sup *next;
+    char *id;
+    /* latest limits seen at submission (defaults applied) */
+    unsigned breaker_failures, breaker_open_ms, timeout_ms;
+    /* breaker */
+    int state;
+    unsigned failures;
+    int64_t opened_mono, opened_wall;
+    int probe_out;
+    int64_t probe_mono;
+    /* health */
+    unsigned in_flight, queued;
+    uint64_t sent, ok, definite, retryable, ambiguous, not_sent;
+    /* jobs waiting for room under max_in_flight, in submission order */
+    ph_sio_job *wait_head, *wait_tail;
+} sio_sup;
+
+/* What one started exchange needs beyond the job, recycled through the free
+ * list (I/O thread only): the easy handle (NULL until a curl exchange needs
+ * one; reset while idle), the request header list curl reads (nodes point at
+ * the plugin's strings: nothing copied), and the reply. */
+typedef struct sio_ex {
+    struct sio_ex *next_free;
+    CURL *easy;
+    struct curl_slist hdr[PERKHUB_MAX_HEADERS + 1];
+    int too_large; /* the reply passed SIO_MAX_REPLY */
+    char *body;    /* len bytes and a NUL */
+    size_t len, cap;
+    char *hbuf; /* nh "Name: value" lines, each ended by a NUL */
+    size_t hlen, hcap, hbytes, nh;
+} sio_ex;
+
+/* One multi handle and what the loop keeps for it (I/O thread only). */
+typedef struct sio_shard {
+    struct ph_sio *io;
+    CURLM *multi;
+    unsigned index;   /* in io->shard, for the epoll data of its sockets */
+    int64_t curl_due; /* monotonic ms of its curl timer; -1 none */
+    unsigned running; /* easy handles added to it */
+} sio_shard;
+
+/* The engine's private state of one job (job->priv_). */
+typedef struct sio_x {
+    sio_sup *ss;
+    int admitted;  /* counted in ss->in_flight (else in ss->queued) */
+    int timer;     /* T_* while in the heap */
+    int on_wire;   /* in the active list: the easy handle is in the multi */
+    int set_easy;  /* options of this job were set on the easy handle */
+    int64_t start; /* monotonic ms when the exchange started; 0 before */
+    struct perkhub_request req;
+    struct perkhub_local_reply reply;
+    sio_ex *ex;                /* from start to finish */
+    sio_shard *sh;             /* while on_wire: the multi handle holding ex->easy */
+    int prereqs;               /* times curl was about to send the request */
+    struct sio_x *prev, *next; /* the active list (curl exchanges) */
+    ph_sio_job *job;
+} sio_x;
+
+typedef struct timer_ent {
+    int64_t due; /* monotonic ms */
+    uint64_t seq;
+    ph_sio_job *job;
+} timer_ent;
+
+typedef struct job_list {
+    ph_sio_job *head, *tail;
+} job_list;
+
+struct ph_sio {
+    const ph_logger *log;
+    sio_shard shard[SIO_SHARDS];
+    CURLSH *share; /* DNS and TLS sessions, shared by every shard */
+    int ep;        /* epoll set: curl's sockets and wake */
+    int wake;      /* eventfd: incoming jobs, stopping */
+    pthread_t thread;
+    ph_mutex mu;
+    /* guarded by mu */
+    int stopping;
+    job_list incoming;
+    sio_sup *sups;
+    /* I/O thread only (and ph_sio_destroy after the join) */
+    int draining;
+    job_list ready;  /* due, not yet admitted */
+    job_list launch; /* admitted (slot taken), not yet started */
+    timer_ent *heap;
+    size_t nheap, capheap;
+    uint64_t seq;
+    sio_x *active;
+    sio_ex *pool; /* idle exchanges */
+    unsigned npool;
+};
+
+/* supplier_io_exchange.c: starting and finishing exchanges (I/O thread) */
+void finish(ph_sio *io, ph_sio_job *job, int cls, int outcome, int sent, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+/* A complete reply (network or local): 5xx and nonsense statuses are the
+ * core's AMBIGUOUS; anything else is the plugin's to classify. */
+void on_reply(ph_sio *io, ph_sio_job *job, long status);
+void on_local_timer(ph_sio *io, ph_sio_job *job, int kind);
+void ex_free(sio_ex *ex);
+void dispatch(ph_sio *io);
+
+/* supplier_io_breaker.c: per-supplier records (mu held) */
+sio_sup *sup_find(ph_sio *io, const char *id);
+sio_sup *sup_get(ph_sio *io, const char *id);
+/* An open breaker half-opens once breaker_open_ms have passed. */
+void breaker_tick(ph_sio *io, sio_sup *ss, int64_t now);
+/* Any business answer closes the breaker: the supplier demonstrably answers,
+ * whether the job was the probe or an order query submitted while open. */
+void breaker_note(ph_sio *io, sio_sup *ss, int cls, int64_t now);
+void health_note(sio_sup *ss, const ph_sio_job *job);
+
+/* supplier_io.c: small helpers and the timer heap */
+const char *breaker_name(int state);
+int64_t wall_ms(void);
+int64_t mono_ms(void);
+unsigned or_default(unsigned v, unsigned d);
+void list_push(job_list *l, ph_sio_job *job);
+ph_sio_job *list_pop(job_list *l);
+int timer_push(ph_sio *io, ph_sio_job *job, int kind, int64_t due);
+
+#endif
