@@ -81,8 +81,8 @@
 
 static const char *const log_names[] = {"debug", "info", "warn", "error", NULL};
 static const int log_values[] = {PH_LOG_DEBUG, PH_LOG_INFO, PH_LOG_WARN, PH_LOG_ERROR};
-const char *const delivery_names[] = {"card_code", "recharge", NULL};
-const int delivery_values[] = {PH_DELIVERY_CARD_CODE, PH_DELIVERY_RECHARGE};
+const char *const cfg_delivery_names[] = {"card_code", "recharge", NULL};
+const int cfg_delivery_values[] = {PH_DELIVERY_CARD_CODE, PH_DELIVERY_RECHARGE};
 static const char *const scope_names[] = {"fulfill", "support", "ops", NULL};
 static const int scope_values[] = {PH_SCOPE_FULFILL, PH_SCOPE_SUPPORT, PH_SCOPE_OPS};
 
@@ -143,7 +143,8 @@ static const field product_fields[] = {
     IDENT(ph_product_conf, brand, "brand"),
     IDENT(ph_product_conf, category, "category"),
     ARRAY(K_TAGS, ph_product_conf, tags, ntags, "tags"),
-    ENUM(ph_product_conf, delivery, "delivery", F_REQUIRED, delivery_names, delivery_values, NULL),
+    ENUM(ph_product_conf, delivery, "delivery", F_REQUIRED, cfg_delivery_names, cfg_delivery_values,
+         NULL),
     MONEY(ph_product_conf, face_value, "face_value"),
     STR(ph_product_conf, redemption_guide, "redemption_guide", F_EMPTY_OK, ""),
     {.name = "code_lookalikes",
@@ -185,19 +186,20 @@ static int unknown_supplier(ctx *c, const ph_config *cfg, const yaml_node_t *roo
                             size_t j)
 {
     const char *id = cfg->products[i].offers[j].supplier, *best = NULL;
-    const yaml_node_t *pn = seq_item(c, map_find(c, root, "products"), i);
-    const yaml_node_t *sn = map_find(c, seq_item(c, map_find(c, pn, "offers"), j), "supplier");
+    const yaml_node_t *pn = cfg_seq_item(c, cfg_map_find(c, root, "products"), i);
+    const yaml_node_t *sn =
+        cfg_map_find(c, cfg_seq_item(c, cfg_map_find(c, pn, "offers"), j), "supplier");
     size_t bestd = SIZE_MAX;
     char hint[96] = "";
     for (size_t k = 0; k < cfg->nsuppliers; k++)
-        hint_consider(id, cfg->suppliers[k].id, &best, &bestd);
+        cfg_hint_consider(id, cfg->suppliers[k].id, &best, &bestd);
     if (!cfg->nsuppliers)
         snprintf(hint, sizeof hint, " (no suppliers are configured)");
     else if (best)
         snprintf(hint, sizeof hint, ", did you mean \"%s\"?", best);
-    path_push(c, "products[%zu].offers[%zu].supplier", i, j);
-    return fail(c, sn->start_mark, "expected the id of a configured supplier, got \"%s\"%s", id,
-                hint);
+    cfg_path_push(c, "products[%zu].offers[%zu].supplier", i, j);
+    return cfg_fail(c, sn->start_mark, "expected the id of a configured supplier, got \"%s\"%s", id,
+                    hint);
 }
 
 static int check_offer_suppliers(ctx *c, const ph_config *cfg, const yaml_node_t *root)
@@ -216,12 +218,12 @@ static int check_tokens(ctx *c, const ph_config *cfg, const yaml_node_t *root)
         for (size_t j = 0; j < i; j++) {
             if (memcmp(cfg->clients[i].token_hash, cfg->clients[j].token_hash, 32))
                 continue;
-            const yaml_node_t *cn = seq_item(c, map_find(c, root, "clients"), i);
-            const yaml_node_t *tn = map_find(c, cn, "token_sha256");
-            path_push(c, "clients[%zu].token_sha256", i);
-            return fail(c, tn->start_mark,
-                        "expected a token of its own, got the same token as clients[%zu] (%s)", j,
-                        cfg->clients[j].name);
+            const yaml_node_t *cn = cfg_seq_item(c, cfg_map_find(c, root, "clients"), i);
+            const yaml_node_t *tn = cfg_map_find(c, cn, "token_sha256");
+            cfg_path_push(c, "clients[%zu].token_sha256", i);
+            return cfg_fail(c, tn->start_mark,
+                            "expected a token of its own, got the same token as clients[%zu] (%s)",
+                            j, cfg->clients[j].name);
         }
     }
     return PH_OK;
@@ -234,21 +236,21 @@ static int check_tokens(ctx *c, const ph_config *cfg, const yaml_node_t *root)
 static int syntax_error(ctx *c, const yaml_parser_t *ps, const char *buf, size_t len)
 {
     if (ps->error == YAML_MEMORY_ERROR)
-        return oom(c);
+        return cfg_oom(c);
     if (ps->error == YAML_READER_ERROR) {
         yaml_mark_t m = {0, 0, 0};
         for (size_t i = 0; i < ps->problem_offset && i < len; i++, m.column++)
             if (buf[i] == '\n')
                 m.line++, m.column = (size_t)-1;
         if (ps->problem_value != -1)
-            return fail(c, m, "invalid YAML: %s (byte 0x%02x)", ps->problem, ps->problem_value);
-        return fail(c, m, "invalid YAML: %s", ps->problem);
+            return cfg_fail(c, m, "invalid YAML: %s (byte 0x%02x)", ps->problem, ps->problem_value);
+        return cfg_fail(c, m, "invalid YAML: %s", ps->problem);
     }
     if (ps->context)
-        return fail(c, ps->problem_mark, "invalid YAML: %s (%s at %zu:%zu)",
-                    ps->problem ? ps->problem : "error", ps->context, ps->context_mark.line + 1,
-                    ps->context_mark.column + 1);
-    return fail(c, ps->problem_mark, "invalid YAML: %s", ps->problem ? ps->problem : "error");
+        return cfg_fail(c, ps->problem_mark, "invalid YAML: %s (%s at %zu:%zu)",
+                        ps->problem ? ps->problem : "error", ps->context, ps->context_mark.line + 1,
+                        ps->context_mark.column + 1);
+    return cfg_fail(c, ps->problem_mark, "invalid YAML: %s", ps->problem ? ps->problem : "error");
 }
 
 /* A second "---" document would be silently ignored by a plain load: refuse it. */
@@ -260,7 +262,7 @@ static int check_single_document(ctx *c, yaml_parser_t *ps, const char *buf, siz
     yaml_node_t *root = yaml_document_get_root_node(&next);
     int rc = PH_OK;
     if (root)
-        rc = fail(c, root->start_mark, "expected a single YAML document, got a second one");
+        rc = cfg_fail(c, root->start_mark, "expected a single YAML document, got a second one");
     yaml_document_delete(&next);
     return rc;
 }
@@ -270,10 +272,10 @@ static int build(ctx *c, const yaml_node_t *root, ph_config **out)
     ph_config *cfg = calloc(1, sizeof *cfg);
     int rc = PH_ENOMEM;
     if (!cfg || !(cfg->source = strdup(c->name))) {
-        rc = oom(c);
+        rc = cfg_oom(c);
         goto fail;
     }
-    if ((rc = parse_object(c, top_fields, NELEM(top_fields), root, cfg)) ||
+    if ((rc = cfg_parse_object(c, top_fields, NELEM(top_fields), root, cfg)) ||
         (rc = check_offer_suppliers(c, cfg, root)) || (rc = check_tokens(c, cfg, root)))
         goto fail;
     *out = cfg;
@@ -293,7 +295,7 @@ int ph_config_load_string(const char *yaml, size_t len, const char *name, ph_con
     ctx c = {.doc = &doc, .name = name ? name : "<string>", .err = err};
 
     if (!yaml_parser_initialize(&parser))
-        return oom(&c);
+        return cfg_oom(&c);
     yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
     if (!yaml_parser_load(&parser, &doc)) {
         rc = syntax_error(&c, &parser, yaml, len);
@@ -301,8 +303,8 @@ int ph_config_load_string(const char *yaml, size_t len, const char *name, ph_con
     }
     have_doc = 1;
     if (!(root = yaml_document_get_root_node(&doc))) {
-        rc = fail(&c, (yaml_mark_t){0, 0, 0},
-                  "expected a mapping of settings, got an empty document");
+        rc = cfg_fail(&c, (yaml_mark_t){0, 0, 0},
+                      "expected a mapping of settings, got an empty document");
         goto done;
     }
     if ((rc = check_single_document(&c, &parser, yaml, len)))
@@ -376,7 +378,7 @@ void ph_config_free(ph_config *cfg)
 {
     if (!cfg)
         return;
-    free_fields(top_fields, NELEM(top_fields), cfg);
+    cfg_free_fields(top_fields, NELEM(top_fields), cfg);
     free(cfg->source);
     free(cfg);
 }

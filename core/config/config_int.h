@@ -65,23 +65,23 @@ typedef struct ctx {
 } ctx;
 
 /* The delivery kinds' names and values (config.c), NULL-terminated names. */
-extern const char *const delivery_names[];
-extern const int delivery_values[];
+extern const char *const cfg_delivery_names[];
+extern const int cfg_delivery_values[];
 
 /* ---- the parser (config_parse.c), for the loading in config.c ---- */
 /* Each push returns the previous length, for path_pop. */
-size_t path_push(ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+size_t cfg_path_push(ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* "file:line:col: path: what". libyaml counts from 0; editors and humans from 1. */
-int fail(ctx *c, yaml_mark_t m, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-int oom(ctx *c);
+int cfg_fail(ctx *c, yaml_mark_t m, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int cfg_oom(ctx *c);
 /* Keeps in *best the candidate closest to key, if close enough to be a typo. */
-void hint_consider(const char *key, const char *cand, const char **best, size_t *bestd);
-yaml_node_t *seq_item(ctx *c, const yaml_node_t *n, size_t i);
+void cfg_hint_consider(const char *key, const char *cand, const char **best, size_t *bestd);
+yaml_node_t *cfg_seq_item(ctx *c, const yaml_node_t *n, size_t i);
 /* The value under key in a mapping, or NULL. Keys are unique once parsed. */
-yaml_node_t *map_find(ctx *c, const yaml_node_t *map, const char *key);
+yaml_node_t *cfg_map_find(ctx *c, const yaml_node_t *map, const char *key);
 /* Fills obj from a mapping node: every key must be declared in tab and appear
  * once; absent keys take their default or, if required, fail at the mapping. */
-int parse_object(ctx *c, const field *tab, size_t n, const yaml_node_t *node, void *obj);
-void free_fields(const field *tab, size_t n, void *obj);
+int cfg_parse_object(ctx *c, const field *tab, size_t n, const yaml_node_t *node, void *obj);
+void cfg_free_fields(const field *tab, size_t n, void *obj);
 
 #endif

@@ -51,17 +51,17 @@ const ph_client_conf *ph_config_client_by_token(const ph_config *cfg, const char
 
 const char *ph_delivery_name(int delivery)
 {
-    for (size_t i = 0; delivery_names[i]; i++)
-        if (delivery_values[i] == delivery)
-            return delivery_names[i];
+    for (size_t i = 0; cfg_delivery_names[i]; i++)
+        if (cfg_delivery_values[i] == delivery)
+            return cfg_delivery_names[i];
     return NULL;
 }
 
 int ph_delivery_parse(const char *name)
 {
-    for (size_t i = 0; name && delivery_names[i]; i++)
-        if (strcmp(delivery_names[i], name) == 0)
-            return delivery_values[i];
+    for (size_t i = 0; name && cfg_delivery_names[i]; i++)
+        if (strcmp(cfg_delivery_names[i], name) == 0)
+            return cfg_delivery_values[i];
     return 0;
 }
 

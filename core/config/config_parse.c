@@ -24,7 +24,7 @@
 /* ---- parse context, paths and messages ------------------------------------- */
 
 /* Each push returns the previous length, for path_pop. */
-size_t path_push(ctx *c, const char *fmt, ...)
+size_t cfg_path_push(ctx *c, const char *fmt, ...)
 {
     size_t saved = c->plen;
     va_list ap;
@@ -40,12 +40,12 @@ size_t path_push(ctx *c, const char *fmt, ...)
 
 static size_t path_push_key(ctx *c, const char *key)
 {
-    return path_push(c, "%s%s", c->plen ? "." : "", key);
+    return cfg_path_push(c, "%s%s", c->plen ? "." : "", key);
 }
 
 static size_t path_push_index(ctx *c, size_t i)
 {
-    return path_push(c, "[%zu]", i);
+    return cfg_path_push(c, "[%zu]", i);
 }
 
 static void path_pop(ctx *c, size_t saved)
@@ -55,7 +55,7 @@ static void path_pop(ctx *c, size_t saved)
 }
 
 /* "file:line:col: path: what". libyaml counts from 0; editors and humans from 1. */
-int fail(ctx *c, yaml_mark_t m, const char *fmt, ...)
+int cfg_fail(ctx *c, yaml_mark_t m, const char *fmt, ...)
 {
     char what[448];
     va_list ap;
@@ -66,7 +66,7 @@ int fail(ctx *c, yaml_mark_t m, const char *fmt, ...)
                       c->path, c->plen ? ": " : "", what);
 }
 
-int oom(ctx *c)
+int cfg_oom(ctx *c)
 {
     return ph_err_set(c->err, PH_ENOMEM, "%s: out of memory while loading the configuration",
                       c->name);
@@ -212,8 +212,8 @@ static const char *expectation(const field *f, char *buf, size_t len)
 static int fail_expected(ctx *c, const field *f, const yaml_node_t *n)
 {
     char exp[160], got[SHOWN_MAX * 4 + 80];
-    return fail(c, n->start_mark, "expected %s, got %s", expectation(f, exp, sizeof exp),
-                describe(n, f, got, sizeof got));
+    return cfg_fail(c, n->start_mark, "expected %s, got %s", expectation(f, exp, sizeof exp),
+                    describe(n, f, got, sizeof got));
 }
 
 /* Optimal string alignment distance (a transposition counts 1), for typo hints;
@@ -248,7 +248,7 @@ static size_t edit_distance(const char *a, const char *b)
 }
 
 /* Keeps in *best the candidate closest to key, if close enough to be a typo. */
-void hint_consider(const char *key, const char *cand, const char **best, size_t *bestd)
+void cfg_hint_consider(const char *key, const char *cand, const char **best, size_t *bestd)
 {
     size_t d = edit_distance(key, cand);
     size_t longer = strlen(key) > strlen(cand) ? strlen(key) : strlen(cand);
@@ -265,7 +265,7 @@ static yaml_node_t *node_at(ctx *c, int index)
     return yaml_document_get_node(c->doc, index);
 }
 
-yaml_node_t *seq_item(ctx *c, const yaml_node_t *n, size_t i)
+yaml_node_t *cfg_seq_item(ctx *c, const yaml_node_t *n, size_t i)
 {
     return node_at(c, n->data.sequence.items.start[i]);
 }
@@ -277,7 +277,7 @@ static int key_is(const yaml_node_t *k, const char *name)
 }
 
 /* The value under key in a mapping, or NULL. Keys are unique once parsed. */
-yaml_node_t *map_find(ctx *c, const yaml_node_t *map, const char *key)
+yaml_node_t *cfg_map_find(ctx *c, const yaml_node_t *map, const char *key)
 {
     if (!map || map->type != YAML_MAPPING_NODE)
         return NULL;
@@ -460,7 +460,7 @@ static int set_scalar(ctx *c, const field *f, const yaml_node_t *n, void *obj)
     int rc = parse_scalar(f, &v, obj);
     if (rc == PH_EINVAL)
         return fail_expected(c, f, n);
-    return rc == PH_OK ? PH_OK : oom(c);
+    return rc == PH_OK ? PH_OK : cfg_oom(c);
 }
 
 /* ---- defaults and freeing -------------------------------------------------- */
@@ -482,10 +482,10 @@ static int apply_default(ctx *c, const field *f, void *obj)
     if (rc == PH_EINVAL) /* a bad entry in the tables above; the tests load defaults */
         return ph_err_set(c->err, PH_EINVAL, "%s: internal error: bad default for %s", c->name,
                           f->name);
-    return rc == PH_OK ? PH_OK : oom(c);
+    return rc == PH_OK ? PH_OK : cfg_oom(c);
 }
 
-void free_fields(const field *tab, size_t n, void *obj)
+void cfg_free_fields(const field *tab, size_t n, void *obj)
 {
     for (size_t i = 0; i < n; i++) {
         const field *f = &tab[i];
@@ -517,12 +517,12 @@ void free_fields(const field *tab, size_t n, void *obj)
         case K_LIST: {
             char *arr = ptr_get(obj, f->off);
             for (size_t k = 0; arr && k < cnt; k++)
-                free_fields(f->sub, f->nsub, arr + k * f->size);
+                cfg_free_fields(f->sub, f->nsub, arr + k * f->size);
             free(arr);
             break;
         }
         case K_SECTION:
-            free_fields(f->sub, f->nsub, obj);
+            cfg_free_fields(f->sub, f->nsub, obj);
             break;
         default:
             break;
@@ -532,7 +532,7 @@ void free_fields(const field *tab, size_t n, void *obj)
 
 /* ---- mappings and lists ---------------------------------------------------- */
 
-int parse_object(ctx *c, const field *tab, size_t n, const yaml_node_t *node, void *obj);
+int cfg_parse_object(ctx *c, const field *tab, size_t n, const yaml_node_t *node, void *obj);
 
 static const field *find_field(const field *tab, size_t n, const yaml_node_t *key)
 {
@@ -549,49 +549,49 @@ static int unknown_key(ctx *c, const field *tab, size_t n, const yaml_node_t *k)
     size_t bestd = SIZE_MAX, pos = 0;
     quote(scalar_text(k), k->data.scalar.length, shown, sizeof shown);
     for (size_t i = 0; i < n; i++)
-        hint_consider(scalar_text(k), tab[i].name, &best, &bestd);
+        cfg_hint_consider(scalar_text(k), tab[i].name, &best, &bestd);
     if (best)
-        return fail(c, k->start_mark, "unknown key %s, did you mean \"%s\"?", shown, best);
+        return cfg_fail(c, k->start_mark, "unknown key %s, did you mean \"%s\"?", shown, best);
     /* a key one level too high: "port:" at the top instead of under listen: */
     for (size_t i = 0; i < n; i++)
         if (tab[i].kind == K_SECTION && find_field(tab[i].sub, tab[i].nsub, k))
-            return fail(c, k->start_mark, "unknown key %s, did you mean \"%s.%s\"?", shown,
-                        tab[i].name, scalar_text(k));
+            return cfg_fail(c, k->start_mark, "unknown key %s, did you mean \"%s.%s\"?", shown,
+                            tab[i].name, scalar_text(k));
     list[0] = 0;
     for (size_t i = 0; i < n && pos < sizeof list; i++) {
         int w = snprintf(list + pos, sizeof list - pos, "%s%s", i ? ", " : "", tab[i].name);
         pos += w > 0 ? (size_t)w : 0;
     }
-    return fail(c, k->start_mark, "unknown key %s, expected one of %s", shown, list);
+    return cfg_fail(c, k->start_mark, "unknown key %s, expected one of %s", shown, list);
 }
 
 static int set_field(ctx *c, const field *f, const yaml_node_t *v, void *obj);
 
 /* Fills obj from a mapping node: every key must be declared in tab and appear
  * once; absent keys take their default or, if required, fail at the mapping. */
-int parse_object(ctx *c, const field *tab, size_t n, const yaml_node_t *node, void *obj)
+int cfg_parse_object(ctx *c, const field *tab, size_t n, const yaml_node_t *node, void *obj)
 {
     yaml_mark_t first[MAX_FIELDS];
     int seen[MAX_FIELDS] = {0};
     if (node->type != YAML_MAPPING_NODE) {
         char got[SHOWN_MAX * 4 + 8];
-        return fail(c, node->start_mark, "expected a mapping, got %s",
-                    describe(node, NULL, got, sizeof got));
+        return cfg_fail(c, node->start_mark, "expected a mapping, got %s",
+                        describe(node, NULL, got, sizeof got));
     }
     for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top;
          p++) {
         const yaml_node_t *k = node_at(c, p->key), *v = node_at(c, p->value);
         char got[SHOWN_MAX * 4 + 8];
         if (k->type != YAML_SCALAR_NODE)
-            return fail(c, k->start_mark, "expected a key name, got %s",
-                        describe(k, NULL, got, sizeof got));
+            return cfg_fail(c, k->start_mark, "expected a key name, got %s",
+                            describe(k, NULL, got, sizeof got));
         const field *f = find_field(tab, n, k);
         if (!f)
             return unknown_key(c, tab, n, k);
         size_t i = (size_t)(f - tab);
         if (seen[i])
-            return fail(c, k->start_mark, "duplicate key \"%s\", first at %zu:%zu", f->name,
-                        first[i].line + 1, first[i].column + 1);
+            return cfg_fail(c, k->start_mark, "duplicate key \"%s\", first at %zu:%zu", f->name,
+                            first[i].line + 1, first[i].column + 1);
         seen[i] = 1;
         first[i] = k->start_mark;
         size_t saved = path_push_key(c, f->name);
@@ -604,7 +604,7 @@ int parse_object(ctx *c, const field *tab, size_t n, const yaml_node_t *node, vo
         if (seen[i])
             continue;
         if (tab[i].flags & F_REQUIRED)
-            return fail(c, node->start_mark, "missing required key \"%s\"", tab[i].name);
+            return cfg_fail(c, node->start_mark, "missing required key \"%s\"", tab[i].name);
         int rc = apply_default(c, &tab[i], obj);
         if (rc)
             return rc;
@@ -622,7 +622,7 @@ static int check_unique(ctx *c, const field *f, const yaml_node_t *seq, const ch
             uf = &f->sub[i];
     named *v = malloc((n ? n : 1) * sizeof *v);
     if (!v)
-        return oom(c);
+        return cfg_oom(c);
     for (size_t i = 0; i < n; i++) {
         v[i].s = *(char *const *)(arr + i * f->size + uf->off);
         v[i].i = i;
@@ -632,15 +632,16 @@ static int check_unique(ctx *c, const field *f, const yaml_node_t *seq, const ch
     free(v);
     if (!dup)
         return PH_OK;
-    const yaml_node_t *na = map_find(c, seq_item(c, seq, a), f->unique);
-    const yaml_node_t *nb = map_find(c, seq_item(c, seq, b), f->unique);
+    const yaml_node_t *na = cfg_map_find(c, cfg_seq_item(c, seq, a), f->unique);
+    const yaml_node_t *nb = cfg_map_find(c, cfg_seq_item(c, seq, b), f->unique);
     char list_path[sizeof c->path], shown[SHOWN_MAX * 4 + 8];
     memcpy(list_path, c->path, sizeof list_path);
     path_push_index(c, b);
     path_push_key(c, f->unique);
-    return fail(c, nb->start_mark, "duplicate %s %s, first at %zu:%zu (%s[%zu])", f->unique_what,
-                quote(scalar_text(nb), nb->data.scalar.length, shown, sizeof shown),
-                na->start_mark.line + 1, na->start_mark.column + 1, list_path, a);
+    return cfg_fail(c, nb->start_mark, "duplicate %s %s, first at %zu:%zu (%s[%zu])",
+                    f->unique_what,
+                    quote(scalar_text(nb), nb->data.scalar.length, shown, sizeof shown),
+                    na->start_mark.line + 1, na->start_mark.column + 1, list_path, a);
 }
 
 static int parse_list(ctx *c, const field *f, const yaml_node_t *node, void *obj)
@@ -650,13 +651,13 @@ static int parse_list(ctx *c, const field *f, const yaml_node_t *node, void *obj
     size_t n = seq_len(node);
     char *arr = n ? calloc(n, f->size) : NULL;
     if (n && !arr)
-        return oom(c);
+        return cfg_oom(c);
     /* owned by obj from here, so the caller's free covers a half-filled array */
     ptr_set(obj, f->off, arr);
     *count_at(obj, f->off2) = n;
     for (size_t i = 0; i < n; i++) {
         size_t saved = path_push_index(c, i);
-        int rc = parse_object(c, f->sub, f->nsub, seq_item(c, node, i), arr + i * f->size);
+        int rc = cfg_parse_object(c, f->sub, f->nsub, cfg_seq_item(c, node, i), arr + i * f->size);
         path_pop(c, saved);
         if (rc)
             return rc;
@@ -672,12 +673,12 @@ static int parse_tags(ctx *c, const field *f, const yaml_node_t *node, void *obj
     size_t n = seq_len(node);
     char **tags = n ? calloc(n, sizeof *tags) : NULL;
     if (n && !tags)
-        return oom(c);
+        return cfg_oom(c);
     ptr_set(obj, f->off, tags);
     *count_at(obj, f->off2) = n;
     for (size_t i = 0; i < n; i++) {
         size_t saved = path_push_index(c, i);
-        int rc = set_scalar(c, &item, seq_item(c, node, i), &tags[i]);
+        int rc = set_scalar(c, &item, cfg_seq_item(c, node, i), &tags[i]);
         path_pop(c, saved);
         if (rc)
             return rc;
@@ -695,7 +696,7 @@ static int parse_scopes(ctx *c, const field *f, const yaml_node_t *node, void *o
     for (size_t i = 0; i < seq_len(node); i++) {
         int bit = 0;
         size_t saved = path_push_index(c, i);
-        int rc = set_scalar(c, &item, seq_item(c, node, i), &bit);
+        int rc = set_scalar(c, &item, cfg_seq_item(c, node, i), &bit);
         path_pop(c, saved);
         if (rc)
             return rc;
@@ -725,29 +726,30 @@ static int parse_setting(ctx *c, const yaml_node_t *k, const yaml_node_t *v, ph_
 {
     char got[SHOWN_MAX * 4 + 8];
     if (!setting_key_valid(k))
-        return fail(c, k->start_mark,
-                    "expected a setting name (1-%d characters of A-Z a-z 0-9 _ . -), got %s",
-                    SETTING_KEY_MAX, describe(k, NULL, got, sizeof got));
+        return cfg_fail(c, k->start_mark,
+                        "expected a setting name (1-%d characters of A-Z a-z 0-9 _ . -), got %s",
+                        SETTING_KEY_MAX, describe(k, NULL, got, sizeof got));
     size_t saved = path_push_key(c, scalar_text(k));
     int rc = PH_OK;
     if (v->type != YAML_SCALAR_NODE)
-        rc = fail(c, v->start_mark, "expected a scalar value (plugin settings are flat), got %s",
-                  describe(v, NULL, got, sizeof got));
+        rc =
+            cfg_fail(c, v->start_mark, "expected a scalar value (plugin settings are flat), got %s",
+                     describe(v, NULL, got, sizeof got));
     else if (memchr(v->data.scalar.value, 0, v->data.scalar.length))
-        rc = fail(c, v->start_mark, "expected text, got a value containing a NUL byte");
+        rc = cfg_fail(c, v->start_mark, "expected text, got a value containing a NUL byte");
     path_pop(c, saved);
     if (rc)
         return rc;
     kv->key = strndup(scalar_text(k), k->data.scalar.length);
     kv->value = strndup(scalar_text(v), v->data.scalar.length);
-    return kv->key && kv->value ? PH_OK : oom(c);
+    return kv->key && kv->value ? PH_OK : cfg_oom(c);
 }
 
 static int check_setting_dups(ctx *c, const yaml_node_t *node, const ph_kv *kv, size_t n)
 {
     named *v = malloc((n ? n : 1) * sizeof *v);
     if (!v)
-        return oom(c);
+        return cfg_oom(c);
     for (size_t i = 0; i < n; i++)
         v[i] = (named){kv[i].key, i};
     size_t a, b;
@@ -757,8 +759,8 @@ static int check_setting_dups(ctx *c, const yaml_node_t *node, const ph_kv *kv, 
         return PH_OK;
     yaml_node_pair_t *pairs = node->data.mapping.pairs.start;
     const yaml_node_t *ka = node_at(c, pairs[a].key), *kb = node_at(c, pairs[b].key);
-    return fail(c, kb->start_mark, "duplicate key \"%s\", first at %zu:%zu", kv[b].key,
-                ka->start_mark.line + 1, ka->start_mark.column + 1);
+    return cfg_fail(c, kb->start_mark, "duplicate key \"%s\", first at %zu:%zu", kv[b].key,
+                    ka->start_mark.line + 1, ka->start_mark.column + 1);
 }
 
 static int parse_kv(ctx *c, const field *f, const yaml_node_t *node, void *obj)
@@ -769,7 +771,7 @@ static int parse_kv(ctx *c, const field *f, const yaml_node_t *node, void *obj)
     size_t n = (size_t)(node->data.mapping.pairs.top - pairs);
     ph_kv *kv = n ? calloc(n, sizeof *kv) : NULL;
     if (n && !kv)
-        return oom(c);
+        return cfg_oom(c);
     ptr_set(obj, f->off, kv);
     *count_at(obj, f->off2) = n;
     for (size_t i = 0; i < n; i++) {
@@ -786,7 +788,7 @@ static int set_field(ctx *c, const field *f, const yaml_node_t *v, void *obj)
         return f->flags & F_REQUIRED ? fail_expected(c, f, v) : apply_default(c, f, obj);
     switch (f->kind) {
     case K_SECTION:
-        return parse_object(c, f->sub, f->nsub, v, obj);
+        return cfg_parse_object(c, f->sub, f->nsub, v, obj);
     case K_LIST:
         return parse_list(c, f, v, obj);
     case K_TAGS:

@@ -7,7 +7,7 @@
  * Each apply_* function runs in its own nested transaction: it may fail at
  * any point and the writer throws its changes away, so these functions check
  * as they go instead of validating everything up front. The hot paths —
- * apply_order, apply_supply_create and apply_attempt — run directly in the
+ * store_apply_order, store_apply_supply_create and store_apply_attempt — run directly in the
  * batch's transaction instead (a nested one costs LMDB a dirty list per
  * command): each sets w->wrote before its first write, so the writer knows
  * when a failure left changes behind and redoes the batch with nested
@@ -32,7 +32,7 @@
 
 /* Appends an event: seq, at and type first, then the fields of `fields` (stolen). */
 /* Appends one event's JSON text under the next sequence number. */
-int append_event(ph_wtxn *w, const char *txt, size_t len, ph_err *err)
+int store_append_event(ph_wtxn *w, const char *txt, size_t len, ph_err *err)
 {
     uint64_t seq = w->ids.event;
     MDB_val k = {8, &seq}, v = {len, (void *)txt};
@@ -43,7 +43,7 @@ int append_event(ph_wtxn *w, const char *txt, size_t len, ph_err *err)
     return PH_OK;
 }
 
-int emit(ph_wtxn *w, int64_t now, const char *type, json_t *fields, ph_err *err)
+int store_emit(ph_wtxn *w, int64_t now, const char *type, json_t *fields, ph_err *err)
 {
     char at[32];
     json_t *ev = json_pack("{s:I,s:s,s:s}", "seq", (json_int_t)w->ids.event, "at",
@@ -59,13 +59,13 @@ int emit(ph_wtxn *w, int64_t now, const char *type, json_t *fields, ph_err *err)
     json_decref(ev);
     if (!txt)
         return ph_err_set(err, PH_ENOMEM, "out of memory");
-    int rc = append_event(w, txt, strlen(txt), err);
+    int rc = store_append_event(w, txt, strlen(txt), err);
     free(txt);
     return rc;
 }
 
-int put_code(ph_wtxn *w, uint64_t id, const ph_code_rec *rec, const uint8_t *sealed, unsigned flags,
-             ph_err *err)
+int store_put_code(ph_wtxn *w, uint64_t id, const ph_code_rec *rec, const uint8_t *sealed,
+                   unsigned flags, ph_err *err)
 {
     MDB_val k = {8, &id}, v = {sizeof *rec + rec->sealed_len, NULL};
     int mrc = mdb_put(w->txn, w->s->dbi[DB_CODES], &k, &v, flags | MDB_RESERVE);
@@ -77,7 +77,7 @@ int put_code(ph_wtxn *w, uint64_t id, const ph_code_rec *rec, const uint8_t *sea
 }
 
 /* Reads a code record into rec and points *sealed at its blob (valid in this txn). */
-int get_code(ph_wtxn *w, uint64_t id, ph_code_rec *rec, const uint8_t **sealed, ph_err *err)
+int store_get_code(ph_wtxn *w, uint64_t id, ph_code_rec *rec, const uint8_t **sealed, ph_err *err)
 {
     MDB_val k = {8, &id}, v;
     int mrc = mdb_get(w->txn, w->s->dbi[DB_CODES], &k, &v);
@@ -91,7 +91,7 @@ int get_code(ph_wtxn *w, uint64_t id, ph_code_rec *rec, const uint8_t **sealed, 
 }
 
 /* Loads the stored product; PH_ESKU when there is none. *out is the caller's. */
-int get_product(ph_wtxn *w, const char *sku, json_t **out, ph_err *err)
+int store_get_product(ph_wtxn *w, const char *sku, json_t **out, ph_err *err)
 {
     MDB_val k = {strlen(sku), (void *)sku}, v;
     int mrc = k.mv_size ? mdb_get(w->txn, w->s->dbi[DB_PRODUCTS], &k, &v) : MDB_NOTFOUND;
@@ -141,7 +141,7 @@ static int find_stored_dups(ph_wtxn *w, ph_cmd *c, ph_err *err)
 
 /* order_id names the order a supplier batch came with; 0 for an imported batch
  * (the key is then left out, so imported batches keep their bytes). */
-int put_batch(ph_wtxn *w, const ph_batch *b, uint64_t order_id, ph_err *err)
+int store_put_batch(ph_wtxn *w, const ph_batch *b, uint64_t order_id, ph_err *err)
 {
     json_t *o = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:s}", "supplier", b->supplier, "sku",
                           b->sku, "note", b->note, "unit_cost_fen", (json_int_t)b->unit_cost,
@@ -183,7 +183,7 @@ static int apply_import(ph_wtxn *w, ph_cmd *c)
         (c->in.import.note && strlen(c->in.import.note) > PH_NOTE_MAX) ||
         strlen(rule) > PH_LOOKALIKES_MAX)
         return ph_err_set(&c->err, PH_EINVAL, "import: supplier, sku, note or rule malformed");
-    int rc = get_product(w, sku, &product, &c->err);
+    int rc = store_get_product(w, sku, &product, &c->err);
     if (rc)
         return rc;
     json_decref(product);
@@ -209,7 +209,7 @@ static int apply_import(ph_wtxn *w, ph_cmd *c)
                            .batch_id = b.id,
                            .expires_at = ic->expires_at,
                            .changed_at = c->now};
-        if ((rc = put_code(w, id, &rec, ic->sealed, MDB_APPEND, &c->err)) != PH_OK)
+        if ((rc = store_put_code(w, id, &rec, ic->sealed, MDB_APPEND, &c->err)) != PH_OK)
             return rc;
         MDB_val v = {8, &id};
         int mrc = mdb_put(w->txn, w->s->dbi[DB_AVAIL], &sk, &v, MDB_APPENDDUP);
@@ -231,15 +231,15 @@ static int apply_import(ph_wtxn *w, ph_cmd *c)
         if (mrc)
             return ph_store_lmdb_err(&c->err, mrc, "write code index");
     }
-    if ((rc = put_batch(w, &b, 0, &c->err)) != PH_OK || (rc = note_rule(w, rule, &c->err)))
+    if ((rc = store_put_batch(w, &b, 0, &c->err)) != PH_OK || (rc = note_rule(w, rule, &c->err)))
         return rc;
     c->batch_id = b.id;
     c->batch = b;
-    return emit(w, c->now, "batch.imported",
-                json_pack("{s:I,s:s,s:s,s:I,s:I}", "batch_id", (json_int_t)b.id, "supplier",
-                          b.supplier, "sku", b.sku, "count", (json_int_t)b.count, "unit_cost_fen",
-                          (json_int_t)b.unit_cost),
-                &c->err);
+    return store_emit(w, c->now, "batch.imported",
+                      json_pack("{s:I,s:s,s:s,s:I,s:I}", "batch_id", (json_int_t)b.id, "supplier",
+                                b.supplier, "sku", b.sku, "count", (json_int_t)b.count,
+                                "unit_cost_fen", (json_int_t)b.unit_cost),
+                      &c->err);
 }
 
 /* ---- voiding a batch ------------------------------------------------------ */
@@ -265,7 +265,7 @@ static int void_code(ph_wtxn *w, ph_cmd *c, const ph_batch *b, uint64_t id)
 {
     ph_code_rec rec;
     const uint8_t *sealed;
-    int rc = get_code(w, id, &rec, &sealed, &c->err);
+    int rc = store_get_code(w, id, &rec, &sealed, &c->err);
     if (rc)
         return rc;
     if (rec.state == PH_CODE_AVAILABLE) {
@@ -286,7 +286,7 @@ static int void_code(ph_wtxn *w, ph_cmd *c, const ph_batch *b, uint64_t id)
     if (!blob)
         return ph_err_set(&c->err, PH_ENOMEM, "out of memory");
     memcpy(blob, sealed, rec.sealed_len);
-    rc = put_code(w, id, &rec, blob, 0, &c->err);
+    rc = store_put_code(w, id, &rec, blob, 0, &c->err);
     free(blob);
     c->voided_codes++;
     return rc;
@@ -303,11 +303,11 @@ static int report_affected(ph_wtxn *w, ph_cmd *c, const ph_batch *b)
         snprintf(a->client, sizeof a->client, "%s", o->client);
         snprintf(a->client_order_id, sizeof a->client_order_id, "%s", o->client_order_id);
         ph_order_free(o);
-        rc = emit(w, c->now, "order.codes_voided",
-                  json_pack("{s:I,s:s,s:s,s:I,s:I}", "order_id", (json_int_t)a->id, "client",
-                            a->client, "client_order_id", a->client_order_id, "batch_id",
-                            (json_int_t)b->id, "codes", (json_int_t)a->voided_codes),
-                  &c->err);
+        rc = store_emit(w, c->now, "order.codes_voided",
+                        json_pack("{s:I,s:s,s:s,s:I,s:I}", "order_id", (json_int_t)a->id, "client",
+                                  a->client, "client_order_id", a->client_order_id, "batch_id",
+                                  (json_int_t)b->id, "codes", (json_int_t)a->voided_codes),
+                        &c->err);
         if (rc)
             return rc;
     }
@@ -338,15 +338,16 @@ static int apply_void(ph_wtxn *w, ph_cmd *c)
     b.voided_at = c->now;
     snprintf(b.void_reason, sizeof b.void_reason, "%s",
              c->in.void_batch.reason ? c->in.void_batch.reason : "");
-    if ((rc = put_batch(w, &b, supply_order, &c->err)) != PH_OK ||
+    if ((rc = store_put_batch(w, &b, supply_order, &c->err)) != PH_OK ||
         (rc = report_affected(w, c, &b)) != PH_OK)
         return rc;
     c->batch = b;
-    return emit(w, c->now, "batch.voided",
-                json_pack("{s:I,s:s,s:s,s:I,s:I}", "batch_id", (json_int_t)b.id, "supplier",
-                          b.supplier, "sku", b.sku, "voided_codes", (json_int_t)c->voided_codes,
-                          "affected_orders", (json_int_t)c->naffected),
-                &c->err);
+    return store_emit(w, c->now, "batch.voided",
+                      json_pack("{s:I,s:s,s:s,s:I,s:I}", "batch_id", (json_int_t)b.id, "supplier",
+                                b.supplier, "sku", b.sku, "voided_codes",
+                                (json_int_t)c->voided_codes, "affected_orders",
+                                (json_int_t)c->naffected),
+                      &c->err);
 }
 
 /* ---- catalog -------------------------------------------------------------- */
@@ -370,7 +371,7 @@ static int put_product(ph_wtxn *w, ph_cmd *c, const char *sku, json_t *p, const 
         return ph_store_lmdb_err(&c->err, mrc, "write product");
     if (same)
         return PH_OK;
-    return emit(w, c->now, event, json_pack("{s:s}", "sku", sku), &c->err);
+    return store_emit(w, c->now, event, json_pack("{s:s}", "sku", sku), &c->err);
 }
 
 static int in_list(json_t **list, size_t n, const char *sku, size_t len)
@@ -408,7 +409,7 @@ static int delist_missing(ph_wtxn *w, ph_cmd *c, json_t **list, size_t n)
     mdb_cursor_close(cur);
     for (size_t i = 0; i < cnt && rc == PH_OK; i++) {
         json_t *p = NULL;
-        if (!gone[i] || (rc = get_product(w, gone[i], &p, &c->err)) != PH_OK)
+        if (!gone[i] || (rc = store_get_product(w, gone[i], &p, &c->err)) != PH_OK)
             break;
         if (json_is_true(json_object_get(p, "listed"))) {
             json_object_set_new(p, "listed", json_false());
@@ -449,15 +450,15 @@ int ph_store_apply(ph_wtxn *w, ph_cmd *c)
     case PH_CMD_IMPORT:
         return apply_import(w, c);
     case PH_CMD_ORDER:
-        return apply_order(w, c);
+        return store_apply_order(w, c);
     case PH_CMD_VOID_BATCH:
         return apply_void(w, c);
     case PH_CMD_SUPPLY_CREATE:
-        return apply_supply_create(w, c);
+        return store_apply_supply_create(w, c);
     case PH_CMD_ATTEMPT:
-        return apply_attempt(w, c);
+        return store_apply_attempt(w, c);
     case PH_CMD_EXPIRE:
-        return apply_expire(w, c);
+        return store_apply_expire(w, c);
     case PH_CMD_PUT_PRODUCTS:
         memset(&w->s->memo, 0, sizeof w->s->memo); /* orderability may change */
         return apply_products(w, c);

@@ -17,8 +17,8 @@
 /* ---- orders --------------------------------------------------------------- */
 
 /* The same client order id again: the stored order, or a conflict. */
-int replay_order(ph_wtxn *w, ph_cmd *c, const MDB_val *ref, const uint8_t fingerprint[32],
-                 const char *coid)
+int store_replay_order(ph_wtxn *w, ph_cmd *c, const MDB_val *ref, const uint8_t fingerprint[32],
+                       const char *coid)
 {
     uint64_t id;
     memcpy(&id, ref->mv_data, 8);
@@ -57,13 +57,13 @@ static void memo_note(ph_memo *m, const char *sku, int delivery)
  * neither of ours (whose name `kind` then gets, for the caller's message),
  * from the memo or the stored product. PH_ESKU (message set) for a product
  * that is missing or not listed. */
-int listed_delivery(ph_wtxn *w, ph_cmd *c, const char *sku, int *out, char kind[32])
+int store_listed_delivery(ph_wtxn *w, ph_cmd *c, const char *sku, int *out, char kind[32])
 {
     ph_memo *m = &w->s->memo;
     if ((*out = memo_delivery(m, sku)) != 0)
         return PH_OK;
     json_t *p;
-    int rc = get_product(w, sku, &p, &c->err);
+    int rc = store_get_product(w, sku, &p, &c->err);
     if (rc)
         return rc;
     const char *delivery = json_string_value(json_object_get(p, "delivery"));
@@ -81,7 +81,7 @@ static int check_orderable(ph_wtxn *w, ph_cmd *c)
 {
     char kind[32] = "card_code";
     int delivery;
-    int rc = listed_delivery(w, c, c->in.order.sku, &delivery, kind);
+    int rc = store_listed_delivery(w, c, c->in.order.sku, &delivery, kind);
     if (rc == PH_OK && delivery != PH_DELIVERY_CARD_CODE)
         rc = ph_err_set(&c->err, PH_ESKU, "sku: '%s' is delivered by %s, not from card-code stock",
                         c->in.order.sku, delivery ? ph_delivery_name(delivery) : kind);
@@ -171,23 +171,23 @@ static int emit_expired(ph_wtxn *w, int64_t now, expiry_tally *t, ph_err *err)
     }
     json_t *fields =
         batches ? json_pack("{s:I,s:o}", "count", (json_int_t)t->total, "batches", batches) : NULL;
-    return emit(w, now, "code.expired", fields, err); /* NULL fields: out of memory */
+    return store_emit(w, now, "code.expired", fields, err); /* NULL fields: out of memory */
 }
 
 /* Rewrites code id as expired at now (its record keeps its size); rec and
- * sealed as get_code gave them. */
+ * sealed as store_get_code gave them. */
 static int retire_code(ph_wtxn *w, uint64_t id, ph_code_rec *rec, const uint8_t *sealed,
                        int64_t now, ph_err *err)
 {
     rec->state = PH_CODE_EXPIRED;
     rec->order_id = 0;
     rec->changed_at = now;
-    /* put_code may move the record: copy the blob out of the old one first */
+    /* store_put_code may move the record: copy the blob out of the old one first */
     uint8_t *blob = malloc(rec->sealed_len ? rec->sealed_len : 1);
     if (!blob)
         return ph_err_set(err, PH_ENOMEM, "out of memory");
     memcpy(blob, sealed, rec->sealed_len);
-    int rc = put_code(w, id, rec, blob, 0, err);
+    int rc = store_put_code(w, id, rec, blob, 0, err);
     free(blob);
     return rc;
 }
@@ -246,7 +246,7 @@ static int pop_code(ph_wtxn *w, ph_cmd *c, MDB_cursor *cur, uint64_t order_id, p
         memcpy(&id, v.mv_data, 8);
         ph_code_rec rec;
         const uint8_t *sealed;
-        int rc = get_code(w, id, &rec, &sealed, &c->err);
+        int rc = store_get_code(w, id, &rec, &sealed, &c->err);
         if (rc)
             return rc;
         int expired = rec.expires_at && rec.expires_at <= c->now;
@@ -265,7 +265,7 @@ static int pop_code(ph_wtxn *w, ph_cmd *c, MDB_cursor *cur, uint64_t order_id, p
         rec.state = expired ? PH_CODE_EXPIRED : PH_CODE_ISSUED;
         rec.order_id = expired ? 0 : order_id;
         rec.changed_at = c->now;
-        if ((rc = put_code(w, id, &rec, blob, 0, &c->err)) != PH_OK) {
+        if ((rc = store_put_code(w, id, &rec, blob, 0, &c->err)) != PH_OK) {
             free(blob);
             return rc;
         }
@@ -289,7 +289,7 @@ static int pop_code(ph_wtxn *w, ph_cmd *c, MDB_cursor *cur, uint64_t order_id, p
 }
 
 /* Writes the order record: put_flags MDB_APPEND for a new order, 0 to rewrite. */
-int put_order(ph_wtxn *w, const ph_order *o, unsigned put_flags, ph_err *err)
+int store_put_order(ph_wtxn *w, const ph_order *o, unsigned put_flags, ph_err *err)
 {
     size_t cl = strlen(o->client), ol = strlen(o->client_order_id), sl = strlen(o->sku);
     ph_order_rec r = {.version = 1,
@@ -322,7 +322,7 @@ int put_order(ph_wtxn *w, const ph_order *o, unsigned put_flags, ph_err *err)
     return PH_OK;
 }
 
-int index_order(ph_wtxn *w, const ph_order *o, ph_err *err)
+int store_index_order(ph_wtxn *w, const ph_order *o, ph_err *err)
 {
     char key[PH_SKU_MAX + PH_ORDER_ID_MAX + 2];
     uint64_t id = o->id;
@@ -355,7 +355,7 @@ static int new_order(ph_wtxn *w, ph_cmd *c, ph_order **out)
     return PH_OK;
 }
 
-int apply_order(ph_wtxn *w, ph_cmd *c)
+int store_apply_order(ph_wtxn *w, ph_cmd *c)
 {
     if (!ph_ident_valid(c->in.order.client, PH_SKU_MAX) ||
         !ph_ident_valid(c->in.order.client_order_id, PH_ORDER_ID_MAX) ||
@@ -367,7 +367,7 @@ int apply_order(ph_wtxn *w, ph_cmd *c)
     MDB_val k = {ph_store_ref_key(c->in.order.client, c->in.order.client_order_id, key), key}, v;
     int mrc = mdb_get(w->txn, w->s->dbi[DB_ORDER_REF], &k, &v);
     if (mrc == 0)
-        return replay_order(w, c, &v, c->in.order.fingerprint, c->in.order.client_order_id);
+        return store_replay_order(w, c, &v, c->in.order.fingerprint, c->in.order.client_order_id);
     if (mrc != MDB_NOTFOUND)
         return ph_store_lmdb_err(&c->err, mrc, "read order index");
     int rc = check_orderable(w, c);
@@ -399,9 +399,9 @@ int apply_order(ph_wtxn *w, ph_cmd *c)
                         "sku: '%s' has %zu codes available, %u requested; nothing was reserved",
                         c->in.order.sku, o->ncodes, o->quantity);
     if (rc == PH_OK && (rc = emit_expired(w, c->now, &expired, &c->err)) == PH_OK &&
-        (rc = put_order(w, o, MDB_APPEND, &c->err)) == PH_OK &&
-        (rc = index_order(w, o, &c->err)) == PH_OK)
-        rc = emit_outcome(w, c->now, o, 0, &c->err);
+        (rc = store_put_order(w, o, MDB_APPEND, &c->err)) == PH_OK &&
+        (rc = store_index_order(w, o, &c->err)) == PH_OK)
+        rc = store_emit_outcome(w, c->now, o, 0, &c->err);
     free(expired.rows);
     if (rc) {
         ph_order_free(o);
@@ -416,7 +416,7 @@ int apply_order(ph_wtxn *w, ph_cmd *c)
 /* One bounded step of the sweep (store.h, PH_CMD_EXPIRE): the due entries of
  * the expiry index, SKU by SKU, each removed; a code still available is
  * retired. Reads no clock: "due" is relative to cmd->now. */
-int apply_expire(ph_wtxn *w, ph_cmd *c)
+int store_apply_expire(ph_wtxn *w, ph_cmd *c)
 {
     uint32_t limit = c->in.expire.limit ? c->in.expire.limit : PH_EXPIRE_LIMIT;
     expiry_tally t = {0};
@@ -447,7 +447,7 @@ int apply_expire(ph_wtxn *w, ph_cmd *c)
             break;
         ph_code_rec rec;
         const uint8_t *sealed;
-        if ((rc = get_code(w, id, &rec, &sealed, &c->err)) != PH_OK ||
+        if ((rc = store_get_code(w, id, &rec, &sealed, &c->err)) != PH_OK ||
             rec.state != PH_CODE_AVAILABLE || !rec.expires_at || rec.expires_at > c->now)
             continue; /* issued or voided since: the entry was all that was left */
         MDB_val sk = {len, sku}, sv = {8, &id};

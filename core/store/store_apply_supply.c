@@ -96,7 +96,7 @@ static int has_open_attempt(const ph_order *o)
 }
 
 /* ---- order events, written as text -------------------------------------------
- * Byte for byte what emit() would write (jansson, compact, keys in this order),
+ * Byte for byte what store_emit() would write (jansson, compact, keys in this order),
  * without a JSON tree per event: these are written for every order and every
  * attempt. Strings are identifiers or printable ASCII (text_ok); they are
  * escaped anyway. */
@@ -180,7 +180,7 @@ static int ev_end(evtext *e, ph_wtxn *w, const ph_order *o, ph_err *err)
     if (e->overflow)
         return ph_err_set(err, PH_EIO, "order %llu: event too long or not UTF-8",
                           (unsigned long long)o->id);
-    return append_event(w, e->buf, e->len, err);
+    return store_append_event(w, e->buf, e->len, err);
 }
 
 static int emit_accepted(ph_wtxn *w, int64_t now, const ph_order *o, ph_err *err)
@@ -211,7 +211,7 @@ static int emit_attempt(ph_wtxn *w, int64_t now, const ph_order *o, const ph_att
 
 /* order.succeeded / order.failed / order.unknown: a stock order (no attempt,
  * no batch) or a supplier order. */
-int emit_outcome(ph_wtxn *w, int64_t now, const ph_order *o, uint64_t batch_id, ph_err *err)
+int store_emit_outcome(ph_wtxn *w, int64_t now, const ph_order *o, uint64_t batch_id, ph_err *err)
 {
     const ph_attempt *a = o->nattempts ? &o->attempts[o->nattempts - 1] : NULL;
     char type[32];
@@ -265,7 +265,7 @@ static int check_suppliable(ph_wtxn *w, ph_cmd *c)
     const char *sku = c->in.supply.sku;
     char kind[32] = "?";
     int delivery;
-    int rc = listed_delivery(w, c, sku, &delivery, kind);
+    int rc = store_listed_delivery(w, c, sku, &delivery, kind);
     if (rc == PH_OK && delivery != c->in.supply.delivery)
         rc = ph_err_set(&c->err, PH_ESKU, "sku: '%s' is delivered by %s, not %s", sku,
                         delivery ? ph_delivery_name(delivery) : kind,
@@ -297,7 +297,7 @@ static ph_order *new_supply_order(ph_wtxn *w, ph_cmd *c)
     return o;
 }
 
-int apply_supply_create(ph_wtxn *w, ph_cmd *c)
+int store_apply_supply_create(ph_wtxn *w, ph_cmd *c)
 {
     int rc = check_supply_input(c);
     if (rc)
@@ -306,7 +306,7 @@ int apply_supply_create(ph_wtxn *w, ph_cmd *c)
     MDB_val k = {ph_store_ref_key(c->in.supply.client, c->in.supply.client_order_id, key), key}, v;
     int mrc = mdb_get(w->txn, w->s->dbi[DB_ORDER_REF], &k, &v);
     if (mrc == 0)
-        return replay_order(w, c, &v, c->in.supply.fingerprint, c->in.supply.client_order_id);
+        return store_replay_order(w, c, &v, c->in.supply.fingerprint, c->in.supply.client_order_id);
     if (mrc != MDB_NOTFOUND)
         return ph_store_lmdb_err(&c->err, mrc, "read order index");
     if ((rc = check_suppliable(w, c)) != PH_OK)
@@ -324,12 +324,12 @@ int apply_supply_create(ph_wtxn *w, ph_cmd *c)
     }
     if (rc == PH_OK)
         w->wrote = 1; /* every failure above left the database untouched */
-    if (rc == PH_OK && (rc = put_order(w, o, MDB_APPEND, &c->err)) == PH_OK &&
+    if (rc == PH_OK && (rc = store_put_order(w, o, MDB_APPEND, &c->err)) == PH_OK &&
         (rc = put_supply(w, o, MDB_APPEND, &c->err)) == PH_OK &&
-        (rc = index_order(w, o, &c->err)) == PH_OK &&
+        (rc = store_index_order(w, o, &c->err)) == PH_OK &&
         (rc = set_pending(w, o->id, 0, has_open_attempt(o), MDB_APPEND, &c->err)) == PH_OK &&
         (rc = emit_accepted(w, c->now, o, &c->err)) == PH_OK && o->state == PH_ORDER_FAILED)
-        rc = emit_outcome(w, c->now, o, 0, &c->err);
+        rc = store_emit_outcome(w, c->now, o, 0, &c->err);
     if (rc) {
         ph_order_free(o);
         return rc;
@@ -471,7 +471,7 @@ static int store_supplied(ph_wtxn *w, ph_cmd *c, ph_order *o, const ph_attempt *
                            .order_id = o->id,
                            .expires_at = sc->expires_at,
                            .changed_at = c->now};
-        int rc = put_code(w, id, &rec, sc->sealed, MDB_APPEND, &c->err);
+        int rc = store_put_code(w, id, &rec, sc->sealed, MDB_APPEND, &c->err);
         if (rc)
             return rc;
         ph_code *code = &o->codes[i];
@@ -489,7 +489,7 @@ static int store_supplied(ph_wtxn *w, ph_cmd *c, ph_order *o, const ph_attempt *
     }
     int rc = index_supplied(w, c, b.first_code, o->id);
     if (rc == PH_OK)
-        rc = put_batch(w, &b, o->id, &c->err);
+        rc = store_put_batch(w, &b, o->id, &c->err);
     *batch_id = b.id;
     return rc;
 }
@@ -562,7 +562,7 @@ static int write_attempt(ph_wtxn *w, ph_cmd *c, ph_order *o, const attempt_befor
     /* a check that changes nothing but the attempt's bookkeeping leaves the order be */
     if (order_moved || added || attempt_moved || strcmp(b->reason, o->reason)) {
         o->updated_at = c->now;
-        rc = put_order(w, o, 0, &c->err);
+        rc = store_put_order(w, o, 0, &c->err);
     }
     if (rc == PH_OK && (rc = put_supply(w, o, 0, &c->err)) == PH_OK)
         rc = set_pending(w, o->id, b->open, has_open_attempt(o), 0, &c->err);
@@ -571,11 +571,11 @@ static int write_attempt(ph_wtxn *w, ph_cmd *c, ph_order *o, const attempt_befor
     if (rc == PH_OK && added)
         rc = emit_attempt(w, c->now, o, &o->attempts[o->nattempts - 1], &c->err);
     if (rc == PH_OK && order_moved && o->state != PH_ORDER_PROCESSING)
-        rc = emit_outcome(w, c->now, o, batch_id, &c->err);
+        rc = store_emit_outcome(w, c->now, o, batch_id, &c->err);
     return rc;
 }
 
-int apply_attempt(ph_wtxn *w, ph_cmd *c)
+int store_apply_attempt(ph_wtxn *w, ph_cmd *c)
 {
     uint32_t no = c->in.attempt.no;
     ph_order *o = NULL;

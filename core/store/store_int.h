@@ -249,35 +249,35 @@ int ph_store_apply(ph_wtxn *w, ph_cmd *cmd);
 /* ---- shared by the apply files (writer only, inside w->txn) ----
  * store_apply.c: events and the code and product records; */
 /* Appends one event's JSON text under the next sequence number. */
-int append_event(ph_wtxn *w, const char *txt, size_t len, ph_err *err);
+int store_append_event(ph_wtxn *w, const char *txt, size_t len, ph_err *err);
 /* Appends an event: seq, at and type first, then the fields of `fields` (stolen). */
-int emit(ph_wtxn *w, int64_t now, const char *type, json_t *fields, ph_err *err);
-int put_code(ph_wtxn *w, uint64_t id, const ph_code_rec *rec, const uint8_t *sealed, unsigned flags,
-             ph_err *err);
+int store_emit(ph_wtxn *w, int64_t now, const char *type, json_t *fields, ph_err *err);
+int store_put_code(ph_wtxn *w, uint64_t id, const ph_code_rec *rec, const uint8_t *sealed,
+                   unsigned flags, ph_err *err);
 /* Reads a code record into rec and points *sealed at its blob (valid in this txn). */
-int get_code(ph_wtxn *w, uint64_t id, ph_code_rec *rec, const uint8_t **sealed, ph_err *err);
+int store_get_code(ph_wtxn *w, uint64_t id, ph_code_rec *rec, const uint8_t **sealed, ph_err *err);
 /* Loads the stored product; PH_ESKU when there is none. *out is the caller's. */
-int get_product(ph_wtxn *w, const char *sku, json_t **out, ph_err *err);
+int store_get_product(ph_wtxn *w, const char *sku, json_t **out, ph_err *err);
 /* order_id names the order a supplier batch came with; 0 for an imported batch
  * (the key is then left out, so imported batches keep their bytes). */
-int put_batch(ph_wtxn *w, const ph_batch *b, uint64_t order_id, ph_err *err);
+int store_put_batch(ph_wtxn *w, const ph_batch *b, uint64_t order_id, ph_err *err);
 /* store_apply_order.c: card-code orders and the expiry sweep; */
 /* The same client order id again: the stored order, or a conflict. */
-int replay_order(ph_wtxn *w, ph_cmd *c, const MDB_val *ref, const uint8_t fingerprint[32],
-                 const char *coid);
+int store_replay_order(ph_wtxn *w, ph_cmd *c, const MDB_val *ref, const uint8_t fingerprint[32],
+                       const char *coid);
 /* How a listed product is delivered: *out is PH_DELIVERY_*, or 0 for a kind
  * neither of ours (whose name `kind` then gets, for the caller's message),
  * from the memo or the stored product. PH_ESKU (message set) for a product
  * that is missing or not listed. */
-int listed_delivery(ph_wtxn *w, ph_cmd *c, const char *sku, int *out, char kind[32]);
+int store_listed_delivery(ph_wtxn *w, ph_cmd *c, const char *sku, int *out, char kind[32]);
 /* Writes the order record: put_flags MDB_APPEND for a new order, 0 to rewrite. */
-int put_order(ph_wtxn *w, const ph_order *o, unsigned put_flags, ph_err *err);
-int index_order(ph_wtxn *w, const ph_order *o, ph_err *err);
-int apply_order(ph_wtxn *w, ph_cmd *c);
-int apply_expire(ph_wtxn *w, ph_cmd *c);
+int store_put_order(ph_wtxn *w, const ph_order *o, unsigned put_flags, ph_err *err);
+int store_index_order(ph_wtxn *w, const ph_order *o, ph_err *err);
+int store_apply_order(ph_wtxn *w, ph_cmd *c);
+int store_apply_expire(ph_wtxn *w, ph_cmd *c);
 /* store_apply_supply.c: supplier-fulfilled orders and the order events. */
-int emit_outcome(ph_wtxn *w, int64_t now, const ph_order *o, uint64_t batch_id, ph_err *err);
-int apply_supply_create(ph_wtxn *w, ph_cmd *c);
-int apply_attempt(ph_wtxn *w, ph_cmd *c);
+int store_emit_outcome(ph_wtxn *w, int64_t now, const ph_order *o, uint64_t batch_id, ph_err *err);
+int store_apply_supply_create(ph_wtxn *w, ph_cmd *c);
+int store_apply_attempt(ph_wtxn *w, ph_cmd *c);
 
 #endif

@@ -45,7 +45,7 @@
 /* ---- the queue (any thread) ------------------------------------------------ */
 
 /* Hands an event to fulfil's thread. Never fails: the node is the caller's. */
-void post(ph_fulfil *f, fev *e, int kind)
+void ful_post(ph_fulfil *f, fev *e, int kind)
 {
     e->kind = kind;
     e->next = NULL;
@@ -76,7 +76,7 @@ static void reg_add(ph_fulfil *f, track *t)
     atomic_fetch_add_explicit(&f->active, 1, memory_order_relaxed);
 }
 
-void reg_del(ph_fulfil *f, track *t)
+void ful_reg_del(ph_fulfil *f, track *t)
 {
     for (track **p = bucket(f, t->order_id); *p; p = &(*p)->hnext)
         if (*p == t) {
@@ -101,7 +101,7 @@ static void heap_swap(ph_fulfil *f, size_t a, size_t b)
     f->heap[b] = x;
 }
 
-int heap_push(ph_fulfil *f, track *t, int64_t due)
+int ful_heap_push(ph_fulfil *f, track *t, int64_t due)
 {
     PH_ASSERT_OWNER(&f->owner);
     if (f->nheap == f->capheap) {
@@ -141,7 +141,7 @@ static heap_ent heap_pop(ph_fulfil *f)
 
 /* Detaches the waiters of order id (every one when id is 0), or with now > 0
  * those whose deadline passed, into a list the caller fires. */
-waiter *waiters_take(ph_fulfil *f, uint64_t id, int64_t now)
+waiter *ful_waiters_take(ph_fulfil *f, uint64_t id, int64_t now)
 {
     PH_ASSERT_OWNER(&f->owner);
     waiter *fired = NULL;
@@ -158,7 +158,7 @@ waiter *waiters_take(ph_fulfil *f, uint64_t id, int64_t now)
     return fired;
 }
 
-void waiters_fire(waiter *w)
+void ful_waiters_fire(waiter *w)
 {
     while (w) {
         waiter *n = w->next;
@@ -170,7 +170,7 @@ void waiters_fire(waiter *w)
 
 /* ---- tracks ----------------------------------------------------------------- */
 
-void cmd_free(track_cmd *b)
+void ful_cmd_free(track_cmd *b)
 {
     if (!b)
         return;
@@ -179,21 +179,21 @@ void cmd_free(track_cmd *b)
     free(b);
 }
 
-void track_free(track *t)
+void ful_track_free(track *t)
 {
     if (t->account) {
         ph_wipe(t->account, strlen(t->account));
         free(t->account);
     }
     ph_supplier_release(t->sup);
-    cmd_free(t->cmd);
+    ful_cmd_free(t->cmd);
     free(t->tried);
     free(t->callback_url);
     free(t);
 }
 
 /* Remembers supplier id as tried (up to TRIED_MAX; beyond, fail-over stops). */
-void tried_add(track *t, const char *id)
+void ful_tried_add(track *t, const char *id)
 {
     size_t n = strlen(id) + 1;
     char *p = t->ntried < TRIED_MAX ? realloc(t->tried, t->tried_len + n) : NULL;
@@ -213,7 +213,7 @@ typedef struct route_ctx {
 static int usable_for(void *ctx, const ph_supplier_conf *sc);
 
 /* The supplier settings of the current config (defaults if it is gone). */
-void track_limits(ph_fulfil *f, track *t)
+void ful_track_limits(ph_fulfil *f, track *t)
 {
     void *ref;
     const ph_config *cfg = f->o.cfg.acquire(f->o.cfg.ctx, &ref);
@@ -263,10 +263,10 @@ static track *track_new(ph_fulfil *f, const ph_order *o, const ph_attempt *a, ph
     snprintf(t->ref, sizeof t->ref, "%s", a->ref);
     snprintf(t->supplier_order_id, sizeof t->supplier_order_id, "%s", a->supplier_order_id);
     for (size_t i = 0; i < o->nattempts; i++)
-        tried_add(t, o->attempts[i].supplier);
+        ful_tried_add(t, o->attempts[i].supplier);
     if (ph_suppliers_acquire(f->o.suppliers, t->supplier, &t->sup) != PH_OK)
         t->sup = NULL; /* disabled or gone: retried when due */
-    track_limits(f, t);
+    ful_track_limits(f, t);
     return t;
 }
 
@@ -306,7 +306,7 @@ static void job_setup(track *t)
     memset(j, 0, sizeof *j);
     j->sup = t->sup;
     j->limits = t->limits;
-    j->done = on_job_done;
+    j->done = ful_on_job_done;
     j->arg = t;
     struct perkhub_op *op = &j->op;
     op->order_ref = t->ref;
@@ -350,7 +350,7 @@ static int track_callback_url(ph_fulfil *f, track *t)
 }
 
 /* Starts the track's next exchange. Fulfil's thread. */
-void track_run(ph_fulfil *f, track *t)
+void ful_track_run(ph_fulfil *f, track *t)
 {
     PH_ASSERT_OWNER(&f->owner);
     if (!t->sup && ph_suppliers_acquire(f->o.suppliers, t->supplier, &t->sup) != PH_OK) {
@@ -358,11 +358,11 @@ void track_run(ph_fulfil *f, track *t)
         ph_log(f->o.log, PH_LOG_WARN, NULL, "fulfil.supplier_unavailable",
                "order=%llu attempt=%u supplier=%s", (unsigned long long)t->order_id, t->no,
                t->supplier);
-        heap_push(f, t, ph_now_ms() + (t->query_max_ms > 0 ? t->query_max_ms : 30000));
+        ful_heap_push(f, t, ph_now_ms() + (t->query_max_ms > 0 ? t->query_max_ms : 30000));
         return;
     }
     if (track_callback_url(f, t) != PH_OK) {
-        heap_push(f, t, ph_now_ms() + (t->query_max_ms > 0 ? t->query_max_ms : 30000));
+        ful_heap_push(f, t, ph_now_ms() + (t->query_max_ms > 0 ? t->query_max_ms : 30000));
         return;
     }
     job_setup(t);
@@ -379,30 +379,30 @@ void track_run(ph_fulfil *f, track *t)
 static void track_start(ph_fulfil *f, track *t, int resume, int stopping)
 {
     if (stopping) { /* the store keeps the attempt; the restart resumes it */
-        track_free(t);
+        ful_track_free(t);
         return;
     }
     reg_add(f, t);
     if (!resume) {
-        track_run(f, t);
+        ful_track_run(f, t);
         return;
     }
-    track_cmd *b = t->state == PH_ATTEMPT_SENDING ? cmd_new(t) : NULL;
+    track_cmd *b = t->state == PH_ATTEMPT_SENDING ? ful_cmd_new(t) : NULL;
     if (!b) {
         /* a SENDING attempt without memory to record it UNKNOWN is queried
          * all the same: whatever the query says, it was sent */
-        heap_push(f, t, t->resume_due);
+        ful_heap_push(f, t, t->resume_due);
         return;
     }
     ph_attempt_move m = {.state = PH_ATTEMPT_UNKNOWN, .next_check_at = ph_now_ms()};
     snprintf(m.reason, sizeof m.reason, "interrupted_while_sending");
-    fill_cmd(b, &m, NULL);
+    ful_fill_cmd(b, &m, NULL);
     t->phase = T_CMD;
     t->cmd = b;
     if (ph_store_submit(f->o.store, &b->cmd) != PH_OK) {
         t->phase = T_IDLE;
         t->cmd = NULL;
-        cmd_free(b);
+        ful_cmd_free(b);
     }
 }
 
@@ -415,7 +415,7 @@ static void wait_add(ph_fulfil *f, waiter *w, int stopping)
         t = t->hnext;
     if (stopping || !t) {
         w->next = NULL;
-        waiters_fire(w);
+        ful_waiters_fire(w);
         return;
     }
     w->next = f->waiters;
@@ -428,7 +428,7 @@ static void confirm(ph_fulfil *f, uint64_t id, uint32_t no, int stopping)
 {
     track *t = reg_find(f, id, no);
     if (t && t->phase == T_IDLE && !stopping)
-        heap_push(f, t, ph_now_ms());
+        ful_heap_push(f, t, ph_now_ms());
     else if (t)
         t->confirm = 1;
 }
@@ -441,10 +441,10 @@ static void handle(ph_fulfil *f, fev *e, int stopping)
         track_start(f, EV_OF(e, track, ev), e->kind == EV_RESUME, stopping);
         break;
     case EV_JOB_DONE:
-        job_done(f, EV_OF(e, track, ev), stopping);
+        ful_job_done(f, EV_OF(e, track, ev), stopping);
         break;
     case EV_CMD_DONE:
-        cmd_done(f, EV_OF(e, track_cmd, ev), stopping);
+        ful_cmd_done(f, EV_OF(e, track_cmd, ev), stopping);
         break;
     case EV_WAIT:
         wait_add(f, EV_OF(e, waiter, ev), stopping);
@@ -466,11 +466,11 @@ static int64_t run_due(ph_fulfil *f)
         heap_ent e = heap_pop(f);
         track *t = reg_find(f, e.order_id, e.no);
         if (t && e.gen == t->gen && t->phase == T_IDLE)
-            track_run(f, t);
+            ful_track_run(f, t);
     }
     if (f->nheap && f->heap[0].due < next)
         next = f->heap[0].due;
-    waiters_fire(waiters_take(f, 0, now));
+    ful_waiters_fire(ful_waiters_take(f, 0, now));
     for (waiter *w = f->waiters; w; w = w->next)
         if (w->deadline < next)
             next = w->deadline;
@@ -502,7 +502,7 @@ static void *fulfil_main(void *arg)
         if (!stopping) {
             wake = run_due(f);
         } else if (!waiters_done) {
-            waiters_fire(waiters_take(f, 0, 0)); /* clients get the order as it is now */
+            ful_waiters_fire(ful_waiters_take(f, 0, 0)); /* clients get the order as it is now */
             waiters_done = 1;
         }
 
@@ -543,8 +543,8 @@ static int usable_for(void *ctx, const ph_supplier_conf *sc)
 
 /* The best usable offer of p for its kind of delivery (route.h), as a target
  * whose strings point into cfg. */
-int pick_target(ph_fulfil *f, const ph_config *cfg, const ph_product_conf *p,
-                const char *const *tried, size_t ntried, ph_attempt_target *out)
+int ful_pick_target(ph_fulfil *f, const ph_config *cfg, const ph_product_conf *p,
+                    const char *const *tried, size_t ntried, ph_attempt_target *out)
 {
     route_ctx rc = {f, p->delivery == PH_DELIVERY_RECHARGE ? PERKHUB_CAP_RECHARGE
                                                            : PERKHUB_CAP_CARD_ORDER};
@@ -558,7 +558,7 @@ int pick_target(ph_fulfil *f, const ph_config *cfg, const ph_product_conf *p,
 int ph_fulfil_route(ph_fulfil *f, const ph_config *cfg, const ph_product_conf *p,
                     ph_attempt_target *out)
 {
-    return pick_target(f, cfg, p, NULL, 0, out);
+    return ful_pick_target(f, cfg, p, NULL, 0, out);
 }
 
 int ph_fulfil_seal_account(ph_fulfil *f, const char *account, uint8_t *out, uint32_t *outlen,
@@ -589,7 +589,7 @@ int ph_fulfil_begin(ph_fulfil *f, const ph_order *o, const char *account, ph_err
         return PH_ENOMEM;
     track_account(f, t, o, account);
     t->send_order = 1;
-    post(f, &t->ev, EV_BEGIN); /* from here on the track is fulfil's thread's */
+    ful_post(f, &t->ev, EV_BEGIN); /* from here on the track is fulfil's thread's */
     return PH_OK;
 }
 
@@ -608,7 +608,7 @@ static void resume_one(ph_fulfil *f, const ph_order *o, ph_err *err)
         return;
     track_account(f, t, o, NULL);
     t->resume_due = a->next_check_at ? a->next_check_at : ph_now_ms();
-    post(f, &t->ev, EV_RESUME);
+    ful_post(f, &t->ev, EV_RESUME);
 }
 
 int ph_fulfil_resume(ph_fulfil *f, ph_err *err)
@@ -646,7 +646,7 @@ int ph_fulfil_wait(ph_fulfil *f, uint64_t id, int64_t deadline_ms, void (*cb)(vo
     w->arg = arg;
     /* queued behind this order's EV_BEGIN when the same thread just posted it,
      * so the track is registered by the time the wait is looked at */
-    post(f, &w->ev, EV_WAIT);
+    ful_post(f, &w->ev, EV_WAIT);
     return PH_OK;
 }
 
@@ -677,7 +677,7 @@ void ph_fulfil_confirm(ph_fulfil *f, uint64_t id, uint32_t no)
     }
     c->id = id;
     c->no = no;
-    post(f, &c->ev, EV_CONFIRM);
+    ful_post(f, &c->ev, EV_CONFIRM);
 }
 
 int ph_fulfil_create(const ph_fulfil_opts *opts, ph_fulfil **out, ph_err *err)
@@ -743,7 +743,7 @@ void ph_fulfil_destroy(ph_fulfil *f)
     for (size_t b = 0; b < NBUCKETS; b++)
         for (track *t = f->buckets[b], *n; t; t = n) {
             n = t->hnext;
-            track_free(t);
+            ful_track_free(t);
         }
     free(f->heap);
     pthread_cond_destroy(&f->idle_cv);

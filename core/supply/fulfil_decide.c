@@ -66,11 +66,11 @@ static int failover_target(ph_fulfil *f, track *t, ph_attempt_target *out, void 
     const char *name = t->tried;
     for (size_t i = 0; i < t->ntried; i++, name += strlen(name) + 1)
         tried[i] = name;
-    return p && t->ntried < TRIED_MAX && pick_target(f, cfg, p, tried, t->ntried, out) == PH_OK;
+    return p && t->ntried < TRIED_MAX && ful_pick_target(f, cfg, p, tried, t->ntried, out) == PH_OK;
 }
 
 /* The track's command, zeroed; NULL when out of memory. */
-track_cmd *cmd_new(track *t)
+track_cmd *ful_cmd_new(track *t)
 {
     track_cmd *b = calloc(1, sizeof *b);
     if (b)
@@ -78,14 +78,14 @@ track_cmd *cmd_new(track *t)
     return b;
 }
 
-void fill_cmd(track_cmd *b, const ph_attempt_move *m, const struct perkhub_result *res)
+void ful_fill_cmd(track_cmd *b, const ph_attempt_move *m, const struct perkhub_result *res)
 {
     track *t = b->t;
     ph_cmd *c = &b->cmd;
     memset(c, 0, sizeof *c);
     c->type = PH_CMD_ATTEMPT;
     c->now = ph_now_ms();
-    c->done = on_cmd_done;
+    c->done = ful_on_cmd_done;
     c->arg = b;
     c->in.attempt.order_id = t->order_id;
     c->in.attempt.no = t->no;
@@ -117,7 +117,7 @@ static void record_later(ph_fulfil *f, track *t, const ph_attempt_ctx *a)
     t->send_order = 0;
     t->follow_step = 0;
     ph_sio_job_clear(&t->job);
-    heap_push(f, t, ph_now_ms() + ph_attempt_backoff(a, t->checks));
+    ful_heap_push(f, t, ph_now_ms() + ph_attempt_backoff(a, t->checks));
 }
 
 /* A fail-over target for the command; its strings are copied out of the
@@ -137,14 +137,14 @@ static void set_failover(ph_fulfil *f, track_cmd *b)
 }
 
 /* I/O thread: the exchange is over; everything else happens on fulfil's. */
-void on_job_done(ph_sio_job *job)
+void ful_on_job_done(ph_sio_job *job)
 {
     track *t = job->arg;
-    post(t->f, &t->ev, EV_JOB_DONE);
+    ful_post(t->f, &t->ev, EV_JOB_DONE);
 }
 
 /* An exchange ended: decide (attempt.h) and record the move in the store. */
-void job_done(ph_fulfil *f, track *t, int stopping)
+void ful_job_done(ph_fulfil *f, track *t, int stopping)
 {
     PH_ASSERT_OWNER(&f->owner);
     ph_sio_job *job = &t->job;
@@ -154,7 +154,7 @@ void job_done(ph_fulfil *f, track *t, int stopping)
     ph_exchange x = {job->outcome, job->parsed, &job->res, job->detail};
     ph_attempt_move m;
     ph_attempt_decide(&a, &x, ph_now_ms(), &m);
-    track_cmd *b = cmd_new(t);
+    track_cmd *b = ful_cmd_new(t);
     if (!b)
         return record_later(f, t, &a);
     if (m.take_codes && seal_codes(f, b, &job->res) != PH_OK) {
@@ -163,7 +163,7 @@ void job_done(ph_fulfil *f, track *t, int stopping)
         snprintf(m.reason, sizeof m.reason, "codes_not_storable");
         m.next_check_at = ph_now_ms() + ph_attempt_backoff(&a, t->checks);
     }
-    fill_cmd(b, &m, job->parsed ? &job->res : NULL);
+    ful_fill_cmd(b, &m, job->parsed ? &job->res : NULL);
     if (m.take_codes) {
         b->cmd.in.attempt.codes = b->codes;
         b->cmd.in.attempt.ncodes = job->res.ncodes;
@@ -185,7 +185,7 @@ void job_done(ph_fulfil *f, track *t, int stopping)
     if (ph_store_submit(f->o.store, &b->cmd) != PH_OK) {
         t->phase = T_IDLE; /* closing: the store keeps the last durable state */
         t->cmd = NULL;
-        cmd_free(b);
+        ful_cmd_free(b);
     }
 }
 
@@ -215,10 +215,10 @@ static void track_next_attempt(ph_fulfil *f, track *t, const ph_order *o)
     snprintf(t->supplier, sizeof t->supplier, "%s", a->supplier);
     snprintf(t->product_id, sizeof t->product_id, "%s", a->product_id);
     snprintf(t->ref, sizeof t->ref, "%s", a->ref);
-    tried_add(t, a->supplier);
+    ful_tried_add(t, a->supplier);
     if (ph_suppliers_acquire(f->o.suppliers, t->supplier, &t->sup) != PH_OK)
         t->sup = NULL;
-    track_limits(f, t);
+    ful_track_limits(f, t);
     t->send_order = 1;
 }
 
@@ -238,7 +238,7 @@ static int refuse_known_codes(ph_fulfil *f, track_cmd *b)
     ph_attempt_move m = {.state = PH_ATTEMPT_FAILED};
     snprintf(m.reason, sizeof m.reason, "supplier_delivered_known_codes");
     ph_cmd_clear(&b->cmd);
-    fill_cmd(b, &m, NULL);
+    ful_fill_cmd(b, &m, NULL);
     return ph_store_submit(f->o.store, &b->cmd) == PH_OK;
 }
 
@@ -247,20 +247,20 @@ static void cmd_end(track *t, track_cmd *b)
 {
     t->cmd = NULL;
     ph_cmd_clear(&b->cmd);
-    cmd_free(b);
+    ful_cmd_free(b);
 }
 
 /* Writer thread: the command is durable (or refused); fulfil's thread goes on. */
-void on_cmd_done(ph_cmd *cmd)
+void ful_on_cmd_done(ph_cmd *cmd)
 {
     track_cmd *b = (track_cmd *)cmd;
-    post(b->t->f, &b->ev, EV_CMD_DONE);
+    ful_post(b->t->f, &b->ev, EV_CMD_DONE);
 }
 
 /* A track's command completed: the track follows the stored order (final,
  * fail-over, next check). When stopping, nothing new goes to the store or the
  * I/O engine: the store may be closing. */
-void cmd_done(ph_fulfil *f, track_cmd *b, int stopping)
+void ful_cmd_done(ph_fulfil *f, track_cmd *b, int stopping)
 {
     PH_ASSERT_OWNER(&f->owner);
     ph_cmd *cmd = &b->cmd;
@@ -278,14 +278,14 @@ void cmd_done(ph_fulfil *f, track_cmd *b, int stopping)
         ph_log(f->o.log, PH_LOG_WARN, NULL, "fulfil.record_failed", "order=%llu attempt=%u rc=%s",
                (unsigned long long)t->order_id, t->no, ph_strerror(cmd->rc));
         if (cmd->rc == PH_ESTATE || stopping) {
-            reg_del(f, t);
+            ful_reg_del(f, t);
             cmd_end(t, b);
-            track_free(t);
+            ful_track_free(t);
             return;
         }
         ph_attempt_ctx ac = {.query_delay_ms = t->query_delay_ms, .query_max_ms = t->query_max_ms};
         cmd_end(t, b);
-        heap_push(f, t, ph_now_ms() + ph_attempt_backoff(&ac, t->checks));
+        ful_heap_push(f, t, ph_now_ms() + ph_attempt_backoff(&ac, t->checks));
         return;
     }
     const ph_attempt *a = NULL;
@@ -293,17 +293,17 @@ void cmd_done(ph_fulfil *f, track_cmd *b, int stopping)
         if (o->attempts[i].no == t->no)
             a = &o->attempts[i];
     if (order_final(o->state)) {
-        reg_del(f, t);
-        waiters_fire(waiters_take(f, o->id, 0));
+        ful_reg_del(f, t);
+        ful_waiters_fire(ful_waiters_take(f, o->id, 0));
         cmd_end(t, b);
-        track_free(t);
+        ful_track_free(t);
         return;
     }
     if (o->nattempts && o->attempts[o->nattempts - 1].no != t->no) {
         track_next_attempt(f, t, o); /* fail-over: send the new attempt now */
         cmd_end(t, b);
         if (!stopping)
-            track_run(f, t);
+            ful_track_run(f, t);
         else
             t->phase = T_IDLE; /* the store has it SENDING: resumed after the restart */
         return;
@@ -318,5 +318,5 @@ void cmd_done(ph_fulfil *f, track_cmd *b, int stopping)
         due = ph_now_ms();
     }
     cmd_end(t, b);
-    heap_push(f, t, due);
+    ful_heap_push(f, t, due);
 }

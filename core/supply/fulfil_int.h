@@ -66,7 +66,7 @@ struct track {
 
 /* A track's store command and what only the command reads (T_CMD). */
 typedef struct track_cmd {
-    ph_cmd cmd; /* first: on_cmd_done gets the track_cmd back */
+    ph_cmd cmd; /* first: ful_on_cmd_done gets the track_cmd back */
     track *t;
     char reason[PH_REASON_MAX + 1];
     char next_supplier[PH_SKU_MAX + 1]; /* a fail-over target */
@@ -130,39 +130,39 @@ struct ph_fulfil {
 
 /* fulfil_decide.c (fulfil's thread, but where said) */
 /* I/O thread: the exchange is over; everything else happens on fulfil's. */
-void on_job_done(ph_sio_job *job);
+void ful_on_job_done(ph_sio_job *job);
 /* An exchange ended: decide (attempt.h) and record the move in the store. */
-void job_done(ph_fulfil *f, track *t, int stopping);
+void ful_job_done(ph_fulfil *f, track *t, int stopping);
 /* The track's command, zeroed; NULL when out of memory. */
-track_cmd *cmd_new(track *t);
-void fill_cmd(track_cmd *b, const ph_attempt_move *m, const struct perkhub_result *res);
+track_cmd *ful_cmd_new(track *t);
+void ful_fill_cmd(track_cmd *b, const ph_attempt_move *m, const struct perkhub_result *res);
 /* Writer thread: the command is durable (or refused); fulfil's thread goes on. */
-void on_cmd_done(ph_cmd *cmd);
+void ful_on_cmd_done(ph_cmd *cmd);
 /* A track's command completed: the track follows the stored order (final,
  * fail-over, next check). When stopping, nothing new goes to the store or the
  * I/O engine: the store may be closing. */
-void cmd_done(ph_fulfil *f, track_cmd *b, int stopping);
+void ful_cmd_done(ph_fulfil *f, track_cmd *b, int stopping);
 
 /* fulfil.c: the queue, registry, heap, waiters and tracks (fulfil's thread, but post) */
 /* Hands an event to fulfil's thread. Never fails: the node is the caller's. */
-void post(ph_fulfil *f, fev *e, int kind);
-void reg_del(ph_fulfil *f, track *t);
-int heap_push(ph_fulfil *f, track *t, int64_t due);
+void ful_post(ph_fulfil *f, fev *e, int kind);
+void ful_reg_del(ph_fulfil *f, track *t);
+int ful_heap_push(ph_fulfil *f, track *t, int64_t due);
 /* Detaches the waiters of order id (every one when id is 0), or with now > 0
  * those whose deadline passed, into a list the caller fires. */
-waiter *waiters_take(ph_fulfil *f, uint64_t id, int64_t now);
-void waiters_fire(waiter *w);
-void cmd_free(track_cmd *b);
-void track_free(track *t);
+waiter *ful_waiters_take(ph_fulfil *f, uint64_t id, int64_t now);
+void ful_waiters_fire(waiter *w);
+void ful_cmd_free(track_cmd *b);
+void ful_track_free(track *t);
 /* Remembers supplier id as tried (up to TRIED_MAX; beyond, fail-over stops). */
-void tried_add(track *t, const char *id);
+void ful_tried_add(track *t, const char *id);
 /* The supplier settings of the current config (defaults if it is gone). */
-void track_limits(ph_fulfil *f, track *t);
+void ful_track_limits(ph_fulfil *f, track *t);
 /* Starts the track's next exchange. Fulfil's thread. */
-void track_run(ph_fulfil *f, track *t);
+void ful_track_run(ph_fulfil *f, track *t);
 /* The best usable offer of p for its kind of delivery (route.h), as a target
  * whose strings point into cfg. */
-int pick_target(ph_fulfil *f, const ph_config *cfg, const ph_product_conf *p,
-                const char *const *tried, size_t ntried, ph_attempt_target *out);
+int ful_pick_target(ph_fulfil *f, const ph_config *cfg, const ph_product_conf *p,
+                    const char *const *tried, size_t ntried, ph_attempt_target *out);
 
 #endif

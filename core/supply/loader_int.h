@@ -78,8 +78,8 @@ struct ph_plugin_instance {
 };
 
 /* plugin_loader.c: the config value parsers and lookup the host's config calls use */
-int parse_int(const char *s, int64_t *out);
-int parse_bool(const char *s, int *out);
-const conf_value *conf_find(const struct perkhub_config *c, const char *key);
+int ldr_parse_int(const char *s, int64_t *out);
+int ldr_parse_bool(const char *s, int *out);
+const conf_value *ldr_conf_find(const struct perkhub_config *c, const char *key);
 
 #endif

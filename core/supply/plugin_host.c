@@ -171,7 +171,7 @@ static const char *host_config_string(const struct perkhub_host *host,
                                       const struct perkhub_config *config, const char *key)
 {
     (void)host;
-    const conf_value *v = conf_find(config, key);
+    const conf_value *v = ldr_conf_find(config, key);
     return v ? v->value : NULL;
 }
 
@@ -179,28 +179,28 @@ static int host_config_int(const struct perkhub_host *host, const struct perkhub
                            const char *key, int64_t *out)
 {
     (void)host;
-    const conf_value *v = conf_find(config, key);
+    const conf_value *v = ldr_conf_find(config, key);
     if (!v)
         return PERKHUB_ERR_NOT_FOUND;
     if (v->schema->type != PERKHUB_CONF_INT)
         return PERKHUB_ERR_CONFIG;
     if (!v->value)
         return PERKHUB_ERR_NOT_FOUND;
-    return parse_int(v->value, out) == 0 ? PERKHUB_OK : PERKHUB_ERR_CONFIG;
+    return ldr_parse_int(v->value, out) == 0 ? PERKHUB_OK : PERKHUB_ERR_CONFIG;
 }
 
 static int host_config_bool(const struct perkhub_host *host, const struct perkhub_config *config,
                             const char *key, int *out)
 {
     (void)host;
-    const conf_value *v = conf_find(config, key);
+    const conf_value *v = ldr_conf_find(config, key);
     if (!v)
         return PERKHUB_ERR_NOT_FOUND;
     if (v->schema->type != PERKHUB_CONF_BOOL)
         return PERKHUB_ERR_CONFIG;
     if (!v->value)
         return PERKHUB_ERR_NOT_FOUND;
-    return parse_bool(v->value, out) == 0 ? PERKHUB_OK : PERKHUB_ERR_CONFIG;
+    return ldr_parse_bool(v->value, out) == 0 ? PERKHUB_OK : PERKHUB_ERR_CONFIG;
 }
 
 static void host_sha256(const struct perkhub_host *host, const void *data, size_t len,

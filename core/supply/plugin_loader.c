@@ -45,7 +45,7 @@ static int name_valid(const char *s)
     return n > 0 && n <= NAME_MAX_LEN;
 }
 
-int parse_int(const char *s, int64_t *out)
+int ldr_parse_int(const char *s, int64_t *out)
 {
     if (!s || !*s || *s == ' ' || *s == '\t' || *s == '+')
         return -1;
@@ -58,7 +58,7 @@ int parse_int(const char *s, int64_t *out)
     return 0;
 }
 
-int parse_bool(const char *s, int *out)
+int ldr_parse_bool(const char *s, int *out)
 {
     static const char *const yes[] = {"true", "yes", "on"};
     static const char *const no[] = {"false", "no", "off"};
@@ -142,8 +142,8 @@ static int schema_check(ph_plugin *p, ph_err *err)
                               "choose one",
                               p->name, p->path, e->key);
         const char *d = e->default_value;
-        if (d && ((e->type == PERKHUB_CONF_INT && parse_int(d, &iv) != 0) ||
-                  (e->type == PERKHUB_CONF_BOOL && parse_bool(d, &bv) != 0) ||
+        if (d && ((e->type == PERKHUB_CONF_INT && ldr_parse_int(d, &iv) != 0) ||
+                  (e->type == PERKHUB_CONF_BOOL && ldr_parse_bool(d, &bv) != 0) ||
                   (e->type == PERKHUB_CONF_SECRET && !is_secret_ref(d))))
             return ph_err_set(err, PH_EINVAL,
                               "plugin '%s' (%s): config key '%s': default is not a valid %s",
@@ -519,13 +519,13 @@ static int value_resolve(const char *sid, const struct perkhub_config_key *k, co
         break;
     case PERKHUB_CONF_INT:
         /* Values are never quoted back: one may be a secret pasted into the wrong key. */
-        if (parse_int(value, &iv) != 0)
+        if (ldr_parse_int(value, &iv) != 0)
             return ph_err_set(err, PH_EINVAL,
                               "supplier '%s': config key '%s': expected an integer (int64)", sid,
                               k->key);
         break;
     case PERKHUB_CONF_BOOL:
-        if (parse_bool(value, &bv) != 0)
+        if (ldr_parse_bool(value, &bv) != 0)
             return ph_err_set(err, PH_EINVAL,
                               "supplier '%s': config key '%s': expected true or false (also "
                               "yes/no, on/off)",
@@ -650,7 +650,7 @@ void ph_plugin_conf_free(ph_plugin_conf *c)
     free(c);
 }
 
-const conf_value *conf_find(const struct perkhub_config *c, const char *key)
+const conf_value *ldr_conf_find(const struct perkhub_config *c, const char *key)
 {
     for (size_t i = 0; c && key && i < c->n; i++)
         if (strcmp(c->v[i].schema->key, key) == 0)

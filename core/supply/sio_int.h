@@ -139,32 +139,32 @@ struct ph_sio {
 };
 
 /* supplier_io_exchange.c: starting and finishing exchanges (I/O thread) */
-void finish(ph_sio *io, ph_sio_job *job, int cls, int outcome, int sent, const char *fmt, ...)
+void sio_finish(ph_sio *io, ph_sio_job *job, int cls, int outcome, int sent, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
 /* A complete reply (network or local): 5xx and nonsense statuses are the
  * core's AMBIGUOUS; anything else is the plugin's to classify. */
-void on_reply(ph_sio *io, ph_sio_job *job, long status);
-void on_local_timer(ph_sio *io, ph_sio_job *job, int kind);
-void ex_free(sio_ex *ex);
-void dispatch(ph_sio *io);
+void sio_on_reply(ph_sio *io, ph_sio_job *job, long status);
+void sio_on_local_timer(ph_sio *io, ph_sio_job *job, int kind);
+void sio_ex_free(sio_ex *ex);
+void sio_dispatch(ph_sio *io);
 
 /* supplier_io_breaker.c: per-supplier records (mu held) */
-sio_sup *sup_find(ph_sio *io, const char *id);
-sio_sup *sup_get(ph_sio *io, const char *id);
+sio_sup *sio_sup_find(ph_sio *io, const char *id);
+sio_sup *sio_sup_get(ph_sio *io, const char *id);
 /* An open breaker half-opens once breaker_open_ms have passed. */
-void breaker_tick(ph_sio *io, sio_sup *ss, int64_t now);
+void sio_breaker_tick(ph_sio *io, sio_sup *ss, int64_t now);
 /* Any business answer closes the breaker: the supplier demonstrably answers,
  * whether the job was the probe or an order query submitted while open. */
-void breaker_note(ph_sio *io, sio_sup *ss, int cls, int64_t now);
-void health_note(sio_sup *ss, const ph_sio_job *job);
+void sio_breaker_note(ph_sio *io, sio_sup *ss, int cls, int64_t now);
+void sio_health_note(sio_sup *ss, const ph_sio_job *job);
 
 /* supplier_io.c: small helpers and the timer heap */
-const char *breaker_name(int state);
-int64_t wall_ms(void);
-int64_t mono_ms(void);
-unsigned or_default(unsigned v, unsigned d);
-void list_push(job_list *l, ph_sio_job *job);
-ph_sio_job *list_pop(job_list *l);
-int timer_push(ph_sio *io, ph_sio_job *job, int kind, int64_t due);
+const char *sio_breaker_name(int state);
+int64_t sio_wall_ms(void);
+int64_t sio_mono_ms(void);
+unsigned sio_or_default(unsigned v, unsigned d);
+void sio_list_push(job_list *l, ph_sio_job *job);
+ph_sio_job *sio_list_pop(job_list *l);
+int sio_timer_push(ph_sio *io, ph_sio_job *job, int kind, int64_t due);
 
 #endif

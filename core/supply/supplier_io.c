@@ -10,7 +10,7 @@
  *   plugin's build_request, then curl (or serve_local and a timer) -> finish:
  *   classify, update health and breaker, recycle the exchange, call done.
  * Starting and finishing never call each other: a finished job's successor is
- * put on the launch list and started by the dispatch loop, so a run of jobs
+ * put on the launch list and started by the dispatch loop (sio_dispatch), so a run of jobs
  * that fail at once (build refused) cannot recurse.
  *
  * The loop: one epoll set owned by the I/O thread holds curl's sockets
@@ -79,22 +79,22 @@ static int64_t clock_ms(clockid_t c)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int64_t mono_ms(void)
+int64_t sio_mono_ms(void)
 {
     return clock_ms(CLOCK_MONOTONIC);
 }
 
-int64_t wall_ms(void)
+int64_t sio_wall_ms(void)
 {
     return clock_ms(CLOCK_REALTIME);
 }
 
-unsigned or_default(unsigned v, unsigned d)
+unsigned sio_or_default(unsigned v, unsigned d)
 {
     return v ? v : d;
 }
 
-void list_push(job_list *l, ph_sio_job *job)
+void sio_list_push(job_list *l, ph_sio_job *job)
 {
     job->next_ = NULL;
     if (l->tail)
@@ -104,7 +104,7 @@ void list_push(job_list *l, ph_sio_job *job)
     l->tail = job;
 }
 
-ph_sio_job *list_pop(job_list *l)
+ph_sio_job *sio_list_pop(job_list *l)
 {
     ph_sio_job *job = l->head;
     if (job) {
@@ -116,7 +116,7 @@ ph_sio_job *list_pop(job_list *l)
     return job;
 }
 
-const char *breaker_name(int state)
+const char *sio_breaker_name(int state)
 {
     return state == BR_OPEN ? "open" : state == BR_HALF_OPEN ? "half_open" : "closed";
 }
@@ -128,7 +128,7 @@ static int timer_less(const timer_ent *a, const timer_ent *b)
     return a->due < b->due || (a->due == b->due && a->seq < b->seq);
 }
 
-int timer_push(ph_sio *io, ph_sio_job *job, int kind, int64_t due)
+int sio_timer_push(ph_sio *io, ph_sio_job *job, int kind, int64_t due)
 {
     if (io->nheap == io->capheap) {
         timer_ent *h = ph_grow(io->heap, &io->capheap, sizeof *h, 64);
@@ -217,33 +217,33 @@ static const char *after_sending_reason(CURLcode rc)
 static void on_curl_done(ph_sio *io, ph_sio_job *job, CURLcode rc)
 {
     sio_x *x = job->priv_;
-    unsigned tmo = or_default(job->limits.timeout_ms, SIO_DEF_TIMEOUT_MS);
+    unsigned tmo = sio_or_default(job->limits.timeout_ms, SIO_DEF_TIMEOUT_MS);
     long status = 0;
     curl_easy_getinfo(x->ex->easy, CURLINFO_RESPONSE_CODE, &status);
     if (x->ex->too_large)
-        return finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1, "reply too large");
+        return sio_finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1, "reply too large");
     if (rc == CURLE_OK)
-        return on_reply(io, job, status);
+        return sio_on_reply(io, job, status);
     const char *why = not_sent_reason(rc);
     if (why && x->prereqs == 0)
-        return finish(io, job, CL_FAILURE, PERKHUB_DEFINITE_FAILURE, 0, "%s", why);
+        return sio_finish(io, job, CL_FAILURE, PERKHUB_DEFINITE_FAILURE, 0, "%s", why);
     if (rc == CURLE_OPERATION_TIMEDOUT) {
         long reqsize = 0;
         curl_easy_getinfo(x->ex->easy, CURLINFO_REQUEST_SIZE, &reqsize);
         if (x->prereqs == 0 && reqsize == 0)
-            return finish(io, job, CL_FAILURE, PERKHUB_DEFINITE_FAILURE, 0,
-                          "connect timeout (%u ms)", tmo);
-        return finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1, "timeout after sending (%u ms)",
-                      tmo);
+            return sio_finish(io, job, CL_FAILURE, PERKHUB_DEFINITE_FAILURE, 0,
+                              "connect timeout (%u ms)", tmo);
+        return sio_finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1,
+                          "timeout after sending (%u ms)", tmo);
     }
     if (x->prereqs > 1 || why)
-        return finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1,
-                      "connection lost after sending (not resent)");
+        return sio_finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1,
+                          "connection lost after sending (not resent)");
     why = after_sending_reason(rc);
     if (why)
-        return finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1, "%s", why);
-    finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1, "transport error: %s",
-           curl_easy_strerror(rc));
+        return sio_finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1, "%s", why);
+    sio_finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1, "transport error: %s",
+               curl_easy_strerror(rc));
 }
 
 static void read_messages(ph_sio *io, sio_shard *sh)
@@ -268,30 +268,30 @@ static int take_incoming(ph_sio *io)
     io->incoming = (job_list){0};
     int stopping = io->stopping;
     ph_mutex_unlock(&io->mu);
-    int64_t wall = wall_ms(), now = mono_ms();
+    int64_t wall = sio_wall_ms(), now = sio_mono_ms();
     ph_sio_job *job;
-    while ((job = list_pop(&in))) {
+    while ((job = sio_list_pop(&in))) {
         int64_t ahead = job->not_before_ms ? job->not_before_ms - wall : 0;
         if (stopping || ahead <= 0)
-            list_push(&io->ready, job);
-        else if (timer_push(io, job, T_START, now + ahead) != PH_OK)
-            finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "out of memory");
+            sio_list_push(&io->ready, job);
+        else if (sio_timer_push(io, job, T_START, now + ahead) != PH_OK)
+            sio_finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "out of memory");
     }
     return stopping;
 }
 
 static void fire_timers(ph_sio *io)
 {
-    int64_t now = mono_ms();
+    int64_t now = sio_mono_ms();
     while (io->nheap && io->heap[0].due <= now) {
         ph_sio_job *job = timer_pop(io);
         sio_x *x = job->priv_;
         int kind = x->timer;
         x->timer = 0;
         if (kind == T_START)
-            list_push(&io->ready, job);
+            sio_list_push(&io->ready, job);
         else
-            on_local_timer(io, job, kind);
+            sio_on_local_timer(io, job, kind);
     }
 }
 
@@ -336,7 +336,7 @@ static int on_timer(CURLM *m, long timeout_ms, void *ud)
 {
     (void)m;
     sio_shard *sh = ud;
-    sh->curl_due = timeout_ms < 0 ? -1 : mono_ms() + timeout_ms;
+    sh->curl_due = timeout_ms < 0 ? -1 : sio_mono_ms() + timeout_ms;
     return 0;
 }
 
@@ -360,7 +360,7 @@ static int curl_bits(uint32_t ev)
  * met a moment early) the next one is asked for explicitly. */
 static void curl_timeouts(ph_sio *io)
 {
-    int64_t now = mono_ms();
+    int64_t now = sio_mono_ms();
     for (unsigned i = 0; i < SIO_SHARDS; i++) {
         sio_shard *sh = &io->shard[i];
         if (sh->curl_due < 0 || now < sh->curl_due)
@@ -371,7 +371,7 @@ static void curl_timeouts(ph_sio *io)
         read_messages(io, sh);
         long ms = -1;
         if (sh->curl_due < 0 && curl_multi_timeout(sh->multi, &ms) == CURLM_OK && ms >= 0)
-            sh->curl_due = mono_ms() + ms;
+            sh->curl_due = sio_mono_ms() + ms;
     }
 }
 
@@ -379,7 +379,7 @@ static int wait_ms(const ph_sio *io)
 {
     if (io->launch.head || io->ready.head)
         return 0;
-    int64_t now = mono_ms(), due = now + SIO_MAX_WAIT_MS;
+    int64_t now = sio_mono_ms(), due = now + SIO_MAX_WAIT_MS;
     if (io->nheap && io->heap[0].due < due)
         due = io->heap[0].due;
     for (unsigned i = 0; i < SIO_SHARDS; i++)
@@ -417,14 +417,14 @@ static void drain(ph_sio *io)
 {
     io->draining = 1;
     while (io->active)
-        finish(io, io->active->job, CL_NEUTRAL, PERKHUB_AMBIGUOUS, 1, "abandoned at shutdown");
+        sio_finish(io, io->active->job, CL_NEUTRAL, PERKHUB_AMBIGUOUS, 1, "abandoned at shutdown");
     ph_sio_job *job;
     while ((job = timer_pop(io))) {
         sio_x *x = job->priv_;
         if (x->timer == T_START)
-            list_push(&io->ready, job);
+            sio_list_push(&io->ready, job);
         else
-            finish(io, job, CL_NEUTRAL, PERKHUB_AMBIGUOUS, 1, "abandoned at shutdown");
+            sio_finish(io, job, CL_NEUTRAL, PERKHUB_AMBIGUOUS, 1, "abandoned at shutdown");
     }
     take_incoming(io);
     for (sio_sup *ss = io->sups; ss; ss = ss->next) {
@@ -432,15 +432,15 @@ static void drain(ph_sio *io)
         job_list w = {ss->wait_head, ss->wait_tail};
         ss->wait_head = ss->wait_tail = NULL;
         ph_mutex_unlock(&io->mu);
-        while ((job = list_pop(&w)))
-            list_push(&io->ready, job);
+        while ((job = sio_list_pop(&w)))
+            sio_list_push(&io->ready, job);
     }
-    while ((job = list_pop(&io->launch)) || (job = list_pop(&io->ready)))
-        finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "shutting down");
+    while ((job = sio_list_pop(&io->launch)) || (job = sio_list_pop(&io->ready)))
+        sio_finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "shutting down");
     while (io->pool) {
         sio_ex *ex = io->pool;
         io->pool = ex->next_free;
-        ex_free(ex);
+        sio_ex_free(ex);
     }
     io->npool = 0;
 }
@@ -450,7 +450,7 @@ static void *io_main(void *arg)
     ph_sio *io = arg;
     while (!take_incoming(io)) {
         fire_timers(io);
-        dispatch(io);
+        sio_dispatch(io);
         wait_events(io);
     }
     drain(io);
@@ -606,22 +606,22 @@ int ph_sio_submit(ph_sio *io, ph_sio_job *job)
     ph_op_result_init(&job->res);
 
     ph_mutex_lock(&io->mu);
-    sio_sup *ss = io->stopping ? NULL : sup_get(io, ph_supplier_id(job->sup));
+    sio_sup *ss = io->stopping ? NULL : sio_sup_get(io, ph_supplier_id(job->sup));
     if (!ss) {
         int rc = io->stopping ? PH_ESHUTDOWN : PH_ENOMEM;
         ph_mutex_unlock(&io->mu);
         free(x);
         return rc;
     }
-    ss->breaker_failures = or_default(job->limits.breaker_failures, SIO_DEF_BREAKER_FAILS);
-    ss->breaker_open_ms = or_default(job->limits.breaker_open_ms, SIO_DEF_BREAKER_MS);
-    ss->timeout_ms = or_default(job->limits.timeout_ms, SIO_DEF_TIMEOUT_MS);
+    ss->breaker_failures = sio_or_default(job->limits.breaker_failures, SIO_DEF_BREAKER_FAILS);
+    ss->breaker_open_ms = sio_or_default(job->limits.breaker_open_ms, SIO_DEF_BREAKER_MS);
+    ss->timeout_ms = sio_or_default(job->limits.timeout_ms, SIO_DEF_TIMEOUT_MS);
     ss->queued++;
     x->ss = ss;
     job->priv_ = x;
     /* one wake per batch: the loop takes the whole list when it wakes */
     int was_empty = !io->incoming.head;
-    list_push(&io->incoming, job);
+    sio_list_push(&io->incoming, job);
     ph_mutex_unlock(&io->mu);
     if (was_empty)
         wake_up(io);
@@ -632,12 +632,12 @@ int ph_sio_allow(ph_sio *io, const char *id)
 {
     if (!io || !id)
         return 1;
-    int64_t now = mono_ms();
+    int64_t now = sio_mono_ms();
     int r = 1;
     ph_mutex_lock(&io->mu);
-    sio_sup *ss = sup_find(io, id);
+    sio_sup *ss = sio_sup_find(io, id);
     if (ss) {
-        breaker_tick(io, ss, now);
+        sio_breaker_tick(io, ss, now);
         if (ss->state == BR_OPEN) {
             r = 0;
         } else if (ss->state == BR_HALF_OPEN) {
@@ -657,14 +657,14 @@ int ph_sio_allow(ph_sio *io, const char *id)
 void ph_sio_health_get(ph_sio *io, const char *id, ph_sio_health *out)
 {
     memset(out, 0, sizeof *out);
-    out->breaker = breaker_name(BR_CLOSED);
+    out->breaker = sio_breaker_name(BR_CLOSED);
     if (!io || !id)
         return;
     ph_mutex_lock(&io->mu);
-    sio_sup *ss = sup_find(io, id);
+    sio_sup *ss = sio_sup_find(io, id);
     if (ss) {
-        breaker_tick(io, ss, mono_ms());
-        out->breaker = breaker_name(ss->state);
+        sio_breaker_tick(io, ss, sio_mono_ms());
+        out->breaker = sio_breaker_name(ss->state);
         out->consecutive_failures = ss->failures;
         out->opened_at = ss->state == BR_CLOSED ? 0 : ss->opened_wall;
         out->in_flight = ss->in_flight;

@@ -27,7 +27,7 @@
 
 /* ---- per-supplier records (mu held) ---------------------------------------- */
 
-sio_sup *sup_find(ph_sio *io, const char *id)
+sio_sup *sio_sup_find(ph_sio *io, const char *id)
 {
     PH_ASSERT_HELD(&io->mu);
     for (sio_sup *s = io->sups; s; s = s->next)
@@ -36,9 +36,9 @@ sio_sup *sup_find(ph_sio *io, const char *id)
     return NULL;
 }
 
-sio_sup *sup_get(ph_sio *io, const char *id)
+sio_sup *sio_sup_get(ph_sio *io, const char *id)
 {
-    sio_sup *s = sup_find(io, id);
+    sio_sup *s = sio_sup_find(io, id);
     if (s)
         return s;
     s = calloc(1, sizeof *s);
@@ -55,19 +55,19 @@ static void breaker_set(ph_sio *io, sio_sup *ss, int state, int64_t now)
 {
     PH_ASSERT_HELD(&io->mu);
     ph_log(io->log, PH_LOG_WARN, NULL, "sio.breaker", "supplier=%s from=%s to=%s failures=%u",
-           ss->id, breaker_name(ss->state), breaker_name(state), ss->failures);
+           ss->id, sio_breaker_name(ss->state), sio_breaker_name(state), ss->failures);
     ss->state = state;
     ss->probe_out = 0;
     if (state == BR_OPEN) {
         ss->opened_mono = now;
-        ss->opened_wall = wall_ms();
+        ss->opened_wall = sio_wall_ms();
     } else if (state == BR_CLOSED) {
         ss->opened_mono = ss->opened_wall = 0;
     }
 }
 
 /* An open breaker half-opens once breaker_open_ms have passed. */
-void breaker_tick(ph_sio *io, sio_sup *ss, int64_t now)
+void sio_breaker_tick(ph_sio *io, sio_sup *ss, int64_t now)
 {
     if (ss->state == BR_OPEN && now - ss->opened_mono >= (int64_t)ss->breaker_open_ms)
         breaker_set(io, ss, BR_HALF_OPEN, now);
@@ -75,11 +75,11 @@ void breaker_tick(ph_sio *io, sio_sup *ss, int64_t now)
 
 /* Any business answer closes the breaker: the supplier demonstrably answers,
  * whether the job was the probe or an order query submitted while open. */
-void breaker_note(ph_sio *io, sio_sup *ss, int cls, int64_t now)
+void sio_breaker_note(ph_sio *io, sio_sup *ss, int cls, int64_t now)
 {
     if (cls == CL_NEUTRAL)
         return;
-    breaker_tick(io, ss, now);
+    sio_breaker_tick(io, ss, now);
     if (cls == CL_BUSINESS) {
         if (ss->state != BR_CLOSED)
             breaker_set(io, ss, BR_CLOSED, now);
@@ -92,7 +92,7 @@ void breaker_note(ph_sio *io, sio_sup *ss, int cls, int64_t now)
         breaker_set(io, ss, BR_OPEN, now);
 }
 
-void health_note(sio_sup *ss, const ph_sio_job *job)
+void sio_health_note(sio_sup *ss, const ph_sio_job *job)
 {
     if (job->sent)
         ss->sent++;

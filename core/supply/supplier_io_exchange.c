@@ -83,7 +83,7 @@ static void ex_drop_reply(sio_ex *ex)
     ex->too_large = 0;
 }
 
-void ex_free(sio_ex *ex)
+void sio_ex_free(sio_ex *ex)
 {
     if (ex->easy)
         curl_easy_cleanup(ex->easy);
@@ -95,7 +95,7 @@ void ex_free(sio_ex *ex)
 static void ex_put(ph_sio *io, sio_ex *ex)
 {
     if (io->draining || io->npool >= SIO_POOL_MAX)
-        return ex_free(ex);
+        return sio_ex_free(ex);
     ex_drop_reply(ex);
     ex->next_free = io->pool;
     io->pool = ex;
@@ -133,10 +133,10 @@ static void x_free(ph_sio *io, ph_sio_job *job)
 
 /* Records the outcome, updates the supplier's record, frees the exchange and
  * runs done. The job must not be touched afterwards: done may free it. */
-void finish(ph_sio *io, ph_sio_job *job, int cls, int outcome, int sent, const char *fmt, ...)
+void sio_finish(ph_sio *io, ph_sio_job *job, int cls, int outcome, int sent, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
 
-void finish(ph_sio *io, ph_sio_job *job, int cls, int outcome, int sent, const char *fmt, ...)
+void sio_finish(ph_sio *io, ph_sio_job *job, int cls, int outcome, int sent, const char *fmt, ...)
 {
     sio_x *x = job->priv_;
     sio_sup *ss = x->ss;
@@ -146,7 +146,7 @@ void finish(ph_sio *io, ph_sio_job *job, int cls, int outcome, int sent, const c
     va_end(ap);
     job->outcome = outcome;
     job->sent = sent;
-    int64_t now = mono_ms();
+    int64_t now = sio_mono_ms();
     int64_t elapsed = x->start ? now - x->start : 0;
 
     ph_mutex_lock(&io->mu);
@@ -154,9 +154,9 @@ void finish(ph_sio *io, ph_sio_job *job, int cls, int outcome, int sent, const c
         ss->in_flight--;
     else
         ss->queued--;
-    health_note(ss, job);
-    breaker_note(io, ss, cls, now);
-    unsigned max = or_default(job->limits.max_in_flight, SIO_DEF_MAX_IN_FLIGHT);
+    sio_health_note(ss, job);
+    sio_breaker_note(io, ss, cls, now);
+    unsigned max = sio_or_default(job->limits.max_in_flight, SIO_DEF_MAX_IN_FLIGHT);
     ph_sio_job *nx = NULL;
     if (!io->draining && ss->wait_head && ss->in_flight < max) {
         nx = ss->wait_head;
@@ -169,7 +169,7 @@ void finish(ph_sio *io, ph_sio_job *job, int cls, int outcome, int sent, const c
     }
     ph_mutex_unlock(&io->mu);
     if (nx)
-        list_push(&io->launch, nx);
+        sio_list_push(&io->launch, nx);
 
     /* detail never holds a secret; the URL, headers and bodies are not logged */
     ph_log(io->log, PH_LOG_DEBUG, NULL, "sio.exchange",
@@ -184,16 +184,16 @@ void finish(ph_sio *io, ph_sio_job *job, int cls, int outcome, int sent, const c
 
 /* A complete reply (network or local): 5xx and nonsense statuses are the
  * core's AMBIGUOUS; anything else is the plugin's to classify. */
-void on_reply(ph_sio *io, ph_sio_job *job, long status)
+void sio_on_reply(ph_sio *io, ph_sio_job *job, long status)
 {
     sio_x *x = job->priv_;
     job->http_status = (int)status;
     if (status >= 500)
-        return finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1, "http %ld", status);
+        return sio_finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1, "http %ld", status);
     if (status < 100) {
         job->http_status = 0;
-        return finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1, "no valid http status (%ld)",
-                      status);
+        return sio_finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1, "no valid http status (%ld)",
+                          status);
     }
     struct perkhub_ops ops;
     ops_of(job->sup, &ops);
@@ -214,13 +214,13 @@ void on_reply(ph_sio *io, ph_sio_job *job, long status)
     int rc = ops.parse_response(ph_supplier_instance(job->sup), &job->op, &resp, &job->res);
     if (!is_outcome(rc)) {
         ph_op_result_clear(ph_supplier_host(job->sup), &job->res);
-        return finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1, "plugin: %s",
-                      status_name(job->sup, rc));
+        return sio_finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1, "plugin: %s",
+                          status_name(job->sup, rc));
     }
     job->parsed = 1;
     int cls = rc == PERKHUB_OK || rc == PERKHUB_DEFINITE_FAILURE ? CL_BUSINESS : CL_FAILURE;
     const char *why = job->res.reason;
-    finish(io, job, cls, rc, 1, "http %ld%s%s", status, why ? ": " : "", why ? why : "");
+    sio_finish(io, job, cls, rc, 1, "http %ld%s%s", status, why ? ": " : "", why ? why : "");
 }
 
 /* ---- reply buffers ---------------------------------------------------------- */
@@ -288,32 +288,33 @@ static void start_local(ph_sio *io, ph_sio_job *job, const struct perkhub_ops *o
 {
     sio_x *x = job->priv_;
     if (!ops->serve_local)
-        return finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0,
-                      "plugin is local but has no serve_local");
+        return sio_finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0,
+                          "plugin is local but has no serve_local");
     int rc = ops->serve_local(ph_supplier_instance(job->sup), &x->req, &x->reply);
     if (rc != PERKHUB_OK)
-        return finish(io, job, CL_FAILURE, PERKHUB_DEFINITE_FAILURE, 0, "serve_local: %s",
-                      status_name(job->sup, rc));
+        return sio_finish(io, job, CL_FAILURE, PERKHUB_DEFINITE_FAILURE, 0, "serve_local: %s",
+                          status_name(job->sup, rc));
     int64_t delay = x->reply.delay_ms > 0 ? x->reply.delay_ms : 0;
-    int64_t timeout = or_default(job->limits.timeout_ms, SIO_DEF_TIMEOUT_MS);
+    int64_t timeout = sio_or_default(job->limits.timeout_ms, SIO_DEF_TIMEOUT_MS);
     int kind = delay > timeout ? T_LOCAL_TIMEOUT : T_LOCAL_REPLY;
-    if (timer_push(io, job, kind, x->start + (delay > timeout ? timeout : delay)) != PH_OK)
-        return finish(io, job, CL_NEUTRAL, PERKHUB_AMBIGUOUS, 1, "out of memory after sending");
+    if (sio_timer_push(io, job, kind, x->start + (delay > timeout ? timeout : delay)) != PH_OK)
+        return sio_finish(io, job, CL_NEUTRAL, PERKHUB_AMBIGUOUS, 1, "out of memory after sending");
 }
 
-void on_local_timer(ph_sio *io, ph_sio_job *job, int kind)
+void sio_on_local_timer(ph_sio *io, ph_sio_job *job, int kind)
 {
     sio_x *x = job->priv_;
     if (kind == T_LOCAL_TIMEOUT)
-        return finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1, "timeout after sending (%u ms)",
-                      or_default(job->limits.timeout_ms, SIO_DEF_TIMEOUT_MS));
+        return sio_finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1,
+                          "timeout after sending (%u ms)",
+                          sio_or_default(job->limits.timeout_ms, SIO_DEF_TIMEOUT_MS));
     if (x->reply.http_status == 0)
-        return finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1, "dropped after sending");
+        return sio_finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1, "dropped after sending");
     if (x->reply.body_len && !body_append(x->ex, x->reply.body ? x->reply.body : "",
                                           x->reply.body ? x->reply.body_len : 0))
-        return finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1,
-                      x->ex->too_large ? "reply too large" : "out of memory after sending");
-    on_reply(io, job, x->reply.http_status);
+        return sio_finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1,
+                          x->ex->too_large ? "reply too large" : "out of memory after sending");
+    sio_on_reply(io, job, x->reply.http_status);
 }
 
 /* Sets the method and body; the body stays in x->req until the exchange ends
@@ -369,8 +370,9 @@ static CURLcode set_options(sio_x *x, const ph_sio_limits *lim, CURLSH *share)
     SET(CURLOPT_NOSIGNAL, 1L);
     SET(CURLOPT_PROTOCOLS_STR, "http,https");
     SET(CURLOPT_BUFFERSIZE, SIO_RECV_BUFFER);
-    SET(CURLOPT_CONNECTTIMEOUT_MS, (long)or_default(lim->connect_timeout_ms, SIO_DEF_CONNECT_MS));
-    SET(CURLOPT_TIMEOUT_MS, (long)or_default(lim->timeout_ms, SIO_DEF_TIMEOUT_MS));
+    SET(CURLOPT_CONNECTTIMEOUT_MS,
+        (long)sio_or_default(lim->connect_timeout_ms, SIO_DEF_CONNECT_MS));
+    SET(CURLOPT_TIMEOUT_MS, (long)sio_or_default(lim->timeout_ms, SIO_DEF_TIMEOUT_MS));
     SET(CURLOPT_SSL_VERIFYPEER, verify);
     SET(CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L);
     SET(CURLOPT_WRITEFUNCTION, on_body);
@@ -407,7 +409,7 @@ static void start_curl(ph_sio *io, ph_sio_job *job)
     sio_x *x = job->priv_;
     int recycled = x->ex->easy != NULL;
     if (!x->ex->easy && !(x->ex->easy = curl_easy_init()))
-        return finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "out of memory");
+        return sio_finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "out of memory");
     x->set_easy = 1;
     CURLcode rc = set_options(x, &job->limits, io->share);
     if (rc == CURLE_BAD_FUNCTION_ARGUMENT && recycled) {
@@ -417,17 +419,17 @@ static void start_curl(ph_sio *io, ph_sio_job *job)
          * handle is replaced by a fresh one, nothing was sent on it */
         curl_easy_cleanup(x->ex->easy);
         if (!(x->ex->easy = curl_easy_init()))
-            return finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "out of memory");
+            return sio_finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "out of memory");
         rc = set_options(x, &job->limits, io->share);
     }
     if (rc != CURLE_OK)
-        return finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "curl setup: %s",
-                      curl_easy_strerror(rc));
+        return sio_finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "curl setup: %s",
+                          curl_easy_strerror(rc));
     sio_shard *sh = least_busy(io);
     CURLMcode mrc = curl_multi_add_handle(sh->multi, x->ex->easy);
     if (mrc != CURLM_OK)
-        return finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "curl: %s",
-                      curl_multi_strerror(mrc));
+        return sio_finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "curl: %s",
+                          curl_multi_strerror(mrc));
     sh->running++;
     x->sh = sh;
     x->on_wire = 1;
@@ -442,23 +444,24 @@ static void start_curl(ph_sio *io, ph_sio_job *job)
 static void start(ph_sio *io, ph_sio_job *job)
 {
     sio_x *x = job->priv_;
-    x->start = mono_ms();
+    x->start = sio_mono_ms();
     if (!(x->ex = ex_get(io)))
-        return finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "out of memory");
+        return sio_finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "out of memory");
     struct perkhub_ops ops;
     if (!ops_of(job->sup, &ops) || !ops.build_request || !ops.parse_response)
-        return finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "plugin has no operations");
+        return sio_finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0,
+                          "plugin has no operations");
     int rc = ops.build_request(ph_supplier_instance(job->sup), &job->op, &x->req);
     if (rc == PERKHUB_DEFINITE_FAILURE)
-        return finish(io, job, CL_NEUTRAL, rc, 0, "refused by plugin");
+        return sio_finish(io, job, CL_NEUTRAL, rc, 0, "refused by plugin");
     if (rc != PERKHUB_OK)
-        return finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "build_request: %s",
-                      status_name(job->sup, rc));
+        return sio_finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "build_request: %s",
+                          status_name(job->sup, rc));
     if (!x->req.url || x->req.nheaders > PERKHUB_MAX_HEADERS) {
         x->req.nheaders =
             x->req.nheaders > PERKHUB_MAX_HEADERS ? PERKHUB_MAX_HEADERS : x->req.nheaders;
-        return finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0,
-                      "build_request: no url or too many headers");
+        return sio_finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0,
+                          "build_request: no url or too many headers");
     }
     if (ph_supplier_plugin(job->sup)->capabilities & PERKHUB_CAP_LOCAL)
         start_local(io, job, &ops);
@@ -474,15 +477,15 @@ static void admit_ready(ph_sio *io)
     io->ready = (job_list){0};
     ph_sio_job *job;
     ph_mutex_lock(&io->mu);
-    while ((job = list_pop(&r))) {
+    while ((job = sio_list_pop(&r))) {
         sio_x *x = job->priv_;
         sio_sup *ss = x->ss;
-        unsigned max = or_default(job->limits.max_in_flight, SIO_DEF_MAX_IN_FLIGHT);
+        unsigned max = sio_or_default(job->limits.max_in_flight, SIO_DEF_MAX_IN_FLIGHT);
         if (!ss->wait_head && ss->in_flight < max) {
             ss->in_flight++;
             ss->queued--;
             x->admitted = 1;
-            list_push(&io->launch, job);
+            sio_list_push(&io->launch, job);
         } else {
             if (ss->wait_tail)
                 ss->wait_tail->next_ = job;
@@ -494,10 +497,10 @@ static void admit_ready(ph_sio *io)
     ph_mutex_unlock(&io->mu);
 }
 
-void dispatch(ph_sio *io)
+void sio_dispatch(ph_sio *io)
 {
     for (;;) {
-        ph_sio_job *job = list_pop(&io->launch);
+        ph_sio_job *job = sio_list_pop(&io->launch);
         if (job) {
             start(io, job);
             continue;
