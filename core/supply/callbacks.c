@@ -67,11 +67,6 @@ static const char *mismatch(const ph_order *o, const ph_attempt *a, const char *
     return NULL;
 }
 
-static int attempt_final(int s)
-{
-    return s == PH_ATTEMPT_SUCCEEDED || s == PH_ATTEMPT_FAILED;
-}
-
 /* The verified claim against the store; asks for the confirming query. */
 static int match_and_confirm(ph_fulfil *f, ph_store *store, const char *supplier,
                              const struct perkhub_result *res, ph_callback_reply *out)
@@ -89,7 +84,7 @@ static int match_and_confirm(ph_fulfil *f, ph_store *store, const char *supplier
         if (o->attempts[i].no == no)
             a = &o->attempts[i];
     const char *bad = a ? mismatch(o, a, supplier, res) : "attempt";
-    int final = a && attempt_final(a->state);
+    int final = a && !ph_attempt_state_open(a->state);
     ph_order_free(o);
     if (bad)
         return refuse(out, 400, "callback_mismatch", "callback does not match our order: %s", bad);

@@ -192,17 +192,23 @@ void ful_track_free(track *t)
     free(t);
 }
 
-/* Remembers supplier id as tried (up to TRIED_MAX; beyond, fail-over stops). */
-void ful_tried_add(track *t, const char *id)
+void ful_tried_refresh(track *t, const ph_order *o)
 {
-    size_t n = strlen(id) + 1;
-    char *p = t->ntried < TRIED_MAX ? realloc(t->tried, t->tried_len + n) : NULL;
-    if (!p)
-        return;
-    memcpy(p + t->tried_len, id, n);
-    t->tried = p;
-    t->tried_len += n;
-    t->ntried++;
+    t->ntried = 0;
+    t->tried_len = 0;
+    for (size_t i = 0; i < o->nattempts && t->ntried < TRIED_MAX; i++) {
+        const char *id = o->attempts[i].supplier;
+        size_t n = strlen(id) + 1;
+        char *p = realloc(t->tried, t->tried_len + n);
+        if (!p) {
+            t->ntried = TRIED_MAX; /* out of memory: no fail-over rather than a wrong one */
+            return;
+        }
+        memcpy(p + t->tried_len, id, n);
+        t->tried = p;
+        t->tried_len += n;
+        t->ntried++;
+    }
 }
 
 typedef struct route_ctx {
@@ -262,8 +268,7 @@ static track *track_new(ph_fulfil *f, const ph_order *o, const ph_attempt *a, ph
     snprintf(t->product_id, sizeof t->product_id, "%s", a->product_id);
     snprintf(t->ref, sizeof t->ref, "%s", a->ref);
     snprintf(t->supplier_order_id, sizeof t->supplier_order_id, "%s", a->supplier_order_id);
-    for (size_t i = 0; i < o->nattempts; i++)
-        ful_tried_add(t, o->attempts[i].supplier);
+    ful_tried_refresh(t, o);
     if (ph_suppliers_acquire(f->o.suppliers, t->supplier, &t->sup) != PH_OK)
         t->sup = NULL; /* disabled or gone: retried when due */
     ful_track_limits(f, t);

@@ -191,11 +191,6 @@ void ful_job_done(ph_fulfil *f, track *t, int stopping)
 
 /* ---- from a durable command to what comes next ---------------------------------- */
 
-static int order_final(int s)
-{
-    return s == PH_ORDER_SUCCEEDED || s == PH_ORDER_FAILED;
-}
-
 /* Moves the track to the failover attempt the command created. Fulfil's
  * thread. */
 static void track_next_attempt(ph_fulfil *f, track *t, const ph_order *o)
@@ -215,7 +210,6 @@ static void track_next_attempt(ph_fulfil *f, track *t, const ph_order *o)
     snprintf(t->supplier, sizeof t->supplier, "%s", a->supplier);
     snprintf(t->product_id, sizeof t->product_id, "%s", a->product_id);
     snprintf(t->ref, sizeof t->ref, "%s", a->ref);
-    ful_tried_add(t, a->supplier);
     if (ph_suppliers_acquire(f->o.suppliers, t->supplier, &t->sup) != PH_OK)
         t->sup = NULL;
     ful_track_limits(f, t);
@@ -292,7 +286,8 @@ void ful_cmd_done(ph_fulfil *f, track_cmd *b, int stopping)
     for (size_t i = 0; i < o->nattempts; i++)
         if (o->attempts[i].no == t->no)
             a = &o->attempts[i];
-    if (order_final(o->state)) {
+    ful_tried_refresh(t, o); /* the stored attempts are the one list of suppliers tried */
+    if (ph_order_state_final(o->state)) {
         ful_reg_del(f, t);
         ful_waiters_fire(ful_waiters_take(f, o->id, 0));
         cmd_end(t, b);

@@ -54,7 +54,7 @@ struct track {
     char *account; /* plaintext recharge account; wiped */
     uint32_t quantity, step, checks;
     int64_t unit_cost, face_value, created_at;
-    char *tried; /* suppliers this order already went to, each NUL-ended */
+    char *tried; /* suppliers of the stored attempts, each NUL-ended (ful_tried_refresh) */
     size_t ntried, tried_len;
     char *callback_url; /* for the exchange's op; rebuilt when the base changes */
     ph_sio_job job;
@@ -154,8 +154,11 @@ waiter *ful_waiters_take(ph_fulfil *f, uint64_t id, int64_t now);
 void ful_waiters_fire(waiter *w);
 void ful_cmd_free(track_cmd *b);
 void ful_track_free(track *t);
-/* Remembers supplier id as tried (up to TRIED_MAX; beyond, fail-over stops). */
-void ful_tried_add(track *t, const char *id);
+/* The suppliers order o went to, as the stored order lists them (its
+ * attempts, up to TRIED_MAX; beyond, fail-over stops): the track's copy is a
+ * cache of the store, refreshed from the order every durable command returns,
+ * never kept apart from it. */
+void ful_tried_refresh(track *t, const ph_order *o);
 /* The supplier settings of the current config (defaults if it is gone). */
 void ful_track_limits(ph_fulfil *f, track *t);
 /* Starts the track's next exchange. Fulfil's thread. */
