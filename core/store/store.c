@@ -538,13 +538,13 @@ static void *writer_main(void *arg)
 int ph_store_submit(ph_store *s, ph_cmd *cmd)
 {
     cmd->next = NULL;
-    if (s->read_only)
-        return ph_err_set(&cmd->err, PH_EINVAL, "store: opened read-only");
     return ph_store_submit_list(s, cmd);
 }
 
 int ph_store_submit_list(ph_store *s, ph_cmd *first)
 {
+    if (s->read_only)
+        return ph_err_set(&first->err, PH_EINVAL, "store: opened read-only");
     ph_cmd *last = first;
     while (last->next)
         last = last->next;

@@ -366,10 +366,14 @@ Test(store_keys, check_store_opens_read_only_and_creates_nothing)
     ph_cmd c;
     cr_assert_eq(order("ro-1", &c), PH_EINVAL, "a read-only store took a command");
     ph_cmd_clear(&c);
+    ph_cmd l = {.type = PH_CMD_EXPIRE, .now = NOW};
+    cr_assert_eq(ph_store_exec_list(g_s, &l), PH_EINVAL, "a read-only store took a list");
+    cr_assert(strstr(l.err.msg, "read-only"), "%s", l.err.msg);
+    ph_cmd_clear(&l);
     ph_keyring_free(a);
 }
 
-/* Invariants 14 and 15 of docs/store.md, as --check-store sees them. */
+/* Invariants 15 and 16 of docs/store.md, as --check-store sees them. */
 Test(store_keys, check_finds_a_missing_key_check_and_an_unnormalized_index_entry)
 {
     ph_keyring *a = ring(1, 2);
