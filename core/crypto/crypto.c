@@ -81,6 +81,27 @@ int ph_buf_reserve(char **buf, size_t *cap, size_t len, size_t need, size_t firs
     return 0;
 }
 
+void ph_wbuf_put(ph_wbuf *b, const void *src, size_t n)
+{
+    if (b->oom)
+        return;
+    if (n > SIZE_MAX - b->len - 1 || ph_buf_reserve(&b->p, &b->cap, b->len, b->len + n + 1, 1024)) {
+        b->oom = 1;
+        return;
+    }
+    memcpy(b->p + b->len, src, n);
+    b->len += n;
+    b->p[b->len] = 0;
+}
+
+void ph_wbuf_free(ph_wbuf *b)
+{
+    if (b->p)
+        ph_wipe(b->p, b->cap);
+    free(b->p);
+    *b = (ph_wbuf){0};
+}
+
 int ph_ct_equal(const void *a, const void *b, size_t n)
 {
     return n == 0 || CRYPTO_memcmp(a, b, n) == 0;

@@ -129,6 +129,20 @@ void ph_wipe(void *buf, size_t n);
  * Returns 0, or -1 out of memory with *buf and *cap unchanged. */
 int ph_buf_reserve(char **buf, size_t *cap, size_t len, size_t need, size_t first);
 
+/* An append-only byte buffer grown through ph_buf_reserve (from 1 KB, old
+ * blocks wiped) that remembers running out of memory instead of failing each
+ * call: write everything, then look at oom once. The bytes written are followed
+ * by a NUL (p is NULL until something was written). Zero-initialize it; the
+ * owner frees it with ph_wbuf_free or takes p (then wipes and frees it). */
+typedef struct ph_wbuf {
+    char *p;
+    size_t len, cap;
+    int oom;
+} ph_wbuf;
+void ph_wbuf_put(ph_wbuf *b, const void *src, size_t n);
+/* Wipes and frees the buffer; the struct is zeroed. */
+void ph_wbuf_free(ph_wbuf *b);
+
 /* ---- encodings and ciphers for the plugin host table (SDK ABI 1.1) ----------
  *
  * Thin wrappers over OpenSSL: the caller provides the output buffer (sized with

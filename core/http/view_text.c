@@ -23,23 +23,11 @@
  * makes of the tree. Anything that is not a plain stock order (a supplier's
  * order, a string that is not valid UTF-8) takes the tree. */
 
-typedef struct txt_buf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} txt_buf;
+typedef ph_wbuf txt_buf; /* crypto.h: grown with the old blocks wiped (codes) */
 
 static void txt_put(txt_buf *b, const char *s, size_t n)
 {
-    if (b->oom)
-        return;
-    if (ph_buf_reserve(&b->p, &b->cap, b->len, b->len + n + 1, 1024)) {
-        b->oom = 1;
-        return;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
+    ph_wbuf_put(b, s, n);
 }
 
 static void txt_lit(txt_buf *b, const char *s)
@@ -156,19 +144,12 @@ static int txt_stock_order(txt_buf *b, const ph_order *o, const ph_config *cfg,
     return b->oom ? -1 : 0;
 }
 
-static void txt_free(txt_buf *b)
-{
-    if (b->p)
-        ph_wipe(b->p, b->cap);
-    free(b->p);
-}
-
 char *ph_view_stock_order_text(const ph_order *o, const ph_config *cfg, const ph_keyring *kr,
                                size_t *len)
 {
     txt_buf b = {0};
     if (txt_stock_order(&b, o, cfg, kr) != 0) {
-        txt_free(&b);
+        ph_wbuf_free(&b);
         return NULL;
     }
     *len = b.len;

@@ -43,30 +43,11 @@ static const char *type_name(int type)
 
 /* ---- encoding -------------------------------------------------------------- */
 
-typedef struct wbuf {
-    uint8_t *p;
-    size_t len, cap;
-    int oom;
-} wbuf;
+typedef ph_wbuf wbuf; /* crypto.h: it may hold sealed blobs; old blocks are wiped */
 
 static void w_bytes(wbuf *b, const void *src, size_t n)
 {
-    if (b->oom)
-        return;
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n)
-            cap *= 2;
-        uint8_t *g = realloc(b->p, cap);
-        if (!g) {
-            b->oom = 1;
-            return;
-        }
-        b->p = g;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, src, n);
-    b->len += n;
+    ph_wbuf_put(b, src, n);
 }
 
 static void w_u8(wbuf *b, uint8_t v)
@@ -225,25 +206,25 @@ int ph_cmd_batch_encode(const ph_cmd *first, uint8_t **out, size_t *len, ph_err 
         w_u32(&b, 0); /* the command's length, patched below */
         int rc = encode_cmd(&b, c, idx, err);
         if (rc) {
-            free(b.p);
+            ph_wbuf_free(&b);
             return rc;
         }
         if (!b.oom) {
             size_t clen = b.len - at - 4;
             if (clen > UINT32_MAX - 1) {
-                free(b.p);
+                ph_wbuf_free(&b);
                 return ph_err_set(err, PH_EINVAL, "command %zu (%s): over 4 GiB", idx,
                                   type_name(c->type));
             }
             for (int k = 0; k < 4; k++)
-                b.p[at + (size_t)k] = (uint8_t)(clen >> (8 * k));
+                b.p[at + (size_t)k] = (char)(uint8_t)(clen >> (8 * k));
         }
     }
     if (b.oom) {
-        free(b.p);
+        ph_wbuf_free(&b);
         return ph_err_set(err, PH_ENOMEM, "out of memory");
     }
-    *out = b.p;
+    *out = (uint8_t *)b.p;
     *len = b.len;
     return PH_OK;
 }
