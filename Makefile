@@ -20,9 +20,10 @@ build-asan: deps
 	@cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DPH_SANITIZE=ON >/dev/null
 	@cmake --build $(BUILD_ASAN) -j$(JOBS)
 
-# ThreadSanitizer: perkhubd, supsim, perkctl and the plugins instrumented; the
-# Criterion drivers are not (Criterion cannot start under TSan), so this tree
-# runs the end-to-end tests only (tests/CMakeLists.txt says why).
+# ThreadSanitizer: the core, perkhubd, supsim, perkctl, the plugins and the unit and
+# plugin tests instrumented (the tests through tests/tsan: Criterion itself cannot
+# start under TSan, CMakeLists.txt's ph_add_test says how); the e2e drivers stay
+# uninstrumented Criterion programs driving instrumented daemons.
 build-tsan: deps
 	@cmake -S . -B $(BUILD_TSAN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPH_TSAN=ON >/dev/null
 	@cmake --build $(BUILD_TSAN) -j$(JOBS)
@@ -35,8 +36,8 @@ demo: build
 	@PORT=$(PORT) tools/demo.sh $(BUILD)
 
 # Installs, builds, runs every test: once in the normal build, once under ASan+UBSan,
-# then the end-to-end tests under ThreadSanitizer (a race report stops the process
-# that has it: perkhubd exits 66 and the test fails). tests/tsan.supp holds only
+# then under ThreadSanitizer (a race report stops the process that has it: perkhubd
+# or a unit test's child exits 66 and the test fails). tests/tsan.supp holds only
 # documented library false positives. setarch -R runs it without address-space
 # randomization: Debian 12's libtsan (gcc 12) has a fixed memory layout and aborts
 # with "unexpected memory mapping" on kernels that randomize more than 28 bits
