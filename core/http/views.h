@@ -24,8 +24,10 @@
  * configuration). with_codes: unseal and include the codes (the owner only; o
  * must have been loaded with its codes); with_cost: include the cost and the
  * attempts (ops). A code that fails to unseal is rendered as
- * {"error":"unreadable"}; logging that is the caller's. The result holds
- * plaintext codes when with_codes: never log it. */
+ * {"error":"unreadable"}: the start refuses another key file and the writer
+ * never issues a code that does not unseal, so this shows only data damaged
+ * after issue, which `perkhubd --check-store DIR --key-file FILE` finds. The
+ * result holds plaintext codes when with_codes: never log it. */
 json_t *ph_view_order(const ph_order *o, const ph_config *cfg, const ph_keyring *kr, int with_codes,
                       int with_cost);
 
