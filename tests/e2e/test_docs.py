@@ -260,7 +260,12 @@ class Demo:
         self.env["PERKHUB_URL"] = self.url
         self.env.pop("PERKHUB_TOKEN", None)
 
-    def stop(self, keep):
+    # What a sanitizer prints when it finds something (the daemon is demo.sh's
+    # child, not ours, so its log, not its exit status, tells).
+    SANITIZER_REPORTS = ("WARNING: ThreadSanitizer", "ERROR: AddressSanitizer",
+                         "ERROR: LeakSanitizer", "runtime error:")
+
+    def stop(self, where, keep):
         pidf = os.path.join(self.root, "var", "perkhubd.pid")
         try:
             with open(pidf) as f:
@@ -269,8 +274,19 @@ class Demo:
             end = time.monotonic() + 60
             while os.path.exists(pidf) and time.monotonic() < end:
                 time.sleep(0.05)
+            if os.path.exists(pidf):
+                fail(where, "the demo's perkhubd did not stop cleanly within 60 s")
         except (OSError, ValueError):
             pass
+        try:
+            with open(os.path.join(self.root, "var", "perkhubd.log"), errors="replace") as f:
+                log = f.read()
+        except OSError:
+            log = ""
+        for r in self.SANITIZER_REPORTS:
+            if r in log:
+                fail(where, f"the demo's perkhubd log has a sanitizer report ({r})")
+                keep = True
         if keep:
             print(f"kept {self.root} (var/perkhubd.log has the daemon's log)")
         else:
@@ -446,7 +462,7 @@ def main():
             for b in todo:
                 run_block(demo, b, captures)
         finally:
-            demo.stop(keep=len(failures) > before)
+            demo.stop(rel, keep=len(failures) > before)
     if failures:
         print(f"\n{len(failures)} failure(s):", file=sys.stderr)
         for f in failures:
