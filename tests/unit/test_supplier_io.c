@@ -965,6 +965,14 @@ static int thread_count(void)
     return n;
 }
 
+/* Under valgrind (tools/valgrind.sh sets PH_SLOW_RUN) the engine runs some 50
+ * times slower: the scale tests still check every outcome, the thread count and
+ * connection reuse, but not how many exchanges overlapped or how long they took. */
+static int slow_run(void)
+{
+    return getenv("PH_SLOW_RUN") != NULL;
+}
+
 Test(sio, thousand_in_flight_on_one_thread)
 {
     enum { N = 1000 };
@@ -986,8 +994,11 @@ Test(sio, thousand_in_flight_on_one_thread)
         cr_assert_eq(t[i].j.outcome, PERKHUB_OK, "%d: %s", i, t[i].j.detail);
     cr_assert_eq(max_threads, threads, "the engine started threads (%d -> %d)", threads,
                  max_threads);
-    cr_assert_geq(atomic_load(&E.s.max_cur), N / 2, "only %d at once", atomic_load(&E.s.max_cur));
-    cr_assert_lt(took, 10000, "1000 exchanges of 300 ms took %lld ms", (long long)took);
+    if (!slow_run()) {
+        cr_assert_geq(atomic_load(&E.s.max_cur), N / 2, "only %d at once",
+                      atomic_load(&E.s.max_cur));
+        cr_assert_lt(took, 10000, "1000 exchanges of 300 ms took %lld ms", (long long)took);
+    }
     ph_sio_health h;
     ph_sio_health_get(E.io, "web", &h);
     cr_assert_eq(h.ok, N);
@@ -1011,7 +1022,7 @@ Test(sio, waves_reuse_connections_across_multi_handles)
         int64_t t0 = now_ms();
         while (!wait_done((wave + 1) * N, 20))
             cr_assert_lt(now_ms() - t0, 20000, "wave %d: only %d done", wave, E.done);
-        if (wave == 0)
+        if (wave == 0 && !slow_run())
             cr_assert_geq(atomic_load(&E.s.max_cur), N / 2, "the first wave was not concurrent");
     }
     for (int i = 0; i < 2 * N; i++)
