@@ -7,6 +7,10 @@
  * query; which supplier) and answers it by calling the job's done callback,
  * as the engine would.
  *
+ * The fulfil_callbacks suite puts two cb_echo fixture suppliers in the sandbox
+ * instances' place and hands verified callbacks to ph_fulfil_callback, to see
+ * which exchanges a callback makes fulfil submit, and when.
+ *
  * Waits are on conditions (a semaphore posted by ph_fulfil_wait, a condition
  * variable for submitted jobs), with generous deadlines.
  */
