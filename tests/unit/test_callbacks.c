@@ -11,13 +11,9 @@
  * so every claim reaches the core's matching. fulfil runs with no I/O engine
  * and holds no attempt in flight.
  *
- * Missing seam: whether a matching callback asked for the confirming query
- * (ph_fulfil_confirm) cannot be seen from here. confirm only schedules an
- * attempt fulfil tracks in memory, and tracks exist only for orders begun
- * through ph_fulfil_begin, which sends through the I/O engine. A hook to
- * observe confirm (or the matching exposed as a pure function of an order and
- * a perkhub_result) would let this test say it; the e2e tests (test_callbacks.c)
- * see the query happen.
+ * What an accepted callback makes fulfil do (the confirming order query, when
+ * and how often) needs an attempt fulfil tracks, begun through its I/O
+ * engine: test_fulfil.c's fulfil_callbacks suite sees it through a fake one.
  */
 #include "store_fixture.h"
 
