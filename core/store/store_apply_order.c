@@ -79,7 +79,7 @@ int store_listed_delivery(ph_wtxn *w, ph_cmd *c, const char *sku, int *out, char
 
 static int check_orderable(ph_wtxn *w, ph_cmd *c)
 {
-    char kind[32] = "card_code";
+    char kind[32] = "?"; /* set by store_listed_delivery whenever it is read */
     int delivery;
     int rc = store_listed_delivery(w, c, c->in.order.sku, &delivery, kind);
     if (rc == PH_OK && delivery != PH_DELIVERY_CARD_CODE)
