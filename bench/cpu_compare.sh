@@ -83,54 +83,12 @@ trap 'exit 130' INT TERM
 BUILD[old]=$OLD
 BUILD[new]=$NEW
 
-sha() { printf %s "$1" | sha256sum | cut -c1-64; }
-# The configuration of bench/run.sh (without its bulk-order limit): keep the two alike.
+. "$SRC/bench/lib.sh"
+# The configuration of bench/run.sh (without its bulk-order limit): bench/lib.sh.
 start_daemon() { # label
-    local l=$1 d=$TMP/$1 b=${BUILD[$1]}
-    mkdir -p "$d"
-    cat >"$d/perkhub.yaml" <<YAML
-listen:
-  address: 127.0.0.1
-  port: 0
-  port_file: $d/port
-data_dir: $d/data
-master_key_file: $d/master.key
-master_key_create: true
-plugin_dir: $b/plugins
-log:
-  level: warn
-clients:
-  - name: mall
-    token_sha256: $(sha "$MALL_TOKEN")
-    scopes: [fulfill, support]
-  - name: ops
-    token_sha256: $(sha "$OPS_TOKEN")
-    scopes: [ops]
-suppliers:
-  - id: acme
-    plugin: example
-    priority: 10
-products:
-  - sku: $SKU
-    name: Bench card
-    brand: bench
-    category: video
-    delivery: card_code
-    face_value: "30.00"
-    offers:
-      - {supplier: acme, supplier_sku: B-1, cost: "19.80"}
-YAML
-    "$b/perkhubd" --check-config "$d/perkhub.yaml" >/dev/null || fail "$l: generated config rejected"
-    "$b/perkhubd" -c "$d/perkhub.yaml" >"$d/perkhubd.log" 2>&1 &
-    PID[$l]=$!
-    for _ in $(seq 300); do
-        [ -s "$d/port" ] && break
-        kill -0 "${PID[$l]}" 2>/dev/null || { cat "$d/perkhubd.log" >&2; fail "$l: perkhubd exited at start"; }
-        sleep 0.1
-    done
-    [ -s "$d/port" ] || fail "$l: perkhubd wrote no port file in 30 s"
-    URL[$l]=http://127.0.0.1:$(cat "$d/port")
-    curl -sf --max-time 5 "${URL[$l]}/v1/health" >/dev/null || fail "$l: perkhubd not healthy"
+    bench_start "${BUILD[$1]}" "$TMP/$1"
+    PID[$1]=$BENCH_PID
+    URL[$1]=$BENCH_URL
 }
 
 stats() { curl -sf --max-time 30 "${URL[$1]}/v1/stats" -H "Authorization: Bearer $OPS_TOKEN"; }

@@ -83,54 +83,12 @@ gcc -O2 -std=c11 -Wall -Wextra -o "$LIMIT_BIN" "$SRC/bench/lmdb_limit.c" -llmdb 
     || fail "could not build bench/lmdb_limit.c"
 
 # ---- perkhubd on a temp dir --------------------------------------------------------
-sha() { printf %s "$1" | sha256sum | cut -c1-64; }
+. "$SRC/bench/lib.sh"
 limits=""
 [ "$BULK" -le 100000 ] || limits=$'limits:\n  max_order_quantity: '"$BULK"
-cat > "$TMP/perkhub.yaml" <<YAML
-listen:
-  address: 127.0.0.1
-  port: 0
-  port_file: $TMP/port
-data_dir: $TMP/data
-master_key_file: $TMP/master.key
-master_key_create: true
-plugin_dir: $BUILD/plugins
-log:
-  level: warn
-$limits
-clients:
-  - name: mall
-    token_sha256: $(sha "$MALL_TOKEN")
-    scopes: [fulfill, support]
-  - name: ops
-    token_sha256: $(sha "$OPS_TOKEN")
-    scopes: [ops]
-suppliers:
-  - id: acme
-    plugin: example
-    priority: 10
-products:
-  - sku: $SKU
-    name: Bench card
-    brand: bench
-    category: video
-    delivery: card_code
-    face_value: "30.00"
-    offers:
-      - {supplier: acme, supplier_sku: B-1, cost: "19.80"}
-YAML
-"$PERKHUBD" --check-config "$TMP/perkhub.yaml" >/dev/null || fail "generated config rejected"
-"$PERKHUBD" -c "$TMP/perkhub.yaml" >"$TMP/perkhubd.log" 2>&1 &
-PID=$!
-for _ in $(seq 300); do
-    [ -s "$TMP/port" ] && break
-    kill -0 "$PID" 2>/dev/null || { cat "$TMP/perkhubd.log" >&2; fail "perkhubd exited at start"; }
-    sleep 0.1
-done
-[ -s "$TMP/port" ] || fail "perkhubd wrote no port file in 30 s"
-PORT=$(cat "$TMP/port")
-URL=http://127.0.0.1:$PORT
-curl -sf --max-time 5 "$URL/v1/health" >/dev/null || fail "perkhubd not healthy"
+bench_start "$BUILD" "$TMP" "$limits"
+PID=$BENCH_PID
+URL=$BENCH_URL
 
 # stats: "issued" of $SKU, the store's order count, the writer's commits and commands
 stats() { curl -sf --max-time 30 "$URL/v1/stats" -H "Authorization: Bearer $OPS_TOKEN"; }

@@ -1,0 +1,62 @@
+# bench/lib.sh — what the bench scripts share: the perkhubd they measure, one
+# configuration and one way to start it (bench/run.sh, bench/cpu_compare.sh).
+# Sourced, not run. The caller sets SKU, MALL_TOKEN and OPS_TOKEN and defines
+# fail MESSAGE (which exits).
+
+bench_sha() { printf %s "$1" | sha256sum | cut -c1-64; }
+
+# bench_start BUILD DIR [EXTRA_YAML]: writes DIR/perkhub.yaml (loopback, an
+# ephemeral port, durable defaults, the example supplier, one card SKU; EXTRA_YAML
+# is added at the top level, e.g. a limits: section), checks it, starts
+# BUILD/perkhubd on it (log DIR/perkhubd.log) and waits for it to answer.
+# Sets BENCH_PID and BENCH_URL.
+bench_start() {
+    local build=$1 dir=$2 extra=${3:-}
+    mkdir -p "$dir"
+    cat >"$dir/perkhub.yaml" <<YAML
+listen:
+  address: 127.0.0.1
+  port: 0
+  port_file: $dir/port
+data_dir: $dir/data
+master_key_file: $dir/master.key
+master_key_create: true
+plugin_dir: $build/plugins
+log:
+  level: warn
+$extra
+clients:
+  - name: mall
+    token_sha256: $(bench_sha "$MALL_TOKEN")
+    scopes: [fulfill, support]
+  - name: ops
+    token_sha256: $(bench_sha "$OPS_TOKEN")
+    scopes: [ops]
+suppliers:
+  - id: acme
+    plugin: example
+    priority: 10
+products:
+  - sku: $SKU
+    name: Bench card
+    brand: bench
+    category: video
+    delivery: card_code
+    face_value: "30.00"
+    offers:
+      - {supplier: acme, supplier_sku: B-1, cost: "19.80"}
+YAML
+    "$build/perkhubd" --check-config "$dir/perkhub.yaml" >/dev/null ||
+        fail "$dir: generated config rejected"
+    "$build/perkhubd" -c "$dir/perkhub.yaml" >"$dir/perkhubd.log" 2>&1 &
+    BENCH_PID=$!
+    for _ in $(seq 300); do
+        [ -s "$dir/port" ] && break
+        kill -0 "$BENCH_PID" 2>/dev/null ||
+            { cat "$dir/perkhubd.log" >&2; fail "$dir: perkhubd exited at start"; }
+        sleep 0.1
+    done
+    [ -s "$dir/port" ] || fail "$dir: perkhubd wrote no port file in 30 s"
+    BENCH_URL=http://127.0.0.1:$(cat "$dir/port")
+    curl -sf --max-time 5 "$BENCH_URL/v1/health" >/dev/null || fail "$dir: perkhubd not healthy"
+}
