@@ -638,6 +638,27 @@ Test(fulfil_callbacks, a_callback_queries_a_waiting_attempt_at_once)
     cr_assert_eq(jobs_submitted(), 2, "the order request and one query");
 }
 
+/* The callback's confirming query, once the order's own answer is stored (the
+ * attempt processing, its scheduled query over a minute away, so only the
+ * callback explains this one): it carries the supplier's order id, and its
+ * success settles the order, after the order request and this one query. */
+static void confirming_query_settles(uint64_t id, const char *supplier_order_id)
+{
+    ph_sio_job *j = take_job();
+    cr_assert_eq(j->op.kind, PERKHUB_OP_ORDER_QUERY, "a callback sent the order again");
+    cr_assert_str_eq(j->op.supplier_order_id, supplier_order_id,
+                     "the query went before the answer was in");
+    ph_attempt a = attempt_of(id, 1);
+    cr_assert_eq(a.state, PH_ATTEMPT_PROCESSING, "the query went before the answer was stored");
+    cr_assert_gt(a.next_check_at - ph_now_ms(), 60000, "the query came at its time");
+
+    answer(j, PERKHUB_OK, 1, PERKHUB_STATE_SUCCEEDED, NULL);
+    ph_order *o = wait_final(id);
+    cr_assert_eq(o->state, PH_ORDER_SUCCEEDED);
+    ph_order_free(o);
+    cr_assert_eq(jobs_submitted(), 2, "the order request and one query");
+}
+
 /* A callback that comes while the order request is on the wire starts no second
  * exchange: its query follows once the exchange ended and what it learned is
  * stored (the supplier's order id is in the query). */
@@ -650,18 +671,7 @@ Test(fulfil_callbacks, a_callback_during_an_exchange_queries_after_it)
     expect_no_exchange("a callback started an exchange while the order request was on the wire");
 
     answer(j, PERKHUB_OK, 1, PERKHUB_STATE_PROCESSING, "SUP-2");
-    j = take_job();
-    cr_assert_eq(j->op.kind, PERKHUB_OP_ORDER_QUERY, "a callback sent the order again");
-    cr_assert_str_eq(j->op.supplier_order_id, "SUP-2", "the query went before the answer was in");
-    ph_attempt a = attempt_of(id, 1);
-    cr_assert_eq(a.state, PH_ATTEMPT_PROCESSING, "the query went before the answer was stored");
-    cr_assert_gt(a.next_check_at - ph_now_ms(), 60000, "the query came at its time");
-
-    answer(j, PERKHUB_OK, 1, PERKHUB_STATE_SUCCEEDED, NULL);
-    ph_order *o = wait_final(id);
-    cr_assert_eq(o->state, PH_ORDER_SUCCEEDED);
-    ph_order_free(o);
-    cr_assert_eq(jobs_submitted(), 2, "the order request and one query");
+    confirming_query_settles(id, "SUP-2");
 }
 
 /* The same while the exchange's answer is being stored: the writer is held
@@ -709,18 +719,7 @@ Test(fulfil_callbacks, a_callback_while_the_answer_is_stored_queries_after_it)
     ph_cmd_clear(&hold.c);
     sem_destroy(&hold.done);
     sem_destroy(&gate);
-    j = take_job();
-    cr_assert_eq(j->op.kind, PERKHUB_OP_ORDER_QUERY, "a callback sent the order again");
-    cr_assert_str_eq(j->op.supplier_order_id, "SUP-3");
-    ph_attempt a = attempt_of(id, 1);
-    cr_assert_eq(a.state, PH_ATTEMPT_PROCESSING, "the query went before the answer was stored");
-    cr_assert_gt(a.next_check_at - ph_now_ms(), 60000, "the query came at its time");
-
-    answer(j, PERKHUB_OK, 1, PERKHUB_STATE_SUCCEEDED, NULL);
-    ph_order *o = wait_final(id);
-    cr_assert_eq(o->state, PH_ORDER_SUCCEEDED);
-    ph_order_free(o);
-    cr_assert_eq(jobs_submitted(), 2, "the order request and one query");
+    confirming_query_settles(id, "SUP-3");
 }
 
 /* Duplicates. While a confirming query is on the wire, N more callbacks for
