@@ -210,8 +210,10 @@ void ph_text_clean(char *dst, size_t n, const char *src)
 }
 
 /* Length of the UTF-8 sequence at s that jansson accepts (no overlong form, no
- * surrogate, nothing above U+10FFFF), or 0. */
-static size_t utf8_seq(const unsigned char *s)
+ * surrogate, nothing above U+10FFFF), or 0. Reads at most avail bytes (at
+ * least 1); a NUL-terminated caller may pass SIZE_MAX, as a NUL is never a
+ * continuation byte. */
+static size_t utf8_seq(const unsigned char *s, size_t avail)
 {
     unsigned c = s[0], n, cp;
     if (c < 0x80)
@@ -219,6 +221,8 @@ static size_t utf8_seq(const unsigned char *s)
     if (c < 0xC2 || c > 0xF4)
         return 0;
     n = c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+    if (n > avail)
+        return 0;
     cp = c & (0x3F >> (n - 1));
     for (unsigned i = 1; i < n; i++) {
         if ((s[i] & 0xC0) != 0x80)
@@ -237,7 +241,7 @@ int ph_json_str(const char *s, void (*put)(void *sink, const char *p, size_t n),
     const unsigned char *p = (const unsigned char *)s, *run = p;
     put(sink, "\"", 1);
     while (*p) {
-        size_t n = utf8_seq(p);
+        size_t n = utf8_seq(p, SIZE_MAX);
         if (!n)
             return -1;
         if (n > 1 || (*p >= 0x20 && *p != '"' && *p != '\\')) {
@@ -263,6 +267,22 @@ int ph_json_str(const char *s, void (*put)(void *sink, const char *p, size_t n),
     put(sink, (const char *)run, (size_t)(p - run));
     put(sink, "\"", 1);
     return 0;
+}
+
+const char *ph_text_invalid(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < len;) {
+        /* C0 80, the overlong NUL, is how the HTTP layer's URL decoding hands
+         * on a %00 (http_api.c): the same fault as a NUL byte */
+        if (!p[i] || (p[i] == 0xC0 && i + 1 < len && p[i + 1] == 0x80))
+            return "contains a NUL byte (%00)";
+        size_t n = utf8_seq(p + i, len - i);
+        if (!n)
+            return "not valid UTF-8";
+        i += n;
+    }
+    return NULL;
 }
 
 int ph_mkdir_parents(const char *path, ph_err *err)

@@ -67,6 +67,14 @@ int ph_u64_parse(const char *s, uint64_t *out);
  * written then. */
 int ph_json_str(const char *s, void (*put)(void *sink, const char *p, size_t n), void *sink);
 
+/* Why len bytes of text a caller sent (a query parameter, a path segment)
+ * cannot be kept or put into JSON: "contains a NUL byte (%00)" (a NUL, or its
+ * overlong form C0 80) or "not valid UTF-8" (as jansson checks it, so text
+ * that passes never makes json_string fail); NULL when it is fine. The reason
+ * is static text, never a quote of s. The one such check: the query, the path
+ * and anything else from the wire go through it. */
+const char *ph_text_invalid(const char *s, size_t len);
+
 /* mkdir -p for the directory part of path (a file about to be created there:
  * the key file, the pid file); new directories get mode 0700. PH_OK, or PH_EIO
  * naming the directory, PH_ENOMEM. */

@@ -40,7 +40,7 @@ struct ph_req {
     char method[8];
     char path[256];
     char reqid[48];
-    char seg[2][160]; /* the path's '*' segments, URL-decoded by MHD */
+    char seg[2][160]; /* the path's '*' segments, URL-decoded, checked by ph_text_invalid */
     char arg[2][264]; /* handler scratch that must outlive a suspension */
     char *body;       /* the request body, NUL-terminated; owned here */
     size_t body_len, body_cap;
@@ -99,13 +99,21 @@ int ph_req_json(ph_req *r, unsigned status, json_t *body);
  * codes). Returns PH_REQ_DONE. */
 int ph_req_text(ph_req *r, unsigned status, char *text, size_t len, const char *content_type);
 /* A query argument, URL-decoded, or NULL when absent. Owned by libmicrohttpd,
- * valid for the request's life (across a suspension too). */
+ * valid for the request's life (across a suspension too). On a route that
+ * declares its parameters, every value was checked before the handler ran: no
+ * NUL (a %00 is refused, not cut off) and valid UTF-8 (ph_text_invalid). */
 const char *ph_req_query(ph_req *r, const char *key);
 /* Parses the body as a JSON object (duplicate keys refused) into *out, a new
  * reference the caller decrefs, and returns 0. On failure sets a 400
  * invalid_request naming the line and column (never quoting the body, which may
- * hold a code), leaves *out untouched and returns -1. */
+ * hold a code; a repeated key, a number out of range, invalid UTF-8 and a
+ * \u0000 are said as such), leaves *out untouched and returns -1. */
 int ph_req_body_json(ph_req *r, json_t **out);
+/* ph_req_body_json for an endpoint that takes the fields named in `fields`
+ * (space-separated, static): a key given twice or a number out of range names
+ * the field when it is one of them; any other key is refused as "body: unknown
+ * field (key N of the object; ...)", by its position, never quoted. */
+int ph_req_body_fields(ph_req *r, const char *fields, json_t **out);
 /* 1 when the request's client has any of the scopes (PH_SCOPE_*), else 0 (also on
  * an unauthenticated route, where r->client is NULL). */
 int ph_req_has_scope(const ph_req *r, unsigned scope);

@@ -190,7 +190,7 @@ int ph_api_batch_void(ph_req *r)
     json_t *b = NULL;
     if (ph_u64_parse(r->seg[0], &id))
         return ph_req_error(r, 400, "invalid_request", "batch id: expected a number");
-    if (r->body_len && ph_req_body_json(r, &b))
+    if (r->body_len && ph_req_body_fields(r, "reason", &b))
         return PH_REQ_DONE;
     json_t *reason = json_object_get(b, "reason");
     if (reason && (!json_is_string(reason) || strlen(json_string_value(reason)) > PH_NOTE_MAX)) {

@@ -11,6 +11,7 @@
 #include "http/http_api.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -151,23 +152,171 @@ const char *ph_req_query(ph_req *r, const char *key)
     return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, key);
 }
 
-int ph_req_body_json(ph_req *r, json_t **out)
+/* Where the n bytes of key are one of the space-separated names in list: that
+ * name in the list (ending at a space or the list's end), else NULL. */
+static const char *name_find(const char *list, const char *key, size_t n)
+{
+    for (const char *p = list; p && *p;) {
+        const char *end = strchr(p, ' ');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == n && memcmp(p, key, n) == 0)
+            return p;
+        p = end ? end + 1 : p + len;
+    }
+    return NULL;
+}
+
+/* "a b c" as "a, b, c" into out (cut to fit). */
+static void list_commas(const char *list, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (const char *p = list; p && *p && n + 3 < cap; p++) {
+        if (*p == ' ')
+            out[n++] = ',';
+        out[n++] = *p;
+    }
+    out[n] = 0;
+}
+
+/* "1st", "2nd", "3rd", "4th", ..., "11th", "12th", "13th", "21st" into buf. */
+static const char *ordinal(size_t n, char *buf, size_t cap)
+{
+    const char *sfx = "th";
+    if (n % 100 < 11 || n % 100 > 13)
+        sfx = n % 10 == 1 ? "st" : n % 10 == 2 ? "nd" : n % 10 == 3 ? "rd" : "th";
+    snprintf(buf, cap, "%zu%s", n, sfx);
+    return buf;
+}
+
+/* The name of the key whose token ends at body[end] (its closing quote at
+ * end - 1) when that name is one of fields, written plainly; else NULL. Only
+ * a listed name is ever returned: a key the caller made up is never quoted. */
+static const char *key_ending_at(const char *body, size_t end, const char *fields)
+{
+    if (!fields || end < 2 || body[end - 1] != '"')
+        return NULL;
+    size_t b = end - 1;
+    while (b > 0 && ((body[b - 1] >= 'a' && body[b - 1] <= 'z') || body[b - 1] == '_'))
+        b--;
+    if (b == 0 || body[b - 1] != '"' || b == end - 1)
+        return NULL;
+    return name_find(fields, body + b, end - 1 - b);
+}
+
+/* Is c one of set's bytes? (strchr alone would say yes for a NUL) */
+static int byte_in(char c, const char *set)
+{
+    return c && strchr(set, c) != NULL;
+}
+
+/* The listed field whose value is the number ending at body[end], else NULL. */
+static const char *key_of_number_at(const char *body, size_t end, const char *fields)
+{
+    size_t i = end;
+    while (i > 0 && byte_in(body[i - 1], "0123456789+-.eE"))
+        i--;
+    while (i > 0 && byte_in(body[i - 1], " \t\r\n"))
+        i--;
+    if (i == 0 || body[i - 1] != ':')
+        return NULL;
+    i--;
+    while (i > 0 && byte_in(body[i - 1], " \t\r\n"))
+        i--;
+    return key_ending_at(body, i, fields);
+}
+
+/* Length of a listed name (it ends at a space or the list's end). */
+static int name_len(const char *name)
+{
+    const char *e = strchr(name, ' ');
+    return (int)(e ? (size_t)(e - name) : strlen(name));
+}
+
+/* Parses the body as an object; fields (space-separated, NULL = any) are the
+ * names this endpoint takes, named in errors; any other key is refused by its
+ * position, never quoted (a caller may paste a code or an account as a key). */
+static int body_parse(ph_req *r, const char *fields, json_t **out)
 {
     json_error_t je;
-    json_t *j = json_loadb(r->body ? r->body : "", r->body_len, JSON_REJECT_DUPLICATES, &je);
+    const char *body = r->body ? r->body : "";
+    json_t *j = json_loadb(body, r->body_len, JSON_REJECT_DUPLICATES, &je);
     if (!j) {
-        /* je.text may quote the input; report position only, bodies can hold codes */
-        ph_req_error(r, 400, "invalid_request", "body: malformed JSON at line %d, column %d",
-                     je.line, je.column);
-        return -1;
+        /* je.text quotes the input (a duplicate key, a number): report the
+         * position, and the field only when it is one of ours */
+        size_t pos = je.position > 0 ? (size_t)je.position : 0;
+        const char *f;
+        int ln = je.line, col = je.column;
+        if (pos > r->body_len)
+            pos = r->body_len;
+        switch (json_error_code(&je)) {
+        case json_error_duplicate_key:
+            if ((f = key_ending_at(body, pos, fields)))
+                return ph_req_error(r, 400, "invalid_request",
+                                    "%.*s: given more than once (line %d, column %d)", name_len(f),
+                                    f, ln, col),
+                       -1;
+            return ph_req_error(r, 400, "invalid_request",
+                                "body: a key given more than once at line %d, column %d", ln, col),
+                   -1;
+        case json_error_numeric_overflow:
+            if ((f = key_of_number_at(body, pos, fields)))
+                return ph_req_error(r, 400, "invalid_request",
+                                    "%.*s: number out of range (line %d, column %d)", name_len(f),
+                                    f, ln, col),
+                       -1;
+            return ph_req_error(r, 400, "invalid_request",
+                                "body: number out of range at line %d, column %d", ln, col),
+                   -1;
+        case json_error_invalid_utf8:
+            return ph_req_error(r, 400, "invalid_request",
+                                "body: not valid UTF-8 at line %d, column %d", ln, col),
+                   -1;
+        case json_error_null_character:
+            return ph_req_error(r, 400, "invalid_request",
+                                "body: a NUL (\\u0000) at line %d, column %d", ln, col),
+                   -1;
+        default:
+            return ph_req_error(r, 400, "invalid_request",
+                                "body: malformed JSON at line %d, column %d", ln, col),
+                   -1;
+        }
     }
     if (!json_is_object(j)) {
         json_decref(j);
         ph_req_error(r, 400, "invalid_request", "body: expected a JSON object");
         return -1;
     }
+    if (fields) {
+        const char *key;
+        json_t *v;
+        size_t nth = 0;
+        json_object_foreach(j, key, v)
+        {
+            nth++;
+            if (name_find(fields, key, strlen(key)))
+                continue;
+            char list[160];
+            list_commas(fields, list, sizeof list);
+            json_decref(j);
+            ph_req_error(r, 400, "invalid_request",
+                         "body: unknown field (key %zu of the object; this endpoint takes %s)", nth,
+                         list);
+            return -1;
+        }
+    }
     *out = j;
     return 0;
+}
+
+int ph_req_body_json(ph_req *r, json_t **out)
+{
+    return body_parse(r, NULL, out);
+}
+
+int ph_req_body_fields(ph_req *r, const char *fields, json_t **out)
+{
+    assert(fields);
+    return body_parse(r, fields, out);
 }
 
 int ph_req_has_scope(const ph_req *r, unsigned scope)
@@ -285,13 +434,15 @@ static int match(const char *pattern, const char *path, ph_req *r)
     return *pattern == 0 && *path == 0;
 }
 
-static const ph_route *route_find(ph_req *r, int *path_known)
+/* The route for the request, or NULL; *path_route is the last route whose
+ * pattern matched the path, whatever its method (NULL when none did). */
+static const ph_route *route_find(ph_req *r, const ph_route **path_route)
 {
-    *path_known = 0;
+    *path_route = NULL;
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         if (!match(routes[i].pattern, r->path, r))
             continue;
-        *path_known = 1;
+        *path_route = &routes[i];
         if (strcmp(routes[i].method, r->method) == 0)
             return &routes[i];
     }
@@ -355,41 +506,37 @@ static int authenticate(ph_http *h, ph_req *r, const ph_route *rt)
     return 0;
 }
 
-/* Is key one of the space-separated names in list? */
-static int param_listed(const char *list, const char *key)
-{
-    size_t n = strlen(key);
-    for (const char *p = list; p && *p;) {
-        const char *end = strchr(p, ' ');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        if (len == n && memcmp(p, key, n) == 0)
-            return 1;
-        p = end ? end + 1 : p + len;
-    }
-    return 0;
-}
-
 typedef struct param_check {
     const char *allowed;
-    char bad[64];     /* the first refused parameter, cut */
-    const char *why;  /* "unknown" or "repeated" */
+    size_t nth;       /* parameters visited so far */
+    size_t bad_nth;   /* the refused one's position, 1-based */
+    char bad[32];     /* its name, only when it is one the route takes */
+    const char *why;  /* "unknown", "repeated", or ph_text_invalid's reason */
     char seen[8][32]; /* allowed parameters met so far (routes take at most four) */
     size_t nseen;
 } param_check;
 
+/* The _n form: MHD gives each key's and value's decoded length, so a NUL
+ * inside shows (length beyond strlen) instead of cutting the text short. */
 static enum MHD_Result param_visit(void *cls, enum MHD_ValueKind kind, const char *key,
-                                   const char *value)
+                                   size_t key_size, const char *value, size_t value_size)
 {
     (void)kind;
-    (void)value; /* values may be anything a client typed: never quoted back */
     param_check *pc = cls;
-    if (!param_listed(pc->allowed, key))
+    pc->nth++;
+    /* a name is quoted back only when it is one the route takes: any other
+     * could be a code or an account pasted by mistake */
+    if (strlen(key) != key_size || !name_find(pc->allowed, key, key_size))
         pc->why = "unknown";
     for (size_t i = 0; !pc->why && i < pc->nseen; i++)
         if (strcmp(pc->seen[i], key) == 0)
             pc->why = "repeated";
+    if (!pc->why)
+        pc->why = ph_text_invalid(value, value ? value_size : 0); /* values are never quoted */
     if (pc->why) {
-        str_copy(pc->bad, sizeof pc->bad, key);
+        pc->bad_nth = pc->nth;
+        if (strcmp(pc->why, "unknown") != 0)
+            str_copy(pc->bad, sizeof pc->bad, key);
         return MHD_NO;
     }
     if (pc->nseen < sizeof pc->seen / sizeof pc->seen[0])
@@ -397,46 +544,98 @@ static enum MHD_Result param_visit(void *cls, enum MHD_ValueKind kind, const cha
     return MHD_YES;
 }
 
-/* Every query parameter must be one the route declares, each at most once. */
+/* Every '*' segment of the path must be text we can keep (URL decoding hands
+ * a %00 on as C0 80, see url_unescape). */
+static int check_path(ph_req *r, const ph_route *rt)
+{
+    size_t nseg = 0, at = 0;
+    for (const char *p = rt->pattern; *p; p++) {
+        if (*p == '/')
+            at++;
+        if (*p != '*')
+            continue;
+        const char *why = ph_text_invalid(r->seg[nseg], strlen(r->seg[nseg]));
+        nseg++;
+        if (why) {
+            char nb[24];
+            ph_req_error(r, 400, "invalid_request", "path: the %s segment of %s: %s",
+                         ordinal(at, nb, sizeof nb), rt->pattern, why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The path's segments and every query parameter: each parameter one the route
+ * declares, at most once, its value text we can keep. */
 static int check_params(ph_req *r, const ph_route *rt)
 {
+    if (check_path(r, rt))
+        return -1;
     if (rt->params && strcmp(rt->params, PARAMS_ANY) == 0)
         return 0;
     param_check pc = {.allowed = rt->params};
-    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, param_visit, &pc);
+    MHD_get_connection_values_n(r->conn, MHD_GET_ARGUMENT_KIND, param_visit, &pc);
     if (!pc.why)
         return 0;
-    for (char *p = pc.bad; *p; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f || *p == '"' || *p == '\\')
-            *p = '?'; /* the message stays one clean line */
-    char takes[160], list[96] = "";
-    size_t n = 0;
-    for (const char *p = rt->params; p && *p && n + 3 < sizeof list; p++) { /* "a, b, c" */
-        if (*p == ' ')
-            list[n++] = ',';
-        list[n++] = *p;
-    }
-    list[n] = 0;
+    char takes[160], list[96], nb[24];
+    list_commas(rt->params, list, sizeof list);
     if (!rt->params)
         snprintf(takes, sizeof takes, "%s %s takes no query parameters", rt->method, rt->pattern);
     else
         snprintf(takes, sizeof takes, "%s %s takes %s", rt->method, rt->pattern, list);
-    if (strcmp(pc.why, "repeated") == 0)
+    if (strcmp(pc.why, "unknown") == 0)
+        ph_req_error(r, 400, "invalid_request", "query: unknown parameter (the %s; %s)",
+                     ordinal(pc.bad_nth, nb, sizeof nb), takes);
+    else if (strcmp(pc.why, "repeated") == 0)
         ph_req_error(r, 400, "invalid_request", "query: parameter '%s' given more than once",
                      pc.bad);
     else
-        ph_req_error(r, 400, "invalid_request", "query: unknown parameter '%s' (%s)", pc.bad,
-                     takes);
+        ph_req_error(r, 400, "invalid_request", "%s: %s", pc.bad, pc.why);
     return -1;
+}
+
+/* The request's method as it may be quoted in an error: one of HTTP's own,
+ * else a description (the method is text the caller chose). */
+static const char *method_shown(const char *method)
+{
+    static const char *const known[] = {"GET",     "HEAD",  "POST",  "PUT",    "DELETE",
+                                        "OPTIONS", "PATCH", "TRACE", "CONNECT"};
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (strcmp(method, known[i]) == 0)
+            return known[i];
+    return "this method";
+}
+
+/* MHD's URL decoding (path and query), except that %00 becomes C0 80, the
+ * overlong NUL: MHD cuts the path at a decoded NUL and tells nobody, so the
+ * NUL is handed on in a form ph_text_invalid refuses wherever it lands. C0 80
+ * is two bytes for three, as MHD requires (never longer). */
+static size_t url_unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    char *w = s;
+    for (const char *p = s; *p;) {
+        if (p[0] == '%' && p[1] == '0' && p[2] == '0') {
+            *w++ = (char)0xC0;
+            *w++ = (char)0x80;
+            p += 3;
+        } else {
+            *w++ = *p++;
+        }
+    }
+    *w = 0;
+    return MHD_http_unescape(s);
 }
 
 static int dispatch(ph_http *h, ph_req *r)
 {
-    int known;
+    const ph_route *known;
     const ph_route *rt = route_find(r, &known);
-    if (!rt && known)
-        return ph_req_error(r, 405, "method_not_allowed", "%s is not allowed on %s", r->method,
-                            r->path);
+    if (!rt && known) /* the pattern, not the path: the path is the caller's text */
+        return ph_req_error(r, 405, "method_not_allowed", "%s is not allowed on %s",
+                            method_shown(r->method), known->pattern);
     if (!rt)
         return ph_req_error(r, 404, "not_found", "no such endpoint (see docs/api.md)");
     if (r->too_large)
@@ -662,8 +861,8 @@ int ph_http_start(const ph_http_env *env, const char *address, uint16_t port, un
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
         threads ? threads : 4, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
         MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_CONNECTION_LIMIT, 10000u,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)CONN_MEMORY, MHD_OPTION_END);
+        MHD_OPTION_UNESCAPE_CALLBACK, url_unescape, NULL, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY, MHD_OPTION_END);
     if (!h->mhd) {
         free(h);
         return ph_err_set(err, PH_EIO, "listen: cannot listen on %s:%u (in use, or not allowed)",

@@ -147,9 +147,13 @@ Test(badinput, wrong_types_and_values_name_the_field)
 Test(badinput, unknown_and_missing_fields)
 {
     start(NULL);
+    /* an unknown key is named by its position: a caller may paste a code as a key */
     bad_order(
         "{\"client_order_id\":\"F-1\",\"sku\":\"test.card\",\"quantity\":1,\"colour\":\"red\"}",
-        400, "invalid_request", NULL, NEEDLES("unknown field", "colour"));
+        400, "invalid_request", "colour",
+        NEEDLES("unknown field (key 4 of the object", "client_order_id, sku, quantity"));
+    bad_order("{\"BI-2\":1,\"client_order_id\":\"F-1\",\"sku\":\"test.card\"}", 400,
+              "invalid_request", "BI-2", NEEDLES("unknown field (key 1 of the object"));
     bad_order("{\"sku\":\"test.card\",\"quantity\":1}", 400, "invalid_request", NULL,
               NEEDLES("client_order_id"));
     bad_order("{\"client_order_id\":\"F-1\",\"quantity\":1}", 400, "invalid_request", NULL,
@@ -161,6 +165,42 @@ Test(badinput, unknown_and_missing_fields)
             NULL, NEEDLES("body"));
     refused("POST", "/v1/batches/1/void", "ops-token", "application/json", "{\"reason\":5}", 12,
             400, "invalid_request", NULL, NEEDLES("reason"));
+    /* the void endpoint refuses unknown fields as orders do (it used to void the
+     * batch and ignore them) */
+    const char *v = "{\"reason\":\"supplier recall\",\"SECRET-KEY-9\":true}";
+    refused("POST", "/v1/batches/1/void", "ops-token", "application/json", v, strlen(v), 400,
+            "invalid_request", "SECRET-KEY-9",
+            NEEDLES("unknown field (key 2 of the object", "takes reason"));
+    finish();
+}
+
+/* A repeated key or a number jansson cannot hold names the field when it is one
+ * of the endpoint's, and only its position otherwise. */
+Test(badinput, repeated_keys_and_huge_numbers_name_our_fields)
+{
+    start(NULL);
+    bad_order(
+        "{\"client_order_id\":\"A\",\"client_order_id\":\"SECRET-D-1\",\"sku\":\"test.card\"}", 400,
+        "invalid_request", "SECRET-D-1",
+        NEEDLES("client_order_id: given more than once", "line 1, column 40"));
+    bad_order(
+        "{\"client_order_id\":\"D-2\",\"sku\":\"test.card\",\n \"quantity\": 1, \"quantity\" : 2}",
+        400, "invalid_request", NULL, NEEDLES("quantity: given more than once", "line 2"));
+    bad_order("{\"SECRET-KEY-1\":1,\"SECRET-KEY-1\":2}", 400, "invalid_request", "SECRET-KEY-1",
+              NEEDLES("body: a key given more than once", "line 1, column"));
+    bad_order(
+        "{\"client_order_id\":\"D-3\",\"sku\":\"test.card\",\"quantity\":99999999999999999999}",
+        400, "invalid_request", "99999", NEEDLES("quantity: number out of range", "line 1"));
+    bad_order(
+        "{\"client_order_id\":\"D-4\",\"sku\":\"test.card\",\"wait\" :\n -99999999999999999999}",
+        400, "invalid_request", "99999", NEEDLES("wait: number out of range", "line 2"));
+    bad_order("{\"SECRET-KEY-2\":123456789012345678901234,\"sku\":\"test.card\"}", 400,
+              "invalid_request", "SECRET-KEY-2", NEEDLES("body: number out of range", "line 1"));
+    bad_order("{\"client_order_id\":\"D-5\",\"sku\":\"test\xff\"}", 400, "invalid_request", NULL,
+              NEEDLES("body: not valid UTF-8", "line 1"));
+    const char *v = "{\"reason\":\"a\",\"reason\":\"SECRET-D-6\"}";
+    refused("POST", "/v1/batches/1/void", "ops-token", "application/json", v, strlen(v), 400,
+            "invalid_request", "SECRET-D-6", NEEDLES("reason: given more than once"));
     finish();
 }
 
@@ -250,20 +290,26 @@ Test(badinput, unknown_query_parameters_are_refused)
         snprintf(path, sizeof path, "%s%cbogus=1", routes[i].path,
                  strchr(routes[i].path, '?') ? '&' : '?');
         const char *body = routes[i].method[0] == 'P' ? "{}" : NULL;
+        /* named by position, never quoted: a caller may paste a code as a name */
         refused(routes[i].method, path, routes[i].token, "application/json", body, body ? 2 : 0,
-                400, "invalid_request", NULL, NEEDLES("unknown parameter 'bogus'"));
+                400, "invalid_request", "bogus",
+                NEEDLES(strchr(routes[i].path, '?') ? "unknown parameter (the 4th"
+                                                    : "unknown parameter (the 1st"));
     }
     /* the issue's case: a filter that does not exist does not list every order */
     refused("GET", "/v1/orders?state=failed", "mall-token", NULL, NULL, 0, 400, "invalid_request",
-            NULL, NEEDLES("'state'", "after, limit", "client_order_id"));
+            "state", NEEDLES("unknown parameter (the 1st", "after, limit", "client_order_id"));
     refused("GET", "/v1/products?brand=testbrand&Brand=x", "mall-token", NULL, NULL, 0, 400,
-            "invalid_request", NULL, NEEDLES("'Brand'"));
+            "invalid_request", "Brand", NEEDLES("unknown parameter (the 2nd"));
+    refused("GET", "/v1/orders?limit=1&BI-1=1", "mall-token", NULL, NULL, 0, 400, "invalid_request",
+            "BI-1", NEEDLES("unknown parameter (the 2nd"));
+    /* a repeated parameter is one the route takes: that name is ours to say */
     refused("GET", "/v1/orders?limit=1&limit=500", "mall-token", NULL, NULL, 0, 400,
             "invalid_request", NULL, NEEDLES("'limit'", "more than once"));
     /* an unknown parameter is refused before anyone's value is read */
     refused("POST", "/v1/orders?wait=5", "mall-token", "application/json",
             "{\"client_order_id\":\"QP-1\",\"sku\":\"test.card\"}", 44, 400, "invalid_request",
-            NULL, NEEDLES("'wait'", "takes no query parameters"));
+            "wait", NEEDLES("unknown parameter (the 1st", "takes no query parameters"));
     /* the declared ones still work */
     h_resp r = h_get(&D, "/v1/orders?after=0&limit=5", "mall-token");
     cr_assert_eq(r.status, 200, "%s", r.body);
@@ -521,6 +567,16 @@ static void bad_import(const char *query, long status, const char *code, const c
     refused("POST", path, "ops-token", "text/csv", csv, strlen(csv), status, code, NULL, needles);
 }
 
+/* bad_import, also checking the answer does not echo secret */
+static void bad_import_secret(const char *query, const char *secret, const char *const *needles)
+{
+    char path[600];
+    snprintf(path, sizeof path, "/v1/batches?%s", query);
+    const char *csv = "code\nARG-1\nARG-2\n";
+    refused("POST", path, "ops-token", "text/csv", csv, strlen(csv), 400, "invalid_request", secret,
+            needles);
+}
+
 Test(badinput, import_arguments)
 {
     start(NULL);
@@ -545,6 +601,85 @@ Test(badinput, import_arguments)
     bad_import(q, 400, "invalid_request", NEEDLES("note"));
     /* the same codes import fine with good arguments */
     h_resp r = h_import(&D, "test.card", "code\nARG-1\nARG-2\n", 201);
+    h_resp_free(&r);
+    finish();
+}
+
+/* Text from the URL (every query value, every '*' path segment) must be UTF-8
+ * without a NUL: invalid UTF-8 used to reach jansson and answer 500
+ * out_of_memory, and MHD's decoding of %00 cut the text short without a word
+ * (note=ab%00x stored "ab"; /v1/orders/1%00x answered order 1). Each is a 400
+ * naming the parameter or the segment, quoting nothing, changing nothing. */
+Test(badinput, url_text_must_be_utf8_without_nul)
+{
+    start(NULL);
+    static const char *const import_args[] = {"supplier=acme", "sku=test.card", "unit_cost=1.00",
+                                              "note=n"};
+    static const char *const bad[][2] = {{"%00SECRET-N", "NUL"},
+                                         {"%FF%FE", "UTF-8"},
+                                         {"%C3%28", "UTF-8"},
+                                         {"%C0%80", "NUL"},
+                                         {"%ED%A0%80", "UTF-8"}}; /* a surrogate */
+    for (size_t a = 0; a < 4; a++)
+        for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
+            char q[256] = "", name[16];
+            for (size_t i = 0; i < 4; i++)
+                snprintf(q + strlen(q), sizeof q - strlen(q), "%s%s%s", i ? "&" : "",
+                         import_args[i], i == a ? bad[b][0] : "");
+            snprintf(name, sizeof name, "%.*s:", (int)strcspn(import_args[a], "="), import_args[a]);
+            bad_import_secret(q, "SECRET-N", NEEDLES(name, bad[b][1]));
+        }
+    /* the issue's two cases, and a note that is fine */
+    bad_import_secret("supplier=acme&sku=test.card&unit_cost=1&note=%FF", NULL,
+                      NEEDLES("note: not valid UTF-8"));
+    bad_import_secret("supplier=acme&sku=test.card&unit_cost=1&note=ab%00SECRET-N", "SECRET-N",
+                      NEEDLES("note: contains a NUL byte (%00)"));
+    h_resp r;
+    cr_assert_eq(h_http(&D, "POST",
+                        "/v1/batches?supplier=acme&sku=test.card&unit_cost=1&note=%E5%9B%9E%20ok",
+                        "ops-token", "text/csv", "code\nUTF-1\n", 11, &r),
+                 0);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    cr_assert_str_eq(h_str(json_object_get(r.json, "batch"), "note"), "\xe5\x9b\x9e ok");
+    h_resp_free(&r);
+
+    static const struct {
+        const char *path, *token, *needle;
+    } gets[] = {
+        {"/v1/orders?client_order_id=BI-O1%00SECRET-N", "mall-token", "client_order_id: contains"},
+        {"/v1/orders?client_order_id=%FFSECRET-N", "mall-token", "client_order_id: not valid"},
+        {"/v1/orders?after=0%00SECRET-N", "mall-token", "after: contains a NUL"},
+        {"/v1/orders?limit=5%00SECRET-N", "mall-token", "limit: contains a NUL"},
+        {"/v1/events?after=%FF", "ops-token", "after: not valid UTF-8"},
+        {"/v1/events?limit=1%00SECRET-N", "ops-token", "limit: contains a NUL"},
+        {"/v1/products?brand=testbrand%00SECRET-N", "mall-token", "brand: contains a NUL"},
+        {"/v1/products?tag=%FF", "mall-token", "tag: not valid UTF-8"},
+        {"/v1/products?category=video%00SECRET-N", "mall-token", "category: contains a NUL"},
+        /* a NUL in a name: not cut to a known one ("limit"), and not quoted */
+        {"/v1/orders?limit%00SECRET-N=5", "mall-token", "unknown parameter (the 1st"},
+        /* path segments */
+        {"/v1/orders/1%00SECRET-N", "mall-token", "the 3rd segment of /v1/orders/*: contains"},
+        {"/v1/orders/%FF", "mall-token", "the 3rd segment of /v1/orders/*: not valid UTF-8"},
+        {"/v1/products/test.card%00SECRET-N", "mall-token", "/v1/products/*: contains a NUL"},
+        {"/v1/products/%FF", "mall-token", "/v1/products/*: not valid UTF-8"},
+        {"/v1/batches/1%00SECRET-N", "ops-token", "/v1/batches/*: contains a NUL"},
+        {"/v1/suppliers/sbx%00SECRET-N/catalog", "ops-token", "/v1/suppliers/*/catalog: contains"},
+        {"/v1/suppliers/%FF/balance", "ops-token", "/v1/suppliers/*/balance: not valid UTF-8"},
+    };
+    for (size_t i = 0; i < sizeof gets / sizeof gets[0]; i++)
+        refused("GET", gets[i].path, gets[i].token, NULL, NULL, 0, 400, "invalid_request",
+                "SECRET-N", NEEDLES(gets[i].needle));
+    const char *v = "{\"reason\":\"x\"}";
+    refused("POST", "/v1/batches/1%00SECRET-N/void", "ops-token", "application/json", v, strlen(v),
+            400, "invalid_request", "SECRET-N", NEEDLES("/v1/batches/*/void: contains"));
+    refused("POST", "/v1/callbacks/%FF", NULL, "application/json", "{}", 2, 400, "invalid_request",
+            NULL, NEEDLES("/v1/callbacks/*: not valid UTF-8"));
+    /* a 405 names the route, not the caller's path (whose bytes made it a 500) */
+    refused("DELETE", "/v1/orders/%FFSECRET-N", "mall-token", NULL, NULL, 0, 405,
+            "method_not_allowed", "SECRET-N", NEEDLES("DELETE is not allowed on /v1/orders/*"));
+    /* what stays fine: a real order id, a real filter */
+    r = h_get(&D, "/v1/orders?client_order_id=BI-O1", "mall-token");
+    cr_assert_eq(r.status, 200, "%s", r.body);
     h_resp_free(&r);
     finish();
 }

@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "base/util.h"
 
 /* ---- money ------------------------------------------------------------------- */
@@ -231,5 +233,76 @@ Test(util, time_format_round_trips)
         int64_t back;
         cr_expect_eq(ph_time_parse(buf, strlen(buf), &back), 0, "%s", buf);
         cr_expect_eq(back, rows[i].ms, "%s", buf);
+    }
+}
+
+/* ---- text a caller sent ------------------------------------------------------ */
+
+typedef struct text_row {
+    const char *in;
+    size_t len;
+    const char *why; /* NULL: fine */
+} text_row;
+
+#define T(s, why)                                                                                  \
+    {                                                                                              \
+        s, sizeof s - 1, why                                                                       \
+    }
+static const text_row TEXT[] = {
+    T("", NULL),
+    T("plain ascii, spaces and \t\n controls", NULL),
+    T("\xe5\x9b\x9e\xe6\x94\xb6", NULL),  /* 回收: three-byte forms */
+    T("\xc2\xa9 \xf0\x9f\x98\x80", NULL), /* two and four bytes */
+    T("\xf4\x8f\xbf\xbf", NULL),          /* U+10FFFF, the last */
+    T("ab\0cd", "contains a NUL byte (%00)"),
+    T("\0", "contains a NUL byte (%00)"),
+    T("ab\xc0\x80", "contains a NUL byte (%00)"), /* the overlong NUL, how %00 arrives */
+    T("\xff", "not valid UTF-8"),
+    T("\xc3\x28", "not valid UTF-8"),         /* a lead byte without its continuation */
+    T("\xc1\xbf", "not valid UTF-8"),         /* overlong two-byte */
+    T("\xe0\x80\xaf", "not valid UTF-8"),     /* overlong three-byte */
+    T("\xed\xa0\x80", "not valid UTF-8"),     /* a surrogate */
+    T("\xf4\x90\x80\x80", "not valid UTF-8"), /* above U+10FFFF */
+    T("ok\xe5\x9b", "not valid UTF-8"),       /* cut inside a character */
+    T("\xc0", "not valid UTF-8"),             /* C0 alone is no NUL */
+};
+#undef T
+
+Test(util, text_invalid_says_why_and_reads_only_len_bytes)
+{
+    for (size_t i = 0; i < sizeof TEXT / sizeof TEXT[0]; i++) {
+        const char *why = ph_text_invalid(TEXT[i].in, TEXT[i].len);
+        if (TEXT[i].why)
+            cr_assert(why && !strcmp(why, TEXT[i].why), "row %zu: got %s, want %s", i,
+                      why ? why : "fine", TEXT[i].why);
+        else
+            cr_assert_null(why, "row %zu: refused as %s", i, why);
+    }
+    /* the length is the end: a valid prefix of a longer buffer is fine, a
+     * character cut by it is not */
+    cr_assert_null(ph_text_invalid("abc\xff", 3));
+    cr_assert_str_eq(ph_text_invalid("\xe5\x9b\x9e", 2), "not valid UTF-8");
+    cr_assert_null(ph_text_invalid(NULL, 0));
+}
+
+/* What it passes, jansson takes (json_string never fails on it: the 500 of
+ * issue 10 defect 6), and ph_json_str writes. */
+static void put_nothing(void *sink, const char *p, size_t n)
+{
+    (void)sink;
+    (void)p;
+    (void)n;
+}
+
+Test(util, text_invalid_agrees_with_jansson)
+{
+    for (size_t i = 0; i < sizeof TEXT / sizeof TEXT[0]; i++) {
+        if (memchr(TEXT[i].in, 0, TEXT[i].len))
+            continue; /* a C string cannot carry it to jansson */
+        json_t *j = json_stringn(TEXT[i].in, TEXT[i].len);
+        int ours = ph_text_invalid(TEXT[i].in, TEXT[i].len) == NULL;
+        cr_assert_eq(ours, j != NULL, "row %zu: ours %d, jansson %d", i, ours, j != NULL);
+        cr_assert_eq(ours, ph_json_str(TEXT[i].in, put_nothing, NULL) == 0, "row %zu", i);
+        json_decref(j);
     }
 }
