@@ -509,6 +509,22 @@ static const error_case errors[] = {
                            "      - {supplier: acme, supplier_sku: Y, cost: 2}\n",
      "t.yaml:15:20: products[0].offers[1].supplier: duplicate offer from supplier \"acme\", "
      "first at 14:20 (products[0].offers[0])"},
+    /* issue 10 item 11: a repeated key and an integer out of range name the key
+     * path and the place, however deep and in whichever YAML form */
+    {"huge negative integer", BASE "listen: {port: -99999999999999999999}\n",
+     "t.yaml:3:16: listen.port: expected an integer 0..65535, got \"-99999999999999999999\""},
+    {"integer just past int64", BASE "map_size_mb: 9223372036854775808\n",
+     "t.yaml:3:14: map_size_mb: expected an integer 1..16777216, got \"9223372036854775808\""},
+    {"duplicate key in a flow mapping", BASE "limits: {max_body_mb: 1, max_body_mb: 2}\n",
+     "t.yaml:3:26: limits: duplicate key \"max_body_mb\", first at 3:10"},
+    {"duplicate key in an offer",
+     BASE SUPPLIER PRODUCT "    offers:\n      - {supplier: acme, cost: 1, cost: 2}\n",
+     "t.yaml:14:35: products[0].offers[0]: duplicate key \"cost\", first at 14:26"},
+    {"huge money",
+     BASE SUPPLIER PRODUCT
+     "    offers: [{supplier: acme, supplier_sku: X, cost: 99999999999999999999}]\n",
+     "t.yaml:13:54: products[0].offers[0].cost: expected an amount in CNY like 30 or 19.80 (at "
+     "most two decimals, not negative), got \"99999999999999999999\""},
 };
 
 Test(config, errors_name_file_line_column_and_path)
