@@ -605,10 +605,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     ph_req *r = *con_cls;
     if (!r)
         return;
+    /* method and path are the client's text: log.h escapes them */
     ph_log(h->env.log, PH_LOG_INFO, r->reqid, "http.request",
-           "method=%s path=%s status=%u client=%s ms=%lld%s", r->method, r->path, r->status,
-           r->client ? r->client->name : "-", (long long)(ph_now_ms() - r->started_ms),
-           toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
+           toe == MHD_REQUEST_TERMINATED_COMPLETED_OK
+               ? "method=%s path=%s status=%u client=%s ms=%lld"
+               : "method=%s path=%s status=%u client=%s ms=%lld aborted=1",
+           r->method, r->path, r->status, r->client ? r->client->name : "-",
+           (long long)(ph_now_ms() - r->started_ms));
     json_decref(r->resp);
     text_drop(r);
     ph_cmd_clear(&r->cmd);
@@ -629,11 +632,10 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     ph_http *h = cls;
     char msg[256];
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    for (char *p = msg; *p; p++)
-        if (*p == '"')
-            *p = '\'';
-    ph_log(h->env.log, PH_LOG_WARN, NULL, "http.server", "detail=\"%s\"", msg);
+    int n = vsnprintf(msg, sizeof msg, fmt, ap);
+    while (n > 0 && (size_t)n < sizeof msg && msg[n - 1] == '\n')
+        msg[--n] = 0; /* MHD ends its messages with a newline */
+    ph_log(h->env.log, PH_LOG_WARN, NULL, "http.server", "detail=%s", msg);
 }
 
 /* Each connection's memory pool: its request line and headers, the read buffer
