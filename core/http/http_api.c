@@ -645,7 +645,7 @@ static enum MHD_Result send_response(ph_http *h, ph_req *r)
         MHD_add_response_header(resp, "Idempotent-Replay", r->replay_header);
     if (r->closing)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
-    if (r->status == 503)
+    if (r->status == 503 && r->closing) /* overloaded or stopping: try again soon */
         MHD_add_response_header(resp, "Retry-After", "1");
     /* The answer is queued: writing it and then waiting for the next request's
      * header (keep-alive) run on the short timeout again. */
