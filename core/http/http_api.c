@@ -46,34 +46,31 @@ typedef struct ph_route {
      * ?state=failed must not silently answer "everything"). PARAMS_ANY: the
      * query belongs to someone else's protocol. */
     const char *params;
-    /* 1: served in the reserved headroom too (probes must answer while the
-     * connection budget is nearly used up); ops clients always are. */
-    int headroom;
 } ph_route;
 
 #define ANY_SCOPE  (PH_SCOPE_FULFILL | PH_SCOPE_SUPPORT | PH_SCOPE_OPS)
 #define PARAMS_ANY "*"
 
 static const ph_route routes[] = {
-    {"GET", "/v1/health", 0, ph_api_health, NULL, 1},
-    {"GET", "/v1/ready", 0, ph_api_ready, NULL, 1},
-    {"GET", "/v1/products", ANY_SCOPE, ph_api_products_list, "brand tag category", 0},
-    {"GET", "/v1/products/*", ANY_SCOPE, ph_api_product_get, NULL, 0},
-    {"POST", "/v1/batches", PH_SCOPE_OPS, ph_api_batch_import, "supplier sku unit_cost note", 0},
-    {"GET", "/v1/batches/*", PH_SCOPE_OPS, ph_api_batch_get, NULL, 0},
-    {"POST", "/v1/batches/*/void", PH_SCOPE_OPS, ph_api_batch_void, NULL, 0},
-    {"POST", "/v1/orders", PH_SCOPE_FULFILL, ph_api_order_create, NULL, 0},
-    {"GET", "/v1/orders", ANY_SCOPE, ph_api_order_list, "after limit client_order_id", 0},
-    {"GET", "/v1/orders/*", ANY_SCOPE, ph_api_order_get, NULL, 0},
-    {"POST", "/v1/codes/lookup", PH_SCOPE_SUPPORT | PH_SCOPE_OPS, ph_api_code_lookup, NULL, 0},
-    {"GET", "/v1/events", PH_SCOPE_OPS, ph_api_events, "after limit", 0},
-    {"GET", "/v1/suppliers", PH_SCOPE_OPS, ph_api_suppliers, NULL, 0},
-    {"GET", "/v1/suppliers/*/catalog", PH_SCOPE_OPS, ph_api_supplier_catalog, NULL, 0},
-    {"GET", "/v1/suppliers/*/balance", PH_SCOPE_OPS, ph_api_supplier_balance, NULL, 0},
-    {"GET", "/v1/stats", PH_SCOPE_OPS, ph_api_stats, NULL, 0},
+    {"GET", "/v1/health", 0, ph_api_health, NULL},
+    {"GET", "/v1/ready", 0, ph_api_ready, NULL},
+    {"GET", "/v1/products", ANY_SCOPE, ph_api_products_list, "brand tag category"},
+    {"GET", "/v1/products/*", ANY_SCOPE, ph_api_product_get, NULL},
+    {"POST", "/v1/batches", PH_SCOPE_OPS, ph_api_batch_import, "supplier sku unit_cost note"},
+    {"GET", "/v1/batches/*", PH_SCOPE_OPS, ph_api_batch_get, NULL},
+    {"POST", "/v1/batches/*/void", PH_SCOPE_OPS, ph_api_batch_void, NULL},
+    {"POST", "/v1/orders", PH_SCOPE_FULFILL, ph_api_order_create, NULL},
+    {"GET", "/v1/orders", ANY_SCOPE, ph_api_order_list, "after limit client_order_id"},
+    {"GET", "/v1/orders/*", ANY_SCOPE, ph_api_order_get, NULL},
+    {"POST", "/v1/codes/lookup", PH_SCOPE_SUPPORT | PH_SCOPE_OPS, ph_api_code_lookup, NULL},
+    {"GET", "/v1/events", PH_SCOPE_OPS, ph_api_events, "after limit"},
+    {"GET", "/v1/suppliers", PH_SCOPE_OPS, ph_api_suppliers, NULL},
+    {"GET", "/v1/suppliers/*/catalog", PH_SCOPE_OPS, ph_api_supplier_catalog, NULL},
+    {"GET", "/v1/suppliers/*/balance", PH_SCOPE_OPS, ph_api_supplier_balance, NULL},
+    {"GET", "/v1/stats", PH_SCOPE_OPS, ph_api_stats, NULL},
     /* suppliers authenticate by signature, checked by their plugin; their
      * notify URLs may carry the supplier's own parameters */
-    {"POST", "/v1/callbacks/*", 0, ph_api_callback, PARAMS_ANY, 0},
+    {"POST", "/v1/callbacks/*", 0, ph_api_callback, PARAMS_ANY},
 };
 
 static void str_copy(char *dst, size_t cap, const char *src);
@@ -557,12 +554,13 @@ static int check_framing(ph_req *r)
 }
 
 /* Past the soft limit (max_connections - reserved_connections open at once)
- * only the probes and ops clients are served: the rest get 503 with
- * Connection: close, which also frees their connection for those. An offline
- * request holds no connection. */
+ * only probes (the unauthenticated reads: health, readiness) and ops clients
+ * are served: the rest get 503 with Connection: close, which also frees their
+ * connection for those. An offline request holds no connection. */
 static int over_budget(ph_http *h, ph_req *r, const ph_route *rt)
 {
-    if (!r->conn || rt->headroom || ph_req_has_scope(r, PH_SCOPE_OPS))
+    int probe = !rt->scopes && strcmp(rt->method, "GET") == 0;
+    if (!r->conn || probe || ph_req_has_scope(r, PH_SCOPE_OPS))
         return 0;
     unsigned open = (unsigned)atomic_load(&h->open_conns);
     if (open <= h->opts.max_connections - h->opts.reserved_connections)
