@@ -7,6 +7,9 @@
  * resumes it after the durable commit, so a few pool threads keep hundreds of
  * orders in one group commit instead of one per thread. A CSV import still
  * parses, seals and waits for its commit on the pool thread (rare, ops only).
+ * One more thread, the sweeper, shuts down connections whose request header
+ * is overdue (conn_track). An offline request (ph_http_serve_offline) runs on
+ * its caller's thread and waits for its wakes on a condition variable.
  */
 #include "http/http_api.h"
 
@@ -17,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "http/api.h"
@@ -34,7 +39,29 @@ struct ph_http {
      * received finish. (MHD_quiesce_daemon is not used: with epoll and a thread
      * pool, libmicrohttpd 0.9.75 can abort removing the listen socket.) */
     atomic_int stopping;
+    /* The header deadline (conn_track below): every open connection, and the
+     * thread that closes those whose header is overdue. */
+    pthread_mutex_t track_mu; /* guards tracked and sweep_stop; a leaf lock */
+    pthread_cond_t sweep_cv;  /* on CLOCK_MONOTONIC: wakes the sweeper to stop */
+    struct conn_track *tracked;
+    int sweep_stop;
+    pthread_t sweeper;
 };
+
+/* One connection as the header deadline sees it. libmicrohttpd's timeout is
+ * one of inactivity: a client that trickles a header byte every few seconds
+ * would hold its connection forever. So a connection must complete its
+ * request header within header_timeout_s of opening, or of the end of its
+ * previous response (keep-alive); the sweeper shuts the socket down when it
+ * does not, and MHD then closes it. Created at NOTIFY_CONNECTION STARTED,
+ * freed at CLOSED, which MHD calls before it closes the socket: under
+ * track_mu, fd is always this connection's. */
+typedef struct conn_track {
+    struct conn_track *prev, *next; /* guarded by track_mu */
+    int fd;                         /* immutable */
+    atomic_int waiting;             /* 1 while no complete request header arrived */
+    atomic_llong since_ms;          /* monotonic; set before waiting becomes 1 */
+} conn_track;
 
 typedef struct ph_route {
     const char *method;
@@ -591,6 +618,26 @@ static int dispatch(ph_http *h, ph_req *r)
 
 /* ---- the request's life ------------------------------------------------------ */
 
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Marks the connection waiting for a request header (from now) or not. */
+static void track_waiting(struct MHD_Connection *conn, int waiting)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    conn_track *t = ci ? ci->socket_context : NULL;
+    if (!t)
+        return;
+    if (waiting)
+        atomic_store(&t->since_ms, mono_ms());
+    atomic_store(&t->waiting, waiting);
+}
+
 /* MHD frees a response's buffer when it is done with it: wiped first, as any
  * body may hold codes. Every body is NUL-terminated text. */
 static void body_free(void *buf)
@@ -760,6 +807,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!(r = req_new(h, conn, NULL, url, method)))
             return MHD_NO;
         *con_cls = r;
+        track_waiting(conn, 0);
         /* The header is complete: the body and the answer get the long timeout
          * (send_response sets the short one back). A suspended connection is
          * never timed out by MHD. */
@@ -789,26 +837,80 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)conn;
     ph_http *h = cls;
     ph_req *r = *con_cls;
+    if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        track_waiting(conn, 1); /* kept alive: the next header is due in time too */
     if (!r)
         return;
     req_end(h, r, toe != MHD_REQUEST_TERMINATED_COMPLETED_OK);
     *con_cls = NULL;
 }
 
-/* Open connections, for the headroom (over_budget). */
+/* Open connections, for the headroom (over_budget), and their tracks for the
+ * header deadline. A track that cannot be allocated leaves the connection
+ * with MHD's own timeouts only. */
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_ctx,
                           enum MHD_ConnectionNotificationCode code)
 {
-    (void)conn;
-    (void)socket_ctx;
     ph_http *h = cls;
-    if (code == MHD_CONNECTION_NOTIFY_STARTED)
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
         atomic_fetch_add(&h->open_conns, 1);
-    else if (code == MHD_CONNECTION_NOTIFY_CLOSED)
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        conn_track *t = ci ? calloc(1, sizeof *t) : NULL;
+        if (!t)
+            return;
+        t->fd = ci->connect_fd;
+        atomic_store(&t->since_ms, mono_ms());
+        atomic_store(&t->waiting, 1);
+        pthread_mutex_lock(&h->track_mu);
+        t->next = h->tracked;
+        if (h->tracked)
+            h->tracked->prev = t;
+        h->tracked = t;
+        pthread_mutex_unlock(&h->track_mu);
+        *socket_ctx = t;
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
         atomic_fetch_sub(&h->open_conns, 1);
+        conn_track *t = *socket_ctx;
+        if (!t)
+            return;
+        pthread_mutex_lock(&h->track_mu);
+        if (t->prev)
+            t->prev->next = t->next;
+        else
+            h->tracked = t->next;
+        if (t->next)
+            t->next->prev = t->prev;
+        pthread_mutex_unlock(&h->track_mu);
+        free(t);
+        *socket_ctx = NULL;
+    }
+}
+
+/* Once a second: shuts down every connection whose request header is overdue
+ * (conn_track). The walk holds track_mu, so no connection closes under it. */
+static void *sweeper_main(void *arg)
+{
+    ph_http *h = arg;
+    int64_t limit = (int64_t)h->opts.header_timeout_s * 1000;
+    pthread_mutex_lock(&h->track_mu);
+    while (!h->sweep_stop) {
+        int64_t now = mono_ms();
+        for (conn_track *t = h->tracked; t; t = t->next)
+            if (atomic_load(&t->waiting) && now - atomic_load(&t->since_ms) >= limit) {
+                atomic_store(&t->waiting, 0); /* once is enough: MHD closes it */
+                shutdown(t->fd, SHUT_RDWR);
+            }
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += 1;
+        while (!h->sweep_stop && pthread_cond_timedwait(&h->sweep_cv, &h->track_mu, &ts) == 0)
+            ;
+    }
+    pthread_mutex_unlock(&h->track_mu);
+    return NULL;
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -827,6 +929,20 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
  * order uses under 2 KB. 16 KB still takes 8 KB of request headers (tested in
  * tests/e2e/test_orders.c); bodies stream through the read buffer. */
 #define CONN_MEMORY (16u * 1024u)
+
+/* Frees h once MHD is stopped (its CLOSED notifications freed the tracks;
+ * any left are freed here). */
+static void http_free(ph_http *h)
+{
+    while (h->tracked) {
+        conn_track *t = h->tracked;
+        h->tracked = t->next;
+        free(t);
+    }
+    pthread_cond_destroy(&h->sweep_cv);
+    pthread_mutex_destroy(&h->track_mu);
+    free(h);
+}
 
 int ph_http_start(const ph_http_env *env, const ph_http_opts *opts, ph_http **out, uint16_t *bound,
                   ph_err *err)
@@ -855,6 +971,12 @@ int ph_http_start(const ph_http_env *env, const ph_http_opts *opts, ph_http **ou
     h->env = *env;
     h->opts = o;
     ph_random_bytes(&h->reqid_prefix, sizeof h->reqid_prefix);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&h->sweep_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&h->track_mu, NULL);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
 
@@ -870,9 +992,14 @@ int ph_http_start(const ph_http_env *env, const ph_http_opts *opts, ph_http **ou
         MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)CONN_MEMORY, MHD_OPTION_END);
     if (!h->mhd) {
-        free(h);
+        http_free(h);
         return ph_err_set(err, PH_EIO, "listen: cannot listen on %s:%u (in use, or not allowed)",
                           o.address, o.port);
+    }
+    if (pthread_create(&h->sweeper, NULL, sweeper_main, h)) {
+        MHD_stop_daemon(h->mhd);
+        http_free(h);
+        return ph_err_set(err, PH_EIO, "listen: cannot start the header deadline's thread");
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_BIND_PORT);
     *bound = info ? info->port : o.port;
@@ -1065,7 +1192,12 @@ void ph_http_stop(ph_http *h)
 {
     if (!h)
         return;
+    pthread_mutex_lock(&h->track_mu);
+    h->sweep_stop = 1;
+    pthread_cond_signal(&h->sweep_cv);
+    pthread_mutex_unlock(&h->track_mu);
+    pthread_join(h->sweeper, NULL);
     if (h->mhd)
         MHD_stop_daemon(h->mhd);
-    free(h);
+    http_free(h);
 }

@@ -10,6 +10,7 @@
  *
  * Threads: libmicrohttpd runs a pool of threads, each with its own epoll loop;
  * every request is read, authenticated, handled and answered on them (api.h).
+ * One more thread of h enforces the request-header deadline.
  * The functions below are for the main thread (start, stop) or any thread
  * (quiesce, inflight).
  */
@@ -61,10 +62,13 @@ typedef struct ph_http_opts {
      * served, anything else gets 503 overloaded with Connection: close.
      * Must be below max_connections. */
     unsigned reserved_connections;
-    /* Seconds a connection may stay silent before its request header is
-     * complete (new, or kept alive between requests), and while its request is
-     * read or answered; 0 = the defaults below. A suspended request (waiting
-     * for a commit or a supplier) is never timed out. */
+    /* header_timeout_s: a connection must complete its request header within
+     * this of opening, or of the end of its previous response (keep-alive),
+     * else it is shut down (a thread of h checks once a second); it is also
+     * MHD's inactivity timeout between requests and while an answer is
+     * written. request_timeout_s: MHD's inactivity timeout once a header is
+     * complete (the body). 0 = the defaults below. A suspended request
+     * (waiting for a commit or a supplier) is never timed out. */
     unsigned header_timeout_s;
     unsigned request_timeout_s;
 } ph_http_opts;

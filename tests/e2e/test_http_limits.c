@@ -7,9 +7,10 @@
  *   succeed and GET /v1/health answers within seconds (before: libmicrohttpd
  *   held 10,000 of them for 120 s and nothing else was served); then every one
  *   of them is closed by the header timeout.
- * - timeouts: with header_timeout_s 1, silent, half-sent and kept-alive idle
- *   connections are closed, while a request suspended longer than that (an
- *   order waiting for a slow supplier) is answered.
+ * - timeouts: with header_timeout_s 1, silent, half-sent, trickled (a byte
+ *   every 200 ms) and kept-alive idle connections are closed, while a request
+ *   suspended longer than that (an order waiting for a slow supplier) is
+ *   answered.
  * - headroom: with max_connections 20 and reserved_connections 5, once more
  *   than 15 are open an order gets 503 overloaded with Connection: close, while
  *   health, readiness and ops requests are served; orders work again once the
@@ -296,6 +297,22 @@ Test(http_limits, silent_connections_time_out_suspended_requests_do_not)
                  N - reap_closed(fds, N), N);
     cr_assert_eq(h_wait_for(all_closed, &k, 10000), 0, "the kept-alive idle connection");
     close_all(fds, N);
+    /* a header trickled a byte every 200 ms is never idle for a second, and
+     * still must be complete within the second */
+    int tr = dial("127.0.0.2");
+    settle(&tr, 1, 5000);
+    int closed = 0;
+    int64_t t0 = h_now_ms();
+    for (size_t i = 0; !closed && h_now_ms() - t0 < 8000; i++) {
+        char ch = partial[i % (sizeof partial - 1)];
+        if (send(tr, &ch, 1, MSG_NOSIGNAL) != 1)
+            closed = 1;
+        struct pollfd q = {.fd = tr, .events = POLLIN};
+        if (!closed && poll(&q, 1, 200) == 1 && recv(tr, b, sizeof b, MSG_DONTWAIT) <= 0)
+            closed = 1;
+    }
+    close(tr);
+    cr_assert(closed, "a trickled header kept its connection for 8 s");
     /* sandbox 13800000005 answers after ~2 s: the order is suspended longer
      * than both timeouts and still answered */
     h_resp r = h_post_json(&D, "/v1/orders", "mall-token",
