@@ -7,6 +7,19 @@
  * recharge account, a token or a key to these functions. Request bodies are
  * never logged.
  *
+ * Every value is escaped by construction (a URL path such as
+ * "/v1/x level=error msg=FORGED" must not read as fields): the tail is
+ * formatted by ph_log's own formatter, which writes a %s or %c value bare only
+ * when it is non-empty and all of [A-Za-z0-9] and - . _ : / @ + , and
+ * otherwise quoted, "...", with '"' and '\' backslash-escaped and control and
+ * non-ASCII bytes and '=' as \xNN (an empty value is ""), so "key=" occurs
+ * in a line only where a format wrote it. A value inside quotes the
+ * format writes itself (key=\"%s\") is escaped the same way, not quoted
+ * twice. The format's literal text is trusted: write keys there, never data.
+ * So a %s stands for one value: never build a tail (" reason=" fragments)
+ * out of %s arguments. Numbers (%d %u %x %f %p with any length, width or
+ * precision) are printed as printf would; a precision on %s cuts the value.
+ *
  * The logger is owned by the daemon context (no global state); modules that log
  * receive a pointer to it. Thread-safe: each line is formatted into a private
  * buffer and written with one write(2), so lines from threads never interleave.
@@ -14,7 +27,9 @@
 #ifndef PH_LOG_H
 #define PH_LOG_H
 
+#include <stdarg.h>
 #include <stdatomic.h>
+#include <stddef.h>
 
 enum ph_log_level { PH_LOG_DEBUG = 0, PH_LOG_INFO, PH_LOG_WARN, PH_LOG_ERROR };
 
@@ -37,10 +52,25 @@ int ph_log_enabled(const ph_logger *lg, int level);
 /* Parses "debug", "info", "warn" or "error"; returns the level or -1. */
 int ph_log_level_parse(const char *name);
 
-/* Writes one line. `req` is the request id or NULL; `msg` a short dotted event
- * name without spaces (e.g. "http.request"); `fmt` formats the key=value tail
- * (may be NULL). Newlines in the result are replaced so a line stays a line. */
+/* Writes one line (at most 2048 bytes: longer ones are cut). `req` is the
+ * request id or NULL; `msg` a short dotted event name (e.g. "http.request");
+ * both are escaped like values. `fmt` formats the key=value tail (may be NULL)
+ * as above; printf's types are checked at compile time, %n is not supported. */
 void ph_log(const ph_logger *lg, int level, const char *req, const char *msg, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
+
+/* ph_log's formatter on its own, for a caller that builds a tail in parts (the
+ * plugin host: the plugin's fields after the host's): into buf[0..cap), always
+ * NUL-terminated when cap > 0, cut when it does not fit. Returns the length
+ * the whole text would have (as snprintf). Pure; any thread. */
+size_t ph_log_format(char *buf, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+size_t ph_log_vformat(char *buf, size_t cap, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
+/* As ph_log with a tail already formatted by ph_log_format / ph_log_vformat
+ * (never raw text: it is written as is). NULL or "" for none. */
+void ph_log_tail(const ph_logger *lg, int level, const char *req, const char *msg,
+                 const char *tail);
 
 #endif

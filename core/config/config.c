@@ -96,6 +96,11 @@ static const field log_fields[] = {
 };
 static const field http_fields[] = {
     INT(ph_config, http_threads, "threads", 1, 256, 1, "4"),
+    INT(ph_config, http_max_connections, "max_connections", 16, 1000000, 1, "10000"),
+    INT(ph_config, http_max_per_address, "max_connections_per_address", 1, 1000000, 1, "1000"),
+    INT(ph_config, http_reserved_connections, "reserved_connections", 0, 100000, 1, "64"),
+    INT(ph_config, http_header_timeout_s, "header_timeout_s", 1, 3600, 1, "10"),
+    INT(ph_config, http_request_timeout_s, "request_timeout_s", 1, 86400, 1, "120"),
 };
 static const field limits_fields[] = {
     INT(ph_config, max_order_quantity, "max_order_quantity", 1, 10000000, 1, "100000"),
@@ -229,6 +234,24 @@ static int check_tokens(ctx *c, const ph_config *cfg, const yaml_node_t *root)
     return PH_OK;
 }
 
+/* The headroom is part of the connection budget: with reserved_connections
+ * not below max_connections nothing but probes and ops would ever be served. */
+static int check_http(ctx *c, const ph_config *cfg, const yaml_node_t *root)
+{
+    if (cfg->http_reserved_connections < cfg->http_max_connections)
+        return PH_OK;
+    const yaml_node_t *hn = cfg_map_find(c, root, "http");
+    const yaml_node_t *rn = cfg_map_find(c, hn, "reserved_connections");
+    const yaml_node_t *mn = cfg_map_find(c, hn, "max_connections");
+    const yaml_node_t *at = rn ? rn : mn ? mn : hn ? hn : root;
+    cfg_path_push(c, "http.%s", rn ? "reserved_connections" : "max_connections");
+    return cfg_fail(c, at->start_mark,
+                    "expected reserved_connections (%u) below max_connections (%u): the "
+                    "reserve is the part of the connection budget kept for health probes "
+                    "and ops",
+                    cfg->http_reserved_connections, cfg->http_max_connections);
+}
+
 /* ---- loading --------------------------------------------------------------- */
 
 /* libyaml reports reader errors (bad UTF-8, control characters) as a byte
@@ -276,7 +299,8 @@ static int build(ctx *c, const yaml_node_t *root, ph_config **out)
         goto fail;
     }
     if ((rc = cfg_parse_object(c, top_fields, NELEM(top_fields), root, cfg)) ||
-        (rc = check_offer_suppliers(c, cfg, root)) || (rc = check_tokens(c, cfg, root)))
+        (rc = check_offer_suppliers(c, cfg, root)) || (rc = check_tokens(c, cfg, root)) ||
+        (rc = check_http(c, cfg, root)))
         goto fail;
     *out = cfg;
     return PH_OK;

@@ -84,19 +84,26 @@ typedef struct ph_product_conf {
 } ph_product_conf;
 
 typedef struct ph_config {
-    char *source;                /* file path, or "<embedded>" */
-    char *listen_address;        /* default "127.0.0.1" */
-    uint16_t port;               /* 0 = ephemeral (the bound port goes to port_file) */
-    char *port_file;             /* NULL, or where to write the bound port once listening */
-    char *pid_file;              /* NULL, or where perkhubd writes its pid once listening (locked
-                                    while it runs, removed on a clean stop) */
-    char *data_dir;              /* LMDB environment directory; created if missing */
-    uint64_t map_size;           /* initial LMDB map size in bytes (it grows by itself) */
-    char *master_key_file;       /* see crypto.h */
-    int master_key_create;       /* generate the key file when missing (demo only) */
-    char *plugin_dir;            /* where <plugin>.so files are found */
-    int log_level;               /* PH_LOG_* */
-    unsigned http_threads;       /* libmicrohttpd thread pool size */
+    char *source;          /* file path, or "<embedded>" */
+    char *listen_address;  /* default "127.0.0.1" */
+    uint16_t port;         /* 0 = ephemeral (the bound port goes to port_file) */
+    char *port_file;       /* NULL, or where to write the bound port once listening */
+    char *pid_file;        /* NULL, or where perkhubd writes its pid once listening (locked
+                              while it runs, removed on a clean stop) */
+    char *data_dir;        /* LMDB environment directory; created if missing */
+    uint64_t map_size;     /* initial LMDB map size in bytes (it grows by itself) */
+    char *master_key_file; /* see crypto.h */
+    int master_key_create; /* generate the key file when missing (demo only) */
+    char *plugin_dir;      /* where <plugin>.so files are found */
+    int log_level;         /* PH_LOG_* */
+    unsigned http_threads; /* libmicrohttpd thread pool size */
+    /* The connection budget and timeouts (http_api.h, ph_http_opts, says what
+     * each does; docs/config.md the defaults). reserved < max_connections. */
+    unsigned http_max_connections;
+    unsigned http_max_per_address;
+    unsigned http_reserved_connections;
+    unsigned http_header_timeout_s;
+    unsigned http_request_timeout_s;
     uint32_t max_order_quantity; /* default 100000 */
     uint64_t max_body_bytes;     /* default 64 MiB */
     uint32_t max_import_codes;   /* codes per import request; default 1000000 */

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -309,6 +310,52 @@ static int load_keys(ph_daemon *d, const ph_config *cfg, ph_err *err)
     return ph_keyring_load(cfg->master_key_file, create, &d->keys, err);
 }
 
+/* Descriptors kept aside for everything but connections: the store, the
+ * plugins, logs, the pid and port files, epoll and event fds. */
+#define PH_FD_RESERVE 1024
+
+/* The connection budget as configured, made to fit RLIMIT_NOFILE: the soft
+ * limit is raised as far as the hard one allows (the supplier I/O engine may
+ * have raised it already), and then HTTP connections get at most half of what
+ * is left beyond PH_FD_RESERVE — the other half is the supplier I/O engine's
+ * (its connection cache grows up to half the descriptors). Logged, with what
+ * was configured. */
+static ph_http_opts http_opts(ph_daemon *d, const ph_config *cfg)
+{
+    ph_http_opts o = {.address = cfg->listen_address,
+                      .port = cfg->port,
+                      .threads = cfg->http_threads,
+                      .max_connections = cfg->http_max_connections,
+                      .max_per_address = cfg->http_max_per_address,
+                      .reserved_connections = cfg->http_reserved_connections,
+                      .header_timeout_s = cfg->http_header_timeout_s,
+                      .request_timeout_s = cfg->http_request_timeout_s};
+    struct rlimit rl;
+    rlim_t need = (rlim_t)o.max_connections * 2 + PH_FD_RESERVE, nofile = need;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        if (rl.rlim_cur < need) {
+            rlim_t to = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need ? rl.rlim_max : need;
+            struct rlimit nr = {.rlim_cur = to, .rlim_max = rl.rlim_max};
+            if (setrlimit(RLIMIT_NOFILE, &nr) == 0)
+                rl.rlim_cur = to;
+        }
+        nofile = rl.rlim_cur;
+        if (nofile < need) {
+            rlim_t fit = nofile > 4 * PH_FD_RESERVE ? (nofile - PH_FD_RESERVE) / 2 : nofile / 4;
+            o.max_connections = fit < 16 ? 16 : (unsigned)fit;
+            if (o.reserved_connections >= o.max_connections / 2)
+                o.reserved_connections = o.max_connections / 8;
+        }
+    }
+    ph_log(&d->log, o.max_connections < cfg->http_max_connections ? PH_LOG_WARN : PH_LOG_INFO, NULL,
+           "http.limits",
+           "nofile=%llu max_connections=%u configured=%u per_address=%u reserved=%u "
+           "header_timeout_s=%u request_timeout_s=%u",
+           (unsigned long long)nofile, o.max_connections, cfg->http_max_connections,
+           o.max_per_address, o.reserved_connections, o.header_timeout_s, o.request_timeout_s);
+    return o;
+}
+
 /* The listener, handed exactly the services its handlers may call. */
 static int start_http(ph_daemon *d, const ph_config *cfg, ph_err *err)
 {
@@ -320,8 +367,8 @@ static int start_http(ph_daemon *d, const ph_config *cfg, ph_err *err)
                        .suppliers = d->suppliers,
                        .sio = d->sio,
                        .ready = &d->ready};
-    return ph_http_start(&env, cfg->listen_address, cfg->port, cfg->http_threads, &d->http,
-                         &d->port, err);
+    ph_http_opts o = http_opts(d, cfg);
+    return ph_http_start(&env, &o, &d->http, &d->port, err);
 }
 
 /* Where suppliers send callbacks: public_url, else our own listener. */

@@ -3,15 +3,15 @@
  * configuration snapshot, its body, and the helpers that set the response.
  * Shared by http_api.c (which owns ph_req) and the api_*.c handlers.
  *
- * Ownership: http_api.c creates a ph_req when a request's first byte arrives
- * and frees it, with everything it owns (body, resp, text, cmd results, ext),
- * when libmicrohttpd reports the request completed. A handler borrows it and
- * keeps no pointer to it past the request; whatever a suspended request hands to
- * another thread (r itself, r->cmd) must not be touched by that thread after it
- * called ph_req_wake.
+ * Ownership: http_api.c creates a ph_req when a request's header is complete
+ * (or ph_http_serve_offline is called) and frees it, with everything it owns (body, resp, text, cmd
+ * results, ext), when libmicrohttpd reports the request completed. A handler borrows it and keeps
+ * no pointer to it past the request; whatever a suspended request hands to another thread (r
+ * itself, r->cmd) must not be touched by that thread after it called ph_req_wake.
  *
  * Threads: a request runs on one libmicrohttpd pool thread at a time — the
- * handler, and after a wake its `resume`, possibly on another pool thread. Every
+ * handler, and after a wake its `resume`, possibly on another pool thread (an
+ * offline request: on the caller's thread, which waits for the wake). Every
  * function here is for that thread only, except ph_req_wake (any thread).
  *
  * A handler returns PH_REQ_DONE with a response set (ph_req_json, _text, _error,
@@ -31,10 +31,12 @@ enum { PH_REQ_DONE = 0, PH_REQ_SUSPENDED = 1 };
 
 typedef struct ph_req ph_req;
 typedef int (*ph_handler_fn)(ph_req *r);
+typedef struct ph_offline ph_offline; /* http_api.c: a request without a socket */
 
 struct ph_req {
-    const ph_http_env *env; /* the services a handler may call (the listener's copy) */
-    struct MHD_Connection *conn;
+    const ph_http_env *env;       /* the services a handler may call (the listener's copy) */
+    struct MHD_Connection *conn;  /* NULL for an offline request (ph_http_serve_offline) */
+    ph_offline *off;              /* its headers, query and wake-up; NULL with a connection */
     ph_cfg_ref *cfg;              /* held for the whole request */
     const ph_client_conf *client; /* NULL on unauthenticated routes */
     char method[8];
@@ -98,11 +100,14 @@ int ph_req_json(ph_req *r, unsigned status, json_t *body);
  * case: it is wiped and freed once sent or when the request ends (it may hold
  * codes). Returns PH_REQ_DONE. */
 int ph_req_text(ph_req *r, unsigned status, char *text, size_t len, const char *content_type);
-/* A query argument, URL-decoded, or NULL when absent. Owned by libmicrohttpd,
- * valid for the request's life (across a suspension too). On a route that
- * declares its parameters, every value was checked before the handler ran: no
- * NUL (a %00 is refused, not cut off) and valid UTF-8 (ph_text_invalid). */
+/* A query argument, URL-decoded, or NULL when absent (also for a key given
+ * without '='). Owned by libmicrohttpd (or the offline request), valid for the
+ * request's life (across a suspension too). On a route that declares its
+ * parameters, every value was checked before the handler ran: no NUL (a %00 is
+ * refused, not cut off) and valid UTF-8 (ph_text_invalid). */
 const char *ph_req_query(ph_req *r, const char *key);
+/* The first request header of that name (any case), or NULL; same lifetime. */
+const char *ph_req_header(ph_req *r, const char *name);
 /* Parses the body as a JSON object (duplicate keys refused) into *out, a new
  * reference the caller decrefs, and returns 0. On failure sets a 400
  * invalid_request naming the line and column (never quoting the body, which may

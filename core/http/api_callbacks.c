@@ -33,7 +33,7 @@ int ph_api_callback(ph_req *r)
     char **headers = ph_req_headers(r, &nh);
     if (!headers)
         return ph_req_fail(r, PH_ENOMEM, NULL);
-    const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Type");
+    const char *ct = ph_req_header(r, "Content-Type");
     struct perkhub_callback cb = {.method = r->method,
                                   .query = "",
                                   .content_type = ct ? ct : "",

@@ -7,15 +7,22 @@
  * resumes it after the durable commit, so a few pool threads keep hundreds of
  * orders in one group commit instead of one per thread. A CSV import still
  * parses, seals and waits for its commit on the pool thread (rare, ops only).
+ * One more thread, the sweeper, shuts down connections whose request header
+ * is overdue (conn_track). An offline request (ph_http_serve_offline) runs on
+ * its caller's thread and waits for its wakes on a condition variable.
  */
 #include "http/http_api.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "http/api.h"
@@ -24,6 +31,8 @@
 struct ph_http {
     struct MHD_Daemon *mhd;
     ph_http_env env;       /* the services handlers may call, borrowed from the starter */
+    ph_http_opts opts;     /* as started (defaults filled in); address borrowed */
+    atomic_int open_conns; /* TCP connections MHD holds now (NOTIFY_CONNECTION) */
     uint32_t reqid_prefix; /* random per listener: request ids stay unique across restarts */
     atomic_uint_fast64_t reqid_next;
     atomic_int inflight;
@@ -31,7 +40,29 @@ struct ph_http {
      * received finish. (MHD_quiesce_daemon is not used: with epoll and a thread
      * pool, libmicrohttpd 0.9.75 can abort removing the listen socket.) */
     atomic_int stopping;
+    /* The header deadline (conn_track below): every open connection, and the
+     * thread that closes those whose header is overdue. */
+    pthread_mutex_t track_mu; /* guards tracked and sweep_stop; a leaf lock */
+    pthread_cond_t sweep_cv;  /* on CLOCK_MONOTONIC: wakes the sweeper to stop */
+    struct conn_track *tracked;
+    int sweep_stop;
+    pthread_t sweeper;
 };
+
+/* One connection as the header deadline sees it. libmicrohttpd's timeout is
+ * one of inactivity: a client that trickles a header byte every few seconds
+ * would hold its connection forever. So a connection must complete its
+ * request header within header_timeout_s of opening, or of the end of its
+ * previous response (keep-alive); the sweeper shuts the socket down when it
+ * does not, and MHD then closes it. Created at NOTIFY_CONNECTION STARTED,
+ * freed at CLOSED, which MHD calls before it closes the socket: under
+ * track_mu, fd is always this connection's. */
+typedef struct conn_track {
+    struct conn_track *prev, *next; /* guarded by track_mu */
+    int fd;                         /* immutable */
+    atomic_int waiting;             /* 1 while no complete request header arrived */
+    atomic_llong since_ms;          /* monotonic; set before waiting becomes 1 */
+} conn_track;
 
 typedef struct ph_route {
     const char *method;
@@ -147,9 +178,84 @@ int ph_req_fail(ph_req *r, int rc, const ph_err *err)
     return ph_req_error(r, status, ph_strerror(rc), "%s", msg);
 }
 
+/* ---- the request's values: from MHD, or from an offline request ----------- */
+
+/* An offline request (ph_http_serve_offline): what MHD would hold for a
+ * connection, and the condition a suspended request waits on instead of
+ * MHD_suspend_connection. Owned by the caller's stack frame. */
+struct ph_offline {
+    char **hk, **hv; /* header names and values, as given */
+    size_t nh;
+    char **qk, **qv; /* query keys and values, URL-decoded (a value may be NULL) */
+    size_t nq;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int woken; /* guarded by mu */
+};
+
+/* Calls it for each value of kind (MHD_HEADER_KIND or MHD_GET_ARGUMENT_KIND)
+ * until it says MHD_NO; returns how many it was called for. */
+static int req_values(ph_req *r, enum MHD_ValueKind kind, MHD_KeyValueIterator it, void *cls)
+{
+    if (r->conn)
+        return MHD_get_connection_values(r->conn, kind, it, cls);
+    const ph_offline *o = r->off;
+    char **k = kind == MHD_HEADER_KIND ? o->hk : o->qk;
+    char **v = kind == MHD_HEADER_KIND ? o->hv : o->qv;
+    size_t n = kind == MHD_HEADER_KIND ? o->nh : o->nq;
+    int called = 0;
+    for (size_t i = 0; i < n; i++) {
+        called++;
+        if (it && it(cls, kind, k[i], v[i]) != MHD_YES)
+            break;
+    }
+    return called;
+}
+
+/* req_values with each key's and value's length (MHD's _n form). An offline
+ * request's text holds no NUL (url_decode hands %00 on as C0 80, as
+ * url_unescape does), so its lengths are strlen's. */
+static int req_values_n(ph_req *r, enum MHD_ValueKind kind, MHD_KeyValueIteratorN it, void *cls)
+{
+    if (r->conn)
+        return MHD_get_connection_values_n(r->conn, kind, it, cls);
+    const ph_offline *o = r->off;
+    char **k = kind == MHD_HEADER_KIND ? o->hk : o->qk;
+    char **v = kind == MHD_HEADER_KIND ? o->hv : o->qv;
+    size_t n = kind == MHD_HEADER_KIND ? o->nh : o->nq;
+    int called = 0;
+    for (size_t i = 0; i < n; i++) {
+        called++;
+        if (it && it(cls, kind, k[i], strlen(k[i]), v[i], v[i] ? strlen(v[i]) : 0) != MHD_YES)
+            break;
+    }
+    return called;
+}
+
+/* The first header of that name (any case), or NULL. */
+static const char *req_header(ph_req *r, const char *name)
+{
+    if (r->conn)
+        return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+    for (size_t i = 0; i < r->off->nh; i++)
+        if (strcasecmp(r->off->hk[i], name) == 0)
+            return r->off->hv[i];
+    return NULL;
+}
+
+const char *ph_req_header(ph_req *r, const char *name)
+{
+    return req_header(r, name);
+}
+
 const char *ph_req_query(ph_req *r, const char *key)
 {
-    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, key);
+    if (r->conn)
+        return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, key);
+    for (size_t i = 0; i < r->off->nq; i++)
+        if (strcmp(r->off->qk[i], key) == 0)
+            return r->off->qv[i];
+    return NULL;
 }
 
 /* Where the n bytes of key are one of the space-separated names in list: that
@@ -329,12 +435,22 @@ int ph_req_has_scope(const ph_req *r, unsigned scope)
 int ph_req_suspend(ph_req *r, ph_handler_fn resume)
 {
     r->resume = resume;
-    MHD_suspend_connection(r->conn);
+    if (r->conn)
+        MHD_suspend_connection(r->conn);
     return PH_REQ_SUSPENDED;
 }
 
 void ph_req_wake(ph_req *r)
 {
+    if (!r->conn) {
+        /* the offline caller waits on cv; it may free r as soon as mu is free */
+        ph_offline *o = r->off;
+        pthread_mutex_lock(&o->mu);
+        o->woken = 1;
+        pthread_cond_signal(&o->cv);
+        pthread_mutex_unlock(&o->mu);
+        return;
+    }
     r->resumed = 1;
     MHD_resume_connection(r->conn);
 }
@@ -353,7 +469,8 @@ int ph_req_submit(ph_req *r, ph_handler_fn resume)
     int rc = ph_store_submit(r->env->store, &r->cmd);
     if (rc != PH_OK) {
         r->pending = 0;
-        MHD_resume_connection(r->conn);
+        if (r->conn)
+            MHD_resume_connection(r->conn);
         return ph_req_fail(r, rc, &r->cmd.err);
     }
     return PH_REQ_SUSPENDED;
@@ -391,7 +508,7 @@ static enum MHD_Result hdr_collect(void *cls, enum MHD_ValueKind kind, const cha
 char **ph_req_headers(ph_req *r, size_t *n)
 {
     hdr_acc a = {0};
-    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, hdr_collect, &a);
+    req_values(r, MHD_HEADER_KIND, hdr_collect, &a);
     if (a.oom || !a.lines) {
         for (size_t i = 0; i < a.n; i++)
             free(a.lines[i]);
@@ -469,7 +586,7 @@ static int authenticate(ph_http *h, ph_req *r, const ph_route *rt)
 {
     if (!rt->scopes)
         return 0;
-    const char *hv = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
+    const char *hv = req_header(r, "Authorization");
     if (!hv || strncasecmp(hv, "Bearer ", 7) != 0) {
         ph_req_error(r, 401, "unauthorized", "Authorization: expected 'Bearer <token>'");
         return -1;
@@ -485,7 +602,7 @@ static int authenticate(ph_http *h, ph_req *r, const ph_route *rt)
         ph_req_error(r, 401, "unauthorized", "Authorization: unknown token");
         return -1;
     }
-    if (r->client->loopback_only) {
+    if (r->client->loopback_only && r->conn) { /* an offline request comes from this process */
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         if (!ci || !ph_http_peer_is_loopback(ci->client_addr)) {
@@ -575,7 +692,7 @@ static int check_params(ph_req *r, const ph_route *rt)
     if (rt->params && strcmp(rt->params, PARAMS_ANY) == 0)
         return 0;
     param_check pc = {.allowed = rt->params};
-    MHD_get_connection_values_n(r->conn, MHD_GET_ARGUMENT_KIND, param_visit, &pc);
+    req_values_n(r, MHD_GET_ARGUMENT_KIND, param_visit, &pc);
     if (!pc.why)
         return 0;
     char takes[160], list[96], nb[24];
@@ -629,6 +746,78 @@ static size_t url_unescape(void *cls, struct MHD_Connection *c, char *s)
     return MHD_http_unescape(s);
 }
 
+/* ---- framing and the connection budget ------------------------------------- */
+
+typedef struct framing {
+    int ncl, nte;   /* Content-Length and Transfer-Encoding header lines */
+    const char *cl; /* the first of each */
+    const char *te;
+} framing;
+
+static enum MHD_Result framing_visit(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    (void)kind;
+    framing *f = cls;
+    if (strcasecmp(key, "Content-Length") == 0 && f->ncl++ == 0)
+        f->cl = value ? value : "";
+    else if (strcasecmp(key, "Transfer-Encoding") == 0 && f->nte++ == 0)
+        f->te = value ? value : "";
+    return MHD_YES;
+}
+
+/* A body's length must have one reading: a proxy in front that frames the
+ * request another way than we do would let a client smuggle a second request
+ * inside the first (RFC 9112 section 6.3). libmicrohttpd 0.9.75 frames by
+ * Transfer-Encoding when both are given, reads the first of two
+ * Content-Lengths, and waits forever for the end of a body in an unknown
+ * coding; it answers a malformed Content-Length itself (400, before any
+ * handler). So the handler refuses, on the header alone and with the
+ * connection closed: Transfer-Encoding other than one "chunked", both
+ * headers, and Content-Length more than once. Header names only are quoted
+ * back, never values. Returns 0, or -1 with the 400 set. */
+static int check_framing(ph_req *r)
+{
+    framing f = {0};
+    req_values(r, MHD_HEADER_KIND, framing_visit, &f);
+    const char *why = NULL;
+    if (f.nte > 1)
+        why = "Transfer-Encoding: given more than once";
+    else if (f.nte && strcasecmp(f.te, "chunked") != 0)
+        why = "Transfer-Encoding: only chunked is supported";
+    else if (f.nte && f.ncl)
+        why = "Content-Length together with Transfer-Encoding: the body's length would be "
+              "ambiguous";
+    else if (f.ncl > 1)
+        why = "Content-Length: given more than once";
+    else if (f.ncl && (!*f.cl || strspn(f.cl, "0123456789") != strlen(f.cl)))
+        why = "Content-Length: expected a decimal number";
+    if (!why)
+        return 0;
+    r->closing = 1; /* whatever follows on this connection cannot be framed */
+    ph_req_error(r, 400, "invalid_request", "%s", why);
+    return -1;
+}
+
+/* Past the soft limit (max_connections - reserved_connections open at once)
+ * only probes (the unauthenticated reads: health, readiness) and ops clients
+ * are served: the rest get 503 with Connection: close, which also frees their
+ * connection for those. An offline request holds no connection. */
+static int over_budget(ph_http *h, ph_req *r, const ph_route *rt)
+{
+    int probe = !rt->scopes && strcmp(rt->method, "GET") == 0;
+    if (!r->conn || probe || ph_req_has_scope(r, PH_SCOPE_OPS))
+        return 0;
+    unsigned open = (unsigned)atomic_load(&h->open_conns);
+    if (open <= h->opts.max_connections - h->opts.reserved_connections)
+        return 0;
+    r->closing = 1;
+    ph_req_error(r, 503, "overloaded",
+                 "perkhubd is near its connection limit; retry in a moment (health, readiness "
+                 "and ops requests are still served)");
+    return 1;
+}
+
 static int dispatch(ph_http *h, ph_req *r)
 {
     const ph_route *known;
@@ -641,12 +830,32 @@ static int dispatch(ph_http *h, ph_req *r)
     if (r->too_large)
         return ph_req_error(r, 413, "payload_too_large", "body: larger than %llu bytes",
                             (unsigned long long)r->cfg->cfg->max_body_bytes);
-    if (authenticate(h, r, rt) || check_params(r, rt))
+    if (authenticate(h, r, rt) || over_budget(h, r, rt) || check_params(r, rt))
         return PH_REQ_DONE;
     return rt->fn(r);
 }
 
-/* ---- MHD callbacks ------------------------------------------------------ */
+/* ---- the request's life ------------------------------------------------------ */
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Marks the connection waiting for a request header (from now) or not. */
+static void track_waiting(struct MHD_Connection *conn, int waiting)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    conn_track *t = ci ? ci->socket_context : NULL;
+    if (!t)
+        return;
+    if (waiting)
+        atomic_store(&t->since_ms, mono_ms());
+    atomic_store(&t->waiting, waiting);
+}
 
 /* MHD frees a response's buffer when it is done with it: wiped first, as any
  * body may hold codes. Every body is NUL-terminated text. */
@@ -680,7 +889,7 @@ static char *body_take(ph_req *r, size_t *len, const char **type)
     return t;
 }
 
-static enum MHD_Result send_response(ph_req *r)
+static enum MHD_Result send_response(ph_http *h, ph_req *r)
 {
     size_t len;
     const char *type;
@@ -700,6 +909,11 @@ static enum MHD_Result send_response(ph_req *r)
         MHD_add_response_header(resp, "Idempotent-Replay", r->replay_header);
     if (r->closing)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    if (r->status == 503 && r->closing) /* overloaded or stopping: try again soon */
+        MHD_add_response_header(resp, "Retry-After", "1");
+    /* The answer is queued: writing it and then waiting for the next request's
+     * header (keep-alive) run on the short timeout again. */
+    MHD_set_connection_option(r->conn, MHD_CONNECTION_OPTION_TIMEOUT, h->opts.header_timeout_s);
     enum MHD_Result ret = MHD_queue_response(r->conn, r->status, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -715,7 +929,7 @@ static void str_copy(char *dst, size_t cap, const char *src)
 
 static void set_reqid(ph_http *h, ph_req *r)
 {
-    const char *given = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Request-Id");
+    const char *given = req_header(r, "X-Request-Id");
     if (given && ph_ident_valid(given, 40)) {
         str_copy(r->reqid, sizeof r->reqid, given);
         return;
@@ -724,23 +938,41 @@ static void set_reqid(ph_http *h, ph_req *r)
     snprintf(r->reqid, sizeof r->reqid, "%08x%08llx", h->reqid_prefix, (unsigned long long)n);
 }
 
-static ph_req *req_new(ph_http *h, struct MHD_Connection *conn, const char *url, const char *method)
+/* A request whose header is complete: from MHD's connection, or offline. */
+static ph_req *req_new(ph_http *h, struct MHD_Connection *conn, ph_offline *off, const char *url,
+                       const char *method)
 {
     ph_req *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
     r->env = &h->env;
     r->conn = conn;
+    r->off = off;
     r->started_ms = ph_now_ms();
     r->cfg = ph_cfg_acquire(h->env.cfg);
     str_copy(r->method, sizeof r->method, method);
     str_copy(r->path, sizeof r->path, url);
     set_reqid(h, r);
     atomic_fetch_add(&h->inflight, 1);
-    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    const char *cl = req_header(r, "Content-Length");
     if (cl && strtoull(cl, NULL, 10) > r->cfg->cfg->max_body_bytes)
         r->too_large = 1;
     return r;
+}
+
+/* Answers a request before its body is read, or returns 0: the daemon is
+ * stopping, the framing is ambiguous, or the body will be too large (MHD drops
+ * the rest). Returns 1 with the response set. */
+static int req_refused_early(ph_http *h, ph_req *r)
+{
+    if (atomic_load(&h->stopping)) {
+        r->closing = 1;
+        ph_req_error(r, 503, "shutting_down", "perkhubd is stopping; retry on another node");
+        return 1;
+    }
+    if (check_framing(r))
+        return 1;
+    return r->too_large && dispatch(h, r) == PH_REQ_DONE;
 }
 
 static int body_append(ph_req *r, const char *data, size_t n)
@@ -757,57 +989,15 @@ static int body_append(ph_req *r, const char *data, size_t n)
     return 0;
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version, const char *data,
-                                  size_t *data_size, void **con_cls)
+/* The access log line, and everything the request owned freed. */
+static void req_end(ph_http *h, ph_req *r, int aborted)
 {
-    (void)version;
-    ph_http *h = cls;
-    ph_req *r = *con_cls;
-    if (!r) {
-        if (!(r = req_new(h, conn, url, method)))
-            return MHD_NO;
-        *con_cls = r;
-        if (atomic_load(&h->stopping)) {
-            r->closing = 1;
-            ph_req_error(r, 503, "shutting_down", "perkhubd is stopping; retry on another node");
-            return send_response(r);
-        }
-        /* refuse an oversize upload before reading it; MHD drops the rest */
-        if (r->too_large)
-            return dispatch(h, r) == PH_REQ_DONE ? send_response(r) : MHD_NO;
-        return MHD_YES;
-    }
-    if (r->resumed) {
-        r->resumed = 0;
-        r->pending = 0;
-        if (r->resume(r) == PH_REQ_SUSPENDED)
-            return MHD_YES; /* the handler went on to another command or a wait */
-        return send_response(r);
-    }
-    if (*data_size) {
-        if (body_append(r, data, *data_size))
-            return MHD_NO;
-        *data_size = 0;
-        return MHD_YES;
-    }
-    if (dispatch(h, r) == PH_REQ_SUSPENDED)
-        return MHD_YES;
-    return send_response(r);
-}
-
-static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-                         enum MHD_RequestTerminationCode toe)
-{
-    (void)conn;
-    ph_http *h = cls;
-    ph_req *r = *con_cls;
-    if (!r)
-        return;
+    /* method and path are the client's text: log.h escapes them */
     ph_log(h->env.log, PH_LOG_INFO, r->reqid, "http.request",
-           "method=%s path=%s status=%u client=%s ms=%lld%s", r->method, r->path, r->status,
-           r->client ? r->client->name : "-", (long long)(ph_now_ms() - r->started_ms),
-           toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
+           aborted ? "method=%s path=%s status=%u client=%s ms=%lld aborted=1"
+                   : "method=%s path=%s status=%u client=%s ms=%lld",
+           r->method, r->path, r->status, r->client ? r->client->name : "-",
+           (long long)(ph_now_ms() - r->started_ms));
     json_decref(r->resp);
     text_drop(r);
     ph_cmd_clear(&r->cmd);
@@ -820,19 +1010,136 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     ph_wipe(r->account, sizeof r->account);
     ph_cfg_release(r->cfg);
     free(r);
-    *con_cls = NULL;
     atomic_fetch_sub(&h->inflight, 1);
+}
+
+/* ---- MHD callbacks ------------------------------------------------------ */
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *data,
+                                  size_t *data_size, void **con_cls)
+{
+    (void)version;
+    ph_http *h = cls;
+    ph_req *r = *con_cls;
+    if (!r) {
+        if (!(r = req_new(h, conn, NULL, url, method)))
+            return MHD_NO;
+        *con_cls = r;
+        track_waiting(conn, 0);
+        /* The header is complete: the body and the answer get the long timeout
+         * (send_response sets the short one back). A suspended connection is
+         * never timed out by MHD. */
+        MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, h->opts.request_timeout_s);
+        if (req_refused_early(h, r))
+            return send_response(h, r);
+        return MHD_YES;
+    }
+    if (r->resumed) {
+        r->resumed = 0;
+        r->pending = 0;
+        if (r->resume(r) == PH_REQ_SUSPENDED)
+            return MHD_YES; /* the handler went on to another command or a wait */
+        return send_response(h, r);
+    }
+    if (*data_size) {
+        if (body_append(r, data, *data_size))
+            return MHD_NO;
+        *data_size = 0;
+        return MHD_YES;
+    }
+    if (dispatch(h, r) == PH_REQ_SUSPENDED)
+        return MHD_YES;
+    return send_response(h, r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    ph_http *h = cls;
+    ph_req *r = *con_cls;
+    if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        track_waiting(conn, 1); /* kept alive: the next header is due in time too */
+    if (!r)
+        return;
+    req_end(h, r, toe != MHD_REQUEST_TERMINATED_COMPLETED_OK);
+    *con_cls = NULL;
+}
+
+/* Open connections, for the headroom (over_budget), and their tracks for the
+ * header deadline. A track that cannot be allocated leaves the connection
+ * with MHD's own timeouts only. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_ctx,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    ph_http *h = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        atomic_fetch_add(&h->open_conns, 1);
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        conn_track *t = ci ? calloc(1, sizeof *t) : NULL;
+        if (!t)
+            return;
+        t->fd = ci->connect_fd;
+        atomic_store(&t->since_ms, mono_ms());
+        atomic_store(&t->waiting, 1);
+        pthread_mutex_lock(&h->track_mu);
+        t->next = h->tracked;
+        if (h->tracked)
+            h->tracked->prev = t;
+        h->tracked = t;
+        pthread_mutex_unlock(&h->track_mu);
+        *socket_ctx = t;
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        atomic_fetch_sub(&h->open_conns, 1);
+        conn_track *t = *socket_ctx;
+        if (!t)
+            return;
+        pthread_mutex_lock(&h->track_mu);
+        if (t->prev)
+            t->prev->next = t->next;
+        else
+            h->tracked = t->next;
+        if (t->next)
+            t->next->prev = t->prev;
+        pthread_mutex_unlock(&h->track_mu);
+        free(t);
+        *socket_ctx = NULL;
+    }
+}
+
+/* Once a second: shuts down every connection whose request header is overdue
+ * (conn_track). The walk holds track_mu, so no connection closes under it. */
+static void *sweeper_main(void *arg)
+{
+    ph_http *h = arg;
+    int64_t limit = (int64_t)h->opts.header_timeout_s * 1000;
+    pthread_mutex_lock(&h->track_mu);
+    while (!h->sweep_stop) {
+        int64_t now = mono_ms();
+        for (conn_track *t = h->tracked; t; t = t->next)
+            if (atomic_load(&t->waiting) && now - atomic_load(&t->since_ms) >= limit) {
+                atomic_store(&t->waiting, 0); /* once is enough: MHD closes it */
+                shutdown(t->fd, SHUT_RDWR);
+            }
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += 1;
+        while (!h->sweep_stop && pthread_cond_timedwait(&h->sweep_cv, &h->track_mu, &ts) == 0)
+            ;
+    }
+    pthread_mutex_unlock(&h->track_mu);
+    return NULL;
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     ph_http *h = cls;
     char msg[256];
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    for (char *p = msg; *p; p++)
-        if (*p == '"')
-            *p = '\'';
-    ph_log(h->env.log, PH_LOG_WARN, NULL, "http.server", "detail=\"%s\"", msg);
+    int n = vsnprintf(msg, sizeof msg, fmt, ap);
+    while (n > 0 && (size_t)n < sizeof msg && msg[n - 1] == '\n')
+        msg[--n] = 0; /* MHD ends its messages with a newline */
+    ph_log(h->env.log, PH_LOG_WARN, NULL, "http.server", "detail=%s", msg);
 }
 
 /* Each connection's memory pool: its request line and headers, the read buffer
@@ -842,36 +1149,258 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
  * tests/e2e/test_orders.c); bodies stream through the read buffer. */
 #define CONN_MEMORY (16u * 1024u)
 
-int ph_http_start(const ph_http_env *env, const char *address, uint16_t port, unsigned threads,
-                  ph_http **out, uint16_t *bound, ph_err *err)
+/* Frees h once MHD is stopped (its CLOSED notifications freed the tracks;
+ * any left are freed here). */
+static void http_free(ph_http *h)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
-    if (inet_pton(AF_INET, address, &sa.sin_addr) != 1)
-        return ph_err_set(err, PH_EINVAL, "listen.address: '%s' is not an IPv4 address", address);
+    while (h->tracked) {
+        conn_track *t = h->tracked;
+        h->tracked = t->next;
+        free(t);
+    }
+    pthread_cond_destroy(&h->sweep_cv);
+    pthread_mutex_destroy(&h->track_mu);
+    free(h);
+}
+
+int ph_http_start(const ph_http_env *env, const ph_http_opts *opts, ph_http **out, uint16_t *bound,
+                  ph_err *err)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(opts->port)};
+    if (inet_pton(AF_INET, opts->address, &sa.sin_addr) != 1)
+        return ph_err_set(err, PH_EINVAL, "listen.address: '%s' is not an IPv4 address",
+                          opts->address);
+    ph_http_opts o = *opts;
+    if (!o.threads)
+        o.threads = 4;
+    if (!o.max_connections)
+        o.max_connections = PH_HTTP_MAX_CONNECTIONS;
+    if (!o.header_timeout_s)
+        o.header_timeout_s = PH_HTTP_HEADER_TIMEOUT_S;
+    if (!o.request_timeout_s)
+        o.request_timeout_s = PH_HTTP_REQUEST_TIMEOUT_S;
+    if (o.reserved_connections >= o.max_connections)
+        return ph_err_set(err, PH_EINVAL,
+                          "http.reserved_connections: expected fewer than max_connections (%u), "
+                          "got %u",
+                          o.max_connections, o.reserved_connections);
     ph_http *h = calloc(1, sizeof *h);
     if (!h)
         return ph_err_set(err, PH_ENOMEM, "out of memory");
     h->env = *env;
+    h->opts = o;
     ph_random_bytes(&h->reqid_prefix, sizeof h->reqid_prefix);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&h->sweep_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&h->track_mu, NULL);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
 
+    /* The daemon-wide timeout is the short one, for a connection that has not
+     * sent a complete header (a new one, or a kept-alive one between
+     * requests); on_request lengthens it per request. */
     h->mhd = MHD_start_daemon(
-        flags, port, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE,
-        threads ? threads : 4, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-        MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_CONNECTION_LIMIT, 10000u,
-        MHD_OPTION_UNESCAPE_CALLBACK, url_unescape, NULL, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY, MHD_OPTION_END);
+        flags, o.port, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE, o.threads,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+        h, MHD_OPTION_CONNECTION_TIMEOUT, o.header_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
+        o.max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT, o.max_per_address,
+        MHD_OPTION_UNESCAPE_CALLBACK, url_unescape, NULL,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)CONN_MEMORY, MHD_OPTION_END);
     if (!h->mhd) {
-        free(h);
+        http_free(h);
         return ph_err_set(err, PH_EIO, "listen: cannot listen on %s:%u (in use, or not allowed)",
-                          address, port);
+                          o.address, o.port);
+    }
+    if (pthread_create(&h->sweeper, NULL, sweeper_main, h)) {
+        MHD_stop_daemon(h->mhd);
+        http_free(h);
+        return ph_err_set(err, PH_EIO, "listen: cannot start the header deadline's thread");
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_BIND_PORT);
-    *bound = info ? info->port : port;
+    *bound = info ? info->port : o.port;
     *out = h;
     return PH_OK;
+}
+
+/* ---- offline requests ---------------------------------------------------------- */
+
+static int hex_value(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* %xx decoded in place as libmicrohttpd's default unescaper does (an invalid
+ * escape stays as written), '+' as a space when plus, and %00 as C0 80 (see
+ * url_unescape); returns the new length. */
+static size_t url_decode(char *s, int plus)
+{
+    char *w = s;
+    for (const char *p = s; *p; p++) {
+        int hi, lo;
+        if (*p == '%' && (hi = hex_value(p[1])) >= 0 && (lo = hex_value(p[2])) >= 0) {
+            if (hi == 0 && lo == 0) { /* the overlong NUL, as url_unescape */
+                *w++ = (char)0xC0;
+                *w++ = (char)0x80;
+            } else {
+                *w++ = (char)(hi << 4 | lo);
+            }
+            p += 2;
+        } else {
+            *w++ = plus && *p == '+' ? ' ' : *p;
+        }
+    }
+    *w = 0;
+    return (size_t)(w - s);
+}
+
+static void offline_clear(ph_offline *o)
+{
+    for (size_t i = 0; i < o->nh; i++) {
+        free(o->hk[i]);
+        free(o->hv[i]);
+    }
+    for (size_t i = 0; i < o->nq; i++) {
+        free(o->qk[i]);
+        free(o->qv[i]);
+    }
+    free(o->hk);
+    free(o->hv);
+    free(o->qk);
+    free(o->qv);
+}
+
+/* "Name: value" lines into names and values (value trimmed as MHD does). */
+static int offline_headers(ph_offline *o, const char *const *lines)
+{
+    size_t n = 0;
+    while (lines && lines[n])
+        n++;
+    o->hk = calloc(n + 1, sizeof *o->hk);
+    o->hv = calloc(n + 1, sizeof *o->hv);
+    if (!o->hk || !o->hv)
+        return PH_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        const char *colon = strchr(lines[i], ':');
+        if (!colon || colon == lines[i])
+            return PH_EINVAL;
+        const char *v = colon + 1;
+        while (*v == ' ' || *v == '\t')
+            v++;
+        size_t vl = strlen(v);
+        while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
+            vl--;
+        o->hk[o->nh] = strndup(lines[i], (size_t)(colon - lines[i]));
+        o->hv[o->nh] = strndup(v, vl);
+        if (!o->hk[o->nh] || !o->hv[o->nh]) {
+            free(o->hk[o->nh]);
+            free(o->hv[o->nh]);
+            return PH_ENOMEM;
+        }
+        o->nh++;
+    }
+    return PH_OK;
+}
+
+/* The query after '?' split at '&' and '=' and decoded, as MHD does: "a" and
+ * "a&" give a key with a NULL value. */
+static int offline_query(ph_offline *o, const char *q)
+{
+    size_t n = 1;
+    for (const char *p = q; *p; p++)
+        n += *p == '&';
+    o->qk = calloc(n, sizeof *o->qk);
+    o->qv = calloc(n, sizeof *o->qv);
+    if (!o->qk || !o->qv)
+        return PH_ENOMEM;
+    while (*q) {
+        size_t len = strcspn(q, "&");
+        const char *eq = memchr(q, '=', len);
+        char *k = strndup(q, eq ? (size_t)(eq - q) : len);
+        char *v = eq ? strndup(eq + 1, len - (size_t)(eq + 1 - q)) : NULL;
+        if (!k || (eq && !v)) {
+            free(k);
+            free(v);
+            return PH_ENOMEM;
+        }
+        url_decode(k, 1);
+        if (v)
+            url_decode(v, 1);
+        o->qk[o->nq] = k;
+        o->qv[o->nq++] = v;
+        q += len;
+        if (*q == '&')
+            q++;
+    }
+    return PH_OK;
+}
+
+int ph_http_serve_offline(ph_http *h, const char *method, const char *url,
+                          const char *const *header_lines, const char *body, size_t len,
+                          unsigned *status, char **resp_body, size_t *resp_len)
+{
+    ph_offline o = {0};
+    char *path = strdup(url);
+    if (!path)
+        return PH_ENOMEM;
+    char *q = strchr(path, '?');
+    if (q)
+        *q++ = 0;
+    int rc = offline_headers(&o, header_lines);
+    if (rc == PH_OK && q)
+        rc = offline_query(&o, q);
+    if (rc != PH_OK) {
+        offline_clear(&o);
+        free(path);
+        return rc;
+    }
+    url_decode(path, 0);
+    pthread_mutex_init(&o.mu, NULL);
+    pthread_cond_init(&o.cv, NULL);
+    ph_req *r = req_new(h, NULL, &o, path, method);
+    free(path);
+    if (!r) {
+        rc = PH_ENOMEM;
+        goto done;
+    }
+    int step = PH_REQ_DONE;
+    if (!req_refused_early(h, r)) {
+        if (body_append(r, body ? body : "", len)) {
+            req_end(h, r, 1);
+            rc = PH_ENOMEM;
+            goto done;
+        }
+        step = dispatch(h, r);
+    }
+    while (step == PH_REQ_SUSPENDED) {
+        pthread_mutex_lock(&o.mu);
+        while (!o.woken)
+            pthread_cond_wait(&o.cv, &o.mu);
+        o.woken = 0;
+        pthread_mutex_unlock(&o.mu);
+        r->pending = 0;
+        step = r->resume(r);
+    }
+    const char *type;
+    size_t n = 0;
+    char *txt = body_take(r, &n, &type);
+    *status = txt ? r->status : 500;
+    *resp_body = txt;
+    *resp_len = n;
+    rc = txt ? PH_OK : PH_ENOMEM;
+    req_end(h, r, 0);
+done:
+    pthread_cond_destroy(&o.cv);
+    pthread_mutex_destroy(&o.mu);
+    offline_clear(&o);
+    return rc;
 }
 
 void ph_http_quiesce(ph_http *h)
@@ -889,7 +1418,12 @@ void ph_http_stop(ph_http *h)
 {
     if (!h)
         return;
+    pthread_mutex_lock(&h->track_mu);
+    h->sweep_stop = 1;
+    pthread_cond_signal(&h->sweep_cv);
+    pthread_mutex_unlock(&h->track_mu);
+    pthread_join(h->sweeper, NULL);
     if (h->mhd)
         MHD_stop_daemon(h->mhd);
-    free(h);
+    http_free(h);
 }

@@ -10,6 +10,7 @@
  *
  * Threads: libmicrohttpd runs a pool of threads, each with its own epoll loop;
  * every request is read, authenticated, handled and answered on them (api.h).
+ * One more thread of h enforces the request-header deadline.
  * The functions below are for the main thread (start, stop) or any thread
  * (quiesce, inflight).
  */
@@ -17,6 +18,7 @@
 #define PH_HTTP_API_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "base/log.h"
@@ -45,17 +47,66 @@ typedef struct ph_http_env {
     const atomic_int *ready;        /* 1 while serving: GET /v1/ready */
 } ph_http_env;
 
-/* Listens on address:port (0 = an ephemeral port, reported in *bound) with a pool
- * of `threads` threads (0 = 4). env is copied; what it points to is borrowed and
- * must outlive h. Requests may arrive before this returns, so every service in
- * env must be running already. Request ids are unique across restarts: they
- * start with a random per-listener prefix. On PH_OK *out is owned by the caller
- * (ph_http_stop); on error nothing is left running and *out is untouched.
- * Errors: PH_EINVAL (address is not an IPv4 address), PH_ENOMEM, PH_EIO (cannot
+/* The listener's settings (config's listen: and http: sections). */
+typedef struct ph_http_opts {
+    const char *address; /* IPv4 address to bind; borrowed for the call */
+    uint16_t port;       /* 0 = an ephemeral port, reported in *bound */
+    unsigned threads;    /* pool threads; 0 = 4 */
+    /* Connections held at once (MHD's limit; beyond it the kernel's backlog
+     * holds them); 0 = PH_HTTP_MAX_CONNECTIONS. The caller makes it fit the
+     * descriptor limit (daemon.c). */
+    unsigned max_connections;
+    unsigned max_per_address; /* connections from one IP address; 0 = no limit */
+    /* The last reserved_connections of max_connections are headroom: with more
+     * connections open, only GET /v1/health, /v1/ready and ops clients are
+     * served, anything else gets 503 overloaded with Connection: close.
+     * Must be below max_connections. */
+    unsigned reserved_connections;
+    /* header_timeout_s: a connection must complete its request header within
+     * this of opening, or of the end of its previous response (keep-alive),
+     * else it is shut down (a thread of h checks once a second); it is also
+     * MHD's inactivity timeout between requests and while an answer is
+     * written. request_timeout_s: MHD's inactivity timeout once a header is
+     * complete (the body). 0 = the defaults below. A suspended request
+     * (waiting for a commit or a supplier) is never timed out. */
+    unsigned header_timeout_s;
+    unsigned request_timeout_s;
+} ph_http_opts;
+
+#define PH_HTTP_MAX_CONNECTIONS   10000u
+#define PH_HTTP_HEADER_TIMEOUT_S  10u
+#define PH_HTTP_REQUEST_TIMEOUT_S 120u
+
+/* Listens as opts say, with a pool of threads. env is copied; what it points
+ * to is borrowed and must outlive h. Requests may arrive before this returns,
+ * so every service in env must be running already. Request ids are unique
+ * across restarts: they start with a random per-listener prefix. On PH_OK *out
+ * is owned by the caller (ph_http_stop); on error nothing is left running and
+ * *out is untouched. Errors: PH_EINVAL (address is not an IPv4 address,
+ * reserved_connections not below max_connections), PH_ENOMEM, PH_EIO (cannot
  * listen: the message names address:port).
  * @note Main thread. */
-int ph_http_start(const ph_http_env *env, const char *address, uint16_t port, unsigned threads,
-                  ph_http **out, uint16_t *bound, ph_err *err);
+int ph_http_start(const ph_http_env *env, const ph_http_opts *opts, ph_http **out, uint16_t *bound,
+                  ph_err *err);
+
+/* Serves one request without a socket, through the same path as one from the
+ * network: framing and body limits, routing, authentication (the request
+ * counts as coming from loopback), query parameters, the handler, its
+ * suspensions (waited for on a condition variable here instead of MHD's
+ * suspend/resume) and the response. For tests and fuzzing (tests/fuzz/
+ * fuzz_http.c). method is e.g. "GET"; url is the path with its query, URL
+ * encoded as on the wire (decoded here as libmicrohttpd does); header_lines
+ * are "Name: value" strings, NULL-terminated (NULL: none); body[0..len) the
+ * body (NULL when len is 0). The headroom does not apply (no connection).
+ * On PH_OK *status is the HTTP status and *resp_body a malloc'd,
+ * NUL-terminated body of *resp_len bytes that the caller wipes and frees (it
+ * may hold codes). Errors (nothing served): PH_EINVAL (a header line without
+ * a name and ':'), PH_ENOMEM.
+ * @note Any thread but a pool thread; blocks while the request is suspended.
+ * As ph_http_stop: no offline request may be running when h stops. */
+int ph_http_serve_offline(ph_http *h, const char *method, const char *url,
+                          const char *const *header_lines, const char *body, size_t len,
+                          unsigned *status, char **resp_body, size_t *resp_len);
 
 /* From now on new requests get 503 shutting_down (with Connection: close);
  * requests already received go on. NULL is a no-op.

@@ -130,9 +130,11 @@ int ph_fulfil_callback(ph_fulfil *f, const char *supplier_id, const struct perkh
         if (!out->error[0])
             rc = reply_body(out, &res);
     }
-    ph_log(log, out->error[0] ? PH_LOG_WARN : PH_LOG_INFO, NULL,
-           out->error[0] ? "callback.refused" : "callback.accepted", "supplier=%s%s%s", supplier_id,
-           out->error[0] ? " reason=" : "", out->error);
+    if (out->error[0])
+        ph_log(log, PH_LOG_WARN, NULL, "callback.refused", "supplier=%s reason=%s", supplier_id,
+               out->error);
+    else
+        ph_log(log, PH_LOG_INFO, NULL, "callback.accepted", "supplier=%s", supplier_id);
     ph_op_result_clear(host, &res);
     ph_supplier_release(sup);
     return rc == PH_ENOMEM ? PH_ENOMEM : PH_OK;

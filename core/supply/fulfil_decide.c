@@ -171,10 +171,10 @@ void ful_job_done(ph_fulfil *f, track *t, int stopping)
     if (m.failover && !stopping)
         set_failover(f, b);
     ph_log(f->o.log, PH_LOG_INFO, NULL, "fulfil.exchange",
-           "order=%llu attempt=%u supplier=%s op=%s outcome=%s state=%s%s%s",
+           "order=%llu attempt=%u supplier=%s op=%s outcome=%s state=%s reason=%s",
            (unsigned long long)t->order_id, t->no, t->supplier, ph_op_kind_name(job->op.kind),
            ph_supplier_host(t->sup)->status_str(job->outcome), ph_attempt_state_name(m.state),
-           m.reason[0] ? " reason=" : "", m.reason);
+           m.reason[0] ? m.reason : "-");
     t->send_order = 0;
     t->follow_step = m.follow_step;
     if (m.follow_step)

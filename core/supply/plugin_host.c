@@ -59,15 +59,20 @@ static void host_log_msg(const struct perkhub_host *host, int level, const char 
         memcpy(ev + n, "log", 4);
     else
         ev[n] = '\0';
-    char tail[1536] = "";
-    if (fmt) {
+    /* the plugin's fields through log.h's escaping formatter, after ours */
+    char tail[1536];
+    size_t n0 = ph_log_format(tail, sizeof tail, "supplier=%s plugin=%s", inst->supplier_id,
+                              inst->plugin->name);
+    if (fmt && n0 + 1 < sizeof tail) {
+        tail[n0++] = ' ';
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(tail, sizeof tail, fmt, ap);
+        ph_log_vformat(tail + n0, sizeof tail - n0, fmt, ap);
         va_end(ap);
+        if (!tail[n0])
+            tail[n0 - 1] = 0; /* an empty plugin tail leaves no trailing space */
     }
-    ph_log(inst->lg, level, NULL, ev, "supplier=%s plugin=%s%s%s", inst->supplier_id,
-           inst->plugin->name, tail[0] ? " " : "", tail);
+    ph_log_tail(inst->lg, level, NULL, ev, tail);
 }
 
 static void *host_mem_alloc(const struct perkhub_host *host, size_t size)

@@ -687,3 +687,45 @@ Test(config, product_and_supplier_lookup)
     cr_expect_null(ph_config_product(NULL, "x"));
     ph_config_free(cfg);
 }
+
+/* The connection budget (issue 10, defect 1): defaults, values, and the
+ * reserve that must stay below the budget, reported where it is written. */
+Test(config, http_connection_budget)
+{
+    ph_config *cfg = load_ok(BASE);
+    cr_expect_eq(cfg->http_max_connections, 10000);
+    cr_expect_eq(cfg->http_max_per_address, 1000);
+    cr_expect_eq(cfg->http_reserved_connections, 64);
+    cr_expect_eq(cfg->http_header_timeout_s, 10);
+    cr_expect_eq(cfg->http_request_timeout_s, 120);
+    ph_config_free(cfg);
+    cfg = load_ok(BASE "http:\n  max_connections: 20\n  max_connections_per_address: 4\n"
+                       "  reserved_connections: 5\n  header_timeout_s: 1\n"
+                       "  request_timeout_s: 2\n");
+    cr_expect_eq(cfg->http_max_connections, 20);
+    cr_expect_eq(cfg->http_max_per_address, 4);
+    cr_expect_eq(cfg->http_reserved_connections, 5);
+    cr_expect_eq(cfg->http_header_timeout_s, 1);
+    cr_expect_eq(cfg->http_request_timeout_s, 2);
+    ph_config_free(cfg);
+    static const struct {
+        const char *yaml, *msg;
+    } bad[] = {
+        {BASE "http:\n  max_connections: 20\n  reserved_connections: 20\n",
+         "t.yaml:5:25: http.reserved_connections: expected reserved_connections (20) below "
+         "max_connections (20): the reserve is the part of the connection budget kept for "
+         "health probes and ops"},
+        {BASE "http:\n  max_connections: 64\n",
+         "t.yaml:4:20: http.max_connections: expected reserved_connections (64) below "
+         "max_connections (64): the reserve is the part of the connection budget kept for "
+         "health probes and ops"},
+        {BASE "http:\n  header_timeout_s: 0\n",
+         "t.yaml:4:21: http.header_timeout_s: expected an integer 1..3600, got \"0\""},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ph_err err = {0};
+        cr_expect_eq(ph_config_load_string(bad[i].yaml, strlen(bad[i].yaml), "t.yaml", &cfg, &err),
+                     PH_EINVAL, "row %zu", i);
+        cr_expect_str_eq(err.msg, bad[i].msg, "row %zu", i);
+    }
+}

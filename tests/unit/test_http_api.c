@@ -3,12 +3,24 @@
  * demo tokens): which socket addresses count as loopback. The end-to-end side
  * (a real request from a non-loopback address gets 403) is in
  * tests/e2e/test_badinput.c, when the machine has such an address.
+ *
+ * And ph_http_serve_offline, the seam the HTTP fuzz harness uses
+ * (tests/fuzz/fuzz_http.c): real requests through a daemon started in this
+ * process — routing, authentication, query parameters (URL-decoded),
+ * framing, bodies, a handler that suspends for the group commit and one that
+ * waits for a supplier, the response.
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <jansson.h>
 #include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "daemon/daemon.h"
 #include "http/http_api.h"
 
 static int v4(const char *addr)
@@ -49,4 +61,150 @@ Test(http_api, other_peers)
     cr_expect_not(ph_http_peer_is_loopback(NULL));
     struct sockaddr un = {.sa_family = AF_UNIX};
     cr_expect_not(ph_http_peer_is_loopback(&un));
+}
+
+/* ---- the offline seam ------------------------------------------------------- */
+
+/* sha256 of "fulfill-token", "support-token", "ops-token" */
+#define CONFIG                                                                                     \
+    "listen:\n  address: 127.0.0.1\n  port: 0\n"                                                   \
+    "data_dir: %s/data\nmap_size_mb: 16\nmaster_key_file: %s/master.key\n"                         \
+    "master_key_create: true\nplugin_dir: %s\nlog:\n  level: warn\n"                               \
+    "clients:\n"                                                                                   \
+    "  - name: mall\n    token_sha256: "                                                           \
+    "b85d590db0211c10bdcd8c97c7a7df12c576e72c0ff76d67bb5421a078888d39\n"                           \
+    "    scopes: [fulfill]\n"                                                                      \
+    "  - name: cs\n    token_sha256: "                                                             \
+    "ebca95604276a73fb41ea1ae6556b45bf815fa9733bc6e7a7be1316f9c3e8a89\n"                           \
+    "    scopes: [support]\n"                                                                      \
+    "  - name: ops\n    token_sha256: "                                                            \
+    "d9310c002af91822beb0b3487d8b04f85bf6bf1f8a5496bff7d35fc7c5a29def\n"                           \
+    "    scopes: [ops]\n"                                                                          \
+    "suppliers:\n  - id: acme\n    plugin: example\n  - id: sbx\n    plugin: sandbox\n"            \
+    "products:\n"                                                                                  \
+    "  - sku: test.card\n    name: Test card\n    brand: tb\n    category: video\n"                \
+    "    delivery: card_code\n    face_value: \"30.00\"\n"                                         \
+    "    offers:\n      - {supplier: acme, supplier_sku: T-1, cost: \"19.80\"}\n"                  \
+    "  - sku: test.topup\n    name: Top-up\n    brand: telco\n    category: telecom\n"             \
+    "    delivery: recharge\n    face_value: \"50.00\"\n"                                          \
+    "    offers:\n      - {supplier: sbx, supplier_sku: sandbox.recharge, cost: \"49.00\"}\n"
+
+static ph_daemon D;
+static char dir[64];
+
+static void daemon_up(void)
+{
+    const char *plugins = getenv("PH_PLUGIN_DIR");
+    cr_assert(plugins, "PH_PLUGIN_DIR is not set (run through ctest)");
+    snprintf(dir, sizeof dir, "/tmp/ph-offline-XXXXXX");
+    cr_assert(mkdtemp(dir));
+    char yaml[4096];
+    int n = snprintf(yaml, sizeof yaml, CONFIG, dir, dir, plugins);
+    cr_assert(n > 0 && (size_t)n < sizeof yaml);
+    ph_config *cfg;
+    ph_err err = {0};
+    cr_assert_eq(ph_config_load_string(yaml, (size_t)n, "offline", &cfg, &err), PH_OK, "%s",
+                 err.msg);
+    /* the daemon wakes its starting thread with SIGUSR1 to reap a supplier
+     * (main.c's sigwait); here they are reaped when it stops */
+    signal(SIGUSR1, SIG_IGN);
+    cr_assert_eq(ph_daemon_start(&D, cfg, NULL, &err), PH_OK, "%s", err.msg);
+}
+
+static void daemon_down(void)
+{
+    ph_daemon_stop(&D, 5000);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+/* One offline request; returns the status and, in *j, the body parsed (caller
+ * decrefs; NULL when not JSON). */
+static unsigned serve(const char *method, const char *url, const char *const *headers,
+                      const char *body, json_t **j)
+{
+    unsigned status = 0;
+    char *out = NULL;
+    size_t len = 0;
+    int rc = ph_http_serve_offline(D.http, method, url, headers, body, body ? strlen(body) : 0,
+                                   &status, &out, &len);
+    cr_assert_eq(rc, PH_OK, "%s %s: %s", method, url, ph_strerror(rc));
+    cr_assert(out);
+    cr_assert_eq(strlen(out), len);
+    if (j)
+        *j = json_loads(out, 0, NULL);
+    free(out);
+    return status;
+}
+
+#define H(...)  ((const char *const[]){__VA_ARGS__, NULL})
+#define FULFILL "Authorization: Bearer fulfill-token"
+#define OPS     "Authorization: Bearer ops-token"
+
+static const char *str_at(json_t *j, const char *path1, const char *path2)
+{
+    json_t *o = json_object_get(j, path1);
+    return json_string_value(path2 ? json_object_get(o, path2) : o);
+}
+
+Test(http_offline, real_requests_without_a_socket, .init = daemon_up, .fini = daemon_down)
+{
+    json_t *j;
+    cr_expect_eq(serve("GET", "/v1/health", NULL, NULL, NULL), 200);
+    cr_expect_eq(serve("GET", "/v1/nowhere", NULL, NULL, NULL), 404);
+    /* the import reads its query (URL-decoded: %2E is '.') and its body */
+    cr_assert_eq(serve("POST", "/v1/batches?supplier=acme&sku=test%2Ecard&unit_cost=19.80&note=a+b",
+                       H(OPS, "Content-Type: text/csv"), "code\nOFF-1\nOFF-2\n", &j),
+                 201);
+    json_decref(j);
+    /* an order: submitted to the writer, suspended until the group commit */
+    const char *order = "{\"client_order_id\":\"O-1\",\"sku\":\"test.card\",\"quantity\":1}";
+    cr_assert_eq(
+        serve("POST", "/v1/orders", H(FULFILL, "Content-Type: application/json"), order, &j), 201);
+    cr_expect_str_eq(str_at(j, "order", "state"), "succeeded");
+    json_decref(j);
+    cr_expect_eq(serve("GET", "/v1/orders?client_order_id=O%2D1", H(FULFILL), NULL, &j), 200);
+    json_t *orders = json_object_get(j, "orders");
+    cr_expect(json_array_size(orders) == 1 || str_at(j, "order", "client_order_id") != NULL,
+              "the decoded client_order_id finds the order");
+    json_decref(j);
+    /* the router's checks */
+    cr_expect_eq(serve("GET", "/v1/orders?bogus=1", H(FULFILL), NULL, &j), 400);
+    cr_expect(strstr(str_at(j, "message", NULL), "bogus"), "names the parameter");
+    json_decref(j);
+    cr_expect_eq(serve("GET", "/v1/orders", NULL, NULL, NULL), 401);
+    cr_expect_eq(serve("GET", "/v1/events", H(FULFILL), NULL, NULL), 403);
+    cr_expect_eq(serve("GET", "/v1/events", H("authorization: Bearer ops-token"), NULL, NULL), 200,
+                 "header names in any case");
+    /* framing is checked offline too */
+    cr_expect_eq(serve("POST", "/v1/orders",
+                       H(FULFILL, "Content-Length: 10", "Transfer-Encoding: chunked"), order, &j),
+                 400);
+    cr_expect(strstr(str_at(j, "message", NULL), "Transfer-Encoding"));
+    json_decref(j);
+    /* a recharge that stays processing: suspended until its wait ends, woken by
+     * fulfil's thread */
+    cr_assert_eq(serve("POST", "/v1/orders", H(FULFILL),
+                       "{\"client_order_id\":\"O-2\",\"sku\":\"test.topup\","
+                       "\"account\":\"13800000006\",\"wait\":1}",
+                       &j),
+                 202);
+    cr_expect_str_eq(str_at(j, "order", "state"), "processing");
+    json_decref(j);
+}
+
+Test(http_offline, a_header_line_without_a_name_serves_nothing, .init = daemon_up,
+     .fini = daemon_down)
+{
+    unsigned status = 0;
+    char *out = NULL;
+    size_t len = 0;
+    cr_expect_eq(ph_http_serve_offline(D.http, "GET", "/v1/health", H("no colon here"), NULL, 0,
+                                       &status, &out, &len),
+                 PH_EINVAL);
+    cr_expect_null(out);
+    cr_expect_eq(ph_http_serve_offline(D.http, "GET", "/v1/health", H(": empty name"), NULL, 0,
+                                       &status, &out, &len),
+                 PH_EINVAL);
 }
