@@ -171,7 +171,13 @@ Test(http_offline, real_requests_without_a_socket, .init = daemon_up, .fini = da
     json_decref(j);
     /* the router's checks */
     cr_expect_eq(serve("GET", "/v1/orders?bogus=1", H(FULFILL), NULL, &j), 400);
-    cr_expect(strstr(str_at(j, "message", NULL), "bogus"), "names the parameter");
+    cr_expect(strstr(str_at(j, "message", NULL), "unknown parameter (the 1st"),
+              "says which parameter by position");
+    cr_expect(!strstr(str_at(j, "message", NULL), "bogus"), "never quotes the caller's name");
+    json_decref(j);
+    cr_expect_eq(serve("GET", "/v1/orders?client_order_id=a%00b", H(FULFILL), NULL, &j), 400,
+                 "a %%00 is refused offline as on a socket");
+    cr_expect(strstr(str_at(j, "message", NULL), "client_order_id"), "names the parameter");
     json_decref(j);
     cr_expect_eq(serve("GET", "/v1/orders", NULL, NULL, NULL), 401);
     cr_expect_eq(serve("GET", "/v1/events", H(FULFILL), NULL, NULL), 403);
