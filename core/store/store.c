@@ -332,7 +332,7 @@ void ph_store_writer_stats(ph_store *s, ph_writer_stats *out)
 
 /* ---- the writer --------------------------------------------------------- */
 
-static uint64_t last_key(MDB_txn *txn, MDB_dbi dbi)
+uint64_t ph_store_last_key(MDB_txn *txn, MDB_dbi dbi)
 {
     MDB_cursor *c;
     MDB_val k, v;
@@ -347,10 +347,10 @@ static uint64_t last_key(MDB_txn *txn, MDB_dbi dbi)
 
 static void load_ids(ph_store *s, MDB_txn *txn, ph_ids *ids)
 {
-    ids->code = last_key(txn, s->dbi[DB_CODES]) + 1;
-    ids->order = last_key(txn, s->dbi[DB_ORDERS]) + 1;
-    ids->batch = last_key(txn, s->dbi[DB_BATCHES]) + 1;
-    ids->event = last_key(txn, s->dbi[DB_EVENTS]) + 1;
+    ids->code = ph_store_last_key(txn, s->dbi[DB_CODES]) + 1;
+    ids->order = ph_store_last_key(txn, s->dbi[DB_ORDERS]) + 1;
+    ids->batch = ph_store_last_key(txn, s->dbi[DB_BATCHES]) + 1;
+    ids->event = ph_store_last_key(txn, s->dbi[DB_EVENTS]) + 1;
 }
 
 static void clear_results(ph_cmd *cmd, int keep_dups);

@@ -485,6 +485,12 @@ typedef struct ph_code_info {
     ph_code code; /* code.sealed is owned by the info: ph_code_info_clear */
     ph_batch batch;
     ph_order *order; /* the order it was issued to, without codes, or NULL */
+    /* ph_store_code_find_typed only: 0 when the code typed was not found, and
+     * code, batch and decoy then hold other records read in its place (never to
+     * be shown); decoy is another order read when `order` is NULL, so that every
+     * lookup reads one. Both owned by the info. */
+    int found;
+    ph_order *decoy;
 } ph_code_info;
 
 /* Finds a code by its keyed hash (ph_crypto_index), with its batch and the
@@ -498,11 +504,22 @@ int ph_store_code_find(ph_store *s, const uint8_t hash[32], ph_code_info *out, p
 typedef int (*ph_code_hash_fn)(void *arg, const char *rule, uint8_t hash[32]);
 
 /* Finds a code as customer service types it, in one snapshot: hashed without
- * look-alikes, then under each look-alike rule a stored batch was hashed with
+ * look-alikes and under each look-alike rule a stored batch was hashed with
  * (listed in `meta`, so a rule a product no longer has still finds its codes),
  * keeping a hit only when the code's own batch has that rule: look-alikes never
  * match a product that does not declare them. hash_fn runs on the calling
- * thread inside the read. As ph_store_code_find. */
+ * thread inside the read.
+ *
+ * The work does not depend on whether the code exists or whose it is, so that
+ * the time of a lookup does not tell (docs/store.md, "Lookups in constant
+ * work"): every rule is hashed and looked up, and for each one a code record
+ * and its batch are read and decoded — the one found or, on a miss, a real code
+ * picked by the keyed hash — and then one order: the code's own, or (in
+ * out->decoy) one picked by the hash. On PH_OK out->found says whether the
+ * code was found; either way *out is the caller's (ph_code_info_clear), and a
+ * caller that does not show the result runs its same steps over the decoys.
+ * Errors (nothing to clear): PH_EIO (a found code's records unreadable),
+ * PH_ENOMEM. */
 int ph_store_code_find_typed(ph_store *s, ph_code_hash_fn hash_fn, void *arg, ph_code_info *out,
                              ph_err *err);
 void ph_code_info_clear(ph_code_info *info);

@@ -187,6 +187,9 @@ int ph_batch_decode(const MDB_val *v, uint64_t id, ph_batch *out, uint64_t *orde
 int ph_supply_decode(const MDB_val *v, ph_order *o);
 uint8_t *ph_supply_encode(const ph_order *o, size_t *len);
 
+/* The last key of a database keyed by native uint64 ids (0 when it is empty). */
+uint64_t ph_store_last_key(MDB_txn *txn, MDB_dbi dbi);
+
 /* Loads an order inside any transaction (with its codes when asked). */
 int ph_order_load(ph_store *s, MDB_txn *txn, uint64_t id, int with_codes, ph_order **out,
                   ph_err *err);
