@@ -252,6 +252,26 @@ typedef struct ph_writer_stats {
 
 void ph_store_writer_stats(ph_store *s, ph_writer_stats *out);
 
+/* Can the store write? Set by the writer when a batch fails to commit for want
+ * of space, cleared by the next batch that commits (docs/store.md, "A full
+ * disk"). Either way a failed batch changed nothing. */
+enum {
+    PH_STORE_WRITABLE = 0,
+    PH_STORE_DISK_FULL = 1, /* the data directory's file system (or quota) is full: every
+                               command of the failed batch got PH_ENOSPC */
+    PH_STORE_MAP_FULL = 2,  /* LMDB's map is full and could not grow (address space or
+                               memory, not the disk): the commands got PH_EIO */
+};
+typedef struct ph_store_health {
+    int condition;           /* PH_STORE_* above */
+    uint64_t failed_batches; /* batches refused since the condition began */
+    uint64_t free_bytes;     /* free space of the data directory at the last failure */
+    char detail[512];        /* one line, no secret (a ph_err message); "" when writable */
+} ph_store_health;
+
+/* A copy of the store's write health. Any thread. */
+void ph_store_health_get(ph_store *s, ph_store_health *out);
+
 /* ---- commands: the only way to change state ---------------------------- */
 
 enum ph_cmd_type {

@@ -73,6 +73,9 @@ struct ph_store {
     pthread_t writer;
     int writer_started;
     _Atomic uint64_t commits, commands, map_grows; /* ph_writer_stats */
+    char *dir;                 /* the environment's directory: its free space after a failure */
+    pthread_mutex_t health_mu; /* guards health: set by the writer, read by any thread */
+    ph_store_health health;
     ph_memo memo;
     /* The writer's last formatted event time: a batch's commands mostly share
      * their millisecond. Writer thread only. */
