@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include "crypto/crypto.h"
 #include "base/util.h"
@@ -38,6 +39,16 @@ static const unsigned db_flags[DB_COUNT] = {
     [DB_PENDING] = MDB_INTEGERKEY,
     [DB_EXPIRY] = MDB_DUPSORT | MDB_DUPFIXED | MDB_INTEGERDUP,
 };
+
+const char *ph_store_db_name(int db)
+{
+    return db >= 0 && db < DB_COUNT ? db_names[db] : "?";
+}
+
+unsigned ph_store_db_flags(int db)
+{
+    return db >= 0 && db < DB_COUNT ? db_flags[db] : 0;
+}
 
 const char *ph_code_state_name(int state)
 {
@@ -209,6 +220,25 @@ static int store_exists(const char *dir, ph_err *err)
     return PH_OK;
 }
 
+/* A read-only open of a directory where LMDB cannot keep its lock file (it
+ * cannot create it, or cannot write the one there): open without it. LMDB
+ * itself does so only on a read-only file system (EROFS), not for a directory
+ * or lock file this user may not write (EACCES). */
+static int needs_lockless(const char *dir)
+{
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s/lock.mdb", dir) >= (int)sizeof path)
+        return 0;
+    if (access(path, F_OK) == 0)
+        return access(path, W_OK) != 0;
+    return access(dir, W_OK) != 0;
+}
+
+int ph_store_lockless(ph_store *s)
+{
+    return s->lockless;
+}
+
 /* Nothing but `meta`: what a journal must start from. */
 static int store_empty(ph_store *s)
 {
@@ -262,7 +292,10 @@ int ph_store_open(const ph_store_opts *opts, ph_store **out, ph_err *err)
     mdb_env_set_mapsize(s->env, opts->map_size ? opts->map_size : (64u << 20));
     /* NOTLS: read transactions are not tied to a thread's slot. No NOSYNC, no
      * NOMETASYNC: a commit is durable when it returns (rule 1). */
-    mrc = mdb_env_open(s->env, opts->dir, MDB_NOTLS | (s->read_only ? MDB_RDONLY : 0), 0600);
+    s->lockless = s->read_only && needs_lockless(opts->dir);
+    mrc = mdb_env_open(s->env, opts->dir,
+                       MDB_NOTLS | (s->read_only ? MDB_RDONLY : 0) | (s->lockless ? MDB_NOLOCK : 0),
+                       0600);
     if (mrc)
         goto lmdb_fail;
     MDB_envinfo info;

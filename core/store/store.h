@@ -272,6 +272,11 @@ typedef struct ph_store_health {
 /* A copy of the store's write health. Any thread. */
 void ph_store_health_get(ph_store *s, ph_store_health *out);
 
+/* 1 when a read-only open found the directory (or its lock file) not writable
+ * and opened the environment without LMDB's lock file (MDB_NOLOCK): its reads
+ * are then safe only while nothing writes to the store (a copy). */
+int ph_store_lockless(ph_store *s);
+
 /* ---- commands: the only way to change state ---------------------------- */
 
 enum ph_cmd_type {
@@ -634,5 +639,28 @@ void ph_store_stats_clear(ph_store_stats *st);
  * violation in err, or PH_ENOMEM. Reads one snapshot; safe while the
  * daemon runs. */
 int ph_store_check(ph_store *s, ph_store_stats *stats, ph_err *err);
+
+/* Where a check has got to, written as it goes, for a caller that runs it
+ * where a crash is contained and wants to say where it happened: perkhubd
+ * --check-store runs the check in a child process with this in shared memory
+ * and reads it after the child died (an LMDB assertion or a bad pointer in a
+ * damaged file). Plain bytes, each update followed by a compiler fence. */
+typedef struct ph_check_progress {
+    char stage[64]; /* "opening", "walking every sub-database", "codes", ... */
+    char db[16];    /* the sub-database being read, "" when none */
+    uint64_t key;   /* the last integer key read there (0: none yet or not an integer) */
+    uint64_t read;  /* entries read there so far */
+    int finished;   /* 1 once the check returned and its verdict was printed */
+} ph_check_progress;
+
+/* ph_store_check, first walking every sub-database whole (each walk must end
+ * cleanly, give ascending well-formed keys and as many entries as the
+ * database's header counts), then the invariants, and cross-checking counts
+ * that must agree: every event's seq is its key and each event names orders
+ * and batches that exist, every order and every batch has an event,
+ * `client_orders` lists each order once under its client. The messages name the
+ * sub-database and the key. progress (may be NULL) is updated throughout. */
+int ph_store_check_watched(ph_store *s, ph_store_stats *stats, ph_check_progress *progress,
+                           ph_err *err);
 
 #endif

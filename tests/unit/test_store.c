@@ -1482,6 +1482,44 @@ Test(store, check_detects_a_flipped_code_state)
     cr_assert_not_null(strstr(msg, "code 5"), "message does not name the code: %s", msg);
 }
 
+/* Issue 10, defect 5: the events of the last orders lost with their pages
+ * leave a numbering without a gap (1..n); the orders they recorded show it. */
+Test(store, check_detects_events_lost_at_the_tail)
+{
+    damaged_store_base();
+    MDB_txn *txn;
+    MDB_env *env = raw_open(&txn);
+    MDB_dbi events = raw_dbi(txn, "events", MDB_INTEGERKEY);
+    MDB_cursor *c;
+    MDB_val k, v;
+    cr_assert_eq(mdb_cursor_open(txn, events, &c), 0);
+    cr_assert_eq(mdb_cursor_get(c, &k, &v, MDB_LAST), 0);
+    cr_assert_eq(mdb_cursor_del(c, 0), 0); /* order A-2's order.succeeded */
+    mdb_cursor_close(c);
+    raw_commit(env, txn);
+
+    char msg[512];
+    assert_check_fails(msg, sizeof msg);
+    cr_assert_not_null(strstr(msg, "order 2 has no event"), "%s", msg);
+}
+
+/* Issue 10, defect 5: the per-client index of orders agrees with the orders. */
+Test(store, check_detects_an_order_missing_from_its_clients_list)
+{
+    damaged_store_base();
+    MDB_txn *txn;
+    MDB_env *env = raw_open(&txn);
+    MDB_dbi co = raw_dbi(txn, "client_orders", MDB_DUPSORT | MDB_DUPFIXED | MDB_INTEGERDUP);
+    uint64_t id = 1;
+    MDB_val ck = {4, "mall"}, cv = {8, &id};
+    cr_assert_eq(mdb_del(txn, co, &ck, &cv), 0);
+    raw_commit(env, txn);
+
+    char msg[512];
+    assert_check_fails(msg, sizeof msg);
+    cr_assert_not_null(strstr(msg, "client_orders"), "%s", msg);
+}
+
 Test(store, check_detects_an_issued_code_without_order)
 {
     damaged_store_base();
