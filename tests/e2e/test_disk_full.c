@@ -118,6 +118,10 @@ Test(disk_full, a_full_disk_is_said_refused_flagged_and_recovers, .timeout = 60)
     cr_assert_null(strstr(msg, "Input/output error"), "%s", msg);
     cr_assert_null(strstr(r.body, "DFBIG"), "no code in an error: %s", r.body);
     h_resp_free(&r);
+    json_t *after = h_stats(&D);
+    cr_assert(json_equal(before, after), "the refused import changed the store");
+    json_decref(after);
+    cr_assert_eq(h_last_event(&D), events, "the refused import wrote an event");
     cr_assert_eq(h_log_wait(&D, "store.disk_full", 1, 5000), 0, "no store.disk_full log line");
     cr_assert_eq(h_log_wait(&D, "disk full", 1, 5000), 0);
     h = health();
@@ -140,8 +144,8 @@ Test(disk_full, a_full_disk_is_said_refused_flagged_and_recovers, .timeout = 60)
         cr_assert_str_eq(h_str(r.json, "error"), "disk_full", "%s", r.body);
     h_resp_free(&r);
     if (order_failed) {
-        json_t *after = h_stats(&D);
-        cr_assert(json_equal(before, after), "a refused write changed the store");
+        after = h_stats(&D);
+        cr_assert(json_equal(before, after), "the refused order changed the store");
         json_decref(after);
         cr_assert_eq(h_last_event(&D), events);
     }
