@@ -1,7 +1,8 @@
 # bench/lib.sh — what the bench scripts share: the perkhubd they measure, one
 # configuration and one way to start it (bench/run.sh, bench/cpu_compare.sh).
-# Sourced, not run. The caller sets SKU, MALL_TOKEN and OPS_TOKEN and defines
-# fail MESSAGE (which exits).
+# Sourced, not run. The caller sets SKU, MALL_TOKEN and OPS_TOKEN (and may set
+# OTHER_TOKEN: a second fulfil+support client, `other`) and defines fail MESSAGE
+# (which exits).
 
 bench_sha() { printf %s "$1" | sha256sum | cut -c1-64; }
 
@@ -32,6 +33,10 @@ clients:
   - name: ops
     token_sha256: $(bench_sha "$OPS_TOKEN")
     scopes: [ops]
+$(if [ -n "${OTHER_TOKEN:-}" ]; then
+        printf '  - name: other\n    token_sha256: %s\n    scopes: [fulfill, support]\n' \
+            "$(bench_sha "$OTHER_TOKEN")"
+    fi)
 suppliers:
   - id: acme
     plugin: example

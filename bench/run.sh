@@ -9,7 +9,9 @@
 #     with wrk at 64 connections;
 #   the machine's limit: lmdb_limit (raw LMDB, same writes, 512 issuances a commit);
 #   the other parts when their scripts exist: bench/peers.sh (PostgreSQL, Redis) and
-#   bench/supplier_io.sh (10,000 recharges in flight against the simulator).
+#   bench/supplier_io.sh (10,000 recharges in flight against the simulator);
+#   last, bench/lookup_timing.sh: lookups of absent, in-stock and others' codes, median
+#   difference (issue 10, defect 3).
 # Correctness is asserted after every load run; the script exits non-zero only when
 # something was wrong (never because a target was missed). See bench/README.md.
 # Bounded in time; stops its daemon and removes its temp dir on exit, whatever happens.
@@ -26,6 +28,8 @@
 #   BENCH_LOOKUP_ISSUED_SHARE (0.5)  share of lookups aimed at issued codes (others: in stock)
 #   BENCH_LIMIT_CODES (= BENCH_CODES), BENCH_LIMIT_SECONDS (10)   lmdb_limit
 #   BENCH_PEERS (1), BENCH_SUPPLIER_IO (1)   0 skips that part (its rows say "not run")
+#   BENCH_LOOKUP_TIMING (1)      0 skips bench/lookup_timing.sh (lookup time vs. code
+#                                existence, issue 10; its own BENCH_LT_* knobs)
 #   BENCH_PART_TIMEOUT (240)     seconds each of peers.sh / supplier_io.sh may take
 #   BENCH_RESULTS (bench/results/latest.json)   where the JSON goes (the parts' own JSON
 #                                stays in bench/results/)
@@ -46,6 +50,7 @@ LIMIT_CODES=${BENCH_LIMIT_CODES:-$CODES}
 LIMIT_SECONDS=${BENCH_LIMIT_SECONDS:-10}
 RUN_PEERS=${BENCH_PEERS:-1}
 RUN_SUPPLIER_IO=${BENCH_SUPPLIER_IO:-1}
+RUN_LOOKUP_TIMING=${BENCH_LOOKUP_TIMING:-1}
 PART_TIMEOUT=${BENCH_PART_TIMEOUT:-240}
 TOTAL=$((CODES + BULK))
 [ "$IMPORT_CODES" -le "$TOTAL" ] || IMPORT_CODES=$TOTAL
@@ -536,4 +541,13 @@ while IFS=$'\x1f' read -r a b c d e f; do
     printf '%-36s %-18s %-38s %-7s %-11s %s\n' "$a" "$b" "$c" "$d" "$e" "$f"
 done <"$TMP/table.txt"
 echo "results: ${OUT_JSON#"$SRC"/} ($(($(date +%s) - T_START)) s)"
+
+# ---- issue 10, defect 3: does a lookup's time tell whether a code exists? ------------------
+# Its own daemon and store; prints medians per kind of code and its own PASS/MISS line.
+if [ "$RUN_LOOKUP_TIMING" != 0 ]; then
+    echo
+    lt_rc=0
+    timeout --kill-after=10 "$PART_TIMEOUT" "$SRC/bench/lookup_timing.sh" "$BUILD" || lt_rc=$?
+    [ "$lt_rc" = 0 ] || PART_FAILED="$PART_FAILED lookup_timing(exit $lt_rc)"
+fi
 [ -z "$PART_FAILED" ] || fail "parts failed:$PART_FAILED"

@@ -34,6 +34,8 @@ const char *ph_strerror(int code)
         return "shutting_down";
     case PH_ESKU:
         return "unknown_sku";
+    case PH_ENOSPC:
+        return "disk_full";
     default:
         return "internal_error";
     }

@@ -32,6 +32,7 @@ enum {
     PH_ESTATE = -13,    /* operation not allowed in the object's current state */
     PH_ESHUTDOWN = -14, /* the component is stopping and takes no new work */
     PH_ESKU = -15,      /* unknown SKU, or one that cannot be ordered this way */
+    PH_ENOSPC = -16,    /* the data directory's disk (or quota) is full: nothing was stored */
 };
 
 /* Message buffer filled by a failing call. Caller-owned; usually on the stack. */

@@ -5,11 +5,16 @@
  * Signals are blocked in every thread and taken synchronously here with
  * sigwait, so no handler ever runs in the middle of library code.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "config/config.h"
 #include "daemon/daemon.h"
@@ -25,8 +30,9 @@ static void usage(FILE *f)
           "       perkhubd --check-config FILE    validate a config file and exit\n"
           "       perkhubd --check-store DIR [--key-file FILE]\n"
           "                                       check every invariant of a data directory,\n"
-          "                                       read-only; with the key file also every code\n"
-          "                                       and its index entry\n"
+          "                                       read-only (a read-only directory too); with\n"
+          "                                       the key file also every code and its index\n"
+          "                                       entry; exit 1 when inconsistent or corrupted\n"
           "       perkhubd --print-default-config print the embedded default config\n"
           "       perkhubd --describe-plugin NAME [--plugin-dir DIR]\n"
           "                                       a plugin's capabilities and config keys\n"
@@ -54,9 +60,11 @@ static int check_config(const char *path)
     return 0;
 }
 
-/* Reads only: a mistyped path must fail ("no store at PATH"), not check a new
- * empty store it created. */
-static int check_store(const char *dir, const char *key_file)
+/* The check itself, in the child process check_store forks: opens the store
+ * read-only, checks it, prints the verdict, and marks the progress finished.
+ * Reads only: a mistyped path must fail ("no store at PATH"), not check a new
+ * empty store it created. Returns the exit status. */
+static int check_store_child(const char *dir, const char *key_file, ph_check_progress *prog)
 {
     ph_store *s;
     ph_store_stats st;
@@ -64,17 +72,27 @@ static int check_store(const char *dir, const char *key_file)
     ph_keyring *kr = NULL;
     if (key_file && ph_keyring_load(key_file, 0, &kr, &err) != PH_OK) {
         fprintf(stderr, "perkhubd: %s\n", err.msg);
+        prog->finished = 1;
         return 1;
     }
+    snprintf(prog->stage, sizeof prog->stage, "opening the environment");
     ph_store_opts o = {.dir = dir, .keys = kr, .read_only = 1};
     if (ph_store_open(&o, &s, &err) != PH_OK) {
-        fprintf(stderr, "perkhubd: %s\n", err.msg);
+        fprintf(stderr, "%s: cannot open the store: %s\n", dir, err.msg);
         ph_keyring_free(kr);
+        prog->finished = 1;
         return 1;
     }
-    int rc = ph_store_check(s, &st, &err);
+    if (ph_store_lockless(s))
+        fprintf(stderr,
+                "%s: read-only directory: opened without LMDB's lock file; the check is "
+                "right only while no perkhubd writes to it\n",
+                dir);
+    int rc = ph_store_check_watched(s, &st, prog, &err);
     if (rc != PH_OK) {
-        fprintf(stderr, "%s: INCONSISTENT: %s\n", dir, err.msg);
+        fprintf(stderr, "%s: %s: %s\n", dir,
+                strncmp(err.msg, "corrupted: ", 11) == 0 ? "CORRUPTED" : "INCONSISTENT",
+                strncmp(err.msg, "corrupted: ", 11) == 0 ? err.msg + 11 : err.msg);
     } else {
         printf("%s: ok: %llu codes, %llu orders, %llu events\n", dir, (unsigned long long)st.codes,
                (unsigned long long)st.orders, (unsigned long long)st.last_event);
@@ -92,7 +110,63 @@ static int check_store(const char *dir, const char *key_file)
     }
     ph_store_close(s);
     ph_keyring_free(kr);
+    fflush(stdout);
+    fflush(stderr);
+    prog->finished = 1;
     return rc == PH_OK ? 0 : 1;
+}
+
+/* --check-store: the check runs in a child process, so that a damaged file
+ * that makes LMDB assert (abort) or read through a bad pointer ends the child,
+ * not the checker; the parent then says where the child had got to (the
+ * progress it left in shared memory). Exit 0 ok, 1 inconsistent, corrupted or
+ * not checkable; never a signal. The child dumps no core: it held the keys. */
+static int check_store(const char *dir, const char *key_file)
+{
+    ph_check_progress *prog =
+        mmap(NULL, sizeof *prog, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (prog == MAP_FAILED) {
+        fprintf(stderr, "perkhubd: --check-store: cannot map shared memory: %s\n", strerror(errno));
+        return 1;
+    }
+    memset(prog, 0, sizeof *prog);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "perkhubd: --check-store: cannot fork: %s\n", strerror(errno));
+        munmap(prog, sizeof *prog);
+        return 1;
+    }
+    if (pid == 0) {
+        struct rlimit none = {0, 0};
+        setrlimit(RLIMIT_CORE, &none);
+        _exit(check_store_child(dir, key_file, prog));
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    int rc = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+    if (!prog->finished) {
+        char how[64];
+        prog->stage[sizeof prog->stage - 1] = prog->db[sizeof prog->db - 1] = 0; /* cut mid-write */
+        if (WIFSIGNALED(status))
+            snprintf(how, sizeof how, "stopped by signal %d (%s)", WTERMSIG(status),
+                     strsignal(WTERMSIG(status)));
+        else
+            snprintf(how, sizeof how, "stopped with exit status %d", rc);
+        char key[64] = "";
+        if (prog->db[0] && prog->key)
+            snprintf(key, sizeof key, ", after key %llu", (unsigned long long)prog->key);
+        else if (prog->db[0])
+            snprintf(key, sizeof key, ", after %llu entries", (unsigned long long)prog->read);
+        fprintf(stderr, "%s: CORRUPTED: the check was %s at: %s%s%s%s (LMDB met a damaged page)\n",
+                dir, how, prog->stage[0] ? prog->stage : "starting",
+                prog->db[0] ? ", sub-database " : "", prog->db, key);
+        rc = 1;
+    }
+    munmap(prog, sizeof *prog);
+    return rc ? 1 : 0;
 }
 
 /* Applies a journal recorded with PERKHUB_JOURNAL=FILE to a new store in dir

@@ -5,8 +5,11 @@
  * proxies). It is hashed with the index key and looked up by hash. A client
  * sees only codes issued to its own orders; anything else — a code in stock,
  * another client's code, a code that never existed — is the same `not_found`,
- * so the endpoint cannot be used to probe for valid codes. Ops sees the state
- * of every code but never its plaintext.
+ * so the endpoint cannot be used to probe for valid codes — neither by its
+ * answer (the same bytes) nor by its time: a miss reads decoy records and
+ * builds and drops a result just as a hit it may not see does
+ * (ph_store_code_find_typed; bench/lookup_timing.sh measures it). Ops sees the
+ * state of every code but never its plaintext.
  *
  * A code is matched the way it was imported: normalized (crypto/code.h: case,
  * spaces, dashes, and a product's look-alikes) before it is hashed; the
@@ -134,14 +137,20 @@ static int lookup_code(ph_req *r, const char *code)
     ph_code_info info;
     ph_err err = {0};
     int rc = ph_store_code_find_typed(r->env->store, hash_typed, &t, &info, &err);
-    if (rc == PH_ENOTFOUND)
-        return reply(r, json_pack("[o]", not_found()));
     if (rc)
         return ph_req_fail(r, rc, &err);
-    int owner = info.order && strcmp(info.order->client, r->client->name) == 0;
-    json_t *res = owner || ph_req_has_scope(r, PH_SCOPE_OPS)
-                      ? result(r, &info.code, &info.batch, info.order, NULL)
-                      : not_found();
+    /* The same steps whether the code was found or not and whoever holds it
+     * (the store read decoys on a miss): the result is built from what was
+     * read, then dropped for anyone who may not see it, so the time of the
+     * answer does not say which `not_found` it is (docs/api.md). */
+    const ph_order *o = info.order ? info.order : info.decoy;
+    int owner = o && strcmp(o->client, r->client->name) == 0;
+    int visible = info.found && ((owner && info.order) || ph_req_has_scope(r, PH_SCOPE_OPS));
+    json_t *res = result(r, &info.code, &info.batch, visible ? info.order : o, NULL);
+    if (!visible) {
+        json_decref(res);
+        res = not_found();
+    }
     ph_code_info_clear(&info);
     return reply(r, json_pack("[o]", res));
 }

@@ -10,9 +10,26 @@
 #include "base/util.h"
 #include "http/views.h"
 
+/* The process is up (200 whatever the store says: restarting would not free
+ * the disk); `status` says "ok" or why the store cannot write now, and `store`
+ * the detail, cleared by the next commit that succeeds (store.h,
+ * ph_store_health). */
 int ph_api_health(ph_req *r)
 {
-    return ph_req_json(r, 200, json_pack("{s:s}", "status", "ok"));
+    static const char *const names[] = {"ok", "disk_full", "map_full"};
+    ph_store_health h;
+    ph_store_health_get(r->env->store, &h);
+    const char *name =
+        h.condition >= 0 && h.condition <= PH_STORE_MAP_FULL ? names[h.condition] : "store_error";
+    json_t *store = json_pack("{s:b}", "writable", h.condition == PH_STORE_WRITABLE);
+    if (h.condition != PH_STORE_WRITABLE) {
+        json_object_set_new(store, "condition", json_string(name));
+        json_object_set_new(store, "detail", json_string(h.detail));
+        json_object_set_new(store, "failed_commits", json_integer((json_int_t)h.failed_batches));
+        if (h.condition == PH_STORE_DISK_FULL)
+            json_object_set_new(store, "free_bytes", json_integer((json_int_t)h.free_bytes));
+    }
+    return ph_req_json(r, 200, json_pack("{s:s,s:o}", "status", name, "store", store));
 }
 
 int ph_api_ready(ph_req *r)

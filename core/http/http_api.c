@@ -168,13 +168,17 @@ int ph_req_fail(ph_req *r, int rc, const ph_err *err)
     case PH_ESHUTDOWN:
         status = 503;
         break;
+    case PH_ENOSPC:
+        status = 507; /* Insufficient Storage: the store's disk is full (docs/api.md) */
+        break;
     default:
         status = 500;
         break;
     }
     const char *msg = err && err->msg[0] ? err->msg : ph_strerror(rc);
-    if (status == 500)
-        ph_log(r->env->log, PH_LOG_ERROR, r->reqid, "http.internal_error", "error=\"%s\"", msg);
+    if (status == 500 || status == 507)
+        ph_log(r->env->log, PH_LOG_ERROR, r->reqid,
+               status == 507 ? "store.disk_full" : "http.internal_error", "error=\"%s\"", msg);
     return ph_req_error(r, status, ph_strerror(rc), "%s", msg);
 }
 

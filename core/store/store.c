@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
 #include "crypto/crypto.h"
 #include "base/util.h"
@@ -37,6 +39,16 @@ static const unsigned db_flags[DB_COUNT] = {
     [DB_PENDING] = MDB_INTEGERKEY,
     [DB_EXPIRY] = MDB_DUPSORT | MDB_DUPFIXED | MDB_INTEGERDUP,
 };
+
+const char *ph_store_db_name(int db)
+{
+    return db >= 0 && db < DB_COUNT ? db_names[db] : "?";
+}
+
+unsigned ph_store_db_flags(int db)
+{
+    return db >= 0 && db < DB_COUNT ? db_flags[db] : 0;
+}
 
 const char *ph_code_state_name(int state)
 {
@@ -208,6 +220,25 @@ static int store_exists(const char *dir, ph_err *err)
     return PH_OK;
 }
 
+/* A read-only open of a directory where LMDB cannot keep its lock file (it
+ * cannot create it, or cannot write the one there): open without it. LMDB
+ * itself does so only on a read-only file system (EROFS), not for a directory
+ * or lock file this user may not write (EACCES). */
+static int needs_lockless(const char *dir)
+{
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s/lock.mdb", dir) >= (int)sizeof path)
+        return 0;
+    if (access(path, F_OK) == 0)
+        return access(path, W_OK) != 0;
+    return access(dir, W_OK) != 0;
+}
+
+int ph_store_lockless(ph_store *s)
+{
+    return s->lockless;
+}
+
 /* Nothing but `meta`: what a journal must start from. */
 static int store_empty(ph_store *s)
 {
@@ -244,7 +275,12 @@ int ph_store_open(const ph_store_opts *opts, ph_store **out, ph_err *err)
     pthread_rwlock_init(&s->maplock, &ra);
     pthread_rwlockattr_destroy(&ra);
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->health_mu, NULL);
     pthread_cond_init(&s->cv, NULL);
+    if (!(s->dir = strdup(opts->dir))) {
+        rc = ph_err_set(err, PH_ENOMEM, "out of memory");
+        goto fail;
+    }
     s->max_batch = opts->max_batch ? opts->max_batch : 4096;
     if (opts->uid)
         memcpy(s->uid, opts->uid, 9); /* checked above */
@@ -256,7 +292,10 @@ int ph_store_open(const ph_store_opts *opts, ph_store **out, ph_err *err)
     mdb_env_set_mapsize(s->env, opts->map_size ? opts->map_size : (64u << 20));
     /* NOTLS: read transactions are not tied to a thread's slot. No NOSYNC, no
      * NOMETASYNC: a commit is durable when it returns (rule 1). */
-    mrc = mdb_env_open(s->env, opts->dir, MDB_NOTLS | (s->read_only ? MDB_RDONLY : 0), 0600);
+    s->lockless = s->read_only && needs_lockless(opts->dir);
+    mrc = mdb_env_open(s->env, opts->dir,
+                       MDB_NOTLS | (s->read_only ? MDB_RDONLY : 0) | (s->lockless ? MDB_NOLOCK : 0),
+                       0600);
     if (mrc)
         goto lmdb_fail;
     MDB_envinfo info;
@@ -301,7 +340,9 @@ void ph_store_close(ph_store *s)
         mdb_env_close(s->env);
     pthread_rwlock_destroy(&s->maplock);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->health_mu);
     pthread_cond_destroy(&s->cv);
+    free(s->dir);
     free(s);
 }
 
@@ -332,7 +373,7 @@ void ph_store_writer_stats(ph_store *s, ph_writer_stats *out)
 
 /* ---- the writer --------------------------------------------------------- */
 
-static uint64_t last_key(MDB_txn *txn, MDB_dbi dbi)
+uint64_t ph_store_last_key(MDB_txn *txn, MDB_dbi dbi)
 {
     MDB_cursor *c;
     MDB_val k, v;
@@ -347,10 +388,10 @@ static uint64_t last_key(MDB_txn *txn, MDB_dbi dbi)
 
 static void load_ids(ph_store *s, MDB_txn *txn, ph_ids *ids)
 {
-    ids->code = last_key(txn, s->dbi[DB_CODES]) + 1;
-    ids->order = last_key(txn, s->dbi[DB_ORDERS]) + 1;
-    ids->batch = last_key(txn, s->dbi[DB_BATCHES]) + 1;
-    ids->event = last_key(txn, s->dbi[DB_EVENTS]) + 1;
+    ids->code = ph_store_last_key(txn, s->dbi[DB_CODES]) + 1;
+    ids->order = ph_store_last_key(txn, s->dbi[DB_ORDERS]) + 1;
+    ids->batch = ph_store_last_key(txn, s->dbi[DB_BATCHES]) + 1;
+    ids->event = ph_store_last_key(txn, s->dbi[DB_EVENTS]) + 1;
 }
 
 static void clear_results(ph_cmd *cmd, int keep_dups);
@@ -429,10 +470,10 @@ static int run_cmd(ph_store *s, MDB_txn *txn, ph_cmd *c, ph_ids *ids, int direct
  * Returns PH_OK (committed; per-command results set), PH_STORE_MAPFULL (the
  * whole batch must run again after growing the map), PH_STORE_REDO (run it
  * again with nested set) or PH_EIO. */
-static int run_batch(ph_store *s, ph_cmd *batch, ph_ids *ids, int nested, ph_err *err)
+static int run_batch(ph_store *s, ph_cmd *batch, ph_ids *ids, int nested, int *mrc_out, ph_err *err)
 {
     MDB_txn *txn;
-    int mrc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    int mrc = *mrc_out = mdb_txn_begin(s->env, NULL, 0, &txn);
     if (mrc)
         return ph_store_lmdb_err(err, mrc, "begin");
     ph_ids start = *ids;
@@ -441,15 +482,74 @@ static int run_batch(ph_store *s, ph_cmd *batch, ph_ids *ids, int nested, ph_err
         if (rc == PH_STORE_MAPFULL || rc == PH_STORE_REDO || rc == PH_STORE_BEGIN_FAILED) {
             mdb_txn_abort(txn);
             *ids = start;
+            *mrc_out = rc == PH_STORE_BEGIN_FAILED ? mrc : 0;
             return rc == PH_STORE_BEGIN_FAILED ? ph_store_lmdb_err(err, mrc, "begin nested") : rc;
         }
     }
-    mrc = mdb_txn_commit(txn);
+    mrc = *mrc_out = mdb_txn_commit(txn);
     if (mrc) {
         *ids = start;
         return ph_store_lmdb_err(err, mrc, "commit");
     }
     return PH_OK;
+}
+
+/* ---- a full disk -------------------------------------------------------- */
+
+/* Below this much free space a failed write is taken for a full disk: LMDB
+ * reports a write cut short by a full file system as EIO, not ENOSPC
+ * (mdb_page_flush), and a batch may need a few megabytes of new pages. */
+#define PH_STORE_FULL_BELOW (4ull << 20)
+
+void ph_store_health_get(ph_store *s, ph_store_health *out)
+{
+    pthread_mutex_lock(&s->health_mu);
+    *out = s->health;
+    pthread_mutex_unlock(&s->health_mu);
+}
+
+/* The writer's record of a failure for want of space (condition) or of a
+ * commit (PH_STORE_WRITABLE clears it). */
+static void health_set(ph_store *s, int condition, uint64_t free_bytes, const char *detail)
+{
+    pthread_mutex_lock(&s->health_mu);
+    if (condition == PH_STORE_WRITABLE) {
+        memset(&s->health, 0, sizeof s->health);
+    } else {
+        s->health.failed_batches =
+            s->health.condition == condition ? s->health.failed_batches + 1 : 1;
+        s->health.condition = condition;
+        s->health.free_bytes = free_bytes;
+        snprintf(s->health.detail, sizeof s->health.detail, "%s", detail);
+    }
+    pthread_mutex_unlock(&s->health_mu);
+}
+
+/* After a batch failed with PH_EIO (mrc the LMDB or system error when it was
+ * the begin or the commit, else 0): PH_ENOSPC with a message that says the
+ * disk is full when it is (ENOSPC, EDQUOT, or an I/O error with less than
+ * PH_STORE_FULL_BELOW free in the data directory's file system), else PH_EIO
+ * as it was. Records the condition. */
+static int classify_failure(ph_store *s, int mrc, ph_err *err)
+{
+    struct statvfs fs;
+    int known = statvfs(s->dir, &fs) == 0;
+    uint64_t avail = known ? (uint64_t)fs.f_bavail * fs.f_frsize : 0;
+    const char *why;
+    if (mrc == ENOSPC)
+        why = "no space left on device";
+    else if (mrc == EDQUOT)
+        why = "disk quota exceeded";
+    else if (known && avail < PH_STORE_FULL_BELOW)
+        why = "the write failed with too little space left";
+    else
+        return PH_EIO;
+    ph_err_set(err, PH_ENOSPC,
+               "disk full: %s (%llu bytes free in the data directory's file system); "
+               "nothing of this request was stored",
+               why, (unsigned long long)avail);
+    health_set(s, PH_STORE_DISK_FULL, avail, err->msg);
+    return PH_ENOSPC;
 }
 
 static ph_cmd *take_batch(ph_store *s)
@@ -476,9 +576,9 @@ static void finish_batch(ph_cmd *batch, int rc, const ph_err *err)
         ph_cmd *next = batch->next;
         if (rc != PH_OK) {
             ph_cmd_clear(batch);
-            batch->rc = PH_EIO;
+            batch->rc = rc == PH_ENOSPC ? PH_ENOSPC : PH_EIO;
             batch->err = *err;
-            batch->err.code = PH_EIO;
+            batch->err.code = batch->rc;
         }
         batch->next = NULL;
         if (batch->done)
@@ -502,8 +602,8 @@ static void *writer_main(void *arg)
             break; /* stopping and drained */
         ph_err err = {0};
         int rc;
-        int nested = 0;
-        while ((rc = run_batch(s, batch, &ids, nested, &err)) == PH_STORE_MAPFULL ||
+        int nested = 0, mrc = 0, map_full = 0;
+        while ((rc = run_batch(s, batch, &ids, nested, &mrc, &err)) == PH_STORE_MAPFULL ||
                rc == PH_STORE_REDO) {
             memset(&s->memo, 0, sizeof s->memo); /* it may name rolled-back ids */
             if (rc == PH_STORE_REDO) {
@@ -511,15 +611,31 @@ static void *writer_main(void *arg)
                 continue;
             }
             atomic_fetch_add(&s->map_grows, 1);
-            int mrc = grow_map(s);
-            if (mrc) {
-                rc = ph_err_set(&err, PH_EIO, "store: cannot grow the map: %s", mdb_strerror(mrc));
+            uint64_t was = ph_store_map_size(s);
+            if ((mrc = grow_map(s)) != 0) {
+                /* not the disk: the map is address space, its file grows only by
+                 * what is written */
+                rc = ph_err_set(&err, PH_EIO,
+                                "store: map full: the LMDB map of %llu bytes cannot grow to %llu: "
+                                "%s; nothing of this request was stored",
+                                (unsigned long long)was, (unsigned long long)was * 2,
+                                mdb_strerror(mrc));
+                health_set(s, PH_STORE_MAP_FULL, 0, err.msg);
+                map_full = 1;
                 break;
             }
         }
         if (rc != PH_OK)
             memset(&s->memo, 0, sizeof s->memo); /* it may name rolled-back ids */
+        if (rc == PH_EIO && !map_full)
+            rc = classify_failure(s, mrc, &err);
+        /* a command of a committed batch that met the full disk alone (a spill
+         * of dirty pages that found no room) says so too */
+        for (ph_cmd *c = batch; rc == PH_OK && c; c = c->next)
+            if (c->rc == PH_EIO)
+                c->rc = classify_failure(s, 0, &c->err);
         if (rc == PH_OK) {
+            health_set(s, PH_STORE_WRITABLE, 0, "");
             uint64_t n = 0;
             for (ph_cmd *c = batch; c; c = c->next)
                 n++;

@@ -252,6 +252,31 @@ typedef struct ph_writer_stats {
 
 void ph_store_writer_stats(ph_store *s, ph_writer_stats *out);
 
+/* Can the store write? Set by the writer when a batch fails to commit for want
+ * of space, cleared by the next batch that commits (docs/store.md, "A full
+ * disk"). Either way a failed batch changed nothing. */
+enum {
+    PH_STORE_WRITABLE = 0,
+    PH_STORE_DISK_FULL = 1, /* the data directory's file system (or quota) is full: every
+                               command of the failed batch got PH_ENOSPC */
+    PH_STORE_MAP_FULL = 2,  /* LMDB's map is full and could not grow (address space or
+                               memory, not the disk): the commands got PH_EIO */
+};
+typedef struct ph_store_health {
+    int condition;           /* PH_STORE_* above */
+    uint64_t failed_batches; /* batches refused since the condition began */
+    uint64_t free_bytes;     /* free space of the data directory at the last failure */
+    char detail[512];        /* one line, no secret (a ph_err message); "" when writable */
+} ph_store_health;
+
+/* A copy of the store's write health. Any thread. */
+void ph_store_health_get(ph_store *s, ph_store_health *out);
+
+/* 1 when a read-only open found the directory (or its lock file) not writable
+ * and opened the environment without LMDB's lock file (MDB_NOLOCK): its reads
+ * are then safe only while nothing writes to the store (a copy). */
+int ph_store_lockless(ph_store *s);
+
 /* ---- commands: the only way to change state ---------------------------- */
 
 enum ph_cmd_type {
@@ -485,6 +510,12 @@ typedef struct ph_code_info {
     ph_code code; /* code.sealed is owned by the info: ph_code_info_clear */
     ph_batch batch;
     ph_order *order; /* the order it was issued to, without codes, or NULL */
+    /* ph_store_code_find_typed only: 0 when the code typed was not found, and
+     * code, batch and decoy then hold other records read in its place (never to
+     * be shown); decoy is another order read when `order` is NULL, so that every
+     * lookup reads one. Both owned by the info. */
+    int found;
+    ph_order *decoy;
 } ph_code_info;
 
 /* Finds a code by its keyed hash (ph_crypto_index), with its batch and the
@@ -498,11 +529,22 @@ int ph_store_code_find(ph_store *s, const uint8_t hash[32], ph_code_info *out, p
 typedef int (*ph_code_hash_fn)(void *arg, const char *rule, uint8_t hash[32]);
 
 /* Finds a code as customer service types it, in one snapshot: hashed without
- * look-alikes, then under each look-alike rule a stored batch was hashed with
+ * look-alikes and under each look-alike rule a stored batch was hashed with
  * (listed in `meta`, so a rule a product no longer has still finds its codes),
  * keeping a hit only when the code's own batch has that rule: look-alikes never
  * match a product that does not declare them. hash_fn runs on the calling
- * thread inside the read. As ph_store_code_find. */
+ * thread inside the read.
+ *
+ * The work does not depend on whether the code exists or whose it is, so that
+ * the time of a lookup does not tell (docs/store.md, "Lookups in constant
+ * work"): every rule is hashed and looked up, and for each one a code record
+ * and its batch are read and decoded — the one found or, on a miss, a real code
+ * picked by the keyed hash — and then one order: the code's own, or (in
+ * out->decoy) one picked by the hash. On PH_OK out->found says whether the
+ * code was found; either way *out is the caller's (ph_code_info_clear), and a
+ * caller that does not show the result runs its same steps over the decoys.
+ * Errors (nothing to clear): PH_EIO (a found code's records unreadable),
+ * PH_ENOMEM. */
 int ph_store_code_find_typed(ph_store *s, ph_code_hash_fn hash_fn, void *arg, ph_code_info *out,
                              ph_err *err);
 void ph_code_info_clear(ph_code_info *info);
@@ -597,5 +639,28 @@ void ph_store_stats_clear(ph_store_stats *st);
  * violation in err, or PH_ENOMEM. Reads one snapshot; safe while the
  * daemon runs. */
 int ph_store_check(ph_store *s, ph_store_stats *stats, ph_err *err);
+
+/* Where a check has got to, written as it goes, for a caller that runs it
+ * where a crash is contained and wants to say where it happened: perkhubd
+ * --check-store runs the check in a child process with this in shared memory
+ * and reads it after the child died (an LMDB assertion or a bad pointer in a
+ * damaged file). Plain bytes, each update followed by a compiler fence. */
+typedef struct ph_check_progress {
+    char stage[64]; /* "opening", "walking every sub-database", "codes", ... */
+    char db[16];    /* the sub-database being read, "" when none */
+    uint64_t key;   /* the last integer key read there (0: none yet or not an integer) */
+    uint64_t read;  /* entries read there so far */
+    int finished;   /* 1 once the check returned and its verdict was printed */
+} ph_check_progress;
+
+/* ph_store_check, first walking every sub-database whole (each walk must end
+ * cleanly, give ascending well-formed keys and as many entries as the
+ * database's header counts), then the invariants, and cross-checking counts
+ * that must agree: every event's seq is its key and each event names orders
+ * and batches that exist, every order and every batch has an event,
+ * `client_orders` lists each order once under its client. The messages name the
+ * sub-database and the key. progress (may be NULL) is updated throughout. */
+int ph_store_check_watched(ph_store *s, ph_store_stats *stats, ph_check_progress *progress,
+                           ph_err *err);
 
 #endif

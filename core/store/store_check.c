@@ -8,6 +8,7 @@
  */
 #include "store/store_int.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,8 +35,112 @@ typedef struct scan {
     uint64_t open_orders;      /* of those, with an attempt not final */
     int full;                  /* checking invariants, not just counting */
     int64_t now;               /* counting: available codes due at now count as expired */
+    ph_check_progress *prog;   /* may be NULL */
     ph_err *err;
 } scan;
+
+/* Notes the stage and sub-database the check is in (ph_check_progress). The
+ * fence keeps the compiler from holding the bytes back: the process may die
+ * in the next LMDB call. */
+static void at_stage(scan *sc, const char *stage, int db)
+{
+    ph_check_progress *p = sc->prog;
+    if (!p)
+        return;
+    snprintf(p->stage, sizeof p->stage, "%s", stage);
+    snprintf(p->db, sizeof p->db, "%s", db >= 0 ? ph_store_db_name(db) : "");
+    p->key = p->read = 0;
+    atomic_signal_fence(memory_order_seq_cst);
+}
+
+static void at_key(scan *sc, uint64_t key, uint64_t read)
+{
+    ph_check_progress *p = sc->prog;
+    if (!p)
+        return;
+    p->key = key;
+    p->read = read;
+    atomic_signal_fence(memory_order_seq_cst);
+}
+
+/* ---- the walk of every sub-database, before anything relies on them ------- */
+
+/* Walks one database whole through a cursor: the walk must end with
+ * MDB_NOTFOUND (any other LMDB error is a damaged tree), keys must ascend in
+ * the database's own order (duplicates by their values), integer keys and the
+ * duplicate ids of the DUPFIXED databases are 8 bytes, and the entries found
+ * equal the count in the database's header (a lost page or subtree shows
+ * here even when the walk itself ends cleanly). */
+static int walk_db(scan *sc, int db)
+{
+    const char *name = ph_store_db_name(db);
+    unsigned flags = ph_store_db_flags(db);
+    int intkey = (flags & MDB_INTEGERKEY) != 0, dup = (flags & MDB_DUPSORT) != 0;
+    MDB_dbi dbi = sc->s->dbi[db];
+    MDB_stat ms;
+    MDB_cursor *c;
+    MDB_val k, v, pk = {0, NULL}, pv = {0, NULL};
+    uint64_t n = 0, key = 0;
+    at_stage(sc, "walking every sub-database", db);
+    int mrc = mdb_stat(sc->txn, dbi, &ms);
+    if (mrc == 0)
+        mrc = mdb_cursor_open(sc->txn, dbi, &c);
+    if (mrc)
+        return ph_err_set(sc->err, PH_EIO, "corrupted: sub-database %s: %s", name,
+                          mdb_strerror(mrc));
+    int rc = PH_OK;
+    for (int op = MDB_FIRST; rc == PH_OK && (mrc = mdb_cursor_get(c, &k, &v, op)) == 0;
+         op = MDB_NEXT) {
+        int kc = n ? mdb_cmp(sc->txn, dbi, &pk, &k) : -1;
+        if (intkey && k.mv_size != 8)
+            rc = ph_err_set(sc->err, PH_EIO,
+                            "corrupted: sub-database %s: entry %llu has a %zu-byte key, not 8",
+                            name, (unsigned long long)n + 1, k.mv_size);
+        else if (dup && v.mv_size != 8)
+            rc = ph_err_set(sc->err, PH_EIO,
+                            "corrupted: sub-database %s: entry %llu has a %zu-byte value, not 8",
+                            name, (unsigned long long)n + 1, v.mv_size);
+        else if (kc > 0 || (kc == 0 && (!dup || mdb_dcmp(sc->txn, dbi, &pv, &v) >= 0)))
+            rc = ph_err_set(sc->err, PH_EIO,
+                            "corrupted: sub-database %s: entry %llu is out of order (after key "
+                            "%llu)",
+                            name, (unsigned long long)n + 1, (unsigned long long)key);
+        if (rc)
+            break;
+        if (intkey)
+            memcpy(&key, k.mv_data, 8);
+        pk = k;
+        pv = v;
+        at_key(sc, key, ++n);
+    }
+    mdb_cursor_close(c);
+    if (rc)
+        return rc;
+    if (mrc != MDB_NOTFOUND)
+        return ph_err_set(sc->err, PH_EIO,
+                          "corrupted: sub-database %s: the walk failed after %llu entries%s%llu): "
+                          "%s",
+                          name, (unsigned long long)n, intkey ? " (last key " : " (entry ",
+                          (unsigned long long)(intkey ? key : n), mdb_strerror(mrc));
+    if (n != ms.ms_entries)
+        return ph_err_set(sc->err, PH_EIO,
+                          "corrupted: sub-database %s: its header counts %zu entries, a walk "
+                          "finds %llu (pages lost%s%llu)",
+                          name, ms.ms_entries, (unsigned long long)n,
+                          intkey ? "; last key " : "; entries walked ",
+                          (unsigned long long)(intkey ? key : n));
+    return PH_OK;
+}
+
+static int walk_all(scan *sc)
+{
+    for (int db = 0; db < DB_COUNT; db++) {
+        int rc = walk_db(sc, db);
+        if (rc)
+            return rc;
+    }
+    return PH_OK;
+}
 
 static size_t sku_index(ph_store_stats *st, const char *sku)
 {
@@ -464,40 +569,168 @@ static int check_totals(scan *sc)
     return PH_OK;
 }
 
+/* Marks id in seen[1..n]: PH_OK, or PH_EIO when the event names an id that
+ * does not exist (0 for "absent" is fine). */
+static int mark_ref(scan *sc, uint64_t seq, const char *what, json_t *j, uint8_t *seen, uint64_t n)
+{
+    if (!j)
+        return PH_OK;
+    json_int_t id = json_is_integer(j) ? json_integer_value(j) : -1;
+    if (id < 1 || (uint64_t)id > n || !seen)
+        return ph_err_set(sc->err, PH_EIO,
+                          "events: event %llu names %s %lld, which does not exist (sub-database "
+                          "events or %ss damaged)",
+                          (unsigned long long)seq, what, (long long)id, what);
+    seen[id] |= 2;
+    return PH_OK;
+}
+
+/* The ids of a database keyed by dense uint64 ids, as seen[id] = 1 for each
+ * present; *n the last. NULL (with *n 0) for an empty database or no memory
+ * (*oom set). */
+static uint8_t *ids_present(scan *sc, int db, uint64_t *n, int *oom)
+{
+    MDB_cursor *c;
+    MDB_val k, v;
+    *n = ph_store_last_key(sc->txn, sc->s->dbi[db]);
+    uint8_t *seen = *n ? calloc(*n + 1, 1) : NULL;
+    if (*n && !seen)
+        *oom = 1;
+    if (!seen || mdb_cursor_open(sc->txn, sc->s->dbi[db], &c))
+        return seen;
+    for (int op = MDB_FIRST; mdb_cursor_get(c, &k, &v, op) == 0; op = MDB_NEXT) {
+        uint64_t id;
+        memcpy(&id, k.mv_data, 8);
+        if (id <= *n)
+            seen[id] = 1;
+    }
+    mdb_cursor_close(c);
+    return seen;
+}
+
+/* Events are numbered 1, 2, ... without a gap, each is a JSON object whose seq
+ * is its key, the orders and batches it names exist, and every order and
+ * every batch is named by at least one event (each was written with one:
+ * order.succeeded or order.accepted, batch.imported or the order.succeeded
+ * that delivered it): events lost with their pages show here even when the
+ * numbering left is whole. */
 static int check_events(scan *sc)
 {
     MDB_cursor *c;
     MDB_val k, v;
-    uint64_t expect = 1;
-    if (mdb_cursor_open(sc->txn, sc->s->dbi[DB_EVENTS], &c))
-        return ph_err_set(sc->err, PH_EIO, "store: cannot open events");
-    int rc = PH_OK;
-    for (int op = MDB_FIRST; mdb_cursor_get(c, &k, &v, op) == 0; op = MDB_NEXT, expect++) {
+    uint64_t expect = 1, norders = 0, nbatches = 0;
+    int oom = 0, rc = PH_OK;
+    uint8_t *orders = ids_present(sc, DB_ORDERS, &norders, &oom),
+            *batches = ids_present(sc, DB_BATCHES, &nbatches, &oom);
+    if (oom || mdb_cursor_open(sc->txn, sc->s->dbi[DB_EVENTS], &c)) {
+        free(orders);
+        free(batches);
+        return oom ? ph_err_set(sc->err, PH_ENOMEM, "out of memory")
+                   : ph_err_set(sc->err, PH_EIO, "store: cannot open events");
+    }
+    at_stage(sc, "events against orders and batches", DB_EVENTS);
+    for (int op = MDB_FIRST; rc == PH_OK && mdb_cursor_get(c, &k, &v, op) == 0;
+         op = MDB_NEXT, expect++) {
         uint64_t seq;
         memcpy(&seq, k.mv_data, 8);
+        at_key(sc, seq, expect);
         if (seq != expect) {
             rc = ph_err_set(sc->err, PH_EIO, "events: expected seq %llu, found %llu",
                             (unsigned long long)expect, (unsigned long long)seq);
             break;
         }
+        json_t *ev = json_loadb(v.mv_data, v.mv_size, 0, NULL);
+        json_t *jseq = json_object_get(ev, "seq");
+        if (!json_is_integer(jseq) || (uint64_t)json_integer_value(jseq) != seq ||
+            !json_is_string(json_object_get(ev, "type")))
+            rc = ph_err_set(sc->err, PH_EIO,
+                            "corrupted: sub-database events: event %llu is not an event record "
+                            "(JSON, seq, type)",
+                            (unsigned long long)seq);
+        if (rc == PH_OK)
+            rc = mark_ref(sc, seq, "order", json_object_get(ev, "order_id"), orders, norders);
+        if (rc == PH_OK)
+            rc = mark_ref(sc, seq, "batch", json_object_get(ev, "batch_id"), batches, nbatches);
+        size_t i;
+        json_t *b;
+        json_array_foreach(json_object_get(ev, "batches"), i, b)
+        {
+            if (rc == PH_OK)
+                rc = mark_ref(sc, seq, "batch", json_object_get(b, "batch_id"), batches, nbatches);
+        }
+        json_decref(ev);
     }
     mdb_cursor_close(c);
     sc->st->last_event = expect - 1;
+    for (uint64_t id = 1; rc == PH_OK && id <= norders; id++)
+        if (orders[id] == 1)
+            rc = ph_err_set(sc->err, PH_EIO,
+                            "events: order %llu has no event (%llu events; events lost?)",
+                            (unsigned long long)id, (unsigned long long)sc->st->last_event);
+    for (uint64_t id = 1; rc == PH_OK && id <= nbatches; id++)
+        if (batches[id] == 1)
+            rc = ph_err_set(sc->err, PH_EIO,
+                            "events: batch %llu has no event (%llu events; events lost?)",
+                            (unsigned long long)id, (unsigned long long)sc->st->last_event);
+    free(orders);
+    free(batches);
     return rc;
 }
 
-static int run_scan(ph_store *s, ph_store_stats *st, int full, int64_t now, ph_err *err)
+/* `client_orders` lists every order exactly once, under its own client. */
+static int check_client_orders(scan *sc)
+{
+    MDB_cursor *c;
+    MDB_val k, v;
+    uint64_t listed = 0;
+    int rc = PH_OK;
+    if (mdb_cursor_open(sc->txn, sc->s->dbi[DB_CLIENT_ORDERS], &c))
+        return ph_err_set(sc->err, PH_EIO, "store: cannot open client_orders");
+    at_stage(sc, "client_orders against orders", DB_CLIENT_ORDERS);
+    for (int op = MDB_FIRST; rc == PH_OK && mdb_cursor_get(c, &k, &v, op) == 0; op = MDB_NEXT) {
+        uint64_t id;
+        memcpy(&id, v.mv_data, 8);
+        at_key(sc, id, ++listed);
+        MDB_val ok = {8, &id}, ov;
+        ph_order o;
+        const uint8_t *ids;
+        if (mdb_get(sc->txn, sc->s->dbi[DB_ORDERS], &ok, &ov) ||
+            ph_order_decode(&ov, id, &o, &ids) != PH_OK)
+            rc = ph_err_set(sc->err, PH_EIO, "client_orders lists order %llu, which is missing",
+                            (unsigned long long)id);
+        else if (strlen(o.client) != k.mv_size || memcmp(o.client, k.mv_data, k.mv_size))
+            rc = ph_err_set(sc->err, PH_EIO,
+                            "client_orders lists order %llu under another client than its own",
+                            (unsigned long long)id);
+    }
+    mdb_cursor_close(c);
+    if (rc == PH_OK && listed != sc->st->orders)
+        rc = ph_err_set(sc->err, PH_EIO, "%llu orders but client_orders lists %llu",
+                        (unsigned long long)sc->st->orders, (unsigned long long)listed);
+    return rc;
+}
+
+static int run_scan(ph_store *s, ph_store_stats *st, int full, int64_t now, ph_check_progress *prog,
+                    ph_err *err)
 {
     memset(st, 0, sizeof *st);
-    scan sc = {.s = s, .st = st, .err = err, .full = full, .now = full ? 0 : now};
+    scan sc = {.s = s, .st = st, .err = err, .full = full, .now = full ? 0 : now, .prog = prog};
     int rc = ph_store_read_begin(s, &sc.txn, err);
     if (rc)
         return rc;
-    if ((rc = load_batches(&sc)) == PH_OK && (rc = scan_codes(&sc)) == PH_OK && full &&
-        (rc = check_stock(&sc)) == PH_OK && (rc = check_expiry_index(&sc)) == PH_OK &&
-        (rc = check_orders(&sc)) == PH_OK && (rc = check_totals(&sc)) == PH_OK &&
-        (rc = check_events(&sc)) == PH_OK)
+    if (full)
+        rc = walk_all(&sc);
+    if (rc == PH_OK && (at_stage(&sc, "batches", DB_BATCHES), rc = load_batches(&sc)) == PH_OK &&
+        (at_stage(&sc, "codes", DB_CODES), rc = scan_codes(&sc)) == PH_OK && full &&
+        (at_stage(&sc, "stock against codes", DB_AVAIL), rc = check_stock(&sc)) == PH_OK &&
+        (at_stage(&sc, "the expiry index", DB_EXPIRY), rc = check_expiry_index(&sc)) == PH_OK &&
+        (at_stage(&sc, "orders and their codes", DB_ORDERS), rc = check_orders(&sc)) == PH_OK &&
+        (rc = check_client_orders(&sc)) == PH_OK &&
+        (at_stage(&sc, "totals per sku", -1), rc = check_totals(&sc)) == PH_OK &&
+        (rc = check_events(&sc)) == PH_OK) {
+        at_stage(&sc, "key checks", DB_META);
         rc = ph_store_keys_complete(s, sc.txn, err);
+    }
     if (rc == PH_OK && !full) {
         MDB_stat ms;
         mdb_stat(sc.txn, s->dbi[DB_ORDERS], &ms);
@@ -514,21 +747,27 @@ static int run_scan(ph_store *s, ph_store_stats *st, int full, int64_t now, ph_e
 
 int ph_store_stats_at(ph_store *s, int64_t now, ph_store_stats *out, ph_err *err)
 {
-    return run_scan(s, out, 0, now, err);
+    return run_scan(s, out, 0, now, NULL, err);
 }
 
 int ph_store_stats_get(ph_store *s, ph_store_stats *out, ph_err *err)
 {
-    return run_scan(s, out, 0, ph_now_ms(), err);
+    return run_scan(s, out, 0, ph_now_ms(), NULL, err);
+}
+
+int ph_store_check_watched(ph_store *s, ph_store_stats *stats, ph_check_progress *progress,
+                           ph_err *err)
+{
+    ph_store_stats local;
+    int rc = run_scan(s, stats ? stats : &local, 1, 0, progress, err);
+    if (rc == PH_OK && !stats)
+        ph_store_stats_clear(&local);
+    return rc;
 }
 
 int ph_store_check(ph_store *s, ph_store_stats *stats, ph_err *err)
 {
-    ph_store_stats local;
-    int rc = run_scan(s, stats ? stats : &local, 1, 0, err);
-    if (rc == PH_OK && !stats)
-        ph_store_stats_clear(&local);
-    return rc;
+    return ph_store_check_watched(s, stats, NULL, err);
 }
 
 void ph_store_stats_clear(ph_store_stats *st)

@@ -73,6 +73,9 @@ struct ph_store {
     pthread_t writer;
     int writer_started;
     _Atomic uint64_t commits, commands, map_grows; /* ph_writer_stats */
+    char *dir;                 /* the environment's directory: its free space after a failure */
+    pthread_mutex_t health_mu; /* guards health: set by the writer, read by any thread */
+    ph_store_health health;
     ph_memo memo;
     /* The writer's last formatted event time: a batch's commands mostly share
      * their millisecond. Writer thread only. */
@@ -82,6 +85,7 @@ struct ph_store {
     char uid[9];            /* ph_store_uid: read from `meta` at open, never changes */
     const ph_keyring *keys; /* borrowed; NULL: sealed blobs are opaque */
     int read_only;
+    int lockless;           /* ph_store_lockless */
     uint32_t migrated_from; /* ph_store_migrated_from: set at open */
     /* opts.journal_file; the writer's only, opened and closed around it */
     struct ph_journal *journal;
@@ -186,6 +190,13 @@ int ph_batch_decode(const MDB_val *v, uint64_t id, ph_batch *out, uint64_t *orde
  * NULL when out of memory. */
 int ph_supply_decode(const MDB_val *v, ph_order *o);
 uint8_t *ph_supply_encode(const ph_order *o, size_t *len);
+
+/* A named database's name and its LMDB flags (DB_*). */
+const char *ph_store_db_name(int db);
+unsigned ph_store_db_flags(int db);
+
+/* The last key of a database keyed by native uint64 ids (0 when it is empty). */
+uint64_t ph_store_last_key(MDB_txn *txn, MDB_dbi dbi);
 
 /* Loads an order inside any transaction (with its codes when asked). */
 int ph_order_load(ph_store *s, MDB_txn *txn, uint64_t id, int with_codes, ph_order **out,

@@ -188,6 +188,8 @@ void ph_code_info_clear(ph_code_info *info)
     info->code.sealed = NULL;
     ph_order_free(info->order);
     info->order = NULL;
+    ph_order_free(info->decoy);
+    info->decoy = NULL;
 }
 
 static int batch_load(ph_store *s, MDB_txn *txn, uint64_t id, ph_batch *out, ph_err *err)
@@ -234,54 +236,131 @@ int ph_store_code_find(ph_store *s, const uint8_t hash[32], ph_code_info *out, p
         return rc;
     rc = code_find_in(s, txn, hash, out, err);
     ph_store_read_end(s, txn);
+    out->found = rc == PH_OK;
     if (rc)
         ph_code_info_clear(out);
     return rc;
 }
 
-/* One try of ph_store_code_find_typed: PH_OK found (under this rule),
- * PH_ENOTFOUND not, or an error. */
-static int find_under(ph_store *s, MDB_txn *txn, const char *rule, ph_code_hash_fn hash_fn,
-                      void *arg, ph_code_info *out, ph_err *err)
+/* A real id in 1..n picked by 8 bytes of a keyed hash (0 when n is 0): what a
+ * lookup that misses reads instead, as unpredictable to a caller as the hash. */
+static uint64_t decoy_id(const uint8_t hash[32], int part, uint64_t n)
 {
-    uint8_t hash[32];
-    if (hash_fn(arg, rule, hash) != 0)
-        return ph_err_set(err, PH_ENOTFOUND, "code: not found");
-    int rc = code_find_in(s, txn, hash, out, err);
-    if (rc == PH_OK && strcmp(out->batch.lookalikes, rule) != 0)
-        rc = ph_err_set(err, PH_ENOTFOUND, "code: not found"); /* the rule is not its product's */
-    if (rc)
-        ph_code_info_clear(out);
-    return rc;
+    uint64_t x;
+    memcpy(&x, hash + 8 * part, 8);
+    return n ? 1 + x % n : 0;
+}
+
+/* The state of a typed lookup in its snapshot. */
+typedef struct typed_find {
+    ph_store *s;
+    MDB_txn *txn;
+    MDB_cursor *codes;
+    uint64_t last_code;
+    uint8_t first_hash[32]; /* the hash without look-alikes: picks the decoy order */
+    int tries;
+} typed_find;
+
+/* One rule of ph_store_code_find_typed: hash, look up the index, then read and
+ * decode a code record and its batch whether the index had the hash or not
+ * (the code found, or a decoy picked by the hash). While nothing is found yet
+ * the records read go into out (a decoy until a hit replaces it); once found,
+ * they are read and dropped. PH_OK, or PH_EIO / PH_ENOMEM for a found code
+ * that cannot be read. */
+static int find_under(typed_find *f, const char *rule, ph_code_hash_fn hash_fn, void *arg,
+                      ph_code_info *out, ph_err *err)
+{
+    uint8_t hash[32] = {0};
+    int hashed = hash_fn(arg, rule, hash) == 0;
+    if (f->tries++ == 0)
+        memcpy(f->first_hash, hash, sizeof hash);
+    MDB_val k = {32, hash}, v;
+    uint64_t id = 0;
+    int mrc = mdb_get(f->txn, f->s->dbi[DB_CODE_HASH], &k, &v);
+    if (mrc == 0 && hashed && v.mv_size == 8)
+        memcpy(&id, v.mv_data, 8);
+    else if (mrc && mrc != MDB_NOTFOUND)
+        return ph_store_lmdb_err(err, mrc, "read code index");
+    uint64_t want = id ? id : decoy_id(hash, 1, f->last_code), key = want;
+    ph_code code = {0};
+    ph_batch batch = {0};
+    int readable = 0;
+    k = (MDB_val){8, &key};
+    /* the same cursor step for a hit and a decoy: a decoy's id always exists
+     * (codes are never deleted), a hit's lands on itself */
+    if (want && mdb_cursor_get(f->codes, &k, &v, MDB_SET_RANGE) == 0 && k.mv_size == 8) {
+        memcpy(&key, k.mv_data, 8);
+        readable = key == want && ph_code_decode(&v, key, 1, &code) == PH_OK;
+        readable = readable && batch_load(f->s, f->txn, code.batch_id, &batch, NULL) == PH_OK;
+    }
+    if (id && !readable) {
+        free(code.sealed);
+        return ph_err_set(err, PH_EIO, "code %llu: unreadable", (unsigned long long)id);
+    }
+    int hit = id && strcmp(batch.lookalikes, rule) == 0; /* else the rule is not its product's */
+    if (out->found) {
+        free(code.sealed); /* found under an earlier rule: this one only costs the same */
+        return PH_OK;
+    }
+    free(out->code.sealed);
+    out->code = code;
+    out->batch = batch;
+    out->found = hit;
+    return PH_OK;
+}
+
+/* The order read by every typed lookup: the code's own when it was found and
+ * issued, else a decoy (in out->decoy) picked by the hash. */
+static int find_order(typed_find *f, ph_code_info *out, ph_err *err)
+{
+    if (out->found && out->code.order_id)
+        return ph_order_load(f->s, f->txn, out->code.order_id, 0, &out->order, err);
+    uint64_t id = decoy_id(f->first_hash, 2, ph_store_last_key(f->txn, f->s->dbi[DB_ORDERS]));
+    if (id && ph_order_load(f->s, f->txn, id, 0, &out->decoy, NULL) != PH_OK)
+        out->decoy = NULL;
+    return PH_OK;
 }
 
 int ph_store_code_find_typed(ph_store *s, ph_code_hash_fn hash_fn, void *arg, ph_code_info *out,
                              ph_err *err)
 {
     memset(out, 0, sizeof *out);
-    MDB_txn *txn;
+    typed_find f = {.s = s};
     MDB_cursor *c;
-    int rc = ph_store_read_begin(s, &txn, err);
+    int rc = ph_store_read_begin(s, &f.txn, err);
     if (rc)
         return rc;
-    rc = find_under(s, txn, "", hash_fn, arg, out, err);
-    /* then every rule a batch was hashed with (meta "rule:<rule>", a handful) */
-    if (rc == PH_ENOTFOUND && mdb_cursor_open(txn, s->dbi[DB_META], &c) == 0) {
-        MDB_val k = {5, "rule:"}, v;
-        for (int op = MDB_SET_RANGE; rc == PH_ENOTFOUND && mdb_cursor_get(c, &k, &v, op) == 0;
-             op = MDB_NEXT) {
-            char rule[PH_LOOKALIKES_MAX + 1];
-            if (k.mv_size < 5 || memcmp(k.mv_data, "rule:", 5) != 0)
-                break;
-            if (k.mv_size - 5 > PH_LOOKALIKES_MAX)
-                continue;
-            memcpy(rule, (const char *)k.mv_data + 5, k.mv_size - 5);
-            rule[k.mv_size - 5] = 0;
-            rc = find_under(s, txn, rule, hash_fn, arg, out, err);
-        }
-        mdb_cursor_close(c);
+    if (mdb_cursor_open(f.txn, s->dbi[DB_CODES], &f.codes)) {
+        ph_store_read_end(s, f.txn);
+        return ph_err_set(err, PH_EIO, "store: cannot open a cursor");
     }
-    ph_store_read_end(s, txn);
+    if (mdb_cursor_open(f.txn, s->dbi[DB_META], &c)) {
+        mdb_cursor_close(f.codes); /* a read-only transaction's cursors are closed by hand */
+        ph_store_read_end(s, f.txn);
+        return ph_err_set(err, PH_EIO, "store: cannot open a cursor");
+    }
+    f.last_code = ph_store_last_key(f.txn, s->dbi[DB_CODES]);
+    rc = find_under(&f, "", hash_fn, arg, out, err);
+    /* then every rule a batch was hashed with (meta "rule:<rule>", a handful),
+     * all of them whatever was found */
+    MDB_val k = {5, "rule:"}, v;
+    for (int op = MDB_SET_RANGE; rc == PH_OK && mdb_cursor_get(c, &k, &v, op) == 0; op = MDB_NEXT) {
+        char rule[PH_LOOKALIKES_MAX + 1];
+        if (k.mv_size < 5 || memcmp(k.mv_data, "rule:", 5) != 0)
+            break;
+        if (k.mv_size - 5 > PH_LOOKALIKES_MAX)
+            continue;
+        memcpy(rule, (const char *)k.mv_data + 5, k.mv_size - 5);
+        rule[k.mv_size - 5] = 0;
+        rc = find_under(&f, rule, hash_fn, arg, out, err);
+    }
+    if (rc == PH_OK)
+        rc = find_order(&f, out, err);
+    mdb_cursor_close(c);
+    mdb_cursor_close(f.codes);
+    ph_store_read_end(s, f.txn);
+    if (rc)
+        ph_code_info_clear(out);
     return rc;
 }
 

@@ -58,8 +58,8 @@ static int cmp_by_hash(const void *a, const void *b, void *arg)
  * expiring at expires_at. Returns the command's rc; *out (if non-NULL) gets the
  * completed command, whose results the caller releases with ph_cmd_clear.
  */
-static int import_nums(const char *sku, const unsigned *nums, size_t n, int64_t unit_cost,
-                       int64_t expires_at, ph_cmd *out)
+static int import_nums_rule(const char *sku, const unsigned *nums, size_t n, int64_t unit_cost,
+                            int64_t expires_at, const char *rule, ph_cmd *out)
 {
     ph_import_code *codes = calloc(n ? n : 1, sizeof *codes);
     uint32_t *by_hash = calloc(n ? n : 1, sizeof *by_hash);
@@ -83,6 +83,7 @@ static int import_nums(const char *sku, const unsigned *nums, size_t n, int64_t 
     c.in.import.codes = codes;
     c.in.import.ncodes = n;
     c.in.import.by_hash = by_hash;
+    c.in.import.lookalikes = rule;
     int rc = ph_store_exec(g_s, &c);
     free(codes);
     free(by_hash);
@@ -92,6 +93,13 @@ static int import_nums(const char *sku, const unsigned *nums, size_t n, int64_t 
     else
         ph_cmd_clear(&c);
     return rc;
+}
+
+/* import_nums_rule without a look-alike rule. */
+static int import_nums(const char *sku, const unsigned *nums, size_t n, int64_t unit_cost,
+                       int64_t expires_at, ph_cmd *out)
+{
+    return import_nums_rule(sku, nums, n, unit_cost, expires_at, NULL, out);
 }
 
 /* Imports codes first..first+n-1 and asserts success; returns the batch id. */
@@ -242,6 +250,21 @@ static int find_code(unsigned num, ph_code_info *info, ph_err *err)
     uint8_t h[32];
     code_hash(num, h);
     return ph_store_code_find(g_s, h, info, err);
+}
+
+/* What a typed lookup did: the test code it hashes, how often it was asked to. */
+typedef struct typed_probe {
+    unsigned num;
+    int calls;
+} typed_probe;
+
+static int typed_hash(void *arg, const char *rule, uint8_t hash[32])
+{
+    typed_probe *p = arg;
+    (void)rule; /* the test hashes ignore rules: every rule finds the code, only its own counts */
+    p->calls++;
+    code_hash(p->num, hash);
+    return 0;
 }
 
 /* ---- raw LMDB, for writing what the store never would -------------------------- */
@@ -1357,6 +1380,43 @@ Test(store, reads_orders_codes_and_events)
     assert_check();
 }
 
+/* Issue 10, defect 3: whether a typed code exists, is in stock or is issued to
+ * someone, the lookup does the same work (every rule hashed and looked up, a
+ * code, a batch and an order read), so its time does not tell. */
+Test(store, typed_lookup_does_the_same_work_found_or_not)
+{
+    open_store();
+    catalog();
+    import_range(IQ, 0, 10, 1980, 0);
+    unsigned tx[] = {100, 101};
+    ph_cmd c;
+    cr_assert_eq(import_nums_rule(TX, tx, 2, 500, 0, "O0", &c), PH_OK, "%s", c.err.msg);
+    ph_cmd_clear(&c);
+    order_ok("othermall", "O-1", IQ, 2); /* CODE-0 and CODE-1 */
+    struct {
+        unsigned num;
+        int found, issued;
+    } cases[] = {{0, 1, 1}, {5, 1, 0}, {999, 0, 0}, {100, 1, 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        typed_probe p = {cases[i].num, 0};
+        ph_code_info info;
+        ph_err err = {0};
+        cr_assert_eq(ph_store_code_find_typed(g_s, typed_hash, &p, &info, &err), PH_OK, "%s",
+                     err.msg);
+        cr_assert_eq(info.found, cases[i].found, "CODE-%u", p.num);
+        cr_assert_eq(p.calls, 2, "CODE-%u: hashed %d times, not once per rule", p.num, p.calls);
+        cr_assert_neq(info.code.id, 0, "CODE-%u: no code record read", p.num);
+        cr_assert_neq(info.batch.id, 0, "CODE-%u: no batch read", p.num);
+        cr_assert_not_null(info.code.sealed, "CODE-%u: the sealed blob not copied", p.num);
+        cr_assert_eq(info.order != NULL, cases[i].issued, "CODE-%u: its own order", p.num);
+        cr_assert_eq(info.decoy != NULL, !cases[i].issued, "CODE-%u: no order read", p.num);
+        if (cases[i].found)
+            assert_sealed(&info.code, p.num);
+        ph_code_info_clear(&info);
+    }
+    assert_check();
+}
+
 /* The same commands in the same order give byte-identical data (rule: the write
  * path is a deterministic function, so a replica can replay it). */
 Test(store, same_commands_give_the_same_events)
@@ -1420,6 +1480,44 @@ Test(store, check_detects_a_flipped_code_state)
     char msg[512];
     assert_check_fails(msg, sizeof msg);
     cr_assert_not_null(strstr(msg, "code 5"), "message does not name the code: %s", msg);
+}
+
+/* Issue 10, defect 5: the events of the last orders lost with their pages
+ * leave a numbering without a gap (1..n); the orders they recorded show it. */
+Test(store, check_detects_events_lost_at_the_tail)
+{
+    damaged_store_base();
+    MDB_txn *txn;
+    MDB_env *env = raw_open(&txn);
+    MDB_dbi events = raw_dbi(txn, "events", MDB_INTEGERKEY);
+    MDB_cursor *c;
+    MDB_val k, v;
+    cr_assert_eq(mdb_cursor_open(txn, events, &c), 0);
+    cr_assert_eq(mdb_cursor_get(c, &k, &v, MDB_LAST), 0);
+    cr_assert_eq(mdb_cursor_del(c, 0), 0); /* order A-2's order.succeeded */
+    mdb_cursor_close(c);
+    raw_commit(env, txn);
+
+    char msg[512];
+    assert_check_fails(msg, sizeof msg);
+    cr_assert_not_null(strstr(msg, "order 2 has no event"), "%s", msg);
+}
+
+/* Issue 10, defect 5: the per-client index of orders agrees with the orders. */
+Test(store, check_detects_an_order_missing_from_its_clients_list)
+{
+    damaged_store_base();
+    MDB_txn *txn;
+    MDB_env *env = raw_open(&txn);
+    MDB_dbi co = raw_dbi(txn, "client_orders", MDB_DUPSORT | MDB_DUPFIXED | MDB_INTEGERDUP);
+    uint64_t id = 1;
+    MDB_val ck = {4, "mall"}, cv = {8, &id};
+    cr_assert_eq(mdb_del(txn, co, &ck, &cv), 0);
+    raw_commit(env, txn);
+
+    char msg[512];
+    assert_check_fails(msg, sizeof msg);
+    cr_assert_not_null(strstr(msg, "client_orders"), "%s", msg);
 }
 
 Test(store, check_detects_an_issued_code_without_order)
