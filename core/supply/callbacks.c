@@ -121,6 +121,13 @@ int ph_fulfil_callback(ph_fulfil *f, const char *supplier_id, const struct perkh
     struct perkhub_result res;
     ph_op_result_init(&res);
     int rc = pl->ops->verify_callback(ph_supplier_instance(sup), cb, &res);
+    /* the plugin's words enter the core here (sup_text.h): the reason of a
+     * refusal is logged and answered, the claim compared */
+    if (ph_op_result_clean(host, &res, NULL))
+        ph_log(log, PH_LOG_WARN, NULL, "callback.supplier_text",
+               "supplier=%s detail=\"values the callback carried failed the supplier text rules "
+               "and were dropped\"",
+               supplier_id);
     if (rc != PERKHUB_OK) {
         const char *why = res.reason && *res.reason ? res.reason : "bad_signature";
         refuse(out, strcmp(why, "malformed") ? 401 : 400, why, "callback refused by the plugin%s",
