@@ -89,7 +89,7 @@ static int match_and_confirm(ph_fulfil *f, ph_store *store, const char *supplier
     if (bad)
         return refuse(out, 400, "callback_mismatch", "callback does not match our order: %s", bad);
     if (!final)
-        ph_fulfil_confirm(f, id, no);
+        ph_fulfil_confirm(f, id, no, res->state);
     return PH_OK;
 }
 
