@@ -122,7 +122,10 @@ int ph_fulfil_callback(ph_fulfil *f, const char *supplier_id, const struct perkh
     ph_op_result_init(&res);
     int rc = pl->ops->verify_callback(ph_supplier_instance(sup), cb, &res);
     /* the plugin's words enter the core here (sup_text.h): the reason of a
-     * refusal is logged and answered, the claim compared */
+     * refusal is logged and answered, the claim compared. A claimed product or
+     * supplier order id that is no identifier cannot be one of ours: that is a
+     * mismatch, not a claim without the field. */
+    int claimed_ids = !!res.product_id + !!res.supplier_order_id;
     if (ph_op_result_clean(host, &res, NULL))
         ph_log(log, PH_LOG_WARN, NULL, "callback.supplier_text",
                "supplier=%s detail=\"values the callback carried failed the supplier text rules "
@@ -132,6 +135,9 @@ int ph_fulfil_callback(ph_fulfil *f, const char *supplier_id, const struct perkh
         const char *why = res.reason && *res.reason ? res.reason : "bad_signature";
         refuse(out, strcmp(why, "malformed") ? 401 : 400, why, "callback refused by the plugin%s",
                NULL);
+    } else if (!!res.product_id + !!res.supplier_order_id != claimed_ids) {
+        refuse(out, 400, "callback_mismatch", "callback does not match our order: %s",
+               "an identifier that is none");
     } else {
         match_and_confirm(f, store, supplier_id, &res, out);
         if (!out->error[0])
