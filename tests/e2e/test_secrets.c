@@ -8,6 +8,11 @@
  * owner's own order responses: every response body and header, the log, and
  * every file under its directory, the raw LMDB data and lock files included.
  * Any plaintext hit (or a hex or base64 rendering of one) fails the test.
+ *
+ * Then a supplier that echoes the recharge account in everything it says
+ * (issue 10, defect 2), twice: a fixture plugin passing every echo on
+ * unchecked (the core's rules alone), and the real rewards plugin against the
+ * simulator's echo_account fault. The account must show up nowhere.
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -653,4 +658,100 @@ Test(secrets, a_supplier_echoing_the_account_leaks_it_nowhere, .fini = kill_left
     outputs = NULL;
     noutputs = outcap = 0;
     h_cleanup(&d);
+}
+
+/* The same through the real rewards plugin and the simulator's echo_account
+ * fault (tools/supsim): issue 10's supplier, which refuses a recharge with
+ * "reason":"account_<account>_suspended", an order id and a message holding the
+ * account, and a webhook saying all of it again. The plugin drops the reason
+ * (no digit is a reason's), the core the order id; nothing of the account is
+ * stored, evented, logged or shown. */
+static h_sim echo_sim;
+
+static void stop_echo_sim(void)
+{
+    kill_leftover();
+    if (echo_sim.pid > 0)
+        h_sim_stop(&echo_sim);
+}
+
+/* The simulator has sent the order's webhook and perkhubd answered it. */
+static int webhook_delivered(void *arg)
+{
+    json_t *t = h_sim_truth(&echo_sim);
+    json_t *o = h_sim_truth_find(t, "orders", "rewards", *(long long *)arg, NULL);
+    int done = o && json_integer_value(json_object_get(o, "callbacks")) >= 1;
+    json_decref(t);
+    return done;
+}
+
+Test(secrets, a_rewards_supplier_echoing_the_account_leaks_it_nowhere, .fini = stop_echo_sim)
+{
+    nneedles = 0;
+    add_needle(ECHO_ACCOUNT);
+    add_needle("9712345");
+    add_hex(ECHO_ACCOUNT, 0);
+    add_base64(ECHO_ACCOUNT "0");
+    noutputs = 0;
+    cr_assert_eq(h_sim_start(&echo_sim, NULL), 0, "supsim did not start");
+    h_resp r = h_sim_req(&echo_sim, "POST", "/_sim/faults",
+                         "{\"protocol\":\"rewards\",\"op\":\"order\",\"fault\":\"echo_account\","
+                         "\"count\":-1}");
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    h_resp_free(&r);
+    char sup[1024];
+    h_sim_supplier_yaml(&echo_sim, "rewards", "rewards", "    priority: 10\n",
+                        "      auth: bearer\n", sup, sizeof sup);
+    int n = snprintf(echo_body, sizeof echo_body,
+                     "suppliers:\n%s"
+                     "products:\n  - sku: rw.topup\n    name: Top-up\n    brand: telco\n"
+                     "    category: telecom\n    delivery: recharge\n    face_value: \"50.00\"\n"
+                     "    offers:\n      - {supplier: rewards, supplier_sku: U20001, cost: "
+                     "\"49.00\"}\n",
+                     sup);
+    cr_assert_lt((size_t)n, sizeof echo_body);
+    static h_daemon d;
+    h_setup_custom(&d, echo_body, NULL);
+    live = &d;
+    char *text = h_config_text(&d, NULL);
+    char *dbg = h_replace(text, "level: info", "level: debug");
+    h_write_config_text(&d, dbg);
+    free(text);
+    free(dbg);
+    cr_assert_eq(h_start(&d), 0, "perkhubd did not start (log %s)", d.log);
+
+    long long id = echo_order(&d, "ECHO-RW-1", "rw.topup", 201, "failed", "supplier_failed");
+    cr_assert_eq(h_wait_for(webhook_delivered, &id, 10000), 0, "the webhook never arrived");
+    /* the supplier really said it (else the test proves nothing) */
+    json_t *t = h_sim_truth(&echo_sim);
+    json_t *o = h_sim_truth_find(t, "orders", "rewards", id, NULL);
+    cr_assert(o && !strcmp(h_str(o, "state"), "failed"), "the simulator did not refuse the order");
+    json_decref(t);
+
+    char path[64];
+    snprintf(path, sizeof path, "/v1/orders/%lld", id);
+    req_free(&d, "GET", path, "ops-token", NULL, NULL, 200);
+    req_free(&d, "GET", path, "mall-token", NULL, NULL, 200);
+    req_free(&d, "GET", "/v1/orders", "ops-token", NULL, NULL, 200);
+    req_free(&d, "GET", "/v1/events?after=0&limit=1000", "ops-token", NULL, NULL, 200);
+    req_free(&d, "GET", "/v1/suppliers", "ops-token", NULL, NULL, 200);
+
+    cr_assert_eq(h_stop(&d, SIGTERM), 0);
+    cr_assert_gt(h_file_count(d.log, "callback.accepted"), 0, "the webhook was not accepted");
+    char datafile[400];
+    snprintf(datafile, sizeof datafile, "%s/data.mdb", d.data);
+    cr_assert_gt(h_file_count(datafile, "ECHO-RW-1"), 0, "data.mdb holds no orders at all");
+    for (int i = 0; i < nneedles; i++) {
+        cr_assert_eq(h_file_count(d.log, needles[i]), 0, "the daemon log holds '%s'", needles[i]);
+        cr_assert_eq(h_file_count(datafile, needles[i]), 0, "data.mdb holds '%s'", needles[i]);
+    }
+    int files = 0;
+    search_tree(d.dir, &files);
+    for (size_t i = 0; i < noutputs; i++)
+        free(outputs[i].text);
+    free(outputs);
+    outputs = NULL;
+    noutputs = outcap = 0;
+    h_cleanup(&d);
+    h_sim_stop(&echo_sim);
 }
