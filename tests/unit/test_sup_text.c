@@ -178,7 +178,7 @@ static const struct perkhub_host HOST = {
     .mem_strdup = t_strdup,
 };
 
-static char *dup(const char *s)
+static char *hdup(const char *s)
 {
     return t_strdup(&HOST, s);
 }
@@ -194,21 +194,21 @@ Test(sup_text, the_gate_drops_every_echo_of_the_account)
     live_blocks = 0;
     struct perkhub_result res;
     ph_op_result_init(&res);
-    res.reason = dup("account_" ACCOUNT "_suspended");
-    res.order_ref = dup("ref-" ACCOUNT);
-    res.supplier_order_id = dup("R" ACCOUNT);
-    res.product_id = dup("U" ACCOUNT);
+    res.reason = hdup("account_" ACCOUNT "_suspended");
+    res.order_ref = hdup("ref-" ACCOUNT);
+    res.supplier_order_id = hdup("R" ACCOUNT);
+    res.product_id = hdup("U" ACCOUNT);
     res.next = 1;
-    res.next_state = dup("q:" ACCOUNT);
-    res.reply_body = dup("ok " ACCOUNT);
+    res.next_state = hdup("q:" ACCOUNT);
+    res.reply_body = hdup("ok " ACCOUNT);
     res.reply_content_type = "text/plain\r\nX-Account: " ACCOUNT;
     res.items = t_alloc(&HOST, 3 * sizeof *res.items);
     res.nitems = 3;
     res.items[0] =
-        (struct perkhub_item){.product_id = dup("U20001"), .name = dup("Top-up for " ACCOUNT)};
-    res.items[1] = (struct perkhub_item){.product_id = dup("U" ACCOUNT), .name = dup("x")};
+        (struct perkhub_item){.product_id = hdup("U20001"), .name = hdup("Top-up for " ACCOUNT)};
+    res.items[1] = (struct perkhub_item){.product_id = hdup("U" ACCOUNT), .name = hdup("x")};
     res.items[2] =
-        (struct perkhub_item){.product_id = dup("U10001"), .name = dup("iQiyi Gold 1 month")};
+        (struct perkhub_item){.product_id = hdup("U10001"), .name = hdup("iQiyi Gold 1 month")};
 
     unsigned n = ph_op_result_clean(&HOST, &res, ACCOUNT);
     cr_assert_eq(n, 9, "%u values dropped or replaced", n);
@@ -236,13 +236,13 @@ Test(sup_text, the_gate_keeps_clean_values)
     live_blocks = 0;
     struct perkhub_result res;
     ph_op_result_init(&res);
-    res.reason = dup("out_of_stock");
-    res.order_ref = dup("0a1b2c3d-17-1");
-    res.supplier_order_id = dup("G2026112400000002");
-    res.product_id = dup("20001");
+    res.reason = hdup("out_of_stock");
+    res.order_ref = hdup("0a1b2c3d-17-1");
+    res.supplier_order_id = hdup("G2026112400000002");
+    res.product_id = hdup("20001");
     res.next = 1;
-    res.next_state = dup("query");
-    res.reply_body = dup("{\"code\":0,\"msg\":\"ok\"}");
+    res.next_state = hdup("query");
+    res.reply_body = hdup("{\"code\":0,\"msg\":\"ok\"}");
     res.reply_content_type = "application/json; charset=utf-8";
     cr_assert_eq(ph_op_result_clean(&HOST, &res, ACCOUNT), 0);
     cr_assert_str_eq(res.reason, "out_of_stock");
@@ -255,15 +255,15 @@ Test(sup_text, the_gate_keeps_clean_values)
     ph_op_result_clear(&HOST, &res);
 
     ph_op_result_init(&res);
-    res.reason = dup("Card 13800138000 was declined!");
-    res.supplier_order_id = dup("has space");
+    res.reason = hdup("Card 13800138000 was declined!");
+    res.supplier_order_id = hdup("has space");
     cr_assert_eq(ph_op_result_clean(&HOST, &res, NULL), 2);
     cr_assert_str_eq(str_or(res.reason), "supplier_refused");
     cr_assert_null(res.supplier_order_id);
     ph_op_result_clear(&HOST, &res);
 
     ph_op_result_init(&res);
-    res.reason = dup(""); /* no reason: not one to replace */
+    res.reason = hdup(""); /* no reason: not one to replace */
     cr_assert_eq(ph_op_result_clean(&HOST, &res, NULL), 0);
     cr_assert_null(res.reason);
     ph_op_result_clear(&HOST, &res);
