@@ -912,6 +912,7 @@ Test(rewards, webhook_refusals)
         {301, PERKHUB_DEFINITE_FAILURE},
         {-301, PERKHUB_DEFINITE_FAILURE},
         {86400, PERKHUB_DEFINITE_FAILURE},
+        {-INT64_C(10) * 365 * 86400, PERKHUB_DEFINITE_FAILURE}, /* signed ten years ahead */
     };
     for (size_t i = 0; i < sizeof clock / sizeof clock[0]; i++) {
         phtk_set_now(k.tk, (t + clock[i].delta_s) * 1000);
