@@ -15,7 +15,12 @@
 
 #include "supply/fulfil.h"
 #include "supply/plugin_ops.h"
+#include "supply/sup_text.h"
 #include "base/util.h"
+
+/* a plugin's refusal reason is answered whole as the error */
+_Static_assert(sizeof(((ph_callback_reply *)0)->error) > PH_SUPTEXT_REASON_MAX,
+               "a reason fits a refusal's error");
 
 static int refuse(ph_callback_reply *out, unsigned status, const char *error, const char *fmt,
                   const char *arg)

@@ -150,7 +150,8 @@ typedef struct ph_callback_reply {
     unsigned status;          /* HTTP status */
     const char *content_type; /* static */
     char *body;               /* malloc'd; the caller frees */
-    char error[48];           /* set on refusal: "bad_signature", "callback_mismatch", ... */
+    char error[64];           /* set on refusal: "bad_signature", "callback_mismatch", ...;
+                                 a reason fits (sup_text.h, PH_SUPTEXT_REASON_MAX) */
     char message[200];        /* on refusal, for the JSON error; never a secret */
 } ph_callback_reply;
 
