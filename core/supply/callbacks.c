@@ -15,7 +15,12 @@
 
 #include "supply/fulfil.h"
 #include "supply/plugin_ops.h"
+#include "supply/sup_text.h"
 #include "base/util.h"
+
+/* a plugin's refusal reason is answered whole as the error */
+_Static_assert(sizeof(((ph_callback_reply *)0)->error) > PH_SUPTEXT_REASON_MAX,
+               "a reason fits a refusal's error");
 
 static int refuse(ph_callback_reply *out, unsigned status, const char *error, const char *fmt,
                   const char *arg)
@@ -89,7 +94,7 @@ static int match_and_confirm(ph_fulfil *f, ph_store *store, const char *supplier
     if (bad)
         return refuse(out, 400, "callback_mismatch", "callback does not match our order: %s", bad);
     if (!final)
-        ph_fulfil_confirm(f, id, no);
+        ph_fulfil_confirm(f, id, no, res->state);
     return PH_OK;
 }
 
@@ -121,10 +126,23 @@ int ph_fulfil_callback(ph_fulfil *f, const char *supplier_id, const struct perkh
     struct perkhub_result res;
     ph_op_result_init(&res);
     int rc = pl->ops->verify_callback(ph_supplier_instance(sup), cb, &res);
+    /* the plugin's words enter the core here (sup_text.h): the reason of a
+     * refusal is logged and answered, the claim compared. A claimed product or
+     * supplier order id that is no identifier cannot be one of ours: that is a
+     * mismatch, not a claim without the field. */
+    int claimed_ids = !!res.product_id + !!res.supplier_order_id;
+    if (ph_op_result_clean(host, &res, NULL))
+        ph_log(log, PH_LOG_WARN, NULL, "callback.supplier_text",
+               "supplier=%s detail=\"values the callback carried failed the supplier text rules "
+               "and were dropped\"",
+               supplier_id);
     if (rc != PERKHUB_OK) {
         const char *why = res.reason && *res.reason ? res.reason : "bad_signature";
         refuse(out, strcmp(why, "malformed") ? 401 : 400, why, "callback refused by the plugin%s",
                NULL);
+    } else if (!!res.product_id + !!res.supplier_order_id != claimed_ids) {
+        refuse(out, 400, "callback_mismatch", "callback does not match our order: %s",
+               "an identifier that is none");
     } else {
         match_and_confirm(f, store, supplier_id, &res, out);
         if (!out->error[0])

@@ -371,6 +371,8 @@ void ful_track_run(ph_fulfil *f, track *t)
         return;
     }
     job_setup(t);
+    if (t->job.op.kind == PERKHUB_OP_ORDER_QUERY)
+        t->confirm = 0; /* this query confirms every claim asked for so far */
     t->phase = T_JOB;
     if (io_submit(f, &t->job) != PH_OK)
         t->phase = T_IDLE; /* shutting down: the store keeps the attempt for the restart */
@@ -427,15 +429,25 @@ static void wait_add(ph_fulfil *f, waiter *w, int stopping)
     f->waiters = w;
 }
 
-/* A verified callback for attempt (id, no): query now, or right after the
- * exchange or command in progress. */
-static void confirm(ph_fulfil *f, uint64_t id, uint32_t no, int stopping)
+/* A verified callback claiming `claim` for attempt (id, no): query now, or
+ * right after the exchange or command in progress, unless a confirming query
+ * not yet started covers it or this claim was confirmed already (fulfil.h,
+ * ph_fulfil_confirm). A follow-up step due goes first: the query comes once
+ * its answer is stored. */
+static void confirm(ph_fulfil *f, uint64_t id, uint32_t no, int claim, int stopping)
 {
     track *t = reg_find(f, id, no);
-    if (t && t->phase == T_IDLE && !stopping)
+    if (!t || stopping)
+        return;
+    unsigned bit = claim > 0 && claim < 16 ? 1u << claim : 1u;
+    if (t->asked & bit)
+        return; /* a replay, or a supplier's retry: its query was asked for */
+    t->asked |= bit;
+    if (t->confirm)
+        return; /* the query asked for has not started: it sees this claim too */
+    t->confirm = 1;
+    if (t->phase == T_IDLE && !t->follow_step)
         ful_heap_push(f, t, ph_now_ms());
-    else if (t)
-        t->confirm = 1;
 }
 
 static void handle(ph_fulfil *f, fev *e, int stopping)
@@ -456,7 +468,7 @@ static void handle(ph_fulfil *f, fev *e, int stopping)
         break;
     case EV_CONFIRM: {
         confirm_ev *c = EV_OF(e, confirm_ev, ev);
-        confirm(f, c->id, c->no, stopping);
+        confirm(f, c->id, c->no, c->claim, stopping);
         free(c);
         break;
     }
@@ -672,7 +684,7 @@ size_t ph_fulfil_active(ph_fulfil *f)
     return atomic_load_explicit(&f->active, memory_order_relaxed);
 }
 
-void ph_fulfil_confirm(ph_fulfil *f, uint64_t id, uint32_t no)
+void ph_fulfil_confirm(ph_fulfil *f, uint64_t id, uint32_t no, int claim)
 {
     confirm_ev *c = calloc(1, sizeof *c);
     if (!c) { /* a hint lost: the attempt's scheduled query still settles it */
@@ -682,6 +694,7 @@ void ph_fulfil_confirm(ph_fulfil *f, uint64_t id, uint32_t no)
     }
     c->id = id;
     c->no = no;
+    c->claim = claim;
     ful_post(f, &c->ev, EV_CONFIRM);
 }
 

@@ -150,16 +150,18 @@ typedef struct ph_callback_reply {
     unsigned status;          /* HTTP status */
     const char *content_type; /* static */
     char *body;               /* malloc'd; the caller frees */
-    char error[48];           /* set on refusal: "bad_signature", "callback_mismatch", ... */
+    char error[64];           /* set on refusal: "bad_signature", "callback_mismatch", ...;
+                                 a reason fits (sup_text.h, PH_SUPTEXT_REASON_MAX) */
     char message[200];        /* on refusal, for the JSON error; never a secret */
 } ph_callback_reply;
 
 /* Verifies a callback with the supplier's plugin (its verify_callback runs on
  * the calling thread), checks it matches our attempt (supplier, our reference,
- * product, quantity, amount), and asks for a confirming order query; the
- * query's answer, not the callback, moves the attempt. Forged, tampered, stale
- * or mismatched callbacks change nothing. Duplicates are acknowledged and change
- * nothing. cb is only read.
+ * product, quantity, amount), and asks for a confirming order query
+ * (ph_fulfil_confirm: coalesced per attempt); the query's answer, not the
+ * callback, moves the attempt. Forged, tampered, stale or mismatched callbacks
+ * change nothing. Duplicates are acknowledged and change nothing; one for an
+ * attempt already final is answered from the store at once. cb is only read.
  * Returns PH_OK when a reply was prepared: on acceptance out->status and
  * out->body (malloc'd, the caller frees it) are what the plugin says the supplier
  * expects; on refusal out->error and out->message are set and out->body is NULL:
@@ -170,10 +172,20 @@ typedef struct ph_callback_reply {
 int ph_fulfil_callback(ph_fulfil *f, const char *supplier_id, const struct perkhub_callback *cb,
                        ph_callback_reply *out);
 
-/* A verified callback for attempt `no` of order `id`: query it now, or right
- * after the exchange or store command in progress (callbacks.c). Unknown or
- * finished attempts, and a stopping fulfil, make it a no-op. */
-void ph_fulfil_confirm(ph_fulfil *f, uint64_t id, uint32_t no);
+/* A verified callback for attempt `no` of order `id`, claiming the supplier's
+ * order is in `claim` (a PERKHUB_STATE_*): query it now, or right after the
+ * exchange or store command in progress (callbacks.c). Confirmations are
+ * coalesced per attempt (issue 10, defect 10: 500 replays of one notify made
+ * 211 queries): a callback starts no query while a confirming query is asked
+ * for and not yet started, and each claim of an attempt is confirmed by one
+ * query only — a callback repeating a claim already confirmed (a replay, a
+ * supplier's retry) leaves the attempt to its own scheduled queries. A new
+ * claim that comes while a confirming query is on the wire is confirmed by
+ * one more query after it (that query may have left before the change). So
+ * an attempt gets at most one confirming query per state a supplier can
+ * claim. Unknown or finished attempts, and a stopping fulfil, make it a
+ * no-op. */
+void ph_fulfil_confirm(ph_fulfil *f, uint64_t id, uint32_t no, int claim);
 
 /* The services fulfil was created with (borrowed, as in opts); valid until
  * ph_fulfil_destroy. */

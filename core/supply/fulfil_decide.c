@@ -206,6 +206,8 @@ static void track_next_attempt(ph_fulfil *f, track *t, const ph_order *o)
     t->unit_cost = a->unit_cost;
     t->step = 0;
     t->follow_step = 0;
+    t->confirm = 0; /* callbacks about the failed attempt are not this one's */
+    t->asked = 0;
     t->supplier_order_id[0] = 0;
     snprintf(t->supplier, sizeof t->supplier, "%s", a->supplier);
     snprintf(t->product_id, sizeof t->product_id, "%s", a->product_id);
@@ -308,10 +310,8 @@ void ful_cmd_done(ph_fulfil *f, track_cmd *b, int stopping)
         t->checks = a->checks;
     }
     int64_t due = a && a->next_check_at ? a->next_check_at : ph_now_ms();
-    if (t->confirm) {
-        t->confirm = 0;
-        due = ph_now_ms();
-    }
+    if (t->confirm && !t->follow_step)
+        due = ph_now_ms(); /* the query a callback asked for (ful_track_run clears it) */
     cmd_end(t, b);
     ful_heap_push(f, t, due);
 }

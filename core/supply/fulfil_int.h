@@ -40,7 +40,10 @@ struct track {
     int phase;
     int send_order;  /* 1 until the order request itself has been sent */
     int follow_step; /* 1: the next exchange is the plugin's follow-up step */
-    int confirm;     /* a verified callback asked for a query as soon as possible */
+    int confirm;     /* a verified callback asked for a query as soon as possible,
+                        not started yet (ful_track_run starts it) */
+    unsigned asked;  /* claims (1 << PERKHUB_STATE_*) a confirming query was asked
+                        for: a callback repeating one asks for nothing */
     uint64_t gen;    /* heap entries with another gen are stale */
     ph_supplier *sup;
     ph_sio_limits limits;
@@ -102,6 +105,7 @@ typedef struct confirm_ev {
     fev ev; /* EV_CONFIRM */
     uint64_t id;
     uint32_t no;
+    int claim; /* PERKHUB_STATE_* the callback claimed */
 } confirm_ev;
 
 struct ph_fulfil {

@@ -7,6 +7,7 @@
 #include "supply/plugin_loader.h"
 #include "supply/loader_int.h"
 #include "supply/plugin_ops.h"
+#include "supply/sup_text.h"
 
 #include <assert.h>
 #include <dlfcn.h>
@@ -72,6 +73,11 @@ static void host_log_msg(const struct perkhub_host *host, int level, const char 
         if (!tail[n0])
             tail[n0 - 1] = 0; /* an empty plugin tail leaves no trailing space */
     }
+    /* A plugin's line may carry what its supplier wrote, and the core cannot
+     * refuse a log line: runs of digits as long as a phone, ID or card number
+     * are masked (sup_text.h) */
+    ph_suptext_mask_runs(ev);
+    ph_suptext_mask_runs(tail);
     ph_log_tail(inst->lg, level, NULL, ev, tail);
 }
 

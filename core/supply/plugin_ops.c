@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "crypto/crypto.h"
+#include "store/store.h"
+#include "supply/sup_text.h"
 
 void ph_op_result_init(struct perkhub_result *res)
 {
@@ -46,6 +48,76 @@ void ph_op_result_clear(const struct perkhub_host *host, struct perkhub_result *
     host->mem_free(host, res->next_state);
     host->mem_free(host, res->reply_body);
     ph_op_result_init(res);
+}
+
+#define REPLY_BODY_MAX 1024
+#define CTYPE_MAX      100
+#define ITEM_NAME_MAX  128
+
+/* Drops *s unless it is an identifier of at most max bytes without the
+ * account. 1 when it was dropped. */
+static unsigned keep_id(const struct perkhub_host *host, char **s, size_t max, const char *account)
+{
+    if (!*s || (ph_suptext_id_ok(*s, max) && !ph_suptext_has_account(*s, account)))
+        return 0;
+    host->mem_free(host, *s);
+    *s = NULL;
+    return 1;
+}
+
+unsigned ph_op_result_clean(const struct perkhub_host *host, struct perkhub_result *res,
+                            const char *account)
+{
+    unsigned n = 0;
+    if (res->reason && !*res->reason) { /* "" is no reason */
+        host->mem_free(host, res->reason);
+        res->reason = NULL;
+    }
+    if (res->reason &&
+        (!ph_suptext_reason_ok(res->reason) || ph_suptext_has_account(res->reason, account))) {
+        host->mem_free(host, res->reason);
+        res->reason = host->mem_strdup(host, PH_SUPTEXT_REFUSED); /* NULL: no reason */
+        n++;
+    }
+    n += keep_id(host, &res->order_ref, PH_REF_MAX, account);
+    n += keep_id(host, &res->supplier_order_id, PH_SUPPLIER_ORDER_MAX, account);
+    n += keep_id(host, &res->product_id, PH_SUPPLIER_ORDER_MAX, account);
+    if (keep_id(host, &res->next_state, PH_REASON_MAX, account)) {
+        res->next = 0;
+        n++;
+    }
+    if (res->reply_body && (!ph_suptext_text_ok(res->reply_body, REPLY_BODY_MAX) ||
+                            ph_suptext_has_account(res->reply_body, account))) {
+        host->mem_free(host, res->reply_body);
+        res->reply_body = NULL;
+        n++;
+    }
+    if (res->reply_content_type &&
+        (!*res->reply_content_type || !ph_suptext_text_ok(res->reply_content_type, CTYPE_MAX))) {
+        res->reply_content_type = "text/plain"; /* a literal of the plugin: not freed */
+        n++;
+    }
+    size_t kept = 0;
+    for (size_t i = 0; res->items && i < res->nitems; i++) {
+        struct perkhub_item *it = &res->items[i];
+        if (it->name && (!ph_suptext_text_ok(it->name, ITEM_NAME_MAX) ||
+                         ph_suptext_has_account(it->name, account))) {
+            host->mem_free(host, it->name);
+            it->name = NULL;
+            n++;
+        }
+        if (!it->product_id || keep_id(host, &it->product_id, PH_SUPPLIER_ORDER_MAX, account)) {
+            host->mem_free(host, it->name); /* an item without a usable id goes */
+            n++;
+            continue;
+        }
+        res->items[kept++] = *it;
+    }
+    for (size_t i = kept; res->items && i < res->nitems; i++)
+        memset(&res->items[i], 0, sizeof res->items[i]); /* moved or freed */
+    if (res->items)
+        res->nitems = kept;
+    return n;
 }
 
 void ph_op_request_clear(const struct perkhub_host *host, struct perkhub_request *req)

@@ -22,6 +22,26 @@ void ph_op_result_init(struct perkhub_result *res);
  * re-initializes it (ph_op_result_init). */
 void ph_op_result_clear(const struct perkhub_host *host, struct perkhub_result *res);
 
+/* The one gate for what a plugin says about its supplier (sup_text.h): every
+ * string of res is held to the rule of its kind, and what fails is dropped
+ * (freed with host->mem_free, NULL) or, for res->reason, replaced by
+ * PH_SUPTEXT_REFUSED: reason; order_ref, supplier_order_id, product_id and
+ * next_state (identifiers; a dropped next_state also clears res->next, so the
+ * attempt is queried instead of followed with a state the plugin did not
+ * give); reply_body (free text, at most 1024 bytes; without it the supplier
+ * is answered "ok"), reply_content_type (free text, at most 100 bytes: no
+ * line break reaches a header; else "text/plain"); each catalog item's
+ * product_id (an item without a usable one is removed) and name (free text,
+ * at most 128 bytes). account: the recharge account of the
+ * exchange, or NULL; no string that contains it is kept. Codes are the
+ * supplier's delivery, sealed by fulfil and never shown: not touched.
+ * Called where plugin output enters the core: the I/O engine right after
+ * parse_response (supplier_io_exchange.c) and callbacks.c right after
+ * verify_callback, before anything reads res. Returns how many values were
+ * dropped or replaced (for a log line; never the values). Any thread. */
+unsigned ph_op_result_clean(const struct perkhub_host *host, struct perkhub_result *res,
+                            const char *account);
+
 /* Frees url, headers and body with host->mem_free and zeroes req. */
 void ph_op_request_clear(const struct perkhub_host *host, struct perkhub_request *req);
 

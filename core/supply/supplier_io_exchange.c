@@ -218,6 +218,14 @@ void sio_on_reply(ph_sio *io, ph_sio_job *job, long status)
                           status_name(job->sup, rc));
     }
     job->parsed = 1;
+    /* the plugin's words enter the core here: held to sup_text.h's rules
+     * before anything (the detail below included) reads them */
+    unsigned dropped = ph_op_result_clean(ph_supplier_host(job->sup), &job->res, job->op.account);
+    if (dropped)
+        ph_log(io->log, PH_LOG_WARN, NULL, "sio.supplier_text",
+               "supplier=%s op=%s dropped=%u detail=\"values the supplier chose failed the "
+               "supplier text rules and were dropped\"",
+               x->ss->id, ph_op_kind_name(job->op.kind), dropped);
     int cls = rc == PERKHUB_OK || rc == PERKHUB_DEFINITE_FAILURE ? CL_BUSINESS : CL_FAILURE;
     const char *why = job->res.reason;
     sio_finish(io, job, cls, rc, 1, "http %ld%s%s", status, why ? ": " : "", why ? why : "");

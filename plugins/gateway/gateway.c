@@ -78,8 +78,8 @@ static const struct perkhub_config_key gateway_config[] = {
         .key = "callback_stale_s",
         .type = PERKHUB_CONF_INT,
         .default_value = "600",
-        .description = "Refuse notify callbacks signed more than this many seconds ago "
-                       "(replays).",
+        .description = "Refuse notify callbacks signed more than this many seconds before "
+                       "or after our clock (replays, forged dates).",
     },
     {.key = NULL}, /* end of the table */
 };
@@ -926,7 +926,11 @@ static int gw_callback_claims(const struct gateway *gw, const json_t *body,
     if (!ref || !gw_ref_valid(ref) || !ts || gw_parse_time(ts, &ts_ms) != 0 ||
         gw_int(body, "buy_num", &qty) < 0 || gw_money(body, "order_price", 0, &amount) < 0)
         return gw_outcome(gw, res, PERKHUB_DEFINITE_FAILURE, "malformed");
-    if (host->now_ms(host) - ts_ms > gw->stale_ms) {
+    /* One window both ways: a notify dated ahead of our clock is as suspect as
+     * an old one (a signature made for a future replay), and clock skew
+     * between honest hosts is seconds, far inside the window. */
+    int64_t skew_ms = host->now_ms(host) - ts_ms;
+    if (skew_ms > gw->stale_ms || skew_ms < -gw->stale_ms) {
         host->log_msg(host, PERKHUB_LOG_WARN, "callback.refused", "reason=stale");
         return gw_outcome(gw, res, PERKHUB_DEFINITE_FAILURE, "stale");
     }

@@ -818,12 +818,20 @@ Test(gateway, notify_staleness_boundary)
     } cases[] = {
         {NOTIFY_TS_MS + 600000, PERKHUB_OK}, /* exactly callback_stale_s old */
         {NOTIFY_TS_MS + 600001, PERKHUB_DEFINITE_FAILURE},
-        {NOTIFY_TS_MS - 5000, PERKHUB_OK}, /* our clock a little behind theirs */
+        {NOTIFY_TS_MS - 5000, PERKHUB_OK},   /* our clock a little behind theirs */
+        {NOTIFY_TS_MS - 600000, PERKHUB_OK}, /* exactly callback_stale_s ahead */
+        {NOTIFY_TS_MS - 600001, PERKHUB_DEFINITE_FAILURE},
+        /* dated ten years ahead of our clock: a signature kept for later replays */
+        {NOTIFY_TS_MS - INT64_C(10) * 365 * 86400 * 1000, PERKHUB_DEFINITE_FAILURE},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         phtk_set_now(k.tk, cases[i].now);
         struct perkhub_result res;
         cr_assert_eq(verify_fixture(&k, "notify_good.json", &res), cases[i].st, "case %zu", i);
+        if (cases[i].st != PERKHUB_OK) {
+            assert_reason(&res, "stale");
+            cr_assert_null(res.order_ref, "case %zu: a refused notify claims nothing", i);
+        }
         phtk_result_clear(k.tk, &res);
     }
     kit_close(&k);

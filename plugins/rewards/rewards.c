@@ -309,16 +309,25 @@ static const char *op_kind_name(int kind)
     return kind >= PERKHUB_OP_CATALOG && kind <= PERKHUB_OP_BALANCE ? names[kind] : "?";
 }
 
-/* Reasons end up in the store, events and API answers, so they are short
- * snake_case words: anything else the supplier sends (free text that might
- * echo an account) is replaced by the caller's fallback. */
+/* Reasons end up in the store, events and API answers, so they are what the
+ * core keeps (perkhub/plugin.h, perkhub_result.reason): at most 6 words of
+ * [a-z]+ joined by single '_', at most 48 bytes, and no digit at all, since a
+ * supplier's "account_13971234567_suspended" carries the account. Anything
+ * else the supplier sends is replaced by the caller's fallback. */
 static int is_snake_word(const char *s)
 {
-    size_t n = 0;
-    for (; s && s[n]; n++)
-        if (!((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= '0' && s[n] <= '9') || s[n] == '_'))
+    size_t n = 0, words = 0;
+    for (; s && s[n]; n++) {
+        if (s[n] == '_') {
+            if (n == 0 || s[n + 1] == '_' || s[n + 1] == '\0')
+                return 0;
+        } else if (s[n] < 'a' || s[n] > 'z') {
             return 0;
-    return n >= 1 && n <= 64;
+        } else if (n == 0 || s[n - 1] == '_') {
+            words++;
+        }
+    }
+    return n >= 1 && n <= 48 && words <= 6;
 }
 
 /* Our order references are [A-Za-z0-9-], 1..64 bytes (perkhub_op.order_ref). */

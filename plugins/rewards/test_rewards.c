@@ -476,6 +476,8 @@ Test(rewards, order_outcomes)
         {CARD, 201, "order_card_failed_free_text.json", DEF, FAIL, "supplier_failed"},
         {RECH, 201, "order_recharge_completed.json", OK, DONE, NULL},
         {RECH, 201, "order_recharge_failed.json", DEF, FAIL, "supplier_failed"},
+        /* snake_case with the account in it (issue 10): no digit is a reason's */
+        {RECH, 201, "order_recharge_failed_digits.json", DEF, FAIL, "supplier_failed"},
         /* refusals: nothing happened */
         {CARD, 400, "error_invalid_request.json", DEF, NONE, "invalid_request"},
         {CARD, 404, "error_unknown_utid.json", DEF, NONE, "unknown_utid"},
@@ -910,6 +912,7 @@ Test(rewards, webhook_refusals)
         {301, PERKHUB_DEFINITE_FAILURE},
         {-301, PERKHUB_DEFINITE_FAILURE},
         {86400, PERKHUB_DEFINITE_FAILURE},
+        {-INT64_C(10) * 365 * 86400, PERKHUB_DEFINITE_FAILURE}, /* signed ten years ahead */
     };
     for (size_t i = 0; i < sizeof clock / sizeof clock[0]; i++) {
         phtk_set_now(k.tk, (t + clock[i].delta_s) * 1000);

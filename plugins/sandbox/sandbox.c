@@ -759,12 +759,15 @@ static int sandbox_serve_local(void *instance, const struct perkhub_request *req
 
 /* ======================= (5) PARSE_RESPONSE: THE PLUGIN HALF ============== */
 
-/* A reason we pass on: the sandbox's error word if it looks like one (short
- * snake_case), else "failed". Never text we did not check. */
+/* A reason we pass on: the sandbox's error word if it is one the core keeps
+ * (perkhub/plugin.h, perkhub_result.reason: [a-z]+ words joined by single
+ * '_', no digit; the sandbox's are at most 40 bytes), else "failed". Never
+ * text we did not check. */
 static char *sbx_reason_dup(const struct perkhub_host *h, const char *s)
 {
     size_t n = s ? strlen(s) : 0;
-    if (n == 0 || n > 40 || strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_") != n)
+    if (n == 0 || n > 40 || strspn(s, "abcdefghijklmnopqrstuvwxyz_") != n || s[0] == '_' ||
+        s[n - 1] == '_' || strstr(s, "__"))
         s = "failed";
     return h->mem_strdup(h, s);
 }

@@ -221,7 +221,9 @@ Test(sandbox, config)
         const char *err;    /* in the refusal */
     } cases[] = {
         {dflt, "settle_ms=3000 slow_ms=2000", NULL},
-        {tuned, "settle_ms=0 slow_ms=86400000", NULL},
+        /* the host masks runs of 7 digits or more in a plugin's log line
+         * (core/supply/sup_text.h): a day in ms looks like a phone number */
+        {tuned, "settle_ms=0 slow_ms=********", NULL},
         {neg, NULL, "settle_ms"},
         {huge, NULL, "slow_ms"},
         {empty, NULL, "seed"},

@@ -8,6 +8,9 @@
  * acknowledged, one order.succeeded), a replay after the final state (200,
  * nothing changes) — plus callbacks that are verified but not ours (400
  * callback_mismatch) and callbacks to a supplier that does not exist (404).
+ * And replays (issue 10, defect 10): one legit notify and 500 replays of it
+ * while the supplier still says processing bring one order query in all, and
+ * the breaker does not move.
  */
 #include <criterion/criterion.h>
 #include <signal.h>
@@ -47,14 +50,13 @@ static const proto REWARDS = {"rewards", "rw.topup", "gateway", ""};
 
 static char BODY[4096]; /* the config body: h_setup_custom borrows it */
 
-/* Both suppliers at the same simulator; one recharge product per supplier.
- * query_max_delay_ms 1000 keeps the polling between callbacks short. */
-static void start_both(void)
+/* Both suppliers at the same simulator (recharges stay processing there for
+ * complete_ms), each with the supplier lines `fields`; one recharge product per
+ * supplier. */
+static void start_with(const char *complete_ms, const char *fields)
 {
-    const char *args[] = {"--complete-ms", "3000", NULL};
+    const char *args[] = {"--complete-ms", complete_ms, NULL};
     cr_assert(h_sim_start(&S, args) == 0, "supsim did not start (log %s)", S.log);
-    static const char fields[] =
-        "    priority: 10\n    query_max_delay_ms: 1000\n    breaker_failures: 1000\n";
     char gw[1024], rw[1024];
     h_sim_supplier_yaml(&S, "gateway", "gateway", fields, "      callback_stale_s: 600\n", gw,
                         sizeof gw);
@@ -73,6 +75,13 @@ static void start_both(void)
         gw, rw);
     h_setup_custom(&D, BODY, NULL);
     cr_assert(h_start(&D) == 0, "perkhubd did not start");
+}
+
+/* query_max_delay_ms 1000 keeps the polling between callbacks short. */
+static void start_both(void)
+{
+    start_with("3000",
+               "    priority: 10\n    query_max_delay_ms: 1000\n    breaker_failures: 1000\n");
 }
 
 static void stop_both(void)
@@ -522,4 +531,124 @@ Test(callbacks, gateway_notifies)
 Test(callbacks, rewards_webhooks)
 {
     run_protocol(&REWARDS);
+}
+
+/* ---- replays (issue 10, defect 10) ------------------------------------------------ */
+
+/* Milliseconds since the epoch of an RFC 3339 UTC time with milliseconds, as
+ * the views write them ("2026-12-06T20:40:00.123Z"); -1 when it is not one. */
+static long long view_ms(const char *s)
+{
+    struct tm tm = {0};
+    int ms = 0;
+    if (!s || sscanf(s, "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+                     &tm.tm_min, &tm.tm_sec, &ms) != 7)
+        return -1;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return (long long)timegm(&tm) * 1000 + ms;
+}
+
+/* The first attempt has answered *arg order queries. */
+static int checks_at_least(json_t *o, void *arg)
+{
+    json_t *a = json_array_get(json_object_get(o, "attempts"), 0);
+    return json_integer_value(json_object_get(a, "checks")) >= *(int *)arg;
+}
+
+/* The supplier's health as GET /v1/suppliers shows it (caller json_decref's). */
+static json_t *health_of(const char *id)
+{
+    h_resp r = h_get(&D, "/v1/suppliers", "ops-token");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_t *found = NULL, *s;
+    size_t i;
+    json_array_foreach(json_object_get(r.json, "suppliers"), i, s) if (!strcmp(h_str(s, "id"), id))
+        found = json_incref(json_object_get(s, "health"));
+    h_resp_free(&r);
+    cr_assert_not_null(found, "no supplier %s in /v1/suppliers", id);
+    return found;
+}
+
+/* 500 replays of one signed notify while the supplier still says processing
+ * (the issue saw 211 extra exchanges, counted toward the breaker): the notify
+ * and its replays bring one confirming order query in all, every copy is
+ * acknowledged, and the breaker does not move. The attempt's own queries
+ * have backed off first (four answered: the next is at least 8 s away, the
+ * one after the confirming query 16 s), so only the callbacks can explain a
+ * query in between; the test says so when it ran too slowly to tell. */
+Test(callbacks, replayed_notifies_bring_one_query)
+{
+    enum { BURSTS = 10, COPIES = 50 };
+    const proto *p = &GATEWAY;
+    /* the recharge stays processing through the test; the attempt's own
+     * queries back off up to a minute; the breaker as configured by default */
+    start_with("120000", "    priority: 10\n    query_max_delay_ms: 60000\n");
+    truth t0;
+    long long id = place_processing(p, &t0);
+    int checks = 4;
+    json_t *o = h_order_poll(&D, id, "ops-token", checks_at_least, &checks, 30000,
+                             "the attempt's own queries backing off");
+    long long next_check = view_ms(h_str(o, "next_check_at"));
+    checks = (int)h_int(json_array_get(json_object_get(o, "attempts"), 0), "checks");
+    json_decref(o);
+    cr_assert_gt(next_check, 0, "no next_check_at");
+    json_t *h0 = health_of(p->name);
+    truth t1;
+    truth_of(p->name, id, &t1);
+
+    h_resp r = sim_callback(t0.ref, "legit", 1, NULL);
+    cr_assert_eq(status_at(&r, 0), 200, "legit: %ld %s", status_at(&r, 0), body_at(&r, 0));
+    h_resp_free(&r);
+    for (int b = 0; b < BURSTS; b++) {
+        r = sim_callback(t0.ref, "replay", COPIES, NULL);
+        for (size_t i = 0; i < COPIES; i++)
+            cr_assert(status_at(&r, i) == 200 && !strcmp(body_at(&r, i), p->ack_body),
+                      "replay %d.%zu: %ld %s", b, i, status_at(&r, i), body_at(&r, i));
+        h_resp_free(&r);
+    }
+    /* every callback has been answered; their queries (if any) are asked for:
+     * wait for the one that must come, then look at the count */
+    truth t2;
+    int64_t end = h_now_ms() + 5000;
+    do
+        truth_of(p->name, id, &t2);
+    while (t2.queries <= t1.queries && h_now_ms() < end);
+    cr_assert_lt(h_wall_ms(), next_check,
+                 "the test was too slow: the attempt's own query was due before the replays were "
+                 "over");
+    json_t *h1 = health_of(p->name);
+    truth_of(p->name, id, &t2);
+    char a[512], b[512];
+    cr_assert_eq(t2.queries - t1.queries, 1,
+                 "one notify and %d replays of it brought %lld order queries (want 1)",
+                 BURSTS * COPIES, t2.queries - t1.queries);
+    json_t *x0 = json_object_get(h0, "exchanges"), *x1 = json_object_get(h1, "exchanges");
+    cr_assert_eq(h_int(x1, "sent") - h_int(x0, "sent"), 1, "exchanges: before %s, after %s",
+                 h_dump(h0, a, sizeof a), h_dump(h1, b, sizeof b));
+    cr_assert_str_eq(h_str(h1, "breaker"), "closed", "%s", h_dump(h1, b, sizeof b));
+    cr_assert_eq(h_int(h1, "consecutive_failures"), h_int(h0, "consecutive_failures"),
+                 "the breaker moved: before %s, after %s", h_dump(h0, a, sizeof a),
+                 h_dump(h1, b, sizeof b));
+    cr_assert_str_eq(order_state(id), "processing", "callbacks moved the order");
+    json_decref(h0);
+    json_decref(h1);
+    /* stopped, perkhubd has finished every exchange it started: a query some
+     * late callback asked for would be counted by now, if the attempt's own
+     * next query (rescheduled by the confirming one's answer) is not due yet */
+    checks++;
+    o = h_order_poll(&D, id, "ops-token", checks_at_least, &checks, 10000,
+                     "the confirming query's answer being stored");
+    next_check = view_ms(h_str(o, "next_check_at"));
+    json_decref(o);
+    h_stop_clean(&D);
+    truth_of(p->name, id, &t2);
+    cr_assert_lt(h_wall_ms(), next_check, "the test was too slow to tell");
+    cr_assert_eq(t2.queries - t1.queries, 1, "order queries after the replays: %lld (want 1)",
+                 t2.queries - t1.queries);
+    fprintf(stderr,
+            "callbacks: one notify and %d replays of it, %lld order query, breaker closed\n",
+            BURSTS * COPIES, t2.queries - t1.queries);
+    h_cleanup(&D);
+    h_sim_stop(&S);
 }

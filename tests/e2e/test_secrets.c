@@ -8,6 +8,11 @@
  * owner's own order responses: every response body and header, the log, and
  * every file under its directory, the raw LMDB data and lock files included.
  * Any plaintext hit (or a hex or base64 rendering of one) fails the test.
+ *
+ * Then a supplier that echoes the recharge account in everything it says
+ * (issue 10, defect 2), twice: a fixture plugin passing every echo on
+ * unchecked (the core's rules alone), and the real rewards plugin against the
+ * simulator's echo_account fault. The account must show up nowhere.
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -491,4 +496,262 @@ Test(secrets, codes_and_accounts_never_leak, .fini = kill_leftover)
     outputs = NULL;
     noutputs = outcap = 0;
     h_cleanup(&d);
+}
+
+/* ---- a supplier that echoes the account (issue 10, defect 2) --------------- */
+
+/* The fixture plugin echo_account (tests/fixtures/plugins) plays a supplier
+ * that puts the recharge account in every string it answers with — reasons
+ * ("account_<account>_suspended"), order references, product ids, the state of
+ * a follow-up step, catalog names and ids, a callback's reply body and content
+ * type, its own log lines — and a plugin that passes all of it on unchecked.
+ * The core's rules (core/supply/sup_text.h) alone must keep the account out of
+ * the log, the events, every view and answer, and the data files, while the
+ * orders still end clearly: refused, failed or succeeded, with reason
+ * supplier_refused. */
+#define ECHO_ACCOUNT "13971234567"
+
+static char echo_body[2048];
+
+/* The attempt's reference at the supplier (what a callback names). */
+static void attempt_ref(const h_daemon *d, long long id, char *out, size_t n)
+{
+    json_t *o = h_order_get(d, id, "ops-token");
+    json_t *a = json_array_get(json_object_get(o, "attempts"), 0);
+    snprintf(out, n, "%s", h_str(a, "ref"));
+    json_decref(o);
+}
+
+/* Places a recharge of sku and waits (wait 10) for its end: its id, and its
+ * final state and reason checked. */
+static long long echo_order(const h_daemon *d, const char *coid, const char *sku, long status,
+                            const char *state, const char *reason)
+{
+    char body[256];
+    snprintf(body, sizeof body,
+             "{\"client_order_id\":\"%s\",\"sku\":\"%s\",\"account\":\"" ECHO_ACCOUNT
+             "\",\"wait\":10}",
+             coid, sku);
+    h_resp r = req(d, "POST", "/v1/orders", "mall-token", NULL, body, status);
+    json_t *o = h_order_of(&r);
+    long long id = h_int(o, "id");
+    h_resp_free(&r);
+    /* a clear final state, read back as ops (the view with the attempts) */
+    snprintf(body, sizeof body, "/v1/orders/%lld", id);
+    r = req(d, "GET", body, "ops-token", NULL, NULL, 200);
+    o = h_order_of(&r);
+    cr_assert_str_eq(h_str(o, "state"), state, "%s: %s", coid, r.body);
+    json_t *a = json_array_get(json_object_get(o, "attempts"), 0);
+    const char *why = json_string_value(json_object_get(a, "reason"));
+    cr_assert_str_eq(why ? why : "", reason, "%s: %s", coid, r.body);
+    cr_assert_null(json_object_get(a, "supplier_order_id"),
+                   "%s: an order id holding the account was kept: %s", coid, r.body);
+    h_resp_free(&r);
+    return id;
+}
+
+Test(secrets, a_supplier_echoing_the_account_leaks_it_nowhere, .fini = kill_leftover)
+{
+    nneedles = 0;
+    add_needle(ECHO_ACCOUNT);
+    add_needle("9712345"); /* its middle: never in the masked "139****4567" */
+    add_hex(ECHO_ACCOUNT, 0);
+    add_hex(ECHO_ACCOUNT, 1);
+    add_base64(ECHO_ACCOUNT "0");
+    noutputs = 0;
+    cr_assert_eq(setenv("ECHO_ACCOUNT", ECHO_ACCOUNT, 1), 0);
+    static const char product[] =
+        "  - sku: %s\n    name: Echo %s\n    brand: telco\n    category: telecom\n"
+        "    delivery: recharge\n    face_value: \"50.00\"\n"
+        "    offers:\n      - {supplier: echo, supplier_sku: %s, cost: \"49.00\"}\n";
+    int n = snprintf(echo_body, sizeof echo_body,
+                     "suppliers:\n  - id: echo\n    plugin: echo_account\n    priority: 10\n"
+                     "    config:\n      account: env:ECHO_ACCOUNT\n"
+                     "products:\n");
+    const char *skus[][2] = {
+        {"echo.refuse", "refuse"}, {"echo.slow", "slow"}, {"echo.fail", "slowfail"}};
+    for (size_t i = 0; i < 3; i++)
+        n += snprintf(echo_body + n, sizeof echo_body - (size_t)n, product, skus[i][0], skus[i][1],
+                      skus[i][1]);
+    cr_assert_lt((size_t)n, sizeof echo_body);
+    static h_daemon d;
+    h_setup_custom(&d, echo_body, NULL);
+    live = &d;
+    char fixtures[512];
+    snprintf(fixtures, sizeof fixtures, "plugin_dir: %s/fixture-plugins", h_bin("PH_BUILD_DIR"));
+    char plugins[512];
+    snprintf(plugins, sizeof plugins, "plugin_dir: %s", h_bin("PH_PLUGIN_DIR"));
+    char *text = h_config_text(&d, NULL);
+    char *dbg = h_replace(text, "level: info", "level: debug");
+    char *fx = h_replace(dbg, plugins, fixtures);
+    h_write_config_text(&d, fx);
+    free(text);
+    free(dbg);
+    free(fx);
+    cr_assert_eq(h_start(&d), 0, "perkhubd did not start (log %s)", d.log);
+
+    /* the issue's case: refused with the account in the reason */
+    long long refused = echo_order(&d, "ECHO-1", "echo.refuse", 201, "failed", "supplier_refused");
+    /* processing (a follow-up state holding the account), then a query: succeeded */
+    long long slow = echo_order(&d, "ECHO-2", "echo.slow", 201, "succeeded", "");
+    /* processing, then a query saying failed with the account in the reason */
+    echo_order(&d, "ECHO-3", "echo.fail", 201, "failed", "supplier_refused");
+    (void)refused;
+
+    /* callbacks: a refusal whose reason holds the account, an acceptance whose
+     * ids, reply body and content type do */
+    h_resp r = req(&d, "POST", "/v1/callbacks/echo", NULL, "text/plain", "refuse", 401);
+    cr_assert_str_eq(json_string_value(json_object_get(r.json, "error")), "supplier_refused", "%s",
+                     r.body);
+    h_resp_free(&r);
+    char ref[128], body[256];
+    attempt_ref(&d, slow, ref, sizeof ref);
+    snprintf(body, sizeof body, "ref=%s", ref);
+    r = req(&d, "POST", "/v1/callbacks/echo", NULL, "text/plain", body, 200);
+    cr_assert_str_eq(r.body, "ok", "the reply body holding the account was sent");
+    h_resp_free(&r);
+
+    /* the supplier's catalog and balance, as ops asks for them */
+    r = req(&d, "GET", "/v1/suppliers/echo/catalog", "ops-token", NULL, NULL, 200);
+    json_t *items = json_object_get(r.json, "items");
+    cr_assert_eq(json_array_size(items), 2, "the item whose id is no identifier stays: %s", r.body);
+    cr_assert_null(json_string_value(json_object_get(json_array_get(items, 0), "name")), "%s",
+                   r.body);
+    cr_assert_str_eq(h_str(json_array_get(items, 1), "name"), "Gift card 12 months", "%s", r.body);
+    h_resp_free(&r);
+    req_free(&d, "GET", "/v1/suppliers/echo/balance", "ops-token", NULL, NULL, 200);
+
+    /* every view of the orders, and the events feed */
+    const char *paths[] = {"/v1/orders", "/v1/orders?client_order_id=ECHO-1",
+                           "/v1/events?after=0&limit=1000", "/v1/suppliers", "/v1/stats"};
+    for (size_t i = 0; i < sizeof paths / sizeof *paths; i++)
+        req_free(&d, "GET", paths[i], i == 1 ? "mall-token" : "ops-token", NULL, NULL, 200);
+    for (long long id = 1; id <= 3; id++) {
+        char path[64];
+        snprintf(path, sizeof path, "/v1/orders/%lld", id);
+        req_free(&d, "GET", path, "ops-token", NULL, NULL, 200);
+        req_free(&d, "GET", path, "mall-token", NULL, NULL, 200);
+        snprintf(body, sizeof body, "{\"order_id\":%lld}", id);
+        req_free(&d, "POST", "/v1/codes/lookup", "mall-token", NULL, body, 200);
+    }
+
+    /* stopped: the log and every file of the daemon's directory */
+    cr_assert_eq(h_stop(&d, SIGTERM), 0);
+    cr_assert_gt(h_file_count(d.log, "plugin.echo"), 0, "the plugin's echo lines are not logged");
+    cr_assert_gt(h_file_count(d.log, "sio.supplier_text"), 0, "no drop was logged");
+    char datafile[400];
+    snprintf(datafile, sizeof datafile, "%s/data.mdb", d.data);
+    cr_assert_gt(h_file_count(datafile, "ECHO-1"), 0, "data.mdb holds no orders at all");
+    cr_assert_gt(h_file_count(datafile, "supplier_refused"), 0, "data.mdb holds no reason");
+    for (int i = 0; i < nneedles; i++) {
+        cr_assert_eq(h_file_count(d.log, needles[i]), 0, "the daemon log holds '%s'", needles[i]);
+        cr_assert_eq(h_file_count(datafile, needles[i]), 0, "data.mdb holds '%s'", needles[i]);
+    }
+    int files = 0;
+    search_tree(d.dir, &files);
+    cr_assert_geq(files, 4, "expected config, log, key and LMDB files under %s", d.dir);
+    fprintf(stderr, "secrets (echoing supplier): %zu responses, %d files: clean\n", noutputs,
+            files);
+    for (size_t i = 0; i < noutputs; i++)
+        free(outputs[i].text);
+    free(outputs);
+    outputs = NULL;
+    noutputs = outcap = 0;
+    h_cleanup(&d);
+}
+
+/* The same through the real rewards plugin and the simulator's echo_account
+ * fault (tools/supsim): issue 10's supplier, which refuses a recharge with
+ * "reason":"account_<account>_suspended", an order id and a message holding the
+ * account, and a webhook saying all of it again. The plugin drops the reason
+ * (no digit is a reason's), the core the order id; nothing of the account is
+ * stored, evented, logged or shown. */
+static h_sim echo_sim;
+
+static void stop_echo_sim(void)
+{
+    kill_leftover();
+    if (echo_sim.pid > 0)
+        h_sim_stop(&echo_sim);
+}
+
+/* The simulator has sent the order's webhook and perkhubd answered it. */
+static int webhook_delivered(void *arg)
+{
+    json_t *t = h_sim_truth(&echo_sim);
+    json_t *o = h_sim_truth_find(t, "orders", "rewards", *(long long *)arg, NULL);
+    int done = o && json_integer_value(json_object_get(o, "callbacks")) >= 1;
+    json_decref(t);
+    return done;
+}
+
+Test(secrets, a_rewards_supplier_echoing_the_account_leaks_it_nowhere, .fini = stop_echo_sim)
+{
+    nneedles = 0;
+    add_needle(ECHO_ACCOUNT);
+    add_needle("9712345");
+    add_hex(ECHO_ACCOUNT, 0);
+    add_base64(ECHO_ACCOUNT "0");
+    noutputs = 0;
+    cr_assert_eq(h_sim_start(&echo_sim, NULL), 0, "supsim did not start");
+    h_resp r = h_sim_req(&echo_sim, "POST", "/_sim/faults",
+                         "{\"protocol\":\"rewards\",\"op\":\"order\",\"fault\":\"echo_account\","
+                         "\"count\":-1}");
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    h_resp_free(&r);
+    char sup[1024];
+    h_sim_supplier_yaml(&echo_sim, "rewards", "rewards", "    priority: 10\n",
+                        "      auth: bearer\n", sup, sizeof sup);
+    int n = snprintf(echo_body, sizeof echo_body,
+                     "suppliers:\n%s"
+                     "products:\n  - sku: rw.topup\n    name: Top-up\n    brand: telco\n"
+                     "    category: telecom\n    delivery: recharge\n    face_value: \"50.00\"\n"
+                     "    offers:\n      - {supplier: rewards, supplier_sku: U20001, cost: "
+                     "\"49.00\"}\n",
+                     sup);
+    cr_assert_lt((size_t)n, sizeof echo_body);
+    static h_daemon d;
+    h_setup_custom(&d, echo_body, NULL);
+    live = &d;
+    char *text = h_config_text(&d, NULL);
+    char *dbg = h_replace(text, "level: info", "level: debug");
+    h_write_config_text(&d, dbg);
+    free(text);
+    free(dbg);
+    cr_assert_eq(h_start(&d), 0, "perkhubd did not start (log %s)", d.log);
+
+    long long id = echo_order(&d, "ECHO-RW-1", "rw.topup", 201, "failed", "supplier_failed");
+    cr_assert_eq(h_wait_for(webhook_delivered, &id, 10000), 0, "the webhook never arrived");
+    /* the supplier really said it (else the test proves nothing) */
+    json_t *t = h_sim_truth(&echo_sim);
+    json_t *o = h_sim_truth_find(t, "orders", "rewards", id, NULL);
+    cr_assert(o && !strcmp(h_str(o, "state"), "failed"), "the simulator did not refuse the order");
+    json_decref(t);
+
+    char path[64];
+    snprintf(path, sizeof path, "/v1/orders/%lld", id);
+    req_free(&d, "GET", path, "ops-token", NULL, NULL, 200);
+    req_free(&d, "GET", path, "mall-token", NULL, NULL, 200);
+    req_free(&d, "GET", "/v1/orders", "ops-token", NULL, NULL, 200);
+    req_free(&d, "GET", "/v1/events?after=0&limit=1000", "ops-token", NULL, NULL, 200);
+    req_free(&d, "GET", "/v1/suppliers", "ops-token", NULL, NULL, 200);
+
+    cr_assert_eq(h_stop(&d, SIGTERM), 0);
+    cr_assert_gt(h_file_count(d.log, "callback.accepted"), 0, "the webhook was not accepted");
+    char datafile[400];
+    snprintf(datafile, sizeof datafile, "%s/data.mdb", d.data);
+    cr_assert_gt(h_file_count(datafile, "ECHO-RW-1"), 0, "data.mdb holds no orders at all");
+    for (int i = 0; i < nneedles; i++) {
+        cr_assert_eq(h_file_count(d.log, needles[i]), 0, "the daemon log holds '%s'", needles[i]);
+        cr_assert_eq(h_file_count(datafile, needles[i]), 0, "data.mdb holds '%s'", needles[i]);
+    }
+    int files = 0;
+    search_tree(d.dir, &files);
+    for (size_t i = 0; i < noutputs; i++)
+        free(outputs[i].text);
+    free(outputs);
+    outputs = NULL;
+    noutputs = outcap = 0;
+    h_cleanup(&d);
+    h_sim_stop(&echo_sim);
 }

@@ -482,6 +482,24 @@ Test(supsim, faults_each_once)
     cr_assert_eq(truth_count(t, "double_creates"), 0);
     json_decref(t);
 
+    /* rewards: echo_account refuses a recharge at once, and every answer about
+     * it (the query too) echoes the account */
+    fault(&p, "{\"protocol\":\"rewards\",\"op\":\"order\",\"fault\":\"echo_account\"}");
+    r = http(&p, "POST", "/rewards/v1/orders", BEARER,
+             "{\"external_ref_id\":\"f-echo\",\"utid\":\"U20001\",\"quantity\":1,"
+             "\"recipient\":{\"account\":\"13971234567\"}}",
+             5000);
+    resp q = http(&p, "GET", "/rewards/v1/orders?external_ref_id=f-echo", BEARER, NULL, 5000);
+    resp *echo[] = {&r, &q};
+    for (size_t i = 0; i < 2; i++) {
+        cr_assert(echo[i]->status == 200 || echo[i]->status == 201, "%s", echo[i]->body);
+        cr_assert_str_eq(h_str(echo[i]->json, "status"), "failed", "%s", echo[i]->body);
+        cr_assert_str_eq(h_str(echo[i]->json, "reason"), "account_13971234567_suspended");
+        cr_assert(strstr(h_str(echo[i]->json, "order_id"), "-13971234567"), "%s", echo[i]->body);
+        cr_assert(strstr(h_str(echo[i]->json, "message"), "13971234567"), "%s", echo[i]->body);
+        resp_free(echo[i]);
+    }
+
     ctl(&p, "POST", "/_sim/reset", NULL);
     t = h_sim_truth(&p);
     cr_assert_eq(json_array_size(json_object_get(t, "orders")), 0);

@@ -197,6 +197,11 @@ Test(callbacks, refusals_name_what_does_not_match)
          "does not match our order: quantity"},
         {"cb", "ref=$uid-1-1&amount=4901", 400, "callback_mismatch",
          "does not match our order: amount"},
+        /* ids no supplier text rule keeps (core/supply/sup_text.h) are no claim
+         * of ours; a refusal's reason with digits is not passed on */
+        {"cb", "ref=$uid-1-1&product=P 1", 400, "callback_mismatch", "an identifier that is none"},
+        {"cb", "ref=$uid-1-1&soid=S\"1", 400, "callback_mismatch", "an identifier that is none"},
+        {"cb", "ref=$uid 1 1", 400, "callback_mismatch", "not one of ours"},
         /* order 2: three card codes at 49.00 each */
         {"cb", "ref=$uid-2-1&qty=2", 400, "callback_mismatch",
          "does not match our order: quantity"},
@@ -222,6 +227,8 @@ Test(callbacks, matches_and_duplicates_are_acknowledged_with_the_plugins_reply)
         {"cb", "ref=$uid-2-1&soid=X-7&qty=3&amount=14700", 200, "", "success"},
         /* a settled attempt: acknowledged, nothing to do */
         {"cb", "ref=$uid-3-1&soid=S-2", 200, "", "success"},
+        /* a reply body the rules drop (a run of digits): the default answer */
+        {"cb", "ref=$uid-1-1&reply=ok 13971234567", 200, "", "ok"},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
         expect_claim(&rows[i]);

@@ -315,7 +315,7 @@ static void make_codes_locked(sim *s, sim_order *o)
 
 static void complete_locked(sim *s, sim_order *o)
 {
-    if (strcmp(o->account, SIM_FAIL_ACCOUNT) == 0) {
+    if (o->echo || strcmp(o->account, SIM_FAIL_ACCOUNT) == 0) {
         o->state = SIM_FAILED;
         s->balance_fen += o->amount_fen; /* a failed recharge is refunded */
     } else {
@@ -365,7 +365,7 @@ static void order_id_locked(sim *s, sim_proto p, int64_t now, char *out, size_t 
 }
 
 sim_order *sim_order_create_locked(sim *s, sim_proto p, const char *ref, int product, int qty,
-                                   const char *account, const char *notify_url)
+                                   const char *account, const char *notify_url, int echo)
 {
     const sim_product *pr = &sim_catalog[product];
     sim_order *o = calloc(1, sizeof *o);
@@ -376,6 +376,7 @@ sim_order *sim_order_create_locked(sim *s, sim_proto p, const char *ref, int pro
     o->product = product;
     o->quantity = qty;
     snprintf(o->account, sizeof o->account, "%s", account ? account : "");
+    o->echo = echo && o->account[0]; /* a recharge refused at once, echoing */
     o->created_unix = (int64_t)time(NULL);
     o->created_ms = sim_mono_ms();
     o->complete_at_ms = o->created_ms + s->cfg.complete_ms;
@@ -397,7 +398,7 @@ sim_order *sim_order_create_locked(sim *s, sim_proto p, const char *ref, int pro
         s->counts.card_orders++;
         s->counts.codes_issued += qty;
         sim_notify_queue_locked(s, o);
-    } else if (s->cfg.complete_ms <= 0) {
+    } else if (s->cfg.complete_ms <= 0 || o->echo) {
         complete_locked(s, o);
     } else {
         s->pending[s->npending++] = o; /* room reserved by order_store_locked */
@@ -439,6 +440,7 @@ static const char *const fault_names[] = {
     [SIM_F_NOT_FOUND] = "not_found",
     [SIM_F_DUP_CALLBACK] = "dup_callback",
     [SIM_F_BUSY] = "busy",
+    [SIM_F_ECHO_ACCOUNT] = "echo_account",
 };
 static const char *const op_names[] = {"order", "query", "catalog"};
 
@@ -466,7 +468,7 @@ static int fault_parse(json_t *d, sim_fault *f, char *msg, size_t ml)
     const char *proto = json_string_value(json_object_get(d, "protocol"));
     const char *op = json_string_value(json_object_get(d, "op"));
     const char *kind = json_string_value(json_object_get(d, "fault"));
-    int k = kind ? lookup_name(kind, fault_names, SIM_F_BUSY + 1) : -1;
+    int k = kind ? lookup_name(kind, fault_names, SIM_F_ECHO_ACCOUNT + 1) : -1;
     if (k <= 0)
         return snprintf(msg, ml, "field fault: missing or unknown"), -1;
     f->kind = (sim_fault_kind)k;
@@ -564,7 +566,8 @@ static sim_fault fault_take_locked(sim *s, sim_proto p, sim_op op)
         const sim_fault *f = &s->faults[i];
         if ((f->proto >= 0 && f->proto != (int)p) || (f->op >= 0 && f->op != (int)op) ||
             f->kind == SIM_F_NOT_FOUND || f->kind == SIM_F_DUP_CALLBACK ||
-            (f->kind == SIM_F_BAD_SIGNATURE && p != SIM_GATEWAY))
+            (f->kind == SIM_F_BAD_SIGNATURE && p != SIM_GATEWAY) ||
+            (f->kind == SIM_F_ECHO_ACCOUNT && p != SIM_REWARDS))
             continue;
         sim_fault hit = fault_hit_locked(s, i);
         if (hit.kind == SIM_F_LATENCY) {

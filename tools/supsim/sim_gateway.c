@@ -262,7 +262,7 @@ static void m_order_add(sim *s, gw_req *g, sim_reply *out, int bad_sign)
         o = sim_order_create_locked(
             s, SIM_GATEWAY, json_string_value(json_object_get(g->biz, "customer_order_no")), prod,
             (int)qty, json_string_value(json_object_get(g->biz, "charge_account")),
-            url && *url ? url : NULL);
+            url && *url ? url : NULL, 0);
     }
     /* card orders answer untreated: their codes come only from gw.order.info */
     json_t *r = o ? order_result_locked(o, card ? "untreated" : gw_state(o)) : NULL;

@@ -62,16 +62,24 @@ static json_t *item_locked(sim *s, int i)
                      "status", "active");
 }
 
-/* The order object; with_rewards = 0 for webhooks. st overrides o->state. */
+/* The order object; with_rewards = 0 for webhooks. st overrides o->state. An
+ * echo_account order carries its account in its id, reason and a message. */
 static json_t *order_json_locked(const sim_order *o, sim_state st, int with_rewards)
 {
-    char created[32];
+    char created[32], id[sizeof o->order_id + sizeof o->account + 1], reason[96];
     sim_iso_time(o->created_unix, created, sizeof created);
-    json_t *j = json_pack("{s:s,s:s,s:s,s:i,s:s,s:o,s:I,s:s}", "order_id", o->order_id,
-                          "external_ref_id", o->ref, "utid", sim_catalog[o->product].id, "quantity",
-                          o->quantity, "status", rw_status(st), "reason",
-                          st == SIM_FAILED ? json_string("account_suspended") : json_null(),
-                          "amount_charged", (json_int_t)o->amount_fen, "created_at", created);
+    snprintf(id, sizeof id, "%s%s%s", o->order_id, o->echo ? "-" : "", o->echo ? o->account : "");
+    snprintf(reason, sizeof reason, o->echo ? "account_%s_suspended" : "account_suspended",
+             o->account);
+    json_t *j =
+        json_pack("{s:s,s:s,s:s,s:i,s:s,s:o,s:I,s:s}", "order_id", id, "external_ref_id", o->ref,
+                  "utid", sim_catalog[o->product].id, "quantity", o->quantity, "status",
+                  rw_status(st), "reason", st == SIM_FAILED ? json_string(reason) : json_null(),
+                  "amount_charged", (json_int_t)o->amount_fen, "created_at", created);
+    if (j && o->echo) {
+        snprintf(reason, sizeof reason, "account %s is suspended", o->account);
+        json_object_set_new(j, "message", json_string(reason));
+    }
     if (!j || !with_rewards || st != SIM_SUCCESS || !o->codes)
         return j;
     char exp[32];
@@ -142,7 +150,7 @@ static unsigned order_check_locked(sim *s, json_t *b, int *prod, const char **er
     return 0;
 }
 
-static void r_order_create(sim *s, const sim_request *rq, sim_reply *out)
+static void r_order_create(sim *s, const sim_request *rq, sim_fault_kind fault, sim_reply *out)
 {
     json_t *b =
         rq->json ? json_incref(rq->json) : json_loadb(rq->body ? rq->body : "", rq->len, 0, NULL);
@@ -165,9 +173,10 @@ static void r_order_create(sim *s, const sim_request *rq, sim_reply *out)
         const char *url = json_string_value(json_object_get(b, "notify_url"));
         const char *acct =
             json_string_value(json_object_get(json_object_get(b, "recipient"), "account"));
-        o = sim_order_create_locked(
-            s, SIM_REWARDS, ref, prod, (int)json_integer_value(json_object_get(b, "quantity")),
-            sim_catalog[prod].is_card ? NULL : acct, url && *url ? url : NULL);
+        o = sim_order_create_locked(s, SIM_REWARDS, ref, prod,
+                                    (int)json_integer_value(json_object_get(b, "quantity")),
+                                    sim_catalog[prod].is_card ? NULL : acct,
+                                    url && *url ? url : NULL, fault == SIM_F_ECHO_ACCOUNT);
         status = 201;
     }
     if (o)
@@ -215,7 +224,7 @@ void sim_rw_handle(sim *s, const sim_request *rq, sim_fault_kind fault, sim_repl
                (!strcmp(rq->path, "/v1/catalog") || !strncmp(rq->path, "/v1/catalog/", 12))) {
         r_catalog(s, rq, out);
     } else if (post && !strcmp(rq->path, "/v1/orders")) {
-        r_order_create(s, rq, out);
+        r_order_create(s, rq, fault, out);
     } else if (get && (!strcmp(rq->path, "/v1/orders") || !strncmp(rq->path, "/v1/orders/", 11))) {
         r_order_get(s, rq, out);
     } else if (get && !strcmp(rq->path, "/v1/account")) {

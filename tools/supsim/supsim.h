@@ -40,6 +40,7 @@ typedef enum sim_fault_kind {
     SIM_F_NOT_FOUND,
     SIM_F_DUP_CALLBACK,
     SIM_F_BUSY,
+    SIM_F_ECHO_ACCOUNT,
 } sim_fault_kind;
 
 typedef enum sim_state { SIM_PROCESSING, SIM_SUCCESS, SIM_FAILED } sim_state;
@@ -79,6 +80,7 @@ typedef struct sim_order {
     long long amount_fen;
     sim_code *codes; /* quantity entries for card orders, else NULL */
     int callbacks;   /* notify POSTs sent for this order (copies and retries included) */
+    int echo;        /* echo_account: every answer and notify about it carries the account */
     char *last_body; /* last legit notify body and signature header, for "replay" */
     char *last_header;
 } sim_order;
@@ -206,9 +208,11 @@ int sim_product_find(sim_proto p, const char *id);
 sim_order *sim_order_find_locked(sim *s, sim_proto p, const char *ref);
 sim_order *sim_order_by_id_locked(sim *s, const char *order_id);
 /* Creates an order (stock, balance, codes, completion) and answers it, or NULL
- * on ENOMEM. The caller validated the request and checked the ref is unused. */
+ * on ENOMEM. The caller validated the request and checked the ref is unused.
+ * echo (echo_account): a recharge fails at once, refunded, its notify queued,
+ * and every answer about it echoes its account. */
 sim_order *sim_order_create_locked(sim *s, sim_proto p, const char *ref, int product, int qty,
-                                   const char *account, const char *notify_url);
+                                   const char *account, const char *notify_url, int echo);
 /* Completes due recharges (queues their notifies). */
 void sim_tick_locked(sim *s);
 /* Completes o if it is a recharge whose time has come, so a query never sees
@@ -265,6 +269,8 @@ void sim_gw_handle(sim *s, const sim_request *rq, sim_fault_kind fault, sim_repl
 char *sim_gw_notify_locked(sim *s, const sim_order *o, int64_t t, sim_nmode m);
 
 void sim_rw_classify(const sim_request *rq, sim_class *c);
+/* fault: SIM_F_BUSY answers rate_limited, SIM_F_ECHO_ACCOUNT makes a new
+ * recharge an echoing refusal (sim_order_create_locked), else none. */
 void sim_rw_handle(sim *s, const sim_request *rq, sim_fault_kind fault, sim_reply *out);
 /* The webhook of o: body and X-Rewards-Signature header line, signed at t
  * (caller frees both; -1 on ENOMEM). Needs s->mu. */

@@ -324,7 +324,9 @@ struct perkhub_host {
      *   level=info msg=plugin.<event> supplier=<id> plugin=<name> <formatted tail>
      * `event` is a short dotted name without spaces ("init", "sign.fail");
      * `fmt` formats a key=value tail and may be NULL. Never pass a secret, a
-     * card code, an account number or a request body.
+     * card code, an account number or a request body. The host masks runs of
+     * 7 or more digits in the line with '*' (they may be a phone, ID or card
+     * number a supplier echoed).
      * Ownership: nothing is retained after the call.
      * Thread-safe; lines from threads never interleave. */
     void (*log_msg)(const struct perkhub_host *host, int level, const char *event, const char *fmt,
@@ -580,8 +582,15 @@ struct perkhub_item {
 struct perkhub_result {
     int state;                  /* enum perkhub_order_state, for order operations,
                                    queries and callbacks */
-    char *reason;               /* why a failure: short snake_case, no secret
-                                   ("out_of_stock", "invalid_account", "bad_signature") */
+    char *reason;               /* why a failure: 1..6 words of [a-z]+ joined by
+                                   single '_', at most 48 bytes, no digit, no secret
+                                   ("out_of_stock", "invalid_account", "bad_signature").
+                                   The core replaces any other text with
+                                   "supplier_refused": map the supplier's words to
+                                   yours, never pass its text on. Every other string
+                                   here is checked too, and dropped when it fails
+                                   (docs/sdk.md, "What the core keeps of your
+                                   strings"). */
     char *order_ref;            /* callbacks (required) and queries: our reference */
     char *supplier_order_id;    /* the supplier's order id, as soon as it is known */
     char *product_id;           /* callbacks and queries: the product the supplier names */
