@@ -249,7 +249,7 @@ static int lookup_order(ph_req *r, ph_order *o)
 int ph_api_code_lookup(ph_req *r)
 {
     json_t *b;
-    if (ph_req_body_json(r, &b))
+    if (ph_req_body_fields(r, "code order_id client_order_id", &b))
         return PH_REQ_DONE;
     json_t *code = json_object_get(b, "code"), *oid = json_object_get(b, "order_id"),
            *coid = json_object_get(b, "client_order_id");

@@ -200,10 +200,14 @@ Test(badinput, repeated_keys_and_huge_numbers_name_our_fields)
               NEEDLES("body: not valid UTF-8", "line 1"));
     bad_order("{\"client_order_id\":\"D-6\\u0000SECRET-D-7\",\"sku\":\"test.card\"}", 400,
               "invalid_request", "SECRET-D-7", NEEDLES("body: a NUL (\\u0000) at line 1"));
-    /* an endpoint without a field list (the lookup) never names a key */
+    /* the lookup names its own field given twice, never the value (a code) */
     refused("POST", "/v1/codes/lookup", "mall-token", "application/json",
             "{\"code\":\"BI-1\",\"code\":\"BI-2\"}", 29, 400, "invalid_request", "BI-",
-            NEEDLES("body: a key given more than once at line 1, column 21"));
+            NEEDLES("code: given more than once"));
+    /* and an unknown key by its position: a caller may paste a code as a key */
+    refused("POST", "/v1/codes/lookup", "mall-token", "application/json",
+            "{\"BI-SECRET-3\":\"x\"}", 19, 400, "invalid_request", "BI-SECRET",
+            NEEDLES("body: unknown field (key 1 of the object"));
     const char *v = "{\"reason\":\"a\",\"reason\":\"SECRET-D-6\"}";
     refused("POST", "/v1/batches/1/void", "ops-token", "application/json", v, strlen(v), 400,
             "invalid_request", "SECRET-D-6", NEEDLES("reason: given more than once"));
