@@ -6,6 +6,9 @@
  * block of ours from any other pointer and from one already freed (the header
  * is wiped with the rest). The header is rounded up to max_align_t's alignment
  * so the caller's bytes stay as aligned as malloc's.
+ *
+ * libc only: jansson's side is json_alloc.c, so that code which only wipes
+ * (the plugin test kit's archive, through the host table) links no jansson.
  */
 #include "crypto/wipe_alloc.h"
 
@@ -14,8 +17,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <jansson.h>
 
 struct wipe_hdr {
     size_t size;  /* the caller's bytes */
@@ -80,17 +81,4 @@ static void release_free(void *base, size_t len)
 void ph_wipe_free(void *p)
 {
     ph_wipe_free_to(p, release_free);
-}
-
-void ph_json_alloc_install(void)
-{
-    json_set_alloc_funcs(ph_wipe_malloc, ph_wipe_free);
-}
-
-void ph_json_free(void *p)
-{
-    json_free_t jfree;
-    json_get_alloc_funcs(NULL, &jfree);
-    if (p)
-        jfree(p);
 }

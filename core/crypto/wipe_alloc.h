@@ -13,7 +13,8 @@
  * malloc returned, so free() on it is invalid (ASan reports it at once).
  * ph_json_free is right whether the allocator is installed or not.
  *
- * Self-contained (libc and jansson only), so perkctl compiles it in as well.
+ * Self-contained (wipe_alloc.c: libc only; json_alloc.c: jansson's side), so
+ * perkctl compiles both files in as well.
  * Thread-safe: no state; ph_json_alloc_install sets jansson's process-wide
  * functions and must run before any jansson call and any thread (the first
  * statement of main).

@@ -5,8 +5,9 @@
  * the command table; each command is one function in a cmd_*.c file. perkctl
  * links only libcurl and jansson: it is a client of the API like any other,
  * and knows nothing of the daemon's internals. The one file of the core it
- * compiles in is crypto/wipe_alloc.c (libc and jansson only), so that the
- * codes in the answers it parses are wiped when jansson frees them.
+ * compiles in is the wiping allocator (crypto/wipe_alloc.h: libc and jansson
+ * only), so that the codes in the answers it parses are wiped when jansson
+ * frees them.
  */
 #include "perkctl.h"
 
