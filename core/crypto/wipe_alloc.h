@@ -9,8 +9,9 @@
  * zeroed first, the memory json_dumps returns included.
  *
  * Consequence for every caller: what jansson returns (json_dumps) is freed
- * with ph_json_free, never free() — the block starts a header after what
- * malloc returned, so free() on it is invalid (ASan reports it at once).
+ * with ph_json_free, never free(): the pointer is a header's length past what
+ * malloc returned, so free() on it is an invalid free (glibc aborts, ASan and
+ * valgrind report it).
  * ph_json_free is right whether the allocator is installed or not.
  *
  * Self-contained (wipe_alloc.c: libc only; json_alloc.c: jansson's side), so
