@@ -5,7 +5,9 @@
  * header when its first field is the word "code" (any case, spaces around it
  * ignored); a header may name the columns in any order (code, card_no,
  * expires_at) and unknown, duplicate or unnamed header columns are errors that
- * stop the parse (PH_EINVAL): without the columns no line can be read.
+ * stop the parse (PH_EINVAL): without the columns no line can be read. Those
+ * messages name the column by position ("line 1: header column 3: unknown
+ * name (expected code, card_no, expires_at)"), never by the name it has.
  * A line may have fewer fields than there are columns (the rest are empty),
  * never more.
  * Without a header the columns are positional. Quoted fields ("a,b", "a""b")

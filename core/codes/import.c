@@ -15,6 +15,7 @@ typedef struct import_job {
     ph_csv *csv;
     ph_import_code *codes;
     uint32_t *by_hash;
+    uint32_t *first_of; /* row -> the first row (in file order) with its hash */
     uint8_t *blobs;
     size_t blobs_len;
     ph_import_result *out;
@@ -62,9 +63,10 @@ static int seal_rows(import_job *j, const ph_keyring *kr)
         total += 1 + csv->rows[i].code_len + csv->rows[i].card_len + PH_SEAL_OVERHEAD;
     j->codes = calloc(csv->nrows, sizeof *j->codes);
     j->by_hash = malloc(csv->nrows * sizeof *j->by_hash);
+    j->first_of = malloc(csv->nrows * sizeof *j->first_of);
     j->blobs = malloc(total);
     j->blobs_len = total;
-    if (!j->codes || !j->by_hash || !j->blobs)
+    if (!j->codes || !j->by_hash || !j->first_of || !j->blobs)
         return PH_ENOMEM;
     size_t off = 0;
     for (size_t i = 0; i < csv->nrows; i++) {
@@ -94,27 +96,33 @@ static int seal_rows(import_job *j, const ph_keyring *kr)
     return PH_OK;
 }
 
-/* Expired codes and codes repeated inside the file are bad lines too. */
+/* Expired codes and codes repeated inside the file are bad lines too, one
+ * reason per line, listed in file order so that a capped list shows the first
+ * ones. The repeats are found in one pass over the rows sorted by hash (then
+ * by line): each run of equal hashes is one code, its first row the line every
+ * later repeat is reported against. O(n log n) for the sort, linear after it,
+ * whatever the number of repeats (a scan back over a run per repeat made a
+ * file of one code repeated n times cost n^2/2). Only keyed hashes are
+ * compared: no plaintext is copied. */
 static int check_rows(import_job *j)
 {
     size_t n = j->csv->nrows;
-    for (size_t i = 0; i < n; i++)
-        if (j->codes[i].expires_at && j->codes[i].expires_at <= j->req->now &&
-            add_error(j, j->codes[i].line, "expires_at: already expired"))
-            return PH_ENOMEM;
+    const ph_import_code *codes = j->codes;
     qsort_r(j->by_hash, n, sizeof *j->by_hash, cmp_hash, j->codes);
-    for (size_t i = 1; i < n; i++) {
-        const ph_import_code *prev = &j->codes[j->by_hash[i - 1]];
-        const ph_import_code *cur = &j->codes[j->by_hash[i]];
-        if (memcmp(prev->hash, cur->hash, 32) != 0)
-            continue;
-        /* keep the first occurrence as the reference for every later repeat */
-        size_t first = i - 1;
-        while (first > 0 && memcmp(j->codes[j->by_hash[first - 1]].hash, cur->hash, 32) == 0)
-            first--;
+    for (size_t i = 0, run = 0; i < n; i++) {
+        if (i > 0 && memcmp(codes[j->by_hash[i - 1]].hash, codes[j->by_hash[i]].hash, 32) != 0)
+            run = i;
+        j->first_of[j->by_hash[i]] = j->by_hash[run];
+    }
+    for (size_t i = 0; i < n; i++) {
         char reason[64];
-        snprintf(reason, sizeof reason, "duplicate of line %u", j->codes[j->by_hash[first]].line);
-        if (add_error(j, cur->line, reason))
+        if (codes[i].expires_at && codes[i].expires_at <= j->req->now)
+            snprintf(reason, sizeof reason, "expires_at: already expired");
+        else if (j->first_of[i] != i)
+            snprintf(reason, sizeof reason, "duplicate of line %u", codes[j->first_of[i]].line);
+        else
+            continue;
+        if (add_error(j, codes[i].line, reason))
             return PH_ENOMEM;
     }
     return PH_OK;
@@ -182,6 +190,7 @@ static void job_free(import_job *j)
     free(j->blobs);
     free(j->codes);
     free(j->by_hash);
+    free(j->first_of);
     ph_csv_free(j->csv);
 }
 

@@ -53,12 +53,6 @@ struct ph_keyring {
 
 /* ---- primitives ------------------------------------------------------------ */
 
-void ph_wipe(void *buf, size_t n)
-{
-    if (buf && n)
-        OPENSSL_cleanse(buf, n);
-}
-
 int ph_buf_reserve(char **buf, size_t *cap, size_t len, size_t need, size_t first)
 {
     if (need <= *cap)

@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "base/status.h"
+#include "crypto/wipe_alloc.h"
 
 #define PH_KEY_LEN  32
 #define PH_HASH_LEN 32
@@ -120,8 +121,8 @@ int ph_ct_equal(const void *a, const void *b, size_t n);
 /* Fills buf with n bytes from the OS CSPRNG. PH_OK or PH_ECRYPTO. */
 int ph_random_bytes(void *buf, size_t n);
 
-/* Zeroes n bytes in a way the compiler cannot drop. */
-void ph_wipe(void *buf, size_t n);
+/* ph_wipe (zeroes n bytes in a way the compiler cannot drop) is in wipe_alloc.h,
+ * beside the allocator that wipes on free, which perkctl compiles in too. */
 
 /* Grows *buf (*cap bytes, the first len in use) to hold at least need bytes,
  * doubling from first. Unlike realloc, the old block is wiped before it is

@@ -54,7 +54,7 @@ int ph_daemon_sync_products(ph_daemon *d, const ph_config *cfg, ph_err *err)
         ph_cmd_clear(&cmd);
     }
     for (size_t i = 0; i < cfg->nproducts; i++)
-        free(json[i]);
+        ph_json_free(json[i]);
     free(json);
     return rc;
 }

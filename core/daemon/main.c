@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "crypto/wipe_alloc.h"
 #include "daemon/daemon.h"
 #include "supply/plugin_loader.h"
 #include "store/cmd_codec.h"
@@ -264,6 +265,7 @@ static int run(const char *path)
 
 int main(int argc, char **argv)
 {
+    ph_json_alloc_install(); /* before any jansson call: its freed blocks are wiped */
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"check-config", required_argument, NULL, 'C'},

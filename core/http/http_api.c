@@ -869,11 +869,22 @@ static void body_free(void *buf)
     free(buf);
 }
 
-/* The response's body as NUL-terminated text for MHD to free: r->text as is (no
- * copy), else the JSON printed (a raw body travels as a JSON string). */
-static char *body_take(ph_req *r, size_t *len, const char **type)
+/* body_free for the text json_dumps returned: jansson's memory goes back to
+ * jansson's free (the daemon's wipes too: crypto/wipe_alloc.h). */
+static void body_free_json(void *buf)
+{
+    ph_wipe(buf, strlen(buf));
+    ph_json_free(buf);
+}
+
+/* The response's body as NUL-terminated text for MHD to free with *release:
+ * r->text as is (no copy), else the JSON printed (a raw body travels as a JSON
+ * string). */
+static char *body_take(ph_req *r, size_t *len, const char **type,
+                       MHD_ContentReaderFreeCallback *release)
 {
     *type = "application/json";
+    *release = body_free;
     if (r->text) {
         char *t = r->text;
         *len = r->text_len;
@@ -889,6 +900,8 @@ static char *body_take(ph_req *r, size_t *len, const char **type)
                   : json_dumps(r->resp, JSON_COMPACT | JSON_PRESERVE_ORDER);
     if (raw && r->raw_content_type)
         *type = r->raw_content_type;
+    if (!raw)
+        *release = body_free_json;
     *len = t ? strlen(t) : 0;
     return t;
 }
@@ -897,13 +910,14 @@ static enum MHD_Result send_response(ph_http *h, ph_req *r)
 {
     size_t len;
     const char *type;
-    char *txt = body_take(r, &len, &type);
+    MHD_ContentReaderFreeCallback release;
+    char *txt = body_take(r, &len, &type, &release);
     struct MHD_Response *resp =
-        txt ? MHD_create_response_from_buffer_with_free_callback_cls(len, txt, body_free, txt)
+        txt ? MHD_create_response_from_buffer_with_free_callback_cls(len, txt, release, txt)
             : MHD_create_response_from_buffer(0, (char *)"", MHD_RESPMEM_PERSISTENT);
     if (!resp) {
         if (txt)
-            body_free(txt);
+            release(txt);
         return MHD_NO;
     }
     MHD_add_response_header(resp, "Content-Type", type);

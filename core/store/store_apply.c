@@ -60,7 +60,7 @@ int store_emit(ph_wtxn *w, int64_t now, const char *type, json_t *fields, ph_err
     if (!txt)
         return ph_err_set(err, PH_ENOMEM, "out of memory");
     int rc = store_append_event(w, txt, strlen(txt), err);
-    free(txt);
+    ph_json_free(txt);
     return rc;
 }
 
@@ -159,7 +159,7 @@ int store_put_batch(ph_wtxn *w, const ph_batch *b, uint64_t order_id, ph_err *er
     uint64_t id = b->id;
     MDB_val k = {8, &id}, v = {strlen(txt), txt};
     int mrc = mdb_put(w->txn, w->s->dbi[DB_BATCHES], &k, &v, 0);
-    free(txt);
+    ph_json_free(txt);
     return mrc ? ph_store_lmdb_err(err, mrc, "write batch") : PH_OK;
 }
 
@@ -366,7 +366,7 @@ static int put_product(ph_wtxn *w, ph_cmd *c, const char *sku, json_t *p, const 
     } else {
         mrc = 0;
     }
-    free(txt);
+    ph_json_free(txt);
     if (mrc)
         return ph_store_lmdb_err(&c->err, mrc, "write product");
     if (same)

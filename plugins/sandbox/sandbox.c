@@ -732,7 +732,9 @@ static int sbx_answer_send(const struct sandbox *sb, struct sbx_answer *ans,
         reply->body_len = n;
     }
     sbx_wipe(text, n); /* it may hold card codes */
-    free(text);
+    json_free_t jfree; /* jansson's memory, jansson's free (perkhubd's wipes: free() would crash) */
+    json_get_alloc_funcs(NULL, &jfree);
+    jfree(text);
     return reply->body ? PERKHUB_OK : PERKHUB_ERR_NOMEM;
 }
 

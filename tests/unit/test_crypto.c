@@ -1,9 +1,13 @@
 /*
- * test_crypto.c — keyring, sealing, index hashes and the key file (core/crypto/crypto.c).
+ * test_crypto.c — keyring, sealing, index hashes and the key file (core/crypto/crypto.c);
+ * the allocator that wipes on free, as jansson's (core/crypto/wipe_alloc.c).
  */
 #include <criterion/criterion.h>
 
 #include <ftw.h>
+#include <jansson.h>
+#include <stdalign.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -663,4 +667,109 @@ Test(crypto, key_check_values_tell_keys_apart)
     ph_keyring_free(x);
     ph_keyring_free(y);
     ph_keyring_free(z);
+}
+
+/* ---- the allocator that wipes (wipe_alloc.h) ------------------------------------- */
+
+#define SECRET "IQY-SECRET-CODE-0001"
+
+/* What recording_free saw. Each test runs in a child process of its own, so
+ * this is the one test's. */
+static struct {
+    size_t frees;       /* blocks jansson freed */
+    size_t held_secret; /* of them, blocks that held SECRET just before */
+    size_t nonzero;     /* bytes not zero once wiped, over all blocks */
+} seen;
+
+/* Stands in for free() under ph_wipe_free_to: the block is wiped and still
+ * allocated here, so it can be read without touching freed memory. */
+static void release_checked(void *base, size_t len)
+{
+    const unsigned char *b = base;
+    for (size_t i = 0; i < len; i++)
+        seen.nonzero += b[i] != 0;
+    free(base);
+}
+
+/* jansson's malloc during the test: ph_wipe_malloc, the block zeroed so that
+ * recording_free may search all of it (jansson leaves parts of some blocks
+ * unwritten: valgrind would call the search a use of uninitialised bytes). */
+static void *zeroed_malloc(size_t n)
+{
+    void *p = ph_wipe_malloc(n);
+    if (p)
+        memset(p, 0, n);
+    return p;
+}
+
+/* jansson's free during the test: ph_wipe_free, with a look before and after. */
+static void recording_free(void *p)
+{
+    if (!p)
+        return;
+    seen.frees++;
+    if (memmem(p, ph_wipe_size(p), SECRET, strlen(SECRET)))
+        seen.held_secret++;
+    ph_wipe_free_to(p, release_checked);
+}
+
+/* Issue 10 (11): a core dump held codes from jansson's freed blocks. */
+Test(wipe_alloc, every_block_jansson_frees_is_wiped_the_printed_text_too)
+{
+    json_malloc_t old_malloc;
+    json_free_t old_free;
+    json_get_alloc_funcs(&old_malloc, &old_free);
+    json_set_alloc_funcs(zeroed_malloc, recording_free);
+
+    json_error_t je;
+    json_t *o = json_loads("{\"code\":\"" SECRET "\",\"card_no\":\"8801\",\"n\":[1,2,3]}", 0, &je);
+    cr_assert_not_null(o, "%s", je.text);
+    char *text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    cr_assert_not_null(text);
+    cr_assert_not_null(strstr(text, SECRET));
+    json_decref(o);
+    ph_json_free(text); /* through jansson's free: recording_free */
+
+    json_set_alloc_funcs(old_malloc, old_free);
+    cr_assert_gt(seen.frees, 5, "jansson freed %zu blocks", seen.frees);
+    /* the parsed string and the printed text at least; the lexer's buffers too */
+    cr_assert_geq(seen.held_secret, 2, "%zu blocks held the secret", seen.held_secret);
+    cr_assert_eq(seen.nonzero, 0, "%zu bytes left after wiping", seen.nonzero);
+}
+
+Test(wipe_alloc, blocks_are_aligned_sized_and_installable)
+{
+    for (size_t n = 0; n < 100; n += 7) {
+        unsigned char *p = ph_wipe_malloc(n);
+        cr_assert_not_null(p);
+        cr_assert_eq((uintptr_t)p % alignof(max_align_t), 0, "size %zu: misaligned", n);
+        cr_assert_eq(ph_wipe_size(p), n);
+        memset(p, 0xa5, n); /* every byte is the caller's (ASan checks the bounds) */
+        ph_wipe_free(p);
+    }
+    cr_assert_null(ph_wipe_malloc(SIZE_MAX));
+    cr_assert_null(ph_wipe_malloc(SIZE_MAX - 8));
+    ph_wipe_free(NULL);
+    ph_wipe_free_to(NULL, release_checked);
+    ph_json_free(NULL);
+
+    /* before the install json_dumps' text is malloc's, after it ours: ph_json_free
+     * frees both right (a mismatch is an invalid free under ASan and valgrind) */
+    json_t *o = json_pack("{s:s}", "code", SECRET);
+    char *text = json_dumps(o, 0);
+    json_decref(o);
+    ph_json_free(text);
+
+    ph_json_alloc_install();
+    json_malloc_t m;
+    json_free_t f;
+    json_get_alloc_funcs(&m, &f);
+    cr_assert_eq(m, ph_wipe_malloc);
+    cr_assert_eq(f, ph_wipe_free);
+    o = json_pack("{s:s}", "code", SECRET);
+    text = json_dumps(o, 0);
+    cr_assert_not_null(text);
+    cr_assert_eq(ph_wipe_size(text), strlen(text) + 1);
+    json_decref(o);
+    ph_json_free(text);
 }

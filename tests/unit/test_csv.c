@@ -119,10 +119,13 @@ Test(csv, bad_headers_are_fatal)
         const char *text;
         const char *msg;
     } cases[] = {
-        {"code,pin\nX1,1\n", "line 1: unknown column 'pin'"},
-        {"\n\ncode,card_no,serial\nX1,1\n", "line 3: unknown column 'serial'"},
-        {"code,card_no,card_no\nX1\n", "line 1: column 'card_no' named twice"},
-        {"code,code\nX1\n", "line 1: column 'code' named twice"},
+        {"code,pin\nX1,1\n",
+         "line 1: header column 2: unknown name (expected code, card_no, expires_at)"},
+        {"\n\ncode,card_no,serial\nX1,1\n",
+         "line 3: header column 3: unknown name (expected code, card_no, expires_at)"},
+        {"code,card_no,card_no\nX1\n", "line 1: header column 3: names card_no again (column 2)"},
+        {"code,code\nX1\n", "line 1: header column 2: names code again (column 1)"},
+        {"code, CARD_NO ,Card_No\nX1\n", "line 1: header column 3: names card_no again (column 2)"},
         {"code,,expires_at\nX1\n", "line 1: header column 2 has no name"},
         {"code,card_no,expires_at,x\nX1\n", "line 1: header has 4 columns, expected at most 3"},
     };
@@ -131,6 +134,27 @@ Test(csv, bad_headers_are_fatal)
         parse_n(cases[i].text, strlen(cases[i].text), 10, PH_EINVAL, &err);
         cr_expect_not_null(strstr(err.msg, cases[i].msg), "case %zu: got \"%s\", want \"%s\"", i,
                            err.msg, cases[i].msg);
+    }
+}
+
+/* Issue 10 (11): a header is the caller's text and may hold a code. The old
+ * message quoted an unknown name of up to 32 printable bytes. */
+Test(csv, a_header_error_never_quotes_the_header)
+{
+    static const char *const texts[] = {
+        "code,IQY-SECRET-0001\nX1,1\n",
+        "code,card_no,\"IQY-SECRET-0001\"\nX1,1\n",
+        "code,IQY-SECRET-0001-IQY-SECRET-0001-IQY-SECRET-0001\nX1\n",
+        "code,\"IQY SECRET 0001\"\nX1\n",
+        "code,\"IQY-SECRET-0001\"x\nX1\n",
+    };
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        ph_err err = {0};
+        ph_csv *csv = NULL;
+        int rc = ph_csv_parse(texts[i], strlen(texts[i]), 10, &csv, &err);
+        cr_expect_null(strstr(err.msg, "SECRET"), "case %zu: %s", i, err.msg);
+        cr_expect_eq(rc, PH_EINVAL, "case %zu", i);
+        ph_csv_free(csv);
     }
 }
 

@@ -7,6 +7,10 @@
  */
 #include "store_fixture.h"
 
+#include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include "codes/import.h"
 #include "crypto/crypto.h"
 
@@ -48,6 +52,67 @@ static int run_sku(const char *sku, const char *csv, size_t max_codes, size_t ma
                          .max_errors = max_errors,
                          .now = NOW};
     return ph_import_run(g_s, g_kr, &req, out, err);
+}
+
+/* A file of n code lines after a header: line i + 2 holds code "CODE-<i % distinct>",
+ * so every code from the distinct-th line on repeats an earlier one. Caller frees. */
+static char *repeating_file(size_t n, size_t distinct, size_t *len)
+{
+    size_t cap = 8 + n * 24;
+    char *text = malloc(cap);
+    cr_assert_not_null(text);
+    memcpy(text, "code\n", 5);
+    char *p = text + 5;
+    for (size_t i = 0; i < n; i++)
+        p += sprintf(p, "CODE-%zu\n", i % distinct);
+    *len = (size_t)(p - text);
+    return text;
+}
+
+/* Under valgrind (tools/valgrind.sh sets PH_SLOW_RUN) everything runs some 50
+ * times slower: a large file is cut to a fiftieth, which still checks memory. */
+static size_t scaled(size_t n)
+{
+    return getenv("PH_SLOW_RUN") ? n / 50 : n;
+}
+
+/* For a test whose point is that it finishes: the duplicate search of 1,000,000
+ * identical lines used to take some 11 minutes of CPU (quadratic), and ctest
+ * would wait 600 s before saying only "timeout". A CPU-time limit ends the
+ * test first (SIGXCPU), with a message that says why. CPU time, not wall time,
+ * so a loaded machine cannot trip it: it is a bound, not a measurement, some
+ * 25 times what the test uses in the normal build (about 5 s for its two
+ * million-line files) and 4 times what it uses under TSan. */
+static void watchdog_fired(int sig)
+{
+    (void)sig;
+    static const char msg[] = "watchdog: the import used up its CPU-time bound "
+                              "(quadratic duplicate search?)\n";
+    ssize_t w = write(2, msg, sizeof msg - 1);
+    (void)w;
+    _exit(3);
+}
+
+static void watchdog_arm(rlim_t cpu_seconds)
+{
+    struct rusage ru;
+    struct rlimit rl;
+    cr_assert_eq(getrusage(RUSAGE_SELF, &ru), 0);
+    cr_assert_eq(getrlimit(RLIMIT_CPU, &rl), 0);
+    rlim_t limit = (rlim_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + 1 + cpu_seconds;
+    if (rl.rlim_max != RLIM_INFINITY && limit > rl.rlim_max)
+        limit = rl.rlim_max;
+    rl.rlim_cur = limit;
+    signal(SIGXCPU, watchdog_fired);
+    cr_assert_eq(setrlimit(RLIMIT_CPU, &rl), 0);
+}
+
+static void watchdog_disarm(void)
+{
+    struct rlimit rl;
+    cr_assert_eq(getrlimit(RLIMIT_CPU, &rl), 0);
+    rl.rlim_cur = rl.rlim_max;
+    cr_assert_eq(setrlimit(RLIMIT_CPU, &rl), 0);
 }
 
 static int run(const char *csv, ph_import_result *out, ph_err *err)
@@ -170,6 +235,103 @@ Test(import, duplicates_inside_the_file_name_their_first_line_and_store_nothing)
     expect_errors(&r, 4, lines, reasons);
     ph_import_result_clear(&r);
     assert_unchanged(before);
+}
+
+Test(import, repeats_are_listed_in_file_order_against_their_first_line)
+{
+    snapshot before = snap();
+    ph_import_result r;
+    ph_err err = {0};
+    /* CODE-0, CODE-1, CODE-2 three times over (lines 2..10), capped at 4 listed */
+    size_t len;
+    char *text = repeating_file(9, 3, &len);
+    ph_import_req req = {.supplier = "acme",
+                         .sku = IQ,
+                         .csv = text,
+                         .csv_len = len,
+                         .max_codes = 100,
+                         .max_errors = 4,
+                         .now = NOW};
+    int rc = ph_import_run(g_s, g_kr, &req, &r, &err);
+    free(text);
+    cr_assert_eq(rc, PH_EINVAL);
+    cr_assert_str_eq(err.msg, "6 bad lines, nothing imported");
+    cr_assert_eq(r.error_count, 6);
+    /* the first four repeats in the file, not four in hash order */
+    static const uint32_t lines[] = {5, 6, 7, 8};
+    static const char *const reasons[] = {"duplicate of line 2", "duplicate of line 3",
+                                          "duplicate of line 4", "duplicate of line 2"};
+    expect_errors(&r, 4, lines, reasons);
+    ph_import_result_clear(&r);
+    assert_unchanged(before);
+}
+
+Test(import, an_expired_repeat_is_one_bad_line_with_one_reason)
+{
+    snapshot before = snap();
+    ph_import_result r;
+    ph_err err = {0};
+    int rc = run("code,card_no,expires_at\n"
+                 "CODE-1\n"             /* line 2 */
+                 "CODE-1,,2020-01-01\n" /* line 3: expired, and a repeat of 2 */
+                 "CODE-2,,2020-01-01\n" /* line 4: expired */
+                 "CODE-2\n",            /* line 5: a repeat of 4 */
+                 &r, &err);
+    cr_assert_eq(rc, PH_EINVAL);
+    cr_assert_str_eq(err.msg, "3 bad lines, nothing imported");
+    static const uint32_t lines[] = {3, 4, 5};
+    static const char *const reasons[] = {"expires_at: already expired",
+                                          "expires_at: already expired", "duplicate of line 4"};
+    expect_errors(&r, 3, lines, reasons);
+    ph_import_result_clear(&r);
+    assert_unchanged(before);
+}
+
+/* The defect of issue 10 (4): each repeat scanned back over the earlier ones. */
+Test(import, a_million_identical_lines_are_refused_and_named)
+{
+    watchdog_arm(120);
+    snapshot before = snap();
+    const size_t n = scaled(1000000);
+    size_t len;
+    char *text = repeating_file(n, 1, &len);
+    ph_import_req req = {.supplier = "acme",
+                         .sku = IQ,
+                         .csv = text,
+                         .csv_len = len,
+                         .max_codes = n,
+                         .max_errors = 1000,
+                         .now = NOW};
+    ph_import_result r;
+    ph_err err = {0};
+    int rc = ph_import_run(g_s, g_kr, &req, &r, &err);
+    free(text);
+    cr_assert_eq(rc, PH_EINVAL, "%s", err.msg);
+    cr_assert_eq(r.error_count, n - 1);
+    cr_assert_eq(r.nerrors, 1000);
+    for (size_t i = 0; i < r.nerrors; i++) {
+        cr_assert_eq(r.errors[i].line, i + 3, "error %zu: line %u", i, r.errors[i].line);
+        cr_assert_str_eq(r.errors[i].reason, "duplicate of line 2", "line %u", r.errors[i].line);
+    }
+    ph_import_result_clear(&r);
+    assert_unchanged(before);
+
+    /* and as many repeats of two codes in turn, each named against its own first line */
+    text = repeating_file(n, 2, &len);
+    req.csv = text;
+    req.csv_len = len;
+    rc = ph_import_run(g_s, g_kr, &req, &r, &err);
+    free(text);
+    cr_assert_eq(rc, PH_EINVAL, "%s", err.msg);
+    cr_assert_eq(r.error_count, n - 2);
+    for (size_t i = 0; i < r.nerrors; i++) {
+        cr_assert_eq(r.errors[i].line, i + 4, "error %zu: line %u", i, r.errors[i].line);
+        cr_assert_str_eq(r.errors[i].reason, i % 2 ? "duplicate of line 3" : "duplicate of line 2",
+                         "line %u", r.errors[i].line);
+    }
+    ph_import_result_clear(&r);
+    assert_unchanged(before);
+    watchdog_disarm();
 }
 
 Test(import, codes_already_in_stock_are_bad_lines_and_nothing_is_stored)

@@ -47,12 +47,15 @@ static const char *const forbidden[] = {
     "curl_easy_init",
     "curl_multi_init",
     "dlopen",
-    /* memory comes from the host (accounted per instance); free() stays allowed
-     * for what jansson itself returns (json_dumps) */
+    /* memory comes from the host (accounted per instance); what jansson returns
+     * (json_dumps) goes back through jansson's own free (json_get_alloc_funcs):
+     * perkhubd gives jansson an allocator that wipes, and free() on its blocks
+     * is an invalid free */
     "malloc",
     "calloc",
     "realloc",
     "strdup",
+    "free",
     NULL,
 };
 

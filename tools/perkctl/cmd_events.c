@@ -40,7 +40,7 @@ static void print_event(const json_t *ev)
         if (json_is_object(v) || json_is_array(v)) {
             char *s = json_dumps(v, JSON_COMPACT);
             fprintf(m, "%s%s=%s", sep, key, s ? s : "?");
-            free(s);
+            ph_json_free(s);
         } else {
             char buf[64];
             const char *s = pk_field(ev, key, buf, sizeof buf);

@@ -182,7 +182,7 @@ int pk_call_json(const pk_ctx *ctx, const char *method, const char *path, json_t
     };
     int rc = pk_call(ctx, &req, resp);
     explicit_bzero(text, req.body_len);
-    free(text);
+    ph_json_free(text);
     return rc;
 }
 

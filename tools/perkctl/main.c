@@ -4,7 +4,10 @@
  * This file owns the global options (--url, --token, --timeout, --json) and
  * the command table; each command is one function in a cmd_*.c file. perkctl
  * links only libcurl and jansson: it is a client of the API like any other,
- * and knows nothing of the daemon's internals.
+ * and knows nothing of the daemon's internals. The one file of the core it
+ * compiles in is the wiping allocator (crypto/wipe_alloc.h: libc and jansson
+ * only), so that the codes in the answers it parses are wiped when jansson
+ * frees them.
  */
 #include "perkctl.h"
 
@@ -251,6 +254,7 @@ static const char *url_for_display(const char *url, char *buf, size_t len)
 
 int main(int argc, char **argv)
 {
+    ph_json_alloc_install(); /* before any jansson call: answers hold codes */
     static const struct option opts[] = {
         {"url", required_argument, NULL, 'u'},     {"token", required_argument, NULL, 't'},
         {"timeout", required_argument, NULL, 'T'}, {"json", no_argument, NULL, 'j'},

@@ -23,6 +23,7 @@
 
 #include <jansson.h>
 
+#include "crypto/wipe_alloc.h" /* ph_json_free: what json_dumps returns */
 #include "http.h"
 
 /* Exit statuses. Scripts and the e2e tests rely on them: keep them stable. */
