@@ -1408,7 +1408,15 @@ int ph_http_serve_offline(ph_http *h, const char *method, const char *url,
     }
     const char *type;
     size_t n = 0;
-    char *txt = body_take(r, &n, &type);
+    MHD_ContentReaderFreeCallback release;
+    char *txt = body_take(r, &n, &type, &release);
+    if (txt && release != body_free) { /* jansson's memory: the caller frees with free() */
+        char *copy = malloc(n + 1);
+        if (copy)
+            memcpy(copy, txt, n + 1);
+        release(txt);
+        txt = copy;
+    }
     *status = txt ? r->status : 500;
     *resp_body = txt;
     *resp_len = n;
