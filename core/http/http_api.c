@@ -197,28 +197,11 @@ struct ph_offline {
     int woken; /* guarded by mu */
 };
 
-/* Calls it for each value of kind (MHD_HEADER_KIND or MHD_GET_ARGUMENT_KIND)
- * until it says MHD_NO; returns how many it was called for. */
-static int req_values(ph_req *r, enum MHD_ValueKind kind, MHD_KeyValueIterator it, void *cls)
-{
-    if (r->conn)
-        return MHD_get_connection_values(r->conn, kind, it, cls);
-    const ph_offline *o = r->off;
-    char **k = kind == MHD_HEADER_KIND ? o->hk : o->qk;
-    char **v = kind == MHD_HEADER_KIND ? o->hv : o->qv;
-    size_t n = kind == MHD_HEADER_KIND ? o->nh : o->nq;
-    int called = 0;
-    for (size_t i = 0; i < n; i++) {
-        called++;
-        if (it && it(cls, kind, k[i], v[i]) != MHD_YES)
-            break;
-    }
-    return called;
-}
-
-/* req_values with each key's and value's length (MHD's _n form). An offline
- * request's text holds no NUL (url_decode hands %00 on as C0 80, as
- * url_unescape does), so its lengths are strlen's. */
+/* Calls it for each value of kind (MHD_HEADER_KIND or MHD_GET_ARGUMENT_KIND),
+ * with each key's and value's length (MHD's _n form), until it says MHD_NO;
+ * returns how many it was called for. An offline request's text holds no NUL
+ * (url_decode hands %00 on as C0 80, as url_unescape does), so its lengths are
+ * strlen's. */
 static int req_values_n(ph_req *r, enum MHD_ValueKind kind, MHD_KeyValueIteratorN it, void *cls)
 {
     if (r->conn)
@@ -487,9 +470,11 @@ typedef struct hdr_acc {
 } hdr_acc;
 
 static enum MHD_Result hdr_collect(void *cls, enum MHD_ValueKind kind, const char *key,
-                                   const char *value)
+                                   size_t key_size, const char *value, size_t value_size)
 {
     (void)kind;
+    (void)key_size;
+    (void)value_size;
     hdr_acc *a = cls;
     if (a->n + 2 > a->cap) {
         size_t cap = a->cap ? a->cap * 2 : 16;
@@ -512,7 +497,7 @@ static enum MHD_Result hdr_collect(void *cls, enum MHD_ValueKind kind, const cha
 char **ph_req_headers(ph_req *r, size_t *n)
 {
     hdr_acc a = {0};
-    req_values(r, MHD_HEADER_KIND, hdr_collect, &a);
+    req_values_n(r, MHD_HEADER_KIND, hdr_collect, &a);
     if (a.oom || !a.lines) {
         for (size_t i = 0; i < a.n; i++)
             free(a.lines[i]);
@@ -759,9 +744,11 @@ typedef struct framing {
 } framing;
 
 static enum MHD_Result framing_visit(void *cls, enum MHD_ValueKind kind, const char *key,
-                                     const char *value)
+                                     size_t key_size, const char *value, size_t value_size)
 {
     (void)kind;
+    (void)key_size;
+    (void)value_size;
     framing *f = cls;
     if (strcasecmp(key, "Content-Length") == 0 && f->ncl++ == 0)
         f->cl = value ? value : "";
@@ -783,7 +770,7 @@ static enum MHD_Result framing_visit(void *cls, enum MHD_ValueKind kind, const c
 static int check_framing(ph_req *r)
 {
     framing f = {0};
-    req_values(r, MHD_HEADER_KIND, framing_visit, &f);
+    req_values_n(r, MHD_HEADER_KIND, framing_visit, &f);
     const char *why = NULL;
     if (f.nte > 1)
         why = "Transfer-Encoding: given more than once";
