@@ -849,8 +849,14 @@ static int gw_parse_body(const struct gateway *gw, const struct perkhub_op *op,
         long long code = (long long)json_integer_value(jcode);
         int cls = gw_code_class(code, &reason); /* before reason is read */
         st = gw_outcome(gw, res, cls, reason);
-        gw->host->log_msg(gw->host, PERKHUB_LOG_INFO, "response.refused", "op=%d code=%lld",
-                          op->kind, code);
+        /* A code outside the protocol's table is as good as the supplier's free text
+         * (its digits could be an account): logged as the protocol's codes only. */
+        if (strcmp(reason, "unexpected_code") != 0)
+            gw->host->log_msg(gw->host, PERKHUB_LOG_INFO, "response.refused", "op=%d code=%lld",
+                              op->kind, code);
+        else
+            gw->host->log_msg(gw->host, PERKHUB_LOG_INFO, "response.refused",
+                              "op=%d code=unexpected", op->kind);
     }
     json_decref(root);
     return st;
