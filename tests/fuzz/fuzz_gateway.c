@@ -34,7 +34,8 @@
 static const char *const fz_kv[] = {
     "gateway_url", "https://gw.example.test/api", "app_key", "gwtest_key", "app_secret", FZ_SECRET,
     NULL};
-static const char *const fz_secrets[] = {FZ_SECRET, NULL};
+static const char *const fz_secrets[] = {FZ_SECRET, "GOLD-7Q2M-9XKD-41PZ", "GOLD-88AA-ZZ01-KP3M",
+                                         "8800123412341234", NULL};
 static const char *const fz_products[] = {"10001", "20001", "P-1"};
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -184,29 +185,11 @@ static void fz_signed_notify(fzp_kit *k, const char *text, size_t len)
                                   .body_len = strlen(body)};
     struct perkhub_result res;
     int st = phtk_verify(k->tk, &cb, &res);
-    fzp_check_result(k, NULL, st, &res, 1);
+    fzp_check_result(NULL, st, &res, 1);
     FZ_CHECK(st != PERKHUB_DEFINITE_FAILURE || !res.reason || strcmp(res.reason, "bad_signature"),
              "a notify signed by the protocol's rule refused as bad_signature");
     phtk_result_clear(k->tk, &res);
     free(body);
-}
-
-static void fz_build(fzp_kit *k, struct perkhub_op *op, fz_cursor *c)
-{
-    size_t alen, plen;
-    const char *a = fz_part(c, '\n', &alen);
-    const char *p = fz_part(c, '\n', &plen);
-    char *account = fz_strndup(a, alen), *product = fz_strndup(p, plen);
-    op->account = account;
-    op->product_id = product;
-    struct perkhub_request req;
-    int st = phtk_build(k->tk, op, &req);
-    FZ_CHECK(st >= PERKHUB_OK && st <= PERKHUB_ERR_INTERNAL, "build status %d", st);
-    if (st == PERKHUB_OK)
-        fzp_check_request(&req);
-    phtk_request_clear(k->tk, &req);
-    free(account);
-    free(product);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -237,7 +220,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fz_signed_notify(&k, (const char *)c.p, c.left);
         break;
     default:
-        fz_build(&k, &op, &c);
+        fzp_build(&k, &op, &c);
         break;
     }
     fzp_close(&k);

@@ -20,8 +20,9 @@
  *   - after the clear, the instance holds exactly the host blocks it held
  *     after init (a plugin leak is invisible to LeakSanitizer: the kit
  *     reclaims it at close);
- *   - no secret of the configuration, no account and no delivered code
- *     reaches the instance's log.
+ *   - no secret of the configuration, no account and none of the codes the
+ *     seeds deliver (each harness lists them; mutations keep them often
+ *     enough) reaches the instance's log.
  */
 #ifndef PH_FUZZ_PLUGIN_H
 #define PH_FUZZ_PLUGIN_H
@@ -63,8 +64,6 @@ static inline void fzp_close(fzp_kit *k)
     for (size_t i = 0; k->secrets && k->secrets[i]; i++)
         FZ_CHECK(!strstr(log, k->secrets[i]), "secret #%zu in the log", i);
     FZ_CHECK(!strstr(log, FZP_ACCOUNT), "the account in the log");
-    for (size_t i = 0; i < k->ncodes; i++)
-        FZ_CHECK(!strstr(log, k->codes[i]), "a delivered code in the log");
     phtk_close(k->tk);
 }
 
@@ -108,7 +107,7 @@ static inline int fzp_line_ok(const char *s)
     return s && !strpbrk(s, "\r\n");
 }
 
-static inline void fzp_check_result(fzp_kit *k, const struct perkhub_op *op, int st,
+static inline void fzp_check_result(const struct perkhub_op *op, int st,
                                     const struct perkhub_result *res, int callback)
 {
     FZ_CHECK(st >= PERKHUB_OK && st <= PERKHUB_ERR_INTERNAL, "status %d", st);
@@ -127,9 +126,6 @@ static inline void fzp_check_result(fzp_kit *k, const struct perkhub_op *op, int
         const struct perkhub_code *c = &res->codes[i];
         /* lengths are the core's to bound (fulfil_decide.c refuses over PH_CODE_MAX) */
         FZ_CHECK(c->code && c->code[0], "code %zu missing or empty", i);
-        FZ_CHECK(c->expires_at_ms >= 0, "code %zu expires at %lld", i, (long long)c->expires_at_ms);
-        if (strlen(c->code) >= 12 && k->ncodes < 4)
-            snprintf(k->codes[k->ncodes++], sizeof k->codes[0], "%s", c->code);
     }
     if (callback) {
         FZ_CHECK(st != PERKHUB_OK || (res->order_ref && res->order_ref[0]),
@@ -153,7 +149,7 @@ static inline int fzp_parse(fzp_kit *k, const struct perkhub_op *op, int status,
 {
     struct perkhub_result res;
     int st = phtk_parse(k->tk, op, status, body, len, &res);
-    fzp_check_result(k, op, st, &res, 0);
+    fzp_check_result(op, st, &res, 0);
     phtk_result_clear(k->tk, &res);
     return st;
 }
@@ -163,7 +159,7 @@ static inline int fzp_verify(fzp_kit *k, const struct perkhub_callback *cb)
 {
     struct perkhub_result res;
     int st = phtk_verify(k->tk, cb, &res);
-    fzp_check_result(k, NULL, st, &res, 1);
+    fzp_check_result(NULL, st, &res, 1);
     phtk_result_clear(k->tk, &res);
     return st;
 }
@@ -176,6 +172,26 @@ static inline void fzp_check_request(const struct perkhub_request *req)
     for (size_t i = 0; i < req->nheaders; i++)
         FZ_CHECK(fzp_line_ok(req->headers[i]), "header %zu missing or with a line break", i);
     FZ_CHECK(!req->body_len || req->body, "body_len without a body");
+}
+
+/* build_request for op with the account and product id an input gives
+ * ("account\nproduct id"): what a client's order puts into a request. */
+static inline void fzp_build(fzp_kit *k, struct perkhub_op *op, fz_cursor *c)
+{
+    size_t alen, plen;
+    const char *a = fz_part(c, '\n', &alen);
+    const char *p = fz_part(c, '\n', &plen);
+    char *account = fz_strndup(a, alen), *product = fz_strndup(p, plen);
+    op->account = account;
+    op->product_id = product;
+    struct perkhub_request req;
+    int st = phtk_build(k->tk, op, &req);
+    FZ_CHECK(st >= PERKHUB_OK && st <= PERKHUB_ERR_INTERNAL, "build status %d", st);
+    if (st == PERKHUB_OK)
+        fzp_check_request(&req);
+    phtk_request_clear(k->tk, &req);
+    free(account);
+    free(product);
 }
 
 #endif
