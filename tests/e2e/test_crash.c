@@ -76,8 +76,10 @@ typedef struct crash_run {
     atomic_int stop;
     atomic_int failures;
     char first_failure[700];
-    /* statistics for the report line */
+    /* statistics for the report lines (tests/crash_long.sh prints the figures) */
     long acked, replays_ok, resolved_done, resolved_new, resolved_dropped, imports_in_flight;
+    long imports_acked, imports_were_stored, imports_stored_on_resend, topups;
+    long restarts, store_checks, orders_verified;
 } crash_run;
 
 static crash_run R;
@@ -201,6 +203,7 @@ static int pick_known(unsigned *seed, known_order *out)
 /* Re-reads k (as its owner) and re-sends it; both must give back the same order. */
 static void verify_known(h_conn *c, const known_order *k)
 {
+    R.orders_verified++; /* from the main thread only */
     char path[64];
     h_resp r;
     snprintf(path, sizeof path, "/v1/orders/%lld", (long long)k->id);
@@ -326,6 +329,7 @@ static void *import_main(void *arg)
             R.imports_in_flight++;
         } else if (r.status == 201) {
             R.imported += count;
+            R.imports_acked++;
         } else {
             fail("cycle %d: side import: %ld %s", R.cycle, r.status, r.body);
         }
@@ -344,6 +348,7 @@ static void check_store_or_die(const char *when)
 {
     char *out;
     int rc = h_check_store(&R.d, &out);
+    R.store_checks++;
     cr_assert_eq(rc, 0, "cycle %d (seed %u), %s: --check-store failed: %s", R.cycle, R.seed, when,
                  out);
     free(out);
@@ -455,6 +460,7 @@ static void resolve_pending(h_conn *c)
             0);
         if (r.status == 201) {
             R.imported += p->count; /* it had not been stored: stored now */
+            R.imports_stored_on_resend++;
         } else {
             /* it had been stored: then every one of its codes, not some */
             cr_assert_eq(r.status, 422, "cycle %d: re-import: %ld %s", R.cycle, r.status, r.body);
@@ -465,6 +471,7 @@ static void resolve_pending(h_conn *c)
             cr_assert_str_eq(json_string_value(json_object_get(l, "reason")),
                              "code already imported", "%s", r.body);
             R.imported += p->count;
+            R.imports_were_stored++;
         }
         h_resp_free(&r);
         free(p->csv);
@@ -530,6 +537,7 @@ static void after_restart(unsigned *seed)
         h_resp_free(&r);
         free(csv);
         R.imported += TOPUP;
+        R.topups++;
     }
     h_conn_free(c);
 }
@@ -601,6 +609,7 @@ Test(crash, kill9_during_orders_keeps_every_acknowledged_order, .fini = kill_lef
         }
         cr_assert_eq(h_start(&R.d), 0, "cycle %d (seed %u): perkhubd did not restart", R.cycle,
                      R.seed);
+        R.restarts++;
         after_restart(&seed);
         if (R.cycle % 50 == 0 && R.cycle < cycles)
             fprintf(stderr, "crash: %d/%d kills, %zu orders, %.1f s\n", R.cycle, cycles, R.nknown,
@@ -642,6 +651,20 @@ Test(crash, kill9_during_orders_keeps_every_acknowledged_order, .fini = kill_lef
         cycles, startup_kills, (double)(h_now_ms() - t0) / 1000.0, R.nknown, R.acked, R.replays_ok,
         R.resolved_done, R.resolved_new, R.resolved_dropped, R.issued, R.imported,
         R.imports_in_flight);
+    /* One line of figures for tests/crash_long.sh. A run only gets here when every
+     * check passed, so the lost / doubled / partial counts are the checks' verdict. */
+    fprintf(stderr,
+            "crash-figures: cycles=%d startup_kills=%ld restarts=%ld seconds=%.1f orders=%zu "
+            "orders_acked_under_load=%ld retries_replayed=%ld in_flight_done=%ld "
+            "in_flight_new=%ld in_flight_out_of_stock=%ld orders_verified=%ld "
+            "imports_acked=%ld imports_in_flight=%ld imports_were_stored=%ld "
+            "imports_stored_on_resend=%ld topups=%ld codes_imported=%lld codes_issued=%lld "
+            "store_checks=%ld lost_orders=0 changed_orders=0 doubled_codes=0 "
+            "partial_imports=0 seed=%u\n",
+            cycles, startup_kills, R.restarts, (double)(h_now_ms() - t0) / 1000.0, R.nknown,
+            R.acked, R.replays_ok, R.resolved_done, R.resolved_new, R.resolved_dropped,
+            R.orders_verified, R.imports_acked, R.imports_in_flight, R.imports_were_stored,
+            R.imports_stored_on_resend, R.topups, R.imported, R.issued, R.store_checks, R.seed);
     for (size_t i = 0; i < R.nknown; i++)
         free(R.known[i].codes);
     free(R.known);
