@@ -61,10 +61,10 @@ demo: build
 	@PORT=$(PORT) tools/demo.sh $(BUILD)
 
 # Installs, builds, runs every test: once in the normal build, once under ASan+UBSan,
-# then under ThreadSanitizer, then every fuzz harness on its committed corpus (each input
-# once, then FUZZ_TEST_SECONDS of fuzzing, two at a time: tests/fuzz/run.sh --short).
-# (A TSan race report stops the process that has it: perkhubd
-# or a unit test's child exits 66 and the test fails). tests/tsan.supp holds only
+# then under ThreadSanitizer (a race report stops the process that has it: perkhubd
+# or a unit test's child exits 66 and the test fails), then every fuzz harness on its
+# committed corpus: each input once, then FUZZ_TEST_SECONDS of fuzzing, two at a time
+# (tests/fuzz/run.sh --short; about two minutes with the build). tests/tsan.supp holds only
 # documented library false positives. setarch -R runs it without address-space
 # randomization: Debian 12's libtsan (gcc 12) has a fixed memory layout and aborts
 # with "unexpected memory mapping" on kernels that randomize more than 28 bits
