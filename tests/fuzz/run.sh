@@ -103,11 +103,14 @@ run_one() {
 report_fail() {
     local n=$1 log=$2 art=$3 what=$4 repro
     repro=$(ls -t "$art" 2>/dev/null | head -1)
+    [ -z "$repro" ] || repro=$art/$repro
+    # a committed input replayed on its own leaves no artifact: it is its own reproducer
+    [ -n "$repro" ] || repro=$(sed -n 's/^Running: //p' "$log" | tail -1)
     echo "fuzz: FAIL $n: $what" >&2
     grep -m3 -E 'fuzz invariant broken|ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|runtime error|SUMMARY' "$log" | sed 's/^/fuzz:   /' >&2 || true
     if [ -n "$repro" ]; then
-        echo "fuzz:   reproducer: $art/$repro" >&2
-        echo "fuzz:   replay: $bindir/fuzz_$n $art/$repro" >&2
+        echo "fuzz:   reproducer: $repro" >&2
+        echo "fuzz:   replay: $bindir/fuzz_$n $repro" >&2
     fi
     echo "fuzz:   full report: $log" >&2
 }
