@@ -3,11 +3,12 @@
 # kill -9 cycles: perkhubd is killed at random moments while clients order and import,
 # restarted on the same data, and checked after every restart (docs/design.md rule 1).
 #
-# Builds nothing: BUILD_DIR must already hold perkhubd, the plugins and
+# Builds nothing: BUILD_DIR must already hold perkhubd, perkctl, the plugins, the
+# supplier simulator (tools/supsim, which plays the recharge supplier) and
 # tests/e2e_test_crash (cmake --build BUILD_DIR). CYCLES defaults to 500; `make soak`
 # runs 1,000 on the release build. At the end it prints the figures: cycles, restarts,
-# time, orders and imports done (and how those in flight at a kill resolved), store
-# checks, and the lost, changed, doubled and partial counts the checks found (a run
+# time, orders, imports and recharges done (and how those in flight at a kill resolved),
+# store checks, and the lost, changed, doubled and partial counts the checks found (a run
 # that finds one fails at that cycle instead, saying which and where).
 # The whole output is kept in BUILD_DIR/crash_long.log.
 # PH_CRASH_SEED, if set, repeats an earlier run (each run prints its seed).
@@ -29,7 +30,7 @@ esac
 [ "$cycles" -gt 0 ] || usage
 
 test_bin=$build/tests/e2e_test_crash
-for f in "$build/perkhubd" "$build/perkctl" "$test_bin"; do
+for f in "$build/perkhubd" "$build/perkctl" "$build/tools/supsim/supsim" "$test_bin"; do
     [ -x "$f" ] || { echo "$0: $f is missing; build first: cmake --build $build" >&2; exit 2; }
 done
 [ -d "$build/plugins" ] || { echo "$0: $build/plugins is missing; build first" >&2; exit 2; }
@@ -48,6 +49,7 @@ status=0
     PH_PLUGIN_DIR=$build/plugins \
     PH_PERKHUBD=$build/perkhubd \
     PH_PERKCTL=$build/perkctl \
+    PH_SUPSIM=$build/tools/supsim/supsim \
         "$test_bin" --jobs 1 --verbose 2>&1 || echo "crash_long-status: $?"
 } | tee "$log"
 rc=$(sed -n 's/^crash_long-status: //p' "$log" | tail -1)
@@ -75,7 +77,9 @@ if [ -n "$fig" ] && [ $status -eq 0 ]; then
         "lost or changed orders" "$(get lost_orders) / $(get changed_orders)" \
         "codes issued twice" "$(get doubled_codes)" \
         "partial imports" "$(get partial_imports)" \
-        "recharges" "not exercised (the crash test orders card codes only)"
+        "recharges ordered" "$(get recharges) ($(get recharges_in_flight) in flight at a kill, re-sent)" \
+        "recharges settled" "$(get recharges_succeeded) succeeded, $(get recharges_failed) failed; the supplier performed $(get recharges_performed)" \
+        "recharges sent twice / lost" "$(get recharges_doubled) / $(get recharges_lost)"
 else
     last=$(grep -E '^crash: [0-9]+/[0-9]+ kills' "$log" | tail -1)
     echo "crash_long: no figures; last progress: ${last:-none (before kill 50)}"
