@@ -15,7 +15,7 @@
  * "it was done" (replay) or "it was not" (done now), never half of it.
  *
  * Recharges run beside them (rule 2), through a gateway supplier played by the
- * simulator (tools/supsim): a fifth client orders a few per cycle for client
+ * simulator (tools/supsim): one more worker orders a few per cycle as client
  * othermall, one in five to an account the supplier fails. After every restart
  * the simulator's truth must show no reference created twice (a recharge request
  * sent again) and at most one upstream order per perkhub order; at the end every
@@ -23,8 +23,9 @@
  *
  * PH_CRASH_CYCLES (default 50) sets the number of kills, PH_CRASH_SEED
  * repeats a run (the seed is printed). tests/crash_long.sh runs many cycles.
- * The kill delay is random on purpose (it is what is under test); everything
- * else waits on conditions.
+ * The kill delay is random on purpose (it is what is under test), and so are
+ * the pauses that spread the recharges over a cycle; everything else waits on
+ * conditions.
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
