@@ -639,7 +639,7 @@ static int gw_order_fields(const struct gateway *gw, const json_t *result,
     const struct perkhub_host *host = gw->host;
     int64_t v;
     int r = gw_int(result, "buy_num", &v);
-    if (r < 0)
+    if (r < 0 || (r == 0 && v < 0)) /* a count; the core reads a negative one as unknown */
         return -1;
     if (r == 0)
         res->quantity = v;
@@ -929,8 +929,9 @@ static int gw_callback_claims(const struct gateway *gw, const json_t *body,
     const char *ref = gw_str(body, "customer_order_no"), *ts = gw_str(body, "timestamp");
     const char *state = gw_str(body, "order_state");
     int64_t ts_ms, qty = -1, amount = -1;
-    if (!ref || !gw_ref_valid(ref) || !ts || gw_parse_time(ts, &ts_ms) != 0 ||
-        gw_int(body, "buy_num", &qty) < 0 || gw_money(body, "order_price", 0, &amount) < 0)
+    int qr = gw_int(body, "buy_num", &qty); /* a count: a negative one is malformed */
+    if (!ref || !gw_ref_valid(ref) || !ts || gw_parse_time(ts, &ts_ms) != 0 || qr < 0 ||
+        (qr == 0 && qty < 0) || gw_money(body, "order_price", 0, &amount) < 0)
         return gw_outcome(gw, res, PERKHUB_DEFINITE_FAILURE, "malformed");
     if (host->now_ms(host) - ts_ms > gw->stale_ms) {
         host->log_msg(host, PERKHUB_LOG_WARN, "callback.refused", "reason=stale");

@@ -11,7 +11,8 @@
  *
  * The checks, on top of ASan, UBSan and LeakSanitizer:
  *   - the outcome is one of the SDK's status codes, the state one of its order
- *     states; a result's int64 "unknown" fields are -1 or >= 0;
+ *     states; a result's quantity, amount, stock and price are -1 (unknown) or
+ *     >= 0;
  *   - a card order that SUCCEEDED carries exactly op->quantity codes, none
  *     empty; a verified callback names an order reference;
  *   - a reason is short snake_case ([a-z0-9_], at most 64 bytes);
@@ -114,9 +115,10 @@ static inline void fzp_check_result(const struct perkhub_op *op, int st,
     FZ_CHECK(res->state >= PERKHUB_STATE_NONE && res->state <= PERKHUB_STATE_NOT_FOUND, "state %d",
              res->state);
     FZ_CHECK(!res->reason || fzp_reason_ok(res->reason), "reason is not snake_case");
-    FZ_CHECK(res->quantity >= -1 && res->amount >= -1 && res->stock >= -1 && res->price >= -1 &&
-                 res->balance >= -1,
-             "a negative amount other than -1");
+    /* the balance may be negative (an overdrawn prepaid account: the gateway reads
+     * "-12.30"), so it is the one int64 field not checked here */
+    FZ_CHECK(res->quantity >= -1 && res->amount >= -1 && res->stock >= -1 && res->price >= -1,
+             "a negative count or amount other than -1 (unknown)");
     FZ_CHECK(!res->next || res->next_delay_ms >= 0, "negative next delay");
     /* items and codes count only with PERKHUB_OK: on a failure the core frees
      * whatever a plugin left half-filled there, and reads nothing */
