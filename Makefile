@@ -3,9 +3,11 @@
 BUILD      ?= build
 BUILD_ASAN ?= build-asan
 BUILD_TSAN ?= build-tsan
+BUILD_FUZZ ?= build-fuzz
 JOBS       ?= $(shell nproc)
 
-.PHONY: all deps build build-asan build-tsan demo test test-fast valgrind bench format clean
+.PHONY: all deps build build-asan build-tsan build-fuzz demo test test-fast valgrind bench format \
+	clean fuzz soak
 
 all: build
 
@@ -28,6 +30,29 @@ build-tsan: deps
 	@cmake -S . -B $(BUILD_TSAN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPH_TSAN=ON >/dev/null
 	@cmake --build $(BUILD_TSAN) -j$(JOBS)
 
+# The libFuzzer harnesses of tests/fuzz (clang: Debian's gcc has no libFuzzer), with the
+# core and the plugins instrumented and under ASan+UBSan. Only the harnesses (and the
+# plugins an in-process daemon loads) are built: -DPH_TESTS=OFF, target fuzz_all. CC is
+# read when the tree is first configured only; `make clean` starts over.
+build-fuzz:
+	@tools/deps.sh --fuzz
+	@CC=clang cmake -S . -B $(BUILD_FUZZ) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPH_FUZZ=ON \
+	  -DPH_TESTS=OFF >/dev/null
+	@cmake --build $(BUILD_FUZZ) -j$(JOBS) --target fuzz_all
+
+# Every harness for FUZZ_SECONDS (default 300) on a copy of its corpus that grows from one
+# run to the next (build-fuzz/fuzz/work); a crash fails it and names the reproducer
+# (tests/fuzz/README.md: what to do with one). `make fuzz FUZZ=csv` runs one harness.
+FUZZ_SECONDS ?= 300
+fuzz: build-fuzz
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh --long $(BUILD_FUZZ) $(FUZZ)
+
+# The crash test for SOAK_CYCLES (default 1000) kill -9 cycles on the release build, with
+# its figures at the end (tests/crash_long.sh).
+SOAK_CYCLES ?= 1000
+soak: build
+	@tests/crash_long.sh $(BUILD) $(SOAK_CYCLES)
+
 # Installs, builds, starts perkhubd on the embedded default and prints a first flow.
 # `make demo PORT=8090` when 8080 is taken (PORT=0: any free port). Set with =,
 # not ?=, so that a PORT in the environment (set for something else) is not taken.
@@ -37,18 +62,22 @@ demo: build
 
 # Installs, builds, runs every test: once in the normal build, once under ASan+UBSan,
 # then under ThreadSanitizer (a race report stops the process that has it: perkhubd
-# or a unit test's child exits 66 and the test fails). tests/tsan.supp holds only
+# or a unit test's child exits 66 and the test fails), then every fuzz harness on its
+# committed corpus: each input once, then FUZZ_TEST_SECONDS of fuzzing, two at a time
+# (tests/fuzz/run.sh --short; about two minutes with the build). tests/tsan.supp holds only
 # documented library false positives. setarch -R runs it without address-space
 # randomization: Debian 12's libtsan (gcc 12) has a fixed memory layout and aborts
 # with "unexpected memory mapping" on kernels that randomize more than 28 bits
 # of mmap addresses (vm.mmap_rnd_bits, 32 on some distributions); newer
 # runtimes re-exec themselves that way, this one does not.
-test: build build-asan build-tsan
+FUZZ_TEST_SECONDS ?= 15
+test: build build-asan build-tsan build-fuzz
 	@cd $(BUILD) && ctest --output-on-failure
 	@cd $(BUILD_ASAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure
 	@cd $(BUILD_TSAN) && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 \
 	  suppressions=$(CURDIR)/tests/tsan.supp" setarch -R ctest --output-on-failure
+	@FUZZ_TEST_SECONDS=$(FUZZ_TEST_SECONDS) FUZZ_JOBS=2 tests/fuzz/run.sh --short $(BUILD_FUZZ)
 
 # Only the normal build, for the edit-compile-test loop.
 test-fast: build
@@ -75,4 +104,4 @@ bench: build
 	@bench/run.sh $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_TSAN)
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_TSAN) $(BUILD_FUZZ)

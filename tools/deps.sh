@@ -4,13 +4,16 @@
 # everything is present. Needs root (or sudo) only when something is missing.
 # Extra package names as arguments are installed too (bench/run.sh: wrk).
 # --format adds clang-format, which only the format check needs (tools/format.sh: make
-# format, make format-check, .ci/run), so `make demo` does not pull LLVM in.
+# format, make format-check, .ci/run), and --fuzz clang with its libFuzzer runtime, which
+# only the fuzz build needs (make build-fuzz, so make test and make fuzz): `make demo`
+# does not pull LLVM in.
 set -euo pipefail
 
 extra=()
 for a in "$@"; do
     case "$a" in
     --format) extra+=(clang-format) ;;
+    --fuzz) extra+=(clang libclang-rt-14-dev) ;; # libclang-rt-14-dev: libclang_rt.fuzzer
     *) extra+=("$a") ;;
     esac
 done

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one list of the C files we own and keep formatted with the checked-in .clang-format:
-# core/, sdk/ (include and testkit), plugins/, tools/ (perkctl, supsim), tests/ (unit, e2e,
+# core/, sdk/ (include and testkit), plugins/, tools/ (perkctl, supsim), tests/ (unit, e2e, fuzz,
 # fixtures, headers too) and bench/ (bench/peers too). Nothing under these folders is
 # vendored; a file that must keep a hand layout says so with clang-format off/on around
 # that part (sdk/include/perkhub/plugin.h: the capability bits).

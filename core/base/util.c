@@ -123,6 +123,8 @@ int ph_time_parse(const char *s, size_t len, int64_t *ms)
     int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     int64_t days = (int64_t)era * 146097 + doe - 719468;
     int64_t sec = days * 86400 + h * 3600 + mi * 60 + se - (int64_t)off_min * 60;
+    if (sec * 1000 + frac > PH_TIME_MAX_MS)
+        return -1;
     *ms = sec * 1000 + frac;
     return 0;
 }

@@ -31,7 +31,10 @@ char *ph_time_format(int64_t ms, char *buf, size_t len);
  * suppliers' convention) or "YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)" into ms
  * (digits past milliseconds are dropped). Reads exactly len bytes. An offset
  * can put the result at or before the epoch (0 or negative): callers for whom
- * 0 means "never" refuse it (csv.c). 0, or -1 (*ms untouched). */
+ * 0 means "never" refuse it (csv.c). An instant after PH_TIME_MAX_MS (a
+ * negative offset on 9999-12-31) is refused: ph_time_format could not write it
+ * back with a four-digit year. 0, or -1 (*ms untouched). */
+#define PH_TIME_MAX_MS INT64_C(253402300799999) /* 9999-12-31T23:59:59.999Z */
 int ph_time_parse(const char *s, size_t len, int64_t *ms);
 
 /* Lowercase hex of n bytes into out (2n+1 bytes, NUL-terminated). */

@@ -47,7 +47,9 @@ static int name_valid(const char *s)
 
 int ldr_parse_int(const char *s, int64_t *out)
 {
-    if (!s || !*s || *s == ' ' || *s == '\t' || *s == '+')
+    /* strtoll skips any leading white space (\n, \f, \v too): a value must
+     * start with its sign or its first digit */
+    if (!s || !(*s == '-' || (*s >= '0' && *s <= '9')))
         return -1;
     char *end;
     errno = 0;

@@ -639,7 +639,7 @@ static int gw_order_fields(const struct gateway *gw, const json_t *result,
     const struct perkhub_host *host = gw->host;
     int64_t v;
     int r = gw_int(result, "buy_num", &v);
-    if (r < 0)
+    if (r < 0 || (r == 0 && v < 0)) /* a count; the core reads a negative one as unknown */
         return -1;
     if (r == 0)
         res->quantity = v;
@@ -849,8 +849,14 @@ static int gw_parse_body(const struct gateway *gw, const struct perkhub_op *op,
         long long code = (long long)json_integer_value(jcode);
         int cls = gw_code_class(code, &reason); /* before reason is read */
         st = gw_outcome(gw, res, cls, reason);
-        gw->host->log_msg(gw->host, PERKHUB_LOG_INFO, "response.refused", "op=%d code=%lld",
-                          op->kind, code);
+        /* A code outside the protocol's table is as good as the supplier's free text
+         * (its digits could be an account): logged as the protocol's codes only. */
+        if (strcmp(reason, "unexpected_code") != 0)
+            gw->host->log_msg(gw->host, PERKHUB_LOG_INFO, "response.refused", "op=%d code=%lld",
+                              op->kind, code);
+        else
+            gw->host->log_msg(gw->host, PERKHUB_LOG_INFO, "response.refused",
+                              "op=%d code=unexpected", op->kind);
     }
     json_decref(root);
     return st;
@@ -923,8 +929,9 @@ static int gw_callback_claims(const struct gateway *gw, const json_t *body,
     const char *ref = gw_str(body, "customer_order_no"), *ts = gw_str(body, "timestamp");
     const char *state = gw_str(body, "order_state");
     int64_t ts_ms, qty = -1, amount = -1;
-    if (!ref || !gw_ref_valid(ref) || !ts || gw_parse_time(ts, &ts_ms) != 0 ||
-        gw_int(body, "buy_num", &qty) < 0 || gw_money(body, "order_price", 0, &amount) < 0)
+    int qr = gw_int(body, "buy_num", &qty); /* a count: a negative one is malformed */
+    if (!ref || !gw_ref_valid(ref) || !ts || gw_parse_time(ts, &ts_ms) != 0 || qr < 0 ||
+        (qr == 0 && qty < 0) || gw_money(body, "order_price", 0, &amount) < 0)
         return gw_outcome(gw, res, PERKHUB_DEFINITE_FAILURE, "malformed");
     /* One window both ways: a notify dated ahead of our clock is as suspect as
      * an old one (a signature made for a future replay), and clock skew

@@ -14,10 +14,18 @@
  * restart they are re-sent, as a client would, and must resolve to either
  * "it was done" (replay) or "it was not" (done now), never half of it.
  *
+ * Recharges run beside them (rule 2), through a gateway supplier played by the
+ * simulator (tools/supsim): one more worker orders a few per cycle as client
+ * othermall, one in five to an account the supplier fails. After every restart
+ * the simulator's truth must show no reference created twice (a recharge request
+ * sent again) and at most one upstream order per perkhub order; at the end every
+ * recharge order must settle, succeeded exactly when the supplier performed it.
+ *
  * PH_CRASH_CYCLES (default 50) sets the number of kills, PH_CRASH_SEED
  * repeats a run (the seed is printed). tests/crash_long.sh runs many cycles.
- * The kill delay is random on purpose (it is what is under test); everything
- * else waits on conditions.
+ * The kill delay is random on purpose (it is what is under test), and so are
+ * the pauses that spread the recharges over a cycle; everything else waits on
+ * conditions.
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
@@ -39,6 +47,10 @@
 #define SIDE_CODES    1500 /* at most this many codes imported per cycle while orders run */
 #define MAX_QTY       3
 #define SAMPLE        60 /* older orders re-checked after each restart */
+#define RC_PER_CYCLE  3  /* recharges ordered per cycle at most (the truth is read whole) */
+#define RC_OK_ACCOUNT "13800000001" /* supsim performs it */
+#define RC_NO_ACCOUNT "13900000002" /* supsim fails it, performing nothing */
+#define RC_SETTLE_MS  60000         /* the end: every recharge settled within this */
 
 typedef struct known_order {
     char coid[32];
@@ -52,6 +64,13 @@ typedef struct pending_order {
     char coid[32];
     int qty;
 } pending_order;
+
+/* A recharge order: acknowledged (id > 0) or in flight at a kill (id 0). */
+typedef struct recharge {
+    char coid[32];
+    json_int_t id;
+    int refused_account; /* ordered to RC_NO_ACCOUNT: must end failed */
+} recharge;
 
 typedef struct pending_import {
     char *csv;
@@ -69,6 +88,12 @@ typedef struct crash_run {
     size_t npend, pcap;
     pending_import *pimp;
     size_t npimp, icap;
+    recharge *rc; /* acknowledged recharges */
+    size_t nrc, rccap;
+    recharge *prc; /* recharges in flight at the kill */
+    size_t nprc, prccap;
+    h_sim sim;
+    char body[4096];    /* the config body (h_setup_custom borrows it) */
     long long imported; /* codes of every acknowledged import */
     long long issued;   /* codes of every known order */
     int import_serial;
@@ -76,8 +101,11 @@ typedef struct crash_run {
     atomic_int stop;
     atomic_int failures;
     char first_failure[700];
-    /* statistics for the report line */
+    /* statistics for the report lines (tests/crash_long.sh prints the figures) */
     long acked, replays_ok, resolved_done, resolved_new, resolved_dropped, imports_in_flight;
+    long imports_acked, imports_were_stored, imports_stored_on_resend, topups;
+    long restarts, store_checks, orders_verified;
+    long rc_in_flight, rc_succeeded, rc_failed, rc_performed;
 } crash_run;
 
 static crash_run R;
@@ -90,6 +118,8 @@ static void kill_leftover(void)
 {
     h_leftover(live);
     live = NULL;
+    if (R.sim.pid > 0)
+        h_sim_stop(&R.sim);
 }
 
 static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -201,6 +231,7 @@ static int pick_known(unsigned *seed, known_order *out)
 /* Re-reads k (as its owner) and re-sends it; both must give back the same order. */
 static void verify_known(h_conn *c, const known_order *k)
 {
+    R.orders_verified++; /* from the main thread only */
     char path[64];
     h_resp r;
     snprintf(path, sizeof path, "/v1/orders/%lld", (long long)k->id);
@@ -326,6 +357,7 @@ static void *import_main(void *arg)
             R.imports_in_flight++;
         } else if (r.status == 201) {
             R.imported += count;
+            R.imports_acked++;
         } else {
             fail("cycle %d: side import: %ld %s", R.cycle, r.status, r.body);
         }
@@ -338,12 +370,67 @@ static void *import_main(void *arg)
     return NULL;
 }
 
+/* Appends *r to the array at *v (n items, cap); under R.mu. */
+static void rc_push(recharge **v, size_t *n, size_t *cap, const recharge *r)
+{
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 64;
+        *v = realloc(*v, *cap * sizeof **v);
+    }
+    (*v)[(*n)++] = *r;
+}
+
+/* POST /v1/orders for recharge r as othermall: 0 with the answer in *out, or -1
+ * when the daemon did not answer. */
+static int rc_order(h_conn *c, const recharge *r, h_resp *out)
+{
+    char body[160];
+    snprintf(body, sizeof body,
+             "{\"client_order_id\":\"%s\",\"sku\":\"crash.topup\",\"account\":\"%s\"}", r->coid,
+             r->refused_account ? RC_NO_ACCOUNT : RC_OK_ACCOUNT);
+    return h_conn_http(c, "POST", "/v1/orders", "other-token", "application/json", body,
+                       strlen(body), out);
+}
+
+/* Orders a few recharges while the kill comes. */
+static void *recharge_main(void *arg)
+{
+    worker *w = arg;
+    for (int i = 0; i < RC_PER_CYCLE && !atomic_load(&R.stop); i++) {
+        /* spread over the cycle, so that some recharges meet the kill in flight (the
+         * random moment under test, like the kill's own delay) */
+        usleep((useconds_t)(rand_r(&w->seed) % 100) * 1000);
+        recharge r = {.refused_account = rand_r(&w->seed) % 5 == 0};
+        snprintf(r.coid, sizeof r.coid, "Q%07ld", atomic_fetch_add(&R.next_coid, 1));
+        h_resp resp;
+        if (rc_order(w->conn, &r, &resp)) {
+            h_resp_free(&resp);
+            pthread_mutex_lock(&R.mu);
+            rc_push(&R.prc, &R.nprc, &R.prccap, &r); /* resolved after the restart */
+            R.rc_in_flight++;
+            pthread_mutex_unlock(&R.mu);
+            break;
+        }
+        if (resp.status == 201 || resp.status == 202) {
+            r.id = json_integer_value(json_object_get(json_object_get(resp.json, "order"), "id"));
+            pthread_mutex_lock(&R.mu);
+            rc_push(&R.rc, &R.nrc, &R.rccap, &r);
+            pthread_mutex_unlock(&R.mu);
+        } else {
+            fail("cycle %d: recharge %s: %ld %s", R.cycle, r.coid, resp.status, resp.body);
+        }
+        h_resp_free(&resp);
+    }
+    return NULL;
+}
+
 /* ---- after each restart ------------------------------------------------------ */
 
 static void check_store_or_die(const char *when)
 {
     char *out;
     int rc = h_check_store(&R.d, &out);
+    R.store_checks++;
     cr_assert_eq(rc, 0, "cycle %d (seed %u), %s: --check-store failed: %s", R.cycle, R.seed, when,
                  out);
     free(out);
@@ -375,10 +462,16 @@ static void check_stats(h_conn *c, const char *when)
     cr_assert_eq(issued, R.issued,
                  "cycle %d (seed %u) %s: %lld codes issued, acknowledged orders hold %lld", R.cycle,
                  R.seed, when, (long long)issued, R.issued);
-    cr_assert_eq((size_t)jget(r.json, "orders"), R.nknown,
-                 "cycle %d (seed %u) %s: %lld orders stored, %zu acknowledged", R.cycle, R.seed,
-                 when, (long long)jget(r.json, "orders"), R.nknown);
+    cr_assert_eq((size_t)jget(r.json, "orders"), R.nknown + R.nrc,
+                 "cycle %d (seed %u) %s: %lld orders stored, %zu acknowledged (%zu recharges)",
+                 R.cycle, R.seed, when, (long long)jget(r.json, "orders"), R.nknown + R.nrc, R.nrc);
     h_resp_free(&r);
+}
+
+static int cmp_ll(const void *a, const void *b)
+{
+    long long x = *(const long long *)a, y = *(const long long *)b;
+    return x < y ? -1 : x > y;
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -455,6 +548,7 @@ static void resolve_pending(h_conn *c)
             0);
         if (r.status == 201) {
             R.imported += p->count; /* it had not been stored: stored now */
+            R.imports_stored_on_resend++;
         } else {
             /* it had been stored: then every one of its codes, not some */
             cr_assert_eq(r.status, 422, "cycle %d: re-import: %ld %s", R.cycle, r.status, r.body);
@@ -465,6 +559,7 @@ static void resolve_pending(h_conn *c)
             cr_assert_str_eq(json_string_value(json_object_get(l, "reason")),
                              "code already imported", "%s", r.body);
             R.imported += p->count;
+            R.imports_were_stored++;
         }
         h_resp_free(&r);
         free(p->csv);
@@ -498,12 +593,50 @@ static void resolve_pending(h_conn *c)
         h_resp_free(&r);
     }
     free(copy);
+
+    for (size_t i = 0; i < R.nprc; i++) {
+        recharge *p = &R.prc[i];
+        h_resp r;
+        cr_assert_eq(rc_order(c, p, &r), 0);
+        cr_assert(r.status == 200 || r.status == 201 || r.status == 202,
+                  "cycle %d: re-sending in-flight recharge %s: %ld %s", R.cycle, p->coid, r.status,
+                  r.body);
+        cr_assert_eq(is_replay(&r), r.status == 200, "%s", r.headers);
+        p->id = jget(json_object_get(r.json, "order"), "id");
+        rc_push(&R.rc, &R.nrc, &R.rccap, p);
+        h_resp_free(&r);
+    }
+    R.nprc = 0;
+}
+
+/* The simulator's truth: no reference created twice (a recharge request sent
+ * again: rule 2) and no perkhub order with two upstream orders. */
+static void check_recharges_upstream(const char *when)
+{
+    json_t *t = h_sim_truth(&R.sim);
+    char b[512];
+    cr_assert_eq(h_int(json_object_get(t, "counts"), "double_creates"), 0,
+                 "cycle %d (seed %u) %s: a recharge request was sent twice: %s", R.cycle, R.seed,
+                 when, h_dump(json_object_get(t, "counts"), b, sizeof b));
+    json_t *orders = json_object_get(t, "orders"), *o;
+    size_t n = json_array_size(orders), i;
+    long long *ids = malloc((n + 1) * sizeof *ids);
+    size_t m = 0;
+    json_array_foreach(orders, i, o) ids[m++] = h_ref_order(h_str(o, "ref"));
+    qsort(ids, m, sizeof *ids, cmp_ll);
+    for (size_t k = 1; k < m; k++)
+        cr_assert(ids[k] != ids[k - 1] || ids[k] < 0,
+                  "cycle %d (seed %u) %s: order %lld has two recharges upstream", R.cycle, R.seed,
+                  when, ids[k]);
+    free(ids);
+    json_decref(t);
 }
 
 static void after_restart(unsigned *seed)
 {
     h_conn *c = h_conn_new(&R.d);
     resolve_pending(c);
+    check_recharges_upstream("after restart");
     check_order_list(c, R.nknown <= 20000 || R.cycle % 10 == 0);
     check_stats(c, "after restart");
     /* the orders at risk from this kill, and a sample of older ones */
@@ -530,8 +663,53 @@ static void after_restart(unsigned *seed)
         h_resp_free(&r);
         free(csv);
         R.imported += TOPUP;
+        R.topups++;
     }
     h_conn_free(c);
+}
+
+static int rc_final(json_t *o, void *arg)
+{
+    (void)arg;
+    const char *st = json_string_value(json_object_get(o, "state"));
+    return st && (!strcmp(st, "succeeded") || !strcmp(st, "failed"));
+}
+
+/* The end: every recharge settles, succeeded exactly when the supplier
+ * performed it (a failed order with a recharge upstream would be a lost
+ * recharge; a succeeded one without, a recharge never made), and none to the
+ * refused account succeeds. */
+static void settle_recharges(void)
+{
+    check_recharges_upstream("at the end");
+    json_t *t = h_sim_truth(&R.sim);
+    for (size_t i = 0; i < R.nrc; i++) {
+        recharge *r = &R.rc[i];
+        json_t *o = h_order_poll(&R.d, r->id, "other-token", rc_final, NULL, RC_SETTLE_MS,
+                                 "settling the recharge");
+        int ok = !strcmp(json_string_value(json_object_get(o, "state")), "succeeded");
+        json_decref(o);
+        json_t *up = h_sim_truth_find(t, "orders", "gateway", r->id, NULL);
+        const char *ust = up ? h_str(up, "state") : "none";
+        if (up && !strcmp(ust, "processing")) { /* the truth was read before it completed */
+            json_decref(t);
+            t = h_sim_truth(&R.sim);
+            up = h_sim_truth_find(t, "orders", "gateway", r->id, NULL);
+            ust = up ? h_str(up, "state") : "none";
+        }
+        cr_assert_eq(ok, !strcmp(ust, "success"),
+                     "seed %u: recharge %s (order %lld) is %s here, '%s' at the supplier", R.seed,
+                     r->coid, (long long)r->id, ok ? "succeeded" : "failed", ust);
+        cr_assert(!ok || !r->refused_account, "recharge %s to the refused account succeeded",
+                  r->coid);
+        R.rc_succeeded += ok;
+        R.rc_failed += !ok;
+    }
+    R.rc_performed = (long)h_int(json_object_get(t, "counts"), "recharges_performed");
+    cr_assert_eq(R.rc_performed, R.rc_succeeded,
+                 "seed %u: the supplier performed %ld recharges, %ld orders succeeded", R.seed,
+                 R.rc_performed, R.rc_succeeded);
+    json_decref(t);
 }
 
 /* ---- the test ------------------------------------------------------------------ */
@@ -555,7 +733,28 @@ Test(crash, kill9_during_orders_keeps_every_acknowledged_order, .fini = kill_lef
     unsigned seed = R.seed;
     int64_t t0 = h_now_ms();
 
-    h_setup(&R.d, NULL);
+    cr_assert_eq(h_sim_start(&R.sim, NULL), 0, "supsim did not start");
+    char sup[1024];
+    /* a breaker that never opens: transport failures during kills are expected; a short
+     * processing window: supsim acts on a request at once, so a reference it does
+     * not know 3 s later was never received (a kill before sending), and the
+     * attempt may fail rather than wait the gateway's 120 s */
+    h_sim_supplier_yaml(&R.sim, "sup", "gateway",
+                        "    priority: 10\n    timeout_ms: 2000\n    connect_timeout_ms: 1000\n"
+                        "    query_max_delay_ms: 500\n    breaker_failures: 1000000\n"
+                        "    processing_window_s: 3\n",
+                        NULL, sup, sizeof sup);
+    snprintf(R.body, sizeof R.body,
+             "suppliers:\n  - id: acme\n    plugin: example\n    priority: 10\n%s"
+             "products:\n"
+             "  - sku: test.card\n    name: Test card\n    brand: testbrand\n    category: video\n"
+             "    delivery: card_code\n    face_value: \"30.00\"\n"
+             "    offers:\n      - {supplier: acme, supplier_sku: T-1, cost: \"19.80\"}\n"
+             "  - sku: crash.topup\n    name: Crash top-up\n    brand: sim\n    category: telecom\n"
+             "    delivery: recharge\n    face_value: \"50.00\"\n"
+             "    offers:\n      - {supplier: sup, supplier_sku: \"20001\", cost: \"49.00\"}\n",
+             sup);
+    h_setup_custom(&R.d, R.body, NULL);
     live = &R.d;
     cr_assert_eq(h_start(&R.d), 0);
     char *csv = h_codes_csv("CRASH", FIRST_STOCK);
@@ -567,16 +766,18 @@ Test(crash, kill9_during_orders_keeps_every_acknowledged_order, .fini = kill_lef
 
     for (R.cycle = 1; R.cycle <= cycles; R.cycle++) {
         int importer = R.cycle % 2 == 0;
-        worker w[ORDER_THREADS + 1];
-        pthread_t th[ORDER_THREADS + 1];
-        int nth = ORDER_THREADS + importer;
+        worker w[ORDER_THREADS + 2];
+        pthread_t th[ORDER_THREADS + 2];
+        int nth = ORDER_THREADS + importer + 1; /* the last one orders recharges */
         atomic_store(&R.stop, 0);
         for (int i = 0; i < nth; i++) {
             w[i] = (worker){.conn = h_conn_new(&R.d),
                             .seed = seed + (unsigned)i * 7919u,
-                            .importer = i == ORDER_THREADS};
-            cr_assert_eq(
-                pthread_create(&th[i], NULL, w[i].importer ? import_main : order_main, &w[i]), 0);
+                            .importer = importer && i == ORDER_THREADS};
+            void *(*fn)(void *) = i == nth - 1    ? recharge_main
+                                  : w[i].importer ? import_main
+                                                  : order_main;
+            cr_assert_eq(pthread_create(&th[i], NULL, fn, &w[i]), 0);
         }
         int delay_ms = (int)(rand_r(&seed) % 301);
         usleep((useconds_t)delay_ms * 1000); /* the random moment under test */
@@ -601,6 +802,7 @@ Test(crash, kill9_during_orders_keeps_every_acknowledged_order, .fini = kill_lef
         }
         cr_assert_eq(h_start(&R.d), 0, "cycle %d (seed %u): perkhubd did not restart", R.cycle,
                      R.seed);
+        R.restarts++;
         after_restart(&seed);
         if (R.cycle % 50 == 0 && R.cycle < cycles)
             fprintf(stderr, "crash: %d/%d kills, %zu orders, %.1f s\n", R.cycle, cycles, R.nknown,
@@ -631,6 +833,7 @@ Test(crash, kill9_during_orders_keeps_every_acknowledged_order, .fini = kill_lef
         cr_assert_str_neq(all[i - 1], all[i], "seed %u: code %s is in two orders", R.seed, all[i]);
     free(all);
 
+    settle_recharges();
     cr_assert_eq(h_stop(&R.d, SIGTERM), 0);
     check_store_or_die("after the final clean stop");
     fprintf(
@@ -642,11 +845,31 @@ Test(crash, kill9_during_orders_keeps_every_acknowledged_order, .fini = kill_lef
         cycles, startup_kills, (double)(h_now_ms() - t0) / 1000.0, R.nknown, R.acked, R.replays_ok,
         R.resolved_done, R.resolved_new, R.resolved_dropped, R.issued, R.imported,
         R.imports_in_flight);
+    /* One line of figures for tests/crash_long.sh. A run only gets here when every
+     * check passed, so the lost / doubled / partial counts are the checks' verdict. */
+    fprintf(stderr,
+            "crash-figures: cycles=%d startup_kills=%ld restarts=%ld seconds=%.1f orders=%zu "
+            "orders_acked_under_load=%ld retries_replayed=%ld in_flight_done=%ld "
+            "in_flight_new=%ld in_flight_out_of_stock=%ld orders_verified=%ld "
+            "imports_acked=%ld imports_in_flight=%ld imports_were_stored=%ld "
+            "imports_stored_on_resend=%ld topups=%ld codes_imported=%lld codes_issued=%lld "
+            "store_checks=%ld lost_orders=0 changed_orders=0 doubled_codes=0 "
+            "partial_imports=0 recharges=%zu recharges_in_flight=%ld recharges_succeeded=%ld "
+            "recharges_failed=%ld recharges_performed=%ld recharges_doubled=0 "
+            "recharges_lost=0 seed=%u\n",
+            cycles, startup_kills, R.restarts, (double)(h_now_ms() - t0) / 1000.0, R.nknown,
+            R.acked, R.replays_ok, R.resolved_done, R.resolved_new, R.resolved_dropped,
+            R.orders_verified, R.imports_acked, R.imports_in_flight, R.imports_were_stored,
+            R.imports_stored_on_resend, R.topups, R.imported, R.issued, R.store_checks, R.nrc,
+            R.rc_in_flight, R.rc_succeeded, R.rc_failed, R.rc_performed, R.seed);
     for (size_t i = 0; i < R.nknown; i++)
         free(R.known[i].codes);
     free(R.known);
     free(R.pend);
     free(R.pimp);
+    free(R.rc);
+    free(R.prc);
     pthread_mutex_destroy(&R.mu);
     h_cleanup(&R.d);
+    h_sim_stop(&R.sim);
 }
