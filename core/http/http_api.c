@@ -1213,9 +1213,8 @@ int ph_http_start(const ph_http_env *env, const ph_http_opts *opts, ph_http **ou
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
         h, MHD_OPTION_CONNECTION_TIMEOUT, o.header_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
         o.max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT, o.max_per_address,
-        MHD_OPTION_UNESCAPE_CALLBACK, url_unescape, NULL,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)CONN_MEMORY, MHD_OPTION_END);
+        MHD_OPTION_UNESCAPE_CALLBACK, url_unescape, NULL, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY, MHD_OPTION_END);
     if (!h->mhd) {
         http_free(h);
         return ph_err_set(err, PH_EIO, "listen: cannot listen on %s:%u (in use, or not allowed)",

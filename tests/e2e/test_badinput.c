@@ -205,8 +205,8 @@ Test(badinput, repeated_keys_and_huge_numbers_name_our_fields)
             "{\"code\":\"BI-1\",\"code\":\"BI-2\"}", 29, 400, "invalid_request", "BI-",
             NEEDLES("code: given more than once"));
     /* and an unknown key by its position: a caller may paste a code as a key */
-    refused("POST", "/v1/codes/lookup", "mall-token", "application/json",
-            "{\"BI-SECRET-3\":\"x\"}", 19, 400, "invalid_request", "BI-SECRET",
+    refused("POST", "/v1/codes/lookup", "mall-token", "application/json", "{\"BI-SECRET-3\":\"x\"}",
+            19, 400, "invalid_request", "BI-SECRET",
             NEEDLES("body: unknown field (key 1 of the object"));
     const char *v = "{\"reason\":\"a\",\"reason\":\"SECRET-D-6\"}";
     refused("POST", "/v1/batches/1/void", "ops-token", "application/json", v, strlen(v), 400,
