@@ -117,6 +117,12 @@ unsigned ph_op_result_clean(const struct perkhub_host *host, struct perkhub_resu
         memset(&res->items[i], 0, sizeof res->items[i]); /* moved or freed */
     if (res->items)
         res->nitems = kept;
+    /* 0 means "never expires": a date before 1970 must not read as that */
+    for (size_t i = 0; res->codes && i < res->ncodes; i++)
+        if (res->codes[i].expires_at_ms < 0) {
+            res->codes[i].expires_at_ms = PH_EXPIRED_LONG_AGO;
+            n++;
+        }
     return n;
 }
 

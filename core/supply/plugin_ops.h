@@ -34,11 +34,14 @@ void ph_op_result_clear(const struct perkhub_host *host, struct perkhub_result *
  * product_id (an item without a usable one is removed) and name (free text,
  * at most 128 bytes). account: the recharge account of the
  * exchange, or NULL; no string that contains it is kept. Codes are the
- * supplier's delivery, sealed by fulfil and never shown: not touched.
+ * supplier's delivery, sealed by fulfil and never shown: their text is not
+ * touched; an expiry before 1970 (negative: 0 is "never or unknown") is read
+ * as PH_EXPIRED_LONG_AGO, an expiry long past, never as "never expires".
  * Called where plugin output enters the core: the I/O engine right after
  * parse_response (supplier_io_exchange.c) and callbacks.c right after
  * verify_callback, before anything reads res. Returns how many values were
  * dropped or replaced (for a log line; never the values). Any thread. */
+#define PH_EXPIRED_LONG_AGO 1 /* ms since the epoch: expired, and not 0 (never) */
 unsigned ph_op_result_clean(const struct perkhub_host *host, struct perkhub_result *res,
                             const char *account);
 

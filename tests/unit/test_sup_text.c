@@ -269,3 +269,24 @@ Test(sup_text, the_gate_keeps_clean_values)
     ph_op_result_clear(&HOST, &res);
     cr_assert_eq(live_blocks, 0, "%d blocks leaked or freed twice", live_blocks);
 }
+
+/* A code dated before 1970 has expired; it must not become one that never
+ * expires (0), which is what fulfil stored for any negative expiry before. */
+Test(sup_text, an_expiry_before_1970_stays_expired)
+{
+    live_blocks = 0;
+    struct perkhub_code codes[3] = {
+        {.code = "C-1", .expires_at_ms = -86400000},
+        {.code = "C-2", .expires_at_ms = 0},
+        {.code = "C-3", .expires_at_ms = 1767225600000},
+    };
+    struct perkhub_result res;
+    ph_op_result_init(&res);
+    res.codes = codes;
+    res.ncodes = 3;
+    cr_assert_eq(ph_op_result_clean(&HOST, &res, NULL), 1);
+    cr_expect_eq(codes[0].expires_at_ms, PH_EXPIRED_LONG_AGO);
+    cr_expect_eq(codes[1].expires_at_ms, 0, "never or unknown stays");
+    cr_expect_eq(codes[2].expires_at_ms, 1767225600000);
+    cr_assert_eq(live_blocks, 0);
+}

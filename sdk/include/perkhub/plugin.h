@@ -563,7 +563,7 @@ struct perkhub_response {
 struct perkhub_code {
     char *code;            /* the code or card password (卡密); required */
     char *card_no;         /* the card number (卡号) where the product has one, else NULL */
-    int64_t expires_at_ms; /* 0 = never or unknown */
+    int64_t expires_at_ms; /* 0 = never or unknown; negative: read as long expired */
 };
 
 /* One product of a supplier's catalog. */
