@@ -20,6 +20,20 @@
  * out of %s arguments. Numbers (%d %u %x %f %p with any length, width or
  * precision) are printed as printf would; a precision on %s cuts the value.
  *
+ * log.format: json writes the same call as one JSON object per line instead:
+ *
+ *   {"time":"2026-11-24T19:42:00.123Z","level":"info","req":"7f3a01",
+ *    "event":"order.created","order":12,"sku":"iqiyi.gold.1m"}
+ *
+ * (on one line). Each key=value of the format becomes a member: a value that
+ * is exactly one %d %i %u (any length) or floating conversion is a JSON number
+ * (a non-finite float is null); anything else — %s, %x, %p, literal text, a
+ * quoted value built from text and conversions — is a JSON string, escaped
+ * (control bytes as \u00XX, bytes that are not UTF-8 as U+FFFD). A line over
+ * 2048 bytes is cut between members or inside a string and ends with
+ * "truncated":true, so it still parses. A tail preformatted by ph_log_format
+ * (ph_log_tail) is read back member by member; its values are strings.
+ *
  * The logger is owned by the daemon context (no global state); modules that log
  * receive a pointer to it. Thread-safe: each line is formatted into a private
  * buffer and written with one write(2), so lines from threads never interleave.
@@ -31,17 +45,43 @@
 #include <stdatomic.h>
 #include <stddef.h>
 
+#include "base/status.h"
+
 enum ph_log_level { PH_LOG_DEBUG = 0, PH_LOG_INFO, PH_LOG_WARN, PH_LOG_ERROR };
 
 /* level is atomic because a reload (main thread) changes it while every other
  * thread reads it; plain assignment and reads stay correct (seq_cst), the
  * helpers below say what the daemon needs (relaxed: a line logged just before
  * or after the change is fine either way). fd is set once before any thread
- * starts and only read afterwards. */
+ * starts; its number never changes afterwards (ph_log_reopen puts another file
+ * behind it with dup2). format and path are set once before threads start. */
 typedef struct ph_logger {
     atomic_int level; /* lines below this level are dropped */
     int fd;           /* where lines go; 2 (stderr) by default */
+    int format;       /* PH_LOG_FORMAT_*; 0 (text, key=value) by default */
+    char *path;       /* log.file as opened (owned), or NULL: fd is not ours */
 } ph_logger;
+
+enum ph_log_format_kind { PH_LOG_FORMAT_TEXT = 0, PH_LOG_FORMAT_JSON };
+
+/* Parses "text" or "json"; returns PH_LOG_FORMAT_* or -1. */
+int ph_log_format_parse(const char *name);
+
+/* Sends lines to the file at path from now on: opened for append, created
+ * 0640 when missing. Before any other thread logs (it sets fd). Errors:
+ * PH_EIO naming the file (lg unchanged), PH_ENOMEM. Undone by ph_log_close. */
+int ph_log_open_file(ph_logger *lg, const char *path, ph_err *err);
+
+/* Opens the path again and puts the new file behind the same descriptor
+ * (logrotate renamed the old one): any thread may be logging meanwhile; each
+ * line goes whole to one of the two files. Main thread (the signal loop), one
+ * at a time. PH_OK without a file; PH_EIO naming the file when it cannot be
+ * opened (lines keep going to the old one). */
+int ph_log_reopen(ph_logger *lg, ph_err *err);
+
+/* Closes the file of ph_log_open_file (lines go to stderr again); nothing
+ * without one. After every other thread has stopped logging. */
+void ph_log_close(ph_logger *lg);
 
 /* Changes the level; any thread. */
 void ph_log_set_level(ph_logger *lg, int level);
