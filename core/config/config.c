@@ -81,6 +81,8 @@
 
 static const char *const log_names[] = {"debug", "info", "warn", "error", NULL};
 static const int log_values[] = {PH_LOG_DEBUG, PH_LOG_INFO, PH_LOG_WARN, PH_LOG_ERROR};
+static const char *const log_format_names[] = {"text", "json", NULL};
+static const int log_format_values[] = {PH_LOG_FORMAT_TEXT, PH_LOG_FORMAT_JSON};
 const char *const cfg_delivery_names[] = {"card_code", "recharge", NULL};
 const int cfg_delivery_values[] = {PH_DELIVERY_CARD_CODE, PH_DELIVERY_RECHARGE};
 static const char *const scope_names[] = {"fulfill", "support", "ops", NULL};
@@ -93,6 +95,8 @@ static const field listen_fields[] = {
 };
 static const field log_fields[] = {
     ENUM(ph_config, log_level, "level", 0, log_names, log_values, "info"),
+    ENUM(ph_config, log_format, "format", 0, log_format_names, log_format_values, "text"),
+    STR(ph_config, log_file, "file", 0, NULL),
 };
 static const field http_fields[] = {
     INT(ph_config, http_threads, "threads", 1, 256, 1, "4"),

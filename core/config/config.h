@@ -96,6 +96,9 @@ typedef struct ph_config {
     int master_key_create; /* generate the key file when missing (demo only) */
     char *plugin_dir;      /* where <plugin>.so files are found */
     int log_level;         /* PH_LOG_* */
+    int log_format;        /* PH_LOG_FORMAT_* (log.h); default text */
+    char *log_file;        /* NULL (stderr), or the file lines are appended to (reopened
+                              on SIGUSR1 for logrotate) */
     unsigned http_threads; /* libmicrohttpd thread pool size */
     /* The connection budget and timeouts (http_api.h, ph_http_opts, says what
      * each does; docs/config.md the defaults). reserved < max_connections. */

@@ -283,7 +283,7 @@ static void sweeper_stop(ph_daemon *d)
 static void wake_main(void *arg)
 {
     ph_daemon *d = arg;
-    pthread_kill(d->main_thread, SIGUSR1);
+    pthread_kill(d->main_thread, PH_SIGNAL_WAKE);
 }
 
 void ph_daemon_reap(ph_daemon *d)
@@ -413,12 +413,15 @@ int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_er
         return PH_ENOMEM;
     }
     ph_log_set_level(&d->log, level);
+    /* before any thread exists: format and fd are read by all of them */
+    d->log.format = cfg->log_format;
     ph_store_opts so = {
         .dir = cfg->data_dir, .map_size = cfg->map_size, .journal_file = d->journal_file};
     int rc;
     /* The store checks the keys against the data (store.h, "Keys"): a wrong key
      * file stops the start here, naming the key id and the file. */
     if ((cfg->pid_file && (rc = pid_file_lock(d, cfg->pid_file, err))) ||
+        (cfg->log_file && (rc = ph_log_open_file(&d->log, cfg->log_file, err))) ||
         (rc = load_keys(d, cfg, err)) ||
         (so.keys = d->keys, rc = ph_store_open(&so, &d->store, err)) ||
         (rc = log_migration(d, cfg)) || (rc = ph_daemon_sync_products(d, cfg, err)) ||
@@ -455,6 +458,10 @@ static void warn_restart_needed(ph_daemon *d, const ph_config *old, const ph_con
         what = "master_key_file";
     else if (strcmp(old->pid_file ? old->pid_file : "", neu->pid_file ? neu->pid_file : ""))
         what = "pid_file";
+    else if (old->log_format != neu->log_format)
+        what = "log.format";
+    else if (strcmp(old->log_file ? old->log_file : "", neu->log_file ? neu->log_file : ""))
+        what = "log.file";
     if (what)
         ph_log(&d->log, PH_LOG_WARN, NULL, "config.restart_needed",
                "setting=%s detail=\"changed in the file; the running value stays until restart\"",
@@ -524,4 +531,15 @@ void ph_daemon_stop(ph_daemon *d, int grace_ms)
     free(d->config_path);
     d->config_path = NULL;
     pid_file_remove(d);
+    ph_log_close(&d->log); /* every thread that logs has stopped */
+}
+
+void ph_daemon_reopen_log(ph_daemon *d)
+{
+    ph_err err = {0};
+    if (ph_log_reopen(&d->log, &err) != PH_OK)
+        ph_log(&d->log, PH_LOG_ERROR, NULL, "log.reopen_failed",
+               "detail=\"%s\" effect=\"lines keep going to the file open before\"", err.msg);
+    else if (d->log.path)
+        ph_log(&d->log, PH_LOG_INFO, NULL, "log.reopened", "file=%s", d->log.path);
 }

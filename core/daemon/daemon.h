@@ -1,7 +1,8 @@
 /*
  * daemon.h — the daemon's context: the one struct that owns every piece of
  * running state (no global mutable state lives anywhere else), and its
- * lifecycle: start, reload on SIGHUP, graceful stop on SIGTERM.
+ * lifecycle: start, reload on SIGHUP, log file reopen on SIGUSR1, graceful stop
+ * on SIGTERM.
  *
  * Calls run one way (core/daemon/README.md, docs/design.md "Layout"): HTTP
  * handlers (http/) → supplier orders and imports (supply/fulfil.c, codes/) →
@@ -21,6 +22,7 @@
 #define PH_DAEMON_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -62,11 +64,21 @@ typedef struct ph_daemon {
  * NULL) is remembered for reloads. On failure everything started is stopped. */
 int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_err *err);
 
+/* The signal the daemon sends its own main thread (pthread_kill) to have it
+ * reap: SIGUSR2, so that SIGUSR1 stays what logrotate setups send to reopen
+ * log files (nginx's convention). Harmless if sent from outside. */
+#define PH_SIGNAL_WAKE SIGUSR2
+
 /* Shuts down and closes the plugins of suppliers whose last reference went on
  * another thread (suppliers.h, the reaper). The daemon asks for it by sending
- * SIGUSR1 to main_thread, so the caller of ph_daemon_start must keep SIGUSR1
+ * PH_SIGNAL_WAKE to main_thread, so the caller of ph_daemon_start must keep it
  * blocked and call this when sigwait returns it (main.c). Main thread. */
 void ph_daemon_reap(ph_daemon *d);
+
+/* SIGUSR1: opens log.file again after logrotate renamed it, while other
+ * threads keep logging (ph_log_reopen); a failure is logged to the old file
+ * and changes nothing. Nothing without log.file. Main thread. */
+void ph_daemon_reopen_log(ph_daemon *d);
 
 /* Re-reads the configuration file. A file that does not validate, or whose
  * suppliers fail to start, changes nothing; err says why. Settings that need a

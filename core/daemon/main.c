@@ -43,7 +43,8 @@ static void usage(FILE *f)
           "\n"
           "signals: SIGHUP reloads the config file (an invalid file changes nothing),\n"
           "         SIGTERM/SIGINT stop after in-flight requests finish,\n"
-          "         SIGUSR1 is the daemon's own (harmless if sent from outside).\n",
+          "         SIGUSR1 reopens log.file (after logrotate renamed it),\n"
+          "         SIGUSR2 is the daemon's own (harmless if sent from outside).\n",
           f);
 }
 
@@ -227,7 +228,8 @@ static int run(const char *path)
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGUSR1); /* the daemon's own wake: a plugin to stop here (reaper) */
+    sigaddset(&set, SIGUSR1);        /* reopen log.file (logrotate) */
+    sigaddset(&set, PH_SIGNAL_WAKE); /* the daemon's own wake: a plugin to stop here (reaper) */
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* before any thread exists: all inherit it */
     signal(SIGPIPE, SIG_IGN);
 
@@ -243,8 +245,12 @@ static int run(const char *path)
     for (;;) {
         int sig = 0;
         sigwait(&set, &sig);
-        if (sig == SIGUSR1) {
+        if (sig == PH_SIGNAL_WAKE) {
             ph_daemon_reap(&d); /* plugins' shutdown and dlclose run on this thread only */
+            continue;
+        }
+        if (sig == SIGUSR1) {
+            ph_daemon_reopen_log(&d);
             continue;
         }
         if (sig == SIGHUP) {

@@ -116,7 +116,7 @@ size_t ph_suppliers_reap(ph_suppliers *s);
 
 /* wake(arg) is called, on the releasing thread and with no lock held, each
  * time a supplier starts waiting for ph_suppliers_reap; it must only signal
- * the main thread (the daemon sends itself SIGUSR1, main.c). NULL (the
+ * the main thread (the daemon sends itself SIGUSR2, main.c). NULL (the
  * default) relies on the next apply or destroy. @note Thread-safe. */
 void ph_suppliers_set_wake(ph_suppliers *s, void (*wake)(void *arg), void *arg);
 

@@ -244,7 +244,7 @@ Test(supplier_reload, disable_and_enable_gateway_with_orders_in_flight)
     expect_supplier("gateway", 0, "disabled");
     /* the last reference to the disabled instance went with its last order, on
      * fulfil's thread; the plugin is shut down by the main thread (the reaper,
-     * woken by SIGUSR1), now and not at the next reload */
+     * woken by SIGUSR2), now and not at the next reload */
     cr_assert_eq(h_log_wait(&D, "msg=supplier.stopped supplier=gateway", 1, 15000), 0,
                  "the disabled gateway instance was not stopped (log %s)", D.log);
 

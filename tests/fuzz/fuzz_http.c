@@ -171,7 +171,7 @@ static void daemon_up(void)
     memset(&fz.d, 0, sizeof fz.d);
     if (ph_daemon_start(&fz.d, cfg, NULL, &err) != PH_OK)
         die("daemon", err.msg);
-    /* the daemon would wake this thread with SIGUSR1 (main.c's sigwait), which
+    /* the daemon would wake this thread with SIGUSR2 (main.c's sigwait), which
      * libFuzzer takes as "stop": suppliers are reaped when it stops instead */
     ph_suppliers_set_wake(fz.d.suppliers, NULL, NULL);
     fz.up = 1;

@@ -105,9 +105,9 @@ static void daemon_up(void)
     ph_err err = {0};
     cr_assert_eq(ph_config_load_string(yaml, (size_t)n, "offline", &cfg, &err), PH_OK, "%s",
                  err.msg);
-    /* the daemon wakes its starting thread with SIGUSR1 to reap a supplier
+    /* the daemon wakes its starting thread with PH_SIGNAL_WAKE to reap a supplier
      * (main.c's sigwait); here they are reaped when it stops */
-    signal(SIGUSR1, SIG_IGN);
+    signal(PH_SIGNAL_WAKE, SIG_IGN);
     cr_assert_eq(ph_daemon_start(&D, cfg, NULL, &err), PH_OK, "%s", err.msg);
 }
 
