@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""test_docs.py — every runnable example of README.md, docs/api.md and
-docs/perkctl.md, run against the demo, so that the docs cannot drift.
+"""test_docs.py — every runnable example of README.md, docs/api.md,
+docs/perkctl.md and docs/operations.md, run against the demo, so that the docs cannot drift.
 
 For each file: a fresh demo (the real tools/demo.sh, copied into a temporary
 directory, with PORT=0: the embedded default on an ephemeral port, its own
@@ -55,7 +55,7 @@ import sys
 import tempfile
 import time
 
-FILES = ["README.md", "docs/api.md", "docs/perkctl.md"]
+FILES = ["README.md", "docs/api.md", "docs/perkctl.md", "docs/operations.md"]
 RUNNABLE_INFO = {"sh", "bash", "shell", "console"}
 BLOCK_TIMEOUT_S = 120
 
