@@ -438,11 +438,24 @@ typedef struct jline {
     int cut;    /* something was left out: "truncated":true at the end */
 } jline;
 
+/* The members the line itself writes: a field of that name is written as
+ * "_name", so that no object has a key twice (a parser may keep either). */
+static int head_key(const char *key, size_t kn)
+{
+    static const char *const names[] = {"time", "level", "req", "event", "truncated"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (strlen(names[i]) == kn && memcmp(names[i], key, kn) == 0)
+            return 1;
+    return 0;
+}
+
 /* ,"key": — returns the length before it, for member_end. */
-static size_t member_begin(jline *j, const char *key, size_t kn)
+static size_t member_begin(jline *j, const char *key, size_t kn, int field)
 {
     size_t mark = j->o->len;
     put_n(j->o, ",\"", 2);
+    if (field && head_key(key, kn))
+        put(j->o, '_');
     put_json_text(j->o, key, kn, j->lim, &j->cut);
     put_n(j->o, "\":", 2);
     return mark;
@@ -459,11 +472,11 @@ static int member_end(jline *j, size_t mark)
     return 1;
 }
 
-static void member_str(jline *j, const char *key, const char *v, size_t vn)
+static void member_str(jline *j, const char *key, const char *v, size_t vn, int field)
 {
     if (j->cut)
         return;
-    size_t mark = member_begin(j, key, strlen(key));
+    size_t mark = member_begin(j, key, strlen(key), field);
     put(j->o, '"');
     put_json_text(j->o, v, vn, j->lim - 1, &j->cut);
     put(j->o, '"');
@@ -503,7 +516,7 @@ static void jformat(jline *j, const char *fmt, va_list *ap)
             key = k, kn = (size_t)(p++ - k);
         else
             p = k;
-        size_t mark = member_begin(j, key, kn);
+        size_t mark = member_begin(j, key, kn, 1);
         if (sole_number(p)) {
             conv c;
             if (!take_conv(&p, ap, &c))
@@ -594,7 +607,7 @@ static void jtail(jline *j, const char *t)
         size_t kl = kn < sizeof kb - 1 ? kn : sizeof kb - 1;
         memcpy(kb, key, kl);
         kb[kl] = 0;
-        member_str(j, kb, v, vn);
+        member_str(j, kb, v, vn, 1);
     }
 }
 
@@ -648,8 +661,8 @@ static void write_line(const ph_logger *lg, int level, const char *req, const ch
         put_n(&o, level_names[level], strlen(level_names[level]));
         put(&o, '"');
         if (req)
-            member_str(&j, "req", req, strlen(req));
-        member_str(&j, "event", msg, strlen(msg));
+            member_str(&j, "req", req, strlen(req), 0);
+        member_str(&j, "event", msg, strlen(msg), 0);
         if (fmt)
             jformat(&j, fmt, ap);
         else if (tail)

@@ -27,7 +27,9 @@
  *
  * (on one line). Each key=value of the format becomes a member: a value that
  * is exactly one %d %i %u (any length) or floating conversion is a JSON number
- * (a non-finite float is null); anything else — %s, %x, %p, literal text, a
+ * (a non-finite float is null); a field named like a member of the line
+ * (time, level, req, event, truncated) is written "_level" and so on, so no
+ * key occurs twice; anything else — %s, %x, %p, literal text, a
  * quoted value built from text and conversions — is a JSON string, escaped
  * (control bytes as \u00XX, bytes that are not UTF-8 as U+FFFD). A line over
  * 2048 bytes is cut between members or inside a string and ends with

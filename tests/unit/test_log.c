@@ -266,6 +266,31 @@ Test(log_json, values_built_by_the_format)
     json_decref(o);
 }
 
+Test(log_json, a_field_cannot_pass_for_the_head)
+{
+    ph_logger *lg = json_logger();
+    ph_log(lg, PH_LOG_INFO, "r1", "t.x", "level=%s event=%s req=%s time=%d truncated=%s", "error",
+           "forged", "r2", 5, "no");
+    json_t *o = parse_line(lg); /* duplicate keys refused */
+    cr_expect_str_eq(str_of(o, "level"), "info");
+    cr_expect_str_eq(str_of(o, "event"), "t.x");
+    cr_expect_str_eq(str_of(o, "req"), "r1");
+    cr_expect_str_eq(str_of(o, "_level"), "error");
+    cr_expect_str_eq(str_of(o, "_event"), "forged");
+    cr_expect_str_eq(str_of(o, "_req"), "r2");
+    cr_expect_eq(json_integer_value(json_object_get(o, "_time")), 5);
+    cr_expect_str_eq(str_of(o, "_truncated"), "no");
+    json_decref(o);
+    char tail[128];
+    ph_log_format(tail, sizeof tail, "level=%s", "error");
+    lg = json_logger();
+    ph_log_tail(lg, PH_LOG_WARN, NULL, "plugin.x", tail);
+    o = parse_line(lg);
+    cr_expect_str_eq(str_of(o, "level"), "warn");
+    cr_expect_str_eq(str_of(o, "_level"), "error");
+    json_decref(o);
+}
+
 Test(log_json, non_finite_is_null_and_null_string)
 {
     ph_logger *lg = json_logger();
