@@ -587,21 +587,27 @@ static void jtail(jline *j, const char *t)
             t = k;
         size_t vn = 0;
         int inq = 0;
-        while (*t && (inq || *t != ' ') && vn < sizeof v) {
+        /* a value longer than a line is cut (member_str would cut it anyway),
+         * and the rest of it skipped, not read as more fields */
+        while (*t && (inq || *t != ' ')) {
+            char ch;
             if (*t == '"') {
                 inq = !inq;
                 t++;
+                continue;
             } else if (inq && t[0] == '\\' && t[1] == 'x' && isxdigit((unsigned char)t[2]) &&
                        isxdigit((unsigned char)t[3])) {
                 char h[3] = {t[2], t[3], 0};
-                v[vn++] = (char)strtoul(h, NULL, 16);
+                ch = (char)strtoul(h, NULL, 16);
                 t += 4;
             } else if (inq && t[0] == '\\' && t[1]) {
-                v[vn++] = t[1];
+                ch = t[1];
                 t += 2;
             } else {
-                v[vn++] = *t++;
+                ch = *t++;
             }
+            if (vn < sizeof v)
+                v[vn++] = ch;
         }
         char kb[128];
         size_t kl = kn < sizeof kb - 1 ? kn : sizeof kb - 1;

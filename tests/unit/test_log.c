@@ -342,6 +342,23 @@ Test(log_json, a_preformatted_tail_reads_back)
     json_decref(o);
 }
 
+Test(log_json, a_long_preformatted_tail_is_cut_not_misread)
+{
+    size_t n = 5000;
+    char *tail = malloc(n + 32);
+    memcpy(tail, "v=\"", 3);
+    for (size_t i = 0; i < n; i += 5)
+        memcpy(tail + 3 + i, "a x=1", 5); /* inside quotes: one value */
+    strcpy(tail + 3 + n, "\" after=2");
+    ph_logger *lg = json_logger();
+    ph_log_tail(lg, PH_LOG_INFO, NULL, "t.x", tail);
+    free(tail);
+    json_t *o = parse_line(lg);
+    cr_expect_eq(json_object_get(o, "truncated"), json_true());
+    cr_expect_null(json_object_get(o, "x"), "no field read from inside the long value");
+    json_decref(o);
+}
+
 Test(log_json, format_names)
 {
     cr_expect_eq(ph_log_format_parse("json"), PH_LOG_FORMAT_JSON);
