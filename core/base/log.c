@@ -13,6 +13,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -139,6 +140,19 @@ typedef struct conv {
 
 enum { LEN_NONE, LEN_HH, LEN_H, LEN_L, LEN_LL, LEN_Z, LEN_J, LEN_T, LEN_BIG_L };
 
+/* Decimal digits of v at q (at most 10); returns the end. */
+static char *put_uint(char *q, unsigned v)
+{
+    char d[10];
+    size_t n = 0;
+    do
+        d[n++] = (char)('0' + v % 10);
+    while ((v /= 10) && n < sizeof d);
+    while (n)
+        *q++ = d[--n];
+    return q;
+}
+
 /* Reads the conversion that starts at *pp (a '%' not followed by '%') and
  * takes its argument; *pp moves past it. Width and precision apply to
  * numbers; on %s a precision cuts the value (a width is ignored: values are
@@ -160,6 +174,11 @@ static int take_conv(const char **pp, va_list *ap, conv *c)
     if (*p == '*') {
         p++;
         width = va_arg(*ap, int);
+        if (width < 0) { /* printf: a negative width is '-' and its magnitude */
+            if (nf < sizeof flags - 1)
+                flags[nf++] = '-';
+            width = width == INT_MIN ? 0 : -width;
+        }
     } else if (*p >= '0' && *p <= '9') {
         width = 0;
         while (*p >= '0' && *p <= '9')
@@ -297,13 +316,23 @@ static int take_conv(const char **pp, va_list *ap, conv *c)
     default:
         return 0;
     }
-    /* the spec again for the value as stored: "%-*.*hd" -> "%-5.3lld" */
-    char w[16] = "", pr[16] = "";
+    /* the spec again for the value as stored: "%-*.*hd" -> "%-5.3lld" (by
+     * hand: this runs for every number of every line) */
+    char *q = c->spec;
+    *q++ = '%';
+    memcpy(q, flags, nf);
+    q += nf;
     if (width >= 0)
-        snprintf(w, sizeof w, "%d", width);
-    if (have_prec)
-        snprintf(pr, sizeof pr, ".%d", prec);
-    snprintf(c->spec, sizeof c->spec, "%%%s%s%s%s%c", flags, w, pr, lm, letter);
+        q = put_uint(q, (unsigned)width);
+    if (have_prec) {
+        *q++ = '.';
+        q = put_uint(q, (unsigned)prec);
+    }
+    size_t ln = strlen(lm);
+    memcpy(q, lm, ln);
+    q += ln;
+    *q++ = letter;
+    *q = 0;
     return 1;
 }
 

@@ -100,11 +100,13 @@ Test(log, numbers_as_printf)
     ph_logger *lg = logger();
     long long big = -1234567890123LL;
     ph_log(lg, PH_LOG_INFO, NULL, "t.x",
-           "d=%d u=%u lld=%lld llu=%llu zu=%zu x=%08x f=%.2f w=%-*d| p=%.*s pct=100%% l=%ld", -5,
-           7u, big, 18446744073709551615ULL, (size_t)42, 0xbeefu, 3.14159, 4, 9, 3, "abcdef", -7L);
+           "d=%d u=%u lld=%lld llu=%llu zu=%zu x=%08x f=%.2f w=%-*d| p=%.*s pct=100%% l=%ld "
+           "nw=%*d|",
+           -5, 7u, big, 18446744073709551615ULL, (size_t)42, 0xbeefu, 3.14159, 4, 9, 3, "abcdef",
+           -7L, -3, 1);
     cr_expect_str_eq(tail_of(read_back(lg)),
                      "d=-5 u=7 lld=-1234567890123 llu=18446744073709551615 zu=42 x=0000beef "
-                     "f=3.14 w=9   | p=abc pct=100% l=-7\n");
+                     "f=3.14 w=9   | p=abc pct=100% l=-7 nw=1  |\n");
 }
 
 Test(log, msg_and_req_are_escaped_too)
