@@ -111,8 +111,8 @@ enum {
 
 /* 1 when `reason` (a plugin's reason word; NULL = none) says the supplier
  * refused our credentials or signature: auth_failed, bad_credentials,
- * unauthorized, signature_invalid, bad_request_signature, ip_not_allowed
- * (docs/sdk.md). Pure, any thread. */
+ * unauthorized, unknown_app_key, signature_invalid, bad_request_signature,
+ * ip_not_allowed (docs/sdk.md). Pure, any thread. */
 int ph_sio_auth_reason(const char *reason);
 
 /* How a complete reply with HTTP `status` counts (PH_SIO_CL_*), given what
