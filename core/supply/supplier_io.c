@@ -751,7 +751,7 @@ ph_sio_limits ph_sio_limits_of(const ph_supplier_conf *sc)
  * bad_request_signature and unknown_app_key are the gateway plugin's words
  * for its codes 1001 and 1003, unauthorized the rewards plugin's for HTTP 401. */
 static const char *const auth_reasons[] = {
-    "auth_failed",       "bad_credentials",       "unauthorized",    "unknown_app_key",
+    "auth_failed",       "bad_credentials",       "unauthorized",   "unknown_app_key",
     "signature_invalid", "bad_request_signature", "ip_not_allowed",
 };
 

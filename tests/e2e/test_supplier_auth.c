@@ -202,8 +202,7 @@ static void refused_then_restored(const char *a_proto, const char *b_proto, cons
     json_t *auth = json_object_get(health, "auth");
     cr_assert_str_eq(h_str(auth, "state"), "failed", "%s", h_dump(s, b, sizeof b));
     cr_assert_str_eq(h_str(auth, "why"), why);
-    cr_assert(json_is_string(json_object_get(auth, "next_probe_at")), "%s",
-              h_dump(s, b, sizeof b));
+    cr_assert(json_is_string(json_object_get(auth, "next_probe_at")), "%s", h_dump(s, b, sizeof b));
     json_decref(s);
     s = supplier("sb");
     cr_assert_str_eq(h_str(s, "state"), "ready");
@@ -217,8 +216,9 @@ static void refused_then_restored(const char *a_proto, const char *b_proto, cons
         cr_assert_str_eq(attempts_of(o, b, sizeof b), "sb:succeeded", "order %s", coid);
         json_decref(o);
     }
-    cr_assert_lt(h_now_ms() - t0, COOL_MS, "the machine was too slow for the cool-down: "
-                                           "the orders above may have probed A");
+    cr_assert_lt(h_now_ms() - t0, COOL_MS,
+                 "the machine was too slow for the cool-down: "
+                 "the orders above may have probed A");
     cr_assert_eq(refused_at_sim(a_proto), 1, "A was asked again during the cool-down");
 
     /* one event, not one per order; its fields are ours */
@@ -252,8 +252,7 @@ static void refused_then_restored(const char *a_proto, const char *b_proto, cons
     s = supplier("sa");
     cr_assert_str_eq(h_str(s, "state"), "ready", "%s", h_dump(s, b, sizeof b));
     cr_assert(!json_is_string(json_object_get(s, "error")), "%s", h_dump(s, b, sizeof b));
-    cr_assert_str_eq(h_str(json_object_get(json_object_get(s, "health"), "auth"), "state"),
-                     "ok");
+    cr_assert_str_eq(h_str(json_object_get(json_object_get(s, "health"), "auth"), "state"), "ok");
     json_decref(s);
 
     o = order_ok("au-after");
@@ -272,6 +271,5 @@ Test(supplier_auth, http_401_marks_auth_failed_and_a_probe_restores, .timeout = 
 /* gateway refuses the signature on HTTP 200: the plugin's reason word is the why */
 Test(supplier_auth, refused_signature_reason_marks_auth_failed, .timeout = 120)
 {
-    refused_then_restored("gateway", "rewards", "bad_request_signature",
-                          "bad_request_signature");
+    refused_then_restored("gateway", "rewards", "bad_request_signature", "bad_request_signature");
 }
