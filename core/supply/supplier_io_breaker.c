@@ -1,7 +1,8 @@
 /*
  * supplier_io_breaker.c — the I/O engine's per-supplier records: the
- * supplier's FIFO slot, its health counters and its circuit breaker
- * (closed, open, half-open). Called with the engine's mutex held.
+ * supplier's FIFO slot, its health counters, its circuit breaker (closed,
+ * open, half-open) and its credential mark (auth_failed, supplier_io.h
+ * "Credentials"). Called with the engine's mutex held.
  */
 #include "supply/supplier_io.h"
 #include "supply/sio_int.h"
