@@ -176,7 +176,7 @@ void sio_breaker_note(ph_sio *io, sio_sup *ss, int cls, int64_t now);
 void sio_health_note(sio_sup *ss, const ph_sio_job *job);
 /* The credential state after a finished job of a submitter that reports it
  * (job->track_auth): a refusal (CL_AUTH) marks the supplier, a business
- * answer clears it; sets job->auth_change on a transition. */
+ * answer to an order exchange clears it; sets job->auth_change on a transition. */
 void sio_auth_note(ph_sio *io, sio_sup *ss, ph_sio_job *job, int cls, int64_t now);
 
 /* supplier_io.c: small helpers and the timer heap */

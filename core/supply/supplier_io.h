@@ -46,8 +46,10 @@
  * `auth_retry_ms` (default 30000) have passed; then it lets one order through
  * as the probe (a refusal is definite, so the probe order fails over safely
  * and tests the very path orders use). A refused probe doubles the wait up to
- * `auth_retry_max_ms` (default 600000); any business answer of a tracked job
- * (the probe, or a query of an older order) clears the mark. The mark lives
+ * `auth_retry_max_ms` (default 600000); a business answer to a tracked order
+ * exchange (the probe, or an order sent before the mark) clears it — a
+ * query's does not: a supplier that answers queries but refuses orders must
+ * not flip with every query. The mark lives
  * in memory like the breaker: after a restart the first refusal marks again. A probe handed out by
  * ph_sio_allow that has not finished after timeout_ms + breaker_open_ms expires, and the next
  * caller gets the probe. The breaker only informs routing (ph_sio_allow); jobs submitted anyway are
@@ -102,7 +104,8 @@ typedef struct ph_sio_limits {
 /* How a finished exchange counts for the supplier's health. */
 enum {
     PH_SIO_CL_NEUTRAL = 0, /* counts for nothing */
-    PH_SIO_CL_BUSINESS,    /* the supplier answered: closes the breaker, clears auth_failed */
+    PH_SIO_CL_BUSINESS,    /* the supplier answered: closes the breaker (an order's answer
+                              also clears auth_failed) */
     PH_SIO_CL_FAILURE,     /* a transport failure: counts toward the breaker */
     PH_SIO_CL_AUTH         /* our credentials or signature were refused: auth_failed */
 };

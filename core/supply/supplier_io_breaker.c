@@ -94,9 +94,9 @@ void sio_breaker_note(ph_sio *io, sio_sup *ss, int cls, int64_t now)
         breaker_set(io, ss, BR_OPEN, now);
 }
 
-/* Refusals and answers of tracked jobs move the credential state; exactly the
- * job that makes a transition carries it (auth_change) to its submitter, who
- * stores the event. A refusal while marked pushes the next probe out, doubled
+/* Refusals and order answers of tracked jobs move the credential state;
+ * exactly the job that makes a transition carries it (auth_change) to its
+ * submitter, who stores the event. A refusal while marked pushes the next probe out, doubled
  * when it answers a probe (up to the ceiling); an order sent before the mark
  * and refused after it only restarts the wait. */
 void sio_auth_note(ph_sio *io, sio_sup *ss, ph_sio_job *job, int cls, int64_t now)
@@ -123,7 +123,11 @@ void sio_auth_note(ph_sio *io, sio_sup *ss, ph_sio_job *job, int cls, int64_t no
         ss->auth_probe_out = 0;
         return;
     }
-    if (cls == CL_BUSINESS && ss->auth_failed) {
+    /* only an order exchange clears it: it is what routing asks about, and a
+     * supplier whose queries pass while orders are refused must not flip
+     * between the two states with every query */
+    int order = job->op.kind == PERKHUB_OP_CARD_ORDER || job->op.kind == PERKHUB_OP_RECHARGE;
+    if (cls == CL_BUSINESS && order && ss->auth_failed) {
         ss->auth_failed = 0;
         ss->auth_why[0] = '\0';
         ss->auth_since_wall = ss->auth_retry_mono = 0;

@@ -1053,6 +1053,30 @@ Test(sio, auth_failed_and_restored)
     cr_assert(wait_allowed(3000), "no second probe");
     cr_assert_geq(now_ms() - probe1, 300, "the wait doubled (150 -> 300 ms)");
 
+    /* an answered order query is no proof for orders: the mark stays */
+    {
+        tjob q;
+        memset(&q, 0, sizeof q);
+        cr_assert_eq(ph_suppliers_acquire(E.sups, "web", &q.j.sup), PH_OK);
+        snprintf(q.ref, sizeof q.ref, "q-auth");
+        q.j.op.kind = PERKHUB_OP_ORDER_QUERY;
+        q.j.op.order_kind = PERKHUB_OP_RECHARGE;
+        q.j.op.order_ref = q.ref;
+        q.j.op.product_id = "json_processing";
+        q.j.limits = lim;
+        q.j.done = on_done;
+        q.j.arg = &q;
+        q.j.track_auth = 1;
+        int before = E.done;
+        cr_assert_eq(ph_sio_submit(E.io, &q.j), PH_OK);
+        cr_assert(wait_done(before + 1, 5000));
+        cr_assert_eq(q.j.outcome, PERKHUB_OK, "%s", q.j.detail);
+        cr_assert_eq(q.j.auth_change, 0);
+        release(&q, 1);
+        ph_sio_health_get(E.io, "web", &h);
+        cr_assert_eq(h.auth_failed, 1);
+    }
+
     /* the second probe is answered: the mark clears, once */
     run_tracked(&t, "ok", lim, 1);
     cr_assert_eq(t.j.auth_change, PH_SIO_AUTH_RESTORED);
