@@ -207,6 +207,12 @@ static void refused_then_restored(const char *a_proto, const char *b_proto, cons
     s = supplier("sb");
     cr_assert_str_eq(h_str(s, "state"), "ready");
     json_decref(s);
+    /* the supplier's own words ("missing or wrong credentials", "bad
+     * signature") appear nowhere */
+    r = h_get(&D, "/v1/suppliers", "ops-token");
+    cr_assert(!strstr(r.body, "wrong credentials") && !strstr(r.body, "bad signature"), "%s",
+              r.body);
+    h_resp_free(&r);
 
     /* new orders skip A while the cool-down runs */
     for (int i = 0; i < SKIPPING; i++) {
@@ -228,6 +234,10 @@ static void refused_then_restored(const char *a_proto, const char *b_proto, cons
     cr_assert_str_eq(h_str(ev, "why"), why);
     cr_assert_eq(json_object_size(ev), 5, "seq, at, type, supplier, why: %s",
                  h_dump(ev, b, sizeof b));
+    char *all = json_dumps(feed, JSON_COMPACT);
+    cr_assert(all && !strstr(all, "wrong credentials") && !strstr(all, "bad signature"), "%s",
+              all ? all : "");
+    free(all);
     json_decref(feed);
 
     /* the supplier fixes our key; after the cool-down the next order probes */
