@@ -138,6 +138,8 @@ static const field supplier_fields[] = {
     BOOL(ph_supplier_conf, tls_verify, "tls_verify", "true"),
     INT(ph_supplier_conf, breaker_failures, "breaker_failures", 1, 1000000, 1, "5"),
     INT(ph_supplier_conf, breaker_open_ms, "breaker_open_ms", 1, 86400000, 1, "10000"),
+    INT(ph_supplier_conf, auth_retry_ms, "auth_retry_ms", 1, 86400000, 1, "30000"),
+    INT(ph_supplier_conf, auth_retry_max_ms, "auth_retry_max_ms", 1, 86400000, 1, "600000"),
     INT(ph_supplier_conf, query_max_delay_ms, "query_max_delay_ms", 1, 3600000, 1, "30000"),
     INT(ph_supplier_conf, processing_window_s, "processing_window_s", 0, 604800, 1, "0"),
 };

@@ -56,6 +56,8 @@ typedef struct ph_supplier_conf {
     int tls_verify;               /* default true */
     unsigned breaker_failures;    /* consecutive failures that open the breaker; default 5 */
     unsigned breaker_open_ms;     /* how long it stays open before a probe; default 10000 */
+    unsigned auth_retry_ms;       /* auth_failed: wait before the first probe; default 30000 */
+    unsigned auth_retry_max_ms;   /* the ceiling that wait doubles to; default 600000 */
     unsigned query_max_delay_ms;  /* ceiling of the order-query backoff; default 30000 */
     unsigned processing_window_s; /* overrides the plugin's processing window; 0 = the plugin's */
 } ph_supplier_conf;

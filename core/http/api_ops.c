@@ -67,11 +67,11 @@ int ph_api_events(ph_req *r)
                        json_pack("{s:o,s:I}", "events", arr, "next_after", (json_int_t)last));
 }
 
-/* The I/O engine's view of a supplier: circuit breaker and exchange counts. */
-static json_t *supplier_health(ph_req *r, const char *id)
+/* The I/O engine's view of a supplier: circuit breaker, credentials and
+ * exchange counts. */
+static json_t *supplier_health(const ph_sio_health *hp)
 {
-    ph_sio_health h;
-    ph_sio_health_get(r->env->sio, id, &h);
+    const ph_sio_health h = *hp;
     json_t *j = json_pack("{s:s,s:i,s:i,s:i,s:{s:I,s:I,s:I,s:I,s:I,s:I}}", "breaker", h.breaker,
                           "consecutive_failures", (int)h.consecutive_failures, "in_flight",
                           (int)h.in_flight, "queued", (int)h.queued, "exchanges", "sent",
@@ -79,6 +79,13 @@ static json_t *supplier_health(ph_req *r, const char *id)
                           (json_int_t)h.definite, "retryable", (json_int_t)h.retryable, "ambiguous",
                           (json_int_t)h.ambiguous, "not_sent", (json_int_t)h.not_sent);
     ph_view_time(j, "opened_at", h.opened_at);
+    json_t *auth = json_pack("{s:s}", "state", h.auth_failed ? "failed" : "ok");
+    if (h.auth_failed) {
+        json_object_set_new(auth, "why", json_string(h.auth_why));
+        ph_view_time(auth, "since", h.auth_failed_at);
+        ph_view_time(auth, "next_probe_at", h.auth_probe_at);
+    }
+    json_object_set_new(j, "auth", auth);
     return j;
 }
 
@@ -93,11 +100,19 @@ int ph_api_suppliers(ph_req *r)
     for (size_t i = 0; i < n; i++) {
         char abi[16];
         snprintf(abi, sizeof abi, "%u.%u", info[i].abi_major, info[i].abi_minor);
+        ph_sio_health h;
+        ph_sio_health_get(r->env->sio, info[i].id, &h);
+        /* a running supplier that refuses our credentials is not ready: it
+         * says so, and why (an HTTP status or a reason word, never its text) */
+        int auth = h.auth_failed && !strcmp(info[i].state, PH_SUPPLIER_READY);
+        if (auth)
+            snprintf(info[i].error, sizeof info[i].error, "%s", h.auth_why);
         json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:b,s:i,s:s,s:s?}", "id", info[i].id, "plugin",
                               info[i].plugin, "plugin_version", info[i].plugin_version, "abi", abi,
                               "enabled", info[i].enabled, "priority", info[i].priority, "state",
-                              info[i].state, "error", info[i].error[0] ? info[i].error : NULL);
-        json_object_set_new(j, "health", supplier_health(r, info[i].id));
+                              auth ? PH_SUPPLIER_AUTH_FAILED : info[i].state, "error",
+                              info[i].error[0] ? info[i].error : NULL);
+        json_object_set_new(j, "health", supplier_health(&h));
         json_array_append_new(arr, j);
     }
     free(info);

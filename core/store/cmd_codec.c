@@ -36,6 +36,8 @@ static const char *type_name(int type)
         return "attempt";
     case PH_CMD_EXPIRE:
         return "expire";
+    case PH_CMD_NOTE_EVENT:
+        return "note_event";
     default:
         return "?";
     }
@@ -181,6 +183,10 @@ static int encode_cmd(wbuf *b, const ph_cmd *c, size_t idx, ph_err *err)
         break;
     case PH_CMD_EXPIRE:
         w_u32(b, c->in.expire.limit);
+        break;
+    case PH_CMD_NOTE_EVENT:
+        w_str(b, c->in.note.name);
+        w_str(b, c->in.note.fields);
         break;
     default:
         /* a new command kind must be given an encoding here, or replication
@@ -514,6 +520,10 @@ static int decode_cmd(rd *r, ph_cmd *c, int *rc_out)
         break;
     case PH_CMD_EXPIRE:
         c->in.expire.limit = r_u32(r, "limit");
+        break;
+    case PH_CMD_NOTE_EVENT:
+        c->in.note.name = r_str(r, "name");
+        c->in.note.fields = r_str(r, "fields");
         break;
     default:
         r->kind = "?";

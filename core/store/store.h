@@ -289,7 +289,15 @@ enum ph_cmd_type {
     PH_CMD_SUPPLY_CREATE, /* accept an order to be fulfilled by a supplier (idempotent) */
     PH_CMD_ATTEMPT,       /* record what an attempt at a supplier came to */
     PH_CMD_EXPIRE,        /* the expiry sweep: retire available codes that are due */
+    PH_CMD_NOTE_EVENT,    /* an event about something the store keeps no record of */
 };
+
+/* The event names PH_CMD_NOTE_EVENT accepts: a closed list, so the feed's
+ * vocabulary is reviewed here. Append a name (never reuse one) when a new
+ * kind of note is needed: offer.price_changed, stock.low, supplier.balance_low
+ * are meant to come this way. */
+#define PH_NOTE_EVENTS     "supplier.auth_failed", "supplier.auth_restored"
+#define PH_NOTE_FIELDS_MAX 1024 /* bytes of a note's fields (JSON text) */
 
 #define PH_EXPIRE_LIMIT 1024 /* expiry index entries one PH_CMD_EXPIRE visits by default */
 
@@ -428,6 +436,23 @@ struct ph_cmd {
         struct {
             uint32_t limit;
         } expire;
+        /*
+         * NOTE_EVENT: appends one event `name` carrying the members of `fields`
+         * and changes no other record — a fact the core observed about
+         * something the store keeps no record of (a supplier refused our
+         * credentials: supplier.auth_failed, then supplier.auth_restored).
+         * Generic on purpose: a new note is a name added to PH_NOTE_EVENTS,
+         * not a new command. `fields` is a JSON object text the core built
+         * from values it owns (ids, numbers, words of a fixed list — never
+         * supplier text), at most PH_NOTE_FIELDS_MAX bytes, without the
+         * event's own keys seq, at and type. Refusals (nothing written):
+         * PH_EINVAL naming `name` (not in PH_NOTE_EVENTS) or `fields` (not a
+         * JSON object, too long, a reserved key).
+         */
+        struct {
+            const char *name;
+            const char *fields;
+        } note;
     } in;
 
     /* ---- results, valid once the command completed ---- */

@@ -444,6 +444,32 @@ static int apply_products(ph_wtxn *w, ph_cmd *c)
     return rc;
 }
 
+/* ---- notes ------------------------------------------------------------------ */
+
+static const char *const note_events[] = {PH_NOTE_EVENTS};
+
+/* One event and nothing else (store.h, PH_CMD_NOTE_EVENT). */
+static int apply_note(ph_wtxn *w, ph_cmd *c)
+{
+    const char *name = c->in.note.name, *txt = c->in.note.fields;
+    int known = 0;
+    for (size_t i = 0; name && i < sizeof note_events / sizeof *note_events; i++)
+        known |= !strcmp(name, note_events[i]);
+    if (!known)
+        return ph_err_set(&c->err, PH_EINVAL, "note: name: not a note event");
+    if (!txt || strlen(txt) > PH_NOTE_FIELDS_MAX)
+        return ph_err_set(&c->err, PH_EINVAL, "note: fields: missing or over %d bytes",
+                          PH_NOTE_FIELDS_MAX);
+    json_t *f = json_loads(txt, JSON_REJECT_DUPLICATES, NULL);
+    if (!json_is_object(f) || json_object_get(f, "seq") || json_object_get(f, "at") ||
+        json_object_get(f, "type")) {
+        json_decref(f);
+        return ph_err_set(&c->err, PH_EINVAL,
+                          "note: fields: not a JSON object without seq, at and type");
+    }
+    return store_emit(w, c->now, name, f, &c->err);
+}
+
 int ph_store_apply(ph_wtxn *w, ph_cmd *c)
 {
     switch (c->type) {
@@ -459,6 +485,8 @@ int ph_store_apply(ph_wtxn *w, ph_cmd *c)
         return store_apply_attempt(w, c);
     case PH_CMD_EXPIRE:
         return store_apply_expire(w, c);
+    case PH_CMD_NOTE_EVENT:
+        return apply_note(w, c);
     case PH_CMD_PUT_PRODUCTS:
         memset(&w->s->memo, 0, sizeof w->s->memo); /* orderability may change */
         return apply_products(w, c);

@@ -22,11 +22,14 @@ static void set_reason(ph_attempt_move *m, const char *r)
     snprintf(m->reason, sizeof m->reason, "%s", r ? r : "");
 }
 
-/* The supplier's own reason when it gave one, else the engine's account. */
+/* The supplier's own reason when it gave one; for an answer the plugin parsed
+ * without one, the fallback word (the engine's detail then says only "http
+ * 200", which is no reason); else (nothing parsed: not sent, lost, 5xx) the
+ * engine's account of the transport. */
 static const char *why(const ph_exchange *x, const char *fallback)
 {
-    if (x->parsed && x->res && x->res->reason && *x->res->reason)
-        return x->res->reason;
+    if (x->parsed && x->res)
+        return x->res->reason && *x->res->reason ? x->res->reason : fallback;
     return x->detail && *x->detail ? x->detail : fallback;
 }
 
@@ -74,7 +77,7 @@ static void decide_order(const ph_attempt_ctx *a, const ph_exchange *x, int64_t 
     case PERKHUB_RETRYABLE:
         m->state = PH_ATTEMPT_FAILED;
         m->failover = 1;
-        set_reason(m, why(x, "refused"));
+        set_reason(m, why(x, "supplier_failed"));
         return;
     default:
         stay(a, now, PH_ATTEMPT_UNKNOWN, why(x, "ambiguous"), m);

@@ -313,6 +313,7 @@ static void job_setup(track *t)
     j->limits = t->limits;
     j->done = ful_on_job_done;
     j->arg = t;
+    j->track_auth = 1; /* ful_job_done stores the credential events */
     struct perkhub_op *op = &j->op;
     op->order_ref = t->ref;
     op->supplier_order_id = t->supplier_order_id[0] ? t->supplier_order_id : NULL;

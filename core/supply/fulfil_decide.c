@@ -8,6 +8,7 @@
 #include "supply/fulfil_int.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -21,6 +22,7 @@
 #include "supply/route.h"
 #include "base/lockcheck.h"
 #include "base/util.h"
+#include "crypto/wipe_alloc.h"
 
 /* ---- from an exchange to a store command --------------------------------------- */
 
@@ -136,6 +138,47 @@ static void set_failover(ph_fulfil *f, track_cmd *b)
         f->o.cfg.release(ref);
 }
 
+/* A supplier's credential event (supplier_io.h, "Credentials"): one
+ * PH_CMD_NOTE_EVENT of its own, fire and forget — the order's command does
+ * not wait for it, and the writer frees it. Its fields are the core's: the
+ * supplier id and "http 401" or a reason word of the engine's fixed list. */
+typedef struct note_cmd {
+    ph_cmd cmd; /* first: note_done gets the note_cmd back */
+    char fields[PH_NOTE_FIELDS_MAX + 1];
+} note_cmd;
+
+static void note_done(ph_cmd *cmd)
+{
+    ph_cmd_clear(cmd);
+    free(cmd);
+}
+
+static void note_auth(ph_fulfil *f, const track *t, const ph_sio_job *job)
+{
+    int failed = job->auth_change == PH_SIO_AUTH_FAILED;
+    note_cmd *n = calloc(1, sizeof *n);
+    json_t *j = failed ? json_pack("{s:s,s:s}", "supplier", t->supplier, "why", job->auth_why)
+                       : json_pack("{s:s}", "supplier", t->supplier);
+    char *txt = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(j);
+    if (!n || !txt || strlen(txt) > PH_NOTE_FIELDS_MAX) {
+        ph_log(f->o.log, PH_LOG_ERROR, NULL, "fulfil.note_failed", "supplier=%s rc=out_of_memory",
+               t->supplier);
+        free(n);
+        ph_json_free(txt);
+        return;
+    }
+    snprintf(n->fields, sizeof n->fields, "%s", txt);
+    ph_json_free(txt);
+    n->cmd.type = PH_CMD_NOTE_EVENT;
+    n->cmd.now = ph_now_ms();
+    n->cmd.in.note.name = failed ? "supplier.auth_failed" : "supplier.auth_restored";
+    n->cmd.in.note.fields = n->fields;
+    n->cmd.done = note_done;
+    if (ph_store_submit(f->o.store, &n->cmd) != PH_OK)
+        free(n); /* closing: the mark is in memory only, and so is its event */
+}
+
 /* I/O thread: the exchange is over; everything else happens on fulfil's. */
 void ful_on_job_done(ph_sio_job *job)
 {
@@ -152,6 +195,8 @@ void ful_job_done(ph_fulfil *f, track *t, int stopping)
                         t->state,      t->created_at,     t->checks,
                         t->window_ms,  t->query_delay_ms, t->query_max_ms};
     ph_exchange x = {job->outcome, job->parsed, &job->res, job->detail};
+    if (job->auth_change)
+        note_auth(f, t, job);
     ph_attempt_move m;
     ph_attempt_decide(&a, &x, ph_now_ms(), &m);
     track_cmd *b = ful_cmd_new(t);

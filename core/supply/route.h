@@ -3,7 +3,8 @@
  *
  * The best offer among the product's offers whose supplier is usable now
  * (enabled, running, able to deliver this kind of product and to be queried,
- * breaker not open — the caller's predicate says so): highest supplier
+ * breaker not open, credentials not refused (auth_failed) — the caller's
+ * predicate says so, through ph_sio_allow): highest supplier
  * priority first, then the lowest cost, then the order of the offers in the
  * config. Suppliers already tried for this order are skipped, so a fail-over
  * never returns to a supplier that refused it.

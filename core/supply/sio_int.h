@@ -40,8 +40,15 @@
 
 enum { T_START = 1, T_LOCAL_REPLY, T_LOCAL_TIMEOUT };
 enum { BR_CLOSED = 0, BR_OPEN, BR_HALF_OPEN };
-/* How a finished job counts for the breaker. */
-enum { CL_NEUTRAL = 0, CL_BUSINESS, CL_FAILURE };
+/* How a finished job counts for the breaker (supplier_io.h, PH_SIO_CL_*). */
+enum {
+    CL_NEUTRAL = PH_SIO_CL_NEUTRAL,
+    CL_BUSINESS = PH_SIO_CL_BUSINESS,
+    CL_FAILURE = PH_SIO_CL_FAILURE,
+    CL_AUTH = PH_SIO_CL_AUTH
+};
+#define SIO_DEF_AUTH_RETRY_MS     30000u
+#define SIO_DEF_AUTH_RETRY_MAX_MS 600000u
 
 /* One supplier id's record. Created at its first submission, freed with the
  * engine (so health survives a reload that re-creates the supplier). */
@@ -50,12 +57,22 @@ typedef struct sio_sup {
     char *id;
     /* latest limits seen at submission (defaults applied) */
     unsigned breaker_failures, breaker_open_ms, timeout_ms;
+    unsigned auth_retry_ms, auth_retry_max_ms;
     /* breaker */
     int state;
     unsigned failures;
     int64_t opened_mono, opened_wall;
     int probe_out;
     int64_t probe_mono;
+    /* credentials (supplier_io.h, "Credentials"): refused or not, why, since
+     * when, and the half-open probe that may clear it */
+    int auth_failed;
+    char auth_why[PH_SIO_WHY_MAX];
+    int64_t auth_since_wall;
+    int64_t auth_retry_mono; /* a probe may go from then */
+    unsigned auth_backoff_ms;
+    int auth_probe_out;
+    int64_t auth_probe_mono;
     /* health */
     unsigned in_flight, queued;
     uint64_t sent, ok, definite, retryable, ambiguous, not_sent;
@@ -157,6 +174,10 @@ void sio_breaker_tick(ph_sio *io, sio_sup *ss, int64_t now);
  * whether the job was the probe or an order query submitted while open. */
 void sio_breaker_note(ph_sio *io, sio_sup *ss, int cls, int64_t now);
 void sio_health_note(sio_sup *ss, const ph_sio_job *job);
+/* The credential state after a finished job of a submitter that reports it
+ * (job->track_auth): a refusal (CL_AUTH) marks the supplier, a business
+ * answer to an order exchange clears it; sets job->auth_change on a transition. */
+void sio_auth_note(ph_sio *io, sio_sup *ss, ph_sio_job *job, int cls, int64_t now);
 
 /* supplier_io.c: small helpers and the timer heap */
 const char *sio_breaker_name(int state);

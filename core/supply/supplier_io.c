@@ -603,6 +603,8 @@ int ph_sio_submit(ph_sio *io, ph_sio_job *job)
     job->http_status = 0;
     job->detail[0] = '\0';
     job->parsed = 0;
+    job->auth_change = 0;
+    job->auth_why[0] = '\0';
     ph_op_result_init(&job->res);
 
     ph_mutex_lock(&io->mu);
@@ -616,6 +618,11 @@ int ph_sio_submit(ph_sio *io, ph_sio_job *job)
     ss->breaker_failures = sio_or_default(job->limits.breaker_failures, SIO_DEF_BREAKER_FAILS);
     ss->breaker_open_ms = sio_or_default(job->limits.breaker_open_ms, SIO_DEF_BREAKER_MS);
     ss->timeout_ms = sio_or_default(job->limits.timeout_ms, SIO_DEF_TIMEOUT_MS);
+    ss->auth_retry_ms = sio_or_default(job->limits.auth_retry_ms, SIO_DEF_AUTH_RETRY_MS);
+    ss->auth_retry_max_ms =
+        sio_or_default(job->limits.auth_retry_max_ms, SIO_DEF_AUTH_RETRY_MAX_MS);
+    if (ss->auth_retry_max_ms < ss->auth_retry_ms)
+        ss->auth_retry_max_ms = ss->auth_retry_ms;
     ss->queued++;
     x->ss = ss;
     job->priv_ = x;
@@ -636,7 +643,17 @@ int ph_sio_allow(ph_sio *io, const char *id)
     int r = 1;
     ph_mutex_lock(&io->mu);
     sio_sup *ss = sio_sup_find(io, id);
-    if (ss) {
+    int auth_probe = 0;
+    if (ss && ss->auth_failed) {
+        /* a probe that never came back expires like the breaker's */
+        int64_t expiry = (int64_t)ss->timeout_ms + ss->auth_backoff_ms;
+        int out = ss->auth_probe_out && now - ss->auth_probe_mono <= expiry;
+        if (now < ss->auth_retry_mono || out)
+            r = 0;
+        else
+            auth_probe = 1;
+    }
+    if (ss && r) {
         sio_breaker_tick(io, ss, now);
         if (ss->state == BR_OPEN) {
             r = 0;
@@ -649,6 +666,11 @@ int ph_sio_allow(ph_sio *io, const char *id)
                 ss->probe_mono = now;
             }
         }
+    }
+    /* claimed only once the breaker agreed: the order returned is the probe */
+    if (r && auth_probe) {
+        ss->auth_probe_out = 1;
+        ss->auth_probe_mono = now;
     }
     ph_mutex_unlock(&io->mu);
     return r;
@@ -675,6 +697,13 @@ void ph_sio_health_get(ph_sio *io, const char *id, ph_sio_health *out)
         out->retryable = ss->retryable;
         out->ambiguous = ss->ambiguous;
         out->not_sent = ss->not_sent;
+        if (ss->auth_failed) {
+            int64_t now = sio_mono_ms(), wall = sio_wall_ms();
+            out->auth_failed = 1;
+            snprintf(out->auth_why, sizeof out->auth_why, "%s", ss->auth_why);
+            out->auth_failed_at = ss->auth_since_wall;
+            out->auth_probe_at = wall + (ss->auth_retry_mono > now ? ss->auth_retry_mono - now : 0);
+        }
     }
     ph_mutex_unlock(&io->mu);
 }
@@ -713,5 +742,49 @@ void ph_sio_destroy(ph_sio *io)
 ph_sio_limits ph_sio_limits_of(const ph_supplier_conf *sc)
 {
     return (ph_sio_limits){sc->max_in_flight, sc->connect_timeout_ms, sc->timeout_ms,
-                           sc->tls_verify,    sc->breaker_failures,   sc->breaker_open_ms};
+                           sc->tls_verify,    sc->breaker_failures,   sc->breaker_open_ms,
+                           sc->auth_retry_ms, sc->auth_retry_max_ms};
+}
+
+/* The reason words of docs/sdk.md, "Refused credentials": one list, so the
+ * engine and the documentation agree on what marks a supplier auth_failed.
+ * bad_request_signature and unknown_app_key are the gateway plugin's words
+ * for its codes 1001 and 1003, unauthorized the rewards plugin's for HTTP 401. */
+static const char *const auth_reasons[] = {
+    "auth_failed",       "bad_credentials",       "unauthorized",   "unknown_app_key",
+    "signature_invalid", "bad_request_signature", "ip_not_allowed",
+};
+
+int ph_sio_auth_reason(const char *reason)
+{
+    if (!reason)
+        return 0;
+    for (size_t i = 0; i < sizeof auth_reasons / sizeof *auth_reasons; i++)
+        if (!strcmp(reason, auth_reasons[i]))
+            return 1;
+    return 0;
+}
+
+int ph_sio_reply_class(long status, int plugin_rc, const char *reason, char *why)
+{
+    if (status >= 500 || status < 100)
+        return PH_SIO_CL_FAILURE;
+    if (status == 401 || status == 403) {
+        snprintf(why, PH_SIO_WHY_MAX, "http %ld", status);
+        return PH_SIO_CL_AUTH;
+    }
+    int refused = plugin_rc == PERKHUB_DEFINITE_FAILURE || plugin_rc == PERKHUB_RETRYABLE;
+    if (refused && ph_sio_auth_reason(reason)) {
+        snprintf(why, PH_SIO_WHY_MAX, "%s", reason);
+        return PH_SIO_CL_AUTH;
+    }
+    if (plugin_rc == PERKHUB_OK || plugin_rc == PERKHUB_DEFINITE_FAILURE)
+        return PH_SIO_CL_BUSINESS;
+    if (plugin_rc == PERKHUB_RETRYABLE)
+        return PH_SIO_CL_FAILURE; /* the supplier said it is busy: back off */
+    /* AMBIGUOUS or a parse error on a complete reply: the supplier is
+     * reachable and answered; what we did not understand says nothing about
+     * its transport (an order query stuck on one odd answer must not open
+     * the breaker for every order) */
+    return PH_SIO_CL_NEUTRAL;
 }

@@ -25,16 +25,35 @@
  * Per supplier: a limit on exchanges in flight (more wait in a FIFO queue), a
  * connect timeout and a total timeout, TLS verification (on unless the
  * supplier's config turns it off), keep-alive connection reuse, and a circuit
- * breaker: after `breaker_failures` consecutive transport failures (not sent,
- * ambiguous, retryable) it opens for `breaker_open_ms`; then it half-opens and
- * lets one probe through; the probe's success closes it, a failure opens it
- * again. Business answers (OK, or a parsed DEFINITE_FAILURE: out of stock,
- * invalid account) are not failures of the supplier: any of them resets the
- * count and closes the breaker; build_request refusals and shutdown count for
- * nothing. A probe handed out by ph_sio_allow that has not finished after
- * timeout_ms + breaker_open_ms expires, and the next caller gets the probe.
- * The breaker only informs routing (ph_sio_allow); jobs submitted
- * anyway are still sent (an order query must go out even to a sick supplier).
+ * breaker: after `breaker_failures` consecutive transport failures it opens
+ * for `breaker_open_ms`; then it half-opens and lets one probe through; the
+ * probe's success closes it, a failure opens it again. What counts is
+ * ph_sio_reply_class's answer (PH_SIO_CL_*): transport failures are not sent,
+ * sent and then lost (timeout, reset, empty or truncated reply), HTTP 5xx, and
+ * a plugin's RETRYABLE (the supplier said it is busy). Business answers (OK,
+ * or a parsed DEFINITE_FAILURE: out of stock, invalid account) are not
+ * failures of the supplier: any of them resets the count and closes the
+ * breaker. A complete reply the plugin did not understand (AMBIGUOUS, or a
+ * parse error, on a status under 500) and a refusal of our credentials count
+ * for neither: the supplier is reachable; build_request refusals and shutdown
+ * count for nothing either.
+ *
+ * Credentials: a refusal of our credentials or signature (PH_SIO_CL_AUTH: HTTP
+ * 401 or 403, or a plugin reason of the class ph_sio_auth_reason names) marks
+ * the supplier auth_failed — but only from a job whose submitter reports the
+ * transition (job->track_auth; fulfil's order exchanges), so the stored event
+ * feed never misses one. While marked, ph_sio_allow refuses new orders until
+ * `auth_retry_ms` (default 30000) have passed; then it lets one order through
+ * as the probe (a refusal is definite, so the probe order fails over safely
+ * and tests the very path orders use). A refused probe doubles the wait up to
+ * `auth_retry_max_ms` (default 600000); a business answer to a tracked order
+ * exchange (the probe, or an order sent before the mark) clears it — a
+ * query's does not: a supplier that answers queries but refuses orders must
+ * not flip with every query. The mark lives
+ * in memory like the breaker: after a restart the first refusal marks again. A probe handed out by
+ * ph_sio_allow that has not finished after timeout_ms + breaker_open_ms expires, and the next
+ * caller gets the probe. The breaker only informs routing (ph_sio_allow); jobs submitted anyway are
+ * still sent (an order query must go out even to a sick supplier).
  *
  * Threads, and who owns what:
  *   - the I/O thread (started by ph_sio_create) owns the curl handles, the
@@ -78,7 +97,33 @@ typedef struct ph_sio_limits {
     int tls_verify;              /* 1 = verify peer and host (the default) */
     unsigned breaker_failures;   /* 0 = 5 */
     unsigned breaker_open_ms;    /* 0 = 10000 */
+    unsigned auth_retry_ms;      /* 0 = 30000: first wait before a probe after auth_failed */
+    unsigned auth_retry_max_ms;  /* 0 = 600000: the ceiling the wait doubles to */
 } ph_sio_limits;
+
+/* How a finished exchange counts for the supplier's health. */
+enum {
+    PH_SIO_CL_NEUTRAL = 0, /* counts for nothing */
+    PH_SIO_CL_BUSINESS,    /* the supplier answered: closes the breaker (an order's answer
+                              also clears auth_failed) */
+    PH_SIO_CL_FAILURE,     /* a transport failure: counts toward the breaker */
+    PH_SIO_CL_AUTH         /* our credentials or signature were refused: auth_failed */
+};
+
+#define PH_SIO_WHY_MAX 32 /* "http 401" or a reason word of the auth class, NUL included */
+
+/* 1 when `reason` (a plugin's reason word; NULL = none) says the supplier
+ * refused our credentials or signature: auth_failed, bad_credentials,
+ * unauthorized, unknown_app_key, signature_invalid, bad_request_signature,
+ * ip_not_allowed (docs/sdk.md). Pure, any thread. */
+int ph_sio_auth_reason(const char *reason);
+
+/* How a complete reply with HTTP `status` counts (PH_SIO_CL_*), given what
+ * parse_response returned (`plugin_rc`: a PERKHUB_* outcome, or anything else
+ * for a parse error) and the plugin's reason (NULL = none). On PH_SIO_CL_AUTH
+ * writes why ("http 401", or the reason word) into why[PH_SIO_WHY_MAX]; never
+ * supplier text beyond a word of the fixed list. Pure, any thread. */
+int ph_sio_reply_class(long status, int plugin_rc, const char *reason, char *why);
 
 /* The settings of a configured supplier (config.h's suppliers[] keys). */
 ph_sio_limits ph_sio_limits_of(const ph_supplier_conf *sc);
@@ -99,6 +144,8 @@ struct ph_sio_job {
     ph_sio_limits limits;  /* the supplier's settings at submission */
     int64_t not_before_ms; /* do not start before this wall-clock time; 0 = now */
     ph_sio_done_fn done;   /* required; called once, on the I/O thread */
+    int track_auth;        /* 1: the submitter reports auth_change (stores the event);
+                              only such jobs move the supplier's credential state */
     void *arg;             /* for the submitter */
 
     /* ---- results, valid in and after done ---- */
@@ -110,10 +157,16 @@ struct ph_sio_job {
                                   "http 502", "truncated reply", "plugin: bad signature" */
     struct perkhub_result res; /* what parse_response said (only when a reply was parsed) */
     int parsed;                /* 1 when parse_response ran and res is meaningful */
+    int auth_change;           /* track_auth jobs: PH_SIO_AUTH_FAILED when this job marked the
+                                  supplier auth_failed, PH_SIO_AUTH_RESTORED when it cleared
+                                  the mark, else 0 (exactly one job sees each transition) */
+    char auth_why[PH_SIO_WHY_MAX]; /* PH_SIO_CL_AUTH: "http 401" or the reason word */
 
     ph_sio_job *next_; /* private to the engine */
     void *priv_;       /* private to the engine */
 };
+
+enum { PH_SIO_AUTH_FAILED = 1, PH_SIO_AUTH_RESTORED = 2 };
 
 /* Starts the I/O thread. *out is the caller's (ph_sio_destroy).
  * Process-wide effects: calls curl_global_init (balanced in ph_sio_destroy), and
@@ -129,8 +182,9 @@ int ph_sio_create(const ph_sio_opts *opts, ph_sio **out, ph_err *err);
 int ph_sio_submit(ph_sio *io, ph_sio_job *job);
 
 /* Routing's question: may a NEW order go to supplier `id` now? 0 while its
- * breaker is open, 1 otherwise (closed, or half-open with no probe out: the
- * caller's order becomes the probe). */
+ * breaker is open or it is auth_failed within its wait, 1 otherwise (closed,
+ * or half-open, or auth_failed past its wait, with no probe out: the caller's
+ * order becomes the probe). */
 int ph_sio_allow(ph_sio *io, const char *id);
 
 /* A supplier's health, for GET /v1/suppliers. Suppliers never seen are closed
@@ -142,6 +196,10 @@ typedef struct ph_sio_health {
     unsigned in_flight; /* exchanges on the wire now */
     unsigned queued;    /* waiting for the in-flight limit or not_before */
     uint64_t sent, ok, definite, retryable, ambiguous, not_sent;
+    int auth_failed;               /* 1: our credentials were refused (see "Credentials") */
+    char auth_why[PH_SIO_WHY_MAX]; /* "http 401" or the reason word; "" when not */
+    int64_t auth_failed_at;        /* ms, wall; 0 when not */
+    int64_t auth_probe_at;         /* ms, wall: a probe may go from then; 0 when not */
 } ph_sio_health;
 
 void ph_sio_health_get(ph_sio *io, const char *id, ph_sio_health *out);

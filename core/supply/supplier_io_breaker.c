@@ -1,7 +1,8 @@
 /*
  * supplier_io_breaker.c — the I/O engine's per-supplier records: the
- * supplier's FIFO slot, its health counters and its circuit breaker
- * (closed, open, half-open). Called with the engine's mutex held.
+ * supplier's FIFO slot, its health counters, its circuit breaker (closed,
+ * open, half-open) and its credential mark (auth_failed, supplier_io.h
+ * "Credentials"). Called with the engine's mutex held.
  */
 #include "supply/supplier_io.h"
 #include "supply/sio_int.h"
@@ -77,7 +78,8 @@ void sio_breaker_tick(ph_sio *io, sio_sup *ss, int64_t now)
  * whether the job was the probe or an order query submitted while open. */
 void sio_breaker_note(ph_sio *io, sio_sup *ss, int cls, int64_t now)
 {
-    if (cls == CL_NEUTRAL)
+    /* refused credentials are sio_auth_note's: the supplier is reachable */
+    if (cls == CL_NEUTRAL || cls == CL_AUTH)
         return;
     sio_breaker_tick(io, ss, now);
     if (cls == CL_BUSINESS) {
@@ -90,6 +92,50 @@ void sio_breaker_note(ph_sio *io, sio_sup *ss, int cls, int64_t now)
     if (ss->state == BR_HALF_OPEN ||
         (ss->state == BR_CLOSED && ss->failures >= ss->breaker_failures))
         breaker_set(io, ss, BR_OPEN, now);
+}
+
+/* Refusals and order answers of tracked jobs move the credential state;
+ * exactly the job that makes a transition carries it (auth_change) to its
+ * submitter, who stores the event. A refusal while marked pushes the next probe out, doubled
+ * when it answers a probe (up to the ceiling); an order sent before the mark
+ * and refused after it only restarts the wait. */
+void sio_auth_note(ph_sio *io, sio_sup *ss, ph_sio_job *job, int cls, int64_t now)
+{
+    PH_ASSERT_HELD(&io->mu);
+    if (!job->track_auth)
+        return;
+    if (cls == CL_AUTH) {
+        if (!ss->auth_failed) {
+            ss->auth_failed = 1;
+            snprintf(ss->auth_why, sizeof ss->auth_why, "%s", job->auth_why);
+            ss->auth_since_wall = sio_wall_ms();
+            ss->auth_backoff_ms = ss->auth_retry_ms;
+            job->auth_change = PH_SIO_AUTH_FAILED;
+            ph_log(io->log, PH_LOG_WARN, NULL, "sio.auth_failed", "supplier=%s why=%s retry_ms=%u",
+                   ss->id, ss->auth_why, ss->auth_backoff_ms);
+        } else if (ss->auth_probe_out) {
+            unsigned b = ss->auth_backoff_ms;
+            ss->auth_backoff_ms = b > ss->auth_retry_max_ms / 2 ? ss->auth_retry_max_ms : b * 2;
+            ph_log(io->log, PH_LOG_WARN, NULL, "sio.auth_probe_refused",
+                   "supplier=%s why=%s retry_ms=%u", ss->id, job->auth_why, ss->auth_backoff_ms);
+        }
+        ss->auth_retry_mono = now + ss->auth_backoff_ms;
+        ss->auth_probe_out = 0;
+        return;
+    }
+    /* only an order exchange clears it: it is what routing asks about, and a
+     * supplier whose queries pass while orders are refused must not flip
+     * between the two states with every query */
+    int order = job->op.kind == PERKHUB_OP_CARD_ORDER || job->op.kind == PERKHUB_OP_RECHARGE;
+    if (cls == CL_BUSINESS && order && ss->auth_failed) {
+        ss->auth_failed = 0;
+        ss->auth_why[0] = '\0';
+        ss->auth_since_wall = ss->auth_retry_mono = 0;
+        ss->auth_backoff_ms = 0;
+        ss->auth_probe_out = 0;
+        job->auth_change = PH_SIO_AUTH_RESTORED;
+        ph_log(io->log, PH_LOG_INFO, NULL, "sio.auth_restored", "supplier=%s", ss->id);
+    }
 }
 
 void sio_health_note(sio_sup *ss, const ph_sio_job *job)

@@ -156,6 +156,7 @@ void sio_finish(ph_sio *io, ph_sio_job *job, int cls, int outcome, int sent, con
         ss->queued--;
     sio_health_note(ss, job);
     sio_breaker_note(io, ss, cls, now);
+    sio_auth_note(io, ss, job, cls, now);
     unsigned max = sio_or_default(job->limits.max_in_flight, SIO_DEF_MAX_IN_FLIGHT);
     ph_sio_job *nx = NULL;
     if (!io->draining && ss->wait_head && ss->in_flight < max) {
@@ -214,8 +215,8 @@ void sio_on_reply(ph_sio *io, ph_sio_job *job, long status)
     int rc = ops.parse_response(ph_supplier_instance(job->sup), &job->op, &resp, &job->res);
     if (!is_outcome(rc)) {
         ph_op_result_clear(ph_supplier_host(job->sup), &job->res);
-        return sio_finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1, "plugin: %s",
-                          status_name(job->sup, rc));
+        return sio_finish(io, job, ph_sio_reply_class(status, rc, NULL, job->auth_why),
+                          PERKHUB_AMBIGUOUS, 1, "plugin: %s", status_name(job->sup, rc));
     }
     job->parsed = 1;
     /* the plugin's words enter the core here: held to sup_text.h's rules
@@ -226,7 +227,7 @@ void sio_on_reply(ph_sio *io, ph_sio_job *job, long status)
                "supplier=%s op=%s dropped=%u detail=\"values the supplier chose failed the "
                "supplier text rules and were dropped\"",
                x->ss->id, ph_op_kind_name(job->op.kind), dropped);
-    int cls = rc == PERKHUB_OK || rc == PERKHUB_DEFINITE_FAILURE ? CL_BUSINESS : CL_FAILURE;
+    int cls = ph_sio_reply_class(status, rc, job->res.reason, job->auth_why);
     const char *why = job->res.reason;
     sio_finish(io, job, cls, rc, 1, "http %ld%s%s", status, why ? ": " : "", why ? why : "");
 }

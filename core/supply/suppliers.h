@@ -47,9 +47,11 @@ typedef struct ph_supplier ph_supplier; /* one running supplier, reference-count
 /* States in ph_supplier_info.state (static strings). */
 #define PH_SUPPLIER_READY    "ready"    /* instance initialized */
 #define PH_SUPPLIER_DISABLED "disabled" /* enabled: false in the config; nothing loaded */
-/* A supplier that fails to start fails the whole apply, so there is no failed
- * state; one taken out of service by health checks (a refused credential,
- * issue 11) will add its own state, with error saying why. */
+/* Shown instead of ready while the supplier refuses our credentials (the I/O
+ * engine's mark, supplier_io.h "Credentials"; GET /v1/suppliers puts why in
+ * error). A supplier that fails to start fails the whole apply, so there is
+ * no failed state. */
+#define PH_SUPPLIER_AUTH_FAILED "auth_failed"
 
 /* A snapshot of one supplier for GET /v1/suppliers. Plain data: no pointer into the
  * set, nothing to free. Strings longer than their buffer are truncated. */
@@ -63,7 +65,8 @@ typedef struct ph_supplier_info {
     int enabled;
     int priority;      /* higher first */
     const char *state; /* PH_SUPPLIER_READY / _DISABLED; static */
-    char error[256];   /* why the supplier is out of service; "" (always, until issue 11) */
+    char error[256];   /* why the supplier is out of service; "" here (the API adds an
+                          auth_failed supplier's why) */
 } ph_supplier_info;
 
 /* Creates an empty set. lg is borrowed: it must outlive the set and every

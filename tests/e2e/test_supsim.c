@@ -984,6 +984,46 @@ static int log_lines_with(const char *path, const char *needle)
     return n;
 }
 
+/* unauthorized (issue 11): every call refused as the protocol refuses a key it
+ * does not accept — rewards HTTP 401, gateway code 1001 — without acting, until
+ * cleared; then calls go through again. */
+Test(supsim, unauthorized_refuses_every_call_until_cleared)
+{
+    h_sim p;
+    sim_start(&p, "42", "0");
+    fault(&p, "{\"fault\":\"unauthorized\",\"count\":-1}");
+    for (int i = 0; i < 3; i++) {
+        char ref[32], body[128];
+        snprintf(ref, sizeof ref, "u-rw-%d", i);
+        snprintf(body, sizeof body,
+                 "{\"external_ref_id\":\"%s\",\"utid\":\"U10001\",\"quantity\":1}", ref);
+        resp r = http(&p, "POST", "/rewards/v1/orders", BEARER, body, 5000);
+        cr_assert_eq(r.status, 401, "%s", r.body);
+        cr_assert_str_eq(h_str(r.json, "error"), "unauthorized");
+        resp_free(&r);
+        snprintf(ref, sizeof ref, "u-gw-%d", i);
+        snprintf(body, sizeof body,
+                 "{\"customer_order_no\":\"%s\",\"product_id\":\"10001\",\"buy_num\":1}", ref);
+        r = gw_call(&p, "gw.order.card.add", body);
+        cr_assert_eq(r.status, 200);
+        cr_assert_eq(gw_code(&r), 1001, "%s", r.body);
+        resp_free(&r);
+    }
+    resp r = http(&p, "GET", "/rewards/v1/catalog", BEARER, NULL, 5000);
+    cr_assert_eq(r.status, 401, "every call, not only orders");
+    resp_free(&r);
+    json_t *t = h_sim_truth(&p);
+    cr_assert_eq(json_array_size(json_object_get(t, "orders")), 0, "nothing acted on");
+    cr_assert_eq(json_array_size(json_object_get(t, "refs_without_order")), 6);
+    json_decref(t);
+
+    ctl(&p, "DELETE", "/_sim/faults", NULL);
+    r = rw_post(&p, "{\"external_ref_id\":\"u-ok\",\"utid\":\"U10001\",\"quantity\":1}");
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    resp_free(&r);
+    sim_stop(&p);
+}
+
 /* A fault that hits every order of a load run logs its first 10 hits, then
  * only every 1000th: one line per request would cost more than the request. */
 Test(supsim, fault_log_bounded)

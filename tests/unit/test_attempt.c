@@ -200,3 +200,47 @@ Test(attempt, backoff_doubles_up_to_the_ceiling)
     cr_expect_eq(ph_attempt_backoff(&a, 3), 4000);
     cr_expect_eq(ph_attempt_backoff(&a, 60), 8000);
 }
+
+/* Issue 11, found 4: an answer the plugin parsed without a reason of its own is
+ * stored with a word, never the engine's "http 200". */
+Test(attempt, query_failed_without_a_reason_reads_supplier_failed)
+{
+    ph_attempt_ctx a = query_ctx(PH_ATTEMPT_UNKNOWN, 1000);
+    struct perkhub_result res = {.state = PERKHUB_STATE_FAILED};
+    ph_exchange x = {PERKHUB_OK, 1, &res, "http 200"};
+    ph_attempt_move m;
+    ph_attempt_decide(&a, &x, NOW, &m);
+    cr_expect_eq(m.state, PH_ATTEMPT_FAILED);
+    cr_expect_str_eq(m.reason, "supplier_failed");
+
+    res.reason = "";
+    ph_attempt_decide(&a, &x, NOW, &m);
+    cr_expect_str_eq(m.reason, "supplier_failed", "an empty reason is none");
+
+    res.reason = "card_voided";
+    ph_attempt_decide(&a, &x, NOW, &m);
+    cr_expect_str_eq(m.reason, "card_voided", "the plugin's own reason stands");
+}
+
+Test(attempt, order_refused_without_a_reason_reads_supplier_failed)
+{
+    ph_attempt_ctx a = order_ctx(0);
+    struct perkhub_result res = {0};
+    ph_exchange x = {PERKHUB_DEFINITE_FAILURE, 1, &res, "http 400"};
+    ph_attempt_move m;
+    ph_attempt_decide(&a, &x, NOW, &m);
+    cr_expect_eq(m.state, PH_ATTEMPT_FAILED);
+    cr_expect_eq(m.failover, 1);
+    cr_expect_str_eq(m.reason, "supplier_failed");
+}
+
+Test(attempt, unclear_parsed_query_keeps_a_word_not_the_status)
+{
+    ph_attempt_ctx a = query_ctx(PH_ATTEMPT_UNKNOWN, 1000);
+    struct perkhub_result res = {0};
+    ph_exchange x = {PERKHUB_AMBIGUOUS, 1, &res, "http 200"};
+    ph_attempt_move m;
+    ph_attempt_decide(&a, &x, NOW, &m);
+    cr_expect_eq(m.state, PH_ATTEMPT_UNKNOWN);
+    cr_expect_str_eq(m.reason, "query_failed");
+}

@@ -47,7 +47,7 @@ static ph_import_code IMPORT_CODES[3];
 static const uint32_t BY_HASH[3] = {2, 0, 1};
 static ph_supplied_code SUPPLIED[2];
 
-#define NKINDS 7 /* command kinds: fill() makes one of each */
+#define NKINDS 8 /* command kinds: fill() makes one of each */
 
 /* Fills c[0..NKINDS-1], one command of each kind, linked when n > 1. */
 static void fill(ph_cmd *c, size_t n)
@@ -132,6 +132,11 @@ static void fill(ph_cmd *c, size_t n)
     c[6].now = 1800000000000LL;
     c[6].in.expire.limit = 17;
 
+    c[7].type = PH_CMD_NOTE_EVENT;
+    c[7].now = 1800000000001LL;
+    c[7].in.note.name = "supplier.auth_failed";
+    c[7].in.note.fields = "{\"supplier\":\"gwa\",\"why\":\"http 401\"}";
+
     for (size_t i = 0; i + 1 < n; i++)
         c[i].next = &c[i + 1];
 }
@@ -212,6 +217,8 @@ Test(codec, every_command_kind_survives_a_round_trip)
     str_eq(d[5].in.attempt.next.supplier, NULL, "attempt.next.supplier");
     str_eq(d[5].in.attempt.next.product_id, NULL, "no supplier, nothing else");
     cr_assert_eq(d[6].in.expire.limit, 17);
+    str_eq(d[7].in.note.name, "supplier.auth_failed", "note.name");
+    str_eq(d[7].in.note.fields, c[7].in.note.fields, "note.fields");
 
     /* encoding the decoded batch gives the same bytes */
     size_t len2;
@@ -358,6 +365,92 @@ Test(codec, a_journal_continues_after_a_clean_close_and_refuses_otherwise)
     cr_assert_eq(truncate(path, st.st_size - 20), 0);
     cr_assert_eq(ph_journal_open(path, "0123abcd", 0, &j, &err), PH_EINVAL);
     cr_assert(strstr(err.msg, "torn record"), "%s", err.msg);
+}
+
+/* ---- PH_CMD_NOTE_EVENT: applied, refused, journaled and replayed -------------------- */
+
+static int note(ph_store *s, const char *name, const char *fields, ph_err *err)
+{
+    ph_cmd c = {.type = PH_CMD_NOTE_EVENT, .now = 1800000000000LL};
+    c.in.note.name = name;
+    c.in.note.fields = fields;
+    int rc = ph_store_exec(s, &c);
+    *err = c.err;
+    ph_cmd_clear(&c);
+    return rc;
+}
+
+/* The events of the store in dir, one JSON text per line. */
+static char *events_of(ph_store *s)
+{
+    char **list;
+    size_t n;
+    ph_err err = {0};
+    cr_assert_eq(ph_store_event_list(s, 0, 100, &list, &n, &err), PH_OK, "%s", err.msg);
+    size_t cap = 1;
+    for (size_t i = 0; i < n; i++)
+        cap += strlen(list[i]) + 1;
+    char *out = calloc(1, cap);
+    for (size_t i = 0; i < n; i++) {
+        strcat(out, list[i]);
+        strcat(out, "\n");
+    }
+    ph_store_event_list_free(list, n);
+    return out;
+}
+
+Test(codec, a_note_event_is_one_event_refused_when_not_ours_and_replayed)
+{
+    char dir[128], jpath[128], rdir[128];
+    snprintf(dir, sizeof dir, "%s/n", g_base);
+    snprintf(jpath, sizeof jpath, "%s/n.journal", g_base);
+    snprintf(rdir, sizeof rdir, "%s/r", g_base);
+    ph_store_opts o = {.dir = dir, .journal_file = jpath};
+    ph_store *s = NULL;
+    ph_err err = {0};
+    cr_assert_eq(ph_store_open(&o, &s, &err), PH_OK, "%s", err.msg);
+
+    cr_assert_eq(
+        note(s, "supplier.auth_failed", "{\"supplier\":\"gwa\",\"why\":\"http 401\"}", &err), PH_OK,
+        "%s", err.msg);
+    /* refusals change nothing and name what was wrong */
+    cr_assert_eq(note(s, "order.succeeded", "{}", &err), PH_EINVAL);
+    cr_assert(strstr(err.msg, "name"), "%s", err.msg);
+    cr_assert_eq(note(s, NULL, "{}", &err), PH_EINVAL);
+    cr_assert_eq(note(s, "supplier.auth_restored", "[1]", &err), PH_EINVAL);
+    cr_assert(strstr(err.msg, "fields"), "%s", err.msg);
+    cr_assert_eq(note(s, "supplier.auth_restored", "{\"seq\":1}", &err), PH_EINVAL);
+    cr_assert_eq(note(s, "supplier.auth_restored", "{\"type\":\"x\"}", &err), PH_EINVAL);
+    cr_assert_eq(note(s, "supplier.auth_restored", "{nope", &err), PH_EINVAL);
+    cr_assert_eq(note(s, "supplier.auth_restored", NULL, &err), PH_EINVAL);
+    char big[PH_NOTE_FIELDS_MAX + 16];
+    memset(big, ' ', sizeof big - 1);
+    big[0] = '{';
+    big[sizeof big - 2] = '}';
+    big[sizeof big - 1] = 0;
+    cr_assert_eq(note(s, "supplier.auth_restored", big, &err), PH_EINVAL);
+    cr_assert_eq(note(s, "supplier.auth_restored", "{\"supplier\":\"gwa\"}", &err), PH_OK, "%s",
+                 err.msg);
+
+    char *ev = events_of(s);
+    cr_assert_str_eq(ev,
+                     "{\"seq\":1,\"at\":\"2027-01-15T08:00:00.000Z\",\"type\":"
+                     "\"supplier.auth_failed\",\"supplier\":\"gwa\",\"why\":\"http 401\"}\n"
+                     "{\"seq\":2,\"at\":\"2027-01-15T08:00:00.000Z\",\"type\":"
+                     "\"supplier.auth_restored\",\"supplier\":\"gwa\"}\n",
+                     "%s", ev);
+    ph_store_close(s);
+
+    /* the journal gives the same feed, refusals refused again */
+    ph_replay_stats st = {0};
+    cr_assert_eq(ph_journal_replay(jpath, rdir, NULL, &st, &err), PH_OK, "%s", err.msg);
+    ph_store_opts ro = {.dir = rdir};
+    cr_assert_eq(ph_store_open(&ro, &s, &err), PH_OK, "%s", err.msg);
+    char *ev2 = events_of(s);
+    cr_assert_str_eq(ev2, ev);
+    ph_store_close(s);
+    free(ev);
+    free(ev2);
 }
 
 /* ---- the store uid, given --------------------------------------------------------- */

@@ -111,6 +111,7 @@ Test(config, every_value_set)
                      "loopback_only: true}\n"
                      "suppliers:\n"
                      "  - id: s1\n    plugin: p\n    enabled: no\n    priority: -5\n"
+                     "    auth_retry_ms: 1500\n    auth_retry_max_ms: 90000\n"
                      "    config: {url: \"https://x\", secret: \"env:S1\", n: 5, empty: \"\"}\n"
                      "products:\n"
                      "  - sku: mobile.topup.50\n    name: Top-up\n    brand: mobile\n"
@@ -137,6 +138,8 @@ Test(config, every_value_set)
 
     cr_assert_eq(cfg->nsuppliers, 1);
     const ph_supplier_conf *s = &cfg->suppliers[0];
+    cr_expect_eq(s->auth_retry_ms, 1500);
+    cr_expect_eq(s->auth_retry_max_ms, 90000);
     cr_expect_eq(s->enabled, 0);
     cr_expect_eq(s->priority, -5);
     cr_assert_eq(s->nconfig, 4);
@@ -235,6 +238,8 @@ Test(config, embedded_default_loads)
     cr_expect_eq(sbx->timeout_ms, 10000, "supplier I/O defaults apply");
     cr_expect_eq(sbx->max_in_flight, 256);
     cr_expect_eq(sbx->tls_verify, 1);
+    cr_expect_eq(sbx->auth_retry_ms, 30000, "issue 11: auth_failed cool-down default");
+    cr_expect_eq(sbx->auth_retry_max_ms, 600000);
 
     static const struct {
         const char *sku, *category;
@@ -367,6 +372,8 @@ static const error_case errors[] = {
      "nothing"},
 
     /* integers and booleans */
+    {"auth_retry_ms zero", BASE "suppliers:\n  - {id: a, plugin: p, auth_retry_ms: 0}\n",
+     "t.yaml:4:39: suppliers[0].auth_retry_ms: expected an integer 1..86400000, got \"0\""},
     {"port out of range", BASE "listen: {port: 65536}\n",
      "t.yaml:3:16: listen.port: expected an integer 0..65535, got \"65536\""},
     {"negative port", BASE "listen: {port: -1}\n",

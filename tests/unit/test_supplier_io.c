@@ -900,6 +900,197 @@ Test(sio, breaker)
     cr_assert_eq(h.ambiguous, 5);
 }
 
+/* ---- what counts for the breaker, and refused credentials ------------------------ */
+
+/* The classification table of supplier_io.h: only transport failures count
+ * toward the breaker; refused credentials are their own class. */
+Test(sio, reply_class)
+{
+    const int OK = PERKHUB_OK, DEF = PERKHUB_DEFINITE_FAILURE, AMB = PERKHUB_AMBIGUOUS,
+              RET = PERKHUB_RETRYABLE;
+    struct {
+        long status;
+        int rc;
+        const char *reason;
+        int cls;
+        const char *why;
+    } rows[] = {
+        {200, OK, NULL, PH_SIO_CL_BUSINESS, ""},
+        {200, DEF, "out_of_stock", PH_SIO_CL_BUSINESS, ""},
+        {200, DEF, NULL, PH_SIO_CL_BUSINESS, ""},
+        /* a reply the plugin did not understand: the supplier is reachable */
+        {200, AMB, "unrecognized", PH_SIO_CL_NEUTRAL, ""},
+        {200, PERKHUB_ERR_INTERNAL, NULL, PH_SIO_CL_NEUTRAL, ""},
+        {404, AMB, NULL, PH_SIO_CL_NEUTRAL, ""},
+        {200, RET, "busy", PH_SIO_CL_FAILURE, ""},
+        {502, AMB, NULL, PH_SIO_CL_FAILURE, ""},
+        {0, AMB, NULL, PH_SIO_CL_FAILURE, ""},
+        /* refused credentials or signature: the status, or a reason of the class */
+        {401, DEF, "unauthorized", PH_SIO_CL_AUTH, "http 401"},
+        {403, AMB, NULL, PH_SIO_CL_AUTH, "http 403"},
+        {401, PERKHUB_ERR_INTERNAL, NULL, PH_SIO_CL_AUTH, "http 401"},
+        {200, DEF, "bad_credentials", PH_SIO_CL_AUTH, "bad_credentials"},
+        {200, DEF, "bad_request_signature", PH_SIO_CL_AUTH, "bad_request_signature"},
+        {200, RET, "ip_not_allowed", PH_SIO_CL_AUTH, "ip_not_allowed"},
+        {200, DEF, "signature_invalid", PH_SIO_CL_AUTH, "signature_invalid"},
+        {200, DEF, "auth_failed", PH_SIO_CL_AUTH, "auth_failed"},
+        /* an OK or an unclear answer naming the class refused nothing */
+        {200, OK, "auth_failed", PH_SIO_CL_BUSINESS, ""},
+        {200, AMB, "bad_credentials", PH_SIO_CL_NEUTRAL, ""},
+        {200, DEF, "bad_credentials_x", PH_SIO_CL_BUSINESS, ""},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        char why[PH_SIO_WHY_MAX] = "";
+        int cls = ph_sio_reply_class(rows[i].status, rows[i].rc, rows[i].reason, why);
+        cr_expect_eq(cls, rows[i].cls, "row %zu: class %d, want %d", i, cls, rows[i].cls);
+        cr_expect_str_eq(why, rows[i].why, "row %zu", i);
+    }
+    cr_assert_eq(ph_sio_auth_reason(NULL), 0);
+}
+
+/* One job on "web", waited for; its results stay in *t (release it). */
+static void run_tracked(tjob *t, const char *product, ph_sio_limits lim, int track)
+{
+    int before = E.done;
+    memset(t, 0, sizeof *t);
+    static atomic_int seq;
+    snprintf(t->ref, sizeof t->ref, "a%d", atomic_fetch_add(&seq, 1));
+    cr_assert_eq(ph_suppliers_acquire(E.sups, "web", &t->j.sup), PH_OK);
+    t->j.op.kind = PERKHUB_OP_RECHARGE;
+    t->j.op.order_ref = t->ref;
+    t->j.op.product_id = product;
+    t->j.op.quantity = 1;
+    t->j.op.account = "13800138000";
+    t->j.limits = lim;
+    t->j.done = on_done;
+    t->j.arg = t;
+    t->j.track_auth = track;
+    cr_assert_eq(ph_sio_submit(E.io, &t->j), PH_OK);
+    cr_assert(wait_done(before + 1, 5000));
+}
+
+/* Issue 11, found 4: a plain HTTP 200 the plugin did not understand is no
+ * transport failure; a stuck order's queries must not open the breaker. */
+Test(sio, unclear_replies_keep_the_breaker_closed)
+{
+    ph_sio_limits lim = limits(2000);
+    lim.breaker_failures = 2;
+    for (int i = 0; i < 3; i++) {
+        run_one("weird", lim, PERKHUB_AMBIGUOUS);
+        run_one("bad", lim, PERKHUB_AMBIGUOUS);
+    }
+    ph_sio_health h;
+    ph_sio_health_get(E.io, "web", &h);
+    cr_assert_str_eq(h.breaker, "closed");
+    cr_assert_eq(h.consecutive_failures, 0);
+    cr_assert_eq(h.ambiguous, 6, "still counted as ambiguous exchanges");
+    cr_assert_eq(ph_sio_allow(E.io, "web"), 1);
+}
+
+/* Polls every 5 ms until ph_sio_allow says yes (claiming what it claims); 0
+ * on timeout. */
+static int wait_allowed(int timeout_ms)
+{
+    int64_t dl = now_ms() + timeout_ms;
+    while (now_ms() < dl) {
+        if (ph_sio_allow(E.io, "web"))
+            return 1;
+        usleep(5000);
+    }
+    return 0;
+}
+
+/* Refused credentials mark the supplier auth_failed (not the breaker), one job
+ * carries each transition, routing waits, one probe goes after the wait, a
+ * refused probe doubles it, an answer clears the mark. */
+Test(sio, auth_failed_and_restored)
+{
+    ph_sio_limits lim = limits(2000);
+    lim.breaker_failures = 1;
+    lim.auth_retry_ms = 150;
+    lim.auth_retry_max_ms = 100000;
+    tjob t;
+
+    /* a submitter that does not report the transition moves nothing */
+    run_tracked(&t, "s401", lim, 0);
+    cr_assert_eq(t.j.auth_change, 0);
+    release(&t, 1);
+    ph_sio_health h;
+    ph_sio_health_get(E.io, "web", &h);
+    cr_assert_eq(h.auth_failed, 0);
+
+    run_tracked(&t, "s401", lim, 1);
+    cr_assert_eq(t.j.outcome, PERKHUB_AMBIGUOUS, "the plugin's verdict stands: %s", t.j.detail);
+    cr_assert_eq(t.j.auth_change, PH_SIO_AUTH_FAILED);
+    cr_assert_str_eq(t.j.auth_why, "http 401");
+    release(&t, 1);
+    ph_sio_health_get(E.io, "web", &h);
+    cr_assert_eq(h.auth_failed, 1);
+    cr_assert_str_eq(h.auth_why, "http 401");
+    cr_assert_gt(h.auth_failed_at, 0);
+    cr_assert_geq(h.auth_probe_at, h.auth_failed_at);
+    cr_assert_str_eq(h.breaker, "closed", "a refusal is no transport failure");
+    cr_assert_eq(h.consecutive_failures, 0);
+    cr_assert_eq(ph_sio_allow(E.io, "web"), 0, "new orders skip it");
+    cr_assert(strstr(log_text(), "msg=sio.auth_failed supplier=web why=\"http 401\""), "%s",
+              log_text());
+
+    /* another refusal (an order already on its way) is no second transition */
+    run_tracked(&t, "badkey", lim, 1);
+    cr_assert_eq(t.j.auth_change, 0);
+    release(&t, 1);
+
+    /* after the wait: one probe; refused, the wait doubles */
+    cr_assert(wait_allowed(3000), "no probe after the wait");
+    cr_assert_eq(ph_sio_allow(E.io, "web"), 0, "only one probe");
+    int64_t probe1 = now_ms();
+    run_tracked(&t, "badkey", lim, 1);
+    cr_assert_eq(t.j.auth_change, 0);
+    release(&t, 1);
+    ph_sio_health_get(E.io, "web", &h);
+    cr_assert_eq(h.auth_failed, 1);
+    cr_assert_str_eq(h.auth_why, "http 401", "why is the first refusal's");
+    cr_assert(wait_allowed(3000), "no second probe");
+    cr_assert_geq(now_ms() - probe1, 300, "the wait doubled (150 -> 300 ms)");
+
+    /* an answered order query is no proof for orders: the mark stays */
+    {
+        tjob q;
+        memset(&q, 0, sizeof q);
+        cr_assert_eq(ph_suppliers_acquire(E.sups, "web", &q.j.sup), PH_OK);
+        snprintf(q.ref, sizeof q.ref, "q-auth");
+        q.j.op.kind = PERKHUB_OP_ORDER_QUERY;
+        q.j.op.order_kind = PERKHUB_OP_RECHARGE;
+        q.j.op.order_ref = q.ref;
+        q.j.op.product_id = "json_processing";
+        q.j.limits = lim;
+        q.j.done = on_done;
+        q.j.arg = &q;
+        q.j.track_auth = 1;
+        int before = E.done;
+        cr_assert_eq(ph_sio_submit(E.io, &q.j), PH_OK);
+        cr_assert(wait_done(before + 1, 5000));
+        cr_assert_eq(q.j.outcome, PERKHUB_OK, "%s", q.j.detail);
+        cr_assert_eq(q.j.auth_change, 0);
+        release(&q, 1);
+        ph_sio_health_get(E.io, "web", &h);
+        cr_assert_eq(h.auth_failed, 1);
+    }
+
+    /* the second probe is answered: the mark clears, once */
+    run_tracked(&t, "ok", lim, 1);
+    cr_assert_eq(t.j.auth_change, PH_SIO_AUTH_RESTORED);
+    release(&t, 1);
+    ph_sio_health_get(E.io, "web", &h);
+    cr_assert_eq(h.auth_failed, 0);
+    cr_assert_str_eq(h.auth_why, "");
+    cr_assert_eq(ph_sio_allow(E.io, "web"), 1);
+    cr_assert_eq(ph_sio_allow(E.io, "web"), 1);
+    run_tracked(&t, "ok", lim, 1);
+    cr_assert_eq(t.j.auth_change, 0);
+    release(&t, 1);
+}
+
 /* ---- shutdown ------------------------------------------------------------------- */
 
 Test(sio, destroy_completes_every_job)

@@ -441,6 +441,7 @@ static const char *const fault_names[] = {
     [SIM_F_DUP_CALLBACK] = "dup_callback",
     [SIM_F_BUSY] = "busy",
     [SIM_F_ECHO_ACCOUNT] = "echo_account",
+    [SIM_F_UNAUTHORIZED] = "unauthorized",
 };
 static const char *const op_names[] = {"order", "query", "catalog"};
 
@@ -468,7 +469,7 @@ static int fault_parse(json_t *d, sim_fault *f, char *msg, size_t ml)
     const char *proto = json_string_value(json_object_get(d, "protocol"));
     const char *op = json_string_value(json_object_get(d, "op"));
     const char *kind = json_string_value(json_object_get(d, "fault"));
-    int k = kind ? lookup_name(kind, fault_names, SIM_F_ECHO_ACCOUNT + 1) : -1;
+    int k = kind ? lookup_name(kind, fault_names, SIM_F_UNAUTHORIZED + 1) : -1;
     if (k <= 0)
         return snprintf(msg, ml, "field fault: missing or unknown"), -1;
     f->kind = (sim_fault_kind)k;

@@ -333,6 +333,11 @@ void sim_gw_handle(sim *s, const sim_request *rq, sim_fault_kind fault, sim_repl
         gw_error(out, 5000, "system busy, try later");
         return;
     }
+    if (fault == SIM_F_UNAUTHORIZED) {
+        /* the protocol's answer to a key it does not accept: code 1001 on HTTP 200 */
+        gw_error(out, 1001, "bad signature");
+        return;
+    }
     if (strcmp(rq->method, "POST")) {
         sim_reply_text(out, 405, "text/plain", "method not allowed\n");
         return;

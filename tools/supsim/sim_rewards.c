@@ -218,7 +218,7 @@ void sim_rw_handle(sim *s, const sim_request *rq, sim_fault_kind fault, sim_repl
     int get = !strcmp(rq->method, "GET"), post = !strcmp(rq->method, "POST");
     if (fault == SIM_F_BUSY) {
         rw_error(out, 429, "rate_limited", "try later");
-    } else if (!rw_authorized(s, rq->authorization)) {
+    } else if (fault == SIM_F_UNAUTHORIZED || !rw_authorized(s, rq->authorization)) {
         rw_error(out, 401, "unauthorized", "missing or wrong credentials");
     } else if (get &&
                (!strcmp(rq->path, "/v1/catalog") || !strncmp(rq->path, "/v1/catalog/", 12))) {

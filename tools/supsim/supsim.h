@@ -41,6 +41,7 @@ typedef enum sim_fault_kind {
     SIM_F_DUP_CALLBACK,
     SIM_F_BUSY,
     SIM_F_ECHO_ACCOUNT,
+    SIM_F_UNAUTHORIZED,
 } sim_fault_kind;
 
 typedef enum sim_state { SIM_PROCESSING, SIM_SUCCESS, SIM_FAILED } sim_state;
