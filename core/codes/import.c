@@ -21,13 +21,18 @@ typedef struct import_job {
     size_t blobs_len;
     ph_import_result *out;
     size_t cap;
+    size_t source_from; /* out->errors from here on came from the current source */
 } import_job;
 
+/* The bad lines come from up to three sources (the parser, the sealing, the
+ * rows' checks), each in line order: each source lists its first max_errors
+ * and finish_errors keeps the first max_errors of them all, whichever source
+ * they came from. */
 static int add_error(import_job *j, uint32_t line, const char *reason)
 {
     ph_import_result *o = j->out;
     o->error_count++;
-    if (o->nerrors >= j->req->max_errors)
+    if (o->nerrors - j->source_from >= j->req->max_errors)
         return PH_OK;
     if (o->nerrors == j->cap) {
         ph_csv_error *g = ph_grow(o->errors, &j->cap, sizeof *g, 64);
@@ -41,10 +46,24 @@ static int add_error(import_job *j, uint32_t line, const char *reason)
     return PH_OK;
 }
 
+static void next_source(import_job *j)
+{
+    j->source_from = j->out->nerrors;
+}
+
 static int cmp_error(const void *a, const void *b)
 {
     const ph_csv_error *x = a, *y = b;
     return x->line < y->line ? -1 : x->line > y->line;
+}
+
+/* The listed bad lines in line order, the first max_errors of them. */
+static void finish_errors(import_job *j)
+{
+    ph_import_result *o = j->out;
+    qsort(o->errors, o->nerrors, sizeof *o->errors, cmp_error);
+    if (o->nerrors > j->req->max_errors)
+        o->nerrors = j->req->max_errors;
 }
 
 /* qsort_r comparator: indices by hash, then by line so the first line comes first. */
@@ -222,6 +241,7 @@ int ph_import_run(ph_store *s, const ph_keyring *kr, const ph_import_req *req,
         rc = ph_err_set(err, PH_EINVAL, "file: no codes in it");
         goto done;
     }
+    next_source(&j);
     if ((rc = seal_rows(&j, kr)) == PH_ENOMEM)
         goto nomem;
     if (rc) {
@@ -230,17 +250,18 @@ int ph_import_run(ph_store *s, const ph_keyring *kr, const ph_import_req *req,
     }
     if ((sort_rows(&j) || out->error_count) && (rc = find_stored(&j, s, err)) != PH_OK)
         goto done;
+    next_source(&j);
     if (report_rows(&j))
         goto nomem;
     if (out->error_count) {
-        qsort(out->errors, out->nerrors, sizeof *out->errors, cmp_error);
+        finish_errors(&j);
         rc = ph_err_set(err, PH_EINVAL, "%zu bad line%s, nothing imported", out->error_count,
                         out->error_count == 1 ? "" : "s");
         goto done;
     }
     rc = store_batch(&j, s, err);
     if (rc == PH_EINVAL)
-        qsort(out->errors, out->nerrors, sizeof *out->errors, cmp_error);
+        finish_errors(&j);
     goto done;
 nomem:
     rc = ph_err_set(err, PH_ENOMEM, "out of memory");

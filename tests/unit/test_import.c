@@ -467,6 +467,39 @@ Test(import, errors_are_listed_up_to_max_errors_and_all_counted)
     assert_unchanged(before);
 }
 
+/* The parser's bad lines used to take the capped list's places first, and the
+ * checks of the rows got only what was left: a file with bad fields far down
+ * listed those instead of its first bad lines. */
+Test(import, a_capped_list_shows_the_first_bad_lines_whatever_their_reason)
+{
+    ph_import_result r;
+    ph_err err = {0};
+    cr_assert_eq(run("code\nCODE-1\nCODE-2\n", &r, &err), PH_OK, "%s", err.msg);
+    ph_import_result_clear(&r);
+    snapshot before = snap();
+    static const char file[] = "code,card_no\n"
+                               "CODE-1\n"      /* line 2: stored before */
+                               "CODE-2\n"      /* line 3: stored before */
+                               "CODE-3\n"      /* line 4: fine */
+                               "CODE-4,1,x\n"  /* line 5: too many fields */
+                               "---\n"         /* line 6: only dashes */
+                               "CODE-3\n"      /* line 7: repeat of 4 */
+                               "CODE-5,2,y\n"; /* line 8: too many fields */
+    static const uint32_t lines[] = {2, 3, 5, 6, 7, 8};
+    static const char *const reasons[] = {
+        "code already imported",      "code already imported",
+        "3 fields, expected at most 2", "code: nothing left once dashes are removed",
+        "duplicate of line 4",        "3 fields, expected at most 2"};
+    for (size_t cap = 1; cap <= 7; cap++) {
+        cr_assert_eq(run_sku(IQ, file, 1000, cap, &r, &err), PH_EINVAL);
+        cr_assert_str_eq(err.msg, "6 bad lines, nothing imported");
+        cr_assert_eq(r.error_count, 6);
+        expect_errors(&r, cap < 6 ? cap : 6, lines, reasons);
+        ph_import_result_clear(&r);
+    }
+    assert_unchanged(before);
+}
+
 Test(import, limits_empty_files_and_unknown_products_store_nothing)
 {
     snapshot before = snap();
