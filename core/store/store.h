@@ -536,8 +536,8 @@ int ph_store_code_find(ph_store *s, const uint8_t hash[32], ph_code_info *out, p
  * The snapshot is held for the whole pass (some 0.3 s for a million codes, all
  * stored): a map growth waits that long. Any thread. Errors: PH_EIO (LMDB;
  * stored then partly set). */
-int ph_store_codes_stored(ph_store *s, const ph_import_code *codes, const uint32_t *order,
-                          size_t n, uint8_t *stored, ph_err *err);
+int ph_store_codes_stored(ph_store *s, const ph_import_code *codes, const uint32_t *order, size_t n,
+                          uint8_t *stored, ph_err *err);
 
 /* The lookup hash of what a person typed, under a look-alike rule ("" = none;
  * crypto/code.h, ph_code_hash): 0, or non-zero when nothing is left to hash. */

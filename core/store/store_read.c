@@ -242,8 +242,8 @@ int ph_store_code_find(ph_store *s, const uint8_t hash[32], ph_code_info *out, p
     return rc;
 }
 
-int ph_store_codes_stored(ph_store *s, const ph_import_code *codes, const uint32_t *order,
-                          size_t n, uint8_t *stored, ph_err *err)
+int ph_store_codes_stored(ph_store *s, const ph_import_code *codes, const uint32_t *order, size_t n,
+                          uint8_t *stored, ph_err *err)
 {
     MDB_txn *txn;
     MDB_cursor *c;

@@ -424,8 +424,7 @@ Test(import, codes_imported_again_are_refused_line_by_line_in_file_order)
     cr_assert_eq(r.nerrors, 1000);
     for (size_t i = 0; i < r.nerrors; i++) {
         cr_assert_eq(r.errors[i].line, i + 2, "error %zu: line %u", i, r.errors[i].line);
-        cr_assert_str_eq(r.errors[i].reason, "code already imported", "line %u",
-                         r.errors[i].line);
+        cr_assert_str_eq(r.errors[i].reason, "code already imported", "line %u", r.errors[i].line);
     }
     ph_import_result_clear(&r);
     assert_unchanged(before);
@@ -487,9 +486,9 @@ Test(import, a_capped_list_shows_the_first_bad_lines_whatever_their_reason)
                                "CODE-5,2,y\n"; /* line 8: too many fields */
     static const uint32_t lines[] = {2, 3, 5, 6, 7, 8};
     static const char *const reasons[] = {
-        "code already imported",      "code already imported",
+        "code already imported",        "code already imported",
         "3 fields, expected at most 2", "code: nothing left once dashes are removed",
-        "duplicate of line 4",        "3 fields, expected at most 2"};
+        "duplicate of line 4",          "3 fields, expected at most 2"};
     for (size_t cap = 1; cap <= 7; cap++) {
         cr_assert_eq(run_sku(IQ, file, 1000, cap, &r, &err), PH_EINVAL);
         cr_assert_str_eq(err.msg, "6 bad lines, nothing imported");
