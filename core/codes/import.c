@@ -168,10 +168,9 @@ static int report_rows(import_job *j)
 
 /* For a file that is refused anyway: which codes were stored before, so one
  * answer lists every bad line (the writer names them only for a file that is
- * otherwise clean). One read snapshot, the code index only, in hash order: a
- * lookup per row, each in a snapshot of its own with the code's batch and
- * order read and decoded, cost a million-line file some 5 s of an HTTP
- * worker's CPU. */
+ * otherwise clean). One read snapshot, the code index only, asked in hash
+ * order (a snapshot per row, with the code's batch and order read and decoded,
+ * cost a million-line file some 5 s of an HTTP worker's CPU). */
 static int find_stored(import_job *j, ph_store *s, ph_err *err)
 {
     if (!(j->stored = malloc(j->csv->nrows)))
@@ -248,7 +247,8 @@ int ph_import_run(ph_store *s, const ph_keyring *kr, const ph_import_req *req,
         rc = ph_err_set(err, rc, "import: cannot seal codes");
         goto done;
     }
-    if ((sort_rows(&j) || out->error_count) && (rc = find_stored(&j, s, err)) != PH_OK)
+    size_t bad_rows = sort_rows(&j);
+    if ((bad_rows || out->error_count) && (rc = find_stored(&j, s, err)) != PH_OK)
         goto done;
     next_source(&j);
     if (report_rows(&j))
