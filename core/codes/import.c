@@ -16,17 +16,23 @@ typedef struct import_job {
     ph_import_code *codes;
     uint32_t *by_hash;
     uint32_t *first_of; /* row -> the first row (in file order) with its hash */
+    uint8_t *stored;    /* row -> 1 when its code was stored before; NULL: not looked up */
     uint8_t *blobs;
     size_t blobs_len;
     ph_import_result *out;
     size_t cap;
+    size_t source_from; /* out->errors from here on came from the current source */
 } import_job;
 
+/* The bad lines come from up to three sources (the parser, the sealing, the
+ * rows' checks), each in line order: each source lists its first max_errors
+ * and finish_errors keeps the first max_errors of them all, whichever source
+ * they came from. */
 static int add_error(import_job *j, uint32_t line, const char *reason)
 {
     ph_import_result *o = j->out;
     o->error_count++;
-    if (o->nerrors >= j->req->max_errors)
+    if (o->nerrors - j->source_from >= j->req->max_errors)
         return PH_OK;
     if (o->nerrors == j->cap) {
         ph_csv_error *g = ph_grow(o->errors, &j->cap, sizeof *g, 64);
@@ -40,10 +46,24 @@ static int add_error(import_job *j, uint32_t line, const char *reason)
     return PH_OK;
 }
 
+static void next_source(import_job *j)
+{
+    j->source_from = j->out->nerrors;
+}
+
 static int cmp_error(const void *a, const void *b)
 {
     const ph_csv_error *x = a, *y = b;
     return x->line < y->line ? -1 : x->line > y->line;
+}
+
+/* The listed bad lines in line order, the first max_errors of them. */
+static void finish_errors(import_job *j)
+{
+    ph_import_result *o = j->out;
+    qsort(o->errors, o->nerrors, sizeof *o->errors, cmp_error);
+    if (o->nerrors > j->req->max_errors)
+        o->nerrors = j->req->max_errors;
 }
 
 /* qsort_r comparator: indices by hash, then by line so the first line comes first. */
@@ -96,17 +116,22 @@ static int seal_rows(import_job *j, const ph_keyring *kr)
     return PH_OK;
 }
 
-/* Expired codes and codes repeated inside the file are bad lines too, one
- * reason per line, listed in file order so that a capped list shows the first
- * ones. The repeats are found in one pass over the rows sorted by hash (then
- * by line): each run of equal hashes is one code, its first row the line every
- * later repeat is reported against. O(n log n) for the sort, linear after it,
- * whatever the number of repeats (a scan back over a run per repeat made a
- * file of one code repeated n times cost n^2/2). Only keyed hashes are
- * compared: no plaintext is copied. */
-static int check_rows(import_job *j)
+/* Is row i's code past its expiry at the import's time? */
+static int row_expired(const import_job *j, size_t i)
 {
-    size_t n = j->csv->nrows;
+    return j->codes[i].expires_at && j->codes[i].expires_at <= j->req->now;
+}
+
+/* Finds the codes repeated inside the file in one pass over the rows sorted
+ * by hash (then by line): each run of equal hashes is one code, its first row
+ * the line every later repeat is reported against (first_of). O(n log n) for
+ * the sort, linear after it, whatever the number of repeats (a scan back over
+ * a run per repeat made a file of one code repeated n times cost n^2/2). Only
+ * keyed hashes are compared: no plaintext is copied. Returns the number of
+ * rows that are bad for a reason of their own: expired, or a repeat. */
+static size_t sort_rows(import_job *j)
+{
+    size_t n = j->csv->nrows, bad = 0;
     const ph_import_code *codes = j->codes;
     qsort_r(j->by_hash, n, sizeof *j->by_hash, cmp_hash, j->codes);
     for (size_t i = 0, run = 0; i < n; i++) {
@@ -114,12 +139,25 @@ static int check_rows(import_job *j)
             run = i;
         j->first_of[j->by_hash[i]] = j->by_hash[run];
     }
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++)
+        bad += row_expired(j, i) || j->first_of[i] != i;
+    return bad;
+}
+
+/* Lists the bad rows, one reason per line, in file order so that a capped
+ * list shows the first ones: expired, else a repeat of an earlier line, else
+ * (when j->stored was filled) a code stored before. */
+static int report_rows(import_job *j)
+{
+    const ph_import_code *codes = j->codes;
+    for (size_t i = 0; i < j->csv->nrows; i++) {
         char reason[64];
-        if (codes[i].expires_at && codes[i].expires_at <= j->req->now)
+        if (row_expired(j, i))
             snprintf(reason, sizeof reason, "expires_at: already expired");
         else if (j->first_of[i] != i)
             snprintf(reason, sizeof reason, "duplicate of line %u", codes[j->first_of[i]].line);
+        else if (j->stored && j->stored[i])
+            snprintf(reason, sizeof reason, "code already imported");
         else
             continue;
         if (add_error(j, codes[i].line, reason))
@@ -128,30 +166,16 @@ static int check_rows(import_job *j)
     return PH_OK;
 }
 
-/* For a file that is refused anyway: names the codes stored before, read-only,
- * so one answer lists every bad line (the writer names them only for a file
- * that is otherwise clean). Rows already reported (expired, or a repeat inside
- * the file) are skipped: one reason per line. */
-static int find_imported(import_job *j, ph_store *s, ph_err *err)
+/* For a file that is refused anyway: which codes were stored before, so one
+ * answer lists every bad line (the writer names them only for a file that is
+ * otherwise clean). One read snapshot, the code index only, asked in hash
+ * order (a snapshot per row, with the code's batch and order read and decoded,
+ * cost a million-line file some 5 s of an HTTP worker's CPU). */
+static int find_stored(import_job *j, ph_store *s, ph_err *err)
 {
-    size_t n = j->csv->nrows;
-    for (size_t i = 0; i < n; i++) {
-        const ph_import_code *c = &j->codes[j->by_hash[i]];
-        if (i > 0 && memcmp(j->codes[j->by_hash[i - 1]].hash, c->hash, 32) == 0)
-            continue;
-        if (c->expires_at && c->expires_at <= j->req->now)
-            continue;
-        ph_code_info info;
-        int rc = ph_store_code_find(s, c->hash, &info, err);
-        if (rc == PH_ENOTFOUND)
-            continue;
-        if (rc)
-            return rc;
-        ph_code_info_clear(&info);
-        if (add_error(j, c->line, "code already imported"))
-            return ph_err_set(err, PH_ENOMEM, "out of memory");
-    }
-    return PH_OK;
+    if (!(j->stored = malloc(j->csv->nrows)))
+        return ph_err_set(err, PH_ENOMEM, "out of memory");
+    return ph_store_codes_stored(s, j->codes, j->by_hash, j->csv->nrows, j->stored, err);
 }
 
 static int store_batch(import_job *j, ph_store *s, ph_err *err)
@@ -191,6 +215,7 @@ static void job_free(import_job *j)
     free(j->codes);
     free(j->by_hash);
     free(j->first_of);
+    free(j->stored);
     ph_csv_free(j->csv);
 }
 
@@ -215,25 +240,28 @@ int ph_import_run(ph_store *s, const ph_keyring *kr, const ph_import_req *req,
         rc = ph_err_set(err, PH_EINVAL, "file: no codes in it");
         goto done;
     }
+    next_source(&j);
     if ((rc = seal_rows(&j, kr)) == PH_ENOMEM)
         goto nomem;
     if (rc) {
         rc = ph_err_set(err, rc, "import: cannot seal codes");
         goto done;
     }
-    if (check_rows(&j))
-        goto nomem;
-    if (out->error_count && (rc = find_imported(&j, s, err)) != PH_OK)
+    size_t bad_rows = sort_rows(&j);
+    if ((bad_rows || out->error_count) && (rc = find_stored(&j, s, err)) != PH_OK)
         goto done;
+    next_source(&j);
+    if (report_rows(&j))
+        goto nomem;
     if (out->error_count) {
-        qsort(out->errors, out->nerrors, sizeof *out->errors, cmp_error);
+        finish_errors(&j);
         rc = ph_err_set(err, PH_EINVAL, "%zu bad line%s, nothing imported", out->error_count,
                         out->error_count == 1 ? "" : "s");
         goto done;
     }
     rc = store_batch(&j, s, err);
     if (rc == PH_EINVAL)
-        qsort(out->errors, out->nerrors, sizeof *out->errors, cmp_error);
+        finish_errors(&j);
     goto done;
 nomem:
     rc = ph_err_set(err, PH_ENOMEM, "out of memory");

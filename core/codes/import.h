@@ -27,7 +27,7 @@ typedef struct ph_import_req {
     const char *csv;   /* the file's bytes; need not be NUL-terminated */
     size_t csv_len;
     size_t max_codes;       /* more rows than this: PH_ELIMIT, nothing imported */
-    size_t max_errors;      /* bad lines listed at most (all are counted) */
+    size_t max_errors;      /* the first bad lines listed (all are counted) */
     int64_t now;            /* ms: the batch's creation time and the expiry cut-off */
     const char *lookalikes; /* the product's look-alike rule (code.h, canonical), or NULL */
 } ph_import_req;

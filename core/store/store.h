@@ -549,6 +549,21 @@ typedef struct ph_code_info {
  * PH_EIO, PH_ENOMEM. */
 int ph_store_code_find(ph_store *s, const uint8_t hash[32], ph_code_info *out, ph_err *err);
 
+/* Which of an import's codes are stored already (the question the writer asks
+ * again at commit), for an import that is refused anyway and names them. For
+ * each i < n, stored[order[i]] is set to 1 when the code index holds
+ * codes[order[i]].hash, else 0 (order NULL: stored[i] for codes[i]); stored,
+ * one byte per code, is the caller's and nothing else is allocated. One read
+ * snapshot and one cursor for the whole pass, and only the index is read (no
+ * code record, batch or order). Any order is answered right; in hash order
+ * (the IMPORT command's by_hash) consecutive lookups land on the same index
+ * pages and a hash repeated, or not past the last key sought, costs no seek.
+ * The snapshot is held for the whole pass (some 0.3 s for a million codes, all
+ * stored): a map growth waits that long. Any thread. Errors: PH_EIO (LMDB;
+ * stored then partly set). */
+int ph_store_codes_stored(ph_store *s, const ph_import_code *codes, const uint32_t *order, size_t n,
+                          uint8_t *stored, ph_err *err);
+
 /* The lookup hash of what a person typed, under a look-alike rule ("" = none;
  * crypto/code.h, ph_code_hash): 0, or non-zero when nothing is left to hash. */
 typedef int (*ph_code_hash_fn)(void *arg, const char *rule, uint8_t hash[32]);

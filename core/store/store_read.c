@@ -242,6 +242,44 @@ int ph_store_code_find(ph_store *s, const uint8_t hash[32], ph_code_info *out, p
     return rc;
 }
 
+int ph_store_codes_stored(ph_store *s, const ph_import_code *codes, const uint32_t *order, size_t n,
+                          uint8_t *stored, ph_err *err)
+{
+    MDB_txn *txn;
+    MDB_cursor *c;
+    int rc = ph_store_read_begin(s, &txn, err);
+    if (rc)
+        return rc;
+    if (mdb_cursor_open(txn, s->dbi[DB_CODE_HASH], &c)) {
+        ph_store_read_end(s, txn);
+        return ph_err_set(err, PH_EIO, "store: cannot open a cursor");
+    }
+    /* A merge of the sorted hashes with the index: after a seek from `prev`,
+     * `next` is the first stored hash >= prev (NULL: none), so a hash in
+     * (prev, next] is answered by comparing it with next, without a seek. A
+     * hash out of order (<= prev) is sought again. */
+    const uint8_t *prev = NULL, *next = NULL;
+    for (size_t i = 0; i < n; i++) {
+        size_t at = order ? order[i] : i;
+        const uint8_t *h = codes[at].hash;
+        if (!prev || memcmp(h, prev, 32) < 0 || (next && memcmp(h, next, 32) > 0)) {
+            MDB_val k = {32, (void *)h}, v;
+            int mrc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+            if (mrc && mrc != MDB_NOTFOUND) {
+                rc = ph_store_lmdb_err(err, mrc, "read code index");
+                break;
+            }
+            int whole = mrc == 0 && k.mv_size == 32; /* else damage: seek the next one too */
+            prev = whole || mrc == MDB_NOTFOUND ? h : NULL;
+            next = whole ? k.mv_data : NULL;
+        }
+        stored[at] = next && memcmp(h, next, 32) == 0;
+    }
+    mdb_cursor_close(c); /* a read-only transaction's cursors are closed by hand */
+    ph_store_read_end(s, txn);
+    return rc;
+}
+
 /* A real id in 1..n picked by 8 bytes of a keyed hash (0 when n is 0): what a
  * lookup that misses reads instead, as unpredictable to a caller as the hash. */
 static uint64_t decoy_id(const uint8_t hash[32], int part, uint64_t n)

@@ -596,6 +596,47 @@ Test(store, import_with_a_code_twice_in_the_file_changes_nothing)
     assert_check();
 }
 
+/* ph_store_codes_stored answers every code right whatever the order it is
+ * asked in: in hash order (the merge with the index, hashes between two stored
+ * ones answered without a seek), in file order (a seek back for each hash
+ * smaller than the one before) and backwards, with repeats, past the last
+ * stored hash, and for nothing at all. */
+Test(store, codes_stored_answers_each_code_in_any_order)
+{
+    open_store();
+    catalog();
+    import_range(IQ, 0, 200, 1980, 0);
+    import_range(TX, 1000, 50, 1980, 0); /* another SKU's codes are stored codes too */
+    enum { N = 400 };
+    ph_import_code codes[N];
+    uint32_t order[N], backwards[N];
+    uint8_t stored[N];
+    for (unsigned i = 0; i < N; i++) {
+        /* 100..299 (half stored), then 1000..1099 (half stored), then repeats */
+        unsigned num = i < 200 ? 100 + i : i < 300 ? 1000 + (i - 200) : 100 + (i - 300) * 2;
+        codes[i] = (ph_import_code){.line = i + 2};
+        code_hash(num, codes[i].hash);
+        order[i] = i;
+    }
+    qsort_r(order, N, sizeof *order, cmp_by_hash, codes);
+    for (unsigned i = 0; i < N; i++)
+        backwards[i] = order[N - 1 - i];
+    const uint32_t *orders[] = {order, NULL, backwards};
+    for (int o = 0; o < 3; o++) {
+        memset(stored, 0xaa, sizeof stored);
+        ph_err err = {0};
+        cr_assert_eq(ph_store_codes_stored(g_s, codes, orders[o], N, stored, &err), PH_OK, "%s",
+                     err.msg);
+        for (unsigned i = 0; i < N; i++) {
+            int want = i < 100 || (i >= 200 && i < 250) || (i >= 300 && i < 350);
+            cr_assert_eq(stored[i], want, "order %d, code %u: %d", o, i, stored[i]);
+        }
+    }
+    stored[0] = 0xaa;
+    cr_assert_eq(ph_store_codes_stored(g_s, codes, order, 0, stored, NULL), PH_OK);
+    cr_assert_eq(stored[0], 0xaa, "nothing asked, nothing written");
+}
+
 Test(store, import_for_an_unknown_sku_is_refused)
 {
     open_store();
