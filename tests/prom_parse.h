@@ -110,9 +110,11 @@ static int prom_sample_line(prom_doc *d, int ln, char *line, prom_sample *out)
                 val[vl++] = c;
             }
             p++;
-            if (strcmp(lname, "le") == 0)
-                snprintf(out->le, sizeof out->le, "%s", val);
-            else
+            if (strcmp(lname, "le") == 0) {
+                if (vl >= sizeof out->le)
+                    return prom_fail(d, ln, "le too long");
+                memcpy(out->le, val, vl + 1);
+            } else
                 lo += (size_t)snprintf(out->labels + lo, sizeof out->labels - lo, "%s%s=%s",
                                        lo ? "," : "", lname, val);
             if (lo >= sizeof out->labels)
