@@ -94,7 +94,7 @@ static unsigned status_class(unsigned status)
 
 void ph_metrics_http_observe(ph_metrics *m, unsigned route, unsigned status, int64_t us)
 {
-    if (!m)
+    if (!m || status < 100) /* no answer was set: the client went away first */
         return;
     if (route >= PH_METRICS_ROUTES)
         route = PH_METRICS_ROUTES - 1;

@@ -79,7 +79,8 @@ ph_metrics *ph_metrics_create(void);
 void ph_metrics_free(ph_metrics *m);
 
 /* One HTTP request completed: route index (>= PH_METRICS_ROUTES counts in the
- * last), HTTP status, microseconds from its header to its completion. */
+ * last), HTTP status, microseconds from its header to its completion. A
+ * status below 100 (none was set: the client went away first) is not counted. */
 void ph_metrics_http_observe(ph_metrics *m, unsigned route, unsigned status, int64_t us);
 
 /* One batch committed durably: its commands and microseconds of apply +

@@ -176,9 +176,10 @@ Test(metrics, http_observations_go_by_route_and_status_class)
     ph_metrics_http_observe(m, 3, 999, 100); /* not a status: counted as 5xx */
     ph_metrics_http_observe(m, 1000, 200, 100);
     ph_metrics_http_observe(NULL, 3, 200, 100); /* no registry: a no-op */
+    ph_metrics_http_observe(m, 3, 0, 100);      /* never answered: not counted */
     cr_assert_eq(m->http[3][1].sum, 100);
     cr_assert_eq(m->http[3][3].sum, 100);
-    cr_assert_eq(m->http[3][4].sum, 100);
+    cr_assert_eq(m->http[3][4].sum, 100); /* the 999 alone */
     cr_assert_eq(m->http[PH_METRICS_ROUTES - 1][1].sum, 100);
     ph_metrics_free(m);
 }
