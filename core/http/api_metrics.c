@@ -210,6 +210,23 @@ static void put_suppliers(ph_mx *mx, ph_req *r, ph_metrics *m)
     }
 }
 
+static void put_keys(ph_mx *mx, ph_req *r)
+{
+    ph_mx_family(mx, "perkhub_keyring_active_key_id", "gauge",
+                 "Id of the key new codes and accounts are sealed with");
+    ph_mx_sample(mx, "perkhub_keyring_active_key_id", NULL, 0, ph_keyring_active_id(r->env->keys));
+    uint16_t ids[64];
+    size_t n = ph_store_key_ids(r->env->store, ids, 64);
+    ph_mx_family(mx, "perkhub_store_key_id_in_use", "gauge",
+                 "1 for each sealing key id the stored data has been sealed with (a key check is "
+                 "recorded for it in the store)");
+    for (size_t i = 0; i < n && i < 64; i++) {
+        char id[8];
+        snprintf(id, sizeof id, "%u", (unsigned)ids[i]);
+        ph_mx_sample(mx, "perkhub_store_key_id_in_use", (ph_label[]){{"key_id", id}}, 1, 1);
+    }
+}
+
 int ph_api_metrics(ph_req *r)
 {
     ph_metrics *m = r->env->metrics;
@@ -222,9 +239,7 @@ int ph_api_metrics(ph_req *r)
     put_store(&mx, r, m);
     put_stock(&mx, r);
     put_suppliers(&mx, r, m);
-    ph_mx_family(&mx, "perkhub_keyring_active_key_id", "gauge",
-                 "Id of the key new codes and accounts are sealed with");
-    ph_mx_sample(&mx, "perkhub_keyring_active_key_id", NULL, 0, ph_keyring_active_id(r->env->keys));
+    put_keys(&mx, r);
     if (mx.oom || !mx.buf) {
         ph_mx_free(&mx);
         return ph_req_fail(r, PH_ENOMEM, NULL);

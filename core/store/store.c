@@ -378,6 +378,33 @@ uint64_t ph_store_map_used(ph_store *s)
     return ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
 }
 
+size_t ph_store_key_ids(ph_store *s, uint16_t *out, size_t max)
+{
+    MDB_txn *txn;
+    MDB_cursor *c;
+    MDB_val k = {9, "keycheck:"}, v;
+    size_t n = 0;
+    if (ph_store_read_begin(s, &txn, &(ph_err){0}) != PH_OK)
+        return 0;
+    if (mdb_cursor_open(txn, s->dbi[DB_META], &c) == 0) {
+        for (int op = MDB_SET_RANGE; mdb_cursor_get(c, &k, &v, op) == 0; op = MDB_NEXT) {
+            if (k.mv_size < 9 || memcmp(k.mv_data, "keycheck:", 9) != 0)
+                break;
+            char name[24];
+            snprintf(name, sizeof name, "%.*s", (int)(k.mv_size - 9), (const char *)k.mv_data + 9);
+            unsigned long id = strtoul(name, NULL, 10);
+            if (id == 0 || id > 65535) /* "keycheck:index" is the index key's */
+                continue;
+            if (n < max)
+                out[n] = (uint16_t)id;
+            n++;
+        }
+        mdb_cursor_close(c);
+    }
+    ph_store_read_end(s, txn);
+    return n;
+}
+
 void ph_store_writer_stats(ph_store *s, ph_writer_stats *out)
 {
     out->commits = atomic_load(&s->commits);

@@ -250,6 +250,12 @@ uint64_t ph_store_map_size(ph_store *s);
  * freed inside it are reused before the map grows). Any thread. */
 uint64_t ph_store_map_used(ph_store *s);
 
+/* The sealing key ids the data has been sealed with: those with a key check
+ * recorded in `meta` (docs/store.md, "Keys"), ascending, the first max of them
+ * into out; returns how many there are (0 also when the read fails). A few
+ * meta entries: cheap. Any thread. */
+size_t ph_store_key_ids(ph_store *s, uint16_t *out, size_t max);
+
 /* What the writer did since open: durable commits, commands applied in them
  * (commands / commits is the group-commit factor) and map growths. */
 typedef struct ph_writer_stats {

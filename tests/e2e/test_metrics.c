@@ -267,6 +267,9 @@ Test(metrics, counters_move_by_exactly_what_was_done)
         val(&b, "perkhub_supplier_exchanges_total", "supplier=gwa,outcome=definite_failure"), 1);
     cr_assert_eq(val(&b, "perkhub_supplier_breaker_state", "supplier=gwa,state=closed"), 1);
     cr_assert_eq(val(&b, "perkhub_supplier_in_flight", "supplier=gwa"), 0);
+    /* the codes and the account were sealed with the harness's key 1 */
+    cr_assert_eq(val(&b, "perkhub_store_key_id_in_use", "key_id=1"), 1);
+    cr_assert_eq(val(&b, "perkhub_keyring_active_key_id", ""), 1);
 #undef DELTA
     prom_free(&a);
     prom_free(&b);
