@@ -20,8 +20,8 @@
 #include "supply/supplier_io.h"
 #include "supply/suppliers.h"
 
-#define US           1e-6   /* microseconds to seconds */
-#define PENDING_SCAN 10000u /* unfinished orders a scrape reads at most */
+#define US           1e-6  /* microseconds to seconds */
+#define PENDING_SCAN 1000u /* unfinished orders a scrape reads at most (each loaded whole) */
 
 static void put_requests(ph_mx *mx, ph_metrics *m)
 {
@@ -72,7 +72,8 @@ static void put_open_orders(ph_mx *mx, ph_req *r)
         ph_order **list = NULL;
         size_t n = 0;
         ph_err err = {0};
-        if (ph_store_pending_list(r->env->store, after, 256, &list, &n, &err) != PH_OK)
+        size_t want = PENDING_SCAN - seen < 256 ? PENDING_SCAN - seen : 256;
+        if (ph_store_pending_list(r->env->store, after, want, &list, &n, &err) != PH_OK)
             break;
         for (size_t i = 0; i < n; i++) {
             unknown += list[i]->state == PH_ORDER_UNKNOWN;
@@ -81,12 +82,12 @@ static void put_open_orders(ph_mx *mx, ph_req *r)
         }
         ph_order_list_free(list, n);
         seen += n;
-        if (n < 256 || seen >= PENDING_SCAN)
+        if (n < want || seen >= PENDING_SCAN)
             break;
     }
     ph_mx_family(mx, "perkhub_orders_open", "gauge",
-                 "Supplier orders not final now, by state (read from the pending index; at most "
-                 "10000 are counted per scrape)");
+                 "Supplier orders not final now, by state, from the pending index; a scrape "
+                 "reads at most the first 1000 of them (a sum of 1000 means at least that)");
     ph_mx_sample(mx, "perkhub_orders_open", (ph_label[]){{"state", "unknown"}}, 1, (double)unknown);
     ph_mx_sample(mx, "perkhub_orders_open", (ph_label[]){{"state", "processing"}}, 1,
                  (double)processing);
