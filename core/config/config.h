@@ -112,11 +112,11 @@ typedef struct ph_config {
     uint64_t max_body_bytes;     /* default 64 MiB */
     uint32_t max_import_codes;   /* codes per import request; default 1000000 */
     uint32_t max_order_wait_s;   /* longest "wait" a client may ask on POST /v1/orders; 30 */
-    /* Who may read GET /metrics (config `metrics.access`): PH_METRICS_* below. */
+    char *public_url;            /* how suppliers reach our callbacks, e.g.
+                                    "https://perkhub.example.com"; NULL = http://<listen
+                                    address>:<bound port> (loopback setups and tests) */
+    /* Who may read GET /metrics (config `metrics.access`): PH_METRICS_* above. */
     int metrics_access;
-    char *public_url; /* how suppliers reach our callbacks, e.g.
-                         "https://perkhub.example.com"; NULL = http://<listen
-                         address>:<bound port> (loopback setups and tests) */
     ph_client_conf *clients;
     size_t nclients;
     ph_supplier_conf *suppliers;

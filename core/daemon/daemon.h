@@ -47,11 +47,12 @@ typedef struct ph_daemon {
     struct ph_sio *sio;       /* the supplier I/O engine */
     struct ph_fulfil *fulfil; /* supplier orders in flight */
     struct ph_http *http;
-    struct ph_metrics *metrics; /* the registry every observer above writes into (metrics.h) */
-    uint16_t port;              /* the bound port (config port 0 = ephemeral) */
-    int pid_fd;                 /* pid_file, locked while we run; -1 = none */
-    char *pid_path;             /* pid_file as at start (a reload does not move it) */
-    atomic_int ready;           /* 1 once serving, 0 again when stopping */
+    /* the registry every observer above writes into (metrics/metrics.h) */
+    struct ph_metrics *metrics;
+    uint16_t port;         /* the bound port (config port 0 = ephemeral) */
+    int pid_fd;            /* pid_file, locked while we run; -1 = none */
+    char *pid_path;        /* pid_file as at start (a reload does not move it) */
+    atomic_int ready;      /* 1 once serving, 0 again when stopping */
     pthread_t main_thread; /* ph_daemon_start's caller: reloads, plugin shutdowns and dlclose */
     /* the expiry sweep's timer thread (daemon.c) */
     struct ph_sweeper *sweeper;
