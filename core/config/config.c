@@ -112,6 +112,12 @@ static const field limits_fields[] = {
     INT(ph_config, max_import_codes, "max_import_codes", 1, 100000000, 1, "1000000"),
     INT(ph_config, max_order_wait_s, "max_order_wait_s", 0, 3600, 1, "30"),
 };
+static const char *const metrics_access_names[] = {"loopback", "ops", "public", NULL};
+static const int metrics_access_values[] = {PH_METRICS_LOOPBACK, PH_METRICS_OPS, PH_METRICS_PUBLIC};
+static const field metrics_fields[] = {
+    ENUM(ph_config, metrics_access, "access", 0, metrics_access_names, metrics_access_values,
+         "loopback"),
+};
 static const field client_fields[] = {
     IDENT(ph_client_conf, name, "name"),
     {.name = "token_sha256",
@@ -178,6 +184,7 @@ static const field top_fields[] = {
     SECTION("log", log_fields),
     SECTION("http", http_fields),
     SECTION("limits", limits_fields),
+    SECTION("metrics", metrics_fields),
     LIST(ph_config, clients, nclients, "clients", ph_client_conf, client_fields, "name",
          "client name"),
     LIST(ph_config, suppliers, nsuppliers, "suppliers", ph_supplier_conf, supplier_fields, "id",

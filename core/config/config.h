@@ -20,6 +20,10 @@
 #include "base/status.h"
 
 enum { PH_SCOPE_FULFILL = 1, PH_SCOPE_SUPPORT = 2, PH_SCOPE_OPS = 4 };
+/* metrics.access: GET /metrics without a token from a loopback peer only (the
+ * default); with a token of an ops client from anywhere; or without a token
+ * from anywhere. */
+enum { PH_METRICS_LOOPBACK = 0, PH_METRICS_OPS = 1, PH_METRICS_PUBLIC = 2 };
 enum { PH_DELIVERY_CARD_CODE = 1, PH_DELIVERY_RECHARGE = 2 };
 
 /* The one spelling of a delivery kind, in config, the store's product JSON,
@@ -116,6 +120,8 @@ typedef struct ph_config {
     char *public_url;            /* how suppliers reach our callbacks, e.g.
                                     "https://perkhub.example.com"; NULL = http://<listen
                                     address>:<bound port> (loopback setups and tests) */
+    /* Who may read GET /metrics (config `metrics.access`): PH_METRICS_* above. */
+    int metrics_access;
     ph_client_conf *clients;
     size_t nclients;
     ph_supplier_conf *suppliers;

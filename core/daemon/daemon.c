@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "http/http_api.h"
+#include "metrics/metrics.h"
 #include "supply/fulfil.h"
 #include "supply/supplier_io.h"
 #include "supply/suppliers.h"
@@ -159,6 +160,7 @@ static int start_supply(ph_daemon *d, ph_err *err)
     int rc = ph_sio_create(&so, &d->sio, err);
     if (rc)
         return rc;
+    ph_sio_metrics_set(d->sio, d->metrics);
     ph_fulfil_opts fo = {.store = d->store,
                          .sio = d->sio,
                          .suppliers = d->suppliers,
@@ -366,7 +368,8 @@ static int start_http(ph_daemon *d, const ph_config *cfg, ph_err *err)
                        .fulfil = d->fulfil,
                        .suppliers = d->suppliers,
                        .sio = d->sio,
-                       .ready = &d->ready};
+                       .ready = &d->ready,
+                       .metrics = d->metrics};
     ph_http_opts o = http_opts(d, cfg);
     return ph_http_start(&env, &o, &d->http, &d->port, err);
 }
@@ -415,8 +418,17 @@ int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_er
     ph_log_set_level(&d->log, level);
     /* before any thread exists: format and fd are read by all of them */
     d->log.format = cfg->log_format;
-    ph_store_opts so = {
-        .dir = cfg->data_dir, .map_size = cfg->map_size, .journal_file = d->journal_file};
+    /* the registry first: the store, the I/O engine and the listener observe into it */
+    if (!(d->metrics = ph_metrics_create())) {
+        ph_cfg_current_destroy(&d->cfg);
+        free(d->config_path);
+        d->config_path = NULL;
+        return ph_err_set(err, PH_ENOMEM, "out of memory");
+    }
+    ph_store_opts so = {.dir = cfg->data_dir,
+                        .map_size = cfg->map_size,
+                        .journal_file = d->journal_file,
+                        .metrics = d->metrics};
     int rc;
     /* The store checks the keys against the data (store.h, "Keys"): a wrong key
      * file stops the start here, naming the key id and the file. */
@@ -527,6 +539,8 @@ void ph_daemon_stop(ph_daemon *d, int grace_ms)
     d->suppliers = NULL;
     ph_keyring_free(d->keys);
     d->keys = NULL;
+    ph_metrics_free(d->metrics); /* after everything that observes into it stopped */
+    d->metrics = NULL;
     ph_cfg_current_destroy(&d->cfg);
     free(d->config_path);
     d->config_path = NULL;

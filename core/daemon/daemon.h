@@ -49,6 +49,8 @@ typedef struct ph_daemon {
     struct ph_sio *sio;       /* the supplier I/O engine */
     struct ph_fulfil *fulfil; /* supplier orders in flight */
     struct ph_http *http;
+    /* the registry every observer above writes into (metrics/metrics.h) */
+    struct ph_metrics *metrics;
     uint16_t port;         /* the bound port (config port 0 = ephemeral) */
     int pid_fd;            /* pid_file, locked while we run; -1 = none */
     char *pid_path;        /* pid_file as at start (a reload does not move it) */

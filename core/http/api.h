@@ -48,6 +48,8 @@ struct ph_req {
     size_t body_len, body_cap;
     int too_large;
     int64_t started_ms;
+    int64_t started_us; /* monotonic, for the request latency metric */
+    unsigned route_ix;  /* index of its route (metrics); the route count when none matched */
 
     /* response */
     unsigned status;
@@ -167,5 +169,6 @@ int ph_api_stats(ph_req *r);
 int ph_api_callback(ph_req *r);
 int ph_api_supplier_catalog(ph_req *r);
 int ph_api_supplier_balance(ph_req *r);
+int ph_api_metrics(ph_req *r);
 
 #endif

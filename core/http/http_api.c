@@ -27,6 +27,7 @@
 
 #include "http/api.h"
 #include "base/util.h"
+#include "metrics/metrics.h"
 
 struct ph_http {
     struct MHD_Daemon *mhd;
@@ -78,6 +79,8 @@ typedef struct ph_route {
 
 #define ANY_SCOPE  (PH_SCOPE_FULFILL | PH_SCOPE_SUPPORT | PH_SCOPE_OPS)
 #define PARAMS_ANY "*"
+/* Not a scope: whoever config's metrics.access lets in (authenticate). */
+#define SCOPE_METRICS 0x80000000u
 
 static const ph_route routes[] = {
     {"GET", "/v1/health", 0, ph_api_health, NULL},
@@ -99,7 +102,16 @@ static const ph_route routes[] = {
     /* suppliers authenticate by signature, checked by their plugin; their
      * notify URLs may carry the supplier's own parameters */
     {"POST", "/v1/callbacks/*", 0, ph_api_callback, PARAMS_ANY},
+    {"GET", "/metrics", SCOPE_METRICS, ph_api_metrics, NULL},
 };
+#define NROUTES (sizeof routes / sizeof routes[0])
+_Static_assert(NROUTES < PH_METRICS_ROUTES, "raise PH_METRICS_ROUTES (one more: unmatched)");
+
+const char *ph_http_route_name(size_t i, const char **method)
+{
+    *method = i < NROUTES ? routes[i].method : "";
+    return i < NROUTES ? routes[i].pattern : i == NROUTES ? "unmatched" : NULL;
+}
 
 static void str_copy(char *dst, size_t cap, const char *src);
 
@@ -545,12 +557,14 @@ static int match(const char *pattern, const char *path, ph_req *r)
 static const ph_route *route_find(ph_req *r, const ph_route **path_route)
 {
     *path_route = NULL;
-    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+    for (size_t i = 0; i < NROUTES; i++) {
         if (!match(routes[i].pattern, r->path, r))
             continue;
         *path_route = &routes[i];
-        if (strcmp(routes[i].method, r->method) == 0)
+        if (strcmp(routes[i].method, r->method) == 0) {
+            r->route_ix = (unsigned)i;
             return &routes[i];
+        }
     }
     return NULL;
 }
@@ -570,10 +584,36 @@ int ph_http_peer_is_loopback(const struct sockaddr *sa)
     return 0;
 }
 
+/* Did the request come from a loopback peer? An offline request comes from
+ * this process. The one answer behind loopback_only and metrics.access. */
+static int req_from_loopback(ph_req *r)
+{
+    if (!r->conn)
+        return 1;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    return ci && ph_http_peer_is_loopback(ci->client_addr);
+}
+
 /* Bearer authentication against the request's configuration snapshot. */
 static int authenticate(ph_http *h, ph_req *r, const ph_route *rt)
 {
-    if (!rt->scopes)
+    unsigned need = rt->scopes;
+    if (need == SCOPE_METRICS) {
+        int access = r->cfg->cfg->metrics_access;
+        if (access == PH_METRICS_PUBLIC)
+            return 0;
+        if (access == PH_METRICS_LOOPBACK) {
+            if (req_from_loopback(r))
+                return 0;
+            ph_req_error(r, 403, "forbidden",
+                         "GET /metrics is served to loopback peers only (config metrics.access: "
+                         "loopback)");
+            return -1;
+        }
+        need = PH_SCOPE_OPS; /* metrics.access: ops */
+    }
+    if (!need)
         return 0;
     const char *hv = req_header(r, "Authorization");
     if (!hv || strncasecmp(hv, "Bearer ", 7) != 0) {
@@ -591,22 +631,18 @@ static int authenticate(ph_http *h, ph_req *r, const ph_route *rt)
         ph_req_error(r, 401, "unauthorized", "Authorization: unknown token");
         return -1;
     }
-    if (r->client->loopback_only && r->conn) { /* an offline request comes from this process */
-        const union MHD_ConnectionInfo *ci =
-            MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-        if (!ci || !ph_http_peer_is_loopback(ci->client_addr)) {
-            ph_req_error(r, 403, "forbidden",
-                         "client '%s' is loopback_only (its token is published, e.g. a demo "
-                         "token): refused from a non-loopback address",
-                         r->client->name);
-            return -1;
-        }
+    if (r->client->loopback_only && !req_from_loopback(r)) {
+        ph_req_error(r, 403, "forbidden",
+                     "client '%s' is loopback_only (its token is published, e.g. a demo "
+                     "token): refused from a non-loopback address",
+                     r->client->name);
+        return -1;
     }
-    if (!(r->client->scopes & rt->scopes)) {
+    if (!(r->client->scopes & need)) {
         ph_req_error(r, 403, "forbidden", "client '%s' lacks the scope %s needs", r->client->name,
-                     rt->scopes & PH_SCOPE_OPS && !(rt->scopes & PH_SCOPE_SUPPORT) ? "ops"
-                     : rt->scopes & PH_SCOPE_SUPPORT ? "support or ops"
-                                                     : "fulfill");
+                     need & PH_SCOPE_OPS && !(need & PH_SCOPE_SUPPORT) ? "ops"
+                     : need & PH_SCOPE_SUPPORT                         ? "support or ops"
+                                                                       : "fulfill");
         return -1;
     }
     return 0;
@@ -796,7 +832,8 @@ static int check_framing(ph_req *r)
  * connection for those. An offline request holds no connection. */
 static int over_budget(ph_http *h, ph_req *r, const ph_route *rt)
 {
-    int probe = !rt->scopes && strcmp(rt->method, "GET") == 0;
+    /* a scrape is a probe too: metrics matter most when the daemon is busy */
+    int probe = (!rt->scopes || rt->scopes == SCOPE_METRICS) && strcmp(rt->method, "GET") == 0;
     if (!r->conn || probe || ph_req_has_scope(r, PH_SCOPE_OPS))
         return 0;
     unsigned open = (unsigned)atomic_load(&h->open_conns);
@@ -833,6 +870,13 @@ static int64_t mono_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 /* Marks the connection waiting for a request header (from now) or not. */
@@ -954,6 +998,8 @@ static ph_req *req_new(ph_http *h, struct MHD_Connection *conn, ph_offline *off,
     r->conn = conn;
     r->off = off;
     r->started_ms = ph_now_ms();
+    r->started_us = mono_us();
+    r->route_ix = (unsigned)NROUTES; /* "unmatched" until route_find finds one */
     r->cfg = ph_cfg_acquire(h->env.cfg);
     str_copy(r->method, sizeof r->method, method);
     str_copy(r->path, sizeof r->path, url);
@@ -998,6 +1044,7 @@ static int body_append(ph_req *r, const char *data, size_t n)
 static void req_end(ph_http *h, ph_req *r, int aborted)
 {
     /* method and path are the client's text: log.h escapes them */
+    ph_metrics_http_observe(h->env.metrics, r->route_ix, r->status, mono_us() - r->started_us);
     ph_log(h->env.log, PH_LOG_INFO, r->reqid, "http.request",
            aborted ? "method=%s path=%s status=%u client=%s ms=%lld aborted=1"
                    : "method=%s path=%s status=%u client=%s ms=%lld",

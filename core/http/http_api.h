@@ -30,6 +30,7 @@
 struct ph_fulfil;
 struct ph_suppliers;
 struct ph_sio;
+struct ph_metrics;
 struct sockaddr;
 typedef struct ph_http ph_http;
 
@@ -45,6 +46,7 @@ typedef struct ph_http_env {
     struct ph_suppliers *suppliers; /* the running supplier set */
     struct ph_sio *sio;             /* the supplier I/O engine (ops asking a supplier) */
     const atomic_int *ready;        /* 1 while serving: GET /v1/ready */
+    struct ph_metrics *metrics;     /* request latencies go here; GET /metrics; NULL = none */
 } ph_http_env;
 
 /* The listener's settings (config's listen: and http: sections). */
@@ -121,6 +123,12 @@ int ph_http_inflight(ph_http *h);
  * NULL is not. The check behind a client's `loopback_only`: a request with such
  * a client's token from any other peer gets 403. Pure; any thread. */
 int ph_http_peer_is_loopback(const struct sockaddr *sa);
+
+/* The route table's entry i: its pattern (a star stands for one segment) and in *method
+ * its method, the labels of its request metrics; NULL past the end. i == the
+ * number of routes stands for requests that matched no route (404, 405):
+ * "unmatched" with method "". Static strings; any thread. */
+const char *ph_http_route_name(size_t i, const char **method);
 
 /* Stops the pool (joining its threads), closes every connection, frees each
  * remaining request and frees h. No request may be suspended then:

@@ -14,10 +14,12 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
+#include <time.h>
 
 #include "crypto/crypto.h"
 #include "base/util.h"
 #include "store/cmd_codec.h"
+#include "metrics/metrics.h"
 
 _Static_assert(sizeof(ph_order_rec) == 72, "order record header is 72 bytes");
 _Static_assert(sizeof(ph_supply_rec) == 12, "supply record header is 12 bytes");
@@ -267,6 +269,7 @@ int ph_store_open(const ph_store_opts *opts, ph_store **out, ph_err *err)
     if (!s)
         return ph_err_set(err, PH_ENOMEM, "out of memory");
     s->keys = opts->keys;
+    s->metrics = opts->metrics;
     s->read_only = opts->read_only;
     pthread_rwlockattr_t ra;
     pthread_rwlockattr_init(&ra);
@@ -361,6 +364,44 @@ uint64_t ph_store_map_size(ph_store *s)
     pthread_rwlock_rdlock(&s->maplock);
     uint64_t n = s->map_size;
     pthread_rwlock_unlock(&s->maplock);
+    return n;
+}
+
+uint64_t ph_store_map_used(ph_store *s)
+{
+    MDB_envinfo info;
+    MDB_stat st;
+    pthread_rwlock_rdlock(&s->maplock); /* not while the writer resizes the map */
+    mdb_env_info(s->env, &info);
+    mdb_env_stat(s->env, &st);
+    pthread_rwlock_unlock(&s->maplock);
+    return ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+}
+
+size_t ph_store_key_ids(ph_store *s, uint16_t *out, size_t max)
+{
+    MDB_txn *txn;
+    MDB_cursor *c;
+    MDB_val k = {9, "keycheck:"}, v;
+    size_t n = 0;
+    if (ph_store_read_begin(s, &txn, &(ph_err){0}) != PH_OK)
+        return 0;
+    if (mdb_cursor_open(txn, s->dbi[DB_META], &c) == 0) {
+        for (int op = MDB_SET_RANGE; mdb_cursor_get(c, &k, &v, op) == 0; op = MDB_NEXT) {
+            if (k.mv_size < 9 || memcmp(k.mv_data, "keycheck:", 9) != 0)
+                break;
+            char name[24];
+            snprintf(name, sizeof name, "%.*s", (int)(k.mv_size - 9), (const char *)k.mv_data + 9);
+            unsigned long id = strtoul(name, NULL, 10);
+            if (id == 0 || id > 65535) /* "keycheck:index" is the index key's */
+                continue;
+            if (n < max)
+                out[n] = (uint16_t)id;
+            n++;
+        }
+        mdb_cursor_close(c);
+    }
+    ph_store_read_end(s, txn);
     return n;
 }
 
@@ -587,6 +628,13 @@ static void finish_batch(ph_cmd *batch, int rc, const ph_err *err)
     }
 }
 
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static void *writer_main(void *arg)
 {
     ph_store *s = arg;
@@ -603,6 +651,8 @@ static void *writer_main(void *arg)
         ph_err err = {0};
         int rc;
         int nested = 0, mrc = 0, map_full = 0;
+        /* the batch's duration, for the metrics: a clock read outside applying */
+        int64_t t0 = s->metrics ? mono_us() : 0;
         while ((rc = run_batch(s, batch, &ids, nested, &mrc, &err)) == PH_STORE_MAPFULL ||
                rc == PH_STORE_REDO) {
             memset(&s->memo, 0, sizeof s->memo); /* it may name rolled-back ids */
@@ -641,6 +691,8 @@ static void *writer_main(void *arg)
                 n++;
             atomic_fetch_add(&s->commits, 1);
             atomic_fetch_add(&s->commands, n);
+            /* before any done runs: a done may free its command */
+            ph_metrics_batch_observe(s->metrics, batch, s->metrics ? mono_us() - t0 : 0);
         }
         /* committed, not yet acknowledged: where replication will publish it. A
          * failure stops the journal, which a replay then refuses as unclosed. */

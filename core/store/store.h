@@ -215,6 +215,10 @@ typedef struct ph_store_opts {
      * standby) takes its origin's, so attempt references come out the same.
      * NULL = random at creation, anything at open. */
     const char *uid;
+    /* The daemon's metrics registry (borrowed: it must outlive the store), or
+     * NULL: the writer observes each committed batch into it (size, duration,
+     * the order outcomes it decided) with atomics only. */
+    struct ph_metrics *metrics;
 } ph_store_opts;
 
 /* Opens (creating if needed, unless read_only) the environment, migrates a
@@ -241,6 +245,16 @@ void ph_store_close(ph_store *s);
 
 /* Current LMDB map size in bytes (it grows by itself). */
 uint64_t ph_store_map_size(ph_store *s);
+
+/* Bytes of the map in use: up to the last page the newest commit used (pages
+ * freed inside it are reused before the map grows). Any thread. */
+uint64_t ph_store_map_used(ph_store *s);
+
+/* The sealing key ids the data has been sealed with: those with a key check
+ * recorded in `meta` (docs/store.md, "Keys"), ascending, the first max of them
+ * into out; returns how many there are (0 also when the read fails). A few
+ * meta entries: cheap. Any thread. */
+size_t ph_store_key_ids(ph_store *s, uint16_t *out, size_t max);
 
 /* What the writer did since open: durable commits, commands applied in them
  * (commands / commits is the group-commit factor) and map growths. */

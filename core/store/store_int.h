@@ -84,6 +84,8 @@ struct ph_store {
     char at[32];
     char uid[9];            /* ph_store_uid: read from `meta` at open, never changes */
     const ph_keyring *keys; /* borrowed; NULL: sealed blobs are opaque */
+    /* opts.metrics: the writer observes each committed batch; NULL = none */
+    struct ph_metrics *metrics;
     int read_only;
     int lockless;           /* ph_store_lockless */
     uint32_t migrated_from; /* ph_store_migrated_from: set at open */

@@ -9,6 +9,7 @@
 
 #include <curl/curl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "base/lockcheck.h"
@@ -133,6 +134,7 @@ typedef struct job_list {
 
 struct ph_sio {
     const ph_logger *log;
+    _Atomic(struct ph_metrics *) metrics; /* ph_sio_metrics_set; NULL = none */
     sio_shard shard[SIO_SHARDS];
     CURLSH *share; /* DNS and TLS sessions, shared by every shard */
     int ep;        /* epoll set: curl's sockets and wake */

@@ -204,6 +204,12 @@ typedef struct ph_sio_health {
 
 void ph_sio_health_get(ph_sio *io, const char *id, ph_sio_health *out);
 
+struct ph_metrics;
+/* From now on each finished exchange's duration goes to m (metrics.h; borrowed:
+ * it must outlive io). NULL stops it. @note Any thread (an atomic pointer); the
+ * daemon sets it once after ph_sio_create. */
+void ph_sio_metrics_set(ph_sio *io, struct ph_metrics *m);
+
 /* Frees a finished job's results (res and its strings, with the supplier's host
  * allocator: call it before releasing job->sup); the inputs stay. NULL is a no-op. */
 void ph_sio_job_clear(ph_sio_job *job);

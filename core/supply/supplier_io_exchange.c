@@ -24,6 +24,7 @@
 #include "base/lockcheck.h"
 #include "base/util.h"
 #include "crypto/crypto.h"
+#include "metrics/metrics.h"
 #include "supply/plugin_ops.h"
 
 static int is_outcome(int rc)
@@ -131,6 +132,11 @@ static void x_free(ph_sio *io, ph_sio_job *job)
     job->priv_ = NULL;
 }
 
+void ph_sio_metrics_set(ph_sio *io, struct ph_metrics *m)
+{
+    atomic_store_explicit(&io->metrics, m, memory_order_release);
+}
+
 /* Records the outcome, updates the supplier's record, frees the exchange and
  * runs done. The job must not be touched afterwards: done may free it. */
 void sio_finish(ph_sio *io, ph_sio_job *job, int cls, int outcome, int sent, const char *fmt, ...)
@@ -173,6 +179,8 @@ void sio_finish(ph_sio *io, ph_sio_job *job, int cls, int outcome, int sent, con
         sio_list_push(&io->launch, nx);
 
     /* detail never holds a secret; the URL, headers and bodies are not logged */
+    ph_metrics_supplier_observe(atomic_load_explicit(&io->metrics, memory_order_acquire), ss->id,
+                                elapsed * 1000);
     ph_log(io->log, PH_LOG_DEBUG, NULL, "sio.exchange",
            "supplier=%s op=%s step=%d outcome=%s sent=%d http=%d elapsed_ms=%" PRId64
            " detail=\"%s\"",
