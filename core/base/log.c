@@ -552,10 +552,10 @@ static void jformat(jline *j, const char *fmt, va_list *ap)
                 return;
             /* in JSON's grammar: no padding, sign flag or %e %a forms */
             char buf[128];
-            int n = c.kind == 'i'   ? snprintf(buf, sizeof buf, "%lld", c.i)
-                    : c.kind == 'u' ? snprintf(buf, sizeof buf, "%llu", c.u)
-                    : isfinite(c.f) ? snprintf(buf, sizeof buf, "%.17Lg", c.f)
-                                    : 0;
+            int n = c.kind == 'i'           ? snprintf(buf, sizeof buf, "%lld", c.i)
+                    : c.kind == 'u'         ? snprintf(buf, sizeof buf, "%llu", c.u)
+                    : isfinite((double)c.f) ? snprintf(buf, sizeof buf, "%.17Lg", c.f)
+                                            : 0;
             if (n > 0)
                 put_n(j->o, buf, (size_t)n);
             else
