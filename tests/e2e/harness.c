@@ -1,9 +1,11 @@
 #include "harness.h"
 
 #include <criterion/criterion.h>
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -928,4 +930,52 @@ json_t *h_order_poll(const h_daemon *d, long long id, const char *token,
         json_decref(o);
         usleep(10000);
     }
+}
+
+int h_non_loopback_ipv4(char *out, size_t n)
+{
+    struct ifaddrs *ifs, *i;
+    int found = 0;
+    if (getifaddrs(&ifs) != 0)
+        return 0;
+    for (i = ifs; i && !found; i = i->ifa_next) {
+        if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET)
+            continue;
+        const struct sockaddr_in *in = (const struct sockaddr_in *)i->ifa_addr;
+        if ((ntohl(in->sin_addr.s_addr) >> 24) == 127)
+            continue;
+        found = inet_ntop(AF_INET, &in->sin_addr, out, (socklen_t)n) != NULL;
+    }
+    freeifaddrs(ifs);
+    return found;
+}
+
+long h_get_via(const char *host, uint16_t port, const char *path, const char *token, char **body)
+{
+    CURL *c = curl_easy_init();
+    cr_assert(c);
+    char url[256], auth[128];
+    snprintf(url, sizeof url, "http://%s:%u%s", host, port, path);
+    struct curl_slist *hdr = NULL;
+    if (token) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+        hdr = curl_slist_append(NULL, auth);
+    }
+    h_buf b = {0};
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, h_buf_append);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    CURLcode rc = curl_easy_perform(c);
+    cr_assert_eq(rc, CURLE_OK, "GET %s: %s", url, curl_easy_strerror(rc));
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(hdr);
+    curl_easy_cleanup(c);
+    if (body)
+        *body = b.p ? b.p : strdup("");
+    else
+        free(b.p);
+    return status;
 }

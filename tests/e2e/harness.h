@@ -70,6 +70,16 @@ int h_http(const h_daemon *d, const char *method, const char *path, const char *
            const char *content_type, const char *body, size_t len, h_resp *out);
 void h_resp_free(h_resp *r);
 
+/* The first IPv4 address of this machine that is not loopback, into out;
+ * 1 when there is one, else 0 (tests that need one then run only their
+ * loopback side). */
+int h_non_loopback_ipv4(char *out, size_t n);
+/* GET http://host:port/path from this process, for a request that must come
+ * from (and go to) an address other than the harness's 127.0.0.1. token may be
+ * NULL (no Authorization); body may be NULL, else it gets the body (caller
+ * frees). Returns the status; asserts on transport failure. */
+long h_get_via(const char *host, uint16_t port, const char *path, const char *token, char **body);
+
 /* Shortcuts that assert on transport failure. */
 h_resp h_get(const h_daemon *d, const char *path, const char *token);
 h_resp h_post_json(const h_daemon *d, const char *path, const char *token, const char *json);

@@ -7,7 +7,6 @@
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <curl/curl.h>
-#include <ifaddrs.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -336,53 +335,6 @@ Test(badinput, unknown_query_parameters_are_refused)
     finish();
 }
 
-/* The first IPv4 address of this machine that is not loopback, or 0. */
-static int non_loopback_ipv4(char *out, size_t n)
-{
-    struct ifaddrs *ifs, *i;
-    int found = 0;
-    if (getifaddrs(&ifs) != 0)
-        return 0;
-    for (i = ifs; i && !found; i = i->ifa_next) {
-        if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET)
-            continue;
-        const struct sockaddr_in *in = (const struct sockaddr_in *)i->ifa_addr;
-        if ((ntohl(in->sin_addr.s_addr) >> 24) == 127)
-            continue;
-        found = inet_ntop(AF_INET, &in->sin_addr, out, (socklen_t)n) != NULL;
-    }
-    freeifaddrs(ifs);
-    return found;
-}
-
-/* GET http://host:port/path with a bearer token: the status, the body in *body
- * (caller frees). The harness always talks to 127.0.0.1; this request must
- * come from (and go to) another address. */
-static long get_via(const char *host, uint16_t port, const char *path, const char *token,
-                    char **body)
-{
-    CURL *c = curl_easy_init();
-    cr_assert(c);
-    char url[256], auth[128];
-    snprintf(url, sizeof url, "http://%s:%u%s", host, port, path);
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
-    struct curl_slist *hdr = curl_slist_append(NULL, auth);
-    h_buf b = {0};
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, h_buf_append);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-    CURLcode rc = curl_easy_perform(c);
-    cr_assert_eq(rc, CURLE_OK, "GET %s: %s", url, curl_easy_strerror(rc));
-    long status = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    curl_slist_free_all(hdr);
-    curl_easy_cleanup(c);
-    *body = b.p ? b.p : strdup("");
-    return status;
-}
-
 /* A client marked loopback_only (the embedded default marks its published
  * demo tokens so) is refused from any other address, with a 403 saying why;
  * other clients are not. Needs an address other than loopback to send from:
@@ -409,13 +361,13 @@ Test(badinput, loopback_only_clients_are_refused_from_elsewhere)
     h_resp_free(&r);
 
     char addr[INET_ADDRSTRLEN];
-    if (!non_loopback_ipv4(addr, sizeof addr)) {
+    if (!h_non_loopback_ipv4(addr, sizeof addr)) {
         h_stop_clean(&D);
         h_cleanup(&D);
         cr_skip_test("no non-loopback IPv4 address on this machine");
     }
     char *body;
-    long st = get_via(addr, D.port, "/v1/products", "demo-mall-token", &body);
+    long st = h_get_via(addr, D.port, "/v1/products", "demo-mall-token", &body);
     cr_assert_eq(st, 403, "from %s: %ld %s", addr, st, body);
     json_t *j = json_loads(body, 0, NULL);
     cr_assert(j, "%s", body);
@@ -425,7 +377,7 @@ Test(badinput, loopback_only_clients_are_refused_from_elsewhere)
     json_decref(j);
     free(body);
     /* the same from there with a token that is not loopback_only */
-    st = get_via(addr, D.port, "/v1/products", "mall-token", &body);
+    st = h_get_via(addr, D.port, "/v1/products", "mall-token", &body);
     cr_assert_eq(st, 200, "from %s: %ld %s", addr, st, body);
     free(body);
     h_stop_clean(&D);

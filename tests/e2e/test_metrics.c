@@ -10,7 +10,6 @@
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
-#include <ifaddrs.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -57,54 +56,6 @@ static double val(const prom_doc *d, const char *name, const char *labels)
 {
     double v = prom_get(d, name, labels, NULL);
     return isnan(v) ? 0 : v;
-}
-
-/* The first IPv4 address of this machine that is not loopback, or 0. */
-static int non_loopback_ipv4(char *out, size_t n)
-{
-    struct ifaddrs *ifs, *i;
-    int found = 0;
-    if (getifaddrs(&ifs) != 0)
-        return 0;
-    for (i = ifs; i && !found; i = i->ifa_next) {
-        if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET)
-            continue;
-        const struct sockaddr_in *in = (const struct sockaddr_in *)i->ifa_addr;
-        if ((ntohl(in->sin_addr.s_addr) >> 24) == 127)
-            continue;
-        found = inet_ntop(AF_INET, &in->sin_addr, out, (socklen_t)n) != NULL;
-    }
-    freeifaddrs(ifs);
-    return found;
-}
-
-/* GET /metrics at host (not the harness's 127.0.0.1) with an optional token:
- * the status. */
-static long get_via(const char *host, const char *token)
-{
-    CURL *c = curl_easy_init();
-    cr_assert(c);
-    char url[256], auth[128];
-    snprintf(url, sizeof url, "http://%s:%u/metrics", host, D.port);
-    struct curl_slist *hdr = NULL;
-    if (token) {
-        snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
-        hdr = curl_slist_append(NULL, auth);
-    }
-    h_buf b = {0};
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, h_buf_append);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-    CURLcode rc = curl_easy_perform(c);
-    cr_assert_eq(rc, CURLE_OK, "GET %s: %s", url, curl_easy_strerror(rc));
-    long status = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    curl_slist_free_all(hdr);
-    curl_easy_cleanup(c);
-    free(b.p);
-    return status;
 }
 
 /* The config: gwa (gateway at supsim) offers a top-up and a card it has none
@@ -297,17 +248,19 @@ Test(metrics, access_follows_the_config)
 {
     start();
     char addr[INET_ADDRSTRLEN];
-    int other = non_loopback_ipv4(addr, sizeof addr);
+    int other = h_non_loopback_ipv4(addr, sizeof addr);
     prom_doc d;
 
     /* loopback (default): no token needed here; refused from elsewhere */
     scrape(&d, NULL);
     prom_free(&d);
     if (other)
-        cr_assert_eq(get_via(addr, NULL), 403, "loopback access from %s", addr);
+        cr_assert_eq(h_get_via(addr, D.port, "/metrics", NULL, NULL), 403,
+                     "loopback access from %s", addr);
     /* an ops token does not open the loopback-only door either */
     if (other)
-        cr_assert_eq(get_via(addr, "ops-token"), 403, "loopback access from %s", addr);
+        cr_assert_eq(h_get_via(addr, D.port, "/metrics", "ops-token", NULL), 403,
+                     "loopback access from %s", addr);
 
     /* ops: a token with the ops scope, from anywhere */
     reload("metrics:\n  access: ops\n", 1);
@@ -321,12 +274,14 @@ Test(metrics, access_follows_the_config)
     scrape(&d, "ops-token");
     prom_free(&d);
     if (other)
-        cr_assert_eq(get_via(addr, "ops-token"), 200, "ops access from %s", addr);
+        cr_assert_eq(h_get_via(addr, D.port, "/metrics", "ops-token", NULL), 200,
+                     "ops access from %s", addr);
 
     /* public: anyone */
     reload("metrics:\n  access: public\n", 2);
     if (other)
-        cr_assert_eq(get_via(addr, NULL), 200, "public access from %s", addr);
+        cr_assert_eq(h_get_via(addr, D.port, "/metrics", NULL, NULL), 200, "public access from %s",
+                     addr);
     scrape(&d, NULL);
     /* the refusals above were counted under their route */
     cr_assert_eq(val(&d, "perkhub_http_request_duration_seconds_count",
