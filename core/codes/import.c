@@ -190,6 +190,7 @@ static int store_batch(import_job *j, ph_store *s, ph_err *err)
     cmd.in.import.ncodes = j->csv->nrows;
     cmd.in.import.by_hash = j->by_hash;
     cmd.in.import.lookalikes = req->lookalikes;
+    cmd.audit = req->audit;
     int rc = ph_store_exec(s, &cmd);
     if (rc == PH_OK) {
         j->out->batch_id = cmd.batch_id;

@@ -30,6 +30,7 @@ typedef struct ph_import_req {
     size_t max_errors;      /* the first bad lines listed (all are counted) */
     int64_t now;            /* ms: the batch's creation time and the expiry cut-off */
     const char *lookalikes; /* the product's look-alike rule (code.h, canonical), or NULL */
+    const ph_audit *audit;  /* who imports (store.h), stored with the batch; NULL = none */
 } ph_import_req;
 
 typedef struct ph_import_result {

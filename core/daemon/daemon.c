@@ -21,6 +21,7 @@
 #include "supply/supplier_io.h"
 #include "supply/suppliers.h"
 #include "base/util.h"
+#include "crypto/wipe_alloc.h"
 #include "http/views.h"
 
 /* Replaces the current snapshot (taking cfg, also on failure); requests
@@ -34,7 +35,8 @@ static int cfg_install(ph_daemon *d, ph_config *cfg, ph_err *err)
     return rc;
 }
 
-int ph_daemon_sync_products(ph_daemon *d, const ph_config *cfg, ph_err *err)
+int ph_daemon_sync_products(ph_daemon *d, const ph_config *cfg, const ph_audit *audit,
+                            ph_err *err)
 {
     char **json = calloc(cfg->nproducts + 1, sizeof *json);
     if (!json)
@@ -50,6 +52,7 @@ int ph_daemon_sync_products(ph_daemon *d, const ph_config *cfg, ph_err *err)
         ph_cmd cmd = {.type = PH_CMD_PUT_PRODUCTS, .now = ph_now_ms()};
         cmd.in.products.json = (const char *const *)json;
         cmd.in.products.n = cfg->nproducts;
+        cmd.audit = audit;
         if ((rc = ph_store_exec(d->store, &cmd)) != PH_OK && err)
             *err = cmd.err;
         ph_cmd_clear(&cmd);
@@ -436,7 +439,7 @@ int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_er
         (cfg->log_file && (rc = ph_log_open_file(&d->log, cfg->log_file, err))) ||
         (rc = load_keys(d, cfg, err)) ||
         (so.keys = d->keys, rc = ph_store_open(&so, &d->store, err)) ||
-        (rc = log_migration(d, cfg)) || (rc = ph_daemon_sync_products(d, cfg, err)) ||
+        (rc = log_migration(d, cfg)) || (rc = ph_daemon_sync_products(d, cfg, NULL, err)) ||
         (rc = ph_suppliers_create(&d->log, &d->suppliers, err)) ||
         (rc = ph_suppliers_apply(d->suppliers, cfg, err)) || (rc = start_supply(d, err)) ||
         (rc = start_http(d, cfg, err)))
@@ -492,7 +495,15 @@ int ph_daemon_reload(ph_daemon *d, ph_err *err)
     warn_restart_needed(d, old->cfg, neu);
     if ((rc = ph_suppliers_apply(d->suppliers, neu, err)) != PH_OK)
         goto fail;
-    if ((rc = ph_daemon_sync_products(d, neu, err)) != PH_OK) {
+    /* the audit record rides on the catalog's command: one commit holds the
+     * catalog change and the record of the whole reload (docs/store.md, "Audit") */
+    json_t *changes = ph_config_changes(old->cfg, neu);
+    char *what = changes ? json_dumps(changes, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(changes);
+    ph_audit audit = {.action = "config.reload", .via = "signal", .what = what ? what : ""};
+    rc = ph_daemon_sync_products(d, neu, &audit, err);
+    ph_json_free(what);
+    if (rc != PH_OK) {
         ph_err ignored;
         ph_suppliers_apply(d->suppliers, old->cfg, &ignored); /* back to the running set */
         goto fail;

@@ -21,6 +21,7 @@
 #ifndef PH_DAEMON_H
 #define PH_DAEMON_H
 
+#include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -91,7 +92,20 @@ int ph_daemon_reload(ph_daemon *d, ph_err *err);
  * grace_ms), drains the store's writer and frees everything. */
 void ph_daemon_stop(ph_daemon *d, int grace_ms);
 
-/* Writes the catalog of cfg into the store (PH_CMD_PUT_PRODUCTS). */
-int ph_daemon_sync_products(ph_daemon *d, const ph_config *cfg, ph_err *err);
+/* Writes the catalog of cfg into the store (PH_CMD_PUT_PRODUCTS), with
+ * `audit` (store.h; NULL = none: the start) stored in the same transaction. */
+int ph_daemon_sync_products(ph_daemon *d, const ph_config *cfg, const ph_audit *audit,
+                            ph_err *err);
+
+/* What a reload from old to neu changes, by name (config_changes.c): a JSON
+ * object with, when not empty, "suppliers" {added, removed, changed, enabled,
+ * disabled}, "products" and "clients" {added, removed, changed} as lists of
+ * ids, SKUs and client names, and "settings" (the reloadable keys that
+ * changed, "log.level", "limits.max_body_mb", ...). A supplier's plugin
+ * settings and a client's token count as a change but are never written.
+ * Longer than PH_AUDIT_WHAT_MAX as text, every list becomes its length and
+ * "counts_only" is true. A new reference, or NULL when out of memory. Any
+ * thread (pure). */
+json_t *ph_config_changes(const ph_config *old, const ph_config *neu);
 
 #endif

@@ -75,6 +75,11 @@ struct ph_req {
     unsigned wait_s;
     uint64_t order_id;
 
+    /* the audit record of an ops action (ph_req_audit, api_audit.c), NULL
+     * until then: lives as long as r, so as long as the command it is handed
+     * to; freed with r (ph_req_audit_free) */
+    struct ph_req_audit *audit;
+
     /* handler state that outlives a suspension; freed with ext_free at the end */
     void *ext;
     void (*ext_free)(void *ext);
@@ -134,6 +139,27 @@ int ph_req_has_scope(const ph_req *r, unsigned scope);
  * the request ends. */
 int ph_req_submit(ph_req *r, ph_handler_fn resume);
 
+/* Marks cmd as the ops action `action` (store.h, ph_audit: [a-z0-9_.], e.g.
+ * "batch.void") done by this request: the token's client, the peer's address,
+ * the request id (the X-Request-Id of the response) and `what`, a JSON object
+ * of ids and counts (taken in every case; never a code, an account, a token or
+ * text the caller typed). The writer stores the record in the command's own
+ * transaction when the command applies. One line per ops handler, before the
+ * command is submitted:
+ *
+ *     ph_req_audit(r, &r->cmd, "orders.settle", json_pack("{s:I}", "order_id", id));
+ *
+ * cmd may be NULL for a command built elsewhere (an import): the return value
+ * is then handed to it. Returns the record, valid for the request's life
+ * (action must be static). A `what` that is NULL (jansson out of memory) or
+ * over PH_AUDIT_WHAT_MAX bytes, or no memory for the record, makes the writer
+ * refuse the command (PH_EINVAL naming audit.what or audit.action): an ops
+ * action is never done unaudited. One audit per request (a second call
+ * replaces the first). */
+const ph_audit *ph_req_audit(ph_req *r, ph_cmd *cmd, const char *action, json_t *what);
+/* Frees r->audit (http_api.c, when the request ends). NULL is a no-op. */
+void ph_req_audit_free(struct ph_req_audit *a);
+
 /* Suspends the connection until ph_req_wake(r); `resume` then builds the
  * response on a pool thread. Suspend first, then hand r to whoever will wake it:
  * the wake may come at once, even before the handler returns. Returns
@@ -170,5 +196,6 @@ int ph_api_callback(ph_req *r);
 int ph_api_supplier_catalog(ph_req *r);
 int ph_api_supplier_balance(ph_req *r);
 int ph_api_metrics(ph_req *r);
+int ph_api_audit(ph_req *r);
 
 #endif

@@ -127,6 +127,8 @@ int ph_api_batch_import(ph_req *r)
                        .now = ph_now_ms()};
     if (import_args(r, &q))
         return PH_REQ_DONE;
+    q.audit = ph_req_audit(r, NULL, "batch.import",
+                           json_pack("{s:s,s:s}", "supplier", q.supplier, "sku", q.sku));
     ph_import_result res;
     ph_err err = {0};
     int rc = ph_import_run(r->env->store, r->env->keys, &q, &res, &err);
@@ -206,5 +208,6 @@ int ph_api_batch_void(ph_req *r)
     r->cmd.now = ph_now_ms();
     r->cmd.in.void_batch.batch_id = id;
     r->cmd.in.void_batch.reason = r->arg[0];
+    ph_req_audit(r, &r->cmd, "batch.void", json_pack("{s:I}", "batch_id", (json_int_t)id));
     return ph_req_submit(r, batch_voided);
 }

@@ -99,6 +99,7 @@ static const ph_route routes[] = {
     {"GET", "/v1/suppliers/*/catalog", PH_SCOPE_OPS, ph_api_supplier_catalog, NULL},
     {"GET", "/v1/suppliers/*/balance", PH_SCOPE_OPS, ph_api_supplier_balance, NULL},
     {"GET", "/v1/stats", PH_SCOPE_OPS, ph_api_stats, NULL},
+    {"GET", "/v1/audit", PH_SCOPE_OPS, ph_api_audit, "after limit from to client action"},
     /* suppliers authenticate by signature, checked by their plugin; their
      * notify URLs may carry the supplier's own parameters */
     {"POST", "/v1/callbacks/*", 0, ph_api_callback, PARAMS_ANY},
@@ -1053,6 +1054,7 @@ static void req_end(ph_http *h, ph_req *r, int aborted)
     json_decref(r->resp);
     text_drop(r);
     ph_cmd_clear(&r->cmd);
+    ph_req_audit_free(r->audit);
     if (r->ext_free)
         r->ext_free(r->ext);
     if (r->body) {

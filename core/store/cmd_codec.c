@@ -193,6 +193,17 @@ static int encode_cmd(wbuf *b, const ph_cmd *c, size_t idx, ph_err *err)
          * would silently drop it */
         return ph_err_set(err, PH_EINVAL, "command %zu: type %d has no encoding", idx, c->type);
     }
+    /* version 2: the audit record the command carries, after its inputs */
+    const ph_audit *a = c->audit;
+    w_u8(b, a ? 1 : 0);
+    if (a) {
+        w_str(b, a->action);
+        w_str(b, a->client);
+        w_str(b, a->peer);
+        w_str(b, a->request_id);
+        w_str(b, a->via);
+        w_str(b, a->what);
+    }
     return PH_OK;
 }
 
@@ -275,7 +286,8 @@ typedef struct rd {
     ph_err *err;
     size_t idx;
     const char *kind;
-    int rc; /* first failure, sticky */
+    int rc;          /* first failure, sticky */
+    uint8_t version; /* of the batch: 1 has no audit member */
 } rd;
 
 static int r_fail(rd *r, const char *field, const char *what)
@@ -476,6 +488,31 @@ static void decode_attempt(rd *r, ph_cmd *c)
     r_target(r, &c->in.attempt.next, "next.supplier", "next.product_id", "next.unit_cost");
 }
 
+/* The audit member (version 2): a flag, then its strings, kept in the arena
+ * with the ph_audit they fill. */
+static void decode_audit(rd *r, ph_cmd *c)
+{
+    const uint8_t *flag = r_take(r, 1, "audit");
+    if (!flag || !*flag)
+        return;
+    if (*flag != 1) {
+        r_fail(r, "audit", "flag neither 0 nor 1");
+        return;
+    }
+    ph_audit *a = a_alloc(r->a, sizeof *a);
+    if (!a) {
+        r_fail(r, "audit", NULL);
+        return;
+    }
+    a->action = r_str(r, "audit.action");
+    a->client = r_str(r, "audit.client");
+    a->peer = r_str(r, "audit.peer");
+    a->request_id = r_str(r, "audit.request_id");
+    a->via = r_str(r, "audit.via");
+    a->what = r_str(r, "audit.what");
+    c->audit = a;
+}
+
 static int decode_cmd(rd *r, ph_cmd *c, int *rc_out)
 {
     const uint8_t *t = r_take(r, 1, "type");
@@ -529,6 +566,8 @@ static int decode_cmd(rd *r, ph_cmd *c, int *rc_out)
         r->kind = "?";
         return r_fail(r, "type", "unknown command type");
     }
+    if (r->version >= 2)
+        decode_audit(r, c);
     if (!r->rc && r->left)
         r_fail(r, "length", "bytes left after the last field");
     return r->rc;
@@ -553,9 +592,9 @@ int ph_cmd_batch_decode(const uint8_t *p, size_t len, ph_cmd_batch *out, ph_err 
     out->arena = a;
     rd top = {.p = p, .left = len, .a = a, .err = err, .kind = NULL};
     const uint8_t *ver = r_take(&top, 1, "version");
-    if (ver && *ver != PH_CMD_CODEC_VERSION) {
-        ph_err_set(err, PH_EINVAL, "batch: version %u, this perkhubd reads version %d", *ver,
-                   PH_CMD_CODEC_VERSION);
+    if (ver && (*ver < 1 || *ver > PH_CMD_CODEC_VERSION)) {
+        ph_err_set(err, PH_EINVAL, "batch: version %u, this perkhubd reads versions 1 to %d",
+                   *ver, PH_CMD_CODEC_VERSION);
         ph_cmd_batch_free(out);
         return PH_EINVAL;
     }
@@ -572,7 +611,7 @@ int ph_cmd_batch_decode(const uint8_t *p, size_t len, ph_cmd_batch *out, ph_err 
     }
     int rc = PH_OK;
     for (size_t i = 0; i < n && rc == PH_OK; i++) {
-        rd r = {.a = a, .err = err, .idx = i, .kind = "?"};
+        rd r = {.a = a, .err = err, .idx = i, .kind = "?", .version = *ver};
         uint32_t clen = r_u32(&top, "length");
         r.p = r_take(&top, clen, "length");
         r.left = clen;

@@ -11,14 +11,20 @@
  * Replication will ship exactly these batches to standbys (a later issue):
  * the journal file is the seed of that, a test and debugging hook today.
  *
- * Encoding, version 1. Integers little-endian, fixed width. A string is a u32
+ * Encoding, version 2. Integers little-endian, fixed width. A string is a u32
  * length then its bytes without NUL (length 0xFFFFFFFF: NULL, which for most
  * fields means "keep" or "none"); a blob is the same for bytes.
  *
- *   batch   = u8 version (1), u32 ncmds, ncmds x (u32 len, command of len bytes)
+ *   batch   = u8 version (2), u32 ncmds, ncmds x (u32 len, command of len bytes)
  *   command = u8 type, i64 now, i32 rc (the outcome the writer gave it),
  *             then the type's inputs in the order of struct ph_cmd's `in`
- *             (store.h); arrays as u32 count then elements
+ *             (store.h); arrays as u32 count then elements;
+ *             then the audit member: u8 0 (none), or u8 1 and the strings
+ *             action, client, peer, request_id, via, what (store.h, ph_audit)
+ *
+ * Version 1 is version 2 without the audit member; batches of either version
+ * are read (a journal written before the audit trail replays), version 2 is
+ * written.
  *
  * Results (order, dup lines, affected orders) are not encoded: applying the
  * command produces them again. Secrets appear only as the store holds them:
@@ -42,7 +48,7 @@
 #include "base/status.h"
 #include "store/store.h"
 
-#define PH_CMD_CODEC_VERSION 1
+#define PH_CMD_CODEC_VERSION 2 /* 2: the audit member */
 
 /* Encodes the commands first, first->next, ... (as the writer links a batch)
  * with their results' rc. *out (malloc'd, *len bytes) is the caller's.

@@ -27,7 +27,7 @@ _Static_assert(sizeof(ph_attempt_rec) == 64, "attempt record is 64 bytes without
 
 static const char *const db_names[DB_COUNT] = {
     "meta",      "products",      "batches", "codes",  "avail",   "code_hash", "orders",
-    "order_ref", "client_orders", "events",  "supply", "pending", "expiry",
+    "order_ref", "client_orders", "events",  "supply", "pending", "expiry", "audit",
 };
 
 static const unsigned db_flags[DB_COUNT] = {
@@ -40,6 +40,7 @@ static const unsigned db_flags[DB_COUNT] = {
     [DB_SUPPLY] = MDB_INTEGERKEY,
     [DB_PENDING] = MDB_INTEGERKEY,
     [DB_EXPIRY] = MDB_DUPSORT | MDB_DUPFIXED | MDB_INTEGERDUP,
+    [DB_AUDIT] = MDB_INTEGERKEY,
 };
 
 const char *ph_store_db_name(int db)
@@ -189,6 +190,10 @@ static int open_dbs(ph_store *s, const char *dir, ph_err *err)
     for (int i = 0; i < DB_COUNT; i++) {
         mrc = mdb_dbi_open(txn, db_names[i], (s->read_only ? 0 : MDB_CREATE) | db_flags[i],
                            &s->dbi[i]);
+        if (mrc == MDB_NOTFOUND && s->read_only && i >= DB_ADDED_FROM) {
+            s->absent |= 1u << i; /* written by a perkhubd before it: read as empty */
+            continue;
+        }
         if (mrc) {
             mdb_txn_abort(txn);
             if (mrc == MDB_NOTFOUND)
@@ -433,6 +438,7 @@ static void load_ids(ph_store *s, MDB_txn *txn, ph_ids *ids)
     ids->order = ph_store_last_key(txn, s->dbi[DB_ORDERS]) + 1;
     ids->batch = ph_store_last_key(txn, s->dbi[DB_BATCHES]) + 1;
     ids->event = ph_store_last_key(txn, s->dbi[DB_EVENTS]) + 1;
+    ids->audit = ph_store_last_key(txn, s->dbi[DB_AUDIT]) + 1;
 }
 
 static void clear_results(ph_cmd *cmd, int keep_dups);
@@ -486,6 +492,8 @@ static int run_cmd(ph_store *s, MDB_txn *txn, ph_cmd *c, ph_ids *ids, int direct
         return PH_STORE_BEGIN_FAILED;
     }
     c->rc = ph_store_apply(&w, c);
+    if (c->rc == PH_OK && c->audit) /* same transaction as the change, only when it applied */
+        c->rc = store_audit_append(&w, c, ids->event);
     if (direct) {
         /* an LMDB error may have marked the batch's transaction failed even
          * before the first write: redo that too, where a nested one takes it */
@@ -638,7 +646,7 @@ static int64_t mono_us(void)
 static void *writer_main(void *arg)
 {
     ph_store *s = arg;
-    ph_ids ids = {1, 1, 1, 1};
+    ph_ids ids = {1, 1, 1, 1, 1};
     MDB_txn *txn;
     if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) == 0) {
         load_ids(s, txn, &ids);

@@ -346,6 +346,29 @@ typedef struct ph_affected_order {
     uint32_t voided_codes;
 } ph_affected_order;
 
+/*
+ * Who did an ops action, and what: the audit record a command carries
+ * (docs/store.md, "Audit"). The writer appends it to `audit` in the same
+ * transaction as the command's change, only when the command applies: a
+ * refused command changes nothing, so it leaves no audit record either (the
+ * access log keeps the request). Its time is the command's `now`. Every
+ * string is borrowed from the submitter until completion, like the inputs.
+ * Never a code, an account, a token or text a caller typed: names, ids and
+ * counts only.
+ */
+#define PH_AUDIT_ACTION_MAX 64   /* bytes of an action name ("batch.void") */
+#define PH_AUDIT_PEER_MAX   64   /* bytes of a peer address ("127.0.0.1", "::1") */
+#define PH_AUDIT_REQID_MAX  48   /* bytes of a request id */
+#define PH_AUDIT_WHAT_MAX   4096 /* bytes of `what` (JSON object text) */
+typedef struct ph_audit {
+    const char *action;     /* [a-z0-9_.]+: "batch.import", "config.reload", ... */
+    const char *client;     /* the token's client name; NULL: not over HTTP (a signal) */
+    const char *peer;       /* the peer's address; NULL: none (a signal, an offline request) */
+    const char *request_id; /* the HTTP request id (X-Request-Id); NULL: none */
+    const char *via;        /* NULL = "http"; else how it came: "signal" (SIGHUP) */
+    const char *what;       /* JSON object text: ids and counts; NULL = {} */
+} ph_audit;
+
 typedef struct ph_cmd ph_cmd;
 typedef void (*ph_cmd_done_fn)(ph_cmd *cmd);
 
@@ -468,6 +491,11 @@ struct ph_cmd {
             const char *fields;
         } note;
     } in;
+    /* The ops action this command is (ph_audit above), or NULL for none: the
+     * writer appends its record when the command applies; a malformed one
+     * refuses the command (PH_EINVAL naming `audit.<field>`). Orders never
+     * carry one. Borrowed until completion. */
+    const ph_audit *audit;
 
     /* ---- results, valid once the command completed ---- */
     int rc; /* PH_OK or PH_E*; err holds the message */
@@ -641,6 +669,23 @@ int ph_store_expiry_due(ph_store *s, int64_t now);
 int ph_store_event_list(ph_store *s, uint64_t after, size_t limit, char ***out, size_t *n,
                         ph_err *err);
 void ph_store_event_list_free(char **list, size_t n);
+
+/* Audit records (docs/store.md, "Audit"), ascending by id, with id > after,
+ * that match every filter given (from/to: `at` within [from, to] in ms, 0 =
+ * open; client: that client name exactly; action: that action exactly; NULL =
+ * any), at most limit of them, each as its JSON text (with "id"). At most
+ * `scan` records are examined per call (0 = 10000), so a narrow filter over a
+ * long trail answers in bounded time: *next_after is where the next page
+ * starts (the last record examined), and *more is 1 when records after it were
+ * not examined. On PH_OK the caller frees the array of *n with
+ * ph_store_event_list_free. Errors: PH_EIO, PH_ENOMEM. Any thread. */
+typedef struct ph_audit_filter {
+    int64_t from, to;
+    const char *client, *action;
+} ph_audit_filter;
+int ph_store_audit_list(ph_store *s, const ph_audit_filter *f, uint64_t after, size_t limit,
+                        size_t scan, char ***out, size_t *n, uint64_t *next_after, int *more,
+                        ph_err *err);
 
 /* Orders with an attempt not final (SENDING, PROCESSING, UNKNOWN), ascending
  * by id, with id > after, at most limit, with their attempts (no codes): what

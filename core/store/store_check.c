@@ -135,6 +135,8 @@ static int walk_db(scan *sc, int db)
 static int walk_all(scan *sc)
 {
     for (int db = 0; db < DB_COUNT; db++) {
+        if (sc->s->absent & (1u << db))
+            continue; /* a database newer than the perkhubd that wrote the store */
         int rc = walk_db(sc, db);
         if (rc)
             return rc;

@@ -37,8 +37,15 @@ enum {
     DB_SUPPLY,        /* order id -> supply record (below), supplier orders only */
     DB_PENDING,       /* order id -> "" while the order has an attempt not final */
     DB_EXPIRY,        /* sku NUL be64(expires_at) -> dup sorted code ids (store_expiry.c) */
+    DB_AUDIT,         /* audit id -> audit record JSON (store_audit.c) */
     DB_COUNT
 };
+
+/* Databases from this one on came after schema version 3 without a migration:
+ * a writable open creates them, and a read-only open (--check-store) of a
+ * store no writable open has seen since reads a missing one as empty
+ * (ph_store.absent). */
+#define DB_ADDED_FROM DB_AUDIT
 
 /* The writer's memo of facts it would otherwise re-parse from JSON for every
  * order: how each recently ordered listed SKU is delivered (card codes, orderable
@@ -87,6 +94,7 @@ struct ph_store {
     /* opts.metrics: the writer observes each committed batch; NULL = none */
     struct ph_metrics *metrics;
     int read_only;
+    uint32_t absent;        /* bit 1 << db: a DB_ADDED_FROM database a read-only open lacks */
     int lockless;           /* ph_store_lockless */
     uint32_t migrated_from; /* ph_store_migrated_from: set at open */
     /* opts.journal_file; the writer's only, opened and closed around it */
@@ -97,6 +105,7 @@ struct ph_store {
  * and carried from command to command; a failed command gives its ids back. */
 typedef struct ph_ids {
     uint64_t code, order, batch, event;
+    uint64_t audit;
 } ph_ids;
 
 /* The writer's view while applying one command. `wrote` is set before the
@@ -258,6 +267,12 @@ size_t ph_store_keycheck_name(uint16_t id, char *buf);
 
 /* Applies one command inside w->txn (store_apply.c). */
 int ph_store_apply(ph_wtxn *w, ph_cmd *cmd);
+
+/* store_audit.c: appends cmd->audit's record (none when it is NULL) after the
+ * command applied, in the same transaction; events_from is w->ids.event before
+ * the command ran (the record names the events it wrote). PH_EINVAL (a
+ * malformed audit, message naming the field), PH_ENOMEM, or an LMDB error. */
+int store_audit_append(ph_wtxn *w, ph_cmd *cmd, uint64_t events_from);
 
 /* ---- shared by the apply files (writer only, inside w->txn) ----
  * store_apply.c: events and the code and product records; */
