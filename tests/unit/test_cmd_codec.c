@@ -47,6 +47,15 @@ static ph_import_code IMPORT_CODES[3];
 static const uint32_t BY_HASH[3] = {2, 0, 1};
 static ph_supplied_code SUPPLIED[2];
 
+/* Audit members: every field set, and the NULLs a signal's record has. */
+static const ph_audit AUDIT_FULL = {.action = "batch.void",
+                                    .client = "ops",
+                                    .peer = "::1",
+                                    .request_id = "req-1",
+                                    .via = NULL,
+                                    .what = "{\"batch_id\":18446744073709551615}"};
+static const ph_audit AUDIT_SIGNAL = {.action = "config.reload", .via = "signal", .what = ""};
+
 #define NKINDS 8 /* command kinds: fill() makes one of each */
 
 /* Fills c[0..NKINDS-1], one command of each kind, linked when n > 1. */
@@ -90,6 +99,8 @@ static void fill(ph_cmd *c, size_t n)
     c[2].now = -5;
     c[2].in.void_batch.batch_id = UINT64_MAX;
     c[2].in.void_batch.reason = "";
+    c[2].audit = &AUDIT_FULL;
+    c[3].audit = &AUDIT_SIGNAL;
 
     c[3].type = PH_CMD_PUT_PRODUCTS;
     c[3].now = 3;
@@ -216,6 +227,22 @@ Test(codec, every_command_kind_survives_a_round_trip)
     cr_assert_eq(memcmp(d[5].in.attempt.codes[1].hash, SUPPLIED[1].hash, 32), 0);
     str_eq(d[5].in.attempt.next.supplier, NULL, "attempt.next.supplier");
     str_eq(d[5].in.attempt.next.product_id, NULL, "no supplier, nothing else");
+    const ph_audit *a = d[2].audit;
+    cr_assert_not_null(a, "void.audit");
+    str_eq(a->action, "batch.void", "audit.action");
+    str_eq(a->client, "ops", "audit.client");
+    str_eq(a->peer, "::1", "audit.peer");
+    str_eq(a->request_id, "req-1", "audit.request_id");
+    str_eq(a->via, NULL, "audit.via");
+    str_eq(a->what, AUDIT_FULL.what, "audit.what");
+    a = d[3].audit;
+    cr_assert_not_null(a, "put_products.audit");
+    str_eq(a->client, NULL, "audit.client (signal)");
+    str_eq(a->peer, NULL, "audit.peer (signal)");
+    str_eq(a->via, "signal", "audit.via");
+    str_eq(a->what, "", "audit.what (empty, not NULL)");
+    for (size_t i = 0; i < NKINDS; i++)
+        cr_assert(i == 2 || i == 3 || !d[i].audit, "command %zu: no audit in, none out", i);
     cr_assert_eq(d[6].in.expire.limit, 17);
     str_eq(d[7].in.note.name, "supplier.auth_failed", "note.name");
     str_eq(d[7].in.note.fields, c[7].in.note.fields, "note.fields");
@@ -268,8 +295,11 @@ Test(codec, garbage_and_inconsistent_input_is_refused)
     uint8_t *q = malloc(len + 1);
 
     memcpy(q, p, len);
-    q[0] = 2;
-    expect_refused(q, len, "version 2");
+    q[0] = 3;
+    expect_refused(q, len, "version 3");
+    memcpy(q, p, len);
+    q[0] = 0;
+    expect_refused(q, len, "version 0");
 
     memcpy(q, p, len);
     q[len] = 0;
@@ -307,7 +337,7 @@ Test(codec, garbage_and_inconsistent_input_is_refused)
         uint8_t noise[200];
         for (size_t i = 0; i < n; i++)
             noise[i] = (uint8_t)rand_r(&seed);
-        noise[0] = 1;
+        noise[0] = (uint8_t)(1 + (round & 1)); /* both versions read */
         ph_cmd_batch b;
         ph_err err = {0};
         int rc = ph_cmd_batch_decode(noise, n, &b, &err);
@@ -318,6 +348,54 @@ Test(codec, garbage_and_inconsistent_input_is_refused)
     }
     free(q);
     free(p);
+}
+
+/* An EXPIRE command's bytes: type 7, now, rc, limit; then, in version 2, the
+ * audit flag byte. */
+static size_t expire_bytes(uint8_t *q, uint8_t version, int audit_flag)
+{
+    size_t n = 0, clen = 1 + 8 + 4 + 4 + (version >= 2 ? 1 : 0);
+    q[n++] = version;
+    q[n++] = 1, q[n++] = 0, q[n++] = 0, q[n++] = 0; /* one command */
+    q[n++] = (uint8_t)clen, q[n++] = 0, q[n++] = 0, q[n++] = 0;
+    q[n++] = PH_CMD_EXPIRE;
+    for (int i = 0; i < 8; i++)
+        q[n++] = i == 0 ? 42 : 0; /* now = 42 */
+    for (int i = 0; i < 4; i++)
+        q[n++] = 0; /* rc */
+    q[n++] = 9, q[n++] = 0, q[n++] = 0, q[n++] = 0; /* limit = 9 */
+    if (version >= 2)
+        q[n++] = (uint8_t)audit_flag;
+    return n;
+}
+
+Test(codec, a_version_1_batch_still_decodes_without_an_audit)
+{
+    uint8_t q[64];
+    size_t n = expire_bytes(q, 1, 0);
+    ph_cmd_batch b;
+    ph_err err = {0};
+    cr_assert_eq(ph_cmd_batch_decode(q, n, &b, &err), PH_OK, "%s", err.msg);
+    cr_assert_eq(b.n, 1);
+    cr_assert_eq(b.cmds[0].now, 42);
+    cr_assert_eq(b.cmds[0].in.expire.limit, 9);
+    cr_assert_null(b.cmds[0].audit);
+    ph_cmd_batch_free(&b);
+
+    /* the same command now: version 2, one more byte (no audit) */
+    ph_cmd c = {.type = PH_CMD_EXPIRE, .now = 42};
+    c.in.expire.limit = 9;
+    size_t len;
+    uint8_t *p = encode(&c, &len);
+    n = expire_bytes(q, 2, 0);
+    cr_assert_eq(len, n);
+    cr_assert_eq(memcmp(p, q, n), 0, "version 2 bytes");
+    free(p);
+
+    n = expire_bytes(q, 2, 2);
+    expect_refused(q, n, "command 0 (expire): audit: flag neither 0 nor 1");
+    n = expire_bytes(q, 2, 1);
+    expect_refused(q, n, "command 0 (expire): audit.action: truncated");
 }
 
 Test(codec, a_command_without_an_encoding_is_refused_at_encoding)
