@@ -206,7 +206,8 @@ Test(perkctl, ops_flow_import_order_lookup_events_status)
 }
 
 static const char *commands[] = {"import", "void",   "order",  "orders",    "order-get",
-                                 "lookup", "events", "status", "suppliers", "products"};
+                                 "lookup", "events", "status", "suppliers", "products",
+                                 "audit"};
 
 Test(perkctl, help_for_every_command)
 {

@@ -198,6 +198,29 @@ static const pk_cmd commands[] = {
      "\n"
      "example:\n"
      "  $ perkctl products --brand iqiyi\n"},
+    {"audit", pk_cmd_audit, "the audit trail: who did which ops action, and what",
+     "usage: perkctl audit [--from TIME] [--to TIME] [--client NAME] [--action ACTION]\n"
+     "                     [--after ID] [--limit N]\n"
+     "\n"
+     "Prints audit records (GET /v1/audit), oldest first, one per line:\n"
+     "\"ID TIME ACTION client=... peer=... request_id=... via=... what={...}\".\n"
+     "Every import, batch void and config reload is there, written in the same\n"
+     "commit as the change. Needs an ops token.\n"
+     "\n"
+     "  --from TIME      only records at or after TIME (RFC 3339, 2026-12-06T08:00:00Z)\n"
+     "  --to TIME        only records at or before TIME\n"
+     "  --client NAME    only actions of this API client\n"
+     "  --action ACTION  only this action (batch.import, batch.void, config.reload)\n"
+     "  --after ID       only records after id ID (default 0)\n"
+     "  --limit N        at most N records, 1 to 1000 (default 100)\n"
+     "\n"
+     "With --json: the first response as received (its next_after and more say\n"
+     "where the next page starts).\n"
+     "\n"
+     "example:\n"
+     "  $ perkctl audit --action batch.void\n"
+     "  2  2026-12-06T08:12:00.123Z  batch.void  client=ops peer=127.0.0.1 "
+     "request_id=5f3c0a1e00000007 via=http what={\"batch_id\":1} ...\n"},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
