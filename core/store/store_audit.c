@@ -195,3 +195,54 @@ int ph_store_audit_list(ph_store *s, const ph_audit_filter *f, uint64_t after, s
     *out = list;
     return PH_OK;
 }
+
+/* ---- checking ------------------------------------------------------------------- */
+
+int store_audit_check(ph_store *s, MDB_txn *txn, ph_err *err)
+{
+    if (s->absent & (1u << DB_AUDIT))
+        return PH_OK;
+    MDB_stat es;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int mrc = mdb_stat(txn, s->dbi[DB_EVENTS], &es);
+    if (mrc == 0)
+        mrc = mdb_cursor_open(txn, s->dbi[DB_AUDIT], &cur);
+    if (mrc)
+        return ph_err_set(err, PH_EIO, "store: cannot read audit: %s", mdb_strerror(mrc));
+    uint64_t expect = 1, events = es.ms_entries; /* events are 1..n (invariant 9) */
+    int rc = PH_OK;
+    for (int op = MDB_FIRST; rc == PH_OK && mdb_cursor_get(cur, &k, &v, op) == 0;
+         op = MDB_NEXT, expect++) {
+        uint64_t id = 0;
+        if (k.mv_size == 8)
+            memcpy(&id, k.mv_data, 8);
+        if (id != expect) {
+            rc = ph_err_set(err, PH_EIO, "audit: expected record %llu, found %llu",
+                            (unsigned long long)expect, (unsigned long long)id);
+            break;
+        }
+        json_t *rec = json_loadb(v.mv_data, v.mv_size, JSON_REJECT_DUPLICATES, NULL);
+        json_t *jid = json_object_get(rec, "id"), *ev = json_object_get(rec, "events");
+        const char *at = json_string_value(json_object_get(rec, "at"));
+        int64_t ms;
+        json_int_t first = json_integer_value(json_object_get(ev, "first")),
+                   last = json_integer_value(json_object_get(ev, "last"));
+        if (!json_is_integer(jid) || (uint64_t)json_integer_value(jid) != id ||
+            !json_is_string(json_object_get(rec, "action")) || !at ||
+            ph_time_parse(at, strlen(at), &ms) || !json_is_object(json_object_get(rec, "what")))
+            rc = ph_err_set(err, PH_EIO,
+                            "corrupted: sub-database audit: record %llu is not an audit record "
+                            "(JSON, id, at, action, what)",
+                            (unsigned long long)id);
+        else if (ev && (first < 1 || last < first || (uint64_t)last > events))
+            rc = ph_err_set(err, PH_EIO,
+                            "audit record %llu names events %lld to %lld, the store holds 1 to "
+                            "%llu",
+                            (unsigned long long)id, (long long)first, (long long)last,
+                            (unsigned long long)events);
+        json_decref(rec);
+    }
+    mdb_cursor_close(cur);
+    return rc;
+}

@@ -273,6 +273,10 @@ int ph_store_apply(ph_wtxn *w, ph_cmd *cmd);
  * the command ran (the record names the events it wrote). PH_EINVAL (a
  * malformed audit, message naming the field), PH_ENOMEM, or an LMDB error. */
 int store_audit_append(ph_wtxn *w, ph_cmd *cmd, uint64_t events_from);
+/* For ph_store_check (invariant 21): audit ids are 1..n, each record names its
+ * id and has at, action and what, and the events it names exist. PH_OK or
+ * PH_EIO naming the record. */
+int store_audit_check(ph_store *s, MDB_txn *txn, ph_err *err);
 
 /* ---- shared by the apply files (writer only, inside w->txn) ----
  * store_apply.c: events and the code and product records; */

@@ -378,3 +378,52 @@ Test(audit, a_store_without_the_trail_opens_read_only_and_checks)
     json_decref(t);
     assert_check();
 }
+
+/* Invariant 21: the checker finds a record lost or damaged under the store. */
+Test(audit, the_checker_finds_a_lost_or_damaged_record)
+{
+    g_s = open_at(g_dir, 0);
+    catalog();
+    for (unsigned i = 0; i < 3; i++)
+        cr_assert_eq(import_codes(1 + 2 * i, 2, &OPS, NULL), PH_OK);
+    assert_check();
+    static const struct {
+        const char *value; /* NULL: delete record 2 */
+        const char *msg;
+    } cases[] = {
+        {NULL, "audit: expected record 2, found 3"},
+        {"not json", "record 2 is not an audit record"},
+        {"{\"id\":3,\"at\":\"2023-11-14T22:13:20.000Z\",\"action\":\"a\",\"what\":{}}",
+         "record 2 is not an audit record"},
+        {"{\"id\":2,\"at\":\"2023-11-14T22:13:20.000Z\",\"action\":\"a\",\"what\":{},"
+         "\"events\":{\"first\":1,\"last\":99}}",
+         "names events 1 to 99"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        ph_store_close(g_s);
+        g_s = NULL;
+        MDB_txn *txn;
+        MDB_env *env = raw_open(&txn);
+        MDB_dbi dbi = raw_dbi(txn, "audit", MDB_INTEGERKEY);
+        uint64_t id = 2;
+        size_t len;
+        uint8_t *saved = raw_copy(txn, dbi, id, &len);
+        MDB_val k = {8, &id}, v = {cases[i].value ? strlen(cases[i].value) : 0,
+                                   (void *)cases[i].value};
+        cr_assert_eq(cases[i].value ? mdb_put(txn, dbi, &k, &v, 0) : mdb_del(txn, dbi, &k, NULL),
+                     0);
+        raw_commit(env, txn);
+        g_s = open_at(g_dir, 0);
+        ph_err err = {0};
+        cr_assert_eq(ph_store_check(g_s, NULL, &err), PH_EIO, "case %zu passed", i);
+        cr_assert(strstr(err.msg, cases[i].msg), "case %zu: %s", i, err.msg);
+        ph_store_close(g_s);
+        g_s = NULL;
+        env = raw_open(&txn); /* put the record back for the next case */
+        dbi = raw_dbi(txn, "audit", MDB_INTEGERKEY);
+        raw_put_free(txn, dbi, id, saved, len);
+        raw_commit(env, txn);
+        g_s = open_at(g_dir, 0);
+        assert_check();
+    }
+}
