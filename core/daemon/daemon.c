@@ -35,8 +35,7 @@ static int cfg_install(ph_daemon *d, ph_config *cfg, ph_err *err)
     return rc;
 }
 
-int ph_daemon_sync_products(ph_daemon *d, const ph_config *cfg, const ph_audit *audit,
-                            ph_err *err)
+int ph_daemon_sync_products(ph_daemon *d, const ph_config *cfg, const ph_audit *audit, ph_err *err)
 {
     char **json = calloc(cfg->nproducts + 1, sizeof *json);
     if (!json)

@@ -94,8 +94,7 @@ void ph_daemon_stop(ph_daemon *d, int grace_ms);
 
 /* Writes the catalog of cfg into the store (PH_CMD_PUT_PRODUCTS), with
  * `audit` (store.h; NULL = none: the start) stored in the same transaction. */
-int ph_daemon_sync_products(ph_daemon *d, const ph_config *cfg, const ph_audit *audit,
-                            ph_err *err);
+int ph_daemon_sync_products(ph_daemon *d, const ph_config *cfg, const ph_audit *audit, ph_err *err);
 
 /* What a reload from old to neu changes, by name (config_changes.c): a JSON
  * object with, when not empty, "suppliers" {added, removed, changed, enabled,

@@ -127,7 +127,7 @@ int ph_api_audit(ph_req *r)
             json_array_append_new(arr, rec);
     }
     ph_store_event_list_free(list, n);
-    return ph_req_json(r, 200,
-                       json_pack("{s:o,s:I,s:b}", "audit", arr, "next_after", (json_int_t)next,
-                                 "more", more));
+    return ph_req_json(
+        r, 200,
+        json_pack("{s:o,s:I,s:b}", "audit", arr, "next_after", (json_int_t)next, "more", more));
 }

@@ -593,8 +593,8 @@ int ph_cmd_batch_decode(const uint8_t *p, size_t len, ph_cmd_batch *out, ph_err 
     rd top = {.p = p, .left = len, .a = a, .err = err, .kind = NULL};
     const uint8_t *ver = r_take(&top, 1, "version");
     if (ver && (*ver < 1 || *ver > PH_CMD_CODEC_VERSION)) {
-        ph_err_set(err, PH_EINVAL, "batch: version %u, this perkhubd reads versions 1 to %d",
-                   *ver, PH_CMD_CODEC_VERSION);
+        ph_err_set(err, PH_EINVAL, "batch: version %u, this perkhubd reads versions 1 to %d", *ver,
+                   PH_CMD_CODEC_VERSION);
         ph_cmd_batch_free(out);
         return PH_EINVAL;
     }

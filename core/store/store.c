@@ -27,7 +27,7 @@ _Static_assert(sizeof(ph_attempt_rec) == 64, "attempt record is 64 bytes without
 
 static const char *const db_names[DB_COUNT] = {
     "meta",      "products",      "batches", "codes",  "avail",   "code_hash", "orders",
-    "order_ref", "client_orders", "events",  "supply", "pending", "expiry", "audit",
+    "order_ref", "client_orders", "events",  "supply", "pending", "expiry",    "audit",
 };
 
 static const unsigned db_flags[DB_COUNT] = {

@@ -42,8 +42,7 @@ static json_t *audit_result(const ph_cmd *c)
                          (json_int_t)c->batch.count);
     case PH_CMD_VOID_BATCH:
         return json_pack("{s:I,s:I,s:I}", "batch_id", (json_int_t)c->batch.id, "voided_codes",
-                         (json_int_t)c->voided_codes, "affected_orders",
-                         (json_int_t)c->naffected);
+                         (json_int_t)c->voided_codes, "affected_orders", (json_int_t)c->naffected);
     default:
         return NULL;
     }
@@ -82,11 +81,11 @@ int store_audit_append(ph_wtxn *w, ph_cmd *c, uint64_t events_from)
     }
     char at[32];
     uint64_t id = w->ids.audit;
-    json_t *rec = json_pack("{s:I,s:s,s:s,s:o,s:o,s:o,s:s,s:o}", "id", (json_int_t)id, "at",
-                            ph_time_format(c->now, at, sizeof at), "action", a->action, "client",
-                            str_or_null(a->client), "peer", str_or_null(a->peer), "request_id",
-                            str_or_null(a->request_id), "via", a->via ? a->via : "http", "what",
-                            what);
+    json_t *rec =
+        json_pack("{s:I,s:s,s:s,s:o,s:o,s:o,s:s,s:o}", "id", (json_int_t)id, "at",
+                  ph_time_format(c->now, at, sizeof at), "action", a->action, "client",
+                  str_or_null(a->client), "peer", str_or_null(a->peer), "request_id",
+                  str_or_null(a->request_id), "via", a->via ? a->via : "http", "what", what);
     json_t *result = audit_result(c);
     if (rec && result)
         json_object_set_new(rec, "result", result);

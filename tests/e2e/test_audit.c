@@ -167,7 +167,8 @@ Test(audit, a_reload_records_what_changed_by_name)
     cr_assert_eq(json_array_size(json_object_get(sup, "disabled")), 1, "%s", h_dump(what, b, 2048));
     cr_assert_str_eq(json_string_value(json_array_get(json_object_get(sup, "disabled"), 0)),
                      "acme");
-    cr_assert_null(json_object_get(sup, "changed"), "only enabled moved: %s", h_dump(what, b, 2048));
+    cr_assert_null(json_object_get(sup, "changed"), "only enabled moved: %s",
+                   h_dump(what, b, 2048));
     cr_assert_str_eq(json_string_value(json_array_get(json_object_get(prod, "added"), 0)),
                      "test.new");
     cr_assert_str_eq(json_string_value(json_array_get(json_object_get(prod, "changed"), 0)),
@@ -238,8 +239,8 @@ Test(audit, filters_pages_and_bad_filters)
     char url[64], tok[64] = "PERKHUB_TOKEN=ops-token";
     snprintf(url, sizeof url, "PERKHUB_URL=http://127.0.0.1:%u", D.port);
     const char *env[] = {url, tok, NULL};
-    const char *argv[] = {h_bin("PH_PERKCTL"), "audit", "--action", "batch.import", "--limit",
-                          "2", NULL};
+    const char *argv[] = {h_bin("PH_PERKCTL"), "audit", "--action", "batch.import",
+                          "--limit",           "2",     NULL};
     char *out = NULL, *err = NULL;
     cr_assert_eq(h_run(argv, env, NULL, 0, &out, &err), 0, "%s%s", out, err);
     cr_assert(strstr(out, "1  ") == out, "%s", out);

@@ -362,7 +362,7 @@ static size_t expire_bytes(uint8_t *q, uint8_t version, int audit_flag)
     for (int i = 0; i < 8; i++)
         q[n++] = i == 0 ? 42 : 0; /* now = 42 */
     for (int i = 0; i < 4; i++)
-        q[n++] = 0; /* rc */
+        q[n++] = 0;                                 /* rc */
     q[n++] = 9, q[n++] = 0, q[n++] = 0, q[n++] = 0; /* limit = 9 */
     if (version >= 2)
         q[n++] = (uint8_t)audit_flag;

@@ -35,9 +35,8 @@ static int import_codes(unsigned first, size_t n, const ph_audit *audit, uint64_
     cr_assert(n <= 8);
     for (size_t i = 0; i < n; i++) {
         int len = snprintf(sealed[i], sizeof sealed[i], "sealed-%u", first + (unsigned)i);
-        codes[i] = (ph_import_code){.line = (uint32_t)(i + 1),
-                                    .sealed_len = (uint32_t)len,
-                                    .sealed = (uint8_t *)sealed[i]};
+        codes[i] = (ph_import_code){
+            .line = (uint32_t)(i + 1), .sealed_len = (uint32_t)len, .sealed = (uint8_t *)sealed[i]};
         code_hash(first + (unsigned)i, codes[i].hash);
     }
     /* by_hash: indices sorted by hash (n is small: insertion sort) */
@@ -408,8 +407,8 @@ Test(audit, the_checker_finds_a_lost_or_damaged_record)
         uint64_t id = 2;
         size_t len;
         uint8_t *saved = raw_copy(txn, dbi, id, &len);
-        MDB_val k = {8, &id}, v = {cases[i].value ? strlen(cases[i].value) : 0,
-                                   (void *)cases[i].value};
+        MDB_val k = {8, &id},
+                v = {cases[i].value ? strlen(cases[i].value) : 0, (void *)cases[i].value};
         cr_assert_eq(cases[i].value ? mdb_put(txn, dbi, &k, &v, 0) : mdb_del(txn, dbi, &k, NULL),
                      0);
         raw_commit(env, txn);
