@@ -43,13 +43,16 @@ static void teardown(void)
 
 TestSuite(stuck, .fini = teardown);
 
-static void start(void)
+/* rw_fields: extra lines of supplier rw (NULL: none). */
+static void start_with(const char *rw_fields)
 {
     cr_assert(h_sim_start(&S, NULL) == 0, "supsim did not start");
-    char rw[1024], slow[1024];
-    h_sim_supplier_yaml(&S, "rw", "rewards",
-                        "    query_max_delay_ms: 200\n    stuck_after_s: 2\n"
-                        "    stuck_query_max_delay_s: 1\n",
+    char rw[1024], slow[1024], fields[512];
+    snprintf(fields, sizeof fields,
+             "    query_max_delay_ms: 200\n    stuck_after_s: 2\n"
+             "    stuck_query_max_delay_s: 1\n%s",
+             rw_fields ? rw_fields : "");
+    h_sim_supplier_yaml(&S, "rw", "rewards", fields,
                         "      auth: bearer\n      webhook_tolerance_s: 300\n", rw, sizeof rw);
     h_sim_supplier_yaml(&S, "slow", "rewards", "    query_max_delay_ms: 200\n",
                         "      auth: bearer\n      webhook_tolerance_s: 300\n", slow, sizeof slow);
@@ -65,6 +68,11 @@ static void start(void)
              rw, slow);
     h_setup_custom(&D, BODY, NULL);
     cr_assert(h_start(&D) == 0, "perkhubd did not start");
+}
+
+static void start(void)
+{
+    start_with(NULL);
 }
 
 static void stop(void)
@@ -374,5 +382,55 @@ Test(stuck, settle_failed_then_a_late_success_changes_nothing, .timeout = 120)
     json_t *t = h_sim_truth(&S);
     cr_expect_eq(h_int(json_object_get(t, "counts"), "order_requests"), 3, "no resend");
     json_decref(t);
+    stop();
+}
+
+/* The query timer escalates whether or not the supplier answers: every query
+ * of the order is held by the simulator until perkhub's timeout (300 ms)
+ * gives up on it, so no answer ever comes. */
+Test(stuck, escalates_when_the_supplier_never_answers, .timeout = 120)
+{
+    start_with("    timeout_ms: 300\n");
+    h_resp r = h_sim_req(&S, "POST", "/_sim/faults",
+                         "{\"protocol\":\"rewards\",\"op\":\"query\",\"fault\":\"timeout_after\","
+                         "\"count\":-1}");
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    h_resp_free(&r);
+    long long id = place("nq-1", "st.topup", "13900000003");
+    json_t *o = h_order_poll(&D, id, "ops-token", is_stuck, NULL, WAIT_MS, "stuck");
+    json_t *a = last_attempt(o);
+    cr_expect(h_int(a, "checks") >= 1, "queried");
+    cr_expect_str_neq(h_str(a, "state"), "succeeded");
+    json_decref(o);
+    cr_expect_eq(events_of(id, "order.stuck"), 1);
+    r = h_sim_req(&S, "DELETE", "/_sim/faults", NULL);
+    h_resp_free(&r);
+    stop();
+}
+
+/* An order whose supplier is disabled by the next start: no query can go
+ * out, and the order is escalated all the same. */
+Test(stuck, escalates_when_its_supplier_is_gone, .timeout = 120)
+{
+    start();
+    long long id = place("gone-1", "st.topup", "13900000003");
+    h_stop_clean(&D);
+    char *text = h_config_text(&D, NULL);
+    char *off = h_replace(text, "  - id: rw\n", "  - id: rw\n    enabled: false\n");
+    h_write_config_text(&D, off);
+    free(off);
+    free(text);
+    cr_assert(h_start(&D) == 0, "perkhubd did not restart");
+    cr_expect_eq(h_log_wait(&D, "fulfil.supplier_unavailable", 1, WAIT_MS), 0,
+                 "the attempt is not queried");
+    json_t *o = h_order_poll(&D, id, "ops-token", is_stuck, NULL, WAIT_MS, "stuck");
+    cr_expect_str_eq(h_str(o, "state"), "processing");
+    json_decref(o);
+    cr_expect_eq(events_of(id, "order.stuck"), 1);
+    cr_expect_eq(health_stuck(), 1);
+    h_resp r = settle(id, "ops-token", "{\"outcome\":\"failed\",\"note\":\"supplier closed\"}");
+    cr_expect_eq(r.status, 200, "%s", r.body);
+    h_resp_free(&r);
+    cr_expect_eq(health_stuck(), 0);
     stop();
 }
