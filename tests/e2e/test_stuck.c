@@ -341,6 +341,8 @@ Test(stuck, settle_failed_then_a_late_success_changes_nothing, .timeout = 120)
     cr_assert_eq(r.status, 200, "%s", r.body);
     h_resp_free(&r);
     cr_assert(h_wait_for(callback_sent, &id, WAIT_MS) == 0, "no callback went out");
+    cr_assert_eq(h_log_wait(&D, "callback.accepted", 1, WAIT_MS), 0,
+                 "perkhub never handled the callback");
     o = h_order_get(&D, id, "ops-token");
     cr_expect_str_eq(h_str(o, "state"), "failed", "the settle stands");
     cr_expect_str_eq(h_str(o, "settled_by"), "ops");
