@@ -64,6 +64,8 @@ typedef struct ph_supplier_conf {
     unsigned auth_retry_max_ms;   /* the ceiling that wait doubles to; default 600000 */
     unsigned query_max_delay_ms;  /* ceiling of the order-query backoff; default 30000 */
     unsigned processing_window_s; /* overrides the plugin's processing window; 0 = the plugin's */
+    unsigned stuck_after_s;       /* an open attempt this old is stuck; default 3600 */
+    unsigned stuck_query_max_delay_s; /* the query backoff's ceiling once stuck; default 3600 */
 } ph_supplier_conf;
 
 typedef struct ph_offer_conf {

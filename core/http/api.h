@@ -188,6 +188,7 @@ int ph_api_batch_void(ph_req *r);
 int ph_api_order_create(ph_req *r);
 int ph_api_order_get(ph_req *r);
 int ph_api_order_list(ph_req *r);
+int ph_api_order_settle(ph_req *r);
 int ph_api_code_lookup(ph_req *r);
 int ph_api_events(ph_req *r);
 int ph_api_suppliers(ph_req *r);

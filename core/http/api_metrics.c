@@ -91,6 +91,14 @@ static void put_open_orders(ph_mx *mx, ph_req *r)
     ph_mx_sample(mx, "perkhub_orders_open", (ph_label[]){{"state", "unknown"}}, 1, (double)unknown);
     ph_mx_sample(mx, "perkhub_orders_open", (ph_label[]){{"state", "processing"}}, 1,
                  (double)processing);
+    uint64_t stuck;
+    ph_err err = {0};
+    if (ph_store_stuck_count(r->env->store, &stuck, &err) == PH_OK) {
+        ph_mx_family(mx, "perkhub_orders_stuck", "gauge",
+                     "Supplier orders escalated as stuck (open past the supplier's "
+                     "stuck_after_s) and not settled yet, all of them");
+        ph_mx_sample(mx, "perkhub_orders_stuck", NULL, 0, (double)stuck);
+    }
 }
 
 static void put_store(ph_mx *mx, ph_req *r, ph_metrics *m)

@@ -29,7 +29,12 @@ int ph_api_health(ph_req *r)
         if (h.condition == PH_STORE_DISK_FULL)
             json_object_set_new(store, "free_bytes", json_integer((json_int_t)h.free_bytes));
     }
-    return ph_req_json(r, 200, json_pack("{s:s,s:o}", "status", name, "store", store));
+    json_t *body = json_pack("{s:s,s:o}", "status", name, "store", store);
+    uint64_t stuck;
+    ph_err err = {0};
+    if (body && ph_store_stuck_count(r->env->store, &stuck, &err) == PH_OK) /* issue 11 */
+        json_object_set_new(body, "orders", json_pack("{s:I}", "stuck", (json_int_t)stuck));
+    return ph_req_json(r, 200, body);
 }
 
 int ph_api_ready(ph_req *r)

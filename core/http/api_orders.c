@@ -315,12 +315,17 @@ int ph_api_order_list(ph_req *r)
     uint64_t after, limit;
     if (parse_paging(r, &after, &limit))
         return PH_REQ_DONE;
+    const char *stuck = ph_req_query(r, "stuck");
+    if (stuck && strcmp(stuck, "true"))
+        return ph_req_error(r, 400, "invalid_request", "stuck: expected true");
     int ops = ph_req_has_scope(r, PH_SCOPE_OPS);
     ph_order **list;
     size_t n;
     /* one more than asked tells whether another page exists */
-    int rc = ph_store_order_list(r->env->store, ops ? NULL : r->client->name, after, limit + 1,
-                                 &list, &n, &err);
+    int rc = stuck ? ph_store_stuck_list(r->env->store, ops ? NULL : r->client->name, after,
+                                         limit + 1, &list, &n, &err)
+                   : ph_store_order_list(r->env->store, ops ? NULL : r->client->name, after,
+                                         limit + 1, &list, &n, &err);
     if (rc)
         return ph_req_fail(r, rc, &err);
     json_t *arr = json_array();

@@ -54,6 +54,12 @@ static json_t *view_attempt(const ph_attempt *a)
     ph_view_time(j, "created_at", a->created_at);
     ph_view_time(j, "updated_at", a->updated_at);
     ph_view_time(j, "next_check_at", a->next_check_at);
+    ph_view_time(j, "stuck_at", a->stuck_at);
+    if (a->settled_at) {
+        ph_view_time(j, "settled_at", a->settled_at);
+        json_object_set_new(j, "settled_by", json_string(a->settled_by));
+        json_object_set_new(j, "settle_note", json_string(a->settle_note));
+    }
     return j;
 }
 
@@ -75,6 +81,14 @@ static void view_supply(json_t *j, const ph_order *o, const ph_config *cfg, int 
         if (!next && s)
             next = last->updated_at + (int64_t)s->timeout_ms;
         ph_view_time(j, "next_check_at", next);
+    }
+    /* stuck and settled by hand (issue 11): every reader of the order sees
+     * it, the mall included (who settled it and why) */
+    ph_view_time(j, "stuck_since", ph_order_stuck_since(o));
+    if (last && last->settled_at) {
+        ph_view_time(j, "settled_at", last->settled_at);
+        json_object_set_new(j, "settled_by", json_string(last->settled_by));
+        json_object_set_new(j, "settle_note", json_string(last->settle_note));
     }
     if (!with_cost || !o->nattempts)
         return;

@@ -136,6 +136,11 @@ static void order_observe(ph_metrics *m, const ph_cmd *c)
             order_count(m, c->order->client, PH_MX_SRC_SUPPLIER, PH_MX_OUT_FAILED);
         return;
     }
+    if (c->type == PH_CMD_SETTLE && c->order) { /* a stuck order settled by hand ends it */
+        order_count(m, c->order->client, PH_MX_SRC_SUPPLIER,
+                    c->order->state == PH_ORDER_SUCCEEDED ? PH_MX_OUT_SUCCEEDED : PH_MX_OUT_FAILED);
+        return;
+    }
     if (c->type != PH_CMD_ATTEMPT || !c->order)
         return;
     /* an attempt's state only moves forward, so the result that makes it

@@ -38,6 +38,8 @@ static const char *type_name(int type)
         return "expire";
     case PH_CMD_NOTE_EVENT:
         return "note_event";
+    case PH_CMD_SETTLE:
+        return "settle";
     default:
         return "?";
     }
@@ -180,6 +182,7 @@ static int encode_cmd(wbuf *b, const ph_cmd *c, size_t idx, ph_err *err)
             w_blob(b, sc->sealed, sc->sealed_len);
         }
         w_target(b, &c->in.attempt.next);
+        w_i32(b, c->in.attempt.mark_stuck); /* last: absent from older journals */
         break;
     case PH_CMD_EXPIRE:
         w_u32(b, c->in.expire.limit);
@@ -187,6 +190,14 @@ static int encode_cmd(wbuf *b, const ph_cmd *c, size_t idx, ph_err *err)
     case PH_CMD_NOTE_EVENT:
         w_str(b, c->in.note.name);
         w_str(b, c->in.note.fields);
+        break;
+    case PH_CMD_SETTLE:
+        w_u64(b, c->in.settle.order_id);
+        w_i32(b, c->in.settle.outcome);
+        w_str(b, c->in.settle.by);
+        w_str(b, c->in.settle.note);
+        w_i64(b, c->in.settle.charged);
+        w_str(b, c->in.settle.supplier_order_id);
         break;
     default:
         /* a new command kind must be given an encoding here, or replication
@@ -486,6 +497,18 @@ static void decode_attempt(rd *r, ph_cmd *c)
     c->in.attempt.codes = n ? codes : NULL;
     c->in.attempt.ncodes = n;
     r_target(r, &c->in.attempt.next, "next.supplier", "next.product_id", "next.unit_cost");
+    /* added with issue 11, in version 2: a version-1 journal has none */
+    c->in.attempt.mark_stuck = r->version >= 2 ? r_i32(r, "mark_stuck") : 0;
+}
+
+static void decode_settle(rd *r, ph_cmd *c)
+{
+    c->in.settle.order_id = r_u64(r, "order_id");
+    c->in.settle.outcome = r_i32(r, "outcome");
+    c->in.settle.by = r_str(r, "by");
+    c->in.settle.note = r_str(r, "note");
+    c->in.settle.charged = r_i64(r, "charged");
+    c->in.settle.supplier_order_id = r_str(r, "supplier_order_id");
 }
 
 /* The audit member (version 2): a flag, then its strings, kept in the arena
@@ -561,6 +584,9 @@ static int decode_cmd(rd *r, ph_cmd *c, int *rc_out)
     case PH_CMD_NOTE_EVENT:
         c->in.note.name = r_str(r, "name");
         c->in.note.fields = r_str(r, "fields");
+        break;
+    case PH_CMD_SETTLE:
+        decode_settle(r, c);
         break;
     default:
         r->kind = "?";

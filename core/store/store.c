@@ -24,6 +24,7 @@
 _Static_assert(sizeof(ph_order_rec) == 72, "order record header is 72 bytes");
 _Static_assert(sizeof(ph_supply_rec) == 12, "supply record header is 12 bytes");
 _Static_assert(sizeof(ph_attempt_rec) == 64, "attempt record is 64 bytes without padding");
+_Static_assert(sizeof(ph_attempt_tail) == 24, "attempt tail is 24 bytes without padding");
 
 static const char *const db_names[DB_COUNT] = {
     "meta",      "products",      "batches", "codes",  "avail",   "code_hash", "orders",
@@ -83,6 +84,12 @@ int ph_attempt_state_open(int state)
 int ph_order_state_final(int state)
 {
     return state == PH_ORDER_SUCCEEDED || state == PH_ORDER_FAILED;
+}
+
+int64_t ph_order_stuck_since(const ph_order *o)
+{
+    const ph_attempt *a = o->nattempts ? &o->attempts[o->nattempts - 1] : NULL;
+    return a && ph_attempt_state_open(a->state) ? a->stuck_at : 0;
 }
 
 int ph_order_via_supplier(const ph_order *o)

@@ -138,6 +138,11 @@ typedef struct ph_attempt {
     uint32_t checks;                    /* order queries made so far */
     char step_state[PH_REASON_MAX + 1]; /* the plugin's next_state for a follow-up step */
     uint32_t step; /* the exchange step the attempt is at (0 = the order itself) */
+    /* Stuck orders (issue 11): kept in the attempt record's version-2 tail. */
+    int64_t stuck_at;                  /* ms it was escalated as stuck (order.stuck); 0 = never */
+    int64_t settled_at;                /* ms ops settled it by hand (PH_CMD_SETTLE); 0 = not */
+    char settled_by[PH_SKU_MAX + 1];   /* the client name of the token that settled it */
+    char settle_note[PH_NOTE_MAX + 1]; /* the supplier's evidence, as ops wrote it */
 } ph_attempt;
 
 typedef struct ph_order {
@@ -165,6 +170,11 @@ typedef struct ph_order {
     size_t nattempts;
     ph_attempt *attempts; /* owned by the order; loaded with every read */
 } ph_order;
+
+/* Since when o is stuck: its last attempt is still open and was escalated
+ * (stuck_at), else 0. The one answer for views, the stuck list, settling and
+ * the checker. */
+int64_t ph_order_stuck_since(const ph_order *o);
 
 /* Was o stored for a supplier (PH_CMD_SUPPLY_CREATE: a recharge, or card codes
  * bought upstream), whether or not an attempt began? The one answer behind a
@@ -304,6 +314,7 @@ enum ph_cmd_type {
     PH_CMD_ATTEMPT,       /* record what an attempt at a supplier came to */
     PH_CMD_EXPIRE,        /* the expiry sweep: retire available codes that are due */
     PH_CMD_NOTE_EVENT,    /* an event about something the store keeps no record of */
+    PH_CMD_SETTLE,        /* ops settle a stuck order by hand with the supplier's evidence */
 };
 
 /* The event names PH_CMD_NOTE_EVENT accepts: a closed list, so the feed's
@@ -456,6 +467,12 @@ struct ph_cmd {
             const ph_supplied_code *codes;
             size_t ncodes;
             ph_attempt_target next; /* failover target, or supplier NULL */
+            /* 1: the attempt is overdue (the submitter's clock says its
+             * stuck_after has passed): if it is still open after this command
+             * and not stuck yet, it becomes stuck now (stuck_at = now, the
+             * order listed as stuck, one order.stuck event). Ignored when it
+             * is stuck already or final, so it may be sent with every check. */
+            int mark_stuck;
         } attempt;
         /*
          * EXPIRE: the expiry sweep, one bounded step of it. Visits at most
@@ -490,6 +507,30 @@ struct ph_cmd {
             const char *name;
             const char *fields;
         } note;
+        /*
+         * SETTLE: ops settle a stuck order by hand (POST /v1/orders/{id}/settle):
+         * its open attempt moves to `outcome` (PH_ATTEMPT_SUCCEEDED or _FAILED,
+         * a forward move) and the order follows as for ATTEMPT — succeeded
+         * with cost `charged` (or unit_cost x quantity), or failed with reason
+         * "settled_by_ops" — never a fail-over, never a resend. `by` (the
+         * token's client name), `note` and now are stored on the attempt
+         * (settled_by, settle_note, settled_at). Events: order.attempt, then
+         * order.succeeded / order.failed, then order.settled.
+         * Refusals (nothing changes): PH_ENOTFOUND no such order; PH_ESTATE
+         * the order is not stuck ("order 12 is succeeded, not stuck"), or a
+         * card-code order settled succeeded (its codes never reached us);
+         * PH_EINVAL naming the field: outcome, by, note (1..PH_NOTE_MAX bytes
+         * of UTF-8 without control characters), charged (< -1, or with
+         * outcome failed), supplier_order_id (printable ASCII).
+         */
+        struct {
+            uint64_t order_id;
+            int outcome;                   /* PH_ATTEMPT_SUCCEEDED or PH_ATTEMPT_FAILED */
+            const char *by;                /* client name */
+            const char *note;              /* required */
+            int64_t charged;               /* fen, -1 keeps the attempt's */
+            const char *supplier_order_id; /* NULL keeps */
+        } settle;
     } in;
     /* The ops action this command is (ph_audit above), or NULL for none: the
      * writer appends its record when the command applies; a malformed one
@@ -509,7 +550,7 @@ struct ph_cmd {
     uint32_t voided_codes;       /* VOID_BATCH */
     ph_affected_order *affected; /* VOID_BATCH: orders that had codes of the batch */
     size_t naffected;
-    /* SUPPLY_CREATE and ATTEMPT also set `order` (with its attempts, and its codes
+    /* SUPPLY_CREATE, ATTEMPT and SETTLE also set `order` (with its attempts, and its codes
      * once succeeded) and SUPPLY_CREATE sets `replayed`. */
     uint64_t expired_codes; /* EXPIRE: codes that became expired */
     int more;               /* EXPIRE: due entries remain after this step */
@@ -694,6 +735,19 @@ int ph_store_audit_list(ph_store *s, const ph_audit_filter *f, uint64_t after, s
  * (ph_order_list_free). Errors: PH_EIO, PH_ENOMEM. */
 int ph_store_pending_list(ph_store *s, uint64_t after, size_t limit, ph_order ***out, size_t *n,
                           ph_err *err);
+
+/* Stuck orders: those whose open attempt was escalated (ph_order_stuck_since),
+ * ascending by id, with id > after, at most limit, with their attempts (no
+ * codes); only client's when client is non-NULL. Read from the `pending`
+ * index (its value marks a stuck order), so the cost is the open orders', not
+ * the store's. On PH_OK the caller frees the list (ph_order_list_free).
+ * Errors: PH_EIO, PH_ENOMEM. */
+int ph_store_stuck_list(ph_store *s, const char *client, uint64_t after, size_t limit,
+                        ph_order ***out, size_t *n, ph_err *err);
+
+/* How many orders are stuck now (one pass over `pending`, no order loaded).
+ * PH_OK with *n, or PH_EIO. Any thread. */
+int ph_store_stuck_count(ph_store *s, uint64_t *n, ph_err *err);
 
 /* This data directory's identity: 8 lowercase hex characters generated when
  * the environment was created and stored in `meta`. Attempt references start

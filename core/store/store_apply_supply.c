@@ -19,7 +19,7 @@
 /* Text that may reach an event or the API: 1..max printable ASCII bytes (or
  * empty when empty_ok). Plugins' reasons are snake_case; anything else is a
  * bug upstream and is refused rather than stored. */
-static int text_ok(const char *s, size_t max, int empty_ok)
+int store_text_ok(const char *s, size_t max, int empty_ok)
 {
     size_t n = 0;
     for (; s[n]; n++)
@@ -33,7 +33,7 @@ static int target_ok(const ph_attempt_target *t, uint32_t quantity, ph_err *err,
 {
     int64_t total;
     if (!ph_ident_valid(t->supplier, PH_SKU_MAX) || !t->product_id ||
-        !text_ok(t->product_id, PH_SUPPLIER_ORDER_MAX, 0))
+        !store_text_ok(t->product_id, PH_SUPPLIER_ORDER_MAX, 0))
         return ph_err_set(err, PH_EINVAL, "%s: supplier or product_id malformed", what);
     if (t->unit_cost < 0 || __builtin_mul_overflow(t->unit_cost, (int64_t)quantity, &total))
         return ph_err_set(err, PH_EINVAL, "%s: unit_cost out of range", what);
@@ -78,13 +78,16 @@ static int put_supply(ph_wtxn *w, const ph_order *o, unsigned put_flags, ph_err 
     return mrc ? ph_store_lmdb_err(err, mrc, "write supply record") : PH_OK;
 }
 
-/* Keeps `pending` listing exactly the orders with an attempt still open. */
-static int set_pending(ph_wtxn *w, uint64_t id, int was, int is, unsigned put_flags, ph_err *err)
+/* Keeps `pending` listing exactly the orders with an attempt still open, its
+ * value marking those that are stuck (PH_PENDING_STUCK). */
+static int set_pending(ph_wtxn *w, uint64_t id, int was, int is, int was_stuck, int is_stuck,
+                       unsigned put_flags, ph_err *err)
 {
-    MDB_val k = {8, &id}, v = {0, ""};
+    static const char stuck_mark = PH_PENDING_STUCK;
+    MDB_val k = {8, &id}, v = {is_stuck ? 1 : 0, is_stuck ? (void *)&stuck_mark : ""};
     int mrc = 0;
-    if (is && !was)
-        mrc = mdb_put(w->txn, w->s->dbi[DB_PENDING], &k, &v, put_flags);
+    if (is && (!was || was_stuck != is_stuck))
+        mrc = mdb_put(w->txn, w->s->dbi[DB_PENDING], &k, &v, was ? 0 : put_flags);
     else if (was && !is)
         mrc = mdb_del(w->txn, w->s->dbi[DB_PENDING], &k, NULL);
     return mrc ? ph_store_lmdb_err(err, mrc, "write pending") : PH_OK;
@@ -243,7 +246,7 @@ static int check_supply_input(ph_cmd *c)
         return ph_err_set(&c->err, PH_EINVAL, "quantity: expected 1 to %d", PH_ORDER_QUANTITY_MAX);
     if (c->in.supply.delivery == PH_DELIVERY_RECHARGE) {
         if (!c->in.supply.account_sealed || !c->in.supply.account_sealed_len || !masked ||
-            !text_ok(masked, sizeof(((ph_order *)0)->account_masked) - 1, 0))
+            !store_text_ok(masked, sizeof(((ph_order *)0)->account_masked) - 1, 0))
             return ph_err_set(&c->err, PH_EINVAL, "account: a recharge needs an account");
     } else if (c->in.supply.delivery == PH_DELIVERY_CARD_CODE) {
         if (c->in.supply.account_sealed || masked)
@@ -254,7 +257,7 @@ static int check_supply_input(ph_cmd *c)
     }
     if (c->in.supply.first.supplier)
         return target_ok(&c->in.supply.first, c->in.supply.quantity, &c->err, "first");
-    if (c->in.supply.fail_reason && !text_ok(c->in.supply.fail_reason, PH_REASON_MAX, 1))
+    if (c->in.supply.fail_reason && !store_text_ok(c->in.supply.fail_reason, PH_REASON_MAX, 1))
         return ph_err_set(&c->err, PH_EINVAL, "fail_reason: malformed");
     return PH_OK;
 }
@@ -327,7 +330,7 @@ int store_apply_supply_create(ph_wtxn *w, ph_cmd *c)
     if (rc == PH_OK && (rc = store_put_order(w, o, MDB_APPEND, &c->err)) == PH_OK &&
         (rc = put_supply(w, o, MDB_APPEND, &c->err)) == PH_OK &&
         (rc = store_index_order(w, o, &c->err)) == PH_OK &&
-        (rc = set_pending(w, o->id, 0, has_open_attempt(o), MDB_APPEND, &c->err)) == PH_OK &&
+        (rc = set_pending(w, o->id, 0, has_open_attempt(o), 0, 0, MDB_APPEND, &c->err)) == PH_OK &&
         (rc = emit_accepted(w, c->now, o, &c->err)) == PH_OK && o->state == PH_ORDER_FAILED)
         rc = store_emit_outcome(w, c->now, o, 0, &c->err);
     if (rc) {
@@ -349,11 +352,11 @@ static int transition_ok(int from, int to)
 
 static int check_attempt_input(ph_cmd *c)
 {
-    if (c->in.attempt.reason && !text_ok(c->in.attempt.reason, PH_REASON_MAX, 1))
+    if (c->in.attempt.reason && !store_text_ok(c->in.attempt.reason, PH_REASON_MAX, 1))
         return ph_err_set(&c->err, PH_EINVAL, "reason: at most %d printable ASCII bytes",
                           PH_REASON_MAX);
     if (c->in.attempt.supplier_order_id &&
-        !text_ok(c->in.attempt.supplier_order_id, PH_SUPPLIER_ORDER_MAX, 1))
+        !store_text_ok(c->in.attempt.supplier_order_id, PH_SUPPLIER_ORDER_MAX, 1))
         return ph_err_set(&c->err, PH_EINVAL, "supplier_order_id: at most %d printable ASCII bytes",
                           PH_SUPPLIER_ORDER_MAX);
     if (c->in.attempt.step_state && strlen(c->in.attempt.step_state) > PH_REASON_MAX)
@@ -494,27 +497,17 @@ static int store_supplied(ph_wtxn *w, ph_cmd *c, ph_order *o, const ph_attempt *
     return rc;
 }
 
-/* The order follows its attempt (store.h, PH_CMD_ATTEMPT). */
-static int settle_order(ph_wtxn *w, ph_cmd *c, ph_order *o, uint32_t no, uint64_t *batch_id)
+void store_order_follow(ph_order *o, const ph_attempt *a)
 {
-    ph_attempt *a = &o->attempts[no - 1];
-    int rc = PH_OK;
     o->reason[0] = 0;
     switch (a->state) {
     case PH_ATTEMPT_SUCCEEDED:
         o->state = PH_ORDER_SUCCEEDED;
         o->cost = a->charged >= 0 ? a->charged : a->unit_cost * (int64_t)o->quantity;
-        if (o->delivery == PH_DELIVERY_CARD_CODE)
-            rc = store_supplied(w, c, o, a, batch_id);
         break;
     case PH_ATTEMPT_FAILED:
-        if (c->in.attempt.next.supplier) {
-            o->state = PH_ORDER_PROCESSING;
-            rc = add_attempt(w, o, &c->in.attempt.next, c->now, &c->err);
-        } else {
-            o->state = PH_ORDER_FAILED;
-            snprintf(o->reason, sizeof o->reason, "%s", a->reason);
-        }
+        o->state = PH_ORDER_FAILED;
+        snprintf(o->reason, sizeof o->reason, "%s", a->reason);
         break;
     case PH_ATTEMPT_UNKNOWN:
         o->state = PH_ORDER_UNKNOWN;
@@ -523,7 +516,22 @@ static int settle_order(ph_wtxn *w, ph_cmd *c, ph_order *o, uint32_t no, uint64_
     default:
         o->state = PH_ORDER_PROCESSING;
     }
-    return rc;
+}
+
+/* The order follows its attempt (store.h, PH_CMD_ATTEMPT): a fail-over adds
+ * the next attempt, a succeeded card order stores its codes. */
+static int settle_order(ph_wtxn *w, ph_cmd *c, ph_order *o, uint32_t no, uint64_t *batch_id)
+{
+    ph_attempt *a = &o->attempts[no - 1];
+    if (a->state == PH_ATTEMPT_FAILED && c->in.attempt.next.supplier) {
+        o->reason[0] = 0;
+        o->state = PH_ORDER_PROCESSING;
+        return add_attempt(w, o, &c->in.attempt.next, c->now, &c->err);
+    }
+    store_order_follow(o, a);
+    if (a->state == PH_ATTEMPT_SUCCEEDED && o->delivery == PH_DELIVERY_CARD_CODE)
+        return store_supplied(w, c, o, a, batch_id);
+    return PH_OK;
 }
 
 /* Loads the order and finds attempt `no`; PH_ENOTFOUND for either. */
@@ -543,20 +551,23 @@ static int load_attempt(ph_wtxn *w, ph_cmd *c, ph_order **out)
     return PH_OK;
 }
 
-/* What an ATTEMPT compares against to decide what to write and announce. */
-typedef struct attempt_before {
-    int order_state, attempt_state, open;
-    size_t nattempts;
-    char reason[PH_REASON_MAX + 1];
-} attempt_before;
-
-static int write_attempt(ph_wtxn *w, ph_cmd *c, ph_order *o, const attempt_before *b,
-                         uint64_t batch_id)
+void store_attempt_before(const ph_order *o, uint32_t no, ph_attempt_before *b)
 {
-    uint32_t no = c->in.attempt.no;
+    *b = (ph_attempt_before){.order_state = o->state,
+                             .attempt_state = o->attempts[no - 1].state,
+                             .open = has_open_attempt(o),
+                             .stuck = ph_order_stuck_since(o),
+                             .nattempts = o->nattempts};
+    snprintf(b->reason, sizeof b->reason, "%s", o->reason);
+}
+
+int store_write_attempt(ph_wtxn *w, ph_cmd *c, ph_order *o, uint32_t no, const ph_attempt_before *b,
+                        uint64_t batch_id)
+{
     int attempt_moved = b->attempt_state != o->attempts[no - 1].state;
     int order_moved = b->order_state != o->state;
     int added = o->nattempts != b->nattempts;
+    int64_t stuck = ph_order_stuck_since(o);
     int rc = PH_OK;
     w->wrote = 1;
     /* a check that changes nothing but the attempt's bookkeeping leaves the order be */
@@ -565,14 +576,27 @@ static int write_attempt(ph_wtxn *w, ph_cmd *c, ph_order *o, const attempt_befor
         rc = store_put_order(w, o, 0, &c->err);
     }
     if (rc == PH_OK && (rc = put_supply(w, o, 0, &c->err)) == PH_OK)
-        rc = set_pending(w, o->id, b->open, has_open_attempt(o), 0, &c->err);
+        rc = set_pending(w, o->id, b->open, has_open_attempt(o), b->stuck != 0, stuck != 0, 0,
+                         &c->err);
     if (rc == PH_OK && attempt_moved)
         rc = emit_attempt(w, c->now, o, &o->attempts[no - 1], &c->err);
     if (rc == PH_OK && added)
         rc = emit_attempt(w, c->now, o, &o->attempts[o->nattempts - 1], &c->err);
     if (rc == PH_OK && order_moved && o->state != PH_ORDER_PROCESSING)
         rc = store_emit_outcome(w, c->now, o, batch_id, &c->err);
+    if (rc == PH_OK && stuck && !b->stuck)
+        rc = store_emit_stuck(w, c->now, o, &o->attempts[o->nattempts - 1], &c->err);
     return rc;
+}
+
+/* mark_stuck (store.h): the attempt still open after this command, and the
+ * order's last, becomes stuck now unless it is already. */
+static void mark_stuck(ph_order *o, uint32_t no, const ph_cmd *c)
+{
+    ph_attempt *a = &o->attempts[no - 1];
+    if (c->in.attempt.mark_stuck && no == o->nattempts && ph_attempt_state_open(a->state) &&
+        !a->stuck_at)
+        a->stuck_at = c->now;
 }
 
 int store_apply_attempt(ph_wtxn *w, ph_cmd *c)
@@ -582,11 +606,8 @@ int store_apply_attempt(ph_wtxn *w, ph_cmd *c)
     int rc = check_attempt_input(c);
     if (rc || (rc = load_attempt(w, c, &o)) != PH_OK)
         return rc;
-    attempt_before b = {.order_state = o->state,
-                        .attempt_state = o->attempts[no - 1].state,
-                        .open = has_open_attempt(o),
-                        .nattempts = o->nattempts};
-    snprintf(b.reason, sizeof b.reason, "%s", o->reason);
+    ph_attempt_before b;
+    store_attempt_before(o, no, &b);
     uint64_t batch_id = 0;
     if (!transition_ok(b.attempt_state, c->in.attempt.state))
         rc = ph_err_set(&c->err, PH_ESTATE, "order %llu attempt %u: cannot go from %s to %s",
@@ -596,8 +617,9 @@ int store_apply_attempt(ph_wtxn *w, ph_cmd *c)
              (!c->in.attempt.next.supplier ||
               (rc = target_ok(&c->in.attempt.next, o->quantity, &c->err, "next")) == PH_OK)) {
         update_attempt(&o->attempts[no - 1], c);
+        mark_stuck(o, no, c);
         if ((rc = settle_order(w, c, o, no, &batch_id)) == PH_OK)
-            rc = write_attempt(w, c, o, &b, batch_id);
+            rc = store_write_attempt(w, c, o, no, &b, batch_id);
     }
     if (rc) {
         ph_order_free(o);

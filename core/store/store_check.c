@@ -435,10 +435,16 @@ static int attempts_consistent(const ph_order *o, const char **why)
     return 1;
 }
 
+/* 0: not in `pending`; 1: in it, not stuck; 2: in it, marked stuck; -1: a
+ * value that is neither. */
 static int has_pending(scan *sc, uint64_t id)
 {
     MDB_val k = {8, &id}, v;
-    return mdb_get(sc->txn, sc->s->dbi[DB_PENDING], &k, &v) == 0;
+    if (mdb_get(sc->txn, sc->s->dbi[DB_PENDING], &k, &v))
+        return 0;
+    if (!v.mv_size)
+        return 1;
+    return v.mv_size == 1 && *(const char *)v.mv_data == PH_PENDING_STUCK ? 2 : -1;
 }
 
 /* A supplier order: its supply record, its attempts, and `pending` agreeing. */
@@ -462,10 +468,14 @@ static int check_supply(scan *sc, const ph_order *rec)
                         why);
     else {
         int open = o->nattempts && ph_attempt_state_open(o->attempts[o->nattempts - 1].state);
-        if (open != has_pending(sc, rec->id))
+        int pending = has_pending(sc, rec->id), stuck = ph_order_stuck_since(o) != 0;
+        if (open != (pending > 0))
             rc = ph_err_set(sc->err, PH_EIO, "order %llu: %s but %s pending", id,
                             open ? "has an open attempt" : "has no open attempt",
                             open ? "not" : "still");
+        else if (open && stuck != (pending == 2))
+            rc = ph_err_set(sc->err, PH_EIO, "order %llu: %s but %s marked stuck in pending", id,
+                            stuck ? "is stuck" : "is not stuck", stuck ? "not" : "still");
         sc->open_orders += open;
         sc->supply_orders++;
     }

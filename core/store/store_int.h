@@ -35,7 +35,8 @@ enum {
     DB_CLIENT_ORDERS, /* client -> dup sorted order ids */
     DB_EVENTS,        /* seq -> event JSON */
     DB_SUPPLY,        /* order id -> supply record (below), supplier orders only */
-    DB_PENDING,       /* order id -> "" while the order has an attempt not final */
+    DB_PENDING,       /* order id -> "" while the order has an attempt not final;
+                         PH_PENDING_STUCK once that attempt is stuck (store_stuck.c) */
     DB_EXPIRY,        /* sku NUL be64(expires_at) -> dup sorted code ids (store_expiry.c) */
     DB_AUDIT,         /* audit id -> audit record JSON (store_audit.c) */
     DB_COUNT
@@ -163,7 +164,7 @@ typedef struct ph_order_rec {
  * and the sealed account, then nattempts attempts, each a ph_attempt_rec
  * followed by its strings in the order of their lengths below. */
 typedef struct ph_supply_rec {
-    uint8_t version; /* 1 */
+    uint8_t version; /* PH_SUPPLY_VERSION; 1 is read too (attempts without a tail) */
     uint8_t reason_len;
     uint8_t masked_len;
     uint8_t reserved; /* 0 */
@@ -186,6 +187,25 @@ typedef struct ph_attempt_rec {
     uint8_t supplier_len, product_len, ref_len, sorder_len, reason_len, step_state_len;
     uint8_t reserved[5]; /* 0 */
 } ph_attempt_rec;
+
+/* 2: each attempt is followed by a ph_attempt_tail and its strings (stuck
+ * and settled by hand, issue 11). Version-1 records decode with those zero;
+ * every write is version 2. */
+#define PH_SUPPLY_VERSION 2
+
+/* What version 2 appends to each attempt (after its six strings): this, then
+ * settled_by and settle_note. Every byte a named field. */
+typedef struct ph_attempt_tail {
+    int64_t stuck_at;
+    int64_t settled_at;
+    uint16_t note_len;
+    uint8_t by_len;
+    uint8_t reserved[5]; /* 0 */
+} ph_attempt_tail;
+
+/* The `pending` value of an order whose open attempt is stuck (one byte);
+ * an open attempt that is not stuck has the empty value. */
+#define PH_PENDING_STUCK 's'
 
 /* Maps an LMDB return code to PH_STORE_MAPFULL or PH_EIO with a message. */
 int ph_store_lmdb_err(ph_err *err, int mrc, const char *what);
@@ -308,8 +328,30 @@ int store_index_order(ph_wtxn *w, const ph_order *o, ph_err *err);
 int store_apply_order(ph_wtxn *w, ph_cmd *c);
 int store_apply_expire(ph_wtxn *w, ph_cmd *c);
 /* store_apply_supply.c: supplier-fulfilled orders and the order events. */
+/* 1 when s is 1..max printable ASCII bytes (or empty, when empty_ok). */
+int store_text_ok(const char *s, size_t max, int empty_ok);
 int store_emit_outcome(ph_wtxn *w, int64_t now, const ph_order *o, uint64_t batch_id, ph_err *err);
 int store_apply_supply_create(ph_wtxn *w, ph_cmd *c);
 int store_apply_attempt(ph_wtxn *w, ph_cmd *c);
+/* What a command that moves attempt `no` compares against to decide what to
+ * write and announce (ATTEMPT and SETTLE). */
+typedef struct ph_attempt_before {
+    int order_state, attempt_state, open;
+    int64_t stuck; /* ph_order_stuck_since before */
+    size_t nattempts;
+    char reason[PH_REASON_MAX + 1];
+} ph_attempt_before;
+void store_attempt_before(const ph_order *o, uint32_t no, ph_attempt_before *b);
+/* The order's state, reason and cost as its attempt a makes them, without a
+ * fail-over or codes: the one rule ATTEMPT and SETTLE share. */
+void store_order_follow(ph_order *o, const ph_attempt *a);
+/* Writes what moved since b (order record, supply record, `pending` with its
+ * stuck mark) and the events: order.attempt, order.<outcome>, order.stuck. */
+int store_write_attempt(ph_wtxn *w, ph_cmd *c, ph_order *o, uint32_t no, const ph_attempt_before *b,
+                        uint64_t batch_id);
+/* store_stuck.c: the stuck mark and ops settling by hand. */
+/* order.stuck for o, whose attempt a was just marked. */
+int store_emit_stuck(ph_wtxn *w, int64_t now, const ph_order *o, const ph_attempt *a, ph_err *err);
+int store_apply_settle(ph_wtxn *w, ph_cmd *c);
 
 #endif

@@ -140,7 +140,23 @@ static int take_str(reader *r, size_t n, char *dst, size_t cap)
     return PH_OK;
 }
 
-static int decode_attempt(reader *r, ph_attempt *a)
+/* Version 2's tail of an attempt: when it was escalated and settled by hand. */
+static int decode_tail(reader *r, ph_attempt *a)
+{
+    ph_attempt_tail t;
+    const uint8_t *p = take(r, sizeof t);
+    if (!p)
+        return PH_EIO;
+    memcpy(&t, p, sizeof t);
+    a->stuck_at = t.stuck_at;
+    a->settled_at = t.settled_at;
+    return take_str(r, t.by_len, a->settled_by, sizeof a->settled_by) ||
+                   take_str(r, t.note_len, a->settle_note, sizeof a->settle_note)
+               ? PH_EIO
+               : PH_OK;
+}
+
+static int decode_attempt(reader *r, ph_attempt *a, int version)
 {
     ph_attempt_rec ar;
     const uint8_t *p = take(r, sizeof ar);
@@ -163,7 +179,7 @@ static int decode_attempt(reader *r, ph_attempt *a)
         take_str(r, ar.reason_len, a->reason, sizeof a->reason) ||
         take_str(r, ar.step_state_len, a->step_state, sizeof a->step_state))
         return PH_EIO;
-    return PH_OK;
+    return version >= 2 ? decode_tail(r, a) : PH_OK;
 }
 
 int ph_supply_decode(const MDB_val *v, ph_order *o)
@@ -174,7 +190,8 @@ int ph_supply_decode(const MDB_val *v, ph_order *o)
     if (!p)
         return PH_EIO;
     memcpy(&h, p, sizeof h);
-    if (h.version != 1 || take_str(&r, h.reason_len, o->reason, sizeof o->reason) ||
+    if ((h.version != 1 && h.version != PH_SUPPLY_VERSION) ||
+        take_str(&r, h.reason_len, o->reason, sizeof o->reason) ||
         take_str(&r, h.masked_len, o->account_masked, sizeof o->account_masked) ||
         !(sealed = take(&r, h.sealed_len)))
         return PH_EIO;
@@ -187,7 +204,7 @@ int ph_supply_decode(const MDB_val *v, ph_order *o)
     if (h.nattempts && !(o->attempts = calloc(h.nattempts, sizeof *o->attempts)))
         return PH_ENOMEM;
     for (o->nattempts = 0; o->nattempts < h.nattempts; o->nattempts++)
-        if (decode_attempt(&r, &o->attempts[o->nattempts]))
+        if (decode_attempt(&r, &o->attempts[o->nattempts], h.version))
             return PH_EIO;
     return r.left ? PH_EIO : PH_OK;
 }
@@ -209,7 +226,9 @@ static size_t attempt_size(const ph_attempt *a)
     return sizeof(ph_attempt_rec) + slen(a->supplier, sizeof a->supplier) +
            slen(a->product_id, sizeof a->product_id) + slen(a->ref, sizeof a->ref) +
            slen(a->supplier_order_id, sizeof a->supplier_order_id) +
-           slen(a->reason, sizeof a->reason) + slen(a->step_state, sizeof a->step_state);
+           slen(a->reason, sizeof a->reason) + slen(a->step_state, sizeof a->step_state) +
+           sizeof(ph_attempt_tail) + slen(a->settled_by, sizeof a->settled_by) +
+           strnlen(a->settle_note, sizeof a->settle_note - 1);
 }
 
 static void encode_attempt(uint8_t **p, const ph_attempt *a)
@@ -238,11 +257,20 @@ static void encode_attempt(uint8_t **p, const ph_attempt *a)
     put_bytes(p, a->supplier_order_id, ar.sorder_len);
     put_bytes(p, a->reason, ar.reason_len);
     put_bytes(p, a->step_state, ar.step_state_len);
+    ph_attempt_tail t;
+    memset(&t, 0, sizeof t);
+    t.stuck_at = a->stuck_at;
+    t.settled_at = a->settled_at;
+    t.by_len = slen(a->settled_by, sizeof a->settled_by);
+    t.note_len = (uint16_t)strnlen(a->settle_note, sizeof a->settle_note - 1);
+    put_bytes(p, &t, sizeof t);
+    put_bytes(p, a->settled_by, t.by_len);
+    put_bytes(p, a->settle_note, t.note_len);
 }
 
 uint8_t *ph_supply_encode(const ph_order *o, size_t *len)
 {
-    ph_supply_rec h = {.version = 1,
+    ph_supply_rec h = {.version = PH_SUPPLY_VERSION,
                        .reason_len = slen(o->reason, sizeof o->reason),
                        .masked_len = slen(o->account_masked, sizeof o->account_masked),
                        .nattempts = (uint16_t)o->nattempts,

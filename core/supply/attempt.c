@@ -8,13 +8,28 @@
 
 #include "store/store.h"
 
-int64_t ph_attempt_backoff(const ph_attempt_ctx *a, uint32_t checks)
+int ph_attempt_overdue(const ph_attempt_ctx *a, int64_t now)
+{
+    return a->stuck_after_ms > 0 && now - a->created_at >= a->stuck_after_ms;
+}
+
+int64_t ph_attempt_backoff(const ph_attempt_ctx *a, uint32_t checks, int64_t now)
 {
     int64_t d = a->query_delay_ms > 0 ? a->query_delay_ms : 1000;
     int64_t max = a->query_max_ms > 0 ? a->query_max_ms : 60000;
     for (uint32_t i = 0; i < checks && d < max; i++)
         d *= 2;
-    return d < max ? d : max;
+    if (d > max)
+        d = max;
+    if (!ph_attempt_overdue(a, now))
+        return d;
+    /* stuck: the delay is the time since it became stuck, so queries land at
+     * doubling distances from that moment, up to the stuck ceiling */
+    int64_t since = now - a->created_at - a->stuck_after_ms;
+    int64_t cap = a->stuck_max_ms > d ? a->stuck_max_ms : d;
+    if (since > d)
+        d = since;
+    return d < cap ? d : cap;
 }
 
 static void set_reason(ph_attempt_move *m, const char *r)
@@ -47,7 +62,7 @@ static void stay(const ph_attempt_ctx *a, int64_t now, int state, const char *re
 {
     m->state = state;
     set_reason(m, reason);
-    m->next_check_at = now + ph_attempt_backoff(a, a->checks + (uint32_t)m->count_check);
+    m->next_check_at = now + ph_attempt_backoff(a, a->checks + (uint32_t)m->count_check, now);
 }
 
 static void decide_order(const ph_attempt_ctx *a, const ph_exchange *x, int64_t now,
@@ -66,7 +81,7 @@ static void decide_order(const ph_attempt_ctx *a, const ph_exchange *x, int64_t 
                 m->follow_step = 1;
                 m->next_check_at = now + (x->res->next_delay_ms > 0 ? x->res->next_delay_ms : 0);
             } else {
-                m->next_check_at = now + ph_attempt_backoff(a, 0);
+                m->next_check_at = now + ph_attempt_backoff(a, 0, now);
             }
             return;
         }
@@ -133,4 +148,5 @@ void ph_attempt_decide(const ph_attempt_ctx *a, const ph_exchange *x, int64_t no
         decide_order(a, x, now, out);
     else
         decide_query(a, x, now, out);
+    out->mark_stuck = ph_attempt_state_open(out->state) && ph_attempt_overdue(a, now);
 }

@@ -19,6 +19,14 @@
  *                           OK, not found, window passed     FAILED ("not_found_at_supplier")
  *                           anything else                    stays, query later (backing off)
  *
+ * Queries back off (ph_attempt_backoff): the plugin's first delay, doubled
+ * per query up to query_max; once the attempt is older than stuck_after it is
+ * stuck, and the delay keeps doubling — it is the time since it became stuck
+ * — up to stuck_max, where it stays: an attempt is queried for ever, never
+ * faster than before. Every exchange that leaves an overdue attempt open asks
+ * the store to mark it stuck (mark_stuck), so escalation rides on the query
+ * timer and happens whether or not the supplier answers.
+ *
  * Fail-over happens only from a definite refusal of the order itself: once the
  * supplier may have acted, the order ends with that supplier's answer.
  */
@@ -40,6 +48,8 @@ typedef struct ph_attempt_ctx {
     int64_t window_ms;      /* the plugin's processing window */
     int64_t query_delay_ms; /* first query delay */
     int64_t query_max_ms;   /* backoff ceiling */
+    int64_t stuck_after_ms; /* age at which an open attempt is stuck; 0 = never */
+    int64_t stuck_max_ms;   /* the ceiling once stuck (never below query_max_ms) */
 } ph_attempt_ctx;
 
 /* What the exchange came to (from ph_sio_job). */
@@ -59,14 +69,21 @@ typedef struct ph_attempt_move {
     int count_check;       /* 1: this exchange was a query */
     int64_t next_check_at; /* ms; 0 when the attempt is final */
     char reason[128];      /* "" for none */
+    int mark_stuck;        /* 1: the attempt stays open and is overdue (store.h, mark_stuck) */
 } ph_attempt_move;
 
 /* Decides. `now` is the caller's clock. Never fails. */
 void ph_attempt_decide(const ph_attempt_ctx *a, const ph_exchange *x, int64_t now,
                        ph_attempt_move *out);
 
-/* The delay before the next query after `checks` queries: query_delay doubled
- * per check, at most query_max. */
-int64_t ph_attempt_backoff(const ph_attempt_ctx *a, uint32_t checks);
+/* The delay before the next query after `checks` queries, at `now`:
+ * query_delay doubled per check, at most query_max; once the attempt is stuck
+ * (now - created_at >= stuck_after), the time since it became stuck when that
+ * is longer, at most stuck_max. Never shorter than the first form. */
+int64_t ph_attempt_backoff(const ph_attempt_ctx *a, uint32_t checks, int64_t now);
+
+/* 1 when an attempt made at a->created_at is stuck at `now` (stuck_after set
+ * and passed). */
+int ph_attempt_overdue(const ph_attempt_ctx *a, int64_t now);
 
 #endif

@@ -226,11 +226,14 @@ void ful_track_limits(ph_fulfil *f, track *t)
     const ph_supplier_conf *sc = ph_config_supplier(cfg, t->supplier);
     t->limits = (ph_sio_limits){.tls_verify = 1};
     t->query_max_ms = 30000;
+    t->stuck_after_ms = t->stuck_max_ms = 3600000; /* config.c's defaults */
     unsigned window_s = 0;
     if (sc) {
         t->limits = ph_sio_limits_of(sc);
         t->query_max_ms = sc->query_max_delay_ms;
         window_s = sc->processing_window_s;
+        t->stuck_after_ms = (int64_t)sc->stuck_after_s * 1000;
+        t->stuck_max_ms = (int64_t)sc->stuck_query_max_delay_s * 1000;
     }
     const ph_product_conf *p = ph_config_product(cfg, t->sku);
     t->face_value = p ? p->face_value : 0;
@@ -244,6 +247,21 @@ void ful_track_limits(ph_fulfil *f, track *t)
         t->query_delay_ms = 1000;
     }
     t->window_ms = (int64_t)(window_s ? window_s : 300) * 1000;
+}
+
+ph_attempt_ctx ful_track_ctx(const track *t)
+{
+    return (ph_attempt_ctx){.is_order = t->send_order,
+                            .card = t->card,
+                            .quantity = t->quantity,
+                            .state = t->state,
+                            .created_at = t->created_at,
+                            .checks = t->checks,
+                            .window_ms = t->window_ms,
+                            .query_delay_ms = t->query_delay_ms,
+                            .query_max_ms = t->query_max_ms,
+                            .stuck_after_ms = t->stuck_after_ms,
+                            .stuck_max_ms = t->stuck_max_ms};
 }
 
 /* A track for attempt a of order o (which lists the suppliers tried so far). */
@@ -263,6 +281,7 @@ static track *track_new(ph_fulfil *f, const ph_order *o, const ph_attempt *a, ph
     t->unit_cost = a->unit_cost;
     t->created_at = a->created_at;
     t->checks = a->checks;
+    t->stuck_at = a->stuck_at;
     snprintf(t->supplier, sizeof t->supplier, "%s", a->supplier);
     snprintf(t->sku, sizeof t->sku, "%s", o->sku);
     snprintf(t->product_id, sizeof t->product_id, "%s", a->product_id);
@@ -355,6 +374,36 @@ static int track_callback_url(ph_fulfil *f, track *t)
     return PH_OK;
 }
 
+/* No exchange can start (the supplier is disabled or gone): an overdue
+ * attempt is escalated all the same, by a check that changes nothing else
+ * (store.h, mark_stuck), so a stuck order is never hidden by its supplier's
+ * absence. 1 when that command went to the store (its end schedules the next
+ * look), 0 when nothing was due or it could not be submitted. */
+static int escalate_idle(ph_fulfil *f, track *t, int64_t due)
+{
+    ph_attempt_ctx a = ful_track_ctx(t);
+    int64_t now = ph_now_ms();
+    track_cmd *b = !t->stuck_at && !t->send_order && ph_attempt_state_open(t->state) &&
+                           ph_attempt_overdue(&a, now)
+                       ? ful_cmd_new(t)
+                       : NULL;
+    if (!b)
+        return 0;
+    ph_attempt_move m = {.state = t->state, .next_check_at = due, .mark_stuck = 1};
+    ful_fill_cmd(b, &m, NULL);
+    b->cmd.now = now;
+    b->cmd.in.attempt.reason = NULL; /* keeps the attempt's */
+    t->phase = T_CMD;
+    t->cmd = b;
+    if (ph_store_submit(f->o.store, &b->cmd) != PH_OK) {
+        t->phase = T_IDLE;
+        t->cmd = NULL;
+        ful_cmd_free(b);
+        return 0;
+    }
+    return 1;
+}
+
 /* Starts the track's next exchange. Fulfil's thread. */
 void ful_track_run(ph_fulfil *f, track *t)
 {
@@ -364,7 +413,9 @@ void ful_track_run(ph_fulfil *f, track *t)
         ph_log(f->o.log, PH_LOG_WARN, NULL, "fulfil.supplier_unavailable",
                "order=%llu attempt=%u supplier=%s", (unsigned long long)t->order_id, t->no,
                t->supplier);
-        ful_heap_push(f, t, ph_now_ms() + (t->query_max_ms > 0 ? t->query_max_ms : 30000));
+        int64_t due = ph_now_ms() + (t->query_max_ms > 0 ? t->query_max_ms : 30000);
+        if (!escalate_idle(f, t, due))
+            ful_heap_push(f, t, due);
         return;
     }
     if (track_callback_url(f, t) != PH_OK) {
@@ -451,6 +502,21 @@ static void confirm(ph_fulfil *f, uint64_t id, uint32_t no, int claim, int stopp
         ful_heap_push(f, t, ph_now_ms());
 }
 
+/* Attempt of order id settled by another command (ops): an idle track has
+ * nothing left to ask and goes, waking whoever waits; one with an exchange or
+ * a command running goes when its command is refused (PH_ESTATE). */
+static void forget(ph_fulfil *f, uint64_t id)
+{
+    track *t = *bucket(f, id);
+    while (t && t->order_id != id)
+        t = t->hnext;
+    if (!t || t->phase != T_IDLE)
+        return;
+    ful_reg_del(f, t);
+    ful_track_free(t);
+    ful_waiters_fire(ful_waiters_take(f, id, 0));
+}
+
 static void handle(ph_fulfil *f, fev *e, int stopping)
 {
     switch (e->kind) {
@@ -471,6 +537,12 @@ static void handle(ph_fulfil *f, fev *e, int stopping)
         confirm_ev *c = EV_OF(e, confirm_ev, ev);
         confirm(f, c->id, c->no, c->claim, stopping);
         free(c);
+        break;
+    }
+    case EV_FORGET: {
+        forget_ev *g = EV_OF(e, forget_ev, ev);
+        forget(f, g->id);
+        free(g);
         break;
     }
     }
@@ -697,6 +769,15 @@ void ph_fulfil_confirm(ph_fulfil *f, uint64_t id, uint32_t no, int claim)
     c->no = no;
     c->claim = claim;
     ful_post(f, &c->ev, EV_CONFIRM);
+}
+
+void ph_fulfil_forget(ph_fulfil *f, uint64_t id)
+{
+    forget_ev *g = calloc(1, sizeof *g);
+    if (!g) /* its next query is refused by the store, which ends the track then */
+        return;
+    g->id = id;
+    ful_post(f, &g->ev, EV_FORGET);
 }
 
 int ph_fulfil_create(const ph_fulfil_opts *opts, ph_fulfil **out, ph_err *err)

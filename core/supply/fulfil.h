@@ -187,6 +187,14 @@ int ph_fulfil_callback(ph_fulfil *f, const char *supplier_id, const struct perkh
  * no-op. */
 void ph_fulfil_confirm(ph_fulfil *f, uint64_t id, uint32_t no, int claim);
 
+/* Order `id` was settled by hand (PH_CMD_SETTLE, durable): its attempt is
+ * final, so fulfil drops the track it holds for it — at once when idle, else
+ * when the exchange or command running ends (the store refuses its record
+ * with PH_ESTATE, changing nothing) — and wakes whoever waits for the order.
+ * Nothing is sent to the supplier for it. A no-op for an order fulfil does
+ * not hold. */
+void ph_fulfil_forget(ph_fulfil *f, uint64_t id);
+
 /* The services fulfil was created with (borrowed, as in opts); valid until
  * ph_fulfil_destroy. */
 const ph_fulfil_opts *ph_fulfil_options(const ph_fulfil *f);

@@ -98,6 +98,7 @@ void ful_fill_cmd(track_cmd *b, const ph_attempt_move *m, const struct perkhub_r
     c->in.attempt.charged = res && res->amount >= 0 ? res->amount : -1;
     c->in.attempt.next_check_at = m->next_check_at;
     c->in.attempt.count_check = m->count_check;
+    c->in.attempt.mark_stuck = m->mark_stuck;
     if (res && res->supplier_order_id && *res->supplier_order_id) {
         ph_text_clean(t->supplier_order_id, sizeof t->supplier_order_id, res->supplier_order_id);
         c->in.attempt.supplier_order_id = t->supplier_order_id;
@@ -119,7 +120,8 @@ static void record_later(ph_fulfil *f, track *t, const ph_attempt_ctx *a)
     t->send_order = 0;
     t->follow_step = 0;
     ph_sio_job_clear(&t->job);
-    ful_heap_push(f, t, ph_now_ms() + ph_attempt_backoff(a, t->checks));
+    int64_t now = ph_now_ms();
+    ful_heap_push(f, t, now + ph_attempt_backoff(a, t->checks, now));
 }
 
 /* A fail-over target for the command; its strings are copied out of the
@@ -191,14 +193,14 @@ void ful_job_done(ph_fulfil *f, track *t, int stopping)
 {
     PH_ASSERT_OWNER(&f->owner);
     ph_sio_job *job = &t->job;
-    ph_attempt_ctx a = {t->send_order, t->card,           t->quantity,
-                        t->state,      t->created_at,     t->checks,
-                        t->window_ms,  t->query_delay_ms, t->query_max_ms};
+    ph_attempt_ctx a = ful_track_ctx(t);
     ph_exchange x = {job->outcome, job->parsed, &job->res, job->detail};
     if (job->auth_change)
         note_auth(f, t, job);
     ph_attempt_move m;
-    ph_attempt_decide(&a, &x, ph_now_ms(), &m);
+    int64_t now = ph_now_ms(); /* the decision's and the command's: next_check_at - updated_at
+                                  is the delay decided */
+    ph_attempt_decide(&a, &x, now, &m);
     track_cmd *b = ful_cmd_new(t);
     if (!b)
         return record_later(f, t, &a);
@@ -206,9 +208,10 @@ void ful_job_done(ph_fulfil *f, track *t, int stopping)
         m.state = PH_ATTEMPT_UNKNOWN;
         m.take_codes = 0;
         snprintf(m.reason, sizeof m.reason, "codes_not_storable");
-        m.next_check_at = ph_now_ms() + ph_attempt_backoff(&a, t->checks);
+        m.next_check_at = now + ph_attempt_backoff(&a, t->checks, now);
     }
     ful_fill_cmd(b, &m, job->parsed ? &job->res : NULL);
+    b->cmd.now = now;
     if (m.take_codes) {
         b->cmd.in.attempt.codes = b->codes;
         b->cmd.in.attempt.ncodes = job->res.ncodes;
@@ -319,14 +322,20 @@ void ful_cmd_done(ph_fulfil *f, track_cmd *b, int stopping)
         ph_log(f->o.log, PH_LOG_WARN, NULL, "fulfil.record_failed", "order=%llu attempt=%u rc=%s",
                (unsigned long long)t->order_id, t->no, ph_strerror(cmd->rc));
         if (cmd->rc == PH_ESTATE || stopping) {
+            uint64_t id = t->order_id;
+            int settled = cmd->rc == PH_ESTATE;
             ful_reg_del(f, t);
             cmd_end(t, b);
             ful_track_free(t);
+            /* settled meanwhile (by ops: PH_CMD_SETTLE): whoever waits sees it final */
+            if (settled)
+                ful_waiters_fire(ful_waiters_take(f, id, 0));
             return;
         }
-        ph_attempt_ctx ac = {.query_delay_ms = t->query_delay_ms, .query_max_ms = t->query_max_ms};
+        ph_attempt_ctx ac = ful_track_ctx(t);
+        int64_t now = ph_now_ms();
         cmd_end(t, b);
-        ful_heap_push(f, t, ph_now_ms() + ph_attempt_backoff(&ac, t->checks));
+        ful_heap_push(f, t, now + ph_attempt_backoff(&ac, t->checks, now));
         return;
     }
     const ph_attempt *a = NULL;
@@ -353,6 +362,7 @@ void ful_cmd_done(ph_fulfil *f, track_cmd *b, int stopping)
     if (a) {
         t->state = a->state;
         t->checks = a->checks;
+        t->stuck_at = a->stuck_at;
     }
     int64_t due = a && a->next_check_at ? a->next_check_at : ph_now_ms();
     if (t->confirm && !t->follow_step)

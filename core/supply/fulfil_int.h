@@ -22,7 +22,7 @@ enum { T_IDLE = 1, T_JOB, T_CMD };
 
 /* What other threads tell fulfil's thread (the queue). A node is embedded in
  * what it carries, so posting never allocates, except a confirm's. */
-enum { EV_BEGIN = 1, EV_RESUME, EV_JOB_DONE, EV_CMD_DONE, EV_WAIT, EV_CONFIRM };
+enum { EV_BEGIN = 1, EV_RESUME, EV_JOB_DONE, EV_CMD_DONE, EV_WAIT, EV_CONFIRM, EV_FORGET };
 typedef struct fev {
     int kind;
     struct fev *next;
@@ -48,6 +48,8 @@ struct track {
     ph_supplier *sup;
     ph_sio_limits limits;
     int64_t window_ms, query_delay_ms, query_max_ms;
+    int64_t stuck_after_ms, stuck_max_ms; /* the supplier's stuck_after_s and its ceiling */
+    int64_t stuck_at;                     /* as last stored: 0 until escalated */
     char supplier[PH_SKU_MAX + 1];
     char sku[PH_SKU_MAX + 1];
     char product_id[PH_SUPPLIER_ORDER_MAX + 1];
@@ -100,6 +102,11 @@ typedef struct waiter {
     struct waiter *next;
     fev ev; /* EV_WAIT */
 } waiter;
+
+typedef struct forget_ev {
+    fev ev; /* EV_FORGET */
+    uint64_t id;
+} forget_ev;
 
 typedef struct confirm_ev {
     fev ev; /* EV_CONFIRM */
@@ -165,6 +172,8 @@ void ful_track_free(track *t);
 void ful_tried_refresh(track *t, const ph_order *o);
 /* The supplier settings of the current config (defaults if it is gone). */
 void ful_track_limits(ph_fulfil *f, track *t);
+/* The attempt as attempt.h's decisions see it; is_order from the track. */
+ph_attempt_ctx ful_track_ctx(const track *t);
 /* Starts the track's next exchange. Fulfil's thread. */
 void ful_track_run(ph_fulfil *f, track *t);
 /* The best usable offer of p for its kind of delivery (route.h), as a target

@@ -1047,3 +1047,51 @@ Test(supsim, fault_log_bounded)
     cr_assert_eq(log_lines_with(p.log, "every 1000th hit"), 1);
     sim_stop(&p);
 }
+
+/* Issue 11: a recharge to 13900000003 stays processing for ever, until
+ * POST /_sim/complete decides it (success or failed, refunded), once. */
+Test(supsim, a_recharge_stays_processing_until_completed)
+{
+    h_sim p;
+    sim_start(&p, "42", "0");
+    const char *order = "{\"external_ref_id\":\"k-%d\",\"utid\":\"U20001\",\"quantity\":1,"
+                        "\"recipient\":{\"account\":\"13900000003\"}}";
+    char body[256];
+    for (int i = 1; i <= 2; i++) {
+        snprintf(body, sizeof body, order, i);
+        resp r = rw_post(&p, body);
+        cr_assert_eq(r.status, 201, "%s", r.body);
+        cr_assert_str_eq(h_str(r.json, "status"), "pending");
+        resp_free(&r);
+    }
+    resp q = http(&p, "GET", "/rewards/v1/orders?external_ref_id=k-1", BEARER, NULL, 5000);
+    cr_assert_str_eq(h_str(q.json, "status"), "pending", "%s", q.body);
+    resp_free(&q);
+
+    resp c =
+        http(&p, "POST", "/_sim/complete", NULL, "{\"ref\":\"k-1\",\"state\":\"success\"}", 5000);
+    cr_assert_eq(c.status, 200, "%s", c.body);
+    resp_free(&c);
+    c = http(&p, "POST", "/_sim/complete", NULL, "{\"ref\":\"k-2\",\"state\":\"failed\"}", 5000);
+    cr_assert_eq(c.status, 200, "%s", c.body);
+    resp_free(&c);
+    c = http(&p, "POST", "/_sim/complete", NULL, "{\"ref\":\"k-1\",\"state\":\"failed\"}", 5000);
+    cr_assert_eq(c.status, 409, "decided once: %s", c.body);
+    resp_free(&c);
+    c = http(&p, "POST", "/_sim/complete", NULL, "{\"ref\":\"nope\",\"state\":\"failed\"}", 5000);
+    cr_assert_eq(c.status, 404, "%s", c.body);
+    resp_free(&c);
+    c = http(&p, "POST", "/_sim/complete", NULL, "{\"ref\":\"k-1\",\"state\":\"maybe\"}", 5000);
+    cr_assert_eq(c.status, 400, "%s", c.body);
+    resp_free(&c);
+
+    q = http(&p, "GET", "/rewards/v1/orders?external_ref_id=k-1", BEARER, NULL, 5000);
+    cr_assert_str_eq(h_str(q.json, "status"), "completed", "%s", q.body);
+    resp_free(&q);
+    json_t *t = h_sim_truth(&p);
+    cr_assert_str_eq(h_str(truth_order(t, "k-1"), "state"), "success");
+    cr_assert_str_eq(h_str(truth_order(t, "k-2"), "state"), "failed");
+    cr_assert_eq(truth_count(t, "recharges_performed"), 1);
+    json_decref(t);
+    sim_stop(&p);
+}

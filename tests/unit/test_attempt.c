@@ -195,10 +195,71 @@ Test(attempt, sending_after_restart_is_never_reported_as_sending)
 Test(attempt, backoff_doubles_up_to_the_ceiling)
 {
     ph_attempt_ctx a = order_ctx(0);
-    cr_expect_eq(ph_attempt_backoff(&a, 0), 500);
-    cr_expect_eq(ph_attempt_backoff(&a, 1), 1000);
-    cr_expect_eq(ph_attempt_backoff(&a, 3), 4000);
-    cr_expect_eq(ph_attempt_backoff(&a, 60), 8000);
+    cr_expect_eq(ph_attempt_backoff(&a, 0, NOW), 500);
+    cr_expect_eq(ph_attempt_backoff(&a, 1, NOW), 1000);
+    cr_expect_eq(ph_attempt_backoff(&a, 3, NOW), 4000);
+    cr_expect_eq(ph_attempt_backoff(&a, 60, NOW), 8000);
+}
+
+/* Issue 11, found 3: a stuck attempt is queried for ever but ever more
+ * slowly. With stuck_after 60 s, a young ceiling of 8 s and a stuck ceiling
+ * of 1 h: before 60 s nothing changes; after, each delay is the time since it
+ * became stuck (so queries land 8, 16, 32, ... s after that moment), never
+ * below the young ceiling, and settles at exactly 1 h. */
+Test(attempt, stuck_backoff_doubles_from_the_young_ceiling_to_the_stuck_one)
+{
+    ph_attempt_ctx a = query_ctx(PH_ATTEMPT_UNKNOWN, 0);
+    a.created_at = 0;
+    a.stuck_after_ms = 60000;
+    a.stuck_max_ms = 3600000;
+    cr_expect_eq(ph_attempt_backoff(&a, 40, 59999), 8000, "not stuck yet: as before");
+    cr_expect_eq(ph_attempt_backoff(&a, 40, 60000), 8000, "just stuck: never faster");
+    /* follow the schedule the delays make, from the first query after stuck */
+    int64_t t = 60000, prev = 0;
+    int steps = 0;
+    while (steps++ < 100) {
+        int64_t d = ph_attempt_backoff(&a, 100, t);
+        cr_assert_geq(d, 8000, "never below the young ceiling (t=%lld)", (long long)t);
+        cr_assert_leq(d, 3600000, "never above the stuck ceiling (t=%lld)", (long long)t);
+        cr_assert_geq(d, prev, "the delay never shrinks (t=%lld)", (long long)t);
+        if (d == prev && d == 3600000)
+            break;
+        if (prev > 8000 && d < 3600000) /* 8, 8 (at stuck + 8 s), then 16, 32, ... */
+            cr_expect_eq(d, 2 * prev, "doubles (t=%lld)", (long long)t);
+        prev = d;
+        t += d;
+    }
+    cr_expect_eq(prev, 3600000, "the ceiling is reached");
+    cr_expect_leq(steps, 12, "in a handful of queries, not hundreds: %d", steps);
+    cr_expect_eq(ph_attempt_backoff(&a, 5000, 86400000LL * 30), 3600000, "and stays");
+}
+
+Test(attempt, stuck_backoff_never_goes_below_the_young_ceiling)
+{
+    ph_attempt_ctx a = query_ctx(PH_ATTEMPT_UNKNOWN, 0);
+    a.created_at = 0;
+    a.stuck_after_ms = 1000;
+    a.stuck_max_ms = 2000; /* below query_max (8 s): the young ceiling wins */
+    cr_expect_eq(ph_attempt_backoff(&a, 10, 500000), 8000);
+    a.stuck_after_ms = 0; /* never stuck */
+    cr_expect_eq(ph_attempt_backoff(&a, 10, 500000000), 8000);
+    cr_expect_eq(ph_attempt_overdue(&a, 500000000), 0);
+}
+
+Test(attempt, an_open_overdue_attempt_asks_to_be_marked_stuck)
+{
+    ph_attempt_ctx a = query_ctx(PH_ATTEMPT_UNKNOWN, 1000);
+    a.stuck_after_ms = 1000;
+    ph_attempt_move m = decide(&a, PERKHUB_AMBIGUOUS, 0, PERKHUB_STATE_NONE, 0);
+    cr_expect_eq(m.state, PH_ATTEMPT_UNKNOWN);
+    cr_expect_eq(m.mark_stuck, 1, "no answer at all still escalates");
+    m = decide(&a, PERKHUB_OK, 1, PERKHUB_STATE_PROCESSING, 0);
+    cr_expect_eq(m.mark_stuck, 1);
+    m = decide(&a, PERKHUB_OK, 1, PERKHUB_STATE_FAILED, 0);
+    cr_expect_eq(m.mark_stuck, 0, "a final answer is not stuck");
+    a.stuck_after_ms = 1001;
+    m = decide(&a, PERKHUB_AMBIGUOUS, 0, PERKHUB_STATE_NONE, 0);
+    cr_expect_eq(m.mark_stuck, 0, "not yet");
 }
 
 /* Issue 11, found 4: an answer the plugin parsed without a reason of its own is

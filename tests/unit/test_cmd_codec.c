@@ -56,7 +56,7 @@ static const ph_audit AUDIT_FULL = {.action = "batch.void",
                                     .what = "{\"batch_id\":18446744073709551615}"};
 static const ph_audit AUDIT_SIGNAL = {.action = "config.reload", .via = "signal", .what = ""};
 
-#define NKINDS 8 /* command kinds: fill() makes one of each */
+#define NKINDS 9 /* command kinds: fill() makes one of each */
 
 /* Fills c[0..NKINDS-1], one command of each kind, linked when n > 1. */
 static void fill(ph_cmd *c, size_t n)
@@ -137,6 +137,7 @@ static void fill(ph_cmd *c, size_t n)
     c[5].in.attempt.codes = SUPPLIED;
     c[5].in.attempt.ncodes = 2;
     c[5].in.attempt.next = (ph_attempt_target){.supplier = NULL, .product_id = "ignored"};
+    c[5].in.attempt.mark_stuck = 1;
     c[5].rc = PH_ESTATE;
 
     c[6].type = PH_CMD_EXPIRE;
@@ -147,6 +148,15 @@ static void fill(ph_cmd *c, size_t n)
     c[7].now = 1800000000001LL;
     c[7].in.note.name = "supplier.auth_failed";
     c[7].in.note.fields = "{\"supplier\":\"gwa\",\"why\":\"http 401\"}";
+
+    c[8].type = PH_CMD_SETTLE;
+    c[8].now = 1800000000002LL;
+    c[8].in.settle.order_id = 42;
+    c[8].in.settle.outcome = PH_ATTEMPT_SUCCEEDED;
+    c[8].in.settle.by = "ops";
+    c[8].in.settle.note = "ticket 8812: credited";
+    c[8].in.settle.charged = 4940;
+    c[8].in.settle.supplier_order_id = NULL;
 
     for (size_t i = 0; i + 1 < n; i++)
         c[i].next = &c[i + 1];
@@ -246,6 +256,13 @@ Test(codec, every_command_kind_survives_a_round_trip)
     cr_assert_eq(d[6].in.expire.limit, 17);
     str_eq(d[7].in.note.name, "supplier.auth_failed", "note.name");
     str_eq(d[7].in.note.fields, c[7].in.note.fields, "note.fields");
+    cr_assert_eq(d[5].in.attempt.mark_stuck, 1);
+    cr_assert_eq(d[8].in.settle.order_id, 42);
+    cr_assert_eq(d[8].in.settle.outcome, PH_ATTEMPT_SUCCEEDED);
+    str_eq(d[8].in.settle.by, "ops", "settle.by");
+    str_eq(d[8].in.settle.note, "ticket 8812: credited", "settle.note");
+    cr_assert_eq(d[8].in.settle.charged, 4940);
+    str_eq(d[8].in.settle.supplier_order_id, NULL, "settle.supplier_order_id (keeps)");
 
     /* encoding the decoded batch gives the same bytes */
     size_t len2;
@@ -396,6 +413,35 @@ Test(codec, a_version_1_batch_still_decodes_without_an_audit)
     expect_refused(q, n, "command 0 (expire): audit: flag neither 0 nor 1");
     n = expire_bytes(q, 2, 1);
     expect_refused(q, n, "command 0 (expire): audit.action: truncated");
+}
+
+/* A journal written before issue 11 (version 1) has no mark_stuck at the end
+ * of an ATTEMPT, nor an audit flag: it decodes as 0. */
+Test(codec, an_attempt_without_mark_stuck_decodes_as_not_marked)
+{
+    ph_cmd c[NKINDS];
+    fill(c, NKINDS);
+    c[5].next = NULL;
+    size_t len;
+    uint8_t *p = encode(&c[5], &len);
+    /* u8 version, u32 count, u32 the command's length, the command; version 2
+     * ends it with mark_stuck (4 bytes) and the audit flag (1 byte, 0 here) */
+    uint32_t clen =
+        (uint32_t)p[5] | (uint32_t)p[6] << 8 | (uint32_t)p[7] << 16 | (uint32_t)p[8] << 24;
+    cr_assert_eq(clen, len - 9);
+    cr_assert_eq(p[0], 2);
+    cr_assert_eq(p[len - 1], 0, "no audit");
+    p[0] = 1;
+    clen -= 5;
+    for (int k = 0; k < 4; k++)
+        p[5 + k] = (uint8_t)(clen >> (8 * k));
+    ph_cmd_batch b;
+    ph_err err = {0};
+    cr_assert_eq(ph_cmd_batch_decode(p, len - 5, &b, &err), PH_OK, "%s", err.msg);
+    cr_assert_eq(b.cmds[0].in.attempt.mark_stuck, 0);
+    cr_assert_eq(b.cmds[0].in.attempt.charged, 2850);
+    ph_cmd_batch_free(&b);
+    free(p);
 }
 
 Test(codec, a_command_without_an_encoding_is_refused_at_encoding)

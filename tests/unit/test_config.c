@@ -302,6 +302,12 @@ Test(config, example_file_loads)
     cr_expect_str_eq(fulu->plugin, "gateway");
     cr_expect_eq(fulu->breaker_failures, 5);
     cr_expect_eq(fulu->query_max_delay_ms, 30000);
+    cr_expect_eq(fulu->stuck_after_s, 3600);
+    cr_expect_eq(fulu->stuck_query_max_delay_s, 3600);
+    const ph_supplier_conf *tango = ph_config_supplier(cfg, "tango");
+    cr_assert_not_null(tango);
+    cr_expect_eq(tango->stuck_after_s, 3600, "the default");
+    cr_expect_eq(tango->stuck_query_max_delay_s, 3600, "the default");
     cr_expect_eq(ph_config_product(cfg, "meituan.voucher.20")->listed, 0);
     ph_config_free(cfg);
 }
@@ -374,6 +380,8 @@ static const error_case errors[] = {
     /* integers and booleans */
     {"auth_retry_ms zero", BASE "suppliers:\n  - {id: a, plugin: p, auth_retry_ms: 0}\n",
      "t.yaml:4:39: suppliers[0].auth_retry_ms: expected an integer 1..86400000, got \"0\""},
+    {"stuck_after_s zero", BASE "suppliers:\n  - {id: a, plugin: p, stuck_after_s: 0}\n",
+     "t.yaml:4:39: suppliers[0].stuck_after_s: expected an integer 1..2592000, got \"0\""},
     {"port out of range", BASE "listen: {port: 65536}\n",
      "t.yaml:3:16: listen.port: expected an integer 0..65535, got \"65536\""},
     {"negative port", BASE "listen: {port: -1}\n",

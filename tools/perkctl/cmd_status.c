@@ -168,6 +168,9 @@ int pk_cmd_status(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
     pk_kv(stdout, "server", ctx->url_shown);
     pk_kv(stdout, "health", h);
     pk_kv(stdout, "ready", r);
+    const json_t *orders = json_object_get(health.json, "orders");
+    if (json_is_integer(json_object_get(orders, "stuck"))) /* issue 11: settle them by hand */
+        pk_kv_field(stdout, "stuck orders", orders, "stuck");
     if (stats_rc == -1) {
         pk_kv(stdout, "stats", "skipped: no token (set PERKHUB_TOKEN to an ops token)");
         goto out;

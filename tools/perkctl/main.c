@@ -126,6 +126,24 @@ static const pk_cmd commands[] = {
      "\n"
      "example:\n"
      "  $ perkctl order-get 1\n"},
+    {"settle", pk_cmd_settle, "settle a stuck order by hand (ops; never sent to a supplier)",
+     "usage: perkctl settle ORDER_ID --outcome succeeded|failed --note TEXT\n"
+     "                      [--charged AMOUNT] [--supplier-order-id ID]\n"
+     "\n"
+     "Settles a stuck order (POST /v1/orders/ID/settle) with the supplier's evidence:\n"
+     "its open attempt becomes succeeded or failed and the order follows. Nothing is\n"
+     "sent to any supplier; a failed settle fails the order (no fail-over). Only a\n"
+     "stuck order can be settled: any other is refused naming its state. Who settled\n"
+     "it (your token's client) and the note are kept and shown with the order.\n"
+     "\n"
+     "  --outcome X            succeeded or failed, as the supplier's records say\n"
+     "  --note TEXT            the evidence (a ticket, the supplier's answer), required\n"
+     "  --charged AMOUNT       what the supplier charged, in yuan (\"49.40\"); succeeded only\n"
+     "  --supplier-order-id ID the supplier's order id, when it was not known yet\n"
+     "\n"
+     "example:\n"
+     "  $ perkctl settle 12 --outcome succeeded --note \"supplier ticket 8812: credited\"\n"
+     "  settled order 12: succeeded by ops\n"},
     {"lookup", pk_cmd_lookup, "customer-service lookup of a code or an order's codes",
      "usage: perkctl lookup (--code CODE | --code-stdin | --order ID | --client-order-id X)\n"
      "\n"

@@ -68,6 +68,7 @@ pk_cmd_fn pk_cmd_status;    /* cmd_status.c */
 pk_cmd_fn pk_cmd_suppliers; /* cmd_status.c */
 pk_cmd_fn pk_cmd_products;  /* cmd_products.c */
 pk_cmd_fn pk_cmd_audit;     /* cmd_audit.c */
+pk_cmd_fn pk_cmd_settle;    /* cmd_settle.c */
 
 /* ---- option parsing (common.c) ------------------------------------------- */
 

@@ -124,6 +124,37 @@ static void callback_post(sim *s, const sim_request *rq, sim_reply *out)
     json_decref(d);
 }
 
+/* POST /_sim/complete {"ref", "state": "success"|"failed", "protocol"?}: the
+ * supplier decides a processing order's fate now (the late answer about an
+ * order that stayed processing: account 13900000003). */
+static void complete_post(sim *s, const sim_request *rq, sim_reply *out)
+{
+    json_t *d = json_loadb(rq->body ? rq->body : "", rq->len, 0, NULL);
+    const char *ref = json_string_value(json_object_get(d, "ref"));
+    const char *state = json_string_value(json_object_get(d, "state"));
+    const char *proto = json_string_value(json_object_get(d, "protocol"));
+    if (!ref || !state || (strcmp(state, "success") && strcmp(state, "failed"))) {
+        ctl_error(out, 400, "fields ref and state (success or failed) are required");
+        json_decref(d);
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    sim_order *o = NULL;
+    if (!proto || !strcmp(proto, "gateway"))
+        o = sim_order_find_locked(s, SIM_GATEWAY, ref);
+    if (!o && (!proto || !strcmp(proto, "rewards")))
+        o = sim_order_find_locked(s, SIM_REWARDS, ref);
+    int rc = o ? sim_order_complete_locked(s, o, !strcmp(state, "success")) : 0;
+    pthread_mutex_unlock(&s->mu);
+    if (!o)
+        ctl_error(out, 404, "no order with this ref");
+    else if (rc)
+        ctl_error(out, 409, "the order is not processing");
+    else
+        sim_reply_json(out, 200, json_pack("{s:s}", "state", state));
+    json_decref(d);
+}
+
 void sim_control_handle(sim *s, const sim_request *rq, sim_reply *out)
 {
     const char *m = rq->method, *path = rq->path;
@@ -140,6 +171,8 @@ void sim_control_handle(sim *s, const sim_request *rq, sim_reply *out)
         sim_reply_json(out, 200, json_pack("{s:b}", "reset", 1));
     } else if (!strcmp(path, "/_sim/callback") && !strcmp(m, "POST"))
         callback_post(s, rq, out);
+    else if (!strcmp(path, "/_sim/complete") && !strcmp(m, "POST"))
+        complete_post(s, rq, out);
     else
         ctl_error(out, 404, "no such control endpoint");
 }

@@ -17,6 +17,9 @@ const sim_product sim_catalog[SIM_NPRODUCTS] = {
 
 #define SIM_BALANCE0     100000000LL /* 1,000,000.00 yuan */
 #define SIM_FAIL_ACCOUNT "13900000002"
+/* A recharge to it stays processing for ever, until POST /_sim/complete
+ * (issue 11: the supplier that never answers an order's fate). */
+#define SIM_STUCK_ACCOUNT "13900000003"
 
 /* ---- a small string-keyed hash map ------------------------------------------ */
 
@@ -380,6 +383,8 @@ sim_order *sim_order_create_locked(sim *s, sim_proto p, const char *ref, int pro
     o->created_unix = (int64_t)time(NULL);
     o->created_ms = sim_mono_ms();
     o->complete_at_ms = o->created_ms + s->cfg.complete_ms;
+    if (account && !strcmp(account, SIM_STUCK_ACCOUNT))
+        o->complete_at_ms = INT64_MAX; /* only sim_order_complete_locked ends it */
     o->amount_fen = (long long)pr->price_fen * qty;
     order_id_locked(s, p, o->created_unix, o->order_id, sizeof o->order_id);
     if ((notify_url && !(o->notify_url = strdup(notify_url))) ||
@@ -398,7 +403,7 @@ sim_order *sim_order_create_locked(sim *s, sim_proto p, const char *ref, int pro
         s->counts.card_orders++;
         s->counts.codes_issued += qty;
         sim_notify_queue_locked(s, o);
-    } else if (s->cfg.complete_ms <= 0 || o->echo) {
+    } else if ((s->cfg.complete_ms <= 0 && o->complete_at_ms != INT64_MAX) || o->echo) {
         complete_locked(s, o);
     } else {
         s->pending[s->npending++] = o; /* room reserved by order_store_locked */
@@ -410,6 +415,21 @@ void sim_order_settle_locked(sim *s, sim_order *o)
 {
     if (o->state == SIM_PROCESSING && o->complete_at_ms <= sim_mono_ms())
         complete_locked(s, o);
+}
+
+int sim_order_complete_locked(sim *s, sim_order *o, int success)
+{
+    if (o->state != SIM_PROCESSING)
+        return -1;
+    if (success) {
+        o->state = SIM_SUCCESS;
+        s->counts.recharges_performed++;
+    } else {
+        o->state = SIM_FAILED;
+        s->balance_fen += o->amount_fen; /* a failed recharge is refunded */
+    }
+    sim_notify_queue_locked(s, o);
+    return 0;
 }
 
 void sim_tick_locked(sim *s)

@@ -219,6 +219,9 @@ void sim_tick_locked(sim *s);
 /* Completes o if it is a recharge whose time has come, so a query never sees
  * it processing after complete_ms even if the ticker lags. */
 void sim_order_settle_locked(sim *s, sim_order *o);
+/* Completes a processing order now, succeeded or failed (refunded), queuing
+ * its notify: 0, or -1 when it is not processing. POST /_sim/complete. */
+int sim_order_complete_locked(sim *s, sim_order *o, int success);
 /* "processing" / "success" / "failed". */
 const char *sim_state_name(sim_state st);
 /* 1 when a not_found fault hides this order from a query now (consumes a hit). */
