@@ -36,6 +36,7 @@ enum kind {
     K_SECTION, /* a nested mapping whose keys fill members of the same struct */
     K_LIST,    /* a list of mappings: `size`-byte structs at off, count at off2 */
     K_RULE,    /* char *: a look-alike rule, kept canonical (crypto/code.h) */
+    K_UTC_OFFSET, /* int minutes east of UTC from "+08:00" / "-05:30" (-12:00..+14:00) */
 };
 
 enum { F_REQUIRED = 1, F_EMPTY_OK = 2 };
