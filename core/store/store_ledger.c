@@ -110,7 +110,7 @@ typedef struct summary {
     int priced;
     int64_t unit_price;
     int counted; /* the order state counted in the aggregates, 0 none */
-    int32_t counted_day;
+    int32_t counted_day; /* the order's creation day at the offset (recomputed, not trusted) */
     char counted_supplier[PH_SKU_MAX + 1];
     uint32_t entries;
     facts f;
@@ -483,7 +483,6 @@ static int book(ph_wtxn *w, const ph_order *o, int64_t at, int command, ph_err *
         if ((rc = sale_price(w, o->sku, o->client, &sm.unit_price, err)) != PH_OK)
             return rc;
         sm.priced = sm.unit_price >= 0;
-        sm.counted_day = ph_ledger_day(o->created_at, w->s->report_offset);
     } else if (mrc) {
         return ph_store_lmdb_err(err, mrc, "read ledger summary");
     } else if ((rc = sum_decode(&v, &sm)) != PH_OK) {
@@ -492,6 +491,9 @@ static int book(ph_wtxn *w, const ph_order *o, int64_t at, int command, ph_err *
                                : ph_err_set(err, PH_EIO, "order %llu: malformed ledger summary",
                                             (unsigned long long)id);
     }
+    /* orders count on the day they were created, in the offset now kept (a
+     * rebuild after the offset changed moves them: never the stored day) */
+    sm.counted_day = ph_ledger_day(o->created_at, w->s->report_offset);
     int counted;
     char counted_sup[PH_SKU_MAX + 1];
     rc = order_facts(w->s, w->txn, &w->s->memo, o, sm.priced ? sm.unit_price : -1, &target,
@@ -740,8 +742,8 @@ static int aggs_compute(ph_store *s, MDB_txn *txn, int offset, agg_map *m, order
             break;
         }
         uint8_t key[AGG_KEY_MAX];
-        agg_slot *a = map_get(m, key, agg_key(sm.counted_day, sm.counted_supplier, o.client, o.sku,
-                                             key));
+        agg_slot *a = map_get(m, key, agg_key(ph_ledger_day(o.created_at, offset),
+                                             sm.counted_supplier, o.client, o.sku, key));
         if (!a)
             rc = ph_err_set(err, PH_ENOMEM, "out of memory");
         else
