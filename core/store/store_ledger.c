@@ -1070,7 +1070,18 @@ int32_t ph_report_day_parse(const char *t)
     return (int32_t)(ms / 86400000);
 }
 
-/* Rows keyed for grouping: the grouped key's text, then the row. */
+#define HSLOTS 8192 /* groups of one report: at most half of it (suppliers, clients, skus) */
+
+/* The grouped key's text of a row (its day for PH_REPORT_BY_DAY). */
+static const char *row_key(const ph_report_row *x, int by)
+{
+    return by == PH_REPORT_BY_DAY        ? x->day
+           : by == PH_REPORT_BY_SUPPLIER ? x->supplier
+           : by == PH_REPORT_BY_CLIENT   ? x->client
+                                         : x->sku;
+}
+
+/* Rows in their key's order. */
 static int cmp_row(const void *a, const void *b)
 {
     const ph_report_row *x = a, *y = b;
@@ -1106,8 +1117,10 @@ int ph_store_report(ph_store *s, int32_t from_day, int32_t to_day, int by, ph_re
     start[0] = (uint8_t)(d0 >> 24), start[1] = (uint8_t)(d0 >> 16), start[2] = (uint8_t)(d0 >> 8),
     start[3] = (uint8_t)d0;
     MDB_val k = {4, start}, v;
-    /* consecutive aggregates of one day fold into the same row when grouping
-     * by day; otherwise rows are gathered and merged after a sort */
+    int32_t last_day = 0;
+    uint32_t *hslot = by == PH_REPORT_BY_DAY ? NULL : calloc(HSLOTS, sizeof *hslot);
+    if (by != PH_REPORT_BY_DAY && !hslot && rc == PH_OK)
+        rc = ph_err_set(err, PH_ENOMEM, "out of memory");
     for (int op = MDB_SET_RANGE; rc == PH_OK && (mrc = mdb_cursor_get(cur, &k, &v, op)) == 0;
          op = MDB_NEXT) {
         const uint8_t *kb = k.mv_data;
@@ -1132,19 +1145,27 @@ int ph_store_report(ph_store *s, int32_t from_day, int32_t to_day, int by, ph_re
             rc = ph_err_set(err, PH_EIO, "report_days: malformed key (see --check-store)");
             break;
         }
-        ph_report_row r = {0};
+        /* the row this aggregate folds into: by day, the last one (days
+         * ascend); otherwise its key's slot in a small hash of the groups */
+        const char *gk = by == PH_REPORT_BY_SUPPLIER ? sup : by == PH_REPORT_BY_CLIENT ? cl : sk;
+        size_t gl = by == PH_REPORT_BY_SUPPLIER ? sl : by == PH_REPORT_BY_CLIENT ? cll : skl;
+        ph_report_row *into = NULL;
+        size_t slot = 0;
         if (by == PH_REPORT_BY_DAY) {
-            char when[32];
-            ph_time_format((int64_t)day * 86400000, when, sizeof when);
-            memcpy(r.day, when, 10);
-        } else if (by == PH_REPORT_BY_SUPPLIER) {
-            memcpy(r.supplier, sup, sl);
-        } else if (by == PH_REPORT_BY_CLIENT) {
-            memcpy(r.client, cl, cll);
+            if (cnt && day == last_day)
+                into = &list[cnt - 1];
         } else {
-            memcpy(r.sku, sk, skl);
+            slot = hash_bytes((const uint8_t *)gk, gl) & (HSLOTS - 1);
+            while (hslot[slot]) {
+                ph_report_row *g = &list[hslot[slot] - 1];
+                const char *gs = row_key(g, by);
+                if (strlen(gs) == gl && !memcmp(gs, gk, gl)) {
+                    into = g;
+                    break;
+                }
+                slot = (slot + 1) & (HSLOTS - 1);
+            }
         }
-        ph_report_row *into = cnt && !cmp_row(&list[cnt - 1], &r) ? &list[cnt - 1] : NULL;
         if (!into) {
             if (cnt == cap) {
                 size_t nc = cap ? cap * 2 : 64;
@@ -1156,8 +1177,21 @@ int ph_store_report(ph_store *s, int32_t from_day, int32_t to_day, int by, ph_re
                 list = g;
                 cap = nc;
             }
+            if (by != PH_REPORT_BY_DAY && cnt >= HSLOTS / 2) {
+                rc = ph_err_set(err, PH_ELIMIT, "by: more than %d groups", HSLOTS / 2);
+                break;
+            }
             into = &list[cnt++];
-            *into = r;
+            memset(into, 0, sizeof *into);
+            if (by == PH_REPORT_BY_DAY) {
+                char when[32];
+                ph_time_format((int64_t)day * 86400000, when, sizeof when);
+                memcpy(into->day, when, 10);
+                last_day = day;
+            } else {
+                memcpy((char *)row_key(into, by), gk, gl);
+                hslot[slot] = (uint32_t)cnt;
+            }
         }
         into->revenue += a.revenue;
         into->cost += a.cost;
@@ -1171,28 +1205,13 @@ int ph_store_report(ph_store *s, int32_t from_day, int32_t to_day, int by, ph_re
     if (cur)
         mdb_cursor_close(cur);
     ph_store_read_end(s, txn);
+    free(hslot);
     if (rc) {
         free(list);
         return rc;
     }
-    if (by != PH_REPORT_BY_DAY && cnt > 1) {
+    if (by != PH_REPORT_BY_DAY && cnt > 1)
         qsort(list, cnt, sizeof *list, cmp_row);
-        size_t w = 0;
-        for (size_t i = 0; i < cnt; i++) {
-            if (w && !cmp_row(&list[w - 1], &list[i])) {
-                ph_report_row *d = &list[w - 1];
-                d->revenue += list[i].revenue;
-                d->cost += list[i].cost;
-                d->succeeded += list[i].succeeded;
-                d->failed += list[i].failed;
-                d->unknown += list[i].unknown;
-                d->unpriced += list[i].unpriced;
-            } else {
-                list[w++] = list[i];
-            }
-        }
-        cnt = w;
-    }
     *rows = list;
     *n = cnt;
     return PH_OK;
