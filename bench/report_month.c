@@ -104,10 +104,8 @@ int main(int argc, char **argv)
           sku = make_names("bench.topup.", nsku);
     ph_store *s;
     ph_err err = {0};
-    ph_store_opts o = {.dir = dir,
-                       .map_size = 1ull << 34,
-                       .report_utc_offset_min = 480,
-                       .report_offset_given = 1};
+    ph_store_opts o = {
+        .dir = dir, .map_size = 1ull << 34, .report_utc_offset_min = 480, .report_offset_given = 1};
     if (ph_store_open(&o, &s, &err))
         die("open", &err);
 
@@ -149,8 +147,7 @@ int main(int argc, char **argv)
             c->in.supply.account_sealed = (const uint8_t *)ACCOUNT;
             c->in.supply.account_sealed_len = (uint32_t)strlen(ACCOUNT);
             c->in.supply.account_masked = "138****0000";
-            c->in.supply.first =
-                (ph_attempt_target){sup.v[(k / 7) % nsup], "P-1", COST};
+            c->in.supply.first = (ph_attempt_target){sup.v[(k / 7) % nsup], "P-1", COST};
             c->next = i + 1 < n ? &cmds[i + 1] : NULL;
         }
         if (ph_store_exec_list(s, cmds))
@@ -233,8 +230,8 @@ int main(int argc, char **argv)
                         "submitted %lld %lld %llu/%llu/%llu\n",
                         by_name[by], (long long)rev, (long long)co, (unsigned long long)su,
                         (unsigned long long)fa, (unsigned long long)un, (long long)revenue,
-                        (long long)cost, (unsigned long long)succeeded,
-                        (unsigned long long)failed, (unsigned long long)unknown);
+                        (long long)cost, (unsigned long long)succeeded, (unsigned long long)failed,
+                        (unsigned long long)unknown);
                 ok = 0;
             }
             if (r == 0)
@@ -255,10 +252,11 @@ int main(int argc, char **argv)
                worst[by]);
     printf("report_month: %s month report under %.0f ms (slowest %.2f ms)\n",
            worst_all < limit_ms ? "PASS" : "MISS", limit_ms, worst_all);
-    printf("{\"orders\":%llu,\"build_s\":%.2f,\"cpu_us_per_order\":%.2f,\"report_ms\":{\"day\":%.3f,"
-           "\"supplier\":%.3f,\"client\":%.3f,\"sku\":%.3f},\"limit_ms\":%.0f,\"verdict\":\"%s\"}\n",
-           (unsigned long long)norders, build_s, build_cpu * 1e6 / norders, worst[1], worst[2],
-           worst[3], worst[4], limit_ms, worst_all < limit_ms ? "PASS" : "MISS");
+    printf(
+        "{\"orders\":%llu,\"build_s\":%.2f,\"cpu_us_per_order\":%.2f,\"report_ms\":{\"day\":%.3f,"
+        "\"supplier\":%.3f,\"client\":%.3f,\"sku\":%.3f},\"limit_ms\":%.0f,\"verdict\":\"%s\"}\n",
+        (unsigned long long)norders, build_s, build_cpu * 1e6 / norders, worst[1], worst[2],
+        worst[3], worst[4], limit_ms, worst_all < limit_ms ? "PASS" : "MISS");
     ph_store_close(s);
     for (unsigned i = 0; i < nsku; i++)
         free(pj[i]);

@@ -258,8 +258,10 @@ static int check_prices(ctx *c, ph_config *cfg, const yaml_node_t *root)
             if (best)
                 snprintf(hint, sizeof hint, ", did you mean \"%s\"?", best);
             cfg_path_push(c, "products[%zu].prices[%zu].client", i, j);
-            return cfg_fail(c, cn->start_mark, "expected the name of a configured client, got "
-                            "\"%s\"%s", name, hint);
+            return cfg_fail(c, cn->start_mark,
+                            "expected the name of a configured client, got "
+                            "\"%s\"%s",
+                            name, hint);
         }
     }
     return PH_OK;
@@ -358,8 +360,7 @@ static int build(ctx *c, const yaml_node_t *root, ph_config **out)
     }
     if ((rc = cfg_parse_object(c, top_fields, NELEM(top_fields), root, cfg)) ||
         (rc = check_offer_suppliers(c, cfg, root)) || (rc = check_prices(c, cfg, root)) ||
-        (rc = check_tokens(c, cfg, root)) ||
-        (rc = check_http(c, cfg, root)))
+        (rc = check_tokens(c, cfg, root)) || (rc = check_http(c, cfg, root)))
         goto fail;
     *out = cfg;
     return PH_OK;

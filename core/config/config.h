@@ -74,7 +74,7 @@ typedef struct ph_offer_conf {
 
 /* A client's own sale price for a product (products[].prices). */
 typedef struct ph_price_conf {
-    char *client; /* must name a configured client */
+    char *client;  /* must name a configured client */
     int64_t price; /* fen */
 } ph_price_conf;
 

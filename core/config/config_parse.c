@@ -446,8 +446,7 @@ static int parse_scalar(const field *f, const scalar *v, void *obj)
         int ok = !has_nul && v->len == 6 && (t[0] == '+' || t[0] == '-') && t[3] == ':';
         for (int i = 1; ok && i < 6; i++)
             ok = i == 3 || (t[i] >= '0' && t[i] <= '9');
-        int m = ok ? ((t[1] - '0') * 10 + (t[2] - '0')) * 60 + (t[4] - '0') * 10 + (t[5] - '0')
-                   : 0;
+        int m = ok ? ((t[1] - '0') * 10 + (t[2] - '0')) * 60 + (t[4] - '0') * 10 + (t[5] - '0') : 0;
         if (!ok || t[4] > '5' || (t[0] == '-' ? m > 720 : m > 840))
             return PH_EINVAL;
         m = t[0] == '-' ? -m : m;

@@ -186,13 +186,13 @@ static const char *row_key(const ph_report_row *x, int by)
 
 static json_t *row_json(const char *key, const char *val, const ph_report_row *x)
 {
-    json_t *j = json_pack(
-        "{s:o,s:I,s:o,s:I,s:o,s:I,s:{s:I,s:I,s:I,s:I}}", "revenue", money_json(x->revenue),
-        "revenue_fen", (json_int_t)x->revenue, "cost", money_json(x->cost), "cost_fen",
-        (json_int_t)x->cost, "margin", money_json(x->revenue - x->cost), "margin_fen",
-        (json_int_t)(x->revenue - x->cost), "orders", "succeeded", (json_int_t)x->succeeded,
-        "failed", (json_int_t)x->failed, "unknown", (json_int_t)x->unknown, "unpriced",
-        (json_int_t)x->unpriced);
+    json_t *j = json_pack("{s:o,s:I,s:o,s:I,s:o,s:I,s:{s:I,s:I,s:I,s:I}}", "revenue",
+                          money_json(x->revenue), "revenue_fen", (json_int_t)x->revenue, "cost",
+                          money_json(x->cost), "cost_fen", (json_int_t)x->cost, "margin",
+                          money_json(x->revenue - x->cost), "margin_fen",
+                          (json_int_t)(x->revenue - x->cost), "orders", "succeeded",
+                          (json_int_t)x->succeeded, "failed", (json_int_t)x->failed, "unknown",
+                          (json_int_t)x->unknown, "unpriced", (json_int_t)x->unpriced);
     if (j && key)
         json_object_set_new(j, key, json_string(val));
     return j;
@@ -238,8 +238,9 @@ int ph_api_reports(ph_req *r)
     offset_text(ph_store_report_offset(r->env->store), off);
     if (csv) {
         text t = {0};
-        text_add(&t, "%s,revenue,cost,margin,revenue_fen,cost_fen,margin_fen,succeeded,failed,"
-                     "unknown,unpriced\r\n",
+        text_add(&t,
+                 "%s,revenue,cost,margin,revenue_fen,cost_fen,margin_fen,succeeded,failed,"
+                 "unknown,unpriced\r\n",
                  by_names[b]);
         for (size_t i = 0; i < n; i++) {
             const ph_report_row *x = &rows[i];

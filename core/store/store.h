@@ -725,7 +725,6 @@ typedef struct ph_check_progress {
 int ph_store_check_watched(ph_store *s, ph_store_stats *stats, ph_check_progress *progress,
                            ph_err *err);
 
-
 /* ---- the ledger and the daily reports (store_ledger.c, store_report.c) ----
  *
  * The ledger is derived, never written by a command of its own: every write
@@ -754,8 +753,8 @@ const char *ph_ledger_kind_name(int kind);
 int ph_ledger_kind_revenue(int kind);
 
 typedef struct ph_ledger_entry {
-    uint64_t seq;      /* 1, 2, ...: the order entries were written in */
-    int64_t at;        /* ms: the time of the command that wrote it */
+    uint64_t seq; /* 1, 2, ...: the order entries were written in */
+    int64_t at;   /* ms: the time of the command that wrote it */
     uint64_t order_id;
     uint32_t attempt;  /* the attempt a supplier cost belongs to; 0 for a sale and
                           for the cost of codes from local stock */

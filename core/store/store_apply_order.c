@@ -367,8 +367,7 @@ int store_apply_order(ph_wtxn *w, ph_cmd *c)
         if (rc == PH_OK) {
             o->ncodes++;
             const char *supplier;
-            rc = store_batch_cost(w, o->codes[o->ncodes - 1].batch_id, &cost, &supplier,
-                                  &c->err);
+            rc = store_batch_cost(w, o->codes[o->ncodes - 1].batch_id, &cost, &supplier, &c->err);
             o->cost += cost;
         }
         if (rc)

@@ -15,9 +15,10 @@
 /* 3: the expiry index (store_expiry.c); the code index hashes normalized codes
  * (crypto/code.h) and `meta` holds key checks (store_keys.c). A store of version
  * 2 is migrated at its first open with keys (store.c, check_schema). */
-#define PH_SCHEMA_VERSION 4 /* 4: the ledger, the order summaries and the daily aggregates
-                              (store_ledger.c); a version 3 store is migrated by booking
-                              every order (ph_ledger_migrate) */
+#define PH_SCHEMA_VERSION                                                                          \
+    4 /* 4: the ledger, the order summaries and the daily aggregates                               \
+        (store_ledger.c); a version 3 store is migrated by booking                                 \
+        every order (ph_ledger_migrate) */
 
 /* Named databases. Integer keys are native uint64_t (MDB_INTEGERKEY), so ids
  * sort numerically and new ids always append at the right edge of the tree. */

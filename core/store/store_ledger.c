@@ -109,7 +109,7 @@ static int facts_add(facts *f, int side, uint32_t attempt, const char *supplier,
 typedef struct summary {
     int priced;
     int64_t unit_price;
-    int counted; /* the order state counted in the aggregates, 0 none */
+    int counted;         /* the order state counted in the aggregates, 0 none */
     int32_t counted_day; /* the order's creation day at the offset (recomputed, not trusted) */
     char counted_supplier[PH_SKU_MAX + 1];
     uint32_t entries;
@@ -229,8 +229,7 @@ static int64_t product_price(json_t *p, const char *client)
 
 /* Memoised per SKU (cleared with the memo when the catalog changes); only a
  * product with per-client prices is read again for each order. */
-static int sale_price(ph_wtxn *w, const char *sku, const char *client, int64_t *price,
-                      ph_err *err)
+static int sale_price(ph_wtxn *w, const char *sku, const char *client, int64_t *price, ph_err *err)
 {
     ph_memo *m = &w->s->memo;
     for (unsigned i = 0; i < PH_MEMO_SKUS; i++)
@@ -292,15 +291,13 @@ int store_batch_cost(ph_wtxn *w, uint64_t batch_id, int64_t *cost, const char **
 
 /* The facts order o carries at unit price `price` (-1 none), and the state
  * and supplier it is counted under. Local orders need o->codes. */
-static int order_facts(ph_store *s, MDB_txn *txn, ph_memo *memo, const ph_order *o,
-                       int64_t price, facts *f, int *counted,
-                       char counted_supplier[PH_SKU_MAX + 1], ph_err *err)
+static int order_facts(ph_store *s, MDB_txn *txn, ph_memo *memo, const ph_order *o, int64_t price,
+                       facts *f, int *counted, char counted_supplier[PH_SKU_MAX + 1], ph_err *err)
 {
     int succeeded = o->state == PH_ORDER_SUCCEEDED;
     counted_supplier[0] = 0;
-    *counted = (succeeded || o->state == PH_ORDER_FAILED || o->state == PH_ORDER_UNKNOWN)
-                   ? o->state
-                   : 0;
+    *counted =
+        (succeeded || o->state == PH_ORDER_FAILED || o->state == PH_ORDER_UNKNOWN) ? o->state : 0;
     if (ph_order_via_supplier(o)) {
         const ph_attempt *won = NULL;
         for (size_t i = 0; i < o->nattempts; i++) {
@@ -316,8 +313,7 @@ static int order_facts(ph_store *s, MDB_txn *txn, ph_memo *memo, const ph_order 
             snprintf(counted_supplier, PH_SKU_MAX + 1, "%s",
                      o->attempts[o->nattempts - 1].supplier);
         if (succeeded && price >= 0 && won &&
-            facts_add(f, SIDE_REVENUE, 0, won->supplier, price * (int64_t)o->quantity,
-                      o->quantity))
+            facts_add(f, SIDE_REVENUE, 0, won->supplier, price * (int64_t)o->quantity, o->quantity))
             return ph_err_set(err, PH_ENOMEM, "out of memory");
         return PH_OK;
     }
@@ -742,8 +738,9 @@ static int aggs_compute(ph_store *s, MDB_txn *txn, int offset, agg_map *m, order
             break;
         }
         uint8_t key[AGG_KEY_MAX];
-        agg_slot *a = map_get(m, key, agg_key(ph_ledger_day(o.created_at, offset),
-                                             sm.counted_supplier, o.client, o.sku, key));
+        agg_slot *a = map_get(m, key,
+                              agg_key(ph_ledger_day(o.created_at, offset), sm.counted_supplier,
+                                      o.client, o.sku, key));
         if (!a)
             rc = ph_err_set(err, PH_ENOMEM, "out of memory");
         else
@@ -800,8 +797,8 @@ int ph_ledger_open(ph_store *s, MDB_txn *txn, const ph_store_opts *opts, ph_err 
         memcpy(&stored, v.mv_data, 4);
     want = opts->report_offset_given ? opts->report_utc_offset_min : stored;
     if (want < -720 || want > 840)
-        return ph_err_set(err, PH_EINVAL, "store: report offset %d minutes is outside -12:00..+14:00",
-                          (int)want);
+        return ph_err_set(err, PH_EINVAL,
+                          "store: report offset %d minutes is outside -12:00..+14:00", (int)want);
     s->report_offset = s->read_only ? stored : want;
     if (s->read_only || (have && want == stored))
         return PH_OK;
@@ -844,8 +841,8 @@ static int check_order(ph_store *s, MDB_txn *txn, ph_memo *memo, const ph_order 
     facts target = {0};
     int counted;
     char sup[PH_SKU_MAX + 1];
-    int rc = order_facts(s, txn, memo, o, sm.priced ? sm.unit_price : -1, &target, &counted, sup,
-                         err);
+    int rc =
+        order_facts(s, txn, memo, o, sm.priced ? sm.unit_price : -1, &target, &counted, sup, err);
     int64_t booked[3] = {0};
     for (size_t i = 0; rc == PH_OK && i < target.n; i++) {
         const fact *t = &target.v[i];
@@ -950,8 +947,7 @@ int ph_ledger_check(ph_store *s, MDB_txn *txn, ph_err *err)
                                 (long long)st.cost, (unsigned long long)st.succeeded,
                                 (unsigned long long)st.failed, (unsigned long long)st.unknown,
                                 (long long)a->a.revenue, (long long)a->a.cost,
-                                (unsigned long long)a->a.succeeded,
-                                (unsigned long long)a->a.failed,
+                                (unsigned long long)a->a.succeeded, (unsigned long long)a->a.failed,
                                 (unsigned long long)a->a.unknown);
             }
         }

@@ -21,7 +21,8 @@ TestSuite(ledger, .init = fixture_setup, .fini = fixture_teardown);
 static const char *const P_PRICED =
     "{\"sku\":\"" PRICED "\",\"delivery\":\"recharge\",\"listed\":true,\"price_fen\":3300,"
     "\"prices\":{\"vip\":3100}}";
-static const char *const P_FREE = "{\"sku\":\"" FREE "\",\"delivery\":\"recharge\",\"listed\":true}";
+static const char *const P_FREE =
+    "{\"sku\":\"" FREE "\",\"delivery\":\"recharge\",\"listed\":true}";
 static const char *const P_CARD =
     "{\"sku\":\"" CARD "\",\"delivery\":\"card_code\",\"listed\":true,\"price_fen\":3000}";
 
@@ -137,7 +138,7 @@ Test(ledger, failover_books_only_the_attempt_that_succeeded)
     ph_ledger_entry *e = entries(NULL, &n);
     cr_assert_eq(n, 2);
     cr_assert(e[0].kind == PH_LEDGER_SUPPLIER_COST && e[0].attempt == 2 &&
-              !strcmp(e[0].supplier, "sup-b") && e[0].amount == 1450,
+                  !strcmp(e[0].supplier, "sup-b") && e[0].amount == 1450,
               "no charge reported: the offer's cost x quantity of attempt 2");
     cr_assert(e[1].kind == PH_LEDGER_SALE && e[1].amount == 3100 && !strcmp(e[1].supplier, "sup-b"),
               "vip's own price, credited to the supplier that delivered");

@@ -58,9 +58,9 @@ int pk_cmd_ledger(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
     }
     if (optind < argc)
         return pk_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-    const pkh_param query[] = {{"from", v[0]},   {"to", v[1]},    {"supplier", v[2]},
-                               {"client", v[3]}, {"sku", v[4]},   {"after", v[5]},
-                               {"limit", v[6]},  {"format", csv ? "csv" : NULL}};
+    const pkh_param query[] = {
+        {"from", v[0]}, {"to", v[1]},    {"supplier", v[2]}, {"client", v[3]},
+        {"sku", v[4]},  {"after", v[5]}, {"limit", v[6]},    {"format", csv ? "csv" : NULL}};
     pkh_request req = {.method = "GET", .path = "/v1/ledger", .query = query, .nquery = 8};
     if (csv)
         return call_csv(ctx, &req);
@@ -77,9 +77,8 @@ int pk_cmd_ledger(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
     if (json_array_size(entries) == 0) {
         fputs("no entries\n", stdout);
     } else {
-        static const char *const cols[] = {"seq",    "at",  "order_id", "attempt",
-                                           "kind",   "supplier", "client", "sku",
-                                           "amount", "command"};
+        static const char *const cols[] = {"seq",      "at",     "order_id", "attempt", "kind",
+                                           "supplier", "client", "sku",      "amount",  "command"};
         pk_table t;
         pk_table_init(&t, 10,
                       (const char *const[]){"SEQ", "AT", "ORDER", "ATTEMPT", "KIND", "SUPPLIER",
@@ -107,12 +106,9 @@ int pk_cmd_report(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 {
     enum { O_FROM = 256, O_TO, O_BY, O_CSV };
     static const struct option opts[] = {
-        {"from", required_argument, NULL, O_FROM},
-        {"to", required_argument, NULL, O_TO},
-        {"by", required_argument, NULL, O_BY},
-        {"csv", no_argument, NULL, O_CSV},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"from", required_argument, NULL, O_FROM}, {"to", required_argument, NULL, O_TO},
+        {"by", required_argument, NULL, O_BY},     {"csv", no_argument, NULL, O_CSV},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     const char *from = NULL, *to = NULL, *by = NULL;
     int csv = 0, c;

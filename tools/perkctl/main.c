@@ -207,9 +207,12 @@ static const pk_cmd commands[] = {
      "\n"
      "example:\n"
      "  $ perkctl ledger --client mall --limit 2\n"
-     "  SEQ  AT                        ORDER  ATTEMPT  KIND           SUPPLIER  CLIENT  SKU             AMOUNT  COMMAND\n"
-     "  1    2026-12-06T16:02:11.120Z  1      1        supplier_cost  sandbox   mall    phone.topup.30  29.40   attempt\n"
-     "  2    2026-12-06T16:02:11.120Z  1      0        sale           sandbox   mall    phone.topup.30  30.00   attempt\n"
+     "  SEQ  AT                        ORDER  ATTEMPT  KIND           SUPPLIER  CLIENT  SKU        "
+     "     AMOUNT  COMMAND\n"
+     "  1    2026-12-06T16:02:11.120Z  1      1        supplier_cost  sandbox   mall    "
+     "phone.topup.30  29.40   attempt\n"
+     "  2    2026-12-06T16:02:11.120Z  1      0        sale           sandbox   mall    "
+     "phone.topup.30  30.00   attempt\n"
      "  more: --after 2\n"},
     {"report", pk_cmd_report, "cost, revenue, margin and order counts per day or key",
      "usage: perkctl report --from DAY --to DAY [--by day|supplier|client|sku] [--csv]\n"
