@@ -181,7 +181,7 @@ static const field product_fields[] = {
 };
 static const field reports_fields[] = {
     {.name = "utc_offset",
-     .kind = K_UTC_OFFSET,
+     .kind = K_UTCOFF,
      .off = offsetof(ph_config, report_utc_offset_min),
      .def = "+08:00"},
 };

@@ -23,20 +23,20 @@
 #define SHOWN_MAX         48         /* bytes of a bad value quoted back in a message */
 
 enum kind {
-    K_STR,        /* char *; non-empty unless F_EMPTY_OK */
-    K_IDENT,      /* char *; ph_ident_valid(s, IDENT_MAX) */
-    K_INT,        /* integer in [min, max] as written; the member holds value * scale */
-    K_BOOL,       /* int 0/1: true/false, yes/no */
-    K_ENUM,       /* int: values[i] for choices[i] */
-    K_MONEY,      /* int64_t fen, from "30", "30.00", 19.8 */
-    K_SHA256,     /* uint8_t[32] from 64 hex digits */
-    K_SCOPES,     /* unsigned: OR of values[i] over a non-empty list of choices */
-    K_TAGS,       /* char ** at off, size_t count at off2: a list of identifiers */
-    K_KV,         /* ph_kv * at off, size_t count at off2: flat mapping of scalars */
-    K_SECTION,    /* a nested mapping whose keys fill members of the same struct */
-    K_LIST,       /* a list of mappings: `size`-byte structs at off, count at off2 */
-    K_RULE,       /* char *: a look-alike rule, kept canonical (crypto/code.h) */
-    K_UTC_OFFSET, /* int minutes east of UTC from "+08:00" / "-05:30" (-12:00..+14:00) */
+    K_STR,     /* char *; non-empty unless F_EMPTY_OK */
+    K_IDENT,   /* char *; ph_ident_valid(s, IDENT_MAX) */
+    K_INT,     /* integer in [min, max] as written; the member holds value * scale */
+    K_BOOL,    /* int 0/1: true/false, yes/no */
+    K_ENUM,    /* int: values[i] for choices[i] */
+    K_MONEY,   /* int64_t fen, from "30", "30.00", 19.8 */
+    K_SHA256,  /* uint8_t[32] from 64 hex digits */
+    K_SCOPES,  /* unsigned: OR of values[i] over a non-empty list of choices */
+    K_TAGS,    /* char ** at off, size_t count at off2: a list of identifiers */
+    K_KV,      /* ph_kv * at off, size_t count at off2: flat mapping of scalars */
+    K_SECTION, /* a nested mapping whose keys fill members of the same struct */
+    K_LIST,    /* a list of mappings: `size`-byte structs at off, count at off2 */
+    K_RULE,    /* char *: a look-alike rule, kept canonical (crypto/code.h) */
+    K_UTCOFF,  /* int minutes east of UTC from "+08:00" / "-05:30" (-12:00..+14:00) */
 };
 
 enum { F_REQUIRED = 1, F_EMPTY_OK = 2 };

@@ -181,7 +181,7 @@ static const char *expectation(const field *f, char *buf, size_t len)
         snprintf(buf, len,
                  "an amount in CNY like 30 or 19.80 (at most two decimals, not negative)");
         break;
-    case K_UTC_OFFSET:
+    case K_UTCOFF:
         snprintf(buf, len, "an offset from UTC like \"+08:00\" or \"-05:30\" (-12:00..+14:00)");
         break;
     case K_SHA256:
@@ -441,7 +441,7 @@ static int parse_scalar(const field *f, const scalar *v, void *obj)
         return PH_OK;
     case K_SHA256:
         return has_nul || ph_hex_decode(v->s, (uint8_t *)p, 32) ? PH_EINVAL : PH_OK;
-    case K_UTC_OFFSET: {
+    case K_UTCOFF: {
         const char *t = v->s;
         int ok = !has_nul && v->len == 6 && (t[0] == '+' || t[0] == '-') && t[3] == ':';
         for (int i = 1; ok && i < 6; i++)
