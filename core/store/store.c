@@ -203,7 +203,19 @@ static int open_dbs(ph_store *s, const ph_store_opts *opts, ph_err *err)
         mrc = mdb_dbi_open(txn, db_names[i], (s->read_only ? 0 : MDB_CREATE) | db_flags[i],
                            &s->dbi[i]);
         if (mrc) {
+            uint32_t ver = 0;
+            MDB_val sk = {6, "schema"}, sv;
+            /* an older store lacks the databases its successors added */
+            if (mrc == MDB_NOTFOUND && i > DB_META &&
+                mdb_get(txn, s->dbi[DB_META], &sk, &sv) == 0 && sv.mv_size == sizeof ver)
+                memcpy(&ver, sv.mv_data, sizeof ver);
             mdb_txn_abort(txn);
+            if (ver && ver < PH_SCHEMA_VERSION)
+                return ph_err_set(err, PH_EVERSION,
+                                  "store: %s holds schema version %u; this perkhubd reads version "
+                                  "%d and migrates it when it starts on it (--check-store only "
+                                  "reads)",
+                                  dir, ver, PH_SCHEMA_VERSION);
             if (mrc == MDB_NOTFOUND)
                 return ph_err_set(err, PH_EIO, "store: %s is not a perkhub store (no database %s)",
                                   dir, db_names[i]);

@@ -387,3 +387,70 @@ Test(ledger, check_catches_a_lost_charge)
     cr_assert(strstr(err.msg, "ledger"), "%s", err.msg);
     (void)id;
 }
+
+Test(ledger, check_catches_a_tampered_aggregate)
+{
+    one_sale();
+    ph_store_close(g_s);
+    g_s = NULL;
+    MDB_txn *txn;
+    MDB_env *env = raw_open(&txn);
+    MDB_dbi dbi = raw_dbi(txn, "report_days", 0);
+    MDB_cursor *c;
+    MDB_val k, v;
+    cr_assert_eq(mdb_cursor_open(txn, dbi, &c), 0);
+    cr_assert_eq(mdb_cursor_get(c, &k, &v, MDB_FIRST), 0);
+    int64_t agg[6];
+    cr_assert_eq(v.mv_size, sizeof agg);
+    memcpy(agg, v.mv_data, sizeof agg);
+    agg[0] += 1; /* revenue */
+    cr_assert_eq(mdb_cursor_put(c, &k, &(MDB_val){sizeof agg, agg}, MDB_CURRENT), 0);
+    mdb_cursor_close(c);
+    raw_commit(env, txn);
+    g_s = open_at(g_dir, 0);
+    ph_err err = {0};
+    cr_assert_eq(ph_store_check(g_s, NULL, &err), PH_EIO);
+    cr_assert(strstr(err.msg, "report_days"), "%s", err.msg);
+}
+
+/* A store of schema 3 (no ledger) is booked whole at its first open. */
+Test(ledger, schema_3_store_is_booked_at_open)
+{
+    start_at(480);
+    uint64_t a = create("mall", "m1", PRICED, 1, "sup-a", 1500, NOW);
+    attempt(a, 1, PH_ATTEMPT_SUCCEEDED, 1490, NULL, NOW + 10);
+    uint64_t b = create("mall", "m2", PRICED, 1, "sup-a", 1500, NOW);
+    attempt(b, 1, PH_ATTEMPT_FAILED, -1, NULL, NOW + 10);
+    ph_store_close(g_s);
+    g_s = NULL;
+    /* what a version 3 store holds: no ledger, schema 3 */
+    MDB_txn *txn;
+    MDB_env *env = raw_open(&txn);
+    static const char *const dbs[] = {"ledger", "ledger_orders", "report_days"};
+    for (size_t i = 0; i < 3; i++)
+        cr_assert_eq(mdb_drop(txn, raw_dbi(txn, dbs[i], i < 2 ? MDB_INTEGERKEY : 0), 1), 0);
+    MDB_dbi meta = raw_dbi(txn, "meta", 0);
+    uint32_t three = 3;
+    cr_assert_eq(mdb_put(txn, meta, &(MDB_val){6, "schema"}, &(MDB_val){4, &three}, 0), 0);
+    cr_assert_eq(mdb_del(txn, meta, &(MDB_val){13, "report_offset"}, NULL), 0);
+    raw_commit(env, txn);
+
+    /* read-only, it is refused; a writable open migrates */
+    ph_store_opts ro = {.dir = g_dir, .read_only = 1};
+    ph_err err = {0};
+    ph_store *s = NULL;
+    cr_assert_eq(ph_store_open(&ro, &s, &err), PH_EVERSION);
+    cr_assert(strstr(err.msg, "version 3"), "%s", err.msg);
+    g_s = open_at(g_dir, 0);
+    cr_assert_eq(ph_store_migrated_from(g_s), 3);
+    cr_assert_eq(ph_store_report_offset(g_s), PH_REPORT_OFFSET_DEFAULT);
+    size_t n;
+    ph_ledger_entry *e = entries(NULL, &n);
+    cr_assert_eq(n, 2);
+    cr_assert(e[0].order_id == a && e[0].kind == PH_LEDGER_SUPPLIER_COST && e[0].amount == 1490 &&
+              e[0].command == 0 && e[0].at == NOW + 10);
+    cr_assert(e[1].kind == PH_LEDGER_SALE && e[1].amount == 3300);
+    free(e);
+    cr_assert_eq(booked(b).entries, 0);
+    assert_check();
+}
