@@ -241,7 +241,8 @@ static int check_prices(ctx *c, ph_config *cfg, const yaml_node_t *root)
     for (size_t i = 0; i < cfg->nproducts; i++) {
         ph_product_conf *p = &cfg->products[i];
         const yaml_node_t *pn = cfg_seq_item(c, cfg_map_find(c, root, "products"), i);
-        p->price_set = cfg_map_find(c, pn, "price") != NULL;
+        const yaml_node_t *price = cfg_map_find(c, pn, "price");
+        p->price_set = price && !cfg_node_null(price); /* price: ~ is no price, not 0 */
         for (size_t j = 0; j < p->nprices; j++) {
             const char *name = p->prices[j].client, *best = NULL;
             int found = 0;

@@ -123,6 +123,11 @@ static int is_null(const yaml_node_t *n)
     return !*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") || !strcmp(s, "NULL");
 }
 
+int cfg_node_null(const yaml_node_t *n)
+{
+    return is_null(n);
+}
+
 /* The "got ..." half of a message. Token hashes are described by length only:
  * an operator who pastes the token itself there must not see it in a log. */
 static const char *describe(const yaml_node_t *n, const field *f, char *buf, size_t len)
