@@ -156,6 +156,10 @@ static const field offer_fields[] = {
     STR(ph_offer_conf, supplier_sku, "supplier_sku", F_REQUIRED, NULL),
     MONEY(ph_offer_conf, cost, "cost"),
 };
+static const field price_fields[] = {
+    IDENT(ph_price_conf, client, "client"),
+    MONEY(ph_price_conf, price, "price"),
+};
 static const field product_fields[] = {
     IDENT(ph_product_conf, sku, "sku"),
     STR(ph_product_conf, name, "name", F_REQUIRED, NULL),
@@ -173,6 +177,15 @@ static const field product_fields[] = {
     BOOL(ph_product_conf, listed, "listed", "true"),
     LIST(ph_product_conf, offers, noffers, "offers", ph_offer_conf, offer_fields, "supplier",
          "offer from supplier"),
+    {.name = "price", .kind = K_MONEY, .off = offsetof(ph_product_conf, price)},
+    LIST(ph_product_conf, prices, nprices, "prices", ph_price_conf, price_fields, "client",
+         "price for client"),
+};
+static const field reports_fields[] = {
+    {.name = "utc_offset",
+     .kind = K_UTCOFF,
+     .off = offsetof(ph_config, report_utc_offset_min),
+     .def = "+08:00"},
 };
 static const field top_fields[] = {
     SECTION("listen", listen_fields),
@@ -187,6 +200,7 @@ static const field top_fields[] = {
     SECTION("http", http_fields),
     SECTION("limits", limits_fields),
     SECTION("metrics", metrics_fields),
+    SECTION("reports", reports_fields),
     LIST(ph_config, clients, nclients, "clients", ph_client_conf, client_fields, "name",
          "client name"),
     LIST(ph_config, suppliers, nsuppliers, "suppliers", ph_supplier_conf, supplier_fields, "id",
@@ -220,6 +234,40 @@ static int unknown_supplier(ctx *c, const ph_config *cfg, const yaml_node_t *roo
     cfg_path_push(c, "products[%zu].offers[%zu].supplier", i, j);
     return cfg_fail(c, sn->start_mark, "expected the id of a configured supplier, got \"%s\"%s", id,
                     hint);
+}
+
+/* A per-client price must name a configured client; `price_set` says
+ * whether the product has a price at all (absent is not 0). */
+static int check_prices(ctx *c, ph_config *cfg, const yaml_node_t *root)
+{
+    for (size_t i = 0; i < cfg->nproducts; i++) {
+        ph_product_conf *p = &cfg->products[i];
+        const yaml_node_t *pn = cfg_seq_item(c, cfg_map_find(c, root, "products"), i);
+        const yaml_node_t *price = cfg_map_find(c, pn, "price");
+        p->price_set = price && !cfg_node_null(price); /* price: ~ is no price, not 0 */
+        for (size_t j = 0; j < p->nprices; j++) {
+            const char *name = p->prices[j].client, *best = NULL;
+            int found = 0;
+            size_t bestd = SIZE_MAX;
+            for (size_t k = 0; k < cfg->nclients; k++) {
+                found |= !strcmp(cfg->clients[k].name, name);
+                cfg_hint_consider(name, cfg->clients[k].name, &best, &bestd);
+            }
+            if (found)
+                continue;
+            const yaml_node_t *cn =
+                cfg_map_find(c, cfg_seq_item(c, cfg_map_find(c, pn, "prices"), j), "client");
+            char hint[96] = "";
+            if (best)
+                snprintf(hint, sizeof hint, ", did you mean \"%s\"?", best);
+            cfg_path_push(c, "products[%zu].prices[%zu].client", i, j);
+            return cfg_fail(c, cn->start_mark,
+                            "expected the name of a configured client, got "
+                            "\"%s\"%s",
+                            name, hint);
+        }
+    }
+    return PH_OK;
 }
 
 static int check_offer_suppliers(ctx *c, const ph_config *cfg, const yaml_node_t *root)
@@ -314,8 +362,8 @@ static int build(ctx *c, const yaml_node_t *root, ph_config **out)
         goto fail;
     }
     if ((rc = cfg_parse_object(c, top_fields, NELEM(top_fields), root, cfg)) ||
-        (rc = check_offer_suppliers(c, cfg, root)) || (rc = check_tokens(c, cfg, root)) ||
-        (rc = check_http(c, cfg, root)))
+        (rc = check_offer_suppliers(c, cfg, root)) || (rc = check_prices(c, cfg, root)) ||
+        (rc = check_tokens(c, cfg, root)) || (rc = check_http(c, cfg, root)))
         goto fail;
     *out = cfg;
     return PH_OK;

@@ -74,6 +74,12 @@ typedef struct ph_offer_conf {
     int64_t cost;       /* fen */
 } ph_offer_conf;
 
+/* A client's own sale price for a product (products[].prices). */
+typedef struct ph_price_conf {
+    char *client;  /* must name a configured client */
+    int64_t price; /* fen */
+} ph_price_conf;
+
 typedef struct ph_product_conf {
     char *sku; /* ident, unique, e.g. "iqiyi.gold.1m" */
     char *name;
@@ -89,6 +95,14 @@ typedef struct ph_product_conf {
     int listed;
     ph_offer_conf *offers;
     size_t noffers;
+    /* The client's price for one unit, what the ledger books as the sale
+     * (docs/config.md, "Sale prices"): `price` for every client (price_set 0:
+     * none configured, the sale is booked as 0 and reports count the order as
+     * unpriced), a client's entry in `prices` before it. */
+    int64_t price; /* fen */
+    int price_set;
+    ph_price_conf *prices;
+    size_t nprices;
 } ph_product_conf;
 
 typedef struct ph_config {
@@ -122,6 +136,9 @@ typedef struct ph_config {
     char *public_url;            /* how suppliers reach our callbacks, e.g.
                                     "https://perkhub.example.com"; NULL = http://<listen
                                     address>:<bound port> (loopback setups and tests) */
+    /* reports.utc_offset: the business day of the daily aggregates, minutes
+     * east of UTC (-720..840; default +08:00 = 480). */
+    int report_utc_offset_min;
     /* Who may read GET /metrics (config `metrics.access`): PH_METRICS_* above. */
     int metrics_access;
     ph_client_conf *clients;

@@ -36,6 +36,7 @@ enum kind {
     K_SECTION, /* a nested mapping whose keys fill members of the same struct */
     K_LIST,    /* a list of mappings: `size`-byte structs at off, count at off2 */
     K_RULE,    /* char *: a look-alike rule, kept canonical (crypto/code.h) */
+    K_UTCOFF,  /* int minutes east of UTC from "+08:00" / "-05:30" (-12:00..+14:00) */
 };
 
 enum { F_REQUIRED = 1, F_EMPTY_OK = 2 };
@@ -77,6 +78,8 @@ int cfg_oom(ctx *c);
 /* Keeps in *best the candidate closest to key, if close enough to be a typo. */
 void cfg_hint_consider(const char *key, const char *cand, const char **best, size_t *bestd);
 yaml_node_t *cfg_seq_item(ctx *c, const yaml_node_t *n, size_t i);
+/* 1 for YAML's null (an empty plain value, "~", "null"): a key given as null is absent. */
+int cfg_node_null(const yaml_node_t *n);
 /* The value under key in a mapping, or NULL. Keys are unique once parsed. */
 yaml_node_t *cfg_map_find(ctx *c, const yaml_node_t *map, const char *key);
 /* Fills obj from a mapping node: every key must be declared in tab and appear

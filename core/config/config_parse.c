@@ -123,6 +123,11 @@ static int is_null(const yaml_node_t *n)
     return !*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") || !strcmp(s, "NULL");
 }
 
+int cfg_node_null(const yaml_node_t *n)
+{
+    return is_null(n);
+}
+
 /* The "got ..." half of a message. Token hashes are described by length only:
  * an operator who pastes the token itself there must not see it in a log. */
 static const char *describe(const yaml_node_t *n, const field *f, char *buf, size_t len)
@@ -180,6 +185,9 @@ static const char *expectation(const field *f, char *buf, size_t len)
     case K_MONEY:
         snprintf(buf, len,
                  "an amount in CNY like 30 or 19.80 (at most two decimals, not negative)");
+        break;
+    case K_UTCOFF:
+        snprintf(buf, len, "an offset from UTC like \"+08:00\" or \"-05:30\" (-12:00..+14:00)");
         break;
     case K_SHA256:
         snprintf(buf, len, "64 hex digits (the SHA-256 of the token, never the token itself)");
@@ -438,6 +446,18 @@ static int parse_scalar(const field *f, const scalar *v, void *obj)
         return PH_OK;
     case K_SHA256:
         return has_nul || ph_hex_decode(v->s, (uint8_t *)p, 32) ? PH_EINVAL : PH_OK;
+    case K_UTCOFF: {
+        const char *t = v->s;
+        int ok = !has_nul && v->len == 6 && (t[0] == '+' || t[0] == '-') && t[3] == ':';
+        for (int i = 1; ok && i < 6; i++)
+            ok = i == 3 || (t[i] >= '0' && t[i] <= '9');
+        int m = ok ? ((t[1] - '0') * 10 + (t[2] - '0')) * 60 + (t[4] - '0') * 10 + (t[5] - '0') : 0;
+        if (!ok || t[4] > '5' || (t[0] == '-' ? m > 720 : m > 840))
+            return PH_EINVAL;
+        m = t[0] == '-' ? -m : m;
+        memcpy(p, &m, sizeof m);
+        return PH_OK;
+    }
     case K_RULE: {
         char rule[PH_LOOKALIKES_MAX + 1];
         const char *why;

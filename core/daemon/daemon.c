@@ -430,7 +430,9 @@ int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_er
     ph_store_opts so = {.dir = cfg->data_dir,
                         .map_size = cfg->map_size,
                         .journal_file = d->journal_file,
-                        .metrics = d->metrics};
+                        .metrics = d->metrics,
+                        .report_utc_offset_min = cfg->report_utc_offset_min,
+                        .report_offset_given = 1};
     int rc;
     /* The store checks the keys against the data (store.h, "Keys"): a wrong key
      * file stops the start here, naming the key id and the file. */

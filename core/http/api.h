@@ -198,5 +198,7 @@ int ph_api_supplier_catalog(ph_req *r);
 int ph_api_supplier_balance(ph_req *r);
 int ph_api_metrics(ph_req *r);
 int ph_api_audit(ph_req *r);
+int ph_api_ledger(ph_req *r);  /* api_ledger.c: GET /v1/ledger, /v1/ledger.csv */
+int ph_api_reports(ph_req *r); /* api_ledger.c: GET /v1/reports, /v1/reports.csv */
 
 #endif

@@ -82,6 +82,8 @@ typedef struct ph_route {
 /* Not a scope: whoever config's metrics.access lets in (authenticate). */
 #define SCOPE_METRICS 0x80000000u
 
+#define LEDGER_PARAMS "from to supplier client sku after limit format"
+
 static const ph_route routes[] = {
     {"GET", "/v1/health", 0, ph_api_health, NULL},
     {"GET", "/v1/ready", 0, ph_api_ready, NULL},
@@ -101,6 +103,10 @@ static const ph_route routes[] = {
     {"GET", "/v1/suppliers/*/balance", PH_SCOPE_OPS, ph_api_supplier_balance, NULL},
     {"GET", "/v1/stats", PH_SCOPE_OPS, ph_api_stats, NULL},
     {"GET", "/v1/audit", PH_SCOPE_OPS, ph_api_audit, "after limit from to client action"},
+    {"GET", "/v1/ledger", PH_SCOPE_OPS, ph_api_ledger, LEDGER_PARAMS},
+    {"GET", "/v1/ledger.csv", PH_SCOPE_OPS, ph_api_ledger, LEDGER_PARAMS},
+    {"GET", "/v1/reports", PH_SCOPE_OPS, ph_api_reports, "from to by format"},
+    {"GET", "/v1/reports.csv", PH_SCOPE_OPS, ph_api_reports, "from to by format"},
     /* suppliers authenticate by signature, checked by their plugin; their
      * notify URLs may carry the supplier's own parameters */
     {"POST", "/v1/callbacks/*", 0, ph_api_callback, PARAMS_ANY},

@@ -158,11 +158,23 @@ json_t *ph_view_product_stored(const ph_product_conf *p)
         json_array_append_new(offers, json_pack("{s:s,s:s,s:I}", "supplier", p->offers[i].supplier,
                                                 "supplier_sku", p->offers[i].supplier_sku,
                                                 "cost_fen", (json_int_t)p->offers[i].cost));
-    return json_pack("{s:s,s:s,s:s,s:s,s:o,s:s,s:I,s:s,s:b,s:o}", "sku", p->sku, "name", p->name,
-                     "brand", p->brand, "category", p->category, "tags", tags, "delivery",
-                     ph_delivery_name(p->delivery), "face_value_fen", (json_int_t)p->face_value,
-                     "redemption_guide", p->redemption_guide ? p->redemption_guide : "", "listed",
-                     p->listed, "offers", offers);
+    json_t *j = json_pack(
+        "{s:s,s:s,s:s,s:s,s:o,s:s,s:I,s:s,s:b,s:o}", "sku", p->sku, "name", p->name, "brand",
+        p->brand, "category", p->category, "tags", tags, "delivery", ph_delivery_name(p->delivery),
+        "face_value_fen", (json_int_t)p->face_value, "redemption_guide",
+        p->redemption_guide ? p->redemption_guide : "", "listed", p->listed, "offers", offers);
+    /* sale prices (the ledger reads them, store_ledger.c): left out when not
+     * configured, so products without prices keep their stored bytes */
+    if (j && p->price_set)
+        json_object_set_new(j, "price_fen", json_integer((json_int_t)p->price));
+    if (j && p->nprices) {
+        json_t *pr = json_object();
+        for (size_t i = 0; i < p->nprices; i++)
+            json_object_set_new(pr, p->prices[i].client,
+                                json_integer((json_int_t)p->prices[i].price));
+        json_object_set_new(j, "prices", pr);
+    }
+    return j;
 }
 
 /* What perkhub knows of a product's stock: the local count, or null when it

@@ -19,7 +19,7 @@
 
 static const char JOURNAL_MAGIC[12] = "PHJOURNAL1\n";
 
-static const char *type_name(int type)
+const char *ph_cmd_type_name(int type)
 {
     switch (type) {
     case PH_CMD_IMPORT:
@@ -242,7 +242,7 @@ int ph_cmd_batch_encode(const ph_cmd *first, uint8_t **out, size_t *len, ph_err 
             if (clen > UINT32_MAX - 1) {
                 ph_wbuf_free(&b);
                 return ph_err_set(err, PH_EINVAL, "command %zu (%s): over 4 GiB", idx,
-                                  type_name(c->type));
+                                  ph_cmd_type_name(c->type));
             }
             for (int k = 0; k < 4; k++)
                 b.p[at + (size_t)k] = (char)(uint8_t)(clen >> (8 * k));
@@ -542,7 +542,7 @@ static int decode_cmd(rd *r, ph_cmd *c, int *rc_out)
     if (!t)
         return r->rc;
     c->type = *t;
-    r->kind = type_name(c->type);
+    r->kind = ph_cmd_type_name(c->type);
     c->now = r_i64(r, "now");
     *rc_out = r_i32(r, "rc");
     switch (c->type) {
@@ -897,7 +897,7 @@ static int replay_batch(ph_store *s, ph_cmd_batch *b, uint64_t seq, const char *
             return ph_err_set(err, PH_EINVAL,
                               "journal %s: batch %llu command %zu (%s): recorded %s, replay gave "
                               "%s%s%s",
-                              path, (unsigned long long)seq, i, type_name(b->cmds[i].type),
+                              path, (unsigned long long)seq, i, ph_cmd_type_name(b->cmds[i].type),
                               ph_strerror(b->rcs[i]), ph_strerror(b->cmds[i].rc),
                               b->cmds[i].rc ? ": " : "", b->cmds[i].err.msg);
     return PH_OK;

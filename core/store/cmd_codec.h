@@ -50,6 +50,11 @@
 
 #define PH_CMD_CODEC_VERSION 2 /* 2: the audit member */
 
+/* The one name of a command type ("order", "attempt", ...; "?" for another
+ * value): the journal's messages and the ledger's `command` field. Static
+ * strings; any thread. */
+const char *ph_cmd_type_name(int type);
+
 /* Encodes the commands first, first->next, ... (as the writer links a batch)
  * with their results' rc. *out (malloc'd, *len bytes) is the caller's.
  * Errors: PH_EINVAL (a command type without an encoding, a count over

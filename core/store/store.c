@@ -27,8 +27,9 @@ _Static_assert(sizeof(ph_attempt_rec) == 64, "attempt record is 64 bytes without
 _Static_assert(sizeof(ph_attempt_tail) == 24, "attempt tail is 24 bytes without padding");
 
 static const char *const db_names[DB_COUNT] = {
-    "meta",      "products",      "batches", "codes",  "avail",   "code_hash", "orders",
-    "order_ref", "client_orders", "events",  "supply", "pending", "expiry",    "audit",
+    "meta",   "products",  "batches",       "codes",         "avail",       "code_hash",
+    "orders", "order_ref", "client_orders", "events",        "supply",      "pending",
+    "expiry", "audit",     "ledger",        "ledger_orders", "report_days",
 };
 
 static const unsigned db_flags[DB_COUNT] = {
@@ -42,6 +43,8 @@ static const unsigned db_flags[DB_COUNT] = {
     [DB_PENDING] = MDB_INTEGERKEY,
     [DB_EXPIRY] = MDB_DUPSORT | MDB_DUPFIXED | MDB_INTEGERDUP,
     [DB_AUDIT] = MDB_INTEGERKEY,
+    [DB_LEDGER] = MDB_INTEGERKEY,
+    [DB_LEDGER_ORDERS] = MDB_INTEGERKEY,
 };
 
 const char *ph_store_db_name(int db)
@@ -151,16 +154,17 @@ static int check_schema(ph_store *s, MDB_txn *txn, const char *dir, ph_err *err)
     }
     if (mrc)
         return ph_err_set(err, PH_EIO, "store: read schema: %s", mdb_strerror(mrc));
-    uint32_t ver = 0;
+    uint32_t ver = 0, from;
     if (v.mv_size == sizeof ver)
         memcpy(&ver, v.mv_data, sizeof ver);
-    if (ver == PH_SCHEMA_VERSION - 1 && (s->read_only || !s->keys))
+    from = ver;
+    if ((ver == 2 || ver == 3) && (s->read_only || (ver == 2 && !s->keys)))
         return ph_err_set(err, PH_EVERSION,
                           "store: %s holds schema version %u; this perkhubd reads version %d and "
-                          "migrates it when it starts on it with its key file%s",
-                          dir, ver, PH_SCHEMA_VERSION,
+                          "migrates it when it starts on it%s%s",
+                          dir, ver, PH_SCHEMA_VERSION, ver == 2 ? " with its key file" : "",
                           s->read_only ? " (--check-store only reads)" : "");
-    if (ver == PH_SCHEMA_VERSION - 1) {
+    if (ver == 2) {
         /* version 3 added the expiry index (store_expiry.c), and indexes codes
          * normalized with key checks in meta (store_keys.c): both here, in the
          * open's transaction, so a failure leaves version 2 as it was */
@@ -169,9 +173,17 @@ static int check_schema(ph_store *s, MDB_txn *txn, const char *dir, ph_err *err)
             rc = ph_store_migrate(s, txn, dir, err);
         if (rc)
             return rc;
-        s->migrated_from = ver;
+        ver = 3;
+    }
+    if (ver == 3) {
+        /* version 4 added the ledger: every order booked, in this transaction */
+        int rc = ph_ledger_migrate(s, txn, err);
+        if (rc)
+            return rc;
         ver = PH_SCHEMA_VERSION;
     }
+    if (ver != from)
+        s->migrated_from = from;
     if (ver != PH_SCHEMA_VERSION)
         return ph_err_set(err, PH_EVERSION,
                           "store: %s holds schema version %u; this perkhubd reads version %d", dir,
@@ -188,8 +200,9 @@ static int check_schema(ph_store *s, MDB_txn *txn, const char *dir, ph_err *err)
     return ph_store_keys_open(s, txn, dir, err);
 }
 
-static int open_dbs(ph_store *s, const char *dir, ph_err *err)
+static int open_dbs(ph_store *s, const ph_store_opts *opts, ph_err *err)
 {
+    const char *dir = opts->dir;
     MDB_txn *txn;
     int mrc = mdb_txn_begin(s->env, NULL, s->read_only ? MDB_RDONLY : 0, &txn);
     if (mrc)
@@ -197,12 +210,20 @@ static int open_dbs(ph_store *s, const char *dir, ph_err *err)
     for (int i = 0; i < DB_COUNT; i++) {
         mrc = mdb_dbi_open(txn, db_names[i], (s->read_only ? 0 : MDB_CREATE) | db_flags[i],
                            &s->dbi[i]);
-        if (mrc == MDB_NOTFOUND && s->read_only && i >= DB_ADDED_FROM) {
-            s->absent |= 1u << i; /* written by a perkhubd before it: read as empty */
-            continue;
-        }
         if (mrc) {
+            uint32_t ver = 0;
+            MDB_val sk = {6, "schema"}, sv;
+            /* an older store lacks the databases its successors added */
+            if (mrc == MDB_NOTFOUND && i > DB_META &&
+                mdb_get(txn, s->dbi[DB_META], &sk, &sv) == 0 && sv.mv_size == sizeof ver)
+                memcpy(&ver, sv.mv_data, sizeof ver);
             mdb_txn_abort(txn);
+            if (ver && ver < PH_SCHEMA_VERSION)
+                return ph_err_set(err, PH_EVERSION,
+                                  "store: %s holds schema version %u; this perkhubd reads version "
+                                  "%d and migrates it when it starts on it (--check-store only "
+                                  "reads)",
+                                  dir, ver, PH_SCHEMA_VERSION);
             if (mrc == MDB_NOTFOUND)
                 return ph_err_set(err, PH_EIO, "store: %s is not a perkhub store (no database %s)",
                                   dir, db_names[i]);
@@ -210,7 +231,10 @@ static int open_dbs(ph_store *s, const char *dir, ph_err *err)
                               mdb_strerror(mrc));
         }
     }
-    int rc = check_schema(s, txn, dir, err);
+    /* the report offset first: a migration books with it */
+    int rc = ph_ledger_open(s, txn, opts, err);
+    if (rc == PH_OK)
+        rc = check_schema(s, txn, dir, err);
     if (rc) {
         mdb_txn_abort(txn);
         return rc;
@@ -316,7 +340,7 @@ int ph_store_open(const ph_store_opts *opts, ph_store **out, ph_err *err)
     MDB_envinfo info;
     mdb_env_info(s->env, &info);
     s->map_size = info.me_mapsize;
-    if ((rc = open_dbs(s, opts->dir, err)) != PH_OK)
+    if ((rc = open_dbs(s, opts, err)) != PH_OK)
         goto fail;
     if (s->read_only) {
         s->stopping = 1; /* no writer: ph_store_submit refuses */
@@ -446,6 +470,7 @@ static void load_ids(ph_store *s, MDB_txn *txn, ph_ids *ids)
     ids->batch = ph_store_last_key(txn, s->dbi[DB_BATCHES]) + 1;
     ids->event = ph_store_last_key(txn, s->dbi[DB_EVENTS]) + 1;
     ids->audit = ph_store_last_key(txn, s->dbi[DB_AUDIT]) + 1;
+    ids->ledger = ph_store_last_key(txn, s->dbi[DB_LEDGER]) + 1;
 }
 
 static void clear_results(ph_cmd *cmd, int keep_dups);
@@ -491,7 +516,7 @@ static int applies_direct(int type)
 #define PH_STORE_BEGIN_FAILED 3
 static int run_cmd(ph_store *s, MDB_txn *txn, ph_cmd *c, ph_ids *ids, int direct, int *mrc_out)
 {
-    ph_wtxn w = {.s = s, .txn = txn, .ids = *ids};
+    ph_wtxn w = {.s = s, .txn = txn, .ids = *ids, .cmd = c};
     cmd_reset(c);
     int mrc = direct ? 0 : mdb_txn_begin(s->env, txn, 0, &w.txn);
     if (mrc) {
@@ -653,7 +678,7 @@ static int64_t mono_us(void)
 static void *writer_main(void *arg)
 {
     ph_store *s = arg;
-    ph_ids ids = {1, 1, 1, 1, 1};
+    ph_ids ids = {1, 1, 1, 1, 1, 1};
     MDB_txn *txn;
     if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) == 0) {
         load_ids(s, txn, &ids);

@@ -229,7 +229,15 @@ typedef struct ph_store_opts {
      * NULL: the writer observes each committed batch into it (size, duration,
      * the order outcomes it decided) with atomics only. */
     struct ph_metrics *metrics;
+    /* The business day of the daily aggregates: minutes east of UTC
+     * (-720..840), taken when report_offset_given is 1, else the store keeps
+     * what it has (a new store: PH_REPORT_OFFSET_DEFAULT, +08:00). A writable
+     * open that changes it rebuilds the aggregates from the ledger
+     * (docs/store.md, "The ledger"); a read-only one ignores it. */
+    int report_utc_offset_min;
+    int report_offset_given;
 } ph_store_opts;
+#define PH_REPORT_OFFSET_DEFAULT 480
 
 /* Opens (creating if needed, unless read_only) the environment, migrates a
  * store of the previous schema version (needs keys), checks or records the key
@@ -815,5 +823,105 @@ typedef struct ph_check_progress {
  * sub-database and the key. progress (may be NULL) is updated throughout. */
 int ph_store_check_watched(ph_store *s, ph_store_stats *stats, ph_check_progress *progress,
                            ph_err *err);
+
+/* ---- the ledger and the daily reports (store_ledger.c, store_report.c) ----
+ *
+ * The ledger is derived, never written by a command of its own: every write
+ * of an order record (store_put_order, whatever command makes it) runs one
+ * booking function that computes the order's money facts — the supplier cost
+ * of each succeeded attempt (its `charged`, else unit_cost x quantity), the
+ * issued codes' unit costs for an order from local stock, and the sale (the
+ * client's unit price x quantity, captured when the order was first stored,
+ * once the order succeeded; 0 otherwise) — compares them with the order's
+ * summary and appends an immutable entry for each difference, in the same
+ * transaction. The same function keeps the daily aggregates the reports read.
+ * docs/store.md, "The ledger", is the prose version.
+ */
+
+/* The values are stored: never renumber. */
+enum ph_ledger_kind {
+    PH_LEDGER_SALE = 1,            /* the client's price for the order (revenue) */
+    PH_LEDGER_SUPPLIER_COST = 2,   /* what a supplier charged, or the codes' cost */
+    PH_LEDGER_SALE_CORRECTION = 3, /* a later change of a sale already booked (signed) */
+    PH_LEDGER_COST_CORRECTION = 4, /* a later change of a cost already booked (signed) */
+};
+/* "sale", "supplier_cost", ...; "?" otherwise. Static strings. */
+const char *ph_ledger_kind_name(int kind);
+/* 1 when entries of this kind move revenue (sale and its corrections), 0 when
+ * they move cost: the one answer behind the reports' columns. */
+int ph_ledger_kind_revenue(int kind);
+
+typedef struct ph_ledger_entry {
+    uint64_t seq; /* 1, 2, ...: the order entries were written in */
+    int64_t at;   /* ms: the time of the command that wrote it */
+    uint64_t order_id;
+    uint32_t attempt;  /* the attempt a supplier cost belongs to; 0 for a sale and
+                          for the cost of codes from local stock */
+    int kind;          /* PH_LEDGER_* */
+    int command;       /* PH_CMD_* that caused it (0: the schema 4 migration) */
+    uint32_t quantity; /* units the amount is for */
+    int64_t amount;    /* fen, signed */
+    char supplier[PH_SKU_MAX + 1];
+    char client[PH_SKU_MAX + 1];
+    char sku[PH_SKU_MAX + 1];
+} ph_ledger_entry;
+
+/* What ph_store_ledger_list keeps; zero/NULL members do not filter. */
+typedef struct ph_ledger_filter {
+    int64_t from, to; /* ms: from <= at < to; 0 = unbounded */
+    const char *supplier, *client, *sku;
+} ph_ledger_filter;
+
+/* Entries with seq > after that pass f, ascending, at most limit, in one
+ * snapshot. On PH_OK *out is an array of *n (possibly 0) the caller frees
+ * (free). Reads entries in seq order until the page is full: a narrow filter
+ * walks the ledger from `after`. Errors: PH_EIO, PH_ENOMEM. */
+int ph_store_ledger_list(ph_store *s, const ph_ledger_filter *f, uint64_t after, size_t limit,
+                         ph_ledger_entry **out, size_t *n, ph_err *err);
+
+/* What the ledger booked for one order so far (its summary): sums by kind's
+ * side, and the unit price captured (-1: none configured). PH_ENOTFOUND when
+ * nothing was booked for it (an order written before the ledger cannot be: the
+ * migration books every order). */
+typedef struct ph_ledger_order {
+    int64_t revenue, cost; /* fen: the sums of its entries */
+    int64_t unit_price;    /* fen, -1 when the product had no price for the client */
+    uint32_t entries;
+} ph_ledger_order;
+int ph_store_ledger_order(ph_store *s, uint64_t order_id, ph_ledger_order *out, ph_err *err);
+
+/* One row of a report: day (YYYY-MM-DD in the store's business time zone),
+ * and supplier, client, sku ("" where the grouping left them out). */
+typedef struct ph_report_row {
+    char day[11];
+    char supplier[PH_SKU_MAX + 1];
+    char client[PH_SKU_MAX + 1];
+    char sku[PH_SKU_MAX + 1];
+    int64_t revenue, cost; /* fen: sums of the ledger entries booked that day */
+    /* orders created that day, by their outcome now; unpriced: succeeded
+     * orders whose product had no price for the client (their sale is 0) */
+    uint64_t succeeded, failed, unknown, unpriced;
+} ph_report_row;
+
+enum { PH_REPORT_BY_DAY = 1, PH_REPORT_BY_SUPPLIER, PH_REPORT_BY_CLIENT, PH_REPORT_BY_SKU };
+
+/* Days since 1970-01-01 for "YYYY-MM-DD" (a real date); -1 otherwise. */
+int32_t ph_report_day_parse(const char *text);
+
+/* The report for days from_day..to_day (inclusive, ph_report_day_parse) from
+ * the daily aggregates, one snapshot, grouped by `by` (PH_REPORT_BY_*): one
+ * row per day, supplier, client or sku, in that key's order, with the other
+ * keys "". On PH_OK *rows (possibly 0 of them) is the caller's (free).
+ * Reads only the aggregates of those days: its cost is the number of (day,
+ * supplier, client, sku) that had money or orders, not the number of orders.
+ * Errors: PH_EINVAL (by, or from > to), PH_EIO, PH_ENOMEM. */
+int ph_store_report(ph_store *s, int32_t from_day, int32_t to_day, int by, ph_report_row **rows,
+                    size_t *n, ph_err *err);
+
+/* The business day's offset from UTC in minutes (-720..840) the daily
+ * aggregates are kept in: fixed in `meta` (store_opts.report_utc_offset_min
+ * at the store's first open, or a later open that changed it and rebuilt the
+ * aggregates). */
+int ph_store_report_offset(ph_store *s);
 
 #endif

@@ -88,28 +88,6 @@ static int check_orderable(ph_wtxn *w, ph_cmd *c)
     return rc;
 }
 
-/* Cost of one code of batch id, remembered per batch (a batch's cost never changes). */
-static int unit_cost(ph_wtxn *w, uint64_t batch_id, int64_t *cost, ph_err *err)
-{
-    ph_memo *m = &w->s->memo;
-    unsigned slot = (unsigned)(batch_id % PH_MEMO_COSTS);
-    if (m->cost_batch[slot] == batch_id) {
-        *cost = m->cost[slot];
-        return PH_OK;
-    }
-    MDB_val k = {8, &batch_id}, v;
-    ph_batch b;
-    int mrc = mdb_get(w->txn, w->s->dbi[DB_BATCHES], &k, &v);
-    if (mrc)
-        return ph_store_lmdb_err(err, mrc, "read batch");
-    if (ph_batch_decode(&v, batch_id, &b, NULL))
-        return ph_err_set(err, PH_EIO, "batch %llu: malformed record",
-                          (unsigned long long)batch_id);
-    m->cost_batch[slot] = batch_id;
-    *cost = m->cost[slot] = b.unit_cost;
-    return PH_OK;
-}
-
 /* ---- expiry tallies: what one code.expired event reports ------------------ */
 
 /* Codes a command retired as expired, counted per batch in the order met. */
@@ -288,7 +266,8 @@ static int pop_code(ph_wtxn *w, ph_cmd *c, MDB_cursor *cur, uint64_t order_id, p
     }
 }
 
-/* Writes the order record: put_flags MDB_APPEND for a new order, 0 to rewrite. */
+/* Writes the order record: put_flags MDB_APPEND for a new order, 0 to rewrite.
+ * Every write of an order comes here, so here the ledger books it. */
 int store_put_order(ph_wtxn *w, const ph_order *o, unsigned put_flags, ph_err *err)
 {
     size_t cl = strlen(o->client), ol = strlen(o->client_order_id), sl = strlen(o->sku);
@@ -319,7 +298,7 @@ int store_put_order(ph_wtxn *w, const ph_order *o, unsigned put_flags, ph_err *e
     p += cl + ol + sl;
     for (size_t i = 0; i < o->ncodes; i++)
         memcpy(p + 8 * i, &o->codes[i].id, 8);
-    return PH_OK;
+    return store_ledger_book(w, o, err);
 }
 
 int store_index_order(ph_wtxn *w, const ph_order *o, ph_err *err)
@@ -387,7 +366,8 @@ int store_apply_order(ph_wtxn *w, ph_cmd *c)
         rc = pop_code(w, c, cur, o->id, &o->codes[o->ncodes], &expired);
         if (rc == PH_OK) {
             o->ncodes++;
-            rc = unit_cost(w, o->codes[o->ncodes - 1].batch_id, &cost, &c->err);
+            const char *supplier;
+            rc = store_batch_cost(w, o->codes[o->ncodes - 1].batch_id, &cost, &supplier, &c->err);
             o->cost += cost;
         }
         if (rc)

@@ -136,8 +136,6 @@ int ph_store_audit_list(ph_store *s, const ph_audit_filter *f, uint64_t after, s
     *n = 0;
     *next_after = after;
     *more = 0;
-    if (s->absent & (1u << DB_AUDIT))
-        return PH_OK; /* a store older than the trail, opened read-only: no record yet */
     if (!scan)
         scan = 10000;
     MDB_txn *txn;
@@ -199,8 +197,6 @@ int ph_store_audit_list(ph_store *s, const ph_audit_filter *f, uint64_t after, s
 
 int store_audit_check(ph_store *s, MDB_txn *txn, ph_err *err)
 {
-    if (s->absent & (1u << DB_AUDIT))
-        return PH_OK;
     MDB_stat es;
     MDB_cursor *cur;
     MDB_val k, v;

@@ -135,8 +135,6 @@ static int walk_db(scan *sc, int db)
 static int walk_all(scan *sc)
 {
     for (int db = 0; db < DB_COUNT; db++) {
-        if (sc->s->absent & (1u << db))
-            continue; /* a database newer than the perkhubd that wrote the store */
         int rc = walk_db(sc, db);
         if (rc)
             return rc;
@@ -741,7 +739,9 @@ static int run_scan(ph_store *s, ph_store_stats *st, int full, int64_t now, ph_c
         (at_stage(&sc, "totals per sku", -1), rc = check_totals(&sc)) == PH_OK &&
         (rc = check_events(&sc)) == PH_OK &&
         (at_stage(&sc, "the audit trail", DB_AUDIT), rc = store_audit_check(s, sc.txn, err)) ==
-            PH_OK) {
+            PH_OK &&
+        (at_stage(&sc, "the ledger and the daily aggregates", DB_LEDGER),
+         rc = ph_ledger_check(s, sc.txn, err)) == PH_OK) {
         at_stage(&sc, "key checks", DB_META);
         rc = ph_store_keys_complete(s, sc.txn, err);
     }

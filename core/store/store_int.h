@@ -15,7 +15,10 @@
 /* 3: the expiry index (store_expiry.c); the code index hashes normalized codes
  * (crypto/code.h) and `meta` holds key checks (store_keys.c). A store of version
  * 2 is migrated at its first open with keys (store.c, check_schema). */
-#define PH_SCHEMA_VERSION 3
+#define PH_SCHEMA_VERSION                                                                          \
+    4 /* 4: the ledger, the order summaries and the daily aggregates                               \
+        (store_ledger.c); a version 3 store is migrated by booking                                 \
+        every order (ph_ledger_migrate) */
 
 /* Named databases. Integer keys are native uint64_t (MDB_INTEGERKEY), so ids
  * sort numerically and new ids always append at the right edge of the tree. */
@@ -39,14 +42,11 @@ enum {
                          PH_PENDING_STUCK once that attempt is stuck (store_stuck.c) */
     DB_EXPIRY,        /* sku NUL be64(expires_at) -> dup sorted code ids (store_expiry.c) */
     DB_AUDIT,         /* audit id -> audit record JSON (store_audit.c) */
+    DB_LEDGER,        /* entry seq -> ledger entry record (store_ledger.c) */
+    DB_LEDGER_ORDERS, /* order id -> the order's ledger summary (store_ledger.c) */
+    DB_REPORT_DAYS,   /* be32(day) supplier NUL client NUL sku -> daily aggregate */
     DB_COUNT
 };
-
-/* Databases from this one on came after schema version 3 without a migration:
- * a writable open creates them, and a read-only open (--check-store) of a
- * store no writable open has seen since reads a missing one as empty
- * (ph_store.absent). */
-#define DB_ADDED_FROM DB_AUDIT
 
 /* The writer's memo of facts it would otherwise re-parse from JSON for every
  * order: how each recently ordered listed SKU is delivered (card codes, orderable
@@ -62,6 +62,13 @@ typedef struct ph_memo {
     unsigned next_sku;                      /* round-robin replacement */
     uint64_t cost_batch[PH_MEMO_COSTS];     /* direct-mapped by batch id; 0 = empty */
     int64_t cost[PH_MEMO_COSTS];
+    char cost_supplier[PH_MEMO_COSTS][PH_SKU_MAX + 1]; /* the batch's supplier */
+    /* sale prices (store_ledger.c): price_state 0 empty, 1 no price, 2 one
+     * price for every client, 3 per-client prices (read from the product) */
+    char price_sku[PH_MEMO_SKUS][PH_SKU_MAX + 1];
+    uint8_t price_state[PH_MEMO_SKUS];
+    int64_t price[PH_MEMO_SKUS];
+    unsigned next_price;
 } ph_memo;
 
 struct ph_store {
@@ -95,9 +102,9 @@ struct ph_store {
     /* opts.metrics: the writer observes each committed batch; NULL = none */
     struct ph_metrics *metrics;
     int read_only;
-    uint32_t absent;        /* bit 1 << db: a DB_ADDED_FROM database a read-only open lacks */
     int lockless;           /* ph_store_lockless */
     uint32_t migrated_from; /* ph_store_migrated_from: set at open */
+    int report_offset;      /* ph_store_report_offset: minutes, from `meta` at open */
     /* opts.journal_file; the writer's only, opened and closed around it */
     struct ph_journal *journal;
 };
@@ -105,8 +112,7 @@ struct ph_store {
 /* Next ids, derived from the last key of each database when the writer starts
  * and carried from command to command; a failed command gives its ids back. */
 typedef struct ph_ids {
-    uint64_t code, order, batch, event;
-    uint64_t audit;
+    uint64_t code, order, batch, event, ledger, audit;
 } ph_ids;
 
 /* The writer's view while applying one command. `wrote` is set before the
@@ -120,6 +126,9 @@ typedef struct ph_wtxn {
     MDB_txn *txn;
     ph_ids ids;
     int wrote;
+    /* The command being applied (its time and type go into ledger entries);
+     * NULL only in the migration, which books with the order's own time. */
+    const ph_cmd *cmd;
 } ph_wtxn;
 
 /* Positive, never returned to callers: the map is full, grow it and redo the batch. */
@@ -353,5 +362,45 @@ int store_write_attempt(ph_wtxn *w, ph_cmd *c, ph_order *o, uint32_t no, const p
 /* order.stuck for o, whose attempt a was just marked. */
 int store_emit_stuck(ph_wtxn *w, int64_t now, const ph_order *o, const ph_attempt *a, ph_err *err);
 int store_apply_settle(ph_wtxn *w, ph_cmd *c);
+
+/* ---- the ledger (store_ledger.c) ---- */
+
+/* Ledger entry record (DB_LEDGER): this header, then supplier, client, sku. */
+typedef struct ph_ledger_rec {
+    uint8_t version; /* 1 */
+    uint8_t kind;    /* PH_LEDGER_* */
+    uint8_t command; /* PH_CMD_* (0: the migration) */
+    uint8_t supplier_len, client_len, sku_len;
+    uint16_t reserved; /* 0 */
+    uint32_t attempt;
+    uint32_t quantity;
+    int64_t at;
+    uint64_t order_id;
+    int64_t amount;
+} ph_ledger_rec;
+
+/* Books order o as just written (store.h, "the ledger"): appends an entry
+ * for each money fact that moved since its summary, rewrites the summary and
+ * the daily aggregates it touched. Called by store_put_order for every order
+ * write, so no command can forget it; writes nothing when nothing moved. The
+ * time and cause are w->cmd's (the order's updated_at when w->cmd is NULL).
+ * Local orders need o->codes. */
+int store_ledger_book(ph_wtxn *w, const ph_order *o, ph_err *err);
+/* Cost of one code of batch id and the batch's supplier (pointing into the
+ * memo: valid until the next call), remembered per batch. */
+int store_batch_cost(ph_wtxn *w, uint64_t batch_id, int64_t *cost, const char **supplier,
+                     ph_err *err);
+/* Day number of ms at the offset (minutes east of UTC). */
+int32_t ph_ledger_day(int64_t ms, int offset_min);
+/* Decodes an entry record; PH_EIO when malformed. */
+int ph_ledger_decode(const MDB_val *k, const MDB_val *v, ph_ledger_entry *out);
+/* At open (in the open's write transaction): books every order of a version 3
+ * store (schema 4 migration), and (re)records the report offset, rebuilding
+ * the aggregates when it changed. */
+int ph_ledger_migrate(ph_store *s, MDB_txn *txn, ph_err *err);
+int ph_ledger_open(ph_store *s, MDB_txn *txn, const ph_store_opts *opts, ph_err *err);
+/* For ph_store_check: every order's summary against its facts and against
+ * its entries, and the daily aggregates against the entries and summaries. */
+int ph_ledger_check(ph_store *s, MDB_txn *txn, ph_err *err);
 
 #endif

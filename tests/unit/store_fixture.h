@@ -193,7 +193,7 @@ static inline MDB_env *raw_open(MDB_txn **txn)
 {
     MDB_env *env;
     cr_assert_eq(mdb_env_create(&env), 0);
-    mdb_env_set_maxdbs(env, 16);
+    mdb_env_set_maxdbs(env, 32);
     int mrc = mdb_env_open(env, g_dir, 0, 0600);
     cr_assert_eq(mrc, 0, "raw open: %s", mdb_strerror(mrc));
     cr_assert_eq(mdb_txn_begin(env, NULL, 0, txn), 0);

@@ -544,6 +544,67 @@ static const error_case errors[] = {
      "most two decimals, not negative), got \"99999999999999999999\""},
 };
 
+/* Sale prices and the business day (the ledger, issue 11): their own cases,
+ * kept apart from the table above so each names what it proves. */
+#define MALL_CLIENT "clients:\n  - {name: mall, token_sha256: " HASH_A ", scopes: [fulfill]}\n"
+static const error_case price_errors[] = {
+    {"price for an unknown client",
+     BASE MALL_CLIENT PRODUCT "    prices:\n      - {client: mal, price: \"1.00\"}\n",
+     "t.yaml:13:18: products[0].prices[0].client: expected the name of a configured client, got "
+     "\"mal\", did you mean \"mall\"?"},
+    {"two prices for one client",
+     BASE MALL_CLIENT PRODUCT "    prices:\n      - {client: mall, price: 1}\n"
+                              "      - {client: mall, price: 2}\n",
+     "t.yaml:14:18: products[0].prices[1].client: duplicate price for client \"mall\", first at "
+     "13:18 (products[0].prices[0])"},
+    {"price with three decimals", BASE PRODUCT "    price: \"1.001\"\n",
+     "t.yaml:10:12: products[0].price: expected an amount in CNY like 30 or 19.80 (at most two "
+     "decimals, not negative), got \"1.001\""},
+    {"offset without its leading zero", BASE "reports:\n  utc_offset: \"+8:00\"\n",
+     "t.yaml:4:15: reports.utc_offset: expected an offset from UTC like \"+08:00\" or \"-05:30\" "
+     "(-12:00..+14:00), got \"+8:00\""},
+    {"offset out of range", BASE "reports:\n  utc_offset: \"+14:30\"\n",
+     "t.yaml:4:15: reports.utc_offset: expected an offset from UTC like \"+08:00\" or \"-05:30\" "
+     "(-12:00..+14:00), got \"+14:30\""},
+};
+
+Test(config, price_and_offset_errors_name_the_key)
+{
+    for (size_t i = 0; i < sizeof price_errors / sizeof price_errors[0]; i++) {
+        const error_case *e = &price_errors[i];
+        ph_config *cfg = NULL;
+        ph_err err = {0};
+        int rc = ph_config_load_string(e->yaml, strlen(e->yaml), "t.yaml", &cfg, &err);
+        cr_expect_eq(rc, PH_EINVAL, "%s: rc %d", e->what, rc);
+        cr_expect(strcmp(err.msg, e->msg) == 0, "%s:\n  got  %s\n  want %s", e->what, err.msg,
+                  e->msg);
+        if (rc == PH_OK)
+            ph_config_free(cfg);
+    }
+}
+
+Test(config, sale_prices_and_offset)
+{
+    ph_config *cfg = load_ok(BASE MALL_CLIENT PRODUCT "    price: \"29.90\"\n"
+                                                      "    prices:\n"
+                                                      "      - {client: mall, price: \"28.50\"}\n"
+                                                      "  - sku: b\n    name: B\n    brand: x\n"
+                                                      "    category: y\n    delivery: recharge\n"
+                                                      "    face_value: 1\n    price: ~\n"
+                                                      "reports: {utc_offset: \"-05:30\"}\n");
+    cr_assert_eq(cfg->products[0].price, 2990);
+    cr_assert_eq(cfg->products[0].price_set, 1);
+    cr_assert_eq(cfg->products[0].nprices, 1);
+    cr_assert_str_eq(cfg->products[0].prices[0].client, "mall");
+    cr_assert_eq(cfg->products[0].prices[0].price, 2850);
+    cr_assert_eq(cfg->products[1].price_set, 0, "price: ~ is no price, not a price of 0");
+    cr_assert_eq(cfg->report_utc_offset_min, -330);
+    ph_config_free(cfg);
+    cfg = load_ok(BASE);
+    cr_assert_eq(cfg->report_utc_offset_min, 480, "the default business day is UTC+8");
+    ph_config_free(cfg);
+}
+
 Test(config, errors_name_file_line_column_and_path)
 {
     for (size_t i = 0; i < sizeof errors / sizeof errors[0]; i++) {
@@ -651,7 +712,7 @@ Test(config, unnamed_buffer)
         err.msg,
         "<string>:1:1: unknown key \"x\", expected one of listen, data_dir, "
         "map_size_mb, master_key_file, master_key_create, plugin_dir, public_url, pid_file, log, "
-        "http, limits, metrics, clients, suppliers, products");
+        "http, limits, metrics, reports, clients, suppliers, products");
 }
 
 /* ---- lookups ------------------------------------------------------------------------ */

@@ -69,6 +69,8 @@ pk_cmd_fn pk_cmd_suppliers; /* cmd_status.c */
 pk_cmd_fn pk_cmd_products;  /* cmd_products.c */
 pk_cmd_fn pk_cmd_audit;     /* cmd_audit.c */
 pk_cmd_fn pk_cmd_settle;    /* cmd_settle.c */
+pk_cmd_fn pk_cmd_ledger;    /* cmd_ledger.c */
+pk_cmd_fn pk_cmd_report;    /* cmd_ledger.c */
 
 /* ---- option parsing (common.c) ------------------------------------------- */
 

@@ -676,12 +676,16 @@ static json_t *order_truth_locked(sim *s, const sim_order *o)
     json_t *codes = json_array();
     for (int i = 0; o->codes && i < o->quantity; i++)
         json_array_append_new(codes, json_string(o->codes[i].code));
-    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:s,s:I,s:o,s:i}", "protocol",
+    /* charged_fen: what the supplier kept for the order (a failed one is
+     * refunded, one still processing is held: counted once it succeeds) — what
+     * the ledger's supplier cost must add up to (tests/e2e/test_ledger.c) */
+    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:s,s:I,s:o,s:i,s:I}", "protocol",
                      o->proto == SIM_GATEWAY ? "gateway" : "rewards", "ref", o->ref,
                      "supplier_order_id", o->order_id, "kind", pr->is_card ? "card" : "recharge",
                      "product", pr->id, "quantity", o->quantity, "state", sim_state_name(o->state),
                      "creates", (json_int_t)(r ? r->creates : 0), "codes", codes, "callbacks",
-                     o->callbacks);
+                     o->callbacks, "charged_fen",
+                     (json_int_t)(o->state == SIM_SUCCESS ? o->amount_fen : 0));
 }
 
 /* Refs that were asked for but hold no order, and how many refs were created twice. */

@@ -1,0 +1,194 @@
+/*
+ * cmd_ledger.c — `perkctl ledger` (GET /v1/ledger) and `perkctl report`
+ * (GET /v1/reports): the money booked per order, and the daily totals.
+ * --csv prints the server's CSV export as is.
+ */
+#include "perkctl.h"
+
+#include <getopt.h>
+#include <string.h>
+
+/* A CSV answer goes to stdout as received; an error is said as pk_call says
+ * it (its body is JSON). */
+static int call_csv(const pk_ctx *ctx, const pkh_request *req)
+{
+    pkh_response resp;
+    int rc = pkh_send(&ctx->http, req, &resp);
+    if (rc == PKH_OK && resp.status >= 200 && resp.status < 300) {
+        if (resp.body)
+            fwrite(resp.body, 1, resp.body_len, stdout);
+        pkh_response_free(&resp);
+        return fflush(stdout) ? PK_EXIT_REFUSED : PK_EXIT_OK;
+    }
+    pkh_response_free(&resp);
+    rc = pk_call(ctx, req, &resp); /* says why (the request only reads) */
+    pkh_response_free(&resp);
+    return rc == PK_EXIT_OK ? PK_EXIT_REFUSED : rc;
+}
+
+int pk_cmd_ledger(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
+{
+    enum { O_FROM = 256, O_TO, O_SUPPLIER, O_CLIENT, O_SKU, O_AFTER, O_LIMIT, O_CSV };
+    static const struct option opts[] = {
+        {"from", required_argument, NULL, O_FROM},
+        {"to", required_argument, NULL, O_TO},
+        {"supplier", required_argument, NULL, O_SUPPLIER},
+        {"client", required_argument, NULL, O_CLIENT},
+        {"sku", required_argument, NULL, O_SKU},
+        {"after", required_argument, NULL, O_AFTER},
+        {"limit", required_argument, NULL, O_LIMIT},
+        {"csv", no_argument, NULL, O_CSV},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *v[7] = {0};
+    int csv = 0, c;
+    optind = 0;
+    while ((c = getopt_long(argc, argv, PK_OPTSTRING, opts, NULL)) != -1) {
+        if (c >= O_FROM && c <= O_LIMIT)
+            v[c - O_FROM] = optarg;
+        else if (c == O_CSV)
+            csv = 1;
+        else if (c == 1)
+            return pk_usage_error(cmd, "unexpected argument '%s'", optarg);
+        else if (c == 'h')
+            return pk_help(cmd);
+        else
+            return pk_getopt_error(cmd, c, argv);
+    }
+    if (optind < argc)
+        return pk_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    const pkh_param query[] = {
+        {"from", v[0]}, {"to", v[1]},    {"supplier", v[2]}, {"client", v[3]},
+        {"sku", v[4]},  {"after", v[5]}, {"limit", v[6]},    {"format", csv ? "csv" : NULL}};
+    pkh_request req = {.method = "GET", .path = "/v1/ledger", .query = query, .nquery = 8};
+    if (csv)
+        return call_csv(ctx, &req);
+    pkh_response resp;
+    int rc = pk_call(ctx, &req, &resp);
+    if (ctx->json)
+        pk_print_raw(&resp);
+    if (rc != PK_EXIT_OK || ctx->json) {
+        pkh_response_free(&resp);
+        return rc;
+    }
+    const json_t *entries = json_object_get(resp.json, "entries"), *e;
+    size_t i;
+    if (json_array_size(entries) == 0) {
+        fputs("no entries\n", stdout);
+    } else {
+        static const char *const cols[] = {"seq",      "at",     "order_id", "attempt", "kind",
+                                           "supplier", "client", "sku",      "amount",  "command"};
+        pk_table t;
+        pk_table_init(&t, 10,
+                      (const char *const[]){"SEQ", "AT", "ORDER", "ATTEMPT", "KIND", "SUPPLIER",
+                                            "CLIENT", "SKU", "AMOUNT", "COMMAND"});
+        json_array_foreach(entries, i, e)
+        {
+            char b[10][128];
+            const char *cells[10];
+            for (size_t k = 0; k < 10; k++)
+                cells[k] = pk_field(e, cols[k], b[k], sizeof b[k]);
+            pk_table_add(&t, cells);
+        }
+        if (pk_table_print(&t, stdout) != 0)
+            rc = PK_EXIT_REFUSED;
+        pk_table_free(&t);
+    }
+    const json_t *next = json_object_get(resp.json, "next_after");
+    if (json_is_integer(next))
+        printf("more: --after %lld\n", (long long)json_integer_value(next));
+    pkh_response_free(&resp);
+    return rc;
+}
+
+int pk_cmd_report(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
+{
+    enum { O_FROM = 256, O_TO, O_BY, O_CSV };
+    static const struct option opts[] = {
+        {"from", required_argument, NULL, O_FROM}, {"to", required_argument, NULL, O_TO},
+        {"by", required_argument, NULL, O_BY},     {"csv", no_argument, NULL, O_CSV},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+    };
+    const char *from = NULL, *to = NULL, *by = NULL;
+    int csv = 0, c;
+    optind = 0;
+    while ((c = getopt_long(argc, argv, PK_OPTSTRING, opts, NULL)) != -1) {
+        if (c == O_FROM)
+            from = optarg;
+        else if (c == O_TO)
+            to = optarg;
+        else if (c == O_BY)
+            by = optarg;
+        else if (c == O_CSV)
+            csv = 1;
+        else if (c == 1)
+            return pk_usage_error(cmd, "unexpected argument '%s'", optarg);
+        else if (c == 'h')
+            return pk_help(cmd);
+        else
+            return pk_getopt_error(cmd, c, argv);
+    }
+    if (optind < argc)
+        return pk_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    if (!from || !to)
+        return pk_usage_error(cmd, "--from and --to are required");
+    const pkh_param query[] = {
+        {"from", from}, {"to", to}, {"by", by}, {"format", csv ? "csv" : NULL}};
+    pkh_request req = {.method = "GET", .path = "/v1/reports", .query = query, .nquery = 4};
+    if (csv)
+        return call_csv(ctx, &req);
+    pkh_response resp;
+    int rc = pk_call(ctx, &req, &resp);
+    if (ctx->json)
+        pk_print_raw(&resp);
+    if (rc != PK_EXIT_OK || ctx->json) {
+        pkh_response_free(&resp);
+        return rc;
+    }
+    char kb[32];
+    const char *key = pk_field(resp.json, "by", kb, sizeof kb);
+    char upper[32];
+    size_t n = 0;
+    for (; key[n] && n < sizeof upper - 1; n++)
+        upper[n] = (char)(key[n] >= 'a' && key[n] <= 'z' ? key[n] - 32 : key[n]);
+    upper[n] = 0;
+    pk_table t;
+    pk_table_init(&t, 8,
+                  (const char *const[]){upper, "REVENUE", "COST", "MARGIN", "SUCCEEDED", "FAILED",
+                                        "UNKNOWN", "UNPRICED"});
+    const json_t *rows = json_object_get(resp.json, "rows"), *r;
+    size_t i;
+    json_array_foreach(rows, i, r)
+    {
+        char b[8][128];
+        const json_t *o = json_object_get(r, "orders");
+        pk_table_add(&t, (const char *const[]){
+                             pk_field(r, key, b[0], sizeof b[0]),
+                             pk_field(r, "revenue", b[1], sizeof b[1]),
+                             pk_field(r, "cost", b[2], sizeof b[2]),
+                             pk_field(r, "margin", b[3], sizeof b[3]),
+                             pk_field(o, "succeeded", b[4], sizeof b[4]),
+                             pk_field(o, "failed", b[5], sizeof b[5]),
+                             pk_field(o, "unknown", b[6], sizeof b[6]),
+                             pk_field(o, "unpriced", b[7], sizeof b[7]),
+                         });
+    }
+    const json_t *tot = json_object_get(resp.json, "totals"), *o = json_object_get(tot, "orders");
+    char b[8][128];
+    pk_table_add(&t, (const char *const[]){
+                         "TOTAL",
+                         pk_field(tot, "revenue", b[1], sizeof b[1]),
+                         pk_field(tot, "cost", b[2], sizeof b[2]),
+                         pk_field(tot, "margin", b[3], sizeof b[3]),
+                         pk_field(o, "succeeded", b[4], sizeof b[4]),
+                         pk_field(o, "failed", b[5], sizeof b[5]),
+                         pk_field(o, "unknown", b[6], sizeof b[6]),
+                         pk_field(o, "unpriced", b[7], sizeof b[7]),
+                     });
+    if (pk_table_print(&t, stdout) != 0)
+        rc = PK_EXIT_REFUSED;
+    pk_table_free(&t);
+    pkh_response_free(&resp);
+    return rc;
+}
