@@ -28,6 +28,7 @@ _Static_assert(sizeof(ph_attempt_rec) == 64, "attempt record is 64 bytes without
 static const char *const db_names[DB_COUNT] = {
     "meta",      "products",      "batches", "codes",  "avail",   "code_hash", "orders",
     "order_ref", "client_orders", "events",  "supply", "pending", "expiry",
+    "recon_runs", "recon_lines", "recon_digest",
 };
 
 static const unsigned db_flags[DB_COUNT] = {
@@ -40,6 +41,7 @@ static const unsigned db_flags[DB_COUNT] = {
     [DB_SUPPLY] = MDB_INTEGERKEY,
     [DB_PENDING] = MDB_INTEGERKEY,
     [DB_EXPIRY] = MDB_DUPSORT | MDB_DUPFIXED | MDB_INTEGERDUP,
+    [DB_RECON_RUNS] = MDB_INTEGERKEY,
 };
 
 const char *ph_store_db_name(int db)
@@ -795,6 +797,7 @@ static void clear_results(ph_cmd *cmd, int keep_dups)
     ph_order_free(cmd->order);
     cmd->order = NULL;
     cmd->replayed = 0;
+    cmd->recon_run = 0;
     free(cmd->affected);
     cmd->affected = NULL;
     cmd->naffected = 0;

@@ -503,7 +503,7 @@ static int settle_order(ph_wtxn *w, ph_cmd *c, ph_order *o, uint32_t no, uint64_
     switch (a->state) {
     case PH_ATTEMPT_SUCCEEDED:
         o->state = PH_ORDER_SUCCEEDED;
-        o->cost = a->charged >= 0 ? a->charged : a->unit_cost * (int64_t)o->quantity;
+        o->cost = ph_attempt_cost(a, o->quantity);
         if (o->delivery == PH_DELIVERY_CARD_CODE)
             rc = store_supplied(w, c, o, a, batch_id);
         break;

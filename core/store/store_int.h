@@ -37,6 +37,9 @@ enum {
     DB_SUPPLY,        /* order id -> supply record (below), supplier orders only */
     DB_PENDING,       /* order id -> "" while the order has an attempt not final */
     DB_EXPIRY,        /* sku NUL be64(expires_at) -> dup sorted code ids (store_expiry.c) */
+    DB_RECON_RUNS,    /* run id -> reconciliation run JSON (store_recon.c) */
+    DB_RECON_LINES,   /* be64(run id) be64(index) -> line outcome JSON */
+    DB_RECON_DIGEST,  /* supplier NUL be64(from) be64(to) sha256 -> run id (idempotency) */
     DB_COUNT
 };
 
@@ -292,5 +295,7 @@ int store_apply_expire(ph_wtxn *w, ph_cmd *c);
 int store_emit_outcome(ph_wtxn *w, int64_t now, const ph_order *o, uint64_t batch_id, ph_err *err);
 int store_apply_supply_create(ph_wtxn *w, ph_cmd *c);
 int store_apply_attempt(ph_wtxn *w, ph_cmd *c);
+/* store_recon.c: reconciliation runs. */
+int store_apply_recon(ph_wtxn *w, ph_cmd *c);
 
 #endif
