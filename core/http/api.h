@@ -170,5 +170,11 @@ int ph_api_callback(ph_req *r);
 int ph_api_supplier_catalog(ph_req *r);
 int ph_api_supplier_balance(ph_req *r);
 int ph_api_metrics(ph_req *r);
+/* api_recon.c: statements and reconciliation runs */
+int ph_api_statement_import(ph_req *r);
+int ph_api_statement_fetch(ph_req *r);
+int ph_api_recon_list(ph_req *r);
+int ph_api_recon_get(ph_req *r);
+int ph_api_recon_csv(ph_req *r);
 
 #endif
