@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "base/util.h"
+#include "crypto/wipe_alloc.h"
 
 /* ---- outcomes ---------------------------------------------------------------- */
 
@@ -178,7 +179,7 @@ static int put_json(ph_wtxn *w, ph_cmd *c, int db, MDB_val *k, json_t *j, unsign
         return ph_err_set(&c->err, PH_ENOMEM, "out of memory");
     MDB_val v = {strlen(txt), txt};
     int mrc = mdb_put(w->txn, w->s->dbi[db], k, &v, flags);
-    free(txt);
+    ph_json_free(txt);
     return mrc ? ph_store_lmdb_err(&c->err, mrc, "write reconciliation") : PH_OK;
 }
 

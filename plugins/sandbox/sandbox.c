@@ -727,7 +727,7 @@ static void sbx_serve_statement(const struct sandbox *sb, struct sbx_answer *ans
                     *flag++ = 0;
             }
             int64_t fen;
-            if (amount && *entry && strlen(entry) <= SBX_REF_MAX && !sbx_parse_i64(amount, &fen) &&
+            if (amount && *entry && strlen(entry) <= SBX_REF_MAX && sbx_parse_i64(amount, &fen) &&
                 (!flag || !strcmp(flag, "free"))) {
                 snprintf(order_id, sizeof order_id, "SBXO-%s", entry);
                 json_array_append_new(lines, json_pack("{s:s,s:s,s:I,s:s}", "ref", entry,
