@@ -305,3 +305,92 @@ Test(recon, statement_fetched_by_the_plugin)
     h_stop_clean(&D);
     h_cleanup(&D);
 }
+
+/* ---- the simulator's statement: every mismatch kind ------------------------------- */
+
+static h_sim S;
+
+static void stop_sim(void)
+{
+    h_sim_stop(&S);
+}
+
+Test(recon, supsim_statement_with_every_mismatch_kind, .fini = stop_sim)
+{
+    cr_assert(h_sim_start(&S, NULL) == 0, "supsim did not start");
+    static char gw[2048], body[4096];
+    h_sim_supplier_yaml(&S, "gw", "gateway", "    priority: 10\n" STATEMENT_MAPPING, NULL, gw,
+                        sizeof gw);
+    snprintf(body, sizeof body,
+             "suppliers:\n%s"
+             "products:\n"
+             "  - sku: gw.topup\n    name: Top-up\n    brand: sim\n    category: telecom\n"
+             "    delivery: recharge\n    face_value: \"50.00\"\n"
+             "    offers:\n      - {supplier: gw, supplier_sku: \"20001\", cost: \"49.00\"}\n",
+             gw);
+    h_setup_custom(&D, body, NULL);
+    cr_assert(h_start(&D) == 0, "perkhubd did not start");
+
+    /* four successes and one failure at the supplier */
+    const char *accounts[] = {"13900000011", "13900000012", "13900000013", "13900000014",
+                              "13900000002"};
+    for (int i = 0; i < 5; i++) {
+        char req[256], coid[16];
+        snprintf(coid, sizeof coid, "sim-%d", i);
+        snprintf(req, sizeof req,
+                 "{\"client_order_id\":\"%s\",\"sku\":\"gw.topup\",\"quantity\":1,"
+                 "\"account\":\"%s\",\"wait\":10}",
+                 coid, accounts[i]);
+        h_resp r = h_post_json(&D, "/v1/orders", "mall-token", req);
+        cr_assert(r.status == 201, "order %d: %ld %s", i, r.status, r.body);
+        cr_assert_str_eq(h_str(h_order_of(&r), "state"), i < 4 ? "succeeded" : "failed", "%s",
+                         r.body);
+        h_resp_free(&r);
+    }
+
+    long long now_s = h_wall_ms() / 1000;
+    char ask[160], from[40], to[40];
+    snprintf(ask, sizeof ask,
+             "{\"protocol\":\"gateway\",\"from\":%lld,\"to\":%lld,\"mismatches\":true}",
+             now_s - 3600, now_s + 3600);
+    h_resp st = h_sim_req(&S, "POST", "/_sim/statement", ask);
+    cr_assert_eq(st.status, 200, "%s", st.body);
+    h_rfc3339((now_s - 3600) * 1000, from, sizeof from);
+    h_rfc3339((now_s + 3600) * 1000, to, sizeof to);
+
+    char path[256];
+    h_resp r;
+    snprintf(path, sizeof path, "/v1/suppliers/gw/statements?from=%s&to=%s", from, to);
+    cr_assert(h_http(&D, "POST", path, "ops-token", "text/csv", st.body, st.len, &r) == 0);
+    cr_assert_eq(r.status, 201, "%s\n%s", r.body, st.body);
+    json_t *run = json_object_get(r.json, "reconciliation");
+    cr_assert_eq(count_of(run, "matched"), 2, "%s\n%s", r.body, st.body);
+    cr_assert_eq(count_of(run, "amount_mismatch"), 1, "%s", r.body);
+    cr_assert_eq(count_of(run, "not_billed"), 1, "%s", r.body);
+    cr_assert_eq(count_of(run, "duplicate"), 1, "%s", r.body);
+    cr_assert_eq(count_of(run, "charged_not_succeeded"), 1, "%s", r.body);
+    cr_assert_eq(count_of(run, "unknown_ref"), 1, "%s", r.body);
+    long long id = h_int(run, "id");
+    h_resp_free(&r);
+
+    /* the amount mismatch carries both amounts: theirs 50.00, ours 49.00 */
+    json_t *lines = run_lines(id);
+    json_t *mm = line_of(lines, "outcome", "amount_mismatch", 0);
+    cr_assert(mm);
+    cr_assert_str_eq(h_str(mm, "theirs"), "50.00");
+    cr_assert_str_eq(h_str(mm, "ours"), "49.00");
+    json_decref(lines);
+
+    /* before the ledger exists, the money check is the orders' cost: the
+     * simulator charged 49.00 for each success */
+    json_t *truth = h_sim_truth(&S);
+    cr_assert_eq(h_int(json_object_get(truth, "counts"), "recharges_performed"), 4);
+    json_decref(truth);
+
+    h_resp_free(&st);
+    h_stop_clean(&D);
+    char *out = NULL;
+    cr_assert_eq(h_check_store(&D, &out), 0, "--check-store: %s", out ? out : "");
+    free(out);
+    h_cleanup(&D);
+}

@@ -140,6 +140,8 @@ void sim_control_handle(sim *s, const sim_request *rq, sim_reply *out)
         sim_reply_json(out, 200, json_pack("{s:b}", "reset", 1));
     } else if (!strcmp(path, "/_sim/callback") && !strcmp(m, "POST"))
         callback_post(s, rq, out);
+    else if (!strcmp(path, "/_sim/statement") && !strcmp(m, "POST"))
+        sim_statement_post(s, rq, out);
     else
         ctl_error(out, 404, "no such control endpoint");
 }
