@@ -387,6 +387,30 @@ Test(recon, supsim_statement_with_every_mismatch_kind, .fini = stop_sim)
     cr_assert_eq(h_int(json_object_get(truth, "counts"), "recharges_performed"), 4);
     json_decref(truth);
 
+    /* perkctl: the same statement from a file is the same run; a bad one names its lines */
+    h_write_file(D.dir, "statement.csv", st.body);
+    h_write_file(D.dir, "bad.csv", "our_ref,order_no,amount,paid_at,status\nx,y,1.005,,SUCCESS\n");
+    char file[400], bad[400], env_url[64];
+    snprintf(file, sizeof file, "%s/statement.csv", D.dir);
+    snprintf(bad, sizeof bad, "%s/bad.csv", D.dir);
+    snprintf(env_url, sizeof env_url, "PERKHUB_URL=http://127.0.0.1:%u", D.port);
+    const char *env[] = {env_url, "PERKHUB_TOKEN=ops-token", NULL};
+    const char *argv1[] = {h_bin("PH_PERKCTL"), "reconcile", "gw", file, "--from", from, "--to",
+                           to, NULL};
+    char *pout = NULL, *perr = NULL;
+    cr_assert_eq(h_run(argv1, env, NULL, 0, &pout, &perr), 0, "%s%s", pout, perr);
+    char want[96];
+    snprintf(want, sizeof want, "reconciliation %lld of gw: 7 lines, 3 discrepancies (", id);
+    cr_assert(strstr(pout, want), "%s", pout);
+    cr_assert(strstr(pout, "amount_mismatch"), "%s", pout);
+    free(pout), free(perr);
+    const char *argv2[] = {h_bin("PH_PERKCTL"), "reconcile", "gw", bad, "--from", from, "--to",
+                           to, NULL};
+    cr_assert_eq(h_run(argv2, env, NULL, 0, &pout, &perr), 1, "%s%s", pout, perr);
+    cr_assert(strstr(perr, "line 2, column 3 (amount): "), "%s", perr);
+    free(pout), free(perr);
+    cr_assert_eq(runs_listed(), 1);
+
     h_resp_free(&st);
     h_stop_clean(&D);
     char *out = NULL;

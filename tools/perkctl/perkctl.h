@@ -67,6 +67,7 @@ pk_cmd_fn pk_cmd_events;    /* cmd_events.c */
 pk_cmd_fn pk_cmd_status;    /* cmd_status.c */
 pk_cmd_fn pk_cmd_suppliers; /* cmd_status.c */
 pk_cmd_fn pk_cmd_products;  /* cmd_products.c */
+pk_cmd_fn pk_cmd_reconcile; /* cmd_recon.c */
 
 /* ---- option parsing (common.c) ------------------------------------------- */
 
