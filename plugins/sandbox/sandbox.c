@@ -1080,7 +1080,7 @@ static const struct perkhub_plugin sandbox_plugin = {
     .abi_major = PERKHUB_ABI_MAJOR,
     .abi_minor = PERKHUB_ABI_MINOR,
     .name = "sandbox", /* the file must be sandbox.so */
-    .version = "1.2.0",
+    .version = "1.1.0",
     .description = "Built-in sandbox supplier: magic products and accounts that succeed, fail, "
                    "time out or stay ambiguous, with no upstream.",
     .capabilities = PERKHUB_CAP_CATALOG | PERKHUB_CAP_STOCK_CHECK | PERKHUB_CAP_CARD_ORDER |
