@@ -77,8 +77,8 @@ void ph_csv_free(ph_csv *csv);
  * handed over as its fields, the header included. */
 #define PH_CSV_FIELDS_MAX 32 /* fields of a record that are kept; more are counted */
 typedef struct ph_csv_record {
-    uint32_t line;   /* 1-based line where the record starts */
-    size_t nfields;  /* fields in the record, counting those past PH_CSV_FIELDS_MAX */
+    uint32_t line;  /* 1-based line where the record starts */
+    size_t nfields; /* fields in the record, counting those past PH_CSV_FIELDS_MAX */
     const char *field[PH_CSV_FIELDS_MAX]; /* unquoted, NUL-terminated; valid during the call */
     size_t len[PH_CSV_FIELDS_MAX];
     const char *fault;  /* a structural problem of the record ("quote inside an unquoted

@@ -47,7 +47,7 @@ typedef struct ph_client_conf {
 } ph_client_conf;
 
 /* How a supplier's statement CSV is read (suppliers[].statement; money/recon.h). */
-enum { PH_STMT_YUAN = 1, PH_STMT_FEN = 2 };               /* amount_unit */
+enum { PH_STMT_YUAN = 1, PH_STMT_FEN = 2 };                                   /* amount_unit */
 enum { PH_STMT_RFC3339 = 1, PH_STMT_LOCAL, PH_STMT_UNIX_S, PH_STMT_UNIX_MS }; /* time_format */
 
 typedef struct ph_statement_conf {
@@ -61,9 +61,9 @@ typedef struct ph_statement_conf {
     char *status;            /* optional: without it every line is a charge */
     char **success_values;   /* status values that mean "charged" (any case); set with status */
     size_t nsuccess_values;
-    int amount_unit;         /* PH_STMT_YUAN ("49.40", default) or PH_STMT_FEN ("4940") */
-    int time_format;         /* PH_STMT_*: rfc3339 (default), local, unix_s, unix_ms */
-    int utc_offset_min;      /* local: "YYYY-MM-DD HH:MM:SS" at this offset; default +480 */
+    int amount_unit;    /* PH_STMT_YUAN ("49.40", default) or PH_STMT_FEN ("4940") */
+    int time_format;    /* PH_STMT_*: rfc3339 (default), local, unix_s, unix_ms */
+    int utc_offset_min; /* local: "YYYY-MM-DD HH:MM:SS" at this offset; default +480 */
 } ph_statement_conf;
 
 /* 1 when the supplier has a statement mapping in its configuration. */

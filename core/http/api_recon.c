@@ -159,8 +159,8 @@ static int import_statement(ph_req *r, import *im, const char *source)
         return refuse_lines(r, st);
     uint64_t run;
     ph_err err = {0};
-    int rc = ph_store_recon_find(r->env->store, r->seg[0], im->from, im->to, st->sha256, &run,
-                                 &err);
+    int rc =
+        ph_store_recon_find(r->env->store, r->seg[0], im->from, im->to, st->sha256, &run, &err);
     if (rc)
         return ph_req_fail(r, rc, &err);
     if (run) { /* the same statement again: its run, and nothing written */
@@ -250,8 +250,8 @@ static int fetch_answered(ph_req *r)
         return ph_req_fail(r, PH_ENOMEM, NULL);
     for (size_t i = 0; i < res->nstatement; i++) {
         const struct perkhub_statement_line *l = &res->statement[i];
-        in[i] = (ph_stmt_input){l->order_ref, l->supplier_order_id, l->amount, l->time_ms,
-                                l->charged};
+        in[i] =
+            (ph_stmt_input){l->order_ref, l->supplier_order_id, l->amount, l->time_ms, l->charged};
     }
     ph_err err = {0};
     int rc = ph_statement_from_lines(in, res->nstatement, im->from, im->to, RECON_MAX_ERRORS,
@@ -334,9 +334,8 @@ int ph_api_recon_list(ph_req *r)
         }
     }
     ph_store_event_list_free(list, n);
-    return ph_req_json(r, 200,
-                       json_pack("{s:o,s:I}", "reconciliations", arr, "next_after",
-                                 (json_int_t)last));
+    return ph_req_json(
+        r, 200, json_pack("{s:o,s:I}", "reconciliations", arr, "next_after", (json_int_t)last));
 }
 
 int ph_api_recon_get(ph_req *r)
@@ -372,9 +371,9 @@ static const char *jstr(json_t *o, const char *key, char *buf, size_t len)
 
 int ph_api_recon_csv(ph_req *r)
 {
-    static const char *const cols[] = {"index", "line", "outcome", "ref", "supplier_order_id",
-                                       "charged", "theirs", "ours", "order_id", "attempt",
-                                       "attempt_state", NULL};
+    static const char *const cols[] = {
+        "index",  "line", "outcome",  "ref",     "supplier_order_id", "charged",
+        "theirs", "ours", "order_id", "attempt", "attempt_state",     NULL};
     uint64_t id;
     if (ph_u64_parse(r->seg[0], &id))
         return ph_req_error(r, 400, "invalid_request", "reconciliation id: expected a number");

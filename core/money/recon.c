@@ -14,8 +14,7 @@
 #include "supply/sup_text.h"
 
 enum { C_REF, C_SOID, C_AMOUNT, C_TIME, C_STATUS, NCOL };
-static const char *const col_field[NCOL] = {"ref", "supplier_order_id", "amount", "time",
-                                            "status"};
+static const char *const col_field[NCOL] = {"ref", "supplier_order_id", "amount", "time", "status"};
 
 typedef struct reader {
     const ph_statement_conf *st;
@@ -62,8 +61,8 @@ static void trimmed(const char *s, size_t n, const char **out, size_t *len)
 
 static int take_header(reader *rd, const ph_csv_record *rec, ph_err *err)
 {
-    const char *names[NCOL] = {rd->st->ref, rd->st->supplier_order_id, rd->st->amount,
-                               rd->st->time, rd->st->status};
+    const char *names[NCOL] = {rd->st->ref, rd->st->supplier_order_id, rd->st->amount, rd->st->time,
+                               rd->st->status};
     if (rec->fault)
         return ph_err_set(err, PH_EINVAL, "line %u: header column %zu: %s", rec->line,
                           rec->fault_field + 1, rec->fault);
@@ -147,8 +146,8 @@ static int check_line(reader *rd, uint32_t line, const char *const text[NCOL],
         return add_error(rd, line, C_REF, "not a reference (1-64 bytes of A-Z a-z 0-9 ._:-/+=)",
                          err);
     if (len[C_SOID] && !ph_suptext_id_ok(text[C_SOID], PH_SUPPLIER_ORDER_MAX))
-        return add_error(rd, line, C_SOID,
-                         "not an order id (1-128 bytes of A-Z a-z 0-9 ._:-/+=)", err);
+        return add_error(rd, line, C_SOID, "not an order id (1-128 bytes of A-Z a-z 0-9 ._:-/+=)",
+                         err);
     if (!len[C_REF] && !len[C_SOID])
         return add_error(rd, line, rd->field_of[C_REF] >= 0 ? C_REF : C_SOID,
                          "empty: a line names an order by ref or supplier_order_id", err);
@@ -169,8 +168,8 @@ static int check_line(reader *rd, uint32_t line, const char *const text[NCOL],
             return add_error(rd, line, C_TIME, "outside the statement's period", err);
     }
     if (st->status)
-        l.charged = value_is(text[C_STATUS], len[C_STATUS], st->success_values,
-                             st->nsuccess_values);
+        l.charged =
+            value_is(text[C_STATUS], len[C_STATUS], st->success_values, st->nsuccess_values);
     if (len[C_REF])
         memcpy(l.ref, text[C_REF], len[C_REF] + 1);
     if (len[C_SOID])
@@ -242,8 +241,9 @@ int ph_statement_parse(const ph_statement_conf *st, const char *data, size_t len
 {
     *out = NULL;
     if (!ph_statement_configured(st))
-        return ph_err_set(err, PH_EINVAL, "the supplier has no statement mapping in the "
-                                          "configuration (suppliers[].statement)");
+        return ph_err_set(err, PH_EINVAL,
+                          "the supplier has no statement mapping in the "
+                          "configuration (suppliers[].statement)");
     reader rd = {.st = st, .from = from, .to = to, .max_errors = max_errors};
     if (!(rd.out = calloc(1, sizeof *rd.out)))
         return ph_err_set(err, PH_ENOMEM, "out of memory reading the statement");
@@ -285,10 +285,9 @@ int ph_statement_from_lines(const ph_stmt_input *in, size_t n, int64_t from, int
         char amount[24], time[24];
         snprintf(amount, sizeof amount, "%lld", (long long)(in[i].amount < 0 ? -1 : in[i].amount));
         snprintf(time, sizeof time, "%lld", (long long)in[i].time);
-        const char *text[NCOL] = {in[i].ref ? in[i].ref : "",
-                                  in[i].supplier_order_id ? in[i].supplier_order_id : "",
-                                  in[i].amount < 0 ? "" : amount, in[i].time < 0 ? "" : time,
-                                  in[i].charged ? "1" : "0"};
+        const char *text[NCOL] = {
+            in[i].ref ? in[i].ref : "", in[i].supplier_order_id ? in[i].supplier_order_id : "",
+            in[i].amount < 0 ? "" : amount, in[i].time < 0 ? "" : time, in[i].charged ? "1" : "0"};
         size_t len[NCOL];
         for (int c = 0; c < NCOL; c++) {
             len[c] = strlen(text[c]);

@@ -26,9 +26,9 @@ _Static_assert(sizeof(ph_supply_rec) == 12, "supply record header is 12 bytes");
 _Static_assert(sizeof(ph_attempt_rec) == 64, "attempt record is 64 bytes without padding");
 
 static const char *const db_names[DB_COUNT] = {
-    "meta",      "products",      "batches", "codes",  "avail",   "code_hash", "orders",
-    "order_ref", "client_orders", "events",  "supply", "pending", "expiry",
-    "recon_runs", "recon_lines", "recon_digest",
+    "meta",   "products",   "batches",       "codes",        "avail",  "code_hash",
+    "orders", "order_ref",  "client_orders", "events",       "supply", "pending",
+    "expiry", "recon_runs", "recon_lines",   "recon_digest",
 };
 
 static const unsigned db_flags[DB_COUNT] = {

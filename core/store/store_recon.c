@@ -25,12 +25,8 @@
 
 const char *ph_recon_outcome_name(int outcome)
 {
-    static const char *const names[] = {"?",
-                                        "matched",
-                                        "charged_not_succeeded",
-                                        "not_billed",
-                                        "amount_mismatch",
-                                        "unknown_ref",
+    static const char *const names[] = {"?",          "matched",         "charged_not_succeeded",
+                                        "not_billed", "amount_mismatch", "unknown_ref",
                                         "duplicate"};
     return outcome >= 1 && outcome <= PH_RECON_OUTCOMES ? names[outcome] : "?";
 }
@@ -186,10 +182,9 @@ static int put_json(ph_wtxn *w, ph_cmd *c, int db, MDB_val *k, json_t *j, unsign
 static json_t *line_json(uint64_t index, const ph_recon_line *l, const ph_order *o,
                          const ph_attempt *a, int outcome, int64_t ours)
 {
-    json_t *j = json_pack("{s:I,s:s,s:o,s:o}", "index", (json_int_t)index, "outcome",
-                          ph_recon_outcome_name(outcome), "theirs",
-                          l && l->charged ? money_json(l->amount) : json_null(), "ours",
-                          money_json(ours));
+    json_t *j = json_pack(
+        "{s:I,s:s,s:o,s:o}", "index", (json_int_t)index, "outcome", ph_recon_outcome_name(outcome),
+        "theirs", l && l->charged ? money_json(l->amount) : json_null(), "ours", money_json(ours));
     if (l) {
         json_object_set_new(j, "line", json_integer(l->line));
         json_object_set_new(j, "charged", json_boolean(l->charged));
@@ -331,10 +326,10 @@ int store_apply_recon(ph_wtxn *w, ph_cmd *c)
             uint8_t key[16];
             line_key(run, index, key);
             MDB_val k = {16, key};
-            rc = put_json(w, c, DB_RECON_LINES, &k,
-                          line_json(index, NULL, o, a, PH_RECON_NOT_BILLED,
-                                    ph_attempt_cost(a, o->quantity)),
-                          MDB_APPEND);
+            rc = put_json(
+                w, c, DB_RECON_LINES, &k,
+                line_json(index, NULL, o, a, PH_RECON_NOT_BILLED, ph_attempt_cost(a, o->quantity)),
+                MDB_APPEND);
         }
         ph_order_free(o);
     }
@@ -348,15 +343,16 @@ int store_apply_recon(ph_wtxn *w, ph_cmd *c)
     lines_sum = json_object();
     uint64_t disc = 0;
     for (int k = 1; k <= PH_RECON_OUTCOMES; k++) {
-        json_object_set_new(lines_sum, ph_recon_outcome_name(k), json_integer((json_int_t)counts[k]));
+        json_object_set_new(lines_sum, ph_recon_outcome_name(k),
+                            json_integer((json_int_t)counts[k]));
         if (ph_recon_outcome_discrepancy(k))
             disc += counts[k];
     }
-    json_t *hdr = json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:O}", "id", (json_int_t)run,
-                            "supplier", sup, "source", c->in.recon.source, "client",
-                            c->in.recon.client, "from", from, "to", to, "sha256", sha, "lines",
-                            (json_int_t)index, "discrepancies", (json_int_t)disc, "counts",
-                            lines_sum);
+    json_t *hdr =
+        json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:O}", "id", (json_int_t)run, "supplier",
+                  sup, "source", c->in.recon.source, "client", c->in.recon.client, "from", from,
+                  "to", to, "sha256", sha, "lines", (json_int_t)index, "discrepancies",
+                  (json_int_t)disc, "counts", lines_sum);
     char at[32];
     json_object_set_new(hdr, "created_at", json_string(ph_time_format(c->now, at, sizeof at)));
     MDB_val rk = {8, &run};
@@ -622,8 +618,8 @@ int ph_store_recon_get(ph_store *s, uint64_t id, char **out, ph_err *err)
     MDB_val k = {8, &id}, v;
     int mrc = mdb_get(txn, s->dbi[DB_RECON_RUNS], &k, &v);
     if (mrc == MDB_NOTFOUND)
-        rc = ph_err_set(err, PH_ENOTFOUND, "reconciliation %llu: not found",
-                        (unsigned long long)id);
+        rc =
+            ph_err_set(err, PH_ENOTFOUND, "reconciliation %llu: not found", (unsigned long long)id);
     else if (mrc)
         rc = ph_store_lmdb_err(err, mrc, "read reconciliation");
     else if (!(*out = val_text(&v)))

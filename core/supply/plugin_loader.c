@@ -95,9 +95,9 @@ static int is_secret_ref(const char *s)
 }
 
 /* The names of capability bits 0..8, as ops read them in ph_plugin_describe. */
-static const char *const cap_names[] = {"catalog",     "stock_check", "card_order",
-                                        "recharge",    "order_query", "callback",
-                                        "balance",     "local",       "statement"};
+static const char *const cap_names[] = {"catalog",  "stock_check", "card_order",
+                                        "recharge", "order_query", "callback",
+                                        "balance",  "local",       "statement"};
 
 /* The name of the lowest capability bit set in caps. */
 static const char *cap_first(uint64_t caps)

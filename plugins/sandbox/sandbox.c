@@ -730,10 +730,10 @@ static void sbx_serve_statement(const struct sandbox *sb, struct sbx_answer *ans
             if (amount && *entry && strlen(entry) <= SBX_REF_MAX && sbx_parse_i64(amount, &fen) &&
                 (!flag || !strcmp(flag, "free"))) {
                 snprintf(order_id, sizeof order_id, "SBXO-%s", entry);
-                json_array_append_new(lines, json_pack("{s:s,s:s,s:I,s:s}", "ref", entry,
-                                                       "order_id", order_id, "amount",
-                                                       (json_int_t)fen, "status",
-                                                       flag ? "free" : "charged"));
+                json_array_append_new(lines,
+                                      json_pack("{s:s,s:s,s:I,s:s}", "ref", entry, "order_id",
+                                                order_id, "amount", (json_int_t)fen, "status",
+                                                flag ? "free" : "charged"));
             }
         }
         p += n;
@@ -1024,8 +1024,7 @@ static int sbx_parse_statement(const struct perkhub_host *h, int http_status, js
         out->time_ms = -1;
         out->charged = strcmp(status, "charged") == 0;
         if (sbx_dup(h, &out->order_ref, json_string_value(json_object_get(l, "ref"))) ||
-            sbx_dup(h, &out->supplier_order_id,
-                    json_string_value(json_object_get(l, "order_id"))))
+            sbx_dup(h, &out->supplier_order_id, json_string_value(json_object_get(l, "order_id"))))
             return PERKHUB_ERR_NOMEM;
     }
     return PERKHUB_OK;

@@ -91,8 +91,8 @@ static json_t *run_lines(long long id)
     snprintf(path, sizeof path, "/v1/reconciliations/%lld?limit=1000", id);
     h_resp r = h_get(&D, path, "ops-token");
     cr_assert_eq(r.status, 200, "%s", r.body);
-    json_t *lines = json_incref(json_object_get(json_object_get(r.json, "reconciliation"),
-                                                "lines_page"));
+    json_t *lines =
+        json_incref(json_object_get(json_object_get(r.json, "reconciliation"), "lines_page"));
     h_resp_free(&r);
     return lines;
 }
@@ -163,7 +163,7 @@ Test(recon, statement_with_every_outcome_then_the_same_again_then_bad_lines)
     /* columns in the supplier's order, with one we do not map */
     snprintf(csv, sizeof csv,
              "order_no,our_ref,amount,status,paid_at,memo\n"
-             "SBXO-%s,%s,49.00,SUCCESS,%s,ok\n"  /* line 2: matched */
+             "SBXO-%s,%s,49.00,SUCCESS,%s,ok\n"   /* line 2: matched */
              "%s,,51.00,SUCCESS,%s,by their id\n" /* line 3: amount_mismatch */
              ",%s,49.00,SUCCESS,%s,\n"            /* line 4: charged, failed with us */
              "X-1,zz-404-1,49.00,SUCCESS,%s,\n"   /* line 5: nothing of ours */
@@ -224,7 +224,7 @@ Test(recon, statement_with_every_outcome_then_the_same_again_then_bad_lines)
     /* bad lines: each named, nothing stored */
     snprintf(csv, sizeof csv,
              "order_no,our_ref,amount,status,paid_at\n"
-             ",%s,49.001,SUCCESS,%s\n" /* line 2: three decimals */
+             ",%s,49.001,SUCCESS,%s\n"       /* line 2: three decimals */
              ",%s,49.00,SUCCESS,yesterday\n" /* line 3: not a time */
              ",,49.00,SUCCESS,%s\n"          /* line 4: names nothing */
              ",%s,49.00,SUCCESS,%s\n",       /* line 5: fine */
@@ -395,8 +395,8 @@ Test(recon, supsim_statement_with_every_mismatch_kind, .fini = stop_sim)
     snprintf(bad, sizeof bad, "%s/bad.csv", D.dir);
     snprintf(env_url, sizeof env_url, "PERKHUB_URL=http://127.0.0.1:%u", D.port);
     const char *env[] = {env_url, "PERKHUB_TOKEN=ops-token", NULL};
-    const char *argv1[] = {h_bin("PH_PERKCTL"), "reconcile", "gw", file, "--from", from, "--to",
-                           to, NULL};
+    const char *argv1[] = {
+        h_bin("PH_PERKCTL"), "reconcile", "gw", file, "--from", from, "--to", to, NULL};
     char *pout = NULL, *perr = NULL;
     cr_assert_eq(h_run(argv1, env, NULL, 0, &pout, &perr), 0, "%s%s", pout, perr);
     char want[96];
@@ -404,8 +404,8 @@ Test(recon, supsim_statement_with_every_mismatch_kind, .fini = stop_sim)
     cr_assert(strstr(pout, want), "%s", pout);
     cr_assert(strstr(pout, "amount_mismatch"), "%s", pout);
     free(pout), free(perr);
-    const char *argv2[] = {h_bin("PH_PERKCTL"), "reconcile", "gw", bad, "--from", from, "--to",
-                           to, NULL};
+    const char *argv2[] = {
+        h_bin("PH_PERKCTL"), "reconcile", "gw", bad, "--from", from, "--to", to, NULL};
     cr_assert_eq(h_run(argv2, env, NULL, 0, &pout, &perr), 1, "%s%s", pout, perr);
     cr_assert(strstr(perr, "line 2, column 3 (amount): "), "%s", perr);
     free(pout), free(perr);

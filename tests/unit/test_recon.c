@@ -59,13 +59,13 @@ Test(recon, mapping_errors_name_file_line_and_column)
     ph_config *cfg = NULL;
     ph_err err = {0};
     cr_assert_eq(load("    statement:\n      columns: {ref: r}\n", &cfg, &err), PH_EINVAL);
-    cr_assert(strstr(err.msg, "t.yaml:7:7: suppliers[0].statement: expected columns.amount"),
-              "%s", err.msg);
+    cr_assert(strstr(err.msg, "t.yaml:7:7: suppliers[0].statement: expected columns.amount"), "%s",
+              err.msg);
     cr_assert_eq(load("    statement:\n      columns: {amount: a}\n", &cfg, &err), PH_EINVAL);
     cr_assert(strstr(err.msg, "columns.ref or columns.supplier_order_id"), "%s", err.msg);
-    cr_assert_eq(load("    statement:\n      columns: {ref: r, amount: a, status: s}\n", &cfg,
-                      &err),
-                 PH_EINVAL);
+    cr_assert_eq(
+        load("    statement:\n      columns: {ref: r, amount: a, status: s}\n", &cfg, &err),
+        PH_EINVAL);
     cr_assert(strstr(err.msg, "success_values"), "%s", err.msg);
     cr_assert_eq(load("    statement:\n      columns: {ref: r, amount: a}\n"
                       "      time_format: iso\n",
@@ -145,8 +145,9 @@ Test(recon, bad_lines_are_named_by_line_column_and_field)
     struct {
         uint32_t line, column;
         const char *field;
-    } want[] = {{2, 3, "amount"}, {3, 3, "amount"}, {4, 1, "ref"}, {5, 1, "ref"},
-                {6, 4, "time"},   {7, 4, "time"},   {8, 2, "supplier_order_id"}};
+    } want[] = {
+        {2, 3, "amount"}, {3, 3, "amount"},           {4, 1, "ref"}, {5, 1, "ref"}, {6, 4, "time"},
+        {7, 4, "time"},   {8, 2, "supplier_order_id"}};
     for (size_t i = 0; i < 7; i++) {
         cr_assert_eq(st->errors[i].line, want[i].line, "error %zu", i);
         cr_assert_eq(st->errors[i].column, want[i].column, "error %zu: %s", i,
@@ -227,8 +228,7 @@ Test(recon, classify_gives_each_outcome)
     cr_assert_eq(ours, 5100); /* what it charged us, when it said */
     ok.charged = 4940;
     cr_assert_eq(ph_recon_classify(&charged, &ok, 1, 1, &ours), PH_RECON_DUPLICATE);
-    cr_assert_eq(ph_recon_classify(&charged, &failed, 1, 0, &ours),
-                 PH_RECON_CHARGED_NOT_SUCCEEDED);
+    cr_assert_eq(ph_recon_classify(&charged, &failed, 1, 0, &ours), PH_RECON_CHARGED_NOT_SUCCEEDED);
     cr_assert_eq(ours, -1);
     cr_assert_eq(ph_recon_classify(&charged, &unknown, 1, 0, &ours),
                  PH_RECON_CHARGED_NOT_SUCCEEDED);
@@ -331,9 +331,9 @@ Test(recon, the_writer_decides_and_the_same_statement_is_the_same_run)
     ref_of(a, lines[3].ref, sizeof lines[3].ref);
     ph_recon_ref cand[4], *ub;
     size_t nub;
-    cr_assert_eq(ph_store_recon_prepare(g_s, "gw", NOW - 1000, NOW + 1000, lines, 4, cand, &ub,
-                                        &nub, &err),
-                 PH_OK, "%s", err.msg);
+    cr_assert_eq(
+        ph_store_recon_prepare(g_s, "gw", NOW - 1000, NOW + 1000, lines, 4, cand, &ub, &nub, &err),
+        PH_OK, "%s", err.msg);
     cr_assert_eq(cand[0].order_id, a);
     cr_assert_eq(cand[1].order_id, b);
     cr_assert_eq(cand[2].order_id, 0, "an attempt of another supplier is not a candidate");
@@ -377,8 +377,8 @@ Test(recon, the_writer_decides_and_the_same_statement_is_the_same_run)
                           "not_billed"};
     for (uint64_t i = 1; i <= 5; i++) {
         json_t *l = line_json(run, i);
-        cr_assert_str_eq(json_string_value(json_object_get(l, "outcome")), want[i - 1],
-                         "line %llu", (unsigned long long)i);
+        cr_assert_str_eq(json_string_value(json_object_get(l, "outcome")), want[i - 1], "line %llu",
+                         (unsigned long long)i);
         json_decref(l);
     }
     json_t *l5 = line_json(run, 5);

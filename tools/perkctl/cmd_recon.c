@@ -10,8 +10,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static const char *const outcomes[] = {"matched",     "amount_mismatch", "charged_not_succeeded",
-                                       "not_billed",  "duplicate",       "unknown_ref"};
+static const char *const outcomes[] = {"matched",    "amount_mismatch", "charged_not_succeeded",
+                                       "not_billed", "duplicate",       "unknown_ref"};
 
 /* "reconciliation 3 of sandbox: 7 lines, 3 discrepancies (stored before)", the
  * counts, then every line that is not matched. */
@@ -38,8 +38,8 @@ static int print_run(const pk_ctx *ctx, const json_t *answer, int replayed)
         pkh_response_free(&resp);
         return rc;
     }
-    const json_t *page = json_object_get(json_object_get(resp.json, "reconciliation"),
-                                         "lines_page"),
+    const json_t *page =
+                     json_object_get(json_object_get(resp.json, "reconciliation"), "lines_page"),
                  *l;
     size_t i;
     pk_table t;
@@ -53,13 +53,12 @@ static int print_run(const pk_ctx *ctx, const json_t *answer, int replayed)
         if (!o || !strcmp(o, "matched"))
             continue;
         char c[7][80];
-        pk_table_add(&t, (const char *const[]){
-                             pk_field(l, "line", c[0], sizeof c[0]), o,
-                             pk_field(l, "ref", c[2], sizeof c[2]),
-                             pk_field(l, "supplier_order_id", c[3], sizeof c[3]),
-                             pk_field(l, "theirs", c[4], sizeof c[4]),
-                             pk_field(l, "ours", c[5], sizeof c[5]),
-                             pk_field(l, "order_id", c[6], sizeof c[6])});
+        pk_table_add(&t, (const char *const[]){pk_field(l, "line", c[0], sizeof c[0]), o,
+                                               pk_field(l, "ref", c[2], sizeof c[2]),
+                                               pk_field(l, "supplier_order_id", c[3], sizeof c[3]),
+                                               pk_field(l, "theirs", c[4], sizeof c[4]),
+                                               pk_field(l, "ours", c[5], sizeof c[5]),
+                                               pk_field(l, "order_id", c[6], sizeof c[6])});
         shown++;
     }
     if (shown)
@@ -95,8 +94,10 @@ int pk_cmd_reconcile(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv
 {
     enum { O_FROM = 256, O_TO, O_FETCH };
     static const struct option opts[] = {
-        {"from", required_argument, NULL, O_FROM}, {"to", required_argument, NULL, O_TO},
-        {"fetch", no_argument, NULL, O_FETCH},     {"help", no_argument, NULL, 'h'},
+        {"from", required_argument, NULL, O_FROM},
+        {"to", required_argument, NULL, O_TO},
+        {"fetch", no_argument, NULL, O_FETCH},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *pos[2] = {NULL, NULL}, *from = NULL, *to = NULL;
