@@ -208,7 +208,7 @@ static const pk_cmd commands[] = {
      "example:\n"
      "  $ perkctl suppliers\n"
      "  ID       PLUGIN   VERSION  ABI  ENABLED  PRIORITY  STATE  BREAKER  IN_FLIGHT  ERROR\n"
-     "  sandbox  sandbox  1.1.0    1.1  true     10        ready  closed   0          -\n"},
+     "  sandbox  sandbox  1.1.0    1.2  true     10        ready  closed   0          -\n"},
     {"products", pk_cmd_products, "list the catalog with stock",
      "usage: perkctl products [--brand BRAND] [--tag TAG] [--category CATEGORY]\n"
      "\n"
