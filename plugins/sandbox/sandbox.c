@@ -716,7 +716,7 @@ static void sbx_serve_statement(const struct sandbox *sb, struct sbx_answer *ans
         while (*p == ' ')
             p++;
         size_t n = strcspn(p, " ");
-        char entry[SBX_REF_MAX + 40], order_id[SBX_REF_MAX + 8];
+        char entry[SBX_REF_MAX + 40], order_id[SBX_REF_MAX + 48];
         if (n && n < sizeof entry) {
             memcpy(entry, p, n);
             entry[n] = 0;
