@@ -297,5 +297,9 @@ int store_apply_supply_create(ph_wtxn *w, ph_cmd *c);
 int store_apply_attempt(ph_wtxn *w, ph_cmd *c);
 /* store_recon.c: reconciliation runs. */
 int store_apply_recon(ph_wtxn *w, ph_cmd *c);
+/* --check-store: every run's lines are its keys 1..lines with known outcomes,
+ * every digest names a run and every run has one. PH_EIO naming the first
+ * violation. */
+int store_check_recon(ph_store *s, MDB_txn *txn, ph_err *err);
 
 #endif

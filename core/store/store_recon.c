@@ -646,3 +646,81 @@ int ph_store_recon_lines(ph_store *s, uint64_t id, uint64_t after, size_t limit,
     MDB_val k = {16, key};
     return collect(s, DB_RECON_LINES, &k, same_run, key, limit, out, n, err);
 }
+
+/* ---- the invariant (--check-store) ------------------------------------------------ */
+
+static uint64_t be64_get(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+int store_check_recon(ph_store *s, MDB_txn *txn, ph_err *err)
+{
+    MDB_cursor *runs, *lines, *dig;
+    MDB_val k, v, lk, lv;
+    int rc = PH_OK, mrc;
+    uint64_t nruns = 0;
+    if ((mrc = mdb_cursor_open(txn, s->dbi[DB_RECON_RUNS], &runs)))
+        return ph_store_lmdb_err(err, mrc, "open recon_runs");
+    if ((mrc = mdb_cursor_open(txn, s->dbi[DB_RECON_LINES], &lines))) {
+        mdb_cursor_close(runs);
+        return ph_store_lmdb_err(err, mrc, "open recon_lines");
+    }
+    /* every run's lines are its keys 1..lines, each with a known outcome */
+    int lop = MDB_FIRST, lmrc = mdb_cursor_get(lines, &lk, &lv, lop);
+    for (int op = MDB_FIRST; rc == PH_OK && mdb_cursor_get(runs, &k, &v, op) == 0; op = MDB_NEXT) {
+        uint64_t id;
+        memcpy(&id, k.mv_data, 8);
+        json_t *run = k.mv_size == 8 ? json_loadb(v.mv_data, v.mv_size, 0, NULL) : NULL;
+        json_t *n = json_object_get(run, "lines");
+        if (!json_is_integer(n) || json_integer_value(json_object_get(run, "id")) != (json_int_t)id)
+            rc = ph_err_set(err, PH_EIO, "recon_runs: run %llu: malformed", (unsigned long long)id);
+        uint64_t want = rc == PH_OK ? (uint64_t)json_integer_value(n) : 0;
+        json_decref(run);
+        nruns++;
+        for (uint64_t i = 1; rc == PH_OK && i <= want; i++) {
+            if (lmrc || lk.mv_size != 16 || be64_get(lk.mv_data) != id ||
+                be64_get((const uint8_t *)lk.mv_data + 8) != i) {
+                rc = ph_err_set(err, PH_EIO, "recon_lines: run %llu lacks line %llu",
+                                (unsigned long long)id, (unsigned long long)i);
+                break;
+            }
+            json_t *l = json_loadb(lv.mv_data, lv.mv_size, 0, NULL);
+            const char *o = json_string_value(json_object_get(l, "outcome"));
+            int known = 0;
+            for (int x = 1; o && x <= PH_RECON_OUTCOMES; x++)
+                known |= !strcmp(o, ph_recon_outcome_name(x));
+            json_decref(l);
+            if (!known)
+                rc = ph_err_set(err, PH_EIO, "recon_lines: run %llu line %llu: malformed",
+                                (unsigned long long)id, (unsigned long long)i);
+            lmrc = mdb_cursor_get(lines, &lk, &lv, lop = MDB_NEXT);
+        }
+    }
+    if (rc == PH_OK && lmrc == 0)
+        rc = ph_err_set(err, PH_EIO, "recon_lines: a line of run %llu beyond its run's lines",
+                        (unsigned long long)(lk.mv_size == 16 ? be64_get(lk.mv_data) : 0));
+    mdb_cursor_close(lines);
+    /* every digest names a run, and every run has its digest */
+    uint64_t ndig = 0;
+    if (rc == PH_OK && (mrc = mdb_cursor_open(txn, s->dbi[DB_RECON_DIGEST], &dig)))
+        rc = ph_store_lmdb_err(err, mrc, "open recon_digest");
+    else if (rc == PH_OK) {
+        for (int op = MDB_FIRST; rc == PH_OK && mdb_cursor_get(dig, &k, &v, op) == 0;
+             op = MDB_NEXT, ndig++) {
+            MDB_val rv;
+            if (v.mv_size != 8 || mdb_cursor_get(runs, &v, &rv, MDB_SET) != 0)
+                rc = ph_err_set(err, PH_EIO, "recon_digest: entry %llu names no run",
+                                (unsigned long long)ndig + 1);
+        }
+        mdb_cursor_close(dig);
+        if (rc == PH_OK && ndig != nruns)
+            rc = ph_err_set(err, PH_EIO, "%llu reconciliation runs but %llu statement digests",
+                            (unsigned long long)nruns, (unsigned long long)ndig);
+    }
+    mdb_cursor_close(runs);
+    return rc;
+}

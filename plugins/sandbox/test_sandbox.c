@@ -714,9 +714,8 @@ Test(sandbox, statement)
                                      NULL};
     phtk *tk = sbx_open(kv);
     size_t blocks = phtk_blocks(tk);
-    struct perkhub_op op = {.kind = PERKHUB_OP_STATEMENT,
-                            .period_from_ms = T0,
-                            .period_to_ms = T0 + 86400000};
+    struct perkhub_op op = {
+        .kind = PERKHUB_OP_STATEMENT, .period_from_ms = T0, .period_to_ms = T0 + 86400000};
     struct sbx_run r;
     sbx_run(tk, &op, T0, &r);
     cr_assert_eq(r.http_status, 200);

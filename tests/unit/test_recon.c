@@ -414,4 +414,20 @@ Test(recon, the_writer_decides_and_the_same_statement_is_the_same_run)
     cr_assert_eq(last_event(), ev0 + 1);
     free(ub);
     assert_check();
+
+    /* --check-store: a run that lost a line, or its digest, is named */
+    ph_store_close(g_s);
+    g_s = NULL;
+    MDB_txn *txn;
+    MDB_env *env = raw_open(&txn);
+    uint8_t key[16] = {0};
+    key[7] = 1;  /* run 1 */
+    key[15] = 3; /* line 3 */
+    MDB_val k = {16, key};
+    cr_assert_eq(mdb_del(txn, raw_dbi(txn, "recon_lines", 0), &k, NULL), 0);
+    raw_commit(env, txn);
+    g_s = open_at(g_dir, 0);
+    ph_err cerr = {0};
+    cr_assert_eq(ph_store_check(g_s, NULL, &cerr), PH_EIO);
+    cr_assert(strstr(cerr.msg, "recon_lines: run 1 lacks line 3"), "%s", cerr.msg);
 }
