@@ -381,6 +381,17 @@ out:
 
 /* ---- reads -------------------------------------------------------------------------- */
 
+/* 1 when a read-only open found no reconciliation databases (a store written
+ * by a perkhubd before them): every read answers "none". The mark of such an
+ * open comes with the audit trail's work on main (ph_store.absent,
+ * DB_ADDED_FROM); at the merge this returns
+ * s->absent & (1u << DB_RECON_RUNS | 1u << DB_RECON_LINES | 1u << DB_RECON_DIGEST). */
+static int recon_absent(const ph_store *s)
+{
+    (void)s;
+    return 0;
+}
+
 /* A line's index by one of its names, sorted for bsearch. */
 typedef struct by_name {
     const char *name;
@@ -522,7 +533,7 @@ int ph_store_recon_find(ph_store *s, const char *supplier, int64_t from, int64_t
                         const uint8_t sha256[32], uint64_t *run, ph_err *err)
 {
     *run = 0;
-    if (!ph_ident_valid(supplier, PH_SKU_MAX))
+    if (!ph_ident_valid(supplier, PH_SKU_MAX) || recon_absent(s))
         return PH_OK;
     uint8_t dkey[DIGEST_KEY_MAX];
     MDB_val k = {digest_key(supplier, from, to, sha256, dkey), dkey}, v;
@@ -606,11 +617,19 @@ int ph_store_recon_list(ph_store *s, uint64_t after, size_t limit, char ***out, 
 {
     uint64_t first = after + 1;
     MDB_val k = {8, &first};
+    if (recon_absent(s)) {
+        *n = 0;
+        return (*out = calloc(1, sizeof **out)) ? PH_OK
+                                                : ph_err_set(err, PH_ENOMEM, "out of memory");
+    }
     return collect(s, DB_RECON_RUNS, &k, any_key, NULL, limit, out, n, err);
 }
 
 int ph_store_recon_get(ph_store *s, uint64_t id, char **out, ph_err *err)
 {
+    if (recon_absent(s))
+        return ph_err_set(err, PH_ENOTFOUND, "reconciliation %llu: not found",
+                          (unsigned long long)id);
     MDB_txn *txn;
     int rc = ph_store_read_begin(s, &txn, err);
     if (rc)
@@ -663,6 +682,8 @@ int store_check_recon(ph_store *s, MDB_txn *txn, ph_err *err)
     MDB_val k, v, lk, lv;
     int rc = PH_OK, mrc;
     uint64_t nruns = 0;
+    if (recon_absent(s)) /* nothing to check: no run was ever stored */
+        return PH_OK;
     if ((mrc = mdb_cursor_open(txn, s->dbi[DB_RECON_RUNS], &runs)))
         return ph_store_lmdb_err(err, mrc, "open recon_runs");
     if ((mrc = mdb_cursor_open(txn, s->dbi[DB_RECON_LINES], &lines))) {
