@@ -61,10 +61,10 @@ struct parser {
     int col_of[NCOLS];   /* field index -> column (COL_*) */
     int field_of[NCOLS]; /* column -> field index, -1 when the header lacks it */
 
-    /* the record being read */
+    /* the record being read: the first `keep` fields are kept */
     uint32_t rec_line;
-    size_t nfields;
-    struct field f[NCOLS];
+    size_t nfields, keep;
+    struct field f[PH_CSV_FIELDS_MAX];
     const char *fault;  /* structural problem in the record, fixed text */
     size_t fault_field; /* the field it was found in */
 };
@@ -156,7 +156,7 @@ static int read_field(struct parser *ps, size_t idx, struct field *f, ph_err *er
 }
 
 /* Reads one record (ps->p is at its first byte, which does not end a line) and
- * consumes its line end. Fields past the third are counted, not kept. */
+ * consumes its line end. Fields past ps->keep are counted, not kept. */
 static int read_record(struct parser *ps, ph_err *err)
 {
     ps->rec_line = ps->line;
@@ -166,10 +166,10 @@ static int read_record(struct parser *ps, ph_err *err)
         struct field scratch;
         size_t idx = ps->nfields;
         size_t mark = ps->pos;
-        int rc = read_field(ps, idx, idx < NCOLS ? &ps->f[idx] : &scratch, err);
+        int rc = read_field(ps, idx, idx < ps->keep ? &ps->f[idx] : &scratch, err);
         if (rc != PH_OK)
             return rc;
-        if (idx >= NCOLS)
+        if (idx >= ps->keep)
             ps->pos = mark; /* not kept: give the space back */
         ps->nfields++;
         if (ps->p < ps->end && *ps->p == ',') {
@@ -359,6 +359,29 @@ bad:
     return add_error(ps, reason, err);
 }
 
+/* Skips blank lines (LF, CRLF, or a CR that ends the data) and reads the next
+ * record: *got 1, or 0 at the end of the data. */
+static int next_record(struct parser *ps, int *got, ph_err *err)
+{
+    *got = 0;
+    while (ps->p < ps->end) {
+        if (*ps->p == '\n' || (*ps->p == '\r' && (ps->p + 1 == ps->end || ps->p[1] == '\n'))) {
+            if (*ps->p == '\r')
+                ps->p++;
+            if (ps->p < ps->end) { /* at the LF */
+                ps->p++;
+                if (++ps->line == UINT32_MAX)
+                    return line_overflow(ps, err);
+            }
+            continue;
+        }
+        int rc = read_record(ps, err);
+        *got = rc == PH_OK;
+        return rc;
+    }
+    return PH_OK;
+}
+
 void ph_csv_free(ph_csv *csv)
 {
     if (!csv)
@@ -381,6 +404,7 @@ int ph_csv_parse(const char *data, size_t len, size_t max_errors, ph_csv **out, 
         .line = 1,
         .max_errors = max_errors,
         .ncols = NCOLS,
+        .keep = NCOLS,
         .col_of = {COL_CODE, COL_CARD, COL_EXPIRES},
         .field_of = {0, 1, 2},
     };
@@ -394,23 +418,8 @@ int ph_csv_parse(const char *data, size_t len, size_t max_errors, ph_csv **out, 
     if (len >= 3 && memcmp(data, "\xEF\xBB\xBF", 3) == 0)
         ps.p += 3;
 
-    int first = 1;
-    while (ps.p < ps.end) {
-        /* blank lines: LF, CRLF, or a CR that ends the data */
-        if (*ps.p == '\n' || (*ps.p == '\r' && (ps.p + 1 == ps.end || ps.p[1] == '\n'))) {
-            if (*ps.p == '\r')
-                ps.p++;
-            if (ps.p < ps.end) { /* at the LF */
-                ps.p++;
-                if (++ps.line == UINT32_MAX) {
-                    rc = line_overflow(&ps, err);
-                    break;
-                }
-            }
-            continue;
-        }
-        if ((rc = read_record(&ps, err)) != PH_OK)
-            break;
+    int first = 1, got;
+    while ((rc = next_record(&ps, &got, err)) == PH_OK && got) {
         if (first && is_header(&ps))
             rc = apply_header(&ps, err);
         else
@@ -426,4 +435,37 @@ int ph_csv_parse(const char *data, size_t len, size_t max_errors, ph_csv **out, 
     }
     *out = csv;
     return PH_OK;
+}
+
+int ph_csv_records(const char *data, size_t len, ph_csv_record_fn fn, void *arg, ph_err *err)
+{
+    if (len == SIZE_MAX)
+        return ph_err_set(err, PH_EINVAL, "CSV too large");
+    struct parser ps = {.p = data, .end = data + len, .line = 1, .keep = PH_CSV_FIELDS_MAX};
+    if (!(ps.buf = malloc(len + 1)))
+        return ph_err_set(err, PH_ENOMEM, "out of memory parsing CSV (%zu bytes)", len);
+    classes_init(ps.cls);
+    if (len >= 3 && memcmp(data, "\xEF\xBB\xBF", 3) == 0)
+        ps.p += 3;
+    int rc, got;
+    ph_csv_record rec;
+    while ((rc = next_record(&ps, &got, err)) == PH_OK && got) {
+        memset(&rec, 0, sizeof rec);
+        rec.line = ps.rec_line;
+        rec.nfields = ps.nfields;
+        for (size_t i = 0; i < ps.nfields && i < PH_CSV_FIELDS_MAX; i++) {
+            rec.field[i] = field_text(&ps, &ps.f[i]);
+            rec.len[i] = ps.f[i].len;
+        }
+        rec.fault = ps.fault;
+        rec.fault_field = ps.fault_field;
+        rc = fn(arg, &rec, err);
+        ph_wipe(ps.buf, ps.pos); /* the callback copied what it keeps */
+        ps.pos = 0;
+        if (rc != PH_OK)
+            break;
+    }
+    ph_wipe(ps.buf, ps.hwm);
+    free(ps.buf);
+    return rc;
 }

@@ -70,4 +70,29 @@ int ph_csv_parse(const char *data, size_t len, size_t max_errors, ph_csv **out, 
 /* Wipes the field buffer (it holds codes) and frees everything. NULL is a no-op. */
 void ph_csv_free(ph_csv *csv);
 
+/* ---- the record reader underneath, for CSV files of other shapes ----------
+ * (a supplier's statement: core/money/recon.h). The same reading as above —
+ * quotes, CRLF or LF, a UTF-8 BOM skipped, blank lines skipped, a NUL byte or
+ * an unterminated quote fatal — without any column meaning: each record is
+ * handed over as its fields, the header included. */
+#define PH_CSV_FIELDS_MAX 32 /* fields of a record that are kept; more are counted */
+typedef struct ph_csv_record {
+    uint32_t line;  /* 1-based line where the record starts */
+    size_t nfields; /* fields in the record, counting those past PH_CSV_FIELDS_MAX */
+    const char *field[PH_CSV_FIELDS_MAX]; /* unquoted, NUL-terminated; valid during the call */
+    size_t len[PH_CSV_FIELDS_MAX];
+    const char *fault;  /* a structural problem of the record ("quote inside an unquoted
+                           field", "text after a closing quote"), fixed text; NULL when none */
+    size_t fault_field; /* 0-based field where the fault was found */
+} ph_csv_record;
+
+/* Called once per record, in file order; a non-PH_OK return stops the read
+ * and is returned (with err, which it set). */
+typedef int (*ph_csv_record_fn)(void *arg, const ph_csv_record *rec, ph_err *err);
+
+/* Reads len bytes of data record by record, calling fn for each. The field
+ * buffer is wiped after each call. Returns PH_OK, fn's error, PH_EINVAL for a
+ * file that is not CSV (as ph_csv_parse) or PH_ENOMEM. Any thread; no state. */
+int ph_csv_records(const char *data, size_t len, ph_csv_record_fn fn, void *arg, ph_err *err);
+
 #endif

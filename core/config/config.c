@@ -132,6 +132,47 @@ static const field client_fields[] = {
      .values = scope_values},
     BOOL(ph_client_conf, loopback_only, "loopback_only", "false"),
 };
+static const char *const amount_unit_names[] = {"yuan", "fen", NULL};
+static const int amount_unit_values[] = {PH_STMT_YUAN, PH_STMT_FEN};
+static const char *const time_format_names[] = {"rfc3339", "local", "unix_s", "unix_ms", NULL};
+static const int time_format_values[] = {PH_STMT_RFC3339, PH_STMT_LOCAL, PH_STMT_UNIX_S,
+                                         PH_STMT_UNIX_MS};
+#define ST(m) offsetof(ph_supplier_conf, statement) + offsetof(ph_statement_conf, m)
+static const field statement_column_fields[] = {
+    {.name = "ref", .kind = K_STR, .off = ST(ref)},
+    {.name = "supplier_order_id", .kind = K_STR, .off = ST(supplier_order_id)},
+    {.name = "amount", .kind = K_STR, .off = ST(amount)},
+    {.name = "time", .kind = K_STR, .off = ST(time)},
+    {.name = "status", .kind = K_STR, .off = ST(status)},
+};
+static const field statement_fields[] = {
+    SECTION("columns", statement_column_fields),
+    {.name = "success_values",
+     .kind = K_TAGS,
+     .off = ST(success_values),
+     .off2 = ST(nsuccess_values)},
+    {.name = "amount_unit",
+     .kind = K_ENUM,
+     .off = ST(amount_unit),
+     .choices = amount_unit_names,
+     .values = amount_unit_values,
+     .def = "yuan"},
+    {.name = "time_format",
+     .kind = K_ENUM,
+     .off = ST(time_format),
+     .choices = time_format_names,
+     .values = time_format_values,
+     .def = "rfc3339"},
+    {.name = "utc_offset_minutes",
+     .kind = K_INT,
+     .off = ST(utc_offset_min),
+     .size = MEMBER_SIZE(ph_statement_conf, utc_offset_min),
+     .min = -720,
+     .max = 840,
+     .scale = 1,
+     .def = "480"},
+};
+#undef ST
 static const field supplier_fields[] = {
     IDENT(ph_supplier_conf, id, "id"),
     IDENT(ph_supplier_conf, plugin, "plugin"),
@@ -150,6 +191,7 @@ static const field supplier_fields[] = {
     INT(ph_supplier_conf, processing_window_s, "processing_window_s", 0, 604800, 1, "0"),
     INT(ph_supplier_conf, stuck_after_s, "stuck_after_s", 1, 2592000, 1, "3600"),
     INT(ph_supplier_conf, stuck_query_max_delay_s, "stuck_query_max_delay_s", 1, 86400, 1, "3600"),
+    SECTION("statement", statement_fields),
 };
 static const field offer_fields[] = {
     IDENT(ph_offer_conf, supplier, "supplier"),
@@ -279,6 +321,40 @@ static int check_offer_suppliers(ctx *c, const ph_config *cfg, const yaml_node_t
     return PH_OK;
 }
 
+int ph_statement_configured(const ph_statement_conf *st)
+{
+    return st->ref || st->supplier_order_id || st->amount || st->time || st->status ||
+           st->nsuccess_values;
+}
+
+/* A statement mapping must say where a line's amount is and how it names an
+ * order; a status column needs the values that mean "charged". */
+static int check_statements(ctx *c, const ph_config *cfg, const yaml_node_t *root)
+{
+    for (size_t i = 0; i < cfg->nsuppliers; i++) {
+        const ph_statement_conf *st = &cfg->suppliers[i].statement;
+        if (!ph_statement_configured(st))
+            continue;
+        const char *what = NULL;
+        if (!st->amount)
+            what = "expected columns.amount: the column of what the supplier charged";
+        else if (!st->ref && !st->supplier_order_id)
+            what = "expected columns.ref or columns.supplier_order_id: how a line names an order";
+        else if (st->status && !st->nsuccess_values)
+            what = "expected success_values with columns.status: the status values that mean "
+                   "charged";
+        else if (!st->status && st->nsuccess_values)
+            what = "expected columns.status with success_values";
+        if (!what)
+            continue;
+        const yaml_node_t *sn = cfg_seq_item(c, cfg_map_find(c, root, "suppliers"), i);
+        const yaml_node_t *tn = cfg_map_find(c, sn, "statement");
+        cfg_path_push(c, "suppliers[%zu].statement", i);
+        return cfg_fail(c, (tn ? tn : sn)->start_mark, "%s", what);
+    }
+    return PH_OK;
+}
+
 /* Two clients with one token would make authentication ambiguous. */
 static int check_tokens(ctx *c, const ph_config *cfg, const yaml_node_t *root)
 {
@@ -363,7 +439,8 @@ static int build(ctx *c, const yaml_node_t *root, ph_config **out)
     }
     if ((rc = cfg_parse_object(c, top_fields, NELEM(top_fields), root, cfg)) ||
         (rc = check_offer_suppliers(c, cfg, root)) || (rc = check_prices(c, cfg, root)) ||
-        (rc = check_tokens(c, cfg, root)) || (rc = check_http(c, cfg, root)))
+        (rc = check_tokens(c, cfg, root)) || (rc = check_http(c, cfg, root)) ||
+        (rc = check_statements(c, cfg, root)))
         goto fail;
     *out = cfg;
     return PH_OK;

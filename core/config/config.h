@@ -46,6 +46,29 @@ typedef struct ph_client_conf {
                                a loopback address (the published demo tokens) */
 } ph_client_conf;
 
+/* How a supplier's statement CSV is read (suppliers[].statement; money/recon.h). */
+enum { PH_STMT_YUAN = 1, PH_STMT_FEN = 2 };                                   /* amount_unit */
+enum { PH_STMT_RFC3339 = 1, PH_STMT_LOCAL, PH_STMT_UNIX_S, PH_STMT_UNIX_MS }; /* time_format */
+
+typedef struct ph_statement_conf {
+    /* Header names of the supplier's columns; NULL = the file has none. With a
+     * statement configured, amount and at least one of ref / supplier_order_id
+     * are set (checked at load). */
+    char *ref;               /* our attempt reference, as we sent it */
+    char *supplier_order_id; /* the supplier's order id */
+    char *amount;            /* what it charged for the line */
+    char *time;              /* when; optional */
+    char *status;            /* optional: without it every line is a charge */
+    char **success_values;   /* status values that mean "charged" (any case); set with status */
+    size_t nsuccess_values;
+    int amount_unit;    /* PH_STMT_YUAN ("49.40", default) or PH_STMT_FEN ("4940") */
+    int time_format;    /* PH_STMT_*: rfc3339 (default), local, unix_s, unix_ms */
+    int utc_offset_min; /* local: "YYYY-MM-DD HH:MM:SS" at this offset; default +480 */
+} ph_statement_conf;
+
+/* 1 when the supplier has a statement mapping in its configuration. */
+int ph_statement_configured(const ph_statement_conf *st);
+
 typedef struct ph_supplier_conf {
     char *id;     /* ident, unique */
     char *plugin; /* plugin name: <plugin_dir>/<plugin>.so */
@@ -66,6 +89,7 @@ typedef struct ph_supplier_conf {
     unsigned processing_window_s; /* overrides the plugin's processing window; 0 = the plugin's */
     unsigned stuck_after_s;       /* an open attempt this old is stuck; default 3600 */
     unsigned stuck_query_max_delay_s; /* the query backoff's ceiling once stuck; default 3600 */
+    ph_statement_conf statement;      /* its statement CSV's columns (reconciliation) */
 } ph_supplier_conf;
 
 typedef struct ph_offer_conf {

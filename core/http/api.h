@@ -200,5 +200,11 @@ int ph_api_metrics(ph_req *r);
 int ph_api_audit(ph_req *r);
 int ph_api_ledger(ph_req *r);  /* api_ledger.c: GET /v1/ledger, /v1/ledger.csv */
 int ph_api_reports(ph_req *r); /* api_ledger.c: GET /v1/reports, /v1/reports.csv */
+/* api_recon.c: statements and reconciliation runs */
+int ph_api_statement_import(ph_req *r);
+int ph_api_statement_fetch(ph_req *r);
+int ph_api_recon_list(ph_req *r);
+int ph_api_recon_get(ph_req *r);
+int ph_api_recon_csv(ph_req *r);
 
 #endif

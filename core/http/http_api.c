@@ -107,6 +107,11 @@ static const ph_route routes[] = {
     {"GET", "/v1/ledger.csv", PH_SCOPE_OPS, ph_api_ledger, LEDGER_PARAMS},
     {"GET", "/v1/reports", PH_SCOPE_OPS, ph_api_reports, "from to by format"},
     {"GET", "/v1/reports.csv", PH_SCOPE_OPS, ph_api_reports, "from to by format"},
+    {"POST", "/v1/suppliers/*/statements", PH_SCOPE_OPS, ph_api_statement_import, "from to"},
+    {"POST", "/v1/suppliers/*/statements/fetch", PH_SCOPE_OPS, ph_api_statement_fetch, "from to"},
+    {"GET", "/v1/reconciliations", PH_SCOPE_OPS, ph_api_recon_list, "after limit"},
+    {"GET", "/v1/reconciliations/*", PH_SCOPE_OPS, ph_api_recon_get, "after limit"},
+    {"GET", "/v1/reconciliations/*/lines.csv", PH_SCOPE_OPS, ph_api_recon_csv, NULL},
     /* suppliers authenticate by signature, checked by their plugin; their
      * notify URLs may carry the supplier's own parameters */
     {"POST", "/v1/callbacks/*", 0, ph_api_callback, PARAMS_ANY},

@@ -40,6 +40,8 @@ const char *ph_cmd_type_name(int type)
         return "note_event";
     case PH_CMD_SETTLE:
         return "settle";
+    case PH_CMD_RECON:
+        return "recon";
     default:
         return "?";
     }
@@ -198,6 +200,33 @@ static int encode_cmd(wbuf *b, const ph_cmd *c, size_t idx, ph_err *err)
         w_str(b, c->in.settle.note);
         w_i64(b, c->in.settle.charged);
         w_str(b, c->in.settle.supplier_order_id);
+        break;
+    case PH_CMD_RECON:
+        if (c->in.recon.nlines > UINT32_MAX || c->in.recon.nunbilled > UINT32_MAX)
+            return ph_err_set(err, PH_EINVAL, "command %zu (recon): lines: too many", idx);
+        w_str(b, c->in.recon.supplier);
+        w_str(b, c->in.recon.client);
+        w_str(b, c->in.recon.source);
+        w_i64(b, c->in.recon.from);
+        w_i64(b, c->in.recon.to);
+        w_bytes(b, c->in.recon.sha256, 32);
+        w_u32(b, (uint32_t)c->in.recon.nlines);
+        for (size_t i = 0; i < c->in.recon.nlines; i++) {
+            const ph_recon_line *l = &c->in.recon.lines[i];
+            w_u32(b, l->line);
+            w_str(b, l->ref);
+            w_str(b, l->supplier_order_id);
+            w_i64(b, l->amount);
+            w_i64(b, l->time);
+            w_i32(b, l->charged);
+            w_u64(b, c->in.recon.cand[i].order_id);
+            w_u32(b, c->in.recon.cand[i].no);
+        }
+        w_u32(b, (uint32_t)c->in.recon.nunbilled);
+        for (size_t i = 0; i < c->in.recon.nunbilled; i++) {
+            w_u64(b, c->in.recon.unbilled[i].order_id);
+            w_u32(b, c->in.recon.unbilled[i].no);
+        }
         break;
     default:
         /* a new command kind must be given an encoding here, or replication
@@ -536,6 +565,61 @@ static void decode_audit(rd *r, ph_cmd *c)
     c->audit = a;
 }
 
+/* Copies a string field into a fixed buffer of a line: too long is malformed. */
+static void r_fixed(rd *r, char *dst, size_t size, const char *field)
+{
+    const char *t = r_str(r, field);
+    if (!t)
+        return;
+    if (strlen(t) >= size)
+        r_fail(r, field, "too long");
+    else
+        memcpy(dst, t, strlen(t) + 1);
+}
+
+static void decode_recon(rd *r, ph_cmd *c)
+{
+    c->in.recon.supplier = r_str(r, "supplier");
+    c->in.recon.client = r_str(r, "client");
+    c->in.recon.source = r_str(r, "source");
+    c->in.recon.from = r_i64(r, "from");
+    c->in.recon.to = r_i64(r, "to");
+    r_bytes32(r, c->in.recon.sha256, "sha256");
+    size_t n = r_count(r, 4 + 4 + 4 + 8 + 8 + 4 + 8 + 4, "lines");
+    ph_recon_line *lines = a_alloc(r->a, n * sizeof *lines);
+    ph_recon_ref *cand = a_alloc(r->a, n * sizeof *cand);
+    if (!lines || !cand) {
+        r_fail(r, "lines", NULL);
+        return;
+    }
+    for (size_t i = 0; i < n && !r->rc; i++) {
+        lines[i].line = r_u32(r, "lines.line");
+        r_fixed(r, lines[i].ref, sizeof lines[i].ref, "lines.ref");
+        r_fixed(r, lines[i].supplier_order_id, sizeof lines[i].supplier_order_id,
+                "lines.supplier_order_id");
+        lines[i].amount = r_i64(r, "lines.amount");
+        lines[i].time = r_i64(r, "lines.time");
+        lines[i].charged = r_i32(r, "lines.charged");
+        cand[i].order_id = r_u64(r, "lines.order_id");
+        cand[i].no = r_u32(r, "lines.no");
+    }
+    c->in.recon.lines = lines;
+    c->in.recon.cand = cand;
+    c->in.recon.nlines = n;
+    size_t m = r_count(r, 12, "unbilled");
+    ph_recon_ref *ub = a_alloc(r->a, m * sizeof *ub);
+    if (!ub) {
+        r_fail(r, "unbilled", NULL);
+        return;
+    }
+    for (size_t i = 0; i < m && !r->rc; i++) {
+        ub[i].order_id = r_u64(r, "unbilled.order_id");
+        ub[i].no = r_u32(r, "unbilled.no");
+    }
+    c->in.recon.unbilled = ub;
+    c->in.recon.nunbilled = m;
+}
+
 static int decode_cmd(rd *r, ph_cmd *c, int *rc_out)
 {
     const uint8_t *t = r_take(r, 1, "type");
@@ -587,6 +671,9 @@ static int decode_cmd(rd *r, ph_cmd *c, int *rc_out)
         break;
     case PH_CMD_SETTLE:
         decode_settle(r, c);
+        break;
+    case PH_CMD_RECON:
+        decode_recon(r, c);
         break;
     default:
         r->kind = "?";

@@ -323,6 +323,7 @@ enum ph_cmd_type {
     PH_CMD_EXPIRE,        /* the expiry sweep: retire available codes that are due */
     PH_CMD_NOTE_EVENT,    /* an event about something the store keeps no record of */
     PH_CMD_SETTLE,        /* ops settle a stuck order by hand with the supplier's evidence */
+    PH_CMD_RECON,         /* store a reconciliation run of a supplier statement (idempotent) */
 };
 
 /* The event names PH_CMD_NOTE_EVENT accepts: a closed list, so the feed's
@@ -387,6 +388,53 @@ typedef struct ph_audit {
     const char *via;        /* NULL = "http"; else how it came: "signal" (SIGHUP) */
     const char *what;       /* JSON object text: ids and counts; NULL = {} */
 } ph_audit;
+/* ---- reconciliation (store_recon.c; docs/store.md, "Reconciliation") ---- */
+
+/* One line of a supplier's statement, as money/recon.h read it. */
+typedef struct ph_recon_line {
+    uint32_t line;                                     /* in the file; 0 when a plugin gave it */
+    char ref[PH_REF_MAX + 1];                          /* our attempt reference, "" none */
+    char supplier_order_id[PH_SUPPLIER_ORDER_MAX + 1]; /* the supplier's, "" none */
+    int64_t amount;                                    /* fen the line says */
+    int64_t time;                                      /* ms; -1 not given */
+    int charged;                                       /* 1: the supplier says it charged */
+} ph_recon_line;
+
+/* An attempt, by order id and attempt no (order_id 0: none). */
+typedef struct ph_recon_ref {
+    uint64_t order_id;
+    uint32_t no;
+} ph_recon_ref;
+
+/* A line's outcome. The values are stored: never renumber. */
+enum ph_recon_outcome {
+    PH_RECON_MATCHED = 1,               /* their line and our attempt agree */
+    PH_RECON_CHARGED_NOT_SUCCEEDED = 2, /* they charged; the attempt did not succeed with us */
+    PH_RECON_NOT_BILLED = 3,            /* a success with us no charged line bills */
+    PH_RECON_AMOUNT_MISMATCH = 4,       /* both succeeded, at other amounts */
+    PH_RECON_UNKNOWN_REF = 5,           /* the line names no attempt of ours at this supplier */
+    PH_RECON_DUPLICATE = 6,             /* a second charged line for an attempt already billed */
+};
+#define PH_RECON_OUTCOMES 6
+
+/* "matched", "charged_not_succeeded", ...; "?" otherwise. Static strings. */
+const char *ph_recon_outcome_name(int outcome);
+
+/* Is a line with this outcome supplier truth that contradicts our record (a
+ * discrepancy, docs/design.md rule 7)? The one answer for the writer and views. */
+int ph_recon_outcome_discrepancy(int outcome);
+
+/* What an attempt cost us: the supplier's charge when it gave one, else the
+ * offer's unit cost x quantity. The one answer for the order's cost and
+ * reconciliation. */
+int64_t ph_attempt_cost(const ph_attempt *a, uint32_t quantity);
+
+/* The outcome of statement line l against our attempt a (NULL: none found) of
+ * an order of `quantity` units; billed: an earlier charged line of the same
+ * statement already billed a. *ours gets what we hold (fen; -1 when we hold no
+ * charge). Pure: the writer decides every stored outcome with it. */
+int ph_recon_classify(const ph_recon_line *l, const ph_attempt *a, uint32_t quantity, int billed,
+                      int64_t *ours);
 
 typedef struct ph_cmd ph_cmd;
 typedef void (*ph_cmd_done_fn)(ph_cmd *cmd);
@@ -539,6 +587,32 @@ struct ph_cmd {
             int64_t charged;               /* fen, -1 keeps the attempt's */
             const char *supplier_order_id; /* NULL keeps */
         } settle;
+        /*
+         * RECON: one reconciliation run of `supplier`'s statement for the
+         * period [from, to) (ms). Idempotent on (supplier, from, to, sha256 of
+         * the statement): the same again returns the stored run with replayed
+         * = 1 and changes nothing. Otherwise the writer decides every line's
+         * outcome itself (ph_recon_classify) from the attempt cand[i] the
+         * submitter found for line i (ph_store_recon_prepare; order_id 0 =
+         * none), checking that it is an attempt of `supplier` whose reference
+         * or supplier order id is the line's (else unknown_ref); then appends a
+         * not_billed line for each of `unbilled` that is still an attempt of
+         * `supplier` created in the period, succeeded, and named by no line.
+         * Writes the run, its lines and recon.completed. Refusals (nothing
+         * written): PH_EINVAL supplier not an identifier, from >= to, a line
+         * with neither ref nor supplier order id, source or client malformed.
+         */
+        struct {
+            const char *supplier, *client; /* client: the token's name, who imported it */
+            const char *source;            /* "csv" or "plugin" */
+            int64_t from, to;
+            uint8_t sha256[32];
+            const ph_recon_line *lines;
+            const ph_recon_ref *cand; /* nlines of them */
+            size_t nlines;
+            const ph_recon_ref *unbilled;
+            size_t nunbilled;
+        } recon;
     } in;
     /* The ops action this command is (ph_audit above), or NULL for none: the
      * writer appends its record when the command applies; a malformed one
@@ -562,6 +636,7 @@ struct ph_cmd {
      * once succeeded) and SUPPLY_CREATE sets `replayed`. */
     uint64_t expired_codes; /* EXPIRE: codes that became expired */
     int more;               /* EXPIRE: due entries remain after this step */
+    uint64_t recon_run;     /* RECON: the run (new, or the stored one with replayed = 1) */
 
     /* ---- completion ---- */
     ph_cmd_done_fn
@@ -821,6 +896,37 @@ typedef struct ph_check_progress {
  * and batches that exist, every order and every batch has an event,
  * `client_orders` lists each order once under its client. The messages name the
  * sub-database and the key. progress (may be NULL) is updated throughout. */
+/* ---- reconciliation reads (store_recon.c) ---- */
+
+/* For a RECON command: in one snapshot, the attempt of `supplier` each line
+ * names — by reference first, else by supplier order id — into cand[i]
+ * (order_id 0: none), and the attempts of `supplier` created in [from, to)
+ * that succeeded and that no line names, into *unbilled (*nunbilled; the
+ * caller frees it). Reads every supplier order (an ops action, not a hot
+ * path). Errors: PH_EIO, PH_ENOMEM. */
+int ph_store_recon_prepare(ph_store *s, const char *supplier, int64_t from, int64_t to,
+                           const ph_recon_line *lines, size_t n, ph_recon_ref *cand,
+                           ph_recon_ref **unbilled, size_t *nunbilled, ph_err *err);
+
+/* The run stored for this statement, if any: *run 0 when none. Errors: PH_EIO. */
+int ph_store_recon_find(ph_store *s, const char *supplier, int64_t from, int64_t to,
+                        const uint8_t sha256[32], uint64_t *run, ph_err *err);
+
+/* Runs with id > after (or, with before > 0, id < before, newest first), at
+ * most limit, as JSON texts (docs/store.md); freed with
+ * ph_store_event_list_free. Errors: PH_EIO, PH_ENOMEM. */
+int ph_store_recon_list(ph_store *s, uint64_t after, size_t limit, char ***out, size_t *n,
+                        ph_err *err);
+
+/* One run's JSON text (the caller frees it). Errors: PH_ENOTFOUND, PH_EIO, PH_ENOMEM. */
+int ph_store_recon_get(ph_store *s, uint64_t id, char **out, ph_err *err);
+
+/* The lines of run id with index > after, ascending, at most limit, as JSON
+ * texts (each has "index"); freed with ph_store_event_list_free. Errors:
+ * PH_ENOTFOUND (no such run), PH_EIO, PH_ENOMEM. */
+int ph_store_recon_lines(ph_store *s, uint64_t id, uint64_t after, size_t limit, char ***out,
+                         size_t *n, ph_err *err);
+
 int ph_store_check_watched(ph_store *s, ph_store_stats *stats, ph_check_progress *progress,
                            ph_err *err);
 

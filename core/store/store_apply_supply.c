@@ -503,7 +503,7 @@ void store_order_follow(ph_order *o, const ph_attempt *a)
     switch (a->state) {
     case PH_ATTEMPT_SUCCEEDED:
         o->state = PH_ORDER_SUCCEEDED;
-        o->cost = a->charged >= 0 ? a->charged : a->unit_cost * (int64_t)o->quantity;
+        o->cost = ph_attempt_cost(a, o->quantity);
         break;
     case PH_ATTEMPT_FAILED:
         o->state = PH_ORDER_FAILED;

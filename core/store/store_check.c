@@ -741,7 +741,9 @@ static int run_scan(ph_store *s, ph_store_stats *st, int full, int64_t now, ph_c
         (at_stage(&sc, "the audit trail", DB_AUDIT), rc = store_audit_check(s, sc.txn, err)) ==
             PH_OK &&
         (at_stage(&sc, "the ledger and the daily aggregates", DB_LEDGER),
-         rc = ph_ledger_check(s, sc.txn, err)) == PH_OK) {
+         rc = ph_ledger_check(s, sc.txn, err)) == PH_OK &&
+        (at_stage(&sc, "reconciliation runs", DB_RECON_RUNS),
+         rc = store_check_recon(s, sc.txn, err)) == PH_OK) {
         at_stage(&sc, "key checks", DB_META);
         rc = ph_store_keys_complete(s, sc.txn, err);
     }

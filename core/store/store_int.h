@@ -45,6 +45,9 @@ enum {
     DB_LEDGER,        /* entry seq -> ledger entry record (store_ledger.c) */
     DB_LEDGER_ORDERS, /* order id -> the order's ledger summary (store_ledger.c) */
     DB_REPORT_DAYS,   /* be32(day) supplier NUL client NUL sku -> daily aggregate */
+    DB_RECON_RUNS,    /* run id -> reconciliation run JSON (store_recon.c) */
+    DB_RECON_LINES,   /* be64(run id) be64(index) -> line outcome JSON */
+    DB_RECON_DIGEST,  /* supplier NUL be64(from) be64(to) sha256 -> run id (idempotency) */
     DB_COUNT
 };
 
@@ -402,5 +405,11 @@ int ph_ledger_open(ph_store *s, MDB_txn *txn, const ph_store_opts *opts, ph_err 
 /* For ph_store_check: every order's summary against its facts and against
  * its entries, and the daily aggregates against the entries and summaries. */
 int ph_ledger_check(ph_store *s, MDB_txn *txn, ph_err *err);
+/* store_recon.c: reconciliation runs. */
+int store_apply_recon(ph_wtxn *w, ph_cmd *c);
+/* --check-store: every run's lines are its keys 1..lines with known outcomes,
+ * every digest names a run and every run has one. PH_EIO naming the first
+ * violation. */
+int store_check_recon(ph_store *s, MDB_txn *txn, ph_err *err);
 
 #endif

@@ -304,7 +304,7 @@ static int order_facts(ph_store *s, MDB_txn *txn, ph_memo *memo, const ph_order 
             const ph_attempt *a = &o->attempts[i];
             if (a->state != PH_ATTEMPT_SUCCEEDED)
                 continue;
-            int64_t c = a->charged >= 0 ? a->charged : a->unit_cost * (int64_t)o->quantity;
+            int64_t c = ph_attempt_cost(a, o->quantity);
             if (facts_add(f, SIDE_COST, a->no, a->supplier, c, o->quantity))
                 return ph_err_set(err, PH_ENOMEM, "out of memory");
             won = a;

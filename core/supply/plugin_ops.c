@@ -41,6 +41,11 @@ void ph_op_result_clear(const struct perkhub_host *host, struct perkhub_result *
         host->mem_free(host, res->items[i].name);
     }
     host->mem_free(host, res->items);
+    for (size_t i = 0; res->statement && i < res->nstatement; i++) {
+        host->mem_free(host, res->statement[i].order_ref);
+        host->mem_free(host, res->statement[i].supplier_order_id);
+    }
+    host->mem_free(host, res->statement);
     host->mem_free(host, res->reason);
     host->mem_free(host, res->order_ref);
     host->mem_free(host, res->supplier_order_id);
@@ -117,6 +122,12 @@ unsigned ph_op_result_clean(const struct perkhub_host *host, struct perkhub_resu
         memset(&res->items[i], 0, sizeof res->items[i]); /* moved or freed */
     if (res->items)
         res->nitems = kept;
+    /* a statement line keeps only identifiers; money/recon.h refuses a line
+     * left naming nothing */
+    for (size_t i = 0; res->statement && i < res->nstatement; i++) {
+        n += keep_id(host, &res->statement[i].order_ref, PH_REF_MAX, account);
+        n += keep_id(host, &res->statement[i].supplier_order_id, PH_SUPPLIER_ORDER_MAX, account);
+    }
     /* 0 means "never expires": a date before 1970 must not read as that */
     for (size_t i = 0; res->codes && i < res->ncodes; i++)
         if (res->codes[i].expires_at_ms < 0) {
@@ -151,8 +162,8 @@ void ph_op_reply_clear(const struct perkhub_host *host, struct perkhub_local_rep
 const char *ph_op_kind_name(int kind)
 {
     static const char *const names[] = {"?",        "catalog",     "stock_check", "card_order",
-                                        "recharge", "order_query", "balance"};
-    return kind >= 1 && kind <= PERKHUB_OP_BALANCE ? names[kind] : "?";
+                                        "recharge", "order_query", "balance",     "statement"};
+    return kind >= 1 && kind <= PERKHUB_OP_STATEMENT ? names[kind] : "?";
 }
 
 const char *ph_op_status_name(int status)

@@ -46,6 +46,7 @@ struct sandbox {
     size_t seed_len;
     int64_t settle_ms; /* how long the "later" outcomes take */
     int64_t slow_ms;   /* how long slow answers (and dropped connections) take */
+    char *statement;   /* the statement it answers for any period ("" none); our copy */
 };
 
 #define SBX_URL_PREFIX   "sandbox://local/"
@@ -194,6 +195,14 @@ static const struct perkhub_config_key sandbox_config[] = {
         .description = "Milliseconds a slow answer takes, and after which an unanswered "
                        "request's connection drops (0..86400000).",
     },
+    {
+        .key = "statement",
+        .type = PERKHUB_CONF_STRING,
+        .default_value = "",
+        .description = "The statement the sandbox bills for any period (ABI 1.2, "
+                       "PERKHUB_OP_STATEMENT): entries REF:FEN or REF:FEN:free separated by "
+                       "spaces; each names our reference and the sandbox's order id SBXO-REF.",
+    },
     {.key = NULL},
 };
 
@@ -229,6 +238,13 @@ static int sandbox_init(const struct perkhub_host *host, const struct perkhub_co
         host->mem_free(host, sb);
         return PERKHUB_ERR_NOMEM;
     }
+    const char *st = host->config_string(host, config, "statement");
+    sb->statement = host->mem_strdup(host, st ? st : "");
+    if (!sb->statement) {
+        host->mem_free(host, sb->seed);
+        host->mem_free(host, sb);
+        return PERKHUB_ERR_NOMEM;
+    }
     sb->seed_len = strlen(seed);
     sb->settle_ms = settle_ms;
     sb->slow_ms = slow_ms;
@@ -244,6 +260,7 @@ static void sandbox_shutdown(void *instance)
     struct sandbox *sb = instance;
     const struct perkhub_host *host = sb->host;
     host->mem_free(host, sb->seed);
+    host->mem_free(host, sb->statement);
     host->mem_free(host, sb);
 }
 
@@ -254,6 +271,7 @@ static void sandbox_shutdown(void *instance)
  *   GET  sandbox://local/catalog
  *   GET  sandbox://local/stock?product=<id>
  *   GET  sandbox://local/balance
+ *   GET  sandbox://local/statement     (ABI 1.2) the configured statement
  *   POST sandbox://local/order   form: kind, product, qty, ref, created[, account]
  *   POST sandbox://local/query   the same form as the order it asks about
  * kind is "card" or "recharge". The account goes in the body, never in the
@@ -344,6 +362,8 @@ static int sandbox_build_request(void *instance, const struct perkhub_op *op,
         return sbx_request_get(sb, req, "stock", op->product_id ? op->product_id : "");
     case PERKHUB_OP_BALANCE:
         return sbx_request_get(sb, req, "balance", NULL);
+    case PERKHUB_OP_STATEMENT:
+        return sbx_request_get(sb, req, "statement", NULL);
     case PERKHUB_OP_CARD_ORDER:
     case PERKHUB_OP_RECHARGE:
         return sbx_request_post(sb, op, req, "order");
@@ -686,6 +706,42 @@ static void sbx_serve_stock(const struct sbx_form *f, struct sbx_answer *ans)
                   : sbx_error_json("unknown_product");
 }
 
+/* The configured statement as the sandbox's JSON: {"lines": [{ref, order_id,
+ * amount, status}]}. An entry that does not read REF:FEN[:free] is skipped. */
+static void sbx_serve_statement(const struct sandbox *sb, struct sbx_answer *ans)
+{
+    json_t *lines = json_array();
+    const char *p = sb->statement;
+    while (*p) {
+        while (*p == ' ')
+            p++;
+        size_t n = strcspn(p, " ");
+        char entry[SBX_REF_MAX + 40], order_id[SBX_REF_MAX + 48];
+        if (n && n < sizeof entry) {
+            memcpy(entry, p, n);
+            entry[n] = 0;
+            char *amount = strchr(entry, ':'), *flag = NULL;
+            if (amount) {
+                *amount++ = 0;
+                if ((flag = strchr(amount, ':')))
+                    *flag++ = 0;
+            }
+            int64_t fen;
+            if (amount && *entry && strlen(entry) <= SBX_REF_MAX && sbx_parse_i64(amount, &fen) &&
+                (!flag || !strcmp(flag, "free"))) {
+                snprintf(order_id, sizeof order_id, "SBXO-%s", entry);
+                json_array_append_new(lines,
+                                      json_pack("{s:s,s:s,s:I,s:s}", "ref", entry, "order_id",
+                                                order_id, "amount", (json_int_t)fen, "status",
+                                                flag ? "free" : "charged"));
+            }
+        }
+        p += n;
+    }
+    ans->http_status = 200;
+    ans->body = json_pack("{s:o}", "lines", lines);
+}
+
 /* Routes f to its endpoint; a path or method the sandbox does not serve is a 404
  * or 405, as any web server would answer. */
 static void sbx_serve(const struct sandbox *sb, const struct perkhub_request *req,
@@ -694,7 +750,7 @@ static void sbx_serve(const struct sandbox *sb, const struct perkhub_request *re
     int post = req->method && strcmp(req->method, "POST") == 0;
     int order = strcmp(f->path, "order") == 0, query = strcmp(f->path, "query") == 0;
     int get_path = strcmp(f->path, "catalog") == 0 || strcmp(f->path, "stock") == 0 ||
-                   strcmp(f->path, "balance") == 0;
+                   strcmp(f->path, "balance") == 0 || strcmp(f->path, "statement") == 0;
     if (!order && !query && !get_path) {
         ans->http_status = 404;
         ans->body = sbx_error_json("no_such_endpoint");
@@ -707,6 +763,8 @@ static void sbx_serve(const struct sandbox *sb, const struct perkhub_request *re
         sbx_serve_catalog(ans);
     else if (strcmp(f->path, "stock") == 0)
         sbx_serve_stock(f, ans);
+    else if (strcmp(f->path, "statement") == 0)
+        sbx_serve_statement(sb, ans);
     else {
         ans->http_status = 200;
         ans->body = json_pack("{s:I}", "balance", (json_int_t)SBX_BALANCE);
@@ -942,6 +1000,36 @@ static int sbx_parse_info(const struct perkhub_host *h, const struct perkhub_op 
     return PERKHUB_AMBIGUOUS;
 }
 
+/* The statement's lines; a reply we cannot read in full is not taken in part. */
+static int sbx_parse_statement(const struct perkhub_host *h, int http_status, json_t *root,
+                               struct perkhub_result *res)
+{
+    json_t *lines = root ? json_object_get(root, "lines") : NULL;
+    if (http_status != 200 || !json_is_array(lines))
+        return PERKHUB_AMBIGUOUS;
+    size_t n = json_array_size(lines);
+    res->statement = h->mem_alloc(h, (n ? n : 1) * sizeof *res->statement);
+    if (!res->statement)
+        return PERKHUB_ERR_NOMEM;
+    memset(res->statement, 0, (n ? n : 1) * sizeof *res->statement);
+    for (size_t i = 0; i < n; i++) {
+        json_t *l = json_array_get(lines, i);
+        struct perkhub_statement_line *out = &res->statement[i];
+        json_t *amount = json_object_get(l, "amount");
+        const char *status = json_string_value(json_object_get(l, "status"));
+        res->nstatement = i + 1; /* what is set is freed by the core */
+        if (!json_is_integer(amount) || !status)
+            return PERKHUB_AMBIGUOUS;
+        out->amount = json_integer_value(amount);
+        out->time_ms = -1;
+        out->charged = strcmp(status, "charged") == 0;
+        if (sbx_dup(h, &out->order_ref, json_string_value(json_object_get(l, "ref"))) ||
+            sbx_dup(h, &out->supplier_order_id, json_string_value(json_object_get(l, "order_id"))))
+            return PERKHUB_ERR_NOMEM;
+    }
+    return PERKHUB_OK;
+}
+
 static int sandbox_parse_response(void *instance, const struct perkhub_op *op,
                                   const struct perkhub_response *resp, struct perkhub_result *res)
 {
@@ -965,6 +1053,9 @@ static int sandbox_parse_response(void *instance, const struct perkhub_op *op,
     case PERKHUB_OP_STOCK_CHECK:
     case PERKHUB_OP_BALANCE:
         st = sbx_parse_info(sb->host, op, resp->http_status, root, res);
+        break;
+    case PERKHUB_OP_STATEMENT:
+        st = sbx_parse_statement(sb->host, resp->http_status, root, res);
         break;
     default:
         st = PERKHUB_ERR_UNSUPPORTED;
@@ -993,7 +1084,7 @@ static const struct perkhub_plugin sandbox_plugin = {
                    "time out or stay ambiguous, with no upstream.",
     .capabilities = PERKHUB_CAP_CATALOG | PERKHUB_CAP_STOCK_CHECK | PERKHUB_CAP_CARD_ORDER |
                     PERKHUB_CAP_RECHARGE | PERKHUB_CAP_ORDER_QUERY | PERKHUB_CAP_BALANCE |
-                    PERKHUB_CAP_LOCAL,
+                    PERKHUB_CAP_LOCAL | PERKHUB_CAP_STATEMENT,
     .config = sandbox_config,
     .init = sandbox_init,
     .shutdown = sandbox_shutdown,

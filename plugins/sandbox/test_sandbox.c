@@ -73,7 +73,7 @@ static void sbx_run(phtk *tk, const struct perkhub_op *op, int64_t now, struct s
     phtk_reply_clear(tk, &reply);
     phtk_request_clear(tk, &req);
     if (!r->res.codes && !r->res.items && !r->res.reason && !r->res.order_ref &&
-        !r->res.supplier_order_id && !r->res.product_id)
+        !r->res.supplier_order_id && !r->res.product_id && !r->res.statement)
         cr_assert_eq(phtk_blocks(tk), blocks, "the exchange leaked host blocks");
 }
 
@@ -171,10 +171,10 @@ Test(sandbox, descriptor)
     static const struct phtk_descriptor_want want = {
         .name = "sandbox",
         .abi_major = 1,
-        .abi_minor = 1,
+        .abi_minor = 2,
         .capabilities = PERKHUB_CAP_CATALOG | PERKHUB_CAP_STOCK_CHECK | PERKHUB_CAP_CARD_ORDER |
                         PERKHUB_CAP_RECHARGE | PERKHUB_CAP_ORDER_QUERY | PERKHUB_CAP_BALANCE |
-                        PERKHUB_CAP_LOCAL,
+                        PERKHUB_CAP_LOCAL | PERKHUB_CAP_STATEMENT,
         .processing_window_s = 30,
         .query_delay_ms = 200,
         .build_request = 1,
@@ -194,15 +194,16 @@ Test(sandbox, descriptor)
         const char *def;
     } schema[] = {{"seed", PERKHUB_CONF_STRING, "sandbox"},
                   {"settle_ms", PERKHUB_CONF_INT, "3000"},
-                  {"slow_ms", PERKHUB_CONF_INT, "2000"}};
-    for (size_t i = 0; i < 3; i++) {
+                  {"slow_ms", PERKHUB_CONF_INT, "2000"},
+                  {"statement", PERKHUB_CONF_STRING, ""}};
+    for (size_t i = 0; i < 4; i++) {
         cr_assert_str_eq(d->config[i].key, schema[i].key);
         cr_assert_eq(d->config[i].type, schema[i].type);
         cr_assert_str_eq(d->config[i].default_value, schema[i].def);
         cr_assert_eq(d->config[i].required, 0);
         cr_assert_not_null(d->config[i].description);
     }
-    cr_assert_null(d->config[3].key);
+    cr_assert_null(d->config[4].key);
 }
 
 Test(sandbox, config)
@@ -699,6 +700,46 @@ Test(sandbox, stock_and_balance)
     sbx_run(tk, &op, T0, &r);
     cr_assert_eq(r.outcome, PERKHUB_OK);
     cr_assert_eq(r.res.balance, 100000000);
+    sbx_run_clear(tk, &r, blocks);
+    phtk_close(tk);
+}
+
+/* ABI 1.2: the statement is the configured one, for any period; entries that do
+ * not read REF:FEN[:free] are left out. */
+Test(sandbox, statement)
+{
+    static const char *const kv[] = {"statement",
+                                     "ab12cd34-1-1:4900 ab12cd34-2-1:0:free bad ab12cd34-3-1:x "
+                                     "ab12cd34-4-1:5100:maybe  ab12cd34-5-1:5000",
+                                     NULL};
+    phtk *tk = sbx_open(kv);
+    size_t blocks = phtk_blocks(tk);
+    struct perkhub_op op = {
+        .kind = PERKHUB_OP_STATEMENT, .period_from_ms = T0, .period_to_ms = T0 + 86400000};
+    struct sbx_run r;
+    sbx_run(tk, &op, T0, &r);
+    cr_assert_eq(r.http_status, 200);
+    cr_assert_eq(r.outcome, PERKHUB_OK);
+    cr_assert_eq(r.res.nstatement, 3, "%s", r.body);
+    const struct perkhub_statement_line *l = r.res.statement;
+    cr_assert_str_eq(l[0].order_ref, "ab12cd34-1-1");
+    cr_assert_str_eq(l[0].supplier_order_id, "SBXO-ab12cd34-1-1");
+    cr_assert_eq(l[0].amount, 4900);
+    cr_assert_eq(l[0].charged, 1);
+    cr_assert_eq(l[0].time_ms, -1);
+    cr_assert_str_eq(l[1].order_ref, "ab12cd34-2-1");
+    cr_assert_eq(l[1].charged, 0);
+    cr_assert_str_eq(l[2].order_ref, "ab12cd34-5-1");
+    cr_assert_eq(l[2].amount, 5000);
+    sbx_run_clear(tk, &r, blocks);
+    phtk_close(tk);
+
+    /* without the setting: an empty statement */
+    tk = sbx_open(NULL);
+    blocks = phtk_blocks(tk);
+    sbx_run(tk, &op, T0, &r);
+    cr_assert_eq(r.outcome, PERKHUB_OK);
+    cr_assert_eq(r.res.nstatement, 0);
     sbx_run_clear(tk, &r, blocks);
     phtk_close(tk);
 }

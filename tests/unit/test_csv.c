@@ -437,3 +437,82 @@ Test(csv, million_lines)
     expect_row(csv, n - 1, (uint32_t)n + 1, "CODE0999999", "CARD0999999", EOD_2027_01_31);
     ph_csv_free(csv);
 }
+
+/* ---- the record reader underneath (ph_csv_records) ---------------------------- */
+
+typedef struct seen_records {
+    size_t n;
+    uint32_t line[8];
+    size_t nfields[8];
+    char first[8][64], last[8][64];
+    const char *fault[8];
+} seen_records;
+
+static int take(void *arg, const ph_csv_record *rec, ph_err *err)
+{
+    (void)err;
+    seen_records *s = arg;
+    cr_assert_lt(s->n, 8);
+    s->line[s->n] = rec->line;
+    s->nfields[s->n] = rec->nfields;
+    size_t kept = rec->nfields < PH_CSV_FIELDS_MAX ? rec->nfields : PH_CSV_FIELDS_MAX;
+    snprintf(s->first[s->n], sizeof s->first[0], "%s", rec->field[0]);
+    snprintf(s->last[s->n], sizeof s->last[0], "%s", rec->field[kept - 1]);
+    s->fault[s->n] = rec->fault;
+    s->n++;
+    return PH_OK;
+}
+
+Test(csv, records_of_any_shape)
+{
+    char wide[256] = "";
+    for (int i = 0; i < 40; i++) /* 40 fields: 32 kept, all counted */
+        snprintf(wide + strlen(wide), sizeof wide - strlen(wide), "%s%d", i ? "," : "", i);
+    char data[512];
+    snprintf(data, sizeof data,
+             "\xEF\xBB\xBF"
+             "a,\"b,c\",\"d\"\"e\"\r\n"
+             "\n"
+             "%s\n"
+             "x,y\"z\n"
+             "\"multi\nline\",end",
+             wide);
+    seen_records s = {0};
+    ph_err err = {0};
+    cr_assert_eq(ph_csv_records(data, strlen(data), take, &s, &err), PH_OK, "%s", err.msg);
+    cr_assert_eq(s.n, 4);
+    cr_assert_eq(s.line[0], 1);
+    cr_assert_str_eq(s.first[0], "a");
+    cr_assert_str_eq(s.last[0], "d\"e");
+    cr_assert_eq(s.nfields[0], 3);
+    cr_assert_eq(s.line[1], 3);
+    cr_assert_eq(s.nfields[1], 40);
+    cr_assert_str_eq(s.last[1], "31");
+    cr_assert_eq(s.line[2], 4);
+    cr_assert_str_eq(s.fault[2], "quote inside an unquoted field");
+    cr_assert_eq(s.line[3], 5);
+    cr_assert_str_eq(s.first[3], "multi\nline");
+    cr_assert_null(s.fault[3]);
+
+    /* not CSV: stops with the line */
+    memset(&s, 0, sizeof s);
+    cr_assert_eq(ph_csv_records("a\n\"open", 7, take, &s, &err), PH_EINVAL);
+    cr_assert(strstr(err.msg, "line 2: unterminated quote"), "%s", err.msg);
+}
+
+static int stop_at_second(void *arg, const ph_csv_record *rec, ph_err *err)
+{
+    int *n = arg;
+    if (++*n == 2)
+        return ph_err_set(err, PH_EINVAL, "line %u: stop", rec->line);
+    return PH_OK;
+}
+
+Test(csv, records_stop_when_the_callback_says)
+{
+    int n = 0;
+    ph_err err = {0};
+    cr_assert_eq(ph_csv_records("a\nb\nc\n", 6, stop_at_second, &n, &err), PH_EINVAL);
+    cr_assert_eq(n, 2);
+    cr_assert_str_eq(err.msg, "line 2: stop");
+}

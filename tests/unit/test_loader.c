@@ -147,13 +147,13 @@ Test(loader, open_refusals)
     } cases[] = {
         {"wrong_major",
          PH_EVERSION,
-         {"plugin 'wrong_major' (", "is built for SDK ABI 2.0", "this perkhubd provides 1.1"}},
+         {"plugin 'wrong_major' (", "is built for SDK ABI 2.0", "this perkhubd provides 1.2"}},
         {"newer_minor",
          PH_EVERSION,
-         {"plugin 'newer_minor' (", "is built for SDK ABI 1.99", "this perkhubd provides 1.1"}},
+         {"plugin 'newer_minor' (", "is built for SDK ABI 1.99", "this perkhubd provides 1.2"}},
         {"too_small",
          PH_EVERSION,
-         {"plugin 'too_small' (", "less than the", "this perkhubd provides 1.1"}},
+         {"plugin 'too_small' (", "less than the", "this perkhubd provides 1.2"}},
         {"missing_symbol",
          PH_EINVAL,
          {"plugin 'missing_symbol' (", "does not export perkhub_plugin_entry()",
@@ -198,7 +198,12 @@ Test(loader, open_refusals)
           "an ambiguous order could never be settled (docs/design.md rule 2)"}},
         {"undefined_cap",
          PH_EINVAL,
-         {"plugin 'undefined_cap' (", "claims capability bits 0x200", "bits 8..63 are reserved"}},
+         {"plugin 'undefined_cap' (", "claims capability bits 0x200", "bits 9..63 are reserved"}},
+        /* ABI 1.2: a 1.1 plugin cannot claim the statement operation */
+        {"statement_1_1",
+         PH_EINVAL,
+         {"plugin 'statement_1_1' (", "claims PERKHUB_CAP_STATEMENT, which SDK ABI 1.1",
+          "it came with 1.2"}},
         {"no_such_plugin",
          PH_ENOTFOUND,
          {"plugin 'no_such_plugin' (", "no_such_plugin.so): no such file", NULL}},
@@ -228,7 +233,7 @@ Test(loader, open_refusals)
     char want[4096];
     snprintf(want, sizeof want,
              "plugin 'wrong_major' (%s/wrong_major.so) is built for SDK ABI 2.0; this perkhubd "
-             "provides 1.1",
+             "provides 1.2",
              fixture_dir());
     cr_assert_eq(ph_plugin_open(fixture_dir(), "wrong_major", &p, &err), PH_EVERSION);
     cr_assert_eq(strncmp(err.msg, want, strlen(want)), 0, "%s", err.msg);
@@ -245,7 +250,7 @@ Test(loader, open_ops_good)
     cr_assert_eq(ph_plugin_open(fixture_dir(), "ops_good", &p, &err), PH_OK, "%s", err.msg);
     const struct perkhub_plugin *d = ph_plugin_descriptor(p);
     const struct perkhub_ops *ops = ph_plugin_ops(p);
-    cr_assert_eq(d->abi_minor, 1);
+    cr_assert_eq(d->abi_minor, PERKHUB_ABI_MINOR);
     cr_assert_not_null(ops);
     cr_assert_eq(d->ops, ops, "the descriptor copy points at the core's ops copy");
     cr_assert_eq(ops->struct_size, sizeof(struct perkhub_ops));
@@ -261,7 +266,7 @@ Test(loader, open_ops_good)
     FILE *f = open_memstream(&doc, &len);
     cr_assert_eq(ph_plugin_describe(p, f), PH_OK);
     fclose(f);
-    cr_assert(strstr(doc, "plugin: ops_good 1.1.0 (SDK ABI 1.1"), "%s", doc);
+    cr_assert(strstr(doc, "plugin: ops_good 1.1.0 (SDK ABI 1.2"), "%s", doc);
     cr_assert(strstr(doc, "capabilities: stock_check card_order order_query callback\n"), "%s",
               doc);
     cr_assert(strstr(doc, "order queries: first after 250 ms, not_found settles after 120 s"), "%s",
@@ -802,7 +807,7 @@ Test(suppliers, apply_is_all_or_nothing)
         const char *says;
     } cases[] = {
         {"wrong_major", 0, PH_EVERSION, "supplier 's4': plugin 'wrong_major' ("},
-        {"newer_minor", 0, PH_EVERSION, "is built for SDK ABI 1.99; this perkhubd provides 1.1"},
+        {"newer_minor", 0, PH_EVERSION, "is built for SDK ABI 1.99; this perkhubd provides 1.2"},
         {"recharge_no_query", 0, PH_EINVAL, "supplier 's4': plugin 'recharge_no_query' ("},
         {"missing_symbol", 0, PH_EINVAL, "supplier 's4': plugin 'missing_symbol' ("},
         {"init_fails", 0, PH_EINVAL, "supplier 's4': plugin 'init_fails' init failed (config): "},

@@ -514,13 +514,13 @@ Test(testkit, conformance)
     cr_assert_eq(phtk_conformance(&d, err, sizeof err), PH_EINVAL);
     cr_assert(strstr(err, "its ops table is 8 bytes, less than the"), "%s", err);
     d = tiny_plugin;
-    d.abi_minor = 2;
+    d.abi_minor = 3;
     cr_assert_eq(phtk_conformance(&d, err, sizeof err), PH_EVERSION);
-    cr_assert(strstr(err, "is built for SDK ABI 1.2; this perkhubd provides 1.1"), "%s", err);
+    cr_assert(strstr(err, "is built for SDK ABI 1.3; this perkhubd provides 1.2"), "%s", err);
     d = tiny_plugin;
-    d.capabilities |= UINT64_C(1) << 8;
+    d.capabilities |= UINT64_C(1) << 9;
     cr_assert_eq(phtk_conformance(&d, err, sizeof err), PH_EINVAL);
-    cr_assert(strstr(err, "claims capability bits 0x100"), "%s", err);
+    cr_assert(strstr(err, "claims capability bits 0x200"), "%s", err);
 }
 
 static const struct phtk_descriptor_want tiny_want = {

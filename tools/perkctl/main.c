@@ -196,6 +196,28 @@ static const pk_cmd commands[] = {
      "  health:        ok\n"
      "  ready:         ready\n"
      "  ...\n"},
+    {"reconcile", pk_cmd_reconcile, "match a supplier's statement against our attempts",
+     "usage: perkctl reconcile SUPPLIER FILE --from DATE --to DATE\n"
+     "       perkctl reconcile SUPPLIER --fetch --from DATE --to DATE\n"
+     "\n"
+     "Imports SUPPLIER's statement for the period (POST /v1/suppliers/ID/statements):\n"
+     "a CSV read under the supplier's statement mapping in the configuration, or,\n"
+     "with --fetch, the statement its plugin fetches. Each line is matched against\n"
+     "our attempts at that supplier: matched, amount_mismatch, charged_not_succeeded,\n"
+     "not_billed, duplicate or unknown_ref; the run is stored. The same statement\n"
+     "again gives the same run and changes nothing. FILE \"-\" reads standard input.\n"
+     "\n"
+     "  --from DATE   the period's first day (YYYY-MM-DD, China time) or RFC 3339 time\n"
+     "  --to DATE     the day (or time) after the period\n"
+     "  --fetch       ask the supplier's plugin for the statement instead of a FILE\n"
+     "\n"
+     "A file with any bad line is refused whole: nothing is stored, each bad line is\n"
+     "listed on stderr as \"line N, column C (field): reason\", and perkctl exits 1.\n"
+     "Needs an ops token.\n"
+     "\n"
+     "example:\n"
+     "  $ perkctl reconcile gw statement.csv --from 2026-12-01 --to 2026-12-02\n"
+     "  reconciliation 1 of gw: 7 lines, 3 discrepancies\n"},
     {"suppliers", pk_cmd_suppliers, "list suppliers with their health",
      "usage: perkctl suppliers\n"
      "\n"
@@ -204,7 +226,7 @@ static const pk_cmd commands[] = {
      "example:\n"
      "  $ perkctl suppliers\n"
      "  ID       PLUGIN   VERSION  ABI  ENABLED  PRIORITY  STATE  BREAKER  IN_FLIGHT  ERROR\n"
-     "  sandbox  sandbox  1.1.0    1.1  true     10        ready  closed   0          -\n"},
+     "  sandbox  sandbox  1.1.0    1.2  true     10        ready  closed   0          -\n"},
     {"ledger", pk_cmd_ledger, "the money booked per order: supplier costs and sales",
      "usage: perkctl ledger [--from WHEN] [--to WHEN] [--supplier ID] [--client NAME]\n"
      "                      [--sku SKU] [--after SEQ] [--limit N] [--csv]\n"

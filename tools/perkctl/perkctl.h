@@ -71,6 +71,7 @@ pk_cmd_fn pk_cmd_audit;     /* cmd_audit.c */
 pk_cmd_fn pk_cmd_settle;    /* cmd_settle.c */
 pk_cmd_fn pk_cmd_ledger;    /* cmd_ledger.c */
 pk_cmd_fn pk_cmd_report;    /* cmd_ledger.c */
+pk_cmd_fn pk_cmd_reconcile; /* cmd_recon.c */
 
 /* ---- option parsing (common.c) ------------------------------------------- */
 

@@ -173,6 +173,8 @@ void sim_control_handle(sim *s, const sim_request *rq, sim_reply *out)
         callback_post(s, rq, out);
     else if (!strcmp(path, "/_sim/complete") && !strcmp(m, "POST"))
         complete_post(s, rq, out);
+    else if (!strcmp(path, "/_sim/statement") && !strcmp(m, "POST"))
+        sim_statement_post(s, rq, out);
     else
         ctl_error(out, 404, "no such control endpoint");
 }

@@ -245,6 +245,8 @@ const char *sim_fault_name(sim_fault_kind k);
 
 /* GET /_sim/truth. Caller json_decref's. */
 json_t *sim_truth(sim *s);
+/* POST /_sim/statement (sim_statement.c): the statement CSV of a period. */
+void sim_statement_post(sim *s, const sim_request *rq, sim_reply *out);
 
 /* ---- sim_crypto.c -------------------------------------------------------- */
 

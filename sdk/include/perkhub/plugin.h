@@ -18,6 +18,10 @@
  *   n is at most its own minor; anything else is refused at load with a
  *   message naming the plugin file, the plugin's ABI and perkhubd's.
  *
+ *   2026-12-07  1.2  Statements (reconciliation): capability bit 8
+ *                    PERKHUB_CAP_STATEMENT, operation PERKHUB_OP_STATEMENT,
+ *                    perkhub_op.period_from_ms/period_to_ms, struct
+ *                    perkhub_statement_line, perkhub_result.statement/nstatement.
  *   2026-11-24  1.1  Supplier operations: struct perkhub_ops (build_request,
  *                    parse_response, verify_callback, serve_local), the
  *                    operation/request/response/result structs, capability
@@ -58,7 +62,7 @@ extern "C" {
 #endif
 
 #define PERKHUB_ABI_MAJOR 1
-#define PERKHUB_ABI_MINOR 1
+#define PERKHUB_ABI_MINOR 2
 
 /* Marks the one symbol a plugin exports. Plugins are built with hidden
  * visibility (ph_add_plugin does that), so only this symbol is visible. */
@@ -122,7 +126,7 @@ enum perkhub_log_level {
  * asks a plugin for an operation whose bit is clear. An ABI 1.0 plugin has no
  * operations table and must set 0; the core refuses a plugin that claims a
  * capability its ABI version cannot carry, or a bit not defined here (bits
- * 8..63 are reserved).
+ * 9..63 are reserved).
  * ========================================================================= */
 /* The bits stay one per line with their comments beside them: clang-format would turn
  * the comment of PERKHUB_CAP_LOCAL into a macro continuation. */
@@ -138,7 +142,9 @@ enum perkhub_log_level {
                                                       the core hands each request to
                                                       ops->serve_local instead of the
                                                       network (the built-in sandbox) */
-#define PERKHUB_CAP_DEFINED     (UINT64_C(0xff))   /* every bit defined so far */
+#define PERKHUB_CAP_STATEMENT   (UINT64_C(1) << 8) /* ABI 1.2: fetch our statement for a
+                                                      period (PERKHUB_OP_STATEMENT) */
+#define PERKHUB_CAP_DEFINED     (UINT64_C(0x1ff))  /* every bit defined so far */
 /* clang-format on */
 
 /* =========================================================================
@@ -495,6 +501,9 @@ enum perkhub_op_kind {
     PERKHUB_OP_RECHARGE = 4,    /* recharge op->account with op->product_id */
     PERKHUB_OP_ORDER_QUERY = 5, /* the state of the order op->order_ref / ->supplier_order_id */
     PERKHUB_OP_BALANCE = 6,     /* our prepaid balance: result->balance */
+    PERKHUB_OP_STATEMENT = 7,   /* ABI 1.2: what the supplier billed us in
+                                   [op->period_from_ms, op->period_to_ms):
+                                   result->statement */
 };
 
 /* The state of an order at the supplier: perkhub_result.state. */
@@ -533,6 +542,10 @@ struct perkhub_op {
     int64_t created_at_ms;    /* when the attempt was created (ms since the epoch) */
     const char *callback_url; /* where this supplier should send notifications,
                                  or NULL when perkhubd has no public URL configured */
+
+    /* ---- ABI 1.2 (read them only when struct_size covers them) ---- */
+    int64_t period_from_ms; /* STATEMENT: the period's first instant (ms since the epoch) */
+    int64_t period_to_ms;   /* STATEMENT: the instant after its last one */
 };
 
 /* The request the plugin describes; zeroed by the core before build_request. */
@@ -577,6 +590,17 @@ struct perkhub_item {
     int on_sale;        /* 1 when the supplier sells it now */
 };
 
+/* ABI 1.2: one line of a supplier's statement (PERKHUB_OP_STATEMENT). Each
+ * line names the order by our reference, the supplier's order id or both. */
+struct perkhub_statement_line {
+    char *order_ref;         /* our reference as we sent it, or NULL */
+    char *supplier_order_id; /* the supplier's order id, or NULL */
+    int64_t amount;          /* fen the line says */
+    int64_t time_ms;         /* when, ms since the epoch; -1 unknown */
+    int charged;             /* 1: the supplier charged us for it; 0: a line that did
+                                not charge (a failed or refunded order) */
+};
+
 /* The normalized result. Zeroed by the core, except the int64 fields that have
  * an "unknown" value: those start at -1. */
 struct perkhub_result {
@@ -614,6 +638,11 @@ struct perkhub_result {
     int reply_status;               /* callbacks: the HTTP status to answer; 0 = 200 */
     char *reply_body;               /* callbacks: the body the supplier expects ("success") */
     const char *reply_content_type; /* callbacks: a string literal; NULL = text/plain */
+
+    /* ---- ABI 1.2 ---- */
+    struct perkhub_statement_line *statement; /* STATEMENT: the lines (array from
+                                                 mem_alloc, each string too) */
+    size_t nstatement;
 };
 
 /* A callback as received on POST /v1/callbacks/{supplier}. */
