@@ -148,6 +148,11 @@ static const field supplier_fields[] = {
     INT(ph_supplier_conf, auth_retry_max_ms, "auth_retry_max_ms", 1, 86400000, 1, "600000"),
     INT(ph_supplier_conf, query_max_delay_ms, "query_max_delay_ms", 1, 3600000, 1, "30000"),
     INT(ph_supplier_conf, processing_window_s, "processing_window_s", 0, 604800, 1, "0"),
+    {.name = "amount_tolerance",
+     .kind = K_MONEY,
+     .off = offsetof(ph_supplier_conf, amount_tolerance),
+     .def = "0"},
+    INT(ph_supplier_conf, late_check_s, "late_check_s", 0, 2592000, 1, "86400"),
 };
 static const field offer_fields[] = {
     IDENT(ph_offer_conf, supplier, "supplier"),

@@ -64,6 +64,9 @@ typedef struct ph_supplier_conf {
     unsigned auth_retry_max_ms;   /* the ceiling that wait doubles to; default 600000 */
     unsigned query_max_delay_ms;  /* ceiling of the order-query backoff; default 30000 */
     unsigned processing_window_s; /* overrides the plugin's processing window; 0 = the plugin's */
+    int64_t amount_tolerance;     /* fen a charge may differ from cost x quantity; default 0 */
+    unsigned late_check_s;        /* an attempt failed as not found is queried once more this
+                                     long after; default 86400, 0 = never */
 } ph_supplier_conf;
 
 typedef struct ph_offer_conf {

@@ -18,7 +18,7 @@
 #define MIB               (1024 * 1024)
 #define IDENT_MAX         64         /* sku, supplier id, client name, brand, tag... */
 #define SETTING_KEY_MAX   128        /* plugin config keys */
-#define MAX_FIELDS        16         /* keys in one mapping of the schema */
+#define MAX_FIELDS        24         /* keys in one mapping of the schema */
 #define FILE_MAX          (64 * MIB) /* a larger "config" is a mistake (or /dev/zero) */
 #define SHOWN_MAX         48         /* bytes of a bad value quoted back in a message */
 

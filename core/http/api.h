@@ -170,5 +170,10 @@ int ph_api_callback(ph_req *r);
 int ph_api_supplier_catalog(ph_req *r);
 int ph_api_supplier_balance(ph_req *r);
 int ph_api_metrics(ph_req *r);
+/* api_discrep.c (issue 11) */
+int ph_api_discrep_list(ph_req *r);
+int ph_api_discrep_get(ph_req *r);
+int ph_api_discrep_accept(ph_req *r);
+int ph_api_discrep_dispute(ph_req *r);
 
 #endif

@@ -29,7 +29,10 @@ int ph_api_health(ph_req *r)
         if (h.condition == PH_STORE_DISK_FULL)
             json_object_set_new(store, "free_bytes", json_integer((json_int_t)h.free_bytes));
     }
-    return ph_req_json(r, 200, json_pack("{s:s,s:o}", "status", name, "store", store));
+    /* supplier truth waiting for ops (issue 11): a count, never what they say */
+    json_t *disc = json_pack("{s:I}", "open", (json_int_t)ph_store_discrep_open(r->env->store));
+    return ph_req_json(
+        r, 200, json_pack("{s:s,s:o,s:o}", "status", name, "store", store, "discrepancies", disc));
 }
 
 int ph_api_ready(ph_req *r)

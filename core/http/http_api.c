@@ -99,6 +99,10 @@ static const ph_route routes[] = {
     {"GET", "/v1/suppliers/*/catalog", PH_SCOPE_OPS, ph_api_supplier_catalog, NULL},
     {"GET", "/v1/suppliers/*/balance", PH_SCOPE_OPS, ph_api_supplier_balance, NULL},
     {"GET", "/v1/stats", PH_SCOPE_OPS, ph_api_stats, NULL},
+    {"GET", "/v1/discrepancies", PH_SCOPE_OPS, ph_api_discrep_list, "status supplier after limit"},
+    {"GET", "/v1/discrepancies/*", PH_SCOPE_OPS, ph_api_discrep_get, NULL},
+    {"POST", "/v1/discrepancies/*/accept", PH_SCOPE_OPS, ph_api_discrep_accept, NULL},
+    {"POST", "/v1/discrepancies/*/dispute", PH_SCOPE_OPS, ph_api_discrep_dispute, NULL},
     /* suppliers authenticate by signature, checked by their plugin; their
      * notify URLs may carry the supplier's own parameters */
     {"POST", "/v1/callbacks/*", 0, ph_api_callback, PARAMS_ANY},

@@ -38,6 +38,10 @@ static const char *type_name(int type)
         return "expire";
     case PH_CMD_NOTE_EVENT:
         return "note_event";
+    case PH_CMD_FINAL_WORD:
+        return "final_word";
+    case PH_CMD_RESOLVE:
+        return "resolve";
     default:
         return "?";
     }
@@ -180,6 +184,27 @@ static int encode_cmd(wbuf *b, const ph_cmd *c, size_t idx, ph_err *err)
             w_blob(b, sc->sealed, sc->sealed_len);
         }
         w_target(b, &c->in.attempt.next);
+        /* issue 11, appended: a journal written before has none (read as 0) */
+        w_i64(b, c->in.attempt.delivered);
+        w_i64(b, c->in.attempt.tolerance);
+        w_i64(b, c->in.attempt.face_value);
+        w_i64(b, c->in.attempt.late_check_at);
+        break;
+    case PH_CMD_FINAL_WORD:
+        w_u64(b, c->in.word.order_id);
+        w_u32(b, c->in.word.no);
+        w_i32(b, c->in.word.source);
+        w_i32(b, c->in.word.state);
+        w_i64(b, c->in.word.charged);
+        w_i64(b, c->in.word.delivered);
+        w_i64(b, c->in.word.tolerance);
+        w_i64(b, c->in.word.late_due);
+        break;
+    case PH_CMD_RESOLVE:
+        w_u64(b, c->in.resolve.id);
+        w_i32(b, c->in.resolve.accept);
+        w_str(b, c->in.resolve.who);
+        w_str(b, c->in.resolve.note);
         break;
     case PH_CMD_EXPIRE:
         w_u32(b, c->in.expire.limit);
@@ -474,6 +499,12 @@ static void decode_attempt(rd *r, ph_cmd *c)
     c->in.attempt.codes = n ? codes : NULL;
     c->in.attempt.ncodes = n;
     r_target(r, &c->in.attempt.next, "next.supplier", "next.product_id", "next.unit_cost");
+    if (r->left) { /* issue 11's fields; an older journal ends before them */
+        c->in.attempt.delivered = r_i64(r, "delivered");
+        c->in.attempt.tolerance = r_i64(r, "tolerance");
+        c->in.attempt.face_value = r_i64(r, "face_value");
+        c->in.attempt.late_check_at = r_i64(r, "late_check_at");
+    }
 }
 
 static int decode_cmd(rd *r, ph_cmd *c, int *rc_out)
@@ -524,6 +555,22 @@ static int decode_cmd(rd *r, ph_cmd *c, int *rc_out)
     case PH_CMD_NOTE_EVENT:
         c->in.note.name = r_str(r, "name");
         c->in.note.fields = r_str(r, "fields");
+        break;
+    case PH_CMD_FINAL_WORD:
+        c->in.word.order_id = r_u64(r, "order_id");
+        c->in.word.no = r_u32(r, "no");
+        c->in.word.source = r_i32(r, "source");
+        c->in.word.state = r_i32(r, "state");
+        c->in.word.charged = r_i64(r, "charged");
+        c->in.word.delivered = r_i64(r, "delivered");
+        c->in.word.tolerance = r_i64(r, "tolerance");
+        c->in.word.late_due = r_i64(r, "late_due");
+        break;
+    case PH_CMD_RESOLVE:
+        c->in.resolve.id = r_u64(r, "id");
+        c->in.resolve.accept = r_i32(r, "accept");
+        c->in.resolve.who = r_str(r, "who");
+        c->in.resolve.note = r_str(r, "note");
         break;
     default:
         r->kind = "?";

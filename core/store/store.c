@@ -26,8 +26,9 @@ _Static_assert(sizeof(ph_supply_rec) == 12, "supply record header is 12 bytes");
 _Static_assert(sizeof(ph_attempt_rec) == 64, "attempt record is 64 bytes without padding");
 
 static const char *const db_names[DB_COUNT] = {
-    "meta",      "products",      "batches", "codes",  "avail",   "code_hash", "orders",
-    "order_ref", "client_orders", "events",  "supply", "pending", "expiry",
+    "meta",   "products",  "batches",       "codes",  "avail",  "code_hash",
+    "orders", "order_ref", "client_orders", "events", "supply", "pending",
+    "expiry", "discrep",   "discrep_att",   "late",
 };
 
 static const unsigned db_flags[DB_COUNT] = {
@@ -40,6 +41,8 @@ static const unsigned db_flags[DB_COUNT] = {
     [DB_SUPPLY] = MDB_INTEGERKEY,
     [DB_PENDING] = MDB_INTEGERKEY,
     [DB_EXPIRY] = MDB_DUPSORT | MDB_DUPFIXED | MDB_INTEGERDUP,
+    [DB_DISCREP] = MDB_INTEGERKEY,
+    [DB_DISCREP_ATT] = MDB_DUPSORT | MDB_DUPFIXED | MDB_INTEGERDUP,
 };
 
 const char *ph_store_db_name(int db)
@@ -794,6 +797,9 @@ static void clear_results(ph_cmd *cmd, int keep_dups)
 {
     ph_order_free(cmd->order);
     cmd->order = NULL;
+    free(cmd->record);
+    cmd->record = NULL;
+    cmd->discrepancy_id = 0;
     cmd->replayed = 0;
     free(cmd->affected);
     cmd->affected = NULL;

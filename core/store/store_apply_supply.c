@@ -58,6 +58,7 @@ static int add_attempt(ph_wtxn *w, ph_order *o, const ph_attempt_target *t, int6
     a->state = PH_ATTEMPT_SENDING;
     a->unit_cost = t->unit_cost;
     a->charged = -1;
+    a->delivered = -1;
     a->created_at = a->updated_at = now;
     snprintf(a->supplier, sizeof a->supplier, "%s", t->supplier);
     snprintf(a->product_id, sizeof a->product_id, "%s", t->product_id);
@@ -361,6 +362,10 @@ static int check_attempt_input(ph_cmd *c)
     if (c->in.attempt.step < -1 || c->in.attempt.step > UINT32_MAX || c->in.attempt.charged < -1 ||
         c->in.attempt.next_check_at < -1)
         return ph_err_set(&c->err, PH_EINVAL, "attempt: step, charged or next_check_at < -1");
+    if (c->in.attempt.tolerance < 0 || c->in.attempt.face_value < 0 ||
+        c->in.attempt.late_check_at < 0)
+        return ph_err_set(&c->err, PH_EINVAL,
+                          "attempt: tolerance, face_value or late_check_at < 0");
     if (c->in.attempt.next.supplier && c->in.attempt.state != PH_ATTEMPT_FAILED)
         return ph_err_set(&c->err, PH_EINVAL, "next: only a failed attempt fails over");
     for (size_t i = 0; i < c->in.attempt.ncodes; i++)
@@ -397,6 +402,8 @@ static void update_attempt(ph_attempt *a, const ph_cmd *c)
         a->step = (uint32_t)c->in.attempt.step;
     if (c->in.attempt.charged >= 0)
         a->charged = c->in.attempt.charged;
+    if (c->in.attempt.delivered > 0)
+        a->delivered = c->in.attempt.delivered;
     if (c->in.attempt.next_check_at >= 0)
         a->next_check_at = c->in.attempt.next_check_at;
     a->checks += c->in.attempt.count_check ? 1 : 0;
@@ -494,6 +501,17 @@ static int store_supplied(ph_wtxn *w, ph_cmd *c, ph_order *o, const ph_attempt *
     return rc;
 }
 
+int64_t store_supply_cost(const ph_order *o)
+{
+    int64_t cost = 0;
+    for (size_t i = 0; i < o->nattempts; i++) {
+        const ph_attempt *a = &o->attempts[i];
+        if (a->state == PH_ATTEMPT_SUCCEEDED)
+            cost += a->charged >= 0 ? a->charged : a->unit_cost * (int64_t)o->quantity;
+    }
+    return cost;
+}
+
 /* The order follows its attempt (store.h, PH_CMD_ATTEMPT). */
 static int settle_order(ph_wtxn *w, ph_cmd *c, ph_order *o, uint32_t no, uint64_t *batch_id)
 {
@@ -503,7 +521,7 @@ static int settle_order(ph_wtxn *w, ph_cmd *c, ph_order *o, uint32_t no, uint64_
     switch (a->state) {
     case PH_ATTEMPT_SUCCEEDED:
         o->state = PH_ORDER_SUCCEEDED;
-        o->cost = a->charged >= 0 ? a->charged : a->unit_cost * (int64_t)o->quantity;
+        o->cost = store_supply_cost(o);
         if (o->delivery == PH_DELIVERY_CARD_CODE)
             rc = store_supplied(w, c, o, a, batch_id);
         break;
@@ -550,6 +568,28 @@ typedef struct attempt_before {
     char reason[PH_REASON_MAX + 1];
 } attempt_before;
 
+/* What an attempt that just became final leaves behind: a success whose
+ * amounts are not the agreed ones raises a discrepancy (the attempt keeps the
+ * supplier's figures: a recharge that happened, happened); a failure as not
+ * found gets its late re-query. */
+static int attempt_settled(ph_wtxn *w, ph_cmd *c, const ph_order *o, const ph_attempt *a)
+{
+    if (a->state == PH_ATTEMPT_SUCCEEDED &&
+        ph_amount_mismatch(a->unit_cost, o->quantity, a->charged, c->in.attempt.tolerance,
+                           c->in.attempt.face_value, a->delivered)) {
+        ph_discrepancy d = {.order_id = o->id,
+                            .attempt = a->no,
+                            .source = PH_DISCREP_AMOUNT,
+                            .their_state = PH_ATTEMPT_SUCCEEDED,
+                            .their_charged = a->charged,
+                            .their_delivered = a->delivered};
+        return store_raise_discrepancy(w, c, o, &d, &c->discrepancy_id);
+    }
+    if (a->state == PH_ATTEMPT_FAILED && c->in.attempt.late_check_at > 0)
+        return store_late_set(w, o->id, a->no, c->in.attempt.late_check_at, 1, &c->err);
+    return PH_OK;
+}
+
 static int write_attempt(ph_wtxn *w, ph_cmd *c, ph_order *o, const attempt_before *b,
                          uint64_t batch_id)
 {
@@ -572,6 +612,16 @@ static int write_attempt(ph_wtxn *w, ph_cmd *c, ph_order *o, const attempt_befor
         rc = emit_attempt(w, c->now, o, &o->attempts[o->nattempts - 1], &c->err);
     if (rc == PH_OK && order_moved && o->state != PH_ORDER_PROCESSING)
         rc = store_emit_outcome(w, c->now, o, batch_id, &c->err);
+    if (rc == PH_OK && attempt_moved)
+        rc = attempt_settled(w, c, o, &o->attempts[no - 1]);
+    return rc;
+}
+
+int store_put_supply_order(ph_wtxn *w, const ph_order *o, int was_open, ph_err *err)
+{
+    int rc = store_put_order(w, o, 0, err);
+    if (rc == PH_OK && (rc = put_supply(w, o, 0, err)) == PH_OK)
+        rc = set_pending(w, o->id, was_open, has_open_attempt(o), 0, err);
     return rc;
 }
 

@@ -15,7 +15,9 @@
 /* 3: the expiry index (store_expiry.c); the code index hashes normalized codes
  * (crypto/code.h) and `meta` holds key checks (store_keys.c). A store of version
  * 2 is migrated at its first open with keys (store.c, check_schema). */
-#define PH_SCHEMA_VERSION 3
+#define PH_SCHEMA_VERSION                                                                          \
+    3 /* discrep, discrep_att and late (issue 11) are created at                                   \
+         open: a store without them is still version 3 */
 
 /* Named databases. Integer keys are native uint64_t (MDB_INTEGERKEY), so ids
  * sort numerically and new ids always append at the right edge of the tree. */
@@ -37,6 +39,9 @@ enum {
     DB_SUPPLY,        /* order id -> supply record (below), supplier orders only */
     DB_PENDING,       /* order id -> "" while the order has an attempt not final */
     DB_EXPIRY,        /* sku NUL be64(expires_at) -> dup sorted code ids (store_expiry.c) */
+    DB_DISCREP,       /* discrepancy id -> discrepancy JSON (store_discrep.c) */
+    DB_DISCREP_ATT,   /* be64(order id) be32(attempt no) -> dup sorted discrepancy ids */
+    DB_LATE,          /* be64(due ms) be64(order id) be32(attempt no) -> "": late re-queries */
     DB_COUNT
 };
 
@@ -152,9 +157,12 @@ typedef struct ph_order_rec {
 
 /* Supply record (DB_SUPPLY): this header, then the order's reason, the masked
  * and the sealed account, then nattempts attempts, each a ph_attempt_rec
- * followed by its strings in the order of their lengths below. */
+ * followed by its strings in the order of their lengths below and, from
+ * version 2 on, by its int64 delivered value (fen per unit, -1 unknown).
+ * Version 1 records (no delivered value) still decode: delivered reads -1. */
+#define PH_SUPPLY_REC_VERSION 2
 typedef struct ph_supply_rec {
-    uint8_t version; /* 1 */
+    uint8_t version; /* PH_SUPPLY_REC_VERSION; 1 still read */
     uint8_t reason_len;
     uint8_t masked_len;
     uint8_t reserved; /* 0 */
@@ -292,5 +300,29 @@ int store_apply_expire(ph_wtxn *w, ph_cmd *c);
 int store_emit_outcome(ph_wtxn *w, int64_t now, const ph_order *o, uint64_t batch_id, ph_err *err);
 int store_apply_supply_create(ph_wtxn *w, ph_cmd *c);
 int store_apply_attempt(ph_wtxn *w, ph_cmd *c);
+/* The order's cost as its attempts say: for each SUCCEEDED attempt its charge,
+ * or unit_cost x quantity when the supplier gave none. */
+int64_t store_supply_cost(const ph_order *o);
+/* Rewrites a loaded supplier order: its order and supply records, `pending`
+ * kept right (was_open: it had an open attempt before the change). */
+int store_put_supply_order(ph_wtxn *w, const ph_order *o, int was_open, ph_err *err);
+
+/* store_discrep.c: discrepancies (store.h, "discrepancies").
+ *
+ * store_raise_discrepancy — the one way a discrepancy comes to be. Inside the
+ * writer's transaction of command c (its `now` is the time; its err gets the
+ * message): writes the record (what we hold is read from the attempt of `o`,
+ * the order as the command leaves it, or loaded when o is NULL), indexes it
+ * under its attempt, counts it open and emits `order.discrepancy`. An open
+ * discrepancy of the same attempt saying the same (their_state, charged,
+ * delivered) is not raised twice: *id (may be NULL) gets 0 then, else the new
+ * id. Errors: PH_ENOTFOUND (order or attempt), PH_EINVAL (source or state out
+ * of range), PH_EIO, PH_ENOMEM; on an error the caller fails its command. */
+int store_raise_discrepancy(ph_wtxn *w, ph_cmd *c, const ph_order *o, const ph_discrepancy *d,
+                            uint64_t *id);
+int store_apply_final_word(ph_wtxn *w, ph_cmd *c);
+int store_apply_resolve(ph_wtxn *w, ph_cmd *c);
+/* Adds (add = 1) or removes the late re-query of attempt no of order id at due. */
+int store_late_set(ph_wtxn *w, uint64_t id, uint32_t no, int64_t due, int add, ph_err *err);
 
 #endif

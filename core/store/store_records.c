@@ -140,7 +140,7 @@ static int take_str(reader *r, size_t n, char *dst, size_t cap)
     return PH_OK;
 }
 
-static int decode_attempt(reader *r, ph_attempt *a)
+static int decode_attempt(reader *r, ph_attempt *a, unsigned version)
 {
     ph_attempt_rec ar;
     const uint8_t *p = take(r, sizeof ar);
@@ -163,6 +163,13 @@ static int decode_attempt(reader *r, ph_attempt *a)
         take_str(r, ar.reason_len, a->reason, sizeof a->reason) ||
         take_str(r, ar.step_state_len, a->step_state, sizeof a->step_state))
         return PH_EIO;
+    a->delivered = -1; /* version 1 had no delivered value: unknown */
+    if (version >= 2) {
+        const uint8_t *d = take(r, sizeof a->delivered);
+        if (!d)
+            return PH_EIO;
+        memcpy(&a->delivered, d, sizeof a->delivered);
+    }
     return PH_OK;
 }
 
@@ -174,7 +181,8 @@ int ph_supply_decode(const MDB_val *v, ph_order *o)
     if (!p)
         return PH_EIO;
     memcpy(&h, p, sizeof h);
-    if (h.version != 1 || take_str(&r, h.reason_len, o->reason, sizeof o->reason) ||
+    if (h.version < 1 || h.version > PH_SUPPLY_REC_VERSION ||
+        take_str(&r, h.reason_len, o->reason, sizeof o->reason) ||
         take_str(&r, h.masked_len, o->account_masked, sizeof o->account_masked) ||
         !(sealed = take(&r, h.sealed_len)))
         return PH_EIO;
@@ -187,7 +195,7 @@ int ph_supply_decode(const MDB_val *v, ph_order *o)
     if (h.nattempts && !(o->attempts = calloc(h.nattempts, sizeof *o->attempts)))
         return PH_ENOMEM;
     for (o->nattempts = 0; o->nattempts < h.nattempts; o->nattempts++)
-        if (decode_attempt(&r, &o->attempts[o->nattempts]))
+        if (decode_attempt(&r, &o->attempts[o->nattempts], h.version))
             return PH_EIO;
     return r.left ? PH_EIO : PH_OK;
 }
@@ -209,7 +217,8 @@ static size_t attempt_size(const ph_attempt *a)
     return sizeof(ph_attempt_rec) + slen(a->supplier, sizeof a->supplier) +
            slen(a->product_id, sizeof a->product_id) + slen(a->ref, sizeof a->ref) +
            slen(a->supplier_order_id, sizeof a->supplier_order_id) +
-           slen(a->reason, sizeof a->reason) + slen(a->step_state, sizeof a->step_state);
+           slen(a->reason, sizeof a->reason) + slen(a->step_state, sizeof a->step_state) +
+           sizeof a->delivered;
 }
 
 static void encode_attempt(uint8_t **p, const ph_attempt *a)
@@ -238,11 +247,12 @@ static void encode_attempt(uint8_t **p, const ph_attempt *a)
     put_bytes(p, a->supplier_order_id, ar.sorder_len);
     put_bytes(p, a->reason, ar.reason_len);
     put_bytes(p, a->step_state, ar.step_state_len);
+    put_bytes(p, &a->delivered, sizeof a->delivered); /* version 2 */
 }
 
 uint8_t *ph_supply_encode(const ph_order *o, size_t *len)
 {
-    ph_supply_rec h = {.version = 1,
+    ph_supply_rec h = {.version = PH_SUPPLY_REC_VERSION,
                        .reason_len = slen(o->reason, sizeof o->reason),
                        .masked_len = slen(o->account_masked, sizeof o->account_masked),
                        .nattempts = (uint16_t)o->nattempts,
@@ -253,7 +263,7 @@ uint8_t *ph_supply_encode(const ph_order *o, size_t *len)
     uint8_t *buf = malloc(n), *p = buf;
     if (!buf)
         return NULL;
-    put_bytes(&p, &h, sizeof h);
+    put_bytes(&p, &h, sizeof h); /* h.version: PH_SUPPLY_REC_VERSION */
     put_bytes(&p, o->reason, h.reason_len);
     put_bytes(&p, o->account_masked, h.masked_len);
     if (h.sealed_len)

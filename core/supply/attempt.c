@@ -114,6 +114,7 @@ static void decide_query(const ph_attempt_ctx *a, const ph_exchange *x, int64_t 
     case PERKHUB_STATE_NOT_FOUND:
         if (now - a->created_at > a->window_ms) {
             m->state = PH_ATTEMPT_FAILED;
+            m->late_check = 1;
             set_reason(m, "not_found_at_supplier");
         } else {
             stay(a, now, pending, "not_found_yet", m);

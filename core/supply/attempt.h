@@ -57,6 +57,8 @@ typedef struct ph_attempt_move {
     int take_codes;        /* 1: store res->codes with the success */
     int follow_step;       /* 1: the next exchange is res->next's step, not a query */
     int count_check;       /* 1: this exchange was a query */
+    int late_check;        /* 1: FAILED as not found after the window: worth one more
+                              look much later (the late re-query, issue 11) */
     int64_t next_check_at; /* ms; 0 when the attempt is final */
     char reason[128];      /* "" for none */
 } ph_attempt_move;

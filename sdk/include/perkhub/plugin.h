@@ -18,6 +18,10 @@
  *   n is at most its own minor; anything else is refused at load with a
  *   message naming the plugin file, the plugin's ABI and perkhubd's.
  *
+ *   2026-12-07  1.2  struct perkhub_result gains delivered_value (what the
+ *                    supplier says it delivered per unit, "51.00 credited
+ *                    for a 50.00 product"), compared with the product's face
+ *                    value. A 1.1 plugin never sets it: it reads as unknown.
  *   2026-11-24  1.1  Supplier operations: struct perkhub_ops (build_request,
  *                    parse_response, verify_callback, serve_local), the
  *                    operation/request/response/result structs, capability
@@ -58,7 +62,7 @@ extern "C" {
 #endif
 
 #define PERKHUB_ABI_MAJOR 1
-#define PERKHUB_ABI_MINOR 1
+#define PERKHUB_ABI_MINOR 2
 
 /* Marks the one symbol a plugin exports. Plugins are built with hidden
  * visibility (ph_add_plugin does that), so only this symbol is visible. */
@@ -614,6 +618,15 @@ struct perkhub_result {
     int reply_status;               /* callbacks: the HTTP status to answer; 0 = 200 */
     char *reply_body;               /* callbacks: the body the supplier expects ("success") */
     const char *reply_content_type; /* callbacks: a string literal; NULL = text/plain */
+
+    /* ---- ABI 1.2 ---- */
+    int64_t delivered_value; /* order operations, queries and callbacks: the face value
+                                in fen the supplier says it delivered per unit (a
+                                recharge credited 51.00 for a 50.00 product), where
+                                its protocol reports one; -1 unknown (the core
+                                initializes it; a 1.1 plugin leaves it so). The core
+                                compares it with the product's face value and keeps
+                                a difference as a discrepancy, never as an error. */
 };
 
 /* A callback as received on POST /v1/callbacks/{supplier}. */
