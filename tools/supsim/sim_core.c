@@ -311,14 +311,22 @@ void sim_deferred_run(sim *s)
 void sim_order_shape(sim *s, sim_proto p, const char *ref, const sim_fault *f)
 {
     pthread_mutex_lock(&s->mu);
-    sim_order *o = ref && *ref ? sim_order_find_locked(s, p, ref) : NULL;
-    if (o && f->kind == SIM_F_OTHER_CHARGE) {
-        s->balance_fen += o->amount_fen - f->value_fen;
-        o->amount_fen = f->value_fen;
-    } else if (o && f->kind == SIM_F_OTHER_DELIVERED) {
-        o->delivered_fen = f->value_fen;
-    }
+    s->shape = *f;
+    s->shape_proto = (int)p;
+    snprintf(s->shape_ref, sizeof s->shape_ref, "%s", ref ? ref : "");
     pthread_mutex_unlock(&s->mu);
+}
+
+/* The shape set for this order's ref, taken once. */
+static void shape_take_locked(sim *s, sim_order *o)
+{
+    if (!s->shape_ref[0] || s->shape_proto != (int)o->proto || strcmp(s->shape_ref, o->ref))
+        return;
+    if (s->shape.kind == SIM_F_OTHER_CHARGE)
+        o->amount_fen = s->shape.value_fen;
+    else if (s->shape.kind == SIM_F_OTHER_DELIVERED)
+        o->delivered_fen = s->shape.value_fen;
+    s->shape_ref[0] = 0;
 }
 
 static void free_orders_locked(sim *s)
@@ -486,6 +494,7 @@ sim_order *sim_order_create_locked(sim *s, sim_proto p, const char *ref, int pro
     o->created_ms = sim_mono_ms();
     o->complete_at_ms = o->created_ms + s->cfg.complete_ms;
     o->amount_fen = (long long)pr->price_fen * qty;
+    shape_take_locked(s, o);
     order_id_locked(s, p, o->created_unix, o->order_id, sizeof o->order_id);
     if ((notify_url && !(o->notify_url = strdup(notify_url))) ||
         (pr->is_card && !(o->codes = calloc((size_t)qty, sizeof *o->codes))) ||

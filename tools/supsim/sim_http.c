@@ -131,14 +131,14 @@ static void handle_classified(sim *s, sim_proto p, const sim_request *rq, const 
                        "<html><body>500 Internal Server Error</body></html>\n");
         return;
     }
+    if (f.kind == SIM_F_OTHER_CHARGE || f.kind == SIM_F_OTHER_DELIVERED)
+        sim_order_shape(s, p, cl->ref, &f);
     sim_request prq = *rq;
     prq.json = cl->body;
     if (p == SIM_GATEWAY)
         sim_gw_handle(s, &prq, f.kind, r);
     else
         sim_rw_handle(s, &prq, f.kind, r);
-    if (f.kind == SIM_F_OTHER_CHARGE || f.kind == SIM_F_OTHER_DELIVERED)
-        sim_order_shape(s, p, cl->ref, &f);
     fault_after(&f, r);
 }
 

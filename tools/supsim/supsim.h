@@ -147,8 +147,13 @@ typedef struct sim {
     size_t nfaults, cap_faults;
     int next_fault_id;
     struct sim_deferred *deferred; /* late_record: order requests to act upon later */
-    sim_notifier *notifier;        /* its own lock */
-    atomic_int stopping;           /* set once at shutdown; read without the lock */
+    /* other_charge / other_delivered: the shape the order of shape_ref takes
+     * when it is created (sim_order_shape, then sim_order_create_locked) */
+    sim_fault shape;
+    char shape_ref[128];
+    int shape_proto;
+    sim_notifier *notifier; /* its own lock */
+    atomic_int stopping;    /* set once at shutdown; read without the lock */
 } sim;
 
 /* What a handler answers; the HTTP glue carries out `action`. */
@@ -253,7 +258,8 @@ int sim_defer(sim *s, sim_proto p, const sim_request *rq, long delay_ms);
 /* Handles the deferred requests whose time has come (the ticker; takes s->mu
  * itself, not held). */
 void sim_deferred_run(sim *s);
-/* other_charge / other_delivered: shapes the order of ref just created. */
+/* other_charge / other_delivered: the order of ref, about to be created by
+ * this request, takes f's amount from its first answer on. */
 void sim_order_shape(sim *s, sim_proto p, const char *ref, const sim_fault *f);
 
 /* GET /_sim/truth. Caller json_decref's. */
