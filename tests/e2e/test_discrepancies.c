@@ -357,6 +357,20 @@ Test(discrepancies, another_delivered_value_is_raised)
     stop();
 }
 
+/* perkctl with the ops token against this daemon; its exit status. */
+static int perkctl(char **out, const char *a1, const char *a2, const char *a3, const char *a4,
+                   const char *a5)
+{
+    const char *argv[] = {h_bin("PH_PERKCTL"), a1, a2, a3, a4, a5, NULL};
+    char url[64];
+    snprintf(url, sizeof url, "PERKHUB_URL=http://127.0.0.1:%u", D.port);
+    const char *env[] = {url, "PERKHUB_TOKEN=ops-token", NULL};
+    char *err = NULL;
+    int rc = h_run(argv, env, NULL, 0, out, &err);
+    free(err);
+    return rc;
+}
+
 /* ---- contradicting callbacks, both directions ------------------------------------ */
 
 static void contradict(long long id)
@@ -391,5 +405,19 @@ Test(discrepancies, contradicting_callbacks_both_ways)
     json_t *o = h_order_get(&D, ok, "ops-token");
     cr_assert_str_eq(h_str(o, "state"), "succeeded");
     json_decref(o);
+
+    /* ops at the command line */
+    char *out = NULL;
+    cr_assert_eq(perkctl(&out, "discrepancies", NULL, NULL, NULL, NULL), 0, "%s", out);
+    cr_assert(strstr(out, "callback") && strstr(out, "succeeded 49.00"), "%s", out);
+    free(out);
+    cr_assert_eq(perkctl(&out, "discrepancy", "dispute", "1", NULL, NULL), 2,
+                 "a dispute without --note must be refused before anything is sent");
+    free(out);
+    cr_assert_eq(perkctl(&out, "discrepancy", "dispute", "1", "--note", "statement agrees"), 0,
+                 "%s", out);
+    cr_assert(strstr(out, "disputed") && strstr(out, "statement agrees"), "%s", out);
+    free(out);
+    cr_assert_eq(health_open(), 1);
     stop();
 }
