@@ -727,7 +727,9 @@ static int run_scan(ph_store *s, ph_store_stats *st, int full, int64_t now, ph_c
         (at_stage(&sc, "orders and their codes", DB_ORDERS), rc = check_orders(&sc)) == PH_OK &&
         (rc = check_client_orders(&sc)) == PH_OK &&
         (at_stage(&sc, "totals per sku", -1), rc = check_totals(&sc)) == PH_OK &&
-        (rc = check_events(&sc)) == PH_OK) {
+        (rc = check_events(&sc)) == PH_OK &&
+        (at_stage(&sc, "discrepancies", DB_DISCREP), rc = store_check_discrep(s, sc.txn, err)) ==
+            PH_OK) {
         at_stage(&sc, "key checks", DB_META);
         rc = ph_store_keys_complete(s, sc.txn, err);
     }

@@ -616,3 +616,54 @@ size_t ph_store_late_due(ph_store *s, int64_t now, ph_late_check *out, size_t ma
     ph_store_read_end(s, txn);
     return n;
 }
+
+/* ---- the invariants (--check-store) ------------------------------------------------ */
+
+/* Is id among the duplicates of key k? */
+static int dup_listed(MDB_txn *txn, MDB_dbi dbi, MDB_val *k, MDB_val *id)
+{
+    MDB_cursor *c;
+    if (mdb_cursor_open(txn, dbi, &c))
+        return 0;
+    MDB_val kk = *k, vv = *id;
+    int found = mdb_cursor_get(c, &kk, &vv, MDB_GET_BOTH) == 0;
+    mdb_cursor_close(c);
+    return found;
+}
+
+int store_check_discrep(ph_store *s, MDB_txn *txn, ph_err *err)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    uint64_t open = 0;
+    int rc = PH_OK, mrc = mdb_cursor_open(txn, s->dbi[DB_DISCREP], &cur);
+    if (mrc)
+        return ph_store_lmdb_err(err, mrc, "read discrepancies");
+    for (int op = MDB_FIRST; rc == PH_OK && mdb_cursor_get(cur, &k, &v, op) == 0; op = MDB_NEXT) {
+        uint64_t id;
+        memcpy(&id, k.mv_data, 8);
+        json_t *rec = json_loadb(v.mv_data, v.mv_size, JSON_REJECT_DUPLICATES, NULL);
+        uint64_t order = (uint64_t)jint(rec, "order_id", 0);
+        int status = ph_discrep_status_parse(jstr(rec, "status"));
+        uint8_t ak[12];
+        att_key(ak, order, (uint32_t)jint(rec, "attempt", 0));
+        MDB_val ok = {8, &order}, akv = {sizeof ak, ak}, idv = {8, &id}, ov;
+        if (!json_is_object(rec) || (uint64_t)jint(rec, "id", 0) != id || !status)
+            rc = ph_err_set(err, PH_EIO, "discrep: record %llu is malformed",
+                            (unsigned long long)id);
+        else if (mdb_get(txn, s->dbi[DB_ORDERS], &ok, &ov))
+            rc = ph_err_set(err, PH_EIO, "discrep: record %llu names order %llu, which is none",
+                            (unsigned long long)id, (unsigned long long)order);
+        else if (!dup_listed(txn, s->dbi[DB_DISCREP_ATT], &akv, &idv))
+            rc = ph_err_set(err, PH_EIO, "discrep_att does not list discrepancy %llu",
+                            (unsigned long long)id);
+        open += status == PH_DISCREP_OPEN;
+        json_decref(rec);
+    }
+    mdb_cursor_close(cur);
+    if (rc == PH_OK && open != open_count(txn, s->dbi[DB_META]))
+        rc = ph_err_set(err, PH_EIO, "meta: %s is %llu, but %llu discrepancies are open", OPEN_KEY,
+                        (unsigned long long)open_count(txn, s->dbi[DB_META]),
+                        (unsigned long long)open);
+    return rc;
+}

@@ -321,6 +321,10 @@ int store_put_supply_order(ph_wtxn *w, const ph_order *o, int was_open, ph_err *
 int store_raise_discrepancy(ph_wtxn *w, ph_cmd *c, const ph_order *o, const ph_discrepancy *d,
                             uint64_t *id);
 int store_apply_final_word(ph_wtxn *w, ph_cmd *c);
+/* --check-store: every discrepancy record well-formed, naming an order that
+ * exists, listed in discrep_att; `discrep_open` equal to the open records.
+ * PH_OK or PH_EIO naming the first violation. */
+int store_check_discrep(ph_store *s, MDB_txn *txn, ph_err *err);
 int store_apply_resolve(ph_wtxn *w, ph_cmd *c);
 /* Adds (add = 1) or removes the late re-query of attempt no of order id at due. */
 int store_late_set(ph_wtxn *w, uint64_t id, uint32_t no, int64_t due, int add, ph_err *err);

@@ -8,6 +8,11 @@
  * happen now. The query's answer moves the attempt, through the same path as
  * every other exchange, so a callback that lies (tampered, replayed, stale)
  * cannot move an order anywhere the supplier's own query would not.
+ *
+ * About an attempt already final there is nothing to confirm: a verified word
+ * that contradicts it (a success after we failed it, a failure after it
+ * succeeded, another charge) is kept as a discrepancy for ops before the
+ * supplier is answered, and the attempt stays as it is (issue 11, Found 1).
  */
 #include <stdio.h>
 #include <stdlib.h>

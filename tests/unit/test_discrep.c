@@ -331,3 +331,29 @@ Test(discrep, an_open_attempt_takes_no_final_word)
     cr_assert_eq(open_now(), 0);
     assert_check();
 }
+
+Test(discrep, check_counts_the_open_ones)
+{
+    start();
+    uint64_t id = recharge("k-1");
+    ph_cmd c;
+    attempt_cmd(&c, id, PH_ATTEMPT_SUCCEEDED, 1600); /* 16.00 against 15.00 */
+    cr_assert_eq(ph_store_exec(g_s, &c), PH_OK, "%s", c.err.msg);
+    ph_cmd_clear(&c);
+    cr_assert_eq(open_now(), 1);
+    assert_check();
+    ph_store_close(g_s);
+    g_s = NULL;
+    MDB_txn *txn;
+    MDB_env *env = raw_open(&txn);
+    MDB_dbi meta = raw_dbi(txn, "meta", 0);
+    uint64_t wrong = 5;
+    MDB_val k = {12, "discrep_open"}, v = {8, &wrong};
+    cr_assert_eq(mdb_put(txn, meta, &k, &v, 0), 0);
+    raw_commit(env, txn);
+    g_s = open_at(g_dir, 0);
+    ph_err err = {0};
+    ph_store_stats st;
+    cr_assert_eq(ph_store_check(g_s, &st, &err), PH_EIO, "the checker accepted a wrong count");
+    cr_assert(strstr(err.msg, "discrep_open"), "%s", err.msg);
+}
