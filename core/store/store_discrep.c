@@ -542,12 +542,9 @@ int ph_store_discrep_list(ph_store *s, int status, const char *supplier, uint64_
         }
         if (rc == PH_OK && mrc && mrc != MDB_NOTFOUND)
             rc = ph_store_lmdb_err(err, mrc, "read discrepancies");
-        /* more to read when the loop stopped on a limit, not at the end */
+        /* the loop stopped on a limit with the cursor already on the next
+         * record (mrc 0): go on after the last one looked at */
         *next_after = rc == PH_OK && !mrc ? last : 0;
-        if (rc == PH_OK && !mrc && got == limit) {
-            /* the limit was reached: is anything left after `last`? */
-            *next_after = mdb_cursor_get(cur, &k, &v, MDB_NEXT) == 0 ? last : 0;
-        }
         mdb_cursor_close(cur);
     }
     ph_store_read_end(s, txn);

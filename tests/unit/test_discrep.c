@@ -357,3 +357,32 @@ Test(discrep, check_counts_the_open_ones)
     cr_assert_eq(ph_store_check(g_s, &st, &err), PH_EIO, "the checker accepted a wrong count");
     cr_assert(strstr(err.msg, "discrep_open"), "%s", err.msg);
 }
+
+Test(discrep, the_list_pages)
+{
+    start();
+    const char *coids[] = {"p-1", "p-2", "p-3"};
+    for (size_t i = 0; i < 3; i++) {
+        ph_cmd c;
+        attempt_cmd(&c, recharge(coids[i]), PH_ATTEMPT_SUCCEEDED, 1400); /* 14.00 vs 15.00 */
+        cr_assert_eq(ph_store_exec(g_s, &c), PH_OK, "%s", c.err.msg);
+        ph_cmd_clear(&c);
+    }
+    char **list;
+    size_t n;
+    uint64_t more;
+    ph_err err = {0};
+    cr_assert_eq(ph_store_discrep_list(g_s, 0, NULL, 0, 2, &list, &n, &more, &err), PH_OK);
+    cr_assert_eq(n, 2);
+    cr_assert(strstr(list[1], "\"id\":2,"), "%s", list[1]);
+    ph_store_event_list_free(list, n);
+    cr_assert_eq(more, 2);
+    cr_assert_eq(ph_store_discrep_list(g_s, 0, NULL, more, 2, &list, &n, &more, &err), PH_OK);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(more, 0, "the end");
+    ph_store_event_list_free(list, n);
+    cr_assert_eq(ph_store_discrep_list(g_s, 0, "other", 0, 2, &list, &n, &more, &err), PH_OK);
+    cr_assert_eq(n, 0, "another supplier's filter");
+    ph_store_event_list_free(list, n);
+    assert_check();
+}
