@@ -17,6 +17,13 @@ int64_t ph_attempt_backoff(const ph_attempt_ctx *a, uint32_t checks)
     return d < max ? d : max;
 }
 
+int ph_attempt_claim(int perkhub_state)
+{
+    return perkhub_state == PERKHUB_STATE_SUCCEEDED ? PH_ATTEMPT_SUCCEEDED
+           : perkhub_state == PERKHUB_STATE_FAILED  ? PH_ATTEMPT_FAILED
+                                                    : 0;
+}
+
 static void set_reason(ph_attempt_move *m, const char *r)
 {
     snprintf(m->reason, sizeof m->reason, "%s", r ? r : "");

@@ -67,6 +67,11 @@ typedef struct ph_attempt_move {
 void ph_attempt_decide(const ph_attempt_ctx *a, const ph_exchange *x, int64_t now,
                        ph_attempt_move *out);
 
+/* What a supplier's word claims about a final attempt: PH_ATTEMPT_SUCCEEDED
+ * or PH_ATTEMPT_FAILED for those perkhub_order_state values, 0 (no claim) for
+ * any other. The one mapping for callbacks and the late re-query. */
+int ph_attempt_claim(int perkhub_state);
+
 /* The delay before the next query after `checks` queries: query_delay doubled
  * per check, at most query_max. */
 int64_t ph_attempt_backoff(const ph_attempt_ctx *a, uint32_t checks);

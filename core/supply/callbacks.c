@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "supply/attempt.h"
 #include "supply/fulfil.h"
 #include "supply/plugin_ops.h"
 #include "supply/sup_text.h"
@@ -100,9 +101,7 @@ static void keep_final_word(ph_fulfil *f, ph_store *store, uint64_t id, uint32_t
     c.in.word.order_id = id;
     c.in.word.no = no;
     c.in.word.source = PH_DISCREP_CALLBACK;
-    c.in.word.state = res->state == PERKHUB_STATE_SUCCEEDED ? PH_ATTEMPT_SUCCEEDED
-                      : res->state == PERKHUB_STATE_FAILED  ? PH_ATTEMPT_FAILED
-                                                            : 0;
+    c.in.word.state = ph_attempt_claim(res->state);
     c.in.word.charged = res->amount >= 0 ? res->amount : -1;
     c.in.word.delivered = res->delivered_value > 0 ? res->delivered_value : -1;
     c.in.word.tolerance = tolerance;
@@ -136,9 +135,7 @@ static int match_and_confirm(ph_fulfil *f, ph_store *store, const char *supplier
             a = &o->attempts[i];
     const char *bad = a ? mismatch(o, a, supplier, res) : "attempt";
     int final = a && !ph_attempt_state_open(a->state);
-    int claim = res->state == PERKHUB_STATE_SUCCEEDED ? PH_ATTEMPT_SUCCEEDED
-                : res->state == PERKHUB_STATE_FAILED  ? PH_ATTEMPT_FAILED
-                                                      : 0;
+    int claim = ph_attempt_claim(res->state);
     int64_t tol = final && !bad ? tolerance_of(f, supplier) : 0;
     int contradicts =
         final && !bad && ph_final_word_contradicts(a, o->quantity, claim, res->amount, tol);

@@ -272,9 +272,7 @@ void ful_late_job_done(ph_fulfil *f, track *t, int stopping)
     c->in.word.order_id = t->order_id;
     c->in.word.no = t->no;
     c->in.word.source = PH_DISCREP_QUERY;
-    c->in.word.state = res->state == PERKHUB_STATE_SUCCEEDED ? PH_ATTEMPT_SUCCEEDED
-                       : res->state == PERKHUB_STATE_FAILED  ? PH_ATTEMPT_FAILED
-                                                             : 0;
+    c->in.word.state = ph_attempt_claim(res->state);
     c->in.word.charged = res->amount >= 0 ? res->amount : -1;
     c->in.word.delivered = res->delivered_value > 0 ? res->delivered_value : -1;
     c->in.word.tolerance = t->tolerance > 0 ? t->tolerance : 0;

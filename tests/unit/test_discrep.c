@@ -10,6 +10,7 @@
 #include "store/store.h"
 #include "store_fixture.h"
 #include "store/store_int.h"
+#include "supply/attempt.h"
 
 #define ACCOUNT_SEALED "sealed-account"
 
@@ -65,6 +66,15 @@ Test(amounts, a_word_about_a_final_attempt)
     a.state = PH_ATTEMPT_UNKNOWN;
     cr_assert_eq(ph_final_word_contradicts(&a, 1, PH_ATTEMPT_SUCCEEDED, 5100, 0), 0,
                  "an open attempt is settled by its queries, not contradicted");
+}
+
+Test(amounts, what_a_word_claims)
+{
+    cr_assert_eq(ph_attempt_claim(PERKHUB_STATE_SUCCEEDED), PH_ATTEMPT_SUCCEEDED);
+    cr_assert_eq(ph_attempt_claim(PERKHUB_STATE_FAILED), PH_ATTEMPT_FAILED);
+    cr_assert_eq(ph_attempt_claim(PERKHUB_STATE_PROCESSING), 0);
+    cr_assert_eq(ph_attempt_claim(PERKHUB_STATE_NOT_FOUND), 0);
+    cr_assert_eq(ph_attempt_claim(-1), 0);
 }
 
 /* ---- records: a version-1 supply record --------------------------------------------- */
