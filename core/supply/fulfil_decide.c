@@ -368,7 +368,8 @@ void ful_cmd_done(ph_fulfil *f, track_cmd *b, int stopping)
             ph_log(f->o.log, PH_LOG_WARN, NULL, "fulfil.late_check_failed",
                    "order=%llu attempt=%u rc=%s", (unsigned long long)t->order_id, t->no,
                    ph_strerror(cmd->rc));
-        int retry = cmd->rc != PH_OK && cmd->rc != PH_ESTATE && cmd->rc != PH_ENOTFOUND;
+        /* a refused word leaves its schedule entry: look again in a while, never at once */
+        int retry = cmd->rc != PH_OK;
         cmd_end(t, b);
         return ful_late_end(f, t, retry);
     }
