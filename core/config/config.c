@@ -192,6 +192,11 @@ static const field supplier_fields[] = {
     INT(ph_supplier_conf, stuck_after_s, "stuck_after_s", 1, 2592000, 1, "3600"),
     INT(ph_supplier_conf, stuck_query_max_delay_s, "stuck_query_max_delay_s", 1, 86400, 1, "3600"),
     SECTION("statement", statement_fields),
+    {.name = "amount_tolerance",
+     .kind = K_MONEY,
+     .off = offsetof(ph_supplier_conf, amount_tolerance),
+     .def = "0"},
+    INT(ph_supplier_conf, late_check_s, "late_check_s", 0, 2592000, 1, "86400"),
 };
 static const field offer_fields[] = {
     IDENT(ph_offer_conf, supplier, "supplier"),

@@ -90,6 +90,9 @@ typedef struct ph_supplier_conf {
     unsigned stuck_after_s;       /* an open attempt this old is stuck; default 3600 */
     unsigned stuck_query_max_delay_s; /* the query backoff's ceiling once stuck; default 3600 */
     ph_statement_conf statement;      /* its statement CSV's columns (reconciliation) */
+    int64_t amount_tolerance;         /* fen a charge may differ from cost x quantity; default 0 */
+    unsigned late_check_s;            /* an attempt failed as not found is queried once more this
+                                         long after; default 86400, 0 = never */
 } ph_supplier_conf;
 
 typedef struct ph_offer_conf {

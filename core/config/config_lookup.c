@@ -233,7 +233,7 @@ static const char default_yaml[] =
     "    offers:\n"
     "      - supplier: sandbox\n"
     "        supplier_sku: sandbox.recharge\n"
-    "        cost: \"49.40\"\n";
+    "        cost: \"49.00\"\n"; /* the sandbox's price: no amount discrepancy per order */
 
 const char *ph_config_default_yaml(void)
 {

@@ -206,5 +206,10 @@ int ph_api_statement_fetch(ph_req *r);
 int ph_api_recon_list(ph_req *r);
 int ph_api_recon_get(ph_req *r);
 int ph_api_recon_csv(ph_req *r);
+/* api_discrep.c (issue 11) */
+int ph_api_discrep_list(ph_req *r);
+int ph_api_discrep_get(ph_req *r);
+int ph_api_discrep_accept(ph_req *r);
+int ph_api_discrep_dispute(ph_req *r);
 
 #endif

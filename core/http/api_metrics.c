@@ -131,6 +131,10 @@ static void put_store(ph_mx *mx, ph_req *r, ph_metrics *m)
     ph_mx_family(mx, "perkhub_store_writable", "gauge",
                  "1 when the last batch committed, 0 while the disk or the map is full");
     ph_mx_sample(mx, "perkhub_store_writable", NULL, 0, h.condition == PH_STORE_WRITABLE);
+    ph_mx_family(mx, "perkhub_discrepancies_open", "gauge",
+                 "Supplier truth contradicting our records, waiting for ops (one counter read)");
+    ph_mx_sample(mx, "perkhub_discrepancies_open", NULL, 0,
+                 (double)ph_store_discrep_open(r->env->store));
 }
 
 static void put_stock(ph_mx *mx, ph_req *r)

@@ -34,6 +34,11 @@ int ph_api_health(ph_req *r)
     ph_err err = {0};
     if (body && ph_store_stuck_count(r->env->store, &stuck, &err) == PH_OK) /* issue 11 */
         json_object_set_new(body, "orders", json_pack("{s:I}", "stuck", (json_int_t)stuck));
+    /* supplier truth waiting for ops (issue 11): a count, never what they say */
+    if (body)
+        json_object_set_new(
+            body, "discrepancies",
+            json_pack("{s:I}", "open", (json_int_t)ph_store_discrep_open(r->env->store)));
     return ph_req_json(r, 200, body);
 }
 

@@ -112,6 +112,10 @@ static const ph_route routes[] = {
     {"GET", "/v1/reconciliations", PH_SCOPE_OPS, ph_api_recon_list, "after limit"},
     {"GET", "/v1/reconciliations/*", PH_SCOPE_OPS, ph_api_recon_get, "after limit"},
     {"GET", "/v1/reconciliations/*/lines.csv", PH_SCOPE_OPS, ph_api_recon_csv, NULL},
+    {"GET", "/v1/discrepancies", PH_SCOPE_OPS, ph_api_discrep_list, "status supplier after limit"},
+    {"GET", "/v1/discrepancies/*", PH_SCOPE_OPS, ph_api_discrep_get, NULL},
+    {"POST", "/v1/discrepancies/*/accept", PH_SCOPE_OPS, ph_api_discrep_accept, NULL},
+    {"POST", "/v1/discrepancies/*/dispute", PH_SCOPE_OPS, ph_api_discrep_dispute, NULL},
     /* suppliers authenticate by signature, checked by their plugin; their
      * notify URLs may carry the supplier's own parameters */
     {"POST", "/v1/callbacks/*", 0, ph_api_callback, PARAMS_ANY},

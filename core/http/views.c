@@ -50,6 +50,8 @@ static json_t *view_attempt(const ph_attempt *a)
         json_object_set_new(j, "reason", json_string(a->reason));
     if (a->charged >= 0)
         json_object_set_new(j, "charged", money(a->charged));
+    if (a->delivered > 0) /* the face value the supplier says it delivered (issue 11) */
+        json_object_set_new(j, "delivered", money(a->delivered));
     json_object_set_new(j, "checks", json_integer(a->checks));
     ph_view_time(j, "created_at", a->created_at);
     ph_view_time(j, "updated_at", a->updated_at);

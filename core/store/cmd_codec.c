@@ -42,6 +42,10 @@ const char *ph_cmd_type_name(int type)
         return "settle";
     case PH_CMD_RECON:
         return "recon";
+    case PH_CMD_FINAL_WORD:
+        return "final_word";
+    case PH_CMD_RESOLVE:
+        return "resolve";
     default:
         return "?";
     }
@@ -184,7 +188,27 @@ static int encode_cmd(wbuf *b, const ph_cmd *c, size_t idx, ph_err *err)
             w_blob(b, sc->sealed, sc->sealed_len);
         }
         w_target(b, &c->in.attempt.next);
-        w_i32(b, c->in.attempt.mark_stuck); /* last: absent from older journals */
+        w_i32(b, c->in.attempt.mark_stuck); /* version 2 (issue 11) */
+        w_i64(b, c->in.attempt.delivered);
+        w_i64(b, c->in.attempt.tolerance);
+        w_i64(b, c->in.attempt.face_value);
+        w_i64(b, c->in.attempt.late_check_at);
+        break;
+    case PH_CMD_FINAL_WORD:
+        w_u64(b, c->in.word.order_id);
+        w_u32(b, c->in.word.no);
+        w_i32(b, c->in.word.source);
+        w_i32(b, c->in.word.state);
+        w_i64(b, c->in.word.charged);
+        w_i64(b, c->in.word.delivered);
+        w_i64(b, c->in.word.tolerance);
+        w_i64(b, c->in.word.late_due);
+        break;
+    case PH_CMD_RESOLVE:
+        w_u64(b, c->in.resolve.id);
+        w_i32(b, c->in.resolve.accept);
+        w_str(b, c->in.resolve.who);
+        w_str(b, c->in.resolve.note);
         break;
     case PH_CMD_EXPIRE:
         w_u32(b, c->in.expire.limit);
@@ -527,7 +551,13 @@ static void decode_attempt(rd *r, ph_cmd *c)
     c->in.attempt.ncodes = n;
     r_target(r, &c->in.attempt.next, "next.supplier", "next.product_id", "next.unit_cost");
     /* added with issue 11, in version 2: a version-1 journal has none */
-    c->in.attempt.mark_stuck = r->version >= 2 ? r_i32(r, "mark_stuck") : 0;
+    if (r->version >= 2) {
+        c->in.attempt.mark_stuck = r_i32(r, "mark_stuck");
+        c->in.attempt.delivered = r_i64(r, "delivered");
+        c->in.attempt.tolerance = r_i64(r, "tolerance");
+        c->in.attempt.face_value = r_i64(r, "face_value");
+        c->in.attempt.late_check_at = r_i64(r, "late_check_at");
+    }
 }
 
 static void decode_settle(rd *r, ph_cmd *c)
@@ -674,6 +704,22 @@ static int decode_cmd(rd *r, ph_cmd *c, int *rc_out)
         break;
     case PH_CMD_RECON:
         decode_recon(r, c);
+        break;
+    case PH_CMD_FINAL_WORD:
+        c->in.word.order_id = r_u64(r, "order_id");
+        c->in.word.no = r_u32(r, "no");
+        c->in.word.source = r_i32(r, "source");
+        c->in.word.state = r_i32(r, "state");
+        c->in.word.charged = r_i64(r, "charged");
+        c->in.word.delivered = r_i64(r, "delivered");
+        c->in.word.tolerance = r_i64(r, "tolerance");
+        c->in.word.late_due = r_i64(r, "late_due");
+        break;
+    case PH_CMD_RESOLVE:
+        c->in.resolve.id = r_u64(r, "id");
+        c->in.resolve.accept = r_i32(r, "accept");
+        c->in.resolve.who = r_str(r, "who");
+        c->in.resolve.note = r_str(r, "note");
         break;
     default:
         r->kind = "?";

@@ -27,10 +27,10 @@ _Static_assert(sizeof(ph_attempt_rec) == 64, "attempt record is 64 bytes without
 _Static_assert(sizeof(ph_attempt_tail) == 24, "attempt tail is 24 bytes without padding");
 
 static const char *const db_names[DB_COUNT] = {
-    "meta",          "products",    "batches",    "codes",         "avail",
-    "code_hash",     "orders",      "order_ref",  "client_orders", "events",
-    "supply",        "pending",     "expiry",     "audit",         "ledger",
-    "ledger_orders", "report_days", "recon_runs", "recon_lines",   "recon_digest",
+    "meta",        "products",     "batches",       "codes",         "avail",       "code_hash",
+    "orders",      "order_ref",    "client_orders", "events",        "supply",      "pending",
+    "expiry",      "audit",        "ledger",        "ledger_orders", "report_days", "recon_runs",
+    "recon_lines", "recon_digest", "discrep",       "discrep_att",   "late",
 };
 
 static const unsigned db_flags[DB_COUNT] = {
@@ -47,6 +47,8 @@ static const unsigned db_flags[DB_COUNT] = {
     [DB_LEDGER] = MDB_INTEGERKEY,
     [DB_LEDGER_ORDERS] = MDB_INTEGERKEY,
     [DB_RECON_RUNS] = MDB_INTEGERKEY,
+    [DB_DISCREP] = MDB_INTEGERKEY,
+    [DB_DISCREP_ATT] = MDB_DUPSORT | MDB_DUPFIXED | MDB_INTEGERDUP,
 };
 
 const char *ph_store_db_name(int db)
@@ -836,6 +838,9 @@ static void clear_results(ph_cmd *cmd, int keep_dups)
 {
     ph_order_free(cmd->order);
     cmd->order = NULL;
+    free(cmd->record);
+    cmd->record = NULL;
+    cmd->discrepancy_id = 0;
     cmd->replayed = 0;
     cmd->recon_run = 0;
     free(cmd->affected);

@@ -143,6 +143,8 @@ typedef struct ph_attempt {
     int64_t settled_at;                /* ms ops settled it by hand (PH_CMD_SETTLE); 0 = not */
     char settled_by[PH_SKU_MAX + 1];   /* the client name of the token that settled it */
     char settle_note[PH_NOTE_MAX + 1]; /* the supplier's evidence, as ops wrote it */
+    int64_t delivered; /* fen per unit the supplier says it delivered (ABI 1.2); -1 unknown.
+                          Supply record version 3; an older record reads -1 */
 } ph_attempt;
 
 typedef struct ph_order {
@@ -324,6 +326,8 @@ enum ph_cmd_type {
     PH_CMD_NOTE_EVENT,    /* an event about something the store keeps no record of */
     PH_CMD_SETTLE,        /* ops settle a stuck order by hand with the supplier's evidence */
     PH_CMD_RECON,         /* store a reconciliation run of a supplier statement (idempotent) */
+    PH_CMD_FINAL_WORD,    /* what a supplier says about a final attempt (a discrepancy?) */
+    PH_CMD_RESOLVE,       /* ops resolve a discrepancy: accept (a correction) or dispute */
 };
 
 /* The event names PH_CMD_NOTE_EVENT accepts: a closed list, so the feed's
@@ -529,7 +533,69 @@ struct ph_cmd {
              * order listed as stuck, one order.stuck event). Ignored when it
              * is stuck already or final, so it may be sent with every check. */
             int mark_stuck;
+            /* Amounts (issue 11). Zero-safe: a command that leaves them 0
+             * compares nothing and schedules nothing. When the attempt becomes
+             * SUCCEEDED, the supplier's charge is compared with unit_cost x
+             * quantity (tolerance fen either way) and its delivered value with
+             * face_value (per unit) by ph_amount_mismatch; a mismatch still
+             * settles the attempt with the supplier's figures and raises a
+             * discrepancy (source amount) in the same transaction. */
+            int64_t delivered;  /* fen per unit the supplier delivered; <= 0 keeps */
+            int64_t tolerance;  /* fen; < 0 is PH_EINVAL */
+            int64_t face_value; /* fen per unit, the product's; 0 = not compared */
+            /* ms: an attempt that becomes FAILED as not found at the supplier
+             * is queried once more at this time (the `late` schedule,
+             * ph_store_late_due); 0 = never. */
+            int64_t late_check_at;
         } attempt;
+        /*
+         * FINAL_WORD: what supplier `order_id`/`no` is said to have done by a
+         * verified callback or a query after the attempt became final (the
+         * late re-query). `state` is the claim (PH_ATTEMPT_SUCCEEDED or
+         * _FAILED; 0 = none), `charged` and `delivered` the supplier's
+         * figures (-1 unknown). The store compares them with the final
+         * attempt (ph_final_word_contradicts) and, when they contradict it,
+         * raises a discrepancy of `source` (PH_DISCREP_CALLBACK or _QUERY);
+         * an open discrepancy of that attempt saying the same is not raised
+         * twice. `late_due` > 0 also removes the attempt's late-check entry
+         * due then (the late re-query is done, whatever it said).
+         * Nothing else changes: a final attempt never moves by itself.
+         * Result: discrepancy_id (0 when none was raised).
+         * Refusals: PH_ENOTFOUND (order or attempt), PH_ESTATE (the attempt
+         * is still open: a query settles it), PH_EINVAL (source, state).
+         */
+        struct {
+            uint64_t order_id;
+            uint32_t no;
+            int source;        /* PH_DISCREP_CALLBACK or PH_DISCREP_QUERY */
+            int state;         /* PH_ATTEMPT_SUCCEEDED / _FAILED, or 0 */
+            int64_t charged;   /* -1 unknown */
+            int64_t delivered; /* -1 unknown */
+            int64_t tolerance; /* fen, the supplier's amount_tolerance */
+            int64_t late_due;  /* ms; 0 = not a late re-query */
+        } word;
+        /*
+         * RESOLVE: ops settle discrepancy `id`. accept = 1 takes the
+         * supplier's truth: the attempt gets the state the supplier claimed
+         * (when it claimed one) and its charge and delivered value, the order
+         * follows (succeeded when any attempt succeeded; cost = the sum over
+         * succeeded attempts of the charge, or unit_cost x quantity without
+         * one), the discrepancy keeps before and after, and `order.corrected`
+         * is emitted — the one move of a final attempt (docs/store.md,
+         * "Discrepancies"). accept = 0 disputes it; nothing else changes.
+         * Both keep `who` (the token's client) and `note`.
+         * Refusals: PH_ENOTFOUND (no such discrepancy), PH_ESTATE (already
+         * accepted or disputed: the message names the status; or a state
+         * change of a card-code order, whose codes the supplier never gave),
+         * PH_EINVAL (who, or note missing for a dispute, or over
+         * PH_NOTE_MAX bytes, or not printable).
+         */
+        struct {
+            uint64_t id;
+            int accept;
+            const char *who;
+            const char *note; /* NULL or "" allowed only when accepting */
+        } resolve;
         /*
          * EXPIRE: the expiry sweep, one bounded step of it. Visits at most
          * `limit` entries of the expiry index that are due at cmd->now
@@ -634,6 +700,8 @@ struct ph_cmd {
     size_t naffected;
     /* SUPPLY_CREATE, ATTEMPT and SETTLE also set `order` (with its attempts, and its codes
      * once succeeded) and SUPPLY_CREATE sets `replayed`. */
+    uint64_t discrepancy_id; /* FINAL_WORD: raised (0 none); ATTEMPT: an amount one raised */
+    char *record; /* RESOLVE: the discrepancy after it (JSON text, as listed); ph_cmd_clear */
     uint64_t expired_codes; /* EXPIRE: codes that became expired */
     int more;               /* EXPIRE: due entries remain after this step */
     uint64_t recon_run;     /* RECON: the run (new, or the stored one with replayed = 1) */
@@ -1029,5 +1097,94 @@ int ph_store_report(ph_store *s, int32_t from_day, int32_t to_day, int by, ph_re
  * at the store's first open, or a later open that changed it and rebuilt the
  * aggregates). */
 int ph_store_report_offset(ph_store *s);
+/* ---- discrepancies (issue 11; docs/store.md, "Discrepancies") -----------
+ *
+ * Supplier truth that contradicts what we stored is never dropped: each case
+ * is a record in the `discrep` sub-database, raised inside the writer by one
+ * function (store_int.h, store_raise_discrepancy) in the same transaction as
+ * its cause, with an `order.discrepancy` event, and counted while open. The
+ * sources: a verified callback or a late re-query about a final attempt
+ * (PH_CMD_FINAL_WORD), an amount that is not the agreed one when an attempt
+ * succeeds (PH_CMD_ATTEMPT), a statement line (reconciliation). Ops resolve
+ * each one (PH_CMD_RESOLVE).
+ */
+enum ph_discrep_source {
+    PH_DISCREP_CALLBACK = 1,
+    PH_DISCREP_QUERY = 2,
+    PH_DISCREP_STATEMENT = 3,
+    PH_DISCREP_AMOUNT = 4,
+};
+enum ph_discrep_status {
+    PH_DISCREP_OPEN = 1,
+    PH_DISCREP_ACCEPTED = 2,
+    PH_DISCREP_DISPUTED = 3,
+};
+/* "callback", "query", "statement", "amount" / "open", "accepted",
+ * "disputed"; "?" otherwise. Static strings. The parse functions return the
+ * value, or 0 for a name that is none. */
+const char *ph_discrep_source_name(int source);
+const char *ph_discrep_status_name(int status);
+int ph_discrep_status_parse(const char *name);
+
+/* What the supplier says, as the raiser gives it (store_raise_discrepancy):
+ * the store adds what we hold (the attempt's state and charge), the supplier,
+ * client, SKU, time and status itself. */
+typedef struct ph_discrepancy {
+    uint64_t order_id;
+    uint32_t attempt;        /* the attempt's no */
+    int source;              /* PH_DISCREP_* */
+    int their_state;         /* PH_ATTEMPT_SUCCEEDED / _FAILED; 0 = said nothing of it */
+    int64_t their_charged;   /* fen; -1 unknown */
+    int64_t their_delivered; /* fen per unit; -1 unknown */
+} ph_discrepancy;
+
+/* The comparison of a supplier's figures with what we agreed, the one answer
+ * for every path (order answer, query, callback, statement). Bits:
+ * PH_AMOUNT_CHARGE when charged (>= 0) differs from unit_cost x quantity by
+ * more than tolerance (fen, >= 0) either way; PH_AMOUNT_DELIVERED when
+ * delivered (> 0) differs from face_value (> 0) per unit. 0 when they agree
+ * or are unknown. Pure; any thread. */
+#define PH_AMOUNT_CHARGE    1u
+#define PH_AMOUNT_DELIVERED 2u
+unsigned ph_amount_mismatch(int64_t unit_cost, uint32_t quantity, int64_t charged,
+                            int64_t tolerance, int64_t face_value, int64_t delivered);
+
+/* Does a supplier's word about final attempt a (of an order of `quantity`
+ * units) contradict it? 1 when claim (PH_ATTEMPT_SUCCEEDED / _FAILED) is
+ * another final state, or the claim is the same success with a charge beyond
+ * tolerance from the one we hold (ours: charged, else unit_cost x quantity);
+ * else 0. Pure; any thread. */
+int ph_final_word_contradicts(const ph_attempt *a, uint32_t quantity, int claim, int64_t charged,
+                              int64_t tolerance);
+
+/* Discrepancies with id > after, ascending, at most limit, as JSON texts
+ * (docs/api.md, "Discrepancies", the store's fields); status (PH_DISCREP_*,
+ * 0 = any) and supplier (NULL = any) filter. On PH_OK the caller frees the
+ * list with ph_store_event_list_free; *next_after is the id to continue from
+ * (0 when the end was reached). Scans at most 10,000 records per call, so a
+ * filter that matches little still answers quickly: fewer results than limit
+ * with *next_after set mean "go on". Errors: PH_EIO, PH_ENOMEM. */
+int ph_store_discrep_list(ph_store *s, int status, const char *supplier, uint64_t after,
+                          size_t limit, char ***out, size_t *n, uint64_t *next_after, ph_err *err);
+
+/* One discrepancy as JSON text (the caller frees it). Errors: PH_ENOTFOUND,
+ * PH_EIO, PH_ENOMEM. */
+int ph_store_discrep_get(ph_store *s, uint64_t id, char **json, ph_err *err);
+
+/* Discrepancies still open (one read of a counter the writer keeps): health
+ * and /metrics. 0 on a read error. Any thread. */
+uint64_t ph_store_discrep_open(ph_store *s);
+
+/* The late re-query schedule: attempts failed as not found at the supplier,
+ * to be queried once more (PH_CMD_ATTEMPT's late_check_at). Fills up to max
+ * due at `now` (order id and attempt no, earliest first) and returns how many;
+ * *next gets the earliest due time left after them (0 when none). 0 on a read
+ * error. Any thread. */
+typedef struct ph_late_check {
+    uint64_t order_id;
+    uint32_t no;
+    int64_t due;
+} ph_late_check;
+size_t ph_store_late_due(ph_store *s, int64_t now, ph_late_check *out, size_t max, int64_t *next);
 
 #endif

@@ -491,6 +491,10 @@ int ph_store_apply(ph_wtxn *w, ph_cmd *c)
         return store_apply_settle(w, c);
     case PH_CMD_RECON:
         return store_apply_recon(w, c);
+    case PH_CMD_FINAL_WORD:
+        return store_apply_final_word(w, c);
+    case PH_CMD_RESOLVE:
+        return store_apply_resolve(w, c);
     case PH_CMD_PUT_PRODUCTS:
         memset(&w->s->memo, 0, sizeof w->s->memo); /* orderability may change */
         return apply_products(w, c);

@@ -58,6 +58,7 @@ static int add_attempt(ph_wtxn *w, ph_order *o, const ph_attempt_target *t, int6
     a->state = PH_ATTEMPT_SENDING;
     a->unit_cost = t->unit_cost;
     a->charged = -1;
+    a->delivered = -1;
     a->created_at = a->updated_at = now;
     snprintf(a->supplier, sizeof a->supplier, "%s", t->supplier);
     snprintf(a->product_id, sizeof a->product_id, "%s", t->product_id);
@@ -364,6 +365,10 @@ static int check_attempt_input(ph_cmd *c)
     if (c->in.attempt.step < -1 || c->in.attempt.step > UINT32_MAX || c->in.attempt.charged < -1 ||
         c->in.attempt.next_check_at < -1)
         return ph_err_set(&c->err, PH_EINVAL, "attempt: step, charged or next_check_at < -1");
+    if (c->in.attempt.tolerance < 0 || c->in.attempt.face_value < 0 ||
+        c->in.attempt.late_check_at < 0)
+        return ph_err_set(&c->err, PH_EINVAL,
+                          "attempt: tolerance, face_value or late_check_at < 0");
     if (c->in.attempt.next.supplier && c->in.attempt.state != PH_ATTEMPT_FAILED)
         return ph_err_set(&c->err, PH_EINVAL, "next: only a failed attempt fails over");
     for (size_t i = 0; i < c->in.attempt.ncodes; i++)
@@ -400,6 +405,8 @@ static void update_attempt(ph_attempt *a, const ph_cmd *c)
         a->step = (uint32_t)c->in.attempt.step;
     if (c->in.attempt.charged >= 0)
         a->charged = c->in.attempt.charged;
+    if (c->in.attempt.delivered > 0)
+        a->delivered = c->in.attempt.delivered;
     if (c->in.attempt.next_check_at >= 0)
         a->next_check_at = c->in.attempt.next_check_at;
     a->checks += c->in.attempt.count_check ? 1 : 0;
@@ -497,13 +504,22 @@ static int store_supplied(ph_wtxn *w, ph_cmd *c, ph_order *o, const ph_attempt *
     return rc;
 }
 
+int64_t store_supply_cost(const ph_order *o)
+{
+    int64_t cost = 0;
+    for (size_t i = 0; i < o->nattempts; i++)
+        if (o->attempts[i].state == PH_ATTEMPT_SUCCEEDED)
+            cost += ph_attempt_cost(&o->attempts[i], o->quantity);
+    return cost;
+}
+
 void store_order_follow(ph_order *o, const ph_attempt *a)
 {
     o->reason[0] = 0;
     switch (a->state) {
     case PH_ATTEMPT_SUCCEEDED:
         o->state = PH_ORDER_SUCCEEDED;
-        o->cost = ph_attempt_cost(a, o->quantity);
+        o->cost = store_supply_cost(o);
         break;
     case PH_ATTEMPT_FAILED:
         o->state = PH_ORDER_FAILED;
@@ -551,6 +567,29 @@ static int load_attempt(ph_wtxn *w, ph_cmd *c, ph_order **out)
     return PH_OK;
 }
 
+/* What an attempt that just became final leaves behind: a success whose
+ * amounts are not the agreed ones raises a discrepancy (the attempt keeps the
+ * supplier's figures: a recharge that happened, happened); a failure as not
+ * found gets its late re-query. ATTEMPT only: ops settling by hand bring their
+ * own evidence. */
+static int attempt_settled(ph_wtxn *w, ph_cmd *c, const ph_order *o, const ph_attempt *a)
+{
+    if (a->state == PH_ATTEMPT_SUCCEEDED &&
+        ph_amount_mismatch(a->unit_cost, o->quantity, a->charged, c->in.attempt.tolerance,
+                           c->in.attempt.face_value, a->delivered)) {
+        ph_discrepancy d = {.order_id = o->id,
+                            .attempt = a->no,
+                            .source = PH_DISCREP_AMOUNT,
+                            .their_state = PH_ATTEMPT_SUCCEEDED,
+                            .their_charged = a->charged,
+                            .their_delivered = a->delivered};
+        return store_raise_discrepancy(w, c, o, &d, &c->discrepancy_id);
+    }
+    if (a->state == PH_ATTEMPT_FAILED && c->in.attempt.late_check_at > 0)
+        return store_late_set(w, o->id, a->no, c->in.attempt.late_check_at, 1, &c->err);
+    return PH_OK;
+}
+
 void store_attempt_before(const ph_order *o, uint32_t no, ph_attempt_before *b)
 {
     *b = (ph_attempt_before){.order_state = o->state,
@@ -589,6 +628,15 @@ int store_write_attempt(ph_wtxn *w, ph_cmd *c, ph_order *o, uint32_t no, const p
     return rc;
 }
 
+int store_put_supply_order(ph_wtxn *w, const ph_order *o, int was_open, ph_err *err)
+{
+    int64_t stuck = ph_order_stuck_since(o);
+    int rc = store_put_order(w, o, 0, err);
+    if (rc == PH_OK && (rc = put_supply(w, o, 0, err)) == PH_OK)
+        rc = set_pending(w, o->id, was_open, has_open_attempt(o), stuck != 0, stuck != 0, 0, err);
+    return rc;
+}
+
 /* mark_stuck (store.h): the attempt still open after this command, and the
  * order's last, becomes stuck now unless it is already. */
 static void mark_stuck(ph_order *o, uint32_t no, const ph_cmd *c)
@@ -618,8 +666,10 @@ int store_apply_attempt(ph_wtxn *w, ph_cmd *c)
               (rc = target_ok(&c->in.attempt.next, o->quantity, &c->err, "next")) == PH_OK)) {
         update_attempt(&o->attempts[no - 1], c);
         mark_stuck(o, no, c);
-        if ((rc = settle_order(w, c, o, no, &batch_id)) == PH_OK)
-            rc = store_write_attempt(w, c, o, no, &b, batch_id);
+        if ((rc = settle_order(w, c, o, no, &batch_id)) == PH_OK &&
+            (rc = store_write_attempt(w, c, o, no, &b, batch_id)) == PH_OK &&
+            o->attempts[no - 1].state != b.attempt_state)
+            rc = attempt_settled(w, c, o, &o->attempts[no - 1]);
     }
     if (rc) {
         ph_order_free(o);

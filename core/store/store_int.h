@@ -17,8 +17,9 @@
  * 2 is migrated at its first open with keys (store.c, check_schema). */
 #define PH_SCHEMA_VERSION                                                                          \
     4 /* 4: the ledger, the order summaries and the daily aggregates                               \
-        (store_ledger.c); a version 3 store is migrated by booking                                 \
-        every order (ph_ledger_migrate) */
+        (store_ledger.c), a version 3 store migrated by booking every                              \
+        order (ph_ledger_migrate); and the audit, reconciliation,                                  \
+        discrepancy and late re-query databases, created empty */
 
 /* Named databases. Integer keys are native uint64_t (MDB_INTEGERKEY), so ids
  * sort numerically and new ids always append at the right edge of the tree. */
@@ -48,6 +49,9 @@ enum {
     DB_RECON_RUNS,    /* run id -> reconciliation run JSON (store_recon.c) */
     DB_RECON_LINES,   /* be64(run id) be64(index) -> line outcome JSON */
     DB_RECON_DIGEST,  /* supplier NUL be64(from) be64(to) sha256 -> run id (idempotency) */
+    DB_DISCREP,       /* discrepancy id -> discrepancy JSON (store_discrep.c) */
+    DB_DISCREP_ATT,   /* be64(order id) be32(attempt no) -> dup sorted discrepancy ids */
+    DB_LATE,          /* be64(due ms) be64(order id) be32(attempt no) -> "": late re-queries */
     DB_COUNT
 };
 
@@ -174,9 +178,14 @@ typedef struct ph_order_rec {
 
 /* Supply record (DB_SUPPLY): this header, then the order's reason, the masked
  * and the sealed account, then nattempts attempts, each a ph_attempt_rec
- * followed by its strings in the order of their lengths below. */
+ * followed by its strings in the order of their lengths below; from version 2
+ * on, by a ph_attempt_tail and its strings (stuck and settled by hand); from
+ * version 3 on, by its int64 delivered value (fen per unit, -1 unknown).
+ * Older records still decode: no tail reads zero, no delivered value -1;
+ * every write is PH_SUPPLY_VERSION. */
+#define PH_SUPPLY_VERSION 3
 typedef struct ph_supply_rec {
-    uint8_t version; /* PH_SUPPLY_VERSION; 1 is read too (attempts without a tail) */
+    uint8_t version; /* 1 ..PH_SUPPLY_VERSION */
     uint8_t reason_len;
     uint8_t masked_len;
     uint8_t reserved; /* 0 */
@@ -199,11 +208,6 @@ typedef struct ph_attempt_rec {
     uint8_t supplier_len, product_len, ref_len, sorder_len, reason_len, step_state_len;
     uint8_t reserved[5]; /* 0 */
 } ph_attempt_rec;
-
-/* 2: each attempt is followed by a ph_attempt_tail and its strings (stuck
- * and settled by hand, issue 11). Version-1 records decode with those zero;
- * every write is version 2. */
-#define PH_SUPPLY_VERSION 2
 
 /* What version 2 appends to each attempt (after its six strings): this, then
  * settled_by and settle_note. Every byte a named field. */
@@ -411,5 +415,33 @@ int store_apply_recon(ph_wtxn *w, ph_cmd *c);
  * every digest names a run and every run has one. PH_EIO naming the first
  * violation. */
 int store_check_recon(ph_store *s, MDB_txn *txn, ph_err *err);
+/* The order's cost as its attempts say: for each SUCCEEDED attempt its charge,
+ * or unit_cost x quantity when the supplier gave none. */
+int64_t store_supply_cost(const ph_order *o);
+/* Rewrites a loaded supplier order: its order and supply records, `pending`
+ * kept right (was_open: it had an open attempt before the change). */
+int store_put_supply_order(ph_wtxn *w, const ph_order *o, int was_open, ph_err *err);
+
+/* store_discrep.c: discrepancies (store.h, "discrepancies").
+ *
+ * store_raise_discrepancy — the one way a discrepancy comes to be. Inside the
+ * writer's transaction of command c (its `now` is the time; its err gets the
+ * message): writes the record (what we hold is read from the attempt of `o`,
+ * the order as the command leaves it, or loaded when o is NULL), indexes it
+ * under its attempt, counts it open and emits `order.discrepancy`. An open
+ * discrepancy of the same attempt saying the same (their_state, charged,
+ * delivered) is not raised twice: *id (may be NULL) gets 0 then, else the new
+ * id. Errors: PH_ENOTFOUND (order or attempt), PH_EINVAL (source or state out
+ * of range), PH_EIO, PH_ENOMEM; on an error the caller fails its command. */
+int store_raise_discrepancy(ph_wtxn *w, ph_cmd *c, const ph_order *o, const ph_discrepancy *d,
+                            uint64_t *id);
+int store_apply_final_word(ph_wtxn *w, ph_cmd *c);
+/* --check-store: every discrepancy record well-formed, naming an order that
+ * exists, listed in discrep_att; `discrep_open` equal to the open records.
+ * PH_OK or PH_EIO naming the first violation. */
+int store_check_discrep(ph_store *s, MDB_txn *txn, ph_err *err);
+int store_apply_resolve(ph_wtxn *w, ph_cmd *c);
+/* Adds (add = 1) or removes the late re-query of attempt no of order id at due. */
+int store_late_set(ph_wtxn *w, uint64_t id, uint32_t no, int64_t due, int add, ph_err *err);
 
 #endif

@@ -13,6 +13,7 @@
  */
 #include "store/store_int.h"
 
+#include <assert.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -155,16 +156,27 @@ static json_t *money_json(int64_t fen)
 }
 
 /* THE one place where a statement line becomes a discrepancy (docs/design.md
- * rule 7). The discrepancy record and its raising function belong to the
- * discrepancies work (issue 11 item 1): at its merge, this calls
- * store_raise_discrepancy(w, c, ...) with source "statement", what we hold
- * (o, a, ours) and what the supplier says (l->amount, charged). Until then the
- * outcome stored on the run's line is the record. */
-static int recon_discrepancy(ph_wtxn *w, ph_cmd *c, uint64_t run, const ph_recon_line *l,
-                             const ph_order *o, const ph_attempt *a, int outcome, int64_t ours)
+ * rule 7), raised like any other (store_raise_discrepancy, source
+ * "statement"): the supplier says it charged l->amount for attempt a. A
+ * second charged line for an attempt already billed says it charged twice:
+ * what it claims in all is then what we hold plus this line (an earlier line
+ * at another amount is a discrepancy of its own). The run's line keeps the
+ * outcome; the discrepancy is what ops resolve. */
+static int recon_discrepancy(ph_wtxn *w, ph_cmd *c, const ph_recon_line *l, const ph_order *o,
+                             const ph_attempt *a, int outcome, int64_t ours)
 {
-    (void)w, (void)c, (void)run, (void)l, (void)o, (void)a, (void)outcome, (void)ours;
-    return PH_OK;
+    assert(o && a); /* ph_recon_outcome_discrepancy: only outcomes about an attempt */
+    int64_t theirs = l->amount;
+    if (outcome == PH_RECON_DUPLICATE && ours >= 0 &&
+        __builtin_add_overflow(ours, l->amount, &theirs))
+        return ph_err_set(&c->err, PH_EINVAL, "line %u: amount out of range", l->line);
+    ph_discrepancy d = {.order_id = o->id,
+                        .attempt = a->no,
+                        .source = PH_DISCREP_STATEMENT,
+                        .their_state = PH_ATTEMPT_SUCCEEDED,
+                        .their_charged = theirs,
+                        .their_delivered = -1};
+    return store_raise_discrepancy(w, c, o, &d, NULL);
 }
 
 static int put_json(ph_wtxn *w, ph_cmd *c, int db, MDB_val *k, json_t *j, unsigned flags)
@@ -301,7 +313,7 @@ int store_apply_recon(ph_wtxn *w, ph_cmd *c)
         int out = ph_recon_classify(l, a, o ? o->quantity : 0, billed[i], &ours);
         counts[out]++;
         if (ph_recon_outcome_discrepancy(out))
-            rc = recon_discrepancy(w, c, run, l, o, a, out, ours);
+            rc = recon_discrepancy(w, c, l, o, a, out, ours);
         uint8_t key[16];
         line_key(run, index + 1, key);
         MDB_val k = {16, key};

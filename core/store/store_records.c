@@ -179,7 +179,16 @@ static int decode_attempt(reader *r, ph_attempt *a, int version)
         take_str(r, ar.reason_len, a->reason, sizeof a->reason) ||
         take_str(r, ar.step_state_len, a->step_state, sizeof a->step_state))
         return PH_EIO;
-    return version >= 2 ? decode_tail(r, a) : PH_OK;
+    if (version >= 2 && decode_tail(r, a))
+        return PH_EIO;
+    a->delivered = -1; /* before version 3: unknown */
+    if (version >= 3) {
+        const uint8_t *d = take(r, sizeof a->delivered);
+        if (!d)
+            return PH_EIO;
+        memcpy(&a->delivered, d, sizeof a->delivered);
+    }
+    return PH_OK;
 }
 
 int ph_supply_decode(const MDB_val *v, ph_order *o)
@@ -190,7 +199,7 @@ int ph_supply_decode(const MDB_val *v, ph_order *o)
     if (!p)
         return PH_EIO;
     memcpy(&h, p, sizeof h);
-    if ((h.version != 1 && h.version != PH_SUPPLY_VERSION) ||
+    if (h.version < 1 || h.version > PH_SUPPLY_VERSION ||
         take_str(&r, h.reason_len, o->reason, sizeof o->reason) ||
         take_str(&r, h.masked_len, o->account_masked, sizeof o->account_masked) ||
         !(sealed = take(&r, h.sealed_len)))
@@ -228,7 +237,7 @@ static size_t attempt_size(const ph_attempt *a)
            slen(a->supplier_order_id, sizeof a->supplier_order_id) +
            slen(a->reason, sizeof a->reason) + slen(a->step_state, sizeof a->step_state) +
            sizeof(ph_attempt_tail) + slen(a->settled_by, sizeof a->settled_by) +
-           strnlen(a->settle_note, sizeof a->settle_note - 1);
+           strnlen(a->settle_note, sizeof a->settle_note - 1) + sizeof a->delivered;
 }
 
 static void encode_attempt(uint8_t **p, const ph_attempt *a)
@@ -266,6 +275,7 @@ static void encode_attempt(uint8_t **p, const ph_attempt *a)
     put_bytes(p, &t, sizeof t);
     put_bytes(p, a->settled_by, t.by_len);
     put_bytes(p, a->settle_note, t.note_len);
+    put_bytes(p, &a->delivered, sizeof a->delivered); /* version 3 */
 }
 
 uint8_t *ph_supply_encode(const ph_order *o, size_t *len)
@@ -281,7 +291,7 @@ uint8_t *ph_supply_encode(const ph_order *o, size_t *len)
     uint8_t *buf = malloc(n), *p = buf;
     if (!buf)
         return NULL;
-    put_bytes(&p, &h, sizeof h);
+    put_bytes(&p, &h, sizeof h); /* h.version: PH_SUPPLY_VERSION */
     put_bytes(&p, o->reason, h.reason_len);
     put_bytes(&p, o->account_masked, h.masked_len);
     if (h.sealed_len)

@@ -32,6 +32,13 @@ int64_t ph_attempt_backoff(const ph_attempt_ctx *a, uint32_t checks, int64_t now
     return d < cap ? d : cap;
 }
 
+int ph_attempt_claim(int perkhub_state)
+{
+    return perkhub_state == PERKHUB_STATE_SUCCEEDED ? PH_ATTEMPT_SUCCEEDED
+           : perkhub_state == PERKHUB_STATE_FAILED  ? PH_ATTEMPT_FAILED
+                                                    : 0;
+}
+
 static void set_reason(ph_attempt_move *m, const char *r)
 {
     snprintf(m->reason, sizeof m->reason, "%s", r ? r : "");
@@ -129,6 +136,7 @@ static void decide_query(const ph_attempt_ctx *a, const ph_exchange *x, int64_t 
     case PERKHUB_STATE_NOT_FOUND:
         if (now - a->created_at > a->window_ms) {
             m->state = PH_ATTEMPT_FAILED;
+            m->late_check = 1;
             set_reason(m, "not_found_at_supplier");
         } else {
             stay(a, now, pending, "not_found_yet", m);

@@ -67,6 +67,8 @@ typedef struct ph_attempt_move {
     int take_codes;        /* 1: store res->codes with the success */
     int follow_step;       /* 1: the next exchange is res->next's step, not a query */
     int count_check;       /* 1: this exchange was a query */
+    int late_check;        /* 1: FAILED as not found after the window: worth one more
+                              look much later (the late re-query, issue 11) */
     int64_t next_check_at; /* ms; 0 when the attempt is final */
     char reason[128];      /* "" for none */
     int mark_stuck;        /* 1: the attempt stays open and is overdue (store.h, mark_stuck) */
@@ -75,6 +77,11 @@ typedef struct ph_attempt_move {
 /* Decides. `now` is the caller's clock. Never fails. */
 void ph_attempt_decide(const ph_attempt_ctx *a, const ph_exchange *x, int64_t now,
                        ph_attempt_move *out);
+
+/* What a supplier's word claims about a final attempt: PH_ATTEMPT_SUCCEEDED
+ * or PH_ATTEMPT_FAILED for those perkhub_order_state values, 0 (no claim) for
+ * any other. The one mapping for callbacks and the late re-query. */
+int ph_attempt_claim(int perkhub_state);
 
 /* The delay before the next query after `checks` queries, at `now`:
  * query_delay doubled per check, at most query_max; once the attempt is stuck

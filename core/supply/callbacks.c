@@ -8,15 +8,22 @@
  * happen now. The query's answer moves the attempt, through the same path as
  * every other exchange, so a callback that lies (tampered, replayed, stale)
  * cannot move an order anywhere the supplier's own query would not.
+ *
+ * About an attempt already final there is nothing to confirm: a verified word
+ * that contradicts it (a success after we failed it, a failure after it
+ * succeeded, another charge) is kept as a discrepancy for ops before the
+ * supplier is answered, and the attempt stays as it is (issue 11, Found 1).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "supply/attempt.h"
 #include "supply/fulfil.h"
 #include "supply/plugin_ops.h"
 #include "supply/sup_text.h"
 #include "base/util.h"
+#include "config/config.h"
 
 /* a plugin's refusal reason is answered whole as the error */
 _Static_assert(sizeof(((ph_callback_reply *)0)->error) > PH_SUPTEXT_REASON_MAX,
@@ -66,10 +73,48 @@ static const char *mismatch(const ph_order *o, const ph_attempt *a, const char *
     uint32_t qty = o->delivery == PH_DELIVERY_RECHARGE ? 1 : o->quantity;
     if (res->quantity >= 0 && (uint64_t)res->quantity != qty)
         return "quantity";
-    /* we never pay more than the offer's price: a higher amount is not ours */
-    if (res->amount >= 0 && a->unit_cost > 0 && res->amount > a->unit_cost * (int64_t)qty)
-        return "amount";
+    /* the amount is no reason to refuse: another charge is the supplier's
+     * word, compared by the store on every path (ph_amount_mismatch) */
     return NULL;
+}
+
+/* The supplier's tolerance for another charge (fen), from the current config. */
+static int64_t tolerance_of(ph_fulfil *f, const char *supplier)
+{
+    const ph_fulfil_opts *fo = ph_fulfil_options(f);
+    void *ref;
+    const ph_config *cfg = fo->cfg.acquire(fo->cfg.ctx, &ref);
+    const ph_supplier_conf *sc = ph_config_supplier(cfg, supplier);
+    int64_t tol = sc && sc->amount_tolerance > 0 ? sc->amount_tolerance : 0;
+    fo->cfg.release(ref);
+    return tol;
+}
+
+/* A verified word about a final attempt that contradicts it (a late success
+ * after we failed it, a failure after it succeeded, another charge) is kept:
+ * a discrepancy, recorded before the supplier gets its answer. The attempt
+ * itself does not move (store.h, PH_CMD_FINAL_WORD). */
+static void keep_final_word(ph_fulfil *f, ph_store *store, uint64_t id, uint32_t no,
+                            const struct perkhub_result *res, int64_t tolerance)
+{
+    ph_cmd c = {.type = PH_CMD_FINAL_WORD, .now = ph_now_ms()};
+    c.in.word.order_id = id;
+    c.in.word.no = no;
+    c.in.word.source = PH_DISCREP_CALLBACK;
+    c.in.word.state = ph_attempt_claim(res->state);
+    c.in.word.charged = res->amount >= 0 ? res->amount : -1;
+    c.in.word.delivered = res->delivered_value > 0 ? res->delivered_value : -1;
+    c.in.word.tolerance = tolerance;
+    int rc = ph_store_exec(store, &c);
+    const ph_logger *log = ph_fulfil_options(f)->log;
+    if (rc != PH_OK)
+        ph_log(log, PH_LOG_ERROR, NULL, "callback.discrepancy_failed",
+               "order=%llu attempt=%u rc=%s", (unsigned long long)id, no, ph_strerror(rc));
+    else if (c.discrepancy_id)
+        ph_log(log, PH_LOG_WARN, NULL, "callback.discrepancy",
+               "order=%llu attempt=%u discrepancy=%llu", (unsigned long long)id, no,
+               (unsigned long long)c.discrepancy_id);
+    ph_cmd_clear(&c);
 }
 
 /* The verified claim against the store; asks for the confirming query. */
@@ -90,11 +135,17 @@ static int match_and_confirm(ph_fulfil *f, ph_store *store, const char *supplier
             a = &o->attempts[i];
     const char *bad = a ? mismatch(o, a, supplier, res) : "attempt";
     int final = a && !ph_attempt_state_open(a->state);
+    int claim = ph_attempt_claim(res->state);
+    int64_t tol = final && !bad ? tolerance_of(f, supplier) : 0;
+    int contradicts =
+        final && !bad && ph_final_word_contradicts(a, o->quantity, claim, res->amount, tol);
     ph_order_free(o);
     if (bad)
         return refuse(out, 400, "callback_mismatch", "callback does not match our order: %s", bad);
     if (!final)
         ph_fulfil_confirm(f, id, no, res->state);
+    else if (contradicts)
+        keep_final_word(f, store, id, no, res, tol);
     return PH_OK;
 }
 

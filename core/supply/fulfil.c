@@ -27,6 +27,7 @@
 #include "supply/fulfil.h"
 #include "supply/fulfil_int.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -228,12 +229,16 @@ void ful_track_limits(ph_fulfil *f, track *t)
     t->query_max_ms = 30000;
     t->stuck_after_ms = t->stuck_max_ms = 3600000; /* config.c's defaults */
     unsigned window_s = 0;
+    t->tolerance = 0;
+    t->late_check_ms = 86400 * 1000LL;
     if (sc) {
         t->limits = ph_sio_limits_of(sc);
         t->query_max_ms = sc->query_max_delay_ms;
         window_s = sc->processing_window_s;
         t->stuck_after_ms = (int64_t)sc->stuck_after_s * 1000;
         t->stuck_max_ms = (int64_t)sc->stuck_query_max_delay_s * 1000;
+        t->tolerance = sc->amount_tolerance;
+        t->late_check_ms = (int64_t)sc->late_check_s * 1000;
     }
     const ph_product_conf *p = ph_config_product(cfg, t->sku);
     t->face_value = p ? p->face_value : 0;
@@ -548,10 +553,66 @@ static void handle(ph_fulfil *f, fev *e, int stopping)
     }
 }
 
+#define LATE_BATCH    32
+#define LATE_IDLE_MS  (600 * 1000) /* the schedule is looked at this often when empty */
+#define LATE_RETRY_MS (60 * 1000)  /* and this soon again after a query got no answer */
+
+void ful_late_end(ph_fulfil *f, track *t, int retry)
+{
+    PH_ASSERT_OWNER(&f->owner);
+    assert(f->late_inflight > 0);
+    ful_track_free(t);
+    f->late_retry |= retry;
+    if (--f->late_inflight == 0) {
+        /* look again at once for more due, or later when one got no answer */
+        f->late_next = ph_now_ms() + (f->late_retry ? LATE_RETRY_MS : 0);
+        f->late_retry = 0;
+    }
+}
+
+/* One late re-query: attempt (id, no), failed as not found, asked once more. */
+static void late_start(ph_fulfil *f, const ph_late_check *lc)
+{
+    ph_order *o = NULL;
+    ph_err err = {0};
+    if (ph_store_order_get(f->o.store, lc->order_id, 0, &o, &err) != PH_OK)
+        return;
+    const ph_attempt *a = lc->no >= 1 && lc->no <= o->nattempts ? &o->attempts[lc->no - 1] : NULL;
+    track *t = a && !ph_attempt_state_open(a->state) ? track_new(f, o, a, &err) : NULL;
+    if (t) {
+        track_account(f, t, o, NULL);
+        t->late = 1;
+        t->late_due = lc->due;
+        f->late_inflight++;
+        ful_track_run(f, t);
+        if (t->phase != T_JOB)
+            ful_late_end(f, t, 1); /* shutting down: the schedule keeps it */
+    }
+    ph_order_free(o);
+}
+
+/* The late schedule, when its time has come and no earlier round is running.
+ * One read of the store's index when something may be due: nothing on the
+ * order path. */
+static void late_poll(ph_fulfil *f, int64_t now)
+{
+    if (f->late_inflight || now < f->late_next)
+        return;
+    ph_late_check due[LATE_BATCH];
+    int64_t next = 0;
+    size_t n = ph_store_late_due(f->o.store, now, due, LATE_BATCH, &next);
+    f->late_next = next ? next : now + LATE_IDLE_MS;
+    for (size_t i = 0; i < n; i++)
+        late_start(f, &due[i]);
+    if (n && !f->late_inflight)
+        f->late_next = now + LATE_RETRY_MS; /* none could start: not in a loop */
+}
+
 /* Due exchanges and expired waiters; returns when to look again. */
 static int64_t run_due(ph_fulfil *f)
 {
     int64_t now = ph_now_ms(), next = now + 1000;
+    late_poll(f, now);
     while (f->nheap && f->heap[0].due <= now) {
         heap_ent e = heap_pop(f);
         track *t = reg_find(f, e.order_id, e.no);

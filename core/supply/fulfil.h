@@ -20,6 +20,13 @@
  * it (docs/design.md rule 2). After a restart, ph_fulfil_resume picks every
  * unfinished attempt up from the store: SENDING becomes UNKNOWN, then queried.
  *
+ * The late re-query (issue 11): an attempt failed as not found after the
+ * processing window is queried once more the supplier's late_check_s later,
+ * from the store's schedule (ph_store_late_due), read by fulfil's thread only
+ * when its earliest entry is due; the answer goes to the store as the
+ * supplier's word about a final attempt (PH_CMD_FINAL_WORD, source query),
+ * which raises a discrepancy when it contradicts ours — never a move.
+ *
  * Each attempt holds a reference to its supplier's running instance until it
  * is final, so disabling a supplier (SIGHUP) stops new orders going to it
  * without dropping its attempts in flight.
@@ -161,7 +168,12 @@ typedef struct ph_callback_reply {
  * (ph_fulfil_confirm: coalesced per attempt); the query's answer, not the
  * callback, moves the attempt. Forged, tampered, stale or mismatched callbacks
  * change nothing. Duplicates are acknowledged and change nothing; one for an
- * attempt already final is answered from the store at once. cb is only read.
+ * attempt already final is answered from the store at once, and when it
+ * contradicts that attempt (another final state, another charge) it is kept
+ * first as a discrepancy (PH_CMD_FINAL_WORD, source callback: waits for its
+ * commit; the attempt does not move). The amount is no reason to refuse: the
+ * confirming query's charge is compared by the store (ph_amount_mismatch).
+ * cb is only read.
  * Returns PH_OK when a reply was prepared: on acceptance out->status and
  * out->body (malloc'd, the caller frees it) are what the plugin says the supplier
  * expects; on refusal out->error and out->message are set and out->body is NULL:

@@ -99,6 +99,12 @@ void ful_fill_cmd(track_cmd *b, const ph_attempt_move *m, const struct perkhub_r
     c->in.attempt.next_check_at = m->next_check_at;
     c->in.attempt.count_check = m->count_check;
     c->in.attempt.mark_stuck = m->mark_stuck;
+    /* amounts are compared by the store when the attempt succeeds (store.h) */
+    c->in.attempt.delivered = res && res->delivered_value > 0 ? res->delivered_value : 0;
+    c->in.attempt.tolerance = t->tolerance > 0 ? t->tolerance : 0;
+    c->in.attempt.face_value = t->face_value > 0 ? t->face_value : 0;
+    c->in.attempt.late_check_at =
+        m->late_check && t->late_check_ms > 0 ? c->now + t->late_check_ms : 0;
     if (res && res->supplier_order_id && *res->supplier_order_id) {
         ph_text_clean(t->supplier_order_id, sizeof t->supplier_order_id, res->supplier_order_id);
         c->in.attempt.supplier_order_id = t->supplier_order_id;
@@ -197,6 +203,8 @@ void ful_job_done(ph_fulfil *f, track *t, int stopping)
     ph_exchange x = {job->outcome, job->parsed, &job->res, job->detail};
     if (job->auth_change)
         note_auth(f, t, job);
+    if (t->late)
+        return ful_late_job_done(f, t, stopping);
     ph_attempt_move m;
     int64_t now = ph_now_ms(); /* the decision's and the command's: next_check_at - updated_at
                                   is the delay decided */
@@ -234,6 +242,51 @@ void ful_job_done(ph_fulfil *f, track *t, int stopping)
         t->phase = T_IDLE; /* closing: the store keeps the last durable state */
         t->cmd = NULL;
         ful_cmd_free(b);
+    }
+}
+
+/* ---- the late re-query of a final attempt ---------------------------------------- */
+
+/* What the supplier now says about an attempt we failed as not found goes to
+ * the store as its word (PH_CMD_FINAL_WORD, source query): a success raises a
+ * discrepancy there, never a move of the order. Not found again (or failed)
+ * ends the re-query; no answer leaves the schedule entry for a later round. */
+void ful_late_job_done(ph_fulfil *f, track *t, int stopping)
+{
+    ph_sio_job *job = &t->job;
+    const struct perkhub_result *res = &job->res;
+    int answered = job->outcome == PERKHUB_OK && job->parsed &&
+                   (res->state == PERKHUB_STATE_SUCCEEDED || res->state == PERKHUB_STATE_FAILED ||
+                    res->state == PERKHUB_STATE_NOT_FOUND);
+    track_cmd *b = answered && !stopping ? ful_cmd_new(t) : NULL;
+    ph_log(f->o.log, PH_LOG_INFO, NULL, "fulfil.late_check",
+           "order=%llu attempt=%u supplier=%s outcome=%s answered=%d",
+           (unsigned long long)t->order_id, t->no, t->supplier, ph_op_status_name(job->outcome),
+           answered);
+    if (!b) {
+        ph_sio_job_clear(job);
+        return ful_late_end(f, t, 1);
+    }
+    ph_cmd *c = &b->cmd;
+    c->type = PH_CMD_FINAL_WORD;
+    c->now = ph_now_ms();
+    c->done = ful_on_cmd_done;
+    c->arg = b;
+    c->in.word.order_id = t->order_id;
+    c->in.word.no = t->no;
+    c->in.word.source = PH_DISCREP_QUERY;
+    c->in.word.state = ph_attempt_claim(res->state);
+    c->in.word.charged = res->amount >= 0 ? res->amount : -1;
+    c->in.word.delivered = res->delivered_value > 0 ? res->delivered_value : -1;
+    c->in.word.tolerance = t->tolerance > 0 ? t->tolerance : 0;
+    c->in.word.late_due = t->late_due;
+    ph_sio_job_clear(job);
+    t->phase = T_CMD;
+    t->cmd = b;
+    if (ph_store_submit(f->o.store, c) != PH_OK) {
+        t->cmd = NULL;
+        ful_cmd_free(b);
+        ful_late_end(f, t, 1);
     }
 }
 
@@ -313,8 +366,26 @@ void ful_cmd_done(ph_fulfil *f, track_cmd *b, int stopping)
     free(b->blobs);
     b->codes = NULL;
     b->blobs = NULL;
+    if (t->late) { /* the word is stored (or refused: the attempt is gone or open) */
+        if (cmd->rc != PH_OK)
+            ph_log(f->o.log, PH_LOG_WARN, NULL, "fulfil.late_check_failed",
+                   "order=%llu attempt=%u rc=%s", (unsigned long long)t->order_id, t->no,
+                   ph_strerror(cmd->rc));
+        /* a refused word leaves its schedule entry: look again in a while, never at once */
+        int retry = cmd->rc != PH_OK;
+        cmd_end(t, b);
+        return ful_late_end(f, t, retry);
+    }
     if (!stopping && refuse_known_codes(f, b))
         return;
+    if (cmd->rc == PH_OK && cmd->in.attempt.late_check_at > 0 && f->late_next &&
+        cmd->in.attempt.late_check_at < f->late_next)
+        f->late_next = cmd->in.attempt.late_check_at; /* the schedule got an earlier entry */
+    if (cmd->discrepancy_id)
+        ph_log(f->o.log, PH_LOG_WARN, NULL, "fulfil.amount_mismatch",
+               "order=%llu attempt=%u supplier=%s discrepancy=%llu",
+               (unsigned long long)t->order_id, t->no, t->supplier,
+               (unsigned long long)cmd->discrepancy_id);
     const ph_order *o = cmd->order;
     if (cmd->rc != PH_OK || !o) {
         /* PH_ESTATE: the attempt moved on already (a late duplicate); anything

@@ -59,6 +59,10 @@ struct track {
     char *account; /* plaintext recharge account; wiped */
     uint32_t quantity, step, checks;
     int64_t unit_cost, face_value, created_at;
+    int64_t tolerance;     /* fen: the supplier's amount_tolerance */
+    int64_t late_check_ms; /* the supplier's late_check_s in ms; 0 = never */
+    int late;              /* a late re-query of a final attempt (not in the registry) */
+    int64_t late_due;      /* late: the schedule entry it answers */
     char *tried; /* suppliers of the stored attempts, each NUL-ended (ful_tried_refresh) */
     size_t ntried, tried_len;
     char *callback_url; /* for the exchange's op; rebuilt when the base changes */
@@ -137,6 +141,11 @@ struct ph_fulfil {
     size_t nheap, capheap;
     waiter *waiters;
     atomic_size_t active; /* written by the owner, read by anyone (stats) */
+    /* the late re-query (issue 11): the schedule is the store's (`late`);
+     * fulfil only remembers when to look at it next */
+    int64_t late_next;    /* ms; 0 = at once */
+    size_t late_inflight; /* late tracks whose query or command is running */
+    int late_retry;       /* one of them could not get an answer: look again later */
 };
 
 /* fulfil_decide.c (fulfil's thread, but where said) */
@@ -153,6 +162,11 @@ void ful_on_cmd_done(ph_cmd *cmd);
  * fail-over, next check). When stopping, nothing new goes to the store or the
  * I/O engine: the store may be closing. */
 void ful_cmd_done(ph_fulfil *f, track_cmd *b, int stopping);
+
+/* A late track's query ended (fulfil_decide.c): its word goes to the store. */
+void ful_late_job_done(ph_fulfil *f, track *t, int stopping);
+/* A late track is over (its command completed, or it got no answer). */
+void ful_late_end(ph_fulfil *f, track *t, int retry);
 
 /* fulfil.c: the queue, registry, heap, waiters and tracks (fulfil's thread, but post) */
 /* Hands an event to fulfil's thread. Never fails: the node is the caller's. */

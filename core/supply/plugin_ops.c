@@ -18,6 +18,7 @@ void ph_op_result_init(struct perkhub_result *res)
     res->price = -1;
     res->balance = -1;
     res->timestamp_ms = -1;
+    res->delivered_value = -1; /* ABI 1.2 */
 }
 
 /* A code's plaintext must not linger in freed heap memory. */

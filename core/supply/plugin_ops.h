@@ -15,7 +15,8 @@
 #include <perkhub/plugin.h>
 
 /* Zeroes res and sets the fields whose "unknown" is -1 (quantity, amount, stock,
- * price, balance, timestamp_ms), as the SDK promises before each call. */
+ * price, balance, timestamp_ms, delivered_value), as the SDK promises before
+ * each call. */
 void ph_op_result_init(struct perkhub_result *res);
 
 /* Frees every pointer in res with host->mem_free (wiping codes first) and

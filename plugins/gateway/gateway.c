@@ -647,6 +647,10 @@ static int gw_order_fields(const struct gateway *gw, const json_t *result,
         return -1;
     if (r == 0)
         res->amount = v;
+    if ((r = gw_money(result, "delivered_value", 0, &v)) < 0) /* optional (ABI 1.2) */
+        return -1;
+    if (r == 0)
+        res->delivered_value = v;
     if (gw_set(host, &res->supplier_order_id, gw_str(result, "order_id")) ||
         gw_set(host, &res->order_ref, gw_str(result, "customer_order_no")) ||
         gw_set(host, &res->product_id, gw_str(result, "product_id")))
@@ -947,6 +951,12 @@ static int gw_callback_claims(const struct gateway *gw, const json_t *body,
     res->quantity = qty;
     res->amount = amount;
     res->timestamp_ms = ts_ms;
+    int64_t dv;
+    int dr = gw_money(body, "delivered_value", 0, &dv); /* optional (ABI 1.2) */
+    if (dr < 0)
+        return gw_outcome(gw, res, PERKHUB_DEFINITE_FAILURE, "malformed");
+    if (dr == 0)
+        res->delivered_value = dv;
     res->reply_content_type = "text/plain";
     if (gw_set(host, &res->order_ref, ref) ||
         gw_set(host, &res->supplier_order_id, gw_str(body, "order_id")) ||

@@ -205,8 +205,9 @@ Test(perkctl, ops_flow_import_order_lookup_events_status)
     finish();
 }
 
-static const char *commands[] = {"import", "void",   "order",     "orders",   "order-get", "lookup",
-                                 "events", "status", "suppliers", "products", "audit"};
+static const char *commands[] = {"import", "void",          "order",      "orders",    "order-get",
+                                 "lookup", "events",        "status",     "suppliers", "products",
+                                 "audit",  "discrepancies", "discrepancy"};
 
 Test(perkctl, help_for_every_command)
 {

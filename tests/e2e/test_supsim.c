@@ -1093,5 +1093,57 @@ Test(supsim, a_recharge_stays_processing_until_completed)
     cr_assert_str_eq(h_str(truth_order(t, "k-2"), "state"), "failed");
     cr_assert_eq(truth_count(t, "recharges_performed"), 1);
     json_decref(t);
+}
+
+/* Issue 11's knobs: late_record answers 500 and takes the order later (not
+ * found meanwhile); other_charge and other_delivered shape the order from its
+ * first answer; bad values are refused naming the field. */
+Test(supsim, late_record_other_charge_other_delivered)
+{
+    h_sim p;
+    sim_start(&p, "42", "0");
+    resp r = http(&p, "POST", "/_sim/faults", NULL,
+                  "{\"fault\":\"other_delivered\",\"value_fen\":0}", 5000);
+    cr_assert_eq(r.status, 400, "%s", r.body);
+    cr_assert(strstr(r.body, "value_fen"), "%s", r.body);
+    resp_free(&r);
+
+    fault(&p, "{\"protocol\":\"gateway\",\"op\":\"order\",\"fault\":\"late_record\","
+              "\"latency_ms\":300}");
+    r = gw_call(&p, "gw.order.direct.add",
+                "{\"customer_order_no\":\"late-1\",\"product_id\":\"20001\",\"buy_num\":1,"
+                "\"charge_account\":\"13900000001\"}");
+    cr_assert_eq(r.status, 500, "%s", r.body);
+    resp_free(&r);
+    r = gw_call(&p, "gw.order.info", "{\"customer_order_no\":\"late-1\"}");
+    cr_assert_eq(gw_code(&r), 2005, "not found before it is taken: %s", r.body);
+    resp_free(&r);
+    long code = -1;
+    for (int i = 0; i < 300 && code != 0; i++) { /* taken 300 ms later */
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+        r = gw_call(&p, "gw.order.info", "{\"customer_order_no\":\"late-1\"}");
+        code = gw_code(&r);
+        if (code == 0)
+            cr_assert_str_eq(h_str(gw_result(&r), "order_state"), "success");
+        resp_free(&r);
+    }
+    cr_assert_eq(code, 0, "the late order was never taken");
+
+    fault(&p, "{\"protocol\":\"gateway\",\"op\":\"order\",\"fault\":\"other_charge\","
+              "\"value_fen\":5100}");
+    fault(&p, "{\"protocol\":\"gateway\",\"op\":\"order\",\"fault\":\"other_delivered\","
+              "\"value_fen\":5100}");
+    r = gw_call(&p, "gw.order.direct.add",
+                "{\"customer_order_no\":\"ch-1\",\"product_id\":\"20001\",\"buy_num\":1,"
+                "\"charge_account\":\"13900000001\"}");
+    cr_assert_str_eq(h_str(gw_result(&r), "order_price"), "51.00", "%s", r.body);
+    resp_free(&r);
+    r = gw_call(&p, "gw.order.direct.add",
+                "{\"customer_order_no\":\"dv-1\",\"product_id\":\"20001\",\"buy_num\":1,"
+                "\"charge_account\":\"13900000001\"}");
+    cr_assert_str_eq(h_str(gw_result(&r), "order_price"), "49.00", "%s", r.body);
+    cr_assert_str_eq(h_str(gw_result(&r), "delivered_value"), "51.00", "%s", r.body);
+    resp_free(&r);
     sim_stop(&p);
 }

@@ -425,20 +425,23 @@ Test(codec, an_attempt_without_mark_stuck_decodes_as_not_marked)
     size_t len;
     uint8_t *p = encode(&c[5], &len);
     /* u8 version, u32 count, u32 the command's length, the command; version 2
-     * ends it with mark_stuck (4 bytes) and the audit flag (1 byte, 0 here) */
+     * ends it with mark_stuck (4 bytes), delivered, tolerance, face_value and
+     * late_check_at (8 bytes each) and the audit flag (1 byte, 0 here) */
     uint32_t clen =
         (uint32_t)p[5] | (uint32_t)p[6] << 8 | (uint32_t)p[7] << 16 | (uint32_t)p[8] << 24;
     cr_assert_eq(clen, len - 9);
     cr_assert_eq(p[0], 2);
     cr_assert_eq(p[len - 1], 0, "no audit");
     p[0] = 1;
-    clen -= 5;
+    clen -= 4 + 32 + 1;
     for (int k = 0; k < 4; k++)
         p[5 + k] = (uint8_t)(clen >> (8 * k));
     ph_cmd_batch b;
     ph_err err = {0};
-    cr_assert_eq(ph_cmd_batch_decode(p, len - 5, &b, &err), PH_OK, "%s", err.msg);
+    cr_assert_eq(ph_cmd_batch_decode(p, len - 37, &b, &err), PH_OK, "%s", err.msg);
     cr_assert_eq(b.cmds[0].in.attempt.mark_stuck, 0);
+    cr_assert_eq(b.cmds[0].in.attempt.tolerance, 0);
+    cr_assert_eq(b.cmds[0].in.attempt.late_check_at, 0);
     cr_assert_eq(b.cmds[0].in.attempt.charged, 2850);
     ph_cmd_batch_free(&b);
     free(p);

@@ -444,6 +444,9 @@ static const error_case errors[] = {
      BASE SUPPLIER PRODUCT "    offers: [{supplier: acme, supplier_sku: X, cost: \"19.999\"}]\n",
      "t.yaml:13:54: products[0].offers[0].cost: expected an amount in CNY like 30 or 19.80 (at "
      "most two decimals, not negative), got \"19.999\""},
+    {"tolerance with three decimals", BASE SUPPLIER "    amount_tolerance: \"0.005\"\n",
+     "t.yaml:6:23: suppliers[0].amount_tolerance: expected an amount in CNY like 30 or 19.80 (at "
+     "most two decimals, not negative), got \"0.005\""},
     {"negative",
      BASE SUPPLIER PRODUCT "    offers: [{supplier: acme, supplier_sku: X, cost: -1}]\n",
      "t.yaml:13:54: products[0].offers[0].cost: expected an amount in CNY like 30 or 19.80 (at "

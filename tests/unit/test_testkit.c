@@ -514,7 +514,7 @@ Test(testkit, conformance)
     cr_assert_eq(phtk_conformance(&d, err, sizeof err), PH_EINVAL);
     cr_assert(strstr(err, "its ops table is 8 bytes, less than the"), "%s", err);
     d = tiny_plugin;
-    d.abi_minor = 3;
+    d.abi_minor = PERKHUB_ABI_MINOR + 1;
     cr_assert_eq(phtk_conformance(&d, err, sizeof err), PH_EVERSION);
     cr_assert(strstr(err, "is built for SDK ABI 1.3; this perkhubd provides 1.2"), "%s", err);
     d = tiny_plugin;

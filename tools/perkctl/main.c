@@ -268,6 +268,29 @@ static const pk_cmd commands[] = {
      "  SUPPLIER  REVENUE  COST    MARGIN  SUCCEEDED  FAILED  UNKNOWN  UNPRICED\n"
      "  sandbox   60.00    58.80   1.20    2          1       0        0\n"
      "  TOTAL     60.00    58.80   1.20    2          1       0        0\n"},
+    {"discrepancies", pk_cmd_discrepancies,
+     "list supplier truth that contradicts our records (open by default)",
+     "usage: perkctl discrepancies [--status open|accepted|disputed|all] [--supplier ID]\n"
+     "                             [--after ID] [--limit N]\n"
+     "\n"
+     "Lists discrepancies (GET /v1/discrepancies), oldest first: a late success after\n"
+     "we failed an order, a failure after a success, another charge or delivered\n"
+     "value. Needs an ops token.\n"
+     "\n"
+     "example:\n"
+     "  $ perkctl discrepancies\n"
+     "  ID  ORDER  ATTEMPT  SUPPLIER  SOURCE    OURS    THEIRS           STATUS\n"
+     "  1   42     1        gateway   callback  failed  succeeded 49.00  open\n"},
+    {"discrepancy", pk_cmd_discrepancy, "show, accept or dispute one discrepancy",
+     "usage: perkctl discrepancy show|accept|dispute ID [--note TEXT]\n"
+     "\n"
+     "show: GET /v1/discrepancies/ID. accept: take the supplier's truth; the attempt\n"
+     "and the order are corrected (order.corrected, before and after kept). dispute:\n"
+     "keep ours; --note is required. Both keep your client name and the note.\n"
+     "Needs an ops token.\n"
+     "\n"
+     "example:\n"
+     "  $ perkctl discrepancy dispute 1 --note \"not on the May statement\"\n"},
     {"products", pk_cmd_products, "list the catalog with stock",
      "usage: perkctl products [--brand BRAND] [--tag TAG] [--category CATEGORY]\n"
      "\n"

@@ -57,21 +57,33 @@ struct pk_cmd {
 };
 
 /* ---- the subcommands (one function each) -------------------------------- */
-pk_cmd_fn pk_cmd_import;    /* cmd_batches.c */
-pk_cmd_fn pk_cmd_void;      /* cmd_batches.c */
-pk_cmd_fn pk_cmd_order;     /* cmd_orders.c */
-pk_cmd_fn pk_cmd_orders;    /* cmd_orders.c */
-pk_cmd_fn pk_cmd_order_get; /* cmd_orders.c */
-pk_cmd_fn pk_cmd_lookup;    /* cmd_lookup.c */
-pk_cmd_fn pk_cmd_events;    /* cmd_events.c */
-pk_cmd_fn pk_cmd_status;    /* cmd_status.c */
-pk_cmd_fn pk_cmd_suppliers; /* cmd_status.c */
-pk_cmd_fn pk_cmd_products;  /* cmd_products.c */
-pk_cmd_fn pk_cmd_audit;     /* cmd_audit.c */
-pk_cmd_fn pk_cmd_settle;    /* cmd_settle.c */
-pk_cmd_fn pk_cmd_ledger;    /* cmd_ledger.c */
-pk_cmd_fn pk_cmd_report;    /* cmd_ledger.c */
-pk_cmd_fn pk_cmd_reconcile; /* cmd_recon.c */
+pk_cmd_fn pk_cmd_import;        /* cmd_batches.c */
+pk_cmd_fn pk_cmd_void;          /* cmd_batches.c */
+pk_cmd_fn pk_cmd_order;         /* cmd_orders.c */
+pk_cmd_fn pk_cmd_orders;        /* cmd_orders.c */
+pk_cmd_fn pk_cmd_order_get;     /* cmd_orders.c */
+pk_cmd_fn pk_cmd_lookup;        /* cmd_lookup.c */
+pk_cmd_fn pk_cmd_events;        /* cmd_events.c */
+pk_cmd_fn pk_cmd_status;        /* cmd_status.c */
+pk_cmd_fn pk_cmd_suppliers;     /* cmd_status.c */
+pk_cmd_fn pk_cmd_products;      /* cmd_products.c */
+pk_cmd_fn pk_cmd_audit;         /* cmd_audit.c */
+pk_cmd_fn pk_cmd_settle;        /* cmd_settle.c */
+pk_cmd_fn pk_cmd_ledger;        /* cmd_ledger.c */
+pk_cmd_fn pk_cmd_report;        /* cmd_ledger.c */
+pk_cmd_fn pk_cmd_reconcile;     /* cmd_recon.c */
+pk_cmd_fn pk_cmd_import;        /* cmd_batches.c */
+pk_cmd_fn pk_cmd_void;          /* cmd_batches.c */
+pk_cmd_fn pk_cmd_order;         /* cmd_orders.c */
+pk_cmd_fn pk_cmd_orders;        /* cmd_orders.c */
+pk_cmd_fn pk_cmd_order_get;     /* cmd_orders.c */
+pk_cmd_fn pk_cmd_lookup;        /* cmd_lookup.c */
+pk_cmd_fn pk_cmd_events;        /* cmd_events.c */
+pk_cmd_fn pk_cmd_status;        /* cmd_status.c */
+pk_cmd_fn pk_cmd_suppliers;     /* cmd_status.c */
+pk_cmd_fn pk_cmd_products;      /* cmd_products.c */
+pk_cmd_fn pk_cmd_discrepancies; /* cmd_discrep.c */
+pk_cmd_fn pk_cmd_discrepancy;   /* cmd_discrep.c */
 
 /* ---- option parsing (common.c) ------------------------------------------- */
 

@@ -37,9 +37,10 @@ static unsigned plan_locked(sim *s, sim_order *o, const char *mode, cb_plan *p)
 {
     int64_t now = (int64_t)time(NULL);
     int replay = !strcmp(mode, "replay"), stale = !strcmp(mode, "stale");
-    sim_nmode m = !strcmp(mode, "forged")     ? SIM_N_FORGED
-                  : !strcmp(mode, "tampered") ? SIM_N_TAMPERED
-                                              : SIM_N_LEGIT;
+    sim_nmode m = !strcmp(mode, "forged")       ? SIM_N_FORGED
+                  : !strcmp(mode, "tampered")   ? SIM_N_TAMPERED
+                  : !strcmp(mode, "contradict") ? SIM_N_CONTRADICT
+                                                : SIM_N_LEGIT;
     if (!replay && !stale && m == SIM_N_LEGIT && strcmp(mode, "legit"))
         return 400;
     sim_order_settle_locked(s, o);
@@ -87,7 +88,7 @@ static unsigned callback_prepare(sim *s, json_t *d, cb_plan *p, const char **msg
     pthread_mutex_unlock(&s->mu);
     *msg = st == 404   ? "no order with this ref"
            : st == 409 ? "the order has no notify_url (give url) or no notify to replay"
-           : st == 400 ? "mode: legit, forged, tampered, stale or replay"
+           : st == 400 ? "mode: legit, forged, tampered, contradict, stale or replay"
                        : "out of memory";
     if (!st && !p->body)
         return *msg = "out of memory", 500;

@@ -222,6 +222,116 @@ static void order_free(sim_order *o)
     free(o);
 }
 
+/* A late_record request: a copy of what arrived, handled at due_ms. */
+typedef struct sim_deferred {
+    sim_proto proto;
+    int64_t due_ms; /* monotonic */
+    char *method, *path, *body, *authorization, *arg_ref;
+    size_t len;
+    struct sim_deferred *next;
+} sim_deferred;
+
+static void deferred_free(sim_deferred *d)
+{
+    while (d) {
+        sim_deferred *n = d->next;
+        free(d->method);
+        free(d->path);
+        free(d->body);
+        free(d->authorization);
+        free(d->arg_ref);
+        free(d);
+        d = n;
+    }
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+int sim_defer(sim *s, sim_proto p, const sim_request *rq, long delay_ms)
+{
+    sim_deferred *d = calloc(1, sizeof *d);
+    if (!d)
+        return -1;
+    d->proto = p;
+    d->due_ms = sim_mono_ms() + delay_ms;
+    d->method = dup_or_null(rq->method);
+    d->path = dup_or_null(rq->path);
+    d->authorization = dup_or_null(rq->authorization);
+    d->arg_ref = dup_or_null(rq->arg_ref);
+    d->body = malloc(rq->len + 1);
+    if (!d->method || !d->path || !d->body || (rq->authorization && !d->authorization) ||
+        (rq->arg_ref && !d->arg_ref)) {
+        deferred_free(d);
+        return -1;
+    }
+    memcpy(d->body, rq->body ? rq->body : "", rq->len);
+    d->body[rq->len] = 0;
+    d->len = rq->len;
+    pthread_mutex_lock(&s->mu);
+    d->next = s->deferred;
+    s->deferred = d;
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+void sim_deferred_run(sim *s)
+{
+    int64_t now = sim_mono_ms();
+    sim_deferred *due = NULL;
+    pthread_mutex_lock(&s->mu);
+    for (sim_deferred **pp = &s->deferred; *pp;) {
+        sim_deferred *d = *pp;
+        if (d->due_ms <= now) {
+            *pp = d->next;
+            d->next = due;
+            due = d;
+        } else {
+            pp = &d->next;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    for (sim_deferred *d = due; d; d = d->next) {
+        sim_request rq = {.method = d->method,
+                          .path = d->path,
+                          .body = d->body,
+                          .len = d->len,
+                          .authorization = d->authorization,
+                          .arg_ref = d->arg_ref};
+        sim_reply r = {0};
+        if (d->proto == SIM_GATEWAY)
+            sim_gw_handle(s, &rq, SIM_F_NONE, &r);
+        else
+            sim_rw_handle(s, &rq, SIM_F_NONE, &r);
+        fprintf(stderr, "supsim: late_record acted on %s %s: %u\n", d->method, d->path, r.status);
+        sim_reply_free(&r);
+    }
+    deferred_free(due);
+}
+
+void sim_order_shape(sim *s, sim_proto p, const char *ref, const sim_fault *f)
+{
+    pthread_mutex_lock(&s->mu);
+    s->shape = *f;
+    s->shape_proto = (int)p;
+    snprintf(s->shape_ref, sizeof s->shape_ref, "%s", ref ? ref : "");
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* The shape set for this order's ref, taken once. */
+static void shape_take_locked(sim *s, sim_order *o)
+{
+    if (!s->shape_ref[0] || s->shape_proto != (int)o->proto || strcmp(s->shape_ref, o->ref))
+        return;
+    if (s->shape.kind == SIM_F_OTHER_CHARGE)
+        o->amount_fen = s->shape.value_fen;
+    else if (s->shape.kind == SIM_F_OTHER_DELIVERED)
+        o->delivered_fen = s->shape.value_fen;
+    s->shape_ref[0] = 0;
+}
+
 static void free_orders_locked(sim *s)
 {
     for (size_t i = 0; i < s->norders; i++)
@@ -241,6 +351,7 @@ void sim_free(sim *s)
     free(s->orders);
     free(s->pending);
     free(s->faults);
+    deferred_free(s->deferred);
     pthread_mutex_destroy(&s->mu);
 }
 
@@ -249,6 +360,8 @@ void sim_reset(sim *s)
     pthread_mutex_lock(&s->mu);
     free_orders_locked(s);
     reset_fields_locked(s);
+    deferred_free(s->deferred);
+    s->deferred = NULL;
     sim_notify_drop(s);
     pthread_mutex_unlock(&s->mu);
 }
@@ -386,6 +499,7 @@ sim_order *sim_order_create_locked(sim *s, sim_proto p, const char *ref, int pro
     if (account && !strcmp(account, SIM_STUCK_ACCOUNT))
         o->complete_at_ms = INT64_MAX; /* only sim_order_complete_locked ends it */
     o->amount_fen = (long long)pr->price_fen * qty;
+    shape_take_locked(s, o);
     order_id_locked(s, p, o->created_unix, o->order_id, sizeof o->order_id);
     if ((notify_url && !(o->notify_url = strdup(notify_url))) ||
         (pr->is_card && !(o->codes = calloc((size_t)qty, sizeof *o->codes))) ||
@@ -462,6 +576,9 @@ static const char *const fault_names[] = {
     [SIM_F_BUSY] = "busy",
     [SIM_F_ECHO_ACCOUNT] = "echo_account",
     [SIM_F_UNAUTHORIZED] = "unauthorized",
+    [SIM_F_LATE_RECORD] = "late_record",
+    [SIM_F_OTHER_CHARGE] = "other_charge",
+    [SIM_F_OTHER_DELIVERED] = "other_delivered",
 };
 static const char *const op_names[] = {"order", "query", "catalog"};
 
@@ -489,7 +606,7 @@ static int fault_parse(json_t *d, sim_fault *f, char *msg, size_t ml)
     const char *proto = json_string_value(json_object_get(d, "protocol"));
     const char *op = json_string_value(json_object_get(d, "op"));
     const char *kind = json_string_value(json_object_get(d, "fault"));
-    int k = kind ? lookup_name(kind, fault_names, SIM_F_UNAUTHORIZED + 1) : -1;
+    int k = kind ? lookup_name(kind, fault_names, SIM_F_LAST + 1) : -1;
     if (k <= 0)
         return snprintf(msg, ml, "field fault: missing or unknown"), -1;
     f->kind = (sim_fault_kind)k;
@@ -505,6 +622,10 @@ static int fault_parse(json_t *d, sim_fault *f, char *msg, size_t ml)
     f->latency_ms = (long)json_integer_value(json_object_get(d, "latency_ms"));
     f->jitter_ms = (long)json_integer_value(json_object_get(d, "jitter_ms"));
     f->duration_ms = (long)json_integer_value(json_object_get(d, "duration_ms"));
+    f->value_fen = (long long)json_integer_value(json_object_get(d, "value_fen"));
+    if ((k == SIM_F_OTHER_CHARGE && f->value_fen < 0) ||
+        (k == SIM_F_OTHER_DELIVERED && f->value_fen <= 0))
+        return snprintf(msg, ml, "value_fen: out of range"), -1;
     if (f->count == 0 || f->count < -1 || f->latency_ms < 0 || f->jitter_ms < 0 ||
         f->duration_ms < 0)
         return snprintf(msg, ml, "count, latency_ms, jitter_ms, duration_ms: out of range"), -1;

@@ -215,12 +215,18 @@ static const char *gw_state(const sim_order *o)
 
 static json_t *order_result_locked(const sim_order *o, const char *state)
 {
-    char price[24], created[24];
+    char price[24], created[24], dv[24];
     sim_yuan(o->amount_fen, price, sizeof price);
     sim_beijing_time(o->created_unix, created, sizeof created);
-    return json_pack("{s:s,s:s,s:s,s:s,s:i,s:s,s:s}", "order_id", o->order_id, "customer_order_no",
-                     o->ref, "order_state", state, "product_id", sim_catalog[o->product].id,
-                     "buy_num", o->quantity, "order_price", price, "create_time", created);
+    json_t *j =
+        json_pack("{s:s,s:s,s:s,s:s,s:i,s:s,s:s}", "order_id", o->order_id, "customer_order_no",
+                  o->ref, "order_state", state, "product_id", sim_catalog[o->product].id, "buy_num",
+                  o->quantity, "order_price", price, "create_time", created);
+    if (j && o->delivered_fen > 0) { /* other_delivered */
+        sim_yuan(o->delivered_fen, dv, sizeof dv);
+        json_object_set_new(j, "delivered_value", json_string(dv));
+    }
+    return j;
 }
 
 /* Checks an order request against the catalog; 0 or an error code with msg. */
@@ -377,6 +383,14 @@ char *sim_gw_notify_locked(sim *s, const sim_order *o, int64_t t, sim_nmode m)
                   "buy_num", qty, "order_price", price, "timestamp", ts);
     if (!p)
         return NULL;
+    if (o->delivered_fen > 0) { /* other_delivered: signed like every value */
+        char dv[24];
+        sim_yuan(o->delivered_fen, dv, sizeof dv);
+        json_object_set_new(p, "delivered_value", json_string(dv));
+    }
+    if (m == SIM_N_CONTRADICT) /* flipped, then signed: the supplier says so itself */
+        json_object_set_new(p, "order_state",
+                            json_string(o->state == SIM_SUCCESS ? "failed" : "success"));
     char secret[256];
     snprintf(secret, sizeof secret, "%s%s", s->cfg.gw_secret, m == SIM_N_FORGED ? "-forged" : "");
     sim_gw_sign(p, secret, sign);

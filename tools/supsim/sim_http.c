@@ -124,6 +124,15 @@ static void handle_classified(sim *s, sim_proto p, const sim_request *rq, const 
         r->action = SIM_ACT_CLOSE;
         return;
     }
+    if (f.kind == SIM_F_LATE_RECORD) { /* acted upon later, as if it arrived then */
+        if (sim_defer(s, p, rq, f.latency_ms))
+            fprintf(stderr, "supsim: late_record: out of memory, request dropped\n");
+        sim_reply_text(r, 500, "text/html",
+                       "<html><body>500 Internal Server Error</body></html>\n");
+        return;
+    }
+    if (f.kind == SIM_F_OTHER_CHARGE || f.kind == SIM_F_OTHER_DELIVERED)
+        sim_order_shape(s, p, cl->ref, &f);
     sim_request prq = *rq;
     prq.json = cl->body;
     if (p == SIM_GATEWAY)

@@ -739,6 +739,7 @@ static void *ticker_main(void *arg)
         pthread_mutex_lock(&s->mu);
         sim_tick_locked(s);
         pthread_mutex_unlock(&s->mu);
+        sim_deferred_run(s);
         nanosleep(&ts, NULL);
     }
     return NULL;

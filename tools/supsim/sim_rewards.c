@@ -245,7 +245,8 @@ int sim_rw_notify_locked(sim *s, const sim_order *o, int64_t t, sim_nmode m, cha
     char *bodies[2] = {NULL, NULL};
     /* the signed body and the one sent differ only when tampered */
     for (int k = 0; k < (m == SIM_N_TAMPERED ? 2 : 1); k++) {
-        sim_state st = k == 1 && m == SIM_N_TAMPERED ? flipped : o->state;
+        sim_state st =
+            (k == 1 && m == SIM_N_TAMPERED) || m == SIM_N_CONTRADICT ? flipped : o->state;
         json_t *j = json_pack("{s:s,s:o}", "event",
                               st == SIM_SUCCESS  ? "order.completed"
                               : st == SIM_FAILED ? "order.failed"

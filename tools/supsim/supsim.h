@@ -42,7 +42,11 @@ typedef enum sim_fault_kind {
     SIM_F_BUSY,
     SIM_F_ECHO_ACCOUNT,
     SIM_F_UNAUTHORIZED,
+    SIM_F_LATE_RECORD,     /* issue 11: answer 500, take the order latency_ms later */
+    SIM_F_OTHER_CHARGE,    /* issue 11: the order is charged value_fen in all */
+    SIM_F_OTHER_DELIVERED, /* issue 11: the order reports delivering value_fen per unit */
 } sim_fault_kind;
+#define SIM_F_LAST SIM_F_OTHER_DELIVERED
 
 typedef enum sim_state { SIM_PROCESSING, SIM_SUCCESS, SIM_FAILED } sim_state;
 
@@ -79,8 +83,9 @@ typedef struct sim_order {
     int64_t created_ms;     /* monotonic ms, for not_found's age */
     int64_t complete_at_ms; /* monotonic ms when a processing recharge completes */
     long long amount_fen;
-    sim_code *codes; /* quantity entries for card orders, else NULL */
-    int callbacks;   /* notify POSTs sent for this order (copies and retries included) */
+    long long delivered_fen; /* other_delivered: the face value per unit it reports; 0 = none */
+    sim_code *codes;         /* quantity entries for card orders, else NULL */
+    int callbacks;           /* notify POSTs sent for this order (copies and retries included) */
     int echo;        /* echo_account: every answer and notify about it carries the account */
     char *last_body; /* last legit notify body and signature header, for "replay" */
     char *last_header;
@@ -95,8 +100,9 @@ typedef struct sim_fault {
     long latency_ms;
     long jitter_ms;
     long duration_ms;
-    int64_t expires_ms; /* monotonic; 0 = never */
-    long long hits;     /* requests it hit so far (this one included, in a taken copy) */
+    int64_t expires_ms;  /* monotonic; 0 = never */
+    long long hits;      /* requests it hit so far (this one included, in a taken copy) */
+    long long value_fen; /* other_charge, other_delivered: the amount */
 } sim_fault;
 
 /* A fault's first SIM_FAULT_LOG_ALL hits are logged on stderr, then every
@@ -140,6 +146,12 @@ typedef struct sim {
     sim_fault *faults;
     size_t nfaults, cap_faults;
     int next_fault_id;
+    struct sim_deferred *deferred; /* late_record: order requests to act upon later */
+    /* other_charge / other_delivered: the shape the order of shape_ref takes
+     * when it is created (sim_order_shape, then sim_order_create_locked) */
+    sim_fault shape;
+    char shape_ref[128];
+    int shape_proto;
     sim_notifier *notifier; /* its own lock */
     atomic_int stopping;    /* set once at shutdown; read without the lock */
 } sim;
@@ -243,6 +255,16 @@ int sim_fault_log_due(const sim_fault *f);
 /* "latency", "http_500", ...: a static string. */
 const char *sim_fault_name(sim_fault_kind k);
 
+/* late_record: keeps a copy of order request rq of protocol p, to be handled
+ * (as if it arrived then) delay_ms from now. 0, or -1 on ENOMEM. */
+int sim_defer(sim *s, sim_proto p, const sim_request *rq, long delay_ms);
+/* Handles the deferred requests whose time has come (the ticker; takes s->mu
+ * itself, not held). */
+void sim_deferred_run(sim *s);
+/* other_charge / other_delivered: the order of ref, about to be created by
+ * this request, takes f's amount from its first answer on. */
+void sim_order_shape(sim *s, sim_proto p, const char *ref, const sim_fault *f);
+
 /* GET /_sim/truth. Caller json_decref's. */
 json_t *sim_truth(sim *s);
 /* POST /_sim/statement (sim_statement.c): the statement CSV of a period. */
@@ -266,7 +288,9 @@ int sim_gw_sign(json_t *params, const char *secret, char out[33]);
 
 /* How a notify is built: truthfully and signed, with a wrong signature, or
  * with the state flipped (success <-> failed) under the original's signature. */
-typedef enum sim_nmode { SIM_N_LEGIT, SIM_N_FORGED, SIM_N_TAMPERED } sim_nmode;
+typedef enum sim_nmode { SIM_N_LEGIT, SIM_N_FORGED, SIM_N_TAMPERED, SIM_N_CONTRADICT } sim_nmode;
+/* SIM_N_CONTRADICT (issue 11): the state flipped (success <-> failed;
+ * processing -> success) and signed correctly: a supplier contradicting itself. */
 
 void sim_gw_classify(const sim_request *rq, sim_class *c);
 /* fault: SIM_F_BUSY answers busy, SIM_F_BAD_SIGNATURE signs wrongly, else none. */

@@ -22,6 +22,10 @@
  *                    PERKHUB_CAP_STATEMENT, operation PERKHUB_OP_STATEMENT,
  *                    perkhub_op.period_from_ms/period_to_ms, struct
  *                    perkhub_statement_line, perkhub_result.statement/nstatement.
+ *                    struct perkhub_result gains delivered_value (what the
+ *                    supplier says it delivered per unit, "51.00 credited
+ *                    for a 50.00 product"), compared with the product's face
+ *                    value. A 1.1 plugin never sets it: it reads as unknown.
  *   2026-11-24  1.1  Supplier operations: struct perkhub_ops (build_request,
  *                    parse_response, verify_callback, serve_local), the
  *                    operation/request/response/result structs, capability
@@ -643,6 +647,13 @@ struct perkhub_result {
     struct perkhub_statement_line *statement; /* STATEMENT: the lines (array from
                                                  mem_alloc, each string too) */
     size_t nstatement;
+    int64_t delivered_value; /* order operations, queries and callbacks: the face value
+                                in fen the supplier says it delivered per unit (a
+                                recharge credited 51.00 for a 50.00 product), where
+                                its protocol reports one; -1 unknown (the core
+                                initializes it; a 1.1 plugin leaves it so). The core
+                                compares it with the product's face value and keeps
+                                a difference as a discrepancy, never as an error. */
 };
 
 /* A callback as received on POST /v1/callbacks/{supplier}. */

@@ -1,0 +1,193 @@
+/*
+ * cmd_discrep.c — perkctl discrepancies / discrepancy show|accept|dispute
+ * (docs/perkctl.md): supplier truth that contradicts perkhub's records, and
+ * its resolution by ops (GET /v1/discrepancies, POST .../accept, .../dispute).
+ */
+#include <getopt.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "perkctl.h"
+
+/* "succeeded 49.00" from a side of a record ({state, charged_fen}). */
+static const char *side_text(const json_t *d, const char *which, char *buf, size_t n)
+{
+    const json_t *s = json_object_get(d, which);
+    const char *st = json_string_value(json_object_get(s, "state"));
+    const json_t *fen = json_object_get(s, "charged_fen");
+    if (json_is_integer(fen)) {
+        long long v = (long long)json_integer_value(fen);
+        snprintf(buf, n, "%s %lld.%02lld", st ? st : "-", v / 100, v % 100);
+    } else {
+        snprintf(buf, n, "%s", st ? st : "-");
+    }
+    return buf;
+}
+
+int pk_cmd_discrepancies(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
+{
+    enum { O_STATUS = 256, O_SUPPLIER, O_AFTER, O_LIMIT };
+    static const struct option opts[] = {
+        {"status", required_argument, NULL, O_STATUS},
+        {"supplier", required_argument, NULL, O_SUPPLIER},
+        {"after", required_argument, NULL, O_AFTER},
+        {"limit", required_argument, NULL, O_LIMIT},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *status = "open", *supplier = NULL, *after = NULL, *limit = NULL;
+    long long v;
+    int c;
+    optind = 0;
+    while ((c = getopt_long(argc, argv, PK_OPTSTRING, opts, NULL)) != -1) {
+        switch (c) {
+        case O_STATUS:
+            status = strcmp(optarg, "all") ? optarg : NULL;
+            break;
+        case O_SUPPLIER:
+            supplier = optarg;
+            break;
+        case O_AFTER:
+            if (pk_parse_int(optarg, 0, INT64_MAX, &v) != 0)
+                return pk_usage_error(cmd, "--after: expected a discrepancy id, got '%s'", optarg);
+            after = optarg;
+            break;
+        case O_LIMIT:
+            if (pk_parse_int(optarg, 1, 1000, &v) != 0)
+                return pk_usage_error(cmd, "--limit: expected 1 to 1000, got '%s'", optarg);
+            limit = optarg;
+            break;
+        case 1:
+            return pk_usage_error(cmd, "unexpected argument '%s'", optarg);
+        case 'h':
+            return pk_help(cmd);
+        default:
+            return pk_getopt_error(cmd, c, argv);
+        }
+    }
+    if (optind < argc)
+        return pk_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    const pkh_param query[] = {
+        {"status", status}, {"supplier", supplier}, {"after", after}, {"limit", limit}};
+    pkh_request req = {.method = "GET", .path = "/v1/discrepancies", .query = query, .nquery = 4};
+    pkh_response resp;
+    int rc = pk_call(ctx, &req, &resp);
+    if (ctx->json)
+        pk_print_raw(&resp);
+    if (rc != PK_EXIT_OK || ctx->json) {
+        pkh_response_free(&resp);
+        return rc;
+    }
+    const json_t *list = json_object_get(resp.json, "discrepancies"), *d;
+    size_t i;
+    if (json_array_size(list) == 0) {
+        fputs("no discrepancies\n", stdout);
+    } else {
+        pk_table t;
+        pk_table_init(&t, 8,
+                      (const char *const[]){"ID", "ORDER", "ATTEMPT", "SUPPLIER", "SOURCE", "OURS",
+                                            "THEIRS", "STATUS"});
+        json_array_foreach(list, i, d)
+        {
+            char b[8][48];
+            pk_table_add(&t, (const char *const[]){
+                                 pk_field(d, "id", b[0], sizeof b[0]),
+                                 pk_field(d, "order_id", b[1], sizeof b[1]),
+                                 pk_field(d, "attempt", b[2], sizeof b[2]),
+                                 pk_field(d, "supplier", b[3], sizeof b[3]),
+                                 pk_field(d, "source", b[4], sizeof b[4]),
+                                 side_text(d, "ours", b[5], sizeof b[5]),
+                                 side_text(d, "theirs", b[6], sizeof b[6]),
+                                 pk_field(d, "status", b[7], sizeof b[7]),
+                             });
+        }
+        if (pk_table_print(&t, stdout) != 0)
+            rc = PK_EXIT_REFUSED;
+        pk_table_free(&t);
+    }
+    const json_t *next = json_object_get(resp.json, "next_after");
+    if (json_is_integer(next))
+        pk_line(stdout, "more: --after %lld", (long long)json_integer_value(next));
+    pkh_response_free(&resp);
+    return rc;
+}
+
+static void print_one(const json_t *d)
+{
+    char b[48];
+    pk_kv_field(stdout, "id", d, "id");
+    pk_kv_field(stdout, "order", d, "order_id");
+    pk_kv_field(stdout, "attempt", d, "attempt");
+    pk_kv_field(stdout, "supplier", d, "supplier");
+    pk_kv_field(stdout, "source", d, "source");
+    pk_kv(stdout, "ours", side_text(d, "ours", b, sizeof b));
+    pk_kv(stdout, "theirs", side_text(d, "theirs", b, sizeof b));
+    pk_kv_field(stdout, "raised_at", d, "raised_at");
+    pk_kv_field(stdout, "status", d, "status");
+    if (pk_has(d, "resolver")) {
+        pk_kv_field(stdout, "resolver", d, "resolver");
+        pk_kv_field(stdout, "note", d, "note");
+        pk_kv_field(stdout, "resolved_at", d, "resolved_at");
+    }
+}
+
+int pk_cmd_discrepancy(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
+{
+    enum { O_NOTE = 256 };
+    static const struct option opts[] = {
+        {"note", required_argument, NULL, O_NOTE},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *action = NULL, *id = NULL, *note = NULL;
+    int c;
+    optind = 0;
+    while ((c = getopt_long(argc, argv, PK_OPTSTRING, opts, NULL)) != -1) {
+        switch (c) {
+        case 1:
+            if (!action)
+                action = optarg;
+            else if (!id)
+                id = optarg;
+            else
+                return pk_usage_error(cmd, "unexpected argument '%s'", optarg);
+            break;
+        case O_NOTE:
+            note = optarg;
+            break;
+        case 'h':
+            return pk_help(cmd);
+        default:
+            return pk_getopt_error(cmd, c, argv);
+        }
+    }
+    if (optind < argc)
+        return pk_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    if (!action ||
+        (strcmp(action, "show") && strcmp(action, "accept") && strcmp(action, "dispute")))
+        return pk_usage_error(cmd, "expected show, accept or dispute");
+    long long n;
+    if (!id || pk_parse_int(id, 1, INT64_MAX, &n) != 0)
+        return pk_usage_error(cmd, "ID: expected a discrepancy number");
+    if (!strcmp(action, "dispute") && (!note || !*note))
+        return pk_usage_error(cmd, "--note is required to dispute");
+    char path[96];
+    pkh_response resp;
+    int rc;
+    if (!strcmp(action, "show")) {
+        snprintf(path, sizeof path, "/v1/discrepancies/%lld", n);
+        pkh_request req = {.method = "GET", .path = path};
+        rc = pk_call(ctx, &req, &resp);
+    } else {
+        snprintf(path, sizeof path, "/v1/discrepancies/%lld/%s", n, action);
+        rc = pk_call_json(ctx, "POST", path,
+                          note ? json_pack("{s:s}", "note", note) : json_object(), &resp);
+    }
+    if (ctx->json)
+        pk_print_raw(&resp);
+    else if (rc == PK_EXIT_OK)
+        print_one(json_object_get(resp.json, "discrepancy"));
+    pkh_response_free(&resp);
+    return rc;
+}
