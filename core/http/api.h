@@ -60,6 +60,7 @@ struct ph_req {
     const char *raw_content_type; /* static; with raw_body or text */
     char *text;      /* set by ph_req_text: the body as is, NUL-terminated; owned, wiped */
     size_t text_len; /* bytes of text, without the NUL */
+    const char *const *headers; /* static: more header lines, name then value, NULL-ended */
 
     /* a handler that suspends sets `resume`, called when it is resumed */
     ph_handler_fn resume;
@@ -170,5 +171,7 @@ int ph_api_callback(ph_req *r);
 int ph_api_supplier_catalog(ph_req *r);
 int ph_api_supplier_balance(ph_req *r);
 int ph_api_metrics(ph_req *r);
+int ph_api_ops_page(ph_req *r);
+int ph_api_order_stats(ph_req *r);
 
 #endif
