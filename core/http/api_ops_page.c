@@ -16,23 +16,18 @@
  * page writes data with textContent only). The other headers keep the page out
  * of frames (clickjacking), from being sniffed as anything but HTML, and its
  * URL out of Referer headers. Cache-Control: no-store is on every response. */
-static const char *const page_headers[] = {
-    "Content-Security-Policy",
-    ph_ops_page_csp,
-    "X-Content-Type-Options",
-    "nosniff",
-    "X-Frame-Options",
-    "DENY",
-    "Referrer-Policy",
-    "no-referrer",
-    "Cross-Origin-Opener-Policy",
-    "same-origin",
-    "Cross-Origin-Resource-Policy",
-    "same-origin",
-    "Permissions-Policy",
-    "camera=(), microphone=(), geolocation=(), payment=()",
+/* clang-format off */
+static const char *const page_headers[] = { /* name, value */
+    "Content-Security-Policy",      ph_ops_page_csp,
+    "X-Content-Type-Options",       "nosniff",
+    "X-Frame-Options",              "DENY",
+    "Referrer-Policy",              "no-referrer",
+    "Cross-Origin-Opener-Policy",   "same-origin",
+    "Cross-Origin-Resource-Policy", "same-origin",
+    "Permissions-Policy",           "camera=(), microphone=(), geolocation=(), payment=()",
     NULL,
 };
+/* clang-format on */
 
 int ph_api_ops_page(ph_req *r)
 {
