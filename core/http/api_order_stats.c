@@ -43,7 +43,8 @@ static int sku_cmp(const void *a, const void *b)
 
 static json_t *top_skus(ph_order_tally *t, size_t top)
 {
-    qsort(t->skus, t->nskus, sizeof *t->skus, sku_cmp);
+    if (t->nskus) /* skus is NULL then, and qsort's base must not be */
+        qsort(t->skus, t->nskus, sizeof *t->skus, sku_cmp);
     json_t *arr = json_array();
     for (size_t i = 0; i < t->nskus && i < top; i++) {
         const ph_order_tally_sku *s = &t->skus[i];
