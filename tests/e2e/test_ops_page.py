@@ -25,7 +25,9 @@ perkhubd and the supplier simulator, both started here on loopback ports.
 
 Step 3 is skipped (exit 77, ctest's SKIP_RETURN_CODE) only when Chromium, its
 driver or Selenium is not installed (tools/deps.sh --browser installs them),
-and never when CI is set: there a missing browser fails the test.
+and never when CI is set: there a missing browser fails the test. PH_CHROMIUM
+and PH_CHROMEDRIVER name another browser and driver (default: chromium and
+chromedriver on PATH, or in /usr/bin).
 
 Chromium is started without the sanitizer variables of the ASan and TSan trees
 (ASAN_OPTIONS, LD_PRELOAD, ...): they are meant for perkhubd, which keeps them.
@@ -408,12 +410,21 @@ def check_order_stats(port, placed):
 # ---- step 3: the browser ----------------------------------------------------------------
 
 
+def find_program(env_name, name):
+    """$env_name when set (another Chromium, say), else name on PATH or in /usr/bin."""
+    given = os.environ.get(env_name)
+    if given:
+        return given if os.access(given, os.X_OK) else None
+    return shutil.which(name) or (f"/usr/bin/{name}" if os.access(f"/usr/bin/{name}", os.X_OK)
+                                  else None)
+
+
 def browser_missing():
     """Why the browser part cannot run here, or None."""
     missing = []
-    if not shutil.which("chromium") and not os.path.exists("/usr/bin/chromium"):
+    if not find_program("PH_CHROMIUM", "chromium"):
         missing.append("chromium")
-    if not os.path.exists("/usr/bin/chromedriver") and not shutil.which("chromedriver"):
+    if not find_program("PH_CHROMEDRIVER", "chromedriver"):
         missing.append("chromium-driver")
     if not HAVE_SELENIUM:
         missing.append("python3-selenium")
@@ -424,14 +435,14 @@ def start_browser(tmp):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     opts = webdriver.ChromeOptions()
-    opts.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    opts.binary_location = find_program("PH_CHROMIUM", "chromium")
     for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
               "--window-size=1400,2400", "--no-first-run", "--disable-extensions",
               "--disable-background-networking", f"--user-data-dir={tmp}/chromium"):
         opts.add_argument(a)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     env = {k: v for k, v in os.environ.items() if k not in SANITIZER_ENV}
-    service = Service(shutil.which("chromedriver") or "/usr/bin/chromedriver", env=env,
+    service = Service(find_program("PH_CHROMEDRIVER", "chromedriver"), env=env,
                       log_path=f"{tmp}/chromedriver.log")
     return webdriver.Chrome(service=service, options=opts)
 
