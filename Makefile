@@ -60,7 +60,8 @@ PORT = 8080
 demo: build
 	@PORT=$(PORT) tools/demo.sh $(BUILD)
 
-# Installs, builds, runs every test: once in the normal build, once under ASan+UBSan,
+# Installs (tools/deps.sh --browser adds Chromium for the ops page's browser test),
+# builds, runs every test: once in the normal build, once under ASan+UBSan,
 # then under ThreadSanitizer (a race report stops the process that has it: perkhubd
 # or a unit test's child exits 66 and the test fails), then every fuzz harness on its
 # committed corpus: each input once, then FUZZ_TEST_SECONDS of fuzzing, two at a time
@@ -72,6 +73,7 @@ demo: build
 # runtimes re-exec themselves that way, this one does not.
 FUZZ_TEST_SECONDS ?= 15
 test: build build-asan build-tsan build-fuzz
+	@tools/deps.sh --browser
 	@cd $(BUILD) && ctest --output-on-failure
 	@cd $(BUILD_ASAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure
@@ -81,6 +83,7 @@ test: build build-asan build-tsan build-fuzz
 
 # Only the normal build, for the edit-compile-test loop.
 test-fast: build
+	@tools/deps.sh --browser
 	@cd $(BUILD) && ctest --output-on-failure
 
 # Unit tests and the smoke e2e test (perkhubd itself included) under valgrind memcheck.

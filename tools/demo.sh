@@ -136,6 +136,8 @@ Demo tokens (loopback only: refused from any other address): demo-mall-token
    PERKHUB_URL=$url PERKHUB_TOKEN=demo-ops-token $ctl status
    PERKHUB_URL=$url PERKHUB_TOKEN=demo-ops-token $ctl events
 
+5. Watch it all in a browser: open $url/ops and connect with demo-ops-token.
+
 Reload after editing var/perkhub.yaml: kill -HUP \$(cat $pidf)
 Stop it with:                          kill \$(cat $pidf)
 EOT

@@ -6,7 +6,9 @@
 # --format adds clang-format, which only the format check needs (tools/format.sh: make
 # format, make format-check, .ci/run), and --fuzz clang with its libFuzzer runtime, which
 # only the fuzz build needs (make build-fuzz, so make test and make fuzz): `make demo`
-# does not pull LLVM in.
+# does not pull LLVM in. --browser adds Debian's Chromium, its WebDriver and Python's
+# Selenium, which only the ops page's browser test needs (tests/e2e/test_ops_page.py:
+# make test, make test-fast): `make demo` does not pull a browser in.
 set -euo pipefail
 
 extra=()
@@ -14,6 +16,7 @@ for a in "$@"; do
     case "$a" in
     --format) extra+=(clang-format) ;;
     --fuzz) extra+=(clang libclang-rt-14-dev) ;; # libclang-rt-14-dev: libclang_rt.fuzzer
+    --browser) extra+=(chromium chromium-driver python3-selenium) ;;
     *) extra+=("$a") ;;
     esac
 done

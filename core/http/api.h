@@ -60,6 +60,7 @@ struct ph_req {
     const char *raw_content_type; /* static; with raw_body or text */
     char *text;      /* set by ph_req_text: the body as is, NUL-terminated; owned, wiped */
     size_t text_len; /* bytes of text, without the NUL */
+    const char *const *headers; /* static: more header lines, name then value, NULL-ended */
 
     /* a handler that suspends sets `resume`, called when it is resumed */
     ph_handler_fn resume;
@@ -211,5 +212,7 @@ int ph_api_discrep_list(ph_req *r);
 int ph_api_discrep_get(ph_req *r);
 int ph_api_discrep_accept(ph_req *r);
 int ph_api_discrep_dispute(ph_req *r);
+int ph_api_ops_page(ph_req *r);
+int ph_api_order_stats(ph_req *r);
 
 #endif

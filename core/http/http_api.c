@@ -116,10 +116,13 @@ static const ph_route routes[] = {
     {"GET", "/v1/discrepancies/*", PH_SCOPE_OPS, ph_api_discrep_get, NULL},
     {"POST", "/v1/discrepancies/*/accept", PH_SCOPE_OPS, ph_api_discrep_accept, NULL},
     {"POST", "/v1/discrepancies/*/dispute", PH_SCOPE_OPS, ph_api_discrep_dispute, NULL},
+    {"GET", "/v1/stats/orders", PH_SCOPE_OPS, ph_api_order_stats, "since top"},
     /* suppliers authenticate by signature, checked by their plugin; their
      * notify URLs may carry the supplier's own parameters */
     {"POST", "/v1/callbacks/*", 0, ph_api_callback, PARAMS_ANY},
     {"GET", "/metrics", SCOPE_METRICS, ph_api_metrics, NULL},
+    /* the page holds no data: it reads the API with the token its user types */
+    {"GET", "/ops", 0, ph_api_ops_page, NULL},
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 _Static_assert(NROUTES < PH_METRICS_ROUTES, "raise PH_METRICS_ROUTES (one more: unmatched)");
@@ -973,6 +976,8 @@ static enum MHD_Result send_response(ph_http *h, ph_req *r)
     MHD_add_response_header(resp, "X-Request-Id", r->reqid);
     if (r->replay_header)
         MHD_add_response_header(resp, "Idempotent-Replay", r->replay_header);
+    for (const char *const *hl = r->headers; hl && hl[0] && hl[1]; hl += 2)
+        MHD_add_response_header(resp, hl[0], hl[1]);
     if (r->closing)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     if (r->status == 503 && r->closing) /* overloaded or stopping: try again soon */

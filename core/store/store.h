@@ -899,6 +899,35 @@ int ph_store_stuck_list(ph_store *s, const char *client, uint64_t after, size_t 
 /* How many orders are stuck now (one pass over `pending`, no order loaded).
  * PH_OK with *n, or PH_EIO. Any thread. */
 int ph_store_stuck_count(ph_store *s, uint64_t *n, ph_err *err);
+/* Orders counted by state and by SKU (store_tally.c), for the ops page. */
+#define PH_ORDER_TALLY_STATES 6 /* by_state slots: index PH_ORDER_* (0, 1 unused) */
+typedef struct ph_order_tally_sku {
+    char sku[PH_SKU_MAX + 1];
+    uint64_t orders, quantity;
+    uint64_t by_state[PH_ORDER_TALLY_STATES];
+} ph_order_tally_sku;
+
+typedef struct ph_order_tally {
+    uint64_t orders;
+    uint64_t by_state[PH_ORDER_TALLY_STATES];
+    ph_order_tally_sku *skus; /* sorted by SKU; the caller's (ph_order_tally_clear) */
+    size_t nskus;
+    int complete;         /* 0: max_orders was reached before the orders older than since */
+    int64_t counted_from; /* ms: since, or when incomplete the oldest order counted */
+    uint64_t last_event;  /* the newest event's seq in the same snapshot (0: none) */
+} ph_order_tally;
+
+/* The orders created at or after `since` (ms), counted by state and SKU, from
+ * one snapshot: read backwards from the newest order, at most max_orders of
+ * them (then out->complete is 0 and the counts are those of the newest ones).
+ * Cost: the orders since then (plus a minute's worth: created_at may lag an
+ * order's id by as long as its command waited for the writer), each decoded
+ * without its supply record; an ops read, not a hot path. On PH_OK the caller
+ * clears *out (ph_order_tally_clear). Errors: PH_EIO (a malformed order record,
+ * named), PH_ENOMEM. */
+int ph_store_order_tally(ph_store *s, int64_t since, size_t max_orders, ph_order_tally *out,
+                         ph_err *err);
+void ph_order_tally_clear(ph_order_tally *t);
 
 /* This data directory's identity: 8 lowercase hex characters generated when
  * the environment was created and stored in `meta`. Attempt references start
