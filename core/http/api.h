@@ -114,6 +114,10 @@ int ph_req_text(ph_req *r, unsigned status, char *text, size_t len, const char *
  * parameters, every value was checked before the handler ran: no NUL (a %00 is
  * refused, not cut off) and valid UTF-8 (ph_text_invalid). */
 const char *ph_req_query(ph_req *r, const char *key);
+/* A paged list's `after` (a number; *after keeps its default when absent) and
+ * `limit` (1..max; *limit keeps its default when absent). Returns 0, or sets
+ * a 400 naming the parameter and returns -1 (the handler returns PH_REQ_DONE). */
+int ph_req_page(ph_req *r, uint64_t *after, uint64_t *limit, uint64_t max);
 /* The first request header of that name (any case), or NULL; same lifetime. */
 const char *ph_req_header(ph_req *r, const char *name);
 /* Parses the body as a JSON object (duplicate keys refused) into *out, a new

@@ -96,13 +96,10 @@ static int action_valid(const char *s)
 
 int ph_api_audit(ph_req *r)
 {
-    const char *a = ph_req_query(r, "after"), *l = ph_req_query(r, "limit");
     ph_audit_filter f = {.client = ph_req_query(r, "client"), .action = ph_req_query(r, "action")};
     uint64_t after = 0, limit = 100;
-    if (a && ph_u64_parse(a, &after))
-        return ph_req_error(r, 400, "invalid_request", "after: expected a number");
-    if (l && (ph_u64_parse(l, &limit) || limit < 1 || limit > 1000))
-        return ph_req_error(r, 400, "invalid_request", "limit: expected 1 to 1000");
+    if (ph_req_page(r, &after, &limit, 1000))
+        return PH_REQ_DONE;
     if (time_arg(r, "from", &f.from) || time_arg(r, "to", &f.to))
         return PH_REQ_DONE;
     if (f.from && f.to && f.to < f.from)

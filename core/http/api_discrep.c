@@ -23,17 +23,14 @@ static json_t *record(const char *txt)
 int ph_api_discrep_list(ph_req *r)
 {
     const char *st = ph_req_query(r, "status"), *sup = ph_req_query(r, "supplier");
-    const char *a = ph_req_query(r, "after"), *l = ph_req_query(r, "limit");
     uint64_t after = 0, limit = 100;
     int status = 0;
     if (st && !(status = ph_discrep_status_parse(st)))
         return ph_req_error(r, 400, "invalid_request", "status: open, accepted or disputed");
     if (sup && !ph_ident_valid(sup, PH_SKU_MAX))
         return ph_req_error(r, 400, "invalid_request", "supplier: not a supplier id");
-    if (a && ph_u64_parse(a, &after))
-        return ph_req_error(r, 400, "invalid_request", "after: expected a number");
-    if (l && (ph_u64_parse(l, &limit) || limit < 1 || limit > 1000))
-        return ph_req_error(r, 400, "invalid_request", "limit: expected 1 to 1000");
+    if (ph_req_page(r, &after, &limit, 1000))
+        return PH_REQ_DONE;
     char **list;
     size_t n;
     uint64_t next = 0;

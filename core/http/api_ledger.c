@@ -111,7 +111,6 @@ static int parse_ident(ph_req *r, const char *name, const char **out)
 int ph_api_ledger(ph_req *r)
 {
     ph_ledger_filter f = {0};
-    const char *a = ph_req_query(r, "after"), *l = ph_req_query(r, "limit");
     int csv = want_csv(r);
     uint64_t after = 0, limit = csv ? LEDGER_CSV_MAX : 100;
     if (csv < 0 || parse_bound(r, "from", 0, &f.from) || parse_bound(r, "to", 1, &f.to) ||
@@ -120,12 +119,8 @@ int ph_api_ledger(ph_req *r)
         return PH_REQ_DONE;
     if (f.from && f.to && f.from >= f.to)
         return ph_req_error(r, 400, "invalid_request", "from: not before to");
-    if (a && ph_u64_parse(a, &after))
-        return ph_req_error(r, 400, "invalid_request", "after: expected a number");
-    uint64_t max = csv ? LEDGER_CSV_MAX : LEDGER_PAGE_MAX;
-    if (l && (ph_u64_parse(l, &limit) || limit < 1 || limit > max))
-        return ph_req_error(r, 400, "invalid_request", "limit: expected 1 to %llu",
-                            (unsigned long long)max);
+    if (ph_req_page(r, &after, &limit, csv ? LEDGER_CSV_MAX : LEDGER_PAGE_MAX))
+        return PH_REQ_DONE;
     ph_ledger_entry *list;
     size_t n;
     ph_err err = {0};

@@ -304,22 +304,10 @@ int ph_api_statement_fetch(ph_req *r)
 
 /* ---- reading runs ---- */
 
-static int page_args(ph_req *r, uint64_t *after, uint64_t *limit, uint64_t max)
-{
-    const char *a = ph_req_query(r, "after"), *l = ph_req_query(r, "limit");
-    if (a && ph_u64_parse(a, after))
-        return ph_req_error(r, 400, "invalid_request", "after: expected a number"), -1;
-    if (l && (ph_u64_parse(l, limit) || *limit < 1 || *limit > max))
-        return ph_req_error(r, 400, "invalid_request", "limit: expected 1 to %llu",
-                            (unsigned long long)max),
-               -1;
-    return 0;
-}
-
 int ph_api_recon_list(ph_req *r)
 {
     uint64_t after = 0, limit = 100;
-    if (page_args(r, &after, &limit, 1000))
+    if (ph_req_page(r, &after, &limit, 1000))
         return PH_REQ_DONE;
     char **list;
     size_t n;
@@ -346,7 +334,7 @@ int ph_api_recon_get(ph_req *r)
     uint64_t id, after = 0, limit = 100;
     if (ph_u64_parse(r->seg[0], &id))
         return ph_req_error(r, 400, "invalid_request", "reconciliation id: expected a number");
-    if (page_args(r, &after, &limit, LINES_PAGE_MAX))
+    if (ph_req_page(r, &after, &limit, LINES_PAGE_MAX))
         return PH_REQ_DONE;
     return answer_run(r, 200, id, 1, after, limit);
 }

@@ -277,6 +277,18 @@ const char *ph_req_query(ph_req *r, const char *key)
     return NULL;
 }
 
+int ph_req_page(ph_req *r, uint64_t *after, uint64_t *limit, uint64_t max)
+{
+    const char *a = ph_req_query(r, "after"), *l = ph_req_query(r, "limit");
+    if (a && ph_u64_parse(a, after))
+        return ph_req_error(r, 400, "invalid_request", "after: expected a number"), -1;
+    if (l && (ph_u64_parse(l, limit) || *limit < 1 || *limit > max))
+        return ph_req_error(r, 400, "invalid_request", "limit: expected 1 to %llu",
+                            (unsigned long long)max),
+               -1;
+    return 0;
+}
+
 /* Where the n bytes of key are one of the space-separated names in list: that
  * name in the list (ending at a space or the list's end), else NULL. */
 static const char *name_find(const char *list, const char *key, size_t n)
