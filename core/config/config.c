@@ -163,14 +163,7 @@ static const field statement_fields[] = {
      .choices = time_format_names,
      .values = time_format_values,
      .def = "rfc3339"},
-    {.name = "utc_offset_minutes",
-     .kind = K_INT,
-     .off = ST(utc_offset_min),
-     .size = MEMBER_SIZE(ph_statement_conf, utc_offset_min),
-     .min = -720,
-     .max = 840,
-     .scale = 1,
-     .def = "480"},
+    {.name = "utc_offset", .kind = K_UTCOFF, .off = ST(utc_offset_min), .def = "+08:00"},
 };
 #undef ST
 static const field supplier_fields[] = {
