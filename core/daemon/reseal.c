@@ -99,8 +99,9 @@ static int forget_retired(ph_resealer *rs)
     return rc;
 }
 
-/* Counts what each key id protects; the older ones go to st.old. */
-static int count(ph_resealer *rs)
+/* Counts what each key id protects; the older ones go to st.old. With
+ * `again`, the older keys listed stay listed (at 0 once moved). */
+static int count(ph_resealer *rs, int again)
 {
     ph_key_use use[PH_KEY_USE_MAX];
     size_t n = 0;
@@ -109,6 +110,15 @@ static int count(ph_resealer *rs)
     if (rc != PH_OK) {
         fail(rs, "counting sealed items", &err);
         return rc;
+    }
+    if (again) {
+        for (size_t j = 0; j < rs->st.nold; j++) {
+            rs->st.old[j].codes = rs->st.old[j].accounts = 0;
+            for (size_t i = 0; i < n; i++)
+                if (use[i].id == rs->st.old[j].id)
+                    rs->st.old[j] = use[i];
+        }
+        return PH_OK;
     }
     rs->st.nold = 0;
     for (size_t i = 0; i < n; i++)
@@ -172,7 +182,7 @@ static int move_key(ph_resealer *rs, ph_key_use *old, int *first)
 static int reseal_all(ph_resealer *rs)
 {
     ph_daemon *d = rs->d;
-    if (forget_retired(rs) != PH_OK || count(rs) != PH_OK)
+    if (forget_retired(rs) != PH_OK || count(rs, 0) != PH_OK)
         return -1;
     if (!rs->st.nold) {
         rs->st.state = PH_RESEAL_IDLE;
@@ -191,7 +201,7 @@ static int reseal_all(ph_resealer *rs)
             return r;
     }
     /* recount: what is left now is exact (nothing new is sealed with an old key) */
-    if (count(rs) != PH_OK)
+    if (count(rs, 1) != PH_OK)
         return -1;
     uint64_t left = 0;
     for (size_t i = 0; i < rs->st.nold; i++)
