@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "crypto/code.h"
+#include "store/cmd_codec.h"
 #include "daemon/keys.h"
 #include "store_fixture.h"
 
@@ -396,4 +397,43 @@ Test(rotation, retire_waits_for_a_restart_with_the_new_key)
     cr_assert_eq(run_keys("retire", "1", out, sizeof out, err, sizeof err), 0, "%s", err);
     ph_keyring_free(k1);
     ph_keyring_free(k2);
+}
+
+/* ---- the journal's encoding of PH_CMD_RESEAL ------------------------------------------- */
+
+Test(rotation, a_reseal_command_survives_the_codec_and_truncation_is_refused)
+{
+    static const uint8_t oldv[34] = {0, 1, 9}, newv[34] = {0, 2, 7};
+    ph_reseal_item items[2] = {{PH_SEALED_CODE, 7, sizeof oldv, oldv, newv},
+                               {PH_SEALED_ACCOUNT, 1ull << 40, sizeof oldv, oldv, newv}};
+    uint16_t forget[1] = {1};
+    ph_audit audit = {.action = "keys.reseal_started", .via = "daemon", .what = "{}"};
+    ph_cmd c = {.type = PH_CMD_RESEAL, .now = NOW, .audit = &audit};
+    c.in.reseal.key_id = 2;
+    c.in.reseal.items = items;
+    c.in.reseal.n = 2;
+    c.in.reseal.forget = forget;
+    c.in.reseal.nforget = 1;
+    uint8_t *p = NULL;
+    size_t len = 0;
+    ph_err err = {0};
+    cr_assert_eq(ph_cmd_batch_encode(&c, &p, &len, &err), PH_OK, "%s", err.msg);
+    ph_cmd_batch b;
+    cr_assert_eq(ph_cmd_batch_decode(p, len, &b, &err), PH_OK, "%s", err.msg);
+    const ph_cmd *d = &b.cmds[0];
+    cr_assert_eq(d->type, PH_CMD_RESEAL);
+    cr_assert_eq(d->in.reseal.key_id, 2);
+    cr_assert_eq(d->in.reseal.n, 2);
+    cr_assert_eq(d->in.reseal.items[1].kind, PH_SEALED_ACCOUNT);
+    cr_assert_eq(d->in.reseal.items[1].id, 1ull << 40);
+    cr_assert_eq(d->in.reseal.items[0].len, sizeof oldv);
+    cr_assert_eq(memcmp(d->in.reseal.items[0].new_sealed, newv, sizeof newv), 0);
+    cr_assert_eq(memcmp(d->in.reseal.items[0].old_sealed, oldv, sizeof oldv), 0);
+    cr_assert_eq(d->in.reseal.nforget, 1);
+    cr_assert_eq(d->in.reseal.forget[0], 1);
+    cr_assert_str_eq(d->audit->action, "keys.reseal_started");
+    ph_cmd_batch_free(&b);
+    for (size_t cut = 1; cut < len; cut++)
+        cr_assert_eq(ph_cmd_batch_decode(p, cut, &b, &err), PH_EINVAL, "cut at %zu", cut);
+    free(p);
 }
