@@ -90,11 +90,13 @@ Test(rotation, add_refuses_a_file_others_can_read_and_changes_nothing)
     cr_assert_null(strstr(slurp(g_keys), "key 2"));
 }
 
+/* A failed add leaves its id 0 (asserted on the test's thread). */
 static void *adder(void *arg)
 {
     uint16_t *id = arg;
     ph_err err = {0};
-    cr_assert_eq(ph_keyfile_add(g_keys, id, &err), PH_OK, "%s", err.msg);
+    if (ph_keyfile_add(g_keys, id, &err) != PH_OK)
+        *id = 0;
     return NULL;
 }
 
