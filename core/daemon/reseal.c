@@ -77,7 +77,7 @@ static int forget_retired(ph_resealer *rs)
     json_t *list = json_array();
     for (size_t i = 0; i < ngone; i++)
         json_array_append_new(list, json_integer(gone[i]));
-    json_t *what = json_pack("{s:o,s:s}", "key_ids", list, "key_file", ph_keyring_path(d->keys));
+    json_t *what = json_pack("{s:o}", "key_ids", list); /* ids only: fits audit.what */
     char *txt = what ? json_dumps(what, JSON_COMPACT) : NULL;
     json_decref(what);
     /* the retirement was done by `perkhubd keys retire`; this start is where
