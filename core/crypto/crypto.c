@@ -231,6 +231,13 @@ const char *ph_keyring_path(const ph_keyring *kr)
     return kr->path;
 }
 
+size_t ph_keyring_ids(const ph_keyring *kr, uint16_t *out, size_t max)
+{
+    for (size_t i = 0; i < kr->nkeys && i < max; i++)
+        out[i] = kr->keys[i].id;
+    return kr->nkeys;
+}
+
 int ph_keyring_has(const ph_keyring *kr, uint16_t id)
 {
     return key_find(kr, id) != NULL;

@@ -50,6 +50,27 @@ typedef struct ph_keyring ph_keyring;
  * @note Thread-safe; touches no global state. */
 int ph_keyring_load(const char *path, int create, ph_keyring **out, ph_err *err);
 
+/* ---- key file editing (keyfile.c): `perkhubd keys` --------------------------
+ * Each edit locks the file (flock) for its read-modify-write and replaces it by
+ * rename after an fsync (mode 0600, directory synced), so a starting daemon
+ * reads the old file or the new one. The file must load (ph_keyring_load)
+ * before it is edited; comments and other lines are kept as they are.
+ * @note Any thread; never called by the running daemon (it reads keys at start). */
+
+/* Writes a new key file (index key and key 1, as ph_keyring_load's create).
+ * PH_EDUP when a file exists at path (never overwritten), else as
+ * ph_keyring_load. */
+int ph_keyfile_create(const char *path, ph_err *err);
+
+/* Appends `key N <64 random hex>` with N one above the highest id; *new_id
+ * gets N. Errors: as ph_keyring_load, PH_ELIMIT (65535 taken), PH_EIO. */
+int ph_keyfile_add(const char *path, uint16_t *new_id, ph_err *err);
+
+/* Removes the line of key id. Refuses (file unchanged): PH_ENOTFOUND (no such
+ * key), PH_ESTATE (the newest key: it seals new data). Whether the data still
+ * needs the key is the caller's question (the store's). */
+int ph_keyfile_remove(const char *path, uint16_t id, ph_err *err);
+
 /* Builds a keyring from raw keys, for tests and tools: one index key and one
  * sealing key with id key_id (1..65535, else PH_EINVAL). Caller owns *out. */
 int ph_keyring_from_raw(const uint8_t index_key[PH_KEY_LEN], uint16_t key_id,
@@ -64,6 +85,10 @@ uint16_t ph_keyring_active_id(const ph_keyring *kr);
 /* The key file this keyring was loaded from ("<raw keys>" for
  * ph_keyring_from_raw), for messages. Valid while kr lives. */
 const char *ph_keyring_path(const ph_keyring *kr);
+
+/* The sealing key ids of the keyring, ascending: the first max into out;
+ * returns how many there are. */
+size_t ph_keyring_ids(const ph_keyring *kr, uint16_t *out, size_t max);
 
 /* 1 when the keyring holds a sealing key with this id. */
 int ph_keyring_has(const ph_keyring *kr, uint16_t id);

@@ -23,6 +23,7 @@
 #include "base/util.h"
 #include "crypto/wipe_alloc.h"
 #include "http/views.h"
+#include "daemon/keys.h"
 
 /* Replaces the current snapshot (taking cfg, also on failure); requests
  * holding the old one finish with it. */
@@ -448,6 +449,7 @@ int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_er
     ph_suppliers_set_wake(d->suppliers, wake_main, d); /* earlier releases: the next wake */
     set_callback_base(d, cfg);
     if ((rc = ph_fulfil_resume(d->fulfil, err)) || (rc = sweeper_start(d, err)) ||
+        (rc = ph_reseal_start(d, err)) ||
         (cfg->port_file && (rc = write_port_file(cfg->port_file, d->port, err))) ||
         (d->pid_fd >= 0 && (rc = pid_file_write(d, err))))
         goto fail;
@@ -538,6 +540,7 @@ void ph_daemon_stop(ph_daemon *d, int grace_ms)
     }
     ph_fulfil_stop(d->fulfil);
     sweeper_stop(d); /* its last command completes before the store closes */
+    ph_reseal_stop(d);
     /* Exchanges on the wire end ambiguous and are recorded unknown (queried
      * after the restart); then the writer finishes every queued command. */
     ph_sio_destroy(d->sio);

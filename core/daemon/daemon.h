@@ -39,6 +39,7 @@ struct ph_http;
 struct ph_sio;
 struct ph_fulfil;
 struct ph_sweeper;
+struct ph_resealer;
 
 typedef struct ph_daemon {
     ph_logger log;
@@ -59,6 +60,8 @@ typedef struct ph_daemon {
     pthread_t main_thread; /* ph_daemon_start's caller: reloads, plugin shutdowns and dlclose */
     /* the expiry sweep's timer thread (daemon.c) */
     struct ph_sweeper *sweeper;
+    /* the key rotation's re-sealer thread (reseal.c, keys.h) */
+    struct ph_resealer *resealer;
     const char *journal_file; /* set before ph_daemon_start: ph_store_opts.journal_file */
 } ph_daemon;
 

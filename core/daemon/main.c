@@ -19,6 +19,7 @@
 #include "config/config.h"
 #include "crypto/wipe_alloc.h"
 #include "daemon/daemon.h"
+#include "daemon/keys.h"
 #include "supply/plugin_loader.h"
 #include "store/cmd_codec.h"
 #include "store/store.h"
@@ -39,6 +40,9 @@ static void usage(FILE *f)
           "                                       a plugin's capabilities and config keys\n"
           "       perkhubd --replay-journal FILE --data DIR [--key-file FILE]\n"
           "                                       apply a PERKHUB_JOURNAL file to a new store\n"
+          "       perkhubd [-c FILE] keys create|add|list|retire ID\n"
+          "                                       key rotation on master_key_file (and the\n"
+          "                                       store, read-only): docs/operations.md\n"
           "       perkhubd --version | --help\n"
           "\n"
           "signals: SIGHUP reloads the config file (an invalid file changes nothing),\n"
@@ -329,6 +333,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (optind < argc && strcmp(argv[optind], "keys") == 0) /* key rotation (daemon/keys.h) */
+        return ph_keys_main(path, argc - optind - 1, argv + optind + 1, stdout, stderr);
     if (optind < argc) {
         fprintf(stderr, "perkhubd: unexpected argument '%s'\n", argv[optind]);
         usage(stderr);

@@ -238,6 +238,21 @@ static void put_keys(ph_mx *mx, ph_req *r)
         snprintf(id, sizeof id, "%u", (unsigned)ids[i]);
         ph_mx_sample(mx, "perkhub_store_key_id_in_use", (ph_label[]){{"key_id", id}}, 1, 1);
     }
+    /* key rotation: what older keys still seal, as the re-sealer last counted it */
+    ph_reseal_status st;
+    ph_store_reseal_status_get(r->env->store, &st);
+    ph_mx_family(mx, "perkhub_reseal_pending_items", "gauge",
+                 "Codes and accounts still sealed with an older key, by key id (the re-sealer "
+                 "moves them to the active key; retire a key at 0)");
+    for (size_t i = 0; i < st.nold && i < sizeof st.old / sizeof st.old[0]; i++) {
+        char id[8];
+        snprintf(id, sizeof id, "%u", (unsigned)st.old[i].id);
+        ph_mx_sample(mx, "perkhub_reseal_pending_items", (ph_label[]){{"key_id", id}}, 1,
+                     (double)(st.old[i].codes + st.old[i].accounts));
+    }
+    ph_mx_family(mx, "perkhub_reseal_moved_items_total", "counter",
+                 "Codes and accounts re-sealed under the active key since start");
+    ph_mx_sample(mx, "perkhub_reseal_moved_items_total", NULL, 0, (double)st.moved);
 }
 
 int ph_api_metrics(ph_req *r)

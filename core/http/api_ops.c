@@ -126,6 +126,29 @@ int ph_api_suppliers(ph_req *r)
     return ph_req_json(r, 200, json_pack("{s:o}", "suppliers", arr));
 }
 
+/* Key rotation (store.h, "key rotation"): the sealing key and how far the
+ * re-seal has moved older data to it. Ids and counts only. */
+static json_t *keys_view(ph_req *r)
+{
+    static const char *const states[] = {"idle", "running", "done", "failed"};
+    ph_reseal_status st;
+    ph_store_reseal_status_get(r->env->store, &st);
+    json_t *older = json_array();
+    for (size_t i = 0; i < st.nold && i < sizeof st.old / sizeof st.old[0]; i++)
+        json_array_append_new(older, json_pack("{s:i,s:I,s:I}", "key_id", (int)st.old[i].id,
+                                               "codes", (json_int_t)st.old[i].codes, "accounts",
+                                               (json_int_t)st.old[i].accounts));
+    json_t *reseal =
+        json_pack("{s:s,s:o,s:I,s:I,s:I}", "state",
+                  st.state >= 0 && st.state <= PH_RESEAL_FAILED ? states[st.state] : "?", "older",
+                  older, "moved", (json_int_t)st.moved, "skipped", (json_int_t)st.skipped,
+                  "unreadable", (json_int_t)st.unreadable);
+    if (reseal && st.detail[0])
+        json_object_set_new(reseal, "detail", json_string(st.detail));
+    return json_pack("{s:i,s:o}", "active_key_id", (int)ph_keyring_active_id(r->env->keys),
+                     "reseal", reseal);
+}
+
 int ph_api_stats(ph_req *r)
 {
     ph_store_stats st;
@@ -152,5 +175,7 @@ int ph_api_stats(ph_req *r)
         (json_int_t)ph_store_map_size(r->env->store), "writer", "commits", (json_int_t)ws.commits,
         "commands", (json_int_t)ws.commands, "map_grows", (json_int_t)ws.map_grows);
     ph_store_stats_clear(&st);
+    if (body)
+        json_object_set_new(body, "keys", keys_view(r));
     return ph_req_json(r, 200, body);
 }

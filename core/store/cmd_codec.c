@@ -46,6 +46,8 @@ const char *ph_cmd_type_name(int type)
         return "final_word";
     case PH_CMD_RESOLVE:
         return "resolve";
+    case PH_CMD_RESEAL:
+        return "reseal";
     default:
         return "?";
     }
@@ -251,6 +253,22 @@ static int encode_cmd(wbuf *b, const ph_cmd *c, size_t idx, ph_err *err)
             w_u64(b, c->in.recon.unbilled[i].order_id);
             w_u32(b, c->in.recon.unbilled[i].no);
         }
+        break;
+    case PH_CMD_RESEAL:
+        if (c->in.reseal.n > UINT32_MAX || c->in.reseal.nforget > UINT32_MAX)
+            return ph_err_set(err, PH_EINVAL, "command %zu (reseal): items: too many", idx);
+        w_u32(b, c->in.reseal.key_id);
+        w_u32(b, (uint32_t)c->in.reseal.n);
+        for (size_t i = 0; i < c->in.reseal.n; i++) {
+            const ph_reseal_item *it = &c->in.reseal.items[i];
+            w_i32(b, it->kind);
+            w_u64(b, it->id);
+            w_blob(b, it->old_sealed, it->len);
+            w_blob(b, it->new_sealed, it->len);
+        }
+        w_u32(b, (uint32_t)c->in.reseal.nforget);
+        for (size_t i = 0; i < c->in.reseal.nforget; i++)
+            w_u32(b, c->in.reseal.forget[i]);
         break;
     default:
         /* a new command kind must be given an encoding here, or replication
@@ -650,6 +668,46 @@ static void decode_recon(rd *r, ph_cmd *c)
     c->in.recon.nunbilled = m;
 }
 
+static void decode_reseal(rd *r, ph_cmd *c)
+{
+    uint32_t key = r_u32(r, "key_id");
+    if (!r->rc && key > UINT16_MAX)
+        r_fail(r, "key_id", "over 65535");
+    c->in.reseal.key_id = (uint16_t)key;
+    size_t n = r_count(r, 4 + 8 + 4 + 4, "items");
+    ph_reseal_item *items = a_alloc(r->a, n * sizeof *items);
+    if (!items) {
+        r_fail(r, "items", NULL);
+        return;
+    }
+    for (size_t i = 0; i < n && !r->rc; i++) {
+        uint32_t ol = 0, nl = 0;
+        items[i].kind = r_i32(r, "items.kind");
+        items[i].id = r_u64(r, "items.id");
+        items[i].old_sealed = r_blob(r, &ol, "items.old_sealed");
+        items[i].new_sealed = r_blob(r, &nl, "items.new_sealed");
+        items[i].len = ol;
+        if (!r->rc && ol != nl)
+            r_fail(r, "items.new_sealed", "not as long as old_sealed");
+    }
+    c->in.reseal.items = items;
+    c->in.reseal.n = n;
+    size_t m = r_count(r, 4, "forget");
+    uint16_t *forget = a_alloc(r->a, m * sizeof *forget);
+    if (!forget) {
+        r_fail(r, "forget", NULL);
+        return;
+    }
+    for (size_t i = 0; i < m && !r->rc; i++) {
+        uint32_t id = r_u32(r, "forget");
+        if (!r->rc && id > UINT16_MAX)
+            r_fail(r, "forget", "over 65535");
+        forget[i] = (uint16_t)id;
+    }
+    c->in.reseal.forget = forget;
+    c->in.reseal.nforget = m;
+}
+
 static int decode_cmd(rd *r, ph_cmd *c, int *rc_out)
 {
     const uint8_t *t = r_take(r, 1, "type");
@@ -720,6 +778,9 @@ static int decode_cmd(rd *r, ph_cmd *c, int *rc_out)
         c->in.resolve.accept = r_i32(r, "accept");
         c->in.resolve.who = r_str(r, "who");
         c->in.resolve.note = r_str(r, "note");
+        break;
+    case PH_CMD_RESEAL:
+        decode_reseal(r, c);
         break;
     default:
         r->kind = "?";

@@ -276,6 +276,60 @@ uint64_t ph_store_map_used(ph_store *s);
  * meta entries: cheap. Any thread. */
 size_t ph_store_key_ids(ph_store *s, uint16_t *out, size_t max);
 
+/* ---- key rotation (store_reseal.c; docs/store.md, "Key rotation") ---- */
+
+/* How many sealed items a key id protects. */
+typedef struct ph_key_use {
+    uint16_t id;
+    uint64_t codes, accounts;
+} ph_key_use;
+#define PH_KEY_USE_MAX 64 /* key ids counted; more are an error */
+
+/* Counts every code and recharge account by the key id it is sealed with, in
+ * one snapshot (a walk of codes and supply records: for the CLI and the
+ * re-sealer's start, not for a scrape). out gets up to PH_KEY_USE_MAX ids,
+ * ascending; *n how many. Needs no keys. PH_OK, PH_EIO (a malformed record,
+ * named), PH_ELIMIT (more key ids). Any thread. */
+int ph_store_key_use(ph_store *s, ph_key_use *out, size_t *n, ph_err *err);
+
+struct ph_audit;
+
+/* Where a re-seal walk is: codes, then supply records, by id. Zero = start. */
+typedef struct ph_reseal_pos {
+    int phase; /* 0 codes, 1 accounts, 2 the walk is done */
+    uint64_t next;
+} ph_reseal_pos;
+
+/* What one step did. */
+typedef struct ph_reseal_step_result {
+    uint64_t moved;      /* committed under the newest key */
+    uint64_t skipped;    /* changed since read: the next pass takes them */
+    uint64_t unreadable; /* did not unseal under key `from` (damaged): left as they are */
+} ph_reseal_step_result;
+
+/* One bounded step of moving data sealed with key `from` to the newest key of
+ * the store's keyring: reads up to `limit` such items from *pos on (one
+ * snapshot, at most 64 x limit records looked at), unseals and reseals them
+ * on this thread, and submits one PH_CMD_RESEAL carrying `audit` (may be
+ * NULL), waiting for its commit; *pos moves on. Needs the keys (PH_EINVAL
+ * without). PH_OK, PH_ESHUTDOWN, PH_EIO, PH_ENOMEM. Not on the writer. */
+int ph_store_reseal_step(ph_store *s, uint16_t from, ph_reseal_pos *pos, size_t limit,
+                         const struct ph_audit *audit, ph_reseal_step_result *res, ph_err *err);
+
+/* The re-sealer's progress as its owner (the daemon) publishes it, for
+ * GET /v1/stats and /metrics. */
+enum { PH_RESEAL_IDLE = 0, PH_RESEAL_RUNNING = 1, PH_RESEAL_DONE = 2, PH_RESEAL_FAILED = 3 };
+typedef struct ph_reseal_status {
+    int state;       /* PH_RESEAL_*: idle (nothing older than the newest key), ... */
+    uint16_t key_id; /* the newest key, where data moves to */
+    size_t nold;
+    ph_key_use old[8]; /* items still under older keys (counted at start, minus moved) */
+    uint64_t moved, skipped, unreadable;
+    char detail[200]; /* why it failed; "" */
+} ph_reseal_status;
+void ph_store_reseal_status_set(ph_store *s, const ph_reseal_status *st);
+void ph_store_reseal_status_get(ph_store *s, ph_reseal_status *out);
+
 /* What the writer did since open: durable commits, commands applied in them
  * (commands / commits is the group-commit factor) and map growths. */
 typedef struct ph_writer_stats {
@@ -328,6 +382,8 @@ enum ph_cmd_type {
     PH_CMD_RECON,         /* store a reconciliation run of a supplier statement (idempotent) */
     PH_CMD_FINAL_WORD,    /* what a supplier says about a final attempt (a discrepancy?) */
     PH_CMD_RESOLVE,       /* ops resolve a discrepancy: accept (a correction) or dispute */
+    PH_CMD_RESEAL,        /* key rotation: sealed items moved to the newest key; the check
+                             values of retired keys dropped (store_reseal.c) */
 };
 
 /* The event names PH_CMD_NOTE_EVENT accepts: a closed list, so the feed's
@@ -362,6 +418,17 @@ typedef struct ph_import_code {
     uint32_t sealed_len;
     const uint8_t *sealed; /* ph_crypto_seal() of the code (and card number) */
 } ph_import_code;
+
+/* One sealed item moved to another key by PH_CMD_RESEAL: what the re-sealer
+ * read (old) and the same plaintext sealed under the newest key (new, the same
+ * length). Sealed before submission, like an import. */
+enum { PH_SEALED_CODE = 1, PH_SEALED_ACCOUNT = 2 };
+typedef struct ph_reseal_item {
+    int kind; /* PH_SEALED_CODE (id: the code) or PH_SEALED_ACCOUNT (id: its order) */
+    uint64_t id;
+    uint32_t len; /* bytes of old and of new */
+    const uint8_t *old_sealed, *new_sealed;
+} ph_reseal_item;
 
 typedef struct ph_affected_order {
     uint64_t id;
@@ -668,6 +735,26 @@ struct ph_cmd {
          * written): PH_EINVAL supplier not an identifier, from >= to, a line
          * with neither ref nor supplier order id, source or client malformed.
          */
+        /*
+         * RESEAL: key rotation (store_reseal.c; docs/store.md, "Key rotation").
+         * Each item whose stored sealed value is still exactly old_sealed gets
+         * new_sealed in its place and nothing else changes (an order that issued
+         * the code meanwhile keeps it: the value is the same plaintext); an item
+         * that changed or is gone is skipped (counted in reseal_skipped). Then
+         * the check values of the key ids in `forget` are dropped from `meta`
+         * (the daemon at start: keys the key file no longer has, which the open
+         * proved no data needs). No event. Refusals (nothing changes): PH_ESTATE
+         * items given and key_id without a recorded check value; PH_EINVAL an
+         * item of another kind, a new value not sealed with key_id, forget
+         * naming 0 or key_id. Results: resealed, reseal_skipped.
+         */
+        struct {
+            uint16_t key_id; /* the key every new_sealed is sealed with */
+            const ph_reseal_item *items;
+            size_t n;
+            const uint16_t *forget;
+            size_t nforget;
+        } reseal;
         struct {
             const char *supplier, *client; /* client: the token's name, who imported it */
             const char *source;            /* "csv" or "plugin" */
@@ -702,9 +789,11 @@ struct ph_cmd {
      * once succeeded) and SUPPLY_CREATE sets `replayed`. */
     uint64_t discrepancy_id; /* FINAL_WORD: raised (0 none); ATTEMPT: an amount one raised */
     char *record; /* RESOLVE: the discrepancy after it (JSON text, as listed); ph_cmd_clear */
-    uint64_t expired_codes; /* EXPIRE: codes that became expired */
-    int more;               /* EXPIRE: due entries remain after this step */
-    uint64_t recon_run;     /* RECON: the run (new, or the stored one with replayed = 1) */
+    uint64_t expired_codes;  /* EXPIRE: codes that became expired */
+    int more;                /* EXPIRE: due entries remain after this step */
+    uint64_t recon_run;      /* RECON: the run (new, or the stored one with replayed = 1) */
+    uint64_t resealed;       /* RESEAL: items moved to key_id */
+    uint64_t reseal_skipped; /* RESEAL: items changed or gone since they were read */
 
     /* ---- completion ---- */
     ph_cmd_done_fn

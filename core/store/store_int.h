@@ -98,6 +98,7 @@ struct ph_store {
     char *dir;                 /* the environment's directory: its free space after a failure */
     pthread_mutex_t health_mu; /* guards health: set by the writer, read by any thread */
     ph_store_health health;
+    ph_reseal_status reseal; /* also under health_mu: set by the re-sealer, read by any thread */
     ph_memo memo;
     /* The writer's last formatted event time: a batch's commands mostly share
      * their millisecond. Writer thread only. */
@@ -411,6 +412,8 @@ int ph_ledger_open(ph_store *s, MDB_txn *txn, const ph_store_opts *opts, ph_err 
 int ph_ledger_check(ph_store *s, MDB_txn *txn, ph_err *err);
 /* store_recon.c: reconciliation runs. */
 int store_apply_recon(ph_wtxn *w, ph_cmd *c);
+/* store_reseal.c: key rotation (PH_CMD_RESEAL). */
+int store_apply_reseal(ph_wtxn *w, ph_cmd *c);
 /* --check-store: every run's lines are its keys 1..lines with known outcomes,
  * every digest names a run and every run has one. PH_EIO naming the first
  * violation. */
