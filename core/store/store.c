@@ -418,6 +418,11 @@ uint64_t ph_store_map_used(ph_store *s)
     return ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
 }
 
+static int cmp_u16(const void *a, const void *b)
+{
+    return (int)*(const uint16_t *)a - (int)*(const uint16_t *)b;
+}
+
 size_t ph_store_key_ids(ph_store *s, uint16_t *out, size_t max)
 {
     MDB_txn *txn;
@@ -442,6 +447,9 @@ size_t ph_store_key_ids(ph_store *s, uint16_t *out, size_t max)
         mdb_cursor_close(c);
     }
     ph_store_read_end(s, txn);
+    /* the keys sort as text ("keycheck:10" before "keycheck:2"): sort the ids */
+    if (n && max)
+        qsort(out, n < max ? n : max, sizeof *out, cmp_u16);
     return n;
 }
 

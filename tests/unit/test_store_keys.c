@@ -476,3 +476,31 @@ Test(store_keys, a_rotated_key_is_recorded_and_then_held_to)
     ph_keyring_free(other2);
     ph_keyring_free(only2);
 }
+
+/* The key ids come ascending as numbers, though `meta` sorts their check
+ * values as text ("keycheck:10" before "keycheck:2"). */
+Test(store_keys, key_ids_come_in_numeric_order)
+{
+    g_s = open_at(g_dir, 0);
+    ph_store_close(g_s);
+    g_s = NULL;
+    MDB_txn *txn;
+    MDB_env *env = raw_open(&txn);
+    MDB_dbi meta = raw_dbi(txn, "meta", 0);
+    static const char *const keys[] = {"keycheck:10", "keycheck:2", "keycheck:300"};
+    for (size_t i = 0; i < 3; i++) {
+        MDB_val k = {strlen(keys[i]), (void *)keys[i]},
+                v = {32, (void *)"0123456789abcdef0123456789abcdef"};
+        cr_assert_eq(mdb_put(txn, meta, &k, &v, 0), 0);
+    }
+    raw_commit(env, txn);
+    ph_store_opts o = {.dir = g_dir, .read_only = 1};
+    ph_err err = {0};
+    cr_assert_eq(ph_store_open(&o, &g_s, &err), PH_OK, "%s", err.msg);
+    uint16_t ids[8];
+    cr_assert_eq(ph_store_key_ids(g_s, ids, 8), 3);
+    cr_assert_eq(ids[0], 2);
+    cr_assert_eq(ids[1], 10);
+    cr_assert_eq(ids[2], 300);
+    cr_assert_eq(ph_store_key_ids(g_s, ids, 0), 3, "counts without room");
+}
