@@ -76,6 +76,28 @@ int ph_tls_files_read(const char *cert_path, const char *key_path, const char *c
         (rc = pem_read("listen.tls.key", key_path, &out->key, err)) ||
         (ca_path && (rc = pem_read("listen.tls.client_ca", ca_path, &out->ca, err))))
         goto fail;
+    /* the common mistakes named plainly before GnuTLS's own words */
+    if (!strstr(out->cert, "-----BEGIN CERTIFICATE-----")) {
+        rc = ph_err_set(
+            err, PH_EINVAL,
+            "listen.tls.cert: %s: no PEM certificate in it (-----BEGIN CERTIFICATE-----)",
+            cert_path);
+        goto fail;
+    }
+    if (strstr(out->key, "-----BEGIN ENCRYPTED PRIVATE KEY-----") ||
+        strstr(out->key, "Proc-Type: 4,ENCRYPTED")) {
+        rc = ph_err_set(err, PH_EINVAL,
+                        "listen.tls.key: %s: the key is encrypted; perkhubd takes an unencrypted "
+                        "key in a 0600 file",
+                        key_path);
+        goto fail;
+    }
+    if (!strstr(out->key, "PRIVATE KEY-----")) {
+        rc = ph_err_set(
+            err, PH_EINVAL,
+            "listen.tls.key: %s: no PEM private key in it (-----BEGIN PRIVATE KEY-----)", key_path);
+        goto fail;
+    }
     if (gnutls_certificate_allocate_credentials(&cred) != GNUTLS_E_SUCCESS) {
         rc = ph_err_set(err, PH_ENOMEM, "out of memory");
         goto fail;

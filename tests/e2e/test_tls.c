@@ -473,9 +473,30 @@ Test(tls, config_errors_name_the_setting_and_the_file)
     assert_names(err, "clients[0].cert_sha256: needs listen.tls.client_ca");
     free(err);
 
-    /* a certificate file that is not PEM: start names it */
+    /* a key that is not the certificate's: --check-config and start name both files */
+    write_tls_config(tls_yaml(0, y, sizeof y), NULL, NULL, NULL);
+    {
+        size_t len;
+        char *cfg = h_read_file(D.config, &len);
+        char *other = h_replace(cfg, "/server.key", "/ops.key");
+        h_write_config_text(&D, other);
+        free(cfg);
+        free(other);
+    }
+    char okey[320];
+    snprintf(okey, sizeof okey, "%s/ops.key", D.dir);
+    cr_assert_eq(chmod(okey, 0600), 0);
+    cr_assert_eq(check_config(&err), 1, "%s", err);
+    cr_assert(strstr(err, "listen.tls") && strstr(err, "server.crt") && strstr(err, "ops.key"),
+              "%s", err);
+    free(err);
+
+    /* a certificate file that is not PEM: --check-config and start name it */
     h_write_file(D.dir, "server.crt", "not a certificate\n");
     write_tls_config(tls_yaml(0, y, sizeof y), NULL, NULL, NULL);
+    cr_assert_eq(check_config(&err), 1, "%s", err);
+    cr_assert(strstr(err, "listen.tls") && strstr(err, "server.crt"), "%s", err);
+    free(err);
     cr_assert_neq(h_start(&D), 0);
     D.pid = 0;
     size_t n;
