@@ -95,7 +95,7 @@ static void write_tls_config(const char *tls_yaml, const char *address, const ch
                              const char *client_line)
 {
     char *text = h_config_text(&D, extra);
-    char repl[1024];
+    char repl[1200];
     snprintf(repl, sizeof repl, "  address: %s\n%s", address ? address : "127.0.0.1",
              tls_yaml ? tls_yaml : "");
     char *t1 = h_replace(text, "  address: 127.0.0.1\n", repl);
@@ -177,7 +177,7 @@ static void start_tls(int client_ca, const char *client_line)
 {
     h_setup(&D, NULL);
     make_certs(D.dir, NULL);
-    char y[600];
+    char y[1024];
     write_tls_config(tls_yaml(client_ca, y, sizeof y), NULL, NULL, client_line);
     snprintf(ca_path, sizeof ca_path, "%s/ca.crt", D.dir);
     D.tls_ca = ca_path;
@@ -242,7 +242,7 @@ Test(tls, ops_client_certificate_required)
 {
     h_setup(&D, NULL);
     make_certs(D.dir, NULL);
-    char fp[65], tok[65], c2[512], y[600];
+    char fp[65], tok[65], c2[512], y[1024];
     cert_sha256(D.dir, "ops.crt", fp);
     FILE *f = popen("printf %s opscert-token | sha256sum", "r");
     cr_assert(f);
@@ -387,7 +387,7 @@ Test(tls, plain_tokens_refused_from_non_loopback_peers)
     /* with TLS on, from the same peer: served */
     h_setup(&D, NULL);
     make_certs(D.dir, addr);
-    char y[600];
+    char y[1024];
     write_tls_config(tls_yaml(0, y, sizeof y), "0.0.0.0", NULL, NULL);
     snprintf(ca_path, sizeof ca_path, "%s/ca.crt", D.dir);
     D.tls_ca = ca_path;
@@ -427,7 +427,7 @@ Test(tls, config_errors_name_the_setting_and_the_file)
 {
     h_setup(&D, NULL);
     make_certs(D.dir, NULL);
-    char y[600], *err = NULL;
+    char y[1024], *err = NULL;
 
     /* as made: ok */
     write_tls_config(tls_yaml(1, y, sizeof y), NULL, NULL, NULL);
