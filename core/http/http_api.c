@@ -1282,6 +1282,7 @@ int ph_http_start(const ph_http_env *env, const ph_http_opts *opts, ph_http **ou
     if (!h)
         return ph_err_set(err, PH_ENOMEM, "out of memory");
     int rc;
+    assert(!o.tls_cert == !o.tls_key); /* config.c checks listen.tls so */
     if (o.tls_cert &&
         (rc = ph_tls_files_read(o.tls_cert, o.tls_key, o.tls_client_ca, &h->tls, err))) {
         free(h);
