@@ -10,15 +10,18 @@ bench_sha() { printf %s "$1" | sha256sum | cut -c1-64; }
 # ephemeral port, durable defaults, the example supplier, one card SKU; EXTRA_YAML
 # is added at the top level, e.g. a limits: section), checks it, starts
 # BUILD/perkhubd on it (log DIR/perkhubd.log) and waits for it to answer.
-# Sets BENCH_PID and BENCH_URL.
+# Sets BENCH_PID and BENCH_URL. With BENCH_TLS_DIR set (a directory holding server.crt,
+# server.key and ca.crt: bench/tls_cpu.sh), the listener speaks TLS and BENCH_URL is https.
 bench_start() {
-    local build=$1 dir=$2 extra=${3:-}
+    local build=$1 dir=$2 extra=${3:-} tls=${BENCH_TLS_DIR:-} scheme=http cacert=()
     mkdir -p "$dir"
+    if [ -n "$tls" ]; then scheme=https; cacert=(--cacert "$tls/ca.crt"); fi
     cat >"$dir/perkhub.yaml" <<YAML
 listen:
   address: 127.0.0.1
   port: 0
   port_file: $dir/port
+$(if [ -n "$tls" ]; then printf '  tls:\n    cert: %s\n    key: %s\n' "$tls/server.crt" "$tls/server.key"; fi)
 data_dir: $dir/data
 master_key_file: $dir/master.key
 master_key_create: true
@@ -62,6 +65,7 @@ YAML
         sleep 0.1
     done
     [ -s "$dir/port" ] || fail "$dir: perkhubd wrote no port file in 30 s"
-    BENCH_URL=http://127.0.0.1:$(cat "$dir/port")
-    curl -sf --max-time 5 "$BENCH_URL/v1/health" >/dev/null || fail "$dir: perkhubd not healthy"
+    BENCH_URL=$scheme://127.0.0.1:$(cat "$dir/port")
+    curl -sf --max-time 5 ${cacert[@]+"${cacert[@]}"} "$BENCH_URL/v1/health" >/dev/null ||
+        fail "$dir: perkhubd not healthy"
 }

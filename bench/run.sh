@@ -32,7 +32,8 @@
 #                                BENCH_RM_ORDERS orders, 10 million: ~15 GB in /tmp, minutes)
 #   BENCH_LOOKUP_TIMING (1)      0 skips bench/lookup_timing.sh (lookup time vs. code
 #                                existence, issue 10; its own BENCH_LT_* knobs)
-#   BENCH_PART_TIMEOUT (240)     seconds each of peers.sh / supplier_io.sh may take
+#   BENCH_TLS_CPU (1)            0 skips bench/tls_cpu.sh (CPU per order, HTTPS vs HTTP)
+#   BENCH_PART_TIMEOUT (240)     seconds each of peers.sh / supplier_io.sh / tls_cpu.sh may take
 #   BENCH_RESULTS (bench/results/latest.json)   where the JSON goes (the parts' own JSON
 #                                stays in bench/results/)
 set -euo pipefail
@@ -559,5 +560,13 @@ if [ "${BENCH_REPORT_MONTH:-1}" != 0 ]; then
     rm_rc=0
     timeout --kill-after=10 "${BENCH_RM_TIMEOUT:-1800}" "$SRC/bench/report_month.sh" "$BUILD" || rm_rc=$?
     [ "$rm_rc" = 0 ] || PART_FAILED="$PART_FAILED report_month(exit $rm_rc)"
+fi
+# ---- issue 14, item 5: perkhubd CPU per order over HTTPS and HTTP, same run ----------------
+# Two daemons of its own; its own PASS/MISS line (exit 3, a MISS, is not a failure).
+if [ "${BENCH_TLS_CPU:-1}" != 0 ]; then
+    echo
+    tc_rc=0
+    timeout --kill-after=10 "$PART_TIMEOUT" "$SRC/bench/tls_cpu.sh" "$BUILD" || tc_rc=$?
+    [ "$tc_rc" = 0 ] || [ "$tc_rc" = 3 ] || PART_FAILED="$PART_FAILED tls_cpu(exit $tc_rc)"
 fi
 [ -z "$PART_FAILED" ] || fail "parts failed:$PART_FAILED"

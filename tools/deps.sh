@@ -23,7 +23,7 @@ done
 
 pkgs=(build-essential cmake pkg-config curl ca-certificates openssl
       liblmdb-dev lmdb-utils libjansson-dev libyaml-dev libcurl4-openssl-dev
-      libssl-dev libcriterion-dev libmicrohttpd-dev
+      libssl-dev libcriterion-dev libmicrohttpd-dev libgnutls28-dev
       python3 jq ${extra[@]+"${extra[@]}"})  # python3: the docs-examples test; jq: used by some examples
 
 missing=()

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <yaml.h>
 
@@ -88,10 +89,16 @@ const int cfg_delivery_values[] = {PH_DELIVERY_CARD_CODE, PH_DELIVERY_RECHARGE};
 static const char *const scope_names[] = {"fulfill", "support", "ops", NULL};
 static const int scope_values[] = {PH_SCOPE_FULFILL, PH_SCOPE_SUPPORT, PH_SCOPE_OPS};
 
+static const field tls_fields[] = {
+    STR(ph_config, tls_cert, "cert", 0, NULL),
+    STR(ph_config, tls_key, "key", 0, NULL),
+    STR(ph_config, tls_client_ca, "client_ca", 0, NULL),
+};
 static const field listen_fields[] = {
     STR(ph_config, listen_address, "address", 0, "127.0.0.1"),
     INT(ph_config, port, "port", 0, 65535, 1, "8080"),
     STR(ph_config, port_file, "port_file", 0, NULL),
+    SECTION("tls", tls_fields),
 };
 static const field log_fields[] = {
     ENUM(ph_config, log_level, "level", 0, log_names, log_values, "info"),
@@ -105,6 +112,7 @@ static const field http_fields[] = {
     INT(ph_config, http_reserved_connections, "reserved_connections", 0, 100000, 1, "64"),
     INT(ph_config, http_header_timeout_s, "header_timeout_s", 1, 3600, 1, "10"),
     INT(ph_config, http_request_timeout_s, "request_timeout_s", 1, 86400, 1, "120"),
+    BOOL(ph_config, http_allow_plain_tokens, "allow_plain_tokens", "false"),
 };
 static const field limits_fields[] = {
     INT(ph_config, max_order_quantity, "max_order_quantity", 1, 10000000, 1, "100000"),
@@ -131,6 +139,7 @@ static const field client_fields[] = {
      .choices = scope_names,
      .values = scope_values},
     BOOL(ph_client_conf, loopback_only, "loopback_only", "false"),
+    {.name = "cert_sha256", .kind = K_SHA256, .off = offsetof(ph_client_conf, cert_sha256)},
 };
 static const char *const amount_unit_names[] = {"yuan", "fen", NULL};
 static const int amount_unit_values[] = {PH_STMT_YUAN, PH_STMT_FEN};
@@ -389,6 +398,55 @@ static int check_http(ctx *c, const ph_config *cfg, const yaml_node_t *root)
                     cfg->http_reserved_connections, cfg->http_max_connections);
 }
 
+/* listen.tls: cert and key together, client_ca only with them, and the files
+ * there, regular, the key readable by its owner only (as the master key file);
+ * they are read at start (http/tls.h), which says when one is not PEM. A
+ * client's cert_sha256 needs a client_ca to verify the certificate against. */
+static int check_tls(ctx *c, ph_config *cfg, const yaml_node_t *root)
+{
+    const yaml_node_t *ln = cfg_map_find(c, root, "listen");
+    const yaml_node_t *tn = cfg_map_find(c, ln, "tls");
+    if ((cfg->tls_cert != NULL) != (cfg->tls_key != NULL) ||
+        (cfg->tls_client_ca && !cfg->tls_cert)) {
+        cfg_path_push(c, "listen.tls");
+        return cfg_fail(c, tn->start_mark, "expected both cert and key (client_ca goes with them)");
+    }
+    static const char *const keys[] = {"cert", "key", "client_ca"};
+    const char *paths[] = {cfg->tls_cert, cfg->tls_key, cfg->tls_client_ca};
+    for (size_t i = 0; i < NELEM(keys); i++) {
+        if (!paths[i])
+            continue;
+        const yaml_node_t *fn = cfg_map_find(c, tn, keys[i]);
+        struct stat st;
+        char ebuf[128];
+        size_t saved = cfg_path_push(c, "listen.tls.%s", keys[i]);
+        if (stat(paths[i], &st) != 0)
+            return cfg_fail(c, fn->start_mark, "cannot read %s: %s", paths[i],
+                            strerror_r(errno, ebuf, sizeof ebuf));
+        if (!S_ISREG(st.st_mode))
+            return cfg_fail(c, fn->start_mark, "%s is not a regular file", paths[i]);
+        if (i == 1 && (st.st_mode & 077))
+            return cfg_fail(c, fn->start_mark,
+                            "%s: key file mode %04o lets group or others read it; run `chmod 600 "
+                            "%s`",
+                            paths[i], (unsigned)(st.st_mode & 07777), paths[i]);
+        c->plen = saved;
+        c->path[saved] = 0;
+    }
+    for (size_t i = 0; i < cfg->nclients; i++) {
+        const yaml_node_t *cn = cfg_seq_item(c, cfg_map_find(c, root, "clients"), i);
+        const yaml_node_t *hn = cfg_map_find(c, cn, "cert_sha256");
+        cfg->clients[i].cert_required = hn && !cfg_node_null(hn);
+        if (cfg->clients[i].cert_required && !cfg->tls_client_ca) {
+            cfg_path_push(c, "clients[%zu].cert_sha256", i);
+            return cfg_fail(c, hn->start_mark,
+                            "needs listen.tls.client_ca: the CA a client certificate is "
+                            "verified against");
+        }
+    }
+    return PH_OK;
+}
+
 /* ---- loading --------------------------------------------------------------- */
 
 /* libyaml reports reader errors (bad UTF-8, control characters) as a byte
@@ -438,7 +496,7 @@ static int build(ctx *c, const yaml_node_t *root, ph_config **out)
     if ((rc = cfg_parse_object(c, top_fields, NELEM(top_fields), root, cfg)) ||
         (rc = check_offer_suppliers(c, cfg, root)) || (rc = check_prices(c, cfg, root)) ||
         (rc = check_tokens(c, cfg, root)) || (rc = check_http(c, cfg, root)) ||
-        (rc = check_statements(c, cfg, root)))
+        (rc = check_statements(c, cfg, root)) || (rc = check_tls(c, cfg, root)))
         goto fail;
     *out = cfg;
     return PH_OK;

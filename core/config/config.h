@@ -44,6 +44,11 @@ typedef struct ph_client_conf {
     unsigned scopes;        /* PH_SCOPE_* bits */
     int loopback_only;      /* 1: requests with this token are refused unless the peer is
                                a loopback address (the published demo tokens) */
+    /* cert_sha256: requests with this token must come over TLS with a client
+     * certificate that chains to listen.tls.client_ca and whose DER SHA-256 is
+     * this (cert_required 1); checked at load: only with a client_ca. */
+    uint8_t cert_sha256[32];
+    int cert_required;
 } ph_client_conf;
 
 /* How a supplier's statement CSV is read (suppliers[].statement; money/recon.h). */
@@ -133,10 +138,17 @@ typedef struct ph_product_conf {
 } ph_product_conf;
 
 typedef struct ph_config {
-    char *source;          /* file path, or "<embedded>" */
-    char *listen_address;  /* default "127.0.0.1" */
-    uint16_t port;         /* 0 = ephemeral (the bound port goes to port_file) */
-    char *port_file;       /* NULL, or where to write the bound port once listening */
+    char *source;         /* file path, or "<embedded>" */
+    char *listen_address; /* default "127.0.0.1" */
+    uint16_t port;        /* 0 = ephemeral (the bound port goes to port_file) */
+    char *port_file;      /* NULL, or where to write the bound port once listening */
+    /* listen.tls: PEM files read at start (http/tls.h); NULL = plain HTTP. cert and
+     * key are set together; the key file is mode 0600 (checked at load, as is
+     * that each file is a regular file). client_ca (optional, needs cert): clients
+     * are asked for a certificate signed by it (clients[].cert_sha256). */
+    char *tls_cert;
+    char *tls_key;
+    char *tls_client_ca;
     char *pid_file;        /* NULL, or where perkhubd writes its pid once listening (locked
                               while it runs, removed on a clean stop) */
     char *data_dir;        /* LMDB environment directory; created if missing */
@@ -156,6 +168,9 @@ typedef struct ph_config {
     unsigned http_reserved_connections;
     unsigned http_header_timeout_s;
     unsigned http_request_timeout_s;
+    /* http.allow_plain_tokens: 1 lets a bearer token come over plain HTTP from a
+     * non-loopback peer (default 0: refused, http_api.c) */
+    int http_allow_plain_tokens;
     uint32_t max_order_quantity; /* default 100000 */
     uint64_t max_body_bytes;     /* default 64 MiB */
     uint32_t max_import_codes;   /* codes per import request; default 1000000 */

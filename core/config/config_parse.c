@@ -190,7 +190,10 @@ static const char *expectation(const field *f, char *buf, size_t len)
         snprintf(buf, len, "an offset from UTC like \"+08:00\" or \"-05:30\" (-12:00..+14:00)");
         break;
     case K_SHA256:
-        snprintf(buf, len, "64 hex digits (the SHA-256 of the token, never the token itself)");
+        snprintf(buf, len, "64 hex digits (%s)",
+                 strcmp(f->name, "token_sha256") == 0
+                     ? "the SHA-256 of the token, never the token itself"
+                     : "the SHA-256 of the certificate in DER form");
         break;
     case K_SCOPES:
         join_choices(f->choices, names, sizeof names);

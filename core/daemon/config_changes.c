@@ -37,7 +37,8 @@ static int supplier_same(const ph_supplier_conf *a, const ph_supplier_conf *b)
 static int client_same(const ph_client_conf *a, const ph_client_conf *b)
 {
     return !memcmp(a->token_hash, b->token_hash, sizeof a->token_hash) && a->scopes == b->scopes &&
-           a->loopback_only == b->loopback_only;
+           a->loopback_only == b->loopback_only && a->cert_required == b->cert_required &&
+           !memcmp(a->cert_sha256, b->cert_sha256, sizeof a->cert_sha256);
 }
 
 /* As stored in the catalog (the PUT_PRODUCTS text): what the store compares. */

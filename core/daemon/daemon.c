@@ -334,7 +334,10 @@ static ph_http_opts http_opts(ph_daemon *d, const ph_config *cfg)
                       .max_per_address = cfg->http_max_per_address,
                       .reserved_connections = cfg->http_reserved_connections,
                       .header_timeout_s = cfg->http_header_timeout_s,
-                      .request_timeout_s = cfg->http_request_timeout_s};
+                      .request_timeout_s = cfg->http_request_timeout_s,
+                      .tls_cert = cfg->tls_cert,
+                      .tls_key = cfg->tls_key,
+                      .tls_client_ca = cfg->tls_client_ca};
     struct rlimit rl;
     rlim_t need = (rlim_t)o.max_connections * 2 + PH_FD_RESERVE, nofile = need;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
@@ -384,7 +387,8 @@ static void set_callback_base(ph_daemon *d, const ph_config *cfg)
     if (cfg->public_url)
         snprintf(base, sizeof base, "%s", cfg->public_url);
     else
-        snprintf(base, sizeof base, "http://%s:%u", cfg->listen_address, d->port);
+        snprintf(base, sizeof base, "%s://%s:%u", cfg->tls_cert ? "https" : "http",
+                 cfg->listen_address, d->port);
     size_t n = strlen(base);
     if (n && base[n - 1] == '/')
         base[n - 1] = 0;
@@ -470,6 +474,11 @@ static void warn_restart_needed(ph_daemon *d, const ph_config *old, const ph_con
     const char *what = NULL;
     if (strcmp(old->listen_address, neu->listen_address) || old->port != neu->port)
         what = "listen";
+    else if (strcmp(old->tls_cert ? old->tls_cert : "", neu->tls_cert ? neu->tls_cert : "") ||
+             strcmp(old->tls_key ? old->tls_key : "", neu->tls_key ? neu->tls_key : "") ||
+             strcmp(old->tls_client_ca ? old->tls_client_ca : "",
+                    neu->tls_client_ca ? neu->tls_client_ca : ""))
+        what = "listen.tls"; /* the files are read at start */
     else if (strcmp(old->data_dir, neu->data_dir))
         what = "data_dir";
     else if (strcmp(old->master_key_file, neu->master_key_file))

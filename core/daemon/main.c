@@ -20,6 +20,7 @@
 #include "crypto/wipe_alloc.h"
 #include "daemon/daemon.h"
 #include "daemon/keys.h"
+#include "http/tls.h"
 #include "supply/plugin_loader.h"
 #include "store/cmd_codec.h"
 #include "store/store.h"
@@ -60,6 +61,15 @@ static int check_config(const char *path)
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
+    ph_tls_files tls; /* as start reads them: PEM, the key the certificate's */
+    if (cfg->tls_cert &&
+        ph_tls_files_read(cfg->tls_cert, cfg->tls_key, cfg->tls_client_ca, &tls, &err) != PH_OK) {
+        fprintf(stderr, "%s: %s\n", path, err.msg);
+        ph_config_free(cfg);
+        return 1;
+    }
+    if (cfg->tls_cert)
+        ph_tls_files_clear(&tls);
     printf("%s: ok (%zu clients, %zu suppliers, %zu products)\n", path, cfg->nclients,
            cfg->nsuppliers, cfg->nproducts);
     ph_config_free(cfg);

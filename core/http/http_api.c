@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "http/api.h"
+#include "http/tls.h"
 #include "base/util.h"
 #include "metrics/metrics.h"
 
@@ -33,6 +34,7 @@ struct ph_http {
     struct MHD_Daemon *mhd;
     ph_http_env env;       /* the services handlers may call, borrowed from the starter */
     ph_http_opts opts;     /* as started (defaults filled in); address borrowed */
+    ph_tls_files tls;      /* listen.tls's PEM texts for MHD (cert NULL: plain HTTP) */
     atomic_int open_conns; /* TCP connections MHD holds now (NOTIFY_CONNECTION) */
     uint32_t reqid_prefix; /* random per listener: request ids stay unique across restarts */
     atomic_uint_fast64_t reqid_next;
@@ -652,6 +654,15 @@ static int authenticate(ph_http *h, ph_req *r, const ph_route *rt)
         ph_req_error(r, 401, "unauthorized", "Authorization: expected 'Bearer <token>'");
         return -1;
     }
+    /* a token that crossed a network in clear text may have been read on the
+     * way: refused whatever it is, so that a misconfigured client finds out
+     * before it is used in production (docs/api.md) */
+    if (!h->tls.cert && !r->cfg->cfg->http_allow_plain_tokens && !req_from_loopback(r)) {
+        ph_req_error(r, 403, "plain_http_token",
+                     "bearer tokens over plain HTTP are refused from non-loopback peers: enable "
+                     "listen.tls or set http.allow_plain_tokens");
+        return -1;
+    }
     /* the keyring's SHA-256, fetched once: ph_sha256's fetch per call was ~3 %
      * of an order's CPU */
     const char *tok = hv + 7;
@@ -667,6 +678,13 @@ static int authenticate(ph_http *h, ph_req *r, const ph_route *rt)
         ph_req_error(r, 403, "forbidden",
                      "client '%s' is loopback_only (its token is published, e.g. a demo "
                      "token): refused from a non-loopback address",
+                     r->client->name);
+        return -1;
+    }
+    if (r->client->cert_required && !ph_tls_peer_matches(r->conn, r->client->cert_sha256)) {
+        ph_req_error(r, 403, "client_certificate",
+                     "client '%s' must present its TLS client certificate (clients[].cert_sha256, "
+                     "signed by listen.tls.client_ca): none, another one or not verified",
                      r->client->name);
         return -1;
     }
@@ -1247,6 +1265,7 @@ static void http_free(ph_http *h)
     }
     pthread_cond_destroy(&h->sweep_cv);
     pthread_mutex_destroy(&h->track_mu);
+    ph_tls_files_clear(&h->tls);
     free(h);
 }
 
@@ -1274,6 +1293,13 @@ int ph_http_start(const ph_http_env *env, const ph_http_opts *opts, ph_http **ou
     ph_http *h = calloc(1, sizeof *h);
     if (!h)
         return ph_err_set(err, PH_ENOMEM, "out of memory");
+    int rc;
+    assert(!o.tls_cert == !o.tls_key); /* config.c checks listen.tls so */
+    if (o.tls_cert &&
+        (rc = ph_tls_files_read(o.tls_cert, o.tls_key, o.tls_client_ca, &h->tls, err))) {
+        free(h);
+        return rc;
+    }
     h->env = *env;
     h->opts = o;
     ph_random_bytes(&h->reqid_prefix, sizeof h->reqid_prefix);
@@ -1285,6 +1311,19 @@ int ph_http_start(const ph_http_env *env, const ph_http_opts *opts, ph_http **ou
     pthread_mutex_init(&h->track_mu, NULL);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
+    /* TLS through libmicrohttpd's GnuTLS; with a client CA it asks every client
+     * for a certificate (optional for the handshake: authenticate decides per
+     * client) */
+    struct MHD_OptionItem tls_opts[4] = {{MHD_OPTION_END, 0, NULL}};
+    if (h->tls.cert) {
+        flags |= MHD_USE_TLS;
+        size_t n = 0;
+        tls_opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, h->tls.cert};
+        tls_opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, h->tls.key};
+        if (h->tls.ca)
+            tls_opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, h->tls.ca};
+        tls_opts[n] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    }
 
     /* The daemon-wide timeout is the short one, for a connection that has not
      * sent a complete header (a new one, or a kept-alive one between
@@ -1296,7 +1335,8 @@ int ph_http_start(const ph_http_env *env, const ph_http_opts *opts, ph_http **ou
         h, MHD_OPTION_CONNECTION_TIMEOUT, o.header_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
         o.max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT, o.max_per_address,
         MHD_OPTION_UNESCAPE_CALLBACK, url_unescape, NULL, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY, MHD_OPTION_ARRAY, tls_opts,
+        MHD_OPTION_END);
     if (!h->mhd) {
         http_free(h);
         return ph_err_set(err, PH_EIO, "listen: cannot listen on %s:%u (in use, or not allowed)",

@@ -73,6 +73,12 @@ typedef struct ph_http_opts {
      * (waiting for a commit or a supplier) is never timed out. */
     unsigned header_timeout_s;
     unsigned request_timeout_s;
+    /* TLS (config listen.tls; http/tls.h): PEM files read at start; NULL = plain
+     * HTTP. tls_client_ca (optional): clients are asked for a certificate signed
+     * by it (clients[].cert_sha256). Borrowed for the call. */
+    const char *tls_cert;
+    const char *tls_key;
+    const char *tls_client_ca;
 } ph_http_opts;
 
 #define PH_HTTP_MAX_CONNECTIONS   10000u
@@ -85,8 +91,9 @@ typedef struct ph_http_opts {
  * across restarts: they start with a random per-listener prefix. On PH_OK *out
  * is owned by the caller (ph_http_stop); on error nothing is left running and
  * *out is untouched. Errors: PH_EINVAL (address is not an IPv4 address,
- * reserved_connections not below max_connections), PH_ENOMEM, PH_EIO (cannot
- * listen: the message names address:port).
+ * reserved_connections not below max_connections, a TLS file that is not PEM
+ * or a key that is not the certificate's), PH_ENOMEM, PH_EIO (cannot listen:
+ * the message names address:port; cannot read a TLS file: names it).
  * @note Main thread. */
 int ph_http_start(const ph_http_env *env, const ph_http_opts *opts, ph_http **out, uint16_t *bound,
                   ph_err *err);

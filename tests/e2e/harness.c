@@ -211,7 +211,7 @@ int h_http_hdr(const h_daemon *d, const char *method, const char *path, const ch
     if (!c)
         return -1;
     char url[512], auth[256], ct[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%u%s", d->port, path);
+    snprintf(url, sizeof url, "%s://127.0.0.1:%u%s", d->tls_ca ? "https" : "http", d->port, path);
     struct curl_slist *hdr = NULL;
     if (token) {
         snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
@@ -223,6 +223,8 @@ int h_http_hdr(const h_daemon *d, const char *method, const char *path, const ch
     if (header)
         hdr = curl_slist_append(hdr, header);
     buf b = {0}, h = {0};
+    if (d->tls_ca)
+        curl_easy_setopt(c, CURLOPT_CAINFO, d->tls_ca);
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);

@@ -27,6 +27,9 @@ typedef struct h_daemon {
     char port_file[320];
     uint16_t port;
     const char *custom; /* h_setup_custom: the config body after the clients */
+    /* set (a CA file) when the daemon listens with TLS: h_http and h_start speak
+     * https to 127.0.0.1, verifying against it (tests/e2e/test_tls.c) */
+    const char *tls_ca;
 } h_daemon;
 
 typedef struct h_resp {

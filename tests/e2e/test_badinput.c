@@ -344,7 +344,10 @@ Test(badinput, loopback_only_clients_are_refused_from_elsewhere)
 {
     h_setup(&D, NULL);
     char *text = h_config_text(&D, NULL);
-    char *wide = h_replace(text, "  address: 127.0.0.1\n", "  address: 0.0.0.0\n");
+    /* tokens come from another address over plain HTTP below */
+    char *allowed = h_replace(text, "data_dir:", "http:\n  allow_plain_tokens: true\ndata_dir:");
+    char *wide = h_replace(allowed, "  address: 127.0.0.1\n", "  address: 0.0.0.0\n");
+    free(allowed);
     /* SHA-256 of "demo-mall-token", as in the embedded default */
     char *cfg = h_replace(wide, "clients:\n",
                           "clients:\n  - name: demo\n    token_sha256: "

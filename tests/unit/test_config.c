@@ -547,6 +547,58 @@ static const error_case errors[] = {
      "most two decimals, not negative), got \"99999999999999999999\""},
 };
 
+/* listen.tls and the client certificates (issue 14 item 5): the files are
+ * only looked at here; tests/e2e/test_tls.c has real ones, a 0644 key and PEM. */
+static const error_case tls_errors[] = {
+    {"cert without key", BASE "listen:\n  tls:\n    cert: /etc/hostname\n",
+     "t.yaml:5:5: listen.tls: expected both cert and key (client_ca goes with them)"},
+    {"client_ca without cert", BASE "listen:\n  tls: {client_ca: /etc/hostname}\n",
+     "t.yaml:4:8: listen.tls: expected both cert and key (client_ca goes with them)"},
+    {"missing cert", BASE "listen:\n  tls:\n    cert: /nonexistent/s.crt\n    key: /x.key\n",
+     "t.yaml:5:11: listen.tls.cert: cannot read /nonexistent/s.crt: No such file or directory"},
+    {"a directory as key", BASE "listen:\n  tls:\n    cert: /etc/hostname\n    key: /etc\n",
+     "t.yaml:6:10: listen.tls.key: /etc is not a regular file"},
+    {"cert_sha256 without client_ca",
+     BASE "clients:\n  - {name: a, token_sha256: " HASH_A ", scopes: [ops], cert_sha256: " HASH_B
+          "}\n",
+     "t.yaml:4:123: clients[0].cert_sha256: needs listen.tls.client_ca: the CA a client "
+     "certificate is verified against"},
+    {"cert_sha256 not hex",
+     BASE "clients:\n  - {name: a, token_sha256: " HASH_A ", scopes: [ops], cert_sha256: zz}\n",
+     "t.yaml:4:123: clients[0].cert_sha256: expected 64 hex digits (the SHA-256 of the "
+     "certificate in DER form), got 2 characters"},
+};
+
+Test(config, tls_errors_name_the_setting)
+{
+    for (size_t i = 0; i < sizeof tls_errors / sizeof tls_errors[0]; i++) {
+        const error_case *e = &tls_errors[i];
+        ph_config *cfg = NULL;
+        ph_err err = {0};
+        int rc = ph_config_load_string(e->yaml, strlen(e->yaml), "t.yaml", &cfg, &err);
+        cr_expect_eq(rc, PH_EINVAL, "%s: rc %d", e->what, rc);
+        cr_expect(strcmp(err.msg, e->msg) == 0, "%s:\n  got  %s\n  want %s", e->what, err.msg,
+                  e->msg);
+        if (rc == PH_OK)
+            ph_config_free(cfg);
+    }
+}
+
+Test(config, tls_off_and_plain_tokens_refused_by_default)
+{
+    ph_config *cfg =
+        load_ok(BASE "clients:\n  - {name: a, token_sha256: " HASH_A ", scopes: [ops]}\n");
+    cr_assert_null(cfg->tls_cert);
+    cr_assert_null(cfg->tls_key);
+    cr_assert_null(cfg->tls_client_ca);
+    cr_assert_eq(cfg->http_allow_plain_tokens, 0);
+    cr_assert_eq(cfg->clients[0].cert_required, 0);
+    ph_config_free(cfg);
+    cfg = load_ok(BASE "http:\n  allow_plain_tokens: true\n");
+    cr_assert_eq(cfg->http_allow_plain_tokens, 1);
+    ph_config_free(cfg);
+}
+
 /* Sale prices and the business day (the ledger, issue 11): their own cases,
  * kept apart from the table above so each names what it proves. */
 #define MALL_CLIENT "clients:\n  - {name: mall, token_sha256: " HASH_A ", scopes: [fulfill]}\n"

@@ -201,6 +201,12 @@ int pkh_send(const pkh_conf *conf, const pkh_request *req, pkh_response *resp)
     curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(h, CURLOPT_XFERINFODATA, &interrupted);
+    if (conf->cacert)
+        curl_easy_setopt(h, CURLOPT_CAINFO, conf->cacert);
+    if (conf->cert) {
+        curl_easy_setopt(h, CURLOPT_SSLCERT, conf->cert);
+        curl_easy_setopt(h, CURLOPT_SSLKEY, conf->key);
+    }
 
     if (req->body_file) {
         /* Streamed, so a million-line import never sits in memory. */

@@ -25,6 +25,11 @@ typedef struct pkh_conf {
     const char *base_url; /* "http://127.0.0.1:8080", without trailing '/' */
     const char *token;    /* bearer token, or NULL to send no Authorization */
     long timeout_s;       /* limit for the whole exchange, seconds; 0 = none */
+    /* https: the CA file the server's certificate is verified against (NULL:
+     * the system's), and a client certificate and its key (PEM; NULL: none) */
+    const char *cacert;
+    const char *cert;
+    const char *key;
 } pkh_conf;
 
 /* One query parameter. A NULL value leaves the parameter out, so optional

@@ -22,7 +22,8 @@
 #define PK_DEFAULT_URL "http://127.0.0.1:8080"
 
 static const char global_usage[] =
-    "usage: perkctl [--url URL] [--token TOKEN] [--timeout SECONDS] [--json] COMMAND [ARGS]\n"
+    "usage: perkctl [--url URL] [--token TOKEN] [--timeout SECONDS] [--json]\n"
+    "               [--cacert FILE] [--cert FILE --key FILE] COMMAND [ARGS]\n"
     "\n"
     "perkctl is the operator's command line for perkhubd's HTTP API.\n"
     "\n"
@@ -33,6 +34,11 @@ static const char global_usage[] =
     "                     process list. perkctl never prints it.\n"
     "  --timeout SECONDS  give up on a request after this long (default 60; 0 = never)\n"
     "  --json             print the server's JSON answers instead of the human format\n"
+    "  --cacert FILE      https: verify the server against this CA (env PERKHUB_CACERT;\n"
+    "                     default: the system's CAs)\n"
+    "  --cert FILE, --key FILE\n"
+    "                     https: present this client certificate and key (PEM; env\n"
+    "                     PERKHUB_CERT, PERKHUB_KEY): a client with cert_sha256 needs it\n"
     "\n"
     "commands:\n";
 
@@ -383,10 +389,18 @@ int main(int argc, char **argv)
 {
     ph_json_alloc_install(); /* before any jansson call: answers hold codes */
     static const struct option opts[] = {
-        {"url", required_argument, NULL, 'u'},     {"token", required_argument, NULL, 't'},
-        {"timeout", required_argument, NULL, 'T'}, {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"url", required_argument, NULL, 'u'},
+        {"token", required_argument, NULL, 't'},
+        {"timeout", required_argument, NULL, 'T'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {"cacert", required_argument, NULL, 'A'},
+        {"cert", required_argument, NULL, 'E'},
+        {"key", required_argument, NULL, 'K'},
+        {NULL, 0, NULL, 0},
     };
+    const char *cacert = getenv_set("PERKHUB_CACERT"), *cert = getenv_set("PERKHUB_CERT");
+    const char *key = getenv_set("PERKHUB_KEY");
     const char *url = getenv_set("PERKHUB_URL"), *token = getenv_set("PERKHUB_TOKEN");
     const char *timeout = NULL;
     int json = 0, c;
@@ -405,6 +419,15 @@ int main(int argc, char **argv)
             break;
         case 'j':
             json = 1;
+            break;
+        case 'A':
+            cacert = optarg;
+            break;
+        case 'E':
+            cert = optarg;
+            break;
+        case 'K':
+            key = optarg;
             break;
         case 'h':
             print_global_usage(stdout);
@@ -436,6 +459,8 @@ int main(int argc, char **argv)
     if (timeout && pk_parse_int(timeout, 0, 7 * 24 * 3600, &timeout_s) != 0)
         return pk_usage_error(NULL, "--timeout: expected whole seconds (0 = no limit), got '%s'",
                               timeout);
+    if (!cert != !key)
+        return pk_usage_error(NULL, "--cert and --key (or PERKHUB_CERT, PERKHUB_KEY) go together");
     /* A line break in the token would let it inject headers; say so without
      * showing it. */
     for (const char *p = token; p && *p; p++)
@@ -453,7 +478,12 @@ int main(int argc, char **argv)
     url_for_display(base, shown, sizeof shown);
 
     pk_ctx ctx = {
-        .http = {.base_url = base, .token = token, .timeout_s = (long)timeout_s},
+        .http = {.base_url = base,
+                 .token = token,
+                 .timeout_s = (long)timeout_s,
+                 .cacert = cacert,
+                 .cert = cert,
+                 .key = key},
         .url_shown = shown,
         .json = json,
     };

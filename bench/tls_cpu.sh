@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# bench/tls_cpu.sh BUILD_DIR — what TLS on the listener costs an order (issue 14 item 5):
+# perkhubd CPU per order over HTTPS and over plain HTTP, in the SAME run, alternating, so
+# that the noise of a shared machine falls on both alike.
+#
+# Two perkhubd of the same build (bench/lib.sh's configuration: loopback, durable
+# defaults), one with listen.tls (a throwaway CA and a P-256 server certificate made with
+# the openssl command line, as a deployment would), one without, each with TC_CODES codes.
+# Then TC_ROUNDS rounds, each a wrk run of bench/order.lua (POST /v1/orders, quantity 1,
+# kept-alive connections: wrk speaks TLS with OpenSSL) against one daemon, then the other
+# (the order swaps every round). Around each run the daemon's utime+stime is read from
+# /proc/PID/stat (every thread: the TLS records are encrypted and decrypted on
+# libmicrohttpd's pool threads); divided by the orders wrk saw answered, that is the CPU per
+# order. Every answer must be 2xx and the store must have issued as many codes as wrk saw
+# answered (plus at most one per connection in flight when wrk stopped).
+#
+# Prints each run, the medians, the ratio https/http and PASS when it is at most TC_LIMIT
+# (1.30: TLS costs at most 30 % more CPU per order on kept-alive connections), MISS
+# otherwise; writes bench/results/tls_cpu.json. Exit: 0 PASS, 3 MISS, 1 when something was
+# wrong.
+#
+# Knobs (environment):
+#   TC_ROUNDS (3)  TC_DURATION (10)  TC_CONNS (64)  TC_THREADS (2)  TC_CODES (1000000)
+#   TC_WARMUP (3)  TC_LIMIT (1.30)
+set -euo pipefail
+
+BUILD=${1:?usage: bench/tls_cpu.sh BUILD_DIR}
+BUILD=$(cd "$BUILD" && pwd)
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+ROUNDS=${TC_ROUNDS:-3}
+DURATION=${TC_DURATION:-10}
+CONNS=${TC_CONNS:-64}
+THREADS=${TC_THREADS:-2}
+CODES=${TC_CODES:-1000000}
+WARMUP=${TC_WARMUP:-3}
+LIMIT=${TC_LIMIT:-1.30}
+SKU=bench.card
+MALL_TOKEN=bench-mall-token
+OPS_TOKEN=bench-ops-token
+HZ=$(getconf CLK_TCK)
+
+fail() { echo "tls_cpu: FAIL: $*" >&2; exit 1; }
+note() { echo "tls_cpu: $*" >&2; }
+
+[ -x "$BUILD/perkhubd" ] || fail "$BUILD/perkhubd not found"
+"$SRC/tools/deps.sh" wrk jq bc openssl
+
+TMP=$(mktemp -d /tmp/perkhub-tlscpu-XXXXXX)
+declare -A PID URL
+cleanup() {
+    local p
+    for p in "${PID[@]}"; do
+        if kill -0 "$p" 2>/dev/null; then
+            kill -KILL "$p" 2>/dev/null || true
+            wait "$p" 2>/dev/null || true
+        fi
+    done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+. "$SRC/bench/lib.sh"
+
+# The certificates, as docs/operations.md makes them.
+mkdir -p "$TMP/tls"
+(
+    cd "$TMP/tls"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key \
+        -out ca.crt -days 2 -subj /CN=perkhub-bench-ca
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key \
+        -out server.csr -subj /CN=localhost
+    printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >server.ext
+    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt \
+        -days 2 -extfile server.ext
+    chmod 600 server.key
+) >"$TMP/openssl.log" 2>&1 || { cat "$TMP/openssl.log" >&2; fail "openssl could not make the certificates"; }
+
+CURL_TLS=(--cacert "$TMP/tls/ca.crt")
+stats() { curl -sf --max-time 30 "${CURL_TLS[@]}" "${URL[$1]}/v1/stats" -H "Authorization: Bearer $OPS_TOKEN"; }
+stat_issued() { jq -r --arg s "$SKU" '[.skus[] | select(.sku == $s) | .issued][0] // 0' <<<"$1"; }
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12, $13 }'; } # utime stime
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+calc() { echo "scale=3; $1" | bc | sed 's/^\./0./; s/^-\./-0./'; }
+
+import_codes() { # label
+    local l=$1 next=1 n out
+    while [ "$next" -le "$CODES" ]; do
+        n=$((CODES - next + 1)); [ "$n" -le 1000000 ] || n=1000000
+        { echo code; seq "$next" $((next + n - 1)) | awk '{printf "BENCH-%010d\n", $1}'; } >"$TMP/codes.csv"
+        out=$(curl -s "${CURL_TLS[@]}" -o "$TMP/import.out" -w '%{http_code}' --max-time 600 -X POST \
+            "${URL[$l]}/v1/batches?supplier=acme&sku=$SKU&unit_cost=19.80&note=bench" \
+            -H "Authorization: Bearer $OPS_TOKEN" -H 'Content-Type: text/csv' --data-binary @"$TMP/codes.csv")
+        [ "$out" = 201 ] || { head -c 500 "$TMP/import.out" >&2; fail "$l: import returned $out"; }
+        next=$((next + n))
+    done
+    rm -f "$TMP/codes.csv"
+}
+
+for l in http https; do
+    note "$l: starting $BUILD/perkhubd, importing $CODES codes"
+    if [ "$l" = https ]; then BENCH_TLS_DIR=$TMP/tls; else BENCH_TLS_DIR=; fi
+    bench_start "$BUILD" "$TMP/$l"
+    PID[$l]=$BENCH_PID
+    URL[$l]=$BENCH_URL
+    import_codes "$l"
+done
+case ${URL[https]} in https://*) ;; *) fail "the TLS daemon's URL is not https: ${URL[https]}" ;; esac
+# the TLS port speaks only TLS
+if curl -s -o /dev/null --max-time 5 "http://${URL[https]#https://}/v1/health"; then
+    fail "plain HTTP got an answer from the TLS port"
+fi
+
+wrk_orders() { # label run-id seconds out
+    BENCH_TOKEN=$MALL_TOKEN BENCH_SKU=$SKU BENCH_RUN="$2" BENCH_OUT="$4.json" \
+        timeout $(($3 + 60)) wrk -t "$THREADS" -c "$CONNS" -d "${3}s" --timeout 10s \
+        -s "$SRC/bench/order.lua" "${URL[$1]}" >"$4.out" 2>&1 \
+        || { cat "$4.out" >&2; fail "$1: wrk failed ($2)"; }
+}
+
+for l in http https; do
+    [ "$WARMUP" -gt 0 ] && wrk_orders "$l" "w$l" "$WARMUP" "$TMP/$l-warmup"
+done
+
+: >"$TMP/runs.txt"
+for r in $(seq "$ROUNDS"); do
+    if [ $((r % 2)) = 1 ]; then order="http https"; else order="https http"; fi
+    for l in $order; do
+        p=${PID[$l]}
+        issued0=$(stat_issued "$(stats "$l")")
+        read -r u0 s0 < <(cpu_ticks "$p")
+        wrk_orders "$l" "$l$r" "$DURATION" "$TMP/$l-$r"
+        read -r u1 s1 < <(cpu_ticks "$p")
+        j=$(cat "$TMP/$l-$r.json")
+        ok=$(jq .ok <<<"$j")
+        [ "$ok" -gt 0 ] || fail "$l round $r: no answer counted"
+        [ "$(jq '.non2xx == 0 and .unmatched == 0' <<<"$j")" = true ] \
+            || fail "$l round $r: $(jq -c '{non2xx, unmatched}' <<<"$j") (out of stock? raise TC_CODES)"
+        issued=$(($(stat_issued "$(stats "$l")") - issued0))
+        [ "$issued" -ge "$ok" ] && [ "$issued" -le $((ok + CONNS)) ] \
+            || fail "$l round $r: $issued codes issued, wrk saw $ok answered"
+        us=$(calc "($u1 - $u0 + $s1 - $s0) * 1000000 / $HZ / $ok")
+        rps=$(calc "$ok / $(jq .duration_s <<<"$j")")
+        p99=$(jq .latency_ms.p99 <<<"$j")
+        echo "$l $us $rps $p99 $r" >>"$TMP/runs.txt"
+        note "  round $r $l: $us µs CPU/order, $ok orders, $rps/s, p99 $p99 ms, load $(cut -d' ' -f1 /proc/loadavg)"
+    done
+done
+
+col() { awk -v l="$1" -v c="$2" '$1 == l { print $c }' "$TMP/runs.txt"; }
+declare -A MED RPS
+for l in http https; do
+    MED[$l]=$(col "$l" 2 | median)
+    RPS[$l]=$(col "$l" 3 | median)
+done
+ratio=$(calc "${MED[https]} / ${MED[http]}")
+paired=$(awk '{ v[$5, $1] = $2 } END { for (k in v) { split(k, a, SUBSEP); if (a[2] == "https") printf "%.3f\n", v[k] / v[a[1], "http"] } }' \
+    "$TMP/runs.txt" | sort -g | tr '\n' ' ')
+verdict=PASS
+[ "$(echo "$ratio <= $LIMIT" | bc)" = 1 ] || verdict=MISS
+printf '\nperkhubd CPU per order, %s rounds of %ss at %s kept-alive connections\n' "$ROUNDS" "$DURATION" "$CONNS"
+printf '  http   median %s µs (runs: %s), %s orders/s\n' "${MED[http]}" "$(col http 2 | tr '\n' ' ')" "${RPS[http]}"
+printf '  https  median %s µs (runs: %s), %s orders/s\n' "${MED[https]}" "$(col https 2 | tr '\n' ' ')" "${RPS[https]}"
+printf 'tls_cpu: https/http %s (limit %s): %s   (per round, sorted: %s)\n' "$ratio" "$LIMIT" "$verdict" "$paired"
+
+mkdir -p "$SRC/bench/results"
+jq -n --argjson http "${MED[http]}" --argjson https "${MED[https]}" --argjson ratio "$ratio" \
+    --argjson limit "$LIMIT" --arg verdict "$verdict" --argjson rounds "$ROUNDS" \
+    --argjson conns "$CONNS" --argjson duration "$DURATION" \
+    --argjson rps_http "${RPS[http]}" --argjson rps_https "${RPS[https]}" \
+    '{us_cpu_per_order: {http: $http, https: $https}, orders_per_s: {http: $rps_http, https: $rps_https},
+      ratio: $ratio, limit: $limit, verdict: $verdict, rounds: $rounds, connections: $conns,
+      duration_s: $duration}' >"$SRC/bench/results/tls_cpu.json"
+[ "$verdict" = PASS ] || exit 3
