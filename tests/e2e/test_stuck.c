@@ -438,7 +438,10 @@ Test(stuck, escalates_when_its_supplier_is_gone, .timeout = 120)
     cr_expect_eq(h_log_wait(&D, "fulfil.supplier_unavailable", 1, WAIT_MS), 0,
                  "the attempt is not queried");
     json_t *o = h_order_poll(&D, id, "ops-token", is_stuck, NULL, WAIT_MS, "stuck");
-    cr_expect_str_eq(h_str(o, "state"), "processing");
+    /* still open: processing, or unknown when a query before the stop timed
+     * out on a loaded machine; either way nothing settled it */
+    const char *st = h_str(o, "state");
+    cr_expect(!strcmp(st, "processing") || !strcmp(st, "unknown"), "state %s", st);
     json_decref(o);
     cr_expect_eq(events_of(id, "order.stuck"), 1);
     cr_expect_eq(health_stuck(), 1);

@@ -1124,8 +1124,11 @@ Test(supsim, late_record_other_charge_other_delivered)
         nanosleep(&ts, NULL);
         r = gw_call(&p, "gw.order.info", "{\"customer_order_no\":\"late-1\"}");
         code = gw_code(&r);
-        if (code == 0)
-            cr_assert_str_eq(h_str(gw_result(&r), "order_state"), "success");
+        if (code == 0) {
+            json_t *res = gw_result(&r);
+            cr_assert_str_eq(h_str(res, "order_state"), "success");
+            json_decref(res);
+        }
         resp_free(&r);
     }
     cr_assert_eq(code, 0, "the late order was never taken");
@@ -1137,13 +1140,17 @@ Test(supsim, late_record_other_charge_other_delivered)
     r = gw_call(&p, "gw.order.direct.add",
                 "{\"customer_order_no\":\"ch-1\",\"product_id\":\"20001\",\"buy_num\":1,"
                 "\"charge_account\":\"13900000001\"}");
-    cr_assert_str_eq(h_str(gw_result(&r), "order_price"), "51.00", "%s", r.body);
+    json_t *res = gw_result(&r);
+    cr_assert_str_eq(h_str(res, "order_price"), "51.00", "%s", r.body);
+    json_decref(res);
     resp_free(&r);
     r = gw_call(&p, "gw.order.direct.add",
                 "{\"customer_order_no\":\"dv-1\",\"product_id\":\"20001\",\"buy_num\":1,"
                 "\"charge_account\":\"13900000001\"}");
-    cr_assert_str_eq(h_str(gw_result(&r), "order_price"), "49.00", "%s", r.body);
-    cr_assert_str_eq(h_str(gw_result(&r), "delivered_value"), "51.00", "%s", r.body);
+    res = gw_result(&r);
+    cr_assert_str_eq(h_str(res, "order_price"), "49.00", "%s", r.body);
+    cr_assert_str_eq(h_str(res, "delivered_value"), "51.00", "%s", r.body);
+    json_decref(res);
     resp_free(&r);
     sim_stop(&p);
 }
