@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "base/version.h"
 #include "config/config.h"
 #include "crypto/wipe_alloc.h"
 #include "daemon/daemon.h"
@@ -23,8 +24,6 @@
 #include "supply/suppliers.h"
 #include "store/cmd_codec.h"
 #include "store/store.h"
-
-#define PH_VERSION "0.1.0"
 
 static void usage(FILE *f)
 {

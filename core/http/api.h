@@ -185,6 +185,7 @@ int ph_api_products_list(ph_req *r);
 int ph_api_product_get(ph_req *r);
 int ph_api_batch_import(ph_req *r);
 int ph_api_batch_get(ph_req *r);
+int ph_api_batch_list(ph_req *r);
 int ph_api_batch_void(ph_req *r);
 int ph_api_order_create(ph_req *r);
 int ph_api_order_get(ph_req *r);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/version.h"
 #include "http/api.h"
 #include "supply/supplier_io.h"
 #include "supply/suppliers.h"
@@ -29,7 +30,8 @@ int ph_api_health(ph_req *r)
         if (h.condition == PH_STORE_DISK_FULL)
             json_object_set_new(store, "free_bytes", json_integer((json_int_t)h.free_bytes));
     }
-    json_t *body = json_pack("{s:s,s:o}", "status", name, "store", store);
+    json_t *body =
+        json_pack("{s:s,s:s,s:o}", "status", name, "version", PH_VERSION, "store", store);
     uint64_t stuck;
     ph_err err = {0};
     if (body && ph_store_stuck_count(r->env->store, &stuck, &err) == PH_OK) /* issue 11 */
