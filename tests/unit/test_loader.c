@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -975,6 +976,48 @@ Test(suppliers, check_reports_every_problem)
     cr_assert_eq(ph_suppliers_check(&c, &lg, collect, got, &failed, &err), PH_ENOTFOUND);
     cr_assert(strstr(err.msg, "supplier 'nofile' is required and cannot start"), "%s", err.msg);
     cr_assert(strstr(got, "config key 'limit'"), "every problem still reported: %s", got);
+}
+
+/* A secret file is read only when it is a regular file of mode 0600 or
+ * stricter: group- or world-readable, or a directory, is refused naming the
+ * file and its mode, never its content. */
+Test(loader, secret_file_mode_and_kind)
+{
+    char path[] = "/tmp/ph-test-secret-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, "s3cr3t\n", 7), 7);
+    close(fd);
+    char ref[64];
+    snprintf(ref, sizeof ref, "file:%s", path);
+    ph_plugin *p = NULL;
+    ph_err err = {0};
+    cr_assert_eq(ph_plugin_open(fixture_dir(), "needs_config", &p, &err), PH_OK, "%s", err.msg);
+    ph_kv kv[] = {KV("api_key", ref)};
+    ph_plugin_conf *conf = NULL;
+    static const struct {
+        mode_t mode;
+        int rc;
+    } cases[] = {{0600, PH_OK},     {0400, PH_OK},     {0640, PH_EINVAL},
+                 {0644, PH_EINVAL}, {0604, PH_EINVAL}, {0620, PH_EINVAL}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cr_assert_eq(chmod(path, cases[i].mode), 0);
+        int rc = ph_plugin_conf_resolve(p, "acme", kv, NKV(kv), &conf, &err);
+        cr_assert_eq(rc, cases[i].rc, "mode %04o: %s", (unsigned)cases[i].mode, err.msg);
+        if (rc == PH_OK) {
+            ph_plugin_conf_free(conf);
+            continue;
+        }
+        char says[64];
+        snprintf(says, sizeof says, "is mode %04o: others than its owner", (unsigned)cases[i].mode);
+        cr_assert(strstr(err.msg, says) && strstr(err.msg, path), "%s", err.msg);
+        cr_assert_null(strstr(err.msg, "s3cr3t"));
+    }
+    unlink(path);
+    ph_kv dir[] = {KV("api_key", "file:/tmp")};
+    cr_assert_eq(ph_plugin_conf_resolve(p, "acme", dir, NKV(dir), &conf, &err), PH_EINVAL);
+    cr_assert(strstr(err.msg, "secret file /tmp is not a regular file"), "%s", err.msg);
+    ph_plugin_close(p);
 }
 
 /* A reference taken before a reload keeps the instance alive after it. */
