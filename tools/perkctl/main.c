@@ -45,48 +45,6 @@ static const char global_usage_tail[] =
     "Run 'perkctl COMMAND --help' for a command's options and an example.\n";
 
 static const pk_cmd commands[] = {
-    {"batches", pk_cmd_batches, "list the batches of codes, or show one",
-     "usage: perkctl batches [list] [--after ID] [--limit N]\n"
-     "       perkctl batches show ID\n"
-     "\n"
-     "list: every batch, oldest first (GET /v1/batches): supplier, SKU, how many codes,\n"
-     "unit cost, active or voided, when, the note. When there are more, the last line\n"
-     "says where to continue: \"more: --after ID\".\n"
-     "show: one batch with its codes counted by state (GET /v1/batches/ID).\n"
-     "Needs an ops token.\n"
-     "\n"
-     "example:\n"
-     "  $ perkctl batches\n"
-     "  ID  SUPPLIER  SKU            COUNT  UNIT_COST  STATE   CREATED                   NOTE\n"
-     "  1   sandbox   iqiyi.gold.1m  1000   19.80      active  2026-12-06T08:00:00.000Z  demo\n"},
-    {"stats", pk_cmd_stats, "counters, stock per SKU and orders since a moment",
-     "usage: perkctl stats [--since TIME]\n"
-     "\n"
-     "Codes, orders and the writer's counters and stock per SKU (GET /v1/stats); the\n"
-     "orders created since TIME by state, the open ones and the top SKUs\n"
-     "(GET /v1/stats/orders). Needs an ops token.\n"
-     "\n"
-     "  --since TIME   RFC 3339 (2026-12-06T00:00:00+08:00); default the start of\n"
-     "                 today in UTC+08:00\n"
-     "\n"
-     "example:\n"
-     "  $ perkctl stats\n"
-     "  codes:         3000\n"
-     "  orders:        2\n"
-     "  ...\n"},
-    {"supplier", pk_cmd_supplier, "ask a supplier for its catalog or our balance",
-     "usage: perkctl supplier catalog ID\n"
-     "       perkctl supplier balance ID\n"
-     "\n"
-     "Asks the running supplier ID directly, through its plugin: catalog lists its\n"
-     "products (GET /v1/suppliers/ID/catalog) beside our offers of each (flagged when\n"
-     "its price is above our configured cost); balance is our prepaid balance with it\n"
-     "(GET /v1/suppliers/ID/balance). A supplier whose plugin cannot do it answers\n"
-     "unsupported. Needs an ops token.\n"
-     "\n"
-     "example:\n"
-     "  $ perkctl supplier balance sandbox\n"
-     "  balance with sandbox: 10000.00\n"},
     {"import", pk_cmd_import, "import card codes from a CSV file as a new batch",
      "usage: perkctl import FILE --supplier ID --sku SKU --cost PRICE [--note TEXT]\n"
      "\n"
@@ -121,6 +79,20 @@ static const pk_cmd commands[] = {
      "  voided batch 3: 1200 codes voided, 1 affected order\n"
      "  ORDER  CLIENT  CLIENT_ORDER_ID\n"
      "  7      mall    A-1\n"},
+    {"batches", pk_cmd_batches, "list the batches of codes, or show one",
+     "usage: perkctl batches [list] [--after ID] [--limit N]\n"
+     "       perkctl batches show ID\n"
+     "\n"
+     "list: every batch, oldest first (GET /v1/batches): supplier, SKU, how many codes,\n"
+     "unit cost, active or voided, when, the note. When there are more, the last line\n"
+     "says where to continue: \"more: --after ID\".\n"
+     "show: one batch with its codes counted by state (GET /v1/batches/ID).\n"
+     "Needs an ops token.\n"
+     "\n"
+     "example:\n"
+     "  $ perkctl batches\n"
+     "  ID  SUPPLIER  SKU            COUNT  UNIT_COST  STATE   CREATED                   NOTE\n"
+     "  1   sandbox   iqiyi.gold.1m  1000   19.80      active  2026-12-06T08:00:00.000Z  demo\n"},
     {"order", pk_cmd_order, "order card codes (idempotent on --id)",
      "usage: perkctl order --sku SKU --id CLIENT_ORDER_ID [--qty N]\n"
      "\n"
@@ -251,6 +223,21 @@ static const pk_cmd commands[] = {
      "  health:        ok\n"
      "  ready:         ready\n"
      "  ...\n"},
+    {"stats", pk_cmd_stats, "counters, stock per SKU and orders since a moment",
+     "usage: perkctl stats [--since TIME]\n"
+     "\n"
+     "Codes, orders and the writer's counters and stock per SKU (GET /v1/stats); the\n"
+     "orders created since TIME by state, the open ones and the top SKUs\n"
+     "(GET /v1/stats/orders). Needs an ops token.\n"
+     "\n"
+     "  --since TIME   RFC 3339 (2026-12-06T00:00:00+08:00); default the start of\n"
+     "                 today in UTC+08:00\n"
+     "\n"
+     "example:\n"
+     "  $ perkctl stats\n"
+     "  codes:         3000\n"
+     "  orders:        2\n"
+     "  ...\n"},
     {"reconcile", pk_cmd_reconcile, "match a supplier's statement against our attempts",
      "usage: perkctl reconcile SUPPLIER FILE --from DATE --to DATE\n"
      "       perkctl reconcile SUPPLIER --fetch --from DATE --to DATE\n"
@@ -282,6 +269,19 @@ static const pk_cmd commands[] = {
      "  $ perkctl suppliers\n"
      "  ID       PLUGIN   VERSION  ABI  ENABLED  PRIORITY  STATE  BREAKER  IN_FLIGHT  ERROR\n"
      "  sandbox  sandbox  1.1.0    1.2  true     10        ready  closed   0          -\n"},
+    {"supplier", pk_cmd_supplier, "ask a supplier for its catalog or our balance",
+     "usage: perkctl supplier catalog ID\n"
+     "       perkctl supplier balance ID\n"
+     "\n"
+     "Asks the running supplier ID directly, through its plugin: catalog lists its\n"
+     "products (GET /v1/suppliers/ID/catalog) beside our offers of each (flagged when\n"
+     "its price is above our configured cost); balance is our prepaid balance with it\n"
+     "(GET /v1/suppliers/ID/balance). A supplier whose plugin cannot do it answers\n"
+     "unsupported. Needs an ops token.\n"
+     "\n"
+     "example:\n"
+     "  $ perkctl supplier balance sandbox\n"
+     "  balance with sandbox: 10000.00\n"},
     {"ledger", pk_cmd_ledger, "the money booked per order: supplier costs and sales",
      "usage: perkctl ledger [--from WHEN] [--to WHEN] [--supplier ID] [--client NAME]\n"
      "                      [--sku SKU] [--after SEQ] [--limit N] [--csv]\n"
