@@ -180,6 +180,7 @@ static const field supplier_fields[] = {
     IDENT(ph_supplier_conf, plugin, "plugin"),
     BOOL(ph_supplier_conf, enabled, "enabled", "true"),
     INT(ph_supplier_conf, priority, "priority", -1000000, 1000000, 1, "0"),
+    BOOL(ph_supplier_conf, required, "required", "false"),
     ARRAY(K_KV, ph_supplier_conf, config, nconfig, "config"),
     INT(ph_supplier_conf, max_in_flight, "max_in_flight", 1, 100000, 1, "256"),
     INT(ph_supplier_conf, connect_timeout_ms, "connect_timeout_ms", 1, 600000, 1, "3000"),
@@ -362,6 +363,37 @@ static int check_statements(ctx *c, const ph_config *cfg, const yaml_node_t *roo
     return PH_OK;
 }
 
+static ph_conf_mark mark_of(const yaml_node_t *n)
+{
+    return (ph_conf_mark){(unsigned)n->start_mark.line + 1, (unsigned)n->start_mark.column + 1};
+}
+
+/* Remembers where each supplier, its plugin key and each of its config keys
+ * are, for the problems only starting it finds (suppliers.h). parse_kv fills
+ * kv[i] from the mapping's i-th pair, so pairs and entries line up. */
+static int mark_suppliers(ctx *c, ph_config *cfg, const yaml_node_t *root)
+{
+    for (size_t i = 0; i < cfg->nsuppliers; i++) {
+        ph_supplier_conf *sc = &cfg->suppliers[i];
+        const yaml_node_t *sn = cfg_seq_item(c, cfg_map_find(c, root, "suppliers"), i);
+        if (!sn)
+            continue;
+        const yaml_node_t *pn = cfg_map_find(c, sn, "plugin"), *kn = cfg_map_find(c, sn, "config");
+        sc->mark = mark_of(sn);
+        sc->plugin_mark = pn ? mark_of(pn) : sc->mark;
+        sc->config_mark = kn && kn->type == YAML_MAPPING_NODE ? mark_of(kn) : sc->mark;
+        if (!kn || kn->type != YAML_MAPPING_NODE)
+            continue;
+        yaml_node_pair_t *pairs = kn->data.mapping.pairs.start;
+        for (size_t j = 0; j < sc->nconfig && pairs + j < kn->data.mapping.pairs.top; j++) {
+            const yaml_node_t *k = yaml_document_get_node(c->doc, pairs[j].key);
+            if (k)
+                sc->config[j].mark = mark_of(k);
+        }
+    }
+    return PH_OK;
+}
+
 /* Two clients with one token would make authentication ambiguous. */
 static int check_tokens(ctx *c, const ph_config *cfg, const yaml_node_t *root)
 {
@@ -496,7 +528,8 @@ static int build(ctx *c, const yaml_node_t *root, ph_config **out)
     if ((rc = cfg_parse_object(c, top_fields, NELEM(top_fields), root, cfg)) ||
         (rc = check_offer_suppliers(c, cfg, root)) || (rc = check_prices(c, cfg, root)) ||
         (rc = check_tokens(c, cfg, root)) || (rc = check_http(c, cfg, root)) ||
-        (rc = check_statements(c, cfg, root)) || (rc = check_tls(c, cfg, root)))
+        (rc = check_statements(c, cfg, root)) || (rc = check_tls(c, cfg, root)) ||
+        (rc = mark_suppliers(c, cfg, root)))
         goto fail;
     *out = cfg;
     return PH_OK;

@@ -33,9 +33,17 @@ const char *ph_delivery_name(int delivery);
 /* PH_DELIVERY_* for its name; 0 for any other text (NULL included). */
 int ph_delivery_parse(const char *name);
 
+/* Where a node starts in the file: 1-based line and column; 0 when not from a
+ * file (a test's literal). Messages about a setting checked after loading (a
+ * plugin's key, a secret, the plugin file) name it as source:line:col. */
+typedef struct ph_conf_mark {
+    unsigned line, col;
+} ph_conf_mark;
+
 typedef struct ph_kv {
     char *key;   /* plugin config key, [A-Za-z0-9_.-]+ */
     char *value; /* scalar as written (a secret is a reference like "env:NAME" or "file:PATH") */
+    ph_conf_mark mark; /* of the key */
 } ph_kv;
 
 typedef struct ph_client_conf {
@@ -79,8 +87,14 @@ typedef struct ph_supplier_conf {
     char *plugin; /* plugin name: <plugin_dir>/<plugin>.so */
     int enabled;
     int priority; /* higher first */
+    /* 1: a start or reload that cannot start this (enabled) supplier fails;
+     * 0 (default): the daemon runs with it in state error (suppliers.h). */
+    int required;
     ph_kv *config;
     size_t nconfig;
+    /* Where the supplier's mapping, its plugin key and its config mapping (the
+     * supplier's own mark when absent) start: for the supplier set's messages. */
+    ph_conf_mark mark, plugin_mark, config_mark;
     /* Network settings for the supplier I/O engine (supplier_io.h). */
     unsigned max_in_flight;       /* exchanges on the wire at once; default 256 */
     unsigned connect_timeout_ms;  /* default 3000 */

@@ -189,6 +189,7 @@ int ph_api_products_list(ph_req *r);
 int ph_api_product_get(ph_req *r);
 int ph_api_batch_import(ph_req *r);
 int ph_api_batch_get(ph_req *r);
+int ph_api_batch_list(ph_req *r);
 int ph_api_batch_void(ph_req *r);
 int ph_api_order_create(ph_req *r);
 int ph_api_order_get(ph_req *r);
@@ -197,6 +198,12 @@ int ph_api_order_settle(ph_req *r);
 int ph_api_code_lookup(ph_req *r);
 int ph_api_events(ph_req *r);
 int ph_api_suppliers(ph_req *r);
+/* The state a supplier is shown in (GET /v1/suppliers, /metrics): its
+ * listing's, except auth_failed for a ready one whose credentials are refused
+ * (then error[] gets why). Static string. api_ops.c. */
+struct ph_supplier_info;
+struct ph_sio_health;
+const char *ph_api_supplier_state(struct ph_supplier_info *info, const struct ph_sio_health *h);
 int ph_api_stats(ph_req *r);
 int ph_api_callback(ph_req *r);
 int ph_api_supplier_catalog(ph_req *r);

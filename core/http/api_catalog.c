@@ -154,6 +154,30 @@ int ph_api_batch_import(ph_req *r)
     return ph_req_json(r, 201, json_pack("{s:o}", "batch", ph_view_batch(&b, NULL)));
 }
 
+/* GET /v1/batches: every batch, oldest first, paged like the orders. */
+int ph_api_batch_list(ph_req *r)
+{
+    const char *a = ph_req_query(r, "after"), *l = ph_req_query(r, "limit");
+    uint64_t after = 0, limit = 100;
+    ph_err err = {0};
+    if (a && ph_u64_parse(a, &after))
+        return ph_req_error(r, 400, "invalid_request", "after: expected a number");
+    if (l && (ph_u64_parse(l, &limit) || limit < 1 || limit > 1000))
+        return ph_req_error(r, 400, "invalid_request", "limit: expected 1 to 1000");
+    ph_batch **list;
+    size_t n;
+    int rc = ph_store_batch_list(r->env->store, after, limit + 1, &list, &n, &err);
+    if (rc)
+        return ph_req_fail(r, rc, &err);
+    json_t *arr = json_array();
+    size_t shown = n > limit ? limit : n;
+    for (size_t i = 0; i < shown; i++)
+        json_array_append_new(arr, ph_view_batch(list[i], NULL));
+    json_t *next = n > limit ? json_integer((json_int_t)list[shown - 1]->id) : json_null();
+    ph_batch_list_free(list, n);
+    return ph_req_json(r, 200, json_pack("{s:o,s:o}", "batches", arr, "next_after", next));
+}
+
 int ph_api_batch_get(ph_req *r)
 {
     uint64_t id, counts[7];

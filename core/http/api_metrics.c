@@ -173,6 +173,18 @@ static void put_suppliers(ph_mx *mx, ph_req *r, ph_metrics *m)
     for (size_t i = 0; i < n; i++)
         ph_sio_health_get(r->env->sio, info[i].id, &hs[i]);
 
+    static const char *const sup_states[] = {PH_SUPPLIER_READY, PH_SUPPLIER_DISABLED,
+                                             PH_SUPPLIER_ERROR, PH_SUPPLIER_AUTH_FAILED};
+    ph_mx_family(mx, "perkhub_supplier_state", "gauge",
+                 "1 for the supplier's current state (error: it could not start; "
+                 "GET /v1/suppliers says why)");
+    for (size_t i = 0; i < n; i++) {
+        const char *st = ph_api_supplier_state(&info[i], &hs[i]);
+        for (unsigned k = 0; k < 4; k++)
+            ph_mx_sample(mx, "perkhub_supplier_state",
+                         (ph_label[]){{"supplier", info[i].id}, {"state", sup_states[k]}}, 2,
+                         strcmp(st, sup_states[k]) == 0);
+    }
     static const char *const states[] = {"closed", "open", "half_open"};
     ph_mx_family(mx, "perkhub_supplier_breaker_state", "gauge",
                  "1 for the circuit breaker's current state, per supplier");

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/version.h"
 #include "http/api.h"
 #include "supply/supplier_io.h"
 #include "supply/suppliers.h"
@@ -29,7 +30,8 @@ int ph_api_health(ph_req *r)
         if (h.condition == PH_STORE_DISK_FULL)
             json_object_set_new(store, "free_bytes", json_integer((json_int_t)h.free_bytes));
     }
-    json_t *body = json_pack("{s:s,s:o}", "status", name, "store", store);
+    json_t *body =
+        json_pack("{s:s,s:s,s:o}", "status", name, "version", PH_VERSION, "store", store);
     uint64_t stuck;
     ph_err err = {0};
     if (body && ph_store_stuck_count(r->env->store, &stuck, &err) == PH_OK) /* issue 11 */
@@ -96,6 +98,16 @@ static json_t *supplier_health(const ph_sio_health *hp)
     return j;
 }
 
+const char *ph_api_supplier_state(ph_supplier_info *info, const ph_sio_health *h)
+{
+    /* a running supplier that refuses our credentials is not ready: it says
+     * so, and why (an HTTP status or a reason word, never its text) */
+    if (!h->auth_failed || strcmp(info->state, PH_SUPPLIER_READY))
+        return info->state;
+    snprintf(info->error, sizeof info->error, "%s", h->auth_why);
+    return PH_SUPPLIER_AUTH_FAILED;
+}
+
 int ph_api_suppliers(ph_req *r)
 {
     size_t n = ph_suppliers_list(r->env->suppliers, NULL, 0);
@@ -109,16 +121,11 @@ int ph_api_suppliers(ph_req *r)
         snprintf(abi, sizeof abi, "%u.%u", info[i].abi_major, info[i].abi_minor);
         ph_sio_health h;
         ph_sio_health_get(r->env->sio, info[i].id, &h);
-        /* a running supplier that refuses our credentials is not ready: it
-         * says so, and why (an HTTP status or a reason word, never its text) */
-        int auth = h.auth_failed && !strcmp(info[i].state, PH_SUPPLIER_READY);
-        if (auth)
-            snprintf(info[i].error, sizeof info[i].error, "%s", h.auth_why);
+        const char *state = ph_api_supplier_state(&info[i], &h);
         json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:b,s:i,s:s,s:s?}", "id", info[i].id, "plugin",
                               info[i].plugin, "plugin_version", info[i].plugin_version, "abi", abi,
                               "enabled", info[i].enabled, "priority", info[i].priority, "state",
-                              auth ? PH_SUPPLIER_AUTH_FAILED : info[i].state, "error",
-                              info[i].error[0] ? info[i].error : NULL);
+                              state, "error", info[i].error[0] ? info[i].error : NULL);
         json_object_set_new(j, "health", supplier_health(&h));
         json_array_append_new(arr, j);
     }

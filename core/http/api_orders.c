@@ -301,38 +301,126 @@ static int parse_paging(ph_req *r, uint64_t *after, uint64_t *limit)
     return 0;
 }
 
+/* The filters of GET /v1/orders (state, client, sku, since); zero/NULL = any. */
+typedef struct order_filter {
+    int state; /* PH_ORDER_* */
+    const char *client, *sku;
+    int64_t since; /* created at or after, ms */
+} order_filter;
+
+static int order_matches(const ph_order *o, const order_filter *f)
+{
+    return (!f->state || o->state == f->state) && (!f->client || !strcmp(o->client, f->client)) &&
+           (!f->sku || !strcmp(o->sku, f->sku)) && o->created_at >= f->since;
+}
+
+/* Reads the filters; refuses what cannot match anything by mistake. A client
+ * without ops scope lists only its own orders: naming another is refused. */
+static int parse_filter(ph_req *r, order_filter *f)
+{
+    const char *st = ph_req_query(r, "state"), *since = ph_req_query(r, "since");
+    memset(f, 0, sizeof *f);
+    f->client = ph_req_query(r, "client");
+    f->sku = ph_req_query(r, "sku");
+    for (int i = PH_ORDER_PROCESSING; st && i <= PH_ORDER_UNKNOWN && !f->state; i++)
+        if (!strcmp(st, ph_order_state_name(i)))
+            f->state = i;
+    if (st && !f->state)
+        return ph_req_error(r, 400, "invalid_request",
+                            "state: expected processing, succeeded, failed or unknown"),
+               -1;
+    if (f->client && !ph_ident_valid(f->client, PH_SKU_MAX))
+        return ph_req_error(r, 400, "invalid_request", "client: expected a client name"), -1;
+    if (f->sku && !ph_ident_valid(f->sku, PH_SKU_MAX))
+        return ph_req_error(r, 400, "invalid_request", "sku: expected a SKU"), -1;
+    /* a date alone would read as the end of that day (ph_time_parse): refused */
+    if (since && (!strchr(since, 'T') || ph_time_parse(since, strlen(since), &f->since)))
+        return ph_req_error(r, 400, "invalid_request",
+                            "since: expected an RFC 3339 time (2026-12-06T00:00:00+08:00)"),
+               -1;
+    if (!ph_req_has_scope(r, PH_SCOPE_OPS)) {
+        if (f->client && strcmp(f->client, r->client->name))
+            return ph_req_error(r, 403, "forbidden",
+                                "client: only an ops token lists another client's orders"),
+                   -1;
+        f->client = r->client->name;
+    }
+    return 0;
+}
+
+/* Orders read per step, and at most per request when filters skip most: a
+ * page then ends early, its next_after the last order looked at, so a request
+ * costs a bounded read whatever the filters (the client pages on). */
+#define LIST_STEP     256
+#define LIST_SCAN_MAX 20000
+
+typedef int (*order_source_fn)(ph_store *s, const char *client, uint64_t after, size_t limit,
+                               ph_order ***out, size_t *n, ph_err *err);
+
+/* One client's order by its client order id: its own, or for ops any client's
+ * (client=NAME&client_order_id=ID, how ops find a mall's order). */
+static int find_by_client_order_id(ph_req *r, const char *coid)
+{
+    ph_err err = {0};
+    const char *client = ph_req_query(r, "client");
+    if (!client || !ph_req_has_scope(r, PH_SCOPE_OPS))
+        client = client && strcmp(client, r->client->name) ? NULL : r->client->name;
+    if (!client)
+        return ph_req_error(r, 403, "forbidden",
+                            "client: only an ops token finds another client's orders");
+    ph_order *o;
+    int rc = ph_store_order_find(r->env->store, client, coid, 1, &o, &err);
+    if (rc == PH_ENOTFOUND)
+        return ph_req_error(r, 404, "not_found", "client_order_id: no such order");
+    return rc ? ph_req_fail(r, rc, &err) : reply_order(r, o);
+}
+
 int ph_api_order_list(ph_req *r)
 {
     ph_err err = {0};
     const char *coid = ph_req_query(r, "client_order_id");
-    if (coid) {
-        ph_order *o;
-        int rc = ph_store_order_find(r->env->store, r->client->name, coid, 1, &o, &err);
-        if (rc == PH_ENOTFOUND)
-            return ph_req_error(r, 404, "not_found", "client_order_id: no such order");
-        return rc ? ph_req_fail(r, rc, &err) : reply_order(r, o);
-    }
+    if (coid)
+        return find_by_client_order_id(r, coid);
     uint64_t after, limit;
-    if (parse_paging(r, &after, &limit))
+    order_filter f;
+    if (parse_paging(r, &after, &limit) || parse_filter(r, &f))
         return PH_REQ_DONE;
     const char *stuck = ph_req_query(r, "stuck");
     if (stuck && strcmp(stuck, "true"))
         return ph_req_error(r, 400, "invalid_request", "stuck: expected true");
     int ops = ph_req_has_scope(r, PH_SCOPE_OPS);
-    ph_order **list;
-    size_t n;
-    /* one more than asked tells whether another page exists */
-    int rc = stuck ? ph_store_stuck_list(r->env->store, ops ? NULL : r->client->name, after,
-                                         limit + 1, &list, &n, &err)
-                   : ph_store_order_list(r->env->store, ops ? NULL : r->client->name, after,
-                                         limit + 1, &list, &n, &err);
-    if (rc)
-        return ph_req_fail(r, rc, &err);
+    order_source_fn source = stuck ? ph_store_stuck_list : ph_store_order_list;
     json_t *arr = json_array();
-    size_t shown = n > limit ? limit : n;
-    for (size_t i = 0; i < shown; i++)
-        json_array_append_new(arr, ph_view_order(list[i], r->cfg->cfg, r->env->keys, 0, ops));
-    json_t *next = n > limit ? json_integer((json_int_t)list[shown - 1]->id) : json_null();
-    ph_order_list_free(list, n);
+    size_t shown = 0, scanned = 0;
+    uint64_t cursor = after, last_shown = 0;
+    int more = 0, end = 0;
+    /* one match more than asked tells whether another page exists */
+    while (!end && !more && scanned < LIST_SCAN_MAX) {
+        ph_order **list;
+        size_t n;
+        int rc = source(r->env->store, f.client, cursor, LIST_STEP, &list, &n, &err);
+        if (rc) {
+            json_decref(arr);
+            return ph_req_fail(r, rc, &err);
+        }
+        end = n < LIST_STEP;
+        for (size_t i = 0; i < n && !more; i++) {
+            scanned++;
+            cursor = list[i]->id;
+            if (!order_matches(list[i], &f))
+                continue;
+            if (shown == limit) {
+                more = 1;
+                break;
+            }
+            json_array_append_new(arr, ph_view_order(list[i], r->cfg->cfg, r->env->keys, 0, ops));
+            last_shown = list[i]->id;
+            shown++;
+        }
+        ph_order_list_free(list, n);
+    }
+    json_t *next = more   ? json_integer((json_int_t)last_shown)
+                   : !end ? json_integer((json_int_t)cursor) /* the scan budget ran out */
+                          : json_null();
     return ph_req_json(r, 200, json_pack("{s:o,s:o}", "orders", arr, "next_after", next));
 }

@@ -917,6 +917,14 @@ void ph_code_info_clear(ph_code_info *info);
  * 0), PH_EIO. */
 int ph_store_batch_get(ph_store *s, uint64_t id, ph_batch *out, uint64_t counts[7], ph_err *err);
 
+/* Lists batches with id > after, ascending, at most limit (no code counts:
+ * each batch's count is in it). On PH_OK *out is an array of *n batches
+ * (possibly 0) the caller frees with ph_batch_list_free. Errors: PH_EIO,
+ * PH_ENOMEM. Any thread. */
+int ph_store_batch_list(ph_store *s, uint64_t after, size_t limit, ph_batch ***out, size_t *n,
+                        ph_err *err);
+void ph_batch_list_free(ph_batch **list, size_t n);
+
 /* The stored product object (JSON text, as written by PH_CMD_PUT_PRODUCTS) and
  * its available stock: the codes in the SKU's stock that can be issued at
  * `now` (ms), i.e. not counting available codes whose expiry has passed but

@@ -175,6 +175,44 @@ int ph_store_order_list(ph_store *s, const char *client, uint64_t after, size_t 
                     err);
 }
 
+/* Batches keyed by their id. */
+static int take_batch(ph_store *s, MDB_txn *txn, const MDB_val *k, const MDB_val *v, void **slot,
+                      ph_err *err)
+{
+    (void)s;
+    (void)txn;
+    uint64_t id;
+    memcpy(&id, k->mv_data, 8);
+    ph_batch *b = malloc(sizeof *b);
+    if (!b)
+        return ph_err_set(err, PH_ENOMEM, "out of memory");
+    if (ph_batch_decode(v, id, b, NULL) != PH_OK) {
+        free(b);
+        return ph_err_set(err, PH_EIO, "batch %llu: malformed record", (unsigned long long)id);
+    }
+    *slot = b;
+    return PH_OK;
+}
+
+void ph_batch_list_free(ph_batch **list, size_t n)
+{
+    for (size_t i = 0; list && i < n; i++)
+        free(list[i]);
+    free(list);
+}
+
+static void free_batches(void **list, size_t n)
+{
+    ph_batch_list_free((ph_batch **)list, n);
+}
+
+int ph_store_batch_list(ph_store *s, uint64_t after, size_t limit, ph_batch ***out, size_t *n,
+                        ph_err *err)
+{
+    return page_u64(s, DB_BATCHES, NULL, after, limit, take_batch, free_batches, (void ***)out, n,
+                    err);
+}
+
 int ph_store_pending_list(ph_store *s, uint64_t after, size_t limit, ph_order ***out, size_t *n,
                           ph_err *err)
 {

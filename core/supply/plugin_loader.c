@@ -17,6 +17,7 @@
 #include <assert.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
@@ -26,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -445,14 +447,37 @@ int ph_plugin_describe(const ph_plugin *p, FILE *out)
 
 /* ---- resolving a supplier's config ------------------------------------------- */
 
+/* A secret file is read only when it is a regular file no one but its owner
+ * may read or write (mode 0600 or stricter): a key other users can read is a
+ * key that leaked. Checked on the descriptor read from, so the file checked
+ * is the file read (a symlink is followed to its target, as open follows it). */
 static int secret_from_file(const char *sid, const char *key, const char *path, char **out,
                             ph_err *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
         return ph_err_set(err, PH_EIO,
                           "supplier '%s': config key '%s': cannot read secret file %s: %s", sid,
                           key, path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return ph_err_set(err, PH_EINVAL,
+                          "supplier '%s': config key '%s': secret file %s is not a regular file",
+                          sid, key, path);
+    }
+    if (st.st_mode & 077) {
+        close(fd);
+        return ph_err_set(err, PH_EINVAL,
+                          "supplier '%s': config key '%s': secret file %s is mode %04o: others "
+                          "than its owner may use it; chmod 600 it",
+                          sid, key, path, (unsigned)(st.st_mode & 07777));
+    }
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return ph_err_set(err, PH_ENOMEM, "supplier '%s': out of memory", sid);
+    }
     char *buf = malloc(SECRET_FILE_MAX + 1);
     size_t n = buf ? fread(buf, 1, SECRET_FILE_MAX + 1, f) : 0;
     int bad = buf ? ferror(f) : 0;
@@ -546,6 +571,15 @@ static int value_resolve(const char *sid, const struct perkhub_config_key *k, co
     return *out ? PH_OK : ph_err_set(err, PH_ENOMEM, "supplier '%s': out of memory", sid);
 }
 
+/* 1 when kv sets key (then a problem with its value was reported already). */
+static int ldr_kv_has(const ph_kv *kv, size_t nkv, const char *key)
+{
+    for (size_t j = 0; j < nkv; j++)
+        if (kv[j].key && strcmp(kv[j].key, key) == 0)
+            return 1;
+    return 0;
+}
+
 static int unknown_key(const ph_plugin *p, const char *sid, const char *key, ph_err *err)
 {
     char known[256] = "";
@@ -564,11 +598,30 @@ static int unknown_key(const ph_plugin *p, const char *sid, const char *key, ph_
                       sid, key, p->name, known);
 }
 
+/* A problem with kv[at] (PH_CONF_NO_KEY: with the mapping). Without a report
+ * function the first problem ends the resolution (returns 1); with one, each
+ * is reported, the first is kept in err and *first, and resolution goes on. */
+static int conf_problem(ph_conf_report_fn report, void *arg, size_t at, int rc, ph_err *err,
+                        int *first, ph_err *first_err)
+{
+    if (*first == PH_OK) {
+        *first = rc;
+        if (err)
+            *first_err = *err;
+    }
+    if (!report || rc == PH_ENOMEM)
+        return 1;
+    report(arg, at, err);
+    return 0;
+}
+
 static int conf_resolve(const ph_plugin *p, const char *supplier_id, const ph_kv *kv, size_t nkv,
-                        int plain, ph_plugin_conf **out, ph_err *err)
+                        int plain, ph_conf_report_fn report, void *arg, ph_plugin_conf **out,
+                        ph_err *err)
 {
     const char *sid = supplier_id ? supplier_id : "?";
-    int rc = PH_OK;
+    int rc = PH_OK, first = PH_OK;
+    ph_err one = {0}, first_err = {0};
     ph_plugin_conf *c = calloc(1, sizeof *c);
     if (!c || (p->nkeys && !(c->v = calloc(p->nkeys, sizeof *c->v)))) {
         rc = ph_err_set(err, PH_ENOMEM, "supplier '%s': out of memory", sid);
@@ -579,43 +632,49 @@ static int conf_resolve(const ph_plugin *p, const char *supplier_id, const ph_kv
         c->v[i].schema = &p->desc.config[i];
     for (size_t j = 0; j < nkv; j++) {
         const char *key = kv[j].key ? kv[j].key : "";
-        size_t i = 0;
+        size_t i = 0, dup = 0;
         while (i < c->n && strcmp(c->v[i].schema->key, key) != 0)
             i++;
-        if (i == c->n) {
-            rc = unknown_key(p, sid, key, err);
-            goto fail;
-        }
         for (size_t m = 0; m < j; m++)
-            if (kv[m].key && strcmp(kv[m].key, key) == 0) {
-                rc = ph_err_set(err, PH_EINVAL, "supplier '%s': config key '%s' is set twice", sid,
-                                key);
-                goto fail;
-            }
-        rc = value_resolve(sid, c->v[i].schema, kv[j].value ? kv[j].value : "", plain,
-                           &c->v[i].value, err);
-        if (rc != PH_OK)
+            dup |= kv[m].key && strcmp(kv[m].key, key) == 0;
+        if (i == c->n)
+            rc = unknown_key(p, sid, key, &one);
+        else if (dup)
+            rc = ph_err_set(&one, PH_EINVAL, "supplier '%s': config key '%s' is set twice", sid,
+                            key);
+        else
+            rc = value_resolve(sid, c->v[i].schema, kv[j].value ? kv[j].value : "", plain,
+                               &c->v[i].value, &one);
+        if (rc != PH_OK && conf_problem(report, arg, j, rc, &one, &first, &first_err))
             goto fail;
     }
     for (size_t i = 0; i < c->n; i++) {
         const struct perkhub_config_key *k = c->v[i].schema;
         if (c->v[i].value)
             continue;
-        if (k->required) {
-            rc = ph_err_set(err, PH_EINVAL,
+        rc = PH_OK;
+        if (k->required && !ldr_kv_has(kv, nkv, k->key))
+            rc = ph_err_set(&one, PH_EINVAL,
                             "supplier '%s': config key '%s' is required by plugin '%s'", sid,
                             k->key, p->name);
+        else if (!k->required && k->default_value)
+            rc = value_resolve(sid, k, k->default_value, 0, &c->v[i].value, &one);
+        if (rc != PH_OK && conf_problem(report, arg, PH_CONF_NO_KEY, rc, &one, &first, &first_err))
             goto fail;
-        }
-        if (k->default_value) {
-            rc = value_resolve(sid, k, k->default_value, 0, &c->v[i].value, err);
-            if (rc != PH_OK)
-                goto fail;
-        }
+    }
+    if (first != PH_OK) {
+        rc = first;
+        goto fail;
     }
     *out = c;
     return PH_OK;
 fail:
+    if (first != PH_OK && err) {
+        *err = first_err;
+        rc = first;
+    } else if (rc != PH_OK && err && rc != PH_ENOMEM) {
+        *err = one;
+    }
     ph_plugin_conf_free(c);
     return rc;
 }
@@ -623,13 +682,20 @@ fail:
 int ph_plugin_conf_resolve(const ph_plugin *p, const char *supplier_id, const ph_kv *kv, size_t nkv,
                            ph_plugin_conf **out, ph_err *err)
 {
-    return conf_resolve(p, supplier_id, kv, nkv, 0, out, err);
+    return conf_resolve(p, supplier_id, kv, nkv, 0, NULL, NULL, out, err);
+}
+
+int ph_plugin_conf_resolve_all(const ph_plugin *p, const char *supplier_id, const ph_kv *kv,
+                               size_t nkv, ph_conf_report_fn report, void *arg,
+                               ph_plugin_conf **out, ph_err *err)
+{
+    return conf_resolve(p, supplier_id, kv, nkv, 0, report, arg, out, err);
 }
 
 int ph_plugin_conf_resolve_plain(const ph_plugin *p, const char *supplier_id, const ph_kv *kv,
                                  size_t nkv, ph_plugin_conf **out, ph_err *err)
 {
-    return conf_resolve(p, supplier_id, kv, nkv, 1, out, err);
+    return conf_resolve(p, supplier_id, kv, nkv, 1, NULL, NULL, out, err);
 }
 
 int ph_plugin_conf_equal(const ph_plugin_conf *a, const ph_plugin_conf *b)

@@ -112,7 +112,8 @@ int ph_plugin_describe(const ph_plugin *p, FILE *out);
 /* Resolves a supplier's config (kv, nkv: from ph_supplier_conf) against p's
  * schema: refuses an unknown key, a duplicate key, a missing required key and a
  * value of the wrong type; applies defaults; resolves SECRET references
- * ("env:NAME", "file:PATH"; an inline secret is refused). `supplier_id` names
+ * ("env:NAME": set and not empty; "file:PATH": a regular file of mode 0600 or
+ * stricter, not empty; an inline secret is refused). `supplier_id` names
  * the supplier in messages. kv is only read.
  * On PH_OK *out is owned by the caller (ph_plugin_conf_free, or hand it to
  * ph_plugin_start). Errors: PH_EINVAL (the message names supplier and key, never
@@ -120,6 +121,24 @@ int ph_plugin_describe(const ph_plugin *p, FILE *out);
  * @note Main thread (reads the environment). */
 int ph_plugin_conf_resolve(const ph_plugin *p, const char *supplier_id, const ph_kv *kv, size_t nkv,
                            ph_plugin_conf **out, ph_err *err);
+
+/* One problem ph_plugin_conf_resolve_all found: `problem` names the supplier
+ * and the key (never a secret); kv_index is the entry of kv at fault, or
+ * PH_CONF_NO_KEY when it is about the mapping (a required key is missing).
+ * problem is valid only during the call. */
+#define PH_CONF_NO_KEY ((size_t)-1)
+typedef void (*ph_conf_report_fn)(void *arg, size_t kv_index, const ph_err *problem);
+
+/* As ph_plugin_conf_resolve, except that with a non-NULL report every problem
+ * (each unknown, duplicate or bad key, each secret that does not resolve, each
+ * missing required key) is passed to report(arg, ...) in kv order and
+ * resolution goes on, so that one run names them all (perkhubd
+ * --check-config). On error err holds the first problem (also reported) and
+ * nothing is returned; PH_ENOMEM ends it at once. Ownership as
+ * ph_plugin_conf_resolve. @note Main thread (reads the environment). */
+int ph_plugin_conf_resolve_all(const ph_plugin *p, const char *supplier_id, const ph_kv *kv,
+                               size_t nkv, ph_conf_report_fn report, void *arg,
+                               ph_plugin_conf **out, ph_err *err);
 
 /* As ph_plugin_conf_resolve, except that a SECRET value in kv is the secret
  * itself rather than a reference (it must not be empty). For test harnesses

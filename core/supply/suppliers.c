@@ -13,6 +13,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,7 +49,8 @@ typedef struct slot {
     int enabled;
     int priority;
     size_t order;     /* index in the config: ties in priority keep config order */
-    ph_supplier *sup; /* NULL when disabled */
+    ph_supplier *sup; /* NULL when disabled or failed */
+    char *error;      /* enabled but not started: the first problem (state error) */
 } slot;
 
 struct ph_suppliers {
@@ -163,10 +165,56 @@ static ph_supplier *supplier_ref(ph_supplier *sup)
     return sup;
 }
 
-/* Opens the plugin, resolves the config and runs init for one supplier. */
-static int supplier_start(const ph_logger *lg, reaper *rp, const char *dir,
-                          const ph_supplier_conf *sc, ph_supplier **out, ph_err *err)
+/* ---- problems starting a supplier -------------------------------------------
+ * Every problem is said once, as "source:line:col: suppliers[i].KEY: what",
+ * the config module's form, at the node it is about: the plugin key for a
+ * plugin that does not load, a config key for a key or secret problem, the
+ * config mapping for a missing key or init's refusal. The first one is kept
+ * for the slot (GET /v1/suppliers shows it); all go to the caller's report
+ * (--check-config). */
+typedef struct problems {
+    const ph_config *cfg;
+    const ph_supplier_conf *sc;
+    ph_suppliers_report_fn report;
+    void *arg;
+    char first[PH_SUPPLIER_ERROR_MAX];
+    size_t n;
+} problems;
+
+static void problem_at(problems *pb, ph_conf_mark m, const char *where, const char *what)
 {
+    char line[PH_SUPPLIER_ERROR_MAX];
+    size_t i = (size_t)(pb->sc - pb->cfg->suppliers);
+    if (m.line)
+        snprintf(line, sizeof line, "%s:%u:%u: suppliers[%zu]%s: %s", pb->cfg->source, m.line,
+                 m.col, i, where, what);
+    else
+        snprintf(line, sizeof line, "suppliers[%zu]%s: %s", i, where, what);
+    if (pb->n++ == 0)
+        snprintf(pb->first, sizeof pb->first, "%s", line);
+    if (pb->report)
+        pb->report(pb->arg, pb->sc, line);
+}
+
+/* ph_conf_report_fn: a problem with one config key, at that key. */
+static void problem_key(void *arg, size_t at, const ph_err *e)
+{
+    problems *pb = arg;
+    char where[96];
+    if (at == PH_CONF_NO_KEY) {
+        problem_at(pb, pb->sc->config_mark, ".config", e->msg);
+        return;
+    }
+    snprintf(where, sizeof where, ".config.%.64s", pb->sc->config[at].key);
+    problem_at(pb, pb->sc->config[at].mark, where, e->msg);
+}
+
+/* Opens the plugin, resolves the config and runs init for one supplier: the
+ * one path of a start, a reload and --check-config. Every problem goes to pb. */
+static int supplier_start(const ph_logger *lg, reaper *rp, problems *pb, ph_supplier **out,
+                          ph_err *err)
+{
+    const ph_supplier_conf *sc = pb->sc;
     ph_err inner = {0};
     ph_plugin_conf *conf = NULL;
     int rc;
@@ -177,17 +225,21 @@ static int supplier_start(const ph_logger *lg, reaper *rp, const char *dir,
     }
     sup->lg = lg;
     atomic_init(&sup->refs, 1);
-    rc = ph_plugin_open(dir, sc->plugin, &sup->plugin, &inner);
+    rc = ph_plugin_open(pb->cfg->plugin_dir, sc->plugin, &sup->plugin, &inner);
     if (rc != PH_OK) {
         ph_err_set(err, rc, "supplier '%s': %s", sc->id, inner.msg);
+        problem_at(pb, sc->plugin_mark, ".plugin", err->msg);
         goto fail;
     }
-    rc = ph_plugin_conf_resolve(sup->plugin, sc->id, sc->config, sc->nconfig, &conf, err);
+    rc = ph_plugin_conf_resolve_all(sup->plugin, sc->id, sc->config, sc->nconfig, problem_key, pb,
+                                    &conf, err);
     if (rc != PH_OK)
         goto fail;
     rc = ph_plugin_start(sup->plugin, sc->id, conf, lg, &sup->inst, err); /* consumes conf */
-    if (rc != PH_OK)
+    if (rc != PH_OK) {
+        problem_at(pb, sc->config_mark, ".config", err->msg);
         goto fail;
+    }
     const struct perkhub_plugin *d = ph_plugin_descriptor(sup->plugin);
     ph_log(lg, PH_LOG_INFO, NULL, "supplier.started", "supplier=%s plugin=%s version=%s abi=%u.%u",
            sc->id, sc->plugin, d->version, (unsigned)d->abi_major, (unsigned)d->abi_minor);
@@ -201,12 +253,14 @@ fail:
 }
 
 /* 1 when the running supplier would get exactly the config sc asks for. On a
- * config that does not validate, returns the error instead (through rc). */
-static int supplier_unchanged(const ph_supplier *sup, const ph_supplier_conf *sc, int *rc,
-                              ph_err *err)
+ * config that does not resolve, returns the error instead (through rc), each
+ * problem reported to pb. */
+static int supplier_unchanged(const ph_supplier *sup, problems *pb, int *rc, ph_err *err)
 {
+    const ph_supplier_conf *sc = pb->sc;
     ph_plugin_conf *conf = NULL;
-    *rc = ph_plugin_conf_resolve(sup->plugin, sc->id, sc->config, sc->nconfig, &conf, err);
+    *rc = ph_plugin_conf_resolve_all(sup->plugin, sc->id, sc->config, sc->nconfig, problem_key, pb,
+                                     &conf, err);
     if (*rc != PH_OK)
         return 0;
     int same = ph_plugin_conf_equal(conf, ph_plugin_instance_conf(sup->inst));
@@ -220,6 +274,7 @@ static void slots_free(slot *v, size_t n)
 {
     for (size_t i = n; i-- > 0;) { /* newest first */
         ph_supplier_release(v[i].sup);
+        free(v[i].error);
         free(v[i].id);
         free(v[i].plugin);
     }
@@ -262,10 +317,13 @@ int ph_suppliers_create(ph_logger *lg, ph_suppliers **out, ph_err *err)
     return PH_OK;
 }
 
-int ph_suppliers_apply(ph_suppliers *s, const ph_config *cfg, ph_err *err)
+/* The apply: see ph_suppliers_apply; report, when set, hears every problem. */
+static int apply(ph_suppliers *s, const ph_config *cfg, ph_suppliers_report_fn report, void *arg,
+                 size_t *nfailed, ph_err *err)
 {
-    size_t n = cfg->nsuppliers, nn = 0, started = 0, kept = 0, stopped = 0, disabled = 0;
-    int rc = PH_OK;
+    size_t n = cfg->nsuppliers, nn = 0, started = 0, kept = 0, stopped = 0, disabled = 0,
+           failed = 0;
+    int rc = PH_OK, fatal = PH_OK;
     ph_mutex_lock(&s->apply_mu);
     slot *ns = calloc(n ? n : 1, sizeof *ns);
     if (!ns) {
@@ -304,20 +362,55 @@ int ph_suppliers_apply(ph_suppliers *s, const ph_config *cfg, ph_err *err)
          * safe. */
         PH_ASSERT_HELD(&s->apply_mu);
         slot *old = slot_find(s->slots, s->nslots, sc->id);
-        if (old && old->sup && strcmp(old->plugin, sc->plugin) == 0) {
-            int same = supplier_unchanged(old->sup, sc, &rc, err);
-            if (rc != PH_OK)
-                goto fail;
-            if (same) {
+        int running = old && old->sup;
+        problems pb = {.cfg = cfg, .sc = sc, .report = report, .arg = arg};
+        ph_err one = {0};
+        rc = PH_OK;
+        if (running && strcmp(old->plugin, sc->plugin) == 0) {
+            int same = supplier_unchanged(old->sup, &pb, &rc, &one);
+            if (rc == PH_OK && same) {
                 sl->sup = supplier_ref(old->sup);
                 kept++;
                 continue;
             }
         }
-        rc = supplier_start(s->lg, s->rp, cfg->plugin_dir, sc, &sl->sup, err);
-        if (rc != PH_OK)
+        if (rc == PH_OK)
+            rc = supplier_start(s->lg, s->rp, &pb, &sl->sup, &one);
+        if (rc == PH_ENOMEM) {
+            *err = one;
             goto fail;
-        started++;
+        }
+        if (rc == PH_OK) {
+            started++;
+            continue;
+        }
+        /* It cannot start: in state error, unless the daemon must not run without
+         * it, or it runs now and a reload would take it down (the running
+         * configuration stays in force: docs/design.md rule 4). */
+        failed++;
+        if (!(sl->error = strdup(pb.n ? pb.first : one.msg))) {
+            rc = ph_err_set(err, PH_ENOMEM, "supplier '%s': out of memory", sc->id);
+            goto fail;
+        }
+        ph_log(s->lg, PH_LOG_WARN, NULL, "supplier.start_failed",
+               "supplier=%s required=%s effect=\"%s\" detail=\"%s\"", sc->id,
+               sc->required ? "true" : "false",
+               sc->required ? "refused: the supplier is required"
+               : running    ? "refused: the supplier runs with its previous configuration"
+                            : "state error; orders route around it",
+               sl->error);
+        if ((sc->required || running) && fatal == PH_OK) {
+            fatal = rc;
+            ph_err_set(err, rc,
+                       sc->required ? "supplier '%s' is required and cannot start: %s"
+                                    : "supplier '%s' runs, and its new configuration cannot "
+                                      "start: %s",
+                       sc->id, sl->error);
+        }
+    }
+    if (fatal != PH_OK) {
+        rc = fatal;
+        goto fail;
     }
     qsort(ns, nn, sizeof *ns, slot_cmp);
 
@@ -336,16 +429,37 @@ int ph_suppliers_apply(ph_suppliers *s, const ph_config *cfg, ph_err *err)
     }
     slots_free(old, nold); /* outside mu: shutdowns may take a while */
     ph_suppliers_reap(s);  /* and those other threads released meanwhile */
-    ph_log(s->lg, PH_LOG_INFO, NULL, "suppliers.applied",
-           "suppliers=%zu started=%zu kept=%zu stopped=%zu disabled=%zu", nn, started, kept,
-           stopped, disabled);
+    ph_log(s->lg, failed ? PH_LOG_WARN : PH_LOG_INFO, NULL, "suppliers.applied",
+           "suppliers=%zu started=%zu kept=%zu stopped=%zu disabled=%zu failed=%zu", nn, started,
+           kept, stopped, disabled, failed);
     ph_mutex_unlock(&s->apply_mu);
+    if (nfailed)
+        *nfailed = failed;
     return PH_OK;
 fail:
     slots_free(ns, nn); /* shuts down what this call started; kept entries live on */
     ph_log(s->lg, PH_LOG_WARN, NULL, "suppliers.apply_failed", "error=%s",
            err ? ph_strerror(err->code) : ph_strerror(rc));
     ph_mutex_unlock(&s->apply_mu);
+    if (nfailed)
+        *nfailed = failed;
+    return rc;
+}
+
+int ph_suppliers_apply(ph_suppliers *s, const ph_config *cfg, ph_err *err)
+{
+    return apply(s, cfg, NULL, NULL, NULL, err);
+}
+
+int ph_suppliers_check(const ph_config *cfg, ph_logger *lg, ph_suppliers_report_fn report,
+                       void *arg, size_t *nfailed, ph_err *err)
+{
+    ph_suppliers *s;
+    int rc = ph_suppliers_create(lg, &s, err);
+    if (rc != PH_OK)
+        return rc;
+    rc = apply(s, cfg, report, arg, nfailed, err);
+    ph_suppliers_destroy(s); /* every plugin started here is shut down and closed */
     return rc;
 }
 
@@ -361,7 +475,10 @@ size_t ph_suppliers_list(ph_suppliers *s, ph_supplier_info *out, size_t max)
         copy_str(o->plugin, sizeof o->plugin, sl->plugin);
         o->enabled = sl->enabled;
         o->priority = sl->priority;
-        o->state = sl->sup ? PH_SUPPLIER_READY : PH_SUPPLIER_DISABLED;
+        o->state = sl->sup       ? PH_SUPPLIER_READY
+                   : sl->enabled ? PH_SUPPLIER_ERROR
+                                 : PH_SUPPLIER_DISABLED;
+        copy_str(o->error, sizeof o->error, sl->error);
         if (sl->sup) {
             const struct perkhub_plugin *d = ph_plugin_descriptor(sl->sup->plugin);
             copy_str(o->plugin_version, sizeof o->plugin_version, d->version);

@@ -49,9 +49,13 @@ typedef struct ph_supplier ph_supplier; /* one running supplier, reference-count
 #define PH_SUPPLIER_DISABLED "disabled" /* enabled: false in the config; nothing loaded */
 /* Shown instead of ready while the supplier refuses our credentials (the I/O
  * engine's mark, supplier_io.h "Credentials"; GET /v1/suppliers puts why in
- * error). A supplier that fails to start fails the whole apply, so there is
- * no failed state. */
+ * error). */
 #define PH_SUPPLIER_AUTH_FAILED "auth_failed"
+/* Enabled, but it could not start (its plugin, its config, a secret, init):
+ * nothing runs, acquire answers PH_ESTATE so orders route around it, and
+ * error says why. The next apply (a reload) tries again. */
+#define PH_SUPPLIER_ERROR     "error"
+#define PH_SUPPLIER_ERROR_MAX 512
 
 /* A snapshot of one supplier for GET /v1/suppliers. Plain data: no pointer into the
  * set, nothing to free. Strings longer than their buffer are truncated. */
@@ -63,10 +67,11 @@ typedef struct ph_supplier_info {
     unsigned abi_minor;
     uint64_t capabilities; /* PERKHUB_CAP_* */
     int enabled;
-    int priority;      /* higher first */
-    const char *state; /* PH_SUPPLIER_READY / _DISABLED; static */
-    char error[256];   /* why the supplier is out of service; "" here (the API adds an
-                          auth_failed supplier's why) */
+    int priority;                      /* higher first */
+    const char *state;                 /* PH_SUPPLIER_READY / _DISABLED / _ERROR; static */
+    char error[PH_SUPPLIER_ERROR_MAX]; /* why the supplier is out of service: the first
+                          problem of an error one, "source:line:col: suppliers[i].KEY: what";
+                          else "" (the API adds an auth_failed supplier's why) */
 } ph_supplier_info;
 
 /* Creates an empty set. lg is borrowed: it must outlive the set and every
@@ -74,25 +79,47 @@ typedef struct ph_supplier_info {
  * (ph_suppliers_destroy). Errors: PH_ENOMEM. */
 int ph_suppliers_create(ph_logger *lg, ph_suppliers **out, ph_err *err);
 
-/* Moves the set to cfg->suppliers, all-or-nothing. For each configured supplier:
+/* Moves the set to cfg->suppliers. For each configured supplier:
  *   - disabled: listed with state "disabled"; its plugin is not loaded (so a
  *     supplier with a broken plugin can be switched off), a running instance is
  *     shut down;
  *   - enabled, same id, plugin and resolved config as a running entry: the running
  *     instance is kept as it is (only the priority is updated);
- *   - enabled and new or changed: cfg->plugin_dir/<plugin>.so is opened and
- *     checked, the config validated against its schema and init called.
- * Running suppliers that are no longer configured are shut down. When anything
- * fails, every instance started by this call is shut down again, the previous set
- * stays fully in force, and err names the supplier and what was wrong (ABI,
- * unknown or missing config key, init's own message). cfg is only read and may be
- * freed after the call. The listing is ordered by priority, highest first, then
- * config order.
+ *   - enabled and new, changed or in state error: cfg->plugin_dir/<plugin>.so is
+ *     opened and checked, the config validated against its schema (secrets
+ *     resolved) and init called — the one path of a start, a reload and
+ *     --check-config (ph_suppliers_check).
+ * An enabled supplier that cannot start is listed in state "error" with its
+ * first problem (file:line:column, the key, what), logged as
+ * supplier.start_failed, and the apply goes on; except that the apply fails
+ * when such a supplier is `required: true`, or runs now (a reload never takes a
+ * running supplier down: fix its config and reload again). Running suppliers
+ * that are no longer configured are shut down. When the apply fails, every
+ * instance started by this call is shut down again, the previous set stays
+ * fully in force, and err names the supplier and what was wrong. cfg is only
+ * read and may be freed after the call. The listing is ordered by priority,
+ * highest first, then config order.
  * Errors: PH_EINVAL, PH_ENOTFOUND (no plugin file), PH_EVERSION (plugin ABI),
  * PH_EIO (secret file), PH_ENOMEM.
- * @note Main thread only (no two applies at a time); concurrent list and acquire
+ * @note Main thread (no two applies at a time); concurrent list and acquire
  * are safe and see either the old set or the new one, never a mix. */
 int ph_suppliers_apply(ph_suppliers *s, const ph_config *cfg, ph_err *err);
+
+/* One problem of supplier sc, as ph_suppliers_apply keeps the first: "source:
+ * line:col: suppliers[i].KEY: what". Valid only during the call. */
+typedef void (*ph_suppliers_report_fn)(void *arg, const ph_supplier_conf *sc, const char *problem);
+
+/* What a start would do with cfg's suppliers, done and undone: a set of its
+ * own is applied (every enabled plugin opened, its config resolved, init
+ * called) and destroyed (every instance shut down), with every problem of
+ * every supplier passed to report, several per supplier when its config has
+ * several. *nfailed (may be NULL) is the number of suppliers that would be
+ * in state error. Returns what ph_suppliers_apply would at start: PH_OK,
+ * or the error naming the first required supplier that cannot start. lg is
+ * where the plugins' own lines go.
+ * @note Main thread (dlopen, the plugins' init). */
+int ph_suppliers_check(const ph_config *cfg, ph_logger *lg, ph_suppliers_report_fn report,
+                       void *arg, size_t *nfailed, ph_err *err);
 
 /* Copies up to max entries, in listing order, into out (caller-owned; may be
  * NULL when max is 0). Returns the number of suppliers in the set, which may be
@@ -102,7 +129,7 @@ size_t ph_suppliers_list(ph_suppliers *s, ph_supplier_info *out, size_t max);
 
 /* Takes a reference to the running supplier `id`. On PH_OK *out stays valid,
  * instance included, until ph_supplier_release, across any number of reloads.
- * Errors: PH_ENOTFOUND (no such supplier), PH_ESTATE (disabled or failed).
+ * Errors: PH_ENOTFOUND (no such supplier), PH_ESTATE (disabled, or in state error).
  * @note Thread-safe. */
 int ph_suppliers_acquire(ph_suppliers *s, const char *id, ph_supplier **out);
 

@@ -855,7 +855,10 @@ void h_write_file(const char *dir, const char *name, const char *text)
 {
     char path[400];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
+    /* 0600: a secret file anyone else may read is refused (plugin_loader.h) */
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    cr_assert(fd >= 0 && fchmod(fd, 0600) == 0, "cannot write %s", path);
+    FILE *f = fdopen(fd, "w");
     cr_assert(f, "cannot write %s", path);
     fputs(text, f);
     cr_assert(fclose(f) == 0, "cannot write %s", path);

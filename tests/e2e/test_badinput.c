@@ -282,6 +282,7 @@ Test(badinput, unknown_query_parameters_are_refused)
         {"GET", "/v1/products", "mall-token"},
         {"GET", "/v1/products/test.card", "mall-token"},
         {"POST", "/v1/batches?supplier=acme&sku=test.card&unit_cost=1.00", "ops-token"},
+        {"GET", "/v1/batches", "ops-token"},
         {"GET", "/v1/batches/1", "ops-token"},
         {"POST", "/v1/batches/1/void", "ops-token"},
         {"POST", "/v1/orders", "mall-token"},
@@ -306,8 +307,11 @@ Test(badinput, unknown_query_parameters_are_refused)
                                                     : "unknown parameter (the 1st"));
     }
     /* the case: a filter that does not exist does not list every order */
-    refused("GET", "/v1/orders?state=failed", "mall-token", NULL, NULL, 0, 400, "invalid_request",
-            "state", NEEDLES("unknown parameter (the 1st", "after, limit", "client_order_id"));
+    refused("GET", "/v1/orders?status=failed", "mall-token", NULL, NULL, 0, 400, "invalid_request",
+            "status", NEEDLES("unknown parameter (the 1st", "after, limit", "client_order_id"));
+    /* and a real filter's bad value is refused naming it, not read as "any" */
+    refused("GET", "/v1/orders?state=done", "mall-token", NULL, NULL, 0, 400, "invalid_request",
+            NULL, NEEDLES("state: expected processing, succeeded, failed or unknown"));
     refused("GET", "/v1/products?brand=testbrand&Brand=x", "mall-token", NULL, NULL, 0, 400,
             "invalid_request", "Brand", NEEDLES("unknown parameter (the 2nd"));
     refused("GET", "/v1/orders?limit=1&BI-1=1", "mall-token", NULL, NULL, 0, 400, "invalid_request",

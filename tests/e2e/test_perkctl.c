@@ -205,9 +205,12 @@ Test(perkctl, ops_flow_import_order_lookup_events_status)
     finish();
 }
 
-static const char *commands[] = {"import", "void",          "order",      "orders",    "order-get",
-                                 "lookup", "events",        "status",     "suppliers", "products",
-                                 "audit",  "discrepancies", "discrepancy"};
+/* Every command of perkctl: help_for_every_command checks that `perkctl
+ * --help` lists no other, so a new command cannot go without its test. */
+static const char *commands[] = {"batches", "stats",         "supplier",    "import",    "void",
+                                 "order",   "orders",        "order-get",   "settle",    "lookup",
+                                 "events",  "status",        "reconcile",   "suppliers", "ledger",
+                                 "report",  "discrepancies", "discrepancy", "products",  "audit"};
 
 Test(perkctl, help_for_every_command)
 {
@@ -236,7 +239,199 @@ Test(perkctl, help_for_every_command)
         snprintf(line, sizeof line, "\n  %s ", commands[i]);
         has(out, line);
     }
+    /* and it lists no command this test does not know */
+    const char *at = strstr(out, "\ncommands:\n");
+    cr_assert(at, "%s", out);
+    size_t listed = 0;
+    for (const char *l = at + 11; *l == ' ' && l[1] == ' ' && l[2] != ' '; listed++) {
+        char name[32] = "";
+        cr_assert(sscanf(l, " %31s", name) == 1);
+        int known = 0;
+        for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+            known |= !strcmp(name, commands[i]);
+        cr_assert(known, "perkctl --help lists '%s', which this test's command list lacks", name);
+        l = strchr(l, '\n');
+        cr_assert(l);
+        l++;
+    }
+    cr_assert_eq(listed, sizeof commands / sizeof commands[0], "%s", out);
     free(out), free(err);
+}
+
+/* Issue 14 item 9: orders with a client column and server-side filters, a
+ * mall's order by client and client order id, batches, stats, a supplier's
+ * catalog and balance, --version. */
+Test(perkctl, orders_filters_batches_stats_supplier_version)
+{
+    start();
+    char *out, *err;
+    const char *file = write_file("codes.csv", "code\nFLT-1\nFLT-2\nFLT-3\n");
+    int rc = PK("ops-token", NULL, &out, &err, "import", file, "--supplier", "acme", "--sku",
+                "test.card", "--cost", "19.80", "--note", "po 9");
+    cr_assert_eq(rc, 0, "%s%s", out, err);
+    free(out), free(err);
+    h_resp r = h_order(&D, "mall-token", "M-1", "test.card", 1);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    h_resp_free(&r);
+    r = h_order(&D, "other-token", "O-1", "test.card", 1);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    h_resp_free(&r);
+    r = h_post_json(&D, "/v1/orders", "mall-token",
+                    "{\"client_order_id\":\"M-2\",\"sku\":\"test.topup\",\"quantity\":1,"
+                    "\"account\":\"13800000002\",\"wait\":10}"); /* sandbox: refused */
+    cr_assert_eq(h_int(h_order_of(&r), "id"), 3, "%s", r.body);
+    cr_assert_str_eq(h_str(h_order_of(&r), "state"), "failed", "%s", r.body);
+    h_resp_free(&r);
+    r = h_order(&D, "mall-token", "M-3", "test.card", 1);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    h_resp_free(&r);
+
+    /* the client column, every client's for ops */
+    rc = PK("ops-token", NULL, &out, &err, "orders");
+    cr_assert_eq(rc, 0, "%s%s", out, err);
+    has(out, "ID  CLIENT     CLIENT_ORDER_ID  SKU         QTY  STATE      CREATED\n");
+    has(out, "\n1   mall       M-1 ");
+    has(out, "\n2   othermall  O-1 ");
+    has(out, "\n3   mall       M-2              test.topup  1    failed ");
+    free(out), free(err);
+    /* each filter, done by the server */
+    rc = PK("ops-token", NULL, &out, &err, "orders", "--client", "othermall");
+    cr_assert_eq(rc, 0, "%s%s", out, err);
+    has(out, "O-1");
+    lacks(out, "M-1"), lacks(out, "M-2"), lacks(out, "M-3");
+    free(out), free(err);
+    rc = PK("ops-token", NULL, &out, &err, "orders", "--state", "failed");
+    cr_assert_eq(rc, 0, "%s%s", out, err);
+    has(out, "M-2");
+    lacks(out, "M-1"), lacks(out, "O-1"), lacks(out, "M-3");
+    free(out), free(err);
+    rc = PK("ops-token", NULL, &out, &err, "orders", "--sku", "test.card", "--state", "succeeded",
+            "--client", "mall");
+    cr_assert_eq(rc, 0, "%s%s", out, err);
+    has(out, "M-1"), has(out, "M-3");
+    lacks(out, "M-2"), lacks(out, "O-1");
+    free(out), free(err);
+    rc = PK("ops-token", NULL, &out, &err, "orders", "--since", "2999-01-01T00:00:00Z");
+    cr_assert_eq(rc, 0, "%s%s", out, err);
+    cr_assert_str_eq(out, "no orders\n");
+    free(out), free(err);
+    rc = PK("ops-token", NULL, &out, &err, "orders", "--since", "2020-01-01T00:00:00+08:00",
+            "--client", "mall");
+    cr_assert_eq(rc, 0, "%s%s", out, err);
+    has(out, "M-1"), has(out, "M-2"), has(out, "M-3");
+    free(out), free(err);
+    /* a filtered page goes on from the last order it showed */
+    rc = PK("ops-token", NULL, &out, &err, "orders", "--client", "mall", "--state", "succeeded",
+            "--limit", "1");
+    cr_assert_eq(rc, 0, "%s%s", out, err);
+    has(out, "M-1"), lacks(out, "M-3");
+    has(out, "more: --after 1\n");
+    free(out), free(err);
+    rc = PK("ops-token", NULL, &out, &err, "orders", "--client", "mall", "--state", "succeeded",
+            "--limit", "1", "--after", "1");
+    cr_assert_eq(rc, 0, "%s%s", out, err);
+    has(out, "M-3"), lacks(out, "M-1"), lacks(out, "more:");
+    free(out), free(err);
+    /* the server says what is wrong with a filter */
+    rc = PK("ops-token", NULL, &out, &err, "orders", "--state", "done");
+    cr_assert_eq(rc, 1, "%s%s", out, err);
+    has(err, "invalid_request: state: expected processing, succeeded, failed or unknown");
+    free(out), free(err);
+    rc = PK("ops-token", NULL, &out, &err, "orders", "--since", "2026-12-01");
+    cr_assert_eq(rc, 1, "%s%s", out, err);
+    has(err, "since: expected an RFC 3339 time");
+    free(out), free(err);
+    /* a mall sees only its own: naming another client is refused */
+    rc = PK("mall-token", NULL, &out, &err, "orders");
+    cr_assert_eq(rc, 0, "%s%s", out, err);
+    lacks(out, "O-1"), has(out, "M-1");
+    free(out), free(err);
+    rc = PK("mall-token", NULL, &out, &err, "orders", "--client", "othermall");
+    cr_assert_eq(rc, 1, "%s%s", out, err);
+    has(err, "forbidden: client: only an ops token lists another client's orders");
+    free(out), free(err);
+
+    /* ops find a mall's order by the mall's own id */
+    rc = PK("ops-token", NULL, &out, &err, "order-get", "--client", "othermall",
+            "--client-order-id", "O-1");
+    cr_assert_eq(rc, 0, "%s%s", out, err);
+    has_kv(out, "order", "2");
+    has_kv(out, "client order", "O-1");
+    lacks(out, "FLT-"); /* ops never sees codes */
+    free(out), free(err);
+    rc = PK("mall-token", NULL, &out, &err, "order-get", "--client", "othermall",
+            "--client-order-id", "O-1");
+    cr_assert_eq(rc, 1, "%s%s", out, err);
+    has(err, "forbidden");
+    free(out), free(err);
+    rc = PK("ops-token", NULL, &out, &err, "order-get", "--client", "mall", "--client-order-id",
+            "O-1");
+    cr_assert_eq(rc, 1, "%s%s", out, err);
+    has(err, "not_found");
+    free(out), free(err);
+
+    /* batches */
+    rc = PK("ops-token", NULL, &out, &err, "batches");
+    cr_assert_eq(rc, 0, "%s%s", out, err);
+    has(out, "ID  SUPPLIER  SKU        COUNT  UNIT_COST  STATE   CREATED");
+    has(out, "\n1   acme      test.card  3      19.80      active  ");
+    has(out, "  po 9\n");
+    free(out), free(err);
+    rc = PK("ops-token", NULL, &out, &err, "batches", "show", "1");
+    cr_assert_eq(rc, 0, "%s%s", out, err);
+    has_kv(out, "batch", "1");
+    has_kv(out, "count", "3");
+    has_kv(out, "codes available", "0");
+    has_kv(out, "codes issued", "3");
+    lacks(out, "FLT-");
+    free(out), free(err);
+    rc = PK("ops-token", NULL, &out, &err, "batches", "show", "9");
+    cr_assert_eq(rc, 1, "%s%s", out, err);
+    has(err, "not_found");
+    free(out), free(err);
+
+    /* stats */
+    rc = PK("ops-token", NULL, &out, &err, "stats", "--since", "2020-01-01T00:00:00Z");
+    cr_assert_eq(rc, 0, "%s%s", out, err);
+    has_kv(out, "codes", "3");
+    has_kv(out, "orders", "4");
+    has(out, "orders since 2020-01-01T00:00:00.000Z: 4\n");
+    has(out, "  succeeded 3, failed 1, processing 0, unknown 0\n");
+    has(out, "\ntest.card  3         0          3       0       0\n");
+    has(out, "\nTOP_SKU ");
+    free(out), free(err);
+
+    /* a supplier's own catalog and our balance with it */
+    rc = PK("ops-token", NULL, &out, &err, "supplier", "balance", "sbx");
+    cr_assert_eq(rc, 0, "%s%s", out, err);
+    has(out, "balance with sbx: ");
+    free(out), free(err);
+    rc = PK("ops-token", NULL, &out, &err, "supplier", "catalog", "sbx");
+    cr_assert_eq(rc, 0, "%s%s", out, err);
+    has(out, "SUPPLIER_SKU ");
+    has(out, "sandbox.recharge ");
+    has(out, "test.topup"); /* our offer of it */
+    free(out), free(err);
+    rc = PK("ops-token", NULL, &out, &err, "supplier", "balance", "acme");
+    cr_assert_eq(rc, 1, "the example plugin has no balance: %s%s", out, err);
+    has(err, "unsupported");
+    free(out), free(err);
+    rc = PK("ops-token", NULL, &out, &err, "supplier", "balance", "../x");
+    cr_assert_eq(rc, 2, "%s%s", out, err);
+    free(out), free(err);
+
+    /* --version: ours, and the server's when it answers */
+    rc = PK(NULL, NULL, &out, &err, "--version");
+    cr_assert_eq(rc, 0, "%s%s", out, err);
+    char want[160];
+    snprintf(want, sizeof want, "perkctl 0.1.0\nperkhubd 0.1.0 (http://127.0.0.1:%u)\n", D.port);
+    cr_assert_str_eq(out, want);
+    free(out), free(err);
+    rc = pk_url("http://127.0.0.1:1", NULL, NULL, &out, &err, "--version", NULL);
+    cr_assert_eq(rc, 0, "%s%s", out, err);
+    cr_assert_str_eq(out, "perkctl 0.1.0\nperkhubd: not reachable at http://127.0.0.1:1\n");
+    free(out), free(err);
+    finish();
 }
 
 /* Log lines of requests to path, e.g. "path=/v1/orders ". */

@@ -57,8 +57,14 @@ example=$root$etc/perkhub/perkhub.yaml.example
 grep -qx "plugin_dir: $prefix/lib/perkhub/plugins #.*" "$example" ||
     fail "the installed example config does not name $prefix/lib/perkhub/plugins"
 [ "$(grep -c '^plugin_dir:' "$example")" = 1 ] || fail "the example config has not one plugin_dir"
-"$root$prefix/sbin/perkhubd" --check-config "$example" >"$tmp/check.out" 2>&1 ||
-    fail "--check-config on the installed example: $(cat "$tmp/check.out")"
+# --check-config starts each supplier as a start would: in a DESTDIR the plugins
+# are not yet where the example says and its secret files do not exist, so its
+# suppliers may be named (they would run in state error, none is required); the
+# YAML itself must pass, and nothing else may be wrong.
+"$root$prefix/sbin/perkhubd" --check-config "$example" >"$tmp/check.out" 2>&1 || true
+grep -q "would start with .* in state error\|: ok (" "$tmp/check.out" &&
+    ! grep -v "^$example:[0-9]*:[0-9]*: suppliers\[[0-9]*\]\|would start with" "$tmp/check.out" |
+    grep -q . || fail "--check-config on the installed example: $(cat "$tmp/check.out")"
 "$root$prefix/sbin/perkhubd" --describe-plugin sandbox --plugin-dir "$root$prefix/lib/perkhub/plugins" \
     >/dev/null || fail "the installed sandbox plugin does not load"
 

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -824,6 +825,7 @@ Test(suppliers, apply_is_all_or_nothing)
             supplier("s3", "good", 1, 0, NULL, 0),
             supplier("s4", cases[i].plugin, 1, 0, kv, kv ? 1 : 0),
         };
+        v2[2].required = 1; /* a required supplier that cannot start fails the apply */
         ph_config c2 = config_of(v2, NKV(v2));
         memset(&err, 0, sizeof err);
         int rc = ph_suppliers_apply(s, &c2, &err);
@@ -875,12 +877,147 @@ Test(suppliers, duplicate_id_and_no_plugin_dir)
     cr_assert_str_eq(err.msg, "supplier 's1' is configured twice");
     c.nsuppliers = 1;
     c.plugin_dir = NULL;
+    v[0].required = 1;
     cr_assert_eq(ph_suppliers_apply(s, &c, &err), PH_EINVAL);
     cr_assert(strstr(err.msg, "supplier 's1': plugin 'good': no plugin directory configured"), "%s",
               err.msg);
     cr_assert_eq(ph_suppliers_list(s, NULL, 0), 0);
     cr_assert_eq(log_count("msg=plugin.init", NULL, NULL), 0);
     ph_suppliers_destroy(s);
+}
+
+/* A supplier that cannot start and is not required: the apply goes through
+ * with it in state error (why in its listing; acquire refuses it, so routing
+ * skips it), and the next apply that fixes it starts it. A running supplier
+ * whose new config cannot start is not taken down: that apply fails. */
+Test(suppliers, failing_supplier_is_error_not_fatal)
+{
+    ph_suppliers *s = NULL;
+    ph_err err = {0};
+    cr_assert_eq(ph_suppliers_create(&lg, &s, &err), PH_OK);
+    ph_kv badkey[] = {KV("lable", "x")}, unset[] = {KV("api_key", "env:PH_TEST_UNSET_VAR_9")};
+    unsetenv("PH_TEST_UNSET_VAR_9");
+    ph_supplier_conf v[] = {
+        supplier("ok", "good", 1, 0, NULL, 0),
+        supplier("nofile", "no_such_plugin", 1, 0, NULL, 0),
+        supplier("typo", "good", 1, 0, badkey, NKV(badkey)),
+        supplier("env", "needs_config", 1, 0, unset, NKV(unset)),
+    };
+    ph_config c = config_of(v, NKV(v));
+    cr_assert_eq(ph_suppliers_apply(s, &c, &err), PH_OK, "%s", err.msg);
+    ph_supplier_info info[4];
+    cr_assert_eq(ph_suppliers_list(s, info, 4), 4);
+    static const char *const says[] = {"", "plugin 'no_such_plugin' (",
+                                       "config key 'lable' is not known",
+                                       "environment variable PH_TEST_UNSET_VAR_9 is not set"};
+    for (size_t i = 0; i < 4; i++) {
+        cr_assert_str_eq(info[i].id, v[i].id);
+        cr_assert_str_eq(info[i].state, i ? PH_SUPPLIER_ERROR : PH_SUPPLIER_READY, "%s",
+                         info[i].id);
+        cr_assert(strstr(info[i].error, says[i]), "%s: \"%s\"", info[i].id, info[i].error);
+        ph_supplier *sup = NULL;
+        cr_assert_eq(ph_suppliers_acquire(s, v[i].id, &sup), i ? PH_ESTATE : PH_OK);
+        ph_supplier_release(sup);
+    }
+    cr_assert_eq(log_count("supplier.start_failed", NULL, NULL), 3, "%s", log_text());
+    cr_assert_eq(log_count("suppliers.applied", "failed=3", NULL), 1, "%s", log_text());
+
+    /* fixed: the next apply starts it */
+    setenv("PH_TEST_UNSET_VAR_9", "0123456789", 1);
+    cr_assert_eq(ph_suppliers_apply(s, &c, &err), PH_OK, "%s", err.msg);
+    ph_supplier *sup = NULL;
+    cr_assert_eq(ph_suppliers_acquire(s, "env", &sup), PH_OK);
+    ph_supplier_release(sup);
+
+    /* a running supplier broken by a reload keeps running: the apply fails */
+    unsetenv("PH_TEST_UNSET_VAR_9");
+    void *before = instance_of(s, "env");
+    cr_assert_eq(ph_suppliers_apply(s, &c, &err), PH_EINVAL);
+    cr_assert(strstr(err.msg, "supplier 'env' runs, and its new configuration cannot start"), "%s",
+              err.msg);
+    cr_assert_eq(instance_of(s, "env"), before);
+    ph_suppliers_destroy(s);
+}
+
+/* --check-config's path: every problem of every supplier, several per supplier. */
+static void collect(void *arg, const ph_supplier_conf *sc, const char *problem)
+{
+    (void)sc;
+    char *buf = arg;
+    strncat(buf, problem, 4096 - strlen(buf) - 2);
+    strcat(buf, "\n");
+}
+
+Test(suppliers, check_reports_every_problem)
+{
+    ph_kv bad[] = {KV("lable", "x"), KV("limit", "ten")};
+    ph_supplier_conf v[] = {
+        supplier("ok", "good", 1, 0, NULL, 0),
+        supplier("typo", "good", 1, 0, bad, NKV(bad)),
+        supplier("nofile", "no_such_plugin", 1, 0, NULL, 0),
+    };
+    ph_config c = config_of(v, NKV(v));
+    char got[4096] = "";
+    size_t failed = 0;
+    ph_err err = {0};
+    cr_assert_eq(ph_suppliers_check(&c, &lg, collect, got, &failed, &err), PH_OK, "%s", err.msg);
+    cr_assert_eq(failed, 2);
+    cr_assert(strstr(got, "suppliers[1].config.lable: supplier 'typo': config key 'lable'"), "%s",
+              got);
+    cr_assert(strstr(got, "suppliers[1].config.limit: supplier 'typo': config key 'limit'"), "%s",
+              got);
+    cr_assert(strstr(got, "suppliers[2].plugin: supplier 'nofile': plugin 'no_such_plugin'"), "%s",
+              got);
+    /* what it started, it stopped */
+    cr_assert_eq(log_count("msg=plugin.init supplier=ok", NULL, NULL),
+                 log_count("msg=plugin.shutdown supplier=ok", NULL, NULL));
+    v[2].required = 1;
+    got[0] = 0;
+    cr_assert_eq(ph_suppliers_check(&c, &lg, collect, got, &failed, &err), PH_ENOTFOUND);
+    cr_assert(strstr(err.msg, "supplier 'nofile' is required and cannot start"), "%s", err.msg);
+    cr_assert(strstr(got, "config key 'limit'"), "every problem still reported: %s", got);
+}
+
+/* A secret file is read only when it is a regular file of mode 0600 or
+ * stricter: group- or world-readable, or a directory, is refused naming the
+ * file and its mode, never its content. */
+Test(loader, secret_file_mode_and_kind)
+{
+    char path[] = "/tmp/ph-test-secret-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, "s3cr3t\n", 7), 7);
+    close(fd);
+    char ref[64];
+    snprintf(ref, sizeof ref, "file:%s", path);
+    ph_plugin *p = NULL;
+    ph_err err = {0};
+    cr_assert_eq(ph_plugin_open(fixture_dir(), "needs_config", &p, &err), PH_OK, "%s", err.msg);
+    ph_kv kv[] = {KV("api_key", ref)};
+    ph_plugin_conf *conf = NULL;
+    static const struct {
+        mode_t mode;
+        int rc;
+    } cases[] = {{0600, PH_OK},     {0400, PH_OK},     {0640, PH_EINVAL},
+                 {0644, PH_EINVAL}, {0604, PH_EINVAL}, {0620, PH_EINVAL}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cr_assert_eq(chmod(path, cases[i].mode), 0);
+        int rc = ph_plugin_conf_resolve(p, "acme", kv, NKV(kv), &conf, &err);
+        cr_assert_eq(rc, cases[i].rc, "mode %04o: %s", (unsigned)cases[i].mode, err.msg);
+        if (rc == PH_OK) {
+            ph_plugin_conf_free(conf);
+            continue;
+        }
+        char says[64];
+        snprintf(says, sizeof says, "is mode %04o: others than its owner", (unsigned)cases[i].mode);
+        cr_assert(strstr(err.msg, says) && strstr(err.msg, path), "%s", err.msg);
+        cr_assert_null(strstr(err.msg, "s3cr3t"));
+    }
+    unlink(path);
+    ph_kv dir[] = {KV("api_key", "file:/tmp")};
+    cr_assert_eq(ph_plugin_conf_resolve(p, "acme", dir, NKV(dir), &conf, &err), PH_EINVAL);
+    cr_assert(strstr(err.msg, "secret file /tmp is not a regular file"), "%s", err.msg);
+    ph_plugin_close(p);
 }
 
 /* A reference taken before a reload keeps the instance alive after it. */

@@ -424,8 +424,9 @@ static void env_up(void)
     snprintf(web, sizeof web, "http://127.0.0.1:%u/t", E.s.port);
     snprintf(refused, sizeof refused, "http://127.0.0.1:%u/t", closed_port());
     snprintf(ftp, sizeof ftp, "ftp://127.0.0.1:%u/t", E.s.port);
-    ph_kv kv_web = {"url", web}, kv_ref = {"url", refused}, kv_ftp = {"url", ftp},
-          kv_bad = {"url", "http://[::1"}, kv_hole = {"url", hole};
+    ph_kv kv_web = {.key = "url", .value = web}, kv_ref = {.key = "url", .value = refused},
+          kv_ftp = {.key = "url", .value = ftp}, kv_bad = {.key = "url", .value = "http://[::1"},
+          kv_hole = {.key = "url", .value = hole};
     ph_supplier_conf sc[] = {
         {.id = "web", .plugin = "sio_http", .enabled = 1, .config = &kv_web, .nconfig = 1},
         {.id = "refused", .plugin = "sio_http", .enabled = 1, .config = &kv_ref, .nconfig = 1},

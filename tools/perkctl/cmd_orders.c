@@ -136,14 +136,21 @@ int pk_cmd_order(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 
 int pk_cmd_orders(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 {
-    enum { O_AFTER = 256, O_LIMIT };
+    enum { O_AFTER = 256, O_LIMIT, O_STATE, O_CLIENT, O_SKU, O_SINCE };
     static const struct option opts[] = {
         {"after", required_argument, NULL, O_AFTER},
         {"limit", required_argument, NULL, O_LIMIT},
+        {"state", required_argument, NULL, O_STATE},
+        {"client", required_argument, NULL, O_CLIENT},
+        {"sku", required_argument, NULL, O_SKU},
+        {"since", required_argument, NULL, O_SINCE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *after = NULL, *limit = NULL;
+    /* the filters go to the server as they are: it checks them and says what
+     * is wrong (GET /v1/orders), one answer for every client */
+    const char *after = NULL, *limit = NULL, *state = NULL, *client = NULL, *sku = NULL,
+               *since = NULL;
     long long v;
     int c;
 
@@ -162,6 +169,18 @@ int pk_cmd_orders(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
                 return pk_usage_error(cmd, "--limit: expected a number >= 1, got '%s'", optarg);
             limit = optarg;
             break;
+        case O_STATE:
+            state = optarg;
+            break;
+        case O_CLIENT:
+            client = optarg;
+            break;
+        case O_SKU:
+            sku = optarg;
+            break;
+        case O_SINCE:
+            since = optarg;
+            break;
         case 'h':
             return pk_help(cmd);
         default:
@@ -171,8 +190,9 @@ int pk_cmd_orders(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
     if (optind < argc)
         return pk_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
 
-    const pkh_param query[] = {{"after", after}, {"limit", limit}};
-    pkh_request req = {.method = "GET", .path = "/v1/orders", .query = query, .nquery = 2};
+    const pkh_param query[] = {{"after", after},   {"limit", limit}, {"state", state},
+                               {"client", client}, {"sku", sku},     {"since", since}};
+    pkh_request req = {.method = "GET", .path = "/v1/orders", .query = query, .nquery = 6};
     pkh_response resp;
     int rc = pk_call(ctx, &req, &resp);
     if (ctx->json)
@@ -188,14 +208,15 @@ int pk_cmd_orders(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
         fputs("no orders\n", stdout);
     } else {
         pk_table t;
-        pk_table_init(
-            &t, 6,
-            (const char *const[]){"ID", "CLIENT_ORDER_ID", "SKU", "QTY", "STATE", "CREATED"});
+        pk_table_init(&t, 7,
+                      (const char *const[]){"ID", "CLIENT", "CLIENT_ORDER_ID", "SKU", "QTY",
+                                            "STATE", "CREATED"});
         json_array_foreach(orders, i, o)
         {
-            char id[32], qty[32], b[4][32];
+            char id[32], qty[32], b[5][32];
             pk_table_add(&t, (const char *const[]){
                                  pk_field(o, "id", id, sizeof id),
+                                 pk_field(o, "client", b[4], sizeof b[4]),
                                  pk_field(o, "client_order_id", b[0], sizeof b[0]),
                                  pk_field(o, "sku", b[1], sizeof b[1]),
                                  pk_field(o, "quantity", qty, sizeof qty),
@@ -216,13 +237,14 @@ int pk_cmd_orders(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 
 int pk_cmd_order_get(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 {
-    enum { O_CLIENT_ORDER_ID = 256 };
+    enum { O_CLIENT_ORDER_ID = 256, O_CLIENT };
     static const struct option opts[] = {
         {"client-order-id", required_argument, NULL, O_CLIENT_ORDER_ID},
+        {"client", required_argument, NULL, O_CLIENT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *id = NULL, *client_order_id = NULL;
+    const char *id = NULL, *client_order_id = NULL, *client = NULL;
     int c;
 
     optind = 0;
@@ -236,6 +258,9 @@ int pk_cmd_order_get(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv
         case O_CLIENT_ORDER_ID:
             client_order_id = optarg;
             break;
+        case O_CLIENT:
+            client = optarg;
+            break;
         case 'h':
             return pk_help(cmd);
         default:
@@ -246,6 +271,8 @@ int pk_cmd_order_get(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv
         return pk_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
     if (!id == !client_order_id)
         return pk_usage_error(cmd, "give either an order ID or --client-order-id");
+    if (client && !client_order_id)
+        return pk_usage_error(cmd, "--client goes with --client-order-id");
 
     char path[64] = "/v1/orders";
     long long order_id;
@@ -256,8 +283,8 @@ int pk_cmd_order_get(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv
     } else if (!*client_order_id) {
         return pk_usage_error(cmd, "--client-order-id: must not be empty");
     }
-    const pkh_param query[] = {{"client_order_id", client_order_id}};
-    pkh_request req = {.method = "GET", .path = path, .query = query, .nquery = 1};
+    const pkh_param query[] = {{"client_order_id", client_order_id}, {"client", client}};
+    pkh_request req = {.method = "GET", .path = path, .query = query, .nquery = 2};
     pkh_response resp;
     int rc = pk_call(ctx, &req, &resp);
     if (ctx->json)

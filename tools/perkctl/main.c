@@ -24,6 +24,7 @@
 static const char global_usage[] =
     "usage: perkctl [--url URL] [--token TOKEN] [--timeout SECONDS] [--json]\n"
     "               [--cacert FILE] [--cert FILE --key FILE] COMMAND [ARGS]\n"
+    "       perkctl [--url URL] --version\n"
     "\n"
     "perkctl is the operator's command line for perkhubd's HTTP API.\n"
     "\n"
@@ -39,6 +40,7 @@ static const char global_usage[] =
     "  --cert FILE, --key FILE\n"
     "                     https: present this client certificate and key (PEM; env\n"
     "                     PERKHUB_CERT, PERKHUB_KEY): a client with cert_sha256 needs it\n"
+    "  --version          print perkctl's version and, when the server answers, its own\n"
     "\n"
     "commands:\n";
 
@@ -83,6 +85,20 @@ static const pk_cmd commands[] = {
      "  voided batch 3: 1200 codes voided, 1 affected order\n"
      "  ORDER  CLIENT  CLIENT_ORDER_ID\n"
      "  7      mall    A-1\n"},
+    {"batches", pk_cmd_batches, "list the batches of codes, or show one",
+     "usage: perkctl batches [list] [--after ID] [--limit N]\n"
+     "       perkctl batches show ID\n"
+     "\n"
+     "list: every batch, oldest first (GET /v1/batches): supplier, SKU, how many codes,\n"
+     "unit cost, active or voided, when, the note. When there are more, the last line\n"
+     "says where to continue: \"more: --after ID\".\n"
+     "show: one batch with its codes counted by state (GET /v1/batches/ID).\n"
+     "Needs an ops token.\n"
+     "\n"
+     "example:\n"
+     "  $ perkctl batches\n"
+     "  ID  SUPPLIER  SKU            COUNT  UNIT_COST  STATE   CREATED                   NOTE\n"
+     "  1   sandbox   iqiyi.gold.1m  1000   19.80      active  2026-12-06T08:00:00.000Z  demo\n"},
     {"order", pk_cmd_order, "order card codes (idempotent on --id)",
      "usage: perkctl order --sku SKU --id CLIENT_ORDER_ID [--qty N]\n"
      "\n"
@@ -107,31 +123,42 @@ static const pk_cmd commands[] = {
      "  ...\n"
      "  codes:\n"
      "  IQY-FC90-A0B7-3200  card_no=881000001  expires_at=2027-12-31T15:59:59.999Z\n"},
-    {"orders", pk_cmd_orders, "list your orders, oldest first",
-     "usage: perkctl orders [--after ID] [--limit N]\n"
+    {"orders", pk_cmd_orders, "list orders, oldest first, with filters",
+     "usage: perkctl orders [--state STATE] [--client NAME] [--sku SKU] [--since TIME]\n"
+     "                      [--after ID] [--limit N]\n"
      "\n"
-     "Lists the token's own orders in ascending id, without codes (GET /v1/orders).\n"
+     "Lists orders in ascending id, without codes (GET /v1/orders): the token's own,\n"
+     "or with an ops token every client's.\n"
      "\n"
-     "  --after ID   only orders with an id above ID (the next page)\n"
-     "  --limit N    at most N orders\n"
+     "  --state STATE   only processing, succeeded, failed or unknown orders\n"
+     "  --client NAME   only this client's (ops; another token may name only itself)\n"
+     "  --sku SKU       only orders of this product\n"
+     "  --since TIME    only orders created at or after TIME (RFC 3339,\n"
+     "                  2026-12-06T00:00:00+08:00)\n"
+     "  --after ID      only orders with an id above ID (the next page)\n"
+     "  --limit N       at most N orders (1 to 1000, default 100)\n"
      "\n"
-     "When there are more, the last line says where to continue: \"more: --after ID\".\n"
+     "When there are more, the last line says where to continue: \"more: --after ID\"\n"
+     "(with the same filters). A page can hold fewer than N orders when the filters\n"
+     "skip many: the server reads a bounded number per request.\n"
      "\n"
      "example:\n"
-     "  $ perkctl orders --limit 2\n"
-     "  ID  CLIENT_ORDER_ID  SKU            QTY  STATE      CREATED\n"
-     "  1   A-1              iqiyi.gold.1m  2    succeeded  2026-11-24T19:42:00.123Z\n"
-     "  2   A-3              iqiyi.gold.1m  1    succeeded  2026-11-24T19:43:10.002Z\n"
+     "  $ perkctl orders --state succeeded --limit 2\n"
+     "  ID  CLIENT  CLIENT_ORDER_ID  SKU            QTY  STATE      CREATED\n"
+     "  1   mall    A-1              iqiyi.gold.1m  2    succeeded  2026-11-24T19:42:00.123Z\n"
+     "  2   mall    A-3              iqiyi.gold.1m  1    succeeded  2026-11-24T19:43:10.002Z\n"
      "  more: --after 2\n"},
     {"order-get", pk_cmd_order_get, "show one order (with codes, to its owner)",
      "usage: perkctl order-get ID\n"
-     "       perkctl order-get --client-order-id CLIENT_ORDER_ID\n"
+     "       perkctl order-get --client-order-id CLIENT_ORDER_ID [--client NAME]\n"
      "\n"
      "Shows one order: GET /v1/orders/ID, or GET /v1/orders?client_order_id=... for\n"
-     "your own id. The client that placed it sees its codes; ops sees it without.\n"
+     "your own id; with --client (an ops token), a mall's order by the mall's own id.\n"
+     "The client that placed it sees its codes; ops sees it without.\n"
      "\n"
-     "example:\n"
-     "  $ perkctl order-get 1\n"},
+     "examples:\n"
+     "  $ perkctl order-get 1\n"
+     "  $ PERKHUB_TOKEN=$OPS_TOKEN perkctl order-get --client mall --client-order-id A-1\n"},
     {"settle", pk_cmd_settle, "settle a stuck order by hand (ops; never sent to a supplier)",
      "usage: perkctl settle ORDER_ID --outcome succeeded|failed --note TEXT\n"
      "                      [--charged AMOUNT] [--supplier-order-id ID]\n"
@@ -202,6 +229,21 @@ static const pk_cmd commands[] = {
      "  health:        ok\n"
      "  ready:         ready\n"
      "  ...\n"},
+    {"stats", pk_cmd_stats, "counters, stock per SKU and orders since a moment",
+     "usage: perkctl stats [--since TIME]\n"
+     "\n"
+     "Codes, orders and the writer's counters and stock per SKU (GET /v1/stats); the\n"
+     "orders created since TIME by state, the open ones and the top SKUs\n"
+     "(GET /v1/stats/orders). Needs an ops token.\n"
+     "\n"
+     "  --since TIME   RFC 3339 (2026-12-06T00:00:00+08:00); default the start of\n"
+     "                 today in UTC+08:00\n"
+     "\n"
+     "example:\n"
+     "  $ perkctl stats\n"
+     "  codes:         3000\n"
+     "  orders:        2\n"
+     "  ...\n"},
     {"reconcile", pk_cmd_reconcile, "match a supplier's statement against our attempts",
      "usage: perkctl reconcile SUPPLIER FILE --from DATE --to DATE\n"
      "       perkctl reconcile SUPPLIER --fetch --from DATE --to DATE\n"
@@ -233,6 +275,19 @@ static const pk_cmd commands[] = {
      "  $ perkctl suppliers\n"
      "  ID       PLUGIN   VERSION  ABI  ENABLED  PRIORITY  STATE  BREAKER  IN_FLIGHT  ERROR\n"
      "  sandbox  sandbox  1.1.0    1.2  true     10        ready  closed   0          -\n"},
+    {"supplier", pk_cmd_supplier, "ask a supplier for its catalog or our balance",
+     "usage: perkctl supplier catalog ID\n"
+     "       perkctl supplier balance ID\n"
+     "\n"
+     "Asks the running supplier ID directly, through its plugin: catalog lists its\n"
+     "products (GET /v1/suppliers/ID/catalog) beside our offers of each (flagged when\n"
+     "its price is above our configured cost); balance is our prepaid balance with it\n"
+     "(GET /v1/suppliers/ID/balance). A supplier whose plugin cannot do it answers\n"
+     "unsupported. Needs an ops token.\n"
+     "\n"
+     "example:\n"
+     "  $ perkctl supplier balance sandbox\n"
+     "  balance with sandbox: 10000.00\n"},
     {"ledger", pk_cmd_ledger, "the money booked per order: supplier costs and sales",
      "usage: perkctl ledger [--from WHEN] [--to WHEN] [--supplier ID] [--client NAME]\n"
      "                      [--sku SKU] [--after SEQ] [--limit N] [--csv]\n"
@@ -389,21 +444,17 @@ int main(int argc, char **argv)
 {
     ph_json_alloc_install(); /* before any jansson call: answers hold codes */
     static const struct option opts[] = {
-        {"url", required_argument, NULL, 'u'},
-        {"token", required_argument, NULL, 't'},
-        {"timeout", required_argument, NULL, 'T'},
-        {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},
-        {"cacert", required_argument, NULL, 'A'},
-        {"cert", required_argument, NULL, 'E'},
-        {"key", required_argument, NULL, 'K'},
-        {NULL, 0, NULL, 0},
+        {"url", required_argument, NULL, 'u'},     {"token", required_argument, NULL, 't'},
+        {"timeout", required_argument, NULL, 'T'}, {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},          {"cacert", required_argument, NULL, 'A'},
+        {"cert", required_argument, NULL, 'E'},    {"key", required_argument, NULL, 'K'},
+        {"version", no_argument, NULL, 'V'},       {NULL, 0, NULL, 0},
     };
     const char *cacert = getenv_set("PERKHUB_CACERT"), *cert = getenv_set("PERKHUB_CERT");
     const char *key = getenv_set("PERKHUB_KEY");
     const char *url = getenv_set("PERKHUB_URL"), *token = getenv_set("PERKHUB_TOKEN");
     const char *timeout = NULL;
-    int json = 0, c;
+    int json = 0, version = 0, c;
 
     /* '+': stop at the command name; its options are the command's business. */
     while ((c = getopt_long(argc, argv, "+:h", opts, NULL)) != -1) {
@@ -432,20 +483,25 @@ int main(int argc, char **argv)
         case 'h':
             print_global_usage(stdout);
             return PK_EXIT_OK;
+        case 'V':
+            version = 1;
+            break;
         default:
             return pk_getopt_error(NULL, c, argv);
         }
     }
-    if (optind >= argc) {
+    if (version && optind < argc)
+        return pk_usage_error(NULL, "--version takes no command (got '%s')", argv[optind]);
+    if (optind >= argc && !version) {
         print_global_usage(stderr);
         return PK_EXIT_USAGE;
     }
 
-    const char *name = argv[optind];
-    if (strcmp(name, "help") == 0)
+    const char *name = version ? NULL : argv[optind];
+    if (name && strcmp(name, "help") == 0)
         return run_help(argc - optind, argv + optind);
-    const pk_cmd *cmd = find_command(name);
-    if (!cmd)
+    const pk_cmd *cmd = name ? find_command(name) : NULL;
+    if (name && !cmd)
         return pk_usage_error(NULL, "unknown command '%s'", name);
 
     if (!url)
@@ -493,7 +549,7 @@ int main(int argc, char **argv)
         return PK_EXIT_REFUSED;
     }
     /* The command re-initialises getopt (optind = 0) for its own options. */
-    int rc = cmd->run(&ctx, cmd, argc - optind, argv + optind);
+    int rc = version ? pk_print_version(&ctx) : cmd->run(&ctx, cmd, argc - optind, argv + optind);
     curl_global_cleanup();
     free(base);
 

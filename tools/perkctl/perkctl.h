@@ -83,7 +83,15 @@ pk_cmd_fn pk_cmd_status;        /* cmd_status.c */
 pk_cmd_fn pk_cmd_suppliers;     /* cmd_status.c */
 pk_cmd_fn pk_cmd_products;      /* cmd_products.c */
 pk_cmd_fn pk_cmd_discrepancies; /* cmd_discrep.c */
-pk_cmd_fn pk_cmd_discrepancy;   /* cmd_discrep.c */
+pk_cmd_fn pk_cmd_batches;       /* cmd_ops.c */
+pk_cmd_fn pk_cmd_stats;         /* cmd_ops.c */
+pk_cmd_fn pk_cmd_supplier;      /* cmd_ops.c */
+
+/* `perkctl --version`: perkctl's version, then the server's when it answers
+ * GET /v1/health (else says it is not reachable). Returns PK_EXIT_OK.
+ * cmd_ops.c. */
+int pk_print_version(const pk_ctx *ctx);
+pk_cmd_fn pk_cmd_discrepancy; /* cmd_discrep.c */
 
 /* ---- option parsing (common.c) ------------------------------------------- */
 
