@@ -217,6 +217,17 @@ long long h_ref_order(const char *ref);
 const char *h_sim_supplier_yaml(const h_sim *s, const char *id, const char *protocol,
                                 const char *fields, const char *config_extra, char *out, size_t n);
 
+/* The ledger against the simulator's own charges (issue 11: every e2e test that
+ * moves money ends with it): for every order of this daemon (its references'
+ * prefix) that supsim holds, the ledger's supplier cost at the suppliers whose
+ * plugin speaks supsim's protocols (gateway, rewards) -- supplier_cost plus
+ * cost_correction entries of attempts, not codes from local stock -- equals
+ * supsim's charged_fen; an order supsim never charged has none. Polls for up to
+ * 10 s (a recharge supsim completes late is booked when perkhub hears of it),
+ * then fails naming the orders. The daemon must be running. Returns how many
+ * of its orders supsim charged. */
+int h_ledger_matches_sim(const h_daemon *d, const h_sim *s);
+
 /* ---- small shared pieces of the supplier tests ------------------------------ */
 
 /* Writes text to dir/name (replacing it); asserts that it could. */

@@ -60,15 +60,23 @@ static void start(const char *fields, const char *cost, const char *top)
              "products:\n"
              "  - sku: gw.topup\n    name: Top-up via gateway\n    brand: telco\n"
              "    category: telecom\n    delivery: recharge\n    face_value: \"50.00\"\n"
-             "    offers:\n      - {supplier: gateway, supplier_sku: \"20001\", cost: \"%s\"}\n",
+             "    price: \"55.00\"\n    offers:\n      - {supplier: gateway, supplier_sku: "
+             "\"20001\", cost: \"%s\"}\n",
              top ? top : "", gw, cost);
     h_setup_custom(&D, BODY, NULL);
     cr_assert(h_start(&D) == 0, "perkhubd did not start");
 }
 
+/* The ledger books what supsim charged; stopped cleanly, the store passes
+ * --check-store (ledger, discrepancy, audit invariants). */
 static void stop(void)
 {
+    h_ledger_matches_sim(&D, &S);
     h_stop_clean(&D);
+    char *out = NULL;
+    int rc = h_check_store(&D, &out);
+    cr_assert_eq(rc, 0, "--check-store: %s", out ? out : "");
+    free(out);
     h_cleanup(&D);
     h_sim_stop(&S);
 }
@@ -176,6 +184,73 @@ static json_t *side(json_t *d, const char *which)
     json_t *s = json_object_get(d, which);
     cr_assert(json_is_object(s), "no %s in the discrepancy", which);
     return s;
+}
+
+/* The totals of GET /v1/reports over yesterday..tomorrow (caller decrefs). */
+static json_t *report_totals(void)
+{
+    char from[16], to[16], at[40], path[128];
+    h_rfc3339(h_wall_ms() - 86400000LL, at, sizeof at);
+    snprintf(from, sizeof from, "%.10s", at);
+    h_rfc3339(h_wall_ms() + 2 * 86400000LL, at, sizeof at);
+    snprintf(to, sizeof to, "%.10s", at);
+    snprintf(path, sizeof path, "/v1/reports?from=%s&to=%s", from, to);
+    h_resp r = h_get(&D, path, "ops-token");
+    cr_assert_eq(r.status, 200, "GET %s: %ld %s", path, r.status, r.body);
+    json_t *t = json_incref(json_object_get(r.json, "totals"));
+    h_resp_free(&r);
+    return t;
+}
+
+static void expect_totals(long long revenue, long long cost, long long ok, long long failed)
+{
+    char b[512];
+    json_t *t = report_totals();
+    json_t *n = json_object_get(t, "orders");
+    cr_assert(h_int(t, "revenue_fen") == revenue && h_int(t, "cost_fen") == cost &&
+                  h_int(n, "succeeded") == ok && h_int(n, "failed") == failed,
+              "report totals %s, want revenue %lld cost %lld succeeded %lld failed %lld",
+              h_dump(t, b, sizeof b), revenue, cost, ok, failed);
+    json_decref(t);
+}
+
+/* The ledger's entries of order id as "kind:amount_fen " words, in order. */
+static void ledger_of(long long id, char *out, size_t n)
+{
+    h_resp r = h_get(&D, "/v1/ledger?limit=1000", "ops-token");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    size_t i, used = 0;
+    json_t *e;
+    out[0] = 0;
+    json_array_foreach(json_object_get(r.json, "entries"), i, e)
+    {
+        if (h_int(e, "order_id") != id)
+            continue;
+        int w =
+            snprintf(out + used, n - used, "%s:%lld ", h_str(e, "kind"), h_int(e, "amount_fen"));
+        cr_assert(w > 0 && (size_t)w < n - used, "ledger of order %lld too long", id);
+        used += (size_t)w;
+    }
+    h_resp_free(&r);
+}
+
+/* How many audit records of `action` name discrepancy did. */
+static int audits_of(const char *action, long long did)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/v1/audit?action=%s&limit=1000", action);
+    h_resp r = h_get(&D, path, "ops-token");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    int n = 0;
+    size_t i;
+    json_t *a;
+    json_array_foreach(json_object_get(r.json, "audit"), i, a)
+    {
+        json_t *id = json_object_get(json_object_get(a, "what"), "discrepancy_id");
+        n += json_integer_value(id) == did;
+    }
+    h_resp_free(&r);
+    return n;
 }
 
 /* ---- Found 1: a late success after the not-found window ----------------------- */
@@ -298,11 +373,31 @@ Test(discrepancies, late_requery_catches_a_late_success_after_restart)
     json_t *d = wait_discrepancy(id, "query", 30000);
     cr_assert_str_eq(h_str(side(d, "ours"), "state"), "failed");
     cr_assert_str_eq(h_str(side(d, "theirs"), "state"), "succeeded");
+    long long did = h_int(d, "id");
     json_decref(d);
     json_t *o = h_order_get(&D, id, "ops-token");
     cr_assert_str_eq(h_str(o, "state"), "failed", "the order moved by itself");
     json_decref(o);
     cr_assert_eq(health_open(), 1);
+
+    /* a failed order books nothing; accepting the supplier's success books its
+     * charge and the sale, in the ledger and in the day's report, once */
+    char led[256];
+    ledger_of(id, led, sizeof led);
+    cr_assert_str_eq(led, "");
+    expect_totals(0, 0, 0, 1);
+    char path[96];
+    snprintf(path, sizeof path, "/v1/discrepancies/%lld/accept", did);
+    h_resp r = h_post_json(&D, path, "ops-token", "{\"note\":\"landed late\"}");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    h_resp_free(&r);
+    o = h_order_get(&D, id, "ops-token");
+    cr_assert_str_eq(h_str(o, "state"), "succeeded");
+    json_decref(o);
+    ledger_of(id, led, sizeof led);
+    cr_assert_str_eq(led, "supplier_cost:4900 sale:5500 ");
+    expect_totals(5500, 4900, 1, 0);
+    cr_assert_eq(audits_of("discrepancy.accept", did), 1);
     stop();
 }
 
@@ -337,6 +432,41 @@ Test(discrepancies, another_charge_is_kept_as_the_cost_and_raised)
     cr_assert(strstr(r.body, "contract says 49.40") && strstr(r.body, "\"resolver\":\"ops\""), "%s",
               r.body);
     h_resp_free(&r);
+    cr_assert_eq(health_open(), 0);
+    cr_assert_eq(audits_of("discrepancy.dispute", did), 1);
+    stop();
+}
+
+/* Accepting another charge keeps the supplier's 51.00 as the cost: it was
+ * booked when the attempt succeeded, so the acceptance books nothing more. */
+Test(discrepancies, another_charge_accepted_is_booked_once)
+{
+    start("    query_max_delay_ms: 1000\n", "49.40", NULL);
+    fault("{\"protocol\":\"gateway\",\"op\":\"order\",\"fault\":\"other_charge\",\"value_fen\":"
+          "5100}");
+    long long id = place("charge-2", ACCOUNT);
+    json_decref(h_order_poll(&D, id, "ops-token", state_is, "succeeded", 20000, "succeeded"));
+    json_t *d = wait_discrepancy(id, "amount", 5000);
+    long long did = h_int(d, "id");
+    json_decref(d);
+    char led[256];
+    ledger_of(id, led, sizeof led);
+    cr_assert_str_eq(led, "supplier_cost:5100 sale:5500 ");
+    expect_totals(5500, 5100, 1, 0);
+
+    char path[96];
+    snprintf(path, sizeof path, "/v1/discrepancies/%lld/accept", did);
+    h_resp r = h_post_json(&D, path, "ops-token", "{\"note\":\"new price list\"}");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    h_resp_free(&r);
+    json_t *o = h_order_get(&D, id, "ops-token");
+    cr_assert_str_eq(h_str(o, "state"), "succeeded");
+    cr_assert_str_eq(h_str(o, "cost"), "51.00");
+    json_decref(o);
+    ledger_of(id, led, sizeof led);
+    cr_assert_str_eq(led, "supplier_cost:5100 sale:5500 ", "accepting booked again");
+    expect_totals(5500, 5100, 1, 0);
+    cr_assert_eq(audits_of("discrepancy.accept", did), 1);
     cr_assert_eq(health_open(), 0);
     stop();
 }

@@ -387,11 +387,12 @@ Test(recon, supsim_statement_with_every_mismatch_kind, .fini = stop_sim)
     cr_assert_str_eq(h_str(mm, "ours"), "49.00");
     json_decref(lines);
 
-    /* before the ledger exists, the money check is the orders' cost: the
-     * simulator charged 49.00 for each success */
+    /* the ledger books what supsim really charged (49.00 for each of the four
+     * successes), whatever its statement says */
     json_t *truth = h_sim_truth(&S);
     cr_assert_eq(h_int(json_object_get(truth, "counts"), "recharges_performed"), 4);
     json_decref(truth);
+    cr_assert_eq(h_ledger_matches_sim(&D, &S), 4);
 
     /* perkctl: the same statement from a file is the same run; a bad one names its lines */
     h_write_file(D.dir, "statement.csv", st.body);
