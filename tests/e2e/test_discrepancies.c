@@ -552,3 +552,42 @@ Test(discrepancies, contradicting_callbacks_both_ways)
     cr_assert_eq(health_open(), 1);
     stop();
 }
+
+/* A signed "failed" about a succeeded order, accepted: the money it booked is
+ * taken back by new entries (a refund), never by changing the old ones, and
+ * the day's report follows. supsim's own truth still says it charged (its
+ * contradicting callback is a test's lie), so this test ends without
+ * h_ledger_matches_sim: here the ledger must follow ops, not the simulator. */
+Test(discrepancies, accepted_failure_after_success_books_a_refund)
+{
+    start("    query_max_delay_ms: 1000\n", "49.00", NULL);
+    long long id = place("rf-1", ACCOUNT);
+    json_decref(h_order_poll(&D, id, "ops-token", state_is, "succeeded", 20000, "succeeded"));
+    char led[256];
+    ledger_of(id, led, sizeof led);
+    cr_assert_str_eq(led, "supplier_cost:4900 sale:5500 ");
+    contradict(id);
+    json_t *d = wait_discrepancy(id, "callback", 5000);
+    long long did = h_int(d, "id");
+    json_decref(d);
+    char path[96];
+    snprintf(path, sizeof path, "/v1/discrepancies/%lld/accept", did);
+    h_resp r = h_post_json(&D, path, "ops-token", "{\"note\":\"refunded upstream\"}");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    h_resp_free(&r);
+    json_t *o = h_order_get(&D, id, "ops-token");
+    cr_assert_str_eq(h_str(o, "state"), "failed");
+    json_decref(o);
+    ledger_of(id, led, sizeof led);
+    cr_assert_str_eq(led,
+                     "supplier_cost:4900 sale:5500 cost_correction:-4900 sale_correction:-5500 ");
+    expect_totals(0, 0, 0, 1);
+    cr_assert_eq(audits_of("discrepancy.accept", did), 1);
+    h_stop_clean(&D);
+    char *out = NULL;
+    int rc = h_check_store(&D, &out);
+    cr_assert_eq(rc, 0, "--check-store: %s", out ? out : "");
+    free(out);
+    h_cleanup(&D);
+    h_sim_stop(&S);
+}
