@@ -1127,3 +1127,33 @@ int h_ledger_matches_sim(const h_daemon *d, const h_sim *s)
     }
     return charged;
 }
+
+const char *h_ledger_words(const h_daemon *d, long long id, char *out, size_t n)
+{
+    size_t i, used = 0;
+    json_t *e;
+    long long after = 0;
+    out[0] = 0;
+    for (;;) {
+        char path[96];
+        snprintf(path, sizeof path, "/v1/ledger?limit=1000&after=%lld", after);
+        h_resp r = h_get(d, path, "ops-token");
+        cr_assert_eq(r.status, 200, "GET %s: %ld %s", path, r.status, r.body);
+        json_array_foreach(json_object_get(r.json, "entries"), i, e)
+        {
+            if (h_int(e, "order_id") != id)
+                continue;
+            int w = snprintf(out + used, n - used, "%s:%lld ", h_str(e, "kind"),
+                             h_int(e, "amount_fen"));
+            cr_assert(w > 0 && (size_t)w < n - used, "the ledger of order %lld: too long", id);
+            used += (size_t)w;
+        }
+        json_t *next = json_object_get(r.json, "next_after");
+        int more = json_is_integer(next);
+        if (more)
+            after = json_integer_value(next);
+        h_resp_free(&r);
+        if (!more)
+            return out;
+    }
+}

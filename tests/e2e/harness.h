@@ -227,6 +227,10 @@ const char *h_sim_supplier_yaml(const h_sim *s, const char *id, const char *prot
  * then fails naming the orders. The daemon must be running. Returns how many
  * of its orders supsim charged. */
 int h_ledger_matches_sim(const h_daemon *d, const h_sim *s);
+/* The ledger's entries of order id, oldest first, as "kind:amount_fen " words
+ * ("supplier_cost:4900 sale:5500 ") in out[0..n); asserts that they fit.
+ * Returns out. */
+const char *h_ledger_words(const h_daemon *d, long long id, char *out, size_t n);
 
 /* ---- small shared pieces of the supplier tests ------------------------------ */
 

@@ -214,26 +214,6 @@ static void expect_totals(long long revenue, long long cost, long long ok, long 
     json_decref(t);
 }
 
-/* The ledger's entries of order id as "kind:amount_fen " words, in order. */
-static void ledger_of(long long id, char *out, size_t n)
-{
-    h_resp r = h_get(&D, "/v1/ledger?limit=1000", "ops-token");
-    cr_assert_eq(r.status, 200, "%s", r.body);
-    size_t i, used = 0;
-    json_t *e;
-    out[0] = 0;
-    json_array_foreach(json_object_get(r.json, "entries"), i, e)
-    {
-        if (h_int(e, "order_id") != id)
-            continue;
-        int w =
-            snprintf(out + used, n - used, "%s:%lld ", h_str(e, "kind"), h_int(e, "amount_fen"));
-        cr_assert(w > 0 && (size_t)w < n - used, "ledger of order %lld too long", id);
-        used += (size_t)w;
-    }
-    h_resp_free(&r);
-}
-
 /* How many audit records of `action` name discrepancy did. */
 static int audits_of(const char *action, long long did)
 {
@@ -383,7 +363,7 @@ Test(discrepancies, late_requery_catches_a_late_success_after_restart)
     /* a failed order books nothing; accepting the supplier's success books its
      * charge and the sale, in the ledger and in the day's report, once */
     char led[256];
-    ledger_of(id, led, sizeof led);
+    h_ledger_words(&D, id, led, sizeof led);
     cr_assert_str_eq(led, "");
     expect_totals(0, 0, 0, 1);
     char path[96];
@@ -394,7 +374,7 @@ Test(discrepancies, late_requery_catches_a_late_success_after_restart)
     o = h_order_get(&D, id, "ops-token");
     cr_assert_str_eq(h_str(o, "state"), "succeeded");
     json_decref(o);
-    ledger_of(id, led, sizeof led);
+    h_ledger_words(&D, id, led, sizeof led);
     cr_assert_str_eq(led, "supplier_cost:4900 sale:5500 ");
     expect_totals(5500, 4900, 1, 0);
     cr_assert_eq(audits_of("discrepancy.accept", did), 1);
@@ -450,7 +430,7 @@ Test(discrepancies, another_charge_accepted_is_booked_once)
     long long did = h_int(d, "id");
     json_decref(d);
     char led[256];
-    ledger_of(id, led, sizeof led);
+    h_ledger_words(&D, id, led, sizeof led);
     cr_assert_str_eq(led, "supplier_cost:5100 sale:5500 ");
     expect_totals(5500, 5100, 1, 0);
 
@@ -463,7 +443,7 @@ Test(discrepancies, another_charge_accepted_is_booked_once)
     cr_assert_str_eq(h_str(o, "state"), "succeeded");
     cr_assert_str_eq(h_str(o, "cost"), "51.00");
     json_decref(o);
-    ledger_of(id, led, sizeof led);
+    h_ledger_words(&D, id, led, sizeof led);
     cr_assert_str_eq(led, "supplier_cost:5100 sale:5500 ", "accepting booked again");
     expect_totals(5500, 5100, 1, 0);
     cr_assert_eq(audits_of("discrepancy.accept", did), 1);
@@ -564,7 +544,7 @@ Test(discrepancies, accepted_failure_after_success_books_a_refund)
     long long id = place("rf-1", ACCOUNT);
     json_decref(h_order_poll(&D, id, "ops-token", state_is, "succeeded", 20000, "succeeded"));
     char led[256];
-    ledger_of(id, led, sizeof led);
+    h_ledger_words(&D, id, led, sizeof led);
     cr_assert_str_eq(led, "supplier_cost:4900 sale:5500 ");
     contradict(id);
     json_t *d = wait_discrepancy(id, "callback", 5000);
@@ -578,7 +558,7 @@ Test(discrepancies, accepted_failure_after_success_books_a_refund)
     json_t *o = h_order_get(&D, id, "ops-token");
     cr_assert_str_eq(h_str(o, "state"), "failed");
     json_decref(o);
-    ledger_of(id, led, sizeof led);
+    h_ledger_words(&D, id, led, sizeof led);
     cr_assert_str_eq(led,
                      "supplier_cost:4900 sale:5500 cost_correction:-4900 sale_correction:-5500 ");
     expect_totals(0, 0, 0, 1);

@@ -314,26 +314,6 @@ Test(recon, statement_fetched_by_the_plugin)
 
 /* ---- the simulator's statement: every mismatch kind ------------------------------- */
 
-/* The ledger's entries of order id as "kind:amount_fen " words, in order. */
-static void ledger_of(long long id, char *out, size_t n)
-{
-    h_resp r = h_get(&D, "/v1/ledger?limit=1000", "ops-token");
-    cr_assert_eq(r.status, 200, "%s", r.body);
-    size_t i, used = 0;
-    json_t *e;
-    out[0] = 0;
-    json_array_foreach(json_object_get(r.json, "entries"), i, e)
-    {
-        if (h_int(e, "order_id") != id)
-            continue;
-        int w =
-            snprintf(out + used, n - used, "%s:%lld ", h_str(e, "kind"), h_int(e, "amount_fen"));
-        cr_assert(w > 0 && (size_t)w < n - used, "ledger of order %lld too long", id);
-        used += (size_t)w;
-    }
-    h_resp_free(&r);
-}
-
 static void accept(long long did)
 {
     char path[96];
@@ -486,21 +466,21 @@ Test(recon, supsim_statement_with_every_mismatch_kind, .fini = stop_sim)
     cr_assert(charged_id && more_id, "%s", dr.body);
     h_resp_free(&dr);
     char led[256];
-    ledger_of(charged_order, led, sizeof led);
+    h_ledger_words(&D, charged_order, led, sizeof led);
     cr_assert_str_eq(led, "", "a failed order books nothing");
     accept(charged_id);
     json_t *o = h_order_get(&D, charged_order, "ops-token");
     cr_assert_str_eq(h_str(o, "state"), "succeeded");
     json_decref(o);
-    ledger_of(charged_order, led, sizeof led);
+    h_ledger_words(&D, charged_order, led, sizeof led);
     cr_assert_str_eq(led, "supplier_cost:4900 ");
-    ledger_of(more_order, led, sizeof led);
+    h_ledger_words(&D, more_order, led, sizeof led);
     cr_assert_str_eq(led, "supplier_cost:4900 ");
     accept(more_id);
     o = h_order_get(&D, more_order, "ops-token");
     cr_assert_str_eq(h_str(o, "cost"), "50.00");
     json_decref(o);
-    ledger_of(more_order, led, sizeof led);
+    h_ledger_words(&D, more_order, led, sizeof led);
     cr_assert_str_eq(led, "supplier_cost:4900 cost_correction:100 ");
     cr_assert_eq(audits("discrepancy.accept"), 2);
     cr_assert_eq(audits("statement.import"), 1, "the same statement again, and a bad one");

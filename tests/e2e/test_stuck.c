@@ -195,26 +195,6 @@ static h_resp settle(long long id, const char *token, const char *body)
     return h_post_json(&D, path, token, body);
 }
 
-/* The ledger's entries of order id as "kind:amount_fen " words, in order. */
-static void ledger_of(long long id, char *out, size_t n)
-{
-    h_resp r = h_get(&D, "/v1/ledger?limit=1000", "ops-token");
-    cr_assert_eq(r.status, 200, "%s", r.body);
-    size_t i, used = 0;
-    json_t *e;
-    out[0] = 0;
-    json_array_foreach(json_object_get(r.json, "entries"), i, e)
-    {
-        if (h_int(e, "order_id") != id)
-            continue;
-        int w =
-            snprintf(out + used, n - used, "%s:%lld ", h_str(e, "kind"), h_int(e, "amount_fen"));
-        cr_assert(w > 0 && (size_t)w < n - used, "ledger of order %lld too long", id);
-        used += (size_t)w;
-    }
-    h_resp_free(&r);
-}
-
 Test(stuck, escalates_once_backs_off_to_the_ceiling_and_settles_succeeded, .timeout = 120)
 {
     start();
@@ -336,7 +316,7 @@ Test(stuck, escalates_once_backs_off_to_the_ceiling_and_settles_succeeded, .time
 
     /* the settle booked the ledger: the charge in evidence and the sale */
     char led[256];
-    ledger_of(id, led, sizeof led);
+    h_ledger_words(&D, id, led, sizeof led);
     cr_expect_str_eq(led, "supplier_cost:4900 ");
 
     /* the supplier completes it as its ticket said, charging 49.00 (its
@@ -416,7 +396,7 @@ Test(stuck, settle_failed_then_a_late_success_changes_nothing, .timeout = 120)
     cr_expect_str_eq(h_str(o, "state"), "succeeded");
     json_decref(o);
     char led[256];
-    ledger_of(id, led, sizeof led);
+    h_ledger_words(&D, id, led, sizeof led);
     cr_expect_str_eq(led, "supplier_cost:4900 ");
 
     /* the other way round: the supplier answers first, the settle is refused */
