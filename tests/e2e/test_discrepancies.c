@@ -451,6 +451,26 @@ Test(discrepancies, another_charge_accepted_is_booked_once)
     stop();
 }
 
+/* The supplier's amount_tolerance from the config reaches the order path: 51.00
+ * against 49.40 within 2.00 raises nothing (the discrepancy would be written
+ * with the attempt's success, so looking after it is enough); the cost and the
+ * ledger are still the supplier's 51.00. */
+Test(discrepancies, another_charge_within_the_tolerance_raises_nothing)
+{
+    start("    query_max_delay_ms: 1000\n    amount_tolerance: \"2.00\"\n", "49.40", NULL);
+    fault("{\"protocol\":\"gateway\",\"op\":\"order\",\"fault\":\"other_charge\",\"value_fen\":"
+          "5100}");
+    long long id = place("tol-1", ACCOUNT);
+    json_t *o = h_order_poll(&D, id, "ops-token", state_is, "succeeded", 20000, "succeeded");
+    cr_assert_str_eq(h_str(o, "cost"), "51.00");
+    json_decref(o);
+    cr_assert_eq(health_open(), 0);
+    cr_assert_eq(events_of(id, "order.discrepancy"), 0);
+    char led[256];
+    cr_assert_str_eq(h_ledger_words(&D, id, led, sizeof led), "supplier_cost:5100 sale:5500 ");
+    stop();
+}
+
 Test(discrepancies, another_delivered_value_is_raised)
 {
     start("    query_max_delay_ms: 1000\n", "49.00", NULL);
