@@ -52,27 +52,33 @@ static void import_free(void *p)
 }
 
 /* A period bound: RFC 3339, or a date "YYYY-MM-DD" meaning the START of that
- * day in China Standard Time (the suppliers' convention), so that
- * from=2026-12-01&to=2026-12-02 is the first of December. */
-static int parse_bound(const char *s, int64_t *ms)
+ * day at the supplier's statement offset (suppliers[].statement.utc_offset,
+ * default +08:00: the suppliers' own business day), so that
+ * from=2026-12-01&to=2026-12-02 is the first of December as the supplier
+ * bills it. */
+static int parse_bound(const char *s, int offset_min, int64_t *ms)
 {
     char buf[40];
     if (!s)
         return -1;
     if (strlen(s) == 10) {
-        snprintf(buf, sizeof buf, "%sT00:00:00+08:00", s);
-        s = buf;
+        snprintf(buf, sizeof buf, "%sT00:00:00Z", s);
+        if (ph_time_parse(buf, strlen(buf), ms))
+            return -1;
+        *ms -= (int64_t)offset_min * 60000;
+        return 0;
     }
     return ph_time_parse(s, strlen(s), ms);
 }
 
-static int period_args(ph_req *r, int64_t *from, int64_t *to)
+static int period_args(ph_req *r, const ph_supplier_conf *sc, int64_t *from, int64_t *to)
 {
-    if (parse_bound(ph_req_query(r, "from"), from))
+    int off = sc ? sc->statement.utc_offset_min : 480;
+    if (parse_bound(ph_req_query(r, "from"), off, from))
         return ph_req_error(r, 400, "invalid_request",
                             "from: expected a date (YYYY-MM-DD) or an RFC 3339 time"),
                -1;
-    if (parse_bound(ph_req_query(r, "to"), to))
+    if (parse_bound(ph_req_query(r, "to"), off, to))
         return ph_req_error(r, 400, "invalid_request",
                             "to: expected a date (YYYY-MM-DD) or an RFC 3339 time"),
                -1;
@@ -213,7 +219,7 @@ int ph_api_statement_import(ph_req *r)
         return ph_req_error(r, 422, "unsupported",
                             "supplier: no statement mapping (suppliers[].statement)");
     int64_t from, to;
-    if (period_args(r, &from, &to))
+    if (period_args(r, sc, &from, &to))
         return PH_REQ_DONE;
     if (!r->body_len)
         return ph_req_error(r, 400, "invalid_request", "body: expected the statement as CSV");
@@ -270,7 +276,7 @@ int ph_api_statement_fetch(ph_req *r)
     const ph_supplier_conf *sc = ph_config_supplier(r->cfg->cfg, r->seg[0]);
     ph_supplier *sup;
     int64_t from, to;
-    if (period_args(r, &from, &to))
+    if (period_args(r, sc, &from, &to))
         return PH_REQ_DONE;
     if (!sc || ph_suppliers_acquire(r->env->suppliers, r->seg[0], &sup) != PH_OK)
         return ph_req_error(r, 404, "not_found", "supplier: no such running supplier");

@@ -234,8 +234,9 @@ int ph_order_decode(const MDB_val *v, uint64_t id, ph_order *out, const uint8_t 
 int ph_batch_decode(const MDB_val *v, uint64_t id, ph_batch *out, uint64_t *order_id);
 
 /* Supply records: *o gets reason, accounts and attempts (owned by o, freed by
- * ph_order_free). ph_supply_encode returns a malloc'd buffer of *len bytes, or
- * NULL when out of memory. */
+ * ph_order_free); PH_EIO (malformed) or PH_ENOMEM leave none of them allocated
+ * (account_sealed and attempts NULL, their counts 0). ph_supply_encode returns a malloc'd buffer of
+ * *len bytes, or NULL when out of memory. */
 int ph_supply_decode(const MDB_val *v, ph_order *o);
 uint8_t *ph_supply_encode(const ph_order *o, size_t *len);
 

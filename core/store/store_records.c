@@ -191,7 +191,7 @@ static int decode_attempt(reader *r, ph_attempt *a, int version)
     return PH_OK;
 }
 
-int ph_supply_decode(const MDB_val *v, ph_order *o)
+static int supply_decode(const MDB_val *v, ph_order *o)
 {
     reader r = {v->mv_data, v->mv_size};
     ph_supply_rec h;
@@ -216,6 +216,20 @@ int ph_supply_decode(const MDB_val *v, ph_order *o)
         if (decode_attempt(&r, &o->attempts[o->nattempts], h.version))
             return PH_EIO;
     return r.left ? PH_EIO : PH_OK;
+}
+
+int ph_supply_decode(const MDB_val *v, ph_order *o)
+{
+    int rc = supply_decode(v, o);
+    if (rc) { /* a malformed record leaves nothing allocated behind in o */
+        free(o->account_sealed);
+        free(o->attempts);
+        o->account_sealed = NULL;
+        o->account_sealed_len = 0;
+        o->attempts = NULL;
+        o->nattempts = 0;
+    }
+    return rc;
 }
 
 /* Appends n bytes at *p and advances it. */

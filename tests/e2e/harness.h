@@ -220,6 +220,21 @@ long long h_ref_order(const char *ref);
 const char *h_sim_supplier_yaml(const h_sim *s, const char *id, const char *protocol,
                                 const char *fields, const char *config_extra, char *out, size_t n);
 
+/* The ledger against the simulator's own charges (issue 11: every e2e test that
+ * moves money ends with it): for every order of this daemon (its references'
+ * prefix) that supsim holds, the ledger's supplier cost at the suppliers whose
+ * plugin speaks supsim's protocols (gateway, rewards) -- supplier_cost plus
+ * cost_correction entries of attempts, not codes from local stock -- equals
+ * supsim's charged_fen; an order supsim never charged has none. Polls for up to
+ * 10 s (a recharge supsim completes late is booked when perkhub hears of it),
+ * then fails naming the orders. The daemon must be running. Returns how many
+ * of its orders supsim charged. */
+int h_ledger_matches_sim(const h_daemon *d, const h_sim *s);
+/* The ledger's entries of order id, oldest first, as "kind:amount_fen " words
+ * ("supplier_cost:4900 sale:5500 ") in out[0..n); asserts that they fit.
+ * Returns out. */
+const char *h_ledger_words(const h_daemon *d, long long id, char *out, size_t n);
+
 /* ---- small shared pieces of the supplier tests ------------------------------ */
 
 /* Writes text to dir/name (replacing it); asserts that it could. */

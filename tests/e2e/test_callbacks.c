@@ -86,6 +86,7 @@ static void start_both(void)
 
 static void stop_both(void)
 {
+    h_ledger_matches_sim(&D, &S);
     h_stop_clean(&D); /* a clean exit is part of every test */
     h_cleanup(&D);
     h_sim_stop(&S);

@@ -834,6 +834,8 @@ Test(crash, kill9_during_orders_keeps_every_acknowledged_order, .fini = kill_lef
     free(all);
 
     settle_recharges();
+    /* every fen: kill -9 at any instant neither loses nor doubles a charge */
+    h_ledger_matches_sim(&R.d, &R.sim);
     cr_assert_eq(h_stop(&R.d, SIGTERM), 0);
     check_store_or_die("after the final clean stop");
     fprintf(

@@ -60,15 +60,23 @@ static void start(const char *fields, const char *cost, const char *top)
              "products:\n"
              "  - sku: gw.topup\n    name: Top-up via gateway\n    brand: telco\n"
              "    category: telecom\n    delivery: recharge\n    face_value: \"50.00\"\n"
-             "    offers:\n      - {supplier: gateway, supplier_sku: \"20001\", cost: \"%s\"}\n",
+             "    price: \"55.00\"\n    offers:\n      - {supplier: gateway, supplier_sku: "
+             "\"20001\", cost: \"%s\"}\n",
              top ? top : "", gw, cost);
     h_setup_custom(&D, BODY, NULL);
     cr_assert(h_start(&D) == 0, "perkhubd did not start");
 }
 
+/* The ledger books what supsim charged; stopped cleanly, the store passes
+ * --check-store (ledger, discrepancy, audit invariants). */
 static void stop(void)
 {
+    h_ledger_matches_sim(&D, &S);
     h_stop_clean(&D);
+    char *out = NULL;
+    int rc = h_check_store(&D, &out);
+    cr_assert_eq(rc, 0, "--check-store: %s", out ? out : "");
+    free(out);
     h_cleanup(&D);
     h_sim_stop(&S);
 }
@@ -176,6 +184,53 @@ static json_t *side(json_t *d, const char *which)
     json_t *s = json_object_get(d, which);
     cr_assert(json_is_object(s), "no %s in the discrepancy", which);
     return s;
+}
+
+/* The totals of GET /v1/reports over yesterday..tomorrow (caller decrefs). */
+static json_t *report_totals(void)
+{
+    char from[16], to[16], at[40], path[128];
+    h_rfc3339(h_wall_ms() - 86400000LL, at, sizeof at);
+    snprintf(from, sizeof from, "%.10s", at);
+    h_rfc3339(h_wall_ms() + 2 * 86400000LL, at, sizeof at);
+    snprintf(to, sizeof to, "%.10s", at);
+    snprintf(path, sizeof path, "/v1/reports?from=%s&to=%s", from, to);
+    h_resp r = h_get(&D, path, "ops-token");
+    cr_assert_eq(r.status, 200, "GET %s: %ld %s", path, r.status, r.body);
+    json_t *t = json_incref(json_object_get(r.json, "totals"));
+    h_resp_free(&r);
+    return t;
+}
+
+static void expect_totals(long long revenue, long long cost, long long ok, long long failed)
+{
+    char b[512];
+    json_t *t = report_totals();
+    json_t *n = json_object_get(t, "orders");
+    cr_assert(h_int(t, "revenue_fen") == revenue && h_int(t, "cost_fen") == cost &&
+                  h_int(n, "succeeded") == ok && h_int(n, "failed") == failed,
+              "report totals %s, want revenue %lld cost %lld succeeded %lld failed %lld",
+              h_dump(t, b, sizeof b), revenue, cost, ok, failed);
+    json_decref(t);
+}
+
+/* How many audit records of `action` name discrepancy did. */
+static int audits_of(const char *action, long long did)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/v1/audit?action=%s&limit=1000", action);
+    h_resp r = h_get(&D, path, "ops-token");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    int n = 0;
+    size_t i;
+    json_t *a;
+    json_array_foreach(json_object_get(r.json, "audit"), i, a)
+    {
+        json_t *id = json_object_get(json_object_get(a, "what"), "discrepancy_id");
+        n += json_integer_value(id) == did;
+    }
+    h_resp_free(&r);
+    return n;
 }
 
 /* ---- Found 1: a late success after the not-found window ----------------------- */
@@ -298,11 +353,31 @@ Test(discrepancies, late_requery_catches_a_late_success_after_restart)
     json_t *d = wait_discrepancy(id, "query", 30000);
     cr_assert_str_eq(h_str(side(d, "ours"), "state"), "failed");
     cr_assert_str_eq(h_str(side(d, "theirs"), "state"), "succeeded");
+    long long did = h_int(d, "id");
     json_decref(d);
     json_t *o = h_order_get(&D, id, "ops-token");
     cr_assert_str_eq(h_str(o, "state"), "failed", "the order moved by itself");
     json_decref(o);
     cr_assert_eq(health_open(), 1);
+
+    /* a failed order books nothing; accepting the supplier's success books its
+     * charge and the sale, in the ledger and in the day's report, once */
+    char led[256];
+    h_ledger_words(&D, id, led, sizeof led);
+    cr_assert_str_eq(led, "");
+    expect_totals(0, 0, 0, 1);
+    char path[96];
+    snprintf(path, sizeof path, "/v1/discrepancies/%lld/accept", did);
+    h_resp r = h_post_json(&D, path, "ops-token", "{\"note\":\"landed late\"}");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    h_resp_free(&r);
+    o = h_order_get(&D, id, "ops-token");
+    cr_assert_str_eq(h_str(o, "state"), "succeeded");
+    json_decref(o);
+    h_ledger_words(&D, id, led, sizeof led);
+    cr_assert_str_eq(led, "supplier_cost:4900 sale:5500 ");
+    expect_totals(5500, 4900, 1, 0);
+    cr_assert_eq(audits_of("discrepancy.accept", did), 1);
     stop();
 }
 
@@ -338,6 +413,61 @@ Test(discrepancies, another_charge_is_kept_as_the_cost_and_raised)
               r.body);
     h_resp_free(&r);
     cr_assert_eq(health_open(), 0);
+    cr_assert_eq(audits_of("discrepancy.dispute", did), 1);
+    stop();
+}
+
+/* Accepting another charge keeps the supplier's 51.00 as the cost: it was
+ * booked when the attempt succeeded, so the acceptance books nothing more. */
+Test(discrepancies, another_charge_accepted_is_booked_once)
+{
+    start("    query_max_delay_ms: 1000\n", "49.40", NULL);
+    fault("{\"protocol\":\"gateway\",\"op\":\"order\",\"fault\":\"other_charge\",\"value_fen\":"
+          "5100}");
+    long long id = place("charge-2", ACCOUNT);
+    json_decref(h_order_poll(&D, id, "ops-token", state_is, "succeeded", 20000, "succeeded"));
+    json_t *d = wait_discrepancy(id, "amount", 5000);
+    long long did = h_int(d, "id");
+    json_decref(d);
+    char led[256];
+    h_ledger_words(&D, id, led, sizeof led);
+    cr_assert_str_eq(led, "supplier_cost:5100 sale:5500 ");
+    expect_totals(5500, 5100, 1, 0);
+
+    char path[96];
+    snprintf(path, sizeof path, "/v1/discrepancies/%lld/accept", did);
+    h_resp r = h_post_json(&D, path, "ops-token", "{\"note\":\"new price list\"}");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    h_resp_free(&r);
+    json_t *o = h_order_get(&D, id, "ops-token");
+    cr_assert_str_eq(h_str(o, "state"), "succeeded");
+    cr_assert_str_eq(h_str(o, "cost"), "51.00");
+    json_decref(o);
+    h_ledger_words(&D, id, led, sizeof led);
+    cr_assert_str_eq(led, "supplier_cost:5100 sale:5500 ", "accepting booked again");
+    expect_totals(5500, 5100, 1, 0);
+    cr_assert_eq(audits_of("discrepancy.accept", did), 1);
+    cr_assert_eq(health_open(), 0);
+    stop();
+}
+
+/* The supplier's amount_tolerance from the config reaches the order path: 51.00
+ * against 49.40 within 2.00 raises nothing (the discrepancy would be written
+ * with the attempt's success, so looking after it is enough); the cost and the
+ * ledger are still the supplier's 51.00. */
+Test(discrepancies, another_charge_within_the_tolerance_raises_nothing)
+{
+    start("    query_max_delay_ms: 1000\n    amount_tolerance: \"2.00\"\n", "49.40", NULL);
+    fault("{\"protocol\":\"gateway\",\"op\":\"order\",\"fault\":\"other_charge\",\"value_fen\":"
+          "5100}");
+    long long id = place("tol-1", ACCOUNT);
+    json_t *o = h_order_poll(&D, id, "ops-token", state_is, "succeeded", 20000, "succeeded");
+    cr_assert_str_eq(h_str(o, "cost"), "51.00");
+    json_decref(o);
+    cr_assert_eq(health_open(), 0);
+    cr_assert_eq(events_of(id, "order.discrepancy"), 0);
+    char led[256];
+    cr_assert_str_eq(h_ledger_words(&D, id, led, sizeof led), "supplier_cost:5100 sale:5500 ");
     stop();
 }
 
@@ -421,4 +551,43 @@ Test(discrepancies, contradicting_callbacks_both_ways)
     free(out);
     cr_assert_eq(health_open(), 1);
     stop();
+}
+
+/* A signed "failed" about a succeeded order, accepted: the money it booked is
+ * taken back by new entries (a refund), never by changing the old ones, and
+ * the day's report follows. supsim's own truth still says it charged (its
+ * contradicting callback is a test's lie), so this test ends without
+ * h_ledger_matches_sim: here the ledger must follow ops, not the simulator. */
+Test(discrepancies, accepted_failure_after_success_books_a_refund)
+{
+    start("    query_max_delay_ms: 1000\n", "49.00", NULL);
+    long long id = place("rf-1", ACCOUNT);
+    json_decref(h_order_poll(&D, id, "ops-token", state_is, "succeeded", 20000, "succeeded"));
+    char led[256];
+    h_ledger_words(&D, id, led, sizeof led);
+    cr_assert_str_eq(led, "supplier_cost:4900 sale:5500 ");
+    contradict(id);
+    json_t *d = wait_discrepancy(id, "callback", 5000);
+    long long did = h_int(d, "id");
+    json_decref(d);
+    char path[96];
+    snprintf(path, sizeof path, "/v1/discrepancies/%lld/accept", did);
+    h_resp r = h_post_json(&D, path, "ops-token", "{\"note\":\"refunded upstream\"}");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    h_resp_free(&r);
+    json_t *o = h_order_get(&D, id, "ops-token");
+    cr_assert_str_eq(h_str(o, "state"), "failed");
+    json_decref(o);
+    h_ledger_words(&D, id, led, sizeof led);
+    cr_assert_str_eq(led,
+                     "supplier_cost:4900 sale:5500 cost_correction:-4900 sale_correction:-5500 ");
+    expect_totals(0, 0, 0, 1);
+    cr_assert_eq(audits_of("discrepancy.accept", did), 1);
+    h_stop_clean(&D);
+    char *out = NULL;
+    int rc = h_check_store(&D, &out);
+    cr_assert_eq(rc, 0, "--check-store: %s", out ? out : "");
+    free(out);
+    h_cleanup(&D);
+    h_sim_stop(&S);
 }

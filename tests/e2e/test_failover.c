@@ -95,6 +95,7 @@ static void start(int a_dead, const char *a_card_sku, int a_breaker_failures)
 
 static void stop(void)
 {
+    h_ledger_matches_sim(&D, &S);
     h_stop_clean(&D);
     h_cleanup(&D);
     h_sim_stop(&S);

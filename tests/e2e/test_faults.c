@@ -509,6 +509,7 @@ static void env_finish(env *e)
             cr_assert_str_neq(json_string_value(json_array_get(e->codes, i)),
                               json_string_value(json_array_get(e->codes, k)),
                               "codes %zu and %zu of the owner's orders are the same code", i, k);
+    h_ledger_matches_sim(&e->d, &e->sim);
     h_stop_clean(&e->d);
     char *out = NULL;
     int rc = h_check_store(&e->d, &out);

@@ -238,6 +238,7 @@ static long long run_batch(int latency)
     cr_assert_eq(h_int(counts, "double_creates"), 0);
     cr_assert_eq(json_array_size(json_object_get(truth, "orders")), ORDERS);
     json_decref(truth);
+    cr_assert_eq(h_ledger_matches_sim(&D, &S), ORDERS);
 
     h_stop_clean(&D);
     h_cleanup(&D);

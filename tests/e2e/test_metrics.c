@@ -234,6 +234,7 @@ Test(metrics, counters_move_by_exactly_what_was_done)
     cr_assert(!strstr(r.body, ACCOUNT), "an account in /metrics");
     cr_assert(!strstr(r.body, "token"), "a token in /metrics");
     h_resp_free(&r);
+    h_ledger_matches_sim(&D, &S);
     h_stop_clean(&D);
     h_cleanup(&D);
     h_sim_stop(&S);

@@ -314,6 +314,27 @@ Test(recon, statement_fetched_by_the_plugin)
 
 /* ---- the simulator's statement: every mismatch kind ------------------------------- */
 
+static void accept(long long did)
+{
+    char path[96];
+    snprintf(path, sizeof path, "/v1/discrepancies/%lld/accept", did);
+    h_resp r = h_post_json(&D, path, "ops-token", "{\"note\":\"statement\"}");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    h_resp_free(&r);
+}
+
+/* How many audit records of `action` there are. */
+static size_t audits(const char *action)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/v1/audit?action=%s&limit=1000", action);
+    h_resp r = h_get(&D, path, "ops-token");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    size_t n = json_array_size(json_object_get(r.json, "audit"));
+    h_resp_free(&r);
+    return n;
+}
+
 static h_sim S;
 
 static void stop_sim(void)
@@ -387,11 +408,12 @@ Test(recon, supsim_statement_with_every_mismatch_kind, .fini = stop_sim)
     cr_assert_str_eq(h_str(mm, "ours"), "49.00");
     json_decref(lines);
 
-    /* before the ledger exists, the money check is the orders' cost: the
-     * simulator charged 49.00 for each success */
+    /* the ledger books what supsim really charged (49.00 for each of the four
+     * successes), whatever its statement says */
     json_t *truth = h_sim_truth(&S);
     cr_assert_eq(h_int(json_object_get(truth, "counts"), "recharges_performed"), 4);
     json_decref(truth);
+    cr_assert_eq(h_ledger_matches_sim(&D, &S), 4);
 
     /* perkctl: the same statement from a file is the same run; a bad one names its lines */
     h_write_file(D.dir, "statement.csv", st.body);
@@ -416,6 +438,52 @@ Test(recon, supsim_statement_with_every_mismatch_kind, .fini = stop_sim)
     cr_assert(strstr(perr, "line 2, column 3 (amount): "), "%s", perr);
     free(pout), free(perr);
     cr_assert_eq(runs_listed(), 1);
+
+    /* each contradicting line is a discrepancy with source statement, listed
+     * for ops; accepting one corrects the order and the ledger */
+    h_resp dr = h_get(&D, "/v1/discrepancies?status=open&supplier=gw", "ops-token");
+    cr_assert_eq(dr.status, 200, "%s", dr.body);
+    long long charged_id = 0, charged_order = 0, more_id = 0, more_order = 0;
+    int from_statement = 0;
+    size_t i;
+    json_t *d;
+    json_array_foreach(json_object_get(dr.json, "discrepancies"), i, d)
+    {
+        if (strcmp(h_str(d, "source"), "statement"))
+            continue;
+        from_statement++;
+        json_t *ours = json_object_get(d, "ours"), *theirs = json_object_get(d, "theirs");
+        if (!strcmp(h_str(ours, "state"), "failed")) {
+            charged_id = h_int(d, "id");
+            charged_order = h_int(d, "order_id");
+        } else if (json_integer_value(json_object_get(theirs, "charged_fen")) == 5000) {
+            more_id = h_int(d, "id");
+            more_order = h_int(d, "order_id");
+        }
+    }
+    cr_assert_eq(from_statement, 3, "charged_not_succeeded, amount_mismatch, duplicate: %s",
+                 dr.body);
+    cr_assert(charged_id && more_id, "%s", dr.body);
+    h_resp_free(&dr);
+    char led[256];
+    h_ledger_words(&D, charged_order, led, sizeof led);
+    cr_assert_str_eq(led, "", "a failed order books nothing");
+    accept(charged_id);
+    json_t *o = h_order_get(&D, charged_order, "ops-token");
+    cr_assert_str_eq(h_str(o, "state"), "succeeded");
+    json_decref(o);
+    h_ledger_words(&D, charged_order, led, sizeof led);
+    cr_assert_str_eq(led, "supplier_cost:4900 ");
+    h_ledger_words(&D, more_order, led, sizeof led);
+    cr_assert_str_eq(led, "supplier_cost:4900 ");
+    accept(more_id);
+    o = h_order_get(&D, more_order, "ops-token");
+    cr_assert_str_eq(h_str(o, "cost"), "50.00");
+    json_decref(o);
+    h_ledger_words(&D, more_order, led, sizeof led);
+    cr_assert_str_eq(led, "supplier_cost:4900 cost_correction:100 ");
+    cr_assert_eq(audits("discrepancy.accept"), 2);
+    cr_assert_eq(audits("statement.import"), 1, "the same statement again, and a bad one");
 
     h_resp_free(&st);
     h_stop_clean(&D);

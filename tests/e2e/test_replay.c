@@ -279,6 +279,7 @@ Test(replay, a_journal_replayed_into_an_empty_store_gives_the_same_data)
     free(csv);
     h_resp_free(&r);
     order_expect("{\"client_order_id\":\"rp-4\",\"sku\":\"rp.card\"}", 201, "succeeded");
+    h_ledger_matches_sim(&D, &S);
     h_stop_clean(&D);
     unsetenv("PERKHUB_JOURNAL");
 

@@ -77,6 +77,7 @@ static void start(void)
 
 static void stop(void)
 {
+    h_ledger_matches_sim(&D, &S);
     h_stop_clean(&D);
     char *out = NULL;
     int rc = h_check_store(&D, &out);
@@ -309,7 +310,21 @@ Test(stuck, escalates_once_backs_off_to_the_ceiling_and_settles_succeeded, .time
     json_t *so2 = h_sim_truth_find(t, "orders", "rewards", id, &n);
     cr_expect_eq(n, 1);
     cr_expect_eq(h_int(so2, "creates"), 1);
+    char body[200];
+    snprintf(body, sizeof body, "{\"ref\":\"%s\",\"state\":\"success\"}", h_str(so2, "ref"));
     json_decref(t);
+
+    /* the settle booked the ledger: the charge in evidence and the sale */
+    char led[256];
+    h_ledger_words(&D, id, led, sizeof led);
+    cr_expect_str_eq(led, "supplier_cost:4900 ");
+
+    /* the supplier completes it as its ticket said, charging 49.00 (its
+     * callback goes to the port perkhubd had before the restart, and a settled
+     * order is queried no more): the ledger equals its charge (stop()) */
+    r = h_sim_req(&S, "POST", "/_sim/complete", body);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    h_resp_free(&r);
     stop();
 }
 
@@ -361,6 +376,28 @@ Test(stuck, settle_failed_then_a_late_success_changes_nothing, .timeout = 120)
     json_decref(o);
     cr_expect_eq(events_of(id, "order.succeeded"), 0);
     cr_expect_eq(events_of(id, "order.failed"), 1);
+
+    /* but the supplier's signed success is kept (it charged 49.00): accepting
+     * it corrects the settled order and books the charge */
+    r = h_get(&D, "/v1/discrepancies?status=open", "ops-token");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_t *dl = json_object_get(r.json, "discrepancies");
+    cr_assert_eq(json_array_size(dl), 1, "the late success after the settle: %s", r.body);
+    json_t *d0 = json_array_get(dl, 0);
+    cr_expect_eq(h_int(d0, "order_id"), id);
+    cr_expect_str_eq(h_str(d0, "source"), "callback");
+    char path[96];
+    snprintf(path, sizeof path, "/v1/discrepancies/%lld/accept", h_int(d0, "id"));
+    h_resp_free(&r);
+    r = h_post_json(&D, path, "ops-token", "{\"note\":\"it landed\"}");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    h_resp_free(&r);
+    o = h_order_get(&D, id, "ops-token");
+    cr_expect_str_eq(h_str(o, "state"), "succeeded");
+    json_decref(o);
+    char led[256];
+    h_ledger_words(&D, id, led, sizeof led);
+    cr_expect_str_eq(led, "supplier_cost:4900 ");
 
     /* the other way round: the supplier answers first, the settle is refused */
     long long id2 = place("st-3", "st.topup", "13900000003");

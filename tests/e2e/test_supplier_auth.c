@@ -75,6 +75,7 @@ static void start(const char *a_proto, const char *b_proto)
 /* Stops cleanly and proves the store (the notes are events like any other). */
 static void stop(void)
 {
+    h_ledger_matches_sim(&D, &S);
     h_stop_clean(&D);
     char *out = NULL;
     int rc = h_check_store(&D, &out);

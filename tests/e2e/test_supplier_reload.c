@@ -262,6 +262,7 @@ Test(supplier_reload, disable_and_enable_gateway_with_orders_in_flight)
                  h_dump(c, b, sizeof b));
     cr_assert_eq(h_int(c, "double_creates"), 0, "%s", h_dump(c, b, sizeof b));
     json_decref(t);
+    h_ledger_matches_sim(&D, &S);
 
     h_stop_clean(&D); /* a clean exit is part of every test */
     h_cleanup(&D);
