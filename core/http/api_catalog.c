@@ -157,13 +157,10 @@ int ph_api_batch_import(ph_req *r)
 /* GET /v1/batches: every batch, oldest first, paged like the orders. */
 int ph_api_batch_list(ph_req *r)
 {
-    const char *a = ph_req_query(r, "after"), *l = ph_req_query(r, "limit");
     uint64_t after = 0, limit = 100;
     ph_err err = {0};
-    if (a && ph_u64_parse(a, &after))
-        return ph_req_error(r, 400, "invalid_request", "after: expected a number");
-    if (l && (ph_u64_parse(l, &limit) || limit < 1 || limit > 1000))
-        return ph_req_error(r, 400, "invalid_request", "limit: expected 1 to 1000");
+    if (ph_req_page(r, &after, &limit, 1000))
+        return PH_REQ_DONE;
     ph_batch **list;
     size_t n;
     int rc = ph_store_batch_list(r->env->store, after, limit + 1, &list, &n, &err);

@@ -289,18 +289,6 @@ int ph_api_order_get(ph_req *r)
     return reply_order(r, o);
 }
 
-static int parse_paging(ph_req *r, uint64_t *after, uint64_t *limit)
-{
-    const char *a = ph_req_query(r, "after"), *l = ph_req_query(r, "limit");
-    *after = 0;
-    *limit = 100;
-    if (a && ph_u64_parse(a, after))
-        return ph_req_error(r, 400, "invalid_request", "after: expected a number"), -1;
-    if (l && (ph_u64_parse(l, limit) || *limit < 1 || *limit > 1000))
-        return ph_req_error(r, 400, "invalid_request", "limit: expected 1 to 1000"), -1;
-    return 0;
-}
-
 /* The filters of GET /v1/orders (state, client, sku, since); zero/NULL = any. */
 typedef struct order_filter {
     int state; /* PH_ORDER_* */
@@ -381,9 +369,9 @@ int ph_api_order_list(ph_req *r)
     const char *coid = ph_req_query(r, "client_order_id");
     if (coid)
         return find_by_client_order_id(r, coid);
-    uint64_t after, limit;
+    uint64_t after = 0, limit = 100;
     order_filter f;
-    if (parse_paging(r, &after, &limit) || parse_filter(r, &f))
+    if (ph_req_page(r, &after, &limit, 1000) || parse_filter(r, &f))
         return PH_REQ_DONE;
     const char *stuck = ph_req_query(r, "stuck");
     if (stuck && strcmp(stuck, "true"))

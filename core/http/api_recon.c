@@ -51,34 +51,16 @@ static void import_free(void *p)
     free(im);
 }
 
-/* A period bound: RFC 3339, or a date "YYYY-MM-DD" meaning the START of that
- * day at the supplier's statement offset (suppliers[].statement.utc_offset,
- * default +08:00: the suppliers' own business day), so that
- * from=2026-12-01&to=2026-12-02 is the first of December as the supplier
- * bills it. */
-static int parse_bound(const char *s, int offset_min, int64_t *ms)
-{
-    char buf[40];
-    if (!s)
-        return -1;
-    if (strlen(s) == 10) {
-        snprintf(buf, sizeof buf, "%sT00:00:00Z", s);
-        if (ph_time_parse(buf, strlen(buf), ms))
-            return -1;
-        *ms -= (int64_t)offset_min * 60000;
-        return 0;
-    }
-    return ph_time_parse(s, strlen(s), ms);
-}
-
+/* from and to of a statement request (ph_statement_bound, at the supplier's
+ * statement offset). */
 static int period_args(ph_req *r, const ph_supplier_conf *sc, int64_t *from, int64_t *to)
 {
     int off = sc ? sc->statement.utc_offset_min : 480;
-    if (parse_bound(ph_req_query(r, "from"), off, from))
+    if (ph_statement_bound(ph_req_query(r, "from"), off, from))
         return ph_req_error(r, 400, "invalid_request",
                             "from: expected a date (YYYY-MM-DD) or an RFC 3339 time"),
                -1;
-    if (parse_bound(ph_req_query(r, "to"), off, to))
+    if (ph_statement_bound(ph_req_query(r, "to"), off, to))
         return ph_req_error(r, 400, "invalid_request",
                             "to: expected a date (YYYY-MM-DD) or an RFC 3339 time"),
                -1;

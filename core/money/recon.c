@@ -313,3 +313,17 @@ int ph_statement_from_lines(const ph_stmt_input *in, size_t n, int64_t from, int
     *out = rd.out;
     return PH_OK;
 }
+
+int ph_statement_bound(const char *s, int offset_min, int64_t *ms)
+{
+    char buf[40];
+    if (!s)
+        return -1;
+    if (strlen(s) != 10)
+        return ph_time_parse(s, strlen(s), ms);
+    snprintf(buf, sizeof buf, "%sT00:00:00Z", s);
+    if (ph_time_parse(buf, strlen(buf), ms))
+        return -1;
+    *ms -= (int64_t)offset_min * 60000;
+    return 0;
+}

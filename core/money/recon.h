@@ -65,4 +65,10 @@ int ph_statement_from_lines(const ph_stmt_input *lines, size_t n, int64_t from, 
 
 void ph_statement_free(ph_statement *s);
 
+/* A statement period's bound as a request gives it: an RFC 3339 time, or a
+ * date "YYYY-MM-DD" meaning the START of that day at offset_min minutes east
+ * of UTC (the supplier's statement.utc_offset: its own business day). 0 with
+ * *ms, or -1 for anything else (NULL, an impossible date). Pure. */
+int ph_statement_bound(const char *s, int offset_min, int64_t *ms);
+
 #endif

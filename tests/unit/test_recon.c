@@ -8,6 +8,7 @@
 #include "store_fixture.h"
 
 #include "config/config.h"
+#include "base/util.h"
 #include "money/recon.h"
 #include "store/cmd_codec.h"
 
@@ -187,6 +188,25 @@ Test(recon, fen_and_unix_time_formats)
     cr_assert_eq(st->errors[0].line, 3);
     cr_assert_str_eq(st->errors[0].field, "amount");
     ph_statement_free(st);
+}
+
+/* A period's date is the start of the supplier's own day: 2026-12-01 at
+ * +08:00 is 2026-11-30T16:00Z; at +00:00, midnight UTC; a time stays as given. */
+Test(recon, a_period_date_is_the_start_of_the_suppliers_day)
+{
+    int64_t ms, utc;
+    cr_assert_eq(ph_time_parse("2026-12-01T00:00:00Z", 20, &utc), 0);
+    cr_assert_eq(ph_statement_bound("2026-12-01", 480, &ms), 0);
+    cr_assert_eq(ms, utc - 8 * 3600 * 1000);
+    cr_assert_eq(ph_statement_bound("2026-12-01", 0, &ms), 0);
+    cr_assert_eq(ms, utc);
+    cr_assert_eq(ph_statement_bound("2026-12-01", -300, &ms), 0);
+    cr_assert_eq(ms, utc + 5 * 3600 * 1000);
+    cr_assert_eq(ph_statement_bound("2026-12-01T00:00:00+08:00", 0, &ms), 0);
+    cr_assert_eq(ms, utc - 8 * 3600 * 1000);
+    cr_assert_eq(ph_statement_bound("2026-02-30", 480, &ms), -1);
+    cr_assert_eq(ph_statement_bound("yesterday!", 480, &ms), -1);
+    cr_assert_eq(ph_statement_bound(NULL, 480, &ms), -1);
 }
 
 Test(recon, plugin_lines_digest_is_their_content)
