@@ -101,7 +101,8 @@ static const ph_route routes[] = {
     {"GET", "/v1/orders/*", ANY_SCOPE, ph_api_order_get, NULL},
     {"POST", "/v1/orders/*/settle", PH_SCOPE_OPS, ph_api_order_settle, NULL},
     {"POST", "/v1/codes/lookup", PH_SCOPE_SUPPORT | PH_SCOPE_OPS, ph_api_code_lookup, NULL},
-    {"GET", "/v1/events", PH_SCOPE_OPS, ph_api_events, "after limit"},
+    /* a mall's own order events (issue 13); support is not an integration */
+    {"GET", "/v1/events", PH_SCOPE_FULFILL | PH_SCOPE_OPS, ph_api_events, "after limit"},
     {"GET", "/v1/suppliers", PH_SCOPE_OPS, ph_api_suppliers, NULL},
     {"GET", "/v1/suppliers/*/catalog", PH_SCOPE_OPS, ph_api_supplier_catalog, NULL},
     {"GET", "/v1/suppliers/*/balance", PH_SCOPE_OPS, ph_api_supplier_balance, NULL},
@@ -692,9 +693,10 @@ static int authenticate(ph_http *h, ph_req *r, const ph_route *rt)
     }
     if (!(r->client->scopes & need)) {
         ph_req_error(r, 403, "forbidden", "client '%s' lacks the scope %s needs", r->client->name,
-                     need & PH_SCOPE_OPS && !(need & PH_SCOPE_SUPPORT) ? "ops"
-                     : need & PH_SCOPE_SUPPORT                         ? "support or ops"
-                                                                       : "fulfill");
+                     need == (PH_SCOPE_FULFILL | PH_SCOPE_OPS)           ? "fulfill or ops"
+                     : need & PH_SCOPE_OPS && !(need & PH_SCOPE_SUPPORT) ? "ops"
+                     : need & PH_SCOPE_SUPPORT                           ? "support or ops"
+                                                                         : "fulfill");
         return -1;
     }
     return 0;

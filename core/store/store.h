@@ -959,6 +959,19 @@ int ph_store_event_list(ph_store *s, uint64_t after, size_t limit, char ***out, 
                         ph_err *err);
 void ph_store_event_list_free(char **list, size_t n);
 
+/* Events with seq > after, ascending, at most limit, as ph_store_event_list;
+ * with client non-NULL only the events about an order of that client (an
+ * "order_id" and that "client"), never an event about no order. At most `scan`
+ * events are examined per call (0 = 10000), so a client paging through a store
+ * full of other clients' events answers in bounded time: *next_after is where
+ * the next page starts (the last event examined), *more is 1 when events after
+ * it were not examined. The texts are the stored events whole: a reader that
+ * shows them to a client picks the fields it may see. On PH_OK the caller
+ * frees the array of *n with ph_store_event_list_free. Errors: PH_EIO,
+ * PH_ENOMEM. Any thread. */
+int ph_store_event_scan(ph_store *s, const char *client, uint64_t after, size_t limit, size_t scan,
+                        char ***out, size_t *n, uint64_t *next_after, int *more, ph_err *err);
+
 /* Audit records (docs/store.md, "Audit"), ascending by id, with id > after,
  * that match every filter given (from/to: `at` within [from, to] in ms, 0 =
  * open; client: that client name exactly; action: that action exactly; NULL =

@@ -605,3 +605,83 @@ int ph_store_event_list(ph_store *s, uint64_t after, size_t limit, char ***out, 
     return page_u64(s, DB_EVENTS, NULL, after, limit, take_event, free_events, (void ***)out, n,
                     err);
 }
+
+/* Is the event about an order of `client`? The name is an identifier (no
+ * byte JSON escapes), so an event whose text lacks it cannot match and is
+ * passed over without parsing: a mall paging through other clients' events
+ * costs a substring search per event, not a parse. An event that does not
+ * parse matches nothing (--check-store names it). */
+static int event_of_client(const MDB_val *v, const char *client)
+{
+    if (!memmem(v->mv_data, v->mv_size, client, strlen(client)))
+        return 0;
+    json_t *ev = json_loadb(v->mv_data, v->mv_size, 0, NULL);
+    const char *c = json_string_value(json_object_get(ev, "client"));
+    int ok = json_is_integer(json_object_get(ev, "order_id")) && c && !strcmp(c, client);
+    json_decref(ev);
+    return ok;
+}
+
+int ph_store_event_scan(ph_store *s, const char *client, uint64_t after, size_t limit, size_t scan,
+                        char ***out, size_t *n, uint64_t *next_after, int *more, ph_err *err)
+{
+    *out = NULL;
+    *n = 0;
+    *next_after = after;
+    *more = 0;
+    if (!scan)
+        scan = 10000;
+    if (!client && scan > limit)
+        scan = limit; /* every event examined is taken */
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    int rc = ph_store_read_begin(s, &txn, err);
+    if (rc)
+        return rc;
+    int mrc = mdb_cursor_open(txn, s->dbi[DB_EVENTS], &cur);
+    if (mrc) {
+        ph_store_read_end(s, txn);
+        return ph_err_set(err, PH_EIO, "store: read events: %s", mdb_strerror(mrc));
+    }
+    size_t cap = 0, seen = 0;
+    char **list = NULL;
+    uint64_t from = after + 1;
+    MDB_val k = {8, &from}, v;
+    for (mrc = after == UINT64_MAX ? MDB_NOTFOUND : mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+         mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (*n == limit || seen == scan) {
+            *more = 1;
+            break;
+        }
+        if (k.mv_size != 8) {
+            rc = ph_err_set(err, PH_EIO, "store: events: malformed key");
+            break;
+        }
+        memcpy(next_after, k.mv_data, 8);
+        seen++;
+        if (client && !event_of_client(&v, client))
+            continue;
+        char **g = *n == cap ? ph_grow(list, &cap, sizeof *g, 16) : list;
+        char *txt = g ? dup_val(&v) : NULL;
+        if (g)
+            list = g;
+        if (!txt) {
+            rc = ph_err_set(err, PH_ENOMEM, "out of memory");
+            break;
+        }
+        list[(*n)++] = txt;
+    }
+    if (rc == PH_OK && mrc && mrc != MDB_NOTFOUND)
+        rc = ph_err_set(err, PH_EIO, "store: read events: %s", mdb_strerror(mrc));
+    mdb_cursor_close(cur);
+    ph_store_read_end(s, txn);
+    if (rc) {
+        ph_store_event_list_free(list, *n);
+        *n = 0;
+        *next_after = after;
+        *more = 0;
+        return rc;
+    }
+    *out = list;
+    return PH_OK;
+}

@@ -226,8 +226,11 @@ Test(badinput, authentication_and_scopes)
             NEEDLES("Authorization"));
     refused("GET", "/v1/stats", "", NULL, NULL, 0, 401, "unauthorized", NULL, NULL);
     /* right token, wrong scope */
-    refused("GET", "/v1/events", "mall-token", NULL, NULL, 0, 403, "forbidden", NULL,
+    refused("GET", "/v1/stats", "mall-token", NULL, NULL, 0, 403, "forbidden", NULL,
             NEEDLES("mall", "ops"));
+    /* the events feed is a mall's (fulfill) and ops': support is not an integration */
+    refused("GET", "/v1/events", "support-token", NULL, NULL, 0, 403, "forbidden", NULL,
+            NEEDLES("cs", "fulfill or ops"));
     refused("POST", "/v1/orders", "ops-token", "application/json", order, n, 403, "forbidden", NULL,
             NEEDLES("ops", "fulfill"));
     refused("POST", "/v1/orders", "support-token", "application/json", order, n, 403, "forbidden",
