@@ -526,7 +526,7 @@ Test(perkctl, server_refusals_exit_1_with_the_error_code)
          {"order", "--sku", "test.card", "--id", "R-2", "--qty", "5"},
          "out_of_stock"},
         {"ops-token", {"order", "--sku", "test.card", "--id", "R-3"}, "forbidden"},
-        {"mall-token", {"events"}, "forbidden"},
+        {"support-token", {"events"}, "forbidden"}, /* a mall's own: fulfill (issue 13) */
         {"wrong-token", {"orders"}, "unauthorized"},
         {NULL, {"suppliers"}, "unauthorized"},
         {"ops-token", {"void", "99", "--reason", "x"}, "not_found"},
@@ -701,6 +701,111 @@ Test(perkctl, products_show_unknown_stock_as_a_dash)
                      "served by a supplier, no local code:\n%s", out);
     cr_assert_str_eq(table_cell(out, "test.card2", "AVAILABLE", cell, sizeof cell), "1",
                      "local stock is counted:\n%s", out);
+    free(out), free(err);
+    finish();
+}
+
+/* Supplier orders from perkctl (issue 13 item 6): --wait holds the request for
+ * the supplier's final answer, so a supplier-served card SKU comes back with
+ * its codes and the documented `--json order ... | jq '.order.codes[]'`
+ * recipe has them; --account places a recharge, shown masked, never echoed. */
+static const char *const SUPPLY_BODY =
+    "suppliers:\n"
+    "  - id: sandbox\n    plugin: sandbox\n    priority: 10\n    breaker_failures: 1000\n"
+    "    config:\n      settle_ms: 1500\n      slow_ms: 800\n"
+    "products:\n"
+    "  - sku: sbx.topup\n    name: Sandbox top-up\n    brand: sandbox\n    category: telecom\n"
+    "    delivery: recharge\n    face_value: \"50.00\"\n"
+    "    offers:\n      - {supplier: sandbox, supplier_sku: sandbox.recharge, cost: \"49.00\"}\n"
+    "  - sku: sbx.card.slow\n    name: Sandbox card (slow)\n    brand: sandbox\n"
+    "    category: test\n    delivery: card_code\n    face_value: \"30.00\"\n"
+    "    offers:\n      - {supplier: sandbox, supplier_sku: sandbox.card.slow, cost: \"28.00\"}\n";
+
+Test(perkctl, order_wait_and_account_for_supplier_orders)
+{
+    h_setup_custom(&D, SUPPLY_BODY, NULL);
+    cr_assert_eq(h_start(&D), 0);
+    char *out, *err;
+    /* without --wait the slow supplier has not answered: processing, no codes */
+    int rc = PK("mall-token", NULL, &out, &err, "--json", "order", "--sku", "sbx.card.slow", "--id",
+                "W-0");
+    cr_assert_eq(rc, 0, "exit %d\n%s%s", rc, out, err);
+    json_t *j = json_loads(out, 0, NULL);
+    cr_assert_str_eq(h_str(json_object_get(j, "order"), "state"), "processing", "%s", out);
+    cr_assert_null(json_object_get(json_object_get(j, "order"), "codes"), "%s", out);
+    has(err, "order-get");
+    json_decref(j);
+    free(out), free(err);
+
+    /* with --wait: the final answer and its codes, as the recipe reads them */
+    rc = PK("mall-token", NULL, &out, &err, "--json", "order", "--sku", "sbx.card.slow", "--id",
+            "W-1", "--wait", "10");
+    cr_assert_eq(rc, 0, "exit %d\n%s%s", rc, out, err);
+    j = json_loads(out, 0, NULL);
+    json_t *o = json_object_get(j, "order");
+    cr_assert_str_eq(h_str(o, "state"), "succeeded", "%s", out);
+    cr_assert_eq(json_array_size(json_object_get(o, "codes")), 1, "%s", out);
+    cr_assert(strlen(h_str(json_array_get(json_object_get(o, "codes"), 0), "code")) > 0);
+    cr_assert_str_eq(err, "");
+    json_decref(j);
+    free(out), free(err);
+
+    /* a recharge: --account, shown masked; the account never printed */
+    rc = PK("mall-token", NULL, &out, &err, "order", "--sku", "sbx.topup", "--id", "T-1",
+            "--account", "13800000001", "--wait", "10");
+    cr_assert_eq(rc, 0, "exit %d\n%s%s", rc, out, err);
+    has_kv(out, "state", "succeeded");
+    has_kv(out, "delivery", "recharge");
+    has(out, "\naccount:");
+    lacks(out, "13800000001");
+    lacks(err, "13800000001");
+    free(out), free(err);
+    /* refused by the supplier: exit 1 with the reason */
+    rc = PK("mall-token", NULL, &out, &err, "order", "--sku", "sbx.topup", "--id", "T-2",
+            "--account", "13800000002", "--wait", "10");
+    cr_assert_eq(rc, 1, "exit %d\n%s%s", rc, out, err);
+    has_kv(out, "state", "failed");
+    has_kv(out, "reason", "invalid_account");
+    lacks(out, "13800000002");
+    lacks(err, "13800000002");
+    free(out), free(err);
+
+    /* usage errors exit 2 and never echo the account */
+    struct {
+        const char *args[12];
+        const char *says;
+    } bad[] = {
+        {{"order", "--sku", "sbx.topup", "--id", "U-1", "--wait", "-1"}, "--wait: expected"},
+        {{"order", "--sku", "sbx.topup", "--id", "U-2", "--wait", "soon"}, "--wait: expected"},
+        {{"--timeout", "5", "order", "--sku", "sbx.topup", "--id", "U-3", "--wait", "5"},
+         "raise --timeout"},
+        {{"order", "--sku", "sbx.topup", "--id", "U-4", "--account", ""}, "--account: must not"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        const char *argv[16] = {h_bin("PH_PERKCTL")};
+        size_t n = 1;
+        for (size_t k = 0; bad[i].args[k]; k++)
+            argv[n++] = bad[i].args[k];
+        argv[n] = NULL;
+        char env_url[128];
+        snprintf(env_url, sizeof env_url, "PERKHUB_URL=http://127.0.0.1:%u", D.port);
+        const char *env[] = {env_url, "PERKHUB_TOKEN=mall-token", NULL};
+        rc = h_run(argv, env, NULL, 0, &out, &err);
+        cr_assert_eq(rc, 2, "case %zu: exit %d\n%s%s", i, rc, out, err);
+        has(err, bad[i].says);
+        free(out), free(err);
+    }
+    /* the server's bounds: a wait over limits.max_order_wait_s, a recharge
+     * without an account; each named, exit 1 */
+    rc = PK("mall-token", NULL, &out, &err, "--timeout", "120", "order", "--sku", "sbx.topup",
+            "--id", "S-1", "--account", "13800000001", "--wait", "100");
+    cr_assert_eq(rc, 1, "exit %d\n%s%s", rc, out, err);
+    has(err, "wait");
+    lacks(err, "13800000001");
+    free(out), free(err);
+    rc = PK("mall-token", NULL, &out, &err, "order", "--sku", "sbx.topup", "--id", "S-2");
+    cr_assert_eq(rc, 1, "exit %d\n%s%s", rc, out, err);
+    has(err, "account");
     free(out), free(err);
     finish();
 }

@@ -2101,3 +2101,74 @@ Test(store, check_detects_an_expiring_code_missing_from_the_expiry_index)
     cr_assert_not_null(strstr(msg, "code 2"), "message does not name the code: %s", msg);
     cr_assert_not_null(strstr(msg, "expiry index"), "%s", msg);
 }
+
+/* One client's events (ph_store_event_scan): its orders' only, matched on the
+ * whole name ("mall" is inside "othermall"), never an event about no order,
+ * in bounded scans that say where to go on. */
+Test(store, event_scan_keeps_a_clients_order_events_within_its_budget)
+{
+    g_s = open_at(g_dir, 0);
+    const char *const all[] = {P_IQ, P_TOPUP, P_OLD};
+    ph_err err = {0};
+    cr_assert_eq(put_products(all, 3, &err), PH_OK, "%s", err.msg);
+    import_range(IQ, 1, 6, 1980, 0);
+    uint64_t mine[3];
+    for (int i = 0; i < 3; i++) {
+        char coid[16];
+        snprintf(coid, sizeof coid, "M-%d", i);
+        mine[i] = order_ok("mall", coid, IQ, 1);
+        snprintf(coid, sizeof coid, "O-%d", i);
+        order_ok("othermall", coid, IQ, 1);
+    }
+    char **list;
+    size_t n;
+    uint64_t next;
+    int more;
+    cr_assert_eq(ph_store_event_scan(g_s, "mall", 0, 100, 0, &list, &n, &next, &more, &err), PH_OK,
+                 "%s", err.msg);
+    cr_assert_eq(n, 3);
+    cr_assert_eq(more, 0);
+    uint64_t last_seq = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_t *ev = json_loads(list[i], 0, NULL);
+        cr_assert_str_eq(ev_str(ev, "client"), "mall", "%s", list[i]);
+        cr_assert_eq((uint64_t)ev_int(ev, "order_id"), mine[i], "%s", list[i]);
+        last_seq = (uint64_t)ev_int(ev, "seq");
+        json_decref(ev);
+    }
+    ph_store_event_list_free(list, n);
+    cr_assert_geq(next, last_seq, "the scan went to the end");
+
+    /* a budget of 2 examines 2 events: the products and the batch come first */
+    cr_assert_eq(ph_store_event_scan(g_s, "mall", 0, 100, 2, &list, &n, &next, &more, &err), PH_OK);
+    cr_assert_eq(n, 0);
+    cr_assert_eq(next, 2);
+    cr_assert_eq(more, 1);
+    ph_store_event_list_free(list, n);
+    /* paging on from next_after finds the same three, and ends */
+    size_t found = 0, pages = 0;
+    uint64_t after = 0;
+    do {
+        cr_assert_eq(ph_store_event_scan(g_s, "mall", after, 100, 2, &list, &n, &next, &more, &err),
+                     PH_OK);
+        cr_assert_leq(next - after, 2, "at most the budget examined");
+        found += n;
+        ph_store_event_list_free(list, n);
+        after = next;
+        cr_assert_lt(++pages, 100);
+    } while (more);
+    cr_assert_eq(found, 3);
+
+    /* no client: every event, limit-bounded */
+    cr_assert_eq(ph_store_event_scan(g_s, NULL, 0, 3, 0, &list, &n, &next, &more, &err), PH_OK);
+    cr_assert_eq(n, 3);
+    cr_assert_eq(next, 3);
+    cr_assert_eq(more, 1);
+    ph_store_event_list_free(list, n);
+    /* a client with no orders: nothing, to the end */
+    cr_assert_eq(ph_store_event_scan(g_s, "nobody", 0, 100, 0, &list, &n, &next, &more, &err),
+                 PH_OK);
+    cr_assert_eq(n, 0);
+    cr_assert_eq(more, 0);
+    ph_store_event_list_free(list, n);
+}

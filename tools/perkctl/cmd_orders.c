@@ -30,6 +30,10 @@ static void print_order(const json_t *order, int replayed)
     }
     pk_kv_field(stdout, "quantity", order, "quantity");
     pk_kv_field(stdout, "delivery", order, "delivery");
+    if (pk_has(order, "account")) /* the server masks it (138****0001) */
+        pk_kv_field(stdout, "account", order, "account");
+    if (pk_has(order, "reason"))
+        pk_kv_field(stdout, "reason", order, "reason");
     pk_kv_field(stdout, "created", order, "created_at");
     pk_kv_field(stdout, "updated", order, "updated_at");
 
@@ -73,15 +77,17 @@ static int order_outcome(const json_t *order)
 
 int pk_cmd_order(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 {
-    enum { O_SKU = 256, O_ID, O_QTY };
+    enum { O_SKU = 256, O_ID, O_QTY, O_ACCOUNT, O_WAIT };
     static const struct option opts[] = {
         {"sku", required_argument, NULL, O_SKU},
         {"id", required_argument, NULL, O_ID},
         {"qty", required_argument, NULL, O_QTY},
+        {"account", required_argument, NULL, O_ACCOUNT},
+        {"wait", required_argument, NULL, O_WAIT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *sku = NULL, *id = NULL, *qty = NULL;
+    const char *sku = NULL, *id = NULL, *qty = NULL, *account = NULL, *wait = NULL;
     int c;
 
     optind = 0;
@@ -98,6 +104,12 @@ int pk_cmd_order(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
         case O_QTY:
             qty = optarg;
             break;
+        case O_ACCOUNT:
+            account = optarg;
+            break;
+        case O_WAIT:
+            wait = optarg;
+            break;
         case 'h':
             return pk_help(cmd);
         default:
@@ -113,10 +125,28 @@ int pk_cmd_order(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
     long long quantity = 1;
     if (qty && pk_parse_int(qty, 1, INT32_MAX, &quantity) != 0)
         return pk_usage_error(cmd, "--qty: expected a whole number of codes >= 1, got '%s'", qty);
+    /* the account is the customer's: checked by the server, never echoed here */
+    if (account && !*account)
+        return pk_usage_error(cmd, "--account: must not be empty");
+    /* the server checks the upper bound (limits.max_order_wait_s); the
+     * request must outlive the wait, or an order that succeeds in its last
+     * second would look unreachable (exit 3) */
+    long long wait_s = 0;
+    if (wait && pk_parse_int(wait, 0, 3600, &wait_s) != 0)
+        return pk_usage_error(cmd, "--wait: expected whole seconds from 0 to 3600, got '%s'", wait);
+    if (wait && ctx->http.timeout_s && wait_s >= ctx->http.timeout_s)
+        return pk_usage_error(cmd,
+                              "--wait %lld: not shorter than --timeout %ld (raise --timeout: "
+                              "perkctl would give up while the server waits)",
+                              wait_s, ctx->http.timeout_s);
 
     pkh_response resp;
     json_t *body = json_pack("{s:s, s:s, s:I}", "client_order_id", id, "sku", sku, "quantity",
                              (json_int_t)quantity);
+    if (body && account)
+        json_object_set_new(body, "account", json_string(account));
+    if (body && wait)
+        json_object_set_new(body, "wait", json_integer((json_int_t)wait_s));
     int rc = pk_call_json(ctx, "POST", "/v1/orders", body, &resp);
     if (ctx->json)
         pk_print_raw(&resp);
