@@ -807,5 +807,14 @@ Test(perkctl, order_wait_and_account_for_supplier_orders)
     cr_assert_eq(rc, 1, "exit %d\n%s%s", rc, out, err);
     has(err, "account");
     free(out), free(err);
+    /* the mall reads its own orders' events, without supplier or cost */
+    rc = PK("mall-token", NULL, &out, &err, "events");
+    cr_assert_eq(rc, 0, "exit %d\n%s%s", rc, out, err);
+    has(out, "order.succeeded  order_id=");
+    has(out, "client_order_id=T-1");
+    lacks(out, "supplier=");
+    lacks(out, "cost_fen=");
+    lacks(out, "product.updated");
+    free(out), free(err);
     finish();
 }

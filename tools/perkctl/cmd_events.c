@@ -56,9 +56,11 @@ static void print_event(const json_t *ev)
 }
 
 /* Prints one page; returns how many events it held and updates *after to
- * where the next poll starts. */
-static size_t print_page(const pk_ctx *ctx, const pkh_response *resp, long long *after)
+ * where the next poll starts. *more: the server examined only part of the
+ * log (a mall's page skips other clients' events in bounded steps). */
+static size_t print_page(const pk_ctx *ctx, const pkh_response *resp, long long *after, int *more)
 {
+    *more = json_is_true(json_object_get(resp->json, "more"));
     const json_t *events = json_object_get(resp->json, "events"), *ev;
     size_t i;
     json_array_foreach(events, i, ev)
@@ -97,7 +99,8 @@ static int follow(const pk_ctx *ctx, long long after, const char *limit)
         pkh_response resp;
         long long before = after;
         rc = pk_call(ctx, &req, &resp);
-        size_t n = rc == PK_EXIT_OK ? print_page(ctx, &resp, &after) : 0;
+        int more = 0;
+        size_t n = rc == PK_EXIT_OK ? print_page(ctx, &resp, &after, &more) : 0;
         pkh_response_free(&resp);
         if (rc == PK_EXIT_INTERRUPTED) {
             rc = PK_EXIT_OK;
@@ -110,7 +113,7 @@ static int follow(const pk_ctx *ctx, long long after, const char *limit)
         /* More may be waiting right after a full page. A page that did not
          * move the position on counts as empty, so a confused server is not
          * polled in a tight loop. */
-        if (n > 0 && after > before)
+        if ((n > 0 || more) && after > before)
             continue;
         struct timespec second = {.tv_sec = 1};
         int sig = sigtimedwait(&stop, NULL, &second);
@@ -173,10 +176,13 @@ int pk_cmd_events(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
     pkh_request req = {.method = "GET", .path = "/v1/events", .query = query, .nquery = 2};
     pkh_response resp;
     int rc = pk_call(ctx, &req, &resp);
+    int more = 0;
     if (ctx->json)
         pk_print_raw(&resp);
-    else if (rc == PK_EXIT_OK && print_page(ctx, &resp, &after) == 0)
+    else if (rc == PK_EXIT_OK && print_page(ctx, &resp, &after, &more) == 0 && !more)
         fputs("no events\n", stdout);
+    if (more && !ctx->json)
+        fprintf(stderr, "perkctl: more events: perkctl events --after %lld\n", after);
     pkh_response_free(&resp);
     return rc;
 }
