@@ -607,13 +607,18 @@ int ph_store_event_list(ph_store *s, uint64_t after, size_t limit, char ***out, 
 }
 
 /* Is the event about an order of `client`? The name is an identifier (no
- * byte JSON escapes), so an event whose text lacks it cannot match and is
- * passed over without parsing: a mall paging through other clients' events
- * costs a substring search per event, not a parse. An event that does not
- * parse matches nothing (--check-store names it). */
+ * byte JSON escapes), so an event whose text lacks it as a JSON string,
+ * quotes included ("mall" is inside "othermall"), cannot match and is passed
+ * over without parsing: a mall paging through other clients' events costs a
+ * substring search per event, not a parse. An event that does not parse
+ * matches nothing (--check-store names it). */
 static int event_of_client(const MDB_val *v, const char *client)
 {
-    if (!memmem(v->mv_data, v->mv_size, client, strlen(client)))
+    char quoted[PH_SKU_MAX + 3];
+    int len = snprintf(quoted, sizeof quoted, "\"%s\"", client);
+    if (len < 0 || (size_t)len >= sizeof quoted)
+        return 0; /* longer than any client name: no event names it */
+    if (!memmem(v->mv_data, v->mv_size, quoted, (size_t)len))
         return 0;
     json_t *ev = json_loadb(v->mv_data, v->mv_size, 0, NULL);
     const char *c = json_string_value(json_object_get(ev, "client"));
