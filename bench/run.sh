@@ -33,6 +33,8 @@
 #   BENCH_LOOKUP_TIMING (1)      0 skips bench/lookup_timing.sh (lookup time vs. code
 #                                existence, issue 10; its own BENCH_LT_* knobs)
 #   BENCH_TLS_CPU (1)            0 skips bench/tls_cpu.sh (CPU per order, HTTPS vs HTTP)
+#   BENCH_EVENT_FEED (1)         0 skips bench/event_feed.sh (a mall's GET /v1/events over
+#                                20,000 other clients' events; its own EF_* knobs)
 #   BENCH_PART_TIMEOUT (240)     seconds each of peers.sh / supplier_io.sh / tls_cpu.sh may take
 #   BENCH_RESULTS (bench/results/latest.json)   where the JSON goes (the parts' own JSON
 #                                stays in bench/results/)
@@ -568,5 +570,13 @@ if [ "${BENCH_TLS_CPU:-1}" != 0 ]; then
     tc_rc=0
     timeout --kill-after=10 "$PART_TIMEOUT" "$SRC/bench/tls_cpu.sh" "$BUILD" || tc_rc=$?
     [ "$tc_rc" = 0 ] || [ "$tc_rc" = 3 ] || PART_FAILED="$PART_FAILED tls_cpu(exit $tc_rc)"
+fi
+# ---- issue 13, item 5: a mall's event feed over a log of other clients' events ----------
+# A demo daemon of its own; its own PASS/MISS line (exit 3, a MISS, is not a failure).
+if [ "${BENCH_EVENT_FEED:-1}" != 0 ]; then
+    echo
+    ef_rc=0
+    timeout --kill-after=10 "$PART_TIMEOUT" "$SRC/bench/event_feed.sh" "$BUILD" || ef_rc=$?
+    [ "$ef_rc" = 0 ] || [ "$ef_rc" = 3 ] || PART_FAILED="$PART_FAILED event_feed(exit $ef_rc)"
 fi
 [ -z "$PART_FAILED" ] || fail "parts failed:$PART_FAILED"
