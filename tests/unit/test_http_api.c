@@ -180,7 +180,11 @@ Test(http_offline, real_requests_without_a_socket, .init = daemon_up, .fini = da
     cr_expect(strstr(str_at(j, "message", NULL), "client_order_id"), "names the parameter");
     json_decref(j);
     cr_expect_eq(serve("GET", "/v1/orders", NULL, NULL, NULL), 401);
-    cr_expect_eq(serve("GET", "/v1/events", H(FULFILL), NULL, NULL), 403);
+    /* the feed is a mall's own (fulfill) and ops'; support is refused */
+    cr_expect_eq(serve("GET", "/v1/stats", H(FULFILL), NULL, NULL), 403);
+    cr_expect_eq(serve("GET", "/v1/events", H("Authorization: Bearer support-token"), NULL, NULL),
+                 403);
+    cr_expect_eq(serve("GET", "/v1/events", H(FULFILL), NULL, NULL), 200);
     cr_expect_eq(serve("GET", "/v1/events", H("authorization: Bearer ops-token"), NULL, NULL), 200,
                  "header names in any case");
     /* framing is checked offline too */
