@@ -94,8 +94,7 @@ int ph_tls_files_read(const char *cert_path, const char *key_path, const char *c
     }
     if (!strstr(out->key, "PRIVATE KEY-----")) {
         rc = ph_err_set(err, PH_EINVAL,
-                        "listen.tls.key: %s: no PEM private key in it (a " BEGIN PRIVATE KEY
-                        " block)",
+                        "listen.tls.key: %s: no PEM private key in it (a BEGIN PRIVATE KEY block)",
                         key_path);
         goto fail;
     }
