@@ -17,6 +17,7 @@
 
 #include "http/http_api.h"
 #include "metrics/metrics.h"
+#include "sched/sched.h"
 #include "supply/fulfil.h"
 #include "supply/supplier_io.h"
 #include "supply/suppliers.h"
@@ -170,7 +171,10 @@ static int start_supply(ph_daemon *d, ph_err *err)
                          .keys = d->keys,
                          .log = &d->log,
                          .cfg = {&d->cfg, fulfil_cfg_acquire, fulfil_cfg_release}};
-    return ph_fulfil_create(&fo, &d->fulfil, err);
+    if ((rc = ph_fulfil_create(&fo, &d->fulfil, err)))
+        return rc;
+    ph_sched_opts sch = {.log = &d->log};
+    return ph_sched_create(&sch, &d->sched, err);
 }
 
 /* ---- the expiry sweep's timer ---------------------------------------------
@@ -548,6 +552,8 @@ void ph_daemon_stop(ph_daemon *d, int grace_ms)
         d->http = NULL;
     }
     ph_fulfil_stop(d->fulfil);
+    ph_sched_destroy(d->sched); /* waits for running jobs: before the engine and the writer */
+    d->sched = NULL;
     sweeper_stop(d); /* its last command completes before the store closes */
     ph_reseal_stop(d);
     /* Exchanges on the wire end ambiguous and are recorded unknown (queried

@@ -40,6 +40,7 @@ struct ph_sio;
 struct ph_fulfil;
 struct ph_sweeper;
 struct ph_resealer;
+struct ph_sched;
 
 typedef struct ph_daemon {
     ph_logger log;
@@ -60,6 +61,8 @@ typedef struct ph_daemon {
     pthread_t main_thread; /* ph_daemon_start's caller: reloads, plugin shutdowns and dlclose */
     /* the expiry sweep's timer thread (daemon.c) */
     struct ph_sweeper *sweeper;
+    /* periodic and on-demand jobs: sync, balance, replenishment (sched/sched.h) */
+    struct ph_sched *sched;
     /* the key rotation's re-sealer thread (reseal.c, keys.h) */
     struct ph_resealer *resealer;
     const char *journal_file; /* set before ph_daemon_start: ph_store_opts.journal_file */

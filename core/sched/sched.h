@@ -1,0 +1,119 @@
+/*
+ * sched.h — the scheduler: jobs that run on a period or on demand (catalog
+ * and stock sync, balance checks, replenishment checks, ...), due times in a
+ * min-heap driven by one thread.
+ *
+ * A job is a function and an argument under a unique id ("sync.stock/simA").
+ * When it is due, the scheduler thread calls it with a run; the job starts
+ * its work (submits supplier I/O, a store command) and returns at once; it
+ * calls ph_sched_done exactly once, on any thread, when the work is over.
+ * A job never runs twice at the same time: a trigger while it runs makes it
+ * run once more right after. Every change a job makes goes through the store's
+ * writer as a command whose time is ph_sched_run_at(run): the write path stays
+ * a deterministic function of its commands (docs/design.md).
+ *
+ * Due times: a job runs every `every_ms` after the start of its previous run
+ * (a slow run does not make the next one run at once twice). The next due
+ * time is stored with each run's outcome, so a restart neither skips nor
+ * doubles a run: a job whose stored due time passed while the daemon was down
+ * runs once at start, not once per missed period.
+ *
+ * Threads and ownership: the scheduler's thread owns the heap and calls the
+ * jobs; its one mutex (a leaf: never held while a job runs) guards what other
+ * threads reach (adding, removing, triggering, done, the list). The scheduler
+ * copies a definition's id; `arg` is the caller's and must stay valid until
+ * ph_sched_remove returned or the scheduler is destroyed.
+ */
+#ifndef PH_SCHED_H
+#define PH_SCHED_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/log.h"
+#include "base/status.h"
+
+typedef struct ph_sched ph_sched;
+typedef struct ph_sched_run ph_sched_run;
+
+/* A job's body: start the work and return; ph_sched_done(run, ...) once when
+ * it is over (inside fn or later, from any thread). Scheduler thread. */
+typedef void (*ph_sched_fn)(void *arg, ph_sched_run *run);
+
+#define PH_SCHED_ID_MAX 96 /* bytes of a job id, NUL included */
+
+typedef struct ph_sched_job_def {
+    const char *id;   /* unique; [a-z0-9._/:-], shorter than PH_SCHED_ID_MAX; copied */
+    int64_t every_ms; /* the period; 0 = on demand only */
+    ph_sched_fn fn;
+    void *arg;
+} ph_sched_job_def;
+
+/* The run's time (ms since the epoch): the `now` of every command it submits. */
+int64_t ph_sched_run_at(const ph_sched_run *run);
+/* The job's id. */
+const char *ph_sched_run_id(const ph_sched_run *run);
+/* 1 when the run was asked for (ph_sched_trigger), 0 when it was due. */
+int ph_sched_run_manual(const ph_sched_run *run);
+
+/* Ends a run: ok 1 or 0, and a one-line outcome for GET /v1/jobs ("12 items,
+ * 2 prices changed", "supplier simA: timeout"; never a secret; may be NULL).
+ * Exactly once per run; the run is gone after it. Any thread. */
+void ph_sched_done(ph_sched_run *run, int ok, const char *outcome);
+
+/* What the scheduler keeps across restarts: hooks into the store, called on
+ * the scheduler thread. NULL = nothing kept (unit tests). */
+typedef struct ph_sched_persist {
+    /* The stored next due time of job `id` (ms), or 0 when none is stored. */
+    int64_t (*next_due)(void *arg, const char *id);
+    /* Stores a finished run: start, end, ok, outcome, and the next due time. */
+    void (*ran)(void *arg, const char *id, int64_t started_at, int64_t ended_at, int ok,
+                const char *outcome, int64_t next_due);
+    void *arg;
+} ph_sched_persist;
+
+typedef struct ph_sched_opts {
+    const ph_logger *log;            /* borrowed; outlives the scheduler */
+    const ph_sched_persist *persist; /* borrowed; NULL = none */
+    int64_t (*clock_ms)(void);       /* NULL = ph_now_ms (tests pass their own) */
+} ph_sched_opts;
+
+/* Starts the scheduler's thread. Errors: PH_EINVAL, PH_ENOMEM, PH_EIO. */
+int ph_sched_create(const ph_sched_opts *opts, ph_sched **out, ph_err *err);
+
+/* Adds a job, or replaces the definition of the job with the same id (a
+ * reload: its due time and history stay). A new job is due at its stored due
+ * time, or now when none is stored (every_ms 0: only when triggered).
+ * Errors: PH_EINVAL (id malformed, no fn), PH_ENOMEM, PH_ESHUTDOWN. Any thread. */
+int ph_sched_add(ph_sched *s, const ph_sched_job_def *def, ph_err *err);
+
+/* Removes a job; returns once it is not running (a run in progress is waited
+ * for), so arg may be freed then. Never call it from inside the job.
+ * PH_ENOTFOUND when no such job. Any thread but the scheduler's. */
+int ph_sched_remove(ph_sched *s, const char *id);
+
+/* Runs a job as soon as possible (on demand); if it is running, once more
+ * right after. PH_ENOTFOUND, PH_ESHUTDOWN. Any thread. */
+int ph_sched_trigger(ph_sched *s, const char *id, ph_err *err);
+
+/* One job as GET /v1/jobs shows it. */
+typedef struct ph_sched_info {
+    char id[PH_SCHED_ID_MAX];
+    int64_t every_ms;
+    int running;
+    int64_t last_started_at, last_ended_at; /* 0 = never ran in this process or stored */
+    int last_ok;                            /* -1 = never ran */
+    char last_outcome[160];
+    int64_t next_due; /* 0 = on demand only */
+    uint64_t runs;    /* runs finished since start */
+} ph_sched_info;
+
+/* Every job, sorted by id; *out is the caller's (free()). PH_ENOMEM. Any thread. */
+int ph_sched_list(ph_sched *s, ph_sched_info **out, size_t *n);
+
+/* Stops the thread: no new run starts; returns once running jobs called
+ * ph_sched_done (their work must be able to finish: stop the scheduler before
+ * the I/O engine and the writer). NULL is a no-op. */
+void ph_sched_destroy(ph_sched *s);
+
+#endif
