@@ -8,7 +8,8 @@ bench_sha() { printf %s "$1" | sha256sum | cut -c1-64; }
 
 # bench_start BUILD DIR [EXTRA_YAML]: writes DIR/perkhub.yaml (loopback, an
 # ephemeral port, durable defaults, the example supplier, one card SKU; EXTRA_YAML
-# is added at the top level, e.g. a limits: section), checks it, starts
+# is added at the top level, e.g. a limits: section; BENCH_MALL_YAML, when set, is added
+# under the mall client, e.g. its webhooks: list), checks it, starts
 # BUILD/perkhubd on it (log DIR/perkhubd.log) and waits for it to answer.
 # Sets BENCH_PID and BENCH_URL. With BENCH_TLS_DIR set (a directory holding server.crt,
 # server.key and ca.crt: bench/tls_cpu.sh), the listener speaks TLS and BENCH_URL is https.
@@ -33,6 +34,7 @@ clients:
   - name: mall
     token_sha256: $(bench_sha "$MALL_TOKEN")
     scopes: [fulfill, support]
+${BENCH_MALL_YAML:-}
   - name: ops
     token_sha256: $(bench_sha "$OPS_TOKEN")
     scopes: [ops]

@@ -35,6 +35,8 @@
 #   BENCH_TLS_CPU (1)            0 skips bench/tls_cpu.sh (CPU per order, HTTPS vs HTTP)
 #   BENCH_EVENT_FEED (1)         0 skips bench/event_feed.sh (a mall's GET /v1/events over
 #                                20,000 other clients' events; its own EF_* knobs)
+#   BENCH_WEBHOOKS (1)           0 skips bench/webhooks.sh (orders/s with a webhook endpoint
+#                                subscribed vs without, deliveries/s, lag, CPU per delivery)
 #   BENCH_PART_TIMEOUT (240)     seconds each of peers.sh / supplier_io.sh / tls_cpu.sh may take
 #   BENCH_RESULTS (bench/results/latest.json)   where the JSON goes (the parts' own JSON
 #                                stays in bench/results/)
@@ -578,5 +580,12 @@ if [ "${BENCH_EVENT_FEED:-1}" != 0 ]; then
     ef_rc=0
     timeout --kill-after=10 "$PART_TIMEOUT" "$SRC/bench/event_feed.sh" "$BUILD" || ef_rc=$?
     [ "$ef_rc" = 0 ] || [ "$ef_rc" = 3 ] || PART_FAILED="$PART_FAILED event_feed(exit $ef_rc)"
+fi
+# ---- issue 13: webhooks, orders/s with an endpoint subscribed vs without ------------------
+if [ "${BENCH_WEBHOOKS:-1}" != 0 ]; then
+    echo
+    wh_rc=0
+    timeout --kill-after=10 "$((PART_TIMEOUT * 3))" "$SRC/bench/webhooks.sh" "$BUILD" || wh_rc=$?
+    [ "$wh_rc" = 0 ] || [ "$wh_rc" = 3 ] || PART_FAILED="$PART_FAILED webhooks(exit $wh_rc)"
 fi
 [ -z "$PART_FAILED" ] || fail "parts failed:$PART_FAILED"

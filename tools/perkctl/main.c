@@ -349,6 +349,20 @@ static const pk_cmd commands[] = {
      "  $ perkctl discrepancies\n"
      "  ID  ORDER  ATTEMPT  SUPPLIER  SOURCE    OURS    THEIRS           STATUS\n"
      "  1   42     1        gateway   callback  failed  succeeded 49.00  open\n"},
+    {"webhooks", pk_cmd_webhooks, "the mall's webhook endpoints: status, failures, replay",
+     "usage: perkctl webhooks [status]\n"
+     "       perkctl webhooks deliveries ID [--state pending|dead|delivered]\n"
+     "                                      [--after SEQ] [--limit N]\n"
+     "       perkctl webhooks failures ID\n"
+     "       perkctl webhooks replay ID (--delivery DELIVERY | --from SEQ --to SEQ)\n"
+     "       perkctl webhooks enable ID\n"
+     "\n"
+     "status: every endpoint with its state and counts (GET /v1/webhooks).\n"
+     "deliveries: one endpoint's deliveries, oldest first. failures: the dead-lettered\n"
+     "ones, then those still being retried after a failure. replay: send one delivery\n"
+     "again, or every delivery of the events SEQ..SEQ (same delivery ids; audited).\n"
+     "enable: deliver again to an endpoint that answered 410 (audited).\n"
+     "Needs an ops token (a mall's token sees its own endpoints with status).\n"},
     {"discrepancy", pk_cmd_discrepancy, "show, accept or dispute one discrepancy",
      "usage: perkctl discrepancy show|accept|dispute ID [--note TEXT]\n"
      "\n"

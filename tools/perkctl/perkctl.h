@@ -57,16 +57,6 @@ struct pk_cmd {
 };
 
 /* ---- the subcommands (one function each) -------------------------------- */
-pk_cmd_fn pk_cmd_import;        /* cmd_batches.c */
-pk_cmd_fn pk_cmd_void;          /* cmd_batches.c */
-pk_cmd_fn pk_cmd_order;         /* cmd_orders.c */
-pk_cmd_fn pk_cmd_orders;        /* cmd_orders.c */
-pk_cmd_fn pk_cmd_order_get;     /* cmd_orders.c */
-pk_cmd_fn pk_cmd_lookup;        /* cmd_lookup.c */
-pk_cmd_fn pk_cmd_events;        /* cmd_events.c */
-pk_cmd_fn pk_cmd_status;        /* cmd_status.c */
-pk_cmd_fn pk_cmd_suppliers;     /* cmd_status.c */
-pk_cmd_fn pk_cmd_products;      /* cmd_products.c */
 pk_cmd_fn pk_cmd_audit;         /* cmd_audit.c */
 pk_cmd_fn pk_cmd_settle;        /* cmd_settle.c */
 pk_cmd_fn pk_cmd_ledger;        /* cmd_ledger.c */
@@ -86,12 +76,13 @@ pk_cmd_fn pk_cmd_discrepancies; /* cmd_discrep.c */
 pk_cmd_fn pk_cmd_batches;       /* cmd_ops.c */
 pk_cmd_fn pk_cmd_stats;         /* cmd_ops.c */
 pk_cmd_fn pk_cmd_supplier;      /* cmd_ops.c */
+pk_cmd_fn pk_cmd_discrepancy;   /* cmd_discrep.c */
+pk_cmd_fn pk_cmd_webhooks;      /* cmd_webhooks.c */
 
 /* `perkctl --version`: perkctl's version, then the server's when it answers
  * GET /v1/health (else says it is not reachable). Returns PK_EXIT_OK.
  * cmd_ops.c. */
 int pk_print_version(const pk_ctx *ctx);
-pk_cmd_fn pk_cmd_discrepancy; /* cmd_discrep.c */
 
 /* ---- option parsing (common.c) ------------------------------------------- */
 
