@@ -450,6 +450,23 @@ Test(secrets, codes_and_accounts_never_leak, .fini = kill_leftover)
     }
     cr_assert_geq(events, 5, "the events feed is nearly empty (%d events)", events);
     req_free(&d, "GET", "/v1/events?after=0&limit=1000", "ops-token", NULL, NULL, 200);
+    req_free(&d, "GET", "/v1/events?after=0&limit=1000", "mall-token", NULL, NULL, 200);
+
+    /* ---- every other read an ops or a mall token has (sessions 5-7): none may
+     * carry a code, a card number or the account ---- */
+    static const char *const ops_reads[] = {"/v1/ledger?limit=1000",
+                                            "/v1/ledger.csv",
+                                            "/v1/reports?from=2000-01-01&to=2100-01-01",
+                                            "/v1/discrepancies?status=open",
+                                            "/v1/audit?limit=1000",
+                                            "/v1/reconciliations",
+                                            "/v1/stats/orders",
+                                            "/v1/health",
+                                            "/v1/orders?limit=1000",
+                                            "/v1/batches",
+                                            "/metrics"};
+    for (size_t i = 0; i < sizeof ops_reads / sizeof *ops_reads; i++)
+        req_free(&d, "GET", ops_reads[i], "ops-token", NULL, NULL, 200);
 
     /* ---- stopped: the log and every file the daemon wrote ---- */
     cr_assert_eq(h_stop(&d, SIGTERM), 0);
