@@ -25,6 +25,16 @@ static const char *side_text(const json_t *d, const char *which, char *buf, size
     return buf;
 }
 
+static const char *ours_text(const json_t *d, char *buf, size_t n)
+{
+    return side_text(d, "ours", buf, n);
+}
+
+static const char *theirs_text(const json_t *d, char *buf, size_t n)
+{
+    return side_text(d, "theirs", buf, n);
+}
+
 int pk_cmd_discrepancies(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 {
     enum { O_STATUS = 256, O_SUPPLIER, O_AFTER, O_LIMIT };
@@ -71,46 +81,16 @@ int pk_cmd_discrepancies(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **
     const pkh_param query[] = {
         {"status", status}, {"supplier", supplier}, {"after", after}, {"limit", limit}};
     pkh_request req = {.method = "GET", .path = "/v1/discrepancies", .query = query, .nquery = 4};
-    pkh_response resp;
-    int rc = pk_call(ctx, &req, &resp);
-    if (ctx->json)
-        pk_print_raw(&resp);
-    if (rc != PK_EXIT_OK || ctx->json) {
-        pkh_response_free(&resp);
-        return rc;
-    }
-    const json_t *list = json_object_get(resp.json, "discrepancies"), *d;
-    size_t i;
-    if (json_array_size(list) == 0) {
-        fputs("no discrepancies\n", stdout);
-    } else {
-        pk_table t;
-        pk_table_init(&t, 8,
-                      (const char *const[]){"ID", "ORDER", "ATTEMPT", "SUPPLIER", "SOURCE", "OURS",
-                                            "THEIRS", "STATUS"});
-        json_array_foreach(list, i, d)
-        {
-            char b[8][48];
-            pk_table_add(&t, (const char *const[]){
-                                 pk_field(d, "id", b[0], sizeof b[0]),
-                                 pk_field(d, "order_id", b[1], sizeof b[1]),
-                                 pk_field(d, "attempt", b[2], sizeof b[2]),
-                                 pk_field(d, "supplier", b[3], sizeof b[3]),
-                                 pk_field(d, "source", b[4], sizeof b[4]),
-                                 side_text(d, "ours", b[5], sizeof b[5]),
-                                 side_text(d, "theirs", b[6], sizeof b[6]),
-                                 pk_field(d, "status", b[7], sizeof b[7]),
-                             });
-        }
-        if (pk_table_print(&t, stdout) != 0)
-            rc = PK_EXIT_REFUSED;
-        pk_table_free(&t);
-    }
-    const json_t *next = json_object_get(resp.json, "next_after");
-    if (json_is_integer(next))
-        pk_line(stdout, "more: --after %lld", (long long)json_integer_value(next));
-    pkh_response_free(&resp);
-    return rc;
+    static const pk_column cols[] = {{"ID", "id", NULL},
+                                     {"ORDER", "order_id", NULL},
+                                     {"ATTEMPT", "attempt", NULL},
+                                     {"SUPPLIER", "supplier", NULL},
+                                     {"SOURCE", "source", NULL},
+                                     {"OURS", NULL, ours_text},
+                                     {"THEIRS", NULL, theirs_text},
+                                     {"STATUS", "status", NULL}};
+    return pk_list(ctx, &req, "discrepancies", cols, sizeof cols / sizeof *cols, NULL,
+                   "no discrepancies");
 }
 
 static void print_one(const json_t *d)

@@ -64,42 +64,12 @@ int pk_cmd_ledger(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
     pkh_request req = {.method = "GET", .path = "/v1/ledger", .query = query, .nquery = 8};
     if (csv)
         return call_csv(ctx, &req);
-    pkh_response resp;
-    int rc = pk_call(ctx, &req, &resp);
-    if (ctx->json)
-        pk_print_raw(&resp);
-    if (rc != PK_EXIT_OK || ctx->json) {
-        pkh_response_free(&resp);
-        return rc;
-    }
-    const json_t *entries = json_object_get(resp.json, "entries"), *e;
-    size_t i;
-    if (json_array_size(entries) == 0) {
-        fputs("no entries\n", stdout);
-    } else {
-        static const char *const cols[] = {"seq",      "at",     "order_id", "attempt", "kind",
-                                           "supplier", "client", "sku",      "amount",  "command"};
-        pk_table t;
-        pk_table_init(&t, 10,
-                      (const char *const[]){"SEQ", "AT", "ORDER", "ATTEMPT", "KIND", "SUPPLIER",
-                                            "CLIENT", "SKU", "AMOUNT", "COMMAND"});
-        json_array_foreach(entries, i, e)
-        {
-            char b[10][128];
-            const char *cells[10];
-            for (size_t k = 0; k < 10; k++)
-                cells[k] = pk_field(e, cols[k], b[k], sizeof b[k]);
-            pk_table_add(&t, cells);
-        }
-        if (pk_table_print(&t, stdout) != 0)
-            rc = PK_EXIT_REFUSED;
-        pk_table_free(&t);
-    }
-    const json_t *next = json_object_get(resp.json, "next_after");
-    if (json_is_integer(next))
-        printf("more: --after %lld\n", (long long)json_integer_value(next));
-    pkh_response_free(&resp);
-    return rc;
+    static const pk_column cols[] = {{"SEQ", "seq", NULL},        {"AT", "at", NULL},
+                                     {"ORDER", "order_id", NULL}, {"ATTEMPT", "attempt", NULL},
+                                     {"KIND", "kind", NULL},      {"SUPPLIER", "supplier", NULL},
+                                     {"CLIENT", "client", NULL},  {"SKU", "sku", NULL},
+                                     {"AMOUNT", "amount", NULL},  {"COMMAND", "command", NULL}};
+    return pk_list(ctx, &req, "entries", cols, sizeof cols / sizeof *cols, NULL, "no entries");
 }
 
 int pk_cmd_report(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)

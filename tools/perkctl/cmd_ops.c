@@ -27,45 +27,17 @@ static int get(const pk_ctx *ctx, const char *path, const pkh_param *query, size
 
 static int batches_list(const pk_ctx *ctx, const char *after, const char *limit)
 {
+    static const pk_column cols[] = {{"ID", "id", NULL},
+                                     {"SUPPLIER", "supplier", NULL},
+                                     {"SKU", "sku", NULL},
+                                     {"COUNT", "count", NULL},
+                                     {"UNIT_COST", "unit_cost", NULL},
+                                     {"STATE", "state", NULL},
+                                     {"CREATED", "created_at", NULL},
+                                     {"NOTE", "note", NULL}};
     const pkh_param query[] = {{"after", after}, {"limit", limit}};
-    pkh_response resp;
-    int rc = get(ctx, "/v1/batches", query, 2, &resp);
-    if (rc != PK_EXIT_OK || ctx->json) {
-        pkh_response_free(&resp);
-        return rc;
-    }
-    const json_t *batches = json_object_get(resp.json, "batches"), *b;
-    size_t i;
-    if (json_array_size(batches) == 0) {
-        fputs("no batches\n", stdout);
-    } else {
-        pk_table t;
-        pk_table_init(&t, 8,
-                      (const char *const[]){"ID", "SUPPLIER", "SKU", "COUNT", "UNIT_COST", "STATE",
-                                            "CREATED", "NOTE"});
-        json_array_foreach(batches, i, b)
-        {
-            char c[8][64];
-            pk_table_add(&t, (const char *const[]){
-                                 pk_field(b, "id", c[0], sizeof c[0]),
-                                 pk_field(b, "supplier", c[1], sizeof c[1]),
-                                 pk_field(b, "sku", c[2], sizeof c[2]),
-                                 pk_field(b, "count", c[3], sizeof c[3]),
-                                 pk_field(b, "unit_cost", c[4], sizeof c[4]),
-                                 pk_field(b, "state", c[5], sizeof c[5]),
-                                 pk_field(b, "created_at", c[6], sizeof c[6]),
-                                 pk_field(b, "note", c[7], sizeof c[7]),
-                             });
-        }
-        if (pk_table_print(&t, stdout) != 0)
-            rc = PK_EXIT_REFUSED;
-        pk_table_free(&t);
-    }
-    const json_t *next = json_object_get(resp.json, "next_after");
-    if (json_is_integer(next))
-        printf("more: --after %" JSON_INTEGER_FORMAT "\n", json_integer_value(next));
-    pkh_response_free(&resp);
-    return rc;
+    pkh_request req = {.method = "GET", .path = "/v1/batches", .query = query, .nquery = 2};
+    return pk_list(ctx, &req, "batches", cols, sizeof cols / sizeof *cols, NULL, "no batches");
 }
 
 static int batch_show(const pk_ctx *ctx, const pk_cmd *cmd, const char *id)

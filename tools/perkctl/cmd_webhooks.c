@@ -12,106 +12,54 @@
 
 #include "perkctl.h"
 
-static int print_endpoints(const json_t *list)
+/* "enabled", or why it is disabled ("gone: http 410", "disabled"). */
+static const char *endpoint_state(const json_t *e, char *buf, size_t n)
 {
-    if (json_array_size(list) == 0) {
-        fputs("no webhook endpoints\n", stdout);
-        return PK_EXIT_OK;
-    }
-    pk_table t;
-    pk_table_init(&t, 8,
-                  (const char *const[]){"ID", "CLIENT", "URL", "STATE", "PENDING", "FAILING",
-                                        "DEAD", "LAST SUCCESS"});
-    size_t i;
-    const json_t *e;
-    json_array_foreach(list, i, e)
-    {
-        char b[8][128];
-        const json_t *why = json_object_get(e, "disabled_reason");
-        const char *state = json_is_true(json_object_get(e, "enabled")) ? "enabled"
-                            : json_is_string(why)                       ? json_string_value(why)
-                                                                        : "disabled";
-        snprintf(b[3], sizeof b[3], "%s", state);
-        pk_table_add(&t, (const char *const[]){
-                             pk_field(e, "id", b[0], sizeof b[0]),
-                             pk_field(e, "client", b[1], sizeof b[1]),
-                             pk_field(e, "url", b[2], sizeof b[2]),
-                             b[3],
-                             pk_field(e, "pending", b[4], sizeof b[4]),
-                             pk_field(e, "failing", b[5], sizeof b[5]),
-                             pk_field(e, "dead", b[6], sizeof b[6]),
-                             pk_field(e, "last_success_at", b[7], sizeof b[7]),
-                         });
-    }
-    int rc = pk_table_print(&t, stdout) != 0 ? PK_EXIT_REFUSED : PK_EXIT_OK;
-    pk_table_free(&t);
-    return rc;
+    const json_t *why = json_object_get(e, "disabled_reason");
+    snprintf(buf, n, "%s",
+             json_is_true(json_object_get(e, "enabled")) ? "enabled"
+             : json_is_string(why)                       ? json_string_value(why)
+                                                         : "disabled");
+    return buf;
 }
 
-/* failures_only: the dead ones and the pending ones that failed at least once. */
-static int print_deliveries(const json_t *list, int failures_only)
+/* "http 503", or the error of the last attempt ("timeout"), or "-". */
+static const char *last_result(const json_t *d, char *buf, size_t n)
 {
-    pk_table t;
-    pk_table_init(&t, 8,
-                  (const char *const[]){"DELIVERY", "SEQ", "TYPE", "ORDER", "STATE", "ATTEMPTS",
-                                        "LAST", "NEXT"});
-    size_t i, shown = 0;
-    const json_t *d;
-    json_array_foreach(list, i, d)
-    {
-        const char *st = json_string_value(json_object_get(d, "state"));
-        json_int_t tries = json_integer_value(json_object_get(d, "attempts"));
-        if (failures_only && !(st && !strcmp(st, "dead")) && tries == 0)
-            continue;
-        char b[8][96], last[96];
-        const json_t *status = json_object_get(d, "last_status");
-        const json_t *error = json_object_get(d, "last_error");
-        if (json_is_integer(status) && json_integer_value(status) > 0)
-            snprintf(last, sizeof last, "http %lld", (long long)json_integer_value(status));
-        else
-            snprintf(last, sizeof last, "%s",
-                     json_is_string(error) ? json_string_value(error) : "-");
-        pk_table_add(&t, (const char *const[]){
-                             pk_field(d, "id", b[0], sizeof b[0]),
-                             pk_field(d, "seq", b[1], sizeof b[1]),
-                             pk_field(d, "type", b[2], sizeof b[2]),
-                             pk_field(d, "order_id", b[3], sizeof b[3]),
-                             pk_field(d, "state", b[4], sizeof b[4]),
-                             pk_field(d, "attempts", b[5], sizeof b[5]),
-                             last,
-                             pk_field(d, "next_at", b[7], sizeof b[7]),
-                         });
-        shown++;
-    }
-    int rc = PK_EXIT_OK;
-    if (!shown)
-        fputs(failures_only ? "no failures\n" : "no deliveries\n", stdout);
-    else if (pk_table_print(&t, stdout) != 0)
-        rc = PK_EXIT_REFUSED;
-    pk_table_free(&t);
-    return rc;
+    const json_t *status = json_object_get(d, "last_status");
+    const json_t *error = json_object_get(d, "last_error");
+    if (json_is_integer(status) && json_integer_value(status) > 0)
+        snprintf(buf, n, "http %lld", (long long)json_integer_value(status));
+    else
+        snprintf(buf, n, "%s", json_is_string(error) ? json_string_value(error) : "-");
+    return buf;
+}
+
+/* perkctl webhooks failures: the dead ones and those that failed at least once. */
+static int failed(const json_t *d)
+{
+    const char *st = json_string_value(json_object_get(d, "state"));
+    return (st && !strcmp(st, "dead")) || json_integer_value(json_object_get(d, "attempts")) > 0;
 }
 
 /* GET one page of an endpoint's deliveries in `state` (NULL = any). */
 static int deliveries(const pk_ctx *ctx, const char *id, const char *state, const char *after,
                       const char *limit, int failures_only)
 {
+    static const pk_column cols[] = {{"DELIVERY", "id", NULL},    {"SEQ", "seq", NULL},
+                                     {"TYPE", "type", NULL},      {"ORDER", "order_id", NULL},
+                                     {"STATE", "state", NULL},    {"ATTEMPTS", "attempts", NULL},
+                                     {"LAST", NULL, last_result}, {"NEXT", "next_at", NULL}};
     char path[256];
     snprintf(path, sizeof path, "/v1/webhooks/%s/deliveries", id);
     const pkh_param query[] = {{"state", state}, {"after", after}, {"limit", limit}};
     pkh_request req = {.method = "GET", .path = path, .query = query, .nquery = 3};
-    pkh_response resp;
-    int rc = pk_call(ctx, &req, &resp);
-    if (ctx->json)
-        pk_print_raw(&resp);
-    if (rc == PK_EXIT_OK && !ctx->json) {
-        rc = print_deliveries(json_object_get(resp.json, "deliveries"), failures_only);
-        const json_t *next = json_object_get(resp.json, "next_after");
-        if (json_is_true(json_object_get(resp.json, "more")) && json_is_integer(next))
-            pk_line(stdout, "more: --after %lld", (long long)json_integer_value(next));
-    }
-    pkh_response_free(&resp);
-    return rc;
+    return pk_list(ctx, &req, "deliveries", cols, sizeof cols / sizeof *cols,
+                   failures_only ? failed : NULL,
+                   failures_only ? (state ? (!strcmp(state, "dead") ? "no dead deliveries"
+                                                                    : "no deliveries being retried")
+                                          : "no failures")
+                                 : "no deliveries");
 }
 
 /* An endpoint id as the server accepts it: one path segment. */
@@ -184,15 +132,14 @@ int pk_cmd_webhooks(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
     if (!action || !strcmp(action, "status")) {
         if (id)
             return pk_usage_error(cmd, "status takes no endpoint id");
+        static const pk_column cols[] = {
+            {"ID", "id", NULL},           {"CLIENT", "client", NULL},
+            {"URL", "url", NULL},         {"STATE", NULL, endpoint_state},
+            {"PENDING", "pending", NULL}, {"FAILING", "failing", NULL},
+            {"DEAD", "dead", NULL},       {"LAST SUCCESS", "last_success_at", NULL}};
         pkh_request req = {.method = "GET", .path = "/v1/webhooks"};
-        pkh_response resp;
-        int rc = pk_call(ctx, &req, &resp);
-        if (ctx->json)
-            pk_print_raw(&resp);
-        else if (rc == PK_EXIT_OK)
-            rc = print_endpoints(json_object_get(resp.json, "endpoints"));
-        pkh_response_free(&resp);
-        return rc;
+        return pk_list(ctx, &req, "endpoints", cols, sizeof cols / sizeof *cols, NULL,
+                       "no webhook endpoints");
     }
     if (strcmp(action, "deliveries") && strcmp(action, "failures") && strcmp(action, "replay") &&
         strcmp(action, "enable"))

@@ -4,6 +4,7 @@
  */
 #include "perkctl.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
@@ -458,4 +459,66 @@ void pk_table_free(pk_table *t)
         free(t->cells[i]);
     free(t->cells);
     memset(t, 0, sizeof *t);
+}
+
+/* ---- list commands ------------------------------------------------------------ */
+
+/* obj's member at a dotted path ("stock.available"), or NULL. */
+static const json_t *member_at(const json_t *obj, const char *path)
+{
+    char part[64];
+    while (obj && path) {
+        const char *dot = strchr(path, '.');
+        size_t n = dot ? (size_t)(dot - path) : strlen(path);
+        if (n >= sizeof part)
+            return NULL;
+        memcpy(part, path, n);
+        part[n] = '\0';
+        obj = json_object_get(obj, part);
+        path = dot ? dot + 1 : NULL;
+    }
+    return obj;
+}
+
+int pk_list(const pk_ctx *ctx, const pkh_request *req, const char *list_key, const pk_column *cols,
+            size_t ncols, int (*keep)(const json_t *row), const char *empty)
+{
+    assert(ncols > 0 && ncols <= PK_LIST_COLS_MAX);
+    pkh_response resp;
+    int rc = pk_call(ctx, req, &resp);
+    if (ctx->json)
+        pk_print_raw(&resp);
+    if (rc != PK_EXIT_OK || ctx->json) {
+        pkh_response_free(&resp);
+        return rc;
+    }
+    const char *header[PK_LIST_COLS_MAX];
+    for (size_t k = 0; k < ncols; k++)
+        header[k] = cols[k].header;
+    pk_table t;
+    pk_table_init(&t, ncols, header);
+    const json_t *list = json_object_get(resp.json, list_key), *row;
+    size_t i, shown = 0;
+    json_array_foreach(list, i, row)
+    {
+        if (keep && !keep(row))
+            continue;
+        char buf[PK_LIST_COLS_MAX][128];
+        const char *cells[PK_LIST_COLS_MAX];
+        for (size_t k = 0; k < ncols; k++)
+            cells[k] = cols[k].fmt ? cols[k].fmt(row, buf[k], sizeof buf[k])
+                                   : render(member_at(row, cols[k].key), buf[k], sizeof buf[k]);
+        pk_table_add(&t, cells);
+        shown++;
+    }
+    if (!shown)
+        pk_line(stdout, "%s", empty);
+    else if (pk_table_print(&t, stdout) != 0)
+        rc = PK_EXIT_REFUSED;
+    pk_table_free(&t);
+    const json_t *next = json_object_get(resp.json, "next_after");
+    if (json_is_integer(next) && !json_is_false(json_object_get(resp.json, "more")))
+        pk_line(stdout, "more: --after %lld", (long long)json_integer_value(next));
+    pkh_response_free(&resp);
+    return rc;
 }

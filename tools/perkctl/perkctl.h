@@ -194,4 +194,26 @@ int pk_table_print(const pk_table *t, FILE *f);
 /* Frees the cells; the table may be reused after pk_table_init. */
 void pk_table_free(pk_table *t);
 
+/* ---- list commands ---------------------------------------------------------- */
+
+/* One column of a pk_list table: its header and what it shows, the row's
+ * member `key` (a dotted path reaches into an object: "stock.available"), or,
+ * with fmt, fmt's text (written into buf, or a constant). */
+typedef struct pk_column {
+    const char *header;
+    const char *key;
+    const char *(*fmt)(const json_t *row, char *buf, size_t len);
+} pk_column;
+
+#define PK_LIST_COLS_MAX 16
+
+/* The one shape of a list command: calls req (a GET), prints the server's JSON
+ * as is with --json, else the array `list_key` of the answer as a table of
+ * cols (ncols <= PK_LIST_COLS_MAX; rows the keep function refuses are left out
+ * when keep is non-NULL), or `empty` when no row is shown; then "more: --after
+ * N" when the answer has an integer next_after and does not say more: false.
+ * Returns a PK_EXIT_* status. */
+int pk_list(const pk_ctx *ctx, const pkh_request *req, const char *list_key, const pk_column *cols,
+            size_t ncols, int (*keep)(const json_t *row), const char *empty);
+
 #endif
