@@ -223,46 +223,14 @@ int pk_cmd_orders(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
     const pkh_param query[] = {{"after", after},   {"limit", limit}, {"state", state},
                                {"client", client}, {"sku", sku},     {"since", since}};
     pkh_request req = {.method = "GET", .path = "/v1/orders", .query = query, .nquery = 6};
-    pkh_response resp;
-    int rc = pk_call(ctx, &req, &resp);
-    if (ctx->json)
-        pk_print_raw(&resp);
-    if (rc != PK_EXIT_OK || ctx->json) {
-        pkh_response_free(&resp);
-        return rc;
-    }
-
-    const json_t *orders = json_object_get(resp.json, "orders"), *o;
-    size_t i;
-    if (json_array_size(orders) == 0) {
-        fputs("no orders\n", stdout);
-    } else {
-        pk_table t;
-        pk_table_init(&t, 7,
-                      (const char *const[]){"ID", "CLIENT", "CLIENT_ORDER_ID", "SKU", "QTY",
-                                            "STATE", "CREATED"});
-        json_array_foreach(orders, i, o)
-        {
-            char id[32], qty[32], b[5][32];
-            pk_table_add(&t, (const char *const[]){
-                                 pk_field(o, "id", id, sizeof id),
-                                 pk_field(o, "client", b[4], sizeof b[4]),
-                                 pk_field(o, "client_order_id", b[0], sizeof b[0]),
-                                 pk_field(o, "sku", b[1], sizeof b[1]),
-                                 pk_field(o, "quantity", qty, sizeof qty),
-                                 pk_field(o, "state", b[2], sizeof b[2]),
-                                 pk_field(o, "created_at", b[3], sizeof b[3]),
-                             });
-        }
-        if (pk_table_print(&t, stdout) != 0)
-            rc = PK_EXIT_REFUSED;
-        pk_table_free(&t);
-    }
-    const json_t *next = json_object_get(resp.json, "next_after");
-    if (json_is_integer(next))
-        printf("more: --after %" JSON_INTEGER_FORMAT "\n", json_integer_value(next));
-    pkh_response_free(&resp);
-    return rc;
+    static const pk_column cols[] = {{"ID", "id", NULL},
+                                     {"CLIENT", "client", NULL},
+                                     {"CLIENT_ORDER_ID", "client_order_id", NULL},
+                                     {"SKU", "sku", NULL},
+                                     {"QTY", "quantity", NULL},
+                                     {"STATE", "state", NULL},
+                                     {"CREATED", "created_at", NULL}};
+    return pk_list(ctx, &req, "orders", cols, sizeof cols / sizeof *cols, NULL, "no orders");
 }
 
 int pk_cmd_order_get(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
