@@ -478,10 +478,10 @@ Test(sched, a_changed_period_applies_from_the_last_start_when_sooner)
     cr_assert_eq(nruns(), 1);
     cr_assert_eq(info(s, "r").next_due, 8001000);
     at(s, 8000500);
-    add(s, "r", 200); /* a reload: due 8,000,200, passed */
-    cr_assert_eq(info(s, "r").next_due, 8000200);
+    add(s, "r", 200); /* a reload: due 8,000,200, passed: at once */
     at(s, 8000500);
     cr_assert_eq(nruns(), 2);
+    cr_assert_eq(run_no(1).at, 8000500);
     cr_assert_eq(info(s, "r").next_due, 8000700);
     add(s, "r", 60000); /* longer: the due time it has stays */
     cr_assert_eq(info(s, "r").next_due, 8000700);
@@ -561,4 +561,172 @@ Test(sched, refuses_malformed_definitions)
     add(s, "sync.catalog/simA", 0); /* supplier ids keep their case */
     cr_assert_eq(info(s, "sync.catalog/simA").every_ms, 0);
     ph_sched_destroy(s);
+}
+
+/* ---- the store's side: PH_CMD_JOB_RAN, PH_CMD_JOB_ASK, ph_store_job_get ---- */
+
+#include "store/cmd_codec.h"
+#include "store_fixture.h"
+
+TestSuite(store_jobs, .init = fixture_setup, .fini = fixture_teardown);
+
+static int job_cmd(int type, const char *id, int64_t now, int64_t started, int64_t ended, int ok,
+                   const char *outcome, int manual, int64_t next, ph_err *err)
+{
+    ph_cmd c = {.type = type, .now = now};
+    c.in.job.id = id;
+    c.in.job.started_at = started;
+    c.in.job.ended_at = ended;
+    c.in.job.ok = ok;
+    c.in.job.outcome = outcome;
+    c.in.job.manual = manual;
+    c.in.job.next_due = next;
+    int rc = ph_store_exec(g_s, &c);
+    if (err)
+        *err = c.err;
+    ph_cmd_clear(&c);
+    return rc;
+}
+
+static ph_job_record job_rec(const char *id)
+{
+    ph_job_record r;
+    ph_err err = {0};
+    cr_assert_eq(ph_store_job_get(g_s, id, &r, &err), PH_OK, "%s", err.msg);
+    return r;
+}
+
+Test(store_jobs, a_run_is_stored_counted_and_kept_across_a_restart)
+{
+    g_s = open_at(g_dir, 0);
+    ph_job_record r;
+    ph_err err = {0};
+    cr_assert_eq(ph_store_job_get(g_s, "codes.expire", &r, &err), PH_ENOTFOUND);
+    cr_assert_eq(job_cmd(PH_CMD_JOB_RAN, "codes.expire", NOW + 5, NOW, NOW + 5, 1, "3 codes", 0,
+                         NOW + 1000, &err),
+                 PH_OK, "%s", err.msg);
+    cr_assert_eq(job_cmd(PH_CMD_JOB_RAN, "sync.stock/simA", NOW + 9, NOW + 2, NOW + 9, 0,
+                         "supplier simA: timeout", 0, NOW + 60002, &err),
+                 PH_OK, "%s", err.msg);
+    r = job_rec("codes.expire");
+    cr_assert_eq(r.last_started_at, NOW);
+    cr_assert_eq(r.last_ended_at, NOW + 5);
+    cr_assert_eq(r.last_ok, 1);
+    cr_assert_str_eq(r.last_outcome, "3 codes");
+    cr_assert_eq(r.next_due, NOW + 1000);
+    cr_assert_eq(r.runs, 1);
+    cr_assert_eq(job_cmd(PH_CMD_JOB_RAN, "codes.expire", NOW + 1003, NOW + 1000, NOW + 1003, 1,
+                         NULL, 0, NOW + 2000, &err),
+                 PH_OK);
+    reopen();
+    r = job_rec("codes.expire");
+    cr_assert_eq(r.runs, 2);
+    cr_assert_eq(r.next_due, NOW + 2000);
+    cr_assert_str_eq(r.last_outcome, "");
+    r = job_rec("sync.stock/simA");
+    cr_assert_eq(r.last_ok, 0);
+    cr_assert_str_eq(r.last_outcome, "supplier simA: timeout");
+    assert_check();
+}
+
+Test(store_jobs, an_ask_stands_until_a_run_answers_it)
+{
+    g_s = open_at(g_dir, 0);
+    ph_err err = {0};
+    cr_assert_eq(job_cmd(PH_CMD_JOB_RAN, "j", NOW, NOW - 10, NOW, 1, "", 0, NOW + 500, &err),
+                 PH_OK);
+    cr_assert_eq(job_cmd(PH_CMD_JOB_ASK, "j", NOW + 100, 0, 0, 0, NULL, 0, 0, &err), PH_OK, "%s",
+                 err.msg);
+    ph_job_record r = job_rec("j");
+    cr_assert_eq(r.asked_at, NOW + 100);
+    cr_assert_eq(r.runs, 1, "an ask is not a run");
+    cr_assert_eq(r.next_due, NOW + 500);
+    /* a run that started before the ask does not answer it */
+    cr_assert_eq(
+        job_cmd(PH_CMD_JOB_RAN, "j", NOW + 150, NOW + 90, NOW + 150, 1, "", 0, NOW + 590, &err),
+        PH_OK);
+    cr_assert_eq(job_rec("j").asked_at, NOW + 100);
+    cr_assert_eq(
+        job_cmd(PH_CMD_JOB_RAN, "j", NOW + 160, NOW + 150, NOW + 160, 1, "", 1, NOW + 650, &err),
+        PH_OK);
+    r = job_rec("j");
+    cr_assert_eq(r.asked_at, 0);
+    cr_assert_eq(r.runs, 3);
+    /* an ask of a job never stored makes its record */
+    cr_assert_eq(job_cmd(PH_CMD_JOB_ASK, "fresh", NOW, 0, 0, 0, NULL, 0, 0, &err), PH_OK);
+    r = job_rec("fresh");
+    cr_assert_eq(r.asked_at, NOW);
+    cr_assert_eq(r.last_ok, -1);
+    cr_assert_eq(r.runs, 0);
+}
+
+Test(store_jobs, refusals_name_the_field_and_change_nothing)
+{
+    g_s = open_at(g_dir, 0);
+    ph_err err = {0};
+    cr_assert_eq(job_cmd(PH_CMD_JOB_RAN, "j", NOW, NOW, NOW, 1, "ok", 0, NOW + 10, &err), PH_OK);
+    struct {
+        const char *id, *outcome, *field;
+        int ok;
+        int64_t started, ended, next;
+    } bad[] = {
+        {"", "x", "id", 1, NOW, NOW, 0},
+        {"with space", "x", "id", 1, NOW, NOW, 0},
+        {"j", "line\nbreak", "outcome", 1, NOW, NOW, 0},
+        {"j", "\xc3\xa9", "outcome", 1, NOW, NOW, 0},
+        {"j", "x", "ok", 2, NOW, NOW, 0},
+        {"j", "x", "ended_at", 1, NOW + 5, NOW, 0},
+        {"j", "x", "next_due", 1, NOW, NOW, -1},
+    };
+    char longer[PH_JOB_OUTCOME_MAX + 2];
+    memset(longer, 'x', sizeof longer - 1);
+    longer[sizeof longer - 1] = 0;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int rc = job_cmd(PH_CMD_JOB_RAN, bad[i].id, NOW + 50, bad[i].started, bad[i].ended,
+                         bad[i].ok, bad[i].outcome, 0, bad[i].next, &err);
+        cr_assert_eq(rc, PH_EINVAL, "case %zu", i);
+        cr_assert(strstr(err.msg, bad[i].field), "case %zu: %s", i, err.msg);
+    }
+    cr_assert_eq(job_cmd(PH_CMD_JOB_RAN, "j", NOW, NOW, NOW, 1, longer, 0, 0, &err), PH_EINVAL);
+    cr_assert_eq(job_cmd(PH_CMD_JOB_ASK, "a b", NOW, 0, 0, 0, NULL, 0, 0, &err), PH_EINVAL);
+    ph_job_record r = job_rec("j");
+    cr_assert_eq(r.runs, 1);
+    cr_assert_str_eq(r.last_outcome, "ok");
+    ph_job_record none;
+    cr_assert_eq(ph_store_job_get(g_s, "a b", &none, &err), PH_ENOTFOUND);
+}
+
+Test(store_jobs, the_commands_round_trip_through_the_codec)
+{
+    ph_cmd c[2] = {{.type = PH_CMD_JOB_RAN, .now = NOW + 7}, {.type = PH_CMD_JOB_ASK, .now = NOW}};
+    c[0].in.job.id = "sync.catalog/simA";
+    c[0].in.job.started_at = NOW;
+    c[0].in.job.ended_at = NOW + 7;
+    c[0].in.job.ok = 1;
+    c[0].in.job.outcome = "12 items";
+    c[0].in.job.manual = 1;
+    c[0].in.job.next_due = NOW + 60000;
+    c[1].in.job.id = "codes.expire";
+    c[0].next = &c[1];
+    uint8_t *p;
+    size_t len;
+    ph_err err = {0};
+    cr_assert_eq(ph_cmd_batch_encode(&c[0], &p, &len, &err), PH_OK, "%s", err.msg);
+    ph_cmd_batch b;
+    cr_assert_eq(ph_cmd_batch_decode(p, len, &b, &err), PH_OK, "%s", err.msg);
+    cr_assert_eq(b.n, 2);
+    cr_assert_eq(b.cmds[0].type, PH_CMD_JOB_RAN);
+    cr_assert_str_eq(b.cmds[0].in.job.id, "sync.catalog/simA");
+    cr_assert_eq(b.cmds[0].in.job.started_at, NOW);
+    cr_assert_eq(b.cmds[0].in.job.ended_at, NOW + 7);
+    cr_assert_eq(b.cmds[0].in.job.ok, 1);
+    cr_assert_str_eq(b.cmds[0].in.job.outcome, "12 items");
+    cr_assert_eq(b.cmds[0].in.job.manual, 1);
+    cr_assert_eq(b.cmds[0].in.job.next_due, NOW + 60000);
+    cr_assert_eq(b.cmds[1].type, PH_CMD_JOB_ASK);
+    cr_assert_str_eq(b.cmds[1].in.job.id, "codes.expire");
+    cr_assert_null(b.cmds[1].in.job.outcome);
+    cr_assert_str_eq(ph_cmd_type_name(PH_CMD_JOB_RAN), "job_ran");
+    ph_cmd_batch_free(&b);
+    free(p);
 }
