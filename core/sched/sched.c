@@ -85,6 +85,14 @@ int ph_sched_run_manual(const ph_sched_run *run)
 {
     return run->manual;
 }
+int ph_sched_stopping(const ph_sched_run *run)
+{
+    ph_sched *s = run->s;
+    ph_mutex_lock(&s->mu);
+    int stop = s->stop;
+    ph_mutex_unlock(&s->mu);
+    return stop;
+}
 
 static int id_ok(const char *id)
 {

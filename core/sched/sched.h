@@ -64,6 +64,10 @@ int64_t ph_sched_run_at(const ph_sched_run *run);
 const char *ph_sched_run_id(const ph_sched_run *run);
 /* 1 when the run was asked for (ph_sched_trigger), 0 when it was due. */
 int ph_sched_run_manual(const ph_sched_run *run);
+/* 1 once the scheduler is being destroyed: a job doing its work in steps
+ * stops after the current one and calls ph_sched_done (the rest is left for
+ * the next start). Any thread, during the run. */
+int ph_sched_stopping(const ph_sched_run *run);
 
 /* Ends a run: ok 1 or 0, and a one-line outcome for GET /v1/jobs ("12 items,
  * 2 prices changed", "supplier simA: timeout"; never a secret; may be NULL;
