@@ -395,7 +395,8 @@ static int start_http(ph_daemon *d, const ph_config *cfg, ph_err *err)
                        .suppliers = d->suppliers,
                        .sio = d->sio,
                        .ready = &d->ready,
-                       .metrics = d->metrics};
+                       .metrics = d->metrics,
+                       .sched = d->sched};
     ph_http_opts o = http_opts(d, cfg);
     return ph_http_start(&env, &o, &d->http, &d->port, err);
 }

@@ -94,7 +94,7 @@ int ph_sched_stopping(const ph_sched_run *run)
     return stop;
 }
 
-static int id_ok(const char *id)
+int ph_sched_id_valid(const char *id)
 {
     size_t len = id ? strlen(id) : 0;
     if (!len || len >= PH_SCHED_ID_MAX)
@@ -392,10 +392,10 @@ static job *job_new(const ph_sched_job_def *def, const ph_sched_stored *st, int6
 
 int ph_sched_add(ph_sched *s, const ph_sched_job_def *def, ph_err *err)
 {
-    if (!def || !def->fn || !id_ok(def->id) || def->every_ms < 0)
+    if (!def || !def->fn || !ph_sched_id_valid(def->id) || def->every_ms < 0)
         return ph_err_set(err, PH_EINVAL,
                           "sched: job id '%s' malformed, no function or a negative period",
-                          def && id_ok(def->id) ? def->id : "?");
+                          def && ph_sched_id_valid(def->id) ? def->id : "?");
     ph_sched_stored st;
     int have = 0;
     if (s->opts.persist && s->opts.persist->load) {
@@ -475,7 +475,7 @@ int ph_sched_trigger(ph_sched *s, const char *id, ph_err *err)
         ph_mutex_unlock(&s->mu);
         return stop ? ph_err_set(err, PH_ESHUTDOWN, "sched: stopping")
                     : ph_err_set(err, PH_ENOTFOUND, "no job '%s'",
-                                 id && id_ok(id) ? id : "(malformed id)");
+                                 ph_sched_id_valid(id) ? id : "(malformed id)");
     }
     j->manual = 1;
     if (!j->running) {

@@ -58,6 +58,10 @@ typedef struct ph_sched_job_def {
     void *arg;
 } ph_sched_job_def;
 
+/* 1 when id is a well-formed job id (as ph_sched_job_def says), else 0: the
+ * one answer, also for whoever names a caller's id in a message. Pure. */
+int ph_sched_id_valid(const char *id);
+
 /* The run's time (ms since the epoch): the `now` of every command it submits. */
 int64_t ph_sched_run_at(const ph_sched_run *run);
 /* The job's id. */
