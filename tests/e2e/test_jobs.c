@@ -247,3 +247,44 @@ Test(jobs, a_restart_neither_skips_nor_doubles_a_run, .timeout = 180)
     h_stop_clean(&D);
     h_cleanup(&D);
 }
+
+/* perkctl with this daemon's URL and token; arguments up to NULL. */
+static int perkctl(const char *token, char **out, char **err, const char *a1, const char *a2,
+                   const char *a3)
+{
+    const char *argv[] = {h_bin("PH_PERKCTL"), a1, a2, a3, NULL};
+    char env_url[128], env_token[128];
+    snprintf(env_url, sizeof env_url, "PERKHUB_URL=http://127.0.0.1:%u", D.port);
+    snprintf(env_token, sizeof env_token, "PERKHUB_TOKEN=%s", token);
+    const char *env[] = {env_url, env_token, NULL};
+    return h_run(argv, env, NULL, 0, out, err);
+}
+
+Test(jobs, perkctl_lists_and_runs_jobs, .timeout = 120)
+{
+    h_setup(&D, HOURLY);
+    cr_assert_eq(h_start(&D), 0);
+    wait_runs(1);
+    char *out = NULL, *err = NULL;
+    cr_assert_eq(perkctl("ops-token", &out, &err, "jobs", NULL, NULL), 0, "%s", err);
+    cr_assert(strstr(out, "EVERY_S") && strstr(out, JOB) && strstr(out, "3600") &&
+                  strstr(out, "0 codes expired"),
+              "%s", out);
+    free(out), free(err);
+    cr_assert_eq(perkctl("ops-token", &out, &err, "jobs", "run", JOB), 0, "%s", err);
+    cr_assert_str_eq(out, "queued " JOB "\n");
+    free(out), free(err);
+    wait_runs(2);
+    cr_assert_eq(perkctl("ops-token", &out, &err, "jobs", "run", "nosuch.job"), 1, "%s", out);
+    cr_assert(strstr(err, "not_found") && strstr(err, "nosuch.job"), "%s", err);
+    free(out), free(err);
+    cr_assert_eq(perkctl("ops-token", &out, &err, "jobs", "run", "a b"), 2, "%s", out);
+    free(out), free(err);
+    cr_assert_eq(perkctl("ops-token", &out, &err, "jobs", "run", NULL), 2, "%s", out);
+    free(out), free(err);
+    cr_assert_eq(perkctl("mall-token", &out, &err, "jobs", NULL, NULL), 1, "%s", out);
+    free(out), free(err);
+    cr_assert_eq(runs_of(), 2, "only the one ask ran");
+    h_stop_clean(&D);
+    h_cleanup(&D);
+}
