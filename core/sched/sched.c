@@ -498,6 +498,9 @@ static void info_of(const job *j, ph_sched_info *e)
     e->last_ok = j->last_ok;
     memcpy(e->last_outcome, j->last_outcome, sizeof e->last_outcome);
     e->next_due = j->next_due;
+    /* running: the due time its done will give it, unless it is asked for meanwhile */
+    if (j->running && !e->next_due && j->every_ms)
+        e->next_due = j->run.at + j->every_ms;
     e->runs = j->runs;
     e->manual = j->manual;
 }

@@ -147,7 +147,7 @@ typedef struct ph_sched_info {
     int64_t last_started_at, last_ended_at; /* 0 = never ran in this process or stored */
     int last_ok;                            /* -1 = never ran */
     char last_outcome[160];
-    int64_t next_due; /* 0 = on demand only */
+    int64_t next_due; /* 0 = on demand only; running: its start + the period */
     uint64_t runs;    /* runs finished, the stored ones included (persist.load) */
     int manual;       /* 1: a run was asked for (ph_sched_trigger) and has not started */
 } ph_sched_info;

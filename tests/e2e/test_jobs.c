@@ -288,3 +288,27 @@ Test(jobs, perkctl_lists_and_runs_jobs, .timeout = 120)
     h_stop_clean(&D);
     h_cleanup(&D);
 }
+
+Test(jobs, a_period_below_one_second_is_refused_at_its_position, .timeout = 60)
+{
+    h_setup(&D, "expiry:\n  every_s: 0\n");
+    size_t len;
+    char *text = h_read_file(D.config, &len);
+    cr_assert_not_null(text);
+    const char *at = strstr(text, "  every_s: 0");
+    cr_assert_not_null(at);
+    int line = 1;
+    for (const char *p = text; p < at; p++)
+        line += *p == '\n';
+    free(text);
+    char want[512];
+    snprintf(want, sizeof want, "%s:%d:12: expiry.every_s: expected an integer 1..86400, got \"0\"",
+             D.config, line);
+    const char *argv[] = {h_bin("PH_PERKHUBD"), "--check-config", D.config, NULL};
+    char *out = NULL, *err = NULL;
+    cr_assert_eq(h_run(argv, NULL, NULL, 0, &out, &err), 1, "%s%s", out, err);
+    cr_assert(strstr(out, want) || strstr(err, want), "expected %s in:\n%s%s", want, out, err);
+    free(out), free(err);
+    cr_assert_neq(h_start(&D), 0, "a start refuses it too");
+    h_cleanup(&D);
+}

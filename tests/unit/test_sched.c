@@ -171,6 +171,7 @@ Test(sched, periodic_runs_on_its_period_from_each_start)
     cr_assert_eq(run_no(0).at, 1000000);
     cr_assert_eq(run_no(0).manual, 0);
     cr_assert_eq(info(s, "a").running, 1);
+    cr_assert_eq(info(s, "a").next_due, 1000100, "running: its start + the period");
     at(s, 1000250); /* running: never twice at the same time, whatever the clock */
     cr_assert_eq(nruns(), 1);
     atomic_store(&W.now, 1000030);
