@@ -26,7 +26,7 @@ static void teardown(void)
     h_leftover(&D);
 }
 
-TestSuite(jobs, .fini = teardown);
+TestSuite(jobs, .fini = teardown, .timeout = 240);
 
 #define HOURLY "expiry:\n  every_s: 3600\n"
 #define JOB    "codes.expire"
@@ -118,7 +118,7 @@ static json_t *audit_of(const char *action)
     return l;
 }
 
-Test(jobs, lists_the_expiry_job_and_runs_it_on_demand_audited, .timeout = 120)
+Test(jobs, lists_the_expiry_job_and_runs_it_on_demand_audited)
 {
     h_setup(&D, HOURLY);
     cr_assert_eq(h_start(&D), 0);
@@ -203,7 +203,7 @@ Test(jobs, lists_the_expiry_job_and_runs_it_on_demand_audited, .timeout = 120)
     h_cleanup(&D);
 }
 
-Test(jobs, a_restart_neither_skips_nor_doubles_a_run, .timeout = 180)
+Test(jobs, a_restart_neither_skips_nor_doubles_a_run)
 {
     h_setup(&D, HOURLY);
     cr_assert_eq(h_start(&D), 0);
@@ -260,7 +260,7 @@ static int perkctl(const char *token, char **out, char **err, const char *a1, co
     return h_run(argv, env, NULL, 0, out, err);
 }
 
-Test(jobs, perkctl_lists_and_runs_jobs, .timeout = 120)
+Test(jobs, perkctl_lists_and_runs_jobs)
 {
     h_setup(&D, HOURLY);
     cr_assert_eq(h_start(&D), 0);
@@ -289,7 +289,7 @@ Test(jobs, perkctl_lists_and_runs_jobs, .timeout = 120)
     h_cleanup(&D);
 }
 
-Test(jobs, a_period_below_one_second_is_refused_at_its_position, .timeout = 60)
+Test(jobs, a_period_below_one_second_is_refused_at_its_position)
 {
     h_setup(&D, "expiry:\n  every_s: 0\n");
     size_t len;
