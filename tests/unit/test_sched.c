@@ -271,6 +271,7 @@ static void *remove_main(void *arg)
 
 Test(sched, remove_waits_for_the_running_job_and_frees_its_id)
 {
+    atomic_store(&W.now, 3000000); /* before the adds: they are due at once */
     ph_sched *s = start(0);
     add(s, "busy", 50);
     add(s, "idle", 0);
@@ -385,6 +386,7 @@ static void *finish_main(void *arg)
 
 Test(sched, done_from_another_thread)
 {
+    atomic_store(&W.now, 6000000);
     ph_sched *s = start(1);
     for (int k = 0; k < 20; k++) {
         char id[16];
@@ -446,6 +448,7 @@ static void *late_done_main(void *arg)
 
 Test(sched, destroy_waits_for_a_running_job)
 {
+    atomic_store(&W.now, 7000000);
     ph_sched *s = start(1);
     add(s, "slow", 1000);
     at(s, 7000000);
@@ -472,6 +475,7 @@ Test(sched, destroy_waits_for_a_running_job)
 
 Test(sched, a_changed_period_applies_from_the_last_start_when_sooner)
 {
+    atomic_store(&W.now, 8000000);
     ph_sched *s = start(0);
     W.auto_done = 1;
     add(s, "r", 1000);
