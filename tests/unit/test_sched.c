@@ -428,19 +428,15 @@ Test(sched, done_from_another_thread)
 
 typedef struct late_done {
     ph_sched_run *run;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int go;
     atomic_int called;
 } late_done;
 
+/* Ends the run only once destroy has begun (the run sees the scheduler stopping). */
 static void *late_done_main(void *arg)
 {
     late_done *l = arg;
-    pthread_mutex_lock(&l->mu);
-    while (!l->go)
-        pthread_cond_wait(&l->cv, &l->mu);
-    pthread_mutex_unlock(&l->mu);
+    while (!ph_sched_stopping(l->run))
+        sched_yield();
     atomic_store(&l->called, 1);
     ph_sched_done(l->run, 1, "finished during destroy");
     return NULL;
@@ -454,14 +450,9 @@ Test(sched, destroy_waits_for_a_running_job)
     at(s, 7000000);
     cr_assert_eq(nruns(), 1);
     late_done l = {.run = run_no(0).run};
-    pthread_mutex_init(&l.mu, NULL);
-    pthread_cond_init(&l.cv, NULL);
+    cr_assert_eq(ph_sched_stopping(l.run), 0);
     pthread_t t;
     cr_assert_eq(pthread_create(&t, NULL, late_done_main, &l), 0);
-    pthread_mutex_lock(&l.mu);
-    l.go = 1; /* the finisher may call done before, during or after destroy begins */
-    pthread_cond_signal(&l.cv);
-    pthread_mutex_unlock(&l.mu);
     ph_sched_destroy(s);
     cr_assert_eq(atomic_load(&l.called), 1, "destroy returned before the run ended");
     pthread_join(t, NULL);
@@ -469,8 +460,6 @@ Test(sched, destroy_waits_for_a_running_job)
     cr_assert_eq(W.nran, 1, "the run's record reached the persist hook");
     cr_assert_str_eq(W.ran[0].outcome, "finished during destroy");
     pthread_mutex_unlock(&W.mu);
-    pthread_cond_destroy(&l.cv);
-    pthread_mutex_destroy(&l.mu);
 }
 
 Test(sched, a_changed_period_applies_from_the_last_start_when_sooner)
