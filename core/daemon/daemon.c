@@ -145,6 +145,44 @@ static void pid_file_remove(ph_daemon *d)
     d->pid_path = NULL;
 }
 
+static const ph_config *fulfil_cfg_acquire(void *ctx, void **ref)
+{
+    ph_cfg_ref *r = ph_cfg_acquire(ctx);
+    *ref = r;
+    return r->cfg;
+}
+
+static void fulfil_cfg_release(void *ref)
+{
+    ph_cfg_release(ref);
+}
+
+/* The scheduler's hooks into the store (below, with the expiry job). */
+static int job_load(void *arg, const char *id, ph_sched_stored *out);
+static void job_ran(void *arg, const char *id, int64_t started_at, int64_t ended_at, int ok,
+                    const char *outcome, int manual, int64_t next_due);
+
+/* The supplier I/O engine and the fulfilment of supplier orders. */
+static int start_supply(ph_daemon *d, ph_err *err)
+{
+    ph_sio_opts so = {.log = &d->log};
+    int rc = ph_sio_create(&so, &d->sio, err);
+    if (rc)
+        return rc;
+    ph_sio_metrics_set(d->sio, d->metrics);
+    ph_fulfil_opts fo = {.store = d->store,
+                         .sio = d->sio,
+                         .suppliers = d->suppliers,
+                         .keys = d->keys,
+                         .log = &d->log,
+                         .cfg = {&d->cfg, fulfil_cfg_acquire, fulfil_cfg_release}};
+    if ((rc = ph_fulfil_create(&fo, &d->fulfil, err)))
+        return rc;
+    d->sched_persist = (ph_sched_persist){.load = job_load, .ran = job_ran, .arg = d};
+    ph_sched_opts sch = {.log = &d->log, .persist = &d->sched_persist};
+    return ph_sched_create(&sch, &d->sched, err);
+}
+
 /* ---- the scheduler's store hooks, and the expiry job ---------------------
  * The scheduler keeps each job's last run, next due time and run count in the
  * store's `jobs` (store_jobs.c): read when a job is added, written by
@@ -268,39 +306,6 @@ static int expire_job_apply(ph_daemon *d, const ph_config *cfg, ph_err *err)
                             .fn = expire_job,
                             .arg = d};
     return ph_sched_add(d->sched, &def, err);
-}
-
-static const ph_config *fulfil_cfg_acquire(void *ctx, void **ref)
-{
-    ph_cfg_ref *r = ph_cfg_acquire(ctx);
-    *ref = r;
-    return r->cfg;
-}
-
-static void fulfil_cfg_release(void *ref)
-{
-    ph_cfg_release(ref);
-}
-
-/* The supplier I/O engine and the fulfilment of supplier orders. */
-static int start_supply(ph_daemon *d, ph_err *err)
-{
-    ph_sio_opts so = {.log = &d->log};
-    int rc = ph_sio_create(&so, &d->sio, err);
-    if (rc)
-        return rc;
-    ph_sio_metrics_set(d->sio, d->metrics);
-    ph_fulfil_opts fo = {.store = d->store,
-                         .sio = d->sio,
-                         .suppliers = d->suppliers,
-                         .keys = d->keys,
-                         .log = &d->log,
-                         .cfg = {&d->cfg, fulfil_cfg_acquire, fulfil_cfg_release}};
-    if ((rc = ph_fulfil_create(&fo, &d->fulfil, err)))
-        return rc;
-    d->sched_persist = (ph_sched_persist){.load = job_load, .ran = job_ran, .arg = d};
-    ph_sched_opts sch = {.log = &d->log, .persist = &d->sched_persist};
-    return ph_sched_create(&sch, &d->sched, err);
 }
 
 /* A supplier's last reference went on another thread: the main thread
