@@ -140,3 +140,42 @@ int ph_store_job_get(ph_store *s, const char *id, ph_job_record *out, ph_err *er
     ph_store_read_end(s, txn);
     return rc;
 }
+
+int store_check_jobs(ph_store *s, MDB_txn *txn, ph_err *err)
+{
+    MDB_cursor *cur;
+    int mrc = mdb_cursor_open(txn, s->dbi[DB_JOBS], &cur);
+    if (mrc)
+        return ph_err_set(err, PH_EIO, "store: read jobs: %s", mdb_strerror(mrc));
+    int rc = PH_OK;
+    MDB_val k, v;
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0 && rc == PH_OK;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        char id[PH_JOB_ID_MAX];
+        ph_job_record r;
+        if (k.mv_size == 0 || k.mv_size >= sizeof id || memchr(k.mv_data, 0, k.mv_size)) {
+            rc = ph_err_set(err, PH_EIO, "jobs: a key that is not a job id (%zu bytes)", k.mv_size);
+            break;
+        }
+        memcpy(id, k.mv_data, k.mv_size);
+        id[k.mv_size] = 0;
+        if (!job_id_ok(id)) {
+            rc = ph_err_set(err, PH_EIO, "jobs: a key that is not a job id");
+            break;
+        }
+        if ((rc = job_decode(id, &v, &r, err)) != PH_OK)
+            break;
+        int never = r.last_started_at == 0;
+        if (r.last_started_at < 0 || r.last_ended_at < r.last_started_at || r.next_due < 0 ||
+            r.asked_at < 0 || r.last_ok < -1 || r.last_ok > 1 || (r.last_ok == -1) != never ||
+            (never && (r.last_ended_at || r.runs)))
+            rc = ph_err_set(err, PH_EIO,
+                            "jobs: the record of job %s is inconsistent (its last run's times, "
+                            "ok or run count)",
+                            id);
+    }
+    if (rc == PH_OK && mrc != MDB_NOTFOUND)
+        rc = ph_err_set(err, PH_EIO, "store: read jobs: %s", mdb_strerror(mrc));
+    mdb_cursor_close(cur);
+    return rc;
+}

@@ -724,3 +724,51 @@ Test(store_jobs, the_commands_round_trip_through_the_codec)
     ph_cmd_batch_free(&b);
     free(p);
 }
+
+/* Writes text as job id's record behind the store's back (g_s closed). */
+static void raw_job(const char *id, const char *text)
+{
+    MDB_txn *txn;
+    MDB_env *env = raw_open(&txn);
+    MDB_dbi dbi = raw_dbi(txn, "jobs", 0);
+    MDB_val k = {strlen(id), (void *)id}, v = {strlen(text), (void *)text};
+    cr_assert_eq(mdb_put(txn, dbi, &k, &v, 0), 0);
+    raw_commit(env, txn);
+}
+
+Test(store_jobs, check_store_names_a_malformed_or_inconsistent_record)
+{
+    g_s = open_at(g_dir, 0);
+    ph_err err = {0};
+    cr_assert_eq(job_cmd(PH_CMD_JOB_RAN, "good", NOW, NOW, NOW, 1, "", 0, NOW + 10, &err), PH_OK);
+    assert_check();
+    const char *bad[][2] = {
+        {"broken", "{\"last_started_at\":1"},
+        {"missing", "{\"last_started_at\":1,\"last_ended_at\":1,\"last_ok\":1}"},
+        {"ended.first",
+         "{\"last_started_at\":5,\"last_ended_at\":4,\"last_ok\":1,\"last_outcome\":\"\","
+         "\"next_due\":0,\"runs\":1,\"asked_at\":0}"},
+        {"never.ran.ok",
+         "{\"last_started_at\":0,\"last_ended_at\":0,\"last_ok\":1,\"last_outcome\":\"\","
+         "\"next_due\":0,\"runs\":0,\"asked_at\":0}"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ph_store_close(g_s);
+        g_s = NULL;
+        raw_job(bad[i][0], bad[i][1]);
+        g_s = open_at(g_dir, 0);
+        ph_store_stats st;
+        cr_assert_eq(ph_store_check(g_s, &st, &err), PH_EIO, "case %zu", i);
+        cr_assert(strstr(err.msg, bad[i][0]), "case %zu: %s", i, err.msg);
+        ph_job_record r;
+        if (i < 2)
+            cr_assert_eq(ph_store_job_get(g_s, bad[i][0], &r, &err), PH_EIO);
+        /* put it right: the next case starts from a store that passes */
+        ph_store_close(g_s);
+        g_s = NULL;
+        raw_job(bad[i][0], "{\"last_started_at\":0,\"last_ended_at\":0,\"last_ok\":-1,"
+                           "\"last_outcome\":\"\",\"next_due\":0,\"runs\":0,\"asked_at\":0}");
+        g_s = open_at(g_dir, 0);
+        assert_check();
+    }
+}
