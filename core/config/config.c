@@ -237,6 +237,9 @@ static const field reports_fields[] = {
      .off = offsetof(ph_config, report_utc_offset_min),
      .def = "+08:00"},
 };
+static const field expiry_fields[] = {
+    INT(ph_config, expiry_every_s, "every_s", 1, 86400, 1, "1"),
+};
 static const field top_fields[] = {
     SECTION("listen", listen_fields),
     STR(ph_config, data_dir, "data_dir", F_REQUIRED, NULL),
@@ -251,6 +254,7 @@ static const field top_fields[] = {
     SECTION("limits", limits_fields),
     SECTION("metrics", metrics_fields),
     SECTION("reports", reports_fields),
+    SECTION("expiry", expiry_fields),
     LIST(ph_config, clients, nclients, "clients", ph_client_conf, client_fields, "name",
          "client name"),
     LIST(ph_config, suppliers, nsuppliers, "suppliers", ph_supplier_conf, supplier_fields, "id",

@@ -197,6 +197,9 @@ typedef struct ph_config {
     int report_utc_offset_min;
     /* Who may read GET /metrics (config `metrics.access`): PH_METRICS_* above. */
     int metrics_access;
+    /* expiry.every_s: the period of the scheduler's job codes.expire, which
+     * retires expired codes (1..86400; default 1). */
+    uint32_t expiry_every_s;
     ph_client_conf *clients;
     size_t nclients;
     ph_supplier_conf *suppliers;

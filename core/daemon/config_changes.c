@@ -153,6 +153,8 @@ static void settings_diff(json_t *out, const ph_config *o, const ph_config *n)
         json_array_append_new(l, json_string("metrics.access"));
     if (!str_eq(o->public_url, n->public_url))
         json_array_append_new(l, json_string("public_url"));
+    if (o->expiry_every_s != n->expiry_every_s)
+        json_array_append_new(l, json_string("expiry.every_s"));
     if (json_array_size(l))
         json_object_set_new(out, "settings", l);
     else

@@ -157,6 +157,11 @@ static void fulfil_cfg_release(void *ref)
     ph_cfg_release(ref);
 }
 
+/* The scheduler's hooks into the store (below, with the expiry job). */
+static int job_load(void *arg, const char *id, ph_sched_stored *out);
+static void job_ran(void *arg, const char *id, int64_t started_at, int64_t ended_at, int ok,
+                    const char *outcome, int manual, int64_t next_due);
+
 /* The supplier I/O engine and the fulfilment of supplier orders. */
 static int start_supply(ph_daemon *d, ph_err *err)
 {
@@ -173,50 +178,111 @@ static int start_supply(ph_daemon *d, ph_err *err)
                          .cfg = {&d->cfg, fulfil_cfg_acquire, fulfil_cfg_release}};
     if ((rc = ph_fulfil_create(&fo, &d->fulfil, err)))
         return rc;
-    ph_sched_opts sch = {.log = &d->log};
+    d->sched_persist = (ph_sched_persist){.load = job_load, .ran = job_ran, .arg = d};
+    ph_sched_opts sch = {.log = &d->log, .persist = &d->sched_persist};
     return ph_sched_create(&sch, &d->sched, err);
 }
 
-/* ---- the expiry sweep's timer ---------------------------------------------
- * One thread owned by the daemon (a full scheduler comes later): every
- * PH_SWEEP_INTERVAL_MS, and once at start-up, it asks the store whether any
- * expiry is due (a read) and, if so, submits PH_CMD_EXPIRE steps with the
- * same `now` until none is left. The clock is read here, never in the
- * writer. Started by ph_daemon_start, stopped by ph_daemon_stop before the
- * store closes. */
+/* ---- the scheduler's store hooks, and the expiry job ---------------------
+ * The scheduler keeps each job's last run, next due time and run count in the
+ * store's `jobs` (store_jobs.c): read when a job is added, written by
+ * PH_CMD_JOB_RAN when a run ends. `ran` may be called on the supplier I/O
+ * thread (a sync job's done), which must never wait for a commit: the command
+ * is submitted and freed by its done callback. */
 
-#define PH_SWEEP_INTERVAL_MS 1000
-
-typedef struct ph_sweeper {
-    ph_daemon *d;
-    pthread_t thread;
-    pthread_mutex_t mu; /* guards stop */
-    pthread_cond_t cv;  /* signalled to stop; on CLOCK_MONOTONIC */
-    int stop;
-} ph_sweeper;
-
-static int sweeper_stopping(ph_sweeper *sw)
+static int job_load(void *arg, const char *id, ph_sched_stored *out)
 {
-    pthread_mutex_lock(&sw->mu);
-    int stop = sw->stop;
-    pthread_mutex_unlock(&sw->mu);
-    return stop;
+    ph_daemon *d = arg;
+    ph_job_record r;
+    ph_err err = {0};
+    int rc = ph_store_job_get(d->store, id, &r, &err);
+    if (rc == PH_ENOTFOUND)
+        return 0;
+    if (rc != PH_OK) {
+        ph_log(&d->log, PH_LOG_WARN, NULL, "job.load_failed",
+               "job=%s detail=\"%s\" effect=\"the job starts as if it never ran\"", id, err.msg);
+        return 0;
+    }
+    out->next_due = r.next_due;
+    out->last_started_at = r.last_started_at;
+    out->last_ended_at = r.last_ended_at;
+    out->last_ok = r.last_ok;
+    snprintf(out->last_outcome, sizeof out->last_outcome, "%s", r.last_outcome);
+    out->runs = r.runs;
+    out->asked_at = r.asked_at;
+    return 1;
 }
 
-/* Retires every code due now, in bounded steps (each its own commit and event). */
-static void sweep_once(ph_sweeper *sw)
+typedef struct job_ran_cmd {
+    ph_cmd cmd;
+    const ph_logger *log;
+    char id[PH_JOB_ID_MAX];
+    char outcome[PH_JOB_OUTCOME_MAX + 1];
+} job_ran_cmd;
+
+/* The writer thread, after the commit: the command is ours to free. */
+static void job_ran_done(ph_cmd *c)
 {
-    ph_daemon *d = sw->d;
-    int64_t now = ph_now_ms();
+    job_ran_cmd *j = c->arg;
+    if (c->rc != PH_OK)
+        ph_log(j->log, PH_LOG_ERROR, NULL, "job.record_failed",
+               "job=%s detail=\"%s\" effect=\"a restart runs it by its previous record\"", j->id,
+               c->err.msg);
+    ph_cmd_clear(c);
+    free(j);
+}
+
+static void job_ran(void *arg, const char *id, int64_t started_at, int64_t ended_at, int ok,
+                    const char *outcome, int manual, int64_t next_due)
+{
+    ph_daemon *d = arg;
+    job_ran_cmd *j = calloc(1, sizeof *j);
+    if (!j) {
+        ph_log(&d->log, PH_LOG_ERROR, NULL, "job.record_failed",
+               "job=%s detail=\"out of memory\" effect=\"a restart runs it by its previous "
+               "record\"",
+               id);
+        return;
+    }
+    snprintf(j->id, sizeof j->id, "%s", id);
+    snprintf(j->outcome, sizeof j->outcome, "%s", outcome ? outcome : "");
+    j->log = &d->log;
+    j->cmd.type = PH_CMD_JOB_RAN;
+    j->cmd.now = ended_at;
+    j->cmd.in.job.id = j->id;
+    j->cmd.in.job.started_at = started_at;
+    j->cmd.in.job.ended_at = ended_at;
+    j->cmd.in.job.ok = ok;
+    j->cmd.in.job.outcome = j->outcome;
+    j->cmd.in.job.manual = manual;
+    j->cmd.in.job.next_due = next_due;
+    j->cmd.done = job_ran_done;
+    j->cmd.arg = j;
+    if (ph_store_submit(d->store, &j->cmd) != PH_OK) /* closing: done will not run */
+        free(j);
+}
+
+/* codes.expire: retires every code due at the run's time, in bounded steps
+ * (each its own commit and event) with that one `now`, until none is left or
+ * the scheduler stops. It waits for each commit: it runs on the scheduler's
+ * thread, never on the I/O thread. */
+static void expire_job(void *arg, ph_sched_run *run)
+{
+    ph_daemon *d = arg;
+    int64_t now = ph_sched_run_at(run);
     uint64_t total = 0;
-    int more = ph_store_expiry_due(d->store, now);
-    while (more && !sweeper_stopping(sw)) {
+    int ok = 1, more = ph_store_expiry_due(d->store, now);
+    char outcome[PH_JOB_OUTCOME_MAX + 1] = "";
+    while (more && !ph_sched_stopping(run)) {
         ph_cmd cmd = {.type = PH_CMD_EXPIRE, .now = now};
         cmd.in.expire.limit = PH_EXPIRE_LIMIT;
         int rc = ph_store_exec(d->store, &cmd);
-        if (rc != PH_OK)
+        if (rc != PH_OK) {
             ph_log(&d->log, PH_LOG_ERROR, NULL, "codes.expiry_failed",
-                   "detail=\"%s\" effect=\"retried at the next sweep\"", cmd.err.msg);
+                   "detail=\"%s\" effect=\"retried at the next run\"", cmd.err.msg);
+            snprintf(outcome, sizeof outcome, "failed: %.140s", cmd.err.msg);
+            ok = 0;
+        }
         total += cmd.expired_codes;
         more = rc == PH_OK && cmd.more;
         ph_cmd_clear(&cmd);
@@ -224,67 +290,22 @@ static void sweep_once(ph_sweeper *sw)
     if (total)
         ph_log(&d->log, PH_LOG_INFO, NULL, "codes.expired", "codes=%llu",
                (unsigned long long)total);
+    if (ok)
+        snprintf(outcome, sizeof outcome, "%llu codes expired%s", (unsigned long long)total,
+                 more ? "; more left for the next run" : "");
+    ph_sched_done(run, ok, outcome);
 }
 
-static void *sweeper_main(void *arg)
-{
-    ph_sweeper *sw = arg;
-    pthread_mutex_lock(&sw->mu);
-    while (!sw->stop) {
-        pthread_mutex_unlock(&sw->mu);
-        sweep_once(sw);
-        pthread_mutex_lock(&sw->mu);
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += PH_SWEEP_INTERVAL_MS / 1000;
-        ts.tv_nsec += (long)(PH_SWEEP_INTERVAL_MS % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        while (!sw->stop && pthread_cond_timedwait(&sw->cv, &sw->mu, &ts) != ETIMEDOUT)
-            ;
-    }
-    pthread_mutex_unlock(&sw->mu);
-    return NULL;
-}
+#define PH_EXPIRE_JOB "codes.expire"
 
-static int sweeper_start(ph_daemon *d, ph_err *err)
+/* Adds the expiry job, or gives it the period of cfg (a reload). */
+static int expire_job_apply(ph_daemon *d, const ph_config *cfg, ph_err *err)
 {
-    ph_sweeper *sw = calloc(1, sizeof *sw);
-    if (!sw)
-        return ph_err_set(err, PH_ENOMEM, "out of memory");
-    sw->d = d;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&sw->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    pthread_mutex_init(&sw->mu, NULL);
-    if (pthread_create(&sw->thread, NULL, sweeper_main, sw)) {
-        pthread_cond_destroy(&sw->cv);
-        pthread_mutex_destroy(&sw->mu);
-        free(sw);
-        return ph_err_set(err, PH_EIO, "daemon: cannot start the expiry sweep thread");
-    }
-    d->sweeper = sw;
-    return PH_OK;
-}
-
-static void sweeper_stop(ph_daemon *d)
-{
-    ph_sweeper *sw = d->sweeper;
-    if (!sw)
-        return;
-    pthread_mutex_lock(&sw->mu);
-    sw->stop = 1;
-    pthread_cond_signal(&sw->cv);
-    pthread_mutex_unlock(&sw->mu);
-    pthread_join(sw->thread, NULL);
-    pthread_cond_destroy(&sw->cv);
-    pthread_mutex_destroy(&sw->mu);
-    free(sw);
-    d->sweeper = NULL;
+    ph_sched_job_def def = {.id = PH_EXPIRE_JOB,
+                            .every_ms = (int64_t)cfg->expiry_every_s * 1000,
+                            .fn = expire_job,
+                            .arg = d};
+    return ph_sched_add(d->sched, &def, err);
 }
 
 /* A supplier's last reference went on another thread: the main thread
@@ -379,7 +400,8 @@ static int start_http(ph_daemon *d, const ph_config *cfg, ph_err *err)
                        .suppliers = d->suppliers,
                        .sio = d->sio,
                        .ready = &d->ready,
-                       .metrics = d->metrics};
+                       .metrics = d->metrics,
+                       .sched = d->sched};
     ph_http_opts o = http_opts(d, cfg);
     return ph_http_start(&env, &o, &d->http, &d->port, err);
 }
@@ -452,12 +474,11 @@ int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_er
         (rc = log_migration(d, cfg)) || (rc = ph_daemon_sync_products(d, cfg, NULL, err)) ||
         (rc = ph_suppliers_create(&d->log, &d->suppliers, err)) ||
         (rc = ph_suppliers_apply(d->suppliers, cfg, err)) || (rc = start_supply(d, err)) ||
-        (rc = start_http(d, cfg, err)))
+        (rc = expire_job_apply(d, cfg, err)) || (rc = start_http(d, cfg, err)))
         goto fail;
     ph_suppliers_set_wake(d->suppliers, wake_main, d); /* earlier releases: the next wake */
     set_callback_base(d, cfg);
-    if ((rc = ph_fulfil_resume(d->fulfil, err)) || (rc = sweeper_start(d, err)) ||
-        (rc = ph_reseal_start(d, err)) ||
+    if ((rc = ph_fulfil_resume(d->fulfil, err)) || (rc = ph_reseal_start(d, err)) ||
         (cfg->port_file && (rc = write_port_file(cfg->port_file, d->port, err))) ||
         (d->pid_fd >= 0 && (rc = pid_file_write(d, err))))
         goto fail;
@@ -527,6 +548,10 @@ int ph_daemon_reload(ph_daemon *d, ph_err *err)
     ph_cfg_release(old);
     if (neu->public_url)
         set_callback_base(d, neu);
+    ph_err jerr = {0};
+    if (expire_job_apply(d, neu, &jerr) != PH_OK)
+        ph_log(&d->log, PH_LOG_ERROR, NULL, "config.job_failed",
+               "job=" PH_EXPIRE_JOB " detail=\"%s\" effect=\"the job keeps its period\"", jerr.msg);
     if ((rc = cfg_install(d, neu, err)) != PH_OK)
         return rc;
     ph_log(&d->log, PH_LOG_INFO, NULL, "config.reloaded", "config=%s", d->config_path);
@@ -554,7 +579,6 @@ void ph_daemon_stop(ph_daemon *d, int grace_ms)
     ph_fulfil_stop(d->fulfil);
     ph_sched_destroy(d->sched); /* waits for running jobs: before the engine and the writer */
     d->sched = NULL;
-    sweeper_stop(d); /* its last command completes before the store closes */
     ph_reseal_stop(d);
     /* Exchanges on the wire end ambiguous and are recorded unknown (queried
      * after the restart); then the writer finishes every queued command. */

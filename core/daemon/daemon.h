@@ -14,9 +14,11 @@
  * Threads: ph_daemon_start, _reap, _reload and _stop run on the main thread,
  * one at a time (main.c's signal loop).
  *
- * Besides the threads of the modules it starts, the daemon owns one: the
- * expiry sweep's timer (daemon.c), which every second submits PH_CMD_EXPIRE
- * when codes are due. A full scheduler replaces it later.
+ * The daemon starts no thread of its own besides the modules': its periodic
+ * work runs as jobs of the scheduler (sched/sched.h), whose records it keeps
+ * in the store through the persist hooks (daemon.c): the expiry sweep is the
+ * job "codes.expire", every expiry.every_s (PH_CMD_EXPIRE steps when codes
+ * are due).
  */
 #ifndef PH_DAEMON_H
 #define PH_DAEMON_H
@@ -32,13 +34,13 @@
 #include "crypto/crypto.h"
 #include "base/log.h"
 #include "base/status.h"
+#include "sched/sched.h"
 #include "store/store.h"
 
 struct ph_suppliers;
 struct ph_http;
 struct ph_sio;
 struct ph_fulfil;
-struct ph_sweeper;
 struct ph_resealer;
 struct ph_sched;
 
@@ -59,10 +61,10 @@ typedef struct ph_daemon {
     char *pid_path;        /* pid_file as at start (a reload does not move it) */
     atomic_int ready;      /* 1 once serving, 0 again when stopping */
     pthread_t main_thread; /* ph_daemon_start's caller: reloads, plugin shutdowns and dlclose */
-    /* the expiry sweep's timer thread (daemon.c) */
-    struct ph_sweeper *sweeper;
-    /* periodic and on-demand jobs: sync, balance, replenishment (sched/sched.h) */
+    /* periodic and on-demand jobs: expiry, sync, balance, replenishment (sched/sched.h) */
     struct ph_sched *sched;
+    /* the scheduler's hooks into the store (daemon.c): borrowed by sched */
+    ph_sched_persist sched_persist;
     /* the key rotation's re-sealer thread (reseal.c, keys.h) */
     struct ph_resealer *resealer;
     const char *journal_file; /* set before ph_daemon_start: ph_store_opts.journal_file */

@@ -225,5 +225,8 @@ int ph_api_discrep_accept(ph_req *r);
 int ph_api_discrep_dispute(ph_req *r);
 int ph_api_ops_page(ph_req *r);
 int ph_api_order_stats(ph_req *r);
+/* api_jobs.c: the scheduler's jobs */
+int ph_api_jobs(ph_req *r);
+int ph_api_job_run(ph_req *r);
 
 #endif

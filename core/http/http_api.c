@@ -122,6 +122,10 @@ static const ph_route routes[] = {
     {"POST", "/v1/discrepancies/*/accept", PH_SCOPE_OPS, ph_api_discrep_accept, NULL},
     {"POST", "/v1/discrepancies/*/dispute", PH_SCOPE_OPS, ph_api_discrep_dispute, NULL},
     {"GET", "/v1/stats/orders", PH_SCOPE_OPS, ph_api_order_stats, "since top"},
+    /* a job id may hold one '/' (api_jobs.c) */
+    {"GET", "/v1/jobs", PH_SCOPE_OPS, ph_api_jobs, NULL},
+    {"POST", "/v1/jobs/*/run", PH_SCOPE_OPS, ph_api_job_run, NULL},
+    {"POST", "/v1/jobs/*/*/run", PH_SCOPE_OPS, ph_api_job_run, NULL},
     /* suppliers authenticate by signature, checked by their plugin; their
      * notify URLs may carry the supplier's own parameters */
     {"POST", "/v1/callbacks/*", 0, ph_api_callback, PARAMS_ANY},

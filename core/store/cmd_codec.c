@@ -48,6 +48,10 @@ const char *ph_cmd_type_name(int type)
         return "resolve";
     case PH_CMD_RESEAL:
         return "reseal";
+    case PH_CMD_JOB_RAN:
+        return "job_ran";
+    case PH_CMD_JOB_ASK:
+        return "job_ask";
     default:
         return "?";
     }
@@ -214,6 +218,16 @@ static int encode_cmd(wbuf *b, const ph_cmd *c, size_t idx, ph_err *err)
         break;
     case PH_CMD_EXPIRE:
         w_u32(b, c->in.expire.limit);
+        break;
+    case PH_CMD_JOB_RAN:
+    case PH_CMD_JOB_ASK:
+        w_str(b, c->in.job.id);
+        w_i64(b, c->in.job.started_at);
+        w_i64(b, c->in.job.ended_at);
+        w_i32(b, c->in.job.ok);
+        w_str(b, c->in.job.outcome);
+        w_i32(b, c->in.job.manual);
+        w_i64(b, c->in.job.next_due);
         break;
     case PH_CMD_NOTE_EVENT:
         w_str(b, c->in.note.name);
@@ -752,6 +766,16 @@ static int decode_cmd(rd *r, ph_cmd *c, int *rc_out)
         break;
     case PH_CMD_EXPIRE:
         c->in.expire.limit = r_u32(r, "limit");
+        break;
+    case PH_CMD_JOB_RAN:
+    case PH_CMD_JOB_ASK:
+        c->in.job.id = r_str(r, "id");
+        c->in.job.started_at = r_i64(r, "started_at");
+        c->in.job.ended_at = r_i64(r, "ended_at");
+        c->in.job.ok = r_i32(r, "ok");
+        c->in.job.outcome = r_str(r, "outcome");
+        c->in.job.manual = r_i32(r, "manual");
+        c->in.job.next_due = r_i64(r, "next_due");
         break;
     case PH_CMD_NOTE_EVENT:
         c->in.note.name = r_str(r, "name");

@@ -30,7 +30,7 @@ static const char *const db_names[DB_COUNT] = {
     "meta",        "products",     "batches",       "codes",         "avail",       "code_hash",
     "orders",      "order_ref",    "client_orders", "events",        "supply",      "pending",
     "expiry",      "audit",        "ledger",        "ledger_orders", "report_days", "recon_runs",
-    "recon_lines", "recon_digest", "discrep",       "discrep_att",   "late",
+    "recon_lines", "recon_digest", "discrep",       "discrep_att",   "late",        "jobs",
 };
 
 static const unsigned db_flags[DB_COUNT] = {

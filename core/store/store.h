@@ -384,6 +384,8 @@ enum ph_cmd_type {
     PH_CMD_RESOLVE,       /* ops resolve a discrepancy: accept (a correction) or dispute */
     PH_CMD_RESEAL,        /* key rotation: sealed items moved to the newest key; the check
                              values of retired keys dropped (store_reseal.c) */
+    PH_CMD_JOB_RAN,       /* a scheduled job's run ended: its record in `jobs` (store_jobs.c) */
+    PH_CMD_JOB_ASK,       /* ops asked for a run of a job (POST /v1/jobs/{id}/run) */
 };
 
 /* The event names PH_CMD_NOTE_EVENT accepts: a closed list, so the feed's
@@ -755,6 +757,29 @@ struct ph_cmd {
             const uint16_t *forget;
             size_t nforget;
         } reseal;
+        /*
+         * JOB_RAN: a run of the scheduler's job `id` ended (sched/sched.h,
+         * the daemon's persist hook): the job's record in `jobs` gets the run
+         * (started_at, ended_at, ok, outcome), next_due (0 = on demand only)
+         * and its run count + 1; an ask (JOB_ASK) at or before started_at is
+         * answered by it and cleared (any ask, when the run was manual). No
+         * event (jobs show in GET /v1/jobs, not the feed).
+         * JOB_ASK: ops asked for a run of `id` now: asked_at = now until a run
+         * answers it (a restart runs it then); the other inputs are unused.
+         * Carries the ops action's audit record.
+         * Refusals (nothing written): PH_EINVAL naming the field: id (1 to
+         * PH_JOB_ID_MAX - 1 bytes of printable ASCII without spaces), outcome
+         * (NULL or printable ASCII of at most PH_JOB_OUTCOME_MAX bytes), ok
+         * (0 or 1), ended_at before started_at, next_due < 0.
+         */
+        struct {
+            const char *id;
+            int64_t started_at, ended_at;
+            int ok;
+            const char *outcome;
+            int manual;       /* 1: the run was asked for */
+            int64_t next_due; /* ms; 0 = none */
+        } job;
         struct {
             const char *supplier, *client; /* client: the token's name, who imported it */
             const char *source;            /* "csv" or "plugin" */
@@ -1038,6 +1063,25 @@ typedef struct ph_order_tally {
 int ph_store_order_tally(ph_store *s, int64_t since, size_t max_orders, ph_order_tally *out,
                          ph_err *err);
 void ph_order_tally_clear(ph_order_tally *t);
+
+/* ---- scheduled jobs (store_jobs.c; docs/store.md, "Jobs") ---- */
+
+#define PH_JOB_ID_MAX      96  /* bytes of a job id, NUL included (sched.h's PH_SCHED_ID_MAX) */
+#define PH_JOB_OUTCOME_MAX 159 /* bytes of a run's outcome */
+
+/* What `jobs` holds of one job: its last run, next due time, runs, pending ask. */
+typedef struct ph_job_record {
+    int64_t last_started_at, last_ended_at; /* 0 = never ran */
+    int last_ok;                            /* -1 = never ran */
+    char last_outcome[PH_JOB_OUTCOME_MAX + 1];
+    int64_t next_due; /* ms; 0 = none */
+    uint64_t runs;    /* JOB_RAN commands applied */
+    int64_t asked_at; /* ms of an ask no run answered yet; 0 = none */
+} ph_job_record;
+
+/* The record of job id. PH_OK, PH_ENOTFOUND (none stored), PH_EIO (a
+ * malformed record, named), PH_ENOMEM. One read; any thread. */
+int ph_store_job_get(ph_store *s, const char *id, ph_job_record *out, ph_err *err);
 
 /* This data directory's identity: 8 lowercase hex characters generated when
  * the environment was created and stored in `meta`. Attempt references start

@@ -52,6 +52,7 @@ enum {
     DB_DISCREP,       /* discrepancy id -> discrepancy JSON (store_discrep.c) */
     DB_DISCREP_ATT,   /* be64(order id) be32(attempt no) -> dup sorted discrepancy ids */
     DB_LATE,          /* be64(due ms) be64(order id) be32(attempt no) -> "": late re-queries */
+    DB_JOBS,          /* job id -> the job's record JSON (store_jobs.c) */
     DB_COUNT
 };
 
@@ -445,6 +446,12 @@ int store_apply_final_word(ph_wtxn *w, ph_cmd *c);
  * PH_OK or PH_EIO naming the first violation. */
 int store_check_discrep(ph_store *s, MDB_txn *txn, ph_err *err);
 int store_apply_resolve(ph_wtxn *w, ph_cmd *c);
+/* store_jobs.c: scheduled jobs' records (PH_CMD_JOB_RAN, PH_CMD_JOB_ASK). */
+int store_apply_job(ph_wtxn *w, ph_cmd *c);
+/* --check-store: every `jobs` key a job id, every record well-formed (its
+ * times not before 0, a run's end not before its start, last_ok -1..1 and -1
+ * exactly when it never ran). PH_OK or PH_EIO naming the job. */
+int store_check_jobs(ph_store *s, MDB_txn *txn, ph_err *err);
 /* Adds (add = 1) or removes the late re-query of attempt no of order id at due. */
 int store_late_set(ph_wtxn *w, uint64_t id, uint32_t no, int64_t due, int add, ph_err *err);
 

@@ -210,7 +210,8 @@ Test(perkctl, ops_flow_import_order_lookup_events_status)
 static const char *commands[] = {
     "batches",   "stats",  "supplier",      "import",      "void",     "order",     "orders",
     "order-get", "settle", "lookup",        "events",      "status",   "reconcile", "suppliers",
-    "ledger",    "report", "discrepancies", "discrepancy", "products", "audit",     "webhooks"};
+    "ledger",    "report", "discrepancies", "discrepancy", "products", "audit",     "webhooks",
+    "jobs"};
 
 Test(perkctl, help_for_every_command)
 {

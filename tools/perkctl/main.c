@@ -282,6 +282,25 @@ static const pk_cmd commands[] = {
      "  $ perkctl suppliers\n"
      "  ID       PLUGIN   VERSION  ABI  ENABLED  PRIORITY  STATE  BREAKER  IN_FLIGHT  ERROR\n"
      "  sandbox  sandbox  1.1.0    1.2  true     10        ready  closed   0          -\n"},
+    {"jobs", pk_cmd_jobs, "the scheduled jobs: last and next run; run one now",
+     "usage: perkctl jobs\n"
+     "       perkctl jobs run ID\n"
+     "\n"
+     "Lists the server's scheduled jobs (GET /v1/jobs): each with its period in\n"
+     "seconds (0: on demand only), whether it runs now, its runs so far, its last run\n"
+     "(start, ok, outcome) and its next run. `jobs run ID` asks for a run of ID now\n"
+     "(POST /v1/jobs/ID/run): it runs as soon as it can, or once more right after the\n"
+     "run in progress; the ask is audited (action jobs.run) and kept across a\n"
+     "restart. Needs an ops token.\n"
+     "\n"
+     "example:\n"
+     "  $ perkctl jobs\n"
+     "  ID            EVERY_S  RUNNING  RUNS  LAST_RUN                  OK    NEXT_RUN  "
+     "                OUTCOME\n"
+     "  codes.expire  1        false    42    2026-12-06T08:00:41.000Z  true  "
+     "2026-12-06T08:00:42.000Z  0 codes expired\n"
+     "  $ perkctl jobs run codes.expire\n"
+     "  queued codes.expire\n"},
     {"supplier", pk_cmd_supplier, "ask a supplier for its catalog or our balance",
      "usage: perkctl supplier catalog ID\n"
      "       perkctl supplier balance ID\n"

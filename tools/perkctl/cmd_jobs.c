@@ -1,0 +1,113 @@
+/*
+ * cmd_jobs.c — `perkctl jobs`: the server's scheduled jobs (GET /v1/jobs),
+ * and `perkctl jobs run ID`: a run now (POST /v1/jobs/ID/run, audited).
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "perkctl.h"
+
+static int print_jobs(const json_t *answer)
+{
+    static const char *const header[] = {"ID",       "EVERY_S", "RUNNING",  "RUNS",
+                                         "LAST_RUN", "OK",      "NEXT_RUN", "OUTCOME"};
+    const json_t *jobs = json_object_get(answer, "jobs"), *j;
+    if (!json_is_array(jobs)) {
+        fprintf(stderr, "perkctl: the server's answer has no jobs list\n");
+        return -1;
+    }
+    pk_table t;
+    pk_table_init(&t, 8, header);
+    size_t i;
+    json_array_foreach(jobs, i, j)
+    {
+        char b[8][64];
+        const json_t *last = json_object_get(j, "last_run");
+        const char *cells[8] = {
+            pk_field(j, "id", b[0], sizeof b[0]),
+            pk_field(j, "every_s", b[1], sizeof b[1]),
+            pk_field(j, "running", b[2], sizeof b[2]),
+            pk_field(j, "runs", b[3], sizeof b[3]),
+            pk_field(last, "started_at", b[4], sizeof b[4]),
+            pk_field(last, "ok", b[5], sizeof b[5]),
+            pk_field(j, "next_run_at", b[6], sizeof b[6]),
+            pk_field(last, "outcome", b[7], sizeof b[7]),
+        };
+        pk_table_add(&t, cells);
+    }
+    int rc = pk_table_print(&t, stdout);
+    pk_table_free(&t);
+    return rc;
+}
+
+/* A job id as the server makes them: the only characters put in the path. */
+static int job_id_ok(const char *id)
+{
+    size_t n = strlen(id);
+    if (!n || n >= 96)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((id[i] >= 'a' && id[i] <= 'z') || (id[i] >= 'A' && id[i] <= 'Z') ||
+              (id[i] >= '0' && id[i] <= '9') || strchr("._/:-", id[i])))
+            return 0;
+    return 1;
+}
+
+int pk_cmd_jobs(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *args[2] = {NULL, NULL};
+    size_t nargs = 0;
+    int c;
+    optind = 0;
+    while ((c = getopt_long(argc, argv, PK_OPTSTRING, opts, NULL)) != -1) {
+        switch (c) {
+        case 1:
+            if (nargs == 2)
+                return pk_usage_error(cmd, "unexpected argument '%s'", optarg);
+            args[nargs++] = optarg;
+            break;
+        case 'h':
+            return pk_help(cmd);
+        default:
+            return pk_getopt_error(cmd, c, argv);
+        }
+    }
+    if (optind < argc)
+        return pk_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    pkh_response resp;
+    int rc;
+    if (nargs == 0) {
+        pkh_request req = {.method = "GET", .path = "/v1/jobs"};
+        rc = pk_call(ctx, &req, &resp);
+        if (ctx->json)
+            pk_print_raw(&resp);
+        else if (rc == PK_EXIT_OK && print_jobs(resp.json) != 0)
+            rc = PK_EXIT_REFUSED;
+        pkh_response_free(&resp);
+        return rc;
+    }
+    if (strcmp(args[0], "run"))
+        return pk_usage_error(cmd, "unknown subcommand '%s': expected run", args[0]);
+    if (nargs < 2)
+        return pk_usage_error(cmd, "run: the job's ID is required (perkctl jobs lists them)");
+    if (!job_id_ok(args[1]))
+        return pk_usage_error(cmd, "run: '%s' is not a job id (letters, digits and ._/:-)",
+                              args[1]);
+    char path[160];
+    snprintf(path, sizeof path, "/v1/jobs/%s/run", args[1]);
+    pkh_request req = {.method = "POST", .path = path};
+    rc = pk_call(ctx, &req, &resp);
+    if (ctx->json)
+        pk_print_raw(&resp);
+    else if (rc == PK_EXIT_OK) {
+        char q[128];
+        pk_line(stdout, "queued %s", pk_field(resp.json, "queued", q, sizeof q));
+    }
+    pkh_response_free(&resp);
+    return rc;
+}
