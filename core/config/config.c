@@ -237,6 +237,9 @@ static const field reports_fields[] = {
      .off = offsetof(ph_config, report_utc_offset_min),
      .def = "+08:00"},
 };
+static const field redemption_fields[] = {
+    INT(ph_config, redemption_wait_ms, "wait_ms", 1, 60000, 1, "1500"),
+};
 static const field top_fields[] = {
     SECTION("listen", listen_fields),
     STR(ph_config, data_dir, "data_dir", F_REQUIRED, NULL),
@@ -251,6 +254,7 @@ static const field top_fields[] = {
     SECTION("limits", limits_fields),
     SECTION("metrics", metrics_fields),
     SECTION("reports", reports_fields),
+    SECTION("redemption", redemption_fields),
     LIST(ph_config, clients, nclients, "clients", ph_client_conf, client_fields, "name",
          "client name"),
     LIST(ph_config, suppliers, nsuppliers, "suppliers", ph_supplier_conf, supplier_fields, "id",

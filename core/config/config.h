@@ -197,6 +197,9 @@ typedef struct ph_config {
     int report_utc_offset_min;
     /* Who may read GET /metrics (config `metrics.access`): PH_METRICS_* above. */
     int metrics_access;
+    /* redemption.wait_ms: how long a code lookup waits for a supplier's answer
+     * to "was this code redeemed?" before it answers without (1..60000; 1500) */
+    uint32_t redemption_wait_ms;
     ph_client_conf *clients;
     size_t nclients;
     ph_supplier_conf *suppliers;

@@ -20,7 +20,17 @@
  * An order without codes — a recharge, or a supplier order not delivered yet —
  * is answered with a diagnosis of the order itself (recharge_*, order_*),
  * never with an empty list.
+ *
+ * Redemption status (issue 12): a lookup by code of an issued code that the
+ * caller may see, whose batch's supplier can say whether a code was redeemed
+ * (PERKHUB_CAP_REDEMPTION), asks it (supply/redeem.h) within
+ * `redemption.wait_ms` with the connection suspended; a "redeemed" answer is
+ * stored (the code becomes redeemed, so the diagnosis is already_redeemed),
+ * and the result says `redemption`: "redeemed", "not_redeemed" or "unknown"
+ * (the wait ran out, or the supplier could not tell). A code the caller may
+ * not see is never asked about: its lookup does exactly the work of a miss.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "http/api.h"
@@ -28,6 +38,9 @@
 #include "codes/import.h"
 #include "base/util.h"
 #include "http/views.h"
+#include "supply/redeem.h"
+#include "supply/supplier_io.h"
+#include "supply/suppliers.h"
 
 typedef struct diagnosis {
     const char *name;
@@ -127,6 +140,115 @@ static int hash_typed(void *arg, const char *rule, uint8_t hash[32])
     return ph_code_hash(t->kr, t->code, t->len, rule, hash) == PH_OK ? 0 : -1;
 }
 
+/* ---- asking the supplier whether an issued code was redeemed ---------------- */
+
+/* What a lookup that asked keeps across its suspension (r->ext). */
+typedef struct redeem_wait {
+    ph_req *r;
+    uint8_t hash[32];
+    int redeemed; /* PH_REDEEM_*: the answer, set before the wake */
+} redeem_wait;
+
+static void redeem_wait_free(void *p)
+{
+    free(p);
+}
+
+static void redeem_answered(void *arg, const ph_redeem_answer *a)
+{
+    redeem_wait *w = arg;
+    w->redeemed = a->redeemed;
+    ph_req_wake(w->r); /* w is not touched after this */
+}
+
+static const char *redemption_name(int redeemed)
+{
+    return redeemed == PH_REDEEM_YES  ? "redeemed"
+           : redeemed == PH_REDEEM_NO ? "not_redeemed"
+                                      : "unknown";
+}
+
+/* The asked code read again (the answer may have redeemed it): one result with
+ * `redemption`, or not_found when it is gone from the caller's view. */
+static int redeem_resume(ph_req *r)
+{
+    redeem_wait *w = r->ext;
+    ph_code_info info;
+    ph_err err = {0};
+    int rc = ph_store_code_find(r->env->store, w->hash, &info, &err);
+    if (rc == PH_ENOTFOUND)
+        return reply(r, json_pack("[o]", not_found()));
+    if (rc)
+        return ph_req_fail(r, rc, &err);
+    int visible = info.order && (strcmp(info.order->client, r->client->name) == 0 ||
+                                 ph_req_has_scope(r, PH_SCOPE_OPS));
+    json_t *res = visible ? result(r, &info.code, &info.batch, info.order, NULL) : not_found();
+    if (visible)
+        json_object_set_new(res, "redemption", json_string(redemption_name(w->redeemed)));
+    ph_code_info_clear(&info);
+    return reply(r, json_pack("[o]", res));
+}
+
+/* The supplier's product id of sku's offer from `supplier`, or NULL. */
+static const char *offer_product_id(const ph_config *cfg, const char *sku, const char *supplier)
+{
+    const ph_product_conf *p = ph_config_product(cfg, sku);
+    for (size_t i = 0; p && i < p->noffers; i++)
+        if (strcmp(p->offers[i].supplier, supplier) == 0)
+            return p->offers[i].supplier_sku;
+    return NULL;
+}
+
+/* Asks the code's supplier when it can tell: PH_REQ_SUSPENDED (redeem_resume
+ * answers), or -1 when nothing was asked (the caller answers from info). */
+static int ask_redemption(ph_req *r, const ph_code_info *info)
+{
+    const ph_batch *b = &info->batch;
+    const ph_supplier_conf *sc = ph_config_supplier(r->cfg->cfg, b->supplier);
+    ph_supplier *sup;
+    if (!r->env->redeem || !sc ||
+        ph_suppliers_acquire(r->env->suppliers, b->supplier, &sup) != PH_OK)
+        return -1;
+    if (!(ph_supplier_plugin(sup)->capabilities & PERKHUB_CAP_REDEMPTION)) {
+        ph_supplier_release(sup); /* a supplier that cannot tell is never asked */
+        return -1;
+    }
+    redeem_wait *w = calloc(1, sizeof *w);
+    char code[PH_CODE_MAX + 1], card[PH_CODE_MAX + 1];
+    ph_redeem_question q = {.sup = sup,
+                            .limits = ph_sio_limits_of(sc),
+                            .product_id = offer_product_id(r->cfg->cfg, b->sku, b->supplier),
+                            .code = code,
+                            .now = ph_now_ms(),
+                            .request_id = r->reqid};
+    /* the supplier gets the code as it delivered it, not as the caller typed it */
+    int ok = w &&
+             ph_code_unseal(r->env->keys, info->code.sealed, info->code.sealed_len, code, card) ==
+                 PH_OK &&
+             ph_code_hash(r->env->keys, code, strlen(code), b->lookalikes, w->hash) == PH_OK;
+    q.card_no = ok && card[0] ? card : NULL;
+    if (!ok) {
+        ph_supplier_release(sup);
+        free(w);
+        ph_wipe(code, sizeof code);
+        ph_wipe(card, sizeof card);
+        return -1;
+    }
+    memcpy(q.hash, w->hash, sizeof q.hash);
+    w->r = r;
+    w->redeemed = PH_REDEEM_UNKNOWN;
+    r->ext = w;
+    r->ext_free = redeem_wait_free;
+    ph_req_suspend(r, redeem_resume);
+    int rc = ph_redeem_ask(r->env->redeem, &q, r->cfg->cfg->redemption_wait_ms, redeem_answered,
+                           w); /* takes sup in every case; copies code and card */
+    ph_wipe(code, sizeof code);
+    ph_wipe(card, sizeof card);
+    if (rc != PH_OK)
+        ph_req_wake(r); /* redeem_resume answers "unknown" from the store */
+    return PH_REQ_SUSPENDED;
+}
+
 static int lookup_code(ph_req *r, const char *code)
 {
     size_t len = strlen(code);
@@ -146,6 +268,13 @@ static int lookup_code(ph_req *r, const char *code)
     const ph_order *o = info.order ? info.order : info.decoy;
     int owner = o && strcmp(o->client, r->client->name) == 0;
     int visible = info.found && ((owner && info.order) || ph_req_has_scope(r, PH_SCOPE_OPS));
+    if (visible && info.code.state == PH_CODE_ISSUED) {
+        int asked = ask_redemption(r, &info);
+        if (asked == PH_REQ_SUSPENDED) {
+            ph_code_info_clear(&info);
+            return asked;
+        }
+    }
     json_t *res = result(r, &info.code, &info.batch, visible ? info.order : o, NULL);
     if (!visible) {
         json_decref(res);
