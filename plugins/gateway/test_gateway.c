@@ -153,10 +153,10 @@ Test(gateway, conformance_and_descriptor)
     static const struct phtk_descriptor_want want = {
         .name = "gateway",
         .abi_major = 1,
-        .abi_minor = 2, /* delivered_value */
+        .abi_minor = 3, /* redemption status (1.2: delivered_value) */
         .capabilities = PERKHUB_CAP_CATALOG | PERKHUB_CAP_STOCK_CHECK | PERKHUB_CAP_CARD_ORDER |
                         PERKHUB_CAP_RECHARGE | PERKHUB_CAP_ORDER_QUERY | PERKHUB_CAP_CALLBACK |
-                        PERKHUB_CAP_BALANCE,
+                        PERKHUB_CAP_BALANCE | PERKHUB_CAP_REDEMPTION,
         .processing_window_s = 120,
         .query_delay_ms = 500,
         .build_request = 1,
