@@ -254,12 +254,12 @@ static const field top_fields[] = {
     SECTION("limits", limits_fields),
     SECTION("metrics", metrics_fields),
     SECTION("reports", reports_fields),
-    SECTION("redemption", redemption_fields),
     LIST(ph_config, clients, nclients, "clients", ph_client_conf, client_fields, "name",
          "client name"),
     LIST(ph_config, suppliers, nsuppliers, "suppliers", ph_supplier_conf, supplier_fields, "id",
          "supplier id"),
     LIST(ph_config, products, nproducts, "products", ph_product_conf, product_fields, "sku", "sku"),
+    SECTION("redemption", redemption_fields),
 };
 
 _Static_assert(NELEM(top_fields) <= MAX_FIELDS, "raise MAX_FIELDS");
