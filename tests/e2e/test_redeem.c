@@ -270,3 +270,47 @@ Test(redeem, supplier_without_the_capability_is_never_asked)
     cr_assert_eq(h_file_count(D.log, "redeem.answer"), 0, "no question was asked");
     h_cleanup(&D);
 }
+
+/* r.card counts one redeemed code (GET /v1/stats: asks nothing). */
+static int stored_redeemed(void *arg)
+{
+    (void)arg;
+    json_t *st = h_stats(&D);
+    json_t *row = h_stats_sku(st, "r.card");
+    int yes = row && json_integer_value(json_object_get(row, "redeemed")) == 1;
+    json_decref(st);
+    return yes;
+}
+
+/* An answer that comes after the wait is still the supplier's truth: the
+ * lookup said "unknown", and the code becomes redeemed when the answer lands
+ * (docs/design.md rule 7), with its one event. */
+Test(redeem, late_answer_is_kept)
+{
+    start();
+    char codes[1][64];
+    buy("L-1", "r.card", 1, codes);
+    char j[128];
+    snprintf(j, sizeof j, "{\"code\":\"%s\"}", codes[0]);
+    h_resp m = h_sim_req(&S, "POST", "/_sim/redeem", j);
+    cr_assert_eq(m.status, 200, "%s", m.body);
+    h_resp_free(&m);
+    h_resp f = h_sim_req(&S, "POST", "/_sim/faults",
+                         "{\"protocol\":\"gateway\",\"op\":\"redeem\",\"fault\":\"latency\","
+                         "\"latency_ms\":2000,\"count\":1}");
+    cr_assert_eq(f.status, 201, "%s", f.body);
+    h_resp_free(&f);
+    int64_t ms = 0;
+    json_t *res = lookup("mall-token", codes[0], &ms);
+    cr_assert_lt(ms, WAIT_MS + MARGIN_MS, "the wait is bounded: %lld ms", (long long)ms);
+    cr_assert_str_eq(h_str(res, "redemption"), "unknown");
+    cr_assert_str_eq(h_str(res, "state"), "issued");
+    json_decref(res);
+    cr_assert_eq(h_wait_for(stored_redeemed, NULL, 10000), 0, "the late answer was dropped");
+    json_t *ev = events_of("code.redeemed", codes, 1);
+    cr_assert_eq(json_array_size(ev), 1);
+    json_decref(ev);
+    cr_assert_eq(h_stop(&D, SIGTERM), 0);
+    cr_assert_eq(h_file_count(D.log, codes[0]), 0, "the code reached the log");
+    h_cleanup(&D);
+}
