@@ -49,7 +49,7 @@ static int batch_sku(ph_wtxn *w, ph_cmd *c, uint64_t batch_id, ph_batch *b)
 
 int store_apply_code_redeemed(ph_wtxn *w, ph_cmd *c)
 {
-    uint64_t id;
+    uint64_t id = 0;
     int rc = code_by_hash(w, c, &id);
     if (rc)
         return rc;
