@@ -281,7 +281,7 @@ static const pk_cmd commands[] = {
      "example:\n"
      "  $ perkctl suppliers\n"
      "  ID       PLUGIN   VERSION  ABI  ENABLED  PRIORITY  STATE  BREAKER  IN_FLIGHT  ERROR\n"
-     "  sandbox  sandbox  1.1.0    1.2  true     10        ready  closed   0          -\n"},
+     "  sandbox  sandbox  1.2.0    1.3  true     10        ready  closed   0          -\n"},
     {"supplier", pk_cmd_supplier, "ask a supplier for its catalog or our balance",
      "usage: perkctl supplier catalog ID\n"
      "       perkctl supplier balance ID\n"
