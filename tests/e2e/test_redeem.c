@@ -314,3 +314,44 @@ Test(redeem, late_answer_is_kept)
     cr_assert_eq(h_file_count(D.log, codes[0]), 0, "the code reached the log");
     h_cleanup(&D);
 }
+
+/* A lookup by order asks about each of its issued codes at once: the one the
+ * simulator says was redeemed is stored so, the others are not_redeemed. */
+Test(redeem, lookup_by_order_asks_each_code)
+{
+    start();
+    char codes[3][64];
+    buy("O-1", "r.card", 3, codes);
+    char j[128];
+    snprintf(j, sizeof j, "{\"code\":\"%s\"}", codes[1]);
+    h_resp m = h_sim_req(&S, "POST", "/_sim/redeem", j);
+    cr_assert_eq(m.status, 200, "%s", m.body);
+    h_resp_free(&m);
+    int64_t t0 = h_now_ms();
+    h_resp r = h_post_json(&D, "/v1/codes/lookup", "mall-token", "{\"client_order_id\":\"O-1\"}");
+    cr_assert_lt(h_now_ms() - t0, WAIT_MS + MARGIN_MS, "one wait for all the codes");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_t *res = json_object_get(r.json, "results"), *e;
+    cr_assert_eq(json_array_size(res), 3, "%s", r.body);
+    size_t i;
+    json_array_foreach(res, i, e)
+    {
+        int redeemed = !strcmp(h_str(e, "code"), codes[1]);
+        cr_assert_str_eq(h_str(e, "redemption"), redeemed ? "redeemed" : "not_redeemed", "%s",
+                         r.body);
+        cr_assert_str_eq(h_str(e, "diagnosis"), redeemed ? "already_redeemed" : "issued");
+        cr_assert_str_eq(h_str(e, "state"), redeemed ? "redeemed" : "issued");
+    }
+    h_resp_free(&r);
+    cr_assert_eq(sim_count("redeem_requests"), 3);
+    json_t *ev = events_of("code.redeemed", codes, 3);
+    cr_assert_eq(json_array_size(ev), 1);
+    json_decref(ev);
+    cr_assert_eq(h_stop(&D, SIGTERM), 0);
+    for (int k = 0; k < 3; k++)
+        cr_assert_eq(h_file_count(D.log, codes[k]), 0, "the code reached the log");
+    char *out = NULL;
+    cr_assert_eq(h_check_store(&D, &out), 0, "%s", out);
+    free(out);
+    h_cleanup(&D);
+}
