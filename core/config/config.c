@@ -240,6 +240,9 @@ static const field reports_fields[] = {
 static const field expiry_fields[] = {
     INT(ph_config, expiry_every_s, "every_s", 1, 86400, 1, "1"),
 };
+static const field redemption_fields[] = {
+    INT(ph_config, redemption_wait_ms, "wait_ms", 1, 60000, 1, "1500"),
+};
 static const field top_fields[] = {
     SECTION("listen", listen_fields),
     STR(ph_config, data_dir, "data_dir", F_REQUIRED, NULL),
@@ -260,6 +263,7 @@ static const field top_fields[] = {
     LIST(ph_config, suppliers, nsuppliers, "suppliers", ph_supplier_conf, supplier_fields, "id",
          "supplier id"),
     LIST(ph_config, products, nproducts, "products", ph_product_conf, product_fields, "sku", "sku"),
+    SECTION("redemption", redemption_fields),
 };
 
 _Static_assert(NELEM(top_fields) <= MAX_FIELDS, "raise MAX_FIELDS");

@@ -200,6 +200,9 @@ typedef struct ph_config {
     /* expiry.every_s: the period of the scheduler's job codes.expire, which
      * retires expired codes (1..86400; default 1). */
     uint32_t expiry_every_s;
+    /* redemption.wait_ms: how long a code lookup waits for a supplier's answer
+     * to "was this code redeemed?" before it answers without (1..60000; 1500) */
+    uint32_t redemption_wait_ms;
     ph_client_conf *clients;
     size_t nclients;
     ph_supplier_conf *suppliers;

@@ -151,6 +151,8 @@ static void settings_diff(json_t *out, const ph_config *o, const ph_config *n)
         json_array_append_new(l, json_string("limits.max_order_wait_s"));
     if (o->metrics_access != n->metrics_access)
         json_array_append_new(l, json_string("metrics.access"));
+    if (o->redemption_wait_ms != n->redemption_wait_ms)
+        json_array_append_new(l, json_string("redemption.wait_ms"));
     if (!str_eq(o->public_url, n->public_url))
         json_array_append_new(l, json_string("public_url"));
     if (o->expiry_every_s != n->expiry_every_s)

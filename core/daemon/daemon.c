@@ -18,6 +18,7 @@
 #include "http/http_api.h"
 #include "metrics/metrics.h"
 #include "sched/sched.h"
+#include "supply/redeem.h"
 #include "supply/fulfil.h"
 #include "supply/supplier_io.h"
 #include "supply/suppliers.h"
@@ -177,6 +178,9 @@ static int start_supply(ph_daemon *d, ph_err *err)
                          .log = &d->log,
                          .cfg = {&d->cfg, fulfil_cfg_acquire, fulfil_cfg_release}};
     if ((rc = ph_fulfil_create(&fo, &d->fulfil, err)))
+        return rc;
+    ph_redeem_opts ro = {.sio = d->sio, .store = d->store, .log = &d->log};
+    if ((rc = ph_redeem_create(&ro, &d->redeem, err)))
         return rc;
     d->sched_persist = (ph_sched_persist){.load = job_load, .ran = job_ran, .arg = d};
     ph_sched_opts sch = {.log = &d->log, .persist = &d->sched_persist};
@@ -401,7 +405,8 @@ static int start_http(ph_daemon *d, const ph_config *cfg, ph_err *err)
                        .sio = d->sio,
                        .ready = &d->ready,
                        .metrics = d->metrics,
-                       .sched = d->sched};
+                       .sched = d->sched,
+                       .redeem = d->redeem};
     ph_http_opts o = http_opts(d, cfg);
     return ph_http_start(&env, &o, &d->http, &d->port, err);
 }
@@ -589,6 +594,8 @@ void ph_daemon_stop(ph_daemon *d, int grace_ms)
     d->store = NULL;
     ph_fulfil_destroy(d->fulfil);
     d->fulfil = NULL;
+    ph_redeem_destroy(d->redeem); /* its exchanges and commands ended with the engine and store */
+    d->redeem = NULL;
     ph_suppliers_destroy(d->suppliers);
     d->suppliers = NULL;
     ph_keyring_free(d->keys);

@@ -43,6 +43,7 @@ struct ph_sio;
 struct ph_fulfil;
 struct ph_resealer;
 struct ph_sched;
+struct ph_redeem;
 
 typedef struct ph_daemon {
     ph_logger log;
@@ -53,6 +54,7 @@ typedef struct ph_daemon {
     struct ph_suppliers *suppliers;
     struct ph_sio *sio;       /* the supplier I/O engine */
     struct ph_fulfil *fulfil; /* supplier orders in flight */
+    struct ph_redeem *redeem; /* code lookups asking suppliers about redemption */
     struct ph_http *http;
     /* the registry every observer above writes into (metrics/metrics.h) */
     struct ph_metrics *metrics;

@@ -143,11 +143,12 @@ static int check_store_child(const char *dir, const char *key_file, ph_check_pro
         printf("%s: ok: %llu codes, %llu orders, %llu events\n", dir, (unsigned long long)st.codes,
                (unsigned long long)st.orders, (unsigned long long)st.last_event);
         for (size_t i = 0; i < st.nskus; i++)
-            printf("  %s: imported %llu = available %llu + issued %llu + voided %llu + expired "
-                   "%llu\n",
+            printf("  %s: imported %llu = available %llu + issued %llu + redeemed %llu + voided "
+                   "%llu + expired %llu\n",
                    st.skus[i].sku, (unsigned long long)st.skus[i].imported,
                    (unsigned long long)st.skus[i].by_state[PH_CODE_AVAILABLE],
                    (unsigned long long)st.skus[i].by_state[PH_CODE_ISSUED],
+                   (unsigned long long)st.skus[i].by_state[PH_CODE_REDEEMED],
                    (unsigned long long)st.skus[i].by_state[PH_CODE_VOIDED],
                    (unsigned long long)st.skus[i].by_state[PH_CODE_EXPIRED]);
         if (!kr)

@@ -20,7 +20,19 @@
  * An order without codes — a recharge, or a supplier order not delivered yet —
  * is answered with a diagnosis of the order itself (recharge_*, order_*),
  * never with an empty list.
+ *
+ * Redemption status (issue 12): a lookup of an issued code that the caller
+ * may see — by code, or by order for its first REDEEM_ORDER_MAX issued codes —
+ * whose batch's supplier can say whether a code was redeemed
+ * (PERKHUB_CAP_REDEMPTION) asks it (supply/redeem.h) within
+ * `redemption.wait_ms` with the connection suspended; a "redeemed" answer is
+ * stored (the code becomes redeemed, so the diagnosis is already_redeemed),
+ * and the result says `redemption`: "redeemed", "not_redeemed" or "unknown"
+ * (the wait ran out, or the supplier could not tell). A code the caller may
+ * not see is never asked about: its lookup does exactly the work of a miss.
  */
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "http/api.h"
@@ -28,6 +40,9 @@
 #include "codes/import.h"
 #include "base/util.h"
 #include "http/views.h"
+#include "supply/redeem.h"
+#include "supply/supplier_io.h"
+#include "supply/suppliers.h"
 
 typedef struct diagnosis {
     const char *name;
@@ -127,6 +142,179 @@ static int hash_typed(void *arg, const char *rule, uint8_t hash[32])
     return ph_code_hash(t->kr, t->code, t->len, rule, hash) == PH_OK ? 0 : -1;
 }
 
+/* ---- asking the supplier whether an issued code was redeemed ---------------- */
+
+/* Issued codes of one order asked about at once (a lookup by order); the rest
+ * of a larger order is shown as stored. */
+#define REDEEM_ORDER_MAX 16
+
+struct redeem_wait;
+
+/* One code asked about. */
+typedef struct redeem_slot {
+    struct redeem_wait *w;
+    uint64_t code_id;
+    uint8_t hash[32]; /* its index hash: the command's, and a lookup by code reads it again */
+    int redeemed;     /* PH_REDEEM_*: the answer, set before `left` goes down */
+} redeem_slot;
+
+/* What a lookup that asked keeps across its suspension (r->ext). */
+typedef struct redeem_wait {
+    ph_req *r;
+    atomic_uint left;  /* answers to come, plus one while the asks are being started */
+    uint64_t order_id; /* by order: the order read again; 0 by code */
+    size_t n;
+    redeem_slot slot[REDEEM_ORDER_MAX];
+} redeem_wait;
+
+/* What one ask needs between its preparation and its start. */
+typedef struct redeem_prep {
+    ph_supplier *sup; /* a reference, handed to ph_redeem_ask */
+    ph_sio_limits limits;
+    const char *product_id; /* in the request's config snapshot */
+    char code[PH_CODE_MAX + 1], card[PH_CODE_MAX + 1];
+} redeem_prep;
+
+static void redeem_wait_free(void *p)
+{
+    free(p);
+}
+
+/* One answer less to wait for; the last one resumes the request. */
+static void redeem_left(redeem_wait *w)
+{
+    if (atomic_fetch_sub(&w->left, 1) == 1)
+        ph_req_wake(w->r); /* w is not touched after this */
+}
+
+static void redeem_answered(void *arg, const ph_redeem_answer *a)
+{
+    redeem_slot *s = arg;
+    s->redeemed = a->redeemed;
+    redeem_left(s->w);
+}
+
+static const char *redemption_name(int redeemed)
+{
+    return redeemed == PH_REDEEM_YES  ? "redeemed"
+           : redeemed == PH_REDEEM_NO ? "not_redeemed"
+                                      : "unknown";
+}
+
+/* The supplier's product id of sku's offer from `supplier`, or NULL. */
+static const char *offer_product_id(const ph_config *cfg, const char *sku, const char *supplier)
+{
+    const ph_product_conf *p = ph_config_product(cfg, sku);
+    for (size_t i = 0; p && i < p->noffers; i++)
+        if (strcmp(p->offers[i].supplier, supplier) == 0)
+            return p->offers[i].supplier_sku;
+    return NULL;
+}
+
+static void prep_wipe(redeem_prep *p)
+{
+    ph_wipe(p->code, sizeof p->code);
+    ph_wipe(p->card, sizeof p->card);
+}
+
+/* Can issued code c of batch b be asked about? PH_OK with p filled (the
+ * supplier acquired, the code unsealed) and s->hash, s->code_id set; -1 when
+ * not: no redemption module, its supplier is not running or cannot tell (it is
+ * never asked), or the code does not open. */
+static int redeem_prepare(ph_req *r, const ph_batch *b, const ph_code *c, redeem_slot *s,
+                          redeem_prep *p)
+{
+    const ph_supplier_conf *sc = ph_config_supplier(r->cfg->cfg, b->supplier);
+    if (!r->env->redeem || !sc ||
+        ph_suppliers_acquire(r->env->suppliers, b->supplier, &p->sup) != PH_OK)
+        return -1;
+    /* the supplier gets the code as it delivered it, not as the caller typed it */
+    if (!(ph_supplier_plugin(p->sup)->capabilities & PERKHUB_CAP_REDEMPTION) ||
+        ph_code_unseal(r->env->keys, c->sealed, c->sealed_len, p->code, p->card) != PH_OK ||
+        ph_code_hash(r->env->keys, p->code, strlen(p->code), b->lookalikes, s->hash) != PH_OK) {
+        ph_supplier_release(p->sup);
+        prep_wipe(p);
+        return -1;
+    }
+    p->limits = ph_sio_limits_of(sc);
+    p->product_id = offer_product_id(r->cfg->cfg, b->sku, b->supplier);
+    s->code_id = c->id;
+    s->redeemed = PH_REDEEM_UNKNOWN;
+    return PH_OK;
+}
+
+/* Starts one prepared ask (the request is suspended); an ask refused counts
+ * as answered "unknown" at once. Wipes p. */
+static void redeem_start(ph_req *r, redeem_slot *s, redeem_prep *p)
+{
+    ph_redeem_question q = {.sup = p->sup,
+                            .limits = p->limits,
+                            .product_id = p->product_id,
+                            .code = p->code,
+                            .card_no = p->card[0] ? p->card : NULL,
+                            .now = ph_now_ms(),
+                            .request_id = r->reqid};
+    memcpy(q.hash, s->hash, sizeof q.hash);
+    int rc = ph_redeem_ask(r->env->redeem, &q, r->cfg->cfg->redemption_wait_ms, redeem_answered,
+                           s); /* takes sup in every case; copies code and card */
+    prep_wipe(p);
+    if (rc != PH_OK)
+        redeem_left(s->w); /* never the last: the starter's own count is still held */
+}
+
+/* Suspends r and starts the n prepared asks of w; the last answer resumes it
+ * with `resume`. Returns PH_REQ_SUSPENDED. */
+static int redeem_run(ph_req *r, redeem_wait *w, redeem_prep *prep, ph_handler_fn resume)
+{
+    w->r = r;
+    atomic_init(&w->left, (unsigned)w->n + 1);
+    r->ext = w;
+    r->ext_free = redeem_wait_free;
+    ph_req_suspend(r, resume);
+    for (size_t i = 0; i < w->n; i++) {
+        w->slot[i].w = w;
+        redeem_start(r, &w->slot[i], &prep[i]);
+    }
+    redeem_left(w); /* the starter's count: the wake may come now */
+    return PH_REQ_SUSPENDED;
+}
+
+/* The asked code read again (the answer may have redeemed it): one result with
+ * `redemption`, or not_found when it is gone from the caller's view. */
+static int redeem_resume_code(ph_req *r)
+{
+    redeem_wait *w = r->ext;
+    ph_code_info info;
+    ph_err err = {0};
+    int rc = ph_store_code_find(r->env->store, w->slot[0].hash, &info, &err);
+    if (rc == PH_ENOTFOUND)
+        return reply(r, json_pack("[o]", not_found()));
+    if (rc)
+        return ph_req_fail(r, rc, &err);
+    int visible = info.order && (strcmp(info.order->client, r->client->name) == 0 ||
+                                 ph_req_has_scope(r, PH_SCOPE_OPS));
+    json_t *res = visible ? result(r, &info.code, &info.batch, info.order, NULL) : not_found();
+    if (visible)
+        json_object_set_new(res, "redemption", json_string(redemption_name(w->slot[0].redeemed)));
+    ph_code_info_clear(&info);
+    return reply(r, json_pack("[o]", res));
+}
+
+/* A lookup by code of an issued code the caller may see: asks its supplier
+ * when it can tell, PH_REQ_SUSPENDED (redeem_resume_code answers), or -1 when
+ * nothing was asked (the caller answers from info). */
+static int ask_code(ph_req *r, const ph_code_info *info)
+{
+    redeem_wait *w = calloc(1, sizeof *w);
+    redeem_prep prep;
+    if (!w || redeem_prepare(r, &info->batch, &info->code, &w->slot[0], &prep) != PH_OK) {
+        free(w);
+        return -1;
+    }
+    w->n = 1;
+    return redeem_run(r, w, &prep, redeem_resume_code);
+}
+
 static int lookup_code(ph_req *r, const char *code)
 {
     size_t len = strlen(code);
@@ -146,6 +334,13 @@ static int lookup_code(ph_req *r, const char *code)
     const ph_order *o = info.order ? info.order : info.decoy;
     int owner = o && strcmp(o->client, r->client->name) == 0;
     int visible = info.found && ((owner && info.order) || ph_req_has_scope(r, PH_SCOPE_OPS));
+    if (visible && info.code.state == PH_CODE_ISSUED) {
+        int asked = ask_code(r, &info);
+        if (asked == PH_REQ_SUSPENDED) {
+            ph_code_info_clear(&info);
+            return asked;
+        }
+    }
     json_t *res = result(r, &info.code, &info.batch, visible ? info.order : o, NULL);
     if (!visible) {
         json_decref(res);
@@ -219,14 +414,12 @@ static json_t *order_result(ph_req *r, const ph_order *o)
     return j;
 }
 
-/* Every code of an order the caller may see, the code itself for its owner. */
-static int lookup_order(ph_req *r, ph_order *o)
+/* Every code of an order the caller may see, the code itself for its owner,
+ * and what the codes' suppliers said about the codes asked (w, or NULL).
+ * Frees o. */
+static int order_results(ph_req *r, ph_order *o, const redeem_wait *w)
 {
     int owner = strcmp(o->client, r->client->name) == 0;
-    if (!owner && !ph_req_has_scope(r, PH_SCOPE_OPS)) {
-        ph_order_free(o);
-        return reply(r, json_pack("[o]", not_found()));
-    }
     json_t *arr = json_array();
     if (!o->ncodes)
         json_array_append_new(arr, order_result(r, o));
@@ -237,13 +430,71 @@ static int lookup_order(ph_req *r, ph_order *o)
         char code[PH_CODE_MAX + 1], card[PH_CODE_MAX + 1];
         int open = owner && ph_code_unseal(r->env->keys, o->codes[i].sealed, o->codes[i].sealed_len,
                                            code, card) == PH_OK;
+        json_t *res = NULL;
         if (ph_store_batch_get(r->env->store, o->codes[i].batch_id, &b, counts, &err) == PH_OK)
-            json_array_append_new(arr, result(r, &o->codes[i], &b, o, open ? code : NULL));
+            json_array_append_new(arr, res = result(r, &o->codes[i], &b, o, open ? code : NULL));
+        for (size_t k = 0; res && w && k < w->n; k++)
+            if (w->slot[k].code_id == o->codes[i].id)
+                json_object_set_new(res, "redemption",
+                                    json_string(redemption_name(w->slot[k].redeemed)));
         ph_wipe(code, sizeof code);
         ph_wipe(card, sizeof card);
     }
     ph_order_free(o);
     return reply(r, arr);
+}
+
+/* The asked order read again, with its codes. */
+static int redeem_resume_order(ph_req *r)
+{
+    redeem_wait *w = r->ext;
+    ph_order *o;
+    ph_err err = {0};
+    int rc = ph_store_order_get(r->env->store, w->order_id, 1, &o, &err);
+    return rc ? ph_req_fail(r, rc, &err) : order_results(r, o, w);
+}
+
+/* A lookup by order: asks about its first REDEEM_ORDER_MAX issued codes whose
+ * suppliers can tell, all at once (the wait is the same for one code or 16);
+ * PH_REQ_SUSPENDED (redeem_resume_order answers), or -1 when none is asked. */
+static int ask_order(ph_req *r, const ph_order *o)
+{
+    redeem_wait *w = calloc(1, sizeof *w);
+    redeem_prep *prep = calloc(REDEEM_ORDER_MAX, sizeof *prep);
+    for (size_t i = 0; w && prep && i < o->ncodes && w->n < REDEEM_ORDER_MAX; i++) {
+        ph_batch b;
+        uint64_t counts[7];
+        ph_err err = {0};
+        if (o->codes[i].state == PH_CODE_ISSUED &&
+            ph_store_batch_get(r->env->store, o->codes[i].batch_id, &b, counts, &err) == PH_OK &&
+            redeem_prepare(r, &b, &o->codes[i], &w->slot[w->n], &prep[w->n]) == PH_OK)
+            w->n++;
+    }
+    int rc = -1;
+    if (w && prep && w->n) {
+        w->order_id = o->id;
+        rc = redeem_run(r, w, prep, redeem_resume_order);
+        w = NULL; /* the request's now */
+    }
+    free(w);
+    free(prep); /* each entry wiped when its ask started */
+    return rc;
+}
+
+/* A lookup by order the caller may see: asks the suppliers that can tell,
+ * else answers with the order's codes as stored. Frees o. */
+static int lookup_order(ph_req *r, ph_order *o)
+{
+    int owner = strcmp(o->client, r->client->name) == 0;
+    if (!owner && !ph_req_has_scope(r, PH_SCOPE_OPS)) {
+        ph_order_free(o);
+        return reply(r, json_pack("[o]", not_found()));
+    }
+    if (ask_order(r, o) == PH_REQ_SUSPENDED) {
+        ph_order_free(o);
+        return PH_REQ_SUSPENDED;
+    }
+    return order_results(r, o, NULL);
 }
 
 int ph_api_code_lookup(ph_req *r)

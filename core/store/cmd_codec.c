@@ -52,6 +52,8 @@ const char *ph_cmd_type_name(int type)
         return "job_ran";
     case PH_CMD_JOB_ASK:
         return "job_ask";
+    case PH_CMD_CODE_REDEEMED:
+        return "code_redeemed";
     default:
         return "?";
     }
@@ -283,6 +285,10 @@ static int encode_cmd(wbuf *b, const ph_cmd *c, size_t idx, ph_err *err)
         w_u32(b, (uint32_t)c->in.reseal.nforget);
         for (size_t i = 0; i < c->in.reseal.nforget; i++)
             w_u32(b, c->in.reseal.forget[i]);
+        break;
+    case PH_CMD_CODE_REDEEMED:
+        w_bytes(b, c->in.redeem.hash, 32);
+        w_i64(b, c->in.redeem.redeemed_at);
         break;
     default:
         /* a new command kind must be given an encoding here, or replication
@@ -805,6 +811,10 @@ static int decode_cmd(rd *r, ph_cmd *c, int *rc_out)
         break;
     case PH_CMD_RESEAL:
         decode_reseal(r, c);
+        break;
+    case PH_CMD_CODE_REDEEMED:
+        r_bytes32(r, c->in.redeem.hash, "hash");
+        c->in.redeem.redeemed_at = r_i64(r, "redeemed_at");
         break;
     default:
         r->kind = "?";

@@ -63,7 +63,8 @@ enum ph_code_state {
     PH_CODE_RESERVED = 2, /* never written yet: a unit held for a grant arrives with
                              issue 16; read paths already treat it as taken */
     PH_CODE_ISSUED = 3,
-    PH_CODE_REDEEMED = 4, /* never written yet: arrives with redemption status (issue 12) */
+    PH_CODE_REDEEMED = 4, /* an issued code its supplier says was redeemed (PH_CMD_CODE_REDEEMED);
+                             final, like voided and expired */
     PH_CODE_VOIDED = 5,
     PH_CODE_EXPIRED = 6,
 };
@@ -386,6 +387,7 @@ enum ph_cmd_type {
                              values of retired keys dropped (store_reseal.c) */
     PH_CMD_JOB_RAN,       /* a scheduled job's run ended: its record in `jobs` (store_jobs.c) */
     PH_CMD_JOB_ASK,       /* ops asked for a run of a job (POST /v1/jobs/{id}/run) */
+    PH_CMD_CODE_REDEEMED, /* a supplier says an issued code was redeemed (store_redeem.c) */
 };
 
 /* The event names PH_CMD_NOTE_EVENT accepts: a closed list, so the feed's
@@ -780,6 +782,24 @@ struct ph_cmd {
             int manual;       /* 1: the run was asked for */
             int64_t next_due; /* ms; 0 = none */
         } job;
+        /*
+         * CODE_REDEEMED: the code's supplier says it was redeemed (a customer-
+         * service lookup asked it, core/supply/redeem.h). `hash` is the code's
+         * keyed hash as the code index holds it (ph_code_hash under its batch's
+         * look-alike rule), never the code. An issued code becomes redeemed,
+         * with changed_at = redeemed_at when that lies within [the time it was
+         * issued, now], else now (0: unknown, or a supplier's clock we cannot
+         * believe), and one event code.redeemed {batch_id, sku, code_id} —
+         * never the code. A code already redeemed stays as it is: PH_OK,
+         * nothing written, code_changed 0 (a second report changes nothing).
+         * Results: code_id, code_changed (1 when this command redeemed it).
+         * Refusals (nothing changes): PH_ENOTFOUND no code has this hash;
+         * PH_ESTATE the code is not issued ("code 12 is voided, not issued").
+         */
+        struct {
+            uint8_t hash[32];
+            int64_t redeemed_at; /* ms the supplier gave; 0 unknown */
+        } redeem;
         struct {
             const char *supplier, *client; /* client: the token's name, who imported it */
             const char *source;            /* "csv" or "plugin" */
@@ -819,6 +839,8 @@ struct ph_cmd {
     uint64_t recon_run;      /* RECON: the run (new, or the stored one with replayed = 1) */
     uint64_t resealed;       /* RESEAL: items moved to key_id */
     uint64_t reseal_skipped; /* RESEAL: items changed or gone since they were read */
+    uint64_t code_id;        /* CODE_REDEEMED: the code the hash names */
+    int code_changed;        /* CODE_REDEEMED: 1 when this command redeemed it */
 
     /* ---- completion ---- */
     ph_cmd_done_fn

@@ -500,6 +500,8 @@ int ph_store_apply(ph_wtxn *w, ph_cmd *c)
     case PH_CMD_JOB_RAN:
     case PH_CMD_JOB_ASK:
         return store_apply_job(w, c);
+    case PH_CMD_CODE_REDEEMED:
+        return store_apply_code_redeemed(w, c);
     case PH_CMD_PUT_PRODUCTS:
         memset(&w->s->memo, 0, sizeof w->s->memo); /* orderability may change */
         return apply_products(w, c);

@@ -303,7 +303,9 @@ static int scan_codes(scan *sc)
         else if (!(b = find_batch(sc, code.batch_id)) || id < b->first || id >= b->first + b->count)
             rc = ph_err_set(sc->err, PH_EIO, "code %llu: not inside its batch %llu",
                             (unsigned long long)id, (unsigned long long)code.batch_id);
-        else if ((code.state == PH_CODE_ISSUED || code.state == PH_CODE_RESERVED) && !code.order_id)
+        else if ((code.state == PH_CODE_ISSUED || code.state == PH_CODE_RESERVED ||
+                  code.state == PH_CODE_REDEEMED) &&
+                 !code.order_id)
             rc = ph_err_set(sc->err, PH_EIO, "code %llu: %s but names no order",
                             (unsigned long long)id, ph_code_state_name(code.state));
         else if (code.state == PH_CODE_AVAILABLE && code.order_id)

@@ -416,6 +416,9 @@ int ph_ledger_check(ph_store *s, MDB_txn *txn, ph_err *err);
 int store_apply_recon(ph_wtxn *w, ph_cmd *c);
 /* store_reseal.c: key rotation (PH_CMD_RESEAL). */
 int store_apply_reseal(ph_wtxn *w, ph_cmd *c);
+/* store_redeem.c: a supplier's word that an issued code was redeemed
+ * (PH_CMD_CODE_REDEEMED). */
+int store_apply_code_redeemed(ph_wtxn *w, ph_cmd *c);
 /* --check-store: every run's lines are its keys 1..lines with known outcomes,
  * every digest names a run and every run has one. PH_EIO naming the first
  * violation. */

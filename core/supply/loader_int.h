@@ -29,7 +29,8 @@
 /* The capabilities that are answered through build_request/parse_response. */
 #define CAPS_EXCHANGE                                                                              \
     (PERKHUB_CAP_CATALOG | PERKHUB_CAP_STOCK_CHECK | PERKHUB_CAP_CARD_ORDER |                      \
-     PERKHUB_CAP_RECHARGE | PERKHUB_CAP_ORDER_QUERY | PERKHUB_CAP_BALANCE)
+     PERKHUB_CAP_RECHARGE | PERKHUB_CAP_ORDER_QUERY | PERKHUB_CAP_BALANCE |                        \
+     PERKHUB_CAP_REDEMPTION)
 
 struct ph_plugin {
     void *handle;               /* dlopen reference; NULL for a linked-in descriptor */

@@ -96,10 +96,10 @@ static int is_secret_ref(const char *s)
     return s && ((strncmp(s, "env:", 4) == 0 && s[4]) || (strncmp(s, "file:", 5) == 0 && s[5]));
 }
 
-/* The names of capability bits 0..8, as ops read them in ph_plugin_describe. */
-static const char *const cap_names[] = {"catalog",  "stock_check", "card_order",
-                                        "recharge", "order_query", "callback",
-                                        "balance",  "local",       "statement"};
+/* The names of capability bits 0..9, as ops read them in ph_plugin_describe. */
+static const char *const cap_names[] = {"catalog",     "stock_check", "card_order", "recharge",
+                                        "order_query", "callback",    "balance",    "local",
+                                        "statement",   "redemption"};
 
 /* The name of the lowest capability bit set in caps. */
 static const char *cap_first(uint64_t caps)
@@ -294,13 +294,18 @@ static int descriptor_check(ph_plugin *p, const struct perkhub_plugin *d, ph_err
     if (p->desc.capabilities & ~PERKHUB_CAP_DEFINED)
         return ph_err_set(err, PH_EINVAL,
                           "plugin '%s' (%s) claims capability bits 0x%" PRIx64
-                          " that SDK ABI %d.%d does not define (bits 9..63 are reserved)",
+                          " that SDK ABI %d.%d does not define (bits 10..63 are reserved)",
                           nm, path, p->desc.capabilities & ~PERKHUB_CAP_DEFINED, PERKHUB_ABI_MAJOR,
                           PERKHUB_ABI_MINOR);
     if ((p->desc.capabilities & PERKHUB_CAP_STATEMENT) && d->abi_minor < 2)
         return ph_err_set(err, PH_EINVAL,
                           "plugin '%s' (%s) claims PERKHUB_CAP_STATEMENT, which SDK ABI %u.%u "
                           "does not have (it came with 1.2)",
+                          nm, path, (unsigned)d->abi_major, (unsigned)d->abi_minor);
+    if ((p->desc.capabilities & PERKHUB_CAP_REDEMPTION) && d->abi_minor < 3)
+        return ph_err_set(err, PH_EINVAL,
+                          "plugin '%s' (%s) claims PERKHUB_CAP_REDEMPTION, which SDK ABI %u.%u "
+                          "does not have (it came with 1.3)",
                           nm, path, (unsigned)d->abi_major, (unsigned)d->abi_minor);
     int rc = d->abi_minor == 0 ? caps_check_1_0(p, err) : ops_check(p, err);
     return rc != PH_OK ? rc : schema_check(p, err);

@@ -19,6 +19,7 @@ void ph_op_result_init(struct perkhub_result *res)
     res->balance = -1;
     res->timestamp_ms = -1;
     res->delivered_value = -1; /* ABI 1.2 */
+    res->redeemed = -1;        /* ABI 1.3 */
 }
 
 /* A code's plaintext must not linger in freed heap memory. */
@@ -162,9 +163,10 @@ void ph_op_reply_clear(const struct perkhub_host *host, struct perkhub_local_rep
 
 const char *ph_op_kind_name(int kind)
 {
-    static const char *const names[] = {"?",        "catalog",     "stock_check", "card_order",
-                                        "recharge", "order_query", "balance",     "statement"};
-    return kind >= 1 && kind <= PERKHUB_OP_STATEMENT ? names[kind] : "?";
+    static const char *const names[] = {"?",          "catalog",   "stock_check",
+                                        "card_order", "recharge",  "order_query",
+                                        "balance",    "statement", "redemption"};
+    return kind >= 1 && kind <= PERKHUB_OP_REDEMPTION ? names[kind] : "?";
 }
 
 const char *ph_op_status_name(int status)

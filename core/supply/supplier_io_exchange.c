@@ -229,7 +229,13 @@ void sio_on_reply(ph_sio *io, ph_sio_job *job, long status)
     job->parsed = 1;
     /* the plugin's words enter the core here: held to sup_text.h's rules
      * before anything (the detail below included) reads them */
-    unsigned dropped = ph_op_result_clean(ph_supplier_host(job->sup), &job->res, job->op.account);
+    /* a redemption question carries a card code instead of an account: no
+     * string that holds it (or its card number) is kept either */
+    int redeem = job->op.kind == PERKHUB_OP_REDEMPTION;
+    unsigned dropped = ph_op_result_clean(ph_supplier_host(job->sup), &job->res,
+                                          redeem ? job->op.code : job->op.account);
+    if (redeem && job->op.card_no)
+        dropped += ph_op_result_clean(ph_supplier_host(job->sup), &job->res, job->op.card_no);
     if (dropped)
         ph_log(io->log, PH_LOG_WARN, NULL, "sio.supplier_text",
                "supplier=%s op=%s dropped=%u detail=\"values the supplier chose failed the "

@@ -426,6 +426,59 @@ static int gw_biz_for(const struct perkhub_op *op, const char **method, json_t *
     return bad ? PERKHUB_ERR_NOMEM : PERKHUB_OK;
 }
 
+/* Encrypts one card field as the gateway's cards come: base64(iv[16] ||
+ * AES-256-CBC) under SHA-256(app secret), a fresh random IV each time. On
+ * PERKHUB_OK *out is a host block (not a secret: only the key opens it). */
+static int gw_card_encrypt(const struct gateway *gw, const char *plain, char **out)
+{
+    const struct perkhub_host *host = gw->host;
+    uint8_t iv[GW_AES_BLOCK], *enc = NULL, *raw = NULL;
+    size_t enclen = 0;
+    int st = host->random(host, iv, sizeof iv);
+    if (st != PERKHUB_OK)
+        return st;
+    st = host->cipher(host, "aes-256-cbc", 1, gw->card_key, sizeof gw->card_key, iv, sizeof iv,
+                      (const uint8_t *)plain, strlen(plain), &enc, &enclen);
+    if (st != PERKHUB_OK)
+        return st == PERKHUB_ERR_NOMEM ? st : PERKHUB_ERR_INTERNAL;
+    raw = host->mem_alloc(host, sizeof iv + enclen);
+    if (raw) {
+        memcpy(raw, iv, sizeof iv);
+        memcpy(raw + sizeof iv, enc, enclen);
+        *out = host->base64_encode(host, raw, sizeof iv + enclen);
+    }
+    host->mem_free(host, enc);
+    host->mem_free(host, raw);
+    return raw && *out ? PERKHUB_OK : PERKHUB_ERR_NOMEM;
+}
+
+/* ABI 1.3: gw.card.status — the code (and card number) encrypted like the
+ * cards the gateway delivers, so neither crosses the wire in the clear nor
+ * lands in a proxy's log; the product when we know it. */
+static int gw_biz_redemption(const struct gateway *gw, const struct perkhub_op *op,
+                             const char **method, json_t *biz)
+{
+    const struct perkhub_host *host = gw->host;
+    char *pwd = NULL, *num = NULL;
+    if (!op->code || !op->code[0])
+        return PERKHUB_ERR_INTERNAL;
+    int st = gw_card_encrypt(gw, op->code, &pwd);
+    if (st == PERKHUB_OK && op->card_no && op->card_no[0])
+        st = gw_card_encrypt(gw, op->card_no, &num);
+    int bad = 0;
+    if (st == PERKHUB_OK) {
+        *method = "gw.card.status";
+        bad |= json_object_set_new(biz, "card_pwd", json_string(pwd));
+        if (num)
+            bad |= json_object_set_new(biz, "card_number", json_string(num));
+        if (op->product_id)
+            bad |= json_object_set_new(biz, "product_id", json_string(op->product_id));
+    }
+    host->mem_free(host, pwd);
+    host->mem_free(host, num);
+    return st != PERKHUB_OK ? st : bad ? PERKHUB_ERR_NOMEM : PERKHUB_OK;
+}
+
 /* The signed envelope around biz text, as a new host block in *body. */
 static int gw_envelope(const struct gateway *gw, const char *method, const char *biz_text,
                        char **body, size_t *body_len)
@@ -461,7 +514,9 @@ static int gw_build_request(void *instance, const struct perkhub_op *op,
     char *biz_text = NULL, *body = NULL, *url = NULL, *ctype = NULL;
     size_t biz_len = 0, body_len = 0;
     json_t *biz = json_object();
-    int st = biz ? gw_biz_for(op, &method, biz) : PERKHUB_ERR_NOMEM;
+    int st = !biz                                ? PERKHUB_ERR_NOMEM
+             : op->kind == PERKHUB_OP_REDEMPTION ? gw_biz_redemption(gw, op, &method, biz)
+                                                 : gw_biz_for(op, &method, biz);
     if (st != PERKHUB_OK)
         goto done;
     st = PERKHUB_ERR_NOMEM;
@@ -513,7 +568,8 @@ static int gw_code_class(long long code, const char **reason)
         {2004, PERKHUB_AMBIGUOUS, "duplicate_order"}, /* we never resend: it exists */
         {2006, PERKHUB_DEFINITE_FAILURE, "insufficient_balance"},
         {2007, PERKHUB_DEFINITE_FAILURE, "price_above_max"},
-        {4000, PERKHUB_DEFINITE_FAILURE, "bad_request"}, /* envelope refused unread */
+        {2008, PERKHUB_DEFINITE_FAILURE, "unknown_card"}, /* card.status: not a card of ours */
+        {4000, PERKHUB_DEFINITE_FAILURE, "bad_request"},  /* envelope refused unread */
         {4004, PERKHUB_DEFINITE_FAILURE, "unknown_method"},
         {5000, PERKHUB_RETRYABLE, "supplier_busy"},
     };
@@ -794,6 +850,31 @@ static int gw_balance_parse(const struct gateway *gw, const json_t *result,
     return PERKHUB_OK;
 }
 
+/* ABI 1.3: gw.card.status's result. "used" with its used_time (UTC+8; absent
+ * or empty: when is unknown), "unused", or "unknown" (the gateway cannot tell);
+ * anything else is AMBIGUOUS (the core then reads "cannot tell"). */
+static int gw_card_status_parse(const struct gateway *gw, const json_t *result,
+                                struct perkhub_result *res)
+{
+    const char *status = gw_str(result, "card_status"), *used = gw_str(result, "used_time");
+    if (!json_is_object(result) || !status)
+        return gw_outcome(gw, res, PERKHUB_AMBIGUOUS, "malformed_result");
+    if (!strcmp(status, "used")) {
+        int64_t at = 0;
+        if (used && used[0] && gw_parse_time(used, &at) != 0)
+            return gw_outcome(gw, res, PERKHUB_AMBIGUOUS, "malformed_result");
+        res->redeemed = 1;
+        res->redeemed_at_ms = at;
+    } else if (!strcmp(status, "unused")) {
+        res->redeemed = 0;
+    } else if (!strcmp(status, "unknown")) {
+        res->redeemed = -1;
+    } else {
+        return gw_outcome(gw, res, PERKHUB_AMBIGUOUS, "unknown_card_status");
+    }
+    return PERKHUB_OK;
+}
+
 /* A code-0 answer: its `sign` must be md5(result + secret) before anything in
  * `result` counts. */
 static int gw_success_parse(const struct gateway *gw, const struct perkhub_op *op,
@@ -826,6 +907,8 @@ static int gw_success_parse(const struct gateway *gw, const struct perkhub_op *o
         st = gw_stock_parse(gw, result, res);
     else if (op->kind == PERKHUB_OP_BALANCE)
         st = gw_balance_parse(gw, result, res);
+    else if (op->kind == PERKHUB_OP_REDEMPTION)
+        st = gw_card_status_parse(gw, result, res);
     else
         st = PERKHUB_ERR_UNSUPPORTED;
     json_decref(result);
@@ -1069,13 +1152,13 @@ static const struct perkhub_plugin gateway_plugin = {
     .struct_size = sizeof(struct perkhub_plugin),
     .abi_major = PERKHUB_ABI_MAJOR,
     .abi_minor = PERKHUB_ABI_MINOR,
-    .name = "gateway", /* the file must be gateway.so */
-    .version = "1.0.0",
+    .name = "gateway",  /* the file must be gateway.so */
+    .version = "1.1.0", /* 1.1: redemption status (gw.card.status, ABI 1.3) */
     .description = "Signed-gateway aggregator (MD5 over sorted params, AES card codes, "
                    "async notify): docs/protocols/gateway.md.",
     .capabilities = PERKHUB_CAP_CATALOG | PERKHUB_CAP_STOCK_CHECK | PERKHUB_CAP_CARD_ORDER |
                     PERKHUB_CAP_RECHARGE | PERKHUB_CAP_ORDER_QUERY | PERKHUB_CAP_CALLBACK |
-                    PERKHUB_CAP_BALANCE,
+                    PERKHUB_CAP_BALANCE | PERKHUB_CAP_REDEMPTION,
     .config = gateway_config,
     .init = gateway_init,
     .shutdown = gateway_shutdown,

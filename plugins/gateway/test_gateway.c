@@ -153,10 +153,10 @@ Test(gateway, conformance_and_descriptor)
     static const struct phtk_descriptor_want want = {
         .name = "gateway",
         .abi_major = 1,
-        .abi_minor = 2, /* delivered_value */
+        .abi_minor = 3, /* redemption status (1.2: delivered_value) */
         .capabilities = PERKHUB_CAP_CATALOG | PERKHUB_CAP_STOCK_CHECK | PERKHUB_CAP_CARD_ORDER |
                         PERKHUB_CAP_RECHARGE | PERKHUB_CAP_ORDER_QUERY | PERKHUB_CAP_CALLBACK |
-                        PERKHUB_CAP_BALANCE,
+                        PERKHUB_CAP_BALANCE | PERKHUB_CAP_REDEMPTION,
         .processing_window_s = 120,
         .query_delay_ms = 500,
         .build_request = 1,
@@ -876,4 +876,115 @@ Test(gateway, a_full_exchange_leaves_no_secret_and_no_block)
     phtk_result_clear(k.tk, &res);
     cr_assert(strlen(phtk_log(k.tk)) > 0, "the refusals above should be logged");
     kit_close(&k); /* asserts: baseline blocks, clean log */
+}
+
+/* ======================= redemption status (ABI 1.3) ======================= */
+
+#define R_CODE "GOLD-7Q2M-9XKD-41PZ"
+#define R_CARD "8800123456789012"
+
+static const struct perkhub_op REDEEM_OP = {
+    .kind = PERKHUB_OP_REDEMPTION, .product_id = "10001", .code = R_CODE, .card_no = R_CARD};
+
+/* Decrypts a card field of a request as the gateway would: base64(iv ||
+ * AES-256-CBC) under SHA-256(app secret), through the host's own primitives. */
+static char *card_open(struct kit *k, const char *text)
+{
+    const struct perkhub_host *h = phtk_host(k->tk);
+    const char *secret = vec_str(k->vec, "app_secret");
+    uint8_t key[32], *raw = NULL, *plain = NULL;
+    size_t rawlen = 0, plainlen = 0;
+    h->sha256(h, secret, strlen(secret), key);
+    cr_assert_eq(h->base64_decode(h, text, strlen(text), &raw, &rawlen), PERKHUB_OK);
+    cr_assert_gt(rawlen, 16);
+    cr_assert_eq(
+        h->cipher(h, "aes-256-cbc", 0, key, 32, raw, 16, raw + 16, rawlen - 16, &plain, &plainlen),
+        PERKHUB_OK);
+    h->mem_free(h, raw);
+    char *out = strdup((char *)plain);
+    h->mem_free(h, plain);
+    return out;
+}
+
+/* gw.card.status carries the code and card number encrypted, each with a fresh
+ * IV, and the product; the code never appears in the clear in the body. */
+Test(gateway, redemption_request)
+{
+    struct kit k = kit_open();
+    struct perkhub_request req[2];
+    const char *pwd[2];
+    json_t *body[2], *biz[2];
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(phtk_build(k.tk, &REDEEM_OP, &req[i]), PERKHUB_OK);
+        cr_assert_str_eq(req[i].method, "POST");
+        cr_assert(!memmem(req[i].body, req[i].body_len, R_CODE, strlen(R_CODE)), "code in clear");
+        cr_assert(!memmem(req[i].body, req[i].body_len, R_CARD, strlen(R_CARD)), "card in clear");
+        cr_assert(!strstr(req[i].url, R_CODE));
+        body[i] = json_loadb(req[i].body, req[i].body_len, 0, NULL);
+        cr_assert_str_eq(json_string_value(json_object_get(body[i], "method")), "gw.card.status");
+        biz[i] = json_loads(json_string_value(json_object_get(body[i], "biz_content")), 0, NULL);
+        cr_assert_str_eq(json_string_value(json_object_get(biz[i], "product_id")), "10001");
+        pwd[i] = json_string_value(json_object_get(biz[i], "card_pwd"));
+        cr_assert_not_null(pwd[i]);
+        char *code = card_open(&k, pwd[i]);
+        char *card = card_open(&k, json_string_value(json_object_get(biz[i], "card_number")));
+        cr_assert_str_eq(code, R_CODE);
+        cr_assert_str_eq(card, R_CARD);
+        free(code);
+        free(card);
+    }
+    cr_assert_str_neq(pwd[0], pwd[1], "each request has its own IV");
+    for (int i = 0; i < 2; i++) {
+        json_decref(biz[i]);
+        json_decref(body[i]);
+        phtk_request_clear(k.tk, &req[i]);
+    }
+    /* without a card number or a product, neither is sent */
+    struct perkhub_op op = REDEEM_OP;
+    op.card_no = NULL;
+    op.product_id = NULL;
+    cr_assert_eq(phtk_build(k.tk, &op, &req[0]), PERKHUB_OK);
+    body[0] = json_loadb(req[0].body, req[0].body_len, 0, NULL);
+    biz[0] = json_loads(json_string_value(json_object_get(body[0], "biz_content")), 0, NULL);
+    cr_assert_null(json_object_get(biz[0], "card_number"));
+    cr_assert_null(json_object_get(biz[0], "product_id"));
+    json_decref(biz[0]);
+    json_decref(body[0]);
+    phtk_request_clear(k.tk, &req[0]);
+    kit_close(&k);
+}
+
+/* Every answer of gw.card.status, from independently made fixtures: used (with
+ * or without its time), unused, unknown; anything unclear is AMBIGUOUS (the
+ * core reads "cannot tell"), never "not redeemed". */
+Test(gateway, redemption_answers)
+{
+    static const struct {
+        const char *fixture;
+        int status, redeemed;
+        int64_t at;
+        const char *reason;
+    } cases[] = {
+        {"card_status_used.json", PERKHUB_OK, 1, INT64_C(1795523400000), NULL},
+        {"card_status_used_no_time.json", PERKHUB_OK, 1, 0, NULL},
+        {"card_status_unused.json", PERKHUB_OK, 0, 0, NULL},
+        {"card_status_unknown.json", PERKHUB_OK, -1, 0, NULL},
+        {"card_status_weird.json", PERKHUB_AMBIGUOUS, -1, 0, "unknown_card_status"},
+        {"card_status_bad_time.json", PERKHUB_AMBIGUOUS, -1, 0, "malformed_result"},
+        {"card_status_bad_sign.json", PERKHUB_AMBIGUOUS, -1, 0, "bad_response_signature"},
+        {"code_2008.json", PERKHUB_DEFINITE_FAILURE, -1, 0, "unknown_card"},
+    };
+    struct kit k = kit_open();
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct perkhub_result res;
+        int st = parse_fixture(&k, &REDEEM_OP, cases[i].fixture, &res);
+        cr_assert_eq(st, cases[i].status, "%s: status %d", cases[i].fixture, st);
+        cr_assert_eq(res.redeemed, cases[i].redeemed, "%s: redeemed %d", cases[i].fixture,
+                     res.redeemed);
+        cr_assert_eq(res.redeemed_at_ms, cases[i].at, "%s", cases[i].fixture);
+        if (cases[i].reason)
+            assert_reason(&res, cases[i].reason);
+        phtk_result_clear(k.tk, &res);
+    }
+    kit_close(&k);
 }

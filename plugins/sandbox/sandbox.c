@@ -21,11 +21,15 @@
  *      carries the product, the account, the quantity and the attempt's
  *      creation time, so the answer to a query is computed from (magic value,
  *      created, now), and card codes from HMAC-SHA256(seed, ref ":" index);
- *   5. parse_response: the sandbox's JSON replies -> normalized results;
+ *   5. parse_response: the sandbox's JSON replies -> normalized results
+ *      (ABI 1.3: whether a card code was redeemed, decided by the code's
+ *      text: a code containing REDEEMED was, UNKNOWN the sandbox cannot
+ *      tell, HANG gets no answer; any other code was not);
  *   6. the descriptor and the one exported entry symbol.
  *
- * The account number is personal data: it travels in the request body only,
- * never in a reply, a result, a reason or a log line (docs/design.md rule 3).
+ * The account number is personal data, and a card code a secret: each travels
+ * in a request body only, never in a reply, a result, a reason or a log line
+ * (docs/design.md rule 3).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -274,6 +278,7 @@ static void sandbox_shutdown(void *instance)
  *   GET  sandbox://local/statement     (ABI 1.2) the configured statement
  *   POST sandbox://local/order   form: kind, product, qty, ref, created[, account]
  *   POST sandbox://local/query   the same form as the order it asks about
+ *   POST sandbox://local/redemption  (ABI 1.3) form: code[, card][, product]
  * kind is "card" or "recharge". The account goes in the body, never in the
  * URL: URLs end up in logs, and the core wipes request bodies.
  */
@@ -307,6 +312,36 @@ static int sbx_op_order_kind(const struct perkhub_op *op)
     return p ? p->kind : PERKHUB_OP_CARD_ORDER;
 }
 
+/* The form body of a redemption question: the code (and card number) url-encoded,
+ * each copy wiped before it is freed; *out is host memory (the caller's). */
+static int sbx_redemption_form(const struct sandbox *sb, const struct perkhub_op *op, char **out,
+                               size_t *outlen)
+{
+    const struct perkhub_host *h = sb->host;
+    if (!op->code || !*op->code)
+        return PERKHUB_ERR_INTERNAL;
+    char *code = h->url_encode(h, op->code);
+    char *card = op->card_no ? h->url_encode(h, op->card_no) : NULL;
+    char *product = op->product_id ? h->url_encode(h, op->product_id) : NULL;
+    int st = PERKHUB_ERR_NOMEM;
+    if (code && (card || !op->card_no) && (product || !op->product_id)) {
+        size_t n = strlen(code) + (card ? strlen(card) : 0) + (product ? strlen(product) : 0) + 32;
+        char *body = h->mem_alloc(h, n);
+        if (body) {
+            int len =
+                snprintf(body, n, "code=%s%s%s%s%s", code, card ? "&card=" : "", card ? card : "",
+                         product ? "&product=" : "", product ? product : "");
+            *out = body;
+            *outlen = (size_t)len;
+            st = PERKHUB_OK;
+        }
+    }
+    sbx_free_secret(h, code);
+    sbx_free_secret(h, card);
+    h->mem_free(h, product);
+    return st;
+}
+
 /* The form body of an order or a query; *out is host memory (the caller's). */
 static int sbx_form_build(const struct sandbox *sb, const struct perkhub_op *op, char **out,
                           size_t *outlen)
@@ -336,8 +371,8 @@ static int sbx_form_build(const struct sandbox *sb, const struct perkhub_op *op,
     return st;
 }
 
-static int sbx_request_post(const struct sandbox *sb, const struct perkhub_op *op,
-                            struct perkhub_request *req, const char *path)
+/* method, URL and content type of a POST to path; the body is the caller's. */
+static int sbx_post_head(const struct sandbox *sb, struct perkhub_request *req, const char *path)
 {
     const struct perkhub_host *h = sb->host;
     req->method = "POST";
@@ -348,7 +383,14 @@ static int sbx_request_post(const struct sandbox *sb, const struct perkhub_op *o
     strcpy(req->url, SBX_URL_PREFIX);
     strcat(req->url, path);
     req->nheaders = 1;
-    return sbx_form_build(sb, op, &req->body, &req->body_len);
+    return PERKHUB_OK;
+}
+
+static int sbx_request_post(const struct sandbox *sb, const struct perkhub_op *op,
+                            struct perkhub_request *req, const char *path)
+{
+    int st = sbx_post_head(sb, req, path);
+    return st != PERKHUB_OK ? st : sbx_form_build(sb, op, &req->body, &req->body_len);
 }
 
 static int sandbox_build_request(void *instance, const struct perkhub_op *op,
@@ -369,6 +411,10 @@ static int sandbox_build_request(void *instance, const struct perkhub_op *op,
         return sbx_request_post(sb, op, req, "order");
     case PERKHUB_OP_ORDER_QUERY:
         return sbx_request_post(sb, op, req, "query");
+    case PERKHUB_OP_REDEMPTION: {
+        int st = sbx_post_head(sb, req, "redemption");
+        return st != PERKHUB_OK ? st : sbx_redemption_form(sb, op, &req->body, &req->body_len);
+    }
     default:
         return PERKHUB_ERR_UNSUPPORTED;
     }
@@ -386,6 +432,8 @@ struct sbx_form {
     char account[SBX_FIELD_MAX + 1];
     char qty[24];
     char created[24];
+    char code[SBX_FIELD_MAX + 1]; /* redemption: a secret, wiped after serving */
+    char card[SBX_FIELD_MAX + 1];
 };
 
 /* What the sandbox answers: a status and a JSON body, after a delay. */
@@ -443,6 +491,8 @@ static void sbx_form_field(struct sbx_form *f, const char *key, size_t klen, con
         {"account", offsetof(struct sbx_form, account), sizeof f->account},
         {"qty", offsetof(struct sbx_form, qty), sizeof f->qty},
         {"created", offsetof(struct sbx_form, created), sizeof f->created},
+        {"code", offsetof(struct sbx_form, code), sizeof f->code},
+        {"card", offsetof(struct sbx_form, card), sizeof f->card},
     };
     for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++)
         if (strlen(slots[i].key) == klen && memcmp(slots[i].key, key, klen) == 0)
@@ -742,6 +792,43 @@ static void sbx_serve_statement(const struct sandbox *sb, struct sbx_answer *ans
     ans->body = json_pack("{s:o}", "lines", lines);
 }
 
+/* The documented marker (docs/sandbox.md) in a code, in any case. */
+static int sbx_code_says(const char *code, const char *marker)
+{
+    size_t n = strlen(code), m = strlen(marker);
+    for (size_t i = 0; i + m <= n; i++) {
+        size_t k = 0;
+        while (k < m && (code[i + k] == marker[k] || code[i + k] == marker[k] + ('a' - 'A')))
+            k++;
+        if (k == m)
+            return 1;
+    }
+    return 0;
+}
+
+/* ABI 1.3: whether the code of f was redeemed. The sandbox remembers nothing,
+ * so the code's own text decides (docs/sandbox.md): REDEEMED was redeemed (when
+ * is not known), UNKNOWN cannot be told, HANG gets no answer (the connection
+ * drops after slow_ms); every other code, the sandbox's own SBX- codes
+ * included, was not. The answer never echoes the code. */
+static void sbx_serve_redemption(const struct sandbox *sb, const struct sbx_form *f,
+                                 struct sbx_answer *ans)
+{
+    if (!f->code[0] || strcmp(f->code, "!") == 0) {
+        ans->http_status = 400;
+        ans->body = sbx_error_json("bad_request");
+    } else if (sbx_code_says(f->code, "HANG")) {
+        ans->http_status = 0;
+        ans->delay_ms = sb->slow_ms;
+    } else {
+        const char *status = sbx_code_says(f->code, "REDEEMED")  ? "redeemed"
+                             : sbx_code_says(f->code, "UNKNOWN") ? "unknown"
+                                                                 : "unused";
+        ans->http_status = 200;
+        ans->body = json_pack("{s:s,s:n}", "status", status, "redeemed_at");
+    }
+}
+
 /* Routes f to its endpoint; a path or method the sandbox does not serve is a 404
  * or 405, as any web server would answer. */
 static void sbx_serve(const struct sandbox *sb, const struct perkhub_request *req,
@@ -749,15 +836,18 @@ static void sbx_serve(const struct sandbox *sb, const struct perkhub_request *re
 {
     int post = req->method && strcmp(req->method, "POST") == 0;
     int order = strcmp(f->path, "order") == 0, query = strcmp(f->path, "query") == 0;
+    int redemption = strcmp(f->path, "redemption") == 0;
     int get_path = strcmp(f->path, "catalog") == 0 || strcmp(f->path, "stock") == 0 ||
                    strcmp(f->path, "balance") == 0 || strcmp(f->path, "statement") == 0;
-    if (!order && !query && !get_path) {
+    if (!order && !query && !redemption && !get_path) {
         ans->http_status = 404;
         ans->body = sbx_error_json("no_such_endpoint");
-    } else if (post != (order || query)) {
+    } else if (post != (order || query || redemption)) {
         ans->http_status = 405;
         ans->body = sbx_error_json("method_not_allowed");
-    } else if (order || query)
+    } else if (redemption)
+        sbx_serve_redemption(sb, f, ans);
+    else if (order || query)
         sbx_serve_order(sb, f, query, ans);
     else if (strcmp(f->path, "catalog") == 0)
         sbx_serve_catalog(ans);
@@ -809,6 +899,8 @@ static int sandbox_serve_local(void *instance, const struct perkhub_request *req
         ans.body = sbx_error_json("no_such_endpoint");
     }
     sbx_wipe(f.account, sizeof f.account);
+    sbx_wipe(f.code, sizeof f.code);
+    sbx_wipe(f.card, sizeof f.card);
     int st = sbx_answer_send(sb, &ans, reply);
     json_decref(ans.body);
     sb->host->log_msg(sb->host, PERKHUB_LOG_DEBUG, "serve",
@@ -1030,6 +1122,27 @@ static int sbx_parse_statement(const struct perkhub_host *h, int http_status, js
     return PERKHUB_OK;
 }
 
+/* ABI 1.3: "redeemed" / "unused" / "unknown", and when, if the sandbox says. */
+static int sbx_parse_redemption(int http_status, json_t *root, struct perkhub_result *res)
+{
+    const char *status = json_string_value(json_object_get(root, "status"));
+    json_t *at = json_object_get(root, "redeemed_at");
+    if (http_status != 200 || !status)
+        return PERKHUB_AMBIGUOUS;
+    if (strcmp(status, "redeemed") == 0) {
+        res->redeemed = 1;
+        res->redeemed_at_ms =
+            json_is_integer(at) && json_integer_value(at) > 0 ? json_integer_value(at) : 0;
+    } else if (strcmp(status, "unused") == 0) {
+        res->redeemed = 0;
+    } else if (strcmp(status, "unknown") == 0) {
+        res->redeemed = -1;
+    } else {
+        return PERKHUB_AMBIGUOUS;
+    }
+    return PERKHUB_OK;
+}
+
 static int sandbox_parse_response(void *instance, const struct perkhub_op *op,
                                   const struct perkhub_response *resp, struct perkhub_result *res)
 {
@@ -1057,6 +1170,9 @@ static int sandbox_parse_response(void *instance, const struct perkhub_op *op,
     case PERKHUB_OP_STATEMENT:
         st = sbx_parse_statement(sb->host, resp->http_status, root, res);
         break;
+    case PERKHUB_OP_REDEMPTION:
+        st = sbx_parse_redemption(resp->http_status, root, res);
+        break;
     default:
         st = PERKHUB_ERR_UNSUPPORTED;
     }
@@ -1077,14 +1193,14 @@ static const struct perkhub_ops sandbox_ops = {
 static const struct perkhub_plugin sandbox_plugin = {
     .struct_size = sizeof(struct perkhub_plugin),
     .abi_major = PERKHUB_ABI_MAJOR,
-    .abi_minor = 2,    /* 1.2: the statement operation (PERKHUB_CAP_STATEMENT) */
+    .abi_minor = 3,    /* 1.3: redemption status (PERKHUB_CAP_REDEMPTION) */
     .name = "sandbox", /* the file must be sandbox.so */
-    .version = "1.1.0",
+    .version = "1.2.0",
     .description = "Built-in sandbox supplier: magic products and accounts that succeed, fail, "
                    "time out or stay ambiguous, with no upstream.",
     .capabilities = PERKHUB_CAP_CATALOG | PERKHUB_CAP_STOCK_CHECK | PERKHUB_CAP_CARD_ORDER |
                     PERKHUB_CAP_RECHARGE | PERKHUB_CAP_ORDER_QUERY | PERKHUB_CAP_BALANCE |
-                    PERKHUB_CAP_LOCAL | PERKHUB_CAP_STATEMENT,
+                    PERKHUB_CAP_LOCAL | PERKHUB_CAP_STATEMENT | PERKHUB_CAP_REDEMPTION,
     .config = sandbox_config,
     .init = sandbox_init,
     .shutdown = sandbox_shutdown,

@@ -171,10 +171,10 @@ Test(sandbox, descriptor)
     static const struct phtk_descriptor_want want = {
         .name = "sandbox",
         .abi_major = 1,
-        .abi_minor = 2,
+        .abi_minor = 3,
         .capabilities = PERKHUB_CAP_CATALOG | PERKHUB_CAP_STOCK_CHECK | PERKHUB_CAP_CARD_ORDER |
                         PERKHUB_CAP_RECHARGE | PERKHUB_CAP_ORDER_QUERY | PERKHUB_CAP_BALANCE |
-                        PERKHUB_CAP_LOCAL | PERKHUB_CAP_STATEMENT,
+                        PERKHUB_CAP_LOCAL | PERKHUB_CAP_STATEMENT | PERKHUB_CAP_REDEMPTION,
         .processing_window_s = 30,
         .query_delay_ms = 200,
         .build_request = 1,
@@ -916,5 +916,87 @@ Test(sandbox, serve_is_pure)
         phtk_request_clear(tk, &req);
     }
     cr_assert(!strstr(phtk_log(tk), "1380000000"), "an account reached the log");
+    phtk_close(tk);
+}
+
+/* ======================= REDEMPTION STATUS (ABI 1.3) ====================== */
+
+static struct perkhub_op redemption_op(const char *code, const char *card)
+{
+    return (struct perkhub_op){.kind = PERKHUB_OP_REDEMPTION,
+                               .product_id = "sandbox.card",
+                               .code = code,
+                               .card_no = card,
+                               .created_at_ms = T0};
+}
+
+/* The documented rule (docs/sandbox.md): the code's text decides, in any case;
+ * the code travels in the request body only and never comes back. */
+Test(sandbox, redemption_status)
+{
+    static const struct {
+        const char *code, *card;
+        int outcome, redeemed;
+        int64_t delay_ms;
+    } cases[] = {
+        {"MT-REDEEMED-0001", NULL, PERKHUB_OK, 1, 0},
+        {"mt-redeemed-0002", "6200000000000001", PERKHUB_OK, 1, 0},
+        {"MT-UNKNOWN-0003", NULL, PERKHUB_OK, -1, 0},
+        {"MT-HANG-0004", NULL, NO_ANSWER, -1, SLOW_MS},
+        {"SBX-0123456789ABCDEF", NULL, PERKHUB_OK, 0, 0},
+        {"IQY-15D7-2D61-C76F", NULL, PERKHUB_OK, 0, 0},
+    };
+    phtk *tk = sbx_open(NULL);
+    size_t base = phtk_blocks(tk);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct perkhub_op op = redemption_op(cases[i].code, cases[i].card);
+        struct perkhub_request req;
+        cr_assert_eq(phtk_build(tk, &op, &req), PERKHUB_OK);
+        cr_assert_str_eq(req.method, "POST");
+        cr_assert(!str_has(req.url, cases[i].code), "case %zu: the code is in the URL", i);
+        cr_assert(req.body && memmem(req.body, req.body_len, "code=", 5), "case %zu: no code", i);
+        phtk_request_clear(tk, &req);
+
+        struct sbx_run r;
+        sbx_run(tk, &op, T0 + 1000, &r);
+        cr_assert_eq(r.outcome, cases[i].outcome, "case %zu: outcome %d (body %s)", i, r.outcome,
+                     r.body);
+        cr_assert_eq(r.delay_ms, cases[i].delay_ms, "case %zu", i);
+        if (r.outcome == PERKHUB_OK) {
+            cr_assert_eq(r.res.redeemed, cases[i].redeemed, "case %zu: redeemed %d", i,
+                         r.res.redeemed);
+            cr_assert_eq(r.res.redeemed_at_ms, 0, "the sandbox does not know when");
+        }
+        /* canary: the code and card number never come back */
+        cr_assert(!str_has(r.body, cases[i].code), "case %zu: the reply echoes the code", i);
+        cr_assert(!res_mentions(&r.res, cases[i].code), "case %zu: a result holds the code", i);
+        cr_assert(!cases[i].card || !str_has(r.body, cases[i].card), "case %zu: card echoed", i);
+        sbx_run_clear(tk, &r, base);
+        cr_assert(!str_has(phtk_log(tk), cases[i].code), "case %zu: the code reached the log", i);
+    }
+    phtk_close(tk);
+}
+
+/* A reply the plugin does not know is AMBIGUOUS (the core reads "cannot tell"),
+ * never a "not redeemed". */
+Test(sandbox, redemption_unclear_reply)
+{
+    phtk *tk = sbx_open(NULL);
+    struct perkhub_op op = redemption_op("MT-REDEEMED-0001", NULL);
+    static const struct {
+        int status;
+        const char *body;
+    } cases[] = {
+        {200, "{\"status\":\"maybe\"}"},
+        {200, "{}"},
+        {404, "{\"error\":\"no_such_endpoint\"}"},
+        {200, "not json"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct perkhub_result res;
+        int st = phtk_parse(tk, &op, cases[i].status, cases[i].body, strlen(cases[i].body), &res);
+        cr_assert_eq(st, PERKHUB_AMBIGUOUS, "case %zu: %d", i, st);
+        phtk_result_clear(tk, &res);
+    }
     phtk_close(tk);
 }

@@ -767,7 +767,7 @@ Test(config, unnamed_buffer)
         err.msg,
         "<string>:1:1: unknown key \"x\", expected one of listen, data_dir, "
         "map_size_mb, master_key_file, master_key_create, plugin_dir, public_url, pid_file, log, "
-        "http, limits, metrics, reports, expiry, clients, suppliers, products");
+        "http, limits, metrics, reports, expiry, clients, suppliers, products, redemption");
 }
 
 /* ---- lookups ------------------------------------------------------------------------ */
@@ -860,5 +860,36 @@ Test(config, http_connection_budget)
         cr_expect_eq(ph_config_load_string(bad[i].yaml, strlen(bad[i].yaml), "t.yaml", &cfg, &err),
                      PH_EINVAL, "row %zu", i);
         cr_expect_str_eq(err.msg, bad[i].msg, "row %zu", i);
+    }
+}
+
+/* ---- redemption (issue 12) ------------------------------------------------------ */
+
+Test(config, redemption_wait)
+{
+    ph_config *cfg = load_ok(BASE);
+    cr_assert_eq(cfg->redemption_wait_ms, 1500, "the default");
+    ph_config_free(cfg);
+    cfg = load_ok(BASE "redemption:\n  wait_ms: 250\n");
+    cr_assert_eq(cfg->redemption_wait_ms, 250);
+    ph_config_free(cfg);
+    static const error_case bad[] = {
+        {"zero", BASE "redemption:\n  wait_ms: 0\n",
+         "t.yaml:4:12: redemption.wait_ms: expected an integer 1..60000, got \"0\""},
+        {"too long", BASE "redemption:\n  wait_ms: 60001\n",
+         "t.yaml:4:12: redemption.wait_ms: expected an integer 1..60000, got \"60001\""},
+        {"not a number", BASE "redemption:\n  wait_ms: soon\n",
+         "t.yaml:4:12: redemption.wait_ms: expected an integer 1..60000, got \"soon\""},
+        {"unknown key", BASE "redemption:\n  wait_s: 2\n",
+         "t.yaml:4:3: redemption: unknown key \"wait_s\", did you mean \"wait_ms\"?"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ph_config *c = NULL;
+        ph_err err = {0};
+        int rc = ph_config_load_string(bad[i].yaml, strlen(bad[i].yaml), "t.yaml", &c, &err);
+        cr_expect_eq(rc, PH_EINVAL, "%s: rc %d", bad[i].what, rc);
+        cr_expect(strcmp(err.msg, bad[i].msg) == 0, "%s:\n  got  %s", bad[i].what, err.msg);
+        if (rc == PH_OK)
+            ph_config_free(c);
     }
 }

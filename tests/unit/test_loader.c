@@ -148,13 +148,13 @@ Test(loader, open_refusals)
     } cases[] = {
         {"wrong_major",
          PH_EVERSION,
-         {"plugin 'wrong_major' (", "is built for SDK ABI 2.0", "this perkhubd provides 1.2"}},
+         {"plugin 'wrong_major' (", "is built for SDK ABI 2.0", "this perkhubd provides 1.3"}},
         {"newer_minor",
          PH_EVERSION,
-         {"plugin 'newer_minor' (", "is built for SDK ABI 1.99", "this perkhubd provides 1.2"}},
+         {"plugin 'newer_minor' (", "is built for SDK ABI 1.99", "this perkhubd provides 1.3"}},
         {"too_small",
          PH_EVERSION,
-         {"plugin 'too_small' (", "less than the", "this perkhubd provides 1.2"}},
+         {"plugin 'too_small' (", "less than the", "this perkhubd provides 1.3"}},
         {"missing_symbol",
          PH_EINVAL,
          {"plugin 'missing_symbol' (", "does not export perkhub_plugin_entry()",
@@ -199,12 +199,17 @@ Test(loader, open_refusals)
           "an ambiguous order could never be settled (docs/design.md rule 2)"}},
         {"undefined_cap",
          PH_EINVAL,
-         {"plugin 'undefined_cap' (", "claims capability bits 0x200", "bits 9..63 are reserved"}},
+         {"plugin 'undefined_cap' (", "claims capability bits 0x400", "bits 10..63 are reserved"}},
         /* ABI 1.2: a 1.1 plugin cannot claim the statement operation */
         {"statement_1_1",
          PH_EINVAL,
          {"plugin 'statement_1_1' (", "claims PERKHUB_CAP_STATEMENT, which SDK ABI 1.1",
           "it came with 1.2"}},
+        /* ABI 1.3: a 1.2 plugin cannot claim redemption status */
+        {"redemption_1_2",
+         PH_EINVAL,
+         {"plugin 'redemption_1_2' (", "claims PERKHUB_CAP_REDEMPTION, which SDK ABI 1.2",
+          "it came with 1.3"}},
         {"no_such_plugin",
          PH_ENOTFOUND,
          {"plugin 'no_such_plugin' (", "no_such_plugin.so): no such file", NULL}},
@@ -234,11 +239,50 @@ Test(loader, open_refusals)
     char want[4096];
     snprintf(want, sizeof want,
              "plugin 'wrong_major' (%s/wrong_major.so) is built for SDK ABI 2.0; this perkhubd "
-             "provides 1.2",
+             "provides 1.3",
              fixture_dir());
     cr_assert_eq(ph_plugin_open(fixture_dir(), "wrong_major", &p, &err), PH_EVERSION);
     cr_assert_eq(strncmp(err.msg, want, strlen(want)), 0, "%s", err.msg);
     cr_assert_eq(ph_plugin_open(NULL, "good", &p, &err), PH_EINVAL);
+}
+
+/* ABI 1.3 is append-only: a plugin built for 1.2 still loads and runs, with
+ * its capabilities as it declared them, and a result it fills leaves the 1.3
+ * fields at "unknown" (the core initializes them). */
+Test(loader, open_abi_1_2)
+{
+    ph_plugin *p = NULL;
+    ph_err err = {0};
+    cr_assert_eq(ph_plugin_open(fixture_dir(), "abi_1_2", &p, &err), PH_OK, "%s", err.msg);
+    const struct perkhub_plugin *d = ph_plugin_descriptor(p);
+    cr_assert_eq(d->abi_minor, 2);
+    cr_assert_eq(d->capabilities, PERKHUB_CAP_STOCK_CHECK | PERKHUB_CAP_STATEMENT);
+    cr_assert_eq(d->capabilities & PERKHUB_CAP_REDEMPTION, 0, "never asked about redemption");
+    char *doc = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&doc, &len);
+    cr_assert_eq(ph_plugin_describe(p, f), PH_OK);
+    fclose(f);
+    cr_assert(strstr(doc, "plugin: abi_1_2 1.2.0 (SDK ABI 1.2"), "%s", doc);
+    cr_assert(strstr(doc, "capabilities: stock_check statement\n"), "%s", doc);
+    free(doc);
+
+    ph_plugin_conf *conf = NULL;
+    ph_plugin_instance *inst = NULL;
+    cr_assert_eq(ph_plugin_conf_resolve(p, "s12", NULL, 0, &conf, &err), PH_OK, "%s", err.msg);
+    cr_assert_eq(ph_plugin_start(p, "s12", conf, &lg, &inst, &err), PH_OK, "%s", err.msg);
+    const struct perkhub_ops *ops = ph_plugin_ops(p);
+    struct perkhub_op op = {.struct_size = sizeof op, .kind = PERKHUB_OP_STOCK_CHECK};
+    struct perkhub_result res;
+    ph_op_result_init(&res);
+    struct perkhub_response resp = {.http_status = 200, .body = "", .body_len = 0};
+    cr_assert_eq(ops->parse_response(ph_plugin_instance_data(inst), &op, &resp, &res), PERKHUB_OK);
+    cr_assert_eq(res.stock, 7);
+    cr_assert_eq(res.redeemed, -1, "a 1.2 plugin leaves redeemed unknown");
+    cr_assert_eq(res.redeemed_at_ms, 0);
+    ph_op_result_clear(ph_plugin_instance_host(inst), &res);
+    ph_plugin_stop(inst);
+    ph_plugin_close(p);
 }
 
 /* A correct 1.1 plugin: the core keeps its own copy of the ops table, the
@@ -808,7 +852,7 @@ Test(suppliers, apply_is_all_or_nothing)
         const char *says;
     } cases[] = {
         {"wrong_major", 0, PH_EVERSION, "supplier 's4': plugin 'wrong_major' ("},
-        {"newer_minor", 0, PH_EVERSION, "is built for SDK ABI 1.99; this perkhubd provides 1.2"},
+        {"newer_minor", 0, PH_EVERSION, "is built for SDK ABI 1.99; this perkhubd provides 1.3"},
         {"recharge_no_query", 0, PH_EINVAL, "supplier 's4': plugin 'recharge_no_query' ("},
         {"missing_symbol", 0, PH_EINVAL, "supplier 's4': plugin 'missing_symbol' ("},
         {"init_fails", 0, PH_EINVAL, "supplier 's4': plugin 'init_fails' init failed (config): "},

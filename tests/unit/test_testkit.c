@@ -516,11 +516,11 @@ Test(testkit, conformance)
     d = tiny_plugin;
     d.abi_minor = PERKHUB_ABI_MINOR + 1;
     cr_assert_eq(phtk_conformance(&d, err, sizeof err), PH_EVERSION);
-    cr_assert(strstr(err, "is built for SDK ABI 1.3; this perkhubd provides 1.2"), "%s", err);
+    cr_assert(strstr(err, "is built for SDK ABI 1.4; this perkhubd provides 1.3"), "%s", err);
     d = tiny_plugin;
-    d.capabilities |= UINT64_C(1) << 9;
+    d.capabilities |= UINT64_C(1) << 10;
     cr_assert_eq(phtk_conformance(&d, err, sizeof err), PH_EINVAL);
-    cr_assert(strstr(err, "claims capability bits 0x200"), "%s", err);
+    cr_assert(strstr(err, "claims capability bits 0x400"), "%s", err);
 }
 
 static const struct phtk_descriptor_want tiny_want = {

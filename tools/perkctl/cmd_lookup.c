@@ -57,6 +57,8 @@ static void print_result(const json_t *r)
     pk_kv_field(stdout, "code", r, "code");
     pk_kv_field(stdout, "diagnosis", r, "diagnosis");
     pk_kv_field(stdout, "state", r, "state");
+    /* issue 12: what the code's supplier said when asked (absent: not asked) */
+    pk_kv_field(stdout, "redemption", r, "redemption");
     if (pk_has(r, "product_name")) {
         snprintf(line, sizeof line, "%s (%s)", pk_field(r, "sku", b1, sizeof b1),
                  pk_field(r, "product_name", b2, sizeof b2));

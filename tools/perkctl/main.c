@@ -281,7 +281,7 @@ static const pk_cmd commands[] = {
      "example:\n"
      "  $ perkctl suppliers\n"
      "  ID       PLUGIN   VERSION  ABI  ENABLED  PRIORITY  STATE  BREAKER  IN_FLIGHT  ERROR\n"
-     "  sandbox  sandbox  1.1.0    1.2  true     10        ready  closed   0          -\n"},
+     "  sandbox  sandbox  1.2.0    1.3  true     10        ready  closed   0          -\n"},
     {"jobs", pk_cmd_jobs, "the scheduled jobs: last and next run; run one now",
      "usage: perkctl jobs\n"
      "       perkctl jobs run ID\n"

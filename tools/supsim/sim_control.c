@@ -156,6 +156,37 @@ static void complete_post(sim *s, const sim_request *rq, sim_reply *out)
     json_decref(d);
 }
 
+/* POST /_sim/redeem {"code", "protocol"?, "at"?}: a customer redeemed a code
+ * we issued (at: unix seconds, default now). 404 when no order of ours holds
+ * it; a code redeemed already keeps its first time. */
+static void redeem_post(sim *s, const sim_request *rq, sim_reply *out)
+{
+    json_t *d = json_loadb(rq->body ? rq->body : "", rq->len, 0, NULL);
+    const char *code = json_string_value(json_object_get(d, "code"));
+    const char *proto = json_string_value(json_object_get(d, "protocol"));
+    json_t *at = json_object_get(d, "at");
+    if (!code || (at && !json_is_integer(at))) {
+        ctl_error(out, 400, "field code is required (at: unix seconds)");
+        json_decref(d);
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    sim_code *c = NULL;
+    if (!proto || !strcmp(proto, "gateway"))
+        c = sim_code_find_locked(s, SIM_GATEWAY, code, NULL);
+    if (!c && (!proto || !strcmp(proto, "rewards")))
+        c = sim_code_find_locked(s, SIM_REWARDS, code, NULL);
+    if (c && !c->redeemed_unix)
+        c->redeemed_unix = at ? (int64_t)json_integer_value(at) : (int64_t)time(NULL);
+    int64_t when = c ? c->redeemed_unix : 0;
+    pthread_mutex_unlock(&s->mu);
+    if (!c)
+        ctl_error(out, 404, "no order of ours holds this code");
+    else
+        sim_reply_json(out, 200, json_pack("{s:b,s:I}", "redeemed", 1, "at", (json_int_t)when));
+    json_decref(d);
+}
+
 void sim_control_handle(sim *s, const sim_request *rq, sim_reply *out)
 {
     const char *m = rq->method, *path = rq->path;
@@ -176,6 +207,8 @@ void sim_control_handle(sim *s, const sim_request *rq, sim_reply *out)
         complete_post(s, rq, out);
     else if (!strcmp(path, "/_sim/statement") && !strcmp(m, "POST"))
         sim_statement_post(s, rq, out);
+    else if (!strcmp(path, "/_sim/redeem") && !strcmp(m, "POST"))
+        redeem_post(s, rq, out);
     else
         ctl_error(out, 404, "no such control endpoint");
 }

@@ -406,6 +406,22 @@ static void note_request_locked(sim *s, sim_op op)
         s->counts.query_requests++;
     else if (op == SIM_OP_CATALOG)
         s->counts.catalog_requests++;
+    else if (op == SIM_OP_REDEEM)
+        s->counts.redeem_requests++;
+}
+
+sim_code *sim_code_find_locked(sim *s, sim_proto p, const char *c, sim_order **order)
+{
+    for (size_t i = 0; i < s->norders; i++) {
+        sim_order *o = s->orders[i];
+        for (int k = 0; o->proto == p && o->codes && k < o->quantity; k++)
+            if (strcmp(o->codes[k].code, c) == 0) {
+                if (order)
+                    *order = o;
+                return &o->codes[k];
+            }
+    }
+    return NULL;
 }
 
 sim_order *sim_order_find_locked(sim *s, sim_proto p, const char *ref)
@@ -580,7 +596,7 @@ static const char *const fault_names[] = {
     [SIM_F_OTHER_CHARGE] = "other_charge",
     [SIM_F_OTHER_DELIVERED] = "other_delivered",
 };
-static const char *const op_names[] = {"order", "query", "catalog"};
+static const char *const op_names[] = {"order", "query", "catalog", "redeem"};
 
 int sim_fault_log_due(const sim_fault *f)
 {
@@ -614,7 +630,7 @@ static int fault_parse(json_t *d, sim_fault *f, char *msg, size_t ml)
                : !strcmp(proto, "gateway")   ? SIM_GATEWAY
                : !strcmp(proto, "rewards")   ? SIM_REWARDS
                                              : -2;
-    f->op = !op || !strcmp(op, "*") ? -1 : lookup_name(op, op_names, 3);
+    f->op = !op || !strcmp(op, "*") ? -1 : lookup_name(op, op_names, 4);
     if (f->proto == -2 || (op && strcmp(op, "*") && f->op < 0))
         return snprintf(msg, ml, "field %s: unknown value", f->proto == -2 ? "protocol" : "op"), -1;
     json_t *c = json_object_get(d, "count");
@@ -838,14 +854,14 @@ json_t *sim_truth(sim *s)
     long long doubles = 0;
     json_t *rejected = refs_truth_locked(s, &doubles);
     const sim_counts *c = &s->counts;
-    json_t *counts =
-        json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "recharges_performed",
-                  (json_int_t)c->recharges_performed, "card_orders", (json_int_t)c->card_orders,
-                  "codes_issued", (json_int_t)c->codes_issued, "order_requests",
-                  (json_int_t)c->order_requests, "query_requests", (json_int_t)c->query_requests,
-                  "catalog_requests", (json_int_t)c->catalog_requests, "callbacks_sent",
-                  (json_int_t)c->callbacks_sent, "double_creates", (json_int_t)doubles,
-                  "faults_hit", (json_int_t)c->faults_hit);
+    json_t *counts = json_pack(
+        "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "recharges_performed",
+        (json_int_t)c->recharges_performed, "card_orders", (json_int_t)c->card_orders,
+        "codes_issued", (json_int_t)c->codes_issued, "order_requests",
+        (json_int_t)c->order_requests, "query_requests", (json_int_t)c->query_requests,
+        "catalog_requests", (json_int_t)c->catalog_requests, "callbacks_sent",
+        (json_int_t)c->callbacks_sent, "double_creates", (json_int_t)doubles, "faults_hit",
+        (json_int_t)c->faults_hit, "redeem_requests", (json_int_t)c->redeem_requests);
     pthread_mutex_unlock(&s->mu);
     return json_pack("{s:o,s:o,s:o}", "orders", orders, "refs_without_order", rejected, "counts",
                      counts);

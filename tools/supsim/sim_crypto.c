@@ -60,6 +60,34 @@ done:
     return out;
 }
 
+char *sim_card_decrypt(const char *secret, const char *text)
+{
+    unsigned char key[32];
+    unsigned int kn = 0;
+    EVP_Digest(secret, strlen(secret), key, &kn, EVP_sha256(), NULL);
+    size_t rn = 0;
+    char *raw = sim_base64_decode(text, &rn);
+    char *out = NULL;
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    int n1 = 0, n2 = 0;
+    if (!raw || !ctx || rn <= 16 || (rn - 16) % 16)
+        goto done;
+    out = malloc(rn + 1);
+    if (!out || EVP_DecryptInit_ex(ctx, EVP_aes_256_cbc(), NULL, key, (unsigned char *)raw) != 1 ||
+        EVP_DecryptUpdate(ctx, (unsigned char *)out, &n1, (unsigned char *)raw + 16,
+                          (int)(rn - 16)) != 1 ||
+        EVP_DecryptFinal_ex(ctx, (unsigned char *)out + n1, &n2) != 1) {
+        free(out);
+        out = NULL;
+        goto done;
+    }
+    out[n1 + n2] = 0;
+done:
+    EVP_CIPHER_CTX_free(ctx);
+    free(raw);
+    return out;
+}
+
 char *sim_base64_decode(const char *in, size_t *n)
 {
     size_t len = strlen(in);

@@ -11,6 +11,7 @@
 #define GW_BAD_REQUEST     4000 /* docs/protocols/gateway.md: definite failures */
 #define GW_UNKNOWN_METHOD  4004
 #define GW_PRICE_ABOVE_MAX 2007
+#define GW_UNKNOWN_CARD    2008
 
 /* Parsed, verified request. */
 typedef struct gw_req {
@@ -43,6 +44,8 @@ void sim_gw_classify(const sim_request *rq, sim_class *c)
         c->op = SIM_OP_QUERY;
     } else if (m && !strncmp(m, "gw.goods.", 9)) {
         c->op = SIM_OP_CATALOG;
+    } else if (m && !strcmp(m, "gw.card.status")) {
+        c->op = SIM_OP_REDEEM;
     }
     if (c->is_create) {
         json_t *biz = parse_biz(params);
@@ -324,6 +327,35 @@ static void m_order_info(sim *s, gw_req *g, sim_reply *out, int bad_sign)
         gw_ok(s, out, r, bad_sign);
 }
 
+/* gw.card.status: was this card (a code we issued) used? The code comes
+ * encrypted like the cards we deliver; it is never echoed. */
+static void m_card_status(sim *s, gw_req *g, sim_reply *out, int bad_sign)
+{
+    const char *pwd = json_string_value(json_object_get(g->biz, "card_pwd"));
+    char *code = pwd ? sim_card_decrypt(s->cfg.gw_secret, pwd) : NULL;
+    if (!code) {
+        gw_error(out, GW_BAD_REQUEST, "card_pwd must be an encrypted card");
+        return;
+    }
+    json_t *r = NULL;
+    pthread_mutex_lock(&s->mu);
+    sim_code *c = sim_code_find_locked(s, SIM_GATEWAY, code, NULL);
+    if (c) {
+        char used[24] = "";
+        if (c->redeemed_unix)
+            sim_beijing_time(c->redeemed_unix, used, sizeof used);
+        r = json_pack("{s:s,s:s?}", "card_status", c->redeemed_unix ? "used" : "unused",
+                      "used_time", c->redeemed_unix ? used : NULL);
+    }
+    pthread_mutex_unlock(&s->mu);
+    memset(code, 0, strlen(code));
+    free(code);
+    if (!r)
+        gw_error(out, GW_UNKNOWN_CARD, "card not found");
+    else
+        gw_ok(s, out, r, bad_sign);
+}
+
 static void m_account(sim *s, sim_reply *out, int bad_sign)
 {
     char bal[32];
@@ -363,6 +395,8 @@ void sim_gw_handle(sim *s, const sim_request *rq, sim_fault_kind fault, sim_repl
         m_order_info(s, &g, out, bad);
     else if (!strcmp(g.method, "gw.account.info"))
         m_account(s, out, bad);
+    else if (!strcmp(g.method, "gw.card.status"))
+        m_card_status(s, &g, out, bad);
     else
         gw_error(out, GW_UNKNOWN_METHOD, "unknown method");
     json_decref(g.params);

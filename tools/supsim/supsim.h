@@ -22,9 +22,16 @@
 
 typedef enum sim_proto { SIM_GATEWAY = 0, SIM_REWARDS = 1 } sim_proto;
 
-/* What a request does, for fault matching: "order", "query", "catalog"; the
- * account call and anything unparseable is OTHER, matched only by "*". */
-typedef enum sim_op { SIM_OP_ORDER, SIM_OP_QUERY, SIM_OP_CATALOG, SIM_OP_OTHER } sim_op;
+/* What a request does, for fault matching: "order", "query", "catalog",
+ * "redeem" (is this code redeemed?); the account call and anything unparseable
+ * is OTHER, matched only by "*". */
+typedef enum sim_op {
+    SIM_OP_ORDER,
+    SIM_OP_QUERY,
+    SIM_OP_CATALOG,
+    SIM_OP_REDEEM,
+    SIM_OP_OTHER
+} sim_op;
 
 typedef enum sim_fault_kind {
     SIM_F_NONE = 0,
@@ -68,6 +75,7 @@ extern const sim_product sim_catalog[SIM_NPRODUCTS];
 typedef struct sim_code {
     char code[48];
     char card_number[24];
+    int64_t redeemed_unix; /* when it was redeemed (POST /_sim/redeem); 0 = not */
 } sim_code;
 
 typedef struct sim_order {
@@ -113,6 +121,7 @@ typedef struct sim_fault {
 typedef struct sim_counts {
     long long recharges_performed, card_orders, codes_issued, order_requests, query_requests,
         catalog_requests, callbacks_sent, faults_hit;
+    long long redeem_requests; /* "was this code redeemed?" questions received */
 } sim_counts;
 
 typedef struct sim_config {
@@ -265,6 +274,10 @@ void sim_deferred_run(sim *s);
  * this request, takes f's amount from its first answer on. */
 void sim_order_shape(sim *s, sim_proto p, const char *ref, const sim_fault *f);
 
+/* The code c of an order of protocol p, or NULL (a linear scan: a test's
+ * handful of orders). *order gets its order when not NULL. Needs s->mu. */
+sim_code *sim_code_find_locked(sim *s, sim_proto p, const char *c, sim_order **order);
+
 /* GET /_sim/truth. Caller json_decref's. */
 json_t *sim_truth(sim *s);
 /* POST /_sim/statement (sim_statement.c): the statement CSV of a period. */
@@ -278,6 +291,9 @@ void sim_md5_hex(const char *data, size_t n, char out[33]);
 void sim_hmac_hex(const char *key, const char *data, size_t n, char out[65]);
 /* base64(iv || AES-256-CBC(SHA-256(secret), iv, pt)). Caller frees; NULL on error. */
 char *sim_card_encrypt(const char *secret, const uint8_t iv[16], const char *pt);
+/* The inverse of sim_card_encrypt: the plaintext (malloc'd, NUL-terminated), or
+ * NULL when text does not decode or decrypt under secret. */
+char *sim_card_decrypt(const char *secret, const char *text);
 /* Decodes base64 into a malloc'd NUL-terminated buffer, *n its length. NULL if invalid. */
 char *sim_base64_decode(const char *in, size_t *n);
 /* Gateway signature of a JSON object of string values, skipping "sign" and

@@ -18,6 +18,12 @@
  *   n is at most its own minor; anything else is refused at load with a
  *   message naming the plugin file, the plugin's ABI and perkhubd's.
  *
+ *   2026-12-07  1.3  Redemption status: capability bit 9
+ *                    PERKHUB_CAP_REDEMPTION, operation PERKHUB_OP_REDEMPTION
+ *                    (was this card code redeemed at the supplier?),
+ *                    perkhub_op.code/card_no, perkhub_result.redeemed and
+ *                    redeemed_at_ms. A 1.2 plugin never sets them: they read
+ *                    as unknown.
  *   2026-12-07  1.2  Statements (reconciliation): capability bit 8
  *                    PERKHUB_CAP_STATEMENT, operation PERKHUB_OP_STATEMENT,
  *                    perkhub_op.period_from_ms/period_to_ms, struct
@@ -66,7 +72,7 @@ extern "C" {
 #endif
 
 #define PERKHUB_ABI_MAJOR 1
-#define PERKHUB_ABI_MINOR 2
+#define PERKHUB_ABI_MINOR 3
 
 /* Marks the one symbol a plugin exports. Plugins are built with hidden
  * visibility (ph_add_plugin does that), so only this symbol is visible. */
@@ -130,7 +136,7 @@ enum perkhub_log_level {
  * asks a plugin for an operation whose bit is clear. An ABI 1.0 plugin has no
  * operations table and must set 0; the core refuses a plugin that claims a
  * capability its ABI version cannot carry, or a bit not defined here (bits
- * 9..63 are reserved).
+ * 10..63 are reserved).
  * ========================================================================= */
 /* The bits stay one per line with their comments beside them: clang-format would turn
  * the comment of PERKHUB_CAP_LOCAL into a macro continuation. */
@@ -148,7 +154,9 @@ enum perkhub_log_level {
                                                       network (the built-in sandbox) */
 #define PERKHUB_CAP_STATEMENT   (UINT64_C(1) << 8) /* ABI 1.2: fetch our statement for a
                                                       period (PERKHUB_OP_STATEMENT) */
-#define PERKHUB_CAP_DEFINED     (UINT64_C(0x1ff))  /* every bit defined so far */
+#define PERKHUB_CAP_REDEMPTION  (UINT64_C(1) << 9) /* ABI 1.3: say whether a card code was
+                                                      redeemed (PERKHUB_OP_REDEMPTION) */
+#define PERKHUB_CAP_DEFINED     (UINT64_C(0x3ff))  /* every bit defined so far */
 /* clang-format on */
 
 /* =========================================================================
@@ -508,6 +516,10 @@ enum perkhub_op_kind {
     PERKHUB_OP_STATEMENT = 7,   /* ABI 1.2: what the supplier billed us in
                                    [op->period_from_ms, op->period_to_ms):
                                    result->statement */
+    PERKHUB_OP_REDEMPTION = 8,  /* ABI 1.3: was the card code op->code (op->card_no)
+                                   of op->product_id redeemed? result->redeemed,
+                                   result->redeemed_at_ms. One exchange: result->next
+                                   is not followed. */
 };
 
 /* The state of an order at the supplier: perkhub_result.state. */
@@ -550,6 +562,17 @@ struct perkhub_op {
     /* ---- ABI 1.2 (read them only when struct_size covers them) ---- */
     int64_t period_from_ms; /* STATEMENT: the period's first instant (ms since the epoch) */
     int64_t period_to_ms;   /* STATEMENT: the instant after its last one */
+
+    /* ---- ABI 1.3 (read them only when struct_size covers them) ---- */
+    /* REDEMPTION: the card code (卡密) and its card number (卡号, NULL when the
+     * code has none), as the supplier delivered them. SECRETS, like an account:
+     * send them to this supplier only, in the request body (never in the URL or
+     * a header the core may log), and never put them, or anything derived from
+     * them, in a log line, a reason, next_state or any other result string (the
+     * core drops a result string that contains the code). The core wipes the
+     * request body after sending it. NULL for other operations. */
+    const char *code;
+    const char *card_no;
 };
 
 /* The request the plugin describes; zeroed by the core before build_request. */
@@ -654,6 +677,14 @@ struct perkhub_result {
                                 initializes it; a 1.1 plugin leaves it so). The core
                                 compares it with the product's face value and keeps
                                 a difference as a discrepancy, never as an error. */
+
+    /* ---- ABI 1.3 ---- */
+    int redeemed;           /* REDEMPTION: 1 the supplier says the code was redeemed, 0 it
+                               says it was not, -1 it cannot tell (the core initializes
+                               it to -1; a 1.2 plugin leaves it so). Only a PERKHUB_OK
+                               result counts: any other outcome reads as -1. */
+    int64_t redeemed_at_ms; /* REDEMPTION with redeemed 1: when, ms since the epoch;
+                               0 unknown (the core then takes the time it asked). */
 };
 
 /* A callback as received on POST /v1/callbacks/{supplier}. */
