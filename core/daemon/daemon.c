@@ -18,6 +18,7 @@
 #include "http/http_api.h"
 #include "metrics/metrics.h"
 #include "sched/sched.h"
+#include "supply/sync.h"
 #include "supply/fulfil.h"
 #include "supply/supplier_io.h"
 #include "supply/suppliers.h"
@@ -174,7 +175,14 @@ static int start_supply(ph_daemon *d, ph_err *err)
     if ((rc = ph_fulfil_create(&fo, &d->fulfil, err)))
         return rc;
     ph_sched_opts sch = {.log = &d->log};
-    return ph_sched_create(&sch, &d->sched, err);
+    if ((rc = ph_sched_create(&sch, &d->sched, err)))
+        return rc;
+    ph_sync_opts syo = {.log = &d->log,
+                        .store = d->store,
+                        .sio = d->sio,
+                        .suppliers = d->suppliers,
+                        .cfg = &d->cfg};
+    return ph_sync_create(&syo, &d->sync, err);
 }
 
 /* ---- the expiry sweep's timer ---------------------------------------------
@@ -378,6 +386,7 @@ static int start_http(ph_daemon *d, const ph_config *cfg, ph_err *err)
                        .fulfil = d->fulfil,
                        .suppliers = d->suppliers,
                        .sio = d->sio,
+                       .sched = d->sched,
                        .ready = &d->ready,
                        .metrics = d->metrics};
     ph_http_opts o = http_opts(d, cfg);
@@ -455,6 +464,8 @@ int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_er
         (rc = start_http(d, cfg, err)))
         goto fail;
     ph_suppliers_set_wake(d->suppliers, wake_main, d); /* earlier releases: the next wake */
+    if ((rc = ph_sync_jobs_apply(d->sync, d->sched, cfg, err)))
+        goto fail;
     set_callback_base(d, cfg);
     if ((rc = ph_fulfil_resume(d->fulfil, err)) || (rc = sweeper_start(d, err)) ||
         (rc = ph_reseal_start(d, err)) ||
@@ -529,6 +540,11 @@ int ph_daemon_reload(ph_daemon *d, ph_err *err)
         set_callback_base(d, neu);
     if ((rc = cfg_install(d, neu, err)) != PH_OK)
         return rc;
+    ph_cfg_ref *now = ph_cfg_acquire(&d->cfg);
+    ph_err serr = {0};
+    if (ph_sync_jobs_apply(d->sync, d->sched, now->cfg, &serr) != PH_OK)
+        ph_log(&d->log, PH_LOG_ERROR, NULL, "sync.jobs_failed", "detail=\"%s\"", serr.msg);
+    ph_cfg_release(now);
     ph_log(&d->log, PH_LOG_INFO, NULL, "config.reloaded", "config=%s", d->config_path);
     return PH_OK;
 fail:
@@ -554,6 +570,8 @@ void ph_daemon_stop(ph_daemon *d, int grace_ms)
     ph_fulfil_stop(d->fulfil);
     ph_sched_destroy(d->sched); /* waits for running jobs: before the engine and the writer */
     d->sched = NULL;
+    ph_sync_destroy(d->sync, NULL); /* its jobs went with the scheduler */
+    d->sync = NULL;
     sweeper_stop(d); /* its last command completes before the store closes */
     ph_reseal_stop(d);
     /* Exchanges on the wire end ambiguous and are recorded unknown (queried

@@ -41,6 +41,7 @@ struct ph_fulfil;
 struct ph_sweeper;
 struct ph_resealer;
 struct ph_sched;
+struct ph_sync;
 
 typedef struct ph_daemon {
     ph_logger log;
@@ -63,6 +64,8 @@ typedef struct ph_daemon {
     struct ph_sweeper *sweeper;
     /* periodic and on-demand jobs: sync, balance, replenishment (sched/sched.h) */
     struct ph_sched *sched;
+    /* catalog and stock sync: its jobs on sched (supply/sync.h) */
+    struct ph_sync *sync;
     /* the key rotation's re-sealer thread (reseal.c, keys.h) */
     struct ph_resealer *resealer;
     const char *journal_file; /* set before ph_daemon_start: ph_store_opts.journal_file */

@@ -30,6 +30,7 @@
 struct ph_fulfil;
 struct ph_suppliers;
 struct ph_sio;
+struct ph_sched;
 struct ph_metrics;
 struct sockaddr;
 typedef struct ph_http ph_http;
@@ -45,6 +46,7 @@ typedef struct ph_http_env {
     struct ph_fulfil *fulfil;       /* supplier orders */
     struct ph_suppliers *suppliers; /* the running supplier set */
     struct ph_sio *sio;             /* the supplier I/O engine (ops asking a supplier) */
+    struct ph_sched *sched;         /* jobs: POST /v1/suppliers/{id}/sync triggers them */
     const atomic_int *ready;        /* 1 while serving: GET /v1/ready */
     struct ph_metrics *metrics;     /* request latencies go here; GET /metrics; NULL = none */
 } ph_http_env;
