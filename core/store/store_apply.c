@@ -235,11 +235,13 @@ static int apply_import(ph_wtxn *w, ph_cmd *c)
         return rc;
     c->batch_id = b.id;
     c->batch = b;
-    return store_emit(w, c->now, "batch.imported",
-                      json_pack("{s:I,s:s,s:s,s:I,s:I}", "batch_id", (json_int_t)b.id, "supplier",
-                                b.supplier, "sku", b.sku, "count", (json_int_t)b.count,
-                                "unit_cost_fen", (json_int_t)b.unit_cost),
-                      &c->err);
+    if ((rc = store_emit(w, c->now, "batch.imported",
+                         json_pack("{s:I,s:s,s:s,s:I,s:I}", "batch_id", (json_int_t)b.id,
+                                   "supplier", b.supplier, "sku", b.sku, "count",
+                                   (json_int_t)b.count, "unit_cost_fen", (json_int_t)b.unit_cost),
+                         &c->err)) != PH_OK)
+        return rc;
+    return store_sync_stock_added(w, c, sku); /* an auto-delisted product has stock again */
 }
 
 /* ---- voiding a batch ------------------------------------------------------ */

@@ -338,6 +338,9 @@ int store_sync_overlay(ph_wtxn *w, const char *sku, json_t *p, ph_err *err);
  * (a number, or null when unknown), when sku has any offer state. PH_OK
  * (nothing to add leaves *json as it is), PH_EIO, PH_ENOMEM. */
 int store_sync_decorate(ph_store *s, MDB_txn *txn, const char *sku, char **json, ph_err *err);
+/* IMPORT: sku got local stock; an auto-delisted product is relisted
+ * (product.relisted, reason stock). Writer only. */
+int store_sync_stock_added(ph_wtxn *w, ph_cmd *c, const char *sku);
 int store_apply_sync(ph_wtxn *w, ph_cmd *c);
 int store_apply_pin(ph_wtxn *w, ph_cmd *c);
 

@@ -223,7 +223,8 @@ static const char *delisted_reason(const ph_product_state_rec *st)
 /* Decides the listing of product p (sku) again: auto-delisted when it has
  * offers, none usable, and no local stock; then the pin decides. Writes the
  * product state, and the product with its events when its listing changed
- * (reason: `why` for a change the pin made, else upstream). *changed 1 then. */
+ * (product.delisted says why it is delisted; product.relisted says `why`:
+ * what made this command relist it). *changed 1 then. */
 static int relist(ph_wtxn *w, ph_cmd *c, const char *sku, json_t *p, const char *why, int *changed)
 {
     ph_product_state_rec st;
@@ -240,7 +241,6 @@ static int relist(ph_wtxn *w, ph_cmd *c, const char *sku, json_t *p, const char 
             return ph_err_set(&c->err, PH_EIO, "offer state of '%s': malformed record", sku);
         usable |= ph_offer_state_usable(got ? &os : NULL);
     }
-    int was_auto = st.auto_delisted;
     st.auto_delisted = json_array_size(offers) > 0 && !usable && !local_stock(w->s, w->txn, sku);
     const char *reason = delisted_reason(&st);
     int rc = product_state_put(w, sku, &st, &c->err);
@@ -261,9 +261,24 @@ static int relist(ph_wtxn *w, ph_cmd *c, const char *sku, json_t *p, const char 
     int now_listed = ph_product_listed(p);
     if (was_listed == now_listed)
         return PH_OK; /* configured unlisted, or only the reason moved */
-    const char *ev_reason = reason ? reason : (was_auto != st.auto_delisted ? "upstream" : why);
+    const char *ev_reason = reason ? reason : why;
     return store_emit(w, c->now, now_listed ? "product.relisted" : "product.delisted",
                       json_pack("{s:s,s:s}", "sku", sku, "reason", ev_reason), &c->err);
+}
+
+int store_sync_stock_added(ph_wtxn *w, ph_cmd *c, const char *sku)
+{
+    ph_product_state_rec st;
+    product_state_get(w->s, w->txn, sku, &st);
+    if (!st.auto_delisted)
+        return PH_OK; /* the common case: one read, nothing written */
+    json_t *p;
+    int changed, rc = store_get_product(w, sku, &p, &c->err);
+    if (rc)
+        return rc;
+    rc = relist(w, c, sku, p, "stock", &changed);
+    json_decref(p);
+    return rc;
 }
 
 int store_sync_overlay(ph_wtxn *w, const char *sku, json_t *p, ph_err *err)
