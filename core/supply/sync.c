@@ -443,7 +443,13 @@ int ph_sync_jobs_apply(ph_sync *sy, ph_sched *sched, const ph_config *cfg, ph_er
             }
             j->next = keep;
             keep = j;
-            rc = ph_sched_add(sched, &(ph_sched_job_def){j->id, every, job_run, j}, err);
+            ph_err aerr = {0};
+            int arc = ph_sched_add(sched, &(ph_sched_job_def){j->id, every, job_run, j}, &aerr);
+            if (arc == PH_ENOMEM)
+                rc = ph_err_set(err, arc, "%s", aerr.msg);
+            else if (arc != PH_OK) /* the supplier runs without this sync; say so */
+                ph_log(sy->o.log, PH_LOG_WARN, NULL, "sync.job_refused",
+                       "supplier=%s job=%s detail=\"%s\"", sc->id, j->id, aerr.msg);
         }
     }
     /* what is left in sy->jobs is no longer wanted */

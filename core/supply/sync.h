@@ -56,8 +56,10 @@ typedef struct ph_sync_opts {
 int ph_sync_create(const ph_sync_opts *opts, ph_sync **out, ph_err *err);
 
 /* Makes sched's sync jobs match cfg: adds, replaces (a new period) and removes
- * jobs by id. Call at start and after every reload that installed cfg.
- * Errors: PH_ENOMEM, or what ph_sched_add returns (the jobs added before stay). */
+ * jobs by id. Call at start and after every reload that installed cfg. A job
+ * the scheduler refuses (an id it does not take) is logged (sync.job_refused)
+ * and left out: the supplier runs without that sync. Errors: PH_ENOMEM only
+ * (the jobs added before stay). */
 int ph_sync_jobs_apply(ph_sync *sy, struct ph_sched *sched, const ph_config *cfg, ph_err *err);
 
 /* The job id of a sync of `supplier`: what "catalog" or "stock"; buf of at
