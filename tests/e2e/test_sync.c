@@ -460,6 +460,11 @@ Test(sync, catalog_of_10000_pages)
     json_t *p = product("sy.solo", OPS);
     cr_assert_str_eq(h_str(json_object_get(offer_of(p, "gwa"), "upstream"), "cost"), "28.50");
     json_decref(p);
+    /* ops asking the supplier's catalog directly get every page too */
+    h_resp r = h_get(&D, "/v1/suppliers/gwa/catalog", OPS);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_eq(json_array_size(json_object_get(r.json, "items")), 10003);
+    h_resp_free(&r);
     stop();
 }
 
