@@ -366,6 +366,8 @@ static int sync_product(ph_wtxn *w, ph_cmd *c, const ph_sync_item *items, size_t
         const char *psku = json_string_value(json_object_get(of, "supplier_sku"));
         if (!sup || !psku || strcmp(sup, supplier))
             continue;
+        if (strlen(psku) > PH_SKU_MAX)
+            continue; /* no item can name it (sync drops longer ids): never "missing" */
         *touched = 1;
         c->sync_offers++;
         ph_sync_item key = {.product_id = psku};
