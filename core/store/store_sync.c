@@ -22,6 +22,9 @@
 #include "crypto/wipe_alloc.h"
 #include "store/store_int.h"
 
+_Static_assert(sizeof(ph_offer_state_rec) == 40, "offer state record is 40 bytes without padding");
+_Static_assert(sizeof(ph_product_state_rec) == 8, "product state record is 8 bytes");
+
 /* ---- pure answers ---------------------------------------------------------- */
 
 int ph_offer_state_usable(const ph_offer_state *st)

@@ -394,6 +394,8 @@ static int apply(ph_suppliers *s, const ph_config *cfg, ph_suppliers_report_fn r
         rc = PH_OK;
         if (running && strcmp(old->plugin, sc->plugin) == 0) {
             int same = supplier_unchanged(old->sup, &pb, &rc, &one);
+            if (rc == PH_OK && same)
+                rc = sync_capable(sc, ph_plugin_descriptor(old->sup->plugin), &pb, &one);
             if (rc == PH_OK && same) {
                 sl->sup = supplier_ref(old->sup);
                 kept++;
