@@ -562,6 +562,60 @@ Test(sync, pin)
     stop();
 }
 
+/* A period runs the sync by itself; a reload that asks a plugin without the
+ * capability for a sync is refused and the running configuration stays. */
+Test(sync, scheduled_and_reload_refused)
+{
+    cr_assert(h_sim_start(&S, NULL) == 0, "supsim did not start");
+    char a[1024];
+    h_sim_supplier_yaml(&S, "gwa", "gateway", "    sync:\n      catalog_every_s: 1\n", NULL, a,
+                        sizeof a);
+    snprintf(BODY, sizeof BODY,
+             "suppliers:\n%s"
+             "  - id: ex\n    plugin: example\n"
+             "products:\n"
+             "  - sku: sy.solo\n    name: Sync solo\n    brand: sim\n    category: video\n"
+             "    delivery: card_code\n    face_value: \"30.00\"\n    offers:\n"
+             "      - {supplier: gwa, supplier_sku: \"10001\", cost: \"28.50\"}\n"
+             "      - {supplier: ex, supplier_sku: \"T-1\", cost: \"28.50\"}\n",
+             a);
+    h_setup_custom(&D, BODY, NULL);
+    cr_assert(h_start(&D) == 0, "perkhubd did not start");
+    /* nobody asks: the job runs on its period, and again */
+    sync_wait w = {"gwa", "catalog", "", NULL};
+    cr_assert(h_wait_for(sync_finished, &w, WAIT_MS) == 0, "the scheduled sync did not run");
+    char buf[512];
+    cr_assert(json_is_true(json_object_get(w.done, "last_ok")), "%s",
+              h_dump(w.done, buf, sizeof buf));
+    cr_assert_eq(json_integer_value(json_object_get(w.done, "every_s")), 1);
+    snprintf(w.before, sizeof w.before, "%s", h_str(w.done, "last_at"));
+    json_decref(w.done);
+    w.done = NULL;
+    cr_assert(h_wait_for(sync_finished, &w, WAIT_MS) == 0, "the sync did not run again");
+    json_decref(w.done);
+    /* ex (example: no operations) has no sync job at all */
+    json_t *v = sync_of("ex", "catalog");
+    cr_assert(json_is_null(v));
+    json_decref(v);
+    h_resp r; /* no body: all */
+    cr_assert_eq(h_http(&D, "POST", "/v1/suppliers/ex/sync", OPS, NULL, NULL, 0, &r), 0);
+    cr_assert_eq(r.status, 422, "%s", r.body);
+    h_resp_free(&r);
+    /* a reload asking ex for a catalog sync is refused, naming the key */
+    char *bad = h_replace(BODY, "    plugin: example\n",
+                          "    plugin: example\n    sync:\n      catalog_every_s: 60\n");
+    snprintf(BODY, sizeof BODY, "%s", bad);
+    free(bad);
+    h_write_config(&D, NULL);
+    cr_assert(kill(D.pid, SIGHUP) == 0);
+    cr_assert(h_log_wait(&D, "config.reload_failed", 1, WAIT_MS) == 0, "the reload was taken");
+    cr_assert_gt(h_file_count(D.log, "suppliers[1].sync.catalog_every_s"), 0);
+    v = sync_of("ex", "catalog");
+    cr_assert(json_is_null(v), "the running configuration stays");
+    json_decref(v);
+    stop();
+}
+
 /* --check-config on a body: its exit status and output. */
 static int check_config(const char *body, char **out)
 {
