@@ -228,9 +228,13 @@ static void sync_view(json_t *j, json_t *s, int ops)
 {
     if (!j)
         return;
+    /* no offer: nothing to come from suppliers, known; else what the read added */
     json_t *ss = json_object_get(s, "supplier_stock");
+    int none = json_array_size(json_object_get(s, "offers")) == 0;
     json_object_set_new(json_object_get(j, "stock"), "suppliers",
-                        json_is_integer(ss) ? json_integer(json_integer_value(ss)) : json_null());
+                        none                  ? json_integer(0)
+                        : json_is_integer(ss) ? json_integer(json_integer_value(ss))
+                                              : json_null());
     json_t *why = json_object_get(json_object_get(s, "delisted"), "reason");
     if (why)
         json_object_set(j, "delisted_reason", why);
