@@ -37,6 +37,8 @@
 #                                20,000 other clients' events; its own EF_* knobs)
 #   BENCH_WEBHOOKS (1)           0 skips bench/webhooks.sh (orders/s with a webhook endpoint
 #                                subscribed vs without, deliveries/s, lag, CPU per delivery)
+#   BENCH_SYNC_CATALOG (1)       0 skips bench/sync_catalog.sh (a catalog sync of 10,000
+#                                items in pages; its own SC_* knobs)
 #   BENCH_PART_TIMEOUT (240)     seconds each of peers.sh / supplier_io.sh / tls_cpu.sh may take
 #   BENCH_RESULTS (bench/results/latest.json)   where the JSON goes (the parts' own JSON
 #                                stays in bench/results/)
@@ -587,5 +589,13 @@ if [ "${BENCH_WEBHOOKS:-1}" != 0 ]; then
     wh_rc=0
     timeout --kill-after=10 "$((PART_TIMEOUT * 3))" "$SRC/bench/webhooks.sh" "$BUILD" || wh_rc=$?
     [ "$wh_rc" = 0 ] || [ "$wh_rc" = 3 ] || PART_FAILED="$PART_FAILED webhooks(exit $wh_rc)"
+fi
+# ---- issue 12, item 2: a catalog sync of 10,000 items, paged -------------------------------
+# A daemon and a simulator of its own; its own PASS/MISS line (exit 3, a MISS, is not a failure).
+if [ "${BENCH_SYNC_CATALOG:-1}" != 0 ]; then
+    echo
+    sc_rc=0
+    timeout --kill-after=10 "$PART_TIMEOUT" "$SRC/bench/sync_catalog.sh" "$BUILD" || sc_rc=$?
+    [ "$sc_rc" = 0 ] || [ "$sc_rc" = 3 ] || PART_FAILED="$PART_FAILED sync_catalog(exit $sc_rc)"
 fi
 [ -z "$PART_FAILED" ] || fail "parts failed:$PART_FAILED"

@@ -175,6 +175,10 @@ static const field statement_fields[] = {
     {.name = "utc_offset", .kind = K_UTCOFF, .off = ST(utc_offset_min), .def = "+08:00"},
 };
 #undef ST
+static const field sync_fields[] = {
+    INT(ph_supplier_conf, sync_catalog_every_s, "catalog_every_s", 0, 31536000, 1, "0"),
+    INT(ph_supplier_conf, sync_stock_every_s, "stock_every_s", 0, 31536000, 1, "0"),
+};
 static const field supplier_fields[] = {
     IDENT(ph_supplier_conf, id, "id"),
     IDENT(ph_supplier_conf, plugin, "plugin"),
@@ -200,11 +204,13 @@ static const field supplier_fields[] = {
      .off = offsetof(ph_supplier_conf, amount_tolerance),
      .def = "0"},
     INT(ph_supplier_conf, late_check_s, "late_check_s", 0, 2592000, 1, "86400"),
+    SECTION("sync", sync_fields),
 };
 static const field offer_fields[] = {
     IDENT(ph_offer_conf, supplier, "supplier"),
     STR(ph_offer_conf, supplier_sku, "supplier_sku", F_REQUIRED, NULL),
     MONEY(ph_offer_conf, cost, "cost"),
+    {.name = "max_cost", .kind = K_MONEY, .off = offsetof(ph_offer_conf, max_cost)},
 };
 static const field price_fields[] = {
     IDENT(ph_price_conf, client, "client"),
@@ -303,6 +309,16 @@ static int check_prices(ctx *c, ph_config *cfg, const yaml_node_t *root)
         const yaml_node_t *pn = cfg_seq_item(c, cfg_map_find(c, root, "products"), i);
         const yaml_node_t *price = cfg_map_find(c, pn, "price");
         p->price_set = price && !cfg_node_null(price); /* price: ~ is no price, not 0 */
+        for (size_t j = 0; j < p->noffers; j++) {      /* max_cost: 0 is "none", so not written */
+            const yaml_node_t *mn =
+                cfg_map_find(c, cfg_seq_item(c, cfg_map_find(c, pn, "offers"), j), "max_cost");
+            if (mn && !cfg_node_null(mn) && p->offers[j].max_cost == 0) {
+                cfg_path_push(c, "products[%zu].offers[%zu].max_cost", i, j);
+                return cfg_fail(c, mn->start_mark,
+                                "expected an amount above 0 (the most the supplier's cost may be "
+                                "for an order to go to this offer)");
+            }
+        }
         for (size_t j = 0; j < p->nprices; j++) {
             const char *name = p->prices[j].client, *best = NULL;
             int found = 0;
@@ -388,6 +404,13 @@ static int mark_suppliers(ctx *c, ph_config *cfg, const yaml_node_t *root)
             continue;
         const yaml_node_t *pn = cfg_map_find(c, sn, "plugin"), *kn = cfg_map_find(c, sn, "config");
         sc->mark = mark_of(sn);
+        const yaml_node_t *yn = cfg_map_find(c, sn, "sync");
+        const yaml_node_t *cn = cfg_map_find(c, yn, "catalog_every_s"),
+                          *tn = cfg_map_find(c, yn, "stock_every_s");
+        if (cn)
+            sc->sync_catalog_mark = mark_of(cn);
+        if (tn)
+            sc->sync_stock_mark = mark_of(tn);
         sc->plugin_mark = pn ? mark_of(pn) : sc->mark;
         sc->config_mark = kn && kn->type == YAML_MAPPING_NODE ? mark_of(kn) : sc->mark;
         if (!kn || kn->type != YAML_MAPPING_NODE)

@@ -112,12 +112,17 @@ typedef struct ph_supplier_conf {
     int64_t amount_tolerance;         /* fen a charge may differ from cost x quantity; default 0 */
     unsigned late_check_s;            /* an attempt failed as not found is queried once more this
                                          long after; default 86400, 0 = never */
+    /* sync: {catalog_every_s, stock_every_s} (supply/sync.h); 0 = not scheduled */
+    unsigned sync_catalog_every_s, sync_stock_every_s;
+    ph_conf_mark sync_catalog_mark, sync_stock_mark; /* where they are set; line 0 = absent */
 } ph_supplier_conf;
 
 typedef struct ph_offer_conf {
     char *supplier;     /* must name a configured supplier */
     char *supplier_sku; /* the supplier's own product id */
     int64_t cost;       /* fen */
+    int64_t max_cost;   /* fen: the most its upstream cost may be to route to it; 0 = none
+                           (the product's sale price then, when it has one) */
 } ph_offer_conf;
 
 /* A client's own sale price for a product (products[].prices). */

@@ -19,6 +19,7 @@
 #include "metrics/metrics.h"
 #include "sched/sched.h"
 #include "supply/redeem.h"
+#include "supply/sync.h"
 #include "supply/fulfil.h"
 #include "supply/supplier_io.h"
 #include "supply/suppliers.h"
@@ -184,7 +185,14 @@ static int start_supply(ph_daemon *d, ph_err *err)
         return rc;
     d->sched_persist = (ph_sched_persist){.load = job_load, .ran = job_ran, .arg = d};
     ph_sched_opts sch = {.log = &d->log, .persist = &d->sched_persist};
-    return ph_sched_create(&sch, &d->sched, err);
+    if ((rc = ph_sched_create(&sch, &d->sched, err)))
+        return rc;
+    ph_sync_opts syo = {.log = &d->log,
+                        .store = d->store,
+                        .sio = d->sio,
+                        .suppliers = d->suppliers,
+                        .cfg = &d->cfg};
+    return ph_sync_create(&syo, &d->sync, err);
 }
 
 /* ---- the scheduler's store hooks, and the expiry job ---------------------
@@ -482,6 +490,8 @@ int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_er
         (rc = expire_job_apply(d, cfg, err)) || (rc = start_http(d, cfg, err)))
         goto fail;
     ph_suppliers_set_wake(d->suppliers, wake_main, d); /* earlier releases: the next wake */
+    if ((rc = ph_sync_jobs_apply(d->sync, d->sched, cfg, err)))
+        goto fail;
     set_callback_base(d, cfg);
     if ((rc = ph_fulfil_resume(d->fulfil, err)) || (rc = ph_reseal_start(d, err)) ||
         (cfg->port_file && (rc = write_port_file(cfg->port_file, d->port, err))) ||
@@ -559,6 +569,11 @@ int ph_daemon_reload(ph_daemon *d, ph_err *err)
                "job=" PH_EXPIRE_JOB " detail=\"%s\" effect=\"the job keeps its period\"", jerr.msg);
     if ((rc = cfg_install(d, neu, err)) != PH_OK)
         return rc;
+    ph_cfg_ref *now = ph_cfg_acquire(&d->cfg);
+    ph_err serr = {0};
+    if (ph_sync_jobs_apply(d->sync, d->sched, now->cfg, &serr) != PH_OK)
+        ph_log(&d->log, PH_LOG_ERROR, NULL, "sync.jobs_failed", "detail=\"%s\"", serr.msg);
+    ph_cfg_release(now);
     ph_log(&d->log, PH_LOG_INFO, NULL, "config.reloaded", "config=%s", d->config_path);
     return PH_OK;
 fail:
@@ -584,6 +599,8 @@ void ph_daemon_stop(ph_daemon *d, int grace_ms)
     ph_fulfil_stop(d->fulfil);
     ph_sched_destroy(d->sched); /* waits for running jobs: before the engine and the writer */
     d->sched = NULL;
+    ph_sync_destroy(d->sync, NULL); /* its jobs went with the scheduler */
+    d->sync = NULL;
     ph_reseal_stop(d);
     /* Exchanges on the wire end ambiguous and are recorded unknown (queried
      * after the restart); then the writer finishes every queued command. */

@@ -44,6 +44,7 @@ struct ph_fulfil;
 struct ph_resealer;
 struct ph_sched;
 struct ph_redeem;
+struct ph_sync;
 
 typedef struct ph_daemon {
     ph_logger log;
@@ -67,6 +68,8 @@ typedef struct ph_daemon {
     struct ph_sched *sched;
     /* the scheduler's hooks into the store (daemon.c): borrowed by sched */
     ph_sched_persist sched_persist;
+    /* catalog and stock sync: its jobs on sched (supply/sync.h) */
+    struct ph_sync *sync;
     /* the key rotation's re-sealer thread (reseal.c, keys.h) */
     struct ph_resealer *resealer;
     const char *journal_file; /* set before ph_daemon_start: ph_store_opts.journal_file */

@@ -207,6 +207,16 @@ const char *ph_api_supplier_state(struct ph_supplier_info *info, const struct ph
 int ph_api_stats(ph_req *r);
 int ph_api_callback(ph_req *r);
 int ph_api_supplier_catalog(ph_req *r);
+/* api_sync.c: POST /v1/suppliers/{id}/sync (ops; body optional {"what":
+ * "catalog"|"stock"|"all"}): triggers the supplier's sync jobs, 202 with the
+ * job ids queued; audited. POST /v1/products/{sku}/pin (ops; {"pin":
+ * "listed"|"delisted"|"none"}): PH_CMD_PIN; audited. */
+int ph_api_supplier_sync(ph_req *r);
+int ph_api_product_pin(ph_req *r);
+/* The `sync` member of a supplier in GET /v1/suppliers: its catalog and stock
+ * jobs' period, last run (at, ok, error or outcome) and next run, null for a
+ * job it does not have. A new reference. */
+json_t *ph_api_supplier_sync_view(ph_req *r, const char *supplier);
 int ph_api_supplier_balance(ph_req *r);
 int ph_api_metrics(ph_req *r);
 int ph_api_audit(ph_req *r);

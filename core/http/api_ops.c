@@ -158,6 +158,7 @@ int ph_api_suppliers(ph_req *r)
                               "enabled", info[i].enabled, "priority", info[i].priority, "state",
                               state, "error", info[i].error[0] ? info[i].error : NULL);
         json_object_set_new(j, "health", supplier_health(&h));
+        json_object_set_new(j, "sync", ph_api_supplier_sync_view(r, info[i].id));
         json_array_append_new(arr, j);
     }
     free(info);

@@ -116,6 +116,24 @@ static int order_exists(ph_req *r)
     return found;
 }
 
+/* 1 when p is delisted (by sync or ops), with r->cmd's error saying so as an
+ * order of it would be refused (store_listed_delivery). */
+static int delisted(ph_req *r, const ph_product_conf *p)
+{
+    char *json = NULL;
+    uint64_t avail;
+    ph_err err = {0};
+    if (ph_store_product_get(r->env->store, p->sku, &json, &avail, &err) != PH_OK)
+        return 0;
+    json_t *j = json_loads(json, 0, NULL);
+    free(json);
+    const char *why = j ? ph_product_delisted_why(j) : NULL;
+    if (why)
+        r->cmd.rc = ph_err_set(&r->cmd.err, PH_ESKU, "sku: '%s' is delisted (%s)", p->sku, why);
+    json_decref(j);
+    return why != NULL;
+}
+
 /* Hands the order to the best supplier offer: stored first (the attempt is
  * SENDING before anything leaves), sent by fulfil once durable. */
 static int supply_submit(ph_req *r, const ph_product_conf *p)
@@ -125,6 +143,8 @@ static int supply_submit(ph_req *r, const ph_product_conf *p)
      * one: only then is the id looked up (the store answers replays itself) */
     if (ph_fulfil_route(r->env->fulfil, r->cfg->cfg, p, &t) != PH_OK && !order_exists(r)) {
         if (p->delivery == PH_DELIVERY_CARD_CODE) /* the stock's own answer, naming the sku */
+            return ph_req_fail(r, r->cmd.rc, &r->cmd.err);
+        if (delisted(r, p)) /* the store's answer, naming the sku and why */
             return ph_req_fail(r, r->cmd.rc, &r->cmd.err);
         return ph_req_error(r, 503, "no_supplier_available",
                             "sku: no enabled, healthy supplier offers this product now");

@@ -19,7 +19,11 @@
 typedef struct ask {
     ph_sio_job job;
     ph_req *r;
+    json_t *items; /* catalog: the items of the pages so far */
+    char *state;   /* catalog: the next page's op.state */
 } ask;
+
+#define CATALOG_PAGES_MAX 10000 /* a plugin that never stops paging gets an error */
 
 static void ask_free(void *p)
 {
@@ -28,6 +32,8 @@ static void ask_free(void *p)
         return;
     ph_sio_job_clear(&a->job);
     ph_supplier_release(a->job.sup);
+    json_decref(a->items);
+    free(a->state);
     free(a);
 }
 
@@ -75,7 +81,9 @@ static int catalog_done(ph_req *r)
     const struct perkhub_result *res = &a->job.res;
     if (a->job.outcome != PERKHUB_OK || !a->job.parsed)
         return exchange_failed(r, &a->job);
-    json_t *items = json_array();
+    if (!a->items && !(a->items = json_array()))
+        return ph_req_fail(r, PH_ENOMEM, NULL);
+    json_t *items = a->items;
     for (size_t i = 0; i < res->nitems; i++) {
         const struct perkhub_item *it = &res->items[i];
         json_t *j = json_pack(
@@ -88,6 +96,32 @@ static int catalog_done(ph_req *r)
         json_object_set_new(j, "offers", our_offers(r->cfg->cfg, r->seg[0], it));
         json_array_append_new(items, j);
     }
+    if (res->next) { /* a multi-step exchange: the next page */
+        int step = a->job.op.step + 1;
+        if (step >= CATALOG_PAGES_MAX)
+            return ph_req_error(r, 502, "supplier_error",
+                                "supplier '%.64s': its catalog did not end after %d pages",
+                                r->seg[0], CATALOG_PAGES_MAX);
+        char *st = res->next_state ? strdup(res->next_state) : NULL;
+        if (res->next_state && !st)
+            return ph_req_fail(r, PH_ENOMEM, NULL);
+        ph_sio_job_clear(&a->job);
+        free(a->state);
+        a->state = st;
+        ph_sio_job next = {.sup = a->job.sup, .limits = a->job.limits, .done = ask_done, .arg = a};
+        next.op.kind = PERKHUB_OP_CATALOG;
+        next.op.step = step;
+        next.op.state = a->state;
+        a->job = next;
+        ph_req_suspend(r, catalog_done);
+        if (ph_sio_submit(r->env->sio, &a->job) != PH_OK) {
+            a->job.outcome = PERKHUB_DEFINITE_FAILURE;
+            snprintf(a->job.detail, sizeof a->job.detail, "shutting down");
+            ph_req_wake(r);
+        }
+        return PH_REQ_SUSPENDED;
+    }
+    a->items = NULL;
     return ph_req_json(r, 200, json_pack("{s:s,s:o}", "supplier", r->seg[0], "items", items));
 }
 

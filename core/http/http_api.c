@@ -106,6 +106,8 @@ static const ph_route routes[] = {
     {"GET", "/v1/suppliers", PH_SCOPE_OPS, ph_api_suppliers, NULL},
     {"GET", "/v1/suppliers/*/catalog", PH_SCOPE_OPS, ph_api_supplier_catalog, NULL},
     {"GET", "/v1/suppliers/*/balance", PH_SCOPE_OPS, ph_api_supplier_balance, NULL},
+    {"POST", "/v1/suppliers/*/sync", PH_SCOPE_OPS, ph_api_supplier_sync, NULL},
+    {"POST", "/v1/products/*/pin", PH_SCOPE_OPS, ph_api_product_pin, NULL},
     {"GET", "/v1/stats", PH_SCOPE_OPS, ph_api_stats, NULL},
     {"GET", "/v1/audit", PH_SCOPE_OPS, ph_api_audit, "after limit from to client action"},
     {"GET", "/v1/ledger", PH_SCOPE_OPS, ph_api_ledger, LEDGER_PARAMS},

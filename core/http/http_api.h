@@ -30,8 +30,8 @@
 struct ph_fulfil;
 struct ph_suppliers;
 struct ph_sio;
-struct ph_metrics;
 struct ph_sched;
+struct ph_metrics;
 struct ph_redeem;
 struct sockaddr;
 typedef struct ph_http ph_http;
@@ -49,8 +49,8 @@ typedef struct ph_http_env {
     struct ph_sio *sio;             /* the supplier I/O engine (ops asking a supplier) */
     const atomic_int *ready;        /* 1 while serving: GET /v1/ready */
     struct ph_metrics *metrics;     /* request latencies go here; GET /metrics; NULL = none */
-    struct ph_sched *sched;         /* the jobs: GET /v1/jobs, POST run; NULL = none (503) */
-    struct ph_redeem *redeem;       /* code lookups ask suppliers (supply/redeem.h); NULL = never */
+    struct ph_sched *sched; /* the jobs: GET /v1/jobs, POST run, supplier sync; NULL = none (503) */
+    struct ph_redeem *redeem; /* code lookups ask suppliers (supply/redeem.h); NULL = never */
 } ph_http_env;
 
 /* The listener's settings (config's listen: and http: sections). */

@@ -156,10 +156,14 @@ json_t *ph_view_product_stored(const ph_product_conf *p)
     json_t *tags = json_array(), *offers = json_array();
     for (size_t i = 0; i < p->ntags; i++)
         json_array_append_new(tags, json_string(p->tags[i]));
-    for (size_t i = 0; i < p->noffers; i++)
-        json_array_append_new(offers, json_pack("{s:s,s:s,s:I}", "supplier", p->offers[i].supplier,
-                                                "supplier_sku", p->offers[i].supplier_sku,
-                                                "cost_fen", (json_int_t)p->offers[i].cost));
+    for (size_t i = 0; i < p->noffers; i++) {
+        json_t *o = json_pack("{s:s,s:s,s:I}", "supplier", p->offers[i].supplier, "supplier_sku",
+                              p->offers[i].supplier_sku, "cost_fen", (json_int_t)p->offers[i].cost);
+        /* only when configured, so offers without one keep their stored bytes */
+        if (o && p->offers[i].max_cost > 0)
+            json_object_set_new(o, "max_cost_fen", json_integer((json_int_t)p->offers[i].max_cost));
+        json_array_append_new(offers, o);
+    }
     json_t *j = json_pack(
         "{s:s,s:s,s:s,s:s,s:o,s:s,s:I,s:s,s:b,s:o}", "sku", p->sku, "name", p->name, "brand",
         p->brand, "category", p->category, "tags", tags, "delivery", ph_delivery_name(p->delivery),
@@ -193,28 +197,82 @@ static json_t *stock_available(json_t *stored, uint64_t available)
     return json_integer((json_int_t)available);
 }
 
+/* An offer's upstream state as sync last saw it (store.h, ph_offer_state;
+ * the store's read adds it as offers[i].upstream): unknown members are null,
+ * never 0. */
+static json_t *upstream_view(json_t *u)
+{
+    json_int_t cost = json_integer_value(json_object_get(u, "cost_fen"));
+    json_int_t stock = json_integer_value(json_object_get(u, "stock"));
+    json_int_t at = json_integer_value(json_object_get(u, "stock_at"));
+    json_int_t on = json_integer_value(json_object_get(u, "on_sale"));
+    json_t *v =
+        json_pack("{s:o,s:o,s:o,s:o}", "cost", u && cost >= 0 ? money(cost) : json_null(), "stock",
+                  u && stock >= 0 ? json_integer(stock) : json_null(), "on_sale",
+                  !u || on < 0 ? json_null() : json_boolean(on), "over_max",
+                  u ? json_boolean(json_is_true(json_object_get(u, "over_max"))) : json_null());
+    if (v && u && at > 0) {
+        ph_view_time(v, "stock_at", at);
+        int64_t age = ph_now_ms() - at;
+        json_object_set_new(v, "age_s", json_integer(age > 0 ? age / 1000 : 0));
+    } else if (v) {
+        json_object_set_new(v, "stock_at", json_null());
+        json_object_set_new(v, "age_s", json_null());
+    }
+    return v;
+}
+
+/* What sync added to a product: stock.suppliers (the supplier stock of its
+ * usable offers, null when unknown), why it is delisted, and its pin (ops). */
+static void sync_view(json_t *j, json_t *s, int ops)
+{
+    if (!j)
+        return;
+    /* no offer: nothing to come from suppliers, known; else what the read added */
+    json_t *ss = json_object_get(s, "supplier_stock");
+    int none = json_array_size(json_object_get(s, "offers")) == 0;
+    json_object_set_new(json_object_get(j, "stock"), "suppliers",
+                        none                  ? json_integer(0)
+                        : json_is_integer(ss) ? json_integer(json_integer_value(ss))
+                                              : json_null());
+    json_t *why = json_object_get(json_object_get(s, "delisted"), "reason");
+    if (why)
+        json_object_set(j, "delisted_reason", why);
+    if (ops) {
+        json_t *pin = json_object_get(s, "pin");
+        json_object_set_new(j, "pin", pin ? json_incref(pin) : json_string("none"));
+    }
+}
+
 json_t *ph_view_product(const char *stored_json, uint64_t available, int with_offers)
 {
     json_t *s = json_loads(stored_json, 0, NULL);
     if (!s)
         return NULL;
     json_t *fv = json_object_get(s, "face_value_fen");
-    json_t *j = json_pack(
-        "{s:O,s:O,s:O,s:O,s:O,s:O,s:o,s:O,s:O,s:{s:o}}", "sku", json_object_get(s, "sku"), "name",
-        json_object_get(s, "name"), "brand", json_object_get(s, "brand"), "category",
-        json_object_get(s, "category"), "tags", json_object_get(s, "tags"), "delivery",
-        json_object_get(s, "delivery"), "face_value", money(json_integer_value(fv)), "listed",
-        json_object_get(s, "listed"), "redemption_guide", json_object_get(s, "redemption_guide"),
-        "stock", "available", stock_available(s, available));
+    json_t *j =
+        json_pack("{s:O,s:O,s:O,s:O,s:O,s:O,s:o,s:O,s:O,s:{s:o}}", "sku", json_object_get(s, "sku"),
+                  "name", json_object_get(s, "name"), "brand", json_object_get(s, "brand"),
+                  "category", json_object_get(s, "category"), "tags", json_object_get(s, "tags"),
+                  "delivery", json_object_get(s, "delivery"), "face_value",
+                  money(json_integer_value(fv)), "listed", json_boolean(ph_product_listed(s)),
+                  "redemption_guide", json_object_get(s, "redemption_guide"), "stock", "available",
+                  stock_available(s, available));
+    sync_view(j, s, with_offers);
     if (j && with_offers) {
         json_t *offers = json_array(), *of;
         size_t i;
         json_array_foreach(json_object_get(s, "offers"), i, of)
         {
-            json_array_append_new(
-                offers, json_pack("{s:O,s:O,s:o}", "supplier", json_object_get(of, "supplier"),
+            json_t *o = json_pack("{s:O,s:O,s:o}", "supplier", json_object_get(of, "supplier"),
                                   "supplier_sku", json_object_get(of, "supplier_sku"), "cost",
-                                  money(json_integer_value(json_object_get(of, "cost_fen")))));
+                                  money(json_integer_value(json_object_get(of, "cost_fen"))));
+            json_t *mc = json_object_get(of, "max_cost_fen");
+            if (o && mc)
+                json_object_set_new(o, "max_cost", money(json_integer_value(mc)));
+            if (o)
+                json_object_set_new(o, "upstream", upstream_view(json_object_get(of, "upstream")));
+            json_array_append_new(offers, o);
         }
         json_object_set_new(j, "offers", offers);
     }

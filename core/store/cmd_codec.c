@@ -54,6 +54,10 @@ const char *ph_cmd_type_name(int type)
         return "job_ask";
     case PH_CMD_CODE_REDEEMED:
         return "code_redeemed";
+    case PH_CMD_SYNC:
+        return "sync";
+    case PH_CMD_PIN:
+        return "pin";
     default:
         return "?";
     }
@@ -289,6 +293,24 @@ static int encode_cmd(wbuf *b, const ph_cmd *c, size_t idx, ph_err *err)
     case PH_CMD_CODE_REDEEMED:
         w_bytes(b, c->in.redeem.hash, 32);
         w_i64(b, c->in.redeem.redeemed_at);
+        break;
+    case PH_CMD_SYNC:
+        if (c->in.sync.n > UINT32_MAX)
+            return ph_err_set(err, PH_EINVAL, "command %zu (sync): items: too many", idx);
+        w_str(b, c->in.sync.supplier);
+        w_i32(b, c->in.sync.kind);
+        w_u32(b, (uint32_t)c->in.sync.n);
+        for (size_t i = 0; i < c->in.sync.n; i++) {
+            const ph_sync_item *it = &c->in.sync.items[i];
+            w_str(b, it->product_id);
+            w_i64(b, it->cost);
+            w_i64(b, it->stock);
+            w_i32(b, it->on_sale);
+        }
+        break;
+    case PH_CMD_PIN:
+        w_str(b, c->in.pin.sku);
+        w_i32(b, c->in.pin.pin);
         break;
     default:
         /* a new command kind must be given an encoding here, or replication
@@ -728,6 +750,26 @@ static void decode_reseal(rd *r, ph_cmd *c)
     c->in.reseal.nforget = m;
 }
 
+static void decode_sync(rd *r, ph_cmd *c)
+{
+    c->in.sync.supplier = r_str(r, "supplier");
+    c->in.sync.kind = r_i32(r, "kind");
+    size_t n = r_count(r, 24, "items");
+    ph_sync_item *items = a_alloc(r->a, n * sizeof *items);
+    if (!items) {
+        r_fail(r, "items", NULL);
+        return;
+    }
+    for (size_t i = 0; i < n && !r->rc; i++) {
+        items[i].product_id = r_str(r, "product_id");
+        items[i].cost = r_i64(r, "cost");
+        items[i].stock = r_i64(r, "stock");
+        items[i].on_sale = r_i32(r, "on_sale");
+    }
+    c->in.sync.items = items;
+    c->in.sync.n = n;
+}
+
 static int decode_cmd(rd *r, ph_cmd *c, int *rc_out)
 {
     const uint8_t *t = r_take(r, 1, "type");
@@ -815,6 +857,13 @@ static int decode_cmd(rd *r, ph_cmd *c, int *rc_out)
     case PH_CMD_CODE_REDEEMED:
         r_bytes32(r, c->in.redeem.hash, "hash");
         c->in.redeem.redeemed_at = r_i64(r, "redeemed_at");
+        break;
+    case PH_CMD_SYNC:
+        decode_sync(r, c);
+        break;
+    case PH_CMD_PIN:
+        c->in.pin.sku = r_str(r, "sku");
+        c->in.pin.pin = r_i32(r, "pin");
         break;
     default:
         r->kind = "?";

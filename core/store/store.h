@@ -388,13 +388,15 @@ enum ph_cmd_type {
     PH_CMD_JOB_RAN,       /* a scheduled job's run ended: its record in `jobs` (store_jobs.c) */
     PH_CMD_JOB_ASK,       /* ops asked for a run of a job (POST /v1/jobs/{id}/run) */
     PH_CMD_CODE_REDEEMED, /* a supplier says an issued code was redeemed (store_redeem.c) */
+    PH_CMD_SYNC = 32,     /* one supplier's catalog or stock answer (store_sync.c) */
+    PH_CMD_PIN,           /* ops pin a product listed or delisted, or unpin it (store_sync.c) */
 };
 
 /* The event names PH_CMD_NOTE_EVENT accepts: a closed list, so the feed's
  * vocabulary is reviewed here. Append a name (never reuse one) when a new
  * kind of note is needed: offer.price_changed, stock.low, supplier.balance_low
  * are meant to come this way. */
-#define PH_NOTE_EVENTS     "supplier.auth_failed", "supplier.auth_restored"
+#define PH_NOTE_EVENTS     "supplier.auth_failed", "supplier.auth_restored", "supplier.sync_requested"
 #define PH_NOTE_FIELDS_MAX 1024 /* bytes of a note's fields (JSON text) */
 
 #define PH_EXPIRE_LIMIT 1024 /* expiry index entries one PH_CMD_EXPIRE visits by default */
@@ -510,6 +512,55 @@ int64_t ph_attempt_cost(const ph_attempt *a, uint32_t quantity);
  * charge). Pure: the writer decides every stored outcome with it. */
 int ph_recon_classify(const ph_recon_line *l, const ph_attempt *a, uint32_t quantity, int billed,
                       int64_t *ours);
+
+/* ---- offer state and sync (store_sync.c; docs/store.md, "Offer state") ---- */
+
+enum { PH_SYNC_CATALOG = 1, PH_SYNC_STOCK = 2 };
+/* The values are stored: never renumber. */
+enum { PH_PIN_NONE = 0, PH_PIN_LISTED = 1, PH_PIN_DELISTED = 2 };
+
+/* One product as a supplier's catalog or stock check gave it (PH_CMD_SYNC). */
+typedef struct ph_sync_item {
+    const char *product_id; /* the supplier's id (an offer's supplier_sku) */
+    int64_t cost;           /* fen we would pay; -1 unknown */
+    int64_t stock;          /* units; -1 unknown or unlimited */
+    int on_sale;            /* 1 sold now, 0 not, -1 unknown (a stock check) */
+} ph_sync_item;
+
+/* What the store knows of one offer upstream (db offer_state). */
+typedef struct ph_offer_state {
+    int64_t upstream_cost; /* fen; -1 unknown */
+    int64_t stock;         /* units; -1 unknown or unlimited */
+    int64_t stock_at;      /* ms the stock was read; 0 never */
+    int on_sale;           /* 1, 0 (delisted upstream), -1 unknown */
+    int over_max;          /* 1: upstream_cost is above the offer's max cost */
+    int64_t synced_at;     /* ms of the last sync that named the offer; 0 never */
+} ph_offer_state;
+
+/* An offer may take orders as far as sync knows: not delisted upstream, not
+ * over its max cost, not known out of stock. The one answer for routing,
+ * auto-delisting and the stock sum. NULL (never synced) is usable. */
+int ph_offer_state_usable(const ph_offer_state *st);
+
+/* Is a stored product object listed: configured listed and not delisted by
+ * sync or ops (no "delisted" member)? The one answer for orders, the catalog
+ * and views. Pure. */
+struct json_t;
+int ph_product_listed(const struct json_t *product);
+/* Why a configured-listed product is delisted, in words for the error an
+ * order of it gets ("by ops", "upstream: ..."), or NULL when it is not
+ * delisted. Static strings. Pure. */
+const char *ph_product_delisted_why(const struct json_t *product);
+
+/* "none", "listed", "delisted"; "?" otherwise; and back (-1 unknown). */
+const char *ph_pin_name(int pin);
+int ph_pin_parse(const char *name);
+
+/* The offer states of sku at suppliers[0..n) in one snapshot: found[i] 1 and
+ * out[i] set when a state is stored, else found[i] 0 and out[i] unknown
+ * (cost -1, stock -1, on_sale -1). Plain data. Errors: PH_EIO. Any thread. */
+int ph_store_offer_states(ph_store *s, const char *sku, const char *const *suppliers, size_t n,
+                          ph_offer_state *out, int *found, ph_err *err);
 
 typedef struct ph_cmd ph_cmd;
 typedef void (*ph_cmd_done_fn)(ph_cmd *cmd);
@@ -811,6 +862,42 @@ struct ph_cmd {
             const ph_recon_ref *unbilled;
             size_t nunbilled;
         } recon;
+        /*
+         * SYNC: what one supplier said about its products (store_sync.c;
+         * docs/store.md, "Offer state"), applied in one transaction. `kind`
+         * PH_SYNC_CATALOG is a whole catalog: every offer of `supplier` whose
+         * supplier_sku is not among the items is delisted upstream;
+         * PH_SYNC_STOCK answers for the items given only. For every offer of
+         * a stored product at `supplier`, the offer state (upstream cost,
+         * stock and its time, on sale, over max cost) is compared with the
+         * stored one and events are written: offer.price_changed,
+         * offer.out_of_stock, offer.back_in_stock, offer.delisted_upstream,
+         * offer.relisted_upstream, offer.over_max_cost. Then each product
+         * touched is delisted (product.delisted, reason upstream) when it has
+         * no usable offer and no local stock, or relisted when it is
+         * auto-delisted and has one again (product.relisted) — unless ops
+         * pinned it. Items are sorted by the writer's copy: any order.
+         * Refusals (nothing changes): PH_EINVAL supplier not an identifier,
+         * kind unknown, an item without product_id or with a product_id over
+         * PH_SKU_MAX bytes, a duplicate product_id.
+         */
+        struct {
+            const char *supplier;
+            int kind; /* PH_SYNC_CATALOG or PH_SYNC_STOCK */
+            const ph_sync_item *items;
+            size_t n;
+        } sync;
+        /*
+         * PIN: ops pin product `sku` listed (never auto-delisted) or delisted
+         * (delisted whatever its offers say), or unpin it (`pin`
+         * PH_PIN_NONE: sync decides again, at once). Writes product.delisted
+         * / product.relisted (reason ops) when its listing changes.
+         * Refusals: PH_ESKU no such product, PH_EINVAL pin.
+         */
+        struct {
+            const char *sku;
+            int pin; /* PH_PIN_* */
+        } pin;
     } in;
     /* The ops action this command is (ph_audit above), or NULL for none: the
      * writer appends its record when the command applies; a malformed one
@@ -841,6 +928,8 @@ struct ph_cmd {
     uint64_t reseal_skipped; /* RESEAL: items changed or gone since they were read */
     uint64_t code_id;        /* CODE_REDEEMED: the code the hash names */
     int code_changed;        /* CODE_REDEEMED: 1 when this command redeemed it */
+    uint32_t sync_changes;   /* SYNC: offer events written; PIN: 1 when the listing changed */
+    uint32_t sync_offers;    /* SYNC: offers of the supplier the items were matched against */
 
     /* ---- completion ---- */
     ph_cmd_done_fn

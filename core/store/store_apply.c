@@ -235,11 +235,13 @@ static int apply_import(ph_wtxn *w, ph_cmd *c)
         return rc;
     c->batch_id = b.id;
     c->batch = b;
-    return store_emit(w, c->now, "batch.imported",
-                      json_pack("{s:I,s:s,s:s,s:I,s:I}", "batch_id", (json_int_t)b.id, "supplier",
-                                b.supplier, "sku", b.sku, "count", (json_int_t)b.count,
-                                "unit_cost_fen", (json_int_t)b.unit_cost),
-                      &c->err);
+    if ((rc = store_emit(w, c->now, "batch.imported",
+                         json_pack("{s:I,s:s,s:s,s:I,s:I}", "batch_id", (json_int_t)b.id,
+                                   "supplier", b.supplier, "sku", b.sku, "count",
+                                   (json_int_t)b.count, "unit_cost_fen", (json_int_t)b.unit_cost),
+                         &c->err)) != PH_OK)
+        return rc;
+    return store_sync_stock_added(w, c, sku); /* an auto-delisted product has stock again */
 }
 
 /* ---- voiding a batch ------------------------------------------------------ */
@@ -433,7 +435,7 @@ static int apply_products(ph_wtxn *w, ph_cmd *c)
         const char *sku = json_string_value(json_object_get(list[i], "sku"));
         if (!sku || !ph_ident_valid(sku, PH_SKU_MAX))
             rc = ph_err_set(&c->err, PH_EINVAL, "products[%zu]: not a product object", i);
-        else
+        else if ((rc = store_sync_overlay(w, sku, list[i], &c->err)) == PH_OK)
             rc = put_product(w, c, sku, list[i], "product.updated");
     }
     if (rc == PH_OK)
@@ -505,6 +507,10 @@ int ph_store_apply(ph_wtxn *w, ph_cmd *c)
     case PH_CMD_PUT_PRODUCTS:
         memset(&w->s->memo, 0, sizeof w->s->memo); /* orderability may change */
         return apply_products(w, c);
+    case PH_CMD_SYNC:
+        return store_apply_sync(w, c);
+    case PH_CMD_PIN:
+        return store_apply_pin(w, c);
     default:
         return ph_err_set(&c->err, PH_EINVAL, "store: unknown command type %d", c->type);
     }

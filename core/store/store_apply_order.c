@@ -69,7 +69,10 @@ int store_listed_delivery(ph_wtxn *w, ph_cmd *c, const char *sku, int *out, char
     const char *delivery = json_string_value(json_object_get(p, "delivery"));
     snprintf(kind, 32, "%s", delivery ? delivery : "?");
     *out = ph_delivery_parse(delivery);
-    if (!json_is_true(json_object_get(p, "listed")))
+    const char *why = ph_product_delisted_why(p);
+    if (why)
+        rc = ph_err_set(&c->err, PH_ESKU, "sku: '%s' is delisted (%s)", sku, why);
+    else if (!ph_product_listed(p))
         rc = ph_err_set(&c->err, PH_ESKU, "sku: '%s' is not listed", sku);
     json_decref(p);
     if (rc == PH_OK && *out)

@@ -53,6 +53,8 @@ enum {
     DB_DISCREP_ATT,   /* be64(order id) be32(attempt no) -> dup sorted discrepancy ids */
     DB_LATE,          /* be64(due ms) be64(order id) be32(attempt no) -> "": late re-queries */
     DB_JOBS,          /* job id -> the job's record JSON (store_jobs.c) */
+    DB_OFFER_STATE,   /* sku NUL supplier -> ph_offer_state_rec (store_sync.c) */
+    DB_PRODUCT_STATE, /* sku -> ph_product_state_rec: pin and auto-delisting (store_sync.c) */
     DB_COUNT
 };
 
@@ -303,6 +305,45 @@ int ph_store_keys_complete(ph_store *s, MDB_txn *txn, ph_err *err);
 /* Meta key of a key id's check value ("keycheck:index" for PH_KEYCHECK_INDEX);
  * buf >= 24 bytes. Returns its length. */
 size_t ph_store_keycheck_name(uint16_t id, char *buf);
+
+/* ---- offer state (store_sync.c; docs/store.md, "Offer state") ---- */
+
+/* DB_OFFER_STATE value. Native byte order; every byte a named field. */
+typedef struct ph_offer_state_rec {
+    uint8_t version; /* 1 */
+    int8_t on_sale;  /* 1, 0, -1 unknown */
+    uint8_t over_max;
+    uint8_t reserved[5]; /* 0 */
+    int64_t upstream_cost, stock, stock_at, synced_at;
+} ph_offer_state_rec;
+
+/* DB_PRODUCT_STATE value. A product without one is unpinned and not
+ * auto-delisted. */
+typedef struct ph_product_state_rec {
+    uint8_t version;       /* 1 */
+    uint8_t pin;           /* PH_PIN_* */
+    uint8_t auto_delisted; /* 1: sync delisted it (no usable offer, no local stock) */
+    uint8_t reserved[5];   /* 0 */
+} ph_product_state_rec;
+
+/* Σ of the last known supplier stock of sku's usable offers (listed upstream, not
+ * over max cost); *known 0 when any usable offer's stock is unknown. */
+int store_offer_stock_sum(ph_wtxn *w, const char *sku, int64_t *sum, int *known);
+
+/* PUT_PRODUCTS: marks p (a product object about to be stored) delisted as its
+ * product state says ("delisted": {"reason": "upstream"|"ops"}), so a reload
+ * keeps a delisting. Writer only. PH_OK, PH_EIO, PH_ENOMEM. */
+int store_sync_overlay(ph_wtxn *w, const char *sku, json_t *p, ph_err *err);
+/* Reads: adds to the product object text *json (malloc'd; replaced) each
+ * offer's upstream state ("upstream" inside offers[i]) and "supplier_stock"
+ * (a number, or null when unknown), when sku has any offer state. PH_OK
+ * (nothing to add leaves *json as it is), PH_EIO, PH_ENOMEM. */
+int store_sync_decorate(ph_store *s, MDB_txn *txn, const char *sku, char **json, ph_err *err);
+/* IMPORT: sku got local stock; an auto-delisted product is relisted
+ * (product.relisted, reason stock). Writer only. */
+int store_sync_stock_added(ph_wtxn *w, ph_cmd *c, const char *sku);
+int store_apply_sync(ph_wtxn *w, ph_cmd *c);
+int store_apply_pin(ph_wtxn *w, ph_cmd *c);
 
 /* Applies one command inside w->txn (store_apply.c). */
 int ph_store_apply(ph_wtxn *w, ph_cmd *cmd);

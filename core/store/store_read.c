@@ -519,7 +519,10 @@ int ph_store_product_get_at(ph_store *s, const char *sku, int64_t now, char **js
         rc = ph_store_lmdb_err(err, mrc, "read product");
     else if (!(*json = dup_val(&v)))
         rc = ph_err_set(err, PH_ENOMEM, "out of memory");
-    else
+    else if ((rc = store_sync_decorate(s, txn, sku, json, err)) != PH_OK) {
+        free(*json);
+        *json = NULL;
+    } else
         *available = issuable_count(s, txn, sku, k.mv_size, now);
     ph_store_read_end(s, txn);
     return rc;
@@ -560,6 +563,13 @@ int ph_store_product_list_at(ph_store *s, int64_t now, char ***json, uint64_t **
          op = MDB_NEXT) {
         if (!(js[cnt] = dup_val(&v))) {
             rc = ph_err_set(err, PH_ENOMEM, "out of memory");
+            break;
+        }
+        char sku[PH_SKU_MAX + 1];
+        snprintf(sku, sizeof sku, "%.*s", (int)k.mv_size, (const char *)k.mv_data);
+        if ((rc = store_sync_decorate(s, txn, sku, &js[cnt], err)) != PH_OK) {
+            free(js[cnt]);
+            js[cnt] = NULL;
             break;
         }
         av[cnt++] = issuable_count(s, txn, k.mv_data, k.mv_size, now);

@@ -692,6 +692,8 @@ static int usable_for(void *ctx, const ph_supplier_conf *sc)
                              : ph_sio_allow(rc->f->o.sio, sc->id);
 }
 
+#define ROUTE_UP_MAX 64 /* offers route.c considers */
+
 /* The best usable offer of p for its kind of delivery (route.h), as a target
  * whose strings point into cfg. */
 int ful_pick_target(ph_fulfil *f, const ph_config *cfg, const ph_product_conf *p,
@@ -699,10 +701,24 @@ int ful_pick_target(ph_fulfil *f, const ph_config *cfg, const ph_product_conf *p
 {
     route_ctx rc = {f, p->delivery == PH_DELIVERY_RECHARGE ? PERKHUB_CAP_RECHARGE
                                                            : PERKHUB_CAP_CARD_ORDER};
-    const ph_offer_conf *o = ph_route_pick(cfg, p, tried, ntried, usable_for, &rc);
+    /* what sync knows of the offers upstream (route.h); unknown when unreadable */
+    ph_offer_state up[ROUTE_UP_MAX];
+    int found[ROUTE_UP_MAX];
+    const char *sups[ROUTE_UP_MAX];
+    size_t n = p->noffers < ROUTE_UP_MAX ? p->noffers : ROUTE_UP_MAX;
+    for (size_t i = 0; i < n; i++)
+        sups[i] = p->offers[i].supplier;
+    ph_err ignored;
+    int have = f->o.store &&
+               ph_store_offer_states(f->o.store, p->sku, sups, n, up, found, &ignored) == PH_OK;
+    ph_product_conf q = *p; /* at most ROUTE_UP_MAX offers, each with its state */
+    q.noffers = n;
+    const ph_offer_conf *o =
+        ph_route_pick(cfg, &q, have ? up : NULL, tried, ntried, usable_for, &rc);
     if (!o)
         return PH_ENOTFOUND;
-    *out = (ph_attempt_target){o->supplier, o->supplier_sku, o->cost};
+    *out = (ph_attempt_target){o->supplier, o->supplier_sku,
+                               ph_route_cost(o, have ? &up[o - p->offers] : NULL)};
     return PH_OK;
 }
 

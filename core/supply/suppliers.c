@@ -209,6 +209,30 @@ static void problem_key(void *arg, size_t at, const ph_err *e)
     problem_at(pb, pb->sc->config[at].mark, where, e->msg);
 }
 
+/* sync: a schedule the plugin cannot serve (no catalog or stock-check
+ * capability) is refused at the key that asks for it. */
+static int sync_capable(const ph_supplier_conf *sc, const struct perkhub_plugin *d, problems *pb,
+                        ph_err *err)
+{
+    if (sc->sync_catalog_every_s && !(d->capabilities & PERKHUB_CAP_CATALOG)) {
+        ph_err_set(err, PH_EINVAL,
+                   "supplier '%s': plugin %s has no catalog capability: nothing to sync every "
+                   "%u s",
+                   sc->id, sc->plugin, sc->sync_catalog_every_s);
+        problem_at(pb, sc->sync_catalog_mark, ".sync.catalog_every_s", err->msg);
+        return PH_EINVAL;
+    }
+    if (sc->sync_stock_every_s && !(d->capabilities & PERKHUB_CAP_STOCK_CHECK)) {
+        ph_err_set(err, PH_EINVAL,
+                   "supplier '%s': plugin %s has no stock_check capability: nothing to sync "
+                   "every %u s",
+                   sc->id, sc->plugin, sc->sync_stock_every_s);
+        problem_at(pb, sc->sync_stock_mark, ".sync.stock_every_s", err->msg);
+        return PH_EINVAL;
+    }
+    return PH_OK;
+}
+
 /* Opens the plugin, resolves the config and runs init for one supplier: the
  * one path of a start, a reload and --check-config. Every problem goes to pb. */
 static int supplier_start(const ph_logger *lg, reaper *rp, problems *pb, ph_supplier **out,
@@ -231,6 +255,8 @@ static int supplier_start(const ph_logger *lg, reaper *rp, problems *pb, ph_supp
         problem_at(pb, sc->plugin_mark, ".plugin", err->msg);
         goto fail;
     }
+    if ((rc = sync_capable(sc, ph_plugin_descriptor(sup->plugin), pb, err)) != PH_OK)
+        goto fail;
     rc = ph_plugin_conf_resolve_all(sup->plugin, sc->id, sc->config, sc->nconfig, problem_key, pb,
                                     &conf, err);
     if (rc != PH_OK)
@@ -368,6 +394,8 @@ static int apply(ph_suppliers *s, const ph_config *cfg, ph_suppliers_report_fn r
         rc = PH_OK;
         if (running && strcmp(old->plugin, sc->plugin) == 0) {
             int same = supplier_unchanged(old->sup, &pb, &rc, &one);
+            if (rc == PH_OK && same)
+                rc = sync_capable(sc, ph_plugin_descriptor(old->sup->plugin), &pb, &one);
             if (rc == PH_OK && same) {
                 sl->sup = supplier_ref(old->sup);
                 kept++;

@@ -361,6 +361,8 @@ static int gw_outcome(const struct gateway *gw, struct perkhub_result *res, int 
     return status;
 }
 
+#define GW_PAGE_SIZE 500 /* goods per gw.goods.list page */
+
 /* The step of an exchange that asks gw.order.info and reads it as a query. */
 static int gw_is_query(const struct perkhub_op *op)
 {
@@ -385,8 +387,11 @@ static int gw_biz_for(const struct perkhub_op *op, const char **method, json_t *
     }
     switch (op->kind) {
     case PERKHUB_OP_CATALOG:
+        /* one page per step of the exchange (docs/protocols/gateway.md, paging) */
         *method = "gw.goods.list";
-        return PERKHUB_OK;
+        bad |= json_object_set_new(biz, "page_no", json_integer((json_int_t)op->step + 1));
+        bad |= json_object_set_new(biz, "page_size", json_integer(GW_PAGE_SIZE));
+        return bad ? PERKHUB_ERR_NOMEM : PERKHUB_OK;
     case PERKHUB_OP_BALANCE:
         *method = "gw.account.info";
         return PERKHUB_OK;
@@ -801,10 +806,27 @@ static int gw_item_read(const struct perkhub_host *host, const json_t *g, struct
     return 0;
 }
 
-static int gw_catalog_parse(const struct gateway *gw, const json_t *result,
-                            struct perkhub_result *res)
+static int gw_catalog_parse(const struct gateway *gw, const struct perkhub_op *op,
+                            const json_t *result, struct perkhub_result *res)
 {
     const struct perkhub_host *host = gw->host;
+    if (json_is_object(result)) {
+        /* a page: {"page_no", "page_size", "total", "goods"}; more pages follow
+         * while page_no x page_size is below total */
+        json_t *no = json_object_get(result, "page_no"),
+               *size = json_object_get(result, "page_size");
+        json_t *total = json_object_get(result, "total");
+        if (!json_is_integer(no) || !json_is_integer(size) || !json_is_integer(total) ||
+            json_integer_value(no) != op->step + 1 || json_integer_value(size) < 1 ||
+            json_integer_value(total) < 0)
+            return gw_outcome(gw, res, PERKHUB_AMBIGUOUS, "malformed_result");
+        if (json_integer_value(no) * json_integer_value(size) < json_integer_value(total)) {
+            res->next = 1;
+            if (!(res->next_state = host->mem_strdup(host, "next_page")))
+                return gw_outcome(gw, res, PERKHUB_AMBIGUOUS, "out_of_memory");
+        }
+        result = json_object_get(result, "goods");
+    }
     if (!json_is_array(result))
         return gw_outcome(gw, res, PERKHUB_AMBIGUOUS, "malformed_result");
     size_t n = json_array_size(result);
@@ -902,7 +924,7 @@ static int gw_success_parse(const struct gateway *gw, const struct perkhub_op *o
     if (gw_is_query(op) || op->kind == PERKHUB_OP_CARD_ORDER || op->kind == PERKHUB_OP_RECHARGE)
         st = gw_order_parse(gw, op, result, res);
     else if (op->kind == PERKHUB_OP_CATALOG)
-        st = gw_catalog_parse(gw, result, res);
+        st = gw_catalog_parse(gw, op, result, res);
     else if (op->kind == PERKHUB_OP_STOCK_CHECK)
         st = gw_stock_parse(gw, result, res);
     else if (op->kind == PERKHUB_OP_BALANCE)

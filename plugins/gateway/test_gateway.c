@@ -988,3 +988,46 @@ Test(gateway, redemption_answers)
     }
     kit_close(&k);
 }
+
+/* The catalog in pages (docs/protocols/gateway.md, "Paging"): a page that is
+ * not the last asks for the next step; the last does not; a page other than
+ * the one asked for, or without its numbers, is not understood. */
+Test(gateway, catalog_pages)
+{
+    struct kit k = kit_open();
+    static const char *const goods = "[{\"product_id\":\"E00001\",\"product_name\":\"F\","
+                                     "\"product_type\":\"card\",\"face_value\":\"10.00\","
+                                     "\"purchase_price\":\"9.50\",\"stock\":100,"
+                                     "\"sales_status\":\"on\"}]";
+    static const struct {
+        int step;
+        const char *page; /* the result object's numbers */
+        int outcome, next;
+    } cases[] = {
+        {0, "\"page_no\":1,\"page_size\":1,\"total\":3", PERKHUB_OK, 1},
+        {1, "\"page_no\":2,\"page_size\":1,\"total\":3", PERKHUB_OK, 1},
+        {2, "\"page_no\":3,\"page_size\":1,\"total\":3", PERKHUB_OK, 0},
+        {0, "\"page_no\":1,\"page_size\":500,\"total\":1", PERKHUB_OK, 0},
+        {1, "\"page_no\":1,\"page_size\":1,\"total\":3", PERKHUB_AMBIGUOUS, 0},
+        {0, "\"page_no\":1,\"total\":3", PERKHUB_AMBIGUOUS, 0},
+        {0, "\"page_no\":1,\"page_size\":0,\"total\":3", PERKHUB_AMBIGUOUS, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char text[512];
+        snprintf(text, sizeof text, "{%s,\"goods\":%s}", cases[i].page, goods);
+        char *answer = signed_answer(&k, text);
+        struct perkhub_op op = {.kind = PERKHUB_OP_CATALOG, .step = cases[i].step};
+        struct perkhub_result res;
+        int st = phtk_parse(k.tk, &op, 200, answer, strlen(answer), &res);
+        free(answer);
+        cr_assert_eq(st, cases[i].outcome, "case %zu: %d", i, st);
+        if (st == PERKHUB_OK) {
+            cr_assert_eq(res.nitems, 1, "case %zu", i);
+            cr_assert_eq(res.next, cases[i].next, "case %zu", i);
+            if (res.next)
+                cr_assert_str_eq(res.next_state, "next_page");
+        }
+        phtk_result_clear(k.tk, &res);
+    }
+    kit_close(&k);
+}

@@ -283,21 +283,28 @@ static void sandbox_shutdown(void *instance)
  * URL: URLs end up in logs, and the core wipes request bodies.
  */
 
-static int sbx_request_get(const struct sandbox *sb, struct perkhub_request *req, const char *path,
-                           const char *product)
+/* GET <path>[?<key>=<value, URL-encoded>]. */
+static int sbx_request_get_param(const struct sandbox *sb, struct perkhub_request *req,
+                                 const char *path, const char *key, const char *value)
 {
     const struct perkhub_host *h = sb->host;
-    char *enc = product ? h->url_encode(h, product) : NULL;
-    if (product && !enc)
+    char *enc = value ? h->url_encode(h, value) : NULL;
+    if (value && !enc)
         return PERKHUB_ERR_NOMEM;
-    size_t n = sizeof SBX_URL_PREFIX + strlen(path) + (enc ? strlen(enc) + 16 : 0);
+    size_t n = sizeof SBX_URL_PREFIX + strlen(path) + (enc ? strlen(enc) + strlen(key) + 4 : 0);
     req->url = h->mem_alloc(h, n);
     if (req->url)
-        snprintf(req->url, n, SBX_URL_PREFIX "%s%s%s", path, enc ? "?product=" : "",
-                 enc ? enc : "");
+        snprintf(req->url, n, SBX_URL_PREFIX "%s%s%s%s%s", path, enc ? "?" : "", enc ? key : "",
+                 enc ? "=" : "", enc ? enc : "");
     h->mem_free(h, enc);
     req->method = "GET";
     return req->url ? PERKHUB_OK : PERKHUB_ERR_NOMEM;
+}
+
+static int sbx_request_get(const struct sandbox *sb, struct perkhub_request *req, const char *path,
+                           const char *product)
+{
+    return sbx_request_get_param(sb, req, path, "product", product);
 }
 
 /* The order's kind: a query names it in op->order_kind, or leaves it to the
@@ -398,8 +405,11 @@ static int sandbox_build_request(void *instance, const struct perkhub_op *op,
 {
     const struct sandbox *sb = instance;
     switch (op->kind) {
-    case PERKHUB_OP_CATALOG:
-        return sbx_request_get(sb, req, "catalog", NULL);
+    case PERKHUB_OP_CATALOG: { /* one page per step: page = step + 1 */
+        char page[24];
+        snprintf(page, sizeof page, "%d", op->step + 1);
+        return sbx_request_get_param(sb, req, "catalog", "page", page);
+    }
     case PERKHUB_OP_STOCK_CHECK:
         return sbx_request_get(sb, req, "stock", op->product_id ? op->product_id : "");
     case PERKHUB_OP_BALANCE:
@@ -434,6 +444,7 @@ struct sbx_form {
     char created[24];
     char code[SBX_FIELD_MAX + 1]; /* redemption: a secret, wiped after serving */
     char card[SBX_FIELD_MAX + 1];
+    char page[24]; /* catalog: the page asked for, 1-based; "" = the first */
 };
 
 /* What the sandbox answers: a status and a JSON body, after a delay. */
@@ -493,6 +504,7 @@ static void sbx_form_field(struct sbx_form *f, const char *key, size_t klen, con
         {"created", offsetof(struct sbx_form, created), sizeof f->created},
         {"code", offsetof(struct sbx_form, code), sizeof f->code},
         {"card", offsetof(struct sbx_form, card), sizeof f->card},
+        {"page", offsetof(struct sbx_form, page), sizeof f->page},
     };
     for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++)
         if (strlen(slots[i].key) == klen && memcmp(slots[i].key, key, klen) == 0)
@@ -735,16 +747,31 @@ static json_t *sbx_product_json(const struct sbx_product *p)
                      (json_int_t)p->stock, "on_sale", 1);
 }
 
-static void sbx_serve_catalog(struct sbx_answer *ans)
+/* The catalog in pages of SBX_CATALOG_PAGE products, as a large supplier's
+ * would come: {"products": [...], "page": n, "pages": m}; a page past the last
+ * is empty, one that is not a number 400. */
+#define SBX_CATALOG_PAGE 4
+static void sbx_serve_catalog(const struct sbx_form *f, struct sbx_answer *ans)
 {
+    int64_t page = 1;
+    if (f->page[0] && (!sbx_parse_i64(f->page, &page) || page < 1)) {
+        ans->http_status = 400;
+        ans->body = sbx_error_json("bad_request");
+        return;
+    }
+    size_t pages = (SBX_NPRODUCTS + SBX_CATALOG_PAGE - 1) / SBX_CATALOG_PAGE;
     json_t *arr = json_array();
-    for (size_t i = 0; arr && i < SBX_NPRODUCTS; i++)
+    for (size_t i = (size_t)(page - 1) * SBX_CATALOG_PAGE;
+         arr && page <= (int64_t)pages && i < SBX_NPRODUCTS && i < (size_t)page * SBX_CATALOG_PAGE;
+         i++)
         if (json_array_append_new(arr, sbx_product_json(&sbx_products[i])) != 0) {
             json_decref(arr);
             arr = NULL;
         }
     ans->http_status = 200;
-    ans->body = arr ? json_pack("{s:o}", "products", arr) : NULL;
+    ans->body = arr ? json_pack("{s:o,s:I,s:I}", "products", arr, "page", (json_int_t)page, "pages",
+                                (json_int_t)pages)
+                    : NULL;
 }
 
 static void sbx_serve_stock(const struct sbx_form *f, struct sbx_answer *ans)
@@ -850,7 +877,7 @@ static void sbx_serve(const struct sandbox *sb, const struct perkhub_request *re
     else if (order || query)
         sbx_serve_order(sb, f, query, ans);
     else if (strcmp(f->path, "catalog") == 0)
-        sbx_serve_catalog(ans);
+        sbx_serve_catalog(f, ans);
     else if (strcmp(f->path, "stock") == 0)
         sbx_serve_stock(f, ans);
     else if (strcmp(f->path, "statement") == 0)
@@ -1046,12 +1073,20 @@ static int sbx_item_take(const struct perkhub_host *h, json_t *o, struct perkhub
     return PERKHUB_OK;
 }
 
-static int sbx_parse_catalog(const struct perkhub_host *h, json_t *root, struct perkhub_result *res)
+static int sbx_parse_catalog(const struct perkhub_host *h, const struct perkhub_op *op,
+                             json_t *root, struct perkhub_result *res)
 {
     json_t *arr = json_object_get(root, "products");
+    json_t *page = json_object_get(root, "page"), *pages = json_object_get(root, "pages");
     size_t n = json_array_size(arr);
-    if (!json_is_array(arr))
+    if (!json_is_array(arr) || !json_is_integer(page) || !json_is_integer(pages) ||
+        json_integer_value(page) != op->step + 1)
         return PERKHUB_AMBIGUOUS;
+    if (json_integer_value(page) < json_integer_value(pages)) { /* more pages follow */
+        res->next = 1;
+        if (sbx_dup(h, &res->next_state, "next_page") != PERKHUB_OK)
+            return PERKHUB_ERR_NOMEM;
+    }
     if (n == 0)
         return PERKHUB_OK;
     res->items = h->mem_alloc(h, n * sizeof *res->items);
@@ -1077,7 +1112,7 @@ static int sbx_parse_info(const struct perkhub_host *h, const struct perkhub_op 
     if (http_status != 200 || !root)
         return PERKHUB_AMBIGUOUS;
     if (op->kind == PERKHUB_OP_CATALOG)
-        return sbx_parse_catalog(h, root, res);
+        return sbx_parse_catalog(h, op, root, res);
     json_t *stock = json_object_get(root, "stock"), *price = json_object_get(root, "price");
     json_t *balance = json_object_get(root, "balance");
     if (op->kind == PERKHUB_OP_STOCK_CHECK && json_is_integer(stock) && json_is_integer(price)) {

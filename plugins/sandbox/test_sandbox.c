@@ -650,13 +650,26 @@ Test(sandbox, catalog)
     };
     phtk *tk = sbx_open(NULL);
     size_t blocks = phtk_blocks(tk);
+    /* two pages of a multi-step exchange: 4 products, then 2 */
     struct perkhub_op op = {.kind = PERKHUB_OP_CATALOG};
     struct sbx_run r;
     sbx_run(tk, &op, T0, &r);
     cr_assert_eq(r.outcome, PERKHUB_OK);
-    cr_assert_eq(r.res.nitems, 6);
-    for (size_t i = 0; i < 6; i++) {
-        const struct perkhub_item *it = &r.res.items[i];
+    cr_assert_eq(r.res.nitems, 4);
+    cr_assert_eq(r.res.next, 1, "a second page follows");
+    cr_assert_str_eq(r.res.next_state, "next_page");
+    for (size_t i = 0; i < 4; i++)
+        cr_assert_str_eq(r.res.items[i].product_id, want[i].id);
+    sbx_run_clear(tk, &r, blocks);
+    op.step = 1;
+    op.state = "next_page";
+    sbx_run(tk, &op, T0, &r);
+    cr_assert_eq(r.outcome, PERKHUB_OK);
+    cr_assert_eq(r.res.nitems, 2);
+    cr_assert_eq(r.res.next, 0, "the last page");
+    for (size_t k = 0; k < 2; k++) {
+        size_t i = k + 4;
+        const struct perkhub_item *it = &r.res.items[k];
         cr_assert_str_eq(it->product_id, want[i].id);
         cr_assert_eq(it->kind, want[i].kind, "%s", it->product_id);
         cr_assert_eq(it->stock, want[i].stock, "%s", it->product_id);

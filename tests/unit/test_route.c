@@ -55,7 +55,8 @@ Test(route, highest_priority_wins_over_cost_and_disabled_is_skipped)
 {
     ph_config *cfg = load();
     ask a = {0};
-    const ph_offer_conf *o = ph_route_pick(cfg, ph_config_product(cfg, "s"), NULL, 0, usable, &a);
+    const ph_offer_conf *o =
+        ph_route_pick(cfg, ph_config_product(cfg, "s"), NULL, NULL, 0, usable, &a);
     cr_assert_not_null(o);
     cr_expect_str_eq(o->supplier, "c");
     cr_expect_eq(a.nasked, 1, "asked only the winner");
@@ -66,7 +67,8 @@ Test(route, equal_priority_goes_to_the_cheaper_offer)
 {
     ph_config *cfg = load();
     ask a = {.no = {"c"}};
-    const ph_offer_conf *o = ph_route_pick(cfg, ph_config_product(cfg, "s"), NULL, 0, usable, &a);
+    const ph_offer_conf *o =
+        ph_route_pick(cfg, ph_config_product(cfg, "s"), NULL, NULL, 0, usable, &a);
     cr_assert_not_null(o);
     cr_expect_str_eq(o->supplier, "b");
     cr_expect_eq(a.nasked, 2);
@@ -79,7 +81,8 @@ Test(route, tried_suppliers_are_never_picked_again)
     ph_config *cfg = load();
     ask a = {0};
     const char *tried[] = {"c", "b"};
-    const ph_offer_conf *o = ph_route_pick(cfg, ph_config_product(cfg, "s"), tried, 2, usable, &a);
+    const ph_offer_conf *o =
+        ph_route_pick(cfg, ph_config_product(cfg, "s"), NULL, tried, 2, usable, &a);
     cr_assert_not_null(o);
     cr_expect_str_eq(o->supplier, "a");
     ph_config_free(cfg);
@@ -89,7 +92,7 @@ Test(route, nothing_usable_gives_null)
 {
     ph_config *cfg = load();
     ask a = {.no = {"a", "b", "c"}};
-    cr_expect_null(ph_route_pick(cfg, ph_config_product(cfg, "s"), NULL, 0, usable, &a));
+    cr_expect_null(ph_route_pick(cfg, ph_config_product(cfg, "s"), NULL, NULL, 0, usable, &a));
     cr_expect_eq(a.nasked, 3, "the disabled supplier is not even asked");
     ph_config_free(cfg);
 }

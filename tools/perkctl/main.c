@@ -314,6 +314,32 @@ static const pk_cmd commands[] = {
      "example:\n"
      "  $ perkctl supplier balance sandbox\n"
      "  balance with sandbox: 10000.00\n"},
+    {"sync", pk_cmd_sync, "sync a supplier's catalog and stock now",
+     "usage: perkctl sync ID [--what catalog|stock|all]\n"
+     "\n"
+     "Runs supplier ID's sync jobs now (POST /v1/suppliers/ID/sync): the catalog\n"
+     "(every product it sells, its cost, stock and on-sale state, paged) and the stock\n"
+     "check of each of our offers at it. Prints the jobs queued; their outcome shows in\n"
+     "the supplier's \"sync\" (perkctl suppliers --json) and in GET /v1/jobs. What\n"
+     "changed becomes events (offer.price_changed, offer.out_of_stock, ...). A\n"
+     "supplier whose plugin can do neither answers unsupported. Needs an ops token.\n"
+     "\n"
+     "  --what catalog|stock|all   which sync (default all)\n"
+     "\n"
+     "example:\n"
+     "  $ perkctl sync sandbox\n"
+     "  queued sync.catalog/sandbox\n"
+     "  queued sync.stock/sandbox\n"},
+    {"pin", pk_cmd_pin, "pin a product listed or delisted, or unpin it",
+     "usage: perkctl pin SKU listed|delisted|none\n"
+     "\n"
+     "Pins product SKU (POST /v1/products/SKU/pin): listed keeps it listed whatever\n"
+     "sync finds upstream, delisted takes it off the catalog (orders of it are refused\n"
+     "naming the SKU), none lets sync decide again. Audited. Needs an ops token.\n"
+     "\n"
+     "example:\n"
+     "  $ perkctl pin iqiyi.gold.1m delisted\n"
+     "  iqiyi.gold.1m: pin delisted, delisted by ops\n"},
     {"ledger", pk_cmd_ledger, "the money booked per order: supplier costs and sales",
      "usage: perkctl ledger [--from WHEN] [--to WHEN] [--supplier ID] [--client NAME]\n"
      "                      [--sku SKU] [--after SEQ] [--limit N] [--csv]\n"

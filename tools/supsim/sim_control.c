@@ -187,6 +187,57 @@ static void redeem_post(sim *s, const sim_request *rq, sim_reply *out)
     json_decref(d);
 }
 
+/* POST /_sim/catalog: the supplier's catalog changes mid-run.
+ *   {"product_id": "10001", "price": 2950, "stock": 0, "listed": false, "on_sale": false}
+ * sets what is given of one product (either protocol's id; price in fen; stock
+ * -1 = unlimited); {"extra_items": N} makes the gateway's catalog N synthetic
+ * items longer (a large catalog, served in pages). Answers the product as it
+ * now is. POST /_sim/reset undoes it all. */
+static void catalog_post(sim *s, const sim_request *rq, sim_reply *out)
+{
+    json_t *d = json_loadb(rq->body ? rq->body : "", rq->len, 0, NULL);
+    json_t *extra = json_object_get(d, "extra_items");
+    const char *pid = json_string_value(json_object_get(d, "product_id"));
+    json_t *price = json_object_get(d, "price"), *stock = json_object_get(d, "stock");
+    json_t *listed = json_object_get(d, "listed"), *sale = json_object_get(d, "on_sale");
+    int i = -1;
+    if (pid && (i = sim_product_find(SIM_GATEWAY, pid)) < 0)
+        i = sim_product_find(SIM_REWARDS, pid);
+    if (!json_is_object(d) ||
+        (extra && (!json_is_integer(extra) || json_integer_value(extra) < 0 ||
+                   json_integer_value(extra) > SIM_EXTRA_MAX)) ||
+        (!extra && i < 0) ||
+        (price && (!json_is_integer(price) || json_integer_value(price) < 1)) ||
+        (stock && (!json_is_integer(stock) || json_integer_value(stock) < -1)) ||
+        (listed && !json_is_boolean(listed)) || (sale && !json_is_boolean(sale))) {
+        ctl_error(out, 400,
+                  "expected {product_id, price?, stock?, listed?, on_sale?} or {extra_items: "
+                  "0..1000000}");
+        json_decref(d);
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    if (extra)
+        s->extra_items = (long)json_integer_value(extra);
+    if (i >= 0) {
+        if (price)
+            s->price_fen[i] = (long)json_integer_value(price);
+        if (stock)
+            s->stock[i] = (long long)json_integer_value(stock);
+        if (listed)
+            s->listed[i] = json_is_true(listed);
+        if (sale)
+            s->on_sale[i] = json_is_true(sale);
+    }
+    json_t *r = i < 0 ? json_pack("{s:I}", "extra_items", (json_int_t)s->extra_items)
+                      : json_pack("{s:s,s:I,s:I,s:b,s:b}", "product_id", sim_catalog[i].id, "price",
+                                  (json_int_t)s->price_fen[i], "stock", (json_int_t)s->stock[i],
+                                  "listed", s->listed[i], "on_sale", s->on_sale[i]);
+    pthread_mutex_unlock(&s->mu);
+    sim_reply_json(out, 200, r);
+    json_decref(d);
+}
+
 void sim_control_handle(sim *s, const sim_request *rq, sim_reply *out)
 {
     const char *m = rq->method, *path = rq->path;
@@ -205,6 +256,8 @@ void sim_control_handle(sim *s, const sim_request *rq, sim_reply *out)
         callback_post(s, rq, out);
     else if (!strcmp(path, "/_sim/complete") && !strcmp(m, "POST"))
         complete_post(s, rq, out);
+    else if (!strcmp(path, "/_sim/catalog") && !strcmp(m, "POST"))
+        catalog_post(s, rq, out);
     else if (!strcmp(path, "/_sim/statement") && !strcmp(m, "POST"))
         sim_statement_post(s, rq, out);
     else if (!strcmp(path, "/_sim/redeem") && !strcmp(m, "POST"))

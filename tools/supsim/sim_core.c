@@ -190,8 +190,12 @@ int sim_product_find(sim_proto p, const char *id)
 static void reset_fields_locked(sim *s)
 {
     s->rng = s->cfg.seed;
-    for (int i = 0; i < SIM_NPRODUCTS; i++)
+    for (int i = 0; i < SIM_NPRODUCTS; i++) {
         s->stock[i] = sim_catalog[i].stock0;
+        s->price_fen[i] = sim_catalog[i].price_fen;
+        s->listed[i] = s->on_sale[i] = 1;
+    }
+    s->extra_items = 0;
     s->balance_fen = s->cfg.balance_fen > 0 ? s->cfg.balance_fen : SIM_BALANCE0;
     s->seq[0] = s->seq[1] = 0;
     memset(&s->counts, 0, sizeof s->counts);
@@ -514,7 +518,7 @@ sim_order *sim_order_create_locked(sim *s, sim_proto p, const char *ref, int pro
     o->complete_at_ms = o->created_ms + s->cfg.complete_ms;
     if (account && !strcmp(account, SIM_STUCK_ACCOUNT))
         o->complete_at_ms = INT64_MAX; /* only sim_order_complete_locked ends it */
-    o->amount_fen = (long long)pr->price_fen * qty;
+    o->amount_fen = (long long)s->price_fen[product] * qty;
     shape_take_locked(s, o);
     order_id_locked(s, p, o->created_unix, o->order_id, sizeof o->order_id);
     if ((notify_url && !(o->notify_url = strdup(notify_url))) ||

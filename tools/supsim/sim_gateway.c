@@ -1,6 +1,7 @@
 /* sim_gateway.c — protocol 1 (docs/protocols/gateway.md) at POST /gateway. */
 #include "supsim.h"
 
+#include <limits.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -172,11 +173,50 @@ static json_t *goods_locked(sim *s, int i)
     const sim_product *p = &sim_catalog[i];
     char face[24], price[24];
     sim_yuan(p->face_fen, face, sizeof face);
-    sim_yuan(p->price_fen, price, sizeof price);
+    sim_yuan(s->price_fen[i], price, sizeof price);
     return json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:s}", "product_id", p->id, "product_name", p->name,
                      "product_type", p->is_card ? "card" : "direct", "face_value", face,
                      "purchase_price", price, "stock", (json_int_t)s->stock[i], "sales_status",
-                     "on");
+                     s->on_sale[i] ? "on" : "off");
+}
+
+/* Item k of the large catalog (supsim.h, extra_items). */
+static json_t *extra_goods(long k)
+{
+    char id[24];
+    snprintf(id, sizeof id, "E%05ld", k + 1);
+    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:s}", "product_id", id, "product_name",
+                     "Catalog filler", "product_type", "card", "face_value", "10.00",
+                     "purchase_price", "9.50", "stock", 100, "sales_status", "on");
+}
+
+/* gw.goods.list: every listed product, then the large catalog's items; with
+ * biz page_no (1-based) and page_size (1..1000, default 500) one page of them
+ * as {"page_no", "page_size", "total", "goods"}, else the whole list as an
+ * array (the original answer). */
+static json_t *goods_list_locked(sim *s, gw_req *g)
+{
+    long page = 0, size = 500;
+    int paged = !get_int(g->biz, "page_no", &page);
+    get_int(g->biz, "page_size", &size);
+    if (size < 1 || size > 1000)
+        size = 500;
+    json_t *all = json_array();
+    long total = 0, from = paged ? (page - 1) * size : 0, to = paged ? from + size : LONG_MAX;
+    for (int k = 0; k < SIM_NPRODUCTS; k++) {
+        if (sim_catalog[k].proto != SIM_GATEWAY || !s->listed[k])
+            continue;
+        if (total >= from && total < to)
+            json_array_append_new(all, goods_locked(s, k));
+        total++;
+    }
+    for (long k = 0; k < s->extra_items; k++, total++)
+        if (total >= from && total < to)
+            json_array_append_new(all, extra_goods(k));
+    if (!paged)
+        return all;
+    return json_pack("{s:i,s:i,s:I,s:o}", "page_no", (int)page, "page_size", (int)size, "total",
+                     (json_int_t)total, "goods", all);
 }
 
 static void m_goods(sim *s, gw_req *g, sim_reply *out, int bad_sign)
@@ -184,6 +224,10 @@ static void m_goods(sim *s, gw_req *g, sim_reply *out, int bad_sign)
     const char *pid = json_string_value(json_object_get(g->biz, "product_id"));
     int list = !strcmp(g->method, "gw.goods.list");
     int i = pid ? sim_product_find(SIM_GATEWAY, pid) : -1;
+    pthread_mutex_lock(&s->mu);
+    if (i >= 0 && !s->listed[i])
+        i = -1; /* delisted: the supplier no longer knows it */
+    pthread_mutex_unlock(&s->mu);
     if (!list && i < 0) {
         gw_error(out, 2001, "product not found");
         return;
@@ -191,17 +235,14 @@ static void m_goods(sim *s, gw_req *g, sim_reply *out, int bad_sign)
     json_t *r;
     pthread_mutex_lock(&s->mu);
     if (list) {
-        r = json_array();
-        for (int k = 0; k < SIM_NPRODUCTS; k++)
-            if (sim_catalog[k].proto == SIM_GATEWAY)
-                json_array_append_new(r, goods_locked(s, k));
+        r = goods_list_locked(s, g);
     } else if (!strcmp(g->method, "gw.goods.info")) {
         r = goods_locked(s, i);
     } else {
         long n = 1;
         get_int(g->biz, "buy_num", &n);
         char price[24];
-        sim_yuan(sim_catalog[i].price_fen, price, sizeof price);
+        sim_yuan(s->price_fen[i], price, sizeof price);
         int ok = s->stock[i] < 0 || s->stock[i] >= n;
         r = json_pack("{s:s,s:s,s:I,s:s}", "product_id", pid, "stock_status",
                       ok ? "sufficient" : "insufficient", "stock", (json_int_t)s->stock[i],
@@ -244,16 +285,16 @@ static int order_check_locked(sim *s, gw_req *g, int card, int *prod, long *qty,
     if (sim_order_find_locked(s, SIM_GATEWAY, ref))
         return *msg = "customer_order_no already used", 2004;
     *prod = sim_product_find(SIM_GATEWAY, pid);
-    if (*prod < 0 || sim_catalog[*prod].is_card != card)
+    if (*prod < 0 || sim_catalog[*prod].is_card != card || !s->listed[*prod] || !s->on_sale[*prod])
         return *msg = "product not found", 2001;
     if (!card && !is_account(json_string_value(json_object_get(g->biz, "charge_account"))))
         return *msg = "invalid charge account", 2003;
     if (s->stock[*prod] >= 0 && s->stock[*prod] < *qty)
         return *msg = "out of stock", 2002;
     const char *maxp = json_string_value(json_object_get(g->biz, "max_price"));
-    if (maxp && *maxp && parse_yuan(maxp) < sim_catalog[*prod].price_fen)
+    if (maxp && *maxp && parse_yuan(maxp) < s->price_fen[*prod])
         return *msg = "price above max_price", GW_PRICE_ABOVE_MAX;
-    if (s->balance_fen < sim_catalog[*prod].price_fen * *qty)
+    if (s->balance_fen < s->price_fen[*prod] * *qty)
         return *msg = "balance insufficient", 2006;
     return 0;
 }

@@ -58,8 +58,8 @@ static json_t *item_locked(sim *s, int i)
     json_t *stock = s->stock[i] < 0 ? json_null() : json_integer(s->stock[i]);
     return json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:o,s:s}", "utid", p->id, "name", p->name, "brand",
                      p->brand, "type", p->is_card ? "code" : "recharge", "value",
-                     (json_int_t)p->face_fen, "cost", (json_int_t)p->price_fen, "stock", stock,
-                     "status", "active");
+                     (json_int_t)p->face_fen, "cost", (json_int_t)s->price_fen[i], "stock", stock,
+                     "status", s->on_sale[i] ? "active" : "inactive");
 }
 
 /* The order object; with_rewards = 0 for webhooks. st overrides o->state. An
@@ -102,12 +102,17 @@ static void r_catalog(sim *s, const sim_request *rq, sim_reply *out)
     }
     pthread_mutex_lock(&s->mu);
     json_t *r;
+    if (utid && !s->listed[i]) {
+        pthread_mutex_unlock(&s->mu);
+        rw_error(out, 404, "unknown_utid", "no such item");
+        return;
+    }
     if (utid) {
         r = item_locked(s, i);
     } else {
         json_t *a = json_array();
         for (int k = 0; k < SIM_NPRODUCTS; k++)
-            if (sim_catalog[k].proto == SIM_REWARDS)
+            if (sim_catalog[k].proto == SIM_REWARDS && s->listed[k])
                 json_array_append_new(a, item_locked(s, k));
         r = json_pack("{s:o}", "items", a);
     }
@@ -133,7 +138,8 @@ static unsigned order_check_locked(sim *s, json_t *b, int *prod, const char **er
     if (!utid || !json_is_integer(q) || json_integer_value(q) < 1 || json_integer_value(q) > 1000 ||
         (max && !json_is_integer(max)))
         return *err = "invalid_request", *msg = "utid and quantity (1..1000) are required", 400;
-    if ((*prod = sim_product_find(SIM_REWARDS, utid)) < 0)
+    if ((*prod = sim_product_find(SIM_REWARDS, utid)) < 0 || !s->listed[*prod] ||
+        !s->on_sale[*prod])
         return *err = "unknown_utid", *msg = "no such item", 404;
     const sim_product *p = &sim_catalog[*prod];
     const char *acct =
@@ -143,9 +149,9 @@ static unsigned order_check_locked(sim *s, json_t *b, int *prod, const char **er
     json_int_t qty = json_integer_value(q);
     if (s->stock[*prod] >= 0 && s->stock[*prod] < qty)
         return *err = "out_of_stock", *msg = "not enough stock", 409;
-    if (max && json_integer_value(max) < p->price_fen)
+    if (max && json_integer_value(max) < s->price_fen[*prod])
         return *err = "price_above_max", *msg = "unit cost above max_unit_cost", 422;
-    if (s->balance_fen < p->price_fen * qty)
+    if (s->balance_fen < s->price_fen[*prod] * qty)
         return *err = "insufficient_funds", *msg = "balance too low", 402;
     return 0;
 }

@@ -149,6 +149,12 @@ typedef struct sim {
     sim_order **pending; /* recharges that were processing when last looked at */
     size_t npending, cap_pending;
     long long stock[SIM_NPRODUCTS];
+    /* what the catalog says now (POST /_sim/catalog changes it mid-run): the
+     * price per unit, listed (0: gone from the catalog, orders refused as
+     * unknown), on sale (0: listed "off"/"inactive") */
+    long price_fen[SIM_NPRODUCTS];
+    int listed[SIM_NPRODUCTS], on_sale[SIM_NPRODUCTS];
+    long extra_items; /* a large catalog: this many more card items "E00001".., list only */
     long long balance_fen;
     long seq[2];
     sim_counts counts;
@@ -223,6 +229,10 @@ int sim_parse_beijing(const char *s, int64_t *t);
 void sim_iso_time(int64_t t, char *out, size_t n);
 /* "28.50" for 2850. */
 void sim_yuan(long long fen, char *out, size_t n);
+
+/* A synthetic item k (0-based) of a large catalog: id "E%05ld", 10.00 face,
+ * 9.50 price, stock 100. */
+#define SIM_EXTRA_MAX 1000000
 
 /* Index of the product with this id in protocol p, or -1. */
 int sim_product_find(sim_proto p, const char *id);
