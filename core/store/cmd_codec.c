@@ -48,6 +48,10 @@ const char *ph_cmd_type_name(int type)
         return "resolve";
     case PH_CMD_RESEAL:
         return "reseal";
+    case PH_CMD_BALANCE:
+        return "balance";
+    case PH_CMD_ALERT_ACK:
+        return "alert_ack";
     default:
         return "?";
     }
@@ -214,6 +218,16 @@ static int encode_cmd(wbuf *b, const ph_cmd *c, size_t idx, ph_err *err)
         break;
     case PH_CMD_EXPIRE:
         w_u32(b, c->in.expire.limit);
+        break;
+    case PH_CMD_BALANCE:
+        w_str(b, c->in.balance.supplier);
+        w_i64(b, c->in.balance.balance);
+        w_i64(b, c->in.balance.below);
+        break;
+    case PH_CMD_ALERT_ACK:
+        w_u64(b, c->in.alert_ack.id);
+        w_str(b, c->in.alert_ack.by);
+        w_str(b, c->in.alert_ack.note);
         break;
     case PH_CMD_NOTE_EVENT:
         w_str(b, c->in.note.name);
@@ -752,6 +766,16 @@ static int decode_cmd(rd *r, ph_cmd *c, int *rc_out)
         break;
     case PH_CMD_EXPIRE:
         c->in.expire.limit = r_u32(r, "limit");
+        break;
+    case PH_CMD_BALANCE:
+        c->in.balance.supplier = r_str(r, "supplier");
+        c->in.balance.balance = r_i64(r, "balance");
+        c->in.balance.below = r_i64(r, "below");
+        break;
+    case PH_CMD_ALERT_ACK:
+        c->in.alert_ack.id = r_u64(r, "id");
+        c->in.alert_ack.by = r_str(r, "by");
+        c->in.alert_ack.note = r_str(r, "note");
         break;
     case PH_CMD_NOTE_EVENT:
         c->in.note.name = r_str(r, "name");
