@@ -18,6 +18,7 @@
 #include "http/http_api.h"
 #include "metrics/metrics.h"
 #include "sched/sched.h"
+#include "supply/balance.h"
 #include "supply/fulfil.h"
 #include "supply/supplier_io.h"
 #include "supply/suppliers.h"
@@ -174,7 +175,20 @@ static int start_supply(ph_daemon *d, ph_err *err)
     if ((rc = ph_fulfil_create(&fo, &d->fulfil, err)))
         return rc;
     ph_sched_opts sch = {.log = &d->log};
-    return ph_sched_create(&sch, &d->sched, err);
+    if ((rc = ph_sched_create(&sch, &d->sched, err)))
+        return rc;
+    ph_balance_opts bo = {.sched = d->sched,
+                          .sio = d->sio,
+                          .suppliers = d->suppliers,
+                          .store = d->store,
+                          .cfg = &d->cfg};
+    return ph_balance_create(&bo, &d->balance, err);
+}
+
+/* The scheduler's jobs of each module, made to match cfg (start and reload). */
+static int jobs_apply(ph_daemon *d, const ph_config *cfg, ph_err *err)
+{
+    return ph_balance_jobs_apply(d->balance, cfg, err);
 }
 
 /* ---- the expiry sweep's timer ---------------------------------------------
@@ -457,7 +471,7 @@ int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_er
     ph_suppliers_set_wake(d->suppliers, wake_main, d); /* earlier releases: the next wake */
     set_callback_base(d, cfg);
     if ((rc = ph_fulfil_resume(d->fulfil, err)) || (rc = sweeper_start(d, err)) ||
-        (rc = ph_reseal_start(d, err)) ||
+        (rc = jobs_apply(d, cfg, err)) || (rc = ph_reseal_start(d, err)) ||
         (cfg->port_file && (rc = write_port_file(cfg->port_file, d->port, err))) ||
         (d->pid_fd >= 0 && (rc = pid_file_write(d, err))))
         goto fail;
@@ -529,6 +543,11 @@ int ph_daemon_reload(ph_daemon *d, ph_err *err)
         set_callback_base(d, neu);
     if ((rc = cfg_install(d, neu, err)) != PH_OK)
         return rc;
+    ph_cfg_ref *now = ph_cfg_acquire(&d->cfg);
+    rc = jobs_apply(d, now->cfg, err);
+    ph_cfg_release(now);
+    if (rc != PH_OK)
+        return rc;
     ph_log(&d->log, PH_LOG_INFO, NULL, "config.reloaded", "config=%s", d->config_path);
     return PH_OK;
 fail:
@@ -554,6 +573,8 @@ void ph_daemon_stop(ph_daemon *d, int grace_ms)
     ph_fulfil_stop(d->fulfil);
     ph_sched_destroy(d->sched); /* waits for running jobs: before the engine and the writer */
     d->sched = NULL;
+    ph_balance_destroy(d->balance); /* its jobs' arguments: no job runs any more */
+    d->balance = NULL;
     sweeper_stop(d); /* its last command completes before the store closes */
     ph_reseal_stop(d);
     /* Exchanges on the wire end ambiguous and are recorded unknown (queried

@@ -41,6 +41,7 @@ struct ph_fulfil;
 struct ph_sweeper;
 struct ph_resealer;
 struct ph_sched;
+struct ph_balance;
 
 typedef struct ph_daemon {
     ph_logger log;
@@ -63,6 +64,7 @@ typedef struct ph_daemon {
     struct ph_sweeper *sweeper;
     /* periodic and on-demand jobs: sync, balance, replenishment (sched/sched.h) */
     struct ph_sched *sched;
+    struct ph_balance *balance; /* the balance jobs' arguments (supply/balance.h) */
     /* the key rotation's re-sealer thread (reseal.c, keys.h) */
     struct ph_resealer *resealer;
     const char *journal_file; /* set before ph_daemon_start: ph_store_opts.journal_file */

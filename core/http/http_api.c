@@ -122,6 +122,8 @@ static const ph_route routes[] = {
     {"POST", "/v1/discrepancies/*/accept", PH_SCOPE_OPS, ph_api_discrep_accept, NULL},
     {"POST", "/v1/discrepancies/*/dispute", PH_SCOPE_OPS, ph_api_discrep_dispute, NULL},
     {"GET", "/v1/stats/orders", PH_SCOPE_OPS, ph_api_order_stats, "since top"},
+    {"GET", "/v1/alerts", PH_SCOPE_OPS, ph_api_alert_list, "state after limit"},
+    {"POST", "/v1/alerts/*/ack", PH_SCOPE_OPS, ph_api_alert_ack, NULL},
     /* suppliers authenticate by signature, checked by their plugin; their
      * notify URLs may carry the supplier's own parameters */
     {"POST", "/v1/callbacks/*", 0, ph_api_callback, PARAMS_ANY},

@@ -229,3 +229,12 @@ json_t *ph_view_product(const char *stored_json, uint64_t available, int with_of
     json_decref(s);
     return j;
 }
+
+void ph_view_product_local(json_t *product, const ph_local_stock *l)
+{
+    json_t *stock = json_object_get(product, "stock");
+    if (json_is_object(stock))
+        json_object_set_new(stock, "local",
+                            json_pack("{s:I,s:I}", "available", (json_int_t)l->available,
+                                      "issuable", (json_int_t)l->issuable));
+}
