@@ -86,6 +86,8 @@ int ph_api_alert_ack(ph_req *r)
     const char *s = json_string_value(note);
     int bad = (note && !json_is_string(note)) || (s && strlen(s) > PH_NOTE_MAX) ||
               (s && ph_text_invalid(s, strlen(s)));
+    for (const char *q = s; q && *q && !bad; q++)
+        bad = (unsigned char)*q < 0x20 || *q == 0x7f;
     if (!bad)
         snprintf(r->arg[0], sizeof r->arg[0], "%s", s ? s : "");
     json_decref(b);

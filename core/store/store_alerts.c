@@ -469,11 +469,13 @@ int store_alerts_stock(ph_wtxn *w, const char *sku, ph_err *err)
 
 int store_alerts_catalog(ph_wtxn *w, ph_err *err)
 {
-    w->s->memo.rules_ok = 0; /* rebuilt from the catalog this command wrote */
-    int rc = rules_build(w, err);
+    int rc = rules_build(w, err); /* from the catalog this command wrote */
     for (size_t i = 0; rc == PH_OK && i < w->s->rules->cap; i++)
         if (w->s->rules->slot[i].len)
             rc = check_rule(w, &w->s->rules->slot[i], err);
+    /* this command's nested transaction may still be thrown away (its audit
+     * record fails): the next user rebuilds from what its own transaction sees */
+    w->s->memo.rules_ok = 0;
     return rc;
 }
 
@@ -507,7 +509,10 @@ int store_apply_alert_ack(ph_wtxn *w, ph_cmd *c)
     size_t nl = strlen(note);
     if (!by || !ph_ident_valid(by, PH_SKU_MAX))
         return ph_err_set(&c->err, PH_EINVAL, "by: not a client name");
-    if (nl > PH_NOTE_MAX || (nl && ph_text_invalid(note, nl)))
+    int bad = nl > PH_NOTE_MAX || (nl && ph_text_invalid(note, nl));
+    for (size_t i = 0; i < nl && !bad; i++)
+        bad = (unsigned char)note[i] < 0x20 || note[i] == 0x7f;
+    if (bad)
         return ph_err_set(&c->err, PH_EINVAL,
                           "note: at most %d bytes of UTF-8 without control characters",
                           PH_NOTE_MAX);
