@@ -35,6 +35,8 @@
 #   BENCH_TLS_CPU (1)            0 skips bench/tls_cpu.sh (CPU per order, HTTPS vs HTTP)
 #   BENCH_EVENT_FEED (1)         0 skips bench/event_feed.sh (a mall's GET /v1/events over
 #                                20,000 other clients' events; its own EF_* knobs)
+#   BENCH_ALERTS_CPU (1)         0 skips bench/alerts_cpu.sh (CPU per order with and without
+#                                100 products carrying alert rules; its own AC_* knobs)
 #   BENCH_PART_TIMEOUT (240)     seconds each of peers.sh / supplier_io.sh / tls_cpu.sh may take
 #   BENCH_RESULTS (bench/results/latest.json)   where the JSON goes (the parts' own JSON
 #                                stays in bench/results/)
@@ -578,5 +580,13 @@ if [ "${BENCH_EVENT_FEED:-1}" != 0 ]; then
     ef_rc=0
     timeout --kill-after=10 "$PART_TIMEOUT" "$SRC/bench/event_feed.sh" "$BUILD" || ef_rc=$?
     [ "$ef_rc" = 0 ] || [ "$ef_rc" = 3 ] || PART_FAILED="$PART_FAILED event_feed(exit $ef_rc)"
+fi
+# ---- issue 12: what the writer's alert checks cost an order (rules vs none, same run) ----
+# Two daemons of its own; its own PASS/MISS line (exit 3, a MISS, is not a failure).
+if [ "${BENCH_ALERTS_CPU:-1}" != 0 ]; then
+    echo
+    ac_rc=0
+    timeout --kill-after=10 "$PART_TIMEOUT" "$SRC/bench/alerts_cpu.sh" "$BUILD" || ac_rc=$?
+    [ "$ac_rc" = 0 ] || [ "$ac_rc" = 3 ] || PART_FAILED="$PART_FAILED alerts_cpu(exit $ac_rc)"
 fi
 [ -z "$PART_FAILED" ] || fail "parts failed:$PART_FAILED"

@@ -15,6 +15,7 @@
  */
 #include <criterion/criterion.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,6 +116,23 @@ static json_t *local_stock(void)
     return l;
 }
 
+/* perkctl ARGS... (NULL-terminated) as ops against this daemon: its exit status. */
+static int perkctl(char **out, char **err, ...)
+{
+    const char *argv[16] = {h_bin("PH_PERKCTL")};
+    size_t n = 1;
+    va_list ap;
+    va_start(ap, err);
+    for (const char *a; n < 15 && (a = va_arg(ap, const char *)) != NULL;)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    char env_url[128];
+    snprintf(env_url, sizeof env_url, "PERKHUB_URL=http://127.0.0.1:%u", D.port);
+    const char *env[] = {env_url, "PERKHUB_TOKEN=ops-token", NULL};
+    return h_run(argv, env, NULL, 0, out, err);
+}
+
 static int second_out(void *arg)
 {
     (void)arg;
@@ -168,6 +186,12 @@ Test(alerts, stock_low_fires_once_stays_quiet_while_hovering_and_rearms)
     cr_assert_eq(json_array_size(open), 0);
     json_decref(open);
 
+    /* perkctl alerts lists it, by kind and subject */
+    char *out = NULL, *err = NULL;
+    cr_assert_eq(perkctl(&out, &err, "alerts", "--state", "all", NULL), 0, "%s%s", out, err);
+    cr_assert(strstr(out, "stock.low") && strstr(out, SKU) && strstr(out, "cleared"), "%s", out);
+    free(out), free(err);
+
     /* fires again once re-armed; ops acknowledge it (audited, evented) */
     cr_assert_eq(order(3), 201);
     cr_assert_eq(count_events("stock.low", "sku", SKU), 3);
@@ -187,6 +211,13 @@ Test(alerts, stock_low_fires_once_stays_quiet_while_hovering_and_rearms)
     cr_assert_eq(r.status, 409, "a second ack: %s", r.body);
     cr_assert(strstr(r.body, "already acknowledged"), "%s", r.body);
     h_resp_free(&r);
+    char idtxt[24];
+    snprintf(idtxt, sizeof idtxt, "%lld", id);
+    cr_assert_eq(perkctl(&out, &err, "alerts", "ack", idtxt, NULL), 1, "perkctl acked twice");
+    cr_assert(strstr(err, "already acknowledged"), "%s", err);
+    free(out), free(err);
+    cr_assert_eq(perkctl(&out, &err, "alerts", "ack", "x", NULL), 2, "a usage error");
+    free(out), free(err);
     r = h_post_json(&D, "/v1/alerts/999/ack", "ops-token", "{}");
     cr_assert_eq(r.status, 404, "an unknown alert: %s", r.body);
     h_resp_free(&r);
