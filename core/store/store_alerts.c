@@ -90,6 +90,11 @@ int ph_code_retire_due(int64_t expires_at, int64_t min_validity_ms, int64_t now)
 typedef struct ph_rule {
     char sku[PH_SKU_MAX + 1]; /* "" = empty slot */
     uint8_t len;
+    /* What alert_state says of (stock.low, sku) and (stock.out, sku), as last
+     * read: -1 not known, 0 armed, 1 fired. Filled by reads only and forgotten
+     * by the writer's own fire and re-arm, so a command rolled back after
+     * writing leaves nothing wrong here; a failed batch clears the table. */
+    int8_t fired[2];
     int64_t below, margin; /* below 0: no low_stock rule */
     int64_t min_validity;  /* ms */
 } ph_rule;
@@ -190,6 +195,7 @@ static int rules_build(ph_wtxn *w, ph_err *err)
             slot->len = (uint8_t)k.mv_size;
             slot->below = r.below;
             slot->margin = r.margin;
+            slot->fired[0] = slot->fired[1] = -1;
             slot->min_validity = r.min_validity;
             t->n++;
         }
@@ -203,14 +209,14 @@ static int rules_build(ph_wtxn *w, ph_err *err)
 }
 
 /* The product's rule, or NULL; *rc an error building the table. */
-static const ph_rule *rule_find(ph_wtxn *w, const char *sku, size_t len, int *rc, ph_err *err)
+static ph_rule *rule_find(ph_wtxn *w, const char *sku, size_t len, int *rc, ph_err *err)
 {
     *rc = PH_OK;
     if (!w->s->memo.rules_ok && (*rc = rules_build(w, err)) != PH_OK)
         return NULL;
     if (!len || len > PH_SKU_MAX)
         return NULL;
-    const ph_rule *r = rule_slot(w->s->rules, sku, len);
+    ph_rule *r = rule_slot(w->s->rules, sku, len);
     return r->len ? r : NULL;
 }
 
@@ -390,10 +396,15 @@ static int rearm(ph_wtxn *w, int kind, const char *subject, const judged *j, con
     return rc;
 }
 
-/* One (kind, subject) judged: reads its state, fires or re-arms. */
+/* One (kind, subject) judged: reads its state, fires or re-arms. known (may
+ * be NULL) is the rule table's memo of the state: a value that changes nothing
+ * is judged without a read. */
 static int judge(ph_wtxn *w, int kind, const char *subject, const judged *j, uint64_t *fired,
-                 ph_err *err)
+                 int8_t *known, ph_err *err)
 {
+    if (known && *known >= 0 &&
+        ph_alert_next(*known, j->value, j->below, j->margin) == PH_ALERT_KEEP)
+        return PH_OK;
     uint8_t key[PH_SKU_MAX + 2];
     MDB_val sk = {state_key(key, kind, subject), key}, sv;
     int mrc = mdb_get(w->txn, w->s->dbi[DB_ALERT_STATE], &sk, &sv);
@@ -405,7 +416,10 @@ static int judge(ph_wtxn *w, int kind, const char *subject, const judged *j, uin
             return ph_err_set(err, PH_EIO, "alert state of %s: malformed", subject);
         memcpy(&st, sv.mv_data, sizeof st);
     }
-    switch (ph_alert_next(!mrc, j->value, j->below, j->margin)) {
+    int step = ph_alert_next(!mrc, j->value, j->below, j->margin);
+    if (known)
+        *known = step == PH_ALERT_KEEP ? (int8_t)!mrc : -1; /* a write: read it again */
+    switch (step) {
     case PH_ALERT_FIRE:
         return fire(w, kind, subject, j, &sk, fired, err);
     case PH_ALERT_REARM:
@@ -436,7 +450,7 @@ static void local_counts(ph_store *s, MDB_txn *txn, const char *sku, size_t len,
     *issuable = n > due ? n - due : 0;
 }
 
-static int check_rule(ph_wtxn *w, const ph_rule *r, ph_err *err)
+static int check_rule(ph_wtxn *w, ph_rule *r, ph_err *err)
 {
     if (r->below < 0)
         return PH_OK;
@@ -453,17 +467,17 @@ static int check_rule(ph_wtxn *w, const ph_rule *r, ph_err *err)
                 .local = (int64_t)issuable,
                 .suppliers = known ? sum : -1,
                 .stock = 1};
-    if ((rc = judge(w, PH_ALERT_STOCK_LOW, r->sku, &j, NULL, err)) != PH_OK)
+    if ((rc = judge(w, PH_ALERT_STOCK_LOW, r->sku, &j, NULL, &r->fired[0], err)) != PH_OK)
         return rc;
     judged out = j;
     out.below = 1; /* stock.out: fires at 0, re-arms with the rule's margin */
-    return judge(w, PH_ALERT_STOCK_OUT, r->sku, &out, NULL, err);
+    return judge(w, PH_ALERT_STOCK_OUT, r->sku, &out, NULL, &r->fired[1], err);
 }
 
 int store_alerts_stock(ph_wtxn *w, const char *sku, ph_err *err)
 {
     int rc;
-    const ph_rule *r = rule_find(w, sku, strlen(sku), &rc, err);
+    ph_rule *r = rule_find(w, sku, strlen(sku), &rc, err);
     return r ? check_rule(w, r, err) : rc;
 }
 
@@ -499,7 +513,7 @@ int store_apply_balance(ph_wtxn *w, ph_cmd *c)
     judged j = {.value = c->in.balance.balance,
                 .below = c->in.balance.below,
                 .margin = ph_alert_default_margin(c->in.balance.below)};
-    return judge(w, PH_ALERT_BALANCE_LOW, sup, &j, &c->alert_id, &c->err);
+    return judge(w, PH_ALERT_BALANCE_LOW, sup, &j, &c->alert_id, NULL, &c->err);
 }
 
 int store_apply_alert_ack(ph_wtxn *w, ph_cmd *c)
