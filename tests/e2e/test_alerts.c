@@ -337,6 +337,43 @@ Test(alerts, balance_low_from_the_simulator_and_its_recovery)
     h_cleanup(&D);
 }
 
+Test(alerts, a_reload_adds_the_balance_job)
+{
+    cr_assert(h_sim_start(&S, NULL) == 0, "supsim did not start (log %s)", S.log);
+    char gw[1024];
+    h_sim_supplier_yaml(&S, "gateway", "gateway", "    priority: 1\n", NULL, gw, sizeof gw);
+    snprintf(SIMBODY, sizeof SIMBODY,
+             "suppliers:\n%s"
+             "products:\n"
+             "  - sku: gw.topup\n    name: Top-up\n    brand: telco\n"
+             "    category: telecom\n    delivery: recharge\n    face_value: \"50.00\"\n"
+             "    offers:\n      - {supplier: gateway, supplier_sku: \"20001\", cost: \"49.00\"}\n",
+             gw);
+    h_setup_custom(&D, SIMBODY, NULL);
+    cr_assert_eq(h_start(&D), 0);
+    h_resp r = h_sim_req(&S, "POST", "/_sim/balance", "{\"fen\": 10000}");
+    h_resp_free(&r);
+    r = h_get(&D, "/v1/suppliers", "ops-token");
+    cr_assert(json_is_null(json_object_get(
+                  json_array_get(json_object_get(r.json, "suppliers"), 0), "balance")),
+              "a balance without a job: %s", r.body);
+    h_resp_free(&r);
+    /* the rule comes with a reload: its job starts, the low balance fires */
+    char *edited = h_replace(SIMBODY, "    priority: 1\n",
+                             "    priority: 1\n    balance_below: \"500.00\"\n"
+                             "    balance_every_s: 1\n");
+    snprintf(SIMBODY, sizeof SIMBODY, "%s", edited);
+    free(edited);
+    h_write_config(&D, NULL);
+    cr_assert_eq(kill(D.pid, SIGHUP), 0);
+    cr_assert_eq(h_log_wait(&D, "config.reloaded", 1, 10000), 0);
+    const char *low[] = {"supplier.balance_low"};
+    cr_assert_eq(h_wait_for(balance_events, low, 30000), 0, "no supplier.balance_low after reload");
+    h_stop_clean(&D);
+    assert_store_ok();
+    h_cleanup(&D);
+}
+
 /* --check-config on a config with `extra` products or suppliers: exit 1 and a
  * line naming file:line:column and `want`. */
 static void refused(const char *body, const char *want)
