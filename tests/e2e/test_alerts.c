@@ -354,8 +354,8 @@ Test(alerts, a_reload_adds_the_balance_job)
     h_resp r = h_sim_req(&S, "POST", "/_sim/balance", "{\"fen\": 10000}");
     h_resp_free(&r);
     r = h_get(&D, "/v1/suppliers", "ops-token");
-    cr_assert(json_is_null(json_object_get(
-                  json_array_get(json_object_get(r.json, "suppliers"), 0), "balance")),
+    cr_assert(json_is_null(json_object_get(json_array_get(json_object_get(r.json, "suppliers"), 0),
+                                           "balance")),
               "a balance without a job: %s", r.body);
     h_resp_free(&r);
     /* the rule comes with a reload: its job starts, the low balance fires */
