@@ -11,6 +11,8 @@ bench_sha() { printf %s "$1" | sha256sum | cut -c1-64; }
 # is added at the top level, e.g. a limits: section; BENCH_MALL_YAML, when set, is added
 # under the mall client, e.g. its webhooks: list), checks it, starts
 # BUILD/perkhubd on it (log DIR/perkhubd.log) and waits for it to answer.
+# BENCH_PRODUCTS_YAML (optional) follows the card SKU's lines: more keys of it (indented
+# four) and more products (bench/alerts_cpu.sh's rules).
 # Sets BENCH_PID and BENCH_URL. With BENCH_TLS_DIR set (a directory holding server.crt,
 # server.key and ca.crt: bench/tls_cpu.sh), the listener speaks TLS and BENCH_URL is https.
 bench_start() {
@@ -55,6 +57,7 @@ products:
     face_value: "30.00"
     offers:
       - {supplier: acme, supplier_sku: B-1, cost: "19.80"}
+${BENCH_PRODUCTS_YAML:-}
 YAML
     "$build/perkhubd" --check-config "$dir/perkhub.yaml" >/dev/null ||
         fail "$dir: generated config rejected"

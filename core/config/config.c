@@ -205,6 +205,8 @@ static const field supplier_fields[] = {
      .def = "0"},
     INT(ph_supplier_conf, late_check_s, "late_check_s", 0, 2592000, 1, "86400"),
     SECTION("sync", sync_fields),
+    {.name = "balance_below", .kind = K_MONEY, .off = offsetof(ph_supplier_conf, balance_below)},
+    INT(ph_supplier_conf, balance_every_s, "balance_every_s", 1, 86400, 1, NULL),
 };
 static const field offer_fields[] = {
     IDENT(ph_offer_conf, supplier, "supplier"),
@@ -215,6 +217,10 @@ static const field offer_fields[] = {
 static const field price_fields[] = {
     IDENT(ph_price_conf, client, "client"),
     MONEY(ph_price_conf, price, "price"),
+};
+static const field low_stock_fields[] = {
+    INT(ph_product_conf, low_below, "below", 1, 1000000000, 1, NULL),
+    INT(ph_product_conf, low_margin, "margin", 1, 1000000000, 1, NULL),
 };
 static const field product_fields[] = {
     IDENT(ph_product_conf, sku, "sku"),
@@ -236,6 +242,9 @@ static const field product_fields[] = {
     {.name = "price", .kind = K_MONEY, .off = offsetof(ph_product_conf, price)},
     LIST(ph_product_conf, prices, nprices, "prices", ph_price_conf, price_fields, "client",
          "price for client"),
+    INT(ph_product_conf, min_validity_days, "min_validity_days", 0,
+        3650 /* PH_MIN_VALIDITY_DAYS_MAX */, 1, "0"),
+    SECTION("low_stock", low_stock_fields),
 };
 static const field reports_fields[] = {
     {.name = "utc_offset",
@@ -425,6 +434,48 @@ static int mark_suppliers(ctx *c, ph_config *cfg, const yaml_node_t *root)
     return PH_OK;
 }
 
+static ph_conf_mark mark_of(const yaml_node_t *n);
+
+/* Alert rules (docs/config.md, "Alerts"): low_stock needs its `below`, the
+ * margin defaults to max(1, below / 10); balance_below starts a balance job
+ * every balance_every_s (default 300), which alone needs balance_below. */
+static int check_alert_rules(ctx *c, ph_config *cfg, const yaml_node_t *root)
+{
+    for (size_t i = 0; i < cfg->nproducts; i++) {
+        ph_product_conf *p = &cfg->products[i];
+        const yaml_node_t *pn = cfg_seq_item(c, cfg_map_find(c, root, "products"), i);
+        const yaml_node_t *ls = cfg_map_find(c, pn, "low_stock");
+        if (ls && !cfg_node_null(ls) && !p->low_below) {
+            cfg_path_push(c, "products[%zu].low_stock", i);
+            return cfg_fail(c, ls->start_mark,
+                            "below: required (the stock under which "
+                            "stock.low fires)");
+        }
+        if (p->low_below && !p->low_margin)
+            p->low_margin = p->low_below / 10 > 1 ? p->low_below / 10 : 1;
+    }
+    for (size_t i = 0; i < cfg->nsuppliers; i++) {
+        ph_supplier_conf *sc = &cfg->suppliers[i];
+        const yaml_node_t *sn = cfg_seq_item(c, cfg_map_find(c, root, "suppliers"), i);
+        const yaml_node_t *bn = cfg_map_find(c, sn, "balance_below"),
+                          *en = cfg_map_find(c, sn, "balance_every_s");
+        sc->balance_below_set = bn && !cfg_node_null(bn);
+        if (sc->balance_below_set && sc->balance_below < 0) {
+            cfg_path_push(c, "suppliers[%zu].balance_below", i);
+            return cfg_fail(c, bn->start_mark, "expected an amount of at least 0");
+        }
+        if (en && !cfg_node_null(en) && !sc->balance_below_set) {
+            cfg_path_push(c, "suppliers[%zu].balance_every_s", i);
+            return cfg_fail(c, en->start_mark, "needs balance_below (the balance job judges it)");
+        }
+        if (sc->balance_below_set && !sc->balance_every_s)
+            sc->balance_every_s = 300;
+        if (bn)
+            sc->balance_mark = mark_of(bn);
+    }
+    return PH_OK;
+}
+
 /* Two clients with one token would make authentication ambiguous. */
 static int check_tokens(ctx *c, const ph_config *cfg, const yaml_node_t *root)
 {
@@ -560,7 +611,7 @@ static int build(ctx *c, const yaml_node_t *root, ph_config **out)
         (rc = check_offer_suppliers(c, cfg, root)) || (rc = check_prices(c, cfg, root)) ||
         (rc = check_tokens(c, cfg, root)) || (rc = check_http(c, cfg, root)) ||
         (rc = check_statements(c, cfg, root)) || (rc = check_tls(c, cfg, root)) ||
-        (rc = mark_suppliers(c, cfg, root)))
+        (rc = mark_suppliers(c, cfg, root)) || (rc = check_alert_rules(c, cfg, root)))
         goto fail;
     *out = cfg;
     return PH_OK;

@@ -115,6 +115,14 @@ typedef struct ph_supplier_conf {
     /* sync: {catalog_every_s, stock_every_s} (supply/sync.h); 0 = not scheduled */
     unsigned sync_catalog_every_s, sync_stock_every_s;
     ph_conf_mark sync_catalog_mark, sync_stock_mark; /* where they are set; line 0 = absent */
+    /* Balance alert (docs/config.md, "Alerts"): balance_below in fen, set when
+     * balance_below_set; the job "balance/<id>" reads the balance every
+     * balance_every_s (default 300 with balance_below; 0 = no job). The
+     * plugin must have PERKHUB_CAP_BALANCE (checked when it starts). */
+    int64_t balance_below;
+    int balance_below_set;
+    unsigned balance_every_s;
+    ph_conf_mark balance_mark; /* of balance_below (or balance_every_s) */
 } ph_supplier_conf;
 
 typedef struct ph_offer_conf {
@@ -154,6 +162,14 @@ typedef struct ph_product_conf {
     int price_set;
     ph_price_conf *prices;
     size_t nprices;
+    /* Codes expiring within this many days are never issued and do not count
+     * as available: the expiry index retires them that long before their
+     * expiry (docs/store.md, "Alerts"). 0 = none. */
+    unsigned min_validity_days;
+    /* low_stock: {below, margin}: stock.low fires below `low_below`, re-arms
+     * at low_below + low_margin (default max(1, below / 10)); low_below 0 = no
+     * rule. */
+    int64_t low_below, low_margin;
 } ph_product_conf;
 
 typedef struct ph_config {

@@ -20,6 +20,7 @@
 #include "sched/sched.h"
 #include "supply/redeem.h"
 #include "supply/sync.h"
+#include "supply/balance.h"
 #include "supply/fulfil.h"
 #include "supply/supplier_io.h"
 #include "supply/suppliers.h"
@@ -192,7 +193,21 @@ static int start_supply(ph_daemon *d, ph_err *err)
                         .sio = d->sio,
                         .suppliers = d->suppliers,
                         .cfg = &d->cfg};
-    return ph_sync_create(&syo, &d->sync, err);
+    if ((rc = ph_sync_create(&syo, &d->sync, err)))
+        return rc;
+    ph_balance_opts bo = {.sched = d->sched,
+                          .sio = d->sio,
+                          .suppliers = d->suppliers,
+                          .store = d->store,
+                          .cfg = &d->cfg};
+    return ph_balance_create(&bo, &d->balance, err);
+}
+
+/* The scheduler's jobs of each module, made to match cfg (start and reload). */
+static int jobs_apply(ph_daemon *d, const ph_config *cfg, ph_err *err)
+{
+    int rc = ph_sync_jobs_apply(d->sync, d->sched, cfg, err);
+    return rc ? rc : ph_balance_jobs_apply(d->balance, cfg, err);
 }
 
 /* ---- the scheduler's store hooks, and the expiry job ---------------------
@@ -490,10 +505,9 @@ int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_er
         (rc = expire_job_apply(d, cfg, err)) || (rc = start_http(d, cfg, err)))
         goto fail;
     ph_suppliers_set_wake(d->suppliers, wake_main, d); /* earlier releases: the next wake */
-    if ((rc = ph_sync_jobs_apply(d->sync, d->sched, cfg, err)))
-        goto fail;
     set_callback_base(d, cfg);
-    if ((rc = ph_fulfil_resume(d->fulfil, err)) || (rc = ph_reseal_start(d, err)) ||
+    if ((rc = ph_fulfil_resume(d->fulfil, err)) || (rc = jobs_apply(d, cfg, err)) ||
+        (rc = ph_reseal_start(d, err)) ||
         (cfg->port_file && (rc = write_port_file(cfg->port_file, d->port, err))) ||
         (d->pid_fd >= 0 && (rc = pid_file_write(d, err))))
         goto fail;
@@ -570,10 +584,10 @@ int ph_daemon_reload(ph_daemon *d, ph_err *err)
     if ((rc = cfg_install(d, neu, err)) != PH_OK)
         return rc;
     ph_cfg_ref *now = ph_cfg_acquire(&d->cfg);
-    ph_err serr = {0};
-    if (ph_sync_jobs_apply(d->sync, d->sched, now->cfg, &serr) != PH_OK)
-        ph_log(&d->log, PH_LOG_ERROR, NULL, "sync.jobs_failed", "detail=\"%s\"", serr.msg);
+    rc = jobs_apply(d, now->cfg, err);
     ph_cfg_release(now);
+    if (rc != PH_OK)
+        return rc;
     ph_log(&d->log, PH_LOG_INFO, NULL, "config.reloaded", "config=%s", d->config_path);
     return PH_OK;
 fail:
@@ -601,6 +615,8 @@ void ph_daemon_stop(ph_daemon *d, int grace_ms)
     d->sched = NULL;
     ph_sync_destroy(d->sync, NULL); /* its jobs went with the scheduler */
     d->sync = NULL;
+    ph_balance_destroy(d->balance); /* its jobs' arguments: no job runs any more */
+    d->balance = NULL;
     ph_reseal_stop(d);
     /* Exchanges on the wire end ambiguous and are recorded unknown (queried
      * after the restart); then the writer finishes every queued command. */

@@ -45,6 +45,7 @@ struct ph_resealer;
 struct ph_sched;
 struct ph_redeem;
 struct ph_sync;
+struct ph_balance;
 
 typedef struct ph_daemon {
     ph_logger log;
@@ -70,6 +71,7 @@ typedef struct ph_daemon {
     ph_sched_persist sched_persist;
     /* catalog and stock sync: its jobs on sched (supply/sync.h) */
     struct ph_sync *sync;
+    struct ph_balance *balance; /* the balance jobs' arguments (supply/balance.h) */
     /* the key rotation's re-sealer thread (reseal.c, keys.h) */
     struct ph_resealer *resealer;
     const char *journal_file; /* set before ph_daemon_start: ph_store_opts.journal_file */

@@ -228,6 +228,14 @@ int ph_api_statement_fetch(ph_req *r);
 int ph_api_recon_list(ph_req *r);
 int ph_api_recon_get(ph_req *r);
 int ph_api_recon_csv(ph_req *r);
+/* api_alerts.c (issue 12): the list and the acknowledgement; the open count
+ * ({open, by_kind}) health shows; a supplier's last balance ({balance, at},
+ * or JSON null when none was read) GET /v1/suppliers shows. */
+int ph_api_alert_list(ph_req *r);
+int ph_api_alert_ack(ph_req *r);
+json_t *ph_api_alerts_open(ph_store *s);
+json_t *ph_api_supplier_balance_view(ph_store *s, const char *supplier);
+
 /* api_discrep.c (issue 11) */
 int ph_api_discrep_list(ph_req *r);
 int ph_api_discrep_get(ph_req *r);

@@ -29,6 +29,16 @@ static int field_is(json_t *p, const char *key, const char *want)
     return !want || (v && strcmp(v, want) == 0);
 }
 
+/* stock.local (issue 12): what is in stock here and what of it can be issued */
+static void add_local(ph_req *r, json_t *p)
+{
+    const char *sku = json_string_value(json_object_get(p, "sku"));
+    ph_local_stock l;
+    ph_err err = {0};
+    if (sku && ph_store_product_local(r->env->store, sku, ph_now_ms(), &l, &err) == PH_OK)
+        ph_view_product_local(p, &l);
+}
+
 int ph_api_products_list(ph_req *r)
 {
     const char *brand = ph_req_query(r, "brand"), *tag = ph_req_query(r, "tag"),
@@ -44,6 +54,7 @@ int ph_api_products_list(ph_req *r)
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++) {
         json_t *p = ph_view_product(json[i], avail[i], ops);
+        add_local(r, p);
         if (p && (ops || json_is_true(json_object_get(p, "listed"))) &&
             field_is(p, "brand", brand) && field_is(p, "category", category) &&
             (!tag || has_tag(p, tag)))
@@ -66,6 +77,7 @@ int ph_api_product_get(ph_req *r)
     int ops = ph_req_has_scope(r, PH_SCOPE_OPS);
     json_t *p = ph_view_product(json, avail, ops);
     free(json);
+    add_local(r, p);
     if (!p || (!ops && !json_is_true(json_object_get(p, "listed")))) {
         json_decref(p);
         return ph_req_error(r, 404, "not_found", "sku: no such product");

@@ -135,6 +135,14 @@ static void put_store(ph_mx *mx, ph_req *r, ph_metrics *m)
                  "Supplier truth contradicting our records, waiting for ops (one counter read)");
     ph_mx_sample(mx, "perkhub_discrepancies_open", NULL, 0,
                  (double)ph_store_discrep_open(r->env->store));
+    uint64_t open[PH_ALERT_KINDS];
+    ph_store_alerts_open(r->env->store, open);
+    ph_mx_family(mx, "perkhub_alerts_open", "gauge",
+                 "Stock and balance alerts fired and not yet acknowledged, by kind");
+    for (int i = 0; i < PH_ALERT_KINDS; i++) {
+        ph_label l = {"kind", ph_alert_kind_name(i + 1)};
+        ph_mx_sample(mx, "perkhub_alerts_open", &l, 1, (double)open[i]);
+    }
 }
 
 static void put_stock(ph_mx *mx, ph_req *r)

@@ -42,6 +42,9 @@ int ph_api_health(ph_req *r)
         json_object_set_new(
             body, "discrepancies",
             json_pack("{s:I}", "open", (json_int_t)ph_store_discrep_open(r->env->store)));
+    /* stock and balance alerts not yet acknowledged (issue 12): counts only */
+    if (body)
+        json_object_set_new(body, "alerts", ph_api_alerts_open(r->env->store));
     return ph_req_json(r, 200, body);
 }
 
@@ -159,6 +162,8 @@ int ph_api_suppliers(ph_req *r)
                               state, "error", info[i].error[0] ? info[i].error : NULL);
         json_object_set_new(j, "health", supplier_health(&h));
         json_object_set_new(j, "sync", ph_api_supplier_sync_view(r, info[i].id));
+        /* the balance job's last reading (issue 12), null until one */
+        json_object_set_new(j, "balance", ph_api_supplier_balance_view(r->env->store, info[i].id));
         json_array_append_new(arr, j);
     }
     free(info);

@@ -128,6 +128,8 @@ static const ph_route routes[] = {
     {"GET", "/v1/jobs", PH_SCOPE_OPS, ph_api_jobs, NULL},
     {"POST", "/v1/jobs/*/run", PH_SCOPE_OPS, ph_api_job_run, NULL},
     {"POST", "/v1/jobs/*/*/run", PH_SCOPE_OPS, ph_api_job_run, NULL},
+    {"GET", "/v1/alerts", PH_SCOPE_OPS, ph_api_alert_list, "state after limit"},
+    {"POST", "/v1/alerts/*/ack", PH_SCOPE_OPS, ph_api_alert_ack, NULL},
     /* suppliers authenticate by signature, checked by their plugin; their
      * notify URLs may carry the supplier's own parameters */
     {"POST", "/v1/callbacks/*", 0, ph_api_callback, PARAMS_ANY},

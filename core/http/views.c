@@ -180,6 +180,14 @@ json_t *ph_view_product_stored(const ph_product_conf *p)
                                 json_integer((json_int_t)p->prices[i].price));
         json_object_set_new(j, "prices", pr);
     }
+    /* the writer's rules (store_alerts.c): left out when not configured, so
+     * products without them keep their stored bytes */
+    if (j && p->min_validity_days)
+        json_object_set_new(j, "min_validity_days", json_integer(p->min_validity_days));
+    if (j && p->low_below)
+        json_object_set_new(j, "low_stock",
+                            json_pack("{s:I,s:I}", "below", (json_int_t)p->low_below, "margin",
+                                      (json_int_t)p->low_margin));
     return j;
 }
 
@@ -278,4 +286,13 @@ json_t *ph_view_product(const char *stored_json, uint64_t available, int with_of
     }
     json_decref(s);
     return j;
+}
+
+void ph_view_product_local(json_t *product, const ph_local_stock *l)
+{
+    json_t *stock = json_object_get(product, "stock");
+    if (json_is_object(stock))
+        json_object_set_new(stock, "local",
+                            json_pack("{s:I,s:I}", "available", (json_int_t)l->available,
+                                      "issuable", (json_int_t)l->issuable));
 }

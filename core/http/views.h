@@ -59,4 +59,9 @@ void ph_view_time(json_t *o, const char *key, int64_t ms);
 char *ph_view_stock_order_text(const ph_order *o, const ph_config *cfg, const ph_keyring *kr,
                                size_t *len);
 
+/* Adds stock.local {available: codes in stock, issuable: those not expiring
+ * within the product's min_validity_days} to a ph_view_product object
+ * (docs/api.md, "stock"). */
+void ph_view_product_local(json_t *product, const ph_local_stock *l);
+
 #endif

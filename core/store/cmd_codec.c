@@ -58,6 +58,10 @@ const char *ph_cmd_type_name(int type)
         return "sync";
     case PH_CMD_PIN:
         return "pin";
+    case PH_CMD_BALANCE:
+        return "balance";
+    case PH_CMD_ALERT_ACK:
+        return "alert_ack";
     default:
         return "?";
     }
@@ -234,6 +238,16 @@ static int encode_cmd(wbuf *b, const ph_cmd *c, size_t idx, ph_err *err)
         w_str(b, c->in.job.outcome);
         w_i32(b, c->in.job.manual);
         w_i64(b, c->in.job.next_due);
+        break;
+    case PH_CMD_BALANCE:
+        w_str(b, c->in.balance.supplier);
+        w_i64(b, c->in.balance.balance);
+        w_i64(b, c->in.balance.below);
+        break;
+    case PH_CMD_ALERT_ACK:
+        w_u64(b, c->in.alert_ack.id);
+        w_str(b, c->in.alert_ack.by);
+        w_str(b, c->in.alert_ack.note);
         break;
     case PH_CMD_NOTE_EVENT:
         w_str(b, c->in.note.name);
@@ -824,6 +838,16 @@ static int decode_cmd(rd *r, ph_cmd *c, int *rc_out)
         c->in.job.outcome = r_str(r, "outcome");
         c->in.job.manual = r_i32(r, "manual");
         c->in.job.next_due = r_i64(r, "next_due");
+        break;
+    case PH_CMD_BALANCE:
+        c->in.balance.supplier = r_str(r, "supplier");
+        c->in.balance.balance = r_i64(r, "balance");
+        c->in.balance.below = r_i64(r, "below");
+        break;
+    case PH_CMD_ALERT_ACK:
+        c->in.alert_ack.id = r_u64(r, "id");
+        c->in.alert_ack.by = r_str(r, "by");
+        c->in.alert_ack.note = r_str(r, "note");
         break;
     case PH_CMD_NOTE_EVENT:
         c->in.note.name = r_str(r, "name");

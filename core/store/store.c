@@ -31,7 +31,7 @@ static const char *const db_names[DB_COUNT] = {
     "orders",      "order_ref",     "client_orders", "events",        "supply",      "pending",
     "expiry",      "audit",         "ledger",        "ledger_orders", "report_days", "recon_runs",
     "recon_lines", "recon_digest",  "discrep",       "discrep_att",   "late",        "jobs",
-    "offer_state", "product_state",
+    "offer_state", "product_state", "alerts",        "alert_state",   "balance",
 };
 
 static const unsigned db_flags[DB_COUNT] = {
@@ -50,6 +50,7 @@ static const unsigned db_flags[DB_COUNT] = {
     [DB_RECON_RUNS] = MDB_INTEGERKEY,
     [DB_DISCREP] = MDB_INTEGERKEY,
     [DB_DISCREP_ATT] = MDB_DUPSORT | MDB_DUPFIXED | MDB_INTEGERDUP,
+    [DB_ALERTS] = MDB_INTEGERKEY,
 };
 
 const char *ph_store_db_name(int db)
@@ -386,6 +387,7 @@ void ph_store_close(ph_store *s)
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->health_mu);
     pthread_cond_destroy(&s->cv);
+    store_alerts_free(s);
     free(s->dir);
     free(s);
 }

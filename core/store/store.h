@@ -388,8 +388,10 @@ enum ph_cmd_type {
     PH_CMD_JOB_RAN,       /* a scheduled job's run ended: its record in `jobs` (store_jobs.c) */
     PH_CMD_JOB_ASK,       /* ops asked for a run of a job (POST /v1/jobs/{id}/run) */
     PH_CMD_CODE_REDEEMED, /* a supplier says an issued code was redeemed (store_redeem.c) */
-    PH_CMD_SYNC = 32,     /* one supplier's catalog or stock answer (store_sync.c) */
+    PH_CMD_SYNC,          /* one supplier's catalog or stock answer (store_sync.c) */
     PH_CMD_PIN,           /* ops pin a product listed or delisted, or unpin it (store_sync.c) */
+    PH_CMD_BALANCE,       /* a supplier balance reading; its alert (store_alerts.c) */
+    PH_CMD_ALERT_ACK,     /* ops acknowledge an alert (store_alerts.c) */
 };
 
 /* The event names PH_CMD_NOTE_EVENT accepts: a closed list, so the feed's
@@ -851,6 +853,33 @@ struct ph_cmd {
             uint8_t hash[32];
             int64_t redeemed_at; /* ms the supplier gave; 0 unknown */
         } redeem;
+        /*
+         * BALANCE: supplier's balance as read by the "balance/<supplier>" job
+         * at cmd->now: stored in `balance` (the last reading and its time),
+         * then judged against `below` (fen; < 0: the supplier has no rule)
+         * with the alert discipline (ph_alert_next, margin
+         * ph_alert_balance_margin(below)): supplier.balance_low once on
+         * crossing below, supplier.balance_recovered when it re-arms.
+         * Refusals: PH_EINVAL supplier not an identifier, balance < 0.
+         */
+        struct {
+            const char *supplier;
+            int64_t balance; /* fen */
+            int64_t below;   /* fen; -1 = no rule */
+        } balance;
+        /*
+         * ALERT_ACK: ops acknowledge alert `id` (open -> acknowledged) with
+         * `by` (the token's client) and an optional note; event
+         * alert.acknowledged {alert_id, by}. Refusals (nothing changes):
+         * PH_ENOTFOUND no such alert; PH_ESTATE the alert is cleared or already
+         * acknowledged (the message says which); PH_EINVAL by, or note over
+         * PH_NOTE_MAX bytes or with control characters.
+         */
+        struct {
+            uint64_t id;
+            const char *by;
+            const char *note; /* NULL or "" = none */
+        } alert_ack;
         struct {
             const char *supplier, *client; /* client: the token's name, who imported it */
             const char *source;            /* "csv" or "plugin" */
@@ -925,6 +954,7 @@ struct ph_cmd {
     int more;                /* EXPIRE: due entries remain after this step */
     uint64_t recon_run;      /* RECON: the run (new, or the stored one with replayed = 1) */
     uint64_t resealed;       /* RESEAL: items moved to key_id */
+    uint64_t alert_id;       /* BALANCE: an alert fired by it (0 none) */
     uint64_t reseal_skipped; /* RESEAL: items changed or gone since they were read */
     uint64_t code_id;        /* CODE_REDEEMED: the code the hash names */
     int code_changed;        /* CODE_REDEEMED: 1 when this command redeemed it */
@@ -1480,5 +1510,68 @@ typedef struct ph_late_check {
     int64_t due;
 } ph_late_check;
 size_t ph_store_late_due(ph_store *s, int64_t now, ph_late_check *out, size_t max, int64_t *next);
+
+/* ---- alerts (store_alerts.c; docs/store.md, "Alerts") --------------------------
+ *
+ * Low stock and low balance. A product's rule (its stored `low_stock`
+ * {below, margin}) is judged by the writer inside the transaction of every
+ * command that changes the product's stock (ORDER, IMPORT, VOID_BATCH,
+ * EXPIRE, PUT_PRODUCTS), a supplier's in BALANCE, so no path can forget it.
+ * Per (kind, subject) an alert is armed or fired: it fires once when the
+ * value falls below its threshold and re-arms only once the value is back at
+ * threshold + margin (hysteresis), clearing the alert it fired. */
+
+enum ph_alert_kind {
+    PH_ALERT_STOCK_LOW = 1,   /* subject: sku; value: local issuable + supplier stock */
+    PH_ALERT_STOCK_OUT = 2,   /* subject: sku; value 0 */
+    PH_ALERT_BALANCE_LOW = 3, /* subject: supplier; value: balance in fen */
+};
+#define PH_ALERT_KINDS 3
+enum ph_alert_state { PH_ALERT_OPEN = 1, PH_ALERT_ACKED = 2, PH_ALERT_CLEARED = 3 };
+
+/* "stock.low", "stock.out", "supplier.balance_low"; "?" otherwise. Static. */
+const char *ph_alert_kind_name(int kind);
+/* "open", "acknowledged", "cleared"; "?" otherwise; parse: 0 when unknown. */
+const char *ph_alert_state_name(int state);
+int ph_alert_state_parse(const char *name);
+
+/* What the arm/fire discipline does with a new value: */
+enum { PH_ALERT_KEEP = 0, PH_ALERT_FIRE = 1, PH_ALERT_REARM = 2 };
+/* Armed (fired 0): FIRE when value < below. Fired: REARM when value >=
+ * below + margin (margin >= 1). Else KEEP. Pure; the one answer for every
+ * alert kind. */
+int ph_alert_next(int fired, int64_t value, int64_t below, int64_t margin);
+/* The default hysteresis of a threshold: max(1, below / 10). */
+int64_t ph_alert_default_margin(int64_t below);
+
+/* Milliseconds before its expiry at which a code of a product with this
+ * min_validity_days stops being issuable (the expiry index retires it then). */
+#define PH_MIN_VALIDITY_DAYS_MAX 3650
+int64_t ph_min_validity_ms(int64_t days);
+/* 1 when a code expiring at expires_at (0 = never) may no longer be issued
+ * at now, min_validity_ms before its expiry. Pure; the one answer for the
+ * order path, the sweep and the stock counts. */
+int ph_code_retire_due(int64_t expires_at, int64_t min_validity_ms, int64_t now);
+
+/* Alerts with id > after, ascending, at most limit, as JSON texts (docs/store.md,
+ * "Alerts"); state PH_ALERT_* filters (0 = any). Frees and paging as
+ * ph_store_discrep_list. Errors: PH_EIO, PH_ENOMEM. Any thread. */
+int ph_store_alert_list(ph_store *s, int state, uint64_t after, size_t limit, char ***out,
+                        size_t *n, uint64_t *next_after, ph_err *err);
+/* Open alerts (not acknowledged, not cleared) per kind: out[kind - 1] (one
+ * read of counters the writer keeps). Zeros on a read error. Any thread. */
+void ph_store_alerts_open(ph_store *s, uint64_t out[PH_ALERT_KINDS]);
+/* The last balance reading of a supplier (fen) and its time (ms).
+ * PH_ENOTFOUND when none was stored; PH_EIO. Any thread. */
+int ph_store_balance_get(ph_store *s, const char *supplier, int64_t *balance, int64_t *at,
+                         ph_err *err);
+/* A product's local stock at now: codes in stock (available) and those of
+ * them that can be issued (not expiring within the product's
+ * min_validity_days). PH_ENOTFOUND, PH_EIO. Any thread. */
+typedef struct ph_local_stock {
+    uint64_t available, issuable;
+} ph_local_stock;
+int ph_store_product_local(ph_store *s, const char *sku, int64_t now, ph_local_stock *out,
+                           ph_err *err);
 
 #endif

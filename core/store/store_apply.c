@@ -472,7 +472,8 @@ static int apply_note(ph_wtxn *w, ph_cmd *c)
     return store_emit(w, c->now, name, f, &c->err);
 }
 
-int ph_store_apply(ph_wtxn *w, ph_cmd *c)
+/* The command proper; ph_store_apply adds the checks derived from it. */
+static int apply_cmd(ph_wtxn *w, ph_cmd *c)
 {
     switch (c->type) {
     case PH_CMD_IMPORT:
@@ -504,6 +505,10 @@ int ph_store_apply(ph_wtxn *w, ph_cmd *c)
         return store_apply_job(w, c);
     case PH_CMD_CODE_REDEEMED:
         return store_apply_code_redeemed(w, c);
+    case PH_CMD_BALANCE:
+        return store_apply_balance(w, c);
+    case PH_CMD_ALERT_ACK:
+        return store_apply_alert_ack(w, c);
     case PH_CMD_PUT_PRODUCTS:
         memset(&w->s->memo, 0, sizeof w->s->memo); /* orderability may change */
         return apply_products(w, c);
@@ -513,5 +518,27 @@ int ph_store_apply(ph_wtxn *w, ph_cmd *c)
         return store_apply_pin(w, c);
     default:
         return ph_err_set(&c->err, PH_EINVAL, "store: unknown command type %d", c->type);
+    }
+}
+
+/* Every command that changes a product's local stock is judged by the alert
+ * check here, in its transaction, so none can forget it (store_alerts.c; the
+ * sweep judges each SKU it retired codes of itself). */
+int ph_store_apply(ph_wtxn *w, ph_cmd *c)
+{
+    int rc = apply_cmd(w, c);
+    if (rc != PH_OK)
+        return rc;
+    switch (c->type) {
+    case PH_CMD_ORDER:
+        return c->replayed ? PH_OK : store_alerts_stock(w, c->in.order.sku, &c->err);
+    case PH_CMD_IMPORT:
+        return store_alerts_stock(w, c->in.import.sku, &c->err);
+    case PH_CMD_VOID_BATCH:
+        return store_alerts_stock(w, c->batch.sku, &c->err);
+    case PH_CMD_PUT_PRODUCTS:
+        return store_alerts_catalog(w, &c->err);
+    default:
+        return PH_OK;
     }
 }

@@ -216,6 +216,7 @@ static int pop_code(ph_wtxn *w, ph_cmd *c, MDB_cursor *cur, uint64_t order_id, p
                     expiry_tally *t)
 {
     const char *sku = c->in.order.sku;
+    int64_t mv = store_min_validity(w, sku, strlen(sku));
     for (;;) {
         MDB_val k = {strlen(sku), (void *)sku}, v;
         int mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
@@ -230,7 +231,8 @@ static int pop_code(ph_wtxn *w, ph_cmd *c, MDB_cursor *cur, uint64_t order_id, p
         int rc = store_get_code(w, id, &rec, &sealed, &c->err);
         if (rc)
             return rc;
-        int expired = rec.expires_at && rec.expires_at <= c->now;
+        /* retired at its expiry less the product's min_validity_days */
+        int expired = ph_code_retire_due(rec.expires_at, mv, c->now);
         if (!expired && (rc = check_unseals(w, c, id, sealed, rec.sealed_len)) != PH_OK)
             return rc;
         /* the writes below may move records: copy the blob out first */
@@ -399,6 +401,11 @@ int store_apply_order(ph_wtxn *w, ph_cmd *c)
 /* One bounded step of the sweep (store.h, PH_CMD_EXPIRE): the due entries of
  * the expiry index, SKU by SKU, each removed; a code still available is
  * retired. Reads no clock: "due" is relative to cmd->now. */
+static int64_t sweep_margin(void *arg, const char *sku, size_t len)
+{
+    return store_min_validity(arg, sku, len);
+}
+
 int store_apply_expire(ph_wtxn *w, ph_cmd *c)
 {
     uint32_t limit = c->in.expire.limit ? c->in.expire.limit : PH_EXPIRE_LIMIT;
@@ -414,7 +421,7 @@ int store_apply_expire(ph_wtxn *w, ph_cmd *c)
     c->more = 0;
     for (uint32_t n = 0; rc == PH_OK; n++) {
         /* the SKU's first entry is the oldest: after a delete, seek again */
-        if ((mrc = ph_expiry_seek_due(cur, sku, len, c->now, &k, &v)) != 0)
+        if ((mrc = ph_expiry_seek_due(cur, sku, len, c->now, sweep_margin, w, &k, &v)) != 0)
             break;
         if (n == limit) {
             c->more = 1;
@@ -431,7 +438,8 @@ int store_apply_expire(ph_wtxn *w, ph_cmd *c)
         ph_code_rec rec;
         const uint8_t *sealed;
         if ((rc = store_get_code(w, id, &rec, &sealed, &c->err)) != PH_OK ||
-            rec.state != PH_CODE_AVAILABLE || !rec.expires_at || rec.expires_at > c->now)
+            rec.state != PH_CODE_AVAILABLE ||
+            !ph_code_retire_due(rec.expires_at, store_min_validity(w, sku, len), c->now))
             continue; /* issued or voided since: the entry was all that was left */
         MDB_val sk = {len, sku}, sv = {8, &id};
         if ((mrc = mdb_del(w->txn, w->s->dbi[DB_AVAIL], &sk, &sv)) != 0)
@@ -446,6 +454,10 @@ int store_apply_expire(ph_wtxn *w, ph_cmd *c)
         c->expired_codes = t.total;
         rc = emit_expired(w, c->now, &t, &c->err);
     }
+    /* each SKU that lost codes is judged once (its rows are consecutive) */
+    for (size_t i = 0; rc == PH_OK && i < t.n; i++)
+        if (i == 0 || strcmp(t.rows[i].sku, t.rows[i - 1].sku))
+            rc = store_alerts_stock(w, t.rows[i].sku, &c->err);
     free(t.rows);
     return rc;
 }

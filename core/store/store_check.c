@@ -237,12 +237,15 @@ static int in_stock(scan *sc, const batch_ref *b, uint64_t id)
 
 /* An available code that expires is in the expiry index under its SKU and
  * time (else the sweep would never retire it); an expired code had an expiry
- * that had passed when it was retired. */
+ * that had passed when it was retired, or was within the longest
+ * min_validity_days a product may have (store_alerts.c). */
 static int check_code_expiry(scan *sc, const batch_ref *b, uint64_t id, const ph_code *code)
 {
     const char *sku = sc->st->skus[b->sku].sku;
     if (code->state == PH_CODE_EXPIRED &&
-        (!code->expires_at || code->expires_at > code->changed_at))
+        (!code->expires_at ||
+         !ph_code_retire_due(code->expires_at, ph_min_validity_ms(PH_MIN_VALIDITY_DAYS_MAX),
+                             code->changed_at)))
         return ph_err_set(sc->err, PH_EIO, "code %llu: expired but its expiry had not passed",
                           (unsigned long long)id);
     if (code->state != PH_CODE_AVAILABLE || !code->expires_at)
@@ -749,7 +752,8 @@ static int run_scan(ph_store *s, ph_store_stats *st, int full, int64_t now, ph_c
         (at_stage(&sc, "discrepancies", DB_DISCREP), rc = store_check_discrep(s, sc.txn, err)) ==
             PH_OK &&
         (at_stage(&sc, "scheduled jobs", DB_JOBS), rc = store_check_jobs(s, sc.txn, err)) ==
-            PH_OK) {
+            PH_OK &&
+        (at_stage(&sc, "alerts", DB_ALERTS), rc = store_check_alerts(s, sc.txn, err)) == PH_OK) {
         at_stage(&sc, "key checks", DB_META);
         rc = ph_store_keys_complete(s, sc.txn, err);
     }

@@ -70,9 +70,13 @@ int ph_expiry_has(MDB_txn *txn, MDB_dbi dbi, const char *sku, uint64_t id, int64
     return found;
 }
 
-int ph_expiry_seek_due(MDB_cursor *cur, const char *sku, size_t len, int64_t now, MDB_val *k,
-                       MDB_val *v)
+int ph_expiry_seek_due(MDB_cursor *cur, const char *sku, size_t len, int64_t now,
+                       ph_expiry_margin_fn margin, void *arg, MDB_val *k, MDB_val *v)
 {
+    /* the margin of the SKU last met, looked up once per SKU */
+    char last[PH_SKU_MAX + 1];
+    size_t last_len = (size_t)-1;
+    int64_t m = 0;
     uint8_t key[KEY_MAX + 1];
     *k = (MDB_val){key_encode(sku, len, 0, key), key};
     int mrc = len ? mdb_cursor_get(cur, k, v, MDB_SET_RANGE) : mdb_cursor_get(cur, k, v, MDB_FIRST);
@@ -81,7 +85,12 @@ int ph_expiry_seek_due(MDB_cursor *cur, const char *sku, size_t len, int64_t now
         int64_t at;
         if (ph_expiry_key_decode(k, &n, &at))
             return MDB_CORRUPTED;
-        if (at <= now)
+        if (margin && (n != last_len || memcmp(last, k->mv_data, n))) {
+            memcpy(last, k->mv_data, n);
+            last_len = n;
+            m = margin(arg, last, n);
+        }
+        if (ph_code_retire_due(at, m, now))
             return 0;
         /* none of this SKU is due: "sku\x01" sorts after all its keys, before the next SKU's */
         memcpy(key, k->mv_data, n);
@@ -120,6 +129,19 @@ uint64_t ph_expiry_due_available(ph_store *s, MDB_txn *txn, const char *sku, siz
     return n;
 }
 
+/* A reader's margin: the product's min_validity_days, from its stored JSON. */
+typedef struct reader_margin {
+    ph_store *s;
+    MDB_txn *txn;
+} reader_margin;
+
+static int64_t product_margin(void *arg, const char *sku, size_t len)
+{
+    reader_margin *rm = arg;
+    MDB_val k = {len, (void *)sku}, v;
+    return mdb_get(rm->txn, rm->s->dbi[DB_PRODUCTS], &k, &v) ? 0 : store_product_min_validity(&v);
+}
+
 int ph_store_expiry_due(ph_store *s, int64_t now)
 {
     MDB_txn *txn;
@@ -130,7 +152,8 @@ int ph_store_expiry_due(ph_store *s, int64_t now)
         return 0;
     int due = 0;
     if (mdb_cursor_open(txn, s->dbi[DB_EXPIRY], &cur) == 0) {
-        due = ph_expiry_seek_due(cur, "", 0, now, &k, &v) == 0;
+        reader_margin rm = {s, txn};
+        due = ph_expiry_seek_due(cur, "", 0, now, product_margin, &rm, &k, &v) == 0;
         mdb_cursor_close(cur);
     }
     ph_store_read_end(s, txn);

@@ -55,6 +55,9 @@ enum {
     DB_JOBS,          /* job id -> the job's record JSON (store_jobs.c) */
     DB_OFFER_STATE,   /* sku NUL supplier -> ph_offer_state_rec (store_sync.c) */
     DB_PRODUCT_STATE, /* sku -> ph_product_state_rec: pin and auto-delisting (store_sync.c) */
+    DB_ALERTS,        /* alert id -> alert JSON (store_alerts.c) */
+    DB_ALERT_STATE, /* kind byte, subject -> ph_alert_state_rec: the alert fired (absent: armed) */
+    DB_BALANCE,     /* supplier -> ph_balance_rec: its last balance reading */
     DB_COUNT
 };
 
@@ -79,6 +82,7 @@ typedef struct ph_memo {
     uint8_t price_state[PH_MEMO_SKUS];
     int64_t price[PH_MEMO_SKUS];
     unsigned next_price;
+    int rules_ok; /* ph_store.rules is built from the committed catalog */
 } ph_memo;
 
 struct ph_store {
@@ -103,6 +107,9 @@ struct ph_store {
     ph_store_health health;
     ph_reseal_status reseal; /* also under health_mu: set by the re-sealer, read by any thread */
     ph_memo memo;
+    /* The writer's table of the products' alert and validity rules, built
+     * from `products` when memo.rules_ok is 0 (store_alerts.c). Writer only. */
+    struct ph_rules *rules;
     /* The writer's last formatted event time: a batch's commands mostly share
      * their millisecond. Writer thread only. */
     int64_t at_ms;
@@ -272,15 +279,20 @@ int ph_expiry_add(MDB_txn *txn, MDB_dbi dbi, const char *sku, uint64_t id, int64
                   ph_err *err);
 /* 1 when the index lists code id of sku at expires_at. */
 int ph_expiry_has(MDB_txn *txn, MDB_dbi dbi, const char *sku, uint64_t id, int64_t expires_at);
-/* Positions cur at the first entry due at now (expires_at <= now) of the first
+/* A SKU's min_validity_days in ms (store_min_validity, store_product_min_validity):
+ * its codes are due that long before their expiry. */
+typedef int64_t (*ph_expiry_margin_fn)(void *arg, const char *sku, size_t len);
+/* Positions cur at the first entry due at now (ph_code_retire_due with the
+ * SKU's margin: expires_at - margin <= now; margin NULL = 0) of the first
  * SKU >= sku[0..len) (len 0: from the start), filling k and v: 0, MDB_NOTFOUND
  * or an LMDB error. */
-int ph_expiry_seek_due(MDB_cursor *cur, const char *sku, size_t len, int64_t now, MDB_val *k,
-                       MDB_val *v);
+int ph_expiry_seek_due(MDB_cursor *cur, const char *sku, size_t len, int64_t now,
+                       ph_expiry_margin_fn margin, void *arg, MDB_val *k, MDB_val *v);
 /* Splits a key: *sku_len bytes of SKU at k->mv_data, *at the expiry. 0, or -1
  * for a malformed key. */
 int ph_expiry_key_decode(const MDB_val *k, size_t *sku_len, int64_t *at);
-/* Available codes of sku whose expiry has passed at now (the sweep will retire them). */
+/* Available codes of sku due at now (expires_at <= now: pass now + the SKU's
+ * margin), which the sweep will retire. */
 uint64_t ph_expiry_due_available(ph_store *s, MDB_txn *txn, const char *sku, size_t len,
                                  int64_t now);
 /* Rebuilds the index from the codes (the migration from schema version 2). */
@@ -498,5 +510,40 @@ int store_apply_job(ph_wtxn *w, ph_cmd *c);
 int store_check_jobs(ph_store *s, MDB_txn *txn, ph_err *err);
 /* Adds (add = 1) or removes the late re-query of attempt no of order id at due. */
 int store_late_set(ph_wtxn *w, uint64_t id, uint32_t no, int64_t due, int add, ph_err *err);
+
+/* ---- alerts (store_alerts.c) ---- */
+
+/* DB_ALERT_STATE value: the alert a (kind, subject) fired, while fired. */
+typedef struct ph_alert_state_rec {
+    uint8_t version; /* 1 */
+    uint8_t reserved[7];
+    uint64_t alert_id;
+} ph_alert_state_rec;
+
+/* DB_BALANCE value. */
+typedef struct ph_balance_rec {
+    int64_t balance; /* fen */
+    int64_t at;      /* ms, the reading's time */
+} ph_balance_rec;
+
+/* The alert check of a product's stock (store.h, "alerts"): called once by
+ * every command that changed sku's local stock, after its change, in its
+ * transaction. Does nothing for a product without a low_stock rule (one
+ * lookup in the writer's rule table). Errors: PH_EIO, PH_ENOMEM. */
+int store_alerts_stock(ph_wtxn *w, const char *sku, ph_err *err);
+/* PUT_PRODUCTS: the rules may have changed; judge every product that has one. */
+int store_alerts_catalog(ph_wtxn *w, ph_err *err);
+/* The product's min_validity_days in ms, from the writer's rule table (0 none). */
+int64_t store_min_validity(ph_wtxn *w, const char *sku, size_t len);
+/* The same read from a stored product (readers): 0 when it has none. */
+int64_t store_product_min_validity(const MDB_val *product_json);
+int store_apply_balance(ph_wtxn *w, ph_cmd *c);
+int store_apply_alert_ack(ph_wtxn *w, ph_cmd *c);
+/* Frees the rule table (at close). */
+void store_alerts_free(ph_store *s);
+/* --check-store: every alert well-formed, every fired state naming an alert
+ * of its kind that is not cleared, the open counters equal to the open
+ * alerts. PH_OK or PH_EIO naming the first violation. */
+int store_check_alerts(ph_store *s, MDB_txn *txn, ph_err *err);
 
 #endif

@@ -491,10 +491,12 @@ static char *dup_val(const MDB_val *v)
 /* Codes of the SKU that can be issued at now: the stock list's count (kept by
  * LMDB in the duplicate tree's header) less those past their expiry that the
  * sweep has not retired yet. */
-static uint64_t issuable_count(ph_store *s, MDB_txn *txn, const char *sku, size_t len, int64_t now)
+static uint64_t issuable_count(ph_store *s, MDB_txn *txn, const char *sku, size_t len, int64_t now,
+                               const MDB_val *product)
 {
     uint64_t n = avail_count(s, txn, sku, len),
-             due = ph_expiry_due_available(s, txn, sku, len, now);
+             due = ph_expiry_due_available(s, txn, sku, len,
+                                           now + store_product_min_validity(product));
     return n > due ? n - due : 0;
 }
 
@@ -523,7 +525,7 @@ int ph_store_product_get_at(ph_store *s, const char *sku, int64_t now, char **js
         free(*json);
         *json = NULL;
     } else
-        *available = issuable_count(s, txn, sku, k.mv_size, now);
+        *available = issuable_count(s, txn, sku, k.mv_size, now, &v);
     ph_store_read_end(s, txn);
     return rc;
 }
@@ -572,7 +574,7 @@ int ph_store_product_list_at(ph_store *s, int64_t now, char ***json, uint64_t **
             js[cnt] = NULL;
             break;
         }
-        av[cnt++] = issuable_count(s, txn, k.mv_data, k.mv_size, now);
+        av[cnt++] = issuable_count(s, txn, k.mv_data, k.mv_size, now, &v);
     }
     mdb_cursor_close(c);
 out:

@@ -481,6 +481,8 @@ int store_apply_sync(ph_wtxn *w, ph_cmd *c)
         rc = sync_product(w, c, items, c->in.sync.n, skus[i], p, &touched);
         if (rc == PH_OK && touched)
             rc = relist(w, c, skus[i], p, "upstream", &changed);
+        if (rc == PH_OK && touched) /* the supplier's stock is part of what alerts judge */
+            rc = store_alerts_stock(w, skus[i], &c->err);
         json_decref(p);
     }
     for (size_t i = 0; i < cnt; i++)

@@ -257,6 +257,16 @@ static int supplier_start(const ph_logger *lg, reaper *rp, problems *pb, ph_supp
     }
     if ((rc = sync_capable(sc, ph_plugin_descriptor(sup->plugin), pb, err)) != PH_OK)
         goto fail;
+    if (sc->balance_below_set &&
+        !(ph_plugin_descriptor(sup->plugin)->capabilities & PERKHUB_CAP_BALANCE)) {
+        /* the balance job could never read it: refuse rather than never alert */
+        rc = ph_err_set(err, PH_EINVAL,
+                        "supplier '%s': balance_below needs a plugin that reads the balance "
+                        "(PERKHUB_CAP_BALANCE); plugin '%s' does not",
+                        sc->id, sc->plugin);
+        problem_at(pb, sc->balance_mark, ".balance_below", err->msg);
+        goto fail;
+    }
     rc = ph_plugin_conf_resolve_all(sup->plugin, sc->id, sc->config, sc->nconfig, problem_key, pb,
                                     &conf, err);
     if (rc != PH_OK)

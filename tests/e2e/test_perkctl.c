@@ -211,7 +211,7 @@ static const char *commands[] = {"batches",  "stats",         "supplier",    "im
                                  "order",    "orders",        "order-get",   "settle",    "lookup",
                                  "events",   "status",        "reconcile",   "suppliers", "ledger",
                                  "report",   "discrepancies", "discrepancy", "products",  "audit",
-                                 "webhooks", "jobs",          "sync",        "pin"};
+                                 "webhooks", "jobs",          "sync",        "pin",       "alerts"};
 
 Test(perkctl, help_for_every_command)
 {

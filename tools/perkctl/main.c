@@ -418,6 +418,22 @@ static const pk_cmd commands[] = {
      "\n"
      "example:\n"
      "  $ perkctl discrepancy dispute 1 --note \"not on the May statement\"\n"},
+    {"alerts", pk_cmd_alerts, "list low-stock and balance alerts, or acknowledge one",
+     "usage: perkctl alerts [--state open|acknowledged|all] [--after ID] [--limit N]\n"
+     "       perkctl alerts ack ID [--note TEXT]\n"
+     "\n"
+     "Lists alerts (GET /v1/alerts), oldest first: stock.low and stock.out of a\n"
+     "product with a low_stock rule, supplier.balance_low of a supplier with\n"
+     "balance_below. Open ones by default (fired, not acknowledged, not cleared).\n"
+     "ack: acknowledge one (POST /v1/alerts/ID/ack; audited, your client name and\n"
+     "the note kept). Needs an ops token.\n"
+     "\n"
+     "example:\n"
+     "  $ perkctl alerts\n"
+     "  ID  KIND       SUBJECT        VALUE  THRESHOLD  STATE  FIRED_AT\n"
+     "  3   stock.low  iqiyi.gold.1m  4      5          open   2026-12-07T03:10:00.000Z\n"
+     "  $ perkctl alerts ack 3 --note \"reorder placed\"\n"
+     "  alert 3 acknowledged\n"},
     {"products", pk_cmd_products, "list the catalog with stock",
      "usage: perkctl products [--brand BRAND] [--tag TAG] [--category CATEGORY]\n"
      "\n"

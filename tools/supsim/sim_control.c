@@ -238,6 +238,24 @@ static void catalog_post(sim *s, const sim_request *rq, sim_reply *out)
     json_decref(d);
 }
 
+/* POST /_sim/balance {"fen": N}: the balance both protocols report (and
+ * orders spend) from now on (issue 12: a balance that drops and recovers). */
+static void balance_post(sim *s, const sim_request *rq, sim_reply *out)
+{
+    json_t *d = json_loadb(rq->body ? rq->body : "", rq->len, 0, NULL);
+    json_t *fen = json_object_get(d, "fen");
+    if (!json_is_integer(fen) || json_integer_value(fen) < 0) {
+        ctl_error(out, 400, "field fen (an integer >= 0) is required");
+        json_decref(d);
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    s->balance_fen = json_integer_value(fen);
+    pthread_mutex_unlock(&s->mu);
+    sim_reply_json(out, 200, json_pack("{s:I}", "fen", json_integer_value(fen)));
+    json_decref(d);
+}
+
 void sim_control_handle(sim *s, const sim_request *rq, sim_reply *out)
 {
     const char *m = rq->method, *path = rq->path;
@@ -258,6 +276,8 @@ void sim_control_handle(sim *s, const sim_request *rq, sim_reply *out)
         complete_post(s, rq, out);
     else if (!strcmp(path, "/_sim/catalog") && !strcmp(m, "POST"))
         catalog_post(s, rq, out);
+    else if (!strcmp(path, "/_sim/balance") && !strcmp(m, "POST"))
+        balance_post(s, rq, out);
     else if (!strcmp(path, "/_sim/statement") && !strcmp(m, "POST"))
         sim_statement_post(s, rq, out);
     else if (!strcmp(path, "/_sim/redeem") && !strcmp(m, "POST"))

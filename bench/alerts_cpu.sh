@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# bench/alerts_cpu.sh BUILD_DIR — what the writer's derived checks cost an order (issue 12,
+# "Alert and replenishment checks add under 1 µs of perkhubd CPU per order"): perkhubd CPU
+# per order without rules and with AC_RULES products carrying rules (the ordered SKU among
+# them), in the SAME run, alternating, so that the noise of a shared machine falls on both.
+#
+# Two perkhubd of the same build (bench/lib.sh's configuration), both with the bench SKU and
+# AC_RULES - 1 more products; in `rules` each of them carries one rule of every kind in
+# AC_KINDS (rule_<kind> below writes its YAML; a kind is one function: the
+# replenish rules join as `rule_replenish`). The thresholds are far below the stock, so
+# every order pays the whole check and none fires (the steady state). Each daemon gets
+# AC_CODES codes. Then AC_ROUNDS rounds, each a wrk run of bench/order.lua against one
+# daemon, then the other (the order swaps every round); around each run the daemon's
+# utime+stime from /proc/PID/stat, divided by the orders wrk saw answered. The store must
+# have issued as many codes as wrk saw answered (plus at most one per connection).
+#
+# Prints each run, the medians, the difference rules - plain (µs per order; also per round)
+# and PASS when the median of the per-round differences is under AC_LIMIT_US (1.0), MISS
+# otherwise; writes bench/results/alerts_cpu.json. Exit: 0 PASS, 3 MISS, 1 when something
+# was wrong.
+#
+# Knobs (environment):
+#   AC_RULES (100)  AC_KINDS ("low_stock"; "none": an A/A run, no rule on either side)  AC_ROUNDS (4)  AC_DURATION (10)  AC_CONNS (64)
+#   AC_THREADS (2)  AC_CODES (1000000)  AC_WARMUP (3)  AC_LIMIT_US (1.0)
+set -euo pipefail
+
+BUILD=${1:?usage: bench/alerts_cpu.sh BUILD_DIR}
+BUILD=$(cd "$BUILD" && pwd)
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+RULES=${AC_RULES:-100}
+KINDS=${AC_KINDS:-low_stock}
+ROUNDS=${AC_ROUNDS:-4}
+DURATION=${AC_DURATION:-10}
+CONNS=${AC_CONNS:-64}
+THREADS=${AC_THREADS:-2}
+CODES=${AC_CODES:-1000000}
+WARMUP=${AC_WARMUP:-3}
+LIMIT=${AC_LIMIT_US:-1.0}
+SKU=bench.card
+MALL_TOKEN=bench-mall-token
+OPS_TOKEN=bench-ops-token
+HZ=$(getconf CLK_TCK)
+
+fail() { echo "alerts_cpu: FAIL: $*" >&2; exit 1; }
+note() { echo "alerts_cpu: $*" >&2; }
+
+[ -x "$BUILD/perkhubd" ] || fail "$BUILD/perkhubd not found"
+"$SRC/tools/deps.sh" wrk jq bc
+
+TMP=$(mktemp -d /tmp/perkhub-alertscpu-XXXXXX)
+declare -A PID URL
+cleanup() {
+    local p
+    for p in "${PID[@]}"; do
+        if kill -0 "$p" 2>/dev/null; then
+            kill -KILL "$p" 2>/dev/null || true
+            wait "$p" 2>/dev/null || true
+        fi
+    done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+. "$SRC/bench/lib.sh"
+
+# ---- the rules: one function per kind, its YAML keys for one product (indented four) ----
+rule_low_stock() { printf '    low_stock: {below: 10, margin: 5}\n    min_validity_days: 1\n'; }
+# AC_KINDS=none: two identical daemons, an A/A run that shows the noise of the machine
+rule_none() { :; }
+
+products_yaml() { # with_rules: the bench SKU's rule lines, then RULES - 1 more products
+    local k i kinds=""
+    [ "$1" = 1 ] && kinds=$KINDS
+    for k in $kinds; do "rule_$k"; done
+    for i in $(seq 2 "$RULES"); do
+        printf '  - sku: bench.rule%d\n    name: Rule %d\n    brand: bench\n    category: video\n' "$i" "$i"
+        printf '    delivery: card_code\n    face_value: "30.00"\n'
+        for k in $kinds; do "rule_$k"; done
+    done
+}
+for k in $KINDS; do declare -F "rule_$k" >/dev/null || fail "no rule_$k in bench/alerts_cpu.sh"; done
+
+stats() { curl -sf --max-time 30 "${URL[$1]}/v1/stats" -H "Authorization: Bearer $OPS_TOKEN"; }
+stat_issued() { jq -r --arg s "$SKU" '[.skus[] | select(.sku == $s) | .issued][0] // 0' <<<"$1"; }
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12, $13 }'; } # utime stime
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+calc() { echo "scale=3; $1" | bc | sed 's/^\./0./; s/^-\./-0./'; }
+
+import_codes() { # label
+    local l=$1 next=1 n out
+    while [ "$next" -le "$CODES" ]; do
+        n=$((CODES - next + 1)); [ "$n" -le 1000000 ] || n=1000000
+        { echo code; seq "$next" $((next + n - 1)) | awk '{printf "BENCH-%010d\n", $1}'; } >"$TMP/codes.csv"
+        out=$(curl -s -o "$TMP/import.out" -w '%{http_code}' --max-time 600 -X POST \
+            "${URL[$l]}/v1/batches?supplier=acme&sku=$SKU&unit_cost=19.80&note=bench" \
+            -H "Authorization: Bearer $OPS_TOKEN" -H 'Content-Type: text/csv' --data-binary @"$TMP/codes.csv")
+        [ "$out" = 201 ] || { head -c 500 "$TMP/import.out" >&2; fail "$l: import returned $out"; }
+        next=$((next + n))
+    done
+    rm -f "$TMP/codes.csv"
+}
+
+for l in plain rules; do
+    note "$l: starting $BUILD/perkhubd, importing $CODES codes"
+    if [ "$l" = rules ]; then BENCH_PRODUCTS_YAML=$(products_yaml 1); else BENCH_PRODUCTS_YAML=$(products_yaml 0); fi
+    export BENCH_PRODUCTS_YAML
+    bench_start "$BUILD" "$TMP/$l"
+    PID[$l]=$BENCH_PID
+    URL[$l]=$BENCH_URL
+    import_codes "$l"
+done
+# both catalogs hold RULES products; the rules daemon's products judged at its start (the
+# other products have no stock: their stock.low and stock.out are open from then on)
+for l in plain rules; do
+    n=$(curl -sf "${URL[$l]}/v1/products" -H "Authorization: Bearer $OPS_TOKEN" | jq '.products | length')
+    [ "$n" = "$RULES" ] || fail "$l: $n products, wanted $RULES"
+done
+alerts_now() { curl -sf "${URL[rules]}/v1/alerts?state=all&limit=1000" -H "Authorization: Bearer $OPS_TOKEN" | jq '.alerts | length'; }
+alerts0=$(alerts_now)
+[ "$KINDS" = none ] || [ "$alerts0" -ge $((RULES - 1)) ] ||
+    fail "rules: $alerts0 alerts at start, the rules are not judged"
+
+wrk_orders() { # label run-id seconds out
+    BENCH_TOKEN=$MALL_TOKEN BENCH_SKU=$SKU BENCH_RUN="$2" BENCH_OUT="$4.json" \
+        timeout $(($3 + 60)) wrk -t "$THREADS" -c "$CONNS" -d "${3}s" --timeout 10s \
+        -s "$SRC/bench/order.lua" "${URL[$1]}" >"$4.out" 2>&1 \
+        || { cat "$4.out" >&2; fail "$1: wrk failed ($2)"; }
+}
+
+for l in plain rules; do
+    [ "$WARMUP" -gt 0 ] && wrk_orders "$l" "w$l" "$WARMUP" "$TMP/$l-warmup"
+done
+
+: >"$TMP/runs.txt"
+for r in $(seq "$ROUNDS"); do
+    if [ $((r % 2)) = 1 ]; then order="plain rules"; else order="rules plain"; fi
+    for l in $order; do
+        p=${PID[$l]}
+        issued0=$(stat_issued "$(stats "$l")")
+        read -r u0 s0 < <(cpu_ticks "$p")
+        wrk_orders "$l" "$l$r" "$DURATION" "$TMP/$l-$r"
+        read -r u1 s1 < <(cpu_ticks "$p")
+        j=$(cat "$TMP/$l-$r.json")
+        ok=$(jq .ok <<<"$j")
+        [ "$ok" -gt 0 ] || fail "$l round $r: no answer counted"
+        [ "$(jq '.non2xx == 0 and .unmatched == 0' <<<"$j")" = true ] \
+            || fail "$l round $r: $(jq -c '{non2xx, unmatched}' <<<"$j") (out of stock? raise AC_CODES)"
+        issued=$(($(stat_issued "$(stats "$l")") - issued0))
+        [ "$issued" -ge "$ok" ] && [ "$issued" -le $((ok + CONNS)) ] \
+            || fail "$l round $r: $issued codes issued, wrk saw $ok answered"
+        us=$(calc "($u1 - $u0 + $s1 - $s0) * 1000000 / $HZ / $ok")
+        rps=$(calc "$ok / $(jq .duration_s <<<"$j")")
+        echo "$l $us $rps $r" >>"$TMP/runs.txt"
+        note "  round $r $l: $us µs CPU/order, $ok orders, $rps/s, load $(cut -d' ' -f1 /proc/loadavg)"
+    done
+done
+# no alert fired during the rounds: the steady state was measured
+[ "$(alerts_now)" = "$alerts0" ] || fail "rules: alerts fired during the bench"
+
+col() { awk -v l="$1" -v c="$2" '$1 == l { print $c }' "$TMP/runs.txt"; }
+declare -A MED RPS
+for l in plain rules; do
+    MED[$l]=$(col "$l" 2 | median)
+    RPS[$l]=$(col "$l" 3 | median)
+done
+diffs=$(awk '{ v[$4, $1] = $2 } END { for (k in v) { split(k, a, SUBSEP); if (a[2] == "rules") printf "%.3f\n", v[k] - v[a[1], "plain"] } }' \
+    "$TMP/runs.txt" | sort -g)
+diff=$(median <<<"$diffs")
+verdict=PASS
+[ "$(echo "$diff < $LIMIT" | bc)" = 1 ] || verdict=MISS
+printf '\nperkhubd CPU per order, %s rounds of %ss at %s connections; %s products with rules (%s)\n' \
+    "$ROUNDS" "$DURATION" "$CONNS" "$RULES" "$KINDS"
+printf '  plain  median %s µs (runs: %s), %s orders/s\n' "${MED[plain]}" "$(col plain 2 | tr '\n' ' ')" "${RPS[plain]}"
+printf '  rules  median %s µs (runs: %s), %s orders/s\n' "${MED[rules]}" "$(col rules 2 | tr '\n' ' ')" "${RPS[rules]}"
+printf 'alerts_cpu: rules - plain %s µs per order (median of rounds; limit %s): %s   (per round: %s)\n' \
+    "$diff" "$LIMIT" "$verdict" "$(tr '\n' ' ' <<<"$diffs")"
+
+mkdir -p "$SRC/bench/results"
+jq -n --argjson plain "${MED[plain]}" --argjson rules "${MED[rules]}" --argjson diff "$diff" \
+    --argjson limit "$LIMIT" --arg verdict "$verdict" --argjson rounds "$ROUNDS" \
+    --argjson nrules "$RULES" --arg kinds "$KINDS" \
+    '{us_cpu_per_order: {plain: $plain, rules: $rules}, difference_us: $diff, limit_us: $limit,
+      verdict: $verdict, rounds: $rounds, products_with_rules: $nrules, kinds: $kinds}' \
+    >"$SRC/bench/results/alerts_cpu.json"
+[ "$verdict" = PASS ] || exit 3
