@@ -31,6 +31,7 @@ static const char *const db_names[DB_COUNT] = {
     "orders",      "order_ref",    "client_orders", "events",        "supply",      "pending",
     "expiry",      "audit",        "ledger",        "ledger_orders", "report_days", "recon_runs",
     "recon_lines", "recon_digest", "discrep",       "discrep_att",   "late",
+    "replenish",   "replenish_sku", "replenish_day",
 };
 
 static const unsigned db_flags[DB_COUNT] = {
@@ -49,6 +50,7 @@ static const unsigned db_flags[DB_COUNT] = {
     [DB_RECON_RUNS] = MDB_INTEGERKEY,
     [DB_DISCREP] = MDB_INTEGERKEY,
     [DB_DISCREP_ATT] = MDB_DUPSORT | MDB_DUPFIXED | MDB_INTEGERDUP,
+    [DB_REPLENISH] = MDB_INTEGERKEY,
 };
 
 const char *ph_store_db_name(int db)

@@ -497,6 +497,8 @@ int ph_store_apply(ph_wtxn *w, ph_cmd *c)
         return store_apply_resolve(w, c);
     case PH_CMD_RESEAL:
         return store_apply_reseal(w, c);
+    case PH_CMD_REPLENISH:
+        return store_apply_replenish(w, c);
     case PH_CMD_PUT_PRODUCTS:
         memset(&w->s->memo, 0, sizeof w->s->memo); /* orderability may change */
         return apply_products(w, c);

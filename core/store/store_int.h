@@ -52,6 +52,9 @@ enum {
     DB_DISCREP,       /* discrepancy id -> discrepancy JSON (store_discrep.c) */
     DB_DISCREP_ATT,   /* be64(order id) be32(attempt no) -> dup sorted discrepancy ids */
     DB_LATE,          /* be64(due ms) be64(order id) be32(attempt no) -> "": late re-queries */
+    DB_REPLENISH,     /* replenishment id -> replenishment JSON (store_replenish.c) */
+    DB_REPLENISH_SKU, /* sku -> uint64 id of its replenishment in flight (none: no key) */
+    DB_REPLENISH_DAY, /* sku NUL be32(day) -> int64 fen spent replenishing it that day */
     DB_COUNT
 };
 
@@ -445,6 +448,14 @@ int store_apply_final_word(ph_wtxn *w, ph_cmd *c);
  * PH_OK or PH_EIO naming the first violation. */
 int store_check_discrep(ph_store *s, MDB_txn *txn, ph_err *err);
 int store_apply_resolve(ph_wtxn *w, ph_cmd *c);
+/* store_replenish.c: replenishments (store.h, "replenishment"). */
+int store_apply_replenish(ph_wtxn *w, ph_cmd *c);
+/* Order o, a replenishment's (ph_order_is_replenish), just became final in
+ * command c: its replenishment ends (succeeded with batch_id, or failed with
+ * the order's reason), the in-flight mark goes, a failure gives its day's
+ * spend back, a success keeps what the supplier charged; one event
+ * replenish.succeeded / replenish.failed. Writer only. */
+int store_replenish_end(ph_wtxn *w, ph_cmd *c, const ph_order *o, uint64_t batch_id);
 /* Adds (add = 1) or removes the late re-query of attempt no of order id at due. */
 int store_late_set(ph_wtxn *w, uint64_t id, uint32_t no, int64_t due, int add, ph_err *err);
 

@@ -476,7 +476,10 @@ static int book(ph_wtxn *w, const ph_order *o, int64_t at, int command, ph_err *
     int rc = PH_OK, fresh = 0, mrc = mdb_get(w->txn, w->s->dbi[DB_LEDGER_ORDERS], &k, &v);
     if (mrc == MDB_NOTFOUND) {
         fresh = 1;
-        if ((rc = sale_price(w, o->sku, o->client, &sm.unit_price, err)) != PH_OK)
+        /* a replenishment buys stock: a supplier cost, never a sale */
+        if (ph_order_is_replenish(o))
+            sm.unit_price = -1;
+        else if ((rc = sale_price(w, o->sku, o->client, &sm.unit_price, err)) != PH_OK)
             return rc;
         sm.priced = sm.unit_price >= 0;
     } else if (mrc) {

@@ -281,6 +281,7 @@ static track *track_new(ph_fulfil *f, const ph_order *o, const ph_attempt *a, ph
     t->order_id = o->id;
     t->no = a->no;
     t->card = o->delivery != PH_DELIVERY_RECHARGE;
+    t->replenish = ph_order_is_replenish(o);
     t->state = a->state;
     t->quantity = o->quantity;
     t->unit_cost = a->unit_cost;
