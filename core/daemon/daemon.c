@@ -19,6 +19,7 @@
 #include "metrics/metrics.h"
 #include "sched/sched.h"
 #include "supply/fulfil.h"
+#include "supply/replenish.h"
 #include "supply/supplier_io.h"
 #include "supply/suppliers.h"
 #include "base/util.h"
@@ -456,7 +457,9 @@ int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_er
         goto fail;
     ph_suppliers_set_wake(d->suppliers, wake_main, d); /* earlier releases: the next wake */
     set_callback_base(d, cfg);
-    if ((rc = ph_fulfil_resume(d->fulfil, err)) || (rc = sweeper_start(d, err)) ||
+    if ((rc = ph_fulfil_resume(d->fulfil, err)) ||
+        (rc = ph_replenish_jobs_apply(d->sched, cfg, d->fulfil, err)) ||
+        (rc = sweeper_start(d, err)) ||
         (rc = ph_reseal_start(d, err)) ||
         (cfg->port_file && (rc = write_port_file(cfg->port_file, d->port, err))) ||
         (d->pid_fd >= 0 && (rc = pid_file_write(d, err))))
@@ -529,6 +532,11 @@ int ph_daemon_reload(ph_daemon *d, ph_err *err)
         set_callback_base(d, neu);
     if ((rc = cfg_install(d, neu, err)) != PH_OK)
         return rc;
+    ph_cfg_ref *now = ph_cfg_acquire(&d->cfg);
+    ph_err jerr = {0};
+    if (ph_replenish_jobs_apply(d->sched, now->cfg, d->fulfil, &jerr) != PH_OK)
+        ph_log(&d->log, PH_LOG_WARN, NULL, "replenish.job_failed", "error=%s", jerr.msg);
+    ph_cfg_release(now);
     ph_log(&d->log, PH_LOG_INFO, NULL, "config.reloaded", "config=%s", d->config_path);
     return PH_OK;
 fail:

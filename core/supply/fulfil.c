@@ -707,6 +707,13 @@ int ful_pick_target(ph_fulfil *f, const ph_config *cfg, const ph_product_conf *p
     return PH_OK;
 }
 
+int ph_fulfil_supplier_usable(ph_fulfil *f, const ph_supplier_conf *sc, int delivery)
+{
+    route_ctx rc = {f, delivery == PH_DELIVERY_RECHARGE ? PERKHUB_CAP_RECHARGE
+                                                        : PERKHUB_CAP_CARD_ORDER};
+    return usable_for(&rc, sc);
+}
+
 int ph_fulfil_route(ph_fulfil *f, const ph_config *cfg, const ph_product_conf *p,
                     ph_attempt_target *out)
 {
