@@ -218,6 +218,9 @@ int ph_api_statement_fetch(ph_req *r);
 int ph_api_recon_list(ph_req *r);
 int ph_api_recon_get(ph_req *r);
 int ph_api_recon_csv(ph_req *r);
+/* api_replenish.c (issue 12): GET /v1/replenishments */
+int ph_api_replenish_list(ph_req *r);
+
 /* api_discrep.c (issue 11) */
 int ph_api_discrep_list(ph_req *r);
 int ph_api_discrep_get(ph_req *r);
