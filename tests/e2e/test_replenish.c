@@ -282,6 +282,26 @@ Test(replenish, keeps_to_the_day_budget)
     cr_assert_eq(h_int(x, "cost_fen"), 8550);
     json_decref(l);
     cr_assert_eq(available("rp.card"), 3);
+    /* perkctl shows the same */
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u", D.port);
+    const char *argv[] = {h_bin("PH_PERKCTL"), "--url", url, "replenishments", "--sku", "rp.card",
+                          NULL};
+    const char *env[] = {"PERKHUB_TOKEN=ops-token", NULL};
+    char *out = NULL, *perr = NULL;
+    cr_assert_eq(h_run(argv, env, NULL, 0, &out, &perr), 0, "%s", perr);
+    cr_assert(strstr(out, "rp.card") && strstr(out, "28.50") && strstr(out, "succeeded"),
+              "perkctl replenishments:\n%s", out);
+    free(out);
+    free(perr);
+    /* a bad filter is a 400 naming it */
+    h_resp bad = h_get(&D, "/v1/replenishments?state=done", "ops-token");
+    cr_assert_eq(bad.status, 400, "%s", bad.body);
+    cr_assert(strstr(bad.body, "state"), "%s", bad.body);
+    h_resp_free(&bad);
+    bad = h_get(&D, "/v1/replenishments", "mall-token");
+    cr_assert_eq(bad.status, 403, "ops only: %s", bad.body);
+    h_resp_free(&bad);
     stop();
 }
 

@@ -92,6 +92,7 @@ pk_cmd_fn pk_cmd_supplier;      /* cmd_ops.c */
  * cmd_ops.c. */
 int pk_print_version(const pk_ctx *ctx);
 pk_cmd_fn pk_cmd_discrepancy; /* cmd_discrep.c */
+pk_cmd_fn pk_cmd_replenishments; /* cmd_replenish.c */
 
 /* ---- option parsing (common.c) ------------------------------------------- */
 
