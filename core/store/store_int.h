@@ -456,6 +456,11 @@ int store_apply_replenish(ph_wtxn *w, ph_cmd *c);
  * spend back, a success keeps what the supplier charged; one event
  * replenish.succeeded / replenish.failed. Writer only. */
 int store_replenish_end(ph_wtxn *w, ph_cmd *c, const ph_order *o, uint64_t batch_id);
+/* --check-store: every replenishment agrees with its order (the purchase,
+ * in flight exactly while the order is not final) and with the in-flight
+ * mark, and each (sku, day)'s spend is what its replenishments hold. PH_OK or
+ * PH_EIO naming the first violation. */
+int store_replenish_check(ph_store *s, MDB_txn *txn, ph_err *err);
 /* Adds (add = 1) or removes the late re-query of attempt no of order id at due. */
 int store_late_set(ph_wtxn *w, uint64_t id, uint32_t no, int64_t due, int add, ph_err *err);
 

@@ -466,3 +466,113 @@ int ph_store_replenish_state(ph_store *s, const char *sku, int64_t at, int64_t *
     ph_store_read_end(s, txn);
     return rc;
 }
+
+/* ---- --check-store ------------------------------------------------------------------ */
+
+/* One record against its order and the in-flight mark; its share of its
+ * day's spend is added to *day_sum when it is of (sku, day). */
+static int check_record(ph_store *s, MDB_txn *txn, uint64_t id, json_t *rec, ph_err *err)
+{
+    const char *sku = json_string_value(json_object_get(rec, "sku"));
+    int state = ph_repl_state_parse(json_string_value(json_object_get(rec, "state")));
+    json_t *oid = json_object_get(rec, "order_id");
+    if (!sku || !state || !json_is_integer(oid))
+        return ph_err_set(err, PH_EIO, "replenishment %llu: malformed record",
+                          (unsigned long long)id);
+    ph_order *o = NULL;
+    int rc = ph_order_load(s, txn, (uint64_t)json_integer_value(oid), 0, &o, err);
+    if (rc)
+        return ph_err_set(err, PH_EIO, "replenishment %llu: its order %lld is missing",
+                          (unsigned long long)id, (long long)json_integer_value(oid));
+    char coid[sizeof COID_PREFIX + 24];
+    snprintf(coid, sizeof coid, COID_PREFIX "%llu", (unsigned long long)id);
+    int want = !ph_order_state_final(o->state)         ? PH_RS_IN_FLIGHT
+               : o->state == PH_ORDER_SUCCEEDED ? PH_RS_SUCCEEDED
+                                                       : PH_RS_FAILED;
+    if (!ph_order_is_replenish(o) || strcmp(o->client_order_id, coid) || strcmp(o->sku, sku))
+        rc = ph_err_set(err, PH_EIO, "replenishment %llu: order %llu is not its purchase",
+                        (unsigned long long)id, (unsigned long long)o->id);
+    else if (state != want)
+        rc = ph_err_set(err, PH_EIO, "replenishment %llu is %s, but its order %llu is %s",
+                        (unsigned long long)id, ph_repl_state_name(state),
+                        (unsigned long long)o->id, ph_order_state_name(o->state));
+    ph_order_free(o);
+    uint64_t flying = 0;
+    if (rc == PH_OK && (rc = in_flight_get(txn, s, sku, &flying, err)) == PH_OK &&
+        (flying == id) != (state == PH_RS_IN_FLIGHT))
+        rc = ph_err_set(err, PH_EIO, "replenishment %llu is %s, but %s's in-flight mark names %llu",
+                        (unsigned long long)id, ph_repl_state_name(state), sku,
+                        (unsigned long long)flying);
+    return rc;
+}
+
+/* What a record holds of its day's spend: held while in flight, the charge
+ * once succeeded, nothing once failed. */
+static int64_t record_spend(json_t *rec)
+{
+    int state = ph_repl_state_parse(json_string_value(json_object_get(rec, "state")));
+    return state == PH_RS_IN_FLIGHT   ? json_integer_value(json_object_get(rec, "held_fen"))
+           : state == PH_RS_SUCCEEDED ? json_integer_value(json_object_get(rec, "cost_fen"))
+                                      : 0;
+}
+
+int store_replenish_check(ph_store *s, MDB_txn *txn, ph_err *err)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int mrc = mdb_cursor_open(txn, s->dbi[DB_REPLENISH], &cur), rc = PH_OK;
+    if (mrc)
+        return ph_store_lmdb_err(err, mrc, "read replenish");
+    /* every record: its order and mark agree; each (sku, day)'s spend is
+     * summed from its records, then compared with replenish_day */
+    json_t *sums = json_object();
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); !mrc && rc == PH_OK;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        uint64_t id;
+        memcpy(&id, k.mv_data, 8);
+        json_t *rec = json_loadb(v.mv_data, v.mv_size, 0, NULL);
+        if (!rec) {
+            rc = ph_err_set(err, PH_EIO, "replenishment %llu: not JSON", (unsigned long long)id);
+            break;
+        }
+        rc = check_record(s, txn, id, rec, err);
+        const char *day = json_string_value(json_object_get(rec, "day"));
+        if (rc == PH_OK && (!day || ph_report_day_parse(day) < 0))
+            rc = ph_err_set(err, PH_EIO, "replenishment %llu: malformed day",
+                            (unsigned long long)id);
+        if (rc == PH_OK) {
+            char key[PH_SKU_MAX + 16];
+            snprintf(key, sizeof key, "%s|%d", json_string_value(json_object_get(rec, "sku")),
+                     (int)ph_report_day_parse(day));
+            json_int_t sum = json_integer_value(json_object_get(sums, key)) + record_spend(rec);
+            json_object_set_new(sums, key, json_integer(sum));
+        }
+        json_decref(rec);
+    }
+    mdb_cursor_close(cur);
+    if (rc == PH_OK && mdb_cursor_open(txn, s->dbi[DB_REPLENISH_DAY], &cur) == 0) {
+        for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); !mrc && rc == PH_OK;
+             mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            const uint8_t *p = k.mv_data;
+            size_t n = k.mv_size;
+            int64_t spent;
+            if (n < 6 || n > PH_SKU_MAX + 5 || p[n - 5] != 0 || v.mv_size != 8) {
+                rc = ph_err_set(err, PH_EIO, "replenish_day: malformed entry");
+                break;
+            }
+            memcpy(&spent, v.mv_data, 8);
+            int32_t day = (int32_t)((uint32_t)p[n - 4] << 24 | (uint32_t)p[n - 3] << 16 |
+                                    (uint32_t)p[n - 2] << 8 | p[n - 1]);
+            char key[PH_SKU_MAX + 16];
+            snprintf(key, sizeof key, "%.*s|%d", (int)(n - 5), (const char *)p, (int)day);
+            json_int_t want = json_integer_value(json_object_get(sums, key));
+            if (spent != want)
+                rc = ph_err_set(err, PH_EIO,
+                                "replenish_day %s: %lld fen spent, its replenishments hold %lld",
+                                key, (long long)spent, (long long)want);
+        }
+        mdb_cursor_close(cur);
+    }
+    json_decref(sums);
+    return rc;
+}

@@ -325,3 +325,48 @@ Test(store, refusals_change_nothing)
     json_decref(l);
     assert_check();
 }
+
+Test(store, the_checker_sees_a_spend_or_mark_that_disagrees)
+{
+    start();
+    ph_cmd a;
+    repl_cmd(&a, IQ, NOW);
+    cr_assert_eq(ph_store_exec(g_s, &a), PH_OK, "%s", a.err.msg);
+    ph_cmd_clear(&a);
+    assert_check();
+    ph_store_close(g_s);
+    g_s = NULL;
+    /* the in-flight mark dropped behind the writer's back */
+    MDB_txn *txn;
+    MDB_env *env = raw_open(&txn);
+    MDB_dbi dbi = raw_dbi(txn, "replenish_sku", 0);
+    MDB_val k = {strlen(IQ), IQ};
+    cr_assert_eq(mdb_del(txn, dbi, &k, NULL), 0);
+    raw_commit(env, txn);
+    g_s = open_at(g_dir, 0);
+    ph_store_stats st;
+    ph_err err = {0};
+    cr_assert_eq(ph_store_check(g_s, &st, &err), PH_EIO);
+    cr_assert(strstr(err.msg, "in-flight mark"), "%s", err.msg);
+    ph_store_close(g_s);
+    g_s = NULL;
+    /* a day's spend that is not what its replenishments hold */
+    env = raw_open(&txn);
+    dbi = raw_dbi(txn, "replenish_sku", 0);
+    uint64_t one = 1;
+    MDB_val v = {8, &one};
+    cr_assert_eq(mdb_put(txn, dbi, &k, &v, 0), 0);
+    MDB_dbi days = raw_dbi(txn, "replenish_day", 0);
+    MDB_cursor *cur;
+    cr_assert_eq(mdb_cursor_open(txn, days, &cur), 0);
+    MDB_val dk, dv;
+    cr_assert_eq(mdb_cursor_get(cur, &dk, &dv, MDB_FIRST), 0);
+    int64_t wrong = 1;
+    MDB_val wv = {8, &wrong};
+    cr_assert_eq(mdb_cursor_put(cur, &dk, &wv, MDB_CURRENT), 0);
+    mdb_cursor_close(cur);
+    raw_commit(env, txn);
+    g_s = open_at(g_dir, 0);
+    cr_assert_eq(ph_store_check(g_s, &st, &err), PH_EIO);
+    cr_assert(strstr(err.msg, "replenish_day"), "%s", err.msg);
+}
