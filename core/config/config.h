@@ -138,8 +138,8 @@ typedef struct ph_replenish_conf {
     uint32_t below, to;
     char **suppliers;
     size_t nsuppliers;
-    int64_t max_unit_cost, max_per_day; /* fen */
-    ph_conf_mark mark;                                     /* of the replenish mapping */
+    int64_t max_unit_cost, max_per_day;                      /* fen */
+    ph_conf_mark mark;                                       /* of the replenish mapping */
     ph_conf_mark supplier_marks[PH_REPLENISH_SUPPLIERS_MAX]; /* of suppliers[j] */
 } ph_replenish_conf;
 

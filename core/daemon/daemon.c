@@ -459,8 +459,7 @@ int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_er
     set_callback_base(d, cfg);
     if ((rc = ph_fulfil_resume(d->fulfil, err)) ||
         (rc = ph_replenish_jobs_apply(d->sched, cfg, d->fulfil, err)) ||
-        (rc = sweeper_start(d, err)) ||
-        (rc = ph_reseal_start(d, err)) ||
+        (rc = sweeper_start(d, err)) || (rc = ph_reseal_start(d, err)) ||
         (cfg->port_file && (rc = write_port_file(cfg->port_file, d->port, err))) ||
         (d->pid_fd >= 0 && (rc = pid_file_write(d, err))))
         goto fail;

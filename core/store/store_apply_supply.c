@@ -494,8 +494,8 @@ static int store_supplied(ph_wtxn *w, ph_cmd *c, ph_order *o, const ph_attempt *
             int mrc = mdb_put(w->txn, w->s->dbi[DB_AVAIL], &sku, &v, MDB_APPENDDUP);
             if (mrc)
                 return ph_store_lmdb_err(&c->err, mrc, "write stock");
-            if (sc->expires_at > 0 && (rc = ph_expiry_add(w->txn, w->s->dbi[DB_EXPIRY], o->sku,
-                                                          id, sc->expires_at, &c->err)))
+            if (sc->expires_at > 0 && (rc = ph_expiry_add(w->txn, w->s->dbi[DB_EXPIRY], o->sku, id,
+                                                          sc->expires_at, &c->err)))
                 return rc;
             continue;
         }

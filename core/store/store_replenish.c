@@ -258,8 +258,8 @@ int store_apply_replenish(ph_wtxn *w, ph_cmd *c)
     ph_replenish_rule rule = {c->in.replenish.below, c->in.replenish.to,
                               c->in.replenish.max_unit_cost, c->in.replenish.max_per_day};
     ph_replenish_decision d;
-    ph_replenish_decide(issuable(w, sku, c->now), &rule, spent, flying != 0,
-                        c->in.replenish.offers, c->in.replenish.noffers, &d);
+    ph_replenish_decide(issuable(w, sku, c->now), &rule, spent, flying != 0, c->in.replenish.offers,
+                        c->in.replenish.noffers, &d);
     if (d.why != PH_REPL_BUY)
         return refuse(c, d.why);
     const ph_attempt_target *t = &c->in.replenish.offers[d.offer];
@@ -287,13 +287,12 @@ int store_apply_replenish(ph_wtxn *w, ph_cmd *c)
     ph_time_format(c->now, at, sizeof at);
     ph_time_format((int64_t)day * 86400000, dayname, sizeof dayname);
     dayname[10] = 0;
-    json_t *rec = json_pack(
-        "{s:I,s:s,s:s,s:s,s:I,s:I,s:s,s:I,s:n,s:s,s:n,s:n,s:s,s:I,s:n}", "id", (json_int_t)id,
-        "sku", sku, "supplier", t->supplier, "product_id", t->product_id, "quantity",
-        (json_int_t)d.quantity, "unit_cost_fen", (json_int_t)t->unit_cost, "state",
-        ph_repl_state_name(PH_RS_IN_FLIGHT), "order_id", (json_int_t)o->id, "batch_id",
-        "started_at", at, "ended_at", "reason", "day", dayname, "held_fen", (json_int_t)held,
-        "cost_fen");
+    json_t *rec = json_pack("{s:I,s:s,s:s,s:s,s:I,s:I,s:s,s:I,s:n,s:s,s:n,s:n,s:s,s:I,s:n}", "id",
+                            (json_int_t)id, "sku", sku, "supplier", t->supplier, "product_id",
+                            t->product_id, "quantity", (json_int_t)d.quantity, "unit_cost_fen",
+                            (json_int_t)t->unit_cost, "state", ph_repl_state_name(PH_RS_IN_FLIGHT),
+                            "order_id", (json_int_t)o->id, "batch_id", "started_at", at, "ended_at",
+                            "reason", "day", dayname, "held_fen", (json_int_t)held, "cost_fen");
     MDB_val k = {strlen(sku), (void *)sku}, v = {8, &id};
     int mrc = 0;
     if (!rec)
@@ -346,8 +345,8 @@ int store_replenish_end(ph_wtxn *w, ph_cmd *c, const ph_order *o, uint64_t batch
     int64_t delta = ok ? o->cost - held : -held;
     char at[32];
     ph_time_format(c->now, at, sizeof at);
-    json_object_set_new(rec, "state", json_string(ph_repl_state_name(ok ? PH_RS_SUCCEEDED
-                                                                        : PH_RS_FAILED)));
+    json_object_set_new(rec, "state",
+                        json_string(ph_repl_state_name(ok ? PH_RS_SUCCEEDED : PH_RS_FAILED)));
     json_object_set_new(rec, "ended_at", json_string(at));
     if (ok) {
         json_object_set_new(rec, "batch_id", json_integer((json_int_t)batch_id));
@@ -400,10 +399,10 @@ static int matches(const MDB_val *v, const char *sku, int state)
     if (!sku && !state)
         return 1;
     json_t *rec = json_loadb(v->mv_data, v->mv_size, 0, NULL);
-    int ok = rec &&
-             (!sku || strcmp(str_or(json_string_value(json_object_get(rec, "sku")), ""), sku) == 0) &&
-             (!state || ph_repl_state_parse(json_string_value(json_object_get(rec, "state"))) ==
-                            state);
+    int ok =
+        rec &&
+        (!sku || strcmp(str_or(json_string_value(json_object_get(rec, "sku")), ""), sku) == 0) &&
+        (!state || ph_repl_state_parse(json_string_value(json_object_get(rec, "state"))) == state);
     json_decref(rec);
     return ok;
 }
@@ -486,9 +485,9 @@ static int check_record(ph_store *s, MDB_txn *txn, uint64_t id, json_t *rec, ph_
                           (unsigned long long)id, (long long)json_integer_value(oid));
     char coid[sizeof COID_PREFIX + 24];
     snprintf(coid, sizeof coid, COID_PREFIX "%llu", (unsigned long long)id);
-    int want = !ph_order_state_final(o->state)         ? PH_RS_IN_FLIGHT
+    int want = !ph_order_state_final(o->state)  ? PH_RS_IN_FLIGHT
                : o->state == PH_ORDER_SUCCEEDED ? PH_RS_SUCCEEDED
-                                                       : PH_RS_FAILED;
+                                                : PH_RS_FAILED;
     if (!ph_order_is_replenish(o) || strcmp(o->client_order_id, coid) || strcmp(o->sku, sku))
         rc = ph_err_set(err, PH_EIO, "replenishment %llu: order %llu is not its purchase",
                         (unsigned long long)id, (unsigned long long)o->id);

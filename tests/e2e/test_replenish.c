@@ -226,7 +226,7 @@ Test(replenish, concurrent_orders_never_over_buy)
     /* the last orders left it below 5 or not: wait until nothing is in flight
      * and the stock is at or above below */
     json_t *l = NULL;
-    for (int64_t end = h_now_ms() + WAIT_MS;; ) {
+    for (int64_t end = h_now_ms() + WAIT_MS;;) {
         json_decref(l);
         l = replenishments("rp.card");
         if (!count_state(l, "in_flight") && available("rp.card") >= 5)
@@ -285,8 +285,8 @@ Test(replenish, keeps_to_the_day_budget)
     /* perkctl shows the same */
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%u", D.port);
-    const char *argv[] = {h_bin("PH_PERKCTL"), "--url", url, "replenishments", "--sku", "rp.card",
-                          NULL};
+    const char *argv[] = {h_bin("PH_PERKCTL"), "--url", url, "replenishments", "--sku",
+                          "rp.card",           NULL};
     const char *env[] = {"PERKHUB_TOKEN=ops-token", NULL};
     char *out = NULL, *perr = NULL;
     cr_assert_eq(h_run(argv, env, NULL, 0, &out, &perr), 0, "%s", perr);
@@ -362,9 +362,8 @@ Test(replenish, kill9_during_purchase_queries_never_resends)
     json_t *t = h_sim_truth(&S);
     json_t *so = sim_order(t, oid);
     cr_assert_eq(json_integer_value(json_object_get(so, "creates")), 1, "sent once");
-    cr_assert_eq(json_integer_value(json_object_get(json_object_get(t, "counts"),
-                                                    "double_creates")),
-                 0);
+    cr_assert_eq(
+        json_integer_value(json_object_get(json_object_get(t, "counts"), "double_creates")), 0);
     json_decref(t);
     json_decref(l);
     /* the restart recorded it unknown (it may have left) and asked supsim */
@@ -457,11 +456,11 @@ typedef struct bad_rule {
     const char *where, *says;
 } bad_rule;
 
-#define CARD_HEAD                                                                                 \
-    "  - sku: rp.card\n    name: Card\n    brand: b\n    category: c\n    delivery: card_code\n" \
+#define CARD_HEAD                                                                                  \
+    "  - sku: rp.card\n    name: Card\n    brand: b\n    category: c\n    delivery: card_code\n"   \
     "    face_value: \"30.00\"\n"
 #define OFFERS                                                                                     \
-    "    offers:\n      - {supplier: sbx, supplier_sku: sandbox.card, cost: \"10.00\"}\n"        \
+    "    offers:\n      - {supplier: sbx, supplier_sku: sandbox.card, cost: \"10.00\"}\n"          \
     "      - {supplier: ex, supplier_sku: x1, cost: \"10.00\"}\n"
 
 static const bad_rule bad_rules[] = {

@@ -11,10 +11,9 @@
 
 /* ---- the decision ------------------------------------------------------------- */
 
-static const ph_replenish_rule RULE = {.below = 5, .to = 12, .max_unit_cost = 3000,
-                                       .max_per_day = 50000};
-static const ph_attempt_target OFFERS[] = {{"a", "A1", 2850}, {"b", "B1", 2700},
-                                           {"c", "C1", 3100}};
+static const ph_replenish_rule RULE = {
+    .below = 5, .to = 12, .max_unit_cost = 3000, .max_per_day = 50000};
+static const ph_attempt_target OFFERS[] = {{"a", "A1", 2850}, {"b", "B1", 2700}, {"c", "C1", 3100}};
 
 static ph_replenish_decision decide(uint64_t avail, const ph_replenish_rule *r, int64_t spent,
                                     int flying, const ph_attempt_target *o, size_t n)
@@ -132,8 +131,8 @@ static void purchase_ends(const ph_order *o, int ok, unsigned first, int64_t now
     cr_assert_leq(o->quantity, 64);
     for (uint32_t i = 0; ok && i < o->quantity; i++) {
         int len = snprintf(blobs[i], sizeof blobs[i], "sealed-%u", first + i);
-        codes[i] = (ph_supplied_code){.sealed_len = (uint32_t)len,
-                                      .sealed = (const uint8_t *)blobs[i]};
+        codes[i] =
+            (ph_supplied_code){.sealed_len = (uint32_t)len, .sealed = (const uint8_t *)blobs[i]};
         code_hash(first + i, codes[i].hash);
     }
     ph_cmd c = {.type = PH_CMD_ATTEMPT, .now = now};
@@ -155,8 +154,7 @@ static uint64_t stock_of(const char *sku)
     char *json = NULL;
     uint64_t n = 0;
     ph_err err = {0};
-    cr_assert_eq(ph_store_product_get_at(g_s, sku, NOW + 1, &json, &n, &err), PH_OK, "%s",
-                 err.msg);
+    cr_assert_eq(ph_store_product_get_at(g_s, sku, NOW + 1, &json, &n, &err), PH_OK, "%s", err.msg);
     free(json);
     return n;
 }
@@ -167,8 +165,8 @@ static json_t *list(const char *sku, int state)
     size_t n;
     uint64_t next;
     ph_err err = {0};
-    cr_assert_eq(ph_store_replenish_list(g_s, sku, state, 0, 100, &l, &n, &next, &err), PH_OK,
-                 "%s", err.msg);
+    cr_assert_eq(ph_store_replenish_list(g_s, sku, state, 0, 100, &l, &n, &next, &err), PH_OK, "%s",
+                 err.msg);
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++)
         json_array_append_new(arr, json_loads(l[i], 0, NULL));
