@@ -516,6 +516,8 @@ static int store_supplied(ph_wtxn *w, ph_cmd *c, ph_order *o, const ph_attempt *
     int rc = index_supplied(w, c, b.first_code, o->id);
     if (rc == PH_OK)
         rc = store_put_batch(w, &b, stock ? 0 : o->id, &c->err);
+    if (rc == PH_OK && stock)
+        rc = store_replenish_mark_batch(w, b.id, o->id, &c->err);
     *batch_id = b.id;
     return rc;
 }

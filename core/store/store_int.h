@@ -73,6 +73,8 @@ typedef struct ph_memo {
     uint64_t cost_batch[PH_MEMO_COSTS];     /* direct-mapped by batch id; 0 = empty */
     int64_t cost[PH_MEMO_COSTS];
     char cost_supplier[PH_MEMO_COSTS][PH_SKU_MAX + 1]; /* the batch's supplier */
+    uint8_t cost_booked[PH_MEMO_COSTS]; /* 1: a replenishment's batch, whose supplier
+                                           cost its purchase booked (store_replenish.c) */
     /* sale prices (store_ledger.c): price_state 0 empty, 1 no price, 2 one
      * price for every client, 3 per-client prices (read from the product) */
     char price_sku[PH_MEMO_SKUS][PH_SKU_MAX + 1];
@@ -456,6 +458,10 @@ int store_apply_replenish(ph_wtxn *w, ph_cmd *c);
  * spend back, a success keeps what the supplier charged; one event
  * replenish.succeeded / replenish.failed. Writer only. */
 int store_replenish_end(ph_wtxn *w, ph_cmd *c, const ph_order *o, uint64_t batch_id);
+/* Marks batch_id as bought by replenishment order order_id ("replenishment_order"
+ * in its JSON): its purchase booked its supplier cost, so the ledger books none
+ * again when its codes are sold from stock. Writer only. */
+int store_replenish_mark_batch(ph_wtxn *w, uint64_t batch_id, uint64_t order_id, ph_err *err);
 /* --check-store: every replenishment agrees with its order (the purchase,
  * in flight exactly while the order is not final) and with the in-flight
  * mark, and each (sku, day)'s spend is what its replenishments hold. PH_OK or

@@ -381,6 +381,27 @@ int store_replenish_end(ph_wtxn *w, ph_cmd *c, const ph_order *o, uint64_t batch
     return rc;
 }
 
+int store_replenish_mark_batch(ph_wtxn *w, uint64_t batch_id, uint64_t order_id, ph_err *err)
+{
+    MDB_val k = {8, &batch_id}, v;
+    int mrc = mdb_get(w->txn, w->s->dbi[DB_BATCHES], &k, &v);
+    if (mrc)
+        return ph_store_lmdb_err(err, mrc, "read batch");
+    json_t *b = json_loadb(v.mv_data, v.mv_size, 0, NULL);
+    if (!b)
+        return ph_err_set(err, PH_EIO, "batch %llu: malformed record",
+                          (unsigned long long)batch_id);
+    json_object_set_new(b, "replenishment_order", json_integer((json_int_t)order_id));
+    char *txt = json_dumps(b, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(b);
+    if (!txt)
+        return ph_err_set(err, PH_ENOMEM, "out of memory");
+    MDB_val nv = {strlen(txt), txt};
+    mrc = mdb_put(w->txn, w->s->dbi[DB_BATCHES], &k, &nv, 0);
+    ph_json_free(txt);
+    return mrc ? ph_store_lmdb_err(err, mrc, "write batch") : PH_OK;
+}
+
 /* ---- reads -------------------------------------------------------------------- */
 
 static char *copy_text(const MDB_val *v)

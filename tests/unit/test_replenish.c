@@ -251,7 +251,22 @@ Test(store, a_success_puts_the_codes_in_stock_and_books_no_sale)
     cr_assert_eq(succeeded, 1);
     json_decref(evs);
     ph_cmd_clear(&a);
-    /* stock at 12 >= below: nothing to do */
+    /* two codes sold from that stock: the sale is booked, the cost is not
+     * booked twice (the purchase booked it) */
+    ph_cmd o = {.type = PH_CMD_ORDER, .now = NOW + 15};
+    o.in.order.client = "mall";
+    o.in.order.client_order_id = "from-stock";
+    o.in.order.sku = IQ;
+    o.in.order.quantity = 2;
+    fingerprint(IQ, 2, o.in.order.fingerprint);
+    cr_assert_eq(ph_store_exec(g_s, &o), PH_OK, "%s", o.err.msg);
+    cr_assert_eq(o.order->cost, 2 * 2700, "the order's cost is its codes' unit cost");
+    cr_assert_eq(ph_store_ledger_order(g_s, o.order->id, &lo, &err), PH_OK, "%s", err.msg);
+    cr_assert_eq(lo.revenue, 2 * 3500);
+    cr_assert_eq(lo.cost, 0, "booked by the purchase already");
+    ph_cmd_clear(&o);
+    cr_assert_eq(stock_of(IQ), 10);
+    /* stock at 10 >= below: nothing to do */
     repl_cmd(&a, IQ, NOW + 20);
     cr_assert_eq(ph_store_exec(g_s, &a), PH_ESTATE);
     cr_assert_eq(a.repl_why, PH_REPL_STOCK_OK);
