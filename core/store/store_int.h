@@ -73,8 +73,8 @@ typedef struct ph_memo {
     uint64_t cost_batch[PH_MEMO_COSTS];     /* direct-mapped by batch id; 0 = empty */
     int64_t cost[PH_MEMO_COSTS];
     char cost_supplier[PH_MEMO_COSTS][PH_SKU_MAX + 1]; /* the batch's supplier */
-    uint8_t cost_booked[PH_MEMO_COSTS]; /* 1: a replenishment's batch, whose supplier
-                                           cost its purchase booked (store_replenish.c) */
+    uint8_t cost_booked[PH_MEMO_COSTS];                /* 1: a replenishment's batch, whose supplier
+                                                          cost its purchase booked (store_replenish.c) */
     /* sale prices (store_ledger.c): price_state 0 empty, 1 no price, 2 one
      * price for every client, 3 per-client prices (read from the product) */
     char price_sku[PH_MEMO_SKUS][PH_SKU_MAX + 1];

@@ -524,3 +524,24 @@ Test(replenish, check_config_refuses_bad_rules)
     free(err);
     h_cleanup(&D);
 }
+
+/* ---- a rule comes with a reload --------------------------------------------------- */
+
+Test(replenish, a_rule_added_by_sighup_runs)
+{
+    start("");
+    json_t *l = replenishments("rp.card");
+    cr_assert_eq(json_array_size(l), 0, "no rule, no purchase");
+    json_decref(l);
+    char *text = h_config_text(&D, "replenish_check_s: 1\n");
+    char *neu = h_replace(text, "cost: \"28.50\"}\n",
+                          "cost: \"28.50\"}\n    replenish: {below: 1, to: 4, suppliers: [rw],"
+                          " max_unit_cost: \"29.00\", max_per_day: \"1000.00\"}\n");
+    h_write_config_text(&D, neu);
+    free(text);
+    free(neu);
+    cr_assert_eq(kill(D.pid, SIGHUP), 0);
+    wait_n("rp.card", "succeeded", 1);
+    cr_assert_eq(available("rp.card"), 4);
+    stop();
+}
