@@ -543,5 +543,12 @@ Test(replenish, a_rule_added_by_sighup_runs)
     cr_assert_eq(kill(D.pid, SIGHUP), 0);
     wait_n("rp.card", "succeeded", 1);
     cr_assert_eq(available("rp.card"), 4);
+    /* the reload's audit record names the product whose rule changed */
+    h_resp a = h_get(&D, "/v1/audit?action=config.reload", "ops-token");
+    cr_assert_eq(a.status, 200, "%s", a.body);
+    json_t *what = json_object_get(json_array_get(json_object_get(a.json, "audit"), 0), "what");
+    json_t *changed = json_object_get(json_object_get(what, "products"), "changed");
+    cr_assert_str_eq(json_string_value(json_array_get(changed, 0)), "rp.card", "%s", a.body);
+    h_resp_free(&a);
     stop();
 }
