@@ -611,7 +611,7 @@ static void decode_replenish(rd *r, ph_cmd *c)
     c->in.replenish.to = r_u32(r, "to");
     c->in.replenish.max_unit_cost = r_i64(r, "max_unit_cost");
     c->in.replenish.max_per_day = r_i64(r, "max_per_day");
-    size_t n = r_count(r, 3 * 4 + 8, "offers");
+    size_t n = r_count(r, 4 + 4 + 8, "offers"); /* two lengths and a cost at least */
     ph_attempt_target *t = n ? a_alloc(r->a, n * sizeof *t) : NULL;
     if (n && !t) {
         r_fail(r, "offers", NULL);

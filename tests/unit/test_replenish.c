@@ -6,6 +6,7 @@
  * The rule of the store tests: below 5, to 12, at most 30.00 a unit, 500.00 a
  * day; offers "a" at 28.50 and "b" at 27.00 (the cheaper).
  */
+#include "store/cmd_codec.h"
 #include "store/store.h"
 #include "store_fixture.h"
 
@@ -382,4 +383,38 @@ Test(store, the_checker_sees_a_spend_or_mark_that_disagrees)
     g_s = open_at(g_dir, 0);
     cr_assert_eq(ph_store_check(g_s, &st, &err), PH_EIO);
     cr_assert(strstr(err.msg, "replenish_day"), "%s", err.msg);
+}
+
+/* ---- the journal -------------------------------------------------------------- */
+
+Test(codec, a_replenish_command_round_trips)
+{
+    ph_cmd c;
+    repl_cmd(&c, IQ, NOW);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    ph_err err = {0};
+    cr_assert_eq(ph_cmd_batch_encode(&c, &buf, &len, &err), PH_OK, "%s", err.msg);
+    ph_cmd_batch b = {0};
+    cr_assert_eq(ph_cmd_batch_decode(buf, len, &b, &err), PH_OK, "%s", err.msg);
+    cr_assert_eq(b.n, 1);
+    const ph_cmd *d = &b.cmds[0];
+    cr_assert_eq(d->type, PH_CMD_REPLENISH);
+    cr_assert_eq(d->now, NOW);
+    cr_assert_str_eq(d->in.replenish.sku, IQ);
+    cr_assert_eq(d->in.replenish.below, RULE.below);
+    cr_assert_eq(d->in.replenish.to, RULE.to);
+    cr_assert_eq(d->in.replenish.max_unit_cost, RULE.max_unit_cost);
+    cr_assert_eq(d->in.replenish.max_per_day, RULE.max_per_day);
+    cr_assert_eq(d->in.replenish.noffers, 3);
+    for (size_t i = 0; i < 3; i++) {
+        cr_assert_str_eq(d->in.replenish.offers[i].supplier, OFFERS[i].supplier);
+        cr_assert_str_eq(d->in.replenish.offers[i].product_id, OFFERS[i].product_id);
+        cr_assert_eq(d->in.replenish.offers[i].unit_cost, OFFERS[i].unit_cost);
+    }
+    /* cut short: refused, naming the command */
+    ph_cmd_batch t = {0};
+    cr_assert_neq(ph_cmd_batch_decode(buf, len - 3, &t, &err), PH_OK);
+    ph_cmd_batch_free(&b);
+    free(buf);
 }
