@@ -17,7 +17,9 @@
  *     reference), its codes land in stock and are orderable;
  *   - a purchase the supplier refuses (U10002 is out of stock) ends with
  *     replenish.failed and is tried again only at the next check;
- *   - --check-config refuses a bad rule with file:line:column.
+ *   - --check-config refuses a bad rule with file:line:column;
+ *   - a rule added by SIGHUP runs, and the reload's audit names its product;
+ *   - the journal of a run with replenishments replays to the same store.
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
@@ -37,6 +39,7 @@ static char BODY[8192];
 
 static void teardown(void)
 {
+    unsetenv("PERKHUB_JOURNAL");
     h_leftover(&D);
     if (S.pid > 0)
         h_sim_stop(&S);
@@ -550,5 +553,95 @@ Test(replenish, a_rule_added_by_sighup_runs)
     json_t *changed = json_object_get(json_object_get(what, "products"), "changed");
     cr_assert_str_eq(json_string_value(json_array_get(changed, 0)), "rp.card", "%s", a.body);
     h_resp_free(&a);
+    stop();
+}
+
+/* ---- the journal replays replenishments ------------------------------------------------- */
+
+/* mdb_dump -a of dir without the map size lines (the map grows by itself). */
+static char *dump(const char *dir)
+{
+    const char *argv[] = {"/usr/bin/mdb_dump", "-a", dir, NULL};
+    char *out = NULL, *err = NULL;
+    cr_assert_eq(h_run(argv, NULL, NULL, 0, &out, &err), 0, "mdb_dump -a %s: %s", dir, err);
+    free(err);
+    char *w = out;
+    for (char *line = out; *line;) {
+        char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line + 1) : strlen(line);
+        if (strncmp(line, "mapsize=", 8) != 0) {
+            memmove(w, line, n);
+            w += n;
+        }
+        line += n;
+    }
+    *w = 0;
+    return out;
+}
+
+Test(replenish, the_journal_replays_to_the_same_store)
+{
+    char journal[300], target[300], keys[320];
+    cr_assert(h_sim_start(&S, NULL) == 0);
+    char rw[1024];
+    h_sim_supplier_yaml(&S, "rw", "rewards", "    query_max_delay_ms: 200\n",
+                        "      auth: bearer\n      webhook_tolerance_s: 300\n", rw, sizeof rw);
+    snprintf(BODY, sizeof BODY,
+             "suppliers:\n%s"
+             "products:\n"
+             "  - sku: rp.card\n    name: iQiyi Gold\n    brand: iqiyi\n    category: video\n"
+             "    delivery: card_code\n    face_value: \"30.00\"\n    price: \"35.00\"\n"
+             "    offers:\n      - {supplier: rw, supplier_sku: U10001, cost: \"28.50\"}\n"
+             "    replenish: {below: 2, to: 5, suppliers: [rw], max_unit_cost: \"29.00\","
+             " max_per_day: \"1000.00\"}\n"
+             "  - sku: rp.oos\n    name: Tencent Video\n    brand: tencent\n    category: video\n"
+             "    delivery: card_code\n    face_value: \"30.00\"\n"
+             "    offers:\n      - {supplier: rw, supplier_sku: U10002, cost: \"28.00\"}\n"
+             "    replenish: {below: 1, to: 3, suppliers: [rw], max_unit_cost: \"29.00\","
+             " max_per_day: \"1000.00\"}\n",
+             rw);
+    h_setup_custom(&D, BODY, "replenish_check_s: 1\n");
+    snprintf(journal, sizeof journal, "%s/journal", D.dir);
+    snprintf(target, sizeof target, "%s/replayed", D.dir);
+    snprintf(keys, sizeof keys, "%s/master.key", D.dir);
+    cr_assert_eq(setenv("PERKHUB_JOURNAL", journal, 1), 0);
+    cr_assert(h_start(&D) == 0);
+    wait_n("rp.card", "succeeded", 1);
+    wait_n("rp.oos", "failed", 1);
+    /* sold from the replenished stock: a second purchase follows */
+    h_resp r = h_order(&D, "mall-token", "j-1", "rp.card", 4);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    h_resp_free(&r);
+    wait_n("rp.card", "succeeded", 2);
+    h_stop_clean(&D);
+    unsetenv("PERKHUB_JOURNAL");
+    const char *argv[] = {h_bin("PH_PERKHUBD"),
+                          "--replay-journal",
+                          journal,
+                          "--data",
+                          target,
+                          "--key-file",
+                          keys,
+                          NULL};
+    char *out = NULL, *err = NULL;
+    cr_assert_eq(h_run(argv, NULL, NULL, 0, &out, &err), 0, "replay: %s%s", out, err);
+    free(out);
+    free(err);
+    char *a = dump(D.data), *b = dump(target);
+    cr_assert(strstr(a, "database=replenish\n") && strstr(a, "database=replenish_day\n"), "%.300s",
+              a);
+    if (strcmp(a, b)) {
+        size_t line = 1, i = 0;
+        for (; a[i] && a[i] == b[i]; i++)
+            line += a[i] == '\n';
+        cr_assert_fail("the replayed store differs at dump line %zu", line);
+    }
+    free(a);
+    free(b);
+    h_daemon rd = D;
+    snprintf(rd.data, sizeof rd.data, "%s", target);
+    cr_assert_eq(h_check_store(&rd, &out), 0, "%s", out);
+    free(out);
+    cr_assert(h_start(&D) == 0);
     stop();
 }
