@@ -222,6 +222,33 @@ static const field low_stock_fields[] = {
     INT(ph_product_conf, low_below, "below", 1, 1000000000, 1, NULL),
     INT(ph_product_conf, low_margin, "margin", 1, 1000000000, 1, NULL),
 };
+#define RP(m) offsetof(ph_product_conf, replenish) + offsetof(ph_replenish_conf, m)
+static const field replenish_fields[] = {
+    {.name = "below",
+     .kind = K_INT,
+     .flags = F_REQUIRED,
+     .off = RP(below),
+     .size = MEMBER_SIZE(ph_replenish_conf, below),
+     .min = 1,
+     .max = 10000000,
+     .scale = 1},
+    {.name = "to",
+     .kind = K_INT,
+     .flags = F_REQUIRED,
+     .off = RP(to),
+     .size = MEMBER_SIZE(ph_replenish_conf, to),
+     .min = 1,
+     .max = 10000000,
+     .scale = 1},
+    {.name = "suppliers",
+     .kind = K_TAGS,
+     .flags = F_REQUIRED,
+     .off = RP(suppliers),
+     .off2 = RP(nsuppliers)},
+    {.name = "max_unit_cost", .kind = K_MONEY, .flags = F_REQUIRED, .off = RP(max_unit_cost)},
+    {.name = "max_per_day", .kind = K_MONEY, .flags = F_REQUIRED, .off = RP(max_per_day)},
+};
+#undef RP
 static const field product_fields[] = {
     IDENT(ph_product_conf, sku, "sku"),
     STR(ph_product_conf, name, "name", F_REQUIRED, NULL),
@@ -245,6 +272,7 @@ static const field product_fields[] = {
     INT(ph_product_conf, min_validity_days, "min_validity_days", 0,
         3650 /* PH_MIN_VALIDITY_DAYS_MAX */, 1, "0"),
     SECTION("low_stock", low_stock_fields),
+    SECTION("replenish", replenish_fields),
 };
 static const field reports_fields[] = {
     {.name = "utc_offset",
@@ -273,6 +301,7 @@ static const field top_fields[] = {
     SECTION("metrics", metrics_fields),
     SECTION("reports", reports_fields),
     SECTION("expiry", expiry_fields),
+    INT(ph_config, replenish_check_s, "replenish_check_s", 1, 86400, 1, "5"),
     LIST(ph_config, clients, nclients, "clients", ph_client_conf, client_fields, "name",
          "client name"),
     LIST(ph_config, suppliers, nsuppliers, "suppliers", ph_supplier_conf, supplier_fields, "id",
@@ -399,6 +428,66 @@ static int check_statements(ctx *c, const ph_config *cfg, const yaml_node_t *roo
 static ph_conf_mark mark_of(const yaml_node_t *n)
 {
     return (ph_conf_mark){(unsigned)n->start_mark.line + 1, (unsigned)n->start_mark.column + 1};
+}
+
+/* One replenish rule (supply/replenish.h): what the file alone can tell.
+ * Whether each supplier's plugin takes card orders is known only once it is
+ * loaded: --check-config checks that (ph_replenish_check_plugins). */
+static int check_replenish_rule(ctx *c, ph_config *cfg, size_t i, const yaml_node_t *rn)
+{
+    ph_product_conf *p = &cfg->products[i];
+    ph_replenish_conf *r = &p->replenish;
+    r->set = 1;
+    r->mark = mark_of(rn);
+    if (p->delivery != PH_DELIVERY_CARD_CODE) {
+        cfg_path_push(c, "products[%zu].replenish", i);
+        return cfg_fail(c, rn->start_mark,
+                        "a replenish rule buys card codes into stock: product %s is delivered "
+                        "by %s",
+                        p->sku, ph_delivery_name(p->delivery));
+    }
+    if (r->to <= r->below) {
+        cfg_path_push(c, "products[%zu].replenish.to", i);
+        return cfg_fail(c, cfg_map_find(c, rn, "to")->start_mark,
+                        "expected a number above below (%u), got %u", r->below, r->to);
+    }
+    const yaml_node_t *sn = cfg_map_find(c, rn, "suppliers");
+    if (!r->nsuppliers || r->nsuppliers > PH_REPLENISH_SUPPLIERS_MAX) {
+        cfg_path_push(c, "products[%zu].replenish.suppliers", i);
+        return cfg_fail(c, sn->start_mark, "expected 1 to %d supplier ids, got %zu",
+                        PH_REPLENISH_SUPPLIERS_MAX, r->nsuppliers);
+    }
+    for (size_t j = 0; j < r->nsuppliers; j++) {
+        const char *id = r->suppliers[j];
+        const yaml_node_t *en = cfg_seq_item(c, sn, j);
+        r->supplier_marks[j] = mark_of(en ? en : sn);
+        int offered = 0;
+        for (size_t k = 0; k < p->noffers; k++)
+            offered |= strcmp(p->offers[k].supplier, id) == 0;
+        const char *why = !ph_config_supplier(cfg, id) ? "is not a configured supplier"
+                          : !offered ? "has no offer of this product (products[].offers)"
+                                     : NULL;
+        for (size_t k = 0; k < j && !why; k++)
+            if (strcmp(r->suppliers[k], id) == 0)
+                why = "is named twice";
+        if (!why)
+            continue;
+        cfg_path_push(c, "products[%zu].replenish.suppliers[%zu]", i, j);
+        return cfg_fail(c, (en ? en : sn)->start_mark, "\"%s\" %s", id, why);
+    }
+    return PH_OK;
+}
+
+static int check_replenish(ctx *c, ph_config *cfg, const yaml_node_t *root)
+{
+    for (size_t i = 0; i < cfg->nproducts; i++) {
+        const yaml_node_t *pn = cfg_seq_item(c, cfg_map_find(c, root, "products"), i);
+        const yaml_node_t *rn = pn ? cfg_map_find(c, pn, "replenish") : NULL;
+        int rc = rn && !cfg_node_null(rn) ? check_replenish_rule(c, cfg, i, rn) : PH_OK;
+        if (rc)
+            return rc;
+    }
+    return PH_OK;
 }
 
 /* Remembers where each supplier, its plugin key and each of its config keys
@@ -611,7 +700,8 @@ static int build(ctx *c, const yaml_node_t *root, ph_config **out)
         (rc = check_offer_suppliers(c, cfg, root)) || (rc = check_prices(c, cfg, root)) ||
         (rc = check_tokens(c, cfg, root)) || (rc = check_http(c, cfg, root)) ||
         (rc = check_statements(c, cfg, root)) || (rc = check_tls(c, cfg, root)) ||
-        (rc = mark_suppliers(c, cfg, root)) || (rc = check_alert_rules(c, cfg, root)))
+        (rc = mark_suppliers(c, cfg, root)) || (rc = check_alert_rules(c, cfg, root)) ||
+        (rc = check_replenish(c, cfg, root)))
         goto fail;
     *out = cfg;
     return PH_OK;

@@ -139,6 +139,23 @@ typedef struct ph_price_conf {
     int64_t price; /* fen */
 } ph_price_conf;
 
+/* A product's auto-replenishment rule (products[].replenish; supply/replenish.h):
+ * when its issuable stock falls below `below`, buy to - available codes from
+ * the cheapest of `suppliers` offering it at or under max_unit_cost, within
+ * max_per_day fen a business day (reports.utc_offset). Checked at load: to >
+ * below, each supplier configured and offering the product, the product card
+ * codes; --check-config also checks each supplier's plugin has card orders. */
+#define PH_REPLENISH_SUPPLIERS_MAX 8
+typedef struct ph_replenish_conf {
+    int set; /* 0: the product has no rule */
+    uint32_t below, to;
+    char **suppliers;
+    size_t nsuppliers;
+    int64_t max_unit_cost, max_per_day;                      /* fen */
+    ph_conf_mark mark;                                       /* of the replenish mapping */
+    ph_conf_mark supplier_marks[PH_REPLENISH_SUPPLIERS_MAX]; /* of suppliers[j] */
+} ph_replenish_conf;
+
 typedef struct ph_product_conf {
     char *sku; /* ident, unique, e.g. "iqiyi.gold.1m" */
     char *name;
@@ -170,6 +187,7 @@ typedef struct ph_product_conf {
      * at low_below + low_margin (default max(1, below / 10)); low_below 0 = no
      * rule. */
     int64_t low_below, low_margin;
+    ph_replenish_conf replenish;
 } ph_product_conf;
 
 typedef struct ph_config {
@@ -224,6 +242,9 @@ typedef struct ph_config {
     /* redemption.wait_ms: how long a code lookup waits for a supplier's answer
      * to "was this code redeemed?" before it answers without (1..60000; 1500) */
     uint32_t redemption_wait_ms;
+    /* replenish_check_s: how often the "replenish" job looks at the stock of
+     * products with a replenish rule (s; default 5). */
+    unsigned replenish_check_s;
     ph_client_conf *clients;
     size_t nclients;
     ph_supplier_conf *suppliers;

@@ -41,11 +41,23 @@ static int client_same(const ph_client_conf *a, const ph_client_conf *b)
            !memcmp(a->cert_sha256, b->cert_sha256, sizeof a->cert_sha256);
 }
 
-/* As stored in the catalog (the PUT_PRODUCTS text): what the store compares. */
+/* The replenish rules (config.h) of two products: equal settings. */
+static int replenish_same(const ph_replenish_conf *a, const ph_replenish_conf *b)
+{
+    int same = a->set == b->set && a->below == b->below && a->to == b->to &&
+               a->max_unit_cost == b->max_unit_cost && a->max_per_day == b->max_per_day &&
+               a->nsuppliers == b->nsuppliers;
+    for (size_t i = 0; same && i < a->nsuppliers; i++)
+        same = !strcmp(a->suppliers[i], b->suppliers[i]);
+    return same;
+}
+
+/* As stored in the catalog (the PUT_PRODUCTS text): what the store compares;
+ * and the replenish rule, which the catalog does not hold. */
 static int product_same(const ph_product_conf *a, const ph_product_conf *b)
 {
     json_t *x = ph_view_product_stored(a), *y = ph_view_product_stored(b);
-    int same = x && y && json_equal(x, y);
+    int same = x && y && json_equal(x, y) && replenish_same(&a->replenish, &b->replenish);
     json_decref(x);
     json_decref(y);
     return same;
@@ -157,6 +169,8 @@ static void settings_diff(json_t *out, const ph_config *o, const ph_config *n)
         json_array_append_new(l, json_string("public_url"));
     if (o->expiry_every_s != n->expiry_every_s)
         json_array_append_new(l, json_string("expiry.every_s"));
+    if (o->replenish_check_s != n->replenish_check_s)
+        json_array_append_new(l, json_string("replenish_check_s"));
     if (json_array_size(l))
         json_object_set_new(out, "settings", l);
     else

@@ -22,6 +22,7 @@
 #include "supply/sync.h"
 #include "supply/balance.h"
 #include "supply/fulfil.h"
+#include "supply/replenish.h"
 #include "supply/supplier_io.h"
 #include "supply/suppliers.h"
 #include "base/util.h"
@@ -207,7 +208,9 @@ static int start_supply(ph_daemon *d, ph_err *err)
 static int jobs_apply(ph_daemon *d, const ph_config *cfg, ph_err *err)
 {
     int rc = ph_sync_jobs_apply(d->sync, d->sched, cfg, err);
-    return rc ? rc : ph_balance_jobs_apply(d->balance, cfg, err);
+    if (rc == PH_OK)
+        rc = ph_balance_jobs_apply(d->balance, cfg, err);
+    return rc ? rc : ph_replenish_jobs_apply(d->sched, cfg, d->fulfil, err);
 }
 
 /* ---- the scheduler's store hooks, and the expiry job ---------------------

@@ -23,6 +23,7 @@
 #include "daemon/keys.h"
 #include "http/tls.h"
 #include "supply/plugin_loader.h"
+#include "supply/replenish.h"
 #include "supply/suppliers.h"
 #include "store/cmd_codec.h"
 #include "store/store.h"
@@ -64,6 +65,24 @@ static void print_problem(void *arg, const ph_supplier_conf *sc, const char *pro
     fprintf(stderr, "%s\n", problem);
 }
 
+/* The replenish rules' suppliers, once their plugins are loaded. */
+typedef struct rule_check {
+    const ph_config *cfg;
+    size_t problems;
+} rule_check;
+
+static void print_rule_problem(void *arg, const char *problem)
+{
+    (void)arg;
+    fprintf(stderr, "%s\n", problem);
+}
+
+static void check_rules(void *arg, ph_suppliers *set)
+{
+    rule_check *rc = arg;
+    rc->problems += ph_replenish_check_plugins(rc->cfg, set, print_rule_problem, NULL);
+}
+
 /* --check-config: what a start would do with the file, short of opening the
  * store and the listener: the YAML validated whole (its first error), then
  * every enabled supplier started and stopped again through the supplier set's
@@ -91,10 +110,15 @@ static int check_config(const char *path)
     ph_logger lg = {.fd = 2};
     ph_log_set_level(&lg, PH_LOG_ERROR); /* the plugins' own complaints, not our info lines */
     size_t problems = 0, failed = 0;
-    int rc = ph_suppliers_check(cfg, &lg, print_problem, &problems, &failed, &err);
+    rule_check rules = {cfg, 0};
+    int rc = ph_suppliers_check_with(cfg, &lg, print_problem, &problems, &failed, check_rules,
+                                     &rules, &err);
     fflush(stdout);
     if (rc != PH_OK)
         fprintf(stderr, "%s: perkhubd would not start: %s\n", path, err.msg);
+    else if (rules.problems)
+        fprintf(stderr, "%s: %zu replenish rule%s cannot be carried out\n", path, rules.problems,
+                rules.problems == 1 ? "" : "s");
     else if (failed)
         fprintf(stderr,
                 "%s: %zu problem%s: perkhubd would start with %zu supplier%s in state error\n",
@@ -103,7 +127,7 @@ static int check_config(const char *path)
         printf("%s: ok (%zu clients, %zu suppliers, %zu products)\n", path, cfg->nclients,
                cfg->nsuppliers, cfg->nproducts);
     ph_config_free(cfg);
-    return rc == PH_OK && !failed ? 0 : 1;
+    return rc == PH_OK && !failed && !rules.problems ? 0 : 1;
 }
 
 /* The check itself, in the child process check_store forks: opens the store

@@ -235,6 +235,8 @@ int ph_api_alert_list(ph_req *r);
 int ph_api_alert_ack(ph_req *r);
 json_t *ph_api_alerts_open(ph_store *s);
 json_t *ph_api_supplier_balance_view(ph_store *s, const char *supplier);
+/* api_replenish.c (issue 12): GET /v1/replenishments */
+int ph_api_replenish_list(ph_req *r);
 
 /* api_discrep.c (issue 11) */
 int ph_api_discrep_list(ph_req *r);

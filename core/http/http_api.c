@@ -121,6 +121,7 @@ static const ph_route routes[] = {
     {"GET", "/v1/reconciliations/*/lines.csv", PH_SCOPE_OPS, ph_api_recon_csv, NULL},
     {"GET", "/v1/discrepancies", PH_SCOPE_OPS, ph_api_discrep_list, "status supplier after limit"},
     {"GET", "/v1/discrepancies/*", PH_SCOPE_OPS, ph_api_discrep_get, NULL},
+    {"GET", "/v1/replenishments", PH_SCOPE_OPS, ph_api_replenish_list, "sku state after limit"},
     {"POST", "/v1/discrepancies/*/accept", PH_SCOPE_OPS, ph_api_discrep_accept, NULL},
     {"POST", "/v1/discrepancies/*/dispute", PH_SCOPE_OPS, ph_api_discrep_dispute, NULL},
     {"GET", "/v1/stats/orders", PH_SCOPE_OPS, ph_api_order_stats, "since top"},

@@ -62,6 +62,8 @@ const char *ph_cmd_type_name(int type)
         return "balance";
     case PH_CMD_ALERT_ACK:
         return "alert_ack";
+    case PH_CMD_REPLENISH:
+        return "replenish";
     default:
         return "?";
     }
@@ -252,6 +254,18 @@ static int encode_cmd(wbuf *b, const ph_cmd *c, size_t idx, ph_err *err)
     case PH_CMD_NOTE_EVENT:
         w_str(b, c->in.note.name);
         w_str(b, c->in.note.fields);
+        break;
+    case PH_CMD_REPLENISH:
+        if (c->in.replenish.noffers > UINT32_MAX)
+            return ph_err_set(err, PH_EINVAL, "command %zu (replenish): offers: too many", idx);
+        w_str(b, c->in.replenish.sku);
+        w_u32(b, c->in.replenish.below);
+        w_u32(b, c->in.replenish.to);
+        w_i64(b, c->in.replenish.max_unit_cost);
+        w_i64(b, c->in.replenish.max_per_day);
+        w_u32(b, (uint32_t)c->in.replenish.noffers);
+        for (size_t i = 0; i < c->in.replenish.noffers; i++)
+            w_target(b, &c->in.replenish.offers[i]);
         break;
     case PH_CMD_SETTLE:
         w_u64(b, c->in.settle.order_id);
@@ -646,6 +660,25 @@ static void decode_settle(rd *r, ph_cmd *c)
 
 /* The audit member (version 2): a flag, then its strings, kept in the arena
  * with the ph_audit they fill. */
+static void decode_replenish(rd *r, ph_cmd *c)
+{
+    c->in.replenish.sku = r_str(r, "sku");
+    c->in.replenish.below = r_u32(r, "below");
+    c->in.replenish.to = r_u32(r, "to");
+    c->in.replenish.max_unit_cost = r_i64(r, "max_unit_cost");
+    c->in.replenish.max_per_day = r_i64(r, "max_per_day");
+    size_t n = r_count(r, 4 + 4 + 8, "offers"); /* two lengths and a cost at least */
+    ph_attempt_target *t = n ? a_alloc(r->a, n * sizeof *t) : NULL;
+    if (n && !t) {
+        r_fail(r, "offers", NULL);
+        return;
+    }
+    for (size_t i = 0; i < n && !r->rc; i++)
+        r_target(r, &t[i], "offers.supplier", "offers.product_id", "offers.unit_cost");
+    c->in.replenish.offers = t;
+    c->in.replenish.noffers = n;
+}
+
 static void decode_audit(rd *r, ph_cmd *c)
 {
     const uint8_t *flag = r_take(r, 1, "audit");
@@ -888,6 +921,9 @@ static int decode_cmd(rd *r, ph_cmd *c, int *rc_out)
     case PH_CMD_PIN:
         c->in.pin.sku = r_str(r, "sku");
         c->in.pin.pin = r_i32(r, "pin");
+        break;
+    case PH_CMD_REPLENISH:
+        decode_replenish(r, c);
         break;
     default:
         r->kind = "?";

@@ -27,11 +27,12 @@ _Static_assert(sizeof(ph_attempt_rec) == 64, "attempt record is 64 bytes without
 _Static_assert(sizeof(ph_attempt_tail) == 24, "attempt tail is 24 bytes without padding");
 
 static const char *const db_names[DB_COUNT] = {
-    "meta",        "products",      "batches",       "codes",         "avail",       "code_hash",
-    "orders",      "order_ref",     "client_orders", "events",        "supply",      "pending",
-    "expiry",      "audit",         "ledger",        "ledger_orders", "report_days", "recon_runs",
-    "recon_lines", "recon_digest",  "discrep",       "discrep_att",   "late",        "jobs",
-    "offer_state", "product_state", "alerts",        "alert_state",   "balance",
+    "meta",          "products",      "batches",       "codes",         "avail",       "code_hash",
+    "orders",        "order_ref",     "client_orders", "events",        "supply",      "pending",
+    "expiry",        "audit",         "ledger",        "ledger_orders", "report_days", "recon_runs",
+    "recon_lines",   "recon_digest",  "discrep",       "discrep_att",   "late",        "jobs",
+    "offer_state",   "product_state", "alerts",        "alert_state",   "balance",     "replenish",
+    "replenish_sku", "replenish_day",
 };
 
 static const unsigned db_flags[DB_COUNT] = {
@@ -51,6 +52,7 @@ static const unsigned db_flags[DB_COUNT] = {
     [DB_DISCREP] = MDB_INTEGERKEY,
     [DB_DISCREP_ATT] = MDB_DUPSORT | MDB_DUPFIXED | MDB_INTEGERDUP,
     [DB_ALERTS] = MDB_INTEGERKEY,
+    [DB_REPLENISH] = MDB_INTEGERKEY,
 };
 
 const char *ph_store_db_name(int db)

@@ -392,6 +392,7 @@ enum ph_cmd_type {
     PH_CMD_PIN,           /* ops pin a product listed or delisted, or unpin it (store_sync.c) */
     PH_CMD_BALANCE,       /* a supplier balance reading; its alert (store_alerts.c) */
     PH_CMD_ALERT_ACK,     /* ops acknowledge an alert (store_alerts.c) */
+    PH_CMD_REPLENISH,     /* start a replenishment of a product's stock (store_replenish.c) */
 };
 
 /* The event names PH_CMD_NOTE_EVENT accepts: a closed list, so the feed's
@@ -880,6 +881,34 @@ struct ph_cmd {
             const char *by;
             const char *note; /* NULL or "" = none */
         } alert_ack;
+        /*
+         * REPLENISH: start a replenishment of `sku` (store_replenish.c; docs/store.md,
+         * "Replenishment"). The writer reads the product's issuable stock at now,
+         * whether a replenishment of sku is in flight and what was spent on sku
+         * the business day of now, and decides with ph_replenish_decide among
+         * `offers` (the usable offers of the rule's suppliers, as the submitter
+         * found them; the cheapest within max_unit_cost is taken, the first on a
+         * tie). A buy creates, in the same transaction, the replenishment (in
+         * flight), its spend on the day (quantity x unit_cost), and a supplier
+         * card order of client PH_REPLENISH_CLIENT (client order id
+         * "replenish-<id>", attempt 1 SENDING at the offer) as PH_CMD_SUPPLY_CREATE
+         * would; events order.accepted and replenish.started. The order goes
+         * through fulfil like any other; its codes land in stock
+         * (PH_CMD_ATTEMPT), and its end ends the replenishment.
+         * Results: replenish_id, order (to hand to fulfil), repl_why.
+         * Refusals (nothing changes; repl_why says which): PH_ESTATE stock
+         * not below `below`, or a replenishment in flight; PH_ENOTFOUND no
+         * offer within the cap; PH_ELIMIT the day's budget does not fit one
+         * unit; PH_EINVAL a malformed rule or offer; PH_ESKU the product is
+         * not a listed card-code product.
+         */
+        struct {
+            const char *sku;
+            uint32_t below, to;
+            int64_t max_unit_cost, max_per_day; /* fen */
+            const ph_attempt_target *offers;
+            size_t noffers;
+        } replenish;
         struct {
             const char *supplier, *client; /* client: the token's name, who imported it */
             const char *source;            /* "csv" or "plugin" */
@@ -960,6 +989,8 @@ struct ph_cmd {
     int code_changed;        /* CODE_REDEEMED: 1 when this command redeemed it */
     uint32_t sync_changes;   /* SYNC: offer events written; PIN: 1 when the listing changed */
     uint32_t sync_offers;    /* SYNC: offers of the supplier the items were matched against */
+    uint64_t replenish_id;   /* REPLENISH: the replenishment started (0 none) */
+    int repl_why;            /* REPLENISH: PH_REPL_* the decision */
 
     /* ---- completion ---- */
     ph_cmd_done_fn
@@ -1573,5 +1604,73 @@ typedef struct ph_local_stock {
 } ph_local_stock;
 int ph_store_product_local(ph_store *s, const char *sku, int64_t now, ph_local_stock *out,
                            ph_err *err);
+/* ---- replenishment (issue 12; store_replenish.c, docs/store.md "Replenishment") ----
+ *
+ * A replenishment buys codes of a card-code product from a supplier into a
+ * new batch of local stock. It is an ordinary supplier card order of the
+ * internal client PH_REPLENISH_CLIENT (so fulfil sends it once, queries an
+ * ambiguous one and resumes it after a restart), started by PH_CMD_REPLENISH
+ * and ended by its order's final state: succeeded (its codes are available in
+ * a batch of the supplier at the purchase's unit cost) or failed (no
+ * fail-over to another supplier; the spend it held on its day is given back).
+ */
+#define PH_REPLENISH_CLIENT "perkhub:replenish"
+
+/* Is o a replenishment's order (client PH_REPLENISH_CLIENT)? The one answer
+ * for the store (codes to stock, no sale), fulfil (no fail-over) and views. */
+int ph_order_is_replenish(const ph_order *o);
+
+/* What ph_replenish_decide decided; the values are stored in no record. */
+enum ph_repl_why {
+    PH_REPL_BUY = 1,   /* buy quantity from offers[offer] */
+    PH_REPL_STOCK_OK,  /* available >= below */
+    PH_REPL_IN_FLIGHT, /* a replenishment of the product is in flight */
+    PH_REPL_NO_OFFER,  /* no offer at or under max_unit_cost */
+    PH_REPL_BUDGET,    /* not one unit fits the day's budget */
+    PH_REPL_INVALID,   /* the rule: to <= below, or a negative amount */
+};
+/* "buy", "stock_ok", "in_flight", "no_offer", "budget", "invalid"; "?". */
+const char *ph_repl_why_name(int why);
+
+typedef struct ph_replenish_rule {
+    uint32_t below, to;
+    int64_t max_unit_cost, max_per_day; /* fen */
+} ph_replenish_rule;
+
+typedef struct ph_replenish_decision {
+    int why;           /* PH_REPL_* */
+    uint32_t quantity; /* BUY: to - available, less when the budget allows less */
+    size_t offer;      /* BUY: index into offers */
+} ph_replenish_decision;
+
+/* The decision behind PH_CMD_REPLENISH, pure (no clock, no store): with
+ * `available` codes in stock, `spent` fen spent on the product today and a
+ * replenishment in flight or not, buy to - available units of the cheapest
+ * offer whose unit_cost <= max_unit_cost (the first such on a tie), as many
+ * of them as keep spent + quantity x unit_cost <= max_per_day; or not, and
+ * why (checked in the order of enum ph_repl_why). Any thread. */
+void ph_replenish_decide(uint64_t available, const ph_replenish_rule *r, int64_t spent,
+                         int in_flight, const ph_attempt_target *offers, size_t noffers,
+                         ph_replenish_decision *out);
+
+enum ph_repl_state { PH_RS_IN_FLIGHT = 1, PH_RS_SUCCEEDED = 2, PH_RS_FAILED = 3 };
+/* "in_flight", "succeeded", "failed"; "?". Parse: 0 for none of them. */
+const char *ph_repl_state_name(int state);
+int ph_repl_state_parse(const char *name);
+
+/* Replenishments with id > after, ascending, at most limit, as JSON texts
+ * (docs/api.md, "Replenishments"); sku (NULL = any) and state (0 = any)
+ * filter. On PH_OK the caller frees the list with ph_store_event_list_free;
+ * *next_after is the id to continue from (0 at the end). Scans at most
+ * 10,000 records per call (fewer results than limit with *next_after set
+ * mean "go on"). Errors: PH_EIO, PH_ENOMEM. */
+int ph_store_replenish_list(ph_store *s, const char *sku, int state, uint64_t after, size_t limit,
+                            char ***out, size_t *n, uint64_t *next_after, ph_err *err);
+
+/* What was spent on replenishing sku on the business day of `at` (fen), and
+ * whether a replenishment of it is in flight (*in_flight gets its id, 0 none).
+ * Errors: PH_EIO. */
+int ph_store_replenish_state(ph_store *s, const char *sku, int64_t at, int64_t *spent,
+                             uint64_t *in_flight, ph_err *err);
 
 #endif

@@ -509,6 +509,8 @@ static int apply_cmd(ph_wtxn *w, ph_cmd *c)
         return store_apply_balance(w, c);
     case PH_CMD_ALERT_ACK:
         return store_apply_alert_ack(w, c);
+    case PH_CMD_REPLENISH:
+        return store_apply_replenish(w, c);
     case PH_CMD_PUT_PRODUCTS:
         memset(&w->s->memo, 0, sizeof w->s->memo); /* orderability may change */
         return apply_products(w, c);

@@ -455,11 +455,14 @@ static int index_supplied(ph_wtxn *w, ph_cmd *c, uint64_t first, uint64_t order_
 }
 
 /* A supplier's codes for order o: a new batch of attempt a, issued to o at once
- * (never in stock). Fills o->codes; *batch_id gets the batch. */
+ * (never in stock), and o->codes filled; or, for a replenishment's order
+ * (ph_order_is_replenish), available in stock like an imported batch (the
+ * batch names no order, o gets no codes). *batch_id gets the batch. */
 static int store_supplied(ph_wtxn *w, ph_cmd *c, ph_order *o, const ph_attempt *a,
                           uint64_t *batch_id)
 {
     size_t n = c->in.attempt.ncodes;
+    int stock = ph_order_is_replenish(o);
     ph_batch b = {.id = w->ids.batch++,
                   .unit_cost = a->unit_cost,
                   .count = (uint32_t)n,
@@ -467,23 +470,36 @@ static int store_supplied(ph_wtxn *w, ph_cmd *c, ph_order *o, const ph_attempt *
                   .created_at = c->now};
     snprintf(b.supplier, sizeof b.supplier, "%s", a->supplier);
     snprintf(b.sku, sizeof b.sku, "%s", o->sku);
-    snprintf(b.note, sizeof b.note, "order %llu attempt %u", (unsigned long long)o->id, a->no);
-    if (!(o->codes = calloc(n, sizeof *o->codes)))
+    snprintf(b.note, sizeof b.note, "%sorder %llu attempt %u", stock ? "replenishment " : "",
+             (unsigned long long)o->id, a->no);
+    if (!stock && !(o->codes = calloc(n, sizeof *o->codes)))
         return ph_err_set(&c->err, PH_ENOMEM, "out of memory");
     w->wrote = 1; /* a duplicate code is found only after the codes are written */
-    for (size_t i = 0; i < n; i++, o->ncodes++) {
+    MDB_val sku = {strlen(o->sku), o->sku};
+    for (size_t i = 0; i < n; i++) {
         const ph_supplied_code *sc = &c->in.attempt.codes[i];
         uint64_t id = w->ids.code++;
         ph_code_rec rec = {.version = 1,
-                           .state = PH_CODE_ISSUED,
+                           .state = stock ? PH_CODE_AVAILABLE : PH_CODE_ISSUED,
                            .sealed_len = sc->sealed_len,
                            .batch_id = b.id,
-                           .order_id = o->id,
+                           .order_id = stock ? 0 : o->id,
                            .expires_at = sc->expires_at,
                            .changed_at = c->now};
         int rc = store_put_code(w, id, &rec, sc->sealed, MDB_APPEND, &c->err);
         if (rc)
             return rc;
+        if (stock) { /* into the SKU's stock list, as an import puts its codes */
+            MDB_val v = {8, &id};
+            int mrc = mdb_put(w->txn, w->s->dbi[DB_AVAIL], &sku, &v, MDB_APPENDDUP);
+            if (mrc)
+                return ph_store_lmdb_err(&c->err, mrc, "write stock");
+            if (sc->expires_at > 0 && (rc = ph_expiry_add(w->txn, w->s->dbi[DB_EXPIRY], o->sku, id,
+                                                          sc->expires_at, &c->err)))
+                return rc;
+            continue;
+        }
+        o->ncodes++;
         ph_code *code = &o->codes[i];
         *code = (ph_code){.id = id,
                           .state = PH_CODE_ISSUED,
@@ -499,7 +515,9 @@ static int store_supplied(ph_wtxn *w, ph_cmd *c, ph_order *o, const ph_attempt *
     }
     int rc = index_supplied(w, c, b.first_code, o->id);
     if (rc == PH_OK)
-        rc = store_put_batch(w, &b, o->id, &c->err);
+        rc = store_put_batch(w, &b, stock ? 0 : o->id, &c->err);
+    if (rc == PH_OK && stock)
+        rc = store_replenish_mark_batch(w, b.id, o->id, &c->err);
     *batch_id = b.id;
     return rc;
 }
@@ -625,6 +643,8 @@ int store_write_attempt(ph_wtxn *w, ph_cmd *c, ph_order *o, uint32_t no, const p
         rc = store_emit_outcome(w, c->now, o, batch_id, &c->err);
     if (rc == PH_OK && stuck && !b->stuck)
         rc = store_emit_stuck(w, c->now, o, &o->attempts[o->nattempts - 1], &c->err);
+    if (rc == PH_OK && order_moved && ph_order_state_final(o->state) && ph_order_is_replenish(o))
+        rc = store_replenish_end(w, c, o, batch_id);
     return rc;
 }
 

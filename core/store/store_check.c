@@ -494,9 +494,12 @@ static int check_order(scan *sc, uint64_t id, const MDB_val *v, uint64_t *codes)
         return ph_err_set(sc->err, PH_EIO, "order %llu: malformed record", (unsigned long long)id);
     int via_supplier = ph_order_via_supplier(&o);
     int delivery = via_supplier ? o.delivery : PH_DELIVERY_CARD_CODE;
-    size_t want = o.state == PH_ORDER_SUCCEEDED && delivery == PH_DELIVERY_CARD_CODE ? o.quantity
-                  : via_supplier                                                     ? 0
-                                                                                     : o.ncodes;
+    /* a replenishment's codes went to stock, not to its order */
+    size_t want = o.state == PH_ORDER_SUCCEEDED && delivery == PH_DELIVERY_CARD_CODE &&
+                          !ph_order_is_replenish(&o)
+                      ? o.quantity
+                  : via_supplier ? 0
+                                 : o.ncodes;
     if (o.ncodes != want)
         return ph_err_set(sc->err, PH_EIO, "order %llu: %s %s order with %zu codes, not %zu",
                           (unsigned long long)id, ph_order_state_name(o.state),
@@ -753,7 +756,9 @@ static int run_scan(ph_store *s, ph_store_stats *st, int full, int64_t now, ph_c
             PH_OK &&
         (at_stage(&sc, "scheduled jobs", DB_JOBS), rc = store_check_jobs(s, sc.txn, err)) ==
             PH_OK &&
-        (at_stage(&sc, "alerts", DB_ALERTS), rc = store_check_alerts(s, sc.txn, err)) == PH_OK) {
+        (at_stage(&sc, "alerts", DB_ALERTS), rc = store_check_alerts(s, sc.txn, err)) == PH_OK &&
+        (at_stage(&sc, "replenishments", DB_REPLENISH),
+         rc = store_replenish_check(s, sc.txn, err)) == PH_OK) {
         at_stage(&sc, "key checks", DB_META);
         rc = ph_store_keys_complete(s, sc.txn, err);
     }

@@ -58,6 +58,9 @@ enum {
     DB_ALERTS,        /* alert id -> alert JSON (store_alerts.c) */
     DB_ALERT_STATE, /* kind byte, subject -> ph_alert_state_rec: the alert fired (absent: armed) */
     DB_BALANCE,     /* supplier -> ph_balance_rec: its last balance reading */
+    DB_REPLENISH,   /* replenishment id -> replenishment JSON (store_replenish.c) */
+    DB_REPLENISH_SKU, /* sku -> uint64 id of its replenishment in flight (none: no key) */
+    DB_REPLENISH_DAY, /* sku NUL be32(day) -> int64 fen spent replenishing it that day */
     DB_COUNT
 };
 
@@ -76,6 +79,8 @@ typedef struct ph_memo {
     uint64_t cost_batch[PH_MEMO_COSTS];     /* direct-mapped by batch id; 0 = empty */
     int64_t cost[PH_MEMO_COSTS];
     char cost_supplier[PH_MEMO_COSTS][PH_SKU_MAX + 1]; /* the batch's supplier */
+    uint8_t cost_booked[PH_MEMO_COSTS];                /* 1: a replenishment's batch, whose supplier
+                                                          cost its purchase booked (store_replenish.c) */
     /* sale prices (store_ledger.c): price_state 0 empty, 1 no price, 2 one
      * price for every client, 3 per-client prices (read from the product) */
     char price_sku[PH_MEMO_SKUS][PH_SKU_MAX + 1];
@@ -508,6 +513,23 @@ int store_apply_job(ph_wtxn *w, ph_cmd *c);
  * times not before 0, a run's end not before its start, last_ok -1..1 and -1
  * exactly when it never ran). PH_OK or PH_EIO naming the job. */
 int store_check_jobs(ph_store *s, MDB_txn *txn, ph_err *err);
+/* store_replenish.c: replenishments (store.h, "replenishment"). */
+int store_apply_replenish(ph_wtxn *w, ph_cmd *c);
+/* Order o, a replenishment's (ph_order_is_replenish), just became final in
+ * command c: its replenishment ends (succeeded with batch_id, or failed with
+ * the order's reason), the in-flight mark goes, a failure gives its day's
+ * spend back, a success keeps what the supplier charged; one event
+ * replenish.succeeded / replenish.failed. Writer only. */
+int store_replenish_end(ph_wtxn *w, ph_cmd *c, const ph_order *o, uint64_t batch_id);
+/* Marks batch_id as bought by replenishment order order_id ("replenishment_order"
+ * in its JSON): its purchase booked its supplier cost, so the ledger books none
+ * again when its codes are sold from stock. Writer only. */
+int store_replenish_mark_batch(ph_wtxn *w, uint64_t batch_id, uint64_t order_id, ph_err *err);
+/* --check-store: every replenishment agrees with its order (the purchase,
+ * in flight exactly while the order is not final) and with the in-flight
+ * mark, and each (sku, day)'s spend is what its replenishments hold. PH_OK or
+ * PH_EIO naming the first violation. */
+int store_replenish_check(ph_store *s, MDB_txn *txn, ph_err *err);
 /* Adds (add = 1) or removes the late re-query of attempt no of order id at due. */
 int store_late_set(ph_wtxn *w, uint64_t id, uint32_t no, int64_t due, int add, ph_err *err);
 

@@ -258,9 +258,10 @@ static int sale_price(ph_wtxn *w, const char *sku, const char *client, int64_t *
 }
 
 /* store_batch_cost with the memo m (the check keeps its own: the writer's
- * memo belongs to the writer thread). */
-static int batch_cost(ph_store *s, MDB_txn *txn, ph_memo *m, uint64_t batch_id, int64_t *cost,
-                      const char **supplier, ph_err *err)
+ * memo belongs to the writer thread); *booked (may be NULL) 1 for a
+ * replenishment's batch, whose cost its purchase booked already. */
+static int batch_cost_of(ph_store *s, MDB_txn *txn, ph_memo *m, uint64_t batch_id, int64_t *cost,
+                         const char **supplier, int *booked, ph_err *err)
 {
     unsigned slot = (unsigned)(batch_id % PH_MEMO_COSTS);
     if (m->cost_batch[slot] != batch_id) {
@@ -272,13 +273,24 @@ static int batch_cost(ph_store *s, MDB_txn *txn, ph_memo *m, uint64_t batch_id, 
         if (ph_batch_decode(&v, batch_id, &b, NULL))
             return ph_err_set(err, PH_EIO, "batch %llu: malformed record",
                               (unsigned long long)batch_id);
+        json_t *j = json_loadb(v.mv_data, v.mv_size, 0, NULL);
+        m->cost_booked[slot] = json_object_get(j, "replenishment_order") != NULL;
+        json_decref(j);
         m->cost_batch[slot] = batch_id;
         m->cost[slot] = b.unit_cost;
         snprintf(m->cost_supplier[slot], sizeof m->cost_supplier[0], "%s", b.supplier);
     }
     *cost = m->cost[slot];
     *supplier = m->cost_supplier[slot];
+    if (booked)
+        *booked = m->cost_booked[slot];
     return PH_OK;
+}
+
+static int batch_cost(ph_store *s, MDB_txn *txn, ph_memo *m, uint64_t batch_id, int64_t *cost,
+                      const char **supplier, ph_err *err)
+{
+    return batch_cost_of(s, txn, m, batch_id, cost, supplier, NULL, err);
 }
 
 int store_batch_cost(ph_wtxn *w, uint64_t batch_id, int64_t *cost, const char **supplier,
@@ -320,12 +332,14 @@ static int order_facts(ph_store *s, MDB_txn *txn, ph_memo *memo, const ph_order 
     for (size_t i = 0; i < o->ncodes; i++) {
         int64_t c;
         const char *sup;
-        int rc = batch_cost(s, txn, memo, o->codes[i].batch_id, &c, &sup, err);
+        int booked;
+        int rc = batch_cost_of(s, txn, memo, o->codes[i].batch_id, &c, &sup, &booked, err);
         if (rc)
             return rc;
         if (i == 0)
             snprintf(counted_supplier, PH_SKU_MAX + 1, "%s", sup);
-        if (facts_add(f, SIDE_COST, 0, sup, c, 1) ||
+        /* a replenished code's cost left with its purchase: booked once, there */
+        if ((!booked && facts_add(f, SIDE_COST, 0, sup, c, 1)) ||
             (succeeded && price >= 0 && facts_add(f, SIDE_REVENUE, 0, sup, price, 1)))
             return ph_err_set(err, PH_ENOMEM, "out of memory");
     }
@@ -476,7 +490,10 @@ static int book(ph_wtxn *w, const ph_order *o, int64_t at, int command, ph_err *
     int rc = PH_OK, fresh = 0, mrc = mdb_get(w->txn, w->s->dbi[DB_LEDGER_ORDERS], &k, &v);
     if (mrc == MDB_NOTFOUND) {
         fresh = 1;
-        if ((rc = sale_price(w, o->sku, o->client, &sm.unit_price, err)) != PH_OK)
+        /* a replenishment buys stock: a supplier cost, never a sale */
+        if (ph_order_is_replenish(o))
+            sm.unit_price = -1;
+        else if ((rc = sale_price(w, o->sku, o->client, &sm.unit_price, err)) != PH_OK)
             return rc;
         sm.priced = sm.unit_price >= 0;
     } else if (mrc) {

@@ -281,6 +281,7 @@ static track *track_new(ph_fulfil *f, const ph_order *o, const ph_attempt *a, ph
     t->order_id = o->id;
     t->no = a->no;
     t->card = o->delivery != PH_DELIVERY_RECHARGE;
+    t->replenish = ph_order_is_replenish(o);
     t->state = a->state;
     t->quantity = o->quantity;
     t->unit_cost = a->unit_cost;
@@ -720,6 +721,13 @@ int ful_pick_target(ph_fulfil *f, const ph_config *cfg, const ph_product_conf *p
     *out = (ph_attempt_target){o->supplier, o->supplier_sku,
                                ph_route_cost(o, have ? &up[o - p->offers] : NULL)};
     return PH_OK;
+}
+
+int ph_fulfil_supplier_usable(ph_fulfil *f, const ph_supplier_conf *sc, int delivery)
+{
+    route_ctx rc = {f, delivery == PH_DELIVERY_RECHARGE ? PERKHUB_CAP_RECHARGE
+                                                        : PERKHUB_CAP_CARD_ORDER};
+    return usable_for(&rc, sc);
 }
 
 int ph_fulfil_route(ph_fulfil *f, const ph_config *cfg, const ph_product_conf *p,

@@ -119,6 +119,13 @@ void ph_fulfil_set_callback_base(ph_fulfil *f, const char *base);
 int ph_fulfil_route(ph_fulfil *f, const ph_config *cfg, const ph_product_conf *p,
                     ph_attempt_target *out);
 
+/* Could supplier sc take a new order of this delivery kind (PH_DELIVERY_*)
+ * now: running, with that capability and order queries, and its breaker lets
+ * a new order through (asking may claim a half-open breaker's probe)? The
+ * predicate routing uses, for a caller that picks among offers itself (the
+ * replenishment, supply/replenish.h). */
+int ph_fulfil_supplier_usable(ph_fulfil *f, const ph_supplier_conf *sc, int delivery);
+
 /* Seals a recharge account for the store (ph_crypto_seal, its own AAD) and
  * masks it for display ("138****8000"; masked is written in every case). out
  * must hold strlen(account) + PH_SEAL_OVERHEAD bytes. Returns PH_OK or

@@ -59,7 +59,9 @@ static int seal_codes(ph_fulfil *f, track_cmd *b, const struct perkhub_result *r
 }
 
 /* Picks the next offer for a fail-over, skipping every supplier tried (at most
- * as many as the track remembers). */
+ * as many as the track remembers). A replenishment never fails over: its
+ * supplier was chosen within its rule's suppliers and cost cap, and a failed
+ * purchase waits for the next check (supply/replenish.h). */
 static int failover_target(ph_fulfil *f, track *t, ph_attempt_target *out, void **ref)
 {
     const ph_config *cfg = f->o.cfg.acquire(f->o.cfg.ctx, ref);
@@ -68,7 +70,8 @@ static int failover_target(ph_fulfil *f, track *t, ph_attempt_target *out, void 
     const char *name = t->tried;
     for (size_t i = 0; i < t->ntried; i++, name += strlen(name) + 1)
         tried[i] = name;
-    return p && t->ntried < TRIED_MAX && ful_pick_target(f, cfg, p, tried, t->ntried, out) == PH_OK;
+    return p && !t->replenish && t->ntried < TRIED_MAX &&
+           ful_pick_target(f, cfg, p, tried, t->ntried, out) == PH_OK;
 }
 
 /* The track's command, zeroed; NULL when out of memory. */

@@ -35,8 +35,9 @@ struct track {
     ph_fulfil *f;
     uint64_t order_id;
     uint32_t no;
-    int card;  /* 1 card codes, 0 recharge */
-    int state; /* PH_ATTEMPT_* as last stored */
+    int card;      /* 1 card codes, 0 recharge */
+    int replenish; /* a replenishment's order (ph_order_is_replenish): never fails over */
+    int state;     /* PH_ATTEMPT_* as last stored */
     int phase;
     int send_order;  /* 1 until the order request itself has been sent */
     int follow_step; /* 1: the next exchange is the plugin's follow-up step */

@@ -489,16 +489,25 @@ int ph_suppliers_apply(ph_suppliers *s, const ph_config *cfg, ph_err *err)
     return apply(s, cfg, NULL, NULL, NULL, err);
 }
 
-int ph_suppliers_check(const ph_config *cfg, ph_logger *lg, ph_suppliers_report_fn report,
-                       void *arg, size_t *nfailed, ph_err *err)
+int ph_suppliers_check_with(const ph_config *cfg, ph_logger *lg, ph_suppliers_report_fn report,
+                            void *arg, size_t *nfailed, void (*then)(void *, ph_suppliers *),
+                            void *then_arg, ph_err *err)
 {
     ph_suppliers *s;
     int rc = ph_suppliers_create(lg, &s, err);
     if (rc != PH_OK)
         return rc;
     rc = apply(s, cfg, report, arg, nfailed, err);
+    if (then)
+        then(then_arg, s);
     ph_suppliers_destroy(s); /* every plugin started here is shut down and closed */
     return rc;
+}
+
+int ph_suppliers_check(const ph_config *cfg, ph_logger *lg, ph_suppliers_report_fn report,
+                       void *arg, size_t *nfailed, ph_err *err)
+{
+    return ph_suppliers_check_with(cfg, lg, report, arg, nfailed, NULL, NULL, err);
 }
 
 size_t ph_suppliers_list(ph_suppliers *s, ph_supplier_info *out, size_t max)

@@ -121,6 +121,14 @@ typedef void (*ph_suppliers_report_fn)(void *arg, const ph_supplier_conf *sc, co
 int ph_suppliers_check(const ph_config *cfg, ph_logger *lg, ph_suppliers_report_fn report,
                        void *arg, size_t *nfailed, ph_err *err);
 
+/* ph_suppliers_check, and then(then_arg, set) on the set applied from cfg,
+ * before it is destroyed: for checks that need the loaded plugins (a replenish
+ * rule's supplier must take card orders, supply/replenish.h). then may be
+ * NULL. @note Main thread. */
+int ph_suppliers_check_with(const ph_config *cfg, ph_logger *lg, ph_suppliers_report_fn report,
+                            void *arg, size_t *nfailed, void (*then)(void *, ph_suppliers *),
+                            void *then_arg, ph_err *err);
+
 /* Copies up to max entries, in listing order, into out (caller-owned; may be
  * NULL when max is 0). Returns the number of suppliers in the set, which may be
  * more than max: call again with a larger array to see them all.

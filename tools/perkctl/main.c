@@ -434,6 +434,19 @@ static const pk_cmd commands[] = {
      "  3   stock.low  iqiyi.gold.1m  4      5          open   2026-12-07T03:10:00.000Z\n"
      "  $ perkctl alerts ack 3 --note \"reorder placed\"\n"
      "  alert 3 acknowledged\n"},
+    {"replenishments", pk_cmd_replenishments, "list the purchases auto-replenishment made",
+     "usage: perkctl replenishments [--sku SKU] [--state in_flight|succeeded|failed]\n"
+     "                              [--after ID] [--limit N]\n"
+     "\n"
+     "Lists replenishments (GET /v1/replenishments), oldest first: what was bought\n"
+     "for which product's stock, from which supplier at what unit cost, and how it\n"
+     "ended (the batch its codes are in). Needs an ops token.\n"
+     "\n"
+     "example:\n"
+     "  $ perkctl replenishments --sku iqiyi.gold.1m\n"
+     "  ID  SKU            SUPPLIER  QUANTITY  UNIT_COST  STATE      ORDER  BATCH  STARTED\n"
+     "  1   iqiyi.gold.1m  sandbox   20        28.00      succeeded  7      3      "
+     "2026-12-07T03:10:00.000Z\n"},
     {"products", pk_cmd_products, "list the catalog with stock",
      "usage: perkctl products [--brand BRAND] [--tag TAG] [--category CATEGORY]\n"
      "\n"

@@ -87,6 +87,8 @@ pk_cmd_fn pk_cmd_pin;           /* cmd_sync.c */
  * GET /v1/health (else says it is not reachable). Returns PK_EXIT_OK.
  * cmd_ops.c. */
 int pk_print_version(const pk_ctx *ctx);
+pk_cmd_fn pk_cmd_discrepancy;    /* cmd_discrep.c */
+pk_cmd_fn pk_cmd_replenishments; /* cmd_replenish.c */
 
 /* ---- option parsing (common.c) ------------------------------------------- */
 
