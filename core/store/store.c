@@ -31,6 +31,7 @@ static const char *const db_names[DB_COUNT] = {
     "orders",      "order_ref",    "client_orders", "events",        "supply",      "pending",
     "expiry",      "audit",        "ledger",        "ledger_orders", "report_days", "recon_runs",
     "recon_lines", "recon_digest", "discrep",       "discrep_att",   "late",
+    "wh_endpoints", "wh_deliveries", "wh_pending",  "wh_last",       "wh_attempts",
 };
 
 static const unsigned db_flags[DB_COUNT] = {

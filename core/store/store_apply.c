@@ -497,6 +497,11 @@ int ph_store_apply(ph_wtxn *w, ph_cmd *c)
         return store_apply_resolve(w, c);
     case PH_CMD_RESEAL:
         return store_apply_reseal(w, c);
+    case PH_CMD_WH_CREATE:
+    case PH_CMD_WH_RESULT:
+    case PH_CMD_WH_ENABLE:
+    case PH_CMD_WH_REPLAY:
+        return store_apply_webhook(w, c);
     case PH_CMD_PUT_PRODUCTS:
         memset(&w->s->memo, 0, sizeof w->s->memo); /* orderability may change */
         return apply_products(w, c);

@@ -52,6 +52,11 @@ enum {
     DB_DISCREP,       /* discrepancy id -> discrepancy JSON (store_discrep.c) */
     DB_DISCREP_ATT,   /* be64(order id) be32(attempt no) -> dup sorted discrepancy ids */
     DB_LATE,          /* be64(due ms) be64(order id) be32(attempt no) -> "": late re-queries */
+    DB_WH_ENDPOINTS,  /* endpoint id -> endpoint state JSON (store_webhooks.c) */
+    DB_WH_DELIVERIES, /* endpoint NUL be64(seq) -> delivery JSON */
+    DB_WH_PENDING,    /* endpoint NUL be64(seq) -> "" while the delivery is pending */
+    DB_WH_LAST,       /* endpoint NUL be64(order id) -> be64(seq): the order's last delivery */
+    DB_WH_ATTEMPTS,   /* endpoint NUL be64(seq) be32(attempt no) -> attempt JSON */
     DB_COUNT
 };
 
@@ -445,6 +450,9 @@ int store_apply_final_word(ph_wtxn *w, ph_cmd *c);
  * PH_OK or PH_EIO naming the first violation. */
 int store_check_discrep(ph_store *s, MDB_txn *txn, ph_err *err);
 int store_apply_resolve(ph_wtxn *w, ph_cmd *c);
+/* store_webhooks.c: PH_CMD_WH_* */
+int store_apply_webhook(ph_wtxn *w, ph_cmd *c);
+
 /* Adds (add = 1) or removes the late re-query of attempt no of order id at due. */
 int store_late_set(ph_wtxn *w, uint64_t id, uint32_t no, int64_t due, int add, ph_err *err);
 
