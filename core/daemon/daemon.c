@@ -17,6 +17,7 @@
 
 #include "http/http_api.h"
 #include "metrics/metrics.h"
+#include "notify/notify.h"
 #include "sched/sched.h"
 #include "supply/fulfil.h"
 #include "supply/supplier_io.h"
@@ -155,6 +156,24 @@ static const ph_config *fulfil_cfg_acquire(void *ctx, void **ref)
 static void fulfil_cfg_release(void *ref)
 {
     ph_cfg_release(ref);
+}
+
+/* A webhook body's order: the view its client sees, without codes (views.c:
+ * the account masked). Handed to notify, which includes nothing of http/. */
+static json_t *webhook_order_view(void *arg, const ph_order *o, const ph_config *cfg)
+{
+    (void)arg;
+    return ph_view_order(o, cfg, NULL, 0, 0);
+}
+
+static int start_notify(ph_daemon *d, ph_err *err)
+{
+    ph_notify_opts no = {.store = d->store,
+                         .sio = d->sio,
+                         .log = &d->log,
+                         .cfg = &d->cfg,
+                         .render = webhook_order_view};
+    return ph_notify_create(&no, &d->notify, err);
 }
 
 /* The supplier I/O engine and the fulfilment of supplier orders. */
@@ -379,7 +398,8 @@ static int start_http(ph_daemon *d, const ph_config *cfg, ph_err *err)
                        .suppliers = d->suppliers,
                        .sio = d->sio,
                        .ready = &d->ready,
-                       .metrics = d->metrics};
+                       .metrics = d->metrics,
+                       .notify = d->notify};
     ph_http_opts o = http_opts(d, cfg);
     return ph_http_start(&env, &o, &d->http, &d->port, err);
 }
@@ -447,12 +467,12 @@ int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_er
      * file stops the start here, naming the key id and the file. */
     if ((cfg->pid_file && (rc = pid_file_lock(d, cfg->pid_file, err))) ||
         (cfg->log_file && (rc = ph_log_open_file(&d->log, cfg->log_file, err))) ||
-        (rc = load_keys(d, cfg, err)) ||
+        (rc = ph_notify_check(cfg, err)) || (rc = load_keys(d, cfg, err)) ||
         (so.keys = d->keys, rc = ph_store_open(&so, &d->store, err)) ||
         (rc = log_migration(d, cfg)) || (rc = ph_daemon_sync_products(d, cfg, NULL, err)) ||
         (rc = ph_suppliers_create(&d->log, &d->suppliers, err)) ||
         (rc = ph_suppliers_apply(d->suppliers, cfg, err)) || (rc = start_supply(d, err)) ||
-        (rc = start_http(d, cfg, err)))
+        (rc = start_notify(d, err)) || (rc = start_http(d, cfg, err)))
         goto fail;
     ph_suppliers_set_wake(d->suppliers, wake_main, d); /* earlier releases: the next wake */
     set_callback_base(d, cfg);
@@ -507,6 +527,10 @@ int ph_daemon_reload(ph_daemon *d, ph_err *err)
     int rc = ph_config_load_file(d->config_path, &neu, err);
     if (rc)
         return rc;
+    if ((rc = ph_notify_check(neu, err)) != PH_OK) {
+        ph_config_free(neu);
+        return rc;
+    }
     ph_cfg_ref *old = ph_cfg_acquire(&d->cfg);
     warn_restart_needed(d, old->cfg, neu);
     if ((rc = ph_suppliers_apply(d->suppliers, neu, err)) != PH_OK)
@@ -529,6 +553,7 @@ int ph_daemon_reload(ph_daemon *d, ph_err *err)
         set_callback_base(d, neu);
     if ((rc = cfg_install(d, neu, err)) != PH_OK)
         return rc;
+    ph_notify_kick(d->notify); /* endpoints added, removed, changed: at once */
     ph_log(&d->log, PH_LOG_INFO, NULL, "config.reloaded", "config=%s", d->config_path);
     return PH_OK;
 fail:
@@ -555,11 +580,14 @@ void ph_daemon_stop(ph_daemon *d, int grace_ms)
     ph_sched_destroy(d->sched); /* waits for running jobs: before the engine and the writer */
     d->sched = NULL;
     sweeper_stop(d); /* its last command completes before the store closes */
+    ph_notify_stop(d->notify); /* before the engine: no new exchange; before the writer */
     ph_reseal_stop(d);
     /* Exchanges on the wire end ambiguous and are recorded unknown (queried
      * after the restart); then the writer finishes every queued command. */
     ph_sio_destroy(d->sio);
     d->sio = NULL;
+    ph_notify_destroy(d->notify); /* the engine's last answers reached it */
+    d->notify = NULL;
     ph_fulfil_flush(d->fulfil); /* those ends become store commands before the store closes */
     ph_store_close(d->store);
     d->store = NULL;

@@ -41,6 +41,7 @@ struct ph_fulfil;
 struct ph_sweeper;
 struct ph_resealer;
 struct ph_sched;
+struct ph_notify;
 
 typedef struct ph_daemon {
     ph_logger log;
@@ -65,6 +66,8 @@ typedef struct ph_daemon {
     struct ph_sched *sched;
     /* the key rotation's re-sealer thread (reseal.c, keys.h) */
     struct ph_resealer *resealer;
+    /* webhook delivery from the outbox (notify/notify.h) */
+    struct ph_notify *notify;
     const char *journal_file; /* set before ph_daemon_start: ph_store_opts.journal_file */
 } ph_daemon;
 

@@ -122,6 +122,12 @@ static const ph_route routes[] = {
     {"POST", "/v1/discrepancies/*/accept", PH_SCOPE_OPS, ph_api_discrep_accept, NULL},
     {"POST", "/v1/discrepancies/*/dispute", PH_SCOPE_OPS, ph_api_discrep_dispute, NULL},
     {"GET", "/v1/stats/orders", PH_SCOPE_OPS, ph_api_order_stats, "since top"},
+    /* webhooks (issue 13): a mall reads its own endpoints, ops act on them */
+    {"GET", "/v1/webhooks", PH_SCOPE_FULFILL | PH_SCOPE_OPS, ph_api_webhooks, NULL},
+    {"GET", "/v1/webhooks/*/deliveries", PH_SCOPE_FULFILL | PH_SCOPE_OPS,
+     ph_api_webhook_deliveries, "state after limit"},
+    {"POST", "/v1/webhooks/*/replay", PH_SCOPE_OPS, ph_api_webhook_replay, NULL},
+    {"POST", "/v1/webhooks/*/enable", PH_SCOPE_OPS, ph_api_webhook_enable, NULL},
     /* suppliers authenticate by signature, checked by their plugin; their
      * notify URLs may carry the supplier's own parameters */
     {"POST", "/v1/callbacks/*", 0, ph_api_callback, PARAMS_ANY},

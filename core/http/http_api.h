@@ -31,6 +31,7 @@ struct ph_fulfil;
 struct ph_suppliers;
 struct ph_sio;
 struct ph_metrics;
+struct ph_notify;
 struct sockaddr;
 typedef struct ph_http ph_http;
 
@@ -47,6 +48,7 @@ typedef struct ph_http_env {
     struct ph_sio *sio;             /* the supplier I/O engine (ops asking a supplier) */
     const atomic_int *ready;        /* 1 while serving: GET /v1/ready */
     struct ph_metrics *metrics;     /* request latencies go here; GET /metrics; NULL = none */
+    struct ph_notify *notify;       /* webhook delivery: woken after an ops action; NULL = none */
 } ph_http_env;
 
 /* The listener's settings (config's listen: and http: sections). */
