@@ -767,7 +767,7 @@ Test(config, unnamed_buffer)
         err.msg,
         "<string>:1:1: unknown key \"x\", expected one of listen, data_dir, "
         "map_size_mb, master_key_file, master_key_create, plugin_dir, public_url, pid_file, log, "
-        "http, limits, metrics, reports, clients, suppliers, products");
+        "http, limits, metrics, reports, webhooks, clients, suppliers, products");
 }
 
 /* ---- lookups ------------------------------------------------------------------------ */
