@@ -745,7 +745,9 @@ static int run_scan(ph_store *s, ph_store_stats *st, int full, int64_t now, ph_c
         (at_stage(&sc, "reconciliation runs", DB_RECON_RUNS),
          rc = store_check_recon(s, sc.txn, err)) == PH_OK &&
         (at_stage(&sc, "discrepancies", DB_DISCREP), rc = store_check_discrep(s, sc.txn, err)) ==
-            PH_OK) {
+            PH_OK &&
+        (at_stage(&sc, "webhook deliveries", DB_WH_DELIVERIES),
+         rc = store_check_webhooks(s, sc.txn, err)) == PH_OK) {
         at_stage(&sc, "key checks", DB_META);
         rc = ph_store_keys_complete(s, sc.txn, err);
     }

@@ -452,6 +452,12 @@ int store_check_discrep(ph_store *s, MDB_txn *txn, ph_err *err);
 int store_apply_resolve(ph_wtxn *w, ph_cmd *c);
 /* store_webhooks.c: PH_CMD_WH_* */
 int store_apply_webhook(ph_wtxn *w, ph_cmd *c);
+/* --check-store: every delivery well-formed and listed in wh_pending exactly
+ * when pending, every wh_pending key a delivery's, each endpoint's pending,
+ * dead and delivered counters equal to its deliveries, no delivery past its
+ * endpoint's cursor, every `previous` a delivery of the same order before it.
+ * PH_OK or PH_EIO naming the first violation. */
+int store_check_webhooks(ph_store *s, MDB_txn *txn, ph_err *err);
 
 /* Adds (add = 1) or removes the late re-query of attempt no of order id at due. */
 int store_late_set(ph_wtxn *w, uint64_t id, uint32_t no, int64_t due, int add, ph_err *err);

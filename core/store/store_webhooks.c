@@ -628,3 +628,95 @@ uint64_t ph_store_event_last(ph_store *s)
     ph_store_read_end(s, txn);
     return last;
 }
+
+/* ---- --check-store ------------------------------------------------------------------ */
+
+int store_check_webhooks(ph_store *s, MDB_txn *txn, ph_err *err)
+{
+    MDB_cursor *ec;
+    int mrc = mdb_cursor_open(txn, s->dbi[DB_WH_ENDPOINTS], &ec);
+    if (mrc)
+        return ph_err_set(err, PH_EIO, "store: wh_endpoints: %s", mdb_strerror(mrc));
+    MDB_val ek, ev;
+    int rc = PH_OK;
+    uint64_t listed = 0;
+    for (mrc = mdb_cursor_get(ec, &ek, &ev, MDB_FIRST); mrc == 0 && rc == PH_OK;
+         mrc = mdb_cursor_get(ec, &ek, &ev, MDB_NEXT)) {
+        char ep[PH_SKU_MAX + 1];
+        if (ek.mv_size == 0 || ek.mv_size > PH_SKU_MAX)
+            return mdb_cursor_close(ec),
+                   ph_err_set(err, PH_EIO, "store: wh_endpoints: a malformed key");
+        memcpy(ep, ek.mv_data, ek.mv_size);
+        ep[ek.mv_size] = 0;
+        json_t *j = json_loadb(ev.mv_data, ev.mv_size, 0, NULL);
+        ph_wh_endpoint_state e;
+        if (!json_is_object(j)) {
+            json_decref(j);
+            rc = ph_err_set(err, PH_EIO, "store: wh_endpoints: %s: malformed", ep);
+            break;
+        }
+        ep_decode(j, &e);
+        json_decref(j);
+        uint64_t n[4] = {0};
+        MDB_cursor *dc;
+        if ((mrc = mdb_cursor_open(txn, s->dbi[DB_WH_DELIVERIES], &dc)))
+            break;
+        uint8_t kb[WH_KEY_MAX];
+        size_t el = strlen(ep);
+        MDB_val k = {wh_key(kb, ep, 0, 0, 0), kb}, v;
+        int dm;
+        for (dm = mdb_cursor_get(dc, &k, &v, MDB_SET_RANGE); dm == 0 && rc == PH_OK;
+             dm = mdb_cursor_get(dc, &k, &v, MDB_NEXT)) {
+            if (k.mv_size != el + 9 || memcmp(k.mv_data, ep, el) || ((uint8_t *)k.mv_data)[el])
+                break;
+            uint64_t seq = rd_be64((uint8_t *)k.mv_data + el + 1);
+            ph_wh_delivery d;
+            MDB_val pv;
+            if (del_decode(&v, seq, &d) || d.state < 1 || d.state > 3) {
+                rc = ph_err_set(err, PH_EIO, "store: wh_deliveries: %s/%" PRIu64 ": malformed",
+                                ep, seq);
+                break;
+            }
+            n[d.state]++;
+            int in_pending = mdb_get(txn, s->dbi[DB_WH_PENDING], &k, &pv) == 0;
+            if (in_pending != (d.state == PH_WH_PENDING))
+                rc = ph_err_set(err, PH_EIO,
+                                "store: wh_deliveries: %s/%" PRIu64 " is %s but %s wh_pending", ep,
+                                seq, ph_wh_state_name(d.state), in_pending ? "in" : "not in");
+            else if (seq > e.cursor)
+                rc = ph_err_set(err, PH_EIO,
+                                "store: wh_deliveries: %s/%" PRIu64 " is past the endpoint's cursor "
+                                "%" PRIu64,
+                                ep, seq, e.cursor);
+            else if (d.previous) {
+                ph_wh_delivery p;
+                uint8_t pb[WH_KEY_MAX];
+                MDB_val pk = {wh_key(pb, ep, d.previous, 0, 0), pb}, pvv;
+                if (d.previous >= seq || mdb_get(txn, s->dbi[DB_WH_DELIVERIES], &pk, &pvv) ||
+                    del_decode(&pvv, d.previous, &p) || p.order_id != d.order_id)
+                    rc = ph_err_set(err, PH_EIO,
+                                    "store: wh_deliveries: %s/%" PRIu64 ": previous %" PRIu64
+                                    " is not an earlier delivery of order %" PRIu64,
+                                    ep, seq, d.previous, d.order_id);
+            }
+        }
+        mdb_cursor_close(dc);
+        listed += n[1];
+        if (rc == PH_OK && (n[1] != e.pending || n[2] != e.delivered || n[3] != e.dead))
+            rc = ph_err_set(err, PH_EIO,
+                            "store: wh_endpoints: %s counts pending %" PRIu64 ", delivered %" PRIu64
+                            ", dead %" PRIu64 "; its deliveries say %" PRIu64 ", %" PRIu64
+                            ", %" PRIu64,
+                            ep, e.pending, e.delivered, e.dead, n[1], n[2], n[3]);
+    }
+    mdb_cursor_close(ec);
+    if (rc == PH_OK && mrc && mrc != MDB_NOTFOUND)
+        rc = ph_err_set(err, PH_EIO, "store: wh_endpoints: %s", mdb_strerror(mrc));
+    MDB_stat ms;
+    if (rc == PH_OK && mdb_stat(txn, s->dbi[DB_WH_PENDING], &ms) == 0 && ms.ms_entries != listed)
+        rc = ph_err_set(err, PH_EIO,
+                        "store: wh_pending holds %zu entries; the endpoints' pending deliveries "
+                        "are %" PRIu64,
+                        (size_t)ms.ms_entries, listed);
+    return rc;
+}

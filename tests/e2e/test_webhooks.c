@@ -278,6 +278,16 @@ static void assert_lines_sound(size_t min_sigs)
     json_decref(lines);
 }
 
+/* Stops the daemon cleanly and runs --check-store (the webhook invariants among them). */
+static void stop_and_check(void)
+{
+    char *out = NULL;
+    cr_assert_eq(h_stop(&D, SIGTERM), 0);
+    cr_assert_eq(h_check_store(&D, &out), 0, "%s", out);
+    free(out);
+    h_cleanup(&D);
+}
+
 static json_t *endpoint(const char *id)
 {
     h_resp r = h_get(&D, "/v1/webhooks", "ops-token");
@@ -359,8 +369,7 @@ Test(webhooks, a_receiver_that_answers_5xx_gets_everything_once_it_recovers, .ti
     r = h_get(&D, "/v1/webhooks/mallhook/deliveries", "other-token");
     cr_assert_eq(r.status, 404, "%s", r.body);
     h_resp_free(&r);
-    h_stop(&D, SIGTERM);
-    h_cleanup(&D);
+    stop_and_check();
 }
 
 static int an_id_twice(void *arg)
@@ -394,8 +403,7 @@ Test(webhooks, a_timeout_is_retried, .timeout = 120)
         h_int(l, "attempts") >= 2;
     cr_assert_eq(retried, 1, "%s", r.body);
     h_resp_free(&r);
-    h_stop(&D, SIGTERM);
-    h_cleanup(&D);
+    stop_and_check();
 }
 
 Test(webhooks, gone_disables_the_endpoint_until_ops_enable_it, .timeout = 120)
@@ -430,8 +438,7 @@ Test(webhooks, gone_disables_the_endpoint_until_ops_enable_it, .timeout = 120)
     r = h_get(&D, "/v1/audit?action=webhooks.enable", "ops-token");
     cr_assert(strstr(r.body, "mallhook"), "enable not audited: %s", r.body);
     h_resp_free(&r);
-    h_stop(&D, SIGTERM);
-    h_cleanup(&D);
+    stop_and_check();
 }
 
 Test(webhooks, receiver_down_across_kill9_loses_nothing, .timeout = 180)
@@ -507,8 +514,7 @@ Test(webhooks, dead_letters_are_replayed_by_ops_and_audited, .timeout = 120)
                      json_array_size(json_object_get(r.json, "audit")),
                  2, "replays not audited: %s", r.body);
     h_resp_free(&r);
-    h_stop(&D, SIGTERM);
-    h_cleanup(&D);
+    stop_and_check();
 }
 
 Test(webhooks, two_secrets_both_sign, .timeout = 120)
@@ -526,8 +532,7 @@ Test(webhooks, two_secrets_both_sign, .timeout = 120)
     orders_arg a = {ids, 1};
     cr_assert_eq(h_wait_for(all_delivered, &a, 30000), 0, "not delivered");
     assert_lines_sound(2);
-    h_stop(&D, SIGTERM);
-    h_cleanup(&D);
+    stop_and_check();
 }
 
 Test(webhooks, a_reload_adds_an_endpoint, .timeout = 120)
@@ -552,8 +557,7 @@ Test(webhooks, a_reload_adds_an_endpoint, .timeout = 120)
     orders_arg a = {ids, 1};
     cr_assert_eq(h_wait_for(all_delivered, &a, 30000), 0, "not delivered after the reload");
     assert_lines_sound(1);
-    h_stop(&D, SIGTERM);
-    h_cleanup(&D);
+    stop_and_check();
 }
 
 /* --check-config with one bad endpoint: exit 1, file:line:column and what. */
