@@ -554,7 +554,8 @@ static int sync_state(ph_notify *n, wh_ep *e)
             if (cnt < 4096)
                 break;
         }
-        qsort(e->del, e->ndel, sizeof *e->del, del_cmp);
+        if (e->ndel > 1)
+            qsort(e->del, e->ndel, sizeof *e->del, del_cmp);
         e->gen = st.gen;
         e->cursor = st.cursor;
         e->loaded = 1;
