@@ -477,7 +477,9 @@ static int check_webhooks(ctx *c, ph_config *cfg, const yaml_node_t *root)
                 cfg_path_push(c, "clients[%zu].webhooks[%zu].url", i, j);
                 return cfg_fail(c, un->start_mark,
                                 "expected an http:// or https:// URL with a host, got %s%s%s",
-                                host ? "no host" : scheme[0] ? "scheme \"" : "no scheme",
+                                host        ? "no host"
+                                : scheme[0] ? "scheme \""
+                                            : "no scheme",
                                 !host && scheme[0] ? scheme : "", !host && scheme[0] ? "\"" : "");
             }
             if (w->nsecrets < 1 || w->nsecrets > 2) {

@@ -217,11 +217,11 @@ typedef struct ph_config {
     /* Who may read GET /metrics (config `metrics.access`): PH_METRICS_* above. */
     int metrics_access;
     /* webhooks: delivery settings of every endpoint (core/notify) */
-    unsigned webhook_retry_for_s;    /* a delivery is tried this long; default 259200 (3 days) */
-    unsigned webhook_timeout_ms;     /* per attempt; default 5000 */
-    unsigned webhook_max_in_flight;  /* per endpoint; default 32 */
-    unsigned webhook_retry_base_ms;  /* the first retry's wait before jitter; default 1000 */
-    unsigned webhook_retry_max_ms;   /* the ceiling the wait doubles to; default 3600000 */
+    unsigned webhook_retry_for_s;   /* a delivery is tried this long; default 259200 (3 days) */
+    unsigned webhook_timeout_ms;    /* per attempt; default 5000 */
+    unsigned webhook_max_in_flight; /* per endpoint; default 32 */
+    unsigned webhook_retry_base_ms; /* the first retry's wait before jitter; default 1000 */
+    unsigned webhook_retry_max_ms;  /* the ceiling the wait doubles to; default 3600000 */
     ph_client_conf *clients;
     size_t nclients;
     ph_supplier_conf *suppliers;

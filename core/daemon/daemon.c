@@ -579,7 +579,7 @@ void ph_daemon_stop(ph_daemon *d, int grace_ms)
     ph_fulfil_stop(d->fulfil);
     ph_sched_destroy(d->sched); /* waits for running jobs: before the engine and the writer */
     d->sched = NULL;
-    sweeper_stop(d); /* its last command completes before the store closes */
+    sweeper_stop(d);           /* its last command completes before the store closes */
     ph_notify_stop(d->notify); /* before the engine: no new exchange; before the writer */
     ph_reseal_stop(d);
     /* Exchanges on the wire end ambiguous and are recorded unknown (queried

@@ -54,9 +54,9 @@ int ph_api_ready(ph_req *r)
 }
 
 /* Ops see every event; a client with the fulfill scope only the events about
- * its own orders, each cut to the mall's allow-list (store/event_view.h). That filter examines at most
- * PH_EVENTS_SCAN events per request: next_after is the last one examined and
- * `more` says whether to ask again, even after an empty page. */
+ * its own orders, each cut to the mall's allow-list (store/event_view.h). That filter examines at
+ * most PH_EVENTS_SCAN events per request: next_after is the last one examined and `more` says
+ * whether to ask again, even after an empty page. */
 #define PH_EVENTS_SCAN 10000
 int ph_api_events(ph_req *r)
 {

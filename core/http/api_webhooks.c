@@ -54,11 +54,10 @@ static json_t *endpoint_view(ph_req *r, const ph_client_conf *cc, const ph_webho
         memset(&st, 0, sizeof st);
     const char *reason = st.disabled ? "gone" : !w->enabled ? "config" : NULL;
     json_t *j = json_pack("{s:s,s:s,s:o,s:b,s:s?,s:I,s:I,s:I,s:I,s:I}", "id", w->id, "client",
-                          cc->name, "url", url_shown(w->url), "enabled",
-                          w->enabled && !st.disabled, "disabled_reason", reason, "cursor",
-                          (json_int_t)st.cursor, "pending", (json_int_t)st.pending, "failing",
-                          (json_int_t)st.failing, "dead", (json_int_t)st.dead, "delivered",
-                          (json_int_t)st.delivered);
+                          cc->name, "url", url_shown(w->url), "enabled", w->enabled && !st.disabled,
+                          "disabled_reason", reason, "cursor", (json_int_t)st.cursor, "pending",
+                          (json_int_t)st.pending, "failing", (json_int_t)st.failing, "dead",
+                          (json_int_t)st.dead, "delivered", (json_int_t)st.delivered);
     if (!j)
         return NULL;
     if (!reason)
@@ -117,9 +116,8 @@ int ph_api_webhook_deliveries(ph_req *r)
     uint64_t next;
     int more;
     ph_err err = {0};
-    int rc =
-        ph_store_wh_deliveries(r->env->store, w->id, state, after, limit, &list, &n, &next, &more,
-                               &err);
+    int rc = ph_store_wh_deliveries(r->env->store, w->id, state, after, limit, &list, &n, &next,
+                                    &more, &err);
     if (rc)
         return ph_req_fail(r, rc, &err);
     json_t *arr = json_array();
@@ -127,14 +125,14 @@ int ph_api_webhook_deliveries(ph_req *r)
         const ph_wh_delivery *d = &list[i];
         char id[PH_WH_ID_MAX];
         ph_wh_delivery_id(w->id, d->seq, id);
-        json_t *j = json_pack("{s:s,s:I,s:s,s:o,s:s,s:i,s:o,s:o,s:o,s:o,s:o}", "id", id, "seq",
-                              (json_int_t)d->seq, "type", d->type, "order_id",
-                              d->order_id ? json_integer((json_int_t)d->order_id) : json_null(),
-                              "state", ph_wh_state_name(d->state), "attempts", (int)d->attempts,
-                              "next_at", json_null(), "last_status",
-                              d->last_status ? json_integer(d->last_status) : json_null(),
-                              "last_error", d->last_error[0] ? json_string(d->last_error) : json_null(),
-                              "created_at", json_null(), "delivered_at", json_null());
+        json_t *j = json_pack(
+            "{s:s,s:I,s:s,s:o,s:s,s:i,s:o,s:o,s:o,s:o,s:o}", "id", id, "seq", (json_int_t)d->seq,
+            "type", d->type, "order_id",
+            d->order_id ? json_integer((json_int_t)d->order_id) : json_null(), "state",
+            ph_wh_state_name(d->state), "attempts", (int)d->attempts, "next_at", json_null(),
+            "last_status", d->last_status ? json_integer(d->last_status) : json_null(),
+            "last_error", d->last_error[0] ? json_string(d->last_error) : json_null(), "created_at",
+            json_null(), "delivered_at", json_null());
         if (j && d->state == PH_WH_PENDING)
             ph_view_time(j, "next_at", d->next_at);
         if (j) {
@@ -144,9 +142,9 @@ int ph_api_webhook_deliveries(ph_req *r)
         json_array_append_new(arr, j);
     }
     free(list);
-    return ph_req_json(
-        r, 200,
-        json_pack("{s:o,s:I,s:b}", "deliveries", arr, "next_after", (json_int_t)next, "more", more));
+    return ph_req_json(r, 200,
+                       json_pack("{s:o,s:I,s:b}", "deliveries", arr, "next_after", (json_int_t)next,
+                                 "more", more));
 }
 
 static int replayed(ph_req *r)

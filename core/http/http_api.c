@@ -124,8 +124,8 @@ static const ph_route routes[] = {
     {"GET", "/v1/stats/orders", PH_SCOPE_OPS, ph_api_order_stats, "since top"},
     /* webhooks (issue 13): a mall reads its own endpoints, ops act on them */
     {"GET", "/v1/webhooks", PH_SCOPE_FULFILL | PH_SCOPE_OPS, ph_api_webhooks, NULL},
-    {"GET", "/v1/webhooks/*/deliveries", PH_SCOPE_FULFILL | PH_SCOPE_OPS,
-     ph_api_webhook_deliveries, "state after limit"},
+    {"GET", "/v1/webhooks/*/deliveries", PH_SCOPE_FULFILL | PH_SCOPE_OPS, ph_api_webhook_deliveries,
+     "state after limit"},
     {"POST", "/v1/webhooks/*/replay", PH_SCOPE_OPS, ph_api_webhook_replay, NULL},
     {"POST", "/v1/webhooks/*/enable", PH_SCOPE_OPS, ph_api_webhook_enable, NULL},
     /* suppliers authenticate by signature, checked by their plugin; their

@@ -24,7 +24,7 @@
 #include "store/event_view.h"
 #include "supply/supplier_io.h"
 
-#define NOTIFY_EVENTS_PAGE 512  /* events read per endpoint and pass */
+#define NOTIFY_EVENTS_PAGE 512    /* events read per endpoint and pass */
 #define NOTIFY_PENDING_MAX 200000 /* pending deliveries an endpoint holds in memory */
 #define NOTIFY_HEADERS     6
 
@@ -167,9 +167,9 @@ int ph_notify_check(const ph_config *cfg, ph_err *err)
                 int rc = resolve_secret(w->secrets[k], &key, &e);
                 OPENSSL_cleanse(&key, sizeof key);
                 if (rc)
-                    return ph_err_set(err, PH_EINVAL, "%s:%u:%u: clients[%zu].webhooks[%zu].secrets[%zu]: %s",
-                                      cfg->source, w->secret_mark[k].line, w->secret_mark[k].col,
-                                      i, j, k, e.msg);
+                    return ph_err_set(
+                        err, PH_EINVAL, "%s:%u:%u: clients[%zu].webhooks[%zu].secrets[%zu]: %s",
+                        cfg->source, w->secret_mark[k].line, w->secret_mark[k].col, i, j, k, e.msg);
             }
         }
     return PH_OK;
@@ -177,8 +177,8 @@ int ph_notify_check(const ph_config *cfg, ph_err *err)
 
 /* ---- endpoints ------------------------------------------------------------------ */
 
-static void stat_of(ph_notify *n, const char *id, uint64_t pending, uint64_t d_del, uint64_t d_retry,
-                    uint64_t d_dead, uint64_t d_gone)
+static void stat_of(ph_notify *n, const char *id, uint64_t pending, uint64_t d_del,
+                    uint64_t d_retry, uint64_t d_dead, uint64_t d_gone)
 {
     pthread_mutex_lock(&n->mu);
     wh_stat_ent *e = NULL;
@@ -245,8 +245,7 @@ static wh_ep *ep_find(ph_notify *n, const char *id)
 /* Takes one configured endpoint's settings; a secret that no longer
  * resolves keeps the endpoint's previous keys (logged), or leaves it without
  * keys (not sent) when it had none. */
-static void ep_configure(ph_notify *n, wh_ep *e, const ph_client_conf *cc,
-                         const ph_webhook_conf *w)
+static void ep_configure(ph_notify *n, wh_ep *e, const ph_client_conf *cc, const ph_webhook_conf *w)
 {
     wh_key keys[2];
     size_t nkeys = 0;
@@ -403,8 +402,8 @@ static int load_pending(ph_notify *n, wh_ep *e, uint64_t after)
         ph_err err = {0};
         int rc = ph_store_wh_pending(n->store, e->id, after, 4096, &list, &cnt, &err);
         if (rc) {
-            ph_log(n->log, PH_LOG_ERROR, NULL, "webhook.read", "endpoint=%s detail=\"%s\"",
-                   e->id, err.msg);
+            ph_log(n->log, PH_LOG_ERROR, NULL, "webhook.read", "endpoint=%s detail=\"%s\"", e->id,
+                   err.msg);
             return rc;
         }
         for (size_t i = 0; i < cnt; i++)
@@ -456,13 +455,13 @@ static void create_deliveries(ph_notify *n, wh_ep *e)
         if (seq > 0)
             to = (uint64_t)seq;
         int take = type && ep_wants(e, type) &&
-                   (ph_wh_product_event(type) ? 1
-                                              : json_is_integer(oid) && client &&
-                                                    !strcmp(client, e->client));
+                   (ph_wh_product_event(type)
+                        ? 1
+                        : json_is_integer(oid) && client && !strcmp(client, e->client));
         if (take)
-            json_array_append_new(dl, json_pack("[I,s,I]", seq, type,
-                                                ph_wh_product_event(type) ? (json_int_t)0
-                                                                          : json_integer_value(oid)));
+            json_array_append_new(
+                dl, json_pack("[I,s,I]", seq, type,
+                              ph_wh_product_event(type) ? (json_int_t)0 : json_integer_value(oid)));
         json_decref(ev);
     }
     e->more = cnt == NOTIFY_EVENTS_PAGE;
@@ -501,16 +500,16 @@ static int sync_state(ph_notify *n, wh_ep *e)
     int rc = ph_store_wh_endpoint_get(n->store, e->id, &st, &err);
     if (rc == PH_ENOTFOUND) {
         char args[96];
-        snprintf(args, sizeof args, "{\"cursor_from\":0,\"cursor_to\":%" PRIu64
-                                    ",\"deliveries\":[]}",
+        snprintf(args, sizeof args,
+                 "{\"cursor_from\":0,\"cursor_to\":%" PRIu64 ",\"deliveries\":[]}",
                  ph_store_event_last(n->store));
         ph_cmd cmd = {.type = PH_CMD_WH_CREATE, .now = ph_now_ms()};
         cmd.in.wh.endpoint = e->id;
         cmd.in.wh.json = args;
         rc = ph_store_exec(n->store, &cmd);
         if (rc)
-            ph_log(n->log, PH_LOG_ERROR, NULL, "webhook.create", "endpoint=%s detail=\"%s\"",
-                   e->id, cmd.err.msg);
+            ph_log(n->log, PH_LOG_ERROR, NULL, "webhook.create", "endpoint=%s detail=\"%s\"", e->id,
+                   cmd.err.msg);
         ph_cmd_clear(&cmd);
         if (rc)
             return rc;
@@ -659,8 +658,8 @@ static int send_one(ph_notify *n, wh_ep *e, wh_del *d, const ph_config *cfg, int
             strcat(sigs, " ");
         strcat(sigs, sig);
     }
-    const char *fmt[NOTIFY_HEADERS] = {"Content-Type: application/json",
-                                       "User-Agent: perkhub-webhooks", NULL, NULL, NULL, NULL};
+    const char *fmt[NOTIFY_HEADERS] = {
+        "Content-Type: application/json", "User-Agent: perkhub-webhooks", NULL, NULL, NULL, NULL};
     j->hdr[0] = strdup(fmt[0]);
     j->hdr[1] = strdup(fmt[1]);
     size_t need = strlen(id) + 16;
@@ -778,8 +777,8 @@ static void take_answers(ph_notify *n)
                                             (json_int_t)next_at));
         if (outcome != PH_WH_DELIVERED)
             ph_log(n->log, PH_LOG_INFO, NULL, "webhook.attempt",
-                   "endpoint=%s delivery=%s attempt=%u status=%d outcome=%s detail=\"%s\"",
-                   j->ep, id, attempt, status, ph_wh_outcome_name(outcome), j->job.detail);
+                   "endpoint=%s delivery=%s attempt=%u status=%d outcome=%s detail=\"%s\"", j->ep,
+                   id, attempt, status, ph_wh_outcome_name(outcome), j->job.detail);
     }
     json_t *args = json_pack("{s:o}", "results", rs);
     char *txt = args ? json_dumps(args, JSON_COMPACT) : NULL;

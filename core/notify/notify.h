@@ -50,10 +50,10 @@ typedef struct ph_notify ph_notify;
 typedef json_t *(*ph_notify_render_fn)(void *arg, const ph_order *o, const ph_config *cfg);
 
 typedef struct ph_notify_opts {
-    ph_store *store;       /* borrowed; outlives the module */
-    struct ph_sio *sio;    /* borrowed; destroyed after ph_notify_stop */
-    const ph_logger *log;  /* borrowed */
-    ph_cfg_current *cfg;   /* the running configuration (a reload is picked up) */
+    ph_store *store;      /* borrowed; outlives the module */
+    struct ph_sio *sio;   /* borrowed; destroyed after ph_notify_stop */
+    const ph_logger *log; /* borrowed */
+    ph_cfg_current *cfg;  /* the running configuration (a reload is picked up) */
     ph_notify_render_fn render;
     void *render_arg;
     unsigned poll_ms; /* how often new events are looked for; 0 = 50 */

@@ -11,7 +11,7 @@ static const char *const mall_event_keys[] = {
     "outcome", "by",       "codes",    "checks"};
 
 static const char *const product_event_keys[] = {"seq",       "at",    "type",  "sku",
-                                                  "available", "below", "reason"};
+                                                 "available", "below", "reason"};
 
 static json_t *cut(json_t *ev, const char *const *keys, size_t n)
 {

@@ -27,11 +27,12 @@ _Static_assert(sizeof(ph_attempt_rec) == 64, "attempt record is 64 bytes without
 _Static_assert(sizeof(ph_attempt_tail) == 24, "attempt tail is 24 bytes without padding");
 
 static const char *const db_names[DB_COUNT] = {
-    "meta",        "products",     "batches",       "codes",         "avail",       "code_hash",
-    "orders",      "order_ref",    "client_orders", "events",        "supply",      "pending",
-    "expiry",      "audit",        "ledger",        "ledger_orders", "report_days", "recon_runs",
-    "recon_lines", "recon_digest", "discrep",       "discrep_att",   "late",
-    "wh_endpoints", "wh_deliveries", "wh_pending",  "wh_last",       "wh_attempts",
+    "meta",          "products",    "batches",     "codes",         "avail",
+    "code_hash",     "orders",      "order_ref",   "client_orders", "events",
+    "supply",        "pending",     "expiry",      "audit",         "ledger",
+    "ledger_orders", "report_days", "recon_runs",  "recon_lines",   "recon_digest",
+    "discrep",       "discrep_att", "late",        "wh_endpoints",  "wh_deliveries",
+    "wh_pending",    "wh_last",     "wh_attempts",
 };
 
 static const unsigned db_flags[DB_COUNT] = {

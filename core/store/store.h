@@ -1398,7 +1398,7 @@ typedef struct ph_wh_delivery {
     int state;         /* PH_WH_* */
     uint32_t attempts;
     int64_t next_at, created_at, delivered_at, retry_from; /* ms */
-    int last_status;                                      /* 0: none or no reply */
+    int last_status;                                       /* 0: none or no reply */
     char last_error[128];
 } ph_wh_delivery;
 

@@ -124,7 +124,9 @@ static int del_decode(const MDB_val *v, uint64_t seq, ph_wh_delivery *d)
     memset(d, 0, sizeof *d);
     d->seq = seq;
     snprintf(d->type, sizeof d->type, "%s",
-             json_string_value(json_object_get(j, "type")) ? json_string_value(json_object_get(j, "type")) : "");
+             json_string_value(json_object_get(j, "type"))
+                 ? json_string_value(json_object_get(j, "type"))
+                 : "");
     d->order_id = (uint64_t)json_integer_value(json_object_get(j, "order_id"));
     d->previous = (uint64_t)json_integer_value(json_object_get(j, "previous"));
     d->state = (int)json_integer_value(json_object_get(j, "state"));
@@ -297,12 +299,12 @@ static int wh_result_one(ph_wtxn *w, ph_cmd *c, json_t *r, size_t i)
     const char *outcome = json_string_value(json_object_get(r, "outcome"));
     const char *error = json_string_value(json_object_get(r, "error"));
     json_t *js = json_object_get(r, "seq");
-    int kind = !outcome                          ? 0
-               : !strcmp(outcome, "delivered")   ? 1
-               : !strcmp(outcome, "retry")       ? 2
-               : !strcmp(outcome, "dead")        ? 3
-               : !strcmp(outcome, "gone")        ? 4
-                                                 : 0;
+    int kind = !outcome                        ? 0
+               : !strcmp(outcome, "delivered") ? 1
+               : !strcmp(outcome, "retry")     ? 2
+               : !strcmp(outcome, "dead")      ? 3
+               : !strcmp(outcome, "gone")      ? 4
+                                               : 0;
     if (!ep || !json_is_integer(js) || !kind || (error && strlen(error) > 120))
         return ph_err_set(&c->err, PH_EINVAL,
                           "wh_result: results[%zu]: expected endpoint, seq, outcome", i);
@@ -324,8 +326,8 @@ static int wh_result_one(ph_wtxn *w, ph_cmd *c, json_t *r, size_t i)
     uint8_t kb[WH_KEY_MAX];
     size_t kl = wh_key(kb, ep, seq, 1, d.attempts);
     rc = put_json(w, DB_WH_ATTEMPTS, kb, kl,
-                  json_pack("{s:I,s:i,s:s,s:s}", "at", (json_int_t)c->now, "status",
-                            d.last_status, "error", d.last_error, "outcome", outcome),
+                  json_pack("{s:I,s:i,s:s,s:s}", "at", (json_int_t)c->now, "status", d.last_status,
+                            "error", d.last_error, "outcome", outcome),
                   &c->err);
     if (rc)
         return rc;
@@ -524,8 +526,8 @@ int ph_store_wh_endpoint_get(ph_store *s, const char *endpoint, ph_wh_endpoint_s
 /* Walks db (wh_pending or wh_deliveries) from the endpoint's seq after + 1;
  * pending: load each delivery's record from wh_deliveries. */
 static int wh_walk(ph_store *s, int db, const char *endpoint, int state, uint64_t after,
-                   size_t limit, size_t scan, ph_wh_delivery **out, size_t *n,
-                   uint64_t *next_after, int *more, ph_err *err)
+                   size_t limit, size_t scan, ph_wh_delivery **out, size_t *n, uint64_t *next_after,
+                   int *more, ph_err *err)
 {
     *out = NULL;
     *n = 0;
@@ -564,8 +566,9 @@ static int wh_walk(ph_store *s, int db, const char *endpoint, int state, uint64_
             MDB_val dk = k;
             int g = mdb_get(txn, s->dbi[DB_WH_DELIVERIES], &dk, &dv);
             if (g) {
-                rc = ph_err_set(err, PH_EIO, "store: wh_pending names delivery %s/%" PRIu64
-                                             " that wh_deliveries lacks",
+                rc = ph_err_set(err, PH_EIO,
+                                "store: wh_pending names delivery %s/%" PRIu64
+                                " that wh_deliveries lacks",
                                 endpoint, seq);
                 break;
             }
@@ -673,8 +676,8 @@ int store_check_webhooks(ph_store *s, MDB_txn *txn, ph_err *err)
             ph_wh_delivery d;
             MDB_val pv;
             if (del_decode(&v, seq, &d) || d.state < 1 || d.state > 3) {
-                rc = ph_err_set(err, PH_EIO, "store: wh_deliveries: %s/%" PRIu64 ": malformed",
-                                ep, seq);
+                rc = ph_err_set(err, PH_EIO, "store: wh_deliveries: %s/%" PRIu64 ": malformed", ep,
+                                seq);
                 break;
             }
             n[d.state]++;
@@ -684,10 +687,11 @@ int store_check_webhooks(ph_store *s, MDB_txn *txn, ph_err *err)
                                 "store: wh_deliveries: %s/%" PRIu64 " is %s but %s wh_pending", ep,
                                 seq, ph_wh_state_name(d.state), in_pending ? "in" : "not in");
             else if (seq > e.cursor)
-                rc = ph_err_set(err, PH_EIO,
-                                "store: wh_deliveries: %s/%" PRIu64 " is past the endpoint's cursor "
-                                "%" PRIu64,
-                                ep, seq, e.cursor);
+                rc =
+                    ph_err_set(err, PH_EIO,
+                               "store: wh_deliveries: %s/%" PRIu64 " is past the endpoint's cursor "
+                               "%" PRIu64,
+                               ep, seq, e.cursor);
             else if (d.previous) {
                 ph_wh_delivery p;
                 uint8_t pb[WH_KEY_MAX];

@@ -139,12 +139,12 @@ ph_sio_limits ph_sio_limits_of(const ph_supplier_conf *sc);
  * the credential mark, and curl may resend them on a dead keep-alive
  * connection (their receivers deduplicate by id). */
 typedef struct ph_sio_raw {
-    const char *key;                  /* required */
-    const char *url;                  /* required: http or https */
-    const char *method;               /* NULL = POST */
-    const char *const *headers;       /* "Name: value" lines */
-    size_t nheaders;                  /* at most PERKHUB_MAX_HEADERS */
-    const char *body;                 /* may be NULL */
+    const char *key;            /* required */
+    const char *url;            /* required: http or https */
+    const char *method;         /* NULL = POST */
+    const char *const *headers; /* "Name: value" lines */
+    size_t nheaders;            /* at most PERKHUB_MAX_HEADERS */
+    const char *body;           /* may be NULL */
     size_t body_len;
 } ph_sio_raw;
 

@@ -58,8 +58,8 @@ static void rx_start(rx *r, const char *mode, const char *const *secrets, unsign
     char script[512], portarg[16];
     snprintf(script, sizeof script, "%s/tests/e2e/webhook_receiver.py", h_bin("PH_SOURCE_DIR"));
     snprintf(portarg, sizeof portarg, "%u", port);
-    const char *argv[24] = {"python3",   script,   "--port-file", r->port_file, "--out",
-                            r->out,      "--mode", mode,          "--port",      portarg};
+    const char *argv[24] = {"python3", script,   "--port-file", r->port_file, "--out",
+                            r->out,    "--mode", mode,          "--port",     portarg};
     size_t n = 10;
     for (size_t i = 0; secrets && secrets[i] && n < 22; i++) {
         argv[n++] = "--secret";
@@ -80,8 +80,7 @@ static void rx_start(rx *r, const char *mode, const char *const *secrets, unsign
         _exit(127);
     }
     r->pid = pid;
-    cr_assert_eq(h_wait_for(rx_port_known, r, 20000), 0, "the receiver did not start (%s)",
-                 r->log);
+    cr_assert_eq(h_wait_for(rx_port_known, r, 20000), 0, "the receiver did not start (%s)", r->log);
 }
 
 static void rx_stop(rx *r)
@@ -130,7 +129,7 @@ TestSuite(webhooks, .fini = teardown);
 /* ---- the daemon ----------------------------------------------------------------------- */
 
 #define SETTINGS_FAST                                                                              \
-    "webhooks:\n  retry_for_s: 600\n  timeout_ms: 1000\n  retry_base_ms: 100\n"                   \
+    "webhooks:\n  retry_for_s: 600\n  timeout_ms: 1000\n  retry_base_ms: 100\n"                    \
     "  retry_max_ms: 400\n"
 
 /* Writes the secret files and the config: client mall with endpoint `id` at
@@ -353,7 +352,8 @@ Test(webhooks, a_receiver_that_answers_5xx_gets_everything_once_it_recovers)
     cr_assert_eq(fails, 4, "the receiver refused 4 times");
     json_decref(lines);
     /* the store's view: retried deliveries show their attempts and the status */
-    h_resp r = h_get(&D, "/v1/webhooks/mallhook/deliveries?state=delivered&limit=1000", "ops-token");
+    h_resp r =
+        h_get(&D, "/v1/webhooks/mallhook/deliveries?state=delivered&limit=1000", "ops-token");
     cr_assert_eq(r.status, 200, "%s", r.body);
     long long retried = 0;
     json_array_foreach(json_object_get(r.json, "deliveries"), i, l) retried +=
@@ -367,7 +367,8 @@ Test(webhooks, a_receiver_that_answers_5xx_gets_everything_once_it_recovers)
     json_decref(e);
     /* the metrics count the retries */
     r = h_get(&D, "/metrics", NULL);
-    cr_assert(strstr(r.body, "perkhub_webhook_deliveries_total{endpoint=\"mallhook\",result=\"retry\"} 4"),
+    cr_assert(strstr(r.body,
+                     "perkhub_webhook_deliveries_total{endpoint=\"mallhook\",result=\"retry\"} 4"),
               "%s", r.body);
     cr_assert(strstr(r.body, "perkhub_webhook_pending{endpoint=\"mallhook\"}"));
     h_resp_free(&r);
@@ -406,8 +407,9 @@ Test(webhooks, a_timeout_is_retried)
     assert_lines_sound(1);
     /* the first delivery went twice under the same id: the first answer came
      * too late (the receiver writes its line when it answers) */
-    cr_assert_eq(h_wait_for(an_id_twice, NULL, 20000), 0, "the timed-out delivery was not sent "
-                                                          "again");
+    cr_assert_eq(h_wait_for(an_id_twice, NULL, 20000), 0,
+                 "the timed-out delivery was not sent "
+                 "again");
     cr_assert_eq(h_wait_for(ep_settled, "mallhook", 10000), 0, "deliveries still pending");
     h_resp r = h_get(&D, "/v1/webhooks/mallhook/deliveries?state=delivered", "ops-token");
     size_t i, retried = 0;
@@ -609,15 +611,15 @@ Test(webhooks, check_config_refuses_bad_endpoints_with_their_position)
     snprintf(missing, sizeof missing, "[\"file:%s/missing.secret\"]", D.dir);
     check_refused(ok, "ftp://user:s3cret@127.0.0.1/x", "[\"order.*\"]", "",
                   "webhooks[0].url: expected an http:// or https:// URL");
-    check_refused(missing, "http://127.0.0.1:9/x", "[\"order.*\"]", "",
-                  "webhooks[0].secrets[0]");
-    check_refused("[\"env:PH_TEST_NO_SUCH_VARIABLE\"]", "http://127.0.0.1:9/x", "[\"order.*\"]",
-                  "", "the environment variable is not set");
+    check_refused(missing, "http://127.0.0.1:9/x", "[\"order.*\"]", "", "webhooks[0].secrets[0]");
+    check_refused("[\"env:PH_TEST_NO_SUCH_VARIABLE\"]", "http://127.0.0.1:9/x", "[\"order.*\"]", "",
+                  "the environment variable is not set");
     check_refused(ok, "http://127.0.0.1:9/x", "[\"order.finished\"]", "",
                   "webhooks[0].events[0]: expected an event type");
-    check_refused(ok, "http://127.0.0.1:9/x", "[\"order.*\"]",
-                  "      - id: one\n        url: http://127.0.0.1:9/y\n        secrets: [\"env:X\"]\n"
-                  "        events: [\"order.*\"]\n",
-                  "duplicate webhook id");
+    check_refused(
+        ok, "http://127.0.0.1:9/x", "[\"order.*\"]",
+        "      - id: one\n        url: http://127.0.0.1:9/y\n        secrets: [\"env:X\"]\n"
+        "        events: [\"order.*\"]\n",
+        "duplicate webhook id");
     h_cleanup(&D);
 }

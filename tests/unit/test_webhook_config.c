@@ -67,9 +67,10 @@ Test(webhook_config, bad_endpoints_are_refused_with_their_position)
     refused_at_load("      - id: h\n        url: http://\n        secrets: [env:A]\n"
                     "        events: [\"order.*\"]\n",
                     "got no host");
-    refused_at_load("      - id: h\n        url: http://h/\n        secrets: [env:A, env:B, env:C]\n"
-                    "        events: [\"order.*\"]\n",
-                    "expected 1 or 2 secret references");
+    refused_at_load(
+        "      - id: h\n        url: http://h/\n        secrets: [env:A, env:B, env:C]\n"
+        "        events: [\"order.*\"]\n",
+        "expected 1 or 2 secret references");
     refused_at_load("      - id: h\n        url: http://h/\n        secrets: [env:A]\n", "events");
     refused_at_load("      - id: h\n        url: http://h/\n        secrets: [env:A]\n"
                     "        events: [\"order.*\"]\n"
@@ -82,17 +83,20 @@ Test(webhook_config, a_duplicate_id_across_clients_is_refused)
 {
     ph_config *cfg = NULL;
     ph_err err = {0};
-    const char *other = "  - name: other\n"
-                        "    token_sha256: "
-                        "0000000000000000000000000000000000000000000000000000000000000002\n"
-                        "    scopes: [fulfill]\n"
-                        "    webhooks:\n"
-                        "      - {id: h, url: \"http://h/\", secrets: [env:A], events: [order.failed]}\n";
-    cr_assert_eq(load("      - {id: h, url: \"http://h/\", secrets: [env:A], events: [order.failed]}\n",
-                      other, &cfg, &err),
-                 PH_EINVAL);
-    cr_assert(strstr(err.msg, "clients[1].webhooks[0].id: duplicate webhook id \"h\", first at 8:9"),
-              "%s", err.msg);
+    const char *other =
+        "  - name: other\n"
+        "    token_sha256: "
+        "0000000000000000000000000000000000000000000000000000000000000002\n"
+        "    scopes: [fulfill]\n"
+        "    webhooks:\n"
+        "      - {id: h, url: \"http://h/\", secrets: [env:A], events: [order.failed]}\n";
+    cr_assert_eq(
+        load("      - {id: h, url: \"http://h/\", secrets: [env:A], events: [order.failed]}\n",
+             other, &cfg, &err),
+        PH_EINVAL);
+    cr_assert(
+        strstr(err.msg, "clients[1].webhooks[0].id: duplicate webhook id \"h\", first at 8:9"),
+        "%s", err.msg);
 }
 
 Test(webhook_config, notify_check_names_unknown_events_and_unresolved_secrets)
@@ -101,10 +105,11 @@ Test(webhook_config, notify_check_names_unknown_events_and_unresolved_secrets)
     setenv("PH_TEST_WH_SECRET", "s3cret-raw", 1);
     ph_config *cfg = NULL;
     ph_err err = {0};
-    cr_assert_eq(load("      - id: h\n        url: http://h/\n        secrets: [env:PH_TEST_WH_SECRET]\n"
-                      "        events: [order.failed, supplier.auth_failed]\n",
-                      NULL, &cfg, &err),
-                 PH_OK, "%s", err.msg);
+    cr_assert_eq(
+        load("      - id: h\n        url: http://h/\n        secrets: [env:PH_TEST_WH_SECRET]\n"
+             "        events: [order.failed, supplier.auth_failed]\n",
+             NULL, &cfg, &err),
+        PH_OK, "%s", err.msg);
     cr_assert_eq(ph_notify_check(cfg, &err), PH_EINVAL);
     cr_assert(strstr(err.msg, "wh.yaml:11:32: clients[0].webhooks[0].events[1]: expected an event "
                               "type"),

@@ -18,14 +18,14 @@ Test(webhook_policy, signature_matches_the_standard_webhooks_vector)
     uint8_t key[PH_WH_KEY_MAX];
     size_t klen = 0;
     ph_err err = {0};
-    cr_assert_eq(ph_wh_secret_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", key, &klen, &err), PH_OK,
-                 "%s", err.msg);
+    cr_assert_eq(ph_wh_secret_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", key, &klen, &err),
+                 PH_OK, "%s", err.msg);
     cr_assert_eq(klen, 24);
     const char *body = "{\"test\": 2432232314}";
     char sig[PH_WH_SIG_MAX];
-    cr_assert_eq(ph_wh_sign(key, klen, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body,
-                            strlen(body), sig),
-                 PH_OK);
+    cr_assert_eq(
+        ph_wh_sign(key, klen, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body, strlen(body), sig),
+        PH_OK);
     cr_assert_str_eq(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
 }
 
