@@ -293,7 +293,36 @@ static int wh_create(ph_wtxn *w, ph_cmd *c, json_t *a)
     return ep_save(w, ep, &e, &c->err);
 }
 
-static int wh_result_one(ph_wtxn *w, ph_cmd *c, json_t *r, size_t i)
+/* The endpoint a run of results belongs to, loaded once and written once
+ * when the run ends (a pass's answers are mostly one endpoint's). */
+typedef struct ep_cache {
+    char id[PH_SKU_MAX + 1];
+    ph_wh_endpoint_state e;
+    int loaded;
+} ep_cache;
+
+static int ep_cache_flush(ph_wtxn *w, ph_cmd *c, ep_cache *ec)
+{
+    int rc = ec->loaded ? ep_save(w, ec->id, &ec->e, &c->err) : PH_OK;
+    ec->loaded = 0;
+    return rc;
+}
+
+static int ep_cache_get(ph_wtxn *w, ph_cmd *c, ep_cache *ec, const char *ep,
+                        ph_wh_endpoint_state **out)
+{
+    if (!ec->loaded || strcmp(ec->id, ep)) {
+        int found, rc = ep_cache_flush(w, c, ec);
+        if (rc || (rc = ep_load(w, ep, &ec->e, &found, &c->err)))
+            return rc;
+        snprintf(ec->id, sizeof ec->id, "%s", ep);
+        ec->loaded = 1;
+    }
+    *out = &ec->e;
+    return PH_OK;
+}
+
+static int wh_result_one(ph_wtxn *w, ph_cmd *c, json_t *r, size_t i, ep_cache *ec)
 {
     const char *ep = json_string_value(json_object_get(r, "endpoint"));
     const char *outcome = json_string_value(json_object_get(r, "outcome"));
@@ -305,7 +334,8 @@ static int wh_result_one(ph_wtxn *w, ph_cmd *c, json_t *r, size_t i)
                : !strcmp(outcome, "dead")      ? 3
                : !strcmp(outcome, "gone")      ? 4
                                                : 0;
-    if (!ep || !json_is_integer(js) || !kind || (error && strlen(error) > 120))
+    if (!ep || strlen(ep) > PH_SKU_MAX || !json_is_integer(js) || !kind ||
+        (error && strlen(error) > 120))
         return ph_err_set(&c->err, PH_EINVAL,
                           "wh_result: results[%zu]: expected endpoint, seq, outcome", i);
     uint64_t seq = (uint64_t)json_integer_value(js);
@@ -315,10 +345,10 @@ static int wh_result_one(ph_wtxn *w, ph_cmd *c, json_t *r, size_t i)
         return PH_OK; /* replayed meanwhile, or a duplicate: nothing to record */
     if (rc)
         return rc;
-    ph_wh_endpoint_state e;
-    int found;
-    if ((rc = ep_load(w, ep, &e, &found, &c->err)))
+    ph_wh_endpoint_state *ep_state;
+    if ((rc = ep_cache_get(w, c, ec, ep, &ep_state)))
         return rc;
+    ph_wh_endpoint_state e = *ep_state;
     int was_failing = d.attempts > 0;
     d.attempts++;
     d.last_status = (int)json_integer_value(json_object_get(r, "status"));
@@ -360,7 +390,8 @@ static int wh_result_one(ph_wtxn *w, ph_cmd *c, json_t *r, size_t i)
     if ((rc = del_save(w, ep, &d, &c->err)))
         return rc;
     c->wh_count++;
-    return ep_save(w, ep, &e, &c->err);
+    *ep_state = e;
+    return PH_OK;
 }
 
 static int wh_result(ph_wtxn *w, ph_cmd *c, json_t *a)
@@ -370,13 +401,14 @@ static int wh_result(ph_wtxn *w, ph_cmd *c, json_t *a)
         return ph_err_set(&c->err, PH_EINVAL, "wh_result: expected results");
     size_t i;
     json_t *r;
+    ep_cache ec = {0};
     json_array_foreach(rs, i, r)
     {
-        int rc = wh_result_one(w, c, r, i);
+        int rc = wh_result_one(w, c, r, i, &ec);
         if (rc)
             return rc;
     }
-    return PH_OK;
+    return ep_cache_flush(w, c, &ec);
 }
 
 static int wh_enable(ph_wtxn *w, ph_cmd *c)
