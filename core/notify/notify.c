@@ -60,6 +60,7 @@ typedef struct wh_ep {
     uint64_t cursor;
     wh_del *del;
     size_t ndel, cap;
+    size_t nsettled; /* of del[]: dropped in bulk (del_compact) */
     unsigned in_flight;
     int more; /* events were left after the last page */
 } wh_ep;
@@ -208,10 +209,7 @@ static void stat_of(ph_notify *n, const char *id, uint64_t pending, uint64_t d_d
 
 static uint64_t ep_pending(const wh_ep *e)
 {
-    uint64_t p = 0;
-    for (size_t i = 0; i < e->ndel; i++)
-        p += !e->del[i].settled;
-    return p;
+    return e->ndel - e->nsettled;
 }
 
 static void ep_conf_clear(wh_ep *e)
@@ -384,13 +382,18 @@ static int del_append(wh_ep *e, const ph_wh_delivery *d)
     return del_push(e, d);
 }
 
+/* Drops settled deliveries once they are a good part of the array, so a
+ * pass does not move the whole backlog for each one delivered. */
 static void del_compact(wh_ep *e)
 {
+    if (!e->nsettled || (e->nsettled < 1024 && e->nsettled * 2 < e->ndel))
+        return;
     size_t k = 0;
     for (size_t i = 0; i < e->ndel; i++)
         if (!e->del[i].settled || e->del[i].on_wire)
             e->del[k++] = e->del[i];
     e->ndel = k;
+    e->nsettled = 0;
 }
 
 /* The store's pending deliveries of e after `after`, appended. */
@@ -555,6 +558,9 @@ static int sync_state(ph_notify *n, wh_ep *e)
         }
         if (e->ndel > 1)
             qsort(e->del, e->ndel, sizeof *e->del, del_cmp);
+        e->nsettled = 0;
+        for (size_t i = 0; i < e->ndel; i++)
+            e->nsettled += e->del[i].settled;
         e->gen = st.gen;
         e->cursor = st.cursor;
         e->loaded = 1;
@@ -808,9 +814,10 @@ static void take_answers(ph_notify *n)
             } else {
                 int o = a[k].outcome;
                 d->attempts++;
-                if (o == PH_WH_DELIVERED || o == PH_WH_DEAD)
+                if (o == PH_WH_DELIVERED || o == PH_WH_DEAD) {
                     d->settled = 1;
-                else
+                    e->nsettled++;
+                } else
                     d->next_at = a[k].next_at;
                 if (o == PH_WH_GONE)
                     e->disabled = 1;
