@@ -114,42 +114,56 @@ static json_t *ep_encode(const ph_wh_endpoint_state *e)
                      "last_failure_at", (json_int_t)e->last_failure_at);
 }
 
+/* Delivery record (wh_deliveries): this header, then the type and the last
+ * error (no NULs). Binary: the writer handles one per delivery created and
+ * per answer, next to the orders it commits with. Every byte a named field. */
+typedef struct wh_del_rec {
+    uint8_t version; /* 1 */
+    uint8_t state;
+    uint8_t type_len;
+    uint8_t err_len;
+    uint32_t attempts;
+    int32_t last_status;
+    uint32_t reserved; /* 0 */
+    uint64_t order_id, previous;
+    int64_t next_at, created_at, delivered_at, retry_from;
+} wh_del_rec;
+_Static_assert(sizeof(wh_del_rec) == 64, "delivery record header is 64 bytes without padding");
+
+/* Attempt record (wh_attempts): this header, then the error. */
+typedef struct wh_att_rec {
+    int64_t at;
+    int32_t status;
+    uint8_t outcome; /* PH_WH_* of wh_policy.h: 1 delivered, 2 retry, 3 dead, 4 gone */
+    uint8_t err_len;
+    uint16_t reserved; /* 0 */
+} wh_att_rec;
+_Static_assert(sizeof(wh_att_rec) == 16, "attempt record header is 16 bytes without padding");
+
 static int del_decode(const MDB_val *v, uint64_t seq, ph_wh_delivery *d)
 {
-    json_t *j = json_loadb(v->mv_data, v->mv_size, 0, NULL);
-    if (!json_is_object(j)) {
-        json_decref(j);
+    wh_del_rec r;
+    if (v->mv_size < sizeof r)
         return PH_EIO;
-    }
+    memcpy(&r, v->mv_data, sizeof r);
+    if (r.version != 1 || v->mv_size != sizeof r + r.type_len + r.err_len ||
+        r.type_len > PH_SKU_MAX || r.err_len >= sizeof d->last_error)
+        return PH_EIO;
     memset(d, 0, sizeof *d);
+    const char *p = (const char *)v->mv_data + sizeof r;
     d->seq = seq;
-    snprintf(d->type, sizeof d->type, "%s",
-             json_string_value(json_object_get(j, "type"))
-                 ? json_string_value(json_object_get(j, "type"))
-                 : "");
-    d->order_id = (uint64_t)json_integer_value(json_object_get(j, "order_id"));
-    d->previous = (uint64_t)json_integer_value(json_object_get(j, "previous"));
-    d->state = (int)json_integer_value(json_object_get(j, "state"));
-    d->attempts = (uint32_t)json_integer_value(json_object_get(j, "attempts"));
-    d->next_at = json_integer_value(json_object_get(j, "next_at"));
-    d->created_at = json_integer_value(json_object_get(j, "created_at"));
-    d->delivered_at = json_integer_value(json_object_get(j, "delivered_at"));
-    d->retry_from = json_integer_value(json_object_get(j, "retry_from"));
-    d->last_status = (int)json_integer_value(json_object_get(j, "last_status"));
-    const char *le = json_string_value(json_object_get(j, "last_error"));
-    snprintf(d->last_error, sizeof d->last_error, "%s", le ? le : "");
-    json_decref(j);
+    memcpy(d->type, p, r.type_len);
+    memcpy(d->last_error, p + r.type_len, r.err_len);
+    d->order_id = r.order_id;
+    d->previous = r.previous;
+    d->state = r.state;
+    d->attempts = r.attempts;
+    d->next_at = r.next_at;
+    d->created_at = r.created_at;
+    d->delivered_at = r.delivered_at;
+    d->retry_from = r.retry_from;
+    d->last_status = r.last_status;
     return PH_OK;
-}
-
-static json_t *del_encode(const ph_wh_delivery *d)
-{
-    return json_pack("{s:s,s:I,s:I,s:i,s:i,s:I,s:I,s:I,s:I,s:i,s:s}", "type", d->type, "order_id",
-                     (json_int_t)d->order_id, "previous", (json_int_t)d->previous, "state",
-                     d->state, "attempts", (int)d->attempts, "next_at", (json_int_t)d->next_at,
-                     "created_at", (json_int_t)d->created_at, "delivered_at",
-                     (json_int_t)d->delivered_at, "retry_from", (json_int_t)d->retry_from,
-                     "last_status", d->last_status, "last_error", d->last_error);
 }
 
 /* ---- writer helpers ---------------------------------------------------------------- */
@@ -218,12 +232,29 @@ static int del_save(ph_wtxn *w, const char *endpoint, const ph_wh_delivery *d, p
 {
     uint8_t kb[WH_KEY_MAX];
     size_t kl = wh_key(kb, endpoint, d->seq, 0, 0);
-    int rc = put_json(w, DB_WH_DELIVERIES, kb, kl, del_encode(d), err);
-    if (rc)
-        return rc;
-    MDB_val k = {kl, kb}, v = {0, ""};
-    int mrc = d->state == PH_WH_PENDING ? mdb_put(w->txn, w->s->dbi[DB_WH_PENDING], &k, &v, 0)
-                                        : mdb_del(w->txn, w->s->dbi[DB_WH_PENDING], &k, NULL);
+    size_t tl = strnlen(d->type, PH_SKU_MAX), el = strnlen(d->last_error, 120);
+    wh_del_rec r = {.version = 1,
+                    .state = (uint8_t)d->state,
+                    .type_len = (uint8_t)tl,
+                    .err_len = (uint8_t)el,
+                    .attempts = d->attempts,
+                    .last_status = d->last_status,
+                    .order_id = d->order_id,
+                    .previous = d->previous,
+                    .next_at = d->next_at,
+                    .created_at = d->created_at,
+                    .delivered_at = d->delivered_at,
+                    .retry_from = d->retry_from};
+    MDB_val k = {kl, kb}, v = {sizeof r + tl + el, NULL};
+    int mrc = mdb_put(w->txn, w->s->dbi[DB_WH_DELIVERIES], &k, &v, MDB_RESERVE);
+    if (mrc)
+        return ph_store_lmdb_err(err, mrc, "write webhook delivery");
+    memcpy(v.mv_data, &r, sizeof r);
+    memcpy((char *)v.mv_data + sizeof r, d->type, tl);
+    memcpy((char *)v.mv_data + sizeof r + tl, d->last_error, el);
+    v = (MDB_val){0, ""};
+    mrc = d->state == PH_WH_PENDING ? mdb_put(w->txn, w->s->dbi[DB_WH_PENDING], &k, &v, 0)
+                                    : mdb_del(w->txn, w->s->dbi[DB_WH_PENDING], &k, NULL);
     if (mrc && mrc != MDB_NOTFOUND)
         return ph_store_lmdb_err(err, mrc, "write webhook pending index");
     return PH_OK;
@@ -355,12 +386,16 @@ static int wh_result_one(ph_wtxn *w, ph_cmd *c, json_t *r, size_t i, ep_cache *e
     snprintf(d.last_error, sizeof d.last_error, "%s", error ? error : "");
     uint8_t kb[WH_KEY_MAX];
     size_t kl = wh_key(kb, ep, seq, 1, d.attempts);
-    rc = put_json(w, DB_WH_ATTEMPTS, kb, kl,
-                  json_pack("{s:I,s:i,s:s,s:s}", "at", (json_int_t)c->now, "status", d.last_status,
-                            "error", d.last_error, "outcome", outcome),
-                  &c->err);
-    if (rc)
-        return rc;
+    wh_att_rec ar = {.at = c->now,
+                     .status = d.last_status,
+                     .outcome = (uint8_t)kind,
+                     .err_len = (uint8_t)strlen(d.last_error)};
+    MDB_val ak = {kl, kb}, av = {sizeof ar + ar.err_len, NULL};
+    int mrc = mdb_put(w->txn, w->s->dbi[DB_WH_ATTEMPTS], &ak, &av, MDB_RESERVE);
+    if (mrc)
+        return ph_store_lmdb_err(&c->err, mrc, "write webhook attempt");
+    memcpy(av.mv_data, &ar, sizeof ar);
+    memcpy((char *)av.mv_data + sizeof ar, d.last_error, ar.err_len);
     switch (kind) {
     case 1:
         d.state = PH_WH_DELIVERED_STATE;
