@@ -126,6 +126,28 @@ static const field metrics_fields[] = {
     ENUM(ph_config, metrics_access, "access", 0, metrics_access_names, metrics_access_values,
          "loopback"),
 };
+static const field webhook_fields[] = {
+    IDENT(ph_webhook_conf, id, "id"),
+    STR(ph_webhook_conf, url, "url", F_REQUIRED, NULL),
+    {.name = "secrets",
+     .kind = K_TAGS,
+     .flags = F_TEXT_ITEMS,
+     .off = offsetof(ph_webhook_conf, secrets),
+     .off2 = offsetof(ph_webhook_conf, nsecrets)},
+    {.name = "events",
+     .kind = K_TAGS,
+     .flags = F_TEXT_ITEMS,
+     .off = offsetof(ph_webhook_conf, events),
+     .off2 = offsetof(ph_webhook_conf, nevents)},
+    BOOL(ph_webhook_conf, enabled, "enabled", "true"),
+};
+static const field webhooks_fields[] = {
+    INT(ph_config, webhook_retry_for_s, "retry_for_s", 1, 31536000, 1, "259200"),
+    INT(ph_config, webhook_timeout_ms, "timeout_ms", 1, 600000, 1, "5000"),
+    INT(ph_config, webhook_max_in_flight, "max_in_flight", 1, 100000, 1, "32"),
+    INT(ph_config, webhook_retry_base_ms, "retry_base_ms", 1, 86400000, 1, "1000"),
+    INT(ph_config, webhook_retry_max_ms, "retry_max_ms", 1, 604800000, 1, "3600000"),
+};
 static const field client_fields[] = {
     IDENT(ph_client_conf, name, "name"),
     {.name = "token_sha256",
@@ -140,6 +162,8 @@ static const field client_fields[] = {
      .values = scope_values},
     BOOL(ph_client_conf, loopback_only, "loopback_only", "false"),
     {.name = "cert_sha256", .kind = K_SHA256, .off = offsetof(ph_client_conf, cert_sha256)},
+    LIST(ph_client_conf, webhooks, nwebhooks, "webhooks", ph_webhook_conf, webhook_fields, "id",
+         "webhook id"),
 };
 static const char *const amount_unit_names[] = {"yuan", "fen", NULL};
 static const int amount_unit_values[] = {PH_STMT_YUAN, PH_STMT_FEN};
@@ -302,6 +326,7 @@ static const field top_fields[] = {
     SECTION("reports", reports_fields),
     SECTION("expiry", expiry_fields),
     INT(ph_config, replenish_check_s, "replenish_check_s", 1, 86400, 1, "5"),
+    SECTION("webhooks", webhooks_fields),
     LIST(ph_config, clients, nclients, "clients", ph_client_conf, client_fields, "name",
          "client name"),
     LIST(ph_config, suppliers, nsuppliers, "suppliers", ph_supplier_conf, supplier_fields, "id",
@@ -583,6 +608,79 @@ static int check_tokens(ctx *c, const ph_config *cfg, const yaml_node_t *root)
     return PH_OK;
 }
 
+/* clients[].webhooks: an http(s) URL with a host, 1 or 2 secrets, 1 ..
+ * PH_WEBHOOK_EVENTS_MAX event patterns, an id no other endpoint has (the
+ * store keys its state by id); and where each value is, for what only the
+ * delivery module checks (notify.h, ph_notify_check: event types, secrets). */
+static int check_webhooks(ctx *c, ph_config *cfg, const yaml_node_t *root)
+{
+    const yaml_node_t *cl = cfg_map_find(c, root, "clients");
+    for (size_t i = 0; i < cfg->nclients; i++) {
+        const yaml_node_t *cn = cfg_seq_item(c, cl, i);
+        const yaml_node_t *wl = cfg_map_find(c, cn, "webhooks");
+        for (size_t j = 0; j < cfg->clients[i].nwebhooks; j++) {
+            ph_webhook_conf *w = &cfg->clients[i].webhooks[j];
+            const yaml_node_t *wn = cfg_seq_item(c, wl, j);
+            const yaml_node_t *un = cfg_map_find(c, wn, "url");
+            const yaml_node_t *sn = cfg_map_find(c, wn, "secrets");
+            const yaml_node_t *en = cfg_map_find(c, wn, "events");
+            w->mark = mark_of(wn);
+            w->url_mark = un ? mark_of(un) : w->mark;
+            for (size_t k = 0; k < w->nsecrets && k < 2; k++)
+                w->secret_mark[k] = mark_of(cfg_seq_item(c, sn, k));
+            for (size_t k = 0; k < w->nevents && k < PH_WEBHOOK_EVENTS_MAX; k++)
+                w->event_mark[k] = mark_of(cfg_seq_item(c, en, k));
+            const char *u = w->url, *host = NULL;
+            if (!strncasecmp(u, "http://", 7))
+                host = u + 7;
+            else if (!strncasecmp(u, "https://", 8))
+                host = u + 8;
+            if (!host || !*host || *host == '/' || strpbrk(u, " \t\r\n")) {
+                /* the URL itself is not repeated: it may carry credentials */
+                char scheme[16] = "";
+                size_t sl = strcspn(u, ":/");
+                if (u[sl] == ':' && sl > 0 && sl < sizeof scheme)
+                    snprintf(scheme, sizeof scheme, "%.*s", (int)sl, u);
+                for (size_t q = 0; scheme[q]; q++)
+                    if (!((scheme[q] >= 'a' && scheme[q] <= 'z') ||
+                          (scheme[q] >= 'A' && scheme[q] <= 'Z')))
+                        scheme[0] = 0;
+                cfg_path_push(c, "clients[%zu].webhooks[%zu].url", i, j);
+                return cfg_fail(c, un->start_mark,
+                                "expected an http:// or https:// URL with a host, got %s%s%s",
+                                host        ? "no host"
+                                : scheme[0] ? "scheme \""
+                                            : "no scheme",
+                                !host && scheme[0] ? scheme : "", !host && scheme[0] ? "\"" : "");
+            }
+            if (w->nsecrets < 1 || w->nsecrets > 2) {
+                cfg_path_push(c, "clients[%zu].webhooks[%zu].secrets", i, j);
+                return cfg_fail(c, (sn ? sn : wn)->start_mark,
+                                "expected 1 or 2 secret references (two while rotating)");
+            }
+            if (w->nevents < 1 || w->nevents > PH_WEBHOOK_EVENTS_MAX) {
+                cfg_path_push(c, "clients[%zu].webhooks[%zu].events", i, j);
+                return cfg_fail(c, (en ? en : wn)->start_mark,
+                                "expected 1..%d event types (\"order.*\" for every order event)",
+                                PH_WEBHOOK_EVENTS_MAX);
+            }
+            for (size_t a = 0; a <= i; a++)
+                for (size_t b = 0; b < (a == i ? j : cfg->clients[a].nwebhooks); b++) {
+                    if (strcmp(cfg->clients[a].webhooks[b].id, w->id))
+                        continue;
+                    const yaml_node_t *in = cfg_map_find(c, wn, "id");
+                    cfg_path_push(c, "clients[%zu].webhooks[%zu].id", i, j);
+                    return cfg_fail(c, in->start_mark,
+                                    "duplicate webhook id \"%s\", first at %u:%u "
+                                    "(clients[%zu].webhooks[%zu])",
+                                    w->id, cfg->clients[a].webhooks[b].mark.line,
+                                    cfg->clients[a].webhooks[b].mark.col, a, b);
+                }
+        }
+    }
+    return PH_OK;
+}
+
 /* The headroom is part of the connection budget: with reserved_connections
  * not below max_connections nothing but probes and ops would ever be served. */
 static int check_http(ctx *c, const ph_config *cfg, const yaml_node_t *root)
@@ -701,7 +799,7 @@ static int build(ctx *c, const yaml_node_t *root, ph_config **out)
         (rc = check_tokens(c, cfg, root)) || (rc = check_http(c, cfg, root)) ||
         (rc = check_statements(c, cfg, root)) || (rc = check_tls(c, cfg, root)) ||
         (rc = mark_suppliers(c, cfg, root)) || (rc = check_alert_rules(c, cfg, root)) ||
-        (rc = check_replenish(c, cfg, root)))
+        (rc = check_replenish(c, cfg, root)) || (rc = check_webhooks(c, cfg, root)))
         goto fail;
     *out = cfg;
     return PH_OK;

@@ -46,6 +46,23 @@ typedef struct ph_kv {
     ph_conf_mark mark; /* of the key */
 } ph_kv;
 
+/* One webhook endpoint of a client (clients[].webhooks; core/notify). The
+ * marks say where each value is, for the problems only the delivery module
+ * finds (an unknown event type, a secret that does not resolve). */
+#define PH_WEBHOOK_EVENTS_MAX 32
+typedef struct ph_webhook_conf {
+    char *id;       /* ident, unique across every client */
+    char *url;      /* http:// or https:// (checked at load) */
+    char **secrets; /* 1 or 2 references, "env:NAME" or "file:PATH" (both sign) */
+    size_t nsecrets;
+    char **events; /* event types or "<family>.*" patterns, 1..PH_WEBHOOK_EVENTS_MAX */
+    size_t nevents;
+    int enabled;
+    ph_conf_mark mark, url_mark;
+    ph_conf_mark secret_mark[2];
+    ph_conf_mark event_mark[PH_WEBHOOK_EVENTS_MAX];
+} ph_webhook_conf;
+
 typedef struct ph_client_conf {
     char *name;             /* ident, unique */
     uint8_t token_hash[32]; /* SHA-256 of the bearer token; the token itself is never stored */
@@ -57,6 +74,8 @@ typedef struct ph_client_conf {
      * this (cert_required 1); checked at load: only with a client_ca. */
     uint8_t cert_sha256[32];
     int cert_required;
+    ph_webhook_conf *webhooks; /* where this client's events are pushed (core/notify) */
+    size_t nwebhooks;
 } ph_client_conf;
 
 /* How a supplier's statement CSV is read (suppliers[].statement; money/recon.h). */
@@ -245,6 +264,12 @@ typedef struct ph_config {
     /* replenish_check_s: how often the "replenish" job looks at the stock of
      * products with a replenish rule (s; default 5). */
     unsigned replenish_check_s;
+    /* webhooks: delivery settings of every endpoint (core/notify) */
+    unsigned webhook_retry_for_s;   /* a delivery is tried this long; default 259200 (3 days) */
+    unsigned webhook_timeout_ms;    /* per attempt; default 5000 */
+    unsigned webhook_max_in_flight; /* per endpoint; default 32 */
+    unsigned webhook_retry_base_ms; /* the first retry's wait before jitter; default 1000 */
+    unsigned webhook_retry_max_ms;  /* the ceiling the wait doubles to; default 3600000 */
     ph_client_conf *clients;
     size_t nclients;
     ph_supplier_conf *suppliers;

@@ -39,7 +39,8 @@ enum kind {
     K_UTCOFF,  /* int minutes east of UTC from "+08:00" / "-05:30" (-12:00..+14:00) */
 };
 
-enum { F_REQUIRED = 1, F_EMPTY_OK = 2 };
+/* F_TEXT_ITEMS: a K_TAGS list of non-empty strings rather than identifiers */
+enum { F_REQUIRED = 1, F_EMPTY_OK = 2, F_TEXT_ITEMS = 4 };
 
 typedef struct field {
     const char *name;

@@ -200,7 +200,7 @@ static const char *expectation(const field *f, char *buf, size_t len)
         snprintf(buf, len, "a non-empty list of %s", names);
         break;
     case K_TAGS:
-        snprintf(buf, len, "a list of identifiers");
+        snprintf(buf, len, f->flags & F_TEXT_ITEMS ? "a list of strings" : "a list of identifiers");
         break;
     case K_KV:
         snprintf(buf, len, "a mapping of plugin settings");
@@ -690,7 +690,9 @@ static int parse_list(ctx *c, const field *f, const yaml_node_t *node, void *obj
 
 static int parse_tags(ctx *c, const field *f, const yaml_node_t *node, void *obj)
 {
-    static const field item = {.name = "tag", .kind = K_IDENT};
+    static const field ident = {.name = "tag", .kind = K_IDENT};
+    static const field text = {.name = "item", .kind = K_STR};
+    const field item = f->flags & F_TEXT_ITEMS ? text : ident;
     if (node->type != YAML_SEQUENCE_NODE)
         return fail_expected(c, f, node);
     size_t n = seq_len(node);

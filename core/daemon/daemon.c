@@ -17,6 +17,7 @@
 
 #include "http/http_api.h"
 #include "metrics/metrics.h"
+#include "notify/notify.h"
 #include "sched/sched.h"
 #include "supply/redeem.h"
 #include "supply/sync.h"
@@ -165,6 +166,23 @@ static void fulfil_cfg_release(void *ref)
 static int job_load(void *arg, const char *id, ph_sched_stored *out);
 static void job_ran(void *arg, const char *id, int64_t started_at, int64_t ended_at, int ok,
                     const char *outcome, int manual, int64_t next_due);
+/* A webhook body's order: the view its client sees, without codes (views.c:
+ * the account masked). Handed to notify, which includes nothing of http/. */
+static json_t *webhook_order_view(void *arg, const ph_order *o, const ph_config *cfg)
+{
+    (void)arg;
+    return ph_view_order(o, cfg, NULL, 0, 0);
+}
+
+static int start_notify(ph_daemon *d, ph_err *err)
+{
+    ph_notify_opts no = {.store = d->store,
+                         .sio = d->sio,
+                         .log = &d->log,
+                         .cfg = &d->cfg,
+                         .render = webhook_order_view};
+    return ph_notify_create(&no, &d->notify, err);
+}
 
 /* The supplier I/O engine and the fulfilment of supplier orders. */
 static int start_supply(ph_daemon *d, ph_err *err)
@@ -432,7 +450,8 @@ static int start_http(ph_daemon *d, const ph_config *cfg, ph_err *err)
                        .ready = &d->ready,
                        .metrics = d->metrics,
                        .sched = d->sched,
-                       .redeem = d->redeem};
+                       .redeem = d->redeem,
+                       .notify = d->notify};
     ph_http_opts o = http_opts(d, cfg);
     return ph_http_start(&env, &o, &d->http, &d->port, err);
 }
@@ -500,12 +519,13 @@ int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_er
      * file stops the start here, naming the key id and the file. */
     if ((cfg->pid_file && (rc = pid_file_lock(d, cfg->pid_file, err))) ||
         (cfg->log_file && (rc = ph_log_open_file(&d->log, cfg->log_file, err))) ||
-        (rc = load_keys(d, cfg, err)) ||
+        (rc = ph_notify_check(cfg, err)) || (rc = load_keys(d, cfg, err)) ||
         (so.keys = d->keys, rc = ph_store_open(&so, &d->store, err)) ||
         (rc = log_migration(d, cfg)) || (rc = ph_daemon_sync_products(d, cfg, NULL, err)) ||
         (rc = ph_suppliers_create(&d->log, &d->suppliers, err)) ||
         (rc = ph_suppliers_apply(d->suppliers, cfg, err)) || (rc = start_supply(d, err)) ||
-        (rc = expire_job_apply(d, cfg, err)) || (rc = start_http(d, cfg, err)))
+        (rc = expire_job_apply(d, cfg, err)) || (rc = start_notify(d, err)) ||
+        (rc = start_http(d, cfg, err)))
         goto fail;
     ph_suppliers_set_wake(d->suppliers, wake_main, d); /* earlier releases: the next wake */
     set_callback_base(d, cfg);
@@ -560,6 +580,10 @@ int ph_daemon_reload(ph_daemon *d, ph_err *err)
     int rc = ph_config_load_file(d->config_path, &neu, err);
     if (rc)
         return rc;
+    if ((rc = ph_notify_check(neu, err)) != PH_OK) {
+        ph_config_free(neu);
+        return rc;
+    }
     ph_cfg_ref *old = ph_cfg_acquire(&d->cfg);
     warn_restart_needed(d, old->cfg, neu);
     if ((rc = ph_suppliers_apply(d->suppliers, neu, err)) != PH_OK)
@@ -591,6 +615,7 @@ int ph_daemon_reload(ph_daemon *d, ph_err *err)
     ph_cfg_release(now);
     if (rc != PH_OK)
         return rc;
+    ph_notify_kick(d->notify); /* endpoints added, removed, changed: at once */
     ph_log(&d->log, PH_LOG_INFO, NULL, "config.reloaded", "config=%s", d->config_path);
     return PH_OK;
 fail:
@@ -620,11 +645,14 @@ void ph_daemon_stop(ph_daemon *d, int grace_ms)
     d->sync = NULL;
     ph_balance_destroy(d->balance); /* its jobs' arguments: no job runs any more */
     d->balance = NULL;
+    ph_notify_stop(d->notify); /* before the engine: no new exchange; before the writer */
     ph_reseal_stop(d);
     /* Exchanges on the wire end ambiguous and are recorded unknown (queried
      * after the restart); then the writer finishes every queued command. */
     ph_sio_destroy(d->sio);
     d->sio = NULL;
+    ph_notify_destroy(d->notify); /* the engine's last answers reached it */
+    d->notify = NULL;
     ph_fulfil_flush(d->fulfil); /* those ends become store commands before the store closes */
     ph_store_close(d->store);
     d->store = NULL;

@@ -46,6 +46,7 @@ struct ph_sched;
 struct ph_redeem;
 struct ph_sync;
 struct ph_balance;
+struct ph_notify;
 
 typedef struct ph_daemon {
     ph_logger log;
@@ -74,6 +75,8 @@ typedef struct ph_daemon {
     struct ph_balance *balance; /* the balance jobs' arguments (supply/balance.h) */
     /* the key rotation's re-sealer thread (reseal.c, keys.h) */
     struct ph_resealer *resealer;
+    /* webhook delivery from the outbox (notify/notify.h) */
+    struct ph_notify *notify;
     const char *journal_file; /* set before ph_daemon_start: ph_store_opts.journal_file */
 } ph_daemon;
 

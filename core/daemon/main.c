@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "notify/notify.h"
 #include "base/version.h"
 #include "config/config.h"
 #include "crypto/wipe_alloc.h"
@@ -107,6 +108,11 @@ static int check_config(const char *path)
     }
     if (cfg->tls_cert)
         ph_tls_files_clear(&tls);
+    if (ph_notify_check(cfg, &err) != PH_OK) { /* webhooks: event types, secrets */
+        fprintf(stderr, "%s\n", err.msg);
+        ph_config_free(cfg);
+        return 1;
+    }
     ph_logger lg = {.fd = 2};
     ph_log_set_level(&lg, PH_LOG_ERROR); /* the plugins' own complaints, not our info lines */
     size_t problems = 0, failed = 0;

@@ -248,5 +248,13 @@ int ph_api_order_stats(ph_req *r);
 /* api_jobs.c: the scheduler's jobs */
 int ph_api_jobs(ph_req *r);
 int ph_api_job_run(ph_req *r);
+/* api_webhooks.c (issue 13): endpoints, deliveries, replay, enable, and the
+ * webhook families of GET /metrics */
+int ph_api_webhooks(ph_req *r);
+int ph_api_webhook_deliveries(ph_req *r);
+int ph_api_webhook_replay(ph_req *r);
+int ph_api_webhook_enable(ph_req *r);
+struct ph_mx;
+void ph_api_webhook_metrics(struct ph_mx *mx, ph_req *r);
 
 #endif

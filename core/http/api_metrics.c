@@ -288,6 +288,7 @@ int ph_api_metrics(ph_req *r)
     put_stock(&mx, r);
     put_suppliers(&mx, r, m);
     put_keys(&mx, r);
+    ph_api_webhook_metrics(&mx, r);
     if (mx.oom || !mx.buf) {
         ph_mx_free(&mx);
         return ph_req_fail(r, PH_ENOMEM, NULL);

@@ -11,6 +11,7 @@
 #include "supply/suppliers.h"
 #include "base/util.h"
 #include "http/views.h"
+#include "store/event_view.h"
 
 /* The process is up (200 whatever the store says: restarting would not free
  * the disk); `status` says "ok" or why the store cannot write now, and `store`
@@ -55,32 +56,10 @@ int ph_api_ready(ph_req *r)
                        json_pack("{s:s}", "status", ready ? "ready" : "stopping"));
 }
 
-/* The members of an order event its client may see: what the order's own
- * view shows a mall (views.c), never the supplier, a cost, a batch, a
- * discrepancy's amounts; no event holds an account or a code (store.md). An
- * allow-list, so a member added to an event later stays with ops until it is
- * named here. */
-static const char *const mall_event_keys[] = {
-    "seq",     "at",       "type",     "order_id", "client", "client_order_id",
-    "sku",     "quantity", "delivery", "state",    "reason", "attempt",
-    "outcome", "by",       "codes",    "checks"};
-
-static json_t *mall_event(json_t *ev)
-{
-    json_t *out = json_object();
-    for (size_t i = 0; out && i < sizeof mall_event_keys / sizeof *mall_event_keys; i++) {
-        json_t *v = json_object_get(ev, mall_event_keys[i]);
-        if (v)
-            json_object_set(out, mall_event_keys[i], v);
-    }
-    json_decref(ev);
-    return out;
-}
-
 /* Ops see every event; a client with the fulfill scope only the events about
- * its own orders, each cut to mall_event_keys. That filter examines at most
- * PH_EVENTS_SCAN events per request: next_after is the last one examined and
- * `more` says whether to ask again, even after an empty page. */
+ * its own orders, each cut to the mall's allow-list (store/event_view.h). That filter examines at
+ * most PH_EVENTS_SCAN events per request: next_after is the last one examined and `more` says
+ * whether to ask again, even after an empty page. */
 #define PH_EVENTS_SCAN 10000
 int ph_api_events(ph_req *r)
 {
@@ -102,7 +81,7 @@ int ph_api_events(ph_req *r)
     for (size_t i = 0; i < n; i++) {
         json_t *ev = json_loads(list[i], JSON_DISABLE_EOF_CHECK, NULL);
         if (ev)
-            json_array_append_new(arr, ops ? ev : mall_event(ev));
+            json_array_append_new(arr, ops ? ev : ph_event_mall_cut(ev));
     }
     ph_store_event_list_free(list, n);
     return ph_req_json(

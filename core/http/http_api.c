@@ -131,6 +131,12 @@ static const ph_route routes[] = {
     {"POST", "/v1/jobs/*/*/run", PH_SCOPE_OPS, ph_api_job_run, NULL},
     {"GET", "/v1/alerts", PH_SCOPE_OPS, ph_api_alert_list, "state after limit"},
     {"POST", "/v1/alerts/*/ack", PH_SCOPE_OPS, ph_api_alert_ack, NULL},
+    /* webhooks (issue 13): a mall reads its own endpoints, ops act on them */
+    {"GET", "/v1/webhooks", PH_SCOPE_FULFILL | PH_SCOPE_OPS, ph_api_webhooks, NULL},
+    {"GET", "/v1/webhooks/*/deliveries", PH_SCOPE_FULFILL | PH_SCOPE_OPS, ph_api_webhook_deliveries,
+     "state after limit"},
+    {"POST", "/v1/webhooks/*/replay", PH_SCOPE_OPS, ph_api_webhook_replay, NULL},
+    {"POST", "/v1/webhooks/*/enable", PH_SCOPE_OPS, ph_api_webhook_enable, NULL},
     /* suppliers authenticate by signature, checked by their plugin; their
      * notify URLs may carry the supplier's own parameters */
     {"POST", "/v1/callbacks/*", 0, ph_api_callback, PARAMS_ANY},

@@ -33,6 +33,7 @@ struct ph_sio;
 struct ph_sched;
 struct ph_metrics;
 struct ph_redeem;
+struct ph_notify;
 struct sockaddr;
 typedef struct ph_http ph_http;
 
@@ -51,6 +52,7 @@ typedef struct ph_http_env {
     struct ph_metrics *metrics;     /* request latencies go here; GET /metrics; NULL = none */
     struct ph_sched *sched; /* the jobs: GET /v1/jobs, POST run, supplier sync; NULL = none (503) */
     struct ph_redeem *redeem; /* code lookups ask suppliers (supply/redeem.h); NULL = never */
+    struct ph_notify *notify; /* webhook delivery: woken after an ops action; NULL = none */
 } ph_http_env;
 
 /* The listener's settings (config's listen: and http: sections). */

@@ -64,6 +64,14 @@ const char *ph_cmd_type_name(int type)
         return "alert_ack";
     case PH_CMD_REPLENISH:
         return "replenish";
+    case PH_CMD_WH_CREATE:
+        return "wh_create";
+    case PH_CMD_WH_RESULT:
+        return "wh_result";
+    case PH_CMD_WH_ENABLE:
+        return "wh_enable";
+    case PH_CMD_WH_REPLAY:
+        return "wh_replay";
     default:
         return "?";
     }
@@ -266,6 +274,13 @@ static int encode_cmd(wbuf *b, const ph_cmd *c, size_t idx, ph_err *err)
         w_u32(b, (uint32_t)c->in.replenish.noffers);
         for (size_t i = 0; i < c->in.replenish.noffers; i++)
             w_target(b, &c->in.replenish.offers[i]);
+        break;
+    case PH_CMD_WH_CREATE:
+    case PH_CMD_WH_RESULT:
+    case PH_CMD_WH_ENABLE:
+    case PH_CMD_WH_REPLAY:
+        w_str(b, c->in.wh.endpoint);
+        w_str(b, c->in.wh.json);
         break;
     case PH_CMD_SETTLE:
         w_u64(b, c->in.settle.order_id);
@@ -885,6 +900,13 @@ static int decode_cmd(rd *r, ph_cmd *c, int *rc_out)
     case PH_CMD_NOTE_EVENT:
         c->in.note.name = r_str(r, "name");
         c->in.note.fields = r_str(r, "fields");
+        break;
+    case PH_CMD_WH_CREATE:
+    case PH_CMD_WH_RESULT:
+    case PH_CMD_WH_ENABLE:
+    case PH_CMD_WH_REPLAY:
+        c->in.wh.endpoint = r_str(r, "endpoint");
+        c->in.wh.json = r_str(r, "json");
         break;
     case PH_CMD_SETTLE:
         decode_settle(r, c);

@@ -32,7 +32,8 @@ static const char *const db_names[DB_COUNT] = {
     "expiry",        "audit",         "ledger",        "ledger_orders", "report_days", "recon_runs",
     "recon_lines",   "recon_digest",  "discrep",       "discrep_att",   "late",        "jobs",
     "offer_state",   "product_state", "alerts",        "alert_state",   "balance",     "replenish",
-    "replenish_sku", "replenish_day",
+    "replenish_sku", "replenish_day", "wh_endpoints",  "wh_deliveries", "wh_pending",  "wh_last",
+    "wh_attempts",
 };
 
 static const unsigned db_flags[DB_COUNT] = {
@@ -166,7 +167,7 @@ static int check_schema(ph_store *s, MDB_txn *txn, const char *dir, ph_err *err)
     if (v.mv_size == sizeof ver)
         memcpy(&ver, v.mv_data, sizeof ver);
     from = ver;
-    if ((ver == 2 || ver == 3) && (s->read_only || (ver == 2 && !s->keys)))
+    if (ver >= 2 && ver < PH_SCHEMA_VERSION && (s->read_only || (ver == 2 && !s->keys)))
         return ph_err_set(err, PH_EVERSION,
                           "store: %s holds schema version %u; this perkhubd reads version %d and "
                           "migrates it when it starts on it%s%s",
@@ -188,6 +189,15 @@ static int check_schema(ph_store *s, MDB_txn *txn, const char *dir, ph_err *err)
         int rc = ph_ledger_migrate(s, txn, err);
         if (rc)
             return rc;
+        ver = 4;
+    }
+    if (ver == 4) {
+        /* version 5's databases were created empty by open_dbs, in this
+         * transaction: only the version is left to write */
+        uint32_t now = PH_SCHEMA_VERSION;
+        MDB_val vk = {6, "schema"}, vv = {sizeof now, &now};
+        if ((mrc = mdb_put(txn, s->dbi[DB_META], &vk, &vv, 0)))
+            return ph_err_set(err, PH_EIO, "store: write meta: %s", mdb_strerror(mrc));
         ver = PH_SCHEMA_VERSION;
     }
     if (ver != from)

@@ -393,6 +393,11 @@ enum ph_cmd_type {
     PH_CMD_BALANCE,       /* a supplier balance reading; its alert (store_alerts.c) */
     PH_CMD_ALERT_ACK,     /* ops acknowledge an alert (store_alerts.c) */
     PH_CMD_REPLENISH,     /* start a replenishment of a product's stock (store_replenish.c) */
+    /* webhooks (store_webhooks.c; docs/store.md, "Webhooks"): in.wh */
+    PH_CMD_WH_CREATE, /* an endpoint's new deliveries, its cursor advanced with them */
+    PH_CMD_WH_RESULT, /* attempts' outcomes (a batch, any endpoints): the attempt log */
+    PH_CMD_WH_ENABLE, /* ops re-enable an endpoint a 410 disabled */
+    PH_CMD_WH_REPLAY, /* ops send deliveries again (one, or a seq range) */
 };
 
 /* The event names PH_CMD_NOTE_EVENT accepts: a closed list, so the feed's
@@ -909,6 +914,37 @@ struct ph_cmd {
             const ph_attempt_target *offers;
             size_t noffers;
         } replenish;
+        /*
+         * WH_*: webhook deliveries (store_webhooks.c). `endpoint` is the
+         * endpoint id (WH_RESULT: NULL, each result names its own); `json` the
+         * command's arguments as JSON text, parsed by the writer:
+         *   WH_CREATE {"cursor_from": a, "cursor_to": b, "deliveries":
+         *     [[seq, "type", order_id or 0], ...]}: refused with PH_ECONFLICT
+         *     unless the endpoint's stored cursor is a (0 for an endpoint never
+         *     seen: its record is created); each seq in (a, b], ascending. Each
+         *     delivery is stored pending with `previous` = the seq of the
+         *     endpoint's last delivery of the same order (0 none), due now.
+         *     The cursor becomes b. wh_count: deliveries created.
+         *   WH_RESULT {"results": [{"endpoint", "seq", "status", "error",
+         *     "outcome": "delivered"|"retry"|"dead"|"gone", "next_at"}]}: one
+         *     attempt each, appended to the attempt log; the delivery moves as
+         *     the outcome says ("gone": the endpoint is disabled, the delivery
+         *     stays pending). A result for a delivery that is not pending is
+         *     skipped (a replay or a duplicate). wh_count: results applied.
+         *   WH_ENABLE (json NULL): the endpoint is enabled again.
+         *     PH_ENOTFOUND when the store has no such endpoint.
+         *   WH_REPLAY {"seq": n} or {"from_seq": a, "to_seq": b}: each
+         *     delivered or dead delivery in the range is pending again, due
+         *     now, its retry window restarting now (at most 10000 per command).
+         *     wh_count: deliveries replayed. PH_ENOTFOUND: no such endpoint,
+         *     or (seq) no such delivery.
+         * ENABLE and REPLAY bump the endpoint's `gen`, which tells the
+         * delivery thread to read its pending deliveries again.
+         */
+        struct {
+            const char *endpoint;
+            const char *json;
+        } wh;
         struct {
             const char *supplier, *client; /* client: the token's name, who imported it */
             const char *source;            /* "csv" or "plugin" */
@@ -991,6 +1027,7 @@ struct ph_cmd {
     uint32_t sync_offers;    /* SYNC: offers of the supplier the items were matched against */
     uint64_t replenish_id;   /* REPLENISH: the replenishment started (0 none) */
     int repl_why;            /* REPLENISH: PH_REPL_* the decision */
+    uint64_t wh_count;       /* WH_*: deliveries created, results applied, deliveries replayed */
 
     /* ---- completion ---- */
     ph_cmd_done_fn
@@ -1672,5 +1709,61 @@ int ph_store_replenish_list(ph_store *s, const char *sku, int state, uint64_t af
  * Errors: PH_EIO. */
 int ph_store_replenish_state(ph_store *s, const char *sku, int64_t at, int64_t *spent,
                              uint64_t *in_flight, ph_err *err);
+
+/* ---- webhooks (store_webhooks.c; docs/store.md, "Webhooks") ---- */
+
+enum { PH_WH_PENDING = 1, PH_WH_DELIVERED_STATE = 2, PH_WH_DEAD_STATE = 3 };
+/* "pending", "delivered", "dead"; "?" otherwise / the value, 0 for another name. */
+const char *ph_wh_state_name(int state);
+int ph_wh_state_parse(const char *name);
+
+#define PH_WH_ID_MAX 96 /* bytes of a delivery id, NUL included */
+/* A delivery's id, the same across retries and replays: "wh_<endpoint>_<seq>". */
+void ph_wh_delivery_id(const char *endpoint, uint64_t seq, char out[PH_WH_ID_MAX]);
+/* The seq of delivery id `id` of `endpoint`; 0 when id is not one of its ids. */
+uint64_t ph_wh_delivery_seq(const char *endpoint, const char *id);
+
+/* What the store keeps of one endpoint. */
+typedef struct ph_wh_endpoint_state {
+    uint64_t cursor; /* the last event seq deliveries were created for */
+    int disabled;    /* 1: a 410 disabled it (until WH_ENABLE) */
+    int64_t disabled_at;
+    uint64_t gen; /* bumped by WH_ENABLE and WH_REPLAY */
+    uint64_t pending, failing, dead, delivered;
+    int64_t last_success_at, last_failure_at; /* ms; 0 never */
+} ph_wh_endpoint_state;
+
+/* Errors: PH_ENOTFOUND (never seen), PH_EIO. Any thread. */
+int ph_store_wh_endpoint_get(ph_store *s, const char *endpoint, ph_wh_endpoint_state *out,
+                             ph_err *err);
+
+typedef struct ph_wh_delivery {
+    uint64_t seq; /* the event's */
+    char type[PH_SKU_MAX + 1];
+    uint64_t order_id; /* 0: a product event */
+    uint64_t previous; /* seq of the endpoint's previous delivery of the order; 0 none */
+    int state;         /* PH_WH_* */
+    uint32_t attempts;
+    int64_t next_at, created_at, delivered_at, retry_from; /* ms */
+    int last_status;                                       /* 0: none or no reply */
+    char last_error[128];
+} ph_wh_delivery;
+
+/* The endpoint's pending deliveries with seq > after, ascending, at most
+ * limit (the `wh_pending` index). On PH_OK *out (*n of them) is the caller's
+ * (free). Errors: PH_EIO, PH_ENOMEM. Any thread. */
+int ph_store_wh_pending(ph_store *s, const char *endpoint, uint64_t after, size_t limit,
+                        ph_wh_delivery **out, size_t *n, ph_err *err);
+
+/* The endpoint's deliveries with seq > after in state `state` (0 any),
+ * ascending, at most limit; at most 10000 examined per call (*next_after, *more
+ * as ph_store_event_scan). On PH_OK *out is the caller's (free). Errors:
+ * PH_EIO, PH_ENOMEM. Any thread. */
+int ph_store_wh_deliveries(ph_store *s, const char *endpoint, int state, uint64_t after,
+                           size_t limit, ph_wh_delivery **out, size_t *n, uint64_t *next_after,
+                           int *more, ph_err *err);
+
+/* The newest event's seq (0: none). 0 on a read error. Any thread. */
+uint64_t ph_store_event_last(ph_store *s);
 
 #endif

@@ -511,6 +511,11 @@ static int apply_cmd(ph_wtxn *w, ph_cmd *c)
         return store_apply_alert_ack(w, c);
     case PH_CMD_REPLENISH:
         return store_apply_replenish(w, c);
+    case PH_CMD_WH_CREATE:
+    case PH_CMD_WH_RESULT:
+    case PH_CMD_WH_ENABLE:
+    case PH_CMD_WH_REPLAY:
+        return store_apply_webhook(w, c);
     case PH_CMD_PUT_PRODUCTS:
         memset(&w->s->memo, 0, sizeof w->s->memo); /* orderability may change */
         return apply_products(w, c);

@@ -758,7 +758,9 @@ static int run_scan(ph_store *s, ph_store_stats *st, int full, int64_t now, ph_c
             PH_OK &&
         (at_stage(&sc, "alerts", DB_ALERTS), rc = store_check_alerts(s, sc.txn, err)) == PH_OK &&
         (at_stage(&sc, "replenishments", DB_REPLENISH),
-         rc = store_replenish_check(s, sc.txn, err)) == PH_OK) {
+         rc = store_replenish_check(s, sc.txn, err)) == PH_OK &&
+        (at_stage(&sc, "webhook deliveries", DB_WH_DELIVERIES),
+         rc = store_check_webhooks(s, sc.txn, err)) == PH_OK) {
         at_stage(&sc, "key checks", DB_META);
         rc = ph_store_keys_complete(s, sc.txn, err);
     }

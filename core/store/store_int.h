@@ -15,11 +15,13 @@
 /* 3: the expiry index (store_expiry.c); the code index hashes normalized codes
  * (crypto/code.h) and `meta` holds key checks (store_keys.c). A store of version
  * 2 is migrated at its first open with keys (store.c, check_schema). */
+/* 4: the ledger, the order summaries and the daily aggregates (store_ledger.c), a
+ * version 3 store migrated by booking every order (ph_ledger_migrate); and the
+ * audit, reconciliation, discrepancy and late re-query databases, created empty. */
 #define PH_SCHEMA_VERSION                                                                          \
-    4 /* 4: the ledger, the order summaries and the daily aggregates                               \
-        (store_ledger.c), a version 3 store migrated by booking every                              \
-        order (ph_ledger_migrate); and the audit, reconciliation,                                  \
-        discrepancy and late re-query databases, created empty */
+    5 /* 5: scheduled jobs, offer and product state (sync), alerts and balances,                   \
+        replenishments and the webhook databases, all created empty: a version 4 store             \
+        is migrated by the open that creates them */
 
 /* Named databases. Integer keys are native uint64_t (MDB_INTEGERKEY), so ids
  * sort numerically and new ids always append at the right edge of the tree. */
@@ -61,6 +63,11 @@ enum {
     DB_REPLENISH,   /* replenishment id -> replenishment JSON (store_replenish.c) */
     DB_REPLENISH_SKU, /* sku -> uint64 id of its replenishment in flight (none: no key) */
     DB_REPLENISH_DAY, /* sku NUL be32(day) -> int64 fen spent replenishing it that day */
+    DB_WH_ENDPOINTS,  /* endpoint id -> endpoint state JSON (store_webhooks.c) */
+    DB_WH_DELIVERIES, /* endpoint NUL be64(seq) -> delivery JSON */
+    DB_WH_PENDING,    /* endpoint NUL be64(seq) -> "" while the delivery is pending */
+    DB_WH_LAST,       /* endpoint NUL be64(order id) -> be64(seq): the order's last delivery */
+    DB_WH_ATTEMPTS,   /* endpoint NUL be64(seq) be32(attempt no) -> attempt JSON */
     DB_COUNT
 };
 
@@ -530,6 +537,15 @@ int store_replenish_mark_batch(ph_wtxn *w, uint64_t batch_id, uint64_t order_id,
  * mark, and each (sku, day)'s spend is what its replenishments hold. PH_OK or
  * PH_EIO naming the first violation. */
 int store_replenish_check(ph_store *s, MDB_txn *txn, ph_err *err);
+/* store_webhooks.c: PH_CMD_WH_* */
+int store_apply_webhook(ph_wtxn *w, ph_cmd *c);
+/* --check-store: every delivery well-formed and listed in wh_pending exactly
+ * when pending, every wh_pending key a delivery's, each endpoint's pending,
+ * dead and delivered counters equal to its deliveries, no delivery past its
+ * endpoint's cursor, every `previous` a delivery of the same order before it.
+ * PH_OK or PH_EIO naming the first violation. */
+int store_check_webhooks(ph_store *s, MDB_txn *txn, ph_err *err);
+
 /* Adds (add = 1) or removes the late re-query of attempt no of order id at due. */
 int store_late_set(ph_wtxn *w, uint64_t id, uint32_t no, int64_t due, int add, ph_err *err);
 

@@ -591,7 +591,7 @@ fail:
 
 int ph_sio_submit(ph_sio *io, ph_sio_job *job)
 {
-    if (!io || !job || !job->sup || !job->done)
+    if (!io || !job || !job->done || (!job->sup && !(job->raw && job->raw->key && job->raw->url)))
         return PH_EINVAL;
     sio_x *x = calloc(1, sizeof *x);
     if (!x)
@@ -608,7 +608,8 @@ int ph_sio_submit(ph_sio *io, ph_sio_job *job)
     ph_op_result_init(&job->res);
 
     ph_mutex_lock(&io->mu);
-    sio_sup *ss = io->stopping ? NULL : sio_sup_get(io, ph_supplier_id(job->sup));
+    const char *key = job->raw ? job->raw->key : ph_supplier_id(job->sup);
+    sio_sup *ss = io->stopping ? NULL : sio_sup_get(io, key);
     if (!ss) {
         int rc = io->stopping ? PH_ESHUTDOWN : PH_ENOMEM;
         ph_mutex_unlock(&io->mu);

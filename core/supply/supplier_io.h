@@ -128,6 +128,26 @@ int ph_sio_reply_class(long status, int plugin_rc, const char *reason, char *why
 /* The settings of a configured supplier (config.h's suppliers[] keys). */
 ph_sio_limits ph_sio_limits_of(const ph_supplier_conf *sc);
 
+/* A plugin-less exchange (a webhook delivery): the engine sends exactly this
+ * request and reports the reply's status; no plugin builds or parses it. The
+ * submitter keeps every string alive until done ran. `key` names the record
+ * the in-flight limit (limits.max_in_flight) and health are kept under, like
+ * a supplier id ("webhook:<endpoint id>"). A complete reply of any status ends
+ * PERKHUB_OK with http_status set (the caller decides what the status means);
+ * no reply (refused, timeout, reset) ends as for a supplier exchange, with
+ * http_status 0 and detail saying why. Raw exchanges never move a breaker or
+ * the credential mark, and curl may resend them on a dead keep-alive
+ * connection (their receivers deduplicate by id). */
+typedef struct ph_sio_raw {
+    const char *key;            /* required */
+    const char *url;            /* required: http or https */
+    const char *method;         /* NULL = POST */
+    const char *const *headers; /* "Name: value" lines */
+    size_t nheaders;            /* at most PERKHUB_MAX_HEADERS */
+    const char *body;           /* may be NULL */
+    size_t body_len;
+} ph_sio_raw;
+
 typedef struct ph_sio_opts {
     const ph_logger *log; /* borrowed; outlives the engine */
 } ph_sio_opts;
@@ -139,7 +159,8 @@ typedef struct ph_sio_opts {
  */
 struct ph_sio_job {
     /* ---- inputs ---- */
-    ph_supplier *sup;      /* a reference the submitter holds until done ran */
+    ph_supplier *sup;      /* a reference the submitter holds until done ran; NULL for raw */
+    const ph_sio_raw *raw; /* non-NULL: a plugin-less exchange (above); sup and op unused */
     struct perkhub_op op;  /* op.struct_size is set by the engine */
     ph_sio_limits limits;  /* the supplier's settings at submission */
     int64_t not_before_ms; /* do not start before this wall-clock time; 0 = now */
@@ -177,8 +198,8 @@ enum { PH_SIO_AUTH_FAILED = 1, PH_SIO_AUTH_RESTORED = 2 };
 int ph_sio_create(const ph_sio_opts *opts, ph_sio **out, ph_err *err);
 
 /* Queues a job; returns at once. Errors: PH_ESHUTDOWN (stopping; done will not
- * run), PH_EINVAL (no supplier or no done), PH_ENOMEM; on any error done will
- * not run. */
+ * run), PH_EINVAL (no supplier and no raw request, or no done), PH_ENOMEM; on
+ * any error done will not run. */
 int ph_sio_submit(ph_sio *io, ph_sio_job *job);
 
 /* Routing's question: may a NEW order go to supplier `id` now? 0 while its

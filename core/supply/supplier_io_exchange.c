@@ -108,7 +108,8 @@ static void ex_put(ph_sio *io, sio_ex *ex)
 static void x_free(ph_sio *io, ph_sio_job *job)
 {
     sio_x *x = job->priv_;
-    const struct perkhub_host *host = ph_supplier_host(job->sup);
+    /* a raw request's strings are the submitter's: nothing to free */
+    const struct perkhub_host *host = job->raw ? NULL : ph_supplier_host(job->sup);
     if (x->on_wire) {
         curl_multi_remove_handle(x->sh->multi, x->ex->easy);
         x->sh->running--;
@@ -128,6 +129,7 @@ static void x_free(ph_sio *io, ph_sio_job *job)
         ph_op_request_clear(host, &x->req);
         ph_op_reply_clear(host, &x->reply);
     }
+    memset(&x->req, 0, sizeof x->req);
     free(x);
     job->priv_ = NULL;
 }
@@ -179,8 +181,9 @@ void sio_finish(ph_sio *io, ph_sio_job *job, int cls, int outcome, int sent, con
         sio_list_push(&io->launch, nx);
 
     /* detail never holds a secret; the URL, headers and bodies are not logged */
-    ph_metrics_supplier_observe(atomic_load_explicit(&io->metrics, memory_order_acquire), ss->id,
-                                elapsed * 1000);
+    if (!job->raw) /* a raw exchange is not a supplier's: its owner counts it */
+        ph_metrics_supplier_observe(atomic_load_explicit(&io->metrics, memory_order_acquire),
+                                    ss->id, elapsed * 1000);
     ph_log(io->log, PH_LOG_DEBUG, NULL, "sio.exchange",
            "supplier=%s op=%s step=%d outcome=%s sent=%d http=%d elapsed_ms=%" PRId64
            " detail=\"%s\"",
@@ -197,6 +200,9 @@ void sio_on_reply(ph_sio *io, ph_sio_job *job, long status)
 {
     sio_x *x = job->priv_;
     job->http_status = (int)status;
+    if (job->raw) /* the submitter reads the status; no plugin, no breaker */
+        return sio_finish(io, job, CL_NEUTRAL, status >= 100 ? PERKHUB_OK : PERKHUB_AMBIGUOUS, 1,
+                          "http %ld", status);
     if (status >= 500)
         return sio_finish(io, job, CL_FAILURE, PERKHUB_AMBIGUOUS, 1, "http %ld", status);
     if (status < 100) {
@@ -301,7 +307,7 @@ static int on_prereq(void *ud, char *ip, char *local_ip, int port, int local_por
     (void)ip, (void)local_ip, (void)port, (void)local_port;
     sio_x *x = ud;
     int kind = x->job->op.kind;
-    int once = kind == PERKHUB_OP_CARD_ORDER || kind == PERKHUB_OP_RECHARGE;
+    int once = !x->job->raw && (kind == PERKHUB_OP_CARD_ORDER || kind == PERKHUB_OP_RECHARGE);
     return ++x->prereqs > 1 && once ? CURL_PREREQFUNC_ABORT : CURL_PREREQFUNC_OK;
 }
 
@@ -463,6 +469,23 @@ static void start_curl(ph_sio *io, ph_sio_job *job)
     io->active = x;
 }
 
+/* A raw job's request is the submitter's, pointed at (x_free frees nothing of it). */
+static void start_raw(ph_sio *io, ph_sio_job *job)
+{
+    sio_x *x = job->priv_;
+    const ph_sio_raw *r = job->raw;
+    if (r->nheaders > PERKHUB_MAX_HEADERS)
+        return sio_finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "too many headers");
+    x->req.url = (char *)(uintptr_t)r->url;
+    x->req.method = r->method ? r->method : "POST";
+    x->req.body = (char *)(uintptr_t)r->body;
+    x->req.body_len = r->body ? r->body_len : 0;
+    for (size_t i = 0; i < r->nheaders; i++)
+        x->req.headers[i] = (char *)(uintptr_t)r->headers[i];
+    x->req.nheaders = r->nheaders;
+    start_curl(io, job);
+}
+
 /* An admitted job: build the request, then hand it to curl or serve_local. */
 static void start(ph_sio *io, ph_sio_job *job)
 {
@@ -470,6 +493,8 @@ static void start(ph_sio *io, ph_sio_job *job)
     x->start = sio_mono_ms();
     if (!(x->ex = ex_get(io)))
         return sio_finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "out of memory");
+    if (job->raw)
+        return start_raw(io, job);
     struct perkhub_ops ops;
     if (!ops_of(job->sup, &ops) || !ops.build_request || !ops.parse_response)
         return sio_finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0,

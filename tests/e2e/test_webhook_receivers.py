@@ -25,6 +25,7 @@ under CI.
 import base64
 import hashlib
 import hmac
+import http.server as http_server
 import json
 import os
 import re
@@ -34,6 +35,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import urllib.error
@@ -212,8 +214,8 @@ def check_deliveries(name, got, events, secret_note):
         check("codes" not in order, f"{name}: no codes in a delivery (seq {seq})")
         text = body.decode()
         check("13800000001" not in text, f"{name}: the account is masked (seq {seq})")
-        for word in ('"supplier"', '"cost', '"unit_cost"', '"batch'):
-            check(word not in text, f"{name}: no {word} in a delivery (seq {seq})")
+        for word in ('"supplier":', '"cost', '"unit_cost"', '"batch'):  # keys, not values
+            check(word not in text, f"{name}: no {word} member in a delivery (seq {seq})")
         check(d.get("previous") == last_of_order.get(oid),
               f"{name}: previous of seq {seq} is {last_of_order.get(oid)}, got {d.get('previous')}")
         last_of_order[oid] = seq
@@ -320,11 +322,9 @@ def main():
         # stored with their ids; the receivers verified every one, so re-derive one from
         # a fresh capture: a tiny receiver of our own
         cap_port = free_port()
-        import http.server
-        import threading
         captured = []
 
-        class Cap(http.server.BaseHTTPRequestHandler):
+        class Cap(http_server.BaseHTTPRequestHandler):
             def do_POST(self):
                 b = self.rfile.read(int(self.headers.get("content-length", 0)))
                 captured.append((dict(self.headers), b))
@@ -334,7 +334,7 @@ def main():
             def log_message(self, *a):
                 pass
 
-        srv = http.server.HTTPServer(("127.0.0.1", cap_port), Cap)
+        srv = http_server.HTTPServer(("127.0.0.1", cap_port), Cap)
         threading.Thread(target=srv.serve_forever, daemon=True).start()
         with open(f"{tmp}/perkhub.yaml") as f:
             conf = f.read()
