@@ -88,43 +88,12 @@ int pk_cmd_alerts(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
         return pk_usage_error(cmd, "--note goes with ack");
     const pkh_param query[] = {{"state", state}, {"after", after}, {"limit", limit}};
     pkh_request req = {.method = "GET", .path = "/v1/alerts", .query = query, .nquery = 3};
-    pkh_response resp;
-    int rc = pk_call(ctx, &req, &resp);
-    if (ctx->json)
-        pk_print_raw(&resp);
-    if (rc != PK_EXIT_OK || ctx->json) {
-        pkh_response_free(&resp);
-        return rc;
-    }
-    const json_t *list = json_object_get(resp.json, "alerts"), *a;
-    size_t i;
-    if (json_array_size(list) == 0) {
-        fputs("no alerts\n", stdout);
-    } else {
-        pk_table t;
-        pk_table_init(&t, 7,
-                      (const char *const[]){"ID", "KIND", "SUBJECT", "VALUE", "THRESHOLD", "STATE",
-                                            "FIRED_AT"});
-        json_array_foreach(list, i, a)
-        {
-            char b[7][64];
-            pk_table_add(&t, (const char *const[]){
-                                 pk_field(a, "id", b[0], sizeof b[0]),
-                                 pk_field(a, "kind", b[1], sizeof b[1]),
-                                 pk_field(a, "subject", b[2], sizeof b[2]),
-                                 pk_field(a, "value", b[3], sizeof b[3]),
-                                 pk_field(a, "threshold", b[4], sizeof b[4]),
-                                 pk_field(a, "state", b[5], sizeof b[5]),
-                                 pk_field(a, "fired_at", b[6], sizeof b[6]),
-                             });
-        }
-        if (pk_table_print(&t, stdout) != 0)
-            rc = PK_EXIT_REFUSED;
-        pk_table_free(&t);
-    }
-    const json_t *next = json_object_get(resp.json, "next_after");
-    if (json_is_integer(next))
-        pk_line(stdout, "more: --after %lld", (long long)json_integer_value(next));
-    pkh_response_free(&resp);
-    return rc;
+    static const pk_column cols[] = {{"ID", "id", NULL},
+                                     {"KIND", "kind", NULL},
+                                     {"SUBJECT", "subject", NULL},
+                                     {"VALUE", "value", NULL},
+                                     {"THRESHOLD", "threshold", NULL},
+                                     {"STATE", "state", NULL},
+                                     {"FIRED_AT", "fired_at", NULL}};
+    return pk_list(ctx, &req, "alerts", cols, sizeof cols / sizeof *cols, NULL, "no alerts");
 }

@@ -8,39 +8,6 @@
 
 #include "perkctl.h"
 
-static int print_jobs(const json_t *answer)
-{
-    static const char *const header[] = {"ID",       "EVERY_S", "RUNNING",  "RUNS",
-                                         "LAST_RUN", "OK",      "NEXT_RUN", "OUTCOME"};
-    const json_t *jobs = json_object_get(answer, "jobs"), *j;
-    if (!json_is_array(jobs)) {
-        fprintf(stderr, "perkctl: the server's answer has no jobs list\n");
-        return -1;
-    }
-    pk_table t;
-    pk_table_init(&t, 8, header);
-    size_t i;
-    json_array_foreach(jobs, i, j)
-    {
-        char b[8][64];
-        const json_t *last = json_object_get(j, "last_run");
-        const char *cells[8] = {
-            pk_field(j, "id", b[0], sizeof b[0]),
-            pk_field(j, "every_s", b[1], sizeof b[1]),
-            pk_field(j, "running", b[2], sizeof b[2]),
-            pk_field(j, "runs", b[3], sizeof b[3]),
-            pk_field(last, "started_at", b[4], sizeof b[4]),
-            pk_field(last, "ok", b[5], sizeof b[5]),
-            pk_field(j, "next_run_at", b[6], sizeof b[6]),
-            pk_field(last, "outcome", b[7], sizeof b[7]),
-        };
-        pk_table_add(&t, cells);
-    }
-    int rc = pk_table_print(&t, stdout);
-    pk_table_free(&t);
-    return rc;
-}
-
 /* A job id as the server makes them: the only characters put in the path. */
 static int job_id_ok(const char *id)
 {
@@ -82,14 +49,16 @@ int pk_cmd_jobs(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
     pkh_response resp;
     int rc;
     if (nargs == 0) {
+        static const pk_column cols[] = {{"ID", "id", NULL},
+                                         {"EVERY_S", "every_s", NULL},
+                                         {"RUNNING", "running", NULL},
+                                         {"RUNS", "runs", NULL},
+                                         {"LAST_RUN", "last_run.started_at", NULL},
+                                         {"OK", "last_run.ok", NULL},
+                                         {"NEXT_RUN", "next_run_at", NULL},
+                                         {"OUTCOME", "last_run.outcome", NULL}};
         pkh_request req = {.method = "GET", .path = "/v1/jobs"};
-        rc = pk_call(ctx, &req, &resp);
-        if (ctx->json)
-            pk_print_raw(&resp);
-        else if (rc == PK_EXIT_OK && print_jobs(resp.json) != 0)
-            rc = PK_EXIT_REFUSED;
-        pkh_response_free(&resp);
-        return rc;
+        return pk_list(ctx, &req, "jobs", cols, sizeof cols / sizeof *cols, NULL, "no jobs");
     }
     if (strcmp(args[0], "run"))
         return pk_usage_error(cmd, "unknown subcommand '%s': expected run", args[0]);

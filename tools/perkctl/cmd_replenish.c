@@ -9,10 +9,10 @@
 
 #include "perkctl.h"
 
-/* "28.50" from a fen field, "-" when it is null. */
-static const char *money(const json_t *d, const char *key, char *buf, size_t n)
+/* "28.50" from the unit_cost_fen field, "-" when it is null. */
+static const char *unit_cost(const json_t *d, char *buf, size_t n)
 {
-    const json_t *v = json_object_get(d, key);
+    const json_t *v = json_object_get(d, "unit_cost_fen");
     if (!json_is_integer(v)) {
         snprintf(buf, n, "-");
         return buf;
@@ -69,45 +69,15 @@ int pk_cmd_replenishments(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char *
         return pk_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
     const pkh_param query[] = {{"sku", sku}, {"state", state}, {"after", after}, {"limit", limit}};
     pkh_request req = {.method = "GET", .path = "/v1/replenishments", .query = query, .nquery = 4};
-    pkh_response resp;
-    int rc = pk_call(ctx, &req, &resp);
-    if (ctx->json)
-        pk_print_raw(&resp);
-    if (rc != PK_EXIT_OK || ctx->json) {
-        pkh_response_free(&resp);
-        return rc;
-    }
-    const json_t *list = json_object_get(resp.json, "replenishments"), *d;
-    size_t i;
-    if (json_array_size(list) == 0) {
-        fputs("no replenishments\n", stdout);
-    } else {
-        pk_table t;
-        pk_table_init(&t, 9,
-                      (const char *const[]){"ID", "SKU", "SUPPLIER", "QUANTITY", "UNIT_COST",
-                                            "STATE", "ORDER", "BATCH", "STARTED"});
-        json_array_foreach(list, i, d)
-        {
-            char b[9][48];
-            pk_table_add(&t, (const char *const[]){
-                                 pk_field(d, "id", b[0], sizeof b[0]),
-                                 pk_field(d, "sku", b[1], sizeof b[1]),
-                                 pk_field(d, "supplier", b[2], sizeof b[2]),
-                                 pk_field(d, "quantity", b[3], sizeof b[3]),
-                                 money(d, "unit_cost_fen", b[4], sizeof b[4]),
-                                 pk_field(d, "state", b[5], sizeof b[5]),
-                                 pk_field(d, "order_id", b[6], sizeof b[6]),
-                                 pk_field(d, "batch_id", b[7], sizeof b[7]),
-                                 pk_field(d, "started_at", b[8], sizeof b[8]),
-                             });
-        }
-        if (pk_table_print(&t, stdout) != 0)
-            rc = PK_EXIT_REFUSED;
-        pk_table_free(&t);
-    }
-    const json_t *next = json_object_get(resp.json, "next_after");
-    if (json_is_integer(next))
-        pk_line(stdout, "more: --after %lld", (long long)json_integer_value(next));
-    pkh_response_free(&resp);
-    return rc;
+    static const pk_column cols[] = {{"ID", "id", NULL},
+                                     {"SKU", "sku", NULL},
+                                     {"SUPPLIER", "supplier", NULL},
+                                     {"QUANTITY", "quantity", NULL},
+                                     {"UNIT_COST", NULL, unit_cost},
+                                     {"STATE", "state", NULL},
+                                     {"ORDER", "order_id", NULL},
+                                     {"BATCH", "batch_id", NULL},
+                                     {"STARTED", "started_at", NULL}};
+    return pk_list(ctx, &req, "replenishments", cols, sizeof cols / sizeof *cols, NULL,
+                   "no replenishments");
 }
