@@ -15,7 +15,7 @@
 # have issued as many codes as wrk saw answered (plus at most one per connection).
 #
 # Prints each run, the medians, the difference rules - plain (µs per order; also per round)
-# and PASS when the median of the per-round differences is under AC_LIMIT_US (1.0), MISS
+# and PASS when the bench_median of the per-round differences is under AC_LIMIT_US (1.0), MISS
 # otherwise; writes bench/results/alerts_cpu.json. Exit: 0 PASS, 3 MISS, 1 when something
 # was wrong.
 #
@@ -81,25 +81,7 @@ products_yaml() { # with_rules: the bench SKU's rule lines, then RULES - 1 more 
 }
 for k in $KINDS; do declare -F "rule_$k" >/dev/null || fail "no rule_$k in bench/alerts_cpu.sh"; done
 
-stats() { curl -sf --max-time 30 "${URL[$1]}/v1/stats" -H "Authorization: Bearer $OPS_TOKEN"; }
-stat_issued() { jq -r --arg s "$SKU" '[.skus[] | select(.sku == $s) | .issued][0] // 0' <<<"$1"; }
-cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12, $13 }'; } # utime stime
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-calc() { echo "scale=3; $1" | bc | sed 's/^\./0./; s/^-\./-0./'; }
 
-import_codes() { # label
-    local l=$1 next=1 n out
-    while [ "$next" -le "$CODES" ]; do
-        n=$((CODES - next + 1)); [ "$n" -le 1000000 ] || n=1000000
-        { echo code; seq "$next" $((next + n - 1)) | awk '{printf "BENCH-%010d\n", $1}'; } >"$TMP/codes.csv"
-        out=$(curl -s -o "$TMP/import.out" -w '%{http_code}' --max-time 600 -X POST \
-            "${URL[$l]}/v1/batches?supplier=acme&sku=$SKU&unit_cost=19.80&note=bench" \
-            -H "Authorization: Bearer $OPS_TOKEN" -H 'Content-Type: text/csv' --data-binary @"$TMP/codes.csv")
-        [ "$out" = 201 ] || { head -c 500 "$TMP/import.out" >&2; fail "$l: import returned $out"; }
-        next=$((next + n))
-    done
-    rm -f "$TMP/codes.csv"
-}
 
 for l in plain rules; do
     note "$l: starting $BUILD/perkhubd, importing $CODES codes"
@@ -108,7 +90,7 @@ for l in plain rules; do
     bench_start "$BUILD" "$TMP/$l"
     PID[$l]=$BENCH_PID
     URL[$l]=$BENCH_URL
-    import_codes "$l"
+    bench_import_codes "$l"
 done
 # both catalogs hold RULES products; the rules daemon's products judged at its start (the
 # other products have no stock: their stock.low and stock.out are open from then on)
@@ -137,20 +119,20 @@ for r in $(seq "$ROUNDS"); do
     if [ $((r % 2)) = 1 ]; then order="plain rules"; else order="rules plain"; fi
     for l in $order; do
         p=${PID[$l]}
-        issued0=$(stat_issued "$(stats "$l")")
-        read -r u0 s0 < <(cpu_ticks "$p")
+        issued0=$(bench_stat_issued "$(bench_stats "$l")")
+        read -r u0 s0 < <(bench_cpu_ticks "$p")
         wrk_orders "$l" "$l$r" "$DURATION" "$TMP/$l-$r"
-        read -r u1 s1 < <(cpu_ticks "$p")
+        read -r u1 s1 < <(bench_cpu_ticks "$p")
         j=$(cat "$TMP/$l-$r.json")
         ok=$(jq .ok <<<"$j")
         [ "$ok" -gt 0 ] || fail "$l round $r: no answer counted"
         [ "$(jq '.non2xx == 0 and .unmatched == 0' <<<"$j")" = true ] \
             || fail "$l round $r: $(jq -c '{non2xx, unmatched}' <<<"$j") (out of stock? raise AC_CODES)"
-        issued=$(($(stat_issued "$(stats "$l")") - issued0))
+        issued=$(($(bench_stat_issued "$(bench_stats "$l")") - issued0))
         [ "$issued" -ge "$ok" ] && [ "$issued" -le $((ok + CONNS)) ] \
             || fail "$l round $r: $issued codes issued, wrk saw $ok answered"
-        us=$(calc "($u1 - $u0 + $s1 - $s0) * 1000000 / $HZ / $ok")
-        rps=$(calc "$ok / $(jq .duration_s <<<"$j")")
+        us=$(bench_calc "($u1 - $u0 + $s1 - $s0) * 1000000 / $HZ / $ok")
+        rps=$(bench_calc "$ok / $(jq .duration_s <<<"$j")")
         echo "$l $us $rps $r" >>"$TMP/runs.txt"
         note "  round $r $l: $us µs CPU/order, $ok orders, $rps/s, load $(cut -d' ' -f1 /proc/loadavg)"
     done
@@ -161,19 +143,19 @@ done
 col() { awk -v l="$1" -v c="$2" '$1 == l { print $c }' "$TMP/runs.txt"; }
 declare -A MED RPS
 for l in plain rules; do
-    MED[$l]=$(col "$l" 2 | median)
-    RPS[$l]=$(col "$l" 3 | median)
+    MED[$l]=$(col "$l" 2 | bench_median)
+    RPS[$l]=$(col "$l" 3 | bench_median)
 done
 diffs=$(awk '{ v[$4, $1] = $2 } END { for (k in v) { split(k, a, SUBSEP); if (a[2] == "rules") printf "%.3f\n", v[k] - v[a[1], "plain"] } }' \
     "$TMP/runs.txt" | sort -g)
-diff=$(median <<<"$diffs")
+diff=$(bench_median <<<"$diffs")
 verdict=PASS
 [ "$(echo "$diff < $LIMIT" | bc)" = 1 ] || verdict=MISS
 printf '\nperkhubd CPU per order, %s rounds of %ss at %s connections; %s products with rules (%s)\n' \
     "$ROUNDS" "$DURATION" "$CONNS" "$RULES" "$KINDS"
-printf '  plain  median %s µs (runs: %s), %s orders/s\n' "${MED[plain]}" "$(col plain 2 | tr '\n' ' ')" "${RPS[plain]}"
-printf '  rules  median %s µs (runs: %s), %s orders/s\n' "${MED[rules]}" "$(col rules 2 | tr '\n' ' ')" "${RPS[rules]}"
-printf 'alerts_cpu: rules - plain %s µs per order (median of rounds; limit %s): %s   (per round: %s)\n' \
+printf '  plain  bench_median %s µs (runs: %s), %s orders/s\n' "${MED[plain]}" "$(col plain 2 | tr '\n' ' ')" "${RPS[plain]}"
+printf '  rules  bench_median %s µs (runs: %s), %s orders/s\n' "${MED[rules]}" "$(col rules 2 | tr '\n' ' ')" "${RPS[rules]}"
+printf 'alerts_cpu: rules - plain %s µs per order (bench_median of rounds; limit %s): %s   (per round: %s)\n' \
     "$diff" "$LIMIT" "$verdict" "$(tr '\n' ' ' <<<"$diffs")"
 
 mkdir -p "$SRC/bench/results"

@@ -13,7 +13,7 @@
 # stopped, looked up one by one), as in run.sh. The same for lookups (bench/lookup.lua)
 # when CMP_LOOKUPS=1. The daemon idle while the other is measured costs nothing here.
 #
-# Prints each run, then per build the median and the spread (min–max) of µs of perkhubd
+# Prints each run, then per build the bench_median and the spread (min–max) of µs of perkhubd
 # CPU per order (and per lookup), the ratio new/old of the medians, and a verdict: PASS
 # when new <= CMP_LIMIT × old for orders (lookups: the same limit), MISS otherwise.
 # Throughput, p99 latency and the writer's commands per durable commit (a busier disk
@@ -91,30 +91,15 @@ start_daemon() { # label
     URL[$1]=$BENCH_URL
 }
 
-stats() { curl -sf --max-time 30 "${URL[$1]}/v1/stats" -H "Authorization: Bearer $OPS_TOKEN"; }
-stat_issued() { jq -r --arg s "$SKU" '[.skus[] | select(.sku == $s) | .issued][0] // 0' <<<"$1"; }
 stat_orders() { jq -r '.orders' <<<"$1"; }
 stat_codes() { jq -r '.codes' <<<"$1"; }
 stat_writer() { jq -r '"\(.writer.commits) \(.writer.commands)"' <<<"$1"; }
-cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12, $13 }'; } # utime stime
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 minmax() { sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%s-%s", lo, hi }'; }
-calc() { echo "scale=3; $1" | bc | sed 's/^\./0./; s/^-\./-0./'; }
 
 # Import as bench/run.sh does: BENCH-0000000001 .. in requests of at most 1,000,000 codes.
 import_codes() { # label
-    local l=$1 next=1 n out
-    while [ "$next" -le "$CODES" ]; do
-        n=$((CODES - next + 1)); [ "$n" -le 1000000 ] || n=1000000
-        { echo code; seq "$next" $((next + n - 1)) | awk '{printf "BENCH-%010d\n", $1}'; } >"$TMP/codes.csv"
-        out=$(curl -s -o "$TMP/import.out" -w '%{http_code}' --max-time 600 -X POST \
-            "${URL[$l]}/v1/batches?supplier=acme&sku=$SKU&unit_cost=19.80&note=bench" \
-            -H "Authorization: Bearer $OPS_TOKEN" -H 'Content-Type: text/csv' --data-binary @"$TMP/codes.csv")
-        [ "$out" = 201 ] || { head -c 500 "$TMP/import.out" >&2; fail "$l: import returned $out"; }
-        next=$((next + n))
-    done
-    rm -f "$TMP/codes.csv"
-    [ "$(stat_codes "$(stats "$l")")" = "$CODES" ] || fail "$l: the store does not hold $CODES codes"
+    bench_import_codes "$1"
+    [ "$(stat_codes "$(bench_stats "$1")")" = "$CODES" ] || fail "$1: the store does not hold $CODES codes"
 }
 
 for l in old new; do
@@ -129,7 +114,7 @@ done
 measure() {
     local l=$1 path=$2 r=$3 p=${PID[$1]} u0 s0 u1 s1 j ok s issued0 orders0 late=0 id code c0 m0 c1 m1
     local perf=${4:-} perfpid="" txt=$TMP/$2.txt
-    s=$(stats "$l"); issued0=$(stat_issued "$s"); orders0=$(stat_orders "$s")
+    s=$(bench_stats "$l"); issued0=$(bench_stat_issued "$s"); orders0=$(stat_orders "$s")
     read -r c0 m0 <<<"$(stat_writer "$s")"
     local out=$TMP/$l-$path-$r
     if [ -n "$perf" ]; then
@@ -140,7 +125,7 @@ measure() {
         perfpid=$!
         sleep 1 # perf attaches to every thread before the load starts
     fi
-    read -r u0 s0 < <(cpu_ticks "$p")
+    read -r u0 s0 < <(bench_cpu_ticks "$p")
     if [ "$path" = orders ]; then
         BENCH_TOKEN=$MALL_TOKEN BENCH_SKU=$SKU BENCH_RUN="$l$r" BENCH_OUT="$out.json" \
             BENCH_UNANSWERED="$out-unanswered.txt" \
@@ -153,7 +138,7 @@ measure() {
             -s "$SRC/bench/lookup.lua" "${URL[$l]}" >"$out.out" 2>&1 \
             || { cat "$out.out" >&2; fail "$l: wrk failed (lookups, round $r)"; }
     fi
-    read -r u1 s1 < <(cpu_ticks "$p")
+    read -r u1 s1 < <(bench_cpu_ticks "$p")
     if [ -n "$perfpid" ]; then
         wait "$perfpid" || { cat "$TMP/$l-perf.log" >&2; fail "$l: perf record failed"; }
     fi
@@ -162,7 +147,7 @@ measure() {
     ok=$(jq .ok <<<"$j")
     [ "$ok" -gt 0 ] || fail "$l $path round $r: no answer counted"
     # the counts, checked as bench/run.sh checks them
-    s=$(stats "$l")
+    s=$(bench_stats "$l")
     if [ "$path" = orders ]; then
         [ "$(jq '.non2xx == 0 and .unmatched == 0' <<<"$j")" = true ] \
             || fail "$l round $r: $(jq .non2xx <<<"$j") non-2xx, $(jq .unmatched <<<"$j") unmatched (out of stock? raise CMP_CODES)"
@@ -172,24 +157,24 @@ measure() {
                 "${URL[$l]}/v1/orders?client_order_id=$id" -H "Authorization: Bearer $MALL_TOKEN")
             case $code in 200) late=$((late + 1)) ;; 404) ;; *) fail "$l: order lookup $id returned $code" ;; esac
         done <"$out-unanswered.txt"
-        s=$(stats "$l")
-        [ $(($(stat_issued "$s") - issued0)) -eq $((ok + late)) ] \
-            || fail "$l round $r: $(($(stat_issued "$s") - issued0)) codes issued, wrk saw $ok 2xx (+$late unanswered)"
+        s=$(bench_stats "$l")
+        [ $(($(bench_stat_issued "$s") - issued0)) -eq $((ok + late)) ] \
+            || fail "$l round $r: $(($(bench_stat_issued "$s") - issued0)) codes issued, wrk saw $ok 2xx (+$late unanswered)"
         [ $(($(stat_orders "$s") - orders0)) -eq $((ok + late)) ] || fail "$l round $r: order count disagrees"
     else
         [ "$(jq '.wrong == 0 and .non200 == 0 and .unmatched == 0 and .ok == .requests' <<<"$j")" = true ] \
             || fail "$l lookups round $r: $(jq -c '{wrong, non200, unmatched}' <<<"$j")"
-        [ "$(stat_issued "$s")" = "$issued0" ] && [ "$(stat_orders "$s")" = "$orders0" ] \
+        [ "$(bench_stat_issued "$s")" = "$issued0" ] && [ "$(stat_orders "$s")" = "$orders0" ] \
             || fail "$l lookups round $r: the store changed"
     fi
     # the late orders were worked for too, but are few (<= one per connection): wrk's count
     local n=$ok us uu su rps p99 batch=-
     read -r c1 m1 <<<"$(stat_writer "$s")"
-    [ "$c1" = "$c0" ] || batch=$(calc "($m1 - $m0) / ($c1 - $c0)")
-    us=$(calc "($u1 - $u0 + $s1 - $s0) * 1000000 / $HZ / $n")
-    uu=$(calc "($u1 - $u0) * 1000000 / $HZ / $n")
-    su=$(calc "($s1 - $s0) * 1000000 / $HZ / $n")
-    rps=$(calc "$ok / $(jq .duration_s <<<"$j")")
+    [ "$c1" = "$c0" ] || batch=$(bench_calc "($m1 - $m0) / ($c1 - $c0)")
+    us=$(bench_calc "($u1 - $u0 + $s1 - $s0) * 1000000 / $HZ / $n")
+    uu=$(bench_calc "($u1 - $u0) * 1000000 / $HZ / $n")
+    su=$(bench_calc "($s1 - $s0) * 1000000 / $HZ / $n")
+    rps=$(bench_calc "$ok / $(jq .duration_s <<<"$j")")
     p99=$(jq .latency_ms.p99 <<<"$j")
     echo "$l $us $uu $su $rps $p99 $batch $r" >>"$txt"
     note "  $path round $r $l: $us µs CPU/op (user $uu, sys $su), $ok ops, $rps/s, p99 $p99 ms, $batch commands/commit, load $(cut -d' ' -f1 /proc/loadavg)"
@@ -230,12 +215,12 @@ for path in $paths; do
     declare -A MED
     for l in old new; do
         col() { awk -v l="$l" -v c="$1" '$1 == l { print $c }' "$TMP/$path.txt"; }
-        MED[$l]=$(col 2 | median)
+        MED[$l]=$(col 2 | bench_median)
         printf '%-8s %-4s %10s %15s %8.2f %8.2f %9.0f %8.2f %10s\n' "$path" "$l" "${MED[$l]}" "$(col 2 | minmax)" \
-            "$(col 3 | median)" "$(col 4 | median)" "$(col 5 | median)" "$(col 6 | median)" \
-            "$([ "$path" = orders ] && col 7 | median || echo -)"
+            "$(col 3 | bench_median)" "$(col 4 | bench_median)" "$(col 5 | bench_median)" "$(col 6 | bench_median)" \
+            "$([ "$path" = orders ] && col 7 | bench_median || echo -)"
     done
-    ratio=$(calc "${MED[new]} / ${MED[old]}")
+    ratio=$(bench_calc "${MED[new]} / ${MED[old]}")
     # the same round's two runs saw the same machine: their ratios, as a cross-check
     paired=$(awk '{ v[$8, $1] = $2 } END { for (k in v) { split(k, a, SUBSEP); if (a[2] == "new") print v[k] / v[a[1], "old"] } }' \
         "$TMP/$path.txt" | sort -g | tr '\n' ' ')

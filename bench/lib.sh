@@ -74,3 +74,34 @@ YAML
     curl -sf --max-time 5 ${cacert[@]+"${cacert[@]}"} "$BENCH_URL/v1/health" >/dev/null ||
         fail "$dir: perkhubd not healthy"
 }
+
+# ---- what the CPU-per-operation scripts share (tls_cpu, cpu_compare, alerts_cpu, webhooks) ----
+# They keep their daemons' base URLs in the associative array URL (label -> URL) and may set
+# CURL_TLS (curl's --cacert for an HTTPS daemon).
+
+# bench_import_codes LABEL: CODES codes BENCH-<n> of SKU into URL[LABEL], in requests of at most
+# a million (TMP holds the CSV meanwhile).
+bench_import_codes() {
+    local l=$1 next=1 n out
+    while [ "$next" -le "$CODES" ]; do
+        n=$((CODES - next + 1)); [ "$n" -le 1000000 ] || n=1000000
+        { echo code; seq "$next" $((next + n - 1)) | awk '{printf "BENCH-%010d\n", $1}'; } >"$TMP/codes.csv"
+        out=$(curl -s ${CURL_TLS[@]+"${CURL_TLS[@]}"} -o "$TMP/import.out" -w '%{http_code}' \
+            --max-time 600 -X POST \
+            "${URL[$l]}/v1/batches?supplier=acme&sku=$SKU&unit_cost=19.80&note=bench" \
+            -H "Authorization: Bearer $OPS_TOKEN" -H 'Content-Type: text/csv' --data-binary @"$TMP/codes.csv")
+        [ "$out" = 201 ] || { head -c 500 "$TMP/import.out" >&2; fail "$l: import returned $out"; }
+        next=$((next + n))
+    done
+    rm -f "$TMP/codes.csv"
+}
+# bench_stats LABEL: GET /v1/stats of URL[LABEL] (ops)
+bench_stats() { curl -sf --max-time 30 ${CURL_TLS[@]+"${CURL_TLS[@]}"} "${URL[$1]}/v1/stats" -H "Authorization: Bearer $OPS_TOKEN"; }
+# bench_stat_issued STATS_JSON: the codes of SKU issued so far
+bench_stat_issued() { jq -r --arg s "$SKU" '[.skus[] | select(.sku == $s) | .issued][0] // 0' <<<"$1"; }
+# bench_cpu_ticks PID: "utime stime" of every thread of PID, in clock ticks
+bench_cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12, $13 }'; }
+# bench_median: the median of the numbers on stdin, one per line
+bench_median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# bench_calc EXPR: bc with 3 decimals, a leading 0 kept
+bench_calc() { echo "scale=3; $1" | bc | sed 's/^\./0./; s/^-\./-0./'; }

@@ -77,25 +77,7 @@ mkdir -p "$TMP/tls"
 ) >"$TMP/openssl.log" 2>&1 || { cat "$TMP/openssl.log" >&2; fail "openssl could not make the certificates"; }
 
 CURL_TLS=(--cacert "$TMP/tls/ca.crt")
-stats() { curl -sf --max-time 30 "${CURL_TLS[@]}" "${URL[$1]}/v1/stats" -H "Authorization: Bearer $OPS_TOKEN"; }
-stat_issued() { jq -r --arg s "$SKU" '[.skus[] | select(.sku == $s) | .issued][0] // 0' <<<"$1"; }
-cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12, $13 }'; } # utime stime
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-calc() { echo "scale=3; $1" | bc | sed 's/^\./0./; s/^-\./-0./'; }
 
-import_codes() { # label
-    local l=$1 next=1 n out
-    while [ "$next" -le "$CODES" ]; do
-        n=$((CODES - next + 1)); [ "$n" -le 1000000 ] || n=1000000
-        { echo code; seq "$next" $((next + n - 1)) | awk '{printf "BENCH-%010d\n", $1}'; } >"$TMP/codes.csv"
-        out=$(curl -s "${CURL_TLS[@]}" -o "$TMP/import.out" -w '%{http_code}' --max-time 600 -X POST \
-            "${URL[$l]}/v1/batches?supplier=acme&sku=$SKU&unit_cost=19.80&note=bench" \
-            -H "Authorization: Bearer $OPS_TOKEN" -H 'Content-Type: text/csv' --data-binary @"$TMP/codes.csv")
-        [ "$out" = 201 ] || { head -c 500 "$TMP/import.out" >&2; fail "$l: import returned $out"; }
-        next=$((next + n))
-    done
-    rm -f "$TMP/codes.csv"
-}
 
 for l in http https; do
     note "$l: starting $BUILD/perkhubd, importing $CODES codes"
@@ -103,7 +85,7 @@ for l in http https; do
     bench_start "$BUILD" "$TMP/$l"
     PID[$l]=$BENCH_PID
     URL[$l]=$BENCH_URL
-    import_codes "$l"
+    bench_import_codes "$l"
 done
 case ${URL[https]} in https://*) ;; *) fail "the TLS daemon's URL is not https: ${URL[https]}" ;; esac
 # the TLS port speaks only TLS
@@ -127,20 +109,20 @@ for r in $(seq "$ROUNDS"); do
     if [ $((r % 2)) = 1 ]; then order="http https"; else order="https http"; fi
     for l in $order; do
         p=${PID[$l]}
-        issued0=$(stat_issued "$(stats "$l")")
-        read -r u0 s0 < <(cpu_ticks "$p")
+        issued0=$(bench_stat_issued "$(bench_stats "$l")")
+        read -r u0 s0 < <(bench_cpu_ticks "$p")
         wrk_orders "$l" "$l$r" "$DURATION" "$TMP/$l-$r"
-        read -r u1 s1 < <(cpu_ticks "$p")
+        read -r u1 s1 < <(bench_cpu_ticks "$p")
         j=$(cat "$TMP/$l-$r.json")
         ok=$(jq .ok <<<"$j")
         [ "$ok" -gt 0 ] || fail "$l round $r: no answer counted"
         [ "$(jq '.non2xx == 0 and .unmatched == 0' <<<"$j")" = true ] \
             || fail "$l round $r: $(jq -c '{non2xx, unmatched}' <<<"$j") (out of stock? raise TC_CODES)"
-        issued=$(($(stat_issued "$(stats "$l")") - issued0))
+        issued=$(($(bench_stat_issued "$(bench_stats "$l")") - issued0))
         [ "$issued" -ge "$ok" ] && [ "$issued" -le $((ok + CONNS)) ] \
             || fail "$l round $r: $issued codes issued, wrk saw $ok answered"
-        us=$(calc "($u1 - $u0 + $s1 - $s0) * 1000000 / $HZ / $ok")
-        rps=$(calc "$ok / $(jq .duration_s <<<"$j")")
+        us=$(bench_calc "($u1 - $u0 + $s1 - $s0) * 1000000 / $HZ / $ok")
+        rps=$(bench_calc "$ok / $(jq .duration_s <<<"$j")")
         p99=$(jq .latency_ms.p99 <<<"$j")
         echo "$l $us $rps $p99 $r" >>"$TMP/runs.txt"
         note "  round $r $l: $us µs CPU/order, $ok orders, $rps/s, p99 $p99 ms, load $(cut -d' ' -f1 /proc/loadavg)"
@@ -150,17 +132,17 @@ done
 col() { awk -v l="$1" -v c="$2" '$1 == l { print $c }' "$TMP/runs.txt"; }
 declare -A MED RPS
 for l in http https; do
-    MED[$l]=$(col "$l" 2 | median)
-    RPS[$l]=$(col "$l" 3 | median)
+    MED[$l]=$(col "$l" 2 | bench_median)
+    RPS[$l]=$(col "$l" 3 | bench_median)
 done
-ratio=$(calc "${MED[https]} / ${MED[http]}")
+ratio=$(bench_calc "${MED[https]} / ${MED[http]}")
 paired=$(awk '{ v[$5, $1] = $2 } END { for (k in v) { split(k, a, SUBSEP); if (a[2] == "https") printf "%.3f\n", v[k] / v[a[1], "http"] } }' \
     "$TMP/runs.txt" | sort -g | tr '\n' ' ')
 verdict=PASS
 [ "$(echo "$ratio <= $LIMIT" | bc)" = 1 ] || verdict=MISS
 printf '\nperkhubd CPU per order, %s rounds of %ss at %s kept-alive connections\n' "$ROUNDS" "$DURATION" "$CONNS"
-printf '  http   median %s µs (runs: %s), %s orders/s\n' "${MED[http]}" "$(col http 2 | tr '\n' ' ')" "${RPS[http]}"
-printf '  https  median %s µs (runs: %s), %s orders/s\n' "${MED[https]}" "$(col https 2 | tr '\n' ' ')" "${RPS[https]}"
+printf '  http   bench_median %s µs (runs: %s), %s orders/s\n' "${MED[http]}" "$(col http 2 | tr '\n' ' ')" "${RPS[http]}"
+printf '  https  bench_median %s µs (runs: %s), %s orders/s\n' "${MED[https]}" "$(col https 2 | tr '\n' ' ')" "${RPS[https]}"
 printf 'tls_cpu: https/http %s (limit %s): %s   (per round, sorted: %s)\n' "$ratio" "$LIMIT" "$verdict" "$paired"
 
 mkdir -p "$SRC/bench/results"

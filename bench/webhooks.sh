@@ -75,26 +75,9 @@ echo "whsec_$(openssl rand -base64 32)" >"$TMP/whsec"
 umask 022
 
 ops() { curl -sf --max-time 30 "${URL[$1]}$2" -H "Authorization: Bearer $OPS_TOKEN"; }
-stat_issued() { ops "$1" /v1/stats | jq -r --arg s "$SKU" '[.skus[] | select(.sku == $s) | .issued][0] // 0'; }
 last_event() { ops "$1" /v1/stats | jq -r '.last_event // 0'; }
-cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+cpu_ticks() { bench_cpu_ticks "$1" | awk '{ print $1 + $2 }'; }
 now_ms() { date +%s%3N; }
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-calc() { echo "scale=3; $1" | bc | sed 's/^\./0./; s/^-\./-0./'; }
-
-import_codes() { # label
-    local l=$1 next=1 n out
-    while [ "$next" -le "$CODES" ]; do
-        n=$((CODES - next + 1)); [ "$n" -le 1000000 ] || n=1000000
-        { echo code; seq "$next" $((next + n - 1)) | awk '{printf "WH-%010d\n", $1}'; } >"$TMP/codes.csv"
-        out=$(curl -s -o "$TMP/import.out" -w '%{http_code}' --max-time 600 -X POST \
-            "${URL[$l]}/v1/batches?supplier=acme&sku=$SKU&unit_cost=19.80&note=bench" \
-            -H "Authorization: Bearer $OPS_TOKEN" -H 'Content-Type: text/csv' --data-binary @"$TMP/codes.csv")
-        [ "$out" = 201 ] || { head -c 500 "$TMP/import.out" >&2; fail "$l: import returned $out"; }
-        next=$((next + n))
-    done
-    rm -f "$TMP/codes.csv"
-}
 
 for l in on off; do
     if [ "$l" = on ]; then
@@ -106,7 +89,7 @@ for l in on off; do
     bench_start "$BUILD" "$TMP/$l"
     PID[$l]=$BENCH_PID
     URL[$l]=$BENCH_URL
-    import_codes "$l"
+    bench_import_codes "$l"
 done
 ops on /v1/webhooks | jq -e '.endpoints[] | select(.id == "bench")' >/dev/null ||
     fail "the 'on' daemon lists no endpoint 'bench' at GET /v1/webhooks"
@@ -153,7 +136,7 @@ one_run() { # label round
     lines1=$(wc -l <"$TMP/deliveries.txt")
     if [ "$l" = on ]; then sed -n "$((lines0 + 1)),${lines1}p" "$TMP/deliveries.txt" >"$TMP/$run.lines"; fi
     [ "$round" = 0 ] || echo "$l $round $ok $rps $((c1 - c0)) $((lines1 - lines0)) $((t1 - t0))" >>"$TMP/runs.txt"
-    note "  $run: $ok orders at $rps/s; $((lines1 - lines0)) deliveries in $((t1 - t0)) ms; CPU $(calc "($c1 - $c0) * 1000000 / $HZ / $ok") µs/order; load $(cut -d' ' -f1 /proc/loadavg)"
+    note "  $run: $ok orders at $rps/s; $((lines1 - lines0)) deliveries in $((t1 - t0)) ms; CPU $(bench_calc "($c1 - $c0) * 1000000 / $HZ / $ok") µs/order; load $(cut -d' ' -f1 /proc/loadavg)"
 }
 
 note "warm-up: $ORDERS orders on each"
