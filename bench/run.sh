@@ -39,6 +39,8 @@
 #                                subscribed vs without, deliveries/s, lag, CPU per delivery)
 #   BENCH_SYNC_CATALOG (1)       0 skips bench/sync_catalog.sh (a catalog sync of 10,000
 #                                items in pages; its own SC_* knobs)
+#   BENCH_ALERTS_WRITER (1)      0 skips bench/alerts_writer.sh (the same in the store's writer,
+#                                without HTTP: the figure the 2-core machine's noise hides)
 #   BENCH_ALERTS_CPU (1)         0 skips bench/alerts_cpu.sh (CPU per order with and without
 #                                100 products carrying alert rules; its own AC_* knobs)
 #   BENCH_PART_TIMEOUT (240)     seconds each of peers.sh / supplier_io.sh / tls_cpu.sh may take
@@ -599,6 +601,13 @@ if [ "${BENCH_SYNC_CATALOG:-1}" != 0 ]; then
     sc_rc=0
     timeout --kill-after=10 "$PART_TIMEOUT" "$SRC/bench/sync_catalog.sh" "$BUILD" || sc_rc=$?
     [ "$sc_rc" = 0 ] || [ "$sc_rc" = 3 ] || PART_FAILED="$PART_FAILED sync_catalog(exit $sc_rc)"
+fi
+# ---- issue 12: the alert checks' cost in the writer itself (no HTTP, no load generator) ---
+if [ "${BENCH_ALERTS_WRITER:-1}" != 0 ]; then
+    echo
+    aw_rc=0
+    timeout --kill-after=10 "$PART_TIMEOUT" "$SRC/bench/alerts_writer.sh" "$BUILD" || aw_rc=$?
+    [ "$aw_rc" = 0 ] || [ "$aw_rc" = 3 ] || PART_FAILED="$PART_FAILED alerts_writer(exit $aw_rc)"
 fi
 # ---- issue 12: what the writer's alert checks cost an order (rules vs none, same run) ----
 # Two daemons of its own; its own PASS/MISS line (exit 3, a MISS, is not a failure).

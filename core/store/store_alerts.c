@@ -87,6 +87,8 @@ int ph_code_retire_due(int64_t expires_at, int64_t min_validity_ms, int64_t now)
 
 /* ---- the rule table (writer only) ------------------------------------------------ */
 
+#define PH_RULE_SUP_MAX 8 /* offers whose suppliers a rule keeps */
+
 typedef struct ph_rule {
     char sku[PH_SKU_MAX + 1]; /* "" = empty slot */
     uint8_t len;
@@ -97,6 +99,12 @@ typedef struct ph_rule {
     int8_t fired[2];
     int64_t below, margin; /* below 0: no low_stock rule */
     int64_t min_validity;  /* ms */
+    /* The suppliers of its offers, as the stored product names them, so the
+     * order path reads their offer states without parsing the product (the
+     * table is rebuilt whenever the catalog changes). nsup PH_RULE_SUP_MAX + 1:
+     * more than fit, the product is read whole. */
+    uint8_t nsup;
+    char sup[PH_RULE_SUP_MAX][PH_SKU_MAX + 1];
 } ph_rule;
 
 struct ph_rules {
@@ -143,6 +151,20 @@ static int product_rule(json_t *p, ph_rule *r)
         r->margin = json_is_integer(m) ? json_integer_value(m) : ph_alert_default_margin(r->below);
     }
     r->min_validity = ph_min_validity_ms(days);
+    json_t *offers = json_object_get(p, "offers"), *of;
+    size_t i;
+    r->nsup = json_array_size(offers) > PH_RULE_SUP_MAX ? PH_RULE_SUP_MAX + 1 : 0;
+    json_array_foreach(offers, i, of)
+    {
+        const char *sup = json_string_value(json_object_get(of, "supplier"));
+        if (r->nsup > PH_RULE_SUP_MAX)
+            break;
+        if (!sup || strlen(sup) > PH_SKU_MAX) {
+            r->nsup = PH_RULE_SUP_MAX + 1; /* let the whole product speak */
+            break;
+        }
+        snprintf(r->sup[r->nsup++], sizeof r->sup[0], "%s", sup);
+    }
     return r->below >= 0 || r->min_validity > 0;
 }
 
@@ -151,7 +173,7 @@ int64_t store_product_min_validity(const MDB_val *v)
     if (!memmem(v->mv_data, v->mv_size, "min_validity_days", 17))
         return 0; /* most products: no parse */
     json_t *p = json_loadb(v->mv_data, v->mv_size, 0, NULL);
-    ph_rule r;
+    ph_rule r = {0};
     product_rule(p, &r);
     json_decref(p);
     return r.min_validity;
@@ -197,6 +219,8 @@ static int rules_build(ph_wtxn *w, ph_err *err)
             slot->margin = r.margin;
             slot->fired[0] = slot->fired[1] = -1;
             slot->min_validity = r.min_validity;
+            slot->nsup = r.nsup;
+            memcpy(slot->sup, r.sup, sizeof r.sup);
             t->n++;
         }
         json_decref(p);
@@ -445,7 +469,12 @@ static int check_rule(ph_wtxn *w, ph_rule *r, ph_err *err)
     local_counts(w->s, w->txn, r->sku, r->len, w->cmd->now, r->min_validity, &avail, &issuable);
     int64_t sum = 0;
     int known = 0;
-    int rc = store_offer_stock_sum(w, r->sku, &sum, &known);
+    const char *sups[PH_RULE_SUP_MAX];
+    for (size_t i = 0; i < r->nsup && i < PH_RULE_SUP_MAX; i++)
+        sups[i] = r->sup[i];
+    int rc = r->nsup > PH_RULE_SUP_MAX
+                 ? store_offer_stock_sum(w, r->sku, &sum, &known)
+                 : store_offer_stock_sum_of(w, r->sku, sups, r->nsup, &sum, &known);
     if (rc)
         return rc;
     judged j = {.value = (int64_t)issuable + (known ? sum : 0),

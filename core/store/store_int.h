@@ -353,6 +353,10 @@ typedef struct ph_product_state_rec {
 /* Σ of the last known supplier stock of sku's usable offers (listed upstream, not
  * over max cost); *known 0 when any usable offer's stock is unknown. */
 int store_offer_stock_sum(ph_wtxn *w, const char *sku, int64_t *sum, int *known);
+/* The same for the offers of sku at `suppliers` (n of them), as the caller
+ * knows them from the product (the alert check's rule table): no product read. */
+int store_offer_stock_sum_of(ph_wtxn *w, const char *sku, const char *const *suppliers, size_t n,
+                             int64_t *sum, int *known);
 
 /* PUT_PRODUCTS: marks p (a product object about to be stored) delisted as its
  * product state says ("delisted": {"reason": "upstream"|"ops"}), so a reload

@@ -161,25 +161,36 @@ static uint64_t local_stock(ph_store *s, MDB_txn *txn, const char *sku)
 
 /* ---- the stock sum ------------------------------------------------------------ */
 
+/* Adds what the offer of sku at `sup` holds to *sum (usable offers only);
+ * *known 0 when its stock is unknown. PH_EIO when its state cannot be read. */
+static int stock_add(ph_store *s, MDB_txn *txn, const char *sku, const char *sup, int64_t *sum,
+                     int *known)
+{
+    ph_offer_state st;
+    if (!sup || offer_get(s, txn, sku, sup, &st) < 0)
+        return PH_EIO;
+    if (st.on_sale == 0 || st.over_max)
+        return PH_OK; /* not usable: whatever it has is not ours to sell */
+    if (st.stock < 0)
+        *known = 0;
+    else
+        *sum += st.stock;
+    return PH_OK;
+}
+
 static int stock_sum_txn(ph_store *s, MDB_txn *txn, const char *sku, json_t *product, int64_t *sum,
                          int *known)
 {
     size_t i;
     json_t *of;
+    int rc = PH_OK;
     *sum = 0;
     *known = 1;
     json_array_foreach(json_object_get(product, "offers"), i, of)
     {
-        const char *sup = json_string_value(json_object_get(of, "supplier"));
-        ph_offer_state st;
-        if (!sup || offer_get(s, txn, sku, sup, &st) < 0)
-            return PH_EIO;
-        if (st.on_sale == 0 || st.over_max)
-            continue; /* not usable: whatever it has is not ours to sell */
-        if (st.stock < 0)
-            *known = 0;
-        else
-            *sum += st.stock;
+        if ((rc = stock_add(s, txn, sku, json_string_value(json_object_get(of, "supplier")), sum,
+                            known)) != PH_OK)
+            return rc;
     }
     if (!*known)
         *sum = 0;
@@ -198,6 +209,21 @@ int store_offer_stock_sum(ph_wtxn *w, const char *sku, int64_t *sum, int *known)
     rc = stock_sum_txn(w->s, w->txn, sku, p, sum, known);
     json_decref(p);
     return rc;
+}
+
+int store_offer_stock_sum_of(ph_wtxn *w, const char *sku, const char *const *suppliers, size_t n,
+                             int64_t *sum, int *known)
+{
+    *sum = 0;
+    *known = 1;
+    for (size_t i = 0; i < n; i++) {
+        int rc = stock_add(w->s, w->txn, sku, suppliers[i], sum, known);
+        if (rc != PH_OK)
+            return rc;
+    }
+    if (!*known)
+        *sum = 0;
+    return PH_OK;
 }
 
 /* ---- the listing ----------------------------------------------------------- */

@@ -366,3 +366,36 @@ Test(sync_store, commands_round_trip_through_the_journal_encoding)
     cr_assert_neq(ph_cmd_batch_decode(buf, len - 3, &b, &err), PH_OK);
     free(buf);
 }
+
+/* The alert check (store_alerts.c) judges local plus supplier stock: a product
+ * with a low_stock rule and no local code stays quiet while its offer's
+ * synced stock covers the threshold, and stock.low fires in the SYNC that
+ * takes the stock away (the check runs after every SYNC, reading the offer
+ * states through the rule table's supplier list, not the product). */
+Test(sync_store, alerts_count_the_supplier_stock_sync_reports)
+{
+    static const char *const ruled =
+        "{\"sku\":\"sync.ruled\",\"name\":\"R\",\"delivery\":\"card_code\",\"listed\":true,"
+        "\"low_stock\":{\"below\":10,\"margin\":2},"
+        "\"offers\":[{\"supplier\":\"gw\",\"supplier_sku\":\"10001\",\"cost_fen\":2850}]}";
+    const char *const all[] = {P_CARD, P_SOLO, P_BARE, ruled};
+    ph_err err = {0};
+    uint64_t seq0 = last_event();
+    cr_assert_eq(put_products(all, 4, &err), PH_OK, "%s", err.msg);
+    json_t *ev;
+    cr_assert_eq(count(seq0, "stock.low", "sync.ruled", &ev), 1,
+                 "never synced: judged on its local stock alone (0)");
+    cr_assert(json_is_true(json_object_get(ev, "local_only")));
+    json_decref(ev);
+    cr_assert_eq(sync_cmd("gw", PH_SYNC_CATALOG, &ITEM_OK, 1, NOW, NULL), PH_OK);
+    cr_assert_eq(count(seq0, "stock.recovered", "sync.ruled", NULL), 2,
+                 "100 units at the supplier: stock.low and stock.out re-armed by the SYNC itself");
+    ph_sync_item few = {"10001", 2850, 3, 1};
+    cr_assert_eq(sync_cmd("gw", PH_SYNC_STOCK, &few, 1, NOW + 1, NULL), PH_OK);
+    cr_assert_eq(count(seq0, "stock.low", "sync.ruled", &ev), 2, "3 units: below 10 again");
+    cr_assert_eq(json_integer_value(json_object_get(ev, "suppliers")), 3);
+    cr_assert_eq(json_integer_value(json_object_get(ev, "local")), 0);
+    cr_assert(!json_is_true(json_object_get(ev, "local_only")));
+    json_decref(ev);
+    assert_check();
+}
