@@ -584,16 +584,6 @@ int store_apply_alert_ack(ph_wtxn *w, ph_cmd *c)
 
 /* ---- reads -------------------------------------------------------------------- */
 
-static char *copy_text(const MDB_val *v)
-{
-    char *s = malloc(v->mv_size + 1);
-    if (s) {
-        memcpy(s, v->mv_data, v->mv_size);
-        s[v->mv_size] = 0;
-    }
-    return s;
-}
-
 static int state_matches(const MDB_val *v, int state)
 {
     if (!state)
@@ -604,51 +594,16 @@ static int state_matches(const MDB_val *v, int state)
     return memmem(v->mv_data, v->mv_size, want, (size_t)n) != NULL;
 }
 
-#define SCAN_MAX 10000
+static int keep_alert(const MDB_val *v, const void *arg)
+{
+    return state_matches(v, *(const int *)arg);
+}
 
 int ph_store_alert_list(ph_store *s, int state, uint64_t after, size_t limit, char ***out,
                         size_t *n, uint64_t *next_after, ph_err *err)
 {
-    MDB_txn *txn;
-    int rc = ph_store_read_begin(s, &txn, err);
-    if (rc)
-        return rc;
-    MDB_cursor *cur;
-    char **list = calloc(limit ? limit : 1, sizeof *list);
-    size_t got = 0, scanned = 0;
-    uint64_t key = after + 1, last = 0;
-    MDB_val k = {8, &key}, v;
-    int mrc = list ? mdb_cursor_open(txn, s->dbi[DB_ALERTS], &cur) : ENOMEM;
-    if (mrc == ENOMEM) {
-        rc = ph_err_set(err, PH_ENOMEM, "out of memory");
-    } else if (mrc) {
-        rc = ph_store_lmdb_err(err, mrc, "read alerts");
-    } else {
-        for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-             !mrc && got < limit && scanned < SCAN_MAX;
-             mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT), scanned++) {
-            memcpy(&last, k.mv_data, 8);
-            if (!state_matches(&v, state))
-                continue;
-            if (!(list[got] = copy_text(&v))) {
-                rc = ph_err_set(err, PH_ENOMEM, "out of memory");
-                break;
-            }
-            got++;
-        }
-        if (rc == PH_OK && mrc && mrc != MDB_NOTFOUND)
-            rc = ph_store_lmdb_err(err, mrc, "read alerts");
-        *next_after = rc == PH_OK && !mrc ? last : 0;
-        mdb_cursor_close(cur);
-    }
-    ph_store_read_end(s, txn);
-    if (rc) {
-        ph_store_event_list_free(list, got);
-        return rc;
-    }
-    *out = list;
-    *n = got;
-    return PH_OK;
+    return store_json_list(s, DB_ALERTS, after, limit, state ? keep_alert : NULL, &state,
+                           "read alerts", out, n, next_after, err);
 }
 
 void ph_store_alerts_open(ph_store *s, uint64_t out[PH_ALERT_KINDS])

@@ -485,16 +485,6 @@ int store_apply_resolve(ph_wtxn *w, ph_cmd *c)
 
 /* ---- reads --------------------------------------------------------------------------- */
 
-static char *copy_text(const MDB_val *v)
-{
-    char *s = malloc(v->mv_size + 1);
-    if (s) {
-        memcpy(s, v->mv_data, v->mv_size);
-        s[v->mv_size] = 0;
-    }
-    return s;
-}
-
 /* Does the record (JSON text) pass the filters? */
 static int matches(const MDB_val *v, int status, const char *supplier)
 {
@@ -508,53 +498,23 @@ static int matches(const MDB_val *v, int status, const char *supplier)
     return ok;
 }
 
-#define SCAN_MAX 10000
+typedef struct discrep_filter {
+    int status;
+    const char *supplier;
+} discrep_filter;
+
+static int keep_discrep(const MDB_val *v, const void *arg)
+{
+    const discrep_filter *f = arg;
+    return matches(v, f->status, f->supplier);
+}
 
 int ph_store_discrep_list(ph_store *s, int status, const char *supplier, uint64_t after,
                           size_t limit, char ***out, size_t *n, uint64_t *next_after, ph_err *err)
 {
-    MDB_txn *txn;
-    int rc = ph_store_read_begin(s, &txn, err);
-    if (rc)
-        return rc;
-    MDB_cursor *cur;
-    char **list = calloc(limit ? limit : 1, sizeof *list);
-    size_t got = 0, scanned = 0;
-    uint64_t key = after + 1, last = 0;
-    MDB_val k = {8, &key}, v;
-    int mrc = list ? mdb_cursor_open(txn, s->dbi[DB_DISCREP], &cur) : ENOMEM;
-    if (mrc == ENOMEM) {
-        rc = ph_err_set(err, PH_ENOMEM, "out of memory");
-    } else if (mrc) {
-        rc = ph_store_lmdb_err(err, mrc, "read discrepancies");
-    } else {
-        for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-             !mrc && got < limit && scanned < SCAN_MAX;
-             mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT), scanned++) {
-            memcpy(&last, k.mv_data, 8);
-            if (!matches(&v, status, supplier))
-                continue;
-            if (!(list[got] = copy_text(&v))) {
-                rc = ph_err_set(err, PH_ENOMEM, "out of memory");
-                break;
-            }
-            got++;
-        }
-        if (rc == PH_OK && mrc && mrc != MDB_NOTFOUND)
-            rc = ph_store_lmdb_err(err, mrc, "read discrepancies");
-        /* the loop stopped on a limit with the cursor already on the next
-         * record (mrc 0): go on after the last one looked at */
-        *next_after = rc == PH_OK && !mrc ? last : 0;
-        mdb_cursor_close(cur);
-    }
-    ph_store_read_end(s, txn);
-    if (rc) {
-        ph_store_event_list_free(list, got);
-        return rc;
-    }
-    *out = list;
-    *n = got;
-    return PH_OK;
+    discrep_filter f = {status, supplier};
+    return store_json_list(s, DB_DISCREP, after, limit, status || supplier ? keep_discrep : NULL,
+                           &f, "read discrepancies", out, n, next_after, err);
 }
 
 int ph_store_discrep_get(ph_store *s, uint64_t id, char **json, ph_err *err)
@@ -569,7 +529,7 @@ int ph_store_discrep_get(ph_store *s, uint64_t id, char **json, ph_err *err)
         rc = ph_err_set(err, PH_ENOTFOUND, "discrepancy %llu: not found", (unsigned long long)id);
     else if (mrc)
         rc = ph_store_lmdb_err(err, mrc, "read discrepancy");
-    else if (!(*json = copy_text(&v)))
+    else if (!(*json = strndup(v.mv_data, v.mv_size)))
         rc = ph_err_set(err, PH_ENOMEM, "out of memory");
     ph_store_read_end(s, txn);
     return rc;

@@ -352,6 +352,18 @@ typedef struct ph_product_state_rec {
 
 /* Σ of the last known supplier stock of sku's usable offers (listed upstream, not
  * over max cost); *known 0 when any usable offer's stock is unknown. */
+/* store_read.c: the one paged list of an INTEGERKEY database of JSON records
+ * (discrepancies, alerts, replenishments): the records with id > after, in id
+ * order, at most `limit` of those `keep` accepts (NULL: all; arg is its), each
+ * copied NUL-terminated (free the list with ph_store_event_list_free), looking
+ * at most PH_LIST_SCAN_MAX records per call; *next_after is the id to go on
+ * from (0 when the database was read to its end). `what` names the records in
+ * errors ("read alerts"). Errors: PH_EIO, PH_ENOMEM. */
+#define PH_LIST_SCAN_MAX 10000
+int store_json_list(ph_store *s, int db, uint64_t after, size_t limit,
+                    int (*keep)(const MDB_val *v, const void *arg), const void *arg,
+                    const char *what, char ***out, size_t *n, uint64_t *next_after, ph_err *err);
+
 int store_offer_stock_sum(ph_wtxn *w, const char *sku, int64_t *sum, int *known);
 /* The same for the offers of sku at `suppliers` (n of them), as the caller
  * knows them from the product (the alert check's rule table): no product read. */

@@ -702,3 +702,54 @@ int ph_store_event_scan(ph_store *s, const char *client, uint64_t after, size_t 
     *out = list;
     return PH_OK;
 }
+
+/* ---- paged lists of JSON records ------------------------------------------------ */
+
+int store_json_list(ph_store *s, int db, uint64_t after, size_t limit,
+                    int (*keep)(const MDB_val *v, const void *arg), const void *arg,
+                    const char *what, char ***out, size_t *n, uint64_t *next_after, ph_err *err)
+{
+    MDB_txn *txn;
+    int rc = ph_store_read_begin(s, &txn, err);
+    if (rc)
+        return rc;
+    MDB_cursor *cur;
+    char **list = calloc(limit ? limit : 1, sizeof *list);
+    size_t got = 0, scanned = 0;
+    uint64_t key = after + 1, last = 0;
+    MDB_val k = {8, &key}, v;
+    int mrc = list ? mdb_cursor_open(txn, s->dbi[db], &cur) : ENOMEM;
+    if (mrc == ENOMEM) {
+        rc = ph_err_set(err, PH_ENOMEM, "out of memory");
+    } else if (mrc) {
+        rc = ph_store_lmdb_err(err, mrc, what);
+    } else {
+        for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+             !mrc && got < limit && scanned < PH_LIST_SCAN_MAX;
+             mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT), scanned++) {
+            memcpy(&last, k.mv_data, 8);
+            if (keep && !keep(&v, arg))
+                continue;
+            if (!(list[got] = malloc(v.mv_size + 1))) {
+                rc = ph_err_set(err, PH_ENOMEM, "out of memory");
+                break;
+            }
+            memcpy(list[got], v.mv_data, v.mv_size);
+            list[got++][v.mv_size] = 0;
+        }
+        if (rc == PH_OK && mrc && mrc != MDB_NOTFOUND)
+            rc = ph_store_lmdb_err(err, mrc, what);
+        /* stopped on a limit with the cursor already on the next record (mrc 0):
+         * go on after the last one looked at */
+        *next_after = rc == PH_OK && !mrc ? last : 0;
+        mdb_cursor_close(cur);
+    }
+    ph_store_read_end(s, txn);
+    if (rc) {
+        ph_store_event_list_free(list, got);
+        return rc;
+    }
+    *out = list;
+    *n = got;
+    return PH_OK;
+}

@@ -25,7 +25,6 @@
 #include "base/util.h"
 #include "config/config.h"
 
-#define SCAN_MAX    10000
 #define COID_PREFIX "replenish-"
 
 static const char *str_or(const char *s, const char *dflt)
@@ -404,16 +403,6 @@ int store_replenish_mark_batch(ph_wtxn *w, uint64_t batch_id, uint64_t order_id,
 
 /* ---- reads -------------------------------------------------------------------- */
 
-static char *copy_text(const MDB_val *v)
-{
-    char *s = malloc(v->mv_size + 1);
-    if (s) {
-        memcpy(s, v->mv_data, v->mv_size);
-        s[v->mv_size] = 0;
-    }
-    return s;
-}
-
 /* The record's sku and state against the filters (NULL / 0 = any). */
 static int matches(const MDB_val *v, const char *sku, int state)
 {
@@ -428,49 +417,23 @@ static int matches(const MDB_val *v, const char *sku, int state)
     return ok;
 }
 
+typedef struct repl_filter {
+    const char *sku;
+    int state;
+} repl_filter;
+
+static int keep_repl(const MDB_val *v, const void *arg)
+{
+    const repl_filter *f = arg;
+    return matches(v, f->sku, f->state);
+}
+
 int ph_store_replenish_list(ph_store *s, const char *sku, int state, uint64_t after, size_t limit,
                             char ***out, size_t *n, uint64_t *next_after, ph_err *err)
 {
-    MDB_txn *txn;
-    int rc = ph_store_read_begin(s, &txn, err);
-    if (rc)
-        return rc;
-    MDB_cursor *cur;
-    char **list = calloc(limit ? limit : 1, sizeof *list);
-    size_t got = 0, scanned = 0;
-    uint64_t key = after + 1, last = 0;
-    MDB_val k = {8, &key}, v;
-    int mrc = list ? mdb_cursor_open(txn, s->dbi[DB_REPLENISH], &cur) : ENOMEM;
-    if (mrc == ENOMEM) {
-        rc = ph_err_set(err, PH_ENOMEM, "out of memory");
-    } else if (mrc) {
-        rc = ph_store_lmdb_err(err, mrc, "read replenishments");
-    } else {
-        for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-             !mrc && got < limit && scanned < SCAN_MAX;
-             mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT), scanned++) {
-            memcpy(&last, k.mv_data, 8);
-            if (!matches(&v, sku, state))
-                continue;
-            if (!(list[got] = copy_text(&v))) {
-                rc = ph_err_set(err, PH_ENOMEM, "out of memory");
-                break;
-            }
-            got++;
-        }
-        if (rc == PH_OK && mrc && mrc != MDB_NOTFOUND)
-            rc = ph_store_lmdb_err(err, mrc, "read replenishments");
-        *next_after = rc == PH_OK && !mrc ? last : 0;
-        mdb_cursor_close(cur);
-    }
-    ph_store_read_end(s, txn);
-    if (rc) {
-        ph_store_event_list_free(list, got);
-        return rc;
-    }
-    *out = list;
-    *n = got;
-    return PH_OK;
+    repl_filter f = {sku, state};
+    return store_json_list(s, DB_REPLENISH, after, limit, sku || state ? keep_repl : NULL, &f,
+                           "read replenishments", out, n, next_after, err);
 }
 
 int ph_store_replenish_state(ph_store *s, const char *sku, int64_t at, int64_t *spent,
