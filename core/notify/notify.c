@@ -58,10 +58,11 @@ typedef struct wh_ep {
     size_t nevents;
     wh_key keys[2];
     size_t nkeys;
-    int configured, enabled; /* in the running configuration, and enabled there */
-    int loaded;              /* pending read from the store */
-    uint64_t gen;            /* the store's gen when pending was read */
-    int disabled;            /* a 410 (the store's) */
+    ph_wh_signer *signers[2]; /* of keys[], made at the first send; cleared with them */
+    int configured, enabled;  /* in the running configuration, and enabled there */
+    int loaded;               /* pending read from the store */
+    uint64_t gen;             /* the store's gen when pending was read */
+    int disabled;             /* a 410 (the store's) */
     uint64_t cursor;
     wh_del *del;
     size_t ndel, cap;
@@ -232,6 +233,10 @@ static void ep_conf_clear(wh_ep *e)
     free(e->events);
     e->events = NULL;
     e->nevents = 0;
+    for (size_t k = 0; k < 2; k++) {
+        ph_wh_signer_free(e->signers[k]);
+        e->signers[k] = NULL;
+    }
     OPENSSL_cleanse(e->keys, sizeof e->keys);
     e->nkeys = 0;
 }
@@ -673,6 +678,9 @@ static char *build_body(ph_notify *n, const wh_ep *e, const wh_del *d, const ph_
 /* Builds, signs and submits one delivery. 0 when it went out. */
 static int send_one(ph_notify *n, wh_ep *e, wh_del *d, const ph_config *cfg, int64_t now)
 {
+    for (size_t k = 0; k < e->nkeys; k++)
+        if (!e->signers[k] && !(e->signers[k] = ph_wh_signer_new(e->keys[k].key, e->keys[k].len)))
+            return -1;
     wh_job *j = calloc(1, sizeof *j);
     if (!j)
         return -1;
@@ -692,7 +700,7 @@ static int send_one(ph_notify *n, wh_ep *e, wh_del *d, const ph_config *cfg, int
     int64_t ts = now / 1000;
     for (size_t k = 0; k < e->nkeys; k++) {
         char sig[PH_WH_SIG_MAX];
-        if (ph_wh_sign(e->keys[k].key, e->keys[k].len, id, ts, j->body, j->body_len, sig)) {
+        if (ph_wh_sign_with(e->signers[k], id, ts, j->body, j->body_len, sig)) {
             job_free(j);
             return -1;
         }
