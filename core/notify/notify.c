@@ -104,6 +104,8 @@ struct ph_notify {
     /* notify thread only */
     wh_ep *eps;
     ph_wh_new *newbuf; /* NOTIFY_EVENTS_PAGE: a pass's WH_CREATE arguments */
+    char *dumpbuf;     /* a body's text as it is written (build_body) */
+    size_t dumpcap;
     /* the events of this endpoint's pass that it took, parsed once for
      * creating their deliveries and kept for their bodies (seq ascending) */
     uint64_t pass_seq[NOTIFY_EVENTS_PAGE];
@@ -624,7 +626,7 @@ static void job_free(wh_job *j)
     for (int i = 0; i < NOTIFY_HEADERS; i++)
         free(j->hdr[i]);
     free(j->url);
-    ph_json_free(j->body);
+    free(j->body);
     free(j);
 }
 
@@ -670,7 +672,25 @@ static char *build_body(ph_notify *n, const wh_ep *e, const wh_del *d, const ph_
                              "data", "seq", (json_int_t)d->seq, "previous",
                              d->previous ? json_integer((json_int_t)d->previous) : json_null(),
                              "event", cut, "order", view);
-    char *txt = body ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    char *txt = NULL;
+    if (body) {
+        /* into the thread's buffer, then one exact copy: json_dumps would grow
+         * its own by doubling, each step through the wiping allocator */
+        size_t need = json_dumpb(body, n->dumpbuf, n->dumpcap, JSON_COMPACT);
+        if (need > n->dumpcap) {
+            char *g = malloc(need * 2);
+            if (g) {
+                free(n->dumpbuf);
+                n->dumpbuf = g;
+                n->dumpcap = need * 2;
+                need = json_dumpb(body, n->dumpbuf, n->dumpcap, JSON_COMPACT);
+            }
+        }
+        if (need && need <= n->dumpcap && (txt = malloc(need + 1))) {
+            memcpy(txt, n->dumpbuf, need);
+            txt[need] = 0;
+        }
+    }
     json_decref(body);
     return txt;
 }
@@ -1032,6 +1052,7 @@ void ph_notify_destroy(ph_notify *n)
     free(n->stats);
     pass_clear(n);
     free(n->newbuf);
+    free(n->dumpbuf);
     pthread_cond_destroy(&n->cv);
     pthread_mutex_destroy(&n->mu);
     free(n);
