@@ -28,6 +28,11 @@
 #define NOTIFY_PENDING_MAX 200000 /* pending deliveries an endpoint holds in memory */
 #define NOTIFY_HEADERS     6
 
+_Static_assert((int)PH_WH_DELIVERED == (int)PH_WH_OUT_DELIVERED &&
+                   (int)PH_WH_RETRY == (int)PH_WH_OUT_RETRY &&
+                   (int)PH_WH_DEAD == (int)PH_WH_OUT_DEAD && (int)PH_WH_GONE == (int)PH_WH_OUT_GONE,
+               "an answer's outcome goes to the store as it is");
+
 /* One delivery in memory (notify thread only). */
 typedef struct wh_del {
     uint64_t seq, order_id, previous;
@@ -53,10 +58,11 @@ typedef struct wh_ep {
     size_t nevents;
     wh_key keys[2];
     size_t nkeys;
-    int configured, enabled; /* in the running configuration, and enabled there */
-    int loaded;              /* pending read from the store */
-    uint64_t gen;            /* the store's gen when pending was read */
-    int disabled;            /* a 410 (the store's) */
+    ph_wh_signer *signers[2]; /* of keys[], made at the first send; cleared with them */
+    int configured, enabled;  /* in the running configuration, and enabled there */
+    int loaded;               /* pending read from the store */
+    uint64_t gen;             /* the store's gen when pending was read */
+    int disabled;             /* a 410 (the store's) */
     uint64_t cursor;
     wh_del *del;
     size_t ndel, cap;
@@ -97,6 +103,14 @@ struct ph_notify {
     int started;
     /* notify thread only */
     wh_ep *eps;
+    ph_wh_new *newbuf; /* NOTIFY_EVENTS_PAGE: a pass's WH_CREATE arguments */
+    char *dumpbuf;     /* a body's text as it is written (build_body) */
+    size_t dumpcap;
+    /* the events of this endpoint's pass that it took, parsed once for
+     * creating their deliveries and kept for their bodies (seq ascending) */
+    uint64_t pass_seq[NOTIFY_EVENTS_PAGE];
+    json_t *pass_ev[NOTIFY_EVENTS_PAGE];
+    size_t npass;
     const ph_config *applied; /* the snapshot the endpoints were built from (pointer only) */
     int64_t retry_for_ms, base_ms, max_ms;
     unsigned timeout_ms, max_in_flight;
@@ -221,6 +235,10 @@ static void ep_conf_clear(wh_ep *e)
     free(e->events);
     e->events = NULL;
     e->nevents = 0;
+    for (size_t k = 0; k < 2; k++) {
+        ph_wh_signer_free(e->signers[k]);
+        e->signers[k] = NULL;
+    }
     OPENSSL_cleanse(e->keys, sizeof e->keys);
     e->nkeys = 0;
 }
@@ -430,14 +448,37 @@ static int ep_wants(const wh_ep *e, const char *type)
     return 0;
 }
 
+static void pass_clear(ph_notify *n)
+{
+    for (size_t i = 0; i < n->npass; i++)
+        json_decref(n->pass_ev[i]);
+    n->npass = 0;
+}
+
+/* This pass's parsed event seq (borrowed), or NULL. */
+static json_t *pass_find(const ph_notify *n, uint64_t seq)
+{
+    size_t lo = 0, hi = n->npass;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (n->pass_seq[mid] < seq)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n->npass && n->pass_seq[lo] == seq ? n->pass_ev[lo] : NULL;
+}
+
 /* Reads the events after e's cursor and creates the deliveries of those it
- * takes, moving the cursor over every event read (one command). */
+ * takes, moving the cursor over every event read (one command). The events
+ * taken stay parsed for this pass's bodies (pass_find). */
 static void create_deliveries(ph_notify *n, wh_ep *e)
 {
     char **list;
     size_t cnt;
     ph_err err = {0};
     e->more = 0;
+    pass_clear(n);
     if (ph_store_event_list(n->store, e->cursor, NOTIFY_EVENTS_PAGE, &list, &cnt, &err)) {
         ph_log(n->log, PH_LOG_ERROR, NULL, "webhook.read", "endpoint=%s detail=\"%s\"", e->id,
                err.msg);
@@ -447,9 +488,9 @@ static void create_deliveries(ph_notify *n, wh_ep *e)
         ph_store_event_list_free(list, cnt);
         return;
     }
-    json_t *dl = json_array();
+    size_t nd = 0;
     uint64_t to = e->cursor;
-    for (size_t i = 0; i < cnt; i++) {
+    for (size_t i = 0; i < cnt && i < NOTIFY_EVENTS_PAGE; i++) {
         json_t *ev = json_loads(list[i], JSON_DISABLE_EOF_CHECK, NULL);
         json_int_t seq = json_integer_value(json_object_get(ev, "seq"));
         const char *type = json_string_value(json_object_get(ev, "type"));
@@ -457,27 +498,28 @@ static void create_deliveries(ph_notify *n, wh_ep *e)
         json_t *oid = json_object_get(ev, "order_id");
         if (seq > 0)
             to = (uint64_t)seq;
-        int take = type && ep_wants(e, type) &&
-                   (ph_wh_product_event(type)
-                        ? 1
-                        : json_is_integer(oid) && client && !strcmp(client, e->client));
-        if (take)
-            json_array_append_new(
-                dl, json_pack("[I,s,I]", seq, type,
-                              ph_wh_product_event(type) ? (json_int_t)0 : json_integer_value(oid)));
-        json_decref(ev);
+        int product = type && ph_wh_product_event(type);
+        int take = type && strlen(type) <= PH_SKU_MAX && seq > 0 && ep_wants(e, type) &&
+                   (product || (json_is_integer(oid) && json_integer_value(oid) >= 0 && client &&
+                                !strcmp(client, e->client)));
+        if (take) {
+            ph_wh_new *d = &n->newbuf[nd++];
+            d->seq = (uint64_t)seq;
+            d->order_id = product ? 0 : (uint64_t)json_integer_value(oid);
+            snprintf(d->type, sizeof d->type, "%s", type);
+            n->pass_seq[n->npass] = (uint64_t)seq;
+            n->pass_ev[n->npass++] = ev;
+        } else
+            json_decref(ev);
     }
     e->more = cnt == NOTIFY_EVENTS_PAGE;
     ph_store_event_list_free(list, cnt);
-    json_t *args = json_pack("{s:I,s:I,s:o}", "cursor_from", (json_int_t)e->cursor, "cursor_to",
-                             (json_int_t)to, "deliveries", dl);
-    char *txt = args ? json_dumps(args, JSON_COMPACT) : NULL;
-    json_decref(args);
-    if (!txt)
-        return;
     ph_cmd cmd = {.type = PH_CMD_WH_CREATE, .now = ph_now_ms()};
     cmd.in.wh.endpoint = e->id;
-    cmd.in.wh.json = txt;
+    cmd.in.wh.cursor_from = e->cursor;
+    cmd.in.wh.cursor_to = to;
+    cmd.in.wh.dels = n->newbuf;
+    cmd.in.wh.ndels = nd;
     int rc = ph_store_exec(n->store, &cmd);
     uint64_t from = e->cursor;
     if (rc == PH_OK) {
@@ -488,9 +530,9 @@ static void create_deliveries(ph_notify *n, wh_ep *e)
         ph_log(n->log, PH_LOG_ERROR, NULL, "webhook.create", "endpoint=%s detail=\"%s\"", e->id,
                cmd.err.msg);
         e->loaded = 0; /* read the store's state again */
+        pass_clear(n);
     }
     ph_cmd_clear(&cmd);
-    ph_json_free(txt);
 }
 
 /* The endpoint's stored state: created when never seen (its cursor starts at
@@ -502,13 +544,9 @@ static int sync_state(ph_notify *n, wh_ep *e)
     ph_err err = {0};
     int rc = ph_store_wh_endpoint_get(n->store, e->id, &st, &err);
     if (rc == PH_ENOTFOUND) {
-        char args[96];
-        snprintf(args, sizeof args,
-                 "{\"cursor_from\":0,\"cursor_to\":%" PRIu64 ",\"deliveries\":[]}",
-                 ph_store_event_last(n->store));
         ph_cmd cmd = {.type = PH_CMD_WH_CREATE, .now = ph_now_ms()};
         cmd.in.wh.endpoint = e->id;
-        cmd.in.wh.json = args;
+        cmd.in.wh.cursor_to = ph_store_event_last(n->store);
         rc = ph_store_exec(n->store, &cmd);
         if (rc)
             ph_log(n->log, PH_LOG_ERROR, NULL, "webhook.create", "endpoint=%s detail=\"%s\"", e->id,
@@ -588,26 +626,31 @@ static void job_free(wh_job *j)
     for (int i = 0; i < NOTIFY_HEADERS; i++)
         free(j->hdr[i]);
     free(j->url);
-    ph_json_free(j->body);
+    free(j->body);
     free(j);
 }
 
 /* The body: the event cut for a mall and the order's view without codes. */
 static char *build_body(ph_notify *n, const wh_ep *e, const wh_del *d, const ph_config *cfg)
 {
-    char **list;
-    size_t cnt;
     ph_err err = {0};
-    if (ph_store_event_list(n->store, d->seq - 1, 1, &list, &cnt, &err))
-        return NULL;
-    if (cnt != 1) {
+    json_t *ev = pass_find(n, d->seq);
+    if (ev)
+        json_incref(ev);
+    else {
+        char **list;
+        size_t cnt;
+        if (ph_store_event_list(n->store, d->seq - 1, 1, &list, &cnt, &err))
+            return NULL;
+        if (cnt != 1) {
+            ph_store_event_list_free(list, cnt);
+            return NULL;
+        }
+        ev = json_loads(list[0], JSON_DISABLE_EOF_CHECK, NULL);
         ph_store_event_list_free(list, cnt);
-        return NULL;
+        if (!ev)
+            return NULL;
     }
-    json_t *ev = json_loads(list[0], JSON_DISABLE_EOF_CHECK, NULL);
-    ph_store_event_list_free(list, cnt);
-    if (!ev)
-        return NULL;
     const char *at = json_string_value(json_object_get(ev, "at"));
     json_t *ts = json_string(at ? at : "");
     int product = ph_wh_product_event(d->type);
@@ -629,7 +672,25 @@ static char *build_body(ph_notify *n, const wh_ep *e, const wh_del *d, const ph_
                              "data", "seq", (json_int_t)d->seq, "previous",
                              d->previous ? json_integer((json_int_t)d->previous) : json_null(),
                              "event", cut, "order", view);
-    char *txt = body ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    char *txt = NULL;
+    if (body) {
+        /* into the thread's buffer, then one exact copy: json_dumps would grow
+         * its own by doubling, each step through the wiping allocator */
+        size_t need = json_dumpb(body, n->dumpbuf, n->dumpcap, JSON_COMPACT);
+        if (need > n->dumpcap) {
+            char *g = malloc(need * 2);
+            if (g) {
+                free(n->dumpbuf);
+                n->dumpbuf = g;
+                n->dumpcap = need * 2;
+                need = json_dumpb(body, n->dumpbuf, n->dumpcap, JSON_COMPACT);
+            }
+        }
+        if (need && need <= n->dumpcap && (txt = malloc(need + 1))) {
+            memcpy(txt, n->dumpbuf, need);
+            txt[need] = 0;
+        }
+    }
     json_decref(body);
     return txt;
 }
@@ -637,6 +698,9 @@ static char *build_body(ph_notify *n, const wh_ep *e, const wh_del *d, const ph_
 /* Builds, signs and submits one delivery. 0 when it went out. */
 static int send_one(ph_notify *n, wh_ep *e, wh_del *d, const ph_config *cfg, int64_t now)
 {
+    for (size_t k = 0; k < e->nkeys; k++)
+        if (!e->signers[k] && !(e->signers[k] = ph_wh_signer_new(e->keys[k].key, e->keys[k].len)))
+            return -1;
     wh_job *j = calloc(1, sizeof *j);
     if (!j)
         return -1;
@@ -656,7 +720,7 @@ static int send_one(ph_notify *n, wh_ep *e, wh_del *d, const ph_config *cfg, int
     int64_t ts = now / 1000;
     for (size_t k = 0; k < e->nkeys; k++) {
         char sig[PH_WH_SIG_MAX];
-        if (ph_wh_sign(e->keys[k].key, e->keys[k].len, id, ts, j->body, j->body_len, sig)) {
+        if (ph_wh_sign_with(e->signers[k], id, ts, j->body, j->body_len, sig)) {
             job_free(j);
             return -1;
         }
@@ -750,7 +814,6 @@ static void take_answers(ph_notify *n)
     if (!list)
         return;
     int64_t now = ph_now_ms();
-    json_t *rs = json_array();
     typedef struct {
         wh_ep *e;
         uint64_t seq;
@@ -761,6 +824,11 @@ static void take_answers(ph_notify *n)
     for (wh_job *j = list; j; j = j->next_done)
         cnt++;
     ans *a = calloc(cnt ? cnt : 1, sizeof *a);
+    ph_wh_answer *rs = calloc(cnt ? cnt : 1, sizeof *rs);
+    if (!rs) {
+        free(a);
+        a = NULL;
+    }
     size_t k = 0;
     for (wh_job *j = list; j && a; j = j->next_done, k++) {
         wh_ep *e = ep_find(n, j->ep);
@@ -777,29 +845,29 @@ static void take_answers(ph_notify *n)
         if (outcome == PH_WH_GONE)
             next_at = now;
         a[k] = (ans){e, j->seq, outcome, next_at};
-        json_array_append_new(rs, json_pack("{s:s,s:I,s:i,s:s,s:s,s:I}", "endpoint", j->ep, "seq",
-                                            (json_int_t)j->seq, "status", status, "error", why,
-                                            "outcome", ph_wh_outcome_name(outcome), "next_at",
-                                            (json_int_t)next_at));
+        rs[k] = (ph_wh_answer){.endpoint = j->ep,
+                               .error = why,
+                               .seq = j->seq,
+                               .next_at = next_at,
+                               .status = status,
+                               .outcome = outcome};
         if (outcome != PH_WH_DELIVERED)
             ph_log(n->log, PH_LOG_INFO, NULL, "webhook.attempt",
                    "endpoint=%s delivery=%s attempt=%u status=%d outcome=%s detail=\"%s\"", j->ep,
                    id, attempt, status, ph_wh_outcome_name(outcome), j->job.detail);
     }
-    json_t *args = json_pack("{s:o}", "results", rs);
-    char *txt = args ? json_dumps(args, JSON_COMPACT) : NULL;
-    json_decref(args);
     int rc = PH_ENOMEM;
-    if (txt && a) {
+    if (a) {
         ph_cmd cmd = {.type = PH_CMD_WH_RESULT, .now = now};
-        cmd.in.wh.json = txt;
+        cmd.in.wh.answers = rs;
+        cmd.in.wh.nanswers = cnt;
         rc = ph_store_exec(n->store, &cmd);
         if (rc)
             ph_log(n->log, PH_LOG_ERROR, NULL, "webhook.result",
                    "detail=\"%s\" effect=\"the deliveries are sent again\"", cmd.err.msg);
         ph_cmd_clear(&cmd);
     }
-    ph_json_free(txt);
+    free(rs);
     k = 0;
     for (wh_job *j = list; j; k++) {
         wh_job *nx = j->next_done;
@@ -861,7 +929,11 @@ static void *notify_main(void *arg)
             create_deliveries(n, e);
             busy |= e->more;
             del_compact(e);
+            /* the deliveries just created are due at the command's time: sent
+             * in this pass, while their events are still parsed */
+            now = ph_now_ms();
             int64_t next = send_due(n, e, ref->cfg, now);
+            pass_clear(n);
             if (next && (!due || next < due))
                 due = next;
             stat_of(n, e->id, ep_pending(e), 0, 0, 0, 0);
@@ -904,6 +976,10 @@ int ph_notify_create(const ph_notify_opts *opts, ph_notify **out, ph_err *err)
     n->render = opts->render;
     n->render_arg = opts->render_arg;
     n->poll_ms = opts->poll_ms ? opts->poll_ms : 50;
+    if (!(n->newbuf = calloc(NOTIFY_EVENTS_PAGE, sizeof *n->newbuf))) {
+        free(n);
+        return ph_err_set(err, PH_ENOMEM, "out of memory");
+    }
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -913,6 +989,7 @@ int ph_notify_create(const ph_notify_opts *opts, ph_notify **out, ph_err *err)
     if (pthread_create(&n->thread, NULL, notify_main, n)) {
         pthread_cond_destroy(&n->cv);
         pthread_mutex_destroy(&n->mu);
+        free(n->newbuf);
         free(n);
         return ph_err_set(err, PH_EIO, "notify: cannot start the delivery thread");
     }
@@ -973,6 +1050,9 @@ void ph_notify_destroy(ph_notify *n)
         ep_free(e);
     }
     free(n->stats);
+    pass_clear(n);
+    free(n->newbuf);
+    free(n->dumpbuf);
     pthread_cond_destroy(&n->cv);
     pthread_mutex_destroy(&n->mu);
     free(n);

@@ -4,7 +4,8 @@
 #include "notify/wh_policy.h"
 
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/core_names.h>
+#include <openssl/params.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,31 +49,63 @@ int ph_wh_secret_key(const char *secret, uint8_t key[PH_WH_KEY_MAX], size_t *len
     return PH_OK;
 }
 
-int ph_wh_sign(const uint8_t *key, size_t key_len, const char *id, int64_t ts, const char *body,
-               size_t body_len, char out[PH_WH_SIG_MAX])
+struct ph_wh_signer {
+    EVP_MAC_CTX *ctx; /* keyed: each signature starts from it again */
+};
+
+ph_wh_signer *ph_wh_signer_new(const uint8_t *key, size_t key_len)
+{
+    ph_wh_signer *s = calloc(1, sizeof *s);
+    EVP_MAC *mac = s ? EVP_MAC_fetch(NULL, "HMAC", NULL) : NULL;
+    char digest[] = "SHA256";
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", digest, 0),
+                           OSSL_PARAM_construct_end()};
+    if (mac && (s->ctx = EVP_MAC_CTX_new(mac)) && EVP_MAC_init(s->ctx, key, key_len, params)) {
+        EVP_MAC_free(mac);
+        return s;
+    }
+    EVP_MAC_free(mac);
+    ph_wh_signer_free(s);
+    return NULL;
+}
+
+void ph_wh_signer_free(ph_wh_signer *s)
+{
+    if (!s)
+        return;
+    EVP_MAC_CTX_free(s->ctx);
+    free(s);
+}
+
+int ph_wh_sign_with(ph_wh_signer *s, const char *id, int64_t ts, const char *body, size_t body_len,
+                    char out[PH_WH_SIG_MAX])
 {
     char tsbuf[32];
-    int tn = snprintf(tsbuf, sizeof tsbuf, "%lld", (long long)ts);
-    size_t idn = strlen(id), n = idn + 1 + (size_t)tn + 1 + body_len;
-    /* one buffer for HMAC() (the one-shot form OpenSSL 3 keeps) */
-    unsigned char *msg = malloc(n ? n : 1);
-    if (!msg)
-        return PH_ENOMEM;
-    memcpy(msg, id, idn);
-    msg[idn] = '.';
-    memcpy(msg + idn + 1, tsbuf, (size_t)tn);
-    msg[idn + 1 + (size_t)tn] = '.';
-    if (body_len)
-        memcpy(msg + idn + 2 + (size_t)tn, body, body_len);
+    int tn = snprintf(tsbuf, sizeof tsbuf, ".%lld.", (long long)ts);
     uint8_t mac[32];
-    unsigned mlen = 0;
-    int ok = HMAC(EVP_sha256(), key, (int)key_len, msg, n, mac, &mlen) && mlen == sizeof mac;
-    free(msg);
+    size_t mlen = 0;
+    /* a NULL key starts again from the key the context holds */
+    int ok = EVP_MAC_init(s->ctx, NULL, 0, NULL) &&
+             EVP_MAC_update(s->ctx, (const unsigned char *)id, strlen(id)) &&
+             EVP_MAC_update(s->ctx, (const unsigned char *)tsbuf, (size_t)tn) &&
+             (!body_len || EVP_MAC_update(s->ctx, (const unsigned char *)body, body_len)) &&
+             EVP_MAC_final(s->ctx, mac, &mlen, sizeof mac) && mlen == sizeof mac;
     if (!ok)
         return PH_EIO;
     memcpy(out, "v1,", 3);
     EVP_EncodeBlock((unsigned char *)out + 3, mac, (int)sizeof mac); /* 44 chars and a NUL */
     return PH_OK;
+}
+
+int ph_wh_sign(const uint8_t *key, size_t key_len, const char *id, int64_t ts, const char *body,
+               size_t body_len, char out[PH_WH_SIG_MAX])
+{
+    ph_wh_signer *s = ph_wh_signer_new(key, key_len);
+    if (!s)
+        return PH_EIO;
+    int rc = ph_wh_sign_with(s, id, ts, body, body_len, out);
+    ph_wh_signer_free(s);
+    return rc;
 }
 
 /* FNV-1a over the id and the attempt: a stable draw, not a secret. */

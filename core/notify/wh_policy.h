@@ -29,6 +29,17 @@ int ph_wh_secret_key(const char *secret, uint8_t key[PH_WH_KEY_MAX], size_t *len
 int ph_wh_sign(const uint8_t *key, size_t key_len, const char *id, int64_t ts, const char *body,
                size_t body_len, char out[PH_WH_SIG_MAX]);
 
+/* A key made ready once for many signatures (the HMAC's fetch and key
+ * schedule are most of a one-shot's cost). Owned by the caller; used by one
+ * thread at a time. ph_wh_signer_new: NULL when OpenSSL fails or out of
+ * memory. ph_wh_signer_free(NULL) does nothing. ph_wh_sign_with: what
+ * ph_wh_sign writes, with the same returns. */
+typedef struct ph_wh_signer ph_wh_signer;
+ph_wh_signer *ph_wh_signer_new(const uint8_t *key, size_t key_len);
+void ph_wh_signer_free(ph_wh_signer *s);
+int ph_wh_sign_with(ph_wh_signer *s, const char *id, int64_t ts, const char *body, size_t body_len,
+                    char out[PH_WH_SIG_MAX]);
+
 /* The wait before attempt `attempt` + 1 after `attempt` failed (1-based):
  * base_ms x 2^(attempt - 1), capped at max_ms, then scaled into [1/2, 1] of
  * itself by a jitter drawn from the delivery id and the attempt (the same id

@@ -276,7 +276,32 @@ static int encode_cmd(wbuf *b, const ph_cmd *c, size_t idx, ph_err *err)
             w_target(b, &c->in.replenish.offers[i]);
         break;
     case PH_CMD_WH_CREATE:
+        if (c->in.wh.ndels > UINT32_MAX)
+            return ph_err_set(err, PH_EINVAL, "command %zu (wh_create): dels: too many", idx);
+        w_str(b, c->in.wh.endpoint);
+        w_u64(b, c->in.wh.cursor_from);
+        w_u64(b, c->in.wh.cursor_to);
+        w_u32(b, (uint32_t)c->in.wh.ndels);
+        for (size_t i = 0; i < c->in.wh.ndels; i++) {
+            w_u64(b, c->in.wh.dels[i].seq);
+            w_u64(b, c->in.wh.dels[i].order_id);
+            w_str(b, c->in.wh.dels[i].type);
+        }
+        break;
     case PH_CMD_WH_RESULT:
+        if (c->in.wh.nanswers > UINT32_MAX)
+            return ph_err_set(err, PH_EINVAL, "command %zu (wh_result): answers: too many", idx);
+        w_u32(b, (uint32_t)c->in.wh.nanswers);
+        for (size_t i = 0; i < c->in.wh.nanswers; i++) {
+            const ph_wh_answer *a = &c->in.wh.answers[i];
+            w_str(b, a->endpoint);
+            w_str(b, a->error);
+            w_u64(b, a->seq);
+            w_i64(b, a->next_at);
+            w_i32(b, a->status);
+            w_i32(b, a->outcome);
+        }
+        break;
     case PH_CMD_WH_ENABLE:
     case PH_CMD_WH_REPLAY:
         w_str(b, c->in.wh.endpoint);
@@ -729,6 +754,46 @@ static void r_fixed(rd *r, char *dst, size_t size, const char *field)
         memcpy(dst, t, strlen(t) + 1);
 }
 
+static void decode_wh_create(rd *r, ph_cmd *c)
+{
+    c->in.wh.endpoint = r_str(r, "endpoint");
+    c->in.wh.cursor_from = r_u64(r, "cursor_from");
+    c->in.wh.cursor_to = r_u64(r, "cursor_to");
+    size_t n = r_count(r, 8 + 8 + 4, "dels");
+    ph_wh_new *d = a_alloc(r->a, n * sizeof *d);
+    if (!d) {
+        r_fail(r, "dels", NULL);
+        return;
+    }
+    for (size_t i = 0; i < n && !r->rc; i++) {
+        d[i].seq = r_u64(r, "dels.seq");
+        d[i].order_id = r_u64(r, "dels.order_id");
+        r_fixed(r, d[i].type, sizeof d[i].type, "dels.type");
+    }
+    c->in.wh.dels = d;
+    c->in.wh.ndels = n;
+}
+
+static void decode_wh_result(rd *r, ph_cmd *c)
+{
+    size_t n = r_count(r, 4 + 4 + 8 + 8 + 4 + 4, "answers");
+    ph_wh_answer *a = a_alloc(r->a, n * sizeof *a);
+    if (!a) {
+        r_fail(r, "answers", NULL);
+        return;
+    }
+    for (size_t i = 0; i < n && !r->rc; i++) {
+        a[i].endpoint = r_str(r, "answers.endpoint");
+        a[i].error = r_str(r, "answers.error");
+        a[i].seq = r_u64(r, "answers.seq");
+        a[i].next_at = r_i64(r, "answers.next_at");
+        a[i].status = r_i32(r, "answers.status");
+        a[i].outcome = r_i32(r, "answers.outcome");
+    }
+    c->in.wh.answers = a;
+    c->in.wh.nanswers = n;
+}
+
 static void decode_recon(rd *r, ph_cmd *c)
 {
     c->in.recon.supplier = r_str(r, "supplier");
@@ -902,7 +967,11 @@ static int decode_cmd(rd *r, ph_cmd *c, int *rc_out)
         c->in.note.fields = r_str(r, "fields");
         break;
     case PH_CMD_WH_CREATE:
+        decode_wh_create(r, c);
+        break;
     case PH_CMD_WH_RESULT:
+        decode_wh_result(r, c);
+        break;
     case PH_CMD_WH_ENABLE:
     case PH_CMD_WH_REPLAY:
         c->in.wh.endpoint = r_str(r, "endpoint");

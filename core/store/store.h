@@ -570,6 +570,24 @@ int ph_pin_parse(const char *name);
 int ph_store_offer_states(ph_store *s, const char *sku, const char *const *suppliers, size_t n,
                           ph_offer_state *out, int *found, ph_err *err);
 
+/* One new webhook delivery of PH_CMD_WH_CREATE. */
+typedef struct ph_wh_new {
+    uint64_t seq;      /* the event's */
+    uint64_t order_id; /* 0: a product event */
+    char type[PH_SKU_MAX + 1];
+} ph_wh_new;
+
+/* One attempt's answer of PH_CMD_WH_RESULT. */
+enum { PH_WH_OUT_DELIVERED = 1, PH_WH_OUT_RETRY, PH_WH_OUT_DEAD, PH_WH_OUT_GONE };
+typedef struct ph_wh_answer {
+    const char *endpoint;
+    const char *error; /* "" or NULL: none; at most 120 bytes (the engine's detail words) */
+    uint64_t seq;
+    int64_t next_at; /* retry, gone: when to try again (the writer reads no clock) */
+    int32_t status;  /* the HTTP status, 0 none */
+    int outcome;     /* PH_WH_OUT_* (wh_policy.h's PH_WH_* have the same values) */
+} ph_wh_answer;
+
 typedef struct ph_cmd ph_cmd;
 typedef void (*ph_cmd_done_fn)(ph_cmd *cmd);
 
@@ -916,21 +934,21 @@ struct ph_cmd {
         } replenish;
         /*
          * WH_*: webhook deliveries (store_webhooks.c). `endpoint` is the
-         * endpoint id (WH_RESULT: NULL, each result names its own); `json` the
-         * command's arguments as JSON text, parsed by the writer:
-         *   WH_CREATE {"cursor_from": a, "cursor_to": b, "deliveries":
-         *     [[seq, "type", order_id or 0], ...]}: refused with PH_ECONFLICT
-         *     unless the endpoint's stored cursor is a (0 for an endpoint never
-         *     seen: its record is created); each seq in (a, b], ascending. Each
-         *     delivery is stored pending with `previous` = the seq of the
-         *     endpoint's last delivery of the same order (0 none), due now.
-         *     The cursor becomes b. wh_count: deliveries created.
-         *   WH_RESULT {"results": [{"endpoint", "seq", "status", "error",
-         *     "outcome": "delivered"|"retry"|"dead"|"gone", "next_at"}]}: one
-         *     attempt each, appended to the attempt log; the delivery moves as
-         *     the outcome says ("gone": the endpoint is disabled, the delivery
-         *     stays pending). A result for a delivery that is not pending is
-         *     skipped (a replay or a duplicate). wh_count: results applied.
+         * endpoint id (WH_RESULT: NULL, each answer names its own). CREATE and
+         * RESULT, one per delivery pass, carry their arguments as structs (no
+         * text for the writer to parse); ENABLE and REPLAY, rare ops actions,
+         * `json`:
+         *   WH_CREATE cursor_from a, cursor_to b, dels[ndels]: refused with
+         *     PH_ECONFLICT unless the endpoint's stored cursor is a (0 for an
+         *     endpoint never seen: its record is created); each seq in (a, b],
+         *     ascending. Each delivery is stored pending with `previous` = the
+         *     seq of the endpoint's last delivery of the same order (0 none),
+         *     due now. The cursor becomes b. wh_count: deliveries created.
+         *   WH_RESULT answers[nanswers]: one attempt each, appended to the
+         *     attempt log; the delivery moves as the outcome says (gone: the
+         *     endpoint is disabled, the delivery stays pending). An answer for
+         *     a delivery that is not pending is skipped (a replay or a
+         *     duplicate). wh_count: answers applied.
          *   WH_ENABLE (json NULL): the endpoint is enabled again.
          *     PH_ENOTFOUND when the store has no such endpoint.
          *   WH_REPLAY {"seq": n} or {"from_seq": a, "to_seq": b}: each
@@ -939,11 +957,17 @@ struct ph_cmd {
          *     wh_count: deliveries replayed. PH_ENOTFOUND: no such endpoint,
          *     or (seq) no such delivery.
          * ENABLE and REPLAY bump the endpoint's `gen`, which tells the
-         * delivery thread to read its pending deliveries again.
+         * delivery thread to read its pending deliveries again. The arrays and
+         * strings stay the submitter's until the command completes.
          */
         struct {
             const char *endpoint;
-            const char *json;
+            const char *json; /* REPLAY */
+            uint64_t cursor_from, cursor_to;
+            const ph_wh_new *dels;
+            size_t ndels;
+            const ph_wh_answer *answers;
+            size_t nanswers;
         } wh;
         struct {
             const char *supplier, *client; /* client: the token's name, who imported it */

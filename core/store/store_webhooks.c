@@ -3,11 +3,12 @@
  * "Webhooks"): each endpoint's state (cursor, disabled by a 410, counters),
  * its deliveries keyed by (endpoint, event seq), the pending index the
  * delivery thread resumes from, the last delivery of each order (`previous`),
- * and the attempt log. PH_CMD_WH_* apply here; their arguments are JSON text
- * (store.h, in.wh), parsed in the writer: applying stays a function of the
- * data and the command (times are the command's `now` and the submitter's
- * next_at, never a clock read here).
+ * and the attempt log. PH_CMD_WH_* apply here; CREATE and RESULT, one per
+ * delivery pass, carry structs (store.h, in.wh), REPLAY JSON text parsed here:
+ * applying stays a function of the data and the command (times are the command's `now` and the
+ * submitter's next_at, never a clock read here).
  */
+#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,14 +105,91 @@ static void ep_decode(json_t *j, ph_wh_endpoint_state *e)
     e->last_failure_at = json_integer_value(json_object_get(j, "last_failure_at"));
 }
 
-static json_t *ep_encode(const ph_wh_endpoint_state *e)
+/* The endpoint record's text: byte for byte what jansson wrote for it
+ * (compact, keys in this order), printed and scanned by hand because the
+ * writer reads and writes it once per delivery command. */
+#define EP_TEXT_MAX 400
+static const char *const ep_keys[] = {
+    "cursor",    "disabled",        "disabled_at",    "gen", "pending", "failing", "dead",
+    "delivered", "last_success_at", "last_failure_at"};
+
+static size_t ep_format(const ph_wh_endpoint_state *e, char out[EP_TEXT_MAX])
 {
-    return json_pack("{s:I,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "cursor", (json_int_t)e->cursor,
-                     "disabled", e->disabled, "disabled_at", (json_int_t)e->disabled_at, "gen",
-                     (json_int_t)e->gen, "pending", (json_int_t)e->pending, "failing",
-                     (json_int_t)e->failing, "dead", (json_int_t)e->dead, "delivered",
-                     (json_int_t)e->delivered, "last_success_at", (json_int_t)e->last_success_at,
-                     "last_failure_at", (json_int_t)e->last_failure_at);
+    int n =
+        snprintf(out, EP_TEXT_MAX,
+                 "{\"cursor\":%" PRId64 ",\"disabled\":%s,\"disabled_at\":%" PRId64
+                 ",\"gen\":%" PRId64 ",\"pending\":%" PRId64 ",\"failing\":%" PRId64
+                 ",\"dead\":%" PRId64 ",\"delivered\":%" PRId64 ",\"last_success_at\":%" PRId64
+                 ",\"last_failure_at\":%" PRId64 "}",
+                 (int64_t)e->cursor, e->disabled ? "true" : "false", (int64_t)e->disabled_at,
+                 (int64_t)e->gen, (int64_t)e->pending, (int64_t)e->failing, (int64_t)e->dead,
+                 (int64_t)e->delivered, (int64_t)e->last_success_at, (int64_t)e->last_failure_at);
+    assert(n > 0 && n < EP_TEXT_MAX);
+    return (size_t)n;
+}
+
+/* Scans text in ep_format's form; -1 for anything else (then jansson reads it). */
+static int ep_scan(const char *p, size_t len, ph_wh_endpoint_state *e)
+{
+    const char *end = p + len;
+    int64_t v[10];
+    if (p == end || *p++ != '{')
+        return -1;
+    for (size_t i = 0; i < 10; i++) {
+        size_t kl = strlen(ep_keys[i]);
+        if ((size_t)(end - p) < kl + 4 || p[0] != '"' || memcmp(p + 1, ep_keys[i], kl) ||
+            p[kl + 1] != '"' || p[kl + 2] != ':')
+            return -1;
+        p += kl + 3;
+        if (i == 1) {
+            if (end - p >= 4 && !memcmp(p, "true", 4))
+                v[i] = 1, p += 4;
+            else if (end - p >= 5 && !memcmp(p, "false", 5))
+                v[i] = 0, p += 5;
+            else
+                return -1;
+        } else {
+            int neg = p < end && *p == '-';
+            p += neg;
+            uint64_t x = 0;
+            const char *d0 = p;
+            while (p < end && *p >= '0' && *p <= '9' && p - d0 < 19)
+                x = x * 10 + (uint64_t)(*p++ - '0');
+            if (p == d0 || (p < end && *p >= '0' && *p <= '9'))
+                return -1;
+            v[i] = neg ? -(int64_t)x : (int64_t)x;
+        }
+        if (p == end || *p++ != (i == 9 ? '}' : ','))
+            return -1;
+    }
+    if (p != end)
+        return -1;
+    *e = (ph_wh_endpoint_state){.cursor = (uint64_t)v[0],
+                                .disabled = (int)v[1],
+                                .disabled_at = v[2],
+                                .gen = (uint64_t)v[3],
+                                .pending = (uint64_t)v[4],
+                                .failing = (uint64_t)v[5],
+                                .dead = (uint64_t)v[6],
+                                .delivered = (uint64_t)v[7],
+                                .last_success_at = v[8],
+                                .last_failure_at = v[9]};
+    return 0;
+}
+
+/* The endpoint record's state; -1 when it is not a JSON object. */
+static int ep_read(const MDB_val *v, ph_wh_endpoint_state *e)
+{
+    if (ep_scan(v->mv_data, v->mv_size, e) == 0)
+        return 0;
+    json_t *j = json_loadb(v->mv_data, v->mv_size, 0, NULL);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return -1;
+    }
+    ep_decode(j, e);
+    json_decref(j);
+    return 0;
 }
 
 /* Delivery record (wh_deliveries): this header, then the type and the last
@@ -168,20 +246,6 @@ static int del_decode(const MDB_val *v, uint64_t seq, ph_wh_delivery *d)
 
 /* ---- writer helpers ---------------------------------------------------------------- */
 
-static int put_json(ph_wtxn *w, int db, const void *key, size_t klen, json_t *j, ph_err *err)
-{
-    if (!j)
-        return ph_err_set(err, PH_ENOMEM, "out of memory");
-    char *txt = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(j);
-    if (!txt)
-        return ph_err_set(err, PH_ENOMEM, "out of memory");
-    MDB_val k = {klen, (void *)key}, v = {strlen(txt), txt};
-    int mrc = mdb_put(w->txn, w->s->dbi[db], &k, &v, 0);
-    ph_json_free(txt);
-    return mrc ? ph_store_lmdb_err(err, mrc, "write webhook record") : PH_OK;
-}
-
 /* *found 0 and a zero state when the endpoint was never seen. */
 static int ep_load(ph_wtxn *w, const char *endpoint, ph_wh_endpoint_state *e, int *found,
                    ph_err *err)
@@ -194,20 +258,18 @@ static int ep_load(ph_wtxn *w, const char *endpoint, ph_wh_endpoint_state *e, in
         return PH_OK;
     if (mrc)
         return ph_store_lmdb_err(err, mrc, "read webhook endpoint");
-    json_t *j = json_loadb(v.mv_data, v.mv_size, 0, NULL);
-    if (!json_is_object(j)) {
-        json_decref(j);
+    if (ep_read(&v, e))
         return ph_err_set(err, PH_EIO, "store: wh_endpoints: malformed record of %s", endpoint);
-    }
-    ep_decode(j, e);
-    json_decref(j);
     *found = 1;
     return PH_OK;
 }
 
 static int ep_save(ph_wtxn *w, const char *endpoint, const ph_wh_endpoint_state *e, ph_err *err)
 {
-    return put_json(w, DB_WH_ENDPOINTS, endpoint, strlen(endpoint), ep_encode(e), err);
+    char txt[EP_TEXT_MAX];
+    MDB_val k = {strlen(endpoint), (void *)endpoint}, v = {ep_format(e, txt), txt};
+    int mrc = mdb_put(w->txn, w->s->dbi[DB_WH_ENDPOINTS], &k, &v, 0);
+    return mrc ? ph_store_lmdb_err(err, mrc, "write webhook endpoint") : PH_OK;
 }
 
 static int del_load(ph_wtxn *w, const char *endpoint, uint64_t seq, ph_wh_delivery *d, ph_err *err)
@@ -262,16 +324,42 @@ static int del_save(ph_wtxn *w, const char *endpoint, const ph_wh_delivery *d, p
 
 /* ---- the commands -------------------------------------------------------------- */
 
-static int wh_create(ph_wtxn *w, ph_cmd *c, json_t *a)
+/* One row of the attempt log (wh_attempts). */
+static int att_put(ph_wtxn *w, const char *endpoint, uint64_t seq, uint32_t no, int64_t at,
+                   int32_t status, int outcome, const char *error, ph_err *err)
+{
+    uint8_t kb[WH_KEY_MAX];
+    size_t kl = wh_key(kb, endpoint, seq, 1, no);
+    wh_att_rec ar = {.at = at,
+                     .status = status,
+                     .outcome = (uint8_t)outcome,
+                     .err_len = (uint8_t)strnlen(error, 120)};
+    MDB_val ak = {kl, kb}, av = {sizeof ar + ar.err_len, NULL};
+    int mrc = mdb_put(w->txn, w->s->dbi[DB_WH_ATTEMPTS], &ak, &av, MDB_RESERVE);
+    if (mrc)
+        return ph_store_lmdb_err(err, mrc, "write webhook attempt");
+    memcpy(av.mv_data, &ar, sizeof ar);
+    memcpy((char *)av.mv_data + sizeof ar, error, ar.err_len);
+    return PH_OK;
+}
+
+/* The log row a delivery delivered at its first attempt kept in its record,
+ * written before a replay overwrites that record. */
+static int att_from_record(ph_wtxn *w, const char *endpoint, const ph_wh_delivery *d, ph_err *err)
+{
+    if (d->state != PH_WH_DELIVERED_STATE || d->attempts != 1)
+        return PH_OK;
+    return att_put(w, endpoint, d->seq, 1, d->delivered_at, d->last_status, PH_WH_OUT_DELIVERED,
+                   d->last_error, err);
+}
+
+static int wh_create(ph_wtxn *w, ph_cmd *c)
 {
     const char *ep = c->in.wh.endpoint;
-    json_t *dl = json_object_get(a, "deliveries");
-    json_t *jf = json_object_get(a, "cursor_from"), *jt = json_object_get(a, "cursor_to");
-    if (!json_is_integer(jf) || !json_is_integer(jt) || !json_is_array(dl) ||
-        json_integer_value(jt) < json_integer_value(jf) || json_integer_value(jf) < 0)
+    uint64_t from = c->in.wh.cursor_from, to = c->in.wh.cursor_to;
+    if (to < from || (c->in.wh.ndels && !c->in.wh.dels))
         return ph_err_set(&c->err, PH_EINVAL,
                           "wh_create: expected cursor_from <= cursor_to and deliveries");
-    uint64_t from = (uint64_t)json_integer_value(jf), to = (uint64_t)json_integer_value(jt);
     ph_wh_endpoint_state e;
     int found, rc = ep_load(w, ep, &e, &found, &c->err);
     if (rc)
@@ -281,27 +369,22 @@ static int wh_create(ph_wtxn *w, ph_cmd *c, json_t *a)
                           "wh_create: endpoint %s is at event %" PRIu64 ", not %" PRIu64, ep,
                           e.cursor, from);
     uint64_t last = from;
-    size_t i;
-    json_t *it;
-    json_array_foreach(dl, i, it)
-    {
-        json_t *js = json_array_get(it, 0), *jo = json_array_get(it, 2);
-        const char *type = json_string_value(json_array_get(it, 1));
-        uint64_t seq = json_is_integer(js) ? (uint64_t)json_integer_value(js) : 0;
-        if (seq <= last || seq > to || !type || strlen(type) > PH_SKU_MAX || !json_is_integer(jo) ||
-            json_integer_value(jo) < 0)
+    for (size_t i = 0; i < c->in.wh.ndels; i++) {
+        const ph_wh_new *n = &c->in.wh.dels[i];
+        size_t tl = strnlen(n->type, sizeof n->type);
+        if (n->seq <= last || n->seq > to || !tl || tl > PH_SKU_MAX)
             return ph_err_set(&c->err, PH_EINVAL,
                               "wh_create: deliveries[%zu]: expected [seq ascending within the "
                               "cursors, type, order id]",
                               i);
-        last = seq;
-        ph_wh_delivery d = {.seq = seq,
-                            .order_id = (uint64_t)json_integer_value(jo),
+        last = n->seq;
+        ph_wh_delivery d = {.seq = n->seq,
+                            .order_id = n->order_id,
                             .state = PH_WH_PENDING,
                             .next_at = c->now,
                             .created_at = c->now,
                             .retry_from = c->now};
-        snprintf(d.type, sizeof d.type, "%s", type);
+        memcpy(d.type, n->type, tl);
         if (d.order_id) {
             uint8_t kb[WH_KEY_MAX], sv[8];
             MDB_val k = {wh_key(kb, ep, d.order_id, 0, 0), kb}, v;
@@ -310,7 +393,7 @@ static int wh_create(ph_wtxn *w, ph_cmd *c, json_t *a)
                 d.previous = rd_be64(v.mv_data);
             else if (mrc && mrc != MDB_NOTFOUND)
                 return ph_store_lmdb_err(&c->err, mrc, "read webhook last");
-            be64(sv, seq);
+            be64(sv, d.seq);
             v = (MDB_val){8, sv};
             if ((mrc = mdb_put(w->txn, w->s->dbi[DB_WH_LAST], &k, &v, 0)))
                 return ph_store_lmdb_err(&c->err, mrc, "write webhook last");
@@ -320,7 +403,7 @@ static int wh_create(ph_wtxn *w, ph_cmd *c, json_t *a)
         e.pending++;
     }
     e.cursor = to;
-    c->wh_count = json_array_size(dl);
+    c->wh_count = c->in.wh.ndels;
     return ep_save(w, ep, &e, &c->err);
 }
 
@@ -353,23 +436,15 @@ static int ep_cache_get(ph_wtxn *w, ph_cmd *c, ep_cache *ec, const char *ep,
     return PH_OK;
 }
 
-static int wh_result_one(ph_wtxn *w, ph_cmd *c, json_t *r, size_t i, ep_cache *ec)
+static int wh_result_one(ph_wtxn *w, ph_cmd *c, const ph_wh_answer *r, size_t i, ep_cache *ec)
 {
-    const char *ep = json_string_value(json_object_get(r, "endpoint"));
-    const char *outcome = json_string_value(json_object_get(r, "outcome"));
-    const char *error = json_string_value(json_object_get(r, "error"));
-    json_t *js = json_object_get(r, "seq");
-    int kind = !outcome                        ? 0
-               : !strcmp(outcome, "delivered") ? 1
-               : !strcmp(outcome, "retry")     ? 2
-               : !strcmp(outcome, "dead")      ? 3
-               : !strcmp(outcome, "gone")      ? 4
-                                               : 0;
-    if (!ep || strlen(ep) > PH_SKU_MAX || !json_is_integer(js) || !kind ||
-        (error && strlen(error) > 120))
+    const char *ep = r->endpoint, *error = r->error ? r->error : "";
+    int kind = r->outcome;
+    if (!ep || !ep[0] || strlen(ep) > PH_SKU_MAX || kind < PH_WH_OUT_DELIVERED ||
+        kind > PH_WH_OUT_GONE || strlen(error) > 120)
         return ph_err_set(&c->err, PH_EINVAL,
                           "wh_result: results[%zu]: expected endpoint, seq, outcome", i);
-    uint64_t seq = (uint64_t)json_integer_value(js);
+    uint64_t seq = r->seq;
     ph_wh_delivery d;
     int rc = del_load(w, ep, seq, &d, &c->err);
     if (rc == PH_ENOTFOUND || (rc == PH_OK && d.state != PH_WH_PENDING))
@@ -382,41 +457,35 @@ static int wh_result_one(ph_wtxn *w, ph_cmd *c, json_t *r, size_t i, ep_cache *e
     ph_wh_endpoint_state e = *ep_state;
     int was_failing = d.attempts > 0;
     d.attempts++;
-    d.last_status = (int)json_integer_value(json_object_get(r, "status"));
-    snprintf(d.last_error, sizeof d.last_error, "%s", error ? error : "");
-    uint8_t kb[WH_KEY_MAX];
-    size_t kl = wh_key(kb, ep, seq, 1, d.attempts);
-    wh_att_rec ar = {.at = c->now,
-                     .status = d.last_status,
-                     .outcome = (uint8_t)kind,
-                     .err_len = (uint8_t)strlen(d.last_error)};
-    MDB_val ak = {kl, kb}, av = {sizeof ar + ar.err_len, NULL};
-    int mrc = mdb_put(w->txn, w->s->dbi[DB_WH_ATTEMPTS], &ak, &av, MDB_RESERVE);
-    if (mrc)
-        return ph_store_lmdb_err(&c->err, mrc, "write webhook attempt");
-    memcpy(av.mv_data, &ar, sizeof ar);
-    memcpy((char *)av.mv_data + sizeof ar, d.last_error, ar.err_len);
+    d.last_status = r->status;
+    snprintf(d.last_error, sizeof d.last_error, "%s", error);
+    /* a first attempt that delivered (the common case) is the delivery
+     * record's own (attempts 1, last_status, delivered_at): its log row is
+     * written only if a replay re-opens the delivery (att_from_record) */
+    if (!(kind == PH_WH_OUT_DELIVERED && d.attempts == 1) &&
+        (rc = att_put(w, ep, seq, d.attempts, c->now, d.last_status, kind, d.last_error, &c->err)))
+        return rc;
     switch (kind) {
-    case 1:
+    case PH_WH_OUT_DELIVERED:
         d.state = PH_WH_DELIVERED_STATE;
         d.delivered_at = c->now;
         e.pending--, e.delivered++;
         e.failing -= was_failing && e.failing;
         e.last_success_at = c->now;
         break;
-    case 3:
+    case PH_WH_OUT_DEAD:
         d.state = PH_WH_DEAD_STATE;
         e.pending--, e.dead++;
         e.failing -= was_failing && e.failing;
         e.last_failure_at = c->now;
         break;
     default: /* retry, gone */
-        d.next_at = json_integer_value(json_object_get(r, "next_at"));
+        d.next_at = r->next_at;
         if (d.next_at < c->now)
             d.next_at = c->now;
         e.failing += !was_failing;
         e.last_failure_at = c->now;
-        if (kind == 4 && !e.disabled) {
+        if (kind == PH_WH_OUT_GONE && !e.disabled) {
             e.disabled = 1;
             e.disabled_at = c->now;
         }
@@ -429,17 +498,13 @@ static int wh_result_one(ph_wtxn *w, ph_cmd *c, json_t *r, size_t i, ep_cache *e
     return PH_OK;
 }
 
-static int wh_result(ph_wtxn *w, ph_cmd *c, json_t *a)
+static int wh_result(ph_wtxn *w, ph_cmd *c)
 {
-    json_t *rs = json_object_get(a, "results");
-    if (!json_is_array(rs))
+    if (c->in.wh.nanswers && !c->in.wh.answers)
         return ph_err_set(&c->err, PH_EINVAL, "wh_result: expected results");
-    size_t i;
-    json_t *r;
     ep_cache ec = {0};
-    json_array_foreach(rs, i, r)
-    {
-        int rc = wh_result_one(w, c, r, i, &ec);
+    for (size_t i = 0; i < c->in.wh.nanswers; i++) {
+        int rc = wh_result_one(w, c, &c->in.wh.answers[i], i, &ec);
         if (rc)
             return rc;
     }
@@ -531,6 +596,8 @@ static int wh_replay(ph_wtxn *w, ph_cmd *c, json_t *a)
         e.pending++;
         if (d->attempts)
             e.failing++;
+        if ((rc = att_from_record(w, ep, d, &c->err)))
+            break;
         d->state = PH_WH_PENDING;
         d->next_at = c->now;
         d->retry_from = c->now;
@@ -551,14 +618,16 @@ int store_apply_webhook(ph_wtxn *w, ph_cmd *c)
         return ph_err_set(&c->err, PH_EINVAL, "webhook: endpoint: not 1..%d bytes", PH_SKU_MAX);
     if (c->type == PH_CMD_WH_ENABLE)
         return wh_enable(w, c);
+    if (c->type == PH_CMD_WH_CREATE)
+        return wh_create(w, c);
+    if (c->type == PH_CMD_WH_RESULT)
+        return wh_result(w, c);
     json_t *a = c->in.wh.json ? json_loads(c->in.wh.json, JSON_REJECT_DUPLICATES, NULL) : NULL;
     if (!json_is_object(a)) {
         json_decref(a);
         return ph_err_set(&c->err, PH_EINVAL, "webhook: json: not a JSON object");
     }
-    int rc = c->type == PH_CMD_WH_CREATE   ? wh_create(w, c, a)
-             : c->type == PH_CMD_WH_RESULT ? wh_result(w, c, a)
-                                           : wh_replay(w, c, a);
+    int rc = wh_replay(w, c, a);
     json_decref(a);
     return rc;
 }
@@ -578,14 +647,8 @@ int ph_store_wh_endpoint_get(ph_store *s, const char *endpoint, ph_wh_endpoint_s
         rc = ph_err_set(err, PH_ENOTFOUND, "webhook endpoint %s has no state yet", endpoint);
     else if (mrc)
         rc = ph_err_set(err, PH_EIO, "store: read webhook endpoint: %s", mdb_strerror(mrc));
-    else {
-        json_t *j = json_loadb(v.mv_data, v.mv_size, 0, NULL);
-        if (json_is_object(j))
-            ep_decode(j, out);
-        else
-            rc = ph_err_set(err, PH_EIO, "store: wh_endpoints: malformed record of %s", endpoint);
-        json_decref(j);
-    }
+    else if (ep_read(&v, out))
+        rc = ph_err_set(err, PH_EIO, "store: wh_endpoints: malformed record of %s", endpoint);
     ph_store_read_end(s, txn);
     return rc;
 }
@@ -718,15 +781,11 @@ int store_check_webhooks(ph_store *s, MDB_txn *txn, ph_err *err)
                    ph_err_set(err, PH_EIO, "store: wh_endpoints: a malformed key");
         memcpy(ep, ek.mv_data, ek.mv_size);
         ep[ek.mv_size] = 0;
-        json_t *j = json_loadb(ev.mv_data, ev.mv_size, 0, NULL);
         ph_wh_endpoint_state e;
-        if (!json_is_object(j)) {
-            json_decref(j);
+        if (ep_read(&ev, &e)) {
             rc = ph_err_set(err, PH_EIO, "store: wh_endpoints: %s: malformed", ep);
             break;
         }
-        ep_decode(j, &e);
-        json_decref(j);
         uint64_t n[4] = {0};
         MDB_cursor *dc;
         if ((mrc = mdb_cursor_open(txn, s->dbi[DB_WH_DELIVERIES], &dc)))

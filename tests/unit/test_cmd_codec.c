@@ -612,3 +612,66 @@ Test(codec, a_store_takes_the_uid_it_is_given_and_keeps_it)
     snprintf(dir, sizeof dir, "%s/b", g_base);
     cr_assert_eq(access(dir, F_OK), -1, "a refused uid created nothing");
 }
+
+/* WH_CREATE and WH_RESULT carry structs, not text: each field survives the
+ * journal, and every truncation of them is refused. */
+Test(codec, webhook_commands_round_trip_field_by_field)
+{
+    static const ph_wh_new dels[] = {{3, 7, "order.accepted"}, {9, 0, "stock.low"}};
+    static const ph_wh_answer ans[] = {
+        {.endpoint = "mall", .error = "", .seq = 3, .status = 204, .outcome = 1},
+        {.endpoint = "other",
+         .error = "timeout",
+         .seq = 18446744073709551615ULL,
+         .next_at = -5,
+         .status = 0,
+         .outcome = 2}};
+    ph_cmd c[3] = {{.type = PH_CMD_WH_CREATE, .now = 11}, {.type = PH_CMD_WH_RESULT, .now = 12}};
+    c[0].in.wh.endpoint = "mall";
+    c[0].in.wh.cursor_from = 2;
+    c[0].in.wh.cursor_to = 10;
+    c[0].in.wh.dels = dels;
+    c[0].in.wh.ndels = 2;
+    c[0].next = &c[1];
+    c[1].in.wh.answers = ans;
+    c[1].in.wh.nanswers = 2;
+    c[1].next = &c[2];
+    c[2] = (ph_cmd){.type = PH_CMD_WH_REPLAY, .now = 13};
+    c[2].in.wh.endpoint = "mall";
+    c[2].in.wh.json = "{\"seq\":3}";
+    size_t len;
+    uint8_t *p = encode(&c[0], &len);
+    ph_cmd_batch b;
+    ph_err err = {0};
+    cr_assert_eq(ph_cmd_batch_decode(p, len, &b, &err), PH_OK, "%s", err.msg);
+    cr_assert_eq(b.n, 3);
+    const ph_cmd *x = &b.cmds[0];
+    cr_assert_str_eq(x->in.wh.endpoint, "mall");
+    cr_assert_eq(x->in.wh.cursor_from, 2);
+    cr_assert_eq(x->in.wh.cursor_to, 10);
+    cr_assert_eq(x->in.wh.ndels, 2);
+    for (size_t i = 0; i < 2; i++) {
+        cr_assert_eq(x->in.wh.dels[i].seq, dels[i].seq);
+        cr_assert_eq(x->in.wh.dels[i].order_id, dels[i].order_id);
+        cr_assert_str_eq(x->in.wh.dels[i].type, dels[i].type);
+    }
+    x = &b.cmds[1];
+    cr_assert_eq(x->in.wh.nanswers, 2);
+    for (size_t i = 0; i < 2; i++) {
+        const ph_wh_answer *a = &x->in.wh.answers[i];
+        cr_assert_str_eq(a->endpoint, ans[i].endpoint);
+        cr_assert_str_eq(a->error, ans[i].error);
+        cr_assert_eq(a->seq, ans[i].seq);
+        cr_assert_eq(a->next_at, ans[i].next_at);
+        cr_assert_eq(a->status, ans[i].status);
+        cr_assert_eq(a->outcome, ans[i].outcome);
+    }
+    cr_assert_str_eq(b.cmds[2].in.wh.json, "{\"seq\":3}");
+    ph_cmd_batch_free(&b);
+    for (size_t cut = 0; cut < len; cut++) {
+        ph_err e = {0};
+        cr_assert_eq(ph_cmd_batch_decode(p, cut, &b, &e), PH_EINVAL, "%zu of %zu decoded", cut,
+                     len);
+    }
+    free(p);
+}

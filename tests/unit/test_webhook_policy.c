@@ -27,6 +27,20 @@ Test(webhook_policy, signature_matches_the_standard_webhooks_vector)
         ph_wh_sign(key, klen, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body, strlen(body), sig),
         PH_OK);
     cr_assert_str_eq(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    /* a signer made once signs each message as the one-shot does, again and again */
+    ph_wh_signer *s = ph_wh_signer_new(key, klen);
+    cr_assert(s);
+    char other[PH_WH_SIG_MAX], again[PH_WH_SIG_MAX];
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(ph_wh_sign_with(s, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body,
+                                     strlen(body), again),
+                     PH_OK);
+        cr_assert_str_eq(again, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+        cr_assert_eq(ph_wh_sign_with(s, "wh_x_1", 7, "", 0, again), PH_OK);
+        cr_assert_eq(ph_wh_sign(key, klen, "wh_x_1", 7, "", 0, other), PH_OK);
+        cr_assert_str_eq(again, other);
+    }
+    ph_wh_signer_free(s);
 }
 
 Test(webhook_policy, secret_without_prefix_is_raw_bytes_and_bad_base64_is_refused)
