@@ -93,9 +93,11 @@ int ph_tls_files_read(const char *cert_path, const char *key_path, const char *c
         goto fail;
     }
     if (!strstr(out->key, "PRIVATE KEY-----")) {
-        rc = ph_err_set(err, PH_EINVAL,
-                        "listen.tls.key: %s: no PEM private key in it (a BEGIN PRIVATE KEY block)",
-                        key_path);
+        rc =
+            ph_err_set(err, PH_EINVAL,
+                       "listen.tls.key: %s: no PEM private key in it (no block whose label ends in "
+                       "\"PRIVATE KEY\")",
+                       key_path);
         goto fail;
     }
     if (gnutls_certificate_allocate_credentials(&cred) != GNUTLS_E_SUCCESS) {
