@@ -2,7 +2,6 @@
  * cmd_jobs.c — `perkctl jobs`: the server's scheduled jobs (GET /v1/jobs),
  * and `perkctl jobs run ID`: a run now (POST /v1/jobs/ID/run, audited).
  */
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -23,32 +22,13 @@ static int job_id_ok(const char *id)
 
 int pk_cmd_jobs(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *args[2] = {NULL, NULL};
-    size_t nargs = 0;
-    int c;
-    optind = 0;
-    while ((c = getopt_long(argc, argv, PK_OPTSTRING, opts, NULL)) != -1) {
-        switch (c) {
-        case 1:
-            if (nargs == 2)
-                return pk_usage_error(cmd, "unexpected argument '%s'", optarg);
-            args[nargs++] = optarg;
-            break;
-        case 'h':
-            return pk_help(cmd);
-        default:
-            return pk_getopt_error(cmd, c, argv);
-        }
-    }
-    if (optind < argc)
-        return pk_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    const char *args[2];
+    int stop = pk_args(cmd, argc, argv, args, 2);
+    if (stop >= 0)
+        return stop;
     pkh_response resp;
     int rc;
-    if (nargs == 0) {
+    if (!args[0]) {
         static const pk_column cols[] = {{"ID", "id", NULL},
                                          {"EVERY_S", "every_s", NULL},
                                          {"RUNNING", "running", NULL},
@@ -62,7 +42,7 @@ int pk_cmd_jobs(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
     }
     if (strcmp(args[0], "run"))
         return pk_usage_error(cmd, "unknown subcommand '%s': expected run", args[0]);
-    if (nargs < 2)
+    if (!args[1])
         return pk_usage_error(cmd, "run: the job's ID is required (perkctl jobs lists them)");
     if (!job_id_ok(args[1]))
         return pk_usage_error(cmd, "run: '%s' is not a job id (letters, digits and ._/:-)",

@@ -296,31 +296,12 @@ static int print_catalog(const json_t *answer)
 
 int pk_cmd_supplier(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *verb = NULL, *id = NULL;
-    int c;
-    optind = 0;
-    while ((c = getopt_long(argc, argv, PK_OPTSTRING, opts, NULL)) != -1) {
-        switch (c) {
-        case 1:
-            if (!verb)
-                verb = optarg;
-            else if (!id)
-                id = optarg;
-            else
-                return pk_usage_error(cmd, "unexpected argument '%s'", optarg);
-            break;
-        case 'h':
-            return pk_help(cmd);
-        default:
-            return pk_getopt_error(cmd, c, argv);
-        }
-    }
-    if (optind < argc)
-        return pk_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    const char *args[2];
+    int stop = pk_args(cmd, argc, argv, args, 2);
+    if (stop >= 0)
+        return stop;
+    const char *verb = args[0];
+    const char *id = args[1];
     if (!verb || (strcmp(verb, "catalog") && strcmp(verb, "balance")))
         return pk_usage_error(cmd, "expected catalog or balance%s%s%s", verb ? ", got '" : "",
                               verb ? verb : "", verb ? "'" : "");

@@ -4,34 +4,7 @@
  */
 #include "perkctl.h"
 
-#include <getopt.h>
 #include <string.h>
-
-/* The only options of status and suppliers: --help. */
-static int parse_no_args(const pk_cmd *cmd, int argc, char **argv, int *done)
-{
-    static const struct option opts[] = {
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    int c;
-    *done = 1;
-    optind = 0;
-    while ((c = getopt_long(argc, argv, PK_OPTSTRING, opts, NULL)) != -1) {
-        switch (c) {
-        case 1:
-            return pk_usage_error(cmd, "unexpected argument '%s'", optarg);
-        case 'h':
-            return pk_help(cmd);
-        default:
-            return pk_getopt_error(cmd, c, argv);
-        }
-    }
-    if (optind < argc)
-        return pk_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-    *done = 0;
-    return PK_EXIT_OK;
-}
 
 static int print_suppliers(const json_t *answer)
 {
@@ -123,8 +96,8 @@ static const char *probe_state(const pkh_response *resp, char *buf, size_t len)
 
 int pk_cmd_status(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 {
-    int done, rc = parse_no_args(cmd, argc, argv, &done);
-    if (done)
+    int rc = pk_args(cmd, argc, argv, NULL, 0);
+    if (rc >= 0)
         return rc;
 
     pkh_response health = {0}, ready = {0}, stats = {0}, suppliers = {0};
@@ -215,8 +188,8 @@ out:
 
 int pk_cmd_suppliers(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 {
-    int done, rc = parse_no_args(cmd, argc, argv, &done);
-    if (done)
+    int rc = pk_args(cmd, argc, argv, NULL, 0);
+    if (rc >= 0)
         return rc;
     pkh_request req = {.method = "GET", .path = "/v1/suppliers"};
     pkh_response resp;

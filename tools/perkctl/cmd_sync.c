@@ -72,31 +72,12 @@ int pk_cmd_sync(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 
 int pk_cmd_pin(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *sku = NULL, *pin = NULL;
-    int c;
-    optind = 0;
-    while ((c = getopt_long(argc, argv, PK_OPTSTRING, opts, NULL)) != -1) {
-        switch (c) {
-        case 1:
-            if (!sku)
-                sku = optarg;
-            else if (!pin)
-                pin = optarg;
-            else
-                return pk_usage_error(cmd, "unexpected argument '%s'", optarg);
-            break;
-        case 'h':
-            return pk_help(cmd);
-        default:
-            return pk_getopt_error(cmd, c, argv);
-        }
-    }
-    if (optind < argc)
-        return pk_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    const char *args[2];
+    int stop = pk_args(cmd, argc, argv, args, 2);
+    if (stop >= 0)
+        return stop;
+    const char *sku = args[0];
+    const char *pin = args[1];
     if (!ident_ok(sku))
         return pk_usage_error(cmd, "a SKU is required (letters, digits, _ . : -)");
     if (!pin || (strcmp(pin, "listed") && strcmp(pin, "delisted") && strcmp(pin, "none")))

@@ -522,3 +522,32 @@ int pk_list(const pk_ctx *ctx, const pkh_request *req, const char *list_key, con
     pkh_response_free(&resp);
     return rc;
 }
+
+int pk_args(const pk_cmd *cmd, int argc, char **argv, const char **args, size_t max)
+{
+    static const struct option opts[] = {
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    size_t n = 0;
+    int c;
+    for (size_t i = 0; i < max; i++)
+        args[i] = NULL;
+    optind = 0;
+    while ((c = getopt_long(argc, argv, PK_OPTSTRING, opts, NULL)) != -1) {
+        switch (c) {
+        case 1:
+            if (n == max)
+                return pk_usage_error(cmd, "unexpected argument '%s'", optarg);
+            args[n++] = optarg;
+            break;
+        case 'h':
+            return pk_help(cmd);
+        default:
+            return pk_getopt_error(cmd, c, argv);
+        }
+    }
+    if (optind < argc)
+        return pk_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    return -1;
+}

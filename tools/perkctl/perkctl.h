@@ -101,6 +101,12 @@ pk_cmd_fn pk_cmd_replenishments; /* cmd_replenish.c */
 /* Prints cmd->usage to stdout; returns PK_EXIT_OK (for `case 'h': return ...`). */
 int pk_help(const pk_cmd *cmd);
 
+/* The arguments of a command whose only option is --help: up to max positional
+ * arguments into args[0..max) (the others NULL). -1 when the command goes on,
+ * else the exit status it ends with (--help printed, or a usage error naming
+ * the unexpected argument or option). */
+int pk_args(const pk_cmd *cmd, int argc, char **argv, const char **args, size_t max);
+
 /* Prints "perkctl CMD: <message>" and a pointer to --help on stderr;
  * returns PK_EXIT_USAGE. */
 int pk_usage_error(const pk_cmd *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
