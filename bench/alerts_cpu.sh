@@ -15,7 +15,7 @@
 # have issued as many codes as wrk saw answered (plus at most one per connection).
 #
 # Prints each run, the medians, the difference rules - plain (µs per order; also per round)
-# and PASS when the bench_median of the per-round differences is under AC_LIMIT_US (1.0), MISS
+# and PASS when the median of the per-round differences is under AC_LIMIT_US (1.0), MISS
 # otherwise; writes bench/results/alerts_cpu.json. Exit: 0 PASS, 3 MISS, 1 when something
 # was wrong.
 #
@@ -103,40 +103,7 @@ alerts0=$(alerts_now)
 [ "$KINDS" = none ] || [ "$alerts0" -ge $((RULES - 1)) ] ||
     fail "rules: $alerts0 alerts at start, the rules are not judged"
 
-wrk_orders() { # label run-id seconds out
-    BENCH_TOKEN=$MALL_TOKEN BENCH_SKU=$SKU BENCH_RUN="$2" BENCH_OUT="$4.json" \
-        timeout $(($3 + 60)) wrk -t "$THREADS" -c "$CONNS" -d "${3}s" --timeout 10s \
-        -s "$SRC/bench/order.lua" "${URL[$1]}" >"$4.out" 2>&1 \
-        || { cat "$4.out" >&2; fail "$1: wrk failed ($2)"; }
-}
-
-for l in plain rules; do
-    [ "$WARMUP" -gt 0 ] && wrk_orders "$l" "w$l" "$WARMUP" "$TMP/$l-warmup"
-done
-
-: >"$TMP/runs.txt"
-for r in $(seq "$ROUNDS"); do
-    if [ $((r % 2)) = 1 ]; then order="plain rules"; else order="rules plain"; fi
-    for l in $order; do
-        p=${PID[$l]}
-        issued0=$(bench_stat_issued "$(bench_stats "$l")")
-        read -r u0 s0 < <(bench_cpu_ticks "$p")
-        wrk_orders "$l" "$l$r" "$DURATION" "$TMP/$l-$r"
-        read -r u1 s1 < <(bench_cpu_ticks "$p")
-        j=$(cat "$TMP/$l-$r.json")
-        ok=$(jq .ok <<<"$j")
-        [ "$ok" -gt 0 ] || fail "$l round $r: no answer counted"
-        [ "$(jq '.non2xx == 0 and .unmatched == 0' <<<"$j")" = true ] \
-            || fail "$l round $r: $(jq -c '{non2xx, unmatched}' <<<"$j") (out of stock? raise AC_CODES)"
-        issued=$(($(bench_stat_issued "$(bench_stats "$l")") - issued0))
-        [ "$issued" -ge "$ok" ] && [ "$issued" -le $((ok + CONNS)) ] \
-            || fail "$l round $r: $issued codes issued, wrk saw $ok answered"
-        us=$(bench_calc "($u1 - $u0 + $s1 - $s0) * 1000000 / $HZ / $ok")
-        rps=$(bench_calc "$ok / $(jq .duration_s <<<"$j")")
-        echo "$l $us $rps $r" >>"$TMP/runs.txt"
-        note "  round $r $l: $us µs CPU/order, $ok orders, $rps/s, load $(cut -d' ' -f1 /proc/loadavg)"
-    done
-done
+bench_cpu_rounds "plain rules" AC_CODES
 # no alert fired during the rounds: the steady state was measured
 [ "$(alerts_now)" = "$alerts0" ] || fail "rules: alerts fired during the bench"
 
@@ -146,16 +113,16 @@ for l in plain rules; do
     MED[$l]=$(col "$l" 2 | bench_median)
     RPS[$l]=$(col "$l" 3 | bench_median)
 done
-diffs=$(awk '{ v[$4, $1] = $2 } END { for (k in v) { split(k, a, SUBSEP); if (a[2] == "rules") printf "%.3f\n", v[k] - v[a[1], "plain"] } }' \
+diffs=$(awk '{ v[$5, $1] = $2 } END { for (k in v) { split(k, a, SUBSEP); if (a[2] == "rules") printf "%.3f\n", v[k] - v[a[1], "plain"] } }' \
     "$TMP/runs.txt" | sort -g)
 diff=$(bench_median <<<"$diffs")
 verdict=PASS
 [ "$(echo "$diff < $LIMIT" | bc)" = 1 ] || verdict=MISS
 printf '\nperkhubd CPU per order, %s rounds of %ss at %s connections; %s products with rules (%s)\n' \
     "$ROUNDS" "$DURATION" "$CONNS" "$RULES" "$KINDS"
-printf '  plain  bench_median %s µs (runs: %s), %s orders/s\n' "${MED[plain]}" "$(col plain 2 | tr '\n' ' ')" "${RPS[plain]}"
-printf '  rules  bench_median %s µs (runs: %s), %s orders/s\n' "${MED[rules]}" "$(col rules 2 | tr '\n' ' ')" "${RPS[rules]}"
-printf 'alerts_cpu: rules - plain %s µs per order (bench_median of rounds; limit %s): %s   (per round: %s)\n' \
+printf '  plain  median %s µs (runs: %s), %s orders/s\n' "${MED[plain]}" "$(col plain 2 | tr '\n' ' ')" "${RPS[plain]}"
+printf '  rules  median %s µs (runs: %s), %s orders/s\n' "${MED[rules]}" "$(col rules 2 | tr '\n' ' ')" "${RPS[rules]}"
+printf 'alerts_cpu: rules - plain %s µs per order (median of rounds; limit %s): %s   (per round: %s)\n' \
     "$diff" "$LIMIT" "$verdict" "$(tr '\n' ' ' <<<"$diffs")"
 
 mkdir -p "$SRC/bench/results"

@@ -13,7 +13,7 @@
 # stopped, looked up one by one), as in run.sh. The same for lookups (bench/lookup.lua)
 # when CMP_LOOKUPS=1. The daemon idle while the other is measured costs nothing here.
 #
-# Prints each run, then per build the bench_median and the spread (min–max) of µs of perkhubd
+# Prints each run, then per build the median and the spread (min–max) of µs of perkhubd
 # CPU per order (and per lookup), the ratio new/old of the medians, and a verdict: PASS
 # when new <= CMP_LIMIT × old for orders (lookups: the same limit), MISS otherwise.
 # Throughput, p99 latency and the writer's commands per durable commit (a busier disk

@@ -105,3 +105,50 @@ bench_cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12, $13 }'; }
 bench_median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 # bench_calc EXPR: bc with 3 decimals, a leading 0 kept
 bench_calc() { echo "scale=3; $1" | bc | sed 's/^\./0./; s/^-\./-0./'; }
+
+# bench_wrk_orders LABEL RUN SECONDS OUT: wrk ordering SKU (quantity 1, bench/order.lua) at
+# URL[LABEL] for SECONDS with THREADS threads and CONNS connections; its summary in OUT.json.
+bench_wrk_orders() {
+    BENCH_TOKEN=$MALL_TOKEN BENCH_SKU=$SKU BENCH_RUN="$2" BENCH_OUT="$4.json" \
+        timeout $(($3 + 60)) wrk -t "$THREADS" -c "$CONNS" -d "${3}s" --timeout 10s \
+        -s "$SRC/bench/order.lua" "${URL[$1]}" >"$4.out" 2>&1 \
+        || { cat "$4.out" >&2; fail "$1: wrk failed ($2)"; }
+}
+
+# bench_cpu_rounds "A B" CODES_KNOB: WARMUP seconds of orders on each daemon, then ROUNDS
+# rounds of a DURATION-second run on A then B (B then A every other round, so a shared
+# machine's noise falls on both), the daemon's CPU (PID[label]) around each. Every answer must
+# be 2xx and the store must have issued as many codes as wrk saw answered (plus at most one per
+# connection in flight when it stopped; CODES_KNOB names the knob to raise when out of stock).
+# Appends "label µs-per-order orders/s p99-ms round" to $TMP/runs.txt, one line a run.
+bench_cpu_rounds() {
+    local labels=$1 knob=$2 l r order p issued0 issued u0 s0 u1 s1 j ok us rps p99
+    if [ "$WARMUP" -gt 0 ]; then
+        for l in $labels; do bench_wrk_orders "$l" "w$l" "$WARMUP" "$TMP/$l-warmup"; done
+    fi
+    : >"$TMP/runs.txt"
+    for r in $(seq "$ROUNDS"); do
+        order=$labels
+        [ $((r % 2)) = 1 ] || order=$(tr ' ' '\n' <<<"$labels" | tac | tr '\n' ' ')
+        for l in $order; do
+            p=${PID[$l]}
+            issued0=$(bench_stat_issued "$(bench_stats "$l")")
+            read -r u0 s0 < <(bench_cpu_ticks "$p")
+            bench_wrk_orders "$l" "$l$r" "$DURATION" "$TMP/$l-$r"
+            read -r u1 s1 < <(bench_cpu_ticks "$p")
+            j=$(cat "$TMP/$l-$r.json")
+            ok=$(jq .ok <<<"$j")
+            [ "$ok" -gt 0 ] || fail "$l round $r: no answer counted"
+            [ "$(jq '.non2xx == 0 and .unmatched == 0' <<<"$j")" = true ] \
+                || fail "$l round $r: $(jq -c '{non2xx, unmatched}' <<<"$j") (out of stock? raise $knob)"
+            issued=$(($(bench_stat_issued "$(bench_stats "$l")") - issued0))
+            [ "$issued" -ge "$ok" ] && [ "$issued" -le $((ok + CONNS)) ] \
+                || fail "$l round $r: $issued codes issued, wrk saw $ok answered"
+            us=$(bench_calc "($u1 - $u0 + $s1 - $s0) * 1000000 / $HZ / $ok")
+            rps=$(bench_calc "$ok / $(jq .duration_s <<<"$j")")
+            p99=$(jq .latency_ms.p99 <<<"$j")
+            echo "$l $us $rps $p99 $r" >>"$TMP/runs.txt"
+            note "  round $r $l: $us µs CPU/order, $ok orders, $rps/s, p99 $p99 ms, load $(cut -d' ' -f1 /proc/loadavg)"
+        done
+    done
+}

@@ -93,41 +93,7 @@ if curl -s -o /dev/null --max-time 5 "http://${URL[https]#https://}/v1/health"; 
     fail "plain HTTP got an answer from the TLS port"
 fi
 
-wrk_orders() { # label run-id seconds out
-    BENCH_TOKEN=$MALL_TOKEN BENCH_SKU=$SKU BENCH_RUN="$2" BENCH_OUT="$4.json" \
-        timeout $(($3 + 60)) wrk -t "$THREADS" -c "$CONNS" -d "${3}s" --timeout 10s \
-        -s "$SRC/bench/order.lua" "${URL[$1]}" >"$4.out" 2>&1 \
-        || { cat "$4.out" >&2; fail "$1: wrk failed ($2)"; }
-}
-
-for l in http https; do
-    [ "$WARMUP" -gt 0 ] && wrk_orders "$l" "w$l" "$WARMUP" "$TMP/$l-warmup"
-done
-
-: >"$TMP/runs.txt"
-for r in $(seq "$ROUNDS"); do
-    if [ $((r % 2)) = 1 ]; then order="http https"; else order="https http"; fi
-    for l in $order; do
-        p=${PID[$l]}
-        issued0=$(bench_stat_issued "$(bench_stats "$l")")
-        read -r u0 s0 < <(bench_cpu_ticks "$p")
-        wrk_orders "$l" "$l$r" "$DURATION" "$TMP/$l-$r"
-        read -r u1 s1 < <(bench_cpu_ticks "$p")
-        j=$(cat "$TMP/$l-$r.json")
-        ok=$(jq .ok <<<"$j")
-        [ "$ok" -gt 0 ] || fail "$l round $r: no answer counted"
-        [ "$(jq '.non2xx == 0 and .unmatched == 0' <<<"$j")" = true ] \
-            || fail "$l round $r: $(jq -c '{non2xx, unmatched}' <<<"$j") (out of stock? raise TC_CODES)"
-        issued=$(($(bench_stat_issued "$(bench_stats "$l")") - issued0))
-        [ "$issued" -ge "$ok" ] && [ "$issued" -le $((ok + CONNS)) ] \
-            || fail "$l round $r: $issued codes issued, wrk saw $ok answered"
-        us=$(bench_calc "($u1 - $u0 + $s1 - $s0) * 1000000 / $HZ / $ok")
-        rps=$(bench_calc "$ok / $(jq .duration_s <<<"$j")")
-        p99=$(jq .latency_ms.p99 <<<"$j")
-        echo "$l $us $rps $p99 $r" >>"$TMP/runs.txt"
-        note "  round $r $l: $us µs CPU/order, $ok orders, $rps/s, p99 $p99 ms, load $(cut -d' ' -f1 /proc/loadavg)"
-    done
-done
+bench_cpu_rounds "http https" TC_CODES
 
 col() { awk -v l="$1" -v c="$2" '$1 == l { print $c }' "$TMP/runs.txt"; }
 declare -A MED RPS
@@ -141,8 +107,8 @@ paired=$(awk '{ v[$5, $1] = $2 } END { for (k in v) { split(k, a, SUBSEP); if (a
 verdict=PASS
 [ "$(echo "$ratio <= $LIMIT" | bc)" = 1 ] || verdict=MISS
 printf '\nperkhubd CPU per order, %s rounds of %ss at %s kept-alive connections\n' "$ROUNDS" "$DURATION" "$CONNS"
-printf '  http   bench_median %s µs (runs: %s), %s orders/s\n' "${MED[http]}" "$(col http 2 | tr '\n' ' ')" "${RPS[http]}"
-printf '  https  bench_median %s µs (runs: %s), %s orders/s\n' "${MED[https]}" "$(col https 2 | tr '\n' ' ')" "${RPS[https]}"
+printf '  http   median %s µs (runs: %s), %s orders/s\n' "${MED[http]}" "$(col http 2 | tr '\n' ' ')" "${RPS[http]}"
+printf '  https  median %s µs (runs: %s), %s orders/s\n' "${MED[https]}" "$(col https 2 | tr '\n' ' ')" "${RPS[https]}"
 printf 'tls_cpu: https/http %s (limit %s): %s   (per round, sorted: %s)\n' "$ratio" "$LIMIT" "$verdict" "$paired"
 
 mkdir -p "$SRC/bench/results"
