@@ -27,13 +27,15 @@ _Static_assert(sizeof(ph_attempt_rec) == 64, "attempt record is 64 bytes without
 _Static_assert(sizeof(ph_attempt_tail) == 24, "attempt tail is 24 bytes without padding");
 
 static const char *const db_names[DB_COUNT] = {
-    "meta",          "products",      "batches",       "codes",         "avail",       "code_hash",
-    "orders",        "order_ref",     "client_orders", "events",        "supply",      "pending",
-    "expiry",        "audit",         "ledger",        "ledger_orders", "report_days", "recon_runs",
-    "recon_lines",   "recon_digest",  "discrep",       "discrep_att",   "late",        "jobs",
-    "offer_state",   "product_state", "alerts",        "alert_state",   "balance",     "replenish",
-    "replenish_sku", "replenish_day", "wh_endpoints",  "wh_deliveries", "wh_pending",  "wh_last",
-    "wh_attempts",
+    "meta",          "products",      "batches",      "codes",          "avail",
+    "code_hash",     "orders",        "order_ref",    "client_orders",  "events",
+    "supply",        "pending",       "expiry",       "audit",          "ledger",
+    "ledger_orders", "report_days",   "recon_runs",   "recon_lines",    "recon_digest",
+    "discrep",       "discrep_att",   "late",         "jobs",           "offer_state",
+    "product_state", "alerts",        "alert_state",  "balance",        "replenish",
+    "replenish_sku", "replenish_day", "wh_endpoints", "wh_deliveries",  "wh_pending",
+    "wh_last",       "wh_attempts",   "risk_rules",   "risk_rule_hist", "risk_lists",
+    "order_risk",    "reviews",
 };
 
 static const unsigned db_flags[DB_COUNT] = {
@@ -54,6 +56,8 @@ static const unsigned db_flags[DB_COUNT] = {
     [DB_DISCREP_ATT] = MDB_DUPSORT | MDB_DUPFIXED | MDB_INTEGERDUP,
     [DB_ALERTS] = MDB_INTEGERKEY,
     [DB_REPLENISH] = MDB_INTEGERKEY,
+    [DB_ORDER_RISK] = MDB_INTEGERKEY,
+    [DB_REVIEWS] = MDB_INTEGERKEY,
 };
 
 const char *ph_store_db_name(int db)
@@ -191,9 +195,9 @@ static int check_schema(ph_store *s, MDB_txn *txn, const char *dir, ph_err *err)
             return rc;
         ver = 4;
     }
-    if (ver == 4) {
-        /* version 5's databases were created empty by open_dbs, in this
-         * transaction: only the version is left to write */
+    if (ver == 4 || ver == 5) {
+        /* the databases of versions 5 and 6 were created empty by open_dbs, in
+         * this transaction: only the version is left to write */
         uint32_t now = PH_SCHEMA_VERSION;
         MDB_val vk = {6, "schema"}, vv = {sizeof now, &now};
         if ((mrc = mdb_put(txn, s->dbi[DB_META], &vk, &vv, 0)))

@@ -76,6 +76,8 @@ enum ph_order_state {
     PH_ORDER_SUCCEEDED = 3,
     PH_ORDER_FAILED = 4,
     PH_ORDER_UNKNOWN = 5,
+    PH_ORDER_HELD = 6, /* a risk rule said review: no code taken, no supplier called, until
+                          ops release or block it, or its review times out (PH_CMD_REVIEW) */
 };
 
 /* "available", "issued", ...; "?" for an unknown value. Static strings. */
@@ -398,6 +400,10 @@ enum ph_cmd_type {
     PH_CMD_WH_RESULT, /* attempts' outcomes (a batch, any endpoints): the attempt log */
     PH_CMD_WH_ENABLE, /* ops re-enable an endpoint a 410 disabled */
     PH_CMD_WH_REPLAY, /* ops send deliveries again (one, or a seq range) */
+    /* issuance protection (issue 15; docs/store.md, "Risk") */
+    PH_CMD_RISK_RULE, /* ops create, change or remove a risk rule (store_risk_rules.c) */
+    PH_CMD_RISK_LIST, /* ops add or remove a block or allow list entry (store_risk_rules.c) */
+    PH_CMD_REVIEW,    /* a held order released or blocked (store_review.c) */
 };
 
 /* The event names PH_CMD_NOTE_EVENT accepts: a closed list, so the feed's
@@ -588,6 +594,22 @@ typedef struct ph_wh_answer {
     int outcome;     /* PH_WH_OUT_* (wh_policy.h's PH_WH_* have the same values) */
 } ph_wh_answer;
 
+/* The risk side of a new order (ORDER, SUPPLY_CREATE), decided and written
+ * before submission (risk/risk.h, http/api_orders.c): the store acts on the
+ * verdict and keeps the record, it never evaluates a rule. */
+enum { PH_VERDICT_FULFIL = 0, PH_VERDICT_HOLD = 1, PH_VERDICT_DENY = 2 };
+typedef struct ph_order_risk {
+    int verdict;        /* PH_VERDICT_*: fulfil as usual; hold (PH_ORDER_HELD, listed in
+                           `reviews` until hold_until); deny (PH_ORDER_FAILED at once,
+                           reason "denied_by_risk", no code taken, nothing sent) */
+    const char *rule;   /* hold, deny: the rule (or list entry) that decided; in the event */
+    int64_t hold_until; /* hold: ms the review times out (the default then applies) */
+    const char *record; /* the order's risk record, JSON text (docs/store.md, "Order risk"):
+                           masked end user, subject keys, tags, amount, decision; the phone
+                           only sealed; stored in `order_risk` under the order id */
+    size_t record_len;
+} ph_order_risk;
+
 typedef struct ph_cmd ph_cmd;
 typedef void (*ph_cmd_done_fn)(ph_cmd *cmd);
 
@@ -612,6 +634,7 @@ struct ph_cmd {
             const char *client, *client_order_id, *sku;
             uint32_t quantity;
             uint8_t fingerprint[32];
+            const ph_order_risk *risk; /* NULL: no end user, no decision (nothing stored) */
         } order;
         struct {
             uint64_t batch_id;
@@ -639,6 +662,7 @@ struct ph_cmd {
             const char *account_masked; /* recharge, else NULL */
             ph_attempt_target first;
             const char *fail_reason;
+            const ph_order_risk *risk; /* as for ORDER; a held order gets no attempt */
         } supply;
         /*
          * ATTEMPT: attempt `no` of order `order_id` moves to `state` (a forward
@@ -960,6 +984,56 @@ struct ph_cmd {
          * delivery thread to read its pending deliveries again. The arrays and
          * strings stay the submitter's until the command completes.
          */
+        /*
+         * RISK_RULE (store_risk_rules.c): `json` is a rule object
+         * (ph_risk_rule_json) without version and times: the writer gives it
+         * version (stored + 1, or 1), created_at (kept, or now) and
+         * updated_at = now, stores it in `risk_rules` and a copy in
+         * `risk_rule_hist` under (id, version); remove = 1 deletes it from
+         * `risk_rules` (the history stays). expect_version > 0: PH_ECONFLICT
+         * unless that is the stored version. Event risk.rule_changed {rule,
+         * version, change: created|updated|removed}; the audit record.
+         * Results: rule_version. Refusals: PH_ENOTFOUND (remove of no rule),
+         * PH_ECONFLICT, PH_EINVAL (id, json not an object or its id another).
+         * RISK_LIST: add (or replace) / remove the entry (list, var, key) in
+         * `risk_lists`; event risk.list_changed {list, variable, masked,
+         * expires_at, change}. PH_ENOTFOUND removing no entry; PH_EINVAL.
+         */
+        struct {
+            const char *id;
+            const char *json; /* NULL with remove */
+            int remove;
+            uint32_t expect_version;
+        } risk_rule;
+        struct {
+            int remove;
+            int list, var; /* risk.h's PH_RISK_BLOCK / _ALLOWLIST, PH_RISK_* variable */
+            uint64_t key;  /* the subject key (ph_risk_key) */
+            int64_t expires_at;
+            const char *masked, *note;
+        } risk_list;
+        /*
+         * REVIEW (store_review.c): held order `order_id` is released
+         * (release = 1) or blocked. Block: FAILED, reason "blocked_by_review",
+         * event order.blocked then order.failed. Release: event
+         * order.released, then what ORDER or SUPPLY_CREATE would have done
+         * for it: a card order takes its codes from stock (succeeded), or,
+         * short of stock, goes to `first` as a supplier order (attempt 1
+         * SENDING, PROCESSING); a recharge goes to `first`; first.supplier
+         * NULL there: FAILED with fail_reason. Either way it leaves
+         * `reviews`, and its risk record gets the outcome and `who`.
+         * Results: order (to hand to fulfil when it became PROCESSING).
+         * Refusals: PH_ENOTFOUND, PH_ESTATE (not held: "order 12 is
+         * succeeded, not held"), PH_EINVAL (who, note).
+         */
+        struct {
+            uint64_t order_id;
+            int release;
+            const char *who;  /* the token's client, or "timeout" */
+            const char *note; /* NULL or "" = none */
+            ph_attempt_target first;
+            const char *fail_reason;
+        } review;
         struct {
             const char *endpoint;
             const char *json; /* REPLAY */
@@ -1052,6 +1126,8 @@ struct ph_cmd {
     uint64_t replenish_id;   /* REPLENISH: the replenishment started (0 none) */
     int repl_why;            /* REPLENISH: PH_REPL_* the decision */
     uint64_t wh_count;       /* WH_*: deliveries created, results applied, deliveries replayed */
+    uint32_t rule_version;   /* RISK_RULE: the version stored (removed: the last one) */
+    /* REVIEW sets `order` (after the release or block). */
 
     /* ---- completion ---- */
     ph_cmd_done_fn

@@ -19,9 +19,10 @@
  * version 3 store migrated by booking every order (ph_ledger_migrate); and the
  * audit, reconciliation, discrepancy and late re-query databases, created empty. */
 #define PH_SCHEMA_VERSION                                                                          \
-    5 /* 5: scheduled jobs, offer and product state (sync), alerts and balances,                   \
-        replenishments and the webhook databases, all created empty: a version 4 store             \
-        is migrated by the open that creates them */
+    6 /* 5: scheduled jobs, offer and product state (sync), alerts and balances,                   \
+        replenishments and the webhook databases; 6: risk rules, lists, order risk                 \
+        records and the review queue; all created empty: a version 4 or 5 store is                 \
+        migrated by the open that creates them */
 
 /* Named databases. Integer keys are native uint64_t (MDB_INTEGERKEY), so ids
  * sort numerically and new ids always append at the right edge of the tree. */
@@ -61,13 +62,18 @@ enum {
     DB_ALERT_STATE, /* kind byte, subject -> ph_alert_state_rec: the alert fired (absent: armed) */
     DB_BALANCE,     /* supplier -> ph_balance_rec: its last balance reading */
     DB_REPLENISH,   /* replenishment id -> replenishment JSON (store_replenish.c) */
-    DB_REPLENISH_SKU, /* sku -> uint64 id of its replenishment in flight (none: no key) */
-    DB_REPLENISH_DAY, /* sku NUL be32(day) -> int64 fen spent replenishing it that day */
-    DB_WH_ENDPOINTS,  /* endpoint id -> endpoint state JSON (store_webhooks.c) */
-    DB_WH_DELIVERIES, /* endpoint NUL be64(seq) -> delivery JSON */
-    DB_WH_PENDING,    /* endpoint NUL be64(seq) -> "" while the delivery is pending */
-    DB_WH_LAST,       /* endpoint NUL be64(order id) -> be64(seq): the order's last delivery */
-    DB_WH_ATTEMPTS,   /* endpoint NUL be64(seq) be32(attempt no) -> attempt JSON */
+    DB_REPLENISH_SKU,  /* sku -> uint64 id of its replenishment in flight (none: no key) */
+    DB_REPLENISH_DAY,  /* sku NUL be32(day) -> int64 fen spent replenishing it that day */
+    DB_WH_ENDPOINTS,   /* endpoint id -> endpoint state JSON (store_webhooks.c) */
+    DB_WH_DELIVERIES,  /* endpoint NUL be64(seq) -> delivery JSON */
+    DB_WH_PENDING,     /* endpoint NUL be64(seq) -> "" while the delivery is pending */
+    DB_WH_LAST,        /* endpoint NUL be64(order id) -> be64(seq): the order's last delivery */
+    DB_WH_ATTEMPTS,    /* endpoint NUL be64(seq) be32(attempt no) -> attempt JSON */
+    DB_RISK_RULES,     /* rule id -> rule JSON (store_risk_rules.c) */
+    DB_RISK_RULE_HIST, /* rule id NUL be32(version) -> rule JSON as it was */
+    DB_RISK_LISTS,     /* list byte, var byte, be64(key) -> entry JSON */
+    DB_ORDER_RISK,     /* order id -> the order's risk record JSON (store_review.c) */
+    DB_REVIEWS,        /* order id -> int64 hold_until: held orders (store_review.c) */
     DB_COUNT
 };
 
