@@ -53,6 +53,7 @@ typedef struct ph_http_env {
     struct ph_sched *sched; /* the jobs: GET /v1/jobs, POST run, supplier sync; NULL = none (503) */
     struct ph_redeem *redeem; /* code lookups ask suppliers (supply/redeem.h); NULL = never */
     struct ph_notify *notify; /* webhook delivery: woken after an ops action; NULL = none */
+    struct ph_risk *risk;     /* issuance protection (risk/risk.h); NULL = no rules, no lists */
 } ph_http_env;
 
 /* The listener's settings (config's listen: and http: sections). */
