@@ -165,7 +165,7 @@ static void fulfil_cfg_release(void *ref)
 /* The scheduler's hooks into the store (below, with the expiry job). */
 static int job_load(void *arg, const char *id, ph_sched_stored *out);
 static void job_ran(void *arg, const char *id, int64_t started_at, int64_t ended_at, int ok,
-                    const char *outcome, int manual, int64_t next_due);
+                    const char *outcome, int manual, int64_t next_due, uint32_t runs);
 /* A webhook body's order: the view its client sees, without codes (views.c:
  * the account masked). Handed to notify, which includes nothing of http/. */
 static json_t *webhook_order_view(void *arg, const ph_order *o, const ph_config *cfg)
@@ -281,7 +281,7 @@ static void job_ran_done(ph_cmd *c)
 }
 
 static void job_ran(void *arg, const char *id, int64_t started_at, int64_t ended_at, int ok,
-                    const char *outcome, int manual, int64_t next_due)
+                    const char *outcome, int manual, int64_t next_due, uint32_t runs)
 {
     ph_daemon *d = arg;
     job_ran_cmd *j = calloc(1, sizeof *j);
@@ -303,6 +303,7 @@ static void job_ran(void *arg, const char *id, int64_t started_at, int64_t ended
     j->cmd.in.job.ok = ok;
     j->cmd.in.job.outcome = j->outcome;
     j->cmd.in.job.manual = manual;
+    j->cmd.in.job.runs = runs;
     j->cmd.in.job.next_due = next_due;
     j->cmd.done = job_ran_done;
     j->cmd.arg = j;
@@ -341,7 +342,10 @@ static void expire_job(void *arg, ph_sched_run *run)
     if (ok)
         snprintf(outcome, sizeof outcome, "%llu codes expired%s", (unsigned long long)total,
                  more ? "; more left for the next run" : "");
-    ph_sched_done(run, ok, outcome);
+    if (ok && !total && !more)
+        ph_sched_done_idle(run, outcome); /* nothing was due: no commit for the record */
+    else
+        ph_sched_done(run, ok, outcome);
 }
 
 #define PH_EXPIRE_JOB "codes.expire"

@@ -50,6 +50,8 @@ typedef struct job {
     int last_ok;
     char last_outcome[160];
     uint64_t runs;
+    int64_t kept_at;  /* ms the last run handed to persist.ran ended; 0 = none yet */
+    uint32_t unkept;  /* idle runs since then that persist.ran has not seen */
     ph_sched_run run; /* the run in progress */
 } job;
 
@@ -235,7 +237,8 @@ static int reserve(ph_sched *s)
 
 /* ---- runs ---------------------------------------------------------------- */
 
-void ph_sched_done(ph_sched_run *run, int ok, const char *outcome)
+/* Ends a run; idle: it was ok and changed nothing (ph_sched_done_idle). */
+static void run_end(ph_sched_run *run, int ok, const char *outcome, int idle)
 {
     ph_sched *s = run->s;
     job *j = run->j;
@@ -244,6 +247,18 @@ void ph_sched_done(ph_sched_run *run, int ok, const char *outcome)
     int64_t end = now_of(s);
     ph_mutex_lock(&s->mu);
     assert(j->running);
+    /* an idle run is kept only when it tells the store something new: the
+     * job's first run, a manual one, one after a failure, or one past the
+     * interval since the last kept run */
+    int keep = !idle || !j->kept_at || run->manual || j->last_ok != 1 ||
+               end - j->kept_at >= PH_SCHED_IDLE_KEEP_MS;
+    uint32_t runs = j->unkept + 1; /* what the kept record stands for */
+    if (keep) {
+        j->kept_at = end;
+        j->unkept = 0;
+    } else {
+        j->unkept++;
+    }
     j->last_started_at = run->at;
     j->last_ended_at = end;
     j->last_ok = ok ? 1 : 0;
@@ -259,9 +274,9 @@ void ph_sched_done(ph_sched_run *run, int ok, const char *outcome)
                j->id, run->manual, text);
     /* still running: no other run of j, so the records of one job are
      * submitted in run order, and j cannot be freed under us */
-    if (s->opts.persist && s->opts.persist->ran)
+    if (keep && s->opts.persist && s->opts.persist->ran)
         s->opts.persist->ran(s->opts.persist->arg, j->id, run->at, end, ok ? 1 : 0, text,
-                             run->manual, next);
+                             run->manual, next, runs);
     ph_mutex_lock(&s->mu);
     j->running = 0;
     s->running--;
@@ -271,6 +286,16 @@ void ph_sched_done(ph_sched_run *run, int ok, const char *outcome)
     pthread_cond_signal(&s->cv);
     pthread_cond_broadcast(&s->idle);
     ph_mutex_unlock(&s->mu); /* j and s may be freed from here on */
+}
+
+void ph_sched_done(ph_sched_run *run, int ok, const char *outcome)
+{
+    run_end(run, ok, outcome, 0);
+}
+
+void ph_sched_done_idle(ph_sched_run *run, const char *outcome)
+{
+    run_end(run, 1, outcome, 1);
 }
 
 static void sleep_until(ph_sched *s, int64_t now)
@@ -555,6 +580,14 @@ void ph_sched_destroy(ph_sched *s)
         ph_mutex_wait(&s->mu, &s->idle, NULL);
     ph_mutex_unlock(&s->mu);
     pthread_join(s->thread, NULL);
+    /* a clean stop keeps the idle runs not kept yet (the last one stands for
+     * them), so a restart sees every run and the due time after the last */
+    for (size_t i = 0; i < s->n; i++) {
+        job *j = s->jobs[i];
+        if (j->unkept && s->opts.persist && s->opts.persist->ran)
+            s->opts.persist->ran(s->opts.persist->arg, j->id, j->last_started_at, j->last_ended_at,
+                                 j->last_ok, j->last_outcome, 0, j->next_due, j->unkept);
+    }
     for (size_t i = 0; i < s->n; i++)
         free(s->jobs[i]);
     free(s->jobs);

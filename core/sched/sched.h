@@ -80,6 +80,18 @@ int ph_sched_stopping(const ph_sched_run *run);
  * thread, also inside the job's fn. */
 void ph_sched_done(ph_sched_run *run, int ok, const char *outcome);
 
+/* Ends a run that was ok and changed nothing (an expiry sweep with nothing
+ * due): as ph_sched_done(run, 1, outcome), but the persist hook is called
+ * only when the store would learn something from it — the job's first run
+ * since start, a manual run, the first ok run after a failure, or the first
+ * one PH_SCHED_IDLE_KEEP_MS after the last run it kept — so a job due every
+ * second does not cost a commit every second. GET /v1/jobs shows every run
+ * either way; after a restart a job whose kept due time passed runs once at
+ * start, which an idle job does at no cost. Any thread, exactly once per run
+ * (instead of ph_sched_done). */
+#define PH_SCHED_IDLE_KEEP_MS 600000
+void ph_sched_done_idle(ph_sched_run *run, const char *outcome);
+
 /* What the store holds of a job (ph_sched_persist.load). */
 typedef struct ph_sched_stored {
     int64_t next_due;                       /* ms; 0 = none stored */
@@ -101,9 +113,12 @@ typedef struct ph_sched_persist {
      * 159 bytes), and the next due time (0 = on demand only). Called by
      * ph_sched_done on its caller's thread — possibly the supplier I/O thread
      * — without the scheduler's lock, in run order for each job: it must not
-     * block (submit, do not wait for the commit). */
+     * block (submit, do not wait for the commit). `runs` is how many runs the
+     * record stands for: 1, or more when idle runs before it were not kept
+     * (ph_sched_done_idle); ph_sched_destroy hands over the last idle run
+     * not kept yet of each job, on its caller's thread. */
     void (*ran)(void *arg, const char *id, int64_t started_at, int64_t ended_at, int ok,
-                const char *outcome, int manual, int64_t next_due);
+                const char *outcome, int manual, int64_t next_due, uint32_t runs);
     void *arg;
 } ph_sched_persist;
 

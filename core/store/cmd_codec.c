@@ -248,6 +248,7 @@ static int encode_cmd(wbuf *b, const ph_cmd *c, size_t idx, ph_err *err)
         w_str(b, c->in.job.outcome);
         w_i32(b, c->in.job.manual);
         w_i64(b, c->in.job.next_due);
+        w_u32(b, c->in.job.runs);
         break;
     case PH_CMD_BALANCE:
         w_str(b, c->in.balance.supplier);
@@ -951,6 +952,8 @@ static int decode_cmd(rd *r, ph_cmd *c, int *rc_out)
         c->in.job.outcome = r_str(r, "outcome");
         c->in.job.manual = r_i32(r, "manual");
         c->in.job.next_due = r_i64(r, "next_due");
+        /* runs came later: a journal written without it reads 0 (one run) */
+        c->in.job.runs = r->left >= 4 ? r_u32(r, "runs") : 0;
         break;
     case PH_CMD_BALANCE:
         c->in.balance.supplier = r_str(r, "supplier");

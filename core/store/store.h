@@ -882,6 +882,9 @@ struct ph_cmd {
             const char *outcome;
             int manual;       /* 1: the run was asked for */
             int64_t next_due; /* ms; 0 = none */
+            uint32_t runs;    /* JOB_RAN: the runs this record stands for: the last one and the
+                                 idle runs before it that were not kept (sched.h's
+                                 ph_sched_done_idle); 0 counts as 1 */
         } job;
         /*
          * CODE_REDEEMED: the code's supplier says it was redeemed (a customer-

@@ -115,7 +115,7 @@ int store_apply_job(ph_wtxn *w, ph_cmd *c)
     r.last_ok = c->in.job.ok;
     snprintf(r.last_outcome, sizeof r.last_outcome, "%s", outcome);
     r.next_due = c->in.job.next_due;
-    r.runs++;
+    r.runs += c->in.job.runs ? c->in.job.runs : 1;
     if (r.asked_at && (c->in.job.manual || r.asked_at <= c->in.job.started_at))
         r.asked_at = 0;
     return job_put(w, c, &r);

@@ -340,3 +340,34 @@ Test(jobs, a_period_below_one_second_is_refused_at_its_position)
     cr_assert_neq(h_start(&D), 0, "a start refuses it too");
     h_cleanup(&D);
 }
+
+/* perkhub_store_commits_total from GET /metrics. */
+static long long commits_now(void)
+{
+    h_resp r = h_get(&D, "/metrics", "ops-token");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    const char *p = strstr(r.body, "\nperkhub_store_commits_total ");
+    cr_assert_not_null(p, "no commit counter: %s", r.body);
+    long long n = atoll(p + strlen("\nperkhub_store_commits_total "));
+    h_resp_free(&r);
+    return n;
+}
+
+/* An expiry sweep every second that finds nothing due costs no commit: idle
+ * runs are kept in memory (GET /v1/jobs counts them) and stored at the
+ * interval or at a clean stop, which stores their count. */
+Test(jobs, idle_sweeps_cost_no_commit_and_a_clean_stop_keeps_their_count)
+{
+    h_setup(&D, "expiry:\n  every_s: 1\n");
+    cr_assert_eq(h_start(&D), 0);
+    wait_runs(2);
+    long long c0 = commits_now(), r0 = runs_of();
+    wait_runs(r0 + 3);
+    long long c1 = commits_now(), r1 = runs_of();
+    cr_assert_geq(r1 - r0, 3);
+    cr_assert_eq(c1 - c0, 0, "%lld commits for %lld idle runs", c1 - c0, r1 - r0);
+    h_stop_clean(&D);
+    json_t *rec = stored_job(JOB);
+    cr_assert_geq(h_int(rec, "runs"), r1, "the stored count holds every run");
+    json_decref(rec);
+}

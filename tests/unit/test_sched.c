@@ -40,6 +40,7 @@ typedef struct world {
         char id[PH_SCHED_ID_MAX];
         int64_t started, ended, next;
         int ok, manual;
+        uint32_t runs;
         char outcome[160];
     } ran[512];
     size_t nran;
@@ -82,7 +83,7 @@ static int load_fn(void *arg, const char *id, ph_sched_stored *out)
 }
 
 static void ran_fn(void *arg, const char *id, int64_t started_at, int64_t ended_at, int ok,
-                   const char *outcome, int manual, int64_t next_due)
+                   const char *outcome, int manual, int64_t next_due, uint32_t runs)
 {
     world *w = arg;
     pthread_mutex_lock(&w->mu);
@@ -94,6 +95,7 @@ static void ran_fn(void *arg, const char *id, int64_t started_at, int64_t ended_
     w->ran[i].next = next_due;
     w->ran[i].ok = ok;
     w->ran[i].manual = manual;
+    w->ran[i].runs = runs;
     snprintf(w->ran[i].outcome, sizeof w->ran[i].outcome, "%s", outcome);
     pthread_mutex_unlock(&w->mu);
 }
@@ -771,4 +773,67 @@ Test(store_jobs, check_store_names_a_malformed_or_inconsistent_record)
         g_s = open_at(g_dir, 0);
         assert_check();
     }
+}
+
+static size_t nran(void)
+{
+    pthread_mutex_lock(&W.mu);
+    size_t n = W.nran;
+    pthread_mutex_unlock(&W.mu);
+    return n;
+}
+
+/* A job due every second that finds nothing to do must not cost a commit a
+ * second: idle runs are kept only when they tell the store something. */
+Test(sched, idle_runs_are_kept_only_when_they_say_something_new)
+{
+    ph_sched *s = start(1);
+    add(s, "sweep", 1000);
+    int64_t t = 1000000;
+    at(s, t);
+    ph_sched_done_idle(run_no(0).run, "nothing due");
+    cr_assert_eq(nran(), 1, "the first run since start is kept");
+    for (int i = 1; i <= 5; i++) {
+        at(s, t + i * 1000);
+        ph_sched_done_idle(run_no((size_t)i).run, "nothing due");
+    }
+    cr_assert_eq(nruns(), 6, "every run ran");
+    cr_assert_eq(nran(), 1, "idle runs within the interval are not kept");
+    cr_assert_eq(info(s, "sweep").runs, 6, "GET /v1/jobs still counts every run");
+    at(s, t + 6000);
+    ph_sched_done(run_no(6).run, 0, "failed");
+    cr_assert_eq(nran(), 2, "a failure is kept");
+    at(s, t + 7000);
+    ph_sched_done_idle(run_no(7).run, "nothing due");
+    cr_assert_eq(nran(), 3, "the first ok run after a failure is kept");
+    at(s, t + 8000);
+    ph_sched_done_idle(run_no(8).run, "nothing due");
+    cr_assert_eq(nran(), 3);
+    ph_err err = {0};
+    cr_assert_eq(ph_sched_trigger(s, "sweep", &err), PH_OK, "%s", err.msg);
+    at(s, t + 8100);
+    ph_sched_done_idle(run_no(9).run, "nothing due");
+    cr_assert_eq(nran(), 4, "a manual run is kept");
+    pthread_mutex_lock(&W.mu);
+    cr_assert_eq(W.ran[3].runs, 2, "the manual run stands for the idle one before it too");
+    pthread_mutex_unlock(&W.mu);
+    /* the interval passes (one run: the clock jumped) */
+    at(s, t + 8100 + PH_SCHED_IDLE_KEEP_MS);
+    ph_sched_done_idle(run_no(nruns() - 1).run, "nothing due");
+    cr_assert_eq(nran(), 5, "one idle run is kept per interval");
+    at(s, t + 9100 + PH_SCHED_IDLE_KEEP_MS);
+    ph_sched_done_idle(run_no(nruns() - 1).run, "nothing due");
+    cr_assert_eq(nran(), 5);
+    ph_sched_destroy(s);
+    /* a clean stop keeps the last idle run not kept yet, due time and all */
+    pthread_mutex_lock(&W.mu);
+    cr_assert_eq(W.nran, 6, "destroy keeps the unkept run");
+    cr_assert_eq(W.ran[5].started, t + 9100 + PH_SCHED_IDLE_KEEP_MS);
+    cr_assert_eq(W.ran[5].next, W.ran[5].started + 1000, "with its next due time");
+    cr_assert_eq(W.ran[5].runs, 1);
+    size_t total = 0;
+    for (size_t i = 0; i < W.nran; i++)
+        total += W.ran[i].runs;
+    cr_assert_eq(total, W.nruns, "the kept records account for every run");
+    pthread_mutex_unlock(&W.mu);
 }
