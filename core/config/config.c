@@ -876,10 +876,11 @@ static int build(ctx *c, const yaml_node_t *root, ph_config **out)
     if ((rc = cfg_parse_object(c, top_fields, NELEM(top_fields), root, cfg)) ||
         (rc = check_offer_suppliers(c, cfg, root)) || (rc = check_prices(c, cfg, root)) ||
         (rc = check_tokens(c, cfg, root)) || (rc = check_http(c, cfg, root)) ||
-        (rc = check_auth_failures(c, cfg, root)) || (rc = check_statements(c, cfg, root)) ||
-        (rc = check_tls(c, cfg, root)) || (rc = mark_suppliers(c, cfg, root)) ||
-        (rc = check_alert_rules(c, cfg, root)) || (rc = check_replenish(c, cfg, root)) ||
-        (rc = check_webhooks(c, cfg, root)))
+        (rc = check_statements(c, cfg, root)) || (rc = check_tls(c, cfg, root)) ||
+        (rc = mark_suppliers(c, cfg, root)) || (rc = check_alert_rules(c, cfg, root)) ||
+        (rc = check_replenish(c, cfg, root)) || (rc = check_webhooks(c, cfg, root)))
+        goto fail;
+    if ((rc = check_auth_failures(c, cfg, root)))
         goto fail;
     *out = cfg;
     return PH_OK;

@@ -261,14 +261,15 @@ typedef struct ph_config {
     /* http.allow_plain_tokens: 1 lets a bearer token come over plain HTTP from a
      * non-loopback peer (default 0: refused, http_api.c) */
     int http_allow_plain_tokens;
-    ph_auth_failures_conf auth_failures; /* http.auth_failures */
-    uint32_t max_order_quantity;         /* default 100000 */
-    uint64_t max_body_bytes;             /* default 64 MiB */
-    uint32_t max_import_codes;           /* codes per import request; default 1000000 */
-    uint32_t max_order_wait_s; /* longest "wait" a client may ask on POST /v1/orders; 30 */
-    char *public_url;          /* how suppliers reach our callbacks, e.g.
-                                  "https://perkhub.example.com"; NULL = http://<listen
-                                  address>:<bound port> (loopback setups and tests) */
+    /* http.auth_failures: failed authentications throttled per peer address */
+    ph_auth_failures_conf auth_failures;
+    uint32_t max_order_quantity; /* default 100000 */
+    uint64_t max_body_bytes;     /* default 64 MiB */
+    uint32_t max_import_codes;   /* codes per import request; default 1000000 */
+    uint32_t max_order_wait_s;   /* longest "wait" a client may ask on POST /v1/orders; 30 */
+    char *public_url;            /* how suppliers reach our callbacks, e.g.
+                                    "https://perkhub.example.com"; NULL = http://<listen
+                                    address>:<bound port> (loopback setups and tests) */
     /* reports.utc_offset: the business day of the daily aggregates, minutes
      * east of UTC (-720..840; default +08:00 = 480). */
     int report_utc_offset_min;
