@@ -284,6 +284,11 @@ Test(auth_throttle, a_held_401_does_not_hold_the_pool_thread)
         cr_expect_eq(r.status, 401, "exempt after the reload, request %d: %ld", i + 1, r.status);
     }
     cr_expect_eq(get_from("127.0.0.5", "/v1/products", "mall-token").status, 200);
+    h_resp audit = h_get(&D, "/v1/audit?action=config.reload", "ops-token");
+    cr_expect_eq(audit.status, 200);
+    cr_expect_not_null(strstr(audit.body, "\"settings\":[\"http.auth_failures\"]"),
+                       "the reload's audit names the setting: %s", audit.body);
+    h_resp_free(&audit);
     cr_expect_eq(metric(DELAYED), 1);
     cr_expect_eq(metric(REFUSED), 0);
     h_stop_clean(&D);
