@@ -35,8 +35,9 @@
  *
  * Cost for a good request: ph_auth_guard_refused takes no lock unless the
  * address may be blocked (one relaxed load of a per-hash-slot count of blocked
- * addresses, after a keyed hash of the address); a good token never calls
- * ph_auth_guard_fail.
+ * addresses, 4096 slots, after a keyed hash of the address); a good token
+ * never calls ph_auth_guard_fail. With thousands of addresses blocked at once
+ * most slots count one, and the check takes the lock for a short lookup.
  *
  * Ownership: the HTTP listener creates one guard (ph_http_start) and frees it
  * after its threads stopped; no global state. The settings are read from the
