@@ -41,8 +41,8 @@ static void put_requests(ph_mx *mx, ph_metrics *m)
 static void put_auth(ph_mx *mx, ph_metrics *m)
 {
     ph_mx_family(mx, "perkhub_auth_failures_total", "counter",
-                 "Requests refused 401 for a missing, malformed or unknown bearer token since "
-                 "start (a valid token without the scope is a 403, not counted)");
+                 "Requests answered 401 unauthorized since start: no credentials, or unknown "
+                 "ones (a known client without the scope gets 403, not counted)");
     ph_mx_sample(mx, "perkhub_auth_failures_total", NULL, 0,
                  (double)atomic_load_explicit(&m->auth_failures, memory_order_relaxed));
     static const char *const actions[] = {"delayed", "refused"};
