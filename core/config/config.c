@@ -105,6 +105,27 @@ static const field log_fields[] = {
     ENUM(ph_config, log_format, "format", 0, log_format_names, log_format_values, "text"),
     STR(ph_config, log_file, "file", 0, NULL),
 };
+#define AF(m) offsetof(ph_config, auth_failures) + offsetof(ph_auth_failures_conf, m)
+#define AF_INT(m, key, lo, hi, d)                                                                  \
+    {                                                                                              \
+        .name = (key), .kind = K_INT, .off = AF(m), .size = MEMBER_SIZE(ph_auth_failures_conf, m), \
+        .min = (lo), .max = (hi), .scale = 1, .def = (d)                                           \
+    }
+static const field auth_failures_fields[] = {
+    AF_INT(window_s, "window_s", 1, 86400, "60"),
+    AF_INT(slow_after, "slow_after", 0, 10000, "5"),
+    AF_INT(delay_ms, "delay_ms", 1, 60000, "250"),
+    AF_INT(delay_max_ms, "delay_max_ms", 1, 60000, "2000"),
+    AF_INT(block_after, "block_after", 1, 10000, "20"),
+    AF_INT(block_s, "block_s", 1, 604800, "300"),
+    {.name = "exempt",
+     .kind = K_TAGS,
+     .flags = F_TEXT_ITEMS,
+     .off = AF(exempt),
+     .off2 = AF(nexempt)},
+};
+#undef AF_INT
+#undef AF
 static const field http_fields[] = {
     INT(ph_config, http_threads, "threads", 1, 256, 1, "4"),
     INT(ph_config, http_max_connections, "max_connections", 16, 1000000, 1, "10000"),
@@ -113,6 +134,7 @@ static const field http_fields[] = {
     INT(ph_config, http_header_timeout_s, "header_timeout_s", 1, 3600, 1, "10"),
     INT(ph_config, http_request_timeout_s, "request_timeout_s", 1, 86400, 1, "120"),
     BOOL(ph_config, http_allow_plain_tokens, "allow_plain_tokens", "false"),
+    SECTION("auth_failures", auth_failures_fields),
 };
 static const field limits_fields[] = {
     INT(ph_config, max_order_quantity, "max_order_quantity", 1, 10000000, 1, "100000"),
@@ -699,6 +721,63 @@ static int check_http(ctx *c, const ph_config *cfg, const yaml_node_t *root)
                     cfg->http_reserved_connections, cfg->http_max_connections);
 }
 
+/* http.auth_failures: blocking must come after slowing (else no failure is
+ * ever delayed), the delay's ceiling not below its start, and each exempt
+ * entry a network, parsed here once for every request that checks it. */
+static int check_auth_failures(ctx *c, ph_config *cfg, const yaml_node_t *root)
+{
+    ph_auth_failures_conf *af = &cfg->auth_failures;
+    const yaml_node_t *hn = cfg_map_find(c, root, "http");
+    const yaml_node_t *an = cfg_map_find(c, hn, "auth_failures");
+    const yaml_node_t *at = an ? an : hn ? hn : root;
+    if (af->block_after <= af->slow_after) {
+        const yaml_node_t *bn = cfg_map_find(c, an, "block_after");
+        const yaml_node_t *sn = cfg_map_find(c, an, "slow_after");
+        cfg_path_push(c, "http.auth_failures.%s", bn || !sn ? "block_after" : "slow_after");
+        return cfg_fail(c,
+                        (bn   ? bn
+                         : sn ? sn
+                              : at)
+                            ->start_mark,
+                        "expected block_after (%u) above slow_after (%u): failures past "
+                        "slow_after are delayed, and at block_after the address is refused",
+                        af->block_after, af->slow_after);
+    }
+    if (af->delay_max_ms < af->delay_ms) {
+        const yaml_node_t *mn = cfg_map_find(c, an, "delay_max_ms");
+        const yaml_node_t *dn = cfg_map_find(c, an, "delay_ms");
+        cfg_path_push(c, "http.auth_failures.%s", mn || !dn ? "delay_max_ms" : "delay_ms");
+        return cfg_fail(c,
+                        (mn   ? mn
+                         : dn ? dn
+                              : at)
+                            ->start_mark,
+                        "expected delay_max_ms (%u) at least delay_ms (%u): the delay doubles "
+                        "from delay_ms up to delay_max_ms",
+                        af->delay_max_ms, af->delay_ms);
+    }
+    const yaml_node_t *en = cfg_map_find(c, an, "exempt");
+    if (af->nexempt > PH_AUTH_EXEMPT_MAX) {
+        cfg_path_push(c, "http.auth_failures.exempt");
+        return cfg_fail(c, en->start_mark, "expected at most %d networks, got %zu",
+                        PH_AUTH_EXEMPT_MAX, af->nexempt);
+    }
+    for (size_t i = 0; i < af->nexempt; i++) {
+        const char *why = ph_cidr_parse(af->exempt[i], &af->exempt_nets[i]);
+        if (!why)
+            continue;
+        const yaml_node_t *item = cfg_seq_item(c, en, i);
+        char shown[SHOWN_MAX + 1];
+        ph_text_clean(shown, sizeof shown, af->exempt[i]); /* printable, cut */
+        cfg_path_push(c, "http.auth_failures.exempt[%zu]", i);
+        return cfg_fail(c, (item ? item : en)->start_mark,
+                        "expected an address or a network like 10.0.0.0/8 or 2001:db8::/32, got "
+                        "\"%s\": %s",
+                        shown, why);
+    }
+    return PH_OK;
+}
+
 /* listen.tls: cert and key together, client_ca only with them, and the files
  * there, regular, the key readable by its owner only (as the master key file);
  * they are read at start (http/tls.h), which says when one is not PEM. A
@@ -800,6 +879,8 @@ static int build(ctx *c, const yaml_node_t *root, ph_config **out)
         (rc = check_statements(c, cfg, root)) || (rc = check_tls(c, cfg, root)) ||
         (rc = mark_suppliers(c, cfg, root)) || (rc = check_alert_rules(c, cfg, root)) ||
         (rc = check_replenish(c, cfg, root)) || (rc = check_webhooks(c, cfg, root)))
+        goto fail;
+    if ((rc = check_auth_failures(c, cfg, root)))
         goto fail;
     *out = cfg;
     return PH_OK;

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/netaddr.h"
 #include "base/status.h"
 
 enum { PH_SCOPE_FULFILL = 1, PH_SCOPE_SUPPORT = 2, PH_SCOPE_OPS = 4 };
@@ -209,6 +210,23 @@ typedef struct ph_product_conf {
     ph_replenish_conf replenish;
 } ph_product_conf;
 
+/* http.auth_failures: how failed authentications from one peer address are
+ * slowed and then refused (http/auth_guard.h says how each is used; checked
+ * at load: block_after above slow_after, delay_max_ms at least delay_ms, each
+ * exempt entry a network). */
+#define PH_AUTH_EXEMPT_MAX 64
+typedef struct ph_auth_failures_conf {
+    unsigned window_s;     /* failures are counted over this sliding window; default 60 */
+    unsigned slow_after;   /* past this many, each further 401 is delayed; default 5 */
+    unsigned delay_ms;     /* the first delay, doubled per further failure; default 250 */
+    unsigned delay_max_ms; /* the delay's ceiling; default 2000 */
+    unsigned block_after;  /* at this many the address is refused (429); default 20 */
+    unsigned block_s;      /* ... for this long; default 300 */
+    char **exempt;         /* networks never throttled, as written ("10.0.0.0/8") */
+    size_t nexempt;        /* <= PH_AUTH_EXEMPT_MAX */
+    ph_cidr exempt_nets[PH_AUTH_EXEMPT_MAX]; /* exempt[i], parsed at load */
+} ph_auth_failures_conf;
+
 typedef struct ph_config {
     char *source;         /* file path, or "<embedded>" */
     char *listen_address; /* default "127.0.0.1" */
@@ -243,6 +261,8 @@ typedef struct ph_config {
     /* http.allow_plain_tokens: 1 lets a bearer token come over plain HTTP from a
      * non-loopback peer (default 0: refused, http_api.c) */
     int http_allow_plain_tokens;
+    /* http.auth_failures: failed authentications throttled per peer address */
+    ph_auth_failures_conf auth_failures;
     uint32_t max_order_quantity; /* default 100000 */
     uint64_t max_body_bytes;     /* default 64 MiB */
     uint32_t max_import_codes;   /* codes per import request; default 1000000 */

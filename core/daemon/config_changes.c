@@ -147,6 +147,19 @@ static void clients_diff(json_t *out, const ph_config *o, const ph_config *n)
     put(out, "clients", &d);
 }
 
+/* http.auth_failures as configured (the exempt networks as written). */
+static int auth_failures_same(const ph_auth_failures_conf *a, const ph_auth_failures_conf *b)
+{
+    if (a->window_s != b->window_s || a->slow_after != b->slow_after ||
+        a->delay_ms != b->delay_ms || a->delay_max_ms != b->delay_max_ms ||
+        a->block_after != b->block_after || a->block_s != b->block_s || a->nexempt != b->nexempt)
+        return 0;
+    for (size_t i = 0; i < a->nexempt; i++)
+        if (strcmp(a->exempt[i], b->exempt[i]) != 0)
+            return 0;
+    return 1;
+}
+
 /* The settings a reload applies (docs/config.md, "Reloading"), by their keys. */
 static void settings_diff(json_t *out, const ph_config *o, const ph_config *n)
 {
@@ -171,6 +184,8 @@ static void settings_diff(json_t *out, const ph_config *o, const ph_config *n)
         json_array_append_new(l, json_string("expiry.every_s"));
     if (o->replenish_check_s != n->replenish_check_s)
         json_array_append_new(l, json_string("replenish_check_s"));
+    if (!auth_failures_same(&o->auth_failures, &n->auth_failures))
+        json_array_append_new(l, json_string("http.auth_failures"));
     if (json_array_size(l))
         json_object_set_new(out, "settings", l);
     else

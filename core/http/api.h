@@ -61,6 +61,7 @@ struct ph_req {
     char *text;      /* set by ph_req_text: the body as is, NUL-terminated; owned, wiped */
     size_t text_len; /* bytes of text, without the NUL */
     const char *const *headers; /* static: more header lines, name then value, NULL-ended */
+    char retry_after[12];       /* non-empty: a Retry-After header (seconds; a 429) */
 
     /* a handler that suspends sets `resume`, called when it is resumed */
     ph_handler_fn resume;

@@ -37,6 +37,29 @@ static void put_requests(ph_mx *mx, ph_metrics *m)
         }
 }
 
+/* Failed authentications and their throttling (http/auth_guard.h). */
+static void put_auth(ph_mx *mx, ph_metrics *m)
+{
+    ph_mx_family(mx, "perkhub_auth_failures_total", "counter",
+                 "Requests answered 401 unauthorized since start: no credentials, or unknown "
+                 "ones (a known client without the scope gets 403, not counted)");
+    ph_mx_sample(mx, "perkhub_auth_failures_total", NULL, 0,
+                 (double)atomic_load_explicit(&m->auth_failures, memory_order_relaxed));
+    static const char *const actions[] = {"delayed", "refused"};
+    ph_mx_family(mx, "perkhub_auth_throttled_total", "counter",
+                 "Requests failed-authentication throttling acted on, by action: a 401 held "
+                 "back (delayed), a 429 too_many_failures to a blocked address (refused)");
+    for (unsigned a = 0; a < PH_MX_AUTH_COUNT; a++) {
+        ph_label l[] = {{"action", actions[a]}};
+        ph_mx_sample(mx, "perkhub_auth_throttled_total", l, 1,
+                     (double)atomic_load_explicit(&m->auth_throttled[a], memory_order_relaxed));
+    }
+    ph_mx_family(mx, "perkhub_auth_blocked_addresses", "gauge",
+                 "Peer addresses refused now for their failed authentications");
+    ph_mx_sample(mx, "perkhub_auth_blocked_addresses", NULL, 0,
+                 (double)atomic_load_explicit(&m->auth_blocked, memory_order_relaxed));
+}
+
 static void put_orders(ph_mx *mx, ph_metrics *m)
 {
     static const char *const outcomes[] = {"succeeded", "failed"};
@@ -284,6 +307,7 @@ int ph_api_metrics(ph_req *r)
     put_orders(&mx, m);
     put_open_orders(&mx, r);
     put_requests(&mx, m);
+    put_auth(&mx, m);
     put_store(&mx, r, m);
     put_stock(&mx, r);
     put_suppliers(&mx, r, m);

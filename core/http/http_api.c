@@ -8,8 +8,11 @@
  * orders in one group commit instead of one per thread. A CSV import still
  * parses, seals and waits for its commit on the pool thread (rare, ops only).
  * One more thread, the sweeper, shuts down connections whose request header
- * is overdue (conn_track). An offline request (ph_http_serve_offline) runs on
- * its caller's thread and waits for its wakes on a condition variable.
+ * is overdue (conn_track), and is the listener's timer: it resumes the
+ * connections whose 401 the auth guard holds back (auth_guard.h) when each is
+ * due, and ends the guard's blocks once a second. An offline request
+ * (ph_http_serve_offline) runs on its caller's thread and waits for its wakes
+ * on a condition variable; it has no peer address, so the guard never sees it.
  */
 #include "http/http_api.h"
 
@@ -26,6 +29,7 @@
 #include <unistd.h>
 
 #include "http/api.h"
+#include "http/auth_guard.h"
 #include "http/tls.h"
 #include "base/util.h"
 #include "metrics/metrics.h"
@@ -45,12 +49,24 @@ struct ph_http {
     atomic_int stopping;
     /* The header deadline (conn_track below): every open connection, and the
      * thread that closes those whose header is overdue. */
-    pthread_mutex_t track_mu; /* guards tracked and sweep_stop; a leaf lock */
-    pthread_cond_t sweep_cv;  /* on CLOCK_MONOTONIC: wakes the sweeper to stop */
+    pthread_mutex_t track_mu; /* guards tracked, held and sweep_stop; a leaf lock */
+    pthread_cond_t sweep_cv;  /* on CLOCK_MONOTONIC: wakes the sweeper (a stop, a new hold) */
     struct conn_track *tracked;
     int sweep_stop;
     pthread_t sweeper;
+    /* Failed authentications per peer address (auth_guard.h), and the 401s it
+     * holds back: a min-heap by due time of suspended requests the sweeper
+     * resumes (hold_answer). */
+    ph_auth_guard *guard;
+    struct held *held;
+    size_t nheld, capheld;
 };
+
+/* A 401 held back: its request is suspended until due_ms (monotonic). */
+typedef struct held {
+    int64_t due_ms;
+    ph_req *r;
+} held;
 
 /* One connection as the header deadline sees it. libmicrohttpd's timeout is
  * one of inactivity: a client that trickles a header byte every few seconds
@@ -154,6 +170,7 @@ const char *ph_http_route_name(size_t i, const char **method)
 }
 
 static void str_copy(char *dst, size_t cap, const char *src);
+static int64_t mono_ms(void);
 
 /* ---- responses ------------------------------------------------------------ */
 
@@ -647,7 +664,132 @@ static int req_from_loopback(ph_req *r)
     return ci && ph_http_peer_is_loopback(ci->client_addr);
 }
 
-/* Bearer authentication against the request's configuration snapshot. */
+/* The peer's address into *a: 0, or -1 when there is none (an offline
+ * request) or it is neither IPv4 nor IPv6. */
+static int req_peer(ph_req *r, ph_ipaddr *a)
+{
+    if (!r->conn)
+        return -1;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    return ci ? ph_ipaddr_from_sockaddr(ci->client_addr, a) : -1;
+}
+
+/* ---- failed authentications (auth_guard.h, docs/api.md) --------------------- */
+
+/* The sweeper's heap of held answers, under track_mu. */
+static void held_sift_up(held *v, size_t i)
+{
+    while (i > 0 && v[(i - 1) / 2].due_ms > v[i].due_ms) {
+        held t = v[i];
+        v[i] = v[(i - 1) / 2];
+        v[(i - 1) / 2] = t;
+        i = (i - 1) / 2;
+    }
+}
+
+static ph_req *held_pop(ph_http *h)
+{
+    assert(h->nheld > 0);
+    ph_req *r = h->held[0].r;
+    h->held[0] = h->held[--h->nheld];
+    for (size_t i = 0;;) {
+        size_t l = 2 * i + 1, m = i;
+        if (l < h->nheld && h->held[l].due_ms < h->held[m].due_ms)
+            m = l;
+        if (l + 1 < h->nheld && h->held[l + 1].due_ms < h->held[m].due_ms)
+            m = l + 1;
+        if (m == i)
+            break;
+        held t = h->held[i];
+        h->held[i] = h->held[m];
+        h->held[m] = t;
+        i = m;
+    }
+    return r;
+}
+
+/* The answer is set already: nothing to do once the timer resumed it. */
+static int held_resume(ph_req *r)
+{
+    (void)r;
+    return PH_REQ_DONE;
+}
+
+/* Holds r's answer (set) back `ms`: the connection is suspended and queued
+ * for the sweeper, which resumes it when due, so no pool thread waits.
+ * Returns 0, or -1 when there is no memory to queue it (then it is sent at
+ * once, as ph_req_submit does with a command the store refused). */
+static int hold_answer(ph_http *h, ph_req *r, unsigned ms)
+{
+    ph_req_suspend(r, held_resume);
+    int64_t due = mono_ms() + ms;
+    int rc = 0;
+    pthread_mutex_lock(&h->track_mu);
+    if (h->nheld == h->capheld) {
+        held *v = ph_grow(h->held, &h->capheld, sizeof *v, 64);
+        if (v)
+            h->held = v;
+        else
+            rc = -1;
+    }
+    if (!rc) {
+        h->held[h->nheld] = (held){due, r};
+        held_sift_up(h->held, h->nheld++);
+        if (h->held[0].r == r) /* a new earliest: the sweeper sleeps past it */
+            pthread_cond_signal(&h->sweep_cv);
+    }
+    pthread_mutex_unlock(&h->track_mu);
+    if (rc)
+        MHD_resume_connection(r->conn);
+    return rc;
+}
+
+/* The 401 r carries is a failed authentication: the guard counts it against
+ * the peer's address and says whether to hold it back; the failure that
+ * blocks the address is logged (the address is not secret; the token never
+ * is written). Returns -1 (send it now) or 1 (held: the request is suspended). */
+static int auth_failed(ph_http *h, ph_req *r)
+{
+    ph_ipaddr a;
+    if (req_peer(r, &a))
+        return -1;
+    const ph_auth_failures_conf *c = &r->cfg->cfg->auth_failures;
+    ph_auth_verdict v;
+    ph_auth_guard_fail(h->guard, c, &a, r->started_us / 1000, &v);
+    if (v.blocked) {
+        char peer[PH_IPADDR_TEXT];
+        ph_log(h->env.log, PH_LOG_WARN, r->reqid, "http.auth_blocked",
+               "peer=%s failures=%u window_s=%u block_s=%u",
+               ph_ipaddr_format(&a, peer, sizeof peer), v.failures, c->window_s, c->block_s);
+    }
+    return v.delay_ms && hold_answer(h, r, v.delay_ms) == 0 ? 1 : -1;
+}
+
+/* A peer blocked for its failed authentications gets 429 before anything of
+ * its request, its token above all, is looked at; the probes are always
+ * answered. The common case costs a keyed hash of the address and one
+ * relaxed load (ph_auth_guard_refused). Returns 1 with the 429 set, else 0. */
+static int auth_refused(ph_http *h, ph_req *r, const ph_route *rt)
+{
+    ph_ipaddr a;
+    if ((rt && (rt->fn == ph_api_health || rt->fn == ph_api_ready)) || req_peer(r, &a))
+        return 0;
+    unsigned left =
+        ph_auth_guard_refused(h->guard, &r->cfg->cfg->auth_failures, &a, r->started_us / 1000);
+    if (!left)
+        return 0;
+    snprintf(r->retry_after, sizeof r->retry_after, "%u", left);
+    ph_req_error(r, 429, "too_many_failures",
+                 "too many failed authentications from this address: refused for %u more "
+                 "seconds (Retry-After)",
+                 left);
+    return 1;
+}
+
+/* Bearer authentication against the request's configuration snapshot.
+ * Returns 0 (authenticated, or no token needed), -1 (the answer is set) or 1
+ * (a 401 held back: the request is suspended). */
 static int authenticate(ph_http *h, ph_req *r, const ph_route *rt)
 {
     unsigned need = rt->scopes;
@@ -670,7 +812,7 @@ static int authenticate(ph_http *h, ph_req *r, const ph_route *rt)
     const char *hv = req_header(r, "Authorization");
     if (!hv || strncasecmp(hv, "Bearer ", 7) != 0) {
         ph_req_error(r, 401, "unauthorized", "Authorization: expected 'Bearer <token>'");
-        return -1;
+        return auth_failed(h, r);
     }
     /* a token that crossed a network in clear text may have been read on the
      * way: refused whatever it is, so that a misconfigured client finds out
@@ -690,7 +832,7 @@ static int authenticate(ph_http *h, ph_req *r, const ph_route *rt)
     ph_wipe(hash, sizeof hash);
     if (!r->client) {
         ph_req_error(r, 401, "unauthorized", "Authorization: unknown token");
-        return -1;
+        return auth_failed(h, r);
     }
     if (r->client->loopback_only && !req_from_loopback(r)) {
         ph_req_error(r, 403, "forbidden",
@@ -919,6 +1061,8 @@ static int dispatch(ph_http *h, ph_req *r)
 {
     const ph_route *known;
     const ph_route *rt = route_find(r, &known);
+    if (auth_refused(h, r, rt))
+        return PH_REQ_DONE;
     if (!rt && known) /* the pattern, not the path: the path is the caller's text */
         return ph_req_error(r, 405, "method_not_allowed", "%s is not allowed on %s",
                             method_shown(r->method), known->pattern);
@@ -927,7 +1071,10 @@ static int dispatch(ph_http *h, ph_req *r)
     if (r->too_large)
         return ph_req_error(r, 413, "payload_too_large", "body: larger than %llu bytes",
                             (unsigned long long)r->cfg->cfg->max_body_bytes);
-    if (authenticate(h, r, rt) || over_budget(h, r, rt) || check_params(r, rt))
+    int auth = authenticate(h, r, rt);
+    if (auth > 0)
+        return PH_REQ_SUSPENDED; /* a 401 held back (auth_failed) */
+    if (auth || over_budget(h, r, rt) || check_params(r, rt))
         return PH_REQ_DONE;
     return rt->fn(r);
 }
@@ -1029,7 +1176,9 @@ static enum MHD_Result send_response(ph_http *h, ph_req *r)
         MHD_add_response_header(resp, hl[0], hl[1]);
     if (r->closing)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
-    if (r->status == 503 && r->closing) /* overloaded or stopping: try again soon */
+    if (r->retry_after[0])
+        MHD_add_response_header(resp, "Retry-After", r->retry_after);
+    else if (r->status == 503 && r->closing) /* overloaded or stopping: try again soon */
         MHD_add_response_header(resp, "Retry-After", "1");
     /* The answer is queued: writing it and then waiting for the next request's
      * header (keep-alive) run on the short timeout again. */
@@ -1232,25 +1381,50 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     }
 }
 
-/* Once a second: shuts down every connection whose request header is overdue
- * (conn_track). The walk holds track_mu, so no connection closes under it. */
+#define HELD_BATCH 64 /* held answers resumed per pass, outside track_mu */
+
+/* The listener's timer. Once a second: shuts down every connection whose
+ * request header is overdue (conn_track; the walk holds track_mu, so no
+ * connection closes under it) and ends the auth guard's blocks whose time is
+ * up. In between, it sleeps until the earliest held 401 is due (hold_answer
+ * signals a new earliest) and resumes the due ones — every one at once when
+ * the listener is stopping. Resuming and the guard run with track_mu
+ * released: it stays a leaf. */
 static void *sweeper_main(void *arg)
 {
     ph_http *h = arg;
-    int64_t limit = (int64_t)h->opts.header_timeout_s * 1000;
+    int64_t limit = (int64_t)h->opts.header_timeout_s * 1000, next_sweep = 0;
     pthread_mutex_lock(&h->track_mu);
     while (!h->sweep_stop) {
         int64_t now = mono_ms();
-        for (conn_track *t = h->tracked; t; t = t->next)
-            if (atomic_load(&t->waiting) && now - atomic_load(&t->since_ms) >= limit) {
-                atomic_store(&t->waiting, 0); /* once is enough: MHD closes it */
-                shutdown(t->fd, SHUT_RDWR);
-            }
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += 1;
-        while (!h->sweep_stop && pthread_cond_timedwait(&h->sweep_cv, &h->track_mu, &ts) == 0)
-            ;
+        int tick = now >= next_sweep;
+        if (tick) {
+            for (conn_track *t = h->tracked; t; t = t->next)
+                if (atomic_load(&t->waiting) && now - atomic_load(&t->since_ms) >= limit) {
+                    atomic_store(&t->waiting, 0); /* once is enough: MHD closes it */
+                    shutdown(t->fd, SHUT_RDWR);
+                }
+            next_sweep = now + 1000;
+        }
+        ph_req *due[HELD_BATCH];
+        size_t n = 0;
+        int flush = atomic_load(&h->stopping);
+        while (n < HELD_BATCH && h->nheld && (flush || h->held[0].due_ms <= now))
+            due[n++] = held_pop(h);
+        if (tick || n) {
+            pthread_mutex_unlock(&h->track_mu);
+            for (size_t i = 0; i < n; i++)
+                ph_req_wake(due[i]);
+            if (tick)
+                ph_auth_guard_tick(h->guard, now);
+            pthread_mutex_lock(&h->track_mu);
+            continue; /* the time moved on: look again before sleeping */
+        }
+        int64_t wake = next_sweep;
+        if (h->nheld && h->held[0].due_ms < wake)
+            wake = h->held[0].due_ms;
+        struct timespec ts = {.tv_sec = wake / 1000, .tv_nsec = (wake % 1000) * 1000000};
+        pthread_cond_timedwait(&h->sweep_cv, &h->track_mu, &ts);
     }
     pthread_mutex_unlock(&h->track_mu);
     return NULL;
@@ -1285,6 +1459,8 @@ static void http_free(ph_http *h)
     pthread_cond_destroy(&h->sweep_cv);
     pthread_mutex_destroy(&h->track_mu);
     ph_tls_files_clear(&h->tls);
+    ph_auth_guard_free(h->guard);
+    free(h->held);
     free(h);
 }
 
@@ -1321,6 +1497,11 @@ int ph_http_start(const ph_http_env *env, const ph_http_opts *opts, ph_http **ou
     }
     h->env = *env;
     h->opts = o;
+    if ((rc = ph_auth_guard_create(PH_AUTH_GUARD_ADDRESSES, env->metrics, &h->guard, err))) {
+        ph_tls_files_clear(&h->tls);
+        free(h);
+        return rc;
+    }
     ph_random_bytes(&h->reqid_prefix, sizeof h->reqid_prefix);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -1558,8 +1739,12 @@ done:
 
 void ph_http_quiesce(ph_http *h)
 {
-    if (h)
-        atomic_store(&h->stopping, 1);
+    if (!h)
+        return;
+    atomic_store(&h->stopping, 1);
+    pthread_mutex_lock(&h->track_mu); /* the held 401s go now (sweeper_main) */
+    pthread_cond_signal(&h->sweep_cv);
+    pthread_mutex_unlock(&h->track_mu);
 }
 
 int ph_http_inflight(ph_http *h)
@@ -1576,6 +1761,10 @@ void ph_http_stop(ph_http *h)
     pthread_cond_signal(&h->sweep_cv);
     pthread_mutex_unlock(&h->track_mu);
     pthread_join(h->sweeper, NULL);
+    /* a held 401 left (stopped without quiescing first) is answered now:
+     * libmicrohttpd must not be stopped with a connection suspended */
+    while (h->nheld)
+        ph_req_wake(held_pop(h));
     if (h->mhd)
         MHD_stop_daemon(h->mhd);
     http_free(h);

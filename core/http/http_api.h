@@ -10,7 +10,9 @@
  *
  * Threads: libmicrohttpd runs a pool of threads, each with its own epoll loop;
  * every request is read, authenticated, handled and answered on them (api.h).
- * One more thread of h enforces the request-header deadline.
+ * One more thread of h enforces the request-header deadline and is its timer:
+ * it resumes the connections whose 401 failed-authentication throttling holds
+ * back (http/auth_guard.h, config http.auth_failures) and ends its blocks.
  * The functions below are for the main thread (start, stop) or any thread
  * (quiesce, inflight).
  */
@@ -125,8 +127,9 @@ int ph_http_serve_offline(ph_http *h, const char *method, const char *url,
                           unsigned *status, char **resp_body, size_t *resp_len);
 
 /* From now on new requests get 503 shutting_down (with Connection: close);
- * requests already received go on. NULL is a no-op.
- * @note Any thread (an atomic flag). */
+ * requests already received go on, and the 401s held back are sent now.
+ * NULL is a no-op.
+ * @note Any thread (an atomic flag, and a wake of h's timer thread). */
 void ph_http_quiesce(ph_http *h);
 
 /* Requests received and not yet completed, suspended ones included; 0 for NULL.

@@ -108,6 +108,16 @@ void ph_metrics_supplier_observe(ph_metrics *m, const char *supplier, int64_t us
     ph_hist_observe(&m->sup_seconds[ph_metrics_slot(m->sup_slot, supplier)], us);
 }
 
+void ph_metrics_auth(ph_metrics *m, int failed, int action)
+{
+    if (!m)
+        return;
+    if (failed)
+        atomic_fetch_add_explicit(&m->auth_failures, 1, memory_order_relaxed);
+    if (action >= 0 && action < PH_MX_AUTH_COUNT)
+        atomic_fetch_add_explicit(&m->auth_throttled[action], 1, memory_order_relaxed);
+}
+
 static void order_count(ph_metrics *m, const char *client, int src, int outcome)
 {
     unsigned c = ph_metrics_slot(m->client_slot, client);

@@ -47,6 +47,13 @@ enum {
     PH_MX_OUT_COUNT
 };
 enum { PH_MX_SRC_STOCK = 0, PH_MX_SRC_SUPPLIER, PH_MX_SRC_COUNT };
+/* What failed-authentication throttling did to a request
+ * (perkhub_auth_throttled_total{action}; http/auth_guard.h). */
+enum {
+    PH_MX_AUTH_DELAYED = 0, /* a 401 held back before it was sent */
+    PH_MX_AUTH_REFUSED,     /* a 429 too_many_failures: the address is blocked */
+    PH_MX_AUTH_COUNT
+};
 /* HTTP status classes 1xx..5xx as index 0..4 */
 #define PH_MX_STATUS_CLASSES 5
 
@@ -71,6 +78,12 @@ typedef struct ph_metrics {
     /* orders by client slot, source and outcome */
     ph_mslot client_slot[PH_METRICS_SLOTS];
     atomic_uint_fast64_t orders[PH_METRICS_SLOTS + 1][PH_MX_SRC_COUNT][PH_MX_OUT_COUNT];
+    /* failed authentications (missing, malformed or unknown bearer token), what
+     * throttling did, and the addresses refused now: a gauge the auth guard
+     * owns and stores here whenever it changes (http/auth_guard.h) */
+    atomic_uint_fast64_t auth_failures;
+    atomic_uint_fast64_t auth_throttled[PH_MX_AUTH_COUNT];
+    atomic_uint_fast64_t auth_blocked;
 } ph_metrics;
 
 /* A zeroed registry with its bucket bounds set. NULL when out of memory.
@@ -91,6 +104,11 @@ void ph_metrics_batch_observe(ph_metrics *m, const struct ph_cmd *batch, int64_t
 /* One supplier exchange finished after us microseconds (from its start on the
  * wire or in the plugin to its outcome). @note The I/O thread (any thread). */
 void ph_metrics_supplier_observe(ph_metrics *m, const char *supplier, int64_t us);
+
+/* One failed authentication; `action` PH_MX_AUTH_* when throttling delayed or
+ * refused it, -1 when it did neither. A refusal is not a failure (no token was
+ * looked at): ph_metrics_auth(m, 0, PH_MX_AUTH_REFUSED). Lock-free; any thread. */
+void ph_metrics_auth(ph_metrics *m, int failed, int action);
 
 /* The slot index of name in slots (claiming a free one), or PH_METRICS_SLOTS
  * when the table is full. Lock-free; any thread. */

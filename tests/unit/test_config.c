@@ -864,6 +864,92 @@ Test(config, http_connection_budget)
     }
 }
 
+/* http.auth_failures (issue 15 item 6): the defaults, values and exempt
+ * networks parsed at load, and each kind of nonsense refused where it is
+ * written, the exempt entry named by its index. */
+Test(config, http_auth_failures)
+{
+    ph_config *cfg = load_ok(BASE);
+    const ph_auth_failures_conf *af = &cfg->auth_failures;
+    cr_expect_eq(af->window_s, 60);
+    cr_expect_eq(af->slow_after, 5);
+    cr_expect_eq(af->delay_ms, 250);
+    cr_expect_eq(af->delay_max_ms, 2000);
+    cr_expect_eq(af->block_after, 20);
+    cr_expect_eq(af->block_s, 300);
+    cr_expect_eq(af->nexempt, 0);
+    ph_config_free(cfg);
+    cfg = load_ok(BASE "http:\n  auth_failures:\n    window_s: 10\n    slow_after: 0\n"
+                       "    delay_ms: 50\n    delay_max_ms: 50\n    block_after: 1\n"
+                       "    block_s: 2\n    exempt: [\"10.0.0.0/8\", \"2001:db8::/32\", "
+                       "\"203.0.113.9\"]\n");
+    af = &cfg->auth_failures;
+    cr_expect_eq(af->window_s, 10);
+    cr_expect_eq(af->slow_after, 0);
+    cr_expect_eq(af->delay_ms, 50);
+    cr_expect_eq(af->delay_max_ms, 50);
+    cr_expect_eq(af->block_after, 1);
+    cr_expect_eq(af->block_s, 2);
+    cr_assert_eq(af->nexempt, 3);
+    cr_expect_eq(af->exempt_nets[0].net.family, 4);
+    cr_expect_eq(af->exempt_nets[0].prefix, 8);
+    cr_expect_eq(af->exempt_nets[1].net.family, 6);
+    cr_expect_eq(af->exempt_nets[1].prefix, 32);
+    cr_expect_eq(af->exempt_nets[2].prefix, 32);
+    ph_config_free(cfg);
+#define AF BASE "http:\n  auth_failures:\n"
+    static const error_case bad[] = {
+        {"negative", AF "    window_s: -5\n",
+         "t.yaml:5:15: http.auth_failures.window_s: expected an integer 1..86400, got \"-5\""},
+        {"zero window", AF "    window_s: 0\n",
+         "t.yaml:5:15: http.auth_failures.window_s: expected an integer 1..86400, got \"0\""},
+        {"zero delay", AF "    delay_ms: 0\n",
+         "t.yaml:5:15: http.auth_failures.delay_ms: expected an integer 1..60000, got \"0\""},
+        {"zero block", AF "    block_s: 0\n",
+         "t.yaml:5:14: http.auth_failures.block_s: expected an integer 1..604800, got \"0\""},
+        {"negative slow_after", AF "    slow_after: -1\n",
+         "t.yaml:5:17: http.auth_failures.slow_after: expected an integer 0..10000, got \"-1\""},
+        {"block not after slow", AF "    slow_after: 5\n    block_after: 5\n",
+         "t.yaml:6:18: http.auth_failures.block_after: expected block_after (5) above "
+         "slow_after (5): failures past slow_after are delayed, and at block_after the address "
+         "is refused"},
+        {"slow past the default block", AF "    slow_after: 30\n",
+         "t.yaml:5:17: http.auth_failures.slow_after: expected block_after (20) above "
+         "slow_after (30): failures past slow_after are delayed, and at block_after the "
+         "address is refused"},
+        {"ceiling below the delay", AF "    delay_ms: 500\n    delay_max_ms: 100\n",
+         "t.yaml:6:19: http.auth_failures.delay_max_ms: expected delay_max_ms (100) at least "
+         "delay_ms (500): the delay doubles from delay_ms up to delay_max_ms"},
+        {"prefix too long", AF "    exempt:\n      - 10.0.0.0/8\n      - 192.168.0.0/33\n",
+         "t.yaml:7:9: http.auth_failures.exempt[1]: expected an address or a network like "
+         "10.0.0.0/8 or 2001:db8::/32, got \"192.168.0.0/33\": prefix above 32 for an IPv4 "
+         "address"},
+        {"host bits", AF "    exempt: [\"10.1.2.3/8\"]\n",
+         "t.yaml:5:14: http.auth_failures.exempt[0]: expected an address or a network like "
+         "10.0.0.0/8 or 2001:db8::/32, got \"10.1.2.3/8\": bits set past the prefix (write "
+         "the network's first address, or a host without a prefix)"},
+        {"a name", AF "    exempt: [mall-nat]\n",
+         "t.yaml:5:14: http.auth_failures.exempt[0]: expected an address or a network like "
+         "10.0.0.0/8 or 2001:db8::/32, got \"mall-nat\": not an IPv4 address"},
+        {"not a list", AF "    exempt: 10.0.0.0/8\n",
+         "t.yaml:5:13: http.auth_failures.exempt: expected a list of strings, got "
+         "\"10.0.0.0/8\""},
+        {"unknown key", AF "    block_after_s: 5\n",
+         "t.yaml:5:5: http.auth_failures: unknown key \"block_after_s\", did you mean "
+         "\"block_after\"?"},
+    };
+#undef AF
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ph_config *c = NULL;
+        ph_err err = {0};
+        int rc = ph_config_load_string(bad[i].yaml, strlen(bad[i].yaml), "t.yaml", &c, &err);
+        cr_expect_eq(rc, PH_EINVAL, "%s: rc %d", bad[i].what, rc);
+        cr_expect(strcmp(err.msg, bad[i].msg) == 0, "%s:\n  got  %s", bad[i].what, err.msg);
+        if (rc == PH_OK)
+            ph_config_free(c);
+    }
+}
+
 /* ---- redemption (issue 12) ------------------------------------------------------ */
 
 Test(config, redemption_wait)
