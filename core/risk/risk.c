@@ -82,6 +82,8 @@ struct ph_risk {
     lent *lst;
     size_t lcap, lused;
     uint64_t next_ticket;
+    uint64_t gen; /* of the set ph_risk_load put in force */
+    int loaded;
     uint64_t checks, by_action[4], dry_run_hits, fail_closed;
 };
 
@@ -397,21 +399,31 @@ static int same_count(const ph_risk_rule *a, const ph_risk_rule *b)
            a->measure == b->measure && !strcmp(a->scope_value, b->scope_value);
 }
 
-int ph_risk_rules_set(ph_risk *rk, const ph_risk_rule *rules, size_t n, ph_err *err)
+/* A rule set validated and copied, not yet in force. */
+typedef struct rule_set {
+    frule *fr;
+    ctr **scratch;
+    size_t n, nvel;
+} rule_set;
+
+static int rules_prepare(const ph_risk_rule *rules, size_t n, rule_set *out, ph_err *err)
 {
     size_t nen = 0;
     for (size_t i = 0; i < n; i++) {
         const ph_risk_rule *r = &rules[i];
         if (r->kind != PH_RISK_VELOCITY && r->kind != PH_RISK_RELATED)
-            return ph_err_set(err, PH_EINVAL, "rule %s: kind: unknown", r->id);
+            return ph_err_set(err, PH_EINVAL, "rule %.64s: kind: unknown", r->id);
         if (r->kind == PH_RISK_VELOCITY && (r->var < 0 || r->var >= PH_RISK_VARS))
-            return ph_err_set(err, PH_EINVAL, "rule %s: variable: unknown", r->id);
+            return ph_err_set(err, PH_EINVAL, "rule %.64s: variable: unknown", r->id);
         if (r->window_s < 1 || r->window_s > PH_RISK_WINDOW_MAX)
-            return ph_err_set(err, PH_EINVAL, "rule %s: window_s: out of range", r->id);
+            return ph_err_set(err, PH_EINVAL, "rule %.64s: window_s: out of range", r->id);
         if (r->limit < 0)
-            return ph_err_set(err, PH_EINVAL, "rule %s: limit: negative", r->id);
+            return ph_err_set(err, PH_EINVAL, "rule %.64s: limit: negative", r->id);
         if (r->action < PH_RISK_ALLOW || r->action > PH_RISK_DENY)
-            return ph_err_set(err, PH_EINVAL, "rule %s: action: unknown", r->id);
+            return ph_err_set(err, PH_EINVAL, "rule %.64s: action: unknown", r->id);
+        for (size_t j = i + 1; j < n; j++)
+            if (!strncmp(r->id, rules[j].id, PH_RISK_ID_MAX))
+                return ph_err_set(err, PH_EINVAL, "rule %.64s: id: given twice", r->id);
         nen += r->enabled != 0;
     }
     frule *fr = calloc(nen ? nen : 1, sizeof *fr);
@@ -433,24 +445,32 @@ int ph_risk_rules_set(ph_risk *rk, const ph_risk_rule *rules, size_t n, ph_err *
         nvel += rules[i].kind == PH_RISK_VELOCITY;
         k++;
     }
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = i + 1; j < n; j++)
-            if (!strncmp(rules[i].id, rules[j].id, PH_RISK_ID_MAX)) {
-                free(fr);
-                free(scratch);
-                return ph_err_set(err, PH_EINVAL, "rule %.64s: id: given twice", rules[i].id);
-            }
     qsort(fr, nen, sizeof *fr, rule_order);
+    *out = (rule_set){fr, scratch, nen, nvel};
+    return PH_OK;
+}
 
-    ph_mutex_lock(&rk->mu);
+static void rules_discard(rule_set *rs)
+{
+    free(rs->fr);
+    free(rs->scratch);
+}
+
+/* Puts rs in force, the counters of the rules that stay carried over to
+ * their new slots (a new table: one allocation). PH_ENOMEM keeps the set in
+ * force and leaves rs to the caller. */
+static int rules_install(ph_risk *rk, rule_set *rs)
+{
+    PH_ASSERT_HELD(&rk->mu);
     /* old slot -> new slot (UINT32_MAX: dropped) */
     uint32_t *map = calloc(rk->nrules ? rk->nrules : 1, sizeof *map);
     ctr *tab = NULL;
     size_t cap = 0, used = 0;
     for (size_t i = 0; map && i < rk->nrules; i++) {
         map[i] = UINT32_MAX;
-        for (size_t j = 0; j < nen; j++)
-            if (!strcmp(rk->rules[i].r.id, fr[j].r.id) && same_count(&rk->rules[i].r, &fr[j].r))
+        for (size_t j = 0; j < rs->n; j++)
+            if (!strcmp(rk->rules[i].r.id, rs->fr[j].r.id) &&
+                same_count(&rk->rules[i].r, &rs->fr[j].r))
                 map[i] = (uint32_t)j;
     }
     if (map && rk->ccap) {
@@ -458,11 +478,8 @@ int ph_risk_rules_set(ph_risk *rk, const ph_risk_rule *rules, size_t n, ph_err *
         tab = calloc(cap, sizeof *tab);
     }
     if (!map || (rk->ccap && !tab)) {
-        ph_mutex_unlock(&rk->mu);
         free(map);
-        free(fr);
-        free(scratch);
-        return ph_err_set(err, PH_ENOMEM, "out of memory for the risk rules");
+        return PH_ENOMEM;
     }
     for (size_t i = 0; i < rk->ccap; i++) {
         ctr *c = &rk->ctr[i];
@@ -476,22 +493,41 @@ int ph_risk_rules_set(ph_risk *rk, const ph_risk_rule *rules, size_t n, ph_err *
         ctr_place(tab, cap, c);
         used++;
     }
+    free(map);
     free(rk->ctr);
     rk->ctr = tab;
     rk->ccap = cap;
     rk->cused = used;
     free(rk->rules);
     free(rk->scratch);
-    rk->rules = fr;
-    rk->scratch = scratch;
-    rk->nrules = nen;
-    rk->nvelocity = nvel;
-    ph_mutex_unlock(&rk->mu);
-    free(map);
+    rk->rules = rs->fr;
+    rk->scratch = rs->scratch;
+    rk->nrules = rs->n;
+    rk->nvelocity = rs->nvel;
+    memset(rs, 0, sizeof *rs);
     return PH_OK;
 }
 
-int ph_risk_list_set(ph_risk *rk, const ph_risk_entry *entries, size_t n, ph_err *err)
+int ph_risk_rules_set(ph_risk *rk, const ph_risk_rule *rules, size_t n, ph_err *err)
+{
+    rule_set rs;
+    int rc = rules_prepare(rules, n, &rs, err);
+    if (rc)
+        return rc;
+    ph_mutex_lock(&rk->mu);
+    rc = rules_install(rk, &rs);
+    ph_mutex_unlock(&rk->mu);
+    rules_discard(&rs);
+    return rc ? ph_err_set(err, rc, "out of memory for the risk rules") : PH_OK;
+}
+
+/* A list table built, not yet in force. */
+typedef struct list_set {
+    lent *tab;
+    size_t cap, used;
+} list_set;
+
+static int lists_prepare(const ph_risk_entry *entries, size_t n, list_set *out, ph_err *err)
 {
     size_t cap = 16;
     while (cap < n * 2)
@@ -515,14 +551,64 @@ int ph_risk_list_set(ph_risk *rk, const ph_risk_entry *entries, size_t n, ph_err
             used++;
         tab[j] = (lent){e->key, (uint8_t)e->list, (uint8_t)e->var, e->expires_at};
     }
-    ph_mutex_lock(&rk->mu);
-    lent *old = rk->lst;
-    rk->lst = tab;
-    rk->lcap = cap;
-    rk->lused = used;
-    ph_mutex_unlock(&rk->mu);
-    free(old);
+    *out = (list_set){tab, cap, used};
     return PH_OK;
+}
+
+/* Swaps ls in; what was in force is left in ls for the caller to free. */
+static void lists_install(ph_risk *rk, list_set *ls)
+{
+    PH_ASSERT_HELD(&rk->mu);
+    lent *old = rk->lst;
+    rk->lst = ls->tab;
+    rk->lcap = ls->cap;
+    rk->lused = ls->used;
+    ls->tab = old;
+}
+
+int ph_risk_list_set(ph_risk *rk, const ph_risk_entry *entries, size_t n, ph_err *err)
+{
+    list_set ls;
+    int rc = lists_prepare(entries, n, &ls, err);
+    if (rc)
+        return rc;
+    ph_mutex_lock(&rk->mu);
+    lists_install(rk, &ls);
+    ph_mutex_unlock(&rk->mu);
+    free(ls.tab);
+    return PH_OK;
+}
+
+int ph_risk_load(ph_risk *rk, uint64_t gen, const ph_risk_rule *rules, size_t nrules,
+                 const ph_risk_entry *entries, size_t nentries, ph_err *err)
+{
+    rule_set rs;
+    list_set ls;
+    int rc = rules_prepare(rules, nrules, &rs, err);
+    if (rc)
+        return rc;
+    if ((rc = lists_prepare(entries, nentries, &ls, err))) {
+        rules_discard(&rs);
+        return rc;
+    }
+    ph_mutex_lock(&rk->mu);
+    int applied = 0;
+    /* a set read before the one in force (two changes racing): not put back */
+    if (!rk->loaded || gen > rk->gen) {
+        rc = rules_install(rk, &rs);
+        if (rc == PH_OK) {
+            lists_install(rk, &ls);
+            rk->gen = gen;
+            rk->loaded = 1;
+            applied = 1;
+        }
+    }
+    ph_mutex_unlock(&rk->mu);
+    rules_discard(&rs);
+    free(ls.tab);
+    if (rc)
+        return ph_err_set(err, rc, "out of memory for the risk rules");
+    return applied;
 }
 
 /* ---- one order ----------------------------------------------------------- */

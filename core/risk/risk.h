@@ -217,6 +217,16 @@ int ph_risk_rules_set(ph_risk *rk, const ph_risk_rule *rules, size_t n, ph_err *
 /* Puts the list entries in force, replacing both lists (copied). Any thread. */
 int ph_risk_list_set(ph_risk *rk, const ph_risk_entry *entries, size_t n, ph_err *err);
 
+/* Puts a whole set read from the store in force — rules and list entries as
+ * ph_risk_rules_set and ph_risk_list_set would, at once — unless a set of a
+ * later generation is already in force: `gen` is the store's newest event seq
+ * in the snapshot the set was read from (ph_store_risk_load), so of two rule
+ * changes racing to load their sets, the older never replaces the newer.
+ * Returns 1 (put in force), 0 (older than what is in force: nothing changed),
+ * or PH_EINVAL / PH_ENOMEM (nothing changed). Any thread. */
+int ph_risk_load(ph_risk *rk, uint64_t gen, const ph_risk_rule *rules, size_t nrules,
+                 const ph_risk_entry *entries, size_t nentries, ph_err *err);
+
 /* Decides for one order and counts it unless denied (above). Never fails:
  * without memory for a counter it decides as if the counter were full
  * (fail closed) and says so in the metrics. Any thread. */

@@ -808,3 +808,37 @@ Test(risk, rule_parse_refusals_name_the_field)
         cr_assert_null(strstr(err.msg, "13800138000"), "an unknown member is not quoted");
     }
 }
+
+Test(risk, load_puts_rules_and_lists_in_force_unless_older)
+{
+    ph_risk *rk = engine(NULL, 0);
+    ph_risk_rule tight = vel("r", PH_RISK_USER, 0, 60, PH_RISK_DENY);
+    ph_risk_rule loose = vel("r", PH_RISK_USER, 100, 60, PH_RISK_DENY);
+    ph_risk_entry e;
+    memset(&e, 0, sizeof e);
+    e.list = PH_RISK_ALLOWLIST;
+    e.var = PH_RISK_DEVICE;
+    e.key = 3;
+    ph_err err = {0};
+    cr_assert_eq(ph_risk_load(rk, 10, &tight, 1, NULL, 0, &err), 1);
+    ph_risk_subject s = subj(1, HOUR);
+    cr_assert_eq(check(rk, &s, NULL), PH_RISK_DENY);
+    /* the set of generation 9 was read before 10's change: not put back */
+    cr_assert_eq(ph_risk_load(rk, 9, &loose, 1, &e, 1, &err), 0);
+    cr_assert_eq(ph_risk_load(rk, 10, &loose, 1, &e, 1, &err), 0, "the same one again");
+    cr_assert_eq(check(rk, &s, NULL), PH_RISK_DENY);
+    cr_assert_eq(ph_risk_load(rk, 11, &loose, 1, &e, 1, &err), 1);
+    cr_assert_eq(check(rk, &s, NULL), PH_RISK_ALLOW);
+    s.keys[PH_RISK_DEVICE] = 3;
+    ph_risk_decision d;
+    cr_assert_eq(check(rk, &s, &d), PH_RISK_ALLOW);
+    cr_assert_str_eq(d.rule, "allow:device", "the lists came with the rules");
+    /* a bad set changes nothing */
+    ph_risk_rule bad = tight;
+    bad.window_s = 0;
+    cr_assert_eq(ph_risk_load(rk, 12, &bad, 1, NULL, 0, &err), PH_EINVAL);
+    cr_assert(strstr(err.msg, "window_s"), "%s", err.msg);
+    cr_assert_eq(check(rk, &s, &d), PH_RISK_ALLOW);
+    cr_assert_str_eq(d.rule, "allow:device");
+    ph_risk_free(rk);
+}
