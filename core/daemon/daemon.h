@@ -47,6 +47,7 @@ struct ph_redeem;
 struct ph_sync;
 struct ph_balance;
 struct ph_notify;
+struct ph_risk;
 
 typedef struct ph_daemon {
     ph_logger log;
@@ -77,6 +78,8 @@ typedef struct ph_daemon {
     struct ph_resealer *resealer;
     /* webhook delivery from the outbox (notify/notify.h) */
     struct ph_notify *notify;
+    /* issuance protection: rules, lists and counters in force (risk/risk.h) */
+    struct ph_risk *risk;
     const char *journal_file; /* set before ph_daemon_start: ph_store_opts.journal_file */
 } ph_daemon;
 
