@@ -46,8 +46,12 @@ struct ph_metrics;
 typedef struct ph_notify ph_notify;
 
 /* The order's view for its client, without codes (the daemon's wrapper of
- * http/views.c). A new reference, or NULL. Called on the notify thread. */
-typedef json_t *(*ph_notify_render_fn)(void *arg, const ph_order *o, const ph_config *cfg);
+ * http/views.c), written as compact JSON text through put, byte for byte what
+ * json_dumps prints of the tree. 0, or -1 when it could not be rendered (part
+ * of it may have been written: the caller drops it). Called on the notify
+ * thread. */
+typedef int (*ph_notify_render_fn)(void *arg, const ph_order *o, const ph_config *cfg,
+                                   void (*put)(void *sink, const char *p, size_t n), void *sink);
 
 typedef struct ph_notify_opts {
     ph_store *store;      /* borrowed; outlives the module */
