@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,6 +31,7 @@
 #define NOTIFY_EVENTS_PAGE 512    /* events read per endpoint and pass */
 #define NOTIFY_PENDING_MAX 200000 /* pending deliveries an endpoint holds in memory */
 #define NOTIFY_HEADERS     5
+#define NOTIFY_NICE        10   /* the delivery thread's nice value (notify_lower_priority) */
 #define NOTIFY_TEXTS_MAX   8192 /* event texts an endpoint keeps for bodies not yet built */
 
 _Static_assert((int)PH_WH_DELIVERED == (int)PH_WH_OUT_DELIVERED &&
@@ -1030,9 +1033,25 @@ static void take_answers(ph_notify *n)
 
 /* ---- the thread ---------------------------------------------------------------------- */
 
+/* Deliveries yield the CPU to orders: this thread runs at a lower priority
+ * (Linux keeps a nice value per thread), so when orders keep every core busy
+ * it gets a small share (CFS weight 110 against 1024 per busy thread at 0),
+ * its deliveries wait (the lag grows) and it catches up as soon as the cores
+ * have time again; on an idle machine it runs at once. The exchanges it
+ * submits run on the I/O thread, which keeps its priority for suppliers; they
+ * come only as fast as this thread hands them over. */
+static void notify_lower_priority(ph_notify *n)
+{
+    pthread_setname_np(pthread_self(), "ph-notify");
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), NOTIFY_NICE))
+        ph_log(n->log, PH_LOG_WARN, NULL, "webhook.priority",
+               "detail=\"%s\" effect=\"deliveries run at the orders' priority\"", strerror(errno));
+}
+
 static void *notify_main(void *arg)
 {
     ph_notify *n = arg;
+    notify_lower_priority(n);
     for (;;) {
         pthread_mutex_lock(&n->mu);
         int stop = n->stopping;
