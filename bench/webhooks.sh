@@ -12,7 +12,9 @@
 # of each delivery (receive time at the sink minus the event's commit time `at`, p50 and
 # p99), and perkhubd's CPU (utime+stime from /proc/PID/stat, every thread) over that window.
 # perkhubd CPU per delivered webhook = (CPU of "on" − CPU of "off" for the same number of
-# orders) / deliveries: what the deliveries added. Orders per second on both.
+# orders) / deliveries: what the deliveries added. Orders per second on both, and perkhubd's
+# CPU per order during wrk's run alone on both (what deliveries took while orders came: a
+# figure the machine's other load moves less than orders per second).
 #
 # The delivery thread runs below the orders' priority (docs/webhooks.md, "At peak"): while
 # wrk keeps the cores busy its deliveries wait and the lag grows; they catch up after the
@@ -118,12 +120,13 @@ wrk_orders() { # label run-id out
 # $TMP/runs.txt (when round is not 0) and, for "on", leaves this run's sink lines in
 # $TMP/$run.lines
 one_run() { # label round
-    local l=$1 round=$2 run=$1$2 p=${PID[$1]} c0 c1 t0 t1 tw ok rps lines0 lines1 upto
+    local l=$1 round=$2 run=$1$2 p=${PID[$1]} c0 c1 cw t0 t1 tw ok rps lines0 lines1 upto
     lines0=$(wc -l <"$TMP/deliveries.txt")
     c0=$(cpu_ticks "$p")
     t0=$(now_ms)
     wrk_orders "$l" "$run" "$TMP/$run"
     tw=$(now_ms)
+    cw=$(cpu_ticks "$p")
     ok=$(jq .ok "$TMP/$run.json")
     [ "$ok" -gt 0 ] || fail "$run: no order answered"
     [ "$(jq '.non2xx == 0 and .unmatched == 0' "$TMP/$run.json")" = true ] ||
@@ -142,7 +145,7 @@ one_run() { # label round
     kill -0 "$SINK_PID" || fail "the sink died"
     lines1=$(wc -l <"$TMP/deliveries.txt")
     if [ "$l" = on ]; then sed -n "$((lines0 + 1)),${lines1}p" "$TMP/deliveries.txt" >"$TMP/$run.lines"; fi
-    [ "$round" = 0 ] || echo "$l $round $ok $rps $((c1 - c0)) $((lines1 - lines0)) $((t1 - t0)) $((t1 - tw))" >>"$TMP/runs.txt"
+    [ "$round" = 0 ] || echo "$l $round $ok $rps $((c1 - c0)) $((lines1 - lines0)) $((t1 - t0)) $((t1 - tw)) $((cw - c0))" >>"$TMP/runs.txt"
     note "  $run: $ok orders at $rps/s; $((lines1 - lines0)) deliveries in $((t1 - t0)) ms; CPU $(bench_calc "($c1 - $c0) * 1000000 / $HZ / $ok") µs/order; load $(cut -d' ' -f1 /proc/loadavg)"
 }
 
@@ -163,9 +166,10 @@ import datetime, json, statistics, sys
 tmp, rounds, hz, limit, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
 runs = {}
 for line in open(f"{tmp}/runs.txt"):
-    l, r, ok, rps, ticks, dels, win, after = line.split()
+    l, r, ok, rps, ticks, dels, win, after, burst = line.split()
     runs[(l, int(r))] = dict(orders=int(ok), rps=float(rps), cpu_s=int(ticks) / hz,
-                             deliveries=int(dels), window_ms=int(win), after_ms=int(after))
+                             deliveries=int(dels), window_ms=int(win), after_ms=int(after),
+                             burst_cpu_s=int(burst) / hz)
 
 
 def at_ms(text):
@@ -199,7 +203,9 @@ for r in range(1, rounds + 1):
         delivered_per_s=len(ids) / (on["window_ms"] / 1000), lag_p50_ms=q(0.50),
         lag_p99_ms=q(0.99), cpu_us_per_order_on=on["cpu_s"] * 1e6 / on["orders"],
         cpu_us_per_order_off=off["cpu_s"] * 1e6 / off["orders"],
-        cpu_us_per_delivery=extra_cpu * 1e6 / max(1, len(ids)), caught_up_ms=on["after_ms"]))
+        cpu_us_per_delivery=extra_cpu * 1e6 / max(1, len(ids)), caught_up_ms=on["after_ms"],
+        burst_us_per_order_on=on["burst_cpu_s"] * 1e6 / on["orders"],
+        burst_us_per_order_off=off["burst_cpu_s"] * 1e6 / off["orders"]))
     x = per_round[-1]
     print(f"webhooks: round {r}: {x['deliveries']} deliveries, {x['delivered_per_s']:.0f}/s, "
           f"lag p50 {x['lag_p50_ms']:.0f} ms p99 {x['lag_p99_ms']:.0f} ms, caught up "
@@ -217,6 +223,9 @@ print(f"webhooks: median of {rounds}: {med('delivered_per_s'):.0f} deliveries/s,
       f"{med('caught_up_ms'):.0f} ms after the last order), "
       f"{med('cpu_us_per_delivery'):.1f} µs perkhubd CPU per delivered webhook "
       f"({med('cpu_us_per_order_on'):.1f} µs/order on, {med('cpu_us_per_order_off'):.1f} off)")
+print(f"webhooks: during the orders (wrk's run only) perkhubd used "
+      f"{med('burst_us_per_order_on'):.1f} µs CPU per order on, {med('burst_us_per_order_off'):.1f} "
+      f"off: what deliveries took from orders while they came")
 ratios = sorted(x["ratio"] for x in per_round)
 print(f"webhooks: per-round ratios {' '.join(f'{v:.3f}' for v in ratios)} (range "
       f"{ratios[0]:.3f}..{ratios[-1]:.3f}: the machine's noise)")

@@ -31,7 +31,7 @@
 #define NOTIFY_EVENTS_PAGE 512    /* events read per endpoint and pass */
 #define NOTIFY_PENDING_MAX 200000 /* pending deliveries an endpoint holds in memory */
 #define NOTIFY_HEADERS     5
-#define NOTIFY_NICE        10   /* the delivery thread's nice value (notify_lower_priority) */
+#define NOTIFY_NICE        19   /* the delivery thread's nice value (notify_lower_priority) */
 #define NOTIFY_TEXTS_MAX   8192 /* event texts an endpoint keeps for bodies not yet built */
 
 _Static_assert((int)PH_WH_DELIVERED == (int)PH_WH_OUT_DELIVERED &&
@@ -131,6 +131,13 @@ struct ph_notify {
     size_t pass_len[NOTIFY_EVENTS_PAGE];
     size_t npass;
     const ph_config *applied; /* the snapshot the endpoints were built from (pointer only) */
+    /* at peak (wh_policy.h, ph_wh_busy): when an event was last read, this
+     * thread's run-queue wait over the last measure, and the budget of
+     * deliveries it may still hand over while busy (PH_WH_BUSY_RATE a second) */
+    int64_t last_event_at, measured_at, budget_at;
+    uint64_t sched_wait, sched_wall, sched_wait0;
+    double budget;
+    int busy;
     int64_t retry_for_ms, base_ms, max_ms;
     unsigned timeout_ms, max_in_flight;
     /* guarded by mu */
@@ -594,6 +601,7 @@ static void create_deliveries(ph_notify *n, wh_ep *e)
         ph_store_event_list_free(list, cnt);
         return;
     }
+    n->last_event_at = ph_now_ms();
     size_t nd = 0;
     uint64_t to = e->cursor;
     for (size_t i = 0; i < cnt && i < NOTIFY_EVENTS_PAGE; i++) {
@@ -913,6 +921,12 @@ static int64_t send_due(ph_notify *n, wh_ep *e, const ph_config *cfg, int64_t no
         wh_del *d = &e->del[i];
         if (d->settled || d->on_wire)
             continue;
+        if (n->busy && n->budget < 1) { /* at peak: the rest waits for the budget */
+            int64_t at = now + 20;      /* 20 ms: a few deliveries' budget, not a pass each */
+            if (!next || at < next)
+                next = at;
+            break;
+        }
         int prev = PH_WH_PREV_NONE;
         if (d->previous) {
             wh_del *p = del_find(e, d->previous);
@@ -928,9 +942,59 @@ static int64_t send_due(ph_notify *n, wh_ep *e, const ph_config *cfg, int64_t no
             d->next_at = now + 1000; /* out of memory or the engine stopping: later */
             if (!next || d->next_at < next)
                 next = d->next_at;
-        }
+        } else if (n->busy)
+            n->budget -= 1;
     }
     return next;
+}
+
+/* This thread's time waiting for a core, in ns (/proc/thread-self/schedstat:
+ * on CPU, waiting on a run queue, slices); 0 when the kernel does not say. */
+static uint64_t sched_wait_ns(void)
+{
+    char buf[128];
+    int fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t got = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    unsigned long long run, wait;
+    if (got <= 0)
+        return 0;
+    buf[got] = 0;
+    return sscanf(buf, "%llu %llu", &run, &wait) == 2 ? (uint64_t)wait : 0;
+}
+
+/* Is this pass at peak (ph_wh_busy)? The run-queue wait is measured over
+ * windows of PH_WH_BUSY_WINDOW_MS; the budget refills at PH_WH_BUSY_RATE a
+ * second, up to a tenth of a second's worth. */
+static void measure_busy(ph_notify *n, int64_t now)
+{
+    if (!n->measured_at) {
+        n->measured_at = now;
+        n->sched_wait0 = sched_wait_ns();
+    } else if (now - n->measured_at >= PH_WH_BUSY_WINDOW_MS) {
+        uint64_t w = sched_wait_ns();
+        n->sched_wait = w >= n->sched_wait0 ? w - n->sched_wait0 : 0;
+        n->sched_wall = (uint64_t)(now - n->measured_at) * 1000000u;
+        n->sched_wait0 = w;
+        n->measured_at = now;
+    }
+    int busy = ph_wh_busy(now, n->last_event_at, n->sched_wait, n->sched_wall, n->busy);
+    if (busy && !n->busy)
+        n->budget = PH_WH_BUSY_RATE / 10.0;
+    else if (busy && now > n->budget_at) {
+        n->budget += (double)(now - n->budget_at) * PH_WH_BUSY_RATE / 1000.0;
+        if (n->budget > PH_WH_BUSY_RATE / 10.0)
+            n->budget = PH_WH_BUSY_RATE / 10.0;
+    }
+    if (busy != n->busy)
+        ph_log(n->log, PH_LOG_DEBUG, NULL, "webhook.peak",
+               busy ? "state=busy effect=\"deliveries wait for orders: at most %d a second\""
+                    : "state=clear effect=\"deliveries at full speed\"",
+               PH_WH_BUSY_RATE);
+    n->busy = busy;
+    n->budget_at = now;
 }
 
 /* ---- answers ------------------------------------------------------------------------ */
@@ -1033,13 +1097,16 @@ static void take_answers(ph_notify *n)
 
 /* ---- the thread ---------------------------------------------------------------------- */
 
-/* Deliveries yield the CPU to orders: this thread runs at a lower priority
- * (Linux keeps a nice value per thread), so when orders keep every core busy
- * it gets a small share (CFS weight 110 against 1024 per busy thread at 0),
- * its deliveries wait (the lag grows) and it catches up as soon as the cores
- * have time again; on an idle machine it runs at once. The exchanges it
- * submits run on the I/O thread, which keeps its priority for suppliers; they
- * come only as fast as this thread hands them over. */
+/* Deliveries yield the CPU to orders: this thread runs at the lowest
+ * priority short of SCHED_IDLE (Linux keeps a nice value per thread). That
+ * alone is not enough: each delivery costs the I/O thread (curl), the writer
+ * and the receiver several times what it costs here, at their own priority,
+ * and this thread gets a core whenever the request threads wait for a
+ * commit. So at peak (measure_busy) it also hands over at most
+ * PH_WH_BUSY_RATE deliveries a second (bench/webhooks.sh: with nice alone,
+ * orders lost 30 % to 70 % in the rounds where the machine was quiet). Not
+ * SCHED_IDLE: this thread takes the module's mutex, which the I/O thread's
+ * callbacks take too. */
 static void notify_lower_priority(ph_notify *n)
 {
     pthread_setname_np(pthread_self(), "ph-notify");
@@ -1068,17 +1135,23 @@ static void *notify_main(void *arg)
                 e->loaded = 0; /* a reload: the store's word again */
         }
         int64_t now = ph_now_ms(), due = 0;
-        int busy = 0;
+        int more = 0;
+        measure_busy(n, now);
         for (wh_ep *e = n->eps; e; e = e->next) {
             if (!e->configured || !e->enabled)
                 continue;
             if (sync_state(n, e) != PH_OK)
                 continue;
-            create_deliveries(n, e);
-            busy |= e->more;
+            /* at peak a backlog already made waits to be sent before more is
+             * made: creating costs the writer too */
+            if (!n->busy || ep_pending(e) < e->in_flight + NOTIFY_EVENTS_PAGE)
+                create_deliveries(n, e);
+            else
+                e->more = 0;
+            more |= e->more;
             del_compact(e);
             /* the deliveries just created are due at the command's time: sent
-             * in this pass, while their events are still parsed */
+             * in this pass (unless at peak), with the event texts just read */
             now = ph_now_ms();
             int64_t next = send_due(n, e, ref->cfg, now);
             pass_clear(n);
@@ -1087,7 +1160,7 @@ static void *notify_main(void *arg)
             stat_of(n, e->id, ep_pending(e), 0, 0, 0, 0);
         }
         ph_cfg_release(ref);
-        if (busy)
+        if (more)
             continue;
         int64_t wait = n->poll_ms;
         now = ph_now_ms();
