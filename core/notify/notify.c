@@ -618,7 +618,7 @@ static void create_deliveries(ph_notify *n, wh_ep *e)
         ph_wh_new *d = &n->newbuf[nd++];
         d->seq = h.seq;
         d->order_id = product ? 0 : (uint64_t)h.order_id;
-        snprintf(d->type, sizeof d->type, "%s", h.type);
+        memcpy(d->type, h.type, strlen(h.type) + 1); /* at most PH_SKU_MAX: take */
         n->pass_seq[n->npass] = h.seq;
         n->pass_len[n->npass] = len;
         n->pass_txt[n->npass++] = list[i];
