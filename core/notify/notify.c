@@ -135,6 +135,7 @@ struct ph_notify {
      * thread's run-queue wait over the last measure, and the budget of
      * deliveries it may still hand over while busy (PH_WH_BUSY_RATE a second) */
     int64_t last_event_at, measured_at, budget_at;
+    uint64_t event_seen; /* the newest event's seq at the last measure */
     uint64_t sched_wait, sched_wall, sched_wait0;
     double budget;
     int busy;
@@ -965,15 +966,23 @@ static uint64_t sched_wait_ns(void)
     return sscanf(buf, "%llu %llu", &run, &wait) == 2 ? (uint64_t)wait : 0;
 }
 
-/* Is this pass at peak (ph_wh_busy)? The run-queue wait is measured over
- * windows of PH_WH_BUSY_WINDOW_MS; the budget refills at PH_WH_BUSY_RATE a
- * second, up to a tenth of a second's worth. */
+/* Is this pass at peak (ph_wh_busy)? The run-queue wait and whether events
+ * are written are measured over windows of PH_WH_BUSY_WINDOW_MS; the budget
+ * refills at PH_WH_BUSY_RATE a second, up to a tenth of a second's worth. */
 static void measure_busy(ph_notify *n, int64_t now)
 {
     if (!n->measured_at) {
         n->measured_at = now;
         n->sched_wait0 = sched_wait_ns();
+        n->event_seen = ph_store_event_last(n->store);
     } else if (now - n->measured_at >= PH_WH_BUSY_WINDOW_MS) {
+        /* events written meanwhile count even when none was read (at peak no
+         * new deliveries are made while a backlog waits) */
+        uint64_t last = ph_store_event_last(n->store);
+        if (last != n->event_seen) {
+            n->event_seen = last;
+            n->last_event_at = now;
+        }
         uint64_t w = sched_wait_ns();
         n->sched_wait = w >= n->sched_wait0 ? w - n->sched_wait0 : 0;
         n->sched_wall = (uint64_t)(now - n->measured_at) * 1000000u;
