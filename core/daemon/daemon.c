@@ -3,6 +3,7 @@
  */
 #include "daemon/daemon.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -168,11 +169,31 @@ static int job_load(void *arg, const char *id, ph_sched_stored *out);
 static void job_ran(void *arg, const char *id, int64_t started_at, int64_t ended_at, int ok,
                     const char *outcome, int manual, int64_t next_due, uint32_t runs);
 /* A webhook body's order: the view its client sees, without codes (views.c:
- * the account masked). Handed to notify, which includes nothing of http/. */
-static json_t *webhook_order_view(void *arg, const ph_order *o, const ph_config *cfg)
+ * the account masked), as text. Handed to notify, which includes nothing of
+ * http/. A stock order's text is written without a tree (view_text.c:
+ * {"order": VIEW}, whose VIEW is this view when o holds no codes); any other
+ * order's tree is dumped. */
+static int webhook_order_view(void *arg, const ph_order *o, const ph_config *cfg,
+                              void (*put)(void *sink, const char *p, size_t n), void *sink)
 {
     (void)arg;
-    return ph_view_order(o, cfg, NULL, 0, 0);
+    assert(!o->codes);
+    size_t len;
+    char *t = ph_view_stock_order_text(o, cfg, NULL, &len);
+    if (t) {
+        assert(len > 10 && !memcmp(t, "{\"order\":", 9) && t[len - 1] == '}');
+        put(sink, t + 9, len - 10);
+        free(t);
+        return 0;
+    }
+    json_t *v = ph_view_order(o, cfg, NULL, 0, 0);
+    char *s = v ? json_dumps(v, JSON_COMPACT) : NULL;
+    json_decref(v);
+    if (!s)
+        return -1;
+    put(sink, s, strlen(s));
+    ph_json_free(s);
+    return 0;
 }
 
 static int start_notify(ph_daemon *d, ph_err *err)

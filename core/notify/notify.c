@@ -5,13 +5,17 @@
  */
 #include "notify/notify.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,7 +30,9 @@
 
 #define NOTIFY_EVENTS_PAGE 512    /* events read per endpoint and pass */
 #define NOTIFY_PENDING_MAX 200000 /* pending deliveries an endpoint holds in memory */
-#define NOTIFY_HEADERS     6
+#define NOTIFY_HEADERS     5
+#define NOTIFY_NICE        19   /* the delivery thread's nice value (notify_lower_priority) */
+#define NOTIFY_TEXTS_MAX   8192 /* event texts an endpoint keeps for bodies not yet built */
 
 _Static_assert((int)PH_WH_DELIVERED == (int)PH_WH_OUT_DELIVERED &&
                    (int)PH_WH_RETRY == (int)PH_WH_OUT_RETRY &&
@@ -41,6 +47,9 @@ typedef struct wh_del {
     int64_t next_at, retry_from;
     int on_wire;
     int settled; /* delivered or dead: dropped at the next compaction */
+    char *ev;    /* the event's stored text, kept from its creation for the body (or NULL:
+                    read again); freed once the body is built (del_text_drop) */
+    size_t ev_len;
 } wh_del;
 
 typedef struct wh_key {
@@ -68,7 +77,8 @@ typedef struct wh_ep {
     size_t ndel, cap;
     size_t nsettled; /* of del[]: dropped in bulk (del_compact) */
     unsigned in_flight;
-    int more; /* events were left after the last page */
+    size_t ntexts; /* of del[]: with ev set (at most NOTIFY_TEXTS_MAX) */
+    int more;      /* events were left after the last page */
 } wh_ep;
 
 /* One exchange on the wire. */
@@ -83,9 +93,18 @@ typedef struct wh_job {
     uint64_t seq;
     char *body;
     size_t body_len;
-    char *hdr[NOTIFY_HEADERS];
+    char hdr_id[PH_WH_ID_MAX + 16];
+    char hdr_ts[48];
+    char hdr_sig[2 * PH_WH_SIG_MAX + 24];
     const char *hdrc[NOTIFY_HEADERS];
 } wh_job;
+
+/* A growing text (a body as it is written). */
+typedef struct wh_text {
+    char *p;
+    size_t len, cap;
+    int oom;
+} wh_text;
 
 typedef struct wh_stat_ent {
     ph_notify_stat st;
@@ -104,14 +123,22 @@ struct ph_notify {
     /* notify thread only */
     wh_ep *eps;
     ph_wh_new *newbuf; /* NOTIFY_EVENTS_PAGE: a pass's WH_CREATE arguments */
-    char *dumpbuf;     /* a body's text as it is written (build_body) */
-    size_t dumpcap;
-    /* the events of this endpoint's pass that it took, parsed once for
-     * creating their deliveries and kept for their bodies (seq ascending) */
+    wh_text body;      /* a body's text as it is written (build_body) */
+    /* the texts of the events this endpoint's pass took (seq ascending),
+     * handed to their deliveries once created (create_deliveries) */
     uint64_t pass_seq[NOTIFY_EVENTS_PAGE];
-    json_t *pass_ev[NOTIFY_EVENTS_PAGE];
+    char *pass_txt[NOTIFY_EVENTS_PAGE];
+    size_t pass_len[NOTIFY_EVENTS_PAGE];
     size_t npass;
     const ph_config *applied; /* the snapshot the endpoints were built from (pointer only) */
+    /* at peak (wh_policy.h, ph_wh_busy): when an event was last read, this
+     * thread's run-queue wait over the last measure, and the budget of
+     * deliveries it may still hand over while busy (PH_WH_BUSY_RATE a second) */
+    int64_t last_event_at, measured_at, budget_at;
+    uint64_t event_seen; /* the newest event's seq at the last measure */
+    uint64_t sched_wait, sched_wall, sched_wait0;
+    double budget;
+    int busy;
     int64_t retry_for_ms, base_ms, max_ms;
     unsigned timeout_ms, max_in_flight;
     /* guarded by mu */
@@ -243,9 +270,23 @@ static void ep_conf_clear(wh_ep *e)
     e->nkeys = 0;
 }
 
+/* Forgets d's kept event text (its body is built, or d leaves memory). */
+static void del_text_drop(wh_ep *e, wh_del *d)
+{
+    if (!d->ev)
+        return;
+    free(d->ev);
+    d->ev = NULL;
+    d->ev_len = 0;
+    assert(e->ntexts > 0);
+    e->ntexts--;
+}
+
 static void ep_free(wh_ep *e)
 {
     ep_conf_clear(e);
+    for (size_t i = 0; i < e->ndel; i++)
+        del_text_drop(e, &e->del[i]);
     free(e->del);
     free(e);
 }
@@ -410,6 +451,8 @@ static void del_compact(wh_ep *e)
     for (size_t i = 0; i < e->ndel; i++)
         if (!e->del[i].settled || e->del[i].on_wire)
             e->del[k++] = e->del[i];
+        else
+            del_text_drop(e, &e->del[i]);
     e->ndel = k;
     e->nsettled = 0;
 }
@@ -451,27 +494,98 @@ static int ep_wants(const wh_ep *e, const char *type)
 static void pass_clear(ph_notify *n)
 {
     for (size_t i = 0; i < n->npass; i++)
-        json_decref(n->pass_ev[i]);
+        free(n->pass_txt[i]);
     n->npass = 0;
 }
 
-/* This pass's parsed event seq (borrowed), or NULL. */
-static json_t *pass_find(const ph_notify *n, uint64_t seq)
+/* What create_deliveries needs of an event: its seq (0 when it has none),
+ * type and client ("" when absent or not strings) and order id (-1 when not
+ * a non-negative integer). */
+typedef struct ev_head {
+    uint64_t seq;
+    char type[PH_SKU_MAX + 2]; /* one byte more: a longer type is refused, not cut */
+    char client[PH_SKU_MAX + 2];
+    int64_t order_id;
+} ev_head;
+
+/* The digits of a stored integer; -1 for anything else (a sign, a fraction). */
+static int64_t raw_uint(const char *v, size_t n)
 {
-    size_t lo = 0, hi = n->npass;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (n->pass_seq[mid] < seq)
-            lo = mid + 1;
-        else
-            hi = mid;
+    uint64_t x = 0;
+    if (!v || !n || n > 19)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return -1;
+        x = x * 10 + (uint64_t)(v[i] - '0');
     }
-    return lo < n->npass && n->pass_seq[lo] == seq ? n->pass_ev[lo] : NULL;
+    return x > INT64_MAX ? -1 : (int64_t)x;
+}
+
+/* A stored string without escapes, into out (cut to its size); -1 when it
+ * is not such a string (then the tree reads it). */
+static int raw_plain_str(const char *v, size_t n, char *out, size_t size)
+{
+    if (!v) {
+        out[0] = 0;
+        return 0;
+    }
+    if (n < 2 || v[0] != '"' || v[n - 1] != '"' || memchr(v, '\\', n))
+        return -1;
+    snprintf(out, size, "%.*s", (int)(n - 2), v + 1);
+    return 0;
+}
+
+/* Reads an event's head from its text without a tree (the store writes the
+ * members as plain strings and integers); the rare text that is not in that
+ * form (an escaped character) is parsed. */
+static void ev_head_read(const char *txt, size_t len, ev_head *h)
+{
+    static const char *const keys[] = {"seq", "type", "client", "order_id"};
+    const char *v[4];
+    size_t vl[4];
+    memset(h, 0, sizeof *h);
+    h->order_id = -1;
+    if (ph_event_members(txt, len, keys, 4, v, vl) == 0 &&
+        !raw_plain_str(v[1], vl[1], h->type, sizeof h->type) &&
+        !raw_plain_str(v[2], vl[2], h->client, sizeof h->client)) {
+        int64_t seq = raw_uint(v[0], vl[0]);
+        h->seq = seq > 0 ? (uint64_t)seq : 0;
+        h->order_id = raw_uint(v[3], vl[3]);
+        return;
+    }
+    json_t *ev = json_loadb(txt, len, 0, NULL);
+    json_int_t seq = json_integer_value(json_object_get(ev, "seq"));
+    const char *type = json_string_value(json_object_get(ev, "type"));
+    const char *client = json_string_value(json_object_get(ev, "client"));
+    json_t *oid = json_object_get(ev, "order_id");
+    h->seq = seq > 0 ? (uint64_t)seq : 0;
+    snprintf(h->type, sizeof h->type, "%s", type ? type : "");
+    snprintf(h->client, sizeof h->client, "%s", client ? client : "");
+    if (json_is_integer(oid) && json_integer_value(oid) >= 0)
+        h->order_id = json_integer_value(oid);
+    json_decref(ev);
+}
+
+/* Hands the pass's event texts to their new deliveries (up to
+ * NOTIFY_TEXTS_MAX kept per endpoint; the others are read again when sent). */
+static void pass_to_deliveries(ph_notify *n, wh_ep *e)
+{
+    for (size_t i = 0; i < n->npass && e->ntexts < NOTIFY_TEXTS_MAX; i++) {
+        wh_del *d = del_find(e, n->pass_seq[i]);
+        if (!d || d->ev || d->settled)
+            continue;
+        d->ev = n->pass_txt[i];
+        d->ev_len = n->pass_len[i];
+        n->pass_txt[i] = NULL;
+        e->ntexts++;
+    }
+    pass_clear(n);
 }
 
 /* Reads the events after e's cursor and creates the deliveries of those it
- * takes, moving the cursor over every event read (one command). The events
- * taken stay parsed for this pass's bodies (pass_find). */
+ * takes, moving the cursor over every event read (one command). The texts of
+ * the events taken stay with their deliveries for the bodies. */
 static void create_deliveries(ph_notify *n, wh_ep *e)
 {
     char **list;
@@ -488,29 +602,28 @@ static void create_deliveries(ph_notify *n, wh_ep *e)
         ph_store_event_list_free(list, cnt);
         return;
     }
+    n->last_event_at = ph_now_ms();
     size_t nd = 0;
     uint64_t to = e->cursor;
     for (size_t i = 0; i < cnt && i < NOTIFY_EVENTS_PAGE; i++) {
-        json_t *ev = json_loads(list[i], JSON_DISABLE_EOF_CHECK, NULL);
-        json_int_t seq = json_integer_value(json_object_get(ev, "seq"));
-        const char *type = json_string_value(json_object_get(ev, "type"));
-        const char *client = json_string_value(json_object_get(ev, "client"));
-        json_t *oid = json_object_get(ev, "order_id");
-        if (seq > 0)
-            to = (uint64_t)seq;
-        int product = type && ph_wh_product_event(type);
-        int take = type && strlen(type) <= PH_SKU_MAX && seq > 0 && ep_wants(e, type) &&
-                   (product || (json_is_integer(oid) && json_integer_value(oid) >= 0 && client &&
-                                !strcmp(client, e->client)));
-        if (take) {
-            ph_wh_new *d = &n->newbuf[nd++];
-            d->seq = (uint64_t)seq;
-            d->order_id = product ? 0 : (uint64_t)json_integer_value(oid);
-            snprintf(d->type, sizeof d->type, "%s", type);
-            n->pass_seq[n->npass] = (uint64_t)seq;
-            n->pass_ev[n->npass++] = ev;
-        } else
-            json_decref(ev);
+        size_t len = strlen(list[i]);
+        ev_head h;
+        ev_head_read(list[i], len, &h);
+        if (h.seq)
+            to = h.seq;
+        int product = h.type[0] && ph_wh_product_event(h.type);
+        int take = h.type[0] && strlen(h.type) <= PH_SKU_MAX && h.seq && ep_wants(e, h.type) &&
+                   (product || (h.order_id >= 0 && h.client[0] && !strcmp(h.client, e->client)));
+        if (!take)
+            continue;
+        ph_wh_new *d = &n->newbuf[nd++];
+        d->seq = h.seq;
+        d->order_id = product ? 0 : (uint64_t)h.order_id;
+        memcpy(d->type, h.type, strlen(h.type) + 1); /* at most PH_SKU_MAX: take */
+        n->pass_seq[n->npass] = h.seq;
+        n->pass_len[n->npass] = len;
+        n->pass_txt[n->npass++] = list[i];
+        list[i] = NULL; /* the pass's now */
     }
     e->more = cnt == NOTIFY_EVENTS_PAGE;
     ph_store_event_list_free(list, cnt);
@@ -526,6 +639,7 @@ static void create_deliveries(ph_notify *n, wh_ep *e)
         e->cursor = to;
         if (cmd.wh_count)
             load_pending(n, e, from);
+        pass_to_deliveries(n, e);
     } else {
         ph_log(n->log, PH_LOG_ERROR, NULL, "webhook.create", "endpoint=%s detail=\"%s\"", e->id,
                cmd.err.msg);
@@ -568,6 +682,8 @@ static int sync_state(ph_notify *n, wh_ep *e)
         for (size_t i = 0; i < e->ndel; i++)
             if (e->del[i].on_wire)
                 e->del[k++] = e->del[i];
+            else
+                del_text_drop(e, &e->del[i]);
         e->ndel = k;
         ph_wh_delivery *list;
         size_t cnt;
@@ -623,76 +739,108 @@ static void job_free(wh_job *j)
 {
     if (!j)
         return;
-    for (int i = 0; i < NOTIFY_HEADERS; i++)
-        free(j->hdr[i]);
     free(j->url);
     free(j->body);
     free(j);
 }
 
-/* The body: the event cut for a mall and the order's view without codes. */
-static char *build_body(ph_notify *n, const wh_ep *e, const wh_del *d, const ph_config *cfg)
+static void text_put(void *sink, const char *p, size_t len)
+{
+    wh_text *t = sink;
+    if (t->oom)
+        return;
+    if (t->len + len + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap : 2048;
+        while (cap < t->len + len + 1)
+            cap *= 2;
+        char *g = realloc(t->p, cap);
+        if (!g) {
+            t->oom = 1;
+            return;
+        }
+        t->p = g;
+        t->cap = cap;
+    }
+    memcpy(t->p + t->len, p, len);
+    t->len += len;
+    t->p[t->len] = 0;
+}
+
+static void text_lit(wh_text *t, const char *s)
+{
+    text_put(t, s, strlen(s));
+}
+
+/* The body into n->body: the event cut for a mall and the order's view
+ * without codes, written as text (byte for byte what jansson would print of
+ * {"type", "timestamp", "data": {"seq", "previous", "event", "order"}}).
+ * The event's text is the one kept since its delivery was created, else read
+ * again. 0, or -1 (the event is gone or unreadable, out of memory). */
+static int build_body(ph_notify *n, const wh_ep *e, const wh_del *d, const ph_config *cfg)
 {
     ph_err err = {0};
-    json_t *ev = pass_find(n, d->seq);
-    if (ev)
-        json_incref(ev);
-    else {
-        char **list;
-        size_t cnt;
+    const char *ev = d->ev;
+    size_t evlen = d->ev_len;
+    char **list = NULL;
+    size_t cnt = 0;
+    if (!ev) {
         if (ph_store_event_list(n->store, d->seq - 1, 1, &list, &cnt, &err))
-            return NULL;
+            return -1;
         if (cnt != 1) {
             ph_store_event_list_free(list, cnt);
-            return NULL;
+            return -1;
         }
-        ev = json_loads(list[0], JSON_DISABLE_EOF_CHECK, NULL);
-        ph_store_event_list_free(list, cnt);
-        if (!ev)
-            return NULL;
+        ev = list[0];
+        evlen = strlen(ev);
     }
-    const char *at = json_string_value(json_object_get(ev, "at"));
-    json_t *ts = json_string(at ? at : "");
-    int product = ph_wh_product_event(d->type);
-    json_t *cut = product ? ph_event_product_cut(ev) : ph_event_mall_cut(ev);
-    json_t *view = json_null();
+    static const char *const at_key[] = {"at"};
+    const char *at;
+    size_t atlen;
+    wh_text *t = &n->body;
+    t->len = 0;
+    t->oom = 0;
+    int product = ph_wh_product_event(d->type), rc = -1;
+    if (ph_event_members(ev, evlen, at_key, 1, &at, &atlen))
+        goto out;
+    text_lit(t, "{\"type\":");
+    if (ph_json_str(d->type, text_put, t))
+        goto out;
+    text_lit(t, ",\"timestamp\":");
+    if (at && atlen >= 2 && at[0] == '"')
+        text_put(t, at, atlen);
+    else
+        text_lit(t, "\"\"");
+    char num[64];
+    snprintf(num, sizeof num, ",\"data\":{\"seq\":%" PRIu64 ",\"previous\":", d->seq);
+    text_lit(t, num);
+    if (d->previous) {
+        snprintf(num, sizeof num, "%" PRIu64, d->previous);
+        text_lit(t, num);
+    } else
+        text_lit(t, "null");
+    text_lit(t, ",\"event\":");
+    if ((product ? ph_event_product_cut_text : ph_event_mall_cut_text)(ev, evlen, text_put, t))
+        goto out;
+    text_lit(t, ",\"order\":");
+    int view = 0;
     if (!product && d->order_id) {
         ph_order *o = NULL;
         if (ph_store_order_get(n->store, d->order_id, 0, &o, &err) == PH_OK && o &&
             !strcmp(o->client, e->client)) {
-            json_t *v = n->render(n->render_arg, o, cfg);
-            if (v) {
-                json_decref(view);
-                view = v;
-            }
+            size_t mark = t->len;
+            view = n->render(n->render_arg, o, cfg, text_put, t) == 0 && !t->oom;
+            if (!view) /* what it wrote is dropped: the body says null */
+                t->len = mark, t->oom = 0;
         }
         ph_order_free(o);
     }
-    json_t *body = json_pack("{s:s,s:o,s:{s:I,s:o,s:o,s:o}}", "type", d->type, "timestamp", ts,
-                             "data", "seq", (json_int_t)d->seq, "previous",
-                             d->previous ? json_integer((json_int_t)d->previous) : json_null(),
-                             "event", cut, "order", view);
-    char *txt = NULL;
-    if (body) {
-        /* into the thread's buffer, then one exact copy: json_dumps would grow
-         * its own by doubling, each step through the wiping allocator */
-        size_t need = json_dumpb(body, n->dumpbuf, n->dumpcap, JSON_COMPACT);
-        if (need > n->dumpcap) {
-            char *g = malloc(need * 2);
-            if (g) {
-                free(n->dumpbuf);
-                n->dumpbuf = g;
-                n->dumpcap = need * 2;
-                need = json_dumpb(body, n->dumpbuf, n->dumpcap, JSON_COMPACT);
-            }
-        }
-        if (need && need <= n->dumpcap && (txt = malloc(need + 1))) {
-            memcpy(txt, n->dumpbuf, need);
-            txt[need] = 0;
-        }
-    }
-    json_decref(body);
-    return txt;
+    if (!view)
+        text_lit(t, "null");
+    text_lit(t, "}}");
+    rc = t->oom ? -1 : 0;
+out:
+    ph_store_event_list_free(list, cnt);
+    return rc;
 }
 
 /* Builds, signs and submits one delivery. 0 when it went out. */
@@ -701,57 +849,49 @@ static int send_one(ph_notify *n, wh_ep *e, wh_del *d, const ph_config *cfg, int
     for (size_t k = 0; k < e->nkeys; k++)
         if (!e->signers[k] && !(e->signers[k] = ph_wh_signer_new(e->keys[k].key, e->keys[k].len)))
             return -1;
-    wh_job *j = calloc(1, sizeof *j);
+    if (build_body(n, e, d, cfg))
+        return -1;
+    wh_job *j = malloc(sizeof *j);
     if (!j)
         return -1;
+    memset(j, 0, offsetof(wh_job, hdr_id)); /* the header texts are written whole below */
     j->n = n;
     snprintf(j->ep, sizeof j->ep, "%s", e->id);
     snprintf(j->key, sizeof j->key, "webhook:%s", e->id);
     j->seq = d->seq;
-    j->body = build_body(n, e, d, cfg);
+    j->body_len = n->body.len;
+    j->body = malloc(j->body_len + 1);
     j->url = strdup(e->url);
     if (!j->body || !j->url) {
         job_free(j);
         return -1;
     }
-    j->body_len = strlen(j->body);
-    char id[PH_WH_ID_MAX], sigs[2 * PH_WH_SIG_MAX + 2] = "";
+    memcpy(j->body, n->body.p, j->body_len + 1);
+    char id[PH_WH_ID_MAX];
     ph_wh_delivery_id(e->id, d->seq, id);
     int64_t ts = now / 1000;
+    size_t at = (size_t)snprintf(j->hdr_sig, sizeof j->hdr_sig, "webhook-signature: ");
     for (size_t k = 0; k < e->nkeys; k++) {
         char sig[PH_WH_SIG_MAX];
         if (ph_wh_sign_with(e->signers[k], id, ts, j->body, j->body_len, sig)) {
             job_free(j);
             return -1;
         }
-        if (k)
-            strcat(sigs, " ");
-        strcat(sigs, sig);
+        at += (size_t)snprintf(j->hdr_sig + at, sizeof j->hdr_sig - at, "%s%s", k ? " " : "", sig);
     }
-    const char *fmt[NOTIFY_HEADERS] = {
-        "Content-Type: application/json", "User-Agent: perkhub-webhooks", NULL, NULL, NULL, NULL};
-    j->hdr[0] = strdup(fmt[0]);
-    j->hdr[1] = strdup(fmt[1]);
-    size_t need = strlen(id) + 16;
-    if ((j->hdr[2] = malloc(need)))
-        snprintf(j->hdr[2], need, "webhook-id: %s", id);
-    if ((j->hdr[3] = malloc(48)))
-        snprintf(j->hdr[3], 48, "webhook-timestamp: %lld", (long long)ts);
-    need = strlen(sigs) + 24;
-    if ((j->hdr[4] = malloc(need)))
-        snprintf(j->hdr[4], need, "webhook-signature: %s", sigs);
-    for (int i = 0; i < 5; i++) {
-        if (!j->hdr[i]) {
-            job_free(j);
-            return -1;
-        }
-        j->hdrc[i] = j->hdr[i];
-    }
+    assert(at < sizeof j->hdr_sig);
+    snprintf(j->hdr_id, sizeof j->hdr_id, "webhook-id: %s", id);
+    snprintf(j->hdr_ts, sizeof j->hdr_ts, "webhook-timestamp: %lld", (long long)ts);
+    j->hdrc[0] = "Content-Type: application/json";
+    j->hdrc[1] = "User-Agent: perkhub-webhooks";
+    j->hdrc[2] = j->hdr_id;
+    j->hdrc[3] = j->hdr_ts;
+    j->hdrc[4] = j->hdr_sig;
     j->raw = (ph_sio_raw){.key = j->key,
                           .url = j->url,
                           .method = "POST",
                           .headers = j->hdrc,
-                          .nheaders = 5,
+                          .nheaders = NOTIFY_HEADERS,
                           .body = j->body,
                           .body_len = j->body_len};
     j->job.raw = &j->raw;
@@ -765,6 +905,7 @@ static int send_one(ph_notify *n, wh_ep *e, wh_del *d, const ph_config *cfg, int
         job_free(j);
         return -1;
     }
+    del_text_drop(e, d); /* a retry reads it again */
     d->on_wire = 1;
     e->in_flight++;
     return 0;
@@ -781,6 +922,12 @@ static int64_t send_due(ph_notify *n, wh_ep *e, const ph_config *cfg, int64_t no
         wh_del *d = &e->del[i];
         if (d->settled || d->on_wire)
             continue;
+        if (n->busy && n->budget < 1) { /* at peak: the rest waits for the budget */
+            int64_t at = now + 20;      /* 20 ms: a few deliveries' budget, not a pass each */
+            if (!next || at < next)
+                next = at;
+            break;
+        }
         int prev = PH_WH_PREV_NONE;
         if (d->previous) {
             wh_del *p = del_find(e, d->previous);
@@ -796,9 +943,67 @@ static int64_t send_due(ph_notify *n, wh_ep *e, const ph_config *cfg, int64_t no
             d->next_at = now + 1000; /* out of memory or the engine stopping: later */
             if (!next || d->next_at < next)
                 next = d->next_at;
-        }
+        } else if (n->busy)
+            n->budget -= 1;
     }
     return next;
+}
+
+/* This thread's time waiting for a core, in ns (/proc/thread-self/schedstat:
+ * on CPU, waiting on a run queue, slices); 0 when the kernel does not say. */
+static uint64_t sched_wait_ns(void)
+{
+    char buf[128];
+    int fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t got = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    unsigned long long run, wait;
+    if (got <= 0)
+        return 0;
+    buf[got] = 0;
+    return sscanf(buf, "%llu %llu", &run, &wait) == 2 ? (uint64_t)wait : 0;
+}
+
+/* Is this pass at peak (ph_wh_busy)? The run-queue wait and whether events
+ * are written are measured over windows of PH_WH_BUSY_WINDOW_MS; the budget
+ * refills at PH_WH_BUSY_RATE a second, up to a tenth of a second's worth. */
+static void measure_busy(ph_notify *n, int64_t now)
+{
+    if (!n->measured_at) {
+        n->measured_at = now;
+        n->sched_wait0 = sched_wait_ns();
+        n->event_seen = ph_store_event_last(n->store);
+    } else if (now - n->measured_at >= PH_WH_BUSY_WINDOW_MS) {
+        /* events written meanwhile count even when none was read (at peak no
+         * new deliveries are made while a backlog waits) */
+        uint64_t last = ph_store_event_last(n->store);
+        if (last != n->event_seen) {
+            n->event_seen = last;
+            n->last_event_at = now;
+        }
+        uint64_t w = sched_wait_ns();
+        n->sched_wait = w >= n->sched_wait0 ? w - n->sched_wait0 : 0;
+        n->sched_wall = (uint64_t)(now - n->measured_at) * 1000000u;
+        n->sched_wait0 = w;
+        n->measured_at = now;
+    }
+    int busy = ph_wh_busy(now, n->last_event_at, n->sched_wait, n->sched_wall, n->busy);
+    if (busy && !n->busy)
+        n->budget = PH_WH_BUSY_RATE / 10.0;
+    else if (busy && now > n->budget_at) {
+        n->budget += (double)(now - n->budget_at) * PH_WH_BUSY_RATE / 1000.0;
+        if (n->budget > PH_WH_BUSY_RATE / 10.0)
+            n->budget = PH_WH_BUSY_RATE / 10.0;
+    }
+    if (busy != n->busy)
+        ph_log(n->log, PH_LOG_DEBUG, NULL, "webhook.peak",
+               busy ? "state=busy effect=\"deliveries wait for orders: at most %d a second\""
+                    : "state=clear effect=\"deliveries at full speed\"",
+               PH_WH_BUSY_RATE);
+    n->busy = busy;
+    n->budget_at = now;
 }
 
 /* ---- answers ------------------------------------------------------------------------ */
@@ -901,9 +1106,28 @@ static void take_answers(ph_notify *n)
 
 /* ---- the thread ---------------------------------------------------------------------- */
 
+/* Deliveries yield the CPU to orders: this thread runs at the lowest
+ * priority short of SCHED_IDLE (Linux keeps a nice value per thread). That
+ * alone is not enough: each delivery costs the I/O thread (curl), the writer
+ * and the receiver several times what it costs here, at their own priority,
+ * and this thread gets a core whenever the request threads wait for a
+ * commit. So at peak (measure_busy) it also hands over at most
+ * PH_WH_BUSY_RATE deliveries a second (bench/webhooks.sh: with nice alone,
+ * orders lost 30 % to 70 % in the rounds where the machine was quiet). Not
+ * SCHED_IDLE: this thread takes the module's mutex, which the I/O thread's
+ * callbacks take too. */
+static void notify_lower_priority(ph_notify *n)
+{
+    pthread_setname_np(pthread_self(), "ph-notify");
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), NOTIFY_NICE))
+        ph_log(n->log, PH_LOG_WARN, NULL, "webhook.priority",
+               "detail=\"%s\" effect=\"deliveries run at the orders' priority\"", strerror(errno));
+}
+
 static void *notify_main(void *arg)
 {
     ph_notify *n = arg;
+    notify_lower_priority(n);
     for (;;) {
         pthread_mutex_lock(&n->mu);
         int stop = n->stopping;
@@ -920,17 +1144,23 @@ static void *notify_main(void *arg)
                 e->loaded = 0; /* a reload: the store's word again */
         }
         int64_t now = ph_now_ms(), due = 0;
-        int busy = 0;
+        int more = 0;
+        measure_busy(n, now);
         for (wh_ep *e = n->eps; e; e = e->next) {
             if (!e->configured || !e->enabled)
                 continue;
             if (sync_state(n, e) != PH_OK)
                 continue;
-            create_deliveries(n, e);
-            busy |= e->more;
+            /* at peak a backlog already made waits to be sent before more is
+             * made: creating costs the writer too */
+            if (!n->busy || ep_pending(e) < e->in_flight + NOTIFY_EVENTS_PAGE)
+                create_deliveries(n, e);
+            else
+                e->more = 0;
+            more |= e->more;
             del_compact(e);
             /* the deliveries just created are due at the command's time: sent
-             * in this pass, while their events are still parsed */
+             * in this pass (unless at peak), with the event texts just read */
             now = ph_now_ms();
             int64_t next = send_due(n, e, ref->cfg, now);
             pass_clear(n);
@@ -939,7 +1169,7 @@ static void *notify_main(void *arg)
             stat_of(n, e->id, ep_pending(e), 0, 0, 0, 0);
         }
         ph_cfg_release(ref);
-        if (busy)
+        if (more)
             continue;
         int64_t wait = n->poll_ms;
         now = ph_now_ms();
@@ -1052,7 +1282,7 @@ void ph_notify_destroy(ph_notify *n)
     free(n->stats);
     pass_clear(n);
     free(n->newbuf);
-    free(n->dumpbuf);
+    free(n->body.p);
     pthread_cond_destroy(&n->cv);
     pthread_mutex_destroy(&n->mu);
     free(n);

@@ -17,6 +17,9 @@
  * deliveries of other orders go concurrently up to webhooks.max_in_flight.
  * Endpoints are independent: one that fails or was disabled by a 410 holds
  * back no other.
+ * At peak (orders flowing and the cores short: wh_policy.h, ph_wh_busy) at
+ * most PH_WH_BUSY_RATE deliveries a second go, and the thread runs at nice
+ * 19: deliveries lag and catch up after (docs/webhooks.md, "At peak").
  *
  * Bodies carry the event cut to the mall's allow-list (store/event_view.h)
  * and the order's view as its client sees it without codes, rendered by the
@@ -46,8 +49,12 @@ struct ph_metrics;
 typedef struct ph_notify ph_notify;
 
 /* The order's view for its client, without codes (the daemon's wrapper of
- * http/views.c). A new reference, or NULL. Called on the notify thread. */
-typedef json_t *(*ph_notify_render_fn)(void *arg, const ph_order *o, const ph_config *cfg);
+ * http/views.c), written as compact JSON text through put, byte for byte what
+ * json_dumps prints of the tree. 0, or -1 when it could not be rendered (part
+ * of it may have been written: the caller drops it). Called on the notify
+ * thread. */
+typedef int (*ph_notify_render_fn)(void *arg, const ph_order *o, const ph_config *cfg,
+                                   void (*put)(void *sink, const char *p, size_t n), void *sink);
 
 typedef struct ph_notify_opts {
     ph_store *store;      /* borrowed; outlives the module */

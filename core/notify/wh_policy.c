@@ -197,3 +197,10 @@ int ph_wh_product_event(const char *type)
             return 1;
     return 0;
 }
+
+int ph_wh_busy(int64_t now, int64_t last_event_at, uint64_t wait_ns, uint64_t wall_ns, int was_busy)
+{
+    if (!last_event_at || now - last_event_at > PH_WH_BUSY_WINDOW_MS || !wall_ns)
+        return 0;
+    return wait_ns * (was_busy ? 40 : 10) >= wall_ns;
+}

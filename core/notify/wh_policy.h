@@ -75,6 +75,19 @@ enum {
 int ph_wh_may_send(int on_wire, int64_t next_at, int64_t now, int prev, int disabled,
                    unsigned in_flight, unsigned max_in_flight);
 
+/* Are orders short of CPU, so that deliveries should wait? 1 when an event
+ * was written within the last PH_WH_BUSY_WINDOW_MS before now (orders are
+ * flowing; last_event_at 0: none seen) and the delivery thread waited for a
+ * core for at least a tenth of the wall time it last measured (wait_ns of
+ * wall_ns; 0 wall: unknown, not short) — a fortieth once it was busy
+ * (was_busy), so that waking less often while busy does not read as a free
+ * CPU. Then deliveries go at most PH_WH_BUSY_RATE a second and catch up when
+ * either stops (docs/webhooks.md, "At peak"). */
+#define PH_WH_BUSY_WINDOW_MS 250
+#define PH_WH_BUSY_RATE      1000
+int ph_wh_busy(int64_t now, int64_t last_event_at, uint64_t wait_ns, uint64_t wall_ns,
+               int was_busy);
+
 /* 1 when type matches pattern: the type itself, or "<prefix>.*" for every
  * type that starts with "<prefix>.". */
 int ph_wh_event_match(const char *pattern, const char *type);

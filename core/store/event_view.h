@@ -24,4 +24,25 @@ json_t *ph_event_mall_cut(json_t *ev);
  * for a mall: its SKU, numbers and reason, never a supplier or a cost. */
 json_t *ph_event_product_cut(json_t *ev);
 
+/* The same cuts from an event's stored text, without a tree: what
+ * json_dumps(JSON_COMPACT) prints of ph_event_mall_cut / ph_event_product_cut
+ * of that event, written through put (the webhook thread builds a body per
+ * delivery from it; parsing the event and dumping the cut cost more than the
+ * rest of the body). The members' values are copied as stored, which is
+ * byte for byte jansson's printing of them: the store writes events with
+ * jansson or ph_json_str (util.h). 0, or -1 when the text is not one JSON
+ * object (part of the cut may have been written then). Pure: any thread. */
+int ph_event_mall_cut_text(const char *ev, size_t len,
+                           void (*put)(void *sink, const char *p, size_t n), void *sink);
+int ph_event_product_cut_text(const char *ev, size_t len,
+                              void (*put)(void *sink, const char *p, size_t n), void *sink);
+
+/* The stored texts of the event's top-level members keys[0..nkeys): vals[i]
+ * points into ev at the value of keys[i] as written (a string with its
+ * quotes), vlens[i] its length; vals[i] NULL when the event has no such
+ * member (a key written with escapes does not match). 0, or -1 when ev is not
+ * one JSON object. Pure: any thread. */
+int ph_event_members(const char *ev, size_t len, const char *const *keys, size_t nkeys,
+                     const char **vals, size_t *vlens);
+
 #endif

@@ -132,3 +132,23 @@ Test(webhook_policy, event_patterns)
     cr_assert(ph_wh_product_event("stock.out"));
     cr_assert_not(ph_wh_product_event("order.failed"));
 }
+
+/* At peak (orders flowing and this thread kept waiting for a core) deliveries
+ * wait; an idle stream or a free CPU lets them go at full speed. */
+Test(webhook_policy, deliveries_wait_only_while_orders_flow_and_the_cpu_is_short)
+{
+    const int64_t now = 1000000;
+    const uint64_t wall = 250000000; /* 250 ms measured */
+    /* flowing, waited 30 % of the time: busy */
+    cr_assert(ph_wh_busy(now, now - 10, wall * 3 / 10, wall, 0));
+    /* no event within the window, or never one: not busy, however short the CPU */
+    cr_assert_not(ph_wh_busy(now, now - PH_WH_BUSY_WINDOW_MS - 1, wall, wall, 1));
+    cr_assert_not(ph_wh_busy(now, 0, wall, wall, 1));
+    /* flowing on a free CPU (1 % waiting), or nothing measured yet: not busy */
+    cr_assert_not(ph_wh_busy(now, now, wall / 100, wall, 0));
+    cr_assert_not(ph_wh_busy(now, now, 0, 0, 0));
+    /* 5 %: below the tenth that makes it busy, above the fortieth that keeps it busy */
+    cr_assert_not(ph_wh_busy(now, now, wall / 20, wall, 0));
+    cr_assert(ph_wh_busy(now, now, wall / 20, wall, 1));
+    cr_assert_not(ph_wh_busy(now, now, wall / 50, wall, 1));
+}
