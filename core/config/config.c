@@ -169,6 +169,7 @@ static const field webhooks_fields[] = {
     INT(ph_config, webhook_max_in_flight, "max_in_flight", 1, 100000, 1, "32"),
     INT(ph_config, webhook_retry_base_ms, "retry_base_ms", 1, 86400000, 1, "1000"),
     INT(ph_config, webhook_retry_max_ms, "retry_max_ms", 1, 604800000, 1, "3600000"),
+    INT(ph_config, webhook_peak_rate, "peak_rate", 0, 1000000, 1, "1000"),
 };
 static const field client_fields[] = {
     IDENT(ph_client_conf, name, "name"),

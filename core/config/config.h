@@ -290,6 +290,8 @@ typedef struct ph_config {
     unsigned webhook_max_in_flight; /* per endpoint; default 32 */
     unsigned webhook_retry_base_ms; /* the first retry's wait before jitter; default 1000 */
     unsigned webhook_retry_max_ms;  /* the ceiling the wait doubles to; default 3600000 */
+    unsigned webhook_peak_rate;     /* deliveries a second at peak (docs/webhooks.md, "At
+                                       peak"); 0 = no limit; default 1000 */
     ph_client_conf *clients;
     size_t nclients;
     ph_supplier_conf *suppliers;

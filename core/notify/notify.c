@@ -133,11 +133,12 @@ struct ph_notify {
     const ph_config *applied; /* the snapshot the endpoints were built from (pointer only) */
     /* at peak (wh_policy.h, ph_wh_busy): when an event was last read, this
      * thread's run-queue wait over the last measure, and the budget of
-     * deliveries it may still hand over while busy (PH_WH_BUSY_RATE a second) */
+     * deliveries it may still hand over while busy (webhooks.peak_rate a second) */
     int64_t last_event_at, measured_at, budget_at;
     uint64_t event_seen; /* the newest event's seq at the last measure */
     uint64_t sched_wait, sched_wall, sched_wait0;
     double budget;
+    unsigned peak_rate; /* webhooks.peak_rate: deliveries a second at peak; 0 = no limit */
     int busy;
     int64_t retry_for_ms, base_ms, max_ms;
     unsigned timeout_ms, max_in_flight;
@@ -362,6 +363,7 @@ static void apply_config(ph_notify *n, const ph_config *cfg)
     n->max_ms = cfg->webhook_retry_max_ms;
     n->timeout_ms = cfg->webhook_timeout_ms;
     n->max_in_flight = cfg->webhook_max_in_flight;
+    n->peak_rate = cfg->webhook_peak_rate;
     for (wh_ep *e = n->eps; e; e = e->next)
         e->configured = 0;
     for (size_t i = 0; i < cfg->nclients; i++)
@@ -968,7 +970,7 @@ static uint64_t sched_wait_ns(void)
 
 /* Is this pass at peak (ph_wh_busy)? The run-queue wait and whether events
  * are written are measured over windows of PH_WH_BUSY_WINDOW_MS; the budget
- * refills at PH_WH_BUSY_RATE a second, up to a tenth of a second's worth. */
+ * refills at webhooks.peak_rate a second, up to a tenth of a second's worth. */
 static void measure_busy(ph_notify *n, int64_t now)
 {
     if (!n->measured_at) {
@@ -989,19 +991,22 @@ static void measure_busy(ph_notify *n, int64_t now)
         n->sched_wait0 = w;
         n->measured_at = now;
     }
-    int busy = ph_wh_busy(now, n->last_event_at, n->sched_wait, n->sched_wall, n->busy);
+    /* peak_rate 0: deliveries never wait for orders */
+    int busy =
+        n->peak_rate && ph_wh_busy(now, n->last_event_at, n->sched_wait, n->sched_wall, n->busy);
+    double rate = n->peak_rate;
     if (busy && !n->busy)
-        n->budget = PH_WH_BUSY_RATE / 10.0;
+        n->budget = rate / 10.0;
     else if (busy && now > n->budget_at) {
-        n->budget += (double)(now - n->budget_at) * PH_WH_BUSY_RATE / 1000.0;
-        if (n->budget > PH_WH_BUSY_RATE / 10.0)
-            n->budget = PH_WH_BUSY_RATE / 10.0;
+        n->budget += (double)(now - n->budget_at) * rate / 1000.0;
+        if (n->budget > rate / 10.0)
+            n->budget = rate / 10.0;
     }
     if (busy != n->busy)
         ph_log(n->log, PH_LOG_DEBUG, NULL, "webhook.peak",
-               busy ? "state=busy effect=\"deliveries wait for orders: at most %d a second\""
+               busy ? "state=busy effect=\"deliveries wait for orders: at most %u a second\""
                     : "state=clear effect=\"deliveries at full speed\"",
-               PH_WH_BUSY_RATE);
+               n->peak_rate);
     n->busy = busy;
     n->budget_at = now;
 }
@@ -1112,7 +1117,7 @@ static void take_answers(ph_notify *n)
  * and the receiver several times what it costs here, at their own priority,
  * and this thread gets a core whenever the request threads wait for a
  * commit. So at peak (measure_busy) it also hands over at most
- * PH_WH_BUSY_RATE deliveries a second (bench/webhooks.sh: with nice alone,
+ * webhooks.peak_rate deliveries a second (bench/webhooks.sh: with nice alone,
  * orders lost 30 % to 70 % in the rounds where the machine was quiet). Not
  * SCHED_IDLE: this thread takes the module's mutex, which the I/O thread's
  * callbacks take too. */

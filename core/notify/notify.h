@@ -18,7 +18,7 @@
  * Endpoints are independent: one that fails or was disabled by a 410 holds
  * back no other.
  * At peak (orders flowing and the cores short: wh_policy.h, ph_wh_busy) at
- * most PH_WH_BUSY_RATE deliveries a second go, and the thread runs at nice
+ * most webhooks.peak_rate deliveries a second go, and the thread runs at nice
  * 19: deliveries lag and catch up after (docs/webhooks.md, "At peak").
  *
  * Bodies carry the event cut to the mall's allow-list (store/event_view.h)

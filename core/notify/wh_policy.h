@@ -81,10 +81,9 @@ int ph_wh_may_send(int on_wire, int64_t next_at, int64_t now, int prev, int disa
  * core for at least a tenth of the wall time it last measured (wait_ns of
  * wall_ns; 0 wall: unknown, not short) — a fortieth once it was busy
  * (was_busy), so that waking less often while busy does not read as a free
- * CPU. Then deliveries go at most PH_WH_BUSY_RATE a second and catch up when
+ * CPU. Then deliveries go at most webhooks.peak_rate a second and catch up when
  * either stops (docs/webhooks.md, "At peak"). */
 #define PH_WH_BUSY_WINDOW_MS 250
-#define PH_WH_BUSY_RATE      1000
 int ph_wh_busy(int64_t now, int64_t last_event_at, uint64_t wait_ns, uint64_t wall_ns,
                int was_busy);
 

@@ -45,6 +45,7 @@ Test(webhook_config, endpoints_and_settings_parse_with_defaults)
     cr_assert_eq(cfg->webhook_retry_for_s, 259200);
     cr_assert_eq(cfg->webhook_timeout_ms, 5000);
     cr_assert_eq(cfg->webhook_max_in_flight, 32);
+    cr_assert_eq(cfg->webhook_peak_rate, 1000, "deliveries wait for orders at peak by default");
     cr_assert_eq(ph_notify_check(cfg, &err), PH_OK, "%s", err.msg);
     ph_config_free(cfg);
 }
