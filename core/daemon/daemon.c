@@ -228,6 +228,8 @@ static int jobs_apply(ph_daemon *d, const ph_config *cfg, ph_err *err)
     int rc = ph_sync_jobs_apply(d->sync, d->sched, cfg, err);
     if (rc == PH_OK)
         rc = ph_balance_jobs_apply(d->balance, cfg, err);
+    if (rc == PH_OK)
+        rc = ph_daemon_reviews_apply(d, cfg, err);
     return rc ? rc : ph_replenish_jobs_apply(d->sched, cfg, d->fulfil, err);
 }
 

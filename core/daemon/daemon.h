@@ -114,6 +114,13 @@ void ph_daemon_stop(ph_daemon *d, int grace_ms);
  * `audit` (store.h; NULL = none: the start) stored in the same transaction. */
 int ph_daemon_sync_products(ph_daemon *d, const ph_config *cfg, const ph_audit *audit, ph_err *err);
 
+/* risk_reviews.c: adds the risk.reviews job (held orders whose review timed
+ * out get cfg's risk.review_default), or gives it cfg's period (a reload).
+ * Main thread. PH_EINVAL, PH_ENOMEM. */
+int ph_daemon_reviews_apply(ph_daemon *d, const ph_config *cfg, ph_err *err);
+/* The engine the review job tells of blocked orders (NULL until it is wired). */
+#define PH_DAEMON_RISK(d) ((struct ph_risk *)NULL)
+
 /* What a reload from old to neu changes, by name (config_changes.c): a JSON
  * object with, when not empty, "suppliers" {added, removed, changed, enabled,
  * disabled}, "products" and "clients" {added, removed, changed} as lists of

@@ -137,6 +137,10 @@ static const ph_route routes[] = {
      "state after limit"},
     {"POST", "/v1/webhooks/*/replay", PH_SCOPE_OPS, ph_api_webhook_replay, NULL},
     {"POST", "/v1/webhooks/*/enable", PH_SCOPE_OPS, ph_api_webhook_enable, NULL},
+    /* the review queue of held orders (issue 15) */
+    {"GET", "/v1/reviews", PH_SCOPE_OPS, ph_api_review_list, "after limit"},
+    {"POST", "/v1/reviews/*/release", PH_SCOPE_OPS, ph_api_review_release, NULL},
+    {"POST", "/v1/reviews/*/block", PH_SCOPE_OPS, ph_api_review_block, NULL},
     /* suppliers authenticate by signature, checked by their plugin; their
      * notify URLs may carry the supplier's own parameters */
     {"POST", "/v1/callbacks/*", 0, ph_api_callback, PARAMS_ANY},
