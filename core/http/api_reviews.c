@@ -144,10 +144,10 @@ static int reviewed(ph_req *r)
 static int review_act(ph_req *r, int release)
 {
     uint64_t id;
-    json_t *b;
+    json_t *b = NULL;
     if (ph_u64_parse(r->seg[0], &id))
         return ph_req_error(r, 400, "invalid_request", "order id: expected a number");
-    if (ph_req_body_fields(r, "note", &b))
+    if (r->body_len && ph_req_body_fields(r, "note", &b)) /* the body is optional */
         return PH_REQ_DONE;
     json_t *nv = json_object_get(b, "note");
     const char *note = json_string_value(nv);
