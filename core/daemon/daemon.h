@@ -39,6 +39,7 @@
 
 struct ph_suppliers;
 struct ph_http;
+struct ph_risk;
 struct ph_sio;
 struct ph_fulfil;
 struct ph_resealer;
@@ -118,6 +119,11 @@ int ph_daemon_sync_products(ph_daemon *d, const ph_config *cfg, const ph_audit *
  * out get cfg's risk.review_default), or gives it cfg's period (a reload).
  * Main thread. PH_EINVAL, PH_ENOMEM. */
 int ph_daemon_reviews_apply(ph_daemon *d, const ph_config *cfg, ph_err *err);
+/* The engine's counters rebuilt from the stored orders' risk records of its
+ * longest window, oldest first (ph_risk_replay; denied and blocked orders
+ * noted for the related rules), before the daemon takes orders. rk NULL or
+ * without a rule: nothing. Main thread, at start. PH_EIO, PH_ENOMEM. */
+int ph_daemon_risk_rebuild(ph_daemon *d, struct ph_risk *rk, int64_t now, ph_err *err);
 /* The engine the review job tells of blocked orders (NULL until it is wired). */
 #define PH_DAEMON_RISK(d) ((struct ph_risk *)NULL)
 

@@ -11,7 +11,9 @@
 
 #include "base/util.h"
 #include "daemon/daemon.h"
+#include "http/end_user.h"
 #include "http/reviews.h"
+#include "risk/risk.h"
 #include "sched/sched.h"
 
 #define REVIEWS_JOB      "risk.reviews"
@@ -58,6 +60,43 @@ static void reviews_job(void *arg, ph_sched_run *run)
         ph_log(&d->log, PH_LOG_INFO, NULL, "review.timed_out", "orders=%zu default=%s", done,
                release ? "release" : "block");
     ph_sched_done(run, rc == PH_OK && !failed, outcome);
+}
+
+/* ---- the counters' rebuild at start ------------------------------------------ */
+
+typedef struct rebuild {
+    struct ph_risk *rk;
+    size_t orders, unreadable;
+} rebuild;
+
+static int replay_one(void *arg, uint64_t id, const char *json, size_t len)
+{
+    rebuild *rb = arg;
+    ph_risk_record rec;
+    (void)id;
+    if (ph_risk_record_read(json, len, &rec) != PH_OK) {
+        rb->unreadable++; /* --check-store says which; the rest still counts */
+        return PH_OK;
+    }
+    ph_risk_replay(rb->rk, &rec.subject, rec.action); /* notes a denied one itself */
+    if (rec.blocked)
+        ph_risk_note_blocked(rb->rk, &rec.subject, rec.blocked_at);
+    ph_risk_record_clear(&rec);
+    rb->orders++;
+    return PH_OK;
+}
+
+int ph_daemon_risk_rebuild(ph_daemon *d, struct ph_risk *rk, int64_t now, ph_err *err)
+{
+    int64_t reach = rk ? ph_risk_reach_ms(rk) : 0;
+    if (reach <= 0)
+        return PH_OK;
+    rebuild rb = {.rk = rk};
+    int rc = ph_store_order_risk_scan(d->store, now - reach, replay_one, &rb, err);
+    if (rc == PH_OK)
+        ph_log(&d->log, PH_LOG_INFO, NULL, "risk.rebuilt", "orders=%zu unreadable=%zu reach_s=%lld",
+               rb.orders, rb.unreadable, (long long)(reach / 1000));
+    return rc;
 }
 
 int ph_daemon_reviews_apply(ph_daemon *d, const ph_config *cfg, ph_err *err)

@@ -50,16 +50,13 @@ static order_risk *risk_of(ph_req *r)
     return r->ext_free == risk_free ? r->ext : NULL;
 }
 
-/* The command completed: a new order (not a replay) counts for good, and a
- * denied one marks its subjects for related rules. */
+/* The command completed: a new order (not a replay) counts for good (a
+ * denied one was noted for the related rules by the check itself). */
 static void risk_done(ph_req *r)
 {
     order_risk *x = risk_of(r);
-    if (!x || r->cmd.rc != PH_OK || r->cmd.replayed || !r->cmd.order)
-        return;
-    x->stored = 1;
-    if (x->engine && x->in.verdict == PH_VERDICT_DENY)
-        ph_risk_note_blocked(x->engine, &x->subject, x->subject.now);
+    if (x && r->cmd.rc == PH_OK && !r->cmd.replayed && r->cmd.order)
+        x->stored = 1;
 }
 
 /* The rule that denied order id, from its risk record ("" when unreadable). */

@@ -77,6 +77,15 @@ void ph_risk_stats_get(ph_risk *rk, ph_risk_stats *out)
     (void)rk;
     memset(out, 0, sizeof *out);
 }
+void ph_risk_replay(ph_risk *rk, const ph_risk_subject *s, int action)
+{
+    (void)rk, (void)s, (void)action;
+}
+int64_t ph_risk_reach_ms(ph_risk *rk)
+{
+    (void)rk;
+    return 0;
+}
 /* ---- end of the stand-ins ---- */
 
 static int fail(char msg[PH_EU_MSG_MAX], const char *fmt, const char *member, const char *what)
@@ -398,6 +407,8 @@ int ph_risk_record_read(const char *txt, size_t len, ph_risk_record *out)
     const char *outcome =
         json_string_value(json_object_get(json_object_get(j, "review"), "outcome"));
     out->blocked = outcome && !strcmp(outcome, "blocked");
+    if (out->blocked)
+        out->blocked_at = json_integer_value(json_object_get(json_object_get(j, "review"), "at"));
     out->json = j;
     return PH_OK;
 }

@@ -75,7 +75,8 @@ typedef struct ph_risk_record {
     const char *tagp[PH_RISK_TAGS_MAX];
     ph_risk_subject subject;
     int action;  /* PH_RISK_ALLOW / _REVIEW / _DENY */
-    int blocked; /* 1: the review blocked it */
+    int blocked;        /* 1: the review blocked it */
+    int64_t blocked_at; /* ms: when (the review's time), else 0 */
 } ph_risk_record;
 
 /* PH_OK, or PH_EINVAL for a record that is not one (nothing to clear). */
