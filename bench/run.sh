@@ -43,6 +43,8 @@
 #                                without HTTP: the figure the 2-core machine's noise hides)
 #   BENCH_ALERTS_CPU (1)         0 skips bench/alerts_cpu.sh (CPU per order with and without
 #                                100 products carrying alert rules; its own AC_* knobs)
+#   BENCH_RISK_CHECK (1)         0 skips bench/risk_check.sh (ns per risk check with 20 rules
+#                                vs none, in process; its own RC_* knobs)
 #   BENCH_PART_TIMEOUT (240)     seconds each of peers.sh / supplier_io.sh / tls_cpu.sh may take
 #   BENCH_RESULTS (bench/results/latest.json)   where the JSON goes (the parts' own JSON
 #                                stays in bench/results/)
@@ -574,4 +576,5 @@ part BENCH_WEBHOOKS webhooks.sh "$((PART_TIMEOUT * 3))" 1        # issue 13: ord
 part BENCH_SYNC_CATALOG sync_catalog.sh "$PART_TIMEOUT" 1        # issue 12: a 10,000-item catalog
 part BENCH_ALERTS_WRITER alerts_writer.sh "$PART_TIMEOUT" 1      # issue 12: alert checks, writer
 part BENCH_ALERTS_CPU alerts_cpu.sh "$PART_TIMEOUT" 1            # issue 12: the same over HTTP
+part BENCH_RISK_CHECK risk_check.sh "$PART_TIMEOUT" 1          # issue 15: the risk engine per check
 [ -z "$PART_FAILED" ] || fail "parts failed:$PART_FAILED"

@@ -17,6 +17,7 @@
 
 #include "http/api.h"
 #include "metrics/metrics.h"
+#include "risk/risk.h"
 #include "supply/supplier_io.h"
 #include "supply/suppliers.h"
 
@@ -243,6 +244,39 @@ static void put_suppliers(ph_mx *mx, ph_req *r, ph_metrics *m)
     }
 }
 
+static void put_risk(ph_mx *mx, ph_req *r, ph_metrics *m)
+{
+    ph_mx_family(mx, "perkhub_risk_checks_total", "counter",
+                 "Orders the risk engine decided on since start");
+    ph_mx_sample(mx, "perkhub_risk_checks_total", NULL, 0,
+                 (double)atomic_load_explicit(&m->risk_checks, memory_order_relaxed));
+    ph_mx_family(mx, "perkhub_risk_decisions_total", "counter",
+                 "Risk decisions since start, by action");
+    for (int a = PH_RISK_ALLOW; a <= PH_RISK_DENY; a++)
+        ph_mx_sample(mx, "perkhub_risk_decisions_total",
+                     (ph_label[]){{"action", ph_risk_action_name(a)}}, 1,
+                     (double)atomic_load_explicit(&m->risk_decisions[a], memory_order_relaxed));
+    ph_mx_family(mx, "perkhub_risk_dry_run_hits_total", "counter",
+                 "Dry-run rules that fired (recorded, nothing done) since start");
+    ph_mx_sample(mx, "perkhub_risk_dry_run_hits_total", NULL, 0,
+                 (double)atomic_load_explicit(&m->risk_dry_run_hits, memory_order_relaxed));
+    ph_mx_family(mx, "perkhub_risk_fail_closed_total", "counter",
+                 "Risk checks that found no memory for a counter and took it as full");
+    ph_mx_sample(mx, "perkhub_risk_fail_closed_total", NULL, 0,
+                 (double)atomic_load_explicit(&m->risk_fail_closed, memory_order_relaxed));
+    if (!r->env->risk)
+        return;
+    ph_risk_stats st;
+    ph_risk_stats_get(r->env->risk, &st);
+    ph_mx_family(mx, "perkhub_risk_rules", "gauge", "Risk rules in force (enabled)");
+    ph_mx_sample(mx, "perkhub_risk_rules", NULL, 0, (double)st.rules);
+    ph_mx_family(mx, "perkhub_risk_list_entries", "gauge", "Block and allow list entries held");
+    ph_mx_sample(mx, "perkhub_risk_list_entries", NULL, 0, (double)st.entries);
+    ph_mx_family(mx, "perkhub_risk_counters", "gauge",
+                 "Subject windows the risk rules hold (one per rule and subject)");
+    ph_mx_sample(mx, "perkhub_risk_counters", NULL, 0, (double)st.counters);
+}
+
 static void put_keys(ph_mx *mx, ph_req *r)
 {
     ph_mx_family(mx, "perkhub_keyring_active_key_id", "gauge",
@@ -288,6 +322,7 @@ int ph_api_metrics(ph_req *r)
     put_stock(&mx, r);
     put_suppliers(&mx, r, m);
     put_keys(&mx, r);
+    put_risk(&mx, r, m);
     ph_api_webhook_metrics(&mx, r);
     if (mx.oom || !mx.buf) {
         ph_mx_free(&mx);

@@ -74,7 +74,7 @@ typedef struct ph_risk_record {
     struct json_t *json;
     const char *tagp[PH_RISK_TAGS_MAX];
     ph_risk_subject subject;
-    int action;  /* PH_RISK_ALLOW / _REVIEW / _DENY */
+    int action;         /* PH_RISK_ALLOW / _REVIEW / _DENY */
     int blocked;        /* 1: the review blocked it */
     int64_t blocked_at; /* ms: when (the review's time), else 0 */
 } ph_risk_record;

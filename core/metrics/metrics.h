@@ -71,6 +71,10 @@ typedef struct ph_metrics {
     /* orders by client slot, source and outcome */
     ph_mslot client_slot[PH_METRICS_SLOTS];
     atomic_uint_fast64_t orders[PH_METRICS_SLOTS + 1][PH_MX_SRC_COUNT][PH_MX_OUT_COUNT];
+    /* the risk engine (risk/risk.c): checks, decisions by action (index
+     * PH_RISK_ALLOW..PH_RISK_DENY, 0 unused), dry-run rules that fired, checks
+     * decided without memory for a counter (fail closed) */
+    atomic_uint_fast64_t risk_checks, risk_decisions[4], risk_dry_run_hits, risk_fail_closed;
 } ph_metrics;
 
 /* A zeroed registry with its bucket bounds set. NULL when out of memory.

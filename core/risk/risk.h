@@ -23,8 +23,13 @@
  *      as the checks, in every velocity rule whose scope it matches (dry-run
  *      ones included, exempted or not): 64 requests racing on one subject
  *      with a limit of 5 get exactly 5 through.
- * A denied order counts nowhere. The measure "fen" is the product's face
- * value times the quantity (ph_risk_subject.amount).
+ * A denied order counts nowhere; it is noted as blocked for the related
+ * rules (ph_risk_note_blocked) by the check itself. The measure "fen" is the
+ * product's face value times the quantity (ph_risk_subject.amount); a fen
+ * rule neither fires for nor counts an order of 0 fen (it cannot take a sum
+ * anywhere). A rule counts an order whose variable is given (keys[var] != 0)
+ * and whose SKU, brand or tags match its scope. An entry at time t is in a
+ * window of w ms at `now` while now - t < w.
  *
  * Exactness of the windows. A velocity rule keeps, per subject key, the times
  * (and amounts) of the orders it counted, newest first, and drops an entry
@@ -34,7 +39,11 @@
  * for any limit, never an estimate, and memory per subject is bounded by the
  * limit. Raising a limit keeps what is held: a review or dry-run rule that
  * already let more than its old limit through counts on from the entries it
- * kept (documented in docs/risk.md).
+ * kept (documented in docs/risk.md). One inexactness is accepted: a release
+ * (ph_risk_release) after the released order's entry pushed an older entry
+ * out of a review, allow or dry-run rule's counter leaves that counter one
+ * short until the older entry would have left the window (a deny rule never
+ * holds more than its limit, so it is exact under releases too).
  *
  * Restarts. Counters live in memory; what they count is persisted with the
  * orders themselves (the order's risk record, written in the order's own
@@ -198,12 +207,25 @@ typedef struct ph_risk ph_risk;
 int ph_risk_new(struct ph_metrics *metrics, ph_risk **out, ph_err *err);
 void ph_risk_free(ph_risk *rk);
 
-/* Puts rules[0..n) in force, replacing the set (copied). Counters of a rule
- * whose id stays are kept; those of a removed rule are dropped. Any thread. */
+/* Puts rules[0..n) in force, replacing the set (copied); disabled rules are
+ * not in force. Counters of a rule whose id stays are kept when it counts the
+ * same thing (kind, variable, scope, measure); those of a removed, disabled
+ * or re-scoped rule are dropped. PH_EINVAL (an id given twice, a field out of
+ * range: the set in force is kept), PH_ENOMEM. Any thread. */
 int ph_risk_rules_set(ph_risk *rk, const ph_risk_rule *rules, size_t n, ph_err *err);
 
 /* Puts the list entries in force, replacing both lists (copied). Any thread. */
 int ph_risk_list_set(ph_risk *rk, const ph_risk_entry *entries, size_t n, ph_err *err);
+
+/* Puts a whole set read from the store in force — rules and list entries as
+ * ph_risk_rules_set and ph_risk_list_set would, at once — unless a set of a
+ * later generation is already in force: `gen` is the store's newest event seq
+ * in the snapshot the set was read from (ph_store_risk_load), so of two rule
+ * changes racing to load their sets, the older never replaces the newer.
+ * Returns 1 (put in force), 0 (older than what is in force: nothing changed),
+ * or PH_EINVAL / PH_ENOMEM (nothing changed). Any thread. */
+int ph_risk_load(ph_risk *rk, uint64_t gen, const ph_risk_rule *rules, size_t nrules,
+                 const ph_risk_entry *entries, size_t nentries, ph_err *err);
 
 /* Decides for one order and counts it unless denied (above). Never fails:
  * without memory for a counter it decides as if the counter were full
@@ -219,8 +241,10 @@ void ph_risk_release(ph_risk *rk, const ph_risk_subject *s, const ph_risk_decisi
  * Feed orders oldest first. Any thread. */
 void ph_risk_replay(ph_risk *rk, const ph_risk_subject *s, int action);
 
-/* An order of this subject was blocked (denied, or blocked at review) at
- * `at`: related rules see its device, ip and account for their window. */
+/* An order of this subject was blocked at review at `at` (a denied order is
+ * noted by ph_risk_check and ph_risk_replay themselves): related rules see
+ * its variables (all but client) for their window, if the block is not older
+ * than the rule. */
 void ph_risk_note_blocked(ph_risk *rk, const ph_risk_subject *s, int64_t at);
 
 /* Drops windows, blocks and list entries that ended before now. The daemon

@@ -74,6 +74,10 @@ const char *ph_cmd_type_name(int type)
         return "wh_replay";
     case PH_CMD_REVIEW:
         return "review";
+    case PH_CMD_RISK_RULE:
+        return "risk_rule";
+    case PH_CMD_RISK_LIST:
+        return "risk_list";
     default:
         return "?";
     }
@@ -403,6 +407,21 @@ static int encode_cmd(wbuf *b, const ph_cmd *c, size_t idx, ph_err *err)
         w_str(b, c->in.review.note);
         w_target(b, &c->in.review.first);
         w_str(b, c->in.review.fail_reason);
+        break;
+    case PH_CMD_RISK_RULE:
+        w_str(b, c->in.risk_rule.id);
+        w_str(b, c->in.risk_rule.json);
+        w_i32(b, c->in.risk_rule.remove);
+        w_u32(b, c->in.risk_rule.expect_version);
+        break;
+    case PH_CMD_RISK_LIST:
+        w_i32(b, c->in.risk_list.remove);
+        w_i32(b, c->in.risk_list.list);
+        w_i32(b, c->in.risk_list.var);
+        w_u64(b, c->in.risk_list.key);
+        w_i64(b, c->in.risk_list.expires_at);
+        w_str(b, c->in.risk_list.masked);
+        w_str(b, c->in.risk_list.note);
         break;
     default:
         /* a new command kind must be given an encoding here, or replication
@@ -1057,6 +1076,21 @@ static int decode_cmd(rd *r, ph_cmd *c, int *rc_out)
     case PH_CMD_PIN:
         c->in.pin.sku = r_str(r, "sku");
         c->in.pin.pin = r_i32(r, "pin");
+        break;
+    case PH_CMD_RISK_RULE:
+        c->in.risk_rule.id = r_str(r, "id");
+        c->in.risk_rule.json = r_str(r, "json");
+        c->in.risk_rule.remove = r_i32(r, "remove");
+        c->in.risk_rule.expect_version = r_u32(r, "expect_version");
+        break;
+    case PH_CMD_RISK_LIST:
+        c->in.risk_list.remove = r_i32(r, "remove");
+        c->in.risk_list.list = r_i32(r, "list");
+        c->in.risk_list.var = r_i32(r, "var");
+        c->in.risk_list.key = r_u64(r, "key");
+        c->in.risk_list.expires_at = r_i64(r, "expires_at");
+        c->in.risk_list.masked = r_str(r, "masked");
+        c->in.risk_list.note = r_str(r, "note");
         break;
     case PH_CMD_REPLENISH:
         decode_replenish(r, c);

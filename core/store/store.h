@@ -1903,4 +1903,29 @@ typedef int (*ph_order_risk_fn)(void *arg, uint64_t order_id, const char *json, 
 int ph_store_order_risk_scan(ph_store *s, int64_t since, ph_order_risk_fn fn, void *arg,
                              ph_err *err);
 
+/* ---- risk rules (store_risk_rules.c; docs/store.md, "Risk rules") ---- */
+
+struct ph_risk_rule;
+struct ph_risk_entry;
+
+/* Everything the risk engine needs put in force, from one snapshot: the
+ * stored rules (enabled or not) sorted by id, every list entry (expired ones
+ * too: the engine ignores them), and the snapshot's newest event seq as the
+ * set's generation (RISK_RULE and RISK_LIST each write an event, so a later
+ * change always reads a higher one). *rules and *entries are malloc'd arrays
+ * the caller frees (NULL when empty). PH_OK, PH_EIO (a malformed record,
+ * named), PH_ENOMEM. Any thread. */
+int ph_store_risk_load(ph_store *s, struct ph_risk_rule **rules, size_t *nrules,
+                       struct ph_risk_entry **entries, size_t *nentries, uint64_t *gen,
+                       ph_err *err);
+
+/* One rule as stored (PH_ENOTFOUND: none; a removed rule is none). */
+int ph_store_risk_rule_get(ph_store *s, const char *id, struct ph_risk_rule *out, ph_err *err);
+
+/* Every version of rule id kept in `risk_rule_hist`, oldest first (a removed
+ * rule's too), as a malloc'd array the caller frees. PH_ENOTFOUND when there
+ * is none; PH_EIO, PH_ENOMEM. Any thread. */
+int ph_store_risk_rule_versions(ph_store *s, const char *id, struct ph_risk_rule **out, size_t *n,
+                                ph_err *err);
+
 #endif

@@ -525,6 +525,10 @@ static int apply_cmd(ph_wtxn *w, ph_cmd *c)
         return store_apply_pin(w, c);
     case PH_CMD_REVIEW:
         return store_apply_review(w, c);
+    case PH_CMD_RISK_RULE:
+        return store_apply_risk_rule(w, c);
+    case PH_CMD_RISK_LIST:
+        return store_apply_risk_list(w, c);
     default:
         return ph_err_set(&c->err, PH_EINVAL, "store: unknown command type %d", c->type);
     }

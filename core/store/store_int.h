@@ -607,6 +607,9 @@ int store_apply_webhook(ph_wtxn *w, ph_cmd *c);
  * endpoint's cursor, every `previous` a delivery of the same order before it.
  * PH_OK or PH_EIO naming the first violation. */
 int store_check_webhooks(ph_store *s, MDB_txn *txn, ph_err *err);
+/* store_risk_rules.c: PH_CMD_RISK_RULE and PH_CMD_RISK_LIST (store.h). */
+int store_apply_risk_rule(ph_wtxn *w, ph_cmd *c);
+int store_apply_risk_list(ph_wtxn *w, ph_cmd *c);
 
 /* Adds (add = 1) or removes the late re-query of attempt no of order id at due. */
 int store_late_set(ph_wtxn *w, uint64_t id, uint32_t no, int64_t due, int add, ph_err *err);

@@ -208,10 +208,10 @@ Test(perkctl, ops_flow_import_order_lookup_events_status)
 /* Every command of perkctl: help_for_every_command checks that `perkctl
  * --help` lists no other, so a new command cannot go without its test. */
 static const char *commands[] = {
-    "batches",   "stats",         "supplier", "import", "void",          "order",
-    "orders",    "order-get",     "settle",   "lookup", "events",        "status",
-    "reconcile", "suppliers",     "ledger",   "report", "discrepancies", "discrepancy",
-    "products",  "audit",         "webhooks", "jobs",   "sync",          "pin",
+    "batches",   "stats",          "supplier", "import", "void",          "order",
+    "orders",    "order-get",      "settle",   "lookup", "events",        "status",
+    "reconcile", "suppliers",      "ledger",   "report", "discrepancies", "discrepancy",
+    "products",  "audit",          "webhooks", "jobs",   "sync",          "pin",
     "alerts",    "replenishments", "reviews"};
 
 Test(perkctl, help_for_every_command)
