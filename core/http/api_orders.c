@@ -377,6 +377,18 @@ static int risk_decide(ph_req *r, const ph_product_conf *p, uint32_t qty)
     order_risk *x = risk_of(r);
     if (!x)
         return 0;
+    int in_force = 0;
+    if (r->env->risk) {
+        ph_risk_stats st;
+        ph_risk_stats_get(r->env->risk, &st);
+        in_force = st.rules || st.entries;
+    }
+    if (!x->eu.given && !in_force) { /* nothing to decide, nothing to record: no cost */
+        r->ext_free = NULL;
+        risk_free(x);
+        r->ext = NULL;
+        return 0;
+    }
     int64_t amount = 0, now = r->cmd.now;
     if (__builtin_mul_overflow(p->face_value, (int64_t)qty, &amount))
         amount = INT64_MAX;
@@ -384,13 +396,9 @@ static int risk_decide(ph_req *r, const ph_product_conf *p, uint32_t qty)
                         p->delivery == PH_DELIVERY_RECHARGE ? r->account : NULL, p->sku, p->brand,
                         amount, now, &x->subject);
     x->decision.action = PH_RISK_ALLOW;
-    int in_force = 0;
-    if (r->env->risk) {
+    if (in_force) {
         ph_risk_check(r->env->risk, &x->subject, &x->decision);
         x->engine = r->env->risk;
-        ph_risk_stats st;
-        ph_risk_stats_get(r->env->risk, &st);
-        in_force = st.rules || st.entries;
     }
     if (x->decision.action == PH_RISK_DENY)
         x->in.verdict = PH_VERDICT_DENY;
