@@ -18,6 +18,7 @@
 #include "http/http_api.h"
 #include "metrics/metrics.h"
 #include "notify/notify.h"
+#include "risk/risk.h"
 #include "sched/sched.h"
 #include "supply/redeem.h"
 #include "supply/sync.h"
@@ -358,6 +359,47 @@ static int expire_job_apply(ph_daemon *d, const ph_config *cfg, ph_err *err)
     return ph_sched_add(d->sched, &def, err);
 }
 
+/* risk.sweep: drops the counters, blocks and list entries whose windows
+ * ended (checks never depend on it: it keeps memory to what is in force). */
+static void risk_sweep_job(void *arg, ph_sched_run *run)
+{
+    ph_daemon *d = arg;
+    ph_risk_sweep(d->risk, ph_sched_run_at(run));
+    ph_risk_stats st;
+    ph_risk_stats_get(d->risk, &st);
+    char outcome[PH_JOB_OUTCOME_MAX + 1];
+    snprintf(outcome, sizeof outcome, "%zu rules, %zu list entries, %zu subject windows held",
+             st.rules, st.entries, st.counters);
+    ph_sched_done(run, 1, outcome);
+}
+
+#define PH_RISK_SWEEP_JOB "risk.sweep"
+#define PH_RISK_SWEEP_MS  60000
+
+/* The risk engine with the rules and lists the store holds, in force before
+ * the listener takes an order; and its sweep job. */
+static int start_risk(ph_daemon *d, ph_err *err)
+{
+    int rc = ph_risk_new(d->metrics, &d->risk, err);
+    if (rc)
+        return rc;
+    ph_risk_rule *rules;
+    ph_risk_entry *entries;
+    size_t nr, ne;
+    uint64_t gen;
+    if ((rc = ph_store_risk_load(d->store, &rules, &nr, &entries, &ne, &gen, err)))
+        return rc;
+    rc = ph_risk_load(d->risk, gen, rules, nr, entries, ne, err);
+    free(rules);
+    free(entries);
+    if (rc < 0)
+        return rc;
+    ph_log(&d->log, PH_LOG_INFO, NULL, "risk.loaded", "rules=%zu list_entries=%zu", nr, ne);
+    ph_sched_job_def def = {
+        .id = PH_RISK_SWEEP_JOB, .every_ms = PH_RISK_SWEEP_MS, .fn = risk_sweep_job, .arg = d};
+    return ph_sched_add(d->sched, &def, err);
+}
+
 /* A supplier's last reference went on another thread: the main thread
  * (sigwait in main.c) stops it. Any thread, no lock held. */
 static void wake_main(void *arg)
@@ -453,7 +495,8 @@ static int start_http(ph_daemon *d, const ph_config *cfg, ph_err *err)
                        .metrics = d->metrics,
                        .sched = d->sched,
                        .redeem = d->redeem,
-                       .notify = d->notify};
+                       .notify = d->notify,
+                       .risk = d->risk};
     ph_http_opts o = http_opts(d, cfg);
     return ph_http_start(&env, &o, &d->http, &d->port, err);
 }
@@ -526,8 +569,9 @@ int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_er
         (rc = log_migration(d, cfg)) || (rc = ph_daemon_sync_products(d, cfg, NULL, err)) ||
         (rc = ph_suppliers_create(&d->log, &d->suppliers, err)) ||
         (rc = ph_suppliers_apply(d->suppliers, cfg, err)) || (rc = start_supply(d, err)) ||
-        (rc = expire_job_apply(d, cfg, err)) || (rc = start_notify(d, err)) ||
-        (rc = start_http(d, cfg, err)))
+        (rc = expire_job_apply(d, cfg, err)) || (rc = start_risk(d, err)) ||
+        (rc = ph_daemon_risk_rebuild(d, d->risk, ph_now_ms(), err)) ||
+        (rc = start_notify(d, err)) || (rc = start_http(d, cfg, err)))
         goto fail;
     ph_suppliers_set_wake(d->suppliers, wake_main, d); /* earlier releases: the next wake */
     set_callback_base(d, cfg);
@@ -647,6 +691,8 @@ void ph_daemon_stop(ph_daemon *d, int grace_ms)
     d->sync = NULL;
     ph_balance_destroy(d->balance); /* its jobs' arguments: no job runs any more */
     d->balance = NULL;
+    ph_risk_free(d->risk); /* the listener and the jobs that check orders are gone */
+    d->risk = NULL;
     ph_notify_stop(d->notify); /* before the engine: no new exchange; before the writer */
     ph_reseal_stop(d);
     /* Exchanges on the wire end ambiguous and are recorded unknown (queried

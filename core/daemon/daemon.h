@@ -48,6 +48,7 @@ struct ph_redeem;
 struct ph_sync;
 struct ph_balance;
 struct ph_notify;
+struct ph_risk;
 
 typedef struct ph_daemon {
     ph_logger log;
@@ -78,6 +79,8 @@ typedef struct ph_daemon {
     struct ph_resealer *resealer;
     /* webhook delivery from the outbox (notify/notify.h) */
     struct ph_notify *notify;
+    /* issuance protection: rules, lists and counters in force (risk/risk.h) */
+    struct ph_risk *risk;
     const char *journal_file; /* set before ph_daemon_start: ph_store_opts.journal_file */
 } ph_daemon;
 
@@ -124,8 +127,6 @@ int ph_daemon_reviews_apply(ph_daemon *d, const ph_config *cfg, ph_err *err);
  * noted for the related rules), before the daemon takes orders. rk NULL or
  * without a rule: nothing. Main thread, at start. PH_EIO, PH_ENOMEM. */
 int ph_daemon_risk_rebuild(ph_daemon *d, struct ph_risk *rk, int64_t now, ph_err *err);
-/* The engine the review job tells of blocked orders (NULL until it is wired). */
-#define PH_DAEMON_RISK(d) ((struct ph_risk *)NULL)
 
 /* What a reload from old to neu changes, by name (config_changes.c): a JSON
  * object with, when not empty, "suppliers" {added, removed, changed, enabled,

@@ -36,7 +36,7 @@ static void reviews_job(void *arg, ph_sched_run *run)
         ph_err aerr = {0};
         if (xrc == PH_OK) {
             done++;
-            if (ph_review_after(d->fulfil, PH_DAEMON_RISK(d), d->store, &cmd, &aerr) != PH_OK)
+            if (ph_review_after(d->fulfil, d->risk, d->store, &cmd, &aerr) != PH_OK)
                 ph_log(&d->log, PH_LOG_ERROR, NULL, "review.fulfil_failed",
                        "order=%llu detail=\"%s\" effect=\"queried after the next restart\"",
                        (unsigned long long)ids[i], aerr.msg);

@@ -42,7 +42,7 @@ struct ph_req {
     char method[8];
     char path[256];
     char reqid[48];
-    char seg[2][160]; /* the path's '*' segments, URL-decoded, checked by ph_text_invalid */
+    char seg[3][160]; /* the path's '*' segments, URL-decoded, checked by ph_text_invalid */
     char arg[2][264]; /* handler scratch that must outlive a suspension */
     char *body;       /* the request body, NUL-terminated; owned here */
     size_t body_len, body_cap;
@@ -184,6 +184,15 @@ void ph_req_headers_free(char **lines);
 /* Handlers (api_*.c), one per route of http_api.c, each on the request's pool
  * thread: authentication and scopes are checked before the handler runs. */
 int ph_api_health(ph_req *r);
+/* api_risk.c: risk rules and lists (issue 15) */
+int ph_api_risk_rules(ph_req *r);
+int ph_api_risk_rule_create(ph_req *r);
+int ph_api_risk_rule_replace(ph_req *r);
+int ph_api_risk_rule_remove(ph_req *r);
+int ph_api_risk_rule_versions(ph_req *r);
+int ph_api_risk_lists(ph_req *r);
+int ph_api_risk_list_add(ph_req *r);
+int ph_api_risk_list_remove(ph_req *r);
 int ph_api_ready(ph_req *r);
 int ph_api_products_list(ph_req *r);
 int ph_api_product_get(ph_req *r);

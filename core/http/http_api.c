@@ -141,6 +141,15 @@ static const ph_route routes[] = {
     {"GET", "/v1/reviews", PH_SCOPE_OPS, ph_api_review_list, "after limit"},
     {"POST", "/v1/reviews/*/release", PH_SCOPE_OPS, ph_api_review_release, NULL},
     {"POST", "/v1/reviews/*/block", PH_SCOPE_OPS, ph_api_review_block, NULL},
+    /* risk rules and lists (issue 15; api_risk.c) */
+    {"GET", "/v1/risk/rules", PH_SCOPE_OPS, ph_api_risk_rules, NULL},
+    {"POST", "/v1/risk/rules", PH_SCOPE_OPS, ph_api_risk_rule_create, NULL},
+    {"PUT", "/v1/risk/rules/*", PH_SCOPE_OPS, ph_api_risk_rule_replace, NULL},
+    {"DELETE", "/v1/risk/rules/*", PH_SCOPE_OPS, ph_api_risk_rule_remove, "version"},
+    {"GET", "/v1/risk/rules/*/versions", PH_SCOPE_OPS, ph_api_risk_rule_versions, NULL},
+    {"GET", "/v1/risk/lists", PH_SCOPE_OPS, ph_api_risk_lists, "list"},
+    {"POST", "/v1/risk/lists", PH_SCOPE_OPS, ph_api_risk_list_add, NULL},
+    {"DELETE", "/v1/risk/lists/*/*/*", PH_SCOPE_OPS, ph_api_risk_list_remove, NULL},
     /* suppliers authenticate by signature, checked by their plugin; their
      * notify URLs may carry the supplier's own parameters */
     {"POST", "/v1/callbacks/*", 0, ph_api_callback, PARAMS_ANY},
@@ -595,7 +604,7 @@ static int match(const char *pattern, const char *path, ph_req *r)
         if (*pattern == '*') {
             const char *end = strchr(path, '/');
             size_t n = end ? (size_t)(end - path) : strlen(path);
-            if (n == 0 || n >= sizeof r->seg[0] || nseg == 2)
+            if (n == 0 || n >= sizeof r->seg[0] || nseg == (int)(sizeof r->seg / sizeof r->seg[0]))
                 return 0;
             memcpy(r->seg[nseg], path, n);
             r->seg[nseg++][n] = 0;

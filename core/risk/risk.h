@@ -125,6 +125,23 @@ int ph_risk_action_parse(const char *name);
  * thread. */
 uint64_t ph_risk_key(const ph_keyring *kr, int var, const char *value, size_t len);
 
+/* Normalizes one end-user value of variable var as the subject key takes it
+ * (ph_risk_key) and masks it for output, the same way wherever a value comes
+ * from (an order's end_user, a list entry typed by ops): user, device: 1..128
+ * printable ASCII bytes, as given, masked "ab****yz" (first 2, last 2; "****"
+ * under 8 bytes); ip: an IPv4 or IPv6 address in its canonical text
+ * (inet_ntop), masked "203.0.113.*" / "2001:db8:1:2::*" (its /64); ip24: an
+ * address (or its network, "203.0.113.0/24", "2001:db8::/64") taken as the
+ * network's canonical text "203.0.113.0/24" or "2001:db8:1:2::/64", masked
+ * like ip; account: 3..64 bytes of [A-Za-z0-9._:-] as given, masked as
+ * recharge accounts are ("138****8000"); phone: 5..20 digits with an optional
+ * leading '+', kept as digits, masked "138****8000" ("****" under 8 digits);
+ * client: a client name (1..64 printable bytes), not personal data, shown as
+ * is. Writes norm (NUL-terminated, cap >= 130) and masked; the caller wipes
+ * norm after hashing it. PH_EINVAL naming what was expected, never quoting
+ * the value. Pure; any thread. */
+int ph_risk_value(int var, const char *value, char *norm, size_t cap, char masked[32], ph_err *err);
+
 /* One rule, as stored (JSON in `risk_rules`) and as in force. */
 typedef struct ph_risk_rule {
     char id[PH_RISK_ID_MAX + 1];

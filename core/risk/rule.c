@@ -4,8 +4,10 @@
  */
 #include "risk/risk.h"
 
+#include <arpa/inet.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "crypto/wipe_alloc.h"
@@ -64,6 +66,138 @@ uint64_t ph_risk_key(const ph_keyring *kr, int var, const char *value, size_t le
     for (int i = 7; i >= 0; i--)
         k = k << 8 | h[i];
     return k ? k : 1;
+}
+
+/* ---- end-user values ------------------------------------------------------- */
+
+static void mask_ends(const char *v, size_t n, size_t head, size_t tail, size_t min,
+                      char masked[32])
+{
+    if (n < min || n <= head + tail)
+        snprintf(masked, 32, "****");
+    else
+        snprintf(masked, 32, "%.*s****%s", (int)head, v, v + n - tail);
+}
+
+/* The address's canonical text and its /24 (v4) or /64 (v6) network. */
+static int ip_parse(const char *v, int *fam, uint8_t a[16])
+{
+    if (inet_pton(AF_INET, v, a) == 1) {
+        *fam = AF_INET;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, v, a) == 1) {
+        *fam = AF_INET6;
+        return 0;
+    }
+    return -1;
+}
+
+static void net_mask(int fam, const uint8_t a[16], char masked[32])
+{
+    char t[INET6_ADDRSTRLEN];
+    if (fam == AF_INET) {
+        snprintf(masked, 32, "%u.%u.%u.*", a[0], a[1], a[2]);
+        return;
+    }
+    uint8_t n[16] = {0};
+    memcpy(n, a, 8);
+    inet_ntop(AF_INET6, n, t, sizeof t);
+    size_t l = strlen(t);
+    /* the /64 with its zero host part written "...::": "2001:db8:1:2::*" */
+    if (l >= 2 && !strcmp(t + l - 2, "::"))
+        snprintf(masked, 32, "%.*s::*", (int)(l - 2), t);
+    else
+        snprintf(masked, 32, "%.26s*", t);
+}
+
+int ph_risk_value(int var, const char *v, char *norm, size_t cap, char masked[32], ph_err *err)
+{
+    const char *name = ph_risk_var_name(var);
+    size_t n = v ? strlen(v) : 0;
+    if (cap < 130)
+        return ph_err_set(err, PH_EINVAL, "%s: no room", name);
+    norm[0] = 0;
+    switch (var) {
+    case PH_RISK_USER:
+    case PH_RISK_DEVICE:
+    case PH_RISK_CLIENT: {
+        size_t max = var == PH_RISK_CLIENT ? 64 : 128;
+        int ok = n >= 1 && n <= max;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = v[i] >= 0x20 && v[i] < 0x7f;
+        if (!ok)
+            return ph_err_set(err, PH_EINVAL, "%s: expected 1..%zu bytes of printable ASCII", name,
+                              max);
+        memcpy(norm, v, n + 1);
+        if (var == PH_RISK_CLIENT)
+            snprintf(masked, 32, "%.31s", v);
+        else
+            mask_ends(v, n, 2, 2, 8, masked);
+        return PH_OK;
+    }
+    case PH_RISK_ACCOUNT: {
+        int ok = n >= 3 && n <= 64;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = (v[i] >= 'a' && v[i] <= 'z') || (v[i] >= 'A' && v[i] <= 'Z') ||
+                 (v[i] >= '0' && v[i] <= '9') || strchr("._:-", v[i]);
+        if (!ok)
+            return ph_err_set(err, PH_EINVAL, "account: expected 3-64 characters [A-Za-z0-9._:-]");
+        memcpy(norm, v, n + 1);
+        /* as recharge accounts are masked (supply/fulfil.c) */
+        if (n >= 11)
+            mask_ends(v, n, 3, 4, 0, masked);
+        else
+            mask_ends(v, n, 1, n > 2 ? 1 : 0, 0, masked);
+        return PH_OK;
+    }
+    case PH_RISK_PHONE: {
+        const char *d = v && v[0] == '+' ? v + 1 : v;
+        size_t dn = d ? strlen(d) : 0;
+        int ok = dn >= 5 && dn <= 20;
+        for (size_t i = 0; ok && i < dn; i++)
+            ok = d[i] >= '0' && d[i] <= '9';
+        if (!ok)
+            return ph_err_set(err, PH_EINVAL,
+                              "phone: expected 5-20 digits with an optional leading '+'");
+        memcpy(norm, d, dn + 1);
+        mask_ends(d, dn, 3, 4, 8, masked);
+        return PH_OK;
+    }
+    case PH_RISK_IP:
+    case PH_RISK_IP24: {
+        char buf[64];
+        uint8_t a[16];
+        int fam = 0, prefix = -1;
+        if (n == 0 || n >= sizeof buf)
+            return ph_err_set(err, PH_EINVAL, "%s: expected an IPv4 or IPv6 address", name);
+        memcpy(buf, v, n + 1);
+        char *slash = var == PH_RISK_IP24 ? strchr(buf, '/') : NULL;
+        if (slash) {
+            *slash = 0;
+            prefix = atoi(slash + 1);
+        }
+        if (ip_parse(buf, &fam, a) || (slash && prefix != (fam == AF_INET ? 24 : 64)))
+            return ph_err_set(err, PH_EINVAL, "%s: expected an IPv4 or IPv6 address%s", name,
+                              var == PH_RISK_IP24 ? " (or its /24, IPv6 its /64)" : "");
+        ph_wipe(buf, sizeof buf);
+        char t[INET6_ADDRSTRLEN];
+        if (var == PH_RISK_IP) {
+            inet_ntop(fam, a, t, sizeof t);
+            snprintf(norm, cap, "%s", t);
+        } else {
+            uint8_t netw[16] = {0};
+            memcpy(netw, a, fam == AF_INET ? 3 : 8);
+            inet_ntop(fam, netw, t, sizeof t);
+            snprintf(norm, cap, "%s/%d", t, fam == AF_INET ? 24 : 64);
+        }
+        net_mask(fam, a, masked);
+        ph_wipe(a, sizeof a);
+        return PH_OK;
+    }
+    default:
+        return ph_err_set(err, PH_EINVAL, "variable: unknown");
+    }
 }
 
 /* ---- the JSON form ------------------------------------------------------- */

@@ -413,6 +413,8 @@ static int encode_cmd(wbuf *b, const ph_cmd *c, size_t idx, ph_err *err)
         w_str(b, c->in.risk_rule.json);
         w_i32(b, c->in.risk_rule.remove);
         w_u32(b, c->in.risk_rule.expect_version);
+        w_i32(b, c->in.risk_rule.create);
+        w_i32(b, c->in.risk_rule.replace);
         break;
     case PH_CMD_RISK_LIST:
         w_i32(b, c->in.risk_list.remove);
@@ -1082,6 +1084,8 @@ static int decode_cmd(rd *r, ph_cmd *c, int *rc_out)
         c->in.risk_rule.json = r_str(r, "json");
         c->in.risk_rule.remove = r_i32(r, "remove");
         c->in.risk_rule.expect_version = r_u32(r, "expect_version");
+        c->in.risk_rule.create = r_i32(r, "create");
+        c->in.risk_rule.replace = r_i32(r, "replace");
         break;
     case PH_CMD_RISK_LIST:
         c->in.risk_list.remove = r_i32(r, "remove");

@@ -1004,6 +1004,8 @@ struct ph_cmd {
             const char *json; /* NULL with remove */
             int remove;
             uint32_t expect_version;
+            int create;  /* 1: PH_ECONFLICT when the rule exists (POST) */
+            int replace; /* 1: PH_ENOTFOUND when it does not (PUT) */
         } risk_rule;
         struct {
             int remove;

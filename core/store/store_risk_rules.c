@@ -139,6 +139,11 @@ int store_apply_risk_rule(ph_wtxn *w, ph_cmd *c)
     } else if (mrc != MDB_NOTFOUND) {
         return ph_store_lmdb_err(&c->err, mrc, "get risk rule");
     }
+    if (c->in.risk_rule.create && have)
+        return ph_err_set(&c->err, PH_ECONFLICT, "risk rule %s exists (version %u)", id,
+                          old.version);
+    if (c->in.risk_rule.replace && !have)
+        return ph_err_set(&c->err, PH_ENOTFOUND, "no risk rule %s", id);
     uint32_t expect = c->in.risk_rule.expect_version;
     if (expect && (!have || old.version != expect))
         return have ? ph_err_set(&c->err, PH_ECONFLICT, "risk rule %s is at version %u, not %u", id,
