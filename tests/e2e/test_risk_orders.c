@@ -10,6 +10,7 @@
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -302,6 +303,22 @@ static void order_events(const h_daemon *d, long long id, char *out, size_t n)
     h_resp_free(&r);
 }
 
+static int perkctl(const h_daemon *d, char **out, ...)
+{
+    const char *argv[16] = {h_bin("PH_PERKCTL")};
+    size_t n = 1;
+    va_list ap;
+    va_start(ap, out);
+    for (const char *a; n < 15 && (a = va_arg(ap, const char *)) != NULL;)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    char env_url[128];
+    snprintf(env_url, sizeof env_url, "PERKHUB_URL=http://127.0.0.1:%u", d->port);
+    const char *env[] = {env_url, "PERKHUB_TOKEN=ops-token", NULL};
+    return h_run(argv, env, NULL, 0, out, NULL);
+}
+
 Test(risk_orders, a_review_rule_holds_and_ops_release_or_block, .fini = kill_leftover)
 {
     static h_daemon d;
@@ -327,6 +344,12 @@ Test(risk_orders, a_review_rule_holds_and_ops_release_or_block, .fini = kill_lef
     cr_assert_str_eq(h_str(json_array_get(json_object_get(r.json, "reviews"), 0), "rule"),
                      "look-first");
     h_resp_free(&r);
+    /* perkctl lists them */
+    char *out = NULL;
+    cr_assert_eq(perkctl(&d, &out, "reviews", NULL), 0, "%s", out);
+    cr_assert(strstr(out, "HOLD-0") && strstr(out, "HOLD-1") && strstr(out, "look-first"), "%s",
+              out);
+    free(out);
     char path[64], ev[512];
     snprintf(path, sizeof path, "/v1/reviews/%lld/release", ids[0]);
     r = h_post_json(&d, path, "ops-token", "{\"note\":\"known\"}");
@@ -336,11 +359,15 @@ Test(risk_orders, a_review_rule_holds_and_ops_release_or_block, .fini = kill_lef
     order_events(&d, ids[0], ev, sizeof ev);
     cr_assert_str_eq(ev, "order.held order.released order.succeeded");
     cr_assert_eq(audited(&d, "review.release", ids[0]), 1);
-    snprintf(path, sizeof path, "/v1/reviews/%lld/block", ids[1]);
-    r = h_post_json(&d, path, "ops-token", "{}");
-    cr_assert_eq(r.status, 200, "%s", r.body);
-    cr_assert_str_eq(h_str(json_object_get(r.json, "order"), "reason"), "blocked_by_review");
-    h_resp_free(&r);
+    char idtxt[24];
+    snprintf(idtxt, sizeof idtxt, "%lld", ids[1]);
+    cr_assert_eq(perkctl(&d, &out, "reviews", "block", idtxt, "--note", "farm", NULL), 0, "%s",
+                 out);
+    cr_assert(strstr(out, "blocked: failed"), "%s", out);
+    free(out);
+    cr_assert_eq(perkctl(&d, &out, "reviews", "block", idtxt, NULL), 1, "a second decision: %s",
+                 out);
+    free(out);
     order_events(&d, ids[1], ev, sizeof ev);
     cr_assert_str_eq(ev, "order.held order.blocked order.failed");
     cr_assert_eq(audited(&d, "review.block", ids[1]), 1);
@@ -348,9 +375,15 @@ Test(risk_orders, a_review_rule_holds_and_ops_release_or_block, .fini = kill_lef
     snprintf(path, sizeof path, "/v1/orders/%lld", ids[1]);
     r = h_get(&d, path, "mall-token");
     cr_assert_str_eq(h_str(json_object_get(r.json, "order"), "state"), "failed");
+    cr_assert_str_eq(h_str(json_object_get(r.json, "order"), "reason"), "blocked_by_review");
+    h_resp_free(&r);
+    /* a replay of the held-then-released order is that order */
+    r = order_user(&d, "HOLD-0", "reviewed-user");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_str_eq(h_str(json_object_get(r.json, "order"), "state"), "succeeded");
     h_resp_free(&r);
     h_stop(&d, SIGTERM);
-    char *out = NULL;
+    out = NULL;
     cr_assert_eq(h_check_store(&d, &out), 0, "%s", out);
     free(out);
     h_cleanup(&d);

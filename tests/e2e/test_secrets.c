@@ -337,6 +337,30 @@ Test(secrets, codes_and_accounts_never_leak, .fini = kill_leftover)
     cr_assert_str_eq(json_string_value(json_object_get(eu, "ip")), "198.51.100.*", "%s", r.body);
     cr_assert_str_eq(json_string_value(json_object_get(eu, "id")), "eu****42", "%s", r.body);
     h_resp_free(&r);
+    /* ops block the end user by value: the entry is kept hashed and masked, the
+     * refusal names the list, and a held order's queue shows it masked */
+    req_free(&d, "POST", "/v1/risk/lists", "ops-token", NULL,
+             "{\"list\":\"block\",\"variable\":\"phone\",\"value\":\"+" EU_PHONE "\"}", 201);
+    req_free(&d, "GET", "/v1/risk/lists", "ops-token", NULL, NULL, 200);
+    r = req(
+        &d, "POST", "/v1/orders", "mall-token", NULL,
+        "{\"client_order_id\":\"SEC-EU3\",\"sku\":\"test.card\",\"end_user\":{\"phone\":\"" EU_PHONE
+        "\",\"id\":\"" EU_ID "\"}}",
+        403);
+    cr_assert_str_eq(json_string_value(json_object_get(r.json, "error")), "denied_by_risk", "%s",
+                     r.body);
+    h_resp_free(&r);
+    req_free(&d, "POST", "/v1/risk/rules", "ops-token", NULL,
+             "{\"id\":\"look\",\"variable\":\"device\",\"limit\":0,\"window_s\":60,"
+             "\"action\":\"review\"}",
+             201);
+    req_free(&d, "POST", "/v1/orders", "mall-token", NULL,
+             "{\"client_order_id\":\"SEC-EU4\",\"sku\":\"test.card\",\"end_user\":{\"device_id\":"
+             "\"" EU_DEVICE "\",\"ip\":\"" EU_IP "\"}}",
+             202);
+    req_free(&d, "GET", "/v1/reviews", "ops-token", NULL, NULL, 200);
+    req_free(&d, "GET", "/v1/orders?client_order_id=SEC-EU4", "mall-token", NULL, NULL, 200);
+    req_free(&d, "DELETE", "/v1/risk/rules/look", "ops-token", NULL, NULL, 200);
     /* malformed members: named, never echoed */
     req_free(
         &d, "POST", "/v1/orders", "mall-token", NULL,
