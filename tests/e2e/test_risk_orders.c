@@ -415,3 +415,50 @@ Test(risk_orders, counters_survive_kill_9, .fini = kill_leftover)
     h_stop(&d, SIGTERM);
     h_cleanup(&d);
 }
+
+typedef struct state_wait {
+    const h_daemon *d;
+    long long id;
+    const char *state;
+} state_wait;
+
+static int order_in_state(void *arg)
+{
+    state_wait *w = arg;
+    char path[64];
+    snprintf(path, sizeof path, "/v1/orders/%lld", w->id);
+    h_resp r = h_get(w->d, path, "ops-token");
+    const char *st = json_string_value(json_object_get(json_object_get(r.json, "order"), "state"));
+    int ok = st && !strcmp(st, w->state);
+    h_resp_free(&r);
+    return ok;
+}
+
+Test(risk_orders, a_review_nobody_decides_times_out_to_the_default, .fini = kill_leftover)
+{
+    static h_daemon d;
+    start(&d, "risk:\n  review_timeout_s: 1\n  review_default: release\n  review_check_s: 1\n");
+    rule_put(&d, "POST", "/v1/risk/rules",
+             "{\"id\":\"look\",\"variable\":\"user\",\"limit\":0,\"window_s\":3600,"
+             "\"action\":\"review\"}",
+             201);
+    h_resp r = order_user(&d, "T-1", "slow-ops");
+    cr_assert_eq(r.status, 202, "%s", r.body);
+    state_wait w = {&d, h_int(json_object_get(r.json, "order"), "id"), "succeeded"};
+    h_resp_free(&r);
+    cr_assert_eq(h_wait_for(order_in_state, &w, 10000), 0, "the timeout did not release it");
+    char ev[512];
+    order_events(&d, w.id, ev, sizeof ev);
+    cr_assert_str_eq(ev, "order.held order.released order.succeeded");
+    r = h_get(&d, "/v1/events?limit=1000", "ops-token");
+    json_t *e;
+    size_t i;
+    int by_timeout = 0;
+    json_array_foreach(json_object_get(r.json, "events"), i, e) by_timeout +=
+        !strcmp(json_string_value(json_object_get(e, "type")), "order.released") &&
+        !strcmp(json_string_value(json_object_get(e, "by")), "timeout");
+    h_resp_free(&r);
+    cr_assert_eq(by_timeout, 1);
+    h_stop(&d, SIGTERM);
+    h_cleanup(&d);
+}
