@@ -378,7 +378,9 @@ static int risk_decide(ph_req *r, const ph_product_conf *p, uint32_t qty)
     if (!x)
         return 0;
     int in_force = 0;
-    if (r->env->risk) {
+    /* with an end user the engine is asked anyway (one lock per order): only
+     * an order without one asks first whether anything is in force */
+    if (r->env->risk && !x->eu.given) {
         ph_risk_stats st;
         ph_risk_stats_get(r->env->risk, &st);
         in_force = st.rules || st.entries;
@@ -396,7 +398,7 @@ static int risk_decide(ph_req *r, const ph_product_conf *p, uint32_t qty)
                         p->delivery == PH_DELIVERY_RECHARGE ? r->account : NULL, p->sku, p->brand,
                         amount, now, &x->subject);
     x->decision.action = PH_RISK_ALLOW;
-    if (in_force) {
+    if (r->env->risk) {
         ph_risk_check(r->env->risk, &x->subject, &x->decision);
         x->engine = r->env->risk;
     }
