@@ -8,6 +8,9 @@
 --   BENCH_EXPECT      the one status every response must have (default: any 2xx); the
 --                     HTTP-ceiling run orders an unknown SKU and expects 422: "ok" then
 --                     counts those, "non2xx" every other status
+--   BENCH_END_USERS   N > 0: every order carries an end_user (issue 15) drawn from a pool of
+--                     N people (id, ip over N/10 addresses, device, phone, a campaign tag),
+--                     so the risk rules have subjects to count (bench/risk_cpu.sh)
 --   BENCH_OUT         where done() writes its JSON summary (default: stdout only)
 --   BENCH_UNANSWERED  where done() lists the client_order_ids sent but never answered
 --                     (in flight when wrk stopped): run.sh asks the daemon about each,
@@ -20,6 +23,7 @@ local token = os.getenv("BENCH_TOKEN") or error("BENCH_TOKEN is not set")
 local sku = os.getenv("BENCH_SKU") or error("BENCH_SKU is not set")
 local run = os.getenv("BENCH_RUN") or "r"
 local expect = tonumber(os.getenv("BENCH_EXPECT") or "")
+local end_users = tonumber(os.getenv("BENCH_END_USERS") or "") or 0
 
 local threads = {}
 local nthreads = 0
@@ -45,7 +49,18 @@ end
 
 function request()
     sent = sent + 1
-    local body = '{"client_order_id":"' .. prefix .. sent .. '","sku":"' .. sku .. '","quantity":1}'
+    local body
+    if end_users > 0 then
+        local k = (sent * 7919 + tid * 104729) % end_users
+        local ipn = k % math.max(1, math.floor(end_users / 10))
+        body = string.format('{"client_order_id":"%s%d","sku":"%s","quantity":1,"end_user":' ..
+            '{"id":"user-%08d","ip":"10.%d.%d.%d","device_id":"device-%08d",' ..
+            '"phone":"138%08d","tags":{"campaign":"spring"}}}',
+            prefix, sent, sku, k, math.floor(ipn / 65536) % 256, math.floor(ipn / 256) % 256,
+            ipn % 256, k, k)
+    else
+        body = '{"client_order_id":"' .. prefix .. sent .. '","sku":"' .. sku .. '","quantity":1}'
+    end
     -- the request id comes back on every response, 2xx or not: it says which request
     -- was answered (wrk does not), so the ones in flight when wrk stops are known
     headers["X-Request-Id"] = prefix .. sent

@@ -65,16 +65,16 @@ typedef struct ph_metrics {
     /* the writer: commands per durable batch; apply + durable commit time */
     ph_hist batch_size;
     ph_hist batch_seconds;
+    /* the risk engine (risk/risk.c): checks, decisions by action (index
+     * PH_RISK_ALLOW..PH_RISK_DENY, 0 unused), dry-run rules that fired, checks
+     * decided without memory for a counter (fail closed) */
+    atomic_uint_fast64_t risk_checks, risk_decisions[4], risk_dry_run_hits, risk_fail_closed;
     /* supplier exchanges: latency per supplier slot; [PH_METRICS_SLOTS] = "_other" */
     ph_mslot sup_slot[PH_METRICS_SLOTS];
     ph_hist sup_seconds[PH_METRICS_SLOTS + 1];
     /* orders by client slot, source and outcome */
     ph_mslot client_slot[PH_METRICS_SLOTS];
     atomic_uint_fast64_t orders[PH_METRICS_SLOTS + 1][PH_MX_SRC_COUNT][PH_MX_OUT_COUNT];
-    /* the risk engine (risk/risk.c): checks, decisions by action (index
-     * PH_RISK_ALLOW..PH_RISK_DENY, 0 unused), dry-run rules that fired, checks
-     * decided without memory for a counter (fail closed) */
-    atomic_uint_fast64_t risk_checks, risk_decisions[4], risk_dry_run_hits, risk_fail_closed;
 } ph_metrics;
 
 /* A zeroed registry with its bucket bounds set. NULL when out of memory.

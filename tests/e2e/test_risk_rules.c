@@ -14,6 +14,7 @@
  */
 #include <criterion/criterion.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,5 +234,80 @@ Test(risk_rules, crud_versions_conflicts_audit_events_and_restart)
     cr_assert_eq(h_file_count(file, "203.0.113.9"), 0);
     cr_assert_eq(h_file_count(D.log, "13800138000"), 0);
     cr_assert_eq(h_file_count(D.log, "203.0.113.9"), 0);
+    h_cleanup(&D);
+}
+
+/* perkctl risk with the ops token; stdin from in; arguments up to NULL. */
+static int pk(const char *in, char **out, char **err, ...)
+{
+    const char *argv[16] = {h_bin("PH_PERKCTL"), "risk"};
+    size_t n = 2;
+    va_list ap;
+    va_start(ap, err);
+    for (const char *a; (a = va_arg(ap, const char *));)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    char env_url[128];
+    snprintf(env_url, sizeof env_url, "PERKHUB_URL=http://127.0.0.1:%u", D.port);
+    const char *env[] = {env_url, "PERKHUB_TOKEN=ops-token", NULL};
+    return h_run(argv, env, in, in ? strlen(in) : 0, out, err);
+}
+
+Test(risk_rules, perkctl_risk)
+{
+    h_setup(&D, NULL);
+    cr_assert_eq(h_start(&D), 0);
+    char *out = NULL, *err = NULL;
+    /* set creates, then replaces; a stale --version is refused */
+    cr_assert_eq(pk(RULE5, &out, &err, "set", "-", NULL), 0, "%s", err);
+    cr_assert(strstr(out, "rule newuser.5 created (version 1)"), "%s", out);
+    free(out), free(err);
+    cr_assert_eq(pk("{\"id\":\"newuser.5\",\"variable\":\"user\",\"limit\":2,\"window_s\":600,"
+                    "\"action\":\"review\"}",
+                    &out, &err, "set", "-", "--version", "1", NULL),
+                 0, "%s", err);
+    cr_assert(strstr(out, "updated (version 2)"), "%s", out);
+    free(out), free(err);
+    cr_assert_eq(pk(RULE5, &out, &err, "set", "-", "--version", "1", NULL), 1);
+    cr_assert(strstr(err, "version 2, not 1"), "%s", err);
+    free(out), free(err);
+    cr_assert_eq(pk("{\"id\":\"x\",\"variable\":\"foo\",\"limit\":1,\"window_s\":1,\"action\":"
+                    "\"deny\"}",
+                    &out, &err, "set", "-", NULL),
+                 1);
+    cr_assert(strstr(err, "variable: unknown 'foo'"), "%s", err);
+    free(out), free(err);
+    cr_assert_eq(pk(NULL, &out, &err, "rules", NULL), 0, "%s", err);
+    cr_assert(strstr(out, "newuser.5") && strstr(out, "2 orders / 600s"), "%s", out);
+    free(out), free(err);
+    cr_assert_eq(pk(NULL, &out, &err, "versions", "newuser.5", NULL), 0, "%s", err);
+    cr_assert(strstr(out, "5 orders / 43200s"), "%s", out);
+    free(out), free(err);
+    /* lists: the value from stdin, shown masked only */
+    cr_assert_eq(pk("13800138000\n", &out, &err, "block", "phone", "-", "--ttl", "3600", NULL), 0,
+                 "%s", err);
+    cr_assert(strstr(out, "block list: phone 138****8000 (key "), "%s", out);
+    cr_assert_null(strstr(out, "13800138000"));
+    char key[17] = "";
+    const char *k = strstr(out, "(key ");
+    cr_assert(k);
+    memcpy(key, k + 5, 16);
+    free(out), free(err);
+    cr_assert_eq(pk(NULL, &out, &err, "lists", "--list", "block", NULL), 0, "%s", err);
+    cr_assert(strstr(out, key) && strstr(out, "138****8000"), "%s", out);
+    free(out), free(err);
+    cr_assert_eq(pk(NULL, &out, &err, "unlist", "block", "phone", key, NULL), 0, "%s", err);
+    free(out), free(err);
+    cr_assert_eq(pk(NULL, &out, &err, "unlist", "block", "phone", key, NULL), 1);
+    free(out), free(err);
+    cr_assert_eq(pk(NULL, &out, &err, "unlist", "block", "phone", "xyz", NULL), 2);
+    free(out), free(err);
+    cr_assert_eq(pk(NULL, &out, &err, "remove", "newuser.5", "--version", "2", NULL), 0, "%s", err);
+    cr_assert(strstr(out, "rule newuser.5 removed"), "%s", out);
+    free(out), free(err);
+    cr_assert_eq(pk(NULL, &out, &err, "frobnicate", NULL), 2);
+    free(out), free(err);
+    cr_assert_eq(h_stop(&D, SIGTERM), 0);
     h_cleanup(&D);
 }

@@ -842,3 +842,55 @@ Test(risk, load_puts_rules_and_lists_in_force_unless_older)
     cr_assert_str_eq(d.rule, "allow:device");
     ph_risk_free(rk);
 }
+
+Test(risk, values_normalized_and_masked_as_documented)
+{
+    static const struct {
+        int var;
+        const char *in, *norm, *masked;
+    } ok[] = {
+        {PH_RISK_PHONE, "+8613800138000", "8613800138000", "861****8000"},
+        {PH_RISK_PHONE, "13800138000", "13800138000", "138****8000"},
+        {PH_RISK_PHONE, "12345", "12345", "****"},
+        {PH_RISK_IP, "203.0.113.9", "203.0.113.9", "203.0.113.*"},
+        {PH_RISK_IP, "2001:DB8:0:1:0:0:0:5", "2001:db8:0:1::5", "2001:db8:0:1::*"},
+        {PH_RISK_IP24, "203.0.113.9", "203.0.113.0/24", "203.0.113.*"},
+        {PH_RISK_IP24, "203.0.113.0/24", "203.0.113.0/24", "203.0.113.*"},
+        {PH_RISK_IP24, "2001:db8:0:1::5", "2001:db8:0:1::/64", "2001:db8:0:1::*"},
+        {PH_RISK_USER, "user-12345678", "user-12345678", "us****78"},
+        {PH_RISK_DEVICE, "dev1", "dev1", "****"},
+        {PH_RISK_ACCOUNT, "13800138000", "13800138000", "138****8000"},
+        {PH_RISK_CLIENT, "mall", "mall", "mall"},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        char norm[160], masked[32];
+        ph_err err = {0};
+        cr_assert_eq(ph_risk_value(ok[i].var, ok[i].in, norm, sizeof norm, masked, &err), PH_OK,
+                     "case %zu: %s", i, err.msg);
+        cr_assert_str_eq(norm, ok[i].norm, "case %zu", i);
+        cr_assert_str_eq(masked, ok[i].masked, "case %zu", i);
+    }
+    static const struct {
+        int var;
+        const char *in, *starts;
+    } bad[] = {
+        {PH_RISK_PHONE, "138-0013-8000", "phone:"},
+        {PH_RISK_PHONE, "1234", "phone:"},
+        {PH_RISK_IP, "203.0.113", "ip:"},
+        {PH_RISK_IP24, "203.0.113.0/16", "ip24:"},
+        {PH_RISK_USER, "", "user:"},
+        {PH_RISK_DEVICE, "tab\there", "device:"},
+        {PH_RISK_ACCOUNT, "a b", "account:"},
+        {9, "x", "variable:"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char norm[160], masked[32];
+        ph_err err = {0};
+        cr_assert_eq(ph_risk_value(bad[i].var, bad[i].in, norm, sizeof norm, masked, &err),
+                     PH_EINVAL, "case %zu", i);
+        cr_assert_eq(strncmp(err.msg, bad[i].starts, strlen(bad[i].starts)), 0, "case %zu: %s", i,
+                     err.msg);
+        if (bad[i].in[0])
+            cr_assert_null(strstr(err.msg, bad[i].in), "case %zu quotes the value", i);
+    }
+}

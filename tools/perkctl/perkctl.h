@@ -83,6 +83,7 @@ pk_cmd_fn pk_cmd_webhooks;      /* cmd_webhooks.c */
 pk_cmd_fn pk_cmd_jobs;          /* cmd_jobs.c */
 pk_cmd_fn pk_cmd_sync;          /* cmd_sync.c */
 pk_cmd_fn pk_cmd_pin;           /* cmd_sync.c */
+pk_cmd_fn pk_cmd_risk;          /* cmd_risk.c */
 
 /* `perkctl --version`: perkctl's version, then the server's when it answers
  * GET /v1/health (else says it is not reachable). Returns PK_EXIT_OK.
