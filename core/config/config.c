@@ -330,6 +330,14 @@ static const field reports_fields[] = {
 static const field expiry_fields[] = {
     INT(ph_config, expiry_every_s, "every_s", 1, 86400, 1, "1"),
 };
+static const char *const review_default_names[] = {"block", "release", NULL};
+static const int review_default_values[] = {PH_REVIEW_BLOCK, PH_REVIEW_RELEASE};
+static const field risk_fields[] = {
+    INT(ph_config, risk_review_timeout_s, "review_timeout_s", 1, 2592000, 1, "3600"),
+    ENUM(ph_config, risk_review_default, "review_default", 0, review_default_names,
+         review_default_values, "block"),
+    INT(ph_config, risk_review_check_s, "review_check_s", 1, 3600, 1, "5"),
+};
 static const field redemption_fields[] = {
     INT(ph_config, redemption_wait_ms, "wait_ms", 1, 60000, 1, "1500"),
 };
@@ -356,6 +364,7 @@ static const field top_fields[] = {
          "supplier id"),
     LIST(ph_config, products, nproducts, "products", ph_product_conf, product_fields, "sku", "sku"),
     SECTION("redemption", redemption_fields),
+    SECTION("risk", risk_fields),
 };
 
 _Static_assert(NELEM(top_fields) <= MAX_FIELDS, "raise MAX_FIELDS");

@@ -176,6 +176,8 @@ typedef struct ph_replenish_conf {
     ph_conf_mark supplier_marks[PH_REPLENISH_SUPPLIERS_MAX]; /* of suppliers[j] */
 } ph_replenish_conf;
 
+enum { PH_REVIEW_BLOCK = 0, PH_REVIEW_RELEASE = 1 }; /* risk.review_default */
+
 typedef struct ph_product_conf {
     char *sku; /* ident, unique, e.g. "iqiyi.gold.1m" */
     char *name;
@@ -292,6 +294,12 @@ typedef struct ph_config {
     unsigned webhook_retry_max_ms;  /* the ceiling the wait doubles to; default 3600000 */
     unsigned webhook_peak_rate;     /* deliveries a second at peak (docs/webhooks.md, "At
                                        peak"); 0 = no limit; default 1000 */
+    /* risk: the review queue of held orders (http/api_reviews.c, the daemon's
+     * risk.reviews job) */
+    unsigned risk_review_timeout_s; /* a held order's review times out after; default 3600 */
+    int risk_review_default;        /* what a timed-out review does: PH_REVIEW_BLOCK (default)
+                                       or PH_REVIEW_RELEASE */
+    unsigned risk_review_check_s;   /* the risk.reviews job's period; default 5 */
     ph_client_conf *clients;
     size_t nclients;
     ph_supplier_conf *suppliers;

@@ -250,6 +250,8 @@ static int jobs_apply(ph_daemon *d, const ph_config *cfg, ph_err *err)
     int rc = ph_sync_jobs_apply(d->sync, d->sched, cfg, err);
     if (rc == PH_OK)
         rc = ph_balance_jobs_apply(d->balance, cfg, err);
+    if (rc == PH_OK)
+        rc = ph_daemon_reviews_apply(d, cfg, err);
     return rc ? rc : ph_replenish_jobs_apply(d->sched, cfg, d->fulfil, err);
 }
 
@@ -593,6 +595,7 @@ int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_er
         (rc = ph_suppliers_create(&d->log, &d->suppliers, err)) ||
         (rc = ph_suppliers_apply(d->suppliers, cfg, err)) || (rc = start_supply(d, err)) ||
         (rc = expire_job_apply(d, cfg, err)) || (rc = start_risk(d, err)) ||
+        (rc = ph_daemon_risk_rebuild(d, d->risk, ph_now_ms(), err)) ||
         (rc = start_notify(d, err)) || (rc = start_http(d, cfg, err)))
         goto fail;
     ph_suppliers_set_wake(d->suppliers, wake_main, d); /* earlier releases: the next wake */

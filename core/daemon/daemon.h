@@ -39,6 +39,7 @@
 
 struct ph_suppliers;
 struct ph_http;
+struct ph_risk;
 struct ph_sio;
 struct ph_fulfil;
 struct ph_resealer;
@@ -116,6 +117,16 @@ void ph_daemon_stop(ph_daemon *d, int grace_ms);
 /* Writes the catalog of cfg into the store (PH_CMD_PUT_PRODUCTS), with
  * `audit` (store.h; NULL = none: the start) stored in the same transaction. */
 int ph_daemon_sync_products(ph_daemon *d, const ph_config *cfg, const ph_audit *audit, ph_err *err);
+
+/* risk_reviews.c: adds the risk.reviews job (held orders whose review timed
+ * out get cfg's risk.review_default), or gives it cfg's period (a reload).
+ * Main thread. PH_EINVAL, PH_ENOMEM. */
+int ph_daemon_reviews_apply(ph_daemon *d, const ph_config *cfg, ph_err *err);
+/* The engine's counters rebuilt from the stored orders' risk records of its
+ * longest window, oldest first (ph_risk_replay; denied and blocked orders
+ * noted for the related rules), before the daemon takes orders. rk NULL or
+ * without a rule: nothing. Main thread, at start. PH_EIO, PH_ENOMEM. */
+int ph_daemon_risk_rebuild(ph_daemon *d, struct ph_risk *rk, int64_t now, ph_err *err);
 
 /* What a reload from old to neu changes, by name (config_changes.c): a JSON
  * object with, when not empty, "suppliers" {added, removed, changed, enabled,

@@ -205,6 +205,10 @@ int ph_api_order_create(ph_req *r);
 int ph_api_order_get(ph_req *r);
 int ph_api_order_list(ph_req *r);
 int ph_api_order_settle(ph_req *r);
+/* api_reviews.c: the review queue of held orders (issue 15) */
+int ph_api_review_list(ph_req *r);
+int ph_api_review_release(ph_req *r);
+int ph_api_review_block(ph_req *r);
 int ph_api_code_lookup(ph_req *r);
 int ph_api_events(ph_req *r);
 int ph_api_suppliers(ph_req *r);

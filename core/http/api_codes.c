@@ -384,6 +384,13 @@ static json_t *order_result(ph_req *r, const ph_order *o)
                  "new order.",
                  recharge ? "recharge" : "order");
         break;
+    case PH_ORDER_HELD:
+        snprintf(name, sizeof name, "%s_held", kind);
+        snprintf(advice, sizeof advice,
+                 "The %s is held for a review by operations; nothing was issued or sent yet. "
+                 "Check again later; do not place a new order.",
+                 kind);
+        break;
     default:
         snprintf(name, sizeof name, "%s_processing", kind);
         snprintf(advice, sizeof advice,

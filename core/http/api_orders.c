@@ -15,6 +15,89 @@
 #include "codes/import.h"
 #include "base/util.h"
 #include "http/views.h"
+#include "http/end_user.h"
+#include "risk/risk.h"
+
+/* ---- the risk side of a new order (issue 15) ----------------------------------
+ * Read with the body (end_user), decided by the engine just before the
+ * command is submitted, handed to the store as the command's risk input. The
+ * check counts the order at once (exact under concurrency, risk.h); when the
+ * command then stores nothing new (a replay, a conflict, an error) the count
+ * is taken back when the request ends (risk_free): one place, whatever path
+ * the request took. */
+typedef struct order_risk {
+    ph_end_user eu; /* plaintext wiped before submission */
+    ph_risk_subject subject;
+    ph_risk_decision decision;
+    ph_risk *engine; /* the engine that checked (NULL: none) */
+    int stored;      /* a command stored the order new */
+    ph_order_risk in;
+    char *record;
+} order_risk;
+
+static void risk_free(void *p)
+{
+    order_risk *x = p;
+    if (x->engine && !x->stored)
+        ph_risk_release(x->engine, &x->subject, &x->decision);
+    ph_end_user_wipe(&x->eu);
+    free(x->record);
+    free(x);
+}
+
+static order_risk *risk_of(ph_req *r)
+{
+    return r->ext_free == risk_free ? r->ext : NULL;
+}
+
+/* The command completed: a new order (not a replay) counts for good (a
+ * denied one was noted for the related rules by the check itself). */
+static void risk_done(ph_req *r)
+{
+    order_risk *x = risk_of(r);
+    if (x && r->cmd.rc == PH_OK && !r->cmd.replayed && r->cmd.order)
+        x->stored = 1;
+}
+
+/* The rule that denied order id, from its risk record ("" when unreadable). */
+static void denied_rule(ph_req *r, uint64_t id, char *rule, size_t size)
+{
+    char *txt = NULL;
+    ph_err err = {0};
+    rule[0] = 0;
+    if (ph_store_order_risk_get(r->env->store, id, &txt, &err) != PH_OK)
+        return;
+    json_t *j = json_loads(txt, 0, NULL);
+    free(txt);
+    const char *s = json_string_value(json_object_get(json_object_get(j, "decision"), "rule"));
+    snprintf(rule, size, "%s", s ? s : "");
+    json_decref(j);
+}
+
+/* 403 for an order the rules denied, new or replayed: the rule, never counts. */
+static int reply_denied(ph_req *r, const ph_order *o, int replayed)
+{
+    char rule[PH_RISK_ID_MAX + 16];
+    order_risk *x = risk_of(r);
+    if (!replayed && x && x->in.rule)
+        snprintf(rule, sizeof rule, "%s", x->in.rule);
+    else
+        denied_rule(r, o->id, rule, sizeof rule);
+    if (replayed)
+        r->replay_header = "true";
+    ph_log(r->env->log, PH_LOG_INFO, r->reqid, "order.denied", "order=%llu sku=%s rule=%s",
+           (unsigned long long)o->id, o->sku, rule);
+    ph_req_error(r, 403, "denied_by_risk", "order %llu: refused by risk rule %s",
+                 (unsigned long long)o->id, rule);
+    json_object_set_new(r->resp, "rule", json_string(rule));
+    json_object_set_new(r->resp, "order_id", json_integer((json_int_t)o->id));
+    return PH_REQ_DONE;
+}
+
+static int is_denied(const ph_order *o)
+{
+    return o->state == PH_ORDER_FAILED && !strcmp(o->reason, "denied_by_risk");
+}
 
 /* The request's defining fields; a replay must match them exactly. A recharge
  * account is a person's phone number: it goes into the fingerprint through the
@@ -49,6 +132,8 @@ static int order_reply(ph_req *r, unsigned status, const ph_order *o)
  * 200 (Idempotent-Replay) for a replay whatever its state. */
 static int reply_new_order(ph_req *r, const ph_order *o, int replayed)
 {
+    if (is_denied(o))
+        return reply_denied(r, o, replayed);
     int final = ph_order_state_final(o->state);
     if (replayed)
         r->replay_header = "true";
@@ -81,7 +166,8 @@ static void wake(void *arg)
 static int reply_or_wait(ph_req *r, const ph_order *o, int replayed)
 {
     int final = ph_order_state_final(o->state);
-    if (final || !r->wait_s)
+    /* a held order waits for ops, not for a supplier: answered now */
+    if (final || !r->wait_s || o->state == PH_ORDER_HELD)
         return reply_new_order(r, o, replayed);
     r->order_id = o->id;
     if (replayed)
@@ -93,6 +179,7 @@ static int reply_or_wait(ph_req *r, const ph_order *o, int replayed)
 
 static int supply_created(ph_req *r)
 {
+    risk_done(r);
     if (r->cmd.rc != PH_OK)
         return ph_req_fail(r, r->cmd.rc, &r->cmd.err);
     const ph_order *o = r->cmd.order;
@@ -141,7 +228,10 @@ static int supply_submit(ph_req *r, const ph_product_conf *p)
     ph_attempt_target t = {0};
     /* a replay must get its order back even when no supplier could take a new
      * one: only then is the id looked up (the store answers replays itself) */
-    if (ph_fulfil_route(r->env->fulfil, r->cfg->cfg, p, &t) != PH_OK && !order_exists(r)) {
+    order_risk *x = risk_of(r);
+    /* a held or denied order goes to no supplier now: none is needed */
+    if (ph_fulfil_route(r->env->fulfil, r->cfg->cfg, p, &t) != PH_OK && !(x && x->in.verdict) &&
+        !order_exists(r)) {
         if (p->delivery == PH_DELIVERY_CARD_CODE) /* the stock's own answer, naming the sku */
             return ph_req_fail(r, r->cmd.rc, &r->cmd.err);
         if (delisted(r, p)) /* the store's answer, naming the sku and why */
@@ -164,6 +254,7 @@ static int supply_submit(ph_req *r, const ph_product_conf *p)
     r->cmd.in.supply.delivery = p->delivery;
     r->cmd.in.supply.first = t;
     r->cmd.in.supply.fail_reason = t.supplier ? NULL : "no_supplier_available";
+    r->cmd.in.supply.risk = x && (x->in.record || x->in.verdict) ? &x->in : NULL;
     if (p->delivery == PH_DELIVERY_RECHARGE) {
         if (ph_fulfil_seal_account(r->env->fulfil, r->account, r->account_sealed,
                                    &r->account_sealed_len, r->account_masked) != PH_OK)
@@ -178,6 +269,7 @@ static int supply_submit(ph_req *r, const ph_product_conf *p)
 /* Local stock first; when it is short, a supplier. */
 static int stock_ordered(ph_req *r)
 {
+    risk_done(r);
     const ph_product_conf *p = ph_config_product(r->cfg->cfg, r->arg[1]);
     if (r->cmd.rc == PH_ENOSTOCK && p && p->noffers)
         return supply_submit(r, p);
@@ -193,7 +285,7 @@ static int bad(ph_req *r, unsigned status, const char *code, const char *msg)
 }
 
 /* The fields POST /v1/orders takes (ph_req_body_fields refuses any other). */
-#define ORDER_FIELDS "client_order_id sku quantity account wait"
+#define ORDER_FIELDS "client_order_id sku quantity account wait end_user"
 
 /* account (recharge only) and wait; r->account / r->wait_s. */
 static int supply_fields(ph_req *r, json_t *b, const ph_product_conf *p, json_int_t qty)
@@ -256,6 +348,80 @@ static int order_fields(ph_req *r, json_t *b, uint32_t *qty, const ph_product_co
     return 0;
 }
 
+/* end_user read (400 naming the member, nothing placed); r->ext gets the
+ * order's risk state when there is an end user or an engine to ask. */
+static int risk_intake(ph_req *r, json_t *b)
+{
+    ph_end_user eu;
+    char msg[PH_EU_MSG_MAX];
+    if (ph_end_user_parse(json_object_get(b, "end_user"), &eu, msg) != PH_OK)
+        return bad(r, 400, "invalid_request", msg);
+    if (!eu.given && !r->env->risk)
+        return 0;
+    order_risk *x = calloc(1, sizeof *x);
+    if (!x) {
+        ph_end_user_wipe(&eu);
+        return ph_req_fail(r, PH_ENOMEM, NULL), -1;
+    }
+    x->eu = eu;
+    ph_end_user_wipe(&eu);
+    r->ext = x;
+    r->ext_free = risk_free;
+    return 0;
+}
+
+/* Decides (risk.h) and writes the order's risk input just before the first
+ * submission; the plaintext is wiped here. -1 with the response set. */
+static int risk_decide(ph_req *r, const ph_product_conf *p, uint32_t qty)
+{
+    order_risk *x = risk_of(r);
+    if (!x)
+        return 0;
+    int in_force = 0;
+    /* with an end user the engine is asked anyway (one lock per order): only
+     * an order without one asks first whether anything is in force */
+    if (r->env->risk && !x->eu.given) {
+        ph_risk_stats st;
+        ph_risk_stats_get(r->env->risk, &st);
+        in_force = st.rules || st.entries;
+    }
+    if (!x->eu.given && !in_force) { /* nothing to decide, nothing to record: no cost */
+        r->ext_free = NULL;
+        risk_free(x);
+        r->ext = NULL;
+        return 0;
+    }
+    int64_t amount = 0, now = r->cmd.now;
+    if (__builtin_mul_overflow(p->face_value, (int64_t)qty, &amount))
+        amount = INT64_MAX;
+    ph_end_user_subject(&x->eu, r->env->keys, r->client->name,
+                        p->delivery == PH_DELIVERY_RECHARGE ? r->account : NULL, p->sku, p->brand,
+                        amount, now, &x->subject);
+    x->decision.action = PH_RISK_ALLOW;
+    if (r->env->risk) {
+        ph_risk_check(r->env->risk, &x->subject, &x->decision);
+        x->engine = r->env->risk;
+    }
+    if (x->decision.action == PH_RISK_DENY)
+        x->in.verdict = PH_VERDICT_DENY;
+    else if (x->decision.action == PH_RISK_REVIEW) {
+        x->in.verdict = PH_VERDICT_HOLD;
+        x->in.hold_until = now + (int64_t)r->cfg->cfg->risk_review_timeout_s * 1000;
+    }
+    x->in.rule = x->decision.rule[0] ? x->decision.rule : NULL;
+    int rc = PH_OK;
+    if (x->eu.given || in_force) {
+        if ((rc = ph_end_user_seal_phone(&x->eu, r->env->keys)) == PH_OK &&
+            !(x->record = ph_end_user_record(&x->eu, &x->subject, &x->decision, &x->in.record_len)))
+            rc = PH_ENOMEM;
+        x->in.record = x->record;
+    }
+    ph_end_user_wipe(&x->eu);
+    if (rc)
+        return ph_req_fail(r, rc, NULL), -1;
+    return 0;
+}
+
 int ph_api_order_create(ph_req *r)
 {
     json_t *b;
@@ -263,7 +429,7 @@ int ph_api_order_create(ph_req *r)
     const ph_product_conf *p = NULL;
     if (ph_req_body_fields(r, ORDER_FIELDS, &b))
         return PH_REQ_DONE;
-    int bad_fields = order_fields(r, b, &qty, &p);
+    int bad_fields = order_fields(r, b, &qty, &p) || risk_intake(r, b);
     json_decref(b);
     if (bad_fields)
         return PH_REQ_DONE;
@@ -274,9 +440,34 @@ int ph_api_order_create(ph_req *r)
     r->cmd.in.order.sku = r->arg[1];
     r->cmd.in.order.quantity = qty;
     order_fingerprint(r, p, qty, r->cmd.in.order.fingerprint);
+    if (risk_decide(r, p, qty))
+        return PH_REQ_DONE;
+    order_risk *x = risk_of(r);
+    r->cmd.in.order.risk = x && (x->in.record || x->in.verdict) ? &x->in : NULL;
     if (p->delivery == PH_DELIVERY_RECHARGE)
         return supply_submit(r, p);
     return ph_req_submit(r, stock_ordered);
+}
+
+/* The order's end user, masked, for its owner and ops; the decision (and its
+ * review) for ops only. Nothing when the order has no risk record. */
+static void view_risk(ph_req *r, json_t *view, uint64_t id, int ops)
+{
+    char *txt = NULL;
+    ph_err err = {0};
+    if (!view || ph_store_order_risk_get(r->env->store, id, &txt, &err) != PH_OK)
+        return;
+    json_t *rec = json_loads(txt, 0, NULL);
+    free(txt);
+    json_t *eu = json_object_get(rec, "end_user");
+    if (eu && json_object_size(eu))
+        json_object_set(view, "end_user", eu);
+    if (ops) {
+        json_t *risk = json_pack("{s:O?,s:O?}", "decision", json_object_get(rec, "decision"),
+                                 "review", json_object_get(rec, "review"));
+        json_object_set_new(view, "risk", risk);
+    }
+    json_decref(rec);
 }
 
 /* An order the caller may see: its owner sees the codes, ops sees the cost.
@@ -290,6 +481,7 @@ static int reply_order(ph_req *r, ph_order *o)
         return ph_req_error(r, 404, "not_found", "order: not found");
     }
     json_t *j = ph_view_order(o, r->cfg->cfg, r->env->keys, owner, ops);
+    view_risk(r, j, o->id, ops);
     ph_order_free(o);
     return ph_req_json(r, 200, json_pack("{s:o}", "order", j));
 }
@@ -330,12 +522,12 @@ static int parse_filter(ph_req *r, order_filter *f)
     memset(f, 0, sizeof *f);
     f->client = ph_req_query(r, "client");
     f->sku = ph_req_query(r, "sku");
-    for (int i = PH_ORDER_PROCESSING; st && i <= PH_ORDER_UNKNOWN && !f->state; i++)
+    for (int i = PH_ORDER_PROCESSING; st && i <= PH_ORDER_HELD && !f->state; i++)
         if (!strcmp(st, ph_order_state_name(i)))
             f->state = i;
     if (st && !f->state)
         return ph_req_error(r, 400, "invalid_request",
-                            "state: expected processing, succeeded, failed or unknown"),
+                            "state: expected processing, succeeded, failed, unknown or held"),
                -1;
     if (f->client && !ph_ident_valid(f->client, PH_SKU_MAX))
         return ph_req_error(r, 400, "invalid_request", "client: expected a client name"), -1;

@@ -153,6 +153,10 @@ static const ph_route routes[] = {
      "state after limit"},
     {"POST", "/v1/webhooks/*/replay", PH_SCOPE_OPS, ph_api_webhook_replay, NULL},
     {"POST", "/v1/webhooks/*/enable", PH_SCOPE_OPS, ph_api_webhook_enable, NULL},
+    /* the review queue of held orders (issue 15) */
+    {"GET", "/v1/reviews", PH_SCOPE_OPS, ph_api_review_list, "after limit"},
+    {"POST", "/v1/reviews/*/release", PH_SCOPE_OPS, ph_api_review_release, NULL},
+    {"POST", "/v1/reviews/*/block", PH_SCOPE_OPS, ph_api_review_block, NULL},
     /* risk rules and lists (issue 15; api_risk.c) */
     {"GET", "/v1/risk/rules", PH_SCOPE_OPS, ph_api_risk_rules, NULL},
     {"POST", "/v1/risk/rules", PH_SCOPE_OPS, ph_api_risk_rule_create, NULL},

@@ -100,7 +100,8 @@ int ph_wh_event_known(const char *pattern);
 #define PH_WH_ORDER_EVENTS                                                                         \
     "order.accepted", "order.attempt", "order.succeeded", "order.failed", "order.unknown",         \
         "order.stuck", "order.settled", "order.corrected", "order.discrepancy",                    \
-        "order.codes_voided"
+        "order.codes_voided", "order.held", "order.denied", "order.released", "order.blocked",     \
+        "order.flagged"
 #define PH_WH_PRODUCT_EVENTS "stock.low", "stock.out", "product.delisted", "product.relisted"
 
 /* 1 for a product event type (PH_WH_PRODUCT_EVENTS): it goes to every

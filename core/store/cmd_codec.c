@@ -72,6 +72,8 @@ const char *ph_cmd_type_name(int type)
         return "wh_enable";
     case PH_CMD_WH_REPLAY:
         return "wh_replay";
+    case PH_CMD_REVIEW:
+        return "review";
     case PH_CMD_RISK_RULE:
         return "risk_rule";
     case PH_CMD_RISK_LIST:
@@ -140,6 +142,18 @@ static void w_target(wbuf *b, const ph_attempt_target *t)
     w_i64(b, t->supplier ? t->unit_cost : 0);
 }
 
+/* Version 3: ORDER's and SUPPLY_CREATE's risk input, a flag then its members. */
+static void w_risk(wbuf *b, const ph_order_risk *rk)
+{
+    w_u8(b, rk ? 1 : 0);
+    if (!rk)
+        return;
+    w_i32(b, rk->verdict);
+    w_str(b, rk->rule);
+    w_i64(b, rk->hold_until);
+    w_blob(b, rk->record, rk->record_len);
+}
+
 static int encode_cmd(wbuf *b, const ph_cmd *c, size_t idx, ph_err *err)
 {
     w_u8(b, (uint8_t)c->type);
@@ -173,6 +187,7 @@ static int encode_cmd(wbuf *b, const ph_cmd *c, size_t idx, ph_err *err)
         w_str(b, c->in.order.sku);
         w_u32(b, c->in.order.quantity);
         w_bytes(b, c->in.order.fingerprint, 32);
+        w_risk(b, c->in.order.risk);
         break;
     case PH_CMD_VOID_BATCH:
         w_u64(b, c->in.void_batch.batch_id);
@@ -196,6 +211,7 @@ static int encode_cmd(wbuf *b, const ph_cmd *c, size_t idx, ph_err *err)
         w_str(b, c->in.supply.account_masked);
         w_target(b, &c->in.supply.first);
         w_str(b, c->in.supply.fail_reason);
+        w_risk(b, c->in.supply.risk);
         break;
     case PH_CMD_ATTEMPT:
         if (c->in.attempt.ncodes > UINT32_MAX)
@@ -384,6 +400,14 @@ static int encode_cmd(wbuf *b, const ph_cmd *c, size_t idx, ph_err *err)
     case PH_CMD_PIN:
         w_str(b, c->in.pin.sku);
         w_i32(b, c->in.pin.pin);
+        break;
+    case PH_CMD_REVIEW:
+        w_u64(b, c->in.review.order_id);
+        w_i32(b, c->in.review.release);
+        w_str(b, c->in.review.who);
+        w_str(b, c->in.review.note);
+        w_target(b, &c->in.review.first);
+        w_str(b, c->in.review.fail_reason);
         break;
     case PH_CMD_RISK_RULE:
         w_str(b, c->in.risk_rule.id);
@@ -660,6 +684,25 @@ static void decode_import(rd *r, ph_cmd *c)
     c->in.import.lookalikes = r_str(r, "lookalikes");
 }
 
+static const ph_order_risk *r_risk(rd *r)
+{
+    const uint8_t *has = r->version >= 3 ? r_take(r, 1, "risk") : NULL;
+    if (!has || !*has)
+        return NULL;
+    ph_order_risk *rk = a_alloc(r->a, sizeof *rk);
+    if (!rk) {
+        r_fail(r, "risk", NULL);
+        return NULL;
+    }
+    uint32_t len = 0;
+    rk->verdict = r_i32(r, "risk.verdict");
+    rk->rule = r_str(r, "risk.rule");
+    rk->hold_until = r_i64(r, "risk.hold_until");
+    rk->record = (const char *)r_blob(r, &len, "risk.record");
+    rk->record_len = len;
+    return rk;
+}
+
 static void decode_supply(rd *r, ph_cmd *c)
 {
     c->in.supply.client = r_str(r, "client");
@@ -672,6 +715,7 @@ static void decode_supply(rd *r, ph_cmd *c)
     c->in.supply.account_masked = r_str(r, "account_masked");
     r_target(r, &c->in.supply.first, "first.supplier", "first.product_id", "first.unit_cost");
     c->in.supply.fail_reason = r_str(r, "fail_reason");
+    c->in.supply.risk = r_risk(r);
 }
 
 static void decode_attempt(rd *r, ph_cmd *c)
@@ -938,6 +982,7 @@ static int decode_cmd(rd *r, ph_cmd *c, int *rc_out)
         c->in.order.sku = r_str(r, "sku");
         c->in.order.quantity = r_u32(r, "quantity");
         r_bytes32(r, c->in.order.fingerprint, "fingerprint");
+        c->in.order.risk = r_risk(r);
         break;
     case PH_CMD_VOID_BATCH:
         c->in.void_batch.batch_id = r_u64(r, "batch_id");
@@ -1056,6 +1101,14 @@ static int decode_cmd(rd *r, ph_cmd *c, int *rc_out)
         break;
     case PH_CMD_REPLENISH:
         decode_replenish(r, c);
+        break;
+    case PH_CMD_REVIEW:
+        c->in.review.order_id = r_u64(r, "order_id");
+        c->in.review.release = r_i32(r, "release");
+        c->in.review.who = r_str(r, "who");
+        c->in.review.note = r_str(r, "note");
+        r_target(r, &c->in.review.first, "first.supplier", "first.product_id", "first.unit_cost");
+        c->in.review.fail_reason = r_str(r, "fail_reason");
         break;
     default:
         r->kind = "?";

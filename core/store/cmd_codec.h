@@ -48,7 +48,7 @@
 #include "base/status.h"
 #include "store/store.h"
 
-#define PH_CMD_CODEC_VERSION 2 /* 2: the audit member */
+#define PH_CMD_CODEC_VERSION 3 /* 2: the audit member; 3: an order's risk input */
 
 /* The one name of a command type ("order", "attempt", ...; "?" for another
  * value): the journal's messages and the ledger's `command` field. Static

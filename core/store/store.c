@@ -79,9 +79,9 @@ const char *ph_code_state_name(int state)
 
 const char *ph_order_state_name(int state)
 {
-    static const char *const names[] = {"?",         "accepted", "processing",
-                                        "succeeded", "failed",   "unknown"};
-    return state >= 1 && state <= 5 ? names[state] : "?";
+    static const char *const names[] = {"?",      "accepted", "processing", "succeeded",
+                                        "failed", "unknown",  "held"};
+    return state >= 1 && state <= PH_ORDER_HELD ? names[state] : "?";
 }
 
 const char *ph_attempt_state_name(int state)

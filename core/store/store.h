@@ -1349,7 +1349,7 @@ int ph_store_stuck_list(ph_store *s, const char *client, uint64_t after, size_t 
  * PH_OK with *n, or PH_EIO. Any thread. */
 int ph_store_stuck_count(ph_store *s, uint64_t *n, ph_err *err);
 /* Orders counted by state and by SKU (store_tally.c), for the ops page. */
-#define PH_ORDER_TALLY_STATES 6 /* by_state slots: index PH_ORDER_* (0, 1 unused) */
+#define PH_ORDER_TALLY_STATES 7 /* by_state slots: index PH_ORDER_* (0, 1 unused) */
 typedef struct ph_order_tally_sku {
     char sku[PH_SKU_MAX + 1];
     uint64_t orders, quantity;
@@ -1870,6 +1870,43 @@ int ph_store_wh_deliveries(ph_store *s, const char *endpoint, int state, uint64_
 
 /* The newest event's seq (0: none). 0 on a read error. Any thread. */
 uint64_t ph_store_event_last(ph_store *s);
+
+/* ---- order risk and reviews (store_review.c; docs/store.md, "Order risk") ---- */
+
+#define PH_RISK_RECORD_MAX 8192 /* bytes of an order's risk record */
+
+/* Order id's risk record, JSON text (docs/store.md, "Order risk"): *json is
+ * the caller's (free), NUL-terminated. PH_ENOTFOUND when the order has none;
+ * PH_EIO, PH_ENOMEM. Any thread. */
+int ph_store_order_risk_get(ph_store *s, uint64_t order_id, char **json, ph_err *err);
+
+/* One held order in the review queue. */
+typedef struct ph_review_row {
+    uint64_t order_id;
+    int64_t hold_until; /* ms: its review times out then */
+} ph_review_row;
+
+/* The held orders with id > after, oldest first, at most limit; *next_after
+ * the last one given when more follow, else 0. On PH_OK *out (*n) is the
+ * caller's (free). PH_EIO, PH_ENOMEM. Any thread. */
+int ph_store_review_list(ph_store *s, uint64_t after, size_t limit, ph_review_row **out, size_t *n,
+                         uint64_t *next_after, ph_err *err);
+
+/* The held orders whose hold_until <= now, oldest first, at most max (the
+ * timeout job's work; the queue is read whole, it holds what ops have not
+ * looked at yet). ids[] has room for max. PH_EIO. Any thread. */
+int ph_store_review_due(ph_store *s, int64_t now, uint64_t *ids, size_t max, size_t *n,
+                        ph_err *err);
+
+/* Calls fn for every risk record whose "at" is >= since, oldest first (the
+ * counter rebuild at start, risk.h's ph_risk_replay), in one snapshot; json
+ * is borrowed for the call and fn must not call the store. A non-zero return
+ * from fn stops the scan and is returned. Cost: the records since then plus a
+ * minute's worth (an order's time may lag its id by as long as its command
+ * waited for the writer). PH_EIO, PH_ENOMEM. Any thread. */
+typedef int (*ph_order_risk_fn)(void *arg, uint64_t order_id, const char *json, size_t len);
+int ph_store_order_risk_scan(ph_store *s, int64_t since, ph_order_risk_fn fn, void *arg,
+                             ph_err *err);
 
 /* ---- risk rules (store_risk_rules.c; docs/store.md, "Risk rules") ---- */
 

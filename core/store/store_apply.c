@@ -523,6 +523,8 @@ static int apply_cmd(ph_wtxn *w, ph_cmd *c)
         return store_apply_sync(w, c);
     case PH_CMD_PIN:
         return store_apply_pin(w, c);
+    case PH_CMD_REVIEW:
+        return store_apply_review(w, c);
     case PH_CMD_RISK_RULE:
         return store_apply_risk_rule(w, c);
     case PH_CMD_RISK_LIST:

@@ -188,7 +188,8 @@ static int retire_code(ph_wtxn *w, uint64_t id, ph_code_rec *rec, const uint8_t 
  * the code stays available for ops to look at. Without keys (tests and tools
  * that keep blobs opaque) there is nothing to open with.
  */
-static int check_unseals(ph_wtxn *w, ph_cmd *c, uint64_t id, const uint8_t *sealed, uint32_t len)
+static int check_unseals(ph_wtxn *w, ph_cmd *c, const char *sku, uint64_t id, const uint8_t *sealed,
+                         uint32_t len)
 {
     const ph_keyring *kr = w->s->keys;
     if (!kr)
@@ -204,18 +205,16 @@ static int check_unseals(ph_wtxn *w, ph_cmd *c, uint64_t id, const uint8_t *seal
                       "sku '%s': code %llu (key %u) does not unseal with the key file; nothing "
                       "was issued and the code stays available: check the store (perkhubd "
                       "--check-store DIR --key-file FILE)",
-                      c->in.order.sku, (unsigned long long)id,
-                      (unsigned)ph_sealed_key_id(sealed, len));
+                      sku, (unsigned long long)id, (unsigned)ph_sealed_key_id(sealed, len));
 }
 
 /* Takes the SKU's first available code, retiring expired ones on the way (into
  * t: the caller reports them in one event). On PH_OK the code is issued to
  * order_id and copied into out. An expired code is never issued, nor one that
  * does not unseal (check_unseals). */
-static int pop_code(ph_wtxn *w, ph_cmd *c, MDB_cursor *cur, uint64_t order_id, ph_code *out,
-                    expiry_tally *t)
+static int pop_code(ph_wtxn *w, ph_cmd *c, const char *sku, MDB_cursor *cur, uint64_t order_id,
+                    ph_code *out, expiry_tally *t)
 {
-    const char *sku = c->in.order.sku;
     int64_t mv = store_min_validity(w, sku, strlen(sku));
     for (;;) {
         MDB_val k = {strlen(sku), (void *)sku}, v;
@@ -233,7 +232,7 @@ static int pop_code(ph_wtxn *w, ph_cmd *c, MDB_cursor *cur, uint64_t order_id, p
             return rc;
         /* retired at its expiry less the product's min_validity_days */
         int expired = ph_code_retire_due(rec.expires_at, mv, c->now);
-        if (!expired && (rc = check_unseals(w, c, id, sealed, rec.sealed_len)) != PH_OK)
+        if (!expired && (rc = check_unseals(w, c, sku, id, sealed, rec.sealed_len)) != PH_OK)
             return rc;
         /* the writes below may move records: copy the blob out first */
         uint8_t *blob = malloc(rec.sealed_len ? rec.sealed_len : 1);
@@ -279,7 +278,9 @@ int store_put_order(ph_wtxn *w, const ph_order *o, unsigned put_flags, ph_err *e
     ph_order_rec r = {.version = 1,
                       .state = (uint8_t)o->state,
                       .delivery = o->delivery ? (uint8_t)o->delivery : 1 /* card_code */,
-                      .flags = ph_order_via_supplier(o) ? PH_ORDER_F_SUPPLY : 0,
+                      .flags = ph_order_via_supplier(o) ? PH_ORDER_F_SUPPLY
+                                                        : (uint8_t)(ph_order_local_reason(o->reason)
+                                                                    << PH_ORDER_F_REASON_SHIFT),
                       .client_len = (uint8_t)cl,
                       .quantity = o->quantity,
                       .created_at = o->created_at,
@@ -320,13 +321,45 @@ int store_index_order(ph_wtxn *w, const ph_order *o, ph_err *err)
     return mrc ? ph_store_lmdb_err(err, mrc, "write client index") : PH_OK;
 }
 
+int store_take_codes(ph_wtxn *w, ph_cmd *c, const char *sku, ph_order *o)
+{
+    MDB_cursor *cur;
+    int rc = PH_OK, mrc = mdb_cursor_open(w->txn, w->s->dbi[DB_AVAIL], &cur);
+    if (mrc)
+        return ph_store_lmdb_err(&c->err, mrc, "open stock");
+    if (!o->codes && !(o->codes = calloc(o->quantity, sizeof *o->codes))) {
+        mdb_cursor_close(cur);
+        return ph_err_set(&c->err, PH_ENOMEM, "out of memory");
+    }
+    int64_t cost = 0;
+    expiry_tally expired = {0};
+    while (o->ncodes < o->quantity) {
+        rc = pop_code(w, c, sku, cur, o->id, &o->codes[o->ncodes], &expired);
+        if (rc == PH_OK) {
+            o->ncodes++;
+            const char *supplier;
+            rc = store_batch_cost(w, o->codes[o->ncodes - 1].batch_id, &cost, &supplier, &c->err);
+            o->cost += cost;
+        }
+        if (rc)
+            break;
+    }
+    mdb_cursor_close(cur);
+    if (rc == PH_ENOSTOCK)
+        rc = ph_err_set(&c->err, PH_ENOSTOCK,
+                        "sku: '%s' has %zu codes available, %u requested; nothing was reserved",
+                        sku, o->ncodes, o->quantity);
+    if (rc == PH_OK)
+        rc = emit_expired(w, c->now, &expired, &c->err);
+    free(expired.rows);
+    return rc;
+}
+
 static int new_order(ph_wtxn *w, ph_cmd *c, ph_order **out)
 {
     ph_order *o = calloc(1, sizeof *o);
-    if (!o || !(o->codes = calloc(c->in.order.quantity, sizeof *o->codes))) {
-        free(o);
+    if (!o)
         return ph_err_set(&c->err, PH_ENOMEM, "out of memory");
-    }
     o->id = w->ids.order++;
     snprintf(o->client, sizeof o->client, "%s", c->in.order.client);
     snprintf(o->client_order_id, sizeof o->client_order_id, "%s", c->in.order.client_order_id);
@@ -357,37 +390,24 @@ int store_apply_order(ph_wtxn *w, ph_cmd *c)
     int rc = check_orderable(w, c);
     if (rc)
         return rc;
+    const ph_order_risk *risk = c->in.order.risk;
+    if ((rc = store_risk_input_ok(c, risk)) != PH_OK)
+        return rc;
     ph_order *o = NULL;
     if ((rc = new_order(w, c, &o)) != PH_OK)
         return rc;
-    MDB_cursor *cur;
-    if ((mrc = mdb_cursor_open(w->txn, w->s->dbi[DB_AVAIL], &cur)) != 0) {
-        ph_order_free(o);
-        return ph_store_lmdb_err(&c->err, mrc, "open stock");
-    }
-    int64_t cost = 0;
-    expiry_tally expired = {0};
-    while (o->ncodes < o->quantity) {
-        rc = pop_code(w, c, cur, o->id, &o->codes[o->ncodes], &expired);
-        if (rc == PH_OK) {
-            o->ncodes++;
-            const char *supplier;
-            rc = store_batch_cost(w, o->codes[o->ncodes - 1].batch_id, &cost, &supplier, &c->err);
-            o->cost += cost;
-        }
-        if (rc)
-            break;
-    }
-    mdb_cursor_close(cur);
-    if (rc == PH_ENOSTOCK)
-        rc = ph_err_set(&c->err, PH_ENOSTOCK,
-                        "sku: '%s' has %zu codes available, %u requested; nothing was reserved",
-                        c->in.order.sku, o->ncodes, o->quantity);
-    if (rc == PH_OK && (rc = emit_expired(w, c->now, &expired, &c->err)) == PH_OK &&
-        (rc = store_put_order(w, o, MDB_APPEND, &c->err)) == PH_OK &&
-        (rc = store_index_order(w, o, &c->err)) == PH_OK)
+    if (risk && risk->verdict != PH_VERDICT_FULFIL) {
+        /* held or denied: no code taken (store_review.c) */
+        store_risk_decide(o, risk);
+        w->wrote = 1;
+        if ((rc = store_put_order(w, o, MDB_APPEND, &c->err)) == PH_OK &&
+            (rc = store_index_order(w, o, &c->err)) == PH_OK)
+            rc = store_risk_record(w, c, o, risk);
+    } else if ((rc = store_take_codes(w, c, o->sku, o)) == PH_OK &&
+               (rc = store_put_order(w, o, MDB_APPEND, &c->err)) == PH_OK &&
+               (rc = store_index_order(w, o, &c->err)) == PH_OK &&
+               (rc = store_risk_record(w, c, o, risk)) == PH_OK)
         rc = store_emit_outcome(w, c->now, o, 0, &c->err);
-    free(expired.rows);
     if (rc) {
         ph_order_free(o);
         return rc;

@@ -303,8 +303,9 @@ static ph_order *new_supply_order(ph_wtxn *w, ph_cmd *c)
 
 int store_apply_supply_create(ph_wtxn *w, ph_cmd *c)
 {
+    const ph_order_risk *risk = c->in.supply.risk;
     int rc = check_supply_input(c);
-    if (rc)
+    if (rc || (rc = store_risk_input_ok(c, risk)) != PH_OK)
         return rc;
     char key[PH_SKU_MAX + PH_ORDER_ID_MAX + 2];
     MDB_val k = {ph_store_ref_key(c->in.supply.client, c->in.supply.client_order_id, key), key}, v;
@@ -318,7 +319,10 @@ int store_apply_supply_create(ph_wtxn *w, ph_cmd *c)
     ph_order *o = new_supply_order(w, c);
     if (!o)
         return ph_err_set(&c->err, PH_ENOMEM, "out of memory");
-    if (c->in.supply.first.supplier) {
+    int decided = risk && risk->verdict != PH_VERDICT_FULFIL; /* held or denied: no attempt */
+    if (decided) {
+        store_risk_decide(o, risk);
+    } else if (c->in.supply.first.supplier) {
         o->state = PH_ORDER_PROCESSING;
         rc = add_attempt(w, o, &c->in.supply.first, c->now, &c->err);
     } else {
@@ -332,7 +336,8 @@ int store_apply_supply_create(ph_wtxn *w, ph_cmd *c)
         (rc = put_supply(w, o, MDB_APPEND, &c->err)) == PH_OK &&
         (rc = store_index_order(w, o, &c->err)) == PH_OK &&
         (rc = set_pending(w, o->id, 0, has_open_attempt(o), 0, 0, MDB_APPEND, &c->err)) == PH_OK &&
-        (rc = emit_accepted(w, c->now, o, &c->err)) == PH_OK && o->state == PH_ORDER_FAILED)
+        (decided || (rc = emit_accepted(w, c->now, o, &c->err)) == PH_OK) &&
+        (rc = store_risk_record(w, c, o, risk)) == PH_OK && !decided && o->state == PH_ORDER_FAILED)
         rc = store_emit_outcome(w, c->now, o, 0, &c->err);
     if (rc) {
         ph_order_free(o);
@@ -645,6 +650,29 @@ int store_write_attempt(ph_wtxn *w, ph_cmd *c, ph_order *o, uint32_t no, const p
         rc = store_emit_stuck(w, c->now, o, &o->attempts[o->nattempts - 1], &c->err);
     if (rc == PH_OK && order_moved && ph_order_state_final(o->state) && ph_order_is_replenish(o))
         rc = store_replenish_end(w, c, o, batch_id);
+    return rc;
+}
+
+int store_supply_release(ph_wtxn *w, ph_cmd *c, ph_order *o, const ph_attempt_target *first,
+                         const char *fail_reason)
+{
+    int rc = PH_OK;
+    if (first->supplier && (rc = target_ok(first, o->quantity, &c->err, "first")) != PH_OK)
+        return rc;
+    if (!first->supplier && fail_reason && !store_text_ok(fail_reason, PH_REASON_MAX, 1))
+        return ph_err_set(&c->err, PH_EINVAL, "fail_reason: malformed");
+    o->reason[0] = 0;
+    if (first->supplier) {
+        o->state = PH_ORDER_PROCESSING;
+        rc = add_attempt(w, o, first, c->now, &c->err);
+    } else {
+        o->state = PH_ORDER_FAILED;
+        snprintf(o->reason, sizeof o->reason, "%s", fail_reason ? fail_reason : "");
+    }
+    o->updated_at = c->now;
+    if (rc == PH_OK && (rc = store_put_supply_order(w, o, 0, &c->err)) == PH_OK &&
+        (rc = emit_accepted(w, c->now, o, &c->err)) == PH_OK && o->state == PH_ORDER_FAILED)
+        rc = store_emit_outcome(w, c->now, o, 0, &c->err);
     return rc;
 }
 

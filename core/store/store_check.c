@@ -33,6 +33,7 @@ typedef struct scan {
     uint64_t issued_to_orders; /* codes whose record names an order */
     uint64_t supply_orders;    /* orders fulfilled by a supplier */
     uint64_t open_orders;      /* of those, with an attempt not final */
+    uint64_t held_orders;      /* held for review (each in `reviews`) */
     int full;                  /* checking invariants, not just counting */
     int64_t now;               /* counting: available codes due at now count as expired */
     ph_check_progress *prog;   /* may be NULL */
@@ -432,7 +433,10 @@ static int attempts_consistent(const ph_order *o, const char **why)
         if (i + 1 < o->nattempts && a->state != PH_ATTEMPT_FAILED)
             return *why = "an attempt other than the last is not failed", 0;
     }
-    int expect = o->nattempts ? follows[o->attempts[o->nattempts - 1].state] : PH_ORDER_FAILED;
+    /* no attempt: failed before one began, or held (a held order never has one) */
+    int expect = o->nattempts                ? follows[o->attempts[o->nattempts - 1].state]
+                 : o->state == PH_ORDER_HELD ? PH_ORDER_HELD
+                                             : PH_ORDER_FAILED;
     if (o->state != expect)
         return *why = "its state does not follow its last attempt", 0;
     return 1;
@@ -498,8 +502,8 @@ static int check_order(scan *sc, uint64_t id, const MDB_val *v, uint64_t *codes)
     size_t want = o.state == PH_ORDER_SUCCEEDED && delivery == PH_DELIVERY_CARD_CODE &&
                           !ph_order_is_replenish(&o)
                       ? o.quantity
-                  : via_supplier ? 0
-                                 : o.ncodes;
+                  : via_supplier || o.state == PH_ORDER_HELD ? 0
+                                                             : o.ncodes;
     if (o.ncodes != want)
         return ph_err_set(sc->err, PH_EIO, "order %llu: %s %s order with %zu codes, not %zu",
                           (unsigned long long)id, ph_order_state_name(o.state),
@@ -507,6 +511,12 @@ static int check_order(scan *sc, uint64_t id, const MDB_val *v, uint64_t *codes)
     int rc = via_supplier ? check_supply(sc, &o) : PH_OK;
     if (rc)
         return rc;
+    if (o.state == PH_ORDER_HELD) { /* exactly one reviews entry (the count: store_check_reviews) */
+        if (!store_review_has(sc->s, sc->txn, id))
+            return ph_err_set(sc->err, PH_EIO, "order %llu: held but not in reviews",
+                              (unsigned long long)id);
+        sc->held_orders++;
+    }
     for (size_t i = 0; i < o.ncodes; i++) {
         uint64_t cid;
         memcpy(&cid, ids + 8 * i, 8);
@@ -757,6 +767,8 @@ static int run_scan(ph_store *s, ph_store_stats *st, int full, int64_t now, ph_c
         (at_stage(&sc, "scheduled jobs", DB_JOBS), rc = store_check_jobs(s, sc.txn, err)) ==
             PH_OK &&
         (at_stage(&sc, "alerts", DB_ALERTS), rc = store_check_alerts(s, sc.txn, err)) == PH_OK &&
+        (at_stage(&sc, "the review queue", DB_REVIEWS),
+         rc = store_check_reviews(s, sc.txn, sc.held_orders, err)) == PH_OK &&
         (at_stage(&sc, "replenishments", DB_REPLENISH),
          rc = store_replenish_check(s, sc.txn, err)) == PH_OK &&
         (at_stage(&sc, "webhook deliveries", DB_WH_DELIVERIES),

@@ -204,6 +204,15 @@ typedef struct ph_order_rec {
  * order has a record in DB_SUPPLY. Without it the order came from local stock
  * (delivery 1) and nothing else is read. */
 #define PH_ORDER_F_SUPPLY 1
+/* A local order's reason (it has no supply record to keep one: issue 15's
+ * held-then-failed and denied orders), bits 1-2: an index into
+ * ph_order_local_reason's names ("", denied_by_risk, blocked_by_review,
+ * out_of_stock). 0 for a supplier order, whose reason is in DB_SUPPLY. */
+#define PH_ORDER_F_REASON_SHIFT 1
+#define PH_ORDER_F_REASON_MASK  6
+/* store_records.c: the reason's index (0: none or not one of them) / its name. */
+unsigned ph_order_local_reason(const char *reason);
+const char *ph_order_local_reason_name(unsigned ix);
 
 /* Supply record (DB_SUPPLY): this header, then the order's reason, the masked
  * and the sealed account, then nattempts attempts, each a ph_attempt_rec
@@ -516,6 +525,37 @@ int64_t store_supply_cost(const ph_order *o);
 /* Rewrites a loaded supplier order: its order and supply records, `pending`
  * kept right (was_open: it had an open attempt before the change). */
 int store_put_supply_order(ph_wtxn *w, const ph_order *o, int was_open, ph_err *err);
+
+/* ---- order risk and reviews (store_review.c) ---- */
+
+/* Refuses a malformed risk input of ORDER / SUPPLY_CREATE (NULL is none):
+ * PH_EINVAL naming the member. Before the command's first write. */
+int store_risk_input_ok(ph_cmd *c, const ph_order_risk *risk);
+/* A new order the verdict holds or denies: its state and reason (no code, no attempt). */
+void store_risk_decide(ph_order *o, const ph_order_risk *risk);
+/* After the new order o is written: its risk record (none without one), its
+ * `reviews` entry and order.held, or order.denied then order.failed, or
+ * order.flagged for an allowed order with hits. NULL risk: nothing. */
+int store_risk_record(ph_wtxn *w, ph_cmd *c, const ph_order *o, const ph_order_risk *risk);
+int store_apply_review(ph_wtxn *w, ph_cmd *c);
+/* --check-store: every `reviews` entry names a held order and every held
+ * order has one (held orders counted by check_order into *held). */
+int store_check_reviews(ph_store *s, MDB_txn *txn, uint64_t held, ph_err *err);
+int store_review_has(ph_store *s, MDB_txn *txn, uint64_t order_id);
+
+/* store_apply_order.c: takes o->quantity codes of sku from stock into o
+ * (o->codes, o->cost), retiring expired codes met (one code.expired event).
+ * PH_ENOSTOCK (named) when short: codes may have been taken already, the
+ * caller's transaction must be thrown away. */
+int store_take_codes(ph_wtxn *w, ph_cmd *c, const char *sku, ph_order *o);
+/* store_apply_supply.c: a held order released to a supplier: attempt 1 at
+ * first, or FAILED with fail_reason when first.supplier is NULL; order,
+ * supply record, pending and events (order.accepted, outcome) as
+ * SUPPLY_CREATE writes them. o->delivery set by the caller. */
+int store_supply_release(ph_wtxn *w, ph_cmd *c, ph_order *o, const ph_attempt_target *first,
+                         const char *fail_reason);
+/* store_stuck.c: a note ops wrote: 1..PH_NOTE_MAX bytes of UTF-8, no control characters. */
+int store_note_ok(const char *s);
 
 /* store_discrep.c: discrepancies (store.h, "discrepancies").
  *

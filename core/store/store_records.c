@@ -51,6 +51,22 @@ static void copy_str(char *dst, size_t cap, const uint8_t *src, size_t n)
     dst[n] = 0;
 }
 
+static const char *const local_reasons[] = {"", "denied_by_risk", "blocked_by_review",
+                                            "out_of_stock"};
+
+unsigned ph_order_local_reason(const char *reason)
+{
+    for (unsigned i = 1; i < 4; i++)
+        if (!strcmp(reason, local_reasons[i]))
+            return i;
+    return 0;
+}
+
+const char *ph_order_local_reason_name(unsigned ix)
+{
+    return ix < 4 ? local_reasons[ix] : "";
+}
+
 int ph_order_decode(const MDB_val *v, uint64_t id, ph_order *out, const uint8_t **ids)
 {
     ph_order_rec r;
@@ -77,6 +93,10 @@ int ph_order_decode(const MDB_val *v, uint64_t id, ph_order *out, const uint8_t 
     memcpy(out->fingerprint, r.fingerprint, 32);
     out->ncodes = r.ncodes;
     out->delivery = (r.flags & PH_ORDER_F_SUPPLY) ? r.delivery : 0;
+    if (!out->delivery)
+        snprintf(out->reason, sizeof out->reason, "%s",
+                 ph_order_local_reason_name((r.flags & PH_ORDER_F_REASON_MASK) >>
+                                            PH_ORDER_F_REASON_SHIFT));
     if (ids)
         *ids = p;
     return PH_OK;

@@ -49,7 +49,7 @@ static int emit_settled(ph_wtxn *w, int64_t now, const ph_order *o, const ph_att
 
 /* The note: 1..PH_NOTE_MAX bytes of UTF-8 without control characters (it is
  * shown in the order view as ops wrote it). */
-static int note_ok(const char *s)
+int store_note_ok(const char *s)
 {
     size_t n = s ? strlen(s) : 0;
     if (!n || n > PH_NOTE_MAX || ph_text_invalid(s, n))
@@ -67,7 +67,7 @@ static int check_settle_input(ph_cmd *c)
         return ph_err_set(&c->err, PH_EINVAL, "outcome: expected succeeded or failed");
     if (!ph_ident_valid(c->in.settle.by, PH_SKU_MAX))
         return ph_err_set(&c->err, PH_EINVAL, "by: expected a client name");
-    if (!note_ok(c->in.settle.note))
+    if (!store_note_ok(c->in.settle.note))
         return ph_err_set(&c->err, PH_EINVAL,
                           "note: expected 1 to %d bytes of text without control characters",
                           PH_NOTE_MAX);

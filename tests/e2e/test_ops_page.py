@@ -359,7 +359,8 @@ def check_http(port, source_dir):
 
 def tally(orders, since_iso):
     """What GET /v1/stats/orders must say, computed from the orders list."""
-    t = {"orders": 0, "by_state": {"processing": 0, "unknown": 0, "succeeded": 0, "failed": 0},
+    t = {"orders": 0, "by_state": {"held": 0, "processing": 0, "unknown": 0, "succeeded": 0,
+                                   "failed": 0},
          "skus": {}}
     for o in orders:
         if o["created_at"] < since_iso:  # both RFC 3339 UTC with milliseconds
@@ -367,8 +368,8 @@ def tally(orders, since_iso):
         t["orders"] += 1
         t["by_state"][o["state"]] += 1
         s = t["skus"].setdefault(o["sku"], {"sku": o["sku"], "orders": 0, "quantity": 0,
-                                           "processing": 0, "unknown": 0, "succeeded": 0,
-                                           "failed": 0})
+                                           "held": 0, "processing": 0, "unknown": 0,
+                                           "succeeded": 0, "failed": 0})
         s["orders"] += 1
         s["quantity"] += o["quantity"]
         s[o["state"]] += 1
@@ -386,7 +387,7 @@ def check_order_stats(port, placed):
     check(s["complete"] is True, "stats complete")
     check(s["orders"] == t["orders"] == 5, f"stats orders {s['orders']}, list {t['orders']}, placed 5")
     check(s["by_state"] == t["by_state"], f"stats by_state {s['by_state']} != {t['by_state']}")
-    check(t["by_state"] == {"processing": 0, "unknown": 1, "succeeded": 2, "failed": 2},
+    check(t["by_state"] == {"held": 0, "processing": 0, "unknown": 1, "succeeded": 2, "failed": 2},
           f"the orders placed: {t['by_state']}")
     check(s["top_skus"] == t["top"][:2], f"top 2 {s['top_skus']} != {t['top'][:2]}")
     check(s["skus"] == len(t["skus"]), "distinct SKUs")

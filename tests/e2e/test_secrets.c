@@ -39,6 +39,11 @@ static const char *const planted_codes[] = {"PLANT-SECRET-7Q2W9", "PLANT-SECRET-
                                             "PLANT-SECRET-5M6N4", "PLANT-SECRET-2B8V7"};
 static const char *const planted_cards[] = {"PLANTCARD-0001", "PLANTCARD-0002"};
 #define PHONE "13812345678"
+/* an order's end user (issue 15): shown masked at most, kept as keyed hashes */
+#define EU_ID     "euser-canary-4242"
+#define EU_DEVICE "devcanary-9f8e7d6c"
+#define EU_PHONE  "8613987654321"
+#define EU_IP     "198.51.100.77"
 
 #define MAX_NEEDLES 64
 static char needles[MAX_NEEDLES][128];
@@ -89,6 +94,15 @@ static void setup_needles(void)
     for (size_t i = 0; i < sizeof planted_codes / sizeof *planted_codes; i++)
         add_base64(planted_codes[i]);
     add_base64(PHONE "0"); /* 12 bytes: 4 whole groups */
+    add_needle(EU_ID);
+    add_needle(EU_DEVICE);
+    add_needle(EU_PHONE);
+    add_needle("13987654321"); /* the phone without its country code */
+    add_needle(EU_IP);
+    add_hex(EU_ID, 0);
+    add_hex(EU_PHONE, 0);
+    add_base64(EU_ID);
+    add_base64(EU_PHONE);
 }
 
 /* Every output that must be clean, kept until the end and searched then (and
@@ -298,6 +312,70 @@ Test(secrets, codes_and_accounts_never_leak, .fini = kill_leftover)
     req_free(&d, "GET", "/v1/orders?client_order_id=SEC-1", "other-token", NULL, NULL, 404);
     req_free(&d, "GET", "/v1/orders?client_order_id=SEC-1", "ops-token", NULL, NULL, 404);
     req_free(&d, "GET", "/v1/orders", "ops-token", NULL, NULL, 200);
+
+    /* ---- an order's end user: masked in every answer, the owner's too (whose
+     * answers carry its code: searched for the end user's values only) ---- */
+#define EU_ORDER                                                                                   \
+    "{\"client_order_id\":\"SEC-EU\",\"sku\":\"test.card\",\"end_user\":{\"id\":\"" EU_ID          \
+    "\",\"device_id\":\"" EU_DEVICE "\",\"phone\":\"+" EU_PHONE "\",\"ip\":\"" EU_IP               \
+    "\",\"tags\":{\"level\":\"gold\"}}}"
+    static const char *const eu_values[] = {EU_ID, EU_DEVICE, EU_PHONE, "13987654321", EU_IP};
+    json_int_t order3 = 0;
+    for (int i = 0; i < 2; i++) { /* placed, then replayed */
+        r = h_post_json(&d, "/v1/orders", "mall-token", EU_ORDER);
+        cr_assert_eq(r.status, i ? 200 : 201, "%s", r.body);
+        for (size_t k = 0; k < sizeof eu_values / sizeof *eu_values; k++)
+            cr_assert_eq(h_mem_count(r.body, r.len, eu_values[k]), 0, "the owner's answer holds %s",
+                         eu_values[k]);
+        order3 = json_integer_value(json_object_get(json_object_get(r.json, "order"), "id"));
+        h_resp_free(&r);
+    }
+    snprintf(path, sizeof path, "/v1/orders/%lld", (long long)order3);
+    r = req(&d, "GET", path, "ops-token", NULL, NULL, 200);
+    json_t *eu = json_object_get(json_object_get(r.json, "order"), "end_user");
+    cr_assert_str_eq(json_string_value(json_object_get(eu, "phone")), "861****4321", "%s", r.body);
+    cr_assert_str_eq(json_string_value(json_object_get(eu, "ip")), "198.51.100.*", "%s", r.body);
+    cr_assert_str_eq(json_string_value(json_object_get(eu, "id")), "eu****42", "%s", r.body);
+    h_resp_free(&r);
+    /* ops block the end user by value: the entry is kept hashed and masked, the
+     * refusal names the list, and a held order's queue shows it masked */
+    req_free(&d, "POST", "/v1/risk/lists", "ops-token", NULL,
+             "{\"list\":\"block\",\"variable\":\"phone\",\"value\":\"+" EU_PHONE "\"}", 201);
+    req_free(&d, "GET", "/v1/risk/lists", "ops-token", NULL, NULL, 200);
+    r = req(
+        &d, "POST", "/v1/orders", "mall-token", NULL,
+        "{\"client_order_id\":\"SEC-EU3\",\"sku\":\"test.card\",\"end_user\":{\"phone\":\"" EU_PHONE
+        "\",\"id\":\"" EU_ID "\"}}",
+        403);
+    cr_assert_str_eq(json_string_value(json_object_get(r.json, "error")), "denied_by_risk", "%s",
+                     r.body);
+    h_resp_free(&r);
+    req_free(&d, "POST", "/v1/risk/rules", "ops-token", NULL,
+             "{\"id\":\"look\",\"variable\":\"device\",\"limit\":0,\"window_s\":60,"
+             "\"action\":\"review\"}",
+             201);
+    req_free(&d, "POST", "/v1/orders", "mall-token", NULL,
+             "{\"client_order_id\":\"SEC-EU4\",\"sku\":\"test.card\",\"end_user\":{\"device_id\":"
+             "\"" EU_DEVICE "\",\"ip\":\"" EU_IP "\"}}",
+             202);
+    req_free(&d, "GET", "/v1/reviews", "ops-token", NULL, NULL, 200);
+    req_free(&d, "GET", "/v1/orders?client_order_id=SEC-EU4", "mall-token", NULL, NULL, 200);
+    req_free(&d, "DELETE", "/v1/risk/rules/look", "ops-token", NULL, NULL, 200);
+    /* malformed members: named, never echoed */
+    req_free(
+        &d, "POST", "/v1/orders", "mall-token", NULL,
+        "{\"client_order_id\":\"SEC-EU2\",\"sku\":\"test.card\",\"end_user\":{\"phone\":\"" EU_IP
+        "\"}}",
+        400);
+    req_free(
+        &d, "POST", "/v1/orders", "mall-token", NULL,
+        "{\"client_order_id\":\"SEC-EU2\",\"sku\":\"test.card\",\"end_user\":{\"ip\":\"" EU_PHONE
+        "\"}}",
+        400);
+    req_free(&d, "POST", "/v1/orders", "mall-token", NULL,
+             "{\"client_order_id\":\"SEC-EU2\",\"sku\":\"test.card\",\"end_user\":{\"" EU_ID
+             "\":\"x\"}}",
+             400);
     req_free(&d, "GET", "/v1/orders", "mall-token", NULL, NULL, 200); /* lists carry no codes */
     req_free(&d, "GET", "/v1/orders", "other-token", NULL, NULL, 200);
 
@@ -423,7 +501,8 @@ Test(secrets, codes_and_accounts_never_leak, .fini = kill_leftover)
     /* ---- a void: what ops and the owner are told afterwards ---- */
     snprintf(path, sizeof path, "/v1/batches/%lld/void", (long long)batch);
     r = req(&d, "POST", path, "ops-token", NULL, "{\"reason\":\"supplier voided\"}", 200);
-    cr_assert_eq(json_array_size(json_object_get(r.json, "affected_orders")), 2, "%s", r.body);
+    /* SEC-1, SEC-2 and SEC-EU (the end user's order took the fourth planted code) */
+    cr_assert_eq(json_array_size(json_object_get(r.json, "affected_orders")), 3, "%s", r.body);
     h_resp_free(&r);
     snprintf(body, sizeof body, "{\"code\":\"%s\"}", planted_codes[0]);
     r = req(&d, "POST", "/v1/codes/lookup", "mall-token", NULL, body, 200);

@@ -312,8 +312,8 @@ Test(codec, garbage_and_inconsistent_input_is_refused)
     uint8_t *q = malloc(len + 1);
 
     memcpy(q, p, len);
-    q[0] = 3;
-    expect_refused(q, len, "version 3");
+    q[0] = PH_CMD_CODEC_VERSION + 1;
+    expect_refused(q, len, "version 4");
     memcpy(q, p, len);
     q[0] = 0;
     expect_refused(q, len, "version 0");
@@ -399,14 +399,15 @@ Test(codec, a_version_1_batch_still_decodes_without_an_audit)
     cr_assert_null(b.cmds[0].audit);
     ph_cmd_batch_free(&b);
 
-    /* the same command now: version 2, one more byte (no audit) */
+    /* the same command now: version 3 (an EXPIRE as in version 2), one more
+     * byte (no audit) */
     ph_cmd c = {.type = PH_CMD_EXPIRE, .now = 42};
     c.in.expire.limit = 9;
     size_t len;
     uint8_t *p = encode(&c, &len);
-    n = expire_bytes(q, 2, 0);
+    n = expire_bytes(q, PH_CMD_CODEC_VERSION, 0);
     cr_assert_eq(len, n);
-    cr_assert_eq(memcmp(p, q, n), 0, "version 2 bytes");
+    cr_assert_eq(memcmp(p, q, n), 0, "version 3 bytes");
     free(p);
 
     n = expire_bytes(q, 2, 2);
@@ -430,7 +431,7 @@ Test(codec, an_attempt_without_mark_stuck_decodes_as_not_marked)
     uint32_t clen =
         (uint32_t)p[5] | (uint32_t)p[6] << 8 | (uint32_t)p[7] << 16 | (uint32_t)p[8] << 24;
     cr_assert_eq(clen, len - 9);
-    cr_assert_eq(p[0], 2);
+    cr_assert_eq(p[0], PH_CMD_CODEC_VERSION);
     cr_assert_eq(p[len - 1], 0, "no audit");
     p[0] = 1;
     clen -= 4 + 32 + 1;

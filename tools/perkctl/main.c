@@ -434,6 +434,22 @@ static const pk_cmd commands[] = {
      "  3   stock.low  iqiyi.gold.1m  4      5          open   2026-12-07T03:10:00.000Z\n"
      "  $ perkctl alerts ack 3 --note \"reorder placed\"\n"
      "  alert 3 acknowledged\n"},
+    {"reviews", pk_cmd_reviews, "list orders held for review, or release or block one",
+     "usage: perkctl reviews [--after ID] [--limit N]\n"
+     "       perkctl reviews release|block ID [--note TEXT]\n"
+     "\n"
+     "Lists the orders a risk rule held for review (GET /v1/reviews), oldest first,\n"
+     "with the rule and when the review times out (risk.review_default then\n"
+     "applies). release: fulfil it as a new order would be (stock, else a\n"
+     "supplier); block: fail it (blocked_by_review). Both are audited, your client\n"
+     "name and the note kept. Needs an ops token.\n"
+     "\n"
+     "example:\n"
+     "  $ perkctl reviews\n"
+     "  ORDER  CLIENT  CLIENT_ORDER_ID  SKU            QTY  RULE      HOLD_UNTIL\n"
+     "  42     mall    A-1001           iqiyi.gold.1m  1    per-user  2026-12-07T04:10:00.000Z\n"
+     "  $ perkctl reviews release 42 --note \"known customer\"\n"
+     "  order 42 released: succeeded\n"},
     {"risk", pk_cmd_risk, "risk rules and the block and allow lists",
      "usage: perkctl risk rules\n"
      "       perkctl risk rule ID | versions ID\n"
