@@ -5,8 +5,8 @@
  * (store_alerts.c), with no HTTP, load generator or other process sharing
  * the measured CPU. bench/alerts_cpu.sh measures the same end to end over
  * HTTP (three perkhubd at once, with an A/A control); instruction counts
- * (callgrind) put the whole difference between its daemons in the check, 2.8k
- * instructions per order; here it takes 3.3k (these codes have an expiry, so
+ * (callgrind) put the whole difference between its daemons in the check, 2.1k
+ * instructions per order; here it takes 2.8k (these codes have an expiry, so
  * the look for due codes meets the SKU's entries).
  *
  * Two stores built with the store library (build/libphcore.a), each with
