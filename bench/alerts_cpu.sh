@@ -27,7 +27,7 @@
 # Knobs (environment):
 #   AC_RULES (100)  AC_KINDS ("low_stock"; "none": no rule anywhere, an A/A/A run)
 #   AC_ROUNDS (10)  AC_DURATION (8)  AC_CONNS (32 per daemon)  AC_THREADS (1 wrk thread per
-#   daemon)  AC_HTTP_THREADS (1)  AC_CODES (700000 per daemon)  AC_WARMUP (3)  AC_LIMIT_US (1.0)
+#   daemon)  AC_HTTP_THREADS (1)  AC_CODES (1000000 per daemon)  AC_WARMUP (3)  AC_LIMIT_US (1.0)
 set -euo pipefail
 
 BUILD=${1:?usage: bench/alerts_cpu.sh BUILD_DIR}
@@ -40,7 +40,7 @@ DURATION=${AC_DURATION:-7}
 CONNS=${AC_CONNS:-32}
 THREADS=${AC_THREADS:-1}
 HTTP_THREADS=${AC_HTTP_THREADS:-1}
-CODES=${AC_CODES:-700000}
+CODES=${AC_CODES:-1000000}
 WARMUP=${AC_WARMUP:-3}
 LIMIT=${AC_LIMIT_US:-1.0}
 SKU=bench.card
