@@ -40,10 +40,9 @@
 #   BENCH_SYNC_CATALOG (1)       0 skips bench/sync_catalog.sh (a catalog sync of 10,000
 #                                items in pages; its own SC_* knobs)
 #   BENCH_ALERTS_WRITER (1)      0 skips bench/alerts_writer.sh (the same in the store's writer,
-#                                without HTTP)
+#                                without HTTP; alerts_cpu.sh prints its own A/A noise floor)
 #   BENCH_ALERTS_CPU (1)         0 skips bench/alerts_cpu.sh (CPU per order with and without
-#                                100 products carrying alert rules, with an A/A control; its
-#                                own AC_* knobs; about 2 minutes)
+#                                100 products carrying alert rules; its own AC_* knobs)
 #   BENCH_PART_TIMEOUT (240)     seconds each of peers.sh / supplier_io.sh / tls_cpu.sh may take
 #   BENCH_RESULTS (bench/results/latest.json)   where the JSON goes (the parts' own JSON
 #                                stays in bench/results/)
