@@ -3,8 +3,8 @@
 # run, the store's writer (bench/alerts_writer.c, against BUILD_DIR/libphcore.a): CPU per stock
 # order with and without 100 products carrying low_stock and min_validity_days rules, same
 # run, alternating. PASS when the median difference is under AW_LIMIT_US (1.0) µs per order.
-# bench/alerts_cpu.sh measures the same through HTTP, where a shared 2-core machine's noise is
-# larger than the figure. Writes bench/results/alerts_writer.json. Exit: 0 PASS, 3 MISS, 1 when
+# bench/alerts_cpu.sh measures the same through HTTP, with an A/A control that shows its noise
+# floor. Writes bench/results/alerts_writer.json. Exit: 0 PASS, 3 MISS, 1 when
 # something was wrong.
 #   AW_ORDERS (100000 per round)  AW_ROUNDS (5)  AW_PRODUCTS (100)  AW_LIMIT_US (1.0)
 set -euo pipefail

@@ -16,9 +16,30 @@ bench_sha() { printf %s "$1" | sha256sum | cut -c1-64; }
 # Sets BENCH_PID and BENCH_URL. With BENCH_TLS_DIR set (a directory holding server.crt,
 # server.key and ca.crt: bench/tls_cpu.sh), the listener speaks TLS and BENCH_URL is https.
 bench_start() {
-    local build=$1 dir=$2 extra=${3:-} tls=${BENCH_TLS_DIR:-} scheme=http cacert=()
+    local build=$1 dir=$2 scheme=http cacert=()
+    if [ -n "${BENCH_TLS_DIR:-}" ]; then scheme=https; cacert=(--cacert "$BENCH_TLS_DIR/ca.crt"); fi
+    bench_config "$@"
+    "$build/perkhubd" --check-config "$dir/perkhub.yaml" >/dev/null ||
+        fail "$dir: generated config rejected"
+    "$build/perkhubd" -c "$dir/perkhub.yaml" >"$dir/perkhubd.log" 2>&1 &
+    BENCH_PID=$!
+    for _ in $(seq 300); do
+        [ -s "$dir/port" ] && break
+        kill -0 "$BENCH_PID" 2>/dev/null ||
+            { cat "$dir/perkhubd.log" >&2; fail "$dir: perkhubd exited at start"; }
+        sleep 0.1
+    done
+    [ -s "$dir/port" ] || fail "$dir: perkhubd wrote no port file in 30 s"
+    BENCH_URL=$scheme://127.0.0.1:$(cat "$dir/port")
+    curl -sf --max-time 5 ${cacert[@]+"${cacert[@]}"} "$BENCH_URL/v1/health" >/dev/null ||
+        fail "$dir: perkhubd not healthy"
+}
+
+# bench_config BUILD DIR [EXTRA_YAML]: only the writing of DIR/perkhub.yaml of bench_start
+# (bench/alerts_cpu.sh writes a second one for a reload).
+bench_config() {
+    local build=$1 dir=$2 extra=${3:-} tls=${BENCH_TLS_DIR:-}
     mkdir -p "$dir"
-    if [ -n "$tls" ]; then scheme=https; cacert=(--cacert "$tls/ca.crt"); fi
     cat >"$dir/perkhub.yaml" <<YAML
 listen:
   address: 127.0.0.1
@@ -59,20 +80,6 @@ products:
       - {supplier: acme, supplier_sku: B-1, cost: "19.80"}
 ${BENCH_PRODUCTS_YAML:-}
 YAML
-    "$build/perkhubd" --check-config "$dir/perkhub.yaml" >/dev/null ||
-        fail "$dir: generated config rejected"
-    "$build/perkhubd" -c "$dir/perkhub.yaml" >"$dir/perkhubd.log" 2>&1 &
-    BENCH_PID=$!
-    for _ in $(seq 300); do
-        [ -s "$dir/port" ] && break
-        kill -0 "$BENCH_PID" 2>/dev/null ||
-            { cat "$dir/perkhubd.log" >&2; fail "$dir: perkhubd exited at start"; }
-        sleep 0.1
-    done
-    [ -s "$dir/port" ] || fail "$dir: perkhubd wrote no port file in 30 s"
-    BENCH_URL=$scheme://127.0.0.1:$(cat "$dir/port")
-    curl -sf --max-time 5 ${cacert[@]+"${cacert[@]}"} "$BENCH_URL/v1/health" >/dev/null ||
-        fail "$dir: perkhubd not healthy"
 }
 
 # ---- what the CPU-per-operation scripts share (tls_cpu, cpu_compare, alerts_cpu, webhooks) ----
@@ -145,6 +152,69 @@ bench_cpu_rounds() {
             [ "$issued" -ge "$ok" ] && [ "$issued" -le $((ok + CONNS)) ] \
                 || fail "$l round $r: $issued codes issued, wrk saw $ok answered"
             us=$(bench_calc "($u1 - $u0 + $s1 - $s0) * 1000000 / $HZ / $ok")
+            rps=$(bench_calc "$ok / $(jq .duration_s <<<"$j")")
+            p99=$(jq .latency_ms.p99 <<<"$j")
+            echo "$l $us $rps $p99 $r" >>"$TMP/runs.txt"
+            note "  round $r $l: $us µs CPU/order, $ok orders, $rps/s, p99 $p99 ms, load $(cut -d' ' -f1 /proc/loadavg)"
+        done
+    done
+}
+
+# bench_cpu_ns PID: the CPU time of PID's threads so far in ns (the sum of their
+# sum_exec_runtime, /proc/PID/task/*/schedstat: exact, where /proc/PID/stat counts clock ticks),
+# then the thread ids, sorted, joined by commas. A thread that ends between two readings takes
+# its time with it: the caller compares the ids.
+bench_cpu_ns() {
+    local t ids="" ns=0 v
+    for t in /proc/"$1"/task/*; do
+        read -r v _ <"$t/schedstat" 2>/dev/null || continue
+        ns=$((ns + v))
+        ids="$ids ${t##*/}"
+    done
+    echo "$ns $(tr ' ' '\n' <<<"$ids" | sort -n | paste -sd, -)"
+}
+
+# bench_cpu_together "A B ..." CODES_KNOB: like bench_cpu_rounds, but every round loads all the
+# daemons AT ONCE (one wrk each, THREADS threads and CONNS connections apiece, for DURATION
+# seconds), so whatever else the machine runs during a round falls on all of them alike, where
+# runs one after the other each meet their own moment. The CPU of each (bench_cpu_ns: every
+# thread, to the nanosecond) is read before all the runs start and after all have ended;
+# the checks and the lines appended to $TMP/runs.txt are bench_cpu_rounds'. BENCH_ROUND_HOOK,
+# when set, names a function called with the round's number before each round (outside the
+# measured window: bench/alerts_cpu.sh gives its daemons their roles there).
+bench_cpu_together() {
+    local labels=$1 knob=$2 l r j ok us rps p99 issued p cpu1 ids1
+    local -a wp
+    local -A issued0 cpu0 ids0 cpu
+    if [ "$WARMUP" -gt 0 ]; then
+        wp=()
+        for l in $labels; do bench_wrk_orders "$l" "w$l" "$WARMUP" "$TMP/$l-warmup" & wp+=($!); done
+        for p in "${wp[@]}"; do wait "$p" || fail "a warm-up run failed"; done
+    fi
+    : >"$TMP/runs.txt"
+    for r in $(seq "$ROUNDS"); do
+        [ -z "${BENCH_ROUND_HOOK:-}" ] || "$BENCH_ROUND_HOOK" "$r"
+        for l in $labels; do issued0[$l]=$(bench_stat_issued "$(bench_stats "$l")"); done
+        for l in $labels; do read -r "cpu0[$l]" "ids0[$l]" < <(bench_cpu_ns "${PID[$l]}"); done
+        wp=()
+        for l in $labels; do bench_wrk_orders "$l" "$l$r" "$DURATION" "$TMP/$l-$r" & wp+=($!); done
+        for p in "${wp[@]}"; do wait "$p" || fail "round $r: a wrk run failed"; done
+        for l in $labels; do
+            read -r cpu1 ids1 < <(bench_cpu_ns "${PID[$l]}")
+            [ "$ids1" = "${ids0[$l]}" ] ||
+                fail "$l round $r: its threads changed during the run (${ids0[$l]} -> $ids1): the CPU of one that ended is lost"
+            cpu[$l]=$((cpu1 - cpu0[$l]))
+        done
+        for l in $labels; do
+            j=$(cat "$TMP/$l-$r.json")
+            ok=$(jq .ok <<<"$j")
+            [ "$ok" -gt 0 ] || fail "$l round $r: no answer counted"
+            [ "$(jq '.non2xx == 0 and .unmatched == 0' <<<"$j")" = true ] \
+                || fail "$l round $r: $(jq -c '{non2xx, unmatched}' <<<"$j") (out of stock? raise $knob)"
+            issued=$(($(bench_stat_issued "$(bench_stats "$l")") - issued0[$l]))
+            [ "$issued" -ge "$ok" ] && [ "$issued" -le $((ok + CONNS)) ] \
+                || fail "$l round $r: $issued codes issued, wrk saw $ok answered"
+            us=$(bench_calc "${cpu[$l]} / 1000 / $ok")
             rps=$(bench_calc "$ok / $(jq .duration_s <<<"$j")")
             p99=$(jq .latency_ms.p99 <<<"$j")
             echo "$l $us $rps $p99 $r" >>"$TMP/runs.txt"

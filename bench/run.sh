@@ -40,7 +40,7 @@
 #   BENCH_SYNC_CATALOG (1)       0 skips bench/sync_catalog.sh (a catalog sync of 10,000
 #                                items in pages; its own SC_* knobs)
 #   BENCH_ALERTS_WRITER (1)      0 skips bench/alerts_writer.sh (the same in the store's writer,
-#                                without HTTP: the figure the 2-core machine's noise hides)
+#                                without HTTP; alerts_cpu.sh prints its own A/A noise floor)
 #   BENCH_ALERTS_CPU (1)         0 skips bench/alerts_cpu.sh (CPU per order with and without
 #                                100 products carrying alert rules; its own AC_* knobs)
 #   BENCH_RISK_CHECK (1)         0 skips bench/risk_check.sh (ns per risk check with 20 rules

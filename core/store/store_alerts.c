@@ -9,8 +9,10 @@
  * after a failed batch, when the memo is cleared); a product without a rule
  * costs one lookup. With a rule: the stock list's count (LMDB keeps it in the
  * duplicate tree's header), the due-but-not-swept codes (one seek in the
- * expiry index, normally finding none), the offers' stock sum and one read of
- * the (kind, subject) state; writes happen only when an alert fires or re-arms.
+ * expiry index, normally finding none), then, unless the table knows both
+ * alerts armed and the local codes alone keep them so, the offers' stock sum
+ * and the (kind, subject) states; writes happen only when an alert fires or
+ * re-arms.
  *
  * Alert record (DB_ALERTS, JSON): {id, kind, subject, state, fired_at, value,
  * threshold, margin, local_only?, local?, suppliers?, cleared_at?,
@@ -467,6 +469,11 @@ static int check_rule(ph_wtxn *w, ph_rule *r, ph_err *err)
         return PH_OK;
     uint64_t avail, issuable;
     local_counts(w->s, w->txn, r->sku, r->len, w->cmd->now, r->min_validity, &avail, &issuable);
+    /* Both armed as last read, and the local codes alone reach both thresholds:
+     * the suppliers' stock only adds to them, so neither can fire and their
+     * offer states need not be read (an order's usual case). */
+    if (r->fired[0] == 0 && r->fired[1] == 0 && (int64_t)issuable >= (r->below > 1 ? r->below : 1))
+        return PH_OK;
     int64_t sum = 0;
     int known = 0;
     const char *sups[PH_RULE_SUP_MAX];
