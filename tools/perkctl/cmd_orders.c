@@ -181,8 +181,7 @@ int pk_cmd_orders(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
      * is wrong (GET /v1/orders), one answer for every client */
     const char *after = NULL, *limit = NULL, *state = NULL, *client = NULL, *sku = NULL,
                *since = NULL;
-    long long v;
-    int c;
+    int c, rc;
 
     optind = 0;
     while ((c = getopt_long(argc, argv, PK_OPTSTRING, opts, NULL)) != -1) {
@@ -190,14 +189,12 @@ int pk_cmd_orders(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
         case 1:
             return pk_usage_error(cmd, "unexpected argument '%s'", optarg);
         case O_AFTER:
-            if (pk_parse_int(optarg, 0, INT64_MAX, &v) != 0)
-                return pk_usage_error(cmd, "--after: expected an order id, got '%s'", optarg);
-            after = optarg;
+            if ((rc = pk_opt_int(cmd, "--after", optarg, 0, INT64_MAX, "an order id", &after)))
+                return rc;
             break;
         case O_LIMIT:
-            if (pk_parse_int(optarg, 1, INT32_MAX, &v) != 0)
-                return pk_usage_error(cmd, "--limit: expected a number >= 1, got '%s'", optarg);
-            limit = optarg;
+            if ((rc = pk_opt_int(cmd, "--limit", optarg, 1, INT32_MAX, "a number >= 1", &limit)))
+                return rc;
             break;
         case O_STATE:
             state = optarg;

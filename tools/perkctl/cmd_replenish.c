@@ -35,8 +35,7 @@ int pk_cmd_replenishments(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char *
         {NULL, 0, NULL, 0},
     };
     const char *sku = NULL, *state = NULL, *after = NULL, *limit = NULL;
-    long long v;
-    int c;
+    int c, rc;
     optind = 0;
     while ((c = getopt_long(argc, argv, PK_OPTSTRING, opts, NULL)) != -1) {
         switch (c) {
@@ -47,15 +46,13 @@ int pk_cmd_replenishments(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char *
             state = optarg;
             break;
         case O_AFTER:
-            if (pk_parse_int(optarg, 0, INT64_MAX, &v) != 0)
-                return pk_usage_error(cmd, "--after: expected a replenishment id, got '%s'",
-                                      optarg);
-            after = optarg;
+            if ((rc = pk_opt_int(cmd, "--after", optarg, 0, INT64_MAX, "a replenishment id",
+                                 &after)))
+                return rc;
             break;
         case O_LIMIT:
-            if (pk_parse_int(optarg, 1, 1000, &v) != 0)
-                return pk_usage_error(cmd, "--limit: expected 1 to 1000, got '%s'", optarg);
-            limit = optarg;
+            if ((rc = pk_opt_int(cmd, "--limit", optarg, 1, 1000, "1 to 1000", &limit)))
+                return rc;
             break;
         case 1:
             return pk_usage_error(cmd, "unexpected argument '%s'", optarg);

@@ -84,7 +84,7 @@ int pk_cmd_webhooks(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
     const char *action = NULL, *id = NULL, *state = NULL, *after = NULL, *limit = NULL;
     const char *delivery = NULL;
     long long from = -1, to = -1, v;
-    int c;
+    int c, rc;
     optind = 0;
     while ((c = getopt_long(argc, argv, PK_OPTSTRING, opts, NULL)) != -1) {
         switch (c) {
@@ -102,14 +102,13 @@ int pk_cmd_webhooks(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
             state = optarg;
             break;
         case O_AFTER:
-            if (pk_parse_int(optarg, 0, INT64_MAX, &v) != 0)
-                return pk_usage_error(cmd, "--after: expected a sequence number");
-            after = optarg;
+            if ((rc =
+                     pk_opt_int(cmd, "--after", optarg, 0, INT64_MAX, "a sequence number", &after)))
+                return rc;
             break;
         case O_LIMIT:
-            if (pk_parse_int(optarg, 1, 1000, &v) != 0)
-                return pk_usage_error(cmd, "--limit: expected 1 to 1000");
-            limit = optarg;
+            if ((rc = pk_opt_int(cmd, "--limit", optarg, 1, 1000, "1 to 1000", &limit)))
+                return rc;
             break;
         case O_DELIVERY:
             delivery = optarg;
@@ -169,7 +168,7 @@ int pk_cmd_webhooks(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
                    : json_pack("{s:I,s:I}", "from_seq", (json_int_t)from, "to_seq", (json_int_t)to);
     }
     pkh_response resp;
-    int rc = pk_call_json(ctx, "POST", path, body, &resp);
+    rc = pk_call_json(ctx, "POST", path, body, &resp);
     if (ctx->json)
         pk_print_raw(&resp);
     else if (rc == PK_EXIT_OK && !strcmp(action, "replay"))

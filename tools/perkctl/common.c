@@ -67,6 +67,16 @@ int pk_getopt_error(const pk_cmd *cmd, int c, char **argv)
     return pk_usage_error(cmd, "unknown option %s", name);
 }
 
+int pk_opt_int(const pk_cmd *cmd, const char *opt, const char *arg, long long min, long long max,
+               const char *what, const char **out)
+{
+    long long v;
+    if (pk_parse_int(arg, min, max, &v) != 0)
+        return pk_usage_error(cmd, "%s: expected %s, got '%s'", opt, what, arg);
+    *out = arg;
+    return 0;
+}
+
 int pk_parse_int(const char *s, long long min, long long max, long long *out)
 {
     if (!s || !isdigit((unsigned char)s[0]))

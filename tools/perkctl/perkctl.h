@@ -122,6 +122,12 @@ int pk_getopt_error(const pk_cmd *cmd, int c, char **argv);
  * (empty, trailing junk, out of range). */
 int pk_parse_int(const char *s, long long min, long long max, long long *out);
 
+/* An option's value that must be a whole number in [min, max] (--after, --limit):
+ * 0 with *out = arg, or pk_usage_error's exit code, its message naming the option
+ * and `what` it expected ("--after: expected an order id, got 'x'"). */
+int pk_opt_int(const pk_cmd *cmd, const char *opt, const char *arg, long long min, long long max,
+               const char *what, const char **out);
+
 /* True when s is an amount as the API writes money: digits, optionally '.'
  * and one or two more ("19.80", "30", "0.5"), at most 13 integer digits. */
 int pk_money_valid(const char *s);
