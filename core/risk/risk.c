@@ -45,14 +45,18 @@
 #include "base/lockcheck.h"
 #include "metrics/metrics.h"
 
-#define GROUP_MAX 64                /* rules to a group: the bits of ent.mask */
-#define RING_MIN  4                 /* entries of a ring's first allocation */
-#define HUGE_MIN  ((size_t)2 << 20) /* a huge page */
+#define GROUP_MAX   16 /* rules to a group: the low bits of ent.tm */
+#define ENT_BITS    ((1ULL << GROUP_MAX) - 1)
+#define TICKET_BITS (64 - GROUP_MAX)  /* tickets wrap at 2^48: centuries of checks */
+#define RING_MIN    4                 /* entries of a ring's first allocation */
+#define HUGE_MIN    ((size_t)2 << 20) /* a huge page */
 
 typedef struct ent {
     int64_t at, amount;
-    uint64_t ticket; /* 0: counted by a replay (never released) */
-    uint64_t mask;   /* the group's rules holding it; 0: dead */
+    /* the ticket (0: counted by a replay, never released) << GROUP_MAX |
+     * the bits of the group's rules holding it (none: dead); 24 bytes an
+     * entry, the bulk of the engine's memory */
+    uint64_t tm;
 } ent;
 
 /* One rule's window in a subject's block. Meaningful while n > 0. */
@@ -71,6 +75,32 @@ typedef struct sblk {
     uint32_t len, cap, dead;
     win w[];
 } sblk;
+
+/* Ring storage: rings of RING_MIN << c entries (c < POOL_CLASSES, up to 64
+ * KB) are carved from slabs of one class each, HUGE_MIN bytes aligned to
+ * HUGE_MIN (so a ring finds its slab by its address), and kept on a free
+ * list per class when a ring grows out of them or its block goes: a growing
+ * ring takes a slot, not a malloc and a free. Larger rings are malloc'd. A slab whose
+ * rings are all free goes back at the next sweep. */
+#define POOL_CLASSES 10
+#define SLAB_HDR     64 /* the slab's header; slots stay 64-byte aligned */
+
+typedef struct slab {
+    struct slab *next, *prev; /* the pool's slabs */
+    uint32_t cls, live;       /* its class; rings handed out */
+    size_t top;               /* bytes carved, from SLAB_HDR */
+} slab;
+
+typedef struct fring {
+    struct fring *next, *prev;
+} fring;
+
+typedef struct pool {
+    slab *slabs;
+    size_t nslabs;
+    slab *cur[POOL_CLASSES]; /* being carved */
+    fring *free[POOL_CLASSES];
+} pool;
 
 typedef struct group {
     int var;
@@ -115,6 +145,7 @@ struct ph_risk {
     group *grp;
     size_t ngrp;
     gscr *scr;    /* ngrp */
+    pool pool;    /* the rings of every block */
     size_t cused; /* rule windows holding entries (the stats' counters) */
     blk *blk;
     size_t bcap, bused;
@@ -136,6 +167,115 @@ static uint64_t mix64(uint64_t x)
     x *= 0x94d049bb133111ebULL;
     x ^= x >> 31;
     return x;
+}
+
+/* ---- ring storage --------------------------------------------------------- */
+
+static int ring_class(uint32_t cap)
+{
+    int c = 0;
+    while (c < POOL_CLASSES && ((uint32_t)RING_MIN << c) != cap)
+        c++;
+    return c;
+}
+
+static void fring_unlink(pool *p, int c, fring *f)
+{
+    if (f->prev)
+        f->prev->next = f->next;
+    else
+        p->free[c] = f->next;
+    if (f->next)
+        f->next->prev = f->prev;
+}
+
+static ent *ring_alloc(pool *p, uint32_t cap)
+{
+    int c = ring_class(cap);
+    if (c == POOL_CLASSES)
+        return malloc((size_t)cap * sizeof(ent));
+    size_t size = (size_t)cap * sizeof(ent);
+    slab *s;
+    if (p->free[c]) {
+        fring *f = p->free[c];
+        fring_unlink(p, c, f);
+        s = (slab *)((uintptr_t)f & ~(uintptr_t)(HUGE_MIN - 1));
+        s->live++;
+        return (ent *)f;
+    }
+    s = p->cur[c];
+    if (!s || s->top + size > HUGE_MIN) {
+        s = aligned_alloc(HUGE_MIN, HUGE_MIN);
+        if (!s)
+            return NULL;
+        /* small pages: a small mall pays what it carves (huge ones, asked
+         * for, cost more in faults and compaction than their TLB hits win
+         * back: bench/README.md, risk_check) */
+        *s = (slab){p->slabs, NULL, (uint32_t)c, 0, SLAB_HDR};
+        if (p->slabs)
+            p->slabs->prev = s;
+        p->slabs = s;
+        p->nslabs++;
+        p->cur[c] = s;
+    }
+    ent *r = (ent *)((char *)s + s->top);
+    s->top += size;
+    s->live++;
+    return r;
+}
+
+static void ring_free(pool *p, ent *r, uint32_t cap)
+{
+    if (!r)
+        return;
+    int c = ring_class(cap);
+    if (c == POOL_CLASSES) {
+        free(r);
+        return;
+    }
+    if (!p)
+        return; /* the engine goes: its slabs go whole (pool_free) */
+    slab *s = (slab *)((uintptr_t)r & ~(uintptr_t)(HUGE_MIN - 1));
+    assert(s->cls == (uint32_t)c && s->live);
+    s->live--;
+    fring *f = (fring *)r;
+    *f = (fring){p->free[c], NULL};
+    if (f->next)
+        f->next->prev = f;
+    p->free[c] = f;
+}
+
+/* Gives back the slabs whose rings are all free (their slots leave the free
+ * list first). */
+static void pool_trim(pool *p)
+{
+    for (slab *s = p->slabs, *next; s; s = next) {
+        next = s->next;
+        if (s->live)
+            continue;
+        size_t size = ((size_t)RING_MIN << s->cls) * sizeof(ent);
+        for (size_t at = SLAB_HDR; at + size <= s->top; at += size)
+            fring_unlink(p, (int)s->cls, (fring *)((char *)s + at));
+        if (p->cur[s->cls] == s)
+            p->cur[s->cls] = NULL;
+        if (s->prev)
+            s->prev->next = s->next;
+        else
+            p->slabs = s->next;
+        if (s->next)
+            s->next->prev = s->prev;
+        p->nslabs--;
+        free(s);
+    }
+}
+
+static void pool_free(pool *p)
+{
+    for (slab *s = p->slabs, *next; s; s = next) {
+        next = s->next;
+        free(s);
+    }
+    memset(p, 0, sizeof *p);
 }
 
 /* ---- a subject's block: one ring, the windows of a group's rules --------- */
@@ -163,7 +303,7 @@ static uint32_t sb_oldest(sblk *b, uint32_t bit)
     if (seq_lt(s, b->head))
         s = b->head;
     if (w->n)
-        while (s != end && !(ent_at(b, s)->mask >> bit & 1))
+        while (s != end && !(ent_at(b, s)->tm >> bit & 1))
             s++;
     else
         s = end;
@@ -175,12 +315,12 @@ static uint32_t sb_oldest(sblk *b, uint32_t bit)
 static void sb_unhold(size_t *held, sblk *b, uint32_t bit, ent *e)
 {
     win *w = &b->w[bit];
-    assert(e->mask >> bit & 1 && w->n);
-    e->mask &= ~(1ULL << bit);
+    assert(e->tm >> bit & 1 && w->n);
+    e->tm &= ~(1ULL << bit);
     w->sum -= e->amount;
     if (!--w->n)
         (*held)--;
-    if (!e->mask)
+    if (!(e->tm & ENT_BITS))
         b->dead++;
 }
 
@@ -190,7 +330,7 @@ static void sb_drop_front(sblk *b, uint32_t m)
     if (!b->dead)
         return; /* not a line of the ring read: its front is most of a check's misses */
     uint32_t k = 0;
-    while (k < b->len && !ent_at(b, b->head + k)->mask)
+    while (k < b->len && !(ent_at(b, b->head + k)->tm & ENT_BITS))
         k++;
     if (!k)
         return;
@@ -212,7 +352,7 @@ static void sb_trim_window(size_t *held, sblk *b, uint32_t bit, int64_t now, int
     uint32_t s = sb_oldest(b, bit), end = sb_end(b);
     while (s != end) {
         ent *e = ent_at(b, s);
-        if (e->mask >> bit & 1) {
+        if (e->tm >> bit & 1) {
             if (now - e->at < window_ms)
                 break;
             sb_unhold(held, b, bit, e);
@@ -238,7 +378,7 @@ static void sb_trim_limit(size_t *held, sblk *b, uint32_t bit, const ph_risk_rul
     uint32_t s = sb_oldest(b, bit), end = sb_end(b);
     for (; s != end && w->n; s++) {
         ent *e = ent_at(b, s);
-        if (!(e->mask >> bit & 1))
+        if (!(e->tm >> bit & 1))
             continue;
         int drop = r->measure == PH_RISK_FEN ? w->sum - e->amount >= r->limit
                                              : (int64_t)w->n - 1 >= r->limit;
@@ -258,7 +398,7 @@ static void sb_compact(sblk *b, uint32_t m)
     uint32_t k = 0;
     for (uint32_t i = 0; i < b->len; i++) {
         ent *e = ent_at(b, b->head + i);
-        if (e->mask)
+        if (e->tm & ENT_BITS)
             *ent_at(b, b->head + k++) = *e;
     }
     b->len = k;
@@ -269,7 +409,7 @@ static void sb_compact(sblk *b, uint32_t m)
 
 /* Room for one more entry: dead entries squeezed out when they are half the
  * ring, else a ring twice the size. PH_ENOMEM leaves b as it was. */
-static int sb_room(sblk *b, uint32_t m)
+static int sb_room(pool *p, sblk *b, uint32_t m)
 {
     if (b->len < b->cap)
         return PH_OK;
@@ -280,12 +420,12 @@ static int sb_room(sblk *b, uint32_t m)
     uint32_t cap = b->cap ? b->cap * 2 : RING_MIN;
     if (!cap)
         return PH_ENOMEM;
-    ent *r = malloc((size_t)cap * sizeof *r);
+    ent *r = ring_alloc(p, cap);
     if (!r)
         return PH_ENOMEM;
     for (uint32_t i = 0; i < b->len; i++)
         r[(b->head + i) & (cap - 1)] = *ent_at(b, b->head + i);
-    free(b->ring);
+    ring_free(p, b->ring, b->cap);
     b->ring = r;
     b->cap = cap;
     return PH_OK;
@@ -297,13 +437,13 @@ static int sb_room(sblk *b, uint32_t m)
 static void sb_add(size_t *held, sblk *b, int64_t at, int64_t amount, uint64_t ticket,
                    uint64_t mask)
 {
-    assert(b->len < b->cap && mask);
+    assert(b->len < b->cap && mask && mask <= ENT_BITS && !(ticket >> TICKET_BITS));
     uint32_t p = sb_end(b);
     while (p != b->head && ent_at(b, p - 1)->at > at) {
         *ent_at(b, p) = *ent_at(b, p - 1);
         p--;
     }
-    *ent_at(b, p) = (ent){at, amount, ticket, mask};
+    *ent_at(b, p) = (ent){at, amount, ticket << GROUP_MAX | mask};
     b->len++;
     for (uint64_t bits = mask; bits; bits &= bits - 1) {
         win *w = &b->w[__builtin_ctzll(bits)];
@@ -321,9 +461,9 @@ static void sb_add(size_t *held, sblk *b, int64_t at, int64_t amount, uint64_t t
     }
 }
 
-static void sb_release(sblk *b)
+static void sb_release(pool *p, sblk *b)
 {
-    free(b->ring);
+    ring_free(p, b->ring, b->cap);
     b->ring = NULL;
 }
 
@@ -422,11 +562,11 @@ static sblk *gt_get(group *g, uint64_t key)
 
 /* Removes the block at b, its ring freed (backward-shift deletion keeps every
  * probe chain whole without tombstones). */
-static void gt_remove(group *g, sblk *b)
+static void gt_remove(pool *p, group *g, sblk *b)
 {
     size_t mask = g->cap - 1;
     size_t i = (size_t)((unsigned char *)b - g->tab) / g->stride;
-    sb_release(b);
+    sb_release(p, b);
     memset(b, 0, g->stride);
     g->used--;
     for (size_t j = (i + 1) & mask; gt_at(g, j)->key; j = (j + 1) & mask) {
@@ -441,13 +581,13 @@ static void gt_remove(group *g, sblk *b)
     }
 }
 
-static void groups_free(group *grp, size_t n)
+static void groups_free(pool *p, group *grp, size_t n)
 {
     for (size_t k = 0; grp && k < n; k++) {
         group *g = &grp[k];
         for (size_t i = 0; i < g->cap; i++)
             if (gt_at(g, i)->key)
-                sb_release(gt_at(g, i));
+                sb_release(p, gt_at(g, i));
         free(g->tab);
     }
     free(grp);
@@ -551,7 +691,8 @@ void ph_risk_free(ph_risk *rk)
 {
     if (!rk)
         return;
-    groups_free(rk->grp, rk->ngrp);
+    groups_free(NULL, rk->grp, rk->ngrp);
+    pool_free(&rk->pool);
     free(rk->scr);
     free(rk->blk);
     free(rk->lst);
@@ -590,7 +731,7 @@ typedef struct rule_set {
 static void rules_discard(rule_set *rs)
 {
     free(rs->fr);
-    groups_free(rs->grp, rs->ngrp);
+    groups_free(NULL, rs->grp, rs->ngrp); /* its tables are empty */
     free(rs->scr);
     memset(rs, 0, sizeof *rs);
 }
@@ -616,8 +757,10 @@ static void rules_group(rule_set *rs)
         f->bit = g->m;
         g->slot[g->m++] = (uint32_t)i;
     }
+    /* whole cache lines: a block (on a large, line-aligned table) is never
+     * split over one line more than it needs */
     for (size_t k = 0; k < rs->ngrp; k++)
-        rs->grp[k].stride = sizeof(sblk) + rs->grp[k].m * sizeof(win);
+        rs->grp[k].stride = (sizeof(sblk) + rs->grp[k].m * sizeof(win) + 63) & ~(size_t)63;
 }
 
 static int rules_prepare(const ph_risk_rule *rules, size_t n, rule_set *out, ph_err *err)
@@ -673,11 +816,11 @@ typedef struct remap {
 
 /* Copies the entries of old block ob (of a group remapped by rm) into the
  * new set's blocks. PH_ENOMEM: the new set is left partly filled. */
-static int block_carry(rule_set *rs, const remap *rm, const sblk *ob, size_t *held)
+static int block_carry(pool *p, rule_set *rs, const remap *rm, const sblk *ob, size_t *held)
 {
     for (uint32_t i = 0; i < ob->len; i++) {
         const ent *e = ent_at(ob, ob->head + i);
-        uint64_t bits = e->mask;
+        uint64_t bits = e->tm & ENT_BITS;
         while (bits) {
             /* the entry's bits bound for one new group at a time (one,
              * unless a variable has more than GROUP_MAX rules) */
@@ -700,9 +843,9 @@ static int block_carry(rule_set *rs, const remap *rm, const sblk *ob, size_t *he
                     return PH_ENOMEM;
                 nb = gt_get(g, ob->key);
             }
-            if (sb_room(nb, g->m) != PH_OK)
+            if (sb_room(p, nb, g->m) != PH_OK)
                 return PH_ENOMEM;
-            sb_add(held, nb, e->at, e->amount, e->ticket, mask);
+            sb_add(held, nb, e->at, e->amount, e->tm >> GROUP_MAX, mask);
         }
     }
     return PH_OK;
@@ -732,21 +875,21 @@ static int rules_install(ph_risk *rk, rule_set *rs)
         }
         for (size_t i = 0; any && rc == PH_OK && i < og->cap; i++)
             if (gt_at(og, i)->key)
-                rc = block_carry(rs, &rm, gt_at(og, i), &held);
+                rc = block_carry(&rk->pool, rs, &rm, gt_at(og, i), &held);
     }
     if (rc != PH_OK) {
         for (size_t k = 0; k < rs->ngrp; k++) {
             group *g = &rs->grp[k];
             for (size_t i = 0; i < g->cap; i++)
                 if (gt_at(g, i)->key)
-                    sb_release(gt_at(g, i));
+                    sb_release(&rk->pool, gt_at(g, i));
             free(g->tab);
             g->tab = NULL;
             g->cap = g->used = 0;
         }
         return rc;
     }
-    groups_free(rk->grp, rk->ngrp);
+    groups_free(&rk->pool, rk->grp, rk->ngrp);
     free(rk->scr);
     free(rk->rules);
     rk->rules = rs->fr;
@@ -967,7 +1110,8 @@ static int collect(ph_risk *rk, const ph_risk_subject *s, const subj_view *v, in
                    int *failed)
 {
     int any = 0;
-    memset(rk->scr, 0, rk->ngrp * sizeof *rk->scr);
+    for (size_t k = 0; k < rk->ngrp; k++)
+        rk->scr[k] = (gscr){NULL, 0, 0};
     for (size_t i = 0; i < rk->nrules; i++) {
         const frule *f = &rk->rules[i];
         if (!velocity_applies(f, s, v))
@@ -1000,7 +1144,7 @@ static int collect(ph_risk *rk, const ph_risk_subject *s, const subj_view *v, in
             for (uint32_t j = 0; j < g->m; j++)
                 sb_trim_window(&rk->cused, b, j, s->now, rk->rules[g->slot[j]].window_ms);
             sb_drop_front(b, g->m);
-            if (sb_room(b, g->m) != PH_OK)
+            if (sb_room(&rk->pool, b, g->m) != PH_OK)
                 b = NULL;
             else
                 __builtin_prefetch(ent_at(b, sb_end(b)));
@@ -1090,7 +1234,9 @@ void ph_risk_check(ph_risk *rk, const ph_risk_subject *s, ph_risk_decision *d)
     if (d->action == PH_RISK_DENY) {
         note_blocked_locked(rk, s, s->now);
     } else if (counts) {
-        d->ticket = ++rk->next_ticket;
+        if (++rk->next_ticket >> TICKET_BITS)
+            rk->next_ticket = 1;
+        d->ticket = rk->next_ticket;
         count_in(rk, s, d->ticket);
     }
     rk->by_action[d->action]++;
@@ -1121,9 +1267,9 @@ void ph_risk_release(ph_risk *rk, const ph_risk_subject *s, const ph_risk_decisi
         /* the newest first: a release follows its check closely */
         for (uint32_t i = b->len; i-- > 0;) {
             ent *e = ent_at(b, b->head + i);
-            if (e->ticket != d->ticket || !e->mask)
+            if (e->tm >> GROUP_MAX != d->ticket || !(e->tm & ENT_BITS))
                 continue;
-            for (uint64_t bits = e->mask; bits; bits &= bits - 1)
+            for (uint64_t bits = e->tm & ENT_BITS; bits; bits &= bits - 1)
                 sb_unhold(&rk->cused, b, (uint32_t)__builtin_ctzll(bits), e);
             break;
         }
@@ -1179,7 +1325,7 @@ void ph_risk_sweep(ph_risk *rk, int64_t now)
                 sb_drop_front(b, g->m);
                 if (!b->len) {
                     /* the shift may bring an unvisited block into i: look again */
-                    gt_remove(g, b);
+                    gt_remove(&rk->pool, g, b);
                     continue;
                 }
                 if (b->dead && b->dead * 2 >= b->len)
@@ -1195,6 +1341,7 @@ void ph_risk_sweep(ph_risk *rk, int64_t now)
             (void)gt_resize(g, cap); /* without memory: kept as it is */
         }
     }
+    pool_trim(&rk->pool);
     if (rk->bcap) {
         size_t cap = 64;
         int64_t reach = related_reach(rk);

@@ -841,10 +841,10 @@ Test(risk, an_order_arriving_late_leaves_the_window_in_time_order)
     ph_risk_free(rk);
 }
 
-/* A variable with more rules than one group holds (64): the rules past it
- * count alike, and a new set that moves them across groups keeps every
- * kept rule's count. */
-Test(risk, a_variable_with_more_than_64_rules)
+/* A variable with more rules than one group holds (16, core/risk/risk.c):
+ * the rules past it count alike, and a new set that moves them across groups
+ * keeps every kept rule's count. */
+Test(risk, a_variable_with_more_rules_than_a_group_holds)
 {
     ph_risk_rule r[70];
     for (int i = 0; i < 70; i++) {
