@@ -851,34 +851,113 @@ static int block_carry(pool *p, rule_set *rs, const remap *rm, const sblk *ob, s
     return PH_OK;
 }
 
+/* Moves old group og's blocks, rings and all, into new group ng's table
+ * `tab` (allocated, og->cap slots of ng->stride), each kept rule's window to
+ * its new bit and every entry's bits renumbered; entries left with no bit
+ * are dead. Allocates nothing. */
+static void group_move(group *og, group *ng, const remap *rm, uint32_t to, unsigned char *tab)
+{
+    ng->tab = tab;
+    ng->cap = og->cap;
+    ng->used = 0;
+    for (size_t i = 0; i < og->cap; i++) {
+        const sblk *ob = gt_at(og, i);
+        if (!ob->key)
+            continue;
+        size_t h = gt_home(ob->key, ng->cap);
+        while (gt_at(ng, h)->key)
+            h = (h + 1) & (ng->cap - 1);
+        sblk *nb = gt_at(ng, h);
+        memset(nb, 0, ng->stride);
+        memcpy(nb, ob, sizeof *nb);
+        for (uint32_t j = 0; j < og->m; j++)
+            if (rm->grp[j] == to)
+                nb->w[rm->bit[j]] = ob->w[j];
+        for (uint32_t k = 0; k < nb->len; k++) {
+            ent *e = ent_at(nb, nb->head + k);
+            uint64_t bits = e->tm & ENT_BITS, nbits = 0;
+            for (uint64_t x = bits; x; x &= x - 1) {
+                uint32_t j = (uint32_t)__builtin_ctzll(x);
+                if (rm->grp[j] == to)
+                    nbits |= 1ULL << rm->bit[j];
+            }
+            if (bits && !nbits)
+                nb->dead++;
+            e->tm = (e->tm & ~ENT_BITS) | nbits;
+        }
+        sb_drop_front(nb, ng->m);
+        ng->used++;
+    }
+    free(og->tab);
+    og->tab = NULL;
+    og->cap = og->used = 0;
+}
+
 /* Puts rs in force, the counted entries of the rules that stay carried over
- * to their new groups and bits (copied: rule changes are rare, checks are
- * not). PH_ENOMEM keeps the set in force and leaves rs to the caller. */
+ * to their new groups and bits. A new group fed by one old group only, which
+ * feeds no other, takes that group's blocks and rings as they are (its
+ * table itself when nothing was renumbered): the usual change (a limit, an
+ * action, a rule added or removed on another variable) moves memory, it
+ * does not copy it. The other groups' entries are copied. PH_ENOMEM keeps
+ * the set in force and leaves rs to the caller. */
 static int rules_install(ph_risk *rk, rule_set *rs)
 {
     PH_ASSERT_HELD(&rk->mu);
-    size_t held = 0;
-    int rc = PH_OK;
-    for (size_t k = 0; rc == PH_OK && k < rk->ngrp; k++) {
+    size_t nold = rk->ngrp, nnew = rs->ngrp;
+    remap *rm = calloc(nold ? nold : 1, sizeof *rm);
+    uint32_t *target = calloc(nold ? nold : 1, sizeof *target);
+    uint32_t *feeds = calloc(nnew ? nnew : 1, sizeof *feeds);
+    uint32_t *last = calloc(nnew ? nnew : 1, sizeof *last);
+    uint32_t *mover = calloc(nnew ? nnew : 1, sizeof *mover); /* old group + 1; 0: none */
+    unsigned char **tabs = calloc(nnew ? nnew : 1, sizeof *tabs);
+    int rc = rm && target && feeds && last && mover && tabs ? PH_OK : PH_ENOMEM;
+    const uint32_t none = UINT32_MAX, several = UINT32_MAX - 1;
+    for (size_t k = 0; rc == PH_OK && k < nold; k++) {
         const group *og = &rk->grp[k];
-        remap rm;
-        int any = 0;
+        target[k] = none;
         for (uint32_t j = 0; j < og->m; j++) {
             const ph_risk_rule *r = &rk->rules[og->slot[j]].r;
-            rm.grp[j] = UINT32_MAX;
+            rm[k].grp[j] = none;
             for (size_t i = 0; i < rs->n; i++)
                 if (!strcmp(r->id, rs->fr[i].r.id) && same_count(r, &rs->fr[i].r)) {
-                    rm.grp[j] = rs->fr[i].grp;
-                    rm.bit[j] = rs->fr[i].bit;
-                    any = 1;
+                    rm[k].grp[j] = rs->fr[i].grp;
+                    rm[k].bit[j] = rs->fr[i].bit;
                 }
+            uint32_t t = rm[k].grp[j];
+            if (t == none)
+                continue;
+            target[k] = target[k] == none || target[k] == t ? t : several;
+            if (last[t] != k + 1) {
+                last[t] = (uint32_t)k + 1;
+                feeds[t]++;
+            }
         }
-        for (size_t i = 0; any && rc == PH_OK && i < og->cap; i++)
+    }
+    for (size_t k = 0; rc == PH_OK && k < nold; k++)
+        if (target[k] < several && feeds[target[k]] == 1)
+            mover[target[k]] = (uint32_t)k + 1;
+    /* what may fail first: the tables of renumbered moves, the copies */
+    for (size_t t = 0; rc == PH_OK && t < nnew; t++) {
+        if (!mover[t])
+            continue;
+        const group *og = &rk->grp[mover[t] - 1];
+        int same = og->m == rs->grp[t].m;
+        for (uint32_t j = 0; same && j < og->m; j++)
+            same = rm[mover[t] - 1].bit[j] == j && rm[mover[t] - 1].grp[j] == t;
+        if (!same && og->cap && !(tabs[t] = gt_alloc(og->cap, rs->grp[t].stride)))
+            rc = PH_ENOMEM;
+    }
+    size_t held = 0;
+    for (size_t k = 0; rc == PH_OK && k < nold; k++) {
+        const group *og = &rk->grp[k];
+        if (target[k] == none || (target[k] < several && mover[target[k]] == k + 1))
+            continue;
+        for (size_t i = 0; rc == PH_OK && i < og->cap; i++)
             if (gt_at(og, i)->key)
-                rc = block_carry(&rk->pool, rs, &rm, gt_at(og, i), &held);
+                rc = block_carry(&rk->pool, rs, &rm[k], gt_at(og, i), &held);
     }
     if (rc != PH_OK) {
-        for (size_t k = 0; k < rs->ngrp; k++) {
+        for (size_t k = 0; rs->grp && k < nnew; k++) {
             group *g = &rs->grp[k];
             for (size_t i = 0; i < g->cap; i++)
                 if (gt_at(g, i)->key)
@@ -886,9 +965,43 @@ static int rules_install(ph_risk *rk, rule_set *rs)
             free(g->tab);
             g->tab = NULL;
             g->cap = g->used = 0;
+            if (tabs)
+                free(tabs[k]);
         }
-        return rc;
+    } else {
+        for (size_t t = 0; t < nnew; t++) {
+            if (!mover[t])
+                continue;
+            group *og = &rk->grp[mover[t] - 1], *ng = &rs->grp[t];
+            if (tabs[t]) {
+                group_move(og, ng, &rm[mover[t] - 1], (uint32_t)t, tabs[t]);
+            } else {
+                /* nothing renumbered: the table itself */
+                ng->tab = og->tab;
+                ng->cap = og->cap;
+                ng->used = og->used;
+                og->tab = NULL;
+                og->cap = og->used = 0;
+            }
+        }
+        /* the windows holding entries, as the moved blocks bring them */
+        held = 0;
+        for (size_t t = 0; t < nnew; t++) {
+            const group *g = &rs->grp[t];
+            for (size_t i = 0; i < g->cap; i++)
+                if (gt_at(g, i)->key)
+                    for (uint32_t j = 0; j < g->m; j++)
+                        held += gt_at(g, i)->w[j].n != 0;
+        }
     }
+    free(rm);
+    free(target);
+    free(feeds);
+    free(last);
+    free(mover);
+    free(tabs);
+    if (rc != PH_OK)
+        return rc;
     groups_free(&rk->pool, rk->grp, rk->ngrp);
     free(rk->scr);
     free(rk->rules);
