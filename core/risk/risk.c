@@ -6,7 +6,7 @@
  * held, metrics' relaxed atomics aside):
  *   - rules: the enabled rules in force, sorted by priority then id; a rule's
  *     index in this array is its *slot*;
- *   - grp: the velocity rules by variable, up to 64 to a *group* (a variable
+ *   - grp: the velocity rules by variable, up to 16 to a *group* (a variable
  *     with more rules has more groups); a rule is a bit of its group;
  *   - per group an open-addressing table (linear probing, backward-shift
  *     deletion, no tombstones) of subject blocks keyed by the subject key.
@@ -26,7 +26,7 @@
  * own: the entries carrying its bit, trimmed by its window and its limit
  * exactly as a ring of its own would be (an entry whose last bit goes is
  * dead; dead entries leave from the front, or by compaction before a ring
- * would grow, so a ring holds at most about twice what its rules hold).
+ * would grow, so dead entries are never most of a ring that grows).
  *
  * The hot path (ph_risk_check with the blocks existing and their rings with
  * room) allocates nothing: a group's table is grown, if it must be, before
@@ -76,8 +76,8 @@ typedef struct sblk {
     win w[];
 } sblk;
 
-/* Ring storage: rings of RING_MIN << c entries (c < POOL_CLASSES, up to 64
- * KB) are carved from slabs of one class each, HUGE_MIN bytes aligned to
+/* Ring storage: rings of RING_MIN << c entries (c < POOL_CLASSES: up to
+ * 2,048 entries, 48 KB) are carved from slabs of one class each, HUGE_MIN bytes aligned to
  * HUGE_MIN (so a ring finds its slab by its address), and kept on a free
  * list per class when a ring grows out of them or its block goes: a growing
  * ring takes a slot, not a malloc and a free. Larger rings are malloc'd. A slab whose
