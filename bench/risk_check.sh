@@ -3,7 +3,8 @@
 # in process (bench/risk_check.c against BUILD_DIR/libphcore.a): ns of CPU per ph_risk_check
 # with 20 rules in force that all match and never fire, against no rules, same run,
 # alternating rounds. PASS when the median added time is under RC_LIMIT_NS (1000) ns: half of
-# the 2 µs per order, which bench/risk_cpu.sh measures through HTTP. Writes
+# the 2 µs per order, which bench/risk_cpu.sh measures through HTTP. Also prints
+# how long two rule changes take with every counter held, and the peak RSS. Writes
 # bench/results/risk_check.json. Exit: 0 PASS, 3 MISS, 1 when something was wrong.
 #   RC_CHECKS (200000 per round)  RC_ROUNDS (7)  RC_USERS (100000)  RC_LIMIT_NS (1000)
 set -euo pipefail

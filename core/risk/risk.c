@@ -6,20 +6,32 @@
  * held, metrics' relaxed atomics aside):
  *   - rules: the enabled rules in force, sorted by priority then id; a rule's
  *     index in this array is its *slot*;
- *   - ctr: an open-addressing table (linear probing, backward-shift deletion,
- *     no tombstones) of counters keyed by (slot, subject key). A counter holds
- *     the entries (time, amount, ticket) its rule counted for that subject,
- *     oldest first in a ring (a window slides by moving its head, whatever
- *     the limit), two inline and more on the heap;
+ *   - grp: the velocity rules by variable, up to 16 to a *group* (a variable
+ *     with more rules has more groups); a rule is a bit of its group;
+ *   - per group an open-addressing table (linear probing, backward-shift
+ *     deletion, no tombstones) of subject blocks keyed by the subject key.
+ *     A block holds one ring of entries (time, amount, ticket, and the bits
+ *     of the group's rules that hold the entry), oldest first, shared by
+ *     every rule of the group, and per rule its count, sum, a lower bound of
+ *     its oldest entry's time and where its oldest entry may start;
  *   - blk: recent blocks, (variable, key) -> the latest time an order of that
  *     subject was blocked;
  *   - lst: the list entries in force, (list, variable, key) -> expiry.
- * ph_risk_rules_set builds a new counter table with the surviving counters
- * remapped to their new slots, so a slot is always an index into `rules`.
  *
- * The hot path (ph_risk_check with the counters existing) allocates nothing:
- * the table is grown, if it must be, before the rules are visited, so every
- * counter pointer taken during a check stays valid until it ends.
+ * Why this layout: one order is one entry per variable, not one per rule,
+ * and a check finds each variable's rules in one block (a few cache lines)
+ * instead of one table probe and two ring ends per rule. With 20 rules over
+ * 6 variables and 100,000 subjects that is what a check costs (cache misses,
+ * bench/risk_check.sh), not the arithmetic. A rule's window is still its
+ * own: the entries carrying its bit, trimmed by its window and its limit
+ * exactly as a ring of its own would be (an entry whose last bit goes is
+ * dead; dead entries leave from the front, or by compaction before a ring
+ * would grow, so dead entries are never most of a ring that grows).
+ *
+ * The hot path (ph_risk_check with the blocks existing and their rings with
+ * room) allocates nothing: a group's table is grown, if it must be, before
+ * its block is taken, and a ring before the rules are visited, so every
+ * block pointer taken during a check stays valid until it ends.
  */
 #include "risk/risk.h"
 
@@ -28,28 +40,76 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "base/lockcheck.h"
 #include "metrics/metrics.h"
 
-#define INLINE_ENTS 2
+#define GROUP_MAX   16 /* rules to a group: the low bits of ent.tm */
+#define ENT_BITS    ((1ULL << GROUP_MAX) - 1)
+#define TICKET_BITS (64 - GROUP_MAX)  /* tickets wrap at 2^48: centuries of checks */
+#define RING_MIN    4                 /* entries of a ring's first allocation */
+#define HUGE_MIN    ((size_t)2 << 20) /* a huge page */
 
 typedef struct ent {
     int64_t at, amount;
-    uint64_t ticket; /* 0: counted by a replay (never released) */
+    /* the ticket (0: counted by a replay, never released) << GROUP_MAX |
+     * the bits of the group's rules holding it (none: dead); 24 bytes an
+     * entry, the bulk of the engine's memory */
+    uint64_t tm;
 } ent;
 
-typedef struct ctr {
-    uint64_t key; /* 0: the slot is empty */
-    uint32_t slot;
-    uint32_t n, cap; /* cap (a power of 2) 0: the entries are inline */
-    uint32_t head;   /* the ring's oldest entry */
-    int64_t sum;     /* of the entries' amounts */
-    union {
-        ent in[INLINE_ENTS];
-        ent *heap;
-    } e;
-} ctr;
+/* One rule's window in a subject's block. Meaningful while n > 0. */
+typedef struct win {
+    int64_t sum;    /* of its entries' amounts */
+    int64_t old_at; /* <= the time of its oldest entry: nothing to trim while in the window */
+    uint32_t n;     /* its entries */
+    uint32_t first; /* ring seq: none of its entries lies before it */
+} win;
+
+/* A subject's block in a group's table; stride sizeof(sblk) + m * sizeof(win). */
+typedef struct sblk {
+    uint64_t key;  /* 0: the table slot is empty */
+    ent *ring;     /* cap entries; entry seq s at ring[s & (cap - 1)] */
+    uint32_t head; /* seq of the oldest entry */
+    uint32_t len, cap, dead;
+    win w[];
+} sblk;
+
+/* Ring storage: rings of RING_MIN << c entries (c < POOL_CLASSES: up to
+ * 2,048 entries, 48 KB) are carved from slabs of one class each, HUGE_MIN bytes aligned to
+ * HUGE_MIN (so a ring finds its slab by its address), and kept on a free
+ * list per class when a ring grows out of them or its block goes: a growing
+ * ring takes a slot, not a malloc and a free. Larger rings are malloc'd. A slab whose
+ * rings are all free goes back at the next sweep. */
+#define POOL_CLASSES 10
+#define SLAB_HDR     64 /* the slab's header; slots stay 64-byte aligned */
+
+typedef struct slab {
+    struct slab *next, *prev; /* the pool's slabs */
+    uint32_t cls, live;       /* its class; rings handed out */
+    size_t top;               /* bytes carved, from SLAB_HDR */
+} slab;
+
+typedef struct fring {
+    struct fring *next, *prev;
+} fring;
+
+typedef struct pool {
+    slab *slabs;
+    size_t nslabs;
+    slab *cur[POOL_CLASSES]; /* being carved */
+    fring *free[POOL_CLASSES];
+} pool;
+
+typedef struct group {
+    int var;
+    uint32_t m;               /* rules (bits) */
+    uint32_t slot[GROUP_MAX]; /* bit -> slot */
+    size_t stride;
+    unsigned char *tab;
+    size_t cap, used; /* cap a power of 2, or 0 */
+} group;
 
 typedef struct blk {
     uint64_t key; /* 0: empty */
@@ -67,16 +127,26 @@ typedef struct frule {
     ph_risk_rule r;
     int64_t window_ms;
     size_t scope_len;
+    uint32_t grp, bit; /* velocity: its group and bit */
 } frule;
+
+/* Per group, for one check: the block, the bits of the rules that apply and
+ * of those that count this order. */
+typedef struct gscr {
+    sblk *b;
+    uint64_t apply, count;
+} gscr;
 
 struct ph_risk {
     ph_mutex mu;
     ph_metrics *mx;
     frule *rules;
-    size_t nrules, nvelocity;
-    ctr **scratch; /* nrules: the counter of each rule in one check (NULL: none) */
-    ctr *ctr;
-    size_t ccap, cused; /* ccap a power of 2, or 0 */
+    size_t nrules;
+    group *grp;
+    size_t ngrp;
+    gscr *scr;    /* ngrp */
+    pool pool;    /* the rings of every block */
+    size_t cused; /* rule windows holding entries (the stats' counters) */
     blk *blk;
     size_t bcap, bused;
     lent *lst;
@@ -99,178 +169,428 @@ static uint64_t mix64(uint64_t x)
     return x;
 }
 
-static size_t ctr_home(uint32_t slot, uint64_t key, size_t cap)
+/* ---- ring storage --------------------------------------------------------- */
+
+static int ring_class(uint32_t cap)
 {
-    return (size_t)(mix64(key ^ ((uint64_t)slot * 0x9e3779b97f4a7c15ULL)) & (cap - 1));
+    int c = 0;
+    while (c < POOL_CLASSES && ((uint32_t)RING_MIN << c) != cap)
+        c++;
+    return c;
 }
 
-/* The i-th oldest entry. */
-static ent *ent_at(ctr *c, uint32_t i)
+static void fring_unlink(pool *p, int c, fring *f)
 {
-    if (c->cap)
-        return &c->e.heap[(c->head + i) & (c->cap - 1)];
-    return &c->e.in[(c->head + i) & (INLINE_ENTS - 1)];
+    if (f->prev)
+        f->prev->next = f->next;
+    else
+        p->free[c] = f->next;
+    if (f->next)
+        f->next->prev = f->prev;
 }
 
-static void ctr_release(ctr *c)
+static ent *ring_alloc(pool *p, uint32_t cap)
 {
-    if (c->cap)
-        free(c->e.heap);
-    memset(c, 0, sizeof *c);
-}
-
-/* Looks (slot, key) up; NULL when absent. */
-static ctr *ctr_find(ph_risk *rk, uint32_t slot, uint64_t key)
-{
-    if (!rk->ccap)
-        return NULL;
-    size_t mask = rk->ccap - 1;
-    for (size_t i = ctr_home(slot, key, rk->ccap);; i = (i + 1) & mask) {
-        ctr *c = &rk->ctr[i];
-        if (!c->key)
+    int c = ring_class(cap);
+    if (c == POOL_CLASSES)
+        return malloc((size_t)cap * sizeof(ent));
+    size_t size = (size_t)cap * sizeof(ent);
+    slab *s;
+    if (p->free[c]) {
+        fring *f = p->free[c];
+        fring_unlink(p, c, f);
+        s = (slab *)((uintptr_t)f & ~(uintptr_t)(HUGE_MIN - 1));
+        s->live++;
+        return (ent *)f;
+    }
+    s = p->cur[c];
+    if (!s || s->top + size > HUGE_MIN) {
+        s = aligned_alloc(HUGE_MIN, HUGE_MIN);
+        if (!s)
             return NULL;
-        if (c->key == key && c->slot == slot)
-            return c;
+        /* small pages: a small mall pays what it carves (huge ones, asked
+         * for, cost more in faults and compaction than their TLB hits win
+         * back: bench/README.md, risk_check) */
+        *s = (slab){p->slabs, NULL, (uint32_t)c, 0, SLAB_HDR};
+        if (p->slabs)
+            p->slabs->prev = s;
+        p->slabs = s;
+        p->nslabs++;
+        p->cur[c] = s;
+    }
+    ent *r = (ent *)((char *)s + s->top);
+    s->top += size;
+    s->live++;
+    return r;
+}
+
+static void ring_free(pool *p, ent *r, uint32_t cap)
+{
+    if (!r)
+        return;
+    int c = ring_class(cap);
+    if (c == POOL_CLASSES) {
+        free(r);
+        return;
+    }
+    if (!p)
+        return; /* the engine goes: its slabs go whole (pool_free) */
+    slab *s = (slab *)((uintptr_t)r & ~(uintptr_t)(HUGE_MIN - 1));
+    assert(s->cls == (uint32_t)c && s->live);
+    s->live--;
+    fring *f = (fring *)r;
+    *f = (fring){p->free[c], NULL};
+    if (f->next)
+        f->next->prev = f;
+    p->free[c] = f;
+}
+
+/* Gives back the slabs whose rings are all free (their slots leave the free
+ * list first). */
+static void pool_trim(pool *p)
+{
+    for (slab *s = p->slabs, *next; s; s = next) {
+        next = s->next;
+        if (s->live)
+            continue;
+        size_t size = ((size_t)RING_MIN << s->cls) * sizeof(ent);
+        for (size_t at = SLAB_HDR; at + size <= s->top; at += size)
+            fring_unlink(p, (int)s->cls, (fring *)((char *)s + at));
+        if (p->cur[s->cls] == s)
+            p->cur[s->cls] = NULL;
+        if (s->prev)
+            s->prev->next = s->next;
+        else
+            p->slabs = s->next;
+        if (s->next)
+            s->next->prev = s->prev;
+        p->nslabs--;
+        free(s);
     }
 }
 
-/* Places a counter (moved in) into a table known to have room. */
-static ctr *ctr_place(ctr *tab, size_t cap, const ctr *c)
+static void pool_free(pool *p)
 {
-    size_t mask = cap - 1;
-    size_t i = ctr_home(c->slot, c->key, cap);
-    while (tab[i].key)
-        i = (i + 1) & mask;
-    tab[i] = *c;
-    return &tab[i];
+    for (slab *s = p->slabs, *next; s; s = next) {
+        next = s->next;
+        free(s);
+    }
+    memset(p, 0, sizeof *p);
 }
 
-/* Room for `more` new counters at a load of at most 1/2: grows the table
- * (the only allocation that moves counters). PH_ENOMEM leaves it as it was. */
-static int ctr_reserve(ph_risk *rk, size_t more)
+/* ---- a subject's block: one ring, the windows of a group's rules --------- */
+
+static int seq_lt(uint32_t a, uint32_t b)
 {
-    if (rk->ccap && (rk->cused + more) * 2 <= rk->ccap)
+    return (int32_t)(a - b) < 0;
+}
+
+static ent *ent_at(const sblk *b, uint32_t seq)
+{
+    return &b->ring[seq & (b->cap - 1)];
+}
+
+static uint32_t sb_end(const sblk *b)
+{
+    return b->head + b->len;
+}
+
+/* The seq of rule `bit`'s oldest entry (sb_end when none), remembered. */
+static uint32_t sb_oldest(sblk *b, uint32_t bit)
+{
+    win *w = &b->w[bit];
+    uint32_t s = w->first, end = sb_end(b);
+    if (seq_lt(s, b->head))
+        s = b->head;
+    if (w->n)
+        while (s != end && !(ent_at(b, s)->tm >> bit & 1))
+            s++;
+    else
+        s = end;
+    w->first = s;
+    return s;
+}
+
+/* Takes entry e out of rule bit's window. */
+static void sb_unhold(size_t *held, sblk *b, uint32_t bit, ent *e)
+{
+    win *w = &b->w[bit];
+    assert(e->tm >> bit & 1 && w->n);
+    e->tm &= ~(1ULL << bit);
+    w->sum -= e->amount;
+    if (!--w->n)
+        (*held)--;
+    if (!(e->tm & ENT_BITS))
+        b->dead++;
+}
+
+/* Dead entries leave from the front; a rule's `first` never lies before it. */
+static void sb_drop_front(sblk *b, uint32_t m)
+{
+    if (!b->dead)
+        return; /* not a line of the ring read: its front is most of a check's misses */
+    uint32_t k = 0;
+    while (k < b->len && !(ent_at(b, b->head + k)->tm & ENT_BITS))
+        k++;
+    if (!k)
+        return;
+    b->head += k;
+    b->len -= k;
+    b->dead -= k;
+    for (uint32_t j = 0; j < m; j++)
+        if (seq_lt(b->w[j].first, b->head))
+            b->w[j].first = b->head;
+}
+
+/* Drops rule bit's entries that lie outside the window at now: an entry at t
+ * is in the window while now - t < window (docs/risk.md, "Windows"). */
+static void sb_trim_window(size_t *held, sblk *b, uint32_t bit, int64_t now, int64_t window_ms)
+{
+    win *w = &b->w[bit];
+    if (!w->n || now - w->old_at < window_ms)
+        return;
+    uint32_t s = sb_oldest(b, bit), end = sb_end(b);
+    while (s != end) {
+        ent *e = ent_at(b, s);
+        if (e->tm >> bit & 1) {
+            if (now - e->at < window_ms)
+                break;
+            sb_unhold(held, b, bit, e);
+        }
+        s++;
+    }
+    w->first = s;
+    if (s != end)
+        w->old_at = ent_at(b, s)->at;
+}
+
+/* Drops rule bit's oldest entries while the newer ones reach the limit on
+ * their own: any window holding the oldest also holds them, and the rule
+ * fires there either way (risk.h, "Exactness"). So memory is bounded by the
+ * limit. */
+static void sb_trim_limit(size_t *held, sblk *b, uint32_t bit, const ph_risk_rule *r)
+{
+    win *w = &b->w[bit];
+    /* nothing can go while the window is within the limit (a fen entry is
+     * more than 0): the ring is not read */
+    if (r->measure == PH_RISK_FEN ? w->sum <= r->limit : (int64_t)w->n <= r->limit)
+        return;
+    uint32_t s = sb_oldest(b, bit), end = sb_end(b);
+    for (; s != end && w->n; s++) {
+        ent *e = ent_at(b, s);
+        if (!(e->tm >> bit & 1))
+            continue;
+        int drop = r->measure == PH_RISK_FEN ? w->sum - e->amount >= r->limit
+                                             : (int64_t)w->n - 1 >= r->limit;
+        if (!drop)
+            break;
+        sb_unhold(held, b, bit, e);
+    }
+    w->first = s;
+    if (w->n && s != end)
+        w->old_at = ent_at(b, s)->at;
+}
+
+/* Squeezes the dead entries out (no allocation); every `first` restarts at
+ * the head. */
+static void sb_compact(sblk *b, uint32_t m)
+{
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < b->len; i++) {
+        ent *e = ent_at(b, b->head + i);
+        if (e->tm & ENT_BITS)
+            *ent_at(b, b->head + k++) = *e;
+    }
+    b->len = k;
+    b->dead = 0;
+    for (uint32_t j = 0; j < m; j++)
+        b->w[j].first = b->head;
+}
+
+/* Room for one more entry: dead entries squeezed out when they are half the
+ * ring, else a ring twice the size. PH_ENOMEM leaves b as it was. */
+static int sb_room(pool *p, sblk *b, uint32_t m)
+{
+    if (b->len < b->cap)
         return PH_OK;
-    size_t cap = rk->ccap ? rk->ccap : 64;
-    while ((rk->cused + more) * 2 > cap)
-        cap *= 2;
-    ctr *tab = calloc(cap, sizeof *tab);
-    if (!tab)
+    if (b->dead && b->dead * 2 >= b->len) {
+        sb_compact(b, m);
+        return PH_OK;
+    }
+    uint32_t cap = b->cap ? b->cap * 2 : RING_MIN;
+    if (!cap)
         return PH_ENOMEM;
-    for (size_t i = 0; i < rk->ccap; i++)
-        if (rk->ctr[i].key)
-            ctr_place(tab, cap, &rk->ctr[i]);
-    free(rk->ctr);
-    rk->ctr = tab;
-    rk->ccap = cap;
+    ent *r = ring_alloc(p, cap);
+    if (!r)
+        return PH_ENOMEM;
+    for (uint32_t i = 0; i < b->len; i++)
+        r[(b->head + i) & (cap - 1)] = *ent_at(b, b->head + i);
+    ring_free(p, b->ring, b->cap);
+    b->ring = r;
+    b->cap = cap;
     return PH_OK;
 }
 
-/* Removes the counter at c (backward-shift deletion keeps every probe chain
- * whole without tombstones). */
-static void ctr_remove(ph_risk *rk, ctr *c)
+/* Adds an entry held by the rules of `mask`, in time order (checks of
+ * different threads may reach the lock slightly out of order); sb_room was
+ * called. */
+static void sb_add(size_t *held, sblk *b, int64_t at, int64_t amount, uint64_t ticket,
+                   uint64_t mask)
 {
-    size_t mask = rk->ccap - 1;
-    size_t i = (size_t)(c - rk->ctr);
-    ctr_release(&rk->ctr[i]);
-    rk->cused--;
-    for (size_t j = (i + 1) & mask; rk->ctr[j].key; j = (j + 1) & mask) {
-        size_t h = ctr_home(rk->ctr[j].slot, rk->ctr[j].key, rk->ccap);
-        /* j's entry may move to the hole i when its home is not in (i, j] */
+    assert(b->len < b->cap && mask && mask <= ENT_BITS && !(ticket >> TICKET_BITS));
+    uint32_t p = sb_end(b);
+    while (p != b->head && ent_at(b, p - 1)->at > at) {
+        *ent_at(b, p) = *ent_at(b, p - 1);
+        p--;
+    }
+    *ent_at(b, p) = (ent){at, amount, ticket << GROUP_MAX | mask};
+    b->len++;
+    for (uint64_t bits = mask; bits; bits &= bits - 1) {
+        win *w = &b->w[__builtin_ctzll(bits)];
+        if (!w->n++) {
+            (*held)++;
+            w->old_at = at;
+            w->first = p;
+        } else {
+            if (at < w->old_at)
+                w->old_at = at;
+            if (seq_lt(p, w->first))
+                w->first = p;
+        }
+        w->sum += amount;
+    }
+}
+
+static void sb_release(pool *p, sblk *b)
+{
+    ring_free(p, b->ring, b->cap);
+    b->ring = NULL;
+}
+
+/* ---- a group's table of blocks -------------------------------------------- */
+
+static sblk *gt_at(const group *g, size_t i)
+{
+    return (sblk *)(g->tab + i * g->stride);
+}
+
+static size_t gt_home(uint64_t key, size_t cap)
+{
+    return (size_t)(mix64(key) & (cap - 1));
+}
+
+static sblk *gt_find(const group *g, uint64_t key)
+{
+    if (!g->cap)
+        return NULL;
+    for (size_t i = gt_home(key, g->cap);; i = (i + 1) & (g->cap - 1)) {
+        sblk *b = gt_at(g, i);
+        if (!b->key)
+            return NULL;
+        if (b->key == key)
+            return b;
+    }
+}
+
+/* Places a block (moved in) into a table known to have room. */
+static sblk *gt_place(unsigned char *tab, size_t cap, size_t stride, const sblk *b)
+{
+    size_t i = gt_home(b->key, cap);
+    while (((sblk *)(tab + i * stride))->key)
+        i = (i + 1) & (cap - 1);
+    sblk *to = (sblk *)(tab + i * stride);
+    memcpy(to, b, stride);
+    return to;
+}
+
+/* A zeroed table; a large one on huge pages where the kernel gives them on
+ * request (THP "madvise"): a check's probes land all over it, and with 4 KB
+ * pages each is a TLB miss on top of the cache miss. */
+static unsigned char *gt_alloc(size_t cap, size_t stride)
+{
+    size_t bytes = cap * stride;
+    if (bytes < HUGE_MIN)
+        return calloc(cap, stride);
+    bytes = (bytes + HUGE_MIN - 1) & ~(size_t)(HUGE_MIN - 1);
+    unsigned char *tab = aligned_alloc(HUGE_MIN, bytes);
+    if (!tab)
+        return NULL;
+    (void)madvise(tab, bytes, MADV_HUGEPAGE); /* advice: without it, 4 KB pages */
+    memset(tab, 0, bytes);
+    return tab;
+}
+
+static int gt_resize(group *g, size_t cap)
+{
+    unsigned char *tab = gt_alloc(cap, g->stride);
+    if (!tab)
+        return PH_ENOMEM;
+    for (size_t i = 0; i < g->cap; i++)
+        if (gt_at(g, i)->key)
+            gt_place(tab, cap, g->stride, gt_at(g, i));
+    free(g->tab);
+    g->tab = tab;
+    g->cap = cap;
+    return PH_OK;
+}
+
+/* Room for one new block at a load of at most 1/2: grows the table (the
+ * only allocation that moves blocks). PH_ENOMEM leaves it as it was. */
+static int gt_reserve(group *g)
+{
+    if (g->cap && (g->used + 1) * 2 <= g->cap)
+        return PH_OK;
+    return gt_resize(g, g->cap ? g->cap * 2 : 64);
+}
+
+/* The block of key, created empty when absent; the caller reserved room. */
+static sblk *gt_get(group *g, uint64_t key)
+{
+    sblk *b = gt_find(g, key);
+    if (b)
+        return b;
+    assert(g->cap && (g->used + 1) * 2 <= g->cap);
+    size_t i = gt_home(key, g->cap);
+    while (gt_at(g, i)->key)
+        i = (i + 1) & (g->cap - 1);
+    b = gt_at(g, i);
+    memset(b, 0, g->stride);
+    b->key = key;
+    g->used++;
+    return b;
+}
+
+/* Removes the block at b, its ring freed (backward-shift deletion keeps every
+ * probe chain whole without tombstones). */
+static void gt_remove(pool *p, group *g, sblk *b)
+{
+    size_t mask = g->cap - 1;
+    size_t i = (size_t)((unsigned char *)b - g->tab) / g->stride;
+    sb_release(p, b);
+    memset(b, 0, g->stride);
+    g->used--;
+    for (size_t j = (i + 1) & mask; gt_at(g, j)->key; j = (j + 1) & mask) {
+        size_t h = gt_home(gt_at(g, j)->key, g->cap);
+        /* j's block may move to the hole i when its home is not in (i, j] */
         int stays = i <= j ? (h > i && h <= j) : (h > i || h <= j);
         if (stays)
             continue;
-        rk->ctr[i] = rk->ctr[j];
-        memset(&rk->ctr[j], 0, sizeof rk->ctr[j]);
+        memcpy(gt_at(g, i), gt_at(g, j), g->stride);
+        memset(gt_at(g, j), 0, g->stride);
         i = j;
     }
 }
 
-/* The counter of (slot, key), created empty when absent; the caller reserved
- * room (ctr_reserve), so this never allocates. */
-static ctr *ctr_get(ph_risk *rk, uint32_t slot, uint64_t key)
+static void groups_free(pool *p, group *grp, size_t n)
 {
-    ctr *c = ctr_find(rk, slot, key);
-    if (c)
-        return c;
-    assert(rk->ccap && (rk->cused + 1) * 2 <= rk->ccap);
-    ctr fresh;
-    memset(&fresh, 0, sizeof fresh);
-    fresh.key = key;
-    fresh.slot = slot;
-    rk->cused++;
-    return ctr_place(rk->ctr, rk->ccap, &fresh);
-}
-
-/* Room for one more entry in c. PH_ENOMEM leaves c as it was. */
-static int ctr_room(ctr *c)
-{
-    uint32_t have = c->cap ? c->cap : INLINE_ENTS;
-    if (c->n < have)
-        return PH_OK;
-    uint32_t cap = have * 2;
-    ent *e = malloc(cap * sizeof *e);
-    if (!e)
-        return PH_ENOMEM;
-    for (uint32_t i = 0; i < c->n; i++)
-        e[i] = *ent_at(c, i);
-    if (c->cap)
-        free(c->e.heap);
-    c->e.heap = e;
-    c->cap = cap;
-    c->head = 0;
-    return PH_OK;
-}
-
-static void ent_drop_front(ctr *c, uint32_t k)
-{
-    for (uint32_t i = 0; i < k; i++)
-        c->sum -= ent_at(c, i)->amount;
-    c->head = (c->head + k) & ((c->cap ? c->cap : INLINE_ENTS) - 1);
-    c->n -= k;
-}
-
-/* Drops the entries that lie outside the window at now: an entry at t is in
- * the window while now - t < window (docs/risk.md, "Windows"). */
-static void ctr_trim_window(ctr *c, int64_t now, int64_t window_ms)
-{
-    uint32_t k = 0;
-    while (k < c->n && now - ent_at(c, k)->at >= window_ms)
-        k++;
-    ent_drop_front(c, k);
-}
-
-/* Drops the oldest entries while the newer ones reach the limit on their own:
- * any window holding the oldest also holds them, and the rule fires there
- * either way (risk.h, "Exactness"). So memory is bounded by the limit. */
-static void ctr_trim_limit(ctr *c, const ph_risk_rule *r)
-{
-    uint32_t k = 0;
-    if (r->measure == PH_RISK_FEN) {
-        int64_t rest = c->sum;
-        while (k < c->n && rest - ent_at(c, k)->amount >= r->limit) {
-            rest -= ent_at(c, k)->amount;
-            k++;
-        }
-    } else {
-        while (k < c->n && (int64_t)(c->n - k - 1) >= r->limit)
-            k++;
+    for (size_t k = 0; grp && k < n; k++) {
+        group *g = &grp[k];
+        for (size_t i = 0; i < g->cap; i++)
+            if (gt_at(g, i)->key)
+                sb_release(p, gt_at(g, i));
+        free(g->tab);
     }
-    ent_drop_front(c, k);
-}
-
-/* Adds an entry in time order (checks of different threads may reach the
- * lock slightly out of order); ctr_room was called. */
-static void ctr_add(ctr *c, int64_t at, int64_t amount, uint64_t ticket)
-{
-    uint32_t i = c->n;
-    while (i > 0 && ent_at(c, i - 1)->at > at) {
-        *ent_at(c, i) = *ent_at(c, i - 1);
-        i--;
-    }
-    *ent_at(c, i) = (ent){at, amount, ticket};
-    c->n++;
-    c->sum += amount;
+    free(grp);
 }
 
 /* ---- blocks and lists ---------------------------------------------------- */
@@ -354,6 +674,7 @@ static int lst_live(const lent *e, int64_t now)
 }
 
 /* ---- lifecycle ----------------------------------------------------------- */
+/* ---- lifecycle ----------------------------------------------------------- */
 
 int ph_risk_new(ph_metrics *metrics, ph_risk **out, ph_err *err)
 {
@@ -370,14 +691,12 @@ void ph_risk_free(ph_risk *rk)
 {
     if (!rk)
         return;
-    for (size_t i = 0; i < rk->ccap; i++)
-        if (rk->ctr[i].key)
-            ctr_release(&rk->ctr[i]);
-    free(rk->ctr);
+    groups_free(NULL, rk->grp, rk->ngrp);
+    pool_free(&rk->pool);
+    free(rk->scr);
     free(rk->blk);
     free(rk->lst);
     free(rk->rules);
-    free(rk->scratch);
     ph_mutex_destroy(&rk->mu);
     free(rk);
 }
@@ -399,16 +718,54 @@ static int same_count(const ph_risk_rule *a, const ph_risk_rule *b)
            a->measure == b->measure && !strcmp(a->scope_value, b->scope_value);
 }
 
-/* A rule set validated and copied, not yet in force. */
+/* A rule set validated and copied, its groups laid out with empty tables,
+ * not yet in force. */
 typedef struct rule_set {
     frule *fr;
-    ctr **scratch;
-    size_t n, nvel;
+    size_t n;
+    group *grp;
+    size_t ngrp;
+    gscr *scr;
 } rule_set;
+
+static void rules_discard(rule_set *rs)
+{
+    free(rs->fr);
+    groups_free(NULL, rs->grp, rs->ngrp); /* its tables are empty */
+    free(rs->scr);
+    memset(rs, 0, sizeof *rs);
+}
+
+/* Velocity rules by variable, in slot order, GROUP_MAX to a group. */
+static void rules_group(rule_set *rs)
+{
+    for (size_t i = 0; i < rs->n; i++) {
+        frule *f = &rs->fr[i];
+        if (f->r.kind != PH_RISK_VELOCITY)
+            continue;
+        group *g = NULL;
+        for (size_t k = rs->ngrp; k-- > 0;)
+            if (rs->grp[k].var == f->r.var) {
+                g = &rs->grp[k];
+                break;
+            }
+        if (!g || g->m == GROUP_MAX) {
+            g = &rs->grp[rs->ngrp++];
+            g->var = f->r.var;
+        }
+        f->grp = (uint32_t)(g - rs->grp);
+        f->bit = g->m;
+        g->slot[g->m++] = (uint32_t)i;
+    }
+    /* whole cache lines: a block (on a large, line-aligned table) is never
+     * split over one line more than it needs */
+    for (size_t k = 0; k < rs->ngrp; k++)
+        rs->grp[k].stride = (sizeof(sblk) + rs->grp[k].m * sizeof(win) + 63) & ~(size_t)63;
+}
 
 static int rules_prepare(const ph_risk_rule *rules, size_t n, rule_set *out, ph_err *err)
 {
-    size_t nen = 0;
+    size_t nen = 0, nvel = 0;
     for (size_t i = 0; i < n; i++) {
         const ph_risk_rule *r = &rules[i];
         if (r->kind != PH_RISK_VELOCITY && r->kind != PH_RISK_RELATED)
@@ -425,85 +782,235 @@ static int rules_prepare(const ph_risk_rule *rules, size_t n, rule_set *out, ph_
             if (!strncmp(r->id, rules[j].id, PH_RISK_ID_MAX))
                 return ph_err_set(err, PH_EINVAL, "rule %.64s: id: given twice", r->id);
         nen += r->enabled != 0;
+        nvel += r->enabled && r->kind == PH_RISK_VELOCITY;
     }
-    frule *fr = calloc(nen ? nen : 1, sizeof *fr);
-    ctr **scratch = calloc(nen ? nen : 1, sizeof *scratch);
-    if (!fr || !scratch) {
-        free(fr);
-        free(scratch);
+    rule_set rs = {0};
+    rs.fr = calloc(nen ? nen : 1, sizeof *rs.fr);
+    rs.grp = calloc(nvel ? nvel : 1, sizeof *rs.grp);
+    rs.scr = calloc(nvel ? nvel : 1, sizeof *rs.scr);
+    if (!rs.fr || !rs.grp || !rs.scr) {
+        rules_discard(&rs);
         return ph_err_set(err, PH_ENOMEM, "out of memory for the risk rules");
     }
-    size_t k = 0, nvel = 0;
     for (size_t i = 0; i < n; i++) {
         if (!rules[i].enabled)
             continue;
-        fr[k].r = rules[i];
-        fr[k].r.id[PH_RISK_ID_MAX] = 0;
-        fr[k].r.scope_value[PH_RISK_SCOPE_MAX] = 0;
-        fr[k].window_ms = rules[i].window_s * 1000;
-        fr[k].scope_len = strlen(fr[k].r.scope_value);
-        nvel += rules[i].kind == PH_RISK_VELOCITY;
-        k++;
+        frule *f = &rs.fr[rs.n++];
+        f->r = rules[i];
+        f->r.id[PH_RISK_ID_MAX] = 0;
+        f->r.scope_value[PH_RISK_SCOPE_MAX] = 0;
+        f->window_ms = rules[i].window_s * 1000;
+        f->scope_len = strlen(f->r.scope_value);
     }
-    qsort(fr, nen, sizeof *fr, rule_order);
-    *out = (rule_set){fr, scratch, nen, nvel};
+    qsort(rs.fr, rs.n, sizeof *rs.fr, rule_order);
+    rules_group(&rs);
+    *out = rs;
     return PH_OK;
 }
 
-static void rules_discard(rule_set *rs)
+/* Where an old group's rules go in the new set: per old bit the new group
+ * (UINT32_MAX: the rule leaves or counts something else now) and bit. */
+typedef struct remap {
+    uint32_t grp[GROUP_MAX], bit[GROUP_MAX];
+} remap;
+
+/* Copies the entries of old block ob (of a group remapped by rm) into the
+ * new set's blocks. PH_ENOMEM: the new set is left partly filled. */
+static int block_carry(pool *p, rule_set *rs, const remap *rm, const sblk *ob, size_t *held)
 {
-    free(rs->fr);
-    free(rs->scratch);
+    for (uint32_t i = 0; i < ob->len; i++) {
+        const ent *e = ent_at(ob, ob->head + i);
+        uint64_t bits = e->tm & ENT_BITS;
+        while (bits) {
+            /* the entry's bits bound for one new group at a time (one,
+             * unless a variable has more than GROUP_MAX rules) */
+            uint32_t to = rm->grp[__builtin_ctzll(bits)];
+            uint64_t mask = 0, rest = 0;
+            for (uint64_t b = bits; b; b &= b - 1) {
+                uint32_t j = (uint32_t)__builtin_ctzll(b);
+                if (rm->grp[j] == to && to != UINT32_MAX)
+                    mask |= 1ULL << rm->bit[j];
+                else if (rm->grp[j] != to)
+                    rest |= 1ULL << j;
+            }
+            bits = rest;
+            if (!mask)
+                continue;
+            group *g = &rs->grp[to];
+            sblk *nb = gt_find(g, ob->key);
+            if (!nb) {
+                if (gt_reserve(g) != PH_OK)
+                    return PH_ENOMEM;
+                nb = gt_get(g, ob->key);
+            }
+            if (sb_room(p, nb, g->m) != PH_OK)
+                return PH_ENOMEM;
+            sb_add(held, nb, e->at, e->amount, e->tm >> GROUP_MAX, mask);
+        }
+    }
+    return PH_OK;
 }
 
-/* Puts rs in force, the counters of the rules that stay carried over to
- * their new slots (a new table: one allocation). PH_ENOMEM keeps the set in
- * force and leaves rs to the caller. */
+/* Moves old group og's blocks, rings and all, into new group ng's table
+ * `tab` (allocated, og->cap slots of ng->stride), each kept rule's window to
+ * its new bit and every entry's bits renumbered; entries left with no bit
+ * are dead. Allocates nothing. */
+static void group_move(group *og, group *ng, const remap *rm, uint32_t to, unsigned char *tab)
+{
+    ng->tab = tab;
+    ng->cap = og->cap;
+    ng->used = 0;
+    for (size_t i = 0; i < og->cap; i++) {
+        const sblk *ob = gt_at(og, i);
+        if (!ob->key)
+            continue;
+        size_t h = gt_home(ob->key, ng->cap);
+        while (gt_at(ng, h)->key)
+            h = (h + 1) & (ng->cap - 1);
+        sblk *nb = gt_at(ng, h);
+        memset(nb, 0, ng->stride);
+        memcpy(nb, ob, sizeof *nb);
+        for (uint32_t j = 0; j < og->m; j++)
+            if (rm->grp[j] == to)
+                nb->w[rm->bit[j]] = ob->w[j];
+        for (uint32_t k = 0; k < nb->len; k++) {
+            ent *e = ent_at(nb, nb->head + k);
+            uint64_t bits = e->tm & ENT_BITS, nbits = 0;
+            for (uint64_t x = bits; x; x &= x - 1) {
+                uint32_t j = (uint32_t)__builtin_ctzll(x);
+                if (rm->grp[j] == to)
+                    nbits |= 1ULL << rm->bit[j];
+            }
+            if (bits && !nbits)
+                nb->dead++;
+            e->tm = (e->tm & ~ENT_BITS) | nbits;
+        }
+        sb_drop_front(nb, ng->m);
+        ng->used++;
+    }
+    free(og->tab);
+    og->tab = NULL;
+    og->cap = og->used = 0;
+}
+
+/* Puts rs in force, the counted entries of the rules that stay carried over
+ * to their new groups and bits. A new group fed by one old group only, which
+ * feeds no other, takes that group's blocks and rings as they are (its
+ * table itself when nothing was renumbered): the usual change (a limit, an
+ * action, a rule added or removed on another variable) moves memory, it
+ * does not copy it. The other groups' entries are copied. PH_ENOMEM keeps
+ * the set in force and leaves rs to the caller. */
 static int rules_install(ph_risk *rk, rule_set *rs)
 {
     PH_ASSERT_HELD(&rk->mu);
-    /* old slot -> new slot (UINT32_MAX: dropped) */
-    uint32_t *map = calloc(rk->nrules ? rk->nrules : 1, sizeof *map);
-    ctr *tab = NULL;
-    size_t cap = 0, used = 0;
-    for (size_t i = 0; map && i < rk->nrules; i++) {
-        map[i] = UINT32_MAX;
-        for (size_t j = 0; j < rs->n; j++)
-            if (!strcmp(rk->rules[i].r.id, rs->fr[j].r.id) &&
-                same_count(&rk->rules[i].r, &rs->fr[j].r))
-                map[i] = (uint32_t)j;
-    }
-    if (map && rk->ccap) {
-        cap = rk->ccap;
-        tab = calloc(cap, sizeof *tab);
-    }
-    if (!map || (rk->ccap && !tab)) {
-        free(map);
-        return PH_ENOMEM;
-    }
-    for (size_t i = 0; i < rk->ccap; i++) {
-        ctr *c = &rk->ctr[i];
-        if (!c->key)
-            continue;
-        if (map[c->slot] == UINT32_MAX) {
-            ctr_release(c);
-            continue;
+    size_t nold = rk->ngrp, nnew = rs->ngrp;
+    remap *rm = calloc(nold ? nold : 1, sizeof *rm);
+    uint32_t *target = calloc(nold ? nold : 1, sizeof *target);
+    uint32_t *feeds = calloc(nnew ? nnew : 1, sizeof *feeds);
+    uint32_t *last = calloc(nnew ? nnew : 1, sizeof *last);
+    uint32_t *mover = calloc(nnew ? nnew : 1, sizeof *mover); /* old group + 1; 0: none */
+    unsigned char **tabs = calloc(nnew ? nnew : 1, sizeof *tabs);
+    int rc = rm && target && feeds && last && mover && tabs ? PH_OK : PH_ENOMEM;
+    const uint32_t none = UINT32_MAX, several = UINT32_MAX - 1;
+    for (size_t k = 0; rc == PH_OK && k < nold; k++) {
+        const group *og = &rk->grp[k];
+        target[k] = none;
+        for (uint32_t j = 0; j < og->m; j++) {
+            const ph_risk_rule *r = &rk->rules[og->slot[j]].r;
+            rm[k].grp[j] = none;
+            for (size_t i = 0; i < rs->n; i++)
+                if (!strcmp(r->id, rs->fr[i].r.id) && same_count(r, &rs->fr[i].r)) {
+                    rm[k].grp[j] = rs->fr[i].grp;
+                    rm[k].bit[j] = rs->fr[i].bit;
+                }
+            uint32_t t = rm[k].grp[j];
+            if (t == none)
+                continue;
+            target[k] = target[k] == none || target[k] == t ? t : several;
+            if (last[t] != k + 1) {
+                last[t] = (uint32_t)k + 1;
+                feeds[t]++;
+            }
         }
-        c->slot = map[c->slot];
-        ctr_place(tab, cap, c);
-        used++;
     }
-    free(map);
-    free(rk->ctr);
-    rk->ctr = tab;
-    rk->ccap = cap;
-    rk->cused = used;
+    for (size_t k = 0; rc == PH_OK && k < nold; k++)
+        if (target[k] < several && feeds[target[k]] == 1)
+            mover[target[k]] = (uint32_t)k + 1;
+    /* what may fail first: the tables of renumbered moves, the copies */
+    for (size_t t = 0; rc == PH_OK && t < nnew; t++) {
+        if (!mover[t])
+            continue;
+        const group *og = &rk->grp[mover[t] - 1];
+        int same = og->m == rs->grp[t].m;
+        for (uint32_t j = 0; same && j < og->m; j++)
+            same = rm[mover[t] - 1].bit[j] == j && rm[mover[t] - 1].grp[j] == t;
+        if (!same && og->cap && !(tabs[t] = gt_alloc(og->cap, rs->grp[t].stride)))
+            rc = PH_ENOMEM;
+    }
+    size_t held = 0;
+    for (size_t k = 0; rc == PH_OK && k < nold; k++) {
+        const group *og = &rk->grp[k];
+        if (target[k] == none || (target[k] < several && mover[target[k]] == k + 1))
+            continue;
+        for (size_t i = 0; rc == PH_OK && i < og->cap; i++)
+            if (gt_at(og, i)->key)
+                rc = block_carry(&rk->pool, rs, &rm[k], gt_at(og, i), &held);
+    }
+    if (rc != PH_OK) {
+        for (size_t k = 0; rs->grp && k < nnew; k++) {
+            group *g = &rs->grp[k];
+            for (size_t i = 0; i < g->cap; i++)
+                if (gt_at(g, i)->key)
+                    sb_release(&rk->pool, gt_at(g, i));
+            free(g->tab);
+            g->tab = NULL;
+            g->cap = g->used = 0;
+            if (tabs)
+                free(tabs[k]);
+        }
+    } else {
+        for (size_t t = 0; t < nnew; t++) {
+            if (!mover[t])
+                continue;
+            group *og = &rk->grp[mover[t] - 1], *ng = &rs->grp[t];
+            if (tabs[t]) {
+                group_move(og, ng, &rm[mover[t] - 1], (uint32_t)t, tabs[t]);
+            } else {
+                /* nothing renumbered: the table itself */
+                ng->tab = og->tab;
+                ng->cap = og->cap;
+                ng->used = og->used;
+                og->tab = NULL;
+                og->cap = og->used = 0;
+            }
+        }
+        /* the windows holding entries, as the moved blocks bring them */
+        held = 0;
+        for (size_t t = 0; t < nnew; t++) {
+            const group *g = &rs->grp[t];
+            for (size_t i = 0; i < g->cap; i++)
+                if (gt_at(g, i)->key)
+                    for (uint32_t j = 0; j < g->m; j++)
+                        held += gt_at(g, i)->w[j].n != 0;
+        }
+    }
+    free(rm);
+    free(target);
+    free(feeds);
+    free(last);
+    free(mover);
+    free(tabs);
+    if (rc != PH_OK)
+        return rc;
+    groups_free(&rk->pool, rk->grp, rk->ngrp);
+    free(rk->scr);
     free(rk->rules);
-    free(rk->scratch);
     rk->rules = rs->fr;
-    rk->scratch = rs->scratch;
     rk->nrules = rs->n;
-    rk->nvelocity = rs->nvel;
+    rk->grp = rs->grp;
+    rk->ngrp = rs->ngrp;
+    rk->scr = rs->scr;
+    rk->cused = held;
     memset(rs, 0, sizeof *rs);
     return PH_OK;
 }
@@ -693,22 +1200,6 @@ static void hit_add(ph_risk_decision *d, const frule *f)
     h->dry_run = f->r.dry_run;
 }
 
-/* Counts the order in the counters collected, each trimmed to its rule. */
-static void count_in(ph_risk *rk, const ph_risk_subject *s, uint64_t ticket)
-{
-    for (size_t i = 0; i < rk->nrules; i++) {
-        ctr *c = rk->scratch[i];
-        if (!c)
-            continue;
-        const ph_risk_rule *r = &rk->rules[i].r;
-        /* a zero-fen order adds nothing to a sum and cannot take it over */
-        if (r->measure == PH_RISK_FEN && s->amount <= 0)
-            continue;
-        ctr_add(c, s->now, r->measure == PH_RISK_FEN ? s->amount : 1, ticket);
-        ctr_trim_limit(c, r);
-    }
-}
-
 /* The list decision: 1 allow-listed, 2 block-listed, 0 neither. */
 static int list_says(const ph_risk *rk, const ph_risk_subject *s, int *var_out)
 {
@@ -723,37 +1214,76 @@ static int list_says(const ph_risk *rk, const ph_risk_subject *s, int *var_out)
     return 0;
 }
 
-/* Sets scratch[i] to the counter of each velocity rule that counts this
- * order (created when absent, if `create`), NULL for the others; returns how
- * many. Two passes, so the table's cache lines and then the counters' oldest
- * entries are asked for all at once instead of one miss after another: with
- * a table larger than the caches this is most of a check's time. */
-static int collect(ph_risk *rk, const ph_risk_subject *s, const subj_view *v, int create)
+/* Finds (or, with `create`, makes) the block of each group some rule of
+ * which applies to this order, its windows trimmed to now and its ring with
+ * room for the order: rk->scr[g] (b NULL: no memory, those rules fail
+ * closed). Two passes, so the groups' table lines are asked for all at once
+ * instead of one miss after another. Returns whether any rule applies. */
+static int collect(ph_risk *rk, const ph_risk_subject *s, const subj_view *v, int create,
+                   int *failed)
 {
-    int n = 0;
+    int any = 0;
+    for (size_t k = 0; k < rk->ngrp; k++)
+        rk->scr[k] = (gscr){NULL, 0, 0};
     for (size_t i = 0; i < rk->nrules; i++) {
         const frule *f = &rk->rules[i];
-        rk->scratch[i] = NULL;
         if (!velocity_applies(f, s, v))
             continue;
-        /* marked, resolved below */
-        rk->scratch[i] = (ctr *)rk;
-        n++;
-        if (rk->ccap) {
-            const ctr *home = &rk->ctr[ctr_home((uint32_t)i, s->keys[f->r.var], rk->ccap)];
+        gscr *x = &rk->scr[f->grp];
+        x->apply |= 1ULL << f->bit;
+        /* a zero-fen order adds nothing to a sum and cannot take it over */
+        if (f->r.measure != PH_RISK_FEN || s->amount > 0)
+            x->count |= 1ULL << f->bit;
+        any = 1;
+    }
+    for (size_t k = 0; any && k < rk->ngrp; k++) {
+        const group *g = &rk->grp[k];
+        if (rk->scr[k].apply && g->cap) {
+            const char *home = (const char *)gt_at(g, gt_home(s->keys[g->var], g->cap));
             __builtin_prefetch(home);
-            __builtin_prefetch((const char *)home + sizeof *home - 1);
+            __builtin_prefetch(home + g->stride - 1);
         }
     }
-    for (size_t i = 0; n && i < rk->nrules; i++) {
-        if (!rk->scratch[i])
+    for (size_t k = 0; any && k < rk->ngrp; k++) {
+        gscr *x = &rk->scr[k];
+        if (!x->apply)
             continue;
-        ctr *c = create ? ctr_get(rk, (uint32_t)i, s->keys[rk->rules[i].r.var]) : NULL;
-        rk->scratch[i] = c;
-        if (c && c->cap && c->n)
-            __builtin_prefetch(&c->e.heap[c->head]);
+        group *g = &rk->grp[k];
+        uint64_t key = s->keys[g->var];
+        sblk *b = gt_find(g, key);
+        if (!b && create && gt_reserve(g) == PH_OK)
+            b = gt_get(g, key);
+        if (b) {
+            for (uint32_t j = 0; j < g->m; j++)
+                sb_trim_window(&rk->cused, b, j, s->now, rk->rules[g->slot[j]].window_ms);
+            sb_drop_front(b, g->m);
+            if (sb_room(&rk->pool, b, g->m) != PH_OK)
+                b = NULL;
+            else
+                __builtin_prefetch(ent_at(b, sb_end(b)));
+        }
+        x->b = b;
+        if (!b)
+            *failed = 1;
     }
-    return n;
+    return any;
+}
+
+/* Counts the order in the blocks collected, each window trimmed to its
+ * rule's limit. */
+static void count_in(ph_risk *rk, const ph_risk_subject *s, uint64_t ticket)
+{
+    for (size_t k = 0; k < rk->ngrp; k++) {
+        gscr *x = &rk->scr[k];
+        if (!x->b || !x->count)
+            continue;
+        sb_add(&rk->cused, x->b, s->now, s->amount, ticket, x->count);
+        for (uint64_t bits = x->count; bits; bits &= bits - 1) {
+            uint32_t j = (uint32_t)__builtin_ctzll(bits);
+            sb_trim_limit(&rk->cused, x->b, j, &rk->rules[rk->grp[k].slot[j]].r);
+        }
+        sb_drop_front(x->b, rk->grp[k].m);
+    }
 }
 
 void ph_risk_check(ph_risk *rk, const ph_risk_subject *s, ph_risk_decision *d)
@@ -777,9 +1307,7 @@ void ph_risk_check(ph_risk *rk, const ph_risk_subject *s, ph_risk_decision *d)
                  ph_risk_var_name(lvar));
         decided = 1;
     }
-    /* room for every counter this check may create, so none moves below */
-    int room = rk->nvelocity ? ctr_reserve(rk, rk->nvelocity) : PH_OK;
-    int nc = collect(rk, s, &v, room == PH_OK);
+    int counts = collect(rk, s, &v, 1, &failed);
     for (size_t i = 0; i < rk->nrules; i++) {
         frule *f = &rk->rules[i];
         int fires = 0;
@@ -788,21 +1316,17 @@ void ph_risk_check(ph_risk *rk, const ph_risk_subject *s, ph_risk_decision *d)
                 continue;
             fires = related_fires(rk, f, s);
         } else {
-            if (!velocity_applies(f, s, &v))
+            const gscr *x = &rk->scr[f->grp];
+            if (!(x->apply >> f->bit & 1))
                 continue;
-            ctr *c = rk->scratch[i];
-            if (c)
-                ctr_trim_window(c, s->now, f->window_ms);
-            if (!c || ctr_room(c) != PH_OK) {
-                /* without memory the counter is taken as full (fail closed) */
-                rk->scratch[i] = NULL;
-                failed = 1;
-                fires = 1;
+            if (!x->b) {
+                fires = 1; /* without memory the window is taken as full (fail closed) */
             } else {
+                const win *w = &x->b->w[f->bit];
                 if (f->r.measure == PH_RISK_FEN)
-                    fires = s->amount > 0 && c->sum + s->amount > f->r.limit;
+                    fires = s->amount > 0 && w->sum + s->amount > f->r.limit;
                 else
-                    fires = (int64_t)c->n + 1 > f->r.limit;
+                    fires = (int64_t)w->n + 1 > f->r.limit;
             }
             if (decided)
                 continue;
@@ -822,8 +1346,10 @@ void ph_risk_check(ph_risk *rk, const ph_risk_subject *s, ph_risk_decision *d)
     }
     if (d->action == PH_RISK_DENY) {
         note_blocked_locked(rk, s, s->now);
-    } else if (nc) {
-        d->ticket = ++rk->next_ticket;
+    } else if (counts) {
+        if (++rk->next_ticket >> TICKET_BITS)
+            rk->next_ticket = 1;
+        d->ticket = rk->next_ticket;
         count_in(rk, s, d->ticket);
     }
     rk->by_action[d->action]++;
@@ -843,25 +1369,24 @@ void ph_risk_release(ph_risk *rk, const ph_risk_subject *s, const ph_risk_decisi
 {
     if (!d->ticket)
         return;
-    subj_view v;
-    view_of(s, &v);
     ph_mutex_lock(&rk->mu);
-    for (size_t i = 0; i < rk->nrules; i++) {
-        frule *f = &rk->rules[i];
-        if (!velocity_applies(f, s, &v))
+    for (size_t k = 0; k < rk->ngrp; k++) {
+        group *g = &rk->grp[k];
+        if (!s->keys[g->var])
             continue;
-        ctr *c = ctr_find(rk, (uint32_t)i, s->keys[f->r.var]);
-        if (!c)
+        sblk *b = gt_find(g, s->keys[g->var]);
+        if (!b)
             continue;
-        for (uint32_t k = 0; k < c->n; k++) {
-            if (ent_at(c, k)->ticket != d->ticket)
+        /* the newest first: a release follows its check closely */
+        for (uint32_t i = b->len; i-- > 0;) {
+            ent *e = ent_at(b, b->head + i);
+            if (e->tm >> GROUP_MAX != d->ticket || !(e->tm & ENT_BITS))
                 continue;
-            c->sum -= ent_at(c, k)->amount;
-            for (uint32_t m = k; m + 1 < c->n; m++)
-                *ent_at(c, m) = *ent_at(c, m + 1);
-            c->n--;
+            for (uint64_t bits = e->tm & ENT_BITS; bits; bits &= bits - 1)
+                sb_unhold(&rk->cused, b, (uint32_t)__builtin_ctzll(bits), e);
             break;
         }
+        sb_drop_front(b, g->m);
     }
     ph_mutex_unlock(&rk->mu);
 }
@@ -876,19 +1401,10 @@ void ph_risk_replay(ph_risk *rk, const ph_risk_subject *s, int action)
     }
     subj_view v;
     view_of(s, &v);
-    int room = rk->nvelocity ? ctr_reserve(rk, rk->nvelocity) : PH_OK;
-    if (collect(rk, s, &v, room == PH_OK) && room != PH_OK)
+    int failed = 0;
+    collect(rk, s, &v, 1, &failed);
+    if (failed)
         rk->fail_closed++;
-    for (size_t i = 0; i < rk->nrules; i++) {
-        ctr *c = rk->scratch[i];
-        if (!c)
-            continue;
-        ctr_trim_window(c, s->now, rk->rules[i].window_ms);
-        if (ctr_room(c) != PH_OK) {
-            rk->scratch[i] = NULL;
-            rk->fail_closed++;
-        }
-    }
     count_in(rk, s, 0);
     ph_mutex_unlock(&rk->mu);
 }
@@ -912,33 +1428,33 @@ static int64_t related_reach(const ph_risk *rk)
 void ph_risk_sweep(ph_risk *rk, int64_t now)
 {
     ph_mutex_lock(&rk->mu);
-    for (size_t i = 0; i < rk->ccap;) {
-        ctr *c = &rk->ctr[i];
-        if (c->key) {
-            ctr_trim_window(c, now, rk->rules[c->slot].window_ms);
-            if (!c->n) {
-                /* the shift may bring an unvisited counter into i: look again */
-                ctr_remove(rk, c);
-                continue;
+    for (size_t k = 0; k < rk->ngrp; k++) {
+        group *g = &rk->grp[k];
+        for (size_t i = 0; i < g->cap;) {
+            sblk *b = gt_at(g, i);
+            if (b->key) {
+                for (uint32_t j = 0; j < g->m; j++)
+                    sb_trim_window(&rk->cused, b, j, now, rk->rules[g->slot[j]].window_ms);
+                sb_drop_front(b, g->m);
+                if (!b->len) {
+                    /* the shift may bring an unvisited block into i: look again */
+                    gt_remove(&rk->pool, g, b);
+                    continue;
+                }
+                if (b->dead && b->dead * 2 >= b->len)
+                    sb_compact(b, g->m);
             }
+            i++;
         }
-        i++;
-    }
-    /* the counters may now fit a smaller table (after a promotion's burst) */
-    if (rk->ccap > 64 && rk->cused * 8 < rk->ccap) {
-        size_t cap = 64;
-        while (rk->cused * 4 > cap)
-            cap *= 2;
-        ctr *tab = calloc(cap, sizeof *tab);
-        if (tab) {
-            for (size_t i = 0; i < rk->ccap; i++)
-                if (rk->ctr[i].key)
-                    ctr_place(tab, cap, &rk->ctr[i]);
-            free(rk->ctr);
-            rk->ctr = tab;
-            rk->ccap = cap;
+        /* the blocks may now fit a smaller table (after a promotion's burst) */
+        if (g->cap > 64 && g->used * 8 < g->cap) {
+            size_t cap = 64;
+            while (g->used * 4 > cap)
+                cap *= 2;
+            (void)gt_resize(g, cap); /* without memory: kept as it is */
         }
     }
+    pool_trim(&rk->pool);
     if (rk->bcap) {
         size_t cap = 64;
         int64_t reach = related_reach(rk);

@@ -642,6 +642,245 @@ Test(risk, trimming_is_exact_against_brute_force)
     }
 }
 
+/* Rules sharing a variable share its subjects' entries (core/risk/risk.c):
+ * each still decides as if it kept every entry it counted. Several rules on
+ * one variable with different scopes, measures, windows and limits,
+ * releases, sweeps, and rule sets put in
+ * force again mid-run (reordered: their rules change group bits; limits
+ * changed), against the brute-force reference. With `releases`, every rule
+ * is an enforced deny (the one setting where a release is exact, risk.h);
+ * without, actions mix and dry runs count on past their limits. */
+typedef struct ref_ord {
+    int64_t at, amount;
+    int id; /* the order, for a release */
+} ref_ord;
+
+typedef struct shared_run {
+    ph_risk_rule r[6];
+    ref_ord kept[6][4][512]; /* rule, key - 1 */
+    size_t nkept[6][4];
+} shared_run;
+
+static int shared_applies(const ph_risk_rule *r, const ph_risk_subject *s)
+{
+    if (!s->keys[r->var])
+        return 0;
+    if (r->scope == PH_RISK_SKU && strcmp(s->sku, r->scope_value))
+        return 0;
+    if (r->scope == PH_RISK_TAG && !(s->ntags && !strcmp(s->tags[0], r->scope_value)))
+        return 0;
+    return 1;
+}
+
+static int shared_decide(shared_run *x, const ph_risk_subject *s, int id)
+{
+    int action = PH_RISK_ALLOW;
+    for (size_t i = 0; i < 6; i++) {
+        const ph_risk_rule *r = &x->r[i];
+        if (!shared_applies(r, s))
+            continue;
+        int64_t c = 0;
+        uint64_t k = s->keys[r->var] - 1;
+        for (size_t j = 0; j < x->nkept[i][k]; j++)
+            if (s->now - x->kept[i][k][j].at < r->window_s * 1000)
+                c += r->measure == PH_RISK_FEN ? x->kept[i][k][j].amount : 1;
+        int fires = r->measure == PH_RISK_FEN ? s->amount > 0 && c + s->amount > r->limit
+                                              : c + 1 > r->limit;
+        if (fires && !r->dry_run) {
+            action = r->action;
+            break;
+        }
+    }
+    if (action == PH_RISK_DENY)
+        return action;
+    for (size_t i = 0; i < 6; i++) {
+        const ph_risk_rule *r = &x->r[i];
+        if (!shared_applies(r, s) || (r->measure == PH_RISK_FEN && s->amount <= 0))
+            continue;
+        uint64_t k = s->keys[r->var] - 1;
+        cr_assert_lt(x->nkept[i][k], 512);
+        x->kept[i][k][x->nkept[i][k]++] = (ref_ord){s->now, s->amount, id};
+    }
+    return action;
+}
+
+static void shared_release(shared_run *x, int id)
+{
+    for (size_t i = 0; i < 6; i++)
+        for (size_t k = 0; k < 4; k++)
+            for (size_t j = 0; j < x->nkept[i][k]; j++)
+                if (x->kept[i][k][j].id == id) {
+                    memmove(&x->kept[i][k][j], &x->kept[i][k][j + 1],
+                            (x->nkept[i][k] - j - 1) * sizeof x->kept[i][k][j]);
+                    x->nkept[i][k]--;
+                    break;
+                }
+}
+
+/* Puts x->r in force in a shuffled priority order (ids keep the reference's
+ * order of evaluation only when `ordered`). */
+static void shared_set(ph_risk *rk, shared_run *x, int ordered)
+{
+    ph_risk_rule set[6];
+    memcpy(set, x->r, sizeof set);
+    for (int i = 0; i < 6; i++)
+        set[i].priority = ordered ? 100 + i : (int32_t)(rnd() % 1000);
+    ph_err err = {0};
+    cr_assert_eq(ph_risk_rules_set(rk, set, 6, &err), PH_OK, "%s", err.msg);
+}
+
+static void shared_round(shared_run *x, int releases)
+{
+    static const char *const ids[6] = {"a", "b", "c", "d", "e", "f"};
+    static const char *const tag = "t=1";
+    memset(x->nkept, 0, sizeof x->nkept);
+    for (int i = 0; i < 6; i++) {
+        /* four rules on the user, two on the device */
+        x->r[i] =
+            vel(ids[i], i < 4 ? PH_RISK_USER : PH_RISK_DEVICE, 0, 1 + rnd() % 20, PH_RISK_DENY);
+        x->r[i].priority = 100 + i;
+        x->r[i].measure = rnd() % 3 ? PH_RISK_ORDERS : PH_RISK_FEN;
+        x->r[i].limit = (int64_t)(x->r[i].measure == PH_RISK_FEN ? rnd() % 8000 : rnd() % 7);
+        int sc = (int)(rnd() % 3);
+        x->r[i].scope = sc == 0 ? PH_RISK_ANY : sc == 1 ? PH_RISK_SKU : PH_RISK_TAG;
+        strcpy(x->r[i].scope_value, sc == 0 ? "" : sc == 1 ? "x" : tag);
+        if (!releases) {
+            x->r[i].action = (int)(1 + rnd() % 3);
+            x->r[i].dry_run = rnd() % 4 == 0;
+        }
+    }
+    ph_risk *rk = NULL;
+    ph_err err = {0};
+    cr_assert_eq(ph_risk_new(NULL, &rk, &err), PH_OK);
+    shared_set(rk, x, 1);
+    ph_risk_subject held[4];
+    ph_risk_decision hd[4];
+    int hid[4], nheld = 0;
+    int64_t now = HOUR;
+    for (int i = 0; i < 300; i++) {
+        now += (int64_t)(rnd() % 5) * 500;
+        ph_risk_subject s;
+        memset(&s, 0, sizeof s);
+        s.keys[PH_RISK_USER] = rnd() % 8 ? 1 + rnd() % 3 : 0;
+        s.keys[PH_RISK_DEVICE] = rnd() % 8 ? 1 + rnd() % 3 : 0;
+        s.sku = rnd() % 2 ? "x" : "y";
+        s.tags = &tag;
+        s.ntags = rnd() % 2;
+        s.amount = rnd() % 5 ? (int64_t)(rnd() % 3000) : 0;
+        s.now = now;
+        int want = shared_decide(x, &s, i);
+        ph_risk_decision d;
+        ph_risk_check(rk, &s, &d);
+        cr_assert_eq(d.action, want, "order %d", i);
+        if (releases && d.ticket) {
+            int at = nheld < 4 ? nheld++ : (int)(rnd() % 4);
+            held[at] = s;
+            hd[at] = d;
+            hid[at] = i;
+        }
+        if (releases && nheld && rnd() % 6 == 0) {
+            int k = (int)(rnd() % (uint64_t)nheld);
+            ph_risk_release(rk, &held[k], &hd[k]);
+            shared_release(x, hid[k]);
+            held[k] = held[nheld - 1];
+            hd[k] = hd[nheld - 1];
+            hid[k] = hid[nheld - 1];
+            nheld--;
+        }
+        if (i % 61 == 60)
+            ph_risk_sweep(rk, now);
+        if (i % 47 == 46) {
+            /* deny-only rules decide alike in any order, and a limit moves
+             * freely while nothing was trimmed by it */
+            if (releases)
+                x->r[rnd() % 6].limit += (int64_t)(rnd() % 3);
+            shared_set(rk, x, !releases);
+        }
+    }
+    ph_risk_stats st;
+    ph_risk_stats_get(rk, &st);
+    cr_assert_leq(st.counters, 6 * 3);
+    ph_risk_free(rk);
+}
+
+Test(risk, rules_sharing_a_variable_are_exact_against_brute_force)
+{
+    static shared_run x;
+    for (int round = 0; round < 150; round++)
+        shared_round(&x, round % 2);
+}
+
+/* A check that reaches the lock after a later one (threads) is kept in time
+ * order in the ring its variable's rules share, so it leaves the window when
+ * its time says, not after the orders counted before it. */
+Test(risk, an_order_arriving_late_leaves_the_window_in_time_order)
+{
+    ph_risk_rule r[2] = {vel("a", PH_RISK_USER, 2, 10, PH_RISK_DENY),
+                         vel("b", PH_RISK_USER, 100, 60, PH_RISK_DENY)};
+    r[0].scope = PH_RISK_SKU;
+    strcpy(r[0].scope_value, "iqiyi.gold.1m");
+    r[1].scope = PH_RISK_SKU;
+    strcpy(r[1].scope_value, "other");
+    ph_risk *rk = engine(r, 2);
+    ph_risk_decision d;
+    /* b's orders first, then a's: a's oldest sits behind b's in the ring */
+    ph_risk_subject o = subj(1, HOUR - 1000);
+    o.sku = "other";
+    cr_assert_eq(check(rk, &o, &d), PH_RISK_ALLOW);
+    o.now = HOUR - 950;
+    cr_assert_eq(check(rk, &o, &d), PH_RISK_ALLOW);
+    ph_risk_subject s = subj(1, HOUR);
+    cr_assert_eq(check(rk, &s, &d), PH_RISK_ALLOW, "a: 1");
+    s.now = HOUR - 980; /* late: lands between b's two */
+    cr_assert_eq(check(rk, &s, &d), PH_RISK_ALLOW, "a: 2");
+    s.now = HOUR + 9000;
+    cr_assert_eq(check(rk, &s, &d), PH_RISK_DENY, "a: 2 in its window");
+    s.now = HOUR + 9021; /* a's window (HOUR - 979, ...]: the late one is out */
+    cr_assert_eq(check(rk, &s, &d), PH_RISK_ALLOW, "a: HOUR alone, and this one");
+    cr_assert_eq(check(rk, &s, &d), PH_RISK_DENY);
+    ph_risk_free(rk);
+}
+
+/* A variable with more rules than one group holds (16, core/risk/risk.c):
+ * the rules past it count alike, and a new set that moves them across groups
+ * keeps every kept rule's count. */
+Test(risk, a_variable_with_more_rules_than_a_group_holds)
+{
+    ph_risk_rule r[70];
+    for (int i = 0; i < 70; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "r%02d", i);
+        r[i] = vel(id, PH_RISK_USER, i == 69 ? 3 : 100, 60, PH_RISK_DENY);
+        r[i].priority = 100 + i;
+    }
+    ph_risk *rk = engine(r, 70);
+    ph_risk_subject s = subj(1, HOUR);
+    ph_risk_decision d;
+    cr_assert_eq(check(rk, &s, &d), PH_RISK_ALLOW);
+    cr_assert_eq(check(rk, &s, &d), PH_RISK_ALLOW);
+    ph_risk_stats st;
+    ph_risk_stats_get(rk, &st);
+    cr_assert_eq(st.counters, 70);
+    /* reversed: r69 now first, in the first group */
+    for (int i = 0; i < 70; i++)
+        r[i].priority = 1000 - i;
+    ph_err err = {0};
+    cr_assert_eq(ph_risk_rules_set(rk, r, 70, &err), PH_OK, "%s", err.msg);
+    ph_risk_stats_get(rk, &st);
+    cr_assert_eq(st.counters, 70, "every rule kept its count");
+    cr_assert_eq(check(rk, &s, &d), PH_RISK_ALLOW, "r69: 2 + 1 = 3");
+    cr_assert_eq(check(rk, &s, &d), PH_RISK_DENY);
+    cr_assert_str_eq(d.rule, "r69");
+    /* half of them gone, r69 re-scoped (starts over): 34 windows left */
+    r[69].scope = PH_RISK_SKU;
+    strcpy(r[69].scope_value, s.sku);
+    cr_assert_eq(ph_risk_rules_set(rk, r + 35, 35, &err), PH_OK, "%s", err.msg);
+    ph_risk_stats_get(rk, &st);
+    cr_assert_eq(st.counters, 34);
+    cr_assert_eq(check(rk, &s, &d), PH_RISK_ALLOW, "r69 starts from nothing");
+    ph_risk_free(rk);
+}
+
 /* ---- threads -------------------------------------------------------------- */
 
 typedef struct race {
