@@ -395,7 +395,7 @@ static void risk_sweep_job(void *arg, ph_sched_run *run)
     char outcome[PH_JOB_OUTCOME_MAX + 1];
     snprintf(outcome, sizeof outcome, "%zu rules, %zu list entries, %zu subject windows held",
              st.rules, st.entries, st.counters);
-    ph_sched_done(run, 1, outcome);
+    ph_sched_done_idle(run, outcome); /* memory only: nothing for the store to keep */
 }
 
 #define PH_RISK_SWEEP_JOB "risk.sweep"

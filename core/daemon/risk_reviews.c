@@ -32,6 +32,13 @@ static void reviews_job(void *arg, ph_sched_run *run)
     for (size_t i = 0; rc == PH_OK && i < n && !ph_sched_stopping(run); i++) {
         ph_cmd cmd;
         ph_review_cmd(d->fulfil, ref->cfg, d->store, ids[i], release, "timeout", NULL, now, &cmd);
+        /* audited like ops' decision, by the job: who is "timeout", how is "job" */
+        char what[64];
+        snprintf(what, sizeof what, "{\"order_id\":%llu,\"by\":\"timeout\"}",
+                 (unsigned long long)ids[i]);
+        ph_audit audit = {
+            .action = release ? "review.release" : "review.block", .via = "job", .what = what};
+        cmd.audit = &audit;
         int xrc = ph_store_exec(d->store, &cmd);
         ph_err aerr = {0};
         if (xrc == PH_OK) {
@@ -59,7 +66,10 @@ static void reviews_job(void *arg, ph_sched_run *run)
     if (done)
         ph_log(&d->log, PH_LOG_INFO, NULL, "review.timed_out", "orders=%zu default=%s", done,
                release ? "release" : "block");
-    ph_sched_done(run, rc == PH_OK && !failed, outcome);
+    if (rc == PH_OK && !n)
+        ph_sched_done_idle(run, outcome); /* nothing timed out: no commit for the record */
+    else
+        ph_sched_done(run, rc == PH_OK && !failed, outcome);
 }
 
 /* ---- the counters' rebuild at start ------------------------------------------ */

@@ -459,6 +459,14 @@ Test(risk_orders, a_review_nobody_decides_times_out_to_the_default, .fini = kill
         !strcmp(json_string_value(json_object_get(e, "by")), "timeout");
     h_resp_free(&r);
     cr_assert_eq(by_timeout, 1);
+    /* audited like ops' decision, by the job */
+    r = h_get(&d, "/v1/audit?action=review.release", "ops-token");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_t *recs = json_object_get(r.json, "audit"), *a = json_array_get(recs, 0);
+    cr_assert_eq(json_array_size(recs), 1, "%s", r.body);
+    cr_assert_str_eq(json_string_value(json_object_get(a, "via")), "job", "%s", r.body);
+    cr_assert(strstr(r.body, "\"by\":\"timeout\""), "%s", r.body);
+    h_resp_free(&r);
     h_stop(&d, SIGTERM);
     h_cleanup(&d);
 }
