@@ -731,6 +731,17 @@ static int check_http(ctx *c, const ph_config *cfg, const yaml_node_t *root)
                     cfg->http_reserved_connections, cfg->http_max_connections);
 }
 
+/* Where two settings of http.auth_failures (an) disagree: `first`'s node when
+ * it is written, else `second`'s, else `at` (the section, or what holds it);
+ * the path named is the one pointed at. */
+static const yaml_node_t *pair_at(ctx *c, const yaml_node_t *an, const yaml_node_t *at,
+                                  const char *first, const char *second)
+{
+    const yaml_node_t *fn = cfg_map_find(c, an, first), *sn = cfg_map_find(c, an, second);
+    cfg_path_push(c, "http.auth_failures.%s", fn || !sn ? first : second);
+    return fn ? fn : sn ? sn : at;
+}
+
 /* http.auth_failures: blocking must come after slowing (else no failure is
  * ever delayed), the delay's ceiling not below its start, and each exempt
  * entry a network, parsed here once for every request that checks it. */
@@ -740,32 +751,16 @@ static int check_auth_failures(ctx *c, ph_config *cfg, const yaml_node_t *root)
     const yaml_node_t *hn = cfg_map_find(c, root, "http");
     const yaml_node_t *an = cfg_map_find(c, hn, "auth_failures");
     const yaml_node_t *at = an ? an : hn ? hn : root;
-    if (af->block_after <= af->slow_after) {
-        const yaml_node_t *bn = cfg_map_find(c, an, "block_after");
-        const yaml_node_t *sn = cfg_map_find(c, an, "slow_after");
-        cfg_path_push(c, "http.auth_failures.%s", bn || !sn ? "block_after" : "slow_after");
-        return cfg_fail(c,
-                        (bn   ? bn
-                         : sn ? sn
-                              : at)
-                            ->start_mark,
+    if (af->block_after <= af->slow_after)
+        return cfg_fail(c, pair_at(c, an, at, "block_after", "slow_after")->start_mark,
                         "expected block_after (%u) above slow_after (%u): failures past "
                         "slow_after are delayed, and at block_after the address is refused",
                         af->block_after, af->slow_after);
-    }
-    if (af->delay_max_ms < af->delay_ms) {
-        const yaml_node_t *mn = cfg_map_find(c, an, "delay_max_ms");
-        const yaml_node_t *dn = cfg_map_find(c, an, "delay_ms");
-        cfg_path_push(c, "http.auth_failures.%s", mn || !dn ? "delay_max_ms" : "delay_ms");
-        return cfg_fail(c,
-                        (mn   ? mn
-                         : dn ? dn
-                              : at)
-                            ->start_mark,
+    if (af->delay_max_ms < af->delay_ms)
+        return cfg_fail(c, pair_at(c, an, at, "delay_max_ms", "delay_ms")->start_mark,
                         "expected delay_max_ms (%u) at least delay_ms (%u): the delay doubles "
                         "from delay_ms up to delay_max_ms",
                         af->delay_max_ms, af->delay_ms);
-    }
     const yaml_node_t *en = cfg_map_find(c, an, "exempt");
     if (af->nexempt > PH_AUTH_EXEMPT_MAX) {
         cfg_path_push(c, "http.auth_failures.exempt");
