@@ -6,7 +6,7 @@ BUILD_TSAN ?= build-tsan
 BUILD_FUZZ ?= build-fuzz
 JOBS       ?= $(shell nproc)
 
-.PHONY: all deps build build-asan build-tsan build-fuzz demo test test-fast valgrind bench format \
+.PHONY: all deps build build-asan build-tsan build-fuzz demo test test-fast valgrind bench bench-quick bench-baseline format \
 	clean fuzz soak
 
 all: build
@@ -105,6 +105,15 @@ format-check:
 # supplier I/O, footprint), PASS/MISS per target: bench/README.md.
 bench: build
 	@bench/run.sh $(BUILD)
+
+# Issue 18's regression guard: perkhubd CPU per order and per recharge against
+# bench/baseline.json, under a minute; fails when either grows more than 15 %.
+# bench-baseline writes this machine's figures as the new baseline (commit it).
+bench-quick: build
+	@bench/quick.sh $(BUILD)
+
+bench-baseline: build
+	@BQ_UPDATE=1 bench/quick.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_TSAN) $(BUILD_FUZZ)

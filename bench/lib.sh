@@ -108,6 +108,28 @@ bench_stats() { curl -sf --max-time 30 ${CURL_TLS[@]+"${CURL_TLS[@]}"} "${URL[$1
 bench_stat_issued() { jq -r --arg s "$SKU" '[.skus[] | select(.sku == $s) | .issued][0] // 0' <<<"$1"; }
 # bench_cpu_ticks PID: "utime stime" of every thread of PID, in clock ticks
 bench_cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12, $13 }'; }
+# bench_proc_cpu_us PID...: the user+system CPU the processes have used so far, in µs: every
+# thread of each (utime+stime of /proc/PID/stat) plus what the children it has reaped used
+# (cutime+cstime: a postmaster's backends, counted once they exit and are waited for). A PID
+# that is gone counts 0. Clock ticks: 10 ms each, so a window should hold seconds of CPU.
+bench_proc_cpu_us() {
+    local p t=0 hz
+    hz=$(getconf CLK_TCK)
+    for p in "$@"; do
+        [ -r "/proc/$p/stat" ] || continue
+        t=$((t + $(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{ print $12 + $13 + $14 + $15 }' || echo 0)))
+    done
+    echo $((t * 1000000 / hz))
+}
+# bench_children_cpu_us VAR FILE: sets VAR to the user+system CPU, in µs, of every child (and
+# their waited-for descendants) this shell has waited for so far: the `times` builtin, run in
+# this shell with FILE as scratch space (in a $(...) it would report the subshell's children).
+# A load generator's CPU is the difference around its run.
+bench_children_cpu_us() {
+    times >"$2"
+    printf -v "$1" %s "$(awk 'function s(x) { sub(/s$/, "", x); split(x, a, "m"); return a[1] * 60 + a[2] }
+        NR == 2 { printf "%d", (s($1) + s($2)) * 1000000 }' "$2")"
+}
 # bench_median: the median of the numbers on stdin, one per line
 bench_median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 # bench_calc EXPR: bc with 3 decimals, a leading 0 kept

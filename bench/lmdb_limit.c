@@ -16,7 +16,9 @@
  * environment flags (fsync/fdatasync on commit: durable, as perkhubd's store).
  *
  * Usage: lmdb_limit DIR [--codes N] [--batch B] [--seconds S] [--minimal]
- * DIR must not exist or be empty (files are created there). Prints one JSON line.
+ * DIR must not exist or be empty (files are created there). Prints one JSON line, with
+ * the process's user+system CPU over the loop alone (not the pre-fill) per issuance: the
+ * raw loop's share of bench/run.sh's floor.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <lmdb.h>
@@ -24,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -43,6 +46,15 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* user + system CPU of this process so far, in seconds */
+static double cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec / 1e6;
 }
 
 int main(int argc, char **argv)
@@ -120,6 +132,7 @@ int main(int argc, char **argv)
     uint64_t issued = 0, commits = 0, order_id = 0, seq = 0;
     MDB_stat before;
     mdb_env_stat(env, &before);
+    double cpu0 = cpu_s();
     t0 = now_s();
     double end = t0 + seconds;
     int out_of_stock = 0;
@@ -186,15 +199,18 @@ int main(int argc, char **argv)
         commits++;
     }
     double loop_s = now_s() - t0;
+    double loop_cpu = cpu_s() - cpu0;
     MDB_envinfo info;
     mdb_env_info(env, &info);
     mdb_env_close(env);
 
     printf("{\"issuances\":%llu,\"seconds\":%.3f,\"issuances_per_s\":%.0f,\"commits\":%llu,"
            "\"commits_per_s\":%.1f,\"batch\":%u,\"codes\":%llu,\"fill_seconds\":%.3f,"
-           "\"mode\":\"%s\",\"out_of_stock\":%s,\"last_pgno\":%zu}\n",
+           "\"mode\":\"%s\",\"out_of_stock\":%s,\"last_pgno\":%zu,\"cpu_seconds\":%.3f,"
+           "\"cpu_us_per_issuance\":%.2f}\n",
            (unsigned long long)issued, loop_s, issued / loop_s, (unsigned long long)commits,
            commits / loop_s, batch, (unsigned long long)ncodes, fill_s, full ? "full" : "minimal",
-           out_of_stock ? "true" : "false", info.me_last_pgno);
+           out_of_stock ? "true" : "false", info.me_last_pgno, loop_cpu,
+           issued ? loop_cpu * 1e6 / (double)issued : 0.0);
     return 0;
 }

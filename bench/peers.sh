@@ -99,6 +99,23 @@ free_port() {
     done
     fail "no free loopback port found"
 }
+. "$SRC/bench/lib.sh" # bench_proc_cpu_us, bench_children_cpu_us
+
+# CPU per issuance of each server, over the load run (issue 18): redis-server's threads and
+# whatever it reaped (an AOF rewrite's child); PostgreSQL's postmaster with every process of
+# the cluster (the backends are reaped by the postmaster when pgbench disconnects, so their
+# CPU arrives in its children's times). The load generator's CPU comes from this shell's
+# waited-for children (run_bounded waits for it).
+pg_cpu() { # -> µs of the whole cluster so far
+    local pm
+    pm=$(head -1 "$PGDATA_DIR/postmaster.pid")
+    # shellcheck disable=SC2046
+    bench_proc_cpu_us "$pm" $(pgrep -P "$pm")
+}
+pg_children() { pgrep -c -P "$(head -1 "$PGDATA_DIR/postmaster.pid")" || true; }
+# us_per OPS US: µs per operation, two decimals
+us_per() { if [ "$1" -gt 0 ]; then echo "scale=2; $2 / $1" | bc | sed 's/^\./0./'; else echo null; fi; }
+
 # Load average now; the JSON keeps it at start and end (the machine is shared).
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 LOAD_START=$(loadavg)
@@ -198,11 +215,19 @@ pg_run() {
     fi
     R[pg_$form.probe_before]=$(pg_probe "$db" "$script")
     note "postgres $form: pgbench -c $CLIENTS -j $THREADS -T $SECS (pick: $plan_g)"
-    local log=$TMP/pglog-$form
+    local log=$TMP/pglog-$form c0 n0 w0 w1
+    n0=$(pg_children)
+    c0=$(pg_cpu)
+    bench_children_cpu_us w0 "$TMP/times"
     run_bounded $((SECS + 120)) pgbench "${PGARGS[@]}" -n -M prepared -c "$CLIENTS" -j "$THREADS" \
         -T "$SECS" --progress=1 -D sku="$SKU" -D n=0 -l --log-prefix="$log" -f "$script" "$db" \
         >"$TMP/pgbench-$form.out" 2>"$TMP/pgbench-$form.err" ||
         { tail -5 "$TMP/pgbench-$form.err" >&2; fail "pgbench failed ($form; out of stock? raise PEERS_CODES)"; }
+    bench_children_cpu_us w1 "$TMP/times"
+    # the backends exit once pgbench has gone; their CPU counts when the postmaster reaps them
+    for _ in $(seq 100); do [ "$(pg_children)" -le "$n0" ] && break; sleep 0.1; done
+    R[pg_$form.cpu_server]=$(($(pg_cpu) - c0))
+    R[pg_$form.cpu_load]=$((w1 - w0))
     pg_account "$form" "$db" "$log"
     R[pg_$form.probe_after]=$(pg_probe "$db" "$script")
     R[pg_$form.plan]=$plan_g
@@ -334,10 +359,15 @@ redis_run() {
     before=$(rcli LLEN "stock:$SKU")
     [ "$before" -eq "$REDIS_CODES" ] || fail "redis $fsync: $before codes in stock after fill"
     note "redis $fsync: redis_load $CLIENTS connections, $THREADS threads, ${SECS}s"
-    local j
+    local j c0 w0 w1
+    c0=$(bench_proc_cpu_us "$RPID")
+    bench_children_cpu_us w0 "$TMP/times"
     run_bounded $((SECS + 60)) "$REDIS_LOAD" load "$RSERVER" "stock:$SKU" "orders:$SKU" "$sha" \
         "$SECS" "$CLIENTS" "$THREADS" "r$fsync" "$dir/codes.client" >"$dir/load.json" ||
         fail "redis_load failed ($fsync)"
+    R[redis_$fsync.cpu_server]=$(($(bench_proc_cpu_us "$RPID") - c0))
+    bench_children_cpu_us w1 "$TMP/times"
+    R[redis_$fsync.cpu_load]=$((w1 - w0))
     j=$(cat "$dir/load.json")
     field() { grep -o "\"$1\":[0-9.]*" <<<"$j" | head -1 | cut -d: -f2; }
     local ok errors unanswered
@@ -386,14 +416,15 @@ fi
 LOAD_END=$(loadavg)
 printf '\nperkhub bench — peers: durable issuance as a mall team would build it (%s, nproc %s)\n' \
     "$(uname -r)" "$(nproc)"
-printf '%-10s %-22s %12s %9s %9s %22s  %s\n' peer setting "issuances/s" "p50 ms" "p99 ms" \
-    "1st/last interval /s" "one pick before/after: buffers, ms"
+printf '%-10s %-22s %12s %9s %9s %16s %22s  %s\n' peer setting "issuances/s" "p50 ms" "p99 ms" \
+    "CPU µs srv/load" "1st/last interval /s" "one pick before/after: buffers, ms"
 if [ -n "${R[pg_naive.tps]:-}" ]; then
     for form in naive tuned; do
         read -r b0 t0 <<<"${R[pg_$form.probe_before]}"
         read -r b1 t1 <<<"${R[pg_$form.probe_after]}"
-        printf '%-10s %-22s %12.1f %9.3f %9.3f %22s  %s\n' postgres "$form, sync_commit on" \
+        printf '%-10s %-22s %12.1f %9.3f %9.3f %16s %22s  %s\n' postgres "$form, sync_commit on" \
             "${R[pg_$form.tps]}" "${R[pg_$form.p50]}" "${R[pg_$form.p99]}" \
+            "$(us_per "${R[pg_$form.committed]}" "${R[pg_$form.cpu_server]}")/$(us_per "${R[pg_$form.committed]}" "${R[pg_$form.cpu_load]}")" \
             "${R[pg_$form.first]} / ${R[pg_$form.last]}" "$b0 / $b1, $t0 / $t1"
     done
 fi
@@ -401,8 +432,10 @@ if [ -n "${R[redis_always.ops]:-}" ]; then
     for fsync in always everysec; do
         iv=${R[redis_$fsync.intervals]}
         first=$(tr -d '[]' <<<"$iv" | cut -d, -f1); last=$(tr -d '[]' <<<"$iv" | awk -F, '{ print $NF }')
-        printf '%-10s %-22s %12.1f %9.3f %9.3f %22s\n' redis "appendfsync $fsync" \
-            "${R[redis_$fsync.ops]}" "${R[redis_$fsync.p50]}" "${R[redis_$fsync.p99]}" "$first / $last"
+        printf '%-10s %-22s %12.1f %9.3f %9.3f %16s %22s\n' redis "appendfsync $fsync" \
+            "${R[redis_$fsync.ops]}" "${R[redis_$fsync.p50]}" "${R[redis_$fsync.p99]}" \
+            "$(us_per "${R[redis_$fsync.ok]}" "${R[redis_$fsync.cpu_server]}")/$(us_per "${R[redis_$fsync.ok]}" "${R[redis_$fsync.cpu_load]}")" \
+            "$first / $last"
     done
 fi
 printf '(%s clients, %s s per run, %s; load average %s at start, %s at end)\n' "$CLIENTS" "$SECS" "$TRANSPORT" \
@@ -414,6 +447,8 @@ pg_json() {
         "${R[pg_$f.tps]}" "${R[pg_$f.first]}" "${R[pg_$f.last]}" "${R[pg_$f.intervals]}"
     printf '"p50_ms":%s,"p99_ms":%s,"committed":%s,"late_commits":%s,"clients":%s,"threads":%s,' \
         "${R[pg_$f.p50]}" "${R[pg_$f.p99]}" "${R[pg_$f.committed]}" "${R[pg_$f.late]}" "$CLIENTS" "$THREADS"
+    printf '"cpu_us_per_op":{"postgres":%s,"pgbench":%s},' \
+        "$(us_per "${R[pg_$f.committed]}" "${R[pg_$f.cpu_server]}")" "$(us_per "${R[pg_$f.committed]}" "${R[pg_$f.cpu_load]}")"
     printf '"seconds":%s,"codes":%s,"synchronous_commit":"on","schema":"bench/peers/pg_schema_%s.sql",' \
         "$SECS" "$CODES" "$f"
     printf '"pick_buffers_before":%s,"pick_ms_before":%s,"pick_buffers_after":%s,"pick_ms_after":%s,' \
@@ -427,6 +462,8 @@ redis_json() {
     printf '{"ops_per_s":%s,"interval_ops":%s,"p50_ms":%s,"p99_ms":%s,"ok":%s,"seconds":%s,' \
         "${R[redis_$f.ops]}" "${R[redis_$f.intervals]}" "${R[redis_$f.p50]}" "${R[redis_$f.p99]}" \
         "${R[redis_$f.ok]}" "${R[redis_$f.seconds]}"
+    printf '"cpu_us_per_op":{"redis_server":%s,"redis_load":%s},' \
+        "$(us_per "${R[redis_$f.ok]}" "${R[redis_$f.cpu_server]}")" "$(us_per "${R[redis_$f.ok]}" "${R[redis_$f.cpu_load]}")"
     printf '"clients":%s,"threads":%s,"pipelining":false,"codes":%s,"appendonly":"yes","appendfsync":"%s",' \
         "$CLIENTS" "$THREADS" "$REDIS_CODES" "$f"
     printf '"aof_bytes_after":%s,"version":"%s","script":"bench/peers/redis_issue.lua",' \

@@ -105,6 +105,7 @@ for i in $(seq 1 "$NSIMS"); do
 done
 printf rw-key >"$TMP/rw.key"
 printf rw-whsec >"$TMP/rw.whsec"
+chmod 600 "$TMP/rw.key" "$TMP/rw.whsec" # perkhubd refuses secret files others may read
 sim() { # i method path [body]
     curl -sf --max-time 30 -X "$2" "http://127.0.0.1:${SIM_PORTS[$1]}$3" ${4:+-d "$4"}
 }
