@@ -1603,6 +1603,7 @@ int ph_store_report_offset(ph_store *s);
  * read is one snapshot. client NULL: every client's; else that client's only.
  */
 #define PH_AGG_RANGE_DAYS 366 /* the widest from..to a read takes */
+#define PH_AGG_CO_DAYS    30  /* co-redemption looks back this many days at most */
 
 /* One SKU's figures in one period (the period's first day). */
 typedef struct ph_agg_top_row {

@@ -5,6 +5,7 @@
  * (ph_store_agg_claims, ph_store_agg_co) compared with a model that counts
  * the documented definitions over the same transitions; and its refusals.
  */
+#include "config/config.h"
 #include "store/store.h"
 #include "store_fixture.h"
 #include "store/store_int.h"
@@ -272,5 +273,154 @@ Test(store_agg, random_transitions_match_a_brute_force_count)
                                  sku[a], sku[b]);
                     cr_assert_eq(co.b_then_a, ba);
                 }
+    assert_check();
+}
+
+/* ---- orders: what store_put_order counts, and the back-fill of an older store ---- */
+
+#define PRICED "topup.priced" /* price 33.00, client vip 31.00 */
+#define FREE   "topup.free"   /* no price */
+
+static void start_priced(void)
+{
+    open_store();
+    static const char *const all[] = {
+        "{\"sku\":\"" PRICED "\",\"delivery\":\"recharge\",\"listed\":true,\"price_fen\":3300,"
+        "\"prices\":{\"vip\":3100}}",
+        "{\"sku\":\"" FREE "\",\"delivery\":\"recharge\",\"listed\":true}"};
+    ph_err err = {0};
+    cr_assert_eq(put_products(all, 2, &err), PH_OK, "%s", err.msg);
+}
+
+static uint64_t create(const char *client, const char *coid, const char *sku, uint32_t qty,
+                       int64_t now)
+{
+    ph_cmd c = {.type = PH_CMD_SUPPLY_CREATE, .now = now};
+    c.in.supply.client = client;
+    c.in.supply.client_order_id = coid;
+    c.in.supply.sku = sku;
+    c.in.supply.quantity = qty;
+    fingerprint(sku, qty, c.in.supply.fingerprint);
+    c.in.supply.delivery = PH_DELIVERY_RECHARGE;
+    c.in.supply.account_sealed = (const uint8_t *)"sealed-account";
+    c.in.supply.account_sealed_len = 14;
+    c.in.supply.account_masked = "138****8000";
+    c.in.supply.first = (ph_attempt_target){"sup-a", "P-1", 1500};
+    cr_assert_eq(ph_store_exec(g_s, &c), PH_OK, "create %s: %s", coid, c.err.msg);
+    uint64_t id = c.order->id;
+    ph_cmd_clear(&c);
+    return id;
+}
+
+static void finish(uint64_t order, int state, int64_t now)
+{
+    ph_cmd c = {.type = PH_CMD_ATTEMPT, .now = now};
+    c.in.attempt.order_id = order;
+    c.in.attempt.no = 1;
+    c.in.attempt.state = state;
+    c.in.attempt.step = -1;
+    c.in.attempt.charged = -1;
+    c.in.attempt.next_check_at = -1;
+    c.in.attempt.reason = state == PH_ATTEMPT_FAILED ? "out_of_stock" : NULL;
+    cr_assert_eq(ph_store_exec(g_s, &c), PH_OK, "attempt: %s", c.err.msg);
+    ph_cmd_clear(&c);
+}
+
+static const ph_agg_top_row *top_find(const ph_agg_top_row *r, size_t n, int32_t period,
+                                      const char *sku)
+{
+    for (size_t i = 0; i < n; i++)
+        if (r[i].period == period && strcmp(r[i].sku, sku) == 0)
+            return &r[i];
+    return NULL;
+}
+
+/* The figures the orders below make (d0 = NOW's UTC day, 22:13 UTC). */
+static void expect_order_figures(void)
+{
+    int32_t d0 = (int32_t)(NOW / DAY);
+    ph_err err = {0};
+    ph_agg_top_row *r;
+    size_t n;
+    cr_assert_eq(ph_store_agg_top(g_s, d0, d0 + 1, 1, PH_AGG_BY_VALUE, 10, NULL, &r, &n, &err),
+                 PH_OK, "%s", err.msg);
+    cr_assert_eq(n, 3, "day 0: priced and free; day 1: priced");
+    /* day 0: mall's two orders (3 units at 33.00) and vip's one at 31.00; not the failed one */
+    const ph_agg_top_row *p = top_find(r, n, d0, PRICED);
+    cr_assert(p && p->orders == 3 && p->units == 4 && p->value == 3 * 3300 + 3100 &&
+              p->unpriced == 0);
+    cr_assert_eq(&r[0], p, "by value: priced first");
+    const ph_agg_top_row *f = top_find(r, n, d0, FREE);
+    cr_assert(f && f->orders == 1 && f->value == 0 && f->unpriced == 1);
+    /* created on day 1, succeeded on day 2: counted on day 1 (its creation) */
+    p = top_find(r, n, d0 + 1, PRICED);
+    cr_assert(p && p->orders == 1 && p->value == 3300);
+    free(r);
+    /* one client's; weeks */
+    cr_assert_eq(ph_store_agg_top(g_s, d0, d0 + 1, 7, PH_AGG_BY_ORDERS, 1, "vip", &r, &n, &err),
+                 PH_OK);
+    cr_assert_eq(n, 1);
+    cr_assert(r[0].period == ph_agg_week_start(d0) && r[0].orders == 1 && r[0].value == 3100);
+    free(r);
+    uint64_t h[24];
+    cr_assert_eq(ph_store_agg_hours(g_s, d0, d0 + 1, NULL, h, &err), PH_OK);
+    cr_assert_eq(h[22], 5, "every order created at 22:xx, failed or not");
+    cr_assert_eq(h[3], 1);
+    uint64_t sum = 0;
+    for (int i = 0; i < 24; i++)
+        sum += h[i];
+    cr_assert_eq(sum, 6);
+    cr_assert_eq(ph_store_agg_hours(g_s, d0, d0 + 1, "vip", h, &err), PH_OK);
+    cr_assert_eq(h[22], 1);
+}
+
+static void place_orders(void)
+{
+    uint64_t a = create("mall", "m1", PRICED, 2, NOW);
+    uint64_t b = create("mall", "m2", PRICED, 1, NOW + 1);
+    uint64_t c = create("vip", "v1", PRICED, 1, NOW + 2);
+    uint64_t d = create("mall", "m3", PRICED, 1, NOW + 3);
+    uint64_t e = create("mall", "m4", FREE, 1, NOW + 4);
+    uint64_t f = create("mall", "m5", PRICED, 1, NOW + 5 * 3600000LL); /* day 1, 03:13 */
+    finish(a, PH_ATTEMPT_SUCCEEDED, NOW + 10);
+    finish(b, PH_ATTEMPT_SUCCEEDED, NOW + 10);
+    finish(c, PH_ATTEMPT_SUCCEEDED, NOW + 10);
+    finish(d, PH_ATTEMPT_FAILED, NOW + 10);
+    finish(e, PH_ATTEMPT_SUCCEEDED, NOW + 10);
+    finish(f, PH_ATTEMPT_SUCCEEDED, NOW + DAY + 5 * 3600000LL);
+}
+
+Test(store_agg, orders_count_on_creation_by_the_ledger_price)
+{
+    start_priced();
+    place_orders();
+    expect_order_figures();
+    assert_check();
+}
+
+/* A version 6 store (no aggregates) is back-filled at its first open. */
+Test(store_agg, schema_6_store_is_back_filled_at_open)
+{
+    start_priced();
+    place_orders();
+    ph_store_close(g_s);
+    g_s = NULL;
+    MDB_txn *txn;
+    MDB_env *env = raw_open(&txn);
+    static const char *const dbs[] = {"agg_sku", "agg_hours", "agg_claims", "agg_co", "agg_users"};
+    for (size_t i = 0; i < 5; i++)
+        cr_assert_eq(mdb_drop(txn, raw_dbi(txn, dbs[i], 0), 1), 0);
+    MDB_dbi meta = raw_dbi(txn, "meta", 0);
+    uint32_t six = 6;
+    cr_assert_eq(mdb_put(txn, meta, &(MDB_val){6, "schema"}, &(MDB_val){4, &six}, 0), 0);
+    raw_commit(env, txn);
+
+    ph_store_opts ro = {.dir = g_dir, .read_only = 1};
+    ph_err err = {0};
+    ph_store *s = NULL;
+    cr_assert_eq(ph_store_open(&ro, &s, &err), PH_EVERSION, "read-only: refused, not migrated");
+    g_s = open_at(g_dir, 0);
+    cr_assert_eq(ph_store_migrated_from(g_s), 6);
+    expect_order_figures();
     assert_check();
 }
