@@ -4,6 +4,10 @@
  * orders, keyed by UTC day first so a range of days is one cursor walk.
  *
  * What is counted (docs/store.md, "Analytics", says the same):
+ * Order figures are kept twice, for every client (kind 'a') and per client
+ * (kind 'c', the client's name and NUL first), so that neither view walks
+ * the other's rows; grant figures by client ('c'), by tag per client ('t')
+ * and over all clients ('g'), and by sku ('s').
  * - agg_sku: an order (not a replenishment) that is succeeded counts once
  *   on its UTC day of creation under (sku, client): orders +1, units +=
  *   quantity, value += the ledger's unit sale price x quantity (the price the
@@ -102,22 +106,38 @@ static size_t agg_key(uint8_t *buf, int32_t day, int kind, const char *p1, const
 
 /* ---- orders ------------------------------------------------------------------ */
 
+/* Every order figure is kept twice: for all clients (kind 'a': what ops read,
+ * one row per day and sku or hour) and per client (kind 'c', client NUL
+ * first: what a mall reads), so neither read walks the other's rows. */
 static int count_hour(ph_wtxn *w, const char *client, int64_t created_at, int64_t sign, ph_err *err)
 {
-    uint8_t key[AGG_KEY_MAX];
+    uint8_t key[AGG_KEY_MAX + 1];
     int32_t day = utc_day(created_at);
-    int hour = (int)((created_at - (int64_t)day * DAY_MS) / 3600000);
-    MDB_val k = {agg_key(key, day, hour, client, NULL), key};
-    return add_counters(w, DB_AGG_HOURS, &k, &sign, 1, err);
+    char hour[2] = {(char)((created_at - (int64_t)day * DAY_MS) / 3600000), 0};
+    MDB_val k = {agg_key(key, day, 'a', "", NULL), key};
+    key[k.mv_size++] = (uint8_t)hour[0];
+    int rc = add_counters(w, DB_AGG_HOURS, &k, &sign, 1, err);
+    if (rc == PH_OK) {
+        k = (MDB_val){agg_key(key, day, 'c', client, ""), key};
+        key[k.mv_size++] = (uint8_t)hour[0];
+        rc = add_counters(w, DB_AGG_HOURS, &k, &sign, 1, err);
+    }
+    return rc;
 }
 
 static int count_sku(ph_wtxn *w, const ph_order *o, int64_t price, int64_t sign, ph_err *err)
 {
     uint8_t key[AGG_KEY_MAX];
-    MDB_val k = {agg_key(key, utc_day(o->created_at), 0, o->sku, o->client), key};
+    int32_t day = utc_day(o->created_at);
     int64_t d[4] = {sign, sign * (int64_t)o->quantity,
                     price >= 0 ? sign * price * (int64_t)o->quantity : 0, price >= 0 ? 0 : sign};
-    return add_counters(w, DB_AGG_SKU, &k, d, 4, err);
+    MDB_val k = {agg_key(key, day, 'a', o->sku, NULL), key};
+    int rc = add_counters(w, DB_AGG_SKU, &k, d, 4, err);
+    if (rc == PH_OK) {
+        k = (MDB_val){agg_key(key, day, 'c', o->client, o->sku), key};
+        rc = add_counters(w, DB_AGG_SKU, &k, d, 4, err);
+    }
+    return rc;
 }
 
 int store_agg_order(ph_wtxn *w, const ph_order *o, ph_err *err)
@@ -287,6 +307,10 @@ int store_agg_grant(ph_wtxn *w, int what, const char *client, const char *const 
     for (size_t i = 0; rc == PH_OK && i < ntags; i++) {
         k = (MDB_val){agg_key(key, day, 't', client, tags[i]), key};
         rc = add_counters(w, DB_AGG_CLAIMS, &k, d, 4, err);
+        if (rc == PH_OK) {
+            k = (MDB_val){agg_key(key, day, 'g', tags[i], NULL), key};
+            rc = add_counters(w, DB_AGG_CLAIMS, &k, d, 4, err);
+        }
     }
     if (rc == PH_OK) {
         k = (MDB_val){agg_key(key, day, 's', sku, NULL), key};
@@ -397,12 +421,15 @@ static int range_ok(int32_t from_day, int32_t to_day, ph_err *err)
     return PH_OK;
 }
 
-/* Walks the rows of db from from_day..to_day (and, when kind is not 0, of that
- * kind byte), calling fn with the day, the rest of the key and the counters. */
+/* Walks the rows of db from from_day..to_day whose key goes on, after the
+ * day, with the kind byte and then the pfx_len bytes of pfx, calling fn with
+ * the day, the rest of the key and the counters. */
 typedef int (*walk_fn)(void *ctx, int32_t day, const uint8_t *rest, size_t len, const int64_t *v);
-static int walk(ph_store *s, int db, int32_t from_day, int32_t to_day, int kind, size_t nv,
-                walk_fn fn, void *ctx, ph_err *err)
+static int walk(ph_store *s, int db, int32_t from_day, int32_t to_day, int kind, const char *pfx,
+                size_t pfx_len, size_t nv, walk_fn fn, void *ctx, ph_err *err)
 {
+    if (pfx_len > PH_SKU_MAX + 1)
+        return ph_err_set(err, PH_EINVAL, "client: over %d bytes", PH_SKU_MAX);
     MDB_txn *txn;
     MDB_cursor *cur = NULL;
     int rc = ph_store_read_begin(s, &txn, err);
@@ -413,25 +440,27 @@ static int walk(ph_store *s, int db, int32_t from_day, int32_t to_day, int kind,
         ph_store_read_end(s, txn);
         return ph_store_lmdb_err(err, mrc, "open aggregates");
     }
-    uint8_t start[5];
+    uint8_t start[5 + PH_SKU_MAX + 1];
     int32_t day = from_day;
-    int fixed = kind ? 5 : 4;
+    size_t fixed = 5 + pfx_len;
+    if (pfx_len)
+        memcpy(start + 5, pfx, pfx_len);
     while (rc == PH_OK && day <= to_day) {
-        /* each day's rows of `kind` are contiguous: seek to them, day by day */
+        /* each day's rows of a kind and prefix are contiguous: one seek a day */
         put_day(start, day);
         start[4] = (uint8_t)kind;
-        MDB_val k = {(size_t)fixed, start}, v;
+        MDB_val k = {fixed, start}, v;
         mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
         int32_t next = to_day + 1;
         for (; rc == PH_OK && mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
             const uint8_t *kb = k.mv_data;
-            if (k.mv_size < (size_t)fixed || v.mv_size != nv * sizeof(int64_t)) {
-                rc = ph_err_set(err, PH_EIO, "%s: malformed aggregate", ph_store_db_name(db));
+            int32_t d = k.mv_size >= 4 ? get_day(kb) : INT32_MIN;
+            if (d != day || k.mv_size < fixed || memcmp(kb + 4, start + 4, fixed - 4)) {
+                next = d > day ? d : day + 1; /* the next day that has rows */
                 break;
             }
-            int32_t d = get_day(kb);
-            if (d != day || (kind && kb[4] != kind)) {
-                next = d > day ? d : day + 1; /* the next day that has rows */
+            if (v.mv_size != nv * sizeof(int64_t)) {
+                rc = ph_err_set(err, PH_EIO, "%s: malformed aggregate", ph_store_db_name(db));
                 break;
             }
             int64_t a[4];
@@ -516,13 +545,9 @@ static int top_flush(top_ctx *t)
 static int top_row(void *ctx, int32_t day, const uint8_t *rest, size_t len, const int64_t *v)
 {
     top_ctx *t = ctx;
-    size_t sl = strnlen((const char *)rest, len);
-    if (sl == 0 || sl > PH_SKU_MAX || sl + 1 >= len)
+    size_t sl = strnlen((const char *)rest, len); /* rest: the sku */
+    if (sl == 0 || sl > PH_SKU_MAX || sl != len)
         return PH_EIO;
-    const char *client = (const char *)rest + sl + 1;
-    size_t cl = len - sl - 1;
-    if (t->client && (strlen(t->client) != cl || memcmp(t->client, client, cl) != 0))
-        return PH_OK;
     int32_t period = t->period_days == 7 ? ph_agg_week_start(day) : day;
     if (period != t->cur) {
         int rc = top_flush(t);
@@ -554,7 +579,8 @@ int ph_store_agg_top(ph_store *s, int32_t from_day, int32_t to_day, int period_d
                  .by = by,
                  .n = n,
                  .client = client};
-    rc = walk(s, DB_AGG_SKU, from_day, to_day, 0, 4, top_row, &t, err);
+    rc = walk(s, DB_AGG_SKU, from_day, to_day, client ? 'c' : 'a', client,
+              client ? strlen(client) + 1 : 0, 4, top_row, &t, err);
     if (rc == PH_OK && (rc = top_flush(&t)) != PH_OK)
         ph_err_set(err, rc, "out of memory");
     sum_free(&t.m);
@@ -569,21 +595,13 @@ int ph_store_agg_top(ph_store *s, int32_t from_day, int32_t to_day, int period_d
 
 /* ---- hours ---- */
 
-typedef struct hours_ctx {
-    const char *client;
-    uint64_t *out;
-} hours_ctx;
-
 static int hours_row(void *ctx, int32_t day, const uint8_t *rest, size_t len, const int64_t *v)
 {
-    hours_ctx *h = ctx;
+    uint64_t *out = ctx;
     (void)day;
-    /* rest: hour byte, client (the walk's kind byte is the hour: not fixed) */
-    if (len < 2 || rest[0] > 23)
+    if (len != 1 || rest[0] > 23) /* rest: the hour byte */
         return PH_EIO;
-    if (h->client && (strlen(h->client) != len - 1 || memcmp(h->client, rest + 1, len - 1)))
-        return PH_OK;
-    h->out[rest[0]] += (uint64_t)v[0];
+    out[rest[0]] += (uint64_t)v[0];
     return PH_OK;
 }
 
@@ -594,9 +612,8 @@ int ph_store_agg_hours(ph_store *s, int32_t from_day, int32_t to_day, const char
     int rc = range_ok(from_day, to_day, err);
     if (rc)
         return rc;
-    hours_ctx h = {.client = client, .out = out};
-    rc = walk(s, DB_AGG_HOURS, from_day, to_day, 0, 1, hours_row, &h, err);
-    return rc;
+    return walk(s, DB_AGG_HOURS, from_day, to_day, client ? 'c' : 'a', client,
+                client ? strlen(client) + 1 : 0, 1, hours_row, out, err);
 }
 
 /* ---- claims ---- */
@@ -612,20 +629,14 @@ static int claims_row(void *ctx, int32_t day, const uint8_t *rest, size_t len, c
     claims_ctx *c = ctx;
     (void)day;
     const char *name = (const char *)rest;
-    if (c->by == PH_AGG_BY_TAG) {
-        /* client NUL tag */
-        size_t cl = strnlen(name, len);
-        if (cl + 1 >= len)
-            return PH_EIO;
-        if (c->client && (strlen(c->client) != cl || memcmp(c->client, name, cl)))
+    if (c->by == PH_AGG_BY_CLIENT && c->client) {
+        /* the prefix was the client's name: its row only, not a longer name's */
+        if (len)
             return PH_OK;
-        name += cl + 1;
-        len -= cl + 1;
-    } else if (c->by == PH_AGG_BY_CLIENT && c->client &&
-               (strlen(c->client) != len || memcmp(c->client, name, len))) {
-        return PH_OK;
+        name = c->client;
+        len = strlen(name);
     }
-    if (len == 0 || len >= sizeof c->m.rows[0].name)
+    if (len == 0 || len >= sizeof c->m.rows[0].name || strnlen(name, len) != len)
         return PH_EIO;
     return sum_add(&c->m, name, len, v);
 }
@@ -643,13 +654,15 @@ int ph_store_agg_claims(ph_store *s, int32_t from_day, int32_t to_day, int by, c
     int rc = range_ok(from_day, to_day, err);
     if (rc)
         return rc;
-    static const char kinds[] = {0, 'c', 't', 's'};
     if (by < PH_AGG_BY_CLIENT || by > PH_AGG_BY_SKU)
         return ph_err_set(err, PH_EINVAL, "by: expected client, tag or sku");
     if (by == PH_AGG_BY_SKU && client)
         return ph_err_set(err, PH_EINVAL, "by: sku is for ops only");
     claims_ctx c = {.by = by, .client = client};
-    rc = walk(s, DB_AGG_CLAIMS, from_day, to_day, kinds[by], 4, claims_row, &c, err);
+    /* by tag: every client's ('g', tag) or one's ('t', client NUL tag) */
+    int kind = by == PH_AGG_BY_CLIENT ? 'c' : by == PH_AGG_BY_SKU ? 's' : client ? 't' : 'g';
+    size_t pl = !client ? 0 : strlen(client) + (by == PH_AGG_BY_TAG);
+    rc = walk(s, DB_AGG_CLAIMS, from_day, to_day, kind, client, pl, 4, claims_row, &c, err);
     ph_agg_claim_row *out = NULL;
     if (rc == PH_OK && c.m.n) {
         qsort(c.m.rows, c.m.n, sizeof *c.m.rows, cmp_name);

@@ -76,10 +76,12 @@ enum {
     DB_ORDER_RISK,     /* order id -> the order's risk record JSON (store_review.c) */
     DB_REVIEWS,        /* order id -> int64 hold_until: held orders (store_review.c) */
     /* analytics (store_agg.c); day = UTC day (ms / 86400000), be32(day ^ 2^31) */
-    DB_AGG_SKU,   /* be32(day) sku NUL client -> ph_agg_sku_rec: succeeded orders by creation day */
-    DB_AGG_HOURS, /* be32(day) hour byte client -> uint64 orders created in that UTC hour */
+    DB_AGG_SKU,    /* be32(day) 'a' sku, and be32(day) 'c' client NUL sku -> ph_agg_sku_rec:
+                      succeeded orders by creation day, of all clients / of one */
+    DB_AGG_HOURS,  /* be32(day) 'a' hour byte, be32(day) 'c' client NUL hour byte -> uint64
+                      orders created in that UTC hour */
     DB_AGG_CLAIMS, /* be32(day) kind byte name -> ph_agg_claim_rec: grant transitions that day;
-                      kind 'c' name client, 't' client NUL tag, 's' sku */
+                      kind 'c' name client, 't' client NUL tag, 'g' tag (all clients), 's' sku */
     DB_AGG_CO,     /* be32(day) sku a NUL sku b NUL gap byte -> uint64: claims of b that day by a
                       holder who claimed a gap days before (store_agg.c, "co-redemption") */
     DB_AGG_USERS,  /* holder key (8 bytes) -> the holder's last claims (store_agg.c) */

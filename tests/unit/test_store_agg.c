@@ -65,9 +65,11 @@ Test(store_agg, counts_each_transition_by_client_tag_and_sku)
         {PH_AGG_CLAIMED, "mall", {"department=hr", "site=sh"}, 2, {1}, IQ, NOW + DAY},
         {PH_AGG_GIFTED, "mall", {"department=it"}, 1, {2}, IQ, NOW + DAY},
         {PH_AGG_EXPIRED, "shop", {"department=hr"}, 1, {3}, TOPUP, NOW + 2 * DAY},
+        /* a client whose name starts with another's: never in that one's rows */
+        {PH_AGG_GRANTED, "shop2", {"department=hr"}, 1, {4}, TOPUP, NOW + 3 * DAY},
     };
     ph_err err = {0};
-    cr_assert_eq(apply(g, 6, &err), PH_OK, "%s", err.msg);
+    cr_assert_eq(apply(g, 7, &err), PH_OK, "%s", err.msg);
 
     ph_agg_claim_row *r = NULL;
     size_t n = 0;
@@ -87,6 +89,14 @@ Test(store_agg, counts_each_transition_by_client_tag_and_sku)
     cr_assert(r[0].granted == 1 && r[0].expired == 1 && strcmp(r[0].name, "department=hr") == 0);
     free(r);
 
+    cr_assert_eq(ph_store_agg_claims(g_s, d0, d0 + 5, PH_AGG_BY_CLIENT, "shop", &r, &n, &err),
+                 PH_OK);
+    cr_assert(n == 1 && strcmp(r[0].name, "shop") == 0 && r[0].granted == 1 && r[0].expired == 1);
+    free(r);
+    cr_assert_eq(ph_store_agg_claims(g_s, d0, d0 + 5, PH_AGG_BY_TAG, "shop2", &r, &n, &err), PH_OK);
+    cr_assert(n == 1 && r[0].granted == 1 && r[0].expired == 0);
+    free(r);
+
     /* days: the transitions of the first day only */
     cr_assert_eq(ph_store_agg_claims(g_s, d0, d0, PH_AGG_BY_CLIENT, NULL, &r, &n, &err), PH_OK);
     cr_assert_eq(n, 2);
@@ -94,7 +104,7 @@ Test(store_agg, counts_each_transition_by_client_tag_and_sku)
     cr_assert(strcmp(r[1].name, "shop") == 0 && r[1].granted == 1);
     free(r);
 
-    cr_assert_eq(ph_store_agg_claims(g_s, d0, d0 + 5, PH_AGG_BY_SKU, NULL, &r, &n, &err), PH_OK);
+    cr_assert_eq(ph_store_agg_claims(g_s, d0, d0 + 2, PH_AGG_BY_SKU, NULL, &r, &n, &err), PH_OK);
     cr_assert_eq(n, 2);
     cr_assert(strcmp(r[0].name, IQ) == 0 && r[0].granted == 2 && r[0].claimed == 1 &&
               r[0].gifted == 1);
