@@ -76,11 +76,14 @@ int ph_api_analytics_top(ph_req *r)
     int b = !by || !strcmp(by, "orders") ? PH_AGG_BY_ORDERS
             : !strcmp(by, "value")       ? PH_AGG_BY_VALUE
                                          : 0;
-    int pd = !period || !strcmp(period, "day") ? 1 : !strcmp(period, "week") ? 7 : 0;
+    int pd = !period || !strcmp(period, "day") ? 1
+             : !strcmp(period, "week")         ? 7
+             : !strcmp(period, "range")        ? 0
+                                               : -1;
     if (!b)
         return ph_req_error(r, 400, "invalid_request", "by: expected orders or value");
-    if (!pd)
-        return ph_req_error(r, 400, "invalid_request", "period: expected day or week");
+    if (pd < 0)
+        return ph_req_error(r, 400, "invalid_request", "period: expected day, week or range");
     long n = small_param(r, "n", DEFAULT_TOP_N, 1, 100);
     int32_t from, to;
     if (n < 0 || day_range(r, &from, &to))
@@ -116,7 +119,7 @@ int ph_api_analytics_top(ph_req *r)
     free(rows);
     json_t *j = range_json(from, to, client);
     json_object_set_new(j, "by", json_string(b == PH_AGG_BY_VALUE ? "value" : "orders"));
-    json_object_set_new(j, "period", json_string(pd == 7 ? "week" : "day"));
+    json_object_set_new(j, "period", json_string(pd == 7 ? "week" : pd ? "day" : "range"));
     json_object_set_new(j, "n", json_integer(n));
     json_object_set_new(j, "periods", periods);
     return ph_req_json(r, 200, j);

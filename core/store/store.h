@@ -1616,7 +1616,8 @@ enum { PH_AGG_BY_ORDERS = 1, PH_AGG_BY_VALUE };
 /* Weeks start on Monday: the first day of the week holding `day`. */
 int32_t ph_agg_week_start(int32_t day);
 /* The top n SKUs of each period (period_days 1: days; 7: weeks, Monday
- * first, the first and last clipped to from..to but named by their Monday)
+ * first, the first and last clipped to from..to but named by their Monday;
+ * 0: the whole range as one period, named by from_day)
  * from_day..to_day by `by` (PH_AGG_BY_*; ties by the other figure, then the
  * sku), periods ascending, each period's rows best first; periods without
  * orders have no rows. On PH_OK *rows is the caller's (free). Errors:

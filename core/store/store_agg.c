@@ -548,7 +548,9 @@ static int top_row(void *ctx, int32_t day, const uint8_t *rest, size_t len, cons
     size_t sl = strnlen((const char *)rest, len); /* rest: the sku */
     if (sl == 0 || sl > PH_SKU_MAX || sl != len)
         return PH_EIO;
-    int32_t period = t->period_days == 7 ? ph_agg_week_start(day) : day;
+    int32_t period = t->period_days == 7   ? ph_agg_week_start(day)
+                     : t->period_days == 1 ? day
+                                           : t->from_day; /* 0: the whole range */
     if (period != t->cur) {
         int rc = top_flush(t);
         if (rc)
@@ -567,8 +569,8 @@ int ph_store_agg_top(ph_store *s, int32_t from_day, int32_t to_day, int period_d
     int rc = range_ok(from_day, to_day, err);
     if (rc)
         return rc;
-    if (period_days != 1 && period_days != 7)
-        return ph_err_set(err, PH_EINVAL, "period: expected day or week");
+    if (period_days != 0 && period_days != 1 && period_days != 7)
+        return ph_err_set(err, PH_EINVAL, "period: expected day, week or range");
     if (by != PH_AGG_BY_ORDERS && by != PH_AGG_BY_VALUE)
         return ph_err_set(err, PH_EINVAL, "by: expected orders or value");
     if (n < 1 || n > 100)
