@@ -47,6 +47,9 @@
 #                                vs none, in process; its own RC_* knobs)
 #   BENCH_RISK_CPU (1)           0 skips bench/risk_cpu.sh (perkhubd CPU per order with 20 risk
 #                                rules vs none, end users on both sides; its own RC_* knobs)
+#   BENCH_ANALYTICS (1)          0 skips bench/analytics.sh (every GET /v1/analytics endpoint
+#                                over a year at 10 million orders' aggregates; its own AN_*
+#                                knobs; some 3 minutes)
 #   BENCH_PART_TIMEOUT (240)     seconds each of peers.sh / supplier_io.sh / tls_cpu.sh may take
 #   BENCH_RESULTS (bench/results/latest.json)   where the JSON goes (the parts' own JSON
 #                                stays in bench/results/)
@@ -580,4 +583,5 @@ part BENCH_ALERTS_WRITER alerts_writer.sh "$PART_TIMEOUT" 1      # issue 12: ale
 part BENCH_ALERTS_CPU alerts_cpu.sh "$PART_TIMEOUT" 1            # issue 12: the same over HTTP
 part BENCH_RISK_CHECK risk_check.sh "$PART_TIMEOUT" 1          # issue 15: the risk engine per check
 part BENCH_RISK_CPU risk_cpu.sh "$((PART_TIMEOUT * 2))" 1       # issue 15: perkhubd CPU/order, 20 rules
+part BENCH_ANALYTICS analytics.sh "${BENCH_AN_TIMEOUT:-900}" 1    # issue 16: analytics at 10M orders
 [ -z "$PART_FAILED" ] || fail "parts failed:$PART_FAILED"
