@@ -29,6 +29,8 @@
  */
 #include "store/store_int.h"
 
+#include "base/util.h"
+
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -332,7 +334,9 @@ int32_t ph_agg_week_start(int32_t day)
 
 /* Sums by name: open addressing over rows appended in first-seen order. */
 typedef struct sum_row {
-    char name[80];
+    char name[140]; /* NUL-terminated; a binary key (the check's) has NULs inside: len says */
+    uint8_t len;
+    uint8_t seen; /* the check's: met in the database */
     int64_t v[4];
 } sum_row;
 typedef struct sum_map {
@@ -370,7 +374,7 @@ static int sum_rehash(sum_map *m, size_t nslots)
     if (!s)
         return PH_ENOMEM;
     for (size_t i = 0; i < m->n; i++) {
-        size_t h = fnv(m->rows[i].name, strlen(m->rows[i].name)) & (nslots - 1);
+        size_t h = fnv(m->rows[i].name, m->rows[i].len) & (nslots - 1);
         while (s[h])
             h = (h + 1) & (nslots - 1);
         s[h] = (uint32_t)i + 1;
@@ -390,7 +394,7 @@ static int sum_add(sum_map *m, const char *name, size_t len, const int64_t d[4])
     size_t h = fnv(name, len) & (m->nslots - 1);
     for (; m->slot[h]; h = (h + 1) & (m->nslots - 1)) {
         sum_row *r = &m->rows[m->slot[h] - 1];
-        if (strncmp(r->name, name, len) == 0 && r->name[len] == 0) {
+        if (r->len == len && memcmp(r->name, name, len) == 0) {
             for (int i = 0; i < 4; i++)
                 r->v[i] += d[i];
             return PH_OK;
@@ -407,6 +411,8 @@ static int sum_add(sum_map *m, const char *name, size_t len, const int64_t d[4])
     sum_row *r = &m->rows[m->n];
     memcpy(r->name, name, len);
     r->name[len] = 0;
+    r->len = (uint8_t)len;
+    r->seen = 0;
     memcpy(r->v, d, sizeof r->v);
     m->slot[h] = (uint32_t)++m->n;
     return PH_OK;
@@ -638,7 +644,7 @@ static int claims_row(void *ctx, int32_t day, const uint8_t *rest, size_t len, c
         name = c->client;
         len = strlen(name);
     }
-    if (len == 0 || len >= sizeof c->m.rows[0].name || strnlen(name, len) != len)
+    if (len == 0 || len >= sizeof(((ph_agg_claim_row *)0)->name) || strnlen(name, len) != len)
         return PH_EIO;
     return sum_add(&c->m, name, len, v);
 }
@@ -672,7 +678,8 @@ int ph_store_agg_claims(ph_store *s, int32_t from_day, int32_t to_day, int by, c
         if (!out)
             rc = PH_ENOMEM;
         for (size_t i = 0; out && i < c.m.n; i++) {
-            snprintf(out[i].name, sizeof out[i].name, "%s", c.m.rows[i].name);
+            assert(c.m.rows[i].len < sizeof out[i].name); /* claims_row admits no longer */
+            memcpy(out[i].name, c.m.rows[i].name, c.m.rows[i].len + 1u);
             out[i].granted = (uint64_t)c.m.rows[i].v[0];
             out[i].claimed = (uint64_t)c.m.rows[i].v[1];
             out[i].expired = (uint64_t)c.m.rows[i].v[2];
@@ -770,4 +777,173 @@ int ph_store_agg_co(ph_store *s, int32_t from_day, int32_t to_day, const char *a
         mdb_cursor_close(cur);
     ph_store_read_end(s, txn);
     return rc;
+}
+
+/* ---- --check-store ------------------------------------------------------------------ */
+
+static sum_row *sum_find(sum_map *m, const uint8_t *key, size_t len)
+{
+    if (!m->nslots)
+        return NULL;
+    for (size_t h = fnv((const char *)key, len) & (m->nslots - 1); m->slot[h];
+         h = (h + 1) & (m->nslots - 1)) {
+        sum_row *r = &m->rows[m->slot[h] - 1];
+        if (r->len == len && memcmp(r->name, key, len) == 0)
+            return r;
+    }
+    return NULL;
+}
+
+/* The order figures recomputed from the orders and their ledger summaries,
+ * keyed like the databases. */
+static int recompute_orders(ph_store *s, MDB_txn *txn, sum_map *sku, sum_map *hours, ph_err *err)
+{
+    ph_wtxn w = {.s = s, .txn = txn}; /* reads only (store_ledger_counted) */
+    uint64_t last = ph_store_last_key(txn, s->dbi[DB_ORDERS]);
+    int rc = PH_OK;
+    for (uint64_t id = 1; rc == PH_OK && id <= last; id++) {
+        ph_order *o = NULL;
+        rc = ph_order_load(s, txn, id, 0, &o, err);
+        if (rc == PH_ENOTFOUND) {
+            rc = PH_OK;
+            continue;
+        }
+        if (rc == PH_OK && !ph_order_is_replenish(o)) {
+            uint8_t key[AGG_KEY_MAX + 1];
+            int32_t day = utc_day(o->created_at);
+            uint8_t hour = (uint8_t)((o->created_at - (int64_t)day * DAY_MS) / 3600000);
+            int64_t one[4] = {1, 0, 0, 0};
+            size_t kl = agg_key(key, day, 'a', "", NULL);
+            key[kl++] = hour;
+            rc = sum_add(hours, (const char *)key, kl, one);
+            kl = agg_key(key, day, 'c', o->client, "");
+            key[kl++] = hour;
+            if (rc == PH_OK)
+                rc = sum_add(hours, (const char *)key, kl, one);
+            int counted = 0;
+            int64_t price = -1;
+            if (rc == PH_OK && o->state == PH_ORDER_SUCCEEDED) {
+                int lc = store_ledger_counted(&w, id, &counted, &price, err);
+                rc = lc == PH_ENOTFOUND ? ph_err_set(err, PH_EIO, "order %llu: not booked",
+                                                     (unsigned long long)id)
+                                        : lc;
+            }
+            if (rc == PH_OK && o->state == PH_ORDER_SUCCEEDED) {
+                int64_t q = (int64_t)o->quantity,
+                        d[4] = {1, q, price >= 0 ? price * q : 0, price >= 0 ? 0 : 1};
+                kl = agg_key(key, day, 'a', o->sku, NULL);
+                rc = sum_add(sku, (const char *)key, kl, d);
+                kl = agg_key(key, day, 'c', o->client, o->sku);
+                if (rc == PH_OK)
+                    rc = sum_add(sku, (const char *)key, kl, d);
+            }
+            if (rc == PH_ENOMEM)
+                ph_err_set(err, rc, "out of memory");
+        }
+        ph_order_free(o);
+    }
+    return rc;
+}
+
+/* Every row of db equals its recomputed figures, and every non-zero recomputed
+ * row is in db. */
+static int compare_db(ph_store *s, MDB_txn *txn, int db, size_t nv, sum_map *m, ph_err *err)
+{
+    MDB_cursor *cur;
+    int mrc = mdb_cursor_open(txn, s->dbi[db], &cur);
+    if (mrc)
+        return ph_store_lmdb_err(err, mrc, "open aggregates");
+    MDB_val k, v;
+    int rc = PH_OK;
+    const char *name = ph_store_db_name(db);
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == PH_OK && mrc == 0;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        int64_t a[4] = {0};
+        if (k.mv_size < 5 || v.mv_size != nv * sizeof a[0]) {
+            rc = ph_err_set(err, PH_EIO, "%s: a malformed row", name);
+            break;
+        }
+        memcpy(a, v.mv_data, v.mv_size);
+        sum_row *r = sum_find(m, k.mv_data, k.mv_size);
+        char day[40];
+        ph_time_format((int64_t)get_day(k.mv_data) * DAY_MS, day, sizeof day);
+        if (!r)
+            rc = ph_err_set(err, PH_EIO, "%s: a row of %.10s counts orders there are none of",
+                            name, day);
+        else if (memcmp(a, r->v, nv * sizeof a[0]))
+            rc = ph_err_set(err, PH_EIO,
+                            "%s: a row of %.10s says %lld orders, the orders make %lld", name, day,
+                            (long long)a[0], (long long)r->v[0]);
+        else
+            r->seen = 1;
+    }
+    if (rc == PH_OK && mrc != MDB_NOTFOUND)
+        rc = ph_store_lmdb_err(err, mrc, "read aggregates");
+    mdb_cursor_close(cur);
+    for (size_t i = 0; rc == PH_OK && i < m->n; i++)
+        if (!m->rows[i].seen && (m->rows[i].v[0] || m->rows[i].v[1])) {
+            char day[40];
+            ph_time_format((int64_t)get_day((const uint8_t *)m->rows[i].name) * DAY_MS, day,
+                           sizeof day);
+            rc = ph_err_set(err, PH_EIO, "%s: the orders of %.10s have no row", name, day);
+        }
+    return rc;
+}
+
+/* The grant figures cannot be recomputed here (their transitions are their
+ * own records'): each row well-formed and not all zeros; every holder's
+ * list decodes. */
+static int check_shapes(ph_store *s, MDB_txn *txn, ph_err *err)
+{
+    static const struct {
+        int db;
+        size_t size;
+    } dbs[] = {{DB_AGG_CLAIMS, sizeof(ph_agg_claim_rec)}, {DB_AGG_CO, 8}};
+    int rc = PH_OK;
+    for (size_t i = 0; rc == PH_OK && i < 2; i++) {
+        MDB_cursor *cur;
+        int mrc = mdb_cursor_open(txn, s->dbi[dbs[i].db], &cur);
+        if (mrc)
+            return ph_store_lmdb_err(err, mrc, "open aggregates");
+        MDB_val k, v;
+        for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == PH_OK && mrc == 0;
+             mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            static const uint8_t zero[sizeof(ph_agg_claim_rec)];
+            if (k.mv_size < 6 || v.mv_size != dbs[i].size || !memcmp(v.mv_data, zero, v.mv_size))
+                rc = ph_err_set(err, PH_EIO, "%s: a malformed or empty row",
+                                ph_store_db_name(dbs[i].db));
+        }
+        mdb_cursor_close(cur);
+    }
+    MDB_cursor *cur;
+    int mrc = rc ? 0 : mdb_cursor_open(txn, s->dbi[DB_AGG_USERS], &cur);
+    if (mrc)
+        return ph_store_lmdb_err(err, mrc, "open aggregates");
+    if (rc)
+        return rc;
+    ph_wtxn w = {.s = s, .txn = txn}; /* co_load reads only */
+    MDB_val k, v;
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == PH_OK && mrc == 0;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        co_entry e[PH_AGG_CO_SKUS + 1];
+        size_t n;
+        if (k.mv_size != 8 || (rc = co_load(&w, k.mv_data, e, &n, err)) != PH_OK || n == 0 ||
+            n > PH_AGG_CO_SKUS)
+            rc = ph_err_set(err, PH_EIO, "agg_users: a malformed holder record");
+    }
+    mdb_cursor_close(cur);
+    return rc;
+}
+
+int store_agg_check(ph_store *s, MDB_txn *txn, ph_err *err)
+{
+    sum_map sku = {0}, hours = {0};
+    int rc = recompute_orders(s, txn, &sku, &hours, err);
+    if (rc == PH_OK)
+        rc = compare_db(s, txn, DB_AGG_SKU, 4, &sku, err);
+    if (rc == PH_OK)
+        rc = compare_db(s, txn, DB_AGG_HOURS, 1, &hours, err);
+    sum_free(&sku);
+    sum_free(&hours);
+    return rc ? rc : check_shapes(s, txn, err);
 }

@@ -668,6 +668,11 @@ int store_agg_order(ph_wtxn *w, const ph_order *o, ph_err *err);
  * schema version. */
 int store_agg_migrate(ph_store *s, MDB_txn *txn, ph_err *err);
 
+/* --check-store: agg_sku and agg_hours equal, row for row, the figures
+ * recomputed from every order and its ledger summary; agg_claims and agg_co
+ * rows well-formed and not all zeros; every agg_users record decodes. PH_OK
+ * or PH_EIO naming the database and the day. Any transaction. */
+int store_agg_check(ph_store *s, MDB_txn *txn, ph_err *err);
 /* What the ledger counted order id as (store_ledger.c): *counted the state
  * its daily aggregates hold it in (0 none yet) and its unit sale price (-1
  * unpriced). PH_ENOTFOUND when the order was never booked (a new order). */

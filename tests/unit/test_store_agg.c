@@ -434,3 +434,89 @@ Test(store_agg, schema_6_store_is_back_filled_at_open)
     expect_order_figures();
     assert_check();
 }
+
+/* An order that stops being succeeded is taken out again (a correction of
+ * an order's outcome, written through store_put_order like every order write). */
+Test(store_agg, an_order_no_longer_succeeded_is_taken_out)
+{
+    start_priced();
+    place_orders();
+    /* the vip order (3rd) is rewritten failed, through the one order-write path */
+    MDB_txn *txn;
+    cr_assert_eq(mdb_txn_begin(g_s->env, NULL, 0, &txn), 0);
+    ph_wtxn w = {.s = g_s, .txn = txn};
+    w.ids.ledger = ph_store_last_key(txn, g_s->dbi[DB_LEDGER]) + 1;
+    ph_order *o = NULL;
+    ph_err err = {0};
+    cr_assert_eq(ph_order_load(g_s, txn, 3, 1, &o, &err), PH_OK, "%s", err.msg);
+    cr_assert_str_eq(o->client, "vip");
+    o->state = PH_ORDER_FAILED;
+    o->updated_at = NOW + 100;
+    cr_assert_eq(o->nattempts, 1);
+    o->attempts[0].state = PH_ATTEMPT_FAILED; /* the order follows its attempt */
+    cr_assert_eq(store_put_supply_order(&w, o, 0, &err), PH_OK, "%s", err.msg);
+    ph_order_free(o);
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    int32_t d0 = (int32_t)(NOW / DAY);
+    ph_agg_top_row *r;
+    size_t n;
+    cr_assert_eq(ph_store_agg_top(g_s, d0, d0, 1, PH_AGG_BY_VALUE, 10, NULL, &r, &n, &err), PH_OK);
+    const ph_agg_top_row *p = top_find(r, n, d0, PRICED);
+    cr_assert(p && p->orders == 2 && p->units == 3 && p->value == 3 * 3300, "vip's taken out");
+    free(r);
+    cr_assert_eq(ph_store_agg_top(g_s, d0, d0, 1, PH_AGG_BY_VALUE, 10, "vip", &r, &n, &err), PH_OK);
+    cr_assert_eq(n, 0, "vip's row is gone (all zeros)");
+    free(r);
+    uint64_t h[24];
+    cr_assert_eq(ph_store_agg_hours(g_s, d0, d0, NULL, h, &err), PH_OK);
+    cr_assert_eq(h[22], 5, "placed orders stay placed");
+    assert_check();
+}
+
+/* --check-store recomputes the order figures: a changed or a missing row is named. */
+Test(store_agg, check_finds_a_tampered_or_missing_row)
+{
+    start_priced();
+    place_orders();
+    assert_check();
+    ph_store_close(g_s);
+    g_s = NULL;
+    MDB_txn *txn;
+    MDB_env *env = raw_open(&txn);
+    MDB_dbi dbi = raw_dbi(txn, "agg_sku", 0);
+    MDB_cursor *c;
+    MDB_val k, v;
+    cr_assert_eq(mdb_cursor_open(txn, dbi, &c), 0);
+    cr_assert_eq(mdb_cursor_get(c, &k, &v, MDB_FIRST), 0);
+    int64_t a[4];
+    cr_assert_eq(v.mv_size, sizeof a);
+    memcpy(a, v.mv_data, sizeof a);
+    a[0] += 1;
+    cr_assert_eq(mdb_cursor_put(c, &k, &(MDB_val){sizeof a, a}, MDB_CURRENT), 0);
+    mdb_cursor_close(c);
+    raw_commit(env, txn);
+    g_s = open_at(g_dir, 0);
+    ph_err err = {0};
+    cr_assert_eq(ph_store_check(g_s, NULL, &err), PH_EIO);
+    cr_assert(strstr(err.msg, "agg_sku") && strstr(err.msg, "2023-11-14"), "%s", err.msg);
+
+    ph_store_close(g_s);
+    g_s = NULL;
+    env = raw_open(&txn);
+    dbi = raw_dbi(txn, "agg_hours", 0);
+    cr_assert_eq(mdb_cursor_open(txn, dbi, &c), 0);
+    cr_assert_eq(mdb_cursor_get(c, &k, &v, MDB_LAST), 0);
+    cr_assert_eq(mdb_cursor_del(c, 0), 0);
+    mdb_cursor_close(c);
+    /* the first tampering undone: the missing row is what is named */
+    dbi = raw_dbi(txn, "agg_sku", 0);
+    cr_assert_eq(mdb_cursor_open(txn, dbi, &c), 0);
+    cr_assert_eq(mdb_cursor_get(c, &k, &v, MDB_FIRST), 0);
+    a[0] -= 1;
+    cr_assert_eq(mdb_cursor_put(c, &k, &(MDB_val){sizeof a, a}, MDB_CURRENT), 0);
+    mdb_cursor_close(c);
+    raw_commit(env, txn);
+    g_s = open_at(g_dir, 0);
+    cr_assert_eq(ph_store_check(g_s, NULL, &err), PH_EIO);
+    cr_assert(strstr(err.msg, "agg_hours") && strstr(err.msg, "no row"), "%s", err.msg);
+}
