@@ -824,9 +824,9 @@ static int recompute_orders(ph_store *s, MDB_txn *txn, sum_map *sku, sum_map *ho
             int64_t price = -1;
             if (rc == PH_OK && o->state == PH_ORDER_SUCCEEDED) {
                 int lc = store_ledger_counted(&w, id, &counted, &price, err);
-                rc = lc == PH_ENOTFOUND ? ph_err_set(err, PH_EIO, "order %llu: not booked",
-                                                     (unsigned long long)id)
-                                        : lc;
+                rc = lc == PH_ENOTFOUND
+                         ? ph_err_set(err, PH_EIO, "order %llu: not booked", (unsigned long long)id)
+                         : lc;
             }
             if (rc == PH_OK && o->state == PH_ORDER_SUCCEEDED) {
                 int64_t q = (int64_t)o->quantity,
@@ -868,12 +868,12 @@ static int compare_db(ph_store *s, MDB_txn *txn, int db, size_t nv, sum_map *m, 
         char day[40];
         ph_time_format((int64_t)get_day(k.mv_data) * DAY_MS, day, sizeof day);
         if (!r)
-            rc = ph_err_set(err, PH_EIO, "%s: a row of %.10s counts orders there are none of",
-                            name, day);
+            rc = ph_err_set(err, PH_EIO, "%s: a row of %.10s counts orders there are none of", name,
+                            day);
         else if (memcmp(a, r->v, nv * sizeof a[0]))
-            rc = ph_err_set(err, PH_EIO,
-                            "%s: a row of %.10s says %lld orders, the orders make %lld", name, day,
-                            (long long)a[0], (long long)r->v[0]);
+            rc =
+                ph_err_set(err, PH_EIO, "%s: a row of %.10s says %lld orders, the orders make %lld",
+                           name, day, (long long)a[0], (long long)r->v[0]);
         else
             r->seen = 1;
     }

@@ -253,6 +253,26 @@ static void check_week(const brute *b)
     if (json_array_size(json_object_get(j, "periods")) == 1)
         cr_assert_eq(sum, best, "the week's best sku: the sum of its days");
     json_decref(j);
+    /* the whole range as one period: every sku's sums over its days */
+    snprintf(path, sizeof path, "/v1/analytics/top?by=value&period=range&n=100&from=%s&to=%s",
+             b->day[0], b->day[b->ndays - 1]);
+    j = get_ok(path, "ops-token");
+    json_t *periods = json_object_get(j, "periods");
+    cr_assert_eq(json_array_size(periods), 1);
+    cr_assert_str_eq(h_str(json_array_get(periods, 0), "period"), b->day[0]);
+    json_t *top = json_object_get(json_array_get(periods, 0), "top");
+    for (int k = 0; k < NSKU; k++) {
+        fig f = {0};
+        for (int d = 0; d < b->ndays; d++)
+            f.orders += b->f[d][k].orders, f.units += b->f[d][k].units, f.value += b->f[d][k].value;
+        json_t *row = NULL, *x;
+        size_t i2;
+        json_array_foreach(top, i2, x) if (!strcmp(h_str(x, "sku"), SKU[k])) row = x;
+        cr_assert_eq(row ? h_int(row, "orders") : 0, f.orders, "range: %s orders", SKU[k]);
+        cr_assert_eq(row ? h_int(row, "units") : 0, f.units, "range: %s units", SKU[k]);
+        cr_assert_eq(row ? h_int(row, "value_fen") : 0, f.value, "range: %s value", SKU[k]);
+    }
+    json_decref(j);
 }
 
 Test(analytics, figures_match_a_brute_force_count_over_the_orders)
