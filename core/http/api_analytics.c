@@ -147,7 +147,8 @@ int ph_api_analytics_hours(ph_req *r)
     return ph_req_json(r, 200, j);
 }
 
-/* part / whole, cut to 4 decimals (never rounded up to a rate not reached); null when whole is 0. */
+/* part / whole, cut to 4 decimals (never rounded up to a rate not reached); null when whole is 0.
+ */
 static json_t *rate_json(uint64_t part, uint64_t whole)
 {
     return whole ? json_real((double)(part * 10000 / whole) / 10000.0) : json_null();
