@@ -49,6 +49,9 @@
 #                                rules vs none, end users on both sides; its own RC_* knobs)
 #   BENCH_HTTP_PROTO (1)         0 skips bench/http_proto.sh (CPU per ceiling request: perkhubd, and
 #                                the same route on libmicrohttpd and on h2o; its own HP_* knobs)
+#   BENCH_ANALYTICS (1)          0 skips bench/analytics.sh (every GET /v1/analytics endpoint
+#                                over a year at 10 million orders' aggregates; its own AN_*
+#                                knobs; some 3 minutes)
 #   BENCH_PART_TIMEOUT (240)     seconds each of peers.sh / supplier_io.sh / tls_cpu.sh may take
 #   BENCH_RESULTS (bench/results/latest.json)   where the JSON goes (the parts' own JSON
 #                                stays in bench/results/)
@@ -649,4 +652,5 @@ part BENCH_ALERTS_CPU alerts_cpu.sh "$PART_TIMEOUT" 1            # issue 12: the
 part BENCH_RISK_CHECK risk_check.sh "$PART_TIMEOUT" 1          # issue 15: the risk engine per check
 part BENCH_RISK_CPU risk_cpu.sh "$((PART_TIMEOUT * 2))" 1       # issue 15: perkhubd CPU/order, 20 rules
 part BENCH_HTTP_PROTO http_proto.sh "$PART_TIMEOUT" 1           # issue 18: the HTTP layer, MHD vs h2o
+part BENCH_ANALYTICS analytics.sh "${BENCH_AN_TIMEOUT:-900}" 1    # issue 16: analytics at 10M orders
 [ -z "$PART_FAILED" ] || fail "parts failed:$PART_FAILED"

@@ -760,6 +760,8 @@ static int run_scan(ph_store *s, ph_store_stats *st, int full, int64_t now, ph_c
             PH_OK &&
         (at_stage(&sc, "the ledger and the daily aggregates", DB_LEDGER),
          rc = ph_ledger_check(s, sc.txn, err)) == PH_OK &&
+        (at_stage(&sc, "the analytics aggregates", DB_AGG_SKU),
+         rc = store_agg_check(s, sc.txn, err)) == PH_OK &&
         (at_stage(&sc, "reconciliation runs", DB_RECON_RUNS),
          rc = store_check_recon(s, sc.txn, err)) == PH_OK &&
         (at_stage(&sc, "discrepancies", DB_DISCREP), rc = store_check_discrep(s, sc.txn, err)) ==

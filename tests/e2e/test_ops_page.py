@@ -531,7 +531,50 @@ def compare_page(driver, port):
         state = section_state(driver, tid)
         if state[0] != ("ok" if served else "na"):
             diffs.append(f"section {tid}: {state} while {path} answers {r.status}")
+    return diffs + compare_analytics(driver, port)
+
+
+def compare_analytics(driver, port):
+    """The analytics panel against GET /v1/analytics/* for the panel's own days."""
+    diffs = []
+    if section_state(driver, "analytics")[0] != "ok":
+        return [f"analytics: {section_state(driver, 'analytics')}"]
+    rng = driver.execute_script("const p = document.getElementById('sec-analytics');"
+                                "return [p.dataset.from, p.dataset.to];")
+    q = f"&from={rng[0]}&to={rng[1]}"
+    top = get_json(port, "/v1/analytics/top?period=range&n=10&by=orders" + q)["periods"]
+    want = [(x["sku"], str(x["orders"]), str(x["units"])) for x in (top[0]["top"] if top else [])]
+    got = [(k, c.get("orders"), c.get("units")) for k, c, _ in table(driver, "an-top")]
+    if got != want or not want:
+        diffs.append(f"analytics top {got} != {want}")
+    hours = get_json(port, "/v1/analytics/hours?" + q[1:])["hours"]
+    got = [(k, c.get("orders")) for k, c, _ in table(driver, "an-hours")]
+    if got != [(str(h["hour"]), str(h["orders"])) for h in hours]:
+        diffs.append(f"analytics hours {got} != {hours}")
+    claims = get_json(port, "/v1/analytics/claims?by=tag" + q)["rows"]
+    got = [k for k, _, cls in table(driver, "an-claims") if cls != "empty"]
+    if got != [x["tag"] for x in claims]:
+        diffs.append(f"analytics claims {got} != {claims}")
     return diffs
+
+
+def check_analytics_http(port, placed):
+    """The analytics figures of the orders placed here, and their refusals."""
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    j = get_json(port, f"/v1/analytics/top?period=range&from={today}&to={today}&n=10")
+    top = {x["sku"]: x["orders"] for x in j["periods"][0]["top"]} if j["periods"] else {}
+    want = {}
+    for o in all_orders(port):
+        if o["state"] == "succeeded" and o["created_at"].startswith(today):
+            want[o["sku"]] = want.get(o["sku"], 0) + 1
+    check(top == want, f"analytics top today {top} == the succeeded orders {want}")
+    h = get_json(port, f"/v1/analytics/hours?from={today}&to={today}")
+    check(h["total"] == len([o for o in all_orders(port) if o["created_at"].startswith(today)]),
+          f"analytics hours total {h['total']} == today's orders")
+    r = http(port, "GET", "/v1/analytics/co?a=p.card&b=p.topup", MALL_TOKEN)
+    check(r.status == 403, f"co-redemption is ops only: {r.status}")
+    r = http(port, "GET", "/v1/analytics/top?period=year", OPS_TOKEN)
+    check(r.status == 400 and "period" in r.json["message"], f"a bad period: {r.status}")
 
 
 def csp_messages(entries):
@@ -603,9 +646,23 @@ def check_browser(port, build_dir, tmp):
         check(seen == [], f"{len(seen)} CSP violation(s) in the console, the first: {seen[:2]}")
         banner = driver.find_element(By.ID, "csp").get_attribute("class")
         check(banner != "on", "the page's own CSP violation banner is off")
+        # co-redemption: two products, counted on demand (no grants here: zero)
+        Select(driver.find_element(By.ID, "an-a")).select_by_value("p.card")
+        Select(driver.find_element(By.ID, "an-b")).select_by_value("p.topup")
+        driver.find_element(By.ID, "an-co-go").click()
+        wait_for(lambda: driver.find_element(By.ID, "an-co").get_attribute("data-state") != "idle",
+                 "the co-redemption answer", timeout=20)
+        co = driver.find_element(By.ID, "an-co")
+        check(co.get_attribute("data-state") == "ok" and co.get_attribute("data-a-then-b") == "0",
+              f"co-redemption shown: {co.get_attribute('data-state')} {co.text!r}")
         os.makedirs(os.path.join(build_dir, "test-artifacts"), exist_ok=True)
         shot = os.path.join(build_dir, "test-artifacts", "ops_page.png")
         check(driver.save_screenshot(shot), f"screenshot saved to {shot}")
+        print(f"screenshot: {shot}", flush=True)
+        # the analytics panel on its own
+        shot = os.path.join(build_dir, "test-artifacts", "ops_page_analytics.png")
+        check(driver.find_element(By.ID, "sec-analytics").screenshot(shot),
+              f"screenshot saved to {shot}")
         print(f"screenshot: {shot}", flush=True)
         # the control: what the policy refuses is refused, and seen
         try:
@@ -650,6 +707,7 @@ def main():
         placed = make_orders(port, sim_port)
         check_http(port, source_dir)
         check_order_stats(port, placed)
+        check_analytics_http(port, placed)
         missing = browser_missing()
         if missing:
             if os.environ.get("CI"):
