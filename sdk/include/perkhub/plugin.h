@@ -755,10 +755,15 @@ struct perkhub_result {
                                0 unknown (the core then takes the time it asked). */
 };
 
-/* A callback as received on POST /v1/callbacks/{supplier}. */
+/* A callback as received on POST or GET /v1/callbacks/{supplier}. */
 struct perkhub_callback {
-    const char *method;       /* "POST" (or "GET" for suppliers that notify so) */
-    const char *query;        /* the raw query string without '?', or "" */
+    const char *method;       /* "POST", or "GET" for suppliers that notify so */
+    const char *query;        /* the query string without '?', or "": its parameters in
+                                 the order received, each key and value percent-encoded
+                                 again from its decoded text (RFC 3986 unreserved
+                                 characters as they are; "k" for a key without '=').
+                                 Read it with host->kv_parse(..., '&', 1, ...): the
+                                 values are exactly what the supplier sent. */
     const char *content_type; /* or "" */
     const char *body;         /* body_len bytes, followed by a NUL */
     size_t body_len;
