@@ -1,15 +1,13 @@
 /*
- * example.c — a complete adapter for a form-encoded, MD5-signed protocol
- * (docs/sdk.md §3): recharges, card codes, order queries, the balance, signed
- * callbacks by POST or GET. Copy it, or run tools/new-plugin NAME.
+ * example.c — a complete adapter for a form-encoded, MD5-signed protocol (docs/sdk.md §3):
+ * recharges, card codes, order queries, the balance, callbacks by POST or GET. Copy it, or
+ * run tools/new-plugin NAME (it turns each "PROTOCOL:" mark into a TODO).
  *
- * POST <base_url>/<recharge|card|query|balance> with a form body and
- * sign = MD5(the non-empty fields but sign, sorted by key, "k=v&k=v", then
- * "&key=<key>") in UPPER-case hex. Replies are forms signed the same way:
- * code=0 done (state=success|processing|failed; cards="no=password;..."),
- * 4004 no such order, 1001 bad signature, 2001 out of stock, 2002 invalid
- * account, 2003 low balance, 3001 busy. Callbacks: signed forms with a Unix
- * timestamp, answered "success". AMBIGUOUS for every answer not understood.
+ * POST <base_url>/<recharge|card|query|balance>, a form body with sign = MD5(the non-empty
+ * fields but sign, sorted by key, "k=v&k=v", then "&key=<key>") in UPPER-case hex. Replies:
+ * forms signed the same way; code=0 done (state=success|processing|failed, cards="no=pw;..."),
+ * 4004 no such order, 1001 bad signature, 2001 out of stock, 2002 invalid account, 2003 low
+ * balance, 3001 busy. Callbacks: signed forms with a Unix timestamp, answered "success".
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +21,7 @@ struct example {
     int64_t stale_ms;
 };
 
+/* PROTOCOL: the keys your supplier needs (schema: perkhub/plugin.h). */
 static const struct perkhub_config_key example_config[] = {
     {"base_url", PERKHUB_CONF_STRING, NULL, "The supplier's API root, without a trailing '/'.", 1},
     {"merchant_id", PERKHUB_CONF_STRING, NULL, "Our merchant id at the supplier.", 1},
@@ -53,11 +52,11 @@ static int example_init(const struct perkhub_host *host, const struct perkhub_co
 
 static void example_shutdown(void *instance)
 {
-    struct example *ex = instance;
-    ex->host->mem_free(ex->host, ex);
+    const struct perkhub_host *h = ((struct example *)instance)->host;
+    h->mem_free(h, instance);
 }
 
-/* The signature of kv (without sign), in upper-case hex: a new host block. */
+/* PROTOCOL: the signature of kv (without sign); here upper-case hex MD5. */
 static char *sign_of(struct example *ex, const char *const *kv)
 {
     const struct perkhub_host *h = ex->host;
@@ -91,26 +90,24 @@ static int signed_ok(struct example *ex, char **kv)
     return ok;
 }
 
+/* PROTOCOL: the URL, the fields and their names per operation. */
 static int example_build(void *instance, const struct perkhub_op *op, struct perkhub_request *req)
 {
     struct example *ex = instance;
     const struct perkhub_host *h = ex->host;
-    static const char *const paths[] = {[PERKHUB_OP_CARD_ORDER] = "card",
-                                        [PERKHUB_OP_RECHARGE] = "recharge",
-                                        [PERKHUB_OP_ORDER_QUERY] = "query",
-                                        [PERKHUB_OP_BALANCE] = "balance"};
+    /* by op->kind: 3 card order, 4 recharge, 5 order query, 6 balance */
+    static const char *const paths[] = {NULL, NULL, NULL, "card", "recharge", "query", "balance"};
     if (op->kind < 0 || op->kind > PERKHUB_OP_BALANCE || !paths[op->kind])
         return PERKHUB_ERR_UNSUPPORTED;
     char qty[24], ts[24];
     snprintf(qty, sizeof qty, "%u", (unsigned)op->quantity);
     snprintf(ts, sizeof ts, "%lld", (long long)(h->now_ms(h) / 1000));
-    int buy = op->kind == PERKHUB_OP_CARD_ORDER || op->kind == PERKHUB_OP_RECHARGE;
     const char *kv[20] = {"merchant_id", ex->merchant, "timestamp", ts};
     size_t n = 4;
 #define ADD(k, v) (kv[n++] = (k), kv[n] = (v), kv[n] = kv[n] ? kv[n] : "", n++)
     if (op->kind != PERKHUB_OP_BALANCE)
         ADD("order_no", op->order_ref);
-    if (buy)
+    if (op->kind == PERKHUB_OP_CARD_ORDER || op->kind == PERKHUB_OP_RECHARGE)
         ADD("product_id", op->product_id);
     if (op->kind == PERKHUB_OP_CARD_ORDER)
         ADD("quantity", qty);
@@ -159,7 +156,7 @@ static int outcome(struct example *ex, struct perkhub_result *res, int st, const
     return st;
 }
 
-/* cards, "card_no=password;card_no=password", into res->codes: 0, or -1. */
+/* PROTOCOL: cards "no=password;..." into res->codes: 0, or -1. */
 static int codes_of(struct example *ex, const char *cards, struct perkhub_result *res)
 {
     const struct perkhub_host *h = ex->host;
@@ -197,7 +194,7 @@ static int example_parse(void *instance, const struct perkhub_op *op,
     const char *ref = perkhub_kv_get(r, "order_no");
     int st = PERKHUB_AMBIGUOUS;
     const char *why = "unknown_reply";
-    /* The documented refusals; every other code stays AMBIGUOUS. */
+    /* PROTOCOL: the documented refusals; every other code stays AMBIGUOUS. */
     static const char *const refusals[][2] = {{"1001", "bad_request_signature"},
                                               {"2001", "out_of_stock"},
                                               {"2002", "invalid_account"},
@@ -241,7 +238,7 @@ static int example_verify(void *instance, const struct perkhub_callback *cb,
 {
     struct example *ex = instance;
     const struct perkhub_host *h = ex->host;
-    /* A GET callback carries its fields in the query string, a POST in the body. */
+    /* PROTOCOL: the notify's fields; a GET brings them in the query string. */
     const char *text = cb->body_len ? cb->body : cb->query;
     char **kv = NULL;
     if (h->kv_parse(h, text, strlen(text), '&', 1, &kv, NULL) != PERKHUB_OK)
@@ -278,6 +275,7 @@ static const struct perkhub_ops example_ops = {
     .verify_callback = example_verify,
 };
 
+/* PROTOCOL: the name, what it offers, the windows (docs/sdk.md). */
 static const struct perkhub_plugin example_plugin = {
     .struct_size = sizeof(struct perkhub_plugin),
     .abi_major = PERKHUB_ABI_MAJOR,
