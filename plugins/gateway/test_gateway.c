@@ -153,7 +153,7 @@ Test(gateway, conformance_and_descriptor)
     static const struct phtk_descriptor_want want = {
         .name = "gateway",
         .abi_major = 1,
-        .abi_minor = 3, /* redemption status (1.2: delivered_value) */
+        .abi_minor = PERKHUB_ABI_MINOR, /* built with the header: 1.4 */
         .capabilities = PERKHUB_CAP_CATALOG | PERKHUB_CAP_STOCK_CHECK | PERKHUB_CAP_CARD_ORDER |
                         PERKHUB_CAP_RECHARGE | PERKHUB_CAP_ORDER_QUERY | PERKHUB_CAP_CALLBACK |
                         PERKHUB_CAP_BALANCE | PERKHUB_CAP_REDEMPTION,
