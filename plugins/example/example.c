@@ -1,5 +1,5 @@
 /*
- * example.c — a complete adapter for a form-encoded, MD5-signed protocol (docs/sdk.md §3):
+ * example.c — a complete adapter for a form-encoded, MD5-signed protocol (docs/sdk.md, §0):
  * recharges, card codes, order queries, the balance, callbacks by POST or GET. Copy it, or
  * run tools/new-plugin NAME (it turns each "PROTOCOL:" mark into a TODO).
  *

@@ -283,15 +283,19 @@ struct perkhub_plugin {
     /* ---- ABI 1.1 ---- */
 
     /* How long, in seconds, the supplier may take before an order it accepted
-     * shows up in its order query. A query answering PERKHUB_STATE_NOT_FOUND
-     * within this window keeps the attempt unknown (the order may still be in
-     * flight inside the supplier); only after it does the core count the
-     * attempt as failed. 0 means 300. */
+     * shows up in its order query, measured from the attempt's creation (when
+     * the core created it, before sending the order). A query answering
+     * PERKHUB_STATE_NOT_FOUND within this window keeps the attempt unknown (the
+     * order may still be in flight inside the supplier); only after it does the
+     * core count the attempt as failed. 0 means 300; a supplier's own
+     * processing_window_s in the config overrides it. */
     uint32_t processing_window_s;
 
     /* The delay before the core's first order query of an attempt left
-     * processing or unknown, in milliseconds; later queries back off from it
-     * (doubling, at most 60 s). 0 means 1000. */
+     * processing or unknown, in milliseconds, measured from the moment the core
+     * handled the answer (or timeout) that left it so; later queries back off
+     * from it (doubling, up to the supplier's query_max_delay_ms, default 30 s).
+     * 0 means 1000. */
     uint32_t query_delay_ms;
 
     /* New members of later minor versions go here, after a comment naming the
@@ -335,8 +339,8 @@ PERKHUB_EXPORT const struct perkhub_plugin *perkhub_plugin_entry(void);
  *
  * Every function takes the host pointer init received as its first argument:
  * that is how the core knows which supplier is calling (log lines carry the
- * supplier id, memory is accounted per instance). Test harnesses supply their
- * own table (see plugins/example/test_example.c).
+ * supplier id, memory is accounted per instance). A plugin's tests get the
+ * core's own table through the test kit (perkhub/testkit.h).
  * ========================================================================= */
 struct perkhub_host {
     uint32_t struct_size; /* sizeof(struct perkhub_host) as the host was compiled */
