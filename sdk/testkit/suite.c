@@ -13,8 +13,10 @@
 #include <string.h>
 #include <strings.h>
 
-#define SUITE_MAX_CANARIES 64
-#define SUITE_DAY_MS       INT64_C(86400000)
+#define SUITE_MAX_CANARIES    64
+#define SUITE_DAY_MS          INT64_C(86400000)
+#define SUITE_LINES_PER_CHECK 5 /* a report lists this many failures of one check */
+#define SUITE_CHECKS          8
 
 typedef struct {
     const struct phtk_suite *s;
@@ -26,12 +28,31 @@ typedef struct {
     size_t ncanary;
     size_t blocks;   /* the instance's host blocks between calls */
     size_t log_seen; /* bytes of the log already scanned */
+    struct {
+        char name[16]; /* the check: the report line's text before ':' */
+        int failed;
+    } checks[SUITE_CHECKS];
 } suite;
+
+/* The failures counted so far for the check a line of fmt names (its text
+ * before ':'), this one included: so one check failing everywhere does not
+ * hide the others. */
+static int check_count(suite *su, const char *fmt)
+{
+    size_t n = strcspn(fmt, ":");
+    for (size_t i = 0; i < SUITE_CHECKS; i++) {
+        if (!su->checks[i].name[0] && n < sizeof su->checks[i].name)
+            memcpy(su->checks[i].name, fmt, n);
+        if (strlen(su->checks[i].name) == n && strncmp(su->checks[i].name, fmt, n) == 0)
+            return ++su->checks[i].failed;
+    }
+    return 0;
+}
 
 __attribute__((format(printf, 2, 3))) static void fail(suite *su, const char *fmt, ...)
 {
     su->failed++;
-    if (!su->rep || su->len + 2 >= su->cap)
+    if (check_count(su, fmt) > SUITE_LINES_PER_CHECK || !su->rep || su->len + 2 >= su->cap)
         return;
     va_list ap;
     va_start(ap, fmt);
@@ -860,5 +881,10 @@ int phtk_suite_run(const struct phtk_suite *spec, char *report, size_t len)
     query_check(&su);
     callbacks_check(&su);
     phtk_close(su.tk);
+    for (size_t i = 0; i < SUITE_CHECKS; i++)
+        if (su.checks[i].failed > SUITE_LINES_PER_CHECK && report && su.len + 2 < len)
+            su.len +=
+                (size_t)snprintf(report + su.len, len - su.len, "%s: %d more failures not listed\n",
+                                 su.checks[i].name, su.checks[i].failed - SUITE_LINES_PER_CHECK);
     return su.failed;
 }

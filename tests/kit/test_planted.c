@@ -1,6 +1,6 @@
 /*
  * test_planted.c — the conformance suite's own proof: linked with one
- * planted-bug plugin (planted_hex.c, planted_map.c), the suite the example
+ * planted-bug plugin (planted_hex.c, planted_map.c, planted_sloppy.c), the suite the example
  * adapter passes (plugins/example/example_suite.h, same fixtures) must FAIL,
  * and its report must name the check that caught the bug (planted_expect).
  */
