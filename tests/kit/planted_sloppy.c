@@ -12,8 +12,8 @@
 #undef perkhub_plugin_entry
 
 const char *const planted_expect[] = {
-    "secrets: recharge #0 good reply: a log line quotes a secret",
-    "memory: recharge #0 good reply: the instance holds 2 host blocks",
+    "secrets: recharge #0 unknown-code reply: a log line quotes a secret",
+    "memory: recharge #0 unknown-code reply: the instance holds 2 host blocks",
     "signatures: callback #0 with body field 'state' altered: verified", NULL};
 
 static int planted_parse(void *instance, const struct perkhub_op *op,
