@@ -35,8 +35,11 @@ static void notify_text(const char *order_no, char *out, size_t n)
 {
     char ts[24], text[512];
     snprintf(ts, sizeof ts, "%lld", (long long)time(NULL));
+    /* remark's decoded text is signed: the query string must reach the plugin
+     * with every value as sent (a space, '/', '+', '&', '=', UTF-8) */
     snprintf(text, sizeof text,
-             "amount=30.00&order_no=%s&state=success&supplier_order_no=S9&timestamp=%s&key=%s",
+             "amount=30.00&order_no=%s&remark=a b/c+d&e=f \xe4\xb8\xad&state=success"
+             "&supplier_order_no=S9&timestamp=%s&key=%s",
              order_no, ts, EX_KEY);
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
@@ -45,8 +48,8 @@ static void notify_text(const char *order_no, char *out, size_t n)
     for (unsigned i = 0; i < 16; i++)
         snprintf(hex + 2 * i, 3, "%02X", md[i]);
     snprintf(out, n,
-             "order_no=%s&supplier_order_no=S9&state=success&amount=30.00&timestamp=%s"
-             "&sign=%s",
+             "order_no=%s&supplier_order_no=S9&state=success&amount=30.00"
+             "&remark=a%%20b%%2Fc%%2Bd%%26e%%3Df%%20%%E4%%B8%%AD&timestamp=%s&sign=%s",
              order_no, ts, hex);
 }
 
