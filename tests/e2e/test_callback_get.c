@@ -95,6 +95,10 @@ Test(callback_get, get_and_query_reach_the_plugin)
     expect(call("POST", NULL, good), 400, "callback_mismatch", "POST, form body");
     expect(call("GET", good, NULL), 400, "callback_mismatch", "GET, query string");
     expect(call("POST", good, NULL), 400, "callback_mismatch", "POST, query string");
+    /* a space may come as '+' in a query string, as in a form */
+    char *plus = h_replace(good, "a%20b", "a+b");
+    expect(call("GET", plus, NULL), 400, "callback_mismatch", "GET, a space written '+'");
+    free(plus);
     expect(call("GET", bad, NULL), 401, "bad_signature", "GET, one field altered");
     expect(call("POST", NULL, bad), 401, "bad_signature", "POST, one field altered");
 
