@@ -2,10 +2,14 @@
  * The example adapter end to end (issue 17): perkhubd with a supplier on
  * plugins/example (form-encoded, MD5-signed) against supsim's form protocol
  * (tools/supsim/sim_form.c, POST /form/<op>). A recharge is accepted
- * processing, then settled succeeded by the order query once the simulator
- * completes it; a card order's codes come from the query. The simulator holds
- * one order per reference: each was sent once.
+ * processing; a notify signed as the supplier signs, sent by GET with its
+ * fields in the query string, is verified, matched to the attempt and answered
+ * "success"; the order query settles the recharge once the simulator completes
+ * it. A card order's codes come from the query. The simulator holds one order
+ * per reference: each was sent once.
  */
+#include <openssl/evp.h>
+#include <time.h>
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
@@ -29,6 +33,35 @@ static int state_is(json_t *o, void *arg)
     return !strcmp(h_str(o, "state"), arg);
 }
 
+static int attempt_processing(json_t *o, void *arg)
+{
+    (void)arg;
+    json_t *a = json_array_get(json_object_get(o, "attempts"), 0);
+    const char *st = json_string_value(json_object_get(a, "state"));
+    return st && !strcmp(st, "processing");
+}
+
+/* GET /v1/callbacks/ex1 with a notify about ref, signed with key as the
+ * example protocol signs. */
+static h_resp notify_by_get(const char *ref, const char *key)
+{
+    char ts[24], text[512], path[768], hex[33];
+    snprintf(ts, sizeof ts, "%lld", (long long)time(NULL));
+    snprintf(text, sizeof text, "amount=49.00&order_no=%s&state=success&timestamp=%s&key=%s", ref,
+             ts, key);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    cr_assert(EVP_Digest(text, strlen(text), md, &mdlen, EVP_md5(), NULL) == 1);
+    for (unsigned i = 0; i < 16; i++)
+        snprintf(hex + 2 * i, 3, "%02X", md[i]);
+    snprintf(path, sizeof path,
+             "/v1/callbacks/ex1?order_no=%s&state=success&amount=49.00&timestamp=%s&sign=%s", ref,
+             ts, hex);
+    h_resp r;
+    cr_assert(h_http(&D, "GET", path, NULL, NULL, NULL, 0, &r) == 0, "no answer to the notify");
+    return r;
+}
+
 static long long place(const char *coid, const char *sku, int qty, const char *account)
 {
     char body[256];
@@ -44,7 +77,7 @@ static long long place(const char *coid, const char *sku, int qty, const char *a
 
 Test(example_adapter, recharge_and_card_through_supsim)
 {
-    const char *args[] = {"--complete-ms", "1500", NULL};
+    const char *args[] = {"--complete-ms", "2500", NULL};
     cr_assert(h_sim_start(&S, args) == 0, "supsim did not start (log %s)", S.log);
     h_write_file(S.dir, "form.key", "gw-secret");
     static char body[2048];
@@ -66,6 +99,19 @@ Test(example_adapter, recharge_and_card_through_supsim)
     cr_assert(h_start(&D) == 0, "perkhubd did not start");
 
     long long rid = place("ex-r-1", "ex.topup", 1, "13900000001");
+    json_t *v = h_order_poll(&D, rid, "ops-token", attempt_processing, NULL, 10000,
+                             "the recharge's attempt becoming processing");
+    char ref[80];
+    snprintf(ref, sizeof ref, "%s",
+             h_str(json_array_get(json_object_get(v, "attempts"), 0), "ref"));
+    json_decref(v);
+    h_resp n = notify_by_get(ref, "gw-secret");
+    cr_assert_eq(n.status, 200, "the GET notify: %ld %s", n.status, n.body);
+    cr_assert_str_eq(n.body, "success", "the answer the supplier expects");
+    h_resp_free(&n);
+    n = notify_by_get(ref, "not-the-key");
+    cr_assert_eq(n.status, 401, "a notify signed with another key: %ld %s", n.status, n.body);
+    h_resp_free(&n);
     json_decref(h_order_poll(&D, rid, "ops-token", state_is, "succeeded", 20000,
                              "the recharge through the example adapter succeeding"));
     long long cid = place("ex-c-1", "ex.card", 1, NULL);
