@@ -51,6 +51,14 @@ Test(example, key_is_required_and_never_quoted)
 Test(example, recharge_request)
 {
     phtk *tk = open_kit();
+    /* the vector of fixtures/make_fixtures.py, on its own */
+    char err[256];
+    const struct phtk_suite_vector *v = &example_vectors[0];
+    cr_assert_eq(phtk_expect_request_text(tk, &v->op, v->now_ms, v->want, err, sizeof err), 0, "%s",
+                 err);
+    cr_assert_eq(phtk_expect_request_text(tk, &v->op, v->now_ms + 1000, v->want, err, sizeof err),
+                 -1, "another second, another signature");
+    cr_assert(strstr(err, "does not contain"), "%s", err);
     struct perkhub_request req;
     cr_assert_eq(phtk_build(tk, &example_vectors[0].op, &req), PERKHUB_OK);
     cr_assert_str_eq(req.url, "https://sup.example.test/api/recharge");

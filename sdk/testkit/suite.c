@@ -258,6 +258,27 @@ static int request_contains(const struct perkhub_request *req, const char *want)
     return req->body && n <= req->body_len && memmem(req->body, req->body_len, want, n);
 }
 
+int phtk_expect_request_text(phtk *tk, const struct perkhub_op *op, int64_t now_ms,
+                             const char *want, char *err, size_t errlen)
+{
+    struct perkhub_request req;
+    phtk_set_now(tk, now_ms);
+    int st = phtk_build(tk, op, &req);
+    int found = st == PERKHUB_OK && want && request_contains(&req, want);
+    phtk_request_clear(tk, &req);
+    if (err && errlen) {
+        if (st != PERKHUB_OK)
+            snprintf(err, errlen, "build_request returned %s, want ok",
+                     phtk_host(tk)->status_str(st));
+        else if (!found)
+            snprintf(err, errlen, "the request does not contain \"%s\" verbatim (case included)",
+                     want ? want : "(null)");
+        else
+            err[0] = '\0';
+    }
+    return found ? 0 : -1;
+}
+
 static void vectors_check(suite *su)
 {
     const struct phtk_suite *s = su->s;

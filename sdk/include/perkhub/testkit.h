@@ -276,6 +276,15 @@ struct phtk_suite {
     int64_t stale_ms; /* verifying at now_ms + stale_ms must fail; 0 means one day */
 };
 
+/* The request vector check alone, for a unit test: builds op on tk at the
+ * clock now_ms (0: the real clock; the kit's clock is left so) and wants
+ * `want` verbatim (case included) in the URL, one header line or the body —
+ * typically "sign=<what Python's hashlib computed>". Returns 0, or -1 with a
+ * one-line reason in err (errlen bytes, may be NULL/0): build_request's
+ * status, or the text missing (want quoted; never the request). */
+int phtk_expect_request_text(phtk *tk, const struct perkhub_op *op, int64_t now_ms,
+                             const char *want, char *err, size_t errlen);
+
 /* Number of elements of an array, for the counts above. */
 #define PHTK_N(a) (sizeof(a) / sizeof((a)[0]))
 
