@@ -88,3 +88,10 @@ Test(manual, instances_are_independent)
     phtk_close(a);
     phtk_close(b);
 }
+
+/* The conformance suite has nothing to sweep in a plugin without operations,
+ * but still opens it with its config, scans its log for the canary and counts
+ * its blocks: it passes. */
+static const char *const suite_kv[] = {"greeting", "hello-canary", NULL};
+static const char *const suite_canaries[] = {"not-in-any-log", NULL};
+PHTK_CONFORMANCE(manual, ((struct phtk_suite){.config = suite_kv, .canaries = suite_canaries}))

@@ -209,7 +209,8 @@ int phtk_expect_refused(const struct perkhub_plugin *desc, const char *const *kv
  *
  * A spec that lacks what the plugin's capabilities call for (an order
  * operation per order capability, the query's not-found reply, two good
- * callbacks and sign_field, a request vector) fails the suite too: a check
+ * callbacks and sign_field, a request vector unless the plugin is LOCAL or
+ * has no operation) fails the suite too: a check
  * that cannot run is a failure, never a pass.
  * ========================================================================= */
 
