@@ -7,7 +7,7 @@
 bench_sha() { printf %s "$1" | sha256sum | cut -c1-64; }
 
 # bench_start BUILD DIR [EXTRA_YAML]: writes DIR/perkhub.yaml (loopback, an
-# ephemeral port, durable defaults, the example supplier, one card SKU; EXTRA_YAML
+# ephemeral port, durable defaults, the manual supplier, one card SKU; EXTRA_YAML
 # is added at the top level, e.g. a limits: section; BENCH_MALL_YAML, when set, is added
 # under the mall client, e.g. its webhooks: list), checks it, starts
 # BUILD/perkhubd on it (log DIR/perkhubd.log) and waits for it to answer.
@@ -67,7 +67,7 @@ $(if [ -n "${OTHER_TOKEN:-}" ]; then
     fi)
 suppliers:
   - id: acme
-    plugin: example
+    plugin: manual
     priority: 10
 products:
   - sku: $SKU

@@ -42,3 +42,33 @@ install(FILES ${CMAKE_SOURCE_DIR}/packaging/perkhub.sysusers DESTINATION lib/sys
   RENAME perkhub.conf)
 install(FILES ${CMAKE_SOURCE_DIR}/packaging/perkhub.logrotate ${CMAKE_SOURCE_DIR}/docs/operations.md
   ${CMAKE_SOURCE_DIR}/docs/config.md DESTINATION ${CMAKE_INSTALL_DOCDIR})
+
+# ---- the plugin SDK (component sdk: `cmake --install build --component sdk`) ----
+#   <includedir>/perkhub/plugin.h, testkit.h
+#   <libdir>/libperkhub_testkit.a                the kit, with the core's host table
+#   <libdir>/pkgconfig/perkhub-plugin.pc, perkhub-testkit.pc
+#   <datadir>/perkhub/new-plugin/                what tools/new-plugin copies
+#   <bindir>/perkhub-new-plugin                  tools/new-plugin
+file(STRINGS ${CMAKE_SOURCE_DIR}/sdk/include/perkhub/plugin.h PH_ABI_LINES
+  REGEX "^#define PERKHUB_ABI_(MAJOR|MINOR) ")
+string(REGEX REPLACE ".*MAJOR ([0-9]+).*MINOR ([0-9]+).*" "\\1.\\2" PH_ABI_VERSION "${PH_ABI_LINES}")
+# ${pcfiledir} plus this is the prefix, wherever `cmake --install --prefix` puts it
+file(RELATIVE_PATH PH_PC_TO_PREFIX "/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/")
+string(REGEX REPLACE "/$" "" PH_PC_TO_PREFIX "${PH_PC_TO_PREFIX}")
+foreach(pc perkhub-plugin perkhub-testkit)
+  configure_file(${CMAKE_SOURCE_DIR}/packaging/${pc}.pc.in ${CMAKE_BINARY_DIR}/packaging/${pc}.pc
+    @ONLY)
+  install(FILES ${CMAKE_BINARY_DIR}/packaging/${pc}.pc
+    DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig COMPONENT sdk)
+endforeach()
+install(FILES ${CMAKE_SOURCE_DIR}/sdk/include/perkhub/plugin.h
+  ${CMAKE_SOURCE_DIR}/sdk/include/perkhub/testkit.h
+  DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/perkhub COMPONENT sdk)
+if(TARGET perkhub_testkit)
+  install(TARGETS perkhub_testkit ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT sdk)
+endif()
+install(DIRECTORY ${CMAKE_SOURCE_DIR}/plugins/example/
+  DESTINATION ${CMAKE_INSTALL_DATADIR}/perkhub/new-plugin COMPONENT sdk
+  PATTERN "__pycache__" EXCLUDE)
+install(PROGRAMS ${CMAKE_SOURCE_DIR}/tools/new-plugin DESTINATION ${CMAKE_INSTALL_BINDIR}
+  RENAME perkhub-new-plugin COMPONENT sdk)

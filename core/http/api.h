@@ -115,6 +115,14 @@ int ph_req_text(ph_req *r, unsigned status, char *text, size_t len, const char *
  * parameters, every value was checked before the handler ran: no NUL (a %00 is
  * refused, not cut off) and valid UTF-8 (ph_text_invalid). */
 const char *ph_req_query(ph_req *r, const char *key);
+/* The query string rebuilt from its parameters as received, in their order:
+ * keys and values URL-decoded, then percent-encoded again (RFC 3986
+ * unreserved characters as they are), "key" alone for a key given without
+ * '='; "" when there is none. So a signature over the decoded values checks
+ * as it would over the original text (the raw text is not kept by
+ * libmicrohttpd). A new string the caller frees (free), or NULL when out of
+ * memory. */
+char *ph_req_query_string(ph_req *r);
 /* A paged list's `after` (a number; *after keeps its default when absent) and
  * `limit` (1..max; *limit keeps its default when absent). Returns 0, or sets
  * a 400 naming the parameter and returns -1 (the handler returns PH_REQ_DONE). */

@@ -177,6 +177,7 @@ static const ph_route routes[] = {
     /* suppliers authenticate by signature, checked by their plugin; their
      * notify URLs may carry the supplier's own parameters */
     {"POST", "/v1/callbacks/*", 0, ph_api_callback, PARAMS_ANY},
+    {"GET", "/v1/callbacks/*", 0, ph_api_callback, PARAMS_ANY}, /* suppliers that notify so */
     {"GET", "/metrics", SCOPE_METRICS, ph_api_metrics, NULL},
     /* the page holds no data: it reads the API with the token its user types */
     {"GET", "/ops", 0, ph_api_ops_page, NULL},
@@ -333,6 +334,66 @@ const char *ph_req_query(ph_req *r, const char *key)
         if (strcmp(r->off->qk[i], key) == 0)
             return r->off->qv[i];
     return NULL;
+}
+
+/* ph_req_query_string's buffer: grows by doubling; nomem once it cannot. */
+typedef struct {
+    char *buf;
+    size_t len, cap;
+    int nomem;
+} query_text;
+
+static void query_put(query_text *q, const char *s, size_t n, int encode)
+{
+    for (size_t i = 0; i < n && !q->nomem; i++) {
+        unsigned char c = (unsigned char)s[i];
+        int plain = !encode || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                    (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' || c == '~';
+        if (q->len + 4 > q->cap) {
+            size_t cap = q->cap ? q->cap * 2 : 256;
+            char *b = realloc(q->buf, cap);
+            if (!b) {
+                q->nomem = 1;
+                return;
+            }
+            q->buf = b, q->cap = cap;
+        }
+        if (plain) {
+            q->buf[q->len++] = (char)c;
+        } else {
+            q->len += (size_t)snprintf(q->buf + q->len, 4, "%%%02X", c);
+        }
+    }
+}
+
+static enum MHD_Result query_visit(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   size_t key_size, const char *value, size_t value_size)
+{
+    (void)kind;
+    query_text *q = cls;
+    if (q->len)
+        query_put(q, "&", 1, 0);
+    query_put(q, key, key_size, 1);
+    if (value) {
+        query_put(q, "=", 1, 0);
+        query_put(q, value, value_size, 1);
+    }
+    return q->nomem ? MHD_NO : MHD_YES;
+}
+
+char *ph_req_query_string(ph_req *r)
+{
+    query_text q = {0};
+    req_values_n(r, MHD_GET_ARGUMENT_KIND, query_visit, &q);
+    query_put(&q, "", 0, 0);
+    if (!q.nomem && !q.buf)
+        q.buf = malloc(1);
+    if (q.nomem || !q.buf) {
+        free(q.buf);
+        return NULL;
+    }
+    q.buf[q.len] = '\0';
+    return q.buf;
 }
 
 int ph_req_page(ph_req *r, uint64_t *after, uint64_t *limit, uint64_t max)

@@ -83,4 +83,14 @@ int ldr_parse_int(const char *s, int64_t *out);
 int ldr_parse_bool(const char *s, int *out);
 const conf_value *ldr_conf_find(const struct perkhub_config *c, const char *key);
 
+/* plugin_text.c: the host table's text helpers (ABI 1.4), documented in perkhub/plugin.h */
+char *ph_host_form_encode(const struct perkhub_host *host, const char *const *kv, unsigned flags);
+int ph_host_kv_parse(const struct perkhub_host *host, const char *text, size_t len, char sep,
+                     int decode, char ***kv, size_t *npairs);
+int ph_host_url_decode(const struct perkhub_host *host, const char *s, size_t len, int plus_space,
+                       char **out);
+char *ph_host_hex_encode(const struct perkhub_host *host, const void *data, size_t len, int upper);
+int ph_host_hex_decode(const struct perkhub_host *host, const char *text, size_t len, uint8_t **out,
+                       size_t *outlen);
+
 #endif

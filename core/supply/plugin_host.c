@@ -393,6 +393,11 @@ int ph_plugin_start(ph_plugin *p, const char *supplier_id, ph_plugin_conf *conf,
         .ct_equal = host_ct_equal,
         .url_encode = host_url_encode,
         .random = host_random,
+        .form_encode = ph_host_form_encode,
+        .kv_parse = ph_host_kv_parse,
+        .url_decode = ph_host_url_decode,
+        .hex_encode = ph_host_hex_encode,
+        .hex_decode = ph_host_hex_decode,
     };
     inst->magic = INSTANCE_MAGIC;
     inst->lg = lg;

@@ -24,7 +24,7 @@
  *   this perkhubd provides 1.1
  *   plugin 'acme' (plugins/acme.so) claims recharge but not order_query: an ambiguous
  *   order could never be settled (docs/design.md rule 2); add PERKHUB_CAP_ORDER_QUERY
- *   supplier 'acme': config key 'greting' is not known to plugin 'example' (known: greeting)
+ *   supplier 'acme': config key 'greting' is not known to plugin 'manual' (known: greeting)
  *
  * Messages never contain a SECRET value.
  */

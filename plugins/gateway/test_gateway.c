@@ -153,7 +153,7 @@ Test(gateway, conformance_and_descriptor)
     static const struct phtk_descriptor_want want = {
         .name = "gateway",
         .abi_major = 1,
-        .abi_minor = 3, /* redemption status (1.2: delivered_value) */
+        .abi_minor = PERKHUB_ABI_MINOR, /* built with the header: 1.4 */
         .capabilities = PERKHUB_CAP_CATALOG | PERKHUB_CAP_STOCK_CHECK | PERKHUB_CAP_CARD_ORDER |
                         PERKHUB_CAP_RECHARGE | PERKHUB_CAP_ORDER_QUERY | PERKHUB_CAP_CALLBACK |
                         PERKHUB_CAP_BALANCE | PERKHUB_CAP_REDEMPTION,
@@ -1031,3 +1031,80 @@ Test(gateway, catalog_pages)
     }
     kit_close(&k);
 }
+
+/* ---- the conformance suite (perkhub/testkit.h) ---------------------------
+ * Over the fixtures of make_fixtures.py, whose signatures Python's hashlib
+ * computes: sign_vectors.json's first card order and first recharge as request
+ * vectors, card_add / direct_add successes as good replies, code 9999 as the
+ * undocumented code, code 2005 as the query's "order not found", notify_good
+ * and notify_good_other as the two good callbacks. The gateway answers HTTP
+ * 200 to everything it reads, so no 4xx is documented. */
+static const char *const suite_kv[] = {
+    "gateway_url", "https://gw.example.test/api", "app_key", "gwtest_key",
+    "app_secret",  "S3cr3t-gw-0123456789",        NULL};
+
+static const struct perkhub_op suite_card = {.kind = PERKHUB_OP_CARD_ORDER,
+                                             .order_ref = REF,
+                                             .product_id = "10001",
+                                             .quantity = 2,
+                                             .unit_price = 2850};
+static const struct perkhub_op suite_recharge = {.kind = PERKHUB_OP_RECHARGE,
+                                                 .order_ref = "PH-20261124-0002",
+                                                 .product_id = "20001",
+                                                 .quantity = 1,
+                                                 .account = "13800138000",
+                                                 .callback_url =
+                                                     "http://127.0.0.1:8080/v1/callbacks/gw1"};
+
+static const struct phtk_suite_order suite_orders[] = {
+    {.op = suite_card,
+     .now_ms = NOW_MS,
+     .good = {.fixture = FIXTURE_DIR "/card_add_success.json"},
+     .unknown_code = {.fixture = FIXTURE_DIR "/code_9999.json"}},
+    {.op = {.kind = PERKHUB_OP_RECHARGE,
+            .order_ref = REF,
+            .product_id = "20001",
+            .quantity = 1,
+            .account = "13800138000"},
+     .now_ms = NOW_MS,
+     .good = {.fixture = FIXTURE_DIR "/direct_add_success.json"},
+     .unknown_code = {.fixture = FIXTURE_DIR "/code_9999.json"}},
+};
+
+static const struct phtk_suite_vector suite_vectors[] = {
+    {.op = suite_card, .now_ms = NOW_MS, .want = "\"sign\":\"9cfa415ab4ef9d63234681ffe918942c\""},
+    {.op = suite_recharge,
+     .now_ms = NOW_MS,
+     .want = "\"sign\":\"c627e005efcfc879ae0c5fb3ded1f49b\""},
+};
+
+static const char *const suite_json_headers[] = {"Content-Type: application/json"};
+
+static const struct phtk_suite_callback suite_callbacks[] = {
+    {.cb = {.content_type = "application/json", .headers = suite_json_headers, .nheaders = 1},
+     .body_fixture = FIXTURE_DIR "/notify_good.json",
+     .now_ms = NOTIFY_TS_MS + 30000},
+    {.cb = {.content_type = "application/json", .headers = suite_json_headers, .nheaders = 1},
+     .body_fixture = FIXTURE_DIR "/notify_good_other.json",
+     .now_ms = NOTIFY_TS_MS + 30000},
+};
+
+static const char *const suite_canaries[] = {"GOLD-7Q2M-9XKD-41PZ", "GOLD-88AA-ZZ01-KP3M", NULL};
+
+PHTK_CONFORMANCE(gateway, ((struct phtk_suite){
+                              .config = suite_kv,
+                              .canaries = suite_canaries,
+                              .orders = suite_orders,
+                              .norders = PHTK_N(suite_orders),
+                              .vectors = suite_vectors,
+                              .nvectors = PHTK_N(suite_vectors),
+                              .query = {.kind = PERKHUB_OP_ORDER_QUERY,
+                                        .order_ref = REF,
+                                        .order_kind = PERKHUB_OP_CARD_ORDER},
+                              .query_now_ms = NOW_MS,
+                              .query_not_found = {.fixture = FIXTURE_DIR "/code_2005.json"},
+                              .query_unknown_code = {.fixture = FIXTURE_DIR "/code_9999.json"},
+                              .callbacks = suite_callbacks,
+                              .ncallbacks = PHTK_N(suite_callbacks),
+                              .sign_field = "sign",
+                          }))

@@ -1206,3 +1206,80 @@ Test(rewards, instances_are_independent)
     kit_close(a);
     kit_close(b);
 }
+
+/* ======================= THE CONFORMANCE SUITE ============================ */
+/* perkhub/testkit.h over the fixtures: order_*_completed as good replies, an
+ * order in a status the protocol does not document (on_hold) as the unknown
+ * code, the 404 not_found error as the query's "not found", the two
+ * gen_vectors.py webhooks (X-Rewards-Signature) as the good callbacks. The
+ * protocol documents 400, 401, 402, 403, 404, 409, 422 and 429 (rewards.md).
+ * Requests are not signed but authenticated: the vector is the Bearer line. */
+static const int suite_4xx[] = {400, 401, 402, 403, 404, 409, 422, 429, 0};
+
+static const struct phtk_suite_order suite_orders[] = {
+    {.op = {.kind = PERKHUB_OP_CARD_ORDER,
+            .order_ref = CARD_REF,
+            .product_id = "U10001",
+            .quantity = 2},
+     .now_ms = SIGNED_T * 1000,
+     .good = {.http_status = 201, .fixture = FIXTURE_DIR "/order_card_completed.json"},
+     .unknown_code = {.http_status = 201, .fixture = FIXTURE_DIR "/order_card_unknown_status.json"},
+     .documented_4xx = suite_4xx},
+    {.op = {.kind = PERKHUB_OP_RECHARGE,
+            .order_ref = RECH_REF,
+            .product_id = "U20001",
+            .quantity = 1,
+            .account = ACCOUNT},
+     .now_ms = SIGNED_T * 1000,
+     .good = {.http_status = 201, .fixture = FIXTURE_DIR "/order_recharge_completed.json"},
+     .unknown_code = {.http_status = 201, .fixture = FIXTURE_DIR "/order_card_unknown_status.json"},
+     .documented_4xx = suite_4xx},
+};
+
+static const struct phtk_suite_vector suite_vectors[] = {
+    {.op = {.kind = PERKHUB_OP_RECHARGE,
+            .order_ref = RECH_REF,
+            .product_id = "U20001",
+            .quantity = 1,
+            .account = ACCOUNT},
+     .now_ms = SIGNED_T * 1000,
+     .want = "Authorization: Bearer " API_KEY},
+};
+
+static const char *const suite_hdr_completed[] = {
+    "Content-Type: application/json",
+    "X-Rewards-Signature: t=1795000000,v1="
+    "5e5236185aab900db8131eea038b24b9d1ab7122118433d46d96249bc73fbca6"};
+static const char *const suite_hdr_failed[] = {
+    "Content-Type: application/json",
+    "X-Rewards-Signature: t=1795000100,v1="
+    "d857f68ac68fbfa1cf2323540e11832d6394b9244a98146f8ca75a2867202622"};
+
+static const struct phtk_suite_callback suite_callbacks[] = {
+    {.cb = {.content_type = "application/json", .headers = suite_hdr_completed, .nheaders = 2},
+     .body_fixture = FIXTURE_DIR "/webhook_completed.json",
+     .now_ms = SIGNED_T * 1000 + 10000},
+    {.cb = {.content_type = "application/json", .headers = suite_hdr_failed, .nheaders = 2},
+     .body_fixture = FIXTURE_DIR "/webhook_failed.json",
+     .now_ms = SIGNED_T * 1000 + 110000},
+};
+
+static const char *const suite_canaries[] = {CODE_1, CODE_2, NULL};
+
+PHTK_CONFORMANCE(rewards, ((struct phtk_suite){
+                              .config = kv_bearer,
+                              .canaries = suite_canaries,
+                              .orders = suite_orders,
+                              .norders = PHTK_N(suite_orders),
+                              .vectors = suite_vectors,
+                              .nvectors = PHTK_N(suite_vectors),
+                              .query = {.kind = PERKHUB_OP_ORDER_QUERY,
+                                        .order_ref = RECH_REF,
+                                        .order_kind = PERKHUB_OP_RECHARGE},
+                              .query_now_ms = SIGNED_T * 1000,
+                              .query_not_found = {.http_status = 404,
+                                                  .fixture = FIXTURE_DIR "/error_not_found.json"},
+                              .callbacks = suite_callbacks,
+                              .ncallbacks = PHTK_N(suite_callbacks),
+                              .sign_field = "header:X-Rewards-Signature",
+                          }))

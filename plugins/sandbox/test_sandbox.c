@@ -1013,3 +1013,74 @@ Test(sandbox, redemption_unclear_reply)
     }
     phtk_close(tk);
 }
+
+/* ---- the conformance suite (perkhub/testkit.h) ----------------------------
+ * The sandbox is its own upstream, so its "fixtures" are what serve_local
+ * answers (a pure function of the request and the clock): the good replies of
+ * a recharge and a card order, the query's not-found reply (13800000007 is
+ * hidden from queries until it settles), and one reply with a status the
+ * protocol does not have. A LOCAL plugin signs nothing: no request vector.
+ * Its protocol documents one 4xx: 400 bad_request, an order refused unread. */
+static char *sbx_served(phtk *tk, const struct perkhub_op *op, int *status)
+{
+    struct perkhub_request req;
+    struct perkhub_local_reply reply;
+    cr_assert_eq(phtk_build(tk, op, &req), PERKHUB_OK);
+    cr_assert_eq(phtk_serve(tk, &req, &reply), PERKHUB_OK);
+    *status = reply.http_status;
+    char *body = strndup(reply.body ? reply.body : "", reply.body_len);
+    cr_assert_not_null(body);
+    phtk_reply_clear(tk, &reply);
+    phtk_request_clear(tk, &req);
+    return body;
+}
+
+Test(sandbox, conformance)
+{
+    static const char *const kv[] = {NULL};
+    phtk *tk = sbx_open(kv);
+    phtk_set_now(tk, T0);
+    struct perkhub_op recharge = recharge_op("SUITE-R1", "13800000001");
+    struct perkhub_op card = card_op("SUITE-C1", "sandbox.card", 2);
+    struct perkhub_op hidden = query_of(&(const struct perkhub_op){.kind = PERKHUB_OP_RECHARGE,
+                                                                   .order_ref = "SUITE-H1",
+                                                                   .product_id = "sandbox.recharge",
+                                                                   .quantity = 1,
+                                                                   .account = "13800000007",
+                                                                   .created_at_ms = T0});
+    int rs, cs, qs;
+    char *r_body = sbx_served(tk, &recharge, &rs), *c_body = sbx_served(tk, &card, &cs);
+    char *q_body = sbx_served(tk, &hidden, &qs);
+    phtk_close(tk);
+    cr_assert_eq(qs, 404, "the hidden order is not found before it settles: %s", q_body);
+
+    static const int documented_4xx[] = {400, 0};
+    const struct phtk_suite_order orders[] = {
+        {.op = recharge,
+         .now_ms = T0,
+         .good = {.http_status = rs, .body = r_body},
+         .unknown_code = {.body = "{\"ref\":\"SUITE-R1\",\"status\":\"on_hold\"}"},
+         .documented_4xx = documented_4xx},
+        {.op = card,
+         .now_ms = T0,
+         .good = {.http_status = cs, .body = c_body},
+         .unknown_code = {.body = "{\"ref\":\"SUITE-C1\",\"status\":\"on_hold\"}"},
+         .documented_4xx = documented_4xx},
+    };
+    const struct phtk_suite spec = {
+        .desc = perkhub_plugin_entry(),
+        .config = kv,
+        .orders = orders,
+        .norders = PHTK_N(orders),
+        .query = hidden,
+        .query_now_ms = T0,
+        .query_not_found = {.http_status = qs, .body = q_body},
+        .query_unknown_code = {.body = "{\"ref\":\"SUITE-H1\",\"status\":\"on_hold\"}"},
+    };
+    static char report[16384];
+    int failed = phtk_suite_run(&spec, report, sizeof report);
+    cr_assert_eq(failed, 0, "%d conformance check(s) failed:\n%s", failed, report);
+    free(r_body);
+    free(c_body);
+    free(q_body);
+}

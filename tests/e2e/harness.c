@@ -59,7 +59,7 @@ static int wait_until(int (*cond)(void *), void *arg, int timeout_ms)
 
 static const char *std_config = STD_HEAD
     "suppliers:\n"
-    "  - id: acme\n    plugin: example\n    priority: 10\n"
+    "  - id: acme\n    plugin: manual\n    priority: 10\n"
     "  - id: sbx\n    plugin: sandbox\n    priority: 5\n"
     "products:\n"
     "  - sku: test.card\n    name: Test card\n    brand: testbrand\n    category: video\n"

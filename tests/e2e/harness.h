@@ -8,7 +8,7 @@
  * ops), "support-token" (client cs: support only, sees only its own orders).
  * Products: test.card and test.card2 (card_code), test.topup (recharge, offered by
  * the sandbox supplier sbx), test.hidden (card_code, listed: false); suppliers acme
- * (plugin example: no operations, so it never takes an order) and sbx (plugin sandbox).
+ * (plugin manual: no operations, so it never takes an order) and sbx (plugin sandbox).
  */
 #ifndef PH_HARNESS_H
 #define PH_HARNESS_H

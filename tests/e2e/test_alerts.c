@@ -37,7 +37,7 @@ TestSuite(alerts, .fini = teardown, .timeout = 180);
 #define SKU "alert.card"
 
 static const char *BODY = "suppliers:\n"
-                          "  - id: acme\n    plugin: example\n"
+                          "  - id: acme\n    plugin: manual\n"
                           "products:\n"
                           "  - sku: " SKU "\n    name: Alert card\n    brand: b\n    category: c\n"
                           "    delivery: card_code\n    face_value: \"10.00\"\n"
@@ -402,6 +402,6 @@ Test(alerts, check_config_refuses_bad_rules)
             "min_validity_days");
     refused("suppliers:\n  - id: sbx\n    plugin: sandbox\n    balance_every_s: 60\n",
             "balance_every_s");
-    refused("suppliers:\n  - id: ex\n    plugin: example\n    balance_below: \"10.00\"\n",
+    refused("suppliers:\n  - id: ex\n    plugin: manual\n    balance_below: \"10.00\"\n",
             "balance_below");
 }

@@ -139,8 +139,8 @@ Test(audit, a_reload_records_what_changed_by_name)
     h_setup(&D, NULL);
     cr_assert_eq(h_start(&D), 0);
     char *base = h_config_text(&D, NULL);
-    char *off = h_replace(base, "  - id: acme\n    plugin: example\n    priority: 10\n",
-                          "  - id: acme\n    plugin: example\n    priority: 10\n"
+    char *off = h_replace(base, "  - id: acme\n    plugin: manual\n    priority: 10\n",
+                          "  - id: acme\n    plugin: manual\n    priority: 10\n"
                           "    enabled: false\n");
     char *cheaper = h_replace(off, "cost: \"49.00\"", "cost: \"48.00\"");
     size_t n = strlen(cheaper) + 256;

@@ -745,7 +745,7 @@ Test(crash, kill9_during_orders_keeps_every_acknowledged_order, .fini = kill_lef
                         "    processing_window_s: 3\n",
                         NULL, sup, sizeof sup);
     snprintf(R.body, sizeof R.body,
-             "suppliers:\n  - id: acme\n    plugin: example\n    priority: 10\n%s"
+             "suppliers:\n  - id: acme\n    plugin: manual\n    priority: 10\n%s"
              "products:\n"
              "  - sku: test.card\n    name: Test card\n    brand: testbrand\n    category: video\n"
              "    delivery: card_code\n    face_value: \"30.00\"\n"

@@ -253,7 +253,7 @@ Test(keys, a_code_is_found_typed_in_lower_case_with_spaces_or_without_dashes)
 
 static const char *lookalike_body =
     "suppliers:\n"
-    "  - id: acme\n    plugin: example\n"
+    "  - id: acme\n    plugin: manual\n"
     "products:\n"
     "  - sku: test.card\n    name: Test card\n    brand: testbrand\n    category: video\n"
     "    delivery: card_code\n    face_value: \"30.00\"\n"

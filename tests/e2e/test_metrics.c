@@ -80,7 +80,7 @@ static void start(void)
     h_sim_supplier_yaml(&S, "gwa", "gateway", NULL, NULL, gwa, sizeof gwa);
     snprintf(BODY, sizeof BODY,
              "suppliers:\n%s"
-             "  - id: acme\n    plugin: example\n" /* h_import's supplier */
+             "  - id: acme\n    plugin: manual\n" /* h_import's supplier */
              "products:\n"
              "  - sku: m.card\n    name: Stock card\n    brand: sim\n    category: video\n"
              "    delivery: card_code\n    face_value: \"30.00\"\n"

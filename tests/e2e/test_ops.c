@@ -253,7 +253,7 @@ Test(ops, suppliers_and_stats)
     start(NULL);
     json_t *s = supplier("acme");
     cr_assert_not_null(s, "acme is listed");
-    cr_assert_str_eq(h_str(s, "plugin"), "example");
+    cr_assert_str_eq(h_str(s, "plugin"), "manual");
     cr_assert_str_eq(h_str(s, "state"), "ready");
     cr_assert(json_is_true(json_object_get(s, "enabled")));
     cr_assert_eq(h_int(s, "priority"), 10);
@@ -449,8 +449,8 @@ static int acme_is(void *arg)
 Test(ops, sighup_disables_and_reenables_a_supplier)
 {
     start(NULL);
-    const char *on = "  - id: acme\n    plugin: example\n    priority: 10\n";
-    const char *off = "  - id: acme\n    plugin: example\n    priority: 10\n    enabled: false\n";
+    const char *on = "  - id: acme\n    plugin: manual\n    priority: 10\n";
+    const char *off = "  - id: acme\n    plugin: manual\n    priority: 10\n    enabled: false\n";
     char *base = h_config_text(&D, NULL), *text = h_replace(base, on, off);
     h_write_config_text(&D, text);
     free(text);

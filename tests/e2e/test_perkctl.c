@@ -196,7 +196,7 @@ Test(perkctl, ops_flow_import_order_lookup_events_status)
     has_kv(out, "suppliers", "2 (2 ready)");
     has(out, "\nSKU        IMPORTED  AVAILABLE  ISSUED  VOIDED  EXPIRED\n"
              "test.card  3         0          3       0       0\n");
-    has(out, "\nacme  example");
+    has(out, "\nacme  manual");
     free(out), free(err);
     rc = PK(NULL, NULL, &out, &err, "status");
     cr_assert_eq(rc, 0, "status without a token: %s%s", out, err);
@@ -415,7 +415,7 @@ Test(perkctl, orders_filters_batches_stats_supplier_version)
     has(out, "test.topup"); /* our offer of it */
     free(out), free(err);
     rc = PK("ops-token", NULL, &out, &err, "supplier", "balance", "acme");
-    cr_assert_eq(rc, 1, "the example plugin has no balance: %s%s", out, err);
+    cr_assert_eq(rc, 1, "the manual plugin has no balance: %s%s", out, err);
     has(err, "unsupported");
     free(out), free(err);
     rc = PK("ops-token", NULL, &out, &err, "supplier", "balance", "../x");

@@ -51,7 +51,7 @@ static void start_all(void)
     h_sim_supplier_yaml(&S, "rwb", "rewards", "    priority: 10\n" TIMEOUTS, NULL, b, sizeof b);
     snprintf(BODY, sizeof BODY,
              "suppliers:\n%s%s"
-             "  - id: acme\n    plugin: example\n"
+             "  - id: acme\n    plugin: manual\n"
              "products:\n"
              "  - sku: rp.card\n    name: Stock card\n    brand: b\n    category: c\n"
              "    delivery: card_code\n    face_value: \"30.00\"\n"

@@ -485,7 +485,7 @@ static const bad_rule bad_rules[] = {
      "products[0].replenish", "product rp.top is delivered by recharge"},
     {CARD_HEAD OFFERS "    replenish: {below: 5, to: 9, suppliers: [sbx, ex], max_unit_cost: "
                       "\"10.00\", max_per_day: \"100.00\"}\n",
-     "products[0].replenish.suppliers[1]", "its plugin example has no card orders"},
+     "products[0].replenish.suppliers[1]", "its plugin manual has no card orders"},
 };
 
 Test(replenish, check_config_refuses_bad_rules)
@@ -494,7 +494,7 @@ Test(replenish, check_config_refuses_bad_rules)
         const bad_rule *b = &bad_rules[i];
         snprintf(BODY, sizeof BODY,
                  "suppliers:\n  - id: sbx\n    plugin: sandbox\n"
-                 "  - id: ex\n    plugin: example\n"
+                 "  - id: ex\n    plugin: manual\n"
                  "products:\n%s",
                  b->product);
         h_setup_custom(&D, BODY, NULL);

@@ -20,7 +20,7 @@ static const char *body =
     "  - id: sbx\n    plugin: sandbox\n    priority: 10\n"
     "    config: {seed: edge-seed, settle_ms: 1500, slow_ms: 1500}\n"
     "    query_max_delay_ms: 300\n"
-    "  - id: acme\n    plugin: example\n"
+    "  - id: acme\n    plugin: manual\n"
     "products:\n"
     "  - sku: card.sbx\n    name: Card\n    brand: b\n    category: c\n    delivery: card_code\n"
     "    face_value: \"30.00\"\n"
@@ -249,7 +249,7 @@ Test(supply_edges, ops_ask_a_supplier_directly)
     cr_assert(json_is_string(json_object_get(r.json, "balance")), "%s", r.body);
     h_resp_free(&r);
     r = h_get(&d, "/v1/suppliers/acme/balance", "ops-token");
-    cr_assert_eq(r.status, 422, "the example plugin has no balance: %s", r.body);
+    cr_assert_eq(r.status, 422, "the manual plugin has no balance: %s", r.body);
     h_resp_free(&r);
     r = h_get(&d, "/v1/suppliers/nope/catalog", "ops-token");
     cr_assert_eq(r.status, 404, "%s", r.body);

@@ -572,7 +572,7 @@ Test(sync, scheduled_and_reload_refused)
                         sizeof a);
     snprintf(BODY, sizeof BODY,
              "suppliers:\n%s"
-             "  - id: ex\n    plugin: example\n"
+             "  - id: ex\n    plugin: manual\n"
              "products:\n"
              "  - sku: sy.solo\n    name: Sync solo\n    brand: sim\n    category: video\n"
              "    delivery: card_code\n    face_value: \"30.00\"\n    offers:\n"
@@ -593,7 +593,7 @@ Test(sync, scheduled_and_reload_refused)
     w.done = NULL;
     cr_assert(h_wait_for(sync_finished, &w, WAIT_MS) == 0, "the sync did not run again");
     json_decref(w.done);
-    /* ex (example: no operations) has no sync job at all */
+    /* ex (manual: no operations) has no sync job at all */
     json_t *v = sync_of("ex", "catalog");
     cr_assert(json_is_null(v));
     json_decref(v);
@@ -602,8 +602,8 @@ Test(sync, scheduled_and_reload_refused)
     cr_assert_eq(r.status, 422, "%s", r.body);
     h_resp_free(&r);
     /* a reload asking ex for a catalog sync is refused, naming the key */
-    char *bad = h_replace(BODY, "    plugin: example\n",
-                          "    plugin: example\n    sync:\n      catalog_every_s: 60\n");
+    char *bad = h_replace(BODY, "    plugin: manual\n",
+                          "    plugin: manual\n    sync:\n      catalog_every_s: 60\n");
     snprintf(BODY, sizeof BODY, "%s", bad);
     free(bad);
     h_write_config(&D, NULL);
@@ -640,10 +640,10 @@ static int check_config(const char *body, char **out)
 Test(sync, check_config_refusals)
 {
     char *out;
-    /* the example plugin has no operations: nothing to sync */
+    /* the manual plugin has no operations: nothing to sync */
     int st = check_config(
         "suppliers:\n"
-        "  - id: ex\n    plugin: example\n    sync:\n      catalog_every_s: 60\n" PRODUCT
+        "  - id: ex\n    plugin: manual\n    sync:\n      catalog_every_s: 60\n" PRODUCT
         "      - {supplier: ex, supplier_sku: T-1, cost: \"19.80\"}\n",
         &out);
     cr_assert_neq(st, 0, "%s", out);
@@ -651,11 +651,10 @@ Test(sync, check_config_refusals)
                   strstr(out, "no catalog capability"),
               "%s", out);
     free(out);
-    st =
-        check_config("suppliers:\n"
-                     "  - id: ex\n    plugin: example\n    sync:\n      stock_every_s: 60\n" PRODUCT
-                     "      - {supplier: ex, supplier_sku: T-1, cost: \"19.80\"}\n",
-                     &out);
+    st = check_config("suppliers:\n"
+                      "  - id: ex\n    plugin: manual\n    sync:\n      stock_every_s: 60\n" PRODUCT
+                      "      - {supplier: ex, supplier_sku: T-1, cost: \"19.80\"}\n",
+                      &out);
     cr_assert_neq(st, 0, "%s", out);
     cr_assert(strstr(out, "suppliers[0].sync.stock_every_s") && strstr(out, "stock_check"), "%s",
               out);

@@ -13,7 +13,7 @@
  *   body bytes                    (the rest, as is)
  *
  * The configuration has one token per scope ("fulfill-token", "support-token",
- * "ops-token"), the example supplier (acme: no operations) and the sandbox
+ * "ops-token"), the manual supplier (acme: no operations) and the sandbox
  * (sbx: local, answers in milliseconds here), a card product with codes
  * imported at start and a recharge product; corpus/http/ holds realistic
  * requests. limits.max_order_wait_s is 0, so no input holds a worker for
@@ -81,7 +81,7 @@ static const char config_fmt[] =
     "d9310c002af91822beb0b3487d8b04f85bf6bf1f8a5496bff7d35fc7c5a29def\n"
     "    scopes: [ops]\n"
     "suppliers:\n"
-    "  - id: acme\n    plugin: example\n    priority: 10\n"
+    "  - id: acme\n    plugin: manual\n    priority: 10\n"
     "  - id: sbx\n    plugin: sandbox\n    priority: 5\n"
     "    config:\n      slow_ms: 5\n      settle_ms: 20\n"
     "products:\n"
@@ -201,7 +201,7 @@ static void daemon_down(void)
  * daemon's own dlopen then only takes another reference. */
 static void pin_plugins(void)
 {
-    static const char *const names[] = {"example", "sandbox"};
+    static const char *const names[] = {"manual", "sandbox"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         char p[PATH_MAX + 32];
         snprintf(p, sizeof p, "%s/%s.so", fz.plugins, names[i]);

@@ -1,6 +1,6 @@
 /*
  * fuzz_plugin.h — what the plugin harnesses (fuzz_gateway.c, fuzz_rewards.c,
- * fuzz_sandbox.c, fuzz_example.c) share: a plugin instance opened through the
+ * fuzz_sandbox.c, fuzz_manual.c) share: a plugin instance opened through the
  * SDK test kit (the core's real host table and allocator accounting), the
  * normalized operation a fuzz input describes, and the checks every reply,
  * callback and request must pass whatever the plugin.

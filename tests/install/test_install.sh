@@ -28,12 +28,15 @@ DESTDIR=$root cmake --install "$build" >"$tmp/install.out" 2>&1 || {
 prefix=$(sed -n 's/^CMAKE_INSTALL_PREFIX:PATH=//p' "$build/CMakeCache.txt")
 [ -n "$prefix" ] || fail "no CMAKE_INSTALL_PREFIX in $build/CMakeCache.txt"
 [ "$prefix" = /usr ] && etc=/etc || etc=$prefix/etc
+libdir=$(sed -n 's/^CMAKE_INSTALL_LIBDIR:PATH=//p' "$build/CMakeCache.txt")
+libdir=$prefix/${libdir:-lib}
 
 # ---- the file list ----------------------------------------------------------
 expected=$(printf '%s\n' \
     "$prefix/bin/perkctl" \
     "$prefix/sbin/perkhubd" \
     "$prefix/lib/perkhub/plugins/example.so" \
+    "$prefix/lib/perkhub/plugins/manual.so" \
     "$prefix/lib/perkhub/plugins/gateway.so" \
     "$prefix/lib/perkhub/plugins/rewards.so" \
     "$prefix/lib/perkhub/plugins/sandbox.so" \
@@ -42,13 +45,24 @@ expected=$(printf '%s\n' \
     "$prefix/lib/sysusers.d/perkhub.conf" \
     "$prefix/share/doc/perkhub/config.md" \
     "$prefix/share/doc/perkhub/operations.md" \
-    "$prefix/share/doc/perkhub/perkhub.logrotate" | sort)
-actual=$(cd "$root" && find . -type f | sed 's|^\.||' | sort)
+    "$prefix/share/doc/perkhub/perkhub.logrotate" \
+    "$prefix/bin/perkhub-new-plugin" \
+    "$prefix/include/perkhub/plugin.h" \
+    "$prefix/include/perkhub/testkit.h" \
+    "$libdir/libperkhub_testkit.a" \
+    "$libdir/pkgconfig/perkhub-plugin.pc" \
+    "$libdir/pkgconfig/perkhub-testkit.pc" | sort)
+# the scaffold's template is plugins/example as it is: checked apart, by its main files
+template=$prefix/share/perkhub/new-plugin
+for f in example.c test_example.c example_suite.h fixtures/make_fixtures.py; do
+    [ -f "$root$template/$f" ] || fail "the new-plugin template lacks $f"
+done
+actual=$(cd "$root" && find . -type f | sed 's|^\.||' | grep -v "^$template/" | sort)
 if [ "$expected" != "$actual" ]; then
     diff <(echo "$expected") <(echo "$actual") >&2 || true
     fail "installed files differ from the expected list (- expected, + installed)"
 fi
-for x in "$prefix/bin/perkctl" "$prefix/sbin/perkhubd"; do
+for x in "$prefix/bin/perkctl" "$prefix/sbin/perkhubd" "$prefix/bin/perkhub-new-plugin"; do
     [ -x "$root$x" ] || fail "$x is not executable"
 done
 

@@ -39,7 +39,7 @@
     "  - name: ops\n    token_sha256: "                                                            \
     "d9310c002af91822beb0b3487d8b04f85bf6bf1f8a5496bff7d35fc7c5a29def\n"                           \
     "    scopes: [ops]\n"                                                                          \
-    "suppliers:\n  - id: acme\n    plugin: example\n  - id: sbx\n    plugin: sandbox\n"            \
+    "suppliers:\n  - id: acme\n    plugin: manual\n  - id: sbx\n    plugin: sandbox\n"             \
     "products:\n"                                                                                  \
     "  - sku: test.card\n    name: Test card\n    brand: tb\n    category: video\n"                \
     "    delivery: card_code\n    face_value: \"30.00\"\n"                                         \

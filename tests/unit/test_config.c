@@ -32,7 +32,7 @@
 #define SUPPLIER                                                                                   \
     "suppliers:\n"                                                                                 \
     "  - id: acme\n"                                                                               \
-    "    plugin: example\n"
+    "    plugin: manual\n"
 
 #define HASH_A "c8e0aa386ce8862223ef2a674bf01fac0afeb83fcf4738400864098d6b80a0fd"
 #define HASH_B "51ea3e5c2e2f4e65850d64341129057991a3e664e2eecf7911e9bd038c595d1f"

@@ -148,13 +148,13 @@ Test(loader, open_refusals)
     } cases[] = {
         {"wrong_major",
          PH_EVERSION,
-         {"plugin 'wrong_major' (", "is built for SDK ABI 2.0", "this perkhubd provides 1.3"}},
+         {"plugin 'wrong_major' (", "is built for SDK ABI 2.0", "this perkhubd provides 1.4"}},
         {"newer_minor",
          PH_EVERSION,
-         {"plugin 'newer_minor' (", "is built for SDK ABI 1.99", "this perkhubd provides 1.3"}},
+         {"plugin 'newer_minor' (", "is built for SDK ABI 1.99", "this perkhubd provides 1.4"}},
         {"too_small",
          PH_EVERSION,
-         {"plugin 'too_small' (", "less than the", "this perkhubd provides 1.3"}},
+         {"plugin 'too_small' (", "less than the", "this perkhubd provides 1.4"}},
         {"missing_symbol",
          PH_EINVAL,
          {"plugin 'missing_symbol' (", "does not export perkhub_plugin_entry()",
@@ -239,7 +239,7 @@ Test(loader, open_refusals)
     char want[4096];
     snprintf(want, sizeof want,
              "plugin 'wrong_major' (%s/wrong_major.so) is built for SDK ABI 2.0; this perkhubd "
-             "provides 1.3",
+             "provides 1.4",
              fixture_dir());
     cr_assert_eq(ph_plugin_open(fixture_dir(), "wrong_major", &p, &err), PH_EVERSION);
     cr_assert_eq(strncmp(err.msg, want, strlen(want)), 0, "%s", err.msg);
@@ -852,7 +852,7 @@ Test(suppliers, apply_is_all_or_nothing)
         const char *says;
     } cases[] = {
         {"wrong_major", 0, PH_EVERSION, "supplier 's4': plugin 'wrong_major' ("},
-        {"newer_minor", 0, PH_EVERSION, "is built for SDK ABI 1.99; this perkhubd provides 1.3"},
+        {"newer_minor", 0, PH_EVERSION, "is built for SDK ABI 1.99; this perkhubd provides 1.4"},
         {"recharge_no_query", 0, PH_EINVAL, "supplier 's4': plugin 'recharge_no_query' ("},
         {"missing_symbol", 0, PH_EINVAL, "supplier 's4': plugin 'missing_symbol' ("},
         {"init_fails", 0, PH_EINVAL, "supplier 's4': plugin 'init_fails' init failed (config): "},

@@ -135,5 +135,5 @@ Test(plugin_rules, plugins_do_no_io_and_export_only_the_entry)
         checked++;
     }
     closedir(dh);
-    cr_assert_geq(checked, 4, "expected the gateway, rewards, sandbox and example plugins");
+    cr_assert_geq(checked, 4, "expected the gateway, rewards, sandbox, example and manual plugins");
 }

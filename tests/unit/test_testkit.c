@@ -516,7 +516,7 @@ Test(testkit, conformance)
     d = tiny_plugin;
     d.abi_minor = PERKHUB_ABI_MINOR + 1;
     cr_assert_eq(phtk_conformance(&d, err, sizeof err), PH_EVERSION);
-    cr_assert(strstr(err, "is built for SDK ABI 1.4; this perkhubd provides 1.3"), "%s", err);
+    cr_assert(strstr(err, "is built for SDK ABI 1.5; this perkhubd provides 1.4"), "%s", err);
     d = tiny_plugin;
     d.capabilities |= UINT64_C(1) << 10;
     cr_assert_eq(phtk_conformance(&d, err, sizeof err), PH_EINVAL);

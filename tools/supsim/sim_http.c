@@ -159,6 +159,10 @@ static void route(sim *s, const sim_request *rq, sim_reply *r)
         sim_control_handle(s, rq, r);
     } else if (!strcmp(rq->path, "/gateway")) {
         handle_protocol(s, SIM_GATEWAY, rq, r);
+    } else if (!strncmp(rq->path, "/form/", 6)) {
+        sim_request sub = *rq;
+        sub.path = rq->path + 5;
+        sim_form_handle(s, &sub, r);
     } else if (!strncmp(rq->path, "/rewards/", 9)) {
         sim_request sub = *rq;
         sub.path = rq->path + 8;

@@ -414,6 +414,9 @@ void sim_http_stop(sim_http *h);
 /* ---- replies --------------------------------------------------------------- */
 
 /* Sets a JSON reply (steals j). */
+/* sim_form.c: protocol 3 (plugins/example's form/MD5 protocol) at POST /form/<op>,
+ * rq->path being "/<op>"; orders kept with the gateway's. */
+void sim_form_handle(sim *s, const sim_request *rq, sim_reply *out);
 void sim_reply_json(sim_reply *r, unsigned status, json_t *j);
 void sim_reply_text(sim_reply *r, unsigned status, const char *ctype, const char *text);
 void sim_reply_free(sim_reply *r);

@@ -18,6 +18,13 @@
  *   n is at most its own minor; anything else is refused at load with a
  *   message naming the plugin file, the plugin's ABI and perkhubd's.
  *
+ *   2026-12-07  1.4  Text helpers where adapters hand-wrote them: host functions
+ *                    form_encode (flags PERKHUB_FORM_SORTED, _RAW,
+ *                    _SKIP_EMPTY), kv_parse (form decoding and key=value
+ *                    parsing), url_decode, hex_encode, hex_decode; the inline
+ *                    perkhub_kv_get. Callbacks by GET and with a query string
+ *                    reach verify_callback (perkhub_callback.query). A 1.3
+ *                    plugin loads unchanged.
  *   2026-12-07  1.3  Redemption status: capability bit 9
  *                    PERKHUB_CAP_REDEMPTION, operation PERKHUB_OP_REDEMPTION
  *                    (was this card code redeemed at the supplier?),
@@ -72,7 +79,7 @@ extern "C" {
 #endif
 
 #define PERKHUB_ABI_MAJOR 1
-#define PERKHUB_ABI_MINOR 3
+#define PERKHUB_ABI_MINOR 4
 
 /* Marks the one symbol a plugin exports. Plugins are built with hidden
  * visibility (ph_add_plugin does that), so only this symbol is visible. */
@@ -276,15 +283,19 @@ struct perkhub_plugin {
     /* ---- ABI 1.1 ---- */
 
     /* How long, in seconds, the supplier may take before an order it accepted
-     * shows up in its order query. A query answering PERKHUB_STATE_NOT_FOUND
-     * within this window keeps the attempt unknown (the order may still be in
-     * flight inside the supplier); only after it does the core count the
-     * attempt as failed. 0 means 300. */
+     * shows up in its order query, measured from the attempt's creation (when
+     * the core created it, before sending the order). A query answering
+     * PERKHUB_STATE_NOT_FOUND within this window keeps the attempt unknown (the
+     * order may still be in flight inside the supplier); only after it does the
+     * core count the attempt as failed. 0 means 300; a supplier's own
+     * processing_window_s in the config overrides it. */
     uint32_t processing_window_s;
 
     /* The delay before the core's first order query of an attempt left
-     * processing or unknown, in milliseconds; later queries back off from it
-     * (doubling, at most 60 s). 0 means 1000. */
+     * processing or unknown, in milliseconds, measured from the moment the core
+     * handled the answer (or timeout) that left it so; later queries back off
+     * from it (doubling, up to the supplier's query_max_delay_ms, default 30 s).
+     * 0 means 1000. */
     uint32_t query_delay_ms;
 
     /* New members of later minor versions go here, after a comment naming the
@@ -328,8 +339,8 @@ PERKHUB_EXPORT const struct perkhub_plugin *perkhub_plugin_entry(void);
  *
  * Every function takes the host pointer init received as its first argument:
  * that is how the core knows which supplier is calling (log lines carry the
- * supplier id, memory is accounted per instance). Test harnesses supply their
- * own table (see plugins/example/test_example.c).
+ * supplier id, memory is accounted per instance). A plugin's tests get the
+ * core's own table through the test kit (perkhub/testkit.h).
  * ========================================================================= */
 struct perkhub_host {
     uint32_t struct_size; /* sizeof(struct perkhub_host) as the host was compiled */
@@ -462,9 +473,70 @@ struct perkhub_host {
      * IVs). Returns PERKHUB_OK or PERKHUB_ERR_INTERNAL. Thread-safe. */
     int (*random)(const struct perkhub_host *host, void *buf, size_t len);
 
+    /* ---- ABI 1.4 ---- */
+
+    /* Joins kv, {"key", "value", ..., NULL}, as "key=value&key=value": a new
+     * string the caller owns (mem_free); NULL when out of memory or kv is
+     * NULL. flags: PERKHUB_FORM_SORTED orders the pairs by key (bytewise,
+     * stable), PERKHUB_FORM_SKIP_EMPTY leaves out pairs whose value is "",
+     * PERKHUB_FORM_RAW writes keys and values as they are (the text most
+     * MD5 protocols sign), else both are percent-encoded as url_encode does
+     * (an application/x-www-form-urlencoded body). Thread-safe. */
+    char *(*form_encode)(const struct perkhub_host *host, const char *const *kv, unsigned flags);
+
+    /* Splits len bytes of "k=v<sep>k=v..." (a form body or query string with
+     * sep '&', a "k=v;k=v" or "k=v\n" reply) into *kv: one block (mem_free it
+     * once) holding {"k", "v", ..., NULL}; *npairs (may be NULL) gets the
+     * number of pairs. decode = 1 form-decodes keys and values (percent escapes,
+     * '+' as a space). Empty fields (a trailing sep) are skipped; a field
+     * without '=' has the value "". Returns PERKHUB_OK; PERKHUB_DEFINITE_FAILURE
+     * for an empty key, a bad escape, a %00 or a NUL byte in the text (*kv
+     * untouched); PERKHUB_ERR_NOMEM. Look values up with perkhub_kv_get.
+     * Thread-safe. */
+    int (*kv_parse)(const struct perkhub_host *host, const char *text, size_t len, char sep,
+                    int decode, char ***kv, size_t *npairs);
+
+    /* Percent-decodes len bytes of s into *out, a new NUL-terminated string the
+     * caller owns (mem_free); plus_space = 1 reads '+' as a space (form
+     * encoding). Returns PERKHUB_OK; PERKHUB_DEFINITE_FAILURE for a bad escape
+     * ("%4", "%zz"), a %00 or a NUL byte; PERKHUB_ERR_NOMEM. Thread-safe. */
+    int (*url_decode)(const struct perkhub_host *host, const char *s, size_t len, int plus_space,
+                      char **out);
+
+    /* Hex of len bytes, in upper case when upper is 1 (say which: a protocol
+     * that wants "9CFA..." refuses "9cfa..."): a new NUL-terminated string the
+     * caller owns (mem_free); NULL when out of memory. Thread-safe. */
+    char *(*hex_encode)(const struct perkhub_host *host, const void *data, size_t len, int upper);
+
+    /* Decodes len hex digits (either case) into *out, a new block of *outlen
+     * bytes plus a NUL, the caller's (mem_free). Returns PERKHUB_OK;
+     * PERKHUB_DEFINITE_FAILURE for an odd length or a non-hex byte;
+     * PERKHUB_ERR_NOMEM. Thread-safe. */
+    int (*hex_decode)(const struct perkhub_host *host, const char *text, size_t len, uint8_t **out,
+                      size_t *outlen);
+
     /* New functions of later minor versions go here, after a comment naming
      * the version. Never insert above this line. */
 };
+
+/* form_encode flags (ABI 1.4). */
+#define PERKHUB_FORM_SORTED     1u /* pairs in bytewise key order */
+#define PERKHUB_FORM_RAW        2u /* no percent-encoding */
+#define PERKHUB_FORM_SKIP_EMPTY 4u /* leave out pairs whose value is "" */
+
+/* The value of the first pair named key in kv ({"k", "v", ..., NULL}, as
+ * kv_parse makes it), or NULL. Points into kv. (ABI 1.4; inline: no host call.) */
+static inline const char *perkhub_kv_get(const char *const *kv, const char *key)
+{
+    for (size_t i = 0; kv && key && kv[i] && kv[i + 1]; i += 2) {
+        const char *a = kv[i], *b = key;
+        while (*a && *a == *b)
+            a++, b++;
+        if (*a == *b)
+            return kv[i + 1];
+    }
+    return NULL;
+}
 
 /* =========================================================================
  * OPERATIONS (ABI 1.1)
@@ -687,10 +759,15 @@ struct perkhub_result {
                                0 unknown (the core then takes the time it asked). */
 };
 
-/* A callback as received on POST /v1/callbacks/{supplier}. */
+/* A callback as received on POST or GET /v1/callbacks/{supplier}. */
 struct perkhub_callback {
-    const char *method;       /* "POST" (or "GET" for suppliers that notify so) */
-    const char *query;        /* the raw query string without '?', or "" */
+    const char *method;       /* "POST", or "GET" for suppliers that notify so */
+    const char *query;        /* the query string without '?', or "": its parameters in
+                                 the order received, each key and value percent-encoded
+                                 again from its decoded text (RFC 3986 unreserved
+                                 characters as they are; "k" for a key without '=').
+                                 Read it with host->kv_parse(..., '&', 1, ...): the
+                                 values are exactly what the supplier sent. */
     const char *content_type; /* or "" */
     const char *body;         /* body_len bytes, followed by a NUL */
     size_t body_len;

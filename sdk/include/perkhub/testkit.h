@@ -176,6 +176,143 @@ int phtk_expect_descriptor(const struct perkhub_plugin *desc,
 int phtk_expect_refused(const struct perkhub_plugin *desc, const char *const *kv,
                         const char *needle, const char *const *secrets, char *err, size_t errlen);
 
+/* =========================================================================
+ * THE CONFORMANCE SUITE
+ *
+ * One call (or one macro, PHTK_CONFORMANCE) runs the checks every adapter must
+ * pass over the plugin's own fixtures, the mistakes that cost a double
+ * recharge or a silent failover:
+ *
+ *   ambiguity   for each order operation, every proper prefix of its good
+ *               reply, a set of garbage bodies, the author's unknown-code
+ *               reply and undocumented 4xx statuses come back AMBIGUOUS
+ *               (never FAILED or RETRYABLE: both tell the core "not done").
+ *   queries     the required "not found" reply reads PERKHUB_OK +
+ *               STATE_NOT_FOUND; prefixes of it, garbage and an unknown code
+ *               never read as settled (FAILED or SUCCEEDED).
+ *   signatures  each request vector's text (computed by the author outside C,
+ *               docs/sdk.md shows a Python one-liner) appears verbatim in the
+ *               request; every good callback verifies; each single-field
+ *               alteration of a callback (body fields at any depth, query
+ *               fields, the signature header), the same callback at a stale
+ *               clock, and the second callback carrying the first one's
+ *               signature do not.
+ *   secrets     no canary (each SECRET config value, each op's account and
+ *               code, each delivered code, the spec's own canaries; values
+ *               shorter than 4 bytes are skipped) in any reason, next_state or
+ *               log line of any run.
+ *   memory      after every call and its clear the instance holds as many host
+ *               blocks as before, and no plugin.bad_free was logged (a string
+ *               from malloc handed to the core).
+ *   determinism building a request twice at the same clock gives the same
+ *               method, URL, headers and body.
+ *
+ * A spec that lacks what the plugin's capabilities call for (an order
+ * operation per order capability, the query's not-found reply, two good
+ * callbacks and sign_field, a request vector unless the plugin is LOCAL or
+ * has no operation) fails the suite too: a check
+ * that cannot run is a failure, never a pass.
+ * ========================================================================= */
+
+/* A recorded reply: the file `fixture` (read with phtk_fixture), or `body`
+ * when fixture is NULL. http_status 0 means 200. */
+struct phtk_reply {
+    int http_status;
+    const char *fixture;
+    const char *body;
+};
+
+/* An order operation (CARD_ORDER or RECHARGE) and its replies. */
+struct phtk_suite_order {
+    struct perkhub_op op;
+    int64_t now_ms;                 /* the clock while building and parsing; 0 real clock */
+    struct phtk_reply good;         /* a reply the plugin reads as PERKHUB_OK */
+    struct phtk_reply unknown_code; /* required: a well-formed reply (signed, where replies
+                                       are) whose status code the protocol does not document */
+    const int *documented_4xx;      /* 0-ended HTTP statuses the protocol documents for this
+                                       operation (exempt from the 4xx sweep); NULL none */
+};
+
+/* A request signature vector: building op at now_ms must give a request whose
+ * URL, one header line or body contains `want` verbatim (case included). */
+struct phtk_suite_vector {
+    struct perkhub_op op;
+    int64_t now_ms;
+    const char *want;
+};
+
+/* A good callback, valid at now_ms. The body is the file body_fixture, or
+ * cb.body when body_fixture is NULL. */
+struct phtk_suite_callback {
+    struct perkhub_callback cb;
+    const char *body_fixture;
+    int64_t now_ms;
+};
+
+struct phtk_suite {
+    const struct perkhub_plugin *desc; /* PHTK_CONFORMANCE: NULL means perkhub_plugin_entry() */
+    const char *const *config;         /* as phtk_open's kv */
+    const char *const *canaries;       /* NULL-ended extra secrets to scan for; may be NULL */
+
+    const struct phtk_suite_order *orders; /* one per order capability at least */
+    size_t norders;
+    const struct phtk_suite_vector *vectors; /* at least one unless the plugin is LOCAL */
+    size_t nvectors;
+
+    /* PERKHUB_CAP_ORDER_QUERY: the query op, the required not-found reply and,
+     * optionally, a reply with an undocumented code. */
+    struct perkhub_op query;
+    int64_t query_now_ms;
+    struct phtk_reply query_not_found;
+    struct phtk_reply query_unknown_code;
+
+    /* PERKHUB_CAP_CALLBACK: at least two good callbacks with different
+     * signatures; where the signature travels: "header:Name", "query:key" or a
+     * body field's name (a dotted path for a nested JSON field: "data.sign"). */
+    const struct phtk_suite_callback *callbacks;
+    size_t ncallbacks;
+    const char *sign_field;
+    const char *const *unsigned_fields; /* NULL-ended fields the protocol does not sign
+                                           (altering them may verify); same spelling */
+    int64_t stale_ms; /* verifying at now_ms + stale_ms must fail; 0 means one day */
+};
+
+/* The request vector check alone, for a unit test: builds op on tk at the
+ * clock now_ms (0: the real clock; the kit's clock is left so) and wants
+ * `want` verbatim (case included) in the URL, one header line or the body —
+ * typically "sign=<what Python's hashlib computed>". Returns 0, or -1 with a
+ * one-line reason in err (errlen bytes, may be NULL/0): build_request's
+ * status, or the text missing (want quoted; never the request). */
+int phtk_expect_request_text(phtk *tk, const struct perkhub_op *op, int64_t now_ms,
+                             const char *want, char *err, size_t errlen);
+
+/* Number of elements of an array, for the counts above. */
+#define PHTK_N(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Runs every check of the suite on a fresh instance (phtk_open(desc, config)).
+ * Returns the number of failed checks (0: the plugin conforms) and writes one
+ * line per failure into report (len bytes, may be NULL/0; "" when none): the
+ * check, the fixture or field, what came back and what was wanted; never a
+ * canary, a request body or a callback body. Returns at least 1 when the
+ * instance cannot be opened. Not thread-safe with other uses of the same
+ * fixtures; allocates with malloc (test code). */
+int phtk_suite_run(const struct phtk_suite *spec, char *report, size_t len);
+
+/* A Criterion test `suite_name.conformance` running phtk_suite_run on spec (a
+ * struct phtk_suite; a NULL desc reads as this binary's perkhub_plugin_entry()):
+ * include <criterion/criterion.h> before using it. */
+#define PHTK_CONFORMANCE(suite_name, spec)                                                         \
+    Test(suite_name, conformance)                                                                  \
+    {                                                                                              \
+        static char phtk_report_[16384];                                                           \
+        struct phtk_suite phtk_spec_ = (spec);                                                     \
+        if (!phtk_spec_.desc)                                                                      \
+            phtk_spec_.desc = perkhub_plugin_entry();                                              \
+        int phtk_failed_ = phtk_suite_run(&phtk_spec_, phtk_report_, sizeof phtk_report_);         \
+        cr_assert_eq(phtk_failed_, 0, "%d conformance check(s) failed:\n%s", phtk_failed_,         \
+                     phtk_report_);                                                                \
+    }
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,5 +1,5 @@
 /*
- * fuzz_example.c — the example plugin (plugins/example, compiled in) has no
+ * fuzz_manual.c — the manual plugin (plugins/manual, compiled in) has no
  * operations: its only input is a supplier's `config:` block. This harness
  * feeds arbitrary blocks through what perkhubd does at load (the kit runs the
  * loader's checks, resolves the block against the plugin's schema with the
