@@ -35,7 +35,7 @@ static const char *const db_names[DB_COUNT] = {
     "product_state", "alerts",        "alert_state",  "balance",        "replenish",
     "replenish_sku", "replenish_day", "wh_endpoints", "wh_deliveries",  "wh_pending",
     "wh_last",       "wh_attempts",   "risk_rules",   "risk_rule_hist", "risk_lists",
-    "order_risk",    "reviews",
+    "order_risk",    "reviews",       "grants",       "grant_tokens",   "grant_expiry",
 };
 
 static const unsigned db_flags[DB_COUNT] = {
@@ -58,6 +58,7 @@ static const unsigned db_flags[DB_COUNT] = {
     [DB_REPLENISH] = MDB_INTEGERKEY,
     [DB_ORDER_RISK] = MDB_INTEGERKEY,
     [DB_REVIEWS] = MDB_INTEGERKEY,
+    [DB_GRANTS] = MDB_INTEGERKEY,
 };
 
 const char *ph_store_db_name(int db)
@@ -80,8 +81,8 @@ const char *ph_code_state_name(int state)
 const char *ph_order_state_name(int state)
 {
     static const char *const names[] = {"?",      "accepted", "processing", "succeeded",
-                                        "failed", "unknown",  "held"};
-    return state >= 1 && state <= PH_ORDER_HELD ? names[state] : "?";
+                                        "failed", "unknown",  "held",       "granted"};
+    return state >= 1 && state <= PH_ORDER_GRANTED ? names[state] : "?";
 }
 
 const char *ph_attempt_state_name(int state)
@@ -509,6 +510,7 @@ static void clear_results(ph_cmd *cmd, int keep_dups);
 static void cmd_reset(ph_cmd *c)
 {
     clear_results(c, 0);
+    c->grant_state = 0;
     c->rc = PH_OK;
     c->err.code = 0;
     c->err.msg[0] = 0;
