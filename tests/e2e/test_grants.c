@@ -1,0 +1,447 @@
+/*
+ * test_grants.c — grants through perkhubd (issue 16 item 1): a grant order
+ * reserves its code and answers a token once; gifting chains (each old token
+ * dead at once); a claim issues the code, replays on its request_id and
+ * refuses a second claimer; expiry returns the stock and fails the order;
+ * ops extend (audited); 64 racing claims of one token make one claim; kill -9
+ * between reserve and claim loses nothing; a recharge grant is performed at
+ * claim time; and no token ever reaches the log, the events or the data files.
+ */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+static h_daemon *live;
+
+static void kill_leftover(void)
+{
+    h_leftover(live);
+    live = NULL;
+}
+
+#define FAST "grants:\n  min_ttl_s: 1\n  expire_every_s: 1\n"
+
+static void start(h_daemon *d, int codes)
+{
+    h_setup(d, FAST);
+    live = d;
+    cr_assert_eq(h_start(d), 0);
+    if (codes) {
+        char *csv = h_codes_csv("GRANT", codes);
+        h_resp r = h_import(d, "test.card", csv, 201);
+        h_resp_free(&r);
+        free(csv);
+    }
+}
+
+/* Tokens handed out during a test, for the canary scan. */
+static char tokens[256][64];
+static int ntokens;
+
+static void keep_token(const char *t)
+{
+    cr_assert(t && !strncmp(t, "pg_", 3) && strlen(t) == 46, "token: %s", t ? t : "(none)");
+    if (ntokens < 256)
+        snprintf(tokens[ntokens++], sizeof tokens[0], "%s", t);
+}
+
+/* Places a grant of sku for end user `user`; returns the response (201). */
+static h_resp grant(const h_daemon *d, const char *coid, const char *sku, int qty, const char *user,
+                    const char *when)
+{
+    char body[512];
+    snprintf(body, sizeof body,
+             "{\"client_order_id\":\"%s\",\"sku\":\"%s\",\"quantity\":%d,\"deliver\":\"grant\","
+             "\"grant\":%s,\"end_user\":{\"id\":\"%s\",\"tags\":{\"dept\":\"eng\"}}}",
+             coid, sku, qty, when ? when : "{\"ttl_s\":3600}", user);
+    return h_post_json(d, "/v1/orders", "mall-token", body);
+}
+
+static long long granted(const h_daemon *d, const char *coid, const char *sku, int qty,
+                         const char *user, const char *when, char token[64])
+{
+    h_resp r = grant(d, coid, sku, qty, user, when);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    json_t *o = json_object_get(r.json, "order"), *g = json_object_get(r.json, "grant");
+    cr_assert_str_eq(h_str(o, "state"), "granted", "%s", r.body);
+    cr_assert(json_is_true(json_object_get(g, "token_shown")));
+    snprintf(token, 64, "%s", h_str(g, "token"));
+    keep_token(token);
+    long long id = h_int(g, "id");
+    cr_assert_eq(id, h_int(o, "id"));
+    h_resp_free(&r);
+    return id;
+}
+
+static h_resp claim(const h_daemon *d, const char *token, const char *request_id,
+                    const char *account)
+{
+    char body[256], rid[96] = "", acc[64] = "";
+    if (request_id)
+        snprintf(rid, sizeof rid, ",\"request_id\":\"%s\"", request_id);
+    if (account)
+        snprintf(acc, sizeof acc, ",\"account\":\"%s\"", account);
+    snprintf(body, sizeof body, "{\"token\":\"%s\"%s%s}", token, rid, acc);
+    return h_post_json(d, "/v1/grants/claim", "mall-token", body);
+}
+
+static h_resp gift(const h_daemon *d, long long id, const char *token, const char *to,
+                   const char *request_id)
+{
+    char body[256], path[64], rid[96] = "";
+    if (request_id)
+        snprintf(rid, sizeof rid, ",\"request_id\":\"%s\"", request_id);
+    snprintf(body, sizeof body, "{\"token\":\"%s\",\"to\":{\"id\":\"%s\"}%s}", token, to, rid);
+    snprintf(path, sizeof path, "/v1/grants/%lld/gift", id);
+    return h_post_json(d, path, "mall-token", body);
+}
+
+static long long stock(const h_daemon *d, const char *state)
+{
+    json_t *st = h_stats(d);
+    long long n = h_int(h_stats_sku(st, "test.card"), state);
+    json_decref(st);
+    return n;
+}
+
+static json_t *grant_get(const h_daemon *d, long long id, const char *token, long expect)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/v1/grants/%lld", id);
+    h_resp r = h_get(d, path, token);
+    cr_assert_eq(r.status, expect, "%s", r.body);
+    json_t *g = json_incref(json_object_get(r.json, "grant"));
+    h_resp_free(&r);
+    return g;
+}
+
+static void check_store(const h_daemon *d)
+{
+    char *out = NULL;
+    cr_assert_eq(h_check_store(d, &out), 0, "%s", out);
+    free(out);
+}
+
+static int count_events(const h_daemon *d, const char *type, long long id)
+{
+    h_resp r = h_get(d, "/v1/events?limit=1000", "ops-token");
+    int n = h_events_count(r.json, id, type);
+    h_resp_free(&r);
+    return n;
+}
+
+Test(grants, lifecycle_with_a_gifting_chain, .fini = kill_leftover)
+{
+    static h_daemon d;
+    start(&d, 5);
+    char t1[64], t2[64], t3[64];
+    long long id = granted(&d, "G-1", "test.card", 1, "emp-0001", NULL, t1);
+    cr_assert_eq(stock(&d, "available"), 4);
+    cr_assert_eq(stock(&d, "reserved"), 1);
+    /* a replay answers the grant without its token */
+    h_resp r = grant(&d, "G-1", "test.card", 1, "emp-0001", NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_t *g = json_object_get(r.json, "grant");
+    cr_assert(json_is_false(json_object_get(g, "token_shown")));
+    cr_assert_null(json_object_get(g, "token"));
+    cr_assert_eq(h_mem_count(r.body, r.len, t1), 0);
+    h_resp_free(&r);
+    /* the owner and ops see it, another mall does not; the holder masked */
+    g = grant_get(&d, id, "mall-token", 200);
+    cr_assert_str_eq(h_str(g, "state"), "active");
+    cr_assert_str_eq(h_str(g, "holder"), "em****01");
+    json_decref(g);
+    json_decref(grant_get(&d, id, "ops-token", 200));
+    json_decref(grant_get(&d, id, "other-token", 404));
+    /* gifted twice: each old token dead at once */
+    r = gift(&d, id, t1, "friend-0002", "gift-1");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    snprintf(t2, sizeof t2, "%s", h_str(r.json, "token"));
+    keep_token(t2);
+    h_resp_free(&r);
+    r = gift(&d, id, t1, "friend-0002", "gift-1"); /* the same gift again: a replay */
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert(json_is_false(json_object_get(r.json, "token_shown")), "%s", r.body);
+    cr_assert_null(json_object_get(r.json, "token"));
+    h_resp_free(&r);
+    r = claim(&d, t1, NULL, NULL);
+    cr_assert_eq(r.status, 404, "the gifted-away token claims nothing: %s", r.body);
+    h_resp_free(&r);
+    r = gift(&d, id, t2, "third-0003", NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    snprintf(t3, sizeof t3, "%s", h_str(r.json, "token"));
+    keep_token(t3);
+    g = json_object_get(r.json, "grant");
+    cr_assert_eq(h_int(g, "gifted"), 2);
+    cr_assert_str_eq(h_str(g, "holder"), "th****03");
+    h_resp_free(&r);
+    r = claim(&d, t2, NULL, NULL);
+    cr_assert_eq(r.status, 404, "%s", r.body);
+    h_resp_free(&r);
+    /* the holder claims: the code is shown, the order succeeds */
+    r = claim(&d, t3, "claim-1", NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_t *o = json_object_get(r.json, "order");
+    cr_assert_str_eq(h_str(o, "state"), "succeeded", "%s", r.body);
+    cr_assert_eq(json_array_size(json_object_get(o, "codes")), 1, "%s", r.body);
+    cr_assert_str_eq(h_str(json_object_get(r.json, "grant"), "state"), "claimed");
+    h_resp_free(&r);
+    r = claim(&d, t3, "claim-1", NULL); /* the same claim again */
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    char hv[16];
+    cr_assert_str_eq(h_header(&r, "Idempotent-Replay", hv, sizeof hv), "true");
+    h_resp_free(&r);
+    r = claim(&d, t3, "claim-2", NULL); /* another claimer */
+    cr_assert_eq(r.status, 409, "%s", r.body);
+    cr_assert_str_eq(h_str(r.json, "error"), "already_claimed");
+    h_resp_free(&r);
+    cr_assert_eq(stock(&d, "issued"), 1);
+    cr_assert_eq(stock(&d, "reserved"), 0);
+    cr_assert_eq(count_events(&d, "order.granted", id), 1);
+    cr_assert_eq(count_events(&d, "grant.gifted", id), 2);
+    cr_assert_eq(count_events(&d, "grant.claimed", id), 1);
+    cr_assert_eq(count_events(&d, "order.succeeded", id), 1);
+    /* its owner's feed carries the grant events too */
+    r = h_get(&d, "/v1/events?limit=1000", "mall-token");
+    cr_assert_eq(h_events_count(r.json, id, "grant.claimed"), 1);
+    h_resp_free(&r);
+    check_store(&d);
+    h_stop(&d, SIGTERM);
+    h_cleanup(&d);
+}
+
+typedef struct grant_wait {
+    const h_daemon *d;
+    long long id;
+} grant_wait;
+
+static int grant_expired(void *arg)
+{
+    grant_wait *w = arg;
+    char path[64];
+    snprintf(path, sizeof path, "/v1/grants/%lld", w->id);
+    h_resp r = h_get(w->d, path, "mall-token");
+    int done = r.status == 200 &&
+               !strcmp(h_str(json_object_get(r.json, "grant"), "state"), "expired");
+    h_resp_free(&r);
+    return done;
+}
+
+Test(grants, expiry_returns_the_stock_and_extend_keeps_a_grant, .fini = kill_leftover)
+{
+    static h_daemon d;
+    start(&d, 5);
+    char ta[64], tb[64];
+    long long a = granted(&d, "E-1", "test.card", 2, "emp-0001", "{\"ttl_s\":2}", ta);
+    long long b = granted(&d, "E-2", "test.card", 1, "emp-0002", "{\"ttl_s\":2}", tb);
+    cr_assert_eq(stock(&d, "available"), 2);
+    /* ops extend b by an hour, audited */
+    char body[128], path[64], at[40];
+    h_rfc3339(h_wall_ms() + 3600 * 1000, at, sizeof at);
+    snprintf(body, sizeof body, "{\"expires_at\":\"%s\"}", at);
+    snprintf(path, sizeof path, "/v1/grants/%lld/extend", b);
+    h_resp r = h_post_json(&d, path, "mall-token", body);
+    cr_assert_eq(r.status, 403, "a mall does not extend: %s", r.body);
+    h_resp_free(&r);
+    r = h_post_json(&d, path, "ops-token", body);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_eq(json_array_size(json_object_get(json_object_get(r.json, "grant"), "extended")),
+                 1);
+    h_resp_free(&r);
+    /* a expires by the job: its codes back in stock, its order failed */
+    grant_wait w = {&d, a};
+    cr_assert_eq(h_wait_for(grant_expired, &w, 15000), 0, "grant %lld never expired", a);
+    cr_assert_eq(stock(&d, "available"), 4);
+    cr_assert_eq(stock(&d, "reserved"), 1);
+    json_t *o = h_order_get(&d, a, "mall-token");
+    cr_assert_str_eq(h_str(o, "state"), "failed");
+    cr_assert_str_eq(h_str(o, "reason"), "grant_expired");
+    json_decref(o);
+    /* b, due at the same time, was extended: the run that expired a left it */
+    json_t *g = grant_get(&d, b, "mall-token", 200);
+    cr_assert_str_eq(h_str(g, "state"), "active");
+    json_decref(g);
+    r = claim(&d, ta, NULL, NULL);
+    cr_assert_eq(r.status, 410, "%s", r.body);
+    cr_assert_str_eq(h_str(r.json, "error"), "grant_expired");
+    h_resp_free(&r);
+    cr_assert_eq(count_events(&d, "grant.expired", a), 1);
+    cr_assert_eq(count_events(&d, "grant.extended", b), 1);
+    r = h_get(&d, "/v1/audit?action=grant.extend", "ops-token");
+    cr_assert_eq(json_array_size(json_object_get(r.json, "audit")), 1, "%s", r.body);
+    h_resp_free(&r);
+    /* the returned codes can be ordered again */
+    r = h_order(&d, "mall-token", "AFTER-1", "test.card", 4);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    h_resp_free(&r);
+    check_store(&d);
+    h_stop(&d, SIGTERM);
+    h_cleanup(&d);
+}
+
+#define RACERS 64
+
+typedef struct racer {
+    h_conn *conn;
+    pthread_barrier_t *go;
+    const char *token;
+    int no;
+    long status;
+} racer;
+
+static void *race_main(void *arg)
+{
+    racer *w = arg;
+    char body[160];
+    snprintf(body, sizeof body, "{\"token\":\"%s\",\"request_id\":\"racer-%d\"}", w->token, w->no);
+    pthread_barrier_wait(w->go);
+    h_resp r;
+    if (h_conn_http(w->conn, "POST", "/v1/grants/claim", "mall-token", "application/json", body,
+                    strlen(body), &r) == 0)
+        w->status = r.status;
+    h_resp_free(&r);
+    return NULL;
+}
+
+Test(grants, sixty_four_racing_claims_make_one_claim, .fini = kill_leftover)
+{
+    static h_daemon d;
+    start(&d, 3);
+    char t[64];
+    long long id = granted(&d, "R-1", "test.card", 1, "emp-0001", NULL, t);
+    racer w[RACERS];
+    pthread_t th[RACERS];
+    pthread_barrier_t go;
+    pthread_barrier_init(&go, NULL, RACERS);
+    for (int i = 0; i < RACERS; i++) {
+        w[i] = (racer){.conn = h_conn_new(&d), .go = &go, .token = t, .no = i};
+        cr_assert_eq(pthread_create(&th[i], NULL, race_main, &w[i]), 0);
+    }
+    int won = 0, lost = 0;
+    for (int i = 0; i < RACERS; i++) {
+        pthread_join(th[i], NULL);
+        h_conn_free(w[i].conn);
+        won += w[i].status == 200;
+        lost += w[i].status == 409;
+    }
+    pthread_barrier_destroy(&go);
+    cr_assert_eq(won, 1, "claims that won: %d", won);
+    cr_assert_eq(lost, RACERS - 1);
+    cr_assert_eq(stock(&d, "issued"), 1);
+    cr_assert_eq(count_events(&d, "grant.claimed", id), 1);
+    check_store(&d);
+    h_stop(&d, SIGTERM);
+    h_cleanup(&d);
+}
+
+Test(grants, kill_9_between_reserve_and_claim_loses_nothing, .fini = kill_leftover)
+{
+    static h_daemon d;
+    start(&d, 4);
+    char t[64];
+    granted(&d, "K-1", "test.card", 2, "emp-0001", NULL, t);
+    h_stop(&d, SIGKILL);
+    check_store(&d);
+    cr_assert_eq(h_start(&d), 0);
+    cr_assert_eq(stock(&d, "available"), 2);
+    cr_assert_eq(stock(&d, "reserved"), 2);
+    h_resp r = claim(&d, t, NULL, NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_eq(json_array_size(json_object_get(json_object_get(r.json, "order"), "codes")), 2);
+    h_resp_free(&r);
+    cr_assert_eq(stock(&d, "issued"), 2);
+    cr_assert_eq(stock(&d, "available"), 2);
+    h_stop(&d, SIGKILL);
+    check_store(&d);
+    h_cleanup(&d);
+}
+
+typedef struct order_wait {
+    const h_daemon *d;
+    long long id;
+} order_wait;
+
+static int order_final(void *arg)
+{
+    order_wait *w = arg;
+    json_t *o = h_order_get(w->d, w->id, "mall-token");
+    int done = o && !strcmp(h_str(o, "state"), "succeeded");
+    json_decref(o);
+    return done;
+}
+
+Test(grants, a_recharge_grant_is_performed_at_claim, .fini = kill_leftover)
+{
+    static h_daemon d;
+    start(&d, 0);
+    char t[64];
+    long long id = granted(&d, "T-1", "test.topup", 1, "emp-0001", NULL, t);
+    h_resp r = claim(&d, t, NULL, NULL);
+    cr_assert_eq(r.status, 400, "a recharge claim names its account: %s", r.body);
+    h_resp_free(&r);
+    r = claim(&d, t, "c-1", "13800000001");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_eq(h_mem_count(r.body, r.len, "13800000001"), 0, "the account shown: %s", r.body);
+    h_resp_free(&r);
+    order_wait w = {&d, id};
+    cr_assert_eq(h_wait_for(order_final, &w, 15000), 0);
+    json_t *o = h_order_get(&d, id, "mall-token");
+    cr_assert_str_eq(h_str(o, "account"), "138****0001");
+    json_decref(o);
+    cr_assert_eq(count_events(&d, "order.accepted", id), 1, "sent once, at the claim");
+    cr_assert_eq(count_events(&d, "order.succeeded", id), 1);
+    cr_assert_eq(count_events(&d, "grant.claimed", id), 1);
+    check_store(&d);
+    h_stop(&d, SIGTERM);
+    h_cleanup(&d);
+}
+
+/* 1 when the file holds the needle. */
+static int file_has(const char *path, const char *needle)
+{
+    size_t len = 0;
+    char *buf = h_read_file(path, &len);
+    long n = buf ? h_mem_count(buf, len, needle) : 0;
+    free(buf);
+    return n > 0;
+}
+
+Test(grants, tokens_never_reach_the_log_events_or_data_files, .fini = kill_leftover)
+{
+    static h_daemon d;
+    ntokens = 0;
+    start(&d, 10);
+    char t[64], n1[64];
+    long long id = granted(&d, "C-1", "test.card", 1, "emp-0001", NULL, t);
+    h_resp r = gift(&d, id, t, "friend-0002", NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    snprintf(n1, sizeof n1, "%s", h_str(r.json, "token"));
+    keep_token(n1);
+    h_resp_free(&r);
+    granted(&d, "C-2", "test.card", 1, "emp-0003", "{\"ttl_s\":1}", t);
+    granted(&d, "C-3", "test.card", 1, "emp-0004", NULL, t);
+    r = claim(&d, n1, "canary-claim", NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    h_resp_free(&r);
+    r = claim(&d, t, NULL, NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    h_resp_free(&r);
+    h_resp ev = h_get(&d, "/v1/events?limit=1000", "ops-token");
+    h_stop(&d, SIGTERM);
+    char data[400];
+    snprintf(data, sizeof data, "%s/data.mdb", d.data);
+    for (int i = 0; i < ntokens; i++) {
+        cr_assert_eq(h_mem_count(ev.body, ev.len, tokens[i]), 0, "a token in the events");
+        cr_assert_eq(h_mem_count(ev.body, ev.len, tokens[i] + 3), 0);
+        cr_assert(!file_has(d.log, tokens[i] + 3), "a token in the log");
+        cr_assert(!file_has(data, tokens[i] + 3), "a token in data.mdb");
+    }
+    h_resp_free(&ev);
+    h_cleanup(&d);
+}
