@@ -227,8 +227,8 @@ static int grant_expired(void *arg)
     char path[64];
     snprintf(path, sizeof path, "/v1/grants/%lld", w->id);
     h_resp r = h_get(w->d, path, "mall-token");
-    int done = r.status == 200 &&
-               !strcmp(h_str(json_object_get(r.json, "grant"), "state"), "expired");
+    int done =
+        r.status == 200 && !strcmp(h_str(json_object_get(r.json, "grant"), "state"), "expired");
     h_resp_free(&r);
     return done;
 }
@@ -251,8 +251,7 @@ Test(grants, expiry_returns_the_stock_and_extend_keeps_a_grant, .fini = kill_lef
     h_resp_free(&r);
     r = h_post_json(&d, path, "ops-token", body);
     cr_assert_eq(r.status, 200, "%s", r.body);
-    cr_assert_eq(json_array_size(json_object_get(json_object_get(r.json, "grant"), "extended")),
-                 1);
+    cr_assert_eq(json_array_size(json_object_get(json_object_get(r.json, "grant"), "extended")), 1);
     h_resp_free(&r);
     /* a expires by the job: its codes back in stock, its order failed */
     grant_wait w = {&d, a};
@@ -443,5 +442,65 @@ Test(grants, tokens_never_reach_the_log_events_or_data_files, .fini = kill_lefto
         cr_assert(!file_has(data, tokens[i] + 3), "a token in data.mdb");
     }
     h_resp_free(&ev);
+    h_cleanup(&d);
+}
+
+/* A grant order a risk rule holds: its token is answered at once but claims
+ * nothing until ops release it (then its code is reserved); a blocked one's
+ * grant expires with it. */
+Test(grants, a_held_grant_is_granted_on_release_and_dies_on_block, .fini = kill_leftover)
+{
+    static h_daemon d;
+    start(&d, 4);
+    const char *rule = "{\"id\":\"look-first\",\"variable\":\"user\",\"measure\":\"orders\","
+                       "\"limit\":0,\"window_s\":3600,\"action\":\"review\"}";
+    h_resp r;
+    cr_assert_eq(h_http(&d, "POST", "/v1/risk/rules", "ops-token", "application/json", rule,
+                        strlen(rule), &r),
+                 0);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    h_resp_free(&r);
+    char t[2][64];
+    long long id[2];
+    for (int i = 0; i < 2; i++) {
+        char coid[16];
+        snprintf(coid, sizeof coid, "H-%d", i);
+        r = grant(&d, coid, "test.card", 1, "held-user", NULL);
+        cr_assert_eq(r.status, 201, "%s", r.body);
+        cr_assert_str_eq(h_str(json_object_get(r.json, "order"), "state"), "held");
+        snprintf(t[i], sizeof t[i], "%s", h_str(json_object_get(r.json, "grant"), "token"));
+        keep_token(t[i]);
+        id[i] = h_int(json_object_get(r.json, "order"), "id");
+        h_resp_free(&r);
+    }
+    cr_assert_eq(stock(&d, "available"), 4, "a held grant reserves nothing yet");
+    r = claim(&d, t[0], NULL, NULL);
+    cr_assert_eq(r.status, 409, "%s", r.body);
+    cr_assert_str_eq(h_str(r.json, "error"), "grant_held");
+    h_resp_free(&r);
+    char path[64];
+    snprintf(path, sizeof path, "/v1/reviews/%lld/release", id[0]);
+    r = h_post_json(&d, path, "ops-token", "{}");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_str_eq(h_str(json_object_get(r.json, "order"), "state"), "granted", "%s", r.body);
+    h_resp_free(&r);
+    cr_assert_eq(stock(&d, "reserved"), 1);
+    snprintf(path, sizeof path, "/v1/reviews/%lld/block", id[1]);
+    r = h_post_json(&d, path, "ops-token", "{}");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    h_resp_free(&r);
+    json_t *g = grant_get(&d, id[1], "mall-token", 200);
+    cr_assert_str_eq(h_str(g, "state"), "expired");
+    json_decref(g);
+    r = claim(&d, t[1], NULL, NULL);
+    cr_assert_eq(r.status, 410, "%s", r.body);
+    h_resp_free(&r);
+    r = claim(&d, t[0], NULL, NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    h_resp_free(&r);
+    cr_assert_eq(stock(&d, "issued"), 1);
+    cr_assert_eq(stock(&d, "available"), 3);
+    check_store(&d);
+    h_stop(&d, SIGTERM);
     h_cleanup(&d);
 }
