@@ -242,6 +242,11 @@ int ph_api_metrics(ph_req *r);
 int ph_api_audit(ph_req *r);
 int ph_api_ledger(ph_req *r);  /* api_ledger.c: GET /v1/ledger, /v1/ledger.csv */
 int ph_api_reports(ph_req *r); /* api_ledger.c: GET /v1/reports, /v1/reports.csv */
+/* api_analytics.c: GET /v1/analytics/{top,hours,claims,co} */
+int ph_api_analytics_top(ph_req *r);
+int ph_api_analytics_hours(ph_req *r);
+int ph_api_analytics_claims(ph_req *r);
+int ph_api_analytics_co(ph_req *r);
 /* api_recon.c: statements and reconciliation runs */
 int ph_api_statement_import(ph_req *r);
 int ph_api_statement_fetch(ph_req *r);

@@ -23,7 +23,7 @@
 struct ph_cmd;
 
 #define PH_HIST_MAX_BUCKETS 16 /* finite upper bounds per histogram */
-#define PH_METRICS_ROUTES   80 /* route indices 0..79; more are counted in the last one */
+#define PH_METRICS_ROUTES   96 /* route indices 0..95; more are counted in the last one */
 #define PH_METRICS_SLOTS    64 /* distinct suppliers or clients kept per family */
 #define PH_METRICS_NAME_MAX 63 /* bytes of a slot's name; longer ones are cut */
 

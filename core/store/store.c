@@ -35,7 +35,8 @@ static const char *const db_names[DB_COUNT] = {
     "product_state", "alerts",        "alert_state",  "balance",        "replenish",
     "replenish_sku", "replenish_day", "wh_endpoints", "wh_deliveries",  "wh_pending",
     "wh_last",       "wh_attempts",   "risk_rules",   "risk_rule_hist", "risk_lists",
-    "order_risk",    "reviews",       "grants",       "grant_tokens",   "grant_expiry",
+    "order_risk",    "reviews",       "agg_sku",      "agg_hours",      "agg_claims",
+    "agg_co",        "agg_users",     "grants",       "grant_tokens",   "grant_expiry",
 };
 
 static const unsigned db_flags[DB_COUNT] = {
@@ -196,13 +197,13 @@ static int check_schema(ph_store *s, MDB_txn *txn, const char *dir, ph_err *err)
             return rc;
         ver = 4;
     }
-    if (ver == 4 || ver == 5) {
-        /* the databases of versions 5 and 6 were created empty by open_dbs, in
-         * this transaction: only the version is left to write */
-        uint32_t now = PH_SCHEMA_VERSION;
-        MDB_val vk = {6, "schema"}, vv = {sizeof now, &now};
-        if ((mrc = mdb_put(txn, s->dbi[DB_META], &vk, &vv, 0)))
-            return ph_err_set(err, PH_EIO, "store: write meta: %s", mdb_strerror(mrc));
+    if (ver >= 4 && ver <= 6) {
+        /* the databases of versions 5 to 7 were created empty by open_dbs, in
+         * this transaction; version 7's order aggregates are back-filled from
+         * the orders, which writes the version */
+        int rc = store_agg_migrate(s, txn, err);
+        if (rc)
+            return rc;
         ver = PH_SCHEMA_VERSION;
     }
     if (ver != from)

@@ -1695,6 +1695,63 @@ int ph_store_report(ph_store *s, int32_t from_day, int32_t to_day, int by, ph_re
  * at the store's first open, or a later open that changed it and rebuilt the
  * aggregates). */
 int ph_store_report_offset(ph_store *s);
+/* ---- analytics (issue 16; store_agg.c, docs/store.md "Analytics") -------
+ *
+ * Read from aggregates the writer keeps in the transaction of every order
+ * and grant change (never a scan of orders), by UTC day (days since
+ * 1970-01-01, ph_report_day_parse): the cost of a read is the number of
+ * (day, key) rows in its range, not the number of orders. Any thread; each
+ * read is one snapshot. client NULL: every client's; else that client's only.
+ */
+#define PH_AGG_RANGE_DAYS 366 /* the widest from..to a read takes */
+#define PH_AGG_CO_DAYS    30  /* co-redemption looks back this many days at most */
+
+/* One SKU's figures in one period (the period's first day). */
+typedef struct ph_agg_top_row {
+    int32_t period;
+    char sku[PH_SKU_MAX + 1];
+    uint64_t orders, units, unpriced; /* succeeded orders created in the period */
+    int64_t value;                    /* fen: the ledger's sale price x quantity */
+} ph_agg_top_row;
+enum { PH_AGG_BY_ORDERS = 1, PH_AGG_BY_VALUE };
+/* Weeks start on Monday: the first day of the week holding `day`. */
+int32_t ph_agg_week_start(int32_t day);
+/* The top n SKUs of each period (period_days 1: days; 7: weeks, Monday
+ * first, the first and last clipped to from..to but named by their Monday)
+ * from_day..to_day by `by` (PH_AGG_BY_*; ties by the other figure, then the
+ * sku), periods ascending, each period's rows best first; periods without
+ * orders have no rows. On PH_OK *rows is the caller's (free). Errors:
+ * PH_EINVAL (from > to, a range over PH_AGG_RANGE_DAYS, n 0 or over 100,
+ * period or by), PH_EIO, PH_ENOMEM. */
+int ph_store_agg_top(ph_store *s, int32_t from_day, int32_t to_day, int period_days, int by,
+                     size_t n, const char *client, ph_agg_top_row **rows, size_t *nrows,
+                     ph_err *err);
+/* Orders created from_day..to_day by the UTC hour of day of their creation
+ * (every order but replenishments, whatever its outcome). Errors as above. */
+int ph_store_agg_hours(ph_store *s, int32_t from_day, int32_t to_day, const char *client,
+                       uint64_t out[24], ph_err *err);
+/* Grant transitions from_day..to_day, each on the day it happened, by client,
+ * end-user tag ("key=value", summed over clients unless client is given) or
+ * sku (every client's: client must be NULL). */
+typedef struct ph_agg_claim_row {
+    char name[80]; /* a client, sku or tag (tags are at most 64 bytes) */
+    uint64_t granted, claimed, expired, gifted;
+} ph_agg_claim_row;
+enum { PH_AGG_BY_CLIENT = 1, PH_AGG_BY_TAG, PH_AGG_BY_SKU };
+/* Rows by name ascending; *rows the caller's (free). Errors as above, PH_EINVAL
+ * also for a client given with PH_AGG_BY_SKU. */
+int ph_store_agg_claims(ph_store *s, int32_t from_day, int32_t to_day, int by, const char *client,
+                        ph_agg_claim_row **rows, size_t *nrows, ph_err *err);
+/* Co-redemption of skus a and b (store_agg.c says exactly what is counted):
+ * claims of b made from_day..to_day by holders who claimed a at most
+ * within_d days before (0..30), the same with a and b swapped, and the claims
+ * of each in the range (every client's). */
+typedef struct ph_agg_co {
+    uint64_t a_then_b, b_then_a, claims_a, claims_b;
+} ph_agg_co;
+int ph_store_agg_co(ph_store *s, int32_t from_day, int32_t to_day, const char *a, const char *b,
+                    int within_d, ph_agg_co *out, ph_err *err);
+
 /* ---- discrepancies (issue 11; docs/store.md, "Discrepancies") -----------
  *
  * Supplier truth that contradicts what we stored is never dropped: each case

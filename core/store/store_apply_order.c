@@ -304,7 +304,8 @@ int store_put_order(ph_wtxn *w, const ph_order *o, unsigned put_flags, ph_err *e
     p += cl + ol + sl;
     for (size_t i = 0; i < o->ncodes; i++)
         memcpy(p + 8 * i, &o->codes[i].id, 8);
-    return store_ledger_book(w, o, err);
+    int rc = store_agg_order(w, o, err); /* first: it reads what the ledger counted so far */
+    return rc ? rc : store_ledger_book(w, o, err);
 }
 
 int store_index_order(ph_wtxn *w, const ph_order *o, ph_err *err)

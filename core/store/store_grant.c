@@ -243,15 +243,28 @@ static int emit_grant(ph_wtxn *w, ph_cmd *c, const ph_order *o, const char *type
     return store_emit(w, c->now, type, f, &c->err);
 }
 
-/* The analytics of grants (issue 16 item 4) are written in the same
- * transaction as each transition. */
+/* The analytics of grants (issue 16 item 4, store_agg.c) are written in the
+ * same transaction as each transition: the tags the grant was made with (a
+ * department keeps its grants when they are gifted), the current holder's key. */
+enum {
+    AGG_GRANTED = PH_AGG_GRANTED,
+    AGG_CLAIMED = PH_AGG_CLAIMED,
+    AGG_EXPIRED = PH_AGG_EXPIRED,
+    AGG_GIFTED = PH_AGG_GIFTED
+};
 static int agg_note(ph_wtxn *w, ph_cmd *c, int what, const ph_order *o, const json_t *rec)
 {
-    (void)w, (void)c, (void)what, (void)o, (void)rec;
-    /* analytics: store_agg_grant, see wp-analytics */
-    return PH_OK;
+    const char *tags[PH_AGG_TAGS_MAX];
+    size_t n = 0, i;
+    json_t *t;
+    json_array_foreach(json_object_get(rec, "tags"), i,
+                       t) if (n < PH_AGG_TAGS_MAX && json_string_value(t)) tags[n++] =
+        json_string_value(t);
+    uint8_t key[8];
+    const char *hex = json_string_value(json_object_get(json_object_get(rec, "holder"), "key"));
+    int have = hex && strlen(hex) == 16 && ph_hex_decode(hex, key, 8) == 0;
+    return store_agg_grant(w, what, o->client, tags, n, have ? key : NULL, o->sku, c->now, &c->err);
 }
-enum { AGG_GRANTED = 1, AGG_CLAIMED, AGG_EXPIRED, AGG_GIFTED };
 
 /* ---- a new grant ------------------------------------------------------------------ */
 

@@ -21,8 +21,10 @@
 #define PH_SCHEMA_VERSION                                                                          \
     7 /* 5: scheduled jobs, offer and product state (sync), alerts and balances,                   \
         replenishments and the webhook databases; 6: risk rules, lists, order risk                 \
-        records and the review queue; 7: grants, their tokens and expiry index (issue 16);         \
-        all created empty: a version 4..6 store is migrated by the open that creates them */
+        records and the review queue; all created empty: a version 4 or 5 store is                 \
+        migrated by the open that creates them; 7: the analytics aggregates (store_agg.c),         \
+        back-filled from the orders of a version 3..6 store at its open (store_agg_migrate);       \
+        grants, their tokens and expiry index (issue 16), created empty */
 
 /* Named databases. Integer keys are native uint64_t (MDB_INTEGERKEY), so ids
  * sort numerically and new ids always append at the right edge of the tree. */
@@ -74,9 +76,20 @@ enum {
     DB_RISK_LISTS,     /* list byte, var byte, be64(key) -> entry JSON */
     DB_ORDER_RISK,     /* order id -> the order's risk record JSON (store_review.c) */
     DB_REVIEWS,        /* order id -> int64 hold_until: held orders (store_review.c) */
-    DB_GRANTS,         /* grant (order) id -> grant record JSON (store_grant.c) */
-    DB_GRANT_TOKENS,   /* keyed hash of the claim token (32) -> uint64 grant id */
-    DB_GRANT_EXPIRY,   /* be64(expires_at) be64(grant id) -> "": active grants */
+    /* analytics (store_agg.c); day = UTC day (ms / 86400000), be32(day ^ 2^31) */
+    DB_AGG_SKU,    /* be32(day) 'a' sku, and be32(day) 'c' client NUL sku -> ph_agg_sku_rec:
+                      succeeded orders by creation day, of all clients / of one */
+    DB_AGG_HOURS,  /* be32(day) 'a' hour byte, be32(day) 'c' client NUL hour byte -> uint64
+                      orders created in that UTC hour */
+    DB_AGG_CLAIMS, /* be32(day) kind byte name -> ph_agg_claim_rec: grant transitions that day;
+                      kind 'c' name client, 't' client NUL tag, 'g' tag (all clients), 's' sku */
+    DB_AGG_CO,     /* be32(day) sku a NUL sku b NUL gap byte -> uint64: claims of b that day by a
+                      holder who claimed a gap days before (store_agg.c, "co-redemption") */
+    DB_AGG_USERS,  /* holder key (8 bytes) -> the holder's last claims (store_agg.c) */
+    /* grants (store_grant.c) */
+    DB_GRANTS,       /* grant (order) id -> grant record JSON */
+    DB_GRANT_TOKENS, /* keyed hash of the claim token (32) -> uint64 grant id */
+    DB_GRANT_EXPIRY, /* be64(expires_at) be64(grant id) -> "": active grants */
     DB_COUNT
 };
 
@@ -636,6 +649,59 @@ int store_check_webhooks(ph_store *s, MDB_txn *txn, ph_err *err);
 /* store_risk_rules.c: PH_CMD_RISK_RULE and PH_CMD_RISK_LIST (store.h). */
 int store_apply_risk_rule(ph_wtxn *w, ph_cmd *c);
 int store_apply_risk_list(ph_wtxn *w, ph_cmd *c);
+
+/* ---- analytics (store_agg.c; store.h, "analytics") ---- */
+
+/* Aggregate values, native byte order. */
+typedef struct ph_agg_sku_rec {
+    uint64_t orders, units; /* succeeded orders created that day, and their quantity */
+    int64_t value;          /* fen: the ledger's unit sale price x quantity (priced orders) */
+    uint64_t unpriced;      /* of `orders`, those without a price (value 0) */
+} ph_agg_sku_rec;
+typedef struct ph_agg_claim_rec {
+    uint64_t granted, claimed, expired, gifted;
+} ph_agg_claim_rec;
+
+/* A grant's transition (store_agg_grant's `what`). */
+enum { PH_AGG_GRANTED = 1, PH_AGG_CLAIMED, PH_AGG_EXPIRED, PH_AGG_GIFTED };
+/* Co-redemption looks back this many days; a holder's list keeps this many skus. */
+#define PH_AGG_CO_DAYS 30
+#define PH_AGG_CO_SKUS 16
+/* The end-user tags a grant carries (core/risk's PH_RISK_TAGS_MAX, _TAG_MAX). */
+#define PH_AGG_TAGS_MAX 16
+#define PH_AGG_TAG_MAX  64
+
+/* store_agg_grant — counts one grant transition, inside the writer's
+ * transaction of the command that made it (call it once per transition):
+ * +1 to `what` on the UTC day of `at` (ms) for the client, for each of the
+ * ntags tags ("key=value", at most PH_AGG_TAGS_MAX of at most
+ * PH_AGG_TAG_MAX bytes, the end user's: pass the tags the grant was made with, so a
+ * department keeps its grants when they are gifted) and for the sku. On
+ * PH_AGG_CLAIMED, user_key (the claiming holder's ph_risk_key) also feeds the
+ * co-redemption pairs; it is ignored (may be NULL) for the other transitions.
+ * Errors (err set): PH_EINVAL (what, an empty or over-long client, sku or
+ * tag: named by position, never quoted), PH_EIO, PH_STORE_MAPFULL; the
+ * caller fails its command. */
+int store_agg_grant(ph_wtxn *w, int what, const char *client, const char *const *tags, size_t ntags,
+                    const uint8_t user_key[8], const char *sku, int64_t at, ph_err *err);
+/* store_agg_order — counts order o as just written; called by store_put_order
+ * for every order write BEFORE the ledger books it (it reads what the ledger
+ * counted the order as so far): a new order +1 in its creation hour; an
+ * order that became succeeded (or stopped being) +1 (-1) in its sku's day of
+ * creation. Replenishment orders are not counted. Errors: PH_EIO,
+ * PH_STORE_MAPFULL, PH_ENOMEM. */
+int store_agg_order(ph_wtxn *w, const ph_order *o, ph_err *err);
+/* At open, in its transaction: back-fills the order aggregates from every
+ * order of a version 3..6 store (after the ledger's migration) and writes the
+ * schema version. */
+int store_agg_migrate(ph_store *s, MDB_txn *txn, ph_err *err);
+
+/* What the ledger counted order id as (store_ledger.c): *counted the state
+ * its daily aggregates hold it in (0 none yet) and its unit sale price (-1
+ * unpriced). PH_ENOTFOUND when the order was never booked (a new order). */
+int store_ledger_counted(ph_wtxn *w, uint64_t id, int *counted, int64_t *unit_price, ph_err *err);
+/* The unit sale price the ledger books a new order o at (-1 none). */
+int store_ledger_price(ph_wtxn *w, const ph_order *o, int64_t *price, ph_err *err);
 
 /* Adds (add = 1) or removes the late re-query of attempt no of order id at due. */
 int store_late_set(ph_wtxn *w, uint64_t id, uint32_t no, int64_t due, int add, ph_err *err);

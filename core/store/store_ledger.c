@@ -493,10 +493,7 @@ static int book(ph_wtxn *w, const ph_order *o, int64_t at, int command, ph_err *
     int rc = PH_OK, fresh = 0, mrc = mdb_get(w->txn, w->s->dbi[DB_LEDGER_ORDERS], &k, &v);
     if (mrc == MDB_NOTFOUND) {
         fresh = 1;
-        /* a replenishment buys stock: a supplier cost, never a sale */
-        if (ph_order_is_replenish(o))
-            sm.unit_price = -1;
-        else if ((rc = sale_price(w, o->sku, o->client, &sm.unit_price, err)) != PH_OK)
+        if ((rc = store_ledger_price(w, o, &sm.unit_price, err)) != PH_OK)
             return rc;
         sm.priced = sm.unit_price >= 0;
     } else if (mrc) {
@@ -556,6 +553,34 @@ static int book(ph_wtxn *w, const ph_order *o, int64_t at, int command, ph_err *
     summary_free(&sm);
     free(target.v);
     return rc;
+}
+
+int store_ledger_counted(ph_wtxn *w, uint64_t id, int *counted, int64_t *unit_price, ph_err *err)
+{
+    MDB_val k = {8, &id}, v;
+    sum_rec r;
+    int mrc = mdb_get(w->txn, w->s->dbi[DB_LEDGER_ORDERS], &k, &v);
+    if (mrc == MDB_NOTFOUND)
+        return PH_ENOTFOUND;
+    if (mrc)
+        return ph_store_lmdb_err(err, mrc, "read ledger summary");
+    if (v.mv_size < sizeof r)
+        return ph_err_set(err, PH_EIO, "order %llu: malformed ledger summary",
+                          (unsigned long long)id);
+    memcpy(&r, v.mv_data, sizeof r);
+    *counted = r.counted;
+    *unit_price = r.priced ? r.unit_price : -1;
+    return PH_OK;
+}
+
+int store_ledger_price(ph_wtxn *w, const ph_order *o, int64_t *price, ph_err *err)
+{
+    /* a replenishment buys stock: a supplier cost, never a sale */
+    if (ph_order_is_replenish(o)) {
+        *price = -1;
+        return PH_OK;
+    }
+    return sale_price(w, o->sku, o->client, price, err);
 }
 
 int store_ledger_book(ph_wtxn *w, const ph_order *o, ph_err *err)
