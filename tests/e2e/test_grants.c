@@ -207,6 +207,15 @@ Test(grants, lifecycle_with_a_gifting_chain, .fini = kill_leftover)
     cr_assert_eq(count_events(&d, "grant.gifted", id), 2);
     cr_assert_eq(count_events(&d, "grant.claimed", id), 1);
     cr_assert_eq(count_events(&d, "order.succeeded", id), 1);
+    /* the analytics counted each transition once under the grant's own tag */
+    r = h_get(&d, "/v1/analytics/claims?by=tag", "mall-token");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_t *row = json_array_get(json_object_get(r.json, "rows"), 0);
+    cr_assert_str_eq(h_str(row, "tag"), "dept=eng", "%s", r.body);
+    cr_assert_eq(h_int(row, "granted"), 1, "%s", r.body);
+    cr_assert_eq(h_int(row, "gifted"), 2, "%s", r.body);
+    cr_assert_eq(h_int(row, "claimed"), 1, "%s", r.body);
+    h_resp_free(&r);
     /* its owner's feed carries the grant events too */
     r = h_get(&d, "/v1/events?limit=1000", "mall-token");
     cr_assert_eq(h_events_count(r.json, id, "grant.claimed"), 1);
