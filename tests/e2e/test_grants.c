@@ -70,6 +70,7 @@ static long long granted(const h_daemon *d, const char *coid, const char *sku, i
     cr_assert_eq(r.status, 201, "%s", r.body);
     json_t *o = json_object_get(r.json, "order"), *g = json_object_get(r.json, "grant");
     cr_assert_str_eq(h_str(o, "state"), "granted", "%s", r.body);
+    cr_assert_null(json_object_get(o, "codes"), "reserved codes shown: %s", r.body);
     cr_assert(json_is_true(json_object_get(g, "token_shown")));
     snprintf(token, 64, "%s", h_str(g, "token"));
     keep_token(token);
@@ -143,6 +144,17 @@ Test(grants, lifecycle_with_a_gifting_chain, .fini = kill_leftover)
     char t1[64], t2[64], t3[64];
     long long id = granted(&d, "G-1", "test.card", 1, "emp-0001", NULL, t1);
     cr_assert_eq(stock(&d, "available"), 4);
+    /* a reserved code is nobody's to see before the claim: not its order's owner either */
+    json_t *o0 = h_order_get(&d, id, "mall-token");
+    cr_assert_null(json_object_get(o0, "codes"));
+    json_decref(o0);
+    h_resp lk = h_post_json(&d, "/v1/codes/lookup", "mall-token", "{\"client_order_id\":\"G-1\"}");
+    cr_assert_eq(lk.status, 200, "%s", lk.body);
+    json_t *res0 = json_array_get(json_object_get(lk.json, "results"), 0);
+    cr_assert_str_eq(h_str(res0, "diagnosis"), "order_granted", "%s", lk.body);
+    cr_assert_null(json_object_get(res0, "code"));
+    cr_assert_eq(json_array_size(json_object_get(lk.json, "results")), 1);
+    h_resp_free(&lk);
     cr_assert_eq(stock(&d, "reserved"), 1);
     /* a replay answers the grant without its token */
     h_resp r = grant(&d, "G-1", "test.card", 1, "emp-0001", NULL);
