@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -237,6 +238,22 @@ Test(grants, lifecycle_with_a_gifting_chain, .fini = kill_leftover)
     h_cleanup(&d);
 }
 
+static int perkctl(const h_daemon *d, char **out, ...)
+{
+    const char *argv[16] = {h_bin("PH_PERKCTL")};
+    size_t n = 1;
+    va_list ap;
+    va_start(ap, out);
+    for (const char *a; n < 15 && (a = va_arg(ap, const char *)) != NULL;)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    char env_url[128];
+    snprintf(env_url, sizeof env_url, "PERKHUB_URL=http://127.0.0.1:%u", d->port);
+    const char *env[] = {env_url, "PERKHUB_TOKEN=ops-token", NULL};
+    return h_run(argv, env, NULL, 0, out, NULL);
+}
+
 typedef struct grant_wait {
     const h_daemon *d;
     long long id;
@@ -291,10 +308,24 @@ Test(grants, expiry_returns_the_stock_and_extend_keeps_a_grant, .fini = kill_lef
     cr_assert_eq(r.status, 410, "%s", r.body);
     cr_assert_str_eq(h_str(r.json, "error"), "grant_expired");
     h_resp_free(&r);
+    /* perkctl lists and shows them, never a token */
+    char *out = NULL, idtxt[24];
+    cr_assert_eq(perkctl(&d, &out, "grants", "--state", "expired", NULL), 0, "%s", out);
+    cr_assert(strstr(out, "STATE") && strstr(out, "expired") && !strstr(out, "active"), "%s", out);
+    cr_assert(!strstr(out, ta + 3), "a token in perkctl's output");
+    free(out);
+    snprintf(idtxt, sizeof idtxt, "%lld", b);
+    cr_assert_eq(perkctl(&d, &out, "grants", "show", idtxt, NULL), 0, "%s", out);
+    cr_assert(strstr(out, "active") && strstr(out, "em****02"), "%s", out);
+    free(out);
+    h_rfc3339(h_wall_ms() + 7200 * 1000, at, sizeof at);
+    cr_assert_eq(perkctl(&d, &out, "grants", "extend", idtxt, at, NULL), 0, "%s", out);
+    cr_assert(strstr(out, "now expires"), "%s", out);
+    free(out);
     cr_assert_eq(count_events(&d, "grant.expired", a), 1);
-    cr_assert_eq(count_events(&d, "grant.extended", b), 1);
+    cr_assert_eq(count_events(&d, "grant.extended", b), 2);
     r = h_get(&d, "/v1/audit?action=grant.extend", "ops-token");
-    cr_assert_eq(json_array_size(json_object_get(r.json, "audit")), 1, "%s", r.body);
+    cr_assert_eq(json_array_size(json_object_get(r.json, "audit")), 2, "%s", r.body);
     h_resp_free(&r);
     /* the returned codes can be ordered again */
     r = h_order(&d, "mall-token", "AFTER-1", "test.card", 4);
