@@ -215,6 +215,8 @@ int ph_api_grant_gift(ph_req *r);
 int ph_api_grant_extend(ph_req *r);
 int ph_api_grant_get(ph_req *r);
 int ph_api_grant_list(ph_req *r);
+int ph_api_grant_batch(ph_req *r);
+int ph_api_grant_batch_csv(ph_req *r);
 int ph_api_code_lookup(ph_req *r);
 int ph_api_events(ph_req *r);
 int ph_api_suppliers(ph_req *r);

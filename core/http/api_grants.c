@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "base/util.h"
+#include "codes/csv.h"
 #include "crypto/wipe_alloc.h"
 #include "http/api.h"
 #include "http/grants.h"
@@ -489,4 +490,318 @@ int ph_api_grant_list(ph_req *r)
     return ph_req_json(r, 200,
                        json_pack("{s:o,s:o}", "grants", arr, "next_after",
                                  next ? json_integer((json_int_t)next) : json_null()));
+}
+
+/* ---- POST /v1/batches/grants: a welfare batch (text/csv) ---------------------------- */
+
+#define BATCH_ERRORS_MAX 100 /* bad lines listed in a refusal; all are counted */
+
+typedef struct batch_req {
+    size_t n, cap;
+    ph_grant_line *lines;
+    struct batch_text {
+        char user[PH_EU_ID_MAX + 1]; /* the caller's own, echoed in the answer; wiped */
+        char masked[PH_GRANT_HOLDER_MASKED];
+        char tags[PH_RISK_TAG_MAX + 8];
+        char token[PH_GRANT_TOKEN_LEN + 1];
+        char sku[PH_SKU_MAX + 1];
+        uint32_t line;
+    } * text;
+    int tag_col, dept; /* column of the tag (department: its value is "department=<v>") */
+    int user_col, sku_col;
+    json_t *errors;
+    size_t nerrors;
+    const ph_config *cfg;
+    const ph_keyring *kr;
+    char batch_id[PH_GRANT_BATCH_ID_MAX + 1];
+} batch_req;
+
+static void batch_req_free(void *p)
+{
+    batch_req *b = p;
+    if (b->text)
+        ph_wipe(b->text, b->cap * sizeof *b->text);
+    free(b->text);
+    free(b->lines);
+    json_decref(b->errors);
+    free(b);
+}
+
+static void bad_line(batch_req *b, uint32_t line, const char *field, const char *msg)
+{
+    if (b->nerrors++ < BATCH_ERRORS_MAX)
+        json_array_append_new(b->errors, json_pack("{s:i,s:s,s:s}", "line", (int)line, "field",
+                                                   field, "message", msg));
+}
+
+/* The header: user_id, tag or department, sku, in any order, each once. */
+static int batch_header(batch_req *b, const ph_csv_record *rec)
+{
+    b->user_col = b->tag_col = b->sku_col = -1;
+    for (size_t i = 0; i < rec->nfields && i < PH_CSV_FIELDS_MAX; i++) {
+        const char *f = rec->field[i];
+        int *col = !strcmp(f, "user_id")      ? &b->user_col
+                   : !strcmp(f, "sku")        ? &b->sku_col
+                   : !strcmp(f, "tag")        ? &b->tag_col
+                   : !strcmp(f, "department") ? (b->dept = 1, &b->tag_col)
+                                              : NULL;
+        if (!col || *col >= 0)
+            return -1;
+        *col = (int)i;
+    }
+    return b->user_col >= 0 && b->sku_col >= 0 ? 0 : -1;
+}
+
+static int batch_record(void *arg, const ph_csv_record *rec, ph_err *err)
+{
+    batch_req *b = arg;
+    if (rec->line == 1 || b->user_col < 0) {
+        if (batch_header(b, rec))
+            return ph_err_set(err, PH_EINVAL,
+                              "line %u: expected the header user_id,tag,sku (or "
+                              "user_id,department,sku)",
+                              rec->line);
+        return PH_OK;
+    }
+    if (rec->fault) {
+        bad_line(b, rec->line, "line", rec->fault);
+        return PH_OK;
+    }
+    size_t ncols = (size_t)(b->tag_col > b->sku_col ? b->tag_col : b->sku_col);
+    ncols = (size_t)((int)ncols > b->user_col ? (int)ncols : b->user_col) + 1;
+    if (rec->nfields > ncols) {
+        bad_line(b, rec->line, "line", "more fields than the header names");
+        return PH_OK;
+    }
+    if (b->n == PH_GRANT_BATCH_MAX)
+        return ph_err_set(err, PH_ELIMIT, "batch: more than %d lines", PH_GRANT_BATCH_MAX);
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 1024;
+        void *l = realloc(b->lines, cap * sizeof *b->lines);
+        if (l)
+            b->lines = l;
+        void *t = l ? realloc(b->text, cap * sizeof *b->text) : NULL;
+        if (!l || !t)
+            return ph_err_set(err, PH_ENOMEM, "out of memory");
+        b->text = t;
+        b->cap = cap;
+    }
+    const char *user = (size_t)b->user_col < rec->nfields ? rec->field[b->user_col] : "";
+    const char *sku = (size_t)b->sku_col < rec->nfields ? rec->field[b->sku_col] : "";
+    const char *tag =
+        b->tag_col >= 0 && (size_t)b->tag_col < rec->nfields ? rec->field[b->tag_col] : "";
+    /* the end user is read as an order's would be: the same checks and masks */
+    json_t *eu = json_pack("{s:s}", "id", user);
+    if (tag[0]) {
+        const char *eq = b->dept ? NULL : strchr(tag, '=');
+        char key[40];
+        snprintf(key, sizeof key, "%.*s", eq ? (int)(eq - tag) : 10, eq ? tag : "department");
+        json_object_set_new(eu, "tags", json_pack("{s:s}", key, eq ? eq + 1 : tag));
+        if (!b->dept && !eq) {
+            json_decref(eu);
+            bad_line(b, rec->line, "tag", "expected key=value");
+            return PH_OK;
+        }
+    }
+    ph_end_user e;
+    char msg[PH_EU_MSG_MAX];
+    int rc = eu ? ph_end_user_parse(eu, &e, msg) : PH_ENOMEM;
+    json_decref(eu);
+    const ph_product_conf *p = ph_config_product(b->cfg, sku);
+    if (rc == PH_ENOMEM)
+        return ph_err_set(err, PH_ENOMEM, "out of memory");
+    if (rc)
+        bad_line(b, rec->line,
+                 strstr(msg, "end_user.id") ? "user_id"
+                 : b->dept                  ? "department"
+                                            : "tag",
+                 strstr(msg, "end_user.id") ? "expected 1-128 printable ASCII bytes"
+                                            : "expected a key of 1-32 [a-z0-9_.-] and a value of "
+                                              "1-64 printable bytes without '='");
+    else if (!p)
+        bad_line(b, rec->line, "sku", "no such product in the catalog");
+    if (rc || !p) {
+        ph_end_user_wipe(&e);
+        return PH_OK;
+    }
+    struct batch_text *t = &b->text[b->n];
+    ph_grant_line *l = &b->lines[b->n];
+    memset(l, 0, sizeof *l);
+    t->line = rec->line;
+    snprintf(t->user, sizeof t->user, "%s", e.id);
+    snprintf(t->sku, sizeof t->sku, "%s", p->sku);
+    rc = ph_grant_holder_of(&e, b->kr, &l->holder, t->masked, t->tags, sizeof t->tags);
+    ph_end_user_wipe(&e);
+    if (rc == PH_OK)
+        rc = ph_grant_token_new(b->kr, t->token, l->token_hash);
+    if (rc)
+        return ph_err_set(err, rc, "line %u: no token could be made", rec->line);
+    l->sku = t->sku;
+    l->delivery = p->delivery;
+    l->supply_ok = p->delivery == PH_DELIVERY_RECHARGE || p->noffers > 0;
+    b->n++;
+    return PH_OK;
+}
+
+/* The answer: line,user_id,grant_id,token (a replay: the token column empty). */
+static int batch_answer(ph_req *r, batch_req *b, unsigned status)
+{
+    size_t cap = 64 + b->n * (PH_EU_ID_MAX + PH_GRANT_TOKEN_LEN + 48), len = 0;
+    char *out = malloc(cap);
+    if (!out)
+        return ph_req_fail(r, PH_ENOMEM, NULL);
+    len += (size_t)snprintf(out, cap, "line,user_id,grant_id,token\n");
+    for (size_t i = 0; i < b->n; i++) {
+        struct batch_text *t = &b->text[i];
+        /* a user id with a comma or quote is written quoted, quotes doubled */
+        int quote = strpbrk(t->user, ",\"") != NULL;
+        len += (size_t)snprintf(out + len, cap - len, "%u,%s", t->line, quote ? "\"" : "");
+        for (const char *c = t->user; *c; c++) {
+            if (*c == '"')
+                out[len++] = '"';
+            out[len++] = *c;
+        }
+        len += (size_t)snprintf(out + len, cap - len, "%s,%llu,%s\n", quote ? "\"" : "",
+                                (unsigned long long)r->cmd.grant_ids[i],
+                                r->cmd.replayed ? "" : t->token);
+        ph_wipe(t->token, sizeof t->token);
+    }
+    if (r->cmd.replayed)
+        r->replay_header = "true";
+    return ph_req_text(r, status, out, len, "text/csv; charset=utf-8");
+}
+
+static int batch_done(ph_req *r)
+{
+    batch_req *b = r->ext;
+    if (r->cmd.rc != PH_OK)
+        return ph_req_fail(r, r->cmd.rc, &r->cmd.err);
+    ph_log(r->env->log, PH_LOG_INFO, r->reqid,
+           r->cmd.replayed ? "grant_batch.replayed" : "grant_batch.created", "batch=%s lines=%zu",
+           b->batch_id, b->n);
+    return batch_answer(r, b, r->cmd.replayed ? 200 : 201);
+}
+
+int ph_api_grant_batch(ph_req *r)
+{
+    const char *bid = ph_req_query(r, "batch_id"), *ttl = ph_req_query(r, "ttl_s"),
+               *at = ph_req_query(r, "expires_at");
+    if (!ph_ident_valid(bid, PH_GRANT_BATCH_ID_MAX))
+        return ph_req_error(r, 400, "invalid_request",
+                            "batch_id: expected 1-%d characters [A-Za-z0-9._:-]",
+                            PH_GRANT_BATCH_ID_MAX);
+    int64_t now = ph_now_ms(), ms = 0;
+    uint64_t s = 0;
+    if ((ttl != NULL) == (at != NULL))
+        return ph_req_error(r, 400, "invalid_request", "ttl_s, expires_at: expected one of them");
+    if (ttl && (ph_u64_parse(ttl, &s) || s < 1 || s > (uint64_t)(PH_GRANT_TTL_MAX_MS / 1000)))
+        return ph_req_error(r, 400, "invalid_request", "ttl_s: expected seconds, up to 3 years");
+    if (at && (!strchr(at, 'T') || ph_time_parse(at, strlen(at), &ms)))
+        return ph_req_error(r, 400, "invalid_request", "expires_at: expected an RFC 3339 time");
+    if (ttl)
+        ms = now + (int64_t)s * 1000;
+    if (ms - now < (int64_t)r->cfg->cfg->grant_min_ttl_s * 1000 || ms - now > PH_GRANT_TTL_MAX_MS)
+        return ph_req_error(r, 400, "invalid_request",
+                            "expires %u seconds to 3 years from now, not sooner or later",
+                            r->cfg->cfg->grant_min_ttl_s);
+    batch_req *b = calloc(1, sizeof *b);
+    if (!b || !(b->errors = json_array())) {
+        free(b);
+        return ph_req_fail(r, PH_ENOMEM, NULL);
+    }
+    r->ext = b;
+    r->ext_free = batch_req_free;
+    b->user_col = -1;
+    b->cfg = r->cfg->cfg;
+    b->kr = r->env->keys;
+    snprintf(b->batch_id, sizeof b->batch_id, "%s", bid);
+    ph_err err = {0};
+    int rc = ph_csv_records(r->body ? r->body : "", r->body_len, batch_record, b, &err);
+    if (rc)
+        return ph_req_fail(r, rc, &err);
+    if (b->nerrors) {
+        ph_req_error(r, 400, "invalid_request", "%zu bad lines; nothing was created", b->nerrors);
+        json_object_set(r->resp, "errors", b->errors);
+        return PH_REQ_DONE;
+    }
+    if (!b->n)
+        return ph_req_error(r, 400, "invalid_request", "body: no line after the header");
+    for (size_t i = 0; i < b->n; i++) { /* b->text moved as it grew: point at it now */
+        b->lines[i].sku = b->text[i].sku;
+        b->lines[i].holder.masked = b->text[i].masked;
+        b->lines[i].holder.tags = b->text[i].tags;
+    }
+    r->cmd.type = PH_CMD_GRANT_BATCH;
+    r->cmd.now = now;
+    r->cmd.in.grant_batch.client = r->client->name;
+    r->cmd.in.grant_batch.batch_id = b->batch_id;
+    ph_crypto_sha256(r->env->keys, r->body, r->body_len, r->cmd.in.grant_batch.fingerprint);
+    r->cmd.in.grant_batch.expires_at = ms;
+    r->cmd.in.grant_batch.lines = b->lines;
+    r->cmd.in.grant_batch.n = b->n;
+    return ph_req_submit(r, batch_done);
+}
+
+/* ---- GET /v1/batches/grants/{batch_id}.csv: the claim status for HR ----------------- */
+
+int ph_api_grant_batch_csv(ph_req *r)
+{
+    char bid[PH_GRANT_BATCH_ID_MAX + 8];
+    size_t l = strlen(r->seg[0]);
+    if (l < 5 || strcmp(r->seg[0] + l - 4, ".csv") || l - 4 > PH_GRANT_BATCH_ID_MAX)
+        return ph_req_error(r, 404, "not_found", "batch: expected /v1/batches/grants/ID.csv");
+    snprintf(bid, sizeof bid, "%.*s", (int)(l - 4), r->seg[0]);
+    const char *client = ph_req_query(r, "client");
+    if (!client || !ph_req_has_scope(r, PH_SCOPE_OPS))
+        client = r->client->name;
+    char *txt = NULL;
+    ph_err err = {0};
+    int rc = ph_store_grant_batch_get(r->env->store, client, bid, &txt, &err);
+    if (rc == PH_ENOTFOUND)
+        return ph_req_error(r, 404, "not_found", "batch_id: no such batch");
+    if (rc)
+        return ph_req_fail(r, rc, &err);
+    json_t *rec = json_loads(txt, 0, NULL);
+    free(txt);
+    size_t n = (size_t)json_integer_value(json_object_get(rec, "count"));
+    json_decref(rec);
+    size_t cap = 128 + n * 160, len = 0;
+    char *out = malloc(cap);
+    if (!out)
+        return ph_req_fail(r, PH_ENOMEM, NULL);
+    len +=
+        (size_t)snprintf(out, cap, "line,grant_id,sku,state,holder,gifted,claimed_at,expires_at\n");
+    for (size_t i = 0; i < n; i++) {
+        char coid[PH_ORDER_ID_MAX + 1], *g = NULL;
+        ph_order *o = NULL;
+        snprintf(coid, sizeof coid, "%s:%zu", bid, i + 1);
+        json_t *v = NULL;
+        if (ph_store_order_find(r->env->store, client, coid, 0, &o, &err) == PH_OK &&
+            ph_store_grant_get(r->env->store, o->id, &g, &err) == PH_OK)
+            v = ph_grant_view(g);
+        free(g);
+        const char *st = v ? json_string_value(json_object_get(v, "state")) : NULL;
+        const char *h = v ? json_string_value(json_object_get(v, "holder")) : NULL;
+        const char *ca = v ? json_string_value(json_object_get(v, "claimed_at")) : NULL;
+        const char *ex = v ? json_string_value(json_object_get(v, "expires_at")) : NULL;
+        if (len + 400 > cap) {
+            char *g2 = realloc(out, cap * 2);
+            if (!g2) {
+                free(out);
+                json_decref(v);
+                ph_order_free(o);
+                return ph_req_fail(r, PH_ENOMEM, NULL);
+            }
+            out = g2;
+            cap *= 2;
+        }
+        len += (size_t)snprintf(out + len, cap - len, "%zu,%llu,%s,%s,%s,%lld,%s,%s\n", i + 1,
+                                o ? (unsigned long long)o->id : 0ULL, o ? o->sku : "",
+                                st ? st : "?", h ? h : "",
+                                v ? (long long)json_integer_value(json_object_get(v, "gifted")) : 0,
+                                ca ? ca : "", ex ? ex : "");
+        json_decref(v);
+        ph_order_free(o);
+    }
+    return ph_req_text(r, 200, out, len, "text/csv; charset=utf-8");
 }

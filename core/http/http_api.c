@@ -108,6 +108,11 @@ static const ph_route routes[] = {
     {"GET", "/v1/products", ANY_SCOPE, ph_api_products_list, "brand tag category"},
     {"GET", "/v1/products/*", ANY_SCOPE, ph_api_product_get, NULL},
     {"POST", "/v1/batches", PH_SCOPE_OPS, ph_api_batch_import, "supplier sku unit_cost note"},
+    /* welfare batches of grants (issue 16; api_grants.c) */
+    {"POST", "/v1/batches/grants", PH_SCOPE_FULFILL, ph_api_grant_batch,
+     "batch_id ttl_s expires_at"},
+    {"GET", "/v1/batches/grants/*", PH_SCOPE_FULFILL | PH_SCOPE_OPS, ph_api_grant_batch_csv,
+     "client"},
     {"GET", "/v1/batches", PH_SCOPE_OPS, ph_api_batch_list, "after limit"},
     {"GET", "/v1/batches/*", PH_SCOPE_OPS, ph_api_batch_get, NULL},
     {"POST", "/v1/batches/*/void", PH_SCOPE_OPS, ph_api_batch_void, NULL},

@@ -80,6 +80,8 @@ const char *ph_cmd_type_name(int type)
         return "risk_list";
     case PH_CMD_GRANT:
         return "grant";
+    case PH_CMD_GRANT_BATCH:
+        return "grant_batch";
     default:
         return "?";
     }
@@ -466,6 +468,23 @@ static int encode_cmd(wbuf *b, const ph_cmd *c, size_t idx, ph_err *err)
         w_str(b, c->in.grant.who);
         w_u32(b, c->in.grant.limit);
         break;
+    case PH_CMD_GRANT_BATCH:
+        if (c->in.grant_batch.n > UINT32_MAX)
+            return ph_err_set(err, PH_EINVAL, "command %zu (grant_batch): lines: too many", idx);
+        w_str(b, c->in.grant_batch.client);
+        w_str(b, c->in.grant_batch.batch_id);
+        w_bytes(b, c->in.grant_batch.fingerprint, 32);
+        w_i64(b, c->in.grant_batch.expires_at);
+        w_u32(b, (uint32_t)c->in.grant_batch.n);
+        for (size_t i = 0; i < c->in.grant_batch.n; i++) {
+            const ph_grant_line *l = &c->in.grant_batch.lines[i];
+            w_str(b, l->sku);
+            w_i32(b, l->delivery);
+            w_i32(b, l->supply_ok);
+            w_bytes(b, l->token_hash, 32);
+            w_holder(b, &l->holder);
+        }
+        break;
     default:
         /* a new command kind must be given an encoding here, or replication
          * would silently drop it */
@@ -785,6 +804,29 @@ static void decode_grant(rd *r, ph_cmd *c)
     c->in.grant.expires_at = r_i64(r, "expires_at");
     c->in.grant.who = r_str(r, "who");
     c->in.grant.limit = r_u32(r, "limit");
+}
+
+static void decode_grant_batch(rd *r, ph_cmd *c)
+{
+    c->in.grant_batch.client = r_str(r, "client");
+    c->in.grant_batch.batch_id = r_str(r, "batch_id");
+    r_bytes32(r, c->in.grant_batch.fingerprint, "fingerprint");
+    c->in.grant_batch.expires_at = r_i64(r, "expires_at");
+    size_t n = r_count(r, 4 + 4 + 4 + 32 + 8 + 4 + 4, "lines");
+    ph_grant_line *lines = a_alloc(r->a, (n ? n : 1) * sizeof *lines);
+    if (!lines) {
+        r_fail(r, "lines", NULL);
+        return;
+    }
+    for (size_t i = 0; i < n && !r->rc; i++) {
+        lines[i].sku = r_str(r, "lines.sku");
+        lines[i].delivery = r_i32(r, "lines.delivery");
+        lines[i].supply_ok = r_i32(r, "lines.supply_ok");
+        r_bytes32(r, lines[i].token_hash, "lines.token_hash");
+        r_holder(r, &lines[i].holder);
+    }
+    c->in.grant_batch.lines = lines;
+    c->in.grant_batch.n = n;
 }
 
 static void decode_supply(rd *r, ph_cmd *c)
@@ -1198,6 +1240,9 @@ static int decode_cmd(rd *r, ph_cmd *c, int *rc_out)
         break;
     case PH_CMD_GRANT:
         decode_grant(r, c);
+        break;
+    case PH_CMD_GRANT_BATCH:
+        decode_grant_batch(r, c);
         break;
     default:
         r->kind = "?";

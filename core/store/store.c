@@ -37,6 +37,7 @@ static const char *const db_names[DB_COUNT] = {
     "wh_last",       "wh_attempts",   "risk_rules",   "risk_rule_hist", "risk_lists",
     "order_risk",    "reviews",       "agg_sku",      "agg_hours",      "agg_claims",
     "agg_co",        "agg_users",     "grants",       "grant_tokens",   "grant_expiry",
+    "grant_batches",
 };
 
 static const unsigned db_flags[DB_COUNT] = {
@@ -873,6 +874,9 @@ static void clear_results(ph_cmd *cmd, int keep_dups)
     cmd->discrepancy_id = 0;
     cmd->replayed = 0;
     cmd->recon_run = 0;
+    free(cmd->grant_ids);
+    cmd->grant_ids = NULL;
+    cmd->ngrant_ids = 0;
     free(cmd->affected);
     cmd->affected = NULL;
     cmd->naffected = 0;

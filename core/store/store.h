@@ -409,7 +409,8 @@ enum ph_cmd_type {
     PH_CMD_RISK_LIST, /* ops add or remove a block or allow list entry (store_risk_rules.c) */
     PH_CMD_REVIEW,    /* a held order released or blocked (store_review.c) */
     /* grants (issue 16; store_grant.c, docs/store.md "Grants") */
-    PH_CMD_GRANT, /* claim, gift, expire or extend a grant (in.grant.op) */
+    PH_CMD_GRANT,       /* claim, gift, expire or extend a grant (in.grant.op) */
+    PH_CMD_GRANT_BATCH, /* a welfare batch: one grant per line, all or none (store_grant.c) */
 };
 
 /* The event names PH_CMD_NOTE_EVENT accepts: a closed list, so the feed's
@@ -650,6 +651,17 @@ typedef struct ph_grant_in {
     ph_grant_holder holder;
     uint64_t batch; /* the welfare batch it came with; 0 none */
 } ph_grant_in;
+
+/* One line of a welfare batch (PH_CMD_GRANT_BATCH): one grant of one unit. */
+#define PH_GRANT_BATCH_MAX    200000 /* lines of one batch */
+#define PH_GRANT_BATCH_ID_MAX 100    /* bytes of a batch id: its orders are "<batch id>:<line>" */
+typedef struct ph_grant_line {
+    const char *sku;
+    int delivery;  /* PH_DELIVERY_* of the product */
+    int supply_ok; /* a card-code line may become a supplier grant when the stock is short */
+    uint8_t token_hash[32];
+    ph_grant_holder holder;
+} ph_grant_line;
 
 enum ph_grant_op {
     PH_GRANT_CLAIM = 1,  /* by token: codes issued (succeeded) or the first attempt (processing) */
@@ -1138,6 +1150,26 @@ struct ph_cmd {
             const char *who;    /* EXTEND: the token's client */
             uint32_t limit;     /* EXPIRE */
         } grant;
+        /*
+         * GRANT_BATCH: a welfare batch of `client`, idempotent on (client,
+         * batch_id): the same again with the same fingerprint is replayed
+         * (replayed = 1, grant_ids from the stored orders), another is
+         * PH_ECONFLICT. Else every line becomes a grant order of one unit,
+         * client order id "<batch_id>:<line>" (1-based), as ORDER (card codes
+         * from stock, reserved) or SUPPLY_CREATE (a recharge, or a card line
+         * with supply_ok when its stock is short) would store it, all in this
+         * command's transaction: one line refused (a short stock, a delisted
+         * sku, its client order id taken) refuses the batch, the message
+         * naming the line, and nothing is stored. The batch's record goes to
+         * `grant_batches`. Results: grant_ids (ngrant_ids = n), record.
+         */
+        struct {
+            const char *client, *batch_id;
+            uint8_t fingerprint[32];
+            int64_t expires_at;
+            const ph_grant_line *lines;
+            size_t n;
+        } grant_batch;
         struct {
             const char *endpoint;
             const char *json; /* REPLAY */
@@ -1232,6 +1264,8 @@ struct ph_cmd {
     uint64_t wh_count;       /* WH_*: deliveries created, results applied, deliveries replayed */
     uint32_t rule_version;   /* RISK_RULE: the version stored (removed: the last one) */
     /* REVIEW sets `order` (after the release or block). */
+    uint64_t *grant_ids; /* GRANT_BATCH: the grant (order) id of each line; ph_cmd_clear */
+    size_t ngrant_ids;
     int grant_state; /* GRANT: PH_GRANT_* the grant was found in (0: none); ORDER and
                         SUPPLY_CREATE with a grant set `record` to the grant's record */
 
@@ -2104,6 +2138,10 @@ int ph_store_grant_list(ph_store *s, const char *client, int state, uint64_t aft
                         char ***out, size_t *n, uint64_t *next_after, ph_err *err);
 /* The grant a token's keyed hash names. PH_ENOTFOUND, PH_EIO. Any thread. */
 int ph_store_grant_by_token(ph_store *s, const uint8_t hash[32], uint64_t *id, ph_err *err);
+/* A welfare batch's record (JSON text: batch_id, client, count, created_at,
+ * expires_at), *json the caller's (free). PH_ENOTFOUND, PH_EIO, PH_ENOMEM. */
+int ph_store_grant_batch_get(ph_store *s, const char *client, const char *batch_id, char **json,
+                             ph_err *err);
 /* The earliest expiry among active grants (ms), 0 when none. Any thread. */
 int64_t ph_store_grant_next_due(ph_store *s);
 

@@ -14,6 +14,7 @@
  */
 #include "store/store_int.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -938,5 +939,187 @@ int store_check_grants(ph_store *s, MDB_txn *txn, uint64_t granted, ph_err *err)
         if (ids[i] == ids[i - 1])
             rc = ph_err_set(err, PH_EIO, "grant %llu: two tokens", (unsigned long long)ids[i]);
     free(ids);
+    return rc;
+}
+
+/* ---- PH_CMD_GRANT_BATCH: a welfare batch ---------------------------------------- */
+
+static size_t batch_key(const char *client, const char *batch_id, char *buf)
+{
+    return ph_store_ref_key(client, batch_id, buf);
+}
+
+/* The grant order of each line of a batch stored already (a replay). */
+static int batch_ids(ph_wtxn *w, ph_cmd *c, size_t n)
+{
+    char coid[PH_ORDER_ID_MAX + 1], key[PH_SKU_MAX + PH_ORDER_ID_MAX + 2];
+    for (size_t i = 0; i < n; i++) {
+        snprintf(coid, sizeof coid, "%s:%zu", c->in.grant_batch.batch_id, i + 1);
+        MDB_val k = {ph_store_ref_key(c->in.grant_batch.client, coid, key), key}, v;
+        int mrc = mdb_get(w->txn, w->s->dbi[DB_ORDER_REF], &k, &v);
+        if (mrc || v.mv_size != 8)
+            return mrc && mrc != MDB_NOTFOUND
+                       ? ph_store_lmdb_err(&c->err, mrc, "read order index")
+                       : ph_err_set(&c->err, PH_EIO, "batch: line %zu has no order", i + 1);
+        memcpy(&c->grant_ids[i], v.mv_data, 8);
+    }
+    return PH_OK;
+}
+
+/* Line i as the order command that stores it (ORDER, or SUPPLY_CREATE). */
+static int batch_line(ph_wtxn *w, ph_cmd *c, size_t i, const char *coid, const ph_grant_in *gin,
+                      uint64_t *id)
+{
+    const ph_grant_line *l = &c->in.grant_batch.lines[i];
+    ph_cmd sub;
+    int rc = PH_ENOSTOCK;
+    memset(&sub, 0, sizeof sub);
+    sub.now = c->now;
+    if (l->delivery == PH_DELIVERY_CARD_CODE) {
+        ph_ids ids = w->ids;
+        sub.type = PH_CMD_ORDER;
+        sub.in.order.client = c->in.grant_batch.client;
+        sub.in.order.client_order_id = coid;
+        sub.in.order.sku = l->sku;
+        sub.in.order.quantity = 1;
+        memcpy(sub.in.order.fingerprint, c->in.grant_batch.fingerprint, 32);
+        sub.in.order.grant = gin;
+        rc = store_apply_order(w, &sub);
+        if (rc == PH_ENOSTOCK && l->supply_ok) {
+            w->ids = ids; /* nothing of it was kept: its order id is the next one's */
+            memset(&sub.err, 0, sizeof sub.err);
+        }
+    }
+    if (rc == PH_ENOSTOCK && (l->delivery != PH_DELIVERY_CARD_CODE || l->supply_ok)) {
+        sub.type = PH_CMD_SUPPLY_CREATE;
+        memset(&sub.in, 0, sizeof sub.in);
+        sub.in.supply.client = c->in.grant_batch.client;
+        sub.in.supply.client_order_id = coid;
+        sub.in.supply.sku = l->sku;
+        sub.in.supply.quantity = 1;
+        memcpy(sub.in.supply.fingerprint, c->in.grant_batch.fingerprint, 32);
+        sub.in.supply.delivery = l->delivery;
+        sub.in.supply.grant = gin;
+        rc = store_apply_supply_create(w, &sub);
+    }
+    if (rc == PH_OK && sub.replayed)
+        rc = ph_err_set(&sub.err, PH_ECONFLICT, "client_order_id %s already names order %llu", coid,
+                        (unsigned long long)sub.order->id);
+    if (rc == PH_OK)
+        *id = sub.order->id;
+    else
+        ph_err_set(&c->err, rc, "line %zu: %s", i + 1, sub.err.msg);
+    ph_order_free(sub.order);
+    free(sub.record);
+    return rc;
+}
+
+int store_apply_grant_batch(ph_wtxn *w, ph_cmd *c)
+{
+    const char *client = c->in.grant_batch.client, *bid = c->in.grant_batch.batch_id;
+    size_t n = c->in.grant_batch.n;
+    if (!ph_ident_valid(client, PH_SKU_MAX) || !ph_ident_valid(bid, PH_GRANT_BATCH_ID_MAX))
+        return ph_err_set(&c->err, PH_EINVAL, "batch_id: expected 1-%d characters [A-Za-z0-9._:-]",
+                          PH_GRANT_BATCH_ID_MAX);
+    if (n < 1 || n > PH_GRANT_BATCH_MAX)
+        return ph_err_set(&c->err, PH_EINVAL, "batch: 1 to %d lines", PH_GRANT_BATCH_MAX);
+    if (c->in.grant_batch.expires_at <= c->now ||
+        c->in.grant_batch.expires_at - c->now > PH_GRANT_TTL_MAX_MS)
+        return ph_err_set(&c->err, PH_EINVAL, "expires_at: out of range");
+    char key[PH_SKU_MAX + PH_ORDER_ID_MAX + 2];
+    MDB_val k = {batch_key(client, bid, key), key}, v;
+    int mrc = mdb_get(w->txn, w->s->dbi[DB_GRANT_BATCHES], &k, &v);
+    if (mrc && mrc != MDB_NOTFOUND)
+        return ph_store_lmdb_err(&c->err, mrc, "read grant batch");
+    if (!(c->grant_ids = calloc(n, sizeof *c->grant_ids)))
+        return ph_err_set(&c->err, PH_ENOMEM, "out of memory");
+    c->ngrant_ids = n;
+    if (mrc == 0) { /* the same batch again? */
+        json_t *rec = json_loadb(v.mv_data, v.mv_size, 0, NULL);
+        const char *fp = json_string_value(json_object_get(rec, "fingerprint"));
+        char hex[65];
+        ph_hex_encode(c->in.grant_batch.fingerprint, 32, hex);
+        int same = fp && !strcmp(fp, hex) &&
+                   (size_t)json_integer_value(json_object_get(rec, "count")) == n;
+        json_decref(rec);
+        if (!same)
+            return ph_err_set(&c->err, PH_ECONFLICT,
+                              "batch_id: '%s' already names another batch of this client", bid);
+        c->replayed = 1;
+        c->record = malloc(v.mv_size + 1);
+        if (!c->record)
+            return ph_err_set(&c->err, PH_ENOMEM, "out of memory");
+        memcpy(c->record, v.mv_data, v.mv_size);
+        c->record[v.mv_size] = 0;
+        return batch_ids(w, c, n);
+    }
+    char coid[PH_ORDER_ID_MAX + 1];
+    const char *last_sku = NULL;
+    int rc = PH_OK;
+    for (size_t i = 0; i < n && rc == PH_OK; i++) {
+        const ph_grant_line *l = &c->in.grant_batch.lines[i];
+        ph_grant_in gin = {.expires_at = c->in.grant_batch.expires_at, .holder = l->holder};
+        memcpy(gin.token_hash, l->token_hash, 32);
+        snprintf(coid, sizeof coid, "%s:%zu", bid, i + 1);
+        rc = batch_line(w, c, i, coid, &gin, &c->grant_ids[i]);
+        if (i == 0 || !l->sku || !last_sku || strcmp(l->sku, last_sku)) {
+            /* each run of one sku's lines is judged once (ORDER's own check is its caller's) */
+            if (rc == PH_OK && last_sku)
+                rc = store_alerts_stock(w, last_sku, &c->err);
+            last_sku = l->sku;
+        }
+    }
+    if (rc == PH_OK && last_sku)
+        rc = store_alerts_stock(w, last_sku, &c->err);
+    if (rc)
+        return rc;
+    char hex[65];
+    ph_hex_encode(c->in.grant_batch.fingerprint, 32, hex);
+    json_t *rec =
+        json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:s}", "batch_id", bid, "client", client, "count",
+                  (json_int_t)n, "first_grant", (json_int_t)c->grant_ids[0], "last_grant",
+                  (json_int_t)c->grant_ids[n - 1], "created_at", (json_int_t)c->now, "expires_at",
+                  (json_int_t)c->in.grant_batch.expires_at, "fingerprint", hex);
+    char *txt = rec ? json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(rec);
+    if (!txt)
+        return ph_err_set(&c->err, PH_ENOMEM, "out of memory");
+    MDB_val nv = {strlen(txt), txt};
+    mrc = mdb_put(w->txn, w->s->dbi[DB_GRANT_BATCHES], &k, &nv, MDB_NOOVERWRITE);
+    if (!mrc && !(c->record = strdup(txt)))
+        mrc = ENOMEM;
+    ph_json_free(txt);
+    if (mrc)
+        return mrc == ENOMEM ? ph_err_set(&c->err, PH_ENOMEM, "out of memory")
+                             : ph_store_lmdb_err(&c->err, mrc, "write grant batch");
+    return store_emit(
+        w, c->now, "grant.batch_created",
+        json_pack("{s:s,s:s,s:I}", "client", client, "grant_batch", bid, "count", (json_int_t)n),
+        &c->err);
+}
+
+int ph_store_grant_batch_get(ph_store *s, const char *client, const char *batch_id, char **json,
+                             ph_err *err)
+{
+    if (!ph_ident_valid(client, PH_SKU_MAX) || !ph_ident_valid(batch_id, PH_GRANT_BATCH_ID_MAX))
+        return ph_err_set(err, PH_ENOTFOUND, "batch_id: no such batch");
+    MDB_txn *txn;
+    int rc = ph_store_read_begin(s, &txn, err);
+    if (rc)
+        return rc;
+    char key[PH_SKU_MAX + PH_ORDER_ID_MAX + 2];
+    MDB_val k = {batch_key(client, batch_id, key), key}, v;
+    int mrc = mdb_get(txn, s->dbi[DB_GRANT_BATCHES], &k, &v);
+    if (mrc == MDB_NOTFOUND)
+        rc = ph_err_set(err, PH_ENOTFOUND, "batch_id: no such batch");
+    else if (mrc)
+        rc = ph_store_lmdb_err(err, mrc, "read grant batch");
+    else if (!(*json = malloc(v.mv_size + 1)))
+        rc = ph_err_set(err, PH_ENOMEM, "out of memory");
+    else {
+        memcpy(*json, v.mv_data, v.mv_size);
+        (*json)[v.mv_size] = 0;
+    }
+    ph_store_read_end(s, txn);
     return rc;
 }

@@ -87,9 +87,10 @@ enum {
                       holder who claimed a gap days before (store_agg.c, "co-redemption") */
     DB_AGG_USERS,  /* holder key (8 bytes) -> the holder's last claims (store_agg.c) */
     /* grants (store_grant.c) */
-    DB_GRANTS,       /* grant (order) id -> grant record JSON */
-    DB_GRANT_TOKENS, /* keyed hash of the claim token (32) -> uint64 grant id */
-    DB_GRANT_EXPIRY, /* be64(expires_at) be64(grant id) -> "": active grants */
+    DB_GRANTS,        /* grant (order) id -> grant record JSON */
+    DB_GRANT_TOKENS,  /* keyed hash of the claim token (32) -> uint64 grant id */
+    DB_GRANT_EXPIRY,  /* be64(expires_at) be64(grant id) -> "": active grants */
+    DB_GRANT_BATCHES, /* client NUL batch id -> welfare batch record JSON */
     DB_COUNT
 };
 
@@ -576,6 +577,7 @@ int store_grant_exists(ph_wtxn *w, uint64_t id);
 int store_grant_release(ph_wtxn *w, ph_cmd *c, ph_order *o);
 int store_grant_blocked(ph_wtxn *w, ph_cmd *c, const ph_order *o);
 int store_apply_grant(ph_wtxn *w, ph_cmd *c);
+int store_apply_grant_batch(ph_wtxn *w, ph_cmd *c);
 /* --check-store: every grant agrees with its order, token and expiry entry,
  * and every token and expiry entry names a grant. *granted: granted orders
  * counted by check_order (each must have a grant). */
