@@ -50,11 +50,17 @@ note "$CODES codes in stock"
     seq 1 "$LINES" | awk -v sku="$SKU" '{ printf "emp-%07d,dept-%02d,%s\n", $1, $1 % 37, sku }'
 } >"$TMP/batch.csv"
 
+read -r u0 s0 < <(bench_cpu_ticks "$BENCH_PID")
+if [ -n "${GB_PERF:-}" ]; then perf record -g -o "$GB_PERF" -p "$BENCH_PID" 2>/dev/null & PERF=$!; fi
 T0=$(date +%s.%N)
 status=$(curl -s -o "$TMP/answer.csv" -w '%{http_code}' --max-time 120 -X POST \
     "$BENCH_URL/v1/batches/grants?batch_id=bench-1&ttl_s=2592000" \
     -H "Authorization: Bearer $MALL_TOKEN" -H 'Content-Type: text/csv' --data-binary @"$TMP/batch.csv")
 T1=$(date +%s.%N)
+read -r u1 s1 < <(bench_cpu_ticks "$BENCH_PID")
+if [ -n "${GB_PERF:-}" ]; then kill -INT "$PERF"; wait "$PERF" || true; fi
+HZ=$(getconf CLK_TCK)
+cpu=$(bench_calc "($u1 + $s1 - $u0 - $s0) / $HZ")
 [ "$status" = 201 ] || { head -c 500 "$TMP/answer.csv" >&2; fail "the batch answered $status"; }
 secs=$(bench_calc "$T1 - $T0")
 
@@ -71,5 +77,6 @@ kill "$BENCH_PID"; wait "$BENCH_PID" 2>/dev/null || true; BENCH_PID=
 
 verdict=PASS
 [ "$(echo "$secs < $LIMIT" | bc)" = 1 ] || verdict=MISS
-printf 'grant_batch: %d grants in one batch: %s s (limit %s s) %s\n' "$LINES" "$secs" "$LIMIT" "$verdict"
+printf 'grant_batch: %d grants in one batch: %s s (limit %s s; perkhubd CPU %s s; load %s) %s\n' \
+    "$LINES" "$secs" "$LIMIT" "$cpu" "$(cut -d' ' -f1 /proc/loadavg)" "$verdict"
 [ "$verdict" = PASS ] || exit 3
