@@ -727,6 +727,7 @@ int ph_api_grant_batch(ph_req *r)
     if (!b->n)
         return ph_req_error(r, 400, "invalid_request", "body: no line after the header");
     for (size_t i = 0; i < b->n; i++) { /* b->text moved as it grew: point at it now */
+        b->lines[i].line = b->text[i].line;
         b->lines[i].sku = b->text[i].sku;
         b->lines[i].holder.masked = b->text[i].masked;
         b->lines[i].holder.tags = b->text[i].tags;

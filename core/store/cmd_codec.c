@@ -478,6 +478,7 @@ static int encode_cmd(wbuf *b, const ph_cmd *c, size_t idx, ph_err *err)
         w_u32(b, (uint32_t)c->in.grant_batch.n);
         for (size_t i = 0; i < c->in.grant_batch.n; i++) {
             const ph_grant_line *l = &c->in.grant_batch.lines[i];
+            w_u32(b, l->line);
             w_str(b, l->sku);
             w_i32(b, l->delivery);
             w_i32(b, l->supply_ok);
@@ -812,13 +813,14 @@ static void decode_grant_batch(rd *r, ph_cmd *c)
     c->in.grant_batch.batch_id = r_str(r, "batch_id");
     r_bytes32(r, c->in.grant_batch.fingerprint, "fingerprint");
     c->in.grant_batch.expires_at = r_i64(r, "expires_at");
-    size_t n = r_count(r, 4 + 4 + 4 + 32 + 8 + 4 + 4, "lines");
+    size_t n = r_count(r, 4 + 4 + 4 + 4 + 32 + 8 + 4 + 4, "lines");
     ph_grant_line *lines = a_alloc(r->a, (n ? n : 1) * sizeof *lines);
     if (!lines) {
         r_fail(r, "lines", NULL);
         return;
     }
     for (size_t i = 0; i < n && !r->rc; i++) {
+        lines[i].line = r_u32(r, "lines.line");
         lines[i].sku = r_str(r, "lines.sku");
         lines[i].delivery = r_i32(r, "lines.delivery");
         lines[i].supply_ok = r_i32(r, "lines.supply_ok");

@@ -656,6 +656,7 @@ typedef struct ph_grant_in {
 #define PH_GRANT_BATCH_MAX    200000 /* lines of one batch */
 #define PH_GRANT_BATCH_ID_MAX 100    /* bytes of a batch id: its orders are "<batch id>:<line>" */
 typedef struct ph_grant_line {
+    uint32_t line; /* in the caller's file: the refusal names it */
     const char *sku;
     int delivery;  /* PH_DELIVERY_* of the product */
     int supply_ok; /* a card-code line may become a supplier grant when the stock is short */

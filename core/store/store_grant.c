@@ -1008,7 +1008,7 @@ static int batch_line(ph_wtxn *w, ph_cmd *c, size_t i, const char *coid, const p
     if (rc == PH_OK)
         *id = sub.order->id;
     else
-        ph_err_set(&c->err, rc, "line %zu: %s", i + 1, sub.err.msg);
+        ph_err_set(&c->err, rc, "line %u: %s", l->line ? l->line : (unsigned)(i + 1), sub.err.msg);
     ph_order_free(sub.order);
     free(sub.record);
     return rc;

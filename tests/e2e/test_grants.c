@@ -556,3 +556,100 @@ Test(grants, a_held_grant_is_granted_on_release_and_dies_on_block, .fini = kill_
     h_stop(&d, SIGTERM);
     h_cleanup(&d);
 }
+
+static h_resp batch_post(const h_daemon *d, const char *query, const char *csv)
+{
+    char path[160];
+    h_resp r;
+    snprintf(path, sizeof path, "/v1/batches/grants?%s", query);
+    cr_assert_eq(h_http(d, "POST", path, "mall-token", "text/csv", csv, strlen(csv), &r), 0);
+    return r;
+}
+
+/* The token of line `line` of a batch answer (line,user_id,grant_id,token). */
+static void batch_token(const char *csv, int line, char out[64], long long *grant)
+{
+    char prefix[24];
+    snprintf(prefix, sizeof prefix, "\n%d,", line);
+    const char *p = strstr(csv, prefix);
+    cr_assert(p, "line %d missing in %s", line, csv);
+    p = strchr(p + 1, ',') + 1; /* user_id */
+    p = strchr(p, ',') + 1;     /* grant id */
+    *grant = atoll(p);
+    p = strchr(p, ',') + 1;
+    size_t n = strcspn(p, "\n");
+    snprintf(out, 64, "%.*s", (int)n, p);
+}
+
+Test(grants, a_welfare_batch_is_all_or_nothing_idempotent_and_exported, .fini = kill_leftover)
+{
+    static h_daemon d;
+    ntokens = 0;
+    start(&d, 3);
+    /* bad lines: each named, nothing created */
+    h_resp r = batch_post(&d, "batch_id=HR-1&ttl_s=3600",
+                          "user_id,department,sku\nemp-1,eng,test.card\n,eng,test.card\n"
+                          "emp-3,eng,no.such.sku\nemp-4,a=b,test.card\n");
+    cr_assert_eq(r.status, 400, "%s", r.body);
+    json_t *errs = json_object_get(r.json, "errors");
+    cr_assert_eq(json_array_size(errs), 3, "%s", r.body);
+    cr_assert_eq(h_int(json_array_get(errs, 0), "line"), 3);
+    cr_assert_str_eq(h_str(json_array_get(errs, 0), "field"), "user_id");
+    cr_assert_eq(h_int(json_array_get(errs, 1), "line"), 4);
+    cr_assert_str_eq(h_str(json_array_get(errs, 1), "field"), "sku");
+    cr_assert_eq(h_int(json_array_get(errs, 2), "line"), 5);
+    cr_assert_eq(h_mem_count(r.body, r.len, "no.such.sku"), 0, "a value quoted: %s", r.body);
+    h_resp_free(&r);
+    cr_assert_eq(stock(&d, "available"), 3);
+    /* a line no stock and no supplier can serve (test.card2 has no offer): refused whole */
+    r = batch_post(&d, "batch_id=HR-1&ttl_s=3600",
+                   "user_id,tag,sku\nemp-1,dept=eng,test.card\nemp-2,dept=eng,test.card2\n");
+    cr_assert_eq(r.status, 409, "%s", r.body);
+    cr_assert(strstr(h_str(r.json, "message"), "line 3: "), "%s", r.body);
+    h_resp_free(&r);
+    cr_assert_eq(stock(&d, "available"), 3);
+    /* three lines: three grants, a token each; a replay the same ids, no token */
+    const char *csv = "user_id,tag,sku\nemp-1,dept=eng,test.card\nemp-2,dept=eng,test.card\n"
+                      "emp-3,dept=ops,test.topup\n";
+    r = batch_post(&d, "batch_id=HR-2&ttl_s=3600", csv);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    char t1[64], t3[64];
+    long long g1, g3;
+    batch_token(r.body, 2, t1, &g1);
+    batch_token(r.body, 4, t3, &g3);
+    keep_token(t1);
+    keep_token(t3);
+    h_resp_free(&r);
+    cr_assert_eq(stock(&d, "reserved"), 2);
+    r = batch_post(&d, "batch_id=HR-2&ttl_s=3600", csv);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_eq(h_mem_count(r.body, r.len, "pg_"), 0, "a replay shows no token: %s", r.body);
+    char again[64];
+    long long g1b;
+    batch_token(r.body, 2, again, &g1b);
+    cr_assert_eq(g1b, g1);
+    h_resp_free(&r);
+    r = batch_post(&d, "batch_id=HR-2&ttl_s=3600", "user_id,tag,sku\nemp-9,dept=eng,test.card\n");
+    cr_assert_eq(r.status, 409, "another batch under the same id: %s", r.body);
+    h_resp_free(&r);
+    /* line 2 claimed, line 3 gifted: the export says so, without tokens */
+    r = claim(&d, t1, NULL, NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    h_resp_free(&r);
+    r = gift(&d, g3, t3, "friend-9", NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    keep_token(h_str(r.json, "token"));
+    h_resp_free(&r);
+    r = h_get(&d, "/v1/batches/grants/HR-2.csv", "mall-token");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert(strstr(r.body, "\n1,") && strstr(r.body, ",claimed,"), "%s", r.body);
+    cr_assert(strstr(r.body, "\n3,") && strstr(r.body, ",active,fr****-9,1,"), "%s", r.body);
+    cr_assert_eq(h_mem_count(r.body, r.len, "pg_"), 0);
+    h_resp_free(&r);
+    r = h_get(&d, "/v1/batches/grants/HR-2.csv", "other-token");
+    cr_assert_eq(r.status, 404, "another mall's batch: %s", r.body);
+    h_resp_free(&r);
+    check_store(&d);
+    h_stop(&d, SIGTERM);
+    h_cleanup(&d);
+}
