@@ -47,6 +47,8 @@
 #                                vs none, in process; its own RC_* knobs)
 #   BENCH_RISK_CPU (1)           0 skips bench/risk_cpu.sh (perkhubd CPU per order with 20 risk
 #                                rules vs none, end users on both sides; its own RC_* knobs)
+#   BENCH_GRANT_BATCH (1)        0 skips bench/grant_batch.sh (100,000 grants in one welfare
+#                                batch under 5 s; its own GB_* knobs)
 #   BENCH_PART_TIMEOUT (240)     seconds each of peers.sh / supplier_io.sh / tls_cpu.sh may take
 #   BENCH_RESULTS (bench/results/latest.json)   where the JSON goes (the parts' own JSON
 #                                stays in bench/results/)
@@ -580,4 +582,5 @@ part BENCH_ALERTS_WRITER alerts_writer.sh "$PART_TIMEOUT" 1      # issue 12: ale
 part BENCH_ALERTS_CPU alerts_cpu.sh "$PART_TIMEOUT" 1            # issue 12: the same over HTTP
 part BENCH_RISK_CHECK risk_check.sh "$PART_TIMEOUT" 1          # issue 15: the risk engine per check
 part BENCH_RISK_CPU risk_cpu.sh "$((PART_TIMEOUT * 2))" 1       # issue 15: perkhubd CPU/order, 20 rules
+part BENCH_GRANT_BATCH grant_batch.sh "$PART_TIMEOUT" 1        # issue 16: 100,000 grants in one batch
 [ -z "$PART_FAILED" ] || fail "parts failed:$PART_FAILED"

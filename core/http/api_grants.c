@@ -771,7 +771,7 @@ int ph_api_grant_batch_csv(ph_req *r)
     if (!out)
         return ph_req_fail(r, PH_ENOMEM, NULL);
     len +=
-        (size_t)snprintf(out, cap, "line,grant_id,sku,state,holder,gifted,claimed_at,expires_at\n");
+        (size_t)snprintf(out, cap, "row,grant_id,sku,state,holder,gifted,claimed_at,expires_at\n");
     for (size_t i = 0; i < n; i++) {
         char coid[PH_ORDER_ID_MAX + 1], *g = NULL;
         ph_order *o = NULL;
