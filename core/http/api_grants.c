@@ -268,15 +268,24 @@ static int claim_route(ph_req *r, json_t *b, grant_req *g)
         ph_store_order_get(r->env->store, id, 0, &o, &err) != PH_OK)
         return 0; /* the writer answers for a token that names nothing */
     int rc = 0;
+    if (strcmp(o->client, r->client->name)) { /* another's: the writer's 404, nothing said here */
+        ph_order_free(o);
+        return 0;
+    }
     if (ph_order_via_supplier(o) && o->state == PH_ORDER_GRANTED) {
         const ph_product_conf *p = ph_config_product(r->cfg->cfg, o->sku);
         ph_attempt_target t = {0};
+        /* no supplier now: the claim is refused and the grant stays the holder's */
         if (p && ph_fulfil_route(r->env->fulfil, r->cfg->cfg, p, &t) == PH_OK)
             r->cmd.in.grant.first = t;
         else
-            r->cmd.in.grant.fail_reason = "no_supplier_available";
+            rc = (ph_req_error(r, 503, "no_supplier_available",
+                               "sku: no supplier can deliver this grant now; claim it later"),
+                  -1);
         const char *acc = json_string_value(json_object_get(b, "account"));
-        if (o->delivery == PH_DELIVERY_RECHARGE) {
+        if (rc) {
+            /* answered: no supplier */
+        } else if (o->delivery == PH_DELIVERY_RECHARGE) {
             if (!acc || !ph_ident_valid(acc, PH_ACCOUNT_MAX) || strlen(acc) < 3)
                 rc = (ph_req_error(r, 400, "invalid_request",
                                    "account: a recharge grant is claimed with an account (3-64 "
@@ -291,8 +300,9 @@ static int claim_route(ph_req *r, json_t *b, grant_req *g)
                 r->cmd.in.grant.account_sealed_len = r->account_sealed_len;
                 r->cmd.in.grant.account_masked = r->account_masked;
             }
-        } else if (acc)
+        } else if (acc) {
             rc = (ph_req_error(r, 400, "invalid_request", "account: only for recharge grants"), -1);
+        }
     } else if (json_object_get(b, "account") && !ph_order_via_supplier(o))
         rc = (ph_req_error(r, 400, "invalid_request", "account: only for recharge grants"), -1);
     ph_order_free(o);

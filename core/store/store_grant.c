@@ -415,6 +415,7 @@ static int order_dies(ph_wtxn *w, ph_cmd *c, ph_order *o, const char *reason)
  * answers "expired", not "unknown"), grant.expired, then the order dies. */
 static int grant_expires(ph_wtxn *w, ph_cmd *c, ph_order *o, json_t *rec, const char *reason)
 {
+    int counted = o->state == PH_ORDER_GRANTED; /* a held one was never counted granted */
     int rc = expiry_set(w, c, o->id, rec_int(rec, "expires_at"), 0);
     json_object_set_new(rec, "state", json_string("expired"));
     json_object_set_new(rec, "expired_at", json_integer((json_int_t)c->now));
@@ -422,7 +423,7 @@ static int grant_expires(ph_wtxn *w, ph_cmd *c, ph_order *o, json_t *rec, const 
         rc = grant_write(w, c, o->id, rec);
     if (rc == PH_OK)
         rc = emit_grant(w, c, o, "grant.expired", json_pack("{s:s}", "reason", reason));
-    if (rc == PH_OK)
+    if (rc == PH_OK && counted)
         rc = agg_note(w, c, AGG_EXPIRED, o, rec);
     if (rc == PH_OK)
         rc = order_dies(w, c, o, "grant_expired");
