@@ -19,8 +19,8 @@
 #define DAY_MS           (24LL * 3600 * 1000)
 
 /* The states an order can be in, in the order they are shown. */
-static const int shown_states[] = {PH_ORDER_HELD,    PH_ORDER_GRANTED,   PH_ORDER_PROCESSING,
-                                   PH_ORDER_UNKNOWN, PH_ORDER_SUCCEEDED, PH_ORDER_FAILED};
+static const int shown_states[] = {PH_ORDER_HELD, PH_ORDER_PROCESSING, PH_ORDER_UNKNOWN,
+                                   PH_ORDER_SUCCEEDED, PH_ORDER_FAILED};
 #define NSHOWN (sizeof shown_states / sizeof shown_states[0])
 
 static json_t *by_state_object(const uint64_t *by_state)
