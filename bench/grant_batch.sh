@@ -51,7 +51,7 @@ note "$CODES codes in stock"
 } >"$TMP/batch.csv"
 
 read -r u0 s0 < <(bench_cpu_ticks "$BENCH_PID")
-if [ -n "${GB_PERF:-}" ]; then perf record -g -o "$GB_PERF" -p "$BENCH_PID" 2>/dev/null & PERF=$!; fi
+if [ -n "${GB_PERF:-}" ]; then perf record --call-graph dwarf,16384 -F 2000 -o "$GB_PERF" -p "$BENCH_PID" 2>/dev/null & PERF=$!; fi
 T0=$(date +%s.%N)
 status=$(curl -s -o "$TMP/answer.csv" -w '%{http_code}' --max-time 120 -X POST \
     "$BENCH_URL/v1/batches/grants?batch_id=bench-1&ttl_s=2592000" \

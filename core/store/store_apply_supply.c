@@ -236,6 +236,17 @@ int store_emit_outcome(ph_wtxn *w, int64_t now, const ph_order *o, uint64_t batc
     return ev_end(&e, w, o, err);
 }
 
+int store_emit_granted(ph_wtxn *w, int64_t now, const ph_order *o, int64_t expires_at, ph_err *err)
+{
+    evtext e;
+    ev_begin(&e, w, now, "order.granted", o);
+    ev_int(&e, "grant_id", (long long)o->id);
+    ev_int(&e, "quantity", o->quantity);
+    ev_str(&e, "delivery", ph_delivery_name(o->delivery ? o->delivery : PH_DELIVERY_CARD_CODE));
+    ev_int(&e, "expires_at", (long long)expires_at);
+    return ev_end(&e, w, o, err);
+}
+
 static int check_supply_input(ph_cmd *c)
 {
     const char *masked = c->in.supply.account_masked;

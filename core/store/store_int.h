@@ -569,6 +569,10 @@ int store_review_has(ph_store *s, MDB_txn *txn, uint64_t order_id);
  * first write the caller checked gi with store_grant_input_ok. */
 int store_grant_input_ok(ph_cmd *c, const ph_grant_in *gi);
 int store_grant_new(ph_wtxn *w, ph_cmd *c, ph_order *o, const ph_grant_in *gi);
+/* store_apply_supply.c: order.granted written as text (every grant of a batch
+ * writes one): the order's first members, grant_id, quantity, delivery,
+ * expires_at (ms). */
+int store_emit_granted(ph_wtxn *w, int64_t now, const ph_order *o, int64_t expires_at, ph_err *err);
 /* 1 when order id has a grant record. */
 int store_grant_exists(ph_wtxn *w, uint64_t id);
 /* A held grant order released (store_review.c): granted, its codes reserved
