@@ -278,3 +278,32 @@ Test(grant, the_check_catches_a_reserved_code_of_an_order_that_is_not_granted)
     cr_assert_neq(ph_store_check(g_s, &st, &err), PH_OK);
     cr_assert(strstr(err.msg, "code 1 is reserved"), "%s", err.msg);
 }
+
+Test(grant, a_holder_masked_with_quotes_is_stored_as_json)
+{
+    start(1);
+    ph_grant_in gi = {.expires_at = NOW + HOUR,
+                      .holder = {.key = 1, .masked = "\"\\****z\"", .tags = "[\"a=\\\"b\"]"}};
+    token(3, gi.token_hash);
+    ph_cmd c = {.type = PH_CMD_ORDER, .now = NOW};
+    c.in.order.client = "mall";
+    c.in.order.client_order_id = "q-1";
+    c.in.order.sku = IQ;
+    c.in.order.quantity = 1;
+    c.in.order.grant = &gi;
+    fingerprint(IQ, 1, c.in.order.fingerprint);
+    cr_assert_eq(ph_store_exec(g_s, &c), PH_OK, "%s", c.err.msg);
+    uint64_t id = c.order->id;
+    ph_cmd_clear(&c);
+    char *txt = NULL;
+    ph_err err = {0};
+    cr_assert_eq(ph_store_grant_get(g_s, id, &txt, &err), PH_OK);
+    json_t *rec = json_loads(txt, 0, NULL);
+    cr_assert(json_is_object(rec), "%s", txt);
+    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(rec, "holder"), "masked")),
+                     "\"\\****z\"");
+    cr_assert_str_eq(json_string_value(json_array_get(json_object_get(rec, "tags"), 0)), "a=\"b");
+    json_decref(rec);
+    free(txt);
+    assert_check();
+}
