@@ -52,6 +52,8 @@
 #   BENCH_ANALYTICS (1)          0 skips bench/analytics.sh (every GET /v1/analytics endpoint
 #                                over a year at 10 million orders' aggregates; its own AN_*
 #                                knobs; some 3 minutes)
+#   BENCH_GRANT_BATCH (1)        0 skips bench/grant_batch.sh (100,000 grants in one welfare
+#                                batch under 5 s; its own GB_* knobs)
 #   BENCH_PART_TIMEOUT (240)     seconds each of peers.sh / supplier_io.sh / tls_cpu.sh may take
 #   BENCH_RESULTS (bench/results/latest.json)   where the JSON goes (the parts' own JSON
 #                                stays in bench/results/)
@@ -653,4 +655,5 @@ part BENCH_RISK_CHECK risk_check.sh "$PART_TIMEOUT" 1          # issue 15: the r
 part BENCH_RISK_CPU risk_cpu.sh "$((PART_TIMEOUT * 2))" 1       # issue 15: perkhubd CPU/order, 20 rules
 part BENCH_HTTP_PROTO http_proto.sh "$PART_TIMEOUT" 1           # issue 18: the HTTP layer, MHD vs h2o
 part BENCH_ANALYTICS analytics.sh "${BENCH_AN_TIMEOUT:-900}" 1    # issue 16: analytics at 10M orders
+part BENCH_GRANT_BATCH grant_batch.sh "$PART_TIMEOUT" 1        # issue 16: 100,000 grants in one batch
 [ -z "$PART_FAILED" ] || fail "parts failed:$PART_FAILED"

@@ -338,6 +338,10 @@ static const field risk_fields[] = {
          review_default_values, "block"),
     INT(ph_config, risk_review_check_s, "review_check_s", 1, 3600, 1, "5"),
 };
+static const field grants_fields[] = {
+    INT(ph_config, grant_min_ttl_s, "min_ttl_s", 1, 86400, 1, "60"),
+    INT(ph_config, grant_expire_every_s, "expire_every_s", 1, 3600, 1, "5"),
+};
 static const field redemption_fields[] = {
     INT(ph_config, redemption_wait_ms, "wait_ms", 1, 60000, 1, "1500"),
 };
@@ -365,6 +369,7 @@ static const field top_fields[] = {
     LIST(ph_config, products, nproducts, "products", ph_product_conf, product_fields, "sku", "sku"),
     SECTION("redemption", redemption_fields),
     SECTION("risk", risk_fields),
+    SECTION("grants", grants_fields),
 };
 
 _Static_assert(NELEM(top_fields) <= MAX_FIELDS, "raise MAX_FIELDS");

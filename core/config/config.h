@@ -300,6 +300,9 @@ typedef struct ph_config {
     int risk_review_default;        /* what a timed-out review does: PH_REVIEW_BLOCK (default)
                                        or PH_REVIEW_RELEASE */
     unsigned risk_review_check_s;   /* the risk.reviews job's period; default 5 */
+    /* grants (issue 16; http/api_grants.c, the daemon's grants.expire job) */
+    unsigned grant_min_ttl_s;      /* the shortest grant a request may ask for; default 60 */
+    unsigned grant_expire_every_s; /* the grants.expire job's period; default 5 */
     ph_client_conf *clients;
     size_t nclients;
     ph_supplier_conf *suppliers;

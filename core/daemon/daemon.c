@@ -244,6 +244,8 @@ static int start_supply(ph_daemon *d, ph_err *err)
     return ph_balance_create(&bo, &d->balance, err);
 }
 
+static int grant_expire_job_apply(ph_daemon *d, const ph_config *cfg, ph_err *err);
+
 /* The scheduler's jobs of each module, made to match cfg (start and reload). */
 static int jobs_apply(ph_daemon *d, const ph_config *cfg, ph_err *err)
 {
@@ -252,6 +254,8 @@ static int jobs_apply(ph_daemon *d, const ph_config *cfg, ph_err *err)
         rc = ph_balance_jobs_apply(d->balance, cfg, err);
     if (rc == PH_OK)
         rc = ph_daemon_reviews_apply(d, cfg, err);
+    if (rc == PH_OK)
+        rc = grant_expire_job_apply(d, cfg, err);
     return rc ? rc : ph_replenish_jobs_apply(d->sched, cfg, d->fulfil, err);
 }
 
@@ -380,6 +384,54 @@ static int expire_job_apply(ph_daemon *d, const ph_config *cfg, ph_err *err)
     ph_sched_job_def def = {.id = PH_EXPIRE_JOB,
                             .every_ms = (int64_t)cfg->expiry_every_s * 1000,
                             .fn = expire_job,
+                            .arg = d};
+    return ph_sched_add(d->sched, &def, err);
+}
+
+/* grants.expire (issue 16): expires every grant due at the run's time, in
+ * bounded steps with that one `now` (store.h, PH_CMD_GRANT), as codes.expire
+ * does; idle (no commit) when none is due. */
+static void grant_expire_job(void *arg, ph_sched_run *run)
+{
+    ph_daemon *d = arg;
+    int64_t now = ph_sched_run_at(run), due = ph_store_grant_next_due(d->store);
+    uint64_t total = 0;
+    int ok = 1, more = due && due <= now;
+    char outcome[PH_JOB_OUTCOME_MAX + 1] = "";
+    while (more && !ph_sched_stopping(run)) {
+        ph_cmd cmd = {.type = PH_CMD_GRANT, .now = now};
+        cmd.in.grant.op = PH_GRANT_EXPIRE;
+        cmd.in.grant.limit = PH_EXPIRE_LIMIT;
+        int rc = ph_store_exec(d->store, &cmd);
+        if (rc != PH_OK) {
+            ph_log(&d->log, PH_LOG_ERROR, NULL, "grants.expiry_failed",
+                   "detail=\"%s\" effect=\"retried at the next run\"", cmd.err.msg);
+            snprintf(outcome, sizeof outcome, "failed: %.140s", cmd.err.msg);
+            ok = 0;
+        }
+        total += cmd.expired_codes; /* grants, for this op */
+        more = rc == PH_OK && cmd.more;
+        ph_cmd_clear(&cmd);
+    }
+    if (total)
+        ph_log(&d->log, PH_LOG_INFO, NULL, "grants.expired", "grants=%llu",
+               (unsigned long long)total);
+    if (ok)
+        snprintf(outcome, sizeof outcome, "%llu grants expired%s", (unsigned long long)total,
+                 more ? "; more left for the next run" : "");
+    if (ok && !total && !more)
+        ph_sched_done_idle(run, outcome);
+    else
+        ph_sched_done(run, ok, outcome);
+}
+
+#define PH_GRANT_EXPIRE_JOB "grants.expire"
+
+static int grant_expire_job_apply(ph_daemon *d, const ph_config *cfg, ph_err *err)
+{
+    ph_sched_job_def def = {.id = PH_GRANT_EXPIRE_JOB,
+                            .every_ms = (int64_t)cfg->grant_expire_every_s * 1000,
+                            .fn = grant_expire_job,
                             .arg = d};
     return ph_sched_add(d->sched, &def, err);
 }

@@ -217,6 +217,14 @@ int ph_api_order_settle(ph_req *r);
 int ph_api_review_list(ph_req *r);
 int ph_api_review_release(ph_req *r);
 int ph_api_review_block(ph_req *r);
+/* grants (issue 16; api_grants.c) */
+int ph_api_grant_claim(ph_req *r);
+int ph_api_grant_gift(ph_req *r);
+int ph_api_grant_extend(ph_req *r);
+int ph_api_grant_get(ph_req *r);
+int ph_api_grant_list(ph_req *r);
+int ph_api_grant_batch(ph_req *r);
+int ph_api_grant_batch_csv(ph_req *r);
 int ph_api_code_lookup(ph_req *r);
 int ph_api_events(ph_req *r);
 int ph_api_suppliers(ph_req *r);

@@ -384,6 +384,13 @@ static json_t *order_result(ph_req *r, const ph_order *o)
                  "new order.",
                  recharge ? "recharge" : "order");
         break;
+    case PH_ORDER_GRANTED:
+        snprintf(name, sizeof name, "%s_granted", kind);
+        snprintf(advice, sizeof advice,
+                 "The %s is granted to an end user and waits for its claim (or its expiry); "
+                 "nothing was issued or sent yet. Do not place a new order.",
+                 kind);
+        break;
     case PH_ORDER_HELD:
         snprintf(name, sizeof name, "%s_held", kind);
         snprintf(advice, sizeof advice,
@@ -428,9 +435,11 @@ static int order_results(ph_req *r, ph_order *o, const redeem_wait *w)
 {
     int owner = strcmp(o->client, r->client->name) == 0;
     json_t *arr = json_array();
-    if (!o->ncodes)
+    /* a grant's reserved codes are nobody's to see until it is claimed (issue 16) */
+    size_t ncodes = o->state == PH_ORDER_GRANTED ? 0 : o->ncodes;
+    if (!ncodes)
         json_array_append_new(arr, order_result(r, o));
-    for (size_t i = 0; i < o->ncodes; i++) {
+    for (size_t i = 0; i < ncodes; i++) {
         ph_batch b;
         uint64_t counts[7];
         ph_err err = {0};

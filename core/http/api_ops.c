@@ -184,11 +184,12 @@ int ph_api_stats(ph_req *r)
         const uint64_t *s = st.skus[i].by_state;
         json_array_append_new(
             skus,
-            json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "sku", st.skus[i].sku, "imported",
+            json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "sku", st.skus[i].sku, "imported",
                       (json_int_t)st.skus[i].imported, "available",
-                      (json_int_t)s[PH_CODE_AVAILABLE], "issued", (json_int_t)s[PH_CODE_ISSUED],
-                      "redeemed", (json_int_t)s[PH_CODE_REDEEMED], "voided",
-                      (json_int_t)s[PH_CODE_VOIDED], "expired", (json_int_t)s[PH_CODE_EXPIRED]));
+                      (json_int_t)s[PH_CODE_AVAILABLE], "reserved", (json_int_t)s[PH_CODE_RESERVED],
+                      "issued", (json_int_t)s[PH_CODE_ISSUED], "redeemed",
+                      (json_int_t)s[PH_CODE_REDEEMED], "voided", (json_int_t)s[PH_CODE_VOIDED],
+                      "expired", (json_int_t)s[PH_CODE_EXPIRED]));
     }
     ph_writer_stats ws;
     ph_store_writer_stats(r->env->store, &ws);

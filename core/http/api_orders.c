@@ -16,6 +16,7 @@
 #include "base/util.h"
 #include "http/views.h"
 #include "http/end_user.h"
+#include "http/grants.h"
 #include "risk/risk.h"
 
 /* ---- the risk side of a new order (issue 15) ----------------------------------
@@ -33,6 +34,12 @@ typedef struct order_risk {
     int stored;      /* a command stored the order new */
     ph_order_risk in;
     char *record;
+    /* "deliver": "grant" (issue 16): the grant input; the token shown once */
+    int is_grant;
+    ph_grant_in grant;
+    char token[PH_GRANT_TOKEN_LEN + 1];
+    char masked[PH_GRANT_HOLDER_MASKED];
+    char tags[PH_GRANT_TAGS_MAX + 1];
 } order_risk;
 
 static void risk_free(void *p)
@@ -41,6 +48,7 @@ static void risk_free(void *p)
     if (x->engine && !x->stored)
         ph_risk_release(x->engine, &x->subject, &x->decision);
     ph_end_user_wipe(&x->eu);
+    ph_wipe(x->token, sizeof x->token);
     free(x->record);
     free(x);
 }
@@ -102,10 +110,15 @@ static int is_denied(const ph_order *o)
 /* The request's defining fields; a replay must match them exactly. A recharge
  * account is a person's phone number: it goes into the fingerprint through the
  * keyed index hash, never a plain SHA-256 that a table of numbers would undo. */
-static void order_fingerprint(ph_req *r, const ph_product_conf *p, uint32_t quantity,
+static void order_fingerprint(ph_req *r, const ph_product_conf *p, uint32_t quantity, int grant,
                               uint8_t out[32])
 {
     char buf[PH_SKU_MAX + PH_ACCOUNT_MAX + 32];
+    if (grant) { /* the holder and expiry are the grant's, not the order's defining fields */
+        int n = snprintf(buf, sizeof buf, "grant\n%s\n%u", p->sku, quantity);
+        ph_crypto_sha256(r->env->keys, buf, (size_t)n, out);
+        return;
+    }
     if (p->delivery == PH_DELIVERY_RECHARGE) {
         int n = snprintf(buf, sizeof buf, "recharge\n%s\n%s", p->sku, r->account);
         ph_crypto_index(r->env->keys, buf, (size_t)n, out);
@@ -128,12 +141,46 @@ static int order_reply(ph_req *r, unsigned status, const ph_order *o)
         r, status, json_pack("{s:o}", "order", ph_view_order(o, r->cfg->cfg, r->env->keys, 1, 0)));
 }
 
+/* A grant order (issue 16): 201 with the order and its grant, the token shown
+ * this once; a replay 200 with the grant as stored, without the token. */
+static int reply_grant_order(ph_req *r, const ph_order *o, int replayed)
+{
+    order_risk *x = risk_of(r);
+    char *txt = NULL;
+    ph_err err = {0};
+    if (!replayed && r->cmd.record)
+        txt = strdup(r->cmd.record);
+    else if (ph_store_grant_get(r->env->store, o->id, &txt, &err) != PH_OK)
+        return ph_req_fail(r, err.code ? err.code : PH_ENOMEM, &err);
+    json_t *g = txt ? ph_grant_view(txt) : NULL;
+    free(txt);
+    if (!g)
+        return ph_req_fail(r, PH_ENOMEM, NULL);
+    int shown = !replayed && x && x->token[0];
+    if (shown)
+        json_object_set_new(g, "token", json_string(x->token));
+    json_object_set_new(g, "token_shown", json_boolean(shown));
+    if (x)
+        ph_wipe(x->token, sizeof x->token);
+    if (replayed)
+        r->replay_header = "true";
+    ph_log(r->env->log, PH_LOG_INFO, r->reqid, replayed ? "order.replayed" : "order.granted",
+           "order=%llu sku=%s quantity=%u state=%s", (unsigned long long)o->id, o->sku, o->quantity,
+           ph_order_state_name(o->state));
+    return ph_req_json(r, replayed ? 200 : 201,
+                       json_pack("{s:o,s:o}", "order",
+                                 ph_view_order(o, r->cfg->cfg, r->env->keys, 1, 0), "grant", g));
+}
+
 /* 201 for a new order that is final, 202 for one still with a supplier,
  * 200 (Idempotent-Replay) for a replay whatever its state. */
 static int reply_new_order(ph_req *r, const ph_order *o, int replayed)
 {
     if (is_denied(o))
         return reply_denied(r, o, replayed);
+    order_risk *x = risk_of(r);
+    if (x && x->is_grant)
+        return reply_grant_order(r, o, replayed);
     int final = ph_order_state_final(o->state);
     if (replayed)
         r->replay_header = "true";
@@ -166,8 +213,8 @@ static void wake(void *arg)
 static int reply_or_wait(ph_req *r, const ph_order *o, int replayed)
 {
     int final = ph_order_state_final(o->state);
-    /* a held order waits for ops, not for a supplier: answered now */
-    if (final || !r->wait_s || o->state == PH_ORDER_HELD)
+    /* a held order waits for ops, a granted one for its holder: answered now */
+    if (final || !r->wait_s || o->state == PH_ORDER_HELD || o->state == PH_ORDER_GRANTED)
         return reply_new_order(r, o, replayed);
     r->order_id = o->id;
     if (replayed)
@@ -183,7 +230,7 @@ static int supply_created(ph_req *r)
     if (r->cmd.rc != PH_OK)
         return ph_req_fail(r, r->cmd.rc, &r->cmd.err);
     const ph_order *o = r->cmd.order;
-    if (!r->cmd.replayed) {
+    if (!r->cmd.replayed && o->state == PH_ORDER_PROCESSING) {
         ph_err err = {0};
         int rc = ph_fulfil_begin(r->env->fulfil, o, r->account[0] ? r->account : NULL, &err);
         if (rc)
@@ -229,9 +276,10 @@ static int supply_submit(ph_req *r, const ph_product_conf *p)
     /* a replay must get its order back even when no supplier could take a new
      * one: only then is the id looked up (the store answers replays itself) */
     order_risk *x = risk_of(r);
-    /* a held or denied order goes to no supplier now: none is needed */
-    if (ph_fulfil_route(r->env->fulfil, r->cfg->cfg, p, &t) != PH_OK && !(x && x->in.verdict) &&
-        !order_exists(r)) {
+    int grant = x && x->is_grant;
+    /* a held, denied or granted order goes to no supplier now: none is needed */
+    if (!grant && ph_fulfil_route(r->env->fulfil, r->cfg->cfg, p, &t) != PH_OK &&
+        !(x && x->in.verdict) && !order_exists(r)) {
         if (p->delivery == PH_DELIVERY_CARD_CODE) /* the stock's own answer, naming the sku */
             return ph_req_fail(r, r->cmd.rc, &r->cmd.err);
         if (delisted(r, p)) /* the store's answer, naming the sku and why */
@@ -255,7 +303,11 @@ static int supply_submit(ph_req *r, const ph_product_conf *p)
     r->cmd.in.supply.first = t;
     r->cmd.in.supply.fail_reason = t.supplier ? NULL : "no_supplier_available";
     r->cmd.in.supply.risk = x && (x->in.record || x->in.verdict) ? &x->in : NULL;
-    if (p->delivery == PH_DELIVERY_RECHARGE) {
+    if (grant) {
+        r->cmd.in.supply.grant = &x->grant;
+        r->cmd.in.supply.first = (ph_attempt_target){0};
+        r->cmd.in.supply.fail_reason = NULL; /* routed when it is claimed */
+    } else if (p->delivery == PH_DELIVERY_RECHARGE) {
         if (ph_fulfil_seal_account(r->env->fulfil, r->account, r->account_sealed,
                                    &r->account_sealed_len, r->account_masked) != PH_OK)
             return ph_req_fail(r, PH_ECRYPTO, NULL);
@@ -285,7 +337,7 @@ static int bad(ph_req *r, unsigned status, const char *code, const char *msg)
 }
 
 /* The fields POST /v1/orders takes (ph_req_body_fields refuses any other). */
-#define ORDER_FIELDS "client_order_id sku quantity account wait end_user"
+#define ORDER_FIELDS "client_order_id sku quantity account wait end_user deliver grant"
 
 /* account (recharge only) and wait; r->account / r->wait_s. */
 static int supply_fields(ph_req *r, json_t *b, const ph_product_conf *p, json_int_t qty)
@@ -302,6 +354,15 @@ static int supply_fields(ph_req *r, json_t *b, const ph_product_conf *p, json_in
     if (p->delivery == PH_DELIVERY_CARD_CODE) {
         if (acc)
             return bad(r, 400, "invalid_request", "account: only for recharge products");
+        return 0;
+    }
+    const char *deliver = json_string_value(json_object_get(b, "deliver"));
+    if (deliver && !strcmp(deliver, "grant")) { /* the account comes with the claim */
+        if (acc)
+            return bad(r, 400, "invalid_request",
+                       "account: a granted recharge is given its account when claimed");
+        if (qty != 1)
+            return bad(r, 400, "invalid_request", "quantity: a recharge is one unit");
         return 0;
     }
     const char *a = json_string_value(acc);
@@ -370,6 +431,67 @@ static int risk_intake(ph_req *r, json_t *b)
     return 0;
 }
 
+/* "deliver" and "grant" (issue 16): a grant needs an end user with an id
+ * (its holder) and one of expires_at (RFC 3339) or ttl_s, within
+ * grants.min_ttl_s .. 3 years. 400 naming the field, nothing placed. */
+static int grant_intake(ph_req *r, json_t *b)
+{
+    json_t *dv = json_object_get(b, "deliver"), *gv = json_object_get(b, "grant");
+    const char *deliver = json_string_value(dv);
+    if (dv && (!deliver || (strcmp(deliver, "grant") && strcmp(deliver, "goods"))))
+        return bad(r, 400, "invalid_request", "deliver: expected \"goods\" or \"grant\"");
+    if (!deliver || strcmp(deliver, "grant"))
+        return gv ? bad(r, 400, "invalid_request", "grant: only with \"deliver\": \"grant\"") : 0;
+    order_risk *x = risk_of(r);
+    if (!x || !x->eu.given || !x->eu.id[0])
+        return bad(r, 400, "invalid_request", "end_user.id: a grant needs its holder");
+    if (!json_is_object(gv))
+        return bad(r, 400, "invalid_request", "grant: expected an object with expires_at or ttl_s");
+    json_t *at = json_object_get(gv, "expires_at"), *ttl = json_object_get(gv, "ttl_s");
+    const char *k;
+    json_t *v;
+    size_t pos = 0;
+    json_object_foreach(gv, k, v)
+    {
+        pos++;
+        if (strcmp(k, "expires_at") && strcmp(k, "ttl_s")) {
+            ph_req_error(r, 400, "invalid_request",
+                         "grant: member %zu is unknown (expected expires_at or ttl_s)", pos);
+            return -1;
+        }
+    }
+    int64_t now = ph_now_ms(), ms = 0;
+    if ((at != NULL) == (ttl != NULL))
+        return bad(r, 400, "invalid_request", "grant: expected one of expires_at and ttl_s");
+    if (ttl) {
+        json_int_t s = json_is_integer(ttl) ? json_integer_value(ttl) : -1;
+        if (s < 1 || s > PH_GRANT_TTL_MAX_MS / 1000)
+            return bad(r, 400, "invalid_request", "grant.ttl_s: expected seconds, up to 3 years");
+        ms = now + (int64_t)s * 1000;
+    } else {
+        const char *t = json_string_value(at);
+        if (!t || !strchr(t, 'T') || ph_time_parse(t, strlen(t), &ms))
+            return bad(r, 400, "invalid_request",
+                       "grant.expires_at: expected an RFC 3339 time (2027-01-31T23:59:59+08:00)");
+    }
+    int64_t min = (int64_t)r->cfg->cfg->grant_min_ttl_s * 1000;
+    if (ms - now < min || ms - now > PH_GRANT_TTL_MAX_MS) {
+        ph_req_error(r, 400, "invalid_request",
+                     "grant: expires %u seconds to 3 years from now, not sooner or later",
+                     r->cfg->cfg->grant_min_ttl_s);
+        return -1;
+    }
+    x->is_grant = 1;
+    x->grant.expires_at = ms;
+    int rc = ph_grant_holder_of(&x->eu, r->env->keys, &x->grant.holder, x->masked, x->tags,
+                                sizeof x->tags);
+    if (rc == PH_OK)
+        rc = ph_grant_token_new(r->env->keys, x->token, x->grant.token_hash);
+    if (rc)
+        return ph_req_fail(r, rc, NULL), -1;
+    return 0;
+}
+
 /* Decides (risk.h) and writes the order's risk input just before the first
  * submission; the plaintext is wiped here. -1 with the response set. */
 static int risk_decide(ph_req *r, const ph_product_conf *p, uint32_t qty)
@@ -429,7 +551,7 @@ int ph_api_order_create(ph_req *r)
     const ph_product_conf *p = NULL;
     if (ph_req_body_fields(r, ORDER_FIELDS, &b))
         return PH_REQ_DONE;
-    int bad_fields = order_fields(r, b, &qty, &p) || risk_intake(r, b);
+    int bad_fields = order_fields(r, b, &qty, &p) || risk_intake(r, b) || grant_intake(r, b);
     json_decref(b);
     if (bad_fields)
         return PH_REQ_DONE;
@@ -439,11 +561,13 @@ int ph_api_order_create(ph_req *r)
     r->cmd.in.order.client_order_id = r->arg[0];
     r->cmd.in.order.sku = r->arg[1];
     r->cmd.in.order.quantity = qty;
-    order_fingerprint(r, p, qty, r->cmd.in.order.fingerprint);
+    order_risk *x = risk_of(r);
+    order_fingerprint(r, p, qty, x && x->is_grant, r->cmd.in.order.fingerprint);
     if (risk_decide(r, p, qty))
         return PH_REQ_DONE;
-    order_risk *x = risk_of(r);
+    x = risk_of(r);
     r->cmd.in.order.risk = x && (x->in.record || x->in.verdict) ? &x->in : NULL;
+    r->cmd.in.order.grant = x && x->is_grant ? &x->grant : NULL;
     if (p->delivery == PH_DELIVERY_RECHARGE)
         return supply_submit(r, p);
     return ph_req_submit(r, stock_ordered);
@@ -522,12 +646,13 @@ static int parse_filter(ph_req *r, order_filter *f)
     memset(f, 0, sizeof *f);
     f->client = ph_req_query(r, "client");
     f->sku = ph_req_query(r, "sku");
-    for (int i = PH_ORDER_PROCESSING; st && i <= PH_ORDER_HELD && !f->state; i++)
+    for (int i = PH_ORDER_PROCESSING; st && i <= PH_ORDER_GRANTED && !f->state; i++)
         if (!strcmp(st, ph_order_state_name(i)))
             f->state = i;
     if (st && !f->state)
         return ph_req_error(r, 400, "invalid_request",
-                            "state: expected processing, succeeded, failed, unknown or held"),
+                            "state: expected processing, succeeded, failed, unknown, held or "
+                            "granted"),
                -1;
     if (f->client && !ph_ident_valid(f->client, PH_SKU_MAX))
         return ph_req_error(r, 400, "invalid_request", "client: expected a client name"), -1;

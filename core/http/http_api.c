@@ -108,6 +108,11 @@ static const ph_route routes[] = {
     {"GET", "/v1/products", ANY_SCOPE, ph_api_products_list, "brand tag category"},
     {"GET", "/v1/products/*", ANY_SCOPE, ph_api_product_get, NULL},
     {"POST", "/v1/batches", PH_SCOPE_OPS, ph_api_batch_import, "supplier sku unit_cost note"},
+    /* welfare batches of grants (issue 16; api_grants.c) */
+    {"POST", "/v1/batches/grants", PH_SCOPE_FULFILL, ph_api_grant_batch,
+     "batch_id ttl_s expires_at"},
+    {"GET", "/v1/batches/grants/*", PH_SCOPE_FULFILL | PH_SCOPE_OPS, ph_api_grant_batch_csv,
+     "client"},
     {"GET", "/v1/batches", PH_SCOPE_OPS, ph_api_batch_list, "after limit"},
     {"GET", "/v1/batches/*", PH_SCOPE_OPS, ph_api_batch_get, NULL},
     {"POST", "/v1/batches/*/void", PH_SCOPE_OPS, ph_api_batch_void, NULL},
@@ -165,6 +170,13 @@ static const ph_route routes[] = {
     {"GET", "/v1/reviews", PH_SCOPE_OPS, ph_api_review_list, "after limit"},
     {"POST", "/v1/reviews/*/release", PH_SCOPE_OPS, ph_api_review_release, NULL},
     {"POST", "/v1/reviews/*/block", PH_SCOPE_OPS, ph_api_review_block, NULL},
+    /* grants (issue 16; api_grants.c) */
+    {"POST", "/v1/grants/claim", PH_SCOPE_FULFILL, ph_api_grant_claim, NULL},
+    {"GET", "/v1/grants", PH_SCOPE_FULFILL | PH_SCOPE_OPS, ph_api_grant_list,
+     "state client after limit"},
+    {"GET", "/v1/grants/*", PH_SCOPE_FULFILL | PH_SCOPE_OPS, ph_api_grant_get, NULL},
+    {"POST", "/v1/grants/*/gift", PH_SCOPE_FULFILL, ph_api_grant_gift, NULL},
+    {"POST", "/v1/grants/*/extend", PH_SCOPE_OPS, ph_api_grant_extend, NULL},
     /* risk rules and lists (issue 15; api_risk.c) */
     {"GET", "/v1/risk/rules", PH_SCOPE_OPS, ph_api_risk_rules, NULL},
     {"POST", "/v1/risk/rules", PH_SCOPE_OPS, ph_api_risk_rule_create, NULL},

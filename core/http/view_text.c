@@ -121,7 +121,7 @@ static int txt_codes(txt_buf *b, const ph_order *o, const ph_keyring *kr)
 static int txt_stock_order(txt_buf *b, const ph_order *o, const ph_config *cfg,
                            const ph_keyring *kr)
 {
-    if (ph_order_via_supplier(o))
+    if (ph_order_via_supplier(o) || o->state == PH_ORDER_GRANTED) /* reserved codes: never shown */
         return -1;
     const ph_product_conf *p = ph_config_product(cfg, o->sku);
     txt_lit(b, "{\"order\":{\"id\":");

@@ -118,7 +118,8 @@ json_t *ph_view_order(const ph_order *o, const ph_config *cfg, const ph_keyring 
     if (with_cost)
         json_object_set_new(j, "cost", money(o->cost));
     view_supply(j, o, cfg, with_cost);
-    if (with_codes && o->codes) {
+    /* a grant's reserved codes are the holder's only once claimed (issue 16) */
+    if (with_codes && o->codes && o->state != PH_ORDER_GRANTED) {
         json_t *codes = json_array();
         for (size_t i = 0; i < o->ncodes; i++)
             json_array_append_new(codes, view_code(&o->codes[i], kr));

@@ -200,7 +200,8 @@ int ph_notify_check(const ph_config *cfg, ph_err *err)
                     return ph_err_set(
                         err, PH_EINVAL,
                         "%s:%u:%u: clients[%zu].webhooks[%zu].events[%zu]: expected an event "
-                        "type a webhook carries (order.* and its types, stock.low, stock.out, "
+                        "type a webhook carries (order.* and its types, grant.*, stock.low, "
+                        "stock.out, "
                         "product.delisted, product.relisted; docs/api.md), got \"%.64s\"",
                         cfg->source, w->event_mark[k].line, w->event_mark[k].col, i, j, k,
                         w->events[k]);

@@ -78,6 +78,10 @@ const char *ph_cmd_type_name(int type)
         return "risk_rule";
     case PH_CMD_RISK_LIST:
         return "risk_list";
+    case PH_CMD_GRANT:
+        return "grant";
+    case PH_CMD_GRANT_BATCH:
+        return "grant_batch";
     default:
         return "?";
     }
@@ -154,6 +158,26 @@ static void w_risk(wbuf *b, const ph_order_risk *rk)
     w_blob(b, rk->record, rk->record_len);
 }
 
+static void w_holder(wbuf *b, const ph_grant_holder *h)
+{
+    w_u64(b, h->key);
+    w_str(b, h->masked);
+    w_str(b, h->tags);
+}
+
+/* Version 4: ORDER's and SUPPLY_CREATE's grant input (issue 16), a flag then
+ * its members; after the risk input. */
+static void w_grant(wbuf *b, const ph_grant_in *g)
+{
+    w_u8(b, g ? 1 : 0);
+    if (!g)
+        return;
+    w_i64(b, g->expires_at);
+    w_bytes(b, g->token_hash, 32);
+    w_holder(b, &g->holder);
+    w_u64(b, g->batch);
+}
+
 static int encode_cmd(wbuf *b, const ph_cmd *c, size_t idx, ph_err *err)
 {
     w_u8(b, (uint8_t)c->type);
@@ -188,6 +212,7 @@ static int encode_cmd(wbuf *b, const ph_cmd *c, size_t idx, ph_err *err)
         w_u32(b, c->in.order.quantity);
         w_bytes(b, c->in.order.fingerprint, 32);
         w_risk(b, c->in.order.risk);
+        w_grant(b, c->in.order.grant);
         break;
     case PH_CMD_VOID_BATCH:
         w_u64(b, c->in.void_batch.batch_id);
@@ -212,6 +237,7 @@ static int encode_cmd(wbuf *b, const ph_cmd *c, size_t idx, ph_err *err)
         w_target(b, &c->in.supply.first);
         w_str(b, c->in.supply.fail_reason);
         w_risk(b, c->in.supply.risk);
+        w_grant(b, c->in.supply.grant);
         break;
     case PH_CMD_ATTEMPT:
         if (c->in.attempt.ncodes > UINT32_MAX)
@@ -425,6 +451,40 @@ static int encode_cmd(wbuf *b, const ph_cmd *c, size_t idx, ph_err *err)
         w_i64(b, c->in.risk_list.expires_at);
         w_str(b, c->in.risk_list.masked);
         w_str(b, c->in.risk_list.note);
+        break;
+    case PH_CMD_GRANT:
+        w_i32(b, c->in.grant.op);
+        w_u64(b, c->in.grant.grant_id);
+        w_bytes(b, c->in.grant.token_hash, 32);
+        w_bytes(b, c->in.grant.key, 32);
+        w_str(b, c->in.grant.client);
+        w_holder(b, &c->in.grant.to);
+        w_bytes(b, c->in.grant.new_token_hash, 32);
+        w_blob(b, c->in.grant.account_sealed, c->in.grant.account_sealed_len);
+        w_str(b, c->in.grant.account_masked);
+        w_target(b, &c->in.grant.first);
+        w_str(b, c->in.grant.fail_reason);
+        w_i64(b, c->in.grant.expires_at);
+        w_str(b, c->in.grant.who);
+        w_u32(b, c->in.grant.limit);
+        break;
+    case PH_CMD_GRANT_BATCH:
+        if (c->in.grant_batch.n > UINT32_MAX)
+            return ph_err_set(err, PH_EINVAL, "command %zu (grant_batch): lines: too many", idx);
+        w_str(b, c->in.grant_batch.client);
+        w_str(b, c->in.grant_batch.batch_id);
+        w_bytes(b, c->in.grant_batch.fingerprint, 32);
+        w_i64(b, c->in.grant_batch.expires_at);
+        w_u32(b, (uint32_t)c->in.grant_batch.n);
+        for (size_t i = 0; i < c->in.grant_batch.n; i++) {
+            const ph_grant_line *l = &c->in.grant_batch.lines[i];
+            w_u32(b, l->line);
+            w_str(b, l->sku);
+            w_i32(b, l->delivery);
+            w_i32(b, l->supply_ok);
+            w_bytes(b, l->token_hash, 32);
+            w_holder(b, &l->holder);
+        }
         break;
     default:
         /* a new command kind must be given an encoding here, or replication
@@ -703,6 +763,74 @@ static const ph_order_risk *r_risk(rd *r)
     return rk;
 }
 
+static void r_holder(rd *r, ph_grant_holder *h)
+{
+    h->key = r_u64(r, "holder.key");
+    h->masked = r_str(r, "holder.masked");
+    h->tags = r_str(r, "holder.tags");
+}
+
+static const ph_grant_in *r_grant(rd *r)
+{
+    const uint8_t *has = r->version >= 4 ? r_take(r, 1, "grant") : NULL;
+    if (!has || !*has)
+        return NULL;
+    ph_grant_in *g = a_alloc(r->a, sizeof *g);
+    if (!g) {
+        r_fail(r, "grant", NULL);
+        return NULL;
+    }
+    g->expires_at = r_i64(r, "grant.expires_at");
+    r_bytes32(r, g->token_hash, "grant.token_hash");
+    r_holder(r, &g->holder);
+    g->batch = r_u64(r, "grant.batch");
+    return g;
+}
+
+static void decode_grant(rd *r, ph_cmd *c)
+{
+    uint32_t len = 0;
+    c->in.grant.op = r_i32(r, "op");
+    c->in.grant.grant_id = r_u64(r, "grant_id");
+    r_bytes32(r, c->in.grant.token_hash, "token_hash");
+    r_bytes32(r, c->in.grant.key, "key");
+    c->in.grant.client = r_str(r, "client");
+    r_holder(r, &c->in.grant.to);
+    r_bytes32(r, c->in.grant.new_token_hash, "new_token_hash");
+    c->in.grant.account_sealed = r_blob(r, &len, "account_sealed");
+    c->in.grant.account_sealed_len = len;
+    c->in.grant.account_masked = r_str(r, "account_masked");
+    r_target(r, &c->in.grant.first, "first.supplier", "first.product_id", "first.unit_cost");
+    c->in.grant.fail_reason = r_str(r, "fail_reason");
+    c->in.grant.expires_at = r_i64(r, "expires_at");
+    c->in.grant.who = r_str(r, "who");
+    c->in.grant.limit = r_u32(r, "limit");
+}
+
+static void decode_grant_batch(rd *r, ph_cmd *c)
+{
+    c->in.grant_batch.client = r_str(r, "client");
+    c->in.grant_batch.batch_id = r_str(r, "batch_id");
+    r_bytes32(r, c->in.grant_batch.fingerprint, "fingerprint");
+    c->in.grant_batch.expires_at = r_i64(r, "expires_at");
+    size_t n = r_count(r, 4 + 4 + 4 + 4 + 32 + 8 + 4 + 4, "lines");
+    ph_grant_line *lines = a_alloc(r->a, (n ? n : 1) * sizeof *lines);
+    if (!lines) {
+        r_fail(r, "lines", NULL);
+        return;
+    }
+    for (size_t i = 0; i < n && !r->rc; i++) {
+        lines[i].line = r_u32(r, "lines.line");
+        lines[i].sku = r_str(r, "lines.sku");
+        lines[i].delivery = r_i32(r, "lines.delivery");
+        lines[i].supply_ok = r_i32(r, "lines.supply_ok");
+        r_bytes32(r, lines[i].token_hash, "lines.token_hash");
+        r_holder(r, &lines[i].holder);
+    }
+    c->in.grant_batch.lines = lines;
+    c->in.grant_batch.n = n;
+}
+
 static void decode_supply(rd *r, ph_cmd *c)
 {
     c->in.supply.client = r_str(r, "client");
@@ -716,6 +844,7 @@ static void decode_supply(rd *r, ph_cmd *c)
     r_target(r, &c->in.supply.first, "first.supplier", "first.product_id", "first.unit_cost");
     c->in.supply.fail_reason = r_str(r, "fail_reason");
     c->in.supply.risk = r_risk(r);
+    c->in.supply.grant = r_grant(r);
 }
 
 static void decode_attempt(rd *r, ph_cmd *c)
@@ -983,6 +1112,7 @@ static int decode_cmd(rd *r, ph_cmd *c, int *rc_out)
         c->in.order.quantity = r_u32(r, "quantity");
         r_bytes32(r, c->in.order.fingerprint, "fingerprint");
         c->in.order.risk = r_risk(r);
+        c->in.order.grant = r_grant(r);
         break;
     case PH_CMD_VOID_BATCH:
         c->in.void_batch.batch_id = r_u64(r, "batch_id");
@@ -1109,6 +1239,12 @@ static int decode_cmd(rd *r, ph_cmd *c, int *rc_out)
         c->in.review.note = r_str(r, "note");
         r_target(r, &c->in.review.first, "first.supplier", "first.product_id", "first.unit_cost");
         c->in.review.fail_reason = r_str(r, "fail_reason");
+        break;
+    case PH_CMD_GRANT:
+        decode_grant(r, c);
+        break;
+    case PH_CMD_GRANT_BATCH:
+        decode_grant_batch(r, c);
         break;
     default:
         r->kind = "?";

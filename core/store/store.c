@@ -36,7 +36,8 @@ static const char *const db_names[DB_COUNT] = {
     "replenish_sku", "replenish_day", "wh_endpoints", "wh_deliveries",  "wh_pending",
     "wh_last",       "wh_attempts",   "risk_rules",   "risk_rule_hist", "risk_lists",
     "order_risk",    "reviews",       "agg_sku",      "agg_hours",      "agg_claims",
-    "agg_co",        "agg_users",
+    "agg_co",        "agg_users",     "grants",       "grant_tokens",   "grant_expiry",
+    "grant_batches",
 };
 
 static const unsigned db_flags[DB_COUNT] = {
@@ -59,6 +60,7 @@ static const unsigned db_flags[DB_COUNT] = {
     [DB_REPLENISH] = MDB_INTEGERKEY,
     [DB_ORDER_RISK] = MDB_INTEGERKEY,
     [DB_REVIEWS] = MDB_INTEGERKEY,
+    [DB_GRANTS] = MDB_INTEGERKEY,
 };
 
 const char *ph_store_db_name(int db)
@@ -81,8 +83,8 @@ const char *ph_code_state_name(int state)
 const char *ph_order_state_name(int state)
 {
     static const char *const names[] = {"?",      "accepted", "processing", "succeeded",
-                                        "failed", "unknown",  "held"};
-    return state >= 1 && state <= PH_ORDER_HELD ? names[state] : "?";
+                                        "failed", "unknown",  "held",       "granted"};
+    return state >= 1 && state <= PH_ORDER_GRANTED ? names[state] : "?";
 }
 
 const char *ph_attempt_state_name(int state)
@@ -510,6 +512,7 @@ static void clear_results(ph_cmd *cmd, int keep_dups);
 static void cmd_reset(ph_cmd *c)
 {
     clear_results(c, 0);
+    c->grant_state = 0;
     c->rc = PH_OK;
     c->err.code = 0;
     c->err.msg[0] = 0;
@@ -871,6 +874,9 @@ static void clear_results(ph_cmd *cmd, int keep_dups)
     cmd->discrepancy_id = 0;
     cmd->replayed = 0;
     cmd->recon_run = 0;
+    free(cmd->grant_ids);
+    cmd->grant_ids = NULL;
+    cmd->ngrant_ids = 0;
     free(cmd->affected);
     cmd->affected = NULL;
     cmd->naffected = 0;

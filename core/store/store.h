@@ -60,8 +60,8 @@
 
 enum ph_code_state {
     PH_CODE_AVAILABLE = 1,
-    PH_CODE_RESERVED = 2, /* never written yet: a unit held for a grant arrives with
-                             issue 16; read paths already treat it as taken */
+    PH_CODE_RESERVED = 2, /* held for a grant (issue 16): order_id is the grant's order;
+                             read paths treat it as taken, stock does not count it */
     PH_CODE_ISSUED = 3,
     PH_CODE_REDEEMED = 4, /* an issued code its supplier says was redeemed (PH_CMD_CODE_REDEEMED);
                              final, like voided and expired */
@@ -76,8 +76,12 @@ enum ph_order_state {
     PH_ORDER_SUCCEEDED = 3,
     PH_ORDER_FAILED = 4,
     PH_ORDER_UNKNOWN = 5,
-    PH_ORDER_HELD = 6, /* a risk rule said review: no code taken, no supplier called, until
-                          ops release or block it, or its review times out (PH_CMD_REVIEW) */
+    PH_ORDER_HELD = 6,    /* a risk rule said review: no code taken, no supplier called, until
+                             ops release or block it, or its review times out (PH_CMD_REVIEW) */
+    PH_ORDER_GRANTED = 7, /* a grant (issue 16): its unit reserved (quantity codes of local
+                             stock, or the right to one supplier order with no attempt),
+                             until the holder claims it or it expires (PH_CMD_GRANT). Like
+                             held: nothing in flight, not final */
 };
 
 /* "available", "issued", ...; "?" for an unknown value. Static strings. */
@@ -404,6 +408,9 @@ enum ph_cmd_type {
     PH_CMD_RISK_RULE, /* ops create, change or remove a risk rule (store_risk_rules.c) */
     PH_CMD_RISK_LIST, /* ops add or remove a block or allow list entry (store_risk_rules.c) */
     PH_CMD_REVIEW,    /* a held order released or blocked (store_review.c) */
+    /* grants (issue 16; store_grant.c, docs/store.md "Grants") */
+    PH_CMD_GRANT,       /* claim, gift, expire or extend a grant (in.grant.op) */
+    PH_CMD_GRANT_BATCH, /* a welfare batch: one grant per line, all or none (store_grant.c) */
 };
 
 /* The event names PH_CMD_NOTE_EVENT accepts: a closed list, so the feed's
@@ -610,6 +617,60 @@ typedef struct ph_order_risk {
     size_t record_len;
 } ph_order_risk;
 
+/* ---- grants (issue 16; store_grant.c, docs/store.md "Grants") ----------------
+ *
+ * A grant is an order stored PH_ORDER_GRANTED: its unit reserved for an end
+ * user (the holder) until it is claimed, gifted on, extended or expired. Its
+ * record (`grants`, keyed by the order id, which is the grant id) keeps the
+ * holder as a subject key and a masked id, never the id; its claim token is a
+ * secret known only by its keyed hash (`grant_tokens`: hash -> id), computed
+ * on the HTTP thread. Every transition is one PH_CMD_GRANT. */
+enum ph_grant_state { PH_GRANT_ACTIVE = 1, PH_GRANT_CLAIMED = 2, PH_GRANT_EXPIRED = 3 };
+/* "active", "claimed", "expired"; "?" / 0 for anything else. Static strings. */
+const char *ph_grant_state_name(int state);
+int ph_grant_state_parse(const char *name);
+
+#define PH_GRANT_TTL_MIN_MS    (60LL * 1000)                  /* a grant lasts at least a minute */
+#define PH_GRANT_TTL_MAX_MS    (3LL * 366 * 24 * 3600 * 1000) /* and at most about 3 years */
+#define PH_GRANT_HOLDER_MASKED 16                             /* bytes of a masked holder id */
+#define PH_GRANT_TAGS_MAX      1024 /* bytes of the tags, a JSON array of "key=value" strings */
+#define PH_GRANT_RECORD_MAX    16384
+
+/* The holder of a grant: the end user's subject key (risk.h's ph_risk_key of
+ * end_user.id), its masked id, and the order's end-user tags. */
+typedef struct ph_grant_holder {
+    uint64_t key;
+    const char *masked; /* 1..PH_GRANT_HOLDER_MASKED-1 printable ASCII bytes */
+    const char *tags;   /* JSON array text of "key=value" strings; NULL = [] */
+} ph_grant_holder;
+
+/* What ORDER and SUPPLY_CREATE carry to make their new order a grant. */
+typedef struct ph_grant_in {
+    int64_t expires_at; /* ms, after now */
+    uint8_t token_hash[32];
+    ph_grant_holder holder;
+    uint64_t batch; /* the welfare batch it came with; 0 none */
+} ph_grant_in;
+
+/* One line of a welfare batch (PH_CMD_GRANT_BATCH): one grant of one unit. */
+#define PH_GRANT_BATCH_MAX    200000 /* lines of one batch */
+#define PH_GRANT_BATCH_ID_MAX 100    /* bytes of a batch id: its orders are "<batch id>:<line>" */
+typedef struct ph_grant_line {
+    uint32_t line; /* in the caller's file: the refusal names it */
+    const char *sku;
+    int delivery;  /* PH_DELIVERY_* of the product */
+    int supply_ok; /* a card-code line may become a supplier grant when the stock is short */
+    uint8_t token_hash[32];
+    ph_grant_holder holder;
+} ph_grant_line;
+
+enum ph_grant_op {
+    PH_GRANT_CLAIM = 1,  /* by token: codes issued (succeeded) or the first attempt (processing) */
+    PH_GRANT_GIFT = 2,   /* by token: a new holder and token, the old token dead */
+    PH_GRANT_EXPIRE = 3, /* the job: due grants expire, reserved codes back to stock */
+    PH_GRANT_EXTEND = 4, /* ops: a new expires_at */
+};
+
 typedef struct ph_cmd ph_cmd;
 typedef void (*ph_cmd_done_fn)(ph_cmd *cmd);
 
@@ -635,6 +696,7 @@ struct ph_cmd {
             uint32_t quantity;
             uint8_t fingerprint[32];
             const ph_order_risk *risk; /* NULL: no end user, no decision (nothing stored) */
+            const ph_grant_in *grant;  /* NULL: goods (below, "GRANT") */
         } order;
         struct {
             uint64_t batch_id;
@@ -663,6 +725,7 @@ struct ph_cmd {
             ph_attempt_target first;
             const char *fail_reason;
             const ph_order_risk *risk; /* as for ORDER; a held order gets no attempt */
+            const ph_grant_in *grant;  /* as for ORDER: no attempt, no account */
         } supply;
         /*
          * ATTEMPT: attempt `no` of order `order_id` moves to `state` (a forward
@@ -1039,6 +1102,75 @@ struct ph_cmd {
             ph_attempt_target first;
             const char *fail_reason;
         } review;
+        /*
+         * ORDER, SUPPLY_CREATE: `grant` (in.order.grant / in.supply.grant,
+         * NULL none) makes the new order a grant: stored GRANTED with its
+         * `grants` record, token hash and expiry entry; a card order from
+         * stock reserves its codes (available -> reserved), a supplier order
+         * gets no attempt (a recharge no account). A held order keeps its
+         * grant active until released (granted then) or blocked (expired).
+         * Events order.accepted (supplier orders), order.granted.
+         *
+         * GRANT (store_grant.c): `op` on the grant the token hash names
+         * (CLAIM, GIFT: client must be the order's, else PH_ENOTFOUND like
+         * an unknown token) or `grant_id` (EXTEND). `key` is the keyed hash
+         * of the caller's request_id (all zero: none): a CLAIM, GIFT or
+         * EXTEND whose key the grant already applied is a replay (replayed =
+         * 1, nothing changes).
+         *   CLAIM: codes reserved -> issued, order SUCCEEDED (booked like a
+         *     stock order); a supplier grant gets the account (recharge) and
+         *     attempt 1 at `first` (PROCESSING), or FAILED with fail_reason.
+         *     grant.claimed. Refusals: PH_ECONFLICT already claimed (another
+         *     key), PH_ESTATE expired (grant_state says so) or the order held.
+         *   GIFT: holder and token replaced (the old token's entry deleted),
+         *     the chain gets {at, from, to}; grant.gifted. PH_ESTATE, PH_ECONFLICT.
+         *   EXPIRE: at most `limit` grants due at now (0 = PH_EXPIRE_LIMIT):
+         *     reserved codes back to stock (or expired, when their own expiry
+         *     passed), order FAILED "grant_expired"; grant.expired, then
+         *     order.failed. Results: expired_codes (grants), more.
+         *   EXTEND: expires_at (after now, within PH_GRANT_TTL_MAX_MS) of an
+         *     active grant; who; grant.extended. PH_ESTATE.
+         * Results: order (the grant's, with codes), record (the grant's
+         * record, JSON text), replayed, grant_state (also on a refusal: the
+         * state the grant was found in, 0 none found).
+         */
+        struct {
+            int op; /* PH_GRANT_* op */
+            uint64_t grant_id;
+            uint8_t token_hash[32];
+            uint8_t key[32];
+            const char *client;
+            ph_grant_holder to; /* GIFT */
+            uint8_t new_token_hash[32];
+            const uint8_t *account_sealed; /* CLAIM of a recharge */
+            uint32_t account_sealed_len;
+            const char *account_masked;
+            ph_attempt_target first; /* CLAIM of a supplier grant */
+            const char *fail_reason;
+            int64_t expires_at; /* EXTEND */
+            const char *who;    /* EXTEND: the token's client */
+            uint32_t limit;     /* EXPIRE */
+        } grant;
+        /*
+         * GRANT_BATCH: a welfare batch of `client`, idempotent on (client,
+         * batch_id): the same again with the same fingerprint is replayed
+         * (replayed = 1, grant_ids from the stored orders), another is
+         * PH_ECONFLICT. Else every line becomes a grant order of one unit,
+         * client order id "<batch_id>:<line>" (1-based), as ORDER (card codes
+         * from stock, reserved) or SUPPLY_CREATE (a recharge, or a card line
+         * with supply_ok when its stock is short) would store it, all in this
+         * command's transaction: one line refused (a short stock, a delisted
+         * sku, its client order id taken) refuses the batch, the message
+         * naming the line, and nothing is stored. The batch's record goes to
+         * `grant_batches`. Results: grant_ids (ngrant_ids = n), record.
+         */
+        struct {
+            const char *client, *batch_id;
+            uint8_t fingerprint[32];
+            int64_t expires_at;
+            const ph_grant_line *lines;
+            size_t n;
+        } grant_batch;
         struct {
             const char *endpoint;
             const char *json; /* REPLAY */
@@ -1133,6 +1265,10 @@ struct ph_cmd {
     uint64_t wh_count;       /* WH_*: deliveries created, results applied, deliveries replayed */
     uint32_t rule_version;   /* RISK_RULE: the version stored (removed: the last one) */
     /* REVIEW sets `order` (after the release or block). */
+    uint64_t *grant_ids; /* GRANT_BATCH: the grant (order) id of each line; ph_cmd_clear */
+    size_t ngrant_ids;
+    int grant_state; /* GRANT: PH_GRANT_* the grant was found in (0: none); ORDER and
+                        SUPPLY_CREATE with a grant set `record` to the grant's record */
 
     /* ---- completion ---- */
     ph_cmd_done_fn
@@ -1349,7 +1485,7 @@ int ph_store_stuck_list(ph_store *s, const char *client, uint64_t after, size_t 
  * PH_OK with *n, or PH_EIO. Any thread. */
 int ph_store_stuck_count(ph_store *s, uint64_t *n, ph_err *err);
 /* Orders counted by state and by SKU (store_tally.c), for the ops page. */
-#define PH_ORDER_TALLY_STATES 7 /* by_state slots: index PH_ORDER_* (0, 1 unused) */
+#define PH_ORDER_TALLY_STATES 9 /* by_state slots: index PH_ORDER_* (0, 1 unused; 8 partial) */
 typedef struct ph_order_tally_sku {
     char sku[PH_SKU_MAX + 1];
     uint64_t orders, quantity;
@@ -1990,5 +2126,25 @@ int ph_store_risk_rule_get(ph_store *s, const char *id, struct ph_risk_rule *out
  * is none; PH_EIO, PH_ENOMEM. Any thread. */
 int ph_store_risk_rule_versions(ph_store *s, const char *id, struct ph_risk_rule **out, size_t *n,
                                 ph_err *err);
+
+/* ---- grants: reads (store_grant.c) ---- */
+
+/* Grant id's record as JSON text (docs/store.md, "Grants": never a token; the
+ * holder masked): *json is the caller's (free). PH_ENOTFOUND, PH_EIO,
+ * PH_ENOMEM. Any thread. */
+int ph_store_grant_get(ph_store *s, uint64_t id, char **json, ph_err *err);
+/* Grants with id > after, ascending, at most limit, of `client` (NULL any)
+ * in `state` (0 any), as JSON texts; paging, scan budget and freeing as
+ * ph_store_discrep_list. PH_EIO, PH_ENOMEM. Any thread. */
+int ph_store_grant_list(ph_store *s, const char *client, int state, uint64_t after, size_t limit,
+                        char ***out, size_t *n, uint64_t *next_after, ph_err *err);
+/* The grant a token's keyed hash names. PH_ENOTFOUND, PH_EIO. Any thread. */
+int ph_store_grant_by_token(ph_store *s, const uint8_t hash[32], uint64_t *id, ph_err *err);
+/* A welfare batch's record (JSON text: batch_id, client, count, created_at,
+ * expires_at), *json the caller's (free). PH_ENOTFOUND, PH_EIO, PH_ENOMEM. */
+int ph_store_grant_batch_get(ph_store *s, const char *client, const char *batch_id, char **json,
+                             ph_err *err);
+/* The earliest expiry among active grants (ms), 0 when none. Any thread. */
+int64_t ph_store_grant_next_due(ph_store *s);
 
 #endif

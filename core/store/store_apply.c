@@ -529,6 +529,10 @@ static int apply_cmd(ph_wtxn *w, ph_cmd *c)
         return store_apply_risk_rule(w, c);
     case PH_CMD_RISK_LIST:
         return store_apply_risk_list(w, c);
+    case PH_CMD_GRANT:
+        return store_apply_grant(w, c);
+    case PH_CMD_GRANT_BATCH:
+        return store_apply_grant_batch(w, c);
     default:
         return ph_err_set(&c->err, PH_EINVAL, "store: unknown command type %d", c->type);
     }

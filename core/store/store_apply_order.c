@@ -213,7 +213,7 @@ static int check_unseals(ph_wtxn *w, ph_cmd *c, const char *sku, uint64_t id, co
  * order_id and copied into out. An expired code is never issued, nor one that
  * does not unseal (check_unseals). */
 static int pop_code(ph_wtxn *w, ph_cmd *c, const char *sku, MDB_cursor *cur, uint64_t order_id,
-                    ph_code *out, expiry_tally *t)
+                    int state, ph_code *out, expiry_tally *t)
 {
     int64_t mv = store_min_validity(w, sku, strlen(sku));
     for (;;) {
@@ -244,7 +244,7 @@ static int pop_code(ph_wtxn *w, ph_cmd *c, const char *sku, MDB_cursor *cur, uin
             free(blob);
             return ph_store_lmdb_err(&c->err, mrc, "take stock");
         }
-        rec.state = expired ? PH_CODE_EXPIRED : PH_CODE_ISSUED;
+        rec.state = expired ? PH_CODE_EXPIRED : (uint8_t)state;
         rec.order_id = expired ? 0 : order_id;
         rec.changed_at = c->now;
         if ((rc = store_put_code(w, id, &rec, blob, 0, &c->err)) != PH_OK) {
@@ -335,7 +335,9 @@ int store_take_codes(ph_wtxn *w, ph_cmd *c, const char *sku, ph_order *o)
     int64_t cost = 0;
     expiry_tally expired = {0};
     while (o->ncodes < o->quantity) {
-        rc = pop_code(w, c, sku, cur, o->id, &o->codes[o->ncodes], &expired);
+        rc = pop_code(w, c, sku, cur, o->id,
+                      o->state == PH_ORDER_GRANTED ? PH_CODE_RESERVED : PH_CODE_ISSUED,
+                      &o->codes[o->ncodes], &expired);
         if (rc == PH_OK) {
             o->ncodes++;
             const char *supplier;
@@ -392,11 +394,15 @@ int store_apply_order(ph_wtxn *w, ph_cmd *c)
     if (rc)
         return rc;
     const ph_order_risk *risk = c->in.order.risk;
-    if ((rc = store_risk_input_ok(c, risk)) != PH_OK)
+    const ph_grant_in *grant = c->in.order.grant;
+    if ((rc = store_risk_input_ok(c, risk)) != PH_OK ||
+        (rc = store_grant_input_ok(c, grant)) != PH_OK)
         return rc;
     ph_order *o = NULL;
     if ((rc = new_order(w, c, &o)) != PH_OK)
         return rc;
+    if (grant)
+        o->state = PH_ORDER_GRANTED; /* its codes reserved, not issued (store_grant.c) */
     if (risk && risk->verdict != PH_VERDICT_FULFIL) {
         /* held or denied: no code taken (store_review.c) */
         store_risk_decide(o, risk);
@@ -404,11 +410,13 @@ int store_apply_order(ph_wtxn *w, ph_cmd *c)
         if ((rc = store_put_order(w, o, MDB_APPEND, &c->err)) == PH_OK &&
             (rc = store_index_order(w, o, &c->err)) == PH_OK)
             rc = store_risk_record(w, c, o, risk);
+        if (rc == PH_OK && grant && o->state == PH_ORDER_HELD)
+            rc = store_grant_new(w, c, o, grant);
     } else if ((rc = store_take_codes(w, c, o->sku, o)) == PH_OK &&
                (rc = store_put_order(w, o, MDB_APPEND, &c->err)) == PH_OK &&
                (rc = store_index_order(w, o, &c->err)) == PH_OK &&
                (rc = store_risk_record(w, c, o, risk)) == PH_OK)
-        rc = store_emit_outcome(w, c->now, o, 0, &c->err);
+        rc = grant ? store_grant_new(w, c, o, grant) : store_emit_outcome(w, c->now, o, 0, &c->err);
     if (rc) {
         ph_order_free(o);
         return rc;

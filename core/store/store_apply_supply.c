@@ -236,6 +236,17 @@ int store_emit_outcome(ph_wtxn *w, int64_t now, const ph_order *o, uint64_t batc
     return ev_end(&e, w, o, err);
 }
 
+int store_emit_granted(ph_wtxn *w, int64_t now, const ph_order *o, int64_t expires_at, ph_err *err)
+{
+    evtext e;
+    ev_begin(&e, w, now, "order.granted", o);
+    ev_int(&e, "grant_id", (long long)o->id);
+    ev_int(&e, "quantity", o->quantity);
+    ev_str(&e, "delivery", ph_delivery_name(o->delivery ? o->delivery : PH_DELIVERY_CARD_CODE));
+    ev_int(&e, "expires_at", (long long)expires_at);
+    return ev_end(&e, w, o, err);
+}
+
 static int check_supply_input(ph_cmd *c)
 {
     const char *masked = c->in.supply.account_masked;
@@ -245,7 +256,11 @@ static int check_supply_input(ph_cmd *c)
         return ph_err_set(&c->err, PH_EINVAL, "order: client, client_order_id or sku malformed");
     if (c->in.supply.quantity < 1 || c->in.supply.quantity > PH_ORDER_QUANTITY_MAX)
         return ph_err_set(&c->err, PH_EINVAL, "quantity: expected 1 to %d", PH_ORDER_QUANTITY_MAX);
-    if (c->in.supply.delivery == PH_DELIVERY_RECHARGE) {
+    if (c->in.supply.delivery == PH_DELIVERY_RECHARGE && c->in.supply.grant) {
+        /* a granted recharge gets its account when it is claimed */
+        if (c->in.supply.account_sealed || masked)
+            return ph_err_set(&c->err, PH_EINVAL, "account: a granted recharge takes none yet");
+    } else if (c->in.supply.delivery == PH_DELIVERY_RECHARGE) {
         if (!c->in.supply.account_sealed || !c->in.supply.account_sealed_len || !masked ||
             !store_text_ok(masked, sizeof(((ph_order *)0)->account_masked) - 1, 0))
             return ph_err_set(&c->err, PH_EINVAL, "account: a recharge needs an account");
@@ -304,8 +319,10 @@ static ph_order *new_supply_order(ph_wtxn *w, ph_cmd *c)
 int store_apply_supply_create(ph_wtxn *w, ph_cmd *c)
 {
     const ph_order_risk *risk = c->in.supply.risk;
+    const ph_grant_in *grant = c->in.supply.grant;
     int rc = check_supply_input(c);
-    if (rc || (rc = store_risk_input_ok(c, risk)) != PH_OK)
+    if (rc || (rc = store_risk_input_ok(c, risk)) != PH_OK ||
+        (rc = store_grant_input_ok(c, grant)) != PH_OK)
         return rc;
     char key[PH_SKU_MAX + PH_ORDER_ID_MAX + 2];
     MDB_val k = {ph_store_ref_key(c->in.supply.client, c->in.supply.client_order_id, key), key}, v;
@@ -322,6 +339,8 @@ int store_apply_supply_create(ph_wtxn *w, ph_cmd *c)
     int decided = risk && risk->verdict != PH_VERDICT_FULFIL; /* held or denied: no attempt */
     if (decided) {
         store_risk_decide(o, risk);
+    } else if (grant) { /* the right only: no attempt until it is claimed */
+        o->state = PH_ORDER_GRANTED;
     } else if (c->in.supply.first.supplier) {
         o->state = PH_ORDER_PROCESSING;
         rc = add_attempt(w, o, &c->in.supply.first, c->now, &c->err);
@@ -336,9 +355,13 @@ int store_apply_supply_create(ph_wtxn *w, ph_cmd *c)
         (rc = put_supply(w, o, MDB_APPEND, &c->err)) == PH_OK &&
         (rc = store_index_order(w, o, &c->err)) == PH_OK &&
         (rc = set_pending(w, o->id, 0, has_open_attempt(o), 0, 0, MDB_APPEND, &c->err)) == PH_OK &&
-        (decided || (rc = emit_accepted(w, c->now, o, &c->err)) == PH_OK) &&
-        (rc = store_risk_record(w, c, o, risk)) == PH_OK && !decided && o->state == PH_ORDER_FAILED)
-        rc = store_emit_outcome(w, c->now, o, 0, &c->err);
+        (decided || grant || (rc = emit_accepted(w, c->now, o, &c->err)) == PH_OK) &&
+        (rc = store_risk_record(w, c, o, risk)) == PH_OK) {
+        if (grant && o->state != PH_ORDER_FAILED) /* granted or held (denied: no grant) */
+            rc = store_grant_new(w, c, o, grant);
+        else if (!decided && o->state == PH_ORDER_FAILED)
+            rc = store_emit_outcome(w, c->now, o, 0, &c->err);
+    }
     if (rc) {
         ph_order_free(o);
         return rc;

@@ -34,6 +34,7 @@ typedef struct scan {
     uint64_t supply_orders;    /* orders fulfilled by a supplier */
     uint64_t open_orders;      /* of those, with an attempt not final */
     uint64_t held_orders;      /* held for review (each in `reviews`) */
+    uint64_t granted_orders;   /* granted (each with a grant) */
     int full;                  /* checking invariants, not just counting */
     int64_t now;               /* counting: available codes due at now count as expired */
     ph_check_progress *prog;   /* may be NULL */
@@ -434,9 +435,10 @@ static int attempts_consistent(const ph_order *o, const char **why)
             return *why = "an attempt other than the last is not failed", 0;
     }
     /* no attempt: failed before one began, or held (a held order never has one) */
-    int expect = o->nattempts                ? follows[o->attempts[o->nattempts - 1].state]
-                 : o->state == PH_ORDER_HELD ? PH_ORDER_HELD
-                                             : PH_ORDER_FAILED;
+    int expect = o->nattempts                   ? follows[o->attempts[o->nattempts - 1].state]
+                 : o->state == PH_ORDER_HELD    ? PH_ORDER_HELD
+                 : o->state == PH_ORDER_GRANTED ? PH_ORDER_GRANTED
+                                                : PH_ORDER_FAILED;
     if (o->state != expect)
         return *why = "its state does not follow its last attempt", 0;
     return 1;
@@ -499,11 +501,13 @@ static int check_order(scan *sc, uint64_t id, const MDB_val *v, uint64_t *codes)
     int via_supplier = ph_order_via_supplier(&o);
     int delivery = via_supplier ? o.delivery : PH_DELIVERY_CARD_CODE;
     /* a replenishment's codes went to stock, not to its order */
-    size_t want = o.state == PH_ORDER_SUCCEEDED && delivery == PH_DELIVERY_CARD_CODE &&
-                          !ph_order_is_replenish(&o)
-                      ? o.quantity
-                  : via_supplier || o.state == PH_ORDER_HELD ? 0
-                                                             : o.ncodes;
+    /* a granted order from stock holds its reserved codes (a supplier one none) */
+    size_t want =
+        (o.state == PH_ORDER_SUCCEEDED || (o.state == PH_ORDER_GRANTED && !via_supplier)) &&
+                delivery == PH_DELIVERY_CARD_CODE && !ph_order_is_replenish(&o)
+            ? o.quantity
+        : via_supplier || o.state == PH_ORDER_HELD ? 0
+                                                   : o.ncodes;
     if (o.ncodes != want)
         return ph_err_set(sc->err, PH_EIO, "order %llu: %s %s order with %zu codes, not %zu",
                           (unsigned long long)id, ph_order_state_name(o.state),
@@ -517,6 +521,7 @@ static int check_order(scan *sc, uint64_t id, const MDB_val *v, uint64_t *codes)
                               (unsigned long long)id);
         sc->held_orders++;
     }
+    sc->granted_orders += o.state == PH_ORDER_GRANTED;
     for (size_t i = 0; i < o.ncodes; i++) {
         uint64_t cid;
         memcpy(&cid, ids + 8 * i, 8);
@@ -529,6 +534,11 @@ static int check_order(scan *sc, uint64_t id, const MDB_val *v, uint64_t *codes)
             return ph_err_set(sc->err, PH_EIO, "order %llu: code %llu belongs to order %llu",
                               (unsigned long long)id, (unsigned long long)cid,
                               (unsigned long long)code.order_id);
+        /* a reserved code belongs to a granted order, and a granted order's codes are reserved */
+        if ((code.state == PH_CODE_RESERVED) != (o.state == PH_ORDER_GRANTED))
+            return ph_err_set(sc->err, PH_EIO, "order %llu (%s): code %llu is %s",
+                              (unsigned long long)id, ph_order_state_name(o.state),
+                              (unsigned long long)cid, ph_code_state_name(code.state));
     }
     char key[PH_SKU_MAX + PH_ORDER_ID_MAX + 2];
     MDB_val rk = {ph_store_ref_key(o.client, o.client_order_id, key), key}, rv;
@@ -774,7 +784,9 @@ static int run_scan(ph_store *s, ph_store_stats *st, int full, int64_t now, ph_c
         (at_stage(&sc, "replenishments", DB_REPLENISH),
          rc = store_replenish_check(s, sc.txn, err)) == PH_OK &&
         (at_stage(&sc, "webhook deliveries", DB_WH_DELIVERIES),
-         rc = store_check_webhooks(s, sc.txn, err)) == PH_OK) {
+         rc = store_check_webhooks(s, sc.txn, err)) == PH_OK &&
+        (at_stage(&sc, "grants", DB_GRANTS),
+         rc = store_check_grants(s, sc.txn, sc.granted_orders, err)) == PH_OK) {
         at_stage(&sc, "key checks", DB_META);
         rc = ph_store_keys_complete(s, sc.txn, err);
     }

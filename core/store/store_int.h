@@ -23,7 +23,8 @@
         replenishments and the webhook databases; 6: risk rules, lists, order risk                 \
         records and the review queue; all created empty: a version 4 or 5 store is                 \
         migrated by the open that creates them; 7: the analytics aggregates (store_agg.c),         \
-        back-filled from the orders of a version 3..6 store at its open (store_agg_migrate) */
+        back-filled from the orders of a version 3..6 store at its open (store_agg_migrate);       \
+        grants, their tokens and expiry index (issue 16), created empty */
 
 /* Named databases. Integer keys are native uint64_t (MDB_INTEGERKEY), so ids
  * sort numerically and new ids always append at the right edge of the tree. */
@@ -85,6 +86,11 @@ enum {
     DB_AGG_CO,     /* be32(day) sku a NUL sku b NUL gap byte -> uint64: claims of b that day by a
                       holder who claimed a gap days before (store_agg.c, "co-redemption") */
     DB_AGG_USERS,  /* holder key (8 bytes) -> the holder's last claims (store_agg.c) */
+    /* grants (store_grant.c) */
+    DB_GRANTS,        /* grant (order) id -> grant record JSON */
+    DB_GRANT_TOKENS,  /* keyed hash of the claim token (32) -> uint64 grant id */
+    DB_GRANT_EXPIRY,  /* be64(expires_at) be64(grant id) -> "": active grants */
+    DB_GRANT_BATCHES, /* client NUL batch id -> welfare batch record JSON */
     DB_COUNT
 };
 
@@ -216,11 +222,13 @@ typedef struct ph_order_rec {
  * (delivery 1) and nothing else is read. */
 #define PH_ORDER_F_SUPPLY 1
 /* A local order's reason (it has no supply record to keep one: issue 15's
- * held-then-failed and denied orders), bits 1-2: an index into
- * ph_order_local_reason's names ("", denied_by_risk, blocked_by_review,
- * out_of_stock). 0 for a supplier order, whose reason is in DB_SUPPLY. */
+ * held-then-failed and denied orders, issue 16's expired grants), bits 1-3:
+ * an index into ph_order_local_reason's names ("", denied_by_risk,
+ * blocked_by_review, out_of_stock, grant_expired). Bit 3 was always 0 before
+ * schema 7, so older records read the same. 0 for a supplier order, whose
+ * reason is in DB_SUPPLY. */
 #define PH_ORDER_F_REASON_SHIFT 1
-#define PH_ORDER_F_REASON_MASK  6
+#define PH_ORDER_F_REASON_MASK  14
 /* store_records.c: the reason's index (0: none or not one of them) / its name. */
 unsigned ph_order_local_reason(const char *reason);
 const char *ph_order_local_reason_name(unsigned ix);
@@ -554,11 +562,37 @@ int store_apply_review(ph_wtxn *w, ph_cmd *c);
 int store_check_reviews(ph_store *s, MDB_txn *txn, uint64_t held, ph_err *err);
 int store_review_has(ph_store *s, MDB_txn *txn, uint64_t order_id);
 
+/* ---- grants (store_grant.c) ---- */
+
+/* A new order o (ORDER, SUPPLY_CREATE; held or granted) is a grant: its
+ * record, token and expiry entry, order.granted (when granted). Before o's
+ * first write the caller checked gi with store_grant_input_ok. */
+int store_grant_input_ok(ph_cmd *c, const ph_grant_in *gi);
+int store_grant_new(ph_wtxn *w, ph_cmd *c, ph_order *o, const ph_grant_in *gi);
+/* store_apply_supply.c: order.granted written as text (every grant of a batch
+ * writes one): the order's first members, grant_id, quantity, delivery,
+ * expires_at (ms). */
+int store_emit_granted(ph_wtxn *w, int64_t now, const ph_order *o, int64_t expires_at, ph_err *err);
+/* 1 when order id has a grant record. */
+int store_grant_exists(ph_wtxn *w, uint64_t id);
+/* A held grant order released (store_review.c): granted, its codes reserved
+ * (a card order from stock; short of stock: failed out_of_stock and the
+ * grant expired) or its right kept (supplier). Blocked: the grant expires. */
+int store_grant_release(ph_wtxn *w, ph_cmd *c, ph_order *o);
+int store_grant_blocked(ph_wtxn *w, ph_cmd *c, const ph_order *o);
+int store_apply_grant(ph_wtxn *w, ph_cmd *c);
+int store_apply_grant_batch(ph_wtxn *w, ph_cmd *c);
+/* --check-store: every grant agrees with its order, token and expiry entry,
+ * and every token and expiry entry names a grant. *granted: granted orders
+ * counted by check_order (each must have a grant). */
+int store_check_grants(ph_store *s, MDB_txn *txn, uint64_t granted, ph_err *err);
+
 /* store_apply_order.c: takes o->quantity codes of sku from stock into o
  * (o->codes, o->cost), retiring expired codes met (one code.expired event).
  * PH_ENOSTOCK (named) when short: codes may have been taken already, the
  * caller's transaction must be thrown away. */
 int store_take_codes(ph_wtxn *w, ph_cmd *c, const char *sku, ph_order *o);
+/* Codes taken for a GRANTED order are reserved to it instead of issued. */
 /* store_apply_supply.c: a held order released to a supplier: attempt 1 at
  * first, or FAILED with fail_reason when first.supplier is NULL; order,
  * supply record, pending and events (order.accepted, outcome) as

@@ -329,6 +329,9 @@ static int order_facts(ph_store *s, MDB_txn *txn, ph_memo *memo, const ph_order 
             return ph_err_set(err, PH_ENOMEM, "out of memory");
         return PH_OK;
     }
+    /* a grant's reserved codes are still ours: booked when it is claimed */
+    if (o->state == PH_ORDER_GRANTED)
+        return PH_OK;
     for (size_t i = 0; i < o->ncodes; i++) {
         int64_t c;
         const char *sup;

@@ -51,12 +51,12 @@ static void copy_str(char *dst, size_t cap, const uint8_t *src, size_t n)
     dst[n] = 0;
 }
 
-static const char *const local_reasons[] = {"", "denied_by_risk", "blocked_by_review",
-                                            "out_of_stock"};
+static const char *const local_reasons[] = {
+    "", "denied_by_risk", "blocked_by_review", "out_of_stock", "grant_expired", "", "", ""};
 
 unsigned ph_order_local_reason(const char *reason)
 {
-    for (unsigned i = 1; i < 4; i++)
+    for (unsigned i = 1; i < 5; i++)
         if (!strcmp(reason, local_reasons[i]))
             return i;
     return 0;
@@ -64,7 +64,7 @@ unsigned ph_order_local_reason(const char *reason)
 
 const char *ph_order_local_reason_name(unsigned ix)
 {
-    return ix < 4 ? local_reasons[ix] : "";
+    return ix < 8 ? local_reasons[ix] : "";
 }
 
 int ph_order_decode(const MDB_val *v, uint64_t id, ph_order *out, const uint8_t **ids)

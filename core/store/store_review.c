@@ -246,10 +246,14 @@ static int review_write(ph_wtxn *w, ph_cmd *c, ph_order *o)
         snprintf(o->reason, sizeof o->reason, "blocked_by_review");
         rc = ph_order_via_supplier(o) ? store_put_supply_order(w, o, 0, &c->err)
                                       : store_put_order(w, o, 0, &c->err);
+        if (rc == PH_OK && store_grant_exists(w, o->id)) /* its grant dies with it */
+            rc = store_grant_blocked(w, c, o);
         return rc ? rc : store_emit_outcome(w, c->now, o, 0, &c->err);
     }
     if ((rc = emit_order(w, c, o, "order.released", json_pack("{s:s}", "by", by))) != PH_OK)
         return rc;
+    if (store_grant_exists(w, o->id)) /* granted now: reserved, not delivered */
+        return store_grant_release(w, c, o);
     if (ph_order_via_supplier(o))
         return store_supply_release(w, c, o, &c->in.review.first, c->in.review.fail_reason);
     return release_from_stock(w, c, o);

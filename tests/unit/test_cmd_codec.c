@@ -313,7 +313,7 @@ Test(codec, garbage_and_inconsistent_input_is_refused)
 
     memcpy(q, p, len);
     q[0] = PH_CMD_CODEC_VERSION + 1;
-    expect_refused(q, len, "version 4");
+    expect_refused(q, len, "version 5");
     memcpy(q, p, len);
     q[0] = 0;
     expect_refused(q, len, "version 0");
@@ -674,5 +674,64 @@ Test(codec, webhook_commands_round_trip_field_by_field)
         cr_assert_eq(ph_cmd_batch_decode(p, cut, &b, &e), PH_EINVAL, "%zu of %zu decoded", cut,
                      len);
     }
+    free(p);
+}
+
+/* Issue 16: an order's grant input (version 4) and PH_CMD_GRANT round-trip. */
+Test(codec, a_grant_order_and_a_grant_command_survive_a_round_trip)
+{
+    static const ph_grant_in gin = {
+        .expires_at = 1800000000000LL,
+        .token_hash = {1, 2, 3},
+        .holder = {.key = 0x0102030405060708ULL, .masked = "em****01", .tags = "[\"dept=eng\"]"},
+        .batch = 9};
+    ph_cmd c[2];
+    memset(c, 0, sizeof c);
+    c[0].type = PH_CMD_ORDER;
+    c[0].now = 1;
+    c[0].in.order.client = "mall";
+    c[0].in.order.client_order_id = "G-1";
+    c[0].in.order.sku = "iqiyi.gold.1m";
+    c[0].in.order.quantity = 1;
+    c[0].in.order.grant = &gin;
+    c[1].type = PH_CMD_GRANT;
+    c[1].now = 2;
+    c[1].in.grant.op = PH_GRANT_GIFT;
+    c[1].in.grant.grant_id = 77;
+    memset(c[1].in.grant.token_hash, 0xAB, 32);
+    memset(c[1].in.grant.key, 0xCD, 32);
+    memset(c[1].in.grant.new_token_hash, 0xEF, 32);
+    c[1].in.grant.client = "mall";
+    c[1].in.grant.to = (ph_grant_holder){.key = 42, .masked = "fr****02", .tags = NULL};
+    c[1].in.grant.first = (ph_attempt_target){.supplier = "sbx", .product_id = "p", .unit_cost = 5};
+    c[1].in.grant.expires_at = 123;
+    c[1].in.grant.limit = 7;
+    c[0].next = &c[1];
+    size_t len;
+    uint8_t *p = encode(&c[0], &len);
+    ph_cmd_batch b;
+    ph_err err = {0};
+    cr_assert_eq(ph_cmd_batch_decode(p, len, &b, &err), PH_OK, "%s", err.msg);
+    cr_assert_eq(b.n, 2);
+    const ph_grant_in *g = b.cmds[0].in.order.grant;
+    cr_assert_not_null(g);
+    cr_assert_eq(g->expires_at, gin.expires_at);
+    cr_assert_eq(memcmp(g->token_hash, gin.token_hash, 32), 0);
+    cr_assert_eq(g->holder.key, gin.holder.key);
+    str_eq(g->holder.masked, "em****01", "holder.masked");
+    str_eq(g->holder.tags, "[\"dept=eng\"]", "holder.tags");
+    cr_assert_eq(g->batch, 9);
+    const ph_cmd *d = &b.cmds[1];
+    cr_assert_eq(d->type, PH_CMD_GRANT);
+    cr_assert_eq(d->in.grant.op, PH_GRANT_GIFT);
+    cr_assert_eq(d->in.grant.grant_id, 77);
+    cr_assert_eq(memcmp(d->in.grant.key, c[1].in.grant.key, 32), 0);
+    cr_assert_eq(memcmp(d->in.grant.new_token_hash, c[1].in.grant.new_token_hash, 32), 0);
+    cr_assert_eq(d->in.grant.to.key, 42);
+    str_eq(d->in.grant.to.tags, NULL, "to.tags");
+    str_eq(d->in.grant.first.supplier, "sbx", "first.supplier");
+    cr_assert_eq(d->in.grant.expires_at, 123);
+    cr_assert_eq(d->in.grant.limit, 7);
+    ph_cmd_batch_free(&b);
     free(p);
 }

@@ -450,6 +450,23 @@ static const pk_cmd commands[] = {
      "  42     mall    A-1001           iqiyi.gold.1m  1    per-user  2026-12-07T04:10:00.000Z\n"
      "  $ perkctl reviews release 42 --note \"known customer\"\n"
      "  order 42 released: succeeded\n"},
+    {"grants", pk_cmd_grants, "list grants, show one, or extend one's expiry",
+     "usage: perkctl grants [--state active|claimed|expired] [--client NAME] [--after ID]\n"
+     "                      [--limit N]\n"
+     "       perkctl grants show ID\n"
+     "       perkctl grants extend ID TIME\n"
+     "\n"
+     "Lists the grants (GET /v1/grants) in id order: benefits held for an end user\n"
+     "until claimed, gifted on or expired; a mall token sees its own. show: one\n"
+     "grant. extend: a new expiry (RFC 3339) for an active grant, audited\n"
+     "(grant.extend); needs an ops token. No token of a grant is ever shown here.\n"
+     "\n"
+     "example:\n"
+     "  $ perkctl grants --state active\n"
+     "  ID  CLIENT  SKU            QTY  STATE   HOLDER    GIFTED  EXPIRES_AT\n"
+     "  7   mall    iqiyi.gold.1m  1    active  em****01  0       2027-01-06T09:00:00.000Z\n"
+     "  $ perkctl grants extend 7 2027-03-01T00:00:00+08:00\n"
+     "  grant 7 now expires 2027-02-28T16:00:00.000Z\n"},
     {"risk", pk_cmd_risk, "risk rules and the block and allow lists",
      "usage: perkctl risk rules\n"
      "       perkctl risk rule ID | versions ID\n"

@@ -75,6 +75,7 @@ pk_cmd_fn pk_cmd_products;      /* cmd_products.c */
 pk_cmd_fn pk_cmd_discrepancies; /* cmd_discrep.c */
 pk_cmd_fn pk_cmd_alerts;        /* cmd_alerts.c */
 pk_cmd_fn pk_cmd_reviews;       /* cmd_reviews.c */
+pk_cmd_fn pk_cmd_grants;        /* cmd_grants.c */
 pk_cmd_fn pk_cmd_batches;       /* cmd_ops.c */
 pk_cmd_fn pk_cmd_stats;         /* cmd_ops.c */
 pk_cmd_fn pk_cmd_supplier;      /* cmd_ops.c */

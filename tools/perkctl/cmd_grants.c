@@ -1,0 +1,130 @@
+/*
+ * cmd_grants.c — perkctl grants [show ID | extend ID TIME] (docs/perkctl.md):
+ * the grants (GET /v1/grants), one grant (GET /v1/grants/ID) and ops moving
+ * an active grant's expiry (POST /v1/grants/ID/extend, audited). Never a
+ * token: the API shows none after the answer that created it.
+ */
+#include <getopt.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "perkctl.h"
+
+static const char *field(const json_t *g, const char *k)
+{
+    const char *s = json_string_value(json_object_get(g, k));
+    return s ? s : "-";
+}
+
+static int show(const pk_ctx *ctx, const pk_cmd *cmd, const char *id)
+{
+    long long n;
+    if (!id || pk_parse_int(id, 1, INT64_MAX, &n) != 0)
+        return pk_usage_error(cmd, "ID: expected a grant number");
+    char path[64];
+    snprintf(path, sizeof path, "/v1/grants/%lld", n);
+    pkh_response resp;
+    pkh_request req = {.method = "GET", .path = path};
+    int rc = pk_call(ctx, &req, &resp);
+    if (ctx->json)
+        pk_print_raw(&resp);
+    else if (rc == PK_EXIT_OK) {
+        json_t *g = json_object_get(resp.json, "grant");
+        pk_line(stdout, "grant %lld: %s %s x%lld, %s", n, field(g, "client"), field(g, "sku"),
+                (long long)json_integer_value(json_object_get(g, "quantity")), field(g, "state"));
+        pk_line(stdout, "holder: %s, gifted %lld times", field(g, "holder"),
+                (long long)json_integer_value(json_object_get(g, "gifted")));
+        pk_line(stdout, "created: %s, expires: %s", field(g, "created_at"), field(g, "expires_at"));
+        if (json_object_get(g, "claimed_at"))
+            pk_line(stdout, "claimed: %s", field(g, "claimed_at"));
+        if (json_object_get(g, "expired_at"))
+            pk_line(stdout, "expired: %s", field(g, "expired_at"));
+    }
+    pkh_response_free(&resp);
+    return rc;
+}
+
+static int extend(const pk_ctx *ctx, const pk_cmd *cmd, const char *id, const char *at)
+{
+    long long n;
+    if (!id || pk_parse_int(id, 1, INT64_MAX, &n) != 0)
+        return pk_usage_error(cmd, "ID: expected a grant number");
+    if (!at)
+        return pk_usage_error(cmd, "TIME: expected an RFC 3339 time");
+    char path[80];
+    snprintf(path, sizeof path, "/v1/grants/%lld/extend", n);
+    pkh_response resp;
+    int rc = pk_call_json(ctx, "POST", path, json_pack("{s:s}", "expires_at", at), &resp);
+    if (ctx->json)
+        pk_print_raw(&resp);
+    else if (rc == PK_EXIT_OK) {
+        const char *e =
+            json_string_value(json_object_get(json_object_get(resp.json, "grant"), "expires_at"));
+        pk_line(stdout, "grant %lld now expires %s", n, e ? e : "?");
+    }
+    pkh_response_free(&resp);
+    return rc;
+}
+
+int pk_cmd_grants(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
+{
+    enum { O_AFTER = 256, O_LIMIT, O_STATE, O_CLIENT };
+    static const struct option opts[] = {
+        {"after", required_argument, NULL, O_AFTER},
+        {"limit", required_argument, NULL, O_LIMIT},
+        {"state", required_argument, NULL, O_STATE},
+        {"client", required_argument, NULL, O_CLIENT},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *after = NULL, *limit = NULL, *state = NULL, *client = NULL;
+    const char *args[3] = {NULL, NULL, NULL};
+    int c, rc, nargs = 0;
+    optind = 0;
+    while ((c = getopt_long(argc, argv, PK_OPTSTRING, opts, NULL)) != -1) {
+        switch (c) {
+        case O_AFTER:
+            if ((rc = pk_opt_int(cmd, "--after", optarg, 0, INT64_MAX, "a grant id", &after)))
+                return rc;
+            break;
+        case O_LIMIT:
+            if ((rc = pk_opt_int(cmd, "--limit", optarg, 1, 1000, "1 to 1000", &limit)))
+                return rc;
+            break;
+        case O_STATE:
+            if (strcmp(optarg, "active") && strcmp(optarg, "claimed") && strcmp(optarg, "expired"))
+                return pk_usage_error(cmd, "--state: expected active, claimed or expired");
+            state = optarg;
+            break;
+        case O_CLIENT:
+            client = optarg;
+            break;
+        case 1:
+            if (nargs == 3)
+                return pk_usage_error(cmd, "unexpected argument '%s'", optarg);
+            args[nargs++] = optarg;
+            break;
+        case 'h':
+            return pk_help(cmd);
+        default:
+            return pk_getopt_error(cmd, c, argv);
+        }
+    }
+    if (optind < argc)
+        return pk_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    if (args[0] && !strcmp(args[0], "show") && nargs <= 2)
+        return show(ctx, cmd, args[1]);
+    if (args[0] && !strcmp(args[0], "extend") && nargs <= 3)
+        return extend(ctx, cmd, args[1], args[2]);
+    if (args[0])
+        return pk_usage_error(cmd, "expected show ID or extend ID TIME, or no argument to list");
+    const pkh_param query[] = {
+        {"after", after}, {"limit", limit}, {"state", state}, {"client", client}};
+    pkh_request req = {.method = "GET", .path = "/v1/grants", .query = query, .nquery = 4};
+    static const pk_column cols[] = {
+        {"ID", "id", NULL},         {"CLIENT", "client", NULL},        {"SKU", "sku", NULL},
+        {"QTY", "quantity", NULL},  {"STATE", "state", NULL},          {"HOLDER", "holder", NULL},
+        {"GIFTED", "gifted", NULL}, {"EXPIRES_AT", "expires_at", NULL}};
+    return pk_list(ctx, &req, "grants", cols, sizeof cols / sizeof *cols, NULL, "no grants");
+}
