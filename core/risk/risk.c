@@ -123,12 +123,17 @@ typedef struct lent {
     int64_t expires_at; /* 0 never */
 } lent;
 
+/* A rule in force: what a check reads of it, in one cache line (the rule as
+ * given, ~600 bytes of id, scope and note, is read only when it fires). */
 typedef struct frule {
-    ph_risk_rule r;
-    int64_t window_ms;
-    size_t scope_len;
+    int64_t limit, window_ms, created_at;
+    const char *scope_value; /* def's */
+    const ph_risk_rule *def; /* the set's copy of the rule */
+    uint32_t scope_len;
     uint32_t grp, bit; /* velocity: its group and bit */
+    uint8_t kind, var, scope, measure, action, dry_run, related;
 } frule;
+_Static_assert(sizeof(frule) <= 64, "a rule in force is one cache line");
 
 /* Per group, for one check: the block, the bits of the rules that apply and
  * of those that count this order. */
@@ -141,6 +146,7 @@ struct ph_risk {
     ph_mutex mu;
     ph_metrics *mx;
     frule *rules;
+    ph_risk_rule *defs; /* the rules as given, in rules' order (frule.def) */
     size_t nrules;
     group *grp;
     size_t ngrp;
@@ -368,7 +374,7 @@ static void sb_trim_window(size_t *held, sblk *b, uint32_t bit, int64_t now, int
  * their own: any window holding the oldest also holds them, and the rule
  * fires there either way (risk.h, "Exactness"). So memory is bounded by the
  * limit. */
-static void sb_trim_limit(size_t *held, sblk *b, uint32_t bit, const ph_risk_rule *r)
+static void sb_trim_limit(size_t *held, sblk *b, uint32_t bit, const frule *r)
 {
     win *w = &b->w[bit];
     /* nothing can go while the window is within the limit (a fen entry is
@@ -697,16 +703,17 @@ void ph_risk_free(ph_risk *rk)
     free(rk->blk);
     free(rk->lst);
     free(rk->rules);
+    free(rk->defs);
     ph_mutex_destroy(&rk->mu);
     free(rk);
 }
 
 static int rule_order(const void *a, const void *b)
 {
-    const frule *x = a, *y = b;
-    if (x->r.priority != y->r.priority)
-        return x->r.priority < y->r.priority ? -1 : 1;
-    return strcmp(x->r.id, y->r.id);
+    const ph_risk_rule *x = a, *y = b;
+    if (x->priority != y->priority)
+        return x->priority < y->priority ? -1 : 1;
+    return strcmp(x->id, y->id);
 }
 
 /* Counters carry over when the rule keeps its id and counts the same thing
@@ -722,6 +729,7 @@ static int same_count(const ph_risk_rule *a, const ph_risk_rule *b)
  * not yet in force. */
 typedef struct rule_set {
     frule *fr;
+    ph_risk_rule *defs;
     size_t n;
     group *grp;
     size_t ngrp;
@@ -731,6 +739,7 @@ typedef struct rule_set {
 static void rules_discard(rule_set *rs)
 {
     free(rs->fr);
+    free(rs->defs);
     groups_free(NULL, rs->grp, rs->ngrp); /* its tables are empty */
     free(rs->scr);
     memset(rs, 0, sizeof *rs);
@@ -741,17 +750,17 @@ static void rules_group(rule_set *rs)
 {
     for (size_t i = 0; i < rs->n; i++) {
         frule *f = &rs->fr[i];
-        if (f->r.kind != PH_RISK_VELOCITY)
+        if (f->kind != PH_RISK_VELOCITY)
             continue;
         group *g = NULL;
         for (size_t k = rs->ngrp; k-- > 0;)
-            if (rs->grp[k].var == f->r.var) {
+            if (rs->grp[k].var == f->var) {
                 g = &rs->grp[k];
                 break;
             }
         if (!g || g->m == GROUP_MAX) {
             g = &rs->grp[rs->ngrp++];
-            g->var = f->r.var;
+            g->var = f->var;
         }
         f->grp = (uint32_t)(g - rs->grp);
         f->bit = g->m;
@@ -785,24 +794,40 @@ static int rules_prepare(const ph_risk_rule *rules, size_t n, rule_set *out, ph_
         nvel += r->enabled && r->kind == PH_RISK_VELOCITY;
     }
     rule_set rs = {0};
-    rs.fr = calloc(nen ? nen : 1, sizeof *rs.fr);
+    /* line-aligned: a rule in force is read as one line */
+    rs.fr = aligned_alloc(64, (nen ? nen : 1) * sizeof *rs.fr);
+    rs.defs = calloc(nen ? nen : 1, sizeof *rs.defs);
     rs.grp = calloc(nvel ? nvel : 1, sizeof *rs.grp);
     rs.scr = calloc(nvel ? nvel : 1, sizeof *rs.scr);
-    if (!rs.fr || !rs.grp || !rs.scr) {
+    if (!rs.fr || !rs.defs || !rs.grp || !rs.scr) {
         rules_discard(&rs);
         return ph_err_set(err, PH_ENOMEM, "out of memory for the risk rules");
     }
     for (size_t i = 0; i < n; i++) {
         if (!rules[i].enabled)
             continue;
-        frule *f = &rs.fr[rs.n++];
-        f->r = rules[i];
-        f->r.id[PH_RISK_ID_MAX] = 0;
-        f->r.scope_value[PH_RISK_SCOPE_MAX] = 0;
-        f->window_ms = rules[i].window_s * 1000;
-        f->scope_len = strlen(f->r.scope_value);
+        ph_risk_rule *r = &rs.defs[rs.n++];
+        *r = rules[i];
+        r->id[PH_RISK_ID_MAX] = 0;
+        r->scope_value[PH_RISK_SCOPE_MAX] = 0;
     }
-    qsort(rs.fr, rs.n, sizeof *rs.fr, rule_order);
+    qsort(rs.defs, rs.n, sizeof *rs.defs, rule_order);
+    for (size_t i = 0; i < rs.n; i++) {
+        const ph_risk_rule *r = &rs.defs[i];
+        rs.fr[i] = (frule){.limit = r->limit,
+                           .window_ms = r->window_s * 1000,
+                           .created_at = r->created_at,
+                           .scope_value = r->scope_value,
+                           .def = r,
+                           .scope_len = (uint32_t)strlen(r->scope_value),
+                           .kind = (uint8_t)r->kind,
+                           .var = (uint8_t)(r->kind == PH_RISK_VELOCITY ? r->var : 0),
+                           .scope = (uint8_t)r->scope,
+                           .measure = (uint8_t)r->measure,
+                           .action = (uint8_t)r->action,
+                           .dry_run = r->dry_run != 0,
+                           .related = (uint8_t)r->related};
+    }
     rules_group(&rs);
     *out = rs;
     return PH_OK;
@@ -916,10 +941,10 @@ static int rules_install(ph_risk *rk, rule_set *rs)
         const group *og = &rk->grp[k];
         target[k] = none;
         for (uint32_t j = 0; j < og->m; j++) {
-            const ph_risk_rule *r = &rk->rules[og->slot[j]].r;
+            const ph_risk_rule *r = rk->rules[og->slot[j]].def;
             rm[k].grp[j] = none;
             for (size_t i = 0; i < rs->n; i++)
-                if (!strcmp(r->id, rs->fr[i].r.id) && same_count(r, &rs->fr[i].r)) {
+                if (!strcmp(r->id, rs->fr[i].def->id) && same_count(r, rs->fr[i].def)) {
                     rm[k].grp[j] = rs->fr[i].grp;
                     rm[k].bit[j] = rs->fr[i].bit;
                 }
@@ -1005,7 +1030,9 @@ static int rules_install(ph_risk *rk, rule_set *rs)
     groups_free(&rk->pool, rk->grp, rk->ngrp);
     free(rk->scr);
     free(rk->rules);
+    free(rk->defs);
     rk->rules = rs->fr;
+    rk->defs = rs->defs;
     rk->nrules = rs->n;
     rk->grp = rs->grp;
     rk->ngrp = rs->ngrp;
@@ -1140,8 +1167,8 @@ static void view_of(const ph_risk_subject *s, subj_view *v)
 static int scope_match(const frule *f, const ph_risk_subject *s, const subj_view *v)
 {
     size_t n = f->scope_len;
-    const char *want = f->r.scope_value;
-    switch (f->r.scope) {
+    const char *want = f->scope_value;
+    switch (f->scope) {
     case PH_RISK_ANY:
         return 1;
     case PH_RISK_SKU:
@@ -1161,18 +1188,18 @@ static int scope_match(const frule *f, const ph_risk_subject *s, const subj_view
  * the order was placed, its variable was given, its scope matches. */
 static int velocity_applies(const frule *f, const ph_risk_subject *s, const subj_view *v)
 {
-    return f->r.kind == PH_RISK_VELOCITY && s->now >= f->r.created_at && s->keys[f->r.var] &&
+    return f->kind == PH_RISK_VELOCITY && s->now >= f->created_at && s->keys[f->var] &&
            scope_match(f, s, v);
 }
 
 static int related_fires(ph_risk *rk, const frule *f, const ph_risk_subject *s)
 {
     for (int var = 0; var < PH_RISK_VARS; var++) {
-        if (!(f->r.related & (1u << var)) || !s->keys[var])
+        if (!(f->related & (1u << var)) || !s->keys[var])
             continue;
         const blk *b = blk_find(rk, var, s->keys[var]);
         /* a block before the rule existed is not its business */
-        if (b && b->at >= f->r.created_at && s->now - b->at < f->window_ms)
+        if (b && b->at >= f->created_at && s->now - b->at < f->window_ms)
             return 1;
     }
     return 0;
@@ -1195,9 +1222,9 @@ static void hit_add(ph_risk_decision *d, const frule *f)
     if (d->nhits >= PH_RISK_HITS_MAX)
         return;
     ph_risk_hit *h = &d->hits[d->nhits++];
-    memcpy(h->rule, f->r.id, sizeof h->rule);
-    h->action = f->r.action;
-    h->dry_run = f->r.dry_run;
+    memcpy(h->rule, f->def->id, sizeof h->rule);
+    h->action = f->action;
+    h->dry_run = f->dry_run;
 }
 
 /* The list decision: 1 allow-listed, 2 block-listed, 0 neither. */
@@ -1232,7 +1259,7 @@ static int collect(ph_risk *rk, const ph_risk_subject *s, const subj_view *v, in
         gscr *x = &rk->scr[f->grp];
         x->apply |= 1ULL << f->bit;
         /* a zero-fen order adds nothing to a sum and cannot take it over */
-        if (f->r.measure != PH_RISK_FEN || s->amount > 0)
+        if (f->measure != PH_RISK_FEN || s->amount > 0)
             x->count |= 1ULL << f->bit;
         any = 1;
     }
@@ -1280,7 +1307,7 @@ static void count_in(ph_risk *rk, const ph_risk_subject *s, uint64_t ticket)
         sb_add(&rk->cused, x->b, s->now, s->amount, ticket, x->count);
         for (uint64_t bits = x->count; bits; bits &= bits - 1) {
             uint32_t j = (uint32_t)__builtin_ctzll(bits);
-            sb_trim_limit(&rk->cused, x->b, j, &rk->rules[rk->grp[k].slot[j]].r);
+            sb_trim_limit(&rk->cused, x->b, j, &rk->rules[rk->grp[k].slot[j]]);
         }
         sb_drop_front(x->b, rk->grp[k].m);
     }
@@ -1311,8 +1338,8 @@ void ph_risk_check(ph_risk *rk, const ph_risk_subject *s, ph_risk_decision *d)
     for (size_t i = 0; i < rk->nrules; i++) {
         frule *f = &rk->rules[i];
         int fires = 0;
-        if (f->r.kind == PH_RISK_RELATED) {
-            if (decided || s->now < f->r.created_at || !scope_match(f, s, &v))
+        if (f->kind == PH_RISK_RELATED) {
+            if (decided || s->now < f->created_at || !scope_match(f, s, &v))
                 continue;
             fires = related_fires(rk, f, s);
         } else {
@@ -1323,10 +1350,10 @@ void ph_risk_check(ph_risk *rk, const ph_risk_subject *s, ph_risk_decision *d)
                 fires = 1; /* without memory the window is taken as full (fail closed) */
             } else {
                 const win *w = &x->b->w[f->bit];
-                if (f->r.measure == PH_RISK_FEN)
-                    fires = s->amount > 0 && w->sum + s->amount > f->r.limit;
+                if (f->measure == PH_RISK_FEN)
+                    fires = s->amount > 0 && w->sum + s->amount > f->limit;
                 else
-                    fires = (int64_t)w->n + 1 > f->r.limit;
+                    fires = (int64_t)w->n + 1 > f->limit;
             }
             if (decided)
                 continue;
@@ -1334,14 +1361,14 @@ void ph_risk_check(ph_risk *rk, const ph_risk_subject *s, ph_risk_decision *d)
         if (!fires)
             continue;
         hit_add(d, f);
-        if (f->r.dry_run) {
+        if (f->dry_run) {
             rk->dry_run_hits++;
             if (rk->mx)
                 count_add(&rk->mx->risk_dry_run_hits);
             continue;
         }
-        d->action = f->r.action;
-        memcpy(d->rule, f->r.id, sizeof f->r.id);
+        d->action = f->action;
+        memcpy(d->rule, f->def->id, sizeof f->def->id);
         decided = 1;
     }
     if (d->action == PH_RISK_DENY) {
@@ -1420,7 +1447,7 @@ static int64_t related_reach(const ph_risk *rk)
 {
     int64_t w = 0;
     for (size_t i = 0; i < rk->nrules; i++)
-        if (rk->rules[i].r.kind == PH_RISK_RELATED && rk->rules[i].window_ms > w)
+        if (rk->rules[i].kind == PH_RISK_RELATED && rk->rules[i].window_ms > w)
             w = rk->rules[i].window_ms;
     return w;
 }
