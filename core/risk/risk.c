@@ -45,23 +45,35 @@
 #include "base/lockcheck.h"
 #include "metrics/metrics.h"
 
-#define GROUP_MAX   16 /* rules to a group: the low bits of ent.tm */
-#define ENT_BITS    ((1ULL << GROUP_MAX) - 1)
-#define TICKET_BITS (64 - GROUP_MAX)  /* tickets wrap at 2^48: centuries of checks */
-#define RING_MIN    4                 /* entries of a ring's first allocation */
-#define HUGE_MIN    ((size_t)2 << 20) /* a huge page */
+#define GROUP_MAX 16 /* rules to a group: the low bits of ent.am */
+#define ENT_BITS  ((1ULL << GROUP_MAX) - 1)
+/* fen an entry keeps: an order's amount saturates here, and a fen rule's
+ * limit is taken as at most AMOUNT_MAX - 1, so a saturated amount takes any
+ * window over it as the exact one would (risk.h, "Exactness") */
+#define AMOUNT_MAX ((int64_t)((1ULL << (64 - GROUP_MAX)) - 1))
+/* a block's base lies this far before its first entry's time, so an entry
+ * counted slightly out of order still lies after it (a rebase handles more) */
+#define BASE_SLACK ((int64_t)1 << 24) /* ms: 4.7 hours */
+#define RING_MIN   4                  /* entries of a ring's first allocation */
+#define HUGE_MIN   ((size_t)2 << 20)  /* a huge page */
 
+/* 16 bytes an entry, the bulk of the engine's memory (one per order and
+ * variable in the windows): its time as ms after its block's base (entries
+ * of one block lie within 30 days of each other, the longest window, and
+ * 2^32 ms is 49 days); the low 32 bits of the check's ticket (never 0 for a
+ * check; 0: counted by a replay, never released); its amount (saturated at
+ * AMOUNT_MAX) << GROUP_MAX | the bits of the group's rules holding it (none:
+ * dead). */
 typedef struct ent {
-    int64_t at, amount;
-    /* the ticket (0: counted by a replay, never released) << GROUP_MAX |
-     * the bits of the group's rules holding it (none: dead); 24 bytes an
-     * entry, the bulk of the engine's memory */
-    uint64_t tm;
+    uint32_t dt;
+    uint32_t ticket;
+    uint64_t am;
 } ent;
+_Static_assert(sizeof(ent) == 16, "an entry is 16 bytes");
 
 /* One rule's window in a subject's block. Meaningful while n > 0. */
 typedef struct win {
-    int64_t sum;    /* of its entries' amounts */
+    uint64_t sum;   /* of its entries' amounts (exact for a fen rule; wraps unread for others) */
     int64_t old_at; /* <= the time of its oldest entry: nothing to trim while in the window */
     uint32_t n;     /* its entries */
     uint32_t first; /* ring seq: none of its entries lies before it */
@@ -71,6 +83,7 @@ typedef struct win {
 typedef struct sblk {
     uint64_t key;  /* 0: the table slot is empty */
     ent *ring;     /* cap entries; entry seq s at ring[s & (cap - 1)] */
+    int64_t base;  /* ms: an entry's time is base + its dt */
     uint32_t head; /* seq of the oldest entry */
     uint32_t len, cap, dead;
     win w[];
@@ -111,11 +124,23 @@ typedef struct group {
     size_t cap, used; /* cap a power of 2, or 0 */
 } group;
 
+/* A subject's recent blocks: the latest of the blocks that stand (stored
+ * denials, replayed at start; blocks at review) and the latest denial of a
+ * check whose order may not be stored yet (`by`: its note id, 0 none), which
+ * ph_risk_release takes back when it is not. */
 typedef struct blk {
     uint64_t key; /* 0: empty */
     int var;
-    int64_t at;
+    int64_t at;   /* INT64_MIN: none */
+    int64_t tent; /* meaningful while by != 0 */
+    uint64_t by;
 } blk;
+
+/* The latest block of the subject that counts now. */
+static int64_t blk_latest(const blk *b)
+{
+    return b->by && b->tent > b->at ? b->tent : b->at;
+}
 
 typedef struct lent {
     uint64_t key; /* 0: empty */
@@ -301,6 +326,16 @@ static uint32_t sb_end(const sblk *b)
     return b->head + b->len;
 }
 
+static int64_t ent_time(const sblk *b, const ent *e)
+{
+    return b->base + e->dt;
+}
+
+static int64_t ent_amount(const ent *e)
+{
+    return (int64_t)(e->am >> GROUP_MAX);
+}
+
 /* The seq of rule `bit`'s oldest entry (sb_end when none), remembered. */
 static uint32_t sb_oldest(sblk *b, uint32_t bit)
 {
@@ -309,7 +344,7 @@ static uint32_t sb_oldest(sblk *b, uint32_t bit)
     if (seq_lt(s, b->head))
         s = b->head;
     if (w->n)
-        while (s != end && !(ent_at(b, s)->tm >> bit & 1))
+        while (s != end && !(ent_at(b, s)->am >> bit & 1))
             s++;
     else
         s = end;
@@ -321,12 +356,12 @@ static uint32_t sb_oldest(sblk *b, uint32_t bit)
 static void sb_unhold(size_t *held, sblk *b, uint32_t bit, ent *e)
 {
     win *w = &b->w[bit];
-    assert(e->tm >> bit & 1 && w->n);
-    e->tm &= ~(1ULL << bit);
-    w->sum -= e->amount;
+    assert(e->am >> bit & 1 && w->n);
+    e->am &= ~(1ULL << bit);
+    w->sum -= (uint64_t)ent_amount(e);
     if (!--w->n)
         (*held)--;
-    if (!(e->tm & ENT_BITS))
+    if (!(e->am & ENT_BITS))
         b->dead++;
 }
 
@@ -336,7 +371,7 @@ static void sb_drop_front(sblk *b, uint32_t m)
     if (!b->dead)
         return; /* not a line of the ring read: its front is most of a check's misses */
     uint32_t k = 0;
-    while (k < b->len && !(ent_at(b, b->head + k)->tm & ENT_BITS))
+    while (k < b->len && !(ent_at(b, b->head + k)->am & ENT_BITS))
         k++;
     if (!k)
         return;
@@ -358,8 +393,8 @@ static void sb_trim_window(size_t *held, sblk *b, uint32_t bit, int64_t now, int
     uint32_t s = sb_oldest(b, bit), end = sb_end(b);
     while (s != end) {
         ent *e = ent_at(b, s);
-        if (e->tm >> bit & 1) {
-            if (now - e->at < window_ms)
+        if (e->am >> bit & 1) {
+            if (now - ent_time(b, e) < window_ms)
                 break;
             sb_unhold(held, b, bit, e);
         }
@@ -367,7 +402,7 @@ static void sb_trim_window(size_t *held, sblk *b, uint32_t bit, int64_t now, int
     }
     w->first = s;
     if (s != end)
-        w->old_at = ent_at(b, s)->at;
+        w->old_at = ent_time(b, ent_at(b, s));
 }
 
 /* Drops rule bit's oldest entries while the newer ones reach the limit on
@@ -379,14 +414,14 @@ static void sb_trim_limit(size_t *held, sblk *b, uint32_t bit, const frule *r)
     win *w = &b->w[bit];
     /* nothing can go while the window is within the limit (a fen entry is
      * more than 0): the ring is not read */
-    if (r->measure == PH_RISK_FEN ? w->sum <= r->limit : (int64_t)w->n <= r->limit)
+    if (r->measure == PH_RISK_FEN ? (int64_t)w->sum <= r->limit : (int64_t)w->n <= r->limit)
         return;
     uint32_t s = sb_oldest(b, bit), end = sb_end(b);
     for (; s != end && w->n; s++) {
         ent *e = ent_at(b, s);
-        if (!(e->tm >> bit & 1))
+        if (!(e->am >> bit & 1))
             continue;
-        int drop = r->measure == PH_RISK_FEN ? w->sum - e->amount >= r->limit
+        int drop = r->measure == PH_RISK_FEN ? (int64_t)w->sum - ent_amount(e) >= r->limit
                                              : (int64_t)w->n - 1 >= r->limit;
         if (!drop)
             break;
@@ -394,7 +429,7 @@ static void sb_trim_limit(size_t *held, sblk *b, uint32_t bit, const frule *r)
     }
     w->first = s;
     if (w->n && s != end)
-        w->old_at = ent_at(b, s)->at;
+        w->old_at = ent_time(b, ent_at(b, s));
 }
 
 /* Squeezes the dead entries out (no allocation); every `first` restarts at
@@ -404,7 +439,7 @@ static void sb_compact(sblk *b, uint32_t m)
     uint32_t k = 0;
     for (uint32_t i = 0; i < b->len; i++) {
         ent *e = ent_at(b, b->head + i);
-        if (e->tm & ENT_BITS)
+        if (e->am & ENT_BITS)
             *ent_at(b, b->head + k++) = *e;
     }
     b->len = k;
@@ -437,19 +472,57 @@ static int sb_room(pool *p, sblk *b, uint32_t m)
     return PH_OK;
 }
 
+/* at - base, clamped to what an entry holds */
+static uint32_t dt_of(int64_t at, int64_t base)
+{
+    int64_t dt = at - base;
+    return dt < 0 ? 0 : dt > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)dt;
+}
+
+/* Moves the block's base so that `at` and every entry fit (the entries of a
+ * block lie within the longest window, 30 days, of the time a check trims
+ * them at; 2^32 ms is 49 days). Only a clock that jumped by more than 49
+ * days between two orders of one subject could leave an entry outside: it
+ * is clamped to the nearest time that fits. */
+static void sb_rebase(sblk *b, int64_t at)
+{
+    int64_t lo = at, hi = at;
+    if (b->len) {
+        int64_t first = ent_time(b, ent_at(b, b->head)),
+                last = ent_time(b, ent_at(b, sb_end(b) - 1));
+        lo = first < lo ? first : lo;
+        hi = last > hi ? last : hi;
+    }
+    int64_t base = lo - BASE_SLACK;
+    if (hi - base > (int64_t)UINT32_MAX)
+        base = hi - (int64_t)UINT32_MAX;
+    for (uint32_t i = 0; i < b->len; i++) {
+        ent *e = ent_at(b, b->head + i);
+        e->dt = dt_of(ent_time(b, e), base);
+    }
+    b->base = base;
+}
+
 /* Adds an entry held by the rules of `mask`, in time order (checks of
  * different threads may reach the lock slightly out of order); sb_room was
  * called. */
-static void sb_add(size_t *held, sblk *b, int64_t at, int64_t amount, uint64_t ticket,
+static void sb_add(size_t *held, sblk *b, int64_t at, int64_t amount, uint32_t ticket,
                    uint64_t mask)
 {
-    assert(b->len < b->cap && mask && mask <= ENT_BITS && !(ticket >> TICKET_BITS));
+    assert(b->len < b->cap && mask && mask <= ENT_BITS && amount >= 0);
+    if (!b->len)
+        b->base = at - BASE_SLACK;
+    else if (at < b->base || at - b->base > (int64_t)UINT32_MAX)
+        sb_rebase(b, at);
+    if (amount > AMOUNT_MAX)
+        amount = AMOUNT_MAX;
+    uint32_t dt = dt_of(at, b->base);
     uint32_t p = sb_end(b);
-    while (p != b->head && ent_at(b, p - 1)->at > at) {
+    while (p != b->head && ent_at(b, p - 1)->dt > dt) {
         *ent_at(b, p) = *ent_at(b, p - 1);
         p--;
     }
-    *ent_at(b, p) = (ent){at, amount, ticket << GROUP_MAX | mask};
+    *ent_at(b, p) = (ent){dt, ticket, (uint64_t)amount << GROUP_MAX | mask};
     b->len++;
     for (uint64_t bits = mask; bits; bits &= bits - 1) {
         win *w = &b->w[__builtin_ctzll(bits)];
@@ -463,7 +536,7 @@ static void sb_add(size_t *held, sblk *b, int64_t at, int64_t amount, uint64_t t
             if (seq_lt(p, w->first))
                 w->first = p;
         }
-        w->sum += amount;
+        w->sum += (uint64_t)amount;
     }
 }
 
@@ -627,7 +700,7 @@ static int blk_rebuild(ph_risk *rk, size_t cap, int64_t keep_after)
     size_t used = 0;
     for (size_t i = 0; i < rk->bcap; i++) {
         blk *b = &rk->blk[i];
-        if (!b->key || b->at <= keep_after)
+        if (!b->key || blk_latest(b) <= keep_after)
             continue;
         size_t j = pair_home(b->var, b->key, cap);
         while (tab[j].key)
@@ -642,22 +715,43 @@ static int blk_rebuild(ph_risk *rk, size_t cap, int64_t keep_after)
     return PH_OK;
 }
 
-static void blk_note(ph_risk *rk, int var, uint64_t key, int64_t at)
+/* Notes a block of the subject at `at`: one that stands (by 0), or a
+ * denial's, which its release may take back (by: its note id). Of two
+ * denials' notes, the older stands from then on: only the latest can be
+ * taken back (risk.h, "Exactness"). */
+static void blk_note(ph_risk *rk, int var, uint64_t key, int64_t at, uint64_t by)
 {
     blk *b = blk_find(rk, var, key);
-    if (b) {
+    if (!b) {
+        if ((rk->bused + 1) * 2 > rk->bcap &&
+            blk_rebuild(rk, rk->bcap ? rk->bcap * 2 : 64, INT64_MIN) != PH_OK)
+            return; /* without memory the block is not remembered: fail_closed counts it */
+        size_t j = pair_home(var, key, rk->bcap);
+        while (rk->blk[j].key)
+            j = (j + 1) & (rk->bcap - 1);
+        b = &rk->blk[j];
+        *b = (blk){key, var, INT64_MIN, INT64_MIN, 0};
+        rk->bused++;
+    }
+    if (!by) {
         if (at > b->at)
             b->at = at;
         return;
     }
-    if ((rk->bused + 1) * 2 > rk->bcap &&
-        blk_rebuild(rk, rk->bcap ? rk->bcap * 2 : 64, INT64_MIN) != PH_OK)
-        return; /* without memory the block is not remembered: fail_closed counts it */
-    size_t j = pair_home(var, key, rk->bcap);
-    while (rk->blk[j].key)
-        j = (j + 1) & (rk->bcap - 1);
-    rk->blk[j] = (blk){key, var, at};
-    rk->bused++;
+    if (b->by && b->tent > b->at)
+        b->at = b->tent;
+    b->tent = at;
+    b->by = by;
+}
+
+/* Takes back the note of denial `by` where it is still the latest. */
+static void blk_unnote(ph_risk *rk, int var, uint64_t key, uint64_t by)
+{
+    blk *b = blk_find(rk, var, key);
+    if (b && b->by == by) {
+        b->by = 0;
+        b->tent = INT64_MIN;
+    }
 }
 
 static const lent *lst_find(const ph_risk *rk, int list, int var, uint64_t key)
@@ -814,7 +908,8 @@ static int rules_prepare(const ph_risk_rule *rules, size_t n, rule_set *out, ph_
     qsort(rs.defs, rs.n, sizeof *rs.defs, rule_order);
     for (size_t i = 0; i < rs.n; i++) {
         const ph_risk_rule *r = &rs.defs[i];
-        rs.fr[i] = (frule){.limit = r->limit,
+        int fen = r->kind == PH_RISK_VELOCITY && r->measure == PH_RISK_FEN;
+        rs.fr[i] = (frule){.limit = fen && r->limit > AMOUNT_MAX - 1 ? AMOUNT_MAX - 1 : r->limit,
                            .window_ms = r->window_s * 1000,
                            .created_at = r->created_at,
                            .scope_value = r->scope_value,
@@ -845,7 +940,7 @@ static int block_carry(pool *p, rule_set *rs, const remap *rm, const sblk *ob, s
 {
     for (uint32_t i = 0; i < ob->len; i++) {
         const ent *e = ent_at(ob, ob->head + i);
-        uint64_t bits = e->tm & ENT_BITS;
+        uint64_t bits = e->am & ENT_BITS;
         while (bits) {
             /* the entry's bits bound for one new group at a time (one,
              * unless a variable has more than GROUP_MAX rules) */
@@ -870,7 +965,7 @@ static int block_carry(pool *p, rule_set *rs, const remap *rm, const sblk *ob, s
             }
             if (sb_room(p, nb, g->m) != PH_OK)
                 return PH_ENOMEM;
-            sb_add(held, nb, e->at, e->amount, e->tm >> GROUP_MAX, mask);
+            sb_add(held, nb, ent_time(ob, e), ent_amount(e), e->ticket, mask);
         }
     }
     return PH_OK;
@@ -900,7 +995,7 @@ static void group_move(group *og, group *ng, const remap *rm, uint32_t to, unsig
                 nb->w[rm->bit[j]] = ob->w[j];
         for (uint32_t k = 0; k < nb->len; k++) {
             ent *e = ent_at(nb, nb->head + k);
-            uint64_t bits = e->tm & ENT_BITS, nbits = 0;
+            uint64_t bits = e->am & ENT_BITS, nbits = 0;
             for (uint64_t x = bits; x; x &= x - 1) {
                 uint32_t j = (uint32_t)__builtin_ctzll(x);
                 if (rm->grp[j] == to)
@@ -908,7 +1003,7 @@ static void group_move(group *og, group *ng, const remap *rm, uint32_t to, unsig
             }
             if (bits && !nbits)
                 nb->dead++;
-            e->tm = (e->tm & ~ENT_BITS) | nbits;
+            e->am = (e->am & ~ENT_BITS) | nbits;
         }
         sb_drop_front(nb, ng->m);
         ng->used++;
@@ -1199,17 +1294,19 @@ static int related_fires(ph_risk *rk, const frule *f, const ph_risk_subject *s)
             continue;
         const blk *b = blk_find(rk, var, s->keys[var]);
         /* a block before the rule existed is not its business */
-        if (b && b->at >= f->created_at && s->now - b->at < f->window_ms)
+        int64_t at = b ? blk_latest(b) : INT64_MIN;
+        if (b && at >= f->created_at && s->now - at < f->window_ms)
             return 1;
     }
     return 0;
 }
 
-static void note_blocked_locked(ph_risk *rk, const ph_risk_subject *s, int64_t at)
+/* by: 0, a block that stands; else a denial's note id (blk_note) */
+static void note_blocked_locked(ph_risk *rk, const ph_risk_subject *s, int64_t at, uint64_t by)
 {
     for (int var = 0; var < PH_RISK_VARS; var++)
         if (s->keys[var] && var != PH_RISK_CLIENT) /* the mall itself is not a suspect */
-            blk_note(rk, var, s->keys[var], at);
+            blk_note(rk, var, s->keys[var], at, by);
 }
 
 static void count_add(atomic_uint_fast64_t *a)
@@ -1298,7 +1395,7 @@ static int collect(ph_risk *rk, const ph_risk_subject *s, const subj_view *v, in
 
 /* Counts the order in the blocks collected, each window trimmed to its
  * rule's limit. */
-static void count_in(ph_risk *rk, const ph_risk_subject *s, uint64_t ticket)
+static void count_in(ph_risk *rk, const ph_risk_subject *s, uint32_t ticket)
 {
     for (size_t k = 0; k < rk->ngrp; k++) {
         gscr *x = &rk->scr[k];
@@ -1313,6 +1410,17 @@ static void count_in(ph_risk *rk, const ph_risk_subject *s, uint64_t ticket)
     }
 }
 
+/* A ticket or a note id: never 0, nor 0 in its low 32 bits (an entry keeps
+ * those; 0 is a replay's). */
+static uint64_t next_id(ph_risk *rk)
+{
+    PH_ASSERT_HELD(&rk->mu);
+    do
+        rk->next_ticket++;
+    while (!(uint32_t)rk->next_ticket);
+    return rk->next_ticket;
+}
+
 void ph_risk_check(ph_risk *rk, const ph_risk_subject *s, ph_risk_decision *d)
 {
     /* not a memset: the hits are written as they are found (~700 bytes) */
@@ -1320,9 +1428,11 @@ void ph_risk_check(ph_risk *rk, const ph_risk_subject *s, ph_risk_decision *d)
     d->rule[0] = 0;
     d->nhits = 0;
     d->ticket = 0;
+    d->noted = 0;
     subj_view v;
     view_of(s, &v);
     int failed = 0;
+    int64_t amount = s->amount > AMOUNT_MAX ? AMOUNT_MAX : s->amount; /* as an entry keeps it */
 
     ph_mutex_lock(&rk->mu);
     rk->checks++;
@@ -1351,7 +1461,7 @@ void ph_risk_check(ph_risk *rk, const ph_risk_subject *s, ph_risk_decision *d)
             } else {
                 const win *w = &x->b->w[f->bit];
                 if (f->measure == PH_RISK_FEN)
-                    fires = s->amount > 0 && w->sum + s->amount > f->limit;
+                    fires = s->amount > 0 && (int64_t)w->sum + amount > f->limit;
                 else
                     fires = (int64_t)w->n + 1 > f->limit;
             }
@@ -1372,12 +1482,12 @@ void ph_risk_check(ph_risk *rk, const ph_risk_subject *s, ph_risk_decision *d)
         decided = 1;
     }
     if (d->action == PH_RISK_DENY) {
-        note_blocked_locked(rk, s, s->now);
+        /* the order stands blocked unless it is not stored (ph_risk_release) */
+        d->noted = next_id(rk);
+        note_blocked_locked(rk, s, s->now, d->noted);
     } else if (counts) {
-        if (++rk->next_ticket >> TICKET_BITS)
-            rk->next_ticket = 1;
-        d->ticket = rk->next_ticket;
-        count_in(rk, s, d->ticket);
+        d->ticket = next_id(rk);
+        count_in(rk, s, (uint32_t)d->ticket);
     }
     rk->by_action[d->action]++;
     if (failed)
@@ -1394,22 +1504,28 @@ void ph_risk_check(ph_risk *rk, const ph_risk_subject *s, ph_risk_decision *d)
 
 void ph_risk_release(ph_risk *rk, const ph_risk_subject *s, const ph_risk_decision *d)
 {
-    if (!d->ticket)
+    if (!d->ticket && !d->noted)
         return;
     ph_mutex_lock(&rk->mu);
-    for (size_t k = 0; k < rk->ngrp; k++) {
+    for (int var = 0; d->noted && var < PH_RISK_VARS; var++)
+        if (s->keys[var] && var != PH_RISK_CLIENT)
+            blk_unnote(rk, var, s->keys[var], d->noted);
+    for (size_t k = 0; d->ticket && k < rk->ngrp; k++) {
         group *g = &rk->grp[k];
         if (!s->keys[g->var])
             continue;
         sblk *b = gt_find(g, s->keys[g->var]);
         if (!b)
             continue;
-        /* the newest first: a release follows its check closely */
+        /* the newest first (a release follows its check closely), down to
+         * the check's time: the entries lie in time order */
         for (uint32_t i = b->len; i-- > 0;) {
             ent *e = ent_at(b, b->head + i);
-            if (e->tm >> GROUP_MAX != d->ticket || !(e->tm & ENT_BITS))
+            if (ent_time(b, e) < s->now)
+                break;
+            if (e->ticket != (uint32_t)d->ticket || ent_time(b, e) != s->now || !(e->am & ENT_BITS))
                 continue;
-            for (uint64_t bits = e->tm & ENT_BITS; bits; bits &= bits - 1)
+            for (uint64_t bits = e->am & ENT_BITS; bits; bits &= bits - 1)
                 sb_unhold(&rk->cused, b, (uint32_t)__builtin_ctzll(bits), e);
             break;
         }
@@ -1422,7 +1538,7 @@ void ph_risk_replay(ph_risk *rk, const ph_risk_subject *s, int action)
 {
     ph_mutex_lock(&rk->mu);
     if (action == PH_RISK_DENY) {
-        note_blocked_locked(rk, s, s->now);
+        note_blocked_locked(rk, s, s->now, 0);
         ph_mutex_unlock(&rk->mu);
         return;
     }
@@ -1439,7 +1555,7 @@ void ph_risk_replay(ph_risk *rk, const ph_risk_subject *s, int action)
 void ph_risk_note_blocked(ph_risk *rk, const ph_risk_subject *s, int64_t at)
 {
     ph_mutex_lock(&rk->mu);
-    note_blocked_locked(rk, s, at);
+    note_blocked_locked(rk, s, at, 0);
     ph_mutex_unlock(&rk->mu);
 }
 
@@ -1487,7 +1603,7 @@ void ph_risk_sweep(ph_risk *rk, int64_t now)
         int64_t reach = related_reach(rk);
         size_t live = 0;
         for (size_t i = 0; i < rk->bcap; i++)
-            live += rk->blk[i].key && now - rk->blk[i].at < reach;
+            live += rk->blk[i].key && now - blk_latest(&rk->blk[i]) < reach;
         while (live * 2 > cap)
             cap *= 2;
         (void)blk_rebuild(rk, cap, now - reach); /* without memory: kept as they are */
