@@ -54,7 +54,8 @@
 /* a block's base lies this far before its first entry's time, so an entry
  * counted slightly out of order still lies after it (a rebase handles more) */
 #define BASE_SLACK ((int64_t)1 << 24) /* ms: 4.7 hours */
-#define RING_MIN   4                  /* entries of a ring's first allocation */
+#define INLINE_ENTS 4 /* entries a block holds itself, before it needs a ring */
+#define RING_MIN    8 /* entries of a ring's first allocation */
 #define HUGE_MIN   ((size_t)2 << 20)  /* a huge page */
 
 /* 16 bytes an entry, the bulk of the engine's memory (one per order and
@@ -86,11 +87,15 @@ typedef struct sblk {
     int64_t base;  /* ms: an entry's time is base + its dt */
     uint32_t head; /* seq of the oldest entry */
     uint32_t len, cap, dead;
+    /* the entries while they fit here (ring NULL, cap INLINE_ENTS): most
+     * subjects (a person, a phone, a device) have a few orders in a window,
+     * and theirs cost no allocation and no cache line but their block's */
+    ent inl[INLINE_ENTS];
     win w[];
 } sblk;
 
 /* Ring storage: rings of RING_MIN << c entries (c < POOL_CLASSES: up to
- * 2,048 entries, 48 KB) are carved from slabs of one class each, HUGE_MIN bytes aligned to
+ * 4,096 entries, 64 KB) are carved from slabs of one class each, HUGE_MIN bytes aligned to
  * HUGE_MIN (so a ring finds its slab by its address), and kept on a free
  * list per class when a ring grows out of them or its block goes: a growing
  * ring takes a slot, not a malloc and a free. Larger rings are malloc'd. A slab whose
@@ -318,7 +323,8 @@ static int seq_lt(uint32_t a, uint32_t b)
 
 static ent *ent_at(const sblk *b, uint32_t seq)
 {
-    return &b->ring[seq & (b->cap - 1)];
+    ent *r = b->ring ? b->ring : (ent *)b->inl;
+    return &r[seq & (b->cap - 1)];
 }
 
 static uint32_t sb_end(const sblk *b)
@@ -458,7 +464,8 @@ static int sb_room(pool *p, sblk *b, uint32_t m)
         sb_compact(b, m);
         return PH_OK;
     }
-    uint32_t cap = b->cap ? b->cap * 2 : RING_MIN;
+    assert(b->cap >= INLINE_ENTS);
+    uint32_t cap = b->ring ? b->cap * 2 : RING_MIN;
     if (!cap)
         return PH_ENOMEM;
     ent *r = ring_alloc(p, cap);
@@ -544,6 +551,22 @@ static void sb_release(pool *p, sblk *b)
 {
     ring_free(p, b->ring, b->cap);
     b->ring = NULL;
+    b->cap = INLINE_ENTS;
+}
+
+/* Back to the block's own entries once they fit there again (the sweep, after
+ * a burst): the ring goes back to the pool. */
+static void sb_shrink(pool *p, sblk *b)
+{
+    if (!b->ring || b->len > INLINE_ENTS)
+        return;
+    ent tmp[INLINE_ENTS];
+    for (uint32_t i = 0; i < b->len; i++)
+        tmp[(b->head + i) & (INLINE_ENTS - 1)] = *ent_at(b, b->head + i);
+    ring_free(p, b->ring, b->cap);
+    b->ring = NULL;
+    b->cap = INLINE_ENTS;
+    memcpy(b->inl, tmp, sizeof tmp);
 }
 
 /* ---- a group's table of blocks -------------------------------------------- */
@@ -635,6 +658,7 @@ static sblk *gt_get(group *g, uint64_t key)
     b = gt_at(g, i);
     memset(b, 0, g->stride);
     b->key = key;
+    b->cap = INLINE_ENTS;
     g->used++;
     return b;
 }
@@ -1364,8 +1388,8 @@ static int collect(ph_risk *rk, const ph_risk_subject *s, const subj_view *v, in
         const group *g = &rk->grp[k];
         if (rk->scr[k].apply && g->cap) {
             const char *home = (const char *)gt_at(g, gt_home(s->keys[g->var], g->cap));
-            __builtin_prefetch(home);
-            __builtin_prefetch(home + g->stride - 1);
+            for (size_t off = 0; off < g->stride; off += 64)
+                __builtin_prefetch(home + off);
         }
     }
     for (size_t k = 0; any && k < rk->ngrp; k++) {
@@ -1586,6 +1610,7 @@ void ph_risk_sweep(ph_risk *rk, int64_t now)
                 }
                 if (b->dead && b->dead * 2 >= b->len)
                     sb_compact(b, g->m);
+                sb_shrink(&rk->pool, b);
             }
             i++;
         }
