@@ -16,6 +16,10 @@
 # Prints, per round in round order, the difference and each daemon's RSS after its run (the
 # windows of 12 h never close here: a cost or a memory that grows round over round shows), and
 # the minor page faults of each run per order.
+#   RC_TOGETHER (0)  1: each round loads both daemons at once (bench/lib.sh's
+#                    bench_cpu_together) instead of one after the other: what else the machine
+#                    runs falls on both alike (a diagnosis on a busy machine; the issue's
+#                    figure is the alternating one)
 set -euo pipefail
 
 BUILD=${1:?usage: bench/risk_cpu.sh BUILD_DIR}
@@ -129,7 +133,11 @@ rss_note() { # label round: the daemon's resident set after its run (MB), its fa
     FLT[$1,$2]=$(bench_calc "($f - ${FLT[$1]}) / $ok")
     FLT[$1]=$f
 }
-BENCH_RUN_HOOK=rss_note bench_cpu_rounds "plain rules" RC_CODES
+if [ "${RC_TOGETHER:-0}" = 1 ]; then
+    BENCH_RUN_HOOK=rss_note bench_cpu_together "plain rules" RC_CODES
+else
+    BENCH_RUN_HOOK=rss_note bench_cpu_rounds "plain rules" RC_CODES
+fi
 
 checks=$(metric rules perkhub_risk_checks_total)
 [ "${checks:-0}" -gt 0 ] ||

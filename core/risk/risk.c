@@ -10,12 +10,13 @@
  *     with more rules has more groups); a rule is a bit of its group;
  *   - per group an open-addressing table (linear probing, backward-shift
  *     deletion, no tombstones) of subject blocks keyed by the subject key.
- *     A block holds one ring of entries (time, amount, ticket, and the bits
+ *     A block holds one ring of entries (its first 4 in the block itself;
+ *     time, amount, ticket, and the bits
  *     of the group's rules that hold the entry), oldest first, shared by
  *     every rule of the group, and per rule its count, sum, a lower bound of
  *     its oldest entry's time and where its oldest entry may start;
  *   - blk: recent blocks, (variable, key) -> the latest time an order of that
- *     subject was blocked;
+ *     subject was blocked (and the latest denial's, until it is released);
  *   - lst: the list entries in force, (list, variable, key) -> expiry.
  *
  * Why this layout: one order is one entry per variable, not one per rule,
@@ -53,10 +54,10 @@
 #define AMOUNT_MAX ((int64_t)((1ULL << (64 - GROUP_MAX)) - 1))
 /* a block's base lies this far before its first entry's time, so an entry
  * counted slightly out of order still lies after it (a rebase handles more) */
-#define BASE_SLACK ((int64_t)1 << 24) /* ms: 4.7 hours */
-#define INLINE_ENTS 4 /* entries a block holds itself, before it needs a ring */
-#define RING_MIN    8 /* entries of a ring's first allocation */
-#define HUGE_MIN   ((size_t)2 << 20)  /* a huge page */
+#define BASE_SLACK  ((int64_t)1 << 24) /* ms: 4.7 hours */
+#define INLINE_ENTS 4                  /* entries a block holds itself, before it needs a ring */
+#define RING_MIN    8                  /* entries of a ring's first allocation */
+#define HUGE_MIN    ((size_t)2 << 20)  /* a huge page */
 
 /* 16 bytes an entry, the bulk of the engine's memory (one per order and
  * variable in the windows): its time as ms after its block's base (entries
