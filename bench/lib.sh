@@ -150,6 +150,8 @@ bench_wrk_orders() {
 # be 2xx and the store must have issued as many codes as wrk saw answered (plus at most one per
 # connection in flight when it stopped; CODES_KNOB names the knob to raise when out of stock).
 # Appends "label µs-per-order orders/s p99-ms round" to $TMP/runs.txt, one line a run.
+# BENCH_RUN_HOOK, when set, names a function called with the label and the round's number
+# after each run, outside the measured window (bench/risk_cpu.sh reads each daemon's RSS there).
 bench_cpu_rounds() {
     local labels=$1 knob=$2 l r order p issued0 issued u0 s0 u1 s1 j ok us rps p99
     if [ "$WARMUP" -gt 0 ]; then
@@ -178,6 +180,7 @@ bench_cpu_rounds() {
             p99=$(jq .latency_ms.p99 <<<"$j")
             echo "$l $us $rps $p99 $r" >>"$TMP/runs.txt"
             note "  round $r $l: $us µs CPU/order, $ok orders, $rps/s, p99 $p99 ms, load $(cut -d' ' -f1 /proc/loadavg)"
+            [ -z "${BENCH_RUN_HOOK:-}" ] || "$BENCH_RUN_HOOK" "$l" "$r"
         done
     done
 }
@@ -241,6 +244,7 @@ bench_cpu_together() {
             p99=$(jq .latency_ms.p99 <<<"$j")
             echo "$l $us $rps $p99 $r" >>"$TMP/runs.txt"
             note "  round $r $l: $us µs CPU/order, $ok orders, $rps/s, p99 $p99 ms, load $(cut -d' ' -f1 /proc/loadavg)"
+            [ -z "${BENCH_RUN_HOOK:-}" ] || "$BENCH_RUN_HOOK" "$l" "$r"
         done
     done
 }

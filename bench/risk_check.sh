@@ -2,11 +2,11 @@
 # bench/risk_check.sh BUILD_DIR — issue 15: what the risk engine's decision costs one order,
 # in process (bench/risk_check.c against BUILD_DIR/libphcore.a): ns of CPU per ph_risk_check
 # with 20 rules in force that all match and never fire, against no rules, same run,
-# alternating rounds. PASS when the median added time is under RC_LIMIT_NS (1000) ns: half of
+# alternating rounds. PASS when the median added time is under RK_LIMIT_NS (1000) ns: half of
 # the issue's 2 µs per order, which bench/risk_cpu.sh measures through HTTP. Also prints
 # how long two rule changes take with every counter held, and the peak RSS. Writes
 # bench/results/risk_check.json. Exit: 0 PASS, 3 MISS, 1 when something was wrong.
-#   RC_CHECKS (200000 per round)  RC_ROUNDS (7)  RC_USERS (100000)  RC_LIMIT_NS (1000)
+#   RK_CHECKS (200000 per round)  RK_ROUNDS (7)  RK_USERS (100000)  RK_LIMIT_NS (1000)
 set -euo pipefail
 
 BUILD=${1:?usage: bench/risk_check.sh BUILD_DIR}
@@ -25,8 +25,8 @@ gcc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -I "$SRC/core" -o "$TMP/ris
     $(pkg-config --libs lmdb jansson yaml-0.1 libmicrohttpd libcurl openssl) -ldl -lpthread \
     || fail "cannot build bench/risk_check.c"
 rc=0
-"$TMP/risk_check" --checks "${RC_CHECKS:-200000}" --rounds "${RC_ROUNDS:-7}" \
-    --users "${RC_USERS:-100000}" --limit-ns "${RC_LIMIT_NS:-1000}" | tee "$TMP/out.txt" || rc=$?
+"$TMP/risk_check" --checks "${RK_CHECKS:-200000}" --rounds "${RK_ROUNDS:-7}" \
+    --users "${RK_USERS:-100000}" --limit-ns "${RK_LIMIT_NS:-1000}" | tee "$TMP/out.txt" || rc=$?
 [ "$rc" = 0 ] || [ "$rc" = 3 ] || fail "risk_check exited $rc"
 mkdir -p "$SRC/bench/results"
 tail -n 1 "$TMP/out.txt" >"$SRC/bench/results/risk_check.json"

@@ -13,6 +13,13 @@
 # Knobs (environment):
 #   RC_ROUNDS (4)  RC_DURATION (10)  RC_CONNS (256)  RC_THREADS (2)  RC_CODES (1500000)
 #   RC_WARMUP (3)  RC_END_USERS (100000)  RC_LIMIT_US (2.0)  RC_RATIO (0.95)
+# Prints, per round in round order, the difference and each daemon's RSS after its run (the
+# windows of 12 h never close here: a cost or a memory that grows round over round shows), and
+# the minor page faults of each run per order.
+#   RC_TOGETHER (0)  1: each round loads both daemons at once (bench/lib.sh's
+#                    bench_cpu_together) instead of one after the other: what else the machine
+#                    runs falls on both alike (a diagnosis on a busy machine; the issue's
+#                    figure is the alternating one)
 set -euo pipefail
 
 BUILD=${1:?usage: bench/risk_cpu.sh BUILD_DIR}
@@ -100,6 +107,7 @@ for l in plain rules; do
     PID[$l]=$BENCH_PID
     URL[$l]=$BENCH_URL
     bench_import_codes "$l"
+    note "$l: perkhubd pid ${PID[$l]}"
 done
 n=0
 while read -r id var scope m lim a mode; do
@@ -114,7 +122,22 @@ n=$((n + 1))
 metric() { curl -sf "${URL[$1]}/metrics" -H "Authorization: Bearer $OPS_TOKEN" | awk -v m="$2" '$1 == m { print $2 }'; }
 [ "$(metric rules perkhub_risk_rules)" = 20 ] || fail "rules: the engine holds $(metric rules perkhub_risk_rules) rules"
 
-bench_cpu_rounds "plain rules" RC_CODES
+declare -A RSS FLT
+minflt() { sed 's/.*) //' "/proc/${PID[$1]}/stat" | awk '{ print $8 }'; }
+for l in plain rules; do FLT[$l]=$(minflt "$l"); done
+rss_note() { # label round: the daemon's resident set after its run (MB), its faults per order
+    local f ok
+    RSS[$1,$2]=$(awk '$1 == "VmRSS:" { printf "%.0f", $2 / 1024 }' "/proc/${PID[$1]}/status")
+    f=$(minflt "$1")
+    ok=$(jq .ok "$TMP/$1-$2.json")
+    FLT[$1,$2]=$(bench_calc "($f - ${FLT[$1]}) / $ok")
+    FLT[$1]=$f
+}
+if [ "${RC_TOGETHER:-0}" = 1 ]; then
+    BENCH_RUN_HOOK=rss_note bench_cpu_together "plain rules" RC_CODES
+else
+    BENCH_RUN_HOOK=rss_note bench_cpu_rounds "plain rules" RC_CODES
+fi
 
 checks=$(metric rules perkhub_risk_checks_total)
 [ "${checks:-0}" -gt 0 ] ||
@@ -142,6 +165,13 @@ printf '\nperkhubd CPU per order, %s rounds of %ss at %s connections; end users 
     "$ROUNDS" "$DURATION" "$CONNS" "$END_USERS"
 printf '  none      median %s µs (runs: %s), %s orders/s\n' "${MED[plain]}" "$(col plain 2 | tr '\n' ' ')" "${RPS[plain]}"
 printf '  20 rules  median %s µs (runs: %s), %s orders/s\n' "${MED[rules]}" "$(col rules 2 | tr '\n' ' ')" "${RPS[rules]}"
+for r in $(seq "$ROUNDS"); do
+    printf '  round %s: none %s µs, 20 rules %s µs, added %s µs; RSS none %s MB, 20 rules %s MB; minor faults per order none %s, 20 rules %s\n' "$r" \
+        "$(awk -v r="$r" '$1 == "plain" && $5 == r { print $2 }' "$TMP/runs.txt")" \
+        "$(awk -v r="$r" '$1 == "rules" && $5 == r { print $2 }' "$TMP/runs.txt")" \
+        "$(awk -v r="$r" '$5 == r { v[$1] = $2 } END { printf "%.3f", v["rules"] - v["plain"] }' "$TMP/runs.txt")" \
+        "${RSS[plain,$r]}" "${RSS[rules,$r]}" "${FLT[plain,$r]}" "${FLT[rules,$r]}"
+done
 printf 'risk_cpu: 20 rules - none %s µs per order (median of rounds; limit %s), orders/s ratio %s (limit %s): %s   (per round: %s)\n' \
     "$diff" "$LIMIT" "$ratio" "$RATIO" "$verdict" "$(tr '\n' ' ' <<<"$diffs")"
 

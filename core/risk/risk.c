@@ -10,12 +10,13 @@
  *     with more rules has more groups); a rule is a bit of its group;
  *   - per group an open-addressing table (linear probing, backward-shift
  *     deletion, no tombstones) of subject blocks keyed by the subject key.
- *     A block holds one ring of entries (time, amount, ticket, and the bits
+ *     A block holds one ring of entries (its first 4 in the block itself;
+ *     time, amount, ticket, and the bits
  *     of the group's rules that hold the entry), oldest first, shared by
  *     every rule of the group, and per rule its count, sum, a lower bound of
  *     its oldest entry's time and where its oldest entry may start;
  *   - blk: recent blocks, (variable, key) -> the latest time an order of that
- *     subject was blocked;
+ *     subject was blocked (and the latest denial's, until it is released);
  *   - lst: the list entries in force, (list, variable, key) -> expiry.
  *
  * Why this layout: one order is one entry per variable, not one per rule,
@@ -45,23 +46,36 @@
 #include "base/lockcheck.h"
 #include "metrics/metrics.h"
 
-#define GROUP_MAX   16 /* rules to a group: the low bits of ent.tm */
-#define ENT_BITS    ((1ULL << GROUP_MAX) - 1)
-#define TICKET_BITS (64 - GROUP_MAX)  /* tickets wrap at 2^48: centuries of checks */
-#define RING_MIN    4                 /* entries of a ring's first allocation */
-#define HUGE_MIN    ((size_t)2 << 20) /* a huge page */
+#define GROUP_MAX 16 /* rules to a group: the low bits of ent.am */
+#define ENT_BITS  ((1ULL << GROUP_MAX) - 1)
+/* fen an entry keeps: an order's amount saturates here, and a fen rule's
+ * limit is taken as at most AMOUNT_MAX - 1, so a saturated amount takes any
+ * window over it as the exact one would (risk.h, "Exactness") */
+#define AMOUNT_MAX ((int64_t)((1ULL << (64 - GROUP_MAX)) - 1))
+/* a block's base lies this far before its first entry's time, so an entry
+ * counted slightly out of order still lies after it (a rebase handles more) */
+#define BASE_SLACK  ((int64_t)1 << 24) /* ms: 4.7 hours */
+#define INLINE_ENTS 4                  /* entries a block holds itself, before it needs a ring */
+#define RING_MIN    8                  /* entries of a ring's first allocation */
+#define HUGE_MIN    ((size_t)2 << 20)  /* a huge page */
 
+/* 16 bytes an entry, the bulk of the engine's memory (one per order and
+ * variable in the windows): its time as ms after its block's base (entries
+ * of one block lie within 30 days of each other, the longest window, and
+ * 2^32 ms is 49 days); the low 32 bits of the check's ticket (never 0 for a
+ * check; 0: counted by a replay, never released); its amount (saturated at
+ * AMOUNT_MAX) << GROUP_MAX | the bits of the group's rules holding it (none:
+ * dead). */
 typedef struct ent {
-    int64_t at, amount;
-    /* the ticket (0: counted by a replay, never released) << GROUP_MAX |
-     * the bits of the group's rules holding it (none: dead); 24 bytes an
-     * entry, the bulk of the engine's memory */
-    uint64_t tm;
+    uint32_t dt;
+    uint32_t ticket;
+    uint64_t am;
 } ent;
+_Static_assert(sizeof(ent) == 16, "an entry is 16 bytes");
 
 /* One rule's window in a subject's block. Meaningful while n > 0. */
 typedef struct win {
-    int64_t sum;    /* of its entries' amounts */
+    uint64_t sum;   /* of its entries' amounts (exact for a fen rule; wraps unread for others) */
     int64_t old_at; /* <= the time of its oldest entry: nothing to trim while in the window */
     uint32_t n;     /* its entries */
     uint32_t first; /* ring seq: none of its entries lies before it */
@@ -71,13 +85,18 @@ typedef struct win {
 typedef struct sblk {
     uint64_t key;  /* 0: the table slot is empty */
     ent *ring;     /* cap entries; entry seq s at ring[s & (cap - 1)] */
+    int64_t base;  /* ms: an entry's time is base + its dt */
     uint32_t head; /* seq of the oldest entry */
     uint32_t len, cap, dead;
+    /* the entries while they fit here (ring NULL, cap INLINE_ENTS): most
+     * subjects (a person, a phone, a device) have a few orders in a window,
+     * and theirs cost no allocation and no cache line but their block's */
+    ent inl[INLINE_ENTS];
     win w[];
 } sblk;
 
 /* Ring storage: rings of RING_MIN << c entries (c < POOL_CLASSES: up to
- * 2,048 entries, 48 KB) are carved from slabs of one class each, HUGE_MIN bytes aligned to
+ * 4,096 entries, 64 KB) are carved from slabs of one class each, HUGE_MIN bytes aligned to
  * HUGE_MIN (so a ring finds its slab by its address), and kept on a free
  * list per class when a ring grows out of them or its block goes: a growing
  * ring takes a slot, not a malloc and a free. Larger rings are malloc'd. A slab whose
@@ -111,11 +130,23 @@ typedef struct group {
     size_t cap, used; /* cap a power of 2, or 0 */
 } group;
 
+/* A subject's recent blocks: the latest of the blocks that stand (stored
+ * denials, replayed at start; blocks at review) and the latest denial of a
+ * check whose order may not be stored yet (`by`: its note id, 0 none), which
+ * ph_risk_release takes back when it is not. */
 typedef struct blk {
     uint64_t key; /* 0: empty */
     int var;
-    int64_t at;
+    int64_t at;   /* INT64_MIN: none */
+    int64_t tent; /* meaningful while by != 0 */
+    uint64_t by;
 } blk;
+
+/* The latest block of the subject that counts now. */
+static int64_t blk_latest(const blk *b)
+{
+    return b->by && b->tent > b->at ? b->tent : b->at;
+}
 
 typedef struct lent {
     uint64_t key; /* 0: empty */
@@ -123,12 +154,17 @@ typedef struct lent {
     int64_t expires_at; /* 0 never */
 } lent;
 
+/* A rule in force: what a check reads of it, in one cache line (the rule as
+ * given, ~600 bytes of id, scope and note, is read only when it fires). */
 typedef struct frule {
-    ph_risk_rule r;
-    int64_t window_ms;
-    size_t scope_len;
+    int64_t limit, window_ms, created_at;
+    const char *scope_value; /* def's */
+    const ph_risk_rule *def; /* the set's copy of the rule */
+    uint32_t scope_len;
     uint32_t grp, bit; /* velocity: its group and bit */
+    uint8_t kind, var, scope, measure, action, dry_run, related;
 } frule;
+_Static_assert(sizeof(frule) <= 64, "a rule in force is one cache line");
 
 /* Per group, for one check: the block, the bits of the rules that apply and
  * of those that count this order. */
@@ -141,6 +177,7 @@ struct ph_risk {
     ph_mutex mu;
     ph_metrics *mx;
     frule *rules;
+    ph_risk_rule *defs; /* the rules as given, in rules' order (frule.def) */
     size_t nrules;
     group *grp;
     size_t ngrp;
@@ -287,12 +324,23 @@ static int seq_lt(uint32_t a, uint32_t b)
 
 static ent *ent_at(const sblk *b, uint32_t seq)
 {
-    return &b->ring[seq & (b->cap - 1)];
+    ent *r = b->ring ? b->ring : (ent *)b->inl;
+    return &r[seq & (b->cap - 1)];
 }
 
 static uint32_t sb_end(const sblk *b)
 {
     return b->head + b->len;
+}
+
+static int64_t ent_time(const sblk *b, const ent *e)
+{
+    return b->base + e->dt;
+}
+
+static int64_t ent_amount(const ent *e)
+{
+    return (int64_t)(e->am >> GROUP_MAX);
 }
 
 /* The seq of rule `bit`'s oldest entry (sb_end when none), remembered. */
@@ -303,7 +351,7 @@ static uint32_t sb_oldest(sblk *b, uint32_t bit)
     if (seq_lt(s, b->head))
         s = b->head;
     if (w->n)
-        while (s != end && !(ent_at(b, s)->tm >> bit & 1))
+        while (s != end && !(ent_at(b, s)->am >> bit & 1))
             s++;
     else
         s = end;
@@ -315,12 +363,12 @@ static uint32_t sb_oldest(sblk *b, uint32_t bit)
 static void sb_unhold(size_t *held, sblk *b, uint32_t bit, ent *e)
 {
     win *w = &b->w[bit];
-    assert(e->tm >> bit & 1 && w->n);
-    e->tm &= ~(1ULL << bit);
-    w->sum -= e->amount;
+    assert(e->am >> bit & 1 && w->n);
+    e->am &= ~(1ULL << bit);
+    w->sum -= (uint64_t)ent_amount(e);
     if (!--w->n)
         (*held)--;
-    if (!(e->tm & ENT_BITS))
+    if (!(e->am & ENT_BITS))
         b->dead++;
 }
 
@@ -330,7 +378,7 @@ static void sb_drop_front(sblk *b, uint32_t m)
     if (!b->dead)
         return; /* not a line of the ring read: its front is most of a check's misses */
     uint32_t k = 0;
-    while (k < b->len && !(ent_at(b, b->head + k)->tm & ENT_BITS))
+    while (k < b->len && !(ent_at(b, b->head + k)->am & ENT_BITS))
         k++;
     if (!k)
         return;
@@ -352,8 +400,8 @@ static void sb_trim_window(size_t *held, sblk *b, uint32_t bit, int64_t now, int
     uint32_t s = sb_oldest(b, bit), end = sb_end(b);
     while (s != end) {
         ent *e = ent_at(b, s);
-        if (e->tm >> bit & 1) {
-            if (now - e->at < window_ms)
+        if (e->am >> bit & 1) {
+            if (now - ent_time(b, e) < window_ms)
                 break;
             sb_unhold(held, b, bit, e);
         }
@@ -361,26 +409,26 @@ static void sb_trim_window(size_t *held, sblk *b, uint32_t bit, int64_t now, int
     }
     w->first = s;
     if (s != end)
-        w->old_at = ent_at(b, s)->at;
+        w->old_at = ent_time(b, ent_at(b, s));
 }
 
 /* Drops rule bit's oldest entries while the newer ones reach the limit on
  * their own: any window holding the oldest also holds them, and the rule
  * fires there either way (risk.h, "Exactness"). So memory is bounded by the
  * limit. */
-static void sb_trim_limit(size_t *held, sblk *b, uint32_t bit, const ph_risk_rule *r)
+static void sb_trim_limit(size_t *held, sblk *b, uint32_t bit, const frule *r)
 {
     win *w = &b->w[bit];
     /* nothing can go while the window is within the limit (a fen entry is
      * more than 0): the ring is not read */
-    if (r->measure == PH_RISK_FEN ? w->sum <= r->limit : (int64_t)w->n <= r->limit)
+    if (r->measure == PH_RISK_FEN ? (int64_t)w->sum <= r->limit : (int64_t)w->n <= r->limit)
         return;
     uint32_t s = sb_oldest(b, bit), end = sb_end(b);
     for (; s != end && w->n; s++) {
         ent *e = ent_at(b, s);
-        if (!(e->tm >> bit & 1))
+        if (!(e->am >> bit & 1))
             continue;
-        int drop = r->measure == PH_RISK_FEN ? w->sum - e->amount >= r->limit
+        int drop = r->measure == PH_RISK_FEN ? (int64_t)w->sum - ent_amount(e) >= r->limit
                                              : (int64_t)w->n - 1 >= r->limit;
         if (!drop)
             break;
@@ -388,7 +436,7 @@ static void sb_trim_limit(size_t *held, sblk *b, uint32_t bit, const ph_risk_rul
     }
     w->first = s;
     if (w->n && s != end)
-        w->old_at = ent_at(b, s)->at;
+        w->old_at = ent_time(b, ent_at(b, s));
 }
 
 /* Squeezes the dead entries out (no allocation); every `first` restarts at
@@ -398,7 +446,7 @@ static void sb_compact(sblk *b, uint32_t m)
     uint32_t k = 0;
     for (uint32_t i = 0; i < b->len; i++) {
         ent *e = ent_at(b, b->head + i);
-        if (e->tm & ENT_BITS)
+        if (e->am & ENT_BITS)
             *ent_at(b, b->head + k++) = *e;
     }
     b->len = k;
@@ -417,7 +465,8 @@ static int sb_room(pool *p, sblk *b, uint32_t m)
         sb_compact(b, m);
         return PH_OK;
     }
-    uint32_t cap = b->cap ? b->cap * 2 : RING_MIN;
+    assert(b->cap >= INLINE_ENTS);
+    uint32_t cap = b->ring ? b->cap * 2 : RING_MIN;
     if (!cap)
         return PH_ENOMEM;
     ent *r = ring_alloc(p, cap);
@@ -431,19 +480,57 @@ static int sb_room(pool *p, sblk *b, uint32_t m)
     return PH_OK;
 }
 
+/* at - base, clamped to what an entry holds */
+static uint32_t dt_of(int64_t at, int64_t base)
+{
+    int64_t dt = at - base;
+    return dt < 0 ? 0 : dt > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)dt;
+}
+
+/* Moves the block's base so that `at` and every entry fit (the entries of a
+ * block lie within the longest window, 30 days, of the time a check trims
+ * them at; 2^32 ms is 49 days). Only a clock that jumped by more than 49
+ * days between two orders of one subject could leave an entry outside: it
+ * is clamped to the nearest time that fits. */
+static void sb_rebase(sblk *b, int64_t at)
+{
+    int64_t lo = at, hi = at;
+    if (b->len) {
+        int64_t first = ent_time(b, ent_at(b, b->head)),
+                last = ent_time(b, ent_at(b, sb_end(b) - 1));
+        lo = first < lo ? first : lo;
+        hi = last > hi ? last : hi;
+    }
+    int64_t base = lo - BASE_SLACK;
+    if (hi - base > (int64_t)UINT32_MAX)
+        base = hi - (int64_t)UINT32_MAX;
+    for (uint32_t i = 0; i < b->len; i++) {
+        ent *e = ent_at(b, b->head + i);
+        e->dt = dt_of(ent_time(b, e), base);
+    }
+    b->base = base;
+}
+
 /* Adds an entry held by the rules of `mask`, in time order (checks of
  * different threads may reach the lock slightly out of order); sb_room was
  * called. */
-static void sb_add(size_t *held, sblk *b, int64_t at, int64_t amount, uint64_t ticket,
+static void sb_add(size_t *held, sblk *b, int64_t at, int64_t amount, uint32_t ticket,
                    uint64_t mask)
 {
-    assert(b->len < b->cap && mask && mask <= ENT_BITS && !(ticket >> TICKET_BITS));
+    assert(b->len < b->cap && mask && mask <= ENT_BITS && amount >= 0);
+    if (!b->len)
+        b->base = at - BASE_SLACK;
+    else if (at < b->base || at - b->base > (int64_t)UINT32_MAX)
+        sb_rebase(b, at);
+    if (amount > AMOUNT_MAX)
+        amount = AMOUNT_MAX;
+    uint32_t dt = dt_of(at, b->base);
     uint32_t p = sb_end(b);
-    while (p != b->head && ent_at(b, p - 1)->at > at) {
+    while (p != b->head && ent_at(b, p - 1)->dt > dt) {
         *ent_at(b, p) = *ent_at(b, p - 1);
         p--;
     }
-    *ent_at(b, p) = (ent){at, amount, ticket << GROUP_MAX | mask};
+    *ent_at(b, p) = (ent){dt, ticket, (uint64_t)amount << GROUP_MAX | mask};
     b->len++;
     for (uint64_t bits = mask; bits; bits &= bits - 1) {
         win *w = &b->w[__builtin_ctzll(bits)];
@@ -457,7 +544,7 @@ static void sb_add(size_t *held, sblk *b, int64_t at, int64_t amount, uint64_t t
             if (seq_lt(p, w->first))
                 w->first = p;
         }
-        w->sum += amount;
+        w->sum += (uint64_t)amount;
     }
 }
 
@@ -465,6 +552,22 @@ static void sb_release(pool *p, sblk *b)
 {
     ring_free(p, b->ring, b->cap);
     b->ring = NULL;
+    b->cap = INLINE_ENTS;
+}
+
+/* Back to the block's own entries once they fit there again (the sweep, after
+ * a burst): the ring goes back to the pool. */
+static void sb_shrink(pool *p, sblk *b)
+{
+    if (!b->ring || b->len > INLINE_ENTS)
+        return;
+    ent tmp[INLINE_ENTS];
+    for (uint32_t i = 0; i < b->len; i++)
+        tmp[(b->head + i) & (INLINE_ENTS - 1)] = *ent_at(b, b->head + i);
+    ring_free(p, b->ring, b->cap);
+    b->ring = NULL;
+    b->cap = INLINE_ENTS;
+    memcpy(b->inl, tmp, sizeof tmp);
 }
 
 /* ---- a group's table of blocks -------------------------------------------- */
@@ -556,6 +659,7 @@ static sblk *gt_get(group *g, uint64_t key)
     b = gt_at(g, i);
     memset(b, 0, g->stride);
     b->key = key;
+    b->cap = INLINE_ENTS;
     g->used++;
     return b;
 }
@@ -621,7 +725,7 @@ static int blk_rebuild(ph_risk *rk, size_t cap, int64_t keep_after)
     size_t used = 0;
     for (size_t i = 0; i < rk->bcap; i++) {
         blk *b = &rk->blk[i];
-        if (!b->key || b->at <= keep_after)
+        if (!b->key || blk_latest(b) <= keep_after)
             continue;
         size_t j = pair_home(b->var, b->key, cap);
         while (tab[j].key)
@@ -636,22 +740,43 @@ static int blk_rebuild(ph_risk *rk, size_t cap, int64_t keep_after)
     return PH_OK;
 }
 
-static void blk_note(ph_risk *rk, int var, uint64_t key, int64_t at)
+/* Notes a block of the subject at `at`: one that stands (by 0), or a
+ * denial's, which its release may take back (by: its note id). Of two
+ * denials' notes, the older stands from then on: only the latest can be
+ * taken back (risk.h, "Exactness"). */
+static void blk_note(ph_risk *rk, int var, uint64_t key, int64_t at, uint64_t by)
 {
     blk *b = blk_find(rk, var, key);
-    if (b) {
+    if (!b) {
+        if ((rk->bused + 1) * 2 > rk->bcap &&
+            blk_rebuild(rk, rk->bcap ? rk->bcap * 2 : 64, INT64_MIN) != PH_OK)
+            return; /* without memory the block is not remembered: fail_closed counts it */
+        size_t j = pair_home(var, key, rk->bcap);
+        while (rk->blk[j].key)
+            j = (j + 1) & (rk->bcap - 1);
+        b = &rk->blk[j];
+        *b = (blk){key, var, INT64_MIN, INT64_MIN, 0};
+        rk->bused++;
+    }
+    if (!by) {
         if (at > b->at)
             b->at = at;
         return;
     }
-    if ((rk->bused + 1) * 2 > rk->bcap &&
-        blk_rebuild(rk, rk->bcap ? rk->bcap * 2 : 64, INT64_MIN) != PH_OK)
-        return; /* without memory the block is not remembered: fail_closed counts it */
-    size_t j = pair_home(var, key, rk->bcap);
-    while (rk->blk[j].key)
-        j = (j + 1) & (rk->bcap - 1);
-    rk->blk[j] = (blk){key, var, at};
-    rk->bused++;
+    if (b->by && b->tent > b->at)
+        b->at = b->tent;
+    b->tent = at;
+    b->by = by;
+}
+
+/* Takes back the note of denial `by` where it is still the latest. */
+static void blk_unnote(ph_risk *rk, int var, uint64_t key, uint64_t by)
+{
+    blk *b = blk_find(rk, var, key);
+    if (b && b->by == by) {
+        b->by = 0;
+        b->tent = INT64_MIN;
+    }
 }
 
 static const lent *lst_find(const ph_risk *rk, int list, int var, uint64_t key)
@@ -697,16 +822,17 @@ void ph_risk_free(ph_risk *rk)
     free(rk->blk);
     free(rk->lst);
     free(rk->rules);
+    free(rk->defs);
     ph_mutex_destroy(&rk->mu);
     free(rk);
 }
 
 static int rule_order(const void *a, const void *b)
 {
-    const frule *x = a, *y = b;
-    if (x->r.priority != y->r.priority)
-        return x->r.priority < y->r.priority ? -1 : 1;
-    return strcmp(x->r.id, y->r.id);
+    const ph_risk_rule *x = a, *y = b;
+    if (x->priority != y->priority)
+        return x->priority < y->priority ? -1 : 1;
+    return strcmp(x->id, y->id);
 }
 
 /* Counters carry over when the rule keeps its id and counts the same thing
@@ -722,6 +848,7 @@ static int same_count(const ph_risk_rule *a, const ph_risk_rule *b)
  * not yet in force. */
 typedef struct rule_set {
     frule *fr;
+    ph_risk_rule *defs;
     size_t n;
     group *grp;
     size_t ngrp;
@@ -731,6 +858,7 @@ typedef struct rule_set {
 static void rules_discard(rule_set *rs)
 {
     free(rs->fr);
+    free(rs->defs);
     groups_free(NULL, rs->grp, rs->ngrp); /* its tables are empty */
     free(rs->scr);
     memset(rs, 0, sizeof *rs);
@@ -741,17 +869,17 @@ static void rules_group(rule_set *rs)
 {
     for (size_t i = 0; i < rs->n; i++) {
         frule *f = &rs->fr[i];
-        if (f->r.kind != PH_RISK_VELOCITY)
+        if (f->kind != PH_RISK_VELOCITY)
             continue;
         group *g = NULL;
         for (size_t k = rs->ngrp; k-- > 0;)
-            if (rs->grp[k].var == f->r.var) {
+            if (rs->grp[k].var == f->var) {
                 g = &rs->grp[k];
                 break;
             }
         if (!g || g->m == GROUP_MAX) {
             g = &rs->grp[rs->ngrp++];
-            g->var = f->r.var;
+            g->var = f->var;
         }
         f->grp = (uint32_t)(g - rs->grp);
         f->bit = g->m;
@@ -785,24 +913,41 @@ static int rules_prepare(const ph_risk_rule *rules, size_t n, rule_set *out, ph_
         nvel += r->enabled && r->kind == PH_RISK_VELOCITY;
     }
     rule_set rs = {0};
-    rs.fr = calloc(nen ? nen : 1, sizeof *rs.fr);
+    /* line-aligned: a rule in force is read as one line */
+    rs.fr = aligned_alloc(64, (nen ? nen : 1) * sizeof *rs.fr);
+    rs.defs = calloc(nen ? nen : 1, sizeof *rs.defs);
     rs.grp = calloc(nvel ? nvel : 1, sizeof *rs.grp);
     rs.scr = calloc(nvel ? nvel : 1, sizeof *rs.scr);
-    if (!rs.fr || !rs.grp || !rs.scr) {
+    if (!rs.fr || !rs.defs || !rs.grp || !rs.scr) {
         rules_discard(&rs);
         return ph_err_set(err, PH_ENOMEM, "out of memory for the risk rules");
     }
     for (size_t i = 0; i < n; i++) {
         if (!rules[i].enabled)
             continue;
-        frule *f = &rs.fr[rs.n++];
-        f->r = rules[i];
-        f->r.id[PH_RISK_ID_MAX] = 0;
-        f->r.scope_value[PH_RISK_SCOPE_MAX] = 0;
-        f->window_ms = rules[i].window_s * 1000;
-        f->scope_len = strlen(f->r.scope_value);
+        ph_risk_rule *r = &rs.defs[rs.n++];
+        *r = rules[i];
+        r->id[PH_RISK_ID_MAX] = 0;
+        r->scope_value[PH_RISK_SCOPE_MAX] = 0;
     }
-    qsort(rs.fr, rs.n, sizeof *rs.fr, rule_order);
+    qsort(rs.defs, rs.n, sizeof *rs.defs, rule_order);
+    for (size_t i = 0; i < rs.n; i++) {
+        const ph_risk_rule *r = &rs.defs[i];
+        int fen = r->kind == PH_RISK_VELOCITY && r->measure == PH_RISK_FEN;
+        rs.fr[i] = (frule){.limit = fen && r->limit > AMOUNT_MAX - 1 ? AMOUNT_MAX - 1 : r->limit,
+                           .window_ms = r->window_s * 1000,
+                           .created_at = r->created_at,
+                           .scope_value = r->scope_value,
+                           .def = r,
+                           .scope_len = (uint32_t)strlen(r->scope_value),
+                           .kind = (uint8_t)r->kind,
+                           .var = (uint8_t)(r->kind == PH_RISK_VELOCITY ? r->var : 0),
+                           .scope = (uint8_t)r->scope,
+                           .measure = (uint8_t)r->measure,
+                           .action = (uint8_t)r->action,
+                           .dry_run = r->dry_run != 0,
+                           .related = (uint8_t)r->related};
+    }
     rules_group(&rs);
     *out = rs;
     return PH_OK;
@@ -820,7 +965,7 @@ static int block_carry(pool *p, rule_set *rs, const remap *rm, const sblk *ob, s
 {
     for (uint32_t i = 0; i < ob->len; i++) {
         const ent *e = ent_at(ob, ob->head + i);
-        uint64_t bits = e->tm & ENT_BITS;
+        uint64_t bits = e->am & ENT_BITS;
         while (bits) {
             /* the entry's bits bound for one new group at a time (one,
              * unless a variable has more than GROUP_MAX rules) */
@@ -845,7 +990,7 @@ static int block_carry(pool *p, rule_set *rs, const remap *rm, const sblk *ob, s
             }
             if (sb_room(p, nb, g->m) != PH_OK)
                 return PH_ENOMEM;
-            sb_add(held, nb, e->at, e->amount, e->tm >> GROUP_MAX, mask);
+            sb_add(held, nb, ent_time(ob, e), ent_amount(e), e->ticket, mask);
         }
     }
     return PH_OK;
@@ -875,7 +1020,7 @@ static void group_move(group *og, group *ng, const remap *rm, uint32_t to, unsig
                 nb->w[rm->bit[j]] = ob->w[j];
         for (uint32_t k = 0; k < nb->len; k++) {
             ent *e = ent_at(nb, nb->head + k);
-            uint64_t bits = e->tm & ENT_BITS, nbits = 0;
+            uint64_t bits = e->am & ENT_BITS, nbits = 0;
             for (uint64_t x = bits; x; x &= x - 1) {
                 uint32_t j = (uint32_t)__builtin_ctzll(x);
                 if (rm->grp[j] == to)
@@ -883,7 +1028,7 @@ static void group_move(group *og, group *ng, const remap *rm, uint32_t to, unsig
             }
             if (bits && !nbits)
                 nb->dead++;
-            e->tm = (e->tm & ~ENT_BITS) | nbits;
+            e->am = (e->am & ~ENT_BITS) | nbits;
         }
         sb_drop_front(nb, ng->m);
         ng->used++;
@@ -916,10 +1061,10 @@ static int rules_install(ph_risk *rk, rule_set *rs)
         const group *og = &rk->grp[k];
         target[k] = none;
         for (uint32_t j = 0; j < og->m; j++) {
-            const ph_risk_rule *r = &rk->rules[og->slot[j]].r;
+            const ph_risk_rule *r = rk->rules[og->slot[j]].def;
             rm[k].grp[j] = none;
             for (size_t i = 0; i < rs->n; i++)
-                if (!strcmp(r->id, rs->fr[i].r.id) && same_count(r, &rs->fr[i].r)) {
+                if (!strcmp(r->id, rs->fr[i].def->id) && same_count(r, rs->fr[i].def)) {
                     rm[k].grp[j] = rs->fr[i].grp;
                     rm[k].bit[j] = rs->fr[i].bit;
                 }
@@ -1005,7 +1150,9 @@ static int rules_install(ph_risk *rk, rule_set *rs)
     groups_free(&rk->pool, rk->grp, rk->ngrp);
     free(rk->scr);
     free(rk->rules);
+    free(rk->defs);
     rk->rules = rs->fr;
+    rk->defs = rs->defs;
     rk->nrules = rs->n;
     rk->grp = rs->grp;
     rk->ngrp = rs->ngrp;
@@ -1140,8 +1287,8 @@ static void view_of(const ph_risk_subject *s, subj_view *v)
 static int scope_match(const frule *f, const ph_risk_subject *s, const subj_view *v)
 {
     size_t n = f->scope_len;
-    const char *want = f->r.scope_value;
-    switch (f->r.scope) {
+    const char *want = f->scope_value;
+    switch (f->scope) {
     case PH_RISK_ANY:
         return 1;
     case PH_RISK_SKU:
@@ -1161,28 +1308,30 @@ static int scope_match(const frule *f, const ph_risk_subject *s, const subj_view
  * the order was placed, its variable was given, its scope matches. */
 static int velocity_applies(const frule *f, const ph_risk_subject *s, const subj_view *v)
 {
-    return f->r.kind == PH_RISK_VELOCITY && s->now >= f->r.created_at && s->keys[f->r.var] &&
+    return f->kind == PH_RISK_VELOCITY && s->now >= f->created_at && s->keys[f->var] &&
            scope_match(f, s, v);
 }
 
 static int related_fires(ph_risk *rk, const frule *f, const ph_risk_subject *s)
 {
     for (int var = 0; var < PH_RISK_VARS; var++) {
-        if (!(f->r.related & (1u << var)) || !s->keys[var])
+        if (!(f->related & (1u << var)) || !s->keys[var])
             continue;
         const blk *b = blk_find(rk, var, s->keys[var]);
         /* a block before the rule existed is not its business */
-        if (b && b->at >= f->r.created_at && s->now - b->at < f->window_ms)
+        int64_t at = b ? blk_latest(b) : INT64_MIN;
+        if (b && at >= f->created_at && s->now - at < f->window_ms)
             return 1;
     }
     return 0;
 }
 
-static void note_blocked_locked(ph_risk *rk, const ph_risk_subject *s, int64_t at)
+/* by: 0, a block that stands; else a denial's note id (blk_note) */
+static void note_blocked_locked(ph_risk *rk, const ph_risk_subject *s, int64_t at, uint64_t by)
 {
     for (int var = 0; var < PH_RISK_VARS; var++)
         if (s->keys[var] && var != PH_RISK_CLIENT) /* the mall itself is not a suspect */
-            blk_note(rk, var, s->keys[var], at);
+            blk_note(rk, var, s->keys[var], at, by);
 }
 
 static void count_add(atomic_uint_fast64_t *a)
@@ -1195,9 +1344,9 @@ static void hit_add(ph_risk_decision *d, const frule *f)
     if (d->nhits >= PH_RISK_HITS_MAX)
         return;
     ph_risk_hit *h = &d->hits[d->nhits++];
-    memcpy(h->rule, f->r.id, sizeof h->rule);
-    h->action = f->r.action;
-    h->dry_run = f->r.dry_run;
+    memcpy(h->rule, f->def->id, sizeof h->rule);
+    h->action = f->action;
+    h->dry_run = f->dry_run;
 }
 
 /* The list decision: 1 allow-listed, 2 block-listed, 0 neither. */
@@ -1232,7 +1381,7 @@ static int collect(ph_risk *rk, const ph_risk_subject *s, const subj_view *v, in
         gscr *x = &rk->scr[f->grp];
         x->apply |= 1ULL << f->bit;
         /* a zero-fen order adds nothing to a sum and cannot take it over */
-        if (f->r.measure != PH_RISK_FEN || s->amount > 0)
+        if (f->measure != PH_RISK_FEN || s->amount > 0)
             x->count |= 1ULL << f->bit;
         any = 1;
     }
@@ -1240,8 +1389,8 @@ static int collect(ph_risk *rk, const ph_risk_subject *s, const subj_view *v, in
         const group *g = &rk->grp[k];
         if (rk->scr[k].apply && g->cap) {
             const char *home = (const char *)gt_at(g, gt_home(s->keys[g->var], g->cap));
-            __builtin_prefetch(home);
-            __builtin_prefetch(home + g->stride - 1);
+            for (size_t off = 0; off < g->stride; off += 64)
+                __builtin_prefetch(home + off);
         }
     }
     for (size_t k = 0; any && k < rk->ngrp; k++) {
@@ -1271,7 +1420,7 @@ static int collect(ph_risk *rk, const ph_risk_subject *s, const subj_view *v, in
 
 /* Counts the order in the blocks collected, each window trimmed to its
  * rule's limit. */
-static void count_in(ph_risk *rk, const ph_risk_subject *s, uint64_t ticket)
+static void count_in(ph_risk *rk, const ph_risk_subject *s, uint32_t ticket)
 {
     for (size_t k = 0; k < rk->ngrp; k++) {
         gscr *x = &rk->scr[k];
@@ -1280,10 +1429,21 @@ static void count_in(ph_risk *rk, const ph_risk_subject *s, uint64_t ticket)
         sb_add(&rk->cused, x->b, s->now, s->amount, ticket, x->count);
         for (uint64_t bits = x->count; bits; bits &= bits - 1) {
             uint32_t j = (uint32_t)__builtin_ctzll(bits);
-            sb_trim_limit(&rk->cused, x->b, j, &rk->rules[rk->grp[k].slot[j]].r);
+            sb_trim_limit(&rk->cused, x->b, j, &rk->rules[rk->grp[k].slot[j]]);
         }
         sb_drop_front(x->b, rk->grp[k].m);
     }
+}
+
+/* A ticket or a note id: never 0, nor 0 in its low 32 bits (an entry keeps
+ * those; 0 is a replay's). */
+static uint64_t next_id(ph_risk *rk)
+{
+    PH_ASSERT_HELD(&rk->mu);
+    do
+        rk->next_ticket++;
+    while (!(uint32_t)rk->next_ticket);
+    return rk->next_ticket;
 }
 
 void ph_risk_check(ph_risk *rk, const ph_risk_subject *s, ph_risk_decision *d)
@@ -1293,9 +1453,11 @@ void ph_risk_check(ph_risk *rk, const ph_risk_subject *s, ph_risk_decision *d)
     d->rule[0] = 0;
     d->nhits = 0;
     d->ticket = 0;
+    d->noted = 0;
     subj_view v;
     view_of(s, &v);
     int failed = 0;
+    int64_t amount = s->amount > AMOUNT_MAX ? AMOUNT_MAX : s->amount; /* as an entry keeps it */
 
     ph_mutex_lock(&rk->mu);
     rk->checks++;
@@ -1311,8 +1473,8 @@ void ph_risk_check(ph_risk *rk, const ph_risk_subject *s, ph_risk_decision *d)
     for (size_t i = 0; i < rk->nrules; i++) {
         frule *f = &rk->rules[i];
         int fires = 0;
-        if (f->r.kind == PH_RISK_RELATED) {
-            if (decided || s->now < f->r.created_at || !scope_match(f, s, &v))
+        if (f->kind == PH_RISK_RELATED) {
+            if (decided || s->now < f->created_at || !scope_match(f, s, &v))
                 continue;
             fires = related_fires(rk, f, s);
         } else {
@@ -1323,10 +1485,10 @@ void ph_risk_check(ph_risk *rk, const ph_risk_subject *s, ph_risk_decision *d)
                 fires = 1; /* without memory the window is taken as full (fail closed) */
             } else {
                 const win *w = &x->b->w[f->bit];
-                if (f->r.measure == PH_RISK_FEN)
-                    fires = s->amount > 0 && w->sum + s->amount > f->r.limit;
+                if (f->measure == PH_RISK_FEN)
+                    fires = s->amount > 0 && (int64_t)w->sum + amount > f->limit;
                 else
-                    fires = (int64_t)w->n + 1 > f->r.limit;
+                    fires = (int64_t)w->n + 1 > f->limit;
             }
             if (decided)
                 continue;
@@ -1334,23 +1496,23 @@ void ph_risk_check(ph_risk *rk, const ph_risk_subject *s, ph_risk_decision *d)
         if (!fires)
             continue;
         hit_add(d, f);
-        if (f->r.dry_run) {
+        if (f->dry_run) {
             rk->dry_run_hits++;
             if (rk->mx)
                 count_add(&rk->mx->risk_dry_run_hits);
             continue;
         }
-        d->action = f->r.action;
-        memcpy(d->rule, f->r.id, sizeof f->r.id);
+        d->action = f->action;
+        memcpy(d->rule, f->def->id, sizeof f->def->id);
         decided = 1;
     }
     if (d->action == PH_RISK_DENY) {
-        note_blocked_locked(rk, s, s->now);
+        /* the order stands blocked unless it is not stored (ph_risk_release) */
+        d->noted = next_id(rk);
+        note_blocked_locked(rk, s, s->now, d->noted);
     } else if (counts) {
-        if (++rk->next_ticket >> TICKET_BITS)
-            rk->next_ticket = 1;
-        d->ticket = rk->next_ticket;
-        count_in(rk, s, d->ticket);
+        d->ticket = next_id(rk);
+        count_in(rk, s, (uint32_t)d->ticket);
     }
     rk->by_action[d->action]++;
     if (failed)
@@ -1367,22 +1529,28 @@ void ph_risk_check(ph_risk *rk, const ph_risk_subject *s, ph_risk_decision *d)
 
 void ph_risk_release(ph_risk *rk, const ph_risk_subject *s, const ph_risk_decision *d)
 {
-    if (!d->ticket)
+    if (!d->ticket && !d->noted)
         return;
     ph_mutex_lock(&rk->mu);
-    for (size_t k = 0; k < rk->ngrp; k++) {
+    for (int var = 0; d->noted && var < PH_RISK_VARS; var++)
+        if (s->keys[var] && var != PH_RISK_CLIENT)
+            blk_unnote(rk, var, s->keys[var], d->noted);
+    for (size_t k = 0; d->ticket && k < rk->ngrp; k++) {
         group *g = &rk->grp[k];
         if (!s->keys[g->var])
             continue;
         sblk *b = gt_find(g, s->keys[g->var]);
         if (!b)
             continue;
-        /* the newest first: a release follows its check closely */
+        /* the newest first (a release follows its check closely), down to
+         * the check's time: the entries lie in time order */
         for (uint32_t i = b->len; i-- > 0;) {
             ent *e = ent_at(b, b->head + i);
-            if (e->tm >> GROUP_MAX != d->ticket || !(e->tm & ENT_BITS))
+            if (ent_time(b, e) < s->now)
+                break;
+            if (e->ticket != (uint32_t)d->ticket || ent_time(b, e) != s->now || !(e->am & ENT_BITS))
                 continue;
-            for (uint64_t bits = e->tm & ENT_BITS; bits; bits &= bits - 1)
+            for (uint64_t bits = e->am & ENT_BITS; bits; bits &= bits - 1)
                 sb_unhold(&rk->cused, b, (uint32_t)__builtin_ctzll(bits), e);
             break;
         }
@@ -1395,7 +1563,7 @@ void ph_risk_replay(ph_risk *rk, const ph_risk_subject *s, int action)
 {
     ph_mutex_lock(&rk->mu);
     if (action == PH_RISK_DENY) {
-        note_blocked_locked(rk, s, s->now);
+        note_blocked_locked(rk, s, s->now, 0);
         ph_mutex_unlock(&rk->mu);
         return;
     }
@@ -1412,7 +1580,7 @@ void ph_risk_replay(ph_risk *rk, const ph_risk_subject *s, int action)
 void ph_risk_note_blocked(ph_risk *rk, const ph_risk_subject *s, int64_t at)
 {
     ph_mutex_lock(&rk->mu);
-    note_blocked_locked(rk, s, at);
+    note_blocked_locked(rk, s, at, 0);
     ph_mutex_unlock(&rk->mu);
 }
 
@@ -1420,7 +1588,7 @@ static int64_t related_reach(const ph_risk *rk)
 {
     int64_t w = 0;
     for (size_t i = 0; i < rk->nrules; i++)
-        if (rk->rules[i].r.kind == PH_RISK_RELATED && rk->rules[i].window_ms > w)
+        if (rk->rules[i].kind == PH_RISK_RELATED && rk->rules[i].window_ms > w)
             w = rk->rules[i].window_ms;
     return w;
 }
@@ -1443,6 +1611,7 @@ void ph_risk_sweep(ph_risk *rk, int64_t now)
                 }
                 if (b->dead && b->dead * 2 >= b->len)
                     sb_compact(b, g->m);
+                sb_shrink(&rk->pool, b);
             }
             i++;
         }
@@ -1460,7 +1629,7 @@ void ph_risk_sweep(ph_risk *rk, int64_t now)
         int64_t reach = related_reach(rk);
         size_t live = 0;
         for (size_t i = 0; i < rk->bcap; i++)
-            live += rk->blk[i].key && now - rk->blk[i].at < reach;
+            live += rk->blk[i].key && now - blk_latest(&rk->blk[i]) < reach;
         while (live * 2 > cap)
             cap *= 2;
         (void)blk_rebuild(rk, cap, now - reach); /* without memory: kept as they are */

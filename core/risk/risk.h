@@ -24,7 +24,8 @@
  *      ones included, exempted or not): 64 requests racing on one subject
  *      with a limit of 5 get exactly 5 through.
  * A denied order counts nowhere; it is noted as blocked for the related
- * rules (ph_risk_note_blocked) by the check itself. The measure "fen" is the
+ * rules by the check itself, and the note is taken back with the order
+ * (ph_risk_release) when it is not stored. The measure "fen" is the
  * product's face value times the quantity (ph_risk_subject.amount); a fen
  * rule neither fires for nor counts an order of 0 fen (it cannot take a sum
  * anywhere). A rule counts an order whose variable is given (keys[var] != 0)
@@ -43,7 +44,15 @@
  * (ph_risk_release) after the released order's entry pushed an older entry
  * out of a review, allow or dry-run rule's counter leaves that counter one
  * short until the older entry would have left the window (a deny rule never
- * holds more than its limit, so it is exact under releases too).
+ * holds more than its limit, so it is exact under releases too). Likewise,
+ * of two denials of one subject whose requests overlap, only the later's
+ * note can be taken back: when both orders go unstored, the earlier's note
+ * stands (a related rule may hold an order it would have let through; it
+ * never lets one through that it should hold). Amounts: an entry keeps up
+ * to 2^48 - 1 fen (2.8 trillion yuan) of an order, and a fen rule's limit is
+ * taken as at most 2^48 - 2, so a larger order fires and fills any fen
+ * window exactly as its true amount would; only a window whose true sum lies
+ * beyond 2^48 - 2 fen is not told apart.
  *
  * Restarts. Counters live in memory; what they count is persisted with the
  * orders themselves (the order's risk record, written in the order's own
@@ -214,6 +223,8 @@ typedef struct ph_risk_decision {
     size_t nhits;                   /* fired rules, in evaluation order, dry-run included */
     ph_risk_hit hits[PH_RISK_HITS_MAX];
     uint64_t ticket; /* 0: nothing counted (denied, or no rule matched) */
+    uint64_t noted;  /* a denial: its note for the related rules, which ph_risk_release
+                        takes back (0: none) */
 } ph_risk_decision;
 
 typedef struct ph_risk ph_risk;
@@ -249,8 +260,12 @@ int ph_risk_load(ph_risk *rk, uint64_t gen, const ph_risk_rule *rules, size_t nr
  * (fail closed) and says so in the metrics. Any thread. */
 void ph_risk_check(ph_risk *rk, const ph_risk_subject *s, ph_risk_decision *d);
 
-/* Takes back what the check counted (the order was a replay, a conflict, or
- * not stored). s must be the subject the check got. A no-op for ticket 0. */
+/* Takes back what the check did when its order is not stored (a replay of
+ * an order already placed, a conflict, an error): what it counted, or, for a
+ * denial, its note of the subject as blocked (the stored decision is what
+ * counts: a retry denied afresh must not make the subject a suspect of the
+ * related rules). s must be the subject the check got. A no-op when the
+ * check counted and noted nothing (ticket and noted 0). */
 void ph_risk_release(ph_risk *rk, const ph_risk_subject *s, const ph_risk_decision *d);
 
 /* Counts a stored order at start, as its check did (action: what was decided;

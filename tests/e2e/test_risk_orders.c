@@ -269,6 +269,48 @@ Test(risk_orders, sixty_four_racers_on_one_end_user_get_exactly_the_limit, .fini
     h_cleanup(&d);
 }
 
+/* The stored decision is what counts for related rules: a retry of an order
+ * placed earlier is checked afresh and may be denied now (its user is at the
+ * limit), but it stores nothing, so its device must not become a suspect. */
+Test(risk_orders, a_retry_denied_afresh_makes_no_subject_a_suspect, .fini = kill_leftover)
+{
+    static h_daemon d;
+    start(&d, NULL);
+    rule_put(&d, "POST", "/v1/risk/rules",
+             "{\"id\":\"one\",\"variable\":\"user\",\"measure\":\"orders\",\"limit\":1,"
+             "\"window_s\":3600,\"action\":\"deny\"}",
+             201);
+    rule_put(&d, "POST", "/v1/risk/rules",
+             "{\"id\":\"rel\",\"kind\":\"related\",\"variables\":[\"device\"],\"window_s\":3600,"
+             "\"action\":\"review\"}",
+             201);
+    const char *a = "{\"id\":\"first-user\",\"device_id\":\"shared-device\"}";
+    h_resp r = order_eu(&d, "RETRY-1", "test.card", a);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    h_resp_free(&r);
+    r = order_eu(&d, "RETRY-1", "test.card", a); /* the retry: the order as placed */
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_str_eq(h_str(json_object_get(r.json, "order"), "state"), "succeeded");
+    char hv[16];
+    cr_assert_str_eq(h_header(&r, "Idempotent-Replay", hv, sizeof hv), "true");
+    h_resp_free(&r);
+    r = order_eu(&d, "OTHER-1", "test.card",
+                 "{\"id\":\"second-user\",\"device_id\":\"shared-device\"}");
+    cr_assert_eq(r.status, 201, "no order on the device was blocked: %s", r.body);
+    h_resp_free(&r);
+    /* a denial that is stored does make the device a suspect */
+    r = order_eu(&d, "RETRY-2", "test.card", a);
+    cr_assert_eq(r.status, 403, "%s", r.body);
+    h_resp_free(&r);
+    r = order_eu(&d, "OTHER-2", "test.card",
+                 "{\"id\":\"third-user\",\"device_id\":\"shared-device\"}");
+    cr_assert_eq(r.status, 202, "%s", r.body);
+    cr_assert_str_eq(h_str(json_object_get(r.json, "order"), "state"), "held");
+    h_resp_free(&r);
+    h_stop(&d, SIGTERM);
+    h_cleanup(&d);
+}
+
 /* An ops audit record of action for order id exists. */
 static int audited(const h_daemon *d, const char *action, long long id)
 {

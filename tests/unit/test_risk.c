@@ -453,6 +453,112 @@ Test(risk, release_takes_back_what_was_counted)
     ph_risk_free(rk);
 }
 
+/* A retry of an order already placed is checked afresh and may be denied now;
+ * it stores nothing, so its denial must not make the subject a suspect of
+ * the related rules: the stored decision is what counts (the request's end
+ * releases the check, http/api_orders.c). A denial that is stored stands. */
+Test(risk, release_takes_back_a_denials_note_for_related_rules)
+{
+    ph_risk_rule r[2] = {vel("one", PH_RISK_USER, 1, 3600, PH_RISK_DENY),
+                         vel("rel", PH_RISK_USER, 0, 600, PH_RISK_REVIEW)};
+    r[1].kind = PH_RISK_RELATED;
+    r[1].related = 1u << PH_RISK_DEVICE;
+    r[1].priority = 200;
+    ph_risk *rk = engine(r, 2);
+    ph_risk_decision d, retry;
+    ph_risk_subject a = subj(1, HOUR);
+    a.keys[PH_RISK_DEVICE] = 500;
+    cr_assert_eq(check(rk, &a, &d), PH_RISK_ALLOW, "placed and stored");
+    a.now += 1;
+    cr_assert_eq(check(rk, &a, &retry), PH_RISK_DENY, "its retry, checked afresh");
+    cr_assert_neq(retry.noted, 0);
+    ph_risk_release(rk, &a, &retry); /* the retry stored nothing */
+    ph_risk_subject b = subj(2, HOUR + 2);
+    b.keys[PH_RISK_DEVICE] = 500;
+    cr_assert_eq(check(rk, &b, &d), PH_RISK_ALLOW, "no order on device 500 was blocked");
+    /* a denial that is stored stands */
+    a.now = HOUR + 3;
+    cr_assert_eq(check(rk, &a, &d), PH_RISK_DENY);
+    b.keys[PH_RISK_USER] = 3;
+    b.now = HOUR + 4;
+    cr_assert_eq(check(rk, &b, &d), PH_RISK_REVIEW, "related to the stored denial");
+    cr_assert_str_eq(d.rule, "rel");
+    /* a replayed denial (a stored one, at start) stands too: nothing to release */
+    ph_risk *rk2 = engine(r, 2);
+    ph_risk_subject c = subj(4, HOUR);
+    c.keys[PH_RISK_DEVICE] = 600;
+    ph_risk_replay(rk2, &c, PH_RISK_DENY);
+    c.keys[PH_RISK_USER] = 5;
+    c.now = HOUR + 1;
+    cr_assert_eq(check(rk2, &c, &d), PH_RISK_REVIEW);
+    ph_risk_free(rk2);
+    ph_risk_free(rk);
+}
+
+/* An entry keeps its time as ms after its block's base (32 bits, 49 days):
+ * a subject ordering across more than that, its windows of 30 days, stays
+ * exact. */
+Test(risk, windows_stay_exact_across_more_than_49_days)
+{
+    const int64_t day = 24 * HOUR;
+    ph_risk_rule r = vel("u", PH_RISK_USER, 3, PH_RISK_WINDOW_MAX, PH_RISK_DENY);
+    ph_risk *rk = engine(&r, 1);
+    ph_risk_decision d[8];
+    ph_risk_subject s = subj(1, HOUR);
+    cr_assert_eq(check(rk, &s, &d[0]), PH_RISK_ALLOW);
+    s.now = HOUR + 20 * day;
+    cr_assert_eq(check(rk, &s, &d[1]), PH_RISK_ALLOW);
+    s.now = HOUR + 25 * day;
+    cr_assert_eq(check(rk, &s, &d[2]), PH_RISK_ALLOW);
+    s.now = HOUR + 30 * day - 1;
+    cr_assert_eq(check(rk, &s, &d[3]), PH_RISK_DENY, "the first is in the window");
+    s.now = HOUR + 30 * day;
+    cr_assert_eq(check(rk, &s, &d[3]), PH_RISK_ALLOW, "the first left it");
+    /* 52 days after the first: 20 d left; 25 d and 30 d are in */
+    s.now = HOUR + 52 * day;
+    cr_assert_eq(check(rk, &s, &d[4]), PH_RISK_ALLOW);
+    s.now = HOUR + 52 * day + 1;
+    cr_assert_eq(check(rk, &s, &d[5]), PH_RISK_DENY);
+    /* a release finds its entry across the rebase */
+    s.now = HOUR + 52 * day;
+    ph_risk_release(rk, &s, &d[4]);
+    s.now = HOUR + 52 * day + 2;
+    cr_assert_eq(check(rk, &s, &d[5]), PH_RISK_ALLOW);
+    s.now = HOUR + 55 * day - 1;
+    cr_assert_eq(check(rk, &s, &d[6]), PH_RISK_DENY, "25 d is still in");
+    s.now = HOUR + 55 * day;
+    cr_assert_eq(check(rk, &s, &d[6]), PH_RISK_ALLOW, "25 d left");
+    ph_risk_free(rk);
+}
+
+/* The amount of an order is face value x quantity, INT64_MAX when that
+ * overflows (http/api_orders.c): a fen window holding it still fires. */
+Test(risk, fen_windows_hold_the_largest_amounts)
+{
+    ph_risk_rule r[2] = {vel("big", PH_RISK_USER, INT64_MAX / 4, 3600, PH_RISK_REVIEW),
+                         vel("small", PH_RISK_DEVICE, 1000, 3600, PH_RISK_REVIEW)};
+    r[0].measure = r[1].measure = PH_RISK_FEN;
+    ph_risk *rk = engine(r, 2);
+    ph_risk_decision d;
+    ph_risk_subject s = subj(1, HOUR);
+    s.keys[PH_RISK_DEVICE] = 9;
+    s.amount = 5;
+    cr_assert_eq(check(rk, &s, &d), PH_RISK_ALLOW);
+    s.amount = INT64_MAX;
+    s.now++;
+    cr_assert_eq(check(rk, &s, &d), PH_RISK_REVIEW, "over its limit");
+    cr_assert_str_eq(d.rule, "big");
+    s.amount = 1;
+    s.now++;
+    cr_assert_eq(check(rk, &s, &d), PH_RISK_REVIEW, "the held order fills the window");
+    cr_assert_str_eq(d.rule, "big");
+    s.keys[PH_RISK_USER] = 0; /* the device's window only */
+    s.now++;
+    cr_assert_eq(check(rk, &s, &d), PH_RISK_REVIEW, "and the small one's");
+    cr_assert_str_eq(d.rule, "small");
+    ph_risk_free(rk);
+}
+
 Test(risk, replay_counts_from_created_at_and_skips_denied)
 {
     ph_risk_rule r = vel("u", PH_RISK_USER, 3, 3600, PH_RISK_DENY);
