@@ -188,6 +188,14 @@ json_t *ph_view_product_stored(const ph_product_conf *p)
         json_object_set_new(j, "low_stock",
                             json_pack("{s:I,s:I}", "below", (json_int_t)p->low_below, "margin",
                                       (json_int_t)p->low_margin));
+    /* a bundle's components (issue 16): the writer builds a bundle order from these */
+    if (j && p->ncomponents) {
+        json_t *cs = json_array();
+        for (size_t i = 0; i < p->ncomponents; i++)
+            json_array_append_new(cs, json_pack("{s:s,s:I}", "sku", p->components[i].sku,
+                                                "quantity", (json_int_t)p->components[i].quantity));
+        json_object_set_new(j, "components", cs);
+    }
     return j;
 }
 

@@ -101,7 +101,7 @@ int ph_wh_event_known(const char *pattern);
     "order.accepted", "order.attempt", "order.succeeded", "order.failed", "order.unknown",         \
         "order.stuck", "order.settled", "order.corrected", "order.discrepancy",                    \
         "order.codes_voided", "order.held", "order.denied", "order.released", "order.blocked",     \
-        "order.flagged"
+        "order.flagged", "order.partial", "order.retried"
 #define PH_WH_PRODUCT_EVENTS "stock.low", "stock.out", "product.delisted", "product.relisted"
 
 /* 1 for a product event type (PH_WH_PRODUCT_EVENTS): it goes to every

@@ -48,7 +48,7 @@
 #include "base/status.h"
 #include "store/store.h"
 
-#define PH_CMD_CODEC_VERSION 3 /* 2: the audit member; 3: an order's risk input */
+#define PH_CMD_CODEC_VERSION 4 /* 2: the audit member; 3: an order's risk input; 4: BUNDLE */
 
 /* The one name of a command type ("order", "attempt", ...; "?" for another
  * value): the journal's messages and the ledger's `command` field. Static

@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include <time.h>
 
+#include "config/config.h"
 #include "crypto/crypto.h"
 #include "base/util.h"
 #include "store/cmd_codec.h"
@@ -35,7 +36,7 @@ static const char *const db_names[DB_COUNT] = {
     "product_state", "alerts",        "alert_state",  "balance",        "replenish",
     "replenish_sku", "replenish_day", "wh_endpoints", "wh_deliveries",  "wh_pending",
     "wh_last",       "wh_attempts",   "risk_rules",   "risk_rule_hist", "risk_lists",
-    "order_risk",    "reviews",
+    "order_risk",    "reviews",       "bundles",
 };
 
 static const unsigned db_flags[DB_COUNT] = {
@@ -58,6 +59,7 @@ static const unsigned db_flags[DB_COUNT] = {
     [DB_REPLENISH] = MDB_INTEGERKEY,
     [DB_ORDER_RISK] = MDB_INTEGERKEY,
     [DB_REVIEWS] = MDB_INTEGERKEY,
+    [DB_BUNDLES] = MDB_INTEGERKEY,
 };
 
 const char *ph_store_db_name(int db)
@@ -79,9 +81,9 @@ const char *ph_code_state_name(int state)
 
 const char *ph_order_state_name(int state)
 {
-    static const char *const names[] = {"?",      "accepted", "processing", "succeeded",
-                                        "failed", "unknown",  "held"};
-    return state >= 1 && state <= PH_ORDER_HELD ? names[state] : "?";
+    static const char *const names[] = {"?",       "accepted", "processing", "succeeded", "failed",
+                                        "unknown", "held",     "granted",    "partial"};
+    return state >= 1 && state <= PH_ORDER_PARTIAL ? names[state] : "?";
 }
 
 const char *ph_attempt_state_name(int state)
@@ -110,7 +112,7 @@ int64_t ph_order_stuck_since(const ph_order *o)
 
 int ph_order_via_supplier(const ph_order *o)
 {
-    return o->delivery != 0;
+    return o->delivery != 0 && o->delivery != PH_DELIVERY_BUNDLE;
 }
 
 int ph_store_lmdb_err(ph_err *err, int mrc, const char *what)
@@ -195,8 +197,8 @@ static int check_schema(ph_store *s, MDB_txn *txn, const char *dir, ph_err *err)
             return rc;
         ver = 4;
     }
-    if (ver == 4 || ver == 5) {
-        /* the databases of versions 5 and 6 were created empty by open_dbs, in
+    if (ver == 4 || ver == 5 || ver == 6) {
+        /* the databases of versions 5 to 7 were created empty by open_dbs, in
          * this transaction: only the version is left to write */
         uint32_t now = PH_SCHEMA_VERSION;
         MDB_val vk = {6, "schema"}, vv = {sizeof now, &now};

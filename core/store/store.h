@@ -78,7 +78,17 @@ enum ph_order_state {
     PH_ORDER_UNKNOWN = 5,
     PH_ORDER_HELD = 6, /* a risk rule said review: no code taken, no supplier called, until
                           ops release or block it, or its review times out (PH_CMD_REVIEW) */
+    PH_ORDER_PARTIAL = 8, /* a bundle (issue 16) some of whose components were delivered and
+                             the rest failed, none open: not final, a retry may buy the
+                             failed ones again (PH_CMD_BUNDLE). 7 is the grant's */
 };
+
+/* A bundle's state from its components' (issue 16), each the state of the
+ * component's latest order: unknown while any is unknown, else processing
+ * while any is open (processing, held), else succeeded when all succeeded,
+ * partial when some did, failed when none did. The one answer for the
+ * writer, the checker and the views. n 0 is failed. */
+int ph_bundle_state(const int *states, size_t n);
 
 /* "available", "issued", ...; "?" for an unknown value. Static strings. */
 const char *ph_code_state_name(int state);
@@ -404,6 +414,7 @@ enum ph_cmd_type {
     PH_CMD_RISK_RULE, /* ops create, change or remove a risk rule (store_risk_rules.c) */
     PH_CMD_RISK_LIST, /* ops add or remove a block or allow list entry (store_risk_rules.c) */
     PH_CMD_REVIEW,    /* a held order released or blocked (store_review.c) */
+    PH_CMD_BUNDLE,    /* a bundle order, or a retry of its failed components (store_bundle.c) */
 };
 
 /* The event names PH_CMD_NOTE_EVENT accepts: a closed list, so the feed's
@@ -1039,6 +1050,44 @@ struct ph_cmd {
             ph_attempt_target first;
             const char *fail_reason;
         } review;
+        /*
+         * BUNDLE (store_bundle.c; docs/store.md, "Bundles"). retry_of 0: a new
+         * bundle order of `sku` (a listed product whose stored delivery is
+         * bundle), idempotent on (client, client_order_id) like ORDER. The
+         * writer reads the components from the stored product; component j
+         * is bought as its own order ("component order", client order id
+         * "#<parent id>.<j>", same client): a card-code component with
+         * quantity codes available is taken from stock, else it goes to
+         * targets[j] (supplier NULL: none); a recharge component goes to
+         * targets[j] with the sealed account. If any component can be
+         * neither, nothing is written: PH_ENOSTOCK naming components[j] (short
+         * of stock, or no supplier for it). Else the parent
+         * (no codes, no money of its own), every component, the bundle
+         * record and the events are written in this one transaction, the
+         * parent's state ph_bundle_state of its components'.
+         * retry_of = parent id: retry `retry_no` of that bundle (the
+         * client's): each component whose latest order failed is bought again
+         * as a new component order "#<parent>.<j>.<retry_no>" (stock, else
+         * targets[j]; a recharge reuses the failed order's sealed account);
+         * delivered and open components never. retry_no at or below the
+         * retries done: the parent as it is, replayed = 1. Refusals (nothing
+         * changes): PH_ENOTFOUND (no such bundle of the client), PH_ECONFLICT
+         * (retry_no not the next), PH_ESTATE (the bundle is not partial),
+         * PH_ENOSTOCK as above, PH_EINVAL (inputs).
+         * Results: order (the parent), replayed.
+         */
+        struct {
+            const char *client, *client_order_id, *sku;
+            uint32_t quantity;
+            uint8_t fingerprint[32];
+            uint64_t retry_of;
+            uint32_t retry_no;
+            const ph_attempt_target *targets; /* one per component of the bundle */
+            size_t ntargets;
+            const uint8_t *account_sealed; /* recharge components (new bundle), else NULL */
+            uint32_t account_sealed_len;
+            const char *account_masked;
+        } bundle;
         struct {
             const char *endpoint;
             const char *json; /* REPLAY */
@@ -1178,6 +1227,12 @@ void ph_cmd_clear(ph_cmd *cmd);
  * On PH_OK *out is the caller's (ph_order_free). Errors: PH_ENOTFOUND (no such
  * order), PH_EIO, PH_ENOMEM. */
 int ph_store_order_get(ph_store *s, uint64_t id, int with_codes, ph_order **out, ph_err *err);
+
+/* A bundle's record (issue 16, store_bundle.c): JSON text {"retries": n,
+ * "components": [{"sku", "quantity", "orders": [order ids, oldest first]}]}
+ * for parent order id, the caller's (free). Errors: PH_ENOTFOUND (not a
+ * bundle), PH_EIO, PH_ENOMEM. */
+int ph_store_bundle_get(ph_store *s, uint64_t id, char **json, ph_err *err);
 
 /* Finds a client's order by the client's own order id. As ph_store_order_get;
  * PH_ENOTFOUND also for ids longer than the store accepts. */
@@ -1349,7 +1404,7 @@ int ph_store_stuck_list(ph_store *s, const char *client, uint64_t after, size_t 
  * PH_OK with *n, or PH_EIO. Any thread. */
 int ph_store_stuck_count(ph_store *s, uint64_t *n, ph_err *err);
 /* Orders counted by state and by SKU (store_tally.c), for the ops page. */
-#define PH_ORDER_TALLY_STATES 7 /* by_state slots: index PH_ORDER_* (0, 1 unused) */
+#define PH_ORDER_TALLY_STATES 9 /* by_state slots: index PH_ORDER_* (0, 1 unused) */
 typedef struct ph_order_tally_sku {
     char sku[PH_SKU_MAX + 1];
     uint64_t orders, quantity;

@@ -529,6 +529,8 @@ static int apply_cmd(ph_wtxn *w, ph_cmd *c)
         return store_apply_risk_rule(w, c);
     case PH_CMD_RISK_LIST:
         return store_apply_risk_list(w, c);
+    case PH_CMD_BUNDLE:
+        return store_apply_bundle(w, c);
     default:
         return ph_err_set(&c->err, PH_EINVAL, "store: unknown command type %d", c->type);
     }

@@ -279,8 +279,10 @@ int store_put_order(ph_wtxn *w, const ph_order *o, unsigned put_flags, ph_err *e
                       .state = (uint8_t)o->state,
                       .delivery = o->delivery ? (uint8_t)o->delivery : 1 /* card_code */,
                       .flags = ph_order_via_supplier(o) ? PH_ORDER_F_SUPPLY
-                                                        : (uint8_t)(ph_order_local_reason(o->reason)
-                                                                    << PH_ORDER_F_REASON_SHIFT),
+                               : o->delivery == PH_DELIVERY_BUNDLE
+                                   ? PH_ORDER_F_BUNDLE
+                                   : (uint8_t)(ph_order_local_reason(o->reason)
+                                               << PH_ORDER_F_REASON_SHIFT),
                       .client_len = (uint8_t)cl,
                       .quantity = o->quantity,
                       .created_at = o->created_at,
@@ -304,7 +306,11 @@ int store_put_order(ph_wtxn *w, const ph_order *o, unsigned put_flags, ph_err *e
     p += cl + ol + sl;
     for (size_t i = 0; i < o->ncodes; i++)
         memcpy(p + 8 * i, &o->codes[i].id, 8);
-    return store_ledger_book(w, o, err);
+    int rc = store_ledger_book(w, o, err);
+    /* a bundle's component: its parent follows in this transaction */
+    if (rc == PH_OK && o->client_order_id[0] == '#')
+        rc = store_bundle_follow(w, o, err);
+    return rc;
 }
 
 int store_index_order(ph_wtxn *w, const ph_order *o, ph_err *err)

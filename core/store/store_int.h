@@ -19,10 +19,10 @@
  * version 3 store migrated by booking every order (ph_ledger_migrate); and the
  * audit, reconciliation, discrepancy and late re-query databases, created empty. */
 #define PH_SCHEMA_VERSION                                                                          \
-    6 /* 5: scheduled jobs, offer and product state (sync), alerts and balances,                   \
+    7 /* 5: scheduled jobs, offer and product state (sync), alerts and balances,                   \
         replenishments and the webhook databases; 6: risk rules, lists, order risk                 \
-        records and the review queue; all created empty: a version 4 or 5 store is                 \
-        migrated by the open that creates them */
+        records and the review queue; 7: bundles (issue 16); all created empty: a                  \
+        version 4 to 6 store is migrated by the open that creates them */
 
 /* Named databases. Integer keys are native uint64_t (MDB_INTEGERKEY), so ids
  * sort numerically and new ids always append at the right edge of the tree. */
@@ -74,6 +74,8 @@ enum {
     DB_RISK_LISTS,     /* list byte, var byte, be64(key) -> entry JSON */
     DB_ORDER_RISK,     /* order id -> the order's risk record JSON (store_review.c) */
     DB_REVIEWS,        /* order id -> int64 hold_until: held orders (store_review.c) */
+    DB_BUNDLES,        /* parent order id -> bundle record JSON: its components' orders
+                          (store_bundle.c) */
     DB_COUNT
 };
 
@@ -210,6 +212,10 @@ typedef struct ph_order_rec {
  * out_of_stock). 0 for a supplier order, whose reason is in DB_SUPPLY. */
 #define PH_ORDER_F_REASON_SHIFT 1
 #define PH_ORDER_F_REASON_MASK  6
+/* A bundle's parent order (issue 16; its record's delivery byte is
+ * PH_DELIVERY_BUNDLE): no codes, no supply record, its components in
+ * DB_BUNDLES. Decoded as delivery PH_DELIVERY_BUNDLE. */
+#define PH_ORDER_F_BUNDLE 8
 /* store_records.c: the reason's index (0: none or not one of them) / its name. */
 unsigned ph_order_local_reason(const char *reason);
 const char *ph_order_local_reason_name(unsigned ix);
@@ -542,6 +548,23 @@ int store_apply_review(ph_wtxn *w, ph_cmd *c);
  * order has one (held orders counted by check_order into *held). */
 int store_check_reviews(ph_store *s, MDB_txn *txn, uint64_t held, ph_err *err);
 int store_review_has(ph_store *s, MDB_txn *txn, uint64_t order_id);
+
+/* ---- bundles (store_bundle.c; issue 16) ---- */
+
+/* 1 when o is a bundle's component order (its client order id starts with
+ * '#', which no client's can), with *parent its bundle's order id. */
+int store_component_of(const ph_order *o, uint64_t *parent);
+/* Called by store_put_order after every write of a component order: the
+ * parent's state follows (ph_bundle_state) in the same transaction, with
+ * its event when it changed. A no-op while the bundle is being created (no
+ * bundle record yet: its creator sets the state). */
+int store_bundle_follow(ph_wtxn *w, const ph_order *o, ph_err *err);
+int store_apply_bundle(ph_wtxn *w, ph_cmd *c);
+/* --check-store: every bundle record names a bundle parent and component
+ * orders that name it back and exist, no order is a component of two, every
+ * component order is in one record, and each parent's state is
+ * ph_bundle_state of its components'. PH_OK or PH_EIO naming the first. */
+int store_check_bundles(ph_store *s, MDB_txn *txn, ph_err *err);
 
 /* store_apply_order.c: takes o->quantity codes of sku from stock into o
  * (o->codes, o->cost), retiring expired codes met (one code.expired event).
