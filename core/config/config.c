@@ -85,8 +85,7 @@ static const int log_values[] = {PH_LOG_DEBUG, PH_LOG_INFO, PH_LOG_WARN, PH_LOG_
 static const char *const log_format_names[] = {"text", "json", NULL};
 static const int log_format_values[] = {PH_LOG_FORMAT_TEXT, PH_LOG_FORMAT_JSON};
 const char *const cfg_delivery_names[] = {"card_code", "recharge", "bundle", NULL};
-const int cfg_delivery_values[] = {PH_DELIVERY_CARD_CODE, PH_DELIVERY_RECHARGE,
-                                   PH_DELIVERY_BUNDLE};
+const int cfg_delivery_values[] = {PH_DELIVERY_CARD_CODE, PH_DELIVERY_RECHARGE, PH_DELIVERY_BUNDLE};
 static const char *const scope_names[] = {"fulfill", "support", "ops", NULL};
 static const int scope_values[] = {PH_SCOPE_FULFILL, PH_SCOPE_SUPPORT, PH_SCOPE_OPS};
 
@@ -460,7 +459,8 @@ static int check_bundles(ctx *c, const ph_config *cfg, const yaml_node_t *root)
             if (!cl)
                 continue;
             cfg_path_push(c, "products[%zu].components", i);
-            return cfg_fail(c, cl->start_mark, "only a product with delivery: bundle has components");
+            return cfg_fail(c, cl->start_mark,
+                            "only a product with delivery: bundle has components");
         }
         if (p->ncomponents < 1 || p->ncomponents > PH_BUNDLE_COMPONENTS_MAX) {
             cfg_path_push(c, "products[%zu].components", i);

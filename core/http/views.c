@@ -108,11 +108,14 @@ json_t *ph_view_order(const ph_order *o, const ph_config *cfg, const ph_keyring 
         json_pack("{s:I,s:s,s:s,s:s,s:s?,s:I,s:s,s:s}", "id", (json_int_t)o->id, "client",
                   o->client, "client_order_id", o->client_order_id, "sku", o->sku, "product_name",
                   p ? p->name : NULL, "quantity", (json_int_t)o->quantity, "delivery",
-                  ph_delivery_name(ph_order_via_supplier(o) ? o->delivery : PH_DELIVERY_CARD_CODE),
-                  "state", ph_order_state_name(o->state));
+                  ph_delivery_name(o->delivery ? o->delivery : PH_DELIVERY_CARD_CODE), "state",
+                  ph_order_state_name(o->state));
     if (!j)
         return NULL;
-    json_object_set_new(j, "source", json_string(ph_order_via_supplier(o) ? "supplier" : "stock"));
+    json_object_set_new(j, "source",
+                        json_string(o->delivery == PH_DELIVERY_BUNDLE ? "bundle"
+                                    : ph_order_via_supplier(o)        ? "supplier"
+                                                                      : "stock"));
     ph_view_time(j, "created_at", o->created_at);
     ph_view_time(j, "updated_at", o->updated_at);
     if (with_cost)

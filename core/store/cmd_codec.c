@@ -759,8 +759,7 @@ static void decode_bundle(rd *r, ph_cmd *c)
         r_target(r, &t[i], "targets.supplier", "targets.product_id", "targets.unit_cost");
     c->in.bundle.targets = t;
     c->in.bundle.ntargets = n;
-    c->in.bundle.account_sealed =
-        r_blob(r, &c->in.bundle.account_sealed_len, "account_sealed");
+    c->in.bundle.account_sealed = r_blob(r, &c->in.bundle.account_sealed_len, "account_sealed");
     c->in.bundle.account_masked = r_str(r, "account_masked");
 }
 

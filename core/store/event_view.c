@@ -7,10 +7,9 @@
 #include <string.h>
 
 static const char *const mall_event_keys[] = {
-    "seq",     "at",       "type",     "order_id", "client", "client_order_id",
-    "sku",     "quantity", "delivery", "state",    "reason", "attempt",
-    "outcome", "by",       "codes",    "checks",   "rule",   "hold_until",
-    "parent",  "retry",    "components"};
+    "seq",      "at",       "type",  "order_id",   "client",  "client_order_id", "sku",
+    "quantity", "delivery", "state", "reason",     "attempt", "outcome",         "by",
+    "codes",    "checks",   "rule",  "hold_until", "parent",  "retry",           "components"};
 
 static const char *const product_event_keys[] = {"seq",       "at",    "type",  "sku",
                                                  "available", "below", "reason"};

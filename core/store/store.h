@@ -76,8 +76,8 @@ enum ph_order_state {
     PH_ORDER_SUCCEEDED = 3,
     PH_ORDER_FAILED = 4,
     PH_ORDER_UNKNOWN = 5,
-    PH_ORDER_HELD = 6, /* a risk rule said review: no code taken, no supplier called, until
-                          ops release or block it, or its review times out (PH_CMD_REVIEW) */
+    PH_ORDER_HELD = 6,    /* a risk rule said review: no code taken, no supplier called, until
+                             ops release or block it, or its review times out (PH_CMD_REVIEW) */
     PH_ORDER_PARTIAL = 8, /* a bundle (issue 16) some of whose components were delivered and
                              the rest failed, none open: not final, a retry may buy the
                              failed ones again (PH_CMD_BUNDLE). 7 is the grant's */

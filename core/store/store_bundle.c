@@ -112,8 +112,9 @@ static int component_states(ph_store *s, MDB_txn *txn, const json_t *rec, const 
         ph_order *o = NULL;
         int rc = ph_order_load(s, txn, id, 0, &o, err);
         if (rc)
-            return rc == PH_ENOTFOUND ? ph_err_set(err, PH_EIO, "bundle: component order %llu "
-                                                                "missing",
+            return rc == PH_ENOTFOUND ? ph_err_set(err, PH_EIO,
+                                                   "bundle: component order %llu "
+                                                   "missing",
                                                    (unsigned long long)id)
                                       : rc;
         st[j] = o->state;
@@ -203,8 +204,8 @@ static int stock_count(ph_wtxn *w, const char *sku, size_t *n, ph_err *err)
 
 /* How component j will be bought: 1 from stock, 2 by a supplier; PH_ENOSTOCK
  * naming it when neither can. */
-static int plan_component(ph_wtxn *w, ph_cmd *c, size_t j, const char *sku, uint32_t qty,
-                          int *how, int *delivery)
+static int plan_component(ph_wtxn *w, ph_cmd *c, size_t j, const char *sku, uint32_t qty, int *how,
+                          int *delivery)
 {
     char kind[32] = "?";
     int rc = store_listed_delivery(w, c, sku, delivery, kind);
@@ -225,8 +226,8 @@ static int plan_component(ph_wtxn *w, ph_cmd *c, size_t j, const char *sku, uint
                               "no supplier can take it now; nothing was reserved",
                               j, sku, avail, qty);
     } else if (*delivery != PH_DELIVERY_RECHARGE) {
-        return ph_err_set(&c->err, PH_ESKU, "components[%zu]: sku '%s' is delivered by %s", j,
-                          sku, *delivery ? ph_delivery_name(*delivery) : kind);
+        return ph_err_set(&c->err, PH_ESKU, "components[%zu]: sku '%s' is delivered by %s", j, sku,
+                          *delivery ? ph_delivery_name(*delivery) : kind);
     } else if (!t->supplier) {
         return ph_err_set(&c->err, PH_ENOSTOCK,
                           "components[%zu]: no supplier can take sku '%s' now; nothing was "
@@ -239,8 +240,8 @@ static int plan_component(ph_wtxn *w, ph_cmd *c, size_t j, const char *sku, uint
 
 /* Creates the component order of slot j (retry 0: the first) and appends
  * its id to comp's orders. The account (recharge) is the sealed blob given. */
-static int buy_component(ph_wtxn *w, ph_cmd *c, const ph_order *parent, size_t j,
-                         uint32_t retry, const char *sku, uint32_t qty, int how, int delivery,
+static int buy_component(ph_wtxn *w, ph_cmd *c, const ph_order *parent, size_t j, uint32_t retry,
+                         const char *sku, uint32_t qty, int how, int delivery,
                          const uint8_t *sealed, uint32_t sealed_len, const char *masked,
                          json_t *comp)
 {
@@ -297,8 +298,7 @@ static int buy_component(ph_wtxn *w, ph_cmd *c, const ph_order *parent, size_t j
 static int input_ok(ph_cmd *c, size_t ncomp)
 {
     if (c->in.bundle.ntargets != ncomp || (ncomp && !c->in.bundle.targets))
-        return ph_err_set(&c->err, PH_EINVAL,
-                          "targets: %zu given for a bundle of %zu components",
+        return ph_err_set(&c->err, PH_EINVAL, "targets: %zu given for a bundle of %zu components",
                           c->in.bundle.ntargets, ncomp);
     return PH_OK;
 }
@@ -384,18 +384,17 @@ static int apply_new(ph_wtxn *w, ph_cmd *c)
             (rc = store_index_order(w, p, &c->err)) == PH_OK)
             rc = store_emit(w, c->now, "order.accepted",
                             json_pack("{s:I,s:s,s:s,s:s,s:I,s:s,s:s,s:I}", "order_id",
-                                      (json_int_t)p->id, "client", client, "client_order_id",
-                                      coid, "sku", sku, "quantity", (json_int_t)p->quantity,
-                                      "delivery", "bundle", "state", "processing", "components",
-                                      (json_int_t)n),
+                                      (json_int_t)p->id, "client", client, "client_order_id", coid,
+                                      "sku", sku, "quantity", (json_int_t)p->quantity, "delivery",
+                                      "bundle", "state", "processing", "components", (json_int_t)n),
                             &c->err);
         if (rc == PH_OK && !(rec = json_pack("{s:I,s:[]}", "retries", 0, "components")))
             rc = ph_err_set(&c->err, PH_ENOMEM, "out of memory");
     }
     for (size_t j = 0; rc == PH_OK && j < n; j++) {
         const char *cs = json_string_value(json_object_get(json_array_get(comps, j), "sku"));
-        json_t *comp = json_pack("{s:s,s:I,s:[]}", "sku", cs, "quantity", (json_int_t)qty[j],
-                                 "orders");
+        json_t *comp =
+            json_pack("{s:s,s:I,s:[]}", "sku", cs, "quantity", (json_int_t)qty[j], "orders");
         if (!comp || json_array_append_new(json_object_get(rec, "components"), comp))
             rc = ph_err_set(&c->err, PH_ENOMEM, "out of memory");
         else
@@ -442,8 +441,8 @@ static int apply_retry(ph_wtxn *w, ph_cmd *c)
         return PH_OK;
     }
     if (rc == PH_OK && no != done + 1)
-        rc = ph_err_set(&c->err, PH_ECONFLICT, "retry: expected %u (retries so far: %u)",
-                        done + 1, done);
+        rc = ph_err_set(&c->err, PH_ECONFLICT, "retry: expected %u (retries so far: %u)", done + 1,
+                        done);
     if (rc == PH_OK && p->state != PH_ORDER_PARTIAL)
         rc = ph_err_set(&c->err, PH_ESTATE, "order %llu is %s, not partial: nothing to retry",
                         (unsigned long long)id, ph_order_state_name(p->state));
@@ -467,10 +466,10 @@ static int apply_retry(ph_wtxn *w, ph_cmd *c)
     }
     for (size_t j = 0; rc == PH_OK && j < n; j++)
         if (failed[j])
-            rc = buy_component(w, c, p, j, no, failed[j]->sku, failed[j]->quantity, how[j],
-                               delivery[j], failed[j]->account_sealed,
-                               failed[j]->account_sealed_len, failed[j]->account_masked,
-                               json_array_get(comps, j));
+            rc =
+                buy_component(w, c, p, j, no, failed[j]->sku, failed[j]->quantity, how[j],
+                              delivery[j], failed[j]->account_sealed, failed[j]->account_sealed_len,
+                              failed[j]->account_masked, json_array_get(comps, j));
     for (size_t j = 0; j < n; j++)
         ph_order_free(failed[j]);
     if (rc == PH_OK) {
@@ -559,9 +558,9 @@ static int check_one(ph_store *s, MDB_txn *txn, uint64_t id, const MDB_val *v, p
     size_t n = 0;
     if (rc == PH_OK && (rc = component_states(s, txn, rec, NULL, st, &n, err)) == PH_OK &&
         ph_bundle_state(st, n) != p->state)
-        rc = ph_err_set(err, PH_EIO, "bundle %llu: its state %s is not what its components make (%s)",
-                        pid, ph_order_state_name(p->state),
-                        ph_order_state_name(ph_bundle_state(st, n)));
+        rc = ph_err_set(err, PH_EIO,
+                        "bundle %llu: its state %s is not what its components make (%s)", pid,
+                        ph_order_state_name(p->state), ph_order_state_name(ph_bundle_state(st, n)));
     ph_order_free(p);
     json_decref(rec);
     return rc;
