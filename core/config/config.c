@@ -477,6 +477,11 @@ static int check_bundles(ctx *c, const ph_config *cfg, const yaml_node_t *root)
         for (size_t j = 0; j < p->ncomponents; j++) {
             const char *sku = p->components[j].sku;
             const ph_product_conf *q = ph_config_product(cfg, sku);
+            if (q && q->delivery == PH_DELIVERY_RECHARGE && p->components[j].quantity != 1) {
+                const yaml_node_t *qn = cfg_map_find(c, cfg_seq_item(c, cl, j), "quantity");
+                cfg_path_push(c, "products[%zu].components[%zu].quantity", i, j);
+                return cfg_fail(c, qn->start_mark, "expected 1: a recharge is one unit");
+            }
             if (q && q->delivery != PH_DELIVERY_BUNDLE)
                 continue;
             const yaml_node_t *sn = cfg_map_find(c, cfg_seq_item(c, cl, j), "sku");

@@ -313,7 +313,7 @@ Test(codec, garbage_and_inconsistent_input_is_refused)
 
     memcpy(q, p, len);
     q[0] = PH_CMD_CODEC_VERSION + 1;
-    expect_refused(q, len, "version 4");
+    expect_refused(q, len, "version 5");
     memcpy(q, p, len);
     q[0] = 0;
     expect_refused(q, len, "version 0");

@@ -437,7 +437,7 @@ static const error_case errors[] = {
     {"delivery typo",
      BASE "products:\n  - sku: a\n    name: A\n    brand: a\n"
           "    category: c\n    delivery: cardcode\n",
-     "t.yaml:8:15: products[0].delivery: expected card_code or recharge, got \"cardcode\""},
+     "t.yaml:8:15: products[0].delivery: expected card_code, recharge or bundle, got \"cardcode\""},
 
     /* money */
     {"three decimals",
@@ -715,9 +715,10 @@ Test(config, fixture_file_error_names_the_path)
     ph_err err = {0};
     cr_assert_eq(ph_config_load_file(path, &cfg, &err), PH_EINVAL);
     cr_expect_null(cfg);
-    snprintf(want, sizeof want,
-             "%s:15:15: products[0].delivery: expected card_code or recharge, got \"cardcode\"",
-             path);
+    snprintf(
+        want, sizeof want,
+        "%s:15:15: products[0].delivery: expected card_code, recharge or bundle, got \"cardcode\"",
+        path);
     cr_expect_str_eq(err.msg, want);
 
     source_path("tests/fixtures/config/dup-sku.yaml", path, sizeof path);
