@@ -8,6 +8,7 @@
  * state agrees with its components) and the ledger against the simulator.
  */
 #include <criterion/criterion.h>
+#include <lmdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -330,4 +331,71 @@ Test(bundles, kill9_mid_bundle)
     cr_assert_eq(n, 1, "the recharge was sent once: %s", h_dump(t, b, sizeof b));
     json_decref(t);
     stop();
+}
+
+/* Rewrites one byte of order id's record (offset 1: its state) or deletes
+ * bundle id's record, in the stopped daemon's store. */
+static void lmdb_damage(const char *dir, const char *db, uint64_t id, int state)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    cr_assert_eq(mdb_env_create(&env), 0);
+    mdb_env_set_maxdbs(env, 64);
+    cr_assert_eq(mdb_env_open(env, dir, 0, 0600), 0);
+    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    cr_assert_eq(mdb_dbi_open(txn, db, MDB_INTEGERKEY, &dbi), 0, "%s", db);
+    MDB_val k = {8, &id}, v;
+    if (state < 0) {
+        cr_assert_eq(mdb_del(txn, dbi, &k, NULL), 0);
+    } else {
+        cr_assert_eq(mdb_get(txn, dbi, &k, &v), 0);
+        uint8_t *copy = malloc(v.mv_size);
+        memcpy(copy, v.mv_data, v.mv_size);
+        copy[1] = (uint8_t)state;
+        v.mv_data = copy;
+        cr_assert_eq(mdb_put(txn, dbi, &k, &v, 0), 0);
+        free(copy);
+    }
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+/* --check-store proves a bundle's state is its components' and that every
+ * component order is listed by its one bundle. */
+Test(bundles, check_store_finds_a_bundle_out_of_step)
+{
+    start();
+    char *csv = h_codes_csv("CNE", 1);
+    h_resp r = h_import(&D, "b.netease", csv, 201);
+    h_resp_free(&r);
+    free(csv);
+    r = h_sim_req(&S, "POST", "/_sim/faults",
+                  "{\"protocol\":\"rewards\",\"op\":\"order\",\"fault\":\"echo_account\","
+                  "\"count\":1}");
+    h_resp_free(&r);
+    r = post("/v1/orders",
+             "{\"client_order_id\":\"chk-1\",\"sku\":\"b.mixed\",\"account\":\"" ACCOUNT
+             "\",\"wait\":10}");
+    long long id = h_int(h_order_of(&r), "id");
+    h_resp_free(&r);
+    json_t *o = h_order_poll(&D, id, "mall-token", settled, NULL, WAIT_MS, "bundle settled");
+    cr_assert_str_eq(h_str(o, "state"), "partial");
+    json_decref(o);
+    h_stop_clean(&D);
+    check_store_ok();
+
+    lmdb_damage(D.data, "orders", (uint64_t)id, 3 /* succeeded */);
+    char *out = NULL;
+    cr_assert_neq(h_check_store(&D, &out), 0, "a succeeded bundle with a failed component passed");
+    cr_assert(strstr(out, "is not what its components make (partial)"), "%s", out);
+    free(out);
+    lmdb_damage(D.data, "orders", (uint64_t)id, 8 /* partial again */);
+    check_store_ok();
+    lmdb_damage(D.data, "bundles", (uint64_t)id, -1);
+    cr_assert_neq(h_check_store(&D, &out), 0, "component orders without their bundle passed");
+    cr_assert(strstr(out, "component orders, but bundle records list"), "%s", out);
+    free(out);
+    h_cleanup(&D);
+    h_sim_stop(&S);
 }
