@@ -253,7 +253,7 @@ Test(config, embedded_default_loads)
         {"meituan.voucher.20", "food", PH_DELIVERY_CARD_CODE, 2000, 0},
         {"mobile.topup.50", "telecom", PH_DELIVERY_RECHARGE, 5000, 1},
     };
-    cr_assert_eq(cfg->nproducts, 5);
+    cr_assert_eq(cfg->nproducts, 6, "the five above and the programmer.pack bundle");
     for (size_t i = 0; i < 5; i++) {
         const ph_product_conf *p = ph_config_product(cfg, products[i].sku);
         cr_assert_not_null(p, "%s", products[i].sku);
@@ -295,7 +295,7 @@ Test(config, example_file_loads)
     cr_expect_str_eq(cfg->port_file, "var/perkhub.port");
     cr_expect_eq(cfg->nclients, 3);
     cr_expect_eq(cfg->nsuppliers, 3);
-    cr_expect_eq(cfg->nproducts, 3);
+    cr_expect_eq(cfg->nproducts, 4); /* with the perks.pack.video bundle */
     cr_expect_str_eq(cfg->public_url, "https://perkhub.example.com");
     const ph_supplier_conf *fulu = ph_config_supplier(cfg, "fulu");
     cr_assert_not_null(fulu);
