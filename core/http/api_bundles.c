@@ -23,6 +23,7 @@ typedef struct bundle_ext {
     ph_attempt_target t[PH_BUNDLE_COMPONENTS_MAX];
     void *inner;
     void (*inner_free)(void *);
+    void (*stored)(ph_req *r); /* the order handler's: a new bundle was stored */
 } bundle_ext;
 
 static void bundle_ext_free(void *p)
@@ -207,6 +208,14 @@ static int bundle_waited(ph_req *r)
 
 static int bundle_created(ph_req *r)
 {
+    bundle_ext *b = r->ext;
+    if (b->stored) { /* the risk state is the previous handler state's: put it back for it */
+        r->ext = b->inner;
+        r->ext_free = b->inner_free;
+        b->stored(r);
+        r->ext = b;
+        r->ext_free = bundle_ext_free;
+    }
     if (r->cmd.rc != PH_OK)
         return ph_req_fail(r, r->cmd.rc, &r->cmd.err);
     if (!r->cmd.replayed)
@@ -245,11 +254,13 @@ static int route_components(ph_req *r, const ph_product_conf *p, uint32_t times,
     return 0;
 }
 
-int ph_api_bundle_submit(ph_req *r, const ph_product_conf *p, uint32_t qty)
+int ph_api_bundle_submit(ph_req *r, const ph_product_conf *p, uint32_t qty,
+                         const ph_order_risk *risk, void (*stored)(ph_req *r))
 {
     bundle_ext *b = bundle_ext_take(r);
     if (!b)
         return ph_req_fail(r, PH_ENOMEM, NULL);
+    b->stored = stored;
     if (qty > PH_BUNDLE_QUANTITY_MAX)
         return ph_req_error(r, 422, "limit_exceeded",
                             "quantity: over the maximum of %d for a bundle",
@@ -269,6 +280,7 @@ int ph_api_bundle_submit(ph_req *r, const ph_product_conf *p, uint32_t qty)
     memcpy(r->cmd.in.bundle.fingerprint, fp, sizeof fp);
     r->cmd.in.bundle.targets = b->t;
     r->cmd.in.bundle.ntargets = p->ncomponents;
+    r->cmd.in.bundle.risk = risk;
     if (r->account[0]) {
         if (ph_fulfil_seal_account(r->env->fulfil, r->account, r->account_sealed,
                                    &r->account_sealed_len, r->account_masked) != PH_OK)

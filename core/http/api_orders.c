@@ -457,7 +457,7 @@ int ph_api_order_create(ph_req *r)
             return ph_req_error(r, 403, "denied_by_risk",
                                 "order: refused by risk rule %s (a bundle is not held for review)",
                                 x->in.rule ? x->in.rule : "?");
-        return ph_api_bundle_submit(r, p, qty);
+        return ph_api_bundle_submit(r, p, qty, r->cmd.in.order.risk, risk_done);
     }
     if (p->delivery == PH_DELIVERY_RECHARGE)
         return supply_submit(r, p);

@@ -23,7 +23,8 @@ int ph_bundle_needs_account(const ph_config *cfg, const ph_product_conf *p);
  * out_of_stock naming components[j], 503 no_supplier_available). Returns
  * PH_REQ_DONE or PH_REQ_SUSPENDED. r->ext keeps its previous value (freed
  * with the request). */
-int ph_api_bundle_submit(ph_req *r, const ph_product_conf *p, uint32_t qty);
+int ph_api_bundle_submit(ph_req *r, const ph_product_conf *p, uint32_t qty,
+                         const ph_order_risk *risk, void (*stored)(ph_req *r));
 
 /* Adds "components" (each the latest order's view, with "orders": its ids,
  * oldest first) and "retries" to view, the order view of bundle `id`; codes

@@ -443,6 +443,7 @@ static int encode_cmd(wbuf *b, const ph_cmd *c, size_t idx, ph_err *err)
             w_target(b, &c->in.bundle.targets[i]);
         w_blob(b, c->in.bundle.account_sealed, c->in.bundle.account_sealed_len);
         w_str(b, c->in.bundle.account_masked);
+        w_risk(b, c->in.bundle.risk);
         break;
     default:
         /* a new command kind must be given an encoding here, or replication
@@ -761,6 +762,7 @@ static void decode_bundle(rd *r, ph_cmd *c)
     c->in.bundle.ntargets = n;
     c->in.bundle.account_sealed = r_blob(r, &c->in.bundle.account_sealed_len, "account_sealed");
     c->in.bundle.account_masked = r_str(r, "account_masked");
+    c->in.bundle.risk = r_risk(r);
 }
 
 static void decode_attempt(rd *r, ph_cmd *c)

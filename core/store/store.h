@@ -1087,6 +1087,9 @@ struct ph_cmd {
             const uint8_t *account_sealed; /* recharge components (new bundle), else NULL */
             uint32_t account_sealed_len;
             const char *account_masked;
+            /* new bundle: as for ORDER, fulfil verdicts only (a bundle is not held);
+             * the record is stored under the parent's id */
+            const ph_order_risk *risk;
         } bundle;
         struct {
             const char *endpoint;

@@ -344,8 +344,14 @@ static int apply_new(ph_wtxn *w, ph_cmd *c)
         return store_replay_order(w, c, &v, c->in.bundle.fingerprint, coid);
     if (mrc != MDB_NOTFOUND)
         return ph_store_lmdb_err(&c->err, mrc, "read order index");
+    const ph_order_risk *risk = c->in.bundle.risk;
+    if (risk && risk->verdict != PH_VERDICT_FULFIL)
+        return ph_err_set(&c->err, PH_EINVAL, "risk: a bundle is fulfilled or refused, not held");
+    int rc = store_risk_input_ok(c, risk);
+    if (rc)
+        return rc;
     json_t *comps = NULL;
-    int rc = bundle_product(w, c, sku, &comps);
+    rc = bundle_product(w, c, sku, &comps);
     size_t n = json_array_size(comps);
     if (rc || (rc = input_ok(c, n)) != PH_OK) {
         json_decref(comps);
@@ -381,7 +387,8 @@ static int apply_new(ph_wtxn *w, ph_cmd *c)
         memcpy(p->fingerprint, c->in.bundle.fingerprint, 32);
         w->wrote = 1;
         if ((rc = store_put_order(w, p, MDB_APPEND, &c->err)) == PH_OK &&
-            (rc = store_index_order(w, p, &c->err)) == PH_OK)
+            (rc = store_index_order(w, p, &c->err)) == PH_OK &&
+            (rc = store_risk_record(w, c, p, risk)) == PH_OK)
             rc = store_emit(w, c->now, "order.accepted",
                             json_pack("{s:I,s:s,s:s,s:s,s:I,s:s,s:s,s:I}", "order_id",
                                       (json_int_t)p->id, "client", client, "client_order_id", coid,

@@ -399,3 +399,47 @@ Test(bundles, check_store_finds_a_bundle_out_of_step)
     h_cleanup(&D);
     h_sim_stop(&S);
 }
+
+/* Risk rules see a bundle like any order: a block-list hit refuses it with
+ * nothing taken or stored; an allowed one keeps its end user's record. */
+Test(bundles, risk_rules_apply_to_a_bundle)
+{
+    start();
+    char *csv = h_codes_csv("RIQ", 2);
+    h_resp r = h_import(&D, "b.iqiyi", csv, 201);
+    h_resp_free(&r);
+    free(csv);
+    csv = h_codes_csv("RNE", 2);
+    r = h_import(&D, "b.netease", csv, 201);
+    h_resp_free(&r);
+    free(csv);
+    r = h_post_json(&D, "/v1/risk/lists", "ops-token",
+                    "{\"list\":\"block\",\"variable\":\"phone\",\"value\":\"13900139000\","
+                    "\"ttl_s\":3600,\"note\":\"farm\"}");
+    cr_assert_eq(r.status, 201, "%ld %s", r.status, r.body);
+    h_resp_free(&r);
+
+    r = post("/v1/orders", "{\"client_order_id\":\"rk-1\",\"sku\":\"b.pack\","
+                           "\"end_user\":{\"id\":\"user-0001\",\"phone\":\"13900139000\"}}");
+    cr_assert_eq(r.status, 403, "%ld %s", r.status, r.body);
+    cr_assert_str_eq(h_str(r.json, "error"), "denied_by_risk");
+    h_resp_free(&r);
+    cr_assert_eq(stock_of("b.iqiyi"), 2, "nothing taken");
+    r = h_get(&D, "/v1/orders?client_order_id=rk-1", "mall-token");
+    cr_assert_eq(r.status, 404, "nothing stored: %ld %s", r.status, r.body);
+    h_resp_free(&r);
+
+    r = post("/v1/orders", "{\"client_order_id\":\"rk-2\",\"sku\":\"b.pack\","
+                           "\"end_user\":{\"id\":\"user-0002\"}}");
+    cr_assert_eq(r.status, 201, "%ld %s", r.status, r.body);
+    long long id = h_int(h_order_of(&r), "id");
+    h_resp_free(&r);
+    json_t *o = h_order_get(&D, id, "ops-token");
+    char b[4096];
+    cr_assert(json_is_object(json_object_get(o, "end_user")), "the end user, masked: %s",
+              h_dump(o, b, sizeof b));
+    cr_assert_str_eq(h_str(json_object_get(json_object_get(o, "risk"), "decision"), "action"),
+                     "allow", "%s", h_dump(o, b, sizeof b));
+    json_decref(o);
+    stop();
+}
