@@ -553,7 +553,10 @@ static int check_one(ph_store *s, MDB_txn *txn, uint64_t id, const MDB_val *v, p
                                 "bundle %llu: order %llu is listed as its component but names "
                                 "bundle %llu",
                                 pid, (unsigned long long)cid, (unsigned long long)back);
-            else if (i + 1 < json_array_size(orders) && o->state != PH_ORDER_FAILED)
+            /* an earlier order of a component was failed when it was bought
+             * again; ops accepting a supplier's word (RESOLVE) may have made it
+             * succeeded since, but never open again */
+            else if (i + 1 < json_array_size(orders) && !ph_order_state_final(o->state))
                 rc = ph_err_set(err, PH_EIO,
                                 "bundle %llu: components[%zu] was bought again while order "
                                 "%llu is %s",
