@@ -55,6 +55,13 @@ static void start(void)
              "    delivery: bundle\n    face_value: \"45.00\"\n    price: \"40.00\"\n"
              "    components:\n      - {sku: b.iqiyi, quantity: 1}\n"
              "      - {sku: b.netease, quantity: 1}\n"
+             "  - sku: b.video\n    name: Video month\n    brand: sim\n    category: video\n"
+             "    delivery: card_code\n    face_value: \"30.00\"\n    price: \"30.00\"\n"
+             "    offers:\n      - {supplier: rwb, supplier_sku: \"U10001\", cost: \"28.50\"}\n"
+             "  - sku: b.upstream\n    name: Video and music\n    brand: pack\n"
+             "    category: bundle\n    delivery: bundle\n    face_value: \"45.00\"\n"
+             "    components:\n      - {sku: b.video, quantity: 2}\n"
+             "      - {sku: b.netease, quantity: 1}\n"
              "  - sku: b.mixed\n    name: Music and top-up\n    brand: pack\n"
              "    category: bundle\n    delivery: bundle\n    face_value: \"65.00\"\n"
              "    components:\n      - {sku: b.netease, quantity: 1}\n"
@@ -441,5 +448,35 @@ Test(bundles, risk_rules_apply_to_a_bundle)
     cr_assert_str_eq(h_str(json_object_get(json_object_get(o, "risk"), "decision"), "action"),
                      "allow", "%s", h_dump(o, b, sizeof b));
     json_decref(o);
+    stop();
+}
+
+/* A card component short of stock goes to a supplier through its own offer
+ * (the codes bought upstream), the other comes from stock: one bundle. */
+Test(bundles, a_short_card_component_is_bought_upstream)
+{
+    start();
+    char *csv = h_codes_csv("UNE", 1);
+    h_resp r = h_import(&D, "b.netease", csv, 201);
+    h_resp_free(&r);
+    free(csv);
+    csv = h_codes_csv("UVI", 1); /* one video code: the component needs two */
+    r = h_import(&D, "b.video", csv, 201);
+    h_resp_free(&r);
+    free(csv);
+    r = post("/v1/orders", "{\"client_order_id\":\"up-1\",\"sku\":\"b.upstream\",\"wait\":10}");
+    cr_assert(r.status == 201 || r.status == 202, "%ld %s", r.status, r.body);
+    long long id = h_int(h_order_of(&r), "id");
+    h_resp_free(&r);
+    char b[4096];
+    json_t *o = h_order_poll(&D, id, "mall-token", settled, NULL, WAIT_MS, "bundle settled");
+    cr_assert_str_eq(h_str(o, "state"), "succeeded", "%s", h_dump(o, b, sizeof b));
+    json_t *v = component(o, 0);
+    cr_assert_str_eq(h_str(v, "source"), "supplier", "%s", h_dump(o, b, sizeof b));
+    cr_assert_eq(json_array_size(json_object_get(v, "codes")), 2, "%s", h_dump(o, b, sizeof b));
+    cr_assert_str_eq(h_str(component(o, 1), "source"), "stock");
+    json_decref(o);
+    cr_assert_eq(stock_of("b.video"), 1, "the short component took no code from stock");
+    cr_assert_eq(stock_of("b.netease"), 0);
     stop();
 }
