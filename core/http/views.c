@@ -278,6 +278,9 @@ json_t *ph_view_product(const char *stored_json, uint64_t available, int with_of
                   "redemption_guide", json_object_get(s, "redemption_guide"), "stock", "available",
                   stock_available(s, available));
     sync_view(j, s, with_offers);
+    json_t *comps = json_object_get(s, "components"); /* a bundle's, as configured */
+    if (j && comps)
+        json_object_set(j, "components", comps);
     if (j && with_offers) {
         json_t *offers = json_array(), *of;
         size_t i;
