@@ -628,7 +628,7 @@ int ph_api_order_list(ph_req *r)
             scanned++;
             cursor = list[i]->id;
             /* a bundle's component orders show in its view, and here only when asked */
-            if (!order_matches(list[i], &f) || (!comp && list[i]->client_order_id[0] == '#'))
+            if (!order_matches(list[i], &f) || (!comp && ph_order_component_of(list[i], NULL)))
                 continue;
             if (shown == limit) {
                 more = 1;

@@ -186,6 +186,12 @@ typedef struct ph_order {
     ph_attempt *attempts; /* owned by the order; loaded with every read */
 } ph_order;
 
+/* 1 when o is a bundle's component order (issue 16: its client order id
+ * "#<parent>.<j>[.<retry>]" starts with '#', which no client's can), with
+ * *parent (may be NULL) its bundle's order id; else 0. The one answer for the
+ * writer, the checker, events and lists. Pure. */
+int ph_order_component_of(const ph_order *o, uint64_t *parent);
+
 /* Since when o is stuck: its last attempt is still open and was escalated
  * (stuck_at), else 0. The one answer for views, the stuck list, settling and
  * the checker. */

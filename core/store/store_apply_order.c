@@ -275,22 +275,22 @@ static int pop_code(ph_wtxn *w, ph_cmd *c, const char *sku, MDB_cursor *cur, uin
 int store_put_order(ph_wtxn *w, const ph_order *o, unsigned put_flags, ph_err *err)
 {
     size_t cl = strlen(o->client), ol = strlen(o->client_order_id), sl = strlen(o->sku);
-    ph_order_rec r = {
-        .version = 1,
-        .state = (uint8_t)o->state,
-        .delivery = o->delivery ? (uint8_t)o->delivery : 1 /* card_code */,
-        .flags = ph_order_via_supplier(o) ? PH_ORDER_F_SUPPLY
-                 : o->delivery == PH_DELIVERY_BUNDLE
-                     ? PH_ORDER_F_BUNDLE
-                     : (uint8_t)(ph_order_local_reason(o->reason) << PH_ORDER_F_REASON_SHIFT),
-        .client_len = (uint8_t)cl,
-        .quantity = o->quantity,
-        .created_at = o->created_at,
-        .updated_at = o->updated_at,
-        .cost = o->cost,
-        .sku_len = (uint8_t)sl,
-        .coid_len = (uint16_t)ol,
-        .ncodes = (uint32_t)o->ncodes};
+    uint8_t flags = ph_order_via_supplier(o) ? PH_ORDER_F_SUPPLY
+                    : o->delivery == PH_DELIVERY_BUNDLE
+                        ? PH_ORDER_F_BUNDLE
+                        : (uint8_t)(ph_order_local_reason(o->reason) << PH_ORDER_F_REASON_SHIFT);
+    ph_order_rec r = {.version = 1,
+                      .state = (uint8_t)o->state,
+                      .delivery = o->delivery ? (uint8_t)o->delivery : 1 /* card_code */,
+                      .flags = flags,
+                      .client_len = (uint8_t)cl,
+                      .quantity = o->quantity,
+                      .created_at = o->created_at,
+                      .updated_at = o->updated_at,
+                      .cost = o->cost,
+                      .sku_len = (uint8_t)sl,
+                      .coid_len = (uint16_t)ol,
+                      .ncodes = (uint32_t)o->ncodes};
     memcpy(r.fingerprint, o->fingerprint, 32);
     uint64_t id = o->id;
     MDB_val k = {8, &id}, v = {sizeof r + cl + ol + sl + 8 * o->ncodes, NULL};
@@ -308,7 +308,7 @@ int store_put_order(ph_wtxn *w, const ph_order *o, unsigned put_flags, ph_err *e
         memcpy(p + 8 * i, &o->codes[i].id, 8);
     int rc = store_ledger_book(w, o, err);
     /* a bundle's component: its parent follows in this transaction */
-    if (rc == PH_OK && o->client_order_id[0] == '#')
+    if (rc == PH_OK && ph_order_component_of(o, NULL))
         rc = store_bundle_follow(w, o, err);
     return rc;
 }

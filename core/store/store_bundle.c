@@ -41,7 +41,7 @@ int ph_bundle_state(const int *states, size_t n)
     return ok ? PH_ORDER_PARTIAL : PH_ORDER_FAILED;
 }
 
-int store_component_of(const ph_order *o, uint64_t *parent)
+int ph_order_component_of(const ph_order *o, uint64_t *parent)
 {
     const char *s = o->client_order_id;
     if (s[0] != '#')
@@ -52,7 +52,8 @@ int store_component_of(const ph_order *o, uint64_t *parent)
         v = v * 10 + (uint64_t)(s[i] - '0');
     if (i == 1 || s[i] != '.')
         return 0;
-    *parent = v;
+    if (parent)
+        *parent = v;
     return 1;
 }
 
@@ -172,7 +173,7 @@ int store_bundle_follow(ph_wtxn *w, const ph_order *o, ph_err *err)
 {
     uint64_t parent;
     json_t *rec = NULL;
-    if (!store_component_of(o, &parent))
+    if (!ph_order_component_of(o, &parent))
         return PH_OK;
     int rc = record_get(w->s, w->txn, parent, &rec, err);
     if (rc == PH_ENOTFOUND) /* being created: its creator sets the state */
@@ -548,7 +549,7 @@ static int check_one(ph_store *s, MDB_txn *txn, uint64_t id, const MDB_val *v, p
             if (ph_order_load(s, txn, cid, 0, &o, err) != PH_OK)
                 rc = ph_err_set(err, PH_EIO, "bundle %llu: component order %llu missing", pid,
                                 (unsigned long long)cid);
-            else if (!store_component_of(o, &back) || back != id || strcmp(o->client, p->client))
+            else if (!ph_order_component_of(o, &back) || back != id || strcmp(o->client, p->client))
                 rc = ph_err_set(err, PH_EIO,
                                 "bundle %llu: order %llu is listed as its component but names "
                                 "bundle %llu",
@@ -611,7 +612,7 @@ int store_check_bundles(ph_store *s, MDB_txn *txn, ph_err *err)
         ph_order o;
         uint64_t id, parent;
         memcpy(&id, k.mv_data, 8);
-        if (ph_order_decode(&v, id, &o, NULL) == PH_OK && store_component_of(&o, &parent))
+        if (ph_order_decode(&v, id, &o, NULL) == PH_OK && ph_order_component_of(&o, &parent))
             components++;
     }
     mdb_cursor_close(oc);

@@ -551,9 +551,6 @@ int store_review_has(ph_store *s, MDB_txn *txn, uint64_t order_id);
 
 /* ---- bundles (store_bundle.c; issue 16) ---- */
 
-/* 1 when o is a bundle's component order (its client order id starts with
- * '#', which no client's can), with *parent its bundle's order id. */
-int store_component_of(const ph_order *o, uint64_t *parent);
 /* Called by store_put_order after every write of a component order: the
  * parent's state follows (ph_bundle_state) in the same transaction, with
  * its event when it changed. A no-op while the bundle is being created (no
