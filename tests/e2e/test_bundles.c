@@ -188,6 +188,22 @@ Test(bundles, stock_components_all_or_none)
     cr_assert_eq(json_array_size(json_object_get(r.json, "orders")), 3, "%s", r.body);
     h_resp_free(&r);
 
+    /* customer service: the bundle names its components, a component its bundle */
+    char lk[96];
+    snprintf(lk, sizeof lk, "{\"order_id\":%lld}", id);
+    r = post("/v1/codes/lookup", lk);
+    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+    json_t *res = json_array_get(json_object_get(r.json, "results"), 0);
+    cr_assert_str_eq(h_str(res, "diagnosis"), "bundle_succeeded", "%s", r.body);
+    cr_assert_eq(json_integer_value(json_array_get(json_object_get(res, "components"), 0)), c0);
+    h_resp_free(&r);
+    snprintf(lk, sizeof lk, "{\"order_id\":%lld}", c0);
+    r = post("/v1/codes/lookup", lk);
+    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+    res = json_array_get(json_object_get(r.json, "results"), 0);
+    cr_assert_eq(h_int(res, "parent"), id, "%s", r.body);
+    h_resp_free(&r);
+
     /* money: the components are booked at their own prices, the parent not at all */
     char w[256];
     cr_assert_str_eq(ledger(id, w, sizeof w), "", "the bundle carries no money");
