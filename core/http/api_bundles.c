@@ -24,6 +24,7 @@ typedef struct bundle_ext {
     void *inner;
     void (*inner_free)(void *);
     void (*stored)(ph_req *r); /* the order handler's: a new bundle was stored */
+    uint64_t waited;           /* the component the last wait was for (0: none yet) */
 } bundle_ext;
 
 static void bundle_ext_free(void *p)
@@ -183,11 +184,15 @@ static int bundle_reply_or_wait(ph_req *r, const ph_order *o, int replayed)
     uint64_t open = 0;
     if (replayed)
         r->replay_header = "true";
+    bundle_ext *b = r->ext;
     if (r->wait_s && ph_now_ms() < deadline && !ph_order_state_final(o->state) &&
         o->state != PH_ORDER_PARTIAL)
         open = open_component(r, o->id);
-    if (!open)
+    /* the same component still open after its wait ended: fulfil holds no
+     * attempt of it to wait for (ph_fulfil_wait answers at once), so answer */
+    if (!open || open == b->waited)
         return bundle_reply(r, o, r->replay_header != NULL, 0);
+    b->waited = open;
     r->order_id = o->id;
     ph_req_suspend(r, bundle_waited);
     ph_fulfil_wait(r->env->fulfil, open, deadline, wake, r);
