@@ -84,8 +84,8 @@ static const char *const log_names[] = {"debug", "info", "warn", "error", NULL};
 static const int log_values[] = {PH_LOG_DEBUG, PH_LOG_INFO, PH_LOG_WARN, PH_LOG_ERROR};
 static const char *const log_format_names[] = {"text", "json", NULL};
 static const int log_format_values[] = {PH_LOG_FORMAT_TEXT, PH_LOG_FORMAT_JSON};
-const char *const cfg_delivery_names[] = {"card_code", "recharge", NULL};
-const int cfg_delivery_values[] = {PH_DELIVERY_CARD_CODE, PH_DELIVERY_RECHARGE};
+const char *const cfg_delivery_names[] = {"card_code", "recharge", "bundle", NULL};
+const int cfg_delivery_values[] = {PH_DELIVERY_CARD_CODE, PH_DELIVERY_RECHARGE, PH_DELIVERY_BUNDLE};
 static const char *const scope_names[] = {"fulfill", "support", "ops", NULL};
 static const int scope_values[] = {PH_SCOPE_FULFILL, PH_SCOPE_SUPPORT, PH_SCOPE_OPS};
 
@@ -296,6 +296,10 @@ static const field replenish_fields[] = {
     {.name = "max_per_day", .kind = K_MONEY, .flags = F_REQUIRED, .off = RP(max_per_day)},
 };
 #undef RP
+static const field component_fields[] = {
+    IDENT(ph_component_conf, sku, "sku"),
+    INT(ph_component_conf, quantity, "quantity", 1, PH_BUNDLE_QUANTITY_MAX, 1, "1"),
+};
 static const field product_fields[] = {
     IDENT(ph_product_conf, sku, "sku"),
     STR(ph_product_conf, name, "name", F_REQUIRED, NULL),
@@ -320,6 +324,8 @@ static const field product_fields[] = {
         3650 /* PH_MIN_VALIDITY_DAYS_MAX */, 1, "0"),
     SECTION("low_stock", low_stock_fields),
     SECTION("replenish", replenish_fields),
+    LIST(ph_product_conf, components, ncomponents, "components", ph_component_conf,
+         component_fields, "sku", "component sku"),
 };
 static const field reports_fields[] = {
     {.name = "utc_offset",
@@ -439,6 +445,56 @@ static int check_prices(ctx *c, ph_config *cfg, const yaml_node_t *root)
                             "expected the name of a configured client, got "
                             "\"%s\"%s",
                             name, hint);
+        }
+    }
+    return PH_OK;
+}
+
+/* products[].components (issue 16): a bundle has 1..PH_BUNDLE_COMPONENTS_MAX
+ * of them, each naming another product of this file that is not a bundle; a
+ * bundle has no offers (its components have theirs); any other product has
+ * no components. Errors name products[i].components[j].sku. */
+static int check_bundles(ctx *c, const ph_config *cfg, const yaml_node_t *root)
+{
+    for (size_t i = 0; i < cfg->nproducts; i++) {
+        const ph_product_conf *p = &cfg->products[i];
+        const yaml_node_t *pn = cfg_seq_item(c, cfg_map_find(c, root, "products"), i);
+        const yaml_node_t *cl = cfg_map_find(c, pn, "components");
+        if (p->delivery != PH_DELIVERY_BUNDLE) {
+            if (!cl)
+                continue;
+            cfg_path_push(c, "products[%zu].components", i);
+            return cfg_fail(c, cl->start_mark,
+                            "only a product with delivery: bundle has components");
+        }
+        if (p->ncomponents < 1 || p->ncomponents > PH_BUNDLE_COMPONENTS_MAX) {
+            cfg_path_push(c, "products[%zu].components", i);
+            return cfg_fail(c, (cl ? cl : pn)->start_mark,
+                            "expected 1..%d components for a bundle (each {sku, quantity})",
+                            PH_BUNDLE_COMPONENTS_MAX);
+        }
+        if (p->noffers) {
+            const yaml_node_t *on = cfg_map_find(c, pn, "offers");
+            cfg_path_push(c, "products[%zu].offers", i);
+            return cfg_fail(c, (on ? on : pn)->start_mark,
+                            "a bundle has no offers of its own: its components are bought");
+        }
+        for (size_t j = 0; j < p->ncomponents; j++) {
+            const char *sku = p->components[j].sku;
+            const ph_product_conf *q = ph_config_product(cfg, sku);
+            if (q && q->delivery == PH_DELIVERY_RECHARGE && p->components[j].quantity != 1) {
+                const yaml_node_t *qn = cfg_map_find(c, cfg_seq_item(c, cl, j), "quantity");
+                cfg_path_push(c, "products[%zu].components[%zu].quantity", i, j);
+                return cfg_fail(c, qn->start_mark, "expected 1: a recharge is one unit");
+            }
+            if (q && q->delivery != PH_DELIVERY_BUNDLE)
+                continue;
+            const yaml_node_t *sn = cfg_map_find(c, cfg_seq_item(c, cl, j), "sku");
+            cfg_path_push(c, "products[%zu].components[%zu].sku", i, j);
+            return cfg_fail(c, sn->start_mark,
+                            q ? "expected a product that is not a bundle, got bundle \"%s\""
+                              : "expected the sku of a configured product, got \"%s\"",
+                            sku);
         }
     }
     return PH_OK;
@@ -888,7 +944,8 @@ static int build(ctx *c, const yaml_node_t *root, ph_config **out)
         (rc = check_tokens(c, cfg, root)) || (rc = check_http(c, cfg, root)) ||
         (rc = check_statements(c, cfg, root)) || (rc = check_tls(c, cfg, root)) ||
         (rc = mark_suppliers(c, cfg, root)) || (rc = check_alert_rules(c, cfg, root)) ||
-        (rc = check_replenish(c, cfg, root)) || (rc = check_webhooks(c, cfg, root)))
+        (rc = check_replenish(c, cfg, root)) || (rc = check_webhooks(c, cfg, root)) ||
+        (rc = check_bundles(c, cfg, root)))
         goto fail;
     if ((rc = check_auth_failures(c, cfg, root)))
         goto fail;

@@ -25,7 +25,9 @@ enum { PH_SCOPE_FULFILL = 1, PH_SCOPE_SUPPORT = 2, PH_SCOPE_OPS = 4 };
  * default); with a token of an ops client from anywhere; or without a token
  * from anywhere. */
 enum { PH_METRICS_LOOPBACK = 0, PH_METRICS_OPS = 1, PH_METRICS_PUBLIC = 2 };
-enum { PH_DELIVERY_CARD_CODE = 1, PH_DELIVERY_RECHARGE = 2 };
+/* PH_DELIVERY_BUNDLE (issue 16): a product made of other products
+ * (products[].components), each delivered as an order of its own. */
+enum { PH_DELIVERY_CARD_CODE = 1, PH_DELIVERY_RECHARGE = 2, PH_DELIVERY_BUNDLE = 3 };
 
 /* The one spelling of a delivery kind, in config, the store's product JSON,
  * events and views: "card_code" or "recharge"; NULL for any other value.
@@ -153,6 +155,16 @@ typedef struct ph_offer_conf {
                            (the product's sale price then, when it has one) */
 } ph_offer_conf;
 
+/* One component of a bundle (products[].components; issue 16): `quantity`
+ * units of product `sku` (a product of the same configuration that is not a
+ * bundle) per unit of the bundle. Checked at load. */
+#define PH_BUNDLE_COMPONENTS_MAX 16
+#define PH_BUNDLE_QUANTITY_MAX   100
+typedef struct ph_component_conf {
+    char *sku;
+    uint32_t quantity; /* 1..PH_BUNDLE_QUANTITY_MAX */
+} ph_component_conf;
+
 /* A client's own sale price for a product (products[].prices). */
 typedef struct ph_price_conf {
     char *client;  /* must name a configured client */
@@ -210,6 +222,9 @@ typedef struct ph_product_conf {
      * rule. */
     int64_t low_below, low_margin;
     ph_replenish_conf replenish;
+    /* delivery bundle only: 1..PH_BUNDLE_COMPONENTS_MAX components (else none) */
+    ph_component_conf *components;
+    size_t ncomponents;
 } ph_product_conf;
 
 /* http.auth_failures: how failed authentications from one peer address are

@@ -233,7 +233,18 @@ static const char default_yaml[] =
     "    offers:\n"
     "      - supplier: sandbox\n"
     "        supplier_sku: sandbox.recharge\n"
-    "        cost: \"49.00\"\n"; /* the sandbox's price: no amount discrepancy per order */
+    "        cost: \"49.00\"\n" /* the sandbox's price: no amount discrepancy per order */
+    "  - sku: programmer.pack\n"
+    "    name: Programmer pack (iQiyi Gold month and a 50 CNY top-up)\n"
+    "    brand: pack\n"
+    "    category: bundle\n"
+    "    tags: [bundle]\n"
+    "    delivery: bundle\n"
+    "    face_value: \"80.00\"\n"
+    "    # one order delivers both (issue 16); each is booked at its own price\n"
+    "    components:\n"
+    "      - {sku: iqiyi.gold.1m, quantity: 1}\n"
+    "      - {sku: mobile.topup.50, quantity: 1}\n";
 
 const char *ph_config_default_yaml(void)
 {

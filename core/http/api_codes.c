@@ -112,8 +112,11 @@ static json_t *result(ph_req *r, const ph_code *c, const ph_batch *b, const ph_o
     if (ph_req_has_scope(r, PH_SCOPE_OPS))
         json_object_set_new(j, "supplier", json_string(b->supplier));
     if (o) {
+        uint64_t parent;
         json_object_set_new(j, "order_id", json_integer((json_int_t)o->id));
         json_object_set_new(j, "client_order_id", json_string(o->client_order_id));
+        if (ph_order_component_of(o, &parent)) /* a bundle's component (issue 16) */
+            json_object_set_new(j, "parent", json_integer((json_int_t)parent));
         ph_view_time(j, "issued_at", o->created_at);
     }
     ph_view_time(j, "expires_at", c->expires_at);
@@ -350,10 +353,52 @@ static int lookup_code(ph_req *r, const char *code)
     return reply(r, json_pack("[o]", res));
 }
 
+/* A bundle (issue 16): its codes are its components'. The answer names the
+ * bundle's state and its components' order ids, to look up one by one. */
+static json_t *bundle_result(ph_req *r, const ph_order *o)
+{
+    char name[40], *txt = NULL;
+    ph_err err = {0};
+    snprintf(name, sizeof name, "bundle_%s", ph_order_state_name(o->state));
+    const char *advice =
+        o->state == PH_ORDER_SUCCEEDED ? "Every component of the bundle was delivered: look up "
+                                         "each component order for its codes or recharge."
+        : o->state == PH_ORDER_PARTIAL
+            ? "Some components were delivered and some failed: the client may retry the failed "
+              "ones (POST /v1/orders/{id}/retry), which never buys a delivered one again."
+        : o->state == PH_ORDER_FAILED
+            ? "No component was delivered; a new order may be placed."
+            : "Components are still with suppliers; check again later; do not place a new order.";
+    json_t *ids = json_array(), *rec = NULL;
+    if (ph_store_bundle_get(r->env->store, o->id, &txt, &err) == PH_OK) {
+        rec = json_loads(txt, 0, NULL);
+        free(txt);
+    }
+    json_t *c;
+    size_t i;
+    json_array_foreach(json_object_get(rec, "components"), i, c)
+    {
+        json_t *orders = json_object_get(c, "orders");
+        json_array_append(ids, json_array_get(orders, json_array_size(orders) - 1));
+    }
+    json_decref(rec);
+    const ph_product_conf *p = ph_config_product(r->cfg->cfg, o->sku);
+    json_t *j =
+        json_pack("{s:s,s:s,s:s,s:s?,s:s,s:I,s:s,s:o,s:s}", "diagnosis", name, "state",
+                  ph_order_state_name(o->state), "sku", o->sku, "product_name", p ? p->name : NULL,
+                  "delivery", "bundle", "order_id", (json_int_t)o->id, "client_order_id",
+                  o->client_order_id, "components", ids, "advice", advice);
+    ph_view_time(j, "created_at", o->created_at);
+    ph_view_time(j, "updated_at", o->updated_at);
+    return j;
+}
+
 /* An order that has no codes to diagnose: a recharge, or a supplier order
  * that has not delivered (yet). The order's own state is the answer. */
 static json_t *order_result(ph_req *r, const ph_order *o)
 {
+    if (o->delivery == PH_DELIVERY_BUNDLE)
+        return bundle_result(r, o);
     int recharge = o->delivery == PH_DELIVERY_RECHARGE;
     const char *acc = o->account_masked[0] ? o->account_masked : "the account";
     const char *why = o->reason[0] ? o->reason : "no reason given";
@@ -413,6 +458,9 @@ static json_t *order_result(ph_req *r, const ph_order *o)
                           p ? p->name : NULL, "delivery",
                           ph_delivery_name(recharge ? PH_DELIVERY_RECHARGE : PH_DELIVERY_CARD_CODE),
                           "order_id", (json_int_t)o->id, "client_order_id", o->client_order_id);
+    uint64_t parent;
+    if (j && ph_order_component_of(o, &parent))
+        json_object_set_new(j, "parent", json_integer((json_int_t)parent));
     if (o->account_masked[0])
         json_object_set_new(j, "account", json_string(o->account_masked));
     if (o->reason[0])

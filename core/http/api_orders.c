@@ -17,6 +17,7 @@
 #include "http/views.h"
 #include "http/end_user.h"
 #include "http/grants.h"
+#include "http/bundles.h"
 #include "risk/risk.h"
 
 /* ---- the risk side of a new order (issue 15) ----------------------------------
@@ -119,13 +120,16 @@ static void order_fingerprint(ph_req *r, const ph_product_conf *p, uint32_t quan
         ph_crypto_sha256(r->env->keys, buf, (size_t)n, out);
         return;
     }
-    if (p->delivery == PH_DELIVERY_RECHARGE) {
-        int n = snprintf(buf, sizeof buf, "recharge\n%s\n%s", p->sku, r->account);
+    if (p->delivery == PH_DELIVERY_RECHARGE || r->account[0]) {
+        int n =
+            snprintf(buf, sizeof buf, "%s\n%s\n%s",
+                     p->delivery == PH_DELIVERY_BUNDLE ? "bundle" : "recharge", p->sku, r->account);
         ph_crypto_index(r->env->keys, buf, (size_t)n, out);
         ph_wipe(buf, sizeof buf);
         return;
     }
-    int n = snprintf(buf, sizeof buf, "card_code\n%s\n%u", p->sku, quantity);
+    int n = snprintf(buf, sizeof buf, "%s\n%s\n%u",
+                     p->delivery == PH_DELIVERY_BUNDLE ? "bundle" : "card_code", p->sku, quantity);
     ph_crypto_sha256(r->env->keys, buf, (size_t)n, out);
 }
 
@@ -351,9 +355,11 @@ static int supply_fields(ph_req *r, json_t *b, const ph_product_conf *p, json_in
                             r->cfg->cfg->max_order_wait_s),
                -1;
     r->wait_s = (unsigned)ws;
-    if (p->delivery == PH_DELIVERY_CARD_CODE) {
+    if (p->delivery == PH_DELIVERY_CARD_CODE ||
+        (p->delivery == PH_DELIVERY_BUNDLE && !ph_bundle_needs_account(r->cfg->cfg, p))) {
         if (acc)
-            return bad(r, 400, "invalid_request", "account: only for recharge products");
+            return bad(r, 400, "invalid_request",
+                       "account: only for recharge products (and bundles with one)");
         return 0;
     }
     const char *deliver = json_string_value(json_object_get(b, "deliver"));
@@ -562,12 +568,24 @@ int ph_api_order_create(ph_req *r)
     r->cmd.in.order.sku = r->arg[1];
     r->cmd.in.order.quantity = qty;
     order_risk *x = risk_of(r);
+    if (x && x->is_grant && p->delivery == PH_DELIVERY_BUNDLE) /* before any rule counts it */
+        return ph_req_error(r, 400, "invalid_request",
+                            "deliver: a bundle cannot be delivered as a grant yet");
     order_fingerprint(r, p, qty, x && x->is_grant, r->cmd.in.order.fingerprint);
     if (risk_decide(r, p, qty))
         return PH_REQ_DONE;
     x = risk_of(r);
     r->cmd.in.order.risk = x && (x->in.record || x->in.verdict) ? &x->in : NULL;
     r->cmd.in.order.grant = x && x->is_grant ? &x->grant : NULL;
+    if (p->delivery == PH_DELIVERY_BUNDLE) {
+        /* issue 16: a bundle is not held for review (nor its risk record
+         * stored) yet: a verdict other than fulfil refuses it, nothing stored */
+        if (x && x->in.verdict != PH_VERDICT_FULFIL)
+            return ph_req_error(r, 403, "denied_by_risk",
+                                "order: refused by risk rule %s (a bundle is not held for review)",
+                                x->in.rule ? x->in.rule : "?");
+        return ph_api_bundle_submit(r, p, qty, r->cmd.in.order.risk, risk_done);
+    }
     if (p->delivery == PH_DELIVERY_RECHARGE)
         return supply_submit(r, p);
     return ph_req_submit(r, stock_ordered);
@@ -606,6 +624,8 @@ static int reply_order(ph_req *r, ph_order *o)
     }
     json_t *j = ph_view_order(o, r->cfg->cfg, r->env->keys, owner, ops);
     view_risk(r, j, o->id, ops);
+    if (o->delivery == PH_DELIVERY_BUNDLE)
+        ph_bundle_view_components(r, j, o->id, owner, ops);
     ph_order_free(o);
     return ph_req_json(r, 200, json_pack("{s:o}", "order", j));
 }
@@ -646,13 +666,13 @@ static int parse_filter(ph_req *r, order_filter *f)
     memset(f, 0, sizeof *f);
     f->client = ph_req_query(r, "client");
     f->sku = ph_req_query(r, "sku");
-    for (int i = PH_ORDER_PROCESSING; st && i <= PH_ORDER_GRANTED && !f->state; i++)
+    for (int i = PH_ORDER_PROCESSING; st && i <= PH_ORDER_PARTIAL && !f->state; i++)
         if (!strcmp(st, ph_order_state_name(i)))
             f->state = i;
     if (st && !f->state)
         return ph_req_error(r, 400, "invalid_request",
-                            "state: expected processing, succeeded, failed, unknown, held or "
-                            "granted"),
+                            "state: expected processing, succeeded, failed, unknown, held, "
+                            "granted or partial"),
                -1;
     if (f->client && !ph_ident_valid(f->client, PH_SKU_MAX))
         return ph_req_error(r, 400, "invalid_request", "client: expected a client name"), -1;
@@ -710,9 +730,11 @@ int ph_api_order_list(ph_req *r)
     order_filter f;
     if (ph_req_page(r, &after, &limit, 1000) || parse_filter(r, &f))
         return PH_REQ_DONE;
-    const char *stuck = ph_req_query(r, "stuck");
+    const char *stuck = ph_req_query(r, "stuck"), *comp = ph_req_query(r, "components");
     if (stuck && strcmp(stuck, "true"))
         return ph_req_error(r, 400, "invalid_request", "stuck: expected true");
+    if (comp && strcmp(comp, "true"))
+        return ph_req_error(r, 400, "invalid_request", "components: expected true");
     int ops = ph_req_has_scope(r, PH_SCOPE_OPS);
     order_source_fn source = stuck ? ph_store_stuck_list : ph_store_order_list;
     json_t *arr = json_array();
@@ -732,7 +754,8 @@ int ph_api_order_list(ph_req *r)
         for (size_t i = 0; i < n && !more; i++) {
             scanned++;
             cursor = list[i]->id;
-            if (!order_matches(list[i], &f))
+            /* a bundle's component orders show in its view, and here only when asked */
+            if (!order_matches(list[i], &f) || (!comp && ph_order_component_of(list[i], NULL)))
                 continue;
             if (shown == limit) {
                 more = 1;

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "http/api.h"
+#include "http/bundles.h"
 #include "http/auth_guard.h"
 #include "http/tls.h"
 #include "base/util.h"
@@ -118,9 +119,10 @@ static const ph_route routes[] = {
     {"POST", "/v1/batches/*/void", PH_SCOPE_OPS, ph_api_batch_void, NULL},
     {"POST", "/v1/orders", PH_SCOPE_FULFILL, ph_api_order_create, NULL},
     {"GET", "/v1/orders", ANY_SCOPE, ph_api_order_list,
-     "after limit client_order_id client stuck state sku since"},
+     "after limit client_order_id client stuck state sku since components"},
     {"GET", "/v1/orders/*", ANY_SCOPE, ph_api_order_get, NULL},
     {"POST", "/v1/orders/*/settle", PH_SCOPE_OPS, ph_api_order_settle, NULL},
+    {"POST", "/v1/orders/*/retry", PH_SCOPE_FULFILL, ph_api_order_retry, NULL},
     {"POST", "/v1/codes/lookup", PH_SCOPE_SUPPORT | PH_SCOPE_OPS, ph_api_code_lookup, NULL},
     /* a mall's own order events (issue 13); support is not an integration */
     {"GET", "/v1/events", PH_SCOPE_FULFILL | PH_SCOPE_OPS, ph_api_events, "after limit"},

@@ -108,11 +108,14 @@ json_t *ph_view_order(const ph_order *o, const ph_config *cfg, const ph_keyring 
         json_pack("{s:I,s:s,s:s,s:s,s:s?,s:I,s:s,s:s}", "id", (json_int_t)o->id, "client",
                   o->client, "client_order_id", o->client_order_id, "sku", o->sku, "product_name",
                   p ? p->name : NULL, "quantity", (json_int_t)o->quantity, "delivery",
-                  ph_delivery_name(ph_order_via_supplier(o) ? o->delivery : PH_DELIVERY_CARD_CODE),
-                  "state", ph_order_state_name(o->state));
+                  ph_delivery_name(o->delivery ? o->delivery : PH_DELIVERY_CARD_CODE), "state",
+                  ph_order_state_name(o->state));
     if (!j)
         return NULL;
-    json_object_set_new(j, "source", json_string(ph_order_via_supplier(o) ? "supplier" : "stock"));
+    json_object_set_new(j, "source",
+                        json_string(o->delivery == PH_DELIVERY_BUNDLE ? "bundle"
+                                    : ph_order_via_supplier(o)        ? "supplier"
+                                                                      : "stock"));
     ph_view_time(j, "created_at", o->created_at);
     ph_view_time(j, "updated_at", o->updated_at);
     if (with_cost)
@@ -189,6 +192,14 @@ json_t *ph_view_product_stored(const ph_product_conf *p)
         json_object_set_new(j, "low_stock",
                             json_pack("{s:I,s:I}", "below", (json_int_t)p->low_below, "margin",
                                       (json_int_t)p->low_margin));
+    /* a bundle's components (issue 16): the writer builds a bundle order from these */
+    if (j && p->ncomponents) {
+        json_t *cs = json_array();
+        for (size_t i = 0; i < p->ncomponents; i++)
+            json_array_append_new(cs, json_pack("{s:s,s:I}", "sku", p->components[i].sku,
+                                                "quantity", (json_int_t)p->components[i].quantity));
+        json_object_set_new(j, "components", cs);
+    }
     return j;
 }
 
@@ -268,6 +279,9 @@ json_t *ph_view_product(const char *stored_json, uint64_t available, int with_of
                   "redemption_guide", json_object_get(s, "redemption_guide"), "stock", "available",
                   stock_available(s, available));
     sync_view(j, s, with_offers);
+    json_t *comps = json_object_get(s, "components"); /* a bundle's, as configured */
+    if (j && comps)
+        json_object_set(j, "components", comps);
     if (j && with_offers) {
         json_t *offers = json_array(), *of;
         size_t i;

@@ -82,6 +82,8 @@ const char *ph_cmd_type_name(int type)
         return "grant";
     case PH_CMD_GRANT_BATCH:
         return "grant_batch";
+    case PH_CMD_BUNDLE:
+        return "bundle";
     default:
         return "?";
     }
@@ -485,6 +487,22 @@ static int encode_cmd(wbuf *b, const ph_cmd *c, size_t idx, ph_err *err)
             w_bytes(b, l->token_hash, 32);
             w_holder(b, &l->holder);
         }
+    case PH_CMD_BUNDLE: /* version 4 */
+        if (c->in.bundle.ntargets > 64)
+            return ph_err_set(err, PH_EINVAL, "command %zu (bundle): targets: too many", idx);
+        w_str(b, c->in.bundle.client);
+        w_str(b, c->in.bundle.client_order_id);
+        w_str(b, c->in.bundle.sku);
+        w_u32(b, c->in.bundle.quantity);
+        w_bytes(b, c->in.bundle.fingerprint, 32);
+        w_u64(b, c->in.bundle.retry_of);
+        w_u32(b, c->in.bundle.retry_no);
+        w_u32(b, (uint32_t)c->in.bundle.ntargets);
+        for (size_t i = 0; i < c->in.bundle.ntargets; i++)
+            w_target(b, &c->in.bundle.targets[i]);
+        w_blob(b, c->in.bundle.account_sealed, c->in.bundle.account_sealed_len);
+        w_str(b, c->in.bundle.account_masked);
+        w_risk(b, c->in.bundle.risk);
         break;
     default:
         /* a new command kind must be given an encoding here, or replication
@@ -845,6 +863,34 @@ static void decode_supply(rd *r, ph_cmd *c)
     c->in.supply.fail_reason = r_str(r, "fail_reason");
     c->in.supply.risk = r_risk(r);
     c->in.supply.grant = r_grant(r);
+}
+
+static void decode_bundle(rd *r, ph_cmd *c)
+{
+    c->in.bundle.client = r_str(r, "client");
+    c->in.bundle.client_order_id = r_str(r, "client_order_id");
+    c->in.bundle.sku = r_str(r, "sku");
+    c->in.bundle.quantity = r_u32(r, "quantity");
+    r_bytes32(r, c->in.bundle.fingerprint, "fingerprint");
+    c->in.bundle.retry_of = r_u64(r, "retry_of");
+    c->in.bundle.retry_no = r_u32(r, "retry_no");
+    uint32_t n = r_u32(r, "targets");
+    if (!r->rc && n > 64) {
+        r_fail(r, "targets", "too many");
+        return;
+    }
+    ph_attempt_target *t = r->rc ? NULL : a_alloc(r->a, n * sizeof *t);
+    if (!r->rc && !t) {
+        r_fail(r, "targets", NULL);
+        return;
+    }
+    for (uint32_t i = 0; !r->rc && i < n; i++)
+        r_target(r, &t[i], "targets.supplier", "targets.product_id", "targets.unit_cost");
+    c->in.bundle.targets = t;
+    c->in.bundle.ntargets = n;
+    c->in.bundle.account_sealed = r_blob(r, &c->in.bundle.account_sealed_len, "account_sealed");
+    c->in.bundle.account_masked = r_str(r, "account_masked");
+    c->in.bundle.risk = r_risk(r);
 }
 
 static void decode_attempt(rd *r, ph_cmd *c)
@@ -1245,6 +1291,8 @@ static int decode_cmd(rd *r, ph_cmd *c, int *rc_out)
         break;
     case PH_CMD_GRANT_BATCH:
         decode_grant_batch(r, c);
+    case PH_CMD_BUNDLE:
+        decode_bundle(r, c);
         break;
     default:
         r->kind = "?";

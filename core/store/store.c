@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include <time.h>
 
+#include "config/config.h"
 #include "crypto/crypto.h"
 #include "base/util.h"
 #include "store/cmd_codec.h"
@@ -37,7 +38,7 @@ static const char *const db_names[DB_COUNT] = {
     "wh_last",       "wh_attempts",   "risk_rules",   "risk_rule_hist", "risk_lists",
     "order_risk",    "reviews",       "agg_sku",      "agg_hours",      "agg_claims",
     "agg_co",        "agg_users",     "grants",       "grant_tokens",   "grant_expiry",
-    "grant_batches",
+    "grant_batches", "bundles",
 };
 
 static const unsigned db_flags[DB_COUNT] = {
@@ -61,6 +62,7 @@ static const unsigned db_flags[DB_COUNT] = {
     [DB_ORDER_RISK] = MDB_INTEGERKEY,
     [DB_REVIEWS] = MDB_INTEGERKEY,
     [DB_GRANTS] = MDB_INTEGERKEY,
+    [DB_BUNDLES] = MDB_INTEGERKEY,
 };
 
 const char *ph_store_db_name(int db)
@@ -82,9 +84,9 @@ const char *ph_code_state_name(int state)
 
 const char *ph_order_state_name(int state)
 {
-    static const char *const names[] = {"?",      "accepted", "processing", "succeeded",
-                                        "failed", "unknown",  "held",       "granted"};
-    return state >= 1 && state <= PH_ORDER_GRANTED ? names[state] : "?";
+    static const char *const names[] = {"?",       "accepted", "processing", "succeeded", "failed",
+                                        "unknown", "held",     "granted",    "partial"};
+    return state >= 1 && state <= PH_ORDER_PARTIAL ? names[state] : "?";
 }
 
 const char *ph_attempt_state_name(int state)
@@ -113,7 +115,7 @@ int64_t ph_order_stuck_since(const ph_order *o)
 
 int ph_order_via_supplier(const ph_order *o)
 {
-    return o->delivery != 0;
+    return o->delivery != 0 && o->delivery != PH_DELIVERY_BUNDLE;
 }
 
 int ph_store_lmdb_err(ph_err *err, int mrc, const char *what)

@@ -82,7 +82,17 @@ enum ph_order_state {
                              stock, or the right to one supplier order with no attempt),
                              until the holder claims it or it expires (PH_CMD_GRANT). Like
                              held: nothing in flight, not final */
+    PH_ORDER_PARTIAL = 8, /* a bundle (issue 16) some of whose components were delivered and
+                             the rest failed, none open: not final, a retry may buy the
+                             failed ones again (PH_CMD_BUNDLE). 7 is the grant's */
 };
+
+/* A bundle's state from its components' (issue 16), each the state of the
+ * component's latest order: unknown while any is unknown, else processing
+ * while any is open (processing, held), else succeeded when all succeeded,
+ * partial when some did, failed when none did. The one answer for the
+ * writer, the checker and the views. n 0 is failed. */
+int ph_bundle_state(const int *states, size_t n);
 
 /* "available", "issued", ...; "?" for an unknown value. Static strings. */
 const char *ph_code_state_name(int state);
@@ -179,6 +189,12 @@ typedef struct ph_order {
     size_t nattempts;
     ph_attempt *attempts; /* owned by the order; loaded with every read */
 } ph_order;
+
+/* 1 when o is a bundle's component order (issue 16: its client order id
+ * "#<parent>.<j>[.<retry>]" starts with '#', which no client's can), with
+ * *parent (may be NULL) its bundle's order id; else 0. The one answer for the
+ * writer, the checker, events and lists. Pure. */
+int ph_order_component_of(const ph_order *o, uint64_t *parent);
 
 /* Since when o is stuck: its last attempt is still open and was escalated
  * (stuck_at), else 0. The one answer for views, the stuck list, settling and
@@ -411,6 +427,7 @@ enum ph_cmd_type {
     /* grants (issue 16; store_grant.c, docs/store.md "Grants") */
     PH_CMD_GRANT,       /* claim, gift, expire or extend a grant (in.grant.op) */
     PH_CMD_GRANT_BATCH, /* a welfare batch: one grant per line, all or none (store_grant.c) */
+    PH_CMD_BUNDLE,    /* a bundle order, or a retry of its failed components (store_bundle.c) */
 };
 
 /* The event names PH_CMD_NOTE_EVENT accepts: a closed list, so the feed's
@@ -1171,6 +1188,46 @@ struct ph_cmd {
             const ph_grant_line *lines;
             size_t n;
         } grant_batch;
+         * BUNDLE (store_bundle.c; docs/store.md, "Bundles"). retry_of 0: a new
+         * bundle order of `sku` (a listed product whose stored delivery is
+         * bundle), idempotent on (client, client_order_id) like ORDER. The
+         * writer reads the components from the stored product; component j
+         * is bought as its own order ("component order", client order id
+         * "#<parent id>.<j>", same client): a card-code component with
+         * quantity codes available is taken from stock, else it goes to
+         * targets[j] (supplier NULL: none); a recharge component goes to
+         * targets[j] with the sealed account. If any component can be
+         * neither, nothing is written: PH_ENOSTOCK naming components[j] (short
+         * of stock, or no supplier for it). Else the parent
+         * (no codes, no money of its own), every component, the bundle
+         * record and the events are written in this one transaction, the
+         * parent's state ph_bundle_state of its components'.
+         * retry_of = parent id: retry `retry_no` of that bundle (the
+         * client's): each component whose latest order failed is bought again
+         * as a new component order "#<parent>.<j>.<retry_no>" (stock, else
+         * targets[j]; a recharge reuses the failed order's sealed account);
+         * delivered and open components never. retry_no at or below the
+         * retries done: the parent as it is, replayed = 1. Refusals (nothing
+         * changes): PH_ENOTFOUND (no such bundle of the client), PH_ECONFLICT
+         * (retry_no not the next), PH_ESTATE (the bundle is not partial),
+         * PH_ENOSTOCK as above, PH_EINVAL (inputs).
+         * Results: order (the parent), replayed.
+         */
+        struct {
+            const char *client, *client_order_id, *sku;
+            uint32_t quantity;
+            uint8_t fingerprint[32];
+            uint64_t retry_of;
+            uint32_t retry_no;
+            const ph_attempt_target *targets; /* one per component of the bundle */
+            size_t ntargets;
+            const uint8_t *account_sealed; /* recharge components (new bundle), else NULL */
+            uint32_t account_sealed_len;
+            const char *account_masked;
+            /* new bundle: as for ORDER, fulfil verdicts only (a bundle is not held);
+             * the record is stored under the parent's id */
+            const ph_order_risk *risk;
+        } bundle;
         struct {
             const char *endpoint;
             const char *json; /* REPLAY */
@@ -1314,6 +1371,12 @@ void ph_cmd_clear(ph_cmd *cmd);
  * On PH_OK *out is the caller's (ph_order_free). Errors: PH_ENOTFOUND (no such
  * order), PH_EIO, PH_ENOMEM. */
 int ph_store_order_get(ph_store *s, uint64_t id, int with_codes, ph_order **out, ph_err *err);
+
+/* A bundle's record (issue 16, store_bundle.c): JSON text {"retries": n,
+ * "components": [{"sku", "quantity", "orders": [order ids, oldest first]}]}
+ * for parent order id, the caller's (free). Errors: PH_ENOTFOUND (not a
+ * bundle), PH_EIO, PH_ENOMEM. */
+int ph_store_bundle_get(ph_store *s, uint64_t id, char **json, ph_err *err);
 
 /* Finds a client's order by the client's own order id. As ph_store_order_get;
  * PH_ENOTFOUND also for ids longer than the store accepts. */

@@ -8,12 +8,14 @@
  * (kind 'c', the client's name and NUL first), so that neither view walks
  * the other's rows; grant figures by client ('c'), by tag per client ('t')
  * and over all clients ('g'), and by sku ('s').
- * - agg_sku: an order (not a replenishment) that is succeeded counts once
+ * Counted orders are the mall's (agg_counts): not a replenishment, not a
+ * bundle's component order (the bundle itself counts once, under its sku).
+ * - agg_sku: a counted order that is succeeded counts once
  *   on its UTC day of creation under (sku, client): orders +1, units +=
  *   quantity, value += the ledger's unit sale price x quantity (the price the
  *   ledger fixed when it first booked the order; unpriced orders add 0 and
  *   count in `unpriced`). An order that stops being succeeded is taken out.
- * - agg_hours: every order (not a replenishment) counts once, when first
+ * - agg_hours: every counted order counts once, when first
  *   written, in the UTC (day, hour) of its creation, under its client.
  * - agg_claims: each grant transition (store_agg_grant) counts on the UTC day
  *   it happened, under the client, each tag (per client) and the sku.
@@ -142,9 +144,16 @@ static int count_sku(ph_wtxn *w, const ph_order *o, int64_t price, int64_t sign,
     return rc;
 }
 
+/* Is o one of the mall's orders, counted here? The one answer for the hook,
+ * the migration and the checker. */
+static int agg_counts(const ph_order *o)
+{
+    return !ph_order_is_replenish(o) && !ph_order_component_of(o, NULL);
+}
+
 int store_agg_order(ph_wtxn *w, const ph_order *o, ph_err *err)
 {
-    if (ph_order_is_replenish(o))
+    if (!agg_counts(o))
         return PH_OK;
     int counted = 0;
     int64_t price = -1;
@@ -180,7 +189,7 @@ int store_agg_migrate(ph_store *s, MDB_txn *txn, ph_err *err)
         }
         int counted = 0;
         int64_t price = -1;
-        if (rc == PH_OK && !ph_order_is_replenish(o)) {
+        if (rc == PH_OK && agg_counts(o)) {
             rc = count_hour(&w, o->client, o->created_at, 1, err);
             /* the ledger booked every order before (version 4 on, or its own migration) */
             int lc = rc ? rc : store_ledger_counted(&w, id, &counted, &price, err);
@@ -808,7 +817,7 @@ static int recompute_orders(ph_store *s, MDB_txn *txn, sum_map *sku, sum_map *ho
             rc = PH_OK;
             continue;
         }
-        if (rc == PH_OK && !ph_order_is_replenish(o)) {
+        if (rc == PH_OK && agg_counts(o)) {
             uint8_t key[AGG_KEY_MAX + 1];
             int32_t day = utc_day(o->created_at);
             uint8_t hour = (uint8_t)((o->created_at - (int64_t)day * DAY_MS) / 3600000);

@@ -533,6 +533,8 @@ static int apply_cmd(ph_wtxn *w, ph_cmd *c)
         return store_apply_grant(w, c);
     case PH_CMD_GRANT_BATCH:
         return store_apply_grant_batch(w, c);
+    case PH_CMD_BUNDLE:
+        return store_apply_bundle(w, c);
     default:
         return ph_err_set(&c->err, PH_EINVAL, "store: unknown command type %d", c->type);
     }

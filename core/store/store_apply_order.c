@@ -275,12 +275,14 @@ static int pop_code(ph_wtxn *w, ph_cmd *c, const char *sku, MDB_cursor *cur, uin
 int store_put_order(ph_wtxn *w, const ph_order *o, unsigned put_flags, ph_err *err)
 {
     size_t cl = strlen(o->client), ol = strlen(o->client_order_id), sl = strlen(o->sku);
+    uint8_t flags = ph_order_via_supplier(o) ? PH_ORDER_F_SUPPLY
+                    : o->delivery == PH_DELIVERY_BUNDLE
+                        ? PH_ORDER_F_BUNDLE
+                        : (uint8_t)(ph_order_local_reason(o->reason) << PH_ORDER_F_REASON_SHIFT);
     ph_order_rec r = {.version = 1,
                       .state = (uint8_t)o->state,
                       .delivery = o->delivery ? (uint8_t)o->delivery : 1 /* card_code */,
-                      .flags = ph_order_via_supplier(o) ? PH_ORDER_F_SUPPLY
-                                                        : (uint8_t)(ph_order_local_reason(o->reason)
-                                                                    << PH_ORDER_F_REASON_SHIFT),
+                      .flags = flags,
                       .client_len = (uint8_t)cl,
                       .quantity = o->quantity,
                       .created_at = o->created_at,
@@ -305,7 +307,12 @@ int store_put_order(ph_wtxn *w, const ph_order *o, unsigned put_flags, ph_err *e
     for (size_t i = 0; i < o->ncodes; i++)
         memcpy(p + 8 * i, &o->codes[i].id, 8);
     int rc = store_agg_order(w, o, err); /* first: it reads what the ledger counted so far */
-    return rc ? rc : store_ledger_book(w, o, err);
+    if (rc == PH_OK)
+        rc = store_ledger_book(w, o, err);
+    /* a bundle's component: its parent follows in this transaction */
+    if (rc == PH_OK && ph_order_component_of(o, NULL))
+        rc = store_bundle_follow(w, o, err);
+    return rc;
 }
 
 int store_index_order(ph_wtxn *w, const ph_order *o, ph_err *err)

@@ -176,6 +176,9 @@ static void ev_begin(evtext *e, ph_wtxn *w, int64_t now, const char *type, const
     ev_str(e, "client", o->client);
     ev_str(e, "client_order_id", o->client_order_id);
     ev_str(e, "sku", o->sku);
+    uint64_t parent; /* a bundle's component names its bundle (issue 16) */
+    if (ph_order_component_of(o, &parent))
+        ev_int(e, "parent", (long long)parent);
 }
 
 static int ev_end(evtext *e, ph_wtxn *w, const ph_order *o, ph_err *err)

@@ -499,15 +499,16 @@ static int check_order(scan *sc, uint64_t id, const MDB_val *v, uint64_t *codes)
     if (ph_order_decode(v, id, &o, &ids))
         return ph_err_set(sc->err, PH_EIO, "order %llu: malformed record", (unsigned long long)id);
     int via_supplier = ph_order_via_supplier(&o);
-    int delivery = via_supplier ? o.delivery : PH_DELIVERY_CARD_CODE;
+    int delivery = o.delivery ? o.delivery : PH_DELIVERY_CARD_CODE; /* bundle: no codes */
     /* a replenishment's codes went to stock, not to its order */
-    /* a granted order from stock holds its reserved codes (a supplier one none) */
+    /* a granted order from stock holds its reserved codes (a supplier one none);
+     * a bundle's parent holds none (its components do) */
     size_t want =
         (o.state == PH_ORDER_SUCCEEDED || (o.state == PH_ORDER_GRANTED && !via_supplier)) &&
                 delivery == PH_DELIVERY_CARD_CODE && !ph_order_is_replenish(&o)
             ? o.quantity
-        : via_supplier || o.state == PH_ORDER_HELD ? 0
-                                                   : o.ncodes;
+        : via_supplier || o.state == PH_ORDER_HELD || delivery == PH_DELIVERY_BUNDLE ? 0
+                                                                                    : o.ncodes;
     if (o.ncodes != want)
         return ph_err_set(sc->err, PH_EIO, "order %llu: %s %s order with %zu codes, not %zu",
                           (unsigned long long)id, ph_order_state_name(o.state),
@@ -786,7 +787,8 @@ static int run_scan(ph_store *s, ph_store_stats *st, int full, int64_t now, ph_c
         (at_stage(&sc, "webhook deliveries", DB_WH_DELIVERIES),
          rc = store_check_webhooks(s, sc.txn, err)) == PH_OK &&
         (at_stage(&sc, "grants", DB_GRANTS),
-         rc = store_check_grants(s, sc.txn, sc.granted_orders, err)) == PH_OK) {
+         rc = store_check_grants(s, sc.txn, sc.granted_orders, err)) == PH_OK &&
+        (at_stage(&sc, "bundles", DB_BUNDLES), rc = store_check_bundles(s, sc.txn, err)) == PH_OK) {
         at_stage(&sc, "key checks", DB_META);
         rc = ph_store_keys_complete(s, sc.txn, err);
     }

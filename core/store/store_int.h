@@ -21,10 +21,10 @@
 #define PH_SCHEMA_VERSION                                                                          \
     7 /* 5: scheduled jobs, offer and product state (sync), alerts and balances,                   \
         replenishments and the webhook databases; 6: risk rules, lists, order risk                 \
-        records and the review queue; all created empty: a version 4 or 5 store is                 \
-        migrated by the open that creates them; 7: the analytics aggregates (store_agg.c),         \
+        records and the review queue; 7: the analytics aggregates (store_agg.c),                   \
         back-filled from the orders of a version 3..6 store at its open (store_agg_migrate);       \
-        grants, their tokens and expiry index (issue 16), created empty */
+        grants, their tokens and expiry index, bundles (issue 16), created empty; all the others   \
+        created empty too: a version 4 to 6 store is migrated by the open that creates them */
 
 /* Named databases. Integer keys are native uint64_t (MDB_INTEGERKEY), so ids
  * sort numerically and new ids always append at the right edge of the tree. */
@@ -91,6 +91,8 @@ enum {
     DB_GRANT_TOKENS,  /* keyed hash of the claim token (32) -> uint64 grant id */
     DB_GRANT_EXPIRY,  /* be64(expires_at) be64(grant id) -> "": active grants */
     DB_GRANT_BATCHES, /* client NUL batch id -> welfare batch record JSON */
+    DB_BUNDLES,        /* parent order id -> bundle record JSON: its components' orders
+                          (store_bundle.c) */
     DB_COUNT
 };
 
@@ -229,6 +231,10 @@ typedef struct ph_order_rec {
  * reason is in DB_SUPPLY. */
 #define PH_ORDER_F_REASON_SHIFT 1
 #define PH_ORDER_F_REASON_MASK  14
+/* A bundle's parent order (issue 16; its record's delivery byte is
+ * PH_DELIVERY_BUNDLE): no codes, no supply record, its components in
+ * DB_BUNDLES. Decoded as delivery PH_DELIVERY_BUNDLE. */
+#define PH_ORDER_F_BUNDLE 16
 /* store_records.c: the reason's index (0: none or not one of them) / its name. */
 unsigned ph_order_local_reason(const char *reason);
 const char *ph_order_local_reason_name(unsigned ix);
@@ -586,6 +592,19 @@ int store_apply_grant_batch(ph_wtxn *w, ph_cmd *c);
  * and every token and expiry entry names a grant. *granted: granted orders
  * counted by check_order (each must have a grant). */
 int store_check_grants(ph_store *s, MDB_txn *txn, uint64_t granted, ph_err *err);
+/* ---- bundles (store_bundle.c; issue 16) ---- */
+
+/* Called by store_put_order after every write of a component order: the
+ * parent's state follows (ph_bundle_state) in the same transaction, with
+ * its event when it changed. A no-op while the bundle is being created (no
+ * bundle record yet: its creator sets the state). */
+int store_bundle_follow(ph_wtxn *w, const ph_order *o, ph_err *err);
+int store_apply_bundle(ph_wtxn *w, ph_cmd *c);
+/* --check-store: every bundle record names a bundle parent and component
+ * orders that name it back and exist, no order is a component of two, every
+ * component order is in one record, and each parent's state is
+ * ph_bundle_state of its components'. PH_OK or PH_EIO naming the first. */
+int store_check_bundles(ph_store *s, MDB_txn *txn, ph_err *err);
 
 /* store_apply_order.c: takes o->quantity codes of sku from stock into o
  * (o->codes, o->cost), retiring expired codes met (one code.expired event).

@@ -25,6 +25,8 @@
  */
 #include "store/store_int.h"
 
+#include "config/config.h"
+
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -308,6 +310,12 @@ static int order_facts(ph_store *s, MDB_txn *txn, ph_memo *memo, const ph_order 
 {
     int succeeded = o->state == PH_ORDER_SUCCEEDED;
     counted_supplier[0] = 0;
+    /* a bundle's parent carries no money and is not counted: its components
+     * are booked and counted as the orders they are (issue 16) */
+    if (o->delivery == PH_DELIVERY_BUNDLE) {
+        *counted = 0;
+        return PH_OK;
+    }
     *counted =
         (succeeded || o->state == PH_ORDER_FAILED || o->state == PH_ORDER_UNKNOWN) ? o->state : 0;
     if (ph_order_via_supplier(o)) {

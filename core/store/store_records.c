@@ -5,6 +5,8 @@
  */
 #include "store/store_int.h"
 
+#include "config/config.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <stdatomic.h>
@@ -92,8 +94,10 @@ int ph_order_decode(const MDB_val *v, uint64_t id, ph_order *out, const uint8_t 
     out->cost = r.cost;
     memcpy(out->fingerprint, r.fingerprint, 32);
     out->ncodes = r.ncodes;
-    out->delivery = (r.flags & PH_ORDER_F_SUPPLY) ? r.delivery : 0;
-    if (!out->delivery)
+    out->delivery = (r.flags & PH_ORDER_F_SUPPLY)   ? r.delivery
+                    : (r.flags & PH_ORDER_F_BUNDLE) ? PH_DELIVERY_BUNDLE
+                                                    : 0;
+    if (!(r.flags & PH_ORDER_F_SUPPLY))
         snprintf(out->reason, sizeof out->reason, "%s",
                  ph_order_local_reason_name((r.flags & PH_ORDER_F_REASON_MASK) >>
                                             PH_ORDER_F_REASON_SHIFT));

@@ -31,7 +31,7 @@ TestSuite(analytics, .fini = teardown, .timeout = 240);
 
 static const char *const BODY =
     "suppliers:\n"
-    "  - id: acme\n    plugin: example\n    priority: 10\n"
+    "  - id: acme\n    plugin: manual\n    priority: 10\n"
     "  - id: sbx\n    plugin: sandbox\n    priority: 5\n"
     "products:\n"
     "  - sku: an.card1\n    name: Card one\n    brand: b1\n    category: video\n"

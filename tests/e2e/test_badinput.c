@@ -313,9 +313,10 @@ Test(badinput, unknown_query_parameters_are_refused)
     refused("GET", "/v1/orders?status=failed", "mall-token", NULL, NULL, 0, 400, "invalid_request",
             "status", NEEDLES("unknown parameter (the 1st", "after, limit", "client_order_id"));
     /* and a real filter's bad value is refused naming it, not read as "any" */
-    refused("GET", "/v1/orders?state=done", "mall-token", NULL, NULL, 0, 400, "invalid_request",
-            NULL,
-            NEEDLES("state: expected processing, succeeded, failed, unknown, held or granted"));
+    refused(
+        "GET", "/v1/orders?state=done", "mall-token", NULL, NULL, 0, 400, "invalid_request", NULL,
+        NEEDLES(
+            "state: expected processing, succeeded, failed, unknown, held, granted or partial"));
     refused("GET", "/v1/products?brand=testbrand&Brand=x", "mall-token", NULL, NULL, 0, 400,
             "invalid_request", "Brand", NEEDLES("unknown parameter (the 2nd"));
     refused("GET", "/v1/orders?limit=1&BI-1=1", "mall-token", NULL, NULL, 0, 400, "invalid_request",

@@ -337,8 +337,8 @@ Test(perkctl, orders_filters_batches_stats_supplier_version)
     /* the server says what is wrong with a filter */
     rc = PK("ops-token", NULL, &out, &err, "orders", "--state", "done");
     cr_assert_eq(rc, 1, "%s%s", out, err);
-    has(err,
-        "invalid_request: state: expected processing, succeeded, failed, unknown, held or granted");
+    has(err, "invalid_request: state: expected processing, succeeded, failed, unknown, held, "
+             "granted or partial");
     free(out), free(err);
     rc = PK("ops-token", NULL, &out, &err, "orders", "--since", "2026-12-01");
     cr_assert_eq(rc, 1, "%s%s", out, err);

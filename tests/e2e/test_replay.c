@@ -62,7 +62,10 @@ static void start_all(void)
              "  - sku: fo.topup\n    name: Top-up\n    brand: sim\n    category: telecom\n"
              "    delivery: recharge\n    face_value: \"50.00\"\n    offers:\n"
              "      - {supplier: gwa, supplier_sku: \"20001\", cost: \"49.00\"}\n"
-             "      - {supplier: rwb, supplier_sku: \"U20001\", cost: \"49.00\"}\n",
+             "      - {supplier: rwb, supplier_sku: \"U20001\", cost: \"49.00\"}\n"
+             "  - sku: rp.pack\n    name: Pack\n    brand: b\n    category: c\n"
+             "    delivery: bundle\n    face_value: \"80.00\"\n    components:\n"
+             "      - {sku: rp.card, quantity: 1}\n      - {sku: fo.topup}\n",
              a, b);
     h_setup_custom(&D, BODY, NULL);
 }
@@ -98,6 +101,44 @@ static int is_final(json_t *o, void *arg)
 {
     (void)arg;
     return !strcmp(h_str(o, "state"), "succeeded") || !strcmp(h_str(o, "state"), "failed");
+}
+
+static int bundle_settled(json_t *o, void *arg)
+{
+    (void)arg;
+    return strcmp(h_str(o, "state"), "processing") && strcmp(h_str(o, "state"), "unknown");
+}
+
+/* Bundles (issue 16): one delivered whole, one partial (the top-up fails at
+ * both suppliers) and its retry, which fails again: BUNDLE new and retry in
+ * the journal, and component orders moved by ATTEMPT with their parent. */
+static void bundle_run(void)
+{
+    char *csv = h_codes_csv("BNDL", 2);
+    h_resp r = h_import(&D, "rp.card", csv, 201);
+    free(csv);
+    h_resp_free(&r);
+    order_expect("{\"client_order_id\":\"bp-1\",\"sku\":\"rp.pack\","
+                 "\"account\":\"13800000001\",\"wait\":10}",
+                 201, "succeeded");
+    r = h_post_json(&D, "/v1/orders", "mall-token",
+                    "{\"client_order_id\":\"bp-2\",\"sku\":\"rp.pack\","
+                    "\"account\":\"13900000002\"}");
+    cr_assert_eq(r.status, 202, "%s", r.body);
+    long long id = h_int(h_order_of(&r), "id");
+    h_resp_free(&r);
+    char b[4096], path[64];
+    json_t *o = h_order_poll(&D, id, "mall-token", bundle_settled, NULL, WAIT_MS, "bundle");
+    cr_assert_str_eq(h_str(o, "state"), "partial", "%s", h_dump(o, b, sizeof b));
+    json_decref(o);
+    snprintf(path, sizeof path, "/v1/orders/%lld/retry", id);
+    r = h_post_json(&D, path, "mall-token", "{\"retry\":1}");
+    cr_assert(r.status == 201 || r.status == 202, "%ld %s", r.status, r.body);
+    h_resp_free(&r);
+    o = h_order_poll(&D, id, "mall-token", bundle_settled, NULL, WAIT_MS, "bundle retry");
+    cr_assert_str_eq(h_str(o, "state"), "partial", "%s", h_dump(o, b, sizeof b));
+    cr_assert_eq(h_int(o, "retries"), 1);
+    json_decref(o);
 }
 
 /* One client of the burst, on its own connection: 11 orders of one code, then
@@ -279,6 +320,7 @@ Test(replay, a_journal_replayed_into_an_empty_store_gives_the_same_data)
     free(csv);
     h_resp_free(&r);
     order_expect("{\"client_order_id\":\"rp-4\",\"sku\":\"rp.card\"}", 201, "succeeded");
+    bundle_run();
     h_ledger_matches_sim(&D, &S);
     h_stop_clean(&D);
     unsetenv("PERKHUB_JOURNAL");

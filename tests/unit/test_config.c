@@ -253,7 +253,7 @@ Test(config, embedded_default_loads)
         {"meituan.voucher.20", "food", PH_DELIVERY_CARD_CODE, 2000, 0},
         {"mobile.topup.50", "telecom", PH_DELIVERY_RECHARGE, 5000, 1},
     };
-    cr_assert_eq(cfg->nproducts, 5);
+    cr_assert_eq(cfg->nproducts, 6, "the five above and the programmer.pack bundle");
     for (size_t i = 0; i < 5; i++) {
         const ph_product_conf *p = ph_config_product(cfg, products[i].sku);
         cr_assert_not_null(p, "%s", products[i].sku);
@@ -295,7 +295,7 @@ Test(config, example_file_loads)
     cr_expect_str_eq(cfg->port_file, "var/perkhub.port");
     cr_expect_eq(cfg->nclients, 3);
     cr_expect_eq(cfg->nsuppliers, 3);
-    cr_expect_eq(cfg->nproducts, 3);
+    cr_expect_eq(cfg->nproducts, 4); /* with the perks.pack.video bundle */
     cr_expect_str_eq(cfg->public_url, "https://perkhub.example.com");
     const ph_supplier_conf *fulu = ph_config_supplier(cfg, "fulu");
     cr_assert_not_null(fulu);
@@ -437,7 +437,7 @@ static const error_case errors[] = {
     {"delivery typo",
      BASE "products:\n  - sku: a\n    name: A\n    brand: a\n"
           "    category: c\n    delivery: cardcode\n",
-     "t.yaml:8:15: products[0].delivery: expected card_code or recharge, got \"cardcode\""},
+     "t.yaml:8:15: products[0].delivery: expected card_code, recharge or bundle, got \"cardcode\""},
 
     /* money */
     {"three decimals",
@@ -715,9 +715,10 @@ Test(config, fixture_file_error_names_the_path)
     ph_err err = {0};
     cr_assert_eq(ph_config_load_file(path, &cfg, &err), PH_EINVAL);
     cr_expect_null(cfg);
-    snprintf(want, sizeof want,
-             "%s:15:15: products[0].delivery: expected card_code or recharge, got \"cardcode\"",
-             path);
+    snprintf(
+        want, sizeof want,
+        "%s:15:15: products[0].delivery: expected card_code, recharge or bundle, got \"cardcode\"",
+        path);
     cr_expect_str_eq(err.msg, want);
 
     source_path("tests/fixtures/config/dup-sku.yaml", path, sizeof path);

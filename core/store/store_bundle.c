@@ -1,0 +1,624 @@
+/*
+ * store_bundle.c — bundles (issue 16) inside the writer's transaction: a
+ * bundle order is a parent order (delivery bundle: no codes, no money of its
+ * own) with one component order per component of the product, each an
+ * ordinary order of the same client (card codes from stock, or a supplier
+ * order with its own attempts, rule 2 per component) whose client order id
+ * "#<parent>.<j>[.<retry>]" no client can send ('#' is not an identifier
+ * character). The bundle record (DB_BUNDLES, parent id -> JSON) lists each
+ * component's orders, oldest first; the latest is the one that counts.
+ *
+ * The parent's state is stored and follows its components in the same
+ * transaction as every component write: store_put_order calls
+ * store_bundle_follow for each component order it writes, so no command
+ * that moves a component (ATTEMPT, SETTLE, RESOLVE, ...) can forget it.
+ */
+#include "store/store_int.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/config.h"
+#include "base/util.h"
+
+int ph_bundle_state(const int *states, size_t n)
+{
+    size_t ok = 0;
+    int open = 0, unknown = 0;
+    for (size_t i = 0; i < n; i++) {
+        ok += states[i] == PH_ORDER_SUCCEEDED;
+        unknown |= states[i] == PH_ORDER_UNKNOWN;
+        open |= !ph_order_state_final(states[i]) && states[i] != PH_ORDER_PARTIAL;
+    }
+    if (unknown)
+        return PH_ORDER_UNKNOWN;
+    if (open)
+        return PH_ORDER_PROCESSING;
+    if (n && ok == n)
+        return PH_ORDER_SUCCEEDED;
+    return ok ? PH_ORDER_PARTIAL : PH_ORDER_FAILED;
+}
+
+int ph_order_component_of(const ph_order *o, uint64_t *parent)
+{
+    const char *s = o->client_order_id;
+    if (s[0] != '#')
+        return 0;
+    uint64_t v = 0;
+    size_t i = 1;
+    for (; s[i] >= '0' && s[i] <= '9' && i < 21; i++)
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    if (i == 1 || s[i] != '.')
+        return 0;
+    if (parent)
+        *parent = v;
+    return 1;
+}
+
+/* ---- the bundle record ------------------------------------------------------ */
+
+static int record_get(ph_store *s, MDB_txn *txn, uint64_t id, json_t **out, ph_err *err)
+{
+    MDB_val k = {8, &id}, v;
+    int mrc = mdb_get(txn, s->dbi[DB_BUNDLES], &k, &v);
+    if (mrc == MDB_NOTFOUND)
+        return PH_ENOTFOUND;
+    if (mrc)
+        return ph_store_lmdb_err(err, mrc, "read bundle");
+    json_t *j = json_loadb(v.mv_data, v.mv_size, 0, NULL);
+    if (!json_is_array(json_object_get(j, "components"))) {
+        json_decref(j);
+        return ph_err_set(err, PH_EIO, "bundle %llu: malformed record", (unsigned long long)id);
+    }
+    *out = j;
+    return PH_OK;
+}
+
+static int record_put(ph_wtxn *w, uint64_t id, const json_t *rec, ph_err *err)
+{
+    char *txt = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (!txt)
+        return ph_err_set(err, PH_ENOMEM, "out of memory");
+    MDB_val k = {8, &id}, v = {strlen(txt), txt};
+    int mrc = mdb_put(w->txn, w->s->dbi[DB_BUNDLES], &k, &v, 0);
+    ph_json_free(txt);
+    return mrc ? ph_store_lmdb_err(err, mrc, "write bundle") : PH_OK;
+}
+
+/* The latest order of component j. */
+static uint64_t latest_of(const json_t *comp)
+{
+    json_t *orders = json_object_get(comp, "orders");
+    size_t n = json_array_size(orders);
+    return n ? (uint64_t)json_integer_value(json_array_get(orders, n - 1)) : 0;
+}
+
+/* The state of each component's latest order into st (n of them); `fresh`
+ * (may be NULL) is an order just written, read from memory. */
+static int component_states(ph_store *s, MDB_txn *txn, const json_t *rec, const ph_order *fresh,
+                            int *st, size_t *n, ph_err *err)
+{
+    json_t *comps = json_object_get(rec, "components");
+    *n = json_array_size(comps);
+    if (*n > PH_BUNDLE_COMPONENTS_MAX)
+        return ph_err_set(err, PH_EIO, "bundle: too many components");
+    for (size_t j = 0; j < *n; j++) {
+        uint64_t id = latest_of(json_array_get(comps, j));
+        if (fresh && id == fresh->id) {
+            st[j] = fresh->state;
+            continue;
+        }
+        ph_order *o = NULL;
+        int rc = ph_order_load(s, txn, id, 0, &o, err);
+        if (rc)
+            return rc == PH_ENOTFOUND ? ph_err_set(err, PH_EIO,
+                                                   "bundle: component order %llu "
+                                                   "missing",
+                                                   (unsigned long long)id)
+                                      : rc;
+        st[j] = o->state;
+        ph_order_free(o);
+    }
+    return PH_OK;
+}
+
+/* The parent's event for a state it moved to (none for processing, which a
+ * retry announces with order.retried). */
+static int emit_parent(ph_wtxn *w, int64_t now, const ph_order *p, ph_err *err)
+{
+    if (p->state == PH_ORDER_PROCESSING)
+        return PH_OK;
+    char type[32];
+    snprintf(type, sizeof type, "order.%s", ph_order_state_name(p->state));
+    return store_emit(w, now, type,
+                      json_pack("{s:I,s:s,s:s,s:s,s:I,s:s}", "order_id", (json_int_t)p->id,
+                                "client", p->client, "client_order_id", p->client_order_id, "sku",
+                                p->sku, "quantity", (json_int_t)p->quantity, "delivery", "bundle"),
+                      err);
+}
+
+/* Sets parent id's state to what its components make it; *p (may be NULL)
+ * gets the parent as written. */
+static int parent_follow(ph_wtxn *w, int64_t now, uint64_t id, const json_t *rec,
+                         const ph_order *fresh, ph_order **pout, ph_err *err)
+{
+    int st[PH_BUNDLE_COMPONENTS_MAX];
+    size_t n;
+    ph_order *p = NULL;
+    int rc = component_states(w->s, w->txn, rec, fresh, st, &n, err);
+    if (rc == PH_OK)
+        rc = ph_order_load(w->s, w->txn, id, 0, &p, err);
+    if (rc == PH_OK && p->delivery != PH_DELIVERY_BUNDLE)
+        rc = ph_err_set(err, PH_EIO, "order %llu: not a bundle", (unsigned long long)id);
+    if (rc == PH_OK) {
+        int want = ph_bundle_state(st, n);
+        if (want != p->state) {
+            p->state = want;
+            p->updated_at = now;
+            w->wrote = 1;
+            if ((rc = store_put_order(w, p, 0, err)) == PH_OK)
+                rc = emit_parent(w, now, p, err);
+        }
+    }
+    if (rc == PH_OK && pout)
+        *pout = p;
+    else
+        ph_order_free(p);
+    return rc;
+}
+
+int store_bundle_follow(ph_wtxn *w, const ph_order *o, ph_err *err)
+{
+    uint64_t parent;
+    json_t *rec = NULL;
+    if (!ph_order_component_of(o, &parent))
+        return PH_OK;
+    int rc = record_get(w->s, w->txn, parent, &rec, err);
+    if (rc == PH_ENOTFOUND) /* being created: its creator sets the state */
+        return PH_OK;
+    if (rc == PH_OK)
+        rc = parent_follow(w, w->cmd ? w->cmd->now : o->updated_at, parent, rec, o, NULL, err);
+    json_decref(rec);
+    return rc;
+}
+
+/* ---- buying a component --------------------------------------------------------- */
+
+/* Codes of sku available now (expired ones the pop would retire included:
+ * then the take fails and the whole command with it). */
+static int stock_count(ph_wtxn *w, const char *sku, size_t *n, ph_err *err)
+{
+    MDB_cursor *cur;
+    MDB_val k = {strlen(sku), (void *)sku}, v;
+    int mrc = mdb_cursor_open(w->txn, w->s->dbi[DB_AVAIL], &cur);
+    if (mrc)
+        return ph_store_lmdb_err(err, mrc, "open stock");
+    *n = 0;
+    mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
+    if (mrc == 0)
+        mrc = mdb_cursor_count(cur, n);
+    mdb_cursor_close(cur);
+    return mrc && mrc != MDB_NOTFOUND ? ph_store_lmdb_err(err, mrc, "count stock") : PH_OK;
+}
+
+/* How component j will be bought: 1 from stock, 2 by a supplier; PH_ENOSTOCK
+ * naming it when neither can. */
+static int plan_component(ph_wtxn *w, ph_cmd *c, size_t j, const char *sku, uint32_t qty, int *how,
+                          int *delivery)
+{
+    char kind[32] = "?";
+    int rc = store_listed_delivery(w, c, sku, delivery, kind);
+    if (rc)
+        return rc;
+    const ph_attempt_target *t = &c->in.bundle.targets[j];
+    if (*delivery == PH_DELIVERY_CARD_CODE) {
+        size_t avail;
+        if ((rc = stock_count(w, sku, &avail, &c->err)) != PH_OK)
+            return rc;
+        if (avail >= qty) {
+            *how = 1;
+            return PH_OK;
+        }
+        if (!t->supplier)
+            return ph_err_set(&c->err, PH_ENOSTOCK,
+                              "components[%zu]: sku '%s' has %zu codes available, %u needed, and "
+                              "no supplier can take it now; nothing was reserved",
+                              j, sku, avail, qty);
+    } else if (*delivery != PH_DELIVERY_RECHARGE) {
+        return ph_err_set(&c->err, PH_ESKU, "components[%zu]: sku '%s' is delivered by %s", j, sku,
+                          *delivery ? ph_delivery_name(*delivery) : kind);
+    } else if (!t->supplier) {
+        return ph_err_set(&c->err, PH_ENOSTOCK,
+                          "components[%zu]: no supplier can take sku '%s' now; nothing was "
+                          "reserved",
+                          j, sku);
+    }
+    *how = 2;
+    return PH_OK;
+}
+
+/* Creates the component order of slot j (retry 0: the first) and appends
+ * its id to comp's orders. The account (recharge) is the sealed blob given. */
+static int buy_component(ph_wtxn *w, ph_cmd *c, const ph_order *parent, size_t j, uint32_t retry,
+                         const char *sku, uint32_t qty, int how, int delivery,
+                         const uint8_t *sealed, uint32_t sealed_len, const char *masked,
+                         json_t *comp)
+{
+    ph_order *o = calloc(1, sizeof *o);
+    if (!o)
+        return ph_err_set(&c->err, PH_ENOMEM, "out of memory");
+    o->id = w->ids.order++;
+    snprintf(o->client, sizeof o->client, "%s", parent->client);
+    if (retry)
+        snprintf(o->client_order_id, sizeof o->client_order_id, "#%llu.%zu.%u",
+                 (unsigned long long)parent->id, j, retry);
+    else
+        snprintf(o->client_order_id, sizeof o->client_order_id, "#%llu.%zu",
+                 (unsigned long long)parent->id, j);
+    snprintf(o->sku, sizeof o->sku, "%s", sku);
+    o->quantity = qty;
+    o->created_at = o->updated_at = c->now;
+    memcpy(o->fingerprint, parent->fingerprint, 32);
+    int rc = PH_OK;
+    w->wrote = 1;
+    if (how == 1) {
+        o->state = PH_ORDER_SUCCEEDED;
+        if ((rc = store_take_codes(w, c, sku, o)) == PH_OK &&
+            (rc = store_put_order(w, o, MDB_APPEND, &c->err)) == PH_OK &&
+            (rc = store_index_order(w, o, &c->err)) == PH_OK &&
+            (rc = store_emit_outcome(w, c->now, o, 0, &c->err)) == PH_OK)
+            rc = store_alerts_stock(w, sku, &c->err);
+    } else {
+        o->delivery = delivery;
+        if (delivery == PH_DELIVERY_RECHARGE) {
+            if (!sealed || !sealed_len || !masked || strlen(masked) >= sizeof o->account_masked)
+                rc = ph_err_set(&c->err, PH_EINVAL, "account: required for components[%zu]", j);
+            else if (!(o->account_sealed = malloc(sealed_len)))
+                rc = ph_err_set(&c->err, PH_ENOMEM, "out of memory");
+            else {
+                memcpy(o->account_sealed, sealed, sealed_len);
+                o->account_sealed_len = sealed_len;
+                snprintf(o->account_masked, sizeof o->account_masked, "%s", masked);
+            }
+        }
+        if (rc == PH_OK &&
+            (rc = store_supply_release(w, c, o, &c->in.bundle.targets[j], NULL)) == PH_OK)
+            rc = store_index_order(w, o, &c->err);
+    }
+    if (rc == PH_OK &&
+        json_array_append_new(json_object_get(comp, "orders"), json_integer((json_int_t)o->id)))
+        rc = ph_err_set(&c->err, PH_ENOMEM, "out of memory");
+    ph_order_free(o);
+    return rc;
+}
+
+/* ---- BUNDLE: a new bundle order ------------------------------------------------- */
+
+static int input_ok(ph_cmd *c, size_t ncomp)
+{
+    if (c->in.bundle.ntargets != ncomp || (ncomp && !c->in.bundle.targets))
+        return ph_err_set(&c->err, PH_EINVAL, "targets: %zu given for a bundle of %zu components",
+                          c->in.bundle.ntargets, ncomp);
+    return PH_OK;
+}
+
+/* The components of the stored bundle product: each {sku, quantity}. */
+static int bundle_product(ph_wtxn *w, ph_cmd *c, const char *sku, json_t **comps)
+{
+    char kind[32] = "?";
+    int delivery;
+    int rc = store_listed_delivery(w, c, sku, &delivery, kind);
+    if (rc)
+        return rc;
+    if (delivery != PH_DELIVERY_BUNDLE)
+        return ph_err_set(&c->err, PH_ESKU, "sku: '%s' is not a bundle", sku);
+    json_t *p;
+    if ((rc = store_get_product(w, sku, &p, &c->err)) != PH_OK)
+        return rc;
+    json_t *cs = json_object_get(p, "components");
+    size_t n = json_array_size(cs);
+    if (!n || n > PH_BUNDLE_COMPONENTS_MAX) {
+        json_decref(p);
+        return ph_err_set(&c->err, PH_EIO, "product '%s': a bundle without components", sku);
+    }
+    *comps = json_incref(cs);
+    json_decref(p);
+    return PH_OK;
+}
+
+static int apply_new(ph_wtxn *w, ph_cmd *c)
+{
+    const char *client = c->in.bundle.client, *coid = c->in.bundle.client_order_id,
+               *sku = c->in.bundle.sku;
+    if (!ph_ident_valid(client, PH_SKU_MAX) || !ph_ident_valid(coid, PH_ORDER_ID_MAX) ||
+        !ph_ident_valid(sku, PH_SKU_MAX))
+        return ph_err_set(&c->err, PH_EINVAL, "order: client, client_order_id or sku malformed");
+    if (c->in.bundle.quantity < 1 || c->in.bundle.quantity > PH_BUNDLE_QUANTITY_MAX)
+        return ph_err_set(&c->err, PH_EINVAL, "quantity: expected 1 to %d for a bundle",
+                          PH_BUNDLE_QUANTITY_MAX);
+    char key[PH_SKU_MAX + PH_ORDER_ID_MAX + 2];
+    MDB_val k = {ph_store_ref_key(client, coid, key), key}, v;
+    int mrc = mdb_get(w->txn, w->s->dbi[DB_ORDER_REF], &k, &v);
+    if (mrc == 0)
+        return store_replay_order(w, c, &v, c->in.bundle.fingerprint, coid);
+    if (mrc != MDB_NOTFOUND)
+        return ph_store_lmdb_err(&c->err, mrc, "read order index");
+    const ph_order_risk *risk = c->in.bundle.risk;
+    if (risk && risk->verdict != PH_VERDICT_FULFIL)
+        return ph_err_set(&c->err, PH_EINVAL, "risk: a bundle is fulfilled or refused, not held");
+    int rc = store_risk_input_ok(c, risk);
+    if (rc)
+        return rc;
+    json_t *comps = NULL;
+    rc = bundle_product(w, c, sku, &comps);
+    size_t n = json_array_size(comps);
+    if (rc || (rc = input_ok(c, n)) != PH_OK) {
+        json_decref(comps);
+        return rc;
+    }
+    /* plan every component before the first write: all or none */
+    int how[PH_BUNDLE_COMPONENTS_MAX], delivery[PH_BUNDLE_COMPONENTS_MAX];
+    uint32_t qty[PH_BUNDLE_COMPONENTS_MAX];
+    for (size_t j = 0; rc == PH_OK && j < n; j++) {
+        json_t *cj = json_array_get(comps, j);
+        json_int_t q = json_integer_value(json_object_get(cj, "quantity"));
+        const char *cs = json_string_value(json_object_get(cj, "sku"));
+        if (!cs || q < 1 || q > PH_BUNDLE_QUANTITY_MAX)
+            rc = ph_err_set(&c->err, PH_EIO, "product '%s': components[%zu] malformed", sku, j);
+        else {
+            qty[j] = (uint32_t)q * c->in.bundle.quantity;
+            rc = plan_component(w, c, j, cs, qty[j], &how[j], &delivery[j]);
+        }
+    }
+    ph_order *p = NULL;
+    json_t *rec = NULL;
+    if (rc == PH_OK && !(p = calloc(1, sizeof *p)))
+        rc = ph_err_set(&c->err, PH_ENOMEM, "out of memory");
+    if (rc == PH_OK) {
+        p->id = w->ids.order++;
+        snprintf(p->client, sizeof p->client, "%s", client);
+        snprintf(p->client_order_id, sizeof p->client_order_id, "%s", coid);
+        snprintf(p->sku, sizeof p->sku, "%s", sku);
+        p->quantity = c->in.bundle.quantity;
+        p->state = PH_ORDER_PROCESSING;
+        p->delivery = PH_DELIVERY_BUNDLE;
+        p->created_at = p->updated_at = c->now;
+        memcpy(p->fingerprint, c->in.bundle.fingerprint, 32);
+        w->wrote = 1;
+        if ((rc = store_put_order(w, p, MDB_APPEND, &c->err)) == PH_OK &&
+            (rc = store_index_order(w, p, &c->err)) == PH_OK &&
+            (rc = store_risk_record(w, c, p, risk)) == PH_OK)
+            rc = store_emit(w, c->now, "order.accepted",
+                            json_pack("{s:I,s:s,s:s,s:s,s:I,s:s,s:s,s:I}", "order_id",
+                                      (json_int_t)p->id, "client", client, "client_order_id", coid,
+                                      "sku", sku, "quantity", (json_int_t)p->quantity, "delivery",
+                                      "bundle", "state", "processing", "components", (json_int_t)n),
+                            &c->err);
+        if (rc == PH_OK && !(rec = json_pack("{s:I,s:[]}", "retries", 0, "components")))
+            rc = ph_err_set(&c->err, PH_ENOMEM, "out of memory");
+    }
+    for (size_t j = 0; rc == PH_OK && j < n; j++) {
+        const char *cs = json_string_value(json_object_get(json_array_get(comps, j), "sku"));
+        json_t *comp =
+            json_pack("{s:s,s:I,s:[]}", "sku", cs, "quantity", (json_int_t)qty[j], "orders");
+        if (!comp || json_array_append_new(json_object_get(rec, "components"), comp))
+            rc = ph_err_set(&c->err, PH_ENOMEM, "out of memory");
+        else
+            rc = buy_component(w, c, p, j, 0, cs, qty[j], how[j], delivery[j],
+                               c->in.bundle.account_sealed, c->in.bundle.account_sealed_len,
+                               c->in.bundle.account_masked, comp);
+    }
+    json_decref(comps);
+    if (rc == PH_OK && (rc = record_put(w, p->id, rec, &c->err)) == PH_OK)
+        rc = parent_follow(w, c->now, p->id, rec, NULL, &c->order, &c->err);
+    json_decref(rec);
+    ph_order_free(p);
+    return rc;
+}
+
+/* ---- BUNDLE: a retry of the failed components ------------------------------------ */
+
+static int apply_retry(ph_wtxn *w, ph_cmd *c)
+{
+    uint64_t id = c->in.bundle.retry_of;
+    uint32_t no = c->in.bundle.retry_no;
+    ph_order *p = NULL;
+    json_t *rec = NULL;
+    if (!no || no > 1000)
+        return ph_err_set(&c->err, PH_EINVAL, "retry: expected 1 to 1000");
+    int rc = ph_order_load(w->s, w->txn, id, 0, &p, &c->err);
+    if (rc == PH_OK && (p->delivery != PH_DELIVERY_BUNDLE || !c->in.bundle.client ||
+                        strcmp(p->client, c->in.bundle.client)))
+        rc = PH_ENOTFOUND;
+    if (rc == PH_OK)
+        rc = record_get(w->s, w->txn, id, &rec, &c->err);
+    if (rc == PH_ENOTFOUND) {
+        ph_order_free(p);
+        json_decref(rec);
+        return ph_err_set(&c->err, PH_ENOTFOUND, "order: not found");
+    }
+    json_t *comps = json_object_get(rec, "components");
+    size_t n = json_array_size(comps);
+    uint32_t done = (uint32_t)json_integer_value(json_object_get(rec, "retries"));
+    if (rc == PH_OK && no <= done) { /* the same retry again: the bundle as it is */
+        c->order = p;
+        c->replayed = 1;
+        json_decref(rec);
+        return PH_OK;
+    }
+    if (rc == PH_OK && no != done + 1)
+        rc = ph_err_set(&c->err, PH_ECONFLICT, "retry: expected %u (retries so far: %u)", done + 1,
+                        done);
+    if (rc == PH_OK && p->state != PH_ORDER_PARTIAL)
+        rc = ph_err_set(&c->err, PH_ESTATE, "order %llu is %s, not partial: nothing to retry",
+                        (unsigned long long)id, ph_order_state_name(p->state));
+    if (rc == PH_OK)
+        rc = input_ok(c, n);
+    /* the failed components, planned before the first write: all or none */
+    ph_order *failed[PH_BUNDLE_COMPONENTS_MAX] = {0};
+    int how[PH_BUNDLE_COMPONENTS_MAX], delivery[PH_BUNDLE_COMPONENTS_MAX];
+    size_t nfailed = 0;
+    for (size_t j = 0; rc == PH_OK && j < n; j++) {
+        json_t *comp = json_array_get(comps, j);
+        if ((rc = ph_order_load(w->s, w->txn, latest_of(comp), 0, &failed[j], &c->err)) != PH_OK)
+            break;
+        if (failed[j]->state != PH_ORDER_FAILED) {
+            ph_order_free(failed[j]);
+            failed[j] = NULL;
+            continue;
+        }
+        nfailed++;
+        rc = plan_component(w, c, j, failed[j]->sku, failed[j]->quantity, &how[j], &delivery[j]);
+    }
+    for (size_t j = 0; rc == PH_OK && j < n; j++)
+        if (failed[j])
+            rc =
+                buy_component(w, c, p, j, no, failed[j]->sku, failed[j]->quantity, how[j],
+                              delivery[j], failed[j]->account_sealed, failed[j]->account_sealed_len,
+                              failed[j]->account_masked, json_array_get(comps, j));
+    for (size_t j = 0; j < n; j++)
+        ph_order_free(failed[j]);
+    if (rc == PH_OK) {
+        json_object_set_new(rec, "retries", json_integer(no));
+        w->wrote = 1;
+        if ((rc = record_put(w, id, rec, &c->err)) == PH_OK)
+            rc = store_emit(w, c->now, "order.retried",
+                            json_pack("{s:I,s:s,s:s,s:s,s:I,s:I}", "order_id", (json_int_t)id,
+                                      "client", p->client, "client_order_id", p->client_order_id,
+                                      "sku", p->sku, "retry", (json_int_t)no, "components",
+                                      (json_int_t)nfailed),
+                            &c->err);
+        if (rc == PH_OK)
+            rc = parent_follow(w, c->now, id, rec, NULL, &c->order, &c->err);
+    }
+    ph_order_free(p);
+    json_decref(rec);
+    return rc;
+}
+
+int store_apply_bundle(ph_wtxn *w, ph_cmd *c)
+{
+    return c->in.bundle.retry_of ? apply_retry(w, c) : apply_new(w, c);
+}
+
+/* ---- reads ---------------------------------------------------------------------- */
+
+int ph_store_bundle_get(ph_store *s, uint64_t id, char **json, ph_err *err)
+{
+    MDB_txn *txn;
+    json_t *rec = NULL;
+    int rc = ph_store_read_begin(s, &txn, err);
+    if (rc)
+        return rc;
+    rc = record_get(s, txn, id, &rec, err);
+    ph_store_read_end(s, txn);
+    if (rc == PH_ENOTFOUND)
+        return ph_err_set(err, PH_ENOTFOUND, "bundle: not found");
+    if (rc)
+        return rc;
+    char *txt = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(rec);
+    if (!txt)
+        return ph_err_set(err, PH_ENOMEM, "out of memory");
+    *json = strdup(txt);
+    ph_json_free(txt);
+    return *json ? PH_OK : ph_err_set(err, PH_ENOMEM, "out of memory");
+}
+
+/* ---- --check-store -------------------------------------------------------------- */
+
+/* One bundle record against its parent and components. */
+static int check_one(ph_store *s, MDB_txn *txn, uint64_t id, const MDB_val *v, ph_err *err)
+{
+    unsigned long long pid = id;
+    json_t *rec = json_loadb(v->mv_data, v->mv_size, 0, NULL);
+    json_t *comps = json_object_get(rec, "components");
+    ph_order *p = NULL;
+    int rc = PH_OK;
+    if (!json_is_array(comps) || !json_array_size(comps))
+        rc = ph_err_set(err, PH_EIO, "bundle %llu: malformed record", pid);
+    else if (ph_order_load(s, txn, id, 0, &p, err) != PH_OK || p->delivery != PH_DELIVERY_BUNDLE)
+        rc = ph_err_set(err, PH_EIO, "bundle %llu: its parent is not a bundle order", pid);
+    for (size_t j = 0; rc == PH_OK && j < json_array_size(comps); j++) {
+        json_t *orders = json_object_get(json_array_get(comps, j), "orders");
+        for (size_t i = 0; rc == PH_OK && i < json_array_size(orders); i++) {
+            uint64_t cid = (uint64_t)json_integer_value(json_array_get(orders, i)), back = 0;
+            ph_order *o = NULL;
+            if (ph_order_load(s, txn, cid, 0, &o, err) != PH_OK)
+                rc = ph_err_set(err, PH_EIO, "bundle %llu: component order %llu missing", pid,
+                                (unsigned long long)cid);
+            else if (!ph_order_component_of(o, &back) || back != id || strcmp(o->client, p->client))
+                rc = ph_err_set(err, PH_EIO,
+                                "bundle %llu: order %llu is listed as its component but names "
+                                "bundle %llu",
+                                pid, (unsigned long long)cid, (unsigned long long)back);
+            /* an earlier order of a component was failed when it was bought
+             * again; ops accepting a supplier's word (RESOLVE) may have made it
+             * succeeded since, but never open again */
+            else if (i + 1 < json_array_size(orders) && !ph_order_state_final(o->state))
+                rc = ph_err_set(err, PH_EIO,
+                                "bundle %llu: components[%zu] was bought again while order "
+                                "%llu is %s",
+                                pid, j, (unsigned long long)cid, ph_order_state_name(o->state));
+            ph_order_free(o);
+        }
+    }
+    int st[PH_BUNDLE_COMPONENTS_MAX];
+    size_t n = 0;
+    if (rc == PH_OK && (rc = component_states(s, txn, rec, NULL, st, &n, err)) == PH_OK &&
+        ph_bundle_state(st, n) != p->state)
+        rc = ph_err_set(err, PH_EIO,
+                        "bundle %llu: its state %s is not what its components make (%s)", pid,
+                        ph_order_state_name(p->state), ph_order_state_name(ph_bundle_state(st, n)));
+    ph_order_free(p);
+    json_decref(rec);
+    return rc;
+}
+
+int store_check_bundles(ph_store *s, MDB_txn *txn, ph_err *err)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc = PH_OK, mrc = mdb_cursor_open(txn, s->dbi[DB_BUNDLES], &cur);
+    if (mrc)
+        return ph_store_lmdb_err(err, mrc, "open bundles");
+    uint64_t listed = 0;
+    for (int op = MDB_FIRST; rc == PH_OK && (mrc = mdb_cursor_get(cur, &k, &v, op)) == 0;
+         op = MDB_NEXT) {
+        uint64_t id;
+        memcpy(&id, k.mv_data, 8);
+        rc = check_one(s, txn, id, &v, err);
+        json_t *rec = json_loadb(v.mv_data, v.mv_size, 0, NULL);
+        json_t *comps = json_object_get(rec, "components");
+        for (size_t j = 0; j < json_array_size(comps); j++)
+            listed += json_array_size(json_object_get(json_array_get(comps, j), "orders"));
+        json_decref(rec);
+    }
+    mdb_cursor_close(cur);
+    if (rc)
+        return rc;
+    if (mrc != MDB_NOTFOUND)
+        return ph_store_lmdb_err(err, mrc, "read bundles");
+    /* every component order is listed by its bundle: each names one bundle
+     * (its client order id) and each record's orders name it back, so the
+     * counts agree exactly when no order is a component of two */
+    uint64_t components = 0, last = ph_store_last_key(txn, s->dbi[DB_ORDERS]);
+    MDB_cursor *oc;
+    if ((mrc = mdb_cursor_open(txn, s->dbi[DB_ORDERS], &oc)) != 0)
+        return ph_store_lmdb_err(err, mrc, "open orders");
+    for (int op = MDB_FIRST; last && (mrc = mdb_cursor_get(oc, &k, &v, op)) == 0; op = MDB_NEXT) {
+        ph_order o;
+        uint64_t id, parent;
+        memcpy(&id, k.mv_data, 8);
+        if (ph_order_decode(&v, id, &o, NULL) == PH_OK && ph_order_component_of(&o, &parent))
+            components++;
+    }
+    mdb_cursor_close(oc);
+    if (components != listed)
+        return ph_err_set(err, PH_EIO,
+                          "bundles: %llu component orders, but bundle records list %llu",
+                          (unsigned long long)components, (unsigned long long)listed);
+    return PH_OK;
+}
