@@ -37,8 +37,8 @@
 #include "h2o.h"
 #include "h2o/http1.h"
 
-#define BODY_MAX  65536
-#define RID_MAX   64
+#define BODY_MAX   65536
+#define RID_MAX    64
 #define ANSWER_MAX 512
 
 static uint8_t token_hash[32]; /* set once in main, read-only afterwards */
@@ -126,8 +126,8 @@ typedef struct mhd_req {
 } mhd_req;
 
 static enum MHD_Result mhd_on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                      const char *method, const char *version,
-                                      const char *upload, size_t *upload_size, void **con_cls)
+                                      const char *method, const char *version, const char *upload,
+                                      size_t *upload_size, void **con_cls)
 {
     (void)cls;
     (void)version;

@@ -487,6 +487,7 @@ static int encode_cmd(wbuf *b, const ph_cmd *c, size_t idx, ph_err *err)
             w_bytes(b, l->token_hash, 32);
             w_holder(b, &l->holder);
         }
+        break;
     case PH_CMD_BUNDLE: /* version 4 */
         if (c->in.bundle.ntargets > 64)
             return ph_err_set(err, PH_EINVAL, "command %zu (bundle): targets: too many", idx);
@@ -1291,6 +1292,7 @@ static int decode_cmd(rd *r, ph_cmd *c, int *rc_out)
         break;
     case PH_CMD_GRANT_BATCH:
         decode_grant_batch(r, c);
+        break;
     case PH_CMD_BUNDLE:
         decode_bundle(r, c);
         break;

@@ -49,7 +49,7 @@
 #include "store/store.h"
 
 #define PH_CMD_CODEC_VERSION                                                                       \
-    4 /* 2: the audit member; 3: an order's risk input; 4: an order's grant input, GRANT,      \
+    4 /* 2: the audit member; 3: an order's risk input; 4: an order's grant input, GRANT,          \
          GRANT_BATCH and BUNDLE */
 
 /* The one name of a command type ("order", "attempt", ...; "?" for another

@@ -427,7 +427,7 @@ enum ph_cmd_type {
     /* grants (issue 16; store_grant.c, docs/store.md "Grants") */
     PH_CMD_GRANT,       /* claim, gift, expire or extend a grant (in.grant.op) */
     PH_CMD_GRANT_BATCH, /* a welfare batch: one grant per line, all or none (store_grant.c) */
-    PH_CMD_BUNDLE,    /* a bundle order, or a retry of its failed components (store_bundle.c) */
+    PH_CMD_BUNDLE,      /* a bundle order, or a retry of its failed components (store_bundle.c) */
 };
 
 /* The event names PH_CMD_NOTE_EVENT accepts: a closed list, so the feed's
@@ -1188,6 +1188,7 @@ struct ph_cmd {
             const ph_grant_line *lines;
             size_t n;
         } grant_batch;
+        /*
          * BUNDLE (store_bundle.c; docs/store.md, "Bundles"). retry_of 0: a new
          * bundle order of `sku` (a listed product whose stored delivery is
          * bundle), idempotent on (client, client_order_id) like ORDER. The

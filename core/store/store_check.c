@@ -508,7 +508,7 @@ static int check_order(scan *sc, uint64_t id, const MDB_val *v, uint64_t *codes)
                 delivery == PH_DELIVERY_CARD_CODE && !ph_order_is_replenish(&o)
             ? o.quantity
         : via_supplier || o.state == PH_ORDER_HELD || delivery == PH_DELIVERY_BUNDLE ? 0
-                                                                                    : o.ncodes;
+                                                                                     : o.ncodes;
     if (o.ncodes != want)
         return ph_err_set(sc->err, PH_EIO, "order %llu: %s %s order with %zu codes, not %zu",
                           (unsigned long long)id, ph_order_state_name(o.state),

@@ -91,8 +91,8 @@ enum {
     DB_GRANT_TOKENS,  /* keyed hash of the claim token (32) -> uint64 grant id */
     DB_GRANT_EXPIRY,  /* be64(expires_at) be64(grant id) -> "": active grants */
     DB_GRANT_BATCHES, /* client NUL batch id -> welfare batch record JSON */
-    DB_BUNDLES,        /* parent order id -> bundle record JSON: its components' orders
-                          (store_bundle.c) */
+    DB_BUNDLES,       /* parent order id -> bundle record JSON: its components' orders
+                         (store_bundle.c) */
     DB_COUNT
 };
 
