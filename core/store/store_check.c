@@ -771,8 +771,6 @@ static int run_scan(ph_store *s, ph_store_stats *st, int full, int64_t now, ph_c
             PH_OK &&
         (at_stage(&sc, "the ledger and the daily aggregates", DB_LEDGER),
          rc = ph_ledger_check(s, sc.txn, err)) == PH_OK &&
-        (at_stage(&sc, "the analytics aggregates", DB_AGG_SKU),
-         rc = store_agg_check(s, sc.txn, err)) == PH_OK &&
         (at_stage(&sc, "reconciliation runs", DB_RECON_RUNS),
          rc = store_check_recon(s, sc.txn, err)) == PH_OK &&
         (at_stage(&sc, "discrepancies", DB_DISCREP), rc = store_check_discrep(s, sc.txn, err)) ==
@@ -788,7 +786,11 @@ static int run_scan(ph_store *s, ph_store_stats *st, int full, int64_t now, ph_c
          rc = store_check_webhooks(s, sc.txn, err)) == PH_OK &&
         (at_stage(&sc, "grants", DB_GRANTS),
          rc = store_check_grants(s, sc.txn, sc.granted_orders, err)) == PH_OK &&
-        (at_stage(&sc, "bundles", DB_BUNDLES), rc = store_check_bundles(s, sc.txn, err)) == PH_OK) {
+        (at_stage(&sc, "bundles", DB_BUNDLES), rc = store_check_bundles(s, sc.txn, err)) == PH_OK &&
+        /* last: the analytics are figures derived from the records above, so a
+         * damaged record is named as itself before the figure it skews */
+        (at_stage(&sc, "the analytics aggregates", DB_AGG_SKU),
+         rc = store_agg_check(s, sc.txn, err)) == PH_OK) {
         at_stage(&sc, "key checks", DB_META);
         rc = ph_store_keys_complete(s, sc.txn, err);
     }

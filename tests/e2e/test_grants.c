@@ -655,3 +655,109 @@ Test(grants, a_welfare_batch_is_all_or_nothing_idempotent_and_exported, .fini = 
     h_stop(&d, SIGTERM);
     h_cleanup(&d);
 }
+
+/* Issue 16 item 4 through the real transitions: the claim figures of
+ * GET /v1/analytics/claims (by tag and by client) equal a brute-force count
+ * over GET /v1/grants of the same grants — granted, claimed, gifted — after
+ * claims, gifts and claims of gifted grants. */
+Test(grants, analytics_claims_agree_with_the_grants, .fini = kill_leftover)
+{
+    h_daemon d;
+    start(&d, 40);
+    static const char *const depts[] = {"eng", "hr", "ops"};
+    char tok[30][64];
+    long long ids[30];
+    for (int i = 0; i < 30; i++) {
+        char coid[32], user[32], body[512];
+        snprintf(coid, sizeof coid, "an-%02d", i);
+        snprintf(user, sizeof user, "employee-%02d", i);
+        snprintf(body, sizeof body,
+                 "{\"client_order_id\":\"%s\",\"sku\":\"test.card\",\"quantity\":1,"
+                 "\"deliver\":\"grant\",\"grant\":{\"ttl_s\":3600},\"end_user\":{\"id\":\"%s\","
+                 "\"tags\":{\"dept\":\"%s\"}}}",
+                 coid, user, depts[i % 3]);
+        h_resp r = h_post_json(&d, "/v1/orders", "mall-token", body);
+        cr_assert_eq(r.status, 201, "%s", r.body);
+        json_t *g = json_object_get(r.json, "grant");
+        snprintf(tok[i], sizeof tok[i], "%s", h_str(g, "token"));
+        keep_token(tok[i]);
+        ids[i] = h_int(g, "id");
+        h_resp_free(&r);
+    }
+    for (int i = 0; i < 30; i++) {
+        if (i % 5 == 0) { /* gifted, and every other gift claimed by its new holder */
+            char to[32];
+            snprintf(to, sizeof to, "friend-%02d", i);
+            h_resp r = gift(&d, ids[i], tok[i], to, NULL);
+            cr_assert_eq(r.status, 200, "%s", r.body);
+            snprintf(tok[i], sizeof tok[i], "%s", h_str(r.json, "token"));
+            keep_token(tok[i]);
+            h_resp_free(&r);
+            if (i % 10)
+                continue;
+        } else if (i % 2) {
+            continue; /* kept for later */
+        }
+        h_resp r = claim(&d, tok[i], NULL, NULL);
+        cr_assert_eq(r.status, 200, "%s", r.body);
+        h_resp_free(&r);
+    }
+
+    /* brute force over the grants themselves */
+    long long want_granted[3] = {0}, want_claimed[3] = {0}, want_gifted[3] = {0};
+    long long all_granted = 0, all_claimed = 0, all_gifted = 0;
+    h_resp l = h_get(&d, "/v1/grants?limit=1000", "ops-token");
+    cr_assert_eq(l.status, 200, "%s", l.body);
+    size_t k;
+    json_t *g;
+    json_array_foreach(json_object_get(l.json, "grants"), k, g)
+    {
+        const char *tag = json_string_value(json_array_get(json_object_get(g, "tags"), 0));
+        int t = -1;
+        for (int j = 0; j < 3 && tag; j++)
+            if (!strcmp(tag + strlen("dept="), depts[j]) && !strncmp(tag, "dept=", 5))
+                t = j;
+        cr_assert_geq(t, 0, "grant without its dept tag: %s", json_dumps(g, 0));
+        int claimed = !strcmp(h_str(g, "state"), "claimed");
+        long long gifted = h_int(g, "gifted");
+        want_granted[t]++, all_granted++;
+        want_claimed[t] += claimed, all_claimed += claimed;
+        want_gifted[t] += gifted, all_gifted += gifted;
+    }
+    h_resp_free(&l);
+    cr_assert_eq(all_granted, 30);
+    cr_assert_eq(all_claimed, 3 + 12); /* 0, 10, 20 (gifted then claimed) + the other evens */
+    cr_assert_eq(all_gifted, 6);
+
+    h_resp a = h_get(&d, "/v1/analytics/claims?by=tag", "ops-token");
+    cr_assert_eq(a.status, 200, "%s", a.body);
+    int seen = 0;
+    json_array_foreach(json_object_get(a.json, "rows"), k, g)
+    {
+        for (int j = 0; j < 3; j++) {
+            char tag[32];
+            snprintf(tag, sizeof tag, "dept=%s", depts[j]);
+            if (strcmp(h_str(g, "tag"), tag))
+                continue;
+            seen++;
+            cr_assert_eq(h_int(g, "granted"), want_granted[j], "%s: %s", tag, a.body);
+            cr_assert_eq(h_int(g, "claimed"), want_claimed[j], "%s: %s", tag, a.body);
+            cr_assert_eq(h_int(g, "gifted"), want_gifted[j], "%s: %s", tag, a.body);
+            cr_assert_eq(h_int(g, "expired"), 0, "%s: %s", tag, a.body);
+        }
+    }
+    cr_assert_eq(seen, 3, "%s", a.body);
+    h_resp_free(&a);
+
+    a = h_get(&d, "/v1/analytics/claims?by=client", "mall-token");
+    cr_assert_eq(a.status, 200, "%s", a.body);
+    json_t *row = json_array_get(json_object_get(a.json, "rows"), 0);
+    cr_assert_eq(json_array_size(json_object_get(a.json, "rows")), 1, "%s", a.body);
+    cr_assert_eq(h_int(row, "granted"), all_granted, "%s", a.body);
+    cr_assert_eq(h_int(row, "claimed"), all_claimed, "%s", a.body);
+    cr_assert_eq(h_int(row, "gifted"), all_gifted, "%s", a.body);
+    h_resp_free(&a);
+    check_store(&d);
+    h_stop(&d, SIGTERM);
+    live = NULL;
+}
