@@ -13,7 +13,7 @@
 #
 # Knobs (environment):
 #   BQ_ROUNDS (3)  BQ_DURATION (5)  BQ_WARMUP (2)  BQ_CONNS (64)  BQ_THREADS (2)
-#   BQ_CODES (400000)  BQ_TOLERANCE (0.15)  BQ_UPDATE (0)  BQ_BASELINE (bench/baseline.json)
+#   BQ_CODES (1000000)  BQ_TOLERANCE (0.15)  BQ_UPDATE (0)  BQ_BASELINE (bench/baseline.json)
 #   BQ_RECHARGE (1: 0 skips the recharge path)
 set -euo pipefail
 
@@ -25,7 +25,7 @@ DURATION=${BQ_DURATION:-5}
 WARMUP=${BQ_WARMUP:-2}
 CONNS=${BQ_CONNS:-64}
 THREADS=${BQ_THREADS:-2}
-CODES=${BQ_CODES:-400000}
+CODES=${BQ_CODES:-1000000}
 TOLERANCE=${BQ_TOLERANCE:-0.15}
 UPDATE=${BQ_UPDATE:-0}
 BASELINE=${BQ_BASELINE:-$SRC/bench/baseline.json}
