@@ -825,24 +825,11 @@ int store_apply_grant(ph_wtxn *w, ph_cmd *c)
 
 int ph_store_grant_get(ph_store *s, uint64_t id, char **json, ph_err *err)
 {
-    MDB_txn *txn;
-    int rc = ph_store_read_begin(s, &txn, err);
-    if (rc)
-        return rc;
-    MDB_val k = {8, &id}, v;
-    int mrc = mdb_get(txn, s->dbi[DB_GRANTS], &k, &v);
-    if (mrc == MDB_NOTFOUND)
-        rc = ph_err_set(err, PH_ENOTFOUND, "grant %llu: not found", (unsigned long long)id);
-    else if (mrc)
-        rc = ph_store_lmdb_err(err, mrc, "read grant");
-    else if (!(*json = malloc(v.mv_size + 1)))
-        rc = ph_err_set(err, PH_ENOMEM, "out of memory");
-    else {
-        memcpy(*json, v.mv_data, v.mv_size);
-        (*json)[v.mv_size] = 0;
-    }
-    ph_store_read_end(s, txn);
-    return rc;
+    MDB_val k = {8, &id};
+    int rc = store_read_text(s, DB_GRANTS, &k, "read grant", json, err);
+    return rc == PH_ENOTFOUND
+               ? ph_err_set(err, PH_ENOTFOUND, "grant %llu: not found", (unsigned long long)id)
+               : rc;
 }
 
 typedef struct list_filter {
@@ -1176,23 +1163,8 @@ int ph_store_grant_batch_get(ph_store *s, const char *client, const char *batch_
 {
     if (!ph_ident_valid(client, PH_SKU_MAX) || !ph_ident_valid(batch_id, PH_GRANT_BATCH_ID_MAX))
         return ph_err_set(err, PH_ENOTFOUND, "batch_id: no such batch");
-    MDB_txn *txn;
-    int rc = ph_store_read_begin(s, &txn, err);
-    if (rc)
-        return rc;
     char key[PH_SKU_MAX + PH_ORDER_ID_MAX + 2];
-    MDB_val k = {batch_key(client, batch_id, key), key}, v;
-    int mrc = mdb_get(txn, s->dbi[DB_GRANT_BATCHES], &k, &v);
-    if (mrc == MDB_NOTFOUND)
-        rc = ph_err_set(err, PH_ENOTFOUND, "batch_id: no such batch");
-    else if (mrc)
-        rc = ph_store_lmdb_err(err, mrc, "read grant batch");
-    else if (!(*json = malloc(v.mv_size + 1)))
-        rc = ph_err_set(err, PH_ENOMEM, "out of memory");
-    else {
-        memcpy(*json, v.mv_data, v.mv_size);
-        (*json)[v.mv_size] = 0;
-    }
-    ph_store_read_end(s, txn);
-    return rc;
+    MDB_val k = {batch_key(client, batch_id, key), key};
+    int rc = store_read_text(s, DB_GRANT_BATCHES, &k, "read grant batch", json, err);
+    return rc == PH_ENOTFOUND ? ph_err_set(err, PH_ENOTFOUND, "batch_id: no such batch") : rc;
 }

@@ -319,6 +319,12 @@ size_t ph_store_ref_key(const char *client, const char *coid, char *buf);
 /* Read transactions: shared map lock + MDB_RDONLY txn; always paired. */
 int ph_store_read_begin(ph_store *s, MDB_txn **txn, ph_err *err);
 void ph_store_read_end(ph_store *s, MDB_txn *txn);
+/* The value under k in database db, read in a transaction of its own, as a
+ * NUL-terminated copy in *text (malloc'd; the caller frees). PH_OK;
+ * PH_ENOTFOUND when absent (the caller names what is missing); PH_EIO naming
+ * `what`; PH_ENOMEM. Any thread. */
+int store_read_text(ph_store *s, int db, const MDB_val *k, const char *what, char **text,
+                    ph_err *err);
 
 /* ---- the expiry index (store_expiry.c) ----
  * DB_EXPIRY: every available code that expires has an entry under its SKU and

@@ -36,6 +36,29 @@ void ph_store_read_end(ph_store *s, MDB_txn *txn)
     pthread_rwlock_unlock(&s->maplock);
 }
 
+int store_read_text(ph_store *s, int db, const MDB_val *k, const char *what, char **text,
+                    ph_err *err)
+{
+    MDB_txn *txn;
+    int rc = ph_store_read_begin(s, &txn, err);
+    if (rc)
+        return rc;
+    MDB_val key = *k, v;
+    int mrc = mdb_get(txn, s->dbi[db], &key, &v);
+    if (mrc == MDB_NOTFOUND)
+        rc = ph_err_set(err, PH_ENOTFOUND, "%s: not found", what);
+    else if (mrc)
+        rc = ph_store_lmdb_err(err, mrc, what);
+    else if (!(*text = malloc(v.mv_size + 1)))
+        rc = ph_err_set(err, PH_ENOMEM, "out of memory");
+    else {
+        memcpy(*text, v.mv_data, v.mv_size);
+        (*text)[v.mv_size] = 0;
+    }
+    ph_store_read_end(s, txn);
+    return rc;
+}
+
 int ph_store_order_get(ph_store *s, uint64_t id, int with_codes, ph_order **out, ph_err *err)
 {
     MDB_txn *txn;

@@ -282,25 +282,11 @@ int store_apply_review(ph_wtxn *w, ph_cmd *c)
 
 int ph_store_order_risk_get(ph_store *s, uint64_t order_id, char **json, ph_err *err)
 {
-    MDB_txn *txn;
-    int rc = ph_store_read_begin(s, &txn, err);
-    if (rc)
-        return rc;
-    MDB_val k = {8, &order_id}, v;
-    int mrc = mdb_get(txn, s->dbi[DB_ORDER_RISK], &k, &v);
-    if (mrc == MDB_NOTFOUND)
-        rc = ph_err_set(err, PH_ENOTFOUND, "order %llu: no risk record",
-                        (unsigned long long)order_id);
-    else if (mrc)
-        rc = ph_store_lmdb_err(err, mrc, "read order risk");
-    else if (!(*json = malloc(v.mv_size + 1)))
-        rc = ph_err_set(err, PH_ENOMEM, "out of memory");
-    else {
-        memcpy(*json, v.mv_data, v.mv_size);
-        (*json)[v.mv_size] = 0;
-    }
-    ph_store_read_end(s, txn);
-    return rc;
+    MDB_val k = {8, &order_id};
+    int rc = store_read_text(s, DB_ORDER_RISK, &k, "read order risk", json, err);
+    return rc == PH_ENOTFOUND ? ph_err_set(err, PH_ENOTFOUND, "order %llu: no risk record",
+                                           (unsigned long long)order_id)
+                              : rc;
 }
 
 static int review_row(const MDB_val *k, const MDB_val *v, ph_review_row *row)
