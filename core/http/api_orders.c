@@ -60,12 +60,21 @@ static order_risk *risk_of(ph_req *r)
 }
 
 /* The command completed: a new order (not a replay) counts for good (a
- * denied one was noted for the related rules by the check itself). */
+ * denied one was noted for the related rules by the check itself); anything
+ * else is released here, before the answer leaves, not when the request is
+ * freed after it: the client's next order must not meet what this one counted
+ * (a replay's fresh denial would make its device a suspect meanwhile). */
 static void risk_done(ph_req *r)
 {
     order_risk *x = risk_of(r);
-    if (x && r->cmd.rc == PH_OK && !r->cmd.replayed && r->cmd.order)
+    if (!x)
+        return;
+    if (r->cmd.rc == PH_OK && !r->cmd.replayed && r->cmd.order) {
         x->stored = 1;
+    } else if (x->engine && !x->stored) {
+        ph_risk_release(x->engine, &x->subject, &x->decision);
+        x->engine = NULL; /* released: risk_free must not release it again */
+    }
 }
 
 /* The rule that denied order id, from its risk record ("" when unreadable). */
@@ -325,10 +334,10 @@ static int supply_submit(ph_req *r, const ph_product_conf *p)
 /* Local stock first; when it is short, a supplier. */
 static int stock_ordered(ph_req *r)
 {
-    risk_done(r);
     const ph_product_conf *p = ph_config_product(r->cfg->cfg, r->arg[1]);
     if (r->cmd.rc == PH_ENOSTOCK && p && p->noffers)
-        return supply_submit(r, p);
+        return supply_submit(r, p); /* the same check counts for the supplier's order */
+    risk_done(r);
     if (r->cmd.rc != PH_OK)
         return ph_req_fail(r, r->cmd.rc, &r->cmd.err);
     return reply_or_wait(r, r->cmd.order, r->cmd.replayed);
