@@ -479,6 +479,18 @@ Test(perkctl, usage_errors_exit_2_and_send_nothing)
         {{"void", "abc", "--reason", "x"}, "BATCH_ID"},
         {{"order-get"}, "either an order ID or --client-order-id"},
         {{"status", "now"}, "unexpected argument"},
+        /* every command's options come from one table (pk_parse): each kind of value
+         * is checked and named the same way */
+        {{"alerts", "--state", "bogus"},
+         "--state: expected open, acknowledged or all, got 'bogus'"},
+        {{"reviews", "--limit", "0"}, "--limit: expected 1 to 1000, got '0'"},
+        {{"webhooks", "deliveries", "--from", "x"},
+         "--from: expected an event sequence number, got 'x'"},
+        {{"risk", "rules", "--version", "0"}, "--version: expected a rule version, got '0'"},
+        {{"grants", "show", "1", "2", "3"}, "unexpected argument '3'"},
+        {{"void", "--reason", "x", "--", "1", "2"}, "unexpected argument '2': give one BATCH_ID"},
+        {{"lookup", "--", "SECRET-POSITIONAL-CODE"}, "unexpected argument (use --code-stdin"},
+        {{"ledger", "--csv=yes"}, "--csv"},
         {{"--timeout", "soon", "status"}, "--timeout"},
         {{"--url", "ftp://example", "status"}, "--url"},
     };

@@ -3,7 +3,6 @@
  * balance alerts (GET /v1/alerts) and their acknowledgement by ops
  * (POST /v1/alerts/ID/ack).
  */
-#include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -30,53 +29,19 @@ static int ack(const pk_ctx *ctx, const pk_cmd *cmd, const char *id, const char 
 
 int pk_cmd_alerts(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 {
-    enum { O_STATE = 256, O_AFTER, O_LIMIT, O_NOTE };
-    static const struct option opts[] = {
-        {"state", required_argument, NULL, O_STATE},
-        {"after", required_argument, NULL, O_AFTER},
-        {"limit", required_argument, NULL, O_LIMIT},
-        {"note", required_argument, NULL, O_NOTE},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+    static const char *const states[] = {"open", "acknowledged", "all", NULL};
+    const char *state = "open", *after = NULL, *limit = NULL, *note = NULL, *args[2];
+    const pk_opt opts[] = {
+        PK_OPT_CHOICE("state", &state, states),
+        PK_OPT_INT("after", &after, "an alert id", 0, INT64_MAX),
+        PK_OPT_INT("limit", &limit, "1 to 1000", 1, 1000),
+        PK_OPT_TEXT("note", &note),
+        PK_OPT_END,
     };
-    const char *state = "open", *after = NULL, *limit = NULL, *note = NULL, *action = NULL,
-               *id = NULL;
-    int c, rc;
-    optind = 0;
-    while ((c = getopt_long(argc, argv, PK_OPTSTRING, opts, NULL)) != -1) {
-        switch (c) {
-        case O_STATE:
-            if (strcmp(optarg, "open") && strcmp(optarg, "acknowledged") && strcmp(optarg, "all"))
-                return pk_usage_error(cmd, "--state: expected open, acknowledged or all");
-            state = optarg;
-            break;
-        case O_AFTER:
-            if ((rc = pk_opt_int(cmd, "--after", optarg, 0, INT64_MAX, "an alert id", &after)))
-                return rc;
-            break;
-        case O_LIMIT:
-            if ((rc = pk_opt_int(cmd, "--limit", optarg, 1, 1000, "1 to 1000", &limit)))
-                return rc;
-            break;
-        case O_NOTE:
-            note = optarg;
-            break;
-        case 1:
-            if (!action)
-                action = optarg;
-            else if (!id)
-                id = optarg;
-            else
-                return pk_usage_error(cmd, "unexpected argument '%s'", optarg);
-            break;
-        case 'h':
-            return pk_help(cmd);
-        default:
-            return pk_getopt_error(cmd, c, argv);
-        }
-    }
-    if (optind < argc)
-        return pk_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    int rc = pk_parse(cmd, argc, argv, opts, &(pk_pos){args, 2, NULL});
+    if (rc >= 0)
+        return rc;
+    const char *action = args[0], *id = args[1];
     if (action && strcmp(action, "ack"))
         return pk_usage_error(cmd, "expected ack ID, or no argument to list");
     if (action)

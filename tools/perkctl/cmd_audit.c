@@ -9,7 +9,6 @@
  */
 #include "perkctl.h"
 
-#include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,58 +51,23 @@ static void print_record(const json_t *rec)
 
 int pk_cmd_audit(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 {
-    enum { O_AFTER = 256, O_LIMIT, O_FROM, O_TO, O_CLIENT, O_ACTION };
-    static const struct option opts[] = {
-        {"after", required_argument, NULL, O_AFTER},
-        {"limit", required_argument, NULL, O_LIMIT},
-        {"from", required_argument, NULL, O_FROM},
-        {"to", required_argument, NULL, O_TO},
-        {"client", required_argument, NULL, O_CLIENT},
-        {"action", required_argument, NULL, O_ACTION},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     const char *from = NULL, *to = NULL, *client = NULL, *action = NULL;
     long long after = 0, limit = 100;
-    int c;
-
-    optind = 0;
-    while ((c = getopt_long(argc, argv, PK_OPTSTRING, opts, NULL)) != -1) {
-        switch (c) {
-        case 1:
-            return pk_usage_error(cmd, "unexpected argument '%s'", optarg);
-        case O_AFTER:
-            if (pk_parse_int(optarg, 0, INT64_MAX, &after) != 0)
-                return pk_usage_error(cmd, "--after: expected a record id, got '%s'", optarg);
-            break;
-        case O_LIMIT:
-            if (pk_parse_int(optarg, 1, 1000, &limit) != 0)
-                return pk_usage_error(cmd, "--limit: expected 1 to 1000, got '%s'", optarg);
-            break;
-        case O_FROM:
-            from = optarg;
-            break;
-        case O_TO:
-            to = optarg;
-            break;
-        case O_CLIENT:
-            client = optarg;
-            break;
-        case O_ACTION:
-            action = optarg;
-            break;
-        case 'h':
-            return pk_help(cmd);
-        default:
-            return pk_getopt_error(cmd, c, argv);
-        }
-    }
-    if (optind < argc)
-        return pk_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    const pk_opt opts[] = {
+        PK_OPT_NUM("after", &after, "a record id", 0, INT64_MAX),
+        PK_OPT_NUM("limit", &limit, "1 to 1000", 1, 1000),
+        PK_OPT_TEXT("from", &from),
+        PK_OPT_TEXT("to", &to),
+        PK_OPT_TEXT("client", &client),
+        PK_OPT_TEXT("action", &action),
+        PK_OPT_END,
+    };
+    int rc = pk_parse(cmd, argc, argv, opts, NULL);
+    if (rc >= 0)
+        return rc;
 
     /* the server checks the filters and names a bad one (exit 1 with its message) */
     long long printed = 0;
-    int rc;
     for (;;) {
         char after_s[32], limit_s[32];
         snprintf(after_s, sizeof after_s, "%lld", after);

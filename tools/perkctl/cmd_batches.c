@@ -5,7 +5,6 @@
 #include "perkctl.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <string.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -50,49 +49,18 @@ static void print_bad_lines(const json_t *answer)
 
 int pk_cmd_import(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 {
-    enum { O_SUPPLIER = 256, O_SKU, O_COST, O_NOTE };
-    static const struct option opts[] = {
-        {"supplier", required_argument, NULL, O_SUPPLIER},
-        {"sku", required_argument, NULL, O_SKU},
-        {"cost", required_argument, NULL, O_COST},
-        {"note", required_argument, NULL, O_NOTE},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+    const char *file, *supplier = NULL, *sku = NULL, *cost = NULL, *note = NULL;
+    const pk_opt opts[] = {
+        PK_OPT_TEXT("supplier", &supplier),
+        PK_OPT_TEXT("sku", &sku),
+        PK_OPT_TEXT("cost", &cost),
+        PK_OPT_TEXT("note", &note),
+        PK_OPT_END,
     };
-    const char *file = NULL, *supplier = NULL, *sku = NULL, *cost = NULL, *note = NULL;
-    int c;
-
-    optind = 0; /* a new option string: make getopt start over */
-    while ((c = getopt_long(argc, argv, PK_OPTSTRING, opts, NULL)) != -1) {
-        switch (c) {
-        case 1:
-            if (file)
-                return pk_usage_error(cmd, "unexpected argument '%s': give one FILE", optarg);
-            file = optarg;
-            break;
-        case O_SUPPLIER:
-            supplier = optarg;
-            break;
-        case O_SKU:
-            sku = optarg;
-            break;
-        case O_COST:
-            cost = optarg;
-            break;
-        case O_NOTE:
-            note = optarg;
-            break;
-        case 'h':
-            return pk_help(cmd);
-        default:
-            return pk_getopt_error(cmd, c, argv);
-        }
-    }
-    for (; optind < argc; optind++) { /* after "--" */
-        if (file)
-            return pk_usage_error(cmd, "unexpected argument '%s': give one FILE", argv[optind]);
-        file = argv[optind];
-    }
+    int rc = pk_parse(cmd, argc, argv, opts,
+                      &(pk_pos){&file, 1, "unexpected argument '%s': give one FILE"});
+    if (rc >= 0)
+        return rc;
     if (!file)
         return pk_usage_error(cmd, "FILE is required");
     if (!supplier || !*supplier)
@@ -140,7 +108,7 @@ int pk_cmd_import(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
         .content_type = "text/csv",
     };
     pkh_response resp;
-    int rc = pk_call(ctx, &req, &resp);
+    rc = pk_call(ctx, &req, &resp);
     int read_failed = ferror(f);
     if (f != stdin)
         fclose(f);
@@ -166,34 +134,12 @@ int pk_cmd_import(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 
 int pk_cmd_void(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 {
-    enum { O_REASON = 256 };
-    static const struct option opts[] = {
-        {"reason", required_argument, NULL, O_REASON},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *id = NULL, *reason = NULL;
-    int c;
-
-    optind = 0;
-    while ((c = getopt_long(argc, argv, PK_OPTSTRING, opts, NULL)) != -1) {
-        switch (c) {
-        case 1:
-            if (id)
-                return pk_usage_error(cmd, "unexpected argument '%s': give one BATCH_ID", optarg);
-            id = optarg;
-            break;
-        case O_REASON:
-            reason = optarg;
-            break;
-        case 'h':
-            return pk_help(cmd);
-        default:
-            return pk_getopt_error(cmd, c, argv);
-        }
-    }
-    if (optind < argc)
-        return pk_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    const char *id, *reason = NULL;
+    const pk_opt opts[] = {PK_OPT_TEXT("reason", &reason), PK_OPT_END};
+    int rc = pk_parse(cmd, argc, argv, opts,
+                      &(pk_pos){&id, 1, "unexpected argument '%s': give one BATCH_ID"});
+    if (rc >= 0)
+        return rc;
     long long batch;
     if (!id)
         return pk_usage_error(cmd, "BATCH_ID is required");
@@ -205,7 +151,7 @@ int pk_cmd_void(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
     char path[64];
     snprintf(path, sizeof path, "/v1/batches/%lld/void", batch);
     pkh_response resp;
-    int rc = pk_call_json(ctx, "POST", path, json_pack("{s:s}", "reason", reason), &resp);
+    rc = pk_call_json(ctx, "POST", path, json_pack("{s:s}", "reason", reason), &resp);
     if (ctx->json)
         pk_print_raw(&resp);
     if (rc != PK_EXIT_OK || ctx->json) {

@@ -3,7 +3,6 @@
  * (docs/perkctl.md): supplier truth that contradicts perkhub's records, and
  * its resolution by ops (GET /v1/discrepancies, POST .../accept, .../dispute).
  */
-#include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -37,44 +36,19 @@ static const char *theirs_text(const json_t *d, char *buf, size_t n)
 
 int pk_cmd_discrepancies(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 {
-    enum { O_STATUS = 256, O_SUPPLIER, O_AFTER, O_LIMIT };
-    static const struct option opts[] = {
-        {"status", required_argument, NULL, O_STATUS},
-        {"supplier", required_argument, NULL, O_SUPPLIER},
-        {"after", required_argument, NULL, O_AFTER},
-        {"limit", required_argument, NULL, O_LIMIT},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     const char *status = "open", *supplier = NULL, *after = NULL, *limit = NULL;
-    int c, rc;
-    optind = 0;
-    while ((c = getopt_long(argc, argv, PK_OPTSTRING, opts, NULL)) != -1) {
-        switch (c) {
-        case O_STATUS:
-            status = strcmp(optarg, "all") ? optarg : NULL;
-            break;
-        case O_SUPPLIER:
-            supplier = optarg;
-            break;
-        case O_AFTER:
-            if ((rc = pk_opt_int(cmd, "--after", optarg, 0, INT64_MAX, "a discrepancy id", &after)))
-                return rc;
-            break;
-        case O_LIMIT:
-            if ((rc = pk_opt_int(cmd, "--limit", optarg, 1, 1000, "1 to 1000", &limit)))
-                return rc;
-            break;
-        case 1:
-            return pk_usage_error(cmd, "unexpected argument '%s'", optarg);
-        case 'h':
-            return pk_help(cmd);
-        default:
-            return pk_getopt_error(cmd, c, argv);
-        }
-    }
-    if (optind < argc)
-        return pk_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    const pk_opt opts[] = {
+        PK_OPT_TEXT("status", &status),
+        PK_OPT_TEXT("supplier", &supplier),
+        PK_OPT_INT("after", &after, "a discrepancy id", 0, INT64_MAX),
+        PK_OPT_INT("limit", &limit, "1 to 1000", 1, 1000),
+        PK_OPT_END,
+    };
+    int rc = pk_parse(cmd, argc, argv, opts, NULL);
+    if (rc >= 0)
+        return rc;
+    if (!strcmp(status, "all"))
+        status = NULL;
     const pkh_param query[] = {
         {"status", status}, {"supplier", supplier}, {"after", after}, {"limit", limit}};
     pkh_request req = {.method = "GET", .path = "/v1/discrepancies", .query = query, .nquery = 4};
@@ -111,36 +85,12 @@ static void print_one(const json_t *d)
 
 int pk_cmd_discrepancy(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 {
-    enum { O_NOTE = 256 };
-    static const struct option opts[] = {
-        {"note", required_argument, NULL, O_NOTE},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *action = NULL, *id = NULL, *note = NULL;
-    int c;
-    optind = 0;
-    while ((c = getopt_long(argc, argv, PK_OPTSTRING, opts, NULL)) != -1) {
-        switch (c) {
-        case 1:
-            if (!action)
-                action = optarg;
-            else if (!id)
-                id = optarg;
-            else
-                return pk_usage_error(cmd, "unexpected argument '%s'", optarg);
-            break;
-        case O_NOTE:
-            note = optarg;
-            break;
-        case 'h':
-            return pk_help(cmd);
-        default:
-            return pk_getopt_error(cmd, c, argv);
-        }
-    }
-    if (optind < argc)
-        return pk_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    const char *args[2], *note = NULL;
+    const pk_opt opts[] = {PK_OPT_TEXT("note", &note), PK_OPT_END};
+    int rc = pk_parse(cmd, argc, argv, opts, &(pk_pos){args, 2, NULL});
+    if (rc >= 0)
+        return rc;
+    const char *action = args[0], *id = args[1];
     if (!action ||
         (strcmp(action, "show") && strcmp(action, "accept") && strcmp(action, "dispute")))
         return pk_usage_error(cmd, "expected show, accept or dispute");
@@ -151,7 +101,6 @@ int pk_cmd_discrepancy(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **ar
         return pk_usage_error(cmd, "--note is required to dispute");
     char path[96];
     pkh_response resp;
-    int rc;
     if (!strcmp(action, "show")) {
         snprintf(path, sizeof path, "/v1/discrepancies/%lld", n);
         pkh_request req = {.method = "GET", .path = path};

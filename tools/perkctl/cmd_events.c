@@ -10,7 +10,6 @@
  */
 #include "perkctl.h"
 
-#include <getopt.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -131,51 +130,27 @@ static int follow(const pk_ctx *ctx, long long after, const char *limit)
 
 int pk_cmd_events(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 {
-    enum { O_AFTER = 256, O_LIMIT, O_FOLLOW };
-    static const struct option opts[] = {
-        {"after", required_argument, NULL, O_AFTER},
-        {"limit", required_argument, NULL, O_LIMIT},
-        {"follow", no_argument, NULL, O_FOLLOW},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     const char *after_s = NULL, *limit = NULL;
-    long long after = 0, v;
-    int follow_mode = 0, c;
-
-    optind = 0;
-    while ((c = getopt_long(argc, argv, PK_OPTSTRING, opts, NULL)) != -1) {
-        switch (c) {
-        case 1:
-            return pk_usage_error(cmd, "unexpected argument '%s'", optarg);
-        case O_AFTER:
-            if (pk_parse_int(optarg, 0, INT64_MAX, &after) != 0)
-                return pk_usage_error(cmd, "--after: expected an event number, got '%s'", optarg);
-            after_s = optarg;
-            break;
-        case O_LIMIT:
-            if (pk_parse_int(optarg, 1, INT32_MAX, &v) != 0)
-                return pk_usage_error(cmd, "--limit: expected a number >= 1, got '%s'", optarg);
-            limit = optarg;
-            break;
-        case O_FOLLOW:
-            follow_mode = 1;
-            break;
-        case 'h':
-            return pk_help(cmd);
-        default:
-            return pk_getopt_error(cmd, c, argv);
-        }
-    }
-    if (optind < argc)
-        return pk_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    int follow_mode = 0;
+    const pk_opt opts[] = {
+        PK_OPT_INT("after", &after_s, "an event number", 0, INT64_MAX),
+        PK_OPT_INT("limit", &limit, "a number >= 1", 1, INT32_MAX),
+        PK_OPT_FLAG("follow", &follow_mode),
+        PK_OPT_END,
+    };
+    int rc = pk_parse(cmd, argc, argv, opts, NULL);
+    if (rc >= 0)
+        return rc;
+    long long after = 0; /* checked by pk_parse */
+    if (after_s)
+        pk_parse_int(after_s, 0, INT64_MAX, &after);
     if (follow_mode)
         return follow(ctx, after, limit);
 
     const pkh_param query[] = {{"after", after_s}, {"limit", limit}};
     pkh_request req = {.method = "GET", .path = "/v1/events", .query = query, .nquery = 2};
     pkh_response resp;
-    int rc = pk_call(ctx, &req, &resp);
+    rc = pk_call(ctx, &req, &resp);
     int more = 0;
     if (ctx->json)
         pk_print_raw(&resp);

@@ -4,7 +4,6 @@
  * an active grant's expiry (POST /v1/grants/ID/extend, audited). Never a
  * token: the API shows none after the answer that created it.
  */
-#include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -69,53 +68,21 @@ static int extend(const pk_ctx *ctx, const pk_cmd *cmd, const char *id, const ch
 
 int pk_cmd_grants(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 {
-    enum { O_AFTER = 256, O_LIMIT, O_STATE, O_CLIENT };
-    static const struct option opts[] = {
-        {"after", required_argument, NULL, O_AFTER},
-        {"limit", required_argument, NULL, O_LIMIT},
-        {"state", required_argument, NULL, O_STATE},
-        {"client", required_argument, NULL, O_CLIENT},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+    static const char *const states[] = {"active", "claimed", "expired", NULL};
+    const char *after = NULL, *limit = NULL, *state = NULL, *client = NULL, *args[3];
+    const pk_opt opts[] = {
+        PK_OPT_INT("after", &after, "a grant id", 0, INT64_MAX),
+        PK_OPT_INT("limit", &limit, "1 to 1000", 1, 1000),
+        PK_OPT_CHOICE("state", &state, states),
+        PK_OPT_TEXT("client", &client),
+        PK_OPT_END,
     };
-    const char *after = NULL, *limit = NULL, *state = NULL, *client = NULL;
-    const char *args[3] = {NULL, NULL, NULL};
-    int c, rc, nargs = 0;
-    optind = 0;
-    while ((c = getopt_long(argc, argv, PK_OPTSTRING, opts, NULL)) != -1) {
-        switch (c) {
-        case O_AFTER:
-            if ((rc = pk_opt_int(cmd, "--after", optarg, 0, INT64_MAX, "a grant id", &after)))
-                return rc;
-            break;
-        case O_LIMIT:
-            if ((rc = pk_opt_int(cmd, "--limit", optarg, 1, 1000, "1 to 1000", &limit)))
-                return rc;
-            break;
-        case O_STATE:
-            if (strcmp(optarg, "active") && strcmp(optarg, "claimed") && strcmp(optarg, "expired"))
-                return pk_usage_error(cmd, "--state: expected active, claimed or expired");
-            state = optarg;
-            break;
-        case O_CLIENT:
-            client = optarg;
-            break;
-        case 1:
-            if (nargs == 3)
-                return pk_usage_error(cmd, "unexpected argument '%s'", optarg);
-            args[nargs++] = optarg;
-            break;
-        case 'h':
-            return pk_help(cmd);
-        default:
-            return pk_getopt_error(cmd, c, argv);
-        }
-    }
-    if (optind < argc)
-        return pk_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-    if (args[0] && !strcmp(args[0], "show") && nargs <= 2)
+    int rc = pk_parse(cmd, argc, argv, opts, &(pk_pos){args, 3, NULL});
+    if (rc >= 0)
+        return rc;
+    if (args[0] && !strcmp(args[0], "show") && !args[2])
         return show(ctx, cmd, args[1]);
-    if (args[0] && !strcmp(args[0], "extend") && nargs <= 3)
+    if (args[0] && !strcmp(args[0], "extend"))
         return extend(ctx, cmd, args[1], args[2]);
     if (args[0])
         return pk_usage_error(cmd, "expected show ID or extend ID TIME, or no argument to list");

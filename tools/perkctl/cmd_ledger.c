@@ -5,7 +5,6 @@
  */
 #include "perkctl.h"
 
-#include <getopt.h>
 #include <string.h>
 
 /* A CSV answer goes to stdout as received; an error is said as pk_call says
@@ -28,39 +27,27 @@ static int call_csv(const pk_ctx *ctx, const pkh_request *req)
 
 int pk_cmd_ledger(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 {
-    enum { O_FROM = 256, O_TO, O_SUPPLIER, O_CLIENT, O_SKU, O_AFTER, O_LIMIT, O_CSV };
-    static const struct option opts[] = {
-        {"from", required_argument, NULL, O_FROM},
-        {"to", required_argument, NULL, O_TO},
-        {"supplier", required_argument, NULL, O_SUPPLIER},
-        {"client", required_argument, NULL, O_CLIENT},
-        {"sku", required_argument, NULL, O_SKU},
-        {"after", required_argument, NULL, O_AFTER},
-        {"limit", required_argument, NULL, O_LIMIT},
-        {"csv", no_argument, NULL, O_CSV},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+    const char *from = NULL, *to = NULL, *supplier = NULL, *client = NULL, *sku = NULL,
+               *after = NULL, *limit = NULL;
+    int csv = 0;
+    /* the server checks the values and names a bad one */
+    const pk_opt opts[] = {
+        PK_OPT_TEXT("from", &from),
+        PK_OPT_TEXT("to", &to),
+        PK_OPT_TEXT("supplier", &supplier),
+        PK_OPT_TEXT("client", &client),
+        PK_OPT_TEXT("sku", &sku),
+        PK_OPT_TEXT("after", &after),
+        PK_OPT_TEXT("limit", &limit),
+        PK_OPT_FLAG("csv", &csv),
+        PK_OPT_END,
     };
-    const char *v[7] = {0};
-    int csv = 0, c;
-    optind = 0;
-    while ((c = getopt_long(argc, argv, PK_OPTSTRING, opts, NULL)) != -1) {
-        if (c >= O_FROM && c <= O_LIMIT)
-            v[c - O_FROM] = optarg;
-        else if (c == O_CSV)
-            csv = 1;
-        else if (c == 1)
-            return pk_usage_error(cmd, "unexpected argument '%s'", optarg);
-        else if (c == 'h')
-            return pk_help(cmd);
-        else
-            return pk_getopt_error(cmd, c, argv);
-    }
-    if (optind < argc)
-        return pk_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    int rc = pk_parse(cmd, argc, argv, opts, NULL);
+    if (rc >= 0)
+        return rc;
     const pkh_param query[] = {
-        {"from", v[0]}, {"to", v[1]},    {"supplier", v[2]}, {"client", v[3]},
-        {"sku", v[4]},  {"after", v[5]}, {"limit", v[6]},    {"format", csv ? "csv" : NULL}};
+        {"from", from}, {"to", to},       {"supplier", supplier}, {"client", client},
+        {"sku", sku},   {"after", after}, {"limit", limit},       {"format", csv ? "csv" : NULL}};
     pkh_request req = {.method = "GET", .path = "/v1/ledger", .query = query, .nquery = 8};
     if (csv)
         return call_csv(ctx, &req);
@@ -74,33 +61,18 @@ int pk_cmd_ledger(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 
 int pk_cmd_report(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 {
-    enum { O_FROM = 256, O_TO, O_BY, O_CSV };
-    static const struct option opts[] = {
-        {"from", required_argument, NULL, O_FROM}, {"to", required_argument, NULL, O_TO},
-        {"by", required_argument, NULL, O_BY},     {"csv", no_argument, NULL, O_CSV},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
-    };
     const char *from = NULL, *to = NULL, *by = NULL;
-    int csv = 0, c;
-    optind = 0;
-    while ((c = getopt_long(argc, argv, PK_OPTSTRING, opts, NULL)) != -1) {
-        if (c == O_FROM)
-            from = optarg;
-        else if (c == O_TO)
-            to = optarg;
-        else if (c == O_BY)
-            by = optarg;
-        else if (c == O_CSV)
-            csv = 1;
-        else if (c == 1)
-            return pk_usage_error(cmd, "unexpected argument '%s'", optarg);
-        else if (c == 'h')
-            return pk_help(cmd);
-        else
-            return pk_getopt_error(cmd, c, argv);
-    }
-    if (optind < argc)
-        return pk_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    int csv = 0;
+    const pk_opt opts[] = {
+        PK_OPT_TEXT("from", &from),
+        PK_OPT_TEXT("to", &to),
+        PK_OPT_TEXT("by", &by),
+        PK_OPT_FLAG("csv", &csv),
+        PK_OPT_END,
+    };
+    int rc = pk_parse(cmd, argc, argv, opts, NULL);
+    if (rc >= 0)
+        return rc;
     if (!from || !to)
         return pk_usage_error(cmd, "--from and --to are required");
     const pkh_param query[] = {
@@ -109,7 +81,7 @@ int pk_cmd_report(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
     if (csv)
         return call_csv(ctx, &req);
     pkh_response resp;
-    int rc = pk_call(ctx, &req, &resp);
+    rc = pk_call(ctx, &req, &resp);
     if (ctx->json)
         pk_print_raw(&resp);
     if (rc != PK_EXIT_OK || ctx->json) {

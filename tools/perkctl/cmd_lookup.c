@@ -8,7 +8,6 @@
  */
 #include "perkctl.h"
 
-#include <getopt.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,44 +87,21 @@ static void print_result(const json_t *r)
 
 int pk_cmd_lookup(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 {
-    enum { O_CODE = 256, O_CODE_STDIN, O_ORDER, O_CLIENT_ORDER_ID };
-    static const struct option opts[] = {
-        {"code", required_argument, NULL, O_CODE},
-        {"code-stdin", no_argument, NULL, O_CODE_STDIN},
-        {"order", required_argument, NULL, O_ORDER},
-        {"client-order-id", required_argument, NULL, O_CLIENT_ORDER_ID},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     const char *code = NULL, *order = NULL, *client_order_id = NULL;
-    int code_stdin = 0, given = 0, c;
-
-    optind = 0;
-    while ((c = getopt_long(argc, argv, PK_OPTSTRING, opts, NULL)) != -1) {
-        switch (c) {
-        case 1:
-            /* Do not echo it: a stray argument here may well be a code. */
-            return pk_usage_error(cmd, "unexpected argument (use --code-stdin for a code)");
-        case O_CODE:
-            code = optarg, given++;
-            break;
-        case O_CODE_STDIN:
-            code_stdin = 1, given++;
-            break;
-        case O_ORDER:
-            order = optarg, given++;
-            break;
-        case O_CLIENT_ORDER_ID:
-            client_order_id = optarg, given++;
-            break;
-        case 'h':
-            return pk_help(cmd);
-        default:
-            return pk_getopt_error(cmd, c, argv);
-        }
-    }
-    if (optind < argc)
-        return pk_usage_error(cmd, "unexpected argument (use --code-stdin for a code)");
+    int code_stdin = 0;
+    const pk_opt opts[] = {
+        PK_OPT_TEXT("code", &code),
+        PK_OPT_FLAG("code-stdin", &code_stdin),
+        PK_OPT_TEXT("order", &order),
+        PK_OPT_TEXT("client-order-id", &client_order_id),
+        PK_OPT_END,
+    };
+    /* no positional argument, and not echoed: a stray one here may well be a code */
+    int rc = pk_parse(cmd, argc, argv, opts,
+                      &(pk_pos){NULL, 0, "unexpected argument (use --code-stdin for a code)"});
+    if (rc >= 0)
+        return rc;
+    int given = !!code + code_stdin + !!order + !!client_order_id;
     if (given != 1)
         return pk_usage_error(
             cmd, "give exactly one of --code, --code-stdin, --order, --client-order-id");
@@ -154,7 +130,7 @@ int pk_cmd_lookup(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
     }
 
     pkh_response resp;
-    int rc = pk_call_json(ctx, "POST", "/v1/codes/lookup", body, &resp);
+    rc = pk_call_json(ctx, "POST", "/v1/codes/lookup", body, &resp);
     if (ctx->json)
         pk_print_raw(&resp);
     if (rc == PK_EXIT_OK && !ctx->json) {

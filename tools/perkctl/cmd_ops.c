@@ -6,7 +6,6 @@
  */
 #include "perkctl.h"
 
-#include <getopt.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -76,42 +75,16 @@ static int batch_show(const pk_ctx *ctx, const pk_cmd *cmd, const char *id)
 
 int pk_cmd_batches(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 {
-    enum { O_AFTER = 256, O_LIMIT };
-    static const struct option opts[] = {
-        {"after", required_argument, NULL, O_AFTER},
-        {"limit", required_argument, NULL, O_LIMIT},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+    const char *after = NULL, *limit = NULL, *args[2];
+    const pk_opt opts[] = {
+        PK_OPT_INT("after", &after, "a batch id", 0, INT64_MAX),
+        PK_OPT_INT("limit", &limit, "1 to 1000", 1, 1000),
+        PK_OPT_END,
     };
-    const char *after = NULL, *limit = NULL, *verb = NULL, *id = NULL;
-    int c, rc;
-    optind = 0;
-    while ((c = getopt_long(argc, argv, PK_OPTSTRING, opts, NULL)) != -1) {
-        switch (c) {
-        case 1:
-            if (!verb)
-                verb = optarg;
-            else if (!id)
-                id = optarg;
-            else
-                return pk_usage_error(cmd, "unexpected argument '%s'", optarg);
-            break;
-        case O_AFTER:
-            if ((rc = pk_opt_int(cmd, "--after", optarg, 0, INT64_MAX, "a batch id", &after)))
-                return rc;
-            break;
-        case O_LIMIT:
-            if ((rc = pk_opt_int(cmd, "--limit", optarg, 1, 1000, "1 to 1000", &limit)))
-                return rc;
-            break;
-        case 'h':
-            return pk_help(cmd);
-        default:
-            return pk_getopt_error(cmd, c, argv);
-        }
-    }
-    if (optind < argc)
-        return pk_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    int rc = pk_parse(cmd, argc, argv, opts, &(pk_pos){args, 2, NULL});
+    if (rc >= 0)
+        return rc;
+    const char *verb = args[0], *id = args[1];
     if (!verb || !strcmp(verb, "list")) {
         if (id)
             return pk_usage_error(cmd, "list takes no ID (did you mean 'batches show %s'?)", id);
@@ -130,34 +103,15 @@ int pk_cmd_batches(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 
 int pk_cmd_stats(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 {
-    enum { O_SINCE = 256 };
-    static const struct option opts[] = {
-        {"since", required_argument, NULL, O_SINCE},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     const char *since = NULL;
-    int c;
-    optind = 0;
-    while ((c = getopt_long(argc, argv, PK_OPTSTRING, opts, NULL)) != -1) {
-        switch (c) {
-        case 1:
-            return pk_usage_error(cmd, "unexpected argument '%s'", optarg);
-        case O_SINCE:
-            since = optarg;
-            break;
-        case 'h':
-            return pk_help(cmd);
-        default:
-            return pk_getopt_error(cmd, c, argv);
-        }
-    }
-    if (optind < argc)
-        return pk_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    const pk_opt opts[] = {PK_OPT_TEXT("since", &since), PK_OPT_END};
+    int rc = pk_parse(cmd, argc, argv, opts, NULL);
+    if (rc >= 0)
+        return rc;
 
     pkh_response stats = {0}, orders = {0};
     pkh_request req = {.method = "GET", .path = "/v1/stats"};
-    int rc = pk_call(ctx, &req, &stats);
+    rc = pk_call(ctx, &req, &stats);
     if (rc == PK_EXIT_OK) {
         const pkh_param query[] = {{"since", since}};
         req =

@@ -7,7 +7,6 @@
  */
 #include "perkctl.h"
 
-#include <getopt.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -77,47 +76,14 @@ static int order_outcome(const json_t *order)
 
 int pk_cmd_order(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 {
-    enum { O_SKU = 256, O_ID, O_QTY, O_ACCOUNT, O_WAIT };
-    static const struct option opts[] = {
-        {"sku", required_argument, NULL, O_SKU},
-        {"id", required_argument, NULL, O_ID},
-        {"qty", required_argument, NULL, O_QTY},
-        {"account", required_argument, NULL, O_ACCOUNT},
-        {"wait", required_argument, NULL, O_WAIT},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     const char *sku = NULL, *id = NULL, *qty = NULL, *account = NULL, *wait = NULL;
-    int c;
-
-    optind = 0;
-    while ((c = getopt_long(argc, argv, PK_OPTSTRING, opts, NULL)) != -1) {
-        switch (c) {
-        case 1:
-            return pk_usage_error(cmd, "unexpected argument '%s'", optarg);
-        case O_SKU:
-            sku = optarg;
-            break;
-        case O_ID:
-            id = optarg;
-            break;
-        case O_QTY:
-            qty = optarg;
-            break;
-        case O_ACCOUNT:
-            account = optarg;
-            break;
-        case O_WAIT:
-            wait = optarg;
-            break;
-        case 'h':
-            return pk_help(cmd);
-        default:
-            return pk_getopt_error(cmd, c, argv);
-        }
-    }
-    if (optind < argc)
-        return pk_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    const pk_opt opts[] = {
+        PK_OPT_TEXT("sku", &sku),         PK_OPT_TEXT("id", &id),     PK_OPT_TEXT("qty", &qty),
+        PK_OPT_TEXT("account", &account), PK_OPT_TEXT("wait", &wait), PK_OPT_END,
+    };
+    int rc = pk_parse(cmd, argc, argv, opts, NULL);
+    if (rc >= 0)
+        return rc;
     if (!sku || !*sku)
         return pk_usage_error(cmd, "--sku is required");
     if (!id || !*id)
@@ -147,7 +113,7 @@ int pk_cmd_order(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
         json_object_set_new(body, "account", json_string(account));
     if (body && wait)
         json_object_set_new(body, "wait", json_integer((json_int_t)wait_s));
-    int rc = pk_call_json(ctx, "POST", "/v1/orders", body, &resp);
+    rc = pk_call_json(ctx, "POST", "/v1/orders", body, &resp);
     if (ctx->json)
         pk_print_raw(&resp);
     if (rc == PK_EXIT_OK) {
@@ -166,56 +132,22 @@ int pk_cmd_order(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 
 int pk_cmd_orders(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 {
-    enum { O_AFTER = 256, O_LIMIT, O_STATE, O_CLIENT, O_SKU, O_SINCE };
-    static const struct option opts[] = {
-        {"after", required_argument, NULL, O_AFTER},
-        {"limit", required_argument, NULL, O_LIMIT},
-        {"state", required_argument, NULL, O_STATE},
-        {"client", required_argument, NULL, O_CLIENT},
-        {"sku", required_argument, NULL, O_SKU},
-        {"since", required_argument, NULL, O_SINCE},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     /* the filters go to the server as they are: it checks them and says what
      * is wrong (GET /v1/orders), one answer for every client */
     const char *after = NULL, *limit = NULL, *state = NULL, *client = NULL, *sku = NULL,
                *since = NULL;
-    int c, rc;
-
-    optind = 0;
-    while ((c = getopt_long(argc, argv, PK_OPTSTRING, opts, NULL)) != -1) {
-        switch (c) {
-        case 1:
-            return pk_usage_error(cmd, "unexpected argument '%s'", optarg);
-        case O_AFTER:
-            if ((rc = pk_opt_int(cmd, "--after", optarg, 0, INT64_MAX, "an order id", &after)))
-                return rc;
-            break;
-        case O_LIMIT:
-            if ((rc = pk_opt_int(cmd, "--limit", optarg, 1, INT32_MAX, "a number >= 1", &limit)))
-                return rc;
-            break;
-        case O_STATE:
-            state = optarg;
-            break;
-        case O_CLIENT:
-            client = optarg;
-            break;
-        case O_SKU:
-            sku = optarg;
-            break;
-        case O_SINCE:
-            since = optarg;
-            break;
-        case 'h':
-            return pk_help(cmd);
-        default:
-            return pk_getopt_error(cmd, c, argv);
-        }
-    }
-    if (optind < argc)
-        return pk_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    const pk_opt opts[] = {
+        PK_OPT_INT("after", &after, "an order id", 0, INT64_MAX),
+        PK_OPT_INT("limit", &limit, "a number >= 1", 1, INT32_MAX),
+        PK_OPT_TEXT("state", &state),
+        PK_OPT_TEXT("client", &client),
+        PK_OPT_TEXT("sku", &sku),
+        PK_OPT_TEXT("since", &since),
+        PK_OPT_END,
+    };
+    int rc = pk_parse(cmd, argc, argv, opts, NULL);
+    if (rc >= 0)
+        return rc;
 
     const pkh_param query[] = {{"after", after},   {"limit", limit}, {"state", state},
                                {"client", client}, {"sku", sku},     {"since", since}};
@@ -232,38 +164,16 @@ int pk_cmd_orders(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 
 int pk_cmd_order_get(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 {
-    enum { O_CLIENT_ORDER_ID = 256, O_CLIENT };
-    static const struct option opts[] = {
-        {"client-order-id", required_argument, NULL, O_CLIENT_ORDER_ID},
-        {"client", required_argument, NULL, O_CLIENT},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+    const char *id, *client_order_id = NULL, *client = NULL;
+    const pk_opt opts[] = {
+        PK_OPT_TEXT("client-order-id", &client_order_id),
+        PK_OPT_TEXT("client", &client),
+        PK_OPT_END,
     };
-    const char *id = NULL, *client_order_id = NULL, *client = NULL;
-    int c;
-
-    optind = 0;
-    while ((c = getopt_long(argc, argv, PK_OPTSTRING, opts, NULL)) != -1) {
-        switch (c) {
-        case 1:
-            if (id)
-                return pk_usage_error(cmd, "unexpected argument '%s': give one ID", optarg);
-            id = optarg;
-            break;
-        case O_CLIENT_ORDER_ID:
-            client_order_id = optarg;
-            break;
-        case O_CLIENT:
-            client = optarg;
-            break;
-        case 'h':
-            return pk_help(cmd);
-        default:
-            return pk_getopt_error(cmd, c, argv);
-        }
-    }
-    if (optind < argc)
-        return pk_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    int rc =
+        pk_parse(cmd, argc, argv, opts, &(pk_pos){&id, 1, "unexpected argument '%s': give one ID"});
+    if (rc >= 0)
+        return rc;
     if (!id == !client_order_id)
         return pk_usage_error(cmd, "give either an order ID or --client-order-id");
     if (client && !client_order_id)
@@ -281,7 +191,7 @@ int pk_cmd_order_get(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv
     const pkh_param query[] = {{"client_order_id", client_order_id}, {"client", client}};
     pkh_request req = {.method = "GET", .path = path, .query = query, .nquery = 2};
     pkh_response resp;
-    int rc = pk_call(ctx, &req, &resp);
+    rc = pk_call(ctx, &req, &resp);
     if (ctx->json)
         pk_print_raw(&resp);
     if (rc == PK_EXIT_OK && !ctx->json) {

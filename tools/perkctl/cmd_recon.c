@@ -6,7 +6,6 @@
 #include "perkctl.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -92,44 +91,17 @@ static void print_bad_lines(const json_t *answer)
 
 int pk_cmd_reconcile(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 {
-    enum { O_FROM = 256, O_TO, O_FETCH };
-    static const struct option opts[] = {
-        {"from", required_argument, NULL, O_FROM},
-        {"to", required_argument, NULL, O_TO},
-        {"fetch", no_argument, NULL, O_FETCH},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+    const char *pos[2], *from = NULL, *to = NULL;
+    int fetch = 0;
+    const pk_opt opts[] = {
+        PK_OPT_TEXT("from", &from),
+        PK_OPT_TEXT("to", &to),
+        PK_OPT_FLAG("fetch", &fetch),
+        PK_OPT_END,
     };
-    const char *pos[2] = {NULL, NULL}, *from = NULL, *to = NULL;
-    int c, npos = 0, fetch = 0;
-    optind = 0;
-    while ((c = getopt_long(argc, argv, PK_OPTSTRING, opts, NULL)) != -1) {
-        switch (c) {
-        case 1:
-            if (npos == 2)
-                return pk_usage_error(cmd, "unexpected argument '%s'", optarg);
-            pos[npos++] = optarg;
-            break;
-        case O_FROM:
-            from = optarg;
-            break;
-        case O_TO:
-            to = optarg;
-            break;
-        case O_FETCH:
-            fetch = 1;
-            break;
-        case 'h':
-            return pk_help(cmd);
-        default:
-            return pk_getopt_error(cmd, c, argv);
-        }
-    }
-    for (; optind < argc; optind++) {
-        if (npos == 2)
-            return pk_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-        pos[npos++] = argv[optind];
-    }
+    int rc = pk_parse(cmd, argc, argv, opts, &(pk_pos){pos, 2, NULL});
+    if (rc >= 0)
+        return rc;
     if (!pos[0])
         return pk_usage_error(cmd, "SUPPLIER is required");
     if (fetch && pos[1])
@@ -162,7 +134,7 @@ int pk_cmd_reconcile(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv
         req.content_type = "text/csv";
     }
     pkh_response resp;
-    int rc = pk_call(ctx, &req, &resp);
+    rc = pk_call(ctx, &req, &resp);
     if (f && f != stdin)
         fclose(f);
     if (ctx->json)

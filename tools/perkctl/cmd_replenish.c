@@ -2,7 +2,6 @@
  * cmd_replenish.c — perkctl replenishments (docs/perkctl.md): the purchases
  * auto-replenishment made, newest last (GET /v1/replenishments).
  */
-#include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -25,45 +24,17 @@ static const char *unit_cost(const json_t *d, char *buf, size_t n)
 
 int pk_cmd_replenishments(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 {
-    enum { O_SKU = 256, O_STATE, O_AFTER, O_LIMIT };
-    static const struct option opts[] = {
-        {"sku", required_argument, NULL, O_SKU},
-        {"state", required_argument, NULL, O_STATE},
-        {"after", required_argument, NULL, O_AFTER},
-        {"limit", required_argument, NULL, O_LIMIT},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     const char *sku = NULL, *state = NULL, *after = NULL, *limit = NULL;
-    int c, rc;
-    optind = 0;
-    while ((c = getopt_long(argc, argv, PK_OPTSTRING, opts, NULL)) != -1) {
-        switch (c) {
-        case O_SKU:
-            sku = optarg;
-            break;
-        case O_STATE:
-            state = optarg;
-            break;
-        case O_AFTER:
-            if ((rc = pk_opt_int(cmd, "--after", optarg, 0, INT64_MAX, "a replenishment id",
-                                 &after)))
-                return rc;
-            break;
-        case O_LIMIT:
-            if ((rc = pk_opt_int(cmd, "--limit", optarg, 1, 1000, "1 to 1000", &limit)))
-                return rc;
-            break;
-        case 1:
-            return pk_usage_error(cmd, "unexpected argument '%s'", optarg);
-        case 'h':
-            return pk_help(cmd);
-        default:
-            return pk_getopt_error(cmd, c, argv);
-        }
-    }
-    if (optind < argc)
-        return pk_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    const pk_opt opts[] = {
+        PK_OPT_TEXT("sku", &sku),
+        PK_OPT_TEXT("state", &state),
+        PK_OPT_INT("after", &after, "a replenishment id", 0, INT64_MAX),
+        PK_OPT_INT("limit", &limit, "1 to 1000", 1, 1000),
+        PK_OPT_END,
+    };
+    int rc = pk_parse(cmd, argc, argv, opts, NULL);
+    if (rc >= 0)
+        return rc;
     const pkh_param query[] = {{"sku", sku}, {"state", state}, {"after", after}, {"limit", limit}};
     pkh_request req = {.method = "GET", .path = "/v1/replenishments", .query = query, .nquery = 4};
     static const pk_column cols[] = {{"ID", "id", NULL},

@@ -3,7 +3,6 @@
  * review queue of held orders (GET /v1/reviews) and ops' release or block of
  * one (POST /v1/reviews/ID/release|block).
  */
-#include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -35,46 +34,17 @@ static int act(const pk_ctx *ctx, const pk_cmd *cmd, const char *action, const c
 
 int pk_cmd_reviews(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 {
-    enum { O_AFTER = 256, O_LIMIT, O_NOTE };
-    static const struct option opts[] = {
-        {"after", required_argument, NULL, O_AFTER},
-        {"limit", required_argument, NULL, O_LIMIT},
-        {"note", required_argument, NULL, O_NOTE},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+    const char *after = NULL, *limit = NULL, *note = NULL, *args[2];
+    const pk_opt opts[] = {
+        PK_OPT_INT("after", &after, "an order id", 0, INT64_MAX),
+        PK_OPT_INT("limit", &limit, "1 to 1000", 1, 1000),
+        PK_OPT_TEXT("note", &note),
+        PK_OPT_END,
     };
-    const char *after = NULL, *limit = NULL, *note = NULL, *action = NULL, *id = NULL;
-    int c, rc;
-    optind = 0;
-    while ((c = getopt_long(argc, argv, PK_OPTSTRING, opts, NULL)) != -1) {
-        switch (c) {
-        case O_AFTER:
-            if ((rc = pk_opt_int(cmd, "--after", optarg, 0, INT64_MAX, "an order id", &after)))
-                return rc;
-            break;
-        case O_LIMIT:
-            if ((rc = pk_opt_int(cmd, "--limit", optarg, 1, 1000, "1 to 1000", &limit)))
-                return rc;
-            break;
-        case O_NOTE:
-            note = optarg;
-            break;
-        case 1:
-            if (!action)
-                action = optarg;
-            else if (!id)
-                id = optarg;
-            else
-                return pk_usage_error(cmd, "unexpected argument '%s'", optarg);
-            break;
-        case 'h':
-            return pk_help(cmd);
-        default:
-            return pk_getopt_error(cmd, c, argv);
-        }
-    }
-    if (optind < argc)
-        return pk_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    int rc = pk_parse(cmd, argc, argv, opts, &(pk_pos){args, 2, NULL});
+    if (rc >= 0)
+        return rc;
+    const char *action = args[0], *id = args[1];
     if (action && strcmp(action, "release") && strcmp(action, "block"))
         return pk_usage_error(cmd, "expected release ID or block ID, or no argument to list");
     if (action)

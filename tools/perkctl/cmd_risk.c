@@ -9,7 +9,6 @@
  * A list value may be read from stdin ("-") so a phone number need not sit in
  * the shell's history or the process list; it is sent once and wiped.
  */
-#include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -189,52 +188,19 @@ static int id_ok(const char *id)
 
 int pk_cmd_risk(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 {
-    enum { O_VERSION = 256, O_LIST, O_TTL, O_NOTE };
-    static const struct option opts[] = {
-        {"version", required_argument, NULL, O_VERSION},
-        {"list", required_argument, NULL, O_LIST},
-        {"ttl", required_argument, NULL, O_TTL},
-        {"note", required_argument, NULL, O_NOTE},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *args[4] = {NULL, NULL, NULL, NULL}, *list = NULL, *note = NULL;
+    static const char *const lists[] = {"block", "allow", NULL};
+    const char *args[4], *list = NULL, *note = NULL;
     long long version = 0, ttl = 0;
-    size_t nargs = 0;
-    int c;
-    optind = 0;
-    while ((c = getopt_long(argc, argv, PK_OPTSTRING, opts, NULL)) != -1) {
-        switch (c) {
-        case O_VERSION:
-            if (pk_parse_int(optarg, 1, UINT32_MAX, &version) != 0)
-                return pk_usage_error(cmd, "--version: expected a rule version, got '%s'", optarg);
-            break;
-        case O_LIST:
-            if (strcmp(optarg, "block") && strcmp(optarg, "allow"))
-                return pk_usage_error(cmd, "--list: expected block or allow");
-            list = optarg;
-            break;
-        case O_TTL:
-            if (pk_parse_int(optarg, 1, 315360000, &ttl) != 0)
-                return pk_usage_error(cmd, "--ttl: expected seconds (1..315360000), got '%s'",
-                                      optarg);
-            break;
-        case O_NOTE:
-            note = optarg;
-            break;
-        case 1:
-            if (nargs == 4)
-                return pk_usage_error(cmd, "unexpected argument '%s'", optarg);
-            args[nargs++] = optarg;
-            break;
-        case 'h':
-            return pk_help(cmd);
-        default:
-            return pk_getopt_error(cmd, c, argv);
-        }
-    }
-    if (optind < argc)
-        return pk_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    const pk_opt opts[] = {
+        PK_OPT_NUM("version", &version, "a rule version", 1, UINT32_MAX),
+        PK_OPT_CHOICE("list", &list, lists),
+        PK_OPT_NUM("ttl", &ttl, "seconds (1..315360000)", 1, 315360000),
+        PK_OPT_TEXT("note", &note),
+        PK_OPT_END,
+    };
+    int rc = pk_parse(cmd, argc, argv, opts, &(pk_pos){args, 4, NULL});
+    if (rc >= 0)
+        return rc;
     const char *what = args[0];
     if (!what)
         return pk_usage_error(cmd, "expected rules, rule, versions, set, remove, lists, block, "
@@ -251,7 +217,7 @@ int pk_cmd_risk(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
         if (!strcmp(what, "rule") && !ctx->json) {
             /* one rule: its newest version, every member */
             pkh_response resp;
-            int rc = pk_call(ctx, &req, &resp);
+            rc = pk_call(ctx, &req, &resp);
             json_t *vs = json_object_get(resp.json, "versions");
             json_t *last = json_array_get(vs, json_array_size(vs) - 1);
             if (rc == PK_EXIT_OK && last) {

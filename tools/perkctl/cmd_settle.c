@@ -4,7 +4,6 @@
  * supplier; the daemon refuses an order that is not stuck (exit 1, its
  * message naming the order's state).
  */
-#include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -13,46 +12,18 @@
 
 int pk_cmd_settle(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 {
-    enum { O_OUTCOME = 256, O_NOTE, O_CHARGED, O_SUPPLIER_ORDER_ID };
-    static const struct option opts[] = {
-        {"outcome", required_argument, NULL, O_OUTCOME},
-        {"note", required_argument, NULL, O_NOTE},
-        {"charged", required_argument, NULL, O_CHARGED},
-        {"supplier-order-id", required_argument, NULL, O_SUPPLIER_ORDER_ID},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+    const char *id, *outcome = NULL, *note = NULL, *charged = NULL, *sorder = NULL;
+    const pk_opt opts[] = {
+        PK_OPT_TEXT("outcome", &outcome),
+        PK_OPT_TEXT("note", &note),
+        PK_OPT_TEXT("charged", &charged),
+        PK_OPT_TEXT("supplier-order-id", &sorder),
+        PK_OPT_END,
     };
-    const char *id = NULL, *outcome = NULL, *note = NULL, *charged = NULL, *sorder = NULL;
-    int c;
-
-    optind = 0;
-    while ((c = getopt_long(argc, argv, PK_OPTSTRING, opts, NULL)) != -1) {
-        switch (c) {
-        case 1:
-            if (id)
-                return pk_usage_error(cmd, "unexpected argument '%s': give one ORDER_ID", optarg);
-            id = optarg;
-            break;
-        case O_OUTCOME:
-            outcome = optarg;
-            break;
-        case O_NOTE:
-            note = optarg;
-            break;
-        case O_CHARGED:
-            charged = optarg;
-            break;
-        case O_SUPPLIER_ORDER_ID:
-            sorder = optarg;
-            break;
-        case 'h':
-            return pk_help(cmd);
-        default:
-            return pk_getopt_error(cmd, c, argv);
-        }
-    }
-    if (optind < argc)
-        return pk_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    int rc = pk_parse(cmd, argc, argv, opts,
+                      &(pk_pos){&id, 1, "unexpected argument '%s': give one ORDER_ID"});
+    if (rc >= 0)
+        return rc;
     long long order;
     if (!id)
         return pk_usage_error(cmd, "ORDER_ID is required");
@@ -71,7 +42,7 @@ int pk_cmd_settle(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
     char path[64];
     snprintf(path, sizeof path, "/v1/orders/%lld/settle", order);
     pkh_response resp;
-    int rc = pk_call_json(ctx, "POST", path, body, &resp);
+    rc = pk_call_json(ctx, "POST", path, body, &resp);
     if (ctx->json)
         pk_print_raw(&resp);
     if (rc != PK_EXIT_OK || ctx->json) {

@@ -3,7 +3,6 @@
  * (POST /v1/suppliers/ID/sync), and `perkctl pin SKU listed|delisted|none`
  * (POST /v1/products/SKU/pin). Both need an ops token.
  */
-#include <getopt.h>
 #include <string.h>
 
 #include "perkctl.h"
@@ -20,33 +19,12 @@ enum { O_WHAT = 256 };
 
 int pk_cmd_sync(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"what", required_argument, NULL, O_WHAT},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *id = NULL, *what = "all";
-    int c;
-    optind = 0;
-    while ((c = getopt_long(argc, argv, PK_OPTSTRING, opts, NULL)) != -1) {
-        switch (c) {
-        case 1:
-            if (id)
-                return pk_usage_error(cmd, "unexpected argument '%s': give one supplier ID",
-                                      optarg);
-            id = optarg;
-            break;
-        case O_WHAT:
-            what = optarg;
-            break;
-        case 'h':
-            return pk_help(cmd);
-        default:
-            return pk_getopt_error(cmd, c, argv);
-        }
-    }
-    if (optind < argc)
-        return pk_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    const char *id, *what = "all";
+    const pk_opt opts[] = {PK_OPT_TEXT("what", &what), PK_OPT_END};
+    int rc = pk_parse(cmd, argc, argv, opts,
+                      &(pk_pos){&id, 1, "unexpected argument '%s': give one supplier ID"});
+    if (rc >= 0)
+        return rc;
     if (!ident_ok(id))
         return pk_usage_error(cmd, "a supplier ID is required (letters, digits, _ . : -)");
     if (strcmp(what, "catalog") && strcmp(what, "stock") && strcmp(what, "all"))
@@ -54,7 +32,7 @@ int pk_cmd_sync(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
     char path[128];
     snprintf(path, sizeof path, "/v1/suppliers/%s/sync", id);
     pkh_response resp;
-    int rc = pk_call_json(ctx, "POST", path, json_pack("{s:s}", "what", what), &resp);
+    rc = pk_call_json(ctx, "POST", path, json_pack("{s:s}", "what", what), &resp);
     if (ctx->json)
         pk_print_raw(&resp);
     if (rc == PK_EXIT_OK && !ctx->json) {

@@ -5,7 +5,6 @@
  * things ops do about a failing one: replay deliveries, enable it again after
  * a 410 (POST /v1/webhooks/ID/replay, /enable).
  */
-#include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -70,64 +69,22 @@ static int id_ok(const char *id)
 
 int pk_cmd_webhooks(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 {
-    enum { O_STATE = 256, O_AFTER, O_LIMIT, O_DELIVERY, O_FROM, O_TO };
-    static const struct option opts[] = {
-        {"state", required_argument, NULL, O_STATE},
-        {"after", required_argument, NULL, O_AFTER},
-        {"limit", required_argument, NULL, O_LIMIT},
-        {"delivery", required_argument, NULL, O_DELIVERY},
-        {"from", required_argument, NULL, O_FROM},
-        {"to", required_argument, NULL, O_TO},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+    static const char *const states[] = {"pending", "dead", "delivered", NULL};
+    const char *args[2], *state = NULL, *after = NULL, *limit = NULL, *delivery = NULL;
+    long long from = -1, to = -1;
+    const pk_opt opts[] = {
+        PK_OPT_CHOICE("state", &state, states),
+        PK_OPT_INT("after", &after, "a sequence number", 0, INT64_MAX),
+        PK_OPT_INT("limit", &limit, "1 to 1000", 1, 1000),
+        PK_OPT_TEXT("delivery", &delivery),
+        PK_OPT_NUM("from", &from, "an event sequence number", 1, INT64_MAX),
+        PK_OPT_NUM("to", &to, "an event sequence number", 1, INT64_MAX),
+        PK_OPT_END,
     };
-    const char *action = NULL, *id = NULL, *state = NULL, *after = NULL, *limit = NULL;
-    const char *delivery = NULL;
-    long long from = -1, to = -1, v;
-    int c, rc;
-    optind = 0;
-    while ((c = getopt_long(argc, argv, PK_OPTSTRING, opts, NULL)) != -1) {
-        switch (c) {
-        case 1:
-            if (!action)
-                action = optarg;
-            else if (!id)
-                id = optarg;
-            else
-                return pk_usage_error(cmd, "unexpected argument '%s'", optarg);
-            break;
-        case O_STATE:
-            if (strcmp(optarg, "pending") && strcmp(optarg, "dead") && strcmp(optarg, "delivered"))
-                return pk_usage_error(cmd, "--state: expected pending, dead or delivered");
-            state = optarg;
-            break;
-        case O_AFTER:
-            if ((rc =
-                     pk_opt_int(cmd, "--after", optarg, 0, INT64_MAX, "a sequence number", &after)))
-                return rc;
-            break;
-        case O_LIMIT:
-            if ((rc = pk_opt_int(cmd, "--limit", optarg, 1, 1000, "1 to 1000", &limit)))
-                return rc;
-            break;
-        case O_DELIVERY:
-            delivery = optarg;
-            break;
-        case O_FROM:
-        case O_TO:
-            if (pk_parse_int(optarg, 1, INT64_MAX, &v) != 0)
-                return pk_usage_error(cmd, "--%s: expected an event sequence number",
-                                      c == O_FROM ? "from" : "to");
-            *(c == O_FROM ? &from : &to) = v;
-            break;
-        case 'h':
-            return pk_help(cmd);
-        default:
-            return pk_getopt_error(cmd, c, argv);
-        }
-    }
-    if (optind < argc)
-        return pk_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    int rc = pk_parse(cmd, argc, argv, opts, &(pk_pos){args, 2, NULL});
+    if (rc >= 0)
+        return rc;
+    const char *action = args[0], *id = args[1];
     if (!action || !strcmp(action, "status")) {
         if (id)
             return pk_usage_error(cmd, "status takes no endpoint id");

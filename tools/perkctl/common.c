@@ -67,16 +67,6 @@ int pk_getopt_error(const pk_cmd *cmd, int c, char **argv)
     return pk_usage_error(cmd, "unknown option %s", name);
 }
 
-int pk_opt_int(const pk_cmd *cmd, const char *opt, const char *arg, long long min, long long max,
-               const char *what, const char **out)
-{
-    long long v;
-    if (pk_parse_int(arg, min, max, &v) != 0)
-        return pk_usage_error(cmd, "%s: expected %s, got '%s'", opt, what, arg);
-    *out = arg;
-    return 0;
-}
-
 int pk_parse_int(const char *s, long long min, long long max, long long *out)
 {
     if (!s || !isdigit((unsigned char)s[0]))
@@ -533,31 +523,101 @@ int pk_list(const pk_ctx *ctx, const pkh_request *req, const char *list_key, con
     return rc;
 }
 
-int pk_args(const pk_cmd *cmd, int argc, char **argv, const char **args, size_t max)
+/* "a, b or c" of a choice list, into buf. */
+static const char *choice_text(const char *const *choices, char *buf, size_t len)
 {
-    static const struct option opts[] = {
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    size_t n = 0;
-    int c;
-    for (size_t i = 0; i < max; i++)
-        args[i] = NULL;
-    optind = 0;
-    while ((c = getopt_long(argc, argv, PK_OPTSTRING, opts, NULL)) != -1) {
-        switch (c) {
-        case 1:
-            if (n == max)
-                return pk_usage_error(cmd, "unexpected argument '%s'", optarg);
-            args[n++] = optarg;
+    size_t n = 0, at = 0;
+    while (choices[n])
+        n++;
+    buf[0] = '\0';
+    for (size_t i = 0; i < n && at < len; i++) {
+        const char *sep = i == 0 ? "" : i + 1 == n ? " or " : ", ";
+        int w = snprintf(buf + at, len - at, "%s%s", sep, choices[i]);
+        if (w < 0)
             break;
-        case 'h':
+        at += (size_t)w;
+    }
+    return buf;
+}
+
+/* Checks and stores one option's value. 0, or the usage error's status. */
+static int opt_take(const pk_cmd *cmd, const pk_opt *o, const char *arg)
+{
+    if (!o->value && !o->num) {
+        *o->flag = 1;
+        return 0;
+    }
+    long long v;
+    if (o->expect && pk_parse_int(arg, o->min, o->max, &v) != 0)
+        return pk_usage_error(cmd, "--%s: expected %s, got '%s'", o->name, o->expect, arg);
+    if (o->num) {
+        *o->num = v;
+        return 0;
+    }
+    if (o->choices) {
+        size_t i = 0;
+        while (o->choices[i] && strcmp(o->choices[i], arg) != 0)
+            i++;
+        if (!o->choices[i]) {
+            char text[256];
+            return pk_usage_error(cmd, "--%s: expected %s, got '%s'", o->name,
+                                  choice_text(o->choices, text, sizeof text), arg);
+        }
+    }
+    *o->value = arg;
+    return 0;
+}
+
+/* The getopt_long option string of every subcommand: '-' returns positional
+ * arguments in order as option 1 (so `import FILE --sku X` and `import --sku X
+ * FILE` both work, whatever POSIXLY_CORRECT says); ':' makes a missing value
+ * come back as ':' so pk_getopt_error() can name the option. */
+#define PK_OPTSTRING "-:h"
+#define PK_OPTS_MAX  24 /* options of one command, --help included */
+
+int pk_parse(const pk_cmd *cmd, int argc, char **argv, const pk_opt *opts, const pk_pos *pos)
+{
+    struct option lo[PK_OPTS_MAX + 1];
+    size_t n = 0;
+    for (; opts && opts[n].name; n++) {
+        assert(n + 1 < PK_OPTS_MAX);
+        assert(opts[n].value || opts[n].flag || (opts[n].num && opts[n].expect));
+        int has_value = opts[n].value || opts[n].num;
+        /* getopt_long returns 256 + the option's index in the table */
+        lo[n] = (struct option){opts[n].name, has_value ? required_argument : no_argument, NULL,
+                                256 + (int)n};
+    }
+    lo[n++] = (struct option){"help", no_argument, NULL, 'h'};
+    lo[n] = (struct option){NULL, 0, NULL, 0};
+    size_t npos = 0, max = pos ? pos->max : 0;
+    for (size_t i = 0; i < max; i++)
+        pos->args[i] = NULL;
+    const char *extra = pos && pos->extra ? pos->extra : "unexpected argument '%s'";
+    int c, rc;
+    optind = 0;
+    while ((c = getopt_long(argc, argv, PK_OPTSTRING, lo, NULL)) != -1) {
+        if (c >= 256) {
+            if ((rc = opt_take(cmd, &opts[c - 256], optarg)))
+                return rc;
+        } else if (c == 1) {
+            if (npos == max)
+                return pk_usage_error(cmd, extra, optarg);
+            pos->args[npos++] = optarg;
+        } else if (c == 'h') {
             return pk_help(cmd);
-        default:
+        } else {
             return pk_getopt_error(cmd, c, argv);
         }
     }
-    if (optind < argc)
-        return pk_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    for (; optind < argc; optind++) { /* after "--": positional, whatever they look like */
+        if (npos == max)
+            return pk_usage_error(cmd, extra, argv[optind]);
+        pos->args[npos++] = argv[optind];
+    }
     return -1;
+}
+
+int pk_args(const pk_cmd *cmd, int argc, char **argv, const char **args, size_t max)
+{
+    return pk_parse(cmd, argc, argv, NULL, &(pk_pos){args, max, NULL});
 }

@@ -95,19 +95,70 @@ pk_cmd_fn pk_cmd_replenishments; /* cmd_replenish.c */
 
 /* ---- option parsing (common.c) ------------------------------------------- */
 
-/* The getopt_long option string every subcommand uses: '-' returns
- * positional arguments in order as option 1 (so `import FILE --sku X` and
- * `import --sku X FILE` both work, whatever POSIXLY_CORRECT says); ':' makes
- * a missing value come back as ':' so pk_getopt_error() can name the option. */
-#define PK_OPTSTRING "-:h"
-
-/* Prints cmd->usage to stdout; returns PK_EXIT_OK (for `case 'h': return ...`). */
+/* Prints cmd->usage to stdout; returns PK_EXIT_OK. */
 int pk_help(const pk_cmd *cmd);
 
-/* The arguments of a command whose only option is --help: up to max positional
- * arguments into args[0..max) (the others NULL). -1 when the command goes on,
- * else the exit status it ends with (--help printed, or a usage error naming
- * the unexpected argument or option). */
+/* One option of a command, declared in its table for pk_parse: `--NAME VALUE`
+ * (the value, checked as below, into *value or, a whole number, into *num; the
+ * last one given wins) or, with neither, a flag (*flag = 1). A table ends with
+ * a NULL name. */
+typedef struct pk_opt {
+    const char *name;           /* without the dashes: "after" */
+    const char **value;         /* where its text goes */
+    long long *num;             /* where its number goes (expect set) */
+    int *flag;                  /* a flag's 1 (value and num NULL) */
+    const char *expect;         /* non-NULL: the value is a whole number in [min, max] and this */
+    long long min, max;         /*   says what it stands for in the error ("an order id") */
+    const char *const *choices; /* non-NULL (NULL-terminated): the value is one of them */
+} pk_opt;
+
+/* A table's rows: text, a whole number in [lo, hi] (what: "an order id") kept
+ * as text or as a number, one of a NULL-terminated list, a flag; and its end. */
+#define PK_OPT_TEXT(n, v)                                                                          \
+    {                                                                                              \
+        .name = (n), .value = (v)                                                                  \
+    }
+#define PK_OPT_INT(n, v, what, lo, hi)                                                             \
+    {                                                                                              \
+        .name = (n), .value = (v), .expect = (what), .min = (lo), .max = (hi)                      \
+    }
+#define PK_OPT_NUM(n, v, what, lo, hi)                                                             \
+    {                                                                                              \
+        .name = (n), .num = (v), .expect = (what), .min = (lo), .max = (hi)                        \
+    }
+#define PK_OPT_CHOICE(n, v, list)                                                                  \
+    {                                                                                              \
+        .name = (n), .value = (v), .choices = (list)                                               \
+    }
+#define PK_OPT_FLAG(n, f)                                                                          \
+    {                                                                                              \
+        .name = (n), .flag = (f)                                                                   \
+    }
+#define PK_OPT_END                                                                                 \
+    {                                                                                              \
+        .name = NULL                                                                               \
+    }
+
+/* Where pk_parse puts positional arguments: the first max in order into
+ * args[0..max) (the others NULL); one more is a usage error, `extra` its
+ * message (a format with one %s for the argument; NULL: "unexpected argument
+ * '%s'"). */
+typedef struct pk_pos {
+    const char **args;
+    size_t max;
+    const char *extra;
+} pk_pos;
+
+/* Parses a command's argv (argv[0] its name) by its option table (NULL: only
+ * --help) and pos (NULL: no positional argument). -1 when the command goes on,
+ * else the exit status it ends with: --help printed, or a usage error that
+ * names the option (unknown, without its value, or with a value that is not
+ * what it expects: "--limit: expected 1 to 1000, got '0'") or the unexpected
+ * argument. Never echoes an unknown option's value. */
+int pk_parse(const pk_cmd *cmd, int argc, char **argv, const pk_opt *opts, const pk_pos *pos);
+
+/* The arguments of a command whose only option is --help: pk_parse with no
+ * option table and up to max positional arguments into args[0..max). */
 int pk_args(const pk_cmd *cmd, int argc, char **argv, const char **args, size_t max);
 
 /* Prints "perkctl CMD: <message>" and a pointer to --help on stderr;
@@ -122,12 +173,6 @@ int pk_getopt_error(const pk_cmd *cmd, int c, char **argv);
 /* Parses a whole decimal integer in [min, max] into *out. Returns 0, or -1
  * (empty, trailing junk, out of range). */
 int pk_parse_int(const char *s, long long min, long long max, long long *out);
-
-/* An option's value that must be a whole number in [min, max] (--after, --limit):
- * 0 with *out = arg, or pk_usage_error's exit code, its message naming the option
- * and `what` it expected ("--after: expected an order id, got 'x'"). */
-int pk_opt_int(const pk_cmd *cmd, const char *opt, const char *arg, long long min, long long max,
-               const char *what, const char **out);
 
 /* True when s is an amount as the API writes money: digits, optionally '.'
  * and one or two more ("19.80", "30", "0.5"), at most 13 integer digits. */
