@@ -43,32 +43,10 @@ HTTP_THREADS=${AC_HTTP_THREADS:-1}
 CODES=${AC_CODES:-1000000}
 WARMUP=${AC_WARMUP:-3}
 LIMIT=${AC_LIMIT_US:-1.0}
-SKU=bench.card
-MALL_TOKEN=bench-mall-token
-OPS_TOKEN=bench-ops-token
-
-fail() { echo "alerts_cpu: FAIL: $*" >&2; exit 1; }
-note() { echo "alerts_cpu: $*" >&2; }
-
-[ -x "$BUILD/perkhubd" ] || fail "$BUILD/perkhubd not found"
-"$SRC/tools/deps.sh" wrk jq bc
-
-TMP=$(mktemp -d /tmp/perkhub-alertscpu-XXXXXX)
-declare -A PID URL
-cleanup() {
-    local p
-    for p in "${PID[@]}"; do
-        if kill -0 "$p" 2>/dev/null; then
-            kill -KILL "$p" 2>/dev/null || true
-            wait "$p" 2>/dev/null || true
-        fi
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 . "$SRC/bench/lib.sh"
+bench_setup alerts_cpu
+[ -x "$BUILD/perkhubd" ] || fail "$BUILD/perkhubd not found"
 
 # ---- the rules: one function per kind, its YAML keys for one product (indented four) ----
 rule_low_stock() { printf '    low_stock: {below: 10, margin: 5}\n    min_validity_days: 1\n'; }

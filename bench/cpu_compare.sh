@@ -49,14 +49,9 @@ WARMUP=${CMP_WARMUP:-3}
 LOOKUPS=${CMP_LOOKUPS:-1}
 LIMIT=${CMP_LIMIT:-1.10}
 PERF_DIR=${CMP_PERF_DIR:-}
-SKU=bench.card
-MALL_TOKEN=bench-mall-token
-OPS_TOKEN=bench-ops-token
-HZ=$(getconf CLK_TCK)
 
-fail() { echo "cpu_compare: FAIL: $*" >&2; exit 1; }
-note() { echo "cpu_compare: $*" >&2; }
-
+. "$SRC/bench/lib.sh"
+bench_setup cpu_compare
 for b in "$OLD" "$NEW"; do [ -x "$b/perkhubd" ] || fail "$b/perkhubd not found"; done
 if [ -n "$PERF_DIR" ]; then
     command -v perf >/dev/null || fail "CMP_PERF_DIR is set but perf is not installed"
@@ -64,26 +59,7 @@ if [ -n "$PERF_DIR" ]; then
     rm -f "$PERF_DIR"/{old,new}.perf.data*
     PERF_DIR=$(cd "$PERF_DIR" && pwd)
 fi
-"$SRC/tools/deps.sh" wrk jq bc
-
-TMP=$(mktemp -d /tmp/perkhub-cpucmp-XXXXXX)
-declare -A PID URL BUILD
-cleanup() {
-    local p
-    for p in "${PID[@]}"; do
-        if kill -0 "$p" 2>/dev/null; then
-            kill -KILL "$p" 2>/dev/null || true
-            wait "$p" 2>/dev/null || true
-        fi
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-BUILD[old]=$OLD
-BUILD[new]=$NEW
-
-. "$SRC/bench/lib.sh"
+declare -A BUILD=([old]=$OLD [new]=$NEW)
 # The configuration of bench/run.sh (without its bulk-order limit): bench/lib.sh.
 start_daemon() { # label
     bench_start "${BUILD[$1]}" "$TMP/$1"

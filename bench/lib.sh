@@ -2,9 +2,45 @@
 # configuration and one way to start it (bench/run.sh, bench/cpu_compare.sh).
 # Sourced, not run. The caller sets SKU, MALL_TOKEN and OPS_TOKEN (and may set
 # OTHER_TOKEN: a second fulfil+support client, `other`) and defines fail MESSAGE
-# (which exits).
+# (which exits) — or calls bench_setup, which does all of that.
 
 bench_sha() { printf %s "$1" | sha256sum | cut -c1-64; }
+
+# bench_setup NAME [TOOL...]: the frame of a script that starts daemons of its own. Defines
+# fail MESSAGE (exits 1) and note MESSAGE, both on stderr and prefixed with NAME; sets SKU,
+# MALL_TOKEN, OPS_TOKEN and HZ unless the caller did; installs TOOL... (tools/deps.sh: wrk, jq,
+# bc by default); makes the temp dir TMP; declares the maps PID (label -> daemon pid) and URL;
+# and, on exit whatever happens, kills every pid in PID and in BENCH_MORE_PIDS (a space-separated
+# list the script may extend: a sink, a simulator) and removes TMP. INT and TERM exit 130.
+bench_setup() {
+    BENCH_NAME=$1
+    shift
+    fail() { echo "$BENCH_NAME: FAIL: $*" >&2; exit 1; }
+    note() { echo "$BENCH_NAME: $*" >&2; }
+    SKU=${SKU:-bench.card}
+    MALL_TOKEN=${MALL_TOKEN:-bench-mall-token}
+    OPS_TOKEN=${OPS_TOKEN:-bench-ops-token}
+    HZ=$(getconf CLK_TCK)
+    [ $# -gt 0 ] || set -- wrk jq bc
+    "$SRC/tools/deps.sh" "$@"
+    TMP=$(mktemp -d "/tmp/perkhub-$BENCH_NAME-XXXXXX")
+    declare -gA PID URL
+    BENCH_MORE_PIDS=
+    trap bench_cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+
+# What bench_setup's EXIT trap runs: every daemon killed and reaped, TMP removed.
+bench_cleanup() {
+    local p
+    for p in "${PID[@]}" $BENCH_MORE_PIDS; do
+        if kill -0 "$p" 2>/dev/null; then
+            kill -KILL "$p" 2>/dev/null || true
+            wait "$p" 2>/dev/null || true
+        fi
+    done
+    rm -rf "$TMP"
+}
 
 # bench_start BUILD DIR [EXTRA_YAML]: writes DIR/perkhub.yaml (loopback, an
 # ephemeral port, durable defaults, the manual supplier, one card SKU; EXTRA_YAML

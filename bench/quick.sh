@@ -31,31 +31,12 @@ UPDATE=${BQ_UPDATE:-0}
 BASELINE=${BQ_BASELINE:-$SRC/bench/baseline.json}
 RECHARGE=${BQ_RECHARGE:-1}
 OUT=$SRC/bench/results/quick.json
-SKU=bench.card
-MALL_TOKEN=bench-mall-token
-OPS_TOKEN=bench-ops-token
-HZ=$(getconf CLK_TCK)
-
-fail() { echo "bench-quick: FAIL: $*" >&2; exit 1; }
-note() { echo "bench-quick: $*" >&2; }
-
-[ -x "$BUILD/perkhubd" ] || fail "$BUILD/perkhubd not found (make build first)"
-"$SRC/tools/deps.sh" wrk jq bc
-T0=$(date +%s)
-
-TMP=$(mktemp -d /tmp/perkhub-quick-XXXXXX)
-declare -A PID URL
-cleanup() {
-    local p
-    for p in "${PID[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-mkdir -p "$SRC/bench/results"
 
 . "$SRC/bench/lib.sh"
+bench_setup bench-quick
+[ -x "$BUILD/perkhubd" ] || fail "$BUILD/perkhubd not found (make build first)"
+T0=$(date +%s)
+mkdir -p "$SRC/bench/results"
 
 # ---- the order path: one daemon, BQ_ROUNDS runs, the median ----------------------------------
 bench_start "$BUILD" "$TMP/order"

@@ -34,33 +34,10 @@ WARMUP=${RC_WARMUP:-3}
 END_USERS=${RC_END_USERS:-100000}
 LIMIT=${RC_LIMIT_US:-2.0}
 RATIO=${RC_RATIO:-0.95}
-SKU=bench.card
-MALL_TOKEN=bench-mall-token
-OPS_TOKEN=bench-ops-token
-HZ=$(getconf CLK_TCK)
-
-fail() { echo "risk_cpu: FAIL: $*" >&2; exit 1; }
-note() { echo "risk_cpu: $*" >&2; }
-
-[ -x "$BUILD/perkhubd" ] || fail "$BUILD/perkhubd not found"
-"$SRC/tools/deps.sh" wrk jq bc
-
-TMP=$(mktemp -d /tmp/perkhub-riskcpu-XXXXXX)
-declare -A PID URL
-cleanup() {
-    local p
-    for p in "${PID[@]}"; do
-        if kill -0 "$p" 2>/dev/null; then
-            kill -KILL "$p" 2>/dev/null || true
-            wait "$p" 2>/dev/null || true
-        fi
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 . "$SRC/bench/lib.sh"
+bench_setup risk_cpu
+[ -x "$BUILD/perkhubd" ] || fail "$BUILD/perkhubd not found"
 export BENCH_END_USERS=$END_USERS
 
 # The 20 rules: "id variable scope measure limit action mode" (scope "-": any order).

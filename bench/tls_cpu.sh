@@ -34,33 +34,10 @@ THREADS=${TC_THREADS:-2}
 CODES=${TC_CODES:-1000000}
 WARMUP=${TC_WARMUP:-3}
 LIMIT=${TC_LIMIT:-1.30}
-SKU=bench.card
-MALL_TOKEN=bench-mall-token
-OPS_TOKEN=bench-ops-token
-HZ=$(getconf CLK_TCK)
-
-fail() { echo "tls_cpu: FAIL: $*" >&2; exit 1; }
-note() { echo "tls_cpu: $*" >&2; }
-
-[ -x "$BUILD/perkhubd" ] || fail "$BUILD/perkhubd not found"
-"$SRC/tools/deps.sh" wrk jq bc openssl
-
-TMP=$(mktemp -d /tmp/perkhub-tlscpu-XXXXXX)
-declare -A PID URL
-cleanup() {
-    local p
-    for p in "${PID[@]}"; do
-        if kill -0 "$p" 2>/dev/null; then
-            kill -KILL "$p" 2>/dev/null || true
-            wait "$p" 2>/dev/null || true
-        fi
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 . "$SRC/bench/lib.sh"
+bench_setup tls_cpu wrk jq bc openssl
+[ -x "$BUILD/perkhubd" ] || fail "$BUILD/perkhubd not found"
 
 # The certificates, as docs/operations.md makes them.
 mkdir -p "$TMP/tls"

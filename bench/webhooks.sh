@@ -42,39 +42,16 @@ THREADS=${WH_THREADS:-2}
 LIMIT=${WH_LIMIT:-0.90}
 WAIT_S=${WH_WAIT_S:-120}
 CODES=$((DURATION * 30000 * (ROUNDS + 1) + 20000)) # above this machine's order rate (5,000 to 22,000 orders/s seen)
-SKU=bench.card
-MALL_TOKEN=bench-mall-token
-OPS_TOKEN=bench-ops-token
-HZ=$(getconf CLK_TCK)
-
-fail() { echo "webhooks: FAIL: $*" >&2; exit 1; }
-note() { echo "webhooks: $*" >&2; }
-
-[ -x "$BUILD/perkhubd" ] || fail "$BUILD/perkhubd not found"
-"$SRC/tools/deps.sh" wrk jq bc openssl
-
-TMP=$(mktemp -d /tmp/perkhub-webhooks-XXXXXX)
-declare -A PID URL
-SINK_PID=
-cleanup() {
-    local p
-    for p in "${PID[@]}" $SINK_PID; do
-        if kill -0 "$p" 2>/dev/null; then
-            kill -KILL "$p" 2>/dev/null || true
-            wait "$p" 2>/dev/null || true
-        fi
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 . "$SRC/bench/lib.sh"
+bench_setup webhooks wrk jq bc openssl
+[ -x "$BUILD/perkhubd" ] || fail "$BUILD/perkhubd not found"
 
 cc -O2 -o "$TMP/sink" "$SRC/bench/webhook_sink.c" -lmicrohttpd -lpthread ||
     fail "cannot build bench/webhook_sink.c (libmicrohttpd-dev)"
 "$TMP/sink" "$TMP/sink.port" >"$TMP/deliveries.txt" 2>"$TMP/sink.log" &
 SINK_PID=$!
+BENCH_MORE_PIDS="$BENCH_MORE_PIDS $SINK_PID"
 for _ in $(seq 100); do [ -s "$TMP/sink.port" ] && break; sleep 0.05; done
 [ -s "$TMP/sink.port" ] || fail "the sink wrote no port"
 SINK_PORT=$(cat "$TMP/sink.port")
