@@ -33,8 +33,7 @@ int pk_cmd_alerts(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
     const char *state = "open", *after = NULL, *limit = NULL, *note = NULL, *args[2];
     const pk_opt opts[] = {
         PK_OPT_CHOICE("state", &state, states),
-        PK_OPT_INT("after", &after, "an alert id", 0, INT64_MAX),
-        PK_OPT_INT("limit", &limit, "1 to 1000", 1, 1000),
+        PK_OPT_PAGE(&after, &limit, "an alert id"),
         PK_OPT_TEXT("note", &note),
         PK_OPT_END,
     };

@@ -71,8 +71,7 @@ int pk_cmd_grants(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
     static const char *const states[] = {"active", "claimed", "expired", NULL};
     const char *after = NULL, *limit = NULL, *state = NULL, *client = NULL, *args[3];
     const pk_opt opts[] = {
-        PK_OPT_INT("after", &after, "a grant id", 0, INT64_MAX),
-        PK_OPT_INT("limit", &limit, "1 to 1000", 1, 1000),
+        PK_OPT_PAGE(&after, &limit, "a grant id"),
         PK_OPT_CHOICE("state", &state, states),
         PK_OPT_TEXT("client", &client),
         PK_OPT_END,

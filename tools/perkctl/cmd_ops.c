@@ -77,8 +77,7 @@ int pk_cmd_batches(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 {
     const char *after = NULL, *limit = NULL, *args[2];
     const pk_opt opts[] = {
-        PK_OPT_INT("after", &after, "a batch id", 0, INT64_MAX),
-        PK_OPT_INT("limit", &limit, "1 to 1000", 1, 1000),
+        PK_OPT_PAGE(&after, &limit, "a batch id"),
         PK_OPT_END,
     };
     int rc = pk_parse(cmd, argc, argv, opts, &(pk_pos){args, 2, NULL});

@@ -28,8 +28,7 @@ int pk_cmd_replenishments(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char *
     const pk_opt opts[] = {
         PK_OPT_TEXT("sku", &sku),
         PK_OPT_TEXT("state", &state),
-        PK_OPT_INT("after", &after, "a replenishment id", 0, INT64_MAX),
-        PK_OPT_INT("limit", &limit, "1 to 1000", 1, 1000),
+        PK_OPT_PAGE(&after, &limit, "a replenishment id"),
         PK_OPT_END,
     };
     int rc = pk_parse(cmd, argc, argv, opts, NULL);

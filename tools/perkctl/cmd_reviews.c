@@ -36,8 +36,7 @@ int pk_cmd_reviews(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 {
     const char *after = NULL, *limit = NULL, *note = NULL, *args[2];
     const pk_opt opts[] = {
-        PK_OPT_INT("after", &after, "an order id", 0, INT64_MAX),
-        PK_OPT_INT("limit", &limit, "1 to 1000", 1, 1000),
+        PK_OPT_PAGE(&after, &limit, "an order id"),
         PK_OPT_TEXT("note", &note),
         PK_OPT_END,
     };

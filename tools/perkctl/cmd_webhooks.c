@@ -74,8 +74,7 @@ int pk_cmd_webhooks(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
     long long from = -1, to = -1;
     const pk_opt opts[] = {
         PK_OPT_CHOICE("state", &state, states),
-        PK_OPT_INT("after", &after, "a sequence number", 0, INT64_MAX),
-        PK_OPT_INT("limit", &limit, "1 to 1000", 1, 1000),
+        PK_OPT_PAGE(&after, &limit, "a sequence number"),
         PK_OPT_TEXT("delivery", &delivery),
         PK_OPT_NUM("from", &from, "an event sequence number", 1, INT64_MAX),
         PK_OPT_NUM("to", &to, "an event sequence number", 1, INT64_MAX),

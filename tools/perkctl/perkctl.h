@@ -19,6 +19,7 @@
 #define PK_PERKCTL_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include <jansson.h>
@@ -113,31 +114,19 @@ typedef struct pk_opt {
 } pk_opt;
 
 /* A table's rows: text, a whole number in [lo, hi] (what: "an order id") kept
- * as text or as a number, one of a NULL-terminated list, a flag; and its end. */
-#define PK_OPT_TEXT(n, v)                                                                          \
-    {                                                                                              \
-        .name = (n), .value = (v)                                                                  \
-    }
-#define PK_OPT_INT(n, v, what, lo, hi)                                                             \
-    {                                                                                              \
-        .name = (n), .value = (v), .expect = (what), .min = (lo), .max = (hi)                      \
-    }
-#define PK_OPT_NUM(n, v, what, lo, hi)                                                             \
-    {                                                                                              \
-        .name = (n), .num = (v), .expect = (what), .min = (lo), .max = (hi)                        \
-    }
-#define PK_OPT_CHOICE(n, v, list)                                                                  \
-    {                                                                                              \
-        .name = (n), .value = (v), .choices = (list)                                               \
-    }
-#define PK_OPT_FLAG(n, f)                                                                          \
-    {                                                                                              \
-        .name = (n), .flag = (f)                                                                   \
-    }
-#define PK_OPT_END                                                                                 \
-    {                                                                                              \
-        .name = NULL                                                                               \
-    }
+ * as text or as a number, one of a NULL-terminated list, a flag; the two rows
+ * of a paged list (--after: an id, what it names; --limit: 1 to 1000, the
+ * API's page limit; both kept as text for the query); and the table's end. */
+// clang-format off
+#define PK_OPT_TEXT(n, v)              {.name = (n), .value = (v)}
+#define PK_OPT_INT(n, v, what, lo, hi) {.name = (n), .value = (v), .expect = (what), .min = (lo), .max = (hi)}
+#define PK_OPT_NUM(n, v, what, lo, hi) {.name = (n), .num = (v), .expect = (what), .min = (lo), .max = (hi)}
+#define PK_OPT_CHOICE(n, v, list)      {.name = (n), .value = (v), .choices = (list)}
+#define PK_OPT_FLAG(n, f)              {.name = (n), .flag = (f)}
+#define PK_OPT_PAGE(after, limit, what) \
+    PK_OPT_INT("after", (after), (what), 0, INT64_MAX), PK_OPT_INT("limit", (limit), "1 to 1000", 1, 1000)
+#define PK_OPT_END                     {.name = NULL}
+// clang-format on
 
 /* Where pk_parse puts positional arguments: the first max in order into
  * args[0..max) (the others NULL); one more is a usage error, `extra` its
