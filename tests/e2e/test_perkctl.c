@@ -194,8 +194,8 @@ Test(perkctl, ops_flow_import_order_lookup_events_status)
     has_kv(out, "ready", "ready");
     has_kv(out, "orders", "2");
     has_kv(out, "suppliers", "2 (2 ready)");
-    has(out, "\nSKU        IMPORTED  AVAILABLE  ISSUED  VOIDED  EXPIRED\n"
-             "test.card  3         0          3       0       0\n");
+    has(out, "\nSKU        IMPORTED  AVAILABLE  ISSUED  REDEEMED  VOIDED  EXPIRED\n"
+             "test.card  3         0          3       0         0       0\n");
     has(out, "\nacme  manual");
     free(out), free(err);
     rc = PK(NULL, NULL, &out, &err, "status");

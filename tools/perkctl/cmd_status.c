@@ -47,19 +47,21 @@ static int print_stock(const json_t *stats)
     if (json_array_size(skus) == 0)
         return 0;
     pk_table t;
-    pk_table_init(
-        &t, 6,
-        (const char *const[]){"SKU", "IMPORTED", "AVAILABLE", "ISSUED", "VOIDED", "EXPIRED"});
+    /* every state a code can be in, so a row adds up to what was imported */
+    pk_table_init(&t, 7,
+                  (const char *const[]){"SKU", "IMPORTED", "AVAILABLE", "ISSUED", "REDEEMED",
+                                        "VOIDED", "EXPIRED"});
     json_array_foreach(skus, i, s)
     {
-        char b[6][64];
+        char b[7][64];
         pk_table_add(&t, (const char *const[]){
                              pk_field(s, "sku", b[0], sizeof b[0]),
                              pk_field(s, "imported", b[1], sizeof b[1]),
                              pk_field(s, "available", b[2], sizeof b[2]),
                              pk_field(s, "issued", b[3], sizeof b[3]),
-                             pk_field(s, "voided", b[4], sizeof b[4]),
-                             pk_field(s, "expired", b[5], sizeof b[5]),
+                             pk_field(s, "redeemed", b[4], sizeof b[4]),
+                             pk_field(s, "voided", b[5], sizeof b[5]),
+                             pk_field(s, "expired", b[6], sizeof b[6]),
                          });
     }
     fputc('\n', stdout);
