@@ -44,88 +44,30 @@
 #include "supply/supplier_io.h"
 #include "supply/suppliers.h"
 
-typedef struct diagnosis {
-    const char *name;
-    char advice[320];
-} diagnosis;
-
-static void fmt_day(int64_t ms, char *buf, size_t len)
-{
-    char t[32];
-    snprintf(buf, len, "%.10s", ph_time_format(ms, t, sizeof t));
-}
-
-/* Turns a code's state into what a support bot can act on. */
-static void diagnose(const ph_code *c, const ph_batch *b, int64_t now, diagnosis *d)
-{
-    char day[16], exp[16];
-    fmt_day(c->changed_at, day, sizeof day);
-    fmt_day(c->expires_at, exp, sizeof exp);
-    int past = c->expires_at && c->expires_at <= now;
-    if (c->state == PH_CODE_VOIDED) {
-        d->name = "voided_upstream";
-        snprintf(d->advice, sizeof d->advice,
-                 "The supplier voided this code's batch on %s; it cannot be redeemed. Offer the "
-                 "customer a replacement.",
-                 b->voided ? day : "an unknown date");
-    } else if (c->state == PH_CODE_EXPIRED || (past && c->state != PH_CODE_REDEEMED)) {
-        d->name = "expired";
-        snprintf(d->advice, sizeof d->advice,
-                 "The code expired on %s and can no longer be redeemed.", exp);
-    } else if (c->state == PH_CODE_ISSUED) {
-        d->name = "issued";
-        snprintf(d->advice, sizeof d->advice,
-                 "Issued on %s and valid%s%s. Follow the redemption guide; if the platform "
-                 "rejects it, escalate with a screenshot of the error.",
-                 day, c->expires_at ? " until " : "", c->expires_at ? exp : "");
-    } else if (c->state == PH_CODE_REDEEMED) {
-        d->name = "already_redeemed";
-        snprintf(d->advice, sizeof d->advice, "The code was already redeemed on %s.", day);
-    } else if (c->state == PH_CODE_RESERVED) {
-        d->name = "processing";
-        snprintf(d->advice, sizeof d->advice, "The order holding this code is still processing.");
-    } else {
-        d->name = "available";
-        snprintf(d->advice, sizeof d->advice, "In stock; not issued to any order yet.");
-    }
-}
-
 static json_t *not_found(void)
 {
-    return json_pack("{s:s,s:s}", "diagnosis", "not_found", "advice",
-                     "No code issued to your orders matches. Check for typos (0/O, 1/I) and that "
-                     "the code came from this mall.");
+    return ph_view_not_found();
+}
+
+/* What the caller may see of one code: its plaintext only as `owner_code`. */
+static ph_lookup_view lookup_view(ph_req *r, const ph_code *c, const ph_batch *b, const ph_order *o,
+                                  const char *owner_code)
+{
+    return (ph_lookup_view){.code = c,
+                            .batch = b,
+                            .order = o,
+                            .product = ph_config_product(r->cfg->cfg, b->sku),
+                            .owner_code = owner_code,
+                            .ops = ph_req_has_scope(r, PH_SCOPE_OPS),
+                            .now = ph_now_ms()};
 }
 
 /* One result; `owner_code` is the plaintext to include (owner only) or NULL. */
 static json_t *result(ph_req *r, const ph_code *c, const ph_batch *b, const ph_order *o,
                       const char *owner_code)
 {
-    diagnosis d;
-    diagnose(c, b, ph_now_ms(), &d);
-    const ph_product_conf *p = ph_config_product(r->cfg->cfg, b->sku);
-    json_t *j = json_pack("{s:s,s:s,s:s,s:s?,s:I}", "diagnosis", d.name, "state",
-                          ph_code_state_name(c->state), "sku", b->sku, "product_name",
-                          p ? p->name : NULL, "batch_id", (json_int_t)b->id);
-    if (owner_code)
-        json_object_set_new(j, "code", json_string(owner_code));
-    if (ph_req_has_scope(r, PH_SCOPE_OPS))
-        json_object_set_new(j, "supplier", json_string(b->supplier));
-    if (o) {
-        uint64_t parent;
-        json_object_set_new(j, "order_id", json_integer((json_int_t)o->id));
-        json_object_set_new(j, "client_order_id", json_string(o->client_order_id));
-        if (ph_order_component_of(o, &parent)) /* a bundle's component (issue 16) */
-            json_object_set_new(j, "parent", json_integer((json_int_t)parent));
-        ph_view_time(j, "issued_at", o->created_at);
-    }
-    ph_view_time(j, "expires_at", c->expires_at);
-    if (b->voided)
-        ph_view_time(j, "voided_at", b->voided_at);
-    json_object_set_new(j, "redemption_guide",
-                        json_string(p && p->redemption_guide ? p->redemption_guide : ""));
-    json_object_set_new(j, "advice", json_string(d.advice));
-    return j;
+    ph_lookup_view v = lookup_view(r, c, b, o, owner_code);
+    return ph_view_lookup(&v);
 }
 
 static int reply(ph_req *r, json_t *results)
@@ -344,7 +286,14 @@ static int lookup_code(ph_req *r, const char *code)
             return asked;
         }
     }
-    json_t *res = result(r, &info.code, &info.batch, visible ? info.order : o, NULL);
+    ph_lookup_view v = lookup_view(r, &info.code, &info.batch, visible ? info.order : o, NULL);
+    size_t text_len;
+    char *text = ph_view_lookup_text(&v, visible, &text_len);
+    if (text) {
+        ph_code_info_clear(&info);
+        return ph_req_text(r, 200, text, text_len, "application/json");
+    }
+    json_t *res = ph_view_lookup(&v); /* a string the text cannot carry: the tree */
     if (!visible) {
         json_decref(res);
         res = not_found();

@@ -6,6 +6,8 @@
  * jansson tree cost about 13 % of perkhubd's CPU per order (bench/README.md,
  * "Where an order's CPU goes"). tests/unit/test_views.c holds the two
  * renderings equal over escapes, UTF-8, missing products and unreadable codes.
+ * A lookup by code (ph_view_lookup_text) is written the same way: it is the
+ * support bots' hot path (bench/run.sh's lookups).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,6 +151,73 @@ char *ph_view_stock_order_text(const ph_order *o, const ph_config *cfg, const ph
 {
     txt_buf b = {0};
     if (txt_stock_order(&b, o, cfg, kr) != 0) {
+        ph_wbuf_free(&b);
+        return NULL;
+    }
+    *len = b.len;
+    return b.p;
+}
+
+/* ---- a lookup by code's answer, written as text -------------------------------- */
+
+static int txt_u64(txt_buf *b, const char *key, uint64_t v)
+{
+    txt_put(b, ",\"", 2);
+    txt_lit(b, key);
+    txt_put(b, "\":", 2);
+    txt_int(b, (long long)v);
+    return 0;
+}
+
+/* ph_view_lookup(v) as text. */
+static int txt_lookup(txt_buf *b, const ph_lookup_view *v)
+{
+    char advice[320];
+    const char *name = ph_view_diagnose(v->code, v->batch, v->now, advice, sizeof advice);
+    const ph_product_conf *p = v->product;
+    const ph_order *o = v->order;
+    uint64_t parent;
+    txt_lit(b, "{\"diagnosis\":");
+    if (txt_str(b, name) || txt_field(b, "state", ph_code_state_name(v->code->state)) ||
+        txt_field(b, "sku", v->batch->sku))
+        return -1;
+    if (!p)
+        txt_lit(b, ",\"product_name\":null");
+    else if (txt_field(b, "product_name", p->name))
+        return -1;
+    txt_u64(b, "batch_id", v->batch->id);
+    if ((v->owner_code && txt_field(b, "code", v->owner_code)) ||
+        (v->ops && txt_field(b, "supplier", v->batch->supplier)))
+        return -1;
+    if (o) {
+        txt_u64(b, "order_id", o->id);
+        if (txt_field(b, "client_order_id", o->client_order_id))
+            return -1;
+        if (ph_order_component_of(o, &parent))
+            txt_u64(b, "parent", parent);
+        if (txt_time(b, "issued_at", o->created_at))
+            return -1;
+    }
+    if (txt_time(b, "expires_at", v->code->expires_at) ||
+        (v->batch->voided && txt_time(b, "voided_at", v->batch->voided_at)) ||
+        txt_field(b, "redemption_guide", p && p->redemption_guide ? p->redemption_guide : "") ||
+        txt_field(b, "advice", advice))
+        return -1;
+    txt_put(b, "}", 1);
+    return 0;
+}
+
+char *ph_view_lookup_text(const ph_lookup_view *v, int shown, size_t *len)
+{
+    txt_buf b = {0}, dropped = {0};
+    txt_lit(&b, "{\"results\":[");
+    /* the result is written whether it is shown or not: the same work either way */
+    int rc = txt_lookup(shown ? &b : &dropped, v);
+    ph_wbuf_free(&dropped);
+    if (!shown)
+        txt_lit(&b, "{\"diagnosis\":\"not_found\",\"advice\":\"" PH_VIEW_NOT_FOUND_ADVICE "\"}");
+    txt_lit(&b, "]}");
+    if (rc != 0 || b.oom) {
         ph_wbuf_free(&b);
         return NULL;
     }

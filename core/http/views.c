@@ -1,5 +1,6 @@
 #include "http/views.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "codes/import.h"
@@ -310,4 +311,86 @@ void ph_view_product_local(json_t *product, const ph_local_stock *l)
         json_object_set_new(stock, "local",
                             json_pack("{s:I,s:I}", "available", (json_int_t)l->available,
                                       "issuable", (json_int_t)l->issuable));
+}
+
+/* ---- a code lookup's result ---------------------------------------------------- */
+
+static void fmt_day(int64_t ms, char *buf, size_t len)
+{
+    char t[32];
+    snprintf(buf, len, "%.10s", ph_time_format(ms, t, sizeof t));
+}
+
+const char *ph_view_diagnose(const ph_code *c, const ph_batch *b, int64_t now, char *advice,
+                             size_t len)
+{
+    char day[16], exp[16];
+    fmt_day(c->changed_at, day, sizeof day);
+    fmt_day(c->expires_at, exp, sizeof exp);
+    int past = c->expires_at && c->expires_at <= now;
+    if (c->state == PH_CODE_VOIDED) {
+        snprintf(advice, len,
+                 "The supplier voided this code's batch on %s; it cannot be redeemed. Offer the "
+                 "customer a replacement.",
+                 b->voided ? day : "an unknown date");
+        return "voided_upstream";
+    }
+    if (c->state == PH_CODE_EXPIRED || (past && c->state != PH_CODE_REDEEMED)) {
+        snprintf(advice, len, "The code expired on %s and can no longer be redeemed.", exp);
+        return "expired";
+    }
+    if (c->state == PH_CODE_ISSUED) {
+        snprintf(advice, len,
+                 "Issued on %s and valid%s%s. Follow the redemption guide; if the platform "
+                 "rejects it, escalate with a screenshot of the error.",
+                 day, c->expires_at ? " until " : "", c->expires_at ? exp : "");
+        return "issued";
+    }
+    if (c->state == PH_CODE_REDEEMED) {
+        snprintf(advice, len, "The code was already redeemed on %s.", day);
+        return "already_redeemed";
+    }
+    if (c->state == PH_CODE_RESERVED) {
+        snprintf(advice, len, "The order holding this code is still processing.");
+        return "processing";
+    }
+    snprintf(advice, len, "In stock; not issued to any order yet.");
+    return "available";
+}
+
+json_t *ph_view_not_found(void)
+{
+    return json_pack("{s:s,s:s}", "diagnosis", "not_found", "advice", PH_VIEW_NOT_FOUND_ADVICE);
+}
+
+json_t *ph_view_lookup(const ph_lookup_view *v)
+{
+    char advice[320];
+    const char *name = ph_view_diagnose(v->code, v->batch, v->now, advice, sizeof advice);
+    const ph_product_conf *p = v->product;
+    json_t *j = json_pack("{s:s,s:s,s:s,s:s?,s:I}", "diagnosis", name, "state",
+                          ph_code_state_name(v->code->state), "sku", v->batch->sku, "product_name",
+                          p ? p->name : NULL, "batch_id", (json_int_t)v->batch->id);
+    if (!j)
+        return NULL;
+    if (v->owner_code)
+        json_object_set_new(j, "code", json_string(v->owner_code));
+    if (v->ops)
+        json_object_set_new(j, "supplier", json_string(v->batch->supplier));
+    const ph_order *o = v->order;
+    if (o) {
+        uint64_t parent;
+        json_object_set_new(j, "order_id", json_integer((json_int_t)o->id));
+        json_object_set_new(j, "client_order_id", json_string(o->client_order_id));
+        if (ph_order_component_of(o, &parent)) /* a bundle's component (issue 16) */
+            json_object_set_new(j, "parent", json_integer((json_int_t)parent));
+        ph_view_time(j, "issued_at", o->created_at);
+    }
+    ph_view_time(j, "expires_at", v->code->expires_at);
+    if (v->batch->voided)
+        ph_view_time(j, "voided_at", v->batch->voided_at);
+    json_object_set_new(j, "redemption_guide",
+                        json_string(p && p->redemption_guide ? p->redemption_guide : ""));
+    json_object_set_new(j, "advice", json_string(advice));
+    return j;
 }

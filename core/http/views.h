@@ -59,6 +59,44 @@ void ph_view_time(json_t *o, const char *key, int64_t ms);
 char *ph_view_stock_order_text(const ph_order *o, const ph_config *cfg, const ph_keyring *kr,
                                size_t *len);
 
+/* What a code lookup (POST /v1/codes/lookup, docs/api.md) shows of one code. */
+typedef struct ph_lookup_view {
+    const ph_code *code;
+    const ph_batch *batch;
+    const ph_order *order; /* the order holding it, or NULL */
+    const ph_product_conf
+        *product;           /* its SKU's product, NULL when the SKU left the configuration */
+    const char *owner_code; /* the plaintext, for its owner only; NULL: left out */
+    int ops;                /* ops also sees the supplier */
+    int64_t now;            /* what "expired" is judged against */
+} ph_lookup_view;
+
+/* A code's diagnosis for a support agent: its name ("issued", "expired",
+ * "voided_upstream", ...) returned, the advice written into advice (len bytes). */
+const char *ph_view_diagnose(const ph_code *c, const ph_batch *b, int64_t now, char *advice,
+                             size_t len);
+
+/* One lookup result: diagnosis, state, sku, product_name, batch_id, then code
+ * (owner), supplier (ops), the order's ids and times, redemption_guide, advice. */
+json_t *ph_view_lookup(const ph_lookup_view *v);
+
+/* The answer to a lookup by code, {"results":[ph_view_lookup(v)]}, or with
+ * `shown` 0 the answer for a code the caller may not see, {"results":[not
+ * found]}: as compact JSON text, byte for byte what jansson would print of the
+ * tree, without building it. The result is rendered either way and dropped
+ * when not shown, so both answers cost the same (the endpoint's timing rule,
+ * api_codes.c). NULL when a string is not valid UTF-8 or memory runs out:
+ * render the tree then. The text may hold a code: wipe and free it (*len
+ * bytes, NUL-terminated; ph_req_text does both). */
+char *ph_view_lookup_text(const ph_lookup_view *v, int shown, size_t *len);
+
+/* The result for a code the caller may not see (or that does not exist):
+ * {"diagnosis":"not_found","advice":PH_VIEW_NOT_FOUND_ADVICE}. */
+json_t *ph_view_not_found(void);
+#define PH_VIEW_NOT_FOUND_ADVICE                                                                   \
+    "No code issued to your orders matches. Check for typos (0/O, 1/I) and that the code came "    \
+    "from this mall."
+
 /* Adds stock.local {available: codes in stock, issuable: those not expiring
  * within the product's min_validity_days} to a ph_view_product object
  * (docs/api.md, "stock"). */
