@@ -160,13 +160,13 @@ char *ph_view_stock_order_text(const ph_order *o, const ph_config *cfg, const ph
 
 /* ---- a lookup by code's answer, written as text -------------------------------- */
 
-static int txt_u64(txt_buf *b, const char *key, uint64_t v)
+/* ,"key":v (as jansson prints a json_integer of it). */
+static void txt_u64(txt_buf *b, const char *key, uint64_t v)
 {
     txt_put(b, ",\"", 2);
     txt_lit(b, key);
     txt_put(b, "\":", 2);
     txt_int(b, (long long)v);
-    return 0;
 }
 
 /* ph_view_lookup(v) as text. */
