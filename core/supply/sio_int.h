@@ -36,7 +36,8 @@
  * per transfer (looking for an idle connection to reuse, and again in
  * curl_multi_remove_handle), so one multi with N connections costs O(N) per
  * exchange; each shard has its own cache, which divides the walks by SIO_SHARDS. */
-#define SIO_SHARDS   16
+#define SIO_SHARDS 16
+_Static_assert(SIO_SHARDS <= 256, "a shard index fits sio_sock.shard");
 #define SIO_WAKE_TAG UINT64_MAX /* epoll data of the eventfd */
 
 enum { T_START = 1, T_LOCAL_REPLY, T_LOCAL_TIMEOUT };
@@ -105,6 +106,22 @@ typedef struct sio_shard {
     unsigned running; /* easy handles added to it */
 } sio_shard;
 
+/* How one of curl's sockets stands in the epoll set (io->socks, indexed by
+ * descriptor; I/O thread only). A socket curl opened through sio_open_socket
+ * (a connection's) is "managed": its close comes through sio_close_socket, so
+ * it may stay registered while its connection idles in curl's cache, and the
+ * next transfer on it that waits for the same events costs no epoll_ctl
+ * (curl reports CURL_POLL_REMOVE after every transfer and the socket again for
+ * the next: a DEL and an ADD per exchange otherwise). Any other socket (a
+ * resolver's) is added and deleted as curl says. */
+typedef struct sio_sock {
+    uint8_t managed; /* opened by sio_open_socket, not yet closed */
+    uint8_t in_ep;   /* registered in io->ep */
+    uint8_t watched; /* curl waits for its events (between IN/OUT and REMOVE) */
+    uint8_t shard;   /* the shard whose multi handle it belongs to, as registered */
+    uint32_t events; /* EPOLLIN/EPOLLOUT as registered */
+} sio_sock;
+
 /* The engine's private state of one job (job->priv_). */
 typedef struct sio_x {
     sio_sup *ss;
@@ -155,6 +172,8 @@ struct ph_sio {
     sio_x *active;
     sio_ex *pool; /* idle exchanges */
     unsigned npool;
+    sio_sock *socks; /* by descriptor, grown on demand (sio_sock) */
+    size_t nsocks;
 };
 
 /* supplier_io_exchange.c: starting and finishing exchanges (I/O thread) */
@@ -180,6 +199,11 @@ void sio_health_note(sio_sup *ss, const ph_sio_job *job);
  * (job->track_auth): a refusal (CL_AUTH) marks the supplier, a business
  * answer to an order exchange clears it; sets job->auth_change on a transition. */
 void sio_auth_note(ph_sio *io, sio_sup *ss, ph_sio_job *job, int cls, int64_t now);
+
+/* supplier_io.c: curl's CURLOPT_OPENSOCKETFUNCTION and CLOSESOCKETFUNCTION,
+ * their data the engine (sio_sock) */
+curl_socket_t sio_open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *a);
+int sio_close_socket(void *ud, curl_socket_t s);
 
 /* supplier_io.c: small helpers and the timer heap */
 const char *sio_breaker_name(int state);
