@@ -39,6 +39,14 @@
 #define SIO_SHARDS 16
 _Static_assert(SIO_SHARDS <= 256, "a shard index fits sio_sock.shard");
 #define SIO_WAKE_TAG UINT64_MAX /* epoll data of the eventfd */
+/* Done callbacks run together once a turn has handled its events, not each in
+ * the middle of the turn's curl work: a submitter's thread (fulfil's) woken by
+ * the first result then finds the turn's others queued with it, instead of
+ * waking once per exchange (perf: ~1.3 wake-ups of fulfil's thread per
+ * recharge, each a futex wake on this thread and a context switch on that
+ * one). A turn with more finished exchanges runs them every SIO_DONE_BATCH, so
+ * no result waits long for a long turn. */
+#define SIO_DONE_BATCH 32u
 
 enum { T_START = 1, T_LOCAL_REPLY, T_LOCAL_TIMEOUT };
 enum { BR_CLOSED = 0, BR_OPEN, BR_HALF_OPEN };
@@ -170,6 +178,8 @@ struct ph_sio {
     size_t nheap, capheap;
     uint64_t seq;
     sio_x *active;
+    job_list finished; /* finished, their done still to run (sio_run_done) */
+    unsigned nfinished;
     sio_ex *pool; /* idle exchanges */
     unsigned npool;
     sio_sock *socks; /* by descriptor, grown on demand (sio_sock) */
@@ -185,6 +195,8 @@ void sio_on_reply(ph_sio *io, ph_sio_job *job, long status);
 void sio_on_local_timer(ph_sio *io, ph_sio_job *job, int kind);
 void sio_ex_free(sio_ex *ex);
 void sio_dispatch(ph_sio *io);
+/* Runs the done callbacks of the finished jobs, in the order they finished. */
+void sio_run_done(ph_sio *io);
 
 /* supplier_io_breaker.c: per-supplier records (mu held) */
 sio_sup *sio_sup_find(ph_sio *io, const char *id);

@@ -481,8 +481,11 @@ static void wait_events(ph_sio *io)
         curl_multi_socket_action(sh->multi, (curl_socket_t)(uint32_t)tag, curl_bits(evs[i].events),
                                  &running);
         read_messages(io, sh);
+        if (io->nfinished >= SIO_DONE_BATCH)
+            sio_run_done(io);
     }
     curl_timeouts(io);
+    sio_run_done(io);
 }
 
 /* At stop: what is on the wire may have reached the supplier (AMBIGUOUS);
@@ -525,9 +528,11 @@ static void *io_main(void *arg)
     while (!take_incoming(io)) {
         fire_timers(io);
         sio_dispatch(io);
+        sio_run_done(io); /* what failed at start, or was served locally */
         wait_events(io);
     }
     drain(io);
+    sio_run_done(io);
     return NULL;
 }
 

@@ -140,7 +140,8 @@ void ph_sio_metrics_set(ph_sio *io, struct ph_metrics *m)
 }
 
 /* Records the outcome, updates the supplier's record, frees the exchange and
- * runs done. The job must not be touched afterwards: done may free it. */
+ * queues the job for its done (sio_run_done). The job must not be touched
+ * afterwards: done may free it. */
 void sio_finish(ph_sio *io, ph_sio_job *job, int cls, int outcome, int sent, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
 
@@ -190,8 +191,16 @@ void sio_finish(ph_sio *io, ph_sio_job *job, int cls, int outcome, int sent, con
            ss->id, ph_op_kind_name(job->op.kind), job->op.step, ph_op_status_name(outcome), sent,
            job->http_status, elapsed, job->detail);
     x_free(io, job);
-    job->next_ = NULL;
-    job->done(job);
+    sio_list_push(&io->finished, job);
+    io->nfinished++;
+}
+
+void sio_run_done(ph_sio *io)
+{
+    ph_sio_job *job;
+    io->nfinished = 0;
+    while ((job = sio_list_pop(&io->finished)))
+        job->done(job);
 }
 
 /* A complete reply (network or local): 5xx and nonsense statuses are the
