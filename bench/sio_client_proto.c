@@ -111,7 +111,8 @@ static void run_raw(int nconn, double secs)
 {
     int ep = epoll_create1(0);
     raw_conn *cs = calloc((size_t)nconn, sizeof *cs);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(0x7f000001)};
     for (int i = 0; i < nconn; i++) {
         int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
