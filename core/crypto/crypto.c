@@ -152,6 +152,61 @@ void ph_hmac_sha256(const void *key, size_t keylen, const void *data, size_t len
     ph_wipe(hk, sizeof hk);
 }
 
+struct ph_hmac_key {
+    EVP_MAC_CTX *ctx; /* keyed, never updated: each signature works on a copy */
+    size_t keylen;
+    uint8_t key[]; /* to tell whether a caller's key is this one */
+};
+
+void ph_hmac_key_free(ph_hmac_key *k)
+{
+    if (!k)
+        return;
+    EVP_MAC_CTX_free(k->ctx);
+    ph_wipe(k->key, k->keylen);
+    free(k);
+}
+
+int ph_hmac_key_new(const void *key, size_t keylen, ph_hmac_key **out)
+{
+    *out = NULL;
+    ph_hmac_key *k = calloc(1, sizeof *k + (keylen ? keylen : 1));
+    if (!k)
+        return PH_ENOMEM;
+    static const uint8_t empty = 0; /* a key of no bytes still needs a pointer */
+    if (keylen)
+        memcpy(k->key, key, keylen);
+    k->keylen = keylen;
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    k->ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+    EVP_MAC_free(mac); /* the context holds its own reference */
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+        OSSL_PARAM_construct_end()};
+    if (!k->ctx || EVP_MAC_init(k->ctx, keylen ? key : &empty, keylen, params) != 1) {
+        ph_hmac_key_free(k);
+        return PH_ECRYPTO;
+    }
+    *out = k;
+    return PH_OK;
+}
+
+int ph_hmac_key_is(const ph_hmac_key *k, const void *key, size_t keylen)
+{
+    return k->keylen == keylen && (!keylen || ph_ct_equal(k->key, key, keylen));
+}
+
+void ph_hmac_key_sign(const ph_hmac_key *k, const void *data, size_t len, uint8_t out[PH_HASH_LEN])
+{
+    static const uint8_t empty = 0;
+    size_t n = 0;
+    EVP_MAC_CTX *c = EVP_MAC_CTX_dup(k->ctx);
+    if (!c || EVP_MAC_update(c, len ? data : &empty, len) != 1 ||
+        EVP_MAC_final(c, out, &n, PH_HASH_LEN) != 1 || n != PH_HASH_LEN)
+        hash_failed(out);
+    EVP_MAC_CTX_free(c);
+}
+
 /* ---- keyring ---------------------------------------------------------------- */
 
 void ph_keyring_free(ph_keyring *kr)

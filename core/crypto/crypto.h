@@ -140,6 +140,22 @@ void ph_crypto_sha256(const ph_keyring *kr, const void *data, size_t len, uint8_
 void ph_hmac_sha256(const void *key, size_t keylen, const void *data, size_t len,
                     uint8_t out[PH_HASH_LEN]);
 
+/* A key prepared for HMAC-SHA256: OpenSSL's MAC fetched and keyed once, so a
+ * signature costs a copy of the keyed state, where ph_hmac_sha256 (HMAC())
+ * fetches the MAC and the digest by name on every call (a supplier callback's
+ * signature: ~4 us of perkhubd's CPU per recharge, bench/README.md "The
+ * recharge path's CPU"). Owned by the caller; ph_hmac_key_free wipes its copy
+ * of the key. Immutable once made: ph_hmac_key_sign may run on any number of
+ * threads at once. ph_hmac_key_new: PH_OK, PH_ENOMEM or PH_ECRYPTO (out NULL). */
+typedef struct ph_hmac_key ph_hmac_key;
+int ph_hmac_key_new(const void *key, size_t keylen, ph_hmac_key **out);
+void ph_hmac_key_free(ph_hmac_key *k);
+/* 1 when k was made from exactly these key bytes (compared in constant time). */
+int ph_hmac_key_is(const ph_hmac_key *k, const void *key, size_t keylen);
+/* The same bytes as ph_hmac_sha256 under k's key; on a failure out is random,
+ * as there. Any thread. */
+void ph_hmac_key_sign(const ph_hmac_key *k, const void *data, size_t len, uint8_t out[PH_HASH_LEN]);
+
 /* Constant-time equality of n bytes: 1 when equal. */
 int ph_ct_equal(const void *a, const void *b, size_t n);
 

@@ -135,6 +135,7 @@ static int match_and_confirm(ph_fulfil *f, ph_store *store, const char *supplier
             a = &o->attempts[i];
     const char *bad = a ? mismatch(o, a, supplier, res) : "attempt";
     int final = a && !ph_attempt_state_open(a->state);
+    int sending = a && a->state == PH_ATTEMPT_SENDING;
     int claim = ph_attempt_claim(res->state);
     int64_t tol = final && !bad ? tolerance_of(f, supplier) : 0;
     int contradicts =
@@ -143,7 +144,7 @@ static int match_and_confirm(ph_fulfil *f, ph_store *store, const char *supplier
     if (bad)
         return refuse(out, 400, "callback_mismatch", "callback does not match our order: %s", bad);
     if (!final)
-        ph_fulfil_confirm(f, id, no, res->state);
+        ph_fulfil_confirm(f, id, no, res->state, sending);
     else if (contradicts)
         keep_final_word(f, store, id, no, res, tol);
     return PH_OK;

@@ -45,8 +45,10 @@
 
 /* ---- the queue (any thread) ------------------------------------------------ */
 
-/* Hands an event to fulfil's thread. Never fails: the node is the caller's. */
-void ful_post(ph_fulfil *f, fev *e, int kind)
+/* Queues an event for fulfil's thread, waking it when wake is set; without,
+ * the event waits for the thread's next wake-up (another event, a due time,
+ * a flush). Never fails: the node is the caller's. */
+static void post(ph_fulfil *f, fev *e, int kind, int wake)
 {
     e->kind = kind;
     e->next = NULL;
@@ -57,8 +59,14 @@ void ful_post(ph_fulfil *f, fev *e, int kind)
         f->qhead = e;
     f->qtail = e;
     f->posted++;
-    pthread_cond_signal(&f->cv);
+    if (wake)
+        pthread_cond_signal(&f->cv);
     ph_mutex_unlock(&f->mu);
+}
+
+void ful_post(ph_fulfil *f, fev *e, int kind)
+{
+    post(f, e, kind, 1);
 }
 
 /* ---- registry, heap, waiters (fulfil's thread) -------------------------------- */
@@ -842,7 +850,7 @@ size_t ph_fulfil_active(ph_fulfil *f)
     return atomic_load_explicit(&f->active, memory_order_relaxed);
 }
 
-void ph_fulfil_confirm(ph_fulfil *f, uint64_t id, uint32_t no, int claim)
+void ph_fulfil_confirm(ph_fulfil *f, uint64_t id, uint32_t no, int claim, int sending)
 {
     confirm_ev *c = calloc(1, sizeof *c);
     if (!c) { /* a hint lost: the attempt's scheduled query still settles it */
@@ -853,7 +861,11 @@ void ph_fulfil_confirm(ph_fulfil *f, uint64_t id, uint32_t no, int claim)
     c->id = id;
     c->no = no;
     c->claim = claim;
-    ful_post(f, &c->ev, EV_CONFIRM);
+    /* an attempt the store has SENDING has its exchange or the command
+     * recording its answer running, and fulfil's thread wakes when that ends:
+     * the confirmation is read then, before that event (the queue is FIFO), as
+     * if it had woken the thread now (fulfil.h) */
+    post(f, &c->ev, EV_CONFIRM, !sending);
 }
 
 void ph_fulfil_forget(ph_fulfil *f, uint64_t id)
@@ -909,6 +921,8 @@ void ph_fulfil_flush(ph_fulfil *f)
         return;
     ph_mutex_lock(&f->mu);
     uint64_t target = f->posted;
+    if (f->handled < target) /* events queued without a wake-up (ph_fulfil_confirm) */
+        pthread_cond_signal(&f->cv);
     while (f->handled < target)
         ph_mutex_wait(&f->mu, &f->idle_cv, NULL);
     ph_mutex_unlock(&f->mu);

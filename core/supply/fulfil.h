@@ -193,7 +193,12 @@ int ph_fulfil_callback(ph_fulfil *f, const char *supplier_id, const struct perkh
 
 /* A verified callback for attempt `no` of order `id`, claiming the supplier's
  * order is in `claim` (a PERKHUB_STATE_*): query it now, or right after the
- * exchange or store command in progress (callbacks.c). Confirmations are
+ * exchange or store command in progress (callbacks.c). `sending`: the store has
+ * the attempt SENDING, so its exchange (or the command recording the answer)
+ * is running and fulfil's thread will wake when it ends: the confirmation is
+ * queued without waking the thread, and read at that wake-up, before the
+ * exchange's event, with the same effect (a SENDING attempt idle after a
+ * restart that could not record it UNKNOWN is read at its own query time). Confirmations are
  * coalesced per attempt (issue 10, defect 10: 500 replays of one notify made
  * 211 queries): a callback starts no query while a confirming query is asked
  * for and not yet started, and each claim of an attempt is confirmed by one
@@ -204,7 +209,7 @@ int ph_fulfil_callback(ph_fulfil *f, const char *supplier_id, const struct perkh
  * an attempt gets at most one confirming query per state a supplier can
  * claim. Unknown or finished attempts, and a stopping fulfil, make it a
  * no-op. */
-void ph_fulfil_confirm(ph_fulfil *f, uint64_t id, uint32_t no, int claim);
+void ph_fulfil_confirm(ph_fulfil *f, uint64_t id, uint32_t no, int claim, int sending);
 
 /* Order `id` was settled by hand (PH_CMD_SETTLE, durable): its attempt is
  * final, so fulfil drops the track it holds for it — at once when idle, else

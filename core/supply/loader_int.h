@@ -76,6 +76,11 @@ struct ph_plugin_instance {
     size_t nblocks;
     size_t nbytes;
     _Atomic int64_t fixed_now_ms; /* 0: now_ms is the real clock (tests set it) */
+    /* hmac_sha256's prepared key: the first key the plugin signs with (its
+     * webhook secret, on every callback), made once under mac_mu and then
+     * read-only; another key takes ph_hmac_sha256's slower path */
+    pthread_mutex_t mac_mu;
+    _Atomic(struct ph_hmac_key *) mac;
 };
 
 /* plugin_loader.c: the config value parsers and lookup the host's config calls use */

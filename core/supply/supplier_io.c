@@ -62,6 +62,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -297,34 +298,98 @@ static void fire_timers(ph_sio *io)
 
 /* ---- curl's sockets and timer on the epoll set (I/O thread) --------------------- */
 
+/* The record of descriptor s, grown to hold it; NULL when out of memory. */
+static sio_sock *sock_grow(ph_sio *io, curl_socket_t s)
+{
+    if (s < 0)
+        return NULL;
+    if ((size_t)s >= io->nsocks) {
+        size_t n = io->nsocks ? io->nsocks : 1024;
+        while (n <= (size_t)s)
+            n *= 2;
+        sio_sock *p = realloc(io->socks, n * sizeof *p);
+        if (!p)
+            return NULL;
+        memset(p + io->nsocks, 0, (n - io->nsocks) * sizeof *p);
+        io->socks = p;
+        io->nsocks = n;
+    }
+    return &io->socks[s];
+}
+
+/* The record of a managed socket (sio_sock), else NULL. */
+static sio_sock *sock_managed(ph_sio *io, curl_socket_t s)
+{
+    return s >= 0 && (size_t)s < io->nsocks && io->socks[s].managed ? &io->socks[s] : NULL;
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION: what curl's default does (socket()), and the
+ * socket is managed from here to sio_close_socket. Out of memory for the
+ * record, it is simply not managed. */
+curl_socket_t sio_open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    (void)purpose;
+    ph_sio *io = ud;
+    curl_socket_t s = socket(a->family, a->socktype, a->protocol);
+    sio_sock *st = s == CURL_SOCKET_BAD ? NULL : sock_grow(io, s);
+    if (st)
+        *st = (sio_sock){.managed = 1};
+    return s;
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION: the descriptor's record is forgotten before its
+ * number can be reused; closing it also takes it out of the epoll set (curl
+ * never duplicates it). */
+int sio_close_socket(void *ud, curl_socket_t s)
+{
+    ph_sio *io = ud;
+    if (s >= 0 && (size_t)s < io->nsocks)
+        io->socks[s] = (sio_sock){0};
+    return close(s);
+}
+
 /* CURLMOPT_SOCKETFUNCTION: keeps the epoll set in step with what curl waits
- * for. curl_multi_assign marks a socket as already in the set (curl forgets
- * the mark with CURL_POLL_REMOVE); ADD/MOD fall back on each other so a
- * descriptor number reused after a close without REMOVE still works. A
- * failure is logged and the transfer left to its own timeout: returning an
- * error would make curl abort every transfer of the multi handle. */
+ * for. A managed socket (sio_sock) stays registered after CURL_POLL_REMOVE,
+ * only marked as not watched, so the next transfer on its connection asking
+ * for the same events costs nothing. Otherwise curl_multi_assign marks a
+ * socket as already in the set (curl forgets the mark with CURL_POLL_REMOVE);
+ * ADD/MOD fall back on each other so a descriptor number reused after a close
+ * without REMOVE still works. A failure is logged and the transfer left to its
+ * own timeout: returning an error would make curl abort every transfer of the
+ * multi handle. */
 static int on_socket(CURL *e, curl_socket_t s, int what, void *ud, void *sockp)
 {
     (void)e;
     sio_shard *sh = ud;
     ph_sio *io = sh->io;
+    sio_sock *st = sock_managed(io, s);
     if (what == CURL_POLL_REMOVE) {
-        /* the descriptor may be closed already; nothing to undo then */
-        epoll_ctl(io->ep, EPOLL_CTL_DEL, s, NULL);
+        if (st)
+            st->watched = 0;
+        else /* the descriptor may be closed already; nothing to undo then */
+            epoll_ctl(io->ep, EPOLL_CTL_DEL, s, NULL);
         return 0;
     }
-    struct epoll_event ev = {.events = (what & CURL_POLL_IN ? EPOLLIN : 0u) |
-                                       (what & CURL_POLL_OUT ? EPOLLOUT : 0u),
-                             .data.u64 = (uint64_t)sh->index << 32 | (uint32_t)s};
-    int op = sockp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    uint32_t want = (what & CURL_POLL_IN ? EPOLLIN : 0u) | (what & CURL_POLL_OUT ? EPOLLOUT : 0u);
+    if (st && st->in_ep && st->events == want && st->shard == sh->index) {
+        st->watched = 1;
+        return 0;
+    }
+    struct epoll_event ev = {.events = want, .data.u64 = (uint64_t)sh->index << 32 | (uint32_t)s};
+    int op = (st ? st->in_ep : sockp != NULL) ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
     int rc = epoll_ctl(io->ep, op, s, &ev);
     if (rc != 0 && (errno == EEXIST || errno == ENOENT))
         rc = epoll_ctl(io->ep, errno == EEXIST ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s, &ev);
     if (rc != 0) {
         ph_log(io->log, PH_LOG_ERROR, NULL, "sio.epoll", "fd=%d error=\"%s\"", (int)s,
                strerror(errno));
+        if (st)
+            st->in_ep = 0;
         return 0;
     }
+    if (st)
+        *st = (sio_sock){
+            .managed = 1, .in_ep = 1, .watched = 1, .shard = (uint8_t)sh->index, .events = want};
     if (!sockp)
         curl_multi_assign(sh->multi, s, sh);
     return 0;
@@ -403,12 +468,24 @@ static void wait_events(ph_sio *io)
             continue;
         }
         sio_shard *sh = &io->shard[(tag >> 32) % SIO_SHARDS];
+        sio_sock *st = sock_managed(io, (curl_socket_t)(uint32_t)tag);
+        if (st && !st->watched) {
+            /* an idle kept connection curl waits for nothing on (the supplier
+             * closed it, say): out of the set, or level-triggered epoll would
+             * report it every turn; curl finds it dead when it next looks */
+            epoll_ctl(io->ep, EPOLL_CTL_DEL, (int)(uint32_t)tag, NULL);
+            st->in_ep = 0;
+            continue;
+        }
         int running = 0;
         curl_multi_socket_action(sh->multi, (curl_socket_t)(uint32_t)tag, curl_bits(evs[i].events),
                                  &running);
         read_messages(io, sh);
+        if (io->nfinished >= SIO_DONE_BATCH)
+            sio_run_done(io);
     }
     curl_timeouts(io);
+    sio_run_done(io);
 }
 
 /* At stop: what is on the wire may have reached the supplier (AMBIGUOUS);
@@ -451,9 +528,11 @@ static void *io_main(void *arg)
     while (!take_incoming(io)) {
         fire_timers(io);
         sio_dispatch(io);
+        sio_run_done(io); /* what failed at start, or was served locally */
         wait_events(io);
     }
     drain(io);
+    sio_run_done(io);
     return NULL;
 }
 
@@ -542,6 +621,9 @@ static void multi_teardown(ph_sio *io)
             curl_multi_cleanup(io->shard[i].multi);
     if (io->share)
         curl_share_cleanup(io->share);
+    free(io->socks); /* after the multis: their cleanup closes sockets through it */
+    io->socks = NULL;
+    io->nsocks = 0;
     if (io->wake >= 0)
         close(io->wake);
     if (io->ep >= 0)

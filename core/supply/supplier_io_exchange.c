@@ -140,7 +140,8 @@ void ph_sio_metrics_set(ph_sio *io, struct ph_metrics *m)
 }
 
 /* Records the outcome, updates the supplier's record, frees the exchange and
- * runs done. The job must not be touched afterwards: done may free it. */
+ * queues the job for its done (sio_run_done). The job must not be touched
+ * afterwards: done may free it. */
 void sio_finish(ph_sio *io, ph_sio_job *job, int cls, int outcome, int sent, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
 
@@ -190,8 +191,16 @@ void sio_finish(ph_sio *io, ph_sio_job *job, int cls, int outcome, int sent, con
            ss->id, ph_op_kind_name(job->op.kind), job->op.step, ph_op_status_name(outcome), sent,
            job->http_status, elapsed, job->detail);
     x_free(io, job);
-    job->next_ = NULL;
-    job->done(job);
+    sio_list_push(&io->finished, job);
+    io->nfinished++;
+}
+
+void sio_run_done(ph_sio *io)
+{
+    ph_sio_job *job;
+    io->nfinished = 0;
+    while ((job = sio_list_pop(&io->finished)))
+        job->done(job);
 }
 
 /* A complete reply (network or local): 5xx and nonsense statuses are the
@@ -384,8 +393,9 @@ static CURLcode set_headers(sio_x *x)
     return curl_easy_setopt(x->ex->easy, CURLOPT_HTTPHEADER, h);
 }
 
-static CURLcode set_options(sio_x *x, const ph_sio_limits *lim, CURLSH *share)
+static CURLcode set_options(ph_sio *io, sio_x *x, const ph_sio_limits *lim)
 {
+    CURLSH *share = io->share;
     CURL *e = x->ex->easy;
     long verify = lim->tls_verify ? 1L : 0L;
     CURLcode rc = CURLE_OK;
@@ -410,6 +420,11 @@ static CURLcode set_options(sio_x *x, const ph_sio_limits *lim, CURLSH *share)
     SET(CURLOPT_HEADERDATA, (void *)x->ex);
     SET(CURLOPT_PREREQFUNCTION, on_prereq);
     SET(CURLOPT_PREREQDATA, (void *)x);
+    /* a connection keeps the callbacks of the handle that opened it */
+    SET(CURLOPT_OPENSOCKETFUNCTION, sio_open_socket);
+    SET(CURLOPT_OPENSOCKETDATA, (void *)io);
+    SET(CURLOPT_CLOSESOCKETFUNCTION, sio_close_socket);
+    SET(CURLOPT_CLOSESOCKETDATA, (void *)io);
     if (share)
         SET(CURLOPT_SHARE, share);
 #undef SET
@@ -440,7 +455,7 @@ static void start_curl(ph_sio *io, ph_sio_job *job)
     if (!x->ex->easy && !(x->ex->easy = curl_easy_init()))
         return sio_finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "out of memory");
     x->set_easy = 1;
-    CURLcode rc = set_options(x, &job->limits, io->share);
+    CURLcode rc = set_options(io, x, &job->limits);
     if (rc == CURLE_BAD_FUNCTION_ARGUMENT && recycled) {
         /* libcurl 7.88 keeps the receive buffer of a handle whose exchange
          * ended before connecting (refused, unsupported protocol) across
@@ -449,7 +464,7 @@ static void start_curl(ph_sio *io, ph_sio_job *job)
         curl_easy_cleanup(x->ex->easy);
         if (!(x->ex->easy = curl_easy_init()))
             return sio_finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "out of memory");
-        rc = set_options(x, &job->limits, io->share);
+        rc = set_options(io, x, &job->limits);
     }
     if (rc != CURLE_OK)
         return sio_finish(io, job, CL_NEUTRAL, PERKHUB_DEFINITE_FAILURE, 0, "curl setup: %s",

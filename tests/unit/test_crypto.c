@@ -316,7 +316,36 @@ Test(crypto, hmac_sha256_rfc4231)
         ph_hmac_sha256(cases[i].key, cases[i].keylen, cases[i].data, cases[i].len, mac);
         ph_hex_encode(mac, sizeof mac, hex);
         cr_expect_str_eq(hex, cases[i].mac, "RFC 4231 case index %zu", i);
+        /* a prepared key gives the same bytes, signing twice (its keyed state
+         * is copied, never used up) */
+        ph_hmac_key *k = NULL;
+        cr_assert_eq(ph_hmac_key_new(cases[i].key, cases[i].keylen, &k), PH_OK);
+        cr_expect(ph_hmac_key_is(k, cases[i].key, cases[i].keylen));
+        cr_expect_not(ph_hmac_key_is(k, cases[i].key, cases[i].keylen - 1));
+        for (int round = 0; round < 2; round++) {
+            memset(mac, 0, sizeof mac);
+            ph_hmac_key_sign(k, cases[i].data, cases[i].len, mac);
+            ph_hex_encode(mac, sizeof mac, hex);
+            cr_expect_str_eq(hex, cases[i].mac, "prepared key, RFC 4231 case index %zu", i);
+        }
+        ph_hmac_key_free(k);
     }
+}
+
+Test(crypto, hmac_key_empty_key_and_data)
+{
+    uint8_t want[PH_HASH_LEN], got[PH_HASH_LEN];
+    ph_hmac_key *k = NULL;
+    cr_assert_eq(ph_hmac_key_new("", 0, &k), PH_OK);
+    cr_expect(ph_hmac_key_is(k, "", 0));
+    cr_expect_not(ph_hmac_key_is(k, "x", 1));
+    ph_hmac_sha256("", 0, "", 0, want);
+    ph_hmac_key_sign(k, "", 0, got);
+    cr_expect_arr_eq(got, want, sizeof want);
+    ph_hmac_sha256("", 0, "body", 4, want);
+    ph_hmac_key_sign(k, "body", 4, got);
+    cr_expect_arr_eq(got, want, sizeof want);
+    ph_hmac_key_free(k);
 }
 
 Test(crypto, sha256_nist)

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "crypto/crypto.h"
 #include "base/log.h"
 #include "supply/plugin_loader.h"
 #include "supply/plugin_ops.h"
@@ -584,6 +585,16 @@ Test(loader, host_services)
                                          0x6a, 0x04, 0x24, 0x26, 0x08, 0x95, 0x75, 0xc7,
                                          0x5a, 0x00, 0x3f, 0x08, 0x9d, 0x27, 0x39, 0x83,
                                          0x9d, 0xec, 0x58, 0xb9, 0x64, 0xec, 0x38, 0x43};
+    cr_assert_eq(memcmp(mac, want_mac, 32), 0);
+    /* again (the instance's prepared key now), then under another key (the
+     * unprepared path), then the first key again: the same bytes as the core's */
+    h->hmac_sha256(h, "Jefe", 4, "what do ya want for nothing?", 28, mac);
+    cr_assert_eq(memcmp(mac, want_mac, 32), 0);
+    uint8_t other[32], want_other[32];
+    h->hmac_sha256(h, "another key", 11, "body", 4, other);
+    ph_hmac_sha256("another key", 11, "body", 4, want_other);
+    cr_assert_eq(memcmp(other, want_other, 32), 0);
+    h->hmac_sha256(h, "Jefe", 4, "what do ya want for nothing?", 28, mac);
     cr_assert_eq(memcmp(mac, want_mac, 32), 0);
     h->sha256(h, "abc", 3, dig);
     cr_assert_eq(dig[0], 0xba);

@@ -79,6 +79,7 @@ typedef struct srv {
     pthread_t th;
     atomic_int requests, cur, max_cur;
     atomic_int accepts; /* connections accepted */
+    atomic_int closed;  /* connections closed */
     sconn **c;          /* by fd */
 } srv;
 
@@ -93,6 +94,7 @@ static void conn_close(srv *s, sconn *c)
         atomic_fetch_sub(&s->cur, 1);
     s->c[c->fd] = NULL;
     close(c->fd);
+    atomic_fetch_add(&s->closed, 1);
     free(c->out);
     free(c);
 }
@@ -154,6 +156,10 @@ static void respond(srv *s, sconn *c)
         return conn_close(s, c);
     if (strcmp(a, "closeonreuse") == 0)
         return reply(s, c, 200, "ok", 2, 2);
+    if (strcmp(a, "okclose") == 0) { /* a whole keep-alive reply, then the close */
+        c->close_after = 1;
+        return reply(s, c, 200, "ok", 2, 2);
+    }
     if (strcmp(a, "trunc") == 0) {
         c->close_after = 1;
         return reply(s, c, 200, "short", 5, 100);
@@ -1223,6 +1229,32 @@ Test(sio, waves_reuse_connections_across_multi_handles)
     cr_assert_leq(accepts, N + N / 10, "%d connections for two waves of %d", accepts, N);
     release(t, 2 * N);
     free(t);
+}
+
+/* A kept connection stays in the engine's epoll set while it idles (no
+ * epoll_ctl per exchange); when the supplier closes one, the event takes it
+ * out of the set and the next order goes out on a new connection: never on
+ * the dead one, which would make it AMBIGUOUS (rule 2 forbids the resend). */
+Test(sio, an_idle_connection_the_supplier_closed_is_not_used_again)
+{
+    enum { N = 8 };
+    for (int i = 0; i < N; i++) {
+        int closed = atomic_load(&E.s.closed);
+        tjob t = {0};
+        submit(&t, "web", PERKHUB_OP_RECHARGE, "okclose", limits(5000));
+        cr_assert(wait_done(i + 1, 10000), "exchange %d did not finish", i);
+        cr_assert_eq(t.j.outcome, PERKHUB_OK, "exchange %d: %s", i, t.j.detail);
+        release(&t, 1);
+        /* the server closes after the reply: wait for it, so the FIN is with
+         * the client before the next order looks for a connection */
+        int64_t t0 = now_ms();
+        while (atomic_load(&E.s.closed) == closed) {
+            cr_assert_lt(now_ms() - t0, 5000, "the server did not close connection %d", i);
+            usleep(1000);
+        }
+    }
+    cr_assert_eq(atomic_load(&E.s.accepts), N, "one connection per exchange");
+    cr_assert_eq(atomic_load(&E.s.requests), N, "an order went out twice");
 }
 
 /* ---- the rest of the contract ------------------------------------------------------ */

@@ -420,8 +420,10 @@ struct perkhub_host {
     void (*sha256)(const struct perkhub_host *host, const void *data, size_t len, uint8_t out[32]);
 
     /* HMAC-SHA256 of data under key into out (32 bytes, caller-provided): the
-     * signature most supplier gateways ask for. Ownership: nothing retained; the
-     * host does not keep the key. Thread-safe. */
+     * signature most supplier gateways ask for. Ownership: the instance keeps
+     * the first key it signs with prepared (a webhook secret is used for every
+     * callback) until it stops, and wipes it then; any other key is not kept.
+     * Thread-safe. */
     void (*hmac_sha256)(const struct perkhub_host *host, const void *key, size_t keylen,
                         const void *data, size_t len, uint8_t out[32]);
 
