@@ -592,6 +592,16 @@ int store_grant_exists(ph_wtxn *w, uint64_t id);
  * grant expired) or its right kept (supplier). Blocked: the grant expires. */
 int store_grant_release(ph_wtxn *w, ph_cmd *c, ph_order *o);
 int store_grant_blocked(ph_wtxn *w, ph_cmd *c, const ph_order *o);
+/* One unit of a grant (a granted order that is not a bundle, or a bundle
+ * grant's component order) claimed: reserved codes issued (succeeded), or a
+ * supplier unit with the claim's account (recharge) to `first` (attempt 1
+ * SENDING, processing; supplier NULL: failed with fail_reason). */
+int store_grant_unit_claim(ph_wtxn *w, ph_cmd *c, ph_order *o, const ph_attempt_target *first,
+                           const char *fail_reason);
+/* One unit of a grant or of a held order dies (a granted or held order that
+ * is not a bundle, or a bundle's component): reserved codes back to stock,
+ * failed with `reason` and its outcome event. Anything else: nothing. */
+int store_grant_unit_dies(ph_wtxn *w, ph_cmd *c, ph_order *o, const char *reason);
 int store_apply_grant(ph_wtxn *w, ph_cmd *c);
 int store_apply_grant_batch(ph_wtxn *w, ph_cmd *c);
 /* --check-store: every grant agrees with its order, token and expiry entry,
@@ -606,6 +616,21 @@ int store_check_grants(ph_store *s, MDB_txn *txn, uint64_t granted, ph_err *err)
  * bundle record yet: its creator sets the state). */
 int store_bundle_follow(ph_wtxn *w, const ph_order *o, ph_err *err);
 int store_apply_bundle(ph_wtxn *w, ph_cmd *c);
+/* A held bundle p released (store_review.c, store_grant.c): its held
+ * component orders bought as a new bundle's would be (all or none, in a
+ * nested transaction) with c->in.review.targets; grant: reserved instead
+ * (the parent granted). When a new bundle would be refused (a component
+ * short of stock without a supplier, or a delisted one), every component
+ * fails out_of_stock and nothing is taken. *p becomes the parent as written. */
+int store_bundle_release(ph_wtxn *w, ph_cmd *c, ph_order *p, int grant);
+/* A bundle grant p claimed (store_grant.c): every component unit claimed
+ * (store_grant_unit_claim with c->in.grant.targets[j]); *p becomes the
+ * parent as written (its state what its components make). */
+int store_bundle_grant_claim(ph_wtxn *w, ph_cmd *c, ph_order *p);
+/* A held or granted bundle p dies (expired, blocked): the parent failed with
+ * `reason`, every held or granted component with it (store_grant_unit_dies:
+ * reserved codes back to stock); *p becomes the parent as written. */
+int store_bundle_dies(ph_wtxn *w, ph_cmd *c, ph_order *p, const char *reason);
 /* --check-store: every bundle record names a bundle parent and component
  * orders that name it back and exist, no order is a component of two, every
  * component order is in one record, and each parent's state is
