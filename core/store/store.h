@@ -1113,7 +1113,11 @@ struct ph_cmd {
          * for it: a card order takes its codes from stock (succeeded), or,
          * short of stock, goes to `first` as a supplier order (attempt 1
          * SENDING, PROCESSING); a recharge goes to `first`; first.supplier
-         * NULL there: FAILED with fail_reason. Either way it leaves
+         * NULL there: FAILED with fail_reason. A held bundle is bought as a
+         * new bundle would be (store_bundle.c: its held components, with
+         * `targets`, all or none; one a new order would refuse fails it
+         * whole, out_of_stock), or reserved when it is a grant; blocked,
+         * every component fails with it. Either way it leaves
          * `reviews`, and its risk record gets the outcome and `who`.
          * Results: order (to hand to fulfil when it became PROCESSING).
          * Refusals: PH_ENOTFOUND, PH_ESTATE (not held: "order 12 is
@@ -1228,8 +1232,14 @@ struct ph_cmd {
          * retries done: the parent as it is, replayed = 1. Refusals (nothing
          * changes): PH_ENOTFOUND (no such bundle of the client), PH_ECONFLICT
          * (retry_no not the next), PH_ESTATE (the bundle is not partial),
-         * PH_ENOSTOCK as above, PH_EINVAL (inputs).
-         * Results: order (the parent), replayed.
+         * PH_ENOSTOCK as above, PH_EINVAL (inputs). No targets at all
+         * (ntargets 0, targets NULL): no component goes to a supplier (a
+         * welfare batch's bundle line). With `risk` hold: the parent and
+         * every component order held, no plan, nothing taken; deny: the
+         * parent alone, failed denied_by_risk, no record. With `grant`:
+         * every component reserved (granted; a recharge component needs no
+         * target), the parent granted with the one grant (store_grant_new).
+         * Results: order (the parent), replayed; record (a grant's).
          */
         struct {
             const char *client, *client_order_id, *sku;

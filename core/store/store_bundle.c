@@ -495,7 +495,8 @@ static int apply_new(ph_wtxn *w, ph_cmd *c)
         memcpy(p->fingerprint, c->in.bundle.fingerprint, 32);
         w->wrote = 1;
         if ((rc = store_put_order(w, p, MDB_APPEND, &c->err)) == PH_OK &&
-            (rc = store_index_order(w, p, &c->err)) == PH_OK && verdict != PH_VERDICT_DENY)
+            (rc = store_index_order(w, p, &c->err)) == PH_OK && verdict == PH_VERDICT_FULFIL &&
+            !grant) /* as for any order: a held, denied or granted one has its own events */
             rc = store_emit(w, c->now, "order.accepted",
                             json_pack("{s:I,s:s,s:s,s:s,s:I,s:s,s:s,s:I}", "order_id",
                                       (json_int_t)p->id, "client", client, "client_order_id", coid,
