@@ -740,6 +740,11 @@ enum { PH_AGG_GRANTED = 1, PH_AGG_CLAIMED, PH_AGG_EXPIRED, PH_AGG_GIFTED };
  * caller fails its command. */
 int store_agg_grant(ph_wtxn *w, int what, const char *client, const char *const *tags, size_t ntags,
                     const uint8_t user_key[8], const char *sku, int64_t at, ph_err *err);
+/* 1 when order o is one of the mall's orders, which analytics and the
+ * order stats count: not a replenishment, not a bundle's component (its
+ * bundle counts once). The one answer for the hook, the migration, the
+ * checker and ph_store_order_tally. */
+int store_agg_counts(const ph_order *o);
 /* store_agg_order — counts order o as just written; called by store_put_order
  * for every order write BEFORE the ledger books it (it reads what the ledger
  * counted the order as so far): a new order +1 in its creation hour; an
@@ -761,7 +766,11 @@ int store_agg_check(ph_store *s, MDB_txn *txn, ph_err *err);
  * its daily aggregates hold it in (0 none yet) and its unit sale price (-1
  * unpriced). PH_ENOTFOUND when the order was never booked (a new order). */
 int store_ledger_counted(ph_wtxn *w, uint64_t id, int *counted, int64_t *unit_price, ph_err *err);
-/* The unit sale price the ledger books a new order o at (-1 none). */
+/* The unit sale price the ledger books a new order o at (-1 none): the
+ * product's (per client when it has one); a bundle without a price of its
+ * own: the sum of its components' prices x their quantities per bundle
+ * (-1 when one of them has none). A bundle books no money (its components
+ * do): its price is what analytics count it at. */
 int store_ledger_price(ph_wtxn *w, const ph_order *o, int64_t *price, ph_err *err);
 
 /* Adds (add = 1) or removes the late re-query of attempt no of order id at due. */
