@@ -297,6 +297,24 @@ static int component_account(ph_cmd *c, ph_order *o, size_t j, const uint8_t *se
     return PH_OK;
 }
 
+/* order.accepted for a component held or reserved with its bundle (its state
+ * and its parent): every order has its events, a unit that is only held or
+ * reserved too; the bundle's own order.held or order.granted is the
+ * parent's. */
+static int emit_component(ph_wtxn *w, ph_cmd *c, const ph_order *o)
+{
+    uint64_t parent = 0;
+    ph_order_component_of(o, &parent);
+    return store_emit(w, c->now, "order.accepted",
+                      json_pack("{s:I,s:s,s:s,s:s,s:I,s:s,s:s,s:I}", "order_id", (json_int_t)o->id,
+                                "client", o->client, "client_order_id", o->client_order_id, "sku",
+                                o->sku, "quantity", (json_int_t)o->quantity, "delivery",
+                                ph_delivery_name(o->delivery ? o->delivery : PH_DELIVERY_CARD_CODE),
+                                "state", ph_order_state_name(o->state), "parent",
+                                (json_int_t)parent),
+                      &c->err);
+}
+
 /* What buying a component takes: its plan (how, delivery), the route, the
  * account (a recharge of a new bundle), and whether it is reserved for a
  * grant instead. */
@@ -325,7 +343,8 @@ static int component_buy(ph_wtxn *w, ph_cmd *c, ph_order *o, size_t j, const buy
         if ((rc = store_take_codes(w, c, o->sku, o)) == PH_OK &&
             (rc = store_put_order(w, o, fresh ? MDB_APPEND : 0, &c->err)) == PH_OK &&
             (!fresh || (rc = store_index_order(w, o, &c->err)) == PH_OK) &&
-            (b->grant || (rc = store_emit_outcome(w, c->now, o, 0, &c->err)) == PH_OK))
+            (rc = b->grant ? emit_component(w, c, o)
+                           : store_emit_outcome(w, c->now, o, 0, &c->err)) == PH_OK)
             rc = store_alerts_stock(w, o->sku, &c->err);
         return rc;
     }
@@ -334,7 +353,8 @@ static int component_buy(ph_wtxn *w, ph_cmd *c, ph_order *o, size_t j, const buy
         rc = component_account(c, o, j, b->sealed, b->sealed_len, b->masked);
     if (rc == PH_OK && b->grant) {
         o->state = PH_ORDER_GRANTED;
-        rc = store_put_supply_order(w, o, 0, &c->err);
+        if ((rc = store_put_supply_order(w, o, 0, &c->err)) == PH_OK)
+            rc = emit_component(w, c, o);
     } else if (rc == PH_OK) {
         rc = store_supply_release(w, c, o, b->target, NULL);
     }
@@ -360,7 +380,9 @@ static int component_hold(ph_wtxn *w, ph_cmd *c, ph_order *o, size_t j, const bu
     } else {
         rc = store_put_order(w, o, MDB_APPEND, &c->err);
     }
-    return rc ? rc : store_index_order(w, o, &c->err);
+    if (rc == PH_OK)
+        rc = store_index_order(w, o, &c->err);
+    return rc ? rc : emit_component(w, c, o);
 }
 
 /* Appends order id to component comp's orders. */

@@ -10,6 +10,7 @@
  * against the simulator.
  */
 #include <criterion/criterion.h>
+#include <lmdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -488,94 +489,78 @@ Test(bundle_grants, a_held_bundle_grant_is_granted_on_release)
     cr_assert_eq(codes_in("b.iqiyi", "issued"), 1);
     cr_assert_eq(codes_in("b.netease", "issued"), 1);
     cr_assert_eq(events(id, "order.granted"), 1);
-    stop();
-}
 
-/* A welfare batch with a bundle line: its grant reserves every component, and
- * its token claims them all. */
-Test(bundle_grants, a_welfare_batch_takes_a_bundle_line)
-{
-    start();
-    import("b.iqiyi", "WIQ", 1);
-    import("b.netease", "WNE", 2);
-    const char *csv = "user_id,department,sku\n"
-                      "emp-0001,eng,b.pack\n"
-                      "emp-0002,ops,b.netease\n";
-    h_resp r;
-    cr_assert_eq(h_http(&D, "POST", "/v1/batches/grants?batch_id=HR-B&ttl_s=3600", "mall-token",
-                        "text/csv", csv, strlen(csv), &r),
-                 0);
+    /* another held bundle grant, blocked: its grant expires, nothing was reserved */
+    import("b.iqiyi", "QIB", 1);
+    r = post("/v1/orders", "{\"client_order_id\":\"HG-2\",\"sku\":\"b.pack\",\"deliver\":"
+                           "\"grant\",\"grant\":{\"ttl_s\":3600},\"end_user\":{\"id\":"
+                           "\"held-user\"}}");
     cr_assert_eq(r.status, 201, "%ld %s", r.status, r.body);
-    const char *p = strstr(r.body, "\n2,");
-    cr_assert(p, "%s", r.body);
-    p = strchr(strchr(p + 1, ',') + 1, ',') + 1; /* past user_id */
-    long long gid = atoll(p);
-    p = strchr(p, ',') + 1;
-    char tok[64];
-    snprintf(tok, sizeof tok, "%.*s", (int)strcspn(p, "\n"), p);
+    snprintf(tok, sizeof tok, "%s", h_str(json_object_get(r.json, "grant"), "token"));
+    long long bl = h_int(json_object_get(r.json, "order"), "id");
     h_resp_free(&r);
-    cr_assert_eq(codes_in("b.iqiyi", "reserved"), 1);
-    cr_assert_eq(codes_in("b.netease", "reserved"), 2);
-    json_t *g = grant_view(gid);
-    cr_assert_str_eq(h_str(g, "sku"), "b.pack");
-    cr_assert_eq(json_array_size(json_object_get(g, "components")), 2);
+    r = review(bl, "block");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    h_resp_free(&r);
+    json_t *g = grant_view(bl);
+    cr_assert_str_eq(h_str(g, "state"), "expired");
     json_decref(g);
     r = claim(tok, NULL, NULL);
-    cr_assert_eq(r.status, 200, "%s", r.body);
-    json_t *o = json_object_get(r.json, "order");
-    cr_assert_str_eq(h_str(o, "state"), "succeeded", "%s", r.body);
-    cr_assert_eq(json_array_size(json_object_get(component(o, 0), "codes")), 1, "%s", r.body);
+    cr_assert_eq(r.status, 410, "%s", r.body);
     h_resp_free(&r);
-    /* the batch's export counts the bundle line as one claimed grant */
-    r = h_get(&D, "/v1/batches/grants/HR-B.csv", "mall-token");
-    cr_assert_eq(r.status, 200, "%s", r.body);
-    cr_assert(strstr(r.body, "b.pack,claimed"), "%s", r.body);
-    h_resp_free(&r);
+    cr_assert_eq(codes_in("b.iqiyi", "available"), 1, "nothing was reserved");
+    cr_assert_eq(codes_in("b.iqiyi", "reserved"), 0);
     stop();
 }
 
-/* Analytics and the order stats count a bundle once, under its own sku: at
- * its catalog price (b.pack, 40.00) or, without one, at its components'
- * prices summed (b.mixed: 14.00 + 50.00); its component orders not at all. */
-Test(bundle_grants, analytics_and_stats_count_a_bundle_once_at_its_price)
+/* Sets byte 1 (the state) of order id's record in the stopped daemon's store. */
+static void order_state_set(const char *dir, uint64_t id, int state)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    cr_assert_eq(mdb_env_create(&env), 0);
+    mdb_env_set_maxdbs(env, 64);
+    cr_assert_eq(mdb_env_open(env, dir, 0, 0600), 0);
+    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "orders", MDB_INTEGERKEY, &dbi), 0);
+    MDB_val k = {8, &id}, v;
+    cr_assert_eq(mdb_get(txn, dbi, &k, &v), 0);
+    uint8_t *copy = malloc(v.mv_size);
+    memcpy(copy, v.mv_data, v.mv_size);
+    copy[1] = (uint8_t)state;
+    v.mv_data = copy;
+    cr_assert_eq(mdb_put(txn, dbi, &k, &v, 0), 0);
+    free(copy);
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+/* --check-store (invariant 33): a granted component under a bundle that is
+ * held is named. */
+Test(bundle_grants, check_store_finds_a_component_out_of_step_with_its_bundle)
 {
     start();
-    import("b.iqiyi", "AIQ", 1);
-    import("b.netease", "ANE", 2);
-    h_resp r = post("/v1/orders", "{\"client_order_id\":\"A-1\",\"sku\":\"b.pack\"}");
-    cr_assert_eq(r.status, 201, "%s", r.body);
+    review_rule();
+    h_resp r =
+        post("/v1/orders", "{\"client_order_id\":\"C-1\",\"sku\":\"b.mixed\",\"account\":\"" ACCOUNT
+                           "\",\"end_user\":{\"id\":\"held-user\"}}");
+    cr_assert_eq(r.status, 202, "%ld %s", r.status, r.body);
+    json_t *o = json_object_get(r.json, "order");
+    cr_assert_str_eq(h_str(o, "state"), "held", "%s", r.body);
+    long long topup = h_int(component(o, 1), "id");
     h_resp_free(&r);
-    r = post("/v1/orders", "{\"client_order_id\":\"A-2\",\"sku\":\"b.mixed\",\"account\":\"" ACCOUNT
-                           "\",\"wait\":10}");
-    cr_assert(r.status == 201 || r.status == 202, "%ld %s", r.status, r.body);
-    long long mixed = h_int(h_order_of(&r), "id");
-    h_resp_free(&r);
-    json_t *o = h_order_poll(&D, mixed, "mall-token", settled, NULL, WAIT_MS, "bundle settled");
-    cr_assert_str_eq(h_str(o, "state"), "succeeded");
-    json_decref(o);
-
-    char path[160], from[40], to[40];
-    h_rfc3339(h_wall_ms() - 86400000LL, from, sizeof from);
-    h_rfc3339(h_wall_ms() + 86400000LL, to, sizeof to);
-    snprintf(path, sizeof path, "/v1/analytics/top?by=value&period=range&from=%.10s&to=%.10s", from,
-             to);
-    r = h_get(&D, path, "ops-token");
-    cr_assert_eq(r.status, 200, "%s", r.body);
-    json_t *top = json_object_get(json_array_get(json_object_get(r.json, "periods"), 0), "top");
-    cr_assert_eq(json_array_size(top), 2, "the two bundles, no component: %s", r.body);
-    cr_assert_str_eq(h_str(json_array_get(top, 0), "sku"), "b.mixed", "%s", r.body);
-    cr_assert_eq(h_int(json_array_get(top, 0), "value_fen"), 6400, "%s", r.body);
-    cr_assert_eq(h_int(json_array_get(top, 0), "unpriced"), 0, "%s", r.body);
-    cr_assert_str_eq(h_str(json_array_get(top, 1), "sku"), "b.pack", "%s", r.body);
-    cr_assert_eq(h_int(json_array_get(top, 1), "value_fen"), 4000, "%s", r.body);
-    h_resp_free(&r);
-
-    snprintf(path, sizeof path, "/v1/stats/orders?since=%s", from);
-    r = h_get(&D, path, "ops-token");
-    cr_assert_eq(r.status, 200, "%s", r.body);
-    cr_assert_eq(h_int(r.json, "orders"), 2, "the mall's two orders: %s", r.body);
-    cr_assert_eq(h_int(r.json, "skus"), 2, "%s", r.body);
-    cr_assert_eq(h_int(json_object_get(r.json, "by_state"), "succeeded"), 2, "%s", r.body);
-    h_resp_free(&r);
-    stop();
+    h_stop_clean(&D);
+    char *out = NULL;
+    cr_assert_eq(h_check_store(&D, &out), 0, "%s", out);
+    free(out);
+    order_state_set(D.data, (uint64_t)topup, 7 /* granted */);
+    cr_assert_neq(h_check_store(&D, &out), 0, "a granted component under a held bundle");
+    cr_assert(strstr(out, "is granted but the bundle is held"), "%s", out);
+    free(out);
+    order_state_set(D.data, (uint64_t)topup, 6 /* held again */);
+    cr_assert_eq(h_check_store(&D, &out), 0, "%s", out);
+    free(out);
+    h_cleanup(&D);
+    h_sim_stop(&S);
 }
