@@ -34,8 +34,9 @@ static void teardown(void)
 
 TestSuite(bundle_grants, .fini = teardown);
 
-/* b.pack: two card components; b.mixed: a card component and a recharge. */
-static void start(void)
+/* b.pack: two card components; b.mixed: a card component and a recharge;
+ * extra: more top-level config. */
+static void start_with(const char *extra)
 {
     cr_assert(h_sim_start(&S, NULL) == 0, "supsim did not start");
     char rw[1024];
@@ -44,7 +45,7 @@ static void start(void)
                         "    query_max_delay_ms: 300\n",
                         NULL, rw, sizeof rw);
     snprintf(BODY, sizeof BODY,
-             "grants:\n  min_ttl_s: 1\n  expire_every_s: 1\n"
+             "%sgrants:\n  min_ttl_s: 1\n  expire_every_s: 1\n"
              "suppliers:\n  - id: acme\n    plugin: example\n%s"
              "products:\n"
              "  - sku: b.iqiyi\n    name: iQiyi month\n    brand: iqiyi\n    category: video\n"
@@ -63,9 +64,14 @@ static void start(void)
              "    category: bundle\n    delivery: bundle\n    face_value: \"65.00\"\n"
              "    components:\n      - {sku: b.netease, quantity: 1}\n"
              "      - {sku: b.topup, quantity: 1}\n",
-             rw);
+             extra, rw);
     h_setup_custom(&D, BODY, NULL);
     cr_assert(h_start(&D) == 0, "perkhubd did not start");
+}
+
+static void start(void)
+{
+    start_with("");
 }
 
 static void stop(void)
@@ -563,4 +569,33 @@ Test(bundle_grants, check_store_finds_a_component_out_of_step_with_its_bundle)
     free(out);
     h_cleanup(&D);
     h_sim_stop(&S);
+}
+
+static int bundle_succeeded(void *arg)
+{
+    json_t *o = h_order_get(&D, *(long long *)arg, "mall-token");
+    int done = !strcmp(h_str(o, "state"), "succeeded");
+    json_decref(o);
+    return done;
+}
+
+/* A held bundle nobody reviews is released by the risk.reviews job (the
+ * configured default) as ops' release would: bought, its top-up once. */
+Test(bundle_grants, a_held_bundle_times_out_to_its_release)
+{
+    start_with("risk:\n  review_timeout_s: 1\n  review_default: release\n  review_check_s: 1\n");
+    import("b.netease", "TNE", 1);
+    review_rule();
+    h_resp r =
+        post("/v1/orders", "{\"client_order_id\":\"T-1\",\"sku\":\"b.mixed\",\"account\":\"" ACCOUNT
+                           "\",\"end_user\":{\"id\":\"held-user\"}}");
+    cr_assert_eq(r.status, 202, "%ld %s", r.status, r.body);
+    cr_assert_str_eq(h_str(json_object_get(r.json, "order"), "state"), "held", "%s", r.body);
+    long long id = h_int(json_object_get(r.json, "order"), "id");
+    h_resp_free(&r);
+    cr_assert_eq(h_wait_for(bundle_succeeded, &id, 15000), 0, "the timeout did not release it");
+    cr_assert_eq(sim_orders(), 1);
+    cr_assert_eq(codes_in("b.netease", "issued"), 1);
+    cr_assert_eq(events(id, "order.released"), 1);
+    stop();
 }
