@@ -599,3 +599,92 @@ Test(bundle_grants, a_held_bundle_times_out_to_its_release)
     cr_assert_eq(events(id, "order.released"), 1);
     stop();
 }
+
+/* A welfare batch with a bundle line: its grant reserves every component, and
+ * its token claims them all. */
+Test(bundle_grants, a_welfare_batch_takes_a_bundle_line)
+{
+    start();
+    import("b.iqiyi", "WIQ", 1);
+    import("b.netease", "WNE", 2);
+    const char *csv = "user_id,department,sku\n"
+                      "emp-0001,eng,b.pack\n"
+                      "emp-0002,ops,b.netease\n";
+    h_resp r;
+    cr_assert_eq(h_http(&D, "POST", "/v1/batches/grants?batch_id=HR-B&ttl_s=3600", "mall-token",
+                        "text/csv", csv, strlen(csv), &r),
+                 0);
+    cr_assert_eq(r.status, 201, "%ld %s", r.status, r.body);
+    const char *p = strstr(r.body, "\n2,");
+    cr_assert(p, "%s", r.body);
+    p = strchr(strchr(p + 1, ',') + 1, ',') + 1; /* past user_id */
+    long long gid = atoll(p);
+    p = strchr(p, ',') + 1;
+    char tok[64];
+    snprintf(tok, sizeof tok, "%.*s", (int)strcspn(p, "\n"), p);
+    h_resp_free(&r);
+    cr_assert_eq(codes_in("b.iqiyi", "reserved"), 1);
+    cr_assert_eq(codes_in("b.netease", "reserved"), 2);
+    json_t *g = grant_view(gid);
+    cr_assert_str_eq(h_str(g, "sku"), "b.pack");
+    cr_assert_eq(json_array_size(json_object_get(g, "components")), 2);
+    json_decref(g);
+    r = claim(tok, NULL, NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_t *o = json_object_get(r.json, "order");
+    cr_assert_str_eq(h_str(o, "state"), "succeeded", "%s", r.body);
+    cr_assert_eq(json_array_size(json_object_get(component(o, 0), "codes")), 1, "%s", r.body);
+    h_resp_free(&r);
+    /* the batch's export counts the bundle line as one claimed grant */
+    r = h_get(&D, "/v1/batches/grants/HR-B.csv", "mall-token");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert(strstr(r.body, "b.pack,claimed"), "%s", r.body);
+    h_resp_free(&r);
+    stop();
+}
+
+/* Analytics and the order stats count a bundle once, under its own sku: at
+ * its catalog price (b.pack, 40.00) or, without one, at its components'
+ * prices summed (b.mixed: 14.00 + 50.00); its component orders not at all. */
+Test(bundle_grants, analytics_and_stats_count_a_bundle_once_at_its_price)
+{
+    start();
+    import("b.iqiyi", "AIQ", 1);
+    import("b.netease", "ANE", 2);
+    h_resp r = post("/v1/orders", "{\"client_order_id\":\"A-1\",\"sku\":\"b.pack\"}");
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    h_resp_free(&r);
+    r = post("/v1/orders", "{\"client_order_id\":\"A-2\",\"sku\":\"b.mixed\",\"account\":\"" ACCOUNT
+                           "\",\"wait\":10}");
+    cr_assert(r.status == 201 || r.status == 202, "%ld %s", r.status, r.body);
+    long long mixed = h_int(h_order_of(&r), "id");
+    h_resp_free(&r);
+    json_t *o = h_order_poll(&D, mixed, "mall-token", settled, NULL, WAIT_MS, "bundle settled");
+    cr_assert_str_eq(h_str(o, "state"), "succeeded");
+    json_decref(o);
+
+    char path[160], from[40], to[40];
+    h_rfc3339(h_wall_ms() - 86400000LL, from, sizeof from);
+    h_rfc3339(h_wall_ms() + 86400000LL, to, sizeof to);
+    snprintf(path, sizeof path, "/v1/analytics/top?by=value&period=range&from=%.10s&to=%.10s", from,
+             to);
+    r = h_get(&D, path, "ops-token");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_t *top = json_object_get(json_array_get(json_object_get(r.json, "periods"), 0), "top");
+    cr_assert_eq(json_array_size(top), 2, "the two bundles, no component: %s", r.body);
+    cr_assert_str_eq(h_str(json_array_get(top, 0), "sku"), "b.mixed", "%s", r.body);
+    cr_assert_eq(h_int(json_array_get(top, 0), "value_fen"), 6400, "%s", r.body);
+    cr_assert_eq(h_int(json_array_get(top, 0), "unpriced"), 0, "%s", r.body);
+    cr_assert_str_eq(h_str(json_array_get(top, 1), "sku"), "b.pack", "%s", r.body);
+    cr_assert_eq(h_int(json_array_get(top, 1), "value_fen"), 4000, "%s", r.body);
+    h_resp_free(&r);
+
+    snprintf(path, sizeof path, "/v1/stats/orders?since=%s", from);
+    r = h_get(&D, path, "ops-token");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_eq(h_int(r.json, "orders"), 2, "the mall's two orders: %s", r.body);
+    cr_assert_eq(h_int(r.json, "skus"), 2, "%s", r.body);
+    cr_assert_eq(h_int(json_object_get(r.json, "by_state"), "succeeded"), 2, "%s", r.body);
+    h_resp_free(&r);
+    stop();
+}
