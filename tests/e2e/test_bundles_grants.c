@@ -688,3 +688,48 @@ Test(bundle_grants, analytics_and_stats_count_a_bundle_once_at_its_price)
     h_resp_free(&r);
     stop();
 }
+
+/* Nothing is reserved while held: when the stock ran out meanwhile, the
+ * release does what a new order would (refused: the bundle fails whole,
+ * out_of_stock, nothing taken); a held bundle grant's grant expires so. */
+Test(bundle_grants, a_held_bundle_whose_stock_ran_out_fails_whole_on_release)
+{
+    start();
+    import("b.iqiyi", "SIQ", 2);
+    import("b.netease", "SNE", 2);
+    review_rule();
+    h_resp r = post("/v1/orders", "{\"client_order_id\":\"S-1\",\"sku\":\"b.pack\","
+                                  "\"end_user\":{\"id\":\"held-user\"}}");
+    cr_assert_eq(r.status, 202, "%ld %s", r.status, r.body);
+    long long a = h_int(json_object_get(r.json, "order"), "id");
+    h_resp_free(&r);
+    r = post("/v1/orders", "{\"client_order_id\":\"S-2\",\"sku\":\"b.pack\",\"deliver\":\"grant\","
+                           "\"grant\":{\"ttl_s\":3600},\"end_user\":{\"id\":\"held-user\"}}");
+    cr_assert_eq(r.status, 201, "%ld %s", r.status, r.body);
+    long long g = h_int(json_object_get(r.json, "order"), "id");
+    h_resp_free(&r);
+    /* orders without an end user are not reviewed: they take the NetEase codes */
+    r = post("/v1/orders", "{\"client_order_id\":\"S-3\",\"sku\":\"b.netease\",\"quantity\":2}");
+    cr_assert_eq(r.status, 201, "%ld %s", r.status, r.body);
+    h_resp_free(&r);
+
+    long long ids[2] = {a, g};
+    for (int i = 0; i < 2; i++) {
+        r = review(ids[i], "release");
+        cr_assert_eq(r.status, 200, "%s", r.body);
+        h_resp_free(&r);
+        char b[4096];
+        json_t *o = h_order_get(&D, ids[i], "mall-token");
+        cr_assert_str_eq(h_str(o, "state"), "failed", "%s", h_dump(o, b, sizeof b));
+        cr_assert_str_eq(h_str(o, "reason"), "out_of_stock", "%s", h_dump(o, b, sizeof b));
+        cr_assert_str_eq(h_str(component(o, 0), "state"), "failed", "%s", h_dump(o, b, sizeof b));
+        json_decref(o);
+    }
+    cr_assert_eq(codes_in("b.iqiyi", "available"), 2, "all or none: no iQiyi code taken");
+    cr_assert_eq(codes_in("b.iqiyi", "reserved"), 0);
+    json_t *gv = grant_view(g);
+    cr_assert_str_eq(h_str(gv, "state"), "expired");
+    json_decref(gv);
+    cr_assert_eq(events(g, "grant.expired"), 1);
+    stop();
+}
