@@ -23,8 +23,9 @@ typedef struct bundle_ext {
     ph_attempt_target t[PH_BUNDLE_COMPONENTS_MAX];
     void *inner;
     void (*inner_free)(void *);
-    void (*stored)(ph_req *r); /* the order handler's: a new bundle was stored */
-    uint64_t waited;           /* the component the last wait was for (0: none yet) */
+    int (*after)(ph_req *r); /* the order handler's: the command completed; -1 or
+                                its answer's PH_REQ_* */
+    uint64_t waited;         /* the component the last wait was for (0: none yet) */
 } bundle_ext;
 
 static void bundle_ext_free(void *p)
@@ -109,26 +110,86 @@ static json_t *bundle_view(ph_req *r, const ph_order *o)
     return j;
 }
 
+int ph_bundle_components(ph_store *s, uint64_t id, ph_order **o, size_t *n)
+{
+    char *txt = NULL;
+    ph_err err = {0};
+    *n = 0;
+    int rc = ph_store_bundle_get(s, id, &txt, &err);
+    if (rc)
+        return rc;
+    json_t *rec = json_loads(txt, 0, NULL);
+    free(txt);
+    json_t *comps = json_object_get(rec, "components");
+    for (size_t j = 0; rc == PH_OK && j < json_array_size(comps); j++) {
+        if (j == PH_BUNDLE_COMPONENTS_MAX)
+            rc = PH_EIO;
+        else if ((rc = ph_store_order_get(s, latest_of(json_array_get(comps, j)), 0, &o[j],
+                                          &err)) == PH_OK)
+            (*n)++;
+    }
+    json_decref(rec);
+    if (rc) {
+        for (size_t j = 0; j < *n; j++)
+            ph_order_free(o[j]);
+        *n = 0;
+    }
+    return rc;
+}
+
+json_t *ph_bundle_brief(ph_store *s, uint64_t id)
+{
+    ph_order *o[PH_BUNDLE_COMPONENTS_MAX];
+    size_t n;
+    if (ph_bundle_components(s, id, o, &n) != PH_OK)
+        return NULL;
+    json_t *out = json_array();
+    for (size_t j = 0; j < n; j++) {
+        json_array_append_new(out, json_pack("{s:s,s:I,s:I,s:s}", "sku", o[j]->sku, "quantity",
+                                             (json_int_t)o[j]->quantity, "order_id",
+                                             (json_int_t)o[j]->id, "state",
+                                             ph_order_state_name(o[j]->state)));
+        ph_order_free(o[j]);
+    }
+    return out;
+}
+
+int ph_bundle_begin(struct ph_fulfil *f, ph_store *s, uint64_t id, uint64_t *failed)
+{
+    char *txt = NULL;
+    ph_err err = {0};
+    int rc = PH_OK;
+    *failed = 0;
+    if (ph_store_bundle_get(s, id, &txt, &err) != PH_OK)
+        return PH_OK; /* a denied bundle has no record, nothing to begin */
+    json_t *rec = json_loads(txt, 0, NULL);
+    free(txt);
+    json_t *comps = json_object_get(rec, "components");
+    for (size_t j = 0; j < json_array_size(comps); j++) {
+        ph_order *o = NULL;
+        if (ph_store_order_get(s, latest_of(json_array_get(comps, j)), 0, &o, &err) != PH_OK)
+            continue;
+        /* the account, when any, is unsealed from the component itself */
+        if (ph_order_via_supplier(o) && o->state == PH_ORDER_PROCESSING &&
+            ph_fulfil_begin(f, o, NULL, &err) != PH_OK) {
+            rc = PH_ENOMEM;
+            *failed = o->id;
+        }
+        ph_order_free(o);
+    }
+    json_decref(rec);
+    return rc;
+}
+
 /* Hands every new supplier component (its attempt SENDING) to fulfil; an
  * order it cannot take now stays SENDING in the store, and the next start's
  * resume makes it unknown and queries it (fulfil.h): never sent twice. */
 static void begin_components(ph_req *r, uint64_t id)
 {
-    json_t *rec = bundle_record(r, id);
-    json_t *comps = json_object_get(rec, "components");
-    for (size_t j = 0; j < json_array_size(comps); j++) {
-        ph_order *o = NULL;
-        ph_err err = {0};
-        if (ph_store_order_get(r->env->store, latest_of(json_array_get(comps, j)), 0, &o, &err) !=
-            PH_OK)
-            continue;
-        /* the account, when any, is unsealed from the component itself */
-        if (ph_order_via_supplier(o) && ph_fulfil_begin(r->env->fulfil, o, NULL, &err) != PH_OK)
-            ph_log(r->env->log, PH_LOG_WARN, r->reqid, "bundle.begin_failed",
-                   "order=%llu component=%llu", (unsigned long long)id, (unsigned long long)o->id);
-        ph_order_free(o);
-    }
-    json_decref(rec);
+    uint64_t failed = 0;
+    if (ph_bundle_begin(r->env->fulfil, r->env->store, id, &failed) != PH_OK)
+        ph_log(r->env->log, PH_LOG_WARN, r->reqid, "bundle.begin_failed",
+               "order=%llu component=%llu", (unsigned long long)id, (unsigned long long)failed);
 }
 
 /* The first component of bundle id still with a supplier, 0 when none. */
@@ -185,8 +246,9 @@ static int bundle_reply_or_wait(ph_req *r, const ph_order *o, int replayed)
     if (replayed)
         r->replay_header = "true";
     bundle_ext *b = r->ext;
+    /* held waits for ops, granted for its holder: answered now */
     if (r->wait_s && ph_now_ms() < deadline && !ph_order_state_final(o->state) &&
-        o->state != PH_ORDER_PARTIAL)
+        o->state != PH_ORDER_PARTIAL && o->state != PH_ORDER_HELD && o->state != PH_ORDER_GRANTED)
         open = open_component(r, o->id);
     /* the same component still open after its wait ended: fulfil holds no
      * attempt of it to wait for (ph_fulfil_wait answers at once), so answer */
@@ -214,12 +276,14 @@ static int bundle_waited(ph_req *r)
 static int bundle_created(ph_req *r)
 {
     bundle_ext *b = r->ext;
-    if (b->stored) { /* the risk state is the previous handler state's: put it back for it */
+    if (b->after) { /* the risk state is the previous handler state's: put it back for it */
         r->ext = b->inner;
         r->ext_free = b->inner_free;
-        b->stored(r);
+        int answered = b->after(r);
         r->ext = b;
         r->ext_free = bundle_ext_free;
+        if (answered >= 0) /* it answered (a denial, a grant) */
+            return answered;
     }
     if (r->cmd.rc != PH_OK)
         return ph_req_fail(r, r->cmd.rc, &r->cmd.err);
@@ -229,48 +293,65 @@ static int bundle_created(ph_req *r)
     return bundle_reply_or_wait(r, r->cmd.order, r->cmd.replayed);
 }
 
-/* Routes each component of p that may go to a supplier into t: a recharge
- * always (503 naming it when none can take it now), a card-code component
- * only when local stock is short of `times` x its quantity. -1 with the
- * response set. */
-static int route_components(ph_req *r, const ph_product_conf *p, uint32_t times, const int *only,
-                            ph_attempt_target *t)
+int ph_bundle_route(struct ph_fulfil *f, const ph_config *cfg, ph_store *s,
+                    const ph_product_conf *p, uint32_t times, const int *only, int stock_first,
+                    ph_attempt_target *t)
 {
-    for (size_t j = 0; j < p->ncomponents; j++) {
-        const ph_product_conf *q = ph_config_product(r->cfg->cfg, p->components[j].sku);
+    for (size_t j = 0; j < p->ncomponents && j < PH_BUNDLE_COMPONENTS_MAX; j++) {
+        const ph_product_conf *q = ph_config_product(cfg, p->components[j].sku);
         if (!q || (only && !only[j]))
             continue;
-        if (q->delivery == PH_DELIVERY_CARD_CODE) {
+        if (q->delivery == PH_DELIVERY_CARD_CODE && stock_first) {
             char *json = NULL;
             uint64_t avail = 0;
             ph_err err = {0};
-            if (ph_store_product_get(r->env->store, q->sku, &json, &avail, &err) == PH_OK)
+            if (ph_store_product_get(s, q->sku, &json, &avail, &err) == PH_OK)
                 free(json);
             if (avail >= (uint64_t)p->components[j].quantity * times || !q->noffers)
                 continue; /* stock, or the store's own out_of_stock naming it */
         }
-        if (ph_fulfil_route(r->env->fulfil, r->cfg->cfg, q, &t[j]) != PH_OK &&
-            q->delivery == PH_DELIVERY_RECHARGE)
-            return ph_req_error(r, 503, "no_supplier_available",
-                                "components[%zu]: no enabled, healthy supplier offers %s now", j,
-                                q->sku),
-                   -1;
+        if (ph_fulfil_route(f, cfg, q, &t[j]) != PH_OK &&
+            (q->delivery == PH_DELIVERY_RECHARGE || !stock_first))
+            return (int)j;
     }
+    return -1;
+}
+
+/* ph_bundle_route for a new order or a retry; -1 with a 503 naming the
+ * component no supplier can take now. */
+static int route_components(ph_req *r, const ph_product_conf *p, uint32_t times, const int *only,
+                            ph_attempt_target *t)
+{
+    int j = ph_bundle_route(r->env->fulfil, r->cfg->cfg, r->env->store, p, times, only, 1, t);
+    if (j >= 0)
+        return ph_req_error(r, 503, "no_supplier_available",
+                            "components[%d]: no enabled, healthy supplier offers %s now", j,
+                            p->components[j].sku),
+               -1;
     return 0;
 }
 
 int ph_api_bundle_submit(ph_req *r, const ph_product_conf *p, uint32_t qty,
-                         const ph_order_risk *risk, void (*stored)(ph_req *r))
+                         const ph_order_risk *risk, const ph_grant_in *grant,
+                         int (*after)(ph_req *r))
 {
     bundle_ext *b = bundle_ext_take(r);
     if (!b)
         return ph_req_fail(r, PH_ENOMEM, NULL);
-    b->stored = stored;
+    b->after = after;
     if (qty > PH_BUNDLE_QUANTITY_MAX)
         return ph_req_error(r, 422, "limit_exceeded",
                             "quantity: over the maximum of %d for a bundle",
                             PH_BUNDLE_QUANTITY_MAX);
-    if (route_components(r, p, qty, NULL, b->t))
+    /* held or denied: nothing is bought now (a release routes it then); a
+     * grant's recharge is routed when it is claimed */
+    int only[PH_BUNDLE_COMPONENTS_MAX];
+    for (size_t j = 0; j < p->ncomponents && j < PH_BUNDLE_COMPONENTS_MAX; j++) {
+        const ph_product_conf *q = ph_config_product(r->cfg->cfg, p->components[j].sku);
+        only[j] = !(risk && risk->verdict != PH_VERDICT_FULFIL) &&
+                  !(grant && q && q->delivery == PH_DELIVERY_RECHARGE);
+    }
+    if (route_components(r, p, qty, only, b->t))
         return PH_REQ_DONE;
     uint8_t fp[32];
     memcpy(fp, r->cmd.in.order.fingerprint, sizeof fp);
@@ -286,6 +367,7 @@ int ph_api_bundle_submit(ph_req *r, const ph_product_conf *p, uint32_t qty,
     r->cmd.in.bundle.targets = b->t;
     r->cmd.in.bundle.ntargets = p->ncomponents;
     r->cmd.in.bundle.risk = risk;
+    r->cmd.in.bundle.grant = grant;
     if (r->account[0]) {
         if (ph_fulfil_seal_account(r->env->fulfil, r->account, r->account_sealed,
                                    &r->account_sealed_len, r->account_masked) != PH_OK)

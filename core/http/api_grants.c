@@ -18,6 +18,7 @@
 #include "codes/csv.h"
 #include "crypto/wipe_alloc.h"
 #include "http/api.h"
+#include "http/bundles.h"
 #include "http/grants.h"
 #include "http/views.h"
 #include "risk/risk.h"
@@ -213,10 +214,24 @@ static int grant_refused(ph_req *r)
     return ph_req_fail(r, c->rc, &c->err);
 }
 
+/* A bundle grant's view lists its components (sku, quantity, order_id,
+ * state; never a code): one grant, one token, several units. */
+static void grant_components(ph_req *r, json_t *view)
+{
+    json_t *id = json_object_get(view, "id");
+    json_t *c = json_is_integer(id)
+                    ? ph_bundle_brief(r->env->store, (uint64_t)json_integer_value(id))
+                    : NULL;
+    if (c)
+        json_object_set_new(view, "components", c);
+}
+
 /* {"grant": view, ...extra} */
 static int reply_grant(ph_req *r, unsigned status, json_t *extra)
 {
     json_t *view = r->cmd.record ? ph_grant_view(r->cmd.record) : NULL;
+    if (view)
+        grant_components(r, view);
     if (!view) {
         json_decref(extra);
         return ph_req_fail(r, PH_ENOMEM, NULL);
@@ -241,7 +256,13 @@ static int claimed(ph_req *r)
         return grant_refused(r);
     }
     const ph_order *o = r->cmd.order;
-    if (!r->cmd.replayed && o->state == PH_ORDER_PROCESSING) {
+    if (!r->cmd.replayed && o->delivery == PH_DELIVERY_BUNDLE) {
+        uint64_t failed = 0; /* not begun: SENDING until the next start queries it */
+        if (ph_bundle_begin(r->env->fulfil, r->env->store, o->id, &failed) != PH_OK)
+            ph_log(r->env->log, PH_LOG_WARN, r->reqid, "bundle.begin_failed",
+                   "order=%llu component=%llu", (unsigned long long)o->id,
+                   (unsigned long long)failed);
+    } else if (!r->cmd.replayed && o->state == PH_ORDER_PROCESSING) {
         ph_err err = {0};
         int rc = ph_fulfil_begin(r->env->fulfil, o, r->account[0] ? r->account : NULL, &err);
         if (rc) {
@@ -253,8 +274,67 @@ static int claimed(ph_req *r)
     ph_log(r->env->log, PH_LOG_INFO, r->reqid, r->cmd.replayed ? "grant.replayed" : "grant.claimed",
            "grant=%llu state=%s", (unsigned long long)o->id, ph_order_state_name(o->state));
     (void)g;
-    return reply_grant(
-        r, 200, json_pack("{s:o}", "order", ph_view_order(o, r->cfg->cfg, r->env->keys, 1, 0)));
+    json_t *view = ph_view_order(o, r->cfg->cfg, r->env->keys, 1, 0);
+    if (o->delivery == PH_DELIVERY_BUNDLE) /* each component's codes or recharge */
+        ph_bundle_view_components(r, view, o->id, 1, 0);
+    return reply_grant(r, 200, json_pack("{s:o}", "order", view));
+}
+
+/* The claim's account, sealed onto the command; -1 with a 400 set. */
+static int claim_account(ph_req *r, const char *acc)
+{
+    if (!acc || !ph_ident_valid(acc, PH_ACCOUNT_MAX) || strlen(acc) < 3)
+        return ph_req_error(r, 400, "invalid_request",
+                            "account: a recharge grant is claimed with an account (3-64 "
+                            "characters [A-Za-z0-9._:-])"),
+               -1;
+    snprintf(r->account, sizeof r->account, "%s", acc);
+    if (ph_fulfil_seal_account(r->env->fulfil, r->account, r->account_sealed,
+                               &r->account_sealed_len, r->account_masked) != PH_OK)
+        return ph_req_fail(r, PH_ECRYPTO, NULL), -1;
+    r->cmd.in.grant.account_sealed = r->account_sealed;
+    r->cmd.in.grant.account_sealed_len = r->account_sealed_len;
+    r->cmd.in.grant.account_masked = r->account_masked;
+    return 0;
+}
+
+/* A bundle grant's claim: each component that goes to a supplier (a
+ * recharge, a card code bought upstream) is routed now, as a new bundle's
+ * would be; none can take one now: 503 and the grant stays the holder's.
+ * One account serves every recharge component. */
+static int claim_route_bundle(ph_req *r, json_t *b, const ph_order *o)
+{
+    ph_order *comp[PH_BUNDLE_COMPONENTS_MAX];
+    size_t n = 0;
+    const char *acc = json_string_value(json_object_get(b, "account"));
+    /* claimed (a replay?), held, expired: the writer answers */
+    if (o->state != PH_ORDER_GRANTED ||
+        ph_bundle_components(r->env->store, o->id, comp, &n) != PH_OK)
+        return 0;
+    int only[PH_BUNDLE_COMPONENTS_MAX] = {0}, recharge = 0;
+    for (size_t j = 0; j < n; j++) {
+        only[j] = ph_order_via_supplier(comp[j]) && comp[j]->state == PH_ORDER_GRANTED;
+        recharge |= only[j] && comp[j]->delivery == PH_DELIVERY_RECHARGE;
+        ph_order_free(comp[j]);
+    }
+    const ph_product_conf *p = ph_config_product(r->cfg->cfg, o->sku);
+    if (p && p->delivery == PH_DELIVERY_BUNDLE && p->ncomponents == n) {
+        int j = ph_bundle_route(r->env->fulfil, r->cfg->cfg, r->env->store, p, o->quantity, only, 0,
+                                r->cmd.in.grant.targets);
+        if (j >= 0)
+            return ph_req_error(r, 503, "no_supplier_available",
+                                "components[%d]: no supplier can deliver this grant now; claim "
+                                "it later",
+                                j),
+                   -1;
+        r->cmd.in.grant.ntargets = (uint32_t)n;
+    }
+    if (recharge)
+        return claim_account(r, acc);
+    if (acc)
+        return ph_req_error(r, 400, "invalid_request", "account: only for grants with a recharge"),
+               -1;
+    return 0;
 }
 
 /* A supplier grant's claim is routed now, as a review release is: the
@@ -272,7 +352,9 @@ static int claim_route(ph_req *r, json_t *b, grant_req *g)
         ph_order_free(o);
         return 0;
     }
-    if (ph_order_via_supplier(o) && o->state == PH_ORDER_GRANTED) {
+    if (o->delivery == PH_DELIVERY_BUNDLE) {
+        rc = claim_route_bundle(r, b, o);
+    } else if (ph_order_via_supplier(o) && o->state == PH_ORDER_GRANTED) {
         const ph_product_conf *p = ph_config_product(r->cfg->cfg, o->sku);
         ph_attempt_target t = {0};
         /* no supplier now: the claim is refused and the grant stays the holder's */
@@ -461,6 +543,7 @@ int ph_api_grant_get(ph_req *r)
         return view ? ph_req_error(r, 404, "not_found", "grant: not found")
                     : ph_req_fail(r, PH_EIO, NULL);
     }
+    grant_components(r, view);
     return ph_req_json(r, 200, json_pack("{s:o}", "grant", view));
 }
 

@@ -180,9 +180,10 @@ static int reply_grant_order(ph_req *r, const ph_order *o, int replayed)
     ph_log(r->env->log, PH_LOG_INFO, r->reqid, replayed ? "order.replayed" : "order.granted",
            "order=%llu sku=%s quantity=%u state=%s", (unsigned long long)o->id, o->sku, o->quantity,
            ph_order_state_name(o->state));
-    return ph_req_json(r, replayed ? 200 : 201,
-                       json_pack("{s:o,s:o}", "order",
-                                 ph_view_order(o, r->cfg->cfg, r->env->keys, 1, 0), "grant", g));
+    json_t *view = ph_view_order(o, r->cfg->cfg, r->env->keys, 1, 0);
+    if (o->delivery == PH_DELIVERY_BUNDLE) /* each component reserved: its state, no code yet */
+        ph_bundle_view_components(r, view, o->id, 1, 0);
+    return ph_req_json(r, replayed ? 200 : 201, json_pack("{s:o,s:o}", "order", view, "grant", g));
 }
 
 /* 201 for a new order that is final, 202 for one still with a supplier,
@@ -507,6 +508,19 @@ static int grant_intake(ph_req *r, json_t *b)
     return 0;
 }
 
+/* A bundle's command completed (api_bundles.c): its risk count settles as
+ * any order's; a denied bundle and a bundle grant (its token shown once) are
+ * answered here like any order, anything else by the bundle's own answer. */
+static int bundle_after(ph_req *r)
+{
+    risk_done(r);
+    order_risk *x = risk_of(r);
+    const ph_order *o = r->cmd.order;
+    if (r->cmd.rc != PH_OK || !o || !(is_denied(o) || (x && x->is_grant)))
+        return -1;
+    return reply_new_order(r, o, r->cmd.replayed);
+}
+
 /* Decides (risk.h) and writes the order's risk input just before the first
  * submission; the plaintext is wiped here. -1 with the response set. */
 static int risk_decide(ph_req *r, const ph_product_conf *p, uint32_t qty)
@@ -577,24 +591,15 @@ int ph_api_order_create(ph_req *r)
     r->cmd.in.order.sku = r->arg[1];
     r->cmd.in.order.quantity = qty;
     order_risk *x = risk_of(r);
-    if (x && x->is_grant && p->delivery == PH_DELIVERY_BUNDLE) /* before any rule counts it */
-        return ph_req_error(r, 400, "invalid_request",
-                            "deliver: a bundle cannot be delivered as a grant yet");
     order_fingerprint(r, p, qty, x && x->is_grant, r->cmd.in.order.fingerprint);
     if (risk_decide(r, p, qty))
         return PH_REQ_DONE;
     x = risk_of(r);
     r->cmd.in.order.risk = x && (x->in.record || x->in.verdict) ? &x->in : NULL;
     r->cmd.in.order.grant = x && x->is_grant ? &x->grant : NULL;
-    if (p->delivery == PH_DELIVERY_BUNDLE) {
-        /* issue 16: a bundle is not held for review (nor its risk record
-         * stored) yet: a verdict other than fulfil refuses it, nothing stored */
-        if (x && x->in.verdict != PH_VERDICT_FULFIL)
-            return ph_req_error(r, 403, "denied_by_risk",
-                                "order: refused by risk rule %s (a bundle is not held for review)",
-                                x->in.rule ? x->in.rule : "?");
-        return ph_api_bundle_submit(r, p, qty, r->cmd.in.order.risk, risk_done);
-    }
+    if (p->delivery == PH_DELIVERY_BUNDLE) /* held, denied and granted like any order */
+        return ph_api_bundle_submit(r, p, qty, r->cmd.in.order.risk, r->cmd.in.order.grant,
+                                    bundle_after);
     if (p->delivery == PH_DELIVERY_RECHARGE)
         return supply_submit(r, p);
     return ph_req_submit(r, stock_ordered);

@@ -14,6 +14,7 @@
 
 #include "base/util.h"
 #include "http/api.h"
+#include "http/bundles.h"
 #include "http/end_user.h"
 #include "http/reviews.h"
 #include "http/views.h"
@@ -37,6 +38,24 @@ void ph_review_cmd(struct ph_fulfil *f, const ph_config *cfg, ph_store *s, uint6
     if (ph_store_order_get(s, id, 0, &o, &err) != PH_OK)
         return; /* the writer answers for a missing order */
     const ph_product_conf *p = ph_config_product(cfg, o->sku);
+    if (o->delivery == PH_DELIVERY_BUNDLE) {
+        /* routed as a new bundle order would be now (a grant's recharge is
+         * routed when it is claimed): the store plans each component */
+        if (p && p->delivery == PH_DELIVERY_BUNDLE && p->ncomponents <= PH_CMD_TARGETS_MAX) {
+            char *txt = NULL;
+            int grant = ph_store_grant_get(s, id, &txt, &err) == PH_OK;
+            free(txt);
+            int only[PH_BUNDLE_COMPONENTS_MAX];
+            for (size_t j = 0; j < p->ncomponents; j++) {
+                const ph_product_conf *q = ph_config_product(cfg, p->components[j].sku);
+                only[j] = !(grant && q && q->delivery == PH_DELIVERY_RECHARGE);
+            }
+            (void)ph_bundle_route(f, cfg, s, p, o->quantity, only, 1, cmd->in.review.targets);
+            cmd->in.review.ntargets = (uint32_t)p->ncomponents;
+        }
+        ph_order_free(o);
+        return;
+    }
     int recharge = o->delivery == PH_DELIVERY_RECHARGE;
     ph_attempt_target t = {0};
     if (p && (recharge || p->noffers) && ph_fulfil_route(f, cfg, p, &t) == PH_OK)
@@ -52,6 +71,13 @@ int ph_review_after(struct ph_fulfil *f, struct ph_risk *risk, ph_store *s, cons
     const ph_order *o = cmd->order;
     if (cmd->rc != PH_OK || !o)
         return PH_OK;
+    if (o->state == PH_ORDER_PROCESSING && o->delivery == PH_DELIVERY_BUNDLE) {
+        uint64_t failed;
+        if (ph_bundle_begin(f, s, o->id, &failed) != PH_OK)
+            return ph_err_set(err, PH_ENOMEM, "bundle %llu: component %llu not begun",
+                              (unsigned long long)o->id, (unsigned long long)failed);
+        return PH_OK;
+    }
     if (o->state == PH_ORDER_PROCESSING) /* NULL account: unsealed from the supply record */
         return ph_fulfil_begin(f, o, NULL, err);
     if (!risk || cmd->in.review.release)

@@ -180,6 +180,14 @@ static void w_grant(wbuf *b, const ph_grant_in *g)
     w_u64(b, g->batch);
 }
 
+/* Version 5: a held bundle's or a bundle grant's targets, a count then each. */
+static void w_targets(wbuf *b, const ph_attempt_target *t, uint32_t n)
+{
+    w_u32(b, n);
+    for (uint32_t i = 0; i < n && i < PH_CMD_TARGETS_MAX; i++)
+        w_target(b, &t[i]);
+}
+
 static int encode_cmd(wbuf *b, const ph_cmd *c, size_t idx, ph_err *err)
 {
     w_u8(b, (uint8_t)c->type);
@@ -436,6 +444,9 @@ static int encode_cmd(wbuf *b, const ph_cmd *c, size_t idx, ph_err *err)
         w_str(b, c->in.review.note);
         w_target(b, &c->in.review.first);
         w_str(b, c->in.review.fail_reason);
+        if (c->in.review.ntargets > PH_CMD_TARGETS_MAX)
+            return ph_err_set(err, PH_EINVAL, "command %zu (review): targets: too many", idx);
+        w_targets(b, c->in.review.targets, c->in.review.ntargets); /* version 5 */
         break;
     case PH_CMD_RISK_RULE:
         w_str(b, c->in.risk_rule.id);
@@ -469,6 +480,9 @@ static int encode_cmd(wbuf *b, const ph_cmd *c, size_t idx, ph_err *err)
         w_i64(b, c->in.grant.expires_at);
         w_str(b, c->in.grant.who);
         w_u32(b, c->in.grant.limit);
+        if (c->in.grant.ntargets > PH_CMD_TARGETS_MAX)
+            return ph_err_set(err, PH_EINVAL, "command %zu (grant): targets: too many", idx);
+        w_targets(b, c->in.grant.targets, c->in.grant.ntargets); /* version 5 */
         break;
     case PH_CMD_GRANT_BATCH:
         if (c->in.grant_batch.n > UINT32_MAX)
@@ -504,6 +518,7 @@ static int encode_cmd(wbuf *b, const ph_cmd *c, size_t idx, ph_err *err)
         w_blob(b, c->in.bundle.account_sealed, c->in.bundle.account_sealed_len);
         w_str(b, c->in.bundle.account_masked);
         w_risk(b, c->in.bundle.risk);
+        w_grant(b, c->in.bundle.grant); /* version 5 */
         break;
     default:
         /* a new command kind must be given an encoding here, or replication
@@ -806,6 +821,19 @@ static const ph_grant_in *r_grant(rd *r)
     return g;
 }
 
+/* Version 5's targets into t (PH_CMD_TARGETS_MAX of them); none before. */
+static void r_targets(rd *r, ph_attempt_target *t, uint32_t *n)
+{
+    *n = r->version >= 5 ? r_u32(r, "targets") : 0;
+    if (!r->rc && *n > PH_CMD_TARGETS_MAX) {
+        r_fail(r, "targets", "too many");
+        *n = 0;
+        return;
+    }
+    for (uint32_t i = 0; !r->rc && i < *n; i++)
+        r_target(r, &t[i], "targets.supplier", "targets.product_id", "targets.unit_cost");
+}
+
 static void decode_grant(rd *r, ph_cmd *c)
 {
     uint32_t len = 0;
@@ -824,6 +852,7 @@ static void decode_grant(rd *r, ph_cmd *c)
     c->in.grant.expires_at = r_i64(r, "expires_at");
     c->in.grant.who = r_str(r, "who");
     c->in.grant.limit = r_u32(r, "limit");
+    r_targets(r, c->in.grant.targets, &c->in.grant.ntargets);
 }
 
 static void decode_grant_batch(rd *r, ph_cmd *c)
@@ -892,6 +921,7 @@ static void decode_bundle(rd *r, ph_cmd *c)
     c->in.bundle.account_sealed = r_blob(r, &c->in.bundle.account_sealed_len, "account_sealed");
     c->in.bundle.account_masked = r_str(r, "account_masked");
     c->in.bundle.risk = r_risk(r);
+    c->in.bundle.grant = r->version >= 5 ? r_grant(r) : NULL;
 }
 
 static void decode_attempt(rd *r, ph_cmd *c)
@@ -1286,6 +1316,7 @@ static int decode_cmd(rd *r, ph_cmd *c, int *rc_out)
         c->in.review.note = r_str(r, "note");
         r_target(r, &c->in.review.first, "first.supplier", "first.product_id", "first.unit_cost");
         c->in.review.fail_reason = r_str(r, "fail_reason");
+        r_targets(r, c->in.review.targets, &c->in.review.ntargets);
         break;
     case PH_CMD_GRANT:
         decode_grant(r, c);

@@ -49,8 +49,8 @@
 #include "store/store.h"
 
 #define PH_CMD_CODEC_VERSION                                                                       \
-    4 /* 2: the audit member; 3: an order's risk input; 4: an order's grant input, GRANT,          \
-         GRANT_BATCH and BUNDLE */
+    5 /* 2: the audit member; 3: an order's risk input; 4: an order's grant input, GRANT,          \
+         GRANT_BATCH and BUNDLE; 5: BUNDLE's grant input, REVIEW's and GRANT's targets */
 
 /* The one name of a command type ("order", "attempt", ...; "?" for another
  * value): the journal's messages and the ledger's `command` field. Static

@@ -88,10 +88,14 @@ enum ph_order_state {
 };
 
 /* A bundle's state from its components' (issue 16), each the state of the
- * component's latest order: unknown while any is unknown, else processing
- * while any is open (processing, held), else succeeded when all succeeded,
- * partial when some did, failed when none did. The one answer for the
- * writer, the checker and the views. n 0 is failed. */
+ * component's latest order: held when every one is held (a bundle a risk rule
+ * holds: nothing taken or bought yet), granted when every one is granted (a
+ * bundle grant: every unit reserved), else unknown while any is unknown, else
+ * processing while any is open (processing, or held / granted next to
+ * another state: a release or a claim in the middle of its transaction),
+ * else succeeded when all succeeded, partial when some did, failed when none
+ * did. The one answer for the writer, the checker and the views. n 0 is
+ * failed. */
 int ph_bundle_state(const int *states, size_t n);
 
 /* "available", "issued", ...; "?" for an unknown value. Static strings. */
@@ -454,6 +458,10 @@ typedef struct ph_attempt_target {
     const char *supplier, *product_id;
     int64_t unit_cost;
 } ph_attempt_target;
+
+/* One target per component of a bundle (REVIEW of a held bundle, CLAIM of a
+ * bundle grant): config.h's PH_BUNDLE_COMPONENTS_MAX (store_bundle.c checks). */
+#define PH_CMD_TARGETS_MAX 16
 
 typedef struct ph_import_code {
     uint32_t line;      /* line in the source file, for error reports */
@@ -1105,7 +1113,11 @@ struct ph_cmd {
          * for it: a card order takes its codes from stock (succeeded), or,
          * short of stock, goes to `first` as a supplier order (attempt 1
          * SENDING, PROCESSING); a recharge goes to `first`; first.supplier
-         * NULL there: FAILED with fail_reason. Either way it leaves
+         * NULL there: FAILED with fail_reason. A held bundle is bought as a
+         * new bundle would be (store_bundle.c: its held components, with
+         * `targets`, all or none; one a new order would refuse fails it
+         * whole, out_of_stock), or reserved when it is a grant; blocked,
+         * every component fails with it. Either way it leaves
          * `reviews`, and its risk record gets the outcome and `who`.
          * Results: order (to hand to fulfil when it became PROCESSING).
          * Refusals: PH_ENOTFOUND, PH_ESTATE (not held: "order 12 is
@@ -1118,6 +1130,10 @@ struct ph_cmd {
             const char *note; /* NULL or "" = none */
             ph_attempt_target first;
             const char *fail_reason;
+            /* a held bundle (codec version 5): component j's supplier, or none
+             * (supplier NULL), routed as for a new bundle; ntargets 0: none */
+            ph_attempt_target targets[PH_CMD_TARGETS_MAX];
+            uint32_t ntargets;
         } review;
         /*
          * ORDER, SUPPLY_CREATE: `grant` (in.order.grant / in.supply.grant,
@@ -1167,6 +1183,11 @@ struct ph_cmd {
             int64_t expires_at; /* EXTEND */
             const char *who;    /* EXTEND: the token's client */
             uint32_t limit;     /* EXPIRE */
+            /* CLAIM of a bundle grant (codec version 5): component j's
+             * supplier when it goes to one (supplier NULL: it fails
+             * no_supplier_available, the others are delivered) */
+            ph_attempt_target targets[PH_CMD_TARGETS_MAX];
+            uint32_t ntargets;
         } grant;
         /*
          * GRANT_BATCH: a welfare batch of `client`, idempotent on (client,
@@ -1211,8 +1232,14 @@ struct ph_cmd {
          * retries done: the parent as it is, replayed = 1. Refusals (nothing
          * changes): PH_ENOTFOUND (no such bundle of the client), PH_ECONFLICT
          * (retry_no not the next), PH_ESTATE (the bundle is not partial),
-         * PH_ENOSTOCK as above, PH_EINVAL (inputs).
-         * Results: order (the parent), replayed.
+         * PH_ENOSTOCK as above, PH_EINVAL (inputs). No targets at all
+         * (ntargets 0, targets NULL): no component goes to a supplier (a
+         * welfare batch's bundle line). With `risk` hold: the parent and
+         * every component order held, no plan, nothing taken; deny: the
+         * parent alone, failed denied_by_risk, no record. With `grant`:
+         * every component reserved (granted; a recharge component needs no
+         * target), the parent granted with the one grant (store_grant_new).
+         * Results: order (the parent), replayed; record (a grant's).
          */
         struct {
             const char *client, *client_order_id, *sku;
@@ -1225,9 +1252,16 @@ struct ph_cmd {
             const uint8_t *account_sealed; /* recharge components (new bundle), else NULL */
             uint32_t account_sealed_len;
             const char *account_masked;
-            /* new bundle: as for ORDER, fulfil verdicts only (a bundle is not held);
-             * the record is stored under the parent's id */
+            /* new bundle: as for ORDER (hold: the parent and every component
+             * order held, nothing taken or bought; deny: the parent failed
+             * denied_by_risk, no component); the record is stored under the
+             * parent's id */
             const ph_order_risk *risk;
+            /* new bundle as a grant (codec version 5; NULL goods): every
+             * component reserved (stock codes reserved, supplier components
+             * the right only), the parent granted with the one grant record
+             * and token */
+            const ph_grant_in *grant;
         } bundle;
         struct {
             const char *endpoint;

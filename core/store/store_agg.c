@@ -146,14 +146,14 @@ static int count_sku(ph_wtxn *w, const ph_order *o, int64_t price, int64_t sign,
 
 /* Is o one of the mall's orders, counted here? The one answer for the hook,
  * the migration and the checker. */
-static int agg_counts(const ph_order *o)
+int store_agg_counts(const ph_order *o)
 {
     return !ph_order_is_replenish(o) && !ph_order_component_of(o, NULL);
 }
 
 int store_agg_order(ph_wtxn *w, const ph_order *o, ph_err *err)
 {
-    if (!agg_counts(o))
+    if (!store_agg_counts(o))
         return PH_OK;
     int counted = 0;
     int64_t price = -1;
@@ -189,7 +189,7 @@ int store_agg_migrate(ph_store *s, MDB_txn *txn, ph_err *err)
         }
         int counted = 0;
         int64_t price = -1;
-        if (rc == PH_OK && agg_counts(o)) {
+        if (rc == PH_OK && store_agg_counts(o)) {
             rc = count_hour(&w, o->client, o->created_at, 1, err);
             /* the ledger booked every order before (version 4 on, or its own migration) */
             int lc = rc ? rc : store_ledger_counted(&w, id, &counted, &price, err);
@@ -817,7 +817,7 @@ static int recompute_orders(ph_store *s, MDB_txn *txn, sum_map *sku, sum_map *ho
             rc = PH_OK;
             continue;
         }
-        if (rc == PH_OK && agg_counts(o)) {
+        if (rc == PH_OK && store_agg_counts(o)) {
             uint8_t key[AGG_KEY_MAX + 1];
             int32_t day = utc_day(o->created_at);
             uint8_t hour = (uint8_t)((o->created_at - (int64_t)day * DAY_MS) / 3600000);

@@ -275,10 +275,11 @@ static int pop_code(ph_wtxn *w, ph_cmd *c, const char *sku, MDB_cursor *cur, uin
 int store_put_order(ph_wtxn *w, const ph_order *o, unsigned put_flags, ph_err *err)
 {
     size_t cl = strlen(o->client), ol = strlen(o->client_order_id), sl = strlen(o->sku);
-    uint8_t flags = ph_order_via_supplier(o) ? PH_ORDER_F_SUPPLY
-                    : o->delivery == PH_DELIVERY_BUNDLE
-                        ? PH_ORDER_F_BUNDLE
-                        : (uint8_t)(ph_order_local_reason(o->reason) << PH_ORDER_F_REASON_SHIFT);
+    /* a bundle's parent keeps its reason too (denied, blocked, expired) */
+    uint8_t reason = (uint8_t)(ph_order_local_reason(o->reason) << PH_ORDER_F_REASON_SHIFT);
+    uint8_t flags = ph_order_via_supplier(o)            ? PH_ORDER_F_SUPPLY
+                    : o->delivery == PH_DELIVERY_BUNDLE ? (uint8_t)(PH_ORDER_F_BUNDLE | reason)
+                                                        : reason;
     ph_order_rec r = {.version = 1,
                       .state = (uint8_t)o->state,
                       .delivery = o->delivery ? (uint8_t)o->delivery : 1 /* card_code */,

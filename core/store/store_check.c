@@ -516,13 +516,18 @@ static int check_order(scan *sc, uint64_t id, const MDB_val *v, uint64_t *codes)
     int rc = via_supplier ? check_supply(sc, &o) : PH_OK;
     if (rc)
         return rc;
-    if (o.state == PH_ORDER_HELD) { /* exactly one reviews entry (the count: store_check_reviews) */
+    /* a held or granted bundle's components are held or granted with it:
+     * its parent is the one in review and the one with a grant (their
+     * invariants 33 and 34: store_check_bundles) */
+    int component = ph_order_component_of(&o, NULL);
+    if (o.state == PH_ORDER_HELD && !component) { /* exactly one reviews entry (the count:
+                                                     store_check_reviews) */
         if (!store_review_has(sc->s, sc->txn, id))
             return ph_err_set(sc->err, PH_EIO, "order %llu: held but not in reviews",
                               (unsigned long long)id);
         sc->held_orders++;
     }
-    sc->granted_orders += o.state == PH_ORDER_GRANTED;
+    sc->granted_orders += o.state == PH_ORDER_GRANTED && !component;
     for (size_t i = 0; i < o.ncodes; i++) {
         uint64_t cid;
         memcpy(&cid, ids + 8 * i, 8);

@@ -461,9 +461,7 @@ static int codes_issue(ph_wtxn *w, ph_cmd *c, ph_order *o)
     return rc;
 }
 
-/* The order of a grant that dies (expired, or its held order blocked): the
- * reserved unit back, the order failed with `reason` (none: already final). */
-static int order_dies(ph_wtxn *w, ph_cmd *c, ph_order *o, const char *reason)
+int store_grant_unit_dies(ph_wtxn *w, ph_cmd *c, ph_order *o, const char *reason)
 {
     int rc = PH_OK;
     if (o->state != PH_ORDER_GRANTED && o->state != PH_ORDER_HELD)
@@ -485,6 +483,18 @@ static int order_dies(ph_wtxn *w, ph_cmd *c, ph_order *o, const char *reason)
     return rc ? rc : store_emit_outcome(w, c->now, o, 0, &c->err);
 }
 
+/* The order of a grant that dies (expired, or its held order blocked): the
+ * reserved unit back, the order failed with `reason` (none: already final);
+ * a bundle's every unit. */
+static int order_dies(ph_wtxn *w, ph_cmd *c, ph_order *o, const char *reason)
+{
+    if (o->state != PH_ORDER_GRANTED && o->state != PH_ORDER_HELD)
+        return PH_OK;
+    if (o->delivery == PH_DELIVERY_BUNDLE)
+        return store_bundle_dies(w, c, o, reason);
+    return store_grant_unit_dies(w, c, o, reason);
+}
+
 /* The grant expires: its record, its expiry entry (token kept: a claim then
  * answers "expired", not "unknown"), grant.expired, then the order dies. */
 static int grant_expires(ph_wtxn *w, ph_cmd *c, ph_order *o, json_t *rec, const char *reason)
@@ -504,12 +514,48 @@ static int grant_expires(ph_wtxn *w, ph_cmd *c, ph_order *o, json_t *rec, const 
     return rc;
 }
 
+/* A held grant the stock could not serve when released: its order failed
+ * out_of_stock (a bundle's already by store_bundle_release), the grant
+ * expired. */
+static int release_short(ph_wtxn *w, ph_cmd *c, ph_order *o, json_t *rec)
+{
+    int bundle = o->delivery == PH_DELIVERY_BUNDLE;
+    if (!bundle)
+        o->state = PH_ORDER_HELD; /* the event below sees the grant's order as it was */
+    int rc = expiry_set(w, c, o->id, rec_int(rec, "expires_at"), 0);
+    json_object_set_new(rec, "state", json_string("expired"));
+    json_object_set_new(rec, "expired_at", json_integer((json_int_t)c->now));
+    if (rc == PH_OK && (rc = grant_write(w, c, o->id, rec)) == PH_OK)
+        rc = emit_grant(w, c, o, "grant.expired", json_pack("{s:s}", "reason", "out_of_stock"));
+    if (bundle)
+        return rc;
+    o->state = PH_ORDER_FAILED;
+    snprintf(o->reason, sizeof o->reason, "out_of_stock");
+    if (rc == PH_OK && (rc = store_put_order(w, o, 0, &c->err)) == PH_OK)
+        rc = store_emit_outcome(w, c->now, o, 0, &c->err);
+    return rc;
+}
+
 int store_grant_release(ph_wtxn *w, ph_cmd *c, ph_order *o)
 {
     json_t *rec = NULL;
     int rc = grant_read(w->s, w->txn, o->id, &rec, &c->err);
     if (rc)
         return rc;
+    if (o->delivery == PH_DELIVERY_BUNDLE) {
+        /* every component reserved (all or none), the parent granted */
+        rc = store_bundle_release(w, c, o, 1);
+        if (rc == PH_OK && o->state == PH_ORDER_FAILED)
+            rc = release_short(w, c, o, rec);
+        else if (rc == PH_OK && o->state != PH_ORDER_GRANTED)
+            rc = ph_err_set(&c->err, PH_EIO, "bundle %llu: released as a grant but %s",
+                            (unsigned long long)o->id, ph_order_state_name(o->state));
+        else if (rc == PH_OK && (rc = store_emit_granted(w, c->now, o, rec_int(rec, "expires_at"),
+                                                         &c->err)) == PH_OK)
+            rc = agg_note(w, c, AGG_GRANTED, o, rec);
+        json_decref(rec);
+        return rc;
+    }
     o->state = PH_ORDER_GRANTED;
     o->updated_at = c->now;
     if (ph_order_via_supplier(o)) {
@@ -538,18 +584,7 @@ int store_grant_release(ph_wtxn *w, ph_cmd *c, ph_order *o)
             o->ncodes = 0;
             o->cost = 0;
             memset(&c->err, 0, sizeof c->err);
-            o->state = PH_ORDER_HELD; /* order_dies fails it, out of stock */
-            int64_t at = rec_int(rec, "expires_at");
-            rc = expiry_set(w, c, o->id, at, 0);
-            json_object_set_new(rec, "state", json_string("expired"));
-            json_object_set_new(rec, "expired_at", json_integer((json_int_t)c->now));
-            if (rc == PH_OK && (rc = grant_write(w, c, o->id, rec)) == PH_OK)
-                rc = emit_grant(w, c, o, "grant.expired",
-                                json_pack("{s:s}", "reason", "out_of_stock"));
-            o->state = PH_ORDER_FAILED;
-            snprintf(o->reason, sizeof o->reason, "out_of_stock");
-            if (rc == PH_OK && (rc = store_put_order(w, o, 0, &c->err)) == PH_OK)
-                rc = store_emit_outcome(w, c->now, o, 0, &c->err);
+            rc = release_short(w, c, o, rec);
             json_decref(rec);
             return rc;
         } else if (rc) {
@@ -656,27 +691,32 @@ static int grant_movable(ph_cmd *c, const json_t *rec, const ph_order *o)
     return PH_OK;
 }
 
+int store_grant_unit_claim(ph_wtxn *w, ph_cmd *c, ph_order *o, const ph_attempt_target *first,
+                           const char *fail_reason)
+{
+    if (!ph_order_via_supplier(o))
+        return codes_issue(w, c, o);
+    if (o->delivery == PH_DELIVERY_RECHARGE) {
+        const char *m = c->in.grant.account_masked;
+        uint32_t len = c->in.grant.account_sealed_len;
+        if (!c->in.grant.account_sealed || !len || !m ||
+            !store_text_ok(m, sizeof o->account_masked - 1, 0))
+            return ph_err_set(&c->err, PH_EINVAL, "account: a recharge needs an account");
+        free(o->account_sealed);
+        if (!(o->account_sealed = malloc(len)))
+            return ph_err_set(&c->err, PH_ENOMEM, "out of memory");
+        memcpy(o->account_sealed, c->in.grant.account_sealed, len);
+        o->account_sealed_len = len;
+        snprintf(o->account_masked, sizeof o->account_masked, "%s", m);
+    }
+    return store_supply_release(w, c, o, first, fail_reason);
+}
+
 static int grant_claim(ph_wtxn *w, ph_cmd *c, ph_order *o, json_t *rec)
 {
-    int rc = PH_OK;
-    if (!ph_order_via_supplier(o)) {
-        rc = codes_issue(w, c, o);
-    } else {
-        if (o->delivery == PH_DELIVERY_RECHARGE) {
-            const char *m = c->in.grant.account_masked;
-            uint32_t len = c->in.grant.account_sealed_len;
-            if (!c->in.grant.account_sealed || !len || !m ||
-                !store_text_ok(m, sizeof o->account_masked - 1, 0))
-                return ph_err_set(&c->err, PH_EINVAL, "account: a recharge needs an account");
-            free(o->account_sealed);
-            if (!(o->account_sealed = malloc(len)))
-                return ph_err_set(&c->err, PH_ENOMEM, "out of memory");
-            memcpy(o->account_sealed, c->in.grant.account_sealed, len);
-            o->account_sealed_len = len;
-            snprintf(o->account_masked, sizeof o->account_masked, "%s", m);
-        }
-        rc = store_supply_release(w, c, o, &c->in.grant.first, c->in.grant.fail_reason);
-    }
+    int rc = o->delivery == PH_DELIVERY_BUNDLE
+                 ? store_bundle_grant_claim(w, c, o)
+                 : store_grant_unit_claim(w, c, o, &c->in.grant.first, c->in.grant.fail_reason);
     json_object_set_new(rec, "state", json_string("claimed"));
     json_object_set_new(rec, "claimed_at", json_integer((json_int_t)c->now));
     if (rc == PH_OK)
@@ -1050,7 +1090,19 @@ static int batch_line(ph_wtxn *w, ph_cmd *c, size_t i, const char *coid, const p
             memset(&sub.err, 0, sizeof sub.err);
         }
     }
-    if (rc == PH_ENOSTOCK && (l->delivery != PH_DELIVERY_CARD_CODE || l->supply_ok)) {
+    if (l->delivery == PH_DELIVERY_BUNDLE) {
+        /* a bundle grant: every component from stock, reserved, or a
+         * recharge's right (no supplier is routed for a batch: a component
+         * short of stock refuses the line) */
+        sub.type = PH_CMD_BUNDLE;
+        sub.in.bundle.client = c->in.grant_batch.client;
+        sub.in.bundle.client_order_id = coid;
+        sub.in.bundle.sku = l->sku;
+        sub.in.bundle.quantity = 1;
+        memcpy(sub.in.bundle.fingerprint, c->in.grant_batch.fingerprint, 32);
+        sub.in.bundle.grant = gin;
+        rc = store_apply_bundle(w, &sub);
+    } else if (rc == PH_ENOSTOCK && (l->delivery != PH_DELIVERY_CARD_CODE || l->supply_ok)) {
         sub.type = PH_CMD_SUPPLY_CREATE;
         memset(&sub.in, 0, sizeof sub.in);
         sub.in.supply.client = c->in.grant_batch.client;

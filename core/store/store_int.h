@@ -592,6 +592,16 @@ int store_grant_exists(ph_wtxn *w, uint64_t id);
  * grant expired) or its right kept (supplier). Blocked: the grant expires. */
 int store_grant_release(ph_wtxn *w, ph_cmd *c, ph_order *o);
 int store_grant_blocked(ph_wtxn *w, ph_cmd *c, const ph_order *o);
+/* One unit of a grant (a granted order that is not a bundle, or a bundle
+ * grant's component order) claimed: reserved codes issued (succeeded), or a
+ * supplier unit with the claim's account (recharge) to `first` (attempt 1
+ * SENDING, processing; supplier NULL: failed with fail_reason). */
+int store_grant_unit_claim(ph_wtxn *w, ph_cmd *c, ph_order *o, const ph_attempt_target *first,
+                           const char *fail_reason);
+/* One unit of a grant or of a held order dies (a granted or held order that
+ * is not a bundle, or a bundle's component): reserved codes back to stock,
+ * failed with `reason` and its outcome event. Anything else: nothing. */
+int store_grant_unit_dies(ph_wtxn *w, ph_cmd *c, ph_order *o, const char *reason);
 int store_apply_grant(ph_wtxn *w, ph_cmd *c);
 int store_apply_grant_batch(ph_wtxn *w, ph_cmd *c);
 /* --check-store: every grant agrees with its order, token and expiry entry,
@@ -606,6 +616,21 @@ int store_check_grants(ph_store *s, MDB_txn *txn, uint64_t granted, ph_err *err)
  * bundle record yet: its creator sets the state). */
 int store_bundle_follow(ph_wtxn *w, const ph_order *o, ph_err *err);
 int store_apply_bundle(ph_wtxn *w, ph_cmd *c);
+/* A held bundle p released (store_review.c, store_grant.c): its held
+ * component orders bought as a new bundle's would be (all or none, in a
+ * nested transaction) with c->in.review.targets; grant: reserved instead
+ * (the parent granted). When a new bundle would be refused (a component
+ * short of stock without a supplier, or a delisted one), every component
+ * fails out_of_stock and nothing is taken. *p becomes the parent as written. */
+int store_bundle_release(ph_wtxn *w, ph_cmd *c, ph_order *p, int grant);
+/* A bundle grant p claimed (store_grant.c): every component unit claimed
+ * (store_grant_unit_claim with c->in.grant.targets[j]); *p becomes the
+ * parent as written (its state what its components make). */
+int store_bundle_grant_claim(ph_wtxn *w, ph_cmd *c, ph_order *p);
+/* A held or granted bundle p dies (expired, blocked): the parent failed with
+ * `reason`, every held or granted component with it (store_grant_unit_dies:
+ * reserved codes back to stock); *p becomes the parent as written. */
+int store_bundle_dies(ph_wtxn *w, ph_cmd *c, ph_order *p, const char *reason);
 /* --check-store: every bundle record names a bundle parent and component
  * orders that name it back and exist, no order is a component of two, every
  * component order is in one record, and each parent's state is
@@ -715,6 +740,11 @@ enum { PH_AGG_GRANTED = 1, PH_AGG_CLAIMED, PH_AGG_EXPIRED, PH_AGG_GIFTED };
  * caller fails its command. */
 int store_agg_grant(ph_wtxn *w, int what, const char *client, const char *const *tags, size_t ntags,
                     const uint8_t user_key[8], const char *sku, int64_t at, ph_err *err);
+/* 1 when order o is one of the mall's orders, which analytics and the
+ * order stats count: not a replenishment, not a bundle's component (its
+ * bundle counts once). The one answer for the hook, the migration, the
+ * checker and ph_store_order_tally. */
+int store_agg_counts(const ph_order *o);
 /* store_agg_order — counts order o as just written; called by store_put_order
  * for every order write BEFORE the ledger books it (it reads what the ledger
  * counted the order as so far): a new order +1 in its creation hour; an
@@ -736,7 +766,11 @@ int store_agg_check(ph_store *s, MDB_txn *txn, ph_err *err);
  * its daily aggregates hold it in (0 none yet) and its unit sale price (-1
  * unpriced). PH_ENOTFOUND when the order was never booked (a new order). */
 int store_ledger_counted(ph_wtxn *w, uint64_t id, int *counted, int64_t *unit_price, ph_err *err);
-/* The unit sale price the ledger books a new order o at (-1 none). */
+/* The unit sale price the ledger books a new order o at (-1 none): the
+ * product's (per client when it has one); a bundle without a price of its
+ * own: the sum of its components' prices x their quantities per bundle
+ * (-1 when one of them has none). A bundle books no money (its components
+ * do): its price is what analytics count it at. */
 int store_ledger_price(ph_wtxn *w, const ph_order *o, int64_t *price, ph_err *err);
 
 /* Adds (add = 1) or removes the late re-query of attempt no of order id at due. */

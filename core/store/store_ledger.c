@@ -581,6 +581,37 @@ int store_ledger_counted(ph_wtxn *w, uint64_t id, int *counted, int64_t *unit_pr
     return PH_OK;
 }
 
+/* A bundle's price for client: its own, else the sum of its components'. */
+static int bundle_price(ph_wtxn *w, const char *sku, const char *client, int64_t *price,
+                        ph_err *err)
+{
+    int rc = sale_price(w, sku, client, price, err);
+    if (rc || *price >= 0)
+        return rc;
+    json_t *p = NULL;
+    ph_err e2 = {0};
+    if (store_get_product(w, sku, &p, &e2) != PH_OK) /* no longer stored: unpriced */
+        return PH_OK;
+    json_t *comps = json_object_get(p, "components"), *cj;
+    size_t j;
+    int64_t sum = 0;
+    json_array_foreach(comps, j, cj)
+    {
+        const char *cs = json_string_value(json_object_get(cj, "sku"));
+        json_int_t q = json_integer_value(json_object_get(cj, "quantity"));
+        int64_t each = -1;
+        if (!cs || q < 1 || (rc = sale_price(w, cs, client, &each, err)) != PH_OK || each < 0 ||
+            __builtin_mul_overflow(each, (int64_t)q, &each) ||
+            __builtin_add_overflow(sum, each, &sum)) {
+            sum = -1;
+            break;
+        }
+    }
+    *price = json_array_size(comps) ? sum : -1;
+    json_decref(p);
+    return rc;
+}
+
 int store_ledger_price(ph_wtxn *w, const ph_order *o, int64_t *price, ph_err *err)
 {
     /* a replenishment buys stock: a supplier cost, never a sale */
@@ -588,6 +619,8 @@ int store_ledger_price(ph_wtxn *w, const ph_order *o, int64_t *price, ph_err *er
         *price = -1;
         return PH_OK;
     }
+    if (o->delivery == PH_DELIVERY_BUNDLE)
+        return bundle_price(w, o->sku, o->client, price, err);
     return sale_price(w, o->sku, o->client, price, err);
 }
 

@@ -241,6 +241,12 @@ static int review_write(ph_wtxn *w, ph_cmd *c, ph_order *o)
     if (!c->in.review.release) {
         if ((rc = emit_order(w, c, o, "order.blocked", json_pack("{s:s}", "by", by))) != PH_OK)
             return rc;
+        if (o->delivery == PH_DELIVERY_BUNDLE) { /* every held component with it, nothing bought */
+            rc = store_bundle_dies(w, c, o, "blocked_by_review");
+            if (rc == PH_OK && store_grant_exists(w, o->id))
+                rc = store_grant_blocked(w, c, o);
+            return rc;
+        }
         o->state = PH_ORDER_FAILED;
         o->updated_at = c->now;
         snprintf(o->reason, sizeof o->reason, "blocked_by_review");
@@ -254,6 +260,8 @@ static int review_write(ph_wtxn *w, ph_cmd *c, ph_order *o)
         return rc;
     if (store_grant_exists(w, o->id)) /* granted now: reserved, not delivered */
         return store_grant_release(w, c, o);
+    if (o->delivery == PH_DELIVERY_BUNDLE) /* bought now as a new bundle would be */
+        return store_bundle_release(w, c, o, 0);
     if (ph_order_via_supplier(o))
         return store_supply_release(w, c, o, &c->in.review.first, c->in.review.fail_reason);
     return release_from_stock(w, c, o);

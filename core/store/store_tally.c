@@ -97,7 +97,9 @@ int ph_store_order_tally(ph_store *s, int64_t since, size_t max_orders, ph_order
             break;
         }
         visited++;
-        if (o.created_at < since)
+        /* the mall's orders, as analytics count them: not a replenishment,
+         * not a bundle's component (its bundle counts once) */
+        if (o.created_at < since || !store_agg_counts(&o))
             continue;
         if (o.created_at < oldest)
             oldest = o.created_at;

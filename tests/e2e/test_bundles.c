@@ -3,9 +3,9 @@
  * the supplier simulator (rewards protocol): card-code components from stock
  * in one transaction, all or none; a stock + recharge bundle whose recharge
  * fails (partial) and its retry, which buys only the failed component again;
- * kill -9 while a bundle's recharge is with the supplier (restart: no
- * component bought twice). Every test ends with --check-store (the parent's
- * state agrees with its components) and the ledger against the simulator.
+ * kill -9 while the recharges of a bundle and of a claimed bundle grant are
+ * with the supplier (restart: no component bought twice). Every test ends with --check-store (the
+ * parent's state agrees with its components) and the ledger against the simulator.
  */
 #include <criterion/criterion.h>
 #include <lmdb.h>
@@ -307,29 +307,38 @@ Test(bundles, partial_then_retry_without_rebuying)
     stop();
 }
 
-static int sim_has_order(void *arg)
+static int sim_has_orders(void *arg)
 {
-    (void)arg;
     json_t *t = h_sim_truth(&S);
     size_t n = 0;
     h_sim_truth_find(t, "orders", NULL, -1, &n);
     json_decref(t);
-    return n > 0;
+    return (long long)n >= *(long long *)arg;
 }
 
-/* kill -9 while the bundle's recharge is on the wire (the supplier took it
- * and answers late): after the restart the attempt is queried, never sent
- * again, and the bundle succeeds with each component bought once. */
+/* kill -9 while the recharges of a bundle order and of a claimed bundle
+ * grant are on the wire (the supplier took them and answers late): after the
+ * restart each attempt is queried, never sent again, and each bundle
+ * succeeds with every component bought once. */
 Test(bundles, kill9_mid_bundle)
 {
     start();
-    char *csv = h_codes_csv("KNE", 1);
+    char *csv = h_codes_csv("KNE", 2);
     h_resp r = h_import(&D, "b.netease", csv, 201);
     h_resp_free(&r);
     free(csv);
+    /* the grant first: its recharge goes on the wire with its claim */
+    r = post("/v1/orders", "{\"client_order_id\":\"kill-g\",\"sku\":\"b.mixed\",\"deliver\":"
+                           "\"grant\",\"grant\":{\"ttl_s\":3600},\"end_user\":{\"id\":"
+                           "\"emp-0001\"}}");
+    cr_assert_eq(r.status, 201, "%ld %s", r.status, r.body);
+    long long gid = h_int(h_order_of(&r), "id");
+    char tok[64], claim[160];
+    snprintf(tok, sizeof tok, "%s", h_str(json_object_get(r.json, "grant"), "token"));
+    h_resp_free(&r);
     r = h_sim_req(&S, "POST", "/_sim/faults",
                   "{\"protocol\":\"rewards\",\"op\":\"order\",\"fault\":\"latency\","
-                  "\"latency_ms\":4000,\"count\":1}");
+                  "\"latency_ms\":4000,\"count\":2}");
     cr_assert(r.status < 300, "%s", r.body);
     h_resp_free(&r);
     r = post("/v1/orders",
@@ -337,21 +346,30 @@ Test(bundles, kill9_mid_bundle)
     cr_assert_eq(r.status, 202, "%ld %s", r.status, r.body);
     long long id = h_int(h_order_of(&r), "id");
     h_resp_free(&r);
-    cr_assert(h_wait_for(sim_has_order, NULL, 5000) == 0, "the supplier never got the order");
+    snprintf(claim, sizeof claim, "{\"token\":\"%s\",\"account\":\"" ACCOUNT "\"}", tok);
+    r = post("/v1/grants/claim", claim);
+    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+    h_resp_free(&r);
+    long long want = 2;
+    cr_assert(h_wait_for(sim_has_orders, &want, 5000) == 0, "the supplier never got both");
     kill(D.pid, SIGKILL);
     h_stop(&D, 0);
     cr_assert(h_start(&D) == 0, "perkhubd did not restart");
 
     char b[4096];
-    json_t *o = h_order_poll(&D, id, "mall-token", settled, NULL, WAIT_MS, "bundle settled");
-    cr_assert_str_eq(h_str(o, "state"), "succeeded", "%s", h_dump(o, b, sizeof b));
-    cr_assert_eq(json_array_size(json_object_get(component(o, 1), "orders")), 1);
-    json_decref(o);
+    long long ids[2] = {id, gid};
+    for (int i = 0; i < 2; i++) {
+        json_t *o =
+            h_order_poll(&D, ids[i], "mall-token", settled, NULL, WAIT_MS, "bundle settled");
+        cr_assert_str_eq(h_str(o, "state"), "succeeded", "%s", h_dump(o, b, sizeof b));
+        cr_assert_eq(json_array_size(json_object_get(component(o, 1), "orders")), 1);
+        json_decref(o);
+    }
     cr_assert_eq(stock_of("b.netease"), 0);
     json_t *t = h_sim_truth(&S);
     size_t n = 0;
     h_sim_truth_find(t, "orders", NULL, -1, &n);
-    cr_assert_eq(n, 1, "the recharge was sent once: %s", h_dump(t, b, sizeof b));
+    cr_assert_eq(n, 2, "each recharge was sent once: %s", h_dump(t, b, sizeof b));
     json_decref(t);
     stop();
 }
@@ -417,7 +435,7 @@ Test(bundles, check_store_finds_a_bundle_out_of_step)
     check_store_ok();
     lmdb_damage(D.data, "bundles", (uint64_t)id, -1);
     cr_assert_neq(h_check_store(&D, &out), 0, "component orders without their bundle passed");
-    cr_assert(strstr(out, "component orders, but bundle records list"), "%s", out);
+    cr_assert(strstr(out, "partial without its bundle record"), "%s", out);
     free(out);
     h_cleanup(&D);
     h_sim_stop(&S);
@@ -442,14 +460,22 @@ Test(bundles, risk_rules_apply_to_a_bundle)
     cr_assert_eq(r.status, 201, "%ld %s", r.status, r.body);
     h_resp_free(&r);
 
-    r = post("/v1/orders", "{\"client_order_id\":\"rk-1\",\"sku\":\"b.pack\","
-                           "\"end_user\":{\"id\":\"user-0001\",\"phone\":\"13900139000\"}}");
+    const char *denied = "{\"client_order_id\":\"rk-1\",\"sku\":\"b.pack\","
+                         "\"end_user\":{\"id\":\"user-0001\",\"phone\":\"13900139000\"}}";
+    r = post("/v1/orders", denied);
     cr_assert_eq(r.status, 403, "%ld %s", r.status, r.body);
     cr_assert_str_eq(h_str(r.json, "error"), "denied_by_risk");
     h_resp_free(&r);
     cr_assert_eq(stock_of("b.iqiyi"), 2, "nothing taken");
+    /* stored like any denied order: failed, no component; a replay is denied again */
     r = h_get(&D, "/v1/orders?client_order_id=rk-1", "mall-token");
-    cr_assert_eq(r.status, 404, "nothing stored: %ld %s", r.status, r.body);
+    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+    cr_assert_str_eq(h_str(h_order_of(&r), "state"), "failed", "%s", r.body);
+    cr_assert_str_eq(h_str(h_order_of(&r), "reason"), "denied_by_risk", "%s", r.body);
+    cr_assert_eq(json_array_size(json_object_get(h_order_of(&r), "components")), 0, "%s", r.body);
+    h_resp_free(&r);
+    r = post("/v1/orders", denied);
+    cr_assert_eq(r.status, 403, "%ld %s", r.status, r.body);
     h_resp_free(&r);
 
     r = post("/v1/orders", "{\"client_order_id\":\"rk-2\",\"sku\":\"b.pack\","

@@ -104,17 +104,29 @@ Test(bundles, state_follows_the_components)
         P = PH_ORDER_PROCESSING,
         S = PH_ORDER_SUCCEEDED,
         F = PH_ORDER_FAILED,
-        U = PH_ORDER_UNKNOWN
+        U = PH_ORDER_UNKNOWN,
+        H = PH_ORDER_HELD,
+        G = PH_ORDER_GRANTED
     };
     struct {
         int st[3];
         size_t n;
         int want;
     } rows[] = {
-        {{S, S, S}, 3, S}, {{S, F, F}, 3, PH_ORDER_PARTIAL},
-        {{F, F}, 2, F},    {{S, P}, 2, P},
-        {{F, P}, 2, P},    {{S, U, P}, 3, U},
-        {{U}, 1, U},       {{0}, 0, F},
+        {{S, S, S}, 3, S},
+        {{S, F, F}, 3, PH_ORDER_PARTIAL},
+        {{F, F}, 2, F},
+        {{S, P}, 2, P},
+        {{F, P}, 2, P},
+        {{S, U, P}, 3, U},
+        {{U}, 1, U},
+        {{0}, 0, F},
+        /* held or granted only all together; a mixture is a command's middle */
+        {{H, H}, 2, H},
+        {{G, G, G}, 3, G},
+        {{S, G}, 2, P},
+        {{F, H}, 2, P},
+        {{H, G}, 2, P},
     };
     for (size_t i = 0; i < sizeof rows / sizeof *rows; i++)
         cr_assert_eq(ph_bundle_state(rows[i].st, rows[i].n), rows[i].want, "row %zu", i);

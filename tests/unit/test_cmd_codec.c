@@ -313,7 +313,7 @@ Test(codec, garbage_and_inconsistent_input_is_refused)
 
     memcpy(q, p, len);
     q[0] = PH_CMD_CODEC_VERSION + 1;
-    expect_refused(q, len, "version 5");
+    expect_refused(q, len, "version 6");
     memcpy(q, p, len);
     q[0] = 0;
     expect_refused(q, len, "version 0");
@@ -733,5 +733,68 @@ Test(codec, a_grant_order_and_a_grant_command_survive_a_round_trip)
     cr_assert_eq(d->in.grant.expires_at, 123);
     cr_assert_eq(d->in.grant.limit, 7);
     ph_cmd_batch_free(&b);
+    free(p);
+}
+
+/* Version 5: a bundle grant (BUNDLE's grant input), a held bundle's release
+ * (REVIEW's targets) and a bundle grant's claim (GRANT's targets). */
+Test(codec, bundle_grants_and_held_bundles_survive_a_round_trip)
+{
+    static const ph_grant_in gin = {.expires_at = 1800000000000LL,
+                                    .token_hash = {7},
+                                    .holder = {.key = 5, .masked = "em****01", .tags = NULL}};
+    static const ph_attempt_target t[2] = {
+        {0}, {.supplier = "rwb", .product_id = "U2", .unit_cost = 49}};
+    ph_cmd c[3];
+    memset(c, 0, sizeof c);
+    c[0].type = PH_CMD_BUNDLE;
+    c[0].now = 1;
+    c[0].in.bundle.client = "mall";
+    c[0].in.bundle.client_order_id = "B-1";
+    c[0].in.bundle.sku = "b.pack";
+    c[0].in.bundle.quantity = 1;
+    c[0].in.bundle.targets = t;
+    c[0].in.bundle.ntargets = 2;
+    c[0].in.bundle.grant = &gin;
+    c[1].type = PH_CMD_REVIEW;
+    c[1].now = 2;
+    c[1].in.review.order_id = 12;
+    c[1].in.review.release = 1;
+    c[1].in.review.who = "ops";
+    c[1].in.review.targets[1] = t[1];
+    c[1].in.review.ntargets = 2;
+    c[2].type = PH_CMD_GRANT;
+    c[2].now = 3;
+    c[2].in.grant.op = PH_GRANT_CLAIM;
+    c[2].in.grant.targets[1] = t[1];
+    c[2].in.grant.ntargets = 2;
+    c[0].next = &c[1];
+    c[1].next = &c[2];
+    size_t len;
+    uint8_t *p = encode(&c[0], &len);
+    cr_assert_eq(p[0], 5);
+    ph_cmd_batch b;
+    ph_err err = {0};
+    cr_assert_eq(ph_cmd_batch_decode(p, len, &b, &err), PH_OK, "%s", err.msg);
+    cr_assert_eq(b.n, 3);
+    const ph_grant_in *g = b.cmds[0].in.bundle.grant;
+    cr_assert_not_null(g);
+    cr_assert_eq(g->expires_at, gin.expires_at);
+    str_eq(g->holder.masked, "em****01", "holder.masked");
+    cr_assert_eq(b.cmds[1].in.review.ntargets, 2);
+    str_eq(b.cmds[1].in.review.targets[0].supplier, NULL, "targets[0].supplier");
+    str_eq(b.cmds[1].in.review.targets[1].supplier, "rwb", "targets[1].supplier");
+    cr_assert_eq(b.cmds[1].in.review.targets[1].unit_cost, 49);
+    cr_assert_eq(b.cmds[2].in.grant.ntargets, 2);
+    str_eq(b.cmds[2].in.grant.targets[1].product_id, "U2", "targets[1].product_id");
+    ph_cmd_batch_free(&b);
+    /* too many targets is refused on the way in, naming the command */
+    c[1].in.review.ntargets = PH_CMD_TARGETS_MAX + 1;
+    c[1].next = NULL;
+    uint8_t *q = NULL;
+    size_t qlen = 0;
+    cr_assert_eq(ph_cmd_batch_encode(&c[1], &q, &qlen, &err), PH_EINVAL);
+    cr_assert(strstr(err.msg, "targets"), "%s", err.msg);
+    free(q);
     free(p);
 }
