@@ -33,8 +33,8 @@
 #
 # Knobs (environment): HP_ROUNDS (3)  HP_DURATION (8)  HP_CONNS (64)  HP_THREADS (2: wrk)
 #   HP_SERVER_THREADS (2: the prototypes' threads; perkhubd keeps its default)
-#   HP_DURABLE (1)  HP_DURABLE_ROUNDS (3)  HP_DURABLE_DURATION (6)  HP_CODES (800000 per server)
-#   HP_LOOP_SECONDS (3: each lmdb_limit run)  HP_PERF (1 when perf works; 0 skips)
+#   HP_DURABLE (1)  HP_DURABLE_ROUNDS (3)  HP_DURABLE_DURATION (5)  HP_CODES (800000 per server)
+#   HP_LOOP_SECONDS (3: each lmdb_limit run)  HP_PERF (1 when perf works; 0 skips)  HP_PERF_SECONDS (4)
 set -euo pipefail
 
 BUILD=${1:?usage: bench/http_proto.sh BUILD_DIR}
@@ -47,10 +47,11 @@ THREADS=${HP_THREADS:-2}
 SERVER_THREADS=${HP_SERVER_THREADS:-2}
 DURABLE=${HP_DURABLE:-1}
 DROUNDS=${HP_DURABLE_ROUNDS:-3}
-DDURATION=${HP_DURABLE_DURATION:-6}
+DDURATION=${HP_DURABLE_DURATION:-5}
 CODES=${HP_CODES:-800000}
 LOOP_SECONDS=${HP_LOOP_SECONDS:-3}
 PERF=${HP_PERF:-1}
+PERF_SECONDS=${HP_PERF_SECONDS:-4}
 SKU=bench.card
 CEIL_SKU=bench.no-such-sku
 MALL_TOKEN=bench-mall-token
@@ -244,21 +245,30 @@ if [ "$DURABLE" = 1 ]; then
     if [ "$PERF" = 1 ] && command -v perf >/dev/null &&
         perf stat -x, -e raw_syscalls:sys_enter -o /dev/null -- true 2>/dev/null; then
         for l in $DLABELS; do
-            perf stat -x, -e "$EVENTS" -p "${PID[$l]}" -o "$TMP/perf-$l.csv" -- sleep $((DDURATION + 1)) &
+            perf stat -x, -e "$EVENTS" -p "${PID[$l]}" -o "$TMP/perf-$l.csv" -- sleep $((PERF_SECONDS + 1)) &
             pp=$!
             sleep 0.5
-            read -r _ _ _ _ ok <<<"$(durable_run "$l" "dp-$l" "$DDURATION")"
+            read -r _ _ _ _ ok <<<"$(durable_run "$l" "dp-$l" "$PERF_SECONDS")"
             wait "$pp" || fail "perf stat failed on $l"
             SC[$l]=$(awk -F, -v n="$ok" '$3 ~ /:|context/ { e = $3; sub(/.*sys_enter_?/, "", e); if (e == "") e = "all"; printf "%s%s=%.2f", (k++ ? " " : ""), e, $1 / n }' "$TMP/perf-$l.csv")
-            note "  per order on $l (perf stat, one ${DDURATION} s run): ${SC[$l]}"
+            note "  per order on $l (perf stat, one ${PERF_SECONDS} s run): ${SC[$l]}"
         done
     else
         note "perf stat unavailable or HP_PERF=0: no system call counts"
     fi
 
+    # the ratios of the medians, and the median of each round's ratio (the runs of one round
+    # meet about the same moment of a shared machine)
     h2o_vs_mhd_d=$(bench_calc "${DUS[proto-h2o-durable]} / ${DUS[proto-mhd-durable]}")
     mhd_vs_perkhubd_d=$(bench_calc "${DUS[proto-mhd-durable]} / ${DUS[perkhubd]}")
     h2o_vs_perkhubd_d=$(bench_calc "${DUS[proto-h2o-durable]} / ${DUS[perkhubd]}")
+    round_ratio() { # A B -> the median over the rounds of A's µs/order ÷ B's, 3 decimals
+        awk -v a="$1" -v b="$2" '$1 == a { x[$6] = $2 } $1 == b { y[$6] = $2 }
+            END { for (r in x) if (y[r] > 0) printf "%.3f\n", x[r] / y[r] }' "$TMP/druns.txt" | bench_median
+    }
+    h2o_vs_mhd_r=$(round_ratio proto-h2o-durable proto-mhd-durable)
+    mhd_vs_perkhubd_r=$(round_ratio proto-mhd-durable perkhubd)
+    h2o_vs_perkhubd_r=$(round_ratio proto-h2o-durable perkhubd)
     printf '\nperkhub bench — the durable order: CPU per order, %s connections, %s rounds of %s s, load %s at the end\n' \
         "$CONNS" "$DROUNDS" "$DDURATION" "$(cut -d' ' -f1-3 /proc/loadavg)"
     printf '%-18s %10s %12s %10s %9s %10s %10s %9s %8s\n' server "µs/order" "orders/commit" "orders/s" "p99 ms" \
@@ -271,9 +281,11 @@ if [ "$DURABLE" = 1 ]; then
         printf '%-18s durable path (order - ceiling - loop@B): %s µs\n' "$l" \
             "$(bench_calc "${DUS[$l]} - ${CEIL[$l]} - ${LOOP[$l]}")"
     done
-    printf 'proto-h2o-durable ÷ proto-mhd-durable %s (the hand-off by message queue against suspend/resume)\n' "$h2o_vs_mhd_d"
-    printf 'proto-mhd-durable ÷ perkhubd          %s (the library and the writer only, against the daemon)\n' "$mhd_vs_perkhubd_d"
-    printf 'proto-h2o-durable ÷ perkhubd          %s\n' "$h2o_vs_perkhubd_d"
+    printf 'proto-h2o-durable ÷ proto-mhd-durable %s, per round %s (the hand-off by message queue against suspend/resume)\n' \
+        "$h2o_vs_mhd_d" "$h2o_vs_mhd_r"
+    printf 'proto-mhd-durable ÷ perkhubd          %s, per round %s (the library and the writer only, against the daemon)\n' \
+        "$mhd_vs_perkhubd_d" "$mhd_vs_perkhubd_r"
+    printf 'proto-h2o-durable ÷ perkhubd          %s, per round %s\n' "$h2o_vs_perkhubd_d" "$h2o_vs_perkhubd_r"
     for l in $DLABELS; do [ -z "${SC[$l]:-}" ] || printf 'per order, %-18s %s\n' "$l" "${SC[$l]}"; done
 
     DJSON=$(
@@ -287,12 +299,15 @@ if [ "$DURABLE" = 1 ]; then
                          per_order_perf: ($sc | if . == "" then null else
                             (split(" ") | map(split("=") | {(.[0]): (.[1] | tonumber)}) | add) end)}}'
         done | jq -s --argjson hm "$h2o_vs_mhd_d" --argjson mp "$mhd_vs_perkhubd_d" --argjson hp "$h2o_vs_perkhubd_d" \
+            --argjson hmr "$h2o_vs_mhd_r" --argjson mpr "$mhd_vs_perkhubd_r" --argjson hpr "$h2o_vs_perkhubd_r" \
             --argjson rounds "$DROUNDS" --argjson duration "$DDURATION" --argjson codes "$CODES" \
             --argjson runs "$(awk '{ printf "%s{\"server\":\"%s\",\"cpu_us_per_order\":%s,\"orders_per_s\":%s,\"p99_ms\":%s,\"orders_per_commit\":%s,\"round\":%s,\"load1\":%s}", (NR > 1 ? "," : "["), $1, $2, $3, $4, $5, $6, $7 } END { print "]" }' "$TMP/druns.txt")" \
             '{settings: {rounds: $rounds, duration_s: $duration, codes: $codes,
                          request: "POST /v1/orders, bench.card, quantity 1: 201, one durable issuance"},
               median: add,
               ratios: {proto_h2o_vs_proto_mhd: $hm, proto_mhd_vs_perkhubd: $mp, proto_h2o_vs_perkhubd: $hp},
+              ratios_median_of_rounds: {proto_h2o_vs_proto_mhd: $hmr, proto_mhd_vs_perkhubd: $mpr,
+                                        proto_h2o_vs_perkhubd: $hpr},
               runs: $runs}'
     )
 fi
