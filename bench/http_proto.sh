@@ -181,14 +181,27 @@ if [ "$DURABLE" = 1 ]; then
         fi
     }
 
-    # durable_run LABEL NAME SECONDS -> "µs/order orders/s p99 orders/commit answers"; checks every
-    # answer and the store
+    # writer_ticks PID: utime+stime (clock ticks) of PID's thread named proto-writer; "-" if none
+    writer_ticks() {
+        local t
+        for t in /proc/"$1"/task/*; do
+            [ "$(cat "$t/comm" 2>/dev/null)" = proto-writer ] || continue
+            sed 's/.*) //' "$t/stat" | awk '{ print $12 + $13 }'
+            return
+        done
+        echo -
+    }
+
+    # durable_run LABEL NAME SECONDS -> "µs/order orders/s p99 orders/commit answers writer-µs/order"
+    # (the last "-" for perkhubd, whose writer thread has no name); checks every answer and the store
     durable_run() {
-        local l=$1 name=$2 secs=$3 o0 c0 k0 o1 c1 k1 u0 s0 u1 s1 j ok n
+        local l=$1 name=$2 secs=$3 o0 c0 k0 o1 c1 k1 u0 s0 u1 s1 j ok n w0 w1 wus=-
         read -r o0 c0 k0 <<<"$(dstats "$l")"
+        w0=$(writer_ticks "${PID[$l]}")
         read -r u0 s0 < <(bench_cpu_ticks "${PID[$l]}")
         bench_wrk_orders "$l" "$name" "$secs" "$TMP/$name"
         read -r u1 s1 < <(bench_cpu_ticks "${PID[$l]}")
+        w1=$(writer_ticks "${PID[$l]}")
         read -r o1 c1 k1 <<<"$(dstats "$l")"
         j=$(cat "$TMP/$name.json")
         ok=$(jq .ok <<<"$j")
@@ -199,7 +212,8 @@ if [ "$DURABLE" = 1 ]; then
         [ "$n" -ge "$ok" ] && [ "$n" -le $((ok + CONNS)) ] ||
             fail "$l $name: the store holds $n new orders, wrk saw $ok answered"
         [ $((c1 - c0)) -gt 0 ] || fail "$l $name: no durable commit counted"
-        echo "$(bench_calc "($u1 - $u0 + $s1 - $s0) * 1000000 / $HZ / $ok") $(bench_calc "$ok / $(jq .duration_s <<<"$j")") $(jq .latency_ms.p99 <<<"$j") $(bench_calc "($k1 - $k0) / ($c1 - $c0)") $ok"
+        [ "$w0" = - ] || [ "$w1" = - ] || wus=$(bench_calc "($w1 - $w0) * 1000000 / $HZ / $ok")
+        echo "$(bench_calc "($u1 - $u0 + $s1 - $s0) * 1000000 / $HZ / $ok") $(bench_calc "$ok / $(jq .duration_s <<<"$j")") $(jq .latency_ms.p99 <<<"$j") $(bench_calc "($k1 - $k0) / ($c1 - $c0)") $ok $wus"
     }
 
     note "durable warm-up: 2 s on each"
@@ -212,19 +226,21 @@ if [ "$DURABLE" = 1 ]; then
         0) order="proto-h2o-durable perkhubd proto-mhd-durable" ;;
         esac
         for l in $order; do
-            read -r us rps p99 batch ok <<<"$(durable_run "$l" "d$r-$l" "$DDURATION")"
+            read -r us rps p99 batch ok wus <<<"$(durable_run "$l" "d$r-$l" "$DDURATION")"
             load=$(cut -d' ' -f1 /proc/loadavg)
-            echo "$l $us $rps $p99 $batch $r $load" >>"$TMP/druns.txt"
-            note "  round $r $l: $us µs CPU/order, $ok orders, $rps/s, p99 $p99 ms, $batch orders/commit, load $load"
+            echo "$l $us $rps $p99 $batch $r $load $wus" >>"$TMP/druns.txt"
+            note "  round $r $l: $us µs CPU/order (writer thread $wus), $ok orders, $rps/s, p99 $p99 ms, $batch orders/commit, load $load"
         done
     done
     dmed() { awk -v l="$1" -v c="$2" '$1 == l { print $c }' "$TMP/druns.txt" | bench_median; }
-    declare -A DUS DRPS DP99 DBATCH LOOP FLOOR CEIL
+    declare -A DUS DRPS DP99 DBATCH LOOP FLOOR CEIL DWUS
     CEIL[perkhubd]=${US[perkhubd]}
     CEIL[proto-mhd-durable]=${US[proto-mhd]}
     CEIL[proto-h2o-durable]=${US[proto-h2o]}
     for l in $DLABELS; do
         DUS[$l]=$(dmed "$l" 2); DRPS[$l]=$(dmed "$l" 3); DP99[$l]=$(dmed "$l" 4); DBATCH[$l]=$(dmed "$l" 5)
+        DWUS[$l]=-
+        [ "$(awk -v l="$l" '$1 == l { print $8; exit }' "$TMP/druns.txt")" = - ] || DWUS[$l]=$(dmed "$l" 8)
     done
 
     # the raw loop at each server's batch: the floor's LMDB half for that server
@@ -271,12 +287,14 @@ if [ "$DURABLE" = 1 ]; then
     h2o_vs_perkhubd_r=$(round_ratio proto-h2o-durable perkhubd)
     printf '\nperkhub bench — the durable order: CPU per order, %s connections, %s rounds of %s s, load %s at the end\n' \
         "$CONNS" "$DROUNDS" "$DDURATION" "$(cut -d' ' -f1-3 /proc/loadavg)"
-    printf '%-18s %10s %12s %10s %9s %10s %10s %9s %8s\n' server "µs/order" "orders/commit" "orders/s" "p99 ms" \
-        "ceiling" "loop@B" "floor" "÷floor"
+    printf '%-18s %9s %8s %13s %9s %8s %8s %8s %8s %7s\n' server "µs/order" "writer" "orders/commit" \
+        "orders/s" "p99 ms" "ceiling" "loop@B" "floor" "÷floor"
     for l in $DLABELS; do
-        printf '%-18s %10s %12s %10s %9s %10s %10s %9s %8s\n' "$l" "${DUS[$l]}" "${DBATCH[$l]}" "${DRPS[$l]}" \
-            "${DP99[$l]}" "${CEIL[$l]}" "${LOOP[$l]}" "${FLOOR[$l]}" "$(bench_calc "${DUS[$l]} / ${FLOOR[$l]}")"
+        printf '%-18s %9s %8s %13s %9s %8s %8s %8s %8s %7s\n' "$l" "${DUS[$l]}" "${DWUS[$l]}" "${DBATCH[$l]}" \
+            "${DRPS[$l]}" "${DP99[$l]}" "${CEIL[$l]}" "${LOOP[$l]}" "${FLOOR[$l]}" \
+            "$(bench_calc "${DUS[$l]} / ${FLOOR[$l]}")"
     done
+    echo "(writer: the CPU of the prototype's writer thread per order, part of µs/order)"
     for l in $DLABELS; do
         printf '%-18s durable path (order - ceiling - loop@B): %s µs\n' "$l" \
             "$(bench_calc "${DUS[$l]} - ${CEIL[$l]} - ${LOOP[$l]}")"
@@ -292,8 +310,9 @@ if [ "$DURABLE" = 1 ]; then
         for l in $DLABELS; do
             jq -n --arg l "$l" --argjson us "${DUS[$l]}" --argjson rps "${DRPS[$l]}" --argjson p99 "${DP99[$l]}" \
                 --argjson b "${DBATCH[$l]}" --argjson ceil "${CEIL[$l]}" --argjson loop "${LOOP[$l]}" \
-                --argjson floor "${FLOOR[$l]}" --arg sc "${SC[$l]:-}" \
-                '{($l): {cpu_us_per_order: $us, orders_per_s: $rps, p99_ms: $p99, orders_per_commit: $b,
+                --argjson floor "${FLOOR[$l]}" --arg sc "${SC[$l]:-}" --arg wus "${DWUS[$l]}" \
+                '{($l): {cpu_us_per_order: $us,
+                         writer_thread_cpu_us_per_order: (if $wus == "-" then null else ($wus | tonumber) end), orders_per_s: $rps, p99_ms: $p99, orders_per_commit: $b,
                          ceiling_us: $ceil, lmdb_loop_us_at_batch: $loop, floor_us: $floor,
                          ratio_to_floor: (($us / $floor) * 1000 | round / 1000),
                          per_order_perf: ($sc | if . == "" then null else
@@ -301,7 +320,7 @@ if [ "$DURABLE" = 1 ]; then
         done | jq -s --argjson hm "$h2o_vs_mhd_d" --argjson mp "$mhd_vs_perkhubd_d" --argjson hp "$h2o_vs_perkhubd_d" \
             --argjson hmr "$h2o_vs_mhd_r" --argjson mpr "$mhd_vs_perkhubd_r" --argjson hpr "$h2o_vs_perkhubd_r" \
             --argjson rounds "$DROUNDS" --argjson duration "$DDURATION" --argjson codes "$CODES" \
-            --argjson runs "$(awk '{ printf "%s{\"server\":\"%s\",\"cpu_us_per_order\":%s,\"orders_per_s\":%s,\"p99_ms\":%s,\"orders_per_commit\":%s,\"round\":%s,\"load1\":%s}", (NR > 1 ? "," : "["), $1, $2, $3, $4, $5, $6, $7 } END { print "]" }' "$TMP/druns.txt")" \
+            --argjson runs "$(awk '{ printf "%s{\"server\":\"%s\",\"cpu_us_per_order\":%s,\"orders_per_s\":%s,\"p99_ms\":%s,\"orders_per_commit\":%s,\"round\":%s,\"load1\":%s,\"writer_us\":%s}", (NR > 1 ? "," : "["), $1, $2, $3, $4, $5, $6, $7, ($8 == "-" ? "null" : $8) } END { print "]" }' "$TMP/druns.txt")" \
             '{settings: {rounds: $rounds, duration_s: $duration, codes: $codes,
                          request: "POST /v1/orders, bench.card, quantity 1: 201, one durable issuance"},
               median: add,

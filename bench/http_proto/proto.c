@@ -24,7 +24,8 @@
  *        writer sends the request to its loop as a message (h2o wakes a loop once per batch of
  *        messages, not once per request) and the loop sends the 201 naming the order.
  * GET /stats answers {"orders": N, "commits": C, "commands": K}: N the orders the store holds
- * (a read transaction), C the writer's durable commits, K the requests they carried.
+ * (a read transaction), C the writer's durable commits, K the requests they carried. The writer
+ * thread is named proto-writer, so its CPU can be read apart (/proc/PID/task/TID/comm).
  * Codes: --codes N (default 200000) pre-filled at start into the empty DIR.
  *
  * Usage: proto --lib mhd|h2o --threads N --port-file FILE --token-sha256 HEX
@@ -166,6 +167,7 @@ static int writer_apply(writer *w, job *batch)
 static void *writer_main(void *arg)
 {
     writer *w = arg;
+    pthread_setname_np(pthread_self(), "proto-writer"); /* http_proto.sh reads its CPU apart */
     for (;;) {
         pthread_mutex_lock(&w->mu);
         while (!w->head)
