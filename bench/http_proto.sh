@@ -34,6 +34,8 @@
 # Knobs (environment): HP_ROUNDS (3)  HP_DURATION (8)  HP_CONNS (64)  HP_THREADS (2: wrk)
 #   HP_SERVER_THREADS (2: the prototypes' threads; perkhubd keeps its default)
 #   HP_DURABLE (1)  HP_DURABLE_ROUNDS (3)  HP_DURABLE_DURATION (5)  HP_CODES (800000 per server)
+#   HP_INLOOP (0; 1 adds proto-h2o-inloop: proto --commit-in loop, each h2o loop committing the
+#   orders of its own pass, no thread hand-off: the lower bound of the hand-off's cost)
 #   HP_LOOP_SECONDS (3: each lmdb_limit run)  HP_PERF (1 when perf works; 0 skips)  HP_PERF_SECONDS (4)
 set -euo pipefail
 
@@ -52,6 +54,7 @@ CODES=${HP_CODES:-800000}
 LOOP_SECONDS=${HP_LOOP_SECONDS:-3}
 PERF=${HP_PERF:-1}
 PERF_SECONDS=${HP_PERF_SECONDS:-4}
+INLOOP=${HP_INLOOP:-0}
 SKU=bench.card
 CEIL_SKU=bench.no-such-sku
 MALL_TOKEN=bench-mall-token
@@ -166,6 +169,10 @@ if [ "$DURABLE" = 1 ]; then
     start_proto proto-mhd-durable mhd --durable "$TMP/mhd-store" --codes "$CODES"
     start_proto proto-h2o-durable h2o --durable "$TMP/h2o-store" --codes "$CODES"
     DLABELS="perkhubd proto-mhd-durable proto-h2o-durable"
+    if [ "$INLOOP" = 1 ]; then
+        start_proto proto-h2o-inloop h2o --durable "$TMP/inloop-store" --codes "$CODES" --commit-in loop
+        DLABELS="$DLABELS proto-h2o-inloop"
+    fi
     HZ=$(getconf CLK_TCK)
 
     # dstats LABEL -> "orders commits commands": the orders the store holds (perkhubd: codes of
@@ -220,11 +227,8 @@ if [ "$DURABLE" = 1 ]; then
     for l in $DLABELS; do durable_run "$l" "dw-$l" 2 >/dev/null; done
     : >"$TMP/druns.txt"
     for r in $(seq "$DROUNDS"); do
-        order=$DLABELS
-        case $((r % 3)) in
-        2) order="proto-mhd-durable proto-h2o-durable perkhubd" ;;
-        0) order="proto-h2o-durable perkhubd proto-mhd-durable" ;;
-        esac
+        # the order rotates by one every round
+        order=$(awk -v r="$r" '{ for (i = 0; i < NF; i++) printf "%s ", $(1 + (i + r - 1) % NF) }' <<<"$DLABELS")
         for l in $order; do
             read -r us rps p99 batch ok wus <<<"$(durable_run "$l" "d$r-$l" "$DDURATION")"
             load=$(cut -d' ' -f1 /proc/loadavg)
@@ -237,6 +241,7 @@ if [ "$DURABLE" = 1 ]; then
     CEIL[perkhubd]=${US[perkhubd]}
     CEIL[proto-mhd-durable]=${US[proto-mhd]}
     CEIL[proto-h2o-durable]=${US[proto-h2o]}
+    CEIL[proto-h2o-inloop]=${US[proto-h2o]}
     for l in $DLABELS; do
         DUS[$l]=$(dmed "$l" 2); DRPS[$l]=$(dmed "$l" 3); DP99[$l]=$(dmed "$l" 4); DBATCH[$l]=$(dmed "$l" 5)
         DWUS[$l]=-
@@ -304,6 +309,9 @@ if [ "$DURABLE" = 1 ]; then
     printf 'proto-mhd-durable ÷ perkhubd          %s, per round %s (the library and the writer only, against the daemon)\n' \
         "$mhd_vs_perkhubd_d" "$mhd_vs_perkhubd_r"
     printf 'proto-h2o-durable ÷ perkhubd          %s, per round %s\n' "$h2o_vs_perkhubd_d" "$h2o_vs_perkhubd_r"
+    [ "$INLOOP" != 1 ] || printf 'proto-h2o-inloop ÷ proto-h2o-durable  %s, per round %s (no hand-off at all: the loop commits)\n' \
+        "$(bench_calc "${DUS[proto-h2o-inloop]} / ${DUS[proto-h2o-durable]}")" \
+        "$(round_ratio proto-h2o-inloop proto-h2o-durable)"
     for l in $DLABELS; do [ -z "${SC[$l]:-}" ] || printf 'per order, %-18s %s\n' "$l" "${SC[$l]}"; done
 
     DJSON=$(

@@ -28,8 +28,13 @@
  * thread is named proto-writer, so its CPU can be read apart (/proc/PID/task/TID/comm).
  * Codes: --codes N (default 200000) pre-filled at start into the empty DIR.
  *
+ * --commit-in loop (h2o only): no writer thread; each loop gathers the orders one pass of its
+ * event loop read and commits them itself after that pass's I/O (h2o's zero timeout), then
+ * answers them: no hand-off between threads at all, the loop waiting for the flush. A lower
+ * bound for the hand-off's cost, not a design (a loop serves nothing while it flushes).
+ *
  * Usage: proto --lib mhd|h2o --threads N --port-file FILE --token-sha256 HEX
- *              [--durable DIR [--codes N]] [--lifetime S]
+ *              [--durable DIR [--codes N] [--commit-in writer|loop]] [--lifetime S]
  *   mhd: libmicrohttpd 0.9.75 as perkhubd runs it (internal polling threads, epoll, a thread
  *        pool of N);
  *   h2o: libh2o-evloop 2.2 (Debian's libh2o-evloop-dev), N threads, each its own event loop
@@ -108,7 +113,9 @@ struct job {
 };
 
 typedef struct writer {
-    li_store st; /* the writer thread's, but for li_count_orders (a read transaction) */
+    li_store st;              /* under apply_mu, but for li_count_orders (a read transaction) */
+    pthread_mutex_t apply_mu; /* one batch at a time: the writer thread's, or the loops' */
+    int in_loop; /* --commit-in loop: each h2o loop commits its own orders, no thread */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     job *head, *tail; /* under mu */
@@ -164,6 +171,26 @@ static int writer_apply(writer *w, job *batch)
     return rc;
 }
 
+/* Commits BATCH (one durable transaction) and completes each of its jobs. */
+static void writer_run_batch(writer *w, job *batch)
+{
+    pthread_mutex_lock(&w->apply_mu);
+    int rc = writer_apply(w, batch);
+    pthread_mutex_unlock(&w->apply_mu);
+    if (rc)
+        fprintf(stderr, "proto: writer: %s\n", mdb_strerror(rc));
+    else
+        atomic_fetch_add(&w->commits, 1);
+    unsigned long long n = 0;
+    for (job *j = batch, *next; j; j = next, n++) {
+        next = j->next; /* j is not ours once done is called */
+        if (rc)
+            j->status = 500;
+        j->done(j);
+    }
+    atomic_fetch_add(&w->commands, n);
+}
+
 static void *writer_main(void *arg)
 {
     writer *w = arg;
@@ -175,26 +202,14 @@ static void *writer_main(void *arg)
         job *batch = w->head;
         w->head = w->tail = NULL;
         pthread_mutex_unlock(&w->mu);
-
-        int rc = writer_apply(w, batch);
-        if (rc)
-            fprintf(stderr, "proto: writer: %s\n", mdb_strerror(rc));
-        else
-            atomic_fetch_add(&w->commits, 1);
-        unsigned long long n = 0;
-        for (job *j = batch, *next; j; j = next, n++) {
-            next = j->next; /* j is not ours once done is called */
-            if (rc)
-                j->status = 500;
-            j->done(j);
-        }
-        atomic_fetch_add(&w->commands, n);
+        writer_run_batch(w, batch);
     }
     return NULL;
 }
 
-/* Opens and pre-fills the store in DIR (empty) and starts the writer; NULL on error (said). */
-static writer *writer_start(const char *dir, uint64_t codes)
+/* Opens and pre-fills the store in DIR (empty) and starts the writer thread (none when IN_LOOP);
+ * NULL on error (said). */
+static writer *writer_start(const char *dir, uint64_t codes, int in_loop)
 {
     writer *w = calloc(1, sizeof *w);
     if (!w)
@@ -206,9 +221,11 @@ static writer *writer_start(const char *dir, uint64_t codes)
         fprintf(stderr, "proto: store %s: %s\n", dir, mdb_strerror(rc));
         return NULL;
     }
+    pthread_mutex_init(&w->apply_mu, NULL);
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
-    if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
+    w->in_loop = in_loop;
+    if (!in_loop && pthread_create(&w->thread, NULL, writer_main, w) != 0) {
         fprintf(stderr, "proto: cannot start the writer\n");
         return NULL;
     }
@@ -446,6 +463,9 @@ typedef struct h2o_worker {
     h2o_context_t ctx;
     h2o_accept_ctx_t accept;
     h2o_multithread_receiver_t receiver; /* the writer's answers to this loop's requests */
+    job *batch_head, *batch_tail;        /* --commit-in loop: this pass's orders (loop's) */
+    h2o_timeout_entry_t batch_entry;     /* their commit, after the pass's I/O events */
+    writer *w;
 } h2o_worker;
 
 typedef struct proto_handler {
@@ -514,6 +534,19 @@ static void h2o_job_dispose(void *p)
         hj->req = NULL; /* the message frees it */
 }
 
+/* Loop thread: answers a decided order (or frees it when its client went away). */
+static void h2o_job_answer(h2o_job *hj)
+{
+    if (!hj->req) {
+        free(hj);
+        return;
+    }
+    hj->answered = 1; /* before sending: the request may be disposed of inside */
+    answer a;
+    answer_order(&a, &hj->j, hj->rid);
+    h2o_send_answer(hj->req, &a, hj->rid);
+}
+
 /* Loop thread: the writer's answers, as many as arrived since the last wake-up. */
 static void h2o_on_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 {
@@ -522,16 +555,25 @@ static void h2o_on_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t
         h2o_multithread_message_t *m =
             H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
         h2o_linklist_unlink(&m->link);
-        h2o_job *hj = H2O_STRUCT_FROM_MEMBER(h2o_job, msg, m);
-        if (!hj->req) {
-            free(hj);
-            continue;
-        }
-        hj->answered = 1; /* before sending: the request may be disposed of inside */
-        answer a;
-        answer_order(&a, &hj->j, hj->rid);
-        h2o_send_answer(hj->req, &a, hj->rid);
+        h2o_job_answer(H2O_STRUCT_FROM_MEMBER(h2o_job, msg, m));
     }
+}
+
+/* --commit-in loop, loop thread: the order was committed by its own loop, answer it now. */
+static void h2o_job_done_in_loop(job *j)
+{
+    h2o_job_answer(H2O_STRUCT_FROM_MEMBER(h2o_job, j, j));
+}
+
+/* --commit-in loop, loop thread: the orders this pass of the loop read, in one commit (the loop
+ * waits for the flush meanwhile: no hand-off to another thread and back). */
+static void h2o_on_batch(h2o_timeout_entry_t *e)
+{
+    h2o_worker *wk = H2O_STRUCT_FROM_MEMBER(h2o_worker, batch_entry, e);
+    job *batch = wk->batch_head;
+    wk->batch_head = wk->batch_tail = NULL;
+    if (batch)
+        writer_run_batch(wk->w, batch);
 }
 
 static int h2o_on_req(h2o_handler_t *self, h2o_req_t *req)
@@ -560,10 +602,24 @@ static int h2o_on_req(h2o_handler_t *self, h2o_req_t *req)
             hj->req = req;
             hj->wk = H2O_STRUCT_FROM_MEMBER(h2o_worker, ctx, req->conn->ctx);
             memcpy(hj->rid, rid, sizeof rid);
-            hj->j.done = h2o_job_done;
             h2o_job **slot = h2o_mem_alloc_shared(&req->pool, sizeof *slot, h2o_job_dispose);
             *slot = hj;
-            writer_submit(w, &hj->j);
+            if (!w->in_loop) {
+                hj->j.done = h2o_job_done;
+                writer_submit(w, &hj->j);
+                return 0;
+            }
+            h2o_worker *wk = hj->wk;
+            hj->j.done = h2o_job_done_in_loop;
+            hj->j.next = NULL;
+            if (wk->batch_tail) {
+                wk->batch_tail->next = &hj->j;
+            } else {
+                wk->batch_head = &hj->j;
+                /* the zero timeout runs after every I/O event of this pass */
+                h2o_timeout_link(wk->ctx.loop, &wk->ctx.zero_timeout, &wk->batch_entry);
+            }
+            wk->batch_tail = &hj->j;
             return 0;
         }
         free(hj);
@@ -586,6 +642,7 @@ static void *h2o_worker_main(void *arg)
     h2o_worker *w = arg;
     h2o_context_init(&w->ctx, h2o_evloop_create(), &h2o_config);
     h2o_multithread_register_receiver(w->ctx.queue, &w->receiver, h2o_on_messages);
+    w->batch_entry.cb = h2o_on_batch;
     w->accept.ctx = &w->ctx;
     w->accept.hosts = h2o_config.hosts;
     h2o_socket_t *ls = h2o_evloop_socket_create(w->ctx.loop, w->fd, H2O_SOCKET_FLAG_DONT_READ);
@@ -627,6 +684,7 @@ static int run_h2o(unsigned threads, const char *port_file, writer *wr)
     for (unsigned i = 0; i < threads; i++) {
         if ((w[i].fd = listen_reuseport(port, &port)) < 0)
             return 1;
+        w[i].w = wr;
     }
     FILE *f = fopen(port_file, "w");
     if (!f)
@@ -642,7 +700,7 @@ static int run_h2o(unsigned threads, const char *port_file, writer *wr)
 
 int main(int argc, char **argv)
 {
-    const char *lib = NULL, *port_file = NULL, *hex = NULL, *dir = NULL;
+    const char *lib = NULL, *port_file = NULL, *hex = NULL, *dir = NULL, *commit_in = "writer";
     unsigned threads = 2, lifetime = 1800;
     uint64_t codes = 200000;
     int bad = argc % 2 == 0;
@@ -659,15 +717,20 @@ int main(int argc, char **argv)
             dir = argv[i + 1];
         else if (strcmp(argv[i], "--codes") == 0)
             codes = strtoull(argv[i + 1], NULL, 10);
+        else if (strcmp(argv[i], "--commit-in") == 0)
+            commit_in = argv[i + 1];
         else if (strcmp(argv[i], "--lifetime") == 0)
             lifetime = (unsigned)atoi(argv[i + 1]);
         else
             bad = 1;
     }
+    int in_loop = strcmp(commit_in, "loop") == 0;
     if (bad || !lib || !port_file || !hex || strlen(hex) != 64 || threads < 1 || threads > 64 ||
-        codes < 1 || lifetime < 1) {
+        codes < 1 || lifetime < 1 || (!in_loop && strcmp(commit_in, "writer") != 0) ||
+        (in_loop && (!dir || strcmp(lib, "h2o") != 0))) {
         fprintf(stderr, "usage: proto --lib mhd|h2o --threads N --port-file FILE "
-                        "--token-sha256 HEX [--durable DIR [--codes N]] [--lifetime S]\n");
+                        "--token-sha256 HEX [--durable DIR [--codes N] [--commit-in writer|loop]] "
+                        "[--lifetime S]\n");
         return 2;
     }
     for (int i = 0; i < 32; i++) {
@@ -681,7 +744,7 @@ int main(int argc, char **argv)
     alarm(lifetime);
     signal(SIGPIPE, SIG_IGN);
     writer *w = NULL;
-    if (dir && !(w = writer_start(dir, codes)))
+    if (dir && !(w = writer_start(dir, codes, in_loop)))
         return 1;
     if (strcmp(lib, "mhd") == 0)
         return run_mhd(threads, port_file, w);
