@@ -23,10 +23,10 @@
 # request (mhd) or by h2o's multithread queue, one wake-up of a loop per batch (h2o). Rounds as
 # above (HP_DURABLE_ROUNDS of HP_DURABLE_DURATION s), every answer 2xx with its request id and
 # the store holding as many new orders as wrk saw answered (at most one more per connection, in
-# flight when wrk stopped). Per server: µs of CPU per order (every thread, /proc clock ticks),
-# orders per durable commit (the writer's counters), orders/s, p99; then the raw LMDB loop at
-# each server's batch (lmdb_limit --full --batch B), so each server's order reads against its
-# own floor (its ceiling + the loop at its batch: issue 18's ratio); and, with perf (HP_PERF=1
+# flight when wrk stopped). Per server: µs of CPU per order (every thread, /proc clock ticks;
+# the prototypes' writer thread also apart), orders per durable commit (the writer's counters),
+# orders/s, p99; then the raw LMDB loop at each server's batch (lmdb_limit --full --batch B), so
+# each server's order reads against its own floor (its ceiling + the loop at its batch: issue 18's ratio); and, with perf (HP_PERF=1
 # when perf is there), the system calls and context switches per order of each, one more run.
 # Information for a decision, not a target: exits 0 unless something was wrong (1).
 # Writes bench/results/http_proto.json.
@@ -36,7 +36,8 @@
 #   HP_DURABLE (1)  HP_DURABLE_ROUNDS (3)  HP_DURABLE_DURATION (5)  HP_CODES (800000 per server)
 #   HP_INLOOP (0; 1 adds proto-h2o-inloop: proto --commit-in loop, each h2o loop committing the
 #   orders of its own pass, no thread hand-off: the lower bound of the hand-off's cost)
-#   HP_LOOP_SECONDS (3: each lmdb_limit run)  HP_PERF (1 when perf works; 0 skips)  HP_PERF_SECONDS (4)
+#   HP_LOOP_SECONDS (3: each lmdb_limit run)  HP_PERF (1 when perf works; 0 skips)
+#   HP_PERF_SECONDS (4)
 set -euo pipefail
 
 BUILD=${1:?usage: bench/http_proto.sh BUILD_DIR}
