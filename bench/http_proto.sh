@@ -141,7 +141,8 @@ for r in $(seq "$ROUNDS"); do
     0) order="proto-h2o perkhubd proto-mhd" ;;
     esac
     for l in $order; do
-        read -r us wus rps p99 <<<"$(one_run "$l" "$l-$r")"
+        res=$(one_run "$l" "$l-$r") || exit 1 # a fail in $(...) ends only the subshell
+        read -r us wus rps p99 <<<"$res"
         echo "$l $us $wus $rps $p99 $r $(cut -d' ' -f1 /proc/loadavg)" >>"$TMP/runs.txt"
         note "  round $r $l: $us µs CPU/request (wrk $wus), $rps answers/s, p99 $p99 ms, load $(cut -d' ' -f1 /proc/loadavg)"
     done
@@ -231,7 +232,8 @@ if [ "$DURABLE" = 1 ]; then
         # the order rotates by one every round
         order=$(awk -v r="$r" '{ for (i = 0; i < NF; i++) printf "%s ", $(1 + (i + r - 1) % NF) }' <<<"$DLABELS")
         for l in $order; do
-            read -r us rps p99 batch ok wus <<<"$(durable_run "$l" "d$r-$l" "$DDURATION")"
+            res=$(durable_run "$l" "d$r-$l" "$DDURATION") || exit 1
+            read -r us rps p99 batch ok wus <<<"$res"
             load=$(cut -d' ' -f1 /proc/loadavg)
             echo "$l $us $rps $p99 $batch $r $load $wus" >>"$TMP/druns.txt"
             note "  round $r $l: $us µs CPU/order (writer thread $wus), $ok orders, $rps/s, p99 $p99 ms, $batch orders/commit, load $load"
@@ -270,7 +272,8 @@ if [ "$DURABLE" = 1 ]; then
             perf stat -x, -e "$EVENTS" -p "${PID[$l]}" -o "$TMP/perf-$l.csv" -- sleep $((PERF_SECONDS + 1)) &
             pp=$!
             sleep 0.5
-            read -r _ _ _ _ ok <<<"$(durable_run "$l" "dp-$l" "$PERF_SECONDS")"
+            res=$(durable_run "$l" "dp-$l" "$PERF_SECONDS") || exit 1
+            read -r _ _ _ _ ok _ <<<"$res"
             wait "$pp" || fail "perf stat failed on $l"
             SC[$l]=$(awk -F, -v n="$ok" '$3 ~ /:|context/ { e = $3; sub(/.*sys_enter_?/, "", e); if (e == "") e = "all"; printf "%s%s=%.2f", (k++ ? " " : ""), e, $1 / n }' "$TMP/perf-$l.csv")
             note "  per order on $l (perf stat, one ${PERF_SECONDS} s run): ${SC[$l]}"
