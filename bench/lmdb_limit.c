@@ -2,6 +2,8 @@
  * lmdb_limit.c — the machine's limit for durable issuance: a raw C loop on LMDB
  * doing the writes one perkhub issuance does (core/store/store_apply.c, apply_order),
  * with no HTTP, no JSON parsing, no crypto, no queue and no nested transactions.
+ * The writes are bench/lmdb_issue.h's li_issue, which bench/http_proto/proto.c's durable
+ * mode runs behind HTTP.
  *
  * Per issuance:
  *   - pop the first available code id of the SKU (avail: DUPSORT|DUPFIXED|INTEGERDUP,
@@ -21,14 +23,14 @@
  * raw loop's share of bench/run.sh's floor.
  */
 #define _POSIX_C_SOURCE 200809L
-#include <lmdb.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <time.h>
+
+#include "lmdb_issue.h"
 
 #define CHECK(x)                                                                                   \
     do {                                                                                           \
@@ -38,8 +40,6 @@
             exit(1);                                                                               \
         }                                                                                          \
     } while (0)
-
-enum { CODE_REC = 100, ORDER_REC = 150 };
 
 static double now_s(void)
 {
@@ -87,112 +87,35 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: lmdb_limit DIR [--codes N] [--batch B] [--seconds S]\n");
         return 2;
     }
-    mkdir(dir, 0700);
-
-    MDB_env *env;
-    CHECK(mdb_env_create(&env));
-    CHECK(mdb_env_set_maxdbs(env, 10));
-    CHECK(mdb_env_set_mapsize(env, (size_t)4 << 30));
-    CHECK(mdb_env_open(env, dir, MDB_NOTLS, 0600)); /* perkhubd's flags: durable commits */
-
-    MDB_txn *txn;
-    MDB_dbi avail, codes, orders, events, order_ref, client_orders;
-    CHECK(mdb_txn_begin(env, NULL, 0, &txn));
-    CHECK(mdb_dbi_open(txn, "avail", MDB_CREATE | MDB_DUPSORT | MDB_DUPFIXED | MDB_INTEGERDUP,
-                       &avail));
-    CHECK(mdb_dbi_open(txn, "codes", MDB_CREATE | MDB_INTEGERKEY, &codes));
-    CHECK(mdb_dbi_open(txn, "orders", MDB_CREATE | MDB_INTEGERKEY, &orders));
-    CHECK(mdb_dbi_open(txn, "events", MDB_CREATE | MDB_INTEGERKEY, &events));
-    CHECK(mdb_dbi_open(txn, "order_ref", MDB_CREATE, &order_ref));
-    CHECK(mdb_dbi_open(txn, "client_orders",
-                       MDB_CREATE | MDB_DUPSORT | MDB_DUPFIXED | MDB_INTEGERDUP, &client_orders));
-    CHECK(mdb_txn_commit(txn));
-
+    li_store st;
+    CHECK(li_open(&st, dir)); /* perkhubd's flags: MDB_NOTLS, durable commits */
     const char *sku = "bench.card";
     const char *client = "bench";
-    uint8_t rec[ORDER_REC];
-    memset(rec, 0xab, sizeof rec);
 
     /* Pre-fill: codes appended with their stock entries, like an import. */
     double t0 = now_s();
-    for (uint64_t id = 1; id <= ncodes;) {
-        CHECK(mdb_txn_begin(env, NULL, 0, &txn));
-        for (unsigned j = 0; j < 100000 && id <= ncodes; j++, id++) {
-            MDB_val k = {8, &id}, v = {CODE_REC, rec};
-            rec[1] = 1; /* available */
-            CHECK(mdb_put(txn, codes, &k, &v, MDB_APPEND));
-            MDB_val sk = {strlen(sku), (void *)sku}, sv = {8, &id};
-            CHECK(mdb_put(txn, avail, &sk, &sv, MDB_APPENDDUP));
-        }
-        CHECK(mdb_txn_commit(txn));
-    }
+    CHECK(li_prefill(&st, sku, ncodes));
     double fill_s = now_s() - t0;
 
     /* The loop: BATCH issuances per durable commit, until the stock or the time runs out. */
-    uint64_t issued = 0, commits = 0, order_id = 0, seq = 0;
-    MDB_stat before;
-    mdb_env_stat(env, &before);
+    uint64_t issued = 0, commits = 0;
     double cpu0 = cpu_s();
     t0 = now_s();
     double end = t0 + seconds;
     int out_of_stock = 0;
     while (!out_of_stock && now_s() < end) {
-        CHECK(mdb_txn_begin(env, NULL, 0, &txn));
-        MDB_cursor *cur;
+        MDB_txn *txn;
+        CHECK(mdb_txn_begin(st.env, NULL, 0, &txn));
         for (unsigned j = 0; j < batch; j++) {
-            CHECK(mdb_cursor_open(txn, avail, &cur));
-            MDB_val k = {strlen(sku), (void *)sku}, v;
-            int mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
+            char ref[32];
+            uint64_t id;
+            int n = snprintf(ref, sizeof ref, "1-%012llu", (unsigned long long)st.order_id + 1);
+            int mrc = li_issue(&st, txn, sku, client, ref, (size_t)n, full, &id);
             if (mrc == MDB_NOTFOUND) {
-                mdb_cursor_close(cur);
                 out_of_stock = 1;
                 break;
             }
             CHECK(mrc);
-            uint64_t code_id;
-            memcpy(&code_id, v.mv_data, 8);
-            CHECK(mdb_cursor_del(cur, 0));
-            mdb_cursor_close(cur);
-
-            order_id++;
-            /* the code: read, then rewrite in place with its new state and order */
-            MDB_val ck = {8, &code_id}, cv;
-            CHECK(mdb_get(txn, codes, &ck, &cv));
-            memcpy(rec, cv.mv_data, CODE_REC);
-            rec[1] = 3; /* issued */
-            memcpy(rec + 16, &order_id, 8);
-            cv = (MDB_val){CODE_REC, NULL};
-            CHECK(mdb_put(txn, codes, &ck, &cv, MDB_RESERVE));
-            memcpy(cv.mv_data, rec, CODE_REC);
-
-            /* the order */
-            MDB_val ok = {8, &order_id}, ov = {ORDER_REC, NULL};
-            CHECK(mdb_put(txn, orders, &ok, &ov, MDB_APPEND | MDB_RESERVE));
-            memset(ov.mv_data, 0x5a, ORDER_REC);
-            memcpy((uint8_t *)ov.mv_data + ORDER_REC - 8, &code_id, 8);
-
-            if (full) {
-                char ref[64];
-                int n = snprintf(ref, sizeof ref, "%s%c1-%012llu", client, 0,
-                                 (unsigned long long)order_id);
-                MDB_val rk = {(size_t)n, ref}, rv = {8, &order_id};
-                CHECK(mdb_put(txn, order_ref, &rk, &rv, MDB_NOOVERWRITE));
-                MDB_val cck = {strlen(client), (void *)client}, ccv = {8, &order_id};
-                CHECK(mdb_put(txn, client_orders, &cck, &ccv, 0));
-            }
-
-            /* the event: ~150 bytes of JSON like order.succeeded */
-            char ev[256];
-            seq++;
-            int n = snprintf(ev, sizeof ev,
-                             "{\"seq\":%llu,\"at\":\"2026-11-24T21:00:00.000Z\",\"type\":"
-                             "\"order.succeeded\",\"order_id\":%llu,\"client\":\"%s\","
-                             "\"client_order_id\":\"1-%012llu\",\"sku\":\"%s\",\"quantity\":1,"
-                             "\"cost_fen\":1980}",
-                             (unsigned long long)seq, (unsigned long long)order_id, client,
-                             (unsigned long long)order_id, sku);
-            MDB_val ek = {8, &seq}, evv = {(size_t)n, ev};
-            CHECK(mdb_put(txn, events, &ek, &evv, MDB_APPEND));
             issued++;
         }
         CHECK(mdb_txn_commit(txn));
@@ -201,8 +124,8 @@ int main(int argc, char **argv)
     double loop_s = now_s() - t0;
     double loop_cpu = cpu_s() - cpu0;
     MDB_envinfo info;
-    mdb_env_info(env, &info);
-    mdb_env_close(env);
+    mdb_env_info(st.env, &info);
+    mdb_env_close(st.env);
 
     printf("{\"issuances\":%llu,\"seconds\":%.3f,\"issuances_per_s\":%.0f,\"commits\":%llu,"
            "\"commits_per_s\":%.1f,\"batch\":%u,\"codes\":%llu,\"fill_seconds\":%.3f,"
