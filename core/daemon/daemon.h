@@ -82,6 +82,12 @@ typedef struct ph_daemon {
     /* issuance protection: rules, lists and counters in force (risk/risk.h) */
     struct ph_risk *risk;
     const char *journal_file; /* set before ph_daemon_start: ph_store_opts.journal_file */
+    /* replication (repl/repl.h), NULL unless configured: the store's hook, the
+     * lease; `led` is 1 once this node started its leader's work (the catalog
+     * write, in-flight attempts resumed by query, the jobs): at start when it
+     * leads, else when a standby is promoted (ph_daemon_reap) */
+    struct ph_repl *repl;
+    int led;
 } ph_daemon;
 
 /* Starts everything from cfg (owned by the daemon from now on, also on failure):
@@ -95,9 +101,10 @@ int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_er
 #define PH_SIGNAL_WAKE SIGUSR2
 
 /* Shuts down and closes the plugins of suppliers whose last reference went on
- * another thread (suppliers.h, the reaper). The daemon asks for it by sending
- * PH_SIGNAL_WAKE to main_thread, so the caller of ph_daemon_start must keep it
- * blocked and call this when sigwait returns it (main.c). Main thread. */
+ * another thread (suppliers.h, the reaper); and, with replication, starts the
+ * leader's work when this standby became the leader. The daemon asks for it by
+ * sending PH_SIGNAL_WAKE to main_thread, so the caller of ph_daemon_start must
+ * keep it blocked and call this when sigwait returns it (main.c). Main thread. */
 void ph_daemon_reap(ph_daemon *d);
 
 /* SIGUSR1: opens log.file again after logrotate renamed it, while other

@@ -271,6 +271,7 @@ int ph_req_fail(ph_req *r, int rc, const ph_err *err)
         status = 422;
         break;
     case PH_ESHUTDOWN:
+    case PH_EUNAVAIL: /* replication: not the leader, or the stream did not take it */
         status = 503;
         break;
     case PH_ENOSPC:

@@ -1,0 +1,328 @@
+/*
+ * test_repl.c — replication through NATS JetStream (issue 19,
+ * docs/replication.md): three nats-server processes as a JetStream cluster
+ * (the stream R3) and three perkhubd nodes on loopback, all started here.
+ *
+ * Replicated commit: the first node takes the lease and leads, two standbys
+ * follow; concurrent card-code orders and recharges (at the simulator) go to
+ * the leader; standbys serve reads and refuse writes naming the leader; at the
+ * end every node's store is the same under `mdb_dump -a`, and its applied
+ * sequence (meta repl_seq) is the stream's last.
+ */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define WAIT_MS  20000
+#define MDB_DUMP "/usr/bin/mdb_dump"
+#define NODES    3
+#define STREAM   "PERKHUB"
+
+static h_nats N;
+static h_sim S;
+static h_daemon D[NODES];
+static uint16_t PORT[NODES];
+static char BODY[NODES][4096];
+
+static void teardown(void)
+{
+    for (int i = 0; i < NODES; i++)
+        h_leftover(&D[i]);
+    h_nats_stop(&N);
+    if (S.pid > 0)
+        h_sim_stop(&S);
+}
+
+TestSuite(repl, .fini = teardown);
+
+#define TIMEOUTS "    timeout_ms: 1500\n    connect_timeout_ms: 1000\n    query_max_delay_ms: 500\n"
+
+/* Node i's configuration: the simulator's gateway supplier, a card product
+ * from local stock and a recharge; replication on, with its own HTTP port. */
+static void setup_node(int i, const char *ttl_ms)
+{
+    char sup[1024], urls[256], text_port[32], want_port[32];
+    h_sim_supplier_yaml(&S, "gwa", "gateway", "    priority: 20\n" TIMEOUTS, NULL, sup, sizeof sup);
+    PORT[i] = h_free_port();
+    snprintf(BODY[i], sizeof BODY[i],
+             "suppliers:\n%s"
+             "  - id: acme\n    plugin: manual\n"
+             "products:\n"
+             "  - sku: rp.card\n    name: Stock card\n    brand: b\n    category: c\n"
+             "    delivery: card_code\n    face_value: \"30.00\"\n"
+             "  - sku: rp.topup\n    name: Top-up\n    brand: sim\n    category: telecom\n"
+             "    delivery: recharge\n    face_value: \"50.00\"\n    offers:\n"
+             "      - {supplier: gwa, supplier_sku: \"20001\", cost: \"49.00\"}\n"
+             "replication:\n  enabled: true\n  node_id: node%d\n  urls: %s\n"
+             "  lease_ttl_ms: %s\n  advertise_url: http://127.0.0.1:%u\n",
+             sup, i, h_nats_urls(&N, urls, sizeof urls), ttl_ms, PORT[i]);
+    h_setup_custom(&D[i], BODY[i], NULL);
+    char *text = h_config_text(&D[i], NULL);
+    snprintf(text_port, sizeof text_port, "  port: 0\n");
+    snprintf(want_port, sizeof want_port, "  port: %u\n", PORT[i]);
+    char *fixed = h_replace(text, text_port, want_port);
+    h_write_config_text(&D[i], fixed);
+    free(fixed);
+    free(text);
+}
+
+/* Every node holds the key file of the first: the data is sealed with it. */
+static void share_key(int i)
+{
+    char from[400];
+    snprintf(from, sizeof from, "%s/master.key", D[0].dir);
+    size_t len;
+    char *key = h_read_file(from, &len);
+    cr_assert(key && len > 0, "no key file at %s", from);
+    char path[400];
+    snprintf(path, sizeof path, "%s/master.key", D[i].dir);
+    FILE *f = fopen(path, "wb");
+    cr_assert(f && fwrite(key, 1, len, f) == len);
+    fclose(f);
+    chmod(path, 0600);
+    free(key);
+}
+
+static json_t *health(const h_daemon *d)
+{
+    h_resp r = h_get(d, "/v1/health", NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_t *rep = json_incref(json_object_get(r.json, "replication"));
+    h_resp_free(&r);
+    cr_assert(rep, "GET /v1/health has no replication object");
+    return rep;
+}
+
+typedef struct role_want {
+    h_daemon *d;
+    const char *role;
+} role_want;
+
+static int has_role(void *arg)
+{
+    role_want *w = arg;
+    json_t *rep = health(w->d);
+    int ok = !strcmp(h_str(rep, "role"), w->role);
+    json_decref(rep);
+    return ok;
+}
+
+static void wait_role(h_daemon *d, const char *role)
+{
+    role_want w = {d, role};
+    cr_assert_eq(h_wait_for(has_role, &w, WAIT_MS), 0, "node %s never became %s", d->dir, role);
+}
+
+/* The standby applied the stream to its end (the stream as NATS reports it). */
+static long long SEEN_LAST, SEEN_APPLIED; /* for the failure message */
+
+static int caught_up(void *arg)
+{
+    h_daemon *d = arg;
+    long long last = SEEN_LAST = h_nats_stream_last(&N, 0, STREAM);
+    json_t *rep = health(d);
+    SEEN_APPLIED = h_int(rep, "applied_seq");
+    json_decref(rep);
+    return last > 0 && SEEN_APPLIED == last;
+}
+
+static void wait_caught_up(int i)
+{
+    cr_assert_eq(h_wait_for(caught_up, &D[i], WAIT_MS), 0,
+                 "node%d did not catch up: applied %lld, the stream's last %lld", i, SEEN_APPLIED,
+                 SEEN_LAST);
+}
+
+/* One client: `n` orders on its own connection, card codes or recharges. */
+typedef struct client {
+    int no, n, recharge, ok, other;
+    long long ids[32];
+    h_conn *c;
+} client;
+
+static void *client_main(void *arg)
+{
+    client *k = arg;
+    for (int i = 0; i < k->n; i++) {
+        char coid[48], body[256];
+        h_resp r;
+        if (k->recharge) {
+            snprintf(coid, sizeof coid, "top-%d-%d", k->no, i);
+            snprintf(body, sizeof body,
+                     "{\"client_order_id\":\"%s\",\"sku\":\"rp.topup\","
+                     "\"account\":\"1380000%04d\"}",
+                     coid, k->no * 100 + i);
+            if (h_conn_http(k->c, "POST", "/v1/orders", "mall-token", "application/json", body,
+                            strlen(body), &r) != 0)
+                continue;
+            if ((r.status == 201 || r.status == 202) && r.json)
+                k->ids[k->ok++] =
+                    json_integer_value(json_object_get(json_object_get(r.json, "order"), "id"));
+            else
+                k->other++;
+        } else {
+            snprintf(coid, sizeof coid, "card-%d-%d", k->no, i);
+            if (h_conn_order(k->c, "mall-token", coid, "rp.card", 1, &r) != 0)
+                continue;
+            r.status == 201 ? k->ok++ : k->other++;
+        }
+        h_resp_free(&r);
+    }
+    return NULL;
+}
+
+static int is_final(json_t *o, void *arg)
+{
+    (void)arg;
+    return !strcmp(h_str(o, "state"), "succeeded") || !strcmp(h_str(o, "state"), "failed");
+}
+
+/* mdb_dump -a of dir without the lines that describe the map, not the data. */
+static char *dump(const char *dir)
+{
+    const char *argv[] = {MDB_DUMP, "-a", dir, NULL};
+    char *out = NULL, *err = NULL;
+    int rc = h_run(argv, NULL, NULL, 0, &out, &err);
+    cr_assert_eq(rc, 0, "mdb_dump -a %s: %s", dir, err);
+    free(err);
+    char *w = out;
+    for (char *line = out; *line;) {
+        char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line + 1) : strlen(line);
+        if (strncmp(line, "mapsize=", 8) != 0) {
+            memmove(w, line, n);
+            w += n;
+        }
+        line += n;
+    }
+    *w = 0;
+    return out;
+}
+
+static void assert_same(const char *a, const char *b, int node)
+{
+    if (!strcmp(a, b))
+        return;
+    size_t line = 1, i = 0;
+    for (; a[i] && a[i] == b[i]; i++)
+        line += a[i] == '\n';
+    size_t s = i;
+    while (s && a[s - 1] != '\n')
+        s--;
+    cr_assert_fail("node %d's store differs from the leader's at dump line %zu:\n"
+                   "  leader: %.200s\n  node%d: %.200s",
+                   node, line, a + s, node, b + s);
+}
+
+/* meta's repl_seq in a dump: key "repl_seq" (hex 7265706c5f736571), then its
+ * u64 value in little-endian hex on the next line. */
+static long long dump_repl_seq(const char *dump_text)
+{
+    const char *m = strstr(dump_text, "database=meta");
+    const char *k = m ? strstr(m, " 7265706c5f736571\n") : NULL;
+    cr_assert(k, "no repl_seq in meta");
+    const char *v = k + strlen(" 7265706c5f736571\n") + 1; /* the value line starts with a space */
+    unsigned long long seq = 0;
+    for (int b = 7; b >= 0; b--) {
+        unsigned x;
+        cr_assert(sscanf(v + 2 * b, "%2x", &x) == 1);
+        seq = seq << 8 | x;
+    }
+    return (long long)seq;
+}
+
+Test(repl, a_leader_and_two_standbys_end_with_the_same_data, .timeout = 120)
+{
+    cr_assert_eq(h_nats_start(&N, 3), 0, "the NATS cluster did not start");
+    cr_assert_eq(h_sim_start(&S, NULL), 0, "supsim did not start");
+    for (int i = 0; i < NODES; i++)
+        setup_node(i, "6000");
+    cr_assert_eq(h_start(&D[0]), 0, "node0 did not start");
+    wait_role(&D[0], "leader");
+    for (int i = 1; i < NODES; i++) {
+        share_key(i);
+        cr_assert_eq(h_start(&D[i]), 0, "node%d did not start", i);
+        wait_role(&D[i], "standby");
+    }
+
+    /* stock on the leader, then card orders and recharges at once */
+    char *csv = h_codes_csv("RC", 60);
+    h_resp r = h_import(&D[0], "rp.card", csv, 201);
+    free(csv);
+    h_resp_free(&r);
+    client k[6];
+    pthread_t th[6];
+    for (int i = 0; i < 6; i++) {
+        k[i] = (client){.no = i, .n = i < 4 ? 12 : 5, .recharge = i >= 4, .c = h_conn_new(&D[0])};
+        cr_assert_eq(pthread_create(&th[i], NULL, client_main, &k[i]), 0);
+    }
+    int cards = 0, tops = 0;
+    for (int i = 0; i < 6; i++) {
+        pthread_join(th[i], NULL);
+        h_conn_free(k[i].c);
+        cr_assert_eq(k[i].other, 0, "client %d: %d orders refused", i, k[i].other);
+        if (k[i].recharge)
+            tops += k[i].ok;
+        else
+            cards += k[i].ok;
+    }
+    cr_assert_eq(cards, 48);
+    cr_assert_eq(tops, 10);
+    for (int i = 4; i < 6; i++)
+        for (int j = 0; j < k[i].ok; j++) {
+            json_t *o =
+                h_order_poll(&D[0], k[i].ids[j], "mall-token", is_final, NULL, WAIT_MS, "recharge");
+            cr_assert_str_eq(h_str(o, "state"), "succeeded");
+            json_decref(o);
+        }
+
+    /* a standby serves reads of what the leader wrote, and refuses writes */
+    for (int i = 1; i < NODES; i++) {
+        wait_caught_up(i);
+        json_t *o = h_order_get(&D[i], k[4].ids[0], "mall-token");
+        cr_assert_str_eq(h_str(o, "state"), "succeeded");
+        json_decref(o);
+        r = h_order(&D[i], "mall-token", "on-standby", "rp.card", 1);
+        cr_assert_eq(r.status, 503, "%s", r.body);
+        cr_assert_str_eq(h_str(r.json, "error"), "not_leader", "%s", r.body);
+        char url[64];
+        snprintf(url, sizeof url, "http://127.0.0.1:%u", PORT[0]);
+        cr_assert(strstr(r.body, url), "the refusal does not name the leader: %s", r.body);
+        h_resp_free(&r);
+    }
+
+    /* the end: the leader stops (its last batches, written while stopping, go
+     * to the stream while its lease lasts), the standbys apply the stream to
+     * its end well before the lease runs out, and stop */
+    h_stop_clean(&D[0]);
+    long long last = h_nats_stream_last(&N, 0, STREAM);
+    for (int i = 1; i < NODES; i++) {
+        wait_caught_up(i);
+        h_stop_clean(&D[i]);
+    }
+    cr_assert_eq(h_nats_stream_last(&N, 0, STREAM), last, "a standby took over while stopping");
+    fprintf(stderr, "repl: %lld batches in the stream, on every node\n", last);
+    char *a = dump(D[0].data);
+    cr_assert_eq(dump_repl_seq(a), last, "the leader's store is not at the stream's end");
+    for (int i = 1; i < NODES; i++) {
+        char *b = dump(D[i].data);
+        cr_assert_eq(dump_repl_seq(b), last, "node%d's applied sequence", i);
+        assert_same(a, b, i);
+        free(b);
+    }
+    free(a);
+    char *out = NULL;
+    for (int i = 0; i < NODES; i++) {
+        cr_assert_eq(h_check_store(&D[i], &out), 0, "node%d: %s", i, out);
+        free(out);
+    }
+    for (int i = 0; i < NODES; i++)
+        h_cleanup(&D[i]);
+}
