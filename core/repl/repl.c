@@ -85,8 +85,11 @@ static void set_role(ph_repl *r, int role, const char *why)
     pthread_mutex_lock(&r->mu);
     int was = r->role;
     r->role = role;
-    if (role == PH_REPL_STANDBY)
+    if (role == PH_REPL_STANDBY) {
         r->lease_until = 0;
+        if (!strcmp(r->leader_url, r->url))
+            r->leader_url[0] = 0; /* no longer us; the next look at the lease says who */
+    }
     pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
     if (was == role)
