@@ -220,7 +220,9 @@ static int start_supply(ph_daemon *d, ph_err *err)
                          .suppliers = d->suppliers,
                          .keys = d->keys,
                          .log = &d->log,
-                         .cfg = {&d->cfg, fulfil_cfg_acquire, fulfil_cfg_release}};
+                         .cfg = {&d->cfg, fulfil_cfg_acquire, fulfil_cfg_release},
+                         .may_send = d->repl ? ph_repl_may_send : NULL,
+                         .may_send_arg = d->repl};
     if ((rc = ph_fulfil_create(&fo, &d->fulfil, err)))
         return rc;
     ph_redeem_opts ro = {.sio = d->sio, .store = d->store, .log = &d->log};
@@ -551,6 +553,11 @@ static void repl_poll(ph_daemon *d)
         else
             ph_log(&d->log, PH_LOG_INFO, NULL, "repl.leading", "detail=\"standby promoted\"");
     }
+}
+
+int ph_daemon_deposed(ph_daemon *d)
+{
+    return d->repl && d->led && ph_repl_role(d->repl) == PH_REPL_STANDBY;
 }
 
 void ph_daemon_reap(ph_daemon *d)

@@ -107,6 +107,12 @@ int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_er
  * keep it blocked and call this when sigwait returns it (main.c). Main thread. */
 void ph_daemon_reap(ph_daemon *d);
 
+/* 1 when this node led and lost the lease (replication): its running state
+ * (attempts in flight, jobs, the catalog it wrote) is a leader's, so main.c
+ * stops the daemon and starts it again, as a standby that follows the new
+ * leader. Main thread, after ph_daemon_reap. */
+int ph_daemon_deposed(ph_daemon *d);
+
 /* SIGUSR1: opens log.file again after logrotate renamed it, while other
  * threads keep logging (ph_log_reopen); a failure is logged to the old file
  * and changes nothing. Nothing without log.file. Main thread. */

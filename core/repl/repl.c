@@ -704,6 +704,15 @@ int ph_repl_start(ph_repl *r, ph_store *s, ph_err *err)
 
 /* ---- queries and the end ------------------------------------------------- */
 
+int ph_repl_may_send(void *arg)
+{
+    ph_repl *r = arg;
+    pthread_mutex_lock(&r->mu);
+    int ok = r->role == PH_REPL_LEADER && mono_ms() < r->lease_until;
+    pthread_mutex_unlock(&r->mu);
+    return ok;
+}
+
 int ph_repl_role(ph_repl *r)
 {
     pthread_mutex_lock(&r->mu);

@@ -81,6 +81,13 @@ int ph_repl_hook(void *arg, const ph_cmd *batch, uint64_t prev_seq, ph_err *err)
  * batches after this store's sequence: bootstrap from a snapshot), PH_ENOMEM. */
 int ph_repl_start(ph_repl *r, ph_store *s, ph_err *err);
 
+/* 1 when this node may talk to suppliers now: it leads and its lease was
+ * renewed within half its TTL (the same test the writer's hook makes). A
+ * node that is not sure it leads holds its exchanges back: the next leader
+ * takes their attempts up by query (ph_fulfil_opts.may_send; arg = the
+ * ph_repl). Any thread. */
+int ph_repl_may_send(void *arg);
+
 /* PH_REPL_STANDBY, _PROMOTING or _LEADER, as now. Any thread. */
 int ph_repl_role(ph_repl *r);
 

@@ -410,6 +410,9 @@ static int escalate_idle(ph_fulfil *f, track *t, int64_t due)
     return 1;
 }
 
+/* How long an exchange held back by opts.may_send waits to ask again. */
+#define PH_FULFIL_HOLD_MS 200
+
 /* Starts the track's next exchange. Fulfil's thread. */
 void ful_track_run(ph_fulfil *f, track *t)
 {
@@ -426,6 +429,10 @@ void ful_track_run(ph_fulfil *f, track *t)
     }
     if (track_callback_url(f, t) != PH_OK) {
         ful_heap_push(f, t, ph_now_ms() + (t->query_max_ms > 0 ? t->query_max_ms : 30000));
+        return;
+    }
+    if (f->o.may_send && !f->o.may_send(f->o.may_send_arg)) {
+        ful_heap_push(f, t, ph_now_ms() + PH_FULFIL_HOLD_MS); /* not the leader now */
         return;
     }
     job_setup(t);

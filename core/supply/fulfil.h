@@ -96,6 +96,12 @@ typedef struct ph_fulfil_opts {
     const ph_logger *log;    /* borrowed */
     ph_fulfil_cfg_ops cfg;
     const char *callback_base; /* e.g. "http://127.0.0.1:8080"; copied */
+    /* Replication (repl/repl.h, ph_repl_may_send): asked on fulfil's thread
+     * before every exchange; 0 holds the exchange back and asks again a little
+     * later, so a leader that lost its lease sends nothing (rule 2 across
+     * nodes: the next leader takes the attempt up by query). NULL = always. */
+    int (*may_send)(void *arg);
+    void *may_send_arg;
 } ph_fulfil_opts;
 
 /* Copies opts (callback_base included) and starts fulfil's thread. On PH_OK
