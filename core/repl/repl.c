@@ -278,9 +278,15 @@ static int publish(ph_repl *r, const ph_cmd *batch, uint64_t prev, ph_err *err)
     char why[256], num[24];
     if (ph_cmd_batch_encode(batch, &buf, &len, &e) != PH_OK)
         return ph_err_set(err, PH_EUNAVAIL, "replication: not stored: %s", e.msg);
-    if (len > INT32_MAX) {
+    int64_t max = natsConnection_GetMaxPayload(r->nc);
+    if (len > INT32_MAX || (max > 0 && len + 256 > (size_t)max)) {
+        /* nothing was sent: the stream is as it was, this node stays the leader */
         free(buf);
-        return ph_err_set(err, PH_EUNAVAIL, "replication: not stored: a batch of %zu bytes", len);
+        return ph_err_set(err, PH_EUNAVAIL,
+                          "replication: not stored: the batch is %zu bytes, over the NATS "
+                          "servers' max_payload (%lld): send less at once (fewer codes in an "
+                          "import) or raise max_payload",
+                          len, (long long)max);
     }
     natsMsg *m = NULL;
     jsPubAck *pa = NULL;
