@@ -248,6 +248,19 @@ static long long dump_repl_seq(const char *dump_text)
     return (long long)seq;
 }
 
+/* A callback the leader answered, in its log. */
+#define CALLBACK_LINE "path=/v1/callbacks/gwa status=200"
+
+/* Every notify supsim sent (counted when queued) was answered by the leader. */
+static int leader_heard_all(void *arg)
+{
+    (void)arg;
+    json_t *t = h_sim_truth(&S);
+    long long sent = h_int(json_object_get(t, "counts"), "callbacks_sent");
+    json_decref(t);
+    return h_file_count(D[0].log, CALLBACK_LINE) >= sent;
+}
+
 Test(repl, a_leader_and_two_standbys_end_with_the_same_data, .timeout = 120)
 {
     cr_assert_eq(h_nats_start(&N, 3), 0, "the NATS cluster did not start");
@@ -310,6 +323,29 @@ Test(repl, a_leader_and_two_standbys_end_with_the_same_data, .timeout = 120)
         cr_assert_str_eq(hv, url);
         h_resp_free(&r);
     }
+
+    /* a supplier callback that reaches a standby is handed to the leader: first
+     * every notify supsim sent by itself has reached the leader, then ours does */
+    cr_assert_eq(h_wait_for(leader_heard_all, NULL, WAIT_MS), 0, "supsim's own notifies");
+    long heard = h_file_count(D[0].log, CALLBACK_LINE);
+    json_t *t = h_sim_truth(&S);
+    json_t *so = h_sim_truth_find(t, "orders", NULL, k[4].ids[0], NULL);
+    cr_assert(so, "supsim has no order %lld", k[4].ids[0]);
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/v1/callbacks/gwa", PORT[1]);
+    json_t *q = json_pack("{s:s,s:s,s:i,s:s}", "ref", h_str(so, "ref"), "mode", "legit", "copies",
+                          1, "url", url);
+    char *qs = json_dumps(q, JSON_COMPACT);
+    r = h_sim_req(&S, "POST", "/_sim/callback", qs);
+    free(qs);
+    json_decref(q);
+    json_decref(t);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_eq(json_integer_value(json_array_get(json_object_get(r.json, "statuses"), 0)), 200,
+                 "%s", r.body);
+    h_resp_free(&r);
+    cr_assert_eq(h_log_wait(&D[0], CALLBACK_LINE, heard + 1, WAIT_MS), 0,
+                 "the leader never got the callback sent to node1");
 
     /* the end: the leader stops (its last batches, written while stopping, go
      * to the stream while its lease lasts), the standbys apply the stream to
