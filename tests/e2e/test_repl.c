@@ -10,6 +10,7 @@
  * sequence (meta repl_seq) is the stream's last.
  */
 #include <criterion/criterion.h>
+#include <nats/nats.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <signal.h>
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -32,10 +34,13 @@ static h_daemon D[NODES];
 static uint16_t PORT[NODES];
 static char BODY[NODES][4096];
 
+static h_daemon E; /* a node that joins later, from a snapshot */
+
 static void teardown(void)
 {
     for (int i = 0; i < NODES; i++)
         h_leftover(&D[i]);
+    h_leftover(&E);
     h_nats_stop(&N);
     if (S.pid > 0)
         h_sim_stop(&S);
@@ -680,4 +685,124 @@ Test(repl, writes_go_on_when_one_nats_server_dies, .timeout = 180)
     check_and_compare(k, 6, lead, 0);
     for (int i = 0; i < NODES; i++)
         h_cleanup(&D[i]);
+}
+
+/* ---- bootstrap ---------------------------------------------------------------- */
+
+/* Drops the stream's batches before `keep` (what retention bounded by
+ * snapshots will do), through server 0. */
+static void stream_trim(uint64_t keep)
+{
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    char url[64];
+    snprintf(url, sizeof url, "nats://127.0.0.1:%u", N.port[0]);
+    cr_assert_eq(natsConnection_ConnectTo(&nc, url), NATS_OK);
+    cr_assert_eq(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+    jsOptions o;
+    jsOptions_Init(&o);
+    o.Stream.Purge.Sequence = keep;
+    jsErrCode jerr = 0;
+    cr_assert_eq(js_PurgeStream(js, STREAM, &o, &jerr), NATS_OK, "purge: %d", (int)jerr);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+}
+
+static int e_caught_up(void *arg)
+{
+    (void)arg;
+    h_resp r;
+    long long last = h_nats_stream_last(&N, JSZ, STREAM), applied = -1;
+    if (h_http(&E, "GET", "/v1/health", NULL, NULL, NULL, 0, &r) == 0 && r.status == 200)
+        applied = json_integer_value(
+            json_object_get(json_object_get(r.json, "replication"), "applied_seq"));
+    h_resp_free(&r);
+    return applied == last;
+}
+
+Test(repl, a_new_node_bootstraps_from_a_snapshot_and_catches_up, .timeout = 180)
+{
+    cluster_up("3000");
+    for (int i = 0; i < 10; i++) {
+        char coid[32];
+        snprintf(coid, sizeof coid, "pre-snap-%d", i);
+        h_resp r = h_order(&D[0], "mall-token", coid, "rp.card", 1);
+        cr_assert_eq(r.status, 201, "%s", r.body);
+        h_resp_free(&r);
+    }
+    wait_caught_up(1);
+    /* a snapshot of a running standby: mdb_copy, its repl_seq inside */
+    char snap[400];
+    snprintf(snap, sizeof snap, "%s/snap", D[1].dir);
+    cr_assert_eq(mkdir(snap, 0700), 0);
+    const char *argv[] = {"/usr/bin/mdb_copy", D[1].data, snap, NULL};
+    char *out = NULL, *err = NULL;
+    cr_assert_eq(h_run(argv, NULL, NULL, 0, &out, &err), 0, "mdb_copy: %s", err);
+    free(out);
+    free(err);
+    char *d = dump(snap);
+    long long seq = dump_repl_seq(d);
+    free(d);
+    cr_assert(seq > 0);
+    for (int i = 0; i < 10; i++) {
+        char coid[32];
+        snprintf(coid, sizeof coid, "post-snap-%d", i);
+        h_resp r = h_order(&D[0], "mall-token", coid, "rp.card", 1);
+        cr_assert_eq(r.status, 201, "%s", r.body);
+        h_resp_free(&r);
+    }
+    stream_trim((uint64_t)seq + 1); /* the batches the snapshot holds are gone from the stream */
+
+    /* a new node with an empty store cannot follow a stream that lost its start */
+    char urls[256], body[4096];
+    uint16_t port = h_free_port();
+    snprintf(body, sizeof body, "%s", BODY[1]);
+    char *at = strstr(body, "node_id: node1");
+    cr_assert(at);
+    at[13] = '9'; /* node9 */
+    h_setup_custom(&E, body, NULL);
+    char *text = h_config_text(&E, NULL), want[32];
+    snprintf(want, sizeof want, "  port: %u\n", port);
+    char *fixed = h_replace(text, "  port: 0\n", want);
+    char adv_from[64], adv_to[64];
+    snprintf(adv_from, sizeof adv_from, "http://127.0.0.1:%u\n", PORT[1]);
+    snprintf(adv_to, sizeof adv_to, "http://127.0.0.1:%u\n", port);
+    char *fixed2 = h_replace(fixed, adv_from, adv_to);
+    h_write_config_text(&E, fixed2);
+    free(fixed2);
+    free(fixed);
+    free(text);
+    (void)urls;
+    char key_from[400], key_to[400];
+    snprintf(key_from, sizeof key_from, "%s/master.key", D[0].dir);
+    snprintf(key_to, sizeof key_to, "%s/master.key", E.dir);
+    const char *cp[] = {"/bin/cp", "-p", key_from, key_to, NULL};
+    cr_assert_eq(h_run(cp, NULL, NULL, 0, NULL, NULL), 0);
+    h_spawn(&E);
+    int st = 0;
+    while (waitpid(E.pid, &st, 0) < 0)
+        ;
+    E.pid = 0;
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) != 0, "an empty node started on a trimmed stream");
+    cr_assert(h_file_count(E.log, "bootstrap this node from a snapshot") >= 1,
+              "the refusal does not say what to do");
+    /* from the snapshot it starts, applies the rest, and ends with the others' data */
+    const char *rm[] = {"/bin/rm", "-rf", E.data, NULL};
+    cr_assert_eq(h_run(rm, NULL, NULL, 0, NULL, NULL), 0);
+    cr_assert_eq(rename(snap, E.data), 0);
+    cr_assert_eq(h_start(&E), 0, "the node did not start from the snapshot");
+    cr_assert_eq(h_wait_for(e_caught_up, NULL, WAIT_MS), 0, "the new node did not catch up");
+    h_stop_clean(&D[0]);
+    wait_caught_up(1);
+    cr_assert_eq(h_wait_for(e_caught_up, NULL, WAIT_MS), 0, "the new node did not catch up");
+    h_stop_clean(&E);
+    h_stop_clean(&D[1]);
+    h_stop_clean(&D[2]);
+    char *a = dump(D[0].data), *b = dump(E.data);
+    assert_same(a, b, 9);
+    free(a);
+    free(b);
+    for (int i = 0; i < NODES; i++)
+        h_cleanup(&D[i]);
+    h_cleanup(&E);
 }
