@@ -46,7 +46,7 @@ static void teardown(void)
         h_sim_stop(&S);
 }
 
-TestSuite(repl, .fini = teardown);
+TestSuite(repl, .fini = teardown, .timeout = 180);
 
 #define TIMEOUTS "    timeout_ms: 1500\n    connect_timeout_ms: 1000\n    query_max_delay_ms: 500\n"
 
@@ -266,7 +266,7 @@ static int leader_heard_all(void *arg)
     return h_file_count(D[0].log, CALLBACK_LINE) >= sent;
 }
 
-Test(repl, a_leader_and_two_standbys_end_with_the_same_data, .timeout = 120)
+Test(repl, a_leader_and_two_standbys_end_with_the_same_data)
 {
     cr_assert_eq(h_nats_start(&N, 3), 0, "the NATS cluster did not start");
     cr_assert_eq(h_sim_start(&S, NULL), 0, "supsim did not start");
@@ -434,7 +434,7 @@ typedef struct roamer {
     int no, n, recharge, ok, bad;
     long long ids[32];
     char codes[32][48];
-    char what[200];
+    char what[256];
 } roamer;
 
 static void *roamer_main(void *arg)
@@ -463,7 +463,7 @@ static void *roamer_main(void *arg)
                          json_string_value(json_object_get(json_array_get(codes, 0), "code")));
             k->ok++;
         } else if (!k->bad++) {
-            snprintf(k->what, sizeof k->what, "%s: %ld %.120s", body, st, r.body ? r.body : "");
+            snprintf(k->what, sizeof k->what, "%.60s: %ld %.120s", body, st, r.body ? r.body : "");
         }
         h_resp_free(&r);
         atomic_fetch_add(&PLACED, 1);
@@ -589,7 +589,7 @@ static void roamers_start(roamer *k, pthread_t *th, int nk, int per_card, int pe
     }
 }
 
-Test(repl, kill_9_the_leader_under_orders_and_a_standby_takes_over, .timeout = 180)
+Test(repl, kill_9_the_leader_under_orders_and_a_standby_takes_over)
 {
     cluster_up("2000");
     roamer k[6];
@@ -633,7 +633,7 @@ static void *late_main(void *arg)
     return NULL;
 }
 
-Test(repl, a_deposed_leader_is_refused_and_changes_nothing, .timeout = 180)
+Test(repl, a_deposed_leader_is_refused_and_changes_nothing)
 {
     cluster_up("2000");
     h_resp r = h_order(&D[0], "mall-token", "before-stop", "rp.card", 1);
@@ -668,7 +668,7 @@ Test(repl, a_deposed_leader_is_refused_and_changes_nothing, .timeout = 180)
         h_cleanup(&D[i]);
 }
 
-Test(repl, writes_go_on_when_one_nats_server_dies, .timeout = 180)
+Test(repl, writes_go_on_when_one_nats_server_dies)
 {
     cluster_up("3000");
     roamer k[6];
@@ -720,7 +720,7 @@ static int e_caught_up(void *arg)
     return applied == last;
 }
 
-Test(repl, a_new_node_bootstraps_from_a_snapshot_and_catches_up, .timeout = 180)
+Test(repl, a_new_node_bootstraps_from_a_snapshot_and_catches_up)
 {
     cluster_up("3000");
     for (int i = 0; i < 10; i++) {
