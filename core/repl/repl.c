@@ -20,10 +20,11 @@
 #include "crypto/wipe_alloc.h"
 #include "store/cmd_codec.h"
 
-#define LEASE_KEY    "leader"
-#define HDR_UID      "Ph-Uid"
-#define HDR_EXPECT   "Nats-Expected-Last-Sequence"
-#define IDLE_WAIT_MS 20 /* a standby's next look at the stream when it had nothing new */
+#define LEASE_KEY      "leader"
+#define HDR_UID        "Ph-Uid"
+#define HDR_EXPECT     "Nats-Expected-Last-Sequence"
+#define IDLE_WAIT_MS   20  /* a standby's next look at the stream when it had nothing new */
+#define TAKE_OVER_STEP 256 /* batches a new leader applies between two renewals at most */
 
 struct ph_repl {
     /* the replication section, copied at create */
@@ -590,7 +591,8 @@ static void take_over(ph_repl *r)
             mark_broken(r, &err);
         return;
     }
-    if (apply_upto(r, last, SIZE_MAX, &done, &err) != PH_OK)
+    /* in steps, so the thread renews the lease between them on a long way */
+    if (apply_upto(r, last, TAKE_OVER_STEP, &done, &err) != PH_OK)
         return;
     char fields[300];
     snprintf(fields, sizeof fields, "{\"node\":\"%s\",\"after_seq\":%llu}", r->node,
