@@ -732,7 +732,10 @@ int ph_repl_role(ph_repl *r)
 void ph_repl_leader_url(ph_repl *r, char *buf, size_t n)
 {
     pthread_mutex_lock(&r->mu);
-    snprintf(buf, n, "%s", r->leader_url);
+    /* this node, unless it may write now: a lapsed lease names nobody yet */
+    int self = !strcmp(r->leader_url, r->url);
+    int valid = r->role == PH_REPL_LEADER && mono_ms() < r->lease_until;
+    snprintf(buf, n, "%s", self && !valid ? "" : r->leader_url);
     pthread_mutex_unlock(&r->mu);
 }
 

@@ -91,8 +91,9 @@ int ph_repl_may_send(void *arg);
 /* PH_REPL_STANDBY, _PROMOTING or _LEADER, as now. Any thread. */
 int ph_repl_role(ph_repl *r);
 
-/* The leader's advertised URL as its lease says ("" when none is known), into
- * buf (NUL-terminated, truncated to n). Any thread. */
+/* The leader's advertised URL as its lease says ("" when none is known, or
+ * when it is this node's and this node may not write now), into buf
+ * (NUL-terminated, truncated to n). Any thread. */
 void ph_repl_leader_url(ph_repl *r, char *buf, size_t n);
 
 /* The stream sequence this node's store holds, and the stream's last one as
