@@ -531,14 +531,19 @@ static void lease_renew(ph_repl *r)
         pthread_mutex_unlock(&r->mu);
         return;
     }
+    /* Only a refusal by revision says the lease is gone: then it is another
+     * node's, or free after it expired. Silence (a NATS server restarting, the
+     * bucket electing a leader) keeps the role: the hook and the send gate
+     * already stop at lease_until, and a later renewal that the revision still
+     * admits proves nobody led in between. */
     const char *last = nats_GetLastError(NULL);
-    int lost = s == NATS_NOT_FOUND || (last && strstr(last, "wrong last sequence"));
-    pthread_mutex_lock(&r->mu);
-    int expired = mono_ms() >= r->lease_until;
-    pthread_mutex_unlock(&r->mu);
-    if (lost || expired)
-        set_role(r, PH_REPL_STANDBY,
-                 lost ? "the lease is another node's now" : nats_why(s, 0, why, sizeof why));
+    if (s == NATS_NOT_FOUND || (last && strstr(last, "wrong last sequence")))
+        set_role(r, PH_REPL_STANDBY, "the lease is another node's now, or expired");
+    else
+        ph_log(r->log, PH_LOG_WARN, NULL, "repl.renew_failed",
+               "node=%s detail=\"%s\" effect=\"writes stop when the lease runs out; renewing "
+               "again\"",
+               r->node, nats_why(s, 0, why, sizeof why));
 }
 
 /* A standby's look at the lease: learns the leader's URL, takes the lease
@@ -741,8 +746,11 @@ void ph_repl_leader_url(ph_repl *r, char *buf, size_t n)
 
 void ph_repl_seqs(ph_repl *r, uint64_t *applied, uint64_t *last)
 {
-    *applied = atomic_load(&r->applied);
+    /* the store's own word while it is ours (a leader commits without us) */
+    *applied = r->store ? ph_store_repl_seq(r->store) : atomic_load(&r->applied);
     *last = atomic_load(&r->stream_last);
+    if (*last < *applied)
+        *last = *applied;
 }
 
 void ph_repl_stop(ph_repl *r)
