@@ -23,6 +23,7 @@
 #define LEASE_KEY      "leader"
 #define HDR_UID        "Ph-Uid"
 #define HDR_EXPECT     "Nats-Expected-Last-Sequence"
+#define HDR_GENESIS    "Ph-Genesis"
 #define IDLE_WAIT_MS   20  /* a standby's next look at the stream when it had nothing new */
 #define TAKE_OVER_STEP 256 /* batches a new leader applies between two renewals at most */
 
@@ -301,6 +302,11 @@ static int publish(ph_repl *r, const ph_cmd *batch, uint64_t prev, ph_err *err)
         s = natsMsgHeader_Set(m, HDR_EXPECT, num);
     if (s == NATS_OK)
         s = natsMsgHeader_Set(m, HDR_UID, r->uid);
+    /* the stream's first batch says whether the history starts from an empty
+     * store: one that held data (a single node turned leader) cannot be
+     * followed from an empty store, only from a copy of it (apply_one) */
+    if (s == NATS_OK && prev == 0)
+        s = natsMsgHeader_Set(m, HDR_GENESIS, ph_store_event_last(r->store) ? "data" : "empty");
     jsPubOptions po;
     jsPubOptions_Init(&po);
     po.MaxWait = r->ack_wait_ms;
@@ -394,6 +400,17 @@ static int apply_one(ph_repl *r, uint64_t seq, ph_err *err)
                    "replication: batch %llu of stream %s belongs to store %s, this one is %s: "
                    "start this node on an empty data_dir (or a snapshot of the leader's)",
                    (unsigned long long)seq, r->stream, uid ? uid : "(none)", r->uid);
+        return -1;
+    }
+    const char *genesis = NULL;
+    if (seq == 1 && natsMsgHeader_Get(m, HDR_GENESIS, &genesis) == NATS_OK && genesis &&
+        !strcmp(genesis, "data")) {
+        natsMsg_Destroy(m);
+        ph_err_set(err, PH_EINVAL,
+                   "replication: stream %s began on a store that already held data: an empty "
+                   "store cannot follow it; bootstrap this node from a snapshot of a node "
+                   "(docs/replication.md)",
+                   r->stream);
         return -1;
     }
     ph_cmd_batch b;

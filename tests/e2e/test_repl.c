@@ -796,3 +796,62 @@ Test(repl, a_new_node_bootstraps_from_a_snapshot_and_catches_up)
         h_cleanup(&D[i]);
     h_cleanup(&E);
 }
+
+/* A single node with data turned into a replicated leader: its stream does
+ * not hold that data, so a standby with an empty store refuses to follow it;
+ * from a copy of the leader's store it follows. */
+Test(repl, a_single_node_made_leader_gives_its_standbys_a_snapshot)
+{
+    JSZ = 0;
+    cr_assert_eq(h_nats_start(&N, 3), 0, "the NATS cluster did not start");
+    cr_assert_eq(h_sim_start(&S, NULL), 0, "supsim did not start");
+    for (int i = 0; i < 2; i++)
+        setup_node(i, "3000");
+    /* node0 first as a single node: codes and an order */
+    size_t len;
+    char *text = h_read_file(D[0].config, &len);
+    char *single = h_replace(text, "  enabled: true\n", "  enabled: false\n");
+    h_write_config_text(&D[0], single);
+    cr_assert_eq(h_start(&D[0]), 0, "node0 did not start as a single node");
+    char *csv = h_codes_csv("SN", 10);
+    h_resp r = h_import(&D[0], "rp.card", csv, 201);
+    free(csv);
+    h_resp_free(&r);
+    r = h_order(&D[0], "mall-token", "single-1", "rp.card", 1);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    h_resp_free(&r);
+    h_stop_clean(&D[0]);
+    h_write_config_text(&D[0], text);
+    free(single);
+    free(text);
+    cr_assert_eq(h_start(&D[0]), 0, "node0 did not start replicated");
+    wait_role(&D[0], "leader");
+    /* an empty standby: refused, saying what to do */
+    share_key(1);
+    h_spawn(&D[1]);
+    int st = 0;
+    while (waitpid(D[1].pid, &st, 0) < 0)
+        ;
+    D[1].pid = 0;
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) != 0, "an empty standby followed a stream "
+                                                     "that began on a store with data");
+    cr_assert(h_file_count(D[1].log, "began on a store that already held data") >= 1,
+              "the refusal does not say why");
+    /* from a copy of the leader's store it follows */
+    const char *rm[] = {"/bin/rm", "-rf", D[1].data, NULL};
+    cr_assert_eq(h_run(rm, NULL, NULL, 0, NULL, NULL), 0);
+    cr_assert_eq(mkdir(D[1].data, 0700), 0);
+    const char *cp[] = {"/usr/bin/mdb_copy", D[0].data, D[1].data, NULL};
+    char *err = NULL;
+    cr_assert_eq(h_run(cp, NULL, NULL, 0, NULL, &err), 0, "mdb_copy: %s", err);
+    free(err);
+    cr_assert_eq(h_start(&D[1]), 0, "node1 did not start from the copy");
+    wait_role(&D[1], "standby");
+    r = h_order(&D[0], "mall-token", "replicated-1", "rp.card", 1);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    h_resp_free(&r);
+    h_daemon *two[] = {&D[0], &D[1]};
+    compare_and_stop(two, 2);
+    for (int i = 0; i < 2; i++)
+        h_cleanup(&D[i]);
+}
