@@ -576,13 +576,14 @@ static void lease_check(ph_repl *r)
     if (s == NATS_OK) {
         const char *v = kvEntry_ValueString(e);
         const char *sp = v ? strchr(v, ' ') : NULL;
-        int mine = v && !strcmp(v, val);
+        /* this node's from before a restart, or released by a leader that stopped */
+        int take = v && (!strcmp(v, val) || !v[0]);
         uint64_t erev = kvEntry_Revision(e);
         pthread_mutex_lock(&r->mu);
         snprintf(r->leader_url, sizeof r->leader_url, "%s", sp ? sp + 1 : "");
         pthread_mutex_unlock(&r->mu);
         kvEntry_Destroy(e);
-        if (!mine)
+        if (!take)
             return;
         s = kvStore_Update(&rev, r->kv, LEASE_KEY, val, (int)strlen(val), erev);
     } else if (s == NATS_NOT_FOUND) {
@@ -786,11 +787,26 @@ void ph_repl_stop(ph_repl *r)
     r->store = NULL;
 }
 
+/* A leader that stops hands the lease on at once: its store is closed, it
+ * writes nothing more, so the value is emptied (by revision: only if it is
+ * still ours) and a standby takes it without waiting for the TTL. */
+static void lease_release(ph_repl *r)
+{
+    pthread_mutex_lock(&r->mu);
+    int held = r->role != PH_REPL_STANDBY && r->lease_rev;
+    uint64_t rev = r->lease_rev;
+    pthread_mutex_unlock(&r->mu);
+    uint64_t nrev = 0;
+    if (held && r->kv && kvStore_Update(&nrev, r->kv, LEASE_KEY, "", 0, rev) == NATS_OK)
+        ph_log(r->log, PH_LOG_INFO, NULL, "repl.lease_released", "node=%s", r->node);
+}
+
 void ph_repl_free(ph_repl *r)
 {
     if (!r)
         return;
     ph_repl_stop(r);
+    lease_release(r);
     kvStore_Destroy(r->kv);
     jsCtx_Destroy(r->js);
     if (r->nc) {

@@ -855,3 +855,28 @@ Test(repl, a_single_node_made_leader_gives_its_standbys_a_snapshot)
     for (int i = 0; i < 2; i++)
         h_cleanup(&D[i]);
 }
+
+/* A leader stopped cleanly hands the lease on: a standby leads well before
+ * the lease's TTL (10 s here) would have run out. */
+Test(repl, a_leader_that_stops_hands_the_lease_on_at_once)
+{
+    cluster_up("10000");
+    int64_t t0 = h_now_ms();
+    h_stop_clean(&D[0]);
+    atomic_store(&LIVE[0], 0);
+    int lead = -1;
+    cr_assert_eq(h_wait_for(some_leader, &lead, WAIT_MS), 0, "no standby took over");
+    int64_t took = h_now_ms() - t0;
+    fprintf(stderr, "repl: node%d leads %lld ms after the leader stopped\n", lead, (long long)took);
+    /* the lease lapsing would take 7.5 s at least: its TTL after the last renewal */
+    cr_assert(took < 7000, "the hand-over took %lld ms: the lease was not released",
+              (long long)took);
+    cr_assert(h_file_count(D[0].log, "msg=repl.lease_released") == 1);
+    h_resp r = h_order(&D[lead], "mall-token", "after-handover", "rp.card", 1);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    h_resp_free(&r);
+    h_daemon *two[] = {&D[1], &D[2]};
+    compare_and_stop(two, 2);
+    for (int i = 0; i < NODES; i++)
+        h_cleanup(&D[i]);
+}
