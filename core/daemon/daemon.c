@@ -530,6 +530,8 @@ static int lead_start(ph_daemon *d, const ph_config *cfg, ph_err *err)
         rc = ph_reseal_start(d, err);
     if (rc == PH_OK)
         d->led = 1;
+    if (rc == PH_OK && d->repl)
+        d->led_epoch = ph_repl_epoch(d->repl);
     return rc;
 }
 
@@ -543,7 +545,9 @@ static void repl_poll(ph_daemon *d)
     if (role == PH_REPL_LEADER && !d->led) {
         ph_cfg_ref *ref = ph_cfg_acquire(&d->cfg);
         ph_err err = {0};
-        int rc = lead_start(d, ref->cfg, &err);
+        int rc = ph_daemon_risk_take_over(d, &err);
+        if (rc == PH_OK)
+            rc = lead_start(d, ref->cfg, &err);
         ph_cfg_release(ref);
         if (rc != PH_OK)
             ph_log(&d->log, PH_LOG_ERROR, NULL, "repl.lead_failed",
@@ -552,6 +556,15 @@ static void repl_poll(ph_daemon *d)
                    err.msg);
         else
             ph_log(&d->log, PH_LOG_INFO, NULL, "repl.leading", "detail=\"standby promoted\"");
+    } else if (role == PH_REPL_LEADER && d->led && ph_repl_epoch(d->repl) != d->led_epoch) {
+        /* led anew after catching up: supplier orders the stream brought (a
+         * batch whose acknowledgement never came) are taken up by query */
+        d->led_epoch = ph_repl_epoch(d->repl);
+        ph_err err = {0};
+        if (ph_fulfil_resume(d->fulfil, &err) != PH_OK)
+            ph_log(&d->log, PH_LOG_ERROR, NULL, "repl.resume_failed",
+                   "detail=\"%s\" effect=\"attempts applied from the stream wait for a restart\"",
+                   err.msg);
     }
 }
 

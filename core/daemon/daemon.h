@@ -88,6 +88,9 @@ typedef struct ph_daemon {
      * leads, else when a standby is promoted (ph_daemon_reap) */
     struct ph_repl *repl;
     int led;
+    uint64_t led_epoch; /* ph_repl_epoch when the leader's work last started or resumed */
+    /* the newest order the risk counters counted at a rebuild (risk_reviews.c) */
+    uint64_t risk_counted_upto;
 } ph_daemon;
 
 /* Starts everything from cfg (owned by the daemon from now on, also on failure):
@@ -140,6 +143,12 @@ int ph_daemon_reviews_apply(ph_daemon *d, const ph_config *cfg, ph_err *err);
  * noted for the related rules), before the daemon takes orders. rk NULL or
  * without a rule: nothing. Main thread, at start. PH_EIO, PH_ENOMEM. */
 int ph_daemon_risk_rebuild(ph_daemon *d, struct ph_risk *rk, int64_t now, ph_err *err);
+/* Replication: a standby promoted to leader puts the rules and lists the
+ * store holds now in force (the leader's changes came through the stream)
+ * and counts the orders stored since its start's rebuild (by order id, past
+ * d->risk_counted_upto), so its limits see what the old leader counted.
+ * Main thread. PH_EIO, PH_ENOMEM, PH_EINVAL. */
+int ph_daemon_risk_take_over(ph_daemon *d, ph_err *err);
 
 /* What a reload from old to neu changes, by name (config_changes.c): a JSON
  * object with, when not empty, "suppliers" {added, removed, changed, enabled,

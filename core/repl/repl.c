@@ -59,6 +59,7 @@ struct ph_repl {
     uint64_t applying_seq;
     const ph_cmd *marker; /* the epoch marker being published while PROMOTING */
     int broken;           /* the stream cannot be applied here: stop trying, say why once */
+    uint64_t epoch;       /* how many times this node became the leader */
     /* any thread */
     _Atomic uint64_t applied, stream_last;
 };
@@ -87,6 +88,8 @@ static void set_role(ph_repl *r, int role, const char *why)
     pthread_mutex_lock(&r->mu);
     int was = r->role;
     r->role = role;
+    if (role == PH_REPL_LEADER && was != PH_REPL_LEADER)
+        r->epoch++;
     if (role == PH_REPL_STANDBY) {
         r->lease_until = 0;
         if (!strcmp(r->leader_url, r->url))
@@ -323,10 +326,18 @@ static int publish(ph_repl *r, const ph_cmd *batch, uint64_t prev, ph_err *err)
      * commit after a publish failed), or may hold this batch (no answer):
      * either way the leader catches up from the stream before writing again */
     pthread_mutex_lock(&r->mu);
-    if (r->role == PH_REPL_LEADER)
+    int resync = r->role == PH_REPL_LEADER;
+    if (resync)
         r->role = PH_REPL_PROMOTING;
     pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
+    if (resync)
+        ph_log(r->log, PH_LOG_WARN, NULL, "repl.resync",
+               "node=%s after=%llu detail=\"%s\" effect=\"writes wait until this leader applied "
+               "the stream to its end\"",
+               r->node, (unsigned long long)prev,
+               s == NATS_OK ? "the stream put the batch elsewhere"
+                            : nats_why(s, jerr, why, sizeof why));
     if (s == NATS_OK)
         return ph_err_set(err, PH_EUNAVAIL,
                           "replication: not stored: the stream put the batch at %llu, not %llu",
@@ -742,6 +753,14 @@ int ph_repl_may_send(void *arg)
     int ok = r->role == PH_REPL_LEADER && mono_ms() < r->lease_until;
     pthread_mutex_unlock(&r->mu);
     return ok;
+}
+
+uint64_t ph_repl_epoch(ph_repl *r)
+{
+    pthread_mutex_lock(&r->mu);
+    uint64_t e = r->epoch;
+    pthread_mutex_unlock(&r->mu);
+    return e;
 }
 
 int ph_repl_role(ph_repl *r)

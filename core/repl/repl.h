@@ -88,6 +88,12 @@ int ph_repl_start(ph_repl *r, ph_store *s, ph_err *err);
  * ph_repl). Any thread. */
 int ph_repl_may_send(void *arg);
 
+/* How many times this node became the leader (PROMOTING to LEADER): a
+ * leader whose publish failed leads anew once it caught up from the stream,
+ * and the batches it applied there may hold supplier orders nobody tracks
+ * here (ph_fulfil_resume again). Any thread. */
+uint64_t ph_repl_epoch(ph_repl *r);
+
 /* PH_REPL_STANDBY, _PROMOTING or _LEADER, as now. Any thread. */
 int ph_repl_role(ph_repl *r);
 

@@ -454,6 +454,12 @@ static void track_start(ph_fulfil *f, track *t, int resume, int stopping)
         ful_track_free(t);
         return;
     }
+    if (reg_find(f, t->order_id, t->no)) {
+        /* tracked already (a resume again after a replicated leader caught up,
+         * racing the begin of the same attempt): one track, one request */
+        ful_track_free(t);
+        return;
+    }
     reg_add(f, t);
     if (!resume) {
         ful_track_run(f, t);

@@ -880,3 +880,45 @@ Test(repl, a_leader_that_stops_hands_the_lease_on_at_once)
     for (int i = 0; i < NODES; i++)
         h_cleanup(&D[i]);
 }
+
+/* An order for end user `user` on node i: its status. */
+static long order_for(int i, const char *coid, const char *user)
+{
+    char body[256];
+    snprintf(body, sizeof body,
+             "{\"client_order_id\":\"%s\",\"sku\":\"rp.card\",\"end_user\":{\"id\":\"%s\"}}", coid,
+             user);
+    h_resp r = h_post_json(&D[i], "/v1/orders", "mall-token", body);
+    long st = r.status;
+    h_resp_free(&r);
+    return st;
+}
+
+/* A risk rule made on the leader after the standbys started, and the orders
+ * it counted there: the standby that takes over enforces both. */
+Test(repl, a_new_leader_enforces_the_risk_rules_and_counts_of_the_old)
+{
+    cluster_up("2000");
+    h_resp r = h_post_json(&D[0], "/v1/risk/rules", "ops-token",
+                           "{\"id\":\"per-user\",\"variable\":\"user\",\"measure\":\"orders\","
+                           "\"limit\":3,\"window_s\":43200,\"action\":\"deny\"}");
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    h_resp_free(&r);
+    cr_assert_eq(order_for(0, "u-1", "alice"), 201);
+    cr_assert_eq(order_for(0, "u-2", "alice"), 201);
+    wait_caught_up(1);
+    wait_caught_up(2);
+    atomic_store(&LIVE[0], 0);
+    cr_assert_eq(h_stop(&D[0], SIGKILL), 128 + SIGKILL);
+    int lead = -1;
+    cr_assert_eq(h_wait_for(some_leader, &lead, WAIT_MS), 0, "no standby took over");
+    /* the leader's work starts on the wake signal: its catalog write is the last of it */
+    cr_assert_eq(h_log_wait(&D[lead], "msg=repl.leading", 1, WAIT_MS), 0);
+    cr_assert_eq(order_for(lead, "u-3", "alice"), 201, "the third order of the limit");
+    cr_assert_eq(order_for(lead, "u-4", "alice"), 403, "the new leader let alice past the limit");
+    cr_assert_eq(order_for(lead, "u-5", "bob"), 201);
+    h_daemon *two[] = {&D[1], &D[2]};
+    compare_and_stop(two, 2);
+    for (int i = 0; i < NODES; i++)
+        h_cleanup(&D[i]);
+}
