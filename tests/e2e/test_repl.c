@@ -5,9 +5,18 @@
  *
  * Replicated commit: the first node takes the lease and leads, two standbys
  * follow; concurrent card-code orders and recharges (at the simulator) go to
- * the leader; standbys serve reads and refuse writes naming the leader; at the
- * end every node's store is the same under `mdb_dump -a`, and its applied
- * sequence (meta repl_seq) is the stream's last.
+ * the leader; standbys serve reads, refuse writes naming the leader and hand
+ * supplier callbacks to it; at the end every node's store is the same under
+ * `mdb_dump -a`, and its applied sequence (meta repl_seq) is the stream's last.
+ *
+ * Then: kill -9 of the leader under orders (a standby leads within ~2 s, no
+ * code issued twice, no recharge sent twice, the killed node comes back as a
+ * standby); a leader SIGSTOP'd past its lease (its write refused, nothing of
+ * it stored, it restarts as a standby); a NATS server killed under orders
+ * (R3 goes on); a leader stopped cleanly (the lease handed on at once); a
+ * node bootstrapped from an mdb_copy snapshot on a trimmed stream; a single
+ * node turned leader (its standbys need a copy); the risk rules and counts of
+ * the old leader enforced by the new one.
  */
 #include <criterion/criterion.h>
 #include <nats/nats.h>
