@@ -24,7 +24,9 @@ done
 pkgs=(build-essential cmake pkg-config curl ca-certificates openssl
       liblmdb-dev lmdb-utils libjansson-dev libyaml-dev libcurl4-openssl-dev
       libssl-dev libcriterion-dev libmicrohttpd-dev libgnutls28-dev
+      libnats-dev nats-server
       python3 jq ${extra[@]+"${extra[@]}"})  # python3: the docs-examples test; jq: used by some examples
+# libnats-dev: replication (core/repl, off unless configured); nats-server: its tests start three
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -36,6 +36,8 @@ const char *ph_strerror(int code)
         return "unknown_sku";
     case PH_ENOSPC:
         return "disk_full";
+    case PH_EUNAVAIL:
+        return "not_leader";
     default:
         return "internal_error";
     }

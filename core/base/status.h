@@ -33,6 +33,8 @@ enum {
     PH_ESHUTDOWN = -14, /* the component is stopping and takes no new work */
     PH_ESKU = -15,      /* unknown SKU, or one that cannot be ordered this way */
     PH_ENOSPC = -16,    /* the data directory's disk (or quota) is full: nothing was stored */
+    PH_EUNAVAIL = -17,  /* replication: this node may not write now (a standby, a lost lease,
+                           the stream unreachable): nothing was stored; the leader may take it */
 };
 
 /* Message buffer filled by a failing call. Caller-owned; usually on the stack. */

@@ -351,6 +351,22 @@ static const field grants_fields[] = {
 static const field redemption_fields[] = {
     INT(ph_config, redemption_wait_ms, "wait_ms", 1, 60000, 1, "1500"),
 };
+static const field replication_fields[] = {
+    BOOL(ph_config, repl_enabled, "enabled", "false"),
+    {.name = "node_id", .kind = K_IDENT, .off = offsetof(ph_config, repl_node_id)},
+    {.name = "urls",
+     .kind = K_TAGS,
+     .flags = F_TEXT_ITEMS,
+     .off = offsetof(ph_config, repl_urls),
+     .off2 = offsetof(ph_config, nrepl_urls)},
+    STR(ph_config, repl_stream, "stream", 0, "PERKHUB"),
+    STR(ph_config, repl_subject, "subject", 0, "perkhub.batches"),
+    STR(ph_config, repl_lease_bucket, "lease_bucket", 0, "perkhub_lease"),
+    INT(ph_config, repl_lease_ttl_ms, "lease_ttl_ms", 500, 600000, 1, "3000"),
+    INT(ph_config, repl_replicas, "replicas", 1, 5, 1, "3"),
+    INT(ph_config, repl_ack_wait_ms, "ack_wait_ms", 50, 60000, 1, "2000"),
+    STR(ph_config, repl_advertise_url, "advertise_url", 0, NULL),
+};
 static const field top_fields[] = {
     SECTION("listen", listen_fields),
     STR(ph_config, data_dir, "data_dir", F_REQUIRED, NULL),
@@ -376,6 +392,7 @@ static const field top_fields[] = {
     SECTION("redemption", redemption_fields),
     SECTION("risk", risk_fields),
     SECTION("grants", grants_fields),
+    SECTION("replication", replication_fields),
 };
 
 _Static_assert(NELEM(top_fields) <= MAX_FIELDS, "raise MAX_FIELDS");
@@ -931,6 +948,55 @@ static int check_single_document(ctx *c, yaml_parser_t *ps, const char *buf, siz
     return rc;
 }
 
+/* replication: an enabled section names this node, its NATS servers and its
+ * HTTP URL (what a standby tells a client to use instead); names the stream
+ * and the bucket can carry; a lease the renewal (a third of it) can keep. */
+static int check_replication(ctx *c, const ph_config *cfg, const yaml_node_t *root)
+{
+    const yaml_node_t *rn = cfg_map_find(c, root, "replication");
+    if (!cfg->repl_enabled || !rn)
+        return PH_OK;
+    const char *missing = !cfg->repl_node_id         ? "node_id"
+                          : !cfg->nrepl_urls         ? "urls"
+                          : !cfg->repl_advertise_url ? "advertise_url"
+                                                     : NULL;
+    if (missing) {
+        cfg_path_push(c, "replication");
+        return cfg_fail(c, rn->start_mark, "expected %s when replication is enabled", missing);
+    }
+    for (size_t i = 0; i < cfg->nrepl_urls; i++)
+        if (strncmp(cfg->repl_urls[i], "nats://", 7) != 0) {
+            const yaml_node_t *un = cfg_seq_item(c, cfg_map_find(c, rn, "urls"), i);
+            cfg_path_push(c, "replication.urls[%zu]", i);
+            return cfg_fail(c, un->start_mark, "expected a nats:// URL");
+        }
+    const struct {
+        const char *key, *val, *ok;
+    } names[] = {{"stream", cfg->repl_stream, "-_"},
+                 {"subject", cfg->repl_subject, "-_."},
+                 {"lease_bucket", cfg->repl_lease_bucket, "-_"}};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        const char *v = names[i].val;
+        int ok = v[0] && v[0] != '.' && v[strlen(v) - 1] != '.';
+        for (const char *p = v; ok && *p; p++)
+            ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                 strchr(names[i].ok, *p);
+        if (!ok) {
+            const yaml_node_t *vn = cfg_map_find(c, rn, names[i].key);
+            cfg_path_push(c, "replication.%s", names[i].key);
+            return cfg_fail(c, (vn ? vn : rn)->start_mark,
+                            "expected letters, digits and %s only, got \"%.48s\"", names[i].ok, v);
+        }
+    }
+    const char *u = cfg->repl_advertise_url;
+    if (strncmp(u, "http://", 7) && strncmp(u, "https://", 8)) {
+        cfg_path_push(c, "replication.advertise_url");
+        return cfg_fail(c, cfg_map_find(c, rn, "advertise_url")->start_mark,
+                        "expected an http:// or https:// URL");
+    }
+    return PH_OK;
+}
+
 static int build(ctx *c, const yaml_node_t *root, ph_config **out)
 {
     ph_config *cfg = calloc(1, sizeof *cfg);
@@ -945,7 +1011,7 @@ static int build(ctx *c, const yaml_node_t *root, ph_config **out)
         (rc = check_statements(c, cfg, root)) || (rc = check_tls(c, cfg, root)) ||
         (rc = mark_suppliers(c, cfg, root)) || (rc = check_alert_rules(c, cfg, root)) ||
         (rc = check_replenish(c, cfg, root)) || (rc = check_webhooks(c, cfg, root)) ||
-        (rc = check_bundles(c, cfg, root)))
+        (rc = check_bundles(c, cfg, root)) || (rc = check_replication(c, cfg, root)))
         goto fail;
     if ((rc = check_auth_failures(c, cfg, root)))
         goto fail;

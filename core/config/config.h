@@ -318,6 +318,19 @@ typedef struct ph_config {
     /* grants (issue 16; http/api_grants.c, the daemon's grants.expire job) */
     unsigned grant_min_ttl_s;      /* the shortest grant a request may ask for; default 60 */
     unsigned grant_expire_every_s; /* the grants.expire job's period; default 5 */
+    /* replication: (core/repl, docs/replication.md): off unless enabled; then
+     * node_id, urls and advertise_url are required (check_replication) */
+    int repl_enabled;
+    char *repl_node_id; /* this node's name in the lease (an identifier) */
+    char **repl_urls;   /* the NATS servers, "nats://127.0.0.1:4222" */
+    size_t nrepl_urls;
+    char *repl_stream;          /* the JetStream stream of batches; default "PERKHUB" */
+    char *repl_subject;         /* its subject; default "perkhub.batches" */
+    char *repl_lease_bucket;    /* the KV bucket of the leader's lease; "perkhub_lease" */
+    uint32_t repl_lease_ttl_ms; /* the lease's life without a renewal; default 3000 */
+    uint32_t repl_replicas;     /* copies of the stream and the bucket; default 3 */
+    uint32_t repl_ack_wait_ms;  /* the longest wait for the stream's ack; default 2000 */
+    char *repl_advertise_url;   /* how the others reach this node's HTTP API */
     ph_client_conf *clients;
     size_t nclients;
     ph_supplier_conf *suppliers;

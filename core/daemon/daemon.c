@@ -19,6 +19,7 @@
 #include "http/http_api.h"
 #include "metrics/metrics.h"
 #include "notify/notify.h"
+#include "repl/repl.h"
 #include "risk/risk.h"
 #include "sched/sched.h"
 #include "supply/redeem.h"
@@ -219,7 +220,9 @@ static int start_supply(ph_daemon *d, ph_err *err)
                          .suppliers = d->suppliers,
                          .keys = d->keys,
                          .log = &d->log,
-                         .cfg = {&d->cfg, fulfil_cfg_acquire, fulfil_cfg_release}};
+                         .cfg = {&d->cfg, fulfil_cfg_acquire, fulfil_cfg_release},
+                         .may_send = d->repl ? ph_repl_may_send : NULL,
+                         .may_send_arg = d->repl};
     if ((rc = ph_fulfil_create(&fo, &d->fulfil, err)))
         return rc;
     ph_redeem_opts ro = {.sio = d->sio, .store = d->store, .log = &d->log};
@@ -485,10 +488,96 @@ static void wake_main(void *arg)
     pthread_kill(d->main_thread, PH_SIGNAL_WAKE);
 }
 
+/* 1 when this node may write: no replication, or it holds the lease. */
+static int leads(ph_daemon *d)
+{
+    return !d->repl || ph_repl_role(d->repl) == PH_REPL_LEADER;
+}
+
+/* Replication: connected, the stream and the lease bucket there, before the
+ * store opens (a new store takes the stream's uid). */
+static int start_repl(ph_daemon *d, const ph_config *cfg, ph_store_opts *so, ph_err *err)
+{
+    if (!cfg->repl_enabled)
+        return PH_OK;
+    ph_repl_opts ro = {.cfg = cfg, .log = &d->log, .on_change = wake_main, .arg = d};
+    int rc = ph_repl_create(&ro, &d->repl, err);
+    if (rc == PH_OK) {
+        so->repl_hook = ph_repl_hook;
+        so->repl_arg = d->repl;
+        so->uid = ph_repl_uid(d->repl);
+    }
+    return rc;
+}
+
+static int jobs_apply(ph_daemon *d, const ph_config *cfg, ph_err *err);
+static int expire_job_apply(ph_daemon *d, const ph_config *cfg, ph_err *err);
+
+/* What only the leader does, at its start or when a standby takes over: the
+ * catalog of its configuration written, the supplier attempts in flight taken
+ * up by query (never sent again: SENDING becomes UNKNOWN, fulfil.h), the
+ * jobs that write, the re-sealer. */
+static int lead_start(ph_daemon *d, const ph_config *cfg, ph_err *err)
+{
+    int rc = ph_daemon_sync_products(d, cfg, NULL, err);
+    if (rc == PH_OK)
+        rc = expire_job_apply(d, cfg, err);
+    if (rc == PH_OK)
+        rc = ph_fulfil_resume(d->fulfil, err);
+    if (rc == PH_OK)
+        rc = jobs_apply(d, cfg, err);
+    if (rc == PH_OK)
+        rc = ph_reseal_start(d, err);
+    if (rc == PH_OK)
+        d->led = 1;
+    if (rc == PH_OK && d->repl)
+        d->led_epoch = ph_repl_epoch(d->repl);
+    return rc;
+}
+
+/* A standby the replicator promoted starts the leader's work; a leader that
+ * lost the lease is refused every write by the store's hook from then on. */
+static void repl_poll(ph_daemon *d)
+{
+    if (!d->repl || !d->fulfil || !atomic_load(&d->ready))
+        return;
+    int role = ph_repl_role(d->repl);
+    if (role == PH_REPL_LEADER && !d->led) {
+        ph_cfg_ref *ref = ph_cfg_acquire(&d->cfg);
+        ph_err err = {0};
+        int rc = ph_daemon_risk_take_over(d, &err);
+        if (rc == PH_OK)
+            rc = lead_start(d, ref->cfg, &err);
+        ph_cfg_release(ref);
+        if (rc != PH_OK)
+            ph_log(&d->log, PH_LOG_ERROR, NULL, "repl.lead_failed",
+                   "detail=\"%s\" effect=\"this leader's jobs or resumed attempts may be missing; "
+                   "restart it\"",
+                   err.msg);
+        else
+            ph_log(&d->log, PH_LOG_INFO, NULL, "repl.leading", "detail=\"standby promoted\"");
+    } else if (role == PH_REPL_LEADER && d->led && ph_repl_epoch(d->repl) != d->led_epoch) {
+        /* led anew after catching up: supplier orders the stream brought (a
+         * batch whose acknowledgement never came) are taken up by query */
+        d->led_epoch = ph_repl_epoch(d->repl);
+        ph_err err = {0};
+        if (ph_fulfil_resume(d->fulfil, &err) != PH_OK)
+            ph_log(&d->log, PH_LOG_ERROR, NULL, "repl.resume_failed",
+                   "detail=\"%s\" effect=\"attempts applied from the stream wait for a restart\"",
+                   err.msg);
+    }
+}
+
+int ph_daemon_deposed(ph_daemon *d)
+{
+    return d->repl && d->led && ph_repl_role(d->repl) == PH_REPL_STANDBY;
+}
+
 void ph_daemon_reap(ph_daemon *d)
 {
     if (d->suppliers)
         ph_suppliers_reap(d->suppliers);
+    repl_poll(d);
 }
 
 /* The key file. master_key_create makes one only for a store that does not
@@ -573,7 +662,8 @@ static int start_http(ph_daemon *d, const ph_config *cfg, ph_err *err)
                        .sched = d->sched,
                        .redeem = d->redeem,
                        .notify = d->notify,
-                       .risk = d->risk};
+                       .risk = d->risk,
+                       .repl = d->repl};
     ph_http_opts o = http_opts(d, cfg);
     return ph_http_start(&env, &o, &d->http, &d->port, err);
 }
@@ -642,22 +732,22 @@ int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_er
     if ((cfg->pid_file && (rc = pid_file_lock(d, cfg->pid_file, err))) ||
         (cfg->log_file && (rc = ph_log_open_file(&d->log, cfg->log_file, err))) ||
         (rc = ph_notify_check(cfg, err)) || (rc = load_keys(d, cfg, err)) ||
+        (rc = start_repl(d, cfg, &so, err)) ||
         (so.keys = d->keys, rc = ph_store_open(&so, &d->store, err)) ||
-        (rc = log_migration(d, cfg)) || (rc = ph_daemon_sync_products(d, cfg, NULL, err)) ||
+        (rc = log_migration(d, cfg)) || (d->repl && (rc = ph_repl_start(d->repl, d->store, err))) ||
         (rc = ph_suppliers_create(&d->log, &d->suppliers, err)) ||
         (rc = ph_suppliers_apply(d->suppliers, cfg, err)) || (rc = start_supply(d, err)) ||
-        (rc = expire_job_apply(d, cfg, err)) || (rc = start_risk(d, err)) ||
-        (rc = ph_daemon_risk_rebuild(d, d->risk, ph_now_ms(), err)) ||
+        (rc = start_risk(d, err)) || (rc = ph_daemon_risk_rebuild(d, d->risk, ph_now_ms(), err)) ||
         (rc = start_notify(d, err)) || (rc = start_http(d, cfg, err)))
         goto fail;
     ph_suppliers_set_wake(d->suppliers, wake_main, d); /* earlier releases: the next wake */
     set_callback_base(d, cfg);
-    if ((rc = ph_fulfil_resume(d->fulfil, err)) || (rc = jobs_apply(d, cfg, err)) ||
-        (rc = ph_reseal_start(d, err)) ||
+    if ((leads(d) && (rc = lead_start(d, cfg, err))) ||
         (cfg->port_file && (rc = write_port_file(cfg->port_file, d->port, err))) ||
         (d->pid_fd >= 0 && (rc = pid_file_write(d, err))))
         goto fail;
     atomic_store(&d->ready, 1);
+    repl_poll(d); /* promoted while starting as a standby */
     ph_log(&d->log, PH_LOG_INFO, NULL, "daemon.started",
            "pid=%d listen=%s:%u data_dir=%s config=%s products=%zu suppliers=%zu", (int)getpid(),
            cfg->listen_address, d->port, cfg->data_dir, cfg->source, cfg->nproducts,
@@ -717,7 +807,8 @@ int ph_daemon_reload(ph_daemon *d, ph_err *err)
     char *what = changes ? json_dumps(changes, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(changes);
     ph_audit audit = {.action = "config.reload", .via = "signal", .what = what ? what : ""};
-    rc = ph_daemon_sync_products(d, neu, &audit, err);
+    /* a standby's catalog is the leader's, from the stream */
+    rc = leads(d) ? ph_daemon_sync_products(d, neu, &audit, err) : PH_OK;
     ph_json_free(what);
     if (rc != PH_OK) {
         ph_err ignored;
@@ -728,13 +819,13 @@ int ph_daemon_reload(ph_daemon *d, ph_err *err)
     if (neu->public_url)
         set_callback_base(d, neu);
     ph_err jerr = {0};
-    if (expire_job_apply(d, neu, &jerr) != PH_OK)
+    if (d->led && expire_job_apply(d, neu, &jerr) != PH_OK)
         ph_log(&d->log, PH_LOG_ERROR, NULL, "config.job_failed",
                "job=" PH_EXPIRE_JOB " detail=\"%s\" effect=\"the job keeps its period\"", jerr.msg);
     if ((rc = cfg_install(d, neu, err)) != PH_OK)
         return rc;
     ph_cfg_ref *now = ph_cfg_acquire(&d->cfg);
-    rc = jobs_apply(d, now->cfg, err);
+    rc = d->led ? jobs_apply(d, now->cfg, err) : PH_OK; /* a standby's start at promotion */
     ph_cfg_release(now);
     if (rc != PH_OK)
         return rc;
@@ -779,8 +870,12 @@ void ph_daemon_stop(ph_daemon *d, int grace_ms)
     ph_notify_destroy(d->notify); /* the engine's last answers reached it */
     d->notify = NULL;
     ph_fulfil_flush(d->fulfil); /* those ends become store commands before the store closes */
+    ph_repl_stop(d->repl); /* no more applying or renewing; the writer's last batches still go */
     ph_store_close(d->store);
     d->store = NULL;
+    ph_repl_free(d->repl);
+    d->repl = NULL;
+    d->led = 0;
     ph_fulfil_destroy(d->fulfil);
     d->fulfil = NULL;
     ph_redeem_destroy(d->redeem); /* its exchanges and commands ended with the engine and store */

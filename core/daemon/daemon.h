@@ -82,6 +82,15 @@ typedef struct ph_daemon {
     /* issuance protection: rules, lists and counters in force (risk/risk.h) */
     struct ph_risk *risk;
     const char *journal_file; /* set before ph_daemon_start: ph_store_opts.journal_file */
+    /* replication (repl/repl.h), NULL unless configured: the store's hook, the
+     * lease; `led` is 1 once this node started its leader's work (the catalog
+     * write, in-flight attempts resumed by query, the jobs): at start when it
+     * leads, else when a standby is promoted (ph_daemon_reap) */
+    struct ph_repl *repl;
+    int led;
+    uint64_t led_epoch; /* ph_repl_epoch when the leader's work last started or resumed */
+    /* the newest order the risk counters counted at a rebuild (risk_reviews.c) */
+    uint64_t risk_counted_upto;
 } ph_daemon;
 
 /* Starts everything from cfg (owned by the daemon from now on, also on failure):
@@ -95,10 +104,17 @@ int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_er
 #define PH_SIGNAL_WAKE SIGUSR2
 
 /* Shuts down and closes the plugins of suppliers whose last reference went on
- * another thread (suppliers.h, the reaper). The daemon asks for it by sending
- * PH_SIGNAL_WAKE to main_thread, so the caller of ph_daemon_start must keep it
- * blocked and call this when sigwait returns it (main.c). Main thread. */
+ * another thread (suppliers.h, the reaper); and, with replication, starts the
+ * leader's work when this standby became the leader. The daemon asks for it by
+ * sending PH_SIGNAL_WAKE to main_thread, so the caller of ph_daemon_start must
+ * keep it blocked and call this when sigwait returns it (main.c). Main thread. */
 void ph_daemon_reap(ph_daemon *d);
+
+/* 1 when this node led and lost the lease (replication): its running state
+ * (attempts in flight, jobs, the catalog it wrote) is a leader's, so main.c
+ * stops the daemon and starts it again, as a standby that follows the new
+ * leader. Main thread, after ph_daemon_reap. */
+int ph_daemon_deposed(ph_daemon *d);
 
 /* SIGUSR1: opens log.file again after logrotate renamed it, while other
  * threads keep logging (ph_log_reopen); a failure is logged to the old file
@@ -127,6 +143,12 @@ int ph_daemon_reviews_apply(ph_daemon *d, const ph_config *cfg, ph_err *err);
  * noted for the related rules), before the daemon takes orders. rk NULL or
  * without a rule: nothing. Main thread, at start. PH_EIO, PH_ENOMEM. */
 int ph_daemon_risk_rebuild(ph_daemon *d, struct ph_risk *rk, int64_t now, ph_err *err);
+/* Replication: a standby promoted to leader puts the rules and lists the
+ * store holds now in force (the leader's changes came through the stream)
+ * and counts the orders stored since its start's rebuild (by order id, past
+ * d->risk_counted_upto), so its limits see what the old leader counted.
+ * Main thread. PH_EIO, PH_ENOMEM, PH_EINVAL. */
+int ph_daemon_risk_take_over(ph_daemon *d, ph_err *err);
 
 /* What a reload from old to neu changes, by name (config_changes.c): a JSON
  * object with, when not empty, "suppliers" {added, removed, changed, enabled,

@@ -286,6 +286,31 @@ static int describe_plugin(const char *dir, const char *name)
     return rc == PH_OK ? 0 : 1;
 }
 
+/* A leader that lost its lease starts again as a standby (daemon.h,
+ * ph_daemon_deposed): everything stopped (its exchanges end as the store
+ * says, its queued writes are refused), the configuration read again. 0, or
+ * 1 when it cannot start again (said on stderr). */
+static int restart_deposed(ph_daemon *d, const char *path)
+{
+    ph_log(&d->log, PH_LOG_WARN, NULL, "repl.deposed",
+           "effect=\"this node lost the lease: it restarts as a standby\"");
+    const char *journal = d->journal_file;
+    ph_daemon_stop(d, 2000);
+    ph_config *cfg;
+    ph_err err = {0};
+    int rc = path
+                 ? ph_config_load_file(path, &cfg, &err)
+                 : ph_config_load_string(ph_config_default_yaml(), strlen(ph_config_default_yaml()),
+                                         "<embedded>", &cfg, &err);
+    memset(d, 0, sizeof *d);
+    d->journal_file = journal;
+    if (rc == PH_OK)
+        rc = ph_daemon_start(d, cfg, path, &err);
+    if (rc != PH_OK)
+        fprintf(stderr, "perkhubd: %s\n", err.msg);
+    return rc == PH_OK ? 0 : 1;
+}
+
 static int run(const char *path)
 {
     ph_config *cfg;
@@ -322,6 +347,8 @@ static int run(const char *path)
         sigwait(&set, &sig);
         if (sig == PH_SIGNAL_WAKE) {
             ph_daemon_reap(&d); /* plugins' shutdown and dlclose run on this thread only */
+            if (ph_daemon_deposed(&d) && restart_deposed(&d, path) != 0)
+                return 1;
             continue;
         }
         if (sig == SIGUSR1) {

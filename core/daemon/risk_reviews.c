@@ -8,6 +8,7 @@
  * (PH_ESTATE) and skipped. The release goes the way ops' would (http/reviews.h).
  */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "base/util.h"
 #include "daemon/daemon.h"
@@ -76,6 +77,7 @@ static void reviews_job(void *arg, ph_sched_run *run)
 
 typedef struct rebuild {
     struct ph_risk *rk;
+    uint64_t after_id, max_id; /* replays orders after after_id; the last one replayed */
     size_t orders, unreadable;
 } rebuild;
 
@@ -83,7 +85,10 @@ static int replay_one(void *arg, uint64_t id, const char *json, size_t len)
 {
     rebuild *rb = arg;
     ph_risk_record rec;
-    (void)id;
+    if (id <= rb->after_id)
+        return PH_OK; /* counted by an earlier rebuild */
+    if (id > rb->max_id)
+        rb->max_id = id;
     if (ph_risk_record_read(json, len, &rec) != PH_OK) {
         rb->unreadable++; /* --check-store says which; the rest still counts */
         return PH_OK;
@@ -101,12 +106,31 @@ int ph_daemon_risk_rebuild(ph_daemon *d, struct ph_risk *rk, int64_t now, ph_err
     int64_t reach = rk ? ph_risk_reach_ms(rk) : 0;
     if (reach <= 0)
         return PH_OK;
-    rebuild rb = {.rk = rk};
+    rebuild rb = {.rk = rk, .after_id = d->risk_counted_upto, .max_id = d->risk_counted_upto};
     int rc = ph_store_order_risk_scan(d->store, now - reach, replay_one, &rb, err);
-    if (rc == PH_OK)
+    if (rc == PH_OK) {
+        d->risk_counted_upto = rb.max_id;
         ph_log(&d->log, PH_LOG_INFO, NULL, "risk.rebuilt", "orders=%zu unreadable=%zu reach_s=%lld",
                rb.orders, rb.unreadable, (long long)(reach / 1000));
+    }
     return rc;
+}
+
+int ph_daemon_risk_take_over(ph_daemon *d, ph_err *err)
+{
+    ph_risk_rule *rules;
+    ph_risk_entry *entries;
+    size_t nr, ne;
+    uint64_t gen;
+    int rc = ph_store_risk_load(d->store, &rules, &nr, &entries, &ne, &gen, err);
+    if (rc)
+        return rc;
+    rc = ph_risk_load(d->risk, gen, rules, nr, entries, ne, err);
+    free(rules);
+    free(entries);
+    if (rc < 0)
+        return rc;
+    return ph_daemon_risk_rebuild(d, d->risk, ph_now_ms(), err);
 }
 
 int ph_daemon_reviews_apply(ph_daemon *d, const ph_config *cfg, ph_err *err)

@@ -62,6 +62,7 @@ struct ph_req {
     size_t text_len; /* bytes of text, without the NUL */
     const char *const *headers; /* static: more header lines, name then value, NULL-ended */
     char retry_after[12];       /* non-empty: a Retry-After header (seconds; a 429) */
+    char leader_url[256];       /* non-empty: an X-Perkhub-Leader header (503 not_leader) */
 
     /* a handler that suspends sets `resume`, called when it is resumed */
     ph_handler_fn resume;

@@ -7,6 +7,7 @@
 
 #include "base/version.h"
 #include "http/api.h"
+#include "repl/repl.h"
 #include "supply/supplier_io.h"
 #include "supply/suppliers.h"
 #include "base/util.h"
@@ -46,6 +47,19 @@ int ph_api_health(ph_req *r)
     /* stock and balance alerts not yet acknowledged (issue 12): counts only */
     if (body)
         json_object_set_new(body, "alerts", ph_api_alerts_open(r->env->store));
+    if (body && r->env->repl) { /* issue 19: this node's role and how far it applied the stream */
+        static const char *const roles[] = {"?", "standby", "promoting", "leader"};
+        char leader[512];
+        uint64_t applied, last;
+        int role = ph_repl_role(r->env->repl);
+        ph_repl_leader_url(r->env->repl, leader, sizeof leader);
+        ph_repl_seqs(r->env->repl, &applied, &last);
+        json_object_set_new(body, "replication",
+                            json_pack("{s:s,s:s,s:I,s:I}", "role",
+                                      roles[role >= 1 && role <= 3 ? role : 0], "leader", leader,
+                                      "applied_seq", (json_int_t)applied, "stream_last_seq",
+                                      (json_int_t)last));
+    }
     return ph_req_json(r, 200, body);
 }
 

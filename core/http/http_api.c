@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "http/api.h"
+#include "repl/repl.h"
 #include "http/bundles.h"
 #include "http/auth_guard.h"
 #include "http/tls.h"
@@ -271,6 +272,7 @@ int ph_req_fail(ph_req *r, int rc, const ph_err *err)
         status = 422;
         break;
     case PH_ESHUTDOWN:
+    case PH_EUNAVAIL: /* replication: not the leader, or the stream did not take it */
         status = 503;
         break;
     case PH_ENOSPC:
@@ -284,7 +286,13 @@ int ph_req_fail(ph_req *r, int rc, const ph_err *err)
     if (status == 500 || status == 507)
         ph_log(r->env->log, PH_LOG_ERROR, r->reqid,
                status == 507 ? "store.disk_full" : "http.internal_error", "error=\"%s\"", msg);
-    return ph_req_error(r, status, ph_strerror(rc), "%s", msg);
+    ph_req_error(r, status, ph_strerror(rc), "%s", msg);
+    if (rc == PH_EUNAVAIL && r->env->repl) { /* where to write instead (docs/replication.md) */
+        ph_repl_leader_url(r->env->repl, r->leader_url, sizeof r->leader_url);
+        if (r->leader_url[0] && r->resp)
+            json_object_set_new(r->resp, "leader", json_string(r->leader_url));
+    }
+    return PH_REQ_DONE;
 }
 
 /* ---- the request's values: from MHD, or from an offline request ----------- */
@@ -1272,6 +1280,8 @@ static enum MHD_Result send_response(ph_http *h, ph_req *r)
         MHD_add_response_header(resp, hl[0], hl[1]);
     if (r->closing)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    if (r->leader_url[0])
+        MHD_add_response_header(resp, "X-Perkhub-Leader", r->leader_url);
     if (r->retry_after[0])
         MHD_add_response_header(resp, "Retry-After", r->retry_after);
     else if (r->status == 503 && r->closing) /* overloaded or stopping: try again soon */

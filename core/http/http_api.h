@@ -56,6 +56,7 @@ typedef struct ph_http_env {
     struct ph_redeem *redeem; /* code lookups ask suppliers (supply/redeem.h); NULL = never */
     struct ph_notify *notify; /* webhook delivery: woken after an ops action; NULL = none */
     struct ph_risk *risk;     /* issuance protection (risk/risk.h); NULL = no rules, no lists */
+    struct ph_repl *repl;     /* replication (repl/repl.h): health, the leader's URL; NULL = none */
 } ph_http_env;
 
 /* The listener's settings (config's listen: and http: sections). */

@@ -1625,21 +1625,30 @@ void ph_journal_close(ph_journal *j)
 
 /* Submits the batch as one list, so the writer takes it as one batch, and
  * waits for every command; then compares each rc with the recorded one. */
-static int replay_batch(ph_store *s, ph_cmd_batch *b, uint64_t seq, const char *path, ph_err *err)
+int ph_cmd_batch_apply(ph_store *s, ph_cmd_batch *b, ph_err *err)
 {
     int rc = b->n ? ph_store_exec_list(s, &b->cmds[0]) : PH_OK;
     if (rc)
-        return ph_err_set(err, rc, "journal %s: batch %llu: %s", path, (unsigned long long)seq,
-                          b->cmds[0].err.msg);
+        return ph_err_set(err, rc, "%s", b->cmds[0].err.msg);
     for (size_t i = 0; i < b->n; i++)
         if (b->cmds[i].rc != b->rcs[i])
-            return ph_err_set(err, PH_EINVAL,
-                              "journal %s: batch %llu command %zu (%s): recorded %s, replay gave "
-                              "%s%s%s",
-                              path, (unsigned long long)seq, i, ph_cmd_type_name(b->cmds[i].type),
-                              ph_strerror(b->rcs[i]), ph_strerror(b->cmds[i].rc),
-                              b->cmds[i].rc ? ": " : "", b->cmds[i].err.msg);
+            return ph_err_set(err, b->cmds[i].rc == PH_EUNAVAIL ? PH_EUNAVAIL : PH_EINVAL,
+                              "command %zu (%s): recorded %s, replay gave %s%s%s", i,
+                              ph_cmd_type_name(b->cmds[i].type), ph_strerror(b->rcs[i]),
+                              ph_strerror(b->cmds[i].rc), b->cmds[i].rc ? ": " : "",
+                              b->cmds[i].err.msg);
     return PH_OK;
+}
+
+static int replay_batch(ph_store *s, ph_cmd_batch *b, uint64_t seq, const char *path, ph_err *err)
+{
+    int rc = ph_cmd_batch_apply(s, b, err);
+    if (rc) {
+        char msg[sizeof err->msg];
+        snprintf(msg, sizeof msg, "%s", err->msg);
+        ph_err_set(err, rc, "journal %s: batch %llu: %s", path, (unsigned long long)seq, msg);
+    }
+    return rc;
 }
 
 int ph_journal_replay(const char *path, const char *dir, const ph_keyring *keys,

@@ -82,6 +82,16 @@ typedef struct ph_cmd_batch {
  * left allocated on failure. */
 int ph_cmd_batch_decode(const uint8_t *p, size_t len, ph_cmd_batch *out, ph_err *err);
 
+/* Applies a decoded batch through the store's own writer as one batch
+ * (ph_store_exec_list: the same boundaries, the same redo with nested
+ * transactions), waits for it, and checks that every command ends with the rc
+ * it was recorded with: the one applier of a journal's replay and of a
+ * replication standby (core/repl). PH_OK; the submission's rc (PH_ESHUTDOWN);
+ * PH_EINVAL when a command's rc differs, or PH_EUNAVAIL when it was refused by
+ * the store's repl_hook, err naming the command ("command 2 (order): recorded
+ * ok, replay gave out_of_stock"). Not on the writer thread. */
+int ph_cmd_batch_apply(ph_store *s, ph_cmd_batch *b, ph_err *err);
+
 /* Frees what decode allocated, and the commands' results. NULL-safe on a
  * zeroed batch. */
 void ph_cmd_batch_free(ph_cmd_batch *b);

@@ -334,6 +334,8 @@ int ph_store_open(const ph_store_opts *opts, ph_store **out, ph_err *err)
     s->keys = opts->keys;
     s->metrics = opts->metrics;
     s->read_only = opts->read_only;
+    s->repl_hook = opts->repl_hook;
+    s->repl_arg = opts->repl_arg;
     pthread_rwlockattr_t ra;
     pthread_rwlockattr_init(&ra);
     /* a growing map must not starve behind a stream of readers */
@@ -580,6 +582,49 @@ static int run_cmd(ph_store *s, MDB_txn *txn, ph_cmd *c, ph_ids *ids, int direct
     return c->rc;
 }
 
+/* meta "repl_seq": the stream sequence of the last batch committed through
+ * the replication hook, u64 in host order as every id key. */
+static const MDB_val repl_seq_key = {8, "repl_seq"};
+
+static uint64_t repl_seq_get(ph_store *s, MDB_txn *txn, int *mrc)
+{
+    MDB_val k = repl_seq_key, v;
+    uint64_t seq = 0;
+    *mrc = mdb_get(txn, s->dbi[DB_META], &k, &v);
+    if (*mrc == 0 && v.mv_size == sizeof seq)
+        memcpy(&seq, v.mv_data, sizeof seq);
+    if (*mrc == MDB_NOTFOUND)
+        *mrc = 0;
+    return seq;
+}
+
+uint64_t ph_store_repl_seq(ph_store *s)
+{
+    MDB_txn *txn;
+    int mrc;
+    uint64_t seq = 0;
+    if (ph_store_read_begin(s, &txn, NULL) == PH_OK) {
+        seq = repl_seq_get(s, txn, &mrc);
+        ph_store_read_end(s, txn);
+    }
+    return seq;
+}
+
+/* Replication's seam, just before the commit (ph_store_opts.repl_hook): the
+ * batch's stream sequence is written in its own transaction, then the hook
+ * puts the batch in the stream at exactly that sequence, or refuses it. So a
+ * leader never commits a batch the stream lacks, and every node records
+ * which stream message its data reached. */
+static int repl_seal(ph_store *s, MDB_txn *txn, const ph_cmd *batch, ph_err *err)
+{
+    int mrc;
+    uint64_t prev = repl_seq_get(s, txn, &mrc), next = prev + 1;
+    MDB_val k = repl_seq_key, v = {sizeof next, &next};
+    if (mrc || (mrc = mdb_put(txn, s->dbi[DB_META], &k, &v, 0)))
+        return ph_store_lmdb_err(err, mrc, "write repl_seq");
+    return s->repl_hook(s->repl_arg, batch, prev, err);
+}
+
 /* Applies every command of the batch in one write transaction. Orders and
  * supplier commands run directly in it (they fail before their first write,
  * or the batch is redone with `nested` set); every other command, and every
@@ -603,6 +648,12 @@ static int run_batch(ph_store *s, ph_cmd *batch, ph_ids *ids, int nested, int *m
             *mrc_out = rc == PH_STORE_BEGIN_FAILED ? mrc : 0;
             return rc == PH_STORE_BEGIN_FAILED ? ph_store_lmdb_err(err, mrc, "begin nested") : rc;
         }
+    }
+    int hrc = s->repl_hook ? repl_seal(s, txn, batch, err) : PH_OK;
+    if (hrc != PH_OK) {
+        mdb_txn_abort(txn);
+        *ids = start;
+        return hrc; /* PH_STORE_MAPFULL: grown and run again, like any other write */
     }
     mrc = *mrc_out = mdb_txn_commit(txn);
     if (mrc) {
@@ -694,7 +745,7 @@ static void finish_batch(ph_cmd *batch, int rc, const ph_err *err)
         ph_cmd *next = batch->next;
         if (rc != PH_OK) {
             ph_cmd_clear(batch);
-            batch->rc = rc == PH_ENOSPC ? PH_ENOSPC : PH_EIO;
+            batch->rc = rc == PH_ENOSPC || rc == PH_EUNAVAIL ? rc : PH_EIO;
             batch->err = *err;
             batch->err.code = batch->rc;
         }

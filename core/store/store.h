@@ -232,6 +232,8 @@ typedef struct ph_batch {
 
 typedef struct ph_store ph_store;
 
+struct ph_cmd;
+
 typedef struct ph_store_opts {
     const char *dir;    /* LMDB environment directory, created (0700) if missing */
     uint64_t map_size;  /* initial map size in bytes; grows by doubling when full */
@@ -265,6 +267,18 @@ typedef struct ph_store_opts {
      * (docs/store.md, "The ledger"); a read-only one ignores it. */
     int report_utc_offset_min;
     int report_offset_given;
+    /* Replication's one seam (core/repl/repl.h), NULL = a single node (no cost).
+     * Called on the writer with every batch after it was applied and before
+     * its commit, prev_seq being the stream sequence the store held (meta
+     * "repl_seq", 0 = none); the store has written prev_seq + 1 there in the
+     * batch's transaction. PH_OK only when the batch is in the stream at
+     * exactly prev_seq + 1 (published by this leader and acknowledged, or
+     * being applied from there by a standby); any other rc aborts the batch:
+     * nothing of it is committed and every command of it fails with that rc
+     * and err (PH_EUNAVAIL, "replication: not stored: ..."). The hook must not
+     * submit commands or call back into the store. */
+    int (*repl_hook)(void *arg, const struct ph_cmd *batch, uint64_t prev_seq, ph_err *err);
+    void *repl_arg; /* borrowed: must outlive the store */
 } ph_store_opts;
 #define PH_REPORT_OFFSET_DEFAULT 480
 
@@ -289,6 +303,11 @@ uint32_t ph_store_migrated_from(ph_store *s);
 /* Stops taking commands, lets the writer finish every queued one, joins it and
  * closes the environment. NULL is a no-op. */
 void ph_store_close(ph_store *s);
+
+/* The stream sequence of the last batch this store committed through a
+ * repl_hook (meta "repl_seq"; docs/replication.md), 0 when none (a single
+ * node's store, or a new one). One read; any thread. */
+uint64_t ph_store_repl_seq(ph_store *s);
 
 /* Current LMDB map size in bytes (it grows by itself). */
 uint64_t ph_store_map_size(ph_store *s);
@@ -438,7 +457,9 @@ enum ph_cmd_type {
  * vocabulary is reviewed here. Append a name (never reuse one) when a new
  * kind of note is needed: offer.price_changed, stock.low, supplier.balance_low
  * are meant to come this way. */
-#define PH_NOTE_EVENTS     "supplier.auth_failed", "supplier.auth_restored", "supplier.sync_requested"
+#define PH_NOTE_EVENTS                                                                             \
+    "supplier.auth_failed", "supplier.auth_restored", "supplier.sync_requested",                   \
+        "repl.leader"           /* replication's epoch marker (core/repl) */
 #define PH_NOTE_FIELDS_MAX 1024 /* bytes of a note's fields (JSON text) */
 
 #define PH_EXPIRE_LIMIT 1024 /* expiry index entries one PH_CMD_EXPIRE visits by default */

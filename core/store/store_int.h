@@ -162,6 +162,9 @@ struct ph_store {
     int report_offset;      /* ph_store_report_offset: minutes, from `meta` at open */
     /* opts.journal_file; the writer's only, opened and closed around it */
     struct ph_journal *journal;
+    /* opts.repl_hook and its argument: the writer calls it before each commit */
+    int (*repl_hook)(void *arg, const struct ph_cmd *batch, uint64_t prev_seq, ph_err *err);
+    void *repl_arg;
 };
 
 /* Next ids, derived from the last key of each database when the writer starts

@@ -418,6 +418,9 @@ static int escalate_idle(ph_fulfil *f, track *t, int64_t due)
     return 1;
 }
 
+/* How long an exchange held back by opts.may_send waits to ask again. */
+#define PH_FULFIL_HOLD_MS 200
+
 /* Starts the track's next exchange. Fulfil's thread. */
 void ful_track_run(ph_fulfil *f, track *t)
 {
@@ -436,6 +439,10 @@ void ful_track_run(ph_fulfil *f, track *t)
         ful_heap_push(f, t, ph_now_ms() + (t->query_max_ms > 0 ? t->query_max_ms : 30000));
         return;
     }
+    if (f->o.may_send && !f->o.may_send(f->o.may_send_arg)) {
+        ful_heap_push(f, t, ph_now_ms() + PH_FULFIL_HOLD_MS); /* not the leader now */
+        return;
+    }
     job_setup(t);
     if (t->job.op.kind == PERKHUB_OP_ORDER_QUERY)
         t->confirm = 0; /* this query confirms every claim asked for so far */
@@ -452,6 +459,12 @@ void ful_track_run(ph_fulfil *f, track *t)
 static void track_start(ph_fulfil *f, track *t, int resume, int stopping)
 {
     if (stopping) { /* the store keeps the attempt; the restart resumes it */
+        ful_track_free(t);
+        return;
+    }
+    if (reg_find(f, t->order_id, t->no)) {
+        /* tracked already (a resume again after a replicated leader caught up,
+         * racing the begin of the same attempt): one track, one request */
         ful_track_free(t);
         return;
     }

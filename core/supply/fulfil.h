@@ -96,6 +96,12 @@ typedef struct ph_fulfil_opts {
     const ph_logger *log;    /* borrowed */
     ph_fulfil_cfg_ops cfg;
     const char *callback_base; /* e.g. "http://127.0.0.1:8080"; copied */
+    /* Replication (repl/repl.h, ph_repl_may_send): asked on fulfil's thread
+     * before every exchange; 0 holds the exchange back and asks again a little
+     * later, so a leader that lost its lease sends nothing (rule 2 across
+     * nodes: the next leader takes the attempt up by query). NULL = always. */
+    int (*may_send)(void *arg);
+    void *may_send_arg;
 } ph_fulfil_opts;
 
 /* Copies opts (callback_base included) and starts fulfil's thread. On PH_OK
@@ -146,9 +152,11 @@ int ph_fulfil_begin(ph_fulfil *f, const ph_order *o, const char *account, ph_err
 /* Picks up every unfinished attempt from the store: a SENDING one is recorded
  * UNKNOWN first (it may have left), then every one is queried when due. An
  * attempt that cannot be taken up for want of memory is skipped until the next
- * start. Returns PH_OK, or the store's PH_EIO / PH_ENOMEM (err set) from listing
- * the pending orders.
- * @note Main thread, once, at start-up. */
+ * start; one fulfil tracks already is left to its track. Returns PH_OK, or the
+ * store's PH_EIO / PH_ENOMEM (err set) from listing the pending orders.
+ * @note Main thread: at start-up, and again when a replicated leader leads
+ * anew after catching up from the stream (orders applied from it have no
+ * track here). */
 int ph_fulfil_resume(ph_fulfil *f, ph_err *err);
 
 /* Calls cb(arg) once: when order `id` reaches a final state, or at deadline_ms

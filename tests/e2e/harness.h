@@ -267,4 +267,38 @@ json_t *h_order_poll(const h_daemon *d, long long id, const char *token,
                      int (*done)(json_t *order, void *arg), void *arg, int timeout_ms,
                      const char *what);
 
+/* ---- NATS servers for replication (issue 19; /usr/sbin/nats-server) --------- */
+
+#define H_NATS_MAX 3
+
+typedef struct h_nats {
+    int n;
+    pid_t pid[H_NATS_MAX];
+    uint16_t port[H_NATS_MAX];    /* clients */
+    uint16_t cluster[H_NATS_MAX]; /* routes between the servers */
+    uint16_t http[H_NATS_MAX];    /* monitoring: /healthz, /jsz */
+    char dir[256];                /* configs, JetStream stores, logs */
+} h_nats;
+
+/* A free loopback TCP port, found by binding port 0 and closing (free when
+ * asked; the caller binds it soon). */
+uint16_t h_free_port(void);
+/* Starts n (1..H_NATS_MAX) nats-server processes with JetStream on loopback
+ * ports in a temporary directory, clustered when n > 1 (JetStream needs 3 for
+ * R3), and waits until each answers /healthz with 200 (JetStream ready).
+ * Each dies with the test process (PDEATHSIG). 0, or -1 with their logs on
+ * stderr. */
+int h_nats_start(h_nats *ns, int n);
+/* SIGKILL server i and wait for it. */
+void h_nats_kill(h_nats *ns, int i);
+/* SIGKILL every server still running, remove the directory. Safe to call
+ * again and on a zeroed h_nats (teardown after a failure). */
+void h_nats_stop(h_nats *ns);
+/* The YAML list of the running servers' URLs ("[nats://127.0.0.1:p, ...]")
+ * into out[0..n). Returns out. */
+const char *h_nats_urls(const h_nats *ns, char *out, size_t n);
+/* The stream's last sequence as server i's monitoring endpoint (/jsz) reports
+ * it, -1 when the stream is not there. */
+long long h_nats_stream_last(const h_nats *ns, int i, const char *stream);
+
 #endif

@@ -232,6 +232,26 @@ static void load_config(int callbacks)
                  "%s", err.msg);
 }
 
+/* The replication gate (ph_fulfil_opts.may_send): open unless a test closes
+ * it; how many times fulfil asked. */
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int open;
+    unsigned asked;
+} gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 1, 0};
+
+static int gate_may_send(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&gate.mu);
+    int open = gate.open;
+    gate.asked++;
+    pthread_cond_broadcast(&gate.cv);
+    pthread_mutex_unlock(&gate.mu);
+    return open;
+}
+
 static void start_fulfil(void)
 {
     ph_err err = {0};
@@ -241,7 +261,8 @@ static void start_fulfil(void)
                         .keys = g_keys,
                         .log = &g_log,
                         .cfg = {NULL, cfg_acquire, cfg_release},
-                        .callback_base = "http://127.0.0.1:1"};
+                        .callback_base = "http://127.0.0.1:1",
+                        .may_send = gate_may_send};
     cr_assert_eq(ph_fulfil_create(&o, &g_f, &err), PH_OK, "%s", err.msg);
 }
 
@@ -265,6 +286,8 @@ static void setup_world(int callbacks)
     io.submitted = 0;
     io.nout = 0;
     io.overlaps = 0;
+    gate.open = 1;
+    gate.asked = 0;
     load_config(callbacks);
     ph_err err = {0};
     char key[128];
@@ -393,6 +416,31 @@ Test(fulfil, begin_exchange_ok_succeeds)
     ph_order_free(o);
     cr_assert_eq(ph_fulfil_active(g_f), 0, "the track outlived its final order");
     cr_assert_eq(jobs_waiting(), 0);
+    cr_assert_eq(jobs_submitted(), 1, "one exchange in all");
+}
+
+/* Replication (issue 19): a node that is not sure it leads holds every
+ * exchange back, asking again later, and sends once it leads again. */
+Test(fulfil, a_node_that_may_not_send_holds_the_exchange_back)
+{
+    pthread_mutex_lock(&gate.mu);
+    gate.open = 0;
+    pthread_mutex_unlock(&gate.mu);
+    uint64_t id = place("gate-1", 1);
+    pthread_mutex_lock(&gate.mu);
+    while (gate.asked < 2) /* asked, held back, and asked again */
+        pthread_cond_wait(&gate.cv, &gate.mu);
+    pthread_mutex_unlock(&gate.mu);
+    cr_assert_eq(jobs_submitted(), 0, "an exchange left while the node may not send");
+    pthread_mutex_lock(&gate.mu);
+    gate.open = 1;
+    pthread_mutex_unlock(&gate.mu);
+    ph_sio_job *j = take_job();
+    cr_assert_eq(j->op.kind, PERKHUB_OP_RECHARGE);
+    answer(j, PERKHUB_OK, 1, PERKHUB_STATE_SUCCEEDED, "SUP-G");
+    ph_order *o = wait_final(id);
+    cr_assert_eq(o->state, PH_ORDER_SUCCEEDED);
+    ph_order_free(o);
     cr_assert_eq(jobs_submitted(), 1, "one exchange in all");
 }
 
