@@ -92,6 +92,8 @@ void pht_fail(const char *file, int line, int fatal, const char *expr, const cha
 #define cr_expect_geq(a, b, ...) PHT_CHECK(0, (a) >= (b), #a " >= " #b, __VA_ARGS__)
 #define cr_assert_arr_eq(a, b, n, ...)                                                             \
     PHT_CHECK(1, !memcmp((a), (b), (n)), #a " eq " #b, __VA_ARGS__)
+#define cr_expect_arr_eq(a, b, n, ...)                                                             \
+    PHT_CHECK(0, !memcmp((a), (b), (n)), #a " eq " #b, __VA_ARGS__)
 #define cr_assert_null(p, ...)       PHT_CHECK(1, (p) == NULL, #p " == NULL", __VA_ARGS__)
 #define cr_expect_null(p, ...)       PHT_CHECK(0, (p) == NULL, #p " == NULL", __VA_ARGS__)
 #define cr_assert_not_null(p, ...)   PHT_CHECK(1, (p) != NULL, #p " != NULL", __VA_ARGS__)
