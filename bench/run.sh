@@ -22,6 +22,7 @@
 #   BENCH_IMPORT_CODES (1000000) codes in the first, timed import request (the footprint
 #                                is measured right after it)
 #   BENCH_DURATION (10)          seconds per wrk run (issuance and lookups)
+#   BENCH_WARMUP (3)             seconds of unmeasured orders before the issuance runs
 #   BENCH_CONNS ("64 256")       issuance connection counts; the last one is judged
 #   BENCH_THREADS (2)            load generator threads (issuance, ceiling, lookups)
 #   BENCH_LOOKUP_CONNS (64)      lookup connections
@@ -66,6 +67,7 @@ CODES=${BENCH_CODES:-1600000}
 BULK=${BENCH_BULK:-100000}
 IMPORT_CODES=${BENCH_IMPORT_CODES:-1000000}
 DURATION=${BENCH_DURATION:-10}
+WARMUP=${BENCH_WARMUP:-3}
 CONNS=${BENCH_CONNS:-"64 256"}
 THREADS=${BENCH_THREADS:-2}
 LOOKUP_CONNS=${BENCH_LOOKUP_CONNS:-64}
@@ -275,6 +277,21 @@ http_ceiling() { # conns
 }
 
 declare -A CEIL_RPS CEIL_CPU CEIL_WCPU ORDER_CPU ORDER_WCPU
+# A warm-up run, not measured: the first orders after the import and the bulk order meet cold
+# pages and the allocator's first growth (a 64-connection run read 63.8 µs per order first and
+# ~40 after one). bench_cpu_rounds and cpu_compare warm up the same way.
+if [ "$WARMUP" -gt 0 ]; then
+    note "wrk: warm-up, ${WARMUP}s at ${CONNS%% *} connections (not measured)"
+    measured=$DURATION
+    DURATION=$WARMUP
+    order_load "${CONNS%% *}" "$SKU" 0 warm wrk-warm \
+        || { cat "$TMP/wrk-warm.out" >&2; fail "wrk failed (warm-up)"; }
+    DURATION=$measured
+    sleep 1 # the requests wrk left in flight commit (or not) before the counts are read
+    s=$(stats)
+    prev_issued=$(stat_issued "$s"); prev_orders=$(stat_orders "$s")
+    read -r prev_commits prev_commands <<<"$(stat_writer "$s")"
+fi
 for c in $CONNS; do
     note "wrk: $c connections, $THREADS threads, ${DURATION}s"
     order_load "$c" "$SKU" 0 "c$c" "wrk-$c" \
