@@ -166,6 +166,10 @@ int h_log_wait(const h_daemon *d, const char *needle, long count, int timeout_ms
  * Returns the exit status, or 128 + signal when it was killed. */
 int h_run(const char *const *argv, const char *const *env, const char *in, size_t in_len,
           char **out, char **err);
+/* `mdb_dump -a` of the LMDB environment in dir without its mapsize line (the map
+ * grows by itself): two stores hold the same data exactly when their dumps are
+ * equal. Asserts that mdb_dump ran; the caller frees. */
+char *h_mdb_dump(const char *dir);
 
 /* ---- for the rules tests, continued ---------------------------------------- */
 

@@ -32,10 +32,9 @@
 
 #include "harness.h"
 
-#define WAIT_MS  20000
-#define MDB_DUMP "/usr/bin/mdb_dump"
-#define NODES    3
-#define STREAM   "PERKHUB"
+#define WAIT_MS 20000
+#define NODES   3
+#define STREAM  "PERKHUB"
 
 static h_nats N;
 static h_sim S;
@@ -201,28 +200,6 @@ static int is_final(json_t *o, void *arg)
     return !strcmp(h_str(o, "state"), "succeeded") || !strcmp(h_str(o, "state"), "failed");
 }
 
-/* mdb_dump -a of dir without the lines that describe the map, not the data. */
-static char *dump(const char *dir)
-{
-    const char *argv[] = {MDB_DUMP, "-a", dir, NULL};
-    char *out = NULL, *err = NULL;
-    int rc = h_run(argv, NULL, NULL, 0, &out, &err);
-    cr_assert_eq(rc, 0, "mdb_dump -a %s: %s", dir, err);
-    free(err);
-    char *w = out;
-    for (char *line = out; *line;) {
-        char *nl = strchr(line, '\n');
-        size_t n = nl ? (size_t)(nl - line + 1) : strlen(line);
-        if (strncmp(line, "mapsize=", 8) != 0) {
-            memmove(w, line, n);
-            w += n;
-        }
-        line += n;
-    }
-    *w = 0;
-    return out;
-}
-
 static void assert_same(const char *a, const char *b, int node)
 {
     if (!strcmp(a, b))
@@ -272,7 +249,7 @@ static long long compare_live(h_daemon *const *nodes, int n)
         long long seq[8];
         int same = 1;
         for (int i = 0; i < n; i++) {
-            d[i] = dump(nodes[i]->data);
+            d[i] = h_mdb_dump(nodes[i]->data);
             seq[i] = dump_repl_seq(d[i]);
             same &= seq[i] == seq[0];
         }
@@ -747,7 +724,7 @@ Test(repl, a_new_node_bootstraps_from_a_snapshot_and_catches_up)
     cr_assert_eq(h_run(argv, NULL, NULL, 0, &out, &err), 0, "mdb_copy: %s", err);
     free(out);
     free(err);
-    char *d = dump(snap);
+    char *d = h_mdb_dump(snap);
     long long seq = dump_repl_seq(d);
     free(d);
     cr_assert(seq > 0);

@@ -24,8 +24,7 @@
 
 #include "harness.h"
 
-#define WAIT_MS  20000
-#define MDB_DUMP "/usr/bin/mdb_dump"
+#define WAIT_MS 20000
 
 static h_daemon D;
 static h_sim S;
@@ -254,28 +253,6 @@ static void realistic_run(void)
     cr_assert_eq(h_log_wait(&D, "msg=codes.expired", 1, WAIT_MS), 0, "the sweep did not run");
 }
 
-/* mdb_dump -a of dir without the lines that describe the map, not the data. */
-static char *dump(const char *dir)
-{
-    const char *argv[] = {MDB_DUMP, "-a", dir, NULL};
-    char *out = NULL, *err = NULL;
-    int rc = h_run(argv, NULL, NULL, 0, &out, &err);
-    cr_assert_eq(rc, 0, "mdb_dump -a %s: %s", dir, err);
-    free(err);
-    char *w = out;
-    for (char *line = out; *line;) {
-        char *nl = strchr(line, '\n');
-        size_t n = nl ? (size_t)(nl - line + 1) : strlen(line);
-        if (strncmp(line, "mapsize=", 8) != 0) {
-            memmove(w, line, n);
-            w += n;
-        }
-        line += n;
-    }
-    *w = 0;
-    return out;
-}
-
 /* Equal dumps, or the first differing line of each. */
 static void assert_same(const char *a, const char *b)
 {
@@ -333,7 +310,7 @@ Test(replay, a_journal_replayed_into_an_empty_store_gives_the_same_data)
     free(out);
     free(err);
 
-    char *a = dump(D.data), *b = dump(target);
+    char *a = h_mdb_dump(D.data), *b = h_mdb_dump(target);
     cr_assert(strstr(a, "database=orders") && strstr(a, "database=events"), "%.300s", a);
     /* the audit trail (imports, the void, the reload) replays to the same bytes */
     /* (mdb_dump writes values in hex: "batch.void", "config.reload") */

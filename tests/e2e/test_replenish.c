@@ -558,27 +558,6 @@ Test(replenish, a_rule_added_by_sighup_runs)
 
 /* ---- the journal replays replenishments ------------------------------------------------- */
 
-/* mdb_dump -a of dir without the map size lines (the map grows by itself). */
-static char *dump(const char *dir)
-{
-    const char *argv[] = {"/usr/bin/mdb_dump", "-a", dir, NULL};
-    char *out = NULL, *err = NULL;
-    cr_assert_eq(h_run(argv, NULL, NULL, 0, &out, &err), 0, "mdb_dump -a %s: %s", dir, err);
-    free(err);
-    char *w = out;
-    for (char *line = out; *line;) {
-        char *nl = strchr(line, '\n');
-        size_t n = nl ? (size_t)(nl - line + 1) : strlen(line);
-        if (strncmp(line, "mapsize=", 8) != 0) {
-            memmove(w, line, n);
-            w += n;
-        }
-        line += n;
-    }
-    *w = 0;
-    return out;
-}
-
 Test(replenish, the_journal_replays_to_the_same_store)
 {
     char journal[300], target[300], keys[320];
@@ -627,7 +606,7 @@ Test(replenish, the_journal_replays_to_the_same_store)
     cr_assert_eq(h_run(argv, NULL, NULL, 0, &out, &err), 0, "replay: %s%s", out, err);
     free(out);
     free(err);
-    char *a = dump(D.data), *b = dump(target);
+    char *a = h_mdb_dump(D.data), *b = h_mdb_dump(target);
     cr_assert(strstr(a, "database=replenish\n") && strstr(a, "database=replenish_day\n"), "%.300s",
               a);
     if (strcmp(a, b)) {
