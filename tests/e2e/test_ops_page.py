@@ -22,6 +22,11 @@ perkhubd and the supplier simulator, both started here on loopback ports.
    URL, the DOM or the daemon's log; that the console shows no CSP violation
    (and, as a control, that it does show one the test provokes); a refused
    token is said so. Saves a screenshot as <build>/test-artifacts/ops_page.png.
+4. Replicated (one nats-server with JetStream, two perkhubd, started here):
+   each node's page says its role in the header and in "This node" (the
+   standby names the leader and how many batches it applied of the stream's);
+   the leader stops, and the standby's open page comes to say it leads.
+   Screenshot: ops_page_standby.png.
 
 Step 3 is skipped (exit 77, ctest's SKIP_RETURN_CODE) only when Chromium, its
 driver or Selenium is not installed (tools/deps.sh --browser installs them),
@@ -531,7 +536,36 @@ def compare_page(driver, port):
         state = section_state(driver, tid)
         if state[0] != ("ok" if served else "na"):
             diffs.append(f"section {tid}: {state} while {path} answers {r.status}")
-    return diffs + compare_analytics(driver, port)
+    return diffs + compare_node(driver, port) + compare_analytics(driver, port)
+
+
+def compare_node(driver, port, leader_url=None):
+    """The "This node" panel and the header's role badge against GET /v1/health."""
+    h = get_json(port, "/v1/health", token=None)
+    rep = h.get("replication")
+    badge = driver.execute_script("const b = document.getElementById('node-role');"
+                                  "return [b.dataset.role, b.textContent];")
+    rows = {k: c.get("value") for k, c, _ in table(driver, "node")}
+    want_role = rep["role"] if rep else "single"
+    diffs = []
+    if badge[0] != want_role:
+        diffs.append(f"role badge {badge} while /v1/health says {want_role}")
+    if rows.get("version") != h["version"] or rows.get("store") != "writable":
+        diffs.append(f"node rows {rows} vs health {h}")
+    if not rep:
+        if rows.get("role") != "single node (no replication)" or "leader" in rows:
+            diffs.append(f"a single node's panel: {rows}")
+        return diffs
+    if rows.get("role") != rep["role"]:
+        diffs.append(f"role row {rows.get('role')!r} != {rep['role']!r}")
+    if rep["role"] == "standby" and rows.get("leader") != leader_url:
+        diffs.append(f"leader row {rows.get('leader')!r} != {leader_url!r}")
+    if rep["role"] == "leader" and rows.get("leader") not in ("this node", leader_url):
+        diffs.append(f"a leader's leader row {rows.get('leader')!r}")
+    for row, key in (("applied batch", "applied_seq"), ("stream's last batch", "stream_last_seq")):
+        if rows.get(row) != str(rep[key]):
+            diffs.append(f"{row} {rows.get(row)!r} != {rep[key]}")
+    return diffs
 
 
 def compare_analytics(driver, port):
@@ -687,6 +721,136 @@ def check_browser(port, build_dir, tmp):
         driver.quit()
 
 
+# ---- step 4: two nodes replicated through one nats-server ------------------------------------
+
+NATS_SERVER = "/usr/sbin/nats-server"
+
+
+def free_port():
+    import socket
+    with socket.socket() as so:
+        so.bind(("127.0.0.1", 0))
+        return so.getsockname()[1]
+
+
+def node_config(d, sim_port, name, port, nats_port):
+    """config_text on a fixed port, with replication through one server (R1)."""
+    text = config_text(d, sim_port).replace("  port: 0\n", f"  port: {port}\n", 1)
+    return text + f"""replication:
+  enabled: true
+  node_id: {name}
+  urls: [nats://127.0.0.1:{nats_port}]
+  advertise_url: http://127.0.0.1:{port}
+  replicas: 1
+  lease_ttl_ms: 2000
+"""
+
+
+def wait_role(port, role):
+    def has():
+        r = http(port, "GET", "/v1/health")
+        return r.status == 200 and r.json and (r.json.get("replication") or {}).get("role") == role
+    wait_for(has, f"the node on port {port} to be the {role}")
+
+
+def check_replicated(build_dir, sim_port, tmp):
+    """A leader and a standby: each page says which it is, the standby names the
+    leader and how far it applied the stream; the leader stops, and the
+    standby's page, still open, says it leads."""
+    from selenium.webdriver.common.by import By
+    procs = []
+    try:
+        nats_port = free_port()
+        os.makedirs(f"{tmp}/nats", exist_ok=True)
+        nats = spawn([NATS_SERVER, "-a", "127.0.0.1", "-p", str(nats_port), "-js", "-sd",
+                      f"{tmp}/nats"], f"{tmp}/nats.log")
+        procs.append((nats, "nats-server", f"{tmp}/nats.log"))
+        ports, urls = [], []
+        for i, name in enumerate(("hub-a", "hub-b")):
+            d = f"{tmp}/{name}"
+            os.makedirs(d)
+            ports.append(free_port())
+            urls.append(f"http://127.0.0.1:{ports[i]}")
+            write(f"{d}/perkhub.yaml", node_config(d, sim_port, name, ports[i], nats_port))
+            if i == 1:  # the standby holds the leader's key file (docs/replication.md)
+                shutil.copy(f"{tmp}/hub-a/master.key", f"{d}/master.key")
+                os.chmod(f"{d}/master.key", 0o600)
+            proc = spawn([env_path("PH_PERKHUBD"), "-c", f"{d}/perkhub.yaml"], f"{d}/perkhubd.log")
+            procs.append((proc, f"perkhubd {name}", f"{d}/perkhubd.log"))
+            wait_port(f"{d}/port", proc, f"perkhubd {name}", timeout=60)
+            wait_role(ports[i], "leader" if i == 0 else "standby")
+        lead, standby = ports
+        # something to apply: the leader writes, the standby follows
+        r = http(lead, "POST", "/v1/batches?supplier=sup&sku=p.card&unit_cost=19.80", OPS_TOKEN,
+                 "code\nREPL-PAGE-1\nREPL-PAGE-2\n", "text/csv")
+        check(r.status == 201, f"import on the leader: {r.status} {r.body[:200]!r}")
+        order(lead, {"client_order_id": "R-1", "sku": "p.card", "quantity": 1})
+        wait_for(lambda: (lambda h: h["applied_seq"] == h["stream_last_seq"] > 0)(
+            get_json(standby, "/v1/health", token=None)["replication"]),
+            "the standby to apply the leader's batches")
+        os.makedirs(f"{tmp}/repl-browser")
+        driver = start_browser(f"{tmp}/repl-browser")
+        try:
+            for port, role in ((standby, "standby"), (lead, "leader")):
+                driver.get(f"http://127.0.0.1:{port}/ops")
+                driver.find_element(By.ID, "token").send_keys(OPS_TOKEN)
+                driver.find_element(By.ID, "connect").click()
+                wait_for(lambda: driver.execute_script(
+                    "return Number(document.body.dataset.refreshes || 0)") >= 1,
+                    f"the {role}'s page to refresh")
+                diffs = []
+
+                def agrees():
+                    nonlocal diffs
+                    diffs = compare_node(driver, port, urls[0])
+                    return not diffs
+                try:
+                    wait_for(agrees, f"the {role}'s node panel to agree with its health",
+                             every=0.5)
+                except AssertionError:
+                    for d in diffs:
+                        check(False, f"{role} page: {d}")
+                text = driver.find_element(By.ID, "node-status").text
+                if role == "standby":
+                    check(urls[0] in text and "behind" in text,
+                          f"the standby's panel says where writes go: {text!r}")
+                    shot = os.path.join(build_dir, "test-artifacts", "ops_page_standby.png")
+                    os.makedirs(os.path.dirname(shot), exist_ok=True)
+                    check(driver.save_screenshot(shot), f"screenshot saved to {shot}")
+                    print(f"screenshot: {shot}", flush=True)
+            # the standby's page stays open while the leader stops: it hands the
+            # lease on, and the page's next refreshes say this node leads now
+            driver.get(f"http://127.0.0.1:{standby}/ops")
+            driver.find_element(By.ID, "token").send_keys(OPS_TOKEN)
+            driver.find_element(By.ID, "connect").click()
+            from selenium.webdriver.support.ui import Select
+            Select(driver.find_element(By.ID, "interval")).select_by_value("2")
+            wait_for(lambda: driver.find_element(By.ID, "node-role").get_attribute("data-role")
+                     == "standby", "the standby's badge")
+            stop(procs[1][0], "perkhubd hub-a", procs[1][2])
+            wait_for(lambda: driver.find_element(By.ID, "node-role").get_attribute("data-role")
+                     == "leader", "the page of the former standby to say it leads", timeout=30)
+            check(driver.find_element(By.ID, "node-role").text == "leader",
+                  f"the badge reads {driver.find_element(By.ID, 'node-role').text!r}")
+            try:
+                wait_for(lambda: compare_node(driver, standby, urls[1]) == [],
+                         "the new leader's node panel to agree with its health", every=0.5)
+            except AssertionError:
+                for d in compare_node(driver, standby, urls[1]):
+                    check(False, f"new leader page: {d}")
+        finally:
+            driver.quit()
+    finally:
+        for proc, what, log in reversed(procs):
+            if proc.poll() is not None:
+                continue
+            if what == "nats-server":  # its exit status on a signal is not ours to judge
+                proc.send_signal(signal.SIGINT)
+                proc.wait(timeout=30)
+            else:
+                stop(proc, what, log)
+
+
 # ---- main ----------------------------------------------------------------------------------
 
 
@@ -718,6 +882,11 @@ def main():
                       "tools/deps.sh --browser); the HTTP checks above ran", flush=True)
         else:
             check_browser(port, build_dir, tmp)
+            if os.path.exists(NATS_SERVER) or os.environ.get("CI"):
+                check_replicated(build_dir, sim_port, tmp)
+            else:
+                print(f"SKIP: the replicated part needs {NATS_SERVER} (tools/deps.sh)",
+                      flush=True)
         stop(daemon, "perkhubd", f"{tmp}/perkhubd.log")
         with open(f"{tmp}/perkhubd.log", errors="replace") as f:
             check(OPS_TOKEN not in f.read(), "the ops token is not in perkhubd's log")
