@@ -829,7 +829,7 @@ def check_replicated(build_dir, sim_port, tmp):
                      == "standby", "the standby's badge")
             stop(procs[1][0], "perkhubd hub-a", procs[1][2])
             wait_for(lambda: driver.find_element(By.ID, "node-role").get_attribute("data-role")
-                     == "leader", "the page of the former standby to say it leads", timeout=30)
+                     == "leader", "the page of the former standby to say it leads")
             check(driver.find_element(By.ID, "node-role").text == "leader",
                   f"the badge reads {driver.find_element(By.ID, 'node-role').text!r}")
             try:
@@ -840,6 +840,11 @@ def check_replicated(build_dir, sim_port, tmp):
                     check(False, f"new leader page: {d}")
         finally:
             driver.quit()
+    except Exception:
+        for _, what, log in procs:  # main() prints the first daemon's log only
+            with open(log, errors="replace") as f:
+                print(f"---- {what}'s log (end) ----\n{f.read()[-3000:]}")
+        raise
     finally:
         for proc, what, log in reversed(procs):
             if proc.poll() is not None:
