@@ -18,6 +18,7 @@
 
 #include "base/util.h"
 #include "crypto/wipe_alloc.h"
+#include "repl/retain.h"
 #include "store/cmd_codec.h"
 
 #define LEASE_KEY      "leader"
@@ -62,6 +63,9 @@ struct ph_repl {
     uint64_t epoch;       /* how many times this node became the leader */
     /* any thread */
     _Atomic uint64_t applied, stream_last;
+    /* retention by snapshots (retain.h, repl-snap): this node's reports, the
+     * leader's trims; the replicator's thread only after create */
+    ph_retain retain;
 };
 
 static int64_t mono_ms(void)
@@ -251,6 +255,8 @@ int ph_repl_create(const ph_repl_opts *o, ph_repl **out, ph_err *err)
         rc = ensure_stream(r, err);
     if (rc == PH_OK)
         rc = ensure_bucket(r, err);
+    if (rc == PH_OK) /* retention by snapshots (retain.h) */
+        rc = ph_retain_init(&r->retain, r->js, o->cfg, o->snaps, o->log, err);
     if (rc != PH_OK) {
         ph_repl_free(r);
         return rc;
@@ -678,6 +684,8 @@ static void *repl_main(void *arg)
         pthread_mutex_lock(&r->mu);
         int role = r->role, broken = r->broken;
         pthread_mutex_unlock(&r->mu);
+        /* retention by snapshots (retain.h): report, and trim on a leader */
+        ph_retain_tick(&r->retain, r->js, r->store, role == PH_REPL_LEADER);
         int64_t now = mono_ms();
         if (role != PH_REPL_STANDBY) {
             if (now >= next_lease) {
@@ -826,6 +834,7 @@ void ph_repl_free(ph_repl *r)
         return;
     ph_repl_stop(r);
     lease_release(r);
+    ph_retain_free(&r->retain);
     kvStore_Destroy(r->kv);
     jsCtx_Destroy(r->js);
     if (r->nc) {
