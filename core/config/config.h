@@ -334,6 +334,10 @@ typedef struct ph_config {
     /* a node's report (applied, newest snapshot) holds the stream's trimming
      * back for this many lease TTLs after it was made; default 20 */
     uint32_t repl_hold_ttls;
+    /* batches the stream keeps before the newest snapshot's sequence when it
+     * is trimmed: a node that pulled an older snapshot still finds its
+     * batches; default 1000 */
+    uint32_t repl_trim_margin;
     /* snapshots: (repl/snap.h, docs/replication.md "Snapshots"): the job
      * snapshots.take copies the store into snap_dir every snap_every_s (0 =
      * only when asked) and keeps the newest snap_keep */

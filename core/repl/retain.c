@@ -14,7 +14,8 @@
 
 #include "base/util.h"
 
-uint64_t ph_retain_purge_seq(const ph_retain_report *v, size_t n, int64_t hold_ms, uint64_t first)
+uint64_t ph_retain_purge_seq(const ph_retain_report *v, size_t n, int64_t hold_ms, uint64_t margin,
+                             uint64_t first)
 {
     uint64_t newest_snap = 0, need = UINT64_MAX;
     for (size_t i = 0; i < n; i++) {
@@ -25,9 +26,10 @@ uint64_t ph_retain_purge_seq(const ph_retain_report *v, size_t n, int64_t hold_m
         if (v[i].applied + 1 < need)
             need = v[i].applied + 1;
     }
-    if (!newest_snap)
+    if (!newest_snap || newest_snap + 1 <= margin)
         return 0;
-    uint64_t keep = newest_snap + 1 < need ? newest_snap + 1 : need;
+    uint64_t from_snap = newest_snap + 1 - margin;
+    uint64_t keep = from_snap < need ? from_snap : need;
     return keep > first ? keep : 0;
 }
 
@@ -49,6 +51,7 @@ int ph_retain_init(ph_retain *t, jsCtx *js, const ph_config *cfg, ph_snaps *snap
     snprintf(t->stream, sizeof t->stream, "%s", cfg->repl_stream);
     t->ttl_ms = cfg->repl_lease_ttl_ms;
     t->hold_ms = (int64_t)cfg->repl_hold_ttls * cfg->repl_lease_ttl_ms;
+    t->margin = cfg->repl_trim_margin;
     t->snaps = snaps;
     t->log = log;
     natsStatus s = js_KeyValue(&t->kv, js, bucket);
@@ -157,7 +160,7 @@ static void trim(ph_retain *t, jsCtx *js, ph_store *s)
     size_t n;
     if (read_reports(t, &v, &n) != 0)
         return;
-    uint64_t keep = ph_retain_purge_seq(v, n, t->hold_ms, first);
+    uint64_t keep = ph_retain_purge_seq(v, n, t->hold_ms, t->margin, first);
     free(v);
     if (!keep)
         return;

@@ -40,17 +40,20 @@ typedef struct ph_retain_report {
 
 /* Where the stream may start: the sequence to purge below (JetStream's
  * Purge.Sequence: every batch before it goes), or 0 when nothing is to go.
- * Of the live reports (age_ms <= hold_ms): the newest snapshot's sequence + 1,
- * but never past the first batch a live node has not applied (its applied +
- * 1); 0 when no live node holds a snapshot, or when that is not past `first`
- * (the stream's first sequence now). Pure. */
-uint64_t ph_retain_purge_seq(const ph_retain_report *v, size_t n, int64_t hold_ms, uint64_t first);
+ * Of the live reports (age_ms <= hold_ms): the newest snapshot's sequence + 1
+ * less `margin` batches (kept for a node that pulled a snapshot just before
+ * a newer one was taken), but never past the first batch a live node has not
+ * applied (its applied + 1); 0 when no live node holds a snapshot, or when
+ * that is not past `first` (the stream's first sequence now). Pure. */
+uint64_t ph_retain_purge_seq(const ph_retain_report *v, size_t n, int64_t hold_ms, uint64_t margin,
+                             uint64_t first);
 
 /* The replicator's retention state: a field of struct ph_repl. */
 typedef struct ph_retain {
     kvStore *kv; /* the nodes bucket; NULL before init */
     char key[160], stream[128];
     int64_t ttl_ms, hold_ms;
+    uint64_t margin;
     int64_t next_report, next_trim; /* monotonic ms */
     ph_snaps *snaps;                /* borrowed; NULL = this node takes none */
     const ph_logger *log;
