@@ -61,9 +61,8 @@ static int job_state(const pk_ctx *ctx, long long *runs, int *busy, char *outcom
                 json_is_true(json_object_get(found, "queued"));
         json_t *last = json_object_get(found, "last_run");
         *ok = json_is_true(json_object_get(last, "ok"));
-        pk_field(last, "outcome", outcome, olen);
-        if (!strcmp(outcome, "-") && json_is_string(json_object_get(last, "outcome")))
-            snprintf(outcome, olen, "%s", json_string_value(json_object_get(last, "outcome")));
+        const char *o = json_string_value(json_object_get(last, "outcome"));
+        snprintf(outcome, olen, "%s", o ? o : "-");
     }
     pkh_response_free(&resp);
     return rc;
