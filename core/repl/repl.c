@@ -684,14 +684,14 @@ static void *repl_main(void *arg)
         pthread_mutex_lock(&r->mu);
         int role = r->role, broken = r->broken;
         pthread_mutex_unlock(&r->mu);
-        /* retention by snapshots (retain.h): report, and trim on a leader */
-        ph_retain_tick(&r->retain, r->js, r->store, role == PH_REPL_LEADER);
         int64_t now = mono_ms();
         if (role != PH_REPL_STANDBY) {
             if (now >= next_lease) {
                 lease_renew(r);
                 next_lease = now + period;
             }
+            /* retention (retain.h): report, and trim as the leader; after a renewal */
+            ph_retain_tick(&r->retain, r->js, r->store, ph_repl_role(r) == PH_REPL_LEADER);
             if (role == PH_REPL_PROMOTING && ph_repl_role(r) == PH_REPL_PROMOTING) {
                 take_over(r);
                 if (ph_repl_role(r) == PH_REPL_PROMOTING)
@@ -707,6 +707,7 @@ static void *repl_main(void *arg)
         size_t done = 0;
         if (!broken)
             apply_upto(r, 0, 256, &done, &err);
+        ph_retain_tick(&r->retain, r->js, r->store, 0); /* a standby's report (retain.h) */
         if (!broken && mono_ms() >= next_lease) {
             uint64_t last;
             ph_err e = {0};

@@ -134,18 +134,40 @@ static int read_reports(ph_retain *t, ph_retain_report **v, size_t *n)
     return 0;
 }
 
-/* The note event of a trim, through the writer (published as any batch). */
+typedef struct trim_note {
+    ph_cmd cmd;
+    const ph_logger *log;
+    char fields[256];
+} trim_note;
+
+/* The writer thread, after the commit: the command is ours to free. */
+static void trim_note_done(ph_cmd *c)
+{
+    trim_note *n = c->arg;
+    if (c->rc != PH_OK)
+        ph_log(n->log, PH_LOG_WARN, NULL, "repl.trim_event_failed", "detail=\"%s\"", c->err.msg);
+    ph_cmd_clear(c);
+    free(n);
+}
+
+/* The note event of a trim, through the writer (published as any batch);
+ * submitted, not waited for: this thread renews the lease. */
 static void trim_event(ph_retain *t, ph_store *s, uint64_t first)
 {
-    char fields[256];
-    snprintf(fields, sizeof fields, "{\"stream\":\"%s\",\"first_seq\":%" PRIu64 "}", t->stream,
-             first);
-    ph_cmd c = {.type = PH_CMD_NOTE_EVENT, .now = ph_now_ms()};
-    c.in.note.name = "repl.trimmed";
-    c.in.note.fields = fields;
-    if (ph_store_exec(s, &c) != PH_OK)
-        ph_log(t->log, PH_LOG_WARN, NULL, "repl.trim_event_failed", "detail=\"%s\"", c.err.msg);
-    ph_cmd_clear(&c);
+    trim_note *n = calloc(1, sizeof *n);
+    if (!n)
+        return;
+    snprintf(n->fields, sizeof n->fields, "{\"stream\":\"%s\",\"first_seq\":%" PRIu64 "}",
+             t->stream, first);
+    n->log = t->log;
+    n->cmd.type = PH_CMD_NOTE_EVENT;
+    n->cmd.now = ph_now_ms();
+    n->cmd.in.note.name = "repl.trimmed";
+    n->cmd.in.note.fields = n->fields;
+    n->cmd.done = trim_note_done;
+    n->cmd.arg = n;
+    if (ph_store_submit(s, &n->cmd) != PH_OK) /* closing: done will not run */
+        free(n);
 }
 
 static void trim(ph_retain *t, jsCtx *js, ph_store *s)

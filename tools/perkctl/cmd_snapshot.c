@@ -103,6 +103,22 @@ static int snap_take(const pk_ctx *ctx)
     return PK_EXIT_REFUSED;
 }
 
+/* mkdir -p, new directories 0700 (a store's). 0, or -1 with errno. */
+static int mkdir_parents(const char *dir)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s", dir);
+    for (char *c = p + 1; *c; c++) {
+        if (*c != '/')
+            continue;
+        *c = 0;
+        if (mkdir(p, 0700) != 0 && errno != EEXIST)
+            return -1;
+        *c = '/';
+    }
+    return mkdir(p, 0700) != 0 && errno != EEXIST ? -1 : 0;
+}
+
 static int snap_pull(const pk_ctx *ctx, const pk_cmd *cmd, const char *dir)
 {
     char final[4096], tmp[4200];
@@ -110,7 +126,7 @@ static int snap_pull(const pk_ctx *ctx, const pk_cmd *cmd, const char *dir)
         return pk_usage_error(cmd, "pull: --out DIR is required (the new node's data_dir)");
     if ((size_t)snprintf(final, sizeof final, "%s/data.mdb", dir) >= sizeof final)
         return pk_usage_error(cmd, "pull: --out: the path is too long");
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+    if (mkdir_parents(dir) != 0) {
         fprintf(stderr, "perkctl snapshot: pull: cannot make '%s': %s\n", dir, strerror(errno));
         return PK_EXIT_USAGE;
     }
