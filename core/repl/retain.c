@@ -177,7 +177,12 @@ static void trim(ph_retain *t, jsCtx *js, ph_store *s)
     if (js_GetStreamInfo(&si, js, t->stream, NULL, &jerr) != NATS_OK)
         return; /* the next look */
     uint64_t first = si->State.Msgs ? si->State.FirstSeq : si->State.LastSeq + 1;
+    uint64_t last = si->State.LastSeq;
     jsStreamInfo_Destroy(si);
+    /* no snapshot can hold more than the stream's last batch: within the
+     * margin nothing can go, and the reports need not be read */
+    if (last + 1 <= t->margin || last + 1 - t->margin <= first)
+        return;
     ph_retain_report *v;
     size_t n;
     if (read_reports(t, &v, &n) != 0)
