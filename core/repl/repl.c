@@ -734,6 +734,9 @@ int ph_repl_start(ph_repl *r, ph_store *s, ph_err *err)
                           uid, r->stream, r->uid);
     snprintf(r->uid, sizeof r->uid, "%s", uid);
     r->have_uid = 1;
+    /* reported before catching up (retain.h): the leader trims nothing this
+     * node still has to apply, from its first batch on */
+    ph_retain_tick(&r->retain, r->js, s, 0);
     uint64_t last = 0;
     size_t done;
     int rc = stream_last(r, &last, err);
