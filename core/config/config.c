@@ -366,6 +366,13 @@ static const field replication_fields[] = {
     INT(ph_config, repl_replicas, "replicas", 1, 5, 1, "3"),
     INT(ph_config, repl_ack_wait_ms, "ack_wait_ms", 50, 60000, 1, "2000"),
     STR(ph_config, repl_advertise_url, "advertise_url", 0, NULL),
+    INT(ph_config, repl_hold_ttls, "hold_ttls", 2, 100000, 1, "20"),
+    INT(ph_config, repl_trim_margin, "trim_margin", 0, 100000000, 1, "1000"),
+};
+static const field snapshots_fields[] = {
+    STR(ph_config, snap_dir, "dir", 0, NULL),
+    INT(ph_config, snap_every_s, "every_s", 0, 2592000, 1, "3600"),
+    INT(ph_config, snap_keep, "keep", 1, 1000, 1, "3"),
 };
 static const field top_fields[] = {
     SECTION("listen", listen_fields),
@@ -393,6 +400,7 @@ static const field top_fields[] = {
     SECTION("risk", risk_fields),
     SECTION("grants", grants_fields),
     SECTION("replication", replication_fields),
+    SECTION("snapshots", snapshots_fields),
 };
 
 _Static_assert(NELEM(top_fields) <= MAX_FIELDS, "raise MAX_FIELDS");

@@ -331,6 +331,19 @@ typedef struct ph_config {
     uint32_t repl_replicas;     /* copies of the stream and the bucket; default 3 */
     uint32_t repl_ack_wait_ms;  /* the longest wait for the stream's ack; default 2000 */
     char *repl_advertise_url;   /* how the others reach this node's HTTP API */
+    /* a node's report (applied, newest snapshot) holds the stream's trimming
+     * back for this many lease TTLs after it was made; default 20 */
+    uint32_t repl_hold_ttls;
+    /* batches the stream keeps before the newest snapshot's sequence when it
+     * is trimmed: a node that pulled an older snapshot still finds its
+     * batches; default 1000 */
+    uint32_t repl_trim_margin;
+    /* snapshots: (repl/snap.h, docs/replication.md "Snapshots"): the job
+     * snapshots.take copies the store into snap_dir every snap_every_s (0 =
+     * only when asked) and keeps the newest snap_keep */
+    char *snap_dir; /* NULL: <data_dir>/snapshots */
+    unsigned snap_every_s;
+    unsigned snap_keep;
     ph_client_conf *clients;
     size_t nclients;
     ph_supplier_conf *suppliers;

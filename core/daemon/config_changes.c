@@ -184,6 +184,10 @@ static void settings_diff(json_t *out, const ph_config *o, const ph_config *n)
         json_array_append_new(l, json_string("expiry.every_s"));
     if (o->replenish_check_s != n->replenish_check_s)
         json_array_append_new(l, json_string("replenish_check_s"));
+    if (o->snap_every_s != n->snap_every_s)
+        json_array_append_new(l, json_string("snapshots.every_s"));
+    if (o->snap_keep != n->snap_keep)
+        json_array_append_new(l, json_string("snapshots.keep"));
     if (!auth_failures_same(&o->auth_failures, &n->auth_failures))
         json_array_append_new(l, json_string("http.auth_failures"));
     if (json_array_size(l))

@@ -20,6 +20,7 @@
 #include "metrics/metrics.h"
 #include "notify/notify.h"
 #include "repl/repl.h"
+#include "repl/snap.h"
 #include "risk/risk.h"
 #include "sched/sched.h"
 #include "supply/redeem.h"
@@ -315,6 +316,10 @@ static void job_ran(void *arg, const char *id, int64_t started_at, int64_t ended
                     const char *outcome, int manual, int64_t next_due, uint32_t runs)
 {
     ph_daemon *d = arg;
+    /* a standby's store is the leader's (replication): its runs of the jobs
+     * every node runs (snapshots.take, risk.sweep) are not recorded there */
+    if (d->repl && ph_repl_role(d->repl) != PH_REPL_LEADER)
+        return;
     job_ran_cmd *j = calloc(1, sizeof *j);
     if (!j) {
         ph_log(&d->log, PH_LOG_ERROR, NULL, "job.record_failed",
@@ -500,7 +505,8 @@ static int start_repl(ph_daemon *d, const ph_config *cfg, ph_store_opts *so, ph_
 {
     if (!cfg->repl_enabled)
         return PH_OK;
-    ph_repl_opts ro = {.cfg = cfg, .log = &d->log, .on_change = wake_main, .arg = d};
+    ph_repl_opts ro = {
+        .cfg = cfg, .log = &d->log, .on_change = wake_main, .arg = d, .snaps = d->snaps};
     int rc = ph_repl_create(&ro, &d->repl, err);
     if (rc == PH_OK) {
         so->repl_hook = ph_repl_hook;
@@ -663,7 +669,8 @@ static int start_http(ph_daemon *d, const ph_config *cfg, ph_err *err)
                        .redeem = d->redeem,
                        .notify = d->notify,
                        .risk = d->risk,
-                       .repl = d->repl};
+                       .repl = d->repl,
+                       .snaps = d->snaps};
     ph_http_opts o = http_opts(d, cfg);
     return ph_http_start(&env, &o, &d->http, &d->port, err);
 }
@@ -732,12 +739,13 @@ int ph_daemon_start(ph_daemon *d, ph_config *cfg, const char *config_path, ph_er
     if ((cfg->pid_file && (rc = pid_file_lock(d, cfg->pid_file, err))) ||
         (cfg->log_file && (rc = ph_log_open_file(&d->log, cfg->log_file, err))) ||
         (rc = ph_notify_check(cfg, err)) || (rc = load_keys(d, cfg, err)) ||
-        (rc = start_repl(d, cfg, &so, err)) ||
+        (rc = ph_daemon_snaps_open(d, cfg, err)) || (rc = start_repl(d, cfg, &so, err)) ||
         (so.keys = d->keys, rc = ph_store_open(&so, &d->store, err)) ||
         (rc = log_migration(d, cfg)) || (d->repl && (rc = ph_repl_start(d->repl, d->store, err))) ||
         (rc = ph_suppliers_create(&d->log, &d->suppliers, err)) ||
         (rc = ph_suppliers_apply(d->suppliers, cfg, err)) || (rc = start_supply(d, err)) ||
-        (rc = start_risk(d, err)) || (rc = ph_daemon_risk_rebuild(d, d->risk, ph_now_ms(), err)) ||
+        (rc = ph_daemon_snaps_job_apply(d, cfg, err)) || (rc = start_risk(d, err)) ||
+        (rc = ph_daemon_risk_rebuild(d, d->risk, ph_now_ms(), err)) ||
         (rc = start_notify(d, err)) || (rc = start_http(d, cfg, err)))
         goto fail;
     ph_suppliers_set_wake(d->suppliers, wake_main, d); /* earlier releases: the next wake */
@@ -826,6 +834,8 @@ int ph_daemon_reload(ph_daemon *d, ph_err *err)
         return rc;
     ph_cfg_ref *now = ph_cfg_acquire(&d->cfg);
     rc = d->led ? jobs_apply(d, now->cfg, err) : PH_OK; /* a standby's start at promotion */
+    if (rc == PH_OK) /* every node's, standbys too (snapshots.c) */
+        rc = ph_daemon_snaps_job_apply(d, now->cfg, err);
     ph_cfg_release(now);
     if (rc != PH_OK)
         return rc;
@@ -875,6 +885,8 @@ void ph_daemon_stop(ph_daemon *d, int grace_ms)
     d->store = NULL;
     ph_repl_free(d->repl);
     d->repl = NULL;
+    ph_snaps_free(d->snaps); /* the job, the listener and the replicator are gone */
+    d->snaps = NULL;
     d->led = 0;
     ph_fulfil_destroy(d->fulfil);
     d->fulfil = NULL;

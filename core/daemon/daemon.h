@@ -89,6 +89,9 @@ typedef struct ph_daemon {
     struct ph_repl *repl;
     int led;
     uint64_t led_epoch; /* ph_repl_epoch when the leader's work last started or resumed */
+    /* the snapshot directory (repl/snap.h, snapshots.c): every node's, made
+     * before the replicator (which reports its newest), freed after it */
+    struct ph_snaps *snaps;
     /* the newest order the risk counters counted at a rebuild (risk_reviews.c) */
     uint64_t risk_counted_upto;
 } ph_daemon;
@@ -149,6 +152,14 @@ int ph_daemon_risk_rebuild(ph_daemon *d, struct ph_risk *rk, int64_t now, ph_err
  * d->risk_counted_upto), so its limits see what the old leader counted.
  * Main thread. PH_EIO, PH_ENOMEM, PH_EINVAL. */
 int ph_daemon_risk_take_over(ph_daemon *d, ph_err *err);
+
+/* snapshots.c: the snapshot directory of cfg (snapshots.dir, else
+ * <data_dir>/snapshots) into d->snaps. Main thread, at start, before the
+ * replicator. PH_EIO, PH_ENOMEM. */
+int ph_daemon_snaps_open(ph_daemon *d, const ph_config *cfg, ph_err *err);
+/* Adds the job snapshots.take (every node), or gives it cfg's period and
+ * keep (a reload). Main thread. PH_EINVAL, PH_ENOMEM. */
+int ph_daemon_snaps_job_apply(ph_daemon *d, const ph_config *cfg, ph_err *err);
 
 /* What a reload from old to neu changes, by name (config_changes.c): a JSON
  * object with, when not empty, "suppliers" {added, removed, changed, enabled,

@@ -60,6 +60,14 @@ struct ph_req {
     const char *raw_content_type; /* static; with raw_body or text */
     char *text;      /* set by ph_req_text: the body as is, NUL-terminated; owned, wiped */
     size_t text_len; /* bytes of text, without the NUL */
+    /* set by ph_req_file: a body streamed from an open file (a snapshot);
+     * fd is 1 + the descriptor (0 = none), owned, closed once sent */
+    struct {
+        int fd;
+        uint64_t len;
+        char name[64];     /* Content-Disposition's filename; "" = none */
+        char repl_seq[24]; /* X-Perkhub-Repl-Seq; "" = none */
+    } file;
     const char *const *headers; /* static: more header lines, name then value, NULL-ended */
     char retry_after[12];       /* non-empty: a Retry-After header (seconds; a 429) */
     char leader_url[256];       /* non-empty: an X-Perkhub-Leader header (503 not_leader) */
@@ -110,6 +118,13 @@ int ph_req_json(ph_req *r, unsigned status, json_t *body);
  * case: it is wiped and freed once sent or when the request ends (it may hold
  * codes). Returns PH_REQ_DONE. */
 int ph_req_text(ph_req *r, unsigned status, char *text, size_t len, const char *content_type);
+/* Sets a response whose body is len bytes of the open file fd, streamed by
+ * libmicrohttpd from the file (never read whole into memory; an offline
+ * request reads it), application/octet-stream, with Content-Disposition
+ * naming `name` and X-Perkhub-Repl-Seq `repl_seq` when not NULL. Takes fd in
+ * every case (closed once sent, or when the request ends). PH_REQ_DONE. */
+int ph_req_file(ph_req *r, unsigned status, int fd, uint64_t len, const char *name,
+                const char *repl_seq);
 /* A query argument, URL-decoded, or NULL when absent (also for a key given
  * without '='). Owned by libmicrohttpd (or the offline request), valid for the
  * request's life (across a suspension too). On a route that declares its
@@ -284,6 +299,9 @@ int ph_api_order_stats(ph_req *r);
 /* api_jobs.c: the scheduler's jobs */
 int ph_api_jobs(ph_req *r);
 int ph_api_job_run(ph_req *r);
+/* api_snapshots.c: the snapshot directory (repl/snap.h) */
+int ph_api_snapshots(ph_req *r);
+int ph_api_snapshot_latest(ph_req *r);
 /* api_webhooks.c (issue 13): endpoints, deliveries, replay, enable, and the
  * webhook families of GET /metrics */
 int ph_api_webhooks(ph_req *r);

@@ -161,6 +161,9 @@ static const ph_route routes[] = {
     {"GET", "/v1/jobs", PH_SCOPE_OPS, ph_api_jobs, NULL},
     {"POST", "/v1/jobs/*/run", PH_SCOPE_OPS, ph_api_job_run, NULL},
     {"POST", "/v1/jobs/*/*/run", PH_SCOPE_OPS, ph_api_job_run, NULL},
+    /* snapshots of the store (api_snapshots.c); a take is the job snapshots.take */
+    {"GET", "/v1/snapshots", PH_SCOPE_OPS, ph_api_snapshots, NULL},
+    {"GET", "/v1/snapshots/latest", PH_SCOPE_OPS, ph_api_snapshot_latest, NULL},
     {"GET", "/v1/alerts", PH_SCOPE_OPS, ph_api_alert_list, "state after limit"},
     {"POST", "/v1/alerts/*/ack", PH_SCOPE_OPS, ph_api_alert_ack, NULL},
     /* webhooks (issue 13): a mall reads its own endpoints, ops act on them */
@@ -213,6 +216,10 @@ static int64_t mono_ms(void);
 
 static void text_drop(ph_req *r)
 {
+    if (r->file.fd) {
+        close(r->file.fd - 1);
+        r->file.fd = 0;
+    }
     if (r->text) {
         ph_wipe(r->text, r->text_len);
         free(r->text);
@@ -236,6 +243,17 @@ int ph_req_text(ph_req *r, unsigned status, char *text, size_t len, const char *
     r->text = text;
     r->text_len = len;
     r->raw_content_type = content_type;
+    return PH_REQ_DONE;
+}
+
+int ph_req_file(ph_req *r, unsigned status, int fd, uint64_t len, const char *name,
+                const char *repl_seq)
+{
+    ph_req_json(r, status, NULL);
+    r->file.fd = fd + 1;
+    r->file.len = len;
+    snprintf(r->file.name, sizeof r->file.name, "%s", name ? name : "");
+    snprintf(r->file.repl_seq, sizeof r->file.repl_seq, "%s", repl_seq ? repl_seq : "");
     return PH_REQ_DONE;
 }
 
@@ -1236,6 +1254,20 @@ static char *body_take(ph_req *r, size_t *len, const char **type,
 {
     *type = "application/json";
     *release = body_free;
+    if (r->file.fd) { /* offline (tests): the file read whole */
+        char *t = r->file.len < ((uint64_t)1 << 31) ? malloc(r->file.len + 1) : NULL;
+        ssize_t got = t ? pread(r->file.fd - 1, t, r->file.len, 0) : -1;
+        if (got != (ssize_t)r->file.len) {
+            free(t);
+            ph_req_error(r, 500, "internal_error", "cannot read the file");
+        } else {
+            t[got] = 0;
+            *len = (size_t)got;
+            *type = "application/octet-stream";
+            text_drop(r);
+            return t;
+        }
+    }
     if (r->text) {
         char *t = r->text;
         *len = r->text_len;
@@ -1262,16 +1294,32 @@ static enum MHD_Result send_response(ph_http *h, ph_req *r)
     size_t len;
     const char *type;
     MHD_ContentReaderFreeCallback release;
-    char *txt = body_take(r, &len, &type, &release);
-    struct MHD_Response *resp =
-        txt ? MHD_create_response_from_buffer_with_free_callback_cls(len, txt, release, txt)
-            : MHD_create_response_from_buffer(0, (char *)"", MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *resp = NULL;
+    char *txt = NULL;
+    release = NULL;
+    if (r->file.fd) { /* streamed from the file: MHD closes it */
+        type = "application/octet-stream";
+        resp = MHD_create_response_from_fd64(r->file.len, r->file.fd - 1);
+        if (resp)
+            r->file.fd = 0;
+    } else {
+        txt = body_take(r, &len, &type, &release);
+        resp = txt ? MHD_create_response_from_buffer_with_free_callback_cls(len, txt, release, txt)
+                   : MHD_create_response_from_buffer(0, (char *)"", MHD_RESPMEM_PERSISTENT);
+    }
     if (!resp) {
         if (txt)
             release(txt);
         return MHD_NO;
     }
     MHD_add_response_header(resp, "Content-Type", type);
+    if (r->file.name[0]) {
+        char cd[128];
+        snprintf(cd, sizeof cd, "attachment; filename=\"%s\"", r->file.name);
+        MHD_add_response_header(resp, "Content-Disposition", cd);
+    }
+    if (r->file.repl_seq[0])
+        MHD_add_response_header(resp, "X-Perkhub-Repl-Seq", r->file.repl_seq);
     MHD_add_response_header(resp, "Cache-Control", "no-store");
     MHD_add_response_header(resp, "X-Request-Id", r->reqid);
     if (r->replay_header)

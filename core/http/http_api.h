@@ -57,6 +57,7 @@ typedef struct ph_http_env {
     struct ph_notify *notify; /* webhook delivery: woken after an ops action; NULL = none */
     struct ph_risk *risk;     /* issuance protection (risk/risk.h); NULL = no rules, no lists */
     struct ph_repl *repl;     /* replication (repl/repl.h): health, the leader's URL; NULL = none */
+    struct ph_snaps *snaps;   /* the snapshot directory (repl/snap.h); NULL = none (503) */
 } ph_http_env;
 
 /* The listener's settings (config's listen: and http: sections). */

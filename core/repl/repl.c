@@ -18,6 +18,7 @@
 
 #include "base/util.h"
 #include "crypto/wipe_alloc.h"
+#include "repl/retain.h"
 #include "store/cmd_codec.h"
 
 #define LEASE_KEY      "leader"
@@ -62,6 +63,9 @@ struct ph_repl {
     uint64_t epoch;       /* how many times this node became the leader */
     /* any thread */
     _Atomic uint64_t applied, stream_last;
+    /* retention by snapshots (retain.h, repl-snap): this node's reports, the
+     * leader's trims; the replicator's thread only after create */
+    ph_retain retain;
 };
 
 static int64_t mono_ms(void)
@@ -251,6 +255,8 @@ int ph_repl_create(const ph_repl_opts *o, ph_repl **out, ph_err *err)
         rc = ensure_stream(r, err);
     if (rc == PH_OK)
         rc = ensure_bucket(r, err);
+    if (rc == PH_OK) /* retention by snapshots (retain.h) */
+        rc = ph_retain_init(&r->retain, r->js, o->cfg, o->snaps, o->log, err);
     if (rc != PH_OK) {
         ph_repl_free(r);
         return rc;
@@ -684,6 +690,8 @@ static void *repl_main(void *arg)
                 lease_renew(r);
                 next_lease = now + period;
             }
+            /* retention (retain.h): report, and trim as the leader; after a renewal */
+            ph_retain_tick(&r->retain, r->js, r->store, ph_repl_role(r) == PH_REPL_LEADER);
             if (role == PH_REPL_PROMOTING && ph_repl_role(r) == PH_REPL_PROMOTING) {
                 take_over(r);
                 if (ph_repl_role(r) == PH_REPL_PROMOTING)
@@ -699,6 +707,7 @@ static void *repl_main(void *arg)
         size_t done = 0;
         if (!broken)
             apply_upto(r, 0, 256, &done, &err);
+        ph_retain_tick(&r->retain, r->js, r->store, 0); /* a standby's report (retain.h) */
         if (!broken && mono_ms() >= next_lease) {
             uint64_t last;
             ph_err e = {0};
@@ -725,6 +734,9 @@ int ph_repl_start(ph_repl *r, ph_store *s, ph_err *err)
                           uid, r->stream, r->uid);
     snprintf(r->uid, sizeof r->uid, "%s", uid);
     r->have_uid = 1;
+    /* reported before catching up (retain.h): the leader trims nothing this
+     * node still has to apply, from its first batch on */
+    ph_retain_tick(&r->retain, r->js, s, 0);
     uint64_t last = 0;
     size_t done;
     int rc = stream_last(r, &last, err);
@@ -826,6 +838,7 @@ void ph_repl_free(ph_repl *r)
         return;
     ph_repl_stop(r);
     lease_release(r);
+    ph_retain_free(&r->retain);
     kvStore_Destroy(r->kv);
     jsCtx_Destroy(r->js);
     if (r->nc) {

@@ -45,6 +45,9 @@ typedef struct ph_repl_opts {
      * thread, which reads ph_repl_role); NULL = none. Must not block. */
     void (*on_change)(void *arg);
     void *arg;
+    /* the node's snapshots (snap.h), reported for the stream's retention
+     * (retain.h); borrowed, outlives the replicator; NULL = none */
+    struct ph_snaps *snaps;
 } ph_repl_opts;
 
 /* Connects to the NATS servers, makes the stream (file storage, cfg's

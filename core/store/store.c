@@ -588,9 +588,14 @@ static const MDB_val repl_seq_key = {8, "repl_seq"};
 
 static uint64_t repl_seq_get(ph_store *s, MDB_txn *txn, int *mrc)
 {
+    return ph_store_meta_repl_seq(txn, s->dbi[DB_META], mrc);
+}
+
+uint64_t ph_store_meta_repl_seq(MDB_txn *txn, MDB_dbi meta, int *mrc)
+{
     MDB_val k = repl_seq_key, v;
     uint64_t seq = 0;
-    *mrc = mdb_get(txn, s->dbi[DB_META], &k, &v);
+    *mrc = mdb_get(txn, meta, &k, &v);
     if (*mrc == 0 && v.mv_size == sizeof seq)
         memcpy(&seq, v.mv_data, sizeof seq);
     if (*mrc == MDB_NOTFOUND)

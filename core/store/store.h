@@ -309,6 +309,26 @@ void ph_store_close(ph_store *s);
  * node's store, or a new one). One read; any thread. */
 uint64_t ph_store_repl_seq(ph_store *s);
 
+/* store_snapshot.c: a consistent, compacted copy of the store at `path` (a
+ * file: what data.mdb of a new data_dir is), as of one read transaction —
+ * the writer keeps committing meanwhile. Written to "<path>.tmp" first,
+ * fsynced, renamed over path and the directory fsynced, so path is either
+ * absent or whole; the temporary is removed on every failure. *repl_seq (may
+ * be NULL) gets the meta "repl_seq" the copy holds, read from the copy itself
+ * (the copy's transaction is LMDB's own, not one of ours), *bytes (may be
+ * NULL) its size. Holds off a map growth for the copy's length (as any
+ * reader). Any thread but the writer; callers serialize copies to one path.
+ * Errors: PH_EIO (the copy, the write, the rename: err names the file),
+ * PH_ENOSPC (the disk is full), PH_EINVAL (path too long). */
+int ph_store_snapshot(ph_store *s, const char *path, uint64_t *repl_seq, uint64_t *bytes,
+                      ph_err *err);
+
+/* The meta "repl_seq" of the store file at path (a snapshot: not open as a
+ * store), opened read-only without a lock file. *seq is 0 when the file holds
+ * none. Any thread. Errors: PH_EIO (not an LMDB file, no `meta`; err names
+ * the file). */
+int ph_store_file_repl_seq(const char *path, uint64_t *seq, ph_err *err);
+
 /* Current LMDB map size in bytes (it grows by itself). */
 uint64_t ph_store_map_size(ph_store *s);
 
@@ -459,7 +479,8 @@ enum ph_cmd_type {
  * are meant to come this way. */
 #define PH_NOTE_EVENTS                                                                             \
     "supplier.auth_failed", "supplier.auth_restored", "supplier.sync_requested",                   \
-        "repl.leader"           /* replication's epoch marker (core/repl) */
+        "repl.leader",          /* replication's epoch marker (core/repl) */                       \
+        "repl.trimmed"          /* the stream trimmed below a snapshot (repl/retain.h) */
 #define PH_NOTE_FIELDS_MAX 1024 /* bytes of a note's fields (JSON text) */
 
 #define PH_EXPIRE_LIMIT 1024 /* expiry index entries one PH_CMD_EXPIRE visits by default */

@@ -291,6 +291,9 @@ typedef struct ph_attempt_tail {
 
 /* Maps an LMDB return code to PH_STORE_MAPFULL or PH_EIO with a message. */
 int ph_store_lmdb_err(ph_err *err, int mrc, const char *what);
+/* meta "repl_seq" in txn (0 when absent; *mrc an LMDB error or 0): the one
+ * reading of it, for the store and for a snapshot's file (store_snapshot.c). */
+uint64_t ph_store_meta_repl_seq(MDB_txn *txn, MDB_dbi meta, int *mrc);
 
 /* Record codecs (store_records.c). Decoders return PH_OK or PH_EIO on a malformed value. */
 int ph_code_decode(const MDB_val *v, uint64_t id, int copy_sealed, ph_code *out);

@@ -212,7 +212,7 @@ static const char *commands[] = {
     "orders",    "order-get",      "settle",   "lookup", "events",        "status",
     "reconcile", "suppliers",      "ledger",   "report", "discrepancies", "discrepancy",
     "products",  "audit",          "webhooks", "jobs",   "sync",          "pin",
-    "alerts",    "replenishments", "reviews",  "risk",   "grants"};
+    "alerts",    "replenishments", "reviews",  "risk",   "grants",        "snapshot"};
 
 Test(perkctl, help_for_every_command)
 {

@@ -769,7 +769,7 @@ Test(config, unnamed_buffer)
         "<string>:1:1: unknown key \"x\", expected one of listen, data_dir, "
         "map_size_mb, master_key_file, master_key_create, plugin_dir, public_url, pid_file, log, "
         "http, limits, metrics, reports, expiry, replenish_check_s, webhooks, clients, suppliers, "
-        "products, redemption, risk, grants, replication");
+        "products, redemption, risk, grants, replication, snapshots");
 }
 
 /* ---- lookups ------------------------------------------------------------------------ */

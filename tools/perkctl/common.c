@@ -139,7 +139,7 @@ int pk_call(const pk_ctx *ctx, const pkh_request *req, pkh_response *resp)
     }
 
     if (resp->status >= 200 && resp->status < 300) {
-        if (json_is_object(resp->json))
+        if (json_is_object(resp->json) || (req->out_file && resp->status == 200)) /* a download */
             return PK_EXIT_OK;
         fprintf(stderr, "perkctl: bad_response: HTTP %ld but the body is not a JSON object",
                 resp->status);

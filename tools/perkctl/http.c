@@ -3,6 +3,7 @@
  */
 #include "http.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@ _Static_assert(sizeof(((pkh_response *)0)->error) >= CURL_ERROR_SIZE,
 /* State shared with the body callback. */
 typedef struct pkh_sink {
     pkh_response *resp;
+    FILE *out; /* req->out_file */
     size_t cap;
     int too_big;
 } pkh_sink;
@@ -32,6 +34,16 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
     pkh_sink *s = ud;
     pkh_response *r = s->resp;
     size_t n = size * nmemb;
+
+    if (s->out && r->status == 200) { /* on_header set it: a download, to its file */
+        if (fwrite(data, 1, n, s->out) != n) {
+            r->out_failed = 1;
+            r->out_errno = errno;
+            return 0;
+        }
+        r->out_bytes += (long long)n;
+        return n;
+    }
 
     if (r->body_len + n + 1 > s->cap) {
         if (r->body_len + n + 1 > PKH_MAX_BODY) {
@@ -88,7 +100,11 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
      * only the final response's headers count. */
     if (n >= 5 && memcmp(data, "HTTP/", 5) == 0) {
         r->request_id[0] = '\0';
+        r->repl_seq[0] = '\0';
         r->replayed = 0;
+        const char *sp = memchr(data, ' ', n); /* the status, for on_body's download */
+        r->status = sp ? strtol(sp + 1, NULL, 10) : 0;
+    } else if (header_value(data, n, "X-Perkhub-Repl-Seq", r->repl_seq, sizeof r->repl_seq)) {
     } else if (header_value(data, n, "Idempotent-Replay", flag, sizeof flag)) {
         r->replayed = strcasecmp(flag, "true") == 0;
     } else {
@@ -157,7 +173,7 @@ int pkh_send(const pkh_conf *conf, const pkh_request *req, pkh_response *resp)
     int rc = PKH_ENOMEM, interrupted = 0;
     char *url = NULL, *auth = NULL, *ctype = NULL;
     struct curl_slist *headers = NULL, *h2;
-    pkh_sink sink = {.resp = resp};
+    pkh_sink sink = {.resp = resp, .out = req->out_file};
     CURL *h = curl_easy_init();
     if (!h)
         goto done;
@@ -239,6 +255,9 @@ int pkh_send(const pkh_conf *conf, const pkh_request *req, pkh_response *resp)
         if (sink.too_big)
             snprintf(resp->error, sizeof resp->error, "response larger than %zu MiB",
                      PKH_MAX_BODY >> 20);
+        else if (resp->out_failed)
+            snprintf(resp->error, sizeof resp->error, "cannot write the download: %s",
+                     strerror(resp->out_errno));
         else if (resp->error[0] == '\0')
             snprintf(resp->error, sizeof resp->error, "%s", curl_easy_strerror(cc));
         rc = PKH_ETRANSFER;

@@ -50,6 +50,8 @@ typedef struct pkh_request {
     FILE *body_file;          /* or: a stream sent as the body up to EOF */
     long long body_file_size; /* its length, or -1 to send it chunked */
     const char *content_type; /* of the body; NULL when there is none */
+    FILE *out_file;           /* non-NULL: a 200's body is written here, not kept
+                                 (a snapshot download); other answers as usual */
 } pkh_request;
 
 /* What came back. Owned by the caller once pkh_send() returns (whatever it
@@ -60,8 +62,12 @@ typedef struct pkh_response {
     char *body;           /* the raw body, NUL-terminated (NULL when empty) */
     size_t body_len;      /* its length without the NUL */
     char request_id[128]; /* X-Request-Id header; "" when absent */
-    int replayed;         /* 1 when the server sent "Idempotent-Replay: true" */
-    char error[256];      /* why no response arrived (curl's text), when failed */
+    char repl_seq[24];    /* X-Perkhub-Repl-Seq header (a snapshot's); "" when absent */
+    long long out_bytes;  /* bytes written to req->out_file */
+    int out_failed;       /* writing to req->out_file failed (errno kept in out_errno) */
+    int out_errno;
+    int replayed;    /* 1 when the server sent "Idempotent-Replay: true" */
+    char error[256]; /* why no response arrived (curl's text), when failed */
 } pkh_response;
 
 enum {

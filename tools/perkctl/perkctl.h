@@ -86,6 +86,7 @@ pk_cmd_fn pk_cmd_jobs;          /* cmd_jobs.c */
 pk_cmd_fn pk_cmd_sync;          /* cmd_sync.c */
 pk_cmd_fn pk_cmd_pin;           /* cmd_sync.c */
 pk_cmd_fn pk_cmd_risk;          /* cmd_risk.c */
+pk_cmd_fn pk_cmd_snapshot;      /* cmd_snapshot.c */
 
 /* `perkctl --version`: perkctl's version, then the server's when it answers
  * GET /v1/health (else says it is not reachable). Returns PK_EXIT_OK.
