@@ -865,6 +865,7 @@ void ph_daemon_stop(ph_daemon *d, int grace_ms)
     ph_fulfil_stop(d->fulfil);
     ph_sched_destroy(d->sched); /* waits for running jobs: before the engine and the writer */
     d->sched = NULL;
+    ph_daemon_snaps_join(d);        /* its copy ended (ph_sched_done): the thread's exit */
     ph_sync_destroy(d->sync, NULL); /* its jobs went with the scheduler */
     d->sync = NULL;
     ph_balance_destroy(d->balance); /* its jobs' arguments: no job runs any more */

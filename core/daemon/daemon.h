@@ -92,6 +92,12 @@ typedef struct ph_daemon {
     /* the snapshot directory (repl/snap.h, snapshots.c): every node's, made
      * before the replicator (which reports its newest), freed after it */
     struct ph_snaps *snaps;
+    /* the thread of the snapshot being copied (snapshots.c): started by the
+     * job on the scheduler's thread, joined by the next run or, after the
+     * scheduler is gone, by ph_daemon_snaps_join */
+    pthread_t snap_thread;
+    int snap_thread_live;
+    struct ph_sched_run *snap_run;
     /* the newest order the risk counters counted at a rebuild (risk_reviews.c) */
     uint64_t risk_counted_upto;
 } ph_daemon;
@@ -160,6 +166,9 @@ int ph_daemon_snaps_open(ph_daemon *d, const ph_config *cfg, ph_err *err);
 /* Adds the job snapshots.take (every node), or gives it cfg's period and
  * keep (a reload). Main thread. PH_EINVAL, PH_ENOMEM. */
 int ph_daemon_snaps_job_apply(ph_daemon *d, const ph_config *cfg, ph_err *err);
+/* Joins the thread of the last snapshot copy, if any. Main thread, after the
+ * scheduler was destroyed (which waited for that copy's end). */
+void ph_daemon_snaps_join(ph_daemon *d);
 
 /* What a reload from old to neu changes, by name (config_changes.c): a JSON
  * object with, when not empty, "suppliers" {added, removed, changed, enabled,
