@@ -787,6 +787,14 @@ static void warn_restart_needed(ph_daemon *d, const ph_config *old, const ph_con
         what = "log.format";
     else if (strcmp(old->log_file ? old->log_file : "", neu->log_file ? neu->log_file : ""))
         what = "log.file";
+    else if (strcmp(old->snap_dir ? old->snap_dir : "", neu->snap_dir ? neu->snap_dir : ""))
+        what = "snapshots.dir"; /* the directory is opened at start */
+    else if (old->repl_enabled != neu->repl_enabled ||
+             (old->repl_enabled && (strcmp(old->repl_node_id, neu->repl_node_id) ||
+                                    strcmp(old->repl_advertise_url, neu->repl_advertise_url) ||
+                                    old->nrepl_urls != neu->nrepl_urls ||
+                                    old->repl_lease_ttl_ms != neu->repl_lease_ttl_ms)))
+        what = "replication"; /* the replicator is made at start */
     if (what)
         ph_log(&d->log, PH_LOG_WARN, NULL, "config.restart_needed",
                "setting=%s detail=\"changed in the file; the running value stays until restart\"",

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -371,6 +372,53 @@ Test(ops, sighup_adds_a_product)
     r = h_order(&D, "mall-token", "NEW-1", "test.new", 1);
     cr_assert_eq(r.status, 201, "%s", r.body);
     h_resp_free(&r);
+    finish();
+}
+
+static size_t snapshots_listed(void)
+{
+    h_resp r = h_get(&D, "/v1/snapshots", "ops-token");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    size_t n = json_array_size(json_object_get(r.json, "snapshots"));
+    h_resp_free(&r);
+    return n;
+}
+
+static int snapshots_at_least(void *arg)
+{
+    return snapshots_listed() >= *(size_t *)arg;
+}
+
+/* Settings made at start (the listener, the snapshot directory, ...) are not
+ * changed by a reload: the daemon says so, and the running value stays. */
+Test(ops, sighup_says_which_settings_need_a_restart)
+{
+    start(NULL);
+    char *base = h_config_text(&D, NULL);
+    char dir[400], extra[500];
+    snprintf(dir, sizeof dir, "%s/other-snaps", D.dir);
+    snprintf(extra, sizeof extra, "snapshots:\n  dir: %s\n", dir);
+    size_t n = strlen(base) + strlen(extra) + 1;
+    char *text = malloc(n);
+    snprintf(text, n, "%s%s", base, extra);
+    h_write_config_text(&D, text);
+    free(text);
+    free(base);
+    cr_assert_eq(kill(D.pid, SIGHUP), 0);
+    cr_assert_eq(h_log_wait(&D, "msg=config.reloaded", 1, 10000), 0);
+    cr_assert_eq(h_log_wait(&D, "msg=config.restart_needed setting=snapshots.dir", 1, 5000), 0,
+                 "no restart_needed line for snapshots.dir");
+    /* the running directory stays: a snapshot taken now is not in the new one */
+    size_t before = snapshots_listed();
+    h_resp r;
+    cr_assert_eq(h_http(&D, "POST", "/v1/jobs/snapshots.take/run", "ops-token", NULL, NULL, 0, &r),
+                 0);
+    cr_assert_eq(r.status, 202, "%s", r.body);
+    h_resp_free(&r);
+    size_t want = before + 1;
+    cr_assert_eq(h_wait_for(snapshots_at_least, &want, 10000), 0, "no new snapshot listed");
+    struct stat st;
+    cr_assert(stat(dir, &st) != 0, "%s was made by a reload", dir);
     finish();
 }
 
