@@ -163,7 +163,8 @@ struct ph_store {
     /* opts.journal_file; the writer's only, opened and closed around it */
     struct ph_journal *journal;
     /* opts.repl_hook and its argument: the writer calls it before each commit */
-    int (*repl_hook)(void *arg, const struct ph_cmd *batch, uint64_t prev_seq, ph_err *err);
+    int (*repl_hook)(void *arg, const struct ph_cmd *batch, uint64_t prev_seq, uint64_t *seq,
+                     ph_err *err);
     void *repl_arg;
 };
 

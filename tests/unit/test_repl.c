@@ -75,13 +75,14 @@ Test(repl_config, errors_name_the_line_and_the_field)
 
 typedef struct fake_stream {
     atomic_int refuse;
+    atomic_int skip; /* stream messages before the batch's last: parts, or parts never completed */
     uint64_t prevs[8];
     atomic_int n;
 } fake_stream;
 
 static fake_stream FS;
 
-static int fake_hook(void *arg, const ph_cmd *batch, uint64_t prev, ph_err *err)
+static int fake_hook(void *arg, const ph_cmd *batch, uint64_t prev, uint64_t *seq, ph_err *err)
 {
     fake_stream *f = arg;
     cr_assert(batch);
@@ -90,6 +91,7 @@ static int fake_hook(void *arg, const ph_cmd *batch, uint64_t prev, ph_err *err)
         f->prevs[i] = prev;
     if (atomic_load(&f->refuse))
         return ph_err_set(err, PH_EUNAVAIL, "replication: not stored: the fake stream said no");
+    *seq = prev + 1 + (uint64_t)atomic_load(&f->skip);
     return PH_OK;
 }
 
