@@ -591,7 +591,7 @@ static int run_cmd(ph_store *s, MDB_txn *txn, ph_cmd *c, ph_ids *ids, int direct
 
 /* meta "repl_seq": the stream sequence of the last batch committed through
  * the replication hook, u64 in host order as every id key. */
-static const MDB_val repl_seq_key = {8, "repl_seq"};
+static const MDB_val repl_seq_key = {sizeof PH_META_REPL_SEQ - 1, PH_META_REPL_SEQ};
 
 static uint64_t repl_seq_get(ph_store *s, MDB_txn *txn, int *mrc)
 {

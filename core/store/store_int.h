@@ -6,6 +6,10 @@
 #ifndef PH_STORE_INT_H
 #define PH_STORE_INT_H
 
+/* meta's key of the stream sequence of the last replicated batch (u64, host
+ * order; store.c writes it, store_check.c checks it: invariants 36, 37) */
+#define PH_META_REPL_SEQ "repl_seq"
+
 #include <jansson.h>
 #include <lmdb.h>
 #include <pthread.h>
