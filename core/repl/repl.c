@@ -293,6 +293,13 @@ int ph_repl_create(const ph_repl_opts *o, ph_repl **out, ph_err *err)
         rc = ensure_stream(r, err);
     if (rc == PH_OK && !later)
         rc = ensure_bucket(r, err);
+    /* connected, but JetStream does not answer yet (servers starting again,
+     * electing): the same as no server, tried again by the thread */
+    if (rc == PH_EUNAVAIL && r->nc && !later) {
+        later = 1;
+        r->have_uid = 0;
+        rc = PH_OK;
+    }
     if (rc != PH_OK) {
         ph_repl_free(r);
         return rc;
@@ -300,9 +307,11 @@ int ph_repl_create(const ph_repl_opts *o, ph_repl **out, ph_err *err)
     if (later) {
         char where[600];
         ph_log(r->log, PH_LOG_WARN, NULL, "repl.no_nats",
-               "node=%s urls=\"%s\" effect=\"this node starts as a standby that serves reads "
-               "and refuses writes; it keeps trying to connect\"",
-               r->node, servers_text(r, where, sizeof where));
+               "node=%s urls=\"%s\" detail=\"%s\" effect=\"this node starts as a standby that "
+               "serves reads and refuses writes; it keeps trying to connect\"",
+               r->node, servers_text(r, where, sizeof where),
+               err->msg[0] ? err->msg : "no server answers");
+        memset(err, 0, sizeof *err);
     }
     r->online = !later;
     *out = r;
