@@ -1074,6 +1074,8 @@ static void *repl_main(void *arg)
          * soon as the server pushes it */
         if (!broken)
             apply_upto(r, 0, 256, &done, &err);
+        if (!broken && !r->sub)
+            wait_ms(r, READ_WAIT_MS); /* no consumer (NATS away): again, not at once */
         if (!broken && mono_ms() >= next_lease) {
             uint64_t last;
             ph_err e = {0};
