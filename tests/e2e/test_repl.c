@@ -16,7 +16,10 @@
  * (R3 goes on); a leader stopped cleanly (the lease handed on at once); a
  * node bootstrapped from an mdb_copy snapshot on a trimmed stream; a single
  * node turned leader (its standbys need a copy); the risk rules and counts of
- * the old leader enforced by the new one.
+ * the old leader enforced by the new one; a node started while every NATS
+ * server is down (reads answer, writes 503, it catches up once NATS is back;
+ * an empty store refuses naming the URLs); a batch over a small max_payload
+ * in parts; parts of a batch never completed ignored on every node alike.
  */
 #include <criterion/criterion.h>
 #include <nats/nats.h>
@@ -1030,6 +1033,61 @@ Test(repl, a_batch_over_max_payload_travels_in_parts)
     cr_assert_eq(r.status, 201, "%s", r.body);
     h_resp_free(&r);
     h_daemon *all[] = {&D[0], &D[1], &D[2]};
+    compare_and_stop(all, NODES);
+    for (int i = 0; i < NODES; i++)
+        h_cleanup(&D[i]);
+}
+
+/* A leader's first part of a batch whose last part never came (what a leader
+ * that died between two parts leaves), put in the stream after `last` with
+ * the store uid of the stream's first message. */
+static void publish_orphan_part(long long last)
+{
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    char url[64], num[24];
+    snprintf(url, sizeof url, "nats://127.0.0.1:%u", N.port[0]);
+    cr_assert_eq(natsConnection_ConnectTo(&nc, url), NATS_OK);
+    cr_assert_eq(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+    natsMsg *first = NULL, *m = NULL;
+    jsErrCode jerr = 0;
+    cr_assert_eq(js_GetMsg(&first, js, STREAM, 1, NULL, &jerr), NATS_OK, "get: %d", (int)jerr);
+    const char *uid = NULL;
+    cr_assert_eq(natsMsgHeader_Get(first, "Ph-Uid", &uid), NATS_OK);
+    snprintf(num, sizeof num, "%lld", last);
+    cr_assert_eq(natsMsg_Create(&m, "perkhub.batches", NULL, "not a whole batch", 17), NATS_OK);
+    cr_assert_eq(natsMsgHeader_Set(m, "Ph-Uid", uid), NATS_OK);
+    cr_assert_eq(natsMsgHeader_Set(m, "Ph-Part", "1/2"), NATS_OK);
+    cr_assert_eq(natsMsgHeader_Set(m, "Nats-Expected-Last-Sequence", num), NATS_OK);
+    jsPubAck *pa = NULL;
+    cr_assert_eq(js_PublishMsg(&pa, js, m, NULL, &jerr), NATS_OK, "publish: %d", (int)jerr);
+    cr_assert_eq((long long)pa->Sequence, last + 1);
+    jsPubAck_Destroy(pa);
+    natsMsg_Destroy(m);
+    natsMsg_Destroy(first);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+}
+
+/* Parts of a batch never completed are ignored on every node alike: the
+ * leader's next write finds the stream ahead, it catches up past the part
+ * and publishes its epoch marker after it; every standby drops the part when
+ * the marker comes, and all end with the same data at the stream's last. */
+Test(repl, parts_never_completed_are_ignored_on_every_node)
+{
+    cluster_up("6000");
+    for (int i = 1; i < NODES; i++)
+        wait_caught_up(i);
+    long long last = h_nats_stream_last(&N, 0, STREAM);
+    publish_orphan_part(last);
+    cr_assert_eq(h_wait_for(placed_on_leader, "after-orphan", WAIT_MS), 0,
+                 "the leader never took an order after the orphan part");
+    cr_assert_eq(leader_now(), 0, "the leader changed");
+    h_daemon *all[] = {&D[0], &D[1], &D[2]};
+    long long end = compare_live(all, NODES);
+    cr_assert(end >= last + 3, "the stream ends at %lld: no marker and order after the part", end);
+    for (int i = 1; i < NODES; i++)
+        cr_assert_eq(h_file_count(D[i].log, "msg=repl.parts_ignored"), 1, "node%d", i);
     compare_and_stop(all, NODES);
     for (int i = 0; i < NODES; i++)
         h_cleanup(&D[i]);
