@@ -8,7 +8,9 @@
 #      shared machine falls on both), with each daemon's CPU per order;
 #   2. standby lag: in the middle of a leader's round, how many batches each standby is behind
 #      the leader (GET /v1/health applied_seq of each: the leader's is its store's), and after
-#      the round how long until both have applied everything;
+#      the round how long until both have applied everything; and the JetStream API requests
+#      per second the three servers answered over the rounds (/jsz api.total: the standbys'
+#      reads, the lease's reads, stream info);
 #   3. failover time: the leader killed with SIGKILL, until a standby says it leads.
 #
 # Prints each figure, then PASS when the replicated leader keeps at least RL_MIN_RATIO of the
@@ -115,8 +117,8 @@ for s in sb1 sb2; do
     PID[$s]=$BENCH_PID URL[$s]=$BENCH_URL
     [ "$(role "$s")" = standby ] || fail "$s is not a standby"
 done
-# In requests of 50,000 codes: a batch travels as one stream message, and one of 300,000 codes
-# (about 30 MB) is over any sensible max_payload (the leader refuses it, saying so).
+# In requests of 50,000 codes, as a client would send them (a batch over max_payload would travel
+# in parts: docs/replication.md, "Large batches").
 import_chunked() {
     local l=$1 next=1 n out
     while [ "$next" -le "$CODES" ]; do
@@ -166,7 +168,19 @@ bench_wrk_orders() {
     orig_bench_wrk_orders "$@"
     [ -z "$sampler" ] || wait "$sampler" 2>/dev/null || true
 }
+# JetStream API requests the three servers answered so far
+jsapi() {
+    local i n=0 a
+    for i in 0 1 2; do
+        a=$(curl -sf "http://127.0.0.1:${NHTTP[i]}/jsz" | jq '.api.total // 0')
+        n=$((n + ${a:-0}))
+    done
+    echo "$n"
+}
+api0=$(jsapi) t_api0=$(now_ms)
 bench_cpu_rounds "single lead" RL_CODES
+api1=$(jsapi) t_api1=$(now_ms)
+api_rate=$(bench_calc "($api1 - $api0) * 1000 / ($t_api1 - $t_api0)")
 
 med() { awk -v l="$1" -v c="$2" '$1 == l { print $c }' "$TMP/runs.txt" | bench_median; }
 rps_single=$(med single 3) rps_lead=$(med lead 3)
@@ -179,6 +193,7 @@ note "single node: $rps_single orders/s, p99 $p99_single ms, $us_single µs CPU/
 note "replicated:  $rps_lead orders/s, p99 $p99_lead ms, $us_lead µs CPU/order (leader only)"
 note "ratio replicated/single: $ratio"
 note "standby lag in the middle of a run: at most ${lag_mid:-?} batches; applied everything ${drain} ms after a run (median)"
+note "JetStream API requests over the rounds: $api_rate per second (all three servers)"
 
 # ---- 3: failover ----
 t0=$(now_ms)
@@ -202,8 +217,10 @@ verdict=PASS
 jq -n --arg v "$verdict" --argjson rs "$rps_single" --argjson rl "$rps_lead" \
     --argjson ps "$p99_single" --argjson pl "$p99_lead" --argjson r "$ratio" \
     --argjson f "$failover" --argjson d "${drain:-0}" --argjson lm "${lag_mid:-0}" \
+    --argjson api "$api_rate" \
     '{verdict: $v, single: {orders_per_s: $rs, p99_ms: $ps}, replicated: {orders_per_s: $rl, p99_ms: $pl},
-      ratio: $r, failover_ms: $f, standby_drain_ms: $d, standby_lag_batches_mid_run: $lm}' \
+      ratio: $r, failover_ms: $f, standby_drain_ms: $d, standby_lag_batches_mid_run: $lm,
+      jetstream_api_per_s: $api}' \
     >"$SRC/bench/results/repl.json"
 echo "repl: $verdict (ratio $ratio, need >= $MIN_RATIO; failover $failover ms, need <= $MAX_FAILOVER)"
 [ "$verdict" = PASS ] || exit 3

@@ -508,6 +508,10 @@ static int start_repl(ph_daemon *d, const ph_config *cfg, ph_store_opts *so, ph_
     ph_repl_opts ro = {
         .cfg = cfg, .log = &d->log, .on_change = wake_main, .arg = d, .snaps = d->snaps};
     int rc = ph_repl_create(&ro, &d->repl, err);
+    /* without NATS, a node whose store exists starts as a standby that serves
+     * reads; a new store cannot (it would take a uid the stream's is not) */
+    if (rc == PH_OK && !ph_store_exists(cfg->data_dir))
+        rc = ph_repl_needs_nats(d->repl, err);
     if (rc == PH_OK) {
         so->repl_hook = ph_repl_hook;
         so->repl_arg = d->repl;

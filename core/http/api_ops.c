@@ -55,10 +55,10 @@ int ph_api_health(ph_req *r)
         ph_repl_leader_url(r->env->repl, leader, sizeof leader);
         ph_repl_seqs(r->env->repl, &applied, &last);
         json_object_set_new(body, "replication",
-                            json_pack("{s:s,s:s,s:I,s:I}", "role",
+                            json_pack("{s:s,s:s,s:I,s:I,s:b}", "role",
                                       roles[role >= 1 && role <= 3 ? role : 0], "leader", leader,
                                       "applied_seq", (json_int_t)applied, "stream_last_seq",
-                                      (json_int_t)last));
+                                      (json_int_t)last, "connected", ph_repl_online(r->env->repl)));
     }
     return ph_req_json(r, 200, body);
 }

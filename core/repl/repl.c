@@ -25,8 +25,10 @@
 #define HDR_UID        "Ph-Uid"
 #define HDR_EXPECT     "Nats-Expected-Last-Sequence"
 #define HDR_GENESIS    "Ph-Genesis"
-#define IDLE_WAIT_MS   20  /* a standby's next look at the stream when it had nothing new */
-#define TAKE_OVER_STEP 256 /* batches a new leader applies between two renewals at most */
+#define HDR_PART       "Ph-Part" /* "i/k": part i of a batch in k stream messages */
+#define PART_ROOM      4096      /* headers and protocol under max_payload */
+#define READ_WAIT_MS   100 /* a standby's longest wait for the consumer: how soon it sees a stop */
+#define TAKE_OVER_STEP 256 /* messages a new leader reads between two renewals at most */
 
 struct ph_repl {
     /* the replication section, copied at create */
@@ -41,10 +43,15 @@ struct ph_repl {
     /* libnats handles: thread-safe; created and destroyed on the main thread */
     natsConnection *nc;
     jsCtx *js;
-    kvStore *kv;
+    kvStore *kv; /* made at create, or by the thread once NATS answers (then read after join) */
     char uid[9]; /* the stream's store uid, then (start) this store's */
     int have_uid;
     ph_store *store; /* borrowed from start to stop */
+    /* the reader: the replicator thread's own (ph_repl_start's before it runs) */
+    natsSubscription *sub; /* the ordered consumer; NULL when not reading (a leader) */
+    uint64_t pos;          /* the last stream sequence read through sub */
+    uint64_t stall_at;     /* where the reader stood at the last look at the stream's end */
+    ph_repl_parts parts;   /* the parts of a batch read so far */
     pthread_t thread;
     int started;
     pthread_mutex_t mu; /* a leaf: nothing is called while it is held */
@@ -57,15 +64,21 @@ struct ph_repl {
     char leader_url[512];
     const ph_cmd *applying; /* the batch of the stream the writer is applying for us */
     size_t applying_n;
-    uint64_t applying_seq;
+    uint64_t applying_prev, applying_seq; /* the store's sequence before it, the batch's last */
+    /* parts of a batch never completed follow the store's gap_from in the
+     * stream, up to gap_to: a new leader's marker expects gap_to */
+    uint64_t gap_from, gap_to;
+    int online; /* the stream and the bucket were reached (at create, or later by the thread) */
     const ph_cmd *marker; /* the epoch marker being published while PROMOTING */
     int broken;           /* the stream cannot be applied here: stop trying, say why once */
     uint64_t epoch;       /* how many times this node became the leader */
     /* any thread */
     _Atomic uint64_t applied, stream_last;
-    /* retention by snapshots (retain.h, repl-snap): this node's reports, the
-     * leader's trims; the replicator's thread only after create */
+    /* retention by snapshots (retain.h): this node's reports, the leader's
+     * trims; the replicator's thread only after create */
     ph_retain retain;
+    atomic_int
+        reconnected; /* libnats reconnected: the reader's consumer may be gone with its server */
 };
 
 static int64_t mono_ms(void)
@@ -131,10 +144,32 @@ static int copy_cfg(ph_repl *r, const ph_config *c, ph_err *err)
     return PH_OK;
 }
 
-static int connect_nats(ph_repl *r, ph_err *err)
+/* libnats's thread, once a connection that could not be made at create is
+ * made: the replicator's thread finishes what create could not. */
+static void on_connected(natsConnection *nc, void *arg)
+{
+    (void)nc;
+    ph_repl *r = arg;
+    atomic_store(&r->reconnected, 1);
+    pthread_mutex_lock(&r->mu);
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* The server list for a message: the first, and how many more. */
+static const char *servers_text(const ph_repl *r, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s%s", r->servers[0], r->nservers > 1 ? " (and the others)" : "");
+    return buf;
+}
+
+/* Connects, or (no server answers) leaves libnats trying in the background
+ * (*later = 1): a node whose store exists starts without NATS. */
+static int connect_nats(ph_repl *r, int *later, ph_err *err)
 {
     natsOptions *no = NULL;
-    char why[256];
+    char why[256], where[600];
+    *later = 0;
     natsStatus s = natsOptions_Create(&no);
     if (s == NATS_OK)
         s = natsOptions_SetServers(no, (const char **)r->servers, r->nservers);
@@ -145,12 +180,19 @@ static int connect_nats(ph_repl *r, ph_err *err)
     if (s == NATS_OK)
         s = natsOptions_SetTimeout(no, r->ack_wait_ms);
     if (s == NATS_OK)
+        s = natsOptions_SetRetryOnFailedConnect(no, true, on_connected, r);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectedCB(no, on_connected, r);
+    if (s == NATS_OK)
         s = natsConnection_Connect(&r->nc, no);
     natsOptions_Destroy(no);
+    if (s == NATS_NOT_YET_CONNECTED && r->nc) {
+        *later = 1;
+        s = NATS_OK;
+    }
     if (s != NATS_OK)
-        return ph_err_set(err, PH_EUNAVAIL, "replication: cannot reach NATS at %s%s: %s",
-                          r->servers[0], r->nservers > 1 ? " (and the others)" : "",
-                          nats_why(s, 0, why, sizeof why));
+        return ph_err_set(err, PH_EUNAVAIL, "replication: cannot reach NATS at %s: %s",
+                          servers_text(r, where, sizeof where), nats_why(s, 0, why, sizeof why));
     jsOptions jo;
     jsOptions_Init(&jo);
     jo.Wait = r->ack_wait_ms;
@@ -248,19 +290,37 @@ int ph_repl_create(const ph_repl_opts *o, ph_repl **out, ph_err *err)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&r->cv, &ca);
     pthread_condattr_destroy(&ca);
-    int rc = copy_cfg(r, o->cfg, err);
+    int later = 0, rc = copy_cfg(r, o->cfg, err);
     if (rc == PH_OK)
-        rc = connect_nats(r, err);
-    if (rc == PH_OK)
+        rc = connect_nats(r, &later, err);
+    if (rc == PH_OK && !later)
         rc = ensure_stream(r, err);
-    if (rc == PH_OK)
+    if (rc == PH_OK && !later)
         rc = ensure_bucket(r, err);
-    if (rc == PH_OK) /* retention by snapshots (retain.h) */
-        rc = ph_retain_init(&r->retain, r->js, o->cfg, o->snaps, o->log, err);
+    ph_retain_init(&r->retain, o->cfg, o->snaps, o->log); /* retention by snapshots */
+    if (rc == PH_OK && !later)
+        rc = ph_retain_open(&r->retain, r->js, err);
+    /* connected, but JetStream does not answer yet (servers starting again,
+     * electing): the same as no server, tried again by the thread */
+    if (rc == PH_EUNAVAIL && r->nc && !later) {
+        later = 1;
+        r->have_uid = 0;
+        rc = PH_OK;
+    }
     if (rc != PH_OK) {
         ph_repl_free(r);
         return rc;
     }
+    if (later) {
+        char where[600];
+        ph_log(r->log, PH_LOG_WARN, NULL, "repl.no_nats",
+               "node=%s urls=\"%s\" detail=\"%s\" effect=\"this node starts as a standby that "
+               "serves reads and refuses writes; it keeps trying to connect\"",
+               r->node, servers_text(r, where, sizeof where),
+               err->msg[0] ? err->msg : "no server answers");
+        memset(err, 0, sizeof *err);
+    }
+    r->online = !later;
     *out = r;
     return PH_OK;
 }
@@ -268,6 +328,28 @@ int ph_repl_create(const ph_repl_opts *o, ph_repl **out, ph_err *err)
 const char *ph_repl_uid(const ph_repl *r)
 {
     return r->have_uid ? r->uid : NULL;
+}
+
+int ph_repl_online(ph_repl *r)
+{
+    pthread_mutex_lock(&r->mu);
+    int on = r->online;
+    pthread_mutex_unlock(&r->mu);
+    return on && natsConnection_Status(r->nc) == NATS_CONN_STATUS_CONNECTED;
+}
+
+int ph_repl_needs_nats(ph_repl *r, ph_err *err)
+{
+    char where[600];
+    pthread_mutex_lock(&r->mu);
+    int on = r->online;
+    pthread_mutex_unlock(&r->mu);
+    if (on)
+        return PH_OK;
+    return ph_err_set(err, PH_EUNAVAIL,
+                      "replication: no NATS server reachable at %s, and this node's store is "
+                      "new: it cannot learn the stream's store uid; start it once NATS answers",
+                      servers_text(r, where, sizeof where));
 }
 
 /* ---- the writer's hook --------------------------------------------------- */
@@ -280,79 +362,110 @@ static size_t batch_len(const ph_cmd *c)
     return n;
 }
 
-/* The leader's publish of one batch at prev_seq + 1, fenced by the stream. */
-static int publish(ph_repl *r, const ph_cmd *batch, uint64_t prev, ph_err *err)
+/* The leader lost its footing: it catches up from the stream before it
+ * writes again (the stream holds what this store lacks, or may hold this
+ * batch: no answer). */
+static void resync(ph_repl *r, uint64_t after, const char *why)
+{
+    pthread_mutex_lock(&r->mu);
+    int was = r->role == PH_REPL_LEADER;
+    if (was)
+        r->role = PH_REPL_PROMOTING;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    if (was)
+        ph_log(r->log, PH_LOG_WARN, NULL, "repl.resync",
+               "node=%s after=%llu detail=\"%s\" effect=\"writes wait until this leader applied "
+               "the stream to its end\"",
+               r->node, (unsigned long long)after, why);
+}
+
+/* The leader's publish of one batch after the stream's sequence `expect`,
+ * fenced by the stream: one message, or parts of at most max_payload each
+ * (docs/replication.md, "Large batches"), each fenced by the one before.
+ * *seq = the sequence of its last message. */
+static int publish(ph_repl *r, const ph_cmd *batch, uint64_t expect, uint64_t *seq, ph_err *err)
 {
     uint8_t *buf = NULL;
     size_t len = 0;
     ph_err e = {0};
-    char why[256], num[24];
+    char why[256], num[24], part[48];
     if (ph_cmd_batch_encode(batch, &buf, &len, &e) != PH_OK)
         return ph_err_set(err, PH_EUNAVAIL, "replication: not stored: %s", e.msg);
     int64_t max = natsConnection_GetMaxPayload(r->nc);
-    if (len > INT32_MAX || (max > 0 && len + 256 > (size_t)max)) {
-        /* nothing was sent: the stream is as it was, this node stays the leader */
-        free(buf);
-        return ph_err_set(err, PH_EUNAVAIL,
-                          "replication: not stored: the batch is %zu bytes, over the NATS "
-                          "servers' max_payload (%lld): send less at once (fewer codes in an "
-                          "import) or raise max_payload",
-                          len, (long long)max);
-    }
-    natsMsg *m = NULL;
-    jsPubAck *pa = NULL;
+    size_t room = max > 2 * PART_ROOM ? (size_t)max - PART_ROOM : len;
+    if (room > INT32_MAX)
+        room = INT32_MAX;
+    size_t k = len ? (len + room - 1) / room : 1;
+    if (k > 1)
+        ph_log(r->log, PH_LOG_INFO, NULL, "repl.parts",
+               "node=%s bytes=%zu parts=%zu max_payload=%lld", r->node, len, k, (long long)max);
+    natsStatus s = NATS_OK;
     jsErrCode jerr = 0;
-    snprintf(num, sizeof num, "%llu", (unsigned long long)prev);
-    natsStatus s = natsMsg_Create(&m, r->subject, NULL, (const char *)buf, (int)len);
+    uint64_t got = 0;
+    size_t i = 0;
+    for (; i < k && s == NATS_OK; i++) {
+        size_t off = i * room, n = len - off < room ? len - off : room;
+        /* a part after the lease ran out would be a write of a node that may
+         * no longer lead: the parts before it stay uncompleted (ignored) */
+        if (i > 0 && !ph_repl_may_send(r)) {
+            free(buf);
+            resync(r, expect, "the lease ran out between two parts of a batch");
+            return ph_err_set(err, PH_EUNAVAIL,
+                              "replication: not stored: this node's lease as leader ran out "
+                              "while it published a large batch");
+        }
+        natsMsg *m = NULL;
+        jsPubAck *pa = NULL;
+        jerr = 0;
+        snprintf(num, sizeof num, "%llu", (unsigned long long)expect);
+        s = natsMsg_Create(&m, r->subject, NULL, (const char *)buf + off, (int)n);
+        /* the header itself, not jsPubOptions.ExpectLastSeq, which cannot say 0:
+         * the first batch of a stream is fenced too */
+        if (s == NATS_OK)
+            s = natsMsgHeader_Set(m, HDR_EXPECT, num);
+        if (s == NATS_OK)
+            s = natsMsgHeader_Set(m, HDR_UID, r->uid);
+        if (s == NATS_OK && k > 1) {
+            snprintf(part, sizeof part, "%zu/%zu", i + 1, k);
+            s = natsMsgHeader_Set(m, HDR_PART, part);
+        }
+        /* the stream's first message says whether the history starts from an
+         * empty store: one that held data (a single node turned leader) cannot
+         * be followed from an empty store, only from a copy of it (read_one) */
+        if (s == NATS_OK && expect == 0)
+            s = natsMsgHeader_Set(m, HDR_GENESIS, ph_store_event_last(r->store) ? "data" : "empty");
+        jsPubOptions po;
+        jsPubOptions_Init(&po);
+        po.MaxWait = r->ack_wait_ms;
+        if (s == NATS_OK)
+            s = js_PublishMsg(&pa, r->js, m, &po, &jerr);
+        got = s == NATS_OK && pa ? pa->Sequence : 0;
+        jsPubAck_Destroy(pa);
+        natsMsg_Destroy(m);
+        if (s == NATS_OK && got != expect + 1)
+            break;
+        if (s == NATS_OK)
+            expect = got;
+    }
     free(buf);
-    /* the header itself, not jsPubOptions.ExpectLastSeq, which cannot say 0:
-     * the first batch of a stream is fenced too */
-    if (s == NATS_OK)
-        s = natsMsgHeader_Set(m, HDR_EXPECT, num);
-    if (s == NATS_OK)
-        s = natsMsgHeader_Set(m, HDR_UID, r->uid);
-    /* the stream's first batch says whether the history starts from an empty
-     * store: one that held data (a single node turned leader) cannot be
-     * followed from an empty store, only from a copy of it (apply_one) */
-    if (s == NATS_OK && prev == 0)
-        s = natsMsgHeader_Set(m, HDR_GENESIS, ph_store_event_last(r->store) ? "data" : "empty");
-    jsPubOptions po;
-    jsPubOptions_Init(&po);
-    po.MaxWait = r->ack_wait_ms;
-    if (s == NATS_OK)
-        s = js_PublishMsg(&pa, r->js, m, &po, &jerr);
-    uint64_t got = s == NATS_OK && pa ? pa->Sequence : 0;
-    jsPubAck_Destroy(pa);
-    natsMsg_Destroy(m);
-    if (s == NATS_OK && got == prev + 1) {
+    if (s == NATS_OK && i == k && got == expect) {
         atomic_store(&r->stream_last, got);
+        *seq = got;
         return PH_OK;
     }
-    /* the stream holds what this store lacks (another leader wrote, or a
-     * commit after a publish failed), or may hold this batch (no answer):
-     * either way the leader catches up from the stream before writing again */
-    pthread_mutex_lock(&r->mu);
-    int resync = r->role == PH_REPL_LEADER;
-    if (resync)
-        r->role = PH_REPL_PROMOTING;
-    pthread_cond_broadcast(&r->cv);
-    pthread_mutex_unlock(&r->mu);
-    if (resync)
-        ph_log(r->log, PH_LOG_WARN, NULL, "repl.resync",
-               "node=%s after=%llu detail=\"%s\" effect=\"writes wait until this leader applied "
-               "the stream to its end\"",
-               r->node, (unsigned long long)prev,
-               s == NATS_OK ? "the stream put the batch elsewhere"
-                            : nats_why(s, jerr, why, sizeof why));
+    resync(r, expect,
+           s == NATS_OK ? "the stream put the batch elsewhere"
+                        : nats_why(s, jerr, why, sizeof why));
     if (s == NATS_OK)
         return ph_err_set(err, PH_EUNAVAIL,
                           "replication: not stored: the stream put the batch at %llu, not %llu",
-                          (unsigned long long)got, (unsigned long long)prev + 1);
+                          (unsigned long long)got, (unsigned long long)expect + 1);
     if (jerr == JSStreamWrongLastSequenceErr)
         return ph_err_set(err, PH_EUNAVAIL,
                           "replication: not stored: the stream holds batches this node has not "
                           "applied (another leader wrote after %llu); this node catches up",
-                          (unsigned long long)prev);
+                          (unsigned long long)expect);
     return ph_err_set(err, PH_EUNAVAIL,
                       "replication: not stored: the stream did not take the batch (%s); if it "
                       "did after all, the batch is applied from the stream: retry with the same "
@@ -360,26 +473,38 @@ static int publish(ph_repl *r, const ph_cmd *batch, uint64_t prev, ph_err *err)
                       nats_why(s, jerr, why, sizeof why));
 }
 
-int ph_repl_hook(void *arg, const ph_cmd *batch, uint64_t prev, ph_err *err)
+int ph_repl_hook(void *arg, const ph_cmd *batch, uint64_t prev, uint64_t *seq, ph_err *err)
 {
     ph_repl *r = arg;
     pthread_mutex_lock(&r->mu);
     int role = r->role, from_stream = batch == r->applying, marker = batch == r->marker;
+    int online = r->online;
     size_t want_n = r->applying_n;
-    uint64_t seq = r->applying_seq;
+    uint64_t want_prev = r->applying_prev, last = r->applying_seq;
+    /* parts never completed after this store's last batch: the stream is past them */
+    uint64_t expect = prev == r->gap_from ? r->gap_to : prev;
     int64_t until = r->lease_until;
     char leader[sizeof r->leader_url];
     snprintf(leader, sizeof leader, "%s", r->leader_url);
     pthread_mutex_unlock(&r->mu);
     if (from_stream) {
-        /* exactly the stream's batch, at the next sequence: nothing merged in */
-        if (batch_len(batch) == want_n && prev + 1 == seq)
+        /* exactly the stream's batch, where the reader found this store: nothing merged in */
+        if (batch_len(batch) == want_n && prev == want_prev && last > prev) {
+            *seq = last;
             return PH_OK;
+        }
         return ph_err_set(err, PH_EUNAVAIL,
                           "replication: not applied: batch %llu of the stream met this store "
-                          "at %llu with %zu commands for %zu",
-                          (unsigned long long)seq, (unsigned long long)prev, batch_len(batch),
-                          want_n);
+                          "at %llu (not %llu) with %zu commands for %zu",
+                          (unsigned long long)last, (unsigned long long)prev,
+                          (unsigned long long)want_prev, batch_len(batch), want_n);
+    }
+    if (!online) {
+        char where[600];
+        return ph_err_set(err, PH_EUNAVAIL,
+                          "replication: not stored: no NATS server is reachable (%s): this node "
+                          "serves reads only until one answers",
+                          servers_text(r, where, sizeof where));
     }
     if (role == PH_REPL_STANDBY || (role == PH_REPL_PROMOTING && !marker))
         return ph_err_set(err, PH_EUNAVAIL, "replication: not stored: this node is %s%s%s",
@@ -389,82 +514,86 @@ int ph_repl_hook(void *arg, const ph_cmd *batch, uint64_t prev, ph_err *err)
         return ph_err_set(err, PH_EUNAVAIL,
                           "replication: not stored: this node's lease as leader was not "
                           "renewed in time");
-    return publish(r, batch, prev, err);
+    return publish(r, batch, expect, seq, err);
+}
+
+/* ---- the parts of a large batch ------------------------------------------ */
+
+void ph_repl_parts_clear(ph_repl_parts *p)
+{
+    free(p->buf);
+    memset(p, 0, sizeof *p);
+}
+
+/* "i/k" with 1 <= i <= k and k >= 2, nothing else. */
+static int part_parse(const char *h, unsigned *i, unsigned *k)
+{
+    char *end;
+    unsigned long a = strtoul(h, &end, 10);
+    if (end == h || *end != '/' || !(h[0] >= '0' && h[0] <= '9'))
+        return -1;
+    const char *b = end + 1;
+    unsigned long c = strtoul(b, &end, 10);
+    if (end == b || *end || !(b[0] >= '0' && b[0] <= '9') || c < 2 || c > 1000000 || a < 1 || a > c)
+        return -1;
+    *i = (unsigned)a;
+    *k = (unsigned)c;
+    return 0;
+}
+
+int ph_repl_parts_feed(ph_repl_parts *p, uint64_t seq, const char *part, const void *data,
+                       size_t len, const uint8_t **out, size_t *n, unsigned *dropped)
+{
+    unsigned i = 0, k = 0;
+    *dropped = 0;
+    if (part && part_parse(part, &i, &k))
+        return PH_EINVAL;
+    int cont = part && i > 1 && p->next == i && p->of == k && seq == p->last + 1;
+    if (!cont && p->next) {
+        /* the message does not continue the held parts: their leader never
+         * published the last one, so the batch was never committed anywhere */
+        *dropped = p->next - 1;
+        p->next = p->of = 0;
+        p->len = 0;
+    }
+    if (!part) {
+        *out = data;
+        *n = len;
+        return PH_REPL_PARTS_WHOLE;
+    }
+    if (i > 1 && !cont) {
+        (*dropped)++; /* a part without the ones before it: ignored the same way */
+        return PH_REPL_PARTS_HELD;
+    }
+    if (p->len + len > p->cap) {
+        size_t cap = p->cap ? p->cap : 1 << 16;
+        while (cap < p->len + len)
+            cap *= 2;
+        uint8_t *nb = realloc(p->buf, cap);
+        if (!nb)
+            return PH_ENOMEM;
+        p->buf = nb;
+        p->cap = cap;
+    }
+    memcpy(p->buf + p->len, data, len);
+    p->len += len;
+    p->last = seq;
+    if (i == 1)
+        p->first = seq;
+    p->of = k;
+    p->next = i + 1;
+    if (i < k)
+        return PH_REPL_PARTS_HELD;
+    p->next = p->of = 0; /* whole: the caller reads buf[0..len) before the next feed */
+    *out = p->buf;
+    *n = p->len;
+    p->len = 0;
+    return PH_REPL_PARTS_WHOLE;
 }
 
 /* ---- applying the stream ------------------------------------------------- */
 
-/* Applies batch seq of the stream through the writer. 1 applied, 0 not there
- * yet (or refused for now: tried again), -1 this store cannot follow the
- * stream (err says why). */
-static int apply_one(ph_repl *r, uint64_t seq, ph_err *err)
-{
-    natsMsg *m = NULL;
-    jsErrCode jerr = 0;
-    char why[256];
-    natsStatus s = js_GetMsg(&m, r->js, r->stream, seq, NULL, &jerr);
-    if (s == NATS_NOT_FOUND)
-        return 0;
-    if (s != NATS_OK) {
-        ph_err_set(err, PH_EUNAVAIL, "replication: batch %llu: %s", (unsigned long long)seq,
-                   nats_why(s, jerr, why, sizeof why));
-        return 0;
-    }
-    const char *uid = NULL;
-    if (natsMsgHeader_Get(m, HDR_UID, &uid) != NATS_OK || !uid || strcmp(uid, r->uid)) {
-        natsMsg_Destroy(m);
-        ph_err_set(err, PH_EINVAL,
-                   "replication: batch %llu of stream %s belongs to store %s, this one is %s: "
-                   "start this node on an empty data_dir (or a snapshot of the leader's)",
-                   (unsigned long long)seq, r->stream, uid ? uid : "(none)", r->uid);
-        return -1;
-    }
-    const char *genesis = NULL;
-    if (seq == 1 && natsMsgHeader_Get(m, HDR_GENESIS, &genesis) == NATS_OK && genesis &&
-        !strcmp(genesis, "data")) {
-        natsMsg_Destroy(m);
-        ph_err_set(err, PH_EINVAL,
-                   "replication: stream %s began on a store that already held data: an empty "
-                   "store cannot follow it; bootstrap this node from a snapshot of a node "
-                   "(docs/replication.md)",
-                   r->stream);
-        return -1;
-    }
-    ph_cmd_batch b;
-    int rc = ph_cmd_batch_decode((const uint8_t *)natsMsg_GetData(m),
-                                 (size_t)natsMsg_GetDataLength(m), &b, err);
-    natsMsg_Destroy(m);
-    if (rc == PH_OK && !b.n) {
-        ph_cmd_batch_free(&b);
-        rc = ph_err_set(err, PH_EINVAL, "an empty batch");
-    }
-    if (rc != PH_OK) {
-        char msg[sizeof err->msg];
-        snprintf(msg, sizeof msg, "%s", err->msg);
-        ph_err_set(err, PH_EINVAL, "replication: batch %llu: %s", (unsigned long long)seq, msg);
-        return -1;
-    }
-    pthread_mutex_lock(&r->mu);
-    r->applying = &b.cmds[0];
-    r->applying_n = b.n;
-    r->applying_seq = seq;
-    pthread_mutex_unlock(&r->mu);
-    rc = ph_cmd_batch_apply(r->store, &b, err);
-    pthread_mutex_lock(&r->mu);
-    r->applying = NULL;
-    pthread_mutex_unlock(&r->mu);
-    ph_cmd_batch_free(&b);
-    if (rc == PH_OK) {
-        atomic_store(&r->applied, seq);
-        if (atomic_load(&r->stream_last) < seq)
-            atomic_store(&r->stream_last, seq);
-        return 1;
-    }
-    char msg[sizeof err->msg];
-    snprintf(msg, sizeof msg, "%s", err->msg);
-    ph_err_set(err, rc, "replication: batch %llu: %s", (unsigned long long)seq, msg);
-    return rc == PH_EUNAVAIL || rc == PH_ESHUTDOWN ? 0 : -1;
-}
+int ph_repl_may_send(void *arg);
 
 static int stopping(ph_repl *r)
 {
@@ -487,26 +616,226 @@ static void mark_broken(ph_repl *r, const ph_err *err)
                r->node, err->msg);
 }
 
-/* Applies what follows the store's sequence, up to `upto` (0 = whatever is
- * there, at most `max` batches). PH_OK when upto was reached (or, for 0, the
- * stream had nothing more); PH_EUNAVAIL (not yet), PH_EINVAL (broken). */
+/* Stops reading (a leader, an error, the end): the consumer is gone and the
+ * parts held with it; the next read starts again after the store's sequence. */
+static void reader_close(ph_repl *r)
+{
+    if (r->sub) {
+        natsSubscription_Unsubscribe(r->sub); /* the ephemeral consumer goes with it */
+        natsSubscription_Destroy(r->sub);
+        r->sub = NULL;
+    }
+    ph_repl_parts_clear(&r->parts);
+    pthread_mutex_lock(&r->mu);
+    r->gap_from = r->gap_to = 0; /* known again once read again */
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* The stream sequence this node has read up to: the store's, or further on
+ * over parts held or ignored. */
+static uint64_t reader_pos(ph_repl *r)
+{
+    uint64_t have = ph_store_repl_seq(r->store);
+    return r->sub && r->pos > have ? r->pos : have;
+}
+
+/* An ordered consumer from the store's sequence + 1: the server pushes the
+ * stream in order (no request per batch), and libnats makes it again from
+ * where it was when a message went missing. */
+static int reader_open(ph_repl *r, ph_err *err)
+{
+    uint64_t have = ph_store_repl_seq(r->store);
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = r->stream;
+    so.Ordered = true;
+    so.Config.DeliverPolicy = js_DeliverByStartSequence;
+    so.Config.OptStartSeq = have + 1;
+    jsErrCode jerr = 0;
+    char why[256];
+    natsStatus s = js_SubscribeSync(&r->sub, r->js, r->subject, NULL, &so, &jerr);
+    if (s != NATS_OK) {
+        r->sub = NULL;
+        return ph_err_set(err, PH_EUNAVAIL, "replication: stream %s: a consumer from %llu: %s",
+                          r->stream, (unsigned long long)have + 1,
+                          nats_why(s, jerr, why, sizeof why));
+    }
+    /* a batch may be a message of max_payload: room for a few of them */
+    natsSubscription_SetPendingLimits(r->sub, 65536, 256 * 1024 * 1024);
+    r->pos = have;
+    ph_repl_parts_clear(&r->parts);
+    return PH_OK;
+}
+
+/* What the reader knows of parts never completed after this store's batch
+ * (ph_repl_hook: a new leader's marker expects the stream's sequence). */
+static void reader_note_gap(ph_repl *r)
+{
+    uint64_t have = ph_store_repl_seq(r->store);
+    pthread_mutex_lock(&r->mu);
+    r->gap_from = have;
+    r->gap_to = r->pos > have ? r->pos : have;
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Applies one decoded batch that ends at stream sequence seq. */
+static int apply_batch(ph_repl *r, const uint8_t *p, size_t n, uint64_t seq, ph_err *err)
+{
+    ph_cmd_batch b;
+    int rc = ph_cmd_batch_decode(p, n, &b, err);
+    if (rc == PH_OK && !b.n) {
+        ph_cmd_batch_free(&b);
+        rc = ph_err_set(err, PH_EINVAL, "an empty batch");
+    }
+    if (rc != PH_OK) {
+        char msg[sizeof err->msg];
+        snprintf(msg, sizeof msg, "%s", err->msg);
+        ph_err_set(err, PH_EINVAL, "replication: batch %llu: %s", (unsigned long long)seq, msg);
+        return -1;
+    }
+    pthread_mutex_lock(&r->mu);
+    r->applying = &b.cmds[0];
+    r->applying_n = b.n;
+    r->applying_prev = ph_store_repl_seq(r->store);
+    r->applying_seq = seq;
+    pthread_mutex_unlock(&r->mu);
+    rc = ph_cmd_batch_apply(r->store, &b, err);
+    pthread_mutex_lock(&r->mu);
+    r->applying = NULL;
+    pthread_mutex_unlock(&r->mu);
+    ph_cmd_batch_free(&b);
+    if (rc == PH_OK) {
+        atomic_store(&r->applied, seq);
+        if (atomic_load(&r->stream_last) < seq)
+            atomic_store(&r->stream_last, seq);
+        return 1;
+    }
+    char msg[sizeof err->msg];
+    snprintf(msg, sizeof msg, "%s", err->msg);
+    ph_err_set(err, rc, "replication: batch %llu: %s", (unsigned long long)seq, msg);
+    return rc == PH_EUNAVAIL || rc == PH_ESHUTDOWN ? 0 : -1;
+}
+
+/* Reads the stream's next message through the consumer, waiting up to
+ * wait_ms, and applies it (a whole batch, or the last part of one) or holds
+ * it (a part before the last). 1 read one, 0 nothing yet (or not applied for
+ * now: read again from the store's sequence), -1 this store cannot follow
+ * the stream (err says why). */
+static int read_one(ph_repl *r, int64_t wait_ms, ph_err *err)
+{
+    /* an ordered consumer lives on one server: after a reconnect it may be
+     * gone with it, and nothing would come; make it again from the store */
+    if (atomic_exchange(&r->reconnected, 0))
+        reader_close(r);
+    if (!r->sub && reader_open(r, err) != PH_OK)
+        return 0;
+    natsMsg *m = NULL;
+    char why[256];
+    natsStatus s = natsSubscription_NextMsg(&m, r->sub, wait_ms > 0 ? wait_ms : 1);
+    if (s == NATS_TIMEOUT)
+        return 0;
+    jsMsgMetaData *meta = NULL;
+    if (s == NATS_OK)
+        s = natsMsg_GetMetaData(&meta, m);
+    if (s != NATS_OK) {
+        ph_err_set(err, PH_EUNAVAIL, "replication: reading stream %s: %s", r->stream,
+                   nats_why(s, 0, why, sizeof why));
+        natsMsg_Destroy(m);
+        reader_close(r);
+        return 0;
+    }
+    uint64_t seq = meta->Sequence.Stream;
+    jsMsgMetaData_Destroy(meta);
+    if (seq != r->pos + 1) {
+        /* not the next one (the stream trimmed past this store is caught by
+         * stream_last): read again from the store's sequence */
+        ph_err_set(err, PH_EUNAVAIL, "replication: stream %s: %llu read after %llu", r->stream,
+                   (unsigned long long)seq, (unsigned long long)r->pos);
+        natsMsg_Destroy(m);
+        reader_close(r);
+        return 0;
+    }
+    const char *uid = NULL, *genesis = NULL, *part = NULL;
+    if (natsMsgHeader_Get(m, HDR_UID, &uid) != NATS_OK || !uid || strcmp(uid, r->uid)) {
+        ph_err_set(err, PH_EINVAL,
+                   "replication: batch %llu of stream %s belongs to store %s, this one is %s: "
+                   "start this node on an empty data_dir (or a snapshot of the leader's)",
+                   (unsigned long long)seq, r->stream, uid ? uid : "(none)", r->uid);
+        natsMsg_Destroy(m);
+        return -1;
+    }
+    if (seq == 1 && natsMsgHeader_Get(m, HDR_GENESIS, &genesis) == NATS_OK && genesis &&
+        !strcmp(genesis, "data")) {
+        natsMsg_Destroy(m);
+        ph_err_set(err, PH_EINVAL,
+                   "replication: stream %s began on a store that already held data: an empty "
+                   "store cannot follow it; bootstrap this node from a snapshot of a node "
+                   "(docs/replication.md)",
+                   r->stream);
+        return -1;
+    }
+    if (natsMsgHeader_Get(m, HDR_PART, &part) != NATS_OK)
+        part = NULL;
+    const uint8_t *whole = NULL;
+    size_t n = 0;
+    unsigned dropped = 0;
+    int k = ph_repl_parts_feed(&r->parts, seq, part, natsMsg_GetData(m),
+                               (size_t)natsMsg_GetDataLength(m), &whole, &n, &dropped);
+    if (dropped)
+        ph_log(r->log, PH_LOG_WARN, NULL, "repl.parts_ignored",
+               "node=%s parts=%u before=%llu detail=\"a batch whose leader never published its "
+               "last part: never committed anywhere\"",
+               r->node, dropped, (unsigned long long)seq);
+    int rc = 1;
+    if (k == PH_EINVAL) {
+        ph_err_set(err, PH_EINVAL,
+                   "replication: batch %llu of stream %s: a malformed %s header: not a perkhub "
+                   "stream",
+                   (unsigned long long)seq, r->stream, HDR_PART);
+        rc = -1;
+    } else if (k == PH_ENOMEM) {
+        ph_err_set(err, PH_ENOMEM, "out of memory");
+        rc = 0;
+    } else if (k == PH_REPL_PARTS_WHOLE) {
+        rc = apply_batch(r, whole, n, seq, err);
+    }
+    natsMsg_Destroy(m);
+    if (rc == 1) {
+        r->pos = seq;
+        reader_note_gap(r);
+    } else {
+        reader_close(r); /* read it again from the store's sequence */
+    }
+    return rc;
+}
+
+/* Reads the stream up to `upto` (0 = whatever comes within wait_ms, at most
+ * `max` messages). PH_OK when upto was reached (or, for 0, the stream had
+ * nothing more); PH_EUNAVAIL (not yet), PH_EINVAL (broken). */
 static int apply_upto(ph_repl *r, uint64_t upto, size_t max, size_t *done, ph_err *err)
 {
     *done = 0;
     for (;;) {
-        uint64_t have = ph_store_repl_seq(r->store);
-        atomic_store(&r->applied, have);
-        if ((upto && have >= upto) || *done >= max || stopping(r))
-            return upto && have < upto ? PH_EUNAVAIL : PH_OK;
-        int k = apply_one(r, have + 1, err);
+        uint64_t at = reader_pos(r);
+        atomic_store(&r->applied, ph_store_repl_seq(r->store));
+        if ((upto && at >= upto) || *done >= max || stopping(r))
+            return upto && at < upto ? ph_err_set(err, PH_EUNAVAIL,
+                                                  "replication: the stream applied up to %llu "
+                                                  "of %llu so far",
+                                                  (unsigned long long)at, (unsigned long long)upto)
+                                     : PH_OK;
+        int k = read_one(r, upto ? r->ack_wait_ms : READ_WAIT_MS, err);
         if (k < 0) {
             mark_broken(r, err);
+            reader_close(r);
             return PH_EINVAL;
         }
         if (k == 0)
-            return upto ? ph_err_set(err, PH_EUNAVAIL,
-                                     "replication: batch %llu of the stream is not readable yet",
-                                     (unsigned long long)have + 1)
+            return upto ? (err->code ? err->code
+                                     : ph_err_set(err, PH_EUNAVAIL,
+                                                  "replication: batch %llu of the stream is not "
+                                                  "readable yet",
+                                                  (unsigned long long)at + 1))
                         : PH_OK;
         (*done)++;
     }
@@ -653,6 +982,7 @@ static void take_over(ph_repl *r)
     pthread_mutex_unlock(&r->mu);
     ph_cmd_clear(&c);
     if (rc == PH_OK && still) {
+        reader_close(r); /* a leader writes the stream; it reads it again if it steps down */
         atomic_store(&r->applied, ph_store_repl_seq(r->store));
         set_role(r, PH_REPL_LEADER, "the stream applied to its end and the epoch marker taken");
     }
@@ -676,14 +1006,60 @@ static void wait_ms(ph_repl *r, int64_t ms)
     pthread_mutex_unlock(&r->mu);
 }
 
+/* A node started without NATS: once the connection is made, what create
+ * could not do (the stream, its store uid against this store's, the bucket).
+ * 1 when done. Only the replicator's thread; r->online says it to others. */
+static int come_online(ph_repl *r)
+{
+    if (natsConnection_Status(r->nc) != NATS_CONN_STATUS_CONNECTED)
+        return 0;
+    ph_err err = {0};
+    char own[9];
+    snprintf(own, sizeof own, "%s", r->uid); /* this store's, set by ph_repl_start */
+    r->have_uid = 0;
+    int rc = ensure_stream(r, &err);
+    if (rc == PH_OK && r->have_uid && strcmp(own, r->uid))
+        rc = ph_err_set(&err, PH_EINVAL,
+                        "replication: this store has uid %s, the stream %s holds the batches of "
+                        "store %s: start this node on an empty data_dir (or a snapshot of the "
+                        "leader's)",
+                        own, r->stream, r->uid);
+    snprintf(r->uid, sizeof r->uid, "%s", own);
+    r->have_uid = 1;
+    if (rc == PH_OK && !r->kv)
+        rc = ensure_bucket(r, &err);
+    if (rc == PH_OK && !r->retain.kv)
+        rc = ph_retain_open(&r->retain, r->js, &err);
+    if (rc == PH_EINVAL) {
+        mark_broken(r, &err);
+    } else if (rc != PH_OK) {
+        ph_log(r->log, PH_LOG_WARN, NULL, "repl.not_online",
+               "node=%s detail=\"%s\" effect=\"trying again\"", r->node, err.msg);
+        return 0;
+    }
+    pthread_mutex_lock(&r->mu);
+    r->online = 1;
+    pthread_mutex_unlock(&r->mu);
+    ph_log(r->log, PH_LOG_INFO, NULL, "repl.online", "node=%s stream=%s applied=%llu", r->node,
+           r->stream, (unsigned long long)ph_store_repl_seq(r->store));
+    if (r->on_change)
+        r->on_change(r->arg); /* GET /v1/health says so; the role follows as usual */
+    return 1;
+}
+
 static void *repl_main(void *arg)
 {
     ph_repl *r = arg;
     int64_t next_lease = 0, period = r->ttl_ms / 4 > 0 ? r->ttl_ms / 4 : 1;
     while (!stopping(r)) {
         pthread_mutex_lock(&r->mu);
-        int role = r->role, broken = r->broken;
+        int role = r->role, broken = r->broken, online = r->online;
         pthread_mutex_unlock(&r->mu);
+        if (!online) {
+            if (!come_online(r))
+                wait_ms(r, period); /* or sooner: on_connected */
+            continue;
+        }
         int64_t now = mono_ms();
         if (role != PH_REPL_STANDBY) {
             if (now >= next_lease) {
@@ -695,7 +1071,7 @@ static void *repl_main(void *arg)
             if (role == PH_REPL_PROMOTING && ph_repl_role(r) == PH_REPL_PROMOTING) {
                 take_over(r);
                 if (ph_repl_role(r) == PH_REPL_PROMOTING)
-                    wait_ms(r, IDLE_WAIT_MS); /* the stream or the writer: again soon */
+                    wait_ms(r, 20); /* the stream or the writer: again soon */
                 continue;
             }
             int64_t left = next_lease - mono_ms();
@@ -705,19 +1081,34 @@ static void *repl_main(void *arg)
         }
         ph_err err = {0};
         size_t done = 0;
+        /* the consumer's wait is the standby's idle time: a batch is applied as
+         * soon as the server pushes it */
         if (!broken)
             apply_upto(r, 0, 256, &done, &err);
         ph_retain_tick(&r->retain, r->js, r->store, 0); /* a standby's report (retain.h) */
+        if (!broken && !r->sub)
+            wait_ms(r, READ_WAIT_MS); /* no consumer (NATS away): again, not at once */
         if (!broken && mono_ms() >= next_lease) {
             uint64_t last;
             ph_err e = {0};
-            stream_last(r, &last, &e); /* what GET /v1/health reports as the stream's end */
+            /* what GET /v1/health reports as the stream's end; a stream
+             * trimmed past this store cannot be followed */
+            int rc = stream_last(r, &last, &e);
+            if (rc == PH_EINVAL)
+                mark_broken(r, &e);
+            /* the stream is ahead and nothing came since the last look: the
+             * consumer is stuck (its server gone unnoticed): make it again */
+            uint64_t at = reader_pos(r);
+            if (rc == PH_OK && last > at && at == r->stall_at)
+                reader_close(r);
+            r->stall_at = at;
             lease_check(r);
             next_lease = mono_ms() + period;
         }
-        if (!done && ph_repl_role(r) == PH_REPL_STANDBY)
-            wait_ms(r, broken ? period : IDLE_WAIT_MS);
+        if (broken && ph_repl_role(r) == PH_REPL_STANDBY)
+            wait_ms(r, period);
     }
+    reader_close(r);
     return NULL;
 }
 
@@ -734,24 +1125,30 @@ int ph_repl_start(ph_repl *r, ph_store *s, ph_err *err)
                           uid, r->stream, r->uid);
     snprintf(r->uid, sizeof r->uid, "%s", uid);
     r->have_uid = 1;
-    /* reported before catching up (retain.h): the leader trims nothing this
-     * node still has to apply, from its first batch on */
-    ph_retain_tick(&r->retain, r->js, s, 0);
-    uint64_t last = 0;
-    size_t done;
-    int rc = stream_last(r, &last, err);
-    if (rc == PH_OK)
-        rc = apply_upto(r, last, SIZE_MAX, &done, err);
-    if (rc != PH_OK)
-        return rc;
-    ph_log(r->log, PH_LOG_INFO, NULL, "repl.caught_up", "node=%s stream=%s applied=%llu", r->node,
-           r->stream, (unsigned long long)ph_store_repl_seq(s));
-    /* one look at the lease now, so a node that finds it free starts as leader */
-    lease_check(r);
-    for (int i = 0; i < 100 && ph_repl_role(r) == PH_REPL_PROMOTING; i++)
-        take_over(r);
-    if (pthread_create(&r->thread, NULL, repl_main, r))
+    if (ph_repl_online(r)) {
+        /* reported before catching up (retain.h): the leader trims nothing
+         * this node still has to apply, from its first batch on */
+        ph_retain_tick(&r->retain, r->js, s, 0);
+        uint64_t last = 0;
+        size_t done;
+        int rc = stream_last(r, &last, err);
+        if (rc == PH_OK)
+            rc = apply_upto(r, last, SIZE_MAX, &done, err);
+        if (rc != PH_OK) {
+            reader_close(r);
+            return rc;
+        }
+        ph_log(r->log, PH_LOG_INFO, NULL, "repl.caught_up", "node=%s stream=%s applied=%llu",
+               r->node, r->stream, (unsigned long long)ph_store_repl_seq(s));
+        /* one look at the lease now, so a node that finds it free starts as leader */
+        lease_check(r);
+        for (int i = 0; i < 100 && ph_repl_role(r) == PH_REPL_PROMOTING; i++)
+            take_over(r);
+    }
+    if (pthread_create(&r->thread, NULL, repl_main, r)) {
+        reader_close(r);
         return ph_err_set(err, PH_ENOMEM, "replication: cannot start its thread");
+    }
     r->started = 1;
     return PH_OK;
 }

@@ -42,34 +42,38 @@ static int64_t mono_ms(void)
 
 #define KEY_PREFIX "node."
 
-int ph_retain_init(ph_retain *t, jsCtx *js, const ph_config *cfg, ph_snaps *snaps,
-                   const ph_logger *log, ph_err *err)
+void ph_retain_init(ph_retain *t, const ph_config *cfg, ph_snaps *snaps, const ph_logger *log)
 {
-    char bucket[160];
-    snprintf(bucket, sizeof bucket, "%s_nodes", cfg->repl_lease_bucket);
+    snprintf(t->bucket, sizeof t->bucket, "%s_nodes", cfg->repl_lease_bucket);
     snprintf(t->key, sizeof t->key, KEY_PREFIX "%s", cfg->repl_node_id ? cfg->repl_node_id : "");
     snprintf(t->stream, sizeof t->stream, "%s", cfg->repl_stream);
     t->ttl_ms = cfg->repl_lease_ttl_ms;
     t->hold_ms = (int64_t)cfg->repl_hold_ttls * cfg->repl_lease_ttl_ms;
     t->margin = cfg->repl_trim_margin;
+    t->replicas = (int)cfg->repl_replicas;
     t->snaps = snaps;
     t->log = log;
-    natsStatus s = js_KeyValue(&t->kv, js, bucket);
+}
+
+int ph_retain_open(ph_retain *t, jsCtx *js, ph_err *err)
+{
+    natsStatus s = js_KeyValue(&t->kv, js, t->bucket);
     if (s == NATS_NOT_FOUND) {
         kvConfig kc;
         kvConfig_Init(&kc);
-        kc.Bucket = bucket;
+        kc.Bucket = t->bucket;
         kc.History = 1;
         /* the server forgets a report twice the hold after it was made: the
          * age test (ph_retain_purge_seq) decides, this only clears old keys */
         kc.TTL = t->hold_ms * 2 * 1000000;
-        kc.Replicas = (int)cfg->repl_replicas;
+        kc.Replicas = t->replicas;
         kc.StorageType = js_FileStorage;
         s = js_CreateKeyValue(&t->kv, js, &kc);
     }
     if (s != NATS_OK) {
         const char *last = nats_GetLastError(NULL);
-        return ph_err_set(err, PH_EUNAVAIL, "replication: nodes bucket %s: %s", bucket,
+        t->kv = NULL;
+        return ph_err_set(err, PH_EUNAVAIL, "replication: nodes bucket %s: %s", t->bucket,
                           last && *last ? last : natsStatus_GetText(s));
     }
     return PH_OK;

@@ -50,8 +50,9 @@ uint64_t ph_retain_purge_seq(const ph_retain_report *v, size_t n, int64_t hold_m
 
 /* The replicator's retention state: a field of struct ph_repl. */
 typedef struct ph_retain {
-    kvStore *kv; /* the nodes bucket; NULL before init */
-    char key[160], stream[128];
+    kvStore *kv; /* the nodes bucket; NULL until ph_retain_open */
+    char key[160], stream[128], bucket[160];
+    int replicas;
     int64_t ttl_ms, hold_ms;
     uint64_t margin;
     int64_t next_report, next_trim; /* monotonic ms */
@@ -60,11 +61,17 @@ typedef struct ph_retain {
     int report_failed; /* a failed report was logged: once until one succeeds */
 } ph_retain;
 
-/* The nodes bucket opened (made when absent: history 1, replicas and the
- * hold from cfg's replication section). snaps and log borrowed. Main thread.
- * PH_EUNAVAIL (the bucket cannot be made: err names it). */
-int ph_retain_init(ph_retain *t, jsCtx *js, const ph_config *cfg, ph_snaps *snaps,
-                   const ph_logger *log, ph_err *err);
+/* Takes what retention needs of cfg's replication section (cfg borrowed for
+ * the call; snaps and log borrowed). No NATS yet: a node may start without
+ * it. Main thread, inside ph_repl_create. */
+void ph_retain_init(ph_retain *t, const ph_config *cfg, ph_snaps *snaps, const ph_logger *log);
+
+/* The nodes bucket opened (made when absent: history 1, the replicas and the
+ * hold of the section). Once NATS answers: in ph_repl_create, or on the
+ * replicator's thread when the node came online later. Until it is open,
+ * ph_retain_tick does nothing. PH_EUNAVAIL (the bucket cannot be made: err
+ * names it). */
+int ph_retain_open(ph_retain *t, jsCtx *js, ph_err *err);
 
 /* Reports this node (when due), and, on a leader (`leader` 1), trims the
  * stream when due and allowed. s is the replicator's store (the applied

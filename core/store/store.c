@@ -5,6 +5,7 @@
  */
 #include "store/store_int.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdatomic.h>
@@ -283,6 +284,12 @@ static int store_exists(const char *dir, ph_err *err)
     if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
         return ph_err_set(err, PH_ENOTFOUND, "no store at %s", dir);
     return PH_OK;
+}
+
+int ph_store_exists(const char *dir)
+{
+    ph_err err;
+    return store_exists(dir, &err) == PH_OK;
 }
 
 /* A read-only open of a directory where LMDB cannot keep its lock file (it
@@ -584,7 +591,7 @@ static int run_cmd(ph_store *s, MDB_txn *txn, ph_cmd *c, ph_ids *ids, int direct
 
 /* meta "repl_seq": the stream sequence of the last batch committed through
  * the replication hook, u64 in host order as every id key. */
-static const MDB_val repl_seq_key = {8, "repl_seq"};
+static const MDB_val repl_seq_key = {sizeof PH_META_REPL_SEQ - 1, PH_META_REPL_SEQ};
 
 static uint64_t repl_seq_get(ph_store *s, MDB_txn *txn, int *mrc)
 {
@@ -616,18 +623,29 @@ uint64_t ph_store_repl_seq(ph_store *s)
 }
 
 /* Replication's seam, just before the commit (ph_store_opts.repl_hook): the
- * batch's stream sequence is written in its own transaction, then the hook
- * puts the batch in the stream at exactly that sequence, or refuses it. So a
- * leader never commits a batch the stream lacks, and every node records
- * which stream message its data reached. */
+ * hook puts the batch in the stream, or refuses it, and the sequence of its
+ * last stream message is written in the batch's own transaction. So a leader
+ * never commits a batch the stream lacks, and every node records which
+ * stream message its data reached. The value is written once before the
+ * hook (prev + 1, a placeholder of the same size): its page is then dirty in
+ * this transaction, and the final write, after a publish that cannot be
+ * undone, overwrites it in place without needing a page (no MAPFULL redo
+ * that would publish the batch twice). */
 static int repl_seal(ph_store *s, MDB_txn *txn, const ph_cmd *batch, ph_err *err)
 {
     int mrc;
-    uint64_t prev = repl_seq_get(s, txn, &mrc), next = prev + 1;
-    MDB_val k = repl_seq_key, v = {sizeof next, &next};
+    uint64_t prev = repl_seq_get(s, txn, &mrc), seq = prev + 1;
+    MDB_val k = repl_seq_key, v = {sizeof seq, &seq};
     if (mrc || (mrc = mdb_put(txn, s->dbi[DB_META], &k, &v, 0)))
         return ph_store_lmdb_err(err, mrc, "write repl_seq");
-    return s->repl_hook(s->repl_arg, batch, prev, err);
+    int rc = s->repl_hook(s->repl_arg, batch, prev, &seq, err);
+    if (rc != PH_OK)
+        return rc;
+    assert(seq > prev);
+    v = (MDB_val){sizeof seq, &seq};
+    if ((mrc = mdb_put(txn, s->dbi[DB_META], &k, &v, 0)))
+        return ph_store_lmdb_err(err, mrc, "write repl_seq");
+    return PH_OK;
 }
 
 /* Applies every command of the batch in one write transaction. Orders and

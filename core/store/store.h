@@ -270,14 +270,19 @@ typedef struct ph_store_opts {
     /* Replication's one seam (core/repl/repl.h), NULL = a single node (no cost).
      * Called on the writer with every batch after it was applied and before
      * its commit, prev_seq being the stream sequence the store held (meta
-     * "repl_seq", 0 = none); the store has written prev_seq + 1 there in the
-     * batch's transaction. PH_OK only when the batch is in the stream at
-     * exactly prev_seq + 1 (published by this leader and acknowledged, or
-     * being applied from there by a standby); any other rc aborts the batch:
-     * nothing of it is committed and every command of it fails with that rc
-     * and err (PH_EUNAVAIL, "replication: not stored: ..."). The hook must not
-     * submit commands or call back into the store. */
-    int (*repl_hook)(void *arg, const struct ph_cmd *batch, uint64_t prev_seq, ph_err *err);
+     * "repl_seq", 0 = none). PH_OK only when the batch is in the stream and
+     * ends at *seq (> prev_seq): published by this leader and acknowledged, or
+     * being applied from there by a standby. A batch may take several stream
+     * messages (parts of a batch over the servers' max_payload), and parts of
+     * a batch never completed may lie between prev_seq and the batch, so *seq
+     * is the sequence of its LAST message, not always prev_seq + 1; the store
+     * writes *seq to "repl_seq" in the batch's transaction (the value's room
+     * is taken before the call, so that write needs no new page). Any other
+     * rc aborts the batch: nothing of it is committed and every command of it
+     * fails with that rc and err (PH_EUNAVAIL, "replication: not stored:
+     * ..."). The hook must not submit commands or call back into the store. */
+    int (*repl_hook)(void *arg, const struct ph_cmd *batch, uint64_t prev_seq, uint64_t *seq,
+                     ph_err *err);
     void *repl_arg; /* borrowed: must outlive the store */
 } ph_store_opts;
 #define PH_REPORT_OFFSET_DEFAULT 480
@@ -296,6 +301,11 @@ typedef struct ph_store_opts {
  * (opts.uid malformed or not the store's; a journal_file ph_journal_open
  * refuses). On error nothing was changed. */
 int ph_store_open(const ph_store_opts *opts, ph_store **out, ph_err *err);
+
+/* 1 when dir holds a store (its data file), 0 when not: what a replicated
+ * node started without NATS asks (a new store cannot know the stream's uid;
+ * core/repl/repl.h). Any thread. */
+int ph_store_exists(const char *dir);
 
 /* The schema version this open migrated the store from, 0 when it did not. */
 uint32_t ph_store_migrated_from(ph_store *s);

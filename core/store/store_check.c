@@ -35,6 +35,9 @@ typedef struct scan {
     uint64_t open_orders;      /* of those, with an attempt not final */
     uint64_t held_orders;      /* held for review (each in `reviews`) */
     uint64_t granted_orders;   /* granted (each with a grant) */
+    uint64_t repl_markers;     /* repl.leader epoch markers among the events */
+    uint64_t repl_after;       /* the last marker's after_seq */
+    uint64_t repl_marker_ev;   /* and its event */
     int full;                  /* checking invariants, not just counting */
     int64_t now;               /* counting: available codes due at now count as expired */
     ph_check_progress *prog;   /* may be NULL */
@@ -652,6 +655,66 @@ static uint8_t *ids_present(scan *sc, int db, uint64_t *n, int *oom)
     return seen;
 }
 
+/* 37, in event order: a replication epoch marker (repl.leader) names its
+ * node and the stream sequence it followed, and each follows the one before
+ * it (a new leader's marker is published after everything the stream held,
+ * the previous marker included). */
+static int note_marker(scan *sc, uint64_t seq, json_t *ev)
+{
+    if (strcmp(json_string_value(json_object_get(ev, "type")), "repl.leader"))
+        return PH_OK;
+    json_t *after = json_object_get(ev, "after_seq");
+    if (!json_is_integer(after) || json_integer_value(after) < 0 ||
+        !json_is_string(json_object_get(ev, "node")))
+        return ph_err_set(sc->err, PH_EIO,
+                          "events: event %llu: a repl.leader marker without its node and after_seq",
+                          (unsigned long long)seq);
+    uint64_t a = (uint64_t)json_integer_value(after);
+    if (sc->repl_markers && a <= sc->repl_after)
+        return ph_err_set(sc->err, PH_EIO,
+                          "events: the repl.leader marker of event %llu follows stream sequence "
+                          "%llu, not after the one of event %llu (%llu)",
+                          (unsigned long long)seq, (unsigned long long)a,
+                          (unsigned long long)sc->repl_marker_ev,
+                          (unsigned long long)sc->repl_after);
+    sc->repl_markers++;
+    sc->repl_after = a;
+    sc->repl_marker_ev = seq;
+    return PH_OK;
+}
+
+/* 36: meta repl_seq, when there, is a u64 of at least 1, and it is there
+ * exactly when the store holds an epoch marker (a replicated store's first
+ * batch follows one; a single node's store has neither). 37: it is past the
+ * last marker's after_seq (the marker itself was committed after it). */
+static int check_repl(scan *sc)
+{
+    MDB_val k = {sizeof PH_META_REPL_SEQ - 1, PH_META_REPL_SEQ}, v;
+    int mrc = mdb_get(sc->txn, sc->s->dbi[DB_META], &k, &v);
+    if (mrc && mrc != MDB_NOTFOUND)
+        return ph_store_lmdb_err(sc->err, mrc, "read meta repl_seq");
+    uint64_t rs = 0;
+    if (!mrc && v.mv_size == sizeof rs)
+        memcpy(&rs, v.mv_data, sizeof rs);
+    if (!mrc && !rs)
+        return ph_err_set(sc->err, PH_EIO,
+                          "meta: repl_seq is not a stream sequence (%zu bytes, value 0 or "
+                          "malformed)",
+                          v.mv_size);
+    if (!mrc != !!sc->repl_markers)
+        return ph_err_set(sc->err, PH_EIO,
+                          mrc ? "meta: no repl_seq, but %llu repl.leader markers among the events"
+                              : "meta: repl_seq %llu, but no repl.leader marker among the events",
+                          mrc ? (unsigned long long)sc->repl_markers : (unsigned long long)rs);
+    if (!mrc && rs <= sc->repl_after)
+        return ph_err_set(sc->err, PH_EIO,
+                          "meta: repl_seq %llu is not past the last repl.leader marker's "
+                          "after_seq %llu (event %llu)",
+                          (unsigned long long)rs, (unsigned long long)sc->repl_after,
+                          (unsigned long long)sc->repl_marker_ev);
+    return PH_OK;
+}
+
 /* Events are numbered 1, 2, ... without a gap, each is a JSON object whose seq
  * is its key, the orders and batches it names exist, and every order and
  * every batch is named by at least one event (each was written with one:
@@ -691,6 +754,8 @@ static int check_events(scan *sc)
                             "corrupted: sub-database events: event %llu is not an event record "
                             "(JSON, seq, type)",
                             (unsigned long long)seq);
+        if (rc == PH_OK)
+            rc = note_marker(sc, seq, ev);
         if (rc == PH_OK)
             rc = mark_ref(sc, seq, "order", json_object_get(ev, "order_id"), orders, norders);
         if (rc == PH_OK)
@@ -772,6 +837,7 @@ static int run_scan(ph_store *s, ph_store_stats *st, int full, int64_t now, ph_c
         (rc = check_client_orders(&sc)) == PH_OK &&
         (at_stage(&sc, "totals per sku", -1), rc = check_totals(&sc)) == PH_OK &&
         (rc = check_events(&sc)) == PH_OK &&
+        (at_stage(&sc, "replication's sequence", DB_META), rc = check_repl(&sc)) == PH_OK &&
         (at_stage(&sc, "the audit trail", DB_AUDIT), rc = store_audit_check(s, sc.txn, err)) ==
             PH_OK &&
         (at_stage(&sc, "the ledger and the daily aggregates", DB_LEDGER),

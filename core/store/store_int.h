@@ -6,6 +6,10 @@
 #ifndef PH_STORE_INT_H
 #define PH_STORE_INT_H
 
+/* meta's key of the stream sequence of the last replicated batch (u64, host
+ * order; store.c writes it, store_check.c checks it: invariants 36, 37) */
+#define PH_META_REPL_SEQ "repl_seq"
+
 #include <jansson.h>
 #include <lmdb.h>
 #include <pthread.h>
@@ -163,7 +167,8 @@ struct ph_store {
     /* opts.journal_file; the writer's only, opened and closed around it */
     struct ph_journal *journal;
     /* opts.repl_hook and its argument: the writer calls it before each commit */
-    int (*repl_hook)(void *arg, const struct ph_cmd *batch, uint64_t prev_seq, ph_err *err);
+    int (*repl_hook)(void *arg, const struct ph_cmd *batch, uint64_t prev_seq, uint64_t *seq,
+                     ph_err *err);
     void *repl_arg;
 };
 

@@ -1225,7 +1225,51 @@ static int nats_healthy(void *arg)
     return 1;
 }
 
+/* Server i from its configuration in ns->dir (same ports, same JetStream store). */
+static void nats_spawn(h_nats *ns, int i)
+{
+    char path[320], log[320];
+    snprintf(path, sizeof path, "%s/n%d.conf", ns->dir, i);
+    snprintf(log, sizeof log, "%s/n%d.log", ns->dir, i);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        dup2(fd, 2);
+        dup2(fd, 1);
+        execl("/usr/sbin/nats-server", "nats-server", "-c", path, (char *)NULL);
+        _exit(127);
+    }
+    ns->pid[i] = pid;
+}
+
+static int nats_wait_ready(h_nats *ns)
+{
+    if (wait_until(nats_healthy, ns, 30000) == 0) {
+        int alive = 1;
+        for (int i = 0; i < ns->n; i++)
+            alive &= ns->pid[i] <= 0 || waitpid(ns->pid[i], NULL, WNOHANG) == 0;
+        if (alive)
+            return 0;
+    }
+    for (int i = 0; i < ns->n; i++) {
+        char log[320];
+        snprintf(log, sizeof log, "%s/n%d.log", ns->dir, i);
+        size_t len;
+        char *t = h_read_file(log, &len);
+        fprintf(stderr, "nats-server n%d did not become ready; its log:\n%s\n", i, t ? t : "");
+        free(t);
+    }
+    return -1;
+}
+
 int h_nats_start(h_nats *ns, int n)
+{
+    return h_nats_start_with(ns, n, "8MB");
+}
+
+int h_nats_start_with(h_nats *ns, int n, const char *max_payload)
 {
     cr_assert(n >= 1 && n <= H_NATS_MAX);
     memset(ns, 0, sizeof *ns);
@@ -1247,10 +1291,10 @@ int h_nats_start(h_nats *ns, int n)
         }
         snprintf(conf, sizeof conf,
                  "server_name: n%d\nlisten: 127.0.0.1:%u\nhttp: 127.0.0.1:%u\n"
-                 "max_payload: 8MB\n"
+                 "max_payload: %s\n"
                  "jetstream {\n  store_dir: \"%s/js%d\"\n  max_memory_store: 64MB\n"
                  "  max_file_store: 1GB\n}\n",
-                 i, ns->port[i], ns->http[i], ns->dir, i);
+                 i, ns->port[i], ns->http[i], max_payload, ns->dir, i);
         if (n > 1) {
             size_t k = strlen(conf);
             snprintf(conf + k, sizeof conf - k,
@@ -1259,37 +1303,17 @@ int h_nats_start(h_nats *ns, int n)
         }
         snprintf(name, sizeof name, "n%d.conf", i);
         h_write_file(ns->dir, name, conf);
-        char path[320], log[320];
-        snprintf(path, sizeof path, "%s/%s", ns->dir, name);
-        snprintf(log, sizeof log, "%s/n%d.log", ns->dir, i);
-        pid_t pid = fork();
-        cr_assert(pid >= 0);
-        if (pid == 0) {
-            prctl(PR_SET_PDEATHSIG, SIGKILL);
-            int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-            dup2(fd, 2);
-            dup2(fd, 1);
-            execl("/usr/sbin/nats-server", "nats-server", "-c", path, (char *)NULL);
-            _exit(127);
-        }
-        ns->pid[i] = pid;
+        nats_spawn(ns, i);
     }
-    if (wait_until(nats_healthy, ns, 30000) == 0) {
-        int alive = 1;
-        for (int i = 0; i < n; i++)
-            alive &= waitpid(ns->pid[i], NULL, WNOHANG) == 0;
-        if (alive)
-            return 0;
-    }
-    for (int i = 0; i < n; i++) {
-        char log[320];
-        snprintf(log, sizeof log, "%s/n%d.log", ns->dir, i);
-        size_t len;
-        char *t = h_read_file(log, &len);
-        fprintf(stderr, "nats-server n%d did not become ready; its log:\n%s\n", i, t ? t : "");
-        free(t);
-    }
-    return -1;
+    return nats_wait_ready(ns);
+}
+
+int h_nats_restart(h_nats *ns)
+{
+    for (int i = 0; i < ns->n; i++)
+        if (ns->pid[i] <= 0)
+            nats_spawn(ns, i);
+    return nats_wait_ready(ns);
 }
 
 void h_nats_kill(h_nats *ns, int i)

@@ -293,6 +293,13 @@ uint16_t h_free_port(void);
  * Each dies with the test process (PDEATHSIG). 0, or -1 with their logs on
  * stderr. */
 int h_nats_start(h_nats *ns, int n);
+/* h_nats_start with the servers' max_payload ("8MB" for h_nats_start; a
+ * small one makes a large batch travel in parts). */
+int h_nats_start_with(h_nats *ns, int n, const char *max_payload);
+/* Starts again every server killed (h_nats_kill), on its ports and its
+ * JetStream store, and waits until all answer /healthz. 0, or -1 (logs on
+ * stderr). */
+int h_nats_restart(h_nats *ns);
 /* SIGKILL server i and wait for it. */
 void h_nats_kill(h_nats *ns, int i);
 /* SIGKILL every server still running, remove the directory. Safe to call

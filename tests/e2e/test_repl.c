@@ -16,7 +16,10 @@
  * (R3 goes on); a leader stopped cleanly (the lease handed on at once); a
  * node bootstrapped from an mdb_copy snapshot on a trimmed stream; a single
  * node turned leader (its standbys need a copy); the risk rules and counts of
- * the old leader enforced by the new one.
+ * the old leader enforced by the new one; a node started while every NATS
+ * server is down (reads answer, writes 503, it catches up once NATS is back;
+ * an empty store refuses naming the URLs); a batch over a small max_payload
+ * in parts; parts of a batch never completed ignored on every node alike.
  */
 #include <criterion/criterion.h>
 #include <nats/nats.h>
@@ -492,11 +495,12 @@ static int cmp_code(const void *a, const void *b)
     return strcmp(a, b);
 }
 
-/* Three nodes up, node0 leading with 80 codes in stock. */
-static void cluster_up(const char *ttl_ms)
+/* Three nodes up, node0 leading with 80 codes in stock; the NATS servers
+ * with their max_payload. */
+static void cluster_up_with(const char *ttl_ms, const char *max_payload)
 {
     JSZ = 0;
-    cr_assert_eq(h_nats_start(&N, 3), 0, "the NATS cluster did not start");
+    cr_assert_eq(h_nats_start_with(&N, 3, max_payload), 0, "the NATS cluster did not start");
     cr_assert_eq(h_sim_start(&S, NULL), 0, "supsim did not start");
     for (int i = 0; i < NODES; i++)
         setup_node(i, ttl_ms);
@@ -515,6 +519,11 @@ static void cluster_up(const char *ttl_ms)
     h_resp r = h_import(&D[0], "rp.card", csv, 201);
     free(csv);
     h_resp_free(&r);
+}
+
+static void cluster_up(const char *ttl_ms)
+{
+    cluster_up_with(ttl_ms, "8MB");
 }
 
 /* The end of a failover test: every card code issued once, every recharge
@@ -704,6 +713,35 @@ static int e_caught_up(void *arg)
     return applied == last;
 }
 
+/* E: a fourth node, node9, configured like node1 on a port of its own,
+ * with an empty data_dir and the first node's key file. */
+static void setup_e(void)
+{
+    char body[4096];
+    uint16_t port = h_free_port();
+    snprintf(body, sizeof body, "%s", BODY[1]);
+    char *at = strstr(body, "node_id: node1");
+    cr_assert(at);
+    at[13] = '9'; /* node9 */
+    h_setup_custom(&E, body, NULL);
+    char *text = h_config_text(&E, NULL), want[32];
+    snprintf(want, sizeof want, "  port: %u\n", port);
+    char *fixed = h_replace(text, "  port: 0\n", want);
+    char adv_from[64], adv_to[64];
+    snprintf(adv_from, sizeof adv_from, "http://127.0.0.1:%u\n", PORT[1]);
+    snprintf(adv_to, sizeof adv_to, "http://127.0.0.1:%u\n", port);
+    char *fixed2 = h_replace(fixed, adv_from, adv_to);
+    h_write_config_text(&E, fixed2);
+    free(fixed2);
+    free(fixed);
+    free(text);
+    char key_from[400], key_to[400];
+    snprintf(key_from, sizeof key_from, "%s/master.key", D[0].dir);
+    snprintf(key_to, sizeof key_to, "%s/master.key", E.dir);
+    const char *cp[] = {"/bin/cp", "-p", key_from, key_to, NULL};
+    cr_assert_eq(h_run(cp, NULL, NULL, 0, NULL, NULL), 0);
+}
+
 Test(repl, a_new_node_bootstraps_from_a_snapshot_and_catches_up)
 {
     cluster_up("3000");
@@ -738,30 +776,7 @@ Test(repl, a_new_node_bootstraps_from_a_snapshot_and_catches_up)
     stream_trim((uint64_t)seq + 1); /* the batches the snapshot holds are gone from the stream */
 
     /* a new node with an empty store cannot follow a stream that lost its start */
-    char urls[256], body[4096];
-    uint16_t port = h_free_port();
-    snprintf(body, sizeof body, "%s", BODY[1]);
-    char *at = strstr(body, "node_id: node1");
-    cr_assert(at);
-    at[13] = '9'; /* node9 */
-    h_setup_custom(&E, body, NULL);
-    char *text = h_config_text(&E, NULL), want[32];
-    snprintf(want, sizeof want, "  port: %u\n", port);
-    char *fixed = h_replace(text, "  port: 0\n", want);
-    char adv_from[64], adv_to[64];
-    snprintf(adv_from, sizeof adv_from, "http://127.0.0.1:%u\n", PORT[1]);
-    snprintf(adv_to, sizeof adv_to, "http://127.0.0.1:%u\n", port);
-    char *fixed2 = h_replace(fixed, adv_from, adv_to);
-    h_write_config_text(&E, fixed2);
-    free(fixed2);
-    free(fixed);
-    free(text);
-    (void)urls;
-    char key_from[400], key_to[400];
-    snprintf(key_from, sizeof key_from, "%s/master.key", D[0].dir);
-    snprintf(key_to, sizeof key_to, "%s/master.key", E.dir);
-    const char *cp[] = {"/bin/cp", "-p", key_from, key_to, NULL};
-    cr_assert_eq(h_run(cp, NULL, NULL, 0, NULL, NULL), 0);
+    setup_e();
     h_spawn(&E);
     int st = 0;
     while (waitpid(E.pid, &st, 0) < 0)
@@ -905,6 +920,175 @@ Test(repl, a_new_leader_enforces_the_risk_rules_and_counts_of_the_old)
     cr_assert_eq(order_for(lead, "u-5", "bob"), 201);
     h_daemon *two[] = {&D[1], &D[2]};
     compare_and_stop(two, 2);
+    for (int i = 0; i < NODES; i++)
+        h_cleanup(&D[i]);
+}
+
+/* ---- without NATS, and large batches ------------------------------------------ */
+
+static json_t *health_repl(h_daemon *d)
+{
+    h_resp r;
+    json_t *out = NULL;
+    if (h_http(d, "GET", "/v1/health", NULL, NULL, NULL, 0, &r) == 0 && r.status == 200)
+        out = json_incref(json_object_get(r.json, "replication"));
+    h_resp_free(&r);
+    return out;
+}
+
+static int is_connected(void *arg)
+{
+    json_t *rep = health_repl(arg);
+    int ok = rep && json_is_true(json_object_get(rep, "connected"));
+    json_decref(rep);
+    return ok;
+}
+
+/* An order placed on whichever node leads now (a leader may be deposed and
+ * restart after the outage): 1 once one was stored. */
+static int placed_on_leader(void *arg)
+{
+    int lead = leader_now();
+    if (lead < 0)
+        return 0;
+    h_resp r = h_order(&D[lead], "mall-token", arg, "rp.card", 1);
+    int ok = r.status == 201;
+    h_resp_free(&r);
+    return ok;
+}
+
+/* A node whose store exists starts while every NATS server is down: it
+ * serves reads from its store and refuses writes saying NATS is unreachable;
+ * a node with an empty store refuses to start, naming the URLs; once NATS is
+ * back the first catches up and ends with the others' data. */
+Test(repl, a_node_starts_without_nats_and_catches_up_when_it_answers)
+{
+    cluster_up("3000");
+    h_resp r = h_order(&D[0], "mall-token", "before-outage", "rp.card", 1);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    long long id = json_integer_value(json_object_get(json_object_get(r.json, "order"), "id"));
+    h_resp_free(&r);
+    wait_caught_up(2);
+    h_stop_clean(&D[2]);
+    atomic_store(&LIVE[2], 0);
+    for (int i = 0; i < 3; i++)
+        h_nats_kill(&N, i);
+
+    cr_assert_eq(h_start(&D[2]), 0, "node2 did not start without NATS");
+    atomic_store(&LIVE[2], 1);
+    json_t *rep = health_repl(&D[2]);
+    cr_assert(rep, "no replication object in /v1/health");
+    cr_assert(json_is_false(json_object_get(rep, "connected")), "connected is not false");
+    cr_assert_str_eq(h_str(rep, "role"), "standby");
+    json_decref(rep);
+    json_t *o = h_order_get(&D[2], id, "mall-token");
+    cr_assert_str_eq(h_str(o, "state"), "succeeded");
+    json_decref(o);
+    r = h_order(&D[2], "mall-token", "during-outage", "rp.card", 1);
+    cr_assert_eq(r.status, 503, "%s", r.body);
+    cr_assert_str_eq(h_str(r.json, "error"), "not_leader", "%s", r.body);
+    cr_assert(strstr(h_str(r.json, "message"), "no NATS server is reachable (nats://127.0.0.1:"),
+              "%s", r.body);
+    h_resp_free(&r);
+
+    /* an empty store cannot know the stream's uid without NATS */
+    setup_e();
+    h_spawn(&E);
+    int st = 0;
+    while (waitpid(E.pid, &st, 0) < 0)
+        ;
+    E.pid = 0;
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) != 0, "a node with an empty store started");
+    cr_assert(h_file_count(E.log, "no NATS server reachable at nats://127.0.0.1:") >= 1,
+              "the refusal does not name the URLs");
+
+    cr_assert_eq(h_nats_restart(&N), 0, "the NATS cluster did not start again");
+    cr_assert_eq(h_wait_for(is_connected, &D[2], WAIT_MS), 0, "node2 never connected");
+    cr_assert_eq(h_wait_for(placed_on_leader, "after-outage", WAIT_MS), 0,
+                 "no leader took an order after the outage");
+    h_daemon *all[] = {&D[0], &D[1], &D[2]};
+    compare_and_stop(all, NODES);
+    for (int i = 0; i < NODES; i++)
+        h_cleanup(&D[i]);
+    h_cleanup(&E);
+}
+
+/* A batch over the servers' max_payload (64 KB here: an import of 5000 codes)
+ * travels in parts; every standby applies it whole, at its last part's
+ * sequence, and ends with the leader's data. */
+Test(repl, a_batch_over_max_payload_travels_in_parts)
+{
+    cluster_up_with("6000", "64KB");
+    long long before = h_nats_stream_last(&N, 0, STREAM);
+    char *csv = h_codes_csv("BIG", 5000); /* sealed and indexed: well over 64 KB encoded */
+    h_resp r = h_import(&D[0], "rp.card", csv, 201);
+    free(csv);
+    h_resp_free(&r);
+    cr_assert_eq(h_file_count(D[0].log, "msg=repl.parts"), 1, "the import did not go in parts");
+    long long after = h_nats_stream_last(&N, 0, STREAM);
+    cr_assert(after >= before + 2, "the stream took %lld messages for the import", after - before);
+    for (int i = 1; i < NODES; i++)
+        wait_caught_up(i);
+    r = h_order(&D[0], "mall-token", "after-parts", "rp.card", 1);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    h_resp_free(&r);
+    h_daemon *all[] = {&D[0], &D[1], &D[2]};
+    compare_and_stop(all, NODES);
+    for (int i = 0; i < NODES; i++)
+        h_cleanup(&D[i]);
+}
+
+/* A leader's first part of a batch whose last part never came (what a leader
+ * that died between two parts leaves), put in the stream after `last` with
+ * the store uid of the stream's first message. */
+static void publish_orphan_part(long long last)
+{
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    char url[64], num[24];
+    snprintf(url, sizeof url, "nats://127.0.0.1:%u", N.port[0]);
+    cr_assert_eq(natsConnection_ConnectTo(&nc, url), NATS_OK);
+    cr_assert_eq(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+    natsMsg *first = NULL, *m = NULL;
+    jsErrCode jerr = 0;
+    cr_assert_eq(js_GetMsg(&first, js, STREAM, 1, NULL, &jerr), NATS_OK, "get: %d", (int)jerr);
+    const char *uid = NULL;
+    cr_assert_eq(natsMsgHeader_Get(first, "Ph-Uid", &uid), NATS_OK);
+    snprintf(num, sizeof num, "%lld", last);
+    cr_assert_eq(natsMsg_Create(&m, "perkhub.batches", NULL, "not a whole batch", 17), NATS_OK);
+    cr_assert_eq(natsMsgHeader_Set(m, "Ph-Uid", uid), NATS_OK);
+    cr_assert_eq(natsMsgHeader_Set(m, "Ph-Part", "1/2"), NATS_OK);
+    cr_assert_eq(natsMsgHeader_Set(m, "Nats-Expected-Last-Sequence", num), NATS_OK);
+    jsPubAck *pa = NULL;
+    cr_assert_eq(js_PublishMsg(&pa, js, m, NULL, &jerr), NATS_OK, "publish: %d", (int)jerr);
+    cr_assert_eq((long long)pa->Sequence, last + 1);
+    jsPubAck_Destroy(pa);
+    natsMsg_Destroy(m);
+    natsMsg_Destroy(first);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+}
+
+/* Parts of a batch never completed are ignored on every node alike: the
+ * leader's next write finds the stream ahead, it catches up past the part
+ * and publishes its epoch marker after it; every standby drops the part when
+ * the marker comes, and all end with the same data at the stream's last. */
+Test(repl, parts_never_completed_are_ignored_on_every_node)
+{
+    cluster_up("6000");
+    for (int i = 1; i < NODES; i++)
+        wait_caught_up(i);
+    long long last = h_nats_stream_last(&N, 0, STREAM);
+    publish_orphan_part(last);
+    cr_assert_eq(h_wait_for(placed_on_leader, "after-orphan", WAIT_MS), 0,
+                 "the leader never took an order after the orphan part");
+    cr_assert_eq(leader_now(), 0, "the leader changed");
+    h_daemon *all[] = {&D[0], &D[1], &D[2]};
+    long long end = compare_live(all, NODES);
+    cr_assert(end >= last + 3, "the stream ends at %lld: no marker and order after the part", end);
+    for (int i = 1; i < NODES; i++)
+        cr_assert_eq(h_file_count(D[i].log, "msg=repl.parts_ignored"), 1, "node%d", i);
+    compare_and_stop(all, NODES);
     for (int i = 0; i < NODES; i++)
         h_cleanup(&D[i]);
 }

@@ -75,13 +75,14 @@ Test(repl_config, errors_name_the_line_and_the_field)
 
 typedef struct fake_stream {
     atomic_int refuse;
+    atomic_int skip; /* stream messages before the batch's last: parts, or parts never completed */
     uint64_t prevs[8];
     atomic_int n;
 } fake_stream;
 
 static fake_stream FS;
 
-static int fake_hook(void *arg, const ph_cmd *batch, uint64_t prev, ph_err *err)
+static int fake_hook(void *arg, const ph_cmd *batch, uint64_t prev, uint64_t *seq, ph_err *err)
 {
     fake_stream *f = arg;
     cr_assert(batch);
@@ -90,13 +91,16 @@ static int fake_hook(void *arg, const ph_cmd *batch, uint64_t prev, ph_err *err)
         f->prevs[i] = prev;
     if (atomic_load(&f->refuse))
         return ph_err_set(err, PH_EUNAVAIL, "replication: not stored: the fake stream said no");
+    *seq = prev + 1 + (uint64_t)atomic_load(&f->skip);
     return PH_OK;
 }
 
-static int note(const char *node)
+/* An epoch marker after stream sequence `after`. */
+static int marker(const char *node, uint64_t after)
 {
-    char fields[64];
-    snprintf(fields, sizeof fields, "{\"node\":\"%s\",\"after_seq\":0}", node);
+    char fields[96];
+    snprintf(fields, sizeof fields, "{\"node\":\"%s\",\"after_seq\":%llu}", node,
+             (unsigned long long)after);
     ph_cmd c = {.type = PH_CMD_NOTE_EVENT, .now = 1700000000000};
     c.in.note.name = "repl.leader";
     c.in.note.fields = fields;
@@ -106,6 +110,12 @@ static int note(const char *node)
                   c.err.msg);
     ph_cmd_clear(&c);
     return rc;
+}
+
+/* An epoch marker after what the store holds, as a new leader's. */
+static int note(const char *node)
+{
+    return marker(node, ph_store_repl_seq(g_s));
 }
 
 TestSuite(repl_store, .init = fixture_setup, .fini = fixture_teardown);
@@ -148,4 +158,195 @@ Test(repl_store, a_single_node_store_has_no_sequence)
     g_s = open_at(g_dir, 0);
     cr_assert_eq(note("a"), PH_OK);
     cr_assert_eq(ph_store_repl_seq(g_s), 0);
+}
+
+Test(repl_store, a_batch_in_parts_records_the_sequence_of_its_last_part)
+{
+    open_hooked();
+    cr_assert_eq(note("a"), PH_OK);
+    cr_assert_eq(ph_store_repl_seq(g_s), 1);
+    /* the next batch ends 3 messages on (parts, or parts never completed before it) */
+    atomic_store(&FS.skip, 2);
+    cr_assert_eq(note("b"), PH_OK);
+    cr_assert_eq(FS.prevs[1], 1);
+    cr_assert_eq(ph_store_repl_seq(g_s), 4);
+    atomic_store(&FS.skip, 0);
+    cr_assert_eq(note("c"), PH_OK);
+    cr_assert_eq(FS.prevs[2], 4);
+    cr_assert_eq(ph_store_repl_seq(g_s), 5);
+    assert_check();
+}
+
+/* ---- the parts of a large batch (repl.h, ph_repl_parts_feed) ------------------------- */
+
+#include "repl/repl.h"
+
+typedef struct fed {
+    int rc;
+    unsigned dropped;
+    char whole[64];
+} fed;
+
+static fed feed(ph_repl_parts *p, uint64_t seq, const char *part, const char *data)
+{
+    fed f = {0};
+    const uint8_t *out = NULL;
+    size_t n = 0;
+    f.rc = ph_repl_parts_feed(p, seq, part, data, strlen(data), &out, &n, &f.dropped);
+    if (f.rc == PH_REPL_PARTS_WHOLE) {
+        cr_assert(n < sizeof f.whole);
+        memcpy(f.whole, out, n);
+    }
+    return f;
+}
+
+Test(repl_parts, parts_in_order_make_the_batch_at_the_last)
+{
+    ph_repl_parts p = {0};
+    fed f = feed(&p, 7, NULL, "one");
+    cr_assert_eq(f.rc, PH_REPL_PARTS_WHOLE);
+    cr_assert_str_eq(f.whole, "one");
+    cr_assert_eq(feed(&p, 8, "1/3", "ab").rc, PH_REPL_PARTS_HELD);
+    cr_assert_eq(feed(&p, 9, "2/3", "cd").rc, PH_REPL_PARTS_HELD);
+    f = feed(&p, 10, "3/3", "ef");
+    cr_assert_eq(f.rc, PH_REPL_PARTS_WHOLE);
+    cr_assert_str_eq(f.whole, "abcdef");
+    cr_assert_eq(f.dropped, 0);
+    /* and the next batch starts afresh */
+    f = feed(&p, 11, "1/2", "x");
+    cr_assert_eq(f.rc, PH_REPL_PARTS_HELD);
+    f = feed(&p, 12, "2/2", "y");
+    cr_assert_str_eq(f.whole, "xy");
+    ph_repl_parts_clear(&p);
+}
+
+/* A leader that died (or lost its lease) between two parts: the next
+ * message is another leader's (its epoch marker, or a new batch's first part)
+ * and the held parts are ignored; every node reads the same messages, so
+ * every node ignores the same ones. */
+Test(repl_parts, parts_never_completed_are_ignored)
+{
+    ph_repl_parts p = {0};
+    cr_assert_eq(feed(&p, 1, "1/3", "ab").rc, PH_REPL_PARTS_HELD);
+    cr_assert_eq(feed(&p, 2, "2/3", "cd").rc, PH_REPL_PARTS_HELD);
+    fed f = feed(&p, 3, NULL, "marker");
+    cr_assert_eq(f.rc, PH_REPL_PARTS_WHOLE);
+    cr_assert_str_eq(f.whole, "marker");
+    cr_assert_eq(f.dropped, 2);
+    /* a new first part drops the held ones too */
+    cr_assert_eq(feed(&p, 4, "1/2", "q").rc, PH_REPL_PARTS_HELD);
+    f = feed(&p, 5, "1/2", "r");
+    cr_assert_eq(f.rc, PH_REPL_PARTS_HELD);
+    cr_assert_eq(f.dropped, 1);
+    f = feed(&p, 6, "2/2", "s");
+    cr_assert_str_eq(f.whole, "rs");
+    /* a part whose earlier parts were never read, or of another count: ignored */
+    f = feed(&p, 7, "2/2", "t");
+    cr_assert_eq(f.rc, PH_REPL_PARTS_HELD);
+    cr_assert_eq(f.dropped, 1);
+    cr_assert_eq(feed(&p, 8, "1/3", "u").rc, PH_REPL_PARTS_HELD);
+    f = feed(&p, 9, "2/2", "v");
+    cr_assert_eq(f.rc, PH_REPL_PARTS_HELD);
+    cr_assert_eq(f.dropped, 2);
+    /* not the next sequence: not a continuation */
+    cr_assert_eq(feed(&p, 10, "1/2", "w").rc, PH_REPL_PARTS_HELD);
+    f = feed(&p, 12, "2/2", "x");
+    cr_assert_eq(f.rc, PH_REPL_PARTS_HELD);
+    cr_assert_eq(f.dropped, 2);
+    ph_repl_parts_clear(&p);
+}
+
+Test(repl_parts, a_malformed_part_header_is_refused)
+{
+    ph_repl_parts p = {0};
+    const char *bad[] = {"", "1", "1/1", "0/2", "3/2", "a/2", "1/2x", "-1/2", "1/-2", " 1/2"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        cr_assert_eq(feed(&p, 1, bad[i], "z").rc, PH_EINVAL, "accepted \"%s\"", bad[i]);
+    ph_repl_parts_clear(&p);
+}
+
+/* ---- --check-store invariants 36 and 37 (docs/store.md, "Invariants") ---------------- */
+
+/* Three markers through the fake stream: repl_seq 3, the last marker after 2. */
+static void three_markers(void)
+{
+    open_hooked();
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(note("a"), PH_OK);
+    cr_assert_eq(ph_store_repl_seq(g_s), 3);
+    assert_check();
+}
+
+/* meta repl_seq set to value[0..len) (len 0: deleted), then the check's error. */
+static void set_repl_seq(const void *value, size_t len, ph_err *err)
+{
+    ph_store_close(g_s);
+    g_s = NULL;
+    MDB_txn *txn;
+    MDB_env *env = raw_open(&txn);
+    MDB_dbi dbi = raw_dbi(txn, "meta", 0);
+    MDB_val k = {8, "repl_seq"}, v = {len, (void *)value};
+    if (len)
+        cr_assert_eq(mdb_put(txn, dbi, &k, &v, 0), 0);
+    else
+        cr_assert_eq(mdb_del(txn, dbi, &k, NULL), 0);
+    raw_commit(env, txn);
+    g_s = open_at(g_dir, 0);
+    ph_store_stats st;
+    cr_assert_neq(ph_store_check(g_s, &st, err), PH_OK, "the check passed");
+}
+
+Test(repl_store, invariant_36_repl_seq_missing_under_markers)
+{
+    three_markers();
+    ph_err err = {0};
+    set_repl_seq(NULL, 0, &err);
+    cr_assert_str_eq(err.msg, "meta: no repl_seq, but 3 repl.leader markers among the events");
+}
+
+Test(repl_store, invariant_36_repl_seq_malformed)
+{
+    three_markers();
+    ph_err err = {0};
+    uint64_t zero = 0;
+    set_repl_seq(&zero, sizeof zero, &err);
+    cr_assert_str_eq(err.msg,
+                     "meta: repl_seq is not a stream sequence (8 bytes, value 0 or malformed)");
+    set_repl_seq("abc", 3, &err);
+    cr_assert_str_eq(err.msg,
+                     "meta: repl_seq is not a stream sequence (3 bytes, value 0 or malformed)");
+}
+
+Test(repl_store, invariant_36_a_single_node_store_has_no_repl_seq)
+{
+    g_s = open_at(g_dir, 0);
+    assert_check();
+    ph_err err = {0};
+    uint64_t seq = 5;
+    set_repl_seq(&seq, sizeof seq, &err);
+    cr_assert_str_eq(err.msg, "meta: repl_seq 5, but no repl.leader marker among the events");
+}
+
+Test(repl_store, invariant_37_repl_seq_behind_the_last_marker)
+{
+    three_markers();
+    ph_err err = {0};
+    uint64_t seq = 2;
+    set_repl_seq(&seq, sizeof seq, &err);
+    cr_assert_str_eq(err.msg, "meta: repl_seq 2 is not past the last repl.leader marker's "
+                              "after_seq 2 (event 3)");
+}
+
+Test(repl_store, invariant_37_markers_follow_one_another)
+{
+    open_hooked();
+    cr_assert_eq(marker("a", 0), PH_OK);
+    cr_assert_eq(marker("b", 1), PH_OK);
+    assert_check();
+    cr_assert_eq(marker("c", 1), PH_OK); /* a marker that did not follow the one before */
+    ph_err err = {0};
+    ph_store_stats st;
+    cr_assert_neq(ph_store_check(g_s, &st, &err), PH_OK, "the check passed");
+    cr_assert_str_eq(err.msg, "events: the repl.leader marker of event 3 follows stream sequence "
+                              "1, not after the one of event 2 (1)");
 }
