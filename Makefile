@@ -106,9 +106,10 @@ format-check:
 bench: build
 	@bench/run.sh $(BUILD)
 
-# Issue 18's regression guard: perkhubd CPU per order and per recharge against
-# bench/baseline.json, under a minute; fails when either grows more than 15 %.
-# bench-baseline writes this machine's figures as the new baseline (commit it).
+# Issue 18's regression guard: perkhubd CPU per order and per recharge, each as a ratio to
+# a calibration server measured in the same run, against the ratios in bench/baseline.json,
+# under a minute; fails when either ratio grows more than 15 %.
+# bench-baseline writes this run's figures as the new baseline (commit it).
 bench-quick: build
 	@bench/quick.sh $(BUILD)
 

@@ -29,6 +29,10 @@
 #                        (the first run after an import pays for cold pages)
 #   CMP_LOOKUPS (1)      0 skips the lookup rounds
 #   CMP_LIMIT (1.10)     the ratio new/old that still passes
+#   CMP_TOGETHER (0)     1: the order rounds load BOTH daemons at once (bench_cpu_together:
+#                        one wrk each, the same seconds), so a shared box's moment falls on
+#                        both; the CPU is each thread's exact run time; the user/sys columns
+#                        then read 0 and commands per commit "-". Lookups stay alternating.
 #   CMP_PERF_DIR (unset) when set: after the rounds, one more order run per build under
 #                        `perf record -g` (not counted in the medians), its data kept in
 #                        that dir as old.perf.data / new.perf.data with each build's flat
@@ -49,6 +53,7 @@ WARMUP=${CMP_WARMUP:-3}
 LOOKUPS=${CMP_LOOKUPS:-1}
 LIMIT=${CMP_LIMIT:-1.10}
 PERF_DIR=${CMP_PERF_DIR:-}
+TOGETHER=${CMP_TOGETHER:-0}
 
 . "$SRC/bench/lib.sh"
 bench_setup cpu_compare
@@ -168,6 +173,14 @@ done
 paths=orders
 [ "$LOOKUPS" = 0 ] || paths="orders lookups"
 for path in $paths; do
+    if [ "$path" = orders ] && [ "$TOGETHER" = 1 ]; then
+        # both daemons loaded at once each round (bench/lib.sh): "label us rps p99 round" lines,
+        # the CPU exact per thread; user/sys and commands per commit are not split there
+        note "orders: $ROUNDS rounds, ${DURATION}s at $CONNS connections each, both builds at once"
+        WARMUP=0 bench_cpu_together "old new" CMP_CODES
+        awk '{ print $1, $2, 0, 0, $3, $4, "-", $5 }' "$TMP/runs.txt" >"$TMP/orders.txt"
+        continue
+    fi
     note "$path: $ROUNDS rounds per build, ${DURATION}s at $CONNS connections, alternating"
     for r in $(seq "$ROUNDS"); do
         if [ $((r % 2)) = 1 ]; then order="old new"; else order="new old"; fi

@@ -2,13 +2,14 @@
  * crypto.c — keyring, AES-256-GCM sealing, keyed lookup hashes (see crypto.h).
  *
  * Thread model: a keyring is immutable once loaded. Every call that needs an
- * OpenSSL context allocates its own (EVP_CIPHER_CTX, EVP_MAC_CTX) and frees it
+ * OpenSSL context allocates its own (EVP_CIPHER_CTX, EVP_MD_CTX) and frees it
  * before returning, so nothing mutable is shared between threads. What is
- * expensive in OpenSSL 3 is not the context but the algorithm *fetch* (a locked
- * lookup in the provider store), so the keyring fetches AES-256-GCM once and
- * keeps an HMAC context already keyed with the index key: ph_crypto_index only
- * duplicates it (EVP_MAC_CTX_dup reads its source and is safe to call
- * concurrently), which also skips re-deriving the HMAC inner/outer pads.
+ * expensive in OpenSSL 3 is the algorithm *fetch* (a locked lookup in the
+ * provider store) and keying a context, so the keyring fetches AES-256-GCM and
+ * SHA-256 once and keeps contexts already keyed: one per AES key for opening,
+ * and the index key's HMAC as two SHA-256 states past its inner and outer
+ * pads. A call copies the keyed context it needs into its own (the copy only
+ * reads its source and is safe to call concurrently).
  */
 #include "crypto/crypto.h"
 
@@ -38,16 +39,24 @@
 struct ph_key {
     uint16_t id;
     uint8_t key[PH_KEY_LEN];
+    /* AES-256-GCM keyed with key for opening, no nonce: set up once in keyring_init and
+     * only ever copied (ph_crypto_open), never used itself, so threads share it read-only.
+     * Keying a fresh context per open was ~1 % of an order's CPU (two opens an order). */
+    EVP_CIPHER_CTX *open;
 };
 
 struct ph_keyring {
-    EVP_CIPHER *gcm;     /* fetched once: AES-256-GCM */
-    EVP_MAC *hmac;       /* fetched once: HMAC */
-    EVP_MD *sha256;      /* fetched once: SHA-256 (an order fingerprint per order) */
-    EVP_MAC_CTX *index;  /* HMAC-SHA256 keyed with the index key; only ever dup'ed */
+    EVP_CIPHER *gcm; /* fetched once: AES-256-GCM */
+    EVP_MD *sha256;  /* fetched once: SHA-256 (an order fingerprint per order) */
+    /* HMAC-SHA256 under the index key as two SHA-256 states that have taken the key's
+     * inner and outer pads: copied per hash (ph_crypto_index), never used themselves, so
+     * threads share them read-only. Duplicating a keyed EVP_MAC context per hash cost
+     * ~2.5 x as much (a lookup hashes its code once per look-alike rule; an import once
+     * per code). */
+    EVP_MD_CTX *index_in, *index_out;
     struct ph_key *keys; /* sorted by id, ascending; the last one seals */
     size_t nkeys;
-    uint8_t index_key[PH_KEY_LEN]; /* only until keyring_init has keyed `index` */
+    uint8_t index_key[PH_KEY_LEN]; /* only until keyring_init has keyed index_in/out */
     char *path;                    /* the key file, for messages; "<raw keys>" */
 };
 
@@ -213,11 +222,13 @@ void ph_keyring_free(ph_keyring *kr)
 {
     if (!kr)
         return;
-    EVP_MAC_CTX_free(kr->index); /* the HMAC provider clears its key copy */
-    EVP_MAC_free(kr->hmac);
+    EVP_MD_CTX_free(kr->index_in); /* SHA-256 clears its state when freed */
+    EVP_MD_CTX_free(kr->index_out);
     EVP_MD_free(kr->sha256);
     EVP_CIPHER_free(kr->gcm);
     if (kr->keys) {
+        for (size_t i = 0; i < kr->nkeys; i++)
+            EVP_CIPHER_CTX_free(kr->keys[i].open); /* cleanses its key schedule */
         ph_wipe(kr->keys, kr->nkeys * sizeof *kr->keys);
         free(kr->keys);
     }
@@ -226,21 +237,39 @@ void ph_keyring_free(ph_keyring *kr)
     free(kr);
 }
 
-/* Fetches the algorithms and keys the index HMAC; keys and index_key must be set. */
+/* Fetches the algorithms, keys each key's opening context and the index HMAC's states;
+ * keys (sorted, final) and index_key must be set. */
 static int keyring_init(ph_keyring *kr, ph_err *err)
 {
     kr->gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
-    kr->hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
     kr->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
-    if (!kr->gcm || !kr->hmac || !kr->sha256)
-        return ph_err_set(err, PH_ECRYPTO, "openssl: AES-256-GCM, HMAC or SHA-256 not available");
-    kr->index = EVP_MAC_CTX_new(kr->hmac);
-    OSSL_PARAM params[] = {
-        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
-        OSSL_PARAM_construct_end(),
-    };
-    int ok = kr->index && EVP_MAC_init(kr->index, kr->index_key, PH_KEY_LEN, params) == 1;
-    ph_wipe(kr->index_key, PH_KEY_LEN); /* the MAC context holds it now: one copy fewer */
+    if (!kr->gcm || !kr->sha256)
+        return ph_err_set(err, PH_ECRYPTO, "openssl: AES-256-GCM or SHA-256 not available");
+    for (size_t i = 0; i < kr->nkeys; i++) {
+        struct ph_key *k = &kr->keys[i];
+        if (!(k->open = EVP_CIPHER_CTX_new()) ||
+            EVP_DecryptInit_ex2(k->open, kr->gcm, k->key, NULL, NULL) != 1)
+            return ph_err_set(err, PH_ECRYPTO, "openssl: cannot set up AES-256-GCM");
+    }
+    /* RFC 2104 with a key shorter than SHA-256's 64-byte block: the key zero-padded,
+     * XORed with 0x36 (inner) and 0x5c (outer) */
+    uint8_t ipad[64] = {0}, opad[64] = {0};
+    memcpy(ipad, kr->index_key, PH_KEY_LEN);
+    memcpy(opad, kr->index_key, PH_KEY_LEN);
+    for (size_t i = 0; i < sizeof ipad; i++) {
+        ipad[i] ^= 0x36;
+        opad[i] ^= 0x5c;
+    }
+    kr->index_in = EVP_MD_CTX_new();
+    kr->index_out = EVP_MD_CTX_new();
+    int ok = kr->index_in && kr->index_out &&
+             EVP_DigestInit_ex2(kr->index_in, kr->sha256, NULL) == 1 &&
+             EVP_DigestUpdate(kr->index_in, ipad, sizeof ipad) == 1 &&
+             EVP_DigestInit_ex2(kr->index_out, kr->sha256, NULL) == 1 &&
+             EVP_DigestUpdate(kr->index_out, opad, sizeof opad) == 1;
+    ph_wipe(ipad, sizeof ipad);
+    ph_wipe(opad, sizeof opad);
+    ph_wipe(kr->index_key, PH_KEY_LEN); /* the two states hold it now: one copy fewer */
     if (!ok)
         return ph_err_set(err, PH_ECRYPTO, "openssl: cannot set up HMAC-SHA256");
     return PH_OK;
@@ -751,8 +780,9 @@ int ph_crypto_open(const ph_keyring *kr, const uint8_t *in, size_t inlen, const 
     memcpy(tag, ct + ctlen, TAG_LEN); /* SET_TAG takes a non-const pointer */
 
     int rc = PH_ECRYPTO, n;
-    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-    if (!ctx || EVP_DecryptInit_ex2(ctx, kr->gcm, k->key, nonce, NULL) != 1)
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new(); /* the key's context, copied: keyed already */
+    if (!ctx || EVP_CIPHER_CTX_copy(ctx, k->open) != 1 ||
+        EVP_DecryptInit_ex2(ctx, NULL, NULL, nonce, NULL) != 1)
         goto out;
     if (aadlen && EVP_DecryptUpdate(ctx, NULL, &n, aad, (int)aadlen) != 1)
         goto out;
@@ -773,12 +803,17 @@ out:
 
 void ph_crypto_index(const ph_keyring *kr, const void *data, size_t len, uint8_t out[PH_HASH_LEN])
 {
-    size_t n = 0;
-    EVP_MAC_CTX *ctx = EVP_MAC_CTX_dup(kr->index);
-    if (!ctx || EVP_MAC_update(ctx, data, len) != 1 ||
-        EVP_MAC_final(ctx, out, &n, PH_HASH_LEN) != 1 || n != PH_HASH_LEN)
+    uint8_t inner[PH_HASH_LEN];
+    unsigned int n = 0, m = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (!ctx || EVP_MD_CTX_copy_ex(ctx, kr->index_in) != 1 ||
+        EVP_DigestUpdate(ctx, data, len) != 1 || EVP_DigestFinal_ex(ctx, inner, &n) != 1 ||
+        n != PH_HASH_LEN || EVP_MD_CTX_copy_ex(ctx, kr->index_out) != 1 ||
+        EVP_DigestUpdate(ctx, inner, n) != 1 || EVP_DigestFinal_ex(ctx, out, &m) != 1 ||
+        m != PH_HASH_LEN)
         hash_failed(out);
-    EVP_MAC_CTX_free(ctx);
+    ph_wipe(inner, sizeof inner);
+    EVP_MD_CTX_free(ctx);
 }
 
 void ph_crypto_sha256(const ph_keyring *kr, const void *data, size_t len, uint8_t out[PH_HASH_LEN])

@@ -351,6 +351,7 @@ int ph_store_open(const ph_store_opts *opts, ph_store **out, ph_err *err)
     pthread_rwlockattr_destroy(&ra);
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->health_mu, NULL);
+    pthread_mutex_init(&s->batch_memo.mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     if (!(s->dir = strdup(opts->dir))) {
         rc = ph_err_set(err, PH_ENOMEM, "out of memory");
@@ -416,6 +417,7 @@ void ph_store_close(ph_store *s)
     pthread_rwlock_destroy(&s->maplock);
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->health_mu);
+    pthread_mutex_destroy(&s->batch_memo.mu);
     pthread_cond_destroy(&s->cv);
     store_alerts_free(s);
     free(s->dir);

@@ -261,8 +261,29 @@ static int batch_load(ph_store *s, MDB_txn *txn, uint64_t id, ph_batch *out, ph_
         return ph_err_set(err, PH_ENOTFOUND, "batch %llu: not found", (unsigned long long)id);
     if (mrc)
         return ph_store_lmdb_err(err, mrc, "read batch");
+    /* the memo (store_int.h): the same bytes decode to the same batch */
+    ph_batch_memo *m = &s->batch_memo;
+    size_t slot = (size_t)(id % PH_BATCH_MEMO);
+    int memo = v.mv_size > 0 && v.mv_size <= PH_BATCH_MEMO_RAW;
+    if (memo) {
+        pthread_mutex_lock(&m->mu);
+        int hit = m->e[slot].len == v.mv_size && m->e[slot].batch.id == id &&
+                  memcmp(m->e[slot].raw, v.mv_data, v.mv_size) == 0;
+        if (hit)
+            *out = m->e[slot].batch;
+        pthread_mutex_unlock(&m->mu);
+        if (hit)
+            return PH_OK;
+    }
     if (ph_batch_decode(&v, id, out, NULL) != PH_OK)
         return ph_err_set(err, PH_EIO, "batch %llu: malformed record", (unsigned long long)id);
+    if (memo) {
+        pthread_mutex_lock(&m->mu);
+        m->e[slot].len = v.mv_size;
+        memcpy(m->e[slot].raw, v.mv_data, v.mv_size);
+        m->e[slot].batch = *out;
+        pthread_mutex_unlock(&m->mu);
+    }
     return PH_OK;
 }
 

@@ -341,6 +341,11 @@ Test(lookup, voided_batch_finds_affected_orders_and_leaves_stock)
     h_resp_free(&imp);
     h_resp o = place(d, "mall-token", "VD-O1", 1);
     long long order_id = h_int(json_object_get(o.json, "order"), "id");
+    /* looked up once before the void: the readers' batch memo (store_int.h) holds the
+     * batch as it was, and the lookup after the void must still see it voided */
+    h_resp pre = lookup_code(d, "mall-token", "VD-1");
+    cr_assert_str_eq(diagnosis(&pre), "issued", "%s", pre.body);
+    h_resp_free(&pre);
 
     char path[64];
     snprintf(path, sizeof path, "/v1/batches/%lld/void", batch);

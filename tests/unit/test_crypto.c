@@ -271,6 +271,18 @@ Test(crypto, index_is_deterministic_and_keyed)
     ph_crypto_index(a, NULL, 0, h3);
     ph_hmac_sha256(ik, sizeof ik, "", 0, h4);
     cr_assert_eq(memcmp(h3, h4, PH_HASH_LEN), 0);
+    /* every length over and around SHA-256's 64-byte blocks, hashed twice (the keyed
+     * states are copied, never used up): the stored index of every code depends on it */
+    uint8_t data[300];
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (uint8_t)(i * 131 + 7);
+    for (size_t len = 0; len <= sizeof data; len++) {
+        for (int round = 0; round < 2; round++) {
+            ph_crypto_index(a, data, len, h3);
+            ph_hmac_sha256(ik, sizeof ik, data, len, h4);
+            cr_assert_eq(memcmp(h3, h4, PH_HASH_LEN), 0, "length %zu", len);
+        }
+    }
     ph_keyring_free(a);
     ph_keyring_free(a2);
     ph_keyring_free(b);

@@ -5,6 +5,8 @@
 #include <criterion/criterion.h>
 
 #include <stdint.h>
+#include <stdio.h>
+#include <time.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -234,6 +236,38 @@ Test(util, time_format_round_trips)
         cr_expect_eq(ph_time_parse(buf, strlen(buf), &back), 0, "%s", buf);
         cr_expect_eq(back, rows[i].ms, "%s", buf);
     }
+}
+
+/* The direct path (1970-9999) writes what gmtime_r and the format string write,
+ * day boundaries, leap days and the last millisecond of 9999 included. */
+Test(util, time_format_matches_gmtime)
+{
+    int64_t edges[] = {0,
+                       86399999,
+                       86400000,
+                       951782400000LL /* 2000-02-29 */,
+                       4107542399999LL,
+                       253402300799999LL /* 9999-12-31T23:59:59.999 */};
+    uint64_t x = 0x9e3779b97f4a7c15ULL;
+    for (int i = 0; i < 200000; i++) {
+        int64_t ms;
+        if (i < (int)(sizeof edges / sizeof edges[0]))
+            ms = edges[i];
+        else {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            ms = (int64_t)(x % 253402300800000ULL);
+        }
+        time_t sec = (time_t)(ms / 1000);
+        struct tm tm;
+        gmtime_r(&sec, &tm);
+        char want[64], got[32];
+        snprintf(want, sizeof want, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+        cr_assert_str_eq(ph_time_format(ms, got, sizeof got), want, "ms %lld", (long long)ms);
+    }
+    char shortbuf[10];
+    cr_expect_str_eq(ph_time_format(1700000000000LL, shortbuf, sizeof shortbuf), "2023-11-1",
+                     "a short buffer is cut as snprintf cuts");
 }
 
 /* ---- text a caller sent ------------------------------------------------------ */
