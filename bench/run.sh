@@ -55,6 +55,11 @@
 #                                knobs; some 3 minutes)
 #   BENCH_GRANT_BATCH (1)        0 skips bench/grant_batch.sh (100,000 grants in one welfare
 #                                batch under 5 s; its own GB_* knobs)
+#   BENCH_REPL (1)               0 skips bench/repl.sh (3 nats-server, a replicated leader and
+#                                two standbys against a single node: orders/s, p99, CPU per
+#                                order, standby lag, failover; its own RL_* knobs)
+#   BENCH_SNAPSHOT (1)           0 skips bench/snapshot.sh (a snapshot's take and pull, and
+#                                orders/s while snapshots are taken; its own SN_* knobs)
 #   BENCH_PART_TIMEOUT (240)     seconds each of peers.sh / supplier_io.sh / tls_cpu.sh may take
 #   BENCH_RESULTS (bench/results/latest.json)   where the JSON goes (the parts' own JSON
 #                                stays in bench/results/)
@@ -693,4 +698,6 @@ part BENCH_RISK_CPU risk_cpu.sh "$((PART_TIMEOUT * 2))" 1       # issue 15: perk
 part BENCH_HTTP_PROTO http_proto.sh "$PART_TIMEOUT" 1           # issue 18: the HTTP layer, MHD vs h2o
 part BENCH_ANALYTICS analytics.sh "${BENCH_AN_TIMEOUT:-900}" 1    # issue 16: analytics at 10M orders
 part BENCH_GRANT_BATCH grant_batch.sh "$PART_TIMEOUT" 1        # issue 16: 100,000 grants in one batch
+part BENCH_REPL repl.sh "$((PART_TIMEOUT * 2))" 1              # issue 19: replicated vs single, lag, failover
+part BENCH_SNAPSHOT snapshot.sh "$PART_TIMEOUT" 1             # issue 19: a snapshot's take, pull and cost
 [ -z "$PART_FAILED" ] || fail "parts failed:$PART_FAILED"

@@ -368,6 +368,7 @@ static const field replication_fields[] = {
     STR(ph_config, repl_advertise_url, "advertise_url", 0, NULL),
     INT(ph_config, repl_hold_ttls, "hold_ttls", 2, 100000, 1, "20"),
     INT(ph_config, repl_trim_margin, "trim_margin", 0, 100000000, 1, "1000"),
+    INT(ph_config, repl_max_staleness_ms, "max_staleness_ms", 0, 86400000, 1, "30000"),
 };
 static const field snapshots_fields[] = {
     STR(ph_config, snap_dir, "dir", 0, NULL),

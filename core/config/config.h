@@ -338,6 +338,10 @@ typedef struct ph_config {
      * is trimmed: a node that pulled an older snapshot still finds its
      * batches; default 1000 */
     uint32_t repl_trim_margin;
+    /* a standby refuses the reads of non-ops clients (503 stale, naming the
+     * leader) while its data may be older than this (ms; ph_repl_staleness_ms),
+     * or of unknown age; 0 = never. Default 30000. Reloadable. */
+    uint32_t repl_max_staleness_ms;
     /* snapshots: (repl/snap.h, docs/replication.md "Snapshots"): the job
      * snapshots.take copies the store into snap_dir every snap_every_s (0 =
      * only when asked) and keeps the newest snap_keep */

@@ -71,6 +71,11 @@ struct ph_req {
     const char *const *headers; /* static: more header lines, name then value, NULL-ended */
     char retry_after[12];       /* non-empty: a Retry-After header (seconds; a 429) */
     char leader_url[256];       /* non-empty: an X-Perkhub-Leader header (503 not_leader) */
+    /* a standby's answer states how old its data may be (dispatch):
+     * X-Perkhub-Staleness-Ms ("unknown" when -1) and X-Perkhub-Applied-Seq */
+    int repl_standby;
+    int64_t stale_ms;
+    uint64_t applied_seq;
 
     /* a handler that suspends sets `resume`, called when it is resumed */
     ph_handler_fn resume;

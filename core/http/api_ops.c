@@ -54,11 +54,17 @@ int ph_api_health(ph_req *r)
         int role = ph_repl_role(r->env->repl);
         ph_repl_leader_url(r->env->repl, leader, sizeof leader);
         ph_repl_seqs(r->env->repl, &applied, &last);
-        json_object_set_new(body, "replication",
-                            json_pack("{s:s,s:s,s:I,s:I,s:b}", "role",
-                                      roles[role >= 1 && role <= 3 ? role : 0], "leader", leader,
-                                      "applied_seq", (json_int_t)applied, "stream_last_seq",
-                                      (json_int_t)last, "connected", ph_repl_online(r->env->repl)));
+        int64_t stale = ph_repl_staleness_ms(r->env->repl);
+        json_t *rep =
+            json_pack("{s:s,s:s,s:I,s:I,s:b,s:I}", "role", roles[role >= 1 && role <= 3 ? role : 0],
+                      "leader", leader, "applied_seq", (json_int_t)applied, "stream_last_seq",
+                      (json_int_t)last, "connected", ph_repl_online(r->env->repl),
+                      "max_staleness_ms", (json_int_t)r->cfg->cfg->repl_max_staleness_ms);
+        /* how old this node's data may be: null when unknown (ph_repl_staleness_ms) */
+        if (rep)
+            json_object_set_new(rep, "staleness_ms",
+                                stale >= 0 ? json_integer((json_int_t)stale) : json_null());
+        json_object_set_new(body, "replication", rep);
     }
     return ph_req_json(r, 200, body);
 }

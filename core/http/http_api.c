@@ -1179,6 +1179,40 @@ static int over_budget(ph_http *h, ph_req *r, const ph_route *rt)
     return 1;
 }
 
+/* On a standby (replication), every answer states how old its data may be;
+ * a read by a client without the ops scope is refused (503 stale, naming the
+ * leader) while that is over replication.max_staleness_ms or unknown: a mall
+ * or a support bot told "not issued yet" by a node cut off from the stream
+ * would tell its customer something false. Ops see the standby as it is. */
+static int standby_stale(ph_req *r, const ph_route *rt)
+{
+    if (!r->env->repl || ph_repl_role(r->env->repl) == PH_REPL_LEADER)
+        return 0;
+    uint64_t last;
+    r->repl_standby = 1;
+    r->stale_ms = ph_repl_staleness_ms(r->env->repl);
+    ph_repl_seqs(r->env->repl, &r->applied_seq, &last);
+    int64_t bound = r->cfg->cfg->repl_max_staleness_ms;
+    int read = !strcmp(rt->method, "GET") || rt->fn == ph_api_code_lookup;
+    if (!bound || !read || !rt->scopes || rt->scopes == SCOPE_METRICS ||
+        ph_req_has_scope(r, PH_SCOPE_OPS) || (r->stale_ms >= 0 && r->stale_ms <= bound))
+        return 0;
+    ph_repl_leader_url(r->env->repl, r->leader_url, sizeof r->leader_url);
+    char age[64];
+    if (r->stale_ms < 0)
+        snprintf(age, sizeof age, "of unknown age (it has not reached the stream's end yet)");
+    else
+        snprintf(age, sizeof age, "%lld ms old", (long long)r->stale_ms);
+    ph_req_error(r, 503, "stale",
+                 "replication: this standby's data is %s, over replication.max_staleness_ms "
+                 "(%lld): read from the leader%s%s",
+                 age, (long long)bound, r->leader_url[0] ? " at " : " (none known now)",
+                 r->leader_url);
+    if (r->leader_url[0] && r->resp)
+        json_object_set_new(r->resp, "leader", json_string(r->leader_url));
+    return 1;
+}
+
 static int dispatch(ph_http *h, ph_req *r)
 {
     const ph_route *known;
@@ -1196,7 +1230,7 @@ static int dispatch(ph_http *h, ph_req *r)
     int auth = authenticate(h, r, rt);
     if (auth > 0)
         return PH_REQ_SUSPENDED; /* a 401 held back (auth_failed) */
-    if (auth || over_budget(h, r, rt) || check_params(r, rt))
+    if (auth || over_budget(h, r, rt) || check_params(r, rt) || standby_stale(r, rt))
         return PH_REQ_DONE;
     return rt->fn(r);
 }
@@ -1330,6 +1364,14 @@ static enum MHD_Result send_response(ph_http *h, ph_req *r)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     if (r->leader_url[0])
         MHD_add_response_header(resp, "X-Perkhub-Leader", r->leader_url);
+    if (r->repl_standby) {
+        char v[24];
+        snprintf(v, sizeof v, "%llu", (unsigned long long)r->applied_seq);
+        MHD_add_response_header(resp, "X-Perkhub-Applied-Seq", v);
+        if (r->stale_ms >= 0)
+            snprintf(v, sizeof v, "%lld", (long long)r->stale_ms);
+        MHD_add_response_header(resp, "X-Perkhub-Staleness-Ms", r->stale_ms >= 0 ? v : "unknown");
+    }
     if (r->retry_after[0])
         MHD_add_response_header(resp, "Retry-After", r->retry_after);
     else if (r->status == 503 && r->closing) /* overloaded or stopping: try again soon */

@@ -74,6 +74,15 @@ struct ph_repl {
     uint64_t epoch;       /* how many times this node became the leader */
     /* any thread */
     _Atomic uint64_t applied, stream_last;
+    /* staleness (ph_repl_staleness_ms): the monotonic ms at which this node
+     * last held every batch the stream held (0 = never since it started). A
+     * look at the stream's end made at probe_at answered probe_last: once the
+     * reader passed probe_last, the node held all of the stream as of
+     * probe_at (the stream's end then was at most probe_last). probe_* are
+     * the replicator's thread's (or the main thread's before it starts). */
+    _Atomic int64_t fresh_at;
+    int64_t probe_at;
+    uint64_t probe_last;
     /* retention by snapshots (retain.h): this node's reports, the leader's
      * trims; the replicator's thread only after create */
     ph_retain retain;
@@ -716,6 +725,17 @@ static int apply_batch(ph_repl *r, const uint8_t *p, size_t n, uint64_t seq, ph_
     return rc == PH_EUNAVAIL || rc == PH_ESHUTDOWN ? 0 : -1;
 }
 
+/* The reader passed `pos`: the node holds the stream as of the last look
+ * whose end it reached (see fresh_at). */
+static void fresh_note(ph_repl *r, uint64_t pos)
+{
+    if (r->probe_at && pos >= r->probe_last) {
+        if (atomic_load(&r->fresh_at) < r->probe_at)
+            atomic_store(&r->fresh_at, r->probe_at);
+        r->probe_at = 0;
+    }
+}
+
 /* Reads the stream's next message through the consumer, waiting up to
  * wait_ms, and applies it (a whole batch, or the last part of one) or holds
  * it (a part before the last). 1 read one, 0 nothing yet (or not applied for
@@ -803,6 +823,7 @@ static int read_one(ph_repl *r, int64_t wait_ms, ph_err *err)
     if (rc == 1) {
         r->pos = seq;
         reader_note_gap(r);
+        fresh_note(r, seq);
     } else {
         reader_close(r); /* read it again from the store's sequence */
     }
@@ -844,6 +865,7 @@ static int apply_upto(ph_repl *r, uint64_t upto, size_t max, size_t *done, ph_er
 /* The stream's last sequence, asked now. 0 with err on failure. */
 static int stream_last(ph_repl *r, uint64_t *last, ph_err *err)
 {
+    int64_t asked = mono_ms(); /* the answer's end was the stream's, or beyond, at this time */
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
     char why[256];
@@ -855,6 +877,11 @@ static int stream_last(ph_repl *r, uint64_t *last, ph_err *err)
     uint64_t first = si->State.Msgs ? si->State.FirstSeq : *last + 1;
     jsStreamInfo_Destroy(si);
     atomic_store(&r->stream_last, *last);
+    if (!r->probe_at || *last > r->probe_last) { /* an older look not reached yet stays */
+        r->probe_at = asked;
+        r->probe_last = *last;
+    }
+    fresh_note(r, reader_pos(r));
     uint64_t have = ph_store_repl_seq(r->store);
     if (have + 1 < first && have < *last)
         return ph_err_set(err, PH_EINVAL,
@@ -1188,6 +1215,14 @@ void ph_repl_leader_url(ph_repl *r, char *buf, size_t n)
     int valid = r->role == PH_REPL_LEADER && mono_ms() < r->lease_until;
     snprintf(buf, n, "%s", self && !valid ? "" : r->leader_url);
     pthread_mutex_unlock(&r->mu);
+}
+
+int64_t ph_repl_staleness_ms(ph_repl *r)
+{
+    if (ph_repl_role(r) == PH_REPL_LEADER)
+        return 0;
+    int64_t at = atomic_load(&r->fresh_at);
+    return at ? mono_ms() - at : -1;
 }
 
 void ph_repl_seqs(ph_repl *r, uint64_t *applied, uint64_t *last)

@@ -161,6 +161,15 @@ int ph_repl_role(ph_repl *r);
  * (NUL-terminated, truncated to n). Any thread. */
 void ph_repl_leader_url(ph_repl *r, char *buf, size_t n);
 
+/* How old this node's data may be, in ms: 0 on the leader (it writes);
+ * on a standby, the time since it last held every batch the stream held, as
+ * a look at the stream's end (every quarter lease TTL) followed by applying
+ * up to that end shows it; -1 when it has not held the stream's end since
+ * it started (no NATS yet, or still catching up). What a standby's reads
+ * state (X-Perkhub-Staleness-Ms) and what replication.max_staleness_ms
+ * bounds. Any thread. */
+int64_t ph_repl_staleness_ms(ph_repl *r);
+
 /* The stream sequence this node's store holds, and the stream's last one as
  * last seen (for health and the tests). Any thread. */
 void ph_repl_seqs(ph_repl *r, uint64_t *applied, uint64_t *stream_last);

@@ -47,8 +47,11 @@ static char BODY[NODES][4096];
 
 static h_daemon E; /* a node that joins later, from a snapshot */
 
+static const char *REPL_EXTRA;
+
 static void teardown(void)
 {
+    REPL_EXTRA = ""; /* a test's own keys (the TSan tree runs every test in one process) */
     for (int i = 0; i < NODES; i++)
         h_leftover(&D[i]);
     h_leftover(&E);
@@ -58,6 +61,9 @@ static void teardown(void)
 }
 
 TestSuite(repl, .fini = teardown, .timeout = 180);
+
+/* more keys of the replication section, for the test that sets them */
+static const char *REPL_EXTRA = "";
 
 #define TIMEOUTS "    timeout_ms: 1500\n    connect_timeout_ms: 1000\n    query_max_delay_ms: 500\n"
 
@@ -80,8 +86,8 @@ static void setup_node(int i, const char *ttl_ms)
              "    delivery: recharge\n    face_value: \"50.00\"\n    offers:\n"
              "      - {supplier: gwa, supplier_sku: \"20001\", cost: \"49.00\"}\n"
              "replication:\n  enabled: true\n  node_id: node%d\n  urls: %s\n"
-             "  lease_ttl_ms: %s\n  advertise_url: http://127.0.0.1:%u\n",
-             sup, i, h_nats_urls(&N, urls, sizeof urls), ttl_ms, PORT[i]);
+             "  lease_ttl_ms: %s\n%s  advertise_url: http://127.0.0.1:%u\n",
+             sup, i, h_nats_urls(&N, urls, sizeof urls), ttl_ms, REPL_EXTRA, PORT[i]);
     h_setup_custom(&D[i], BODY[i], NULL);
     char *text = h_config_text(&D[i], NULL);
     snprintf(text_port, sizeof text_port, "  port: 0\n");
@@ -936,6 +942,19 @@ static json_t *health_repl(h_daemon *d)
     return out;
 }
 
+/* node2 answers a mall's read of order *arg, stating its data's age. */
+static int mall_reads(void *arg)
+{
+    char path[64], hv[32];
+    snprintf(path, sizeof path, "/v1/orders/%lld", *(long long *)arg);
+    h_resp r;
+    int ok = h_http(&D[2], "GET", path, "mall-token", NULL, NULL, 0, &r) == 0 && r.status == 200 &&
+             h_header(&r, "X-Perkhub-Staleness-Ms", hv, sizeof hv) && strcmp(hv, "unknown") &&
+             atoll(hv) <= 30000;
+    h_resp_free(&r);
+    return ok;
+}
+
 static int is_connected(void *arg)
 {
     json_t *rep = health_repl(arg);
@@ -980,10 +999,25 @@ Test(repl, a_node_starts_without_nats_and_catches_up_when_it_answers)
     cr_assert(rep, "no replication object in /v1/health");
     cr_assert(json_is_false(json_object_get(rep, "connected")), "connected is not false");
     cr_assert_str_eq(h_str(rep, "role"), "standby");
+    cr_assert(json_is_null(json_object_get(rep, "staleness_ms")), "staleness_ms is not null");
+    /* its data is of unknown age: ops read it, stated so; a mall is sent to
+     * the leader (none known now) rather than told something maybe old */
+    char path[64], hv[64];
+    snprintf(path, sizeof path, "/v1/orders/%lld", id);
+    cr_assert_eq(h_http(&D[2], "GET", path, "ops-token", NULL, NULL, 0, &r), 0);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_str_eq(h_str(h_order_of(&r), "state"), "succeeded");
+    cr_assert(h_header(&r, "X-Perkhub-Staleness-Ms", hv, sizeof hv), "no staleness header");
+    cr_assert_str_eq(hv, "unknown");
+    cr_assert(h_header(&r, "X-Perkhub-Applied-Seq", hv, sizeof hv), "no applied-seq header");
+    cr_assert_gt(atoll(hv), 0);
+    h_resp_free(&r);
+    cr_assert_eq(h_http(&D[2], "GET", path, "mall-token", NULL, NULL, 0, &r), 0);
+    cr_assert_eq(r.status, 503, "%s", r.body);
+    cr_assert_str_eq(h_str(r.json, "error"), "stale", "%s", r.body);
+    cr_assert(strstr(h_str(r.json, "message"), "of unknown age"), "%s", r.body);
+    h_resp_free(&r);
     json_decref(rep);
-    json_t *o = h_order_get(&D[2], id, "mall-token");
-    cr_assert_str_eq(h_str(o, "state"), "succeeded");
-    json_decref(o);
     r = h_order(&D[2], "mall-token", "during-outage", "rp.card", 1);
     cr_assert_eq(r.status, 503, "%s", r.body);
     cr_assert_str_eq(h_str(r.json, "error"), "not_leader", "%s", r.body);
@@ -1004,6 +1038,8 @@ Test(repl, a_node_starts_without_nats_and_catches_up_when_it_answers)
 
     cr_assert_eq(h_nats_restart(&N), 0, "the NATS cluster did not start again");
     cr_assert_eq(h_wait_for(is_connected, &D[2], WAIT_MS), 0, "node2 never connected");
+    /* caught up: a mall reads it again, told how old it may be */
+    cr_assert_eq(h_wait_for(mall_reads, &id, WAIT_MS), 0, "node2 never served a mall's read");
     cr_assert_eq(h_wait_for(placed_on_leader, "after-outage", WAIT_MS), 0,
                  "no leader took an order after the outage");
     h_daemon *all[] = {&D[0], &D[1], &D[2]};
@@ -1088,6 +1124,97 @@ Test(repl, parts_never_completed_are_ignored_on_every_node)
     cr_assert(end >= last + 3, "the stream ends at %lld: no marker and order after the part", end);
     for (int i = 1; i < NODES; i++)
         cr_assert_eq(h_file_count(D[i].log, "msg=repl.parts_ignored"), 1, "node%d", i);
+    compare_and_stop(all, NODES);
+    for (int i = 0; i < NODES; i++)
+        h_cleanup(&D[i]);
+}
+
+/* A standby's GET of order id as `token`: its status, and the staleness it
+ * states (-1 "unknown", -2 none). */
+static int standby_read(int node, long long id, const char *token, long long *stale, h_resp *keep)
+{
+    char path[64], hv[32];
+    snprintf(path, sizeof path, "/v1/orders/%lld", id);
+    h_resp r;
+    if (h_http(&D[node], "GET", path, token, NULL, NULL, 0, &r) != 0)
+        return -1;
+    *stale = !h_header(&r, "X-Perkhub-Staleness-Ms", hv, sizeof hv) ? -2
+             : strcmp(hv, "unknown")                                ? atoll(hv)
+                                                                    : -1;
+    int status = r.status;
+    if (keep)
+        *keep = r;
+    else
+        h_resp_free(&r);
+    return status;
+}
+
+static long long STALE_ID;
+
+static int served_fresh(void *arg)
+{
+    (void)arg;
+    long long stale;
+    return standby_read(1, STALE_ID, "mall-token", &stale, NULL) == 200 && stale >= 0 &&
+           stale <= 1500;
+}
+
+static int refused_stale(void *arg)
+{
+    (void)arg;
+    long long stale;
+    return standby_read(1, STALE_ID, "mall-token", &stale, NULL) == 503;
+}
+
+/* Standbys state how old their data may be on every answer; past
+ * replication.max_staleness_ms (1.5 s here) a mall's read is sent to the
+ * leader, while ops still read the standby; in time again, it is served. */
+Test(repl, a_standby_states_its_staleness_and_sends_malls_to_the_leader_past_its_bound)
+{
+    REPL_EXTRA = "  max_staleness_ms: 1500\n";
+    cluster_up("3000");
+    h_resp r = h_order(&D[0], "mall-token", "stale-1", "rp.card", 1);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    STALE_ID = json_integer_value(json_object_get(json_object_get(r.json, "order"), "id"));
+    cr_assert(!h_header(&r, "X-Perkhub-Staleness-Ms", (char[8]){0}, 8),
+              "the leader states a staleness");
+    h_resp_free(&r);
+    wait_caught_up(1);
+    cr_assert_eq(h_wait_for(served_fresh, NULL, WAIT_MS), 0,
+                 "the standby never served a mall's read stating a staleness within 1.5 s");
+    json_t *rep = health_repl(&D[1]);
+    cr_assert(json_is_integer(json_object_get(rep, "staleness_ms")), "health: no staleness_ms");
+    cr_assert_eq(h_int(rep, "max_staleness_ms"), 1500);
+    json_decref(rep);
+
+    /* the stream out of reach: the standby's data ages past the bound */
+    for (int i = 0; i < 3; i++)
+        kill(N.pid[i], SIGSTOP);
+    int refused = h_wait_for(refused_stale, NULL, 10000);
+    long long stale = 0;
+    h_resp mall = {0}, ops = {0};
+    int ms = standby_read(1, STALE_ID, "mall-token", &stale, &mall);
+    int os = standby_read(1, STALE_ID, "ops-token", &stale, &ops);
+    for (int i = 0; i < 3; i++)
+        kill(N.pid[i], SIGCONT);
+    cr_assert_eq(refused, 0, "a mall's read was never refused while NATS was paused");
+    cr_assert_eq(ms, 503, "%s", mall.body);
+    cr_assert_str_eq(h_str(mall.json, "error"), "stale", "%s", mall.body);
+    char url[64], hv[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u", PORT[0]);
+    cr_assert_str_eq(h_str(mall.json, "leader"), url, "%s", mall.body);
+    cr_assert(h_header(&mall, "X-Perkhub-Leader", hv, sizeof hv) && !strcmp(hv, url));
+    cr_assert(strstr(h_str(mall.json, "message"), "ms old, over replication.max_staleness_ms"),
+              "%s", mall.body);
+    cr_assert_eq(os, 200, "ops read the standby as it is: %s", ops.body);
+    cr_assert_gt(stale, 1500, "ops are told the staleness");
+    h_resp_free(&mall);
+    h_resp_free(&ops);
+
+    /* the stream back: the standby reaches its end, and malls read it again */
+    cr_assert_eq(h_wait_for(served_fresh, NULL, WAIT_MS), 0,
+                 "the standby never served a mall's read again");
+    h_daemon *all[] = {&D[0], &D[1], &D[2]};
     compare_and_stop(all, NODES);
     for (int i = 0; i < NODES; i++)
         h_cleanup(&D[i]);
