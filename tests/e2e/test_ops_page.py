@@ -562,6 +562,12 @@ def compare_node(driver, port, leader_url=None):
         diffs.append(f"leader row {rows.get('leader')!r} != {leader_url!r}")
     if rep["role"] == "leader" and rows.get("leader") not in ("this node", leader_url):
         diffs.append(f"a leader's leader row {rows.get('leader')!r}")
+    age = rows.get("data age")
+    if rep["role"] == "leader" and age is not None:
+        diffs.append(f"a leader shows a data age {age!r}")
+    if rep["role"] == "standby" and not (age and re.match(r"^(unknown|\d+ ms)( \(malls are sent "
+                                                          r"to the leader past \d+ ms\))?$", age)):
+        diffs.append(f"the standby's data age row {age!r}")
     for row, key in (("applied batch", "applied_seq"), ("stream's last batch", "stream_last_seq")):
         if rows.get(row) != str(rep[key]):
             diffs.append(f"{row} {rows.get(row)!r} != {rep[key]}")
