@@ -679,6 +679,21 @@ char *h_mdb_dump(const char *dir)
     return out;
 }
 
+long long h_mdb_dump_repl_seq(const char *dump_text)
+{
+    const char *m = strstr(dump_text, "database=meta");
+    const char *k = m ? strstr(m, " 7265706c5f736571\n") : NULL;
+    cr_assert(k, "no repl_seq in meta");
+    const char *v = k + strlen(" 7265706c5f736571\n") + 1; /* the value line starts with a space */
+    unsigned long long seq = 0;
+    for (int b = 7; b >= 0; b--) {
+        unsigned x;
+        cr_assert(sscanf(v + 2 * b, "%2x", &x) == 1);
+        seq = seq << 8 | x;
+    }
+    return (long long)seq;
+}
+
 /* ---- for the rules tests, continued ---------------------------------------- */
 
 void h_spawn(h_daemon *d)

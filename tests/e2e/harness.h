@@ -170,6 +170,10 @@ int h_run(const char *const *argv, const char *const *env, const char *in, size_
  * grows by itself): two stores hold the same data exactly when their dumps are
  * equal. Asserts that mdb_dump ran; the caller frees. */
 char *h_mdb_dump(const char *dir);
+/* meta's repl_seq in such a dump (replication, issue 19): the key "repl_seq"
+ * (hex 7265706c5f736571), its u64 value little-endian in hex on the next
+ * line. Asserts that it is there. */
+long long h_mdb_dump_repl_seq(const char *dump_text);
 
 /* ---- for the rules tests, continued ---------------------------------------- */
 

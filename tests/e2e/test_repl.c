@@ -224,23 +224,6 @@ static void assert_same(const char *a, const char *b, int node)
                    node, line, a + s, node, b + s);
 }
 
-/* meta's repl_seq in a dump: key "repl_seq" (hex 7265706c5f736571), then its
- * u64 value in little-endian hex on the next line. */
-static long long dump_repl_seq(const char *dump_text)
-{
-    const char *m = strstr(dump_text, "database=meta");
-    const char *k = m ? strstr(m, " 7265706c5f736571\n") : NULL;
-    cr_assert(k, "no repl_seq in meta");
-    const char *v = k + strlen(" 7265706c5f736571\n") + 1; /* the value line starts with a space */
-    unsigned long long seq = 0;
-    for (int b = 7; b >= 0; b--) {
-        unsigned x;
-        cr_assert(sscanf(v + 2 * b, "%2x", &x) == 1);
-        seq = seq << 8 | x;
-    }
-    return (long long)seq;
-}
-
 /* Every running node applied the stream to its end and holds the same data:
  * `mdb_dump -a` of each node's store while it runs (a read transaction). The
  * leader may write meanwhile (a job's record), so the dumps are taken again
@@ -259,7 +242,7 @@ static long long compare_live(h_daemon *const *nodes, int n)
         int same = 1;
         for (int i = 0; i < n; i++) {
             d[i] = h_mdb_dump(nodes[i]->data);
-            seq[i] = dump_repl_seq(d[i]);
+            seq[i] = h_mdb_dump_repl_seq(d[i]);
             same &= seq[i] == seq[0];
         }
         long long last = h_nats_stream_last(&N, JSZ, STREAM);
@@ -769,7 +752,7 @@ Test(repl, a_new_node_bootstraps_from_a_snapshot_and_catches_up)
     free(out);
     free(err);
     char *d = h_mdb_dump(snap);
-    long long seq = dump_repl_seq(d);
+    long long seq = h_mdb_dump_repl_seq(d);
     free(d);
     cr_assert(seq > 0);
     for (int i = 0; i < 10; i++) {

@@ -161,22 +161,6 @@ static int all_caught_up(void *arg)
     return 1;
 }
 
-/* meta's repl_seq in a dump: key "repl_seq", then its u64 little-endian. */
-static long long dump_repl_seq(const char *text)
-{
-    const char *m = strstr(text, "database=meta");
-    const char *k = m ? strstr(m, " 7265706c5f736571\n") : NULL;
-    cr_assert(k, "no repl_seq in meta");
-    const char *v = k + strlen(" 7265706c5f736571\n") + 1;
-    unsigned long long seq = 0;
-    for (int b = 7; b >= 0; b--) {
-        unsigned x;
-        cr_assert(sscanf(v + 2 * b, "%2x", &x) == 1);
-        seq = seq << 8 | x;
-    }
-    return (long long)seq;
-}
-
 /* Every node's store the same under mdb_dump -a, at the same sequence (the
  * dumps are taken again while a job's record or a trim's note moves it). */
 static void same_everywhere(int n)
@@ -187,7 +171,7 @@ static void same_everywhere(int n)
         int same = 1;
         for (int i = 0; i < n; i++) {
             d[i] = h_mdb_dump(D[i].data);
-            same &= dump_repl_seq(d[i]) == dump_repl_seq(d[0]);
+            same &= h_mdb_dump_repl_seq(d[i]) == h_mdb_dump_repl_seq(d[0]);
         }
         if (same)
             for (int i = 1; i < n; i++)
