@@ -21,7 +21,9 @@
  * describes and hands back what came back (docs/design.md rule 5). Codes (卡密),
  * recharge accounts, keys and bodies never reach a log line or a reason string.
  */
+#include <assert.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -526,42 +528,126 @@ static int is_plausible_account(const char *account)
     return n >= 1 && n <= 128 && is_header_safe(account, 0);
 }
 
-/* Serializes body straight into host memory (json_dumpb sizes first), so the
- * recharge account never sits in a malloc block we cannot wipe. */
-static int request_body(const struct perkhub_host *host, const json_t *body,
-                        struct perkhub_request *req)
+/* A JSON string as jansson's JSON_COMPACT dump writes it (quotes, '\\', the
+ * short escapes, other control characters as \u00XX, everything else as is),
+ * into out when out is not NULL. Returns its length, or 0 when s is not valid
+ * UTF-8 (jansson refuses such a string too). Written by hand because the order
+ * body is built once per recharge and jansson's tree, dump and allocations cost
+ * more than the whole body (bench/README.md, "The recharge path's CPU"). */
+static size_t json_str_put(char *out, const char *s)
 {
-    size_t n = json_dumpb(body, NULL, 0, JSON_COMPACT);
-    if (n == 0)
-        return PERKHUB_ERR_NOMEM;
-    req->body = host->mem_alloc(host, n + 1);
-    if (!req->body)
-        return PERKHUB_ERR_NOMEM;
-    req->body_len = json_dumpb(body, req->body, n, JSON_COMPACT);
-    return req->body_len == n ? PERKHUB_OK : PERKHUB_ERR_INTERNAL;
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = 0;
+#define PUT(c)                                                                                     \
+    do {                                                                                           \
+        if (out)                                                                                   \
+            out[n] = (c);                                                                          \
+        n++;                                                                                       \
+    } while (0)
+    PUT('"');
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        unsigned char c = *p;
+        if (c >= 0x80) { /* one UTF-8 sequence, checked as jansson's utf8_check does */
+            size_t len = c >= 0xc2 && c <= 0xdf   ? 2
+                         : c >= 0xe0 && c <= 0xef ? 3
+                         : c >= 0xf0 && c <= 0xf4 ? 4
+                                                  : 0;
+            uint32_t cp = len == 2 ? c & 0x1fu : len == 3 ? c & 0x0fu : c & 0x07u;
+            if (!len)
+                return 0;
+            for (size_t i = 1; i < len; i++) {
+                if ((p[i] & 0xc0) != 0x80)
+                    return 0;
+                cp = cp << 6 | (p[i] & 0x3fu);
+            }
+            if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+                (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+                return 0; /* overlong, a surrogate, beyond Unicode */
+            for (size_t i = 0; i < len; i++)
+                PUT((char)p[i]);
+            p += len;
+            continue;
+        }
+        const char *esc = c == '"'    ? "\\\""
+                          : c == '\\' ? "\\\\"
+                          : c == '\b' ? "\\b"
+                          : c == '\f' ? "\\f"
+                          : c == '\n' ? "\\n"
+                          : c == '\r' ? "\\r"
+                          : c == '\t' ? "\\t"
+                                      : NULL;
+        if (esc) {
+            PUT(esc[0]);
+            PUT(esc[1]);
+        } else if (c < 0x20) {
+            const char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            for (size_t i = 0; i < sizeof u; i++)
+                PUT(u[i]);
+        } else {
+            PUT((char)c);
+        }
+        p++;
+    }
+    PUT('"');
+#undef PUT
+    return n;
 }
 
-/* The JSON body of POST /v1/orders. NULL when out of memory: every string is
- * checked ASCII (order_ref, account) or comes from our own config (utid,
- * notify_url, UTF-8 YAML), so jansson has no other reason to fail. */
-static json_t *order_body(const struct perkhub_op *op)
+/* The body of POST /v1/orders, byte for byte what jansson printed of
+ * {"external_ref_id","utid","quantity","max_unit_cost","recipient":{"account"},
+ * "notify_url"} (test_rewards.c compares them), written straight into host
+ * memory so the recharge account never sits in a block we cannot wipe. Two
+ * passes: the first (out NULL) measures. Returns the length, 0 when a string
+ * is not UTF-8. */
+static size_t order_body_put(char *out, const struct perkhub_op *op)
 {
-    json_t *body = json_pack("{s:s, s:s, s:I}", "external_ref_id", op->order_ref, "utid",
-                             op->product_id, "quantity", (json_int_t)op->quantity);
-    int bad = !body;
+    char num[48];
+    size_t n = 0, k;
+#define LIT(lit)                                                                                   \
+    do {                                                                                           \
+        if (out)                                                                                   \
+            memcpy(out + n, lit, sizeof lit - 1);                                                  \
+        n += sizeof lit - 1;                                                                       \
+    } while (0)
+#define STR(s)                                                                                     \
+    do {                                                                                           \
+        if (!(k = json_str_put(out ? out + n : NULL, s)))                                          \
+            return 0;                                                                              \
+        n += k;                                                                                    \
+    } while (0)
+#define NUM(v)                                                                                     \
+    do {                                                                                           \
+        k = (size_t)snprintf(num, sizeof num, "%lld", (long long)(v));                             \
+        if (out)                                                                                   \
+            memcpy(out + n, num, k);                                                               \
+        n += k;                                                                                    \
+    } while (0)
+    LIT("{\"external_ref_id\":");
+    STR(op->order_ref);
+    LIT(",\"utid\":");
+    STR(op->product_id);
+    LIT(",\"quantity\":");
+    NUM(op->quantity);
     /* A price ceiling makes the supplier refuse (422 price_above_max) rather
      * than charge more than our offer says. */
-    if (!bad && op->unit_price > 0)
-        bad = json_object_set_new(body, "max_unit_cost", json_integer(op->unit_price));
-    if (!bad && op->kind == PERKHUB_OP_RECHARGE)
-        bad = json_object_set_new(body, "recipient", json_pack("{s:s}", "account", op->account));
-    if (!bad && op->callback_url && *op->callback_url)
-        bad = json_object_set_new(body, "notify_url", json_string(op->callback_url));
-    if (bad) {
-        json_decref(body);
-        return NULL;
+    if (op->unit_price > 0) {
+        LIT(",\"max_unit_cost\":");
+        NUM(op->unit_price);
     }
-    return body;
+    if (op->kind == PERKHUB_OP_RECHARGE) {
+        LIT(",\"recipient\":{\"account\":");
+        STR(op->account);
+        LIT("}");
+    }
+    if (op->callback_url && *op->callback_url) {
+        LIT(",\"notify_url\":");
+        STR(op->callback_url);
+    }
+    LIT("}");
+#undef LIT
+#undef STR
+#undef NUM
+    return n;
 }
 
 /* CARD_ORDER and RECHARGE: POST /v1/orders. external_ref_id is what makes a
@@ -574,17 +660,25 @@ static int build_order(struct rewards *rw, const struct perkhub_op *op, struct p
         return PERKHUB_ERR_INTERNAL; /* the core's duty; never guess an order */
     if (op->kind == PERKHUB_OP_RECHARGE && !is_plausible_account(op->account))
         return PERKHUB_DEFINITE_FAILURE;
-    json_t *body = order_body(op);
-    if (!body)
-        return PERKHUB_ERR_NOMEM;
-    int st = request_start(rw, req, "POST", str_printf(host, "%s/v1/orders", rw->base_url));
+    /* every string is checked ASCII (order_ref, account) or comes from our own
+     * config (utid, notify_url: UTF-8 YAML), so this fails only on a core bug */
+    size_t n = order_body_put(NULL, op);
+    if (n == 0)
+        return PERKHUB_ERR_INTERNAL;
+    size_t blen = strlen(rw->base_url);
+    char *url = host->mem_alloc(host, blen + sizeof "/v1/orders");
+    if (url) {
+        memcpy(url, rw->base_url, blen);
+        memcpy(url + blen, "/v1/orders", sizeof "/v1/orders");
+    }
+    int st = request_start(rw, req, "POST", url);
     if (st == PERKHUB_OK)
         st = request_header(host, req, host->mem_strdup(host, "Content-Type: application/json"));
+    if (st == PERKHUB_OK && !(req->body = host->mem_alloc(host, n + 1)))
+        st = PERKHUB_ERR_NOMEM;
     if (st == PERKHUB_OK)
-        st = request_body(host, body, req);
-    /* jansson frees its copy of the account without wiping it; the core's
-     * copy in req->body is wiped when the request is freed. */
-    json_decref(body);
+        req->body_len = order_body_put(req->body, op);
+    assert(st != PERKHUB_OK || req->body_len == n);
     return st;
 }
 
