@@ -454,8 +454,9 @@ static int scan_int(struct rw_scan *sc, int64_t *out)
     sc->p += neg;
     const char *start = sc->p;
     int64_t v = 0;
-    while (sc->p < sc->end && *sc->p >= '0' && *sc->p <= '9')
-        v = v * 10 + (*sc->p++ - '0');
+    for (; sc->p < sc->end && *sc->p >= '0' && *sc->p <= '9'; sc->p++)
+        if (sc->p - start < 18) /* a 19th digit could overflow: declined below */
+            v = v * 10 + (*sc->p - '0');
     size_t n = (size_t)(sc->p - start);
     if (n == 0 || n > 18 || (n > 1 && *start == '0'))
         return -1;
