@@ -21,7 +21,9 @@
  * describes and hands back what came back (docs/design.md rule 5). Codes (卡密),
  * recharge accounts, keys and bodies never reach a log line or a reason string.
  */
+#include <assert.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -377,32 +379,302 @@ static json_t *body_load_object(const char *body, size_t len)
     return root;
 }
 
-/* The non-empty string at key, or NULL (absent, null, another type, ""). */
-static const char *field_str(const json_t *obj, const char *key)
+/* The flat reader. Every recharge brings two bodies (the order's answer and the
+ * webhook), both small objects of plain members, and jansson's tree costs
+ * more than everything else the plugin does with them (bench/README.md, "The
+ * recharge path's CPU"). This reader takes only the plainest JSON: an object of
+ * at most RW_FLAT_MEMBERS members, each a string of printable ASCII without
+ * escapes, an integer of at most 18 digits, null, true, false, or (once per
+ * body) such an object, keys distinct. Anything else - an array, an escape, a
+ * fraction, a byte >= 0x7f, a syntax error - it declines, and jansson reads
+ * the body as before, so jansson stays the judge of every body the flat
+ * reader does not take; unit_test_rewards_flat checks that what it takes
+ * jansson reads alike. */
+#define RW_FLAT_MEMBERS 16
+#define RW_FLAT_OBJECTS 2    /* the root and one object in it ("order" of a webhook) */
+#define RW_FLAT_TEXT    1024 /* the strings, NUL-terminated; a longer body is declined */
+
+enum { RW_NULL = 1, RW_TRUE, RW_FALSE, RW_INT, RW_STR, RW_OBJ };
+
+struct rw_member {
+    const char *key; /* in rw_flat.text */
+    int type;        /* RW_* */
+    const char *str; /* RW_STR: in rw_flat.text */
+    int64_t num;     /* RW_INT */
+    size_t obj;      /* RW_OBJ: index in rw_flat.objs */
+};
+
+struct rw_fobj {
+    struct rw_member m[RW_FLAT_MEMBERS];
+    size_t n;
+};
+
+struct rw_flat {
+    struct rw_fobj objs[RW_FLAT_OBJECTS];
+    size_t nobjs;
+    char text[RW_FLAT_TEXT]; /* may hold an account: wiped by doc_free */
+    size_t used;
+};
+
+struct rw_scan {
+    const char *p, *end;
+    struct rw_flat *f;
+};
+
+static void scan_ws(struct rw_scan *sc)
 {
-    const char *s = json_string_value(json_object_get(obj, key));
+    while (sc->p < sc->end && (*sc->p == ' ' || *sc->p == '\t' || *sc->p == '\n' || *sc->p == '\r'))
+        sc->p++;
+}
+
+/* A string at sc->p (its opening quote) copied into the text; NULL to decline. */
+static const char *scan_string(struct rw_scan *sc)
+{
+    const char *start = ++sc->p;
+    while (sc->p < sc->end && *sc->p != '"') {
+        if (*sc->p < 0x20 || *sc->p >= 0x7f || *sc->p == '\\')
+            return NULL; /* a control byte, UTF-8 or an escape: jansson's to read */
+        sc->p++;
+    }
+    size_t n = (size_t)(sc->p - start);
+    if (sc->p == sc->end || n + 1 > RW_FLAT_TEXT - sc->f->used)
+        return NULL;
+    sc->p++;
+    char *out = sc->f->text + sc->f->used;
+    memcpy(out, start, n);
+    out[n] = '\0';
+    sc->f->used += n + 1;
+    return out;
+}
+
+/* An integer (JSON's grammar: no leading zero, no '+'); 0, or -1 to decline. */
+static int scan_int(struct rw_scan *sc, int64_t *out)
+{
+    int neg = sc->p < sc->end && *sc->p == '-';
+    sc->p += neg;
+    const char *start = sc->p;
+    int64_t v = 0;
+    for (; sc->p < sc->end && *sc->p >= '0' && *sc->p <= '9'; sc->p++)
+        if (sc->p - start < 18) /* a 19th digit could overflow: declined below */
+            v = v * 10 + (*sc->p - '0');
+    size_t n = (size_t)(sc->p - start);
+    if (n == 0 || n > 18 || (n > 1 && *start == '0'))
+        return -1;
+    if (sc->p < sc->end && (*sc->p == '.' || *sc->p == 'e' || *sc->p == 'E'))
+        return -1; /* a real: jansson's */
+    *out = neg ? -v : v;
+    return 0;
+}
+
+static int scan_word(struct rw_scan *sc, const char *w, size_t n)
+{
+    if ((size_t)(sc->end - sc->p) < n || memcmp(sc->p, w, n) != 0)
+        return -1;
+    sc->p += n;
+    return 0;
+}
+
+/* An object at sc->p into f->objs[*idx]; 0, or -1 to decline. */
+static int scan_object(struct rw_scan *sc, size_t *idx)
+{
+    struct rw_flat *f = sc->f;
+    if (f->nobjs == RW_FLAT_OBJECTS || sc->p == sc->end || *sc->p != '{')
+        return -1;
+    *idx = f->nobjs++;
+    sc->p++;
+    scan_ws(sc);
+    if (sc->p < sc->end && *sc->p == '}') {
+        sc->p++;
+        return 0;
+    }
+    for (;;) {
+        struct rw_fobj *o = &f->objs[*idx];
+        if (o->n == RW_FLAT_MEMBERS || sc->p == sc->end || *sc->p != '"')
+            return -1;
+        struct rw_member *m = &o->m[o->n];
+        if (!(m->key = scan_string(sc)))
+            return -1;
+        for (size_t i = 0; i < o->n; i++)
+            if (strcmp(o->m[i].key, m->key) == 0)
+                return -1; /* a duplicate: jansson refuses the body */
+        scan_ws(sc);
+        if (sc->p == sc->end || *sc->p++ != ':')
+            return -1;
+        scan_ws(sc);
+        if (sc->p == sc->end)
+            return -1;
+        int st = 0;
+        switch (*sc->p) {
+        case '"':
+            m->type = RW_STR;
+            st = (m->str = scan_string(sc)) ? 0 : -1;
+            break;
+        case '{':
+            m->type = RW_OBJ;
+            st = *idx == 0 ? scan_object(sc, &m->obj) : -1;
+            break;
+        case 'n':
+            m->type = RW_NULL;
+            st = scan_word(sc, "null", 4);
+            break;
+        case 't':
+            m->type = RW_TRUE;
+            st = scan_word(sc, "true", 4);
+            break;
+        case 'f':
+            m->type = RW_FALSE;
+            st = scan_word(sc, "false", 5);
+            break;
+        default:
+            m->type = RW_INT;
+            st = scan_int(sc, &m->num);
+        }
+        if (st)
+            return -1;
+        o->n++;
+        scan_ws(sc);
+        if (sc->p == sc->end)
+            return -1;
+        if (*sc->p == '}') {
+            sc->p++;
+            return 0;
+        }
+        if (*sc->p++ != ',')
+            return -1;
+        scan_ws(sc);
+    }
+}
+
+/* The whole body as one flat object; 0, or -1 when the flat reader declines
+ * (f is then to be ignored, its text still wiped). */
+static int flat_read(const char *body, size_t len, struct rw_flat *f)
+{
+    f->nobjs = 0;
+    f->used = 0;
+    for (size_t i = 0; i < RW_FLAT_OBJECTS; i++)
+        f->objs[i].n = 0;
+    if (!body)
+        return -1;
+    struct rw_scan sc = {.p = body, .end = body + len, .f = f};
+    size_t root;
+    scan_ws(&sc);
+    if (scan_object(&sc, &root))
+        return -1;
+    scan_ws(&sc);
+    return sc.p == sc.end ? 0 : -1;
+}
+
+/* An object of either reader: a jansson object, or one of the flat reader's. */
+struct rw_obj {
+    const json_t *json;
+    const struct rw_flat *flat;
+    const struct rw_fobj *fo; /* NULL with flat NULL */
+};
+
+/* A body read by the flat reader, else by jansson (doc_load); doc_free. */
+struct rw_doc {
+    json_t *json;
+    struct rw_flat flat;
+};
+
+static struct rw_obj obj_json(const json_t *j)
+{
+    return (struct rw_obj){.json = json_is_object(j) ? j : NULL};
+}
+
+static int obj_ok(struct rw_obj o)
+{
+    return o.json || o.fo;
+}
+
+/* The root object of body; obj_ok false when it is not a JSON object. */
+static struct rw_obj doc_load(struct rw_doc *d, const char *body, size_t len)
+{
+    d->json = NULL;
+    if (flat_read(body, len, &d->flat) == 0)
+        return (struct rw_obj){.flat = &d->flat, .fo = &d->flat.objs[0]};
+    d->json = body_load_object(body, len);
+    return obj_json(d->json);
+}
+
+static void doc_free(struct rw_doc *d)
+{
+    json_decref(d->json);
+    explicit_bzero(d->flat.text, d->flat.used);
+}
+
+static const struct rw_member *flat_get(struct rw_obj o, const char *key)
+{
+    for (size_t i = 0; o.fo && i < o.fo->n; i++)
+        if (strcmp(o.fo->m[i].key, key) == 0)
+            return &o.fo->m[i];
+    return NULL;
+}
+
+/* Whether key is absent or null. */
+static int field_absent(struct rw_obj o, const char *key)
+{
+    if (!o.fo) {
+        const json_t *v = json_object_get(o.json, key);
+        return !v || json_is_null(v);
+    }
+    const struct rw_member *m = flat_get(o, key);
+    return !m || m->type == RW_NULL;
+}
+
+/* The object at key; obj_ok false when absent or not an object. */
+static struct rw_obj field_obj(struct rw_obj o, const char *key)
+{
+    if (!o.fo)
+        return obj_json(json_object_get(o.json, key));
+    const struct rw_member *m = flat_get(o, key);
+    return m && m->type == RW_OBJ ? (struct rw_obj){.flat = o.flat, .fo = &o.flat->objs[m->obj]}
+                                  : (struct rw_obj){0};
+}
+
+/* The non-empty string at key, or NULL (absent, null, another type, ""). */
+static const char *field_str(struct rw_obj o, const char *key)
+{
+    const char *s;
+    if (o.fo) {
+        const struct rw_member *m = flat_get(o, key);
+        s = m && m->type == RW_STR ? m->str : NULL;
+    } else {
+        s = json_string_value(json_object_get(o.json, key));
+    }
     return s && *s ? s : NULL;
 }
 
 /* An integer >= 0 at key into *out. Absent or null gives -1 ("unknown") when
  * optional. Returns 0, or -1 for a missing required value, another type, a
  * negative number. */
-static int field_count(const json_t *obj, const char *key, int optional, int64_t *out)
+static int field_count(struct rw_obj o, const char *key, int optional, int64_t *out)
 {
-    const json_t *v = json_object_get(obj, key);
-    if (!v || json_is_null(v)) {
+    if (field_absent(o, key)) {
         *out = -1;
         return optional ? 0 : -1;
     }
-    if (!json_is_integer(v) || json_integer_value(v) < 0)
+    int64_t v;
+    if (o.fo) {
+        const struct rw_member *m = flat_get(o, key);
+        if (m->type != RW_INT)
+            return -1;
+        v = m->num;
+    } else {
+        const json_t *j = json_object_get(o.json, key);
+        if (!json_is_integer(j))
+            return -1;
+        v = json_integer_value(j);
+    }
+    if (v < 0)
         return -1;
-    *out = json_integer_value(v);
+    *out = v;
     return 0;
 }
 
 /* The "error" code of an error body ({"error":"out_of_stock",...}), when it is
  * a snake_case word; NULL otherwise. Borrowed from root. */
-static const char *body_error_code(const json_t *root)
+static const char *body_error_code(struct rw_obj root)
 {
     const char *code = field_str(root, "error");
     return is_snake_word(code) ? code : NULL;
@@ -526,42 +798,126 @@ static int is_plausible_account(const char *account)
     return n >= 1 && n <= 128 && is_header_safe(account, 0);
 }
 
-/* Serializes body straight into host memory (json_dumpb sizes first), so the
- * recharge account never sits in a malloc block we cannot wipe. */
-static int request_body(const struct perkhub_host *host, const json_t *body,
-                        struct perkhub_request *req)
+/* A JSON string as jansson's JSON_COMPACT dump writes it (quotes, '\\', the
+ * short escapes, other control characters as \u00XX, everything else as is),
+ * into out when out is not NULL. Returns its length, or 0 when s is not valid
+ * UTF-8 (jansson refuses such a string too). Written by hand because the order
+ * body is built once per recharge and jansson's tree, dump and allocations cost
+ * more than the whole body (bench/README.md, "The recharge path's CPU"). */
+static size_t json_str_put(char *out, const char *s)
 {
-    size_t n = json_dumpb(body, NULL, 0, JSON_COMPACT);
-    if (n == 0)
-        return PERKHUB_ERR_NOMEM;
-    req->body = host->mem_alloc(host, n + 1);
-    if (!req->body)
-        return PERKHUB_ERR_NOMEM;
-    req->body_len = json_dumpb(body, req->body, n, JSON_COMPACT);
-    return req->body_len == n ? PERKHUB_OK : PERKHUB_ERR_INTERNAL;
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = 0;
+#define PUT(c)                                                                                     \
+    do {                                                                                           \
+        if (out)                                                                                   \
+            out[n] = (c);                                                                          \
+        n++;                                                                                       \
+    } while (0)
+    PUT('"');
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        unsigned char c = *p;
+        if (c >= 0x80) { /* one UTF-8 sequence, checked as jansson's utf8_check does */
+            size_t len = c >= 0xc2 && c <= 0xdf   ? 2
+                         : c >= 0xe0 && c <= 0xef ? 3
+                         : c >= 0xf0 && c <= 0xf4 ? 4
+                                                  : 0;
+            uint32_t cp = len == 2 ? c & 0x1fu : len == 3 ? c & 0x0fu : c & 0x07u;
+            if (!len)
+                return 0;
+            for (size_t i = 1; i < len; i++) {
+                if ((p[i] & 0xc0) != 0x80)
+                    return 0;
+                cp = cp << 6 | (p[i] & 0x3fu);
+            }
+            if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+                (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+                return 0; /* overlong, a surrogate, beyond Unicode */
+            for (size_t i = 0; i < len; i++)
+                PUT((char)p[i]);
+            p += len;
+            continue;
+        }
+        const char *esc = c == '"'    ? "\\\""
+                          : c == '\\' ? "\\\\"
+                          : c == '\b' ? "\\b"
+                          : c == '\f' ? "\\f"
+                          : c == '\n' ? "\\n"
+                          : c == '\r' ? "\\r"
+                          : c == '\t' ? "\\t"
+                                      : NULL;
+        if (esc) {
+            PUT(esc[0]);
+            PUT(esc[1]);
+        } else if (c < 0x20) {
+            const char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            for (size_t i = 0; i < sizeof u; i++)
+                PUT(u[i]);
+        } else {
+            PUT((char)c);
+        }
+        p++;
+    }
+    PUT('"');
+#undef PUT
+    return n;
 }
 
-/* The JSON body of POST /v1/orders. NULL when out of memory: every string is
- * checked ASCII (order_ref, account) or comes from our own config (utid,
- * notify_url, UTF-8 YAML), so jansson has no other reason to fail. */
-static json_t *order_body(const struct perkhub_op *op)
+/* The body of POST /v1/orders, byte for byte what jansson printed of
+ * {"external_ref_id","utid","quantity","max_unit_cost","recipient":{"account"},
+ * "notify_url"} (test_rewards.c compares them), written straight into host
+ * memory so the recharge account never sits in a block we cannot wipe. Two
+ * passes: the first (out NULL) measures. Returns the length, 0 when a string
+ * is not UTF-8. */
+static size_t order_body_put(char *out, const struct perkhub_op *op)
 {
-    json_t *body = json_pack("{s:s, s:s, s:I}", "external_ref_id", op->order_ref, "utid",
-                             op->product_id, "quantity", (json_int_t)op->quantity);
-    int bad = !body;
+    char num[48];
+    size_t n = 0, k;
+#define LIT(lit)                                                                                   \
+    do {                                                                                           \
+        if (out)                                                                                   \
+            memcpy(out + n, lit, sizeof lit - 1);                                                  \
+        n += sizeof lit - 1;                                                                       \
+    } while (0)
+#define STR(s)                                                                                     \
+    do {                                                                                           \
+        if (!(k = json_str_put(out ? out + n : NULL, s)))                                          \
+            return 0;                                                                              \
+        n += k;                                                                                    \
+    } while (0)
+#define NUM(v)                                                                                     \
+    do {                                                                                           \
+        k = (size_t)snprintf(num, sizeof num, "%lld", (long long)(v));                             \
+        if (out)                                                                                   \
+            memcpy(out + n, num, k);                                                               \
+        n += k;                                                                                    \
+    } while (0)
+    LIT("{\"external_ref_id\":");
+    STR(op->order_ref);
+    LIT(",\"utid\":");
+    STR(op->product_id);
+    LIT(",\"quantity\":");
+    NUM(op->quantity);
     /* A price ceiling makes the supplier refuse (422 price_above_max) rather
      * than charge more than our offer says. */
-    if (!bad && op->unit_price > 0)
-        bad = json_object_set_new(body, "max_unit_cost", json_integer(op->unit_price));
-    if (!bad && op->kind == PERKHUB_OP_RECHARGE)
-        bad = json_object_set_new(body, "recipient", json_pack("{s:s}", "account", op->account));
-    if (!bad && op->callback_url && *op->callback_url)
-        bad = json_object_set_new(body, "notify_url", json_string(op->callback_url));
-    if (bad) {
-        json_decref(body);
-        return NULL;
+    if (op->unit_price > 0) {
+        LIT(",\"max_unit_cost\":");
+        NUM(op->unit_price);
     }
-    return body;
+    if (op->kind == PERKHUB_OP_RECHARGE) {
+        LIT(",\"recipient\":{\"account\":");
+        STR(op->account);
+        LIT("}");
+    }
+    if (op->callback_url && *op->callback_url) {
+        LIT(",\"notify_url\":");
+        STR(op->callback_url);
+    }
+    LIT("}");
+#undef LIT
+#undef STR
+#undef NUM
+    return n;
 }
 
 /* CARD_ORDER and RECHARGE: POST /v1/orders. external_ref_id is what makes a
@@ -574,17 +930,25 @@ static int build_order(struct rewards *rw, const struct perkhub_op *op, struct p
         return PERKHUB_ERR_INTERNAL; /* the core's duty; never guess an order */
     if (op->kind == PERKHUB_OP_RECHARGE && !is_plausible_account(op->account))
         return PERKHUB_DEFINITE_FAILURE;
-    json_t *body = order_body(op);
-    if (!body)
-        return PERKHUB_ERR_NOMEM;
-    int st = request_start(rw, req, "POST", str_printf(host, "%s/v1/orders", rw->base_url));
+    /* every string is checked ASCII (order_ref, account) or comes from our own
+     * config (utid, notify_url: UTF-8 YAML), so this fails only on a core bug */
+    size_t n = order_body_put(NULL, op);
+    if (n == 0)
+        return PERKHUB_ERR_INTERNAL;
+    size_t blen = strlen(rw->base_url);
+    char *url = host->mem_alloc(host, blen + sizeof "/v1/orders");
+    if (url) {
+        memcpy(url, rw->base_url, blen);
+        memcpy(url + blen, "/v1/orders", sizeof "/v1/orders");
+    }
+    int st = request_start(rw, req, "POST", url);
     if (st == PERKHUB_OK)
         st = request_header(host, req, host->mem_strdup(host, "Content-Type: application/json"));
+    if (st == PERKHUB_OK && !(req->body = host->mem_alloc(host, n + 1)))
+        st = PERKHUB_ERR_NOMEM;
     if (st == PERKHUB_OK)
-        st = request_body(host, body, req);
-    /* jansson frees its copy of the account without wiping it; the core's
-     * copy in req->body is wiped when the request is freed. */
-    json_decref(body);
+        req->body_len = order_body_put(req->body, op);
+    assert(st != PERKHUB_OK || req->body_len == n);
     return st;
 }
 
@@ -649,7 +1013,7 @@ struct rw_order {
 
 /* Reads an order object. Returns 0, or -1 when a required field is missing or
  * mistyped, or the status is one we do not know (we never guess a state). */
-static int order_read(json_t *obj, struct rw_order *o)
+static int order_read(struct rw_obj obj, struct rw_order *o)
 {
     memset(o, 0, sizeof *o);
     o->order_id = field_str(obj, "order_id");
@@ -670,10 +1034,11 @@ static int order_read(json_t *obj, struct rw_order *o)
     else
         return -1;
     o->reason = field_str(obj, "reason");
-    o->rewards = json_object_get(obj, "rewards");
-    if (json_is_null(o->rewards))
-        o->rewards = NULL;
-    return o->rewards && !json_is_array(o->rewards) ? -1 : 0;
+    if (field_absent(obj, "rewards"))
+        return 0;
+    /* the flat reader takes no array: present and not null is no list there */
+    o->rewards = obj.json ? json_object_get(obj.json, "rewards") : NULL;
+    return json_is_array(o->rewards) ? 0 : -1;
 }
 
 /* One reward: {"code":..., "card_number":...|null, "expires_at":...|null}.
@@ -683,8 +1048,8 @@ static int reward_read(const json_t *r, const char **code, const char **card_no,
 {
     const json_t *card = json_object_get(r, "card_number");
     const json_t *exp = json_object_get(r, "expires_at");
-    *code = field_str(r, "code");
-    *card_no = field_str(r, "card_number");
+    *code = field_str(obj_json(r), "code");
+    *card_no = field_str(obj_json(r), "card_number");
     *expires_at_ms = 0; /* never or unknown */
     if (!*code || (card && !json_is_null(card) && !*card_no))
         return -1;
@@ -785,11 +1150,11 @@ static int result_refused(struct rewards *rw, const struct perkhub_op *op,
     case 404:
     case 409:
     case 422: {
-        json_t *root = body_load_object(resp->body, resp->body_len);
-        const char *code = body_error_code(root);
+        struct rw_doc doc;
+        const char *code = body_error_code(doc_load(&doc, resp->body, resp->body_len));
         int st = code ? result_outcome(rw, res, PERKHUB_DEFINITE_FAILURE, code)
                       : result_unclear(rw, op, status, "bad_error_body", res);
-        json_decref(root);
+        doc_free(&doc);
         return st;
     }
     default:
@@ -805,10 +1170,11 @@ static int parse_order(struct rewards *rw, const struct perkhub_op *op,
 {
     if (resp->http_status != 200 && resp->http_status != 201)
         return result_refused(rw, op, resp, res);
-    json_t *root = body_load_object(resp->body, resp->body_len);
+    struct rw_doc doc;
+    struct rw_obj root = doc_load(&doc, resp->body, resp->body_len);
     struct rw_order o;
     int st;
-    if (!root || order_read(root, &o))
+    if (!obj_ok(root) || order_read(root, &o))
         st = result_unclear(rw, op, resp->http_status, "bad_response", res);
     else if (!op->order_ref || strcmp(o.external_ref_id, op->order_ref) != 0)
         /* Somebody else's order (a supplier bug, a misrouted cache): taking its
@@ -817,7 +1183,7 @@ static int parse_order(struct rewards *rw, const struct perkhub_op *op,
     else
         st = result_order(rw, op, resp->http_status, &o,
                           op->kind == PERKHUB_OP_CARD_ORDER ? op->quantity : 0, res);
-    json_decref(root);
+    doc_free(&doc);
     /* A failed order did not and will not happen: only now may the core try
      * another supplier. */
     if (st == PERKHUB_OK && res->state == PERKHUB_STATE_FAILED)
@@ -831,14 +1197,13 @@ static int parse_query(struct rewards *rw, const struct perkhub_op *op,
                        const struct perkhub_response *resp, struct perkhub_result *res)
 {
     int status = resp->http_status;
-    json_t *root = body_load_object(resp->body, resp->body_len);
     struct rw_order o;
     int by_ref = op->order_ref && *op->order_ref;
     int st;
-    if (!is_order_kind(op->order_kind) || (!by_ref && !op->supplier_order_id)) {
-        json_decref(root);
+    if (!is_order_kind(op->order_kind) || (!by_ref && !op->supplier_order_id))
         return PERKHUB_ERR_INTERNAL;
-    }
+    struct rw_doc doc;
+    struct rw_obj root = doc_load(&doc, resp->body, resp->body_len);
     const char *error = body_error_code(root);
     if (status == 404 && error && strcmp(error, "not_found") == 0) {
         /* The core keeps the attempt unknown within processing_window_s. */
@@ -850,7 +1215,7 @@ static int parse_query(struct rewards *rw, const struct perkhub_op *op,
                             : status == 401 || status == 403 ? "unauthorized"
                                                              : "unexpected_status",
                             res);
-    } else if (!root || order_read(root, &o)) {
+    } else if (!obj_ok(root) || order_read(root, &o)) {
         st = result_unclear(rw, op, status, "bad_response", res);
     } else if (by_ref ? strcmp(o.external_ref_id, op->order_ref) != 0
                       : strcmp(o.order_id, op->supplier_order_id) != 0) {
@@ -861,7 +1226,7 @@ static int parse_query(struct rewards *rw, const struct perkhub_op *op,
             want = op->quantity ? (int64_t)op->quantity : o.quantity;
         st = result_order(rw, op, status, &o, want, res);
     }
-    json_decref(root);
+    doc_free(&doc);
     return st;
 }
 
@@ -874,8 +1239,9 @@ struct rw_item {
 };
 
 /* Returns 0, or -1 when a required field is missing or mistyped. */
-static int item_read(const json_t *obj, struct rw_item *it)
+static int item_read(const json_t *json, struct rw_item *it)
 {
+    struct rw_obj obj = obj_json(json);
     memset(it, 0, sizeof *it);
     it->utid = field_str(obj, "utid");
     it->name = field_str(obj, "name");
@@ -974,7 +1340,7 @@ static int parse_balance(struct rewards *rw, const struct perkhub_op *op,
         return result_refused(rw, op, resp, res);
     json_t *root = body_load_object(resp->body, resp->body_len);
     json_t *balance = json_object_get(root, "balance");
-    const char *currency = field_str(root, "currency");
+    const char *currency = field_str(obj_json(root), "currency");
     int st = PERKHUB_OK;
     if (!json_is_integer(balance))
         st = result_unclear(rw, op, resp->http_status, "bad_response", res);
@@ -1141,11 +1507,12 @@ static int callback_refuse(struct rewards *rw, struct perkhub_result *res, const
 static int callback_claim(struct rewards *rw, const struct perkhub_callback *cb,
                           const struct rw_signature *sig, struct perkhub_result *res)
 {
-    json_t *root = body_load_object(cb->body, cb->body_len);
-    json_t *order = json_object_get(root, "order");
+    struct rw_doc doc;
+    struct rw_obj root = doc_load(&doc, cb->body, cb->body_len);
+    struct rw_obj order = field_obj(root, "order");
     struct rw_order o;
     int st;
-    if (!field_str(root, "event") || !json_is_object(order) || order_read(order, &o) ||
+    if (!field_str(root, "event") || !obj_ok(order) || order_read(order, &o) ||
         !is_order_ref(o.external_ref_id)) {
         st = callback_refuse(rw, res, "malformed");
     } else {
@@ -1155,7 +1522,7 @@ static int callback_claim(struct rewards *rw, const struct perkhub_callback *cb,
         if (st == PERKHUB_OK && !res->reply_body)
             st = PERKHUB_ERR_NOMEM;
     }
-    json_decref(root);
+    doc_free(&doc);
     return st;
 }
 

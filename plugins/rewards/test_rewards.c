@@ -396,6 +396,78 @@ Test(rewards, order_bodies)
     kit_close(k);
 }
 
+/* The order body is written by hand (rewards.c, order_body_put): it must be
+ * byte for byte what jansson's compact dump prints of the same object, escapes
+ * and UTF-8 included, and refuse what jansson refuses (a string not UTF-8). */
+Test(rewards, order_body_bytes_as_jansson)
+{
+    struct kit k = kit_open(kv_bearer);
+    static const char *const utids[] = {"U20001", "U\"q\\b/s", "U\x01\x1f\x7f\b\f\n\r\t", "券-ü-😀",
+                                        "U\xe2\x80\xa8"};
+    static const char *const accounts[] = {ACCOUNT, "a\"b\\c/d", "~!@#$%^&*()_+{}|:<>?"};
+    static const char *const urls[] = {NULL, "", "https://h.example/v1/callbacks/rw1?x=\"1\"",
+                                       "http://h/回调\t"};
+    static const int64_t prices[] = {0, -5, 1, 2850, INT64_C(9223372036854775807)};
+    size_t cases = 0;
+    for (int kind = PERKHUB_OP_CARD_ORDER; kind <= PERKHUB_OP_RECHARGE; kind++)
+        for (size_t u = 0; u < sizeof utids / sizeof *utids; u++)
+            for (size_t a = 0; a < sizeof accounts / sizeof *accounts; a++)
+                for (size_t c = 0; c < sizeof urls / sizeof *urls; c++)
+                    for (size_t p = 0; p < sizeof prices / sizeof *prices; p++) {
+                        struct perkhub_op op = {.kind = kind,
+                                                .order_ref = RECH_REF,
+                                                .product_id = utids[u],
+                                                .quantity =
+                                                    kind == PERKHUB_OP_RECHARGE ? 1 : 4000000000u,
+                                                .account = accounts[a],
+                                                .unit_price = prices[p],
+                                                .callback_url = urls[c]};
+                        json_t *want =
+                            json_pack("{s:s, s:s, s:I}", "external_ref_id", op.order_ref, "utid",
+                                      op.product_id, "quantity", (json_int_t)op.quantity);
+                        cr_assert_not_null(want);
+                        if (op.unit_price > 0)
+                            json_object_set_new(want, "max_unit_cost", json_integer(op.unit_price));
+                        if (kind == PERKHUB_OP_RECHARGE)
+                            json_object_set_new(want, "recipient",
+                                                json_pack("{s:s}", "account", op.account));
+                        if (op.callback_url && *op.callback_url)
+                            json_object_set_new(want, "notify_url", json_string(op.callback_url));
+                        char wbuf[1024];
+                        size_t wn = json_dumpb(want, wbuf, sizeof wbuf, JSON_COMPACT);
+                        json_decref(want);
+                        cr_assert(wn > 0 && wn < sizeof wbuf);
+                        struct perkhub_request req;
+                        cr_assert_eq(phtk_build(k.tk, &op, &req), PERKHUB_OK, "%zu %zu %zu %zu", u,
+                                     a, c, p);
+                        cr_assert_eq(req.body_len, wn, "%zu %zu %zu %zu: length", u, a, c, p);
+                        cr_assert(memcmp(req.body, wbuf, wn) == 0, "%zu %zu %zu %zu: %.*s", u, a, c,
+                                  p, (int)wn, wbuf);
+                        cr_assert_eq(req.body[wn], '\0');
+                        phtk_request_clear(k.tk, &req);
+                        cases++;
+                    }
+    cr_assert_eq(cases, 2 * 5 * 3 * 4 * 5);
+    /* what jansson refuses: overlong, surrogate, beyond U+10FFFF, cut short, a stray byte */
+    static const char *const bad[] = {"U\xc0\xaf", "U\xed\xa0\x80", "U\xf4\x90\x80\x80",
+                                      "U\xe5\x88", "U\x80",         "U\xff"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        cr_assert_null(json_string(bad[i]), "jansson takes bad #%zu", i);
+        for (int where = 0; where < 2; where++) {
+            struct perkhub_op op = op_recharge();
+            if (where)
+                op.callback_url = bad[i];
+            else
+                op.product_id = bad[i];
+            struct perkhub_request req;
+            cr_assert_eq(phtk_build(k.tk, &op, &req), PERKHUB_ERR_INTERNAL, "bad #%zu", i);
+            phtk_request_clear(k.tk, &req);
+        }
+    }
+    cr_assert_eq(phtk_blocks(k.tk), k.baseline, "leak");
+    kit_close(k);
+}
+
 /* Nothing is sent for what cannot be sent; a caller's bug is not a refusal. */
 Test(rewards, build_refusals)
 {
