@@ -156,10 +156,20 @@ static void on_connected(natsConnection *nc, void *arg)
     pthread_mutex_unlock(&r->mu);
 }
 
-/* The server list for a message: the first, and how many more. */
+/* The server list for a message: the first, and how many more. A URL's
+ * user, password or token (nats://user:pass@host, nats://token@host) is left
+ * out: these messages reach logs and every client's 503 (design.md rule 3). */
 static const char *servers_text(const ph_repl *r, char *buf, size_t n)
 {
-    snprintf(buf, n, "%s%s", r->servers[0], r->nservers > 1 ? " (and the others)" : "");
+    const char *u = r->servers[0], *host = strstr(u, "://");
+    host = host ? host + 3 : u;
+    size_t auth = strcspn(host, "/?#"); /* the authority: [userinfo@]host[:port] */
+    const char *at = NULL;
+    for (const char *p = host; p < host + auth; p++)
+        if (*p == '@')
+            at = p;
+    snprintf(buf, n, "%.*s%s%s", (int)(host - u), u, at ? at + 1 : host,
+             r->nservers > 1 ? " (and the others)" : "");
     return buf;
 }
 
@@ -975,7 +985,12 @@ static void take_over(ph_repl *r)
     pthread_mutex_unlock(&r->mu);
     if (!still)
         return;
-    int rc = ph_store_exec(r->store, &c);
+    /* a list of one: a batch of its own (store.h), which no client write
+     * queued meanwhile joins (the hook would publish it with the marker) or
+     * precedes (the hook would refuse the marker with it) */
+    int rc = ph_store_exec_list(r->store, &c);
+    if (rc == PH_OK)
+        rc = c.rc;
     pthread_mutex_lock(&r->mu);
     r->marker = NULL;
     still = r->role == PH_REPL_PROMOTING;
