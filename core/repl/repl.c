@@ -1149,16 +1149,27 @@ int ph_repl_start(ph_repl *r, ph_store *s, ph_err *err)
         int rc = stream_last(r, &last, err);
         if (rc == PH_OK)
             rc = apply_upto(r, last, SIZE_MAX, &done, err);
-        if (rc != PH_OK) {
+        if (rc == PH_EUNAVAIL) {
+            /* JetStream slow to answer (servers starting again, electing): a
+             * standby that catches up on its thread, as one started without
+             * NATS, not a start refused (a deposed leader would exit) */
+            reader_close(r);
+            ph_log(r->log, PH_LOG_WARN, NULL, "repl.catch_up_later",
+                   "node=%s applied=%llu detail=\"%s\" effect=\"this node starts as a standby "
+                   "and applies the stream once it answers\"",
+                   r->node, (unsigned long long)ph_store_repl_seq(s), err->msg);
+            memset(err, 0, sizeof *err);
+        } else if (rc != PH_OK) {
             reader_close(r);
             return rc;
+        } else {
+            ph_log(r->log, PH_LOG_INFO, NULL, "repl.caught_up", "node=%s stream=%s applied=%llu",
+                   r->node, r->stream, (unsigned long long)ph_store_repl_seq(s));
+            /* one look at the lease now, so a node that finds it free starts as leader */
+            lease_check(r);
+            for (int i = 0; i < 100 && ph_repl_role(r) == PH_REPL_PROMOTING; i++)
+                take_over(r);
         }
-        ph_log(r->log, PH_LOG_INFO, NULL, "repl.caught_up", "node=%s stream=%s applied=%llu",
-               r->node, r->stream, (unsigned long long)ph_store_repl_seq(s));
-        /* one look at the lease now, so a node that finds it free starts as leader */
-        lease_check(r);
-        for (int i = 0; i < 100 && ph_repl_role(r) == PH_REPL_PROMOTING; i++)
-            take_over(r);
     }
     if (pthread_create(&r->thread, NULL, repl_main, r)) {
         reader_close(r);
