@@ -165,10 +165,20 @@ static void on_connected(natsConnection *nc, void *arg)
     pthread_mutex_unlock(&r->mu);
 }
 
-/* The server list for a message: the first, and how many more. */
+/* The server list for a message: the first, and how many more. A URL's
+ * user, password or token (nats://user:pass@host, nats://token@host) is left
+ * out: these messages reach logs and every client's 503 (design.md rule 3). */
 static const char *servers_text(const ph_repl *r, char *buf, size_t n)
 {
-    snprintf(buf, n, "%s%s", r->servers[0], r->nservers > 1 ? " (and the others)" : "");
+    const char *u = r->servers[0], *host = strstr(u, "://");
+    host = host ? host + 3 : u;
+    size_t auth = strcspn(host, "/?#"); /* the authority: [userinfo@]host[:port] */
+    const char *at = NULL;
+    for (const char *p = host; p < host + auth; p++)
+        if (*p == '@')
+            at = p;
+    snprintf(buf, n, "%.*s%s%s", (int)(host - u), u, at ? at + 1 : host,
+             r->nservers > 1 ? " (and the others)" : "");
     return buf;
 }
 
@@ -1002,7 +1012,12 @@ static void take_over(ph_repl *r)
     pthread_mutex_unlock(&r->mu);
     if (!still)
         return;
-    int rc = ph_store_exec(r->store, &c);
+    /* a list of one: a batch of its own (store.h), which no client write
+     * queued meanwhile joins (the hook would publish it with the marker) or
+     * precedes (the hook would refuse the marker with it) */
+    int rc = ph_store_exec_list(r->store, &c);
+    if (rc == PH_OK)
+        rc = c.rc;
     pthread_mutex_lock(&r->mu);
     r->marker = NULL;
     still = r->role == PH_REPL_PROMOTING;
@@ -1161,16 +1176,27 @@ int ph_repl_start(ph_repl *r, ph_store *s, ph_err *err)
         int rc = stream_last(r, &last, err);
         if (rc == PH_OK)
             rc = apply_upto(r, last, SIZE_MAX, &done, err);
-        if (rc != PH_OK) {
+        if (rc == PH_EUNAVAIL) {
+            /* JetStream slow to answer (servers starting again, electing): a
+             * standby that catches up on its thread, as one started without
+             * NATS, not a start refused (a deposed leader would exit) */
+            reader_close(r);
+            ph_log(r->log, PH_LOG_WARN, NULL, "repl.catch_up_later",
+                   "node=%s applied=%llu detail=\"%s\" effect=\"this node starts as a standby "
+                   "and applies the stream once it answers\"",
+                   r->node, (unsigned long long)ph_store_repl_seq(s), err->msg);
+            memset(err, 0, sizeof *err);
+        } else if (rc != PH_OK) {
             reader_close(r);
             return rc;
+        } else {
+            ph_log(r->log, PH_LOG_INFO, NULL, "repl.caught_up", "node=%s stream=%s applied=%llu",
+                   r->node, r->stream, (unsigned long long)ph_store_repl_seq(s));
+            /* one look at the lease now, so a node that finds it free starts as leader */
+            lease_check(r);
+            for (int i = 0; i < 100 && ph_repl_role(r) == PH_REPL_PROMOTING; i++)
+                take_over(r);
         }
-        ph_log(r->log, PH_LOG_INFO, NULL, "repl.caught_up", "node=%s stream=%s applied=%llu",
-               r->node, r->stream, (unsigned long long)ph_store_repl_seq(s));
-        /* one look at the lease now, so a node that finds it free starts as leader */
-        lease_check(r);
-        for (int i = 0; i < 100 && ph_repl_role(r) == PH_REPL_PROMOTING; i++)
-            take_over(r);
     }
     if (pthread_create(&r->thread, NULL, repl_main, r)) {
         reader_close(r);

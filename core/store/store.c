@@ -752,7 +752,10 @@ static ph_cmd *take_batch(ph_store *s)
     while (!s->head && !s->stopping)
         pthread_cond_wait(&s->cv, &s->mu);
     ph_cmd *first = s->head, *last = first;
-    for (unsigned n = 1; last && last->next && n < s->max_batch; n++)
+    /* a list (ph_store_submit_list) is a batch of its own: nothing joins it */
+    unsigned max =
+        first && first->list_n && first->list_n < s->max_batch ? first->list_n : s->max_batch;
+    for (unsigned n = 1; last && last->next && n < max && !last->next->list_n; n++)
         last = last->next;
     if (last) {
         s->head = last->next;
@@ -856,19 +859,18 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-int ph_store_submit(ph_store *s, ph_cmd *cmd)
-{
-    cmd->next = NULL;
-    return ph_store_submit_list(s, cmd);
-}
-
-int ph_store_submit_list(ph_store *s, ph_cmd *first)
+static int submit(ph_store *s, ph_cmd *first, int list)
 {
     if (s->read_only)
         return ph_err_set(&first->err, PH_EINVAL, "store: opened read-only");
     ph_cmd *last = first;
-    while (last->next)
+    unsigned n = 1;
+    first->list_n = 0;
+    for (; last->next; n++) {
         last = last->next;
+        last->list_n = 0;
+    }
+    first->list_n = list ? n : 0;
     pthread_mutex_lock(&s->mu);
     if (s->stopping) {
         pthread_mutex_unlock(&s->mu);
@@ -882,6 +884,17 @@ int ph_store_submit_list(ph_store *s, ph_cmd *first)
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
     return PH_OK;
+}
+
+int ph_store_submit(ph_store *s, ph_cmd *cmd)
+{
+    cmd->next = NULL;
+    return submit(s, cmd, 0);
+}
+
+int ph_store_submit_list(ph_store *s, ph_cmd *first)
+{
+    return submit(s, first, 1);
 }
 
 /* The commands a submitter waits for: each one's done counts it off. */

@@ -1419,6 +1419,9 @@ struct ph_cmd {
         done;     /* called once, on the writer thread, after the durable commit; may be NULL */
     void *arg;    /* for the submitter */
     ph_cmd *next; /* private to the store */
+    /* private to the store: the length of a list queued by
+     * ph_store_submit_list, on its first command (0 on every other) */
+    unsigned list_n;
 };
 
 /* Queues cmd for the writer; returns at once. cmd->done runs later on the
@@ -1427,8 +1430,10 @@ struct ph_cmd {
 int ph_store_submit(ph_store *s, ph_cmd *cmd);
 
 /* Queues cmd, cmd->next, ... (a list the caller linked) at once, so the writer
- * takes them together (up to max_batch): how a replay applies a journal's
- * batch as one. As ph_store_submit for each; on PH_ESHUTDOWN none is queued. */
+ * takes them together (up to max_batch) and alone: no other command joins
+ * their batch (how a replay or a standby applies a recorded batch as one; the
+ * replication hook passes a stream's batch only whole and unmixed). As
+ * ph_store_submit for each; on PH_ESHUTDOWN none is queued. */
 int ph_store_submit_list(ph_store *s, ph_cmd *first);
 
 /* Submits cmd and waits for its completion; returns cmd->rc. cmd->done must be NULL. */

@@ -6,10 +6,13 @@
  * refuses is not committed, every command of it failing with the hook's
  * error. The NATS side is tests/e2e/test_repl.c.
  */
+#include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
 
 #include "config/config.h"
+#include "repl/repl.h"
 #include "store/cmd_codec.h"
 #include "store/store.h"
 #include "store_fixture.h"
@@ -349,4 +352,154 @@ Test(repl_store, invariant_37_markers_follow_one_another)
     cr_assert_neq(ph_store_check(g_s, &st, &err), PH_OK, "the check passed");
     cr_assert_str_eq(err.msg, "events: the repl.leader marker of event 3 follows stream sequence "
                               "1, not after the one of event 2 (1)");
+}
+
+/* ---- a NATS URL's credentials --------------------------------------------- */
+
+/* NATS URLs may carry a user and password or a token (nats://user:pass@host,
+ * nats://token@host): what a node says of its servers (the 503 of every
+ * write while NATS is away, the start's refusal, the log) names the host
+ * only (docs/design.md rule 3). Port 1 on loopback refuses at once: the
+ * replicator starts not online, as without NATS. */
+Test(repl_secrets, a_nats_url_password_or_token_is_never_said)
+{
+    const char *y = BASE "replication:\n  enabled: true\n  node_id: n1\n"
+                         "  urls: [\"nats://alice:S3cretPass@127.0.0.1:1\", "
+                         "\"nats://T0kenT0ken@127.0.0.1:2\"]\n"
+                         "  advertise_url: http://10.0.0.1:8080\n  lease_ttl_ms: 2000\n";
+    ph_config *cfg = NULL;
+    ph_err err = {0};
+    cr_assert_eq(ph_config_load_string(y, strlen(y), "t.yaml", &cfg, &err), PH_OK, "%s", err.msg);
+    FILE *logf = tmpfile();
+    cr_assert(logf);
+    ph_logger lg = {.level = PH_LOG_DEBUG, .fd = fileno(logf)};
+    ph_repl_opts o = {.cfg = cfg, .log = &lg};
+    ph_repl *r = NULL;
+    cr_assert_eq(ph_repl_create(&o, &r, &err), PH_OK, "%s", err.msg);
+    cr_assert_eq(ph_repl_online(r), 0);
+    char said[3][1024];
+    cr_assert_eq(ph_repl_needs_nats(r, &err), PH_EUNAVAIL);
+    snprintf(said[0], sizeof said[0], "%s", err.msg);
+    ph_cmd c = {.type = PH_CMD_NOTE_EVENT};
+    uint64_t seq = 0;
+    memset(&err, 0, sizeof err);
+    cr_assert_eq(ph_repl_hook(r, &c, 0, &seq, &err), PH_EUNAVAIL);
+    snprintf(said[1], sizeof said[1], "%s", err.msg);
+    fflush(logf);
+    rewind(logf);
+    size_t n = fread(said[2], 1, sizeof said[2] - 1, logf);
+    said[2][n] = 0;
+    for (int i = 0; i < 3; i++) {
+        cr_assert(strstr(said[i], "127.0.0.1:1"), "the server is named: %s", said[i]);
+        cr_assert_null(strstr(said[i], "S3cretPass"), "a password said: %s", said[i]);
+        cr_assert_null(strstr(said[i], "alice"), "a user said: %s", said[i]);
+        cr_assert_null(strstr(said[i], "T0kenT0ken"), "a token said: %s", said[i]);
+    }
+    ph_repl_free(r);
+    fclose(logf);
+    ph_config_free(cfg);
+}
+
+/* ---- a stream's batch is a writer batch of its own -------------------------- */
+
+/* The replicator applies a stream batch as one list (ph_cmd_batch_apply ->
+ * ph_store_exec_list), and the hook passes it only when the writer's batch is
+ * exactly that list. Writes submitted meanwhile on the node (a standby's
+ * clients, refused there) must not join it: merged, the hook refuses the
+ * whole batch, and a standby under a steady flow of such writes never applies
+ * the stream. The hook here records each writer batch; the first one waits
+ * until the queue holds: one write, a list of two, another write. */
+
+typedef struct seen_batches {
+    atomic_int gate; /* 1: the first batch may go on */
+    atomic_int n;
+    const ph_cmd *head[16];
+    size_t len[16];
+} seen_batches;
+
+static seen_batches SB;
+
+static int seeing_hook(void *arg, const ph_cmd *batch, uint64_t prev, uint64_t *seq, ph_err *err)
+{
+    (void)err;
+    seen_batches *b = arg;
+    int i = atomic_fetch_add(&b->n, 1);
+    size_t len = 0;
+    for (const ph_cmd *c = batch; c; c = c->next)
+        len++;
+    if (i < 16) {
+        b->head[i] = batch;
+        b->len[i] = len;
+    }
+    while (i == 0 && !atomic_load(&b->gate))
+        sched_yield(); /* the test fills the queue meanwhile */
+    *seq = prev + 1;
+    return PH_OK;
+}
+
+static void *exec_first(void *arg)
+{
+    ph_cmd *c = arg;
+    ph_store_exec(g_s, c);
+    return NULL;
+}
+
+static atomic_int g_done;
+
+static void count_done(ph_cmd *c)
+{
+    (void)c;
+    atomic_fetch_add(&g_done, 1);
+}
+
+static void note_cmd(ph_cmd *c, const char *name)
+{
+    memset(c, 0, sizeof *c);
+    c->type = PH_CMD_NOTE_EVENT;
+    c->now = 1700000000000;
+    c->in.note.name = name;
+    c->in.note.fields = "{}";
+}
+
+Test(repl_store, a_list_is_a_writer_batch_of_its_own)
+{
+    memset(&SB, 0, sizeof SB);
+    atomic_store(&g_done, 0);
+    ph_store_opts o = {.dir = g_dir, .repl_hook = seeing_hook, .repl_arg = &SB};
+    ph_err err = {0};
+    cr_assert_eq(ph_store_open(&o, &g_s, &err), PH_OK, "%s", err.msg);
+    ph_cmd first, before, list[2], after;
+    note_cmd(&first, "repl.leader");
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, exec_first, &first), 0);
+    while (atomic_load(&SB.n) < 1)
+        sched_yield(); /* the writer holds the first batch in the hook */
+    note_cmd(&before, "repl.leader");
+    note_cmd(&list[0], "repl.leader");
+    note_cmd(&list[1], "repl.leader");
+    note_cmd(&after, "repl.leader");
+    before.done = list[0].done = list[1].done = after.done = count_done;
+    list[0].next = &list[1];
+    cr_assert_eq(ph_store_submit(g_s, &before), PH_OK);
+    cr_assert_eq(ph_store_submit_list(g_s, &list[0]), PH_OK);
+    cr_assert_eq(ph_store_submit(g_s, &after), PH_OK);
+    atomic_store(&SB.gate, 1);
+    pthread_join(t, NULL);
+    while (atomic_load(&g_done) < 4)
+        sched_yield();
+    cr_assert_eq(first.rc, PH_OK);
+    int found = 0;
+    for (int i = 0; i < atomic_load(&SB.n) && i < 16; i++) {
+        if (SB.head[i] == &list[0])
+            found = (int)SB.len[i];
+        cr_assert(SB.head[i] != &before || SB.len[i] == 1,
+                  "the write before the list took %zu commands with it", SB.len[i] - 1);
+    }
+    cr_assert_eq(found, 2, "the list was not a batch of its own (batches seen: %d)",
+                 atomic_load(&SB.n));
+    for (int i = 0; i < 2; i++)
+        ph_cmd_clear(&list[i]);
+    ph_cmd_clear(&before);
+    ph_cmd_clear(&after);
+    ph_cmd_clear(&first);
 }
