@@ -1048,6 +1048,19 @@ static void wait_ms(ph_repl *r, int64_t ms)
     pthread_mutex_unlock(&r->mu);
 }
 
+/* PH_OK unless the stream (its first batch's uid, when known) belongs to
+ * another store than this one, whose uid is `own`: PH_EINVAL, err saying so. */
+static int uid_check(const ph_repl *r, const char *own, ph_err *err)
+{
+    if (!r->have_uid || !strcmp(own, r->uid))
+        return PH_OK;
+    return ph_err_set(err, PH_EINVAL,
+                      "replication: this store has uid %s, the stream %s holds the batches of "
+                      "store %s: start this node on an empty data_dir (or a snapshot of the "
+                      "leader's)",
+                      own, r->stream, r->uid);
+}
+
 /* A node started without NATS: once the connection is made, what create
  * could not do (the stream, its store uid against this store's, the bucket).
  * 1 when done. Only the replicator's thread; r->online says it to others. */
@@ -1060,12 +1073,8 @@ static int come_online(ph_repl *r)
     snprintf(own, sizeof own, "%s", r->uid); /* this store's, set by ph_repl_start */
     r->have_uid = 0;
     int rc = ensure_stream(r, &err);
-    if (rc == PH_OK && r->have_uid && strcmp(own, r->uid))
-        rc = ph_err_set(&err, PH_EINVAL,
-                        "replication: this store has uid %s, the stream %s holds the batches of "
-                        "store %s: start this node on an empty data_dir (or a snapshot of the "
-                        "leader's)",
-                        own, r->stream, r->uid);
+    if (rc == PH_OK)
+        rc = uid_check(r, own, &err);
     snprintf(r->uid, sizeof r->uid, "%s", own);
     r->have_uid = 1;
     if (rc == PH_OK && !r->kv)
@@ -1159,12 +1168,9 @@ int ph_repl_start(ph_repl *r, ph_store *s, ph_err *err)
     assert(!r->started);
     r->store = s;
     const char *uid = ph_store_uid(s);
-    if (r->have_uid && strcmp(uid, r->uid))
-        return ph_err_set(err, PH_EINVAL,
-                          "replication: this store has uid %s, the stream %s holds the batches "
-                          "of store %s: start this node on an empty data_dir (or a snapshot of "
-                          "the leader's)",
-                          uid, r->stream, r->uid);
+    int bad = uid_check(r, uid, err);
+    if (bad != PH_OK)
+        return bad;
     snprintf(r->uid, sizeof r->uid, "%s", uid);
     r->have_uid = 1;
     if (ph_repl_online(r)) {

@@ -117,11 +117,20 @@ static int read_reports(ph_retain *t, ph_retain_report **v, size_t *n)
         return -1;
     }
     int64_t now = ph_now_ms();
-    for (int i = 0; i < keys.Count; i++) {
+    int rc = 0;
+    for (int i = 0; i < keys.Count && rc == 0; i++) {
         kvEntry *e = NULL;
-        if (strncmp(keys.Keys[i], KEY_PREFIX, strlen(KEY_PREFIX)) ||
-            kvStore_Get(&e, t->kv, keys.Keys[i]) != NATS_OK)
+        if (strncmp(keys.Keys[i], KEY_PREFIX, strlen(KEY_PREFIX)))
             continue;
+        /* a report that cannot be read now may be a live, lagging node's: no
+         * trim this round (gone since the listing: nothing to hold back) */
+        natsStatus g = kvStore_Get(&e, t->kv, keys.Keys[i]);
+        if (g == NATS_NOT_FOUND)
+            continue;
+        if (g != NATS_OK) {
+            rc = -1;
+            continue;
+        }
         json_t *j = json_loadb(kvEntry_Value(e), (size_t)kvEntry_ValueLen(e), 0, NULL);
         json_t *a = json_object_get(j, "applied"), *sn = json_object_get(j, "snap");
         if (json_is_integer(a) && json_is_integer(sn) && json_integer_value(a) >= 0 &&
@@ -135,7 +144,12 @@ static int read_reports(ph_retain *t, ph_retain_report **v, size_t *n)
         kvEntry_Destroy(e);
     }
     kvKeysList_Destroy(&keys);
-    return 0;
+    if (rc) {
+        free(*v);
+        *v = NULL;
+        *n = 0;
+    }
+    return rc;
 }
 
 typedef struct trim_note {
