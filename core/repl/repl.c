@@ -732,6 +732,19 @@ static int apply_batch(ph_repl *r, const uint8_t *p, size_t n, uint64_t seq, ph_
     char msg[sizeof err->msg];
     snprintf(msg, sizeof msg, "%s", err->msg);
     ph_err_set(err, rc, "replication: batch %llu: %s", (unsigned long long)seq, msg);
+    /* a batch that could not be committed here (the disk or the map full)
+     * changed nothing: this node is behind, not diverged; it reads the batch
+     * again once the store writes (a full disk that stays full keeps it
+     * behind, as GET /v1/health says, rather than broken for good) */
+    ph_store_health h;
+    ph_store_health_get(r->store, &h);
+    if (h.condition != PH_STORE_WRITABLE && ph_store_repl_seq(r->store) == r->applying_prev) {
+        ph_log(r->log, PH_LOG_WARN, NULL, "repl.apply_failed",
+               "node=%s batch=%llu detail=\"%s\" effect=\"nothing committed; this node reads the "
+               "batch again\"",
+               r->node, (unsigned long long)seq, h.detail);
+        return 0;
+    }
     return rc == PH_EUNAVAIL || rc == PH_ESHUTDOWN ? 0 : -1;
 }
 

@@ -13,6 +13,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -692,6 +693,33 @@ long long h_mdb_dump_repl_seq(const char *dump_text)
         seq = seq << 8 | x;
     }
     return (long long)seq;
+}
+
+long long h_fs_fill(const char *dir)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s/filler", dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    cr_assert_geq(fd, 0, "open %s: %s", path, strerror(errno));
+    static char chunk[1 << 16];
+    memset(chunk, 0x5a, sizeof chunk);
+    long long total = 0;
+    for (size_t n = sizeof chunk; n >= 512;) {
+        ssize_t w = write(fd, chunk, n);
+        if (w > 0)
+            total += w;
+        else
+            n /= 2; /* ENOSPC: finish the last pages with smaller writes */
+    }
+    close(fd);
+    return total;
+}
+
+unsigned long long h_fs_free(const char *dir)
+{
+    struct statvfs fs;
+    cr_assert_eq(statvfs(dir, &fs), 0);
+    return (unsigned long long)fs.f_bavail * fs.f_frsize;
 }
 
 /* ---- for the rules tests, continued ---------------------------------------- */

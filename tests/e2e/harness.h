@@ -170,6 +170,11 @@ int h_run(const char *const *argv, const char *const *env, const char *in, size_
  * grows by itself): two stores hold the same data exactly when their dumps are
  * equal. Asserts that mdb_dump ran; the caller frees. */
 char *h_mdb_dump(const char *dir);
+/* Fills the file system of dir with dir/filler until it refuses (a small
+ * tmpfs: a full disk); returns the bytes written. Remove dir/filler to free it. */
+long long h_fs_fill(const char *dir);
+/* The bytes free for an unprivileged writer on dir's file system. */
+unsigned long long h_fs_free(const char *dir);
 /* meta's repl_seq in such a dump (replication, issue 19): the key "repl_seq"
  * (hex 7265706c5f736571), its u64 value little-endian in hex on the next
  * line. Asserts that it is there. */

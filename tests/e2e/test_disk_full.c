@@ -37,35 +37,6 @@ static void teardown(void)
 
 TestSuite(disk_full, .fini = teardown);
 
-/* Fills the file system of dir with dir/filler until it refuses: returns the
- * bytes written. */
-static long long fill(const char *dir)
-{
-    char path[400];
-    snprintf(path, sizeof path, "%s/filler", dir);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    cr_assert_geq(fd, 0, "open %s: %s", path, strerror(errno));
-    static char chunk[1 << 16];
-    memset(chunk, 0x5a, sizeof chunk);
-    long long total = 0;
-    for (size_t n = sizeof chunk; n >= 512;) {
-        ssize_t w = write(fd, chunk, n);
-        if (w > 0)
-            total += w;
-        else
-            n /= 2; /* ENOSPC: finish the last pages with smaller writes */
-    }
-    close(fd);
-    return total;
-}
-
-static unsigned long long free_bytes(const char *dir)
-{
-    struct statvfs fs;
-    cr_assert_eq(statvfs(dir, &fs), 0);
-    return (unsigned long long)fs.f_bavail * fs.f_frsize;
-}
-
 static json_t *health(void)
 {
     h_resp r = h_get(&D, "/v1/health", NULL);
@@ -102,9 +73,9 @@ Test(disk_full, a_full_disk_is_said_refused_flagged_and_recovers, .timeout = 60)
     json_decref(h);
 
     /* the disk fills up (another program's file) */
-    long long filled = fill(D.data);
+    long long filled = h_fs_fill(D.data);
     cr_assert_gt(filled, 0);
-    cr_assert_lt(free_bytes(D.data), 65536ull, "the tmpfs is not full");
+    cr_assert_lt(h_fs_free(D.data), 65536ull, "the tmpfs is not full");
     json_t *before = h_stats(&D);
     long long events = h_last_event(&D);
 
