@@ -328,8 +328,11 @@ uint64_t ph_store_repl_seq(ph_store *s);
  * (the copy's transaction is LMDB's own, not one of ours), *bytes (may be
  * NULL) its size. Holds off a map growth for the copy's length (as any
  * reader). Any thread but the writer; callers serialize copies to one path.
+ * Not taken (PH_ENOSPC) when the copy — up to the store's used pages — would
+ * leave less than a quarter of that, or 16 MiB, free where it goes: the
+ * snapshots usually share the store's disk, which must keep room to grow.
  * Errors: PH_EIO (the copy, the write, the rename: err names the file),
- * PH_ENOSPC (the disk is full), PH_EINVAL (path too long). */
+ * PH_ENOSPC (the disk is full, or would be too full), PH_EINVAL (path too long). */
 int ph_store_snapshot(ph_store *s, const char *path, uint64_t *repl_seq, uint64_t *bytes,
                       ph_err *err);
 

@@ -13,9 +13,12 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "store/store_int.h"
+
+#define SNAP_MIN_ROOM (16ull << 20)
 
 /* The error of a failed write: a full disk is said as such (PH_ENOSPC). */
 static int io_err(ph_err *err, int e, const char *what, const char *path)
@@ -72,6 +75,21 @@ int ph_store_snapshot(ph_store *s, const char *path, uint64_t *repl_seq, uint64_
     if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp)
         return ph_err_set(err, PH_EINVAL, "snapshot: the path is too long");
     unlink(tmp); /* a leftover of a copy cut short (a crash): never a snapshot */
+    /* The snapshots usually share the store's file system: a copy that filled
+     * it would make the store refuse orders (507). Taken only when the copy
+     * (at most the store's used pages) leaves a quarter of that, and at least
+     * 16 MiB, free besides. */
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    struct statvfs fs;
+    uint64_t used = ph_store_map_used(s);
+    uint64_t room = used / 4 > SNAP_MIN_ROOM ? used / 4 : SNAP_MIN_ROOM;
+    if (statvfs(dirname(dir), &fs) == 0 && (uint64_t)fs.f_bavail * fs.f_frsize < used + room)
+        return ph_err_set(err, PH_ENOSPC,
+                          "snapshot: not taken: %llu bytes free where it goes, and a copy of up "
+                          "to %llu bytes must leave %llu for the store to grow",
+                          (unsigned long long)fs.f_bavail * fs.f_frsize, (unsigned long long)used,
+                          (unsigned long long)room);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0)
         return io_err(err, errno, "create", tmp);
