@@ -722,6 +722,25 @@ unsigned long long h_fs_free(const char *dir)
     return (unsigned long long)fs.f_bavail * fs.f_frsize;
 }
 
+void h_share_key(const h_daemon *from, const h_daemon *to)
+{
+    char a[400], b[400];
+    snprintf(a, sizeof a, "%s/master.key", from->dir);
+    snprintf(b, sizeof b, "%s/master.key", to->dir);
+    const char *cp[] = {"/bin/cp", "-p", a, b, NULL};
+    cr_assert_eq(h_run(cp, NULL, NULL, 0, NULL, NULL), 0, "cannot copy %s", a);
+}
+
+json_t *h_health_repl(const h_daemon *d)
+{
+    h_resp r;
+    json_t *out = NULL;
+    if (h_http(d, "GET", "/v1/health", NULL, NULL, NULL, 0, &r) == 0 && r.status == 200)
+        out = json_incref(json_object_get(r.json, "replication"));
+    h_resp_free(&r);
+    return out;
+}
+
 /* ---- for the rules tests, continued ---------------------------------------- */
 
 void h_spawn(h_daemon *d)

@@ -173,6 +173,12 @@ char *h_mdb_dump(const char *dir);
 /* Fills the file system of dir with dir/filler until it refuses (a small
  * tmpfs: a full disk); returns the bytes written. Remove dir/filler to free it. */
 long long h_fs_fill(const char *dir);
+/* Copies from's key file to `to` (replication: every node holds the key its
+ * data is sealed with), mode kept. Asserts it was copied. */
+void h_share_key(const h_daemon *from, const h_daemon *to);
+/* The "replication" object of d's GET /v1/health (a new reference), or NULL
+ * when d does not answer 200 (starting, restarting) or has none. */
+json_t *h_health_repl(const h_daemon *d);
 /* The bytes free for an unprivileged writer on dir's file system. */
 unsigned long long h_fs_free(const char *dir);
 /* meta's repl_seq in such a dump (replication, issue 19): the key "repl_seq"

@@ -98,23 +98,6 @@ static void setup_node(int i, const char *ttl_ms)
     free(text);
 }
 
-/* Every node holds the key file of the first: the data is sealed with it. */
-static void share_key(int i)
-{
-    char from[400];
-    snprintf(from, sizeof from, "%s/master.key", D[0].dir);
-    size_t len;
-    char *key = h_read_file(from, &len);
-    cr_assert(key && len > 0, "no key file at %s", from);
-    char path[400];
-    snprintf(path, sizeof path, "%s/master.key", D[i].dir);
-    FILE *f = fopen(path, "wb");
-    cr_assert(f && fwrite(key, 1, len, f) == len);
-    fclose(f);
-    chmod(path, 0600);
-    free(key);
-}
-
 typedef struct role_want {
     h_daemon *d;
     const char *role;
@@ -295,7 +278,7 @@ Test(repl, a_leader_and_two_standbys_end_with_the_same_data)
     cr_assert_eq(h_start(&D[0]), 0, "node0 did not start");
     wait_role(&D[0], "leader");
     for (int i = 1; i < NODES; i++) {
-        share_key(i);
+        h_share_key(&D[0], &D[i]);
         cr_assert_eq(h_start(&D[i]), 0, "node%d did not start", i);
         wait_role(&D[i], "standby");
     }
@@ -496,7 +479,7 @@ static void cluster_up_with(const char *ttl_ms, const char *max_payload)
     cr_assert_eq(h_start(&D[0]), 0, "node0 did not start");
     wait_role(&D[0], "leader");
     for (int i = 1; i < NODES; i++) {
-        share_key(i);
+        h_share_key(&D[0], &D[i]);
         cr_assert_eq(h_start(&D[i]), 0, "node%d did not start", i);
         wait_role(&D[i], "standby");
     }
@@ -724,11 +707,7 @@ static void setup_e(void)
     free(fixed2);
     free(fixed);
     free(text);
-    char key_from[400], key_to[400];
-    snprintf(key_from, sizeof key_from, "%s/master.key", D[0].dir);
-    snprintf(key_to, sizeof key_to, "%s/master.key", E.dir);
-    const char *cp[] = {"/bin/cp", "-p", key_from, key_to, NULL};
-    cr_assert_eq(h_run(cp, NULL, NULL, 0, NULL, NULL), 0);
+    h_share_key(&D[0], &E);
 }
 
 Test(repl, a_new_node_bootstraps_from_a_snapshot_and_catches_up)
@@ -817,7 +796,7 @@ Test(repl, a_single_node_made_leader_gives_its_standbys_a_snapshot)
     cr_assert_eq(h_start(&D[0]), 0, "node0 did not start replicated");
     wait_role(&D[0], "leader");
     /* an empty standby: refused, saying what to do */
-    share_key(1);
+    h_share_key(&D[0], &D[1]);
     h_spawn(&D[1]);
     int st = 0;
     while (waitpid(D[1].pid, &st, 0) < 0)
@@ -915,16 +894,6 @@ Test(repl, a_new_leader_enforces_the_risk_rules_and_counts_of_the_old)
 
 /* ---- without NATS, and large batches ------------------------------------------ */
 
-static json_t *health_repl(h_daemon *d)
-{
-    h_resp r;
-    json_t *out = NULL;
-    if (h_http(d, "GET", "/v1/health", NULL, NULL, NULL, 0, &r) == 0 && r.status == 200)
-        out = json_incref(json_object_get(r.json, "replication"));
-    h_resp_free(&r);
-    return out;
-}
-
 /* node2 answers a mall's read of order *arg, stating its data's age. */
 static int mall_reads(void *arg)
 {
@@ -940,7 +909,7 @@ static int mall_reads(void *arg)
 
 static int is_connected(void *arg)
 {
-    json_t *rep = health_repl(arg);
+    json_t *rep = h_health_repl(arg);
     int ok = rep && json_is_true(json_object_get(rep, "connected"));
     json_decref(rep);
     return ok;
@@ -978,7 +947,7 @@ Test(repl, a_node_starts_without_nats_and_catches_up_when_it_answers)
 
     cr_assert_eq(h_start(&D[2]), 0, "node2 did not start without NATS");
     atomic_store(&LIVE[2], 1);
-    json_t *rep = health_repl(&D[2]);
+    json_t *rep = h_health_repl(&D[2]);
     cr_assert(rep, "no replication object in /v1/health");
     cr_assert(json_is_false(json_object_get(rep, "connected")), "connected is not false");
     cr_assert_str_eq(h_str(rep, "role"), "standby");
@@ -1165,7 +1134,7 @@ Test(repl, a_standby_states_its_staleness_and_sends_malls_to_the_leader_past_its
     wait_caught_up(1);
     cr_assert_eq(h_wait_for(served_fresh, NULL, WAIT_MS), 0,
                  "the standby never served a mall's read stating a staleness within 1.5 s");
-    json_t *rep = health_repl(&D[1]);
+    json_t *rep = h_health_repl(&D[1]);
     cr_assert(json_is_integer(json_object_get(rep, "staleness_ms")), "health: no staleness_ms");
     cr_assert_eq(h_int(rep, "max_staleness_ms"), 1500);
     json_decref(rep);

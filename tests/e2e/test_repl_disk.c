@@ -52,20 +52,10 @@ static void setup(h_daemon *d, const char *name)
     h_setup_custom(d, body, NULL);
 }
 
-static json_t *repl_of(h_daemon *d)
-{
-    h_resp r;
-    json_t *rep = NULL;
-    if (h_http(d, "GET", "/v1/health", NULL, NULL, NULL, 0, &r) == 0 && r.status == 200)
-        rep = json_incref(json_object_get(r.json, "replication"));
-    h_resp_free(&r);
-    return rep;
-}
-
 static int is_role(void *arg)
 {
     void **a = arg;
-    json_t *rep = repl_of(a[0]);
+    json_t *rep = h_health_repl(a[0]);
     int ok = rep && !strcmp(h_str(rep, "role"), a[1]);
     json_decref(rep);
     return ok;
@@ -76,7 +66,7 @@ static int caught_up(void *arg)
 {
     (void)arg;
     long long last = h_nats_stream_last(&N, 0, "PERKHUB");
-    json_t *rep = repl_of(&B);
+    json_t *rep = h_health_repl(&B);
     int ok = rep && last > 0 && h_int(rep, "applied_seq") == last;
     json_decref(rep);
     return ok;
@@ -93,17 +83,7 @@ Test(repl_disk, a_standby_out_of_disk_falls_behind_and_catches_up_when_freed)
     setup(&B, "standby");
     cr_assert_eq(h_start(&A), 0, "the leader did not start");
     cr_assert_eq(h_wait_for(is_role, (void *[]){&A, "leader"}, WAIT_MS), 0, "no leader");
-    char from[400], to[400];
-    snprintf(from, sizeof from, "%s/master.key", A.dir);
-    snprintf(to, sizeof to, "%s/master.key", B.dir);
-    size_t len;
-    char *key = h_read_file(from, &len);
-    cr_assert(key, "no key file at %s", from);
-    FILE *f = fopen(to, "wb");
-    cr_assert(f && fwrite(key, 1, len, f) == len);
-    fclose(f);
-    chmod(to, 0600);
-    free(key);
+    h_share_key(&A, &B);
     cr_assert_eq(mkdir(B.data, 0700), 0, "%s: %s", B.data, strerror(errno));
     if (mount("tmpfs", B.data, "tmpfs", 0, "size=8m,mode=0700") != 0) {
         fprintf(stderr, "test_repl_disk: SKIPPED: cannot mount a tmpfs on %s: %s\n", B.data,

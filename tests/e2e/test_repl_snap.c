@@ -68,16 +68,6 @@ static void setup_node(int i, const char *snaps)
     free(text);
 }
 
-/* The key file of `from` copied to `to`: every node holds the same. */
-static void share_key(const h_daemon *from, const h_daemon *to)
-{
-    char a[400], b[400];
-    snprintf(a, sizeof a, "%s/master.key", from->dir);
-    snprintf(b, sizeof b, "%s/master.key", to->dir);
-    const char *cp[] = {"/bin/cp", "-p", a, b, NULL};
-    cr_assert_eq(h_run(cp, NULL, NULL, 0, NULL, NULL), 0);
-}
-
 /* perkctl against d with the ops token; arguments up to NULL. */
 static int pk(const h_daemon *d, char **out, char **err, const char *a1, const char *a2,
               const char *a3, const char *a4)
@@ -235,7 +225,7 @@ Test(repl_snap, the_stream_is_trimmed_below_snapshots_and_a_new_node_bootstraps_
     cr_assert_eq(h_start(&D[0]), 0, "node0 did not start");
     role_want w0 = {&D[0], "leader"};
     cr_assert_eq(h_wait_for(has_role, &w0, WAIT_MS), 0, "node0 does not lead");
-    share_key(&D[0], &D[1]);
+    h_share_key(&D[0], &D[1]);
     cr_assert_eq(h_start(&D[1]), 0, "node1 did not start");
     role_want w1 = {&D[1], "standby"};
     cr_assert_eq(h_wait_for(has_role, &w1, WAIT_MS), 0, "node1 is not a standby");
@@ -274,7 +264,7 @@ Test(repl_snap, the_stream_is_trimmed_below_snapshots_and_a_new_node_bootstraps_
 
     /* a new node: the standby's newest snapshot and the key file */
     setup_node(2, "snapshots:\n  every_s: 0\n");
-    share_key(&D[0], &D[2]);
+    h_share_key(&D[0], &D[2]);
     const char *rm[] = {"/bin/rm", "-rf", D[2].data, NULL};
     cr_assert_eq(h_run(rm, NULL, NULL, 0, NULL, NULL), 0);
     cr_assert_eq(pk(&D[1], &out, &err, "snapshot", "pull", "--out", D[2].data), 0, "pull: %s", err);
@@ -343,7 +333,7 @@ Test(repl_snap, a_single_node_snapshot_starts_a_second_daemon_with_the_same_orde
 
     /* pulled into a second daemon's data_dir: a store already there is never replaced */
     h_setup(b, "snapshots:\n  every_s: 0\n");
-    share_key(a, b);
+    h_share_key(a, b);
     cr_assert_eq(pk(a, &out, &err, "snapshot", "pull", "--out", a->data), 2,
                  "a pull over a store: %s", out);
     cr_assert(strstr(err, "exists"), "%s", err);
