@@ -739,6 +739,14 @@ def free_port():
         return so.getsockname()[1]
 
 
+def nats_ready(mon_port):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{mon_port}/healthz", timeout=2) as r:
+            return r.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
+
+
 def node_config(d, sim_port, name, port, nats_port):
     """config_text on a fixed port, with replication through one server (R1)."""
     text = config_text(d, sim_port).replace("  port: 0\n", f"  port: {port}\n", 1)
@@ -768,9 +776,14 @@ def check_replicated(build_dir, sim_port, tmp):
     try:
         nats_port = free_port()
         os.makedirs(f"{tmp}/nats", exist_ok=True)
-        nats = spawn([NATS_SERVER, "-a", "127.0.0.1", "-p", str(nats_port), "-js", "-sd",
-                      f"{tmp}/nats"], f"{tmp}/nats.log")
+        mon_port = free_port()
+        nats = spawn([NATS_SERVER, "-a", "127.0.0.1", "-p", str(nats_port), "-m", str(mon_port),
+                      "-js", "-sd", f"{tmp}/nats"], f"{tmp}/nats.log")
         procs.append((nats, "nats-server", f"{tmp}/nats.log"))
+        # a node with a new store refuses to start while no NATS server answers
+        # (docs/replication.md): wait until this one's JetStream is ready
+        wait_for(lambda: nats.poll() is None and nats_ready(mon_port),
+                 "nats-server's /healthz (JetStream ready)", timeout=30)
         ports, urls = [], []
         for i, name in enumerate(("hub-a", "hub-b")):
             d = f"{tmp}/{name}"
