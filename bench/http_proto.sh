@@ -111,7 +111,8 @@ start_proto() {
 }
 start_proto proto-mhd mhd
 start_proto proto-h2o h2o
-LABELS="perkhubd proto-mhd proto-h2o"
+start_proto proto-raw raw
+LABELS="perkhubd proto-mhd proto-h2o proto-raw"
 
 one_run() { # label run-name -> "µs-server µs-wrk answers/s p99"
     local l=$1 name=$2 d0 d1 w0 w1 j ok
@@ -135,11 +136,8 @@ note "warm-up: 2 s on each"
 for l in $LABELS; do DURATION=2 one_run "$l" "w-$l" >/dev/null; done
 : >"$TMP/runs.txt"
 for r in $(seq "$ROUNDS"); do
-    order=$LABELS
-    case $((r % 3)) in
-    2) order="proto-mhd proto-h2o perkhubd" ;;
-    0) order="proto-h2o perkhubd proto-mhd" ;;
-    esac
+    # the order rotates by one every round
+    order=$(awk -v r="$r" '{ for (i = 0; i < NF; i++) printf "%s ", $(1 + (i + r - 1) % NF) }' <<<"$LABELS")
     for l in $order; do
         res=$(one_run "$l" "$l-$r") || exit 1 # a fail in $(...) ends only the subshell
         read -r us wus rps p99 <<<"$res"
@@ -154,6 +152,7 @@ for l in $LABELS; do US[$l]=$(med "$l" 2); WUS[$l]=$(med "$l" 3); RPS[$l]=$(med 
 mhd_vs_perkhubd=$(bench_calc "${US[proto-mhd]} / ${US[perkhubd]}")
 h2o_vs_mhd=$(bench_calc "${US[proto-h2o]} / ${US[proto-mhd]}")
 h2o_vs_perkhubd=$(bench_calc "${US[proto-h2o]} / ${US[perkhubd]}")
+raw_vs_mhd=$(bench_calc "${US[proto-raw]} / ${US[proto-mhd]}")
 
 printf '\nperkhub bench — the HTTP layer: CPU per ceiling request, %s connections, %s rounds of %s s (nproc %s)\n' \
     "$CONNS" "$ROUNDS" "$DURATION" "$(nproc)"
@@ -162,6 +161,7 @@ for l in $LABELS; do printf '%-10s %16s %14s %14s\n' "$l" "${US[$l]}" "${WUS[$l]
 printf 'proto-mhd ÷ perkhubd %s (the library with only the route'"'"'s work, against the daemon'"'"'s whole path)\n' "$mhd_vs_perkhubd"
 printf 'proto-h2o ÷ proto-mhd %s (the other library, the same handler)\n' "$h2o_vs_mhd"
 printf 'proto-h2o ÷ perkhubd  %s\n' "$h2o_vs_perkhubd"
+printf 'proto-raw ÷ proto-mhd %s (a hand-written epoll HTTP/1.1 loop, the same handler)\n' "$raw_vs_mhd"
 
 # ---- the durable order ------------------------------------------------------------------
 DJSON=null
@@ -170,7 +170,8 @@ if [ "$DURABLE" = 1 ]; then
     bench_import_codes perkhubd
     start_proto proto-mhd-durable mhd --durable "$TMP/mhd-store" --codes "$CODES"
     start_proto proto-h2o-durable h2o --durable "$TMP/h2o-store" --codes "$CODES"
-    DLABELS="perkhubd proto-mhd-durable proto-h2o-durable"
+    start_proto proto-raw-durable raw --durable "$TMP/raw-store" --codes "$CODES"
+    DLABELS="perkhubd proto-mhd-durable proto-h2o-durable proto-raw-durable"
     if [ "$INLOOP" = 1 ]; then
         start_proto proto-h2o-inloop h2o --durable "$TMP/inloop-store" --codes "$CODES" --commit-in loop
         DLABELS="$DLABELS proto-h2o-inloop"
@@ -245,6 +246,7 @@ if [ "$DURABLE" = 1 ]; then
     CEIL[proto-mhd-durable]=${US[proto-mhd]}
     CEIL[proto-h2o-durable]=${US[proto-h2o]}
     CEIL[proto-h2o-inloop]=${US[proto-h2o]}
+    CEIL[proto-raw-durable]=${US[proto-raw]}
     for l in $DLABELS; do
         DUS[$l]=$(dmed "$l" 2); DRPS[$l]=$(dmed "$l" 3); DP99[$l]=$(dmed "$l" 4); DBATCH[$l]=$(dmed "$l" 5)
         DWUS[$l]=-
@@ -313,6 +315,9 @@ if [ "$DURABLE" = 1 ]; then
     printf 'proto-mhd-durable ÷ perkhubd          %s, per round %s (the library and the writer only, against the daemon)\n' \
         "$mhd_vs_perkhubd_d" "$mhd_vs_perkhubd_r"
     printf 'proto-h2o-durable ÷ perkhubd          %s, per round %s\n' "$h2o_vs_perkhubd_d" "$h2o_vs_perkhubd_r"
+    printf 'proto-raw-durable ÷ proto-mhd-durable %s, per round %s (a hand-written loop, answers by queue)\n' \
+        "$(bench_calc "${DUS[proto-raw-durable]} / ${DUS[proto-mhd-durable]}")" \
+        "$(round_ratio proto-raw-durable proto-mhd-durable)"
     [ "$INLOOP" != 1 ] || printf 'proto-h2o-inloop ÷ proto-h2o-durable  %s, per round %s (no hand-off at all: the loop commits)\n' \
         "$(bench_calc "${DUS[proto-h2o-inloop]} / ${DUS[proto-h2o-durable]}")" \
         "$(round_ratio proto-h2o-inloop proto-h2o-durable)"
@@ -347,13 +352,13 @@ jq -n --arg at "$(date -u +%FT%TZ)" --argjson conns "$CONNS" --argjson rounds "$
     --argjson duration "$DURATION" --argjson sthreads "$SERVER_THREADS" \
     --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" \
     --argjson runs "$(awk '{ printf "%s{\"server\":\"%s\",\"cpu_us_per_request\":%s,\"wrk_cpu_us_per_request\":%s,\"answers_per_s\":%s,\"p99_ms\":%s,\"round\":%s,\"load1\":%s}", (NR > 1 ? "," : "["), $1, $2, $3, $4, $5, $6, $7 } END { print "]" }' "$TMP/runs.txt")" \
-    --argjson p "${US[perkhubd]}" --argjson m "${US[proto-mhd]}" --argjson h "${US[proto-h2o]}" \
+    --argjson p "${US[perkhubd]}" --argjson m "${US[proto-mhd]}" --argjson h "${US[proto-h2o]}" --argjson rw "${US[proto-raw]}" \
     --argjson mp "$mhd_vs_perkhubd" --argjson hm "$h2o_vs_mhd" --argjson hp "$h2o_vs_perkhubd" \
     --argjson durable "$DJSON" \
     '{bench: "http_proto (issue 18 point 4)", at: $at, load_avg_at_end: $load,
       settings: {connections: $conns, rounds: $rounds, duration_s: $duration,
                  prototype_threads: $sthreads, request: "POST /v1/orders, unknown sku: 422"},
-      median_cpu_us_per_request: {perkhubd: $p, "proto-mhd": $m, "proto-h2o": $h},
+      median_cpu_us_per_request: {perkhubd: $p, "proto-mhd": $m, "proto-h2o": $h, "proto-raw": $rw},
       ratios: {proto_mhd_vs_perkhubd: $mp, proto_h2o_vs_proto_mhd: $hm, proto_h2o_vs_perkhubd: $hp},
       runs: $runs, durable: $durable}' >"$OUT"
 echo "results: ${OUT#"$SRC"/}"

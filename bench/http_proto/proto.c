@@ -59,7 +59,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "../lmdb_issue.h"
@@ -698,6 +700,282 @@ static int run_h2o(unsigned threads, const char *port_file, writer *wr)
     return 0;
 }
 
+
+/* ---- raw: a hand-written HTTP/1.1 loop --------------------------------------------------- */
+
+/* What a server of our own would cost: N threads, each an epoll loop (level-triggered) on its
+ * own SO_REUSEPORT listener; a connection reads into one buffer, a request is framed by its
+ * header's end and Content-Length only (no chunked bodies, no header folding: a measuring
+ * instrument), the answer goes out in one write. An order at the writer comes back through its
+ * loop's queue (a mutex-held list; an eventfd written only when the list was empty, so one
+ * wake-up per batch as h2o). Pipelined requests are answered in order (one at a time). */
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+
+#define RAW_IN (BODY_MAX + 8192)
+
+typedef struct raw_loop raw_loop;
+
+typedef struct raw_conn {
+    job j; /* first: the writer hands back &j */
+    raw_loop *loop;
+    struct raw_conn *qnext; /* the loop's answer queue */
+    int fd;
+    int at_writer;
+    int closing;
+    size_t in_len, req_len; /* bytes read; bytes of the request at the writer */
+    char rid[RID_MAX + 1];
+    char in[RAW_IN];
+} raw_conn;
+
+struct raw_loop {
+    pthread_t thread;
+    int lfd, ep, efd;
+    writer *w;
+    pthread_mutex_t mu;
+    raw_conn *qhead; /* under mu: answers the writer decided */
+};
+
+static const char *raw_reason(unsigned status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 404:
+        return "Not Found";
+    case 409:
+        return "Conflict";
+    case 422:
+        return "Unprocessable Entity";
+    default:
+        return "Error";
+    }
+}
+
+static void raw_close(raw_conn *c)
+{
+    close(c->fd); /* leaves the epoll set */
+    free(c);
+}
+
+/* Sends A; -1 when the connection must close. The answer is small: one write (a short write on
+ * a socket with room for 2 MB would mean a client that stopped reading: closed). */
+static int raw_send(raw_conn *c, const answer *a)
+{
+    char out[ANSWER_MAX + 256];
+    int n = snprintf(out, sizeof out,
+                     "HTTP/1.1 %u %s\r\nContent-Type: application/json\r\nX-Request-Id: %s\r\n"
+                     "Content-Length: %zu\r\n\r\n",
+                     a->status, raw_reason(a->status), c->rid, a->len);
+    memcpy(out + n, a->body, a->len);
+    ssize_t w = send(c->fd, out, (size_t)n + a->len, MSG_NOSIGNAL);
+    return w == (ssize_t)((size_t)n + a->len) ? 0 : -1;
+}
+
+/* Finds header NAME (lower case given, matched without case) in [h, end); its value or NULL. */
+static const char *raw_header(const char *h, const char *end, const char *name, size_t *len)
+{
+    size_t nl = strlen(name);
+    for (const char *p = h; p < end;) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        if (!eol)
+            break;
+        if ((size_t)(eol - p) > nl && p[nl] == ':' && strncasecmp(p, name, nl) == 0) {
+            const char *v = p + nl + 1;
+            while (v < eol && (*v == ' ' || *v == '\t'))
+                v++;
+            const char *ve = eol;
+            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' '))
+                ve--;
+            *len = (size_t)(ve - v);
+            return v;
+        }
+        p = eol + 1;
+    }
+    return NULL;
+}
+
+/* Answers every complete request buffered (until one goes to the writer); -1: close. */
+static int raw_serve(raw_conn *c)
+{
+    while (!c->at_writer && c->in_len > 0) {
+        char *hend = memmem(c->in, c->in_len, "\r\n\r\n", 4);
+        if (!hend)
+            return c->in_len >= RAW_IN ? -1 : 0;
+        size_t hlen = (size_t)(hend - c->in) + 4, clen = 0, n;
+        const char *v = raw_header(c->in, hend + 2, "content-length", &n);
+        if (v)
+            clen = strtoul(v, NULL, 10);
+        if (clen > BODY_MAX)
+            return -1;
+        if (c->in_len < hlen + clen)
+            return 0;
+        const char *sp = memchr(c->in, ' ', hlen), *sp2 = sp ? memchr(sp + 1, ' ', hlen) : NULL;
+        if (!sp || !sp2)
+            return -1;
+        v = raw_header(c->in, hend + 2, "x-request-id", &n);
+        pick_rid(v, v ? n : 0, c->rid);
+        size_t mlen = (size_t)(sp - c->in), ulen = (size_t)(sp2 - sp - 1);
+        answer a;
+        if (mlen == 3 && memcmp(c->in, "GET", 3) == 0 && ulen == 6 &&
+            memcmp(sp + 1, "/stats", 6) == 0) {
+            answer_stats(&a, c->loop->w, c->rid);
+        } else if (mlen != 4 || memcmp(c->in, "POST", 4) != 0 || ulen != 10 ||
+                   memcmp(sp + 1, "/v1/orders", 10) != 0) {
+            answer_error(&a, 404, "not_found", "no such route", c->rid);
+        } else {
+            const char *auth = raw_header(c->in, hend + 2, "authorization", &n);
+            if (handle(auth ? auth : "", auth ? n : 0, c->in + hlen, clen, c->rid, &a,
+                       c->loop->w ? &c->j : NULL) == TO_WRITER) {
+                c->at_writer = 1;
+                c->req_len = hlen + clen;
+                writer_submit(c->loop->w, &c->j);
+                return 0;
+            }
+        }
+        memmove(c->in, c->in + hlen + clen, c->in_len - hlen - clen);
+        c->in_len -= hlen + clen;
+        if (raw_send(c, &a) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Writer thread: queue the decided order on its loop; wake the loop when the queue was empty. */
+static void raw_job_done(job *j)
+{
+    raw_conn *c = (raw_conn *)j;
+    raw_loop *l = c->loop;
+    pthread_mutex_lock(&l->mu);
+    int was_empty = !l->qhead;
+    c->qnext = l->qhead;
+    l->qhead = c;
+    pthread_mutex_unlock(&l->mu);
+    if (was_empty) {
+        uint64_t one = 1;
+        ssize_t w = write(l->efd, &one, sizeof one);
+        (void)w;
+    }
+}
+
+static void raw_answer_queued(raw_loop *l)
+{
+    uint64_t v;
+    ssize_t r = read(l->efd, &v, sizeof v);
+    (void)r;
+    pthread_mutex_lock(&l->mu);
+    raw_conn *c = l->qhead;
+    l->qhead = NULL;
+    pthread_mutex_unlock(&l->mu);
+    while (c) {
+        raw_conn *next = c->qnext;
+        answer a;
+        answer_order(&a, &c->j, c->rid);
+        c->at_writer = 0;
+        memmove(c->in, c->in + c->req_len, c->in_len - c->req_len);
+        c->in_len -= c->req_len;
+        if (c->closing || raw_send(c, &a) != 0 || raw_serve(c) != 0)
+            raw_close(c);
+        c = next;
+    }
+}
+
+static void *raw_main(void *arg)
+{
+    raw_loop *l = arg;
+    struct epoll_event ev[128];
+    for (;;) {
+        int n = epoll_wait(l->ep, ev, 128, -1);
+        for (int i = 0; i < n; i++) {
+            void *p = ev[i].data.ptr;
+            if (p == &l->lfd) {
+                for (;;) {
+                    int fd = accept4(l->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                    if (fd < 0)
+                        break;
+                    raw_conn *c = malloc(sizeof *c);
+                    if (!c) {
+                        close(fd);
+                        continue;
+                    }
+                    c->loop = l;
+                    c->fd = fd;
+                    c->at_writer = c->closing = 0;
+                    c->in_len = 0;
+                    c->j.done = raw_job_done;
+                    struct epoll_event e = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
+                    if (epoll_ctl(l->ep, EPOLL_CTL_ADD, fd, &e) != 0)
+                        raw_close(c);
+                }
+                continue;
+            }
+            if (p == &l->efd) {
+                raw_answer_queued(l);
+                continue;
+            }
+            raw_conn *c = p;
+            ssize_t r = c->in_len < RAW_IN ? read(c->fd, c->in + c->in_len, RAW_IN - c->in_len)
+                                           : 0;
+            if (r <= 0 && !(r < 0 && errno == EAGAIN)) {
+                if (c->at_writer) { /* the writer still holds it: close once answered */
+                    c->closing = 1;
+                    epoll_ctl(l->ep, EPOLL_CTL_DEL, c->fd, NULL);
+                } else {
+                    raw_close(c);
+                }
+                continue;
+            }
+            if (r > 0)
+                c->in_len += (size_t)r;
+            if (raw_serve(c) != 0 && !c->at_writer)
+                raw_close(c);
+        }
+    }
+    return NULL;
+}
+
+static int raw_add(raw_loop *l, int *fdp)
+{
+    struct epoll_event e = {.events = EPOLLIN, .data.ptr = fdp};
+    return epoll_ctl(l->ep, EPOLL_CTL_ADD, *fdp, &e);
+}
+
+static int run_raw(unsigned threads, const char *port_file, writer *wr)
+{
+    raw_loop *l = calloc(threads, sizeof *l);
+    uint16_t port = 0;
+    for (unsigned i = 0; i < threads; i++) {
+        if ((l[i].lfd = listen_reuseport(port, &port)) < 0)
+            return 1;
+        int fl = 1;
+        ioctl(l[i].lfd, FIONBIO, &fl);
+        l[i].w = wr;
+        l[i].ep = epoll_create1(EPOLL_CLOEXEC);
+        l[i].efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        pthread_mutex_init(&l[i].mu, NULL);
+        if (l[i].ep < 0 || l[i].efd < 0 || raw_add(&l[i], &l[i].lfd) != 0 ||
+            raw_add(&l[i], &l[i].efd) != 0)
+            return 1;
+    }
+    FILE *f = fopen(port_file, "w");
+    if (!f)
+        return 1;
+    fprintf(f, "%u\n", (unsigned)port);
+    fclose(f);
+    for (unsigned i = 0; i < threads; i++)
+        pthread_create(&l[i].thread, NULL, raw_main, &l[i]);
+    for (unsigned i = 0; i < threads; i++)
+        pthread_join(l[i].thread, NULL);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *lib = NULL, *port_file = NULL, *hex = NULL, *dir = NULL, *commit_in = "writer";
@@ -728,7 +1006,7 @@ int main(int argc, char **argv)
     if (bad || !lib || !port_file || !hex || strlen(hex) != 64 || threads < 1 || threads > 64 ||
         codes < 1 || lifetime < 1 || (!in_loop && strcmp(commit_in, "writer") != 0) ||
         (in_loop && (!dir || strcmp(lib, "h2o") != 0))) {
-        fprintf(stderr, "usage: proto --lib mhd|h2o --threads N --port-file FILE "
+        fprintf(stderr, "usage: proto --lib mhd|h2o|raw --threads N --port-file FILE "
                         "--token-sha256 HEX [--durable DIR [--codes N] [--commit-in writer|loop]] "
                         "[--lifetime S]\n");
         return 2;
@@ -750,6 +1028,8 @@ int main(int argc, char **argv)
         return run_mhd(threads, port_file, w);
     if (strcmp(lib, "h2o") == 0)
         return run_h2o(threads, port_file, w);
-    fprintf(stderr, "proto: --lib is mhd or h2o\n");
+    if (strcmp(lib, "raw") == 0)
+        return run_raw(threads, port_file, w);
+    fprintf(stderr, "proto: --lib is mhd, h2o or raw\n");
     return 2;
 }
