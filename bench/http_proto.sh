@@ -1,26 +1,29 @@
 #!/usr/bin/env bash
 # bench/http_proto.sh BUILD_DIR — issue 18, point 4: what the HTTP layer costs, and what another
-# library would cost, measured in ONE run. Three servers answer bench/run.sh's HTTP ceiling
+# library would cost, measured in ONE run. Four servers answer bench/run.sh's HTTP ceiling
 # request (POST /v1/orders, bearer token, JSON body, an unknown SKU: 422 unknown_sku, nothing
 # written):
 #   perkhubd    the daemon itself (libmicrohttpd 0.9.75, its whole request path);
 #   proto-mhd   bench/http_proto/proto.c on libmicrohttpd as perkhubd runs it (epoll, a thread
 #               pool), with only the route's own work (auth, parse, check, answer);
 #   proto-h2o   the same handler on h2o's event loop (libh2o-evloop 2.2, Debian's), a loop per
-#               thread on one SO_REUSEPORT port.
+#               thread on one SO_REUSEPORT port;
+#   proto-raw   the same handler on a hand-written epoll loop per thread (no HTTP library: what
+#               a server of our own would cost at best).
 # HP_ROUNDS rounds, each a wrk run of HP_DURATION seconds (bench/order.lua, BENCH_EXPECT=422) on
 # every server in turn (the order rotates every round so the machine's noise falls on all); the
 # CPU of each server process (every thread, /proc) and of wrk around its runs, divided by the
 # answers wrk counted. Every answer must be the 422 with the request's own X-Request-Id.
 # Prints the median µs per request of each and the ratios: proto-mhd ÷ perkhubd is what
 # perkhubd's own code adds over the library; proto-h2o ÷ proto-mhd is what the other library
-# would save.
+# would save, proto-raw ÷ proto-mhd what no library at all would.
 #
 # The durable part (HP_DURABLE=1, the default): the same three orders the SKU the bench sells,
 # each a durable issuance. perkhubd (the same daemon, HP_CODES codes imported), and proto.c
 # --durable on each library: one writer thread group-committing to LMDB the writes of
 # `lmdb_limit --full` (bench/lmdb_issue.h), the answer handed back by MHD_resume_connection per
-# request (mhd) or by h2o's multithread queue, one wake-up of a loop per batch (h2o). Rounds as
+# request (mhd), by h2o's multithread queue or the raw loop's own queue, one wake-up of a loop
+# per batch (h2o, raw). Rounds as
 # above (HP_DURABLE_ROUNDS of HP_DURABLE_DURATION s), every answer 2xx with its request id and
 # the store holding as many new orders as wrk saw answered (at most one more per connection, in
 # flight when wrk stopped). Per server: µs of CPU per order (every thread, /proc clock ticks;

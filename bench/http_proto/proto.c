@@ -33,12 +33,17 @@
  * answers them: no hand-off between threads at all, the loop waiting for the flush. A lower
  * bound for the hand-off's cost, not a design (a loop serves nothing while it flushes).
  *
- * Usage: proto --lib mhd|h2o --threads N --port-file FILE --token-sha256 HEX
+ *   raw: a hand-written loop (no library): its own epoll per thread, answers handed back through
+ *        a per-loop queue with one eventfd write per batch (see "raw" below).
+ *
+ * Usage: proto --lib mhd|h2o|raw --threads N --port-file FILE --token-sha256 HEX
  *              [--durable DIR [--codes N] [--commit-in writer|loop]] [--lifetime S]
  *   mhd: libmicrohttpd 0.9.75 as perkhubd runs it (internal polling threads, epoll, a thread
  *        pool of N);
  *   h2o: libh2o-evloop 2.2 (Debian's libh2o-evloop-dev), N threads, each its own event loop
- *        and its own listening socket on the same port (SO_REUSEPORT).
+ *        and its own listening socket on the same port (SO_REUSEPORT);
+ *   raw: N threads as h2o's, our own framing (header end and Content-Length) and one write
+ *        per answer.
  * Listens on 127.0.0.1, an ephemeral port written to FILE; runs until killed, at most S seconds
  * (default 1800: SIGALRM ends it), and dies with its parent (PR_SET_PDEATHSIG).
  * Not done: TLS, HTTP/2 (h2o would speak it with TLS), timeouts of idle connections, logging,
