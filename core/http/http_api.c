@@ -269,6 +269,19 @@ int ph_req_error(ph_req *r, unsigned status, const char *code, const char *fmt, 
         json_pack("{s:s,s:s,s:s}", "error", code, "message", msg, "request_id", r->reqid));
 }
 
+/* A standby's 503 (not_leader, stale) names the leader, in X-Perkhub-Leader and
+ * the body's "leader", when one is known: r->leader_url is looked up unless the
+ * caller already did (to name it in its message too). */
+static void name_leader(ph_req *r)
+{
+    if (!r->env->repl)
+        return;
+    if (!r->leader_url[0])
+        ph_repl_leader_url(r->env->repl, r->leader_url, sizeof r->leader_url);
+    if (r->leader_url[0] && r->resp)
+        json_object_set_new(r->resp, "leader", json_string(r->leader_url));
+}
+
 int ph_req_fail(ph_req *r, int rc, const ph_err *err)
 {
     unsigned status;
@@ -305,11 +318,8 @@ int ph_req_fail(ph_req *r, int rc, const ph_err *err)
         ph_log(r->env->log, PH_LOG_ERROR, r->reqid,
                status == 507 ? "store.disk_full" : "http.internal_error", "error=\"%s\"", msg);
     ph_req_error(r, status, ph_strerror(rc), "%s", msg);
-    if (rc == PH_EUNAVAIL && r->env->repl) { /* where to write instead (docs/replication.md) */
-        ph_repl_leader_url(r->env->repl, r->leader_url, sizeof r->leader_url);
-        if (r->leader_url[0] && r->resp)
-            json_object_set_new(r->resp, "leader", json_string(r->leader_url));
-    }
+    if (rc == PH_EUNAVAIL) /* where to write instead (docs/replication.md) */
+        name_leader(r);
     return PH_REQ_DONE;
 }
 
@@ -1208,8 +1218,7 @@ static int standby_stale(ph_req *r, const ph_route *rt)
                  "(%lld): read from the leader%s%s",
                  age, (long long)bound, r->leader_url[0] ? " at " : " (none known now)",
                  r->leader_url);
-    if (r->leader_url[0] && r->resp)
-        json_object_set_new(r->resp, "leader", json_string(r->leader_url));
+    name_leader(r);
     return 1;
 }
 
