@@ -65,30 +65,12 @@ MALL_TOKEN=bench-mall-token
 OPS_TOKEN=bench-ops-token
 OUT=$SRC/bench/results/http_proto.json
 
-fail() { echo "http_proto: FAIL: $*" >&2; exit 1; }
-note() { echo "http_proto: $*" >&2; }
-
-[ -x "$BUILD/perkhubd" ] || fail "$BUILD/perkhubd not found (make build first)"
-"$SRC/tools/deps.sh" wrk jq bc libh2o-evloop-dev
-
-TMP=$(mktemp -d /tmp/perkhub-hproto-XXXXXX)
-declare -A PID URL
-cleanup() {
-    local p
-    for p in "${PID[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-mkdir -p "$SRC/bench/results"
 . "$SRC/bench/lib.sh"
+bench_setup http_proto wrk jq bc libh2o-evloop-dev
+[ -x "$BUILD/perkhubd" ] || fail "$BUILD/perkhubd not found (make build first)"
+mkdir -p "$SRC/bench/results"
 
-PROTO=$BUILD/bench_http_proto
-# H2O_USE_LIBUV=0: the evloop flavour (the header otherwise expects libuv)
-gcc -O2 -std=gnu11 -DH2O_USE_LIBUV=0 -Wall -Wextra -o "$PROTO" "$SRC/bench/http_proto/proto.c" \
-    $(pkg-config --cflags --libs libh2o-evloop) -lmicrohttpd -ljansson -lssl -lcrypto -llmdb \
-    -lpthread || fail "could not build bench/http_proto/proto.c"
+bench_proto_build "$BUILD"
 LOOP_BIN=$BUILD/bench_http_proto_loop
 gcc -O2 -std=c11 -Wall -Wextra -o "$LOOP_BIN" "$SRC/bench/lmdb_limit.c" -llmdb \
     || fail "could not build bench/lmdb_limit.c"
@@ -97,21 +79,7 @@ bench_start "$BUILD" "$TMP/perkhubd"
 PID[perkhubd]=$BENCH_PID
 URL[perkhubd]=$BENCH_URL
 # start_proto LABEL LIB [ARGS...]: proto.c on LIB, its port in URL[LABEL], its pid in PID[LABEL]
-start_proto() {
-    local l=$1 lib=$2
-    shift 2
-    "$PROTO" --lib "$lib" --threads "$SERVER_THREADS" --port-file "$TMP/$l.port" \
-        --token-sha256 "$(bench_sha "$MALL_TOKEN")" --lifetime 1800 "$@" >"$TMP/$l.log" 2>&1 &
-    PID[$l]=$!
-    disown "${PID[$l]}" # killed at the end: no "Killed" notice from the shell
-    for _ in $(seq 600); do
-        [ -s "$TMP/$l.port" ] && break
-        kill -0 "${PID[$l]}" 2>/dev/null || break
-        sleep 0.05
-    done
-    [ -s "$TMP/$l.port" ] || { cat "$TMP/$l.log" >&2; fail "$l wrote no port"; }
-    URL[$l]=http://127.0.0.1:$(cat "$TMP/$l.port")
-}
+start_proto() { bench_proto_start "$1" "$2" "$SERVER_THREADS" --lifetime 1800 "${@:3}"; }
 start_proto proto-mhd mhd
 start_proto proto-h2o h2o
 start_proto proto-raw raw

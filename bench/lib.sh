@@ -42,6 +42,42 @@ bench_cleanup() {
     rm -rf "$TMP"
 }
 
+# bench_proto_build BUILD: bench/http_proto/proto.c (the HTTP prototypes: http_proto.sh's servers,
+# quick.sh's calibration) built as BUILD/bench_http_proto when absent or older than its sources;
+# sets BENCH_PROTO. Needs libh2o-evloop-dev (the caller's deps).
+bench_proto_build() {
+    BENCH_PROTO=$1/bench_http_proto
+    if [ ! -x "$BENCH_PROTO" ] || [ "$SRC/bench/http_proto/proto.c" -nt "$BENCH_PROTO" ] ||
+        [ "$SRC/bench/lmdb_issue.h" -nt "$BENCH_PROTO" ]; then
+        # H2O_USE_LIBUV=0: the evloop flavour (the header otherwise expects libuv)
+        # shellcheck disable=SC2046 # pkg-config prints a list of flags
+        gcc -O2 -std=gnu11 -DH2O_USE_LIBUV=0 -Wall -Wextra -o "$BENCH_PROTO" \
+            "$SRC/bench/http_proto/proto.c" $(pkg-config --cflags --libs libh2o-evloop) \
+            -lmicrohttpd -ljansson -lssl -lcrypto -llmdb -lpthread ||
+            fail "could not build bench/http_proto/proto.c"
+    fi
+}
+
+# bench_proto_start LABEL LIB THREADS [ARG...]: starts BENCH_PROTO (bench_proto_build) on LIB
+# with THREADS threads, MALL_TOKEN's hash and ARG... (e.g. --durable DIR --codes N --lifetime S),
+# log TMP/LABEL.log; waits for its port; sets PID[LABEL] and URL[LABEL] (killed at the end with
+# the rest of PID).
+bench_proto_start() {
+    local l=$1 lib=$2 threads=$3
+    shift 3
+    "$BENCH_PROTO" --lib "$lib" --threads "$threads" --port-file "$TMP/$l.port" \
+        --token-sha256 "$(bench_sha "$MALL_TOKEN")" "$@" >"$TMP/$l.log" 2>&1 &
+    PID[$l]=$!
+    disown "${PID[$l]}" # killed at the end: no "Killed" notice from the shell
+    for _ in $(seq 600); do
+        [ -s "$TMP/$l.port" ] && break
+        kill -0 "${PID[$l]}" 2>/dev/null || break
+        sleep 0.05
+    done
+    [ -s "$TMP/$l.port" ] || { cat "$TMP/$l.log" >&2; fail "$l wrote no port"; }
+    URL[$l]=http://127.0.0.1:$(cat "$TMP/$l.port")
+}
+
 # bench_start BUILD DIR [EXTRA_YAML]: writes DIR/perkhub.yaml (loopback, an
 # ephemeral port, durable defaults, the manual supplier, one card SKU; EXTRA_YAML
 # is added at the top level, e.g. a limits: section; BENCH_MALL_YAML, when set, is added

@@ -53,31 +53,15 @@ bench_setup bench-quick wrk jq bc libh2o-evloop-dev
 T0=$(date +%s)
 mkdir -p "$SRC/bench/results"
 
-# the calibration server, built beside perkhubd when its source is newer (bench/http_proto.sh's
-# build line; proto.c links h2o too, for that script's other server)
-PROTO=$BUILD/bench_http_proto
-if [ ! -x "$PROTO" ] || [ "$SRC/bench/http_proto/proto.c" -nt "$PROTO" ] || [ "$SRC/bench/lmdb_issue.h" -nt "$PROTO" ]; then
-    # shellcheck disable=SC2046 # pkg-config prints a list of flags
-    gcc -O2 -std=gnu11 -DH2O_USE_LIBUV=0 -Wall -Wextra -o "$PROTO" "$SRC/bench/http_proto/proto.c" \
-        $(pkg-config --cflags --libs libh2o-evloop) -lmicrohttpd -ljansson -lssl -lcrypto -llmdb \
-        -lpthread || fail "could not build bench/http_proto/proto.c"
-fi
+# the calibration server, built beside perkhubd when its source is newer
+bench_proto_build "$BUILD"
 
 # ---- the order path and its calibration: two servers, BQ_ROUNDS rounds -----------------------
 bench_start "$BUILD" "$TMP/order"
 PID[order]=$BENCH_PID
 URL[order]=$BENCH_URL
 bench_import_codes order
-"$PROTO" --lib mhd --threads 2 --port-file "$TMP/calib.port" --token-sha256 "$(bench_sha "$MALL_TOKEN")" \
-    --lifetime 600 --durable "$TMP/calib-store" --codes $((2 * CODES)) >"$TMP/calib.log" 2>&1 &
-PID[calib]=$!
-for _ in $(seq 600); do
-    [ -s "$TMP/calib.port" ] && break
-    kill -0 "${PID[calib]}" 2>/dev/null || break
-    sleep 0.05
-done
-[ -s "$TMP/calib.port" ] || { cat "$TMP/calib.log" >&2; fail "the calibration server wrote no port"; }
-URL[calib]=http://127.0.0.1:$(cat "$TMP/calib.port")
+bench_proto_start calib mhd 2 --lifetime 600 --durable "$TMP/calib-store" --codes $((2 * CODES))
 note "$CODES codes in each server; ${WARMUP}s warm-up, $ROUNDS rounds of ${DURATION}s, both servers at once, $CONNS connections each"
 
 # orders_of LABEL -> "orders commits commands": the orders the server's store holds (perkhubd:

@@ -741,6 +741,24 @@ json_t *h_health_repl(const h_daemon *d)
     return out;
 }
 
+int h_repl_role_is(const h_daemon *d, const char *role)
+{
+    json_t *rep = h_health_repl(d);
+    const char *now = json_string_value(json_object_get(rep, "role"));
+    int is = now && !strcmp(now, role);
+    json_decref(rep);
+    return is;
+}
+
+long long h_repl_applied(const h_daemon *d)
+{
+    json_t *rep = h_health_repl(d);
+    json_t *a = json_object_get(rep, "applied_seq");
+    long long v = json_is_integer(a) ? (long long)json_integer_value(a) : -1;
+    json_decref(rep);
+    return v;
+}
+
 /* ---- for the rules tests, continued ---------------------------------------- */
 
 void h_spawn(h_daemon *d)
@@ -1331,9 +1349,9 @@ int h_nats_start(h_nats *ns, int n)
     return h_nats_start_with(ns, n, "8MB");
 }
 
-int h_nats_start_with(h_nats *ns, int n, const char *max_payload)
+/* One try of h_nats_start_with: fresh ports, fresh directory. */
+static int nats_start_once(h_nats *ns, int n, const char *max_payload)
 {
-    cr_assert(n >= 1 && n <= H_NATS_MAX);
     memset(ns, 0, sizeof *ns);
     ns->n = n;
     snprintf(ns->dir, sizeof ns->dir, "/tmp/perkhub-nats-XXXXXX");
@@ -1368,6 +1386,22 @@ int h_nats_start_with(h_nats *ns, int n, const char *max_payload)
         nats_spawn(ns, i);
     }
     return nats_wait_ready(ns);
+}
+
+int h_nats_start_with(h_nats *ns, int n, const char *max_payload)
+{
+    cr_assert(n >= 1 && n <= H_NATS_MAX);
+    /* h_free_port's ports are free when picked, not when nats-server binds
+     * them: on a box running other tests one may be taken meanwhile, and the
+     * server exits at once. Such a start is tried again on new ports. */
+    for (int attempt = 0;; attempt++) {
+        if (nats_start_once(ns, n, max_payload) == 0)
+            return 0;
+        h_nats_stop(ns);
+        if (attempt == 2)
+            return -1;
+        fprintf(stderr, "nats: trying again on other ports\n");
+    }
 }
 
 int h_nats_restart(h_nats *ns)

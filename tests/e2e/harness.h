@@ -179,6 +179,10 @@ void h_share_key(const h_daemon *from, const h_daemon *to);
 /* The "replication" object of d's GET /v1/health (a new reference), or NULL
  * when d does not answer 200 (starting, restarting) or has none. */
 json_t *h_health_repl(const h_daemon *d);
+/* From that object: is d's role `role` ("leader", "standby")? 0 without an answer. */
+int h_repl_role_is(const h_daemon *d, const char *role);
+/* From that object: d's applied_seq, -1 without an answer. */
+long long h_repl_applied(const h_daemon *d);
 /* The bytes free for an unprivileged writer on dir's file system. */
 unsigned long long h_fs_free(const char *dir);
 /* meta's repl_seq in such a dump (replication, issue 19): the key "repl_seq"
@@ -305,8 +309,9 @@ uint16_t h_free_port(void);
 /* Starts n (1..H_NATS_MAX) nats-server processes with JetStream on loopback
  * ports in a temporary directory, clustered when n > 1 (JetStream needs 3 for
  * R3), and waits until each answers /healthz with 200 (JetStream ready).
- * Each dies with the test process (PDEATHSIG). 0, or -1 with their logs on
- * stderr. */
+ * Each dies with the test process (PDEATHSIG). A start where a server could
+ * not come up (a port taken meanwhile by another process) is tried again on
+ * new ports, three times in all. 0, or -1 with their logs on stderr. */
 int h_nats_start(h_nats *ns, int n);
 /* h_nats_start with the servers' max_payload ("8MB" for h_nats_start; a
  * small one makes a large batch travel in parts). */

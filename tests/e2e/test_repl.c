@@ -122,16 +122,8 @@ typedef struct role_want {
 static int has_role(void *arg)
 {
     role_want *w = arg;
-    h_resp r;
-    int ok = 0;
     /* no answer yet (starting, restarting as a standby): not yet */
-    if (h_http(w->d, "GET", "/v1/health", NULL, NULL, NULL, 0, &r) == 0 && r.status == 200) {
-        const char *role =
-            json_string_value(json_object_get(json_object_get(r.json, "replication"), "role"));
-        ok = role && !strcmp(role, w->role);
-    }
-    h_resp_free(&r);
-    return ok;
+    return h_repl_role_is(w->d, w->role);
 }
 
 static void wait_role(h_daemon *d, const char *role)
@@ -148,12 +140,7 @@ static int caught_up(void *arg)
 {
     h_daemon *d = arg;
     long long last = SEEN_LAST = h_nats_stream_last(&N, JSZ, STREAM);
-    h_resp r;
-    SEEN_APPLIED = -1; /* no answer: restarting (a deposed leader), not yet */
-    if (h_http(d, "GET", "/v1/health", NULL, NULL, NULL, 0, &r) == 0 && r.status == 200)
-        SEEN_APPLIED = json_integer_value(
-            json_object_get(json_object_get(r.json, "replication"), "applied_seq"));
-    h_resp_free(&r);
+    SEEN_APPLIED = h_repl_applied(d); /* -1, no answer: restarting (a deposed leader), not yet */
     return last > 0 && SEEN_APPLIED == last;
 }
 
@@ -389,15 +376,7 @@ static int leader_now(void)
     for (int i = 0; i < NODES; i++) {
         if (!atomic_load(&LIVE[i]))
             continue;
-        h_resp r;
-        int lead = 0;
-        if (h_http(&D[i], "GET", "/v1/health", NULL, NULL, NULL, 0, &r) == 0 && r.status == 200) {
-            const char *role =
-                json_string_value(json_object_get(json_object_get(r.json, "replication"), "role"));
-            lead = role && !strcmp(role, "leader");
-        }
-        h_resp_free(&r);
-        if (lead)
+        if (h_repl_role_is(&D[i], "leader"))
             return i;
     }
     return -1;
@@ -692,13 +671,7 @@ static void stream_trim(uint64_t keep)
 static int e_caught_up(void *arg)
 {
     (void)arg;
-    h_resp r;
-    long long last = h_nats_stream_last(&N, JSZ, STREAM), applied = -1;
-    if (h_http(&E, "GET", "/v1/health", NULL, NULL, NULL, 0, &r) == 0 && r.status == 200)
-        applied = json_integer_value(
-            json_object_get(json_object_get(r.json, "replication"), "applied_seq"));
-    h_resp_free(&r);
-    return applied == last;
+    return h_repl_applied(&E) == h_nats_stream_last(&N, JSZ, STREAM);
 }
 
 /* E: a fourth node, node9, configured like node1 on a port of its own,

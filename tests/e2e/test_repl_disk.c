@@ -55,10 +55,7 @@ static void setup(h_daemon *d, const char *name)
 static int is_role(void *arg)
 {
     void **a = arg;
-    json_t *rep = h_health_repl(a[0]);
-    int ok = rep && !strcmp(h_str(rep, "role"), a[1]);
-    json_decref(rep);
-    return ok;
+    return h_repl_role_is(a[0], a[1]);
 }
 
 /* B applied the stream to its end (the stream as the server reports it). */
@@ -66,10 +63,7 @@ static int caught_up(void *arg)
 {
     (void)arg;
     long long last = h_nats_stream_last(&N, 0, "PERKHUB");
-    json_t *rep = h_health_repl(&B);
-    int ok = rep && last > 0 && h_int(rep, "applied_seq") == last;
-    json_decref(rep);
-    return ok;
+    return last > 0 && h_repl_applied(&B) == last;
 }
 
 Test(repl_disk, a_standby_out_of_disk_falls_behind_and_catches_up_when_freed)

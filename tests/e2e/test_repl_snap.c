@@ -79,19 +79,6 @@ static int pk(const h_daemon *d, char **out, char **err, const char *a1, const c
     return h_run(argv, env, NULL, 0, out, err);
 }
 
-static const char *role_of(const h_daemon *d, char *buf, size_t n)
-{
-    h_resp r;
-    buf[0] = 0;
-    if (h_http(d, "GET", "/v1/health", NULL, NULL, NULL, 0, &r) == 0 && r.status == 200) {
-        const char *role =
-            json_string_value(json_object_get(json_object_get(r.json, "replication"), "role"));
-        snprintf(buf, n, "%s", role ? role : "");
-    }
-    h_resp_free(&r);
-    return buf;
-}
-
 typedef struct role_want {
     const h_daemon *d;
     const char *role;
@@ -100,19 +87,7 @@ typedef struct role_want {
 static int has_role(void *arg)
 {
     role_want *w = arg;
-    char b[32];
-    return !strcmp(role_of(w->d, b, sizeof b), w->role);
-}
-
-static long long applied(const h_daemon *d)
-{
-    h_resp r;
-    long long a = -1;
-    if (h_http(d, "GET", "/v1/health", NULL, NULL, NULL, 0, &r) == 0 && r.status == 200)
-        a = json_integer_value(
-            json_object_get(json_object_get(r.json, "replication"), "applied_seq"));
-    h_resp_free(&r);
-    return a;
+    return h_repl_role_is(w->d, w->role);
 }
 
 /* The stream's first and last sequence, asked of NATS (server 0). */
@@ -146,7 +121,7 @@ static int all_caught_up(void *arg)
     uint64_t first, last;
     stream_state(&first, &last);
     for (int i = 0; i < n; i++)
-        if (applied(&D[i]) != (long long)last)
+        if (h_repl_applied(&D[i]) != (long long)last)
             return 0;
     return 1;
 }
