@@ -700,7 +700,6 @@ static int run_h2o(unsigned threads, const char *port_file, writer *wr)
     return 0;
 }
 
-
 /* ---- raw: a hand-written HTTP/1.1 loop --------------------------------------------------- */
 
 /* What a server of our own would cost: N threads, each an epoll loop (level-triggered) on its
@@ -921,8 +920,7 @@ static void *raw_main(void *arg)
                 continue;
             }
             raw_conn *c = p;
-            ssize_t r = c->in_len < RAW_IN ? read(c->fd, c->in + c->in_len, RAW_IN - c->in_len)
-                                           : 0;
+            ssize_t r = c->in_len < RAW_IN ? read(c->fd, c->in + c->in_len, RAW_IN - c->in_len) : 0;
             if (r <= 0 && !(r < 0 && errno == EAGAIN)) {
                 if (c->at_writer) { /* the writer still holds it: close once answered */
                     c->closing = 1;
