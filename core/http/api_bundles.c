@@ -102,10 +102,19 @@ void ph_bundle_view_components(ph_req *r, json_t *view, uint64_t id, int owner, 
     json_decref(rec);
 }
 
-/* The bundle's view as its owner sees it (codes of its components). */
+/* The bundle's view as its owner sees it (codes of its components), with
+ * its masked end user as GET shows it (its risk record, stored by now). */
 static json_t *bundle_view(ph_req *r, const ph_order *o)
 {
     json_t *j = ph_view_order(o, r->cfg->cfg, r->env->keys, 1, 0);
+    char *txt = NULL;
+    ph_err err = {0};
+    if (ph_store_order_risk_get(r->env->store, o->id, &txt, &err) == PH_OK) {
+        json_t *rec = json_loads(txt, 0, NULL);
+        free(txt);
+        ph_view_end_user(j, rec);
+        json_decref(rec);
+    }
     ph_bundle_view_components(r, j, o->id, 1, 0);
     return j;
 }

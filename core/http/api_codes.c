@@ -21,8 +21,17 @@
  * is answered with a diagnosis of the order itself (recharge_*, order_*),
  * never with an empty list.
  *
+ * A lookup by order answers a page of the order's codes, in the order's own
+ * order: `after` (the codes already seen, default 0) and `limit` (1 to
+ * LOOKUP_PAGE_MAX, the default too), with `next_after`, the `after` of the
+ * next page, or null when the page reached the last code. A page, not every
+ * code at once: an order holds up to limits.max_order_quantity codes (100,000
+ * by default), and each issued code of the page may be a question to its
+ * supplier; the cap is stated in the answer (next_after), never a code left
+ * out without a word (docs/api.md).
+ *
  * Redemption status (issue 12): a lookup of an issued code that the caller
- * may see — by code, or by order for its first REDEEM_ORDER_MAX issued codes —
+ * may see — by code, or by order for every issued code of the page —
  * whose batch's supplier can say whether a code was redeemed
  * (PERKHUB_CAP_REDEMPTION) asks it (supply/redeem.h) within
  * `redemption.wait_ms` with the connection suspended; a "redeemed" answer is
@@ -75,6 +84,24 @@ static int reply(ph_req *r, json_t *results)
     return ph_req_json(r, 200, json_pack("{s:o}", "results", results));
 }
 
+/* Codes of an order answered per lookup at most (and by default): each issued
+ * one may be a question to its supplier, all asked at once. */
+#define LOOKUP_PAGE_MAX 100
+
+/* Which codes of an order a lookup answers: positions after .. after+limit-1. */
+typedef struct order_page {
+    uint64_t after;
+    size_t limit;
+} order_page;
+
+/* A lookup by order's answer: results, and next_after (null: no more). */
+static int reply_page(ph_req *r, json_t *results, uint64_t next_after)
+{
+    return ph_req_json(r, 200,
+                       json_pack("{s:o,s:o}", "results", results, "next_after",
+                                 next_after ? json_integer((json_int_t)next_after) : json_null()));
+}
+
 typedef struct typed {
     const ph_keyring *kr;
     const char *code;
@@ -89,10 +116,6 @@ static int hash_typed(void *arg, const char *rule, uint8_t hash[32])
 
 /* ---- asking the supplier whether an issued code was redeemed ---------------- */
 
-/* Issued codes of one order asked about at once (a lookup by order); the rest
- * of a larger order is shown as stored. */
-#define REDEEM_ORDER_MAX 16
-
 struct redeem_wait;
 
 /* One code asked about. */
@@ -106,11 +129,18 @@ typedef struct redeem_slot {
 /* What a lookup that asked keeps across its suspension (r->ext). */
 typedef struct redeem_wait {
     ph_req *r;
-    atomic_uint left;  /* answers to come, plus one while the asks are being started */
-    uint64_t order_id; /* by order: the order read again; 0 by code */
-    size_t n;
-    redeem_slot slot[REDEEM_ORDER_MAX];
+    atomic_uint left;   /* answers to come, plus one while the asks are being started */
+    uint64_t order_id;  /* by order: the order read again; 0 by code */
+    order_page page;    /* by order: the codes answered */
+    size_t n;           /* slots in use */
+    redeem_slot slot[]; /* 1 by code, page.limit by order */
 } redeem_wait;
+
+/* A wait with room for n slots, zeroed; NULL without memory. */
+static redeem_wait *redeem_wait_new(size_t n)
+{
+    return calloc(1, sizeof(redeem_wait) + n * sizeof(redeem_slot));
+}
 
 /* What one ask needs between its preparation and its start. */
 typedef struct redeem_prep {
@@ -250,7 +280,7 @@ static int redeem_resume_code(ph_req *r)
  * nothing was asked (the caller answers from info). */
 static int ask_code(ph_req *r, const ph_code_info *info)
 {
-    redeem_wait *w = calloc(1, sizeof *w);
+    redeem_wait *w = redeem_wait_new(1);
     redeem_prep prep;
     if (!w || redeem_prepare(r, &info->batch, &info->code, &w->slot[0], &prep) != PH_OK) {
         free(w);
@@ -425,10 +455,10 @@ static json_t *order_result(ph_req *r, const ph_order *o)
     return j;
 }
 
-/* Every code of an order the caller may see, the code itself for its owner,
- * and what the codes' suppliers said about the codes asked (w, or NULL).
- * Frees o. */
-static int order_results(ph_req *r, ph_order *o, const redeem_wait *w)
+/* The codes of page pg of an order the caller may see, the code itself for
+ * its owner, and what the codes' suppliers said about the codes asked (w, or
+ * NULL); an order without codes to show is answered about itself. Frees o. */
+static int order_results(ph_req *r, ph_order *o, const redeem_wait *w, order_page pg)
 {
     int owner = strcmp(o->client, r->client->name) == 0;
     json_t *arr = json_array();
@@ -436,7 +466,9 @@ static int order_results(ph_req *r, ph_order *o, const redeem_wait *w)
     size_t ncodes = o->state == PH_ORDER_GRANTED ? 0 : o->ncodes;
     if (!ncodes)
         json_array_append_new(arr, order_result(r, o));
-    for (size_t i = 0; i < ncodes; i++) {
+    size_t from = pg.after < ncodes ? (size_t)pg.after : ncodes;
+    size_t to = ncodes - from > pg.limit ? from + pg.limit : ncodes;
+    for (size_t i = from; i < to; i++) {
         ph_batch b;
         uint64_t counts[7];
         ph_err err = {0};
@@ -454,7 +486,7 @@ static int order_results(ph_req *r, ph_order *o, const redeem_wait *w)
         ph_wipe(card, sizeof card);
     }
     ph_order_free(o);
-    return reply(r, arr);
+    return reply_page(r, arr, to < ncodes ? (uint64_t)to : 0);
 }
 
 /* The asked order read again, with its codes. */
@@ -464,17 +496,22 @@ static int redeem_resume_order(ph_req *r)
     ph_order *o;
     ph_err err = {0};
     int rc = ph_store_order_get(r->env->store, w->order_id, 1, &o, &err);
-    return rc ? ph_req_fail(r, rc, &err) : order_results(r, o, w);
+    return rc ? ph_req_fail(r, rc, &err) : order_results(r, o, w, w->page);
 }
 
-/* A lookup by order: asks about its first REDEEM_ORDER_MAX issued codes whose
- * suppliers can tell, all at once (the wait is the same for one code or 16);
+/* A lookup by order: asks about every issued code of page pg whose supplier
+ * can tell, all at once (the wait is the same for one code or a page);
  * PH_REQ_SUSPENDED (redeem_resume_order answers), or -1 when none is asked. */
-static int ask_order(ph_req *r, const ph_order *o)
+static int ask_order(ph_req *r, const ph_order *o, order_page pg)
 {
-    redeem_wait *w = calloc(1, sizeof *w);
-    redeem_prep *prep = calloc(REDEEM_ORDER_MAX, sizeof *prep);
-    for (size_t i = 0; w && prep && i < o->ncodes && w->n < REDEEM_ORDER_MAX; i++) {
+    /* a grant's reserved codes are not shown (order_results): never asked */
+    size_t ncodes = o->state == PH_ORDER_GRANTED ? 0 : o->ncodes;
+    if (pg.after >= ncodes)
+        return -1;
+    size_t from = (size_t)pg.after, to = ncodes - from > pg.limit ? from + pg.limit : ncodes;
+    redeem_wait *w = redeem_wait_new(to - from);
+    redeem_prep *prep = calloc(to - from, sizeof *prep);
+    for (size_t i = from; w && prep && i < to; i++) {
         ph_batch b;
         uint64_t counts[7];
         ph_err err = {0};
@@ -486,6 +523,7 @@ static int ask_order(ph_req *r, const ph_order *o)
     int rc = -1;
     if (w && prep && w->n) {
         w->order_id = o->id;
+        w->page = pg;
         rc = redeem_run(r, w, prep, redeem_resume_order);
         w = NULL; /* the request's now */
     }
@@ -495,35 +533,64 @@ static int ask_order(ph_req *r, const ph_order *o)
 }
 
 /* A lookup by order the caller may see: asks the suppliers that can tell,
- * else answers with the order's codes as stored. Frees o. */
-static int lookup_order(ph_req *r, ph_order *o)
+ * else answers with the page's codes as stored. Anyone else gets the answer
+ * of an order that does not exist. Frees o. */
+static int lookup_order(ph_req *r, ph_order *o, order_page pg)
 {
     int owner = strcmp(o->client, r->client->name) == 0;
     if (!owner && !ph_req_has_scope(r, PH_SCOPE_OPS)) {
         ph_order_free(o);
-        return reply(r, json_pack("[o]", not_found()));
+        return reply_page(r, json_pack("[o]", not_found()), 0);
     }
-    if (ask_order(r, o) == PH_REQ_SUSPENDED) {
+    if (ask_order(r, o, pg) == PH_REQ_SUSPENDED) {
         ph_order_free(o);
         return PH_REQ_SUSPENDED;
     }
-    return order_results(r, o, NULL);
+    return order_results(r, o, NULL, pg);
+}
+
+/* Reads `after` and `limit` of a lookup by order into pg; 400 naming the
+ * field and -1 when one is malformed. */
+static int page_args(ph_req *r, const json_t *after, const json_t *limit, order_page *pg)
+{
+    pg->after = 0;
+    pg->limit = LOOKUP_PAGE_MAX;
+    if (after && (!json_is_integer(after) || json_integer_value(after) < 0))
+        return ph_req_error(r, 400, "invalid_request", "after: expected an integer of 0 or more"),
+               -1;
+    if (limit && (!json_is_integer(limit) || json_integer_value(limit) < 1 ||
+                  json_integer_value(limit) > LOOKUP_PAGE_MAX))
+        return ph_req_error(r, 400, "invalid_request", "limit: expected an integer from 1 to %d",
+                            LOOKUP_PAGE_MAX),
+               -1;
+    if (after)
+        pg->after = (uint64_t)json_integer_value(after);
+    if (limit)
+        pg->limit = (size_t)json_integer_value(limit);
+    return 0;
 }
 
 int ph_api_code_lookup(ph_req *r)
 {
     json_t *b;
-    if (ph_req_body_fields(r, "code order_id client_order_id", &b))
+    if (ph_req_body_fields(r, "code order_id client_order_id after limit", &b))
         return PH_REQ_DONE;
     json_t *code = json_object_get(b, "code"), *oid = json_object_get(b, "order_id"),
-           *coid = json_object_get(b, "client_order_id");
+           *coid = json_object_get(b, "client_order_id"), *after = json_object_get(b, "after"),
+           *limit = json_object_get(b, "limit");
     int given = (code != NULL) + (oid != NULL) + (coid != NULL);
+    size_t paging = (after != NULL) + (limit != NULL);
     int rc = PH_REQ_DONE;
     ph_err err = {0};
     ph_order *o = NULL;
-    if (given != 1 || json_object_size(b) != 1) {
+    order_page pg;
+    if (given != 1 || json_object_size(b) != 1 + paging) {
         rc = ph_req_error(r, 400, "invalid_request",
                           "body: expected exactly one of code, order_id, client_order_id");
+    } else if (code && paging) {
+        rc = ph_req_error(r, 400, "invalid_request",
+                          "%s: only with order_id or client_order_id (a code is one result)",
+                          after ? "after" : "limit");
     } else if (code) {
         rc = json_is_string(code)
                  ? lookup_code(r, json_string_value(code))
@@ -532,17 +599,17 @@ int ph_api_code_lookup(ph_req *r)
         rc = ph_req_error(r, 400, "invalid_request", "order_id: expected a positive integer");
     } else if (coid && !ph_ident_valid(json_string_value(coid), PH_ORDER_ID_MAX)) {
         rc = ph_req_error(r, 400, "invalid_request", "client_order_id: expected a string");
-    } else {
+    } else if (page_args(r, after, limit, &pg) == 0) {
         int found =
             oid ? ph_store_order_get(r->env->store, (uint64_t)json_integer_value(oid), 1, &o, &err)
                 : ph_store_order_find(r->env->store, r->client->name, json_string_value(coid), 1,
                                       &o, &err);
         if (found == PH_ENOTFOUND)
-            rc = reply(r, json_pack("[o]", not_found()));
+            rc = reply_page(r, json_pack("[o]", not_found()), 0);
         else if (found)
             rc = ph_req_fail(r, found, &err);
         else
-            rc = lookup_order(r, o);
+            rc = lookup_order(r, o, pg);
     }
     json_decref(b);
     return rc;

@@ -142,16 +142,42 @@ static void order_fingerprint(ph_req *r, const ph_product_conf *p, uint32_t quan
     ph_crypto_sha256(r->env->keys, buf, (size_t)n, out);
 }
 
-/* Answers with the order's view: as text when ph_view_stock_order_text can
- * write it (handed to the response without a copy), else as a tree. */
-static int order_reply(ph_req *r, unsigned status, const ph_order *o)
+/* The risk record of order o, parsed (NULL: none), for the reply to its
+ * POST: a new order's is the one this request stored (x->record, no read); a
+ * replay's is read (the stored one, whatever this request carried). */
+static json_t *reply_record(ph_req *r, const ph_order *o, int replayed)
 {
+    order_risk *x = risk_of(r);
+    if (!replayed)
+        return x && x->record ? json_loads(x->record, 0, NULL) : NULL;
+    char *txt = NULL;
+    ph_err err = {0};
+    if (ph_store_order_risk_get(r->env->store, o->id, &txt, &err) != PH_OK)
+        return NULL; /* none, or unreadable: the reply goes without it, as GET's */
+    json_t *rec = json_loads(txt, 0, NULL);
+    free(txt);
+    return rec;
+}
+
+/* Answers with the order's view, its masked end user included as GET shows
+ * it: as text when ph_view_stock_order_text can write it (handed to the
+ * response without a copy; an order without an end user, the hot path), else
+ * as a tree. */
+static int order_reply(ph_req *r, unsigned status, const ph_order *o, int replayed)
+{
+    json_t *rec = reply_record(r, o, replayed);
     size_t len = 0;
-    char *txt = ph_view_stock_order_text(o, r->cfg->cfg, r->env->keys, &len);
-    if (txt)
+    char *txt = json_object_size(json_object_get(rec, "end_user"))
+                    ? NULL
+                    : ph_view_stock_order_text(o, r->cfg->cfg, r->env->keys, &len);
+    if (txt) {
+        json_decref(rec);
         return ph_req_text(r, status, txt, len, "application/json");
-    return ph_req_json(
-        r, status, json_pack("{s:o}", "order", ph_view_order(o, r->cfg->cfg, r->env->keys, 1, 0)));
+    }
+    json_t *view = ph_view_order(o, r->cfg->cfg, r->env->keys, 1, 0);
+    ph_view_end_user(view, rec);
+    json_decref(rec);
+    return ph_req_json(r, status, json_pack("{s:o}", "order", view));
 }
 
 /* A grant order (issue 16): 201 with the order and its grant, the token shown
@@ -181,6 +207,9 @@ static int reply_grant_order(ph_req *r, const ph_order *o, int replayed)
            "order=%llu sku=%s quantity=%u state=%s", (unsigned long long)o->id, o->sku, o->quantity,
            ph_order_state_name(o->state));
     json_t *view = ph_view_order(o, r->cfg->cfg, r->env->keys, 1, 0);
+    json_t *rec = reply_record(r, o, replayed);
+    ph_view_end_user(view, rec);
+    json_decref(rec);
     if (o->delivery == PH_DELIVERY_BUNDLE) /* each component reserved: its state, no code yet */
         ph_bundle_view_components(r, view, o->id, 1, 0);
     return ph_req_json(r, replayed ? 200 : 201, json_pack("{s:o,s:o}", "order", view, "grant", g));
@@ -201,7 +230,7 @@ static int reply_new_order(ph_req *r, const ph_order *o, int replayed)
     ph_log(r->env->log, PH_LOG_INFO, r->reqid, replayed ? "order.replayed" : "order.created",
            "order=%llu sku=%s quantity=%u state=%s", (unsigned long long)o->id, o->sku, o->quantity,
            ph_order_state_name(o->state));
-    return order_reply(r, replayed ? 200 : final ? 201 : 202, o);
+    return order_reply(r, replayed ? 200 : final ? 201 : 202, o, replayed);
 }
 
 /* The wait is over (final state, deadline or shutdown): answer with the order
@@ -615,9 +644,7 @@ static void view_risk(ph_req *r, json_t *view, uint64_t id, int ops)
         return;
     json_t *rec = json_loads(txt, 0, NULL);
     free(txt);
-    json_t *eu = json_object_get(rec, "end_user");
-    if (eu && json_object_size(eu))
-        json_object_set(view, "end_user", eu);
+    ph_view_end_user(view, rec);
     if (ops) {
         json_t *risk = json_pack("{s:O?,s:O?}", "decision", json_object_get(rec, "decision"),
                                  "review", json_object_get(rec, "review"));

@@ -132,6 +132,19 @@ json_t *ph_view_order(const ph_order *o, const ph_config *cfg, const ph_keyring 
     return j;
 }
 
+void ph_view_end_user(json_t *view, const json_t *record)
+{
+    static const char *const shown[] = {"id", "ip", "device", "phone", "tags"};
+    json_t *eu = json_object_get(record, "end_user"), *out = NULL;
+    for (size_t i = 0; view && eu && i < sizeof shown / sizeof shown[0]; i++) {
+        json_t *v = json_object_get(eu, shown[i]);
+        if (v && (out || (out = json_object())))
+            json_object_set(out, shown[i], v);
+    }
+    if (out)
+        json_object_set_new(view, "end_user", out);
+}
+
 json_t *ph_view_batch(const ph_batch *b, const uint64_t *counts)
 {
     json_t *j =

@@ -31,6 +31,13 @@
 json_t *ph_view_order(const ph_order *o, const ph_config *cfg, const ph_keyring *kr, int with_codes,
                       int with_cost);
 
+/* Sets view's `end_user` (issue 15) from an order's risk record (parsed, docs/
+ * store.md "Order risk"): its masked members only (id, ip, device, phone,
+ * tags), as the record keeps them: a clear value is never stored, so never
+ * shown. Nothing when record is NULL or has no end user. For the order's owner
+ * and ops, in every reply that shows the order (GET and POST alike). */
+void ph_view_end_user(json_t *view, const json_t *record);
+
 /* A batch, with per-state counts (indexed by PH_CODE_*, 7 slots, as
  * ph_store_batch_get fills them) when counts is non-NULL. */
 json_t *ph_view_batch(const ph_batch *b, const uint64_t *counts);

@@ -26,11 +26,17 @@
 /* The size of the 1.1 operations table: the smallest ops->struct_size accepted. */
 #define OPS_SIZE_1_1 (offsetof(struct perkhub_ops, serve_local) + sizeof(void (*)(void)))
 
-/* The capabilities that are answered through build_request/parse_response. */
+/* The capabilities that are answered through build_request/parse_response:
+ * every operation the core sends over the I/O engine (docs/sdk.md, the table of
+ * capability bits). Each ABI minor that adds such an operation adds its bit
+ * here, or a plugin claiming it without those callbacks would load and fail
+ * only at its first use (the engine refuses the exchange) instead of being
+ * refused at load, naming what it lacks (1.2 STATEMENT, 1.3 REDEMPTION).
+ * CALLBACK and LOCAL are served by their own callbacks, checked apart. */
 #define CAPS_EXCHANGE                                                                              \
     (PERKHUB_CAP_CATALOG | PERKHUB_CAP_STOCK_CHECK | PERKHUB_CAP_CARD_ORDER |                      \
      PERKHUB_CAP_RECHARGE | PERKHUB_CAP_ORDER_QUERY | PERKHUB_CAP_BALANCE |                        \
-     PERKHUB_CAP_REDEMPTION)
+     PERKHUB_CAP_STATEMENT | PERKHUB_CAP_REDEMPTION)
 
 struct ph_plugin {
     void *handle;               /* dlopen reference; NULL for a linked-in descriptor */

@@ -482,6 +482,10 @@ Test(bundles, risk_rules_apply_to_a_bundle)
                            "\"end_user\":{\"id\":\"user-0002\"}}");
     cr_assert_eq(r.status, 201, "%ld %s", r.status, r.body);
     long long id = h_int(h_order_of(&r), "id");
+    /* the reply shows the end user masked, as the order view does */
+    cr_assert_str_eq(h_str(json_object_get(h_order_of(&r), "end_user"), "id"), "us****02", "%s",
+                     r.body);
+    cr_assert_null(strstr(r.body, "user-0002"), "%s", r.body);
     h_resp_free(&r);
     json_t *o = h_order_get(&D, id, "ops-token");
     char b[4096];

@@ -263,6 +263,71 @@ Test(lookup, by_order_lists_every_code_with_the_code_for_the_owner)
     finish(d);
 }
 
+/* An order of more codes than a lookup answers at once (100): the first page
+ * says where the rest starts (`next_after`), the next one ends with null, and
+ * every code comes exactly once, in the order's order; a page past the end is
+ * empty, and nobody else learns anything from the paging fields. */
+Test(lookup, by_order_pages_through_a_large_order)
+{
+    h_daemon *d = &D;
+    start(d);
+    enum { N = 130 };
+    char *csv = h_codes_csv("PG", N);
+    h_resp imp = h_import(d, "test.card", csv, 201);
+    h_resp_free(&imp);
+    free(csv);
+    h_resp o = place(d, "mall-token", "PG-O1", N);
+    long long id = h_int(json_object_get(o.json, "order"), "id");
+    h_resp_free(&o);
+
+    h_resp r = h_post_json(d, "/v1/codes/lookup", "mall-token", "{\"client_order_id\":\"PG-O1\"}");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_eq(json_array_size(json_object_get(r.json, "results")), 100, "the cap: %s", r.body);
+    cr_assert_eq(json_integer_value(json_object_get(r.json, "next_after")), 100,
+                 "the cap is stated: %.300s", r.body);
+    for (size_t i = 0; i < 100; i++) {
+        char want[16];
+        snprintf(want, sizeof want, "PG-%07zu", i);
+        cr_assert_str_eq(h_str(result(&r, i), "code"), want);
+    }
+    h_resp_free(&r);
+    char body[96];
+    snprintf(body, sizeof body, "{\"order_id\":%lld,\"after\":100}", id);
+    r = h_post_json(d, "/v1/codes/lookup", "mall-token", body);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_eq(json_array_size(json_object_get(r.json, "results")), N - 100, "%s", r.body);
+    cr_assert(json_is_null(json_object_get(r.json, "next_after")), "the end: %s", r.body);
+    for (size_t i = 0; i < N - 100; i++) {
+        char want[16];
+        snprintf(want, sizeof want, "PG-%07zu", i + 100);
+        cr_assert_str_eq(h_str(result(&r, i), "code"), want);
+        cr_assert_str_eq(h_str(result(&r, i), "diagnosis"), "issued");
+    }
+    h_resp_free(&r);
+    /* a smaller page, for ops too (no code); past the end: nothing more */
+    snprintf(body, sizeof body, "{\"order_id\":%lld,\"after\":125,\"limit\":3}", id);
+    r = h_post_json(d, "/v1/codes/lookup", "ops-token", body);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_eq(json_array_size(json_object_get(r.json, "results")), 3, "%s", r.body);
+    cr_assert_eq(json_integer_value(json_object_get(r.json, "next_after")), 128, "%s", r.body);
+    cr_assert_null(json_object_get(result(&r, 0), "code"), "%s", r.body);
+    h_resp_free(&r);
+    snprintf(body, sizeof body, "{\"order_id\":%lld,\"after\":%d}", id, N);
+    r = h_post_json(d, "/v1/codes/lookup", "mall-token", body);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_eq(json_array_size(json_object_get(r.json, "results")), 0, "%s", r.body);
+    cr_assert(json_is_null(json_object_get(r.json, "next_after")), "%s", r.body);
+    h_resp_free(&r);
+    /* another client: the answer of an order that does not exist, paging or not */
+    h_resp never = h_post_json(d, "/v1/codes/lookup", "other-token", "{\"order_id\":424242}");
+    snprintf(body, sizeof body, "{\"order_id\":%lld,\"after\":100,\"limit\":5}", id);
+    r = h_post_json(d, "/v1/codes/lookup", "other-token", body);
+    cr_assert(json_equal(r.json, never.json), "%s / %s", r.body, never.body);
+    h_resp_free(&r);
+    h_resp_free(&never);
+    finish(d);
+}
+
 struct diag_wait {
     const h_daemon *d;
     const char *code;
@@ -446,6 +511,14 @@ Test(lookup, malformed_lookups_are_refused)
         "{\"order_id\":0}",
         "{\"client_order_id\":\"has space\"}",
         "{\"sku\":\"test.card\"}",
+        "{\"code\":\"A\",\"after\":0}",
+        "{\"code\":\"A\",\"limit\":5}",
+        "{\"after\":0}",
+        "{\"order_id\":1,\"after\":-1}",
+        "{\"order_id\":1,\"after\":\"8\"}",
+        "{\"client_order_id\":\"A-1\",\"limit\":0}",
+        "{\"client_order_id\":\"A-1\",\"limit\":101}",
+        "{\"order_id\":1,\"limit\":2.5}",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         h_resp r = h_post_json(d, "/v1/codes/lookup", "mall-token", bad[i]);

@@ -169,6 +169,21 @@ Test(perkctl, ops_flow_import_order_lookup_events_status)
     has(out, "-- 1 of 2\n");
     has_kv(out, "code", "PKC-1");
     has_kv(out, "code", "PKC-2");
+    lacks(out, "more codes");
+    free(out), free(err);
+    /* a page of the order: the rest is never left unsaid */
+    rc = PK("mall-token", NULL, &out, &err, "lookup", "--client-order-id", "PK-1", "--limit", "1");
+    cr_assert_eq(rc, 0, "%s%s", out, err);
+    has_kv(out, "code", "PKC-1");
+    lacks(out, "PKC-2");
+    has(out, "\n-- more codes: perkctl lookup --client-order-id PK-1 --after 1 --limit 1\n");
+    free(out), free(err);
+    rc = PK("mall-token", NULL, &out, &err, "lookup", "--client-order-id", "PK-1", "--after", "1",
+            "--limit", "1");
+    cr_assert_eq(rc, 0, "%s%s", out, err);
+    has_kv(out, "code", "PKC-2");
+    lacks(out, "PKC-1");
+    lacks(out, "more codes");
     free(out), free(err);
 
     rc = PK("ops-token", NULL, &out, &err, "events");
@@ -472,6 +487,8 @@ Test(perkctl, usage_errors_exit_2_and_send_nothing)
         {{"lookup", "--order", "1", "--code-stdin"}, "exactly one of"},
         {{"lookup", "SECRET-POSITIONAL-CODE"}, "unexpected argument"},
         {{"lookup", "--order", "x"}, "--order"},
+        {{"lookup", "--code-stdin", "--after", "1"}, "--after: only with --order"},
+        {{"lookup", "--order", "1", "--limit", "101"}, "--limit: expected 1 to 100"},
         {{"events", "--limit", "0"}, "--limit"},
         {{"events", "--after"}, "--after needs a value"},
         {{"orders", "--bogus"}, "unknown option --bogus"},

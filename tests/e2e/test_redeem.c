@@ -355,3 +355,87 @@ Test(redeem, lookup_by_order_asks_each_code)
     free(out);
     h_cleanup(&D);
 }
+
+/* POST /v1/codes/lookup by client order id coid, as the owner, with `extra`
+ * (",\"after\":8", or ""); asserts 200 and returns the answer. */
+static h_resp lookup_page(const char *coid, const char *extra)
+{
+    char j[160];
+    snprintf(j, sizeof j, "{\"client_order_id\":\"%s\"%s}", coid, extra);
+    int64_t t0 = h_now_ms();
+    h_resp r = h_post_json(&D, "/v1/codes/lookup", "mall-token", j);
+    cr_assert_lt(h_now_ms() - t0, WAIT_MS + MARGIN_MS, "one wait for the page: %s", j);
+    cr_assert_eq(r.status, 200, "%s: %s", j, r.body);
+    return r;
+}
+
+/* An order of more codes than a lookup used to ask about (16): every code of
+ * it is answered with its supplier's word, the one redeemed past the 16th
+ * too; and walked page by page (`limit`, `next_after`), every code comes
+ * once, in the order's order, each page asked about at once. */
+#define MANY 20
+Test(redeem, lookup_by_order_asks_every_code_of_a_large_order)
+{
+    start();
+    char codes[MANY][64];
+    buy("M-1", "r.card", MANY, codes);
+    char j[128];
+    snprintf(j, sizeof j, "{\"code\":\"%s\"}", codes[18]);
+    h_resp m = h_sim_req(&S, "POST", "/_sim/redeem", j);
+    cr_assert_eq(m.status, 200, "%s", m.body);
+    h_resp_free(&m);
+    long long asked0 = sim_count("redeem_requests");
+
+    h_resp r = lookup_page("M-1", "");
+    json_t *res = json_object_get(r.json, "results"), *e;
+    cr_assert_eq(json_array_size(res), MANY, "%s", r.body);
+    size_t i;
+    json_array_foreach(res, i, e)
+    {
+        cr_assert_str_eq(h_str(e, "code"), codes[i], "the order's order: %s", r.body);
+        cr_assert_str_eq(h_str(e, "redemption"), i == 18 ? "redeemed" : "not_redeemed",
+                         "code %zu: %s", i + 1, r.body);
+        cr_assert_str_eq(h_str(e, "state"), i == 18 ? "redeemed" : "issued");
+    }
+    cr_assert(json_is_null(json_object_get(r.json, "next_after")), "one page: %s", r.body);
+    h_resp_free(&r);
+    cr_assert_eq(sim_count("redeem_requests"), asked0 + MANY, "every code asked once");
+
+    /* page by page: 8, 8, 4; the redeemed one is shown, not asked again */
+    long long asked1 = sim_count("redeem_requests");
+    const char *pages[] = {",\"limit\":8", ",\"limit\":8,\"after\":8", ",\"after\":16,\"limit\":8"};
+    const long long next[] = {8, 16, -1};
+    size_t seen = 0;
+    for (size_t p = 0; p < 3; p++) {
+        r = lookup_page("M-1", pages[p]);
+        res = json_object_get(r.json, "results");
+        cr_assert_eq(json_array_size(res), p < 2 ? 8u : 4u, "page %zu: %s", p + 1, r.body);
+        json_t *na = json_object_get(r.json, "next_after");
+        if (next[p] < 0)
+            cr_assert(json_is_null(na), "the last page: %s", r.body);
+        else
+            cr_assert_eq(json_integer_value(na), next[p], "page %zu: %s", p + 1, r.body);
+        json_array_foreach(res, i, e)
+        {
+            cr_assert_str_eq(h_str(e, "code"), codes[seen], "page %zu: %s", p + 1, r.body);
+            if (seen == 18)
+                cr_assert_null(json_object_get(e, "redemption"), "a redeemed code is not asked");
+            else
+                cr_assert_str_eq(h_str(e, "redemption"), "not_redeemed", "%s", r.body);
+            seen++;
+        }
+        h_resp_free(&r);
+    }
+    cr_assert_eq(seen, MANY);
+    cr_assert_eq(sim_count("redeem_requests"), asked1 + MANY - 1);
+    json_t *ev = events_of("code.redeemed", codes, MANY);
+    cr_assert_eq(json_array_size(ev), 1);
+    json_decref(ev);
+    cr_assert_eq(h_stop(&D, SIGTERM), 0);
+    for (int k = 0; k < MANY; k++)
+        cr_assert_eq(h_file_count(D.log, codes[k]), 0, "the code reached the log");
+    char *out = NULL;
+    cr_assert_eq(h_check_store(&D, &out), 0, "%s", out);
+    free(out);
+    h_cleanup(&D);
+}

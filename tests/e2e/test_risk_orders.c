@@ -135,6 +135,69 @@ Test(risk_orders, the_end_user_is_shown_masked_to_its_owner_and_ops, .fini = kil
     h_cleanup(&d);
 }
 
+/* The reply to POST /v1/orders carries the masked end user as the order view
+ * does, whichever way the order went — local stock, a supplier's recharge,
+ * new or replayed — and never a clear value. */
+Test(risk_orders, the_order_reply_carries_the_masked_end_user, .fini = kill_leftover)
+{
+    static h_daemon d;
+    start(&d, NULL);
+    static const char eu[] = "{\"id\":\"user-000123\",\"ip\":\"203.0.113.9\",\"device_id\":"
+                             "\"dev-abcdef\",\"phone\":\"+8613800138000\",\"tags\":{\"dept\":"
+                             "\"eng\"}}";
+    static const char *const clear[] = {"user-000123", "203.0.113.9", "dev-abcdef", "13800138000"};
+    static const char *const bodies[][3] = {
+        {"stock", "succeeded",
+         "{\"client_order_id\":\"EUR-1\",\"sku\":\"test.card\",\"end_user\":%s}"},
+        {"recharge", "succeeded",
+         "{\"client_order_id\":\"EUR-2\",\"sku\":\"test.topup\",\"account\":"
+         "\"13800000001\",\"wait\":5,\"end_user\":%s}"},
+        {"grant", "granted",
+         "{\"client_order_id\":\"EUR-4\",\"sku\":\"test.card\",\"deliver\":\"grant\","
+         "\"grant\":{\"ttl_s\":3600},\"end_user\":%s}"},
+    };
+    for (size_t b = 0; b < sizeof bodies / sizeof bodies[0]; b++) {
+        char body[1024];
+        snprintf(body, sizeof body, bodies[b][2], eu);
+        for (int replay = 0; replay < 2; replay++) {
+            h_resp r = h_post_json(&d, "/v1/orders", "mall-token", body);
+            cr_assert_eq(r.status, replay ? 200 : 201, "%s: %s", bodies[b][0], r.body);
+            json_t *o = json_object_get(r.json, "order");
+            cr_assert_str_eq(h_str(o, "state"), bodies[b][1], "%s: %s", bodies[b][0], r.body);
+            json_t *m = json_object_get(o, "end_user");
+            cr_assert(json_is_object(m), "%s%s: no end_user in %s", bodies[b][0],
+                      replay ? " replayed" : "", r.body);
+            cr_assert_str_eq(h_str(m, "id"), "us****23", "%s", r.body);
+            cr_assert_str_eq(h_str(m, "ip"), "203.0.113.*", "%s", r.body);
+            cr_assert_str_eq(h_str(m, "device"), "de****ef", "%s", r.body);
+            cr_assert_str_eq(h_str(m, "phone"), "861****8000", "%s", r.body);
+            cr_assert_str_eq(h_str(json_object_get(m, "tags"), "dept"), "eng", "%s", r.body);
+            cr_assert_null(json_object_get(o, "risk"), "the decision is for ops: %s", r.body);
+            char path[64];
+            snprintf(path, sizeof path, "/v1/orders/%lld", h_int(o, "id"));
+            h_resp g = h_get(&d, path, "mall-token");
+            cr_assert_eq(g.status, 200, "%s", g.body);
+            cr_assert(json_equal(json_object_get(json_object_get(g.json, "order"), "end_user"), m),
+                      "%s: the reply's end_user is not GET's: %s / %s", bodies[b][0], r.body,
+                      g.body);
+            h_resp_free(&g);
+            for (size_t k = 0; k < sizeof clear / sizeof clear[0]; k++)
+                cr_assert_eq(h_mem_count(r.body, r.len, clear[k]), 0, "%s: the reply holds %s",
+                             bodies[b][0], clear[k]);
+            h_resp_free(&r);
+        }
+    }
+    /* an order without an end user shows none (a stock order: the test above) */
+    h_resp r = h_post_json(&d, "/v1/orders", "mall-token",
+                           "{\"client_order_id\":\"EUR-3\",\"sku\":\"test.topup\",\"account\":"
+                           "\"13800000001\",\"wait\":5}");
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    cr_assert_null(json_object_get(json_object_get(r.json, "order"), "end_user"), "%s", r.body);
+    h_resp_free(&r);
+    h_stop(&d, SIGTERM);
+    h_cleanup(&d);
+}
+
 /* ---- with the engine and its rules API (R's /v1/risk/rules) ---------------------- */
 
 static void rule_put(const h_daemon *d, const char *method, const char *path, const char *json,

@@ -469,6 +469,59 @@ Test(loader, wrap_linked_descriptor)
     cr_assert(strstr(err.msg, "returned no descriptor"), "%s", err.msg);
 }
 
+/* Every operation the core sends through the engine needs build_request and
+ * parse_response: a plugin claiming only one of them, without either callback,
+ * is refused at load naming both, never found out at its first use. The
+ * operations added after 1.1 (1.2 statement, 1.3 redemption) included. */
+Test(loader, exchange_caps_need_build_and_parse)
+{
+    static const struct {
+        uint64_t cap;
+        const char *name;
+    } caps[] = {
+        {PERKHUB_CAP_CATALOG, "catalog"},         {PERKHUB_CAP_STOCK_CHECK, "stock_check"},
+        {PERKHUB_CAP_ORDER_QUERY, "order_query"}, {PERKHUB_CAP_BALANCE, "balance"},
+        {PERKHUB_CAP_STATEMENT, "statement"},     {PERKHUB_CAP_REDEMPTION, "redemption"},
+    };
+    struct perkhub_ops full = {
+        .struct_size = sizeof full, .build_request = wrap_build, .parse_response = wrap_parse};
+    struct perkhub_ops no_build = {.struct_size = sizeof no_build, .parse_response = wrap_parse};
+    struct perkhub_ops no_parse = {.struct_size = sizeof no_parse, .build_request = wrap_build};
+    struct {
+        struct perkhub_ops *ops;
+        const char *lacks;
+    } tables[] = {{&no_build, "build_request"}, {&no_parse, "parse_response"}};
+    for (size_t i = 0; i < NKV(caps); i++) {
+        struct perkhub_plugin d = {.struct_size = sizeof d,
+                                   .abi_major = PERKHUB_ABI_MAJOR,
+                                   .abi_minor = PERKHUB_ABI_MINOR,
+                                   .name = "linked",
+                                   .version = "0.0.1",
+                                   .capabilities = caps[i].cap,
+                                   .config = wrap_config,
+                                   .init = wrap_init,
+                                   .shutdown = wrap_shutdown,
+                                   .ops = &full};
+        ph_plugin *p = NULL;
+        ph_err err = {0};
+        cr_assert_eq(ph_plugin_wrap(&d, "linked", &p, &err), PH_OK, "%s: %s", caps[i].name,
+                     err.msg);
+        ph_plugin_close(p);
+        for (size_t t = 0; t < NKV(tables); t++) {
+            char want[128];
+            snprintf(want, sizeof want, "claims %s but its ops table lacks %s", caps[i].name,
+                     tables[t].lacks);
+            d.ops = tables[t].ops;
+            p = NULL;
+            cr_assert_eq(ph_plugin_wrap(&d, "linked", &p, &err), PH_EINVAL,
+                         "%s without %s was accepted", caps[i].name, tables[t].lacks);
+            cr_assert_null(p);
+            cr_assert(strstr(err.msg, want), "%s: message \"%s\" lacks \"%s\"", caps[i].name,
+                      err.msg, want);
+        }
+    }
+}
+
 /* ---- lifecycle and host services --------------------------------------------- */
 
 static ph_plugin_instance *start(ph_plugin **p, const char *plugin, const char *sid, ph_kv *kv,

@@ -89,11 +89,14 @@ int pk_cmd_lookup(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
 {
     const char *code = NULL, *order = NULL, *client_order_id = NULL;
     int code_stdin = 0;
+    long long after = -1, limit = 0;
     const pk_opt opts[] = {
         PK_OPT_TEXT("code", &code),
         PK_OPT_FLAG("code-stdin", &code_stdin),
         PK_OPT_TEXT("order", &order),
         PK_OPT_TEXT("client-order-id", &client_order_id),
+        PK_OPT_NUM("after", &after, "a count of the order's codes", 0, INT64_MAX),
+        PK_OPT_NUM("limit", &limit, "1 to 100", 1, 100),
         PK_OPT_END,
     };
     /* no positional argument, and not echoed: a stray one here may well be a code */
@@ -105,6 +108,9 @@ int pk_cmd_lookup(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
     if (given != 1)
         return pk_usage_error(
             cmd, "give exactly one of --code, --code-stdin, --order, --client-order-id");
+    if ((after >= 0 || limit) && !order && !client_order_id)
+        return pk_usage_error(cmd, "%s: only with --order or --client-order-id",
+                              after >= 0 ? "--after" : "--limit");
 
     json_t *body;
     char *stdin_code = NULL;
@@ -128,6 +134,10 @@ int pk_cmd_lookup(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
             return pk_usage_error(cmd, "--client-order-id: must not be empty");
         body = json_pack("{s:s}", "client_order_id", client_order_id);
     }
+    if (after >= 0)
+        json_object_set_new(body, "after", json_integer((json_int_t)after));
+    if (limit)
+        json_object_set_new(body, "limit", json_integer((json_int_t)limit));
 
     pkh_response resp;
     rc = pk_call_json(ctx, "POST", "/v1/codes/lookup", body, &resp);
@@ -143,6 +153,16 @@ int pk_cmd_lookup(const pk_ctx *ctx, const pk_cmd *cmd, int argc, char **argv)
             if (n > 1)
                 printf("%s-- %zu of %zu\n", i ? "\n" : "", i + 1, n);
             print_result(r);
+        }
+        /* a lookup by order answers a page: never let the rest pass unsaid */
+        const json_t *next = json_object_get(resp.json, "next_after");
+        if (json_is_integer(next)) {
+            printf("\n-- more codes: perkctl lookup %s %s --after %" JSON_INTEGER_FORMAT,
+                   order ? "--order" : "--client-order-id", order ? order : client_order_id,
+                   json_integer_value(next));
+            if (limit)
+                printf(" --limit %lld", limit);
+            putchar('\n');
         }
     }
     pkh_response_free(&resp);

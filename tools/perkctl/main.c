@@ -184,6 +184,7 @@ static const pk_cmd commands[] = {
      "  settled order 12: succeeded by ops\n"},
     {"lookup", pk_cmd_lookup, "customer-service lookup of a code or an order's codes",
      "usage: perkctl lookup (--code CODE | --code-stdin | --order ID | --client-order-id X)\n"
+     "                      [--after N] [--limit N]\n"
      "\n"
      "What happened to this code, or to this order's codes? (POST /v1/codes/lookup).\n"
      "Prints per code: diagnosis, state, product, supplier, batch, order, issue time,\n"
@@ -192,8 +193,11 @@ static const pk_cmd commands[] = {
      "  --code CODE            one code; it will show in the process list and your\n"
      "                         shell history: prefer --code-stdin\n"
      "  --code-stdin           read the code from the first line of standard input\n"
-     "  --order ID             every code of order ID\n"
-     "  --client-order-id X    every code of your order X\n"
+     "  --order ID             the codes of order ID, 100 at a time\n"
+     "  --client-order-id X    the codes of your order X, 100 at a time\n"
+     "  --after N              by order: after its first N codes (the last line of a\n"
+     "                         page with more says which N is next)\n"
+     "  --limit N              by order: at most N codes (1 to 100, default 100)\n"
      "\n"
      "The code travels in the request body, never in the URL. Needs a support or\n"
      "ops token; support tokens only see codes of their own orders.\n"
