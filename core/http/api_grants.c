@@ -144,6 +144,19 @@ json_t *ph_grant_view(const char *record)
         json_array_append_new(ext, x);
     }
     json_object_set_new(v, "extended", ext);
+    /* each claim given back when its supplier order failed for good: when it
+     * was claimed, when it came back, the attempt and the supplier's reason */
+    json_t *rets = json_array(), *x;
+    json_array_foreach(json_object_get(rec, "returns"), i, x)
+    {
+        json_t *y = json_pack("{s:O,s:O}", "attempt", json_object_get(x, "attempt"), "reason",
+                              json_object_get(x, "reason"));
+        view_ms(y, "claimed_at", json_object_get(x, "claimed_at"));
+        view_ms(y, "at", json_object_get(x, "at"));
+        json_array_append_new(rets, y);
+    }
+    json_object_set_new(v, "returned", json_integer((json_int_t)json_array_size(rets)));
+    json_object_set_new(v, "returns", rets);
     json_decref(rec);
     return v;
 }

@@ -75,7 +75,8 @@ static void view_supply(json_t *j, const ph_order *o, const ph_config *cfg, int 
     if (o->account_masked[0])
         json_object_set_new(j, "account", json_string(o->account_masked));
     const ph_attempt *last = o->nattempts ? &o->attempts[o->nattempts - 1] : NULL;
-    if (last && !ph_order_state_final(o->state)) {
+    /* a granted order with attempts is a grant given back: nothing to look at */
+    if (last && !ph_order_state_final(o->state) && o->state != PH_ORDER_GRANTED) {
         /* No query is scheduled while the request is on the wire: its answer,
          * or the supplier's timeout, comes by then, which is when a client
          * (holding the first 202) should look again. */

@@ -102,7 +102,7 @@ int ph_wh_event_known(const char *pattern);
         "order.stuck", "order.settled", "order.corrected", "order.discrepancy",                    \
         "order.codes_voided", "order.held", "order.denied", "order.released", "order.blocked",     \
         "order.flagged", "order.granted", "grant.claimed", "grant.gifted", "grant.expired",        \
-        "grant.extended", "order.partial", "order.retried"
+        "grant.extended", "grant.returned", "order.partial", "order.retried"
 #define PH_WH_PRODUCT_EVENTS "stock.low", "stock.out", "product.delisted", "product.relisted"
 
 /* 1 for a product event type (PH_WH_PRODUCT_EVENTS): it goes to every

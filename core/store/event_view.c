@@ -10,7 +10,7 @@ static const char *const mall_event_keys[] = {
     "seq", "at", "type", "order_id", "client", "client_order_id", "sku", "quantity", "delivery",
     "state", "reason", "attempt", "outcome", "by", "codes", "checks", "rule", "hold_until",
     /* grants (issue 16): ids, counts and times only */
-    "grant_id", "expires_at", "gifts", "from", "order_state",
+    "grant_id", "expires_at", "gifts", "from", "order_state", "returns",
     /* bundles (issue 16): the parent's id, the retry number, component counts */
     "parent", "retry", "components"};
 

@@ -1207,9 +1207,16 @@ struct ph_cmd {
          * 1, nothing changes).
          *   CLAIM: codes reserved -> issued, order SUCCEEDED (booked like a
          *     stock order); a supplier grant gets the account (recharge) and
-         *     attempt 1 at `first` (PROCESSING), or FAILED with fail_reason.
-         *     grant.claimed. Refusals: PH_ECONFLICT already claimed (another
-         *     key), PH_ESTATE expired (grant_state says so) or the order held.
+         *     its next attempt at `first` (PROCESSING), or FAILED with
+         *     fail_reason. grant.claimed. Refusals: PH_ECONFLICT already
+         *     claimed (another key), PH_ESTATE expired (grant_state says so)
+         *     or the order held. A supplier grant's order that then fails for
+         *     good, every attempt failed (ATTEMPT, SETTLE), gives the grant back
+         *     in that command's transaction: the order GRANTED again (its
+         *     failed attempts kept, no order.failed), the grant active with
+         *     the same token (or expired, when its time passed), the return
+         *     in the record's "returns"; grant.returned. A claim again is its
+         *     next attempt.
          *   GIFT: holder and token replaced (the old token's entry deleted),
          *     the chain gets {at, from, to}; grant.gifted. PH_ESTATE, PH_ECONFLICT.
          *   EXPIRE: at most `limit` grants due at now (0 = PH_EXPIRE_LIMIT):

@@ -296,7 +296,19 @@ static int co_claim(ph_wtxn *w, const uint8_t key[8], const char *sku, int32_t d
 int store_agg_grant(ph_wtxn *w, int what, const char *client, const char *const *tags, size_t ntags,
                     const uint8_t user_key[8], const char *sku, int64_t at, ph_err *err)
 {
-    if (what < PH_AGG_GRANTED || what > PH_AGG_GIFTED)
+    if (what == PH_AGG_CLAIMED && !user_key)
+        return ph_err_set(err, PH_EINVAL, "analytics: a claim needs the holder's key");
+    int rc = store_agg_grant_add(w, what, 1, client, tags, ntags, sku, at, err);
+    if (rc == PH_OK && what == PH_AGG_CLAIMED)
+        rc = co_claim(w, user_key, sku, utc_day(at), err);
+    return rc;
+}
+
+int store_agg_grant_add(ph_wtxn *w, int what, int delta, const char *client,
+                        const char *const *tags, size_t ntags, const char *sku, int64_t at,
+                        ph_err *err)
+{
+    if (what < PH_AGG_GRANTED || what > PH_AGG_GIFTED || (delta != 1 && delta != -1))
         return ph_err_set(err, PH_EINVAL, "analytics: unknown grant transition %d", what);
     if (!name_ok(client, PH_SKU_MAX) || !name_ok(sku, PH_SKU_MAX))
         return ph_err_set(err, PH_EINVAL, "analytics: %s: expected 1-%d bytes",
@@ -307,11 +319,9 @@ int store_agg_grant(ph_wtxn *w, int what, const char *client, const char *const 
         if (!name_ok(tags[i], PH_AGG_TAG_MAX))
             return ph_err_set(err, PH_EINVAL, "analytics: tag %zu: expected 1-%d bytes", i + 1,
                               PH_AGG_TAG_MAX);
-    if (what == PH_AGG_CLAIMED && !user_key)
-        return ph_err_set(err, PH_EINVAL, "analytics: a claim needs the holder's key");
     int32_t day = utc_day(at);
     int64_t d[4] = {0};
-    d[what - PH_AGG_GRANTED] = 1;
+    d[what - PH_AGG_GRANTED] = delta;
     uint8_t key[AGG_KEY_MAX];
     MDB_val k = {agg_key(key, day, 'c', client, NULL), key};
     int rc = add_counters(w, DB_AGG_CLAIMS, &k, d, 4, err);
@@ -327,8 +337,6 @@ int store_agg_grant(ph_wtxn *w, int what, const char *client, const char *const 
         k = (MDB_val){agg_key(key, day, 's', sku, NULL), key};
         rc = add_counters(w, DB_AGG_CLAIMS, &k, d, 4, err);
     }
-    if (rc == PH_OK && what == PH_AGG_CLAIMED)
-        rc = co_claim(w, user_key, sku, day, err);
     return rc;
 }
 

@@ -197,9 +197,9 @@ static int emit_accepted(ph_wtxn *w, int64_t now, const ph_order *o, ph_err *err
     ev_int(&e, "quantity", o->quantity);
     ev_str(&e, "delivery", ph_delivery_name(o->delivery));
     ev_str(&e, "state", ph_order_state_name(o->state));
-    if (o->nattempts) {
-        ev_str(&e, "supplier", o->attempts[0].supplier);
-        ev_int(&e, "attempt", 1);
+    if (o->nattempts) { /* the claim again of a grant given back: its new attempt */
+        ev_str(&e, "supplier", o->attempts[o->nattempts - 1].supplier);
+        ev_int(&e, "attempt", o->nattempts);
     }
     return ev_end(&e, w, o, err);
 }
@@ -652,11 +652,23 @@ void store_attempt_before(const ph_order *o, uint32_t no, ph_attempt_before *b)
 int store_write_attempt(ph_wtxn *w, ph_cmd *c, ph_order *o, uint32_t no, const ph_attempt_before *b,
                         uint64_t batch_id)
 {
+    /* a claimed grant's order that failed for good gives its grant back in
+     * this same transaction: the order is granted again (no order.failed: it
+     * did not end), the grant active (store_grant_back, below) */
+    int back = 0;
+    int rc = b->order_state != PH_ORDER_FAILED && o->state == PH_ORDER_FAILED
+                 ? store_grant_takes_back(w, o, &back, &c->err)
+                 : PH_OK;
+    if (rc)
+        return rc;
+    if (back) {
+        o->state = PH_ORDER_GRANTED;
+        o->reason[0] = 0;
+    }
     int attempt_moved = b->attempt_state != o->attempts[no - 1].state;
     int order_moved = b->order_state != o->state;
     int added = o->nattempts != b->nattempts;
     int64_t stuck = ph_order_stuck_since(o);
-    int rc = PH_OK;
     w->wrote = 1;
     /* a check that changes nothing but the attempt's bookkeeping leaves the order be */
     if (order_moved || added || attempt_moved || strcmp(b->reason, o->reason)) {
@@ -670,8 +682,10 @@ int store_write_attempt(ph_wtxn *w, ph_cmd *c, ph_order *o, uint32_t no, const p
         rc = emit_attempt(w, c->now, o, &o->attempts[no - 1], &c->err);
     if (rc == PH_OK && added)
         rc = emit_attempt(w, c->now, o, &o->attempts[o->nattempts - 1], &c->err);
-    if (rc == PH_OK && order_moved && o->state != PH_ORDER_PROCESSING)
+    if (rc == PH_OK && order_moved && o->state != PH_ORDER_PROCESSING && !back)
         rc = store_emit_outcome(w, c->now, o, batch_id, &c->err);
+    if (rc == PH_OK && back)
+        rc = store_grant_back(w, c, o);
     if (rc == PH_OK && stuck && !b->stuck)
         rc = store_emit_stuck(w, c->now, o, &o->attempts[o->nattempts - 1], &c->err);
     if (rc == PH_OK && order_moved && ph_order_state_final(o->state) && ph_order_is_replenish(o))

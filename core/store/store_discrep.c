@@ -412,8 +412,18 @@ static int correct(ph_wtxn *w, ph_cmd *c, json_t *rec)
     int succeeded = 0;
     for (size_t i = 0; i < o->nattempts; i++)
         succeeded |= o->attempts[i].state == PH_ATTEMPT_SUCCEEDED;
-    o->state = succeeded ? PH_ORDER_SUCCEEDED : PH_ORDER_FAILED;
-    if (succeeded)
+    /* the order of a grant given back stays granted (claimable) while no
+     * attempt succeeded; one that did is the grant claimed after all
+     * (store_grant_corrected, below) */
+    int given_back = o->state == PH_ORDER_GRANTED, back = 0;
+    o->state = succeeded ? PH_ORDER_SUCCEEDED : given_back ? PH_ORDER_GRANTED : PH_ORDER_FAILED;
+    /* a claimed grant's order corrected to failed for good gives the grant
+     * back, as its failure would have when it happened */
+    if (o->state == PH_ORDER_FAILED && (rc = store_grant_takes_back(w, o, &back, &c->err)) != PH_OK)
+        goto out;
+    if (back)
+        o->state = PH_ORDER_GRANTED;
+    if (succeeded || given_back || back)
         o->reason[0] = 0;
     else
         snprintf(o->reason, sizeof o->reason, "%s", o->attempts[o->nattempts - 1].reason);
@@ -433,6 +443,10 @@ static int correct(ph_wtxn *w, ph_cmd *c, json_t *rec)
         rc = store_emit(w, c->now, "order.corrected", ev, &c->err);
         ev = NULL;
     }
+    if (rc == PH_OK && succeeded)
+        rc = store_grant_corrected(w, c, o);
+    if (rc == PH_OK && back)
+        rc = store_grant_back(w, c, o);
 out:
     json_decref(before);
     json_decref(after);

@@ -268,6 +268,19 @@ static int agg_note(ph_wtxn *w, ph_cmd *c, int what, const ph_order *o, const js
     return store_agg_grant(w, what, o->client, tags, n, have ? key : NULL, o->sku, c->now, &c->err);
 }
 
+/* store_agg_grant_add: delta to `what` on the day of `at`, no co-redemption. */
+static int agg_add(ph_wtxn *w, ph_cmd *c, int what, int delta, const ph_order *o, const json_t *rec,
+                   int64_t at)
+{
+    const char *tags[PH_AGG_TAGS_MAX];
+    size_t n = 0, i;
+    json_t *t;
+    json_array_foreach(json_object_get(rec, "tags"), i,
+                       t) if (n < PH_AGG_TAGS_MAX && json_string_value(t)) tags[n++] =
+        json_string_value(t);
+    return store_agg_grant_add(w, what, delta, o->client, tags, n, o->sku, at, &c->err);
+}
+
 /* store_agg_grant for a new grant, from its input (no record parsed). */
 static int agg_granted(ph_wtxn *w, ph_cmd *c, const ph_order *o, const ph_grant_in *gi)
 {
@@ -622,6 +635,125 @@ int store_grant_blocked(ph_wtxn *w, ph_cmd *c, const ph_order *o)
     return rc;
 }
 
+/* ---- a claim whose supplier order failed for good -------------------------------- */
+
+/* Nothing of o reached the holder: every attempt failed. A failed attempt
+ * costs nothing (the ledger books supplier cost for succeeded attempts only,
+ * whatever amount a supplier names in a refusal; money it kept anyway is a
+ * reconciliation discrepancy, not a delivery). */
+static int nothing_delivered(const ph_order *o)
+{
+    for (size_t i = 0; i < o->nattempts; i++)
+        if (o->attempts[i].state != PH_ATTEMPT_FAILED)
+            return 0;
+    return o->nattempts > 0;
+}
+
+int store_grant_takes_back(ph_wtxn *w, const ph_order *o, int *yes, ph_err *err)
+{
+    *yes = 0;
+    /* a bundle grant's component has no grant of its own (invariant 34): its
+     * bundle is partial or failed, and a partial one is retried */
+    if (o->state != PH_ORDER_FAILED || !ph_order_via_supplier(o) ||
+        o->delivery == PH_DELIVERY_BUNDLE || ph_order_component_of(o, NULL) ||
+        ph_order_is_replenish(o) || !nothing_delivered(o))
+        return PH_OK;
+    json_t *rec = NULL;
+    int rc = grant_read(w->s, w->txn, o->id, &rec, err);
+    if (rc == PH_ENOTFOUND) {
+        memset(err, 0, sizeof *err);
+        return PH_OK;
+    }
+    if (rc)
+        return rc;
+    *yes = rec_state(rec) == PH_GRANT_CLAIMED;
+    json_decref(rec);
+    return PH_OK;
+}
+
+int store_grant_back(ph_wtxn *w, ph_cmd *c, ph_order *o)
+{
+    json_t *rec = NULL;
+    int rc = grant_read(w->s, w->txn, o->id, &rec, &c->err);
+    if (rc)
+        return rc;
+    /* grant_write leaves the record as the command's result: not this one's */
+    char *result = c->record;
+    c->record = NULL;
+    const ph_attempt *a = &o->attempts[o->nattempts - 1];
+    int64_t claimed_at = rec_int(rec, "claimed_at");
+    json_t *back = json_pack("{s:I,s:I,s:i,s:s,s:s}", "at", (json_int_t)c->now, "claimed_at",
+                             (json_int_t)claimed_at, "attempt", (int)a->no, "supplier", a->supplier,
+                             "reason", a->reason);
+    json_t *returns = json_object_get(rec, "returns");
+    if (!json_is_array(returns)) {
+        returns = json_array();
+        json_object_set_new(rec, "returns", returns);
+    }
+    if (!back || !returns || json_array_append_new(returns, back))
+        rc = ph_err_set(&c->err, PH_ENOMEM, "out of memory");
+    json_object_set_new(rec, "state", json_string("active"));
+    json_object_del(rec, "claimed_at");
+    /* the claim is taken out of the day it was counted on: a grant counts as
+     * claimed once it is claimed for good, or again */
+    if (rc == PH_OK)
+        rc = agg_add(w, c, AGG_CLAIMED, -1, o, rec, claimed_at);
+    if (rc == PH_OK)
+        rc = expiry_set(w, c, o->id, rec_int(rec, "expires_at"), 1);
+    if (rc == PH_OK)
+        rc = grant_write(w, c, o->id, rec);
+    if (rc == PH_OK)
+        rc = emit_grant(w, c, o, "grant.returned",
+                        json_pack("{s:i,s:s,s:s,s:i}", "attempt", (int)a->no, "reason", a->reason,
+                                  "order_state", ph_order_state_name(o->state), "returns",
+                                  (int)json_array_size(returns)));
+    /* its time ran out while the supplier had it: expired as the job would */
+    if (rc == PH_OK && rec_int(rec, "expires_at") <= c->now)
+        rc = grant_expires(w, c, o, rec, "expired");
+    json_decref(rec);
+    free(c->record);
+    c->record = result;
+    return rc;
+}
+
+int store_grant_corrected(ph_wtxn *w, ph_cmd *c, const ph_order *o)
+{
+    json_t *rec = NULL;
+    int rc = grant_read(w->s, w->txn, o->id, &rec, &c->err);
+    if (rc == PH_ENOTFOUND) {
+        memset(&c->err, 0, sizeof c->err);
+        return PH_OK;
+    }
+    if (rc)
+        return rc;
+    int st = rec_state(rec);
+    if (st == PH_GRANT_CLAIMED || o->state != PH_ORDER_SUCCEEDED) {
+        json_decref(rec);
+        return PH_OK;
+    }
+    char *result = c->record;
+    c->record = NULL;
+    if (st == PH_GRANT_ACTIVE)
+        rc = expiry_set(w, c, o->id, rec_int(rec, "expires_at"), 0);
+    else /* expired after its return: the expiry counted is taken out */
+        rc = agg_add(w, c, AGG_EXPIRED, -1, o, rec, rec_int(rec, "expired_at"));
+    json_object_set_new(rec, "state", json_string("claimed"));
+    json_object_set_new(rec, "claimed_at", json_integer((json_int_t)c->now));
+    json_object_del(rec, "expired_at");
+    if (rc == PH_OK)
+        rc = grant_write(w, c, o->id, rec);
+    if (rc == PH_OK)
+        rc = emit_grant(w, c, o, "grant.claimed",
+                        json_pack("{s:s,s:s}", "order_state", ph_order_state_name(o->state),
+                                  "reason", "corrected"));
+    if (rc == PH_OK)
+        rc = agg_add(w, c, AGG_CLAIMED, 1, o, rec, c->now);
+    json_decref(rec);
+    free(c->record);
+    c->record = result;
+    return rc;
+}
+
 /* ---- PH_CMD_GRANT -------------------------------------------------------------- */
 
 /* The grant the command names (token, or id), its record and order (with
@@ -725,7 +857,11 @@ static int grant_claim(ph_wtxn *w, ph_cmd *c, ph_order *o, json_t *rec)
     if (rc == PH_OK && (rc = grant_write(w, c, o->id, rec)) == PH_OK)
         rc = emit_grant(w, c, o, "grant.claimed",
                         json_pack("{s:s}", "order_state", ph_order_state_name(o->state)));
-    if (rc == PH_OK)
+    /* the claim of a grant given back counts again (its return took the first
+     * out), its co-redemption pairs only once: they were counted at the first */
+    if (rc == PH_OK && json_array_size(json_object_get(rec, "returns")))
+        rc = agg_add(w, c, AGG_CLAIMED, 1, o, rec, c->now);
+    else if (rc == PH_OK)
         rc = agg_note(w, c, AGG_CLAIMED, o, rec);
     return rc;
 }
@@ -981,6 +1117,18 @@ int store_check_grants(ph_store *s, MDB_txn *txn, uint64_t granted, ph_err *err)
         else if (st == PH_GRANT_EXPIRED && o->state != PH_ORDER_FAILED)
             rc = ph_err_set(err, PH_EIO, "grant %llu: expired but its order is %s", uid,
                             ph_order_state_name(o->state));
+        /* an active grant's order has attempts only when claims of it failed
+         * for good and gave it back: each recorded, the last attempt failed */
+        else if (st == PH_GRANT_ACTIVE && o->nattempts &&
+                 o->attempts[o->nattempts - 1].state != PH_ATTEMPT_FAILED)
+            rc = ph_err_set(err, PH_EIO, "grant %llu: active but its last attempt is %s", uid,
+                            ph_attempt_state_name(o->attempts[o->nattempts - 1].state));
+        else if (st == PH_GRANT_ACTIVE && o->nattempts &&
+                 (json_array_size(json_object_get(rec, "returns")) == 0 ||
+                  json_array_size(json_object_get(rec, "returns")) > o->nattempts))
+            rc = ph_err_set(err, PH_EIO,
+                            "grant %llu: active with %zu attempts but %zu returns recorded", uid,
+                            o->nattempts, json_array_size(json_object_get(rec, "returns")));
         else if (st == PH_GRANT_ACTIVE) {
             uint8_t key[16];
             expiry_key(key, rec_int(rec, "expires_at"), id);

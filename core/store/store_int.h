@@ -522,7 +522,10 @@ void store_attempt_before(const ph_order *o, uint32_t no, ph_attempt_before *b);
  * fail-over or codes: the one rule ATTEMPT and SETTLE share. */
 void store_order_follow(ph_order *o, const ph_attempt *a);
 /* Writes what moved since b (order record, supply record, `pending` with its
- * stuck mark) and the events: order.attempt, order.<outcome>, order.stuck. */
+ * stuck mark) and the events: order.attempt, order.<outcome>, order.stuck.
+ * An order that failed for good whose claimed grant takes it back
+ * (store_grant_takes_back) is written granted instead, with no outcome, and
+ * its grant given back (store_grant_back). */
 int store_write_attempt(ph_wtxn *w, ph_cmd *c, ph_order *o, uint32_t no, const ph_attempt_before *b,
                         uint64_t batch_id);
 /* store_stuck.c: the stuck mark and ops settling by hand. */
@@ -632,6 +635,26 @@ int store_grant_unit_claim(ph_wtxn *w, ph_cmd *c, ph_order *o, const ph_attempt_
  * is not a bundle, or a bundle's component): reserved codes back to stock,
  * failed with `reason` and its outcome event. Anything else: nothing. */
 int store_grant_unit_dies(ph_wtxn *w, ph_cmd *c, ph_order *o, const char *reason);
+/* A supplier order whose last attempt just failed for good (o FAILED in
+ * memory, not yet written; ATTEMPT and SETTLE through store_write_attempt,
+ * RESOLVE when a correction makes a succeeded one failed):
+ * *yes = 1 when its claimed grant takes the unit back — o is a grant's own
+ * order (not a bundle's component: its bundle is partial and retried), and
+ * every attempt failed (nothing delivered, no cost booked). Errors: PH_EIO (a malformed
+ * grant record), an LMDB read's. */
+int store_grant_takes_back(ph_wtxn *w, const ph_order *o, int *yes, ph_err *err);
+/* The grant of o given back, o as just written (granted again, its failed
+ * attempts kept): active with the same token and its expiry entry, the
+ * return appended to the record's "returns", claimed_at gone, the claim
+ * taken out of the analytics of its day, grant.returned. When its expiry
+ * passed meanwhile it then expires as the job would (grant.expired, the
+ * order failed grant_expired). c->record is left as it was. */
+int store_grant_back(ph_wtxn *w, ph_cmd *c, ph_order *o);
+/* A correction (PH_CMD_RESOLVE, store_discrep.c) made o succeeded: when o is
+ * a grant's order given back (active, or expired since), the grant is
+ * claimed after all (grant.claimed, reason corrected; its expiry entry gone,
+ * an expiry counted taken out). Anything else: nothing. */
+int store_grant_corrected(ph_wtxn *w, ph_cmd *c, const ph_order *o);
 int store_apply_grant(ph_wtxn *w, ph_cmd *c);
 int store_apply_grant_batch(ph_wtxn *w, ph_cmd *c);
 /* --check-store: every grant agrees with its order, token and expiry entry,
@@ -770,6 +793,15 @@ enum { PH_AGG_GRANTED = 1, PH_AGG_CLAIMED, PH_AGG_EXPIRED, PH_AGG_GIFTED };
  * caller fails its command. */
 int store_agg_grant(ph_wtxn *w, int what, const char *client, const char *const *tags, size_t ntags,
                     const uint8_t user_key[8], const char *sku, int64_t at, ph_err *err);
+/* store_agg_grant_add — `delta` (+1 or -1) to `what` on the UTC day of `at`
+ * under the same rows as store_agg_grant, and nothing to the co-redemption
+ * pairs: a claim given back when its supplier order failed for good is taken
+ * out of the day it was counted on (-1), and the claim again of a grant given
+ * back counts (+1) without counting its pairs a second time (store_grant.c).
+ * Errors as store_agg_grant's (PH_EINVAL also for a delta that is neither). */
+int store_agg_grant_add(ph_wtxn *w, int what, int delta, const char *client,
+                        const char *const *tags, size_t ntags, const char *sku, int64_t at,
+                        ph_err *err);
 /* 1 when order o is one of the mall's orders, which analytics and the
  * order stats count: not a replenishment, not a bundle's component (its
  * bundle counts once). The one answer for the hook, the migration, the

@@ -417,7 +417,10 @@ void ful_cmd_done(ph_fulfil *f, track_cmd *b, int stopping)
         if (o->attempts[i].no == t->no)
             a = &o->attempts[i];
     ful_tried_refresh(t, o); /* the stored attempts are the one list of suppliers tried */
-    if (ph_order_state_final(o->state)) {
+    /* granted: the order of a claimed grant failed for good and the store gave
+     * the grant back (store_grant_back); its next claim is a new attempt with
+     * its own track, and this one has nothing left to ask */
+    if (ph_order_state_final(o->state) || o->state == PH_ORDER_GRANTED) {
         ful_reg_del(f, t);
         ful_waiters_fire(ful_waiters_take(f, o->id, 0));
         cmd_end(t, b);

@@ -6,6 +6,7 @@
  */
 
 #include "config/config.h"
+#include "store/cmd_codec.h"
 #include "store/store.h"
 #include "store_fixture.h"
 
@@ -306,4 +307,371 @@ Test(grant, a_holder_masked_with_quotes_is_stored_as_json)
     json_decref(rec);
     free(txt);
     assert_check();
+}
+
+/* ---- a claim whose supplier order failed for good gives the grant back ------------- */
+
+/* A granted recharge (no attempt, no account) for token tok. */
+static uint64_t grant_recharge(const char *coid, uint8_t tok, int64_t expires_at)
+{
+    ph_grant_in gi = {.expires_at = expires_at,
+                      .holder = {.key = 0xabcdef, .masked = "em****01", .tags = "[\"dept=eng\"]"}};
+    token(tok, gi.token_hash);
+    ph_cmd c = {.type = PH_CMD_SUPPLY_CREATE, .now = NOW};
+    c.in.supply.client = "mall";
+    c.in.supply.client_order_id = coid;
+    c.in.supply.sku = TOPUP;
+    c.in.supply.quantity = 1;
+    c.in.supply.delivery = PH_DELIVERY_RECHARGE;
+    c.in.supply.grant = &gi;
+    fingerprint(TOPUP, 1, c.in.supply.fingerprint);
+    cr_assert_eq(ph_store_exec(g_s, &c), PH_OK, "%s", c.err.msg);
+    cr_assert_eq(c.order->state, PH_ORDER_GRANTED);
+    uint64_t id = c.order->id;
+    ph_cmd_clear(&c);
+    return id;
+}
+
+/* A claim of token tok to account `masked` at supplier sup (request key key). */
+static int claim_recharge(uint8_t tok, uint8_t key, const char *masked, int64_t now, ph_cmd *out)
+{
+    memset(out, 0, sizeof *out);
+    out->type = PH_CMD_GRANT;
+    out->now = now;
+    out->in.grant.op = PH_GRANT_CLAIM;
+    out->in.grant.client = "mall";
+    token(tok, out->in.grant.token_hash);
+    memset(out->in.grant.key, key, 32);
+    out->in.grant.account_sealed = (const uint8_t *)"sealed-account";
+    out->in.grant.account_sealed_len = 14;
+    out->in.grant.account_masked = masked;
+    out->in.grant.first = (ph_attempt_target){"sup", "P-1", 2900};
+    return ph_store_exec(g_s, out);
+}
+
+/* ATTEMPT no of order id becomes state at `now`, charged (-1 unknown). */
+static int attempt_at(uint64_t id, uint32_t no, int state, int64_t charged, int64_t now,
+                      ph_cmd *out)
+{
+    memset(out, 0, sizeof *out);
+    out->type = PH_CMD_ATTEMPT;
+    out->now = now;
+    out->in.attempt.order_id = id;
+    out->in.attempt.no = no;
+    out->in.attempt.state = state;
+    out->in.attempt.reason = state == PH_ATTEMPT_FAILED ? "account_suspended" : NULL;
+    out->in.attempt.step = -1;
+    out->in.attempt.charged = charged;
+    out->in.attempt.next_check_at = -1;
+    return ph_store_exec(g_s, out);
+}
+
+static json_t *grant_rec(uint64_t id)
+{
+    char *txt = NULL;
+    ph_err err = {0};
+    cr_assert_eq(ph_store_grant_get(g_s, id, &txt, &err), PH_OK, "%s", err.msg);
+    json_t *rec = json_loads(txt, 0, NULL);
+    free(txt);
+    cr_assert_not_null(rec);
+    return rec;
+}
+
+/* Events of order id of type `type` after seq `after`. */
+static int events_of(uint64_t after, uint64_t id, const char *type)
+{
+    json_t *evs = events_after_without(after, NULL);
+    size_t i;
+    json_t *ev;
+    int n = 0;
+    json_array_foreach(evs, i, ev) n +=
+        !strcmp(ev_str(ev, "type"), type) &&
+        (uint64_t)json_integer_value(json_object_get(ev, "order_id")) == id;
+    json_decref(evs);
+    return n;
+}
+
+Test(grant, a_recharge_refused_for_good_gives_the_grant_back_and_a_claim_again_succeeds)
+{
+    start(0);
+    uint64_t id = grant_recharge("r-1", 4, NOW + HOUR);
+    uint64_t ev0 = last_event();
+    ph_cmd c;
+    cr_assert_eq(claim_recharge(4, 1, "139****0002", NOW + 10, &c), PH_OK, "%s", c.err.msg);
+    cr_assert_eq(c.order->state, PH_ORDER_PROCESSING);
+    cr_assert_eq(c.order->nattempts, 1);
+    ph_cmd_clear(&c);
+    assert_check();
+
+    /* the supplier refuses it for good, nothing charged: in that same command
+     * the order is granted again and the grant active, same token */
+    cr_assert_eq(attempt_at(id, 1, PH_ATTEMPT_FAILED, 0, NOW + 20, &c), PH_OK, "%s", c.err.msg);
+    cr_assert_eq(c.order->state, PH_ORDER_GRANTED, "%s", ph_order_state_name(c.order->state));
+    cr_assert_str_eq(c.order->reason, "");
+    cr_assert_eq(c.order->attempts[0].state, PH_ATTEMPT_FAILED, "the failed attempt is kept");
+    cr_assert_null(c.record, "an ATTEMPT leaves no grant record as its result");
+    ph_cmd_clear(&c);
+    json_t *rec = grant_rec(id);
+    cr_assert_str_eq(json_string_value(json_object_get(rec, "state")), "active");
+    cr_assert_null(json_object_get(rec, "claimed_at"));
+    json_t *ret = json_array_get(json_object_get(rec, "returns"), 0);
+    cr_assert_eq(json_array_size(json_object_get(rec, "returns")), 1);
+    cr_assert_eq(json_integer_value(json_object_get(ret, "attempt")), 1);
+    cr_assert_eq(json_integer_value(json_object_get(ret, "claimed_at")), NOW + 10);
+    cr_assert_eq(json_integer_value(json_object_get(ret, "at")), NOW + 20);
+    cr_assert_str_eq(json_string_value(json_object_get(ret, "reason")), "account_suspended");
+    json_decref(rec);
+    cr_assert_eq(events_of(ev0, id, "grant.claimed"), 1);
+    cr_assert_eq(events_of(ev0, id, "order.attempt"), 1);
+    cr_assert_eq(events_of(ev0, id, "grant.returned"), 1);
+    cr_assert_eq(events_of(ev0, id, "order.failed"), 0, "the order did not end");
+    ph_cmd_clear(&c);
+    assert_check();
+    /* and stays so across a reopen */
+    reopen();
+    assert_check();
+
+    /* the same claim request again is a replay: it changes nothing */
+    cr_assert_eq(claim_recharge(4, 1, "139****0002", NOW + 30, &c), PH_OK, "%s", c.err.msg);
+    cr_assert(c.replayed);
+    cr_assert_eq(c.order->state, PH_ORDER_GRANTED);
+    ph_cmd_clear(&c);
+    /* a claim again (another request) is attempt 2 to the new account */
+    cr_assert_eq(claim_recharge(4, 2, "138****0001", NOW + 40, &c), PH_OK, "%s", c.err.msg);
+    cr_assert_eq(c.order->state, PH_ORDER_PROCESSING);
+    cr_assert_eq(c.order->nattempts, 2);
+    cr_assert_str_eq(c.order->account_masked, "138****0001");
+    ph_cmd_clear(&c);
+    assert_check();
+    cr_assert_eq(attempt_at(id, 2, PH_ATTEMPT_SUCCEEDED, 2900, NOW + 50, &c), PH_OK, "%s",
+                 c.err.msg);
+    cr_assert_eq(c.order->state, PH_ORDER_SUCCEEDED);
+    cr_assert_eq(c.order->cost, 2900, "one charge: the attempt that succeeded");
+    ph_cmd_clear(&c);
+    rec = grant_rec(id);
+    cr_assert_str_eq(json_string_value(json_object_get(rec, "state")), "claimed");
+    cr_assert_eq(json_integer_value(json_object_get(rec, "claimed_at")), NOW + 40);
+    json_decref(rec);
+    cr_assert_eq(events_of(ev0, id, "grant.claimed"), 2);
+    cr_assert_eq(events_of(ev0, id, "order.succeeded"), 1);
+    /* a claimed grant refuses another claim as before */
+    cr_assert_eq(claim_recharge(4, 3, "138****0001", NOW + 60, &c), PH_ECONFLICT);
+    ph_cmd_clear(&c);
+    assert_check();
+}
+
+/* A supplier that names an amount in its refusal (rewards' amount_charged on
+ * a refunded order) changes nothing: a failed attempt books no cost. */
+Test(grant, a_refusal_naming_an_amount_gives_the_grant_back_too)
+{
+    start(0);
+    uint64_t id = grant_recharge("r-1", 4, NOW + HOUR);
+    ph_cmd c;
+    cr_assert_eq(claim_recharge(4, 1, "139****0002", NOW + 10, &c), PH_OK, "%s", c.err.msg);
+    ph_cmd_clear(&c);
+    cr_assert_eq(attempt_at(id, 1, PH_ATTEMPT_FAILED, 2900, NOW + 20, &c), PH_OK, "%s", c.err.msg);
+    cr_assert_eq(c.order->state, PH_ORDER_GRANTED);
+    cr_assert_eq(c.order->cost, 0);
+    ph_cmd_clear(&c);
+    json_t *rec = grant_rec(id);
+    cr_assert_str_eq(json_string_value(json_object_get(rec, "state")), "active");
+    json_decref(rec);
+    assert_check();
+}
+
+Test(grant, a_grant_given_back_after_its_expiry_expires)
+{
+    start(0);
+    uint64_t id = grant_recharge("r-1", 4, NOW + HOUR);
+    uint64_t ev0 = last_event();
+    ph_cmd c;
+    cr_assert_eq(claim_recharge(4, 1, "139****0002", NOW + 10, &c), PH_OK, "%s", c.err.msg);
+    ph_cmd_clear(&c);
+    /* the expiry job passes while the supplier has it: a claimed grant is not due */
+    cr_assert_eq(grant_op(PH_GRANT_EXPIRE, 0, 0, 0, NOW + 2 * HOUR, &c), PH_OK, "%s", c.err.msg);
+    cr_assert_eq(c.expired_codes, 0);
+    ph_cmd_clear(&c);
+    cr_assert_eq(attempt_at(id, 1, PH_ATTEMPT_FAILED, -1, NOW + 2 * HOUR, &c), PH_OK, "%s",
+                 c.err.msg);
+    cr_assert_eq(c.order->state, PH_ORDER_FAILED);
+    cr_assert_str_eq(c.order->reason, "grant_expired");
+    ph_cmd_clear(&c);
+    json_t *rec = grant_rec(id);
+    cr_assert_str_eq(json_string_value(json_object_get(rec, "state")), "expired");
+    cr_assert_eq(json_array_size(json_object_get(rec, "returns")), 1);
+    json_decref(rec);
+    cr_assert_eq(events_of(ev0, id, "grant.returned"), 1);
+    cr_assert_eq(events_of(ev0, id, "grant.expired"), 1);
+    cr_assert_eq(events_of(ev0, id, "order.failed"), 1);
+    cr_assert_eq(claim_recharge(4, 2, "138****0001", NOW + 2 * HOUR + 1, &c), PH_ESTATE);
+    cr_assert_eq(c.grant_state, PH_GRANT_EXPIRED);
+    ph_cmd_clear(&c);
+    assert_check();
+}
+
+Test(grant, the_check_catches_an_active_grant_with_attempts_but_no_return)
+{
+    start(0);
+    uint64_t id = grant_recharge("r-1", 4, NOW + HOUR);
+    ph_cmd c;
+    cr_assert_eq(claim_recharge(4, 1, "139****0002", NOW + 10, &c), PH_OK, "%s", c.err.msg);
+    ph_cmd_clear(&c);
+    cr_assert_eq(attempt_at(id, 1, PH_ATTEMPT_FAILED, 0, NOW + 20, &c), PH_OK, "%s", c.err.msg);
+    ph_cmd_clear(&c);
+    assert_check();
+    /* the record loses its return: an active grant whose claim left attempts unexplained */
+    json_t *rec = grant_rec(id);
+    json_object_del(rec, "returns");
+    char *txt = json_dumps(rec, JSON_COMPACT);
+    json_decref(rec);
+    ph_store_close(g_s);
+    g_s = NULL;
+    MDB_txn *txn;
+    MDB_env *env = raw_open(&txn);
+    MDB_dbi dbi = raw_dbi(txn, "grants", MDB_INTEGERKEY);
+    MDB_val k = {8, &id}, v = {strlen(txt), txt};
+    cr_assert_eq(mdb_put(txn, dbi, &k, &v, 0), 0);
+    free(txt);
+    raw_commit(env, txn);
+    g_s = open_at(g_dir, 0);
+    ph_err err = {0};
+    ph_store_stats st;
+    cr_assert_neq(ph_store_check(g_s, &st, &err), PH_OK);
+    cr_assert(strstr(err.msg, "active with 1 attempts but 0 returns recorded"), "%s", err.msg);
+}
+
+/* The supplier later says the refused claim went through after all (a late
+ * word, accepted by ops): the grant given back is claimed for good, and can
+ * no longer be claimed a second time. */
+Test(grant, a_late_success_accepted_claims_a_grant_given_back)
+{
+    start(0);
+    uint64_t id = grant_recharge("r-1", 4, NOW + HOUR);
+    ph_cmd c;
+    cr_assert_eq(claim_recharge(4, 1, "139****0002", NOW + 10, &c), PH_OK, "%s", c.err.msg);
+    ph_cmd_clear(&c);
+    cr_assert_eq(attempt_at(id, 1, PH_ATTEMPT_FAILED, -1, NOW + 20, &c), PH_OK, "%s", c.err.msg);
+    cr_assert_eq(c.order->state, PH_ORDER_GRANTED);
+    ph_cmd_clear(&c);
+    c = (ph_cmd){.type = PH_CMD_FINAL_WORD, .now = NOW + 30};
+    c.in.word.order_id = id;
+    c.in.word.no = 1;
+    c.in.word.source = PH_DISCREP_QUERY;
+    c.in.word.state = PH_ATTEMPT_SUCCEEDED;
+    c.in.word.charged = 2900;
+    c.in.word.delivered = -1;
+    cr_assert_eq(ph_store_exec(g_s, &c), PH_OK, "%s", c.err.msg);
+    uint64_t d = c.discrepancy_id;
+    cr_assert_neq(d, 0);
+    ph_cmd_clear(&c);
+    assert_check(); /* raised: the grant stays claimable until ops decide */
+    c = (ph_cmd){.type = PH_CMD_RESOLVE, .now = NOW + 40};
+    c.in.resolve.id = d;
+    c.in.resolve.accept = 1;
+    c.in.resolve.who = "ops";
+    c.in.resolve.note = "statement";
+    cr_assert_eq(ph_store_exec(g_s, &c), PH_OK, "%s", c.err.msg);
+    ph_cmd_clear(&c);
+    json_t *rec = grant_rec(id);
+    cr_assert_str_eq(json_string_value(json_object_get(rec, "state")), "claimed");
+    json_decref(rec);
+    ph_order *o = NULL;
+    ph_err err = {0};
+    cr_assert_eq(ph_store_order_get(g_s, id, 0, &o, &err), PH_OK);
+    cr_assert_eq(o->state, PH_ORDER_SUCCEEDED);
+    ph_order_free(o);
+    cr_assert_eq(claim_recharge(4, 2, "138****0001", NOW + 50, &c), PH_ECONFLICT);
+    ph_cmd_clear(&c);
+    assert_check();
+}
+
+/* The other way: the supplier later says a claim's recharge failed after all,
+ * and ops accept it: the grant is given back as its failure would have. */
+Test(grant, a_late_failure_accepted_gives_a_claimed_grant_back)
+{
+    start(0);
+    uint64_t id = grant_recharge("r-1", 4, NOW + HOUR);
+    ph_cmd c;
+    cr_assert_eq(claim_recharge(4, 1, "138****0001", NOW + 10, &c), PH_OK, "%s", c.err.msg);
+    ph_cmd_clear(&c);
+    cr_assert_eq(attempt_at(id, 1, PH_ATTEMPT_SUCCEEDED, 2900, NOW + 20, &c), PH_OK, "%s",
+                 c.err.msg);
+    ph_cmd_clear(&c);
+    c = (ph_cmd){.type = PH_CMD_FINAL_WORD, .now = NOW + 30};
+    c.in.word.order_id = id;
+    c.in.word.no = 1;
+    c.in.word.source = PH_DISCREP_QUERY;
+    c.in.word.state = PH_ATTEMPT_FAILED;
+    c.in.word.charged = 0;
+    c.in.word.delivered = -1;
+    cr_assert_eq(ph_store_exec(g_s, &c), PH_OK, "%s", c.err.msg);
+    uint64_t d = c.discrepancy_id;
+    cr_assert_neq(d, 0);
+    ph_cmd_clear(&c);
+    c = (ph_cmd){.type = PH_CMD_RESOLVE, .now = NOW + 40};
+    c.in.resolve.id = d;
+    c.in.resolve.accept = 1;
+    c.in.resolve.who = "ops";
+    c.in.resolve.note = "statement";
+    cr_assert_eq(ph_store_exec(g_s, &c), PH_OK, "%s", c.err.msg);
+    ph_cmd_clear(&c);
+    json_t *rec = grant_rec(id);
+    cr_assert_str_eq(json_string_value(json_object_get(rec, "state")), "active");
+    cr_assert_eq(json_array_size(json_object_get(rec, "returns")), 1);
+    json_decref(rec);
+    ph_order *o = NULL;
+    ph_err err = {0};
+    cr_assert_eq(ph_store_order_get(g_s, id, 0, &o, &err), PH_OK);
+    cr_assert_eq(o->state, PH_ORDER_GRANTED);
+    cr_assert_eq(o->cost, 0);
+    ph_order_free(o);
+    assert_check();
+    cr_assert_eq(claim_recharge(4, 2, "138****0001", NOW + 50, &c), PH_OK, "%s", c.err.msg);
+    cr_assert_eq(c.order->nattempts, 2);
+    ph_cmd_clear(&c);
+    assert_check();
+}
+
+/* The return is the ATTEMPT command's own doing, nothing beside it: the
+ * journal of those commands replayed into an empty directory (what a standby
+ * applies) gives the same grant record, order and events. */
+Test(grant, a_journal_replay_gives_the_grant_back_the_same)
+{
+    char jpath[128], rdir[128];
+    snprintf(jpath, sizeof jpath, "%s/j.journal", g_base);
+    snprintf(rdir, sizeof rdir, "%s/replayed", g_base);
+    ph_store_opts o = {.dir = g_dir, .journal_file = jpath};
+    ph_err err = {0};
+    cr_assert_eq(ph_store_open(&o, &g_s, &err), PH_OK, "%s", err.msg);
+    const char *const all[] = {P_IQ, P_TOPUP};
+    cr_assert_eq(put_products(all, 2, &err), PH_OK, "%s", err.msg);
+    uint64_t id = grant_recharge("r-1", 4, NOW + HOUR);
+    ph_cmd c;
+    cr_assert_eq(claim_recharge(4, 1, "139****0002", NOW + 10, &c), PH_OK, "%s", c.err.msg);
+    ph_cmd_clear(&c);
+    cr_assert_eq(attempt_at(id, 1, PH_ATTEMPT_FAILED, -1, NOW + 20, &c), PH_OK, "%s", c.err.msg);
+    ph_cmd_clear(&c);
+    char *want = NULL, *got = NULL;
+    cr_assert_eq(ph_store_grant_get(g_s, id, &want, &err), PH_OK, "%s", err.msg);
+    json_t *want_ev = events_after_without(0, NULL);
+    ph_store_close(g_s);
+    g_s = NULL;
+
+    ph_replay_stats st = {0};
+    cr_assert_eq(ph_journal_replay(jpath, rdir, NULL, &st, &err), PH_OK, "%s", err.msg);
+    g_s = open_at(rdir, 0);
+    cr_assert_eq(ph_store_grant_get(g_s, id, &got, &err), PH_OK, "%s", err.msg);
+    cr_assert_str_eq(got, want);
+    cr_assert(strstr(got, "\"returns\""), "%s", got);
+    json_t *got_ev = events_after_without(0, NULL);
+    cr_assert(json_equal(got_ev, want_ev), "the replay's events differ");
+    ph_order *ord = NULL;
+    cr_assert_eq(ph_store_order_get(g_s, id, 0, &ord, &err), PH_OK, "%s", err.msg);
+    cr_assert_eq(ord->state, PH_ORDER_GRANTED);
+    ph_order_free(ord);
+    assert_check();
+    json_decref(want_ev);
+    json_decref(got_ev);
+    free(want);
+    free(got);
 }
