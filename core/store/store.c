@@ -27,6 +27,7 @@ _Static_assert(sizeof(ph_order_rec) == 72, "order record header is 72 bytes");
 _Static_assert(sizeof(ph_supply_rec) == 12, "supply record header is 12 bytes");
 _Static_assert(sizeof(ph_attempt_rec) == 64, "attempt record is 64 bytes without padding");
 _Static_assert(sizeof(ph_attempt_tail) == 24, "attempt tail is 24 bytes without padding");
+_Static_assert(sizeof(ph_code_count_rec) == 56, "code count record is 56 bytes without padding");
 
 static const char *const db_names[DB_COUNT] = {
     "meta",          "products",      "batches",      "codes",          "avail",
@@ -39,7 +40,7 @@ static const char *const db_names[DB_COUNT] = {
     "wh_last",       "wh_attempts",   "risk_rules",   "risk_rule_hist", "risk_lists",
     "order_risk",    "reviews",       "agg_sku",      "agg_hours",      "agg_claims",
     "agg_co",        "agg_users",     "grants",       "grant_tokens",   "grant_expiry",
-    "grant_batches", "bundles",
+    "grant_batches", "bundles",       "code_counts",
 };
 
 static const unsigned db_flags[DB_COUNT] = {
@@ -206,6 +207,14 @@ static int check_schema(ph_store *s, MDB_txn *txn, const char *dir, ph_err *err)
          * this transaction; version 7's order aggregates are back-filled from
          * the orders, which writes the version */
         int rc = store_agg_migrate(s, txn, err);
+        if (rc)
+            return rc;
+        ver = 7;
+    }
+    if (ver == 7) {
+        /* version 8 answers stats from counts the writer keeps: counted once
+         * from every code here (code_counts was created empty by open_dbs) */
+        int rc = store_code_counts_build(s, txn, err);
         if (rc)
             return rc;
         ver = PH_SCHEMA_VERSION;

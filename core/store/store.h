@@ -1722,9 +1722,13 @@ typedef struct ph_store_stats {
 /* Counts by SKU and state as of `now` (ms), from one snapshot: an available
  * code whose expiry has passed counts as expired even before the sweep retires
  * it, so `available` is what can be issued now and imported = the sum over
- * states still holds. Reads every code (cost grows with the store: an ops call,
- * not a hot path). On PH_OK the caller clears *out (ph_store_stats_clear).
- * Errors: PH_EIO, PH_ENOMEM. */
+ * states still holds; now <= 0 counts the states as stored. SKUs come in the
+ * order of their first batch. Reads the counts the writer keeps (docs/store.md,
+ * "Code counts"): O(SKUs) plus each SKU's due expiry entries the sweep has not
+ * reached, never every code, so the snapshot is short whatever the store holds.
+ * On PH_OK the caller clears *out (ph_store_stats_clear). Errors: PH_EIO (a
+ * malformed count record, or counts that exceed imported, named), PH_ENOMEM.
+ * Any thread. */
 int ph_store_stats_at(ph_store *s, int64_t now, ph_store_stats *out, ph_err *err);
 /* ph_store_stats_at at the wall clock. */
 int ph_store_stats_get(ph_store *s, ph_store_stats *out, ph_err *err);
@@ -1734,10 +1738,12 @@ void ph_store_stats_clear(ph_store_stats *st);
  * exactly one state and indexed accordingly (stock list, expiry index),
  * imported = sum over states, no code
  * in two orders, every order's codes issued to it, the idempotency index and the
- * event sequence whole, a key check for every key id the data is sealed with.
- * When the store was opened with keys, also: every code unseals and its index
- * entry is the hash of its normalized form under its batch's rule. PH_OK (stats,
- * when non-NULL, filled: the caller clears it), or PH_EIO with the first
+ * event sequence whole, a key check for every key id the data is sealed with,
+ * the counts the writer keeps for ph_store_stats_at equal to what the codes
+ * say. When the store was opened with keys, also: every code unseals and its
+ * index entry is the hash of its normalized form under its batch's rule. PH_OK
+ * (stats, when non-NULL, filled from the scan of every code, as stored: the
+ * caller clears it), or PH_EIO with the first
  * violation in err, or PH_ENOMEM. Reads one snapshot; safe while the
  * daemon runs. */
 int ph_store_check(ph_store *s, ph_store_stats *stats, ph_err *err);

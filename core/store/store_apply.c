@@ -23,6 +23,7 @@
 #include "store/store_int.h"
 
 #include <jansson.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,16 +65,25 @@ int store_emit(ph_wtxn *w, int64_t now, const char *type, json_t *fields, ph_err
     return rc;
 }
 
+/* Every write of a code record comes here, so its SKU's counts follow every
+ * change of state whatever command made it (store_code_counted). */
 int store_put_code(ph_wtxn *w, uint64_t id, const ph_code_rec *rec, const uint8_t *sealed,
                    unsigned flags, ph_err *err)
 {
-    MDB_val k = {8, &id}, v = {sizeof *rec + rec->sealed_len, NULL};
-    int mrc = mdb_put(w->txn, w->s->dbi[DB_CODES], &k, &v, flags | MDB_RESERVE);
+    MDB_val k = {8, &id}, v = {sizeof *rec + rec->sealed_len, NULL}, old;
+    uint8_t from = 0; /* a new code */
+    int mrc = flags & MDB_APPEND ? MDB_NOTFOUND : mdb_get(w->txn, w->s->dbi[DB_CODES], &k, &old);
+    if (mrc == 0 && old.mv_size >= sizeof *rec)
+        memcpy(&from, (const uint8_t *)old.mv_data + offsetof(ph_code_rec, state), 1);
+    else if (mrc != MDB_NOTFOUND)
+        return mrc ? ph_store_lmdb_err(err, mrc, "read code")
+                   : ph_err_set(err, PH_EIO, "code %llu: malformed record", (unsigned long long)id);
+    mrc = mdb_put(w->txn, w->s->dbi[DB_CODES], &k, &v, flags | MDB_RESERVE);
     if (mrc)
         return ph_store_lmdb_err(err, mrc, "write code");
     memcpy(v.mv_data, rec, sizeof *rec);
     memcpy((uint8_t *)v.mv_data + sizeof *rec, sealed, rec->sealed_len);
-    return PH_OK;
+    return store_code_counted(w, rec->batch_id, from, rec->state, err);
 }
 
 /* Reads a code record into rec and points *sealed at its blob (valid in this txn). */
@@ -158,9 +168,17 @@ int store_put_batch(ph_wtxn *w, const ph_batch *b, uint64_t order_id, ph_err *er
         return ph_err_set(err, PH_ENOMEM, "out of memory");
     uint64_t id = b->id;
     MDB_val k = {8, &id}, v = {strlen(txt), txt};
-    int mrc = mdb_put(w->txn, w->s->dbi[DB_BATCHES], &k, &v, 0);
+    /* a new batch is counted under its SKU (store_code_counts_batch); a
+     * rewrite (a void) keeps its count */
+    int mrc = mdb_put(w->txn, w->s->dbi[DB_BATCHES], &k, &v, MDB_NOOVERWRITE), fresh = !mrc;
+    if (mrc == MDB_KEYEXIST) {
+        v = (MDB_val){strlen(txt), txt}; /* LMDB pointed v at the stored record */
+        mrc = mdb_put(w->txn, w->s->dbi[DB_BATCHES], &k, &v, 0);
+    }
     ph_json_free(txt);
-    return mrc ? ph_store_lmdb_err(err, mrc, "write batch") : PH_OK;
+    if (mrc)
+        return ph_store_lmdb_err(err, mrc, "write batch");
+    return fresh ? store_code_counts_batch(w, b, err) : PH_OK;
 }
 
 /* Lists a batch's look-alike rule in `meta` (a lookup tries each listed rule). */

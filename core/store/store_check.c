@@ -4,7 +4,9 @@
  * run this after every kill -9; `perkhubd --check-store` runs it by hand.
  *
  * One read snapshot, linear scans only: a million codes take well under a
- * second and never block the writer.
+ * second and never block the writer. GET /v1/stats does not come here: it
+ * reads the counts the writer keeps (store_tally.c), which the check proves
+ * equal to what it counts (invariant 38).
  */
 #include "store/store_int.h"
 
@@ -39,7 +41,6 @@ typedef struct scan {
     uint64_t repl_after;       /* the last marker's after_seq */
     uint64_t repl_marker_ev;   /* and its event */
     int full;                  /* checking invariants, not just counting */
-    int64_t now;               /* counting: available codes due at now count as expired */
     ph_check_progress *prog;   /* may be NULL */
     ph_err *err;
 } scan;
@@ -335,9 +336,7 @@ static int scan_codes(scan *sc)
         else if (sc->full && sc->s->keys && (rc = check_indexed(sc, id, &v, b)) != PH_OK)
             break;
         else {
-            int due = sc->now && code.state == PH_CODE_AVAILABLE && code.expires_at &&
-                      code.expires_at <= sc->now;
-            sc->st->skus[b->sku].by_state[due ? PH_CODE_EXPIRED : code.state]++;
+            sc->st->skus[b->sku].by_state[code.state]++;
             sc->st->codes++;
             sc->issued_to_orders += code.order_id != 0;
         }
@@ -823,18 +822,107 @@ static int check_client_orders(scan *sc)
     return rc;
 }
 
-static int run_scan(ph_store *s, ph_store_stats *st, int full, int64_t now, ph_check_progress *prog,
-                    ph_err *err)
+/* The first batch of each SKU of sc->st, in its order (malloc'd; NULL when
+ * out of memory or there is none). */
+static uint64_t *first_batches(const scan *sc)
+{
+    uint64_t *first = sc->st->nskus ? calloc(sc->st->nskus, sizeof *first) : NULL;
+    for (size_t i = 0; first && i < sc->nbatches; i++)
+        if (!first[sc->batches[i].sku])
+            first[sc->batches[i].sku] = sc->batches[i].id;
+    return first;
+}
+
+/* 38: the code counts the writer keeps (store_tally.c) give, SKU for SKU and
+ * state for state, what the codes say: so GET /v1/stats, which reads only
+ * them, answers what a scan would. */
+static int check_code_counts(scan *sc)
+{
+    ph_store_stats kept;
+    int rc = store_code_counts_read(sc->s, sc->txn, 0, &kept, sc->err);
+    if (rc)
+        return rc;
+    const ph_store_stats *st = sc->st;
+    uint64_t *first = first_batches(sc);
+    if (st->nskus && !first)
+        rc = ph_err_set(sc->err, PH_ENOMEM, "out of memory");
+    for (size_t j = 0; rc == PH_OK && j < kept.nskus; j++) {
+        size_t i = 0;
+        while (i < st->nskus && strcmp(kept.skus[j].sku, st->skus[i].sku))
+            i++;
+        if (i == st->nskus)
+            rc = ph_err_set(sc->err, PH_EIO, "code_counts: sku %s is counted but has no batch",
+                            kept.skus[j].sku);
+    }
+    for (size_t i = 0; rc == PH_OK && i < st->nskus; i++) {
+        const ph_sku_stats *k = &st->skus[i], *c = NULL;
+        for (size_t j = 0; j < kept.nskus && !c; j++)
+            if (strcmp(kept.skus[j].sku, k->sku) == 0)
+                c = &kept.skus[j];
+        if (!c) {
+            rc = ph_err_set(sc->err, PH_EIO,
+                            "code_counts: sku %s has batches (the first %llu) but no counts",
+                            k->sku, (unsigned long long)first[i]);
+            break;
+        }
+        if ((size_t)(c - kept.skus) != i) {
+            rc = ph_err_set(sc->err, PH_EIO,
+                            "code_counts: sku %s is not listed in the order of its first batch "
+                            "%llu",
+                            k->sku, (unsigned long long)first[i]);
+            break;
+        }
+        if (c->imported != k->imported) {
+            rc = ph_err_set(sc->err, PH_EIO,
+                            "code_counts: sku %s: imported %llu, but its batches hold %llu", k->sku,
+                            (unsigned long long)c->imported, (unsigned long long)k->imported);
+            break;
+        }
+        /* the kept counts first, then the two derived from them (store_int.h):
+         * a drifted count is named as itself, not as the issued it skews */
+        static const int order[] = {PH_CODE_RESERVED, PH_CODE_REDEEMED,  PH_CODE_VOIDED,
+                                    PH_CODE_EXPIRED,  PH_CODE_AVAILABLE, PH_CODE_ISSUED};
+        for (size_t o = 0; o < sizeof order / sizeof order[0]; o++) {
+            int state = order[o];
+            if (c->by_state[state] != k->by_state[state]) {
+                rc = ph_err_set(sc->err, PH_EIO,
+                                "code_counts: sku %s: %llu %s, but the codes say %llu", k->sku,
+                                (unsigned long long)c->by_state[state], ph_code_state_name(state),
+                                (unsigned long long)k->by_state[state]);
+                break;
+            }
+        }
+    }
+    free(first);
+    ph_store_stats_clear(&kept);
+    return rc;
+}
+
+int store_check_count(ph_store *s, MDB_txn *txn, ph_store_stats *out, uint64_t **first, ph_err *err)
+{
+    memset(out, 0, sizeof *out);
+    scan sc = {.s = s, .txn = txn, .st = out, .err = err};
+    int rc = load_batches(&sc);
+    if (rc == PH_OK)
+        rc = scan_codes(&sc);
+    if (rc == PH_OK && !(*first = first_batches(&sc)) && out->nskus)
+        rc = ph_err_set(err, PH_ENOMEM, "out of memory");
+    free(sc.batches);
+    if (rc)
+        ph_store_stats_clear(out);
+    return rc;
+}
+
+static int run_scan(ph_store *s, ph_store_stats *st, ph_check_progress *prog, ph_err *err)
 {
     memset(st, 0, sizeof *st);
-    scan sc = {.s = s, .st = st, .err = err, .full = full, .now = full ? 0 : now, .prog = prog};
+    scan sc = {.s = s, .st = st, .err = err, .full = 1, .prog = prog};
     int rc = ph_store_read_begin(s, &sc.txn, err);
     if (rc)
         return rc;
-    if (full)
-        rc = walk_all(&sc);
+    rc = walk_all(&sc);
     if (rc == PH_OK && (at_stage(&sc, "batches", DB_BATCHES), rc = load_batches(&sc)) == PH_OK &&
-        (at_stage(&sc, "codes", DB_CODES), rc = scan_codes(&sc)) == PH_OK && full &&
+        (at_stage(&sc, "codes", DB_CODES), rc = scan_codes(&sc)) == PH_OK &&
         (at_stage(&sc, "stock against codes", DB_AVAIL), rc = check_stock(&sc)) == PH_OK &&
         (at_stage(&sc, "the expiry index", DB_EXPIRY), rc = check_expiry_index(&sc)) == PH_OK &&
         (at_stage(&sc, "orders and their codes", DB_ORDERS), rc = check_orders(&sc)) == PH_OK &&
@@ -862,19 +950,14 @@ static int run_scan(ph_store *s, ph_store_stats *st, int full, int64_t now, ph_c
         (at_stage(&sc, "grants", DB_GRANTS),
          rc = store_check_grants(s, sc.txn, sc.granted_orders, err)) == PH_OK &&
         (at_stage(&sc, "bundles", DB_BUNDLES), rc = store_check_bundles(s, sc.txn, err)) == PH_OK &&
-        /* last: the analytics are figures derived from the records above, so a
-         * damaged record is named as itself before the figure it skews */
+        /* last: the code counts and the analytics are figures derived from the
+         * records above, so a damaged record is named as itself before the
+         * figure it skews */
+        (at_stage(&sc, "the code counts", DB_CODE_COUNTS), rc = check_code_counts(&sc)) == PH_OK &&
         (at_stage(&sc, "the analytics aggregates", DB_AGG_SKU),
          rc = store_agg_check(s, sc.txn, err)) == PH_OK) {
         at_stage(&sc, "key checks", DB_META);
         rc = ph_store_keys_complete(s, sc.txn, err);
-    }
-    if (rc == PH_OK && !full) {
-        MDB_stat ms;
-        mdb_stat(sc.txn, s->dbi[DB_ORDERS], &ms);
-        st->orders = ms.ms_entries;
-        mdb_stat(sc.txn, s->dbi[DB_EVENTS], &ms);
-        st->last_event = ms.ms_entries; /* events are numbered 1..n without gaps */
     }
     ph_store_read_end(s, sc.txn);
     free(sc.batches);
@@ -883,21 +966,11 @@ static int run_scan(ph_store *s, ph_store_stats *st, int full, int64_t now, ph_c
     return rc;
 }
 
-int ph_store_stats_at(ph_store *s, int64_t now, ph_store_stats *out, ph_err *err)
-{
-    return run_scan(s, out, 0, now, NULL, err);
-}
-
-int ph_store_stats_get(ph_store *s, ph_store_stats *out, ph_err *err)
-{
-    return run_scan(s, out, 0, ph_now_ms(), NULL, err);
-}
-
 int ph_store_check_watched(ph_store *s, ph_store_stats *stats, ph_check_progress *progress,
                            ph_err *err)
 {
     ph_store_stats local;
-    int rc = run_scan(s, stats ? stats : &local, 1, 0, progress, err);
+    int rc = run_scan(s, stats ? stats : &local, progress, err);
     if (rc == PH_OK && !stats)
         ph_store_stats_clear(&local);
     return rc;

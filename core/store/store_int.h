@@ -23,12 +23,14 @@
  * version 3 store migrated by booking every order (ph_ledger_migrate); and the
  * audit, reconciliation, discrepancy and late re-query databases, created empty. */
 #define PH_SCHEMA_VERSION                                                                          \
-    7 /* 5: scheduled jobs, offer and product state (sync), alerts and balances,                   \
+    8 /* 5: scheduled jobs, offer and product state (sync), alerts and balances,                   \
         replenishments and the webhook databases; 6: risk rules, lists, order risk                 \
         records and the review queue; 7: the analytics aggregates (store_agg.c),                   \
         back-filled from the orders of a version 3..6 store at its open (store_agg_migrate);       \
         grants, their tokens and expiry index, bundles (issue 16), created empty; all the others   \
-        created empty too: a version 4 to 6 store is migrated by the open that creates them */
+        created empty too: a version 4 to 6 store is migrated by the open that creates them;       \
+        8: the code counts (store_tally.c), built from the codes of a version 3..7 store at its    \
+        open (store_code_counts_build) */
 
 /* Named databases. Integer keys are native uint64_t (MDB_INTEGERKEY), so ids
  * sort numerically and new ids always append at the right edge of the tree. */
@@ -97,6 +99,7 @@ enum {
     DB_GRANT_BATCHES, /* client NUL batch id -> welfare batch record JSON */
     DB_BUNDLES,       /* parent order id -> bundle record JSON: its components' orders
                          (store_bundle.c) */
+    DB_CODE_COUNTS,   /* sku -> ph_code_count_rec: its codes by state (store_tally.c) */
     DB_COUNT
 };
 
@@ -355,6 +358,49 @@ void ph_store_read_end(ph_store *s, MDB_txn *txn);
  * `what`; PH_ENOMEM. Any thread. */
 int store_read_text(ph_store *s, int db, const MDB_val *k, const char *what, char **text,
                     ph_err *err);
+
+/* ---- the code counts (store_tally.c; docs/store.md, "Code counts") ----
+ * What GET /v1/stats answers without reading every code. Kept by the writer in
+ * the transaction of every change: a new batch adds its count (store_put_batch),
+ * a code record rewritten into or out of a counted state moves one count
+ * (store_put_code). `available` and `issued` are not counted here, so the hot
+ * path (a code issued from stock) writes no page for them: available is the
+ * SKU's `avail` list's count (LMDB keeps it), issued what is left of imported. */
+
+/* DB_CODE_COUNTS value. Native byte order; every byte a named field. */
+typedef struct ph_code_count_rec {
+    uint8_t version;      /* 1 */
+    uint8_t zero[7];      /* 0 */
+    uint64_t first_batch; /* the SKU's first batch: stats list SKUs in this order */
+    uint64_t imported;    /* the sum of its batches' counts */
+    uint64_t reserved, redeemed, voided, expired;
+} ph_code_count_rec;
+
+/* A new batch b was just written: its SKU's imported += b->count (the SKU's
+ * record made, first_batch b->id, when it has none). Writer only, in w->txn.
+ * Errors: PH_EIO, PH_STORE_MAPFULL. */
+int store_code_counts_batch(ph_wtxn *w, const ph_batch *b, ph_err *err);
+/* A code of batch batch_id went from state `from` (0: a new code) to `to`:
+ * the counts of its SKU follow (nothing when neither state is counted, as
+ * available -> issued). Writer only, in w->txn. Errors: PH_EIO (the batch or
+ * the SKU's record missing, a count that would go below 0), PH_STORE_MAPFULL. */
+int store_code_counted(ph_wtxn *w, uint64_t batch_id, int from, int to, ph_err *err);
+/* The stats of ph_store_stats_at from the counts in txn (any transaction):
+ * O(SKUs) plus the SKUs' due expiry entries when now > 0. */
+int store_code_counts_read(ph_store *s, MDB_txn *txn, int64_t now, ph_store_stats *out,
+                           ph_err *err);
+/* At open, in its transaction: the counts of a version 3..7 store, from every
+ * code (store_check_count), and the schema version written. */
+int store_code_counts_build(ph_store *s, MDB_txn *txn, ph_err *err);
+/* store_check.c: every batch and code of txn counted by SKU and state into
+ * *out (no invariant checked beyond what counting needs: a code in its
+ * batch, a state 1..6), and *first the first batch id of each SKU in out's
+ * order (malloc'd, the caller frees it). Errors: PH_EIO, PH_ENOMEM. */
+int store_check_count(ph_store *s, MDB_txn *txn, ph_store_stats *out, uint64_t **first,
+                      ph_err *err);
+/* store_read.c: batch id read in txn (any transaction, the writer's too) and
+ * decoded, through the readers' batch memo. PH_ENOTFOUND, PH_EIO. */
+int store_batch_load(ph_store *s, MDB_txn *txn, uint64_t id, ph_batch *out, ph_err *err);
 
 /* ---- the expiry index (store_expiry.c) ----
  * DB_EXPIRY: every available code that expires has an entry under its SKU and

@@ -253,7 +253,7 @@ void ph_code_info_clear(ph_code_info *info)
     info->decoy = NULL;
 }
 
-static int batch_load(ph_store *s, MDB_txn *txn, uint64_t id, ph_batch *out, ph_err *err)
+int store_batch_load(ph_store *s, MDB_txn *txn, uint64_t id, ph_batch *out, ph_err *err)
 {
     MDB_val k = {sizeof id, &id}, v;
     int mrc = mdb_get(txn, s->dbi[DB_BATCHES], &k, &v);
@@ -303,7 +303,7 @@ static int code_find_in(ph_store *s, MDB_txn *txn, const uint8_t hash[32], ph_co
     k = (MDB_val){8, &id};
     if (mdb_get(txn, s->dbi[DB_CODES], &k, &v) || ph_code_decode(&v, id, 1, &out->code))
         return ph_err_set(err, PH_EIO, "code %llu: unreadable", (unsigned long long)id);
-    int rc = batch_load(s, txn, out->code.batch_id, &out->batch, err);
+    int rc = store_batch_load(s, txn, out->code.batch_id, &out->batch, err);
     if (rc == PH_OK && out->code.order_id)
         rc = ph_order_load(s, txn, out->code.order_id, 0, &out->order, err);
     return rc;
@@ -411,7 +411,7 @@ static int find_under(typed_find *f, const char *rule, ph_code_hash_fn hash_fn, 
     if (want && mdb_cursor_get(f->codes, &k, &v, MDB_SET_RANGE) == 0 && k.mv_size == 8) {
         memcpy(&key, k.mv_data, 8);
         readable = key == want && ph_code_decode(&v, key, 1, &code) == PH_OK;
-        readable = readable && batch_load(f->s, f->txn, code.batch_id, &batch, NULL) == PH_OK;
+        readable = readable && store_batch_load(f->s, f->txn, code.batch_id, &batch, NULL) == PH_OK;
     }
     if (id && !readable) {
         free(code.sealed);
@@ -490,7 +490,7 @@ int ph_store_batch_get(ph_store *s, uint64_t id, ph_batch *out, uint64_t counts[
     int rc = ph_store_read_begin(s, &txn, err);
     if (rc)
         return rc;
-    rc = batch_load(s, txn, id, out, err);
+    rc = store_batch_load(s, txn, id, out, err);
     memset(counts, 0, 7 * sizeof counts[0]);
     MDB_cursor *c;
     if (rc == PH_OK && mdb_cursor_open(txn, s->dbi[DB_CODES], &c) == 0) {

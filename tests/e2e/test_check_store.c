@@ -5,7 +5,9 @@
  * each copy damaged deterministically: seeded bit flips, truncation, the pages
  * holding a given event or order zeroed, and records deleted through LMDB
  * itself (the tail of the events, which leaves their numbering whole; a
- * client_orders entry; a stock entry; a code index entry). The checker must
+ * client_orders entry; a stock entry; a code index entry) or rewritten through
+ * it (a SKU's voided code count, which GET /v1/stats answers from: invariant
+ * 38). The checker must
  * never die by a signal (LMDB aborts or faults on some damage: the check runs
  * in a child process), must exit 1 with a message for every copy whose damage
  * is targeted, and for a random flip either exit 1 with a message or say "ok"
@@ -235,6 +237,35 @@ static void lmdb_delete(const char *dir, del_kind del)
     mdb_env_close(env);
 }
 
+/* In the copy at dir: sku's count of voided codes in `code_counts` one more
+ * than the writer kept (docs/store.md, "Code counts": a 56-byte record, the
+ * voided count the u64 at byte 40). */
+static void lmdb_bump_voided(const char *dir, const char *sku)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    MDB_val k = {strlen(sku), (void *)sku}, v;
+    cr_assert_eq(mdb_env_create(&env), 0);
+    mdb_env_set_maxdbs(env, 32);
+    mdb_env_set_mapsize(env, 64u << 20);
+    cr_assert_eq(mdb_env_open(env, dir, 0, 0600), 0);
+    cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    cr_assert_eq(mdb_dbi_open(txn, "code_counts", 0, &dbi), 0);
+    cr_assert_eq(mdb_get(txn, dbi, &k, &v), 0, "no counts for %s", sku);
+    cr_assert_eq(v.mv_size, 56);
+    uint8_t rec[56];
+    uint64_t voided;
+    memcpy(rec, v.mv_data, sizeof rec);
+    memcpy(&voided, rec + 40, 8);
+    voided++;
+    memcpy(rec + 40, &voided, 8);
+    v = (MDB_val){sizeof rec, rec};
+    cr_assert_eq(mdb_put(txn, dbi, &k, &v, 0), 0);
+    cr_assert_eq(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
 Test(check_store, damaged_copies_are_reported_and_never_crash_the_checker)
 {
     make_store();
@@ -290,6 +321,15 @@ Test(check_store, damaged_copies_are_reported_and_never_crash_the_checker)
                   out);
         free(out);
     }
+    snprintf(dir, sizeof dir, "%s/counts", D.dir);
+    copy_store(dir, 0);
+    lmdb_bump_voided(dir, "test.card");
+    rc = run_check(dir, 1, 0, &out);
+    cr_assert_eq(rc, 1, "a drifted code count passed or crashed (%d):\n%s", rc, out);
+    cr_assert(strstr(out, "INCONSISTENT") && strstr(out, "code_counts: sku test.card: 1 voided, "
+                                                         "but the codes say 0"),
+              "a drifted code count: expected it named in:\n%s", out);
+    free(out);
 
     /* seeded bit flips anywhere in the file: reported, or harmless */
     unsigned seed = 20261206;

@@ -881,7 +881,7 @@ Test(store, order_skips_and_marks_expired_codes)
     uint64_t counts[7];
     cr_assert_eq(ph_store_batch_get(g_s, 1, &b, counts, NULL), PH_OK);
     cr_assert_eq(counts[PH_CODE_EXPIRED], 3);
-    assert_check();
+    assert_counts(IQ, 1, 0, 2, 0, 0, 4); /* retired by the order: available -> expired */
 }
 
 Test(store, order_out_of_stock_behind_expired_codes_changes_nothing)
@@ -1198,6 +1198,7 @@ Test(store, void_batch_takes_stock_back_and_names_affected_orders)
     uint64_t a = order_ok("mall", "A-1", IQ, 2);      /* codes 1, 2 */
     uint64_t b = order_ok("crm", "B-1", IQ, 1);       /* code 3 */
     cr_assert_eq(stock(IQ), 5);
+    assert_counts(IQ, 5, 0, 3, 0, 0, 0); /* two batches counted; available -> issued */
     uint64_t seq = last_event();
 
     ph_cmd c;
@@ -1220,6 +1221,7 @@ Test(store, void_batch_takes_stock_back_and_names_affected_orders)
     ph_cmd_clear(&c);
 
     cr_assert_eq(stock(IQ), 3, "batch 2 stays in stock, batch 1 leaves it");
+    assert_counts(IQ, 3, 0, 0, 0, 5, 0); /* available and issued -> voided */
     ph_batch bt;
     uint64_t counts[7];
     cr_assert_eq(ph_store_batch_get(g_s, 1, &bt, counts, NULL), PH_OK);
@@ -1521,6 +1523,141 @@ Test(store, check_detects_a_flipped_code_state)
     char msg[512];
     assert_check_fails(msg, sizeof msg);
     cr_assert_not_null(strstr(msg, "code 5"), "message does not name the code: %s", msg);
+}
+
+/* Invariant 38: the counts the writer keeps (what GET /v1/stats answers)
+ * against the codes. A count that drifted is named with its SKU and state. */
+Test(store, check_detects_a_drifted_code_count)
+{
+    damaged_store_base();
+    MDB_txn *txn;
+    MDB_env *env = raw_open(&txn);
+    MDB_dbi counts = raw_dbi(txn, "code_counts", 0);
+    MDB_val k = {strlen(IQ), IQ}, v;
+    cr_assert_eq(mdb_get(txn, counts, &k, &v), 0);
+    cr_assert_eq(v.mv_size, sizeof(ph_code_count_rec));
+    ph_code_count_rec r;
+    memcpy(&r, v.mv_data, sizeof r);
+    cr_assert_eq(r.imported, 6);
+    cr_assert_eq(r.first_batch, 1);
+    r.voided++;
+    v = (MDB_val){sizeof r, &r};
+    cr_assert_eq(mdb_put(txn, counts, &k, &v, 0), 0);
+    raw_commit(env, txn);
+
+    char msg[512];
+    assert_check_fails(msg, sizeof msg);
+    cr_assert_not_null(strstr(msg, "code_counts: sku " IQ), "message: %s", msg);
+    cr_assert_not_null(strstr(msg, "voided"), "message does not name the state: %s", msg);
+}
+
+/* An issued code flipped to redeemed breaks no other invariant (it keeps its
+ * order): the counts are what show it. */
+Test(store, check_detects_an_issued_code_flipped_to_redeemed_by_the_counts)
+{
+    damaged_store_base();
+    MDB_txn *txn;
+    MDB_env *env = raw_open(&txn);
+    MDB_dbi codes = raw_dbi(txn, "codes", MDB_INTEGERKEY);
+    size_t len;
+    uint8_t *rec = raw_copy(txn, codes, 1, &len);
+    cr_assert_eq(rec[offsetof(ph_code_rec, state)], PH_CODE_ISSUED);
+    rec[offsetof(ph_code_rec, state)] = PH_CODE_REDEEMED;
+    raw_put_free(txn, codes, 1, rec, len);
+    raw_commit(env, txn);
+
+    char msg[512];
+    assert_check_fails(msg, sizeof msg);
+    cr_assert_not_null(strstr(msg, "code_counts: sku " IQ ": 0 redeemed, but the codes say 1"),
+                       "message: %s", msg);
+}
+
+Test(store, check_detects_a_sku_missing_from_the_code_counts)
+{
+    damaged_store_base();
+    MDB_txn *txn;
+    MDB_env *env = raw_open(&txn);
+    MDB_dbi counts = raw_dbi(txn, "code_counts", 0);
+    cr_assert_eq(mdb_del(txn, counts, &(MDB_val){strlen(IQ), IQ}, NULL), 0);
+    raw_commit(env, txn);
+
+    char msg[512];
+    assert_check_fails(msg, sizeof msg);
+    cr_assert_not_null(strstr(msg, "code_counts: sku " IQ " has batches"), "message: %s", msg);
+}
+
+/* Stats list SKUs in the order of their first batch, as the scan meets them:
+ * a record naming another first batch reorders the answer, and is caught. */
+Test(store, check_detects_code_counts_that_reorder_the_skus)
+{
+    open_store();
+    catalog();
+    import_range(IQ, 0, 2, 1000, 0); /* batch 1 */
+    import_range(TX, 2, 2, 1000, 0); /* batch 2 */
+    assert_check();
+    ph_store_close(g_s);
+    g_s = NULL;
+    MDB_txn *txn;
+    MDB_env *env = raw_open(&txn);
+    MDB_dbi counts = raw_dbi(txn, "code_counts", 0);
+    MDB_val k = {strlen(IQ), IQ}, v;
+    cr_assert_eq(mdb_get(txn, counts, &k, &v), 0);
+    ph_code_count_rec r;
+    memcpy(&r, v.mv_data, sizeof r);
+    r.first_batch = 3;
+    v = (MDB_val){sizeof r, &r};
+    cr_assert_eq(mdb_put(txn, counts, &k, &v, 0), 0);
+    raw_commit(env, txn);
+
+    char msg[512];
+    assert_check_fails(msg, sizeof msg);
+    cr_assert_not_null(strstr(msg, "code_counts: sku " IQ " is not listed in the order"),
+                       "message: %s", msg);
+}
+
+/* A version 7 store (no code counts) is counted once at its first writable
+ * open, and answers the stats it answered before; read-only it is refused. */
+Test(store, a_version_7_store_is_counted_at_open)
+{
+    open_store();
+    catalog();
+    import_range(IQ, 0, 6, 1000, 0);                  /* batch 1: codes 1..6 */
+    import_range(TX, 6, 2, 1000, 0);                  /* batch 2 */
+    import_range(IQ, 8, 3, 1000, NOW - 1);            /* batch 3: expired */
+    import_range(IQ, 11, 2, 1000, NOW + 30 * DAY_MS); /* batch 4 */
+    order_ok("mall", "A-1", IQ, 2);
+    ph_cmd c;
+    cr_assert_eq(void_batch(&c, 4, "upstream"), PH_OK, "%s", c.err.msg);
+    ph_cmd_clear(&c);
+    ph_store_stats before, after;
+    ph_err err = {0};
+    cr_assert_eq(ph_store_stats_at(g_s, NOW, &before, &err), PH_OK, "%s", err.msg);
+    ph_store_close(g_s);
+    g_s = NULL;
+
+    MDB_txn *txn;
+    MDB_env *env = raw_open(&txn);
+    cr_assert_eq(mdb_drop(txn, raw_dbi(txn, "code_counts", 0), 1), 0);
+    uint32_t seven = 7;
+    cr_assert_eq(
+        mdb_put(txn, raw_dbi(txn, "meta", 0), &(MDB_val){6, "schema"}, &(MDB_val){4, &seven}, 0),
+        0);
+    raw_commit(env, txn);
+
+    ph_store_opts ro = {.dir = g_dir, .read_only = 1};
+    ph_store *s = NULL;
+    cr_assert_eq(ph_store_open(&ro, &s, &err), PH_EVERSION, "read-only: refused, not migrated");
+    g_s = open_at(g_dir, 0);
+    cr_assert_eq(ph_store_migrated_from(g_s), 7);
+    cr_assert_eq(ph_store_stats_at(g_s, NOW, &after, &err), PH_OK, "%s", err.msg);
+    assert_stats_equal(&before, &after);
+    cr_assert_str_eq(after.skus[0].sku, IQ, "skus in the order of their first batch");
+    cr_assert_eq(after.skus[0].by_state[PH_CODE_VOIDED], 2);
+    cr_assert_eq(after.skus[0].by_state[PH_CODE_EXPIRED], 3, "due at NOW: counted expired");
+    ph_store_stats_clear(&before);
+    ph_store_stats_clear(&after);
+    assert_counts(IQ, 7, 0, 2, 0, 2, 0); /* as stored: batch 3 is due, not yet retired */
+    assert_counts(TX, 2, 0, 0, 0, 0, 0);
 }
 
 /* Issue 10, defect 5: the events of the last orders lost with their pages
@@ -2000,7 +2137,7 @@ Test(store, expire_retires_due_codes_in_bounded_steps_with_one_event_each)
     cr_assert_eq(st.by_state[PH_CODE_AVAILABLE], 4);
     cr_assert_eq(sku_stats(TX).by_state[PH_CODE_EXPIRED], 3);
     cr_assert_eq(stock_at(IQ, NOW), 4);
-    assert_check();
+    assert_counts(IQ, 4, 0, 1, 0, 0, 4); /* the sweep: available -> expired */
     reopen();
     assert_check();
     c = expire_step(NOW + 5000, 0); /* the default limit: all of what is left */
@@ -2015,9 +2152,9 @@ Test(store, expire_retires_due_codes_in_bounded_steps_with_one_event_each)
  * order, as one buffer (*len bytes; caller frees). */
 static char *dump_store(const char *dir, size_t *len)
 {
-    static const char *const dbs[] = {"products",  "batches", "codes",     "avail",
-                                      "code_hash", "orders",  "order_ref", "client_orders",
-                                      "events",    "supply",  "pending",   "expiry"};
+    static const char *const dbs[] = {
+        "products",      "batches", "codes",  "avail",   "code_hash", "orders",     "order_ref",
+        "client_orders", "events",  "supply", "pending", "expiry",    "code_counts"};
     MDB_env *env;
     MDB_txn *txn;
     cr_assert_eq(mdb_env_create(&env), 0);

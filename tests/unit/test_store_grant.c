@@ -104,7 +104,7 @@ Test(grant, a_claim_issues_the_reserved_code_once)
     start(2);
     uint64_t id = grant_order("g-1", 1, NOW + HOUR);
     cr_assert_eq(available(), 1, "the reserved code left the stock");
-    assert_check();
+    assert_counts(IQ, 1, 1, 0, 0, 0, 0); /* available -> reserved */
     ph_cmd c;
     cr_assert_eq(grant_op(PH_GRANT_CLAIM, 9, 0, 0, NOW + 1, &c), PH_ENOTFOUND, "unknown token");
     ph_cmd_clear(&c);
@@ -120,7 +120,7 @@ Test(grant, a_claim_issues_the_reserved_code_once)
     cr_assert_eq(grant_op(PH_GRANT_CLAIM, 1, 0, 8, NOW + 2, &c), PH_ECONFLICT);
     cr_assert_eq(c.grant_state, PH_GRANT_CLAIMED);
     ph_cmd_clear(&c);
-    assert_check();
+    assert_counts(IQ, 1, 0, 1, 0, 0, 0); /* reserved -> issued */
 }
 
 Test(grant, expiry_returns_the_code_and_a_late_claim_is_told_so)
@@ -146,7 +146,7 @@ Test(grant, expiry_returns_the_code_and_a_late_claim_is_told_so)
     cr_assert_eq(grant_op(PH_GRANT_CLAIM, 1, 0, 0, NOW + HOUR + 1, &c), PH_ESTATE);
     cr_assert_eq(c.grant_state, PH_GRANT_EXPIRED);
     ph_cmd_clear(&c);
-    assert_check();
+    assert_counts(IQ, 1, 0, 0, 0, 0, 0); /* reserved -> available */
     reopen();
     assert_check();
 }
