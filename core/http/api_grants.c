@@ -144,8 +144,9 @@ json_t *ph_grant_view(const char *record)
         json_array_append_new(ext, x);
     }
     json_object_set_new(v, "extended", ext);
-    /* each claim given back when its supplier order failed for good: when it
-     * was claimed, when it came back, the attempt and the supplier's reason */
+    /* each claim given back when its supplier order failed for good (a
+     * bundle's: every component, nothing delivered): when it was claimed,
+     * when it came back, the attempt and the supplier's reason */
     json_t *rets = json_array(), *x;
     json_array_foreach(json_object_get(rec, "returns"), i, x)
     {
@@ -153,6 +154,9 @@ json_t *ph_grant_view(const char *record)
                               json_object_get(x, "reason"));
         view_ms(y, "claimed_at", json_object_get(x, "claimed_at"));
         view_ms(y, "at", json_object_get(x, "at"));
+        /* a bundle's: the component order whose failure ended the claim */
+        if (json_is_integer(json_object_get(x, "order_id")))
+            json_object_set(y, "order_id", json_object_get(x, "order_id"));
         json_array_append_new(rets, y);
     }
     json_object_set_new(v, "returned", json_integer((json_int_t)json_array_size(rets)));
@@ -224,6 +228,8 @@ static int grant_refused(ph_req *r)
         return ph_req_error(r, 410, "grant_expired", "%s", c->err.msg);
     if (c->rc == PH_ESTATE)
         return ph_req_error(r, 409, "grant_held", "%s", c->err.msg);
+    if (c->rc == PH_ENOSTOCK) /* a bundle none of whose units a supplier can take now */
+        return ph_req_error(r, 503, "no_supplier_available", "%s", c->err.msg);
     return ph_req_fail(r, c->rc, &c->err);
 }
 
@@ -288,6 +294,16 @@ static int claimed(ph_req *r)
            "grant=%llu state=%s", (unsigned long long)o->id, ph_order_state_name(o->state));
     (void)g;
     json_t *view = ph_view_order(o, r->cfg->cfg, r->env->keys, 1, 0);
+    /* the order's masked end user (the one it was granted to), as GET
+     * /v1/orders/{id} and the order's own replies show it */
+    char *risk = NULL;
+    ph_err rerr = {0};
+    if (ph_store_order_risk_get(r->env->store, o->id, &risk, &rerr) == PH_OK) {
+        json_t *rec = json_loads(risk, 0, NULL);
+        free(risk);
+        ph_view_end_user(view, rec);
+        json_decref(rec);
+    }
     if (o->delivery == PH_DELIVERY_BUNDLE) /* each component's codes or recharge */
         ph_bundle_view_components(r, view, o->id, 1, 0);
     return reply_grant(r, 200, json_pack("{s:o}", "order", view));

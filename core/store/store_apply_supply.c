@@ -656,11 +656,18 @@ int store_write_attempt(ph_wtxn *w, ph_cmd *c, ph_order *o, uint32_t no, const p
      * this same transaction: the order is granted again (no order.failed: it
      * did not end), the grant active (store_grant_back, below) */
     int back = 0;
+    uint64_t bundle = 0;
     int rc = b->order_state != PH_ORDER_FAILED && o->state == PH_ORDER_FAILED
                  ? store_grant_takes_back(w, o, &back, &c->err)
                  : PH_OK;
+    /* a bundle grant's component: the whole bundle given back when nothing of
+     * it was delivered (store_bundle_grant_back, below); the component itself
+     * failed for good, its order.failed told */
+    if (rc == PH_OK && b->order_state != PH_ORDER_FAILED && o->state == PH_ORDER_FAILED)
+        rc = store_bundle_takes_back(w, o, &bundle, &c->err);
     if (rc)
         return rc;
+    w->bundle_back = bundle;
     if (back) {
         o->state = PH_ORDER_GRANTED;
         o->reason[0] = 0;
@@ -685,11 +692,14 @@ int store_write_attempt(ph_wtxn *w, ph_cmd *c, ph_order *o, uint32_t no, const p
     if (rc == PH_OK && order_moved && o->state != PH_ORDER_PROCESSING && !back)
         rc = store_emit_outcome(w, c->now, o, batch_id, &c->err);
     if (rc == PH_OK && back)
-        rc = store_grant_back(w, c, o);
+        rc = store_grant_back(w, c, o, o);
     if (rc == PH_OK && stuck && !b->stuck)
         rc = store_emit_stuck(w, c->now, o, &o->attempts[o->nattempts - 1], &c->err);
     if (rc == PH_OK && order_moved && ph_order_state_final(o->state) && ph_order_is_replenish(o))
         rc = store_replenish_end(w, c, o, batch_id);
+    if (rc == PH_OK && bundle)
+        rc = store_bundle_grant_back(w, c, bundle, o);
+    w->bundle_back = 0;
     return rc;
 }
 

@@ -11,7 +11,11 @@
  * The parent's state is stored and follows its components in the same
  * transaction as every component write: store_put_order calls
  * store_bundle_follow for each component order it writes, so no command
- * that moves a component (ATTEMPT, SETTLE, RESOLVE, ...) can forget it.
+ * that moves a component (ATTEMPT, SETTLE, RESOLVE, ...) can forget it. The
+ * one exception is a bundle grant given back (every component failed, nothing
+ * delivered): the command that fails its last component holds the parent
+ * (w->bundle_back) until store_bundle_grant_back has reserved every unit
+ * again, so the parent goes from processing to granted, never failed.
  */
 #include "store/store_int.h"
 
@@ -165,6 +169,9 @@ static int parent_follow(ph_wtxn *w, int64_t now, uint64_t id, const json_t *rec
         rc = ph_err_set(err, PH_EIO, "order %llu: not a bundle", (unsigned long long)id);
     if (rc == PH_OK) {
         int want = ph_bundle_state(st, n);
+        /* its grant is being given back: it never ends failed on the way */
+        if (want == PH_ORDER_FAILED && id == w->bundle_back)
+            want = p->state;
         if (want != p->state) {
             p->state = want;
             p->updated_at = now;
@@ -258,16 +265,20 @@ static int plan_component(ph_wtxn *w, ph_cmd *c, size_t j, const char *sku, uint
     return PH_OK;
 }
 
-/* A new component order of slot j (retry 0: the first), not yet written. */
+/* A new component order of slot j (retry 0: the first; back k: the k-th
+ * return of a bundle grant), not yet written. */
 static ph_order *component_new(ph_wtxn *w, ph_cmd *c, const ph_order *parent, size_t j,
-                               uint32_t retry, const char *sku, uint32_t qty)
+                               uint32_t retry, uint32_t back, const char *sku, uint32_t qty)
 {
     ph_order *o = calloc(1, sizeof *o);
     if (!o)
         return NULL;
     o->id = w->ids.order++;
     snprintf(o->client, sizeof o->client, "%s", parent->client);
-    if (retry)
+    if (back)
+        snprintf(o->client_order_id, sizeof o->client_order_id, "#%llu.%zu.r%u",
+                 (unsigned long long)parent->id, j, back);
+    else if (retry)
         snprintf(o->client_order_id, sizeof o->client_order_id, "#%llu.%zu.%u",
                  (unsigned long long)parent->id, j, retry);
     else
@@ -536,7 +547,7 @@ static int apply_new(ph_wtxn *w, ph_cmd *c)
         const char *cs = json_string_value(json_object_get(json_array_get(comps, j), "sku"));
         json_t *comp =
             json_pack("{s:s,s:I,s:[]}", "sku", cs, "quantity", (json_int_t)qty[j], "orders");
-        ph_order *o = comp ? component_new(w, c, p, j, 0, cs, qty[j]) : NULL;
+        ph_order *o = comp ? component_new(w, c, p, j, 0, 0, cs, qty[j]) : NULL;
         if (!o || json_array_append_new(json_object_get(rec, "components"), comp))
             rc = ph_err_set(&c->err, PH_ENOMEM, "out of memory");
         else if ((rc = verdict == PH_VERDICT_HOLD ? component_hold(w, c, o, j, &b[j])
@@ -694,6 +705,17 @@ int store_bundle_grant_claim(ph_wtxn *w, ph_cmd *c, ph_order *p)
         rc = ph_err_set(&c->err, PH_EINVAL, "targets: %u given for a bundle of %zu components",
                         c->in.grant.ntargets, n);
     static const ph_attempt_target none = {0};
+    /* no component would reach the holder now (every one a supplier unit no
+     * supplier was routed for: the catalog changed since the grant): the
+     * claim is refused and the grant stays claimable, rather than claimed
+     * with its bundle failed at once */
+    size_t unrouted = 0;
+    for (size_t j = 0; rc == PH_OK && j < n; j++)
+        unrouted += ph_order_via_supplier(o[j]) &&
+                    (j >= c->in.grant.ntargets || !c->in.grant.targets[j].supplier);
+    if (rc == PH_OK && n && unrouted == n)
+        rc = ph_err_set(&c->err, PH_ENOSTOCK,
+                        "no supplier can deliver this grant now; claim it later");
     for (size_t j = 0; rc == PH_OK && j < n; j++)
         rc = store_grant_unit_claim(w, c, o[j],
                                     j < c->in.grant.ntargets ? &c->in.grant.targets[j] : &none,
@@ -734,6 +756,120 @@ int store_bundle_dies(ph_wtxn *w, ph_cmd *c, ph_order *p, const char *reason)
             rc = emit_parent(w, c->now, p, &c->err);
     }
     free_components(o, n);
+    json_decref(rec);
+    return rc;
+}
+
+/* ---- a bundle grant given back ---------------------------------------------------- */
+
+/* Every order of bundle rec failed as a supplier unit: no code, no attempt
+ * but failed ones (a supplier order with none failed before it was sent). */
+static int undelivered(ph_store *s, MDB_txn *txn, const json_t *rec, const ph_order *fresh,
+                       int *yes, ph_err *err)
+{
+    json_t *comps = json_object_get(rec, "components");
+    *yes = json_array_size(comps) > 0;
+    for (size_t j = 0; *yes && j < json_array_size(comps); j++) {
+        json_t *orders = json_object_get(json_array_get(comps, j), "orders");
+        *yes = json_array_size(orders) > 0;
+        for (size_t i = 0; *yes && i < json_array_size(orders); i++) {
+            uint64_t cid = (uint64_t)json_integer_value(json_array_get(orders, i));
+            ph_order *ld = NULL;
+            if (!fresh || fresh->id != cid) {
+                int rc = ph_order_load(s, txn, cid, 0, &ld, err);
+                if (rc)
+                    return rc;
+            }
+            const ph_order *o = ld ? ld : fresh;
+            *yes = o->state == PH_ORDER_FAILED && !o->ncodes && ph_order_via_supplier(o);
+            for (size_t a = 0; *yes && a < o->nattempts; a++)
+                *yes = o->attempts[a].state == PH_ATTEMPT_FAILED;
+            ph_order_free(ld);
+        }
+    }
+    return PH_OK;
+}
+
+int store_bundle_undelivered(ph_store *s, MDB_txn *txn, uint64_t id, const ph_order *fresh,
+                             int *yes, ph_err *err)
+{
+    json_t *rec = NULL;
+    *yes = 0;
+    int rc = record_get(s, txn, id, &rec, err);
+    if (rc == PH_ENOTFOUND) {
+        memset(err, 0, sizeof *err);
+        return PH_OK;
+    }
+    if (rc == PH_OK)
+        rc = undelivered(s, txn, rec, fresh, yes, err);
+    json_decref(rec);
+    return rc;
+}
+
+int store_bundle_returns(ph_store *s, MDB_txn *txn, uint64_t id, size_t *n, ph_err *err)
+{
+    json_t *rec = NULL;
+    *n = 0;
+    int rc = record_get(s, txn, id, &rec, err);
+    if (rc == PH_OK)
+        *n = (size_t)json_integer_value(json_object_get(rec, "returns"));
+    json_decref(rec);
+    return rc;
+}
+
+int store_bundle_takes_back(ph_wtxn *w, const ph_order *o, uint64_t *parent, ph_err *err)
+{
+    uint64_t id = 0;
+    int st = 0, yes = 0, rc = PH_OK;
+    *parent = 0;
+    if (o->state != PH_ORDER_FAILED || !ph_order_component_of(o, &id))
+        return PH_OK;
+    if ((rc = store_grant_state_of(w, id, &st, err)) != PH_OK || st != PH_GRANT_CLAIMED)
+        return rc;
+    /* a code issued at the claim, or a recharge done, is a bundle partly
+     * delivered: partial, and its retry buys the rest */
+    if ((rc = store_bundle_undelivered(w->s, w->txn, id, o, &yes, err)) == PH_OK && yes)
+        *parent = id;
+    return rc;
+}
+
+int store_bundle_grant_back(ph_wtxn *w, ph_cmd *c, uint64_t id, const ph_order *failed)
+{
+    json_t *rec = NULL;
+    ph_order *p = NULL;
+    int rc = record_get(w->s, w->txn, id, &rec, &c->err);
+    if (rc == PH_OK)
+        rc = ph_order_load(w->s, w->txn, id, 0, &p, &c->err);
+    json_t *comps = json_object_get(rec, "components");
+    uint32_t k = (uint32_t)json_integer_value(json_object_get(rec, "returns")) + 1;
+    for (size_t j = 0; rc == PH_OK && j < json_array_size(comps); j++) {
+        json_t *comp = json_array_get(comps, j);
+        ph_order *last = NULL, *o = NULL;
+        if ((rc = ph_order_load(w->s, w->txn, latest_of(comp), 0, &last, &c->err)) != PH_OK)
+            break;
+        /* the unit reserved again as it was granted: a supplier's right of the
+         * same kind (a recharge, or a card bought upstream) */
+        buy_how b = {.how = 2, .delivery = last->delivery, .grant = 1};
+        if (!(o = component_new(w, c, p, j, 0, k, last->sku, last->quantity)))
+            rc = ph_err_set(&c->err, PH_ENOMEM, "out of memory");
+        else if ((rc = component_buy(w, c, o, j, &b, 1)) == PH_OK)
+            rc = comp_append(c, comp, o->id);
+        ph_order_free(o);
+        ph_order_free(last);
+    }
+    if (rc == PH_OK) {
+        json_object_set_new(rec, "returns", json_integer(k));
+        rc = record_put(w, id, rec, &c->err);
+    }
+    w->bundle_back = 0; /* its components are granted now, or the command fails */
+    if (rc == PH_OK)
+        rc = parent_reread(w, c, p, rec);
+    if (rc == PH_OK && p->state != PH_ORDER_GRANTED)
+        rc = ph_err_set(&c->err, PH_EIO, "bundle %llu: given back but %s", (unsigned long long)id,
+                        ph_order_state_name(p->state));
+    if (rc == PH_OK)
+        rc = store_grant_back(w, c, p, failed);
+    ph_order_free(p);
     json_decref(rec);
     return rc;
 }
@@ -801,7 +937,7 @@ static int apply_retry(ph_wtxn *w, ph_cmd *c)
     for (size_t j = 0; rc == PH_OK && j < n; j++) {
         if (!failed[j])
             continue;
-        ph_order *o = component_new(w, c, p, j, no, failed[j]->sku, failed[j]->quantity);
+        ph_order *o = component_new(w, c, p, j, no, 0, failed[j]->sku, failed[j]->quantity);
         if (!o)
             rc = ph_err_set(&c->err, PH_ENOMEM, "out of memory");
         else if ((rc = component_buy(w, c, o, j, &b[j], 1)) == PH_OK)

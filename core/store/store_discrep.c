@@ -395,6 +395,18 @@ static int correct(ph_wtxn *w, ph_cmd *c, json_t *rec)
                         "order %llu: a card-code order's outcome cannot be corrected (the "
                         "supplier's codes are not ours to issue); dispute it",
                         (unsigned long long)id);
+    /* a late success on a component of a bundle grant given back (claimable
+     * again, its components granted anew) would deliver that unit twice:
+     * ops dispute it, or accept it once the grant is claimed or expired */
+    uint64_t parent = 0;
+    int gst = 0;
+    if (rc == PH_OK && claim == PH_ATTEMPT_SUCCEEDED && a->state != claim &&
+        ph_order_component_of(o, &parent) &&
+        (rc = store_grant_state_of(w, parent, &gst, &c->err)) == PH_OK && gst == PH_GRANT_ACTIVE)
+        rc = ph_err_set(&c->err, PH_ESTATE,
+                        "order %llu: its bundle grant %llu was given back and is claimable "
+                        "again; dispute it, or accept once the grant is claimed",
+                        (unsigned long long)id, (unsigned long long)parent);
     if (rc)
         goto out;
     before = side(o, a);
@@ -423,6 +435,13 @@ static int correct(ph_wtxn *w, ph_cmd *c, json_t *rec)
         goto out;
     if (back)
         o->state = PH_ORDER_GRANTED;
+    /* a bundle grant's component corrected failed: the bundle given back when
+     * that leaves nothing of it delivered (store_bundle_grant_back, below) */
+    uint64_t bundle = 0;
+    if (o->state == PH_ORDER_FAILED &&
+        (rc = store_bundle_takes_back(w, o, &bundle, &c->err)) != PH_OK)
+        goto out;
+    w->bundle_back = bundle;
     if (succeeded || given_back || back)
         o->reason[0] = 0;
     else
@@ -446,8 +465,11 @@ static int correct(ph_wtxn *w, ph_cmd *c, json_t *rec)
     if (rc == PH_OK && succeeded)
         rc = store_grant_corrected(w, c, o);
     if (rc == PH_OK && back)
-        rc = store_grant_back(w, c, o);
+        rc = store_grant_back(w, c, o, o);
+    if (rc == PH_OK && bundle)
+        rc = store_bundle_grant_back(w, c, bundle, o);
 out:
+    w->bundle_back = 0;
     json_decref(before);
     json_decref(after);
     json_decref(ev);

@@ -671,7 +671,22 @@ int store_grant_takes_back(ph_wtxn *w, const ph_order *o, int *yes, ph_err *err)
     return PH_OK;
 }
 
-int store_grant_back(ph_wtxn *w, ph_cmd *c, ph_order *o)
+int store_grant_state_of(ph_wtxn *w, uint64_t id, int *state, ph_err *err)
+{
+    json_t *rec = NULL;
+    *state = 0;
+    int rc = grant_read(w->s, w->txn, id, &rec, err);
+    if (rc == PH_ENOTFOUND) {
+        memset(err, 0, sizeof *err);
+        return PH_OK;
+    }
+    if (rc == PH_OK)
+        *state = rec_state(rec);
+    json_decref(rec);
+    return rc;
+}
+
+int store_grant_back(ph_wtxn *w, ph_cmd *c, ph_order *o, const ph_order *failed)
 {
     json_t *rec = NULL;
     int rc = grant_read(w->s, w->txn, o->id, &rec, &c->err);
@@ -680,11 +695,16 @@ int store_grant_back(ph_wtxn *w, ph_cmd *c, ph_order *o)
     /* grant_write leaves the record as the command's result: not this one's */
     char *result = c->record;
     c->record = NULL;
-    const ph_attempt *a = &o->attempts[o->nattempts - 1];
+    /* the attempt that ended it (a bundle's component failed before it was
+     * sent has none: its reason then) */
+    const ph_attempt *a = failed->nattempts ? &failed->attempts[failed->nattempts - 1] : NULL;
+    const char *reason = a ? a->reason : failed->reason;
     int64_t claimed_at = rec_int(rec, "claimed_at");
     json_t *back = json_pack("{s:I,s:I,s:i,s:s,s:s}", "at", (json_int_t)c->now, "claimed_at",
-                             (json_int_t)claimed_at, "attempt", (int)a->no, "supplier", a->supplier,
-                             "reason", a->reason);
+                             (json_int_t)claimed_at, "attempt", a ? (int)a->no : 0, "supplier",
+                             a ? a->supplier : "", "reason", reason);
+    if (back && failed != o) /* a bundle's: the component order whose failure ended it */
+        json_object_set_new(back, "order_id", json_integer((json_int_t)failed->id));
     json_t *returns = json_object_get(rec, "returns");
     if (!json_is_array(returns)) {
         returns = json_array();
@@ -704,8 +724,8 @@ int store_grant_back(ph_wtxn *w, ph_cmd *c, ph_order *o)
         rc = grant_write(w, c, o->id, rec);
     if (rc == PH_OK)
         rc = emit_grant(w, c, o, "grant.returned",
-                        json_pack("{s:i,s:s,s:s,s:i}", "attempt", (int)a->no, "reason", a->reason,
-                                  "order_state", ph_order_state_name(o->state), "returns",
+                        json_pack("{s:i,s:s,s:s,s:i}", "attempt", a ? (int)a->no : 0, "reason",
+                                  reason, "order_state", ph_order_state_name(o->state), "returns",
                                   (int)json_array_size(returns)));
     /* its time ran out while the supplier had it: expired as the job would */
     if (rc == PH_OK && rec_int(rec, "expires_at") <= c->now)
@@ -1086,6 +1106,31 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Invariant 31's bundle side for grant id (state st, its parent o). */
+static int bundle_grant_ok(ph_store *s, MDB_txn *txn, unsigned long long id, int st,
+                           const ph_order *o, const json_t *rec, ph_err *err)
+{
+    size_t backs = 0, returns = json_array_size(json_object_get(rec, "returns"));
+    int undelivered = 0;
+    int rc = store_bundle_returns(s, txn, o->id, &backs, err);
+    if (rc == PH_ENOTFOUND) { /* denied, or held: nothing bought yet */
+        memset(err, 0, sizeof *err);
+        rc = PH_OK;
+    }
+    if (rc == PH_OK && backs != returns)
+        rc = ph_err_set(err, PH_EIO,
+                        "grant %llu: %zu returns recorded but its bundle was given back %zu times",
+                        id, returns, backs);
+    if (rc == PH_OK && st == PH_GRANT_CLAIMED && o->state == PH_ORDER_FAILED &&
+        (rc = store_bundle_undelivered(s, txn, o->id, NULL, &undelivered, err)) == PH_OK &&
+        undelivered)
+        rc = ph_err_set(err, PH_EIO,
+                        "grant %llu: claimed, its bundle failed with nothing delivered, but not "
+                        "given back",
+                        id);
+    return rc;
+}
+
 int store_check_grants(ph_store *s, MDB_txn *txn, uint64_t granted, ph_err *err)
 {
     MDB_cursor *cur;
@@ -1129,6 +1174,12 @@ int store_check_grants(ph_store *s, MDB_txn *txn, uint64_t granted, ph_err *err)
             rc = ph_err_set(err, PH_EIO,
                             "grant %llu: active with %zu attempts but %zu returns recorded", uid,
                             o->nattempts, json_array_size(json_object_get(rec, "returns")));
+        /* a bundle grant: given back as many times as its bundle record says
+         * (store_bundle_grant_back), and never claimed with its bundle failed
+         * and nothing of it delivered: that claim would have been given back */
+        else if (o->delivery == PH_DELIVERY_BUNDLE &&
+                 (rc = bundle_grant_ok(s, txn, uid, st, o, rec, err)) != PH_OK)
+            ;
         else if (st == PH_GRANT_ACTIVE) {
             uint8_t key[16];
             expiry_key(key, rec_int(rec, "expires_at"), id);

@@ -214,6 +214,10 @@ typedef struct ph_wtxn {
     /* The command being applied (its time and type go into ledger entries);
      * NULL only in the migration, which books with the order's own time. */
     const ph_cmd *cmd;
+    /* A bundle whose grant is being given back (store_bundle_takes_back said
+     * so, store_bundle_grant_back does it, both in one call of the command):
+     * while set, its parent does not follow its components to failed. 0 else. */
+    uint64_t bundle_back;
 } ph_wtxn;
 
 /* Positive, never returned to callers: the map is full, grow it and redo the batch. */
@@ -690,12 +694,17 @@ int store_grant_unit_dies(ph_wtxn *w, ph_cmd *c, ph_order *o, const char *reason
  * grant record), an LMDB read's. */
 int store_grant_takes_back(ph_wtxn *w, const ph_order *o, int *yes, ph_err *err);
 /* The grant of o given back, o as just written (granted again, its failed
- * attempts kept): active with the same token and its expiry entry, the
- * return appended to the record's "returns", claimed_at gone, the claim
- * taken out of the analytics of its day, grant.returned. When its expiry
- * passed meanwhile it then expires as the job would (grant.expired, the
- * order failed grant_expired). c->record is left as it was. */
-int store_grant_back(ph_wtxn *w, ph_cmd *c, ph_order *o);
+ * attempts kept; a bundle: its parent granted again, store_bundle_grant_back):
+ * active with the same token and its expiry entry, the return appended to
+ * the record's "returns" (with `failed`'s last attempt, or its reason when it
+ * has none: o itself, or the bundle's component whose failure ended it, then
+ * named as order_id), claimed_at gone, the claim taken out of the analytics
+ * of its day, grant.returned. When its expiry passed meanwhile it then
+ * expires as the job would (grant.expired, the order failed grant_expired; a
+ * bundle's every component). c->record is left as it was. */
+int store_grant_back(ph_wtxn *w, ph_cmd *c, ph_order *o, const ph_order *failed);
+/* The state (PH_GRANT_*) of grant id into *state, 0 when id has no grant. */
+int store_grant_state_of(ph_wtxn *w, uint64_t id, int *state, ph_err *err);
 /* A correction (PH_CMD_RESOLVE, store_discrep.c) made o succeeded: when o is
  * a grant's order given back (active, or expired since), the grant is
  * claimed after all (grant.claimed, reason corrected; its expiry entry gone,
@@ -730,6 +739,31 @@ int store_bundle_grant_claim(ph_wtxn *w, ph_cmd *c, ph_order *p);
  * `reason`, every held or granted component with it (store_grant_unit_dies:
  * reserved codes back to stock); *p becomes the parent as written. */
 int store_bundle_dies(ph_wtxn *w, ph_cmd *c, ph_order *p, const char *reason);
+/* Component o is about to be written failed for good (o in memory: ATTEMPT
+ * and SETTLE through store_write_attempt, RESOLVE's correction): *parent =
+ * its bundle's id when its bundle is a claimed grant and, o failed, nothing
+ * of the bundle was delivered (store_bundle_undelivered); else 0. The caller
+ * then sets w->bundle_back, writes o and its events, and calls
+ * store_bundle_grant_back. */
+int store_bundle_takes_back(ph_wtxn *w, const ph_order *o, uint64_t *parent, ph_err *err);
+/* The claimed bundle grant `parent`, every component of which failed with
+ * nothing delivered (o: the component whose failure ended it, as written),
+ * given back in the failure's transaction: each component gets a new order
+ * (client order id #<parent>.<j>.r<k> for the bundle's k-th return), a
+ * granted supplier unit of the same kind with no attempt and no account
+ * (its claim brings them, as the first did; no stock is touched: none was
+ * reserved for it), the failed orders kept as its history; the bundle
+ * record's "returns" = k; w->bundle_back cleared; the parent follows to
+ * granted (no order.failed); then store_grant_back. */
+int store_bundle_grant_back(ph_wtxn *w, ph_cmd *c, uint64_t parent, const ph_order *o);
+/* *yes = 1 when bundle id (its record) has orders and every one of them
+ * failed with no code and no attempt but failed ones (supplier units: nothing
+ * reached the holder); `fresh` (may be NULL) is an order read from memory.
+ * For the writer and the checker (any transaction). */
+int store_bundle_undelivered(ph_store *s, MDB_txn *txn, uint64_t id, const ph_order *fresh,
+                             int *yes, ph_err *err);
+/* The bundle record's "returns" (store_bundle_grant_back) into *n. */
+int store_bundle_returns(ph_store *s, MDB_txn *txn, uint64_t id, size_t *n, ph_err *err);
 /* --check-store: every bundle record names a bundle parent and component
  * orders that name it back and exist, no order is a component of two, every
  * component order is in one record, and each parent's state is

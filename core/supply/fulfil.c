@@ -28,6 +28,7 @@
 #include "supply/fulfil_int.h"
 
 #include <assert.h>
+#include <jansson.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -201,11 +202,41 @@ void ful_track_free(track *t)
     free(t);
 }
 
+/* The first attempt of o's current claim: a grant's order given back
+ * (store_grant_back) keeps the failed attempts of the claims before, each
+ * return naming the attempt that ended its claim; 1 for any other order (and
+ * when the grant cannot be read: the fail-over then skips more, never less
+ * than a first claim would). Read only when o has attempts before its last. */
+static uint32_t claim_first_attempt(ph_fulfil *f, const ph_order *o)
+{
+    if (o->nattempts < 2 || !f || !f->o.store)
+        return 1;
+    char *txt = NULL;
+    ph_err err = {0};
+    if (ph_store_grant_get(f->o.store, o->id, &txt, &err) != PH_OK)
+        return 1;
+    json_t *rec = json_loads(txt, 0, NULL), *x;
+    free(txt);
+    uint32_t first = 1;
+    size_t i;
+    json_array_foreach(json_object_get(rec, "returns"), i, x)
+    {
+        json_int_t no = json_integer_value(json_object_get(x, "attempt"));
+        if (no >= first && no < (json_int_t)o->nattempts)
+            first = (uint32_t)no + 1;
+    }
+    json_decref(rec);
+    return first;
+}
+
 void ful_tried_refresh(track *t, const ph_order *o)
 {
     t->ntried = 0;
     t->tried_len = 0;
-    for (size_t i = 0; i < o->nattempts && t->ntried < TRIED_MAX; i++) {
+    /* a claim again of a grant given back fails over afresh: the supplier a
+     * refused claim went to may take the corrected account */
+    uint32_t first = claim_first_attempt(t->f, o);
+    for (size_t i = first - 1; i < o->nattempts && t->ntried < TRIED_MAX; i++) {
         const char *id = o->attempts[i].supplier;
         size_t n = strlen(id) + 1;
         char *p = realloc(t->tried, t->tried_len + n);

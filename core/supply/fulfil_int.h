@@ -64,7 +64,8 @@ struct track {
     int64_t late_check_ms; /* the supplier's late_check_s in ms; 0 = never */
     int late;              /* a late re-query of a final attempt (not in the registry) */
     int64_t late_due;      /* late: the schedule entry it answers */
-    char *tried; /* suppliers of the stored attempts, each NUL-ended (ful_tried_refresh) */
+    char *tried;           /* suppliers of the current claim's stored attempts (all of an order
+                              that is not a grant given back), each NUL-ended (ful_tried_refresh) */
     size_t ntried, tried_len;
     char *callback_url; /* for the exchange's op; rebuilt when the base changes */
     ph_sio_job job;
@@ -183,7 +184,9 @@ void ful_track_free(track *t);
 /* The suppliers order o went to, as the stored order lists them (its
  * attempts, up to TRIED_MAX; beyond, fail-over stops): the track's copy is a
  * cache of the store, refreshed from the order every durable command returns,
- * never kept apart from it. */
+ * never kept apart from it. A grant's order given back counts only the
+ * attempts of its current claim (after the last return's attempt, read from
+ * the grant record): a claim again fails over afresh. */
 void ful_tried_refresh(track *t, const ph_order *o);
 /* The supplier settings of the current config (defaults if it is gone). */
 void ful_track_limits(ph_fulfil *f, track *t);

@@ -2,7 +2,8 @@
  * test_store_grant.c — the store's side of grants (issue 16): a grant order
  * reserves its code (stock and ledger untouched until the claim), PH_CMD_GRANT
  * claim / gift / expire / extend with their refusals and replays, a welfare
- * batch all or none, and --check-store's grant invariants.
+ * batch all or none, a claim given back (a single grant's, a bundle grant's
+ * with nothing delivered), and --check-store's grant invariants.
  */
 
 #include "config/config.h"
@@ -674,4 +675,361 @@ Test(grant, a_journal_replay_gives_the_grant_back_the_same)
     json_decref(got_ev);
     free(want);
     free(got);
+}
+
+/* ---- a bundle grant whose every component fails for good ------------------------- */
+
+/* A bundle of a top-up and an iQiyi card; with no iQiyi code in stock (start(0))
+ * the card is bought upstream: both components are supplier units. */
+#define MIX "mix.pack"
+static const char *const P_MIX =
+    "{\"sku\":\"" MIX "\",\"name\":\"Mix\",\"brand\":\"p\",\"delivery\":\"bundle\","
+    "\"face_value\":\"60.00\",\"listed\":true,\"components\":[{\"sku\":\"" TOPUP "\","
+    "\"quantity\":1},{\"sku\":\"" IQ "\",\"quantity\":1}]}";
+
+static const ph_attempt_target MIX_TARGETS[2] = {{"sup", "P-1", 2900}, {"sup", "P-2", 2000}};
+
+static uint64_t grant_mix(const char *coid, uint8_t tok, int64_t expires_at)
+{
+    const char *const all[] = {P_IQ, P_TOPUP, P_MIX};
+    ph_err err = {0};
+    cr_assert_eq(put_products(all, 3, &err), PH_OK, "%s", err.msg);
+    ph_grant_in gi = {.expires_at = expires_at,
+                      .holder = {.key = 0xabcdef, .masked = "em****01", .tags = "[\"dept=eng\"]"}};
+    token(tok, gi.token_hash);
+    ph_cmd c = {.type = PH_CMD_BUNDLE, .now = NOW};
+    c.in.bundle.client = "mall";
+    c.in.bundle.client_order_id = coid;
+    c.in.bundle.sku = MIX;
+    c.in.bundle.quantity = 1;
+    c.in.bundle.targets = MIX_TARGETS;
+    c.in.bundle.ntargets = 2;
+    c.in.bundle.grant = &gi;
+    fingerprint(MIX, 1, c.in.bundle.fingerprint);
+    cr_assert_eq(ph_store_exec(g_s, &c), PH_OK, "%s", c.err.msg);
+    cr_assert_eq(c.order->state, PH_ORDER_GRANTED);
+    uint64_t id = c.order->id;
+    ph_cmd_clear(&c);
+    return id;
+}
+
+/* The claim of the bundle grant of token tok (request key key). */
+static int claim_mix(uint8_t tok, uint8_t key, int64_t now, ph_cmd *out)
+{
+    memset(out, 0, sizeof *out);
+    out->type = PH_CMD_GRANT;
+    out->now = now;
+    out->in.grant.op = PH_GRANT_CLAIM;
+    out->in.grant.client = "mall";
+    token(tok, out->in.grant.token_hash);
+    memset(out->in.grant.key, key, 32);
+    out->in.grant.account_sealed = (const uint8_t *)"sealed-account";
+    out->in.grant.account_sealed_len = 14;
+    out->in.grant.account_masked = "138****0001";
+    out->in.grant.targets[0] = MIX_TARGETS[0];
+    out->in.grant.targets[1] = MIX_TARGETS[1];
+    out->in.grant.ntargets = 2;
+    return ph_store_exec(g_s, out);
+}
+
+/* The latest order of component j of bundle id, and how many it has. */
+static uint64_t component_latest(uint64_t id, size_t j, size_t *norders)
+{
+    char *txt = NULL;
+    ph_err err = {0};
+    cr_assert_eq(ph_store_bundle_get(g_s, id, &txt, &err), PH_OK, "%s", err.msg);
+    json_t *rec = json_loads(txt, 0, NULL);
+    free(txt);
+    json_t *orders =
+        json_object_get(json_array_get(json_object_get(rec, "components"), j), "orders");
+    *norders = json_array_size(orders);
+    uint64_t o = (uint64_t)json_integer_value(json_array_get(orders, *norders - 1));
+    json_decref(rec);
+    return o;
+}
+
+static ph_order *order_of(uint64_t id)
+{
+    ph_order *o = NULL;
+    ph_err err = {0};
+    cr_assert_eq(ph_store_order_get(g_s, id, 0, &o, &err), PH_OK, "%s", err.msg);
+    return o;
+}
+
+/* Claims the bundle grant of tok, then fails both components for good: their
+ * ids into comp[] (as they were claimed). */
+static void claim_and_fail_both(uint64_t id, uint8_t tok, uint8_t key, int64_t at, uint64_t comp[2])
+{
+    ph_cmd c;
+    cr_assert_eq(claim_mix(tok, key, at, &c), PH_OK, "%s", c.err.msg);
+    cr_assert_eq(c.order->state, PH_ORDER_PROCESSING);
+    ph_cmd_clear(&c);
+    size_t n;
+    for (size_t j = 0; j < 2; j++)
+        comp[j] = component_latest(id, j, &n);
+    cr_assert_eq(attempt_at(comp[0], 1, PH_ATTEMPT_FAILED, 0, at + 10, &c), PH_OK, "%s", c.err.msg);
+    ph_cmd_clear(&c);
+    ph_order *p = order_of(id);
+    cr_assert_eq(p->state, PH_ORDER_PROCESSING, "one component still open");
+    ph_order_free(p);
+    assert_check();
+    cr_assert_eq(attempt_at(comp[1], 1, PH_ATTEMPT_FAILED, 0, at + 20, &c), PH_OK, "%s", c.err.msg);
+    cr_assert_eq(c.order->state, PH_ORDER_FAILED, "the component itself failed for good");
+    ph_cmd_clear(&c);
+}
+
+Test(grant, a_bundle_grant_whose_every_component_fails_is_given_back_and_claimed_again)
+{
+    start(0);
+    uint64_t id = grant_mix("b-1", 5, NOW + HOUR);
+    uint64_t ev0 = last_event(), comp[2];
+    claim_and_fail_both(id, 5, 1, NOW + 10, comp);
+
+    /* nothing of it was delivered: in the last failure's command the bundle is
+     * granted again (never failed), each component a new granted unit, the
+     * grant active with the same token */
+    ph_order *p = order_of(id);
+    cr_assert_eq(p->state, PH_ORDER_GRANTED, "%s", ph_order_state_name(p->state));
+    ph_order_free(p);
+    for (size_t j = 0; j < 2; j++) {
+        size_t n;
+        uint64_t now_id = component_latest(id, j, &n);
+        cr_assert_eq(n, 2, "the failed order kept, a new one after it");
+        ph_order *old = order_of(comp[j]), *o = order_of(now_id);
+        cr_assert_eq(old->state, PH_ORDER_FAILED);
+        cr_assert_eq(o->state, PH_ORDER_GRANTED);
+        cr_assert_eq(o->nattempts, 0);
+        cr_assert_eq(o->ncodes, 0, "no code reserved nor issued");
+        cr_assert_eq(o->account_sealed_len, 0, "the claim brings the account");
+        char want[64];
+        snprintf(want, sizeof want, "#%llu.%zu.r1", (unsigned long long)id, j);
+        cr_assert_str_eq(o->client_order_id, want);
+        cr_assert_eq(o->delivery, old->delivery);
+        ph_order_free(old);
+        ph_order_free(o);
+    }
+    json_t *rec = grant_rec(id);
+    cr_assert_str_eq(json_string_value(json_object_get(rec, "state")), "active");
+    cr_assert_null(json_object_get(rec, "claimed_at"));
+    json_t *ret = json_array_get(json_object_get(rec, "returns"), 0);
+    cr_assert_eq(json_array_size(json_object_get(rec, "returns")), 1);
+    cr_assert_eq((uint64_t)json_integer_value(json_object_get(ret, "order_id")), comp[1]);
+    cr_assert_str_eq(json_string_value(json_object_get(ret, "reason")), "account_suspended");
+    json_decref(rec);
+    cr_assert_eq(events_of(ev0, id, "grant.returned"), 1);
+    cr_assert_eq(events_of(ev0, id, "order.failed"), 0, "the bundle did not end");
+    cr_assert_eq(events_of(ev0, comp[0], "order.failed"), 1);
+    cr_assert_eq(events_of(ev0, comp[1], "order.failed"), 1);
+    assert_check();
+    reopen();
+    assert_check();
+
+    /* a claim again: each new unit's first attempt; both succeed */
+    ph_cmd c;
+    cr_assert_eq(claim_mix(5, 2, NOW + 100, &c), PH_OK, "%s", c.err.msg);
+    cr_assert_eq(c.order->state, PH_ORDER_PROCESSING);
+    ph_cmd_clear(&c);
+    assert_check();
+    for (size_t j = 0; j < 2; j++) {
+        size_t n;
+        uint64_t cid = component_latest(id, j, &n);
+        /* the card's code, delivered by its supplier */
+        static const uint8_t sealed[] = "sealed-upstream";
+        ph_supplied_code code = {.sealed_len = sizeof sealed, .sealed = sealed};
+        memset(code.hash, 0x5a, 32);
+        memset(&c, 0, sizeof c);
+        c.type = PH_CMD_ATTEMPT;
+        c.now = NOW + 110;
+        c.in.attempt.order_id = cid;
+        c.in.attempt.no = 1;
+        c.in.attempt.state = PH_ATTEMPT_SUCCEEDED;
+        c.in.attempt.step = -1;
+        c.in.attempt.charged = -1;
+        c.in.attempt.next_check_at = -1;
+        if (j == 1) {
+            c.in.attempt.codes = &code;
+            c.in.attempt.ncodes = 1;
+        }
+        cr_assert_eq(ph_store_exec(g_s, &c), PH_OK, "%s", c.err.msg);
+        ph_cmd_clear(&c);
+    }
+    p = order_of(id);
+    cr_assert_eq(p->state, PH_ORDER_SUCCEEDED, "%s", ph_order_state_name(p->state));
+    ph_order_free(p);
+    rec = grant_rec(id);
+    cr_assert_str_eq(json_string_value(json_object_get(rec, "state")), "claimed");
+    json_decref(rec);
+    cr_assert_eq(events_of(ev0, id, "grant.claimed"), 2);
+    cr_assert_eq(events_of(ev0, id, "order.succeeded"), 1);
+    cr_assert_eq(claim_mix(5, 3, NOW + 120, &c), PH_ECONFLICT);
+    ph_cmd_clear(&c);
+    assert_check();
+}
+
+/* Its time ran out while the suppliers had it: given back, then expired as
+ * the job would (the bundle and its new units failed grant_expired). */
+Test(grant, a_bundle_grant_given_back_after_its_expiry_expires)
+{
+    start(0);
+    uint64_t id = grant_mix("b-2", 6, NOW + 1000);
+    uint64_t comp[2];
+    claim_and_fail_both(id, 6, 1, NOW + 2000, comp);
+    ph_order *p = order_of(id);
+    cr_assert_eq(p->state, PH_ORDER_FAILED, "%s", ph_order_state_name(p->state));
+    cr_assert_str_eq(p->reason, "grant_expired");
+    ph_order_free(p);
+    json_t *rec = grant_rec(id);
+    cr_assert_str_eq(json_string_value(json_object_get(rec, "state")), "expired");
+    cr_assert_eq(json_array_size(json_object_get(rec, "returns")), 1);
+    json_decref(rec);
+    for (size_t j = 0; j < 2; j++) {
+        size_t n;
+        ph_order *o = order_of(component_latest(id, j, &n));
+        cr_assert_eq(o->state, PH_ORDER_FAILED);
+        cr_assert_str_eq(o->reason, "grant_expired");
+        ph_order_free(o);
+    }
+    ph_cmd c;
+    cr_assert_eq(claim_mix(6, 2, NOW + 3000, &c), PH_ESTATE);
+    ph_cmd_clear(&c);
+    assert_check();
+}
+
+/* A late success on a component order of a bundle given back would deliver
+ * that unit a second time once claimed again: ops cannot accept it while the
+ * grant is claimable. */
+Test(grant, a_late_success_on_a_given_back_bundle_is_refused_while_claimable)
+{
+    start(0);
+    uint64_t id = grant_mix("b-3", 7, NOW + HOUR);
+    uint64_t comp[2];
+    claim_and_fail_both(id, 7, 1, NOW + 10, comp);
+    ph_cmd c = {.type = PH_CMD_FINAL_WORD, .now = NOW + 30};
+    c.in.word.order_id = comp[0];
+    c.in.word.no = 1;
+    c.in.word.source = PH_DISCREP_QUERY;
+    c.in.word.state = PH_ATTEMPT_SUCCEEDED;
+    c.in.word.charged = 2900;
+    c.in.word.delivered = -1;
+    cr_assert_eq(ph_store_exec(g_s, &c), PH_OK, "%s", c.err.msg);
+    uint64_t d = c.discrepancy_id;
+    cr_assert_neq(d, 0);
+    ph_cmd_clear(&c);
+    c = (ph_cmd){.type = PH_CMD_RESOLVE, .now = NOW + 40};
+    c.in.resolve.id = d;
+    c.in.resolve.accept = 1;
+    c.in.resolve.who = "ops";
+    c.in.resolve.note = "statement";
+    cr_assert_eq(ph_store_exec(g_s, &c), PH_ESTATE);
+    cr_assert(strstr(c.err.msg, "given back"), "%s", c.err.msg);
+    ph_cmd_clear(&c);
+    assert_check();
+}
+
+/* --check-store (invariant 31): a bundle grant's returns agree with its
+ * bundle record's. */
+Test(grant, check_store_finds_a_bundle_grant_returned_out_of_step)
+{
+    start(0);
+    uint64_t id = grant_mix("b-4", 8, NOW + HOUR);
+    uint64_t comp[2];
+    claim_and_fail_both(id, 8, 1, NOW + 10, comp);
+    assert_check();
+    ph_store_close(g_s);
+    g_s = NULL;
+    MDB_txn *txn;
+    MDB_env *env = raw_open(&txn);
+    MDB_dbi dbi = raw_dbi(txn, "bundles", MDB_INTEGERKEY);
+    size_t len;
+    uint8_t *rec = raw_copy(txn, dbi, id, &len);
+    char *txt = calloc(1, len + 1);
+    memcpy(txt, rec, len);
+    free(rec);
+    char *at = strstr(txt, "\"returns\":1");
+    cr_assert_not_null(at, "%s", txt);
+    at[10] = '2';
+    raw_put_free(txn, dbi, id, (uint8_t *)txt, len);
+    raw_commit(env, txn);
+    g_s = open_at(g_dir, 0);
+    ph_store_stats st = {0};
+    ph_err err = {0};
+    cr_assert_eq(ph_store_check(g_s, &st, &err), PH_EIO);
+    cr_assert(strstr(err.msg, "returns recorded but its bundle was given back 2 times"), "%s",
+              err.msg);
+    ph_store_stats_clear(&st);
+}
+
+/* A bundle claim none of whose units a supplier was routed for (the catalog
+ * changed since the grant) is refused, the grant left claimable: never
+ * claimed with its bundle failed at once. */
+Test(grant, a_bundle_claim_with_no_unit_routed_is_refused)
+{
+    start(0);
+    uint64_t id = grant_mix("b-5", 9, NOW + HOUR);
+    ph_cmd c;
+    memset(&c, 0, sizeof c);
+    c.type = PH_CMD_GRANT;
+    c.now = NOW + 10;
+    c.in.grant.op = PH_GRANT_CLAIM;
+    c.in.grant.client = "mall";
+    token(9, c.in.grant.token_hash);
+    memset(c.in.grant.key, 1, 32);
+    c.in.grant.account_sealed = (const uint8_t *)"sealed-account";
+    c.in.grant.account_sealed_len = 14;
+    c.in.grant.account_masked = "138****0001";
+    cr_assert_eq(ph_store_exec(g_s, &c), PH_ENOSTOCK, "%s", c.err.msg);
+    ph_cmd_clear(&c);
+    json_t *rec = grant_rec(id);
+    cr_assert_str_eq(json_string_value(json_object_get(rec, "state")), "active");
+    json_decref(rec);
+    ph_order *p = order_of(id);
+    cr_assert_eq(p->state, PH_ORDER_GRANTED);
+    ph_order_free(p);
+    assert_check();
+    cr_assert_eq(claim_mix(9, 2, NOW + 20, &c), PH_OK, "%s", c.err.msg);
+    ph_cmd_clear(&c);
+    assert_check();
+}
+
+/* The bundle's return is the failing ATTEMPT's own doing too: its journal
+ * replayed (what a standby applies) gives the same grant, bundle record,
+ * orders and events. */
+Test(grant, a_journal_replay_gives_a_bundle_grant_back_the_same)
+{
+    char jpath[128], rdir[128];
+    snprintf(jpath, sizeof jpath, "%s/j.journal", g_base);
+    snprintf(rdir, sizeof rdir, "%s/replayed", g_base);
+    ph_store_opts o = {.dir = g_dir, .journal_file = jpath};
+    ph_err err = {0};
+    cr_assert_eq(ph_store_open(&o, &g_s, &err), PH_OK, "%s", err.msg);
+    uint64_t id = grant_mix("b-6", 10, NOW + HOUR);
+    uint64_t comp[2];
+    claim_and_fail_both(id, 10, 1, NOW + 10, comp);
+    char *want = NULL, *got = NULL, *want_b = NULL, *got_b = NULL;
+    cr_assert_eq(ph_store_grant_get(g_s, id, &want, &err), PH_OK, "%s", err.msg);
+    cr_assert_eq(ph_store_bundle_get(g_s, id, &want_b, &err), PH_OK, "%s", err.msg);
+    json_t *want_ev = events_after_without(0, NULL);
+    ph_store_close(g_s);
+    g_s = NULL;
+
+    ph_replay_stats st = {0};
+    cr_assert_eq(ph_journal_replay(jpath, rdir, NULL, &st, &err), PH_OK, "%s", err.msg);
+    g_s = open_at(rdir, 0);
+    cr_assert_eq(ph_store_grant_get(g_s, id, &got, &err), PH_OK, "%s", err.msg);
+    cr_assert_eq(ph_store_bundle_get(g_s, id, &got_b, &err), PH_OK, "%s", err.msg);
+    cr_assert_str_eq(got, want);
+    cr_assert_str_eq(got_b, want_b);
+    cr_assert(strstr(got_b, "\"returns\":1"), "%s", got_b);
+    json_t *got_ev = events_after_without(0, NULL);
+    cr_assert(json_equal(got_ev, want_ev), "the replay's events differ");
+    ph_order *p = order_of(id);
+    cr_assert_eq(p->state, PH_ORDER_GRANTED);
+    ph_order_free(p);
+    assert_check();
+    json_decref(want_ev);
+    json_decref(got_ev);
+    free(want);
+    free(got);
+    free(want_b);
+    free(got_b);
 }
