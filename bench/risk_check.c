@@ -6,7 +6,22 @@
  * checks find their counters and some create them, as a busy mall's would.
  * Prints ns per check (median over the rounds) and one JSON line last.
  * Exit 0 PASS (added median under --limit-ns), 3 MISS, 1 on a wrong answer.
+ *
+ * --grow N instead: the worst single checks while the engine grows from
+ * nothing to N end users, each check a new one (the groups' tables double
+ * again and again): the wall time of every check, its percentiles and max,
+ * and the checks over 100 us, 1 ms and 10 ms. One thread: a check's time is an upper
+ * bound of how long it held the engine's lock (what every other order would
+ * have waited), plus whatever it did outside the lock. The figures are of the
+ * thread's CPU time (user and system: page faults and compaction count),
+ * which other processes on a shared machine do not inflate; the worst wall
+ * time is printed too. With --probe 1 a second thread checks end users
+ * already there meanwhile, as other HTTP threads would, and its wall time
+ * per check (its waits for the lock included, and whatever else the machine
+ * runs) is printed as well.
  */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +58,26 @@ static uint64_t rnd(void)
     rng ^= rng >> 7;
     rng ^= rng << 17;
     return rng;
+}
+
+static int64_t wall_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static int64_t thread_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
 }
 
 static int cmp_d(const void *a, const void *b)
@@ -120,12 +155,145 @@ static double run(ph_risk *rk, long n, uint64_t users, int64_t *clock, int want_
     return (double)(ns_now() - t0) / (double)n;
 }
 
+static const char *const grow_tags[] = {"dept=sales", "campaign=spring", "level=3"};
+
+static void subject_of(ph_risk_subject *s, uint64_t u, int64_t now)
+{
+    memset(s, 0, sizeof *s);
+    s->sku = "iqiyi.gold.1m";
+    s->brand = "iqiyi";
+    s->tags = grow_tags;
+    s->ntags = 3;
+    s->amount = 1500;
+    s->keys[PH_RISK_USER] = u * 2654435761u + 1;
+    s->keys[PH_RISK_IP] = u % 1000 + 11;
+    s->keys[PH_RISK_IP24] = u % 100 + 13;
+    s->keys[PH_RISK_DEVICE] = u % 1000 + 17;
+    s->keys[PH_RISK_PHONE] = u * 40503u + 19;
+    s->keys[PH_RISK_CLIENT] = 23;
+    s->now = now;
+}
+
+/* the --probe thread: end users already there, checked again and again */
+typedef struct prober {
+    ph_risk *rk;
+    atomic_long grown; /* end users made so far; -1: stop */
+    int64_t *lat;
+    long n, cap;
+} prober;
+
+static void *probe(void *p)
+{
+    prober *x = p;
+    uint64_t r = 88172645463325252ULL;
+    long g;
+    while ((g = atomic_load(&x->grown)) >= 0) {
+        r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+        ph_risk_subject s;
+        subject_of(&s, g ? r % (uint64_t)g : 0, 36000000 + g / 10);
+        ph_risk_decision d;
+        int64_t t0 = wall_ns();
+        ph_risk_check(x->rk, &s, &d);
+        if (x->n < x->cap)
+            x->lat[x->n++] = wall_ns() - t0;
+    }
+    return NULL;
+}
+
+/* --grow: n checks of n new end users on a fresh engine, each timed */
+static int grow(long n, const ph_risk_rule *rules, size_t nr, int probing)
+{
+    ph_risk *rk = NULL;
+    ph_err err = {0};
+    if (ph_risk_new(NULL, &rk, &err) || ph_risk_rules_set(rk, rules, nr, &err)) {
+        fprintf(stderr, "risk_check: %s\n", err.msg);
+        return 1;
+    }
+    int64_t *lat = malloc((size_t)n * sizeof *lat);
+    if (!lat)
+        return 1;
+    ph_risk_subject s;
+    prober px = {.rk = rk, .cap = 50000000};
+    pthread_t pt;
+    if (probing) {
+        px.lat = malloc((size_t)px.cap * sizeof *px.lat);
+        if (!px.lat || pthread_create(&pt, NULL, probe, &px))
+            return 1;
+    }
+    long worst_at = 0;
+    int64_t t_all = wall_ns(), worst_wall = 0;
+    for (long i = 0; i < n; i++) {
+        subject_of(&s, (uint64_t)i, 36000000 + i / 10);
+        ph_risk_decision d;
+        int64_t w0 = wall_ns(), t0 = thread_ns();
+        ph_risk_check(rk, &s, &d);
+        lat[i] = thread_ns() - t0;
+        w0 = wall_ns() - w0;
+        worst_wall = w0 > worst_wall ? w0 : worst_wall;
+        if (lat[i] > lat[worst_at])
+            worst_at = i;
+        if (d.action != PH_RISK_ALLOW || !d.ticket) {
+            fprintf(stderr, "risk_check: wrong answer: action %d\n", d.action);
+            return 1;
+        }
+        if (probing)
+            atomic_store(&px.grown, i + 1);
+    }
+    double secs = (double)(wall_ns() - t_all) / 1e9;
+    if (probing) {
+        atomic_store(&px.grown, -1);
+        pthread_join(pt, NULL);
+        qsort(px.lat, (size_t)px.n, sizeof *px.lat, cmp_i64);
+        long slow = 0;
+        for (long i = 0; i < px.n; i++)
+            slow += px.lat[i] > 1000000;
+        if (px.n)
+            printf("probe thread: %ld checks of end users already there, wall us: p50 %.2f, "
+                   "p99.99 %.2f, max %.1f; over 1 ms: %ld\n",
+                   px.n, (double)px.lat[px.n / 2] / 1e3,
+                   (double)px.lat[(size_t)((double)(px.n - 1) * 0.9999)] / 1e3,
+                   (double)px.lat[px.n - 1] / 1e3, slow);
+        free(px.lat);
+    }
+    long over100us = 0, over1 = 0, over10 = 0;
+    for (long i = 0; i < n; i++) {
+        over100us += lat[i] > 100000;
+        over1 += lat[i] > 1000000;
+        over10 += lat[i] > 10000000;
+    }
+    ph_risk_stats st;
+    ph_risk_stats_get(rk, &st);
+    qsort(lat, (size_t)n, sizeof *lat, cmp_i64);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+#define PCT(p) ((double)lat[(size_t)((double)(n - 1) * (p))] / 1e3)
+    printf(
+        "grow to %ld end users (%zu counters): %.2f s; CPU per check us: p50 %.2f, p99 %.2f, "
+        "p99.9 %.2f, p99.99 %.2f, max %.1f (check %ld); over 100 us: %ld, 1 ms: %ld, 10 ms: %ld; "
+        "worst wall time %.1f us; peak RSS %ld MB\n",
+        n, st.counters, secs, PCT(0.5), PCT(0.99), PCT(0.999), PCT(0.9999),
+        (double)lat[n - 1] / 1e3, worst_at, over100us, over1, over10, (double)worst_wall / 1e3,
+        ru.ru_maxrss / 1024);
+    printf("{\"grow_users\":%ld,\"p50_us\":%.2f,\"p99_us\":%.2f,\"p999_us\":%.2f,"
+           "\"p9999_us\":%.2f,\"max_us\":%.1f,\"over_100us\":%ld,\"over_1ms\":%ld,"
+           "\"over_10ms\":%ld,"
+           "\"max_wall_us\":%.1f}\n",
+           n, PCT(0.5), PCT(0.99), PCT(0.999), PCT(0.9999), (double)lat[n - 1] / 1e3, over100us,
+           over1, over10, (double)worst_wall / 1e3);
+#undef PCT
+    free(lat);
+    ph_risk_free(rk);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     long n = 200000;
     int rounds = 7;
     uint64_t users = 100000;
     double limit = 1000;
+    long grow_to = 0;
+    int probing = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--checks"))
             n = atol(argv[i + 1]);
@@ -135,13 +303,20 @@ int main(int argc, char **argv)
             users = strtoull(argv[i + 1], NULL, 10);
         else if (!strcmp(argv[i], "--limit-ns"))
             limit = atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "--grow"))
+            grow_to = atol(argv[i + 1]);
+        else if (!strcmp(argv[i], "--probe"))
+            probing = atoi(argv[i + 1]);
     }
     if (n < 1 || rounds < 1 || rounds > 64 || users < 1) {
-        fprintf(stderr, "usage: risk_check [--checks N] [--rounds R] [--users U] [--limit-ns L]\n");
+        fprintf(stderr, "usage: risk_check [--checks N] [--rounds R] [--users U] [--limit-ns L] "
+                        "[--grow N [--probe 1]]\n");
         return 1;
     }
     ph_risk_rule rules[20];
     size_t nr = twenty(rules);
+    if (grow_to > 0)
+        return grow(grow_to, rules, nr, probing);
     ph_risk *with = NULL, *without = NULL;
     ph_err err = {0};
     if (ph_risk_new(NULL, &with, &err) || ph_risk_new(NULL, &without, &err) ||

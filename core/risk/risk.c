@@ -33,6 +33,28 @@
  * room) allocates nothing: a group's table is grown, if it must be, before
  * its block is taken, and a ring before the rules are visited, so every
  * block pointer taken during a check stays valid until it ends.
+ *
+ * Growing a table never stops the checks for a time that grows with the
+ * table (a Spring Festival peak brings millions of subjects): past 31/64 full
+ * a table twice the size is wished for (gt_reserve; the sweep wishes for a
+ * smaller one after a burst). The operations that end next (checks, replays,
+ * sweeps) allocate it and zero it a huge page each *after* letting the lock
+ * go (chores_take under the lock, chores_do outside it: the page faults and
+ * any compaction for huge pages fall on no lock holder); when whole it goes
+ * in force under the lock (a pointer swap) and the group's blocks move to it
+ * MIG_SLOTS slots per operation that touches the group, before the
+ * operation takes a block of it (gt_step), as Redis's dict rehashes. Blocks
+ * are looked up in the new table, then in the part of the old one not moved
+ * yet; new blocks go to the new one; the sweep removes a block of the old
+ * one by leaving its key behind (ot_remove), so the old table's probe chains
+ * stay whole without anything ever moving in it. A drained table is freed
+ * outside the lock too. While the new table is being zeroed the current one
+ * takes blocks up to 3/4 full; beyond that (no memory, or a burst
+ * outrunning the zeroing) it grows at once under the lock as it always did
+ * (stats: grown_locked). A rules change (rare, an ops action, already
+ * proportional to the counters it carries) still copies or moves tables
+ * under the lock; a rules change that keeps a group's rules keeps its
+ * tables, a move in progress included.
  */
 #include "risk/risk.h"
 
@@ -121,13 +143,29 @@ typedef struct pool {
     fring *free[POOL_CLASSES];
 } pool;
 
+/* A table's blocks move to a new one a few slots per operation (gt_step,
+ * MIG_SLOTS a time): no operation rehashes a whole table under the lock. */
+#define MIG_SLOTS 16
+
 typedef struct group {
     int var;
     uint32_t m;               /* rules (bits) */
     uint32_t slot[GROUP_MAX]; /* bit -> slot */
     size_t stride;
-    unsigned char *tab;
-    size_t cap, used; /* cap a power of 2, or 0 */
+    unsigned char *tab; /* the current table: new blocks go here */
+    size_t cap, used;   /* cap a power of 2, or 0 */
+    /* the table being drained into tab (NULL: none): its slots before mig
+     * have moved; oused blocks are left in it */
+    unsigned char *otab;
+    size_t ocap, oused, mig;
+    /* the table wished for: want slots (0: none), allocated and its pages
+     * faulted in outside the lock, a piece per operation (chores_do); prep
+     * (NULL until allocated) has its first prep_done bytes zeroed. While a
+     * thread works on it (claimed), the thread holds the pointer, not prep */
+    size_t want, prep_done;
+    unsigned char *prep;
+    int claimed;
+    unsigned char *retired; /* a drained table, freed outside the lock */
 } group;
 
 /* A subject's recent blocks: the latest of the blocks that stand (stored
@@ -191,6 +229,9 @@ struct ph_risk {
     uint64_t next_ticket;
     uint64_t gen; /* of the set ph_risk_load put in force */
     int loaded;
+    uint64_t epoch; /* rule sets installed: a table allocated outside the lock is for this one */
+    int chores;     /* some group wishes for a table or has one retired */
+    uint64_t grown_locked;
     uint64_t checks, by_action[4], dry_run_hits, fail_closed;
 };
 
@@ -577,11 +618,21 @@ static sblk *gt_at(const group *g, size_t i)
     return (sblk *)(g->tab + i * g->stride);
 }
 
+static sblk *ot_at(const group *g, size_t i)
+{
+    return (sblk *)(g->otab + i * g->stride);
+}
+
 static size_t gt_home(uint64_t key, size_t cap)
 {
     return (size_t)(mix64(key) & (cap - 1));
 }
 
+/* The block of key in the current table, else in the part of the table
+ * being drained that has not moved yet (a slot before `mig` moved, one with
+ * cap 0 was removed: both keep their key, so every probe chain of the
+ * drained table stays whole while nothing is ever inserted into it). A key
+ * is in one table at most. */
 static sblk *gt_find(const group *g, uint64_t key)
 {
     if (!g->cap)
@@ -589,10 +640,35 @@ static sblk *gt_find(const group *g, uint64_t key)
     for (size_t i = gt_home(key, g->cap);; i = (i + 1) & (g->cap - 1)) {
         sblk *b = gt_at(g, i);
         if (!b->key)
-            return NULL;
+            break;
         if (b->key == key)
             return b;
     }
+    if (!g->otab)
+        return NULL;
+    for (size_t i = gt_home(key, g->ocap);; i = (i + 1) & (g->ocap - 1)) {
+        sblk *b = ot_at(g, i);
+        if (!b->key)
+            return NULL;
+        if (b->key == key)
+            return i < g->mig || !b->cap ? NULL : b;
+    }
+}
+
+/* The live blocks of both tables, one per call from *pos = 0 on; NULL at
+ * the end. Nothing may be inserted or moved meanwhile. */
+static sblk *gt_next(const group *g, size_t *pos)
+{
+    for (; *pos < g->cap; (*pos)++)
+        if (gt_at(g, *pos)->key)
+            return gt_at(g, (*pos)++);
+    for (; g->otab && *pos - g->cap < g->ocap; (*pos)++) {
+        size_t i = *pos - g->cap;
+        sblk *b = ot_at(g, i);
+        if (i >= g->mig && b->key && b->cap)
+            return ot_at(g, (*pos)++ - g->cap);
+    }
+    return NULL;
 }
 
 /* Places a block (moved in) into a table known to have room. */
@@ -606,25 +682,47 @@ static sblk *gt_place(unsigned char *tab, size_t cap, size_t stride, const sblk 
     return to;
 }
 
-/* A zeroed table; a large one on huge pages where the kernel gives them on
- * request (THP "madvise"): a check's probes land all over it, and with 4 KB
- * pages each is a TLB miss on top of the cache miss. */
-static unsigned char *gt_alloc(size_t cap, size_t stride)
+/* What a table of cap slots takes: a large one whole huge pages. */
+static size_t gt_bytes(size_t cap, size_t stride)
 {
     size_t bytes = cap * stride;
+    return bytes < HUGE_MIN ? bytes : (bytes + HUGE_MIN - 1) & ~(size_t)(HUGE_MIN - 1);
+}
+
+/* A table of gt_bytes, not zeroed; a large one on huge pages where the
+ * kernel gives them on request (THP "madvise"): a check's probes land all
+ * over it, and with 4 KB pages each is a TLB miss on top of the cache miss.
+ * Zeroing it faults its pages in (and, on huge pages, may wait for the
+ * kernel's compaction): calloc would leave a fresh mapping's faults to
+ * whoever writes it first, a lock holder moving blocks; so tables checks
+ * see are zeroed outside the lock, a huge page per operation (chores_do). */
+static unsigned char *gt_alloc_raw(size_t cap, size_t stride)
+{
+    size_t bytes = gt_bytes(cap, stride);
     if (bytes < HUGE_MIN)
-        return calloc(cap, stride);
-    bytes = (bytes + HUGE_MIN - 1) & ~(size_t)(HUGE_MIN - 1);
+        return malloc(bytes ? bytes : 1);
     unsigned char *tab = aligned_alloc(HUGE_MIN, bytes);
-    if (!tab)
-        return NULL;
-    (void)madvise(tab, bytes, MADV_HUGEPAGE); /* advice: without it, 4 KB pages */
-    memset(tab, 0, bytes);
+    if (tab)
+        (void)madvise(tab, bytes, MADV_HUGEPAGE); /* advice: without it, 4 KB pages */
     return tab;
 }
 
+/* A zeroed table, at once: the first table of a group (64 slots), and what
+ * a rules change or gt_reserve's fallback builds under the lock. */
+static unsigned char *gt_alloc(size_t cap, size_t stride)
+{
+    unsigned char *tab = gt_alloc_raw(cap, stride);
+    if (tab)
+        memset(tab, 0, gt_bytes(cap, stride));
+    return tab;
+}
+
+/* Rehashes every block into a new table at once: only for a table no check
+ * sees yet (a rules change building its groups), the first table of 64
+ * slots, and the fallback of gt_reserve. No table is being drained. */
 static int gt_resize(group *g, size_t cap)
 {
+    assert(!g->otab);
     unsigned char *tab = gt_alloc(cap, g->stride);
     if (!tab)
         return PH_ENOMEM;
@@ -637,13 +735,86 @@ static int gt_resize(group *g, size_t cap)
     return PH_OK;
 }
 
-/* Room for one new block at a load of at most 1/2: grows the table (the
- * only allocation that moves blocks). PH_ENOMEM leaves it as it was. */
-static int gt_reserve(group *g)
+/* Room for one new block at a load of at most 1/2, growing in place: for a
+ * group of a rule set not in force yet (rules_install). */
+static int gt_reserve_now(group *g)
 {
     if (g->cap && (g->used + 1) * 2 <= g->cap)
         return PH_OK;
     return gt_resize(g, g->cap ? g->cap * 2 : 64);
+}
+
+/* Starts draining the table into `tab` (cap slots, zeroed): new blocks go to
+ * `tab` from now on, the old ones follow MIG_SLOTS slots per operation. */
+static void gt_begin(group *g, unsigned char *tab, size_t cap)
+{
+    assert(!g->otab && g->cap);
+    g->otab = g->tab;
+    g->ocap = g->cap;
+    g->oused = g->used;
+    g->mig = 0;
+    g->tab = tab;
+    g->cap = cap;
+    g->used = 0;
+}
+
+/* Moves the blocks of up to `slots` slots of the table being drained into
+ * the current one; a table drained (or emptied by the sweep) is retired, to
+ * be freed outside the lock (chores_take). Every block pointer of the group
+ * taken before is void after it. */
+static void gt_step(ph_risk *rk, group *g, size_t slots)
+{
+    if (!g->otab)
+        return;
+    for (; g->oused && slots && g->mig < g->ocap; slots--) {
+        sblk *b = ot_at(g, g->mig++);
+        if (!b->key || !b->cap)
+            continue;
+        assert((g->used + 1) * 4 <= g->cap * 3);
+        gt_place(g->tab, g->cap, g->stride, b); /* the old slot keeps its key: chains */
+        g->used++;
+        g->oused--;
+    }
+    if (g->oused)
+        return;
+    free(g->retired); /* not taken yet (not expected: one retirement per operation) */
+    g->retired = g->otab;
+    g->otab = NULL;
+    g->ocap = g->mig = 0;
+    rk->chores = 1;
+}
+
+/* Room for one new block in a table checks see. Past 31/64 a table twice
+ * the size is wished for: the operations that end next allocate and zero it
+ * outside the lock (chores_do), a huge page each, so that it is in force
+ * about when the table is half full, where it always grew (zeroing a table
+ * of C slots of S bytes takes C * S / 2 MB operations, far fewer than the
+ * C / 64 blocks still to come before then), and the blocks then move over a
+ * few slots per operation (gt_step). Meanwhile the table takes blocks up to
+ * 3/4 full; only
+ * beyond that (no memory for the new table, or a burst outrunning its
+ * allocation) does it grow here, under the lock, as it always did. PH_ENOMEM
+ * leaves it as it was. */
+static int gt_reserve(ph_risk *rk, group *g)
+{
+    if (!g->cap)
+        return gt_resize(g, 64); /* 64 slots: a few KB */
+    if (!g->otab && !g->want && (g->used + 1) * 64 > g->cap * 31) {
+        g->want = g->cap * 2;
+        rk->chores = 1;
+    }
+    if ((g->used + 1) * 4 <= g->cap * 3)
+        return PH_OK;
+    gt_step(rk, g, SIZE_MAX);
+    free(g->retired);
+    g->retired = NULL;
+    if (!g->claimed) { /* a claimed one is dropped by its thread: the table changed */
+        free(g->prep);
+        g->prep = NULL;
+        g->want = g->prep_done = 0;
+    }
+    rk->grown_locked++;
+    return gt_resize(g, g->cap * 2);
 }
 
 /* The block of key, created empty when absent; the caller reserved room. */
@@ -652,7 +823,7 @@ static sblk *gt_get(group *g, uint64_t key)
     sblk *b = gt_find(g, key);
     if (b)
         return b;
-    assert(g->cap && (g->used + 1) * 2 <= g->cap);
+    assert(g->cap && (g->used + 1) * 4 <= g->cap * 3);
     size_t i = gt_home(key, g->cap);
     while (gt_at(g, i)->key)
         i = (i + 1) & (g->cap - 1);
@@ -664,8 +835,9 @@ static sblk *gt_get(group *g, uint64_t key)
     return b;
 }
 
-/* Removes the block at b, its ring freed (backward-shift deletion keeps every
- * probe chain whole without tombstones). */
+/* Removes the block at b of the current table, its ring freed
+ * (backward-shift deletion keeps every probe chain whole without
+ * tombstones). */
 static void gt_remove(pool *p, group *g, sblk *b)
 {
     size_t mask = g->cap - 1;
@@ -685,16 +857,130 @@ static void gt_remove(pool *p, group *g, sblk *b)
     }
 }
 
+/* Removes a block of the table being drained: its slot keeps the key (a
+ * chain may pass it) with cap 0, which no live block has. */
+static void ot_remove(pool *p, group *g, sblk *b)
+{
+    sb_release(p, b);
+    b->cap = 0;
+    b->len = b->head = b->dead = 0;
+    g->oused--;
+}
+
 static void groups_free(pool *p, group *grp, size_t n)
 {
     for (size_t k = 0; grp && k < n; k++) {
         group *g = &grp[k];
-        for (size_t i = 0; i < g->cap; i++)
-            if (gt_at(g, i)->key)
-                sb_release(p, gt_at(g, i));
+        sblk *b;
+        for (size_t pos = 0; (b = gt_next(g, &pos));)
+            sb_release(p, b);
         free(g->tab);
+        free(g->otab);
+        free(g->retired);
+        free(g->prep);
     }
     free(grp);
+}
+
+/* ---- work done outside the lock ------------------------------------------ */
+
+#define CHORE_GONE 8 /* retired tables one operation takes along */
+
+/* What an operation does after letting the lock go: free the tables that
+ * were drained, and a piece of one table a group wishes for (its allocation
+ * with the first HUGE_MIN bytes, or the next HUGE_MIN bytes zeroed: the
+ * page faults, and any compaction the kernel does for a huge page, fall on
+ * one operation at a time and on no lock holder). The table goes in force,
+ * under the lock for a moment, when it is whole. */
+typedef struct chores {
+    unsigned char *gone[CHORE_GONE];
+    size_t ngone;
+    int prep;
+    size_t grp, cap, from, stride, off;
+    unsigned char *tab; /* NULL: to allocate */
+    uint64_t epoch;
+} chores;
+
+static void chores_take(ph_risk *rk, chores *c)
+{
+    PH_ASSERT_HELD(&rk->mu);
+    c->ngone = 0;
+    c->prep = 0;
+    if (!rk->chores)
+        return;
+    int left = 0;
+    for (size_t k = 0; k < rk->ngrp; k++) {
+        group *g = &rk->grp[k];
+        if (g->retired) {
+            if (c->ngone < CHORE_GONE) {
+                c->gone[c->ngone++] = g->retired;
+                g->retired = NULL;
+            } else {
+                left = 1;
+            }
+        }
+        if (g->want && !g->claimed) {
+            if (!c->prep) {
+                c->prep = 1;
+                c->grp = k;
+                c->cap = g->want;
+                c->from = g->cap;
+                c->stride = g->stride;
+                c->off = g->prep_done;
+                c->tab = g->prep;
+                c->epoch = rk->epoch;
+                g->prep = NULL;
+                g->claimed = 1;
+            } else {
+                left = 1;
+            }
+        }
+    }
+    rk->chores = left;
+}
+
+/* The lock is not held. The table goes back to its group only if the group
+ * is still the one it was wished for, with the table it had; when whole,
+ * in force if it has room for what may arrive while the blocks move; else
+ * it is freed. */
+static void chores_do(ph_risk *rk, chores *c)
+{
+    for (size_t i = 0; i < c->ngone; i++)
+        free(c->gone[i]);
+    if (!c->prep)
+        return;
+    size_t bytes = gt_bytes(c->cap, c->stride), done = c->off;
+    unsigned char *tab = c->tab;
+    if (!tab)
+        tab = gt_alloc_raw(c->cap, c->stride);
+    if (tab && done < bytes) {
+        /* a large table's bytes are a multiple of HUGE_MIN */
+        size_t n = bytes - done < HUGE_MIN ? bytes - done : HUGE_MIN;
+        memset(tab + done, 0, n);
+        done += n;
+    }
+    ph_mutex_lock(&rk->mu);
+    group *g = rk->epoch == c->epoch && c->grp < rk->ngrp ? &rk->grp[c->grp] : NULL;
+    if (g && g->claimed && g->want == c->cap) {
+        g->claimed = 0;
+        int same = tab && !g->otab && g->cap == c->from && g->stride == c->stride;
+        if (same && done < bytes) {
+            g->prep = tab; /* the next operation goes on */
+            g->prep_done = done;
+            rk->chores = 1;
+            tab = NULL;
+        } else {
+            g->want = g->prep_done = 0;
+            /* while the blocks move, at most cap / MIG_SLOTS more arrive: the
+             * new table stays at most half full */
+            if (same && (g->used + g->cap / MIG_SLOTS) * 2 <= c->cap) {
+                gt_begin(g, tab, c->cap);
+                tab = NULL;
+            }
+        }
+    }
+    ph_mutex_unlock(&rk->mu);
+    free(tab);
 }
 
 /* ---- blocks and lists ---------------------------------------------------- */
@@ -984,7 +1270,7 @@ static int block_carry(pool *p, rule_set *rs, const remap *rm, const sblk *ob, s
             group *g = &rs->grp[to];
             sblk *nb = gt_find(g, ob->key);
             if (!nb) {
-                if (gt_reserve(g) != PH_OK)
+                if (gt_reserve_now(g) != PH_OK)
                     return PH_ENOMEM;
                 nb = gt_get(g, ob->key);
             }
@@ -996,19 +1282,27 @@ static int block_carry(pool *p, rule_set *rs, const remap *rm, const sblk *ob, s
     return PH_OK;
 }
 
+/* The slots of a table that takes every live block of og at most half
+ * full (both of its tables, while one is drained). */
+static size_t gt_fit(const group *og)
+{
+    size_t cap = og->cap;
+    while ((og->used + og->oused) * 2 > cap)
+        cap *= 2;
+    return cap;
+}
+
 /* Moves old group og's blocks, rings and all, into new group ng's table
- * `tab` (allocated, og->cap slots of ng->stride), each kept rule's window to
- * its new bit and every entry's bits renumbered; entries left with no bit
+ * `tab` (allocated, gt_fit(og) slots of ng->stride), each kept rule's window
+ * to its new bit and every entry's bits renumbered; entries left with no bit
  * are dead. Allocates nothing. */
 static void group_move(group *og, group *ng, const remap *rm, uint32_t to, unsigned char *tab)
 {
     ng->tab = tab;
-    ng->cap = og->cap;
+    ng->cap = gt_fit(og);
     ng->used = 0;
-    for (size_t i = 0; i < og->cap; i++) {
-        const sblk *ob = gt_at(og, i);
-        if (!ob->key)
-            continue;
+    const sblk *ob;
+    for (size_t pos = 0; (ob = gt_next(og, &pos));) {
         size_t h = gt_home(ob->key, ng->cap);
         while (gt_at(ng, h)->key)
             h = (h + 1) & (ng->cap - 1);
@@ -1034,8 +1328,10 @@ static void group_move(group *og, group *ng, const remap *rm, uint32_t to, unsig
         ng->used++;
     }
     free(og->tab);
-    og->tab = NULL;
-    og->cap = og->used = 0;
+    free(og->otab);
+    free(og->retired);
+    og->tab = og->otab = og->retired = NULL;
+    og->cap = og->used = og->ocap = og->oused = og->mig = 0;
 }
 
 /* Puts rs in force, the counted entries of the rules that stay carried over
@@ -1089,7 +1385,7 @@ static int rules_install(ph_risk *rk, rule_set *rs)
         int same = og->m == rs->grp[t].m;
         for (uint32_t j = 0; same && j < og->m; j++)
             same = rm[mover[t] - 1].bit[j] == j && rm[mover[t] - 1].grp[j] == t;
-        if (!same && og->cap && !(tabs[t] = gt_alloc(og->cap, rs->grp[t].stride)))
+        if (!same && og->cap && !(tabs[t] = gt_alloc(gt_fit(og), rs->grp[t].stride)))
             rc = PH_ENOMEM;
     }
     size_t held = 0;
@@ -1097,9 +1393,9 @@ static int rules_install(ph_risk *rk, rule_set *rs)
         const group *og = &rk->grp[k];
         if (target[k] == none || (target[k] < several && mover[target[k]] == k + 1))
             continue;
-        for (size_t i = 0; rc == PH_OK && i < og->cap; i++)
-            if (gt_at(og, i)->key)
-                rc = block_carry(&rk->pool, rs, &rm[k], gt_at(og, i), &held);
+        const sblk *ob;
+        for (size_t pos = 0; rc == PH_OK && (ob = gt_next(og, &pos));)
+            rc = block_carry(&rk->pool, rs, &rm[k], ob, &held);
     }
     if (rc != PH_OK) {
         for (size_t k = 0; rs->grp && k < nnew; k++) {
@@ -1121,22 +1417,29 @@ static int rules_install(ph_risk *rk, rule_set *rs)
             if (tabs[t]) {
                 group_move(og, ng, &rm[mover[t] - 1], (uint32_t)t, tabs[t]);
             } else {
-                /* nothing renumbered: the table itself */
+                /* nothing renumbered: the table itself (and the one being
+                 * drained into it, which goes on draining) */
                 ng->tab = og->tab;
                 ng->cap = og->cap;
                 ng->used = og->used;
-                og->tab = NULL;
-                og->cap = og->used = 0;
+                ng->otab = og->otab;
+                ng->ocap = og->ocap;
+                ng->oused = og->oused;
+                ng->mig = og->mig;
+                ng->retired = og->retired;
+                og->tab = og->otab = og->retired = NULL;
+                og->cap = og->used = og->ocap = og->oused = og->mig = 0;
+                rk->chores |= ng->retired != NULL;
             }
         }
         /* the windows holding entries, as the moved blocks bring them */
         held = 0;
         for (size_t t = 0; t < nnew; t++) {
             const group *g = &rs->grp[t];
-            for (size_t i = 0; i < g->cap; i++)
-                if (gt_at(g, i)->key)
-                    for (uint32_t j = 0; j < g->m; j++)
-                        held += gt_at(g, i)->w[j].n != 0;
+            const sblk *b;
+            for (size_t pos = 0; (b = gt_next(g, &pos));)
+                for (uint32_t j = 0; j < g->m; j++)
+                    held += b->w[j].n != 0;
         }
     }
     free(rm);
@@ -1158,6 +1461,7 @@ static int rules_install(ph_risk *rk, rule_set *rs)
     rk->ngrp = rs->ngrp;
     rk->scr = rs->scr;
     rk->cused = held;
+    rk->epoch++; /* a table being allocated for a group of the old set is not wanted */
     memset(rs, 0, sizeof *rs);
     return PH_OK;
 }
@@ -1391,6 +1695,8 @@ static int collect(ph_risk *rk, const ph_risk_subject *s, const subj_view *v, in
             const char *home = (const char *)gt_at(g, gt_home(s->keys[g->var], g->cap));
             for (size_t off = 0; off < g->stride; off += 64)
                 __builtin_prefetch(home + off);
+            if (g->otab)
+                __builtin_prefetch(ot_at(g, gt_home(s->keys[g->var], g->ocap)));
         }
     }
     for (size_t k = 0; any && k < rk->ngrp; k++) {
@@ -1399,8 +1705,12 @@ static int collect(ph_risk *rk, const ph_risk_subject *s, const subj_view *v, in
             continue;
         group *g = &rk->grp[k];
         uint64_t key = s->keys[g->var];
+        /* before the block is taken: the step moves blocks of this group.
+         * Every operation that may add a block moves MIG_SLOTS slots, so a
+         * table is drained before the new one is half full */
+        gt_step(rk, g, MIG_SLOTS);
         sblk *b = gt_find(g, key);
-        if (!b && create && gt_reserve(g) == PH_OK)
+        if (!b && create && gt_reserve(rk, g) == PH_OK)
             b = gt_get(g, key);
         if (b) {
             for (uint32_t j = 0; j < g->m; j++)
@@ -1517,7 +1827,10 @@ void ph_risk_check(ph_risk *rk, const ph_risk_subject *s, ph_risk_decision *d)
     rk->by_action[d->action]++;
     if (failed)
         rk->fail_closed++;
+    chores c;
+    chores_take(rk, &c);
     ph_mutex_unlock(&rk->mu);
+    chores_do(rk, &c);
 
     if (rk->mx) {
         count_add(&rk->mx->risk_checks);
@@ -1574,7 +1887,10 @@ void ph_risk_replay(ph_risk *rk, const ph_risk_subject *s, int action)
     if (failed)
         rk->fail_closed++;
     count_in(rk, s, 0);
+    chores c;
+    chores_take(rk, &c);
     ph_mutex_unlock(&rk->mu);
+    chores_do(rk, &c);
 }
 
 void ph_risk_note_blocked(ph_risk *rk, const ph_risk_subject *s, int64_t at)
@@ -1615,12 +1931,35 @@ void ph_risk_sweep(ph_risk *rk, int64_t now)
             }
             i++;
         }
-        /* the blocks may now fit a smaller table (after a promotion's burst) */
-        if (g->cap > 64 && g->used * 8 < g->cap) {
+        /* the part of a table being drained that has not moved yet: a
+         * block that goes leaves its key behind (ot_remove) */
+        for (size_t i = g->mig; g->otab && i < g->ocap; i++) {
+            sblk *b = ot_at(g, i);
+            if (!b->key || !b->cap)
+                continue;
+            for (uint32_t j = 0; j < g->m; j++)
+                sb_trim_window(&rk->cused, b, j, now, rk->rules[g->slot[j]].window_ms);
+            sb_drop_front(b, g->m);
+            if (!b->len) {
+                ot_remove(&rk->pool, g, b);
+                continue;
+            }
+            if (b->dead && b->dead * 2 >= b->len)
+                sb_compact(b, g->m);
+            sb_shrink(&rk->pool, b);
+        }
+        gt_step(rk, g, 0); /* retires a table the sweep emptied */
+        /* the blocks may now fit a smaller table (after a promotion's burst):
+         * one a quarter of the size at least, so that what arrives while
+         * the blocks move leaves it at most half full (chores_do) */
+        if (!g->otab && !g->want && g->cap > 64 && g->used * 8 < g->cap) {
             size_t cap = 64;
-            while (g->used * 4 > cap)
+            while (cap < g->used * 4 || cap < g->cap / 4)
                 cap *= 2;
-            (void)gt_resize(g, cap); /* without memory: kept as it is */
+            if (cap < g->cap) {
+                g->want = cap;
+                rk->chores = 1;
+            }
         }
     }
     pool_trim(&rk->pool);
@@ -1660,7 +1999,10 @@ void ph_risk_sweep(ph_risk *rk, int64_t now)
             }
         }
     }
+    chores c;
+    chores_take(rk, &c);
     ph_mutex_unlock(&rk->mu);
+    chores_do(rk, &c);
 }
 
 int64_t ph_risk_reach_ms(ph_risk *rk)
@@ -1685,5 +2027,8 @@ void ph_risk_stats_get(ph_risk *rk, ph_risk_stats *out)
     memcpy(out->by_action, rk->by_action, sizeof out->by_action);
     out->dry_run_hits = rk->dry_run_hits;
     out->fail_closed = rk->fail_closed;
+    for (size_t k = 0; k < rk->ngrp; k++)
+        out->moving += rk->grp[k].otab != NULL;
+    out->grown_locked = rk->grown_locked;
     ph_mutex_unlock(&rk->mu);
 }

@@ -68,7 +68,14 @@
  * and lists change only through ph_risk_rules_set / ph_risk_list_set, which
  * the daemon calls after the store committed the change (PH_CMD_RISK_RULE,
  * PH_CMD_RISK_LIST): the next check sees them. No clock is read here: every
- * time is an argument.
+ * time is an argument. The lock is never held for work that grows with the
+ * number of subjects on the order path: a counter table that must grow is
+ * allocated and its pages faulted in by the calling threads (ph_risk_check,
+ * ph_risk_replay, ph_risk_sweep) after they let the lock go, a huge page per
+ * call, and its counters move over a few per call (risk.c). So one call in a
+ * few thousand while a table grows spends up to a page fault of a huge page
+ * outside the lock; ph_risk_sweep and the rule changes still hold it for a
+ * pass over every counter, as they always did.
  *
  * Errors: PH_OK, PH_EINVAL (a malformed rule or entry, the message naming the
  * field), PH_ENOMEM. Never exit()s.
@@ -290,6 +297,9 @@ typedef struct ph_risk_stats {
     size_t rules, entries, counters; /* in force / live subject windows */
     uint64_t checks, by_action[4];   /* index PH_RISK_* (0 unused) */
     uint64_t dry_run_hits, fail_closed;
+    size_t moving;         /* groups whose counters are moving to a new table now */
+    uint64_t grown_locked; /* tables that had to grow at once under the lock (their new
+                              table was not ready in time): 0 in a healthy run */
 } ph_risk_stats;
 void ph_risk_stats_get(ph_risk *rk, ph_risk_stats *out);
 
