@@ -39,7 +39,7 @@ static const char *const db_names[DB_COUNT] = {
     "wh_last",       "wh_attempts",   "risk_rules",   "risk_rule_hist", "risk_lists",
     "order_risk",    "reviews",       "agg_sku",      "agg_hours",      "agg_claims",
     "agg_co",        "agg_users",     "grants",       "grant_tokens",   "grant_expiry",
-    "grant_batches", "bundles",
+    "grant_batches", "bundles",       "supply_att",
 };
 
 static const unsigned db_flags[DB_COUNT] = {
@@ -206,6 +206,13 @@ static int check_schema(ph_store *s, MDB_txn *txn, const char *dir, ph_err *err)
          * this transaction; version 7's order aggregates are back-filled from
          * the orders, which writes the version */
         int rc = store_agg_migrate(s, txn, err);
+        if (rc)
+            return rc;
+        ver = 7;
+    }
+    if (ver == 7) {
+        /* version 8 added the supplier attempt index, back-filled here */
+        int rc = store_satt_migrate(s, txn, err);
         if (rc)
             return rc;
         ver = PH_SCHEMA_VERSION;

@@ -1768,8 +1768,9 @@ typedef struct ph_check_progress {
  * names — by reference first, else by supplier order id — into cand[i]
  * (order_id 0: none), and the attempts of `supplier` created in [from, to)
  * that succeeded and that no line names, into *unbilled (*nunbilled; the
- * caller frees it). Reads every supplier order (an ops action, not a hot
- * path). Errors: PH_EIO, PH_ENOMEM. */
+ * caller frees it). Reads only the orders the lines name and the attempts of
+ * the period (the supplier attempt index, `supply_att`), never the rest of
+ * the store. Errors: PH_EIO, PH_ENOMEM. */
 int ph_store_recon_prepare(ph_store *s, const char *supplier, int64_t from, int64_t to,
                            const ph_recon_line *lines, size_t n, ph_recon_ref *cand,
                            ph_recon_ref **unbilled, size_t *nunbilled, ph_err *err);

@@ -862,6 +862,8 @@ static int run_scan(ph_store *s, ph_store_stats *st, int full, int64_t now, ph_c
         (at_stage(&sc, "grants", DB_GRANTS),
          rc = store_check_grants(s, sc.txn, sc.granted_orders, err)) == PH_OK &&
         (at_stage(&sc, "bundles", DB_BUNDLES), rc = store_check_bundles(s, sc.txn, err)) == PH_OK &&
+        (at_stage(&sc, "the supplier attempt index", DB_SUPPLY_ATT),
+         rc = store_satt_check(s, sc.txn, err)) == PH_OK &&
         /* last: the analytics are figures derived from the records above, so a
          * damaged record is named as itself before the figure it skews */
         (at_stage(&sc, "the analytics aggregates", DB_AGG_SKU),

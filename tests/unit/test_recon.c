@@ -468,3 +468,196 @@ Test(recon, the_writer_decides_and_the_same_statement_is_the_same_run)
     cr_assert_eq(ph_store_check(g_s, NULL, &cerr), PH_EIO);
     cr_assert(strstr(cerr.msg, "recon_lines: run 1 lacks line 3"), "%s", cerr.msg);
 }
+
+/* ---- the attempt index (supply_att): only what a statement names, and its period ----------- */
+
+/* A supplier order of `supplier` created at `at`, its attempt 1 then in `state`
+ * with the supplier order id soid. */
+static uint64_t supply_order_at(const char *coid, const char *supplier, int state, int64_t at,
+                                const char *soid)
+{
+    ph_cmd c = {.type = PH_CMD_SUPPLY_CREATE, .now = at};
+    c.in.supply.client = "mall";
+    c.in.supply.client_order_id = coid;
+    c.in.supply.sku = TOPUP;
+    c.in.supply.quantity = 1;
+    fingerprint(TOPUP, 1, c.in.supply.fingerprint);
+    c.in.supply.delivery = PH_DELIVERY_RECHARGE;
+    c.in.supply.account_sealed = (const uint8_t *)ACCOUNT_SEALED;
+    c.in.supply.account_sealed_len = (uint32_t)strlen(ACCOUNT_SEALED);
+    c.in.supply.account_masked = ACCOUNT_MASKED;
+    c.in.supply.first = (ph_attempt_target){supplier, "P-100", 4940};
+    cr_assert_eq(ph_store_exec(g_s, &c), PH_OK, "%s", c.err.msg);
+    uint64_t id = c.order->id;
+    ph_cmd_clear(&c);
+    ph_cmd a = {.type = PH_CMD_ATTEMPT, .now = at + 10};
+    a.in.attempt.order_id = id;
+    a.in.attempt.no = 1;
+    a.in.attempt.state = state;
+    a.in.attempt.step = -1;
+    a.in.attempt.charged = -1;
+    a.in.attempt.next_check_at = -1;
+    a.in.attempt.reason = state == PH_ATTEMPT_FAILED ? "out_of_stock" : NULL;
+    a.in.attempt.supplier_order_id = soid;
+    cr_assert_eq(ph_store_exec(g_s, &a), PH_OK, "%s", a.err.msg);
+    ph_cmd_clear(&a);
+    return id;
+}
+
+/* Overwrites order id's supply record with bytes no decoder accepts. */
+static void damage_supply(uint64_t id)
+{
+    ph_store_close(g_s);
+    g_s = NULL;
+    MDB_txn *txn;
+    MDB_env *env = raw_open(&txn);
+    MDB_val k = {8, &id}, v = {3, "bad"};
+    cr_assert_eq(mdb_put(txn, raw_dbi(txn, "supply", MDB_INTEGERKEY), &k, &v, 0), 0);
+    raw_commit(env, txn);
+    g_s = open_at(g_dir, 0);
+}
+
+#define P0 (NOW + 3600000LL) /* the period [P0, P1) */
+#define P1 (NOW + 7200000LL)
+
+Test(recon, a_statement_matches_across_its_period_and_reads_nothing_else)
+{
+    g_s = open_at(g_dir, 0);
+    const char *const all[] = {P_TOPUP};
+    ph_err err = {0};
+    cr_assert_eq(put_products(all, 1, &err), PH_OK, "%s", err.msg);
+    /* created before the period, billed in it: by our reference, and by the
+     * supplier's order id (two attempts carry S-dup: the later one is named) */
+    uint64_t late_ref = supply_order_at("r", "gw", PH_ATTEMPT_SUCCEEDED, P0 - 1, "S-r");
+    uint64_t dup1 = supply_order_at("d1", "gw", PH_ATTEMPT_FAILED, NOW, "S-dup");
+    uint64_t dup2 = supply_order_at("d2", "gw", PH_ATTEMPT_SUCCEEDED, NOW + 5, "S-dup");
+    uint64_t before = supply_order_at("b", "gw", PH_ATTEMPT_SUCCEEDED, P0 - 2, "S-b");
+    uint64_t first = supply_order_at("f", "gw", PH_ATTEMPT_SUCCEEDED, P0, "S-f");
+    uint64_t named = supply_order_at("n", "gw", PH_ATTEMPT_SUCCEEDED, P0 + 100, "S-n");
+    uint64_t failed = supply_order_at("x", "gw", PH_ATTEMPT_FAILED, P0 + 200, "S-x");
+    uint64_t other = supply_order_at("o", "other", PH_ATTEMPT_SUCCEEDED, P0 + 300, "S-o");
+    uint64_t last = supply_order_at("l", "gw", PH_ATTEMPT_SUCCEEDED, P1 - 1, "S-l");
+    uint64_t after = supply_order_at("a", "gw", PH_ATTEMPT_SUCCEEDED, P1, "S-a");
+    uint64_t billed_after = supply_order_at("ba", "gw", PH_ATTEMPT_SUCCEEDED, P1 + 5, "S-ba");
+    (void)failed;
+    (void)other;
+
+    ph_recon_line lines[5] = {{.line = 2, .amount = 4940, .time = -1, .charged = 1},
+                              {.line = 3, .amount = 4940, .time = -1, .charged = 1},
+                              {.line = 4, .amount = 4940, .time = -1, .charged = 1},
+                              {.line = 5, .amount = 4940, .time = -1, .charged = 1},
+                              {.line = 6, .amount = 4940, .time = -1, .charged = 1}};
+    ref_of(late_ref, lines[0].ref, sizeof lines[0].ref);
+    snprintf(lines[1].supplier_order_id, sizeof lines[1].supplier_order_id, "S-dup");
+    ref_of(named, lines[2].ref, sizeof lines[2].ref);
+    snprintf(lines[2].supplier_order_id, sizeof lines[2].supplier_order_id, "S-b");
+    /* a reference that names nothing of ours falls back to the supplier order id */
+    snprintf(lines[3].ref, sizeof lines[3].ref, "%s-%llu-7", ph_store_uid(g_s),
+             (unsigned long long)billed_after);
+    snprintf(lines[3].supplier_order_id, sizeof lines[3].supplier_order_id, "S-ba");
+    snprintf(lines[4].supplier_order_id, sizeof lines[4].supplier_order_id, "S-o");
+
+    /* Nothing but the orders the lines name and the attempts of the period
+     * is read: the records of the others no decoder accepts any more. */
+    damage_supply(before);
+    damage_supply(after);
+    damage_supply(dup1);
+    ph_recon_ref cand[5], *ub;
+    size_t nub;
+    cr_assert_eq(ph_store_recon_prepare(g_s, "gw", P0, P1, lines, 5, cand, &ub, &nub, &err), PH_OK,
+                 "%s", err.msg);
+    cr_assert_eq(cand[0].order_id, late_ref, "named before the period, billed in it");
+    cr_assert_eq(cand[0].no, 1);
+    cr_assert_eq(cand[1].order_id, dup2, "a supplier order id names the latest attempt with it");
+    cr_assert_eq(cand[2].order_id, named, "a reference wins over a supplier order id");
+    cr_assert_eq(cand[3].order_id, billed_after);
+    cr_assert_eq(cand[4].order_id, 0, "another supplier's order id names nothing");
+    /* the period's successes no line names, in attempt order; P0 is in, P1 out */
+    cr_assert_eq(nub, 2);
+    cr_assert_eq(ub[0].order_id, first);
+    cr_assert_eq(ub[1].order_id, last);
+    free(ub);
+}
+
+/* --check-store, invariant 38: the index equals what a walk of `supply` finds. */
+Test(recon, check_store_names_a_damaged_attempt_index)
+{
+    g_s = open_at(g_dir, 0);
+    const char *const all[] = {P_TOPUP};
+    ph_err err = {0};
+    cr_assert_eq(put_products(all, 1, &err), PH_OK, "%s", err.msg);
+    uint64_t a = supply_order_at("a", "gw", PH_ATTEMPT_SUCCEEDED, P0, "S-a");
+    supply_order_at("b", "gw", PH_ATTEMPT_SUCCEEDED, P0 + 1, "S-b");
+    assert_check();
+
+    /* an entry lost */
+    ph_store_close(g_s);
+    g_s = NULL;
+    MDB_txn *txn;
+    MDB_env *env = raw_open(&txn);
+    MDB_dbi dbi = raw_dbi(txn, "supply_att", 0);
+    uint8_t key[16 + 8 + 12];
+    size_t n = 0;
+    key[n++] = 'o';
+    memcpy(key + n, "gw", 3);
+    n += 3;
+    memcpy(key + n, "S-a", 4);
+    n += 4;
+    for (int i = 7; i >= 0; i--)
+        key[n++] = (uint8_t)(a >> (8 * i));
+    key[n++] = 0, key[n++] = 0, key[n++] = 0, key[n++] = 1;
+    MDB_val k = {n, key}, v = {0, ""};
+    cr_assert_eq(mdb_del(txn, dbi, &k, NULL), 0);
+    raw_commit(env, txn);
+    g_s = open_at(g_dir, 0);
+    ph_err cerr = {0};
+    cr_assert_eq(ph_store_check(g_s, NULL, &cerr), PH_EIO);
+    cr_assert(
+        strstr(cerr.msg, "supply_att: order 1 attempt 1 has no entry by its supplier order id"),
+        "%s", cerr.msg);
+
+    /* back, and one entry too many: it names an attempt that is not there */
+    ph_store_close(g_s);
+    g_s = NULL;
+    env = raw_open(&txn);
+    dbi = raw_dbi(txn, "supply_att", 0);
+    cr_assert_eq(mdb_put(txn, dbi, &k, &v, 0), 0);
+    key[n - 1] = 2;
+    cr_assert_eq(mdb_put(txn, dbi, &k, &v, 0), 0);
+    raw_commit(env, txn);
+    g_s = open_at(g_dir, 0);
+    cr_assert_eq(ph_store_check(g_s, NULL, &cerr), PH_EIO);
+    cr_assert(strstr(cerr.msg, "supply_att: 5 entries but the attempts in supply call for 4"), "%s",
+              cerr.msg);
+}
+
+/* A version 7 store gets its index at the open that migrates it. */
+Test(recon, the_attempt_index_is_built_for_a_version_7_store)
+{
+    g_s = open_at(g_dir, 0);
+    const char *const all[] = {P_TOPUP};
+    ph_err err = {0};
+    cr_assert_eq(put_products(all, 1, &err), PH_OK, "%s", err.msg);
+    uint64_t a = supply_order_at("a", "gw", PH_ATTEMPT_SUCCEEDED, P0, "S-a");
+    ph_store_close(g_s);
+    g_s = NULL;
+    MDB_txn *txn;
+    MDB_env *env = raw_open(&txn);
+    cr_assert_eq(mdb_drop(txn, raw_dbi(txn, "supply_att", 0), 1), 0);
+    uint32_t ver = 7;
+    MDB_val k = {6, "schema"}, v = {sizeof ver, &ver};
+    cr_assert_eq(mdb_put(txn, raw_dbi(txn, "meta", 0), &k, &v, 0), 0);
+    raw_commit(env, txn);
+    g_s = open_at(g_dir, 0);
+    cr_assert_eq(ph_store_migrated_from(g_s), 7);
+    assert_check();
+    ph_recon_line line = {.line = 2, .amount = 4940, .time = -1, .charged = 1};
+    snprintf(line.supplier_order_id, sizeof line.supplier_order_id, "S-a");
+    ph_recon_ref cand[1], *ub;
+    size_t nub;
+    cr_assert_eq(ph_store_recon_prepare(g_s, "gw", P0, P1, &line, 1, cand, &ub, &nub, &err), PH_OK,
+                 "%s", err.msg);
+    cr_assert_eq(cand[0].order_id, a);
+    cr_assert_eq(nub, 0);
+    free(ub);
+}
