@@ -2043,6 +2043,13 @@ typedef struct ph_late_check {
     int64_t due;
 } ph_late_check;
 size_t ph_store_late_due(ph_store *s, int64_t now, ph_late_check *out, size_t max, int64_t *next);
+/* The same, passing over the entries skip(arg, entry) says 1 for (they fill
+ * no place of max and are not *next): the caller's entries waiting out a
+ * backoff, so entries it cannot finish never hide the ones behind them
+ * (supply/late_defer.h). skip runs inside the read, on the caller's thread. */
+typedef int (*ph_late_skip_fn)(void *arg, const ph_late_check *lc);
+size_t ph_store_late_due_skip(ph_store *s, int64_t now, ph_late_skip_fn skip, void *arg,
+                              ph_late_check *out, size_t max, int64_t *next);
 
 /* ---- alerts (store_alerts.c; docs/store.md, "Alerts") --------------------------
  *
