@@ -8,8 +8,9 @@
 # BENCH_RECON_LIMIT_MS; exits non-zero only when a line is not matched or a
 # success is reported unbilled (or the tool fails). ~1.5 KB of /tmp per attempt.
 # Not part of make test nor make bench.
-#   BENCH_RECON_ATTEMPTS (1000000), BENCH_RECON_SUPPLIERS (4),
-#   BENCH_RECON_LINES (200000, at most), BENCH_RECON_ROUNDS (3), BENCH_RECON_LIMIT_MS (1000)
+# Grow BENCH_RECON_DAYS with BENCH_RECON_ATTEMPTS to keep the statement's day the same size.
+#   BENCH_RECON_ATTEMPTS (1000000), BENCH_RECON_SUPPLIERS (4), BENCH_RECON_DAYS (30),
+#   BENCH_RECON_LINES (200000, at most), BENCH_RECON_ROUNDS (3), BENCH_RECON_LIMIT_MS (250)
 set -euo pipefail
 
 BUILD=${1:?usage: bench/recon_match.sh BUILD_DIR}
@@ -28,8 +29,8 @@ gcc -O2 -std=c11 -Wall -Wextra -Werror -I "$SRC/core" -o "$TMP/recon_match" \
     $(pkg-config --libs lmdb jansson yaml-0.1 libmicrohttpd libcurl openssl) -ldl -lpthread \
     || fail "cannot build bench/recon_match.c"
 "$TMP/recon_match" "$TMP/store" --attempts "${BENCH_RECON_ATTEMPTS:-1000000}" \
-    --suppliers "${BENCH_RECON_SUPPLIERS:-4}" --lines "${BENCH_RECON_LINES:-200000}" \
-    --rounds "${BENCH_RECON_ROUNDS:-3}" --limit-ms "${BENCH_RECON_LIMIT_MS:-1000}" \
+    --suppliers "${BENCH_RECON_SUPPLIERS:-4}" --days "${BENCH_RECON_DAYS:-30}" --lines "${BENCH_RECON_LINES:-200000}" \
+    --rounds "${BENCH_RECON_ROUNDS:-3}" --limit-ms "${BENCH_RECON_LIMIT_MS:-250}" \
     | tee "$TMP/out.txt"
 mkdir -p "$SRC/bench/results"
 tail -n 1 "$TMP/out.txt" >"$SRC/bench/results/recon_match.json"
