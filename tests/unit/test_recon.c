@@ -661,3 +661,189 @@ Test(recon, the_attempt_index_is_built_for_a_version_7_store)
     cr_assert_eq(nub, 0);
     free(ub);
 }
+
+/* ---- the same answers as a walk of every attempt ------------------------------------------ */
+
+/* What ph_store_recon_prepare answered before supply_att: every attempt of
+ * every supplier order walked in (order id, no) order, a reference always
+ * naming its attempt, a supplier order id only where no reference did (the
+ * last attempt carrying it); the period's successes no line names. */
+static void walk_prepare(const uint64_t *ids, size_t nids, const char *sup, int64_t from,
+                         int64_t to, const ph_recon_line *lines, size_t n, ph_recon_ref *cand,
+                         ph_recon_ref *ub, size_t *nub)
+{
+    uint8_t by_ref[64] = {0};
+    cr_assert(n <= 64);
+    for (size_t i = 0; i < n; i++)
+        cand[i] = (ph_recon_ref){0, 0};
+    *nub = 0;
+    ph_err err = {0};
+    for (size_t k = 0; k < nids; k++) { /* ascending: the order of `supply` */
+        uint64_t id = ids[k];
+        ph_order *o = NULL;
+        cr_assert_eq(ph_store_order_get(g_s, id, 0, &o, &err), PH_OK, "%s", err.msg);
+        for (size_t j = 0; j < o->nattempts; j++) {
+            const ph_attempt *a = &o->attempts[j];
+            if (strcmp(a->supplier, sup))
+                continue;
+            ph_recon_ref at = {id, a->no};
+            for (size_t i = 0; i < n; i++) {
+                if (lines[i].ref[0] && !strcmp(lines[i].ref, a->ref)) {
+                    cand[i] = at;
+                    by_ref[i] = 1;
+                } else if (!by_ref[i] && a->supplier_order_id[0] &&
+                           !strcmp(lines[i].supplier_order_id, a->supplier_order_id)) {
+                    cand[i] = at;
+                }
+            }
+            if (a->state == PH_ATTEMPT_SUCCEEDED && a->created_at >= from && a->created_at < to)
+                ub[(*nub)++] = at;
+        }
+        ph_order_free(o);
+    }
+    size_t kept = 0;
+    for (size_t u = 0; u < *nub; u++) {
+        int named = 0;
+        for (size_t i = 0; i < n; i++)
+            named |= cand[i].order_id == ub[u].order_id && cand[i].no == ub[u].no;
+        if (!named)
+            ub[kept++] = ub[u];
+    }
+    *nub = kept;
+}
+
+Test(recon, the_index_answers_as_a_walk_of_every_attempt)
+{
+    g_s = open_at(g_dir, 0);
+    const char *const all[] = {P_TOPUP};
+    ph_err err = {0};
+    cr_assert_eq(put_products(all, 1, &err), PH_OK, "%s", err.msg);
+    static const char *const sups[] = {"gw", "other", "third"};
+    unsigned seed = 12345;
+    uint64_t ids[120];
+    for (int k = 0; k < 120; k++) {
+        seed = seed * 1103515245u + 12345u;
+        const char *sup = sups[(seed >> 8) % 3];
+        int64_t at = NOW + (int64_t)((seed >> 12) % 7200000);
+        char coid[16], soid[16];
+        snprintf(coid, sizeof coid, "w%d", k);
+        snprintf(soid, sizeof soid, "S%u", (seed >> 4) % 40); /* shared by several */
+        int state = (seed >> 20) % 3 == 0 ? PH_ATTEMPT_FAILED : PH_ATTEMPT_SUCCEEDED;
+        if (state == PH_ATTEMPT_FAILED && (seed >> 16) % 2) {
+            /* failed over: attempt 1 failed at sup, attempt 2 succeeded elsewhere */
+            ph_cmd c = {.type = PH_CMD_SUPPLY_CREATE, .now = at};
+            c.in.supply.client = "mall";
+            c.in.supply.client_order_id = coid;
+            c.in.supply.sku = TOPUP;
+            c.in.supply.quantity = 1;
+            fingerprint(TOPUP, 1, c.in.supply.fingerprint);
+            c.in.supply.delivery = PH_DELIVERY_RECHARGE;
+            c.in.supply.account_sealed = (const uint8_t *)ACCOUNT_SEALED;
+            c.in.supply.account_sealed_len = (uint32_t)strlen(ACCOUNT_SEALED);
+            c.in.supply.account_masked = ACCOUNT_MASKED;
+            c.in.supply.first = (ph_attempt_target){sup, "P-100", 4940};
+            cr_assert_eq(ph_store_exec(g_s, &c), PH_OK, "%s", c.err.msg);
+            ids[k] = c.order->id;
+            ph_cmd_clear(&c);
+            for (uint32_t no = 1; no <= 2; no++) {
+                ph_cmd a = {.type = PH_CMD_ATTEMPT, .now = at + 10 * no};
+                a.in.attempt.order_id = ids[k];
+                a.in.attempt.no = no;
+                a.in.attempt.state = no == 1 ? PH_ATTEMPT_FAILED : PH_ATTEMPT_SUCCEEDED;
+                a.in.attempt.step = -1;
+                a.in.attempt.charged = -1;
+                a.in.attempt.next_check_at = -1;
+                a.in.attempt.reason = no == 1 ? "out_of_stock" : NULL;
+                a.in.attempt.supplier_order_id = soid;
+                if (no == 1)
+                    a.in.attempt.next =
+                        (ph_attempt_target){sups[((seed >> 8) + 1) % 3], "P-1", 4940};
+                cr_assert_eq(ph_store_exec(g_s, &a), PH_OK, "%s", a.err.msg);
+                ph_cmd_clear(&a);
+            }
+            continue;
+        }
+        if (state == PH_ATTEMPT_SUCCEEDED && (seed >> 28) % 3 == 0) {
+            /* processing under one supplier order id, succeeded under another:
+             * the index drops the first */
+            char first[16];
+            snprintf(first, sizeof first, "S%u", (seed >> 5) % 40);
+            ids[k] = supply_order_at(coid, sup, PH_ATTEMPT_PROCESSING, at, first);
+            ph_cmd a = {.type = PH_CMD_ATTEMPT, .now = at + 20};
+            a.in.attempt.order_id = ids[k];
+            a.in.attempt.no = 1;
+            a.in.attempt.state = PH_ATTEMPT_SUCCEEDED;
+            a.in.attempt.step = -1;
+            a.in.attempt.charged = -1;
+            a.in.attempt.next_check_at = -1;
+            a.in.attempt.supplier_order_id = soid;
+            cr_assert_eq(ph_store_exec(g_s, &a), PH_OK, "%s", a.err.msg);
+            ph_cmd_clear(&a);
+            continue;
+        }
+        ids[k] = supply_order_at(coid, sup, state, at, (seed >> 24) % 5 ? soid : NULL);
+    }
+    size_t by_soid = 0, by_ref = 0, unbilled = 0; /* the walk's answers are not all empty */
+    for (int round = 0; round < 20; round++) {
+        ph_recon_line lines[24] = {0};
+        int soid_only[24] = {0}; /* the line's reference names nothing of ours, or it has none */
+        size_t n = 0;
+        for (; n < 24; n++) {
+            seed = seed * 1103515245u + 12345u;
+            ph_recon_line *l = &lines[n];
+            l->line = (uint32_t)n + 2;
+            l->amount = 4940;
+            l->time = -1;
+            l->charged = 1;
+            uint64_t id = ids[(seed >> 8) % 120];
+            switch ((seed >> 16) % 4) {
+            case 0: /* ours */
+                ref_of(id, l->ref, sizeof l->ref);
+                break;
+            case 1: /* ours, with a supplier order id too */
+                ref_of(id, l->ref, sizeof l->ref);
+                snprintf(l->supplier_order_id, sizeof l->supplier_order_id, "S%u",
+                         (seed >> 4) % 40);
+                break;
+            case 2: /* a reference of nothing, and a supplier order id */
+                soid_only[n] = 1;
+                snprintf(l->ref, sizeof l->ref, "%s-%llu-9", ph_store_uid(g_s),
+                         (unsigned long long)id);
+                snprintf(l->supplier_order_id, sizeof l->supplier_order_id, "S%u",
+                         (seed >> 4) % 40);
+                break;
+            default:
+                soid_only[n] = 1;
+                snprintf(l->supplier_order_id, sizeof l->supplier_order_id, "S%u",
+                         (seed >> 4) % 44);
+            }
+        }
+        const char *sup = sups[round % 3];
+        int64_t from = NOW + (int64_t)(round * 300000), to = from + 3600000;
+        ph_recon_ref cand[24], want[24], want_ub[200], *ub;
+        size_t nub, nwant;
+        cr_assert_eq(ph_store_recon_prepare(g_s, sup, from, to, lines, n, cand, &ub, &nub, &err),
+                     PH_OK, "%s", err.msg);
+        walk_prepare(ids, 120, sup, from, to, lines, n, want, want_ub, &nwant);
+        for (size_t i = 0; i < n; i++)
+            cr_assert(cand[i].order_id == want[i].order_id && cand[i].no == want[i].no,
+                      "round %d line %zu: %llu/%u, the walk found %llu/%u", round, i,
+                      (unsigned long long)cand[i].order_id, cand[i].no,
+                      (unsigned long long)want[i].order_id, want[i].no);
+        cr_assert_eq(nub, nwant, "round %d: %zu unbilled, the walk found %zu", round, nub, nwant);
+        unbilled += nub;
+        for (size_t i = 0; i < n; i++)
+            if (cand[i].order_id && soid_only[i])
+                by_soid++;
+            else if (cand[i].order_id)
+                by_ref++;
+        for (size_t u = 0; u < nub; u++)
+            cr_assert(ub[u].order_id == want_ub[u].order_id && ub[u].no == want_ub[u].no,
+                      "round %d unbilled %zu", round, u);
+        free(ub);
+    }
+    cr_assert(by_ref && by_soid && unbilled,
+              "by reference %zu, by supplier order id %zu, unbilled %zu", by_ref, by_soid,
+              unbilled);
+    assert_check();
+}
