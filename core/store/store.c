@@ -40,7 +40,7 @@ static const char *const db_names[DB_COUNT] = {
     "wh_last",       "wh_attempts",   "risk_rules",   "risk_rule_hist", "risk_lists",
     "order_risk",    "reviews",       "agg_sku",      "agg_hours",      "agg_claims",
     "agg_co",        "agg_users",     "grants",       "grant_tokens",   "grant_expiry",
-    "grant_batches", "bundles",       "code_counts",
+    "grant_batches", "bundles",       "code_counts",  "supply_att",
 };
 
 static const unsigned db_flags[DB_COUNT] = {
@@ -215,6 +215,13 @@ static int check_schema(ph_store *s, MDB_txn *txn, const char *dir, ph_err *err)
         /* version 8 answers stats from counts the writer keeps: counted once
          * from every code here (code_counts was created empty by open_dbs) */
         int rc = store_code_counts_build(s, txn, err);
+        if (rc)
+            return rc;
+        ver = 8;
+    }
+    if (ver == 8) {
+        /* version 9 added the supplier attempt index, back-filled here */
+        int rc = store_satt_migrate(s, txn, err);
         if (rc)
             return rc;
         ver = PH_SCHEMA_VERSION;

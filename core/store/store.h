@@ -1774,8 +1774,9 @@ typedef struct ph_check_progress {
  * names — by reference first, else by supplier order id — into cand[i]
  * (order_id 0: none), and the attempts of `supplier` created in [from, to)
  * that succeeded and that no line names, into *unbilled (*nunbilled; the
- * caller frees it). Reads every supplier order (an ops action, not a hot
- * path). Errors: PH_EIO, PH_ENOMEM. */
+ * caller frees it). Reads only the orders the lines name and the attempts of
+ * the period (the supplier attempt index, `supply_att`), never the rest of
+ * the store. Errors: PH_EIO, PH_ENOMEM. */
 int ph_store_recon_prepare(ph_store *s, const char *supplier, int64_t from, int64_t to,
                            const ph_recon_line *lines, size_t n, ph_recon_ref *cand,
                            ph_recon_ref **unbilled, size_t *nunbilled, ph_err *err);
@@ -2048,6 +2049,13 @@ typedef struct ph_late_check {
     int64_t due;
 } ph_late_check;
 size_t ph_store_late_due(ph_store *s, int64_t now, ph_late_check *out, size_t max, int64_t *next);
+/* The same, passing over the entries skip(arg, entry) says 1 for (they fill
+ * no place of max and are not *next): the caller's entries waiting out a
+ * backoff, so entries it cannot finish never hide the ones behind them
+ * (supply/late_defer.h). skip runs inside the read, on the caller's thread. */
+typedef int (*ph_late_skip_fn)(void *arg, const ph_late_check *lc);
+size_t ph_store_late_due_skip(ph_store *s, int64_t now, ph_late_skip_fn skip, void *arg,
+                              ph_late_check *out, size_t max, int64_t *next);
 
 /* ---- alerts (store_alerts.c; docs/store.md, "Alerts") --------------------------
  *

@@ -69,6 +69,10 @@ static int add_attempt(ph_wtxn *w, ph_order *o, const ph_attempt_target *t, int6
 static int put_supply(ph_wtxn *w, const ph_order *o, unsigned put_flags, ph_err *err)
 {
     size_t len;
+    /* the attempt index first: it reads the record this one replaces */
+    int rc = store_satt_put_supply(w, o, (put_flags & MDB_APPEND) != 0, err);
+    if (rc)
+        return rc;
     uint8_t *buf = ph_supply_encode(o, &len);
     if (!buf)
         return ph_err_set(err, PH_ENOMEM, "out of memory");

@@ -950,6 +950,8 @@ static int run_scan(ph_store *s, ph_store_stats *st, ph_check_progress *prog, ph
         (at_stage(&sc, "grants", DB_GRANTS),
          rc = store_check_grants(s, sc.txn, sc.granted_orders, err)) == PH_OK &&
         (at_stage(&sc, "bundles", DB_BUNDLES), rc = store_check_bundles(s, sc.txn, err)) == PH_OK &&
+        (at_stage(&sc, "the supplier attempt index", DB_SUPPLY_ATT),
+         rc = store_satt_check(s, sc.txn, err)) == PH_OK &&
         /* last: the code counts and the analytics are figures derived from the
          * records above, so a damaged record is named as itself before the
          * figure it skews */

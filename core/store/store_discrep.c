@@ -584,6 +584,12 @@ uint64_t ph_store_discrep_open(ph_store *s)
 
 size_t ph_store_late_due(ph_store *s, int64_t now, ph_late_check *out, size_t max, int64_t *next)
 {
+    return ph_store_late_due_skip(s, now, NULL, NULL, out, max, next);
+}
+
+size_t ph_store_late_due_skip(ph_store *s, int64_t now, ph_late_skip_fn skip, void *arg,
+                              ph_late_check *out, size_t max, int64_t *next)
+{
     MDB_txn *txn;
     MDB_cursor *cur;
     ph_err err;
@@ -602,7 +608,9 @@ size_t ph_store_late_due(ph_store *s, int64_t now, ph_late_check *out, size_t ma
                 *next = due;
                 break;
             }
-            out[n++] = (ph_late_check){get_be(p + 8, 8), (uint32_t)get_be(p + 16, 4), due};
+            ph_late_check lc = {get_be(p + 8, 8), (uint32_t)get_be(p + 16, 4), due};
+            if (!skip || !skip(arg, &lc))
+                out[n++] = lc;
         }
         mdb_cursor_close(cur);
     }

@@ -23,14 +23,15 @@
  * version 3 store migrated by booking every order (ph_ledger_migrate); and the
  * audit, reconciliation, discrepancy and late re-query databases, created empty. */
 #define PH_SCHEMA_VERSION                                                                          \
-    8 /* 5: scheduled jobs, offer and product state (sync), alerts and balances,                   \
+    9 /* 5: scheduled jobs, offer and product state (sync), alerts and balances,                   \
         replenishments and the webhook databases; 6: risk rules, lists, order risk                 \
         records and the review queue; 7: the analytics aggregates (store_agg.c),                   \
         back-filled from the orders of a version 3..6 store at its open (store_agg_migrate);       \
         grants, their tokens and expiry index, bundles (issue 16), created empty; all the others   \
         created empty too: a version 4 to 6 store is migrated by the open that creates them;       \
         8: the code counts (store_tally.c), built from the codes of a version 3..7 store at its    \
-        open (store_code_counts_build) */
+        open (store_code_counts_build); 9: the supplier attempt index (store_supply_att.c),        \
+        back-filled from `supply` at the open of a version 4..8 store (store_satt_migrate) */
 
 /* Named databases. Integer keys are native uint64_t (MDB_INTEGERKEY), so ids
  * sort numerically and new ids always append at the right edge of the tree. */
@@ -100,6 +101,9 @@ enum {
     DB_BUNDLES,       /* parent order id -> bundle record JSON: its components' orders
                          (store_bundle.c) */
     DB_CODE_COUNTS,   /* sku -> ph_code_count_rec: its codes by state (store_tally.c) */
+    DB_SUPPLY_ATT,    /* 't' supplier NUL be64(created_at) be64(order) be32(no), 'o' supplier
+                         NUL supplier order id NUL be64(order) be32(no) -> "": every attempt
+                         (store_supply_att.c) */
     DB_COUNT
 };
 
@@ -633,6 +637,29 @@ int store_apply_code_redeemed(ph_wtxn *w, ph_cmd *c);
  * every digest names a run and every run has one. PH_EIO naming the first
  * violation. */
 int store_check_recon(ph_store *s, MDB_txn *txn, ph_err *err);
+
+/* store_supply_att.c: the supplier attempt index (`supply_att`). Keys: a
+ * time key ('t'), or a supplier order id key ('o'); with order_id and no both
+ * 0, the key's prefix to seek from (the time's first key; every key of that
+ * supplier order id). buf holds SATT_KEY_MAX bytes; returns the length. */
+#define SATT_KEY_MAX (3 + PH_SKU_MAX + PH_SUPPLIER_ORDER_MAX + 20)
+size_t store_satt_time_key(const char *supplier, int64_t at, uint64_t order_id, uint32_t no,
+                           uint8_t *buf);
+size_t store_satt_soid_key(const char *supplier, const char *soid, uint64_t order_id, uint32_t no,
+                           uint8_t *buf);
+/* The attempt a key's last 12 bytes (be64 order id, be32 no) name. */
+void store_satt_ref_of(const uint8_t *tail, ph_recon_ref *at);
+/* The index follows supplier order o as it was (old; NULL: new) and is now. */
+int store_satt_update(ph_wtxn *w, const ph_order *old, const ph_order *o, ph_err *err);
+/* The same, with the record as it was read from `supply` (is_new: there is
+ * none), before o's record replaces it: put_supply's one call. */
+int store_satt_put_supply(ph_wtxn *w, const ph_order *o, int is_new, ph_err *err);
+/* At open, in its transaction: the index rebuilt from `supply` (a version
+ * 4..7 store), and the schema version written. */
+int store_satt_migrate(ph_store *s, MDB_txn *txn, ph_err *err);
+/* --check-store (invariant 38): every attempt in `supply` has its keys and
+ * the index has no other. PH_EIO naming the first attempt without its key. */
+int store_satt_check(ph_store *s, MDB_txn *txn, ph_err *err);
 /* The order's cost as its attempts say: for each SUCCEEDED attempt its charge,
  * or unit_cost x quantity when the supplier gave none. */
 int64_t store_supply_cost(const ph_order *o);

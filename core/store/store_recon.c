@@ -393,122 +393,197 @@ out:
 
 /* ---- reads -------------------------------------------------------------------------- */
 
-/* A line's index by one of its names, sorted for bsearch. */
-typedef struct by_name {
-    const char *name;
-    size_t idx;
-} by_name;
-
-static int by_name_cmp(const void *pa, const void *pb)
+/* The attempts of one supply record, read in the prepare's snapshot: only the
+ * records a line names or the period's index keys point at are decoded. */
+static int supply_get(ph_store *s, MDB_txn *txn, uint64_t id, ph_order **out, ph_err *err)
 {
-    const by_name *a = pa, *b = pb;
-    int r = strcmp(a->name, b->name);
-    return r ? r : (a->idx > b->idx) - (a->idx < b->idx);
+    *out = NULL;
+    MDB_val k = {8, &id}, v;
+    int mrc = mdb_get(txn, s->dbi[DB_SUPPLY], &k, &v);
+    if (mrc == MDB_NOTFOUND)
+        return PH_OK;
+    if (mrc)
+        return ph_store_lmdb_err(err, mrc, "read supply");
+    ph_order *o = calloc(1, sizeof *o);
+    if (!o)
+        return ph_err_set(err, PH_ENOMEM, "out of memory");
+    if (ph_supply_decode(&v, o) != PH_OK) {
+        ph_order_free(o);
+        return ph_err_set(err, PH_EIO, "supply: malformed record");
+    }
+    o->id = id;
+    *out = o;
+    return PH_OK;
 }
 
-/* Sets cand[] for every line named `name`: a reference always (it is how we
- * named the attempt), a supplier order id only where no reference found one. */
-static void assign(const by_name *v, size_t n, const char *name, ph_recon_ref at,
-                   ph_recon_ref *cand, uint8_t *by_ref, int is_ref)
+/* The order and attempt numbers a reference of ours ends with
+ * ("<uid>-<order id>-<no>", store_apply_supply.c); 0 when it cannot be one.
+ * The attempt found must still carry the reference itself. */
+static int ref_parse(const char *ref, ph_recon_ref *at)
 {
-    size_t lo = 0, hi = n;
-    while (lo < hi) { /* the first entry not below name */
-        size_t mid = lo + (hi - lo) / 2;
-        if (strcmp(v[mid].name, name) < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
+    const char *dash = strrchr(ref, '-');
+    if (!dash || dash == ref)
+        return 0;
+    const char *prev = dash - 1;
+    while (prev > ref && *prev != '-')
+        prev--;
+    if (*prev != '-')
+        return 0;
+    char *end;
+    if (prev[1] < '0' || prev[1] > '9' || dash[1] < '0' || dash[1] > '9')
+        return 0;
+    unsigned long long id = strtoull(prev + 1, &end, 10);
+    if (end != dash)
+        return 0;
+    unsigned long long no = strtoull(dash + 1, &end, 10);
+    if (*end || !id || !no || no > UINT32_MAX)
+        return 0;
+    *at = (ph_recon_ref){id, (uint32_t)no};
+    return 1;
+}
+
+/* The greatest attempt (order id, no) of supplier whose supplier order id is
+ * soid, into *at (order_id 0: none): the one a walk of every attempt in key
+ * order would have met last. */
+static int soid_last(MDB_cursor *cur, const char *supplier, const char *soid, ph_recon_ref *at,
+                     ph_err *err)
+{
+    uint8_t key[SATT_KEY_MAX];
+    size_t plen = store_satt_soid_key(supplier, soid, 0, 0, key);
+    MDB_val k = {plen, key}, v;
+    int mrc;
+    *at = (ph_recon_ref){0, 0};
+    for (int op = MDB_SET_RANGE; (mrc = mdb_cursor_get(cur, &k, &v, op)) == 0; op = MDB_NEXT) {
+        if (k.mv_size != plen + 12 || memcmp(k.mv_data, key, plen))
+            break;
+        store_satt_ref_of((const uint8_t *)k.mv_data + plen, at);
     }
-    for (size_t i = lo; i < n && !strcmp(v[i].name, name); i++) {
-        size_t l = v[i].idx;
-        if (is_ref || !by_ref[l]) {
-            cand[l] = at;
-            by_ref[l] |= (uint8_t)is_ref;
+    return mrc && mrc != MDB_NOTFOUND ? ph_store_lmdb_err(err, mrc, "read supply_att") : PH_OK;
+}
+
+/* Which attempt of supplier each line names: by reference (one read of the
+ * order it names), else by supplier order id (supply_att). The same answer
+ * as a walk of every attempt: a reference names at most one attempt, and a
+ * supplier order id the last attempt carrying it. */
+static int prepare_named(ph_store *s, MDB_txn *txn, const char *supplier,
+                         const ph_recon_line *lines, size_t n, ph_recon_ref *cand, ph_err *err)
+{
+    MDB_cursor *cur;
+    int mrc = mdb_cursor_open(txn, s->dbi[DB_SUPPLY_ATT], &cur), rc = PH_OK;
+    if (mrc)
+        return ph_store_lmdb_err(err, mrc, "open supply_att");
+    for (size_t i = 0; i < n && rc == PH_OK; i++) {
+        const ph_recon_line *l = &lines[i];
+        ph_recon_ref at;
+        cand[i] = (ph_recon_ref){0, 0};
+        if (l->ref[0] && ref_parse(l->ref, &at)) {
+            ph_order *o;
+            if ((rc = supply_get(s, txn, at.order_id, &o, err)) != PH_OK)
+                break;
+            const ph_attempt *a = o && at.no <= o->nattempts ? &o->attempts[at.no - 1] : NULL;
+            if (a && a->no == at.no && !strcmp(a->supplier, supplier) && !strcmp(a->ref, l->ref))
+                cand[i] = at;
+            ph_order_free(o);
+            if (cand[i].order_id)
+                continue;
         }
+        if (l->supplier_order_id[0])
+            rc = soid_last(cur, supplier, l->supplier_order_id, &cand[i], err);
     }
+    mdb_cursor_close(cur);
+    return rc;
+}
+
+/* The attempts of supplier created in [from, to) that succeeded, in (order
+ * id, no) order, from supply_att's time keys: only the period is read. */
+static int prepare_period(ph_store *s, MDB_txn *txn, const char *supplier, int64_t from, int64_t to,
+                          ph_recon_ref **out, size_t *nout, ph_err *err)
+{
+    MDB_cursor *cur;
+    int mrc = mdb_cursor_open(txn, s->dbi[DB_SUPPLY_ATT], &cur), rc = PH_OK;
+    if (mrc)
+        return ph_store_lmdb_err(err, mrc, "open supply_att");
+    uint8_t key[SATT_KEY_MAX];
+    size_t plen =
+        store_satt_time_key(supplier, from < 0 ? 0 : from, 0, 0, key) - 8; /* 't' supplier NUL */
+    MDB_val k = {plen + 8, key}, v;
+    ph_recon_ref *ub = NULL;
+    size_t nub = 0, cap = 0;
+    for (int op = MDB_SET_RANGE; rc == PH_OK && (mrc = mdb_cursor_get(cur, &k, &v, op)) == 0;
+         op = MDB_NEXT) {
+        const uint8_t *p = k.mv_data;
+        if (k.mv_size != plen + 20 || memcmp(p, key, plen))
+            break;
+        int64_t at = 0;
+        for (int b = 0; b < 8; b++)
+            at = (int64_t)((uint64_t)at << 8 | p[plen + b]);
+        if (at >= to)
+            break;
+        ph_recon_ref r;
+        store_satt_ref_of(p + plen + 8, &r);
+        ph_order *o;
+        if ((rc = supply_get(s, txn, r.order_id, &o, err)) != PH_OK)
+            break;
+        const ph_attempt *a =
+            o && r.no >= 1 && r.no <= o->nattempts ? &o->attempts[r.no - 1] : NULL;
+        if (a && a->state == PH_ATTEMPT_SUCCEEDED && !strcmp(a->supplier, supplier) &&
+            a->created_at >= from && a->created_at < to) {
+            if (nub == cap) {
+                ph_recon_ref *g = ph_grow(ub, &cap, sizeof *g, 64);
+                if (!g)
+                    rc = ph_err_set(err, PH_ENOMEM, "out of memory");
+                else
+                    ub = g;
+            }
+            if (rc == PH_OK)
+                ub[nub++] = r;
+        }
+        ph_order_free(o);
+    }
+    if (rc == PH_OK && mrc && mrc != MDB_NOTFOUND)
+        rc = ph_store_lmdb_err(err, mrc, "read supply_att");
+    mdb_cursor_close(cur);
+    if (rc) {
+        free(ub);
+        return rc;
+    }
+    /* the writer meets them in attempt order, as a walk of `supply` gave them */
+    if (nub > 1)
+        qsort(ub, nub, sizeof *ub, ref_cmp);
+    *out = ub;
+    *nout = nub;
+    return PH_OK;
 }
 
 int ph_store_recon_prepare(ph_store *s, const char *supplier, int64_t from, int64_t to,
                            const ph_recon_line *lines, size_t n, ph_recon_ref *cand,
                            ph_recon_ref **unbilled, size_t *nunbilled, ph_err *err)
 {
-    by_name *refs = calloc(n + 1, sizeof *refs), *soids = calloc(n + 1, sizeof *soids);
     ph_recon_ref *ub = NULL;
-    uint8_t *by_ref = calloc(n + 1, 1);
-    size_t nrefs = 0, nsoids = 0, nub = 0, cap = 0;
-    int rc = PH_OK;
-    if (!refs || !soids || !by_ref) {
-        rc = ph_err_set(err, PH_ENOMEM, "out of memory");
-        goto out;
+    size_t nub = 0;
+    *unbilled = NULL;
+    *nunbilled = 0;
+    if (strnlen(supplier, PH_SKU_MAX + 1) > PH_SKU_MAX) { /* no attempt has such a supplier */
+        for (size_t i = 0; i < n; i++)
+            cand[i] = (ph_recon_ref){0, 0};
+        return PH_OK;
     }
-    for (size_t i = 0; i < n; i++) {
-        cand[i] = (ph_recon_ref){0, 0};
-        if (lines[i].ref[0])
-            refs[nrefs++] = (by_name){lines[i].ref, i};
-        if (lines[i].supplier_order_id[0])
-            soids[nsoids++] = (by_name){lines[i].supplier_order_id, i};
-    }
-    qsort(refs, nrefs, sizeof *refs, by_name_cmp);
-    qsort(soids, nsoids, sizeof *soids, by_name_cmp);
-
     MDB_txn *txn;
-    if ((rc = ph_store_read_begin(s, &txn, err)) != PH_OK)
-        goto out;
-    MDB_cursor *cur;
-    MDB_val k, v;
-    int mrc = mdb_cursor_open(txn, s->dbi[DB_SUPPLY], &cur);
-    if (mrc) {
-        ph_store_read_end(s, txn);
-        rc = ph_store_lmdb_err(err, mrc, "open supply");
-        goto out;
-    }
-    for (int op = MDB_FIRST; rc == PH_OK && (mrc = mdb_cursor_get(cur, &k, &v, op)) == 0;
-         op = MDB_NEXT) {
-        ph_order *o = calloc(1, sizeof *o);
-        if (!o) {
-            rc = ph_err_set(err, PH_ENOMEM, "out of memory");
-            break;
-        }
-        if (k.mv_size != 8 || ph_supply_decode(&v, o) != PH_OK) {
-            ph_order_free(o);
-            rc = ph_err_set(err, PH_EIO, "supply: malformed record");
-            break;
-        }
-        memcpy(&o->id, k.mv_data, 8);
-        for (size_t j = 0; j < o->nattempts && rc == PH_OK; j++) {
-            const ph_attempt *a = &o->attempts[j];
-            if (strcmp(a->supplier, supplier))
-                continue;
-            ph_recon_ref at = {o->id, a->no};
-            assign(refs, nrefs, a->ref, at, cand, by_ref, 1);
-            if (a->supplier_order_id[0])
-                assign(soids, nsoids, a->supplier_order_id, at, cand, by_ref, 0);
-            if (a->state != PH_ATTEMPT_SUCCEEDED || a->created_at < from || a->created_at >= to)
-                continue;
-            if (nub == cap) {
-                ph_recon_ref *g = ph_grow(ub, &cap, sizeof *g, 64);
-                if (!g) {
-                    rc = ph_err_set(err, PH_ENOMEM, "out of memory");
-                    break;
-                }
-                ub = g;
-            }
-            ub[nub++] = at;
-        }
-        ph_order_free(o);
-    }
-    if (rc == PH_OK && mrc != MDB_NOTFOUND)
-        rc = ph_store_lmdb_err(err, mrc, "read supply");
-    mdb_cursor_close(cur);
+    int rc = ph_store_read_begin(s, &txn, err);
+    if (rc)
+        return rc;
+    rc = prepare_named(s, txn, supplier, lines, n, cand, err);
+    if (rc == PH_OK)
+        rc = prepare_period(s, txn, supplier, from, to, &ub, &nub, err);
     ph_store_read_end(s, txn);
     if (rc)
-        goto out;
+        return rc;
     /* drop the successes a line names: what remains is not billed */
     size_t kept = 0;
     ph_recon_ref *named = calloc(n + 1, sizeof *named);
     if (!named) {
-        rc = ph_err_set(err, PH_ENOMEM, "out of memory");
-        goto out;
+        free(ub);
+        return ph_err_set(err, PH_ENOMEM, "out of memory");
     }
     size_t nnamed = 0;
     for (size_t i = 0; i < n; i++)
@@ -521,13 +596,7 @@ int ph_store_recon_prepare(ph_store *s, const char *supplier, int64_t from, int6
     free(named);
     *unbilled = ub;
     *nunbilled = kept;
-    ub = NULL;
-out:
-    free(ub);
-    free(by_ref);
-    free(refs);
-    free(soids);
-    return rc;
+    return PH_OK;
 }
 
 int ph_store_recon_find(ph_store *s, const char *supplier, int64_t from, int64_t to,

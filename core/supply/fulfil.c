@@ -606,19 +606,25 @@ static void handle(ph_fulfil *f, fev *e, int stopping)
     }
 }
 
-#define LATE_BATCH    32
-#define LATE_IDLE_MS  (600 * 1000) /* the schedule is looked at this often when empty */
-#define LATE_RETRY_MS (60 * 1000)  /* and this soon again after a query got no answer */
+#define LATE_BATCH   32
+#define LATE_IDLE_MS (600 * 1000) /* the schedule is looked at this often when empty */
 
 void ful_late_end(ph_fulfil *f, track *t, int retry)
 {
     PH_ASSERT_OWNER(&f->owner);
     assert(f->late_inflight > 0);
+    /* one that got no answer, or whose word the store refused, waits out its
+     * backoff behind the others (late_defer.h) */
+    ph_late_check lc = {t->order_id, t->no, t->late_due};
+    if (retry)
+        f->late_retry |= !ph_late_defer_failed(&f->late_bad, &lc, ph_now_ms());
+    else
+        ph_late_defer_done(&f->late_bad, &lc);
     ful_track_free(t);
-    f->late_retry |= retry;
     if (--f->late_inflight == 0) {
-        /* look again at once for more due, or later when one got no answer */
-        f->late_next = ph_now_ms() + (f->late_retry ? LATE_RETRY_MS : 0);
+        /* look again at once (what failed is passed over), or later when one
+         * that failed could not be remembered (out of memory): not in a loop */
+        f->late_next = f->late_retry ? ph_now_ms() + PH_LATE_DEFER_BASE_MS : 0;
         f->late_retry = 0;
     }
 }
@@ -628,10 +634,12 @@ static void late_start(ph_fulfil *f, const ph_late_check *lc)
 {
     ph_order *o = NULL;
     ph_err err = {0};
-    if (ph_store_order_get(f->o.store, lc->order_id, 0, &o, &err) != PH_OK)
-        return;
-    const ph_attempt *a = lc->no >= 1 && lc->no <= o->nattempts ? &o->attempts[lc->no - 1] : NULL;
+    const ph_attempt *a = NULL;
+    if (ph_store_order_get(f->o.store, lc->order_id, 0, &o, &err) == PH_OK)
+        a = lc->no >= 1 && lc->no <= o->nattempts ? &o->attempts[lc->no - 1] : NULL;
     track *t = a && !ph_attempt_state_open(a->state) ? track_new(f, o, a, &err) : NULL;
+    if (!t) /* cannot start: behind the others, with a backoff */
+        f->late_retry |= !ph_late_defer_failed(&f->late_bad, lc, ph_now_ms());
     if (t) {
         track_account(f, t, o, NULL);
         t->late = 1;
@@ -653,12 +661,15 @@ static void late_poll(ph_fulfil *f, int64_t now)
         return;
     ph_late_check due[LATE_BATCH];
     int64_t next = 0;
-    size_t n = ph_store_late_due(f->o.store, now, due, LATE_BATCH, &next);
+    size_t n = ph_late_defer_pick(&f->late_bad, f->o.store, now, due, LATE_BATCH, &next);
     f->late_next = next ? next : now + LATE_IDLE_MS;
     for (size_t i = 0; i < n; i++)
         late_start(f, &due[i]);
-    if (n && !f->late_inflight)
-        f->late_next = now + LATE_RETRY_MS; /* none could start: not in a loop */
+    if (n && !f->late_inflight) {
+        /* none could start: each waits out its backoff, look past them at once */
+        f->late_next = f->late_retry ? now + PH_LATE_DEFER_BASE_MS : 0;
+        f->late_retry = 0;
+    }
 }
 
 /* Due exchanges and expired waiters; returns when to look again. */
@@ -931,6 +942,7 @@ int ph_fulfil_create(const ph_fulfil_opts *opts, ph_fulfil **out, ph_err *err)
              opts->callback_base ? opts->callback_base : "");
     ph_mutex_init(&f->mu);
     atomic_init(&f->active, 0);
+    ph_late_defer_init(&f->late_bad, 0);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_cond_init(&f->cv, &ca); /* CLOCK_REALTIME: deadlines are wall-clock ms */
@@ -989,6 +1001,7 @@ void ph_fulfil_destroy(ph_fulfil *f)
             ful_track_free(t);
         }
     free(f->heap);
+    ph_late_defer_free(&f->late_bad);
     pthread_cond_destroy(&f->idle_cv);
     pthread_cond_destroy(&f->cv);
     ph_mutex_destroy(&f->mu);

@@ -14,6 +14,7 @@
 #include "base/lockcheck.h"
 #include "supply/attempt.h"
 #include "supply/fulfil.h"
+#include "supply/late_defer.h"
 
 #define ACCOUNT_AAD "perkhub/account/v1"
 #define NBUCKETS    4096
@@ -144,10 +145,12 @@ struct ph_fulfil {
     waiter *waiters;
     atomic_size_t active; /* written by the owner, read by anyone (stats) */
     /* the late re-query (issue 11): the schedule is the store's (`late`);
-     * fulfil only remembers when to look at it next */
-    int64_t late_next;    /* ms; 0 = at once */
-    size_t late_inflight; /* late tracks whose query or command is running */
-    int late_retry;       /* one of them could not get an answer: look again later */
+     * fulfil only remembers when to look at it next, and which entries it
+     * could not finish wait out a backoff (late_defer.h) */
+    int64_t late_next;      /* ms; 0 = at once */
+    size_t late_inflight;   /* late tracks whose query or command is running */
+    int late_retry;         /* one that failed could not be deferred: look again later */
+    ph_late_defer late_bad; /* entries that could not be finished, waiting out a backoff */
 };
 
 /* fulfil_decide.c (fulfil's thread, but where said) */

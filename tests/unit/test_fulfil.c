@@ -563,6 +563,62 @@ Test(fulfil, wait_after_begin_waits_for_the_outcome)
     sem_destroy(&sem);
 }
 
+/* A whole round of late re-queries fulfil cannot even start (their orders are
+ * gone) at the head of the `late` schedule must not starve the entry behind
+ * them: it is queried within seconds. Before stuck entries waited out a
+ * backoff (supply/late_defer.h), every round read the same 32 and looked
+ * again a minute later, so the healthy one was never queried. */
+Test(fulfil, stuck_late_entries_do_not_starve_the_one_behind)
+{
+    uint64_t id = place("late-ok", 0);
+    ph_cmd a = {.type = PH_CMD_ATTEMPT, .now = ph_now_ms()};
+    a.in.attempt.order_id = id;
+    a.in.attempt.no = 1;
+    a.in.attempt.state = PH_ATTEMPT_FAILED;
+    a.in.attempt.step = -1;
+    a.in.attempt.charged = -1;
+    a.in.attempt.next_check_at = -1;
+    a.in.attempt.reason = "not_found_at_supplier";
+    a.in.attempt.late_check_at = a.now; /* due at once */
+    cr_assert_eq(ph_store_exec(g_s, &a), PH_OK, "%s", a.err.msg);
+    ph_cmd_clear(&a);
+
+    /* 40 entries due long before it, naming orders that do not exist */
+    stop_fulfil();
+    MDB_txn *txn;
+    MDB_env *env = raw_open(&txn);
+    MDB_dbi late = raw_dbi(txn, "late", 0);
+    for (uint64_t k = 0; k < 40; k++) {
+        uint8_t key[20] = {0};
+        uint64_t due = 1000 + k, bogus = 900000 + k;
+        for (int b = 0; b < 8; b++) {
+            key[7 - b] = (uint8_t)(due >> (8 * b));
+            key[15 - b] = (uint8_t)(bogus >> (8 * b));
+        }
+        key[19] = 1;
+        MDB_val kv = {sizeof key, key}, vv = {0, ""};
+        cr_assert_eq(mdb_put(txn, late, &kv, &vv, 0), 0);
+    }
+    raw_commit(env, txn);
+    g_s = open_at(g_dir, 0);
+    start_fulfil();
+
+    ph_sio_job *j = take_job();
+    cr_assert_eq(j->op.kind, PERKHUB_OP_ORDER_QUERY);
+    char ref[64];
+    snprintf(ref, sizeof ref, "%s-%llu-1", ph_store_uid(g_s), (unsigned long long)id);
+    cr_assert_str_eq(j->op.order_ref, ref, "the late re-query of another attempt");
+    answer(j, PERKHUB_OK, 1, PERKHUB_STATE_NOT_FOUND, NULL);
+    /* its word stored, its entry goes: the 40 stuck ones stay */
+    int64_t until = ph_now_ms() + DEADLINE;
+    ph_late_check due[64];
+    int64_t next;
+    size_t n;
+    while ((n = ph_store_late_due(g_s, ph_now_ms(), due, 64, &next)) != 40 && ph_now_ms() < until)
+        usleep(10000);
+    cr_assert_eq(n, 40, "the healthy entry was not removed (%zu entries)", n);
+}
+
 /* ---- callbacks ------------------------------------------------------------------ */
 
 /* The callback tests run against two cb_echo suppliers (load_config): a

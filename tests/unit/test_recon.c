@@ -468,3 +468,383 @@ Test(recon, the_writer_decides_and_the_same_statement_is_the_same_run)
     cr_assert_eq(ph_store_check(g_s, NULL, &cerr), PH_EIO);
     cr_assert(strstr(cerr.msg, "recon_lines: run 1 lacks line 3"), "%s", cerr.msg);
 }
+
+/* ---- the attempt index (supply_att): only what a statement names, and its period ----------- */
+
+/* A supplier order of `supplier` created at `at`, its attempt 1 then in `state`
+ * with the supplier order id soid. */
+static uint64_t supply_order_at(const char *coid, const char *supplier, int state, int64_t at,
+                                const char *soid)
+{
+    ph_cmd c = {.type = PH_CMD_SUPPLY_CREATE, .now = at};
+    c.in.supply.client = "mall";
+    c.in.supply.client_order_id = coid;
+    c.in.supply.sku = TOPUP;
+    c.in.supply.quantity = 1;
+    fingerprint(TOPUP, 1, c.in.supply.fingerprint);
+    c.in.supply.delivery = PH_DELIVERY_RECHARGE;
+    c.in.supply.account_sealed = (const uint8_t *)ACCOUNT_SEALED;
+    c.in.supply.account_sealed_len = (uint32_t)strlen(ACCOUNT_SEALED);
+    c.in.supply.account_masked = ACCOUNT_MASKED;
+    c.in.supply.first = (ph_attempt_target){supplier, "P-100", 4940};
+    cr_assert_eq(ph_store_exec(g_s, &c), PH_OK, "%s", c.err.msg);
+    uint64_t id = c.order->id;
+    ph_cmd_clear(&c);
+    ph_cmd a = {.type = PH_CMD_ATTEMPT, .now = at + 10};
+    a.in.attempt.order_id = id;
+    a.in.attempt.no = 1;
+    a.in.attempt.state = state;
+    a.in.attempt.step = -1;
+    a.in.attempt.charged = -1;
+    a.in.attempt.next_check_at = -1;
+    a.in.attempt.reason = state == PH_ATTEMPT_FAILED ? "out_of_stock" : NULL;
+    a.in.attempt.supplier_order_id = soid;
+    cr_assert_eq(ph_store_exec(g_s, &a), PH_OK, "%s", a.err.msg);
+    ph_cmd_clear(&a);
+    return id;
+}
+
+/* Overwrites order id's supply record with bytes no decoder accepts. */
+static void damage_supply(uint64_t id)
+{
+    ph_store_close(g_s);
+    g_s = NULL;
+    MDB_txn *txn;
+    MDB_env *env = raw_open(&txn);
+    MDB_val k = {8, &id}, v = {3, "bad"};
+    cr_assert_eq(mdb_put(txn, raw_dbi(txn, "supply", MDB_INTEGERKEY), &k, &v, 0), 0);
+    raw_commit(env, txn);
+    g_s = open_at(g_dir, 0);
+}
+
+#define P0 (NOW + 3600000LL) /* the period [P0, P1) */
+#define P1 (NOW + 7200000LL)
+
+Test(recon, a_statement_matches_across_its_period_and_reads_nothing_else)
+{
+    g_s = open_at(g_dir, 0);
+    const char *const all[] = {P_TOPUP};
+    ph_err err = {0};
+    cr_assert_eq(put_products(all, 1, &err), PH_OK, "%s", err.msg);
+    /* created before the period, billed in it: by our reference, and by the
+     * supplier's order id (two attempts carry S-dup: the later one is named) */
+    uint64_t late_ref = supply_order_at("r", "gw", PH_ATTEMPT_SUCCEEDED, P0 - 1, "S-r");
+    uint64_t dup1 = supply_order_at("d1", "gw", PH_ATTEMPT_FAILED, NOW, "S-dup");
+    uint64_t dup2 = supply_order_at("d2", "gw", PH_ATTEMPT_SUCCEEDED, NOW + 5, "S-dup");
+    uint64_t before = supply_order_at("b", "gw", PH_ATTEMPT_SUCCEEDED, P0 - 2, "S-b");
+    uint64_t first = supply_order_at("f", "gw", PH_ATTEMPT_SUCCEEDED, P0, "S-f");
+    uint64_t named = supply_order_at("n", "gw", PH_ATTEMPT_SUCCEEDED, P0 + 100, "S-n");
+    uint64_t failed = supply_order_at("x", "gw", PH_ATTEMPT_FAILED, P0 + 200, "S-x");
+    uint64_t other = supply_order_at("o", "other", PH_ATTEMPT_SUCCEEDED, P0 + 300, "S-o");
+    uint64_t last = supply_order_at("l", "gw", PH_ATTEMPT_SUCCEEDED, P1 - 1, "S-l");
+    uint64_t after = supply_order_at("a", "gw", PH_ATTEMPT_SUCCEEDED, P1, "S-a");
+    uint64_t billed_after = supply_order_at("ba", "gw", PH_ATTEMPT_SUCCEEDED, P1 + 5, "S-ba");
+    (void)failed;
+    (void)other;
+
+    ph_recon_line lines[5] = {{.line = 2, .amount = 4940, .time = -1, .charged = 1},
+                              {.line = 3, .amount = 4940, .time = -1, .charged = 1},
+                              {.line = 4, .amount = 4940, .time = -1, .charged = 1},
+                              {.line = 5, .amount = 4940, .time = -1, .charged = 1},
+                              {.line = 6, .amount = 4940, .time = -1, .charged = 1}};
+    ref_of(late_ref, lines[0].ref, sizeof lines[0].ref);
+    snprintf(lines[1].supplier_order_id, sizeof lines[1].supplier_order_id, "S-dup");
+    ref_of(named, lines[2].ref, sizeof lines[2].ref);
+    snprintf(lines[2].supplier_order_id, sizeof lines[2].supplier_order_id, "S-b");
+    /* a reference that names nothing of ours falls back to the supplier order id */
+    snprintf(lines[3].ref, sizeof lines[3].ref, "%s-%llu-7", ph_store_uid(g_s),
+             (unsigned long long)billed_after);
+    snprintf(lines[3].supplier_order_id, sizeof lines[3].supplier_order_id, "S-ba");
+    snprintf(lines[4].supplier_order_id, sizeof lines[4].supplier_order_id, "S-o");
+
+    /* Nothing but the orders the lines name and the attempts of the period
+     * is read: the records of the others no decoder accepts any more. */
+    damage_supply(before);
+    damage_supply(after);
+    damage_supply(dup1);
+    ph_recon_ref cand[5], *ub;
+    size_t nub;
+    cr_assert_eq(ph_store_recon_prepare(g_s, "gw", P0, P1, lines, 5, cand, &ub, &nub, &err), PH_OK,
+                 "%s", err.msg);
+    cr_assert_eq(cand[0].order_id, late_ref, "named before the period, billed in it");
+    cr_assert_eq(cand[0].no, 1);
+    cr_assert_eq(cand[1].order_id, dup2, "a supplier order id names the latest attempt with it");
+    cr_assert_eq(cand[2].order_id, named, "a reference wins over a supplier order id");
+    cr_assert_eq(cand[3].order_id, billed_after);
+    cr_assert_eq(cand[4].order_id, 0, "another supplier's order id names nothing");
+    /* the period's successes no line names, in attempt order; P0 is in, P1 out */
+    cr_assert_eq(nub, 2);
+    cr_assert_eq(ub[0].order_id, first);
+    cr_assert_eq(ub[1].order_id, last);
+    free(ub);
+}
+
+/* --check-store, invariant 39: the index equals what a walk of `supply` finds. */
+Test(recon, check_store_names_a_damaged_attempt_index)
+{
+    g_s = open_at(g_dir, 0);
+    const char *const all[] = {P_TOPUP};
+    ph_err err = {0};
+    cr_assert_eq(put_products(all, 1, &err), PH_OK, "%s", err.msg);
+    uint64_t a = supply_order_at("a", "gw", PH_ATTEMPT_SUCCEEDED, P0, "S-a");
+    supply_order_at("b", "gw", PH_ATTEMPT_SUCCEEDED, P0 + 1, "S-b");
+    assert_check();
+
+    /* an entry lost */
+    ph_store_close(g_s);
+    g_s = NULL;
+    MDB_txn *txn;
+    MDB_env *env = raw_open(&txn);
+    MDB_dbi dbi = raw_dbi(txn, "supply_att", 0);
+    uint8_t key[16 + 8 + 12];
+    size_t n = 0;
+    key[n++] = 'o';
+    memcpy(key + n, "gw", 3);
+    n += 3;
+    memcpy(key + n, "S-a", 4);
+    n += 4;
+    for (int i = 7; i >= 0; i--)
+        key[n++] = (uint8_t)(a >> (8 * i));
+    key[n++] = 0, key[n++] = 0, key[n++] = 0, key[n++] = 1;
+    MDB_val k = {n, key}, v = {0, ""};
+    cr_assert_eq(mdb_del(txn, dbi, &k, NULL), 0);
+    raw_commit(env, txn);
+    g_s = open_at(g_dir, 0);
+    ph_err cerr = {0};
+    cr_assert_eq(ph_store_check(g_s, NULL, &cerr), PH_EIO);
+    cr_assert(
+        strstr(cerr.msg, "supply_att: order 1 attempt 1 has no entry by its supplier order id"),
+        "%s", cerr.msg);
+
+    /* back, and one entry too many: it names an attempt that is not there */
+    ph_store_close(g_s);
+    g_s = NULL;
+    env = raw_open(&txn);
+    dbi = raw_dbi(txn, "supply_att", 0);
+    cr_assert_eq(mdb_put(txn, dbi, &k, &v, 0), 0);
+    key[n - 1] = 2;
+    cr_assert_eq(mdb_put(txn, dbi, &k, &v, 0), 0);
+    raw_commit(env, txn);
+    g_s = open_at(g_dir, 0);
+    cr_assert_eq(ph_store_check(g_s, NULL, &cerr), PH_EIO);
+    cr_assert(strstr(cerr.msg, "supply_att: 5 entries but the attempts in supply call for 4"), "%s",
+              cerr.msg);
+}
+
+/* A version 8 store (code counts, no attempt index) gets its index at the
+ * open that migrates it. */
+Test(recon, the_attempt_index_is_built_for_a_version_8_store)
+{
+    g_s = open_at(g_dir, 0);
+    const char *const all[] = {P_TOPUP};
+    ph_err err = {0};
+    cr_assert_eq(put_products(all, 1, &err), PH_OK, "%s", err.msg);
+    uint64_t a = supply_order_at("a", "gw", PH_ATTEMPT_SUCCEEDED, P0, "S-a");
+    ph_store_close(g_s);
+    g_s = NULL;
+    MDB_txn *txn;
+    MDB_env *env = raw_open(&txn);
+    cr_assert_eq(mdb_drop(txn, raw_dbi(txn, "supply_att", 0), 1), 0);
+    uint32_t ver = 8;
+    MDB_val k = {6, "schema"}, v = {sizeof ver, &ver};
+    cr_assert_eq(mdb_put(txn, raw_dbi(txn, "meta", 0), &k, &v, 0), 0);
+    raw_commit(env, txn);
+    g_s = open_at(g_dir, 0);
+    cr_assert_eq(ph_store_migrated_from(g_s), 8);
+    assert_check();
+    ph_recon_line line = {.line = 2, .amount = 4940, .time = -1, .charged = 1};
+    snprintf(line.supplier_order_id, sizeof line.supplier_order_id, "S-a");
+    ph_recon_ref cand[1], *ub;
+    size_t nub;
+    cr_assert_eq(ph_store_recon_prepare(g_s, "gw", P0, P1, &line, 1, cand, &ub, &nub, &err), PH_OK,
+                 "%s", err.msg);
+    cr_assert_eq(cand[0].order_id, a);
+    cr_assert_eq(nub, 0);
+    free(ub);
+}
+
+/* ---- the same answers as a walk of every attempt ------------------------------------------ */
+
+/* What ph_store_recon_prepare answered before supply_att: every attempt of
+ * every supplier order walked in (order id, no) order, a reference always
+ * naming its attempt, a supplier order id only where no reference did (the
+ * last attempt carrying it); the period's successes no line names. */
+static void walk_prepare(const uint64_t *ids, size_t nids, const char *sup, int64_t from,
+                         int64_t to, const ph_recon_line *lines, size_t n, ph_recon_ref *cand,
+                         ph_recon_ref *ub, size_t *nub)
+{
+    uint8_t by_ref[64] = {0};
+    cr_assert(n <= 64);
+    for (size_t i = 0; i < n; i++)
+        cand[i] = (ph_recon_ref){0, 0};
+    *nub = 0;
+    ph_err err = {0};
+    for (size_t k = 0; k < nids; k++) { /* ascending: the order of `supply` */
+        uint64_t id = ids[k];
+        ph_order *o = NULL;
+        cr_assert_eq(ph_store_order_get(g_s, id, 0, &o, &err), PH_OK, "%s", err.msg);
+        for (size_t j = 0; j < o->nattempts; j++) {
+            const ph_attempt *a = &o->attempts[j];
+            if (strcmp(a->supplier, sup))
+                continue;
+            ph_recon_ref at = {id, a->no};
+            for (size_t i = 0; i < n; i++) {
+                if (lines[i].ref[0] && !strcmp(lines[i].ref, a->ref)) {
+                    cand[i] = at;
+                    by_ref[i] = 1;
+                } else if (!by_ref[i] && a->supplier_order_id[0] &&
+                           !strcmp(lines[i].supplier_order_id, a->supplier_order_id)) {
+                    cand[i] = at;
+                }
+            }
+            if (a->state == PH_ATTEMPT_SUCCEEDED && a->created_at >= from && a->created_at < to)
+                ub[(*nub)++] = at;
+        }
+        ph_order_free(o);
+    }
+    size_t kept = 0;
+    for (size_t u = 0; u < *nub; u++) {
+        int named = 0;
+        for (size_t i = 0; i < n; i++)
+            named |= cand[i].order_id == ub[u].order_id && cand[i].no == ub[u].no;
+        if (!named)
+            ub[kept++] = ub[u];
+    }
+    *nub = kept;
+}
+
+Test(recon, the_index_answers_as_a_walk_of_every_attempt)
+{
+    g_s = open_at(g_dir, 0);
+    const char *const all[] = {P_TOPUP};
+    ph_err err = {0};
+    cr_assert_eq(put_products(all, 1, &err), PH_OK, "%s", err.msg);
+    static const char *const sups[] = {"gw", "other", "third"};
+    unsigned seed = 12345;
+    uint64_t ids[120];
+    for (int k = 0; k < 120; k++) {
+        seed = seed * 1103515245u + 12345u;
+        const char *sup = sups[(seed >> 8) % 3];
+        int64_t at = NOW + (int64_t)((seed >> 12) % 7200000);
+        char coid[16], soid[16];
+        snprintf(coid, sizeof coid, "w%d", k);
+        snprintf(soid, sizeof soid, "S%u", (seed >> 4) % 40); /* shared by several */
+        int state = (seed >> 20) % 3 == 0 ? PH_ATTEMPT_FAILED : PH_ATTEMPT_SUCCEEDED;
+        if (state == PH_ATTEMPT_FAILED && (seed >> 16) % 2) {
+            /* failed over: attempt 1 failed at sup, attempt 2 succeeded elsewhere */
+            ph_cmd c = {.type = PH_CMD_SUPPLY_CREATE, .now = at};
+            c.in.supply.client = "mall";
+            c.in.supply.client_order_id = coid;
+            c.in.supply.sku = TOPUP;
+            c.in.supply.quantity = 1;
+            fingerprint(TOPUP, 1, c.in.supply.fingerprint);
+            c.in.supply.delivery = PH_DELIVERY_RECHARGE;
+            c.in.supply.account_sealed = (const uint8_t *)ACCOUNT_SEALED;
+            c.in.supply.account_sealed_len = (uint32_t)strlen(ACCOUNT_SEALED);
+            c.in.supply.account_masked = ACCOUNT_MASKED;
+            c.in.supply.first = (ph_attempt_target){sup, "P-100", 4940};
+            cr_assert_eq(ph_store_exec(g_s, &c), PH_OK, "%s", c.err.msg);
+            ids[k] = c.order->id;
+            ph_cmd_clear(&c);
+            for (uint32_t no = 1; no <= 2; no++) {
+                ph_cmd a = {.type = PH_CMD_ATTEMPT, .now = at + 10 * no};
+                a.in.attempt.order_id = ids[k];
+                a.in.attempt.no = no;
+                a.in.attempt.state = no == 1 ? PH_ATTEMPT_FAILED : PH_ATTEMPT_SUCCEEDED;
+                a.in.attempt.step = -1;
+                a.in.attempt.charged = -1;
+                a.in.attempt.next_check_at = -1;
+                a.in.attempt.reason = no == 1 ? "out_of_stock" : NULL;
+                a.in.attempt.supplier_order_id = soid;
+                if (no == 1)
+                    a.in.attempt.next =
+                        (ph_attempt_target){sups[((seed >> 8) + 1) % 3], "P-1", 4940};
+                cr_assert_eq(ph_store_exec(g_s, &a), PH_OK, "%s", a.err.msg);
+                ph_cmd_clear(&a);
+            }
+            continue;
+        }
+        if (state == PH_ATTEMPT_SUCCEEDED && (seed >> 28) % 3 == 0) {
+            /* processing under one supplier order id, succeeded under another:
+             * the index drops the first */
+            char first[16];
+            snprintf(first, sizeof first, "S%u", (seed >> 5) % 40);
+            ids[k] = supply_order_at(coid, sup, PH_ATTEMPT_PROCESSING, at, first);
+            ph_cmd a = {.type = PH_CMD_ATTEMPT, .now = at + 20};
+            a.in.attempt.order_id = ids[k];
+            a.in.attempt.no = 1;
+            a.in.attempt.state = PH_ATTEMPT_SUCCEEDED;
+            a.in.attempt.step = -1;
+            a.in.attempt.charged = -1;
+            a.in.attempt.next_check_at = -1;
+            a.in.attempt.supplier_order_id = soid;
+            cr_assert_eq(ph_store_exec(g_s, &a), PH_OK, "%s", a.err.msg);
+            ph_cmd_clear(&a);
+            continue;
+        }
+        ids[k] = supply_order_at(coid, sup, state, at, (seed >> 24) % 5 ? soid : NULL);
+    }
+    size_t by_soid = 0, by_ref = 0, unbilled = 0; /* the walk's answers are not all empty */
+    for (int round = 0; round < 20; round++) {
+        ph_recon_line lines[24] = {0};
+        int soid_only[24] = {0}; /* the line's reference names nothing of ours, or it has none */
+        size_t n = 0;
+        for (; n < 24; n++) {
+            seed = seed * 1103515245u + 12345u;
+            ph_recon_line *l = &lines[n];
+            l->line = (uint32_t)n + 2;
+            l->amount = 4940;
+            l->time = -1;
+            l->charged = 1;
+            uint64_t id = ids[(seed >> 8) % 120];
+            switch ((seed >> 16) % 4) {
+            case 0: /* ours */
+                ref_of(id, l->ref, sizeof l->ref);
+                break;
+            case 1: /* ours, with a supplier order id too */
+                ref_of(id, l->ref, sizeof l->ref);
+                snprintf(l->supplier_order_id, sizeof l->supplier_order_id, "S%u",
+                         (seed >> 4) % 40);
+                break;
+            case 2: /* a reference of nothing, and a supplier order id */
+                soid_only[n] = 1;
+                snprintf(l->ref, sizeof l->ref, "%s-%llu-9", ph_store_uid(g_s),
+                         (unsigned long long)id);
+                snprintf(l->supplier_order_id, sizeof l->supplier_order_id, "S%u",
+                         (seed >> 4) % 40);
+                break;
+            default:
+                soid_only[n] = 1;
+                snprintf(l->supplier_order_id, sizeof l->supplier_order_id, "S%u",
+                         (seed >> 4) % 44);
+            }
+        }
+        const char *sup = sups[round % 3];
+        int64_t from = NOW + (int64_t)(round * 300000), to = from + 3600000;
+        ph_recon_ref cand[24], want[24], want_ub[200], *ub;
+        size_t nub, nwant;
+        cr_assert_eq(ph_store_recon_prepare(g_s, sup, from, to, lines, n, cand, &ub, &nub, &err),
+                     PH_OK, "%s", err.msg);
+        walk_prepare(ids, 120, sup, from, to, lines, n, want, want_ub, &nwant);
+        for (size_t i = 0; i < n; i++)
+            cr_assert(cand[i].order_id == want[i].order_id && cand[i].no == want[i].no,
+                      "round %d line %zu: %llu/%u, the walk found %llu/%u", round, i,
+                      (unsigned long long)cand[i].order_id, cand[i].no,
+                      (unsigned long long)want[i].order_id, want[i].no);
+        cr_assert_eq(nub, nwant, "round %d: %zu unbilled, the walk found %zu", round, nub, nwant);
+        unbilled += nub;
+        for (size_t i = 0; i < n; i++)
+            if (cand[i].order_id && soid_only[i])
+                by_soid++;
+            else if (cand[i].order_id)
+                by_ref++;
+        for (size_t u = 0; u < nub; u++)
+            cr_assert(ub[u].order_id == want_ub[u].order_id && ub[u].no == want_ub[u].no,
+                      "round %d unbilled %zu", round, u);
+        free(ub);
+    }
+    cr_assert(by_ref && by_soid && unbilled,
+              "by reference %zu, by supplier order id %zu, unbilled %zu", by_ref, by_soid,
+              unbilled);
+    assert_check();
+}
