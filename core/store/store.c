@@ -162,6 +162,8 @@ static int uid_valid(const MDB_val *v)
     return 1;
 }
 
+static void load_ids(ph_store *s, MDB_txn *txn, ph_ids *ids);
+
 static int check_schema(ph_store *s, MDB_txn *txn, const char *dir, ph_err *err)
 {
     MDB_val k = {6, "schema"}, v;
@@ -225,6 +227,16 @@ static int check_schema(ph_store *s, MDB_txn *txn, const char *dir, ph_err *err)
         if (rc)
             return rc;
         ver = PH_SCHEMA_VERSION;
+    }
+    if (from < 9 && ver == PH_SCHEMA_VERSION) {
+        /* version 9's release gives a grant back when its supplier order fails
+         * for good; the claims the previous one left failed are given back
+         * here, as at their failure (store_grant_migrate) */
+        ph_ids ids;
+        load_ids(s, txn, &ids);
+        int rc = store_grant_migrate(s, txn, &ids, err);
+        if (rc)
+            return rc;
     }
     if (ver != from)
         s->migrated_from = from;

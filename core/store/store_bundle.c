@@ -817,6 +817,34 @@ int store_bundle_returns(ph_store *s, MDB_txn *txn, uint64_t id, size_t *n, ph_e
     return rc;
 }
 
+int store_bundle_last_component(ph_store *s, MDB_txn *txn, uint64_t id, ph_order **out, ph_err *err)
+{
+    json_t *rec = NULL;
+    *out = NULL;
+    int rc = record_get(s, txn, id, &rec, err);
+    json_t *comps = json_object_get(rec, "components");
+    for (size_t j = 0; rc == PH_OK && j < json_array_size(comps); j++) {
+        ph_order *o = NULL;
+        rc = ph_order_load(s, txn, latest_of(json_array_get(comps, j)), 0, &o, err);
+        /* the latest written; of two written at once, the later id */
+        if (rc == PH_OK && (!*out || o->updated_at > (*out)->updated_at ||
+                            (o->updated_at == (*out)->updated_at && o->id > (*out)->id))) {
+            ph_order_free(*out);
+            *out = o;
+        } else {
+            ph_order_free(o);
+        }
+    }
+    json_decref(rec);
+    if (rc == PH_OK && !*out)
+        rc = ph_err_set(err, PH_EIO, "bundle %llu: no component", (unsigned long long)id);
+    if (rc) {
+        ph_order_free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
 int store_bundle_takes_back(ph_wtxn *w, const ph_order *o, uint64_t *parent, ph_err *err)
 {
     uint64_t id = 0;

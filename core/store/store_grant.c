@@ -736,6 +736,95 @@ int store_grant_back(ph_wtxn *w, ph_cmd *c, ph_order *o, const ph_order *failed)
     return rc;
 }
 
+/* ---- at open: grants the previous release left claimed ---------------------------- */
+
+/* The ids of every claimed grant into *out (the caller frees), *n of them:
+ * read before the first write, which moves the cursor's pages. */
+static int claimed_ids(ph_store *s, MDB_txn *txn, uint64_t **out, size_t *n, ph_err *err)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    size_t cap = 0;
+    *out = NULL;
+    *n = 0;
+    int mrc = mdb_cursor_open(txn, s->dbi[DB_GRANTS], &cur), rc = PH_OK;
+    if (mrc)
+        return ph_store_lmdb_err(err, mrc, "open grants");
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0 && rc == PH_OK;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        uint64_t id = 0;
+        json_t *rec = k.mv_size == 8 ? json_loadb(v.mv_data, v.mv_size, 0, NULL) : NULL;
+        if (k.mv_size == 8)
+            memcpy(&id, k.mv_data, 8);
+        if (!json_is_object(rec) || !rec_state(rec))
+            rc = ph_err_set(err, PH_EIO, "grant %llu: malformed record", (unsigned long long)id);
+        else if (rec_state(rec) == PH_GRANT_CLAIMED && *n == cap) {
+            uint64_t *m = realloc(*out, (cap = cap ? 2 * cap : 64) * sizeof *m);
+            if (!m)
+                rc = ph_err_set(err, PH_ENOMEM, "out of memory");
+            else
+                *out = m;
+        }
+        if (rc == PH_OK && rec_state(rec) == PH_GRANT_CLAIMED)
+            (*out)[(*n)++] = id;
+        json_decref(rec);
+    }
+    mdb_cursor_close(cur);
+    if (rc == PH_OK && mrc != MDB_NOTFOUND)
+        rc = ph_store_lmdb_err(err, mrc, "read grants");
+    return rc;
+}
+
+/* Claimed grant id given back when its order failed for good, as
+ * store_write_attempt would have done at that failure: c->now is the time
+ * the failure was written (the order that ended it, its updated_at). */
+static int migrate_one(ph_wtxn *w, ph_cmd *c, uint64_t id)
+{
+    ph_order *o = NULL, *last = NULL;
+    uint64_t parent = 0;
+    int yes = 0;
+    int rc = ph_order_load(w->s, w->txn, id, 1, &o, &c->err);
+    if (rc == PH_OK && o->state == PH_ORDER_FAILED && o->delivery == PH_DELIVERY_BUNDLE &&
+        (rc = store_bundle_last_component(w->s, w->txn, id, &last, &c->err)) == PH_OK &&
+        (rc = store_bundle_takes_back(w, last, &parent, &c->err)) == PH_OK && parent == id) {
+        c->now = last->updated_at;
+        rc = store_bundle_grant_back(w, c, parent, last);
+    } else if (rc == PH_OK && o->state == PH_ORDER_FAILED && !last &&
+               (rc = store_grant_takes_back(w, o, &yes, &c->err)) == PH_OK && yes) {
+        c->now = o->updated_at;
+        o->state = PH_ORDER_GRANTED;
+        o->reason[0] = 0;
+        /* its reason is kept in its supply record: both written */
+        if ((rc = store_put_supply_order(w, o, 0, &c->err)) == PH_OK)
+            rc = store_grant_back(w, c, o, o);
+    }
+    ph_order_free(last);
+    ph_order_free(o);
+    return rc;
+}
+
+int store_grant_migrate(ph_store *s, MDB_txn *txn, ph_ids *ids, ph_err *err)
+{
+    uint64_t *id = NULL;
+    size_t n = 0;
+    ph_cmd *c = calloc(1, sizeof *c); /* type 0: the migration, as the ledger's */
+    int rc = c ? claimed_ids(s, txn, &id, &n, err) : ph_err_set(err, PH_ENOMEM, "out of memory");
+    ph_wtxn w = {.s = s, .txn = txn, .ids = *ids, .cmd = c};
+    for (size_t i = 0; rc == PH_OK && i < n; i++) {
+        if ((rc = migrate_one(&w, c, id[i])) != PH_OK)
+            *err = c->err;
+    }
+    if (rc == PH_OK)
+        *ids = w.ids;
+    if (c)
+        free(c->record);
+    free(c);
+    free(id);
+    /* what the writes memoized was read in this transaction only */
+    memset(&s->memo, 0, sizeof s->memo);
+    return rc;
+}
+
 int store_grant_corrected(ph_wtxn *w, ph_cmd *c, const ph_order *o)
 {
     json_t *rec = NULL;

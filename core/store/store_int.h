@@ -730,6 +730,16 @@ int store_grant_takes_back(ph_wtxn *w, const ph_order *o, int *yes, ph_err *err)
  * expires as the job would (grant.expired, the order failed grant_expired; a
  * bundle's every component). c->record is left as it was. */
 int store_grant_back(ph_wtxn *w, ph_cmd *c, ph_order *o, const ph_order *failed);
+/* At the open that migrates a store of schema < 9 (store.c check_schema, in
+ * the open's transaction): every claimed grant the previous release left
+ * with its supplier order failed for good (a grant's own order, every
+ * attempt failed; a bundle grant's bundle failed with nothing delivered) is
+ * given back as the failure would be now (store_grant_takes_back and
+ * store_grant_back; store_bundle_takes_back and store_bundle_grant_back), at
+ * the time of that failure (the failed order's updated_at), so every node
+ * that opens the same data writes the same. *ids: the next ids, carried.
+ * Nothing to give back: nothing written. */
+int store_grant_migrate(ph_store *s, MDB_txn *txn, ph_ids *ids, ph_err *err);
 /* The state (PH_GRANT_*) of grant id into *state, 0 when id has no grant. */
 int store_grant_state_of(ph_wtxn *w, uint64_t id, int *state, ph_err *err);
 /* A correction (PH_CMD_RESOLVE, store_discrep.c) made o succeeded: when o is
@@ -789,6 +799,10 @@ int store_bundle_grant_back(ph_wtxn *w, ph_cmd *c, uint64_t parent, const ph_ord
  * For the writer and the checker (any transaction). */
 int store_bundle_undelivered(ph_store *s, MDB_txn *txn, uint64_t id, const ph_order *fresh,
                              int *yes, ph_err *err);
+/* The latest order of bundle id's components that was written last (the one
+ * whose failure ended a bundle failed as a whole) into *out, the caller's. */
+int store_bundle_last_component(ph_store *s, MDB_txn *txn, uint64_t id, ph_order **out,
+                                ph_err *err);
 /* The bundle record's "returns" (store_bundle_grant_back) into *n. */
 int store_bundle_returns(ph_store *s, MDB_txn *txn, uint64_t id, size_t *n, ph_err *err);
 /* --check-store: every bundle record names a bundle parent and component

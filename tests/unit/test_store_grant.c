@@ -1033,3 +1033,240 @@ Test(grant, a_journal_replay_gives_a_bundle_grant_back_the_same)
     free(want_b);
     free(got_b);
 }
+
+/* ---- a store of the previous release: claims it left failed ------------------------ */
+
+/* The previous release failed a claimed grant's order for good and left the
+ * grant claimed. That state, crafted: grant id's record is taken out of the
+ * store while fail() runs (so the failure path finds no claimed grant to
+ * give back, and fails the order as that release did), then put back. */
+static uint8_t *grant_hide(uint64_t id, size_t *len)
+{
+    ph_store_close(g_s);
+    g_s = NULL;
+    MDB_txn *txn;
+    MDB_env *env = raw_open(&txn);
+    MDB_dbi dbi = raw_dbi(txn, "grants", MDB_INTEGERKEY);
+    uint8_t *rec = raw_copy(txn, dbi, id, len);
+    MDB_val k = {8, &id};
+    cr_assert_eq(mdb_del(txn, dbi, &k, NULL), 0);
+    raw_commit(env, txn);
+    g_s = open_at(g_dir, 0);
+    return rec;
+}
+
+/* Puts grant id's record back and makes the store a version 8 one (no
+ * attempt index), as the previous release wrote it. */
+static void grant_restore_as_v8(uint64_t id, uint8_t *rec, size_t len)
+{
+    ph_store_close(g_s);
+    g_s = NULL;
+    MDB_txn *txn;
+    MDB_env *env = raw_open(&txn);
+    if (rec)
+        raw_put_free(txn, raw_dbi(txn, "grants", MDB_INTEGERKEY), id, rec, len);
+    cr_assert_eq(mdb_drop(txn, raw_dbi(txn, "supply_att", 0), 0), 0);
+    uint32_t ver = 8;
+    MDB_val k = {6, "schema"}, v = {sizeof ver, &ver};
+    cr_assert_eq(mdb_put(txn, raw_dbi(txn, "meta", 0), &k, &v, 0), 0);
+    raw_commit(env, txn);
+}
+
+Test(grant, a_version_8_store_gives_back_a_claim_whose_recharge_failed_for_good)
+{
+    start(0);
+    uint64_t id = grant_recharge("r-1", 4, NOW + HOUR);
+    ph_cmd c;
+    cr_assert_eq(claim_recharge(4, 1, "139****0002", NOW + 10, &c), PH_OK, "%s", c.err.msg);
+    ph_cmd_clear(&c);
+    size_t len;
+    uint8_t *rec0 = grant_hide(id, &len);
+    cr_assert_eq(attempt_at(id, 1, PH_ATTEMPT_FAILED, 0, NOW + 20, &c), PH_OK, "%s", c.err.msg);
+    cr_assert_eq(c.order->state, PH_ORDER_FAILED, "the previous release's outcome");
+    ph_cmd_clear(&c);
+    grant_restore_as_v8(id, rec0, len);
+    uint64_t ev0;
+    {
+        /* the events before the upgrade: the order.failed the old release told */
+        g_s = open_at(g_dir, 0);
+        cr_assert_eq(ph_store_migrated_from(g_s), 8);
+    }
+    /* given back at the open, as at its failure (NOW + 20) */
+    ph_order *o = order_of(id);
+    cr_assert_eq(o->state, PH_ORDER_GRANTED, "%s", ph_order_state_name(o->state));
+    cr_assert_str_eq(o->reason, "");
+    cr_assert_eq(o->nattempts, 1);
+    cr_assert_eq(o->attempts[0].state, PH_ATTEMPT_FAILED, "the failed attempt is kept");
+    ph_order_free(o);
+    json_t *rec = grant_rec(id);
+    cr_assert_str_eq(json_string_value(json_object_get(rec, "state")), "active");
+    cr_assert_null(json_object_get(rec, "claimed_at"));
+    cr_assert_eq(json_array_size(json_object_get(rec, "returns")), 1);
+    json_t *ret = json_array_get(json_object_get(rec, "returns"), 0);
+    cr_assert_eq(json_integer_value(json_object_get(ret, "at")), NOW + 20);
+    cr_assert_eq(json_integer_value(json_object_get(ret, "claimed_at")), NOW + 10);
+    cr_assert_str_eq(json_string_value(json_object_get(ret, "reason")), "account_suspended");
+    json_decref(rec);
+    cr_assert_eq(events_of(0, id, "grant.returned"), 1);
+    cr_assert_eq(events_of(0, id, "order.failed"), 1, "the old release's, kept in the feed");
+    assert_check();
+    /* a second open has nothing more to do */
+    ev0 = last_event();
+    reopen();
+    cr_assert_eq(ph_store_migrated_from(g_s), 0);
+    cr_assert_eq(last_event(), ev0);
+    assert_check();
+
+    /* the same token claims again: attempt 2, delivered, claimed once */
+    cr_assert_eq(claim_recharge(4, 2, "138****0001", NOW + 40, &c), PH_OK, "%s", c.err.msg);
+    cr_assert_eq(c.order->state, PH_ORDER_PROCESSING);
+    cr_assert_eq(c.order->nattempts, 2);
+    ph_cmd_clear(&c);
+    cr_assert_eq(attempt_at(id, 2, PH_ATTEMPT_SUCCEEDED, 2900, NOW + 50, &c), PH_OK, "%s",
+                 c.err.msg);
+    cr_assert_eq(c.order->state, PH_ORDER_SUCCEEDED);
+    ph_cmd_clear(&c);
+    rec = grant_rec(id);
+    cr_assert_str_eq(json_string_value(json_object_get(rec, "state")), "claimed");
+    json_decref(rec);
+    assert_check();
+}
+
+Test(grant, a_version_8_store_gives_back_a_bundle_grant_failed_with_nothing_delivered)
+{
+    start(0);
+    uint64_t id = grant_mix("b-1", 5, NOW + HOUR), comp[2];
+    ph_cmd c;
+    cr_assert_eq(claim_mix(5, 1, NOW + 10, &c), PH_OK, "%s", c.err.msg);
+    ph_cmd_clear(&c);
+    size_t n;
+    for (size_t j = 0; j < 2; j++)
+        comp[j] = component_latest(id, j, &n);
+    cr_assert_eq(attempt_at(comp[0], 1, PH_ATTEMPT_FAILED, 0, NOW + 20, &c), PH_OK, "%s",
+                 c.err.msg);
+    ph_cmd_clear(&c);
+    size_t len;
+    uint8_t *rec0 = grant_hide(id, &len);
+    cr_assert_eq(attempt_at(comp[1], 1, PH_ATTEMPT_FAILED, 0, NOW + 30, &c), PH_OK, "%s",
+                 c.err.msg);
+    ph_cmd_clear(&c);
+    ph_order *p = order_of(id);
+    cr_assert_eq(p->state, PH_ORDER_FAILED, "the previous release's outcome");
+    ph_order_free(p);
+    grant_restore_as_v8(id, rec0, len);
+    g_s = open_at(g_dir, 0);
+    cr_assert_eq(ph_store_migrated_from(g_s), 8);
+
+    /* given back at the open as at the last failure: the bundle granted, each
+     * component a new granted unit after its failed order, the grant active */
+    p = order_of(id);
+    cr_assert_eq(p->state, PH_ORDER_GRANTED, "%s", ph_order_state_name(p->state));
+    cr_assert_str_eq(p->reason, "");
+    ph_order_free(p);
+    for (size_t j = 0; j < 2; j++) {
+        uint64_t now_id = component_latest(id, j, &n);
+        cr_assert_eq(n, 2, "the failed order kept, a new one after it");
+        ph_order *o = order_of(now_id);
+        cr_assert_eq(o->state, PH_ORDER_GRANTED);
+        cr_assert_eq(o->nattempts, 0);
+        cr_assert_eq(o->created_at, NOW + 30);
+        char want[64];
+        snprintf(want, sizeof want, "#%llu.%zu.r1", (unsigned long long)id, j);
+        cr_assert_str_eq(o->client_order_id, want);
+        ph_order_free(o);
+    }
+    json_t *rec = grant_rec(id);
+    cr_assert_str_eq(json_string_value(json_object_get(rec, "state")), "active");
+    cr_assert_eq(json_array_size(json_object_get(rec, "returns")), 1);
+    json_t *ret = json_array_get(json_object_get(rec, "returns"), 0);
+    cr_assert_eq((uint64_t)json_integer_value(json_object_get(ret, "order_id")), comp[1]);
+    cr_assert_eq(json_integer_value(json_object_get(ret, "at")), NOW + 30);
+    json_decref(rec);
+    cr_assert_eq(events_of(0, id, "grant.returned"), 1);
+    assert_check();
+    uint64_t ev0 = last_event();
+    reopen();
+    cr_assert_eq(last_event(), ev0, "nothing more at a second open");
+
+    /* claimed again: each new unit's first attempt */
+    cr_assert_eq(claim_mix(5, 2, NOW + 100, &c), PH_OK, "%s", c.err.msg);
+    cr_assert_eq(c.order->state, PH_ORDER_PROCESSING);
+    ph_cmd_clear(&c);
+    rec = grant_rec(id);
+    cr_assert_str_eq(json_string_value(json_object_get(rec, "state")), "claimed");
+    json_decref(rec);
+    assert_check();
+}
+
+/* Its time had run out when the supplier refused it: given back, then expired
+ * as the job would, at the open as at that failure. */
+Test(grant, a_version_8_store_expires_a_claim_given_back_after_its_time)
+{
+    start(0);
+    uint64_t id = grant_recharge("r-1", 4, NOW + HOUR);
+    ph_cmd c;
+    cr_assert_eq(claim_recharge(4, 1, "139****0002", NOW + 10, &c), PH_OK, "%s", c.err.msg);
+    ph_cmd_clear(&c);
+    size_t len;
+    uint8_t *rec0 = grant_hide(id, &len);
+    cr_assert_eq(attempt_at(id, 1, PH_ATTEMPT_FAILED, 0, NOW + HOUR + 5, &c), PH_OK, "%s",
+                 c.err.msg);
+    ph_cmd_clear(&c);
+    grant_restore_as_v8(id, rec0, len);
+    g_s = open_at(g_dir, 0);
+    json_t *rec = grant_rec(id);
+    cr_assert_str_eq(json_string_value(json_object_get(rec, "state")), "expired");
+    cr_assert_eq(json_integer_value(json_object_get(rec, "expired_at")), NOW + HOUR + 5);
+    cr_assert_eq(json_array_size(json_object_get(rec, "returns")), 1);
+    json_decref(rec);
+    ph_order *o = order_of(id);
+    cr_assert_eq(o->state, PH_ORDER_FAILED);
+    cr_assert_str_eq(o->reason, "grant_expired");
+    ph_order_free(o);
+    cr_assert_eq(events_of(0, id, "grant.returned"), 1);
+    cr_assert_eq(events_of(0, id, "grant.expired"), 1);
+    assert_check();
+    cr_assert_eq(claim_recharge(4, 2, "138****0001", NOW + HOUR + 10, &c), PH_ESTATE);
+    ph_cmd_clear(&c);
+}
+
+/* Claims in flight, one delivered, one given back already: nothing moves. */
+Test(grant, a_version_8_store_with_nothing_to_give_back_is_left_as_it_was)
+{
+    start(0);
+    uint64_t a = grant_recharge("r-a", 4, NOW + HOUR), b = grant_recharge("r-b", 5, NOW + HOUR),
+             d = grant_recharge("r-d", 6, NOW + HOUR);
+    ph_cmd c;
+    cr_assert_eq(claim_recharge(4, 1, "139****0002", NOW + 10, &c), PH_OK, "%s", c.err.msg);
+    ph_cmd_clear(&c);
+    cr_assert_eq(claim_recharge(5, 1, "139****0002", NOW + 10, &c), PH_OK, "%s", c.err.msg);
+    ph_cmd_clear(&c);
+    cr_assert_eq(claim_recharge(6, 1, "139****0002", NOW + 10, &c), PH_OK, "%s", c.err.msg);
+    ph_cmd_clear(&c);
+    cr_assert_eq(attempt_at(b, 1, PH_ATTEMPT_SUCCEEDED, 2900, NOW + 20, &c), PH_OK, "%s",
+                 c.err.msg);
+    ph_cmd_clear(&c);
+    cr_assert_eq(attempt_at(d, 1, PH_ATTEMPT_FAILED, 0, NOW + 20, &c), PH_OK, "%s", c.err.msg);
+    ph_cmd_clear(&c);
+    uint64_t ev0 = last_event();
+    char *before[3];
+    uint64_t ids[3] = {a, b, d};
+    ph_err err = {0};
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(ph_store_grant_get(g_s, ids[i], &before[i], &err), PH_OK, "%s", err.msg);
+    grant_restore_as_v8(0, NULL, 0);
+    g_s = open_at(g_dir, 0);
+    cr_assert_eq(ph_store_migrated_from(g_s), 8);
+    cr_assert_eq(last_event(), ev0, "no event");
+    for (int i = 0; i < 3; i++) {
+        char *now = NULL;
+        cr_assert_eq(ph_store_grant_get(g_s, ids[i], &now, &err), PH_OK, "%s", err.msg);
+        cr_assert_str_eq(now, before[i]);
+        free(now);
+        free(before[i]);
+    }
+    ph_order *o = order_of(a);
+    cr_assert_eq(o->state, PH_ORDER_PROCESSING);
+    ph_order_free(o);
+    assert_check();
+}
