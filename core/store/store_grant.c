@@ -254,14 +254,23 @@ enum {
     AGG_EXPIRED = PH_AGG_EXPIRED,
     AGG_GIFTED = PH_AGG_GIFTED
 };
+/* The record's holder tags (borrowed from rec), at most PH_AGG_TAGS_MAX; how many. */
+static size_t rec_tags(const json_t *rec, const char *tags[PH_AGG_TAGS_MAX])
+{
+    size_t n = 0, i;
+    json_t *t;
+    json_array_foreach(json_object_get(rec, "tags"), i, t)
+    {
+        if (n < PH_AGG_TAGS_MAX && json_string_value(t))
+            tags[n++] = json_string_value(t);
+    }
+    return n;
+}
+
 static int agg_note(ph_wtxn *w, ph_cmd *c, int what, const ph_order *o, const json_t *rec)
 {
     const char *tags[PH_AGG_TAGS_MAX];
-    size_t n = 0, i;
-    json_t *t;
-    json_array_foreach(json_object_get(rec, "tags"), i,
-                       t) if (n < PH_AGG_TAGS_MAX && json_string_value(t)) tags[n++] =
-        json_string_value(t);
+    size_t n = rec_tags(rec, tags);
     uint8_t key[8];
     const char *hex = json_string_value(json_object_get(json_object_get(rec, "holder"), "key"));
     int have = hex && strlen(hex) == 16 && ph_hex_decode(hex, key, 8) == 0;
@@ -273,11 +282,7 @@ static int agg_add(ph_wtxn *w, ph_cmd *c, int what, int delta, const ph_order *o
                    int64_t at)
 {
     const char *tags[PH_AGG_TAGS_MAX];
-    size_t n = 0, i;
-    json_t *t;
-    json_array_foreach(json_object_get(rec, "tags"), i,
-                       t) if (n < PH_AGG_TAGS_MAX && json_string_value(t)) tags[n++] =
-        json_string_value(t);
+    size_t n = rec_tags(rec, tags);
     return store_agg_grant_add(w, what, delta, o->client, tags, n, o->sku, at, &c->err);
 }
 

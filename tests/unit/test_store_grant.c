@@ -633,17 +633,37 @@ Test(grant, a_late_failure_accepted_gives_a_claimed_grant_back)
     assert_check();
 }
 
+/* g_s opened on g_dir with a journal of its commands at jpath; rdir is where
+ * replay_into replays it (both 128 bytes). */
+static void open_journaled(char *jpath, char *rdir)
+{
+    snprintf(jpath, 128, "%s/j.journal", g_base);
+    snprintf(rdir, 128, "%s/replayed", g_base);
+    ph_store_opts o = {.dir = g_dir, .journal_file = jpath};
+    ph_err err = {0};
+    cr_assert_eq(ph_store_open(&o, &g_s, &err), PH_OK, "%s", err.msg);
+}
+
+/* Closes g_s, replays its journal into the empty rdir (what a standby applies:
+ * the same commands through the same code) and opens g_s there. */
+static void replay_into(const char *jpath, const char *rdir)
+{
+    ph_store_close(g_s);
+    g_s = NULL;
+    ph_replay_stats st = {0};
+    ph_err err = {0};
+    cr_assert_eq(ph_journal_replay(jpath, rdir, NULL, &st, &err), PH_OK, "%s", err.msg);
+    g_s = open_at(rdir, 0);
+}
+
 /* The return is the ATTEMPT command's own doing, nothing beside it: the
  * journal of those commands replayed into an empty directory (what a standby
  * applies) gives the same grant record, order and events. */
 Test(grant, a_journal_replay_gives_the_grant_back_the_same)
 {
     char jpath[128], rdir[128];
-    snprintf(jpath, sizeof jpath, "%s/j.journal", g_base);
-    snprintf(rdir, sizeof rdir, "%s/replayed", g_base);
-    ph_store_opts o = {.dir = g_dir, .journal_file = jpath};
+    open_journaled(jpath, rdir);
     ph_err err = {0};
-    cr_assert_eq(ph_store_open(&o, &g_s, &err), PH_OK, "%s", err.msg);
     const char *const all[] = {P_IQ, P_TOPUP};
     cr_assert_eq(put_products(all, 2, &err), PH_OK, "%s", err.msg);
     uint64_t id = grant_recharge("r-1", 4, NOW + HOUR);
@@ -655,12 +675,7 @@ Test(grant, a_journal_replay_gives_the_grant_back_the_same)
     char *want = NULL, *got = NULL;
     cr_assert_eq(ph_store_grant_get(g_s, id, &want, &err), PH_OK, "%s", err.msg);
     json_t *want_ev = events_after_without(0, NULL);
-    ph_store_close(g_s);
-    g_s = NULL;
-
-    ph_replay_stats st = {0};
-    cr_assert_eq(ph_journal_replay(jpath, rdir, NULL, &st, &err), PH_OK, "%s", err.msg);
-    g_s = open_at(rdir, 0);
+    replay_into(jpath, rdir);
     cr_assert_eq(ph_store_grant_get(g_s, id, &got, &err), PH_OK, "%s", err.msg);
     cr_assert_str_eq(got, want);
     cr_assert(strstr(got, "\"returns\""), "%s", got);
@@ -997,11 +1012,8 @@ Test(grant, a_bundle_claim_with_no_unit_routed_is_refused)
 Test(grant, a_journal_replay_gives_a_bundle_grant_back_the_same)
 {
     char jpath[128], rdir[128];
-    snprintf(jpath, sizeof jpath, "%s/j.journal", g_base);
-    snprintf(rdir, sizeof rdir, "%s/replayed", g_base);
-    ph_store_opts o = {.dir = g_dir, .journal_file = jpath};
+    open_journaled(jpath, rdir);
     ph_err err = {0};
-    cr_assert_eq(ph_store_open(&o, &g_s, &err), PH_OK, "%s", err.msg);
     uint64_t id = grant_mix("b-6", 10, NOW + HOUR);
     uint64_t comp[2];
     claim_and_fail_both(id, 10, 1, NOW + 10, comp);
@@ -1009,12 +1021,7 @@ Test(grant, a_journal_replay_gives_a_bundle_grant_back_the_same)
     cr_assert_eq(ph_store_grant_get(g_s, id, &want, &err), PH_OK, "%s", err.msg);
     cr_assert_eq(ph_store_bundle_get(g_s, id, &want_b, &err), PH_OK, "%s", err.msg);
     json_t *want_ev = events_after_without(0, NULL);
-    ph_store_close(g_s);
-    g_s = NULL;
-
-    ph_replay_stats st = {0};
-    cr_assert_eq(ph_journal_replay(jpath, rdir, NULL, &st, &err), PH_OK, "%s", err.msg);
-    g_s = open_at(rdir, 0);
+    replay_into(jpath, rdir);
     cr_assert_eq(ph_store_grant_get(g_s, id, &got, &err), PH_OK, "%s", err.msg);
     cr_assert_eq(ph_store_bundle_get(g_s, id, &got_b, &err), PH_OK, "%s", err.msg);
     cr_assert_str_eq(got, want);
