@@ -873,8 +873,10 @@ static void *writer_main(void *arg)
             uint64_t n = 0;
             for (ph_cmd *c = batch; c; c = c->next)
                 n++;
-            atomic_fetch_add(&s->commits, 1);
+            /* commands first: a reader that sees this commit (ph_store_writer_stats
+             * loads commits, then commands) sees its commands too */
             atomic_fetch_add(&s->commands, n);
+            atomic_fetch_add(&s->commits, 1);
             /* before any done runs: a done may free its command */
             ph_metrics_batch_observe(s->metrics, batch, s->metrics ? mono_us() - t0 : 0);
         }
